@@ -1,0 +1,111 @@
+// The training config: the one source of truth for what a job may ask for. The API validates
+// requests with it, the database stores its resolved output, the trainer reads it, and the OpenAPI
+// components are generated from it. Every field has a default, so `{ dataset: {...} }` alone is valid.
+//
+// Objects are strict: an unknown key is an error that names it, rather than a silently ignored typo.
+// zod 4's `.prefault({})` (not `.default({})`) makes an omitted section parse `{}` and so fill its
+// inner defaults.
+import { z } from 'zod';
+
+const positiveInt = z.number().int().positive();
+
+export const SyntheticDataset = z.strictObject({
+  type: z.literal('synthetic'),
+  /** Number of classes; each class is a distinct learnable pattern. */
+  classes: z.number().int().min(2).max(100).default(4),
+  /** Training images per class (validation images are extra, see valPerClass). */
+  samplesPerClass: z.number().int().min(1).max(10_000).default(64),
+  /** Validation images per class. */
+  valPerClass: z.number().int().min(1).max(10_000).default(16),
+  seed: z.number().int().default(1),
+});
+
+export const FashionMnistDataset = z.strictObject({
+  type: z.literal('fashion-mnist'),
+  /** Training images to use from the fixed 60,000-image train split (balanced over classes). */
+  limit: z.number().int().min(10).max(60_000).default(60_000),
+  /** Test images to evaluate on from the fixed 10,000-image test split (balanced over classes). */
+  testLimit: z.number().int().min(10).max(10_000).default(10_000),
+});
+
+export const ImageFolderDataset = z.strictObject({
+  type: z.literal('imagefolder'),
+  /** Folder under the server's DATA_ROOT: `<class>/*` or `train|val/<class>/*`. */
+  path: z.string().min(1).max(1024),
+  /** Fraction held out for validation when the folder has no `val/` split. */
+  valSplit: z.number().min(0.01).max(0.5).default(0.1),
+});
+
+export const DatasetConfig = z.discriminatedUnion('type', [
+  SyntheticDataset,
+  FashionMnistDataset,
+  ImageFolderDataset,
+]);
+
+export const ModelConfig = z.strictObject({
+  /** Channel multiplier; channels are rounded to multiples of 8 as in the paper. */
+  widthMultiplier: z.number().min(0.1).max(2).default(0.35),
+  /** Square input side in pixels. */
+  inputSize: z.number().int().min(32).max(224).default(32),
+  /**
+   * Small inputs lose most of their resolution to MobileNetV2's stride-32 stem. `auto` uses
+   * stride 1 in the stem and the first stride-2 stage for inputs below 64 (as CIFAR ports do).
+   */
+  smallInputStem: z.enum(['auto', 'on', 'off']).default('auto'),
+  /** Dropout before the classifier, as in the reference model. */
+  dropout: z.number().min(0).max(0.9).default(0.2),
+});
+
+export const TrainingSection = z.strictObject({
+  epochs: z.number().int().min(1).max(1000).default(3),
+  batchSize: z.number().int().min(1).max(1024).default(32),
+  /** Peak learning rate, reached after warmup, then cosine-decayed to zero. */
+  learningRate: z.number().positive().max(10).default(0.05),
+  warmupEpochs: z.number().min(0).max(100).default(0),
+  momentum: z.number().min(0).max(0.999).default(0.9),
+  weightDecay: z.number().min(0).max(0.1).default(4e-5),
+  labelSmoothing: z.number().min(0).max(0.5).default(0.1),
+  seed: z.number().int().default(1),
+  /** Stop after this many steps in total (the schedule still spans `epochs`). */
+  maxSteps: positiveInt.nullable().default(null),
+  /** Random crop (pad 4 for inputs below 64, else scale jitter) and horizontal flip. */
+  augment: z.boolean().default(true),
+  /** A checkpoint is written every epoch; this adds one every N steps as well. */
+  checkpointEverySteps: positiveInt.nullable().default(null),
+  /** Checkpoints kept on disk (the newest N). */
+  keepCheckpoints: z.number().int().min(1).max(100).default(2),
+});
+
+export const QuantizationSection = z.strictObject({
+  enabled: z.boolean().default(true),
+  /** Float steps before fake quantization starts. */
+  delaySteps: z.number().int().min(0).default(0),
+  /** Freeze batch-norm statistics after this many steps (null: never). */
+  freezeBnAfterSteps: z.number().int().min(0).nullable().default(null),
+  /** Decay of the activation range EMA. */
+  emaDecay: z.number().min(0).max(0.99999).default(0.999),
+});
+
+export const InitSection = z.strictObject({
+  /** Start from an earlier job's newest checkpoint (weights only) instead of from scratch. */
+  fromJob: z.string().min(1).max(64).nullable().default(null),
+});
+
+export const TrainingConfig = z.strictObject({
+  name: z.string().min(1).max(200).default('qat-job'),
+  dataset: DatasetConfig,
+  model: ModelConfig.prefault({}),
+  training: TrainingSection.prefault({}),
+  quantization: QuantizationSection.prefault({}),
+  init: InitSection.prefault({}),
+});
+
+/** What a client may send (defaults optional). */
+export type TrainingConfigInput = z.input<typeof TrainingConfig>;
+/** The resolved config: every default filled. Stored with the job and in every checkpoint. */
+export type TrainingConfig = z.output<typeof TrainingConfig>;
+export type DatasetConfig = z.output<typeof DatasetConfig>;
+
+export function resolveTrainingConfig(input: unknown): TrainingConfig {
+  return TrainingConfig.parse(input);
+}

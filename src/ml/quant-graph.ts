@@ -1,0 +1,81 @@
+// The trained int8 network as plain data: what the exporter turns into ONNX QDQ and what a pure
+// reference implementation can run. The training engine produces it from a checkpoint
+// (BN already folded, activation ranges frozen); `src/export` consumes it. Nothing here is tfjs.
+//
+// Layout conventions: activations are NCHW in the exported graph; conv weights are OIHW
+// ([outChannels, inChannels / group, kh, kw]); dense weights are [out, in].
+// Quantization: weights int8 symmetric per output channel (zero point 0, values in [-127, 127]);
+// activations uint8 asymmetric per tensor; biases float here, quantized to int32 by the exporter
+// with scale = inputScale * weightScale[c].
+
+/** uint8 asymmetric: real = scale * (q - zeroPoint), q in [0, 255]. */
+export interface ActQuant {
+  scale: number;
+  zeroPoint: number;
+}
+
+interface NodeBase {
+  /** Unique node name (e.g. 'block3/expand'). */
+  name: string;
+  /** Name of the tensor this node writes. Every tensor is quantized with `outQuant`. */
+  output: string;
+  outQuant: ActQuant;
+}
+
+export interface ConvNode extends NodeBase {
+  op: 'conv';
+  input: string;
+  kernel: [number, number];
+  strides: [number, number];
+  /** Explicit pads [top, left, bottom, right] (TF 'same' padding is asymmetric at stride 2). */
+  pads: [number, number, number, number];
+  /** 1 for a normal conv, inChannels for depthwise. */
+  group: number;
+  inChannels: number;
+  outChannels: number;
+  /** OIHW int8 values in [-127, 127]. */
+  weightInt8: Int8Array;
+  /** Per output channel. */
+  weightScale: Float32Array;
+  /** Float bias (BN folded), per output channel. */
+  bias: Float32Array;
+  /** 'relu6' fuses ReLU6 before the output quantization; its range lies inside [0, 6]. */
+  activation: 'relu6' | 'none';
+}
+
+export interface AddNode extends NodeBase {
+  op: 'add';
+  inputs: [string, string];
+}
+
+export interface GlobalAvgPoolNode extends NodeBase {
+  op: 'globalAvgPool';
+  input: string;
+}
+
+export interface DenseNode extends NodeBase {
+  op: 'dense';
+  input: string;
+  inFeatures: number;
+  outFeatures: number;
+  /** [out, in] int8 values in [-127, 127]. */
+  weightInt8: Int8Array;
+  weightScale: Float32Array;
+  bias: Float32Array;
+}
+
+export type QuantNode = ConvNode | AddNode | GlobalAvgPoolNode | DenseNode;
+
+export interface QuantGraph {
+  inputSize: number;
+  numClasses: number;
+  classes: string[];
+  /** Applied by the caller to RGB in [0, 1] before the graph: (x - mean) / std, per channel. */
+  normalization: { mean: [number, number, number]; std: [number, number, number] };
+  /** Input tensor name and the quantization of the normalized input. Shape [N, 3, inputSize, inputSize]. */
+  input: { name: string; quant: ActQuant };
+  /** Topologically ordered. */
+  nodes: QuantNode[];
+  /** The logits tensor (quantized by the last node's outQuant, dequantized as the graph output). */
+  output: string;
+}

@@ -1,0 +1,93 @@
+// The contract between the training engine and whoever drives it (the queue worker, the
+// `qatserve train` command, benchmarks). The engine knows nothing of Fastify, Prisma or Bull: it
+// reports through these callbacks and stops when `signal` aborts.
+import type { TrainingConfig } from '../jobs/training-config.js';
+
+export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
+
+export interface TrainStartInfo {
+  backend: BackendName;
+  /** Steps in the whole run (epochs x stepsPerEpoch, capped by maxSteps). */
+  totalSteps: number;
+  stepsPerEpoch: number;
+  /** 0 for a fresh run, the checkpoint's step when resuming. */
+  startStep: number;
+  numTrain: number;
+  numVal: number;
+  classes: string[];
+}
+
+/** One optimizer step. `step` counts from 1; metric points are unique per (job, step). */
+export interface StepMetric {
+  step: number;
+  epoch: number; // 1-based epoch the step belongs to
+  loss: number;
+  learningRate: number;
+  imagesPerSecond: number;
+}
+
+/** Validation result at an epoch end (and at the end of the run). */
+export interface EvalMetric {
+  step: number;
+  epoch: number;
+  /** Top-1 / top-5 of the model as it will be exported (fake-quant when quantization is on). */
+  top1: number;
+  top5: number;
+  /** Float top-1, reported when quantization is delayed or disabled (fake quant switched off). */
+  floatTop1?: number;
+}
+
+export interface CheckpointInfo {
+  /** Directory of the checkpoint (written atomically: temp dir, then rename). */
+  path: string;
+  step: number;
+  epoch: number;
+}
+
+export interface TrainWarning {
+  code: string; // e.g. 'IMAGE_UNREADABLE'
+  message: string;
+}
+
+export interface TrainCallbacks {
+  onStart?(info: TrainStartInfo): void | Promise<void>;
+  onStep?(metric: StepMetric): void | Promise<void>;
+  onEval?(metric: EvalMetric): void | Promise<void>;
+  onCheckpoint?(checkpoint: CheckpointInfo): void | Promise<void>;
+  onWarning?(warning: TrainWarning): void | Promise<void>;
+}
+
+export interface TrainLogger {
+  info(msg: string, extra?: object): void;
+  warn(msg: string, extra?: object): void;
+}
+
+export interface TrainOptions {
+  /** The resolved config (every default filled). */
+  config: TrainingConfig;
+  /** The run's own folder; checkpoints go to `<workDir>/checkpoints/`. */
+  workDir: string;
+  /** Root that `imagefolder` dataset paths resolve under. */
+  dataRoot: string;
+  /** Resume this run from its own checkpoint directory (weights, optimizer, EMA, RNG, data order). */
+  resumeFrom?: string | null;
+  /** Start from an earlier run's checkpoint directory: weights (and BN stats, EMA ranges) only. */
+  initFrom?: string | null;
+  callbacks?: TrainCallbacks;
+  logger?: TrainLogger;
+  /** When aborted, the engine finishes the current step, writes a checkpoint and returns 'stopped'. */
+  signal?: AbortSignal;
+}
+
+export interface TrainResult {
+  status: 'completed' | 'stopped';
+  backend: BackendName;
+  step: number;
+  epoch: number;
+  /** The newest checkpoint directory (the final weights when status is 'completed'). */
+  checkpoint: string;
+  /** The final evaluation (absent when stopped before any). */
+  eval?: EvalMetric;
+  classes: string[];
+  warnings: number;
+}
