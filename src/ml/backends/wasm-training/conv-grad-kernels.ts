@@ -1,0 +1,63 @@
+// KernelConfigs for the three convolution gradients tfjs-backend-wasm lacks.
+import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
+import { backend_util } from '@tensorflow/tfjs-core';
+import { convGeometry } from './conv-geometry.js';
+import { conv2dFilterGrad, depthwiseFilterGrad, depthwiseInputGrad } from './conv-grad-math.js';
+import { WasmTrainingError } from './errors.js';
+import { f32View, type WasmBackendLike } from './heap.js';
+
+type Pad = 'valid' | 'same' | number | backend_util.ExplicitPadding;
+type Rounding = 'floor' | 'round' | 'ceil' | undefined;
+
+function assertFloat32(op: string, ...ts: TensorInfo[]): void {
+  for (const t of ts) {
+    if (t.dtype !== 'float32') {
+      throw new WasmTrainingError('WASM_TRAINING_UNSUPPORTED', `${op} on wasm: only float32 is supported, got ${t.dtype}.`);
+    }
+  }
+}
+
+interface KernelArgs {
+  inputs: Record<string, TensorInfo>;
+  backend: unknown;
+  attrs?: Record<string, unknown>;
+}
+
+function conv2DBackpropFilter({ inputs, backend, attrs }: KernelArgs): TensorInfo {
+  const be = backend as WasmBackendLike;
+  const { x, dy } = inputs;
+  const a = attrs as { strides: number | [number, number]; pad: Pad; dataFormat?: string; dimRoundingMode?: Rounding; filterShape: number[] };
+  assertFloat32('Conv2DBackpropFilter', x, dy);
+  const g = convGeometry('Conv2DBackpropFilter', x.shape, a.filterShape, a.strides, a.pad, a.dimRoundingMode, false, 1, a.dataFormat);
+  const out = be.makeOutput([g.kH, g.kW, g.inC, g.outC], 'float32');
+  conv2dFilterGrad(f32View(be, x), f32View(be, dy), g, f32View(be, out));
+  return out;
+}
+
+function depthwiseBackpropFilter({ inputs, backend, attrs }: KernelArgs): TensorInfo {
+  const be = backend as WasmBackendLike;
+  const { x, dy } = inputs;
+  const a = attrs as { strides: number | [number, number]; pad: Pad; dilations?: number | [number, number]; dimRoundingMode?: Rounding; filterShape: number[] };
+  assertFloat32('DepthwiseConv2dNativeBackpropFilter', x, dy);
+  const g = convGeometry('DepthwiseConv2dNativeBackpropFilter', x.shape, a.filterShape, a.strides, a.pad, a.dimRoundingMode, true, a.dilations);
+  const out = be.makeOutput([g.kH, g.kW, g.inC, g.mult], 'float32');
+  depthwiseFilterGrad(f32View(be, x), f32View(be, dy), g, f32View(be, out));
+  return out;
+}
+
+function depthwiseBackpropInput({ inputs, backend, attrs }: KernelArgs): TensorInfo {
+  const be = backend as WasmBackendLike;
+  const { dy, filter } = inputs;
+  const a = attrs as { strides: number | [number, number]; pad: Pad; dilations?: number | [number, number]; dimRoundingMode?: Rounding; inputShape: number[] };
+  assertFloat32('DepthwiseConv2dNativeBackpropInput', dy, filter);
+  const g = convGeometry('DepthwiseConv2dNativeBackpropInput', a.inputShape, filter.shape, a.strides, a.pad, a.dimRoundingMode, true, a.dilations);
+  const out = be.makeOutput([g.batch, g.inH, g.inW, g.inC], 'float32');
+  depthwiseInputGrad(f32View(be, dy), f32View(be, filter), g, f32View(be, out));
+  return out;
+}
+
+export const convGradKernelConfigs: KernelConfig[] = [
+  { kernelName: 'Conv2DBackpropFilter', backendName: 'wasm', kernelFunc: conv2DBackpropFilter as unknown as KernelFunc },
+  { kernelName: 'DepthwiseConv2dNativeBackpropFilter', backendName: 'wasm', kernelFunc: depthwiseBackpropFilter as unknown as KernelFunc },
+  { kernelName: 'DepthwiseConv2dNativeBackpropInput', backendName: 'wasm', kernelFunc: depthwiseBackpropInput as unknown as KernelFunc },
+];
