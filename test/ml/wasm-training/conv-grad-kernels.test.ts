@@ -1,0 +1,120 @@
+// Gradient checks: each kernel registered for 'wasm' against tfjs's cpu backend, on shapes that hit
+// the edge cases (odd spatial sizes, strides 1 and 2, channels not multiples of 4, every padding).
+import { afterAll, describe, expect, test } from 'vitest';
+import { backend_util } from '@tensorflow/tfjs-core';
+import { maxRelError, randomValues, runKernelOn, tf, useBackend } from './helpers.js';
+
+type Pad = 'same' | 'valid' | backend_util.ExplicitPadding;
+
+interface Case {
+  name: string;
+  x: [number, number, number, number];
+  k: number;
+  cOut: number; // conv only; depthwise uses multiplier 1
+  stride: number;
+  pad: Pad;
+}
+
+const explicit: backend_util.ExplicitPadding = [[0, 0], [1, 0], [0, 2], [0, 0]];
+
+const cases: Case[] = [
+  { name: '3x3 s1 same, odd 7x7, C=5', x: [2, 7, 7, 5], k: 3, cOut: 7, stride: 1, pad: 'same' },
+  { name: '3x3 s2 same, odd 9x9, C=3', x: [3, 9, 9, 3], k: 3, cOut: 6, stride: 2, pad: 'same' },
+  { name: '3x3 s2 valid, 8x8, C=6', x: [2, 8, 8, 6], k: 3, cOut: 5, stride: 2, pad: 'valid' },
+  { name: '3x3 s1 valid, 5x6, C=1', x: [1, 5, 6, 1], k: 3, cOut: 3, stride: 1, pad: 'valid' },
+  { name: '1x1 s1, 5x5, C=13', x: [4, 5, 5, 13], k: 1, cOut: 11, stride: 1, pad: 'valid' },
+  { name: '1x1 s2 same, 7x7, C=9', x: [2, 7, 7, 9], k: 1, cOut: 10, stride: 2, pad: 'same' },
+  { name: '3x3 s2 explicit pads, 7x6, C=7', x: [2, 7, 6, 7], k: 3, cOut: 4, stride: 2, pad: explicit },
+  { name: '5x3-ish 5x5 s1 same, 6x6, C=2', x: [1, 6, 6, 2], k: 5, cOut: 3, stride: 1, pad: 'same' },
+];
+
+function outShape(c: Case, depthwise: boolean): number[] {
+  const cOut = depthwise ? c.x[3] : c.cOut;
+  const info = backend_util.computeConv2DInfo(c.x, [c.k, c.k, c.x[3], depthwise ? 1 : cOut], c.stride, 1, c.pad, undefined, depthwise);
+  return [info.batchSize, info.outHeight, info.outWidth, info.outChannels];
+}
+
+const size = (s: number[]): number => s.reduce((a, b) => a * b, 1);
+const errors: string[] = [];
+
+async function compare(kernel: string, inputs: Record<string, { values: Float32Array; shape: number[] }>, attrs: Record<string, unknown>, label: string) {
+  const ref = await runKernelOn('cpu', kernel, inputs, attrs);
+  const got = await runKernelOn('wasm', kernel, inputs, attrs);
+  expect(got.shape).toEqual(ref.shape);
+  const err = maxRelError(got.values, ref.values);
+  errors.push(`${kernel.padEnd(38)} ${label.padEnd(34)} max rel err ${err.toExponential(2)}`);
+  expect(err).toBeLessThan(1e-5);
+  return err;
+}
+
+describe('wasm conv gradient kernels match the cpu backend', () => {
+  afterAll(() => {
+    // The figures the issue asks to report.
+    console.log(errors.join('\n'));
+  });
+
+  for (const c of cases) {
+    test(`Conv2DBackpropFilter ${c.name}`, async () => {
+      const dyShape = outShape(c, false);
+      // 30% zeros in x: exercises the zero-skip path the ReLU activations take.
+      const inputs = { x: { values: randomValues(size(c.x), 11, 0.3), shape: c.x }, dy: { values: randomValues(size(dyShape), 12), shape: dyShape } };
+      await compare('Conv2DBackpropFilter', inputs, { strides: c.stride, pad: c.pad, dataFormat: 'NHWC', filterShape: [c.k, c.k, c.x[3], c.cOut] }, c.name);
+    });
+
+    test(`DepthwiseConv2dNativeBackpropFilter ${c.name}`, async () => {
+      const dyShape = outShape(c, true);
+      const inputs = { x: { values: randomValues(size(c.x), 21), shape: c.x }, dy: { values: randomValues(size(dyShape), 22), shape: dyShape } };
+      await compare('DepthwiseConv2dNativeBackpropFilter', inputs, { strides: c.stride, pad: c.pad, dilations: 1, filterShape: [c.k, c.k, c.x[3], 1] }, c.name);
+    });
+
+    test(`DepthwiseConv2dNativeBackpropInput ${c.name}`, async () => {
+      const dyShape = outShape(c, true);
+      const fShape = [c.k, c.k, c.x[3], 1];
+      const inputs = { dy: { values: randomValues(size(dyShape), 31), shape: dyShape }, filter: { values: randomValues(size(fShape), 32), shape: fShape } };
+      await compare('DepthwiseConv2dNativeBackpropInput', inputs, { strides: c.stride, pad: c.pad, dilations: 1, inputShape: c.x }, c.name);
+    });
+  }
+
+  test('depthwise channel multiplier 2 is handled too', async () => {
+    const x = [2, 5, 5, 3];
+    const dyShape = [2, 3, 3, 6];
+    const inputs = { x: { values: randomValues(size(x), 41), shape: x }, dy: { values: randomValues(size(dyShape), 42), shape: dyShape } };
+    await compare('DepthwiseConv2dNativeBackpropFilter', inputs, { strides: 2, pad: 'same', dilations: 1, filterShape: [3, 3, 3, 2] }, 'multiplier 2, s2 same');
+    const f = { values: randomValues(3 * 3 * 3 * 2, 43), shape: [3, 3, 3, 2] };
+    await compare('DepthwiseConv2dNativeBackpropInput', { dy: inputs.dy, filter: f }, { strides: 2, pad: 'same', dilations: 1, inputShape: x }, 'multiplier 2, s2 same');
+  });
+
+  test('end to end: tf.grads of conv2d and depthwiseConv2d on wasm equal cpu', async () => {
+    const x = randomValues(2 * 9 * 9 * 5, 51);
+    const w = randomValues(3 * 3 * 5 * 6, 52);
+    const dw = randomValues(3 * 3 * 6 * 1, 53);
+    const run = async (b: 'cpu' | 'wasm') => {
+      await useBackend(b);
+      return tf.tidy(() => {
+        const f = (xt: tf.Tensor, wt: tf.Tensor, dwt: tf.Tensor) => {
+          const h = tf.relu6(tf.conv2d(xt as tf.Tensor4D, wt as tf.Tensor4D, 1, 'same'));
+          return tf.sum(tf.square(tf.depthwiseConv2d(h, dwt as tf.Tensor4D, 2, 'same')));
+        };
+        const g = tf.grads(f)([tf.tensor4d(x, [2, 9, 9, 5]), tf.tensor4d(w, [3, 3, 5, 6]), tf.tensor4d(dw, [3, 3, 6, 1])]);
+        return g.map((t) => t.dataSync() as Float32Array);
+      });
+    };
+    const ref = await run('cpu');
+    const got = await run('wasm');
+    for (let i = 0; i < 3; i++) {
+      const err = maxRelError(got[i], ref[i]);
+      errors.push(`${'tf.grads conv2d->relu6->depthwise'.padEnd(38)} ${['dx', 'dW', 'dWdepthwise'][i].padEnd(34)} max rel err ${err.toExponential(2)}`);
+      expect(err).toBeLessThan(1e-4);
+    }
+  });
+
+  test('dilation other than 1 is refused with a clear error code', async () => {
+    await useBackend('wasm');
+    const x = tf.zeros([1, 5, 5, 2]);
+    const dy = tf.zeros([1, 5, 5, 2]);
+    expect(() =>
+      tf.engine().runKernel('DepthwiseConv2dNativeBackpropFilter', { x, dy }, { strides: 1, pad: 'same', dilations: 2, filterShape: [3, 3, 2, 1] }),
+    ).toThrow(expect.objectContaining({ code: 'WASM_TRAINING_UNSUPPORTED' }));
+    tf.dispose([x, dy]);
+  });
+});
