@@ -1,0 +1,49 @@
+// The Prisma client factory: SQLite through better-sqlite3 by default, PostgreSQL through pg when
+// DATABASE_URL says so. Both generated clients share the same models, so callers see one type.
+import fs from 'node:fs';
+import path from 'node:path';
+import { PrismaBetterSQLite3 } from '@prisma/adapter-better-sqlite3';
+import { PrismaPg } from '@prisma/adapter-pg';
+import sqliteClient from '../../generated/prisma-sqlite/index.js';
+import postgresClient from '../../generated/prisma-postgres/index.js';
+import type { PrismaClient } from '../../generated/prisma-sqlite/index.js';
+import { parseDatabaseUrl, type Provider } from './database-url.js';
+
+export type Prisma = PrismaClient;
+
+export interface Database {
+  prisma: Prisma;
+  provider: Provider;
+  /** Cheap round trip for /readyz. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** SQLite waits this long for a lock held by the other process (API vs worker) before failing. */
+const SQLITE_BUSY_TIMEOUT_MS = 10_000;
+
+export function openDatabase(url: string): Database {
+  const target = parseDatabaseUrl(url);
+  let prisma: Prisma;
+  if (target.provider === 'sqlite') {
+    if (target.file !== ':memory:') fs.mkdirSync(path.dirname(target.file), { recursive: true });
+    const adapter = new PrismaBetterSQLite3({ url: target.file, timeout: SQLITE_BUSY_TIMEOUT_MS });
+    prisma = new sqliteClient.PrismaClient({ adapter });
+  } else {
+    const adapter = new PrismaPg(
+      { connectionString: target.connectionString, options: `-c search_path=${target.schema}`, max: 5 },
+      { schema: target.schema },
+    );
+    prisma = new postgresClient.PrismaClient({ adapter }) as unknown as Prisma;
+  }
+  return {
+    prisma,
+    provider: target.provider,
+    async ping() {
+      await prisma.$queryRawUnsafe('SELECT 1');
+    },
+    async close() {
+      await prisma.$disconnect();
+    },
+  };
+}

@@ -1,0 +1,175 @@
+// Applies the committed migration SQL (prisma/<provider>/migrations/*/migration.sql) in name
+// order, each inside a transaction, and records it in Prisma's own `_prisma_migrations` table so
+// Prisma's tooling still recognises the database. `prisma migrate deploy` cannot do this offline
+// for PostgreSQL (see DESIGN.md "Persistence"), so the service does it with the plain drivers.
+import { createHash, randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import BetterSqlite3 from 'better-sqlite3';
+import pg from 'pg';
+import { parseDatabaseUrl, type Provider } from './database-url.js';
+
+export class MigrationError extends Error {
+  constructor(
+    readonly code: 'MIGRATION_CHECKSUM_MISMATCH' | 'MIGRATION_FAILED' | 'MIGRATION_UNKNOWN',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface Migration {
+  name: string;
+  sql: string;
+  checksum: string;
+}
+
+export interface MigrateResult {
+  provider: Provider;
+  applied: string[];
+  alreadyApplied: string[];
+}
+
+/** src/db and dist/db are both two levels below the package root. */
+const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+export function migrationsDir(provider: Provider): string {
+  return path.join(packageRoot, 'prisma', provider, 'migrations');
+}
+
+export function readMigrations(provider: Provider): Migration[] {
+  const dir = migrationsDir(provider);
+  return fs
+    .readdirSync(dir, { withFileTypes: true })
+    .filter((d) => d.isDirectory() && fs.existsSync(path.join(dir, d.name, 'migration.sql')))
+    .map((d) => d.name)
+    .sort()
+    .map((name) => {
+      const sql = fs.readFileSync(path.join(dir, name, 'migration.sql'), 'utf8');
+      return { name, sql, checksum: createHash('sha256').update(sql).digest('hex') };
+    });
+}
+
+// The table exactly as Prisma creates it, per provider.
+const SQLITE_MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
+    "id"                    TEXT PRIMARY KEY NOT NULL,
+    "checksum"              TEXT NOT NULL,
+    "finished_at"           DATETIME,
+    "migration_name"        TEXT NOT NULL,
+    "logs"                  TEXT,
+    "rolled_back_at"        DATETIME,
+    "started_at"            DATETIME NOT NULL DEFAULT current_timestamp,
+    "applied_steps_count"   INTEGER UNSIGNED NOT NULL DEFAULT 0
+)`;
+const POSTGRES_MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
+    "id"                    VARCHAR(36) PRIMARY KEY NOT NULL,
+    "checksum"              VARCHAR(64) NOT NULL,
+    "finished_at"           TIMESTAMPTZ,
+    "migration_name"        VARCHAR(255) NOT NULL,
+    "logs"                  TEXT,
+    "rolled_back_at"        TIMESTAMPTZ,
+    "started_at"            TIMESTAMPTZ NOT NULL DEFAULT now(),
+    "applied_steps_count"   INTEGER NOT NULL DEFAULT 0
+)`;
+
+interface Applied {
+  migration_name: string;
+  checksum: string;
+}
+
+/** Decide what to run; refuse when history and files disagree. Pure, so it is tested directly. */
+export function planMigrations(files: Migration[], applied: Applied[]): Migration[] {
+  const byName = new Map(files.map((m) => [m.name, m]));
+  for (const a of applied) {
+    const file = byName.get(a.migration_name);
+    if (!file) {
+      throw new MigrationError('MIGRATION_UNKNOWN', `database has migration ${a.migration_name}, which is not in this build`);
+    }
+    if (file.checksum !== a.checksum) {
+      throw new MigrationError('MIGRATION_CHECKSUM_MISMATCH', `migration ${a.migration_name} was edited after it was applied`);
+    }
+  }
+  const done = new Set(applied.map((a) => a.migration_name));
+  return files.filter((m) => !done.has(m.name));
+}
+
+export async function migrate(databaseUrl: string): Promise<MigrateResult> {
+  const target = parseDatabaseUrl(databaseUrl);
+  const files = readMigrations(target.provider);
+  if (target.provider === 'sqlite') return migrateSqlite(target.file, files);
+  return migratePostgres(target.connectionString, target.schema, files);
+}
+
+function migrateSqlite(file: string, files: Migration[]): MigrateResult {
+  if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true });
+  const db = new BetterSqlite3(file, { timeout: 10_000 });
+  try {
+    // WAL lets the API read while a worker writes; the setting persists in the file.
+    if (file !== ':memory:') db.pragma('journal_mode = WAL');
+    db.exec(SQLITE_MIGRATIONS_TABLE);
+    const result: MigrateResult = { provider: 'sqlite', applied: [], alreadyApplied: [] };
+    // IMMEDIATE takes the write lock up front, so two processes migrating at once serialise.
+    const run = db.transaction(() => {
+      const applied = db
+        .prepare('SELECT migration_name, checksum FROM "_prisma_migrations" WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL')
+        .all() as Applied[];
+      result.alreadyApplied = applied.map((a) => a.migration_name);
+      for (const m of planMigrations(files, applied)) {
+        const started = new Date().toISOString();
+        try {
+          db.exec(m.sql);
+        } catch (err) {
+          throw new MigrationError('MIGRATION_FAILED', `${m.name}: ${(err as Error).message}`);
+        }
+        db.prepare(
+          'INSERT INTO "_prisma_migrations" (id, checksum, finished_at, migration_name, started_at, applied_steps_count) VALUES (?, ?, ?, ?, ?, 1)',
+        ).run(randomUUID(), m.checksum, new Date().toISOString(), m.name, started);
+        result.applied.push(m.name);
+      }
+    });
+    run.immediate();
+    return result;
+  } finally {
+    db.close();
+  }
+}
+
+async function migratePostgres(connectionString: string, schema: string, files: Migration[]): Promise<MigrateResult> {
+  const client = new pg.Client({ connectionString });
+  await client.connect();
+  try {
+    await client.query('BEGIN');
+    // One migrator at a time per schema, released at COMMIT/ROLLBACK.
+    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`qatserve-migrate:${schema}`]);
+    await client.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
+    await client.query(`SET LOCAL search_path TO "${schema}"`);
+    await client.query(POSTGRES_MIGRATIONS_TABLE);
+    const { rows } = await client.query<Applied>(
+      'SELECT migration_name, checksum FROM "_prisma_migrations" WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL',
+    );
+    const result: MigrateResult = { provider: 'postgres', applied: [], alreadyApplied: rows.map((r) => r.migration_name) };
+    for (const m of planMigrations(files, rows)) {
+      const started = new Date();
+      try {
+        // Prisma's diff script creates "public" for the default schema; under another schema the
+        // tables must land in search_path's first entry, so that line is skipped.
+        await client.query(m.sql.replace(/^CREATE SCHEMA IF NOT EXISTS "public";$/m, ''));
+      } catch (err) {
+        throw new MigrationError('MIGRATION_FAILED', `${m.name}: ${(err as Error).message}`);
+      }
+      await client.query(
+        'INSERT INTO "_prisma_migrations" (id, checksum, finished_at, migration_name, started_at, applied_steps_count) VALUES ($1, $2, now(), $3, $4, 1)',
+        [randomUUID(), m.checksum, m.name, started],
+      );
+      result.applied.push(m.name);
+    }
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  } finally {
+    await client.end();
+  }
+}

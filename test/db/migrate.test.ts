@@ -1,0 +1,75 @@
+import fs from 'node:fs';
+import { afterAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import BetterSqlite3 from 'better-sqlite3';
+import { openDatabase } from '../../src/db/database.js';
+import { migrate, planMigrations, readMigrations, MigrationError } from '../../src/db/migrate.js';
+import { dropSchema, PG_BASE, pgUrl, tempSqliteUrl, uniqueSchema } from './test-databases.js';
+
+const schema = uniqueSchema('migrate');
+const sqlite = tempSqliteUrl('migrate');
+
+afterAll(async () => {
+  await dropSchema(schema);
+  fs.rmSync(sqlite.dir, { recursive: true, force: true });
+});
+
+async function roundTrip(url: string) {
+  const db = openDatabase(url);
+  try {
+    await db.ping();
+    await db.prisma.trainingJob.create({
+      data: { id: 'j1', name: 'n', status: 'queued', config: '{}' },
+    });
+    await db.prisma.metricPoint.create({ data: { jobId: 'j1', step: 1, epoch: 1, loss: 2.5 } });
+    // The unique (jobId, step) key is what makes a resumed job's metric writes idempotent.
+    await expect(db.prisma.metricPoint.create({ data: { jobId: 'j1', step: 1, epoch: 1, loss: 1 } })).rejects.toThrow();
+    await db.prisma.metricPoint.upsert({
+      where: { jobId_step: { jobId: 'j1', step: 1 } },
+      create: { jobId: 'j1', step: 1, epoch: 1, loss: 9 },
+      update: { loss: 1.25 },
+    });
+    const points = await db.prisma.metricPoint.findMany({ where: { jobId: 'j1' } });
+    expect(points.map((p) => [p.step, p.loss])).toEqual([[1, 1.25]]);
+  } finally {
+    await db.close();
+  }
+}
+
+describe('migrate', () => {
+  it('applies the SQLite migrations once, records them, and the client works', async () => {
+    const first = await migrate(sqlite.url);
+    expect(first.applied).toEqual(readMigrations('sqlite').map((m) => m.name));
+    const second = await migrate(sqlite.url);
+    expect(second.applied).toEqual([]);
+    expect(second.alreadyApplied).toEqual(first.applied);
+    const raw = new BetterSqlite3(sqlite.url.slice(5));
+    const rows = raw.prepare('SELECT migration_name, checksum, finished_at FROM _prisma_migrations').all() as any[];
+    raw.close();
+    expect(rows).toHaveLength(first.applied.length);
+    expect(rows[0].checksum).toBe(readMigrations('sqlite')[0].checksum);
+    await roundTrip(sqlite.url);
+  });
+
+  it('applies the PostgreSQL migrations into their own schema, once', async () => {
+    const first = await migrate(pgUrl(schema));
+    expect(first.applied.length).toBeGreaterThan(0);
+    expect((await migrate(pgUrl(schema))).applied).toEqual([]);
+    const client = new pg.Client({ connectionString: PG_BASE });
+    await client.connect();
+    const { rows } = await client.query(
+      `SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name`,
+      [schema],
+    );
+    await client.end();
+    expect(rows.map((r) => r.table_name)).toEqual(['Checkpoint', 'MetricPoint', 'Model', 'TrainingJob', '_prisma_migrations']);
+    await roundTrip(pgUrl(schema));
+  });
+
+  it('refuses a database whose applied migration was edited', () => {
+    const files = readMigrations('sqlite');
+    expect(() => planMigrations(files, [{ migration_name: files[0].name, checksum: 'x' }])).toThrow(MigrationError);
+    expect(() => planMigrations(files, [{ migration_name: 'zzz', checksum: 'x' }])).toThrow(/not in this build/);
+    expect(planMigrations(files, [])).toEqual(files);
+  });
+});
