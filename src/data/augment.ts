@@ -1,0 +1,159 @@
+// Training augmentation and the one pixel pass that turns a stored uint8 image into a normalized
+// float sample: resize (bilinear), pad-crop or random-resized-crop, flip, grey->RGB and
+// normalization all happen in a single loop over the output pixels, with no intermediate images.
+import { NORMALIZE_LUT } from './normalization.js';
+import type { Rng } from './rng.js';
+
+/** Inputs smaller than this use pad-and-crop; larger ones use random-resized-crop. */
+export const PAD_CROP_BELOW = 64;
+/** Zero padding on each side for pad-and-crop (as in the CIFAR recipes). */
+export const PAD = 4;
+/** Area range (fraction of the image) and aspect-ratio range of random-resized-crop. */
+export const RRC_AREA: readonly [number, number] = [0.35, 1];
+export const RRC_RATIO: readonly [number, number] = [3 / 4, 4 / 3];
+
+export type Augmentation =
+  | { kind: 'none' }
+  /** Output pixel (y, x) shows the padded image at (y + dy, x + dx); dx, dy in [0, 2*PAD]. */
+  | { kind: 'padcrop'; dx: number; dy: number; flip: boolean }
+  /** Crop box in fractions of the source side: [x0, x0 + w] x [y0, y0 + h], stretched to the output. */
+  | { kind: 'rrc'; x0: number; y0: number; w: number; h: number; flip: boolean };
+
+export const NO_AUGMENTATION: Augmentation = Object.freeze({ kind: 'none' });
+
+/** Draw one sample's augmentation. The draw order is fixed: changing it changes every run. */
+export function drawAugmentation(rng: Rng, outSize: number): Augmentation {
+  if (outSize < PAD_CROP_BELOW) {
+    const dx = rng.int(2 * PAD + 1);
+    const dy = rng.int(2 * PAD + 1);
+    const flip = rng.float() < 0.5;
+    return { kind: 'padcrop', dx, dy, flip };
+  }
+  // torchvision RandomResizedCrop: up to 10 tries for a box that fits, else the whole image.
+  let box = { x0: 0, y0: 0, w: 1, h: 1 };
+  const logLo = Math.log(RRC_RATIO[0]);
+  const logHi = Math.log(RRC_RATIO[1]);
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const area = rng.uniform(RRC_AREA[0], RRC_AREA[1]);
+    const ratio = Math.exp(rng.uniform(logLo, logHi));
+    const w = Math.sqrt(area * ratio);
+    const h = Math.sqrt(area / ratio);
+    if (w <= 1 && h <= 1) {
+      box = { x0: rng.uniform(0, 1 - w), y0: rng.uniform(0, 1 - h), w, h };
+      break;
+    }
+  }
+  const flip = rng.float() < 0.5;
+  return { kind: 'rrc', ...box, flip };
+}
+
+/** A stored image: square, `side` pixels, 1 (grey) or 3 (RGB) interleaved uint8 channels. */
+export interface SourceImage {
+  data: Uint8Array;
+  side: number;
+  channels: 1 | 3;
+}
+
+/**
+ * Sampling table for one axis: output index o reads source indices i0[o], i1[o] with weight
+ * w[o] on i1 (bilinear, half-pixel centres, edges clamped). valid[o] = 0 marks padding.
+ */
+interface AxisTable {
+  i0: Int32Array;
+  i1: Int32Array;
+  w: Float32Array;
+  valid: Uint8Array;
+}
+
+function axisTable(outSize: number, srcSide: number, start: number, extent: number, shift: number, flip: boolean): AxisTable {
+  // start/extent are in source pixels; output pixel o covers [start + o*extent/outSize, ...).
+  // shift (pad-crop) moves the window in output pixels; positions that fall outside are padding.
+  const t: AxisTable = {
+    i0: new Int32Array(outSize),
+    i1: new Int32Array(outSize),
+    w: new Float32Array(outSize),
+    valid: new Uint8Array(outSize),
+  };
+  const scale = extent / outSize;
+  for (let o = 0; o < outSize; o++) {
+    const oo = (flip ? outSize - 1 - o : o) + shift;
+    if (oo < 0 || oo >= outSize) continue; // padding
+    const s = start + (oo + 0.5) * scale - 0.5;
+    let f = Math.floor(s);
+    let w = s - f;
+    if (f < 0) {
+      f = 0;
+      w = 0;
+    }
+    if (f >= srcSide - 1) {
+      f = srcSide - 1;
+      w = 0;
+    }
+    t.i0[o] = f;
+    t.i1[o] = Math.min(f + 1, srcSide - 1);
+    t.w[o] = w;
+    t.valid[o] = 1;
+  }
+  return t;
+}
+
+/**
+ * Render `src` as an `outSize` x `outSize` RGB sample with augmentation `aug`, normalized, into
+ * `out` at float offset `offset`. Interpolated values are rounded to uint8 before normalization,
+ * as an image pipeline (and /predict) would; padding is black (byte 0).
+ */
+export function renderSample(src: SourceImage, outSize: number, aug: Augmentation, out: Float32Array, offset: number): void {
+  const { data, side, channels } = src;
+  if (data.length !== side * side * channels) throw new RangeError('renderSample: source size mismatch');
+  let tx: AxisTable;
+  let ty: AxisTable;
+  if (aug.kind === 'rrc') {
+    tx = axisTable(outSize, side, aug.x0 * side, aug.w * side, 0, aug.flip);
+    ty = axisTable(outSize, side, aug.y0 * side, aug.h * side, 0, false);
+  } else if (aug.kind === 'padcrop') {
+    tx = axisTable(outSize, side, 0, side, aug.dx - PAD, aug.flip);
+    ty = axisTable(outSize, side, 0, side, aug.dy - PAD, false);
+  } else {
+    tx = axisTable(outSize, side, 0, side, 0, false);
+    ty = axisTable(outSize, side, 0, side, 0, false);
+  }
+  const lut = NORMALIZE_LUT;
+  const rowStride = side * channels;
+  let p = offset;
+  for (let y = 0; y < outSize; y++) {
+    if (!ty.valid[y]) {
+      for (let x = 0; x < outSize; x++, p += 3) {
+        out[p] = lut[0];
+        out[p + 1] = lut[256];
+        out[p + 2] = lut[512];
+      }
+      continue;
+    }
+    const r0 = ty.i0[y] * rowStride;
+    const r1 = ty.i1[y] * rowStride;
+    const wy = ty.w[y];
+    for (let x = 0; x < outSize; x++, p += 3) {
+      if (!tx.valid[x]) {
+        out[p] = lut[0];
+        out[p + 1] = lut[256];
+        out[p + 2] = lut[512];
+        continue;
+      }
+      const c0 = tx.i0[x] * channels;
+      const c1 = tx.i1[x] * channels;
+      const wx = tx.w[x];
+      for (let c = 0; c < channels; c++) {
+        const top = data[r0 + c0 + c] + (data[r0 + c1 + c] - data[r0 + c0 + c]) * wx;
+        const bot = data[r1 + c0 + c] + (data[r1 + c1 + c] - data[r1 + c0 + c]) * wx;
+        const v = Math.round(top + (bot - top) * wy);
+        if (channels === 1) {
+          out[p] = lut[v];
+          out[p + 1] = lut[256 + v];
+          out[p + 2] = lut[512 + v];
+        } else {
+          out[p + c] = lut[c * 256 + v];
+        }
+      }
+    }
+  }
+}

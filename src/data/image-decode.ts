@@ -1,0 +1,50 @@
+// Decoding an encoded image into the model's input: shared by training (imagefolder) and the
+// server's /predict path, so a picture is seen the same way in both. The API imports this file
+// directly; it depends on sharp only (no tfjs).
+import sharp from 'sharp';
+import { NORMALIZE_LUT } from './normalization.js';
+
+/**
+ * Transparent pixels are composited onto white before the alpha channel is dropped: that is how
+ * a browser shows a transparent PNG on a page, so it is what a user thinks the picture looks like.
+ */
+export const FLATTEN_BACKGROUND = { r: 255, g: 255, b: 255 } as const;
+
+/**
+ * Decode JPEG/PNG/WebP (anything sharp reads) to `size` x `size` interleaved sRGB uint8 (HWC):
+ * EXIF orientation applied, scaled so the short side is `size`, centre-cropped, alpha flattened,
+ * grey/CMYK/16-bit converted to 8-bit sRGB. Rejects (throws) corrupt or truncated input.
+ */
+export async function decodeImageToRgb(input: Buffer | string, size: number): Promise<Uint8Array> {
+  if (!Number.isInteger(size) || size < 1) throw new RangeError(`decodeImageToRgb: bad size ${size}`);
+  const { data, info } = await sharp(input, { failOn: 'error' })
+    .rotate() // honour EXIF orientation
+    .flatten({ background: FLATTEN_BACKGROUND })
+    .resize(size, size, { fit: 'cover', position: 'centre' })
+    .toColourspace('srgb')
+    .removeAlpha()
+    .raw({ depth: 'uchar' })
+    .toBuffer({ resolveWithObject: true });
+  if (info.width !== size || info.height !== size || info.channels !== 3 || data.length !== size * size * 3) {
+    throw new Error(`decoder produced ${info.width}x${info.height}x${info.channels}, expected ${size}x${size}x3`);
+  }
+  return new Uint8Array(data.buffer, data.byteOffset, data.length);
+}
+
+/**
+ * Normalize interleaved RGB bytes (HWC, `size` x `size`) to float32 with NORMALIZATION. Writes into
+ * `out` at `offset` (in floats) when given, so a batch can be filled in place; returns the target.
+ */
+export function normalizeRgb(rgb: Uint8Array, size: number, out?: Float32Array, offset = 0): Float32Array {
+  const n = size * size * 3;
+  if (rgb.length !== n) throw new RangeError(`normalizeRgb: got ${rgb.length} bytes, expected ${n}`);
+  const dst = out ?? new Float32Array(n);
+  if (offset + n > dst.length) throw new RangeError('normalizeRgb: output too small');
+  const lut = NORMALIZE_LUT;
+  for (let i = 0; i < n; i += 3) {
+    dst[offset + i] = lut[rgb[i]];
+    dst[offset + i + 1] = lut[256 + rgb[i + 1]];
+    dst[offset + i + 2] = lut[512 + rgb[i + 2]];
+  }
+  return dst;
+}

@@ -1,0 +1,262 @@
+// The `imagefolder` data set: `root/<class>/**/*` (validation held out per class) or
+// `root/train/<class>/**/*` + `root/val/<class>/**/*`. JPEG, PNG and WebP, chosen by extension and
+// confirmed by reading the header at load. Pixels are decoded lazily, the first time a batch needs
+// them, and kept (within a byte budget) so later epochs never decode again.
+import type { Dirent } from 'node:fs';
+import { readdir, realpath, stat } from 'node:fs/promises';
+import path from 'node:path';
+import sharp from 'sharp';
+import type { SourceImage } from './augment.js';
+import { DatasetError, type DataWarning } from './errors.js';
+import { decodeImageToRgb } from './image-decode.js';
+import { Rng, hashSeed, shuffleInPlace } from './rng.js';
+import { isInside, resolveUnderRoot } from './safe-path.js';
+
+export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp']);
+const ACCEPTED_FORMATS = new Set(['jpeg', 'png', 'webp']);
+const VAL_DIR_NAMES = ['val', 'validation'];
+const HOLDOUT_STREAM = 0x4f1d;
+const MAX_DEPTH = 8;
+/** Parallel header reads at load; sharp's own pool (libuv, 4 threads) bounds the real work. */
+const HEADER_CONCURRENCY = 8;
+
+export interface FolderStats {
+  /** Files skipped because they could not be read or decoded (at load or later, lazily). */
+  skipped: number;
+}
+
+export interface LabelledFiles {
+  files: string[];
+  labels: Int32Array;
+}
+
+export interface ScannedFolder {
+  root: string;
+  classes: string[];
+  train: LabelledFiles;
+  val: LabelledFiles;
+  /** True when the validation split was held out of the training files (no val/ folder). */
+  heldOut: boolean;
+}
+
+type Warn = (w: DataWarning) => void;
+
+/** 32-bit FNV-1a of a string, so a class name can seed its hold-out shuffle. */
+export function hashString(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+/** Code-unit order: the same on every machine and locale (localeCompare is not). */
+const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+async function listDir(dir: string): Promise<Dirent[]> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  return entries.filter((e) => !e.name.startsWith('.')).sort((a, b) => byName(a.name, b.name));
+}
+
+/** Entry kind after following a symlink, or null when the link leaves the root (warned) or dangles. */
+async function kindOf(root: string, dir: string, e: Dirent, warn: Warn): Promise<'dir' | 'file' | null> {
+  if (e.isDirectory()) return 'dir';
+  if (e.isFile()) return 'file';
+  if (!e.isSymbolicLink()) return null;
+  const full = path.join(dir, e.name);
+  try {
+    const real = await realpath(full);
+    if (!isInside(root, real)) {
+      warn({ code: 'SYMLINK_OUTSIDE_ROOT', message: `skipped ${full}: symlink leads outside the data root` });
+      return null;
+    }
+    const st = await stat(real);
+    return st.isDirectory() ? 'dir' : st.isFile() ? 'file' : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Image files under `dir`, recursively, sorted by path relative to `dir`. */
+async function imageFilesUnder(root: string, dir: string, warn: Warn, depth = 0): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await listDir(dir)) {
+    const kind = await kindOf(root, dir, e, warn);
+    const full = path.join(dir, e.name);
+    if (kind === 'dir' && depth < MAX_DEPTH) out.push(...(await imageFilesUnder(root, full, warn, depth + 1)));
+    else if (kind === 'file' && IMAGE_EXTENSIONS.has(path.extname(e.name).toLowerCase())) out.push(full);
+  }
+  return out;
+}
+
+async function classFolders(root: string, dir: string, warn: Warn): Promise<Map<string, string[]>> {
+  const classes = new Map<string, string[]>();
+  for (const e of await listDir(dir)) {
+    if ((await kindOf(root, dir, e, warn)) !== 'dir') continue;
+    classes.set(e.name, await imageFilesUnder(root, path.join(dir, e.name), warn));
+  }
+  return classes;
+}
+
+/** Read each header; keep files sharp recognises as JPEG/PNG/WebP with a size, warn about the rest. */
+async function validateHeaders(files: string[], warn: Warn, stats: FolderStats): Promise<boolean[]> {
+  const ok = new Array<boolean>(files.length).fill(false);
+  let next = 0;
+  const worker = async () => {
+    while (next < files.length) {
+      const i = next++;
+      try {
+        const meta = await sharp(files[i]).metadata();
+        if (!meta.format || !ACCEPTED_FORMATS.has(meta.format)) throw new Error(`unsupported format ${meta.format ?? 'unknown'}`);
+        if (!meta.width || !meta.height) throw new Error('no image size in header');
+        ok[i] = true;
+      } catch (err) {
+        stats.skipped++;
+        warn({ code: 'IMAGE_UNREADABLE', message: `skipped ${files[i]}: ${(err as Error).message}` });
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(HEADER_CONCURRENCY, files.length) }, worker));
+  return ok;
+}
+
+/** Deterministic per-class hold-out: shuffle the sorted names with a seed from the class name. */
+export function holdOut(files: string[], className: string, valSplit: number): { train: string[]; val: string[] } {
+  const sorted = [...files].sort(byName);
+  if (sorted.length < 2) return { train: sorted, val: [] };
+  const nVal = Math.min(sorted.length - 1, Math.max(1, Math.round(sorted.length * valSplit)));
+  const shuffled = shuffleInPlace([...sorted], new Rng(hashSeed(HOLDOUT_STREAM, hashString(className))));
+  const val = new Set(shuffled.slice(0, nVal));
+  return { train: sorted.filter((f) => !val.has(f)), val: sorted.filter((f) => val.has(f)) };
+}
+
+function labelled(classes: string[], byClass: Map<string, string[]>): LabelledFiles {
+  const files: string[] = [];
+  const labels: number[] = [];
+  classes.forEach((name, label) => {
+    for (const f of byClass.get(name) ?? []) {
+      files.push(f);
+      labels.push(label);
+    }
+  });
+  return { files, labels: Int32Array.from(labels) };
+}
+
+/** Walk the folder, validate headers and build the train/val file lists. No pixels are decoded. */
+export async function scanImageFolder(
+  dataRoot: string,
+  relPath: string,
+  valSplit: number,
+  warn: Warn,
+  stats: FolderStats,
+): Promise<ScannedFolder> {
+  const root = await resolveUnderRoot(dataRoot, relPath);
+  const rootReal = await realpath(dataRoot);
+  const top = await listDir(root);
+  const topDirs = new Set(top.filter((e) => e.isDirectory()).map((e) => e.name));
+  const valName = VAL_DIR_NAMES.find((n) => topDirs.has(n));
+  const split = topDirs.has('train');
+
+  const trainByClass = await classFolders(rootReal, split ? path.join(root, 'train') : root, warn);
+  const valByClass = split && valName ? await classFolders(rootReal, path.join(root, valName), warn) : new Map<string, string[]>();
+
+  // Drop files whose header is not a readable JPEG/PNG/WebP before anything depends on the lists.
+  const filter = async (byClass: Map<string, string[]>) => {
+    for (const [name, files] of byClass) {
+      const ok = await validateHeaders(files, warn, stats);
+      byClass.set(name, files.filter((_, i) => ok[i]));
+    }
+  };
+  await filter(trainByClass);
+  await filter(valByClass);
+
+  const classes = [...trainByClass.keys()].filter((name) => {
+    if ((trainByClass.get(name) ?? []).length > 0) return true;
+    warn({ code: 'CLASS_EMPTY', message: `class folder "${name}" has no readable training images; it is not a class` });
+    return false;
+  });
+  for (const name of valByClass.keys()) {
+    if (!classes.includes(name)) {
+      warn({ code: 'CLASS_EMPTY', message: `validation folder "${name}" has no matching training class; ignored` });
+    }
+  }
+  if (classes.length < 2) {
+    throw new DatasetError(
+      'DATASET_EMPTY',
+      `dataset "${relPath}" needs at least 2 class folders with images (${split ? 'train/<class>/' : '<class>/'}*.jpg|png|webp); found ${classes.length}`,
+    );
+  }
+
+  const heldOut = !(split && valName);
+  if (heldOut) {
+    for (const name of classes) {
+      const { train, val } = holdOut(trainByClass.get(name)!, name, valSplit);
+      trainByClass.set(name, train);
+      valByClass.set(name, val);
+    }
+  }
+  return { root, classes, train: labelled(classes, trainByClass), val: labelled(classes, valByClass), heldOut };
+}
+
+/**
+ * Lazily decoding getter over `files`. A file that fails to decode is warned about once, counted,
+ * and replaced by the next readable image of the same class, so batches keep their shape and a
+ * resumed run sees the same substitute.
+ */
+export function folderGetter(
+  list: LabelledFiles,
+  size: number,
+  budget: { bytesLeft: number },
+  warn: Warn,
+  stats: FolderStats,
+): (i: number) => Promise<SourceImage> {
+  const { files, labels } = list;
+  const cache: (Uint8Array | undefined)[] = new Array(files.length);
+  const inflight = new Map<number, Promise<Uint8Array | null>>();
+  const bad = new Uint8Array(files.length);
+  const sameClass = new Map<number, number[]>();
+  const posInClass = new Int32Array(files.length);
+  labels.forEach((label, i) => {
+    const arr = sameClass.get(label) ?? [];
+    posInClass[i] = arr.length;
+    arr.push(i);
+    sameClass.set(label, arr);
+  });
+
+  const decode = (i: number): Promise<Uint8Array | null> => {
+    const cached = cache[i];
+    if (cached) return Promise.resolve(cached);
+    if (bad[i]) return Promise.resolve(null);
+    let p = inflight.get(i);
+    if (!p) {
+      p = decodeImageToRgb(files[i], size).then(
+        (rgb) => {
+          if (budget.bytesLeft >= rgb.length) {
+            cache[i] = rgb;
+            budget.bytesLeft -= rgb.length;
+          }
+          inflight.delete(i);
+          return rgb;
+        },
+        (err: Error) => {
+          bad[i] = 1;
+          stats.skipped++;
+          warn({ code: 'IMAGE_UNREADABLE', message: `skipped ${files[i]}: ${err.message}` });
+          inflight.delete(i);
+          return null;
+        },
+      );
+      inflight.set(i, p);
+    }
+    return p;
+  };
+
+  return async (i) => {
+    const peers = sameClass.get(labels[i])!;
+    const start = posInClass[i];
+    for (let k = 0; k < peers.length; k++) {
+      const j = peers[(start + k) % peers.length];
+      const rgb = await decode(j);
+      if (rgb) return { data: rgb, side: size, channels: 3 };
+    }
+    throw new DatasetError('DATASET_EMPTY', `no image of class index ${labels[i]} can be decoded`);
+  };
+}

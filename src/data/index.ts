@@ -1,0 +1,105 @@
+// The data layer's public API. Everything the trainer, the exporter and the server need from
+// src/data is exported here (the server's /predict may import ./image-decode.js directly to avoid
+// loading the rest).
+//
+//   const ds = await loadDataset(config.dataset, { dataRoot, inputSize: config.model.inputSize, onWarning });
+//   for await (const b of epochBatches(ds.train, { batchSize, seed, epoch, shuffle: true,
+//                                                  augment: true, dropLast: true, startStepInEpoch })) {
+//     // b.x: Float32Array NHWC [b.n, inputSize, inputSize, 3], normalized; b.y: Int32Array labels
+//   }
+//
+// Determinism: the order of epoch e is epochOrder(seed, e, n) and the augmentation of the sample at
+// position i of step s is drawn from Rng.at(seed, e, s, i); no state is carried between calls, so a
+// run resumed at (epoch e, step s) sees exactly the batches an uninterrupted run saw. `epoch` may
+// be any integer as long as the caller is consistent (the engine's 1-based epoch is fine).
+import type { DatasetConfig } from '../jobs/training-config.js';
+import type { DataWarning } from './errors.js';
+import { DatasetError } from './errors.js';
+import { FASHION_MNIST_CLASSES, FASHION_TEST_PER_CLASS, FASHION_TRAIN_PER_CLASS, balancedCounts, fashionSplit, loadFashionMnistPixels } from './fashion-mnist.js';
+import { folderGetter, scanImageFolder, type FolderStats } from './image-folder.js';
+import { ImageSplit, type Split } from './split.js';
+import { SPLIT_TAG, syntheticGetter } from './synthetic.js';
+
+export { NORMALIZATION, NORMALIZE_LUT } from './normalization.js';
+export { DatasetError, DatasetPathError, type DataWarning, type DatasetErrorCode } from './errors.js';
+export { resolveUnderRoot } from './safe-path.js';
+export { decodeImageToRgb, normalizeRgb, FLATTEN_BACKGROUND } from './image-decode.js';
+export { epochOrder, epochBatches, stepsPerEpoch, type EpochBatch, type EpochBatchOptions } from './batching.js';
+export { Rng, hashSeed, mix32, shuffleInPlace } from './rng.js';
+export type { Split, Batch, BatchAugment } from './split.js';
+export { FASHION_MNIST_CLASSES } from './fashion-mnist.js';
+export { PAD_CROP_BELOW, RRC_AREA } from './augment.js';
+
+/** Default bytes of decoded/rendered uint8 images kept in memory per data set. */
+export const DEFAULT_CACHE_BYTES = 1024 ** 3;
+
+export interface DatasetOptions {
+  /** Root that `imagefolder` paths resolve under (DATA_ROOT). */
+  dataRoot: string;
+  /** Square model input side; every sample is produced at this size. */
+  inputSize: number;
+  /** Non-fatal problems, e.g. { code: 'IMAGE_UNREADABLE', message } for a skipped file. */
+  onWarning?: (w: DataWarning) => void;
+  /** Budget for keeping decoded images (default 1 GiB); beyond it images are decoded per batch. */
+  cacheBytes?: number;
+}
+
+export interface Dataset {
+  /** Class names; labels index into this list. */
+  classes: string[];
+  train: Split;
+  /** Validation split (fashion-mnist: the fixed test split). */
+  val: Split;
+  /** Live counters: `skipped` grows if a file turns out to be corrupt during training. */
+  stats: { skipped: number };
+  /** Human-readable description for logs, e.g. "fashion-mnist 60000/10000". */
+  description: string;
+}
+
+export async function loadDataset(cfg: DatasetConfig, opts: DatasetOptions): Promise<Dataset> {
+  const size = opts.inputSize;
+  if (!Number.isInteger(size) || size < 8 || size > 1024) throw new RangeError(`inputSize ${size} out of range`);
+  const warn = (w: DataWarning) => opts.onWarning?.(w);
+  const budget = { bytesLeft: opts.cacheBytes ?? DEFAULT_CACHE_BYTES };
+  const stats: FolderStats = { skipped: 0 };
+
+  switch (cfg.type) {
+    case 'synthetic': {
+      const classes = Array.from({ length: cfg.classes }, (_, c) => `pattern-${c}`);
+      const labelsOf = (perClass: number) => Int32Array.from({ length: cfg.classes * perClass }, (_, i) => Math.floor(i / perClass));
+      return {
+        classes,
+        train: new ImageSplit(labelsOf(cfg.samplesPerClass), size, syntheticGetter(cfg.seed, SPLIT_TAG.train, cfg.samplesPerClass, size, budget)),
+        val: new ImageSplit(labelsOf(cfg.valPerClass), size, syntheticGetter(cfg.seed, SPLIT_TAG.val, cfg.valPerClass, size, budget)),
+        stats,
+        description: `synthetic ${cfg.classes} classes, ${cfg.samplesPerClass}/${cfg.valPerClass} per class, seed ${cfg.seed}`,
+      };
+    }
+    case 'fashion-mnist': {
+      const pixels = await loadFashionMnistPixels();
+      const k = FASHION_MNIST_CLASSES.length;
+      const train = fashionSplit(pixels, balancedCounts(cfg.limit, k, FASHION_TRAIN_PER_CLASS), 0);
+      const test = fashionSplit(pixels, balancedCounts(cfg.testLimit, k, FASHION_TEST_PER_CLASS), FASHION_TRAIN_PER_CLASS);
+      return {
+        classes: [...FASHION_MNIST_CLASSES],
+        train: new ImageSplit(train.labels, size, train.get),
+        val: new ImageSplit(test.labels, size, test.get),
+        stats,
+        description: `fashion-mnist ${train.labels.length} train / ${test.labels.length} test`,
+      };
+    }
+    case 'imagefolder': {
+      const scan = await scanImageFolder(opts.dataRoot, cfg.path, cfg.valSplit, warn, stats);
+      if (scan.val.files.length === 0) {
+        throw new DatasetError('DATASET_EMPTY', `dataset "${cfg.path}" has no validation images`);
+      }
+      return {
+        classes: scan.classes,
+        train: new ImageSplit(scan.train.labels, size, folderGetter(scan.train, size, budget, warn, stats)),
+        val: new ImageSplit(scan.val.labels, size, folderGetter(scan.val, size, budget, warn, stats)),
+        stats,
+        description: `imagefolder ${cfg.path}: ${scan.classes.length} classes, ${scan.train.files.length} train / ${scan.val.files.length} val${scan.heldOut ? ` (${cfg.valSplit} held out)` : ''}`,
+      };
+    }
+  }
+}

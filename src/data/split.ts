@@ -1,0 +1,74 @@
+// A split is a list of labelled images that can be rendered into batches. Sources (synthetic,
+// fashion-mnist, imagefolder) only say how to fetch image i as uint8; everything after that
+// (augmentation, resize, normalization, batching) is shared here.
+import { NO_AUGMENTATION, drawAugmentation, renderSample, type SourceImage } from './augment.js';
+import { Rng } from './rng.js';
+
+export interface BatchAugment {
+  /** Apply training augmentation (random crop + flip). False for evaluation. */
+  augment: boolean;
+  /** Training seed; with epoch, step and the position in the batch it fixes every random choice. */
+  seed: number;
+  epoch: number;
+  /** Step the batch belongs to (epochBatches passes the step within the epoch). */
+  step: number;
+}
+
+export interface Batch {
+  /** NHWC float32, normalized with NORMALIZATION: n x inputSize x inputSize x 3. */
+  x: Float32Array;
+  /** Label of each row of x. */
+  y: Int32Array;
+  n: number;
+}
+
+export interface Split {
+  readonly length: number;
+  /** Label of each sample (index into Dataset.classes). */
+  readonly labels: Int32Array;
+  /** Render the samples `indices` (in that order) into one batch. */
+  batch(indices: ArrayLike<number>, aug: BatchAugment): Promise<Batch>;
+}
+
+/** Fetch sample i as a stored image (sync for in-memory sources, async for decoders). */
+export type ImageGetter = (i: number) => SourceImage | Promise<SourceImage>;
+
+/**
+ * The augmentation of the sample at position `i` of batch (seed, epoch, step): a pure function of
+ * those numbers, so a resumed run draws exactly what the uninterrupted run drew.
+ */
+export function augmentationFor(aug: BatchAugment, i: number, inputSize: number) {
+  return aug.augment ? drawAugmentation(Rng.at(aug.seed, aug.epoch, aug.step, i), inputSize) : NO_AUGMENTATION;
+}
+
+export class ImageSplit implements Split {
+  readonly length: number;
+
+  constructor(
+    readonly labels: Int32Array,
+    private readonly inputSize: number,
+    private readonly getImage: ImageGetter,
+  ) {
+    this.length = labels.length;
+  }
+
+  async batch(indices: ArrayLike<number>, aug: BatchAugment): Promise<Batch> {
+    const n = indices.length;
+    const idx = Array.from(indices);
+    for (const i of idx) {
+      if (!Number.isInteger(i) || i < 0 || i >= this.length) {
+        throw new RangeError(`sample index ${i} out of range [0, ${this.length})`);
+      }
+    }
+    const images = await Promise.all(idx.map((i) => this.getImage(i)));
+    const s = this.inputSize;
+    const per = s * s * 3;
+    const x = new Float32Array(n * per);
+    const y = new Int32Array(n);
+    for (let k = 0; k < n; k++) {
+      renderSample(images[k], s, augmentationFor(aug, k, s), x, k * per);
+      y[k] = this.labels[idx[k]];
+    }
+    return { x, y, n };
+  }
+}

@@ -1,0 +1,111 @@
+// The `synthetic` data set: every class is an oriented colour grating in a soft disc on a grey,
+// noisy background. A class is fixed by (hue group, orientation, stripe frequency); each sample
+// draws its own phase, position, radius, contrast, small orientation/frequency/hue jitter and
+// pixel noise. Classes 2g and 2g+1 share a hue and differ in orientation by 90 degrees, so colour
+// alone gets only part of the way: a model has to see orientation, which a 3x3 conv does easily.
+// Everything is a pure function of (seed, split, class, sample index).
+import type { SourceImage } from './augment.js';
+import { Rng } from './rng.js';
+
+const STREAM = 0x5e7;
+const DEG = Math.PI / 180;
+/** Stripe cycles across the image for successive hue groups. */
+const CYCLES = [3, 5, 7.5] as const;
+
+export interface ClassStyle {
+  hue: number; // [0, 1)
+  theta: number; // radians
+  cycles: number; // stripe periods across the image side
+}
+
+/** The fixed look of class c. Classes beyond ~24 start to resemble each other more closely. */
+export function classStyle(c: number): ClassStyle {
+  const g = Math.floor(c / 2);
+  const hue = (g * 0.618034 + 0.02) % 1; // golden-ratio steps spread hues evenly
+  const orientationIndex = (2 * (c % 2) + (g % 2)) % 4; // pair members 90 degrees apart
+  return { hue, theta: orientationIndex * 45 * DEG, cycles: CYCLES[Math.floor(g / 2) % CYCLES.length] };
+}
+
+function hsvToRgb(h: number, s: number, v: number): [number, number, number] {
+  h = ((h % 1) + 1) % 1;
+  const i = Math.floor(h * 6);
+  const f = h * 6 - i;
+  const p = v * (1 - s);
+  const q = v * (1 - f * s);
+  const t = v * (1 - (1 - f) * s);
+  switch (i % 6) {
+    case 0: return [v, t, p];
+    case 1: return [q, v, p];
+    case 2: return [p, v, t];
+    case 3: return [p, q, v];
+    case 4: return [t, p, v];
+    default: return [v, p, q];
+  }
+}
+
+/** Split tags keep train and validation samples apart (different streams, never equal). */
+export const SPLIT_TAG = { train: 0, val: 1 } as const;
+
+/** Render sample `k` of class `c` in `split` at `size` x `size` RGB uint8. */
+export function renderSynthetic(seed: number, split: number, c: number, k: number, size: number): Uint8Array {
+  const rng = Rng.at(STREAM, seed, split, c, k);
+  const style = classStyle(c);
+  const theta = style.theta + rng.uniform(-8, 8) * DEG;
+  const cycles = style.cycles * rng.uniform(0.9, 1.1);
+  const phase = rng.uniform(0, 2 * Math.PI);
+  const cx = 0.5 + rng.uniform(-0.15, 0.15);
+  const cy = 0.5 + rng.uniform(-0.15, 0.15);
+  const radius = rng.uniform(0.3, 0.42);
+  const hue = style.hue + rng.uniform(-0.04, 0.04);
+  const contrast = rng.uniform(0.55, 1);
+  const background = rng.uniform(0.3, 0.7);
+  const noise = 0.07;
+  const light = hsvToRgb(hue, 0.8, 0.95);
+  const dark = hsvToRgb(hue, 0.55, 0.3);
+  const cos = Math.cos(theta);
+  const sin = Math.sin(theta);
+  const edge = 1.5 / size; // soft disc edge, about 1.5 px wide
+
+  const out = new Uint8Array(size * size * 3);
+  let p = 0;
+  for (let y = 0; y < size; y++) {
+    const v = (y + 0.5) / size - cy;
+    for (let x = 0; x < size; x++) {
+      const u = (x + 0.5) / size - cx;
+      const dist = Math.sqrt(u * u + v * v);
+      const mask = Math.min(1, Math.max(0, (radius - dist) / edge + 0.5));
+      const g = 0.5 + 0.5 * contrast * Math.sin(2 * Math.PI * cycles * (u * cos + v * sin) + phase);
+      for (let ch = 0; ch < 3; ch++) {
+        const stripe = dark[ch] + (light[ch] - dark[ch]) * g;
+        const val = background + (stripe - background) * mask + noise * rng.normal();
+        out[p++] = Math.max(0, Math.min(255, Math.round(val * 255)));
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Lazily rendered samples of one split, kept once rendered while within the byte budget (they are
+ * cheap to redo, so the budget only trades memory for time).
+ */
+export function syntheticGetter(
+  seed: number,
+  split: number,
+  perClass: number,
+  size: number,
+  budget: { bytesLeft: number },
+): (i: number) => SourceImage {
+  const cache: (Uint8Array | undefined)[] = [];
+  return (i) => {
+    let data = cache[i];
+    if (!data) {
+      data = renderSynthetic(seed, split, Math.floor(i / perClass), i % perClass, size);
+      if (budget.bytesLeft >= data.length) {
+        cache[i] = data;
+        budget.bytesLeft -= data.length;
+      }
+    }
+    return { data, side: size, channels: 3 };
+  };
+}
