@@ -25,6 +25,10 @@ const cases: Case[] = [
   { name: '1x1 s1, 5x5, C=13', x: [4, 5, 5, 13], k: 1, cOut: 11, stride: 1, pad: 'valid' },
   { name: '1x1 s2 same, 7x7, C=9', x: [2, 7, 7, 9], k: 1, cOut: 10, stride: 2, pad: 'same' },
   { name: '3x3 s2 explicit pads, 7x6, C=7', x: [2, 7, 6, 7], k: 3, cOut: 4, stride: 2, pad: explicit },
+  { name: '1x1 s1 same, 9x7, C=24 -> 144', x: [3, 9, 7, 24], k: 1, cOut: 144, stride: 1, pad: 'same' },
+  { name: '1x1 s1, 3x3, C=144 -> 24', x: [5, 3, 3, 144], k: 1, cOut: 24, stride: 1, pad: 'valid' },
+  { name: '3x3 s1 numeric pad 1, 7x7, C=6', x: [2, 7, 7, 6], k: 3, cOut: 5, stride: 1, pad: 1 as unknown as Pad },
+  { name: '3x3 s2 numeric pad 1, 9x9, C=3', x: [2, 9, 9, 3], k: 3, cOut: 8, stride: 2, pad: 1 as unknown as Pad },
   { name: '5x3-ish 5x5 s1 same, 6x6, C=2', x: [1, 6, 6, 2], k: 5, cOut: 3, stride: 1, pad: 'same' },
 ];
 
@@ -65,6 +69,13 @@ describe('wasm conv gradient kernels match the cpu backend', () => {
       const dyShape = outShape(c, true);
       const inputs = { x: { values: randomValues(size(c.x), 21), shape: c.x }, dy: { values: randomValues(size(dyShape), 22), shape: dyShape } };
       await compare('DepthwiseConv2dNativeBackpropFilter', inputs, { strides: c.stride, pad: c.pad, dilations: 1, filterShape: [c.k, c.k, c.x[3], 1] }, c.name);
+    });
+
+    test(`Conv2DBackpropInput ${c.name}`, async () => {
+      const dyShape = outShape(c, false);
+      const fShape = [c.k, c.k, c.x[3], c.cOut];
+      const inputs = { dy: { values: randomValues(size(dyShape), 61), shape: dyShape }, filter: { values: randomValues(size(fShape), 62), shape: fShape } };
+      await compare('Conv2DBackpropInput', inputs, { strides: c.stride, pad: c.pad, dataFormat: 'NHWC', inputShape: c.x }, c.name);
     });
 
     test(`DepthwiseConv2dNativeBackpropInput ${c.name}`, async () => {

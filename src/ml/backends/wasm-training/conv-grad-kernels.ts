@@ -1,10 +1,11 @@
 // KernelConfigs for the three convolution gradients tfjs-backend-wasm lacks.
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import { backend_util } from '@tensorflow/tfjs-core';
-import { convGeometry } from './conv-geometry.js';
+import { convGeometry, type ConvGeometry } from './conv-geometry.js';
 import { conv2dFilterGrad, depthwiseFilterGrad, depthwiseInputGrad } from './conv-grad-math.js';
 import { WasmTrainingError } from './errors.js';
 import { f32View, type WasmBackendLike } from './heap.js';
+import { dispose, matMul, reshaped, stockKernel, transpose2d } from './wasm-calls.js';
 
 type Pad = 'valid' | 'same' | number | backend_util.ExplicitPadding;
 type Rounding = 'floor' | 'round' | 'ceil' | undefined;
@@ -29,9 +30,41 @@ function conv2DBackpropFilter({ inputs, backend, attrs }: KernelArgs): TensorInf
   const a = attrs as { strides: number | [number, number]; pad: Pad; dataFormat?: string; dimRoundingMode?: Rounding; filterShape: number[] };
   assertFloat32('Conv2DBackpropFilter', x, dy);
   const g = convGeometry('Conv2DBackpropFilter', x.shape, a.filterShape, a.strides, a.pad, a.dimRoundingMode, false, 1, a.dataFormat);
+  if (isPointwise(g)) {
+    // dW[ci, co] = X^T dY over all N*H*W positions: one matmul, X transposed by us so that XNNPACK
+    // takes it (no transposes allowed), dY as B.
+    const rows = g.batch * g.inH * g.inW;
+    const xt = transpose2d(be, reshaped(x, [rows, g.inC]));
+    const dw = matMul(be, xt, reshaped(dy, [rows, g.outC]));
+    dispose(be, xt);
+    dw.shape = [1, 1, g.inC, g.outC];
+    return dw;
+  }
   const out = be.makeOutput([g.kH, g.kW, g.inC, g.outC], 'float32');
   conv2dFilterGrad(f32View(be, x), f32View(be, dy), g, f32View(be, out));
   return out;
+}
+
+/** 1x1, stride 1, no padding: the convolution is a plain matrix product over positions. */
+function isPointwise(g: ConvGeometry): boolean {
+  return g.kH === 1 && g.kW === 1 && g.strideH === 1 && g.strideW === 1 && g.padTop === 0 && g.padLeft === 0 && g.outH === g.inH && g.outW === g.inW;
+}
+
+function conv2DBackpropInput(args: KernelArgs): TensorInfo {
+  const be = args.backend as WasmBackendLike;
+  const { dy, filter } = args.inputs;
+  const a = args.attrs as { strides: number | [number, number]; pad: Pad; dataFormat?: string; dimRoundingMode?: Rounding; inputShape: number[] };
+  const g = convGeometry('Conv2DBackpropInput', a.inputShape, filter.shape, a.strides, a.pad, a.dimRoundingMode, false, 1, a.dataFormat);
+  if (dy.dtype !== 'float32' || filter.dtype !== 'float32' || !isPointwise(g)) {
+    return stockKernel('Conv2DBackpropInput').kernelFunc(args as never) as TensorInfo;
+  }
+  // dX[n, ci] = dY[n, co] W^T[co, ci]; the (small) filter is transposed, dY stays A.
+  const rows = g.batch * g.inH * g.inW;
+  const wt = transpose2d(be, reshaped(filter, [g.inC, g.outC]));
+  const dx = matMul(be, reshaped(dy, [rows, g.outC]), wt);
+  dispose(be, wt);
+  dx.shape = [g.batch, g.inH, g.inW, g.inC];
+  return dx;
 }
 
 function depthwiseBackpropFilter({ inputs, backend, attrs }: KernelArgs): TensorInfo {
@@ -57,6 +90,7 @@ function depthwiseBackpropInput({ inputs, backend, attrs }: KernelArgs): TensorI
 }
 
 export const convGradKernelConfigs: KernelConfig[] = [
+  { kernelName: 'Conv2DBackpropInput', backendName: 'wasm', kernelFunc: conv2DBackpropInput as unknown as KernelFunc },
   { kernelName: 'Conv2DBackpropFilter', backendName: 'wasm', kernelFunc: conv2DBackpropFilter as unknown as KernelFunc },
   { kernelName: 'DepthwiseConv2dNativeBackpropFilter', backendName: 'wasm', kernelFunc: depthwiseBackpropFilter as unknown as KernelFunc },
   { kernelName: 'DepthwiseConv2dNativeBackpropInput', backendName: 'wasm', kernelFunc: depthwiseBackpropInput as unknown as KernelFunc },

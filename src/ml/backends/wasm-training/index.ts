@@ -5,6 +5,7 @@ import { getKernel, registerKernel, unregisterKernel, version_core, type KernelC
 import { version_wasm } from '@tensorflow/tfjs-backend-wasm';
 import { convGradKernelConfigs } from './conv-grad-kernels.js';
 import { WasmTrainingError } from './errors.js';
+import { captureStockKernel } from './wasm-calls.js';
 
 export { WasmTrainingError } from './errors.js';
 
@@ -41,6 +42,8 @@ export function wasmTrainingKernelNames(): string[] {
 export function registerWasmTrainingKernels(): void {
   if (registered) return;
   assertCheckedTfjsVersion();
+  // Keep the stock kernels reachable for the cases our replacements hand back to them.
+  for (const name of ['BatchMatMul', 'Transpose', 'Identity', ...wasmTrainingKernelNames()]) captureStockKernel(name);
   for (const config of wasmTrainingKernelConfigs()) {
     const existing = getKernel(config.kernelName, 'wasm');
     if (existing != null) unregisterKernel(config.kernelName, 'wasm');

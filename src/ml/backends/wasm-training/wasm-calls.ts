@@ -1,0 +1,53 @@
+// Calls into the stock wasm kernels (XNNPACK matmul, C++ transpose) from our kernels. The stock
+// configs are captured before index.ts replaces any kernel, so a replacement can still fall back
+// to the original.
+import { getKernel, type KernelConfig, type TensorInfo } from '@tensorflow/tfjs-core';
+import type { WasmBackendLike } from './heap.js';
+
+const stock = new Map<string, KernelConfig>();
+
+/** Records the stock 'wasm' kernel of that name (once; later calls keep the first). */
+export function captureStockKernel(name: string): KernelConfig | undefined {
+  if (!stock.has(name)) {
+    const k = getKernel(name, 'wasm');
+    if (k) stock.set(name, k);
+  }
+  return stock.get(name);
+}
+
+export function stockKernel(name: string): KernelConfig {
+  const k = captureStockKernel(name);
+  if (!k) throw new Error(`tfjs-backend-wasm has no ${name} kernel`);
+  return k;
+}
+
+function run(name: string, backend: WasmBackendLike, inputs: Record<string, TensorInfo>, attrs: Record<string, unknown> = {}): TensorInfo {
+  return stockKernel(name).kernelFunc({ inputs, backend: backend as never, attrs: attrs as never }) as TensorInfo;
+}
+
+/** A view of the same buffer under another shape (no copy, no new reference). */
+export function reshaped(t: TensorInfo, shape: number[]): TensorInfo {
+  return { dataId: t.dataId, shape, dtype: t.dtype };
+}
+
+/**
+ * [M, K] x [K, N] -> [M, N] on XNNPACK. The wasm BatchMatMul only takes the XNNPACK path for a
+ * single batch without transposes; it packs B on every call, so callers pass the narrower matrix
+ * as B.
+ */
+export function matMul(backend: WasmBackendLike, a: TensorInfo, b: TensorInfo): TensorInfo {
+  const [m, k] = a.shape;
+  const n = b.shape[1];
+  const out = run('BatchMatMul', backend, { a: reshaped(a, [1, m, k]), b: reshaped(b, [1, k, n]) }, { transposeA: false, transposeB: false });
+  out.shape = [m, n];
+  return out;
+}
+
+/** 2-D transpose with the backend's C++ kernel. */
+export function transpose2d(backend: WasmBackendLike, x: TensorInfo): TensorInfo {
+  return run('Transpose', backend, { x }, { perm: [1, 0] });
+}
+
+export function dispose(backend: WasmBackendLike, ...ts: TensorInfo[]): void {
+  for (const t of ts) backend.disposeData(t.dataId);
+}
