@@ -76,6 +76,8 @@ export function epochBatches(split: Split, o: EpochBatchOptions): AsyncIterable<
       return {
         async next(): Promise<IteratorResult<EpochBatch>> {
           if (closed) return { done: true, value: undefined };
+          // In flight while the consumer works on batch k: k+1 .. k+prefetch. Asking for k+1 tops
+          // the window up first, so decoding never idles while we wait.
           fill();
           const head = pending.shift();
           if (!head) {
@@ -90,7 +92,6 @@ export function epochBatches(split: Split, o: EpochBatchOptions): AsyncIterable<
             pending.length = 0;
             throw err;
           }
-          fill(); // start the next batch while the consumer works on this one
           return { done: false, value };
         },
         async return(): Promise<IteratorResult<EpochBatch>> {

@@ -1,0 +1,133 @@
+import { describe, expect, it } from 'vitest';
+import { PAD, drawAugmentation, renderSample, type Augmentation, type SourceImage } from '../../src/data/augment.js';
+import { normalizeRgb } from '../../src/data/image-decode.js';
+import { NORMALIZATION } from '../../src/data/normalization.js';
+import { Rng } from '../../src/data/rng.js';
+
+/** Undo normalization: float sample -> bytes (rounded), for readable assertions. */
+function toBytes(x: Float32Array): number[] {
+  return Array.from(x, (v, i) => {
+    const c = i % 3;
+    return Math.round((v * NORMALIZATION.std[c] + NORMALIZATION.mean[c]) * 255) || 0; // no -0
+  });
+}
+
+/** A side x side RGB image whose pixel (y, x) is [10*y + x, 100 + x, 200 - y]. */
+function ramp(side: number): SourceImage {
+  const data = new Uint8Array(side * side * 3);
+  for (let y = 0; y < side; y++) {
+    for (let x = 0; x < side; x++) data.set([10 * y + x, 100 + x, 200 - y], (y * side + x) * 3);
+  }
+  return { data, side, channels: 3 };
+}
+
+function render(src: SourceImage, size: number, aug: Augmentation): number[] {
+  const out = new Float32Array(size * size * 3);
+  renderSample(src, size, aug, out, 0);
+  return toBytes(out);
+}
+
+const px = (img: number[], size: number, y: number, x: number) => img.slice((y * size + x) * 3, (y * size + x) * 3 + 3);
+
+describe('normalization', () => {
+  it('maps bytes with (v/255 - mean)/std per channel', () => {
+    const x = normalizeRgb(Uint8Array.from([0, 255, 128]), 1);
+    expect(x[0]).toBeCloseTo((0 - 0.485) / 0.229, 5); // -2.1179
+    expect(x[1]).toBeCloseTo((1 - 0.456) / 0.224, 5); // 2.4286
+    expect(x[2]).toBeCloseTo((128 / 255 - 0.406) / 0.225, 5);
+  });
+  it('writes in place at an offset', () => {
+    const out = new Float32Array(6);
+    normalizeRgb(Uint8Array.from([0, 0, 0]), 1, out, 3);
+    expect(out[0]).toBe(0);
+    expect(out[3]).toBeCloseTo(-2.1179, 3);
+  });
+});
+
+describe('renderSample', () => {
+  it('without augmentation at the same size reproduces the image exactly', () => {
+    const src = ramp(6);
+    expect(render(src, 6, { kind: 'none' })).toEqual(Array.from(src.data));
+  });
+
+  it('expands grey to three equal channels', () => {
+    const src: SourceImage = { data: Uint8Array.from([0, 50, 100, 255]), side: 2, channels: 1 };
+    expect(render(src, 2, { kind: 'none' })).toEqual([0, 0, 0, 50, 50, 50, 100, 100, 100, 255, 255, 255]);
+  });
+
+  it('resizes bilinearly with half-pixel centres (2 -> 4, hand-computed)', () => {
+    // Row [0, 100] sampled at source x = -0.25 (clamped), 0.25, 0.75, 1.25 (clamped): 0, 25, 75, 100.
+    const src: SourceImage = { data: Uint8Array.from([0, 100, 200, 40]), side: 2, channels: 1 };
+    const img = render(src, 4, { kind: 'none' }).filter((_, i) => i % 3 === 0);
+    expect(img.slice(0, 4)).toEqual([0, 25, 75, 100]);
+    // Column 0 is [0, 200] -> 0, 50, 150, 200; pixel (1,1) = 0.75*(0.75*0 + 0.25*100) + 0.25*(0.75*200 + 0.25*40) = 58.75
+    expect([img[0], img[4], img[8], img[12]]).toEqual([0, 50, 150, 200]);
+    expect(img[5]).toBe(59);
+  });
+
+  it('pad-crop shifts the image and fills with black', () => {
+    const size = 8;
+    const src = ramp(size);
+    // dx = PAD + 2: output x shows source x + 2; the two right-most columns are padding.
+    const img = render(src, size, { kind: 'padcrop', dx: PAD + 2, dy: PAD - 1, flip: false });
+    expect(px(img, size, 0, 0)).toEqual([0, 0, 0]); // row 0 comes from source row -1: padding
+    expect(px(img, size, 1, 0)).toEqual([2, 102, 200]); // source (0, 2)
+    expect(px(img, size, 3, 5)).toEqual([27, 107, 198]); // source (2, 7)
+    expect(px(img, size, 3, 6)).toEqual([0, 0, 0]);
+    // centred crop is the identity
+    expect(render(src, size, { kind: 'padcrop', dx: PAD, dy: PAD, flip: false })).toEqual(Array.from(src.data));
+  });
+
+  it('flip mirrors columns', () => {
+    const size = 5;
+    const src = ramp(size);
+    const img = render(src, size, { kind: 'padcrop', dx: PAD, dy: PAD, flip: true });
+    for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) expect(px(img, size, y, x)).toEqual(px(Array.from(src.data), size, y, size - 1 - x));
+  });
+
+  it('a full-image rrc box is the identity and a half box zooms in', () => {
+    const size = 8;
+    const src = ramp(size);
+    expect(render(src, size, { kind: 'rrc', x0: 0, y0: 0, w: 1, h: 1, flip: false })).toEqual(Array.from(src.data));
+    // right half x in [4, 8): output x samples source 4 + (x + 0.5)/2 - 0.5 -> x=1: 4.25, x=7: 7.25 -> clamped 7
+    const img = render(src, size, { kind: 'rrc', x0: 0.5, y0: 0, w: 0.5, h: 1, flip: false });
+    expect(px(img, size, 0, 1)).toEqual([4, 104, 200]); // 4.25 -> 4.25 rounds to 4
+    expect(px(img, size, 0, 7)).toEqual([7, 107, 200]);
+  });
+});
+
+describe('drawAugmentation', () => {
+  it('pad-crop below 64 px: offsets within the padding, flips about half the time', () => {
+    let flips = 0;
+    const seen = new Set<number>();
+    for (let i = 0; i < 2000; i++) {
+      const a = drawAugmentation(new Rng(i), 32);
+      if (a.kind !== 'padcrop') throw new Error('expected padcrop');
+      expect(a.dx).toBeGreaterThanOrEqual(0);
+      expect(a.dx).toBeLessThanOrEqual(2 * PAD);
+      seen.add(a.dx);
+      flips += a.flip ? 1 : 0;
+    }
+    expect(seen.size).toBe(2 * PAD + 1);
+    expect(flips / 2000).toBeGreaterThan(0.45);
+    expect(flips / 2000).toBeLessThan(0.55);
+  });
+
+  it('random-resized-crop at 64 px and up: boxes inside the image with area 0.35..1', () => {
+    let minArea = 1;
+    for (let i = 0; i < 2000; i++) {
+      const a = drawAugmentation(new Rng(i), 64);
+      if (a.kind !== 'rrc') throw new Error('expected rrc');
+      expect(a.x0).toBeGreaterThanOrEqual(0);
+      expect(a.y0).toBeGreaterThanOrEqual(0);
+      expect(a.x0 + a.w).toBeLessThanOrEqual(1 + 1e-12);
+      expect(a.y0 + a.h).toBeLessThanOrEqual(1 + 1e-12);
+      const area = a.w * a.h;
+      expect(area).toBeGreaterThanOrEqual(0.35 - 1e-9);
+      expect(a.w / a.h).toBeGreaterThanOrEqual(3 / 4 - 1e-9);
+      expect(a.w / a.h).toBeLessThanOrEqual(4 / 3 + 1e-9);
+      minArea = Math.min(minArea, area);
+    }
+    expect(minArea).toBeLessThan(0.4); // the low end of the range is actually used
+  });
+});

@@ -1,0 +1,135 @@
+import { describe, expect, it } from 'vitest';
+import { epochBatches, epochOrder, stepsPerEpoch, type EpochBatch } from '../../src/data/batching.js';
+import { loadDataset } from '../../src/data/index.js';
+import { ImageSplit, type BatchAugment, type Split } from '../../src/data/split.js';
+
+/** A split whose image i is a 4x4 grey image filled with value i; records every batch request. */
+function recordingSplit(n: number, delayMs = (_: number) => 0) {
+  const requests: number[][] = [];
+  const inner = new ImageSplit(Int32Array.from({ length: n }, (_, i) => i % 3), 4, async (i) => {
+    await new Promise((r) => setTimeout(r, delayMs(i)));
+    return { data: new Uint8Array(16).fill(i), side: 4, channels: 1 };
+  });
+  const split: Split = {
+    length: n,
+    labels: inner.labels,
+    batch(indices: ArrayLike<number>, aug: BatchAugment) {
+      requests.push(Array.from(indices));
+      return inner.batch(indices, aug);
+    },
+  };
+  return { split, requests };
+}
+
+/** The byte each sample of a (non-augmented) batch was filled with = its sample index. */
+const sampleIds = (b: { x: Float32Array; n: number }) =>
+  Array.from({ length: b.n }, (_, k) => Math.round((b.x[k * 48] * 0.229 + 0.485) * 255) || 0);
+
+async function collect(it: AsyncIterable<EpochBatch>): Promise<EpochBatch[]> {
+  const out: EpochBatch[] = [];
+  for await (const b of it) out.push(b);
+  return out;
+}
+
+describe('epochOrder', () => {
+  it('is a permutation fixed by (seed, epoch)', () => {
+    const a = epochOrder(1, 0, 1000);
+    expect([...a].sort((x, y) => x - y)).toEqual(Array.from({ length: 1000 }, (_, i) => i));
+    expect(epochOrder(1, 0, 1000)).toEqual(a);
+    expect(epochOrder(1, 1, 1000)).not.toEqual(a);
+    expect(epochOrder(2, 0, 1000)).not.toEqual(a);
+    expect(Array.from(a.slice(0, 10))).not.toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(epochOrder(1, 0, 0)).toEqual(new Int32Array(0));
+  });
+});
+
+describe('stepsPerEpoch', () => {
+  it('floors with drop_last and ceils without', () => {
+    expect(stepsPerEpoch(10, 4, true)).toBe(2);
+    expect(stepsPerEpoch(10, 4, false)).toBe(3);
+    expect(stepsPerEpoch(8, 4, true)).toBe(2);
+    expect(stepsPerEpoch(3, 4, true)).toBe(0);
+  });
+});
+
+describe('epochBatches', () => {
+  it('yields the shuffled order in batch-size chunks, dropping the last partial batch for training', async () => {
+    const { split } = recordingSplit(10);
+    const batches = await collect(epochBatches(split, { batchSize: 4, seed: 3, epoch: 2, shuffle: true, augment: false, dropLast: true }));
+    const order = Array.from(epochOrder(3, 2, 10));
+    expect(batches.map((b) => b.stepInEpoch)).toEqual([0, 1]);
+    expect(batches.map(sampleIds)).toEqual([order.slice(0, 4), order.slice(4, 8)]);
+    expect(Array.from(batches[0].y)).toEqual(order.slice(0, 4).map((i) => i % 3));
+  });
+
+  it('keeps the partial batch and the natural order for evaluation', async () => {
+    const { split } = recordingSplit(10);
+    const batches = await collect(epochBatches(split, { batchSize: 4, seed: 3, epoch: 2, shuffle: false, augment: false, dropLast: false }));
+    expect(batches.map(sampleIds)).toEqual([[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]);
+    expect(batches[2].n).toBe(2);
+    expect(batches[2].x.length).toBe(2 * 4 * 4 * 3);
+  });
+
+  it('prefetches `prefetch` batches ahead and still yields in order when later batches finish first', async () => {
+    // Early samples are slow, later ones fast: completion order differs from step order.
+    const { split, requests } = recordingSplit(12, (i) => (i < 4 ? 30 : 1));
+    const it = epochBatches(split, { batchSize: 2, seed: 1, epoch: 0, shuffle: false, augment: false, dropLast: true, prefetch: 2 })[
+      Symbol.asyncIterator
+    ]();
+    const first = await it.next();
+    expect(first.value!.stepInEpoch).toBe(0);
+    // while the consumer holds batch 0, batches 1 and 2 (the prefetch window) are already requested
+    expect(requests.length).toBe(3);
+    const rest: number[] = [];
+    for (let r = await it.next(); !r.done; r = await it.next()) rest.push(r.value.stepInEpoch);
+    expect(rest).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it('with prefetch 0 renders on demand only', async () => {
+    const { split, requests } = recordingSplit(8);
+    const it = epochBatches(split, { batchSize: 2, seed: 1, epoch: 0, shuffle: false, augment: false, dropLast: true, prefetch: 0 })[
+      Symbol.asyncIterator
+    ]();
+    await it.next();
+    expect(requests.length).toBe(1);
+  });
+
+  it('stops requesting when the consumer breaks out', async () => {
+    const { split, requests } = recordingSplit(40);
+    for await (const b of epochBatches(split, { batchSize: 2, seed: 1, epoch: 0, shuffle: true, augment: false, dropLast: true })) {
+      if (b.stepInEpoch === 1) break;
+    }
+    const after = requests.length;
+    await new Promise((r) => setTimeout(r, 20));
+    expect(requests.length).toBe(after);
+    expect(after).toBeLessThanOrEqual(5);
+  });
+
+  it('resuming at startStepInEpoch reproduces the rest of an uninterrupted epoch exactly (order and augmentation)', async () => {
+    const ds = await loadDataset({ type: 'synthetic', classes: 3, samplesPerClass: 10, valPerClass: 2, seed: 4 }, { dataRoot: '/nonexistent', inputSize: 32 });
+    const opts = { batchSize: 4, seed: 11, epoch: 5, shuffle: true, augment: true, dropLast: true };
+    const full = await collect(epochBatches(ds.train, opts));
+    expect(full.length).toBe(7);
+    const resumed = await collect(epochBatches(ds.train, { ...opts, startStepInEpoch: 3 }));
+    expect(resumed.map((b) => b.stepInEpoch)).toEqual([3, 4, 5, 6]);
+    resumed.forEach((b, k) => {
+      expect(b.y).toEqual(full[k + 3].y);
+      expect(b.x).toEqual(full[k + 3].x);
+    });
+    // A fresh dataset object (new process after a crash) gives the same batches too.
+    const ds2 = await loadDataset({ type: 'synthetic', classes: 3, samplesPerClass: 10, valPerClass: 2, seed: 4 }, { dataRoot: '/nonexistent', inputSize: 32 });
+    const again = await collect(epochBatches(ds2.train, { ...opts, startStepInEpoch: 6 }));
+    expect(again[0].x).toEqual(full[6].x);
+  });
+
+  it('rejects bad options', () => {
+    const { split } = recordingSplit(4);
+    expect(() => epochBatches(split, { batchSize: 0, seed: 1, epoch: 0, shuffle: false, augment: false, dropLast: true })).toThrow(RangeError);
+    expect(() => epochBatches(split, { batchSize: 2, seed: 1, epoch: 0, shuffle: false, augment: false, dropLast: true, startStepInEpoch: -1 })).toThrow(RangeError);
+  });
+
+  it('surfaces a failing batch to the consumer', async () => {
+    const split: Split = { length: 4, labels: new Int32Array(4), batch: async () => { throw new Error('disk gone'); } };
+    await expect(collect(epochBatches(split, { batchSize: 2, seed: 1, epoch: 0, shuffle: false, augment: false, dropLast: true }))).rejects.toThrow('disk gone');
+  });
+});
