@@ -1,0 +1,37 @@
+// Opens what the API needs (database, queue producer, a Redis connection for cancel messages)
+// and closes it again. Shared by `qatserve api`, `qatserve serve` and the tests.
+import { Redis } from 'ioredis';
+import type { Settings } from '../config/settings.js';
+import { openDatabase } from '../db/database.js';
+import { cancelPublisher } from '../queue/cancel-bus.js';
+import { openTrainingQueue, queueProducer } from '../queue/training-queue.js';
+import type { AppDeps } from './app.js';
+
+export interface OpenedDeps extends AppDeps {
+  close(): Promise<void>;
+}
+
+export function openApiDeps(settings: Settings, logger?: AppDeps['logger']): OpenedDeps {
+  const db = openDatabase(settings.databaseUrl);
+  const queue = openTrainingQueue(settings);
+  // Keep retrying in the background, but fail single commands fast so /readyz and POST answer.
+  const redis = new Redis(settings.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
+  redis.on('error', () => {}); // reported through /readyz, not as unhandled events
+  queue.on('error', () => {});
+  return {
+    settings,
+    db,
+    queue: queueProducer(queue),
+    cancel: cancelPublisher(redis, settings.queuePrefix),
+    async redisPing() {
+      if (redis.status !== 'ready') throw new Error(`connection is ${redis.status}`);
+      await redis.ping();
+    },
+    logger,
+    async close() {
+      await queue.close().catch(() => {});
+      redis.disconnect();
+      await db.close();
+    },
+  };
+}

@@ -1,0 +1,35 @@
+// Maps every failure to the one error shape. Service errors carry their own status and code;
+// Fastify's own errors (bad JSON, too large, wrong media type) get codes of ours.
+import type { FastifyError, FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import { ServiceError } from '../../jobs/job-errors.js';
+import { errorBody } from '../error-body.js';
+
+const FASTIFY_CODES: Record<string, string> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'BODY_TOO_LARGE',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'INVALID_JSON',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'INVALID_JSON',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'BAD_REQUEST',
+};
+
+export const errorsPlugin = fp(async function errors(app: FastifyInstance) {
+  app.setErrorHandler((err: FastifyError | ServiceError | Error, req, reply) => {
+    if (err instanceof ServiceError) {
+      if (err.statusCode >= 500) req.log.error({ err }, err.message);
+      return reply.status(err.statusCode).send(errorBody(err.code, err.message, err.issues));
+    }
+    const fe = err as FastifyError;
+    const status = fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 600 ? fe.statusCode : 500;
+    if (status >= 500) {
+      req.log.error({ err }, 'unhandled error');
+      return reply.status(500).send(errorBody('INTERNAL', 'internal server error'));
+    }
+    const code =
+      (fe.code && FASTIFY_CODES[fe.code]) ?? (err instanceof SyntaxError ? 'INVALID_JSON' : status === 413 ? 'BODY_TOO_LARGE' : 'BAD_REQUEST');
+    return reply.status(status).send(errorBody(code, err.message));
+  });
+  app.setNotFoundHandler((req, reply) => {
+    reply.status(404).send(errorBody('ROUTE_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`));
+  });
+});

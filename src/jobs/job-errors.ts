@@ -1,0 +1,55 @@
+// Errors of the jobs layer. Each carries the HTTP status the API answers with and a stable `code`.
+
+export interface IssueItem {
+  /** Dotted path into the request part that failed ('' for the whole part). */
+  path: string;
+  message: string;
+}
+
+export class ServiceError extends Error {
+  constructor(
+    readonly statusCode: number,
+    readonly code: string,
+    message: string,
+    readonly issues: IssueItem[] = [],
+  ) {
+    super(message);
+    this.name = 'ServiceError';
+  }
+}
+
+export class ValidationError extends ServiceError {
+  constructor(code: string, message: string, issues: IssueItem[]) {
+    super(400, code, message, issues);
+    this.name = 'ValidationError';
+  }
+}
+
+export class JobNotFoundError extends ServiceError {
+  constructor(id: string) {
+    super(404, 'JOB_NOT_FOUND', `no job with id "${id}"`);
+    this.name = 'JobNotFoundError';
+  }
+}
+
+export class JobStateError extends ServiceError {
+  constructor(id: string, status: string, action: string) {
+    super(409, 'JOB_STATE_CONFLICT', `job "${id}" is ${status}; it cannot be ${action}`);
+    this.name = 'JobStateError';
+  }
+}
+
+export class QueueUnavailableError extends ServiceError {
+  constructor(reason: string) {
+    super(503, 'QUEUE_UNAVAILABLE', `the job queue is unreachable: ${reason}`);
+    this.name = 'QueueUnavailableError';
+  }
+}
+
+/** zod-style issues -> our `{path, message}` items. */
+export function toIssues(issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey>; message: string }>, prefix = ''): IssueItem[] {
+  return issues.map((i) => ({
+    path: [prefix, ...i.path.map(String)].filter((s) => s !== '').join('.'),
+    message: i.message,
+  }));
+}

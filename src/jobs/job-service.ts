@@ -1,0 +1,176 @@
+// JobService: create, read, list, cancel jobs and page their metrics. It owns the state rules on
+// the API side; the worker owns them on the training side (src/queue/job-runner.ts). Both write
+// through conditional updates so a race between them has exactly one winner.
+import { randomUUID } from 'node:crypto';
+import type { Prisma } from '../db/database.js';
+import { DatasetPathError } from '../data/errors.js';
+import { resolveUnderRoot } from '../data/safe-path.js';
+import { JobNotFoundError, JobStateError, ValidationError, toIssues } from './job-errors.js';
+import { cancelTarget, type JobStatus } from './job-status.js';
+import {
+  toJobView,
+  toMetricPointView,
+  type JobView,
+  type ListJobsQuery,
+  type MetricPointView,
+  type MetricsQuery,
+} from './job-view.js';
+import { TrainingConfig } from './training-config.js';
+
+export interface JobQueuePort {
+  /** Put the job on the training queue. Rejects when the queue is unreachable. */
+  enqueue(jobId: string): Promise<void>;
+  /** Take a waiting job off the queue (best effort: the worker also checks the row). */
+  remove(jobId: string): Promise<void>;
+}
+
+export interface CancelPort {
+  /** Tell the worker running `jobId` to stop between steps. */
+  publish(jobId: string): Promise<void>;
+}
+
+export interface JobServiceDeps {
+  prisma: Prisma;
+  queue: JobQueuePort;
+  cancel: CancelPort;
+  dataRoot: string;
+}
+
+const withModel = { model: true } as const;
+
+export function encodeCursor(createdAt: Date, id: string): string {
+  return Buffer.from(JSON.stringify([createdAt.toISOString(), id])).toString('base64url');
+}
+
+export function decodeCursor(cursor: string): { createdAt: Date; id: string } {
+  try {
+    const [at, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [string, string];
+    const createdAt = new Date(at);
+    if (typeof id !== 'string' || Number.isNaN(createdAt.getTime())) throw new Error('bad');
+    return { createdAt, id };
+  } catch {
+    throw new ValidationError('VALIDATION_FAILED', 'invalid cursor', [
+      { path: 'cursor', message: 'not a cursor returned by this API' },
+    ]);
+  }
+}
+
+export class JobService {
+  constructor(private readonly deps: JobServiceDeps) {}
+
+  /** Validate, resolve defaults, check dataset and init job, store the row, enqueue. */
+  async create(input: unknown): Promise<JobView> {
+    const parsed = TrainingConfig.safeParse(input);
+    if (!parsed.success) {
+      throw new ValidationError('CONFIG_INVALID', 'the training config is invalid', toIssues(parsed.error.issues));
+    }
+    const config = parsed.data;
+    if (config.dataset.type === 'imagefolder') {
+      try {
+        await resolveUnderRoot(this.deps.dataRoot, config.dataset.path);
+      } catch (err) {
+        if (err instanceof DatasetPathError) {
+          throw new ValidationError(err.code, err.message, [{ path: 'dataset.path', message: err.message }]);
+        }
+        throw err;
+      }
+    }
+    if (config.init.fromJob) {
+      const checkpoint = await this.deps.prisma.checkpoint.findFirst({ where: { jobId: config.init.fromJob } });
+      if (!checkpoint) {
+        const msg = `job "${config.init.fromJob}" does not exist or has no checkpoint to start from`;
+        throw new ValidationError('INIT_JOB_INVALID', msg, [{ path: 'init.fromJob', message: msg }]);
+      }
+    }
+    const id = randomUUID();
+    const row = await this.deps.prisma.trainingJob.create({
+      data: { id, name: config.name, status: 'queued', config: JSON.stringify(config) },
+      include: withModel,
+    });
+    try {
+      await this.deps.queue.enqueue(id);
+    } catch (err) {
+      // The row must not sit in `queued` forever with no queue entry behind it.
+      await this.deps.prisma.trainingJob.update({
+        where: { id },
+        data: { status: 'failed', errorCode: 'QUEUE_UNAVAILABLE', errorMessage: (err as Error).message, finishedAt: new Date() },
+      });
+      throw err;
+    }
+    return toJobView(row);
+  }
+
+  async get(id: string): Promise<JobView> {
+    const row = await this.deps.prisma.trainingJob.findUnique({ where: { id }, include: withModel });
+    if (!row) throw new JobNotFoundError(id);
+    return toJobView(row);
+  }
+
+  /** Newest first; the cursor is the (createdAt, id) of the last job on the previous page. */
+  async list(q: ListJobsQuery): Promise<{ jobs: JobView[]; nextCursor: string | null }> {
+    const after = q.cursor ? decodeCursor(q.cursor) : null;
+    const rows = await this.deps.prisma.trainingJob.findMany({
+      where: {
+        ...(q.status ? { status: q.status } : {}),
+        ...(after
+          ? { OR: [{ createdAt: { lt: after.createdAt } }, { createdAt: after.createdAt, id: { lt: after.id } }] }
+          : {}),
+      },
+      orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
+      take: q.limit + 1,
+      include: withModel,
+    });
+    const page = rows.slice(0, q.limit);
+    const last = page[page.length - 1];
+    return {
+      jobs: page.map(toJobView),
+      nextCursor: rows.length > q.limit && last ? encodeCursor(last.createdAt, last.id) : null,
+    };
+  }
+
+  async metrics(id: string, q: MetricsQuery): Promise<{ points: MetricPointView[]; nextAfter: number | null }> {
+    const job = await this.deps.prisma.trainingJob.findUnique({ where: { id }, select: { id: true } });
+    if (!job) throw new JobNotFoundError(id);
+    const rows = await this.deps.prisma.metricPoint.findMany({
+      where: { jobId: id, step: { gt: q.after } },
+      orderBy: { step: 'asc' },
+      take: q.limit + 1,
+    });
+    const page = rows.slice(0, q.limit);
+    return {
+      points: page.map(toMetricPointView),
+      nextAfter: rows.length > q.limit ? page[page.length - 1].step : null,
+    };
+  }
+
+  /**
+   * queued -> cancelled (and off the queue); running -> cancelling (the worker hears it through
+   * Redis, or at its next step through the row, and stops with a checkpoint). Terminal: 409.
+   */
+  async cancel(id: string): Promise<JobView> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const row = await this.deps.prisma.trainingJob.findUnique({ where: { id }, select: { status: true } });
+      if (!row) throw new JobNotFoundError(id);
+      const status = row.status as JobStatus;
+      const next = cancelTarget(status);
+      if (next === null) throw new JobStateError(id, status, 'cancelled');
+      if (next !== status) {
+        const now = new Date();
+        const { count } = await this.deps.prisma.trainingJob.updateMany({
+          where: { id, status },
+          data: next === 'cancelled' ? { status: next, finishedAt: now } : { status: next },
+        });
+        if (count === 0) continue; // the worker moved it meanwhile: decide again on the new state
+        if (next === 'cancelled') await this.deps.queue.remove(id).catch(() => {});
+      }
+      if (next === 'cancelling') await this.deps.cancel.publish(id).catch(() => {});
+      return this.get(id);
+    }
+    throw new JobStateError(id, 'changing', 'cancelled right now; retry');
+  }
+
+  async countByStatus(): Promise<Record<string, number>> {
+    const groups = await this.deps.prisma.trainingJob.groupBy({ by: ['status'], _count: { _all: true } });
+    return Object.fromEntries(groups.map((g) => [g.status, g._count._all]));
+  }
+}

@@ -1,0 +1,182 @@
+// What the API shows of a job, its metrics and its model. These zod schemas are the response
+// contract: routes build them, tests parse responses with them, and openapi.yaml is generated
+// from them.
+import { z } from 'zod';
+import { TrainingConfig } from './training-config.js';
+import { JOB_STATUSES } from './job-status.js';
+
+export const JobStatusSchema = z.enum(JOB_STATUSES);
+
+export const ModelView = z.object({
+  id: z.string(),
+  createdAt: z.iso.datetime(),
+  sizeBytes: z.number().int(),
+  float32SizeBytes: z.number().int(),
+  sha256: z.string(),
+  inputSize: z.number().int(),
+  classes: z.array(z.string()),
+  floatTop1: z.number().nullable(),
+  int8Top1: z.number().nullable(),
+  agreement: z.number().nullable(),
+  promotedAt: z.iso.datetime().nullable(),
+});
+export type ModelView = z.infer<typeof ModelView>;
+
+export const JobView = z.object({
+  id: z.string(),
+  name: z.string(),
+  status: JobStatusSchema,
+  config: TrainingConfig,
+  progress: z.object({
+    epoch: z.number().int(),
+    step: z.number().int(),
+    totalSteps: z.number().int().nullable(),
+    imagesPerSecond: z.number().nullable(),
+  }),
+  /** The training backend the worker used (tensorflow, wasm or cpu); null before it started. */
+  backend: z.string().nullable(),
+  /** Times a worker started this job (a resume after a worker died counts again). */
+  attempts: z.number().int(),
+  warnings: z.number().int(),
+  error: z.object({ code: z.string(), message: z.string() }).nullable(),
+  createdAt: z.iso.datetime(),
+  startedAt: z.iso.datetime().nullable(),
+  finishedAt: z.iso.datetime().nullable(),
+  updatedAt: z.iso.datetime(),
+  model: ModelView.nullable(),
+});
+export type JobView = z.infer<typeof JobView>;
+
+export const JobList = z.object({
+  jobs: z.array(JobView),
+  /** Pass as `cursor` for the next (older) page; null on the last page. */
+  nextCursor: z.string().nullable(),
+});
+
+export const MetricPointView = z.object({
+  step: z.number().int(),
+  epoch: z.number().int(),
+  loss: z.number().nullable(),
+  learningRate: z.number().nullable(),
+  imagesPerSecond: z.number().nullable(),
+  /** Validation accuracy, present at epoch ends. */
+  top1: z.number().nullable(),
+  top5: z.number().nullable(),
+  floatTop1: z.number().nullable(),
+});
+export type MetricPointView = z.infer<typeof MetricPointView>;
+
+export const MetricsPage = z.object({
+  points: z.array(MetricPointView),
+  /** Pass as `after` for the next page; null when there are no more points yet. */
+  nextAfter: z.number().int().nullable(),
+});
+
+export const JobIdParams = z.strictObject({ id: z.string().min(1).max(64) });
+
+export const ListJobsQuery = z.strictObject({
+  status: JobStatusSchema.optional(),
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  cursor: z.string().min(1).max(200).optional(),
+});
+export type ListJobsQuery = z.infer<typeof ListJobsQuery>;
+
+export const MetricsQuery = z.strictObject({
+  /** Only points with a step greater than this. */
+  after: z.coerce.number().int().min(0).default(0),
+  limit: z.coerce.number().int().min(1).max(1000).default(500),
+});
+export type MetricsQuery = z.infer<typeof MetricsQuery>;
+
+// Row shapes as Prisma returns them (both providers).
+interface JobRow {
+  id: string;
+  name: string;
+  status: string;
+  config: string;
+  epoch: number;
+  step: number;
+  totalSteps: number | null;
+  imagesPerSecond: number | null;
+  backend: string | null;
+  errorCode: string | null;
+  errorMessage: string | null;
+  attempts: number;
+  warnings: number;
+  createdAt: Date;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+  updatedAt: Date;
+}
+interface ModelRow {
+  id: string;
+  createdAt: Date;
+  sizeBytes: number;
+  float32SizeBytes: number;
+  sha256: string;
+  inputSize: number;
+  classes: string;
+  floatTop1: number | null;
+  int8Top1: number | null;
+  agreement: number | null;
+  promotedAt: Date | null;
+}
+
+const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+export function toModelView(m: ModelRow): ModelView {
+  return {
+    id: m.id,
+    createdAt: m.createdAt.toISOString(),
+    sizeBytes: m.sizeBytes,
+    float32SizeBytes: m.float32SizeBytes,
+    sha256: m.sha256,
+    inputSize: m.inputSize,
+    classes: JSON.parse(m.classes) as string[],
+    floatTop1: m.floatTop1,
+    int8Top1: m.int8Top1,
+    agreement: m.agreement,
+    promotedAt: iso(m.promotedAt),
+  };
+}
+
+export function toJobView(row: JobRow & { model?: ModelRow | null }): JobView {
+  return {
+    id: row.id,
+    name: row.name,
+    status: row.status as JobView['status'],
+    config: JSON.parse(row.config),
+    progress: { epoch: row.epoch, step: row.step, totalSteps: row.totalSteps, imagesPerSecond: row.imagesPerSecond },
+    backend: row.backend,
+    attempts: row.attempts,
+    warnings: row.warnings,
+    error: row.errorCode ? { code: row.errorCode, message: row.errorMessage ?? '' } : null,
+    createdAt: row.createdAt.toISOString(),
+    startedAt: iso(row.startedAt),
+    finishedAt: iso(row.finishedAt),
+    updatedAt: row.updatedAt.toISOString(),
+    model: row.model ? toModelView(row.model) : null,
+  };
+}
+
+export function toMetricPointView(p: {
+  step: number;
+  epoch: number;
+  loss: number | null;
+  learningRate: number | null;
+  imagesPerSecond: number | null;
+  top1: number | null;
+  top5: number | null;
+  floatTop1: number | null;
+}): MetricPointView {
+  return {
+    step: p.step,
+    epoch: p.epoch,
+    loss: p.loss,
+    learningRate: p.learningRate,
+    imagesPerSecond: p.imagesPerSecond,
+    top1: p.top1,
+    top5: p.top5,
+    floatTop1: p.floatTop1,
+  };
+}

@@ -1,0 +1,31 @@
+// Cancellation travels over Redis pub/sub: Bull has no way to signal a running job. The worker
+// also re-reads the job row at every step, so a message lost while it reconnected still cancels.
+import { Redis } from 'ioredis';
+import type { CancelPort } from '../jobs/job-service.js';
+
+export const cancelChannel = (prefix: string) => `${prefix}:training:cancel`;
+
+export function cancelPublisher(redis: Redis, prefix: string): CancelPort {
+  return {
+    async publish(jobId) {
+      await redis.publish(cancelChannel(prefix), jobId);
+    },
+  };
+}
+
+/** Subscribes on its own connection (a subscribed connection can run nothing else). */
+export async function subscribeCancels(
+  redisUrl: string,
+  prefix: string,
+  onCancel: (jobId: string) => void,
+): Promise<{ close(): Promise<void> }> {
+  const sub = new Redis(redisUrl, { maxRetriesPerRequest: null, lazyConnect: true });
+  await sub.connect();
+  await sub.subscribe(cancelChannel(prefix));
+  sub.on('message', (_channel: string, jobId: string) => onCancel(jobId));
+  return {
+    async close() {
+      sub.disconnect();
+    },
+  };
+}

@@ -1,0 +1,226 @@
+// The HTTP contract of /v1/jobs on real SQLite and real PostgreSQL (no worker runs here: jobs
+// stay queued unless a test moves them).
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ErrorBody } from '../../src/api/error-body.js';
+import { JobList, JobView, MetricsPage } from '../../src/jobs/job-view.js';
+import { startHarness, tinySynthetic, waitReady, type DbKind, type Harness } from './api-harness.js';
+
+describe.each(['sqlite', 'postgres'] as DbKind[])('jobs API on %s', (kind) => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness(kind, { BODY_LIMIT: '4096' });
+    await waitReady(h);
+  });
+  afterAll(async () => h?.close());
+
+  const post = (body: unknown) => h.app.inject({ method: 'POST', url: '/v1/jobs', payload: body as object });
+  const count = () => h.deps.db.prisma.trainingJob.count();
+
+  it('creates a queued job with the fully resolved config and puts it on the queue', async () => {
+    const res = await post(tinySynthetic);
+    expect(res.statusCode).toBe(201);
+    expect(res.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    const job = JobView.parse(res.json());
+    expect(res.headers.location).toBe(`/v1/jobs/${job.id}`);
+    expect(job.status).toBe('queued');
+    expect(job.config.dataset).toEqual({ type: 'synthetic', classes: 2, samplesPerClass: 2, valPerClass: 16, seed: 1 });
+    expect(job.config.training.batchSize).toBe(32);
+    expect(job.config.quantization.emaDecay).toBe(0.999);
+    expect(job.config.name).toBe('qat-job');
+    expect(job.progress).toEqual({ epoch: 0, step: 0, totalSteps: null, imagesPerSecond: null });
+    const again = JobView.parse((await h.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}` })).json());
+    expect(again).toEqual(job);
+    const counts = await h.deps.queue.counts();
+    expect(counts.waiting).toBeGreaterThanOrEqual(1);
+  });
+
+  it('answers an invalid config with 400, field paths, and writes nothing', async () => {
+    const before = await count();
+    const res = await post({ dataset: { type: 'synthetic' }, training: { batchSize: 0, epochs: 'x' }, model: { depth: 3 } });
+    expect(res.statusCode).toBe(400);
+    const body = ErrorBody.parse(res.json());
+    expect(body.error.code).toBe('CONFIG_INVALID');
+    const paths = body.error.issues.map((i) => i.path).sort();
+    expect(paths).toEqual(['model', 'training.batchSize', 'training.epochs']);
+    expect(body.error.issues.find((i) => i.path === 'model')!.message).toContain('depth');
+    const missing = ErrorBody.parse((await post({})).json());
+    expect(missing.error.issues.map((i) => i.path)).toEqual(['dataset']);
+    expect(await count()).toBe(before);
+  });
+
+  it('resolves imagefolder paths under DATA_ROOT only', async () => {
+    fs.mkdirSync(path.join(h.settings.dataRoot, 'pets', 'cat'), { recursive: true });
+    fs.symlinkSync(h.dir, path.join(h.settings.dataRoot, 'escape'));
+    const before = await count();
+    for (const [p, code] of [
+      ['../outside', 'DATASET_PATH_INVALID'],
+      ['/etc', 'DATASET_PATH_INVALID'],
+      ['escape', 'DATASET_PATH_INVALID'],
+      ['nope', 'DATASET_NOT_FOUND'],
+    ]) {
+      const res = await post({ dataset: { type: 'imagefolder', path: p } });
+      expect(res.statusCode, p).toBe(400);
+      const body = ErrorBody.parse(res.json());
+      expect(body.error.code, p).toBe(code);
+      expect(body.error.issues[0].path).toBe('dataset.path');
+    }
+    expect(await count()).toBe(before);
+    const ok = await post({ dataset: { type: 'imagefolder', path: 'pets' } });
+    expect(ok.statusCode).toBe(201);
+    expect(JobView.parse(ok.json()).config.dataset).toEqual({ type: 'imagefolder', path: 'pets', valSplit: 0.1 });
+  });
+
+  it('rejects init.fromJob that has no checkpoint', async () => {
+    const res = await post({ ...tinySynthetic, init: { fromJob: 'nope' } });
+    expect(res.statusCode).toBe(400);
+    expect(ErrorBody.parse(res.json()).error).toMatchObject({ code: 'INIT_JOB_INVALID', issues: [{ path: 'init.fromJob' }] });
+  });
+
+  it('answers unknown ids with 404, bad JSON with 400 and big bodies with 413, in the one shape', async () => {
+    for (const [method, url] of [
+      ['GET', '/v1/jobs/nope'],
+      ['GET', '/v1/jobs/nope/metrics'],
+      ['POST', '/v1/jobs/nope/cancel'],
+    ] as const) {
+      const res = await h.app.inject({ method, url });
+      expect(res.statusCode, url).toBe(404);
+      expect(ErrorBody.parse(res.json()).error.code).toBe('JOB_NOT_FOUND');
+    }
+    const route = await h.app.inject({ method: 'GET', url: '/v2/nothing' });
+    expect(route.statusCode).toBe(404);
+    expect(ErrorBody.parse(route.json()).error.code).toBe('ROUTE_NOT_FOUND');
+
+    const bad = await h.app.inject({ method: 'POST', url: '/v1/jobs', headers: { 'content-type': 'application/json' }, payload: '{"dataset":' });
+    expect(bad.statusCode).toBe(400);
+    expect(ErrorBody.parse(bad.json()).error.code).toBe('INVALID_JSON');
+
+    const before = await count();
+    const big = await post({ ...tinySynthetic, name: 'x'.repeat(5000) });
+    expect(big.statusCode).toBe(413);
+    expect(ErrorBody.parse(big.json()).error.code).toBe('BODY_TOO_LARGE');
+    expect(await count()).toBe(before);
+
+    const q = await h.app.inject({ method: 'GET', url: '/v1/jobs?limit=0&status=done' });
+    expect(q.statusCode).toBe(400);
+    expect(ErrorBody.parse(q.json()).error.issues.map((i) => i.path).sort()).toEqual(['query.limit', 'query.status']);
+  });
+
+  it('cancels a queued job: it leaves the queue, never starts, and a second cancel is a 409', async () => {
+    const job = JobView.parse((await post(tinySynthetic)).json());
+    expect(await h.deps.queue.counts()).toBeTruthy();
+    const res = await h.app.inject({ method: 'POST', url: `/v1/jobs/${job.id}/cancel` });
+    expect(res.statusCode).toBe(200);
+    const cancelled = JobView.parse(res.json());
+    expect(cancelled.status).toBe('cancelled');
+    expect(cancelled.finishedAt).not.toBeNull();
+    const again = await h.app.inject({ method: 'POST', url: `/v1/jobs/${job.id}/cancel` });
+    expect(again.statusCode).toBe(409);
+    expect(ErrorBody.parse(again.json()).error.code).toBe('JOB_STATE_CONFLICT');
+  });
+
+  it('cancelling a running job moves it to cancelling (the worker finishes the move)', async () => {
+    const job = JobView.parse((await post(tinySynthetic)).json());
+    await h.deps.db.prisma.trainingJob.update({ where: { id: job.id }, data: { status: 'running' } });
+    const res = await h.app.inject({ method: 'POST', url: `/v1/jobs/${job.id}/cancel` });
+    expect(JobView.parse(res.json()).status).toBe('cancelling');
+    const twice = await h.app.inject({ method: 'POST', url: `/v1/jobs/${job.id}/cancel` });
+    expect(twice.statusCode).toBe(200);
+    expect(JobView.parse(twice.json()).status).toBe('cancelling');
+  });
+
+  it('lists jobs newest first with cursor paging and a status filter', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      ids.push(JobView.parse((await post({ ...tinySynthetic, name: `page-${i}` })).json()).id);
+      await new Promise((r) => setTimeout(r, 5)); // distinct createdAt (ms) so "newest" is defined
+    }
+    const total = await count();
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const url: string = `/v1/jobs?limit=2${cursor ? `&cursor=${cursor}` : ''}`;
+      const page = JobList.parse((await h.app.inject({ method: 'GET', url })).json());
+      expect(page.jobs.length).toBeLessThanOrEqual(2);
+      seen.push(...page.jobs.map((j) => j.id));
+      cursor = page.nextCursor;
+      pages++;
+    } while (cursor);
+    expect(seen).toHaveLength(total);
+    expect(new Set(seen).size).toBe(total);
+    expect(pages).toBe(Math.ceil(total / 2));
+    expect(seen.slice(0, 5)).toEqual([...ids].reverse());
+
+    const cancelled = JobList.parse((await h.app.inject({ method: 'GET', url: '/v1/jobs?status=cancelled' })).json());
+    expect(cancelled.jobs.length).toBeGreaterThan(0);
+    expect(cancelled.jobs.every((j) => j.status === 'cancelled')).toBe(true);
+    const bad = await h.app.inject({ method: 'GET', url: '/v1/jobs?cursor=garbage' });
+    expect(bad.statusCode).toBe(400);
+  });
+
+  it('pages metrics by step', async () => {
+    const job = JobView.parse((await post(tinySynthetic)).json());
+    for (let step = 1; step <= 7; step++) {
+      await h.deps.db.prisma.metricPoint.create({
+        data: { jobId: job.id, step, epoch: 1, loss: 2 - step / 10, learningRate: 0.05, imagesPerSecond: 1 },
+      });
+    }
+    await h.deps.db.prisma.metricPoint.update({
+      where: { jobId_step: { jobId: job.id, step: 7 } },
+      data: { top1: 0.5, top5: 1 },
+    });
+    const steps: number[] = [];
+    let after = 0;
+    for (;;) {
+      const page = MetricsPage.parse(
+        (await h.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}/metrics?after=${after}&limit=3` })).json(),
+      );
+      steps.push(...page.points.map((p) => p.step));
+      if (page.nextAfter === null) {
+        expect(page.points.at(-1)).toMatchObject({ step: 7, loss: 1.3, top1: 0.5, top5: 1 });
+        break;
+      }
+      after = page.nextAfter;
+    }
+    expect(steps).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    const tail = MetricsPage.parse((await h.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}/metrics?after=7` })).json());
+    expect(tail).toEqual({ points: [], nextAfter: null });
+  });
+
+  it('reports readiness and Prometheus metrics', async () => {
+    const ready = await h.app.inject({ method: 'GET', url: '/readyz' });
+    expect(ready.json()).toEqual({ status: 'ready', checks: { database: 'ok', redis: 'ok', queue: 'ok' } });
+    expect((await h.app.inject({ method: 'GET', url: '/healthz' })).json().status).toBe('ok');
+    const metrics = await h.app.inject({ method: 'GET', url: '/metrics' });
+    expect(metrics.statusCode).toBe(200);
+    expect(metrics.body).toMatch(/qatserve_http_requests_total\{method="POST",route="\/v1\/jobs",status="201"\} \d+/);
+    expect(metrics.body).toMatch(/qatserve_http_request_duration_seconds_bucket\{le="0.005",method="GET",route="\/v1\/jobs\/:id"\}/);
+    const queued = await h.deps.db.prisma.trainingJob.count({ where: { status: 'queued' } });
+    expect(metrics.body).toContain(`qatserve_jobs{status="queued"} ${queued}`);
+    expect(metrics.body).toMatch(/qatserve_queue_jobs\{state="waiting"\} \d+/);
+  });
+});
+
+describe('readiness without Redis', () => {
+  it('answers 503 with the reason when Redis is unreachable', async () => {
+    // Port 1 on loopback: nothing listens there, connections are refused at once.
+    const h = await startHarness('sqlite', { REDIS_URL: 'redis://127.0.0.1:1' });
+    try {
+      const res = await h.app.inject({ method: 'GET', url: '/readyz' });
+      expect(res.statusCode).toBe(503);
+      const body = res.json();
+      expect(body.status).toBe('unavailable');
+      expect(body.checks.database).toBe('ok');
+      expect(body.checks.redis).toMatch(/^error/);
+      expect(body.checks.queue).toMatch(/^error/);
+      expect(body.reason).toMatch(/redis error/);
+      const post = await h.app.inject({ method: 'POST', url: '/v1/jobs', payload: tinySynthetic });
+      expect(post.statusCode).toBe(503);
+      expect(post.json().error.code).toBe('QUEUE_UNAVAILABLE');
+    } finally {
+      await h.close();
+    }
+  });
+});
