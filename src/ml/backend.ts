@@ -1,0 +1,86 @@
+// Picks the training backend at start-up: tfjs-node (libtensorflow) when it is installed, else wasm
+// when our wasm training kernels load, else the pure-JS cpu backend. TFJS_BACKEND overrides.
+// tfjs-node is an optionalDependency that fails to install offline, so an import failure simply
+// means "absent". Imports are dynamic so that nothing here breaks the build or start-up when a
+// backend (or the wasm-training module, written separately) is missing.
+import { tf } from './tf.js';
+import type { BackendName, TrainLogger } from './train-api.js';
+
+export class BackendError extends Error {
+  readonly code = 'BACKEND_UNAVAILABLE';
+  constructor(message: string) {
+    super(message);
+    this.name = 'BackendError';
+  }
+}
+
+const TF_NAME: Record<BackendName, string> = { tensorflow: 'tensorflow', wasm: 'wasm', cpu: 'cpu' };
+
+async function tryTensorflow(): Promise<string | null> {
+  try {
+    // A variable specifier keeps TypeScript from requiring the (optional) package's types.
+    const pkg = '@tensorflow/tfjs-node';
+    await import(pkg);
+    return (await tf.setBackend('tensorflow')) ? null : 'setBackend(tensorflow) failed';
+  } catch (e) {
+    return (e as Error).message.split('\n')[0] ?? 'import failed';
+  }
+}
+
+async function tryWasm(): Promise<string | null> {
+  try {
+    await import('@tensorflow/tfjs-backend-wasm');
+    const mod = './backends/wasm-training/index.js';
+    const training = (await import(mod)) as { registerWasmTrainingKernels?: () => void };
+    if (typeof training.registerWasmTrainingKernels !== 'function') return 'wasm-training module has no registerWasmTrainingKernels';
+    training.registerWasmTrainingKernels();
+    return (await tf.setBackend('wasm')) ? null : 'setBackend(wasm) failed';
+  } catch (e) {
+    return (e as Error).message.split('\n')[0] ?? 'import failed';
+  }
+}
+
+let chosen: BackendName | null = null;
+
+/**
+ * Selects and initialises the backend (once per process; later calls return the first choice
+ * unless `force` names another). `TFJS_BACKEND=tensorflow|wasm|cpu` overrides the order and fails
+ * loudly when that backend cannot start.
+ */
+export async function selectBackend(opts: { logger?: TrainLogger; prefer?: BackendName } = {}): Promise<BackendName> {
+  const env = (opts.prefer ?? process.env.TFJS_BACKEND ?? '').trim().toLowerCase();
+  if (chosen && (!env || env === chosen)) return chosen;
+  const tryers: Record<BackendName, () => Promise<string | null>> = {
+    tensorflow: tryTensorflow,
+    wasm: tryWasm,
+    cpu: async () => ((await tf.setBackend('cpu')) ? null : 'setBackend(cpu) failed'),
+  };
+  if (env) {
+    if (!(env in tryers)) throw new BackendError(`TFJS_BACKEND=${env}: expected tensorflow, wasm or cpu`);
+    const name = env as BackendName;
+    const err = await tryers[name]();
+    if (err) throw new BackendError(`TFJS_BACKEND=${name} requested but unavailable: ${err}`);
+    chosen = name;
+  } else {
+    const reasons: string[] = [];
+    for (const name of ['tensorflow', 'wasm', 'cpu'] as BackendName[]) {
+      const err = await tryers[name]();
+      if (!err) {
+        chosen = name;
+        break;
+      }
+      reasons.push(`${name}: ${err}`);
+    }
+    if (!chosen) throw new BackendError(`no tfjs backend could start (${reasons.join('; ')})`);
+    if (reasons.length > 0) opts.logger?.info(`tfjs backends skipped: ${reasons.join('; ')}`);
+  }
+  await tf.ready();
+  opts.logger?.info(`tfjs backend: ${chosen}`, { backend: chosen, tfBackend: TF_NAME[chosen] });
+  return chosen;
+}
+
+/** The active backend as a BackendName (after selectBackend, or cpu by default). */
+export function activeBackend(): BackendName {
+  const b = tf.getBackend();
+  return b === 'tensorflow' || b === 'wasm' ? b : 'cpu';
+}

@@ -1,0 +1,115 @@
+// Conv + batch norm with the BN folded into the conv, as trained for int8 (Jacob et al. 2018 §3.2,
+// TFMOT, MindSpore Conv2dBnFoldQuant).
+//
+// The folded layer is  y = conv(x, W * k) + (beta - mu * k),  k = gamma / sqrt(var + eps)  (per
+// output channel), and the weights that get fake-quantized are the folded weights W * k.
+//
+// Why one convolution suffices. The usual training graph runs the conv twice: once with the raw W
+// to get batch statistics, once with the quantized folded weights. MindSpore's "OneConv" variant
+// folds with the running std and rescales by sigma_run / sigma_batch afterwards. We go one step
+// further, on an exact identity: per-output-channel *symmetric min/max* quantization commutes with
+// per-channel scaling,  fq(W * k) = fq(W) * k  for every k (the channel's scale becomes
+// max|W*k|/127 = |k| * max|W|/127 and the integers round(W/s) are unchanged; the sign of k flips
+// both). Hence
+//     conv(x, fq(W * k)) = conv(x, fq(W)) * k,
+// so we run ONE conv with fq(W), take batch statistics of its output z (as plain BN would), and
+// apply k and the bias per channel: conv-sized cost once, everything else per-channel. The int8
+// weights exported are round(W / s) with scale s * |k| (sign folded in), i.e. exactly the grid
+// trained on.
+//
+// Zero gamma: nothing here divides by gamma (PyTorch 1.13's ConvBn QAT divides the conv output by
+// the folded scale to undo it and gets NaN when gamma = 0). k = 0 just zeroes the channel, and
+// sqrt(var + eps) >= sqrt(eps) keeps every division finite.
+//
+// Modes:
+//   batch stats (training, before freezeBnAfterSteps): k uses the batch variance, the bias the batch
+//     mean, gradients flow through the statistics as in ordinary BN; running stats are updated;
+//   frozen / eval: k and the bias use the running statistics: the exported layer exactly.
+import { tf } from './tf.js';
+import { fakeQuantWeight } from './fake-quant.js';
+
+/** Keras MobileNetV2's BN epsilon. */
+export const BN_EPS = 1e-3;
+/** Running-stat momentum (PyTorch's 0.1 update): short QAT runs need statistics that keep up. */
+export const BN_MOMENTUM = 0.9;
+
+export type ConvKind = 'conv' | 'dw';
+
+export interface BnState {
+  gamma: tf.Variable;
+  beta: tf.Variable;
+  runMean: tf.Variable;
+  runVar: tf.Variable;
+}
+
+export interface FoldedConvOptions {
+  kind: ConvKind;
+  stride: number;
+  /** Symmetric zero padding (k - 1) / 2: pads [p, p, p, p] in the exported graph. */
+  pad: number;
+  quantizeWeights: boolean;
+  /** Batch statistics (and running-stat updates) instead of the running statistics. */
+  batchStats: boolean;
+}
+
+/** Output-channel axis of a tfjs filter: [kh, kw, in, out] for conv, [kh, kw, C, 1] for depthwise. */
+export function channelAxis(kind: ConvKind): number {
+  return kind === 'conv' ? 3 : 2;
+}
+
+export function rawConv(x: tf.Tensor4D, w: tf.Tensor4D, kind: ConvKind, stride: number, pad: number): tf.Tensor4D {
+  return kind === 'conv'
+    ? tf.conv2d(x, w, stride, pad === 0 ? 'valid' : pad)
+    : tf.depthwiseConv2d(x, w, stride, pad === 0 ? 'valid' : pad);
+}
+
+/**
+ * The folded conv-BN layer. When `batchStats` is on it also updates the running statistics
+ * (assigned in place: tfjs variables share the new tensor's buffer, so this is safe inside a
+ * gradient tape, as tfjs-layers' BatchNormalization does).
+ */
+export function foldedConvBn(x: tf.Tensor4D, w: tf.Variable, bn: BnState, opts: FoldedConvOptions): tf.Tensor4D {
+  const wq = (opts.quantizeWeights ? fakeQuantWeight(w, channelAxis(opts.kind)) : w) as tf.Tensor4D;
+  const z = rawConv(x, wq, opts.kind, opts.stride, opts.pad);
+  const channels = z.shape[3];
+  let mean: tf.Tensor1D;
+  let variance: tf.Tensor1D;
+  if (opts.batchStats) {
+    // Statistics over N*H*W as one axis: a single-axis reduction is cheaper on every backend.
+    const flat = tf.reshape(z, [-1, channels]);
+    mean = tf.mean(flat, 0) as tf.Tensor1D;
+    variance = tf.mean(tf.square(tf.sub(flat, mean)), 0) as tf.Tensor1D;
+    const count = flat.shape[0];
+    const unbiased = count > 1 ? count / (count - 1) : 1;
+    tf.tidy(() => {
+      const m = tf.add(tf.mul(bn.runMean, BN_MOMENTUM), tf.mul(mean, 1 - BN_MOMENTUM));
+      const v = tf.add(tf.mul(bn.runVar, BN_MOMENTUM), tf.mul(variance, (1 - BN_MOMENTUM) * unbiased));
+      // The statistics are not trained: cut them from the tape by copying the values.
+      bn.runMean.assign(tf.tensor1d(m.dataSync() as Float32Array));
+      bn.runVar.assign(tf.tensor1d(v.dataSync() as Float32Array));
+    });
+  } else {
+    mean = bn.runMean as unknown as tf.Tensor1D;
+    variance = bn.runVar as unknown as tf.Tensor1D;
+  }
+  const k = tf.mul(bn.gamma, tf.rsqrt(tf.add(variance, BN_EPS)));
+  const bias = tf.sub(bn.beta, tf.mul(mean, k));
+  return tf.add(tf.mul(z, k), bias) as tf.Tensor4D;
+}
+
+/** Per-channel fold factor and bias from running statistics, for export and tests (JS values). */
+export function foldFactors(bn: { gamma: Float32Array; beta: Float32Array; runMean: Float32Array; runVar: Float32Array }): {
+  k: Float32Array;
+  bias: Float32Array;
+} {
+  const n = bn.gamma.length;
+  const k = new Float32Array(n);
+  const bias = new Float32Array(n);
+  for (let c = 0; c < n; c++) {
+    // Same float32 order of operations as the tensor version above.
+    const r = Math.fround(1 / Math.sqrt(Math.fround(bn.runVar[c]! + Math.fround(BN_EPS))));
+    k[c] = Math.fround(bn.gamma[c]! * r);
+    bias[c] = Math.fround(bn.beta[c]! - Math.fround(bn.runMean[c]! * k[c]!));
+  }
+  return { k, bias };
+}

@@ -1,0 +1,272 @@
+// MobileNetV2 (Sandler et al. 2018) built from plain tf.Variables, with QAT built in: every conv is
+// a folded conv-BN (conv-bn-fold.ts), and activations are fake-quantized exactly where the int8
+// graph quantizes them (the `q(...)` calls below; their names are the tensor names of the exported
+// QuantGraph). The architecture is data (`buildArch`), so the trainer, the checkpoint and the
+// export all walk the same list.
+import { tf } from './tf.js';
+import { actQParams, fakeQuantAct, fakeQuantWeight } from './fake-quant.js';
+import { foldedConvBn, type BnState, type ConvKind } from './conv-bn-fold.js';
+import { RangeTracker } from './ema-range.js';
+import { hashSeed } from '../data/rng.js';
+
+export interface ConvSpec {
+  name: string;
+  kind: ConvKind;
+  inC: number;
+  outC: number;
+  k: number;
+  stride: number;
+  relu6: boolean;
+}
+
+export interface BlockSpec {
+  name: string;
+  expand?: ConvSpec;
+  dw: ConvSpec;
+  project: ConvSpec;
+  residual: boolean;
+}
+
+export interface ArchSpec {
+  inputSize: number;
+  numClasses: number;
+  widthMultiplier: number;
+  /** True when the stem and the first stride-2 stage run at stride 1 (inputs below 64). */
+  smallInputStem: boolean;
+  dropout: number;
+  stem: ConvSpec;
+  blocks: BlockSpec[];
+  head: ConvSpec;
+  dense: { name: string; inF: number; outF: number };
+}
+
+export interface ArchOptions {
+  inputSize: number;
+  numClasses: number;
+  widthMultiplier: number;
+  smallInputStem: 'auto' | 'on' | 'off';
+  dropout: number;
+}
+
+/** The paper's stage table: expansion t, channels c, repeats n, first stride s. */
+export const STAGES: ReadonlyArray<readonly [number, number, number, number]> = [
+  [1, 16, 1, 1],
+  [6, 24, 2, 2],
+  [6, 32, 3, 2],
+  [6, 64, 4, 2],
+  [6, 96, 3, 1],
+  [6, 160, 3, 2],
+  [6, 320, 1, 1],
+];
+
+/** Channels rounded to a multiple of `divisor`, never more than 10% below the request (TF's rule). */
+export function makeDivisible(v: number, divisor = 8): number {
+  const n = Math.max(divisor, Math.floor(v + divisor / 2) - (Math.floor(v + divisor / 2) % divisor));
+  return n < 0.9 * v ? n + divisor : n;
+}
+
+export function buildArch(o: ArchOptions): ArchSpec {
+  const w = o.widthMultiplier;
+  // A 32x32 input through the paper's stride-32 network ends at 1x1 after the fourth stage and
+  // leaves the last 7 blocks nothing spatial to work on. CIFAR ports (e.g. kuangliu/pytorch-cifar)
+  // run the stem and the first stride-2 stage (c=24) at stride 1: overall stride 8, 4x4 at the end.
+  const small = o.smallInputStem === 'on' || (o.smallInputStem === 'auto' && o.inputSize < 64);
+  const conv = (name: string, kind: ConvKind, inC: number, outC: number, k: number, stride: number, relu6: boolean): ConvSpec => ({
+    name, kind, inC, outC, k, stride, relu6,
+  });
+  let c = makeDivisible(32 * w);
+  const stem = conv('stem', 'conv', 3, c, 3, small ? 1 : 2, true);
+  const blocks: BlockSpec[] = [];
+  let firstStride2Seen = false;
+  STAGES.forEach(([t, ch, n, s], stage) => {
+    const outC = makeDivisible(ch * w);
+    for (let i = 0; i < n; i++) {
+      let stride = i === 0 ? s : 1;
+      if (stride === 2 && !firstStride2Seen) {
+        firstStride2Seen = true;
+        if (small) stride = 1;
+      }
+      const name = `block${blocks.length + 1}`;
+      const hidden = Math.round(c * t);
+      blocks.push({
+        name,
+        expand: t === 1 ? undefined : conv(`${name}/expand`, 'conv', c, hidden, 1, 1, true),
+        dw: conv(`${name}/dw`, 'dw', hidden, hidden, 3, stride, true),
+        project: conv(`${name}/project`, 'conv', hidden, outC, 1, 1, false),
+        residual: stride === 1 && c === outC,
+      });
+      c = outC;
+      void stage;
+    }
+  });
+  const last = w > 1 ? makeDivisible(1280 * w) : 1280;
+  const head = conv('head', 'conv', c, last, 1, 1, true);
+  return {
+    inputSize: o.inputSize,
+    numClasses: o.numClasses,
+    widthMultiplier: w,
+    smallInputStem: small,
+    dropout: o.dropout,
+    stem,
+    blocks,
+    head,
+    dense: { name: 'classifier', inF: last, outF: o.numClasses },
+  };
+}
+
+/** Every conv in forward order. */
+export function allConvs(arch: ArchSpec): ConvSpec[] {
+  const out = [arch.stem];
+  for (const b of arch.blocks) {
+    if (b.expand) out.push(b.expand);
+    out.push(b.dw, b.project);
+  }
+  out.push(arch.head);
+  return out;
+}
+
+export interface ForwardMode {
+  training: boolean;
+  /** Fake-quantize weights and activations. */
+  fakeQuant: boolean;
+  /** BN batch statistics (and running-stat updates); false = frozen/eval running statistics. */
+  bnBatchStats: boolean;
+  /** Update the activation range EMAs from this batch. */
+  observeRanges: boolean;
+  /** Seed for this step's dropout mask (training only). */
+  dropoutSeed?: number;
+}
+
+export const EVAL_MODE: ForwardMode = { training: false, fakeQuant: true, bnBatchStats: false, observeRanges: false };
+
+let modelCounter = 0;
+
+/** Parameter kinds, for weight decay (only conv/dense weights decay) and checkpoint grouping. */
+export type ParamRole = 'weight' | 'gamma' | 'beta' | 'bias' | 'runMean' | 'runVar';
+
+export interface ParamEntry {
+  name: string;
+  role: ParamRole;
+  variable: tf.Variable;
+  trainable: boolean;
+}
+
+export class MobileNetV2 {
+  readonly params = new Map<string, ParamEntry>();
+  readonly ranges: RangeTracker;
+  private readonly uid = ++modelCounter;
+
+  constructor(readonly arch: ArchSpec, emaDecay: number, seed: number) {
+    this.ranges = new RangeTracker(emaDecay);
+    let i = 0;
+    const init = (shape: number[], std: number) => tf.randomNormal(shape, 0, std, 'float32', hashSeed(seed, 0x1417, i++));
+    for (const c of allConvs(arch)) {
+      // Kaiming normal (He et al. 2015), fan-out mode as torchvision; depthwise fans are per channel.
+      const shape = c.kind === 'conv' ? [c.k, c.k, c.inC, c.outC] : [c.k, c.k, c.inC, 1];
+      const fan = c.kind === 'conv' ? c.k * c.k * c.outC : c.k * c.k;
+      this.add(`${c.name}/w`, 'weight', init(shape, Math.sqrt(2 / fan)), true);
+      this.add(`${c.name}/gamma`, 'gamma', tf.ones([c.outC]), true);
+      this.add(`${c.name}/beta`, 'beta', tf.zeros([c.outC]), true);
+      this.add(`${c.name}/runMean`, 'runMean', tf.zeros([c.outC]), false);
+      this.add(`${c.name}/runVar`, 'runVar', tf.ones([c.outC]), false);
+    }
+    const d = arch.dense;
+    this.add(`${d.name}/w`, 'weight', init([d.inF, d.outF], 0.01), true);
+    this.add(`${d.name}/b`, 'bias', tf.zeros([d.outF]), true);
+  }
+
+  private add(name: string, role: ParamRole, value: tf.Tensor, trainable: boolean): void {
+    const variable = tf.variable(value, trainable, `m${this.uid}/${name}`);
+    value.dispose();
+    this.params.set(name, { name, role, variable, trainable });
+  }
+
+  v(name: string): tf.Variable {
+    const p = this.params.get(name);
+    if (!p) throw new Error(`no parameter ${name}`);
+    return p.variable;
+  }
+
+  trainableVariables(): tf.Variable[] {
+    return [...this.params.values()].filter((p) => p.trainable).map((p) => p.variable);
+  }
+
+  /** Quantization point names in forward order (the QuantGraph's activation tensors). */
+  quantPoints(): string[] {
+    const names = ['input', 'stem'];
+    for (const b of this.arch.blocks) {
+      if (b.expand) names.push(b.expand.name);
+      names.push(b.dw.name, b.project.name);
+      if (b.residual) names.push(`${b.name}/add`);
+    }
+    names.push('head', 'pool', 'logits');
+    return names;
+  }
+
+  /** Activation quantization point: observe the range (training), then fake-quantize. */
+  private q(name: string, x: tf.Tensor, mode: ForwardMode, relu6 = false): tf.Tensor {
+    if (mode.observeRanges) {
+      const min = tf.min(x);
+      const max = tf.max(x);
+      this.ranges.observe(name, { min: min.dataSync()[0]!, max: max.dataSync()[0]! });
+      min.dispose();
+      max.dispose();
+    }
+    if (!mode.fakeQuant) return x;
+    const r = this.ranges.get(name);
+    if (!r) throw new Error(`activation range ${name} was never observed; cannot fake-quantize`);
+    return fakeQuantAct(x, actQParams(r.min, r.max, relu6));
+  }
+
+  private conv(x: tf.Tensor4D, c: ConvSpec, mode: ForwardMode): tf.Tensor4D {
+    const bn: BnState = {
+      gamma: this.v(`${c.name}/gamma`),
+      beta: this.v(`${c.name}/beta`),
+      runMean: this.v(`${c.name}/runMean`),
+      runVar: this.v(`${c.name}/runVar`),
+    };
+    const y = foldedConvBn(x, this.v(`${c.name}/w`), bn, {
+      kind: c.kind,
+      stride: c.stride,
+      pad: (c.k - 1) / 2,
+      quantizeWeights: mode.fakeQuant,
+      batchStats: mode.bnBatchStats,
+    });
+    const a = c.relu6 ? tf.relu6(y) : y;
+    return this.q(c.name, a, mode, c.relu6) as tf.Tensor4D;
+  }
+
+  /** Logits [N, classes]. Call inside tf.tidy (or a gradient function). */
+  forward(input: tf.Tensor4D, mode: ForwardMode): tf.Tensor2D {
+    let x = this.q('input', input, mode) as tf.Tensor4D;
+    x = this.conv(x, this.arch.stem, mode);
+    for (const b of this.arch.blocks) {
+      let h = x;
+      if (b.expand) h = this.conv(h, b.expand, mode);
+      h = this.conv(h, b.dw, mode);
+      h = this.conv(h, b.project, mode);
+      if (b.residual) h = this.q(`${b.name}/add`, tf.add(x, h), mode) as tf.Tensor4D;
+      x = h;
+    }
+    x = this.conv(x, this.arch.head, mode);
+    let pooled = this.q('pool', tf.mean(x, [1, 2]), mode) as tf.Tensor2D;
+    if (mode.training && this.arch.dropout > 0) {
+      pooled = tf.dropout(pooled, this.arch.dropout, undefined, mode.dropoutSeed) as tf.Tensor2D;
+    }
+    const d = this.arch.dense;
+    const wRaw = this.v(`${d.name}/w`);
+    const w = (mode.fakeQuant ? fakeQuantWeight(wRaw, 1) : wRaw) as tf.Tensor2D;
+    const logits = tf.add(tf.matMul(pooled, w), this.v(`${d.name}/b`)) as tf.Tensor2D;
+    return this.q('logits', logits, mode) as tf.Tensor2D;
+  }
+
+  dispose(): void {
+    for (const p of this.params.values()) p.variable.dispose();
+    this.params.clear();
+  }
+}
+
+/** Names of the quantization points that are ReLU6 outputs (their grid stays inside [0, 6]). */
+export function relu6Points(arch: ArchSpec): Set<string> {
+  return new Set(allConvs(arch).filter((c) => c.relu6).map((c) => c.name));
+}
