@@ -1,0 +1,231 @@
+import { mkdir, mkdtemp, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeImageToRgb, loadDataset, NORMALIZATION, resolveUnderRoot, type DataWarning } from '../../src/data/index.js';
+import { holdOut } from '../../src/data/image-folder.js';
+
+let tmp: string; // holds dataRoot and a sibling "outside" folder
+let dataRoot: string;
+const noAug = { augment: false, seed: 0, epoch: 0, step: 0 };
+const toByte = (v: number, c: number) => Math.round((v * NORMALIZATION.std[c] + NORMALIZATION.mean[c]) * 255) || 0;
+
+type Rgb = [number, number, number];
+const solid = (w: number, h: number, rgb: Rgb) => sharp({ create: { width: w, height: h, channels: 3, background: { r: rgb[0], g: rgb[1], b: rgb[2] } } });
+
+/** A JPEG of random pixels cut at 80%: its header is intact (metadata works), its data is not. */
+async function truncatedJpeg(): Promise<Buffer> {
+  const noise = Buffer.alloc(64 * 64 * 3);
+  for (let i = 0; i < noise.length; i++) noise[i] = (i * 7919) % 251;
+  const jpg = await sharp(noise, { raw: { width: 64, height: 64, channels: 3 } }).jpeg().toBuffer();
+  const cut = jpg.subarray(0, Math.floor(jpg.length * 0.8));
+  expect((await sharp(cut).metadata()).width).toBe(64);
+  return cut;
+}
+
+async function writeImage(file: string, img: sharp.Sharp, format: 'jpeg' | 'png' | 'webp') {
+  await mkdir(path.dirname(file), { recursive: true });
+  const buf = format === 'jpeg' ? await img.jpeg({ quality: 95 }).toBuffer() : format === 'png' ? await img.png().toBuffer() : await img.webp({ lossless: true }).toBuffer();
+  await writeFile(file, buf);
+}
+
+/** Mean decoded RGB of sample i of a split (un-normalized bytes). */
+async function meanRgb(split: { batch: (i: number[], a: typeof noAug) => Promise<{ x: Float32Array }> }, i: number, size: number): Promise<Rgb> {
+  const { x } = await split.batch([i], noAug);
+  const m: Rgb = [0, 0, 0];
+  for (let p = 0; p < size * size; p++) for (let c = 0; c < 3; c++) m[c] += toByte(x[p * 3 + c], c) / (size * size);
+  return m.map(Math.round) as Rgb;
+}
+
+beforeAll(async () => {
+  tmp = await mkdtemp(path.join(os.tmpdir(), 'qatserve-data-'));
+  dataRoot = path.join(tmp, 'root');
+  // flat/<class>/*: red (JPEG), green (PNG), blue (WebP); 10 each; plus junk that must be ignored or skipped
+  for (let k = 0; k < 10; k++) {
+    const name = `img${String(k).padStart(2, '0')}`;
+    await writeImage(path.join(dataRoot, 'flat/red', `${name}.jpg`), solid(40, 30, [220, 20, 20]), 'jpeg');
+    await writeImage(path.join(dataRoot, 'flat/green', `${name}.png`), solid(30, 40, [20, 200, 20]), 'png');
+    await writeImage(path.join(dataRoot, 'flat/blue', `${name}.webp`), solid(50, 50, [20, 20, 210]), 'webp');
+  }
+  await writeFile(path.join(dataRoot, 'flat/red/notes.txt'), 'not an image');
+  await writeFile(path.join(dataRoot, 'flat/red/.DS_Store'), 'junk');
+  await writeFile(path.join(dataRoot, 'flat/green/corrupt.png'), Buffer.from('this is not a PNG at all, just text'));
+  await mkdir(path.join(dataRoot, 'flat/empty-class'), { recursive: true });
+
+  // split/train|val/<class>/*
+  for (const [part, n] of [['train', 4], ['val', 2]] as const) {
+    for (let k = 0; k < n; k++) {
+      await writeImage(path.join(dataRoot, 'split', part, 'cat', `${k}.png`), solid(20, 20, [200, 100, 0]), 'png');
+      await writeImage(path.join(dataRoot, 'split', part, 'dog', `${k}.jpeg`), solid(20, 20, [0, 100, 200]), 'jpeg');
+    }
+  }
+
+  // outside the root, and links to it
+  await writeImage(path.join(tmp, 'outside/a/x.png'), solid(8, 8, [1, 2, 3]), 'png');
+  await writeImage(path.join(tmp, 'outside/b/y.png'), solid(8, 8, [1, 2, 3]), 'png');
+  await symlink(path.join(tmp, 'outside'), path.join(dataRoot, 'link-out'));
+  await symlink(path.join(dataRoot, 'split'), path.join(dataRoot, 'link-in'));
+  await writeFile(path.join(dataRoot, 'a-file'), 'x');
+});
+
+afterAll(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+describe('resolveUnderRoot', () => {
+  const code = (p: Promise<unknown>) => p.then(() => 'resolved', (e: { code?: string }) => e.code);
+
+  it('resolves folders inside the root (including through inside symlinks and harmless ..)', async () => {
+    const real = await resolveUnderRoot(dataRoot, 'flat');
+    expect(real.endsWith(path.join('root', 'flat'))).toBe(true);
+    expect(await resolveUnderRoot(dataRoot, 'flat/../split')).toBe(await resolveUnderRoot(dataRoot, 'split'));
+    expect(await resolveUnderRoot(dataRoot, 'link-in')).toBe(await resolveUnderRoot(dataRoot, 'split'));
+  });
+
+  it('rejects escapes with DATASET_PATH_INVALID and a clear message', async () => {
+    expect(await code(resolveUnderRoot(dataRoot, '../outside'))).toBe('DATASET_PATH_INVALID');
+    expect(await code(resolveUnderRoot(dataRoot, 'flat/../../outside'))).toBe('DATASET_PATH_INVALID');
+    expect(await code(resolveUnderRoot(dataRoot, path.join(tmp, 'outside')))).toBe('DATASET_PATH_INVALID');
+    expect(await code(resolveUnderRoot(dataRoot, 'link-out'))).toBe('DATASET_PATH_INVALID');
+    expect(await code(resolveUnderRoot(dataRoot, 'link-out/a'))).toBe('DATASET_PATH_INVALID');
+    expect(await code(resolveUnderRoot(dataRoot, 'a-file'))).toBe('DATASET_PATH_INVALID');
+    expect(await code(resolveUnderRoot(dataRoot, ''))).toBe('DATASET_PATH_INVALID');
+    await expect(resolveUnderRoot(dataRoot, 'link-out')).rejects.toThrow(/outside the data root/);
+    await expect(resolveUnderRoot(dataRoot, '/etc')).rejects.toThrow(/relative/);
+  });
+
+  it('reports a missing folder as DATASET_NOT_FOUND', async () => {
+    expect(await code(resolveUnderRoot(dataRoot, 'nope'))).toBe('DATASET_NOT_FOUND');
+    expect(await code(resolveUnderRoot(dataRoot, 'a-file/sub'))).toBe('DATASET_NOT_FOUND');
+    await expect(resolveUnderRoot(dataRoot, 'nope')).rejects.toMatchObject({ name: 'DatasetPathError' });
+  });
+});
+
+describe('decodeImageToRgb', () => {
+  it('decodes grey, alpha and 16-bit PNGs and CMYK JPEGs to 8-bit sRGB', async () => {
+    const grey = await sharp({ create: { width: 6, height: 6, channels: 3, background: { r: 90, g: 90, b: 90 } } }).toColourspace('b-w').png().toBuffer();
+    expect((await sharp(grey).metadata()).channels).toBe(1);
+    expect(Array.from((await decodeImageToRgb(grey, 4)).slice(0, 3))).toEqual([90, 90, 90]);
+
+    // fully transparent red on the left, opaque red on the right: transparent flattens to white
+    const rgba = Buffer.alloc(4 * 4 * 4);
+    for (let y = 0; y < 4; y++) for (let x = 0; x < 4; x++) rgba.set([255, 0, 0, x < 2 ? 0 : 255], (y * 4 + x) * 4);
+    const alphaPng = await sharp(rgba, { raw: { width: 4, height: 4, channels: 4 } }).png().toBuffer();
+    const a = await decodeImageToRgb(alphaPng, 4);
+    expect(Array.from(a.slice(0, 3))).toEqual([255, 255, 255]);
+    expect(Array.from(a.slice(3 * 3, 3 * 3 + 3))).toEqual([255, 0, 0]);
+
+    const png16 = await sharp({ create: { width: 5, height: 5, channels: 3, background: { r: 128, g: 64, b: 32 } } }).png().toColourspace('rgb16').toBuffer();
+    expect((await sharp(png16).metadata()).depth).toBe('ushort');
+    const d16 = await decodeImageToRgb(png16, 3);
+    expect(d16.length).toBe(27);
+    for (const [i, want] of [128, 64, 32].entries()) expect(Math.abs(d16[i] - want)).toBeLessThanOrEqual(1);
+
+    const cmyk = await solid(8, 8, [200, 40, 40]).toColourspace('cmyk').jpeg({ quality: 100 }).toBuffer();
+    expect((await sharp(cmyk).metadata()).space).toBe('cmyk');
+    const c = await decodeImageToRgb(cmyk, 4);
+    expect(c.length).toBe(48);
+    expect(c[0]).toBeGreaterThan(150); // still red after CMYK -> sRGB
+    expect(c[1]).toBeLessThan(90);
+  });
+
+  it('centre-crops to a square', async () => {
+    // 30x10: blue | red | blue in thirds; the centred 10x10 crop is all red
+    const raw = Buffer.alloc(30 * 10 * 3);
+    for (let y = 0; y < 10; y++) for (let x = 0; x < 30; x++) raw.set(x >= 10 && x < 20 ? [255, 0, 0] : [0, 0, 255], (y * 30 + x) * 3);
+    const png = await sharp(raw, { raw: { width: 30, height: 10, channels: 3 } }).png().toBuffer();
+    const out = await decodeImageToRgb(png, 10);
+    for (let p = 0; p < 100; p++) expect(Array.from(out.slice(p * 3, p * 3 + 3))).toEqual([255, 0, 0]);
+  });
+
+  it('throws on garbage and on a truncated JPEG', async () => {
+    await expect(decodeImageToRgb(Buffer.from('garbage'), 8)).rejects.toThrow();
+    await expect(decodeImageToRgb(await truncatedJpeg(), 8)).rejects.toThrow(/premature end/);
+  });
+});
+
+describe('imagefolder dataset', () => {
+  it('reads <class>/* with a deterministic per-class hold-out, skipping junk with warnings', async () => {
+    const warnings: DataWarning[] = [];
+    const cfg = { type: 'imagefolder' as const, path: 'flat', valSplit: 0.2 };
+    const ds = await loadDataset(cfg, { dataRoot, inputSize: 16, onWarning: (w) => warnings.push(w) });
+    expect(ds.classes).toEqual(['blue', 'green', 'red']); // empty-class dropped
+    expect(ds.train.length).toBe(24);
+    expect(ds.val.length).toBe(6);
+    expect(ds.stats.skipped).toBe(1);
+    expect(warnings.map((w) => w.code).sort()).toEqual(['CLASS_EMPTY', 'IMAGE_UNREADABLE']);
+    expect(warnings.find((w) => w.code === 'IMAGE_UNREADABLE')!.message).toContain('corrupt.png');
+
+    // colours arrive decoded (JPEG is lossy: within a few levels)
+    const red = ds.train.labels.indexOf(2);
+    const [r, g, b] = await meanRgb(ds.train, red, 16);
+    expect(r).toBeGreaterThan(200);
+    expect(g).toBeLessThan(40);
+    expect(b).toBeLessThan(40);
+    expect(await meanRgb(ds.val, ds.val.labels.indexOf(1), 16)).toEqual([20, 200, 20]); // PNG: exact
+    expect(await meanRgb(ds.val, ds.val.labels.indexOf(0), 16)).toEqual([20, 20, 210]); // lossless WebP
+
+    // the same hold-out on a second load
+    const again = await loadDataset(cfg, { dataRoot, inputSize: 16 });
+    expect(again.val.labels).toEqual(ds.val.labels);
+    expect(again.description).toBe(ds.description);
+  });
+
+  it('holds out by a seeded shuffle of sorted names: disjoint, covering, stable under input order', () => {
+    const files = Array.from({ length: 20 }, (_, i) => `f${i}.jpg`);
+    const a = holdOut(files, 'cls', 0.25);
+    const b = holdOut([...files].reverse(), 'cls', 0.25);
+    expect(a).toEqual(b);
+    expect(a.val.length).toBe(5);
+    expect([...a.train, ...a.val].sort()).toEqual([...files].sort());
+    expect(a.val).not.toEqual(['f0.jpg', 'f1.jpg', 'f10.jpg', 'f11.jpg', 'f12.jpg']); // not just the first names
+    expect(holdOut(['only.jpg'], 'x', 0.5)).toEqual({ train: ['only.jpg'], val: [] });
+    expect(holdOut(['a', 'b'], 'x', 0.01).val.length).toBe(1);
+  });
+
+  it('reads train/ and val/ folders as given', async () => {
+    const ds = await loadDataset({ type: 'imagefolder', path: 'split', valSplit: 0.1 }, { dataRoot, inputSize: 8 });
+    expect(ds.classes).toEqual(['cat', 'dog']);
+    expect(ds.train.length).toBe(8);
+    expect(ds.val.length).toBe(4);
+    expect(Array.from(ds.val.labels)).toEqual([0, 0, 1, 1]);
+  });
+
+  it('refuses paths outside the root and folders with fewer than two classes', async () => {
+    await expect(loadDataset({ type: 'imagefolder', path: '../outside', valSplit: 0.1 }, { dataRoot, inputSize: 8 })).rejects.toMatchObject({ code: 'DATASET_PATH_INVALID' });
+    await expect(loadDataset({ type: 'imagefolder', path: 'flat/red', valSplit: 0.1 }, { dataRoot, inputSize: 8 })).rejects.toMatchObject({ code: 'DATASET_EMPTY' });
+  });
+
+  it('decodes once and caches; a file that turns out corrupt later is skipped with a warning and replaced by a same-class image', async () => {
+    const root2 = path.join(dataRoot, 'lazy');
+    for (let k = 0; k < 3; k++) {
+      await writeImage(path.join(root2, 'a', `${k}.png`), solid(12, 12, [250, 0, 0]), 'png');
+      await writeImage(path.join(root2, 'b', `${k}.png`), solid(12, 12, [0, 0, 250]), 'png');
+    }
+    // a JPEG whose header is fine but whose data is cut short: passes the load-time header check
+    await writeFile(path.join(root2, 'b', '9-truncated.jpg'), await truncatedJpeg());
+    const warnings: DataWarning[] = [];
+    const ds = await loadDataset({ type: 'imagefolder', path: 'lazy', valSplit: 0.3 }, { dataRoot, inputSize: 8, onWarning: (w) => warnings.push(w) });
+    expect(ds.stats.skipped).toBe(0);
+    const all = Array.from({ length: ds.train.length }, (_, i) => i);
+    const first = await ds.train.batch(all, noAug);
+    // delete every file: a second pass must come from the cache, bit for bit
+    await rm(path.join(root2, 'a'), { recursive: true });
+    const second = await ds.train.batch(all, noAug);
+    expect(second.x).toEqual(first.x);
+
+    expect(ds.train.length + ds.val.length).toBe(7); // the truncated file passed the header check
+    expect(ds.stats.skipped).toBe(1);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatchObject({ code: 'IMAGE_UNREADABLE' });
+    expect(warnings[0].message).toContain('9-truncated.jpg');
+    // the broken sample still yields a blue image of its own class
+    for (let k = 0; k < first.n; k++) {
+      if (first.y[k] !== 1) continue;
+      const off = k * 8 * 8 * 3;
+      expect([0, 1, 2].map((c) => toByte(first.x[off + c], c))).toEqual([0, 0, 250]);
+    }
+    await unlink(path.join(root2, 'b', '9-truncated.jpg'));
+  });
+});
