@@ -1,0 +1,272 @@
+// QuantGraph -> ONNX. Two writers share one emitter:
+//  - `quantGraphToQdqOnnx`: the int8 model in QDQ form, shaped so onnxruntime fuses every conv into
+//    QLinearConv, every residual add into QLinearAdd, the pool into QLinearGlobalAveragePool and the
+//    classifier into QGemm (docs: DESIGN.md "Serving: int8 ONNX on onnxruntime-node"). That needs
+//    Q/DQ on every activation (input, ReLU6 outputs, projections, adds, pool, logits), uint8
+//    activations, int8 per-channel weight initializers behind DequantizeLinear(axis 0) and int32
+//    biases behind DequantizeLinear with scale = inputScale * weightScale[c].
+//  - `quantGraphToFloatOnnx`: the same network with dequantized float weights and no Q/DQ; the size
+//    baseline and a float reference.
+import type { ActQuant, ConvNode, DenseNode, QuantGraph } from '../ml/quant-graph.js';
+import {
+  AttributeType,
+  DataType,
+  encodeModel,
+  type OnnxAttribute,
+  type OnnxNode,
+  type OnnxTensor,
+  type OnnxValueInfo,
+} from './onnx-proto.js';
+
+export const ONNX_OPSET = 13;
+const IR_VERSION = 8;
+const INT32_MAX = 2147483647;
+
+export interface OnnxWriteOptions {
+  /** Free-form key/value pairs stored in ModelProto.metadata_props (e.g. jobId). */
+  metadata?: Record<string, string>;
+  producerVersion?: string;
+  /**
+   * How the int8 weights are stored. 'int8' (default) is the textbook form. 'uint8' stores q + 128
+   * with zero point 128: the same values, but ORT then runs u8u8 kernels, which on x86 CPUs
+   * without VNNI avoid the int16 saturation of the u8s8 path (vpmaddubsw).
+   */
+  weightEncoding?: 'int8' | 'uint8';
+}
+
+/** Bias scale per output channel, as float32 exactly as ORT sees it: fround(sIn * sW[c]). */
+export function biasScales(inputScale: number, weightScale: Float32Array): Float32Array {
+  const out = new Float32Array(weightScale.length);
+  const sIn = Math.fround(inputScale);
+  for (let c = 0; c < out.length; c++) out[c] = Math.fround(sIn * weightScale[c]!);
+  return out;
+}
+
+/** int32 bias: round(b / (sIn * sW[c])), saturated (a saturating bias would mean a broken range). */
+export function quantizeBias(bias: Float32Array, scales: Float32Array): Int32Array {
+  const out = new Int32Array(bias.length);
+  for (let c = 0; c < bias.length; c++) {
+    const s = scales[c]!;
+    const q = s > 0 ? Math.round(bias[c]! / s) : 0;
+    out[c] = Math.max(-INT32_MAX, Math.min(INT32_MAX, q));
+  }
+  return out;
+}
+
+export function quantGraphToQdqOnnx(graph: QuantGraph, options: OnnxWriteOptions = {}): Uint8Array {
+  return emit(graph, true, options);
+}
+
+export function quantGraphToFloatOnnx(graph: QuantGraph, options: OnnxWriteOptions = {}): Uint8Array {
+  return emit(graph, false, options);
+}
+
+function bytesOf(view: ArrayBufferView): Uint8Array {
+  // ONNX raw_data is little-endian; every platform ORT ships for is little-endian too.
+  return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+}
+
+class GraphBuilder {
+  readonly nodes: OnnxNode[] = [];
+  readonly initializers: OnnxTensor[] = [];
+  private readonly initNames = new Set<string>();
+
+  node(opType: string, name: string, input: string[], output: string[], attribute: OnnxAttribute[] = []): void {
+    this.nodes.push({ name, opType, input, output, attribute });
+  }
+
+  init(name: string, dataType: number, dims: number[], data: ArrayBufferView): string {
+    if (!this.initNames.has(name)) {
+      this.initNames.add(name);
+      this.initializers.push({ name, dataType, dims, rawData: bytesOf(data) });
+    }
+    return name;
+  }
+
+  scalarF32(name: string, value: number): string {
+    return this.init(name, DataType.FLOAT, [], new Float32Array([value]));
+  }
+}
+
+const ints = (name: string, values: number[]): OnnxAttribute => ({ name, type: AttributeType.INTS, ints: values });
+const int = (name: string, value: number): OnnxAttribute => ({ name, type: AttributeType.INT, i: value });
+
+function emit(graph: QuantGraph, quantized: boolean, options: OnnxWriteOptions): Uint8Array {
+  const b = new GraphBuilder();
+  // IR tensor name -> name of the float tensor that consumers read (the DQ output when quantized).
+  const floatName = new Map<string, string>();
+  const quantOf = new Map<string, ActQuant>();
+
+  /** Q -> DQ on `source` (float), producing float tensor `target`; returns the uint8 tensor name. */
+  const qdq = (tensor: string, source: string, target: string, quant: ActQuant): string => {
+    const scale = b.scalarF32(`${tensor}/act_scale`, quant.scale);
+    const zp = b.init(`${tensor}/act_zero_point`, DataType.UINT8, [], new Uint8Array([quant.zeroPoint]));
+    const q = `${tensor}/quantized`;
+    b.node('QuantizeLinear', `${tensor}/QuantizeLinear`, [source, scale, zp], [q]);
+    b.node('DequantizeLinear', `${tensor}/DequantizeLinear`, [q, scale, zp], [target]);
+    return q;
+  };
+
+  const inputName = graph.input.name;
+  quantOf.set(inputName, graph.input.quant);
+  if (quantized) {
+    const dq = `${inputName}/dequantized`;
+    qdq(inputName, inputName, dq, graph.input.quant);
+    floatName.set(inputName, dq);
+  } else {
+    floatName.set(inputName, inputName);
+  }
+
+  const read = (tensor: string): string => {
+    const name = floatName.get(tensor);
+    if (!name) throw new Error(`QuantGraph reads tensor '${tensor}' before it is written`);
+    return name;
+  };
+
+  /** Weight and bias inputs for a conv or dense node (DQ'd int8/int32 or plain float). */
+  const params = (node: ConvNode | DenseNode, dims: number[]): [string, string] => {
+    const outCh = dims[0]!;
+    if (!quantized) {
+      const w = new Float32Array(node.weightInt8.length);
+      const perChannel = node.weightInt8.length / outCh;
+      for (let i = 0; i < w.length; i++) w[i] = node.weightInt8[i]! * node.weightScale[Math.floor(i / perChannel)]!;
+      return [b.init(`${node.name}/weight`, DataType.FLOAT, dims, w), b.init(`${node.name}/bias`, DataType.FLOAT, [outCh], node.bias)];
+    }
+    const unsigned = options.weightEncoding === 'uint8';
+    const wq = unsigned
+      ? b.init(`${node.name}/weight_quantized`, DataType.UINT8, dims, Uint8Array.from(node.weightInt8, (v) => v + 128))
+      : b.init(`${node.name}/weight_quantized`, DataType.INT8, dims, node.weightInt8);
+    const ws = b.init(`${node.name}/weight_scale`, DataType.FLOAT, [outCh], Float32Array.from(node.weightScale));
+    const wz = unsigned
+      ? b.init(`${node.name}/weight_zero_point`, DataType.UINT8, [outCh], new Uint8Array(outCh).fill(128))
+      : b.init(`${node.name}/weight_zero_point`, DataType.INT8, [outCh], new Int8Array(outCh));
+    const w = `${node.name}/weight`;
+    b.node('DequantizeLinear', `${node.name}/weight/DequantizeLinear`, [wq, ws, wz], [w], [int('axis', 0)]);
+
+    const inQuant = quantOf.get(node.input);
+    if (!inQuant) throw new Error(`no quantization for tensor '${node.input}'`);
+    const bScale = biasScales(inQuant.scale, node.weightScale);
+    const bq = b.init(`${node.name}/bias_quantized`, DataType.INT32, [outCh], quantizeBias(node.bias, bScale));
+    const bs = b.init(`${node.name}/bias_scale`, DataType.FLOAT, [outCh], bScale);
+    // The zero point is optional and 0 by default; leaving it out saves 4 bytes per channel.
+    const bias = `${node.name}/bias`;
+    b.node('DequantizeLinear', `${node.name}/bias/DequantizeLinear`, [bq, bs], [bias], [int('axis', 0)]);
+    return [w, bias];
+  };
+
+  /** Routes a node's float result to its IR tensor name, through Q/DQ when quantized. */
+  const finish = (tensor: string, source: string, quant: ActQuant): void => {
+    quantOf.set(tensor, quant);
+    if (quantized) qdq(tensor, source, tensor, quant);
+    else b.node('Identity', `${tensor}/Identity`, [source], [tensor]);
+    floatName.set(tensor, tensor);
+  };
+
+  for (const node of graph.nodes) {
+    switch (node.op) {
+      case 'conv': {
+        const dims = [node.outChannels, node.inChannels / node.group, node.kernel[0], node.kernel[1]];
+        const [w, bias] = params(node, dims);
+        const convOut = `${node.output}/conv`;
+        b.node('Conv', `${node.name}/Conv`, [read(node.input), w, bias], [convOut], [
+          ints('kernel_shape', node.kernel),
+          ints('strides', node.strides),
+          ints('pads', node.pads),
+          ints('dilations', [1, 1]),
+          int('group', node.group),
+        ]);
+        let result = convOut;
+        if (node.activation === 'relu6') {
+          // Clip(0, 6) with constant bounds: ORT's ClipQuantFusion removes it when the following
+          // QuantizeLinear's range [s*(0-zp), s*(255-zp)] lies inside [0, 6], which the trained
+          // ReLU6 ranges do (zp 0, scale <= 6/255). Outside that it still computes the right thing.
+          result = `${node.output}/relu6`;
+          const lo = b.scalarF32('relu6/min', 0);
+          const hi = b.scalarF32('relu6/max', 6);
+          b.node('Clip', `${node.name}/Relu6`, [convOut, lo, hi], [result]);
+        }
+        if (quantized) finish(node.output, result, node.outQuant);
+        else {
+          quantOf.set(node.output, node.outQuant);
+          floatName.set(node.output, result);
+        }
+        break;
+      }
+      case 'add': {
+        const sum = `${node.output}/add`;
+        b.node('Add', `${node.name}/Add`, [read(node.inputs[0]), read(node.inputs[1])], [sum]);
+        if (quantized) finish(node.output, sum, node.outQuant);
+        else {
+          quantOf.set(node.output, node.outQuant);
+          floatName.set(node.output, sum);
+        }
+        break;
+      }
+      case 'globalAvgPool': {
+        const pooled = `${node.output}/pool`;
+        b.node('GlobalAveragePool', `${node.name}/GlobalAveragePool`, [read(node.input)], [pooled]);
+        quantOf.set(node.output, node.outQuant);
+        if (quantized) {
+          // Flatten the uint8 tensor between Q and DQ, so the pool stays DQ->GAP->Q and the
+          // classifier DQ->Gemm->Q for the fusions.
+          const scale = b.scalarF32(`${node.output}/act_scale`, node.outQuant.scale);
+          const zp = b.init(`${node.output}/act_zero_point`, DataType.UINT8, [], new Uint8Array([node.outQuant.zeroPoint]));
+          const q = `${node.output}/quantized`;
+          const flat = `${node.output}/quantized_flat`;
+          b.node('QuantizeLinear', `${node.output}/QuantizeLinear`, [pooled, scale, zp], [q]);
+          b.node('Flatten', `${node.name}/Flatten`, [q], [flat], [int('axis', 1)]);
+          b.node('DequantizeLinear', `${node.output}/DequantizeLinear`, [flat, scale, zp], [node.output]);
+          floatName.set(node.output, node.output);
+        } else {
+          b.node('Flatten', `${node.name}/Flatten`, [pooled], [node.output], [int('axis', 1)]);
+          floatName.set(node.output, node.output);
+        }
+        break;
+      }
+      case 'dense': {
+        const [w, bias] = params(node, [node.outFeatures, node.inFeatures]);
+        const out = `${node.output}/gemm`;
+        b.node('Gemm', `${node.name}/Gemm`, [read(node.input), w, bias], [out], [int('transB', 1)]);
+        if (quantized) finish(node.output, out, node.outQuant);
+        else {
+          quantOf.set(node.output, node.outQuant);
+          floatName.set(node.output, out);
+        }
+        break;
+      }
+      default: {
+        const never: never = node;
+        throw new Error(`unknown QuantGraph node ${(never as { op: string }).op}`);
+      }
+    }
+  }
+
+  // The graph output must carry the IR output name.
+  const last = read(graph.output);
+  if (last !== graph.output) b.node('Identity', `${graph.output}/Identity`, [last], [graph.output]);
+
+  const size = graph.inputSize;
+  const input: OnnxValueInfo = {
+    name: inputName,
+    type: { tensorType: { elemType: DataType.FLOAT, shape: { dim: [{ dimParam: 'N' }, { dimValue: 3 }, { dimValue: size }, { dimValue: size }] } } },
+  };
+  // Logits are [N, classes]; a graph cut short (tests probing an inner tensor) leaves the shape open.
+  const endsInDense = graph.nodes.at(-1)?.op === 'dense' && graph.nodes.at(-1)?.output === graph.output;
+  const output = {
+    name: graph.output,
+    type: {
+      tensorType: endsInDense
+        ? { elemType: DataType.FLOAT, shape: { dim: [{ dimParam: 'N' }, { dimValue: graph.numClasses }] } }
+        : { elemType: DataType.FLOAT },
+    },
+  } as OnnxValueInfo;
+  return encodeModel({
+    irVersion: IR_VERSION,
+    opsetImport: [{ domain: '', version: ONNX_OPSET }],
+    producerName: 'qatserve',
+    producerVersion: options.producerVersion ?? '0.1.0',
+    docString: quantized ? 'MobileNetV2 QAT, int8 QDQ (uint8 activations, int8 per-channel weights)' : 'MobileNetV2, float32',
+    graph: { name: quantized ? 'qatserve_int8' : 'qatserve_fp32', node: b.nodes, initializer: b.initializers, input: [input], output: [output] },
+    metadataProps: Object.entries(options.metadata ?? {}).map(([key, value]) => ({ key, value })),
+  });
+}
