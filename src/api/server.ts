@@ -3,7 +3,10 @@ import type { Settings } from '../config/settings.js';
 import { buildApp } from './app.js';
 import { openApiDeps } from './api-deps.js';
 
-export async function runApi(settings: Settings): Promise<{ close(): Promise<void>; port: number }> {
+export async function runApi(
+  settings: Settings,
+  opts: { handleSignals?: boolean } = {},
+): Promise<{ close(): Promise<void>; port: number }> {
   const deps = openApiDeps(settings);
   const app = await buildApp(deps);
   app.addHook('onClose', async () => deps.close());
@@ -24,7 +27,7 @@ export async function runApi(settings: Settings): Promise<{ close(): Promise<voi
     })();
     return closing;
   };
-  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+  for (const sig of opts.handleSignals === false ? [] : (['SIGTERM', 'SIGINT'] as const)) {
     process.once(sig, () => {
       app.log.info({ signal: sig }, 'shutting down the API');
       void close().then(() => process.exit(0));

@@ -1,0 +1,161 @@
+#!/usr/bin/env node
+// qatserve: one binary.
+//   serve    API + one worker process on this machine (starts a redis-server child if needed)
+//   api      the HTTP API alone          } to scale out: several machines sharing
+//   worker   one training worker alone   } Redis and PostgreSQL
+//   migrate  apply the committed database migrations
+//   train    train from a config file without the service (see src/ml/train-command.ts)
+// Settings come from the environment (src/config/settings.ts).
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { loadSettings, SettingsError, type Settings } from './config/settings.js';
+import { migrate } from './db/migrate.js';
+
+const USAGE = `usage: qatserve <command>
+  serve                 API + one worker (PORT, default 3000)
+  api                   the HTTP API only
+  worker                one training worker only
+  migrate               apply database migrations (DATABASE_URL; SQLite ./data/qatserve.db by default)
+  train <config.json> [--work-dir DIR] [--data-root DIR] [--resume]
+                        train without the service`;
+
+async function runMigrations(settings: Settings): Promise<void> {
+  const r = await migrate(settings.databaseUrl);
+  if (r.applied.length) console.error(`migrated ${r.provider}: applied ${r.applied.join(', ')}`);
+}
+
+function redisAnswers(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = net.connect({ host, port });
+    const done = (ok: boolean) => {
+      sock.destroy();
+      resolve(ok);
+    };
+    sock.setTimeout(timeoutMs, () => done(false));
+    sock.once('connect', () => done(true));
+    sock.once('error', () => done(false));
+  });
+}
+
+/** With REDIS_URL unset and nothing on 127.0.0.1:6379, start redis-server from PATH as a child. */
+async function ensureRedis(settings: Settings): Promise<ChildProcess | null> {
+  if (settings.redisUrlExplicit || (await redisAnswers('127.0.0.1', 6379))) return null;
+  const child = spawn('redis-server', ['--bind', '127.0.0.1', '--port', '6379', '--save', '', '--appendonly', 'no'], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const started = await new Promise<boolean>((resolve) => {
+    child.once('error', () => resolve(false)); // ENOENT: not on PATH
+    const until = Date.now() + 5000;
+    const poll = async () => {
+      if (await redisAnswers('127.0.0.1', 6379, 200)) return resolve(true);
+      if (Date.now() > until || child.exitCode !== null) return resolve(false);
+      setTimeout(poll, 100);
+    };
+    void poll();
+  });
+  if (!started) {
+    child.kill();
+    console.error(
+      'qatserve needs Redis and found none on 127.0.0.1:6379, and could not start `redis-server` from PATH.\n' +
+        'Install it (Debian/Ubuntu: `sudo apt-get install redis-server`; macOS: `brew install redis`),\n' +
+        'run one with Docker (`docker run -p 6379:6379 redis:7`), or set REDIS_URL to an existing server.',
+    );
+    process.exit(1);
+  }
+  console.error('started redis-server on 127.0.0.1:6379 as a child process');
+  return child;
+}
+
+async function serve(settings: Settings): Promise<void> {
+  const redis = await ensureRedis(settings);
+  await runMigrations(settings);
+  const { runApi } = await import('./api/server.js');
+  const api = await runApi(settings, { handleSignals: false });
+  const cli = fileURLToPath(import.meta.url);
+  let stopping = false;
+  let worker: ChildProcess;
+  const startWorker = () => {
+    worker = spawn(process.execPath, [cli, 'worker'], { stdio: 'inherit', env: { ...process.env, QATSERVE_SKIP_MIGRATE: '1' } });
+    worker.on('exit', (code, signal) => {
+      if (stopping) return;
+      // A crashed worker leaves its job locked until the lock expires; a new one picks it up then.
+      console.error(`worker exited (${signal ?? code}); restarting in 1 s`);
+      setTimeout(startWorker, 1000);
+    });
+  };
+  startWorker();
+  const shutdown = async () => {
+    if (stopping) return;
+    stopping = true;
+    const workerExited = new Promise<void>((r) => (worker.exitCode !== null ? r() : worker.once('exit', () => r())));
+    worker.kill('SIGTERM');
+    await Promise.all([api.close(), workerExited]);
+    redis?.kill('SIGTERM');
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void shutdown());
+  process.once('SIGINT', () => void shutdown());
+}
+
+function parseTrainArgs(args: string[]) {
+  const out: { configPath?: string; workDir?: string; dataRoot?: string; resume?: boolean } = {};
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === '--work-dir') out.workDir = args[++i];
+    else if (a === '--data-root') out.dataRoot = args[++i];
+    else if (a === '--resume') out.resume = true;
+    else if (a.startsWith('--')) throw new SettingsError(`unknown option ${a}\n${USAGE}`);
+    else out.configPath = a;
+  }
+  if (!out.configPath || !fs.existsSync(out.configPath)) throw new SettingsError(`train needs an existing config file\n${USAGE}`);
+  return out as { configPath: string; workDir?: string; dataRoot?: string; resume?: boolean };
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  const settings = loadSettings();
+  switch (command) {
+    case 'serve':
+      return serve(settings);
+    case 'api': {
+      await runMigrations(settings);
+      const { runApi } = await import('./api/server.js');
+      await runApi(settings);
+      return;
+    }
+    case 'worker': {
+      if (!process.env.QATSERVE_SKIP_MIGRATE) await runMigrations(settings);
+      const { runWorker } = await import('./queue/worker.js');
+      const worker = await runWorker(settings);
+      const stop = () => void worker.stop().then(() => process.exit(0));
+      process.once('SIGTERM', stop);
+      process.once('SIGINT', stop);
+      return;
+    }
+    case 'migrate': {
+      const r = await migrate(settings.databaseUrl);
+      console.log(`${r.provider}: applied ${r.applied.length} (${r.applied.join(', ') || 'none'}), already applied ${r.alreadyApplied.length}`);
+      return;
+    }
+    case 'train': {
+      const args = parseTrainArgs(rest);
+      // Kept behind a variable so the CLI builds before the ML layer lands; src/ml owns the command.
+      const spec = './ml/train-command.js';
+      const { runTrainCommand } = (await import(spec)) as {
+        runTrainCommand(a: { configPath: string; workDir?: string; dataRoot?: string; resume?: boolean }): Promise<unknown>;
+      };
+      await runTrainCommand({ ...args, dataRoot: args.dataRoot ?? settings.dataRoot });
+      return;
+    }
+    default:
+      console.error(USAGE);
+      process.exit(command ? 2 : 0);
+  }
+}
+
+main(process.argv.slice(2)).catch((err) => {
+  console.error(err instanceof SettingsError ? err.message : err);
+  process.exit(1);
+});

@@ -1,0 +1,44 @@
+// Messages between the worker process (Bull, Prisma, Redis) and its training thread (tfjs).
+// Training runs in a worker_thread so that multi-second steps never block the event loop that
+// renews Bull's job lock and listens for cancel messages.
+import type { CheckpointInfo, EvalMetric, StepMetric, TrainResult, TrainStartInfo, TrainWarning } from '../ml/train-api.js';
+import type { TrainingConfig } from '../jobs/training-config.js';
+
+export interface ThreadInput {
+  jobId: string;
+  config: TrainingConfig;
+  workDir: string;
+  dataRoot: string;
+  resumeFrom: string | null;
+  initFrom: string | null;
+  /** Where the exported int8 model goes. */
+  modelDir: string;
+}
+
+/** What exportJobModel returns (src/export); the worker stores it as the Model row. */
+export interface ExportResult {
+  onnxPath: string;
+  manifestPath: string;
+  sizeBytes: number;
+  float32SizeBytes: number;
+  sha256: string;
+  int8Top1?: number | null;
+  floatTop1?: number | null;
+  agreement?: number | null;
+  classes?: string[];
+  inputSize?: number;
+}
+
+export type ToThread = { type: 'abort' };
+
+export type FromThread =
+  | { type: 'start'; info: TrainStartInfo }
+  | { type: 'step'; metric: StepMetric }
+  | { type: 'eval'; metric: EvalMetric }
+  | { type: 'checkpoint'; checkpoint: CheckpointInfo }
+  | { type: 'warning'; warning: TrainWarning }
+  | { type: 'log'; level: 'info' | 'warn'; msg: string; extra?: object }
+  | { type: 'trained'; result: TrainResult }
+  | { type: 'exporting' }
+  | { type: 'exported'; result: ExportResult }
+  | { type: 'error'; phase: 'train' | 'export'; code: string; message: string };
