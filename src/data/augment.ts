@@ -119,13 +119,17 @@ export function renderSample(src: SourceImage, outSize: number, aug: Augmentatio
   }
   const lut = NORMALIZE_LUT;
   const rowStride = side * channels;
+  const integral = tx.w.every((w) => w === 0) && ty.w.every((w) => w === 0);
+  const black0 = lut[0];
+  const black1 = lut[256];
+  const black2 = lut[512];
   let p = offset;
   for (let y = 0; y < outSize; y++) {
     if (!ty.valid[y]) {
       for (let x = 0; x < outSize; x++, p += 3) {
-        out[p] = lut[0];
-        out[p + 1] = lut[256];
-        out[p + 2] = lut[512];
+        out[p] = black0;
+        out[p + 1] = black1;
+        out[p + 2] = black2;
       }
       continue;
     }
@@ -134,25 +138,49 @@ export function renderSample(src: SourceImage, outSize: number, aug: Augmentatio
     const wy = ty.w[y];
     for (let x = 0; x < outSize; x++, p += 3) {
       if (!tx.valid[x]) {
-        out[p] = lut[0];
-        out[p + 1] = lut[256];
-        out[p + 2] = lut[512];
+        out[p] = black0;
+        out[p + 1] = black1;
+        out[p + 2] = black2;
         continue;
       }
-      const c0 = tx.i0[x] * channels;
-      const c1 = tx.i1[x] * channels;
-      const wx = tx.w[x];
-      for (let c = 0; c < channels; c++) {
-        const top = data[r0 + c0 + c] + (data[r0 + c1 + c] - data[r0 + c0 + c]) * wx;
-        const bot = data[r1 + c0 + c] + (data[r1 + c1 + c] - data[r1 + c0 + c]) * wx;
-        const v = Math.round(top + (bot - top) * wy);
-        if (channels === 1) {
+      if (integral) {
+        // Whole-pixel mapping (same size, pad-crop, flip): a lookup, no interpolation.
+        const a = r0 + tx.i0[x] * channels;
+        if (channels === 3) {
+          out[p] = lut[data[a]];
+          out[p + 1] = lut[256 + data[a + 1]];
+          out[p + 2] = lut[512 + data[a + 2]];
+        } else {
+          const v = data[a];
           out[p] = lut[v];
           out[p + 1] = lut[256 + v];
           out[p + 2] = lut[512 + v];
-        } else {
-          out[p + c] = lut[c * 256 + v];
         }
+        continue;
+      }
+      const wx = tx.w[x];
+      // Bilinear blend, rounded half-up to a byte (values are >= 0, so `+ 0.5 | 0` rounds).
+      if (channels === 3) {
+        const a = r0 + tx.i0[x] * 3;
+        const b = r0 + tx.i1[x] * 3;
+        const c = r1 + tx.i0[x] * 3;
+        const d = r1 + tx.i1[x] * 3;
+        for (let ch = 0; ch < 3; ch++) {
+          const top = data[a + ch] + (data[b + ch] - data[a + ch]) * wx;
+          const bot = data[c + ch] + (data[d + ch] - data[c + ch]) * wx;
+          out[p + ch] = lut[ch * 256 + ((top + (bot - top) * wy + 0.5) | 0)];
+        }
+      } else {
+        const a = r0 + tx.i0[x];
+        const b = r0 + tx.i1[x];
+        const c = r1 + tx.i0[x];
+        const d = r1 + tx.i1[x];
+        const top = data[a] + (data[b] - data[a]) * wx;
+        const bot = data[c] + (data[d] - data[c]) * wx;
+        const v = (top + (bot - top) * wy + 0.5) | 0;
+        out[p] = lut[v];
+        out[p + 1] = lut[256 + v];
+        out[p + 2] = lut[512 + v];
       }
     }
   }

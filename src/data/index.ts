@@ -12,6 +12,8 @@
 // position i of step s is drawn from Rng.at(seed, e, s, i); no state is carried between calls, so a
 // run resumed at (epoch e, step s) sees exactly the batches an uninterrupted run saw. `epoch` may
 // be any integer as long as the caller is consistent (the engine's 1-based epoch is fine).
+import { createHash } from 'node:crypto';
+import path from 'node:path';
 import type { DatasetConfig } from '../jobs/training-config.js';
 import type { DataWarning } from './errors.js';
 import { DatasetError } from './errors.js';
@@ -54,6 +56,18 @@ export interface Dataset {
   stats: { skipped: number };
   /** Human-readable description for logs, e.g. "fashion-mnist 60000/10000". */
   description: string;
+  /** Side of every sample (the inputSize it was loaded for). */
+  inputSize: number;
+  /**
+   * Identity of the sample lists (config, class names, and for imagefolder every file's relative
+   * path and label). Store it in a checkpoint: if it differs on resume, the data changed and the
+   * epoch order cannot be reproduced.
+   */
+  fingerprint: string;
+}
+
+function fingerprintOf(parts: unknown): string {
+  return createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 16);
 }
 
 export async function loadDataset(cfg: DatasetConfig, opts: DatasetOptions): Promise<Dataset> {
@@ -73,6 +87,8 @@ export async function loadDataset(cfg: DatasetConfig, opts: DatasetOptions): Pro
         val: new ImageSplit(labelsOf(cfg.valPerClass), size, syntheticGetter(cfg.seed, SPLIT_TAG.val, cfg.valPerClass, size, budget)),
         stats,
         description: `synthetic ${cfg.classes} classes, ${cfg.samplesPerClass}/${cfg.valPerClass} per class, seed ${cfg.seed}`,
+        inputSize: size,
+        fingerprint: fingerprintOf(['synthetic', cfg.classes, cfg.samplesPerClass, cfg.valPerClass, cfg.seed]),
       };
     }
     case 'fashion-mnist': {
@@ -86,6 +102,8 @@ export async function loadDataset(cfg: DatasetConfig, opts: DatasetOptions): Pro
         val: new ImageSplit(test.labels, size, test.get),
         stats,
         description: `fashion-mnist ${train.labels.length} train / ${test.labels.length} test`,
+        inputSize: size,
+        fingerprint: fingerprintOf(['fashion-mnist', cfg.limit, cfg.testLimit]),
       };
     }
     case 'imagefolder': {
@@ -99,6 +117,12 @@ export async function loadDataset(cfg: DatasetConfig, opts: DatasetOptions): Pro
         val: new ImageSplit(scan.val.labels, size, folderGetter(scan.val, size, budget, warn, stats)),
         stats,
         description: `imagefolder ${cfg.path}: ${scan.classes.length} classes, ${scan.train.files.length} train / ${scan.val.files.length} val${scan.heldOut ? ` (${cfg.valSplit} held out)` : ''}`,
+        inputSize: size,
+        fingerprint: fingerprintOf([
+          'imagefolder',
+          scan.classes,
+          ...[scan.train, scan.val].map((l) => [l.files.map((f) => path.relative(scan.root, f)), Array.from(l.labels)]),
+        ]),
       };
     }
   }

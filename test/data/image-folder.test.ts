@@ -170,6 +170,11 @@ describe('imagefolder dataset', () => {
     const again = await loadDataset(cfg, { dataRoot, inputSize: 16 });
     expect(again.val.labels).toEqual(ds.val.labels);
     expect(again.description).toBe(ds.description);
+    expect(again.fingerprint).toBe(ds.fingerprint);
+    expect(ds.fingerprint).toMatch(/^[0-9a-f]{16}$/);
+    // a different split is a different sample list
+    const other = await loadDataset({ ...cfg, valSplit: 0.3 }, { dataRoot, inputSize: 16 });
+    expect(other.fingerprint).not.toBe(ds.fingerprint);
   });
 
   it('holds out by a seeded shuffle of sorted names: disjoint, covering, stable under input order', () => {
