@@ -189,6 +189,21 @@ describe('imagefolder dataset', () => {
     expect(holdOut(['a', 'b'], 'x', 0.01).val.length).toBe(1);
   });
 
+  it('skips symlinked files and class folders that lead outside the root, follows those inside', async () => {
+    const base = path.join(dataRoot, 'linked');
+    for (const cls of ['x', 'y']) for (let k = 0; k < 2; k++) await writeImage(path.join(base, cls, `${k}.png`), solid(8, 8, [9, 9, 9]), 'png');
+    await symlink(path.join(tmp, 'outside/a/x.png'), path.join(base, 'x', 'stolen.png'));
+    await symlink(path.join(tmp, 'outside/b'), path.join(base, 'z'));
+    await symlink(path.join(base, 'x', '0.png'), path.join(base, 'y', 'alias.png'));
+    const warnings: DataWarning[] = [];
+    const ds = await loadDataset({ type: 'imagefolder', path: 'linked', valSplit: 0.3 }, { dataRoot, inputSize: 8, onWarning: (w) => warnings.push(w) });
+    expect(ds.classes).toEqual(['x', 'y']);
+    expect(ds.train.length + ds.val.length).toBe(5); // 2 + 2 + the inside alias
+    expect(warnings.map((w) => w.code)).toEqual(['SYMLINK_OUTSIDE_ROOT', 'SYMLINK_OUTSIDE_ROOT']);
+    expect(warnings.some((w) => w.message.includes(path.join('linked', 'x', 'stolen.png')))).toBe(true);
+    expect(warnings.some((w) => w.message.includes(`${path.join('linked', 'z')}:`))).toBe(true);
+  });
+
   it('reads train/ and val/ folders as given', async () => {
     const ds = await loadDataset({ type: 'imagefolder', path: 'split', valSplit: 0.1 }, { dataRoot, inputSize: 8 });
     expect(ds.classes).toEqual(['cat', 'dog']);
