@@ -9,6 +9,7 @@ import type { Settings } from '../config/settings.js';
 import type { Database } from '../db/database.js';
 import { JobService, type CancelPort } from '../jobs/job-service.js';
 import type { QueueProducer } from '../queue/training-queue.js';
+import { dashboardPlugin } from './plugins/dashboard.js';
 import { docsPlugin } from './plugins/docs.js';
 import { errorsPlugin } from './plugins/errors.js';
 import { metricsPlugin } from './plugins/metrics.js';
@@ -63,6 +64,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(jobRoutes, { jobs });
   await registerServingRoutes(app, deps);
   await app.register(docsPlugin);
+  await app.register(dashboardPlugin);
   return app;
 }
 
