@@ -122,6 +122,19 @@ describe('epochBatches', () => {
     expect(again[0].x).toEqual(full[6].x);
   });
 
+  it('batch augmentation is a pure function of (seed, epoch, step, position)', async () => {
+    const ds = await loadDataset({ type: 'synthetic', classes: 2, samplesPerClass: 4, valPerClass: 1, seed: 1 }, { dataRoot: '/nonexistent', inputSize: 32 });
+    const idx = [0, 5, 2, 7];
+    const at = (aug: Partial<BatchAugment>) => ds.train.batch(idx, { augment: true, seed: 1, epoch: 0, step: 0, ...aug });
+    const base = await at({});
+    expect((await at({})).x).toEqual(base.x);
+    for (const change of [{ seed: 2 }, { epoch: 1 }, { step: 1 }]) expect((await at(change)).x).not.toEqual(base.x);
+    const plain = await at({ augment: false });
+    expect(plain.x).not.toEqual(base.x);
+    expect((await at({ augment: false, seed: 99, step: 5 })).x).toEqual(plain.x); // no augmentation: nothing random
+    expect(Array.from(base.y)).toEqual([0, 1, 0, 1]);
+  });
+
   it('rejects bad options', () => {
     const { split } = recordingSplit(4);
     expect(() => epochBatches(split, { batchSize: 0, seed: 1, epoch: 0, shuffle: false, augment: false, dropLast: true })).toThrow(RangeError);
