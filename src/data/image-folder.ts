@@ -154,6 +154,9 @@ export async function scanImageFolder(
   const topDirs = new Set(top.filter((e) => e.isDirectory()).map((e) => e.name));
   const valName = VAL_DIR_NAMES.find((n) => topDirs.has(n));
   const split = topDirs.has('train');
+  if (!split && valName) {
+    throw new DatasetError('DATASET_EMPTY', `dataset "${relPath}" has a ${valName}/ folder but no train/ folder beside it`);
+  }
 
   const trainByClass = await classFolders(rootReal, split ? path.join(root, 'train') : root, warn);
   const valByClass = split && valName ? await classFolders(rootReal, path.join(root, valName), warn) : new Map<string, string[]>();

@@ -215,6 +215,11 @@ describe('imagefolder dataset', () => {
   it('refuses paths outside the root and folders with fewer than two classes', async () => {
     await expect(loadDataset({ type: 'imagefolder', path: '../outside', valSplit: 0.1 }, { dataRoot, inputSize: 8 })).rejects.toMatchObject({ code: 'DATASET_PATH_INVALID' });
     await expect(loadDataset({ type: 'imagefolder', path: 'flat/red', valSplit: 0.1 }, { dataRoot, inputSize: 8 })).rejects.toMatchObject({ code: 'DATASET_EMPTY' });
+    // val/ without train/ would otherwise turn "val" into a class
+    await expect(loadDataset({ type: 'imagefolder', path: 'split/val/..', valSplit: 0.1 }, { dataRoot, inputSize: 8 })).resolves.toBeTruthy();
+    await writeImage(path.join(dataRoot, 'valonly/val/a/0.png'), solid(4, 4, [1, 1, 1]), 'png');
+    await writeImage(path.join(dataRoot, 'valonly/b/0.png'), solid(4, 4, [1, 1, 1]), 'png');
+    await expect(loadDataset({ type: 'imagefolder', path: 'valonly', valSplit: 0.1 }, { dataRoot, inputSize: 8 })).rejects.toThrow(/no train\/ folder/);
   });
 
   it('decodes once and caches; a file that turns out corrupt later is skipped with a warning and replaced by a same-class image', async () => {
