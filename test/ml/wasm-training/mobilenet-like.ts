@@ -80,6 +80,8 @@ export interface QatOps {
   fakeQuantAct(x: tf.Tensor, scale: number, zeroPoint: number): tf.Tensor;
   /** Per-channel symmetric int8 weight fake quant, identity gradient. */
   fakeQuantWeight(w: tf.Tensor, channelAxis: number): tf.Tensor;
+  /** Training batch norm over all axes but the last. */
+  batchNormTrain(z: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor };
 }
 
 /** The engine's fake-quant formulation with stock tfjs ops (src/ml/fake-quant.ts). */
@@ -99,6 +101,14 @@ export const stockQatOps: QatOps = {
       };
     }) as unknown as Parameters<typeof tf.customGrad>[0]);
     return op(x);
+  },
+  batchNormTrain(z, gamma, beta, eps) {
+    const c = z.shape[z.shape.length - 1];
+    const flat = tf.reshape(z, [-1, c]);
+    const mean = tf.mean(flat, 0);
+    const variance = tf.mean(tf.square(tf.sub(flat, mean)), 0);
+    const k = tf.mul(gamma, tf.rsqrt(tf.add(variance, eps)));
+    return { y: tf.add(tf.mul(z, k), tf.sub(beta, tf.mul(mean, k))), mean, variance };
   },
   fakeQuantWeight(w, channelAxis) {
     const op = tf.customGrad(((input: tf.Tensor, save: tf.GradSaveFunc) => {
@@ -131,11 +141,7 @@ export function forwardLoss(a: MiniArch, p: Map<string, tf.Variable>, x: tf.Tens
     const w = (o.fakeQuant ? ops.fakeQuantWeight(wRaw, c.dw ? 2 : 3) : wRaw) as tf.Tensor4D;
     const pad = c.k === 1 ? 'valid' : (c.k - 1) / 2;
     const z = c.dw ? tf.depthwiseConv2d(h, w, c.stride, pad) : tf.conv2d(h, w, c.stride, pad);
-    const flat = tf.reshape(z, [-1, c.outC]);
-    const mean = tf.mean(flat, 0);
-    const variance = tf.mean(tf.square(tf.sub(flat, mean)), 0);
-    const k = tf.mul(p.get(`${c.name}/gamma`)!, tf.rsqrt(tf.add(variance, 1e-3)));
-    const y = tf.add(tf.mul(z, k), tf.sub(p.get(`${c.name}/beta`)!, tf.mul(mean, k))) as tf.Tensor4D;
+    const y = ops.batchNormTrain(z, p.get(`${c.name}/gamma`)! as tf.Tensor1D, p.get(`${c.name}/beta`)! as tf.Tensor1D, 1e-3).y as tf.Tensor4D;
     return (c.relu6 ? qa(tf.relu6(y), 0, 6) : qa(y, -8, 8)) as tf.Tensor4D;
   };
   let h = qa(x, -1, 1) as tf.Tensor4D;

@@ -1,0 +1,129 @@
+// QAT training ops with fused kernels and their own gradients. Backend-agnostic: on 'wasm' and
+// 'cpu' they run the fused kernels from qat-kernels.ts (registered by registerQatOps, which
+// registerWasmTrainingKernels also calls); on any other backend, or if the kernels are not
+// registered, they compute the same values with stock tfjs ops.
+//
+// What the engine should call (drop-in for the current stock formulations):
+//   batchNormTrain(z, gamma, beta, eps)    -> { y, mean, variance }   (src/ml/conv-bn-fold.ts)
+//   fakeQuantAct(x, scale, zeroPoint)      (src/ml/fake-quant.ts fakeQuantAct)
+//   fakeQuantWeight(w, channelAxis)        (src/ml/fake-quant.ts fakeQuantWeight)
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  BN_TRAIN,
+  FAKE_QUANT,
+  FAKE_QUANT_PER_CHANNEL,
+  qatCpuKernelConfigs,
+  qatGradConfigs,
+  relu6GradConfig,
+} from './qat-kernels.js';
+import { assertCheckedTfjsVersion } from './version.js';
+
+let registered = false;
+
+/**
+ * Registers the fused ops' gradients and their cpu kernels (the wasm ones come with
+ * registerWasmTrainingKernels). Idempotent; on an unchecked tfjs version it registers nothing
+ * and the ops use stock tfjs.
+ */
+export function registerQatOps(): void {
+  if (registered) return;
+  registered = true;
+  try {
+    assertCheckedTfjsVersion();
+  } catch {
+    return;
+  }
+  for (const g of qatGradConfigs) if (tf.getGradient(g.kernelName) == null) tf.registerGradient(g);
+  const stockRelu6 = tf.getGradient('Relu6');
+  // Replaces the global Relu6 gradient; it defers to the stock one on backends without the kernel.
+  if (stockRelu6 != null) tf.registerGradient(relu6GradConfig(stockRelu6));
+  for (const k of qatCpuKernelConfigs()) if (tf.getKernel(k.kernelName, k.backendName) == null) tf.registerKernel(k);
+}
+
+function fused(kernelName: string): boolean {
+  registerQatOps();
+  return tf.getKernel(kernelName, tf.getBackend()) != null && tf.getGradient(kernelName) != null;
+}
+
+export interface BatchNormTrainResult {
+  /** gamma * (z - mean) / sqrt(variance + eps) + beta */
+  y: tf.Tensor;
+  /** Batch mean per channel. */
+  mean: tf.Tensor1D;
+  /** Biased batch variance per channel (divide by N*H*W). */
+  variance: tf.Tensor1D;
+}
+
+/**
+ * Batch norm with batch statistics over every axis but the last (channels-last), with a fused
+ * gradient for z, gamma and beta. Replaces tfjs's moments+batchNorm gradient, which spends most of
+ * a training step in Tile and multi-axis Sum on wasm.
+ */
+export function batchNormTrain(z: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number): BatchNormTrainResult {
+  if (fused(BN_TRAIN) && z.dtype === 'float32') {
+    const [y, mean, variance] = tf.engine().runKernel(BN_TRAIN, { x: z, gamma, beta }, { epsilon }) as tf.Tensor[];
+    return { y, mean: mean as tf.Tensor1D, variance: variance as tf.Tensor1D };
+  }
+  return tf.tidy(() => {
+    const c = z.shape[z.shape.length - 1];
+    const flat = tf.reshape(z, [-1, c]);
+    const mean = tf.mean(flat, 0) as tf.Tensor1D;
+    const variance = tf.mean(tf.square(tf.sub(flat, mean)), 0) as tf.Tensor1D;
+    const k = tf.mul(gamma, tf.rsqrt(tf.add(variance, epsilon)));
+    const y = tf.add(tf.mul(z, k), tf.sub(beta, tf.mul(mean, k)));
+    return { y, mean, variance };
+  });
+}
+
+/**
+ * Per-tensor uint8 fake quant, clip(round(x / scale), -zeroPoint, 255 - zeroPoint) * scale, with
+ * the straight-through gradient: dy inside the representable range, 0 outside.
+ */
+export function fakeQuantAct(x: tf.Tensor, scale: number, zeroPoint: number): tf.Tensor {
+  const attrs = { scale, qmin: -zeroPoint, qmax: 255 - zeroPoint };
+  if (fused(FAKE_QUANT) && x.dtype === 'float32') {
+    return tf.engine().runKernel(FAKE_QUANT, { x }, attrs) as tf.Tensor;
+  }
+  const op = tf.customGrad(((input: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([input]);
+    const value = tf.mul(tf.clipByValue(tf.round(tf.div(input, scale)), attrs.qmin, attrs.qmax), scale);
+    const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const inRange = tf.logicalAnd(tf.greaterEqual(saved[0], attrs.qmin * scale), tf.lessEqual(saved[0], attrs.qmax * scale));
+      return tf.mul(dy, tf.cast(inRange, 'float32'));
+    };
+    return { value, gradFunc };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return op(x);
+}
+
+/**
+ * Per-channel symmetric int8 fake quant of a weight (scale = max|w| over the other axes / 127),
+ * identity gradient. Fused when every axis after `channelAxis` has size 1 (conv [kh,kw,in,out] with
+ * axis 3, depthwise [kh,kw,C,1] with axis 2, dense [in,out] with axis 1).
+ */
+export function fakeQuantWeight(w: tf.Tensor, channelAxis: number): tf.Tensor {
+  const trailingOnes = w.shape.slice(channelAxis + 1).every((d) => d === 1);
+  if (trailingOnes && fused(FAKE_QUANT_PER_CHANNEL) && w.dtype === 'float32') {
+    const [y, scales] = tf.engine().runKernel(FAKE_QUANT_PER_CHANNEL, { x: w }, { channels: w.shape[channelAxis], qmax: 127 }) as tf.Tensor[];
+    scales.dispose();
+    return y;
+  }
+  const op = tf.customGrad(((input: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([input]);
+    const value = tf.tidy(() => {
+      const axes = input.shape.map((_, i) => i).filter((i) => i !== channelAxis);
+      const s = tf.div(tf.maximum(tf.max(tf.abs(input), axes), 1e-8 * 127), 127);
+      const sb = tf.reshape(s, input.shape.map((d, i) => (i === channelAxis ? d : 1)));
+      return tf.mul(tf.clipByValue(tf.round(tf.div(input, sb)), -127, 127), sb);
+    });
+    return { value, gradFunc: (dy: tf.Tensor) => tf.clone(dy) };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return op(w);
+}
+
+/** The three ops as one object (the shape bench/kernels.ts and the test model take). */
+export const qatOps = {
+  fakeQuantAct,
+  fakeQuantWeight,
+  batchNormTrain,
+};
