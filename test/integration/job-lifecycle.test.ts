@@ -1,0 +1,113 @@
+// The job state machine end to end: in-process API (inject), real worker processes running the
+// real trainer and exporter, real Redis, real SQLite.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { JobView, MetricsPage } from '../../src/jobs/job-view.js';
+import { startHarness, waitReady, type Harness } from '../api/api-harness.js';
+import { assertBuilt, FAST_QUEUE_ENV, spawnWorker, tinyJob, waitForJob, type WorkerProc } from './worker-process.js';
+
+const terminal = (j: JobView) => ['succeeded', 'failed', 'cancelled'].includes(j.status);
+
+describe('job lifecycle with a worker process (SQLite)', () => {
+  let h: Harness;
+  let env: Record<string, string>;
+  const workers: WorkerProc[] = [];
+
+  beforeAll(async () => {
+    assertBuilt();
+    h = await startHarness('sqlite', FAST_QUEUE_ENV);
+    await waitReady(h);
+    env = {
+      DATABASE_URL: h.settings.databaseUrl,
+      DATA_DIR: h.settings.dataDir,
+      QUEUE_PREFIX: h.settings.queuePrefix,
+    };
+  });
+  afterAll(async () => {
+    for (const w of workers) if (w.proc.exitCode === null) w.proc.kill('SIGKILL');
+    await h?.close();
+  });
+
+  const post = async (body: unknown) => {
+    const res = await h.app.inject({ method: 'POST', url: '/v1/jobs', payload: body as object });
+    expect(res.statusCode, res.body).toBe(201);
+    return JobView.parse(res.json());
+  };
+  const metrics = async (id: string) =>
+    MetricsPage.parse((await h.app.inject({ method: 'GET', url: `/v1/jobs/${id}/metrics?limit=1000` })).json()).points;
+
+  it('trains, exports and verifies: succeeded with a model and one metric point per step', async () => {
+    const w = spawnWorker(env, 'a');
+    workers.push(w);
+    const job = await post(tinyJob(4));
+    const done = await waitForJob(h.app, job.id, terminal, 120_000, [w]);
+    expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
+    expect(done.progress).toMatchObject({ step: 4, totalSteps: 4, epoch: 1 });
+    expect(done.progress.imagesPerSecond).toBeGreaterThan(0);
+    expect(['wasm', 'cpu', 'tensorflow']).toContain(done.backend);
+    expect(done.attempts).toBe(1);
+    expect(done.startedAt! >= done.createdAt && done.finishedAt! >= done.startedAt!).toBe(true);
+    expect(done.model).not.toBeNull();
+    expect(done.model!.classes).toHaveLength(2);
+    expect(done.model!.sizeBytes).toBeLessThan(done.model!.float32SizeBytes);
+    expect(done.model!.agreement).toBeGreaterThan(0.5);
+    const points = await metrics(job.id);
+    expect(points.map((p) => p.step)).toEqual([1, 2, 3, 4]);
+    expect(points.every((p) => Number.isFinite(p.loss) && p.learningRate! > 0)).toBe(true);
+    // The end-of-run evaluation lands on the last step's point.
+    expect(points[3].top1).not.toBeNull();
+    const row = await h.deps.db.prisma.model.findUnique({ where: { jobId: job.id } });
+    expect(row?.sha256).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('cancel while running stops between steps and keeps a checkpoint; a queued job cancelled never starts', async () => {
+    const w = workers[0];
+    const long = await post(tinyJob(400, { checkpointEverySteps: 1, name: 'long' }));
+    const queued = await post(tinyJob(4, { name: 'waits' }));
+    await waitForJob(h.app, long.id, (j) => j.status === 'running' && j.progress.step >= 2, 120_000, [w]);
+
+    // The worker is busy (concurrency 1), so this one is still queued: cancel it first.
+    const qc = await h.app.inject({ method: 'POST', url: `/v1/jobs/${queued.id}/cancel` });
+    expect(JobView.parse(qc.json()).status).toBe('cancelled');
+
+    const rc = await h.app.inject({ method: 'POST', url: `/v1/jobs/${long.id}/cancel` });
+    expect(['cancelling', 'cancelled']).toContain(JobView.parse(rc.json()).status);
+    const stopped = await waitForJob(h.app, long.id, terminal, 60_000, [w]);
+    expect(stopped.status).toBe('cancelled');
+    expect(stopped.progress.step).toBeLessThan(400);
+    expect(stopped.model).toBeNull();
+    const checkpoints = await h.deps.db.prisma.checkpoint.findMany({ where: { jobId: long.id }, orderBy: { step: 'desc' } });
+    expect(checkpoints.length).toBeGreaterThan(0);
+    // The stop checkpoint is at the step the job stopped at.
+    expect(checkpoints[0].step).toBe(stopped.progress.step);
+
+    // Give the idle worker time to (wrongly) pick the cancelled job up, then check it never ran.
+    await new Promise((r) => setTimeout(r, 1500));
+    const never = JobView.parse((await h.app.inject({ method: 'GET', url: `/v1/jobs/${queued.id}` })).json());
+    expect(never).toMatchObject({ status: 'cancelled', attempts: 0, startedAt: null, backend: null });
+    expect(await metrics(queued.id)).toEqual([]);
+    const again = await h.app.inject({ method: 'POST', url: `/v1/jobs/${long.id}/cancel` });
+    expect(again.statusCode).toBe(409);
+  });
+
+  it('SIGTERM hands the running job back to the queue; the next worker resumes it', async () => {
+    const w1 = workers[0];
+    const job = await post(tinyJob(12, { checkpointEverySteps: 2, name: 'handback' }));
+    await waitForJob(h.app, job.id, (j) => j.status === 'running' && j.progress.step >= 3, 120_000, [w1]);
+    w1.proc.kill('SIGTERM');
+    expect(await w1.exited).toBe(0);
+    const back = await waitForJob(h.app, job.id, () => true, 1000);
+    expect(back.status).toBe('queued');
+    const stoppedAt = back.progress.step;
+    const cp = await h.deps.db.prisma.checkpoint.findFirst({ where: { jobId: job.id }, orderBy: { step: 'desc' } });
+    expect(cp!.step).toBe(stoppedAt);
+
+    const w2 = spawnWorker(env, 'b');
+    workers.push(w2);
+    const done = await waitForJob(h.app, job.id, terminal, 180_000, [w2]);
+    expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
+    expect(done.attempts).toBe(2);
+    expect(w2.output()).toContain(`"resumeFrom":"${cp!.path}"`);
+    const points = await metrics(job.id);
+    expect(points.map((p) => p.step)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+  });
+});
