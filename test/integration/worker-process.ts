@@ -45,14 +45,14 @@ export async function getJob(app: FastifyInstance, id: string): Promise<JobView>
 export async function waitForJob(
   app: FastifyInstance,
   id: string,
-  pred: (j: JobView) => boolean,
+  pred: (j: JobView) => boolean | Promise<boolean>,
   timeoutMs: number,
   workers: WorkerProc[] = [],
 ): Promise<JobView> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const job = await getJob(app, id);
-    if (pred(job)) return job;
+    if (await pred(job)) return job;
     if (Date.now() > until) {
       const logs = workers.map((w) => w.output().split('\n').slice(-15).join('\n')).join('\n---\n');
       throw new Error(`timed out waiting; job is ${JSON.stringify({ status: job.status, progress: job.progress, error: job.error })}\n${logs}`);
