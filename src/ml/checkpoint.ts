@@ -47,7 +47,7 @@ export interface CheckpointManifest {
   inputSize: number;
   normalization: { mean: [number, number, number]; std: [number, number, number] };
   /** Activation ranges (EMA of batch min/max) per quantization point. */
-  ranges: Record<string, [number, number]>;
+  ranges: Record<string, number[]>;
   /**
    * Where the data stream stands. Order and augmentation are pure functions of (seed, epoch, step),
    * so this position is the whole RNG state.

@@ -93,6 +93,16 @@ const GRADS: Array<{ kernelName: string; inputsToSave?: string[]; outputsToSave?
     inputsToSave: ['x', 'filter'],
     gradFunc: (dy, [x, filter], attrs) => {
       const { strides, pad, dataFormat, dimRoundingMode } = attrs;
+      if (tf.getBackend() === 'cpu' && isPointwise(filter!.shape, strides, pad, dataFormat)) {
+        // A 1x1 stride-1 conv is a matrix product over N*H*W rows. The cpu backend's
+        // Conv2DBackpropFilter is a naive loop (the largest cost of a cpu step); its matMul is
+        // blocked, ~5x faster here. Other backends keep their own (tuned) conv gradient kernels.
+        const [, , cin, cout] = filter!.shape as [number, number, number, number];
+        return {
+          x: () => tf.reshape(tf.matMul(tf.reshape(dy, [-1, cout]), tf.reshape(filter!, [cin, cout]), false, true), x!.shape),
+          filter: () => tf.reshape(tf.matMul(tf.reshape(x!, [-1, cin]), tf.reshape(dy, [-1, cout]), true, false), filter!.shape),
+        };
+      }
       return {
         x: () => run('Conv2DBackpropInput', { dy, filter: filter! }, { strides, pad, dataFormat, dimRoundingMode, inputShape: x!.shape }),
         filter: () => run('Conv2DBackpropFilter', { x: x!, dy }, { strides, pad, dataFormat, dimRoundingMode, filterShape: filter!.shape }),
@@ -112,6 +122,12 @@ const GRADS: Array<{ kernelName: string; inputsToSave?: string[]; outputsToSave?
     },
   },
 ];
+
+function isPointwise(fshape: number[], strides: unknown, pad: unknown, dataFormat: unknown): boolean {
+  const st = Array.isArray(strides) ? strides : [strides, strides];
+  return fshape[0] === 1 && fshape[1] === 1 && st[0] === 1 && st[1] === 1 &&
+    (pad === 'valid' || pad === 0 || pad === 'same') && (dataFormat ?? 'NHWC') === 'NHWC';
+}
 
 let done = false;
 

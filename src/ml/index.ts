@@ -1,0 +1,9 @@
+// The ML layer's public API.
+export { runTraining, TrainingError } from './train.js';
+export { loadTrainedModel, type TrainedModel } from './trained-model.js';
+export { selectBackend, activeBackend, BackendError } from './backend.js';
+export { loadCheckpoint, listCheckpoints, CheckpointError, type CheckpointManifest } from './checkpoint.js';
+export { runQuantGraphReference, nhwcToChw } from './quant-graph-reference.js';
+export { QuantExportError } from './quant-export.js';
+export type * from './train-api.js';
+export type * from './quant-graph.js';

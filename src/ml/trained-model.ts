@@ -1,0 +1,62 @@
+// A trained model loaded from a checkpoint, for export and verification: the fake-quant eval model
+// (running BN statistics, frozen ranges) and its int8 QuantGraph.
+import { tf } from './tf.js';
+import { loadCheckpoint } from './checkpoint.js';
+import { buildArch, MobileNetV2 } from './mobilenet-v2.js';
+import { restoreState } from './model-state.js';
+import { toQuantGraph } from './quant-export.js';
+import type { QuantGraph } from './quant-graph.js';
+import type { ForwardMode } from './mobilenet-v2.js';
+
+export interface TrainedModel {
+  classes: string[];
+  inputSize: number;
+  normalization: QuantGraph['normalization'];
+  /** Checkpoint step the weights come from. */
+  step: number;
+  toQuantGraph(): QuantGraph;
+  /** Logits [n, classes] of the fake-quant eval model for NHWC normalized input. */
+  predict(x: Float32Array, n: number): Promise<Float32Array>;
+  /** Same, with fake quantization off (the float model). */
+  predictFloat(x: Float32Array, n: number): Promise<Float32Array>;
+  dispose(): void;
+}
+
+const PREDICT_BATCH = 32;
+
+/** Loads a checkpoint directory (or a run's work/checkpoints directory: its newest checkpoint). */
+export async function loadTrainedModel(checkpointDir: string): Promise<TrainedModel> {
+  const ck = await loadCheckpoint(checkpointDir);
+  const m = ck.manifest;
+  const arch = buildArch({ ...m.config.model, numClasses: m.classes.length });
+  const model = new MobileNetV2(arch, m.config.quantization.emaDecay, m.config.training.seed);
+  restoreState(model, null, ck.tensors, true);
+  model.ranges.load(m.ranges);
+  const size = arch.inputSize;
+
+  const run = async (x: Float32Array, n: number, fakeQuant: boolean): Promise<Float32Array> => {
+    if (x.length !== n * size * size * 3) throw new RangeError(`predict: expected ${n}x${size}x${size}x3 values, got ${x.length}`);
+    const mode: ForwardMode = { training: false, fakeQuant, bnBatchStats: false, observeRanges: false };
+    const out = new Float32Array(n * arch.numClasses);
+    for (let lo = 0; lo < n; lo += PREDICT_BATCH) {
+      const hi = Math.min(n, lo + PREDICT_BATCH);
+      const t = tf.tidy(() =>
+        model.forward(tf.tensor4d(x.subarray(lo * size * size * 3, hi * size * size * 3), [hi - lo, size, size, 3]), mode),
+      );
+      out.set((await t.data()) as Float32Array, lo * arch.numClasses);
+      t.dispose();
+    }
+    return out;
+  };
+
+  return {
+    classes: m.classes,
+    inputSize: size,
+    normalization: m.normalization,
+    step: m.step,
+    toQuantGraph: () => toQuantGraph(model, m.classes, m.normalization),
+    predict: (x, n) => run(x, n, true),
+    predictFloat: (x, n) => run(x, n, false),
+    dispose: () => model.dispose(),
+  };
+}
