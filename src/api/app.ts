@@ -1,9 +1,6 @@
 // buildApp(deps): the whole HTTP API as a Fastify instance that has not listened yet. Tests call
 // `app.inject()`; only server.ts calls `listen`. The API never trains and never imports tfjs.
 import { randomUUID } from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Settings } from '../config/settings.js';
 import type { Database } from '../db/database.js';
@@ -11,6 +8,7 @@ import { JobService, type CancelPort } from '../jobs/job-service.js';
 import type { QueueProducer } from '../queue/training-queue.js';
 import { dashboardPlugin } from './plugins/dashboard.js';
 import { docsPlugin } from './plugins/docs.js';
+import { loadServingRouteModules } from './openapi.js';
 import { errorsPlugin } from './plugins/errors.js';
 import { metricsPlugin } from './plugins/metrics.js';
 import { healthRoutes } from './routes/health.js';
@@ -31,6 +29,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     jobs: JobService;
     deps: AppDeps;
+    /** Every route registered, as `METHOD /path` (the OpenAPI test checks them against the doc). */
+    routeList: string[];
   }
 }
 
@@ -47,6 +47,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     queue: deps.queue,
     cancel: deps.cancel,
     dataRoot: deps.settings.dataRoot,
+  });
+  const routeList: string[] = [];
+  app.decorate('routeList', routeList);
+  app.addHook('onRoute', (r) => {
+    // Hidden routes (static dashboard files, the docs UI itself) are not part of the API.
+    if ((r.schema as { hide?: boolean } | undefined)?.hide) return;
+    for (const m of [r.method].flat()) routeList.push(`${m} ${r.url}`);
   });
   app.decorate('jobs', jobs);
   app.decorate('deps', deps);
@@ -74,18 +81,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
  * before and after they land; they receive the same deps as every other route.
  */
 async function registerServingRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
-  const here = fileURLToPath(import.meta.url);
-  const ext = path.extname(here); // .ts under vitest/tsx, .js in dist
-  for (const name of ['models', 'predict']) {
-    const file = path.join(path.dirname(here), 'routes', `${name}${ext}`);
-    if (!fs.existsSync(file)) continue;
-    const mod = (await import(pathToHref(file))) as Record<string, unknown>;
-    const plugin = (mod.default ?? mod[`${name}Routes`]) as Parameters<FastifyInstance['register']>[0] | undefined;
-    if (typeof plugin !== 'function') throw new Error(`${file} exports no Fastify plugin`);
+  for (const { name, module } of await loadServingRouteModules()) {
+    const plugin = (module.default ?? module[`${name}Routes`]) as Parameters<FastifyInstance['register']>[0] | undefined;
+    if (typeof plugin !== 'function') throw new Error(`src/api/routes/${name} exports no Fastify plugin`);
     await app.register(plugin, { prisma: deps.db.prisma, db: deps.db, settings: deps.settings } as never);
   }
-}
-
-function pathToHref(file: string): string {
-  return new URL(`file://${file}`).href;
 }

@@ -1,0 +1,91 @@
+// openapi.yaml is generated from the zod schemas and must stay true to the routes: the committed
+// file equals the generator's output, every route is documented (and every documented path is
+// served), and real requests and responses validate against the document.
+import fs from 'node:fs';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { OPENAPI_PATH, readOpenApiDocument, renderOpenApiYaml } from '../../src/api/openapi.js';
+import { packageVersion } from '../../src/api/version.js';
+import { startHarness, tinySynthetic, waitReady, type Harness } from './api-harness.js';
+
+type Doc = { paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema: unknown }> }> }>> };
+
+describe('openapi.yaml', () => {
+  let h: Harness;
+  let doc: Doc;
+  let ajv: Ajv2020;
+  beforeAll(async () => {
+    h = await startHarness('sqlite');
+    await waitReady(h);
+    doc = readOpenApiDocument() as Doc;
+    ajv = new Ajv2020({ strict: false, allErrors: true });
+    (addFormats as unknown as (a: Ajv2020) => void)(ajv);
+    ajv.addSchema(doc as object, 'openapi');
+  });
+  afterAll(async () => h?.close());
+
+  it('is the generator output (run `npm run openapi` after changing a schema)', async () => {
+    expect(fs.readFileSync(OPENAPI_PATH, 'utf8')).toBe(await renderOpenApiYaml(packageVersion()));
+  });
+
+  it('documents every route the app serves, and serves every documented one', () => {
+    const served = new Set(
+      h.app.routeList
+        .filter((r) => !r.startsWith('HEAD '))
+        .map((r) => r.replace(/:(\w+)/g, '{$1}')),
+    );
+    const documented = new Set(
+      Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`)),
+    );
+    expect([...served].sort()).toEqual([...documented].sort());
+  });
+
+  const validate = (method: string, path: string, status: number, body: unknown) => {
+    const op = doc.paths[path][method.toLowerCase()];
+    const response = op.responses[String(status)];
+    expect(response, `${method} ${path} ${status} is not documented`).toBeDefined();
+    const content = response.content?.['application/json'];
+    expect(content, `${method} ${path} ${status} has no JSON schema`).toBeDefined();
+    const ref = (content!.schema as { $ref: string }).$ref;
+    const check = ajv.getSchema(`openapi${ref}`)!;
+    const ok = check(body);
+    expect(ok, `${method} ${path} ${status}: ${ajv.errorsText(check.errors)}`).toBe(true);
+  };
+
+  it('requests and responses validate against it', async () => {
+    const inputSchema = ajv.getSchema('openapi#/components/schemas/TrainingConfigInput')!;
+    expect(inputSchema(tinySynthetic)).toBe(true);
+    expect(inputSchema({ dataset: { type: 'synthetic' }, training: { batchSize: 0 } })).toBe(false);
+    expect(inputSchema({ dataset: { type: 'synthetic' }, extra: 1 })).toBe(false);
+
+    const calls: Array<[string, string, string, unknown?]> = [];
+    const created = await h.app.inject({ method: 'POST', url: '/v1/jobs', payload: tinySynthetic });
+    const id = created.json().id as string;
+    await h.deps.db.prisma.metricPoint.create({ data: { jobId: id, step: 1, epoch: 1, loss: 1.5, learningRate: 0.05 } });
+    validate('POST', '/v1/jobs', created.statusCode, created.json());
+    calls.push(
+      ['POST', '/v1/jobs', '/v1/jobs', { dataset: { type: 'nope' } }],
+      ['GET', '/v1/jobs', '/v1/jobs?limit=1'],
+      ['GET', '/v1/jobs', '/v1/jobs?limit=-1'],
+      ['GET', '/v1/jobs/{id}', `/v1/jobs/${id}`],
+      ['GET', '/v1/jobs/{id}', '/v1/jobs/missing'],
+      ['GET', '/v1/jobs/{id}/metrics', `/v1/jobs/${id}/metrics`],
+      ['GET', '/v1/jobs/{id}/metrics', `/v1/jobs/${id}/metrics?after=x`],
+      ['POST', '/v1/jobs/{id}/cancel', `/v1/jobs/${id}/cancel`],
+      ['POST', '/v1/jobs/{id}/cancel', `/v1/jobs/${id}/cancel`], // now 409
+      ['GET', '/healthz', '/healthz'],
+      ['GET', '/readyz', '/readyz'],
+    );
+    const statuses: number[] = [];
+    for (const [method, path, url, payload] of calls) {
+      const res = await h.app.inject({ method: method as 'GET', url, ...(payload ? { payload: payload as object } : {}) });
+      statuses.push(res.statusCode);
+      validate(method, path, res.statusCode, res.json());
+    }
+    expect(statuses).toEqual([400, 200, 400, 200, 404, 200, 400, 200, 409, 200, 200]);
+    const docs = await h.app.inject({ method: 'GET', url: '/docs/json' });
+    expect(docs.json().paths['/v1/jobs'].post.operationId).toBe('createJob');
+    expect((await h.app.inject({ method: 'GET', url: '/docs' })).statusCode).toBeLessThan(400);
+  });
+});
