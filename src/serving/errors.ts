@@ -1,0 +1,59 @@
+// Errors of the serving layer. They extend the API's ServiceError, so the app's error handler
+// answers them with their status and stable code in the one error shape.
+import { ServiceError } from '../jobs/job-errors.js';
+
+export type ImageErrorCode =
+  | 'IMAGE_EMPTY' // no bytes
+  | 'IMAGE_UNSUPPORTED_FORMAT' // not an image, or a format we do not decode (SVG, PDF, ...)
+  | 'IMAGE_ANIMATED' // more than one frame: which one to classify is ambiguous
+  | 'IMAGE_TOO_LARGE' // width x height over the pixel limit (decoding it would cost too much memory)
+  | 'IMAGE_CORRUPT'; // header parsed but the pixels do not decode (truncated, damaged)
+
+const IMAGE_STATUS: Record<ImageErrorCode, number> = {
+  IMAGE_EMPTY: 400,
+  IMAGE_UNSUPPORTED_FORMAT: 415,
+  IMAGE_ANIMATED: 400,
+  IMAGE_TOO_LARGE: 400,
+  IMAGE_CORRUPT: 400,
+};
+
+export class ImageError extends ServiceError {
+  constructor(
+    readonly imageCode: ImageErrorCode,
+    message: string,
+  ) {
+    super(IMAGE_STATUS[imageCode], imageCode, message);
+    this.name = 'ImageError';
+  }
+}
+
+/** No model to serve yet (no succeeded job), or the requested one is gone. */
+export class NoModelError extends ServiceError {
+  constructor(message = 'no model is available yet: train one (POST /v1/jobs) and wait for it to succeed') {
+    super(503, 'NO_MODEL', message);
+    this.name = 'NoModelError';
+  }
+}
+
+export class ModelNotFoundError extends ServiceError {
+  constructor(id: string) {
+    super(404, 'MODEL_NOT_FOUND', `no model with id "${id}"`);
+    this.name = 'ModelNotFoundError';
+  }
+}
+
+/** The model's files are missing or do not match the recorded sha256. */
+export class ModelUnavailableError extends ServiceError {
+  constructor(id: string, why: string) {
+    super(503, 'MODEL_UNAVAILABLE', `model "${id}" cannot be loaded: ${why}`);
+    this.name = 'ModelUnavailableError';
+  }
+}
+
+/** The predictor pool is shutting down or a worker failed mid-request. */
+export class PredictorError extends ServiceError {
+  constructor(message: string, code = 'PREDICTOR_FAILED', status = 503) {
+    super(status, code, message);
+    this.name = 'PredictorError';
+  }
+}

@@ -1,0 +1,104 @@
+// One prediction: validate and decode the upload following the model's manifest, run it through
+// the pool, softmax, top-k. The routes stay thin and call this.
+import { PredictorPool, type PredictorPoolOptions } from './predictor-pool.js';
+import { ModelRegistry, type ModelRegistryOptions } from './model-registry.js';
+import type { ModelStore } from './model-store.js';
+import { DEFAULT_MAX_PIXELS, preprocessImage } from './preprocess.js';
+
+export interface Prediction {
+  label: string;
+  index: number;
+  probability: number;
+}
+
+export interface PredictResult {
+  model: { id: string; jobId: string };
+  predictions: Prediction[];
+  timings: { decodeMs: number; inferMs: number; queueMs: number; batchSize: number };
+}
+
+/** Numerically stable softmax of one row of logits. */
+export function softmax(logits: ArrayLike<number>): Float64Array {
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]!);
+  const out = new Float64Array(logits.length);
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) sum += out[i] = Math.exp(logits[i]! - max);
+  for (let i = 0; i < out.length; i++) out[i]! /= sum;
+  return out;
+}
+
+/** The k most probable classes, most probable first (ties: lower index first). */
+export function topK(probs: ArrayLike<number>, labels: string[], k: number): Prediction[] {
+  const idx = Array.from({ length: probs.length }, (_, i) => i);
+  idx.sort((a, b) => probs[b]! - probs[a]! || a - b);
+  return idx.slice(0, Math.max(0, Math.min(k, idx.length))).map((i) => ({ label: labels[i] ?? String(i), index: i, probability: probs[i]! }));
+}
+
+export interface ServingOptions extends PredictorPoolOptions, ModelRegistryOptions {
+  store: ModelStore;
+  /** Largest accepted image in pixels (width x height), checked before decoding. */
+  maxImagePixels?: number;
+  /** Largest accepted upload in bytes (the routes answer 413 above it). */
+  maxImageBytes?: number;
+}
+
+export const DEFAULT_MAX_IMAGE_BYTES = 10 * 1024 * 1024;
+
+export class ServingService {
+  readonly pool: PredictorPool;
+  readonly registry: ModelRegistry;
+  readonly store: ModelStore;
+  readonly maxImagePixels: number;
+  readonly maxImageBytes: number;
+
+  constructor(opts: ServingOptions) {
+    this.store = opts.store;
+    this.pool = new PredictorPool(opts);
+    this.registry = new ModelRegistry(opts.store, this.pool, opts);
+    this.maxImagePixels = opts.maxImagePixels ?? DEFAULT_MAX_PIXELS;
+    this.maxImageBytes = opts.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES;
+  }
+
+  start(): Promise<void> {
+    return this.registry.start();
+  }
+
+  async predict(image: Buffer, opts: { modelId?: string; topK?: number } = {}): Promise<PredictResult> {
+    const lease = await this.registry.acquire(opts.modelId);
+    try {
+      const { record, manifest } = lease.model;
+      const t0 = performance.now();
+      const input = await preprocessImage(image, {
+        size: manifest.input.size,
+        normalization: manifest.preprocess.normalization,
+        maxPixels: this.maxImagePixels,
+      });
+      const t1 = performance.now();
+      const r = await this.pool.infer(record.id, input, manifest.input.size);
+      const t2 = performance.now();
+      const probs = softmax(r.logits);
+      return {
+        model: { id: record.id, jobId: record.jobId },
+        predictions: topK(probs, manifest.classes, opts.topK ?? 5),
+        timings: {
+          decodeMs: round2(t1 - t0),
+          inferMs: round2(r.inferMs),
+          queueMs: round2(Math.max(0, t2 - t1 - r.inferMs)),
+          batchSize: r.batchSize,
+        },
+      };
+    } finally {
+      lease.release();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.registry.close();
+    await this.pool.close();
+  }
+}
+
+function round2(v: number): number {
+  return Math.round(v * 100) / 100;
+}

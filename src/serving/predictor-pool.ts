@@ -1,0 +1,264 @@
+// A pool of worker_threads, each holding onnxruntime sessions (one intra-op thread each), with
+// micro-batching in front. `session.run` is a synchronous native call wrapped in a promise: run on
+// the main thread it would stall the event loop for every inference, so health checks and job
+// polls would wait behind predictions. Here the main thread only queues and routes.
+//
+// Micro-batching: requests for the same model that arrive within `batchWindowMs` go to one run,
+// up to `maxBatch` images. While every worker is busy, requests keep accumulating and the next free
+// worker takes up to `maxBatch` of them at once, so batches grow with load on their own.
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+import { PredictorError } from './errors.js';
+
+export interface PredictorPoolOptions {
+  /** Worker threads (each runs one inference at a time on one core). */
+  size?: number;
+  /** How long the first request of a batch waits for company, in ms (0: no wait). */
+  batchWindowMs?: number;
+  maxBatch?: number;
+}
+
+export interface InferResult {
+  logits: Float32Array;
+  /** Wall time of the session.run that computed it, in ms. */
+  inferMs: number;
+  /** Images in that run. */
+  batchSize: number;
+}
+
+// The worker is plain JavaScript evaluated from a string: it then runs the same way under tsx,
+// vitest and the compiled dist build, with no loader for TypeScript in the thread.
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const ort = require(workerData.ortPath);
+const sessions = new Map();
+parentPort.on('message', async (msg) => {
+  try {
+    if (msg.type === 'load') {
+      if (!sessions.has(msg.modelId)) {
+        const s = await ort.InferenceSession.create(msg.path, {
+          intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential',
+          graphOptimizationLevel: 'all', logSeverityLevel: 3,
+        });
+        sessions.set(msg.modelId, s);
+      }
+      parentPort.postMessage({ id: msg.id, ok: true });
+    } else if (msg.type === 'unload') {
+      const s = sessions.get(msg.modelId);
+      sessions.delete(msg.modelId);
+      if (s) await s.release();
+      parentPort.postMessage({ id: msg.id, ok: true });
+    } else if (msg.type === 'run') {
+      const s = sessions.get(msg.modelId);
+      if (!s) throw new Error('model ' + msg.modelId + ' is not loaded in this worker');
+      const input = new ort.Tensor('float32', msg.input, [msg.n, 3, msg.size, msg.size]);
+      const t0 = performance.now();
+      const out = await s.run({ [s.inputNames[0]]: input });
+      const ms = performance.now() - t0;
+      const logits = Float32Array.from(out[s.outputNames[0]].data);
+      parentPort.postMessage({ id: msg.id, ok: true, logits, ms }, [logits.buffer]);
+    }
+  } catch (err) {
+    parentPort.postMessage({ id: msg.id, ok: false, error: String(err && err.message || err) });
+  }
+});
+`;
+
+interface Pending {
+  input: Float32Array;
+  resolve(r: InferResult): void;
+  reject(e: Error): void;
+}
+
+interface ModelQueue {
+  size: number;
+  items: Pending[];
+  /** True once the window has passed (or the batch is full): the items may be dispatched. */
+  ready: boolean;
+  timer: NodeJS.Timeout | null;
+}
+
+interface Reply {
+  id: number;
+  ok: boolean;
+  error?: string;
+  logits?: Float32Array;
+  ms?: number;
+}
+
+class PoolWorker {
+  readonly worker: Worker;
+  busy = false;
+  private nextId = 1;
+  private readonly waiting = new Map<number, { resolve(r: Reply): void; reject(e: Error): void }>();
+
+  constructor(ortPath: string, onExit: (w: PoolWorker, err: Error) => void) {
+    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { ortPath } });
+    this.worker.on('message', (r: Reply) => {
+      const w = this.waiting.get(r.id);
+      if (!w) return;
+      this.waiting.delete(r.id);
+      if (r.ok) w.resolve(r);
+      else w.reject(new PredictorError(`inference worker: ${r.error}`));
+    });
+    const fail = (err: Error) => {
+      for (const w of this.waiting.values()) w.reject(err);
+      this.waiting.clear();
+      onExit(this, err);
+    };
+    this.worker.on('error', (err) => fail(new PredictorError(`inference worker crashed: ${err.message}`)));
+    this.worker.on('exit', (code) => fail(new PredictorError(`inference worker exited (code ${code})`)));
+  }
+
+  call(msg: Record<string, unknown>, transfer: ArrayBuffer[] = []): Promise<Reply> {
+    const id = this.nextId++;
+    return new Promise<Reply>((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject });
+      this.worker.postMessage({ ...msg, id }, transfer);
+    });
+  }
+}
+
+export class PredictorPool {
+  readonly size: number;
+  readonly batchWindowMs: number;
+  readonly maxBatch: number;
+  private readonly ortPath: string;
+  private workers: PoolWorker[] = [];
+  /** modelId -> onnx path, for every model loaded in the workers (to reload a respawned worker). */
+  private readonly models = new Map<string, string>();
+  private readonly queues = new Map<string, ModelQueue>();
+  /** Models whose queue became ready, in arrival order (fairness between models). */
+  private readonly readyOrder: string[] = [];
+  private closed = false;
+
+  constructor(opts: PredictorPoolOptions = {}) {
+    this.size = Math.max(1, opts.size ?? 2);
+    this.batchWindowMs = Math.max(0, opts.batchWindowMs ?? 2);
+    this.maxBatch = Math.max(1, opts.maxBatch ?? 8);
+    this.ortPath = createRequire(import.meta.url).resolve('onnxruntime-node');
+    for (let i = 0; i < this.size; i++) this.workers.push(this.spawn());
+  }
+
+  private spawn(): PoolWorker {
+    return new PoolWorker(this.ortPath, (dead, err) => this.onWorkerExit(dead, err));
+  }
+
+  private onWorkerExit(dead: PoolWorker, _err: Error): void {
+    const i = this.workers.indexOf(dead);
+    if (i < 0 || this.closed) return;
+    // Replace the worker and give it every loaded model; requests it held were rejected.
+    const fresh = this.spawn();
+    this.workers[i] = fresh;
+    fresh.busy = true;
+    void Promise.all([...this.models].map(([modelId, path]) => fresh.call({ type: 'load', modelId, path })))
+      .catch(() => {})
+      .finally(() => {
+        fresh.busy = false;
+        this.dispatch();
+      });
+  }
+
+  /** Loads a model into every worker (a session per worker). Idempotent. */
+  async load(modelId: string, path: string): Promise<void> {
+    if (this.closed) throw new PredictorError('the predictor pool is closed', 'PREDICTOR_CLOSED');
+    this.models.set(modelId, path);
+    try {
+      await Promise.all(this.workers.map((w) => w.call({ type: 'load', modelId, path })));
+    } catch (err) {
+      this.models.delete(modelId);
+      await Promise.all(this.workers.map((w) => w.call({ type: 'unload', modelId }).catch(() => {})));
+      throw err;
+    }
+  }
+
+  /** Releases a model's sessions. Callers make sure nothing is in flight for it. */
+  async unload(modelId: string): Promise<void> {
+    this.models.delete(modelId);
+    await Promise.all(this.workers.map((w) => w.call({ type: 'unload', modelId }).catch(() => {})));
+  }
+
+  isLoaded(modelId: string): boolean {
+    return this.models.has(modelId);
+  }
+
+  loadedModels(): string[] {
+    return [...this.models.keys()];
+  }
+
+  /** Logits for one image (NCHW float, [1, 3, size, size]). */
+  infer(modelId: string, input: Float32Array, size: number): Promise<InferResult> {
+    if (this.closed) return Promise.reject(new PredictorError('the predictor pool is closed', 'PREDICTOR_CLOSED'));
+    if (!this.models.has(modelId)) return Promise.reject(new PredictorError(`model ${modelId} is not loaded`));
+    return new Promise<InferResult>((resolve, reject) => {
+      let q = this.queues.get(modelId);
+      if (!q) {
+        q = { size, items: [], ready: false, timer: null };
+        this.queues.set(modelId, q);
+      }
+      q.items.push({ input, resolve, reject });
+      if (q.items.length >= this.maxBatch || this.batchWindowMs === 0) this.markReady(modelId, q);
+      else if (!q.timer && !q.ready) q.timer = setTimeout(() => this.markReady(modelId, q!), this.batchWindowMs);
+      this.dispatch();
+    });
+  }
+
+  private markReady(modelId: string, q: ModelQueue): void {
+    if (q.timer) clearTimeout(q.timer);
+    q.timer = null;
+    if (!q.ready) {
+      q.ready = true;
+      this.readyOrder.push(modelId);
+    }
+    this.dispatch();
+  }
+
+  private dispatch(): void {
+    while (this.readyOrder.length > 0) {
+      const worker = this.workers.find((w) => !w.busy);
+      if (!worker) return;
+      const modelId = this.readyOrder.shift()!;
+      const q = this.queues.get(modelId);
+      if (!q || q.items.length === 0) continue;
+      const batch = q.items.splice(0, this.maxBatch);
+      if (q.items.length > 0) this.readyOrder.push(modelId); // the rest go next, no new window
+      else {
+        q.ready = false;
+        this.queues.delete(modelId);
+      }
+      void this.run(worker, modelId, q.size, batch);
+    }
+  }
+
+  private async run(worker: PoolWorker, modelId: string, size: number, batch: Pending[]): Promise<void> {
+    worker.busy = true;
+    const per = 3 * size * size;
+    const input = new Float32Array(batch.length * per);
+    batch.forEach((p, i) => input.set(p.input, i * per));
+    try {
+      const r = await worker.call({ type: 'run', modelId, input, n: batch.length, size }, [input.buffer]);
+      const logits = r.logits!;
+      const k = logits.length / batch.length;
+      batch.forEach((p, i) => p.resolve({ logits: logits.slice(i * k, (i + 1) * k), inferMs: r.ms!, batchSize: batch.length }));
+    } catch (err) {
+      for (const p of batch) p.reject(err as Error);
+    } finally {
+      worker.busy = false;
+      this.dispatch();
+    }
+  }
+
+  /** Rejects queued requests, waits for nothing, terminates the workers. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const q of this.queues.values()) {
+      if (q.timer) clearTimeout(q.timer);
+      for (const p of q.items) p.reject(new PredictorError('the predictor pool is closing', 'PREDICTOR_CLOSED'));
+    }
+    this.queues.clear();
+    this.models.clear();
+    await Promise.all(this.workers.map((w) => w.worker.terminate()));
+    this.workers = [];
+  }
+}

@@ -1,0 +1,80 @@
+// Bytes -> model input, following the model's manifest, with every kind of bad upload turned into
+// a clear ImageError. Decoding itself is the data layer's decodeImageToRgb, so a picture is seen by
+// /predict exactly as training saw it: EXIF rotation, alpha composited on white, short side scaled
+// to the input size, centre crop, 8-bit sRGB.
+//
+// What we accept and what a user gets:
+// - JPEG, PNG, WebP, GIF (one frame), TIFF, AVIF/HEIF: decoded.
+// - Grey, grey+alpha, CMYK, 16-bit, palette, alpha: converted to 8-bit sRGB and served (a phone
+//   photo in CMYK or a 16-bit PNG is still a picture the user expects a label for).
+// - Empty body: 400 IMAGE_EMPTY. Not an image / SVG / PDF / anything else: 415
+//   IMAGE_UNSUPPORTED_FORMAT. Animated (several frames): 400 IMAGE_ANIMATED. More pixels than
+//   the limit: 400 IMAGE_TOO_LARGE (checked from the header, before decoding). Truncated or
+//   corrupt pixel data: 400 IMAGE_CORRUPT.
+import sharp from 'sharp';
+import { decodeImageToRgb } from '../data/image-decode.js';
+import { ImageError } from './errors.js';
+
+export const ACCEPTED_FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif', 'avif']);
+export const DEFAULT_MAX_PIXELS = 40_000_000;
+
+export interface Normalization {
+  mean: [number, number, number];
+  std: [number, number, number];
+}
+
+export interface PreprocessOptions {
+  size: number;
+  normalization: Normalization;
+  maxPixels?: number;
+}
+
+/** Checks the header: format, frame count, dimensions. Throws ImageError. */
+export async function inspectImage(bytes: Buffer, maxPixels = DEFAULT_MAX_PIXELS): Promise<sharp.Metadata> {
+  if (bytes.length === 0) throw new ImageError('IMAGE_EMPTY', 'the image is empty (0 bytes)');
+  let meta: sharp.Metadata;
+  try {
+    // limitInputPixels false here: we want the dimensions even of a huge image, to say so.
+    meta = await sharp(bytes, { limitInputPixels: false, pages: -1 }).metadata();
+  } catch {
+    throw new ImageError('IMAGE_UNSUPPORTED_FORMAT', 'the body is not an image in a supported format (JPEG, PNG, WebP, GIF, TIFF, AVIF)');
+  }
+  if (!meta.format || !ACCEPTED_FORMATS.has(meta.format)) {
+    throw new ImageError('IMAGE_UNSUPPORTED_FORMAT', `images of format "${meta.format ?? 'unknown'}" are not accepted; send JPEG, PNG, WebP, GIF, TIFF or AVIF`);
+  }
+  if ((meta.pages ?? 1) > 1) {
+    throw new ImageError('IMAGE_ANIMATED', `the image has ${meta.pages} frames; send a single still image`);
+  }
+  const w = meta.width ?? 0;
+  const h = meta.height ?? 0;
+  if (w < 1 || h < 1) throw new ImageError('IMAGE_CORRUPT', 'the image has no pixels');
+  if (w * h > maxPixels) {
+    throw new ImageError('IMAGE_TOO_LARGE', `the image is ${w}x${h} (${w * h} pixels); the limit is ${maxPixels} pixels`);
+  }
+  return meta;
+}
+
+/** Interleaved RGB bytes (HWC) -> normalized float NCHW, written at `offset` of `out`. */
+export function rgbToNchw(rgb: Uint8Array, size: number, norm: Normalization, out = new Float32Array(3 * size * size), offset = 0): Float32Array {
+  const plane = size * size;
+  const lut = new Float32Array(768);
+  for (let c = 0; c < 3; c++) for (let v = 0; v < 256; v++) lut[c * 256 + v] = (v / 255 - norm.mean[c]!) / norm.std[c]!;
+  for (let p = 0; p < plane; p++) {
+    out[offset + p] = lut[rgb[p * 3]!]!;
+    out[offset + plane + p] = lut[256 + rgb[p * 3 + 1]!]!;
+    out[offset + 2 * plane + p] = lut[512 + rgb[p * 3 + 2]!]!;
+  }
+  return out;
+}
+
+/** Validates and decodes an upload into the model input [1, 3, size, size]. */
+export async function preprocessImage(bytes: Buffer, opts: PreprocessOptions): Promise<Float32Array> {
+  await inspectImage(bytes, opts.maxPixels);
+  let rgb: Uint8Array;
+  try {
+    rgb = await decodeImageToRgb(bytes, opts.size);
+  } catch (err) {
+    throw new ImageError('IMAGE_CORRUPT', `the image could not be decoded (truncated or corrupt): ${(err as Error).message.split('\n')[0]}`);
+  }
+  return rgbToNchw(rgb, opts.size, opts.normalization);
+}

@@ -1,0 +1,82 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PredictorPool } from '../../src/serving/predictor-pool.js';
+import { runIntegerReference } from '../../src/export/qdq-reference.js';
+import { syntheticImages } from '../../src/export/synthetic-graph.js';
+import { writeFixtureModel, type FixtureModel } from './fixtures.js';
+
+let root: string;
+let model: FixtureModel;
+const SIZE = 32;
+
+beforeAll(async () => {
+  root = await mkdtemp(path.join(tmpdir(), 'qatserve-pool-'));
+  model = await writeFixtureModel(root, 'm1', { inputSize: SIZE, classes: 5 });
+});
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+const image = (i: number) => syntheticImages(1, SIZE, 100 + i);
+
+describe('PredictorPool', () => {
+  it('returns the int8 model logits for each request, batched or not', async () => {
+    const pool = new PredictorPool({ size: 2, batchWindowMs: 20, maxBatch: 4 });
+    try {
+      await pool.load('m1', model.record.onnxPath);
+      const n = 10;
+      const results = await Promise.all(Array.from({ length: n }, (_, i) => pool.infer('m1', image(i), SIZE)));
+      const step = model.graph.nodes.at(-1)!.outQuant.scale;
+      for (let i = 0; i < n; i++) {
+        const ref = runIntegerReference(model.graph, image(i), 1);
+        expect(results[i]!.logits).toHaveLength(5);
+        for (let k = 0; k < 5; k++) expect(Math.abs(results[i]!.logits[k]! - ref[k]!)).toBeLessThanOrEqual(step * 1.01);
+      }
+      // Ten requests inside a 20 ms window with maxBatch 4 run as batches of up to 4.
+      const sizes = results.map((r) => r.batchSize);
+      expect(Math.max(...sizes)).toBeGreaterThan(1);
+      expect(Math.max(...sizes)).toBeLessThanOrEqual(4);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('keeps the event loop free while inferring (sessions run in worker threads)', async () => {
+    const pool = new PredictorPool({ size: 1, batchWindowMs: 0, maxBatch: 1 });
+    try {
+      await pool.load('m1', model.record.onnxPath);
+      let ticks = 0;
+      const timer = setInterval(() => ticks++, 1);
+      const t0 = performance.now();
+      for (let r = 0; r < 5; r++) await Promise.all(Array.from({ length: 8 }, (_, i) => pool.infer('m1', image(i), SIZE)));
+      const elapsed = performance.now() - t0;
+      clearInterval(timer);
+      // A 1 ms timer fires about elapsed/1.2 times when nothing blocks; a blocked loop fires rarely.
+      expect(ticks).toBeGreaterThan(elapsed / 4);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('rejects requests for a model it has not loaded, and everything after close', async () => {
+    const pool = new PredictorPool({ size: 1 });
+    await expect(pool.infer('nope', image(0), SIZE)).rejects.toMatchObject({ code: 'PREDICTOR_FAILED' });
+    await pool.load('m1', model.record.onnxPath);
+    const pending = pool.infer('m1', image(0), SIZE).catch((err: unknown) => err);
+    await pool.close();
+    expect(await pending).toMatchObject({ code: 'PREDICTOR_CLOSED' });
+    await expect(pool.infer('m1', image(0), SIZE)).rejects.toMatchObject({ code: 'PREDICTOR_CLOSED' });
+  });
+
+  it('fails a load of a broken file without keeping the model', async () => {
+    const pool = new PredictorPool({ size: 1 });
+    try {
+      await expect(pool.load('bad', model.record.manifestPath)).rejects.toThrow(/inference worker/);
+      expect(pool.isLoaded('bad')).toBe(false);
+    } finally {
+      await pool.close();
+    }
+  });
+});
