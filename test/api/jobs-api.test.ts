@@ -1,6 +1,8 @@
 // The HTTP contract of /v1/jobs on real SQLite and real PostgreSQL (no worker runs here: jobs
 // stay queued unless a test moves them).
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorBody } from '../../src/api/error-body.js';
@@ -220,6 +222,41 @@ describe('readiness without Redis', () => {
       expect(post.statusCode).toBe(503);
       expect(post.json().error.code).toBe('QUEUE_UNAVAILABLE');
     } finally {
+      await h.close();
+    }
+  });
+});
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+describe('readiness when Redis stops', () => {
+  it('is ready with its own redis-server, then 503 naming redis and the queue once it is stopped', async () => {
+    const port = await freePort();
+    const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+      stdio: 'ignore',
+    });
+    const exited = new Promise((r) => redis.once('exit', r));
+    const h = await startHarness('sqlite', { REDIS_URL: `redis://127.0.0.1:${port}` });
+    try {
+      await waitReady(h, 10_000);
+      redis.kill('SIGTERM');
+      await exited;
+      const res = await h.app.inject({ method: 'GET', url: '/readyz' });
+      expect(res.statusCode).toBe(503);
+      const body = res.json();
+      expect(body.checks.database).toBe('ok');
+      expect(body.checks.redis).toMatch(/^error/);
+      expect(body.checks.queue).toMatch(/^error/);
+      expect(body.reason).toContain('redis');
+    } finally {
+      if (redis.exitCode === null) redis.kill('SIGKILL');
       await h.close();
     }
   });
