@@ -1,6 +1,7 @@
 // Gradient checks: each kernel registered for 'wasm' against tfjs's cpu backend, on shapes that hit
 // the edge cases (odd spatial sizes, strides 1 and 2, channels not multiples of 4, every padding).
-import { afterAll, describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { setSimdEnabled } from '../../../src/ml/backends/wasm-training/simd.js';
 import { backend_util } from '@tensorflow/tfjs-core';
 import { maxRelError, randomValues, runKernelOn, tf, useBackend } from './helpers.js';
 
@@ -29,6 +30,9 @@ const cases: Case[] = [
   { name: '1x1 s1, 3x3, C=144 -> 24', x: [5, 3, 3, 144], k: 1, cOut: 24, stride: 1, pad: 'valid' },
   { name: '3x3 s1 numeric pad 1, 7x7, C=6', x: [2, 7, 7, 6], k: 3, cOut: 5, stride: 1, pad: 1 as unknown as Pad },
   { name: '3x3 s2 numeric pad 1, 9x9, C=3', x: [2, 9, 9, 3], k: 3, cOut: 8, stride: 2, pad: 1 as unknown as Pad },
+  { name: '3x3 s2 same, 9x9, C=8 (SIMD path)', x: [3, 9, 9, 8], k: 3, cOut: 4, stride: 2, pad: 'same' },
+  { name: '3x3 s1 numeric pad 1, 7x5, C=12 (SIMD)', x: [2, 7, 5, 12], k: 3, cOut: 4, stride: 1, pad: 1 as unknown as Pad },
+  { name: '3x3 s2 explicit pads, 8x8, C=16 (SIMD)', x: [2, 8, 8, 16], k: 3, cOut: 4, stride: 2, pad: explicit },
   { name: '5x3-ish 5x5 s1 same, 6x6, C=2', x: [1, 6, 6, 2], k: 5, cOut: 3, stride: 1, pad: 'same' },
 ];
 
@@ -51,10 +55,13 @@ async function compare(kernel: string, inputs: Record<string, { values: Float32A
   return err;
 }
 
-describe('wasm conv gradient kernels match the cpu backend', () => {
+for (const simd of [true, false])
+describe(`wasm conv gradient kernels match the cpu backend (${simd ? 'SIMD module' : 'plain JS'} paths)`, () => {
+  beforeAll(() => setSimdEnabled(simd));
   afterAll(() => {
+    setSimdEnabled(true);
     // The figures the issue asks to report.
-    console.log(errors.join('\n'));
+    console.log(`${simd ? 'SIMD' : 'JS'} paths:\n` + errors.splice(0).join('\n'));
   });
 
   for (const c of cases) {

@@ -1,6 +1,7 @@
 // The fused QAT ops (ops.ts) on wasm and cpu against the stock tfjs formulation the engine uses,
 // values and gradients, plus hand-computed fake-quant values.
-import { afterAll, describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { setSimdEnabled } from '../../../src/ml/backends/wasm-training/simd.js';
 import { batchNormTrain, fakeQuantAct, fakeQuantWeight } from '../../../src/ml/backends/wasm-training/index.js';
 import { maxRelError, randomValues, tf, useBackend } from './helpers.js';
 
@@ -47,10 +48,15 @@ async function bnCase(backend: 'cpu' | 'wasm', fusedOp: boolean, shape: number[]
   });
 }
 
-describe('fused QAT ops match the stock tfjs formulation', () => {
-  afterAll(() => console.log(report.join('\n')));
+for (const simd of [true, false])
+describe(`fused QAT ops match the stock tfjs formulation (${simd ? 'SIMD module' : 'plain JS'} paths on wasm)`, () => {
+  beforeAll(() => setSimdEnabled(simd));
+  afterAll(() => {
+    setSimdEnabled(true);
+    console.log(`${simd ? 'SIMD' : 'JS'} paths:\n` + report.splice(0).join('\n'));
+  });
 
-  const bnShapes = [[4, 5, 5, 7], [3, 9, 7, 24], [2, 3, 3, 1], [16, 2, 2, 13]];
+  const bnShapes = [[4, 5, 5, 7], [3, 9, 7, 24], [2, 3, 3, 1], [16, 2, 2, 13], [5, 3, 7, 4], [64, 4, 4, 48]];
   for (const shape of bnShapes) {
     for (const useStats of [false, true]) {
       test(`batchNormTrain ${shape} (loss ${useStats ? 'also uses mean/variance' : 'on y only'}) on wasm and cpu`, async () => {

@@ -5,6 +5,7 @@ import { convGeometry, type ConvGeometry } from './conv-geometry.js';
 import { conv2dFilterGrad, depthwiseFilterGrad, depthwiseInputGrad } from './conv-grad-math.js';
 import { WasmTrainingError } from './errors.js';
 import { f32View, type WasmBackendLike } from './heap.js';
+import { simdDepthwiseFilterGrad, simdDepthwiseInputGrad } from './simd.js';
 import { dispose, matMul, reshaped, stockKernel, transpose2d } from './wasm-calls.js';
 
 type Pad = 'valid' | 'same' | number | backend_util.ExplicitPadding;
@@ -74,6 +75,7 @@ function depthwiseBackpropFilter({ inputs, backend, attrs }: KernelArgs): Tensor
   assertFloat32('DepthwiseConv2dNativeBackpropFilter', x, dy);
   const g = convGeometry('DepthwiseConv2dNativeBackpropFilter', x.shape, a.filterShape, a.strides, a.pad, a.dimRoundingMode, true, a.dilations);
   const out = be.makeOutput([g.kH, g.kW, g.inC, g.mult], 'float32');
+  if (simdDepthwiseFilterGrad(be, x, dy, g, out)) return out;
   depthwiseFilterGrad(f32View(be, x), f32View(be, dy), g, f32View(be, out));
   return out;
 }
@@ -85,6 +87,7 @@ function depthwiseBackpropInput({ inputs, backend, attrs }: KernelArgs): TensorI
   assertFloat32('DepthwiseConv2dNativeBackpropInput', dy, filter);
   const g = convGeometry('DepthwiseConv2dNativeBackpropInput', a.inputShape, filter.shape, a.strides, a.pad, a.dimRoundingMode, true, a.dilations);
   const out = be.makeOutput([g.batch, g.inH, g.inW, g.inC], 'float32');
+  if (simdDepthwiseInputGrad(be, dy, filter, g, out)) return out;
   depthwiseInputGrad(f32View(be, dy), f32View(be, filter), g, f32View(be, out));
   return out;
 }

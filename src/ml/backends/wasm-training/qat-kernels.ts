@@ -6,6 +6,7 @@ import { engine, getBackend, getKernel } from '@tensorflow/tfjs-core';
 import { f32View, type WasmBackendLike } from './heap.js';
 import { bnTrainBackward, bnTrainForward, fakeQuantBackward, fakeQuantForward, fakeQuantPerChannelForward, relu6Backward } from './qat-math.js';
 import { WasmTrainingError } from './errors.js';
+import { simdBnBackward, simdBnForward, simdFakeQuant, simdFakeQuantGrad, simdRelu6Grad } from './simd.js';
 
 export const BN_TRAIN = 'QatBatchNormTrain';
 export const BN_TRAIN_GRAD = 'QatBatchNormTrainGrad';
@@ -15,6 +16,8 @@ export const FAKE_QUANT_PER_CHANNEL = 'QatFakeQuantPerChannel';
 export const RELU6_GRAD = 'QatRelu6Grad';
 
 type Body = (ins: Float32Array[], outs: Float32Array[]) => void;
+/** Optional wasm fast path on heap tensors; returns false to fall back to the JS body. */
+type Fast = (be: WasmBackendLike, outs: TensorInfo[]) => boolean;
 
 interface CpuBackendLike {
   data: { get(dataId: object): { values: Float32Array } };
@@ -30,15 +33,16 @@ function assertFloat32(op: string, ts: TensorInfo[]): void {
 const size = (s: number[]): number => s.reduce((a, b) => a * b, 1);
 
 /** Wasm: allocate every output first (allocation may move the heap), then take views. */
-function runWasm(op: string, backend: unknown, ins: TensorInfo[], outShapes: number[][], body: Body): TensorInfo[] {
+function runWasm(op: string, backend: unknown, ins: TensorInfo[], outShapes: number[][], body: Body, fast?: Fast): TensorInfo[] {
   assertFloat32(op, ins);
   const be = backend as WasmBackendLike;
   const outs = outShapes.map((s) => be.makeOutput(s, 'float32'));
+  if (fast?.(be, outs)) return outs;
   body(ins.map((t) => f32View(be, t)), outs.map((t) => f32View(be, t)));
   return outs;
 }
 
-function runCpu(op: string, backend: unknown, ins: TensorInfo[], outShapes: number[][], body: Body): TensorInfo[] {
+function runCpu(op: string, backend: unknown, ins: TensorInfo[], outShapes: number[][], body: Body, _fast?: Fast): TensorInfo[] {
   assertFloat32(op, ins);
   const be = backend as CpuBackendLike;
   const outVals = outShapes.map((s) => new Float32Array(size(s)));
@@ -65,19 +69,24 @@ const kernels: Record<string, (run: Runner) => (a: Args) => TensorInfo | TensorI
       throw new WasmTrainingError('WASM_TRAINING_BAD_INPUT', `${BN_TRAIN}: gamma/beta must be [${c}] for input ${x.shape}.`);
     }
     return run(BN_TRAIN, backend, [x, gamma, beta], [x.shape, [c], [c]], ([xv, g, b], [y, m, v]) =>
-      bnTrainForward(xv, g, b, attrs.epsilon, y, m, v));
+      bnTrainForward(xv, g, b, attrs.epsilon, y, m, v),
+    (be, [y, m, v]) => simdBnForward(be, x, gamma, beta, attrs.epsilon, y, m, v));
   },
   [BN_TRAIN_GRAD]: (run) => ({ inputs: { dy, x, gamma, mean, variance, dMean, dVariance }, backend, attrs }) => {
     const c = channelsOf(x);
     return run(BN_TRAIN_GRAD, backend, [dy, x, gamma, mean, variance, dMean, dVariance], [x.shape, [c], [c]], ([g, xv, ga, m, v, dm, dv], [dx, dg, db]) =>
-      bnTrainBackward(g, xv, ga, m, v, dm, dv, attrs.epsilon, dx, dg, db));
+      bnTrainBackward(g, xv, ga, m, v, dm, dv, attrs.epsilon, dx, dg, db),
+    (be, [dx, dg, db]) => simdBnBackward(be, dy, x, gamma, mean, variance, dMean, dVariance, attrs.epsilon, dx, dg, db));
   },
   [FAKE_QUANT]: (run) => ({ inputs: { x }, backend, attrs }) =>
-    run(FAKE_QUANT, backend, [x], [x.shape], ([xv], [y]) => fakeQuantForward(xv, attrs.scale, attrs.qmin, attrs.qmax, y))[0],
+    run(FAKE_QUANT, backend, [x], [x.shape], ([xv], [y]) => fakeQuantForward(xv, attrs.scale, attrs.qmin, attrs.qmax, y),
+      (be, [y]) => simdFakeQuant(be, x, y, attrs.scale, attrs.qmin, attrs.qmax))[0],
   [FAKE_QUANT_GRAD]: (run) => ({ inputs: { dy, x }, backend, attrs }) =>
-    run(FAKE_QUANT_GRAD, backend, [dy, x], [x.shape], ([g, xv], [dx]) => fakeQuantBackward(g, xv, attrs.scale, attrs.qmin, attrs.qmax, dx))[0],
+    run(FAKE_QUANT_GRAD, backend, [dy, x], [x.shape], ([g, xv], [dx]) => fakeQuantBackward(g, xv, attrs.scale, attrs.qmin, attrs.qmax, dx),
+      (be, [dx]) => simdFakeQuantGrad(be, dy, x, dx, attrs.scale, attrs.qmin, attrs.qmax))[0],
   [RELU6_GRAD]: (run) => ({ inputs: { dy, x }, backend }) =>
-    run(RELU6_GRAD, backend, [dy, x], [x.shape], ([g, xv], [dx]) => relu6Backward(g, xv, dx))[0],
+    run(RELU6_GRAD, backend, [dy, x], [x.shape], ([g, xv], [dx]) => relu6Backward(g, xv, dx),
+      (be, [dx]) => simdRelu6Grad(be, dy, x, dx))[0],
   [FAKE_QUANT_PER_CHANNEL]: (run) => ({ inputs: { x }, backend, attrs }) => {
     const c = attrs.channels;
     return run(FAKE_QUANT_PER_CHANNEL, backend, [x], [x.shape, [c]], ([xv], [y, s]) => fakeQuantPerChannelForward(xv, c, attrs.qmax, y, s));

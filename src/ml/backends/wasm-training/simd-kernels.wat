@@ -1,0 +1,311 @@
+;; Hot loops of the wasm training kernels in WebAssembly SIMD, running on tfjs-backend-wasm's own
+;; memory (imported). Pointers are byte offsets into that memory; counts are elements. Every
+;; function that works per channel needs C % 4 == 0 (the caller falls back to JS otherwise):
+;; element i belongs to channel i % C, four consecutive channels per f32x4.
+;; Assemble with build-simd.ts (npm wabt); the bytes are committed in simd-module.generated.ts.
+(module
+  (import "env" "memory" (memory 1))
+
+  ;; f32x4 lanes 2,3 moved down to 0,1 (for promoting the high half to f64x2).
+  (func $hi (param $v v128) (result v128)
+    (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $v) (local.get $v)))
+
+  ;; y = clamp(nearest(x / s), lo, hi) * s   (fake quant; nearest = round half to even)
+  (func (export "fq_fwd") (param $x i32) (param $y i32) (param $n i32) (param $s f32) (param $lo f32) (param $hi f32)
+    (local $i i32) (local $e i32) (local $vs v128) (local $vlo v128) (local $vhi v128)
+    (local.set $vs (f32x4.splat (local.get $s)))
+    (local.set $vlo (f32x4.splat (local.get $lo)))
+    (local.set $vhi (f32x4.splat (local.get $hi)))
+    (local.set $e (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2)))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $e)))
+      (v128.store (i32.add (local.get $y) (local.get $i))
+        (f32x4.mul
+          (f32x4.min (f32x4.max (f32x4.nearest (f32x4.div (v128.load (i32.add (local.get $x) (local.get $i))) (local.get $vs)))
+            (local.get $vlo)) (local.get $vhi))
+          (local.get $vs)))
+      (local.set $i (i32.add (local.get $i) (i32.const 16)))
+      (br $l)))
+    (local.set $e (i32.shl (local.get $n) (i32.const 2)))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $e)))
+      (f32.store (i32.add (local.get $y) (local.get $i))
+        (f32.mul
+          (f32.min (f32.max (f32.nearest (f32.div (f32.load (i32.add (local.get $x) (local.get $i))) (local.get $s)))
+            (local.get $lo)) (local.get $hi))
+          (local.get $s)))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
+      (br $l))))
+
+  ;; dx = dy * (lo <= x <= hi ? 1 : 0)   (straight-through gradient, same product as tfjs)
+  (func (export "fq_bwd") (param $dy i32) (param $x i32) (param $dx i32) (param $n i32) (param $lo f32) (param $hi f32)
+    (local $i i32) (local $e i32) (local $vlo v128) (local $vhi v128) (local $one v128) (local $v v128)
+    (local.set $vlo (f32x4.splat (local.get $lo)))
+    (local.set $vhi (f32x4.splat (local.get $hi)))
+    (local.set $one (f32x4.splat (f32.const 1)))
+    (local.set $e (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2)))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $e)))
+      (local.set $v (v128.load (i32.add (local.get $x) (local.get $i))))
+      (v128.store (i32.add (local.get $dx) (local.get $i))
+        (f32x4.mul (v128.load (i32.add (local.get $dy) (local.get $i)))
+          (v128.and (local.get $one)
+            (v128.and (f32x4.ge (local.get $v) (local.get $vlo)) (f32x4.le (local.get $v) (local.get $vhi))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 16)))
+      (br $l)))
+    (local.set $e (i32.shl (local.get $n) (i32.const 2)))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $e)))
+      (f32.store (i32.add (local.get $dx) (local.get $i))
+        (f32.mul (f32.load (i32.add (local.get $dy) (local.get $i)))
+          (f32.convert_i32_u (i32.and
+            (f32.ge (f32.load (i32.add (local.get $x) (local.get $i))) (local.get $lo))
+            (f32.le (f32.load (i32.add (local.get $x) (local.get $i))) (local.get $hi))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
+      (br $l))))
+
+  ;; dx = dy * (0 < x <= 6 ? 1 : 0), NaN where x is NaN (as tfjs's Step-based mask)
+  (func (export "relu6_bwd") (param $dy i32) (param $x i32) (param $dx i32) (param $n i32)
+    (local $i i32) (local $e i32) (local $zero v128) (local $six v128) (local $one v128) (local $v v128) (local $m v128)
+    (local.set $six (f32x4.splat (f32.const 6)))
+    (local.set $one (f32x4.splat (f32.const 1)))
+    (local.set $e (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2)))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $e)))
+      (local.set $v (v128.load (i32.add (local.get $x) (local.get $i))))
+      (local.set $m (v128.and (local.get $one)
+        (v128.and (f32x4.gt (local.get $v) (local.get $zero)) (f32x4.le (local.get $v) (local.get $six)))))
+      ;; NaN lanes of x pass their NaN into the product.
+      (local.set $m (v128.bitselect (local.get $v) (local.get $m) (f32x4.ne (local.get $v) (local.get $v))))
+      (v128.store (i32.add (local.get $dx) (local.get $i))
+        (f32x4.mul (v128.load (i32.add (local.get $dy) (local.get $i))) (local.get $m)))
+      (local.set $i (i32.add (local.get $i) (i32.const 16)))
+      (br $l)))
+    (local.set $e (i32.shl (local.get $n) (i32.const 2)))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $e)))
+      (local.set $v (v128.load32_zero (i32.add (local.get $x) (local.get $i))))
+      (local.set $m (v128.and (local.get $one)
+        (v128.and (f32x4.gt (local.get $v) (local.get $zero)) (f32x4.le (local.get $v) (local.get $six)))))
+      (local.set $m (v128.bitselect (local.get $v) (local.get $m) (f32x4.ne (local.get $v) (local.get $v))))
+      (f32.store (i32.add (local.get $dx) (local.get $i))
+        (f32.mul (f32.load (i32.add (local.get $dy) (local.get $i))) (f32x4.extract_lane 0 (local.get $m))))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
+      (br $l))))
+
+  ;; acc[c] += x[r, c] over rows (acc: f64[C]); or, with $sq = 1, acc[c] += (x[r, c] - mean[c])^2
+  (func (export "chan_sums") (param $x i32) (param $rows i32) (param $c i32) (param $mean i32) (param $acc i32) (param $sq i32)
+    (local $p i32) (local $end i32) (local $j i32) (local $cb i32) (local $v v128) (local $lo v128) (local $hi v128) (local $a i32) (local $m i32)
+    (local.set $cb (i32.shl (local.get $c) (i32.const 2)))
+    (local.set $p (local.get $x))
+    (local.set $end (i32.add (local.get $x) (i32.mul (local.get $rows) (local.get $cb))))
+    (block $done (loop $rowl
+      (br_if $done (i32.ge_u (local.get $p) (local.get $end)))
+      (local.set $j (i32.const 0))
+      (block $cd (loop $cl
+        (br_if $cd (i32.ge_u (local.get $j) (local.get $cb)))
+        (local.set $v (v128.load (i32.add (local.get $p) (local.get $j))))
+        (local.set $lo (f64x2.promote_low_f32x4 (local.get $v)))
+        (local.set $hi (f64x2.promote_low_f32x4 (call $hi (local.get $v))))
+        ;; f64 accumulators: 8 bytes per channel, at twice the f32 offset.
+        (local.set $a (i32.add (local.get $acc) (i32.shl (local.get $j) (i32.const 1))))
+        (if (local.get $sq) (then
+          (local.set $m (i32.add (local.get $mean) (i32.shl (local.get $j) (i32.const 1))))
+          (local.set $lo (f64x2.sub (local.get $lo) (v128.load (local.get $m))))
+          (local.set $hi (f64x2.sub (local.get $hi) (v128.load offset=16 (local.get $m))))
+          (local.set $lo (f64x2.mul (local.get $lo) (local.get $lo)))
+          (local.set $hi (f64x2.mul (local.get $hi) (local.get $hi)))))
+        (v128.store (local.get $a) (f64x2.add (v128.load (local.get $a)) (local.get $lo)))
+        (v128.store offset=16 (local.get $a) (f64x2.add (v128.load offset=16 (local.get $a)) (local.get $hi)))
+        (local.set $j (i32.add (local.get $j) (i32.const 16)))
+        (br $cl)))
+      (local.set $p (i32.add (local.get $p) (local.get $cb)))
+      (br $rowl))))
+
+  ;; sdy[c] += dy[r, c];  sdyxc[c] += dy[r, c] * (x[r, c] - mean[c])   (f64 accumulators)
+  (func (export "bn_bwd_sums") (param $dy i32) (param $x i32) (param $rows i32) (param $c i32) (param $mean i32) (param $sdy i32) (param $sdyxc i32)
+    (local $off i32) (local $end i32) (local $j i32) (local $cb i32) (local $g v128) (local $v v128)
+    (local $glo v128) (local $ghi v128) (local $xlo v128) (local $xhi v128) (local $j2 i32)
+    (local.set $cb (i32.shl (local.get $c) (i32.const 2)))
+    (local.set $end (i32.mul (local.get $rows) (local.get $cb)))
+    (block $done (loop $rowl
+      (br_if $done (i32.ge_u (local.get $off) (local.get $end)))
+      (local.set $j (i32.const 0))
+      (block $cd (loop $cl
+        (br_if $cd (i32.ge_u (local.get $j) (local.get $cb)))
+        (local.set $g (v128.load (i32.add (local.get $dy) (i32.add (local.get $off) (local.get $j)))))
+        (local.set $v (v128.load (i32.add (local.get $x) (i32.add (local.get $off) (local.get $j)))))
+        (local.set $j2 (i32.shl (local.get $j) (i32.const 1)))
+        (local.set $glo (f64x2.promote_low_f32x4 (local.get $g)))
+        (local.set $ghi (f64x2.promote_low_f32x4 (call $hi (local.get $g))))
+        (local.set $xlo (f64x2.sub (f64x2.promote_low_f32x4 (local.get $v)) (v128.load (i32.add (local.get $mean) (local.get $j2)))))
+        (local.set $xhi (f64x2.sub (f64x2.promote_low_f32x4 (call $hi (local.get $v))) (v128.load offset=16 (i32.add (local.get $mean) (local.get $j2)))))
+        (v128.store (i32.add (local.get $sdy) (local.get $j2)) (f64x2.add (v128.load (i32.add (local.get $sdy) (local.get $j2))) (local.get $glo)))
+        (v128.store offset=16 (i32.add (local.get $sdy) (local.get $j2)) (f64x2.add (v128.load offset=16 (i32.add (local.get $sdy) (local.get $j2))) (local.get $ghi)))
+        (v128.store (i32.add (local.get $sdyxc) (local.get $j2))
+          (f64x2.add (v128.load (i32.add (local.get $sdyxc) (local.get $j2))) (f64x2.mul (local.get $glo) (local.get $xlo))))
+        (v128.store offset=16 (i32.add (local.get $sdyxc) (local.get $j2))
+          (f64x2.add (v128.load offset=16 (i32.add (local.get $sdyxc) (local.get $j2))) (f64x2.mul (local.get $ghi) (local.get $xhi))))
+        (local.set $j (i32.add (local.get $j) (i32.const 16)))
+        (br $cl)))
+      (local.set $off (i32.add (local.get $off) (local.get $cb)))
+      (br $rowl))))
+
+  ;; y[r, c] = x[r, c] * k[c] + b[c]   (f32, the order tfjs's mul-then-add rounds in)
+  (func (export "chan_affine") (param $x i32) (param $y i32) (param $rows i32) (param $c i32) (param $k i32) (param $b i32)
+    (local $off i32) (local $end i32) (local $j i32) (local $cb i32)
+    (local.set $cb (i32.shl (local.get $c) (i32.const 2)))
+    (local.set $end (i32.mul (local.get $rows) (local.get $cb)))
+    (block $done (loop $rowl
+      (br_if $done (i32.ge_u (local.get $off) (local.get $end)))
+      (local.set $j (i32.const 0))
+      (block $cd (loop $cl
+        (br_if $cd (i32.ge_u (local.get $j) (local.get $cb)))
+        (v128.store (i32.add (local.get $y) (i32.add (local.get $off) (local.get $j)))
+          (f32x4.add
+            (f32x4.mul (v128.load (i32.add (local.get $x) (i32.add (local.get $off) (local.get $j)))) (v128.load (i32.add (local.get $k) (local.get $j))))
+            (v128.load (i32.add (local.get $b) (local.get $j)))))
+        (local.set $j (i32.add (local.get $j) (i32.const 16)))
+        (br $cl)))
+      (local.set $off (i32.add (local.get $off) (local.get $cb)))
+      (br $rowl))))
+
+  ;; dx = a[c] * dy + bc[c] * (x - m[c]) + d[c]   (batch-norm backward, per-channel coefficients f32)
+  (func (export "bn_bwd_apply") (param $dy i32) (param $x i32) (param $dx i32) (param $rows i32) (param $c i32) (param $a i32) (param $bc i32) (param $m i32) (param $d i32)
+    (local $off i32) (local $end i32) (local $j i32) (local $cb i32)
+    (local.set $cb (i32.shl (local.get $c) (i32.const 2)))
+    (local.set $end (i32.mul (local.get $rows) (local.get $cb)))
+    (block $done (loop $rowl
+      (br_if $done (i32.ge_u (local.get $off) (local.get $end)))
+      (local.set $j (i32.const 0))
+      (block $cd (loop $cl
+        (br_if $cd (i32.ge_u (local.get $j) (local.get $cb)))
+        (v128.store (i32.add (local.get $dx) (i32.add (local.get $off) (local.get $j)))
+          (f32x4.add
+            (f32x4.add
+              (f32x4.mul (v128.load (i32.add (local.get $a) (local.get $j))) (v128.load (i32.add (local.get $dy) (i32.add (local.get $off) (local.get $j)))))
+              (f32x4.mul (v128.load (i32.add (local.get $bc) (local.get $j)))
+                (f32x4.sub (v128.load (i32.add (local.get $x) (i32.add (local.get $off) (local.get $j)))) (v128.load (i32.add (local.get $m) (local.get $j))))))
+            (v128.load (i32.add (local.get $d) (local.get $j)))))
+        (local.set $j (i32.add (local.get $j) (i32.const 16)))
+        (br $cl)))
+      (local.set $off (i32.add (local.get $off) (local.get $cb)))
+      (br $rowl))))
+
+  ;; dst[i] += src[i] (f32 -> f64), then src[i] = 0; n elements, n % 2 == 0
+  (func $flush (param $src i32) (param $dst i32) (param $n i32)
+    (local $i i32) (local $e i32)
+    (local.set $e (i32.shl (local.get $n) (i32.const 2)))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $e)))
+      (v128.store (i32.add (local.get $dst) (i32.shl (local.get $i) (i32.const 1)))
+        (f64x2.add (v128.load (i32.add (local.get $dst) (i32.shl (local.get $i) (i32.const 1))))
+          (f64x2.promote_low_f32x4 (v128.load64_zero (i32.add (local.get $src) (local.get $i))))))
+      (i64.store (i32.add (local.get $src) (local.get $i)) (i64.const 0))
+      (local.set $i (i32.add (local.get $i) (i32.const 8)))
+      (br $l))))
+
+  ;; Depthwise filter gradient, multiplier 1: acc64[kh, kw, c] += sum over b, oy, ox of
+  ;; x[b, oy*sh+kh-pt, ox*sw+kw-pl, c] * dy[b, oy, ox, c]. Sums per image in f32 (acc32, zeroed by
+  ;; the caller), flushed into the f64 totals after each image.
+  (func (export "dw_filter_grad")
+    (param $x i32) (param $dy i32) (param $acc32 i32) (param $acc64 i32)
+    (param $nb i32) (param $h i32) (param $w i32) (param $c i32) (param $oh i32) (param $ow i32)
+    (param $kh i32) (param $kw i32) (param $sh i32) (param $sw i32) (param $pt i32) (param $pl i32)
+    (local $b i32) (local $oy i32) (local $ox i32) (local $i i32) (local $j i32) (local $iy i32) (local $ix i32)
+    (local $cb i32) (local $xp i32) (local $dyp i32) (local $ap i32) (local $k i32)
+    (local.set $cb (i32.shl (local.get $c) (i32.const 2)))
+    (block $bd (loop $bl
+      (br_if $bd (i32.ge_u (local.get $b) (local.get $nb)))
+      (local.set $oy (i32.const 0))
+      (block $yd (loop $yl
+        (br_if $yd (i32.ge_u (local.get $oy) (local.get $oh)))
+        (local.set $ox (i32.const 0))
+        (block $xd (loop $xl
+          (br_if $xd (i32.ge_u (local.get $ox) (local.get $ow)))
+          (local.set $dyp (i32.add (local.get $dy)
+            (i32.mul (i32.add (i32.mul (i32.add (i32.mul (local.get $b) (local.get $oh)) (local.get $oy)) (local.get $ow)) (local.get $ox)) (local.get $cb))))
+          (local.set $i (i32.const 0))
+          (block $id (loop $il
+            (br_if $id (i32.ge_u (local.get $i) (local.get $kh)))
+            (local.set $iy (i32.sub (i32.add (i32.mul (local.get $oy) (local.get $sh)) (local.get $i)) (local.get $pt)))
+            (if (i32.lt_u (local.get $iy) (local.get $h)) (then
+              (local.set $j (i32.const 0))
+              (block $jd (loop $jl
+                (br_if $jd (i32.ge_u (local.get $j) (local.get $kw)))
+                (local.set $ix (i32.sub (i32.add (i32.mul (local.get $ox) (local.get $sw)) (local.get $j)) (local.get $pl)))
+                (if (i32.lt_u (local.get $ix) (local.get $w)) (then
+                  (local.set $xp (i32.add (local.get $x)
+                    (i32.mul (i32.add (i32.mul (i32.add (i32.mul (local.get $b) (local.get $h)) (local.get $iy)) (local.get $w)) (local.get $ix)) (local.get $cb))))
+                  (local.set $ap (i32.add (local.get $acc32) (i32.mul (i32.add (i32.mul (local.get $i) (local.get $kw)) (local.get $j)) (local.get $cb))))
+                  (local.set $k (i32.const 0))
+                  (block $kd (loop $kl
+                    (br_if $kd (i32.ge_u (local.get $k) (local.get $cb)))
+                    (v128.store (i32.add (local.get $ap) (local.get $k))
+                      (f32x4.add (v128.load (i32.add (local.get $ap) (local.get $k)))
+                        (f32x4.mul (v128.load (i32.add (local.get $xp) (local.get $k))) (v128.load (i32.add (local.get $dyp) (local.get $k))))))
+                    (local.set $k (i32.add (local.get $k) (i32.const 16)))
+                    (br $kl)))))
+                (local.set $j (i32.add (local.get $j) (i32.const 1)))
+                (br $jl)))))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br $il)))
+          (local.set $ox (i32.add (local.get $ox) (i32.const 1)))
+          (br $xl)))
+        (local.set $oy (i32.add (local.get $oy) (i32.const 1)))
+        (br $yl)))
+      (call $flush (local.get $acc32) (local.get $acc64) (i32.mul (i32.mul (local.get $kh) (local.get $kw)) (local.get $c)))
+      (local.set $b (i32.add (local.get $b) (i32.const 1)))
+      (br $bl))))
+
+  ;; Depthwise input gradient, multiplier 1: dx (zeroed by the caller) [b, iy, ix, c] +=
+  ;; dy[b, oy, ox, c] * w[kh, kw, c] for every tap that reads (iy, ix).
+  (func (export "dw_input_grad")
+    (param $dy i32) (param $f i32) (param $dx i32)
+    (param $nb i32) (param $h i32) (param $w i32) (param $c i32) (param $oh i32) (param $ow i32)
+    (param $kh i32) (param $kw i32) (param $sh i32) (param $sw i32) (param $pt i32) (param $pl i32)
+    (local $b i32) (local $oy i32) (local $ox i32) (local $i i32) (local $j i32) (local $iy i32) (local $ix i32)
+    (local $cb i32) (local $xp i32) (local $dyp i32) (local $fp i32) (local $k i32)
+    (local.set $cb (i32.shl (local.get $c) (i32.const 2)))
+    (block $bd (loop $bl
+      (br_if $bd (i32.ge_u (local.get $b) (local.get $nb)))
+      (local.set $oy (i32.const 0))
+      (block $yd (loop $yl
+        (br_if $yd (i32.ge_u (local.get $oy) (local.get $oh)))
+        (local.set $ox (i32.const 0))
+        (block $xd (loop $xl
+          (br_if $xd (i32.ge_u (local.get $ox) (local.get $ow)))
+          (local.set $dyp (i32.add (local.get $dy)
+            (i32.mul (i32.add (i32.mul (i32.add (i32.mul (local.get $b) (local.get $oh)) (local.get $oy)) (local.get $ow)) (local.get $ox)) (local.get $cb))))
+          (local.set $i (i32.const 0))
+          (block $id (loop $il
+            (br_if $id (i32.ge_u (local.get $i) (local.get $kh)))
+            (local.set $iy (i32.sub (i32.add (i32.mul (local.get $oy) (local.get $sh)) (local.get $i)) (local.get $pt)))
+            (if (i32.lt_u (local.get $iy) (local.get $h)) (then
+              (local.set $j (i32.const 0))
+              (block $jd (loop $jl
+                (br_if $jd (i32.ge_u (local.get $j) (local.get $kw)))
+                (local.set $ix (i32.sub (i32.add (i32.mul (local.get $ox) (local.get $sw)) (local.get $j)) (local.get $pl)))
+                (if (i32.lt_u (local.get $ix) (local.get $w)) (then
+                  (local.set $xp (i32.add (local.get $dx)
+                    (i32.mul (i32.add (i32.mul (i32.add (i32.mul (local.get $b) (local.get $h)) (local.get $iy)) (local.get $w)) (local.get $ix)) (local.get $cb))))
+                  (local.set $fp (i32.add (local.get $f) (i32.mul (i32.add (i32.mul (local.get $i) (local.get $kw)) (local.get $j)) (local.get $cb))))
+                  (local.set $k (i32.const 0))
+                  (block $kd (loop $kl
+                    (br_if $kd (i32.ge_u (local.get $k) (local.get $cb)))
+                    (v128.store (i32.add (local.get $xp) (local.get $k))
+                      (f32x4.add (v128.load (i32.add (local.get $xp) (local.get $k)))
+                        (f32x4.mul (v128.load (i32.add (local.get $dyp) (local.get $k))) (v128.load (i32.add (local.get $fp) (local.get $k))))))
+                    (local.set $k (i32.add (local.get $k) (i32.const 16)))
+                    (br $kl)))))
+                (local.set $j (i32.add (local.get $j) (i32.const 1)))
+                (br $jl)))))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br $il)))
+          (local.set $ox (i32.add (local.get $ox) (i32.const 1)))
+          (br $xl)))
+        (local.set $oy (i32.add (local.get $oy) (i32.const 1)))
+        (br $yl)))
+      (local.set $b (i32.add (local.get $b) (i32.const 1)))
+      (br $bl))))
+)

@@ -1,0 +1,232 @@
+// The SIMD module (simd-kernels.wat) instantiated on the wasm backend's own memory, and the kernel
+// bodies that use it. Each returns false when it cannot run (no SIMD support, channels not a
+// multiple of 4) and the caller takes its plain-JS path.
+import type { TensorInfo } from '@tensorflow/tfjs-core';
+import type { ConvGeometry } from './conv-geometry.js';
+import type { WasmBackendLike } from './heap.js';
+import { SIMD_MODULE_BASE64 } from './simd-module.generated.js';
+
+interface SimdExports {
+  fq_fwd(x: number, y: number, n: number, s: number, lo: number, hi: number): void;
+  fq_bwd(dy: number, x: number, dx: number, n: number, lo: number, hi: number): void;
+  relu6_bwd(dy: number, x: number, dx: number, n: number): void;
+  chan_sums(x: number, rows: number, c: number, mean: number, acc: number, sq: number): void;
+  bn_bwd_sums(dy: number, x: number, rows: number, c: number, mean: number, sdy: number, sdyxc: number): void;
+  chan_affine(x: number, y: number, rows: number, c: number, k: number, b: number): void;
+  bn_bwd_apply(dy: number, x: number, dx: number, rows: number, c: number, a: number, bc: number, m: number, d: number): void;
+  dw_filter_grad(x: number, dy: number, acc32: number, acc64: number, ...geom: number[]): void;
+  dw_input_grad(dy: number, f: number, dx: number, ...geom: number[]): void;
+}
+
+// The WebAssembly global, typed locally (the project's lib settings do not declare it).
+interface WebAssemblyApi {
+  validate(bytes: Uint8Array): boolean;
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: object };
+  Memory: abstract new (...args: never[]) => object;
+}
+const WebAssembly = (globalThis as unknown as { WebAssembly: WebAssemblyApi }).WebAssembly;
+
+let compiled: object | null | undefined;
+const instances = new WeakMap<object, SimdExports>();
+
+function compile(): object | null {
+  if (compiled === undefined) {
+    const bytes = Buffer.from(SIMD_MODULE_BASE64, 'base64');
+    compiled = WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null;
+  }
+  return compiled;
+}
+
+let disabled = process.env.QATSERVE_WASM_SIMD === '0';
+
+/** Turns the SIMD paths off (tests compare both paths; QATSERVE_WASM_SIMD=0 does the same). */
+export function setSimdEnabled(on: boolean): void {
+  disabled = !on;
+}
+
+function simdFor(be: WasmBackendLike): SimdExports | null {
+  if (disabled) return null;
+  const memory = (be.wasm as unknown as { asm?: { memory?: unknown } }).asm?.memory;
+  if (!(memory instanceof WebAssembly.Memory)) return null;
+  let inst = instances.get(memory);
+  if (!inst) {
+    const mod = compile();
+    if (!mod) return null;
+    inst = new WebAssembly.Instance(mod, { env: { memory } }).exports as unknown as SimdExports;
+    instances.set(memory, inst);
+  }
+  return inst;
+}
+
+const ptr = (be: WasmBackendLike, t: TensorInfo): number => be.dataIdMap.get(t.dataId).memoryOffset;
+
+/** Zeroed scratch on the wasm heap, 16-byte aligned blocks of the given byte sizes. */
+class Scratch {
+  private readonly base: number;
+  readonly at: number[] = [];
+  constructor(private readonly be: WasmBackendLike, sizes: number[]) {
+    const total = sizes.reduce((a, s) => a + ((s + 15) & ~15), 16);
+    this.base = be.wasm._malloc(total) >>> 0;
+    let p = (this.base + 15) & ~15;
+    for (const s of sizes) {
+      this.at.push(p);
+      p += (s + 15) & ~15;
+    }
+    be.wasm.HEAPU8.fill(0, this.base, this.base + total);
+  }
+  f64(i: number, n: number): Float64Array {
+    return new Float64Array(this.be.wasm.HEAPU8.buffer, this.at[i], n);
+  }
+  f32(i: number, n: number): Float32Array {
+    return new Float32Array(this.be.wasm.HEAPU8.buffer, this.at[i], n);
+  }
+  free(): void {
+    this.be.wasm._free(this.base);
+  }
+}
+
+const f = Math.fround;
+
+export function simdFakeQuant(be: WasmBackendLike, x: TensorInfo, y: TensorInfo, scale: number, qmin: number, qmax: number): boolean {
+  const s = simdFor(be);
+  if (!s) return false;
+  s.fq_fwd(ptr(be, x), ptr(be, y), size(x), f(scale), qmin, qmax);
+  return true;
+}
+
+export function simdFakeQuantGrad(be: WasmBackendLike, dy: TensorInfo, x: TensorInfo, dx: TensorInfo, scale: number, qmin: number, qmax: number): boolean {
+  const s = simdFor(be);
+  if (!s) return false;
+  s.fq_bwd(ptr(be, dy), ptr(be, x), ptr(be, dx), size(x), f(qmin * scale), f(qmax * scale));
+  return true;
+}
+
+export function simdRelu6Grad(be: WasmBackendLike, dy: TensorInfo, x: TensorInfo, dx: TensorInfo): boolean {
+  const s = simdFor(be);
+  if (!s) return false;
+  s.relu6_bwd(ptr(be, dy), ptr(be, x), ptr(be, dx), size(x));
+  return true;
+}
+
+function size(t: TensorInfo): number {
+  return t.shape.reduce((a, b) => a * b, 1);
+}
+
+/** Same contract as qat-math bnTrainForward, on heap tensors. */
+export function simdBnForward(
+  be: WasmBackendLike, x: TensorInfo, gamma: TensorInfo, beta: TensorInfo, eps: number,
+  y: TensorInfo, mean: TensorInfo, variance: TensorInfo,
+): boolean {
+  const c = gamma.shape[0];
+  const s = simdFor(be);
+  if (!s || c % 4 !== 0) return false;
+  const rows = size(x) / c;
+  const sc = new Scratch(be, [8 * c, 8 * c, 8 * c, 4 * c, 4 * c]); // sum, mean64, sq, k, b
+  try {
+    s.chan_sums(ptr(be, x), rows, c, 0, sc.at[0], 0);
+    const sum = sc.f64(0, c);
+    const m64 = sc.f64(1, c);
+    for (let j = 0; j < c; j++) m64[j] = sum[j] / rows;
+    s.chan_sums(ptr(be, x), rows, c, sc.at[1], sc.at[2], 1);
+    const sq = sc.f64(2, c);
+    const k = sc.f32(3, c);
+    const b = sc.f32(4, c);
+    const heap = be.wasm.HEAPU8.buffer;
+    const g = new Float32Array(heap, ptr(be, gamma), c);
+    const bt = new Float32Array(heap, ptr(be, beta), c);
+    const mo = new Float32Array(heap, ptr(be, mean), c);
+    const vo = new Float32Array(heap, ptr(be, variance), c);
+    const epsF = f(eps);
+    const m64b = sc.f64(1, c);
+    for (let j = 0; j < c; j++) {
+      mo[j] = m64b[j];
+      vo[j] = sq[j] / rows;
+      k[j] = f(g[j] * f(1 / Math.sqrt(f(vo[j] + epsF))));
+      b[j] = f(bt[j] - f(mo[j] * k[j]));
+    }
+    s.chan_affine(ptr(be, x), ptr(be, y), rows, c, sc.at[3], sc.at[4]);
+  } finally {
+    sc.free();
+  }
+  return true;
+}
+
+/** Same contract as qat-math bnTrainBackward, on heap tensors. */
+export function simdBnBackward(
+  be: WasmBackendLike, dy: TensorInfo, x: TensorInfo, gamma: TensorInfo, mean: TensorInfo, variance: TensorInfo,
+  dMean: TensorInfo, dVariance: TensorInfo, eps: number, dx: TensorInfo, dGamma: TensorInfo, dBeta: TensorInfo,
+): boolean {
+  const c = gamma.shape[0];
+  const s = simdFor(be);
+  if (!s || c % 4 !== 0) return false;
+  const rows = size(x) / c;
+  // mean64, sdy, sdyxc, a, bc, m, d
+  const sc = new Scratch(be, [8 * c, 8 * c, 8 * c, 4 * c, 4 * c, 4 * c, 4 * c]);
+  try {
+    let heap = be.wasm.HEAPU8.buffer;
+    const m64 = sc.f64(0, c);
+    const mIn = new Float32Array(heap, ptr(be, mean), c);
+    for (let j = 0; j < c; j++) m64[j] = mIn[j];
+    s.bn_bwd_sums(ptr(be, dy), ptr(be, x), rows, c, sc.at[0], sc.at[1], sc.at[2]);
+    heap = be.wasm.HEAPU8.buffer;
+    const sDy = sc.f64(1, c);
+    const sDyXc = sc.f64(2, c);
+    const a = sc.f32(3, c);
+    const bc = sc.f32(4, c);
+    const mf = sc.f32(5, c);
+    const d = sc.f32(6, c);
+    const g = new Float32Array(heap, ptr(be, gamma), c);
+    const v = new Float32Array(heap, ptr(be, variance), c);
+    const m = new Float32Array(heap, ptr(be, mean), c);
+    const dm = new Float32Array(heap, ptr(be, dMean), c);
+    const dv = new Float32Array(heap, ptr(be, dVariance), c);
+    const dg = new Float32Array(heap, ptr(be, dGamma), c);
+    const db = new Float32Array(heap, ptr(be, dBeta), c);
+    for (let j = 0; j < c; j++) {
+      const rstd = 1 / Math.sqrt(v[j] + eps);
+      const dgj = sDyXc[j] * rstd;
+      dg[j] = dgj;
+      db[j] = sDy[j];
+      a[j] = g[j] * rstd;
+      bc[j] = (-g[j] * rstd * rstd * dgj) / rows + (2 * dv[j]) / rows;
+      d[j] = (-g[j] * rstd * sDy[j]) / rows + dm[j] / rows;
+      mf[j] = m[j];
+    }
+    s.bn_bwd_apply(ptr(be, dy), ptr(be, x), ptr(be, dx), rows, c, sc.at[3], sc.at[4], sc.at[5], sc.at[6]);
+  } finally {
+    sc.free();
+  }
+  return true;
+}
+
+function geom(g: ConvGeometry): number[] {
+  return [g.batch, g.inH, g.inW, g.inC, g.outH, g.outW, g.kH, g.kW, g.strideH, g.strideW, g.padTop, g.padLeft];
+}
+
+/** Depthwise filter gradient (multiplier 1) into `out` [kh, kw, C, 1]. */
+export function simdDepthwiseFilterGrad(be: WasmBackendLike, x: TensorInfo, dy: TensorInfo, g: ConvGeometry, out: TensorInfo): boolean {
+  const s = simdFor(be);
+  if (!s || g.mult !== 1 || g.inC % 4 !== 0) return false;
+  const n = g.kH * g.kW * g.inC;
+  const sc = new Scratch(be, [4 * n, 8 * n]);
+  try {
+    s.dw_filter_grad(ptr(be, x), ptr(be, dy), sc.at[0], sc.at[1], ...geom(g));
+    const acc = sc.f64(1, n);
+    const o = new Float32Array(be.wasm.HEAPU8.buffer, ptr(be, out), n);
+    for (let i = 0; i < n; i++) o[i] = acc[i];
+  } finally {
+    sc.free();
+  }
+  return true;
+}
+
+/** Depthwise input gradient (multiplier 1) into `dx` [N, H, W, C]. */
+export function simdDepthwiseInputGrad(be: WasmBackendLike, dy: TensorInfo, filter: TensorInfo, g: ConvGeometry, dx: TensorInfo): boolean {
+  const s = simdFor(be);
+  if (!s || g.mult !== 1 || g.inC % 4 !== 0) return false;
+  const p = ptr(be, dx);
+  be.wasm.HEAPU8.fill(0, p, p + 4 * size(dx));
+  s.dw_input_grad(ptr(be, dy), ptr(be, filter), p, ...geom(g));
+  return true;
+}
