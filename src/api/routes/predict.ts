@@ -29,6 +29,12 @@ class PayloadTooLargeError extends ServiceError {
   }
 }
 
+class UnsupportedMediaTypeError extends ServiceError {
+  constructor(type: string) {
+    super(415, 'UNSUPPORTED_MEDIA_TYPE', `content type "${type || 'none'}" is not accepted; send multipart/form-data (field "image"), image/jpeg|png|webp, or application/json {"image": "<base64>"}`);
+  }
+}
+
 export interface PredictRoutesOptions {
   serving?: ServingService;
   prisma?: unknown;
@@ -49,7 +55,9 @@ async function imageFromRequest(req: FastifyRequest, limit: number): Promise<Buf
     if (body.length > limit) throw new PayloadTooLargeError(limit);
     return body;
   }
-  if (body === undefined || body === null || body === '') return Buffer.alloc(0);
+  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  if (type !== 'application/json') throw new UnsupportedMediaTypeError(type);
+  if (body === undefined || body === null) return Buffer.alloc(0);
   const { image } = parseRequest(PredictJsonBody, body, 'body');
   const b64 = image.startsWith('data:') ? image.slice(image.indexOf(',') + 1) : image;
   if (!BASE64.test(b64)) throw new ValidationError('IMAGE_BASE64_INVALID', 'body.image is not base64', [{ path: 'body.image', message: 'not base64' }]);

@@ -1,0 +1,131 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PredictorPool } from '../../src/serving/predictor-pool.js';
+import { ModelRegistry } from '../../src/serving/model-registry.js';
+import { MemoryModelStore } from '../../src/serving/model-store.js';
+import { ServingService } from '../../src/serving/prediction-service.js';
+import { makeImage, writeFixtureModel, type FixtureModel } from './fixtures.js';
+
+let root: string;
+let a: FixtureModel;
+let b: FixtureModel;
+let c: FixtureModel;
+
+beforeAll(async () => {
+  root = await mkdtemp(path.join(tmpdir(), 'qatserve-registry-'));
+  a = await writeFixtureModel(root, 'a', { seed: 1, createdAt: new Date('2026-01-01') });
+  b = await writeFixtureModel(root, 'b', { seed: 2, createdAt: new Date('2026-01-02') });
+  c = await writeFixtureModel(root, 'c', { seed: 3, createdAt: new Date('2026-01-03') });
+});
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+describe('ModelRegistry', () => {
+  it('serves nothing (NO_MODEL) until a model exists, then the newest', async () => {
+    const store = new MemoryModelStore();
+    const pool = new PredictorPool({ size: 1 });
+    const reg = new ModelRegistry(store, pool, { pollMs: 0 });
+    try {
+      await reg.start();
+      await expect(reg.acquire()).rejects.toMatchObject({ statusCode: 503, code: 'NO_MODEL' });
+      store.add(a.record);
+      store.add(b.record);
+      const lease = await reg.acquire(); // a request with no model triggers a refresh
+      expect(lease.model.record.id).toBe('b');
+      lease.release();
+      expect(pool.loadedModels()).toEqual(['b']);
+    } finally {
+      await reg.close();
+      await pool.close();
+    }
+  });
+
+  it('swaps to a newer model without failing in-flight requests, then holds only the new one', async () => {
+    const store = new MemoryModelStore();
+    store.add(a.record);
+    const svc = new ServingService({ store, size: 2, batchWindowMs: 2, maxBatch: 4, pollMs: 0 });
+    try {
+      await svc.start();
+      const img = await makeImage('jpeg', 64, 64);
+      const first = Array.from({ length: 24 }, () => svc.predict(img));
+      // While those run, a newer model appears and the registry swaps.
+      store.add(b.record);
+      const swap = svc.registry.refresh();
+      const during = Array.from({ length: 24 }, () => svc.predict(img));
+      await swap;
+      const after = Array.from({ length: 8 }, () => svc.predict(img));
+      // Every request succeeds: the old model stays loaded until its requests are done.
+      const results = await Promise.all([...first, ...during, ...after]);
+      expect(results.slice(0, 24).every((r) => r.model.id === 'a')).toBe(true);
+      expect(results.slice(48).every((r) => r.model.id === 'b')).toBe(true);
+      for (const r of results) expect(r.predictions[0]!.label.startsWith(`${r.model.id}-label-`)).toBe(true);
+      // Once the old model's requests are done, it is gone from every worker.
+      expect(svc.pool.loadedModels()).toEqual(['b']);
+      expect(svc.registry.loadedIds()).toEqual(['b']);
+    } finally {
+      await svc.close();
+    }
+  });
+
+  it('keeps the old model loaded exactly as long as a request holds it', async () => {
+    const store = new MemoryModelStore();
+    store.add(a.record);
+    const pool = new PredictorPool({ size: 1 });
+    const reg = new ModelRegistry(store, pool, { pollMs: 0 });
+    try {
+      await reg.start();
+      const lease = await reg.acquire();
+      store.add(b.record);
+      await reg.refresh();
+      expect(reg.currentId()).toBe('b');
+      expect(pool.loadedModels().sort()).toEqual(['a', 'b']); // 'a' still answers its request
+      const r = await pool.infer('a', new Float32Array(3 * 32 * 32), 32);
+      expect(r.logits).toHaveLength(5);
+      lease.release();
+      expect(pool.loadedModels()).toEqual(['b']);
+    } finally {
+      await reg.close();
+      await pool.close();
+    }
+  });
+
+  it('promotion pins an older model; ?model= loads another on demand and evicts it later', async () => {
+    const store = new MemoryModelStore();
+    for (const m of [a, b, c]) store.add(m.record);
+    const svc = new ServingService({ store, size: 1, pollMs: 0, maxExtraModels: 1 });
+    try {
+      await svc.start();
+      const img = await makeImage('png', 40, 40);
+      expect((await svc.predict(img)).model.id).toBe('c');
+      await store.promote('a');
+      await svc.registry.refresh();
+      expect((await svc.predict(img)).model.id).toBe('a');
+      expect((await svc.predict(img, { modelId: 'b' })).model.id).toBe('b');
+      expect(svc.pool.loadedModels().sort()).toEqual(['a', 'b']);
+      expect((await svc.predict(img, { modelId: 'c' })).model.id).toBe('c');
+      expect(svc.pool.loadedModels().sort()).toEqual(['a', 'c']); // b evicted (one extra allowed)
+      await expect(svc.predict(img, { modelId: 'zzz' })).rejects.toMatchObject({ statusCode: 404, code: 'MODEL_NOT_FOUND' });
+    } finally {
+      await svc.close();
+    }
+  });
+
+  it('refuses a model whose file does not match its sha256 and keeps serving the current one', async () => {
+    const store = new MemoryModelStore();
+    store.add(a.record);
+    const svc = new ServingService({ store, size: 1, pollMs: 0 });
+    try {
+      await svc.start();
+      const badDir = await writeFixtureModel(root, 'tampered', { seed: 9, createdAt: new Date('2026-02-01') });
+      await writeFile(badDir.record.onnxPath, Buffer.from('not the model'));
+      store.add(badDir.record);
+      await expect(svc.registry.refresh()).rejects.toMatchObject({ code: 'MODEL_UNAVAILABLE' });
+      expect((await svc.predict(await makeImage('png'))).model.id).toBe('a');
+    } finally {
+      await svc.close();
+    }
+  });
+});

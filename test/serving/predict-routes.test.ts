@@ -1,0 +1,213 @@
+// /v1/predict and /v1/models against a running server (real HTTP on a free port, real images).
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { errorsPlugin } from '../../src/api/plugins/errors.js';
+import { predictRoutes } from '../../src/api/routes/predict.js';
+import { modelsRoutes } from '../../src/api/routes/models.js';
+import { servingPlugin } from '../../src/serving/plugin.js';
+import { ServingService } from '../../src/serving/prediction-service.js';
+import { MemoryModelStore } from '../../src/serving/model-store.js';
+import { makeImage, writeFixtureModel, type FixtureModel } from './fixtures.js';
+import { problemImages } from './bad-images.js';
+
+let root: string;
+let a: FixtureModel;
+let b: FixtureModel;
+
+async function startServer(store: MemoryModelStore, maxImageBytes = 200_000): Promise<{ app: FastifyInstance; url: string }> {
+  const app = Fastify({ logger: false });
+  const serving = new ServingService({ store, size: 2, batchWindowMs: 2, maxBatch: 8, pollMs: 0, maxImageBytes, maxImagePixels: 4_000_000 });
+  await app.register(errorsPlugin);
+  await app.register(servingPlugin, { service: serving });
+  await app.register(predictRoutes, { serving });
+  await app.register(modelsRoutes, { serving });
+  const address = await app.listen({ port: 0, host: '127.0.0.1' });
+  return { app, url: address };
+}
+
+beforeAll(async () => {
+  root = await mkdtemp(path.join(tmpdir(), 'qatserve-routes-'));
+  a = await writeFixtureModel(root, 'a', { seed: 1, createdAt: new Date('2026-01-01'), classes: 5 });
+  b = await writeFixtureModel(root, 'b', { seed: 2, createdAt: new Date('2026-01-02'), classes: 5 });
+});
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+describe('POST /v1/predict', () => {
+  let app: FastifyInstance;
+  let url: string;
+  const store = new MemoryModelStore();
+
+  beforeAll(async () => {
+    store.add(a.record);
+    store.add(b.record);
+    ({ app, url } = await startServer(store));
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+
+  const post = (body: BodyInit, headers: Record<string, string> = {}, query = '') =>
+    fetch(`${url}/v1/predict${query}`, { method: 'POST', body, headers });
+
+  it('accepts a multipart file, a raw image body and base64 JSON, with the same answer', async () => {
+    const jpeg = await makeImage('jpeg', 80, 60);
+    const form = new FormData();
+    form.append('image', new Blob([jpeg], { type: 'image/jpeg' }), 'photo.jpg');
+    const viaForm = await post(form);
+    const viaRaw = await post(jpeg, { 'content-type': 'image/jpeg' });
+    const viaJson = await post(JSON.stringify({ image: jpeg.toString('base64') }), { 'content-type': 'application/json' });
+    const bodies = [];
+    for (const res of [viaForm, viaRaw, viaJson]) {
+      expect(res.status).toBe(200);
+      bodies.push(await res.json());
+    }
+    const first = bodies[0];
+    expect(first.model).toEqual({ id: 'b', jobId: 'job-b' });
+    expect(first.predictions).toHaveLength(5);
+    const total = first.predictions.reduce((s: number, p: { probability: number }) => s + p.probability, 0);
+    expect(total).toBeCloseTo(1, 5);
+    for (let i = 1; i < 5; i++) expect(first.predictions[i].probability).toBeLessThanOrEqual(first.predictions[i - 1].probability);
+    expect(first.predictions[0].label).toBe(`b-label-${first.predictions[0].index}`);
+    expect(first.timings.decodeMs).toBeGreaterThanOrEqual(0);
+    expect(first.timings.inferMs).toBeGreaterThan(0);
+    for (const other of bodies.slice(1)) expect(other.predictions).toEqual(first.predictions);
+  });
+
+  it('honours ?topK= and ?model=, and validates them', async () => {
+    const png = await makeImage('png', 50, 50);
+    const res = await post(png, { 'content-type': 'image/png' }, '?topK=2&model=a');
+    expect(res.status).toBe(200);
+    const body = await res.json();
+    expect(body.model.id).toBe('a');
+    expect(body.predictions).toHaveLength(2);
+    const bad = await post(png, { 'content-type': 'image/png' }, '?topK=0');
+    expect(bad.status).toBe(400);
+    expect((await bad.json()).error).toMatchObject({ code: 'VALIDATION_FAILED', issues: [{ path: 'query.topK' }] });
+    const missing = await post(png, { 'content-type': 'image/png' }, '?model=nope');
+    expect(missing.status).toBe(404);
+    expect((await missing.json()).error.code).toBe('MODEL_NOT_FOUND');
+  });
+
+  it('answers every bad image with a clear code and keeps serving', async () => {
+    const imgs = await problemImages();
+    const cases: Array<[keyof typeof imgs, number, string]> = [
+      ['empty', 400, 'IMAGE_EMPTY'],
+      ['notAnImage', 415, 'IMAGE_UNSUPPORTED_FORMAT'],
+      ['svg', 415, 'IMAGE_UNSUPPORTED_FORMAT'],
+      ['truncated', 400, 'IMAGE_CORRUPT'],
+      ['animated', 400, 'IMAGE_ANIMATED'],
+      ['huge', 400, 'IMAGE_TOO_LARGE'],
+    ];
+    for (const [name, status, code] of cases) {
+      const form = new FormData();
+      form.append('image', new Blob([imgs[name]]), name);
+      const res = await post(form);
+      expect(res.status, name).toBe(status);
+      const body = await res.json();
+      expect(body.error.code, name).toBe(code);
+      expect(body.error.message.length, name).toBeGreaterThan(10);
+    }
+    // Converted, not rejected.
+    for (const name of ['grey', 'alpha', 'sixteenBit', 'cmyk'] as const) {
+      const form = new FormData();
+      form.append('image', new Blob([imgs[name]]), name);
+      const res = await post(form);
+      expect(res.status, name).toBe(200);
+      expect((await res.json()).predictions, name).toHaveLength(5);
+    }
+    // Raw bodies of the wrong media type, empty raw bodies and bad base64.
+    const text = await post('hello', { 'content-type': 'text/plain' });
+    expect(text.status).toBe(415);
+    expect((await text.json()).error.code).toBe('UNSUPPORTED_MEDIA_TYPE');
+    const emptyRaw = await post(new Uint8Array(0), { 'content-type': 'image/jpeg' });
+    expect(emptyRaw.status).toBe(400);
+    expect((await emptyRaw.json()).error.code).toBe('IMAGE_EMPTY');
+    const b64 = await post(JSON.stringify({ image: '%%% not base64 %%%' }), { 'content-type': 'application/json' });
+    expect(b64.status).toBe(400);
+    expect((await b64.json()).error.code).toBe('IMAGE_BASE64_INVALID');
+    const wrongField = new FormData();
+    wrongField.append('file', new Blob([await makeImage('png')]), 'x.png');
+    const wf = await post(wrongField);
+    expect(wf.status).toBe(400);
+    expect((await wf.json()).error.code).toBe('IMAGE_MISSING');
+    // Still serving.
+    const ok = await post(await makeImage('webp'), { 'content-type': 'image/webp' });
+    expect(ok.status).toBe(200);
+  });
+
+  it('answers 413 for uploads over the limit, in every encoding', async () => {
+    const big = Buffer.alloc(300_000, 7);
+    const raw = await post(big, { 'content-type': 'image/jpeg' });
+    expect(raw.status).toBe(413);
+    expect((await raw.json()).error.code).toBe('BODY_TOO_LARGE');
+    const form = new FormData();
+    form.append('image', new Blob([big]), 'big.jpg');
+    const multi = await post(form);
+    expect(multi.status).toBe(413);
+    expect((await multi.json()).error).toHaveProperty('code');
+    const json = await post(JSON.stringify({ image: big.toString('base64') }), { 'content-type': 'application/json' });
+    expect(json.status).toBe(413);
+  });
+
+  it('serves concurrent requests (micro-batched) without errors', async () => {
+    const jpeg = await makeImage('jpeg', 64, 64);
+    const res = await Promise.all(Array.from({ length: 32 }, () => post(jpeg, { 'content-type': 'image/jpeg' })));
+    const bodies = await Promise.all(res.map((r) => r.json()));
+    expect(res.every((r) => r.status === 200)).toBe(true);
+    expect(Math.max(...bodies.map((x) => x.timings.batchSize))).toBeGreaterThan(1);
+  });
+});
+
+describe('/v1/models', () => {
+  let app: FastifyInstance;
+  let url: string;
+  const store = new MemoryModelStore();
+
+  beforeAll(async () => {
+    ({ app, url } = await startServer(store));
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+
+  it('503 NO_MODEL on predict before any model exists; lists, shows, downloads and promotes after', async () => {
+    const png = await makeImage('png');
+    const none = await fetch(`${url}/v1/predict`, { method: 'POST', body: png, headers: { 'content-type': 'image/png' } });
+    expect(none.status).toBe(503);
+    expect((await none.json()).error.code).toBe('NO_MODEL');
+    expect((await (await fetch(`${url}/v1/models`)).json()).items).toEqual([]);
+
+    store.add(a.record);
+    store.add(b.record);
+    const list = await (await fetch(`${url}/v1/models`)).json();
+    expect(list.items.map((m: { id: string }) => m.id)).toEqual(['b', 'a']);
+    expect(list.servingId).toBe('b');
+    expect(list.items[0]).toMatchObject({ serving: true, jobId: 'job-b', inputSize: 32, sha256: b.record.sha256 });
+
+    const one = await (await fetch(`${url}/v1/models/a`)).json();
+    expect(one.manifest).toMatchObject({ jobId: 'job-a', classes: a.graph.classes, input: { size: 32, layout: 'NCHW' } });
+    const missing = await fetch(`${url}/v1/models/zzz`);
+    expect(missing.status).toBe(404);
+    expect((await missing.json()).error.code).toBe('MODEL_NOT_FOUND');
+
+    const dl = await fetch(`${url}/v1/models/a/download`);
+    expect(dl.status).toBe(200);
+    const bytes = Buffer.from(await dl.arrayBuffer());
+    expect(bytes.equals(await readFile(a.record.onnxPath))).toBe(true);
+    expect(createHash('sha256').update(bytes).digest('hex')).toBe(dl.headers.get('x-model-sha256'));
+
+    const promoted = await fetch(`${url}/v1/models/a/promote`, { method: 'POST' });
+    expect(promoted.status).toBe(200);
+    expect((await promoted.json()).model).toMatchObject({ id: 'a', serving: true });
+    const pred = await (await fetch(`${url}/v1/predict`, { method: 'POST', body: png, headers: { 'content-type': 'image/png' } })).json();
+    expect(pred.model.id).toBe('a');
+    const nf = await fetch(`${url}/v1/models/zzz/promote`, { method: 'POST' });
+    expect(nf.status).toBe(404);
+  });
+});
