@@ -1,0 +1,60 @@
+// The Prisma-backed store inside the real app (buildApp wires the serving routes itself): a Model
+// row written the way the worker writes it becomes the served model; promotion pins another.
+// Runs on SQLite and on PostgreSQL (127.0.0.1:5432, database `test`).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startHarness, type DbKind, type Harness } from '../api/api-harness.js';
+import { PrismaModelStore } from '../../src/serving/model-store.js';
+import { makeImage, writeFixtureModel, type FixtureModel } from './fixtures.js';
+
+async function addModelRow(h: Harness, m: FixtureModel): Promise<void> {
+  const prisma = h.deps.db.prisma;
+  await prisma.trainingJob.create({ data: { id: m.record.jobId, name: 'fixture', status: 'SUCCEEDED', config: '{}' } });
+  await prisma.model.create({
+    data: {
+      id: m.record.id, jobId: m.record.jobId, createdAt: m.record.createdAt, onnxPath: m.record.onnxPath, manifestPath: m.record.manifestPath,
+      sizeBytes: m.record.sizeBytes, float32SizeBytes: m.record.float32SizeBytes, sha256: m.record.sha256, inputSize: m.record.inputSize,
+      classes: JSON.stringify(m.record.classes), floatTop1: 0.5, int8Top1: 0.5, agreement: 1,
+    },
+  });
+}
+
+for (const kind of ['sqlite', 'postgres'] as DbKind[]) {
+  describe(`serving from the Model table (${kind})`, () => {
+    let h: Harness;
+    beforeAll(async () => {
+      h = await startHarness(kind, { MODEL_POLL_MS: '0', PREDICT_WORKERS: '1' });
+    });
+    afterAll(async () => {
+      await h?.close();
+    });
+
+    it('serves the newest model row, then a promoted one, through buildApp', async () => {
+      const png = await makeImage('png', 40, 40);
+      const predict = () => h.app.inject({ method: 'POST', url: '/v1/predict?topK=3', payload: png, headers: { 'content-type': 'image/png' } });
+      const none = await predict();
+      expect(none.statusCode).toBe(503);
+      expect(none.json().error.code).toBe('NO_MODEL');
+
+      const a = await writeFixtureModel(h.dir, `a-${kind}`, { seed: 1, createdAt: new Date('2026-01-01') });
+      const b = await writeFixtureModel(h.dir, `b-${kind}`, { seed: 2, createdAt: new Date('2026-01-02') });
+      await addModelRow(h, a);
+      await addModelRow(h, b);
+      const store = new PrismaModelStore(h.deps.db.prisma);
+      expect((await store.list()).map((m) => m.id)).toEqual([b.record.id, a.record.id]);
+      expect((await store.get(a.record.id))!.classes).toEqual(a.record.classes);
+
+      const first = await predict();
+      expect(first.statusCode).toBe(200);
+      expect(first.json().model).toEqual({ id: b.record.id, jobId: b.record.jobId });
+      expect(first.json().predictions).toHaveLength(3);
+
+      const promoted = await h.app.inject({ method: 'POST', url: `/v1/models/${a.record.id}/promote` });
+      expect(promoted.statusCode).toBe(200);
+      expect((await store.serving())!.id).toBe(a.record.id);
+      expect((await predict()).json().model.id).toBe(a.record.id);
+      const list = (await h.app.inject({ method: 'GET', url: '/v1/models' })).json();
+      expect(list.servingId).toBe(a.record.id);
+      expect(list.items.find((m: { id: string }) => m.id === a.record.id).promotedAt).not.toBeNull();
+    });
+  });
+}
