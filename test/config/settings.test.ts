@@ -1,0 +1,37 @@
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadSettings, SettingsError } from '../../src/config/settings.js';
+import { parseDatabaseUrl } from '../../src/db/database-url.js';
+
+describe('settings', () => {
+  it('defaults to a single-machine setup under ./data', () => {
+    const s = loadSettings({});
+    expect(s).toMatchObject({
+      port: 3000,
+      databaseUrl: 'file:./data/qatserve.db',
+      redisUrl: 'redis://127.0.0.1:6379',
+      redisUrlExplicit: false,
+      dataDir: path.resolve('data'),
+      artifactsDir: path.resolve('data/artifacts'),
+      dataRoot: path.resolve('data/datasets'),
+      queuePrefix: 'qatserve',
+    });
+  });
+  it('reads overrides and names every bad variable', () => {
+    const s = loadSettings({ PORT: '8080', REDIS_URL: 'redis://r:1', DATA_DIR: '/srv/q', LOCK_DURATION_MS: '5000' });
+    expect(s).toMatchObject({ port: 8080, redisUrlExplicit: true, artifactsDir: '/srv/q/artifacts', lockDurationMs: 5000 });
+    expect(() => loadSettings({ PORT: 'http', LOG_LEVEL: 'loud' })).toThrow(SettingsError);
+    expect(() => loadSettings({ PORT: 'http', LOG_LEVEL: 'loud' })).toThrow(/PORT[\s\S]*LOG_LEVEL|LOG_LEVEL[\s\S]*PORT/);
+  });
+  it('parses database URLs: SQLite file, PostgreSQL with its schema', () => {
+    expect(parseDatabaseUrl('file:./data/x.db')).toEqual({ provider: 'sqlite', file: path.resolve('data/x.db') });
+    expect(parseDatabaseUrl('postgresql://u@h:5432/db?schema=run_1')).toEqual({
+      provider: 'postgres',
+      connectionString: 'postgresql://u@h:5432/db',
+      schema: 'run_1',
+    });
+    expect(parseDatabaseUrl('postgres://u@h/db')).toMatchObject({ schema: 'public' });
+    expect(() => parseDatabaseUrl('postgres://u@h/db?schema=a;drop')).toThrow(/identifier/);
+    expect(() => parseDatabaseUrl('mysql://x')).toThrow(/file: or postgres/);
+  });
+});
