@@ -6,7 +6,7 @@ import { conv2dFilterGrad, depthwiseFilterGrad, depthwiseInputGrad } from './con
 import { WasmTrainingError } from './errors.js';
 import { f32View, type WasmBackendLike } from './heap.js';
 import { simdDepthwiseFilterGrad, simdDepthwiseInputGrad } from './simd.js';
-import { dispose, matMul, reshaped, stockKernel, transpose2d } from './wasm-calls.js';
+import { dispose, gramXtY, matMul, reshaped, stockKernel, transpose2d } from './wasm-calls.js';
 
 type Pad = 'valid' | 'same' | number | backend_util.ExplicitPadding;
 type Rounding = 'floor' | 'round' | 'ceil' | undefined;
@@ -31,19 +31,53 @@ function conv2DBackpropFilter({ inputs, backend, attrs }: KernelArgs): TensorInf
   const a = attrs as { strides: number | [number, number]; pad: Pad; dataFormat?: string; dimRoundingMode?: Rounding; filterShape: number[] };
   assertFloat32('Conv2DBackpropFilter', x, dy);
   const g = convGeometry('Conv2DBackpropFilter', x.shape, a.filterShape, a.strides, a.pad, a.dimRoundingMode, false, 1, a.dataFormat);
+  const rows = g.batch * g.outH * g.outW;
   if (isPointwise(g)) {
-    // dW[ci, co] = X^T dY over all N*H*W positions: one matmul, X transposed by us so that XNNPACK
-    // takes it (no transposes allowed), dY as B.
-    const rows = g.batch * g.inH * g.inW;
-    const xt = transpose2d(be, reshaped(x, [rows, g.inC]));
-    const dw = matMul(be, xt, reshaped(dy, [rows, g.outC]));
-    dispose(be, xt);
+    const dw = gramXtY(be, reshaped(x, [rows, g.inC]), reshaped(dy, [rows, g.outC]));
     dw.shape = [1, 1, g.inC, g.outC];
+    return dw;
+  }
+  const k = g.kH * g.kW * g.inC;
+  if (rows * k <= MAX_PATCH_ELEMENTS) {
+    // im2col: patches [rows, kh*kw*ci], then dW = patches^T dY as one matmul.
+    const patches = be.makeOutput([rows, k], 'float32');
+    im2col(f32View(be, x), g, f32View(be, patches));
+    const dw = gramXtY(be, patches, reshaped(dy, [rows, g.outC]));
+    dispose(be, patches);
+    dw.shape = [g.kH, g.kW, g.inC, g.outC];
     return dw;
   }
   const out = be.makeOutput([g.kH, g.kW, g.inC, g.outC], 'float32');
   conv2dFilterGrad(f32View(be, x), f32View(be, dy), g, f32View(be, out));
   return out;
+}
+
+/** Largest im2col buffer (elements) built for a filter gradient; beyond it the direct loop runs. */
+const MAX_PATCH_ELEMENTS = 16 * 1024 * 1024;
+
+/** Patches of x: row (b, oy, ox), column (kh, kw, c); zero where the window is in the padding. */
+function im2col(x: Float32Array, g: ConvGeometry, out: Float32Array): void {
+  const { batch, inH, inW, inC, outH, outW, kH, kW, strideH, strideW, padTop, padLeft } = g;
+  const k = kH * kW * inC;
+  out.fill(0);
+  let row = 0;
+  for (let b = 0; b < batch; b++) {
+    for (let oy = 0; oy < outH; oy++) {
+      for (let ox = 0; ox < outW; ox++, row += k) {
+        for (let kh = 0; kh < kH; kh++) {
+          const iy = oy * strideH + kh - padTop;
+          if (iy < 0 || iy >= inH) continue;
+          for (let kw = 0; kw < kW; kw++) {
+            const ix = ox * strideW + kw - padLeft;
+            if (ix < 0 || ix >= inW) continue;
+            const src = ((b * inH + iy) * inW + ix) * inC;
+            const dst = row + (kh * kW + kw) * inC;
+            for (let c = 0; c < inC; c++) out[dst + c] = x[src + c];
+          }
+        }
+      }
+    }
+  }
 }
 
 /** 1x1, stride 1, no padding: the convolution is a plain matrix product over positions. */

@@ -51,3 +51,26 @@ export function transpose2d(backend: WasmBackendLike, x: TensorInfo): TensorInfo
 export function dispose(backend: WasmBackendLike, ...ts: TensorInfo[]): void {
   for (const t of ts) backend.disposeData(t.dataId);
 }
+
+/**
+ * X^T Y for X [rows, kx] and Y [rows, ky] (rows = every position of a batch): the filter gradient
+ * of a convolution as one matrix product. XNNPACK takes no transposes, so one operand must be
+ * transposed first; the wasm Transpose is slow when both sides are large, so transpose the one
+ * with fewer columns (and, if that was Y, transpose the small [ky, kx] result back).
+ */
+export function gramXtY(backend: WasmBackendLike, x: TensorInfo, y: TensorInfo): TensorInfo {
+  const [rows, kx] = x.shape;
+  const ky = y.shape[1];
+  if (kx <= ky) {
+    const xt = transpose2d(backend, reshaped(x, [rows, kx]));
+    const out = matMul(backend, xt, reshaped(y, [rows, ky]));
+    dispose(backend, xt);
+    return out;
+  }
+  const yt = transpose2d(backend, reshaped(y, [rows, ky]));
+  const outT = matMul(backend, yt, reshaped(x, [rows, kx]));
+  dispose(backend, yt);
+  const out = transpose2d(backend, outT);
+  dispose(backend, outT);
+  return out;
+}
