@@ -59,6 +59,18 @@ describe('job lifecycle with a worker process (SQLite)', () => {
     expect(row?.sha256).toMatch(/^[0-9a-f]{64}$/);
   });
 
+  it('init.fromJob starts a new job from an earlier job\'s newest checkpoint', async () => {
+    const w = workers[0];
+    const [first] = (await h.app.inject({ method: 'GET', url: '/v1/jobs?status=succeeded&limit=1' })).json().jobs;
+    const from = await h.deps.db.prisma.checkpoint.findFirst({ where: { jobId: first.id }, orderBy: { step: 'desc' } });
+    const job = await post({ ...tinyJob(4, { name: 'fine-tune' }), init: { fromJob: first.id } });
+    expect(job.config.init.fromJob).toBe(first.id);
+    const done = await waitForJob(h.app, job.id, terminal, 120_000, [w]);
+    expect(done.progress.step).toBe(4);
+    expect(['TRAINER_CRASHED', 'INIT_CHECKPOINT_MISSING']).not.toContain(done.error?.code);
+    expect(w.output()).toContain(`"initFrom":"${from!.path}"`);
+  });
+
   it('cancel while running stops between steps and keeps a checkpoint; a queued job cancelled never starts', async () => {
     const w = workers[0];
     const long = await post(tinyJob(400, { checkpointEverySteps: 1, name: 'long' }));
@@ -104,10 +116,12 @@ describe('job lifecycle with a worker process (SQLite)', () => {
     const w2 = spawnWorker(env, 'b');
     workers.push(w2);
     const done = await waitForJob(h.app, job.id, terminal, 180_000, [w2]);
-    expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
-    expect(done.attempts).toBe(2);
+    // Resume and training first, so a failure says which part broke; the export comes last.
     expect(w2.output()).toContain(`"resumeFrom":"${cp!.path}"`);
+    expect(done.attempts).toBe(2);
+    expect(done.progress.step).toBe(12);
     const points = await metrics(job.id);
     expect(points.map((p) => p.step)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+    expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
   });
 });
