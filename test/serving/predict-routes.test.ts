@@ -6,13 +6,16 @@ import path from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { errorsPlugin } from '../../src/api/plugins/errors.js';
-import { predictRoutes } from '../../src/api/routes/predict.js';
-import { modelsRoutes } from '../../src/api/routes/models.js';
+import { PredictResponse, predictRoutes } from '../../src/api/routes/predict.js';
+import { ModelDetail, ModelList, modelsRoutes } from '../../src/api/routes/models.js';
 import { servingPlugin } from '../../src/serving/plugin.js';
 import { ServingService } from '../../src/serving/prediction-service.js';
 import { MemoryModelStore } from '../../src/serving/model-store.js';
 import { makeImage, writeFixtureModel, type FixtureModel } from './fixtures.js';
 import { problemImages } from './bad-images.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const json = (r: Response): Promise<any> => r.json();
 
 let root: string;
 let a: FixtureModel;
@@ -52,7 +55,7 @@ describe('POST /v1/predict', () => {
     await app.close();
   });
 
-  const post = (body: BodyInit, headers: Record<string, string> = {}, query = '') =>
+  const post = (body: NonNullable<RequestInit["body"]>, headers: Record<string, string> = {}, query = '') =>
     fetch(`${url}/v1/predict${query}`, { method: 'POST', body, headers });
 
   it('accepts a multipart file, a raw image body and base64 JSON, with the same answer', async () => {
@@ -62,12 +65,14 @@ describe('POST /v1/predict', () => {
     const viaForm = await post(form);
     const viaRaw = await post(jpeg, { 'content-type': 'image/jpeg' });
     const viaJson = await post(JSON.stringify({ image: jpeg.toString('base64') }), { 'content-type': 'application/json' });
-    const bodies = [];
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    const bodies: any[] = [];
     for (const res of [viaForm, viaRaw, viaJson]) {
       expect(res.status).toBe(200);
-      bodies.push(await res.json());
+      bodies.push(await json(res));
     }
     const first = bodies[0];
+    PredictResponse.parse(first); // the documented shape
     expect(first.model).toEqual({ id: 'b', jobId: 'job-b' });
     expect(first.predictions).toHaveLength(5);
     const total = first.predictions.reduce((s: number, p: { probability: number }) => s + p.probability, 0);
@@ -83,15 +88,15 @@ describe('POST /v1/predict', () => {
     const png = await makeImage('png', 50, 50);
     const res = await post(png, { 'content-type': 'image/png' }, '?topK=2&model=a');
     expect(res.status).toBe(200);
-    const body = await res.json();
+    const body = await json(res);
     expect(body.model.id).toBe('a');
     expect(body.predictions).toHaveLength(2);
     const bad = await post(png, { 'content-type': 'image/png' }, '?topK=0');
     expect(bad.status).toBe(400);
-    expect((await bad.json()).error).toMatchObject({ code: 'VALIDATION_FAILED', issues: [{ path: 'query.topK' }] });
+    expect((await json(bad)).error).toMatchObject({ code: 'VALIDATION_FAILED', issues: [{ path: 'query.topK' }] });
     const missing = await post(png, { 'content-type': 'image/png' }, '?model=nope');
     expect(missing.status).toBe(404);
-    expect((await missing.json()).error.code).toBe('MODEL_NOT_FOUND');
+    expect((await json(missing)).error.code).toBe('MODEL_NOT_FOUND');
   });
 
   it('answers every bad image with a clear code and keeps serving', async () => {
@@ -109,7 +114,7 @@ describe('POST /v1/predict', () => {
       form.append('image', new Blob([imgs[name]]), name);
       const res = await post(form);
       expect(res.status, name).toBe(status);
-      const body = await res.json();
+      const body = await json(res);
       expect(body.error.code, name).toBe(code);
       expect(body.error.message.length, name).toBeGreaterThan(10);
     }
@@ -119,23 +124,23 @@ describe('POST /v1/predict', () => {
       form.append('image', new Blob([imgs[name]]), name);
       const res = await post(form);
       expect(res.status, name).toBe(200);
-      expect((await res.json()).predictions, name).toHaveLength(5);
+      expect((await json(res)).predictions, name).toHaveLength(5);
     }
     // Raw bodies of the wrong media type, empty raw bodies and bad base64.
     const text = await post('hello', { 'content-type': 'text/plain' });
     expect(text.status).toBe(415);
-    expect((await text.json()).error.code).toBe('UNSUPPORTED_MEDIA_TYPE');
+    expect((await json(text)).error.code).toBe('UNSUPPORTED_MEDIA_TYPE');
     const emptyRaw = await post(new Uint8Array(0), { 'content-type': 'image/jpeg' });
     expect(emptyRaw.status).toBe(400);
-    expect((await emptyRaw.json()).error.code).toBe('IMAGE_EMPTY');
+    expect((await json(emptyRaw)).error.code).toBe('IMAGE_EMPTY');
     const b64 = await post(JSON.stringify({ image: '%%% not base64 %%%' }), { 'content-type': 'application/json' });
     expect(b64.status).toBe(400);
-    expect((await b64.json()).error.code).toBe('IMAGE_BASE64_INVALID');
+    expect((await json(b64)).error.code).toBe('IMAGE_BASE64_INVALID');
     const wrongField = new FormData();
     wrongField.append('file', new Blob([await makeImage('png')]), 'x.png');
     const wf = await post(wrongField);
     expect(wf.status).toBe(400);
-    expect((await wf.json()).error.code).toBe('IMAGE_MISSING');
+    expect((await json(wf)).error.code).toBe('IMAGE_MISSING');
     // Still serving.
     const ok = await post(await makeImage('webp'), { 'content-type': 'image/webp' });
     expect(ok.status).toBe(200);
@@ -145,20 +150,20 @@ describe('POST /v1/predict', () => {
     const big = Buffer.alloc(300_000, 7);
     const raw = await post(big, { 'content-type': 'image/jpeg' });
     expect(raw.status).toBe(413);
-    expect((await raw.json()).error.code).toBe('BODY_TOO_LARGE');
+    expect((await json(raw)).error.code).toBe('BODY_TOO_LARGE');
     const form = new FormData();
     form.append('image', new Blob([big]), 'big.jpg');
     const multi = await post(form);
     expect(multi.status).toBe(413);
-    expect((await multi.json()).error).toHaveProperty('code');
-    const json = await post(JSON.stringify({ image: big.toString('base64') }), { 'content-type': 'application/json' });
-    expect(json.status).toBe(413);
+    expect((await json(multi)).error).toHaveProperty('code');
+    const viaJson = await post(JSON.stringify({ image: big.toString('base64') }), { 'content-type': 'application/json' });
+    expect(viaJson.status).toBe(413);
   });
 
   it('serves concurrent requests (micro-batched) without errors', async () => {
     const jpeg = await makeImage('jpeg', 64, 64);
     const res = await Promise.all(Array.from({ length: 32 }, () => post(jpeg, { 'content-type': 'image/jpeg' })));
-    const bodies = await Promise.all(res.map((r) => r.json()));
+    const bodies = (await Promise.all(res.map((r) => json(r)))) as Array<{ timings: { batchSize: number } }>;
     expect(res.every((r) => r.status === 200)).toBe(true);
     expect(Math.max(...bodies.map((x) => x.timings.batchSize))).toBeGreaterThan(1);
   });
@@ -180,21 +185,23 @@ describe('/v1/models', () => {
     const png = await makeImage('png');
     const none = await fetch(`${url}/v1/predict`, { method: 'POST', body: png, headers: { 'content-type': 'image/png' } });
     expect(none.status).toBe(503);
-    expect((await none.json()).error.code).toBe('NO_MODEL');
-    expect((await (await fetch(`${url}/v1/models`)).json()).items).toEqual([]);
+    expect((await json(none)).error.code).toBe('NO_MODEL');
+    expect((await json(await fetch(`${url}/v1/models`))).items).toEqual([]);
 
     store.add(a.record);
     store.add(b.record);
-    const list = await (await fetch(`${url}/v1/models`)).json();
+    const list = await json(await fetch(`${url}/v1/models`));
     expect(list.items.map((m: { id: string }) => m.id)).toEqual(['b', 'a']);
     expect(list.servingId).toBe('b');
+    ModelList.parse(list);
     expect(list.items[0]).toMatchObject({ serving: true, jobId: 'job-b', inputSize: 32, sha256: b.record.sha256 });
 
-    const one = await (await fetch(`${url}/v1/models/a`)).json();
+    const one = await json(await fetch(`${url}/v1/models/a`));
+    ModelDetail.parse(one);
     expect(one.manifest).toMatchObject({ jobId: 'job-a', classes: a.graph.classes, input: { size: 32, layout: 'NCHW' } });
     const missing = await fetch(`${url}/v1/models/zzz`);
     expect(missing.status).toBe(404);
-    expect((await missing.json()).error.code).toBe('MODEL_NOT_FOUND');
+    expect((await json(missing)).error.code).toBe('MODEL_NOT_FOUND');
 
     const dl = await fetch(`${url}/v1/models/a/download`);
     expect(dl.status).toBe(200);
@@ -204,8 +211,8 @@ describe('/v1/models', () => {
 
     const promoted = await fetch(`${url}/v1/models/a/promote`, { method: 'POST' });
     expect(promoted.status).toBe(200);
-    expect((await promoted.json()).model).toMatchObject({ id: 'a', serving: true });
-    const pred = await (await fetch(`${url}/v1/predict`, { method: 'POST', body: png, headers: { 'content-type': 'image/png' } })).json();
+    expect((await json(promoted)).model).toMatchObject({ id: 'a', serving: true });
+    const pred = await json(await fetch(`${url}/v1/predict`, { method: 'POST', body: png, headers: { 'content-type': 'image/png' } }));
     expect(pred.model.id).toBe('a');
     const nf = await fetch(`${url}/v1/models/zzz/promote`, { method: 'POST' });
     expect(nf.status).toBe(404);

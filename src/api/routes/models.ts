@@ -14,6 +14,79 @@ import { parseRequest } from '../validate.js';
 
 export const ModelIdParams = z.object({ id: z.string().min(1).max(100) });
 
+export const ModelView = z.object({
+  id: z.string(),
+  jobId: z.string(),
+  createdAt: z.string(),
+  inputSize: z.number().int(),
+  classes: z.array(z.string()),
+  sizeBytes: z.number().int(),
+  float32SizeBytes: z.number().int(),
+  sha256: z.string(),
+  floatTop1: z.number().nullable(),
+  int8Top1: z.number().nullable(),
+  agreement: z.number().nullable(),
+  promotedAt: z.string().nullable(),
+  /** True for the model that answers /v1/predict without ?model=. */
+  serving: z.boolean(),
+  links: z.object({ manifest: z.string(), download: z.string() }),
+});
+export const ModelList = z.object({
+  items: z.array(ModelView),
+  /** The model that should serve (promoted, else newest). */
+  servingId: z.string().nullable(),
+  /** The model this process has loaded and serves right now (equal once a swap is done). */
+  loadedId: z.string().nullable(),
+});
+export const ModelDetail = z.object({ model: ModelView, manifest: z.record(z.string(), z.unknown()) });
+export const PromoteResponse = z.object({ model: ModelView });
+
+const jsonSchema = (s: z.ZodType) => {
+  const { $schema: _drop, ...rest } = z.toJSONSchema(s, { io: 'output', unrepresentable: 'any' }) as Record<string, unknown>;
+  return rest;
+};
+const ok = (name: string, description: string) => ({ description, content: { 'application/json': { schema: { $ref: `#/components/schemas/${name}` } } } });
+const errorRef = (description: string) => ok('Error', description);
+const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'string' } };
+
+/** These routes' part of openapi.yaml (merged by src/api/openapi.ts). */
+export const openapi = {
+  paths: {
+    '/v1/models': {
+      get: { operationId: 'listModels', summary: 'Exported int8 models, newest first, and which one serves', responses: { '200': ok('ModelList', 'The models') } },
+    },
+    '/v1/models/{id}': {
+      get: {
+        operationId: 'getModel',
+        summary: "A model and its manifest (labels, input size, normalisation, quantization, accuracy, sha256)",
+        parameters: [idParam],
+        responses: { '200': ok('ModelDetail', 'The model'), '404': errorRef('Unknown model') },
+      },
+    },
+    '/v1/models/{id}/download': {
+      get: {
+        operationId: 'downloadModel',
+        summary: 'The int8 ONNX file',
+        parameters: [idParam],
+        responses: {
+          '200': { description: 'model.onnx', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
+          '404': errorRef('Unknown model'),
+          '503': errorRef('The file is missing'),
+        },
+      },
+    },
+    '/v1/models/{id}/promote': {
+      post: {
+        operationId: 'promoteModel',
+        summary: 'Pin this model as the serving one (otherwise the newest serves)',
+        parameters: [idParam],
+        responses: { '200': ok('PromoteResponse', 'Promoted; the server has swapped to it'), '404': errorRef('Unknown model'), '503': errorRef('The model cannot be loaded') },
+      },
+    },
+  },
+  schemas: { ModelView: jsonSchema(ModelView), ModelList: jsonSchema(ModelList), ModelDetail: jsonSchema(ModelDetail), PromoteResponse: jsonSchema(PromoteResponse) },
+};
+
 export interface ModelsRoutesOptions {
   serving?: ServingService;
   prisma?: unknown;

@@ -20,6 +20,57 @@ export const PredictQuery = z.object({
 
 export const PredictJsonBody = z.object({ image: z.string().min(1) });
 
+export const PredictResponse = z.object({
+  model: z.object({ id: z.string(), jobId: z.string() }),
+  predictions: z.array(z.object({ label: z.string(), index: z.number().int(), probability: z.number() })),
+  timings: z.object({
+    decodeMs: z.number(),
+    inferMs: z.number(),
+    /** Time waiting for a worker / batch companions. */
+    queueMs: z.number(),
+    /** Images in the ORT run that computed this answer (micro-batching). */
+    batchSize: z.number().int(),
+  }),
+});
+
+const jsonSchema = (s: z.ZodType, io: 'input' | 'output' = 'output') => {
+  const { $schema: _drop, ...rest } = z.toJSONSchema(s, { io, unrepresentable: 'any' }) as Record<string, unknown>;
+  return rest;
+};
+const errorRef = (description: string) => ({ description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } });
+
+/** This route's part of openapi.yaml (merged by src/api/openapi.ts). */
+export const openapi = {
+  paths: {
+    '/v1/predict': {
+      post: {
+        operationId: 'predict',
+        summary: 'Classify one image with the serving int8 model (or ?model=<id>)',
+        parameters: Object.entries(PredictQuery.shape).map(([name, field]) => ({ name, in: 'query', required: false, schema: jsonSchema(field, 'input') })),
+        requestBody: {
+          required: true,
+          content: {
+            'multipart/form-data': { schema: { type: 'object', properties: { image: { type: 'string', format: 'binary' } }, required: ['image'] } },
+            'image/jpeg': { schema: { type: 'string', format: 'binary' } },
+            'image/png': { schema: { type: 'string', format: 'binary' } },
+            'image/webp': { schema: { type: 'string', format: 'binary' } },
+            'application/json': { schema: jsonSchema(PredictJsonBody, 'input') },
+          },
+        },
+        responses: {
+          '200': { description: 'Top-k classes', content: { 'application/json': { schema: { $ref: '#/components/schemas/PredictResponse' } } } },
+          '400': errorRef('Bad image (IMAGE_EMPTY, IMAGE_CORRUPT, IMAGE_ANIMATED, IMAGE_TOO_LARGE) or invalid query/body'),
+          '404': errorRef('?model= names no model (MODEL_NOT_FOUND)'),
+          '413': errorRef('Upload over the size limit (BODY_TOO_LARGE)'),
+          '415': errorRef('Not an accepted image format or content type'),
+          '503': errorRef('No model yet (NO_MODEL) or the model cannot be loaded'),
+        },
+      },
+    },
+  },
+  schemas: { PredictResponse: jsonSchema(PredictResponse) },
+};
+
 const RAW_IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/webp'];
 const BASE64 = /^[A-Za-z0-9+/\-_\s]*={0,2}\s*$/;
 
