@@ -26,7 +26,7 @@
 //     mean, gradients flow through the statistics as in ordinary BN; running stats are updated;
 //   frozen / eval: k and the bias use the running statistics: the exported layer exactly.
 import { tf } from './tf.js';
-import { fakeQuantWeight } from './fake-quant.js';
+import { fakeQuantWeight, weightScales } from './fake-quant.js';
 
 /** Keras MobileNetV2's BN epsilon. */
 export const BN_EPS = 1e-3;
@@ -50,6 +50,13 @@ export interface FoldedConvOptions {
   quantizeWeights: boolean;
   /** Batch statistics (and running-stat updates) instead of the running statistics. */
   batchStats: boolean;
+  /**
+   * Evaluation only: the scale of the (fake-quantized) input. The bias is then rounded to the
+   * int32 grid inputScale * weightScale[c] exactly as the int8 graph stores it, so the eval model
+   * and ONNX Runtime agree to the last step more often (bias rounding is otherwise the most
+   * frequent source of one-step differences). Training keeps the float bias, as TFMOT does.
+   */
+  biasInputScale?: number;
 }
 
 /** Output-channel axis of a tfjs filter: [kh, kw, in, out] for conv, [kh, kw, C, 1] for depthwise. */
@@ -93,8 +100,19 @@ export function foldedConvBn(x: tf.Tensor4D, w: tf.Variable, bn: BnState, opts: 
     variance = bn.runVar as unknown as tf.Tensor1D;
   }
   const k = tf.mul(bn.gamma, tf.rsqrt(tf.add(variance, BN_EPS)));
-  const bias = tf.sub(bn.beta, tf.mul(mean, k));
+  let bias = tf.sub(bn.beta, tf.mul(mean, k));
+  if (opts.biasInputScale !== undefined && opts.quantizeWeights) {
+    // The exported weight scale is s * |k|, or s when k = 0 (see quant-export.ts).
+    const absK = tf.abs(k);
+    const ws = tf.mul(weightScales(w, channelAxis(opts.kind)), tf.where(tf.equal(absK, 0), tf.onesLike(absK), absK));
+    bias = quantizeBias(bias, tf.mul(ws, opts.biasInputScale));
+  }
   return tf.add(tf.mul(z, k), bias) as tf.Tensor4D;
+}
+
+/** round(bias / accScale) * accScale: the int32 bias of the int8 graph, dequantized. */
+export function quantizeBias(bias: tf.Tensor, accScale: tf.Tensor): tf.Tensor {
+  return tf.mul(tf.round(tf.div(bias, accScale)), accScale);
 }
 
 /** Per-channel fold factor and bias from running statistics, for export and tests (JS values). */

@@ -4,8 +4,8 @@
 // QuantGraph). The architecture is data (`buildArch`), so the trainer, the checkpoint and the
 // export all walk the same list.
 import { tf } from './tf.js';
-import { actQParams, fakeQuantAct, fakeQuantWeight } from './fake-quant.js';
-import { foldedConvBn, type BnState, type ConvKind } from './conv-bn-fold.js';
+import { actQParams, fakeQuantAct, fakeQuantWeight, weightScales, type ActQParams } from './fake-quant.js';
+import { foldedConvBn, quantizeBias, type BnState, type ConvKind } from './conv-bn-fold.js';
 import { RangeTracker } from './ema-range.js';
 import { hashSeed } from '../data/rng.js';
 
@@ -155,9 +155,11 @@ export class MobileNetV2 {
   readonly params = new Map<string, ParamEntry>();
   readonly ranges: RangeTracker;
   private readonly uid = ++modelCounter;
+  private readonly relu6Names: Set<string>;
 
   constructor(readonly arch: ArchSpec, emaDecay: number, seed: number) {
     this.ranges = new RangeTracker(emaDecay);
+    this.relu6Names = relu6Points(arch);
     let i = 0;
     const init = (shape: number[], std: number) => tf.randomNormal(shape, 0, std, 'float32', hashSeed(seed, 0x1417, i++));
     for (const c of allConvs(arch)) {
@@ -213,12 +215,21 @@ export class MobileNetV2 {
       max.dispose();
     }
     if (!mode.fakeQuant) return x;
-    const r = this.ranges.get(name);
-    if (!r) throw new Error(`activation range ${name} was never observed; cannot fake-quantize`);
-    return fakeQuantAct(x, actQParams(r.min, r.max, relu6));
+    return fakeQuantAct(x, this.qparams(name, relu6));
   }
 
-  private conv(x: tf.Tensor4D, c: ConvSpec, mode: ForwardMode): tf.Tensor4D {
+  private qparams(name: string, relu6: boolean): ActQParams {
+    const r = this.ranges.get(name);
+    if (!r) throw new Error(`activation range ${name} was never observed; cannot fake-quantize`);
+    return actQParams(r.min, r.max, relu6);
+  }
+
+  /** Input scale for bias rounding (evaluation with fake quant only). */
+  private biasScale(input: string, mode: ForwardMode): number | undefined {
+    return mode.fakeQuant && !mode.training ? this.qparams(input, this.relu6Names.has(input)).scale : undefined;
+  }
+
+  private conv(x: tf.Tensor4D, c: ConvSpec, mode: ForwardMode, input: string): tf.Tensor4D {
     const bn: BnState = {
       gamma: this.v(`${c.name}/gamma`),
       beta: this.v(`${c.name}/beta`),
@@ -231,6 +242,7 @@ export class MobileNetV2 {
       pad: (c.k - 1) / 2,
       quantizeWeights: mode.fakeQuant,
       batchStats: mode.bnBatchStats,
+      biasInputScale: this.biasScale(input, mode),
     });
     const a = c.relu6 ? tf.relu6(y) : y;
     return this.q(c.name, a, mode, c.relu6) as tf.Tensor4D;
@@ -238,17 +250,27 @@ export class MobileNetV2 {
 
   /** Logits [N, classes]. Call inside tf.tidy (or a gradient function). */
   forward(input: tf.Tensor4D, mode: ForwardMode): tf.Tensor2D {
+    // `cur` names the quantization point the current tensor came from (the conv's input grid).
     let x = this.q('input', input, mode) as tf.Tensor4D;
-    x = this.conv(x, this.arch.stem, mode);
+    let cur = 'input';
+    const conv = (t: tf.Tensor4D, c: ConvSpec) => {
+      const out = this.conv(t, c, mode, cur);
+      cur = c.name;
+      return out;
+    };
+    x = conv(x, this.arch.stem);
     for (const b of this.arch.blocks) {
       let h = x;
-      if (b.expand) h = this.conv(h, b.expand, mode);
-      h = this.conv(h, b.dw, mode);
-      h = this.conv(h, b.project, mode);
-      if (b.residual) h = this.q(`${b.name}/add`, tf.add(x, h), mode) as tf.Tensor4D;
+      if (b.expand) h = conv(h, b.expand);
+      h = conv(h, b.dw);
+      h = conv(h, b.project);
+      if (b.residual) {
+        h = this.q(`${b.name}/add`, tf.add(x, h), mode) as tf.Tensor4D;
+        cur = `${b.name}/add`;
+      }
       x = h;
     }
-    x = this.conv(x, this.arch.head, mode);
+    x = conv(x, this.arch.head);
     let pooled = this.q('pool', tf.mean(x, [1, 2]), mode) as tf.Tensor2D;
     if (mode.training && this.arch.dropout > 0) {
       pooled = tf.dropout(pooled, this.arch.dropout, undefined, mode.dropoutSeed) as tf.Tensor2D;
@@ -256,7 +278,10 @@ export class MobileNetV2 {
     const d = this.arch.dense;
     const wRaw = this.v(`${d.name}/w`);
     const w = (mode.fakeQuant ? fakeQuantWeight(wRaw, 1) : wRaw) as tf.Tensor2D;
-    const logits = tf.add(tf.matMul(pooled, w), this.v(`${d.name}/b`)) as tf.Tensor2D;
+    let bias: tf.Tensor = this.v(`${d.name}/b`);
+    const poolScale = this.biasScale('pool', mode);
+    if (poolScale !== undefined) bias = quantizeBias(bias, tf.mul(weightScales(wRaw, 1), poolScale));
+    const logits = tf.add(tf.matMul(pooled, w), bias) as tf.Tensor2D;
     return this.q('logits', logits, mode) as tf.Tensor2D;
   }
 

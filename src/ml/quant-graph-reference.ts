@@ -16,8 +16,11 @@ interface QTensor {
 
 const quantize = (v: number, p: ActQuant) => Math.min(255, Math.max(0, roundHalfEven(Math.fround(v / p.scale)) + p.zeroPoint));
 
-/** Runs the graph on one image ([3, S, S] normalized floats); returns dequantized logits. */
-export function runQuantGraphReference(g: QuantGraph, chw: Float32Array): Float32Array {
+/**
+ * Runs the graph on one image ([3, S, S] normalized floats); returns dequantized logits.
+ * `trace`, when given, receives every tensor dequantized (NCHW), by name, for debugging.
+ */
+export function runQuantGraphReference(g: QuantGraph, chw: Float32Array, trace?: Map<string, Float32Array>): Float32Array {
   const S = g.inputSize;
   const input: QTensor = { q: new Uint8Array(3 * S * S), quant: g.input.quant, c: 3, h: S, w: S };
   for (let i = 0; i < input.q.length; i++) input.q[i] = quantize(chw[i]!, g.input.quant);
@@ -90,6 +93,9 @@ export function runQuantGraphReference(g: QuantGraph, chw: Float32Array): Float3
       }
       env.set(n.output, { q: out, quant: n.outQuant, c: n.outFeatures, h: 1, w: 1 });
     }
+  }
+  if (trace) {
+    for (const [k, t] of env) trace.set(k, Float32Array.from(t.q, (v) => (v - t.quant.zeroPoint) * t.quant.scale));
   }
   const res = env.get(g.output)!;
   return Float32Array.from(res.q, (v) => (v - res.quant.zeroPoint) * res.quant.scale);

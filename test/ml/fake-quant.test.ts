@@ -9,7 +9,7 @@ import {
   roundHalfEven,
   weightScales,
 } from '../../src/ml/fake-quant.js';
-import { emaUpdate, RangeTracker } from '../../src/ml/ema-range.js';
+import { effectiveDecay, emaUpdate, RangeTracker } from '../../src/ml/ema-range.js';
 
 await tf.setBackend('cpu');
 
@@ -98,22 +98,35 @@ describe('weight fake quant (int8, symmetric, per output channel)', () => {
 });
 
 describe('EMA activation ranges', () => {
-  it('starts from the first batch, then blends with weight 1 - decay', () => {
+  it('starts from the first batch, then blends with weight 1 - decay_t', () => {
     const first = emaUpdate(undefined, { min: -1, max: 2 }, 0.9);
-    expect(first).toEqual({ min: -1, max: 2 });
+    expect(first).toEqual({ min: -1, max: 2, count: 1 });
+    // Second update: decay_1 = min(0.9, 2 / 11) = 0.181818...
+    const d = 2 / 11;
     const next = emaUpdate(first, { min: -3, max: 4 }, 0.9);
-    // min: 0.9 * -1 + 0.1 * -3 = -1.2; max: 0.9 * 2 + 0.1 * 4 = 2.2
-    expect(next.min).toBeCloseTo(-1.2, 12);
-    expect(next.max).toBeCloseTo(2.2, 12);
+    expect(next.min).toBeCloseTo(d * -1 + (1 - d) * -3, 12); // -2.636363...
+    expect(next.max).toBeCloseTo(d * 2 + (1 - d) * 4, 12); // 3.636363...
+    expect(next.count).toBe(2);
+  });
+
+  it('reaches the configured decay once warmed up (tf.train.ExponentialMovingAverage num_updates)', () => {
+    expect(effectiveDecay(0.999, 0)).toBeCloseTo(0.1, 12);
+    expect(effectiveDecay(0.999, 90)).toBeCloseTo(0.91, 12);
+    expect(effectiveDecay(0.999, 20_000)).toBe(0.999);
+    // Settled range: the plain EMA, 0.999 * 1 + 0.001 * 3.
+    const r = emaUpdate({ min: 0, max: 1, count: 50_000 }, { min: 0, max: 3 }, 0.999);
+    expect(r.max).toBeCloseTo(1.002, 12);
   });
 
   it('tracks named ranges and round-trips through JSON', () => {
     const r = new RangeTracker(0.5);
     r.observe('a', { min: 0, max: 4 });
     r.observe('a', { min: -2, max: 2 });
-    expect(r.get('a')).toEqual({ min: -1, max: 3 });
+    const d = 2 / 11;
+    expect(r.get('a')!.min).toBeCloseTo((1 - d) * -2, 12);
+    expect(r.get('a')!.max).toBeCloseTo(d * 4 + (1 - d) * 2, 12);
     const copy = new RangeTracker(0.5);
     copy.load(JSON.parse(JSON.stringify(r.toJSON())));
-    expect(copy.get('a')).toEqual({ min: -1, max: 3 });
+    expect(copy.get('a')).toEqual(r.get('a'));
   });
 });
