@@ -92,7 +92,11 @@ async function serve(settings: Settings): Promise<void> {
     const workerExited = new Promise<void>((r) => (worker.exitCode !== null ? r() : worker.once('exit', () => r())));
     worker.kill('SIGTERM');
     await Promise.all([api.close(), workerExited]);
-    redis?.kill('SIGTERM');
+    if (redis && redis.exitCode === null) {
+      const gone = new Promise((r) => redis.once('exit', r));
+      redis.kill('SIGTERM');
+      await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
+    }
     process.exit(0);
   };
   process.once('SIGTERM', () => void shutdown());
