@@ -34,9 +34,9 @@ export function registerQatOps(): void {
     return;
   }
   for (const g of qatGradConfigs) if (tf.getGradient(g.kernelName) == null) tf.registerGradient(g);
-  const stockRelu6 = tf.getGradient('Relu6');
-  // Replaces the global Relu6 gradient; it defers to the stock one on backends without the kernel.
-  if (stockRelu6 != null) tf.registerGradient(relu6GradConfig(stockRelu6));
+  // Replaces the global Relu6 gradient; on backends without the fused kernel it defers to the one
+  // registered before (or tfjs's formula when there was none).
+  tf.registerGradient(relu6GradConfig(tf.getGradient('Relu6') ?? undefined));
   for (const k of qatCpuKernelConfigs()) if (tf.getKernel(k.kernelName, k.backendName) == null) tf.registerKernel(k);
 }
 

@@ -2,7 +2,7 @@
 // 'wasm' and 'cpu' backends, with their gradients registered under custom kernel names. ops.ts is
 // the public entry; it falls back to stock tfjs ops on any other backend.
 import type { GradConfig, KernelConfig, KernelFunc, NamedAttrMap, Tensor, TensorInfo } from '@tensorflow/tfjs-core';
-import { engine, getBackend, getKernel } from '@tensorflow/tfjs-core';
+import { cast, engine, getBackend, getKernel, lessEqual, mul, step } from '@tensorflow/tfjs-core';
 import { f32View, type WasmBackendLike } from './heap.js';
 import { bnTrainBackward, bnTrainForward, fakeQuantBackward, fakeQuantForward, fakeQuantPerChannelForward, relu6Backward } from './qat-math.js';
 import { WasmTrainingError } from './errors.js';
@@ -113,15 +113,19 @@ function runKernel(name: string, inputs: Record<string, Tensor>, attrs: Record<s
  * Relu6's gradient with one fused kernel instead of tfjs's LessEqual, Step, Multiply, Cast and
  * Multiply, on backends that have it; the stock gradient everywhere else.
  */
-export function relu6GradConfig(stock: GradConfig): GradConfig {
+export function relu6GradConfig(stock: GradConfig | undefined): GradConfig {
   return {
     kernelName: 'Relu6',
     inputsToSave: ['x'],
     gradFunc: (dy, saved, attrs) => {
-      if (getKernel(RELU6_GRAD, getBackend()) == null || (dy as Tensor).dtype !== 'float32' || saved[0].dtype !== 'float32') {
-        return stock.gradFunc(dy, saved, attrs);
+      const g = dy as Tensor;
+      const x = saved[0];
+      if (getKernel(RELU6_GRAD, getBackend()) != null && g.dtype === 'float32' && x.dtype === 'float32') {
+        return { x: () => runKernel(RELU6_GRAD, { dy: g, x }, {}) as Tensor };
       }
-      return { x: () => runKernel(RELU6_GRAD, { dy: dy as Tensor, x: saved[0] }, {}) as Tensor };
+      if (stock) return stock.gradFunc(dy, saved, attrs);
+      // tfjs-core's own Relu6 gradient (gradients/Relu6_grad.ts).
+      return { x: () => mul(g, cast(mul(lessEqual(x, 6), step(x)), 'float32')) };
     },
   };
 }
