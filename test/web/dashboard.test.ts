@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 // The dashboard in a real browser (Debian's chromium driven by playwright-core) against a real
 // server: SQLite, real Redis. A job is created through the page's form, its loss curve is drawn
 // from the metrics API, and it is cancelled with the page's button.
