@@ -48,6 +48,12 @@ parentPort.on('message', async (msg) => {
       sessions.delete(msg.modelId);
       if (s) await s.release();
       parentPort.postMessage({ id: msg.id, ok: true });
+    } else if (msg.type === 'shutdown') {
+      for (const s of sessions.values()) await s.release();
+      sessions.clear();
+      parentPort.postMessage({ id: msg.id, ok: true });
+      // Let the thread end on its own: terminating it inside native ORT code can abort the process.
+      parentPort.close();
     } else if (msg.type === 'run') {
       const s = sessions.get(msg.modelId);
       if (!s) throw new Error('model ' + msg.modelId + ' is not loaded in this worker');
@@ -108,6 +114,19 @@ class PoolWorker {
     };
     this.worker.on('error', (err) => fail(new PredictorError(`inference worker crashed: ${err.message}`)));
     this.worker.on('exit', (code) => fail(new PredictorError(`inference worker exited (code ${code})`)));
+  }
+
+  /** Releases the sessions and lets the thread exit; terminates it if that takes over 5 s. */
+  async shutdown(): Promise<void> {
+    const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), 5000);
+    });
+    this.call({ type: 'shutdown' }).catch(() => {});
+    const r = await Promise.race([exited, timeout]);
+    clearTimeout(timer);
+    if (r === 'timeout') await this.worker.terminate();
   }
 
   call(msg: Record<string, unknown>, transfer: ArrayBuffer[] = []): Promise<Reply> {
@@ -258,7 +277,7 @@ export class PredictorPool {
     }
     this.queues.clear();
     this.models.clear();
-    await Promise.all(this.workers.map((w) => w.worker.terminate()));
+    await Promise.all(this.workers.map((w) => w.shutdown()));
     this.workers = [];
   }
 }
