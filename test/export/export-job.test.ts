@@ -1,0 +1,91 @@
+// exportJobModel on a real (briefly) trained checkpoint: files, manifest, the verification gate,
+// and the result served by the serving layer.
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { resolveTrainingConfig } from '../../src/jobs/training-config.js';
+import { runTraining } from '../../src/ml/index.js';
+import { exportJobModel, ExportVerificationError, spreadIndices } from '../../src/export/index.js';
+import type { ModelManifest } from '../../src/export/manifest.js';
+import { MemoryModelStore, recordFromExportDir } from '../../src/serving/model-store.js';
+import { ServingService } from '../../src/serving/prediction-service.js';
+import { makeImage } from '../serving/fixtures.js';
+
+let dir: string;
+let checkpoint: string;
+const config = resolveTrainingConfig({
+  dataset: { type: 'synthetic', classes: 3, samplesPerClass: 8, valPerClass: 12 },
+  model: { widthMultiplier: 0.35, inputSize: 32 },
+  training: { epochs: 1, batchSize: 8, maxSteps: 2 },
+});
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'qatserve-export-'));
+  const result = await runTraining({ config, workDir: path.join(dir, 'run'), dataRoot: dir });
+  checkpoint = result.checkpoint;
+}, 300_000);
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('exportJobModel', () => {
+  it('spreads verification images over the whole split', () => {
+    expect(spreadIndices(10, 4)).toEqual([0, 2, 5, 7]);
+    expect(spreadIndices(3, 10)).toEqual([0, 1, 2]);
+  });
+
+  it('writes model.onnx and a manifest that describe the model, and the server serves it', async () => {
+    const outDir = path.join(dir, 'model-ok');
+    // A two-step model is not trained enough for the default gate to be meaningful here; the gate
+    // itself is tested below. Here: the artifacts.
+    const r = await exportJobModel({ jobId: 'job-ok', config, checkpoint, outDir, dataRoot: dir, minAgreement: 0, maxLogitDiffSteps: 1e9 });
+    const bytes = await readFile(r.onnxPath);
+    expect(r.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
+    expect(r.sizeBytes).toBe(bytes.length);
+    expect(r.sizeBytes).toBeLessThan(r.float32SizeBytes * 0.4);
+    expect(r.inputSize).toBe(32);
+    expect(r.classes).toEqual(['pattern-0', 'pattern-1', 'pattern-2']);
+    for (const v of [r.floatTop1, r.int8Top1, r.agreement]) expect(v).toBeGreaterThanOrEqual(0);
+    const m = JSON.parse(await readFile(r.manifestPath, 'utf8')) as ModelManifest;
+    expect(m).toMatchObject({
+      jobId: 'job-ok',
+      file: 'model.onnx',
+      sha256: r.sha256,
+      classes: r.classes,
+      input: { size: 32, layout: 'NCHW' },
+      preprocess: { normalization: { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] } },
+      accuracy: { images: 36, int8Top1: r.int8Top1, floatTop1: r.floatTop1, agreement: r.agreement },
+    });
+    expect(m.quantization.fusion.fullyFused).toBe(true);
+    expect(m.quantization.activations.length).toBeGreaterThan(50);
+
+    const store = new MemoryModelStore();
+    store.add(await recordFromExportDir(outDir, 'm-ok'));
+    const svc = new ServingService({ store, size: 1, pollMs: 0 });
+    try {
+      await svc.start();
+      const p = await svc.predict(await makeImage('png', 48, 48), { topK: 3 });
+      expect(p.model).toEqual({ id: 'm-ok', jobId: 'job-ok' });
+      expect(p.predictions.map((x) => x.label).sort()).toEqual(r.classes);
+    } finally {
+      await svc.close();
+    }
+  }, 300_000);
+
+  it('fails with EXPORT_VERIFICATION_FAILED and writes nothing when the gate is not met', async () => {
+    const outDir = path.join(dir, 'model-bad');
+    let error: unknown;
+    try {
+      // Agreement can never exceed 100%: the gate must refuse.
+      await exportJobModel({ jobId: 'job-bad', config, checkpoint, outDir, dataRoot: dir, minAgreement: 1.01 });
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ExportVerificationError);
+    expect((error as ExportVerificationError).code).toBe('EXPORT_VERIFICATION_FAILED');
+    expect((error as Error).message).toMatch(/top-1 agreement .* on 36 validation images is below 101/);
+    expect(await readdir(outDir).catch(() => [])).toEqual([]);
+  }, 300_000);
+});
