@@ -70,6 +70,23 @@ describe('PredictorPool', () => {
     await expect(pool.infer('m1', image(0), SIZE)).rejects.toMatchObject({ code: 'PREDICTOR_CLOSED' });
   });
 
+  it('replaces a worker that dies and reloads its models', async () => {
+    const pool = new PredictorPool({ size: 1, batchWindowMs: 0 });
+    try {
+      await pool.load('m1', model.record.onnxPath);
+      const internal = pool as unknown as { workers: Array<{ worker: import('node:worker_threads').Worker }> };
+      const dying = internal.workers[0]!.worker;
+      await dying.terminate();
+      // The replacement loads m1 before taking work; the request waits for it.
+      await new Promise((r) => setTimeout(r, 50));
+      expect(internal.workers[0]!.worker).not.toBe(dying);
+      const r = await pool.infer('m1', image(1), SIZE);
+      expect(r.logits).toHaveLength(5);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('fails a load of a broken file without keeping the model', async () => {
     const pool = new PredictorPool({ size: 1 });
     try {
