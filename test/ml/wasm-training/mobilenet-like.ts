@@ -19,9 +19,13 @@ interface Block { expand?: Conv; dw: Conv; project: Conv; residual: boolean }
 
 export interface MiniArch { stem: Conv; blocks: Block[]; head: Conv; classes: number; size: number }
 
-/** MobileNetV2 layout; inputs below 64 px use the CIFAR stem (stride 8 overall), as the engine. */
-export function mobilenetArch(width: number, size: number, classes: number, maxBlocks = Infinity): MiniArch {
-  const small = size < 64;
+/**
+ * MobileNetV2 layout. `smallStem` (default: inputs below 64 px, as the engine's 'auto') runs the
+ * stem and the first stride-2 stage at stride 1 (overall stride 8, as CIFAR ports do); false gives
+ * torchvision's layout (overall stride 32).
+ */
+export function mobilenetArch(width: number, size: number, classes: number, maxBlocks = Infinity, smallStem = size < 64): MiniArch {
+  const small = smallStem;
   let c = makeDivisible(32 * width);
   const stem: Conv = { name: 'stem', dw: false, inC: 3, outC: c, k: 3, stride: small ? 1 : 2, relu6: true };
   const blocks: Block[] = [];
