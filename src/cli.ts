@@ -18,7 +18,7 @@ const USAGE = `usage: qatserve <command>
   api                   the HTTP API only
   worker                one training worker only
   migrate               apply database migrations (DATABASE_URL; SQLite ./data/qatserve.db by default)
-  train <config.json> [--work-dir DIR] [--data-root DIR] [--resume]
+  train [--config] <config.json|yaml> [--work-dir DIR] [--data-root DIR] [--resume CHECKPOINT_DIR]
                         train without the service`;
 
 async function runMigrations(settings: Settings): Promise<void> {
@@ -103,18 +103,32 @@ async function serve(settings: Settings): Promise<void> {
   process.once('SIGINT', () => void shutdown());
 }
 
-function parseTrainArgs(args: string[]) {
-  const out: { configPath?: string; workDir?: string; dataRoot?: string; resume?: boolean } = {};
+interface TrainArgs {
+  configPath: string;
+  workDir?: string;
+  dataRoot?: string;
+  /** A checkpoint directory to continue from. */
+  resume?: string;
+}
+
+function parseTrainArgs(args: string[]): TrainArgs {
+  const out: Partial<TrainArgs> = {};
+  const value = (i: number, flag: string) => {
+    const v = args[i];
+    if (v === undefined || v.startsWith('--')) throw new SettingsError(`${flag} needs a value\n${USAGE}`);
+    return v;
+  };
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
-    if (a === '--work-dir') out.workDir = args[++i];
-    else if (a === '--data-root') out.dataRoot = args[++i];
-    else if (a === '--resume') out.resume = true;
+    if (a === '--config') out.configPath = value(++i, a);
+    else if (a === '--work-dir') out.workDir = value(++i, a);
+    else if (a === '--data-root') out.dataRoot = value(++i, a);
+    else if (a === '--resume') out.resume = value(++i, a);
     else if (a.startsWith('--')) throw new SettingsError(`unknown option ${a}\n${USAGE}`);
     else out.configPath = a;
   }
-  if (!out.configPath || !fs.existsSync(out.configPath)) throw new SettingsError(`train needs an existing config file\n${USAGE}`);
-  return out as { configPath: string; workDir?: string; dataRoot?: string; resume?: boolean };
+  if (!out.configPath) throw new SettingsError(`train needs a config file\n${USAGE}`);
+  return out as TrainArgs;
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -147,10 +161,8 @@ async function main(argv: string[]): Promise<void> {
       const args = parseTrainArgs(rest);
       // Kept behind a variable so the CLI builds before the ML layer lands; src/ml owns the command.
       const spec = './ml/train-command.js';
-      const { runTrainCommand } = (await import(spec)) as {
-        runTrainCommand(a: { configPath: string; workDir?: string; dataRoot?: string; resume?: boolean }): Promise<unknown>;
-      };
-      await runTrainCommand({ ...args, dataRoot: args.dataRoot ?? settings.dataRoot });
+      const { runTrainCommand } = (await import(spec)) as { runTrainCommand(a: TrainArgs): Promise<unknown> };
+      await runTrainCommand(args); // its data root defaults to DATA_ROOT, else the working directory
       return;
     }
     default:
