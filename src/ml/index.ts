@@ -7,3 +7,4 @@ export { runQuantGraphReference, nhwcToChw } from './quant-graph-reference.js';
 export { QuantExportError } from './quant-export.js';
 export type * from './train-api.js';
 export type * from './quant-graph.js';
+export { runTrainCommand, TrainCommandError, type TrainCommandArgs } from './train-command.js';

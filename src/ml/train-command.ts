@@ -1,0 +1,146 @@
+// `qatserve train --config cfg.json`: trains locally, without the server, with a one-line
+// progress bar on stderr. Ctrl-C (SIGINT) or SIGTERM finishes the current step, writes a
+// checkpoint and exits; `--resume <dir>` continues from it.
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { ZodError } from 'zod';
+import { resolveTrainingConfig } from '../jobs/training-config.js';
+import { runTraining } from './train.js';
+import type { EvalMetric, StepMetric, TrainStartInfo } from './train-api.js';
+
+export interface TrainCommandArgs {
+  configPath: string;
+  workDir?: string;
+  dataRoot?: string;
+  resume?: string;
+}
+
+export class TrainCommandError extends Error {
+  constructor(
+    readonly code: 'CONFIG_UNREADABLE' | 'CONFIG_INVALID',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'TrainCommandError';
+  }
+}
+
+async function readConfig(file: string) {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (e) {
+    throw new TrainCommandError('CONFIG_UNREADABLE', `cannot read ${file}: ${(e as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = /\.ya?ml$/i.test(file) ? parseYaml(text) : JSON.parse(text);
+  } catch (e) {
+    throw new TrainCommandError('CONFIG_INVALID', `${file} is not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${(e as Error).message}`);
+  }
+  try {
+    return resolveTrainingConfig(raw);
+  } catch (e) {
+    if (e instanceof ZodError) {
+      const lines = e.issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}`);
+      throw new TrainCommandError('CONFIG_INVALID', `${file}:\n${lines.join('\n')}`);
+    }
+    throw e;
+  }
+}
+
+function fmtDuration(s: number): string {
+  if (!Number.isFinite(s)) return '?';
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = Math.floor(s % 60);
+  return h ? `${h}h${String(m).padStart(2, '0')}m` : m ? `${m}m${String(sec).padStart(2, '0')}s` : `${sec}s`;
+}
+
+/** One progress line (no newline): bar, step, epoch, loss, lr, speed, ETA. Pure, for tests. */
+export function progressLine(m: StepMetric, info: TrainStartInfo, epochs: number, rate: number, width = 24): string {
+  const frac = info.totalSteps ? m.step / info.totalSteps : 1;
+  const filled = Math.round(frac * width);
+  const bar = '='.repeat(Math.max(0, filled - 1)) + (filled > 0 ? (frac >= 1 ? '=' : '>') : '') + ' '.repeat(width - filled);
+  const eta = rate > 0 ? (info.totalSteps - m.step) / rate : NaN;
+  return `[${bar}] step ${m.step}/${info.totalSteps} epoch ${m.epoch}/${epochs} loss ${m.loss.toFixed(4)} ` +
+    `lr ${m.learningRate.toPrecision(3)} ${m.imagesPerSecond.toFixed(1)} img/s ETA ${fmtDuration(eta)}`;
+}
+
+const pct = (v: number) => `${(v * 100).toFixed(2)}%`;
+
+function evalLine(e: EvalMetric): string {
+  return `eval step ${e.step} (epoch ${e.epoch}): top-1 ${pct(e.top1)} top-5 ${pct(e.top5)}` +
+    (e.floatTop1 !== undefined ? ` float top-1 ${pct(e.floatTop1)}` : '');
+}
+
+export async function runTrainCommand(args: TrainCommandArgs): Promise<void> {
+  const config = await readConfig(args.configPath);
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const workDir = path.resolve(args.workDir ?? path.join('runs', `${config.name}-${stamp}`));
+  const dataRoot = path.resolve(args.dataRoot ?? process.env.DATA_ROOT ?? '.');
+  const err = process.stderr;
+  const tty = err.isTTY;
+  let info: TrainStartInfo | null = null;
+  let started = 0;
+  let lineOpen = false;
+  const clear = () => {
+    if (lineOpen) err.write(tty ? '\r\x1b[2K' : '\n');
+    lineOpen = false;
+  };
+  const say = (s: string) => {
+    clear();
+    err.write(`${s}\n`);
+  };
+
+  const ac = new AbortController();
+  const onSignal = (sig: string) => {
+    if (ac.signal.aborted) process.exit(130); // second Ctrl-C: leave now
+    say(`${sig}: finishing the current step and writing a checkpoint (again to quit immediately)`);
+    ac.abort();
+  };
+  const sigint = () => onSignal('SIGINT');
+  const sigterm = () => onSignal('SIGTERM');
+  process.on('SIGINT', sigint);
+  process.on('SIGTERM', sigterm);
+  try {
+    const result = await runTraining({
+      config, workDir, dataRoot, resumeFrom: args.resume ?? null, signal: ac.signal,
+      logger: { info: (m) => say(m), warn: (m) => say(`warning: ${m}`) },
+      callbacks: {
+        onStart: (i) => {
+          info = i;
+          started = performance.now();
+          say(`training ${config.name}: ${i.numTrain} train / ${i.numVal} val images, ${i.classes.length} classes, ` +
+            `${i.totalSteps} steps (${i.stepsPerEpoch}/epoch) on ${i.backend}, work dir ${workDir}`);
+        },
+        onStep: (m) => {
+          if (!info) return;
+          const rate = (m.step - info.startStep) / ((performance.now() - started) / 1000);
+          const line = progressLine(m, info, config.training.epochs, rate);
+          if (tty) {
+            err.write(`\r\x1b[2K${line}`);
+            lineOpen = true;
+          } else if (m.step % 50 === 0 || m.step === info.totalSteps) {
+            err.write(`${line}\n`);
+          }
+        },
+        onEval: (e) => say(evalLine(e)),
+        onCheckpoint: (c) => { if (!tty) say(`checkpoint ${c.path}`); },
+      },
+    });
+    clear();
+    if (result.status === 'stopped') {
+      process.stdout.write(`stopped at step ${result.step}; resume with --resume ${result.checkpoint}\n`);
+    } else {
+      process.stdout.write(`done: ${result.step} steps on ${result.backend}; checkpoint ${result.checkpoint}\n`);
+    }
+    if (result.eval) process.stdout.write(`${evalLine(result.eval)}\n`);
+    if (result.warnings) process.stdout.write(`${result.warnings} warning(s)\n`);
+  } finally {
+    clear();
+    process.off('SIGINT', sigint);
+    process.off('SIGTERM', sigterm);
+  }
+}
