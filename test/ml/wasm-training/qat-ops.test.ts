@@ -140,7 +140,7 @@ describe(`fused QAT ops match the stock tfjs formulation (${simd ? 'SIMD module'
     }
   });
 
-  for (const [shape, axis] of [[[3, 3, 5, 7], 3], [[3, 3, 13, 1], 2], [[17, 10], 1]] as const) {
+  for (const [shape, axis] of [[[3, 3, 5, 7], 3], [[3, 3, 13, 1], 2], [[17, 10], 1], [[3, 3, 6, 8], 3], [[3, 3, 12, 1], 2], [[24, 16], 1], [[1, 1, 40, 12], 3]] as const) {
     test(`fakeQuantWeight ${shape} axis ${axis} equals the stock per-channel formulation, identity gradient`, async () => {
       const wv = randomValues(size([...shape]), 91).map((v, i) => v * (1 + (i % 5)));
       await useBackend('cpu');

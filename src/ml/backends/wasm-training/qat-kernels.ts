@@ -6,7 +6,7 @@ import { cast, engine, getBackend, getKernel, lessEqual, mul, step } from '@tens
 import { f32View, type WasmBackendLike } from './heap.js';
 import { bnTrainBackward, bnTrainForward, fakeQuantBackward, fakeQuantForward, fakeQuantPerChannelForward, relu6Backward } from './qat-math.js';
 import { WasmTrainingError } from './errors.js';
-import { simdBnBackward, simdBnForward, simdFakeQuant, simdFakeQuantGrad, simdRelu6Grad } from './simd.js';
+import { simdBnBackward, simdBnForward, simdFakeQuant, simdFakeQuantGrad, simdFakeQuantPerChannel, simdRelu6Grad } from './simd.js';
 
 export const BN_TRAIN = 'QatBatchNormTrain';
 export const BN_TRAIN_GRAD = 'QatBatchNormTrainGrad';
@@ -89,7 +89,8 @@ const kernels: Record<string, (run: Runner) => (a: Args) => TensorInfo | TensorI
       (be, [dx]) => simdRelu6Grad(be, dy, x, dx))[0],
   [FAKE_QUANT_PER_CHANNEL]: (run) => ({ inputs: { x }, backend, attrs }) => {
     const c = attrs.channels;
-    return run(FAKE_QUANT_PER_CHANNEL, backend, [x], [x.shape, [c]], ([xv], [y, s]) => fakeQuantPerChannelForward(xv, c, attrs.qmax, y, s));
+    return run(FAKE_QUANT_PER_CHANNEL, backend, [x], [x.shape, [c]], ([xv], [y, s]) => fakeQuantPerChannelForward(xv, c, attrs.qmax, y, s),
+      (be, [y, s]) => simdFakeQuantPerChannel(be, x, c, attrs.qmax, y, s));
   },
 };
 

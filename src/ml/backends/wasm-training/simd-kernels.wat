@@ -192,6 +192,48 @@
       (local.set $off (i32.add (local.get $off) (local.get $cb)))
       (br $rowl))))
 
+  ;; out[c] = max over rows of |x[r, c]|   (per-channel weight range)
+  (func (export "chan_absmax") (param $x i32) (param $rows i32) (param $c i32) (param $out i32)
+    (local $off i32) (local $end i32) (local $j i32) (local $cb i32)
+    (local.set $cb (i32.shl (local.get $c) (i32.const 2)))
+    (local.set $end (i32.mul (local.get $rows) (local.get $cb)))
+    (block $done (loop $rowl
+      (br_if $done (i32.ge_u (local.get $off) (local.get $end)))
+      (local.set $j (i32.const 0))
+      (block $cd (loop $cl
+        (br_if $cd (i32.ge_u (local.get $j) (local.get $cb)))
+        (v128.store (i32.add (local.get $out) (local.get $j))
+          (f32x4.max (v128.load (i32.add (local.get $out) (local.get $j)))
+            (f32x4.abs (v128.load (i32.add (local.get $x) (i32.add (local.get $off) (local.get $j)))))))
+        (local.set $j (i32.add (local.get $j) (i32.const 16)))
+        (br $cl)))
+      (local.set $off (i32.add (local.get $off) (local.get $cb)))
+      (br $rowl))))
+
+  ;; y[r, c] = clamp(nearest(x[r, c] / s[c]), -q, q) * s[c]   (per-channel symmetric fake quant)
+  (func (export "fq_chan") (param $x i32) (param $y i32) (param $rows i32) (param $c i32) (param $s i32) (param $q f32)
+    (local $off i32) (local $end i32) (local $j i32) (local $cb i32) (local $vs v128) (local $vq v128) (local $vnq v128)
+    (local.set $vq (f32x4.splat (local.get $q)))
+    (local.set $vnq (f32x4.neg (local.get $vq)))
+    (local.set $cb (i32.shl (local.get $c) (i32.const 2)))
+    (local.set $end (i32.mul (local.get $rows) (local.get $cb)))
+    (block $done (loop $rowl
+      (br_if $done (i32.ge_u (local.get $off) (local.get $end)))
+      (local.set $j (i32.const 0))
+      (block $cd (loop $cl
+        (br_if $cd (i32.ge_u (local.get $j) (local.get $cb)))
+        (local.set $vs (v128.load (i32.add (local.get $s) (local.get $j))))
+        (v128.store (i32.add (local.get $y) (i32.add (local.get $off) (local.get $j)))
+          (f32x4.mul
+            (f32x4.min (f32x4.max
+              (f32x4.nearest (f32x4.div (v128.load (i32.add (local.get $x) (i32.add (local.get $off) (local.get $j)))) (local.get $vs)))
+              (local.get $vnq)) (local.get $vq))
+            (local.get $vs)))
+        (local.set $j (i32.add (local.get $j) (i32.const 16)))
+        (br $cl)))
+      (local.set $off (i32.add (local.get $off) (local.get $cb)))
+      (br $rowl))))
+
   ;; dst[i] += src[i] (f32 -> f64), then src[i] = 0; n elements, n % 2 == 0
   (func $flush (param $src i32) (param $dst i32) (param $n i32)
     (local $i i32) (local $e i32)

@@ -16,6 +16,8 @@ interface SimdExports {
   bn_bwd_apply(dy: number, x: number, dx: number, rows: number, c: number, a: number, bc: number, m: number, d: number): void;
   dw_filter_grad(x: number, dy: number, acc32: number, acc64: number, ...geom: number[]): void;
   dw_input_grad(dy: number, f: number, dx: number, ...geom: number[]): void;
+  chan_absmax(x: number, rows: number, c: number, out: number): void;
+  fq_chan(x: number, y: number, rows: number, c: number, s: number, q: number): void;
 }
 
 // The WebAssembly global, typed locally (the project's lib settings do not declare it).
@@ -228,5 +230,20 @@ export function simdDepthwiseInputGrad(be: WasmBackendLike, dy: TensorInfo, filt
   const p = ptr(be, dx);
   be.wasm.HEAPU8.fill(0, p, p + 4 * size(dx));
   s.dw_input_grad(ptr(be, dy), ptr(be, filter), p, ...geom(g));
+  return true;
+}
+
+/** Same contract as qat-math fakeQuantPerChannelForward, on heap tensors (scales is an output). */
+export function simdFakeQuantPerChannel(be: WasmBackendLike, x: TensorInfo, channels: number, qmax: number, y: TensorInfo, scales: TensorInfo): boolean {
+  const s = simdFor(be);
+  if (!s || channels % 4 !== 0) return false;
+  const rows = size(x) / channels;
+  const sp = ptr(be, scales);
+  be.wasm.HEAPU8.fill(0, sp, sp + 4 * channels);
+  s.chan_absmax(ptr(be, x), rows, channels, sp);
+  const sc = new Float32Array(be.wasm.HEAPU8.buffer, sp, channels);
+  const floor = f(1e-8 * 127);
+  for (let j = 0; j < channels; j++) sc[j] = f(Math.max(sc[j], floor) / qmax);
+  s.fq_chan(ptr(be, x), ptr(be, y), rows, channels, sp, qmax);
   return true;
 }
