@@ -12,6 +12,9 @@ import { subscribeCancels } from './cancel-bus.js';
 import { startJob, WorkerShutdownError, type RunningJob } from './job-runner.js';
 import { openTrainingQueue } from './training-queue.js';
 
+/** Pause before handing back a job that hit an infrastructure error. */
+const RETRY_PAUSE_MS = 5000;
+
 export interface WorkerHandle {
   /** Graceful stop: checkpoint and hand back the running job, close connections. */
   stop(): Promise<void>;
@@ -58,7 +61,15 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
     );
     if (stopping) current.abort('shutdown');
     try {
-      const outcome = await current.done;
+      let outcome;
+      try {
+        outcome = await current.done;
+      } catch (err) {
+        // Not the job's fault (database or disk trouble): Bull retries it, but not in a hot loop.
+        log.error({ jobId, err }, 'job could not be run; retrying later');
+        await new Promise((r) => setTimeout(r, RETRY_PAUSE_MS));
+        throw err;
+      }
       log.info({ jobId, outcome }, 'job left the worker');
       if (outcome === 'handed-back') throw new WorkerShutdownError(jobId);
       if (outcome === 'failed') {

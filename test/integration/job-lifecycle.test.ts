@@ -1,5 +1,7 @@
 // The job state machine end to end: in-process API (inject), real worker processes running the
 // real trainer and exporter, real Redis, real SQLite.
+import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobView, MetricsPage } from '../../src/jobs/job-view.js';
 import { startHarness, waitReady, type Harness } from '../api/api-harness.js';
@@ -69,6 +71,19 @@ describe('job lifecycle with a worker process (SQLite)', () => {
     expect(done.progress.step).toBe(4);
     expect(['TRAINER_CRASHED', 'INIT_CHECKPOINT_MISSING']).not.toContain(done.error?.code);
     expect(w.output()).toContain(`"initFrom":"${from!.path}"`);
+  });
+
+  it('a job whose training fails ends failed with the error code, once (not retried)', async () => {
+    const w = workers[0];
+    fs.mkdirSync(path.join(h.settings.dataRoot, 'empty', 'cat'), { recursive: true });
+    const job = await post({ dataset: { type: 'imagefolder', path: 'empty' }, training: { epochs: 1, batchSize: 4 } });
+    const done = await waitForJob(h.app, job.id, terminal, 60_000, [w]);
+    expect(done.status).toBe('failed');
+    expect(done.error?.code).toMatch(/^DATASET_/);
+    expect(done.finishedAt).not.toBeNull();
+    await new Promise((r) => setTimeout(r, 1500));
+    expect((await h.deps.queue.counts()).waiting).toBe(0);
+    expect((await waitForJob(h.app, job.id, () => true, 1000)).attempts).toBe(1);
   });
 
   it('cancel while running stops between steps and keeps a checkpoint; a queued job cancelled never starts', async () => {
