@@ -25,7 +25,7 @@ describe('qatserve serve', () => {
   it('starts on its defaults, trains a job to succeeded, and stops on SIGTERM', async () => {
     assertBuilt();
     const port = await freePort();
-    const env = { ...process.env, ...FAST_QUEUE_ENV, PORT: String(port), HOST: '127.0.0.1', QUEUE_PREFIX: `qs-serve-${process.pid}` };
+    const env: NodeJS.ProcessEnv = { ...process.env, ...FAST_QUEUE_ENV, PORT: String(port), HOST: '127.0.0.1', QUEUE_PREFIX: `qs-serve-${process.pid}` };
     for (const k of ['DATABASE_URL', 'DATA_DIR', 'ARTIFACTS_DIR', 'DATA_ROOT']) delete env[k];
     const logFile = path.join(cwd, 'serve.log');
     const fd = fs.openSync(logFile, 'w');
