@@ -1,0 +1,47 @@
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { progressLine, runTrainCommand, TrainCommandError } from '../../src/ml/train-command.js';
+
+process.env.TFJS_BACKEND ||= 'cpu';
+const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'qatserve-cmd-'));
+afterAll(() => fs.rm(tmp, { recursive: true, force: true }));
+
+describe('qatserve train', () => {
+  it('formats one progress line with bar, loss, lr, speed and ETA', () => {
+    const info = { backend: 'cpu' as const, totalSteps: 100, stepsPerEpoch: 50, startStep: 0, numTrain: 800, numVal: 80, classes: ['a'] };
+    const line = progressLine({ step: 25, epoch: 1, loss: 0.123456, learningRate: 0.05, imagesPerSecond: 12.34 }, info, 2, 5, 8);
+    expect(line).toBe('[=>      ] step 25/100 epoch 1/2 loss 0.1235 lr 0.0500 12.3 img/s ETA 15s');
+  });
+
+  it('rejects an invalid config with the offending field path', async () => {
+    const file = path.join(tmp, 'bad.json');
+    await fs.writeFile(file, JSON.stringify({ dataset: { type: 'synthetic' }, training: { batchSize: 0 } }));
+    const err = await runTrainCommand({ configPath: file, workDir: path.join(tmp, 'bad') }).catch((e) => e);
+    expect(err).toBeInstanceOf(TrainCommandError);
+    expect(err.code).toBe('CONFIG_INVALID');
+    expect(err.message).toContain('training.batchSize');
+  });
+
+  it('trains from a YAML config and prints the final evaluation', async () => {
+    const file = path.join(tmp, 'cfg.yaml');
+    await fs.writeFile(file, [
+      'name: tiny',
+      'dataset: { type: synthetic, classes: 3, samplesPerClass: 2, valPerClass: 1 }',
+      'model: { widthMultiplier: 0.1, inputSize: 32, smallInputStem: "off" }',
+      'training: { batchSize: 2, epochs: 1 }',
+    ].join('\n'));
+    const out: string[] = [];
+    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => { out.push(String(s)); return true; });
+    try {
+      await runTrainCommand({ configPath: file, workDir: path.join(tmp, 'run') });
+    } finally {
+      spy.mockRestore();
+    }
+    const text = out.join('');
+    expect(text).toMatch(/done: 3 steps on cpu; checkpoint .*step-000003/);
+    expect(text).toMatch(/eval step 3 \(epoch 1\): top-1 \d+\.\d\d% top-5 100\.00%/);
+    expect((await fs.readdir(path.join(tmp, 'run', 'checkpoints')))).toEqual(['step-000003']);
+  }, 120_000);
+});
