@@ -8,11 +8,12 @@ import { JobService, type CancelPort } from '../jobs/job-service.js';
 import type { QueueProducer } from '../queue/training-queue.js';
 import { dashboardPlugin } from './plugins/dashboard.js';
 import { docsPlugin } from './plugins/docs.js';
-import { loadServingRouteModules } from './openapi.js';
 import { errorsPlugin } from './plugins/errors.js';
 import { metricsPlugin } from './plugins/metrics.js';
 import { healthRoutes } from './routes/health.js';
 import { jobRoutes } from './routes/jobs.js';
+import { modelsRoutes } from './routes/models.js';
+import { predictRoutes } from './routes/predict.js';
 
 export interface AppDeps {
   settings: Settings;
@@ -69,21 +70,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     checks: { database: () => deps.db.ping(), redis: deps.redisPing, queue: () => deps.queue.ping() },
   });
   await app.register(jobRoutes, { jobs });
-  await registerServingRoutes(app, deps);
+  // Prediction and model routes (src/serving): they share one predictor pool per Prisma client.
+  await app.register(modelsRoutes, { prisma: deps.db.prisma });
+  await app.register(predictRoutes, { prisma: deps.db.prisma });
   await app.register(docsPlugin);
   await app.register(dashboardPlugin);
   return app;
 }
 
-/**
- * The prediction and model routes come from the serving layer (src/api/routes/predict.ts and
- * models.ts, each a Fastify plugin). They are loaded when present so the spine builds and runs
- * before and after they land; they receive the same deps as every other route.
- */
-async function registerServingRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
-  for (const { name, module } of await loadServingRouteModules()) {
-    const plugin = (module.default ?? module[`${name}Routes`]) as Parameters<FastifyInstance['register']>[0] | undefined;
-    if (typeof plugin !== 'function') throw new Error(`src/api/routes/${name} exports no Fastify plugin`);
-    await app.register(plugin, { prisma: deps.db.prisma, db: deps.db, settings: deps.settings } as never);
-  }
-}

@@ -3,13 +3,15 @@
 // that every route is in it, and that real responses validate against it.
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { z } from 'zod';
 import { JobList, JobView, ListJobsQuery, MetricsPage, MetricsQuery } from '../jobs/job-view.js';
 import { TrainingConfig } from '../jobs/training-config.js';
 import { ErrorBody } from './error-body.js';
 import { HealthBody, ReadyBody } from './routes/health.js';
+import { openapi as modelsOpenapi } from './routes/models.js';
+import { openapi as predictOpenapi } from './routes/predict.js';
 
 export const OPENAPI_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../openapi.yaml');
 
@@ -36,29 +38,15 @@ const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'strin
 /**
  * Route modules of other layers (src/api/routes/models.ts, predict.ts) document themselves by
  * exporting `openapi: { paths, schemas? }`, built from their own zod schemas; it is merged here.
+ * (Async so a future fragment may be loaded lazily; callers already await it.)
  */
 export interface OpenApiFragment {
   paths: Record<string, unknown>;
   schemas?: Record<string, unknown>;
 }
 
-export const SERVING_ROUTE_MODULES = ['models', 'predict'] as const;
-
-/** The serving route modules present in this build, loaded (.ts under tsx/vitest, .js in dist). */
-export async function loadServingRouteModules(): Promise<Array<{ name: string; module: Record<string, unknown> }>> {
-  const here = fileURLToPath(import.meta.url);
-  const out: Array<{ name: string; module: Record<string, unknown> }> = [];
-  for (const name of SERVING_ROUTE_MODULES) {
-    const file = path.join(path.dirname(here), 'routes', `${name}${path.extname(here)}`);
-    if (fs.existsSync(file)) out.push({ name, module: (await import(pathToFileURL(file).href)) as Record<string, unknown> });
-  }
-  return out;
-}
-
 export async function buildOpenApiDocument(version: string): Promise<Record<string, unknown>> {
-  const fragments = (await loadServingRouteModules())
-    .map((m) => m.module.openapi as OpenApiFragment | undefined)
-    .filter((f): f is OpenApiFragment => !!f);
+  const fragments: OpenApiFragment[] = [modelsOpenapi, predictOpenapi];
   const doc = buildCoreDocument(version);
   for (const f of fragments) {
     Object.assign(doc.paths, f.paths);
