@@ -10,6 +10,7 @@ import { loadTrainedModel } from '../ml/index.js';
 import { FLATTEN_BACKGROUND, loadDataset } from '../data/index.js';
 import { ONNX_OPSET, quantGraphToFloatOnnx, quantGraphToQdqOnnx } from './onnx-qdq.js';
 import { expectedKernels, fusionReport, optimizedOpCounts } from './fusion-check.js';
+import { runIntegerReference } from './qdq-reference.js';
 import { MANIFEST_FORMAT, MANIFEST_VERSION, type ModelManifest } from './manifest.js';
 import {
   argmaxRows,
@@ -55,6 +56,12 @@ export interface ExportJobOptions {
   weightEncoding?: 'auto' | 'int8' | 'uint8';
   minAgreement?: number;
   maxLogitDiffSteps?: number;
+  /**
+   * Images also run through the plain-JS integer reference of the int8 graph (default 8; 0 skips).
+   * ORT must match it to the step; this tells a broken file apart from a model whose tfjs float
+   * arithmetic drifts from its own int8 graph.
+   */
+  referenceImages?: number;
 }
 
 export interface ExportJobResult {
@@ -69,6 +76,8 @@ export interface ExportJobResult {
   int8Top1: number;
   agreement: number;
   maxLogitDiffSteps: number;
+  /** Largest |ORT - integer reference| over `referenceImages` images, in logit steps (null: skipped). */
+  maxStepsVsIntegerReference: number | null;
   weightEncoding: 'int8' | 'uint8';
 }
 
@@ -121,14 +130,30 @@ export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobR
       for (const r of runners) r.logits.push(await r.runner.run(nchw, b.n, size));
     }
 
+    // The int8 graph's own arithmetic, for the first few images: what ORT must reproduce.
+    const nRef = Math.min(n, opts.referenceImages ?? 8);
+    let refLogits: Float32Array | null = null;
+    if (nRef > 0) {
+      const b = await ds.val.batch(indices.slice(0, nRef), { augment: false, seed: 0, epoch: 0, step: 0 });
+      refLogits = runIntegerReference(graph, nhwcToNchw(b.x, b.n, size), b.n);
+    }
+    const stepsVsReference = (ortLogits: Float32Array): number | null =>
+      refLogits ? compareLogits(ortLogits.subarray(0, nRef * k), refLogits, nRef, k, step, maxSteps).maxLogitDiffSteps : null;
+
     let chosen: (typeof runners)[number] | undefined;
     let comparison: LogitComparison | undefined;
     let failure: string | null = null;
     for (const r of runners) {
       const ortLogits = concat(r.logits, n * k);
       const c = compareLogits(ortLogits, tfLogits, n, k, step, maxSteps);
-      const why = verificationFailure(c, minAgreement, maxSteps);
-      log.info('export: verification', { weightEncoding: r.encoding, agreement: c.agreement, maxLogitDiffSteps: c.maxLogitDiffSteps });
+      let why = verificationFailure(c, minAgreement, maxSteps);
+      const vsRef = stepsVsReference(ortLogits);
+      log.info('export: verification', { weightEncoding: r.encoding, agreement: c.agreement, maxLogitDiffSteps: c.maxLogitDiffSteps, maxStepsVsIntegerReference: vsRef });
+      if (why && vsRef !== null) {
+        why += vsRef <= 1
+          ? `. The ONNX file reproduces the int8 graph's integer arithmetic (${vsRef} steps on ${nRef} images): the drift is between the int8 graph and the tfjs fake-quant model`
+          : `. The ONNX file also differs from the int8 graph's integer reference by ${vsRef} steps on ${nRef} images`;
+      }
       if (!why) {
         chosen = r;
         comparison = c;
@@ -187,7 +212,14 @@ export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobR
         ],
         fusion,
       },
-      accuracy: { images: n, floatTop1, int8Top1, agreement: comparison!.agreement, maxLogitDiffSteps: comparison!.maxLogitDiffSteps },
+      accuracy: {
+        images: n,
+        floatTop1,
+        int8Top1,
+        agreement: comparison!.agreement,
+        maxLogitDiffSteps: comparison!.maxLogitDiffSteps,
+        maxStepsVsIntegerReference: stepsVsReference(ortLogits),
+      },
       checkpoint: { step: model.step },
     };
 
@@ -214,6 +246,7 @@ export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobR
       int8Top1,
       agreement: comparison!.agreement,
       maxLogitDiffSteps: comparison!.maxLogitDiffSteps,
+      maxStepsVsIntegerReference: stepsVsReference(ortLogits),
       weightEncoding: chosen.encoding,
     };
   } finally {

@@ -62,6 +62,8 @@ export interface ModelManifest {
     agreement: number;
     /** Largest |ORT - tfjs fake-quant| logit difference, in logit quantization steps. */
     maxLogitDiffSteps: number;
+    /** Largest |ORT - plain-JS integer reference of the int8 graph| on a few images (null: skipped). */
+    maxStepsVsIntegerReference?: number | null;
   };
   checkpoint: { step: number };
 }

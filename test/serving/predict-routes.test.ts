@@ -17,6 +17,9 @@ import { problemImages } from './bad-images.js';
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 const json = (r: Response): Promise<any> => r.json();
 
+/** A copy on a plain ArrayBuffer (what fetch and Blob are typed to take). */
+const bytes = (b: Uint8Array): Uint8Array<ArrayBuffer> => new Uint8Array(b);
+
 let root: string;
 let a: FixtureModel;
 let b: FixtureModel;
@@ -55,13 +58,13 @@ describe('POST /v1/predict', () => {
     await app.close();
   });
 
-  const post = (body: NonNullable<RequestInit["body"]>, headers: Record<string, string> = {}, query = '') =>
-    fetch(`${url}/v1/predict${query}`, { method: 'POST', body, headers });
+  const post = (body: Buffer | Uint8Array | string | FormData, headers: Record<string, string> = {}, query = '') =>
+    fetch(`${url}/v1/predict${query}`, { method: 'POST', body: typeof body === "string" || body instanceof FormData ? body : bytes(body), headers });
 
   it('accepts a multipart file, a raw image body and base64 JSON, with the same answer', async () => {
     const jpeg = await makeImage('jpeg', 80, 60);
     const form = new FormData();
-    form.append('image', new Blob([jpeg], { type: 'image/jpeg' }), 'photo.jpg');
+    form.append('image', new Blob([bytes(jpeg)], { type: 'image/jpeg' }), 'photo.jpg');
     const viaForm = await post(form);
     const viaRaw = await post(jpeg, { 'content-type': 'image/jpeg' });
     const viaJson = await post(JSON.stringify({ image: jpeg.toString('base64') }), { 'content-type': 'application/json' });
@@ -111,7 +114,7 @@ describe('POST /v1/predict', () => {
     ];
     for (const [name, status, code] of cases) {
       const form = new FormData();
-      form.append('image', new Blob([imgs[name]]), name);
+      form.append('image', new Blob([bytes(imgs[name])]), name);
       const res = await post(form);
       expect(res.status, name).toBe(status);
       const body = await json(res);
@@ -121,7 +124,7 @@ describe('POST /v1/predict', () => {
     // Converted, not rejected.
     for (const name of ['grey', 'alpha', 'sixteenBit', 'cmyk'] as const) {
       const form = new FormData();
-      form.append('image', new Blob([imgs[name]]), name);
+      form.append('image', new Blob([bytes(imgs[name])]), name);
       const res = await post(form);
       expect(res.status, name).toBe(200);
       expect((await json(res)).predictions, name).toHaveLength(5);
@@ -137,7 +140,7 @@ describe('POST /v1/predict', () => {
     expect(b64.status).toBe(400);
     expect((await json(b64)).error.code).toBe('IMAGE_BASE64_INVALID');
     const wrongField = new FormData();
-    wrongField.append('file', new Blob([await makeImage('png')]), 'x.png');
+    wrongField.append('file', new Blob([bytes(await makeImage('png'))]), 'x.png');
     const wf = await post(wrongField);
     expect(wf.status).toBe(400);
     expect((await json(wf)).error.code).toBe('IMAGE_MISSING');
@@ -152,7 +155,7 @@ describe('POST /v1/predict', () => {
     expect(raw.status).toBe(413);
     expect((await json(raw)).error.code).toBe('BODY_TOO_LARGE');
     const form = new FormData();
-    form.append('image', new Blob([big]), 'big.jpg');
+    form.append('image', new Blob([bytes(big)]), 'big.jpg');
     const multi = await post(form);
     expect(multi.status).toBe(413);
     expect((await json(multi)).error).toHaveProperty('code');
@@ -183,7 +186,7 @@ describe('/v1/models', () => {
 
   it('503 NO_MODEL on predict before any model exists; lists, shows, downloads and promotes after', async () => {
     const png = await makeImage('png');
-    const none = await fetch(`${url}/v1/predict`, { method: 'POST', body: png, headers: { 'content-type': 'image/png' } });
+    const none = await fetch(`${url}/v1/predict`, { method: 'POST', body: bytes(png), headers: { 'content-type': 'image/png' } });
     expect(none.status).toBe(503);
     expect((await json(none)).error.code).toBe('NO_MODEL');
     expect((await json(await fetch(`${url}/v1/models`))).items).toEqual([]);
@@ -205,14 +208,14 @@ describe('/v1/models', () => {
 
     const dl = await fetch(`${url}/v1/models/a/download`);
     expect(dl.status).toBe(200);
-    const bytes = Buffer.from(await dl.arrayBuffer());
-    expect(bytes.equals(await readFile(a.record.onnxPath))).toBe(true);
-    expect(createHash('sha256').update(bytes).digest('hex')).toBe(dl.headers.get('x-model-sha256'));
+    const downloaded = Buffer.from(await dl.arrayBuffer());
+    expect(downloaded.equals(await readFile(a.record.onnxPath))).toBe(true);
+    expect(createHash("sha256").update(downloaded).digest('hex')).toBe(dl.headers.get('x-model-sha256'));
 
     const promoted = await fetch(`${url}/v1/models/a/promote`, { method: 'POST' });
     expect(promoted.status).toBe(200);
     expect((await json(promoted)).model).toMatchObject({ id: 'a', serving: true });
-    const pred = await json(await fetch(`${url}/v1/predict`, { method: 'POST', body: png, headers: { 'content-type': 'image/png' } }));
+    const pred = await json(await fetch(`${url}/v1/predict`, { method: 'POST', body: bytes(png), headers: { 'content-type': 'image/png' } }));
     expect(pred.model.id).toBe('a');
     const nf = await fetch(`${url}/v1/models/zzz/promote`, { method: 'POST' });
     expect(nf.status).toBe(404);
