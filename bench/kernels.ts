@@ -113,5 +113,6 @@ console.log(
   `train-step backend=${backend} width=${width} size=${size} batch=${batch} stem=${opt.stem} qat=${fakeQuant ? 1 : 0} ` +
     `fastOps=${ops !== model.stockQatOps ? 1 : 0}: ${((batch * 1000) / median).toFixed(1)} images/s ` +
     `(median ${median.toFixed(0)} ms/step over ${times.length}; by process CPU time ${((batch * 1000) / cpuMedian).toFixed(1)} images/s, ` +
-    `${cpuMedian.toFixed(0)} ms/step; loss ${loss.toFixed(4)}, tensors leaked ${leaked})`,
+    `${cpuMedian.toFixed(0)} ms/step; loss ${loss.toFixed(4)}, tensors leaked ${leaked}` +
+    (backend === 'wasm' ? `, wasm heap ${((tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.length / 2 ** 20).toFixed(0)} MiB)` : ')'),
 );

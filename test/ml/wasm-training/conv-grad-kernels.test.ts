@@ -33,6 +33,9 @@ const cases: Case[] = [
   { name: '3x3 s2 same, 9x9, C=8 (SIMD path)', x: [3, 9, 9, 8], k: 3, cOut: 4, stride: 2, pad: 'same' },
   { name: '3x3 s1 numeric pad 1, 7x5, C=12 (SIMD)', x: [2, 7, 5, 12], k: 3, cOut: 4, stride: 1, pad: 1 as unknown as Pad },
   { name: '3x3 s2 explicit pads, 8x8, C=16 (SIMD)', x: [2, 8, 8, 16], k: 3, cOut: 4, stride: 2, pad: explicit },
+  // rows x max(channels) above the chunk size of the filter-gradient matmul: several chunks.
+  { name: '1x1 s1, 2x25x23, C=16 -> 600 (chunked)', x: [2, 25, 23, 16], k: 1, cOut: 600, stride: 1, pad: 'valid' },
+  { name: '1x1 s1, 2x25x23, C=600 -> 12 (chunked)', x: [2, 25, 23, 600], k: 1, cOut: 12, stride: 1, pad: 'valid' },
   { name: '5x3-ish 5x5 s1 same, 6x6, C=2', x: [1, 6, 6, 2], k: 5, cOut: 3, stride: 1, pad: 'same' },
 ];
 
