@@ -5,6 +5,9 @@
 // backend (or the wasm-training module, written separately) is missing.
 import { tf } from './tf.js';
 import type { BackendName, TrainLogger } from './train-api.js';
+import { useQatOps, type QatOps } from './qat-ops.js';
+
+const WASM_TRAINING = './backends/wasm-training/index.js';
 
 export class BackendError extends Error {
   readonly code = 'BACKEND_UNAVAILABLE';
@@ -30,8 +33,7 @@ async function tryTensorflow(): Promise<string | null> {
 async function tryWasm(): Promise<string | null> {
   try {
     await import('@tensorflow/tfjs-backend-wasm');
-    const mod = './backends/wasm-training/index.js';
-    const training = (await import(mod)) as { registerWasmTrainingKernels?: () => void };
+    const training = (await import(WASM_TRAINING)) as { registerWasmTrainingKernels?: () => void };
     if (typeof training.registerWasmTrainingKernels !== 'function') return 'wasm-training module has no registerWasmTrainingKernels';
     training.registerWasmTrainingKernels();
     return (await tf.setBackend('wasm')) ? null : 'setBackend(wasm) failed';
@@ -75,8 +77,32 @@ export async function selectBackend(opts: { logger?: TrainLogger; prefer?: Backe
     if (reasons.length > 0) opts.logger?.info(`tfjs backends skipped: ${reasons.join('; ')}`);
   }
   await tf.ready();
-  opts.logger?.info(`tfjs backend: ${chosen}`, { backend: chosen, tfBackend: TF_NAME[chosen] });
+  const ops = await installFusedOps(opts.logger);
+  opts.logger?.info(`tfjs backend: ${chosen} (QAT ops: ${ops})`, { backend: chosen, tfBackend: TF_NAME[chosen], qatOps: ops });
   return chosen;
+}
+
+/**
+ * Uses the wasm-training module's fused QAT ops (fake quant, BN) when it loads: they have kernels
+ * for wasm and cpu and fall back to stock tfjs ops elsewhere, with the same results as ours.
+ * QATSERVE_FUSED_OPS=off keeps the stock ops (for comparisons and bisecting).
+ */
+async function installFusedOps(logger?: TrainLogger): Promise<string> {
+  if ((process.env.QATSERVE_FUSED_OPS ?? '').toLowerCase() === 'off') {
+    useQatOps(null);
+    return 'stock';
+  }
+  try {
+    const m = (await import(WASM_TRAINING)) as Partial<QatOps> & { registerQatOps?: () => void };
+    if (!m.registerQatOps || !m.fakeQuantAct || !m.fakeQuantWeight || !m.batchNormTrain) return 'stock';
+    m.registerQatOps();
+    useQatOps({ fakeQuantAct: m.fakeQuantAct, fakeQuantWeight: m.fakeQuantWeight, batchNormTrain: m.batchNormTrain }, 'wasm-training');
+    return 'wasm-training';
+  } catch (e) {
+    logger?.info(`fused QAT ops unavailable, using stock tfjs ops: ${(e as Error).message.split('\n')[0]}`);
+    useQatOps(null);
+    return 'stock';
+  }
 }
 
 /** The active backend as a BackendName (after selectBackend, or cpu by default). */

@@ -26,7 +26,8 @@
 //     mean, gradients flow through the statistics as in ordinary BN; running stats are updated;
 //   frozen / eval: k and the bias use the running statistics: the exported layer exactly.
 import { tf } from './tf.js';
-import { fakeQuantWeight, weightScales } from './fake-quant.js';
+import { weightScales } from './fake-quant.js';
+import { qatOps } from './qat-ops.js';
 
 /** Keras MobileNetV2's BN epsilon. */
 export const BN_EPS = 1e-3;
@@ -76,17 +77,12 @@ export function rawConv(x: tf.Tensor4D, w: tf.Tensor4D, kind: ConvKind, stride: 
  * gradient tape, as tfjs-layers' BatchNormalization does).
  */
 export function foldedConvBn(x: tf.Tensor4D, w: tf.Variable, bn: BnState, opts: FoldedConvOptions): tf.Tensor4D {
-  const wq = (opts.quantizeWeights ? fakeQuantWeight(w, channelAxis(opts.kind)) : w) as tf.Tensor4D;
+  const ops = qatOps();
+  const wq = (opts.quantizeWeights ? ops.fakeQuantWeight(w, channelAxis(opts.kind)) : w) as tf.Tensor4D;
   const z = rawConv(x, wq, opts.kind, opts.stride, opts.pad);
-  const channels = z.shape[3];
-  let mean: tf.Tensor1D;
-  let variance: tf.Tensor1D;
   if (opts.batchStats) {
-    // Statistics over N*H*W as one axis: a single-axis reduction is cheaper on every backend.
-    const flat = tf.reshape(z, [-1, channels]);
-    mean = tf.mean(flat, 0) as tf.Tensor1D;
-    variance = tf.mean(tf.square(tf.sub(flat, mean)), 0) as tf.Tensor1D;
-    const count = flat.shape[0];
+    const { y, mean, variance } = ops.batchNormTrain(z, bn.gamma as tf.Tensor1D, bn.beta as tf.Tensor1D, BN_EPS);
+    const count = z.size / z.shape[3];
     const unbiased = count > 1 ? count / (count - 1) : 1;
     tf.tidy(() => {
       const m = tf.add(tf.mul(bn.runMean, BN_MOMENTUM), tf.mul(mean, 1 - BN_MOMENTUM));
@@ -95,12 +91,10 @@ export function foldedConvBn(x: tf.Tensor4D, w: tf.Variable, bn: BnState, opts: 
       bn.runMean.assign(tf.tensor1d(m.dataSync() as Float32Array));
       bn.runVar.assign(tf.tensor1d(v.dataSync() as Float32Array));
     });
-  } else {
-    mean = bn.runMean as unknown as tf.Tensor1D;
-    variance = bn.runVar as unknown as tf.Tensor1D;
+    return y as tf.Tensor4D;
   }
-  const k = tf.mul(bn.gamma, tf.rsqrt(tf.add(variance, BN_EPS)));
-  let bias = tf.sub(bn.beta, tf.mul(mean, k));
+  const k = tf.mul(bn.gamma, tf.rsqrt(tf.add(bn.runVar, BN_EPS)));
+  let bias = tf.sub(bn.beta, tf.mul(bn.runMean, k));
   if (opts.biasInputScale !== undefined && opts.quantizeWeights) {
     // The exported weight scale is s * |k|, or s when k = 0 (see quant-export.ts).
     const absK = tf.abs(k);

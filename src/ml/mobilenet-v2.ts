@@ -4,7 +4,8 @@
 // QuantGraph). The architecture is data (`buildArch`), so the trainer, the checkpoint and the
 // export all walk the same list.
 import { tf } from './tf.js';
-import { actQParams, fakeQuantAct, fakeQuantWeight, weightScales, type ActQParams } from './fake-quant.js';
+import { actQParams, weightScales, type ActQParams } from './fake-quant.js';
+import { qatOps } from './qat-ops.js';
 import { foldedConvBn, quantizeBias, type BnState, type ConvKind } from './conv-bn-fold.js';
 import { RangeTracker } from './ema-range.js';
 import { hashSeed } from '../data/rng.js';
@@ -215,7 +216,8 @@ export class MobileNetV2 {
       max.dispose();
     }
     if (!mode.fakeQuant) return x;
-    return fakeQuantAct(x, this.qparams(name, relu6));
+    const p = this.qparams(name, relu6);
+    return qatOps().fakeQuantAct(x, p.scale, p.zeroPoint);
   }
 
   private qparams(name: string, relu6: boolean): ActQParams {
@@ -277,7 +279,7 @@ export class MobileNetV2 {
     }
     const d = this.arch.dense;
     const wRaw = this.v(`${d.name}/w`);
-    const w = (mode.fakeQuant ? fakeQuantWeight(wRaw, 1) : wRaw) as tf.Tensor2D;
+    const w = (mode.fakeQuant ? qatOps().fakeQuantWeight(wRaw, 1) : wRaw) as tf.Tensor2D;
     let bias: tf.Tensor = this.v(`${d.name}/b`);
     const poolScale = this.biasScale('pool', mode);
     if (poolScale !== undefined) bias = quantizeBias(bias, tf.mul(weightScales(wRaw, 1), poolScale));

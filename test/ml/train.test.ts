@@ -93,7 +93,8 @@ describe('runTraining', () => {
   }, 300_000);
 
   it('initFrom loads the weights and starts at step 0', async () => {
-    const config = tinyConfig({ maxSteps: 1 });
+    // A vanishing learning rate: after one step the weights must still be the checkpoint's.
+    const config = tinyConfig({ maxSteps: 1, learningRate: 1e-7 });
     let start = -1;
     const r = await runTraining({
       config, workDir: path.join(tmp, 'init'), dataRoot: tmp, initFrom: path.join(tmp, 'ck'),
@@ -101,8 +102,6 @@ describe('runTraining', () => {
     });
     expect(start).toBe(0);
     expect(r.step).toBe(1);
-    // The first step moved the weights by at most lr * |grad|: far closer to the init checkpoint
-    // than to a fresh random init.
     const init = await loadCheckpoint(path.join(tmp, 'ck'));
     const after = await loadCheckpoint(r.checkpoint);
     const w0 = init.tensors.get('param/head/w')!.data;
@@ -113,7 +112,7 @@ describe('runTraining', () => {
       d += (w1[i]! - w0[i]!) ** 2;
       n0 += w0[i]! ** 2;
     }
-    expect(Math.sqrt(d)).toBeLessThan(0.05 * Math.sqrt(n0));
+    expect(Math.sqrt(d)).toBeLessThan(1e-3 * Math.sqrt(n0)); // a fresh init would be ~1.4x the norm away
   }, 300_000);
 
   it('leaks no tensors: the count after 200 steps equals the count after 10', async () => {

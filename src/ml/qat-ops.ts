@@ -1,0 +1,56 @@
+// The three QAT primitives the model is built from, swappable for fused implementations.
+// The stock versions (plain tfjs ops, here and in fake-quant.ts) work on every backend and are the
+// reference the unit tests check by hand. The wasm-training module (src/ml/backends/wasm-training,
+// loaded dynamically by backend.ts) provides the same ops with fused kernels and gradients for
+// 'wasm' and 'cpu'; backend.ts installs them when that module loads. Same semantics either way:
+//   fakeQuantAct:    clip(round(x / scale), -zp, 255 - zp) * scale, STE gradient zero outside;
+//   fakeQuantWeight: per-channel symmetric int8, scale max|w| / 127, identity gradient;
+//   batchNormTrain:  BN with biased batch statistics over all axes but the last.
+import { tf } from './tf.js';
+import { fakeQuantAct, fakeQuantWeight } from './fake-quant.js';
+
+export interface BatchNormTrainResult {
+  y: tf.Tensor;
+  mean: tf.Tensor1D;
+  variance: tf.Tensor1D;
+}
+
+export interface QatOps {
+  fakeQuantAct(x: tf.Tensor, scale: number, zeroPoint: number): tf.Tensor;
+  fakeQuantWeight(w: tf.Tensor, channelAxis: number): tf.Tensor;
+  batchNormTrain(z: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number): BatchNormTrainResult;
+}
+
+function stockBatchNormTrain(z: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number): BatchNormTrainResult {
+  // Statistics over N*H*W as one axis: a single-axis reduction is cheaper on every backend.
+  const c = z.shape[z.shape.length - 1]!;
+  const flat = tf.reshape(z, [-1, c]);
+  const mean = tf.mean(flat, 0) as tf.Tensor1D;
+  const variance = tf.mean(tf.square(tf.sub(flat, mean)), 0) as tf.Tensor1D;
+  const k = tf.mul(gamma, tf.rsqrt(tf.add(variance, epsilon)));
+  const y = tf.add(tf.mul(z, k), tf.sub(beta, tf.mul(mean, k)));
+  return { y, mean, variance };
+}
+
+export const STOCK_QAT_OPS: QatOps = {
+  fakeQuantAct: (x, scale, zeroPoint) => fakeQuantAct(x, { scale, zeroPoint }),
+  fakeQuantWeight,
+  batchNormTrain: stockBatchNormTrain,
+};
+
+let active: QatOps = STOCK_QAT_OPS;
+let activeName = 'stock';
+
+export function qatOps(): QatOps {
+  return active;
+}
+
+export function qatOpsName(): string {
+  return activeName;
+}
+
+/** Installs fused ops (null: back to the stock ones). */
+export function useQatOps(ops: QatOps | null, name = 'fused'): void {
+  active = ops ?? STOCK_QAT_OPS;
+  activeName = ops ? name : 'stock';
+}
