@@ -210,7 +210,8 @@ export async function runTraining(opts: TrainOptions): Promise<TrainResult> {
         if (opts.signal?.aborted) return await stopped();
         if (T.checkpointEverySteps && step % T.checkpointEverySteps === 0) await save();
         if (step >= totalSteps || step % spe === 0) break;
-        lastTime = performance.now() - (now - lastTime); // exclude callback time from the next rate
+        // The next rate counts its data wait and its step, not this step's callbacks and saves.
+        lastTime = performance.now();
       }
       if (step % spe === 0 || step >= totalSteps) {
         const m = await runEval();
