@@ -58,15 +58,16 @@ const shared = new WeakMap<object, { service: ServingService; users: number; sta
 
 /**
  * The app's ServingService: `app.serving` if the plugin is registered, else one shared per Prisma
- * client, configured from the environment (PREDICT_* settings) and closed with the last app.
+ * client, configured from the environment (PREDICT_* settings; `settings` overrides them, e.g.
+ * `deps.settings.serving` once the app's Settings carry it) and closed with the last app.
  */
-export async function servingFor(app: FastifyInstance, prisma: unknown): Promise<ServingService> {
+export async function servingFor(app: FastifyInstance, prisma: unknown, settings?: Partial<ServingSettings>): Promise<ServingService> {
   if (app.hasDecorator('serving') && app.serving) return app.serving;
   if (!prisma || typeof prisma !== 'object') throw new Error('serving routes need either the servingPlugin or a Prisma client');
   let s = shared.get(prisma);
   if (!s) {
     const store = new PrismaModelStore(prisma as PrismaModelClient);
-    const service = new ServingService({ ...servingOptionsFromSettings(store, servingSettingsFromEnv()), log: registryLogger(app.log) });
+    const service = new ServingService({ ...servingOptionsFromSettings(store, { ...servingSettingsFromEnv(), ...settings }), log: registryLogger(app.log) });
     s = { service, users: 0, started: service.start() };
     shared.set(prisma, s);
   }

@@ -10,6 +10,7 @@ import type { ModelRecord } from '../../serving/model-store.js';
 import { readManifest } from '../../serving/model-registry.js';
 import type { ServingService } from '../../serving/prediction-service.js';
 import { servingFor } from '../../serving/plugin.js';
+import type { ServingSettings } from '../../serving/serving-settings.js';
 import { parseRequest } from '../validate.js';
 
 export const ModelIdParams = z.object({ id: z.string().min(1).max(100) });
@@ -90,6 +91,8 @@ export const openapi = {
 export interface ModelsRoutesOptions {
   serving?: ServingService;
   prisma?: unknown;
+  /** The app's settings; a `serving` member (ServingSettings) configures the pool. */
+  settings?: { serving?: Partial<ServingSettings> };
 }
 
 export function modelView(m: ModelRecord, servingId: string | null) {
@@ -112,7 +115,7 @@ export function modelView(m: ModelRecord, servingId: string | null) {
 }
 
 export async function modelsRoutes(app: FastifyInstance, opts: ModelsRoutesOptions) {
-  const serving = opts.serving ?? (await servingFor(app, opts.prisma));
+  const serving = opts.serving ?? (await servingFor(app, opts.prisma, opts.settings?.serving));
   const { store, registry } = serving;
 
   const find = async (id: string): Promise<ModelRecord> => {

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { ServiceError, ValidationError } from '../../jobs/job-errors.js';
 import type { ServingService } from '../../serving/prediction-service.js';
 import { servingFor } from '../../serving/plugin.js';
+import type { ServingSettings } from '../../serving/serving-settings.js';
 import { parseRequest } from '../validate.js';
 
 export const PredictQuery = z.object({
@@ -89,6 +90,8 @@ class UnsupportedMediaTypeError extends ServiceError {
 export interface PredictRoutesOptions {
   serving?: ServingService;
   prisma?: unknown;
+  /** The app's settings; a `serving` member (ServingSettings) configures the pool. */
+  settings?: { serving?: Partial<ServingSettings> };
 }
 
 async function imageFromRequest(req: FastifyRequest, limit: number): Promise<Buffer> {
@@ -118,7 +121,7 @@ async function imageFromRequest(req: FastifyRequest, limit: number): Promise<Buf
 }
 
 export async function predictRoutes(app: FastifyInstance, opts: PredictRoutesOptions) {
-  const serving = opts.serving ?? (await servingFor(app, opts.prisma));
+  const serving = opts.serving ?? (await servingFor(app, opts.prisma, opts.settings?.serving));
   const limit = serving.maxImageBytes;
   await app.register(multipart, { limits: { fileSize: limit, files: 1, fields: 10 }, throwFileSizeLimit: true });
   app.addContentTypeParser(RAW_IMAGE_TYPES, { parseAs: 'buffer', bodyLimit: limit }, (_req, body, done) => done(null, body));
