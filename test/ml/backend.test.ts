@@ -1,0 +1,42 @@
+import { createRequire } from 'node:module';
+import { describe, expect, it } from 'vitest';
+import { activeBackend, BackendError, selectBackend } from '../../src/ml/backend.js';
+import { qatOpsName } from '../../src/ml/qat-ops.js';
+import { tf } from '../../src/ml/tf.js';
+
+const tfjsNodeInstalled = (() => {
+  try {
+    createRequire(import.meta.url).resolve('@tensorflow/tfjs-node');
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+describe('selectBackend', () => {
+  it('rejects an unknown TFJS_BACKEND value with a stable code', async () => {
+    const err = await selectBackend({ prefer: 'gpu' as never }).catch((e) => e);
+    expect(err).toBeInstanceOf(BackendError);
+    expect(err.code).toBe('BACKEND_UNAVAILABLE');
+  });
+
+  it.skipIf(tfjsNodeInstalled)('fails loudly when tfjs-node is requested but not installed', async () => {
+    const err = await selectBackend({ prefer: 'tensorflow' }).catch((e) => e);
+    expect(err).toBeInstanceOf(BackendError);
+    expect(err.message).toMatch(/TFJS_BACKEND=tensorflow requested but unavailable/);
+  });
+
+  it('honours an explicit cpu or wasm choice and reports it', async () => {
+    const logs: string[] = [];
+    expect(await selectBackend({ prefer: 'cpu', logger: { info: (m) => logs.push(m), warn: () => {} } })).toBe('cpu');
+    expect(tf.getBackend()).toBe('cpu');
+    expect(activeBackend()).toBe('cpu');
+    expect(logs.some((l) => l.startsWith('tfjs backend: cpu'))).toBe(true);
+    // wasm trains through the wasm-training module's kernels, which also provide the fused ops.
+    expect(await selectBackend({ prefer: 'wasm' })).toBe('wasm');
+    expect(tf.getBackend()).toBe('wasm');
+    expect(qatOpsName()).toBe('wasm-training');
+    const sum = tf.tidy(() => tf.sum(tf.tensor1d([1, 2, 3])).dataSync()[0]);
+    expect(sum).toBe(6);
+  });
+});
