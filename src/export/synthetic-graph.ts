@@ -15,6 +15,8 @@ export interface SyntheticGraphOptions {
   calibrationImages?: number;
   /** Stride-1 stem and first stride-2 stage, as the trainer does for small inputs. */
   smallInputStem?: boolean;
+  /** 'symmetric' (default, what the trainer exports) or TF 'same'. */
+  padding?: 'symmetric' | 'same';
 }
 
 /** ImageNet normalization, the trainer's default. */
@@ -125,8 +127,10 @@ export function buildSyntheticMobileNetV2(options: SyntheticGraphOptions = {}): 
     const { q, scale } = quantizeWeightsPerChannel(w, outC);
     const bias = new Float32Array(outC);
     for (let i = 0; i < outC; i++) bias[i] = randn() * 0.1 + (relu6 ? 0.2 : 0);
-    const [pb, pe] = samePads(spatial, k, stride);
-    spatial = Math.ceil(spatial / stride);
+    // The trainer pads symmetrically ((k - 1) / 2, as PyTorch does); 'same' is TF's asymmetric
+    // padding (extra row/column at the end for stride 2).
+    const [pb, pe] = options.padding === 'same' ? samePads(spatial, k, stride) : [(k - 1) / 2, (k - 1) / 2];
+    spatial = Math.floor((spatial + pb + pe - k) / stride) + 1;
     const node: ConvNode = {
       op: 'conv', name, input, output: `${name}/out`, outQuant: placeholder,
       kernel: [k, k], strides: [stride, stride], pads: [pb, pb, pe, pe], group,
