@@ -16,6 +16,7 @@ declare module 'autocannon' {
     connections?: number;
     duration?: number;
     workers?: number;
+    overallRate?: number;
   }
   interface Result {
     latency: Histogram;

@@ -5,7 +5,8 @@
 //   npx tsx bench/predict.ts http             # HTTP load: autocannon, 16 connections, 20 s, 224x224 JPEG
 //   npx tsx bench/predict.ts all
 // Options: --runs N (model, default 300), --seconds S, --connections C, --workers W (pool size),
-// --encoding int8|uint8 (weight storage, default both for `model`, uint8 for `http`).
+// --encoding int8|uint8 (weight storage, default both for `model`, uint8 for `http`),
+// --rate R (http: open loop at R req/s total, to read latency at a given load).
 //
 // Each mode prints one comparable line (plus context lines starting with '#').
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -36,6 +37,8 @@ const { positionals, values } = parseArgs({
     connections: { type: 'string', default: '16' },
     workers: { type: 'string', default: '2' },
     encoding: { type: 'string' },
+    /** Open-loop: a fixed total request rate (req/s) instead of as fast as 16 connections go. */
+    rate: { type: 'string' },
   },
 });
 const mode = positionals[0] ?? 'model';
@@ -125,9 +128,11 @@ async function benchHttp(graph: QuantGraph): Promise<void> {
       body: jpeg,
       connections: Number(values.connections),
       duration: Number(values.seconds),
+      ...(values.rate ? { overallRate: Number(values.rate) } : {}),
     });
     const errors = result.errors + result.timeouts + result.non2xx;
-    console.log(`# ${values.workers} inference workers, ${encoding} weight storage, ${jpeg.length}-byte ${SIZE}x${SIZE} JPEG, ${values.connections} connections, ${values.seconds} s`);
+    console.log(`# ${values.workers} inference workers, ${encoding} weight storage, ${jpeg.length}-byte ${SIZE}x${SIZE} JPEG, ${values.connections} connections, ${values.seconds} s${values.rate ? `, open loop at ${values.rate} req/s` : ''}`);
+    // Closed loop (no --rate): by Little's law p50 is about connections / throughput.
     console.log(
       `predict-http: p50 ${result.latency.p50} ms  p99 ${result.latency.p99} ms  ${result.requests.average.toFixed(1)} req/s  errors ${errors}  (${result.requests.total} requests)`,
     );

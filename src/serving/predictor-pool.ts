@@ -4,8 +4,9 @@
 // polls would wait behind predictions. Here the main thread only queues and routes.
 //
 // Micro-batching: requests for the same model that arrive within `batchWindowMs` go to one run,
-// up to `maxBatch` images. While every worker is busy, requests keep accumulating and the next free
-// worker takes up to `maxBatch` of them at once, so batches grow with load on their own.
+// up to `maxBatch` images, spread over the idle workers. While every worker is busy, requests keep
+// accumulating and the next free worker takes up to `maxBatch` of them at once, so batches grow
+// with load on their own.
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { PredictorError } from './errors.js';
@@ -234,12 +235,16 @@ export class PredictorPool {
 
   private dispatch(): void {
     while (this.readyOrder.length > 0) {
-      const worker = this.workers.find((w) => !w.busy);
+      const idle = this.workers.filter((w) => !w.busy);
+      const worker = idle[0];
       if (!worker) return;
       const modelId = this.readyOrder.shift()!;
       const q = this.queues.get(modelId);
       if (!q || q.items.length === 0) continue;
-      const batch = q.items.splice(0, this.maxBatch);
+      // Spread what is waiting over the idle workers: on CPU a batch of n costs about n single
+      // runs, so two requests on two idle workers finish sooner than one batch of two on one.
+      const take = Math.min(this.maxBatch, Math.ceil(q.items.length / idle.length));
+      const batch = q.items.splice(0, take);
       if (q.items.length > 0) this.readyOrder.push(modelId); // the rest go next, no new window
       else {
         q.ready = false;
