@@ -79,7 +79,7 @@ export function buildArch(o: ArchOptions): ArchSpec {
   const stem = conv('stem', 'conv', 3, c, 3, small ? 1 : 2, true);
   const blocks: BlockSpec[] = [];
   let firstStride2Seen = false;
-  STAGES.forEach(([t, ch, n, s], stage) => {
+  STAGES.forEach(([t, ch, n, s]) => {
     const outC = makeDivisible(ch * w);
     for (let i = 0; i < n; i++) {
       let stride = i === 0 ? s : 1;
@@ -97,7 +97,6 @@ export function buildArch(o: ArchOptions): ArchSpec {
         residual: stride === 1 && c === outC,
       });
       c = outC;
-      void stage;
     }
   });
   const last = w > 1 ? makeDivisible(1280 * w) : 1280;
