@@ -158,9 +158,10 @@ describe('POST /v1/predict', () => {
     form.append('image', new Blob([bytes(big)]), 'big.jpg');
     const multi = await post(form);
     expect(multi.status).toBe(413);
-    expect((await json(multi)).error).toHaveProperty('code');
+    expect((await json(multi)).error.code).toBe('BODY_TOO_LARGE');
     const viaJson = await post(JSON.stringify({ image: big.toString('base64') }), { 'content-type': 'application/json' });
     expect(viaJson.status).toBe(413);
+    expect((await json(viaJson)).error.code).toBe('BODY_TOO_LARGE');
   });
 
   it('serves concurrent requests (micro-batched) without errors', async () => {
