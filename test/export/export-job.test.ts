@@ -48,6 +48,9 @@ describe('exportJobModel', () => {
     expect(r.inputSize).toBe(32);
     expect(r.classes).toEqual(['pattern-0', 'pattern-1', 'pattern-2']);
     for (const v of [r.floatTop1, r.int8Top1, r.agreement]) expect(v).toBeGreaterThanOrEqual(0);
+    // Whatever the tolerance towards tfjs, the file computes its int8 graph (integer reference).
+    expect(r.maxStepsVsIntegerReference).not.toBeNull();
+    expect(r.maxStepsVsIntegerReference!).toBeLessThanOrEqual(1);
     const m = JSON.parse(await readFile(r.manifestPath, 'utf8')) as ModelManifest;
     expect(m).toMatchObject({
       jobId: 'job-ok',
