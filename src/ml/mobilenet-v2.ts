@@ -137,8 +137,6 @@ export interface ForwardMode {
   dropoutSeed?: number;
 }
 
-export const EVAL_MODE: ForwardMode = { training: false, fakeQuant: true, bnBatchStats: false, observeRanges: false };
-
 let modelCounter = 0;
 
 /** Parameter kinds, for weight decay (only conv/dense weights decay) and checkpoint grouping. */

@@ -134,3 +134,30 @@ describe('runTraining', () => {
     expect(tf.memory().numTensors).toBe(before);
   }, 900_000);
 });
+
+describe('runTraining on an image folder', () => {
+  it('skips an unreadable image with a counted warning instead of failing', async () => {
+    const sharp = (await import('sharp')).default;
+    const root = path.join(tmp, 'data');
+    for (const [cls, rgb] of [['red', { r: 220, g: 20, b: 20 }], ['blue', { r: 20, g: 20, b: 220 }]] as const) {
+      for (const split of ['train', 'val']) {
+        const dir = path.join(root, 'shapes', split, cls);
+        await fs.mkdir(dir, { recursive: true });
+        for (let i = 0; i < 2; i++) {
+          await sharp({ create: { width: 40, height: 36, channels: 3, background: rgb } }).png().toFile(path.join(dir, `${i}.png`));
+        }
+      }
+    }
+    await fs.writeFile(path.join(root, 'shapes', 'train', 'red', 'broken.png'), Buffer.from('not a png at all'));
+    const config = resolveTrainingConfig({ ...tinyConfig({ maxSteps: 2 }), dataset: { type: 'imagefolder', path: 'shapes' } });
+    const warnings: string[] = [];
+    const r = await runTraining({
+      config, workDir: path.join(tmp, 'folder'), dataRoot: root,
+      callbacks: { onWarning: (w) => { warnings.push(w.code); } },
+    });
+    expect(r.status).toBe('completed');
+    expect(r.classes).toEqual(['blue', 'red']);
+    expect(warnings).toContain('IMAGE_UNREADABLE');
+    expect(r.warnings).toBe(warnings.length);
+  }, 120_000);
+});
