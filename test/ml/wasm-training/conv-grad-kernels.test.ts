@@ -2,6 +2,8 @@
 // the edge cases (odd spatial sizes, strides 1 and 2, channels not multiples of 4, every padding).
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { setSimdEnabled } from '../../../src/ml/backends/wasm-training/simd.js';
+import { conv2dFilterGrad } from '../../../src/ml/backends/wasm-training/conv-grad-math.js';
+import { convGeometry } from '../../../src/ml/backends/wasm-training/conv-geometry.js';
 import { backend_util } from '@tensorflow/tfjs-core';
 import { maxRelError, randomValues, runKernelOn, tf, useBackend } from './helpers.js';
 
@@ -138,4 +140,21 @@ describe(`wasm conv gradient kernels match the cpu backend (${simd ? 'SIMD modul
     ).toThrow(expect.objectContaining({ code: 'WASM_TRAINING_UNSUPPORTED' }));
     tf.dispose([x, dy]);
   });
+});
+
+// The direct-loop filter gradient only runs for convolutions whose im2col buffer would exceed 16M
+// elements; check it on small shapes directly against the cpu kernel.
+describe('plain-loop Conv2DBackpropFilter (used beyond the im2col size limit)', () => {
+  for (const c of cases.slice(0, 8)) {
+    test(c.name, async () => {
+      const dyShape = outShape(c, false);
+      const x = randomValues(size(c.x), 11, 0.3);
+      const dy = randomValues(size(dyShape), 12);
+      const filterShape = [c.k, c.k, c.x[3], c.cOut];
+      const ref = await runKernelOn('cpu', 'Conv2DBackpropFilter', { x: { values: x, shape: c.x }, dy: { values: dy, shape: dyShape } }, { strides: c.stride, pad: c.pad, dataFormat: 'NHWC', filterShape });
+      const out = new Float32Array(size(filterShape));
+      conv2dFilterGrad(x, dy, convGeometry('test', c.x, filterShape, c.stride, c.pad, undefined, false), out);
+      expect(maxRelError(out, ref.values)).toBeLessThan(1e-6);
+    });
+  }
 });
