@@ -165,3 +165,24 @@ describe(`fused QAT ops match the stock tfjs formulation (${simd ? 'SIMD module'
     });
   }
 });
+
+describe('UnsortedSegmentSum on wasm (the gradient of gather)', () => {
+  test('by hand, and tf.gather gradients equal cpu', async () => {
+    await useBackend('wasm');
+    const x = tf.tensor2d([[1, 2], [3, 4], [5, 6], [7, 8]]);
+    const s = tf.unsortedSegmentSum(x, tf.tensor1d([2, 0, 2, 9], 'int32'), 3);
+    // id 9 is out of range and dropped; segment 1 gets nothing.
+    expect(Array.from(s.dataSync())).toEqual([3, 4, 0, 0, 6, 8]);
+    tf.dispose([x, s]);
+    const grads = async (backend: 'cpu' | 'wasm') => {
+      await useBackend(backend);
+      return tf.tidy(() => {
+        const t = tf.tensor3d(randomValues(5 * 3 * 4, 7), [5, 3, 4]);
+        const r = tf.tensor3d(randomValues(6 * 3 * 4, 8), [6, 3, 4]);
+        const idx = tf.tensor1d([4, 0, 4, 2, 1, 4], 'int32');
+        return tf.grad((v: tf.Tensor) => tf.sum(tf.mul(tf.gather(v, idx), r)))(t).dataSync() as Float32Array;
+      });
+    };
+    expect(maxRelError(await grads('wasm'), await grads('cpu'))).toBeLessThan(1e-6);
+  });
+});
