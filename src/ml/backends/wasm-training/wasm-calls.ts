@@ -52,7 +52,7 @@ export function dispose(backend: WasmBackendLike, ...ts: TensorInfo[]): void {
   for (const t of ts) backend.disposeData(t.dataId);
 }
 
-/** Elements of B per XNNPACK call in gramXtY: about 1 MB, so its packed copy stays in cache (2^16..2^18 measured alike within noise, 2^19 and up slower). */
+/** Elements of B per XNNPACK call in gramXtY: about 1 MB, so its packed copy stays in cache (2^16..2^19 measured alike within this machine's noise; one 8x56x56 24x144 layer: 73 ms unchunked, under 30 ms chunked). */
 const GRAM_B_CHUNK_ELEMENTS = 1 << 18;
 
 /**
