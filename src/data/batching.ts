@@ -7,12 +7,32 @@ import type { Batch, Split } from './split.js';
 /** Salt that keeps the order stream apart from other streams seeded by the same (seed, epoch). */
 const ORDER_STREAM = 0x0de7;
 
-/** A permutation of 0..n-1 for this (seed, epoch): Fisher-Yates seeded by hash(seed, epoch). */
-export function epochOrder(seed: number, epoch: number, n: number): Int32Array {
-  if (!Number.isInteger(n) || n < 0) throw new RangeError(`epochOrder: bad n ${n}`);
+/**
+ * A class-stratified permutation for this (seed, epoch): samples are shuffled within their class,
+ * then interleaved so every window of the order holds the classes in about their overall
+ * proportions. Small batches drawn from a plain shuffle swing far from those proportions (a batch
+ * of 16 over 4 classes is off by +-11% per class on average), and with MobileNetV2's 1280 mostly
+ * positive pooled features that swing moves every logit at once: the loss of a from-scratch run
+ * rose for its first steps at any learning rate we tried. Stratified order removes that swing.
+ */
+export function stratifiedEpochOrder(seed: number, epoch: number, labels: ArrayLike<number>): Int32Array {
+  const n = labels.length;
+  const rng = new Rng(hashSeed(ORDER_STREAM, seed, epoch));
+  const byClass = new Map<number, number[]>();
+  for (let i = 0; i < n; i++) {
+    const members = byClass.get(labels[i]!);
+    if (members) members.push(i);
+    else byClass.set(labels[i]!, [i]);
+  }
+  // Sample j of a class with m members sits at (j + u) / m of the way through the epoch.
+  const keys = new Float64Array(n);
+  for (const members of [...byClass.entries()].sort((a, b) => a[0] - b[0]).map((e) => e[1])) {
+    const shuffled = shuffleInPlace(Int32Array.from(members), rng);
+    for (let j = 0; j < shuffled.length; j++) keys[shuffled[j]!] = (j + rng.float()) / shuffled.length;
+  }
   const order = new Int32Array(n);
   for (let i = 0; i < n; i++) order[i] = i;
-  return shuffleInPlace(order, new Rng(hashSeed(ORDER_STREAM, seed, epoch)));
+  return order.sort((a, b) => keys[a]! - keys[b]! || a - b);
 }
 
 /** Batches in one epoch: drop_last floors (training), otherwise the partial batch is kept (eval). */
@@ -53,7 +73,7 @@ export function epochBatches(split: Split, o: EpochBatchOptions): AsyncIterable<
 
   return {
     [Symbol.asyncIterator](): AsyncIterator<EpochBatch> {
-      const order = o.shuffle ? epochOrder(o.seed, o.epoch, split.length) : null;
+      const order = o.shuffle ? stratifiedEpochOrder(o.seed, o.epoch, split.labels) : null;
       const pending: Promise<EpochBatch>[] = [];
       let next = start; // next step to request
       let closed = false;

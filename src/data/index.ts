@@ -9,7 +9,7 @@
 //   }
 //   eval: epochBatches(ds.val, { ..., shuffle: false, augment: false, dropLast: false })
 //
-// Determinism: the order of epoch e is epochOrder(seed, e, n) and the augmentation of the sample at
+// Determinism: the order of epoch e is stratifiedEpochOrder(seed, e, labels) and the augmentation of the sample at
 // position i of step s is drawn from Rng.at(seed, e, s, i); no state is carried between calls, so a
 // run resumed at (epoch e, step s) sees exactly the batches an uninterrupted run saw. `epoch` may
 // be any integer as long as the caller is consistent. Store `ds.fingerprint` in checkpoints: if it
@@ -38,7 +38,7 @@ export { NORMALIZATION, NORMALIZE_LUT } from './normalization.js';
 export { DatasetError, DatasetPathError, type DataWarning, type DatasetErrorCode } from './errors.js';
 export { resolveUnderRoot } from './safe-path.js';
 export { decodeImageToRgb, normalizeRgb, FLATTEN_BACKGROUND } from './image-decode.js';
-export { epochOrder, epochBatches, stepsPerEpoch, type EpochBatch, type EpochBatchOptions } from './batching.js';
+export { stratifiedEpochOrder, epochBatches, stepsPerEpoch, type EpochBatch, type EpochBatchOptions } from './batching.js';
 export { Rng, hashSeed, mix32, shuffleInPlace } from './rng.js';
 export type { Split, Batch, BatchAugment } from './split.js';
 export { FASHION_MNIST_CLASSES } from './fashion-mnist.js';

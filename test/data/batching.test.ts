@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { epochBatches, epochOrder, stepsPerEpoch, type EpochBatch } from '../../src/data/batching.js';
+import { epochBatches, stepsPerEpoch, stratifiedEpochOrder, type EpochBatch } from '../../src/data/batching.js';
 import { loadDataset } from '../../src/data/index.js';
 import { ImageSplit, type BatchAugment, type Split } from '../../src/data/split.js';
 
@@ -31,15 +31,37 @@ async function collect(it: AsyncIterable<EpochBatch>): Promise<EpochBatch[]> {
   return out;
 }
 
-describe('epochOrder', () => {
-  it('is a permutation fixed by (seed, epoch)', () => {
-    const a = epochOrder(1, 0, 1000);
-    expect([...a].sort((x, y) => x - y)).toEqual(Array.from({ length: 1000 }, (_, i) => i));
-    expect(epochOrder(1, 0, 1000)).toEqual(a);
-    expect(epochOrder(1, 1, 1000)).not.toEqual(a);
-    expect(epochOrder(2, 0, 1000)).not.toEqual(a);
-    expect(Array.from(a.slice(0, 10))).not.toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
-    expect(epochOrder(1, 0, 0)).toEqual(new Int32Array(0));
+describe('stratifiedEpochOrder', () => {
+  const counts = (ids: number[], labels: number[], k: number) => {
+    const c = new Array(k).fill(0);
+    for (const i of ids) c[labels[i]!]++;
+    return c;
+  };
+
+  it('is a deterministic permutation per (seed, epoch)', () => {
+    const labels = Array.from({ length: 500 }, (_, i) => (i * 7) % 5);
+    const a = stratifiedEpochOrder(1, 0, labels);
+    expect([...a].sort((x, y) => x - y)).toEqual(labels.map((_, i) => i));
+    expect(stratifiedEpochOrder(1, 0, labels)).toEqual(a);
+    expect(stratifiedEpochOrder(1, 1, labels)).not.toEqual(a);
+    expect(stratifiedEpochOrder(2, 0, labels)).not.toEqual(a);
+    expect(stratifiedEpochOrder(1, 0, [])).toEqual(new Int32Array(0));
+  });
+
+  it('gives every batch the classes in their overall proportions', () => {
+    // Balanced: 4 classes x 32, batches of 16 hold exactly 4 of each.
+    const balanced = Array.from({ length: 128 }, (_, i) => i % 4);
+    const order = Array.from(stratifiedEpochOrder(5, 0, balanced));
+    for (let b = 0; b < 8; b++) expect(counts(order.slice(b * 16, b * 16 + 16), balanced, 4)).toEqual([4, 4, 4, 4]);
+    // Imbalanced 60/30/10: batches of 10 hold 6/3/1, each within one.
+    const skewed = Array.from({ length: 100 }, (_, i) => (i < 60 ? 0 : i < 90 ? 1 : 2));
+    const o2 = Array.from(stratifiedEpochOrder(5, 3, skewed));
+    for (let b = 0; b < 10; b++) {
+      const [c0, c1, c2] = counts(o2.slice(b * 10, b * 10 + 10), skewed, 3);
+      expect(Math.abs(c0 - 6)).toBeLessThanOrEqual(1);
+      expect(Math.abs(c1 - 3)).toBeLessThanOrEqual(1);
+      expect(Math.abs(c2 - 1)).toBeLessThanOrEqual(1);
+    }
   });
 });
 
@@ -56,7 +78,7 @@ describe('epochBatches', () => {
   it('yields the shuffled order in batch-size chunks, dropping the last partial batch for training', async () => {
     const { split } = recordingSplit(10);
     const batches = await collect(epochBatches(split, { batchSize: 4, seed: 3, epoch: 2, shuffle: true, augment: false, dropLast: true }));
-    const order = Array.from(epochOrder(3, 2, 10));
+    const order = Array.from(stratifiedEpochOrder(3, 2, split.labels));
     expect(batches.map((b) => b.stepInEpoch)).toEqual([0, 1]);
     expect(batches.map(sampleIds)).toEqual([order.slice(0, 4), order.slice(4, 8)]);
     expect(Array.from(batches[0].y)).toEqual(order.slice(0, 4).map((i) => i % 3));
