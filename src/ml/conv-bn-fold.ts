@@ -27,12 +27,23 @@
 //   frozen / eval: k and the bias use the running statistics: the exported layer exactly.
 import { tf } from './tf.js';
 import { weightScales } from './fake-quant.js';
+import { effectiveDecay } from './ema-range.js';
 import { qatOps } from './qat-ops.js';
 
 /** Keras MobileNetV2's BN epsilon. */
 export const BN_EPS = 1e-3;
 /** Running-stat momentum (PyTorch's 0.1 update): short QAT runs need statistics that keep up. */
 export const BN_MOMENTUM = 0.9;
+
+/**
+ * Running-stat momentum at 0-based training step `step`: the EMA warm-up rule of the activation
+ * ranges (ema-range.ts) applied to BN. With a fixed 0.9 the running statistics of a short run
+ * still hold 0.9^steps of their initial (0, 1): after the 8 steps of a one-epoch demo job 43% of
+ * the eval-mode statistics were the initial values and validation accuracy sat at or below chance.
+ */
+export function bnMomentumAt(step: number): number {
+  return effectiveDecay(BN_MOMENTUM, step);
+}
 
 export type ConvKind = 'conv' | 'dw';
 
@@ -51,6 +62,8 @@ export interface FoldedConvOptions {
   quantizeWeights: boolean;
   /** Batch statistics (and running-stat updates) instead of the running statistics. */
   batchStats: boolean;
+  /** Running-stat momentum for this step (default BN_MOMENTUM); see `bnMomentumAt`. */
+  runningMomentum?: number;
   /**
    * Evaluation only: the scale of the (fake-quantized) input. The bias is then rounded to the
    * int32 grid inputScale * weightScale[c] exactly as the int8 graph stores it, so the eval model
@@ -84,9 +97,10 @@ export function foldedConvBn(x: tf.Tensor4D, w: tf.Variable, bn: BnState, opts: 
     const { y, mean, variance } = ops.batchNormTrain(z, bn.gamma as tf.Tensor1D, bn.beta as tf.Tensor1D, BN_EPS);
     const count = z.size / z.shape[3];
     const unbiased = count > 1 ? count / (count - 1) : 1;
+    const mom = opts.runningMomentum ?? BN_MOMENTUM;
     tf.tidy(() => {
-      const m = tf.add(tf.mul(bn.runMean, BN_MOMENTUM), tf.mul(mean, 1 - BN_MOMENTUM));
-      const v = tf.add(tf.mul(bn.runVar, BN_MOMENTUM), tf.mul(variance, (1 - BN_MOMENTUM) * unbiased));
+      const m = tf.add(tf.mul(bn.runMean, mom), tf.mul(mean, 1 - mom));
+      const v = tf.add(tf.mul(bn.runVar, mom), tf.mul(variance, (1 - mom) * unbiased));
       // The statistics are not trained: cut them from the tape by copying the values.
       bn.runMean.assign(tf.tensor1d(m.dataSync() as Float32Array));
       bn.runVar.assign(tf.tensor1d(v.dataSync() as Float32Array));

@@ -135,6 +135,8 @@ export interface ForwardMode {
   observeRanges: boolean;
   /** Seed for this step's dropout mask (training only). */
   dropoutSeed?: number;
+  /** BN running-stat momentum for this step (training with batch statistics only). */
+  bnMomentum?: number;
 }
 
 let modelCounter = 0;
@@ -241,6 +243,7 @@ export class MobileNetV2 {
       pad: (c.k - 1) / 2,
       quantizeWeights: mode.fakeQuant,
       batchStats: mode.bnBatchStats,
+      runningMomentum: mode.bnMomentum,
       biasInputScale: this.biasScale(input, mode),
     });
     const a = c.relu6 ? tf.relu6(y) : y;

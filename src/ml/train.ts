@@ -8,6 +8,7 @@ import { selectBackend } from './backend.js';
 import { buildArch, MobileNetV2, type ForwardMode } from './mobilenet-v2.js';
 import { MomentumSgd, type SgdParam } from './optimizer.js';
 import { smoothedCrossEntropy } from './loss.js';
+import { bnMomentumAt } from './conv-bn-fold.js';
 import { lrAt, type Schedule } from './schedule.js';
 import { evaluate } from './evaluate.js';
 import { CheckpointError, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint } from './checkpoint.js';
@@ -43,6 +44,7 @@ export function trainMode(cfg: TrainingConfig, step: number): ForwardMode {
     // they are warm when fake quant starts and any checkpoint can be exported.
     observeRanges: true,
     dropoutSeed: hashSeed(cfg.training.seed, DROPOUT_STREAM, step),
+    bnMomentum: bnMomentumAt(step),
   };
 }
 
