@@ -7,7 +7,9 @@
 //    biases behind DequantizeLinear with scale = inputScale * weightScale[c].
 //  - `quantGraphToFloatOnnx`: the same network with dequantized float weights and no Q/DQ; the size
 //    baseline and a float reference.
-import type { ActQuant, ConvNode, DenseNode, QuantGraph } from '../ml/quant-graph.js';
+import { biasScales, quantizeBias, type ActQuant, type ConvNode, type DenseNode, type QuantGraph } from '../ml/quant-graph.js';
+
+export { biasScales, quantizeBias };
 import {
   AttributeType,
   DataType,
@@ -20,7 +22,6 @@ import {
 
 export const ONNX_OPSET = 13;
 const IR_VERSION = 8;
-const INT32_MAX = 2147483647;
 
 export interface OnnxWriteOptions {
   /** Free-form key/value pairs stored in ModelProto.metadata_props (e.g. jobId). */
@@ -32,25 +33,6 @@ export interface OnnxWriteOptions {
    * without VNNI avoid the int16 saturation of the u8s8 path (vpmaddubsw).
    */
   weightEncoding?: 'int8' | 'uint8';
-}
-
-/** Bias scale per output channel, as float32 exactly as ORT sees it: fround(sIn * sW[c]). */
-export function biasScales(inputScale: number, weightScale: Float32Array): Float32Array {
-  const out = new Float32Array(weightScale.length);
-  const sIn = Math.fround(inputScale);
-  for (let c = 0; c < out.length; c++) out[c] = Math.fround(sIn * weightScale[c]!);
-  return out;
-}
-
-/** int32 bias: round(b / (sIn * sW[c])), saturated (a saturating bias would mean a broken range). */
-export function quantizeBias(bias: Float32Array, scales: Float32Array): Int32Array {
-  const out = new Int32Array(bias.length);
-  for (let c = 0; c < bias.length; c++) {
-    const s = scales[c]!;
-    const q = s > 0 ? Math.round(bias[c]! / s) : 0;
-    out[c] = Math.max(-INT32_MAX, Math.min(INT32_MAX, q));
-  }
-  return out;
 }
 
 export function quantGraphToQdqOnnx(graph: QuantGraph, options: OnnxWriteOptions = {}): Uint8Array {

@@ -33,8 +33,16 @@ const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
 export async function evaluate(
   model: MobileNetV2,
   split: Split,
-  opts: { batchSize: number; seed: number; mode: ForwardMode; signal?: AbortSignal },
+  opts: {
+    batchSize: number;
+    seed: number;
+    mode: ForwardMode;
+    signal?: AbortSignal;
+    /** Logits for a batch instead of `model.forward(x, mode)` (the int8 graph runner). */
+    forward?: (x: tf.Tensor4D) => tf.Tensor2D;
+  },
 ): Promise<TopK | null> {
+  const forward = opts.forward ?? ((x: tf.Tensor4D) => model.forward(x, opts.mode));
   const classes = model.arch.numClasses;
   const k = Math.min(5, classes);
   let top1 = 0;
@@ -44,7 +52,7 @@ export async function evaluate(
   const batches = epochBatches(split, { batchSize: opts.batchSize, seed: opts.seed, epoch: 0, shuffle: false, augment: false, dropLast: false });
   for await (const b of batches) {
     if (opts.signal?.aborted) return null;
-    const t = tf.tidy(() => model.forward(tf.tensor4d(b.x, [b.n, size, size, 3]), opts.mode));
+    const t = tf.tidy(() => forward(tf.tensor4d(b.x, [b.n, size, size, 3])));
     const logits = (await t.data()) as Float32Array;
     t.dispose();
     const hits = topKHits(logits, b.y, classes, k);

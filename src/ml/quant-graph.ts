@@ -79,3 +79,27 @@ export interface QuantGraph {
   /** The logits tensor (quantized by the last node's outQuant, dequantized as the graph output). */
   output: string;
 }
+
+// The int32 bias exactly as the exported file stores it (and ONNX Runtime reads it). The exporter
+// writes it and the tfjs int8 runner uses it, so both sides see the same integers.
+const INT32_MAX = 2147483647;
+
+/** Bias scale per output channel, as float32 exactly as ORT sees it: fround(sIn * sW[c]). */
+export function biasScales(inputScale: number, weightScale: Float32Array): Float32Array {
+  const out = new Float32Array(weightScale.length);
+  const sIn = Math.fround(inputScale);
+  for (let c = 0; c < out.length; c++) out[c] = Math.fround(sIn * weightScale[c]!);
+  return out;
+}
+
+/** int32 bias: round(b / (sIn * sW[c])), saturated (a saturating bias would mean a broken range). */
+export function quantizeBias(bias: Float32Array, scales: Float32Array): Int32Array {
+  const out = new Int32Array(bias.length);
+  for (let c = 0; c < bias.length; c++) {
+    const s = scales[c]!;
+    const q = s > 0 ? Math.round(bias[c]! / s) : 0;
+    out[c] = Math.max(-INT32_MAX, Math.min(INT32_MAX, q));
+  }
+  return out;
+}
+

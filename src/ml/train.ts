@@ -11,6 +11,8 @@ import { smoothedCrossEntropy } from './loss.js';
 import { bnMomentumAt } from './conv-bn-fold.js';
 import { lrAt, type Schedule } from './schedule.js';
 import { evaluate } from './evaluate.js';
+import { Int8GraphRunner } from './int8-graph-runner.js';
+import { toQuantGraph } from './quant-export.js';
 import { CheckpointError, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint } from './checkpoint.js';
 import { restoreState, snapshotState } from './model-state.js';
 import { epochBatches, hashSeed, loadDataset, NORMALIZATION, stepsPerEpoch, type Dataset } from '../data/index.js';
@@ -162,7 +164,9 @@ export async function runTraining(opts: TrainOptions): Promise<TrainResult> {
       const haveRanges = model.quantPoints().every((n) => model.ranges.get(n));
       const quantEval = q.enabled && haveRanges;
       const evalOpts = { batchSize: T.batchSize, seed: T.seed, signal: opts.signal };
-      const main = await evaluate(model, ds.val, { ...evalOpts, mode: evalMode(quantEval) });
+      // The quantized accuracy is the int8 graph's, computed in integers exactly as the export will.
+      const int8 = quantEval ? new Int8GraphRunner(toQuantGraph(model, ds.classes, NORMALIZATION)) : null;
+      const main = await evaluate(model, ds.val, { ...evalOpts, mode: evalMode(quantEval), forward: int8 ? (x) => int8.run(x) : undefined }).finally(() => int8?.dispose());
       if (!main) return null;
       const metric: EvalMetric = { step, epoch: epochOf(step), top1: main.top1, top5: main.top5 };
       if (!quantEval) metric.floatTop1 = main.top1;

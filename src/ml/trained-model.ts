@@ -5,6 +5,7 @@ import { loadCheckpoint } from './checkpoint.js';
 import { buildArch, MobileNetV2 } from './mobilenet-v2.js';
 import { restoreState } from './model-state.js';
 import { toQuantGraph } from './quant-export.js';
+import { Int8GraphRunner } from './int8-graph-runner.js';
 import type { QuantGraph } from './quant-graph.js';
 import type { ForwardMode } from './mobilenet-v2.js';
 
@@ -15,7 +16,7 @@ export interface TrainedModel {
   /** Checkpoint step the weights come from. */
   step: number;
   toQuantGraph(): QuantGraph;
-  /** Logits [n, classes] of the fake-quant eval model for NHWC normalized input. */
+  /** Logits [n, classes] of the quantized eval model (its int8 graph, run in tfjs) for NHWC normalized input. */
   predict(x: Float32Array, n: number): Promise<Float32Array>;
   /** Same, with fake quantization off (the float model). */
   predictFloat(x: Float32Array, n: number): Promise<Float32Array>;
@@ -34,15 +35,17 @@ export async function loadTrainedModel(checkpointDir: string): Promise<TrainedMo
   model.ranges.load(m.ranges);
   const size = arch.inputSize;
 
+  // The quantized model runs as its int8 graph in integers (see int8-graph-runner.ts), built once.
+  let int8: Int8GraphRunner | null = null;
   const run = async (x: Float32Array, n: number, fakeQuant: boolean): Promise<Float32Array> => {
     if (x.length !== n * size * size * 3) throw new RangeError(`predict: expected ${n}x${size}x${size}x3 values, got ${x.length}`);
-    const mode: ForwardMode = { training: false, fakeQuant, bnBatchStats: false, observeRanges: false };
+    const mode: ForwardMode = { training: false, fakeQuant: false, bnBatchStats: false, observeRanges: false };
+    if (fakeQuant) int8 ??= new Int8GraphRunner(toQuantGraph(model, m.classes, m.normalization));
+    const forward = (t: tf.Tensor4D) => (fakeQuant ? int8!.run(t) : model.forward(t, mode));
     const out = new Float32Array(n * arch.numClasses);
     for (let lo = 0; lo < n; lo += PREDICT_BATCH) {
       const hi = Math.min(n, lo + PREDICT_BATCH);
-      const t = tf.tidy(() =>
-        model.forward(tf.tensor4d(x.subarray(lo * size * size * 3, hi * size * size * 3), [hi - lo, size, size, 3]), mode),
-      );
+      const t = tf.tidy(() => forward(tf.tensor4d(x.subarray(lo * size * size * 3, hi * size * size * 3), [hi - lo, size, size, 3])));
       out.set((await t.data()) as Float32Array, lo * arch.numClasses);
       t.dispose();
     }
@@ -57,6 +60,9 @@ export async function loadTrainedModel(checkpointDir: string): Promise<TrainedMo
     toQuantGraph: () => toQuantGraph(model, m.classes, m.normalization),
     predict: (x, n) => run(x, n, true),
     predictFloat: (x, n) => run(x, n, false),
-    dispose: () => model.dispose(),
+    dispose: () => {
+      int8?.dispose();
+      model.dispose();
+    },
   };
 }
