@@ -58,8 +58,8 @@ export interface ExportJobOptions {
   maxLogitDiffSteps?: number;
   /**
    * Images also run through the plain-JS integer reference of the int8 graph (default 8; 0 skips).
-   * ORT must match it to the step; this tells a broken file apart from a model whose tfjs float
-   * arithmetic drifts from its own int8 graph.
+   * ORT must match it to the step; this tells a broken file apart from a tfjs model that drifts
+   * from its own int8 graph (the tfjs side runs that graph in integers, so it should not).
    */
   referenceImages?: number;
 }

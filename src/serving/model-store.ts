@@ -43,23 +43,8 @@ export function pickServing(models: ModelRecord[]): ModelRecord | null {
 
 // ---- Prisma --------------------------------------------------------------------------------------
 
-/** The columns of the Prisma `Model` row (classes is JSON text). */
-export interface ModelRow {
-  id: string;
-  jobId: string;
-  createdAt: Date;
-  onnxPath: string;
-  manifestPath: string;
-  sizeBytes: number;
-  float32SizeBytes: number;
-  sha256: string;
-  inputSize: number;
-  classes: string;
-  floatTop1: number | null;
-  int8Top1: number | null;
-  agreement: number | null;
-  promotedAt: Date | null;
-}
+/** The columns of the Prisma `Model` row: a record with classes as JSON text. */
+export type ModelRow = Omit<ModelRecord, 'classes'> & { classes: string };
 
 /** The slice of a Prisma client this store uses (structural, so it works with either schema). */
 export interface PrismaModelClient {
