@@ -8,8 +8,6 @@
 //  - `quantGraphToFloatOnnx`: the same network with dequantized float weights and no Q/DQ; the size
 //    baseline and a float reference.
 import { biasScales, quantizeBias, type ActQuant, type ConvNode, type DenseNode, type QuantGraph } from '../ml/quant-graph.js';
-
-export { biasScales, quantizeBias };
 import {
   AttributeType,
   DataType,

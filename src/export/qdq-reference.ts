@@ -3,8 +3,7 @@
 // per channel, biases from int32 at scale inputScale * weightScale[c]. It is slow and simple on
 // purpose: tests compare onnxruntime's fused integer kernels against it, and calibration of
 // synthetic graphs runs it with quantization off.
-import type { ActQuant, ConvNode, QuantGraph } from '../ml/quant-graph.js';
-import { biasScales, quantizeBias } from './onnx-qdq.js';
+import { biasScales, quantizeBias, roundHalfEven, type ActQuant, type ConvNode, type QuantGraph } from '../ml/quant-graph.js';
 
 export interface ReferenceOptions {
   /** Fake-quantize activations as the QDQ graph does (default true). Off: the float network. */
@@ -18,15 +17,6 @@ interface Act {
   c: number;
   h: number;
   w: number;
-}
-
-/** Round half to even, as QuantizeLinear specifies (std::nearbyint). */
-export function roundHalfEven(v: number): number {
-  const f = Math.floor(v);
-  const d = v - f;
-  if (d > 0.5) return f + 1;
-  if (d < 0.5) return f;
-  return f % 2 === 0 ? f : f + 1;
 }
 
 /** In place: x -> scale * (clamp(round(x / scale) + zp, 0, 255) - zp), in float32 like ORT. */

@@ -6,6 +6,9 @@
 // then add the zero point, then clamp), so the exported graph reproduces these values bit for bit
 // up to float rounding.
 import { tf } from './tf.js';
+import { roundHalfEven } from './quant-graph.js';
+
+export { roundHalfEven };
 
 /** tfjs types customGrad's callback with variadic inputs; ours take one tensor and the saver. */
 type CustomGradFn = Parameters<typeof tf.customGrad>[0];
@@ -45,13 +48,6 @@ function prevFloat32(v: number): number {
   const u = new Uint32Array(f.buffer);
   u[0] = u[0]! - 1;
   return f[0]!;
-}
-
-/** Round half to even: what tf.round, numpy and ONNX QuantizeLinear do. */
-export function roundHalfEven(v: number): number {
-  const r = Math.round(v);
-  // Math.round rounds .5 up; move exact ties to the even neighbour.
-  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
 /** Pure-JS fake quant of one value (reference for tests and the int8 reference runner). */

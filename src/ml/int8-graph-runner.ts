@@ -11,15 +11,9 @@
 // partial sums stay below 2^24, and requantization is the float32 multiply-and-round ONNX Runtime's
 // QLinear kernels do. Training keeps the float fake-quant path (it needs gradients).
 import { tf } from './tf.js';
-import { biasScales, quantizeBias, type ActQuant, type QuantGraph, type QuantNode } from './quant-graph.js';
+import { biasScales, quantizeBias, roundHalfEven, type ActQuant, type QuantGraph, type QuantNode } from './quant-graph.js';
 
 const f32 = Math.fround;
-
-/** Round half to even for non-negative values, as QuantizeLinear does (std::nearbyint). */
-function roundHalfEven(v: number): number {
-  const r = Math.round(v);
-  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
 
 /** An activation as integers: q - zeroPoint (so zero padding is the real zero). */
 interface IntAct {

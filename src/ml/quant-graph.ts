@@ -80,6 +80,13 @@ export interface QuantGraph {
   output: string;
 }
 
+/** Round half to even: what tf.round, numpy and ONNX QuantizeLinear (std::nearbyint) do. */
+export function roundHalfEven(v: number): number {
+  const r = Math.round(v);
+  // Math.round rounds .5 up; move exact ties to the even neighbour.
+  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
 // The int32 bias exactly as the exported file stores it (and ONNX Runtime reads it). The exporter
 // writes it and the tfjs int8 runner uses it, so both sides see the same integers.
 const INT32_MAX = 2147483647;

@@ -10,7 +10,8 @@ import { buildArch, MobileNetV2 } from '../../src/ml/mobilenet-v2.js';
 import { saveCheckpoint } from '../../src/ml/checkpoint.js';
 import { snapshotState } from '../../src/ml/model-state.js';
 import { loadTrainedModel } from '../../src/ml/trained-model.js';
-import { nhwcToChw, runQuantGraphReference } from '../../src/ml/quant-graph-reference.js';
+import { runIntegerReference } from '../../src/export/qdq-reference.js';
+import { nhwcToNchw } from '../../src/export/verify.js';
 import { resolveTrainingConfig } from '../../src/jobs/training-config.js';
 import { loadDataset, NORMALIZATION } from '../../src/data/index.js';
 
@@ -46,6 +47,13 @@ describe('toQuantGraph', () => {
     for (let i = 0; i < 10; i++) {
       tf.tidy(() => { model.forward(tf.tensor4d(batch.x, [batch.n, 32, 32, 3]), { training: false, fakeQuant: false, bnBatchStats: true, observeRanges: true }); });
     }
+    // The float fake-quant eval forward of the model itself: what toQuantGraph must reproduce.
+    const val = await ds.val.batch(Array.from({ length: 16 }, (_, i) => i), { augment: false, seed: 1, epoch: 0, step: 0 });
+    const fakeQuantLogits = tf.tidy(() =>
+      model.forward(tf.tensor4d(val.x, [val.n, 32, 32, 3]), { training: false, fakeQuant: true, bnBatchStats: false, observeRanges: false }),
+    );
+    const floatFq = (await fakeQuantLogits.data()) as Float32Array;
+    fakeQuantLogits.dispose();
     const dir = await saveCheckpoint(path.join(tmp, 'checkpoints'), {
       step: 25, epoch: 1, stepsPerEpoch: 25, backend: 'cpu', config, classes, inputSize: 32,
       normalization: { mean: [...NORMALIZATION.mean], std: [...NORMALIZATION.std] },
@@ -78,22 +86,31 @@ describe('toQuantGraph', () => {
     const dead = g.nodes.find((n) => n.name === 'block2/expand');
     expect(dead?.op === 'conv' && dead.weightInt8.subarray(0, dead.inChannels).every((v) => v === 0)).toBe(true);
 
-    const val = await ds.val.batch(Array.from({ length: 16 }, (_, i) => i), { augment: false, seed: 1, epoch: 0, step: 0 });
     const logits = await trained.predict(val.x, val.n);
+    const ref = runIntegerReference(g, nhwcToNchw(val.x, val.n, 32), val.n);
     const step = g.nodes.at(-1)!.outQuant.scale;
-    let agree = 0;
-    let maxSteps = 0;
     const argmax = (a: ArrayLike<number>) => Array.prototype.indexOf.call(a, Math.max(...Array.from(a)));
-    for (let i = 0; i < val.n; i++) {
-      const ref = runQuantGraphReference(g, nhwcToChw(val.x, i, 32));
-      const ours = logits.subarray(i * 4, i * 4 + 4);
-      for (let c = 0; c < 4; c++) maxSteps = Math.max(maxSteps, Math.abs(ref[c]! - ours[c]!) / step);
-      if (argmax(ref) === argmax(ours)) agree++;
-    }
-    // The eval model rounds its biases to the int32 grid as the int8 graph does, so the two agree
-    // to the step (measured: bit-exact on cpu; one step allowed for other backends' summation order).
-    expect(maxSteps).toBeLessThanOrEqual(1);
-    expect(agree).toBe(16);
+    const compare = (ours: Float32Array) => {
+      let agree = 0;
+      let maxSteps = 0;
+      for (let i = 0; i < val.n; i++) {
+        const r = ref.subarray(i * 4, i * 4 + 4);
+        const o = ours.subarray(i * 4, i * 4 + 4);
+        for (let c = 0; c < 4; c++) maxSteps = Math.max(maxSteps, Math.abs(r[c]! - o[c]!) / step);
+        if (argmax(r) === argmax(o)) agree++;
+      }
+      return { agree, maxSteps };
+    };
+    // The exported graph reproduces the model's own fake-quant forward: the eval forward rounds its
+    // biases to the int32 grid as the int8 graph does, so the two agree to the step (one step
+    // allowed for float32 summation order).
+    const vsFakeQuant = compare(floatFq);
+    expect(vsFakeQuant.maxSteps).toBeLessThanOrEqual(1);
+    expect(vsFakeQuant.agree).toBe(16);
+    // predict() runs that graph in integers: it equals the ORT-exact integer emulation.
+    const vsPredict = compare(logits);
+    expect(vsPredict.maxSteps).toBeLessThanOrEqual(1);
+    expect(vsPredict.agree).toBe(16);
     // Not a degenerate comparison: the logits differ between images and are not all saturated.
     expect(new Set(Array.from(logits).map((v) => v.toFixed(4))).size).toBeGreaterThan(8);
     trained.dispose();
