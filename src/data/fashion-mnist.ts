@@ -10,6 +10,8 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { SourceImage } from './augment.js';
+import { cachedBytes, type ByteBudget } from './byte-cache.js';
+import { rawImageToRgb } from './image-decode.js';
 import { DatasetError } from './errors.js';
 
 export const FASHION_MNIST_CLASSES = [
@@ -165,4 +167,20 @@ export function fashionSplit(pixels: Uint8Array[], counts: number[], firstIndex:
       channels: 1,
     }),
   };
+}
+
+/**
+ * Samples of a split at the model's input size. At 28 px they are the stored pixels. At any other
+ * size each image goes through sharp exactly as /predict sends an uploaded picture (resize, crop,
+ * grey to sRGB), so a test image posted as a PNG reaches the model with the same bytes that
+ * validation scored; a resize of our own would differ by up to ~150 grey levels at edges.
+ */
+export function fashionGetter(split: FashionSplitData, size: number, budget: ByteBudget): (i: number) => SourceImage | Promise<SourceImage> {
+  if (size === FASHION_SIDE) return split.get;
+  const resized = cachedBytes(
+    split.labels.length,
+    (i) => rawImageToRgb({ data: split.get(i).data, width: FASHION_SIDE, height: FASHION_SIDE, channels: 1 }, size),
+    budget,
+  );
+  return async (i) => ({ data: await resized(i), side: size, channels: 3 });
 }

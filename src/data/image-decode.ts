@@ -10,15 +10,34 @@ import { NORMALIZE_LUT } from './normalization.js';
  */
 export const FLATTEN_BACKGROUND = { r: 255, g: 255, b: 255 } as const;
 
+/** Raw pixels (row-major, interleaved channels), as a data set that is not stored as files holds them. */
+export interface RawImage {
+  data: Uint8Array;
+  width: number;
+  height: number;
+  channels: 1 | 3 | 4;
+}
+
 /**
  * Decode JPEG/PNG/WebP (anything sharp reads) to `size` x `size` interleaved sRGB uint8 (HWC):
  * EXIF orientation applied, scaled so the short side is `size`, centre-cropped, alpha flattened,
  * grey/CMYK/16-bit converted to 8-bit sRGB. Rejects (throws) corrupt or truncated input.
  */
 export async function decodeImageToRgb(input: Buffer | string, size: number): Promise<Uint8Array> {
+  return toModelRgb(sharp(input, { failOn: 'error' }).rotate() /* honour EXIF orientation */, size);
+}
+
+/**
+ * The same resize, crop and colour conversion for pixels already in memory (fashion-mnist), so a
+ * data set's images reach training exactly as the same picture posted to /predict as a PNG does.
+ */
+export async function rawImageToRgb(img: RawImage, size: number): Promise<Uint8Array> {
+  return toModelRgb(sharp(img.data, { raw: { width: img.width, height: img.height, channels: img.channels } }), size);
+}
+
+async function toModelRgb(pipeline: sharp.Sharp, size: number): Promise<Uint8Array> {
   if (!Number.isInteger(size) || size < 1) throw new RangeError(`decodeImageToRgb: bad size ${size}`);
-  const { data, info } = await sharp(input, { failOn: 'error' })
-    .rotate() // honour EXIF orientation
+  const { data, info } = await pipeline
     .flatten({ background: FLATTEN_BACKGROUND })
     .resize(size, size, { fit: 'cover', position: 'centre' })
     .toColourspace('srgb')

@@ -8,6 +8,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import type { SourceImage } from './augment.js';
 import { DatasetError, type DataWarning } from './errors.js';
+import { cachedBytes, type ByteBudget } from './byte-cache.js';
 import { decodeImageToRgb } from './image-decode.js';
 import { Rng, hashSeed, shuffleInPlace } from './rng.js';
 import { isInside, resolveUnderRoot } from './safe-path.js';
@@ -207,13 +208,11 @@ export async function scanImageFolder(
 export function folderGetter(
   list: LabelledFiles,
   size: number,
-  budget: { bytesLeft: number },
+  budget: ByteBudget,
   warn: Warn,
   stats: FolderStats,
 ): (i: number) => Promise<SourceImage> {
   const { files, labels } = list;
-  const cache: (Uint8Array | undefined)[] = new Array(files.length);
-  const inflight = new Map<number, Promise<Uint8Array | null>>();
   const bad = new Uint8Array(files.length);
   const sameClass = new Map<number, number[]>();
   const posInClass = new Int32Array(files.length);
@@ -224,33 +223,19 @@ export function folderGetter(
     sameClass.set(label, arr);
   });
 
-  const decode = (i: number): Promise<Uint8Array | null> => {
-    const cached = cache[i];
-    if (cached) return Promise.resolve(cached);
-    if (bad[i]) return Promise.resolve(null);
-    let p = inflight.get(i);
-    if (!p) {
-      p = decodeImageToRgb(files[i], size).then(
-        (rgb) => {
-          if (budget.bytesLeft >= rgb.length) {
-            cache[i] = rgb;
-            budget.bytesLeft -= rgb.length;
+  const load = cachedBytes(files.length, (i) => decodeImageToRgb(files[i], size), budget);
+  const decode = (i: number): Promise<Uint8Array | null> =>
+    bad[i]
+      ? Promise.resolve(null)
+      : load(i).catch((err: Error) => {
+          if (!bad[i]) {
+            // concurrent requests for one file share the failure: warn and count it once
+            bad[i] = 1;
+            stats.skipped++;
+            warn({ code: 'IMAGE_UNREADABLE', message: `skipped ${files[i]}: ${err.message}` });
           }
-          inflight.delete(i);
-          return rgb;
-        },
-        (err: Error) => {
-          bad[i] = 1;
-          stats.skipped++;
-          warn({ code: 'IMAGE_UNREADABLE', message: `skipped ${files[i]}: ${err.message}` });
-          inflight.delete(i);
           return null;
-        },
-      );
-      inflight.set(i, p);
-    }
-    return p;
-  };
+        });
 
   return async (i) => {
     const peers = sameClass.get(labels[i])!;

@@ -29,7 +29,7 @@ import path from 'node:path';
 import type { DatasetConfig } from '../jobs/training-config.js';
 import type { DataWarning } from './errors.js';
 import { DatasetError } from './errors.js';
-import { FASHION_MNIST_CLASSES, FASHION_TEST_PER_CLASS, FASHION_TRAIN_PER_CLASS, balancedCounts, fashionSplit, loadFashionMnistPixels } from './fashion-mnist.js';
+import { FASHION_MNIST_CLASSES, FASHION_TEST_PER_CLASS, FASHION_TRAIN_PER_CLASS, balancedCounts, fashionGetter, fashionSplit, loadFashionMnistPixels } from './fashion-mnist.js';
 import { folderGetter, scanImageFolder, type FolderStats } from './image-folder.js';
 import { ImageSplit, type Split } from './split.js';
 import { SPLIT_TAG, syntheticGetter } from './synthetic.js';
@@ -110,8 +110,8 @@ export async function loadDataset(cfg: DatasetConfig, opts: DatasetOptions): Pro
       const test = fashionSplit(pixels, balancedCounts(cfg.testLimit, k, FASHION_TEST_PER_CLASS), FASHION_TRAIN_PER_CLASS);
       return {
         classes: [...FASHION_MNIST_CLASSES],
-        train: new ImageSplit(train.labels, size, train.get),
-        val: new ImageSplit(test.labels, size, test.get),
+        train: new ImageSplit(train.labels, size, fashionGetter(train, size, budget)),
+        val: new ImageSplit(test.labels, size, fashionGetter(test, size, budget)),
         stats,
         description: `fashion-mnist ${train.labels.length} train / ${test.labels.length} test`,
         inputSize: size,

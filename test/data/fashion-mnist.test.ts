@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
+import { preprocessImage } from '../../src/serving/preprocess.js';
 import { FASHION_MNIST_CLASSES, loadDataset, NORMALIZATION } from '../../src/data/index.js';
 import { balancedCounts, fashionMnistDir, parseClothesJson } from '../../src/data/fashion-mnist.js';
 
@@ -85,9 +87,22 @@ describe('fashion-mnist dataset', () => {
       if (r > 0) nonzero++;
     }
     expect(nonzero).toBeGreaterThan(100); // it is a picture, not an empty frame
-    // corners of the upscaled image are the clamped corners of the source (bilinear, edge-replicated)
-    const src = referenceImages(3)[0];
-    expect(toByte(b.x[0], 0)).toBe(src[0]);
-    expect(toByte(b.x[(32 * 32 - 1) * 3], 0)).toBe(src[783]);
+  });
+
+  it('scores validation images exactly as /predict sees the same image posted as a PNG', async () => {
+    const ds = await loadDataset({ type: 'fashion-mnist', limit: 10, testLimit: 20 }, { dataRoot: '/none', inputSize: 32 });
+    // val is class-major, two per class: val[0] = class 0 image 6000, val[10] = class 5 image 6000, val[19] = class 9 image 6001
+    for (const [k, c, n] of [[0, 0, 6000], [10, 5, 6000], [19, 9, 6001]] as const) {
+      const img = referenceImages(c)[n]!;
+      const png = await sharp(Buffer.from(img), { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer();
+      const served = await preprocessImage(png, { size: 32, normalization: NORMALIZATION, maxPixels: 1e6 });
+      const { x } = await ds.val.batch([k], noAug);
+      const plane = 32 * 32;
+      let maxDiff = 0;
+      for (let p = 0; p < plane; p++) {
+        for (let ch = 0; ch < 3; ch++) maxDiff = Math.max(maxDiff, Math.abs(x[p * 3 + ch]! - served[ch * plane + p]!));
+      }
+      expect(maxDiff).toBeLessThan(1e-6);
+    }
   });
 });
