@@ -39,6 +39,12 @@ const cases: Case[] = [
   { name: '1x1 s1, 2x25x23, C=16 -> 600 (chunked)', x: [2, 25, 23, 16], k: 1, cOut: 600, stride: 1, pad: 'valid' },
   { name: '1x1 s1, 2x25x23, C=600 -> 12 (chunked)', x: [2, 25, 23, 600], k: 1, cOut: 12, stride: 1, pad: 'valid' },
   { name: '5x3-ish 5x5 s1 same, 6x6, C=2', x: [1, 6, 6, 2], k: 5, cOut: 3, stride: 1, pad: 'same' },
+  // The SIMD filter-gradient product (gram_xty): 4x8 register tiles, a 4-wide last tile when
+  // outC % 8 == 4, im2col columns padded from 27 to 28, row blocks with a short last block.
+  { name: '3x3 s2 same, 2x17x15, C=3 -> 32 (stem-like)', x: [2, 17, 15, 3], k: 3, cOut: 32, stride: 2, pad: 'same' },
+  { name: '1x1 s1, 3x11x9, C=20 -> 12 (4-wide tile)', x: [3, 11, 9, 20], k: 1, cOut: 12, stride: 1, pad: 'valid' },
+  { name: '1x1 s1, 1x1x7, C=4 -> 4 (7 rows)', x: [1, 1, 7, 4], k: 1, cOut: 4, stride: 1, pad: 'valid' },
+  { name: '1x1 s1, 2x3x3, C=320 -> 1280 (7x7-head-like)', x: [2, 3, 3, 320], k: 1, cOut: 1280, stride: 1, pad: 'valid' },
 ];
 
 function outShape(c: Case, depthwise: boolean): number[] {

@@ -5,7 +5,7 @@ import { convGeometry, type ConvGeometry } from './conv-geometry.js';
 import { conv2dFilterGrad, depthwiseFilterGrad, depthwiseInputGrad } from './conv-grad-math.js';
 import { WasmTrainingError } from './errors.js';
 import { f32View, type WasmBackendLike } from './heap.js';
-import { simdDepthwiseFilterGrad, simdDepthwiseInputGrad } from './simd.js';
+import { simdDepthwiseFilterGrad, simdDepthwiseInputGrad, simdGramXtY } from './simd.js';
 import { dispose, gramXtY, matMul, reshaped, stockKernel, transpose2d } from './wasm-calls.js';
 
 type Pad = 'valid' | 'same' | number | backend_util.ExplicitPadding;
@@ -33,19 +33,33 @@ function conv2DBackpropFilter({ inputs, backend, attrs }: KernelArgs): TensorInf
   const g = convGeometry('Conv2DBackpropFilter', x.shape, a.filterShape, a.strides, a.pad, a.dimRoundingMode, false, 1, a.dataFormat);
   const rows = g.batch * g.outH * g.outW;
   if (isPointwise(g)) {
+    const out = be.makeOutput([1, 1, g.inC, g.outC], 'float32');
+    if (simdGramXtY(be, x, dy, rows, g.inC, g.outC, out)) return out;
+    dispose(be, out);
     const dw = gramXtY(be, reshaped(x, [rows, g.inC]), reshaped(dy, [rows, g.outC]));
     dw.shape = [1, 1, g.inC, g.outC];
     return dw;
   }
   const k = g.kH * g.kW * g.inC;
-  if (rows * k <= MAX_PATCH_ELEMENTS) {
-    // im2col: patches [rows, kh*kw*ci], then dW = patches^T dY as one matmul.
-    const patches = be.makeOutput([rows, k], 'float32');
-    im2col(f32View(be, x), g, f32View(be, patches));
-    const dw = gramXtY(be, patches, reshaped(dy, [rows, g.outC]));
+  // Patch rows padded to a multiple of 4 columns (zeros) so the SIMD product takes them.
+  const kp = (k + 3) & ~3;
+  if (rows * kp <= MAX_PATCH_ELEMENTS) {
+    // im2col: patches [rows, kh*kw*ci], then dW = patches^T dY as one matrix product.
+    const patches = be.makeOutput([rows, kp], 'float32');
+    im2col(f32View(be, x), g, kp, f32View(be, patches));
+    const out = be.makeOutput([g.kH, g.kW, g.inC, g.outC], 'float32');
+    if (simdGramXtY(be, patches, dy, rows, kp, g.outC, out, k)) {
+      dispose(be, patches);
+      return out;
+    }
+    dispose(be, out);
+    const dw = gramXtY(be, reshaped(patches, [rows, kp]), reshaped(dy, [rows, g.outC]));
     dispose(be, patches);
-    dw.shape = [g.kH, g.kW, g.inC, g.outC];
-    return dw;
+    // Rows k.. of the product belong to the zero padding columns.
+    const res = be.makeOutput([g.kH, g.kW, g.inC, g.outC], 'float32');
+    f32View(be, res).set(f32View(be, dw).subarray(0, k * g.outC));
+    dispose(be, dw);
+    return res;
   }
   const out = be.makeOutput([g.kH, g.kW, g.inC, g.outC], 'float32');
   conv2dFilterGrad(f32View(be, x), f32View(be, dy), g, f32View(be, out));
@@ -55,10 +69,12 @@ function conv2DBackpropFilter({ inputs, backend, attrs }: KernelArgs): TensorInf
 /** Largest im2col buffer (elements) built for a filter gradient; beyond it the direct loop runs. */
 const MAX_PATCH_ELEMENTS = 16 * 1024 * 1024;
 
-/** Patches of x: row (b, oy, ox), column (kh, kw, c); zero where the window is in the padding. */
-function im2col(x: Float32Array, g: ConvGeometry, out: Float32Array): void {
+/**
+ * Patches of x: row (b, oy, ox), column (kh, kw, c), rows `k` floats apart (k >= kh*kw*ci, extra
+ * columns zero); zero where the window is in the padding.
+ */
+function im2col(x: Float32Array, g: ConvGeometry, k: number, out: Float32Array): void {
   const { batch, inH, inW, inC, outH, outW, kH, kW, strideH, strideW, padTop, padLeft } = g;
-  const k = kH * kW * inC;
   out.fill(0);
   let row = 0;
   for (let b = 0; b < batch; b++) {

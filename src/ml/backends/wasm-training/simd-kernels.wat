@@ -350,4 +350,103 @@
         (br $yl)))
       (local.set $b (i32.add (local.get $b) (i32.const 1)))
       (br $bl))))
+
+  ;; The four f32 lanes of $v added to the f64s at $p .. $p+32.
+  (func $add4 (param $p i32) (param $v v128)
+    (v128.store (local.get $p) (f64x2.add (v128.load (local.get $p)) (f64x2.promote_low_f32x4 (local.get $v))))
+    (v128.store offset=16 (local.get $p)
+      (f64x2.add (v128.load offset=16 (local.get $p)) (f64x2.promote_low_f32x4 (call $hi (local.get $v))))))
+
+  ;; acc64[i0+a, j0+b] += sum over $rows rows r of x[r, a] * y[r, b], a < 4, b < 8: one register
+  ;; tile of the filter gradient, summed in f32 over the row block and added to the f64 totals at
+  ;; the end. $px, $py: the tile's first elements; $sx, $sy: row strides (bytes); $acc: acc64 at
+  ;; (i0, j0); $n8: acc64 row stride (bytes).
+  (func $tile4x8 (param $px i32) (param $py i32) (param $rows i32) (param $sx i32) (param $sy i32) (param $acc i32) (param $n8 i32)
+    (local $s v128) (local $y0 v128) (local $y1 v128) (local $a00 v128) (local $a01 v128) (local $a10 v128) (local $a11 v128) (local $a20 v128) (local $a21 v128) (local $a30 v128) (local $a31 v128)
+    (block $done (loop $l
+      (br_if $done (i32.eqz (local.get $rows)))
+      (local.set $y0 (v128.load (local.get $py)))
+      (local.set $y1 (v128.load offset=16 (local.get $py)))
+      (local.set $s (v128.load32_splat offset=0 (local.get $px)))
+      (local.set $a00 (f32x4.add (local.get $a00) (f32x4.mul (local.get $s) (local.get $y0))))
+      (local.set $a01 (f32x4.add (local.get $a01) (f32x4.mul (local.get $s) (local.get $y1))))
+      (local.set $s (v128.load32_splat offset=4 (local.get $px)))
+      (local.set $a10 (f32x4.add (local.get $a10) (f32x4.mul (local.get $s) (local.get $y0))))
+      (local.set $a11 (f32x4.add (local.get $a11) (f32x4.mul (local.get $s) (local.get $y1))))
+      (local.set $s (v128.load32_splat offset=8 (local.get $px)))
+      (local.set $a20 (f32x4.add (local.get $a20) (f32x4.mul (local.get $s) (local.get $y0))))
+      (local.set $a21 (f32x4.add (local.get $a21) (f32x4.mul (local.get $s) (local.get $y1))))
+      (local.set $s (v128.load32_splat offset=12 (local.get $px)))
+      (local.set $a30 (f32x4.add (local.get $a30) (f32x4.mul (local.get $s) (local.get $y0))))
+      (local.set $a31 (f32x4.add (local.get $a31) (f32x4.mul (local.get $s) (local.get $y1))))
+      (local.set $px (i32.add (local.get $px) (local.get $sx)))
+      (local.set $py (i32.add (local.get $py) (local.get $sy)))
+      (local.set $rows (i32.sub (local.get $rows) (i32.const 1)))
+      (br $l)))
+    (call $add4 (local.get $acc) (local.get $a00))
+    (call $add4 (i32.add (local.get $acc) (i32.const 32)) (local.get $a01))
+    (call $add4 (i32.add (local.get $acc) (i32.mul (local.get $n8) (i32.const 1))) (local.get $a10))
+    (call $add4 (i32.add (i32.add (local.get $acc) (i32.mul (local.get $n8) (i32.const 1))) (i32.const 32)) (local.get $a11))
+    (call $add4 (i32.add (local.get $acc) (i32.mul (local.get $n8) (i32.const 2))) (local.get $a20))
+    (call $add4 (i32.add (i32.add (local.get $acc) (i32.mul (local.get $n8) (i32.const 2))) (i32.const 32)) (local.get $a21))
+    (call $add4 (i32.add (local.get $acc) (i32.mul (local.get $n8) (i32.const 3))) (local.get $a30))
+    (call $add4 (i32.add (i32.add (local.get $acc) (i32.mul (local.get $n8) (i32.const 3))) (i32.const 32)) (local.get $a31)))
+
+  ;; $tile4x8 for the last four columns when n % 8 == 4.
+  (func $tile4x4 (param $px i32) (param $py i32) (param $rows i32) (param $sx i32) (param $sy i32) (param $acc i32) (param $n8 i32)
+    (local $s v128) (local $y0 v128) (local $a00 v128) (local $a10 v128) (local $a20 v128) (local $a30 v128)
+    (block $done (loop $l
+      (br_if $done (i32.eqz (local.get $rows)))
+      (local.set $y0 (v128.load (local.get $py)))
+      (local.set $s (v128.load32_splat offset=0 (local.get $px)))
+      (local.set $a00 (f32x4.add (local.get $a00) (f32x4.mul (local.get $s) (local.get $y0))))
+      (local.set $s (v128.load32_splat offset=4 (local.get $px)))
+      (local.set $a10 (f32x4.add (local.get $a10) (f32x4.mul (local.get $s) (local.get $y0))))
+      (local.set $s (v128.load32_splat offset=8 (local.get $px)))
+      (local.set $a20 (f32x4.add (local.get $a20) (f32x4.mul (local.get $s) (local.get $y0))))
+      (local.set $s (v128.load32_splat offset=12 (local.get $px)))
+      (local.set $a30 (f32x4.add (local.get $a30) (f32x4.mul (local.get $s) (local.get $y0))))
+      (local.set $px (i32.add (local.get $px) (local.get $sx)))
+      (local.set $py (i32.add (local.get $py) (local.get $sy)))
+      (local.set $rows (i32.sub (local.get $rows) (i32.const 1)))
+      (br $l)))
+    (call $add4 (local.get $acc) (local.get $a00))
+    (call $add4 (i32.add (local.get $acc) (i32.mul (local.get $n8) (i32.const 1))) (local.get $a10))
+    (call $add4 (i32.add (local.get $acc) (i32.mul (local.get $n8) (i32.const 2))) (local.get $a20))
+    (call $add4 (i32.add (local.get $acc) (i32.mul (local.get $n8) (i32.const 3))) (local.get $a30)))
+
+  ;; Filter gradient as a matrix product without transposes: acc64[m, n] += X[rows, m]^T Y[rows, n]
+  ;; (acc64 zeroed by the caller), m % 4 == 0, n % 4 == 0. Rows go in blocks of $rb so the blocks
+  ;; of X and Y being re-read stay in cache; within a block each 4x8 tile of the result lives in
+  ;; registers (4 splatted x values times two vectors of y per row).
+  (func (export "gram_xty") (param $x i32) (param $y i32) (param $acc i32) (param $rows i32) (param $m i32) (param $n i32) (param $rb i32)
+    (local $r0 i32) (local $cnt i32) (local $i i32) (local $j i32) (local $sx i32) (local $sy i32) (local $n8 i32)
+    (local $px i32) (local $py i32) (local $pa i32)
+    (local.set $sx (i32.shl (local.get $m) (i32.const 2)))
+    (local.set $sy (i32.shl (local.get $n) (i32.const 2)))
+    (local.set $n8 (i32.shl (local.get $n) (i32.const 3)))
+    (block $rd (loop $rl
+      (br_if $rd (i32.ge_u (local.get $r0) (local.get $rows)))
+      (local.set $cnt (i32.sub (local.get $rows) (local.get $r0)))
+      (if (i32.gt_u (local.get $cnt) (local.get $rb)) (then (local.set $cnt (local.get $rb))))
+      (local.set $i (i32.const 0))
+      (block $id (loop $il
+        (br_if $id (i32.ge_u (local.get $i) (local.get $m)))
+        (local.set $px (i32.add (local.get $x) (i32.shl (i32.add (i32.mul (local.get $r0) (local.get $m)) (local.get $i)) (i32.const 2))))
+        (local.set $py (i32.add (local.get $y) (i32.shl (i32.mul (local.get $r0) (local.get $n)) (i32.const 2))))
+        (local.set $pa (i32.add (local.get $acc) (i32.mul (local.get $i) (local.get $n8))))
+        (local.set $j (i32.const 0))
+        (block $jd (loop $jl
+          (br_if $jd (i32.gt_u (i32.add (local.get $j) (i32.const 8)) (local.get $n)))
+          (call $tile4x8 (local.get $px) (local.get $py) (local.get $cnt) (local.get $sx) (local.get $sy) (local.get $pa) (local.get $n8))
+          (local.set $py (i32.add (local.get $py) (i32.const 32)))
+          (local.set $pa (i32.add (local.get $pa) (i32.const 64)))
+          (local.set $j (i32.add (local.get $j) (i32.const 8)))
+          (br $jl)))
+        (if (i32.lt_u (local.get $j) (local.get $n)) (then
+          (call $tile4x4 (local.get $px) (local.get $py) (local.get $cnt) (local.get $sx) (local.get $sy) (local.get $pa) (local.get $n8))))
+        (local.set $i (i32.add (local.get $i) (i32.const 4)))
+        (br $il)))
+      (local.set $r0 (i32.add (local.get $r0) (local.get $rb)))
+      (br $rl))))
 )
