@@ -50,8 +50,9 @@ export interface ExportJobOptions {
   /** Validation images to verify on (default 1000, fewer if the split is smaller). */
   verifyImages?: number;
   /**
-   * 'auto' (default): int8-stored weights if they verify, else the same values stored as uint8
-   * (ORT's u8s8 kernels saturate on x86 CPUs without VNNI; its u8u8 kernels do not).
+   * 'auto' (default): int8-stored weights. For 8-bit models, if those do not verify, the same
+   * values stored as uint8 (ORT's u8s8 kernels saturate on x86 CPUs without VNNI; its u8u8 kernels
+   * do not, but run at about float speed). 7-bit models cannot saturate: int8 storage only.
    */
   weightEncoding?: 'auto' | 'int8' | 'uint8';
   minAgreement?: number;
@@ -79,6 +80,7 @@ export interface ExportJobResult {
   /** Largest |ORT - integer reference| over `referenceImages` images, in logit steps (null: skipped). */
   maxStepsVsIntegerReference: number | null;
   weightEncoding: 'int8' | 'uint8';
+  weightBits: 7 | 8;
 }
 
 const CHUNK = 32;
@@ -106,7 +108,9 @@ export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobR
     const size = model.inputSize;
     const k = model.classes.length;
     const step = graph.nodes.find((n) => n.output === graph.output)!.outQuant.scale;
-    const encodings: Array<'int8' | 'uint8'> = opts.weightEncoding === 'int8' ? ['int8'] : opts.weightEncoding === 'uint8' ? ['uint8'] : ['int8', 'uint8'];
+    const weightBits = graph.weightBits ?? 8;
+    const encodings: Array<'int8' | 'uint8'> =
+      opts.weightEncoding === 'int8' ? ['int8'] : opts.weightEncoding === 'uint8' ? ['uint8'] : weightBits === 7 ? ['int8'] : ['int8', 'uint8'];
     for (const encoding of encodings) {
       const bytes = quantGraphToQdqOnnx(graph, { weightEncoding: encoding, metadata: { jobId: opts.jobId } });
       runners.push({ encoding, bytes, runner: await OnnxRunner.create(bytes), logits: [] });
@@ -205,6 +209,7 @@ export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobR
         activationType: 'uint8 asymmetric per-tensor',
         weightType: 'int8 symmetric per-channel',
         weightEncoding: chosen.encoding,
+        weightBits,
         input: graph.input.quant,
         logits: graph.nodes.find((nd) => nd.output === graph.output)!.outQuant,
         convs: kernels.convs,
@@ -236,7 +241,7 @@ export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobR
       await rm(onnxPath, { force: true });
       throw err;
     }
-    log.info('export: model written', { onnxPath, sizeBytes: manifest.sizeBytes, float32SizeBytes, int8Top1, floatTop1, weightEncoding: chosen.encoding });
+    log.info('export: model written', { onnxPath, sizeBytes: manifest.sizeBytes, float32SizeBytes, int8Top1, floatTop1, weightEncoding: chosen.encoding, weightBits });
     return {
       onnxPath,
       manifestPath,
@@ -251,6 +256,7 @@ export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobR
       maxLogitDiffSteps: comparison!.maxLogitDiffSteps,
       maxStepsVsIntegerReference: stepsVsReference(ortLogits),
       weightEncoding: chosen.encoding,
+      weightBits,
     };
   } finally {
     for (const r of runners) await r.runner.release().catch(() => {});

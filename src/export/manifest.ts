@@ -45,6 +45,8 @@ export interface ModelManifest {
     weightType: 'int8 symmetric per-channel';
     /** 'uint8' stores the same int8 values + 128 (zero point 128); see onnx-qdq.ts. */
     weightEncoding: 'int8' | 'uint8';
+    /** Weight grid: 7 bits ([-63, 63]) or 8 ([-127, 127]); absent in manifests written before it existed (8). */
+    weightBits?: 7 | 8;
     input: ActQuant;
     logits: ActQuant;
     convs: number;

@@ -3,7 +3,7 @@
 // model: weights are He-initialised and quantized per channel like QAT does, and every activation
 // range comes from running the float network on image-like inputs (ReLU6 ranges inside [0, 6] with
 // zero point 0, as trained ones are).
-import type { ActQuant, ConvNode, QuantGraph, QuantNode } from '../ml/quant-graph.js';
+import { weightQmax, type ActQuant, type ConvNode, type QuantGraph, type QuantNode, type WeightBits } from '../ml/quant-graph.js';
 import { runQdqReference } from './qdq-reference.js';
 
 export interface SyntheticGraphOptions {
@@ -17,6 +17,8 @@ export interface SyntheticGraphOptions {
   smallInputStem?: boolean;
   /** 'symmetric' (default, what the trainer exports) or TF 'same'. */
   padding?: 'symmetric' | 'same';
+  /** Weight grid: 8 bits ([-127, 127], default) or 7 ([-63, 63], the trainer's default). */
+  weightBits?: WeightBits;
 }
 
 /** ImageNet normalization, the trainer's default. */
@@ -53,17 +55,17 @@ function gaussian(rand: () => number): () => number {
   return () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
 }
 
-/** Symmetric per-output-channel int8 quantization of float weights laid out [out, ...]. */
-export function quantizeWeightsPerChannel(w: Float32Array, outChannels: number): { q: Int8Array; scale: Float32Array } {
+/** Symmetric per-output-channel quantization into [-qmax, qmax] of float weights laid out [out, ...]. */
+export function quantizeWeightsPerChannel(w: Float32Array, outChannels: number, qmax = 127): { q: Int8Array; scale: Float32Array } {
   const per = w.length / outChannels;
   const q = new Int8Array(w.length);
   const scale = new Float32Array(outChannels);
   for (let o = 0; o < outChannels; o++) {
     let m = 0;
     for (let i = 0; i < per; i++) m = Math.max(m, Math.abs(w[o * per + i]!));
-    const s = m > 0 ? m / 127 : 1;
+    const s = m > 0 ? m / qmax : 1;
     scale[o] = s;
-    for (let i = 0; i < per; i++) q[o * per + i] = Math.max(-127, Math.min(127, Math.round(w[o * per + i]! / s)));
+    for (let i = 0; i < per; i++) q[o * per + i] = Math.max(-qmax, Math.min(qmax, Math.round(w[o * per + i]! / s)));
   }
   return { q, scale };
 }
@@ -112,6 +114,8 @@ export function buildSyntheticMobileNetV2(options: SyntheticGraphOptions = {}): 
   const inputSize = options.inputSize ?? 224;
   const numClasses = options.numClasses ?? 10;
   const seed = options.seed ?? 1;
+  const weightBits = options.weightBits ?? 8;
+  const qmax = weightQmax(weightBits);
   const small = options.smallInputStem ?? inputSize < 64;
   const randn = gaussian(mulberry32(seed));
   const placeholder: ActQuant = { scale: 1, zeroPoint: 0 };
@@ -124,7 +128,7 @@ export function buildSyntheticMobileNetV2(options: SyntheticGraphOptions = {}): 
     const std = Math.sqrt((relu6 ? 2 : 1) / fanIn);
     const w = new Float32Array(outC * (inC / group) * k * k);
     for (let i = 0; i < w.length; i++) w[i] = randn() * std;
-    const { q, scale } = quantizeWeightsPerChannel(w, outC);
+    const { q, scale } = quantizeWeightsPerChannel(w, outC, qmax);
     const bias = new Float32Array(outC);
     for (let i = 0; i < outC; i++) bias[i] = randn() * 0.1 + (relu6 ? 0.2 : 0);
     // The trainer pads symmetrically ((k - 1) / 2, as PyTorch does); 'same' is TF's asymmetric
@@ -170,7 +174,7 @@ export function buildSyntheticMobileNetV2(options: SyntheticGraphOptions = {}): 
   nodes.push({ op: 'globalAvgPool', name: 'pool', input: x, output: 'pool/out', outQuant: placeholder });
   const dw = new Float32Array(numClasses * lastC);
   for (let i = 0; i < dw.length; i++) dw[i] = randn() * Math.sqrt(1 / lastC) * 3;
-  const dq = quantizeWeightsPerChannel(dw, numClasses);
+  const dq = quantizeWeightsPerChannel(dw, numClasses, qmax);
   const db = new Float32Array(numClasses);
   for (let i = 0; i < numClasses; i++) db[i] = randn() * 0.1;
   nodes.push({
@@ -182,6 +186,7 @@ export function buildSyntheticMobileNetV2(options: SyntheticGraphOptions = {}): 
     inputSize,
     numClasses,
     classes: Array.from({ length: numClasses }, (_, i) => `class_${i}`),
+    weightBits,
     normalization: IMAGENET_NORMALIZATION,
     input: { name: 'input', quant: actQuantFor(-0.485 / 0.229, (1 - 0.406) / 0.225, false) },
     nodes,

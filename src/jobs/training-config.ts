@@ -84,6 +84,13 @@ export const QuantizationSection = z.strictObject({
   freezeBnAfterSteps: z.number().int().min(0).nullable().default(null),
   /** Decay of the activation range EMA. */
   emaDecay: z.number().min(0).max(0.99999).default(0.999),
+  /**
+   * Weight grid per output channel: 7 bits ([-63, 63], ONNX Runtime's "reduce_range") or 8 bits
+   * ([-127, 127]). Both are stored as int8. With 7 bits the model runs exactly on ONNX Runtime's
+   * fast int8 kernels on every x86 CPU; 8-bit weights overflow the int16 pair sums of x86 CPUs
+   * without VNNI and are then stored as uint8 (exact, but about as slow as float).
+   */
+  weightBits: z.literal([7, 8]).default(7),
 });
 
 export const InitSection = z.strictObject({

@@ -9,7 +9,7 @@
 // folds with the running std and rescales by sigma_run / sigma_batch afterwards. We go one step
 // further, on an exact identity: per-output-channel *symmetric min/max* quantization commutes with
 // per-channel scaling,  fq(W * k) = fq(W) * k  for every k (the channel's scale becomes
-// max|W*k|/127 = |k| * max|W|/127 and the integers round(W/s) are unchanged; the sign of k flips
+// max|W*k|/qmax = |k| * max|W|/qmax and the integers round(W/s) are unchanged; the sign of k flips
 // both). Hence
 //     conv(x, fq(W * k)) = conv(x, fq(W)) * k,
 // so we run ONE conv with fq(W), take batch statistics of its output z (as plain BN would), and
@@ -60,6 +60,8 @@ export interface FoldedConvOptions {
   /** Symmetric zero padding (k - 1) / 2: pads [p, p, p, p] in the exported graph. */
   pad: number;
   quantizeWeights: boolean;
+  /** Weight grid [-qmax, qmax]: 127 (8-bit, the default) or 63 (7-bit), see quant-graph.ts weightQmax. */
+  weightQmax?: number;
   /** Batch statistics (and running-stat updates) instead of the running statistics. */
   batchStats: boolean;
   /** Running-stat momentum for this step (default BN_MOMENTUM); see `bnMomentumAt`. */
@@ -91,7 +93,8 @@ export function rawConv(x: tf.Tensor4D, w: tf.Tensor4D, kind: ConvKind, stride: 
  */
 export function foldedConvBn(x: tf.Tensor4D, w: tf.Variable, bn: BnState, opts: FoldedConvOptions): tf.Tensor4D {
   const ops = qatOps();
-  const wq = (opts.quantizeWeights ? ops.fakeQuantWeight(w, channelAxis(opts.kind)) : w) as tf.Tensor4D;
+  const qmax = opts.weightQmax ?? 127;
+  const wq = (opts.quantizeWeights ? ops.fakeQuantWeight(w, channelAxis(opts.kind), qmax) : w) as tf.Tensor4D;
   const z = rawConv(x, wq, opts.kind, opts.stride, opts.pad);
   if (opts.batchStats) {
     const { y, mean, variance } = ops.batchNormTrain(z, bn.gamma as tf.Tensor1D, bn.beta as tf.Tensor1D, BN_EPS);
@@ -112,7 +115,7 @@ export function foldedConvBn(x: tf.Tensor4D, w: tf.Variable, bn: BnState, opts: 
   if (opts.biasInputScale !== undefined && opts.quantizeWeights) {
     // The exported weight scale is s * |k|, or s when k = 0 (see quant-export.ts).
     const absK = tf.abs(k);
-    const ws = tf.mul(weightScales(w, channelAxis(opts.kind)), tf.where(tf.equal(absK, 0), tf.onesLike(absK), absK));
+    const ws = tf.mul(weightScales(w, channelAxis(opts.kind), qmax), tf.where(tf.equal(absK, 0), tf.onesLike(absK), absK));
     bias = quantizeBias(bias, tf.mul(ws, opts.biasInputScale));
   }
   return tf.add(tf.mul(z, k), bias) as tf.Tensor4D;

@@ -8,6 +8,9 @@
 import { tf } from './tf.js';
 import { roundHalfEven } from './quant-graph.js';
 
+/** 8-bit weights: symmetric grid [-127, 127] (weightQmax(8)). */
+const QMAX_8BIT = 127;
+
 export { roundHalfEven };
 
 /** tfjs types customGrad's callback with variadic inputs; ours take one tensor and the saver. */
@@ -84,42 +87,47 @@ export function fakeQuantAct(x: tf.Tensor, params: ActQParams): tf.Tensor {
   return op(x);
 }
 
+// The floor on max|w| is the same for every bit width (MIN_SCALE * 127, as the wasm kernel has it),
+// so an all-zero channel gets scale floor / qmax on every backend.
+const ABS_MAX_FLOOR = MIN_SCALE * QMAX_8BIT;
+
 /**
- * Per-output-channel symmetric int8 scale: max|w| over everything but the last axis, / 127.
- * tfjs keeps the output channel last for conv2d ([kh, kw, in, out]), depthwise
- * ([kh, kw, channels, 1] -> channel axis 2) and dense ([in, out]).
+ * Per-output-channel symmetric scale: max|w| over everything but the channel axis, / qmax
+ * (127 for 8-bit weights, 63 for 7-bit). tfjs keeps the output channel last for conv2d
+ * ([kh, kw, in, out]), depthwise ([kh, kw, channels, 1] -> channel axis 2) and dense ([in, out]).
  */
-export function weightScales(w: tf.Tensor, channelAxis: number): tf.Tensor1D {
+export function weightScales(w: tf.Tensor, channelAxis: number, qmax = QMAX_8BIT): tf.Tensor1D {
   return tf.tidy(() => {
     const axes = w.shape.map((_, i) => i).filter((i) => i !== channelAxis);
     const absMax = tf.max(tf.abs(w), axes) as tf.Tensor1D;
-    return tf.div(tf.maximum(absMax, MIN_SCALE * 127), 127) as tf.Tensor1D;
+    return tf.div(tf.maximum(absMax, ABS_MAX_FLOOR), qmax) as tf.Tensor1D;
   });
 }
 
 /**
- * Per-channel symmetric fake quant of a weight tensor into [-127, 127] * scale[c]. The range is
+ * Per-channel symmetric fake quant of a weight tensor into [-qmax, qmax] * scale[c]. The range is
  * the tensor's own min/max, so nothing is ever clamped and the straight-through gradient is the
  * identity.
  */
-export function fakeQuantWeight(w: tf.Tensor, channelAxis: number): tf.Tensor {
+export function fakeQuantWeight(w: tf.Tensor, channelAxis: number, qmax = QMAX_8BIT): tf.Tensor {
   const op = tf.customGrad(((input: tf.Tensor) => {
     const value = tf.tidy(() => {
-      const s = weightScales(input, channelAxis);
+      const s = weightScales(input, channelAxis, qmax);
       const bshape = input.shape.map((d, i) => (i === channelAxis ? d : 1));
       const sb = tf.reshape(s, bshape);
-      return tf.mul(tf.clipByValue(tf.round(tf.div(input, sb)), -127, 127), sb);
+      return tf.mul(tf.clipByValue(tf.round(tf.div(input, sb)), -qmax, qmax), sb);
     });
     return { value, gradFunc: (dy: tf.Tensor) => tf.clone(dy) };
   }) as unknown as CustomGradFn);
   return op(w);
 }
 
-/** JS reference of the per-channel weight quantization: int8 values and float32 scales. */
+/** JS reference of the per-channel weight quantization: int8 values in [-qmax, qmax] and float32 scales. */
 export function quantizeWeightsPerChannel(
   values: Float32Array,
   shape: number[],
   channelAxis: number,
+  qmax = QMAX_8BIT,
 ): { int8: Int8Array; scales: Float32Array } {
   const channels = shape[channelAxis]!;
   const inner = shape.slice(channelAxis + 1).reduce((a, b) => a * b, 1);
@@ -131,13 +139,13 @@ export function quantizeWeightsPerChannel(
   }
   const scales = new Float32Array(channels);
   for (let c = 0; c < channels; c++) {
-    scales[c] = Math.fround(Math.max(absMax[c]!, MIN_SCALE * 127) / 127);
+    scales[c] = Math.fround(Math.max(absMax[c]!, ABS_MAX_FLOOR) / qmax);
   }
   const int8 = new Int8Array(values.length);
   for (let i = 0; i < values.length; i++) {
     const c = Math.floor(i / inner) % channels;
     const q = roundHalfEven(Math.fround(values[i]! / scales[c]!));
-    int8[i] = Math.max(-127, Math.min(127, q));
+    int8[i] = Math.max(-qmax, Math.min(qmax, q));
   }
   return { int8, scales };
 }

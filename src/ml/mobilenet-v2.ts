@@ -8,6 +8,7 @@ import { actQParams, weightScales, type ActQParams } from './fake-quant.js';
 import { qatOps } from './qat-ops.js';
 import { foldedConvBn, quantizeBias, type BnState, type ConvKind } from './conv-bn-fold.js';
 import { RangeTracker } from './ema-range.js';
+import { weightQmax, type WeightBits } from './quant-graph.js';
 import { hashSeed } from '../data/rng.js';
 
 export interface ConvSpec {
@@ -156,8 +157,12 @@ export class MobileNetV2 {
   readonly ranges: RangeTracker;
   private readonly uid = ++modelCounter;
   private readonly relu6Names: Set<string>;
+  /** The fake-quant weight grid is [-weightQmax, weightQmax] (127 for 8 bits, 63 for 7). */
+  readonly weightQmax: number;
 
-  constructor(readonly arch: ArchSpec, emaDecay: number, seed: number) {
+  /** `weightBits`: the config's quantization.weightBits; 8 where none is given (older checkpoints). */
+  constructor(readonly arch: ArchSpec, emaDecay: number, seed: number, readonly weightBits: WeightBits = 8) {
+    this.weightQmax = weightQmax(weightBits);
     this.ranges = new RangeTracker(emaDecay);
     this.relu6Names = relu6Points(arch);
     let i = 0;
@@ -242,6 +247,7 @@ export class MobileNetV2 {
       stride: c.stride,
       pad: (c.k - 1) / 2,
       quantizeWeights: mode.fakeQuant,
+      weightQmax: this.weightQmax,
       batchStats: mode.bnBatchStats,
       runningMomentum: mode.bnMomentum,
       biasInputScale: this.biasScale(input, mode),
@@ -279,10 +285,10 @@ export class MobileNetV2 {
     }
     const d = this.arch.dense;
     const wRaw = this.v(`${d.name}/w`);
-    const w = (mode.fakeQuant ? qatOps().fakeQuantWeight(wRaw, 1) : wRaw) as tf.Tensor2D;
+    const w = (mode.fakeQuant ? qatOps().fakeQuantWeight(wRaw, 1, this.weightQmax) : wRaw) as tf.Tensor2D;
     let bias: tf.Tensor = this.v(`${d.name}/b`);
     const poolScale = this.biasScale('pool', mode);
-    if (poolScale !== undefined) bias = quantizeBias(bias, tf.mul(weightScales(wRaw, 1), poolScale));
+    if (poolScale !== undefined) bias = quantizeBias(bias, tf.mul(weightScales(wRaw, 1, this.weightQmax), poolScale));
     const logits = tf.add(tf.matMul(pooled, w), bias) as tf.Tensor2D;
     return this.q('logits', logits, mode) as tf.Tensor2D;
   }

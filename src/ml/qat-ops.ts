@@ -4,7 +4,7 @@
 // loaded dynamically by backend.ts) provides the same ops with fused kernels and gradients for
 // 'wasm' and 'cpu'; backend.ts installs them when that module loads. Same semantics either way:
 //   fakeQuantAct:    clip(round(x / scale), -zp, 255 - zp) * scale, STE gradient zero outside;
-//   fakeQuantWeight: per-channel symmetric int8, scale max|w| / 127, identity gradient;
+//   fakeQuantWeight: per-channel symmetric, scale max|w| / qmax (127 or 63), identity gradient;
 //   batchNormTrain:  BN with biased batch statistics over all axes but the last.
 import { tf } from './tf.js';
 import { fakeQuantAct, fakeQuantWeight } from './fake-quant.js';
@@ -17,7 +17,8 @@ export interface BatchNormTrainResult {
 
 export interface QatOps {
   fakeQuantAct(x: tf.Tensor, scale: number, zeroPoint: number): tf.Tensor;
-  fakeQuantWeight(w: tf.Tensor, channelAxis: number): tf.Tensor;
+  /** `qmax` is required so an implementation that ignored it could not silently train on 127. */
+  fakeQuantWeight(w: tf.Tensor, channelAxis: number, qmax: number): tf.Tensor;
   batchNormTrain(z: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number): BatchNormTrainResult;
 }
 

@@ -1,7 +1,8 @@
 // From a trained QAT model to the int8 QuantGraph IR (quant-graph.ts) that src/export writes as
 // ONNX QDQ. Everything is computed from the same numbers the fake-quant eval model uses, so the
 // int8 graph reproduces it:
-//   - conv weights: int8 = round(W / s) per output channel, with the BN fold applied to the scale:
+//   - conv weights: int8 = round(W / s) per output channel (s = max|W| / qmax, qmax 127 or 63
+//     by the model's weightBits), with the BN fold applied to the scale:
 //     scale = s * |k|, sign(k) folded into the integers (see conv-bn-fold.ts for why that is the
 //     grid trained on); bias = beta - runMean * k;
 //   - activations: actQParams of the frozen EMA ranges (ReLU6 outputs inside [0, 6]);
@@ -31,7 +32,7 @@ function convNode(m: MobileNetV2, c: ConvSpec, input: string, outQuant: ActQuant
     runMean: read(m, `${c.name}/runMean`),
     runVar: read(m, `${c.name}/runVar`),
   });
-  const { int8, scales } = quantizeWeightsPerChannel(w, shape, channelAxis(c.kind));
+  const { int8, scales } = quantizeWeightsPerChannel(w, shape, channelAxis(c.kind), m.weightQmax);
   const [kh, kw] = [c.k, c.k];
   const inPerGroup = c.kind === 'conv' ? c.inC : 1;
   const oihw = new Int8Array(c.outC * inPerGroup * kh * kw);
@@ -94,7 +95,7 @@ export function toQuantGraph(
   nodes.push({ op: 'globalAvgPool', name: 'pool', output: 'pool', outQuant: qp('pool'), input: cur });
   const d = m.arch.dense;
   const w = read(m, `${d.name}/w`);
-  const { int8, scales } = quantizeWeightsPerChannel(w, [d.inF, d.outF], 1);
+  const { int8, scales } = quantizeWeightsPerChannel(w, [d.inF, d.outF], 1, m.weightQmax);
   const oi = new Int8Array(d.outF * d.inF);
   for (let o = 0; o < d.outF; o++) for (let i = 0; i < d.inF; i++) oi[o * d.inF + i] = int8[i * d.outF + o]!;
   const dense: DenseNode = {
@@ -106,6 +107,7 @@ export function toQuantGraph(
     inputSize: m.arch.inputSize,
     numClasses: m.arch.numClasses,
     classes,
+    weightBits: m.weightBits,
     normalization,
     input: { name: 'input', quant: qp('input') },
     nodes,

@@ -4,9 +4,22 @@
 //
 // Layout conventions: activations are NCHW in the exported graph; conv weights are OIHW
 // ([outChannels, inChannels / group, kh, kw]); dense weights are [out, in].
-// Quantization: weights int8 symmetric per output channel (zero point 0, values in [-127, 127]);
-// activations uint8 asymmetric per tensor; biases float here, quantized to int32 by the exporter
-// with scale = inputScale * weightScale[c].
+// Quantization: weights int8 symmetric per output channel (zero point 0, values in [-qmax, qmax]
+// with qmax = 127 for 8-bit and 63 for 7-bit weights, see `weightQmax`); activations uint8
+// asymmetric per tensor; biases float here, quantized to int32 by the exporter with
+// scale = inputScale * weightScale[c].
+
+/**
+ * Bit width of the weight grid. 7 ("reduce_range") keeps every weight in [-63, 63]: on x86 CPUs
+ * without VNNI, ONNX Runtime's u8s8 kernels add pairs of uint8 x int8 products in saturating int16
+ * (vpmaddubsw), and 2 * 255 * 63 = 32130 fits where 2 * 255 * 127 = 64770 does not.
+ */
+export type WeightBits = 7 | 8;
+
+/** Largest weight magnitude on the symmetric grid: 127 for 8 bits, 63 for 7. */
+export function weightQmax(bits: WeightBits): number {
+  return 2 ** (bits - 1) - 1;
+}
 
 /** uint8 asymmetric: real = scale * (q - zeroPoint), q in [0, 255]. */
 export interface ActQuant {
@@ -33,7 +46,7 @@ export interface ConvNode extends NodeBase {
   group: number;
   inChannels: number;
   outChannels: number;
-  /** OIHW int8 values in [-127, 127]. */
+  /** OIHW int8 values in [-qmax, qmax] (see QuantGraph.weightBits). */
   weightInt8: Int8Array;
   /** Per output channel. */
   weightScale: Float32Array;
@@ -58,7 +71,7 @@ export interface DenseNode extends NodeBase {
   input: string;
   inFeatures: number;
   outFeatures: number;
-  /** [out, in] int8 values in [-127, 127]. */
+  /** [out, in] int8 values in [-qmax, qmax] (see QuantGraph.weightBits). */
   weightInt8: Int8Array;
   weightScale: Float32Array;
   bias: Float32Array;
@@ -70,6 +83,11 @@ export interface QuantGraph {
   inputSize: number;
   numClasses: number;
   classes: string[];
+  /**
+   * The weight grid the model was trained on (default 8). 7-bit weights are stored as int8 and are
+   * exact in every ORT kernel; 8-bit ones may need uint8 storage on CPUs without VNNI.
+   */
+  weightBits?: WeightBits;
   /** Applied by the caller to RGB in [0, 1] before the graph: (x - mean) / std, per channel. */
   normalization: { mean: [number, number, number]; std: [number, number, number] };
   /** Input tensor name and the quantization of the normalized input. Shape [N, 3, inputSize, inputSize]. */

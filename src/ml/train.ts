@@ -101,7 +101,7 @@ export async function runTraining(opts: TrainOptions): Promise<TrainResult> {
   if (resume) assertResumable(cfg, resume, ds.classes);
 
   const arch = buildArch({ ...cfg.model, numClasses: ds.classes.length });
-  const model = new MobileNetV2(arch, cfg.quantization.emaDecay, T.seed);
+  const model = new MobileNetV2(arch, cfg.quantization.emaDecay, T.seed, cfg.quantization.weightBits);
   const opt = new MomentumSgd({ momentum: T.momentum, weightDecay: T.weightDecay });
   const sgdParams: SgdParam[] = [...model.params.values()]
     .filter((p) => p.trainable)

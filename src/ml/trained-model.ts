@@ -30,7 +30,8 @@ export async function loadTrainedModel(checkpointDir: string): Promise<TrainedMo
   const ck = await loadCheckpoint(checkpointDir);
   const m = ck.manifest;
   const arch = buildArch({ ...m.config.model, numClasses: m.classes.length });
-  const model = new MobileNetV2(arch, m.config.quantization.emaDecay, m.config.training.seed);
+  // Checkpoints written before weightBits existed were trained on the 8-bit grid.
+  const model = new MobileNetV2(arch, m.config.quantization.emaDecay, m.config.training.seed, m.config.quantization.weightBits ?? 8);
   restoreState(model, null, ck.tensors, true);
   model.ranges.load(m.ranges);
   const size = arch.inputSize;

@@ -97,6 +97,47 @@ describe('weight fake quant (int8, symmetric, per output channel)', () => {
   });
 });
 
+describe('7-bit weight fake quant (symmetric [-63, 63], ORT reduce_range)', () => {
+  // [kh=1, kw=1, in=2, out=3]: channel 0 = {0.63, -0.2}, channel 1 = {0.252, 0.1}, channel 2 zero.
+  const w = [0.63, 0.252, 0, -0.2, 0.1, 0];
+  const shape = [1, 1, 2, 3];
+
+  it('uses max|w| / 63 per channel and integers in [-63, 63]', () => {
+    const s = tf.tidy(() => Array.from(weightScales(tf.tensor(w, shape), 3, 63).dataSync()));
+    expect(s[0]).toBeCloseTo(0.01, 7);
+    expect(s[1]).toBeCloseTo(0.004, 8);
+    // All-zero channel: the same floor on max|w| as 8 bits, over 63.
+    expect(s[2]).toBeCloseTo((1e-8 * 127) / 63, 14);
+    const js = quantizeWeightsPerChannel(Float32Array.from(w), shape, 3, 63);
+    expect(Array.from(js.scales)).toEqual(s);
+    // 0.63 -> 63, 0.252 -> 63, -0.2 / 0.01 -> -20, 0.1 / 0.004 -> 25.
+    expect(Array.from(js.int8)).toEqual([63, 63, 0, -20, 25, 0]);
+  });
+
+  it('fake-quantizes onto that grid, stock and fused (wasm-training kernel on cpu) alike', async () => {
+    const { registerQatOps, fakeQuantWeight: fusedFakeQuantWeight } = await import('../../src/ml/backends/wasm-training/index.js');
+    registerQatOps();
+    // A larger random filter, so rounding is exercised on many values, not only the hand-picked ones.
+    const shape4 = [3, 3, 8, 16];
+    const vals = Float32Array.from({ length: 3 * 3 * 8 * 16 }, (_, i) => Math.sin(i * 12.9898) * 0.7);
+    const { stock, fused, scales } = tf.tidy(() => {
+      const t = tf.tensor(vals, shape4);
+      return {
+        stock: Array.from(fakeQuantWeight(t, 3, 63).dataSync()),
+        fused: Array.from(fusedFakeQuantWeight(t, 3, 63).dataSync()),
+        scales: Array.from(weightScales(t, 3, 63).dataSync()),
+      };
+    });
+    const js = quantizeWeightsPerChannel(vals, shape4, 3, 63);
+    expect(Math.max(...Array.from(js.int8, Math.abs))).toBe(63);
+    const want = Array.from(js.int8, (q, i) => q * scales[i % 16]!);
+    // `+ 0` turns -0 into 0: a negative value rounding to zero is -0 in one path and 0 in another.
+    const plain = (a: number[]) => a.map((v) => v + 0);
+    expect(plain(stock)).toEqual(plain(want.map(Math.fround)));
+    expect(plain(fused)).toEqual(plain(stock));
+  });
+});
+
 describe('EMA activation ranges', () => {
   it('starts from the first batch, then blends with weight 1 - decay_t', () => {
     const first = emaUpdate(undefined, { min: -1, max: 2 }, 0.9);

@@ -30,7 +30,8 @@ describe('toQuantGraph', () => {
     const ds = await loadDataset(config.dataset, { dataRoot: tmp, inputSize: 32 });
     const classes = ds.classes;
     const arch = buildArch({ ...config.model, numClasses: classes.length });
-    const model = new MobileNetV2(arch, 0.9, 3);
+    // The checkpoint's config says which weight grid the model trained on (7 bits by default).
+    const model = new MobileNetV2(arch, 0.9, 3, config.quantization.weightBits);
     // A negative gamma (sign folded into the int8 weights) and a zero gamma (a dead channel).
     const setChannel = (name: string, c: number, v: number) => {
       const g = model.v(name);
@@ -71,11 +72,12 @@ describe('toQuantGraph', () => {
     expect(g.nodes.filter((n) => n.op === 'add')).toHaveLength(arch.blocks.filter((b) => b.residual).length);
     expect(g.nodes.map((n) => n.op).slice(-2)).toEqual(['globalAvgPool', 'dense']);
     expect(g.output).toBe('logits');
+    expect(g.weightBits).toBe(7);
     for (const n of g.nodes) {
       if (n.op === 'conv') {
         expect(n.weightInt8.length).toBe((n.outChannels * n.inChannels * n.kernel[0] * n.kernel[1]) / n.group);
         expect(n.pads).toEqual(n.kernel[0] === 3 ? [1, 1, 1, 1] : [0, 0, 0, 0]);
-        expect(Math.max(...n.weightInt8.map(Math.abs))).toBeLessThanOrEqual(127);
+        expect(Math.max(...n.weightInt8.map(Math.abs))).toBeLessThanOrEqual(63);
         expect(n.weightScale.every((s) => s > 0 && Number.isFinite(s))).toBe(true);
         if (n.activation === 'relu6') {
           expect(n.outQuant.zeroPoint).toBe(0);

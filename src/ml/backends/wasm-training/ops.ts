@@ -6,7 +6,7 @@
 // What the engine should call (drop-in for the current stock formulations):
 //   batchNormTrain(z, gamma, beta, eps)    -> { y, mean, variance }   (src/ml/conv-bn-fold.ts)
 //   fakeQuantAct(x, scale, zeroPoint)      (src/ml/fake-quant.ts fakeQuantAct)
-//   fakeQuantWeight(w, channelAxis)        (src/ml/fake-quant.ts fakeQuantWeight)
+//   fakeQuantWeight(w, channelAxis, qmax)  (src/ml/fake-quant.ts fakeQuantWeight)
 import * as tf from '@tensorflow/tfjs-core';
 import {
   BN_TRAIN,
@@ -97,14 +97,15 @@ export function fakeQuantAct(x: tf.Tensor, scale: number, zeroPoint: number): tf
 }
 
 /**
- * Per-channel symmetric int8 fake quant of a weight (scale = max|w| over the other axes / 127),
- * identity gradient. Fused when every axis after `channelAxis` has size 1 (conv [kh,kw,in,out] with
- * axis 3, depthwise [kh,kw,C,1] with axis 2, dense [in,out] with axis 1).
+ * Per-channel symmetric int8 fake quant of a weight (scale = max|w| over the other axes / qmax;
+ * qmax 127 for 8-bit weights, 63 for 7-bit), identity gradient. Fused when every axis after
+ * `channelAxis` has size 1 (conv [kh,kw,in,out] with axis 3, depthwise [kh,kw,C,1] with axis 2,
+ * dense [in,out] with axis 1).
  */
-export function fakeQuantWeight(w: tf.Tensor, channelAxis: number): tf.Tensor {
+export function fakeQuantWeight(w: tf.Tensor, channelAxis: number, qmax = 127): tf.Tensor {
   const trailingOnes = w.shape.slice(channelAxis + 1).every((d) => d === 1);
   if (trailingOnes && fused(FAKE_QUANT_PER_CHANNEL) && w.dtype === 'float32') {
-    const [y, scales] = tf.engine().runKernel(FAKE_QUANT_PER_CHANNEL, { x: w }, { channels: w.shape[channelAxis], qmax: 127 }) as tf.Tensor[];
+    const [y, scales] = tf.engine().runKernel(FAKE_QUANT_PER_CHANNEL, { x: w }, { channels: w.shape[channelAxis], qmax }) as tf.Tensor[];
     scales.dispose();
     return y;
   }
@@ -112,9 +113,9 @@ export function fakeQuantWeight(w: tf.Tensor, channelAxis: number): tf.Tensor {
     save([input]);
     const value = tf.tidy(() => {
       const axes = input.shape.map((_, i) => i).filter((i) => i !== channelAxis);
-      const s = tf.div(tf.maximum(tf.max(tf.abs(input), axes), 1e-8 * 127), 127);
+      const s = tf.div(tf.maximum(tf.max(tf.abs(input), axes), 1e-8 * 127), qmax);
       const sb = tf.reshape(s, input.shape.map((d, i) => (i === channelAxis ? d : 1)));
-      return tf.mul(tf.clipByValue(tf.round(tf.div(input, sb)), -127, 127), sb);
+      return tf.mul(tf.clipByValue(tf.round(tf.div(input, sb)), -qmax, qmax), sb);
     });
     return { value, gradFunc: (dy: tf.Tensor) => tf.clone(dy) };
   }) as unknown as Parameters<typeof tf.customGrad>[0]);

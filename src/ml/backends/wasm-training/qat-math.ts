@@ -147,7 +147,7 @@ export function fakeQuantBackward(dy: Float32Array, x: Float32Array, scale: numb
 /**
  * Per-channel symmetric fake quant along the LAST axis of x ([..., C] flattened; the engine's
  * conv and dense weights keep the output channel last; depthwise [kh,kw,C,1] is C-last too once
- * its trailing 1 is dropped). scale[c] = max(max|x[.., c]|, 1e-8*127) / 127.
+ * its trailing 1 is dropped). scale[c] = max(max|x[.., c]|, 1e-8*127) / qmax (127 or 63).
  */
 export function fakeQuantPerChannelForward(x: Float32Array, channels: number, qmax: number, y: Float32Array, scales: Float32Array): void {
   const absMax = new Float32Array(channels);
