@@ -9,6 +9,7 @@ import { resolveTrainingConfig } from '../../src/jobs/training-config.js';
 import { runTraining } from '../../src/ml/index.js';
 import { exportJobModel, ExportVerificationError, spreadIndices } from '../../src/export/index.js';
 import type { ModelManifest } from '../../src/export/manifest.js';
+import { DataType, decodeModel } from '../../src/export/onnx-proto.js';
 import { MemoryModelStore, recordFromExportDir } from '../../src/serving/model-store.js';
 import { ServingService } from '../../src/serving/prediction-service.js';
 import { makeImage } from '../serving/fixtures.js';
@@ -75,6 +76,26 @@ describe('exportJobModel', () => {
     } finally {
       await svc.close();
     }
+  }, 300_000);
+
+  it('a 7-bit model (the default) passes the default gate with int8-stored weights, and those are served', async () => {
+    expect(config.quantization.weightBits).toBe(7);
+    const outDir = path.join(dir, 'model-7bit');
+    const r = await exportJobModel({ jobId: 'job-7bit', config, checkpoint, outDir, dataRoot: dir });
+    expect(r.weightBits).toBe(7);
+    expect(r.weightEncoding).toBe('int8');
+    expect(r.agreement).toBeGreaterThanOrEqual(0.995);
+    expect(r.maxLogitDiffSteps).toBeLessThanOrEqual(2);
+    expect(r.maxStepsVsIntegerReference!).toBeLessThanOrEqual(1);
+    const m = JSON.parse(await readFile(r.manifestPath, 'utf8')) as ModelManifest;
+    expect(m.quantization).toMatchObject({ weightBits: 7, weightEncoding: 'int8' });
+    // The served file holds int8 weights, all inside [-63, 63].
+    const model = decodeModel(await readFile(r.onnxPath));
+    const weights = model.graph.initializer.filter((t) => t.dataType === DataType.INT8 && t.dims.length > 1);
+    expect(weights.length).toBeGreaterThan(10);
+    expect(model.graph.initializer.some((t) => t.dataType === DataType.UINT8 && t.dims.length > 1)).toBe(false);
+    for (const t of weights) for (const v of new Int8Array(t.rawData.buffer, t.rawData.byteOffset, t.rawData.length)) expect(Math.abs(v)).toBeLessThanOrEqual(63);
+    expect(r.sizeBytes / r.float32SizeBytes).toBeLessThanOrEqual(0.3);
   }, 300_000);
 
   it('fails with EXPORT_VERIFICATION_FAILED and writes nothing when the gate is not met', async () => {

@@ -77,16 +77,27 @@ describe('QDQ ONNX writer', () => {
       expect(wDq.opType).toBe('DequantizeLinear');
       expect(wDq.attribute![0]).toMatchObject({ name: 'axis', i: 0 });
       expect(inits.get(wDq.input[0]!)!.dataType).toBe(DataType.INT8);
+      // Symmetric int8 weights: no zero point (optional, 0 by default).
+      expect(wDq.input).toHaveLength(2);
       const bDq = producer.get(conv.input[2]!)!;
       expect(bDq.opType).toBe('DequantizeLinear');
       expect(inits.get(bDq.input[0]!)!.dataType).toBe(DataType.INT32);
-      // Bias scale = input activation scale x weight scale, per channel.
+      expect(bDq.input).toHaveLength(2);
+      // Bias scale = input activation scale x weight scale, per channel: written as that Mul of
+      // the input's activation scale and the weight scale tensor.
       const inDq = producer.get(conv.input[0]!)!;
-      const inScale = f32(inits.get(inDq.input[1]!)!)[0]!;
-      const wScale = f32(inits.get(wDq.input[1]!)!);
-      const bScale = f32(inits.get(bDq.input[1]!)!);
-      for (let c = 0; c < wScale.length; c++) expect(bScale[c]).toBe(Math.fround(inScale * wScale[c]!));
+      const mul = producer.get(bDq.input[1]!)!;
+      expect(mul.opType).toBe('Mul');
+      expect(mul.input).toEqual([inDq.input[1], wDq.input[1]]);
+      expect(f32(inits.get(inDq.input[1]!)!)).toHaveLength(1);
+      expect(f32(inits.get(wDq.input[1]!)!)).toHaveLength(inits.get(wDq.input[0]!)!.dims[0]!);
     }
+    // ReLU6 outputs quantized inside [0, 6] need no Clip: QuantizeLinear clamps there itself.
+    expect(model.graph.node.filter((n) => n.opType === 'Clip')).toHaveLength(0);
+    // Short names: no node names, and every tensor but the graph's input and output is short.
+    expect(model.graph.node.every((n) => !n.name)).toBe(true);
+    const longNames = model.graph.initializer.map((t) => t.name).filter((nm) => nm.length > 3);
+    expect(longNames).toEqual([]);
     // One QuantizeLinear per activation tensor: the input plus every node's output.
     const qs = model.graph.node.filter((n) => n.opType === 'QuantizeLinear');
     expect(qs).toHaveLength(g.nodes.length + 1);
@@ -140,19 +151,32 @@ describe('QDQ ONNX writer', () => {
     // On x86 without VNNI, ORT's u8s8 kernels sum pairs of u8*s8 products in int16 (vpmaddubsw)
     // and saturate; with |w| <= 63 a pair stays below 32767, so int8 storage is exact too.
     const size = 32;
-    const g = buildSyntheticMobileNetV2({ width: 0.35, inputSize: size, numClasses: 10, seed: 4 });
-    for (const node of g.nodes) if (node.op === 'conv' || node.op === 'dense') {
-      for (let i = 0; i < node.weightInt8.length; i++) node.weightInt8[i] = Math.trunc(node.weightInt8[i]! / 2);
-      for (let c = 0; c < node.weightScale.length; c++) node.weightScale[c] = node.weightScale[c]! * 2;
-    }
+    const g = buildSyntheticMobileNetV2({ width: 0.35, inputSize: size, numClasses: 10, seed: 4, weightBits: 7 });
+    let maxAbs = 0;
+    for (const node of g.nodes) if (node.op === 'conv' || node.op === 'dense') for (const v of node.weightInt8) maxAbs = Math.max(maxAbs, Math.abs(v));
+    expect(maxAbs).toBe(63);
     const x = syntheticImages(4, size, 9);
     const fused = await runOrt(quantGraphToQdqOnnx(g, { weightEncoding: 'int8' }), x, 4, size);
     expect(maxDiffSteps(fused, runIntegerReference(g, x, 4), g.nodes.at(-1)!.outQuant.scale)).toBeLessThanOrEqual(2);
   });
+
+  it('refuses a 7-bit graph with a weight outside [-63, 63] (int8 storage would not be exact)', () => {
+    const g = buildSyntheticMobileNetV2({ width: 0.35, inputSize: 32, numClasses: 10, seed: 4, weightBits: 7 });
+    const conv = g.nodes.find((n) => n.op === 'conv')!;
+    if (conv.op === 'conv') conv.weightInt8[0] = 64;
+    expect(() => quantGraphToQdqOnnx(g)).toThrow(/weight 64 outside the 7-bit grid/);
+  });
+
+  it('descriptive names, on request, name every node and tensor after the layer', () => {
+    const g = buildSyntheticMobileNetV2({ width: 0.35, inputSize: 32, numClasses: 10, seed: 4, weightBits: 7 });
+    const model = decodeModel(quantGraphToQdqOnnx(g, { names: 'descriptive' }));
+    expect(model.graph.node.find((n) => n.opType === 'Conv')!.name).toBe('stem/Conv');
+    expect(model.graph.initializer.map((t) => t.name)).toContain('stem/weight_quantized');
+  });
 });
 
 describe('fusion and size (MobileNetV2 1.0 at 224)', () => {
-  const g = buildSyntheticMobileNetV2({ width: 1.0, inputSize: 224, numClasses: 1000, seed: 1, calibrationImages: 1 });
+  const g = buildSyntheticMobileNetV2({ width: 1.0, inputSize: 224, numClasses: 1000, seed: 1, calibrationImages: 1, weightBits: 7 });
 
   for (const weightEncoding of ['int8', 'uint8'] as const) {
     it(`ORT fuses every conv into QLinearConv, adds, pool and classifier too (${weightEncoding} weights)`, async () => {
@@ -173,6 +197,10 @@ describe('fusion and size (MobileNetV2 1.0 at 224)', () => {
     const int8 = quantGraphToQdqOnnx(g);
     const fp32 = quantGraphToFloatOnnx(g);
     expect(int8.length / fp32.length).toBeLessThanOrEqual(0.3);
+    // The training config's default model (width 0.35, 32x32, 10 classes) too: its per-channel
+    // scales and biases weigh more against its smaller weights.
+    const small = buildSyntheticMobileNetV2({ width: 0.35, inputSize: 32, numClasses: 10, seed: 1, weightBits: 7 });
+    expect(quantGraphToQdqOnnx(small).length / quantGraphToFloatOnnx(small).length).toBeLessThanOrEqual(0.3);
     const x = syntheticImages(1, 224, 5);
     const ortOut = await runOrt(fp32, x, 1, 224);
     const ref = runQdqReference(g, x, 1, { quantize: false });
