@@ -3,7 +3,7 @@
 import { PredictorPool, type PredictorPoolOptions } from './predictor-pool.js';
 import { ModelRegistry, type ModelRegistryOptions } from './model-registry.js';
 import type { ModelStore } from './model-store.js';
-import { DEFAULT_MAX_PIXELS, preprocessImage } from './preprocess.js';
+import { DEFAULT_MAX_PIXELS, decodeForModel } from './preprocess.js';
 
 export interface Prediction {
   label: string;
@@ -30,9 +30,33 @@ export function softmax(logits: ArrayLike<number>): Float64Array {
 
 /** The k most probable classes, most probable first (ties: lower index first). */
 export function topK(probs: ArrayLike<number>, labels: string[], k: number): Prediction[] {
-  const idx = Array.from({ length: probs.length }, (_, i) => i);
-  idx.sort((a, b) => probs[b]! - probs[a]! || a - b);
-  return idx.slice(0, Math.max(0, Math.min(k, idx.length))).map((i) => ({ label: labels[i] ?? String(i), index: i, probability: probs[i]! }));
+  const n = probs.length;
+  const kk = Math.max(0, Math.min(k, n));
+  let idx: number[];
+  if (kk > 64) {
+    idx = Array.from({ length: n }, (_, i) => i);
+    idx.sort((a, b) => probs[b]! - probs[a]! || a - b);
+    idx.length = kk;
+  } else {
+    // Insertion into a sorted list of the best kk: one pass, no sort of every class per request.
+    idx = [];
+    for (let i = 0; i < n && kk > 0; i++) {
+      const p = probs[i]!;
+      if (idx.length === kk) {
+        // An equal probability never displaces an earlier index.
+        if (!(p > probs[idx[kk - 1]!]!)) continue;
+        idx.pop();
+      }
+      let j = idx.length;
+      idx.push(i);
+      while (j > 0 && probs[idx[j - 1]!]! < p) {
+        idx[j] = idx[j - 1]!;
+        j--;
+      }
+      idx[j] = i;
+    }
+  }
+  return idx.map((i) => ({ label: labels[i] ?? String(i), index: i, probability: probs[i]! }));
 }
 
 export interface ServingOptions extends PredictorPoolOptions, ModelRegistryOptions {
@@ -69,13 +93,9 @@ export class ServingService {
     try {
       const { record, manifest } = lease.model;
       const t0 = performance.now();
-      const input = await preprocessImage(image, {
-        size: manifest.input.size,
-        normalization: manifest.preprocess.normalization,
-        maxPixels: this.maxImagePixels,
-      });
+      const rgb = await decodeForModel(image, { size: manifest.input.size, maxPixels: this.maxImagePixels });
       const t1 = performance.now();
-      const r = await this.pool.infer(record.id, input, manifest.input.size);
+      const r = await this.pool.infer(record.id, { rgb, normalization: manifest.preprocess.normalization }, manifest.input.size);
       const t2 = performance.now();
       const probs = softmax(r.logits);
       return {

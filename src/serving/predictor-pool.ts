@@ -10,6 +10,7 @@
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { PredictorError } from './errors.js';
+import { rgbToNchw, type Normalization } from './preprocess.js';
 
 export interface PredictorPoolOptions {
   /** Worker threads (each runs one inference at a time on one core). */
@@ -33,6 +34,34 @@ const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const ort = require(workerData.ortPath);
 const sessions = new Map();
+// RGB batches are normalized here, off the event loop, into one float buffer reused across runs
+// (the pool sends a worker one run at a time; a second concurrent one gets its own buffer).
+let scratch = new Float32Array(0);
+let scratchBusy = false;
+const luts = new Map();
+function lutFor(norm) {
+  const key = norm.mean.join(',') + '/' + norm.std.join(',');
+  let lut = luts.get(key);
+  if (!lut) {
+    lut = new Float32Array(768);
+    for (let c = 0; c < 3; c++) for (let v = 0; v < 256; v++) lut[c * 256 + v] = (v / 255 - norm.mean[c]) / norm.std[c];
+    luts.set(key, lut);
+  }
+  return lut;
+}
+// The same mapping as rgbToNchw in preprocess.ts (interleaved HWC bytes -> normalized NCHW planes),
+// for n images back to back; a test checks both give the same logits.
+function rgbToNchw(rgb, n, size, lut, out) {
+  const plane = size * size;
+  for (let b = 0; b < n; b++) {
+    const base = b * 3 * plane;
+    for (let p = 0, q = base; p < plane; p++, q += 3) {
+      out[base + p] = lut[rgb[q]];
+      out[base + plane + p] = lut[256 + rgb[q + 1]];
+      out[base + 2 * plane + p] = lut[512 + rgb[q + 2]];
+    }
+  }
+}
 parentPort.on('message', async (msg) => {
   try {
     if (msg.type === 'load') {
@@ -58,12 +87,29 @@ parentPort.on('message', async (msg) => {
     } else if (msg.type === 'run') {
       const s = sessions.get(msg.modelId);
       if (!s) throw new Error('model ' + msg.modelId + ' is not loaded in this worker');
-      const input = new ort.Tensor('float32', msg.input, [msg.n, 3, msg.size, msg.size]);
-      const t0 = performance.now();
-      const out = await s.run({ [s.inputNames[0]]: input });
-      const ms = performance.now() - t0;
-      const logits = Float32Array.from(out[s.outputNames[0]].data);
-      parentPort.postMessage({ id: msg.id, ok: true, logits, ms }, [logits.buffer]);
+      const len = msg.n * 3 * msg.size * msg.size;
+      let data = msg.input;
+      let borrowed = false;
+      if (msg.rgb) {
+        if (!scratchBusy) {
+          if (scratch.length < len) scratch = new Float32Array(len);
+          data = scratch.subarray(0, len);
+          scratchBusy = borrowed = true;
+        } else data = new Float32Array(len);
+        rgbToNchw(msg.rgb, msg.n, msg.size, lutFor(msg.normalization), data);
+      }
+      try {
+        const input = new ort.Tensor('float32', data, [msg.n, 3, msg.size, msg.size]);
+        const t0 = performance.now();
+        const out = await s.run({ [s.inputNames[0]]: input });
+        const ms = performance.now() - t0;
+        const o = out[s.outputNames[0]].data;
+        // ORT hands back a fresh buffer per run: send it as is when the view covers all of it.
+        const logits = o.byteOffset === 0 && o.byteLength === o.buffer.byteLength ? o : Float32Array.from(o);
+        parentPort.postMessage({ id: msg.id, ok: true, logits, ms }, [logits.buffer]);
+      } finally {
+        if (borrowed) scratchBusy = false;
+      }
     }
   } catch (err) {
     parentPort.postMessage({ id: msg.id, ok: false, error: String(err && err.message || err) });
@@ -71,8 +117,17 @@ parentPort.on('message', async (msg) => {
 });
 `;
 
+/** One image as decoded 8-bit RGB (HWC, size x size) with the model's normalization. */
+export interface RgbInput {
+  rgb: Uint8Array;
+  normalization: Normalization;
+}
+
+/** A model input: normalized float NCHW [1, 3, size, size], or RGB bytes the worker normalizes. */
+export type ModelInput = Float32Array | RgbInput;
+
 interface Pending {
-  input: Float32Array;
+  input: ModelInput;
   resolve(r: InferResult): void;
   reject(e: Error): void;
 }
@@ -206,10 +261,12 @@ export class PredictorPool {
     return [...this.models.keys()];
   }
 
-  /** Logits for one image (NCHW float, [1, 3, size, size]). */
-  infer(modelId: string, input: Float32Array, size: number): Promise<InferResult> {
+  /** Logits for one image: normalized NCHW float [1, 3, size, size], or its RGB bytes. */
+  infer(modelId: string, input: ModelInput, size: number): Promise<InferResult> {
     if (this.closed) return Promise.reject(new PredictorError('the predictor pool is closed', 'PREDICTOR_CLOSED'));
     if (!this.models.has(modelId)) return Promise.reject(new PredictorError(`model ${modelId} is not loaded`));
+    const got = input instanceof Float32Array ? input.length : input.rgb.length;
+    if (got !== 3 * size * size) return Promise.reject(new PredictorError(`the input has ${got} values, a ${size}x${size} RGB image has ${3 * size * size}`));
     return new Promise<InferResult>((resolve, reject) => {
       let q = this.queues.get(modelId);
       if (!q) {
@@ -256,14 +313,11 @@ export class PredictorPool {
 
   private async run(worker: PoolWorker, modelId: string, size: number, batch: Pending[]): Promise<void> {
     worker.busy = true;
-    const per = 3 * size * size;
-    const input = new Float32Array(batch.length * per);
-    batch.forEach((p, i) => input.set(p.input, i * per));
     try {
-      const r = await worker.call({ type: 'run', modelId, input, n: batch.length, size }, [input.buffer]);
+      const r = await worker.call(...batchMessage(modelId, size, batch));
       const logits = r.logits!;
       const k = logits.length / batch.length;
-      batch.forEach((p, i) => p.resolve({ logits: logits.slice(i * k, (i + 1) * k), inferMs: r.ms!, batchSize: batch.length }));
+      batch.forEach((p, i) => p.resolve({ logits: logits.subarray(i * k, (i + 1) * k), inferMs: r.ms!, batchSize: batch.length }));
     } catch (err) {
       for (const p of batch) p.reject(err as Error);
     } finally {
@@ -285,4 +339,29 @@ export class PredictorPool {
     await Promise.all(this.workers.map((w) => w.shutdown()));
     this.workers = [];
   }
+}
+
+function sameNormalization(a: Normalization, b: Normalization): boolean {
+  return a === b || (a.mean.every((v, i) => v === b.mean[i]) && a.std.every((v, i) => v === b.std[i]));
+}
+
+/**
+ * The run message for a batch and the buffers it transfers (not copies) to the worker. RGB images
+ * sharing one normalization (the usual case: one model, one manifest) travel as bytes and are
+ * normalized in the worker; anything else is normalized here.
+ */
+function batchMessage(modelId: string, size: number, batch: Pending[]): [Record<string, unknown>, ArrayBuffer[]] {
+  const per = 3 * size * size;
+  const first = batch[0]!.input;
+  if (!(first instanceof Float32Array) && batch.every((p) => !(p.input instanceof Float32Array) && sameNormalization(p.input.normalization, first.normalization))) {
+    const rgb = new Uint8Array(batch.length * per);
+    batch.forEach((p, i) => rgb.set((p.input as RgbInput).rgb, i * per));
+    return [{ type: 'run', modelId, rgb, normalization: first.normalization, n: batch.length, size }, [rgb.buffer]];
+  }
+  const input = new Float32Array(batch.length * per);
+  batch.forEach((p, i) => {
+    if (p.input instanceof Float32Array) input.set(p.input, i * per);
+    else rgbToNchw(p.input.rgb, size, p.input.normalization, input, i * per);
+  });
+  return [{ type: 'run', modelId, input, n: batch.length, size }, [input.buffer]];
 }

@@ -54,27 +54,49 @@ export async function inspectImage(bytes: Buffer, maxPixels = DEFAULT_MAX_PIXELS
   return meta;
 }
 
+// One table per normalization: `v -> (v / 255 - mean) / std` for each channel. Built once rather
+// than per image (a request path runs this for every upload).
+const lutCache = new Map<string, Float32Array>();
+
+export function normalizationLut(norm: Normalization): Float32Array {
+  const key = `${norm.mean.join(',')}/${norm.std.join(',')}`;
+  let lut = lutCache.get(key);
+  if (!lut) {
+    lut = new Float32Array(768);
+    for (let c = 0; c < 3; c++) for (let v = 0; v < 256; v++) lut[c * 256 + v] = (v / 255 - norm.mean[c]!) / norm.std[c]!;
+    if (lutCache.size > 64) lutCache.clear();
+    lutCache.set(key, lut);
+  }
+  return lut;
+}
+
 /** Interleaved RGB bytes (HWC) -> normalized float NCHW, written at `offset` of `out`. */
 export function rgbToNchw(rgb: Uint8Array, size: number, norm: Normalization, out = new Float32Array(3 * size * size), offset = 0): Float32Array {
   const plane = size * size;
-  const lut = new Float32Array(768);
-  for (let c = 0; c < 3; c++) for (let v = 0; v < 256; v++) lut[c * 256 + v] = (v / 255 - norm.mean[c]!) / norm.std[c]!;
-  for (let p = 0; p < plane; p++) {
-    out[offset + p] = lut[rgb[p * 3]!]!;
-    out[offset + plane + p] = lut[256 + rgb[p * 3 + 1]!]!;
-    out[offset + 2 * plane + p] = lut[512 + rgb[p * 3 + 2]!]!;
+  const lut = normalizationLut(norm);
+  for (let p = 0, q = 0; p < plane; p++, q += 3) {
+    out[offset + p] = lut[rgb[q]!]!;
+    out[offset + plane + p] = lut[256 + rgb[q + 1]!]!;
+    out[offset + 2 * plane + p] = lut[512 + rgb[q + 2]!]!;
   }
   return out;
 }
 
-/** Validates and decodes an upload into the model input [1, 3, size, size]. */
-export async function preprocessImage(bytes: Buffer, opts: PreprocessOptions): Promise<Float32Array> {
+/**
+ * Validates and decodes an upload into the model's `size` x `size` interleaved 8-bit RGB (HWC).
+ * The serving path hands these bytes to the inference worker, which normalizes them off the
+ * event loop (and a quarter of the float input's size crosses the thread boundary).
+ */
+export async function decodeForModel(bytes: Buffer, opts: { size: number; maxPixels?: number }): Promise<Uint8Array> {
   await inspectImage(bytes, opts.maxPixels);
-  let rgb: Uint8Array;
   try {
-    rgb = await decodeImageToRgb(bytes, opts.size);
+    return await decodeImageToRgb(bytes, opts.size);
   } catch (err) {
     throw new ImageError('IMAGE_CORRUPT', `the image could not be decoded (truncated or corrupt): ${(err as Error).message.split('\n')[0]}`);
   }
-  return rgbToNchw(rgb, opts.size, opts.normalization);
+}
+
+/** Validates and decodes an upload into the model input [1, 3, size, size]. */
+export async function preprocessImage(bytes: Buffer, opts: PreprocessOptions): Promise<Float32Array> {
+  return rgbToNchw(await decodeForModel(bytes, opts), opts.size, opts.normalization);
 }

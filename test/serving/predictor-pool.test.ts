@@ -6,6 +6,7 @@ import { PredictorPool } from '../../src/serving/predictor-pool.js';
 import { runIntegerReference } from '../../src/export/qdq-reference.js';
 import { syntheticImages } from '../../src/export/synthetic-graph.js';
 import { writeFixtureModel, type FixtureModel } from './fixtures.js';
+import { rgbToNchw } from '../../src/serving/preprocess.js';
 
 let root: string;
 let model: FixtureModel;
@@ -38,6 +39,31 @@ describe('PredictorPool', () => {
       const sizes = results.map((r) => r.batchSize);
       expect(Math.max(...sizes)).toBeGreaterThan(1);
       expect(Math.max(...sizes)).toBeLessThanOrEqual(4);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('gives RGB bytes normalized in the worker the same logits as the float input normalized here', async () => {
+    const norm = model.graph.normalization;
+    const rgb = (i: number) => Uint8Array.from({ length: 3 * SIZE * SIZE }, (_, j) => (j * 31 + i * 97 + (j >> 5)) & 255);
+    const pool = new PredictorPool({ size: 2, batchWindowMs: 20, maxBatch: 4 });
+    try {
+      await pool.load('m1', model.record.onnxPath);
+      const n = 6;
+      // Inside one window: batches of RGB only (normalized in the worker) and, below, batches
+      // mixing both kinds (normalized on the main thread).
+      const fromRgb = await Promise.all(Array.from({ length: n }, (_, i) => pool.infer('m1', { rgb: rgb(i), normalization: norm }, SIZE)));
+      const fromFloat = await Promise.all(Array.from({ length: n }, (_, i) => pool.infer('m1', rgbToNchw(rgb(i), SIZE, norm), SIZE)));
+      const mixed = await Promise.all(
+        Array.from({ length: n }, (_, i) => pool.infer('m1', i % 2 ? { rgb: rgb(i), normalization: norm } : rgbToNchw(rgb(i), SIZE, norm), SIZE)),
+      );
+      expect(Math.max(...fromRgb.map((r) => r.batchSize))).toBeGreaterThan(1);
+      for (let i = 0; i < n; i++) {
+        expect(Array.from(fromRgb[i]!.logits)).toEqual(Array.from(fromFloat[i]!.logits));
+        expect(Array.from(mixed[i]!.logits)).toEqual(Array.from(fromFloat[i]!.logits));
+      }
+      await expect(pool.infer('m1', { rgb: new Uint8Array(7), normalization: norm }, SIZE)).rejects.toThrow(/7 values/);
     } finally {
       await pool.close();
     }
