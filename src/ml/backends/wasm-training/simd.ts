@@ -10,8 +10,8 @@ interface SimdExports {
   fq_fwd(x: number, y: number, n: number, s: number, lo: number, hi: number): void;
   fq_bwd(dy: number, x: number, dx: number, n: number, lo: number, hi: number): void;
   relu6_bwd(dy: number, x: number, dx: number, n: number): void;
-  chan_sums(x: number, rows: number, c: number, mean: number, acc: number, sq: number): void;
-  bn_bwd_sums(dy: number, x: number, rows: number, c: number, mean: number, sdy: number, sdyxc: number): void;
+  chan_moments(x: number, rows: number, c: number, shift: number, sum: number, sumSq: number, rowBlock: number): void;
+  bn_bwd_sums(x: number, dy: number, rows: number, c: number, mean: number, sdy: number, sdyxc: number, rowBlock: number): void;
   chan_affine(x: number, y: number, rows: number, c: number, k: number, b: number): void;
   bn_bwd_apply(dy: number, x: number, dx: number, rows: number, c: number, a: number, bc: number, m: number, d: number): void;
   dw_filter_grad(x: number, dy: number, acc32: number, acc64: number, ...geom: number[]): void;
@@ -125,14 +125,16 @@ export function simdBnForward(
   const s = simdFor(be);
   if (!s || c % 4 !== 0) return false;
   const rows = size(x) / c;
-  const sc = new Scratch(be, [8 * c, 8 * c, 8 * c, 4 * c, 4 * c]); // sum, mean64, sq, k, b
+  const sc = new Scratch(be, [8 * c, 8 * c, 4 * c, 4 * c, 4 * c]); // sum, sq, shift, k, b
   try {
-    s.chan_sums(ptr(be, x), rows, c, 0, sc.at[0], 0);
+    // Shifted by the first row: the sums of (x - shift) stay small, so sum-of-squares minus the
+    // squared mean does not cancel catastrophically even when |mean| >> std.
+    const xp = ptr(be, x);
+    be.wasm.HEAPU8.copyWithin(sc.at[2], xp, xp + 4 * c);
+    s.chan_moments(xp, rows, c, sc.at[2], sc.at[0], sc.at[1], channelRowBlock(c));
     const sum = sc.f64(0, c);
-    const m64 = sc.f64(1, c);
-    for (let j = 0; j < c; j++) m64[j] = sum[j] / rows;
-    s.chan_sums(ptr(be, x), rows, c, sc.at[1], sc.at[2], 1);
-    const sq = sc.f64(2, c);
+    const sq = sc.f64(1, c);
+    const shift = sc.f32(2, c);
     const k = sc.f32(3, c);
     const b = sc.f32(4, c);
     const heap = be.wasm.HEAPU8.buffer;
@@ -141,10 +143,10 @@ export function simdBnForward(
     const mo = new Float32Array(heap, ptr(be, mean), c);
     const vo = new Float32Array(heap, ptr(be, variance), c);
     const epsF = f(eps);
-    const m64b = sc.f64(1, c);
     for (let j = 0; j < c; j++) {
-      mo[j] = m64b[j];
-      vo[j] = sq[j] / rows;
+      const d = sum[j] / rows;
+      mo[j] = shift[j] + d;
+      vo[j] = Math.max(0, sq[j] / rows - d * d);
       k[j] = f(g[j] * f(1 / Math.sqrt(f(vo[j] + epsF))));
       b[j] = f(bt[j] - f(mo[j] * k[j]));
     }
@@ -164,21 +166,17 @@ export function simdBnBackward(
   const s = simdFor(be);
   if (!s || c % 4 !== 0) return false;
   const rows = size(x) / c;
-  // mean64, sdy, sdyxc, a, bc, m, d
-  const sc = new Scratch(be, [8 * c, 8 * c, 8 * c, 4 * c, 4 * c, 4 * c, 4 * c]);
+  // sdy, sdyxc, a, bc, m, d
+  const sc = new Scratch(be, [8 * c, 8 * c, 4 * c, 4 * c, 4 * c, 4 * c]);
   try {
-    let heap = be.wasm.HEAPU8.buffer;
-    const m64 = sc.f64(0, c);
-    const mIn = new Float32Array(heap, ptr(be, mean), c);
-    for (let j = 0; j < c; j++) m64[j] = mIn[j];
-    s.bn_bwd_sums(ptr(be, dy), ptr(be, x), rows, c, sc.at[0], sc.at[1], sc.at[2]);
-    heap = be.wasm.HEAPU8.buffer;
-    const sDy = sc.f64(1, c);
-    const sDyXc = sc.f64(2, c);
-    const a = sc.f32(3, c);
-    const bc = sc.f32(4, c);
-    const mf = sc.f32(5, c);
-    const d = sc.f32(6, c);
+    s.bn_bwd_sums(ptr(be, x), ptr(be, dy), rows, c, ptr(be, mean), sc.at[0], sc.at[1], channelRowBlock(c));
+    const heap = be.wasm.HEAPU8.buffer;
+    const sDy = sc.f64(0, c);
+    const sDyXc = sc.f64(1, c);
+    const a = sc.f32(2, c);
+    const bc = sc.f32(3, c);
+    const mf = sc.f32(4, c);
+    const d = sc.f32(5, c);
     const g = new Float32Array(heap, ptr(be, gamma), c);
     const v = new Float32Array(heap, ptr(be, variance), c);
     const m = new Float32Array(heap, ptr(be, mean), c);
@@ -196,11 +194,20 @@ export function simdBnBackward(
       d[j] = (-g[j] * rstd * sDy[j]) / rows + dm[j] / rows;
       mf[j] = m[j];
     }
-    s.bn_bwd_apply(ptr(be, dy), ptr(be, x), ptr(be, dx), rows, c, sc.at[3], sc.at[4], sc.at[5], sc.at[6]);
+    s.bn_bwd_apply(ptr(be, dy), ptr(be, x), ptr(be, dx), rows, c, sc.at[2], sc.at[3], sc.at[4], sc.at[5]);
   } finally {
     sc.free();
   }
   return true;
+}
+
+/**
+ * Rows per block of chan_moments / bn_bwd_sums: about 64 KB of rows, so a block read for the first
+ * channel group is still in cache for the others; at least 64 rows so the per-block f64 flush stays
+ * small next to the work.
+ */
+function channelRowBlock(c: number): number {
+  return Math.max(64, Math.floor(16384 / c));
 }
 
 function geom(g: ConvGeometry): number[] {
