@@ -5,14 +5,22 @@
 //   npx tsx bench/predict.ts http             # HTTP load: autocannon, 16 connections, 20 s, 224x224 JPEG
 //   npx tsx bench/predict.ts all
 // Options: --runs N (model, default 300), --seconds S, --connections C, --workers W (pool size),
-// --encoding int8|uint8 (weight storage, default both for `model`, uint8 for `http`),
-// --rate R (http: open loop at R req/s total, to read latency at a given load).
+// --encoding int8|uint8 (weight storage, default both for `model`; for `http` see HTTP_ENCODING),
+// --weight-bits 7|8 (http: the served model's weight grid, default the training config's),
+// --loop closed|open|both (http, default both), --rate R (open loop: R req/s offered in total,
+// default 150), --batch-window MS, --max-batch N (the pool's micro-batching).
 //
-// Each mode prints one comparable line (plus context lines starting with '#').
+// `http` serves from a child process and loads it twice: closed loop (each connection posts again
+// as soon as it has its answer: the most the service does, and by Little's law p50 is about
+// connections / throughput) and open loop (a fixed offered rate: the latency at that load).
+// Each measurement prints one comparable line (plus context lines starting with '#').
+import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import Fastify from 'fastify';
@@ -22,7 +30,8 @@ import { quantGraphToFloatOnnx, quantGraphToQdqOnnx } from '../src/export/onnx-q
 import { buildSyntheticMobileNetV2, syntheticImages } from '../src/export/synthetic-graph.js';
 import { expectedKernels, fusionReport, optimizedOpCounts } from '../src/export/fusion-check.js';
 import { MANIFEST_FORMAT, MANIFEST_VERSION, type ModelManifest } from '../src/export/manifest.js';
-import type { QuantGraph } from '../src/ml/quant-graph.js';
+import type { QuantGraph, WeightBits } from '../src/ml/quant-graph.js';
+import { QuantizationSection } from '../src/jobs/training-config.js';
 import { errorsPlugin } from '../src/api/plugins/errors.js';
 import { predictRoutes } from '../src/api/routes/predict.js';
 import { servingPlugin } from '../src/serving/plugin.js';
@@ -37,11 +46,25 @@ const { positionals, values } = parseArgs({
     connections: { type: 'string', default: '16' },
     workers: { type: 'string', default: '2' },
     encoding: { type: 'string' },
-    /** Open-loop: a fixed total request rate (req/s) instead of as fast as 16 connections go. */
-    rate: { type: 'string' },
+    /** http: closed (as fast as the connections go), open (a fixed offered rate), or both. */
+    loop: { type: 'string', default: 'both' },
+    /** http, open loop: the total offered request rate (req/s). */
+    rate: { type: 'string', default: '150' },
+    /** http: the served model's weight grid, 7 or 8 bits (default: the training config's). */
+    'weight-bits': { type: 'string' },
+    'batch-window': { type: 'string', default: '2' },
+    'max-batch': { type: 'string', default: '8' },
   },
 });
 const mode = positionals[0] ?? 'model';
+/**
+ * The http bench serves what a job trained with the default config exports: its weight grid
+ * (7 bits unless the config says 8) and the storage src/export picks for it (int8 for 7-bit
+ * weights, which cannot saturate ORT's u8s8 kernels; for 8-bit ones int8 only where it verifies,
+ * so the bench takes uint8, the storage that is exact on every x86 CPU).
+ */
+const HTTP_WEIGHT_BITS = Number(values['weight-bits'] ?? QuantizationSection.parse({}).weightBits) as WeightBits;
+const HTTP_ENCODING = (values.encoding ?? (HTTP_WEIGHT_BITS === 7 ? 'int8' : 'uint8')) as 'int8' | 'uint8';
 const SIZE = 224;
 
 function percentile(sorted: number[], p: number): number {
@@ -90,7 +113,7 @@ async function writeModel(dir: string, graph: QuantGraph, encoding: 'int8' | 'ui
     output: { name: graph.output, dtype: 'float32', meaning: 'logits' },
     preprocess: { resize: 'short-side-then-center-crop', colorSpace: 'srgb', alphaBackground: { r: 255, g: 255, b: 255 }, normalization: graph.normalization },
     quantization: {
-      format: 'onnx-qdq', opset: 13, activationType: 'uint8 asymmetric per-tensor', weightType: 'int8 symmetric per-channel', weightEncoding: encoding,
+      format: 'onnx-qdq', opset: 13, activationType: 'uint8 asymmetric per-tensor', weightType: 'int8 symmetric per-channel', weightEncoding: encoding, weightBits: graph.weightBits ?? 8,
       input: graph.input.quant, logits: graph.nodes.at(-1)!.outQuant, convs: k.convs, adds: k.adds, activations: [],
       fusion: fusionReport(await optimizedOpCounts(bytes), k),
     },
@@ -107,43 +130,146 @@ async function writeModel(dir: string, graph: QuantGraph, encoding: 'int8' | 'ui
   return store;
 }
 
-async function benchHttp(graph: QuantGraph): Promise<void> {
+interface ServerStats {
+  requests: number;
+  /** Server process CPU (every thread: event loop, libuv/sharp, ORT workers) per answered request. */
+  cpuMsPerRequest: number;
+  /** Share of wall time the server's event loop was busy. */
+  eventLoopUtilization: number;
+  decodeMs: number;
+  inferMs: number;
+  queueMs: number;
+  batchSize: number;
+}
+
+type ToServer = { type: 'stats' } | { type: 'stop' };
+type FromServer = { type: 'ready'; url: string } | { type: 'stats'; stats: ServerStats };
+
+/**
+ * The server side of `http`, run in a child process: a real client is another process, and
+ * autocannon in the server's process would share its event loop and skew both sides.
+ */
+async function serveForBench(graph: QuantGraph): Promise<void> {
   const dir = await mkdtemp(path.join(tmpdir(), 'qatserve-bench-'));
-  const encoding = (values.encoding as 'int8' | 'uint8' | undefined) ?? 'uint8';
-  const store = await writeModel(dir, graph, encoding);
-  const serving = new ServingService({ store, size: Number(values.workers), batchWindowMs: 2, maxBatch: 8, pollMs: 0 });
+  const store = await writeModel(dir, graph, HTTP_ENCODING);
+  const serving = new ServingService({
+    store,
+    size: Number(values.workers),
+    batchWindowMs: Number(values['batch-window']),
+    maxBatch: Number(values['max-batch']),
+    pollMs: 0,
+  });
   const app = Fastify({ logger: false });
   await app.register(errorsPlugin);
   await app.register(servingPlugin, { service: serving });
   await app.register(predictRoutes, { serving });
+  // Per-response timings, read off the answer object before it is serialized.
+  let sums = { n: 0, decodeMs: 0, inferMs: 0, queueMs: 0, batchSize: 0 };
+  app.addHook('preSerialization', async (_req, _reply, payload: unknown) => {
+    const t = (payload as { timings?: { decodeMs: number; inferMs: number; queueMs: number; batchSize: number } }).timings;
+    if (t) {
+      sums.n++;
+      sums.decodeMs += t.decodeMs;
+      sums.inferMs += t.inferMs;
+      sums.queueMs += t.queueMs;
+      sums.batchSize += t.batchSize;
+    }
+    return payload;
+  });
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
-  const raw = Buffer.alloc(SIZE * SIZE * 3);
-  for (let i = 0; i < raw.length; i++) raw[i] = (i * 7 + (i >> 10)) & 255;
-  const jpeg = await sharp(raw, { raw: { width: SIZE, height: SIZE, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
+  let cpu = process.cpuUsage();
+  let elu = performance.eventLoopUtilization();
+  process.on('message', (msg: ToServer) => {
+    if (msg.type === 'stats') {
+      const c = process.cpuUsage(cpu);
+      const n = Math.max(1, sums.n);
+      const stats: ServerStats = {
+        requests: sums.n,
+        cpuMsPerRequest: (c.user + c.system) / 1000 / n,
+        eventLoopUtilization: performance.eventLoopUtilization(elu).utilization,
+        decodeMs: sums.decodeMs / n,
+        inferMs: sums.inferMs / n,
+        queueMs: sums.queueMs / n,
+        batchSize: sums.batchSize / n,
+      };
+      process.send!({ type: 'stats', stats } satisfies FromServer);
+      sums = { n: 0, decodeMs: 0, inferMs: 0, queueMs: 0, batchSize: 0 };
+      cpu = process.cpuUsage();
+      elu = performance.eventLoopUtilization();
+    } else if (msg.type === 'stop') {
+      void app.close().then(() => rm(dir, { recursive: true, force: true })).finally(() => process.disconnect());
+    }
+  });
+  process.send!({ type: 'ready', url } satisfies FromServer);
+}
+
+function nextMessage<T extends FromServer['type']>(child: ChildProcess, type: T): Promise<Extract<FromServer, { type: T }>> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: FromServer) => {
+      if (m.type !== type) return;
+      child.off('message', onMessage);
+      child.off('exit', onExit);
+      resolve(m as Extract<FromServer, { type: T }>);
+    };
+    const onExit = (code: number | null) => reject(new Error(`bench server exited (code ${code}) before '${type}'`));
+    child.on('message', onMessage);
+    child.once('exit', onExit);
+  });
+}
+
+async function benchHttp(): Promise<void> {
+  const args = ['http-server', '--encoding', HTTP_ENCODING, '--weight-bits', String(HTTP_WEIGHT_BITS), '--workers', values.workers!, '--batch-window', values['batch-window']!, '--max-batch', values['max-batch']!];
+  // Same script, same loader flags (tsx), so the server runs exactly this code.
+  const child = fork(fileURLToPath(import.meta.url), args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   try {
-    const result = await autocannon({
-      url: `${url}/v1/predict`,
-      method: 'POST',
-      headers: { 'content-type': 'image/jpeg' },
-      body: jpeg,
-      connections: Number(values.connections),
-      duration: Number(values.seconds),
-      ...(values.rate ? { overallRate: Number(values.rate) } : {}),
-    });
-    const errors = result.errors + result.timeouts + result.non2xx;
-    console.log(`# ${values.workers} inference workers, ${encoding} weight storage, ${jpeg.length}-byte ${SIZE}x${SIZE} JPEG, ${values.connections} connections, ${values.seconds} s${values.rate ? `, open loop at ${values.rate} req/s` : ''}`);
-    // Closed loop (no --rate): by Little's law p50 is about connections / throughput.
-    console.log(
-      `predict-http: p50 ${result.latency.p50} ms  p99 ${result.latency.p99} ms  ${result.requests.average.toFixed(1)} req/s  errors ${errors}  (${result.requests.total} requests)`,
-    );
+    const { url } = await nextMessage(child, 'ready');
+    const raw = Buffer.alloc(SIZE * SIZE * 3);
+    for (let i = 0; i < raw.length; i++) raw[i] = (i * 7 + (i >> 10)) & 255;
+    const jpeg = await sharp(raw, { raw: { width: SIZE, height: SIZE, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
+    const connections = Number(values.connections);
+    const seconds = Number(values.seconds);
+    console.log(`# server in a child process: MobileNetV2 1.0 @ ${SIZE}, ${HTTP_WEIGHT_BITS}-bit weights in ${HTTP_ENCODING} storage, ${values.workers} inference workers, batch window ${values['batch-window']} ms, max batch ${values['max-batch']}; client: autocannon, ${jpeg.length}-byte ${SIZE}x${SIZE} JPEG`);
+    const load = async (rate?: number) => {
+      // Warm-up (first runs, JIT, sharp's pools), then reset the server's counters.
+      await autocannon({ url: `${url}/v1/predict`, method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: jpeg, connections, duration: 2 });
+      child.send({ type: 'stats' } satisfies ToServer);
+      await nextMessage(child, 'stats');
+      const result = await autocannon({
+        url: `${url}/v1/predict`,
+        method: 'POST',
+        headers: { 'content-type': 'image/jpeg' },
+        body: jpeg,
+        connections,
+        duration: seconds,
+        ...(rate ? { overallRate: rate } : {}),
+      });
+      child.send({ type: 'stats' } satisfies ToServer);
+      const { stats } = await nextMessage(child, 'stats');
+      const errors = result.errors + result.timeouts + result.non2xx;
+      const workload = rate ? `open loop, ${rate} req/s offered over ${connections} connections` : `closed loop, ${connections} connections`;
+      console.log(
+        `predict-http ${workload}, ${seconds} s: p50 ${result.latency.p50} ms  p99 ${result.latency.p99} ms  ${result.requests.average.toFixed(1)} req/s  errors ${errors}  (${result.requests.total} requests)`,
+      );
+      console.log(
+        `#   server: ${stats.cpuMsPerRequest.toFixed(2)} ms CPU/request (all threads), event loop ${(100 * stats.eventLoopUtilization).toFixed(0)}% busy; per request: decode ${stats.decodeMs.toFixed(2)} ms, infer ${stats.inferMs.toFixed(2)} ms (batch ${stats.batchSize.toFixed(2)}), queue ${stats.queueMs.toFixed(2)} ms`,
+      );
+    };
+    if (values.loop !== 'open') await load();
+    if (values.loop !== 'closed') await load(Number(values.rate));
+    child.send({ type: 'stop' } satisfies ToServer);
+    await new Promise((resolve) => child.once('exit', resolve));
   } finally {
-    await app.close();
-    await rm(dir, { recursive: true, force: true });
+    if (child.exitCode === null) child.kill();
   }
 }
 
-const t0 = Date.now();
-const graph = buildSyntheticMobileNetV2({ width: 1.0, inputSize: SIZE, numClasses: 1000, seed: 1, calibrationImages: 1 });
-console.log(`# MobileNetV2 1.0 @ ${SIZE}, 1000 classes, random weights, ranges calibrated on 1 image (${Date.now() - t0} ms); ${ort.env.versions?.common ?? ''}`);
-if (mode === 'model' || mode === 'all') await benchModel(graph);
-if (mode === 'http' || mode === 'all') await benchHttp(graph);
+const buildGraph = (weightBits?: WeightBits) =>
+  buildSyntheticMobileNetV2({ width: 1.0, inputSize: SIZE, numClasses: 1000, seed: 1, calibrationImages: 1, ...(weightBits ? { weightBits } : {}) });
+if (mode === 'http-server') await serveForBench(buildGraph(HTTP_WEIGHT_BITS));
+if (mode === 'model' || mode === 'all') {
+  const t0 = Date.now();
+  const graph = buildGraph();
+  console.log(`# MobileNetV2 1.0 @ ${SIZE}, 1000 classes, random weights, ranges calibrated on 1 image (${Date.now() - t0} ms); ${ort.env.versions?.common ?? ''}`);
+  await benchModel(graph);
+}
+if (mode === 'http' || mode === 'all') await benchHttp();
