@@ -4,6 +4,7 @@
 // purpose: tests compare onnxruntime's fused integer kernels against it, and calibration of
 // synthetic graphs runs it with quantization off.
 import { biasScales, quantizeBias, roundHalfEven, type ActQuant, type ConvNode, type QuantGraph } from '../ml/quant-graph.js';
+import { qlinearAdd } from '../ml/qlinear-add.js';
 
 export interface ReferenceOptions {
   /** Fake-quantize activations as the QDQ graph does (default true). Off: the float network. */
@@ -286,16 +287,7 @@ export function runIntegerReference(graph: QuantGraph, input: Float32Array, n: n
       case 'add': {
         const a = get(node.inputs[0]);
         const b = get(node.inputs[1]);
-        const sC = f32(node.outQuant.scale);
-        const rA = f32(f32(a.quant.scale) / sC);
-        const rB = f32(f32(b.quant.scale) / sC);
-        const fixed = f32(node.outQuant.zeroPoint - f32(rA * a.quant.zeroPoint + f32(rB * b.quant.zeroPoint)));
-        const q = new Uint8Array(a.q.length);
-        for (let i = 0; i < q.length; i++) {
-          // MLAS's AVX2 kernel: two fused multiply-adds, fma(a, rA, fma(b, rB, fixed)).
-          const v = roundHalfEven(f32(f32(fixed + b.q[i]! * rB) + a.q[i]! * rA));
-          q[i] = v < 0 ? 0 : v > 255 ? 255 : v;
-        }
+        const q = qlinearAdd(a.q, a.quant, b.q, b.quant, node.outQuant, new Uint8Array(a.q.length));
         acts.set(node.output, { q, c: a.c, h: a.h, w: a.w, quant: node.outQuant });
         break;
       }

@@ -12,6 +12,7 @@
 // QLinear kernels do. Training keeps the float fake-quant path (it needs gradients).
 import { tf } from './tf.js';
 import { biasScales, quantizeBias, roundHalfEven, type ActQuant, type QuantGraph, type QuantNode } from './quant-graph.js';
+import { qlinearAdd } from './qlinear-add.js';
 
 const f32 = Math.fround;
 
@@ -137,15 +138,14 @@ export class Int8GraphRunner {
         case 'add': {
           const a = get(node.inputs[0]);
           const b = get(node.inputs[1]);
-          // QLinearAdd: dequantize both, add, requantize; written as ORT's multiply-adds on the uint8 values.
-          const sC = f32(node.outQuant.scale);
-          const rA = f32(f32(a.quant.scale) / sC);
-          const rB = f32(f32(b.quant.scale) / sC);
-          const fixed = f32(node.outQuant.zeroPoint - f32(rA * a.quant.zeroPoint + f32(rB * b.quant.zeroPoint)));
-          const qa = tf.add(a.centered, a.quant.zeroPoint);
-          const qb = tf.add(b.centered, b.quant.zeroPoint);
-          const v = tf.round(tf.add(tf.add(tf.mul(qb, rB), fixed), tf.mul(qa, rA)));
-          acts.set(node.output, { centered: tf.sub(tf.clipByValue(v, 0, 255), node.outQuant.zeroPoint), quant: node.outQuant });
+          // QLinearAdd's fused multiply-adds cannot be reproduced with float32 tensor ops (they round
+          // twice), so the add runs on the host with the one exact implementation. Adds are few and
+          // their tensors small next to the convolutions around them.
+          const qa = tf.add(a.centered, a.quant.zeroPoint).dataSync();
+          const qb = tf.add(b.centered, b.quant.zeroPoint).dataSync();
+          const q = qlinearAdd(qa, a.quant, qb, b.quant, node.outQuant, new Uint8Array(qa.length));
+          const v = tf.tensor(Float32Array.from(q), a.centered.shape);
+          acts.set(node.output, { centered: tf.sub(v, node.outQuant.zeroPoint), quant: node.outQuant });
           break;
         }
         case 'globalAvgPool': {

@@ -18,14 +18,18 @@ function nchwToNhwc(x: Float32Array, n: number, size: number): Float32Array {
 
 describe.each(['cpu', 'wasm'] as const)('Int8GraphRunner on %s', (backend) => {
   it.each([
-    { width: 0.35, inputSize: 32, smallInputStem: true },
-    { width: 0.5, inputSize: 64, smallInputStem: false },
-  ])('equals the ORT-exact integer reference on every logit (%o)', async (opts) => {
+    { width: 0.35, inputSize: 32, smallInputStem: true, seed: 7, n: 6 },
+    { width: 0.5, inputSize: 64, smallInputStem: false, seed: 7, n: 6 },
+    // 200 images of a graph where float32 multiply-then-add in the residual adds (instead of ORT's
+    // fused multiply-adds) moved 7 images by up to 2 logit steps: rounding flips are rare.
+    // (wasm only: the cpu backend takes a minute for it.)
+    { width: 0.35, inputSize: 32, smallInputStem: true, seed: 2, n: 200 },
+  ].filter((c) => backend === 'wasm' || c.n < 100))('equals the ORT-exact integer reference on every logit (%o)', async (opts) => {
     await selectBackend({ prefer: backend });
     expect(tf.getBackend()).toBe(backend);
-    const g = buildSyntheticMobileNetV2({ ...opts, numClasses: 10, seed: 7 });
-    const n = 6;
-    const nchw = syntheticImages(n, opts.inputSize, 11);
+    const { seed, n, ...shape } = opts;
+    const g = buildSyntheticMobileNetV2({ ...shape, numClasses: 10, seed });
+    const nchw = syntheticImages(n, opts.inputSize, seed === 7 ? 11 : seed + 100);
     const expected = runIntegerReference(g, nchw, n);
     const runner = new Int8GraphRunner(g);
     const before = tf.memory().numTensors;
