@@ -1,0 +1,67 @@
+// `qatserve serve` as a user runs it: the built CLI in a child process (API plus one worker child),
+// on its embedded defaults in an empty directory. Shared by the end-to-end tests.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { JobView } from '../../src/jobs/job-view.js';
+import { assertBuilt, CLI, FAST_QUEUE_ENV } from './worker-process.js';
+
+export interface ServeProcess {
+  base: string;
+  /** The last lines of the server's log, for assertion messages. */
+  log(): string;
+  /** SIGTERM; resolves with the exit code. */
+  stop(): Promise<number | null>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts `qatserve serve` in `cwd` with no DATABASE_URL/DATA_DIR (the defaults) and waits for /readyz. */
+export async function startServe(cwd: string, label: string): Promise<ServeProcess> {
+  assertBuilt();
+  const port = await freePort();
+  const env: NodeJS.ProcessEnv = { ...process.env, ...FAST_QUEUE_ENV, PORT: String(port), HOST: '127.0.0.1', QUEUE_PREFIX: `qs-${label}-${process.pid}` };
+  for (const k of ['DATABASE_URL', 'DATA_DIR', 'ARTIFACTS_DIR', 'DATA_ROOT']) delete env[k];
+  const logFile = path.join(cwd, 'serve.log');
+  const fd = fs.openSync(logFile, 'w');
+  const proc = spawn(process.execPath, [CLI, 'serve'], { cwd, env, stdio: ['ignore', fd, fd] });
+  fs.closeSync(fd);
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  const base = `http://127.0.0.1:${port}`;
+  const log = () => fs.readFileSync(logFile, 'utf8').split('\n').slice(-20).join('\n');
+  for (let i = 0; i < 100; i++) {
+    if (await fetch(`${base}/readyz`).then((r) => r.ok, () => false)) {
+      return { base, log, stop: () => (proc.kill('SIGTERM'), exited) };
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  proc.kill('SIGKILL');
+  throw new Error(`qatserve serve did not become ready:\n${log()}`);
+}
+
+/** POSTs a job config; returns its id. */
+export async function submitJob(base: string, config: unknown): Promise<string> {
+  const res = await fetch(`${base}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(config) });
+  if (res.status !== 201) throw new Error(`POST /v1/jobs answered ${res.status}: ${await res.text()}`);
+  return JobView.parse(await res.json()).id;
+}
+
+/** Polls until the job is succeeded, failed or cancelled (or the time is up: returns the last view). */
+export async function waitForJob(base: string, id: string, timeoutMs: number): Promise<JobView> {
+  let job: JobView | null = null;
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    job = JobView.parse(await (await fetch(`${base}/v1/jobs/${id}`)).json());
+    if (['succeeded', 'failed', 'cancelled'].includes(job.status)) break;
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  return job!;
+}
