@@ -114,9 +114,13 @@ export async function saveCheckpoint(
   await writeDurably(path.join(tmp, 'weights.bin'), buf);
   // The manifest goes last: a directory without it is never a checkpoint.
   await writeDurably(path.join(tmp, 'checkpoint.json'), Buffer.from(JSON.stringify(manifest)));
+  await syncDir(tmp);
   // Re-saving the same step (stop right after an epoch-end save) replaces the older copy.
   await fs.rm(final, { recursive: true, force: true });
   await fs.rename(tmp, final);
+  // The rename itself lives in the parent directory: without this a power cut after the job
+  // recorded the checkpoint can bring back a directory that has no step-<n> entry.
+  await syncDir(checkpointsDir);
   await pruneCheckpoints(checkpointsDir, keep);
   return final;
 }
@@ -128,6 +132,21 @@ async function writeDurably(file: string, data: Buffer): Promise<void> {
     await fh.sync();
   } finally {
     await fh.close();
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  let fh: fs.FileHandle | undefined;
+  try {
+    fh = await fs.open(dir, 'r');
+    await fh.sync();
+  } catch (err) {
+    // Some platforms (Windows) and file systems cannot fsync a directory: durability there is
+    // what the OS gives; saving must not fail for it.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EISDIR' && code !== 'EPERM' && code !== 'EINVAL' && code !== 'EBADF') throw err;
+  } finally {
+    await fh?.close();
   }
 }
 
