@@ -87,6 +87,15 @@ export function clipIsRedundant(q: ActQuant): boolean {
   return q.zeroPoint === 0 && Math.fround(Math.fround(q.scale) * 255) <= 6;
 }
 
+/** OIHW weights with a 4th, all-zero input channel (for the padded graph input). */
+function padInputChannel(node: ConvNode): Int8Array {
+  const [kh, kw] = node.kernel;
+  const k = kh * kw;
+  const out = new Int8Array(node.outChannels * 4 * k);
+  for (let o = 0; o < node.outChannels; o++) out.set(node.weightInt8.subarray(o * 3 * k, (o + 1) * 3 * k), o * 4 * k);
+  return out;
+}
+
 /** Weights on the declared grid: |w| <= 63 for 7-bit graphs (what makes int8 storage exact). */
 function assertWeightGrid(graph: QuantGraph): void {
   const qmax = weightQmax(graph.weightBits ?? 8);
@@ -141,9 +150,25 @@ function emit(graph: QuantGraph, quantized: boolean, options: OnnxWriteOptions):
 
   const inputName = graph.input.name;
   quantOf.set(inputName, graph.input.quant);
+  // The 3-channel input is padded to 4 channels (uint8, with the zero point: real 0) and the
+  // first conv's weights get a zero 4th input channel: the same result, but ORT's QLinearConv
+  // ran the 3x3/2 stem at 224 in 183 us with 4 input channels against 382 us with 3.
+  const inputReaders = graph.nodes.filter((n) => (n.op === 'add' ? n.inputs.includes(inputName) : n.input === inputName));
+  const padInput = quantized && inputReaders.length > 0 && inputReaders.every((n) => n.op === 'conv' && n.group === 1 && n.inChannels === 3);
   if (quantized) {
     const dq = `${inputName}/dequantized`;
-    qdq(inputName, inputName, dq, graph.input.quant);
+    if (padInput) {
+      const scale = b.scalarF32(`${inputName}/act_scale`, graph.input.quant.scale);
+      const zp = b.init(`${inputName}/act_zero_point`, DataType.UINT8, [], new Uint8Array([graph.input.quant.zeroPoint]));
+      const q = `${inputName}/quantized`;
+      const padded = `${inputName}/quantized_4ch`;
+      const pads = b.init(`${inputName}/channel_pads`, DataType.INT64, [8], BigInt64Array.from([0, 0, 0, 0, 0, 1, 0, 0].map(BigInt)));
+      b.node('QuantizeLinear', `${inputName}/QuantizeLinear`, [inputName, scale, zp], [q]);
+      b.node('Pad', `${inputName}/Pad`, [q, pads, zp], [padded]);
+      b.node('DequantizeLinear', `${inputName}/DequantizeLinear`, [padded, scale, zp], [dq]);
+    } else {
+      qdq(inputName, inputName, dq, graph.input.quant);
+    }
     floatName.set(inputName, dq);
   } else {
     floatName.set(inputName, inputName);
@@ -156,7 +181,7 @@ function emit(graph: QuantGraph, quantized: boolean, options: OnnxWriteOptions):
   };
 
   /** Weight and bias inputs for a conv or dense node (DQ'd int8/int32 or plain float). */
-  const params = (node: ConvNode | DenseNode, dims: number[]): [string, string] => {
+  const params = (node: ConvNode | DenseNode, dims: number[], weightInt8 = node.weightInt8): [string, string] => {
     const outCh = dims[0]!;
     if (!quantized) {
       const w = new Float32Array(node.weightInt8.length);
@@ -166,8 +191,8 @@ function emit(graph: QuantGraph, quantized: boolean, options: OnnxWriteOptions):
     }
     const unsigned = options.weightEncoding === 'uint8';
     const wq = unsigned
-      ? b.init(`${node.name}/weight_quantized`, DataType.UINT8, dims, Uint8Array.from(node.weightInt8, (v) => v + 128))
-      : b.init(`${node.name}/weight_quantized`, DataType.INT8, dims, node.weightInt8);
+      ? b.init(`${node.name}/weight_quantized`, DataType.UINT8, dims, Uint8Array.from(weightInt8, (v) => v + 128))
+      : b.init(`${node.name}/weight_quantized`, DataType.INT8, dims, weightInt8);
     const ws = b.init(`${node.name}/weight_scale`, DataType.FLOAT, [outCh], Float32Array.from(node.weightScale));
     // int8 weights are symmetric: DequantizeLinear's zero point is optional and 0 by default (of
     // the int8 input's type), so convs leave it out (1 byte per channel) and ORT 1.30 still fuses
@@ -210,7 +235,7 @@ function emit(graph: QuantGraph, quantized: boolean, options: OnnxWriteOptions):
     switch (node.op) {
       case 'conv': {
         const dims = [node.outChannels, node.inChannels / node.group, node.kernel[0], node.kernel[1]];
-        const [w, bias] = params(node, dims);
+        const [w, bias] = padInput && node.input === inputName ? params(node, [dims[0]!, 4, dims[2]!, dims[3]!], padInputChannel(node)) : params(node, dims);
         const convOut = `${node.output}/conv`;
         b.node('Conv', `${node.name}/Conv`, [read(node.input), w, bias], [convOut], [
           ints('kernel_shape', node.kernel),

@@ -92,6 +92,15 @@ describe('QDQ ONNX writer', () => {
       expect(f32(inits.get(inDq.input[1]!)!)).toHaveLength(1);
       expect(f32(inits.get(wDq.input[1]!)!)).toHaveLength(inits.get(wDq.input[0]!)!.dims[0]!);
     }
+    // The 3-channel input is padded to 4 with its zero point (a faster stem conv in ORT); the stem
+    // weights get an all-zero 4th input channel, so the result is unchanged.
+    const pad = model.graph.node.find((n) => n.opType === 'Pad')!;
+    expect(producer.get(pad.input[0]!)!.opType).toBe('QuantizeLinear');
+    expect(Array.from(new BigInt64Array(new Uint8Array(inits.get(pad.input[1]!)!.rawData).buffer), Number)).toEqual([0, 0, 0, 0, 0, 1, 0, 0]);
+    const stemW = inits.get(producer.get(convs[0]!.input[1]!)!.input[0]!)!;
+    expect(stemW.dims.slice(0, 2)).toEqual([g.nodes[0]!.op === 'conv' ? g.nodes[0]!.outChannels : 0, 4]);
+    const stemVals = new Int8Array(new Uint8Array(stemW.rawData).buffer);
+    for (let o = 0; o < stemW.dims[0]!; o++) for (let k = 0; k < 9; k++) expect(stemVals[(o * 4 + 3) * 9 + k]).toBe(0);
     // ReLU6 outputs quantized inside [0, 6] need no Clip: QuantizeLinear clamps there itself.
     expect(model.graph.node.filter((n) => n.opType === 'Clip')).toHaveLength(0);
     // Short names: no node names, and every tensor but the graph's input and output is short.
