@@ -189,6 +189,10 @@ async function run(ctx: RunnerContext, jobId: string, control: Control): Promise
           create: { jobId, step: c.step, epoch: c.epoch, path: c.path },
           update: { epoch: c.epoch, path: c.path, createdAt: new Date() },
         });
+        // The trainer keeps only the newest keepCheckpoints directories; drop the rows of the
+        // ones it pruned so the table lists what can actually be resumed from.
+        const stale = await prisma.checkpoint.findMany({ where: { jobId }, orderBy: { step: 'desc' }, skip: config.training.keepCheckpoints, select: { step: true } });
+        if (stale.length > 0) await prisma.checkpoint.deleteMany({ where: { jobId, step: { in: stale.map((r) => r.step) } } });
         return;
       }
       case 'warning':

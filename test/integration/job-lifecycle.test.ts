@@ -104,6 +104,9 @@ describe('job lifecycle with a worker process (SQLite)', () => {
     expect(stopped.model).toBeNull();
     const checkpoints = await h.deps.db.prisma.checkpoint.findMany({ where: { jobId: long.id }, orderBy: { step: 'desc' } });
     expect(checkpoints.length).toBeGreaterThan(0);
+    // Only the checkpoints still on disk are listed (keepCheckpoints, default 2), each one loadable.
+    expect(checkpoints.length).toBeLessThanOrEqual(2);
+    for (const c of checkpoints) expect(fs.existsSync(path.join(c.path, 'checkpoint.json'))).toBe(true);
     // The stop checkpoint is at the step the job stopped at.
     expect(checkpoints[0].step).toBe(stopped.progress.step);
 
