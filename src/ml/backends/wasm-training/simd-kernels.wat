@@ -517,4 +517,63 @@
           (i32.add (local.get $sa) (i32.shl (local.get $j) (i32.const 1))) (i32.add (local.get $sb) (i32.shl (local.get $j) (i32.const 1))))))
       (local.set $r0 (i32.add (local.get $r0) (local.get $rb)))
       (br $rl))))
+
+
+  ;; The max of x[0..n), n >= 1: NaN if any element is NaN, as the stock wasm and cpu kernels.
+  ;; f32x4.max and f32.max propagate NaN. Four accumulators so the loop is not latency-bound.
+  (func (export "vec_max") (param $x i32) (param $n i32) (result f32)
+    (local $i i32) (local $e i32) (local $m f32) (local $a v128) (local $b v128) (local $c v128) (local $d v128)
+    (local.set $m (f32.load (local.get $x)))
+    (local.set $a (f32x4.splat (local.get $m)))
+    (local.set $b (local.get $a))
+    (local.set $c (local.get $a))
+    (local.set $d (local.get $a))
+    (local.set $e (i32.shl (i32.and (local.get $n) (i32.const -16)) (i32.const 2)))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $e)))
+      (local.set $a (f32x4.max (local.get $a) (v128.load (i32.add (local.get $x) (local.get $i)))))
+      (local.set $b (f32x4.max (local.get $b) (v128.load offset=16 (i32.add (local.get $x) (local.get $i)))))
+      (local.set $c (f32x4.max (local.get $c) (v128.load offset=32 (i32.add (local.get $x) (local.get $i)))))
+      (local.set $d (f32x4.max (local.get $d) (v128.load offset=48 (i32.add (local.get $x) (local.get $i)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 64)))
+      (br $l)))
+    (local.set $a (f32x4.max (f32x4.max (local.get $a) (local.get $b)) (f32x4.max (local.get $c) (local.get $d))))
+    (local.set $m (f32.max (f32.max (f32x4.extract_lane 0 (local.get $a)) (f32x4.extract_lane 1 (local.get $a)))
+      (f32.max (f32x4.extract_lane 2 (local.get $a)) (f32x4.extract_lane 3 (local.get $a)))))
+    (local.set $e (i32.shl (local.get $n) (i32.const 2)))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $e)))
+      (local.set $m (f32.max (local.get $m) (f32.load (i32.add (local.get $x) (local.get $i)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
+      (br $l)))
+    (local.get $m))
+
+  ;; The min of x[0..n), n >= 1: NaN if any element is NaN, as the stock wasm and cpu kernels.
+  ;; f32x4.min and f32.min propagate NaN. Four accumulators so the loop is not latency-bound.
+  (func (export "vec_min") (param $x i32) (param $n i32) (result f32)
+    (local $i i32) (local $e i32) (local $m f32) (local $a v128) (local $b v128) (local $c v128) (local $d v128)
+    (local.set $m (f32.load (local.get $x)))
+    (local.set $a (f32x4.splat (local.get $m)))
+    (local.set $b (local.get $a))
+    (local.set $c (local.get $a))
+    (local.set $d (local.get $a))
+    (local.set $e (i32.shl (i32.and (local.get $n) (i32.const -16)) (i32.const 2)))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $e)))
+      (local.set $a (f32x4.min (local.get $a) (v128.load (i32.add (local.get $x) (local.get $i)))))
+      (local.set $b (f32x4.min (local.get $b) (v128.load offset=16 (i32.add (local.get $x) (local.get $i)))))
+      (local.set $c (f32x4.min (local.get $c) (v128.load offset=32 (i32.add (local.get $x) (local.get $i)))))
+      (local.set $d (f32x4.min (local.get $d) (v128.load offset=48 (i32.add (local.get $x) (local.get $i)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 64)))
+      (br $l)))
+    (local.set $a (f32x4.min (f32x4.min (local.get $a) (local.get $b)) (f32x4.min (local.get $c) (local.get $d))))
+    (local.set $m (f32.min (f32.min (f32x4.extract_lane 0 (local.get $a)) (f32x4.extract_lane 1 (local.get $a)))
+      (f32.min (f32x4.extract_lane 2 (local.get $a)) (f32x4.extract_lane 3 (local.get $a)))))
+    (local.set $e (i32.shl (local.get $n) (i32.const 2)))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $e)))
+      (local.set $m (f32.min (local.get $m) (f32.load (i32.add (local.get $x) (local.get $i)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
+      (br $l)))
+    (local.get $m))
 )

@@ -17,6 +17,8 @@ interface SimdExports {
   dw_filter_grad(x: number, dy: number, acc32: number, acc64: number, ...geom: number[]): void;
   dw_input_grad(dy: number, f: number, dx: number, ...geom: number[]): void;
   gram_xty(x: number, y: number, acc64: number, rows: number, m: number, n: number, rowBlock: number): void;
+  vec_max(x: number, n: number): number;
+  vec_min(x: number, n: number): number;
   chan_absmax(x: number, rows: number, c: number, out: number): void;
   fq_chan(x: number, y: number, rows: number, c: number, s: number, q: number): void;
 }
@@ -285,4 +287,13 @@ function gramRowBlock(m: number, n: number): number {
   // this rule 200; fixed 128..1024-row blocks 215-266 (noisy machine); fixed 32 rows 371 (the
   // f64 flush per tile starts to count).
   return Math.max(32, Math.min(256, Math.floor(65536 / (m + n))));
+}
+
+/** Max (or min) of all n >= 1 elements of x into the one-element `out`; NaN if any is NaN. */
+export function simdReduceAll(be: WasmBackendLike, x: TensorInfo, n: number, max: boolean, out: TensorInfo): boolean {
+  const s = simdFor(be);
+  if (!s || n < 1) return false;
+  const v = max ? s.vec_max(ptr(be, x), n) : s.vec_min(ptr(be, x), n);
+  new Float32Array(be.wasm.HEAPU8.buffer, ptr(be, out), 1)[0] = v;
+  return true;
 }
