@@ -15,7 +15,8 @@
 // connections / throughput) and open loop (a fixed offered rate: the latency at that load).
 // Each measurement prints one comparable line (plus context lines starting with '#').
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -132,6 +133,7 @@ async function writeModel(dir: string, graph: QuantGraph, encoding: 'int8' | 'ui
 
 interface ServerStats {
   requests: number;
+  cpuMs: number;
   /** Server process CPU (every thread: event loop, libuv/sharp, ORT workers) per answered request. */
   cpuMsPerRequest: number;
   /** Share of wall time the server's event loop was busy. */
@@ -185,6 +187,7 @@ async function serveForBench(graph: QuantGraph): Promise<void> {
       const n = Math.max(1, sums.n);
       const stats: ServerStats = {
         requests: sums.n,
+        cpuMs: (c.user + c.system) / 1000,
         cpuMsPerRequest: (c.user + c.system) / 1000 / n,
         eventLoopUtilization: performance.eventLoopUtilization(elu).utilization,
         decodeMs: sums.decodeMs / n,
@@ -201,6 +204,20 @@ async function serveForBench(graph: QuantGraph): Promise<void> {
     }
   });
   process.send!({ type: 'ready', url } satisfies FromServer);
+}
+
+/** Busy CPU time of the whole machine so far, in ms (Linux /proc/stat; null elsewhere). */
+async function machineCpuMs(): Promise<number | null> {
+  try {
+    const line = (await readFile('/proc/stat', 'utf8')).split('\n', 1)[0]!;
+    // cpu user nice system idle iowait irq softirq steal guest guest_nice: guest time is already in
+    // user, so busy = user + nice + system + irq + softirq + steal.
+    const f = line.trim().split(/\s+/).slice(1, 9).map(Number);
+    const busy = f.reduce((a, v, i) => (i === 3 || i === 4 ? a : a + v), 0);
+    return (busy * 1000) / 100; // USER_HZ is 100 on Linux
+  } catch {
+    return null;
+  }
 }
 
 function nextMessage<T extends FromServer['type']>(child: ChildProcess, type: T): Promise<Extract<FromServer, { type: T }>> {
@@ -234,6 +251,9 @@ async function benchHttp(): Promise<void> {
       await autocannon({ url: `${url}/v1/predict`, method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: jpeg, connections, duration: 2 });
       child.send({ type: 'stats' } satisfies ToServer);
       await nextMessage(child, 'stats');
+      const clientCpu = process.cpuUsage();
+      const machine0 = await machineCpuMs();
+      const t0 = performance.now();
       const result = await autocannon({
         url: `${url}/v1/predict`,
         method: 'POST',
@@ -245,13 +265,19 @@ async function benchHttp(): Promise<void> {
       });
       child.send({ type: 'stats' } satisfies ToServer);
       const { stats } = await nextMessage(child, 'stats');
+      const wallMs = performance.now() - t0;
+      const machine1 = await machineCpuMs();
+      const c = process.cpuUsage(clientCpu);
+      const clientMs = (c.user + c.system) / 1000 / Math.max(1, result.requests.total);
+      // The machine is shared: CPU used by other processes during the run, in cores.
+      const others = machine0 && machine1 ? (machine1 - machine0 - stats.cpuMs - (c.user + c.system) / 1000) / wallMs : NaN;
       const errors = result.errors + result.timeouts + result.non2xx;
       const workload = rate ? `open loop, ${rate} req/s offered over ${connections} connections` : `closed loop, ${connections} connections`;
       console.log(
         `predict-http ${workload}, ${seconds} s: p50 ${result.latency.p50} ms  p99 ${result.latency.p99} ms  ${result.requests.average.toFixed(1)} req/s  errors ${errors}  (${result.requests.total} requests)`,
       );
       console.log(
-        `#   server: ${stats.cpuMsPerRequest.toFixed(2)} ms CPU/request (all threads), event loop ${(100 * stats.eventLoopUtilization).toFixed(0)}% busy; per request: decode ${stats.decodeMs.toFixed(2)} ms, infer ${stats.inferMs.toFixed(2)} ms (batch ${stats.batchSize.toFixed(2)}), queue ${stats.queueMs.toFixed(2)} ms`,
+        `#   server: ${stats.cpuMsPerRequest.toFixed(2)} ms CPU/request (all threads), event loop ${(100 * stats.eventLoopUtilization).toFixed(0)}% busy; per request: decode ${stats.decodeMs.toFixed(2)} ms, infer ${stats.inferMs.toFixed(2)} ms (batch ${stats.batchSize.toFixed(2)}), queue ${stats.queueMs.toFixed(2)} ms; client ${clientMs.toFixed(2)} ms CPU/request; other processes ${Number.isNaN(others) ? '?' : Math.max(0, others).toFixed(2)} of ${availableParallelism()} cores`,
       );
     };
     if (values.loop !== 'open') await load();
