@@ -392,86 +392,61 @@
       (local.set $r0 (i32.add (local.get $r0) (local.get $rb)))
       (br $rl))))
 
-  ;; Register groups of chan_moments / bn_bwd_sums: 8 (or 4) channels from $p (and $pd) over $rows rows
-  ;; $stride bytes apart, shift/mean from $m, sums added to the f64 totals at $sa, $sb.
-  (func $mom8 (param $p i32) (param $rows i32) (param $stride i32) (param $m i32) (param $sa i32) (param $sb i32)
-    (local $a0 v128) (local $b0 v128) (local $m0 v128) (local $a1 v128) (local $b1 v128) (local $m1 v128) (local $v0 v128) (local $v1 v128)
-    (local.set $m0 (v128.load offset=0 (local.get $m)))
-    (local.set $m1 (v128.load offset=16 (local.get $m)))
+  ;; Register groups of chan_moments / bn_bwd_sums: 4 channels from $p (and $pd) over $rows rows
+  ;; $stride bytes apart, shift/mean from $m, f64 sums added to the totals at $sa, $sb.
+  (func $mom4 (param $p i32) (param $rows i32) (param $stride i32) (param $mp i32) (param $sa i32) (param $sb i32)
+    (local $m v128) (local $v v128) (local $vl v128) (local $vh v128)
+    (local $al v128) (local $ah v128) (local $bl v128) (local $bh v128)
+    (local.set $m (v128.load (local.get $mp)))
     (block $done (loop $l
       (br_if $done (i32.eqz (local.get $rows)))
-      (local.set $v0 (f32x4.sub (v128.load offset=0 (local.get $p)) (local.get $m0)))
-      (local.set $a0 (f32x4.add (local.get $a0) (local.get $v0)))
-      (local.set $b0 (f32x4.add (local.get $b0) (f32x4.mul (local.get $v0) (local.get $v0))))
-      (local.set $v1 (f32x4.sub (v128.load offset=16 (local.get $p)) (local.get $m1)))
-      (local.set $a1 (f32x4.add (local.get $a1) (local.get $v1)))
-      (local.set $b1 (f32x4.add (local.get $b1) (f32x4.mul (local.get $v1) (local.get $v1))))
+      (local.set $v (f32x4.sub (v128.load (local.get $p)) (local.get $m)))
+      (local.set $vl (f64x2.promote_low_f32x4 (local.get $v)))
+      (local.set $vh (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $v) (local.get $v))))
+      (local.set $al (f64x2.add (local.get $al) (local.get $vl)))
+      (local.set $ah (f64x2.add (local.get $ah) (local.get $vh)))
+      (local.set $bl (f64x2.add (local.get $bl) (f64x2.mul (local.get $vl) (local.get $vl))))
+      (local.set $bh (f64x2.add (local.get $bh) (f64x2.mul (local.get $vh) (local.get $vh))))
       (local.set $p (i32.add (local.get $p) (local.get $stride)))
       (local.set $rows (i32.sub (local.get $rows) (i32.const 1)))
       (br $l)))
-    (call $add4 (local.get $sa) (local.get $a0))
-    (call $add4 (local.get $sb) (local.get $b0))
-    (call $add4 (i32.add (local.get $sa) (i32.const 32)) (local.get $a1))
-    (call $add4 (i32.add (local.get $sb) (i32.const 32)) (local.get $b1)))
+    (v128.store (local.get $sa) (f64x2.add (v128.load (local.get $sa)) (local.get $al)))
+    (v128.store offset=16 (local.get $sa) (f64x2.add (v128.load offset=16 (local.get $sa)) (local.get $ah)))
+    (v128.store (local.get $sb) (f64x2.add (v128.load (local.get $sb)) (local.get $bl)))
+    (v128.store offset=16 (local.get $sb) (f64x2.add (v128.load offset=16 (local.get $sb)) (local.get $bh))))
 
-  (func $mom4 (param $p i32) (param $rows i32) (param $stride i32) (param $m i32) (param $sa i32) (param $sb i32)
-    (local $a0 v128) (local $b0 v128) (local $m0 v128) (local $v0 v128)
-    (local.set $m0 (v128.load offset=0 (local.get $m)))
+  (func $bwd4 (param $p i32) (param $pd i32) (param $rows i32) (param $stride i32) (param $mp i32) (param $sa i32) (param $sb i32)
+    (local $m v128) (local $v v128) (local $vl v128) (local $vh v128) (local $gl v128) (local $gh v128)
+    (local $al v128) (local $ah v128) (local $bl v128) (local $bh v128)
+    (local.set $m (v128.load (local.get $mp)))
     (block $done (loop $l
       (br_if $done (i32.eqz (local.get $rows)))
-      (local.set $v0 (f32x4.sub (v128.load offset=0 (local.get $p)) (local.get $m0)))
-      (local.set $a0 (f32x4.add (local.get $a0) (local.get $v0)))
-      (local.set $b0 (f32x4.add (local.get $b0) (f32x4.mul (local.get $v0) (local.get $v0))))
-      (local.set $p (i32.add (local.get $p) (local.get $stride)))
-      (local.set $rows (i32.sub (local.get $rows) (i32.const 1)))
-      (br $l)))
-    (call $add4 (local.get $sa) (local.get $a0))
-    (call $add4 (local.get $sb) (local.get $b0)))
-
-  (func $bwd8 (param $p i32) (param $pd i32) (param $rows i32) (param $stride i32) (param $m i32) (param $sa i32) (param $sb i32)
-    (local $a0 v128) (local $b0 v128) (local $m0 v128) (local $a1 v128) (local $b1 v128) (local $m1 v128) (local $g0 v128) (local $g1 v128) (local $v0 v128) (local $v1 v128)
-    (local.set $m0 (v128.load offset=0 (local.get $m)))
-    (local.set $m1 (v128.load offset=16 (local.get $m)))
-    (block $done (loop $l
-      (br_if $done (i32.eqz (local.get $rows)))
-      (local.set $v0 (f32x4.sub (v128.load offset=0 (local.get $p)) (local.get $m0)))
-      (local.set $g0 (v128.load offset=0 (local.get $pd)))
-      (local.set $a0 (f32x4.add (local.get $a0) (local.get $g0)))
-      (local.set $b0 (f32x4.add (local.get $b0) (f32x4.mul (local.get $g0) (local.get $v0))))
-      (local.set $v1 (f32x4.sub (v128.load offset=16 (local.get $p)) (local.get $m1)))
-      (local.set $g1 (v128.load offset=16 (local.get $pd)))
-      (local.set $a1 (f32x4.add (local.get $a1) (local.get $g1)))
-      (local.set $b1 (f32x4.add (local.get $b1) (f32x4.mul (local.get $g1) (local.get $v1))))
+      (local.set $v (f32x4.sub (v128.load (local.get $p)) (local.get $m)))
+      (local.set $vl (f64x2.promote_low_f32x4 (local.get $v)))
+      (local.set $vh (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $v) (local.get $v))))
+      (local.set $v (v128.load (local.get $pd)))
+      (local.set $gl (f64x2.promote_low_f32x4 (local.get $v)))
+      (local.set $gh (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $v) (local.get $v))))
+      (local.set $al (f64x2.add (local.get $al) (local.get $gl)))
+      (local.set $ah (f64x2.add (local.get $ah) (local.get $gh)))
+      (local.set $bl (f64x2.add (local.get $bl) (f64x2.mul (local.get $gl) (local.get $vl))))
+      (local.set $bh (f64x2.add (local.get $bh) (f64x2.mul (local.get $gh) (local.get $vh))))
       (local.set $p (i32.add (local.get $p) (local.get $stride)))
       (local.set $pd (i32.add (local.get $pd) (local.get $stride)))
       (local.set $rows (i32.sub (local.get $rows) (i32.const 1)))
       (br $l)))
-    (call $add4 (local.get $sa) (local.get $a0))
-    (call $add4 (local.get $sb) (local.get $b0))
-    (call $add4 (i32.add (local.get $sa) (i32.const 32)) (local.get $a1))
-    (call $add4 (i32.add (local.get $sb) (i32.const 32)) (local.get $b1)))
-
-  (func $bwd4 (param $p i32) (param $pd i32) (param $rows i32) (param $stride i32) (param $m i32) (param $sa i32) (param $sb i32)
-    (local $a0 v128) (local $b0 v128) (local $m0 v128) (local $g0 v128) (local $v0 v128)
-    (local.set $m0 (v128.load offset=0 (local.get $m)))
-    (block $done (loop $l
-      (br_if $done (i32.eqz (local.get $rows)))
-      (local.set $v0 (f32x4.sub (v128.load offset=0 (local.get $p)) (local.get $m0)))
-      (local.set $g0 (v128.load offset=0 (local.get $pd)))
-      (local.set $a0 (f32x4.add (local.get $a0) (local.get $g0)))
-      (local.set $b0 (f32x4.add (local.get $b0) (f32x4.mul (local.get $g0) (local.get $v0))))
-      (local.set $p (i32.add (local.get $p) (local.get $stride)))
-      (local.set $pd (i32.add (local.get $pd) (local.get $stride)))
-      (local.set $rows (i32.sub (local.get $rows) (i32.const 1)))
-      (br $l)))
-    (call $add4 (local.get $sa) (local.get $a0))
-    (call $add4 (local.get $sb) (local.get $b0)))
+    (v128.store (local.get $sa) (f64x2.add (v128.load (local.get $sa)) (local.get $al)))
+    (v128.store offset=16 (local.get $sa) (f64x2.add (v128.load offset=16 (local.get $sa)) (local.get $ah)))
+    (v128.store (local.get $sb) (f64x2.add (v128.load (local.get $sb)) (local.get $bl)))
+    (v128.store offset=16 (local.get $sb) (f64x2.add (v128.load offset=16 (local.get $sb)) (local.get $bh))))
 
   ;; Batch-norm statistics in one pass, shifted for accuracy: sa[c] += x[r, c] - m[c] and
   ;; sb[c] += (x[r, c] - m[c])^2 over rows (m: f32 shift per channel, e.g. the first row; sa, sb:
-  ;; f64, zeroed by the caller). Channels go 8 at a time with the sums in registers over blocks of
-  ;; $rb rows (f32), each block's sums then added to the f64 totals; a block of rows stays in cache
-  ;; across the channel groups. Replaces a sum pass plus a centred-square pass over memory-bound data.
+  ;; f64, zeroed by the caller). Four channels at a time with f64 sums in registers, over blocks of
+  ;; $rb rows so a block read for the first channel group is still in cache for the others.
+  ;; Replaces a sum pass plus a centred-square pass, each adding every element to f64 memory.
+  ;; (f32 partial sums per block were 2x cheaper again but lost the whole-model gradient check:
+  ;; the BN backward cancels to small values that amplify the rounding.)
   (func (export "chan_moments") (param $x i32) (param $rows i32) (param $c i32) (param $m i32) (param $sa i32) (param $sb i32) (param $rb i32)
     (local $r0 i32) (local $cnt i32) (local $j i32) (local $cb i32) (local $off i32)
     (local.set $cb (i32.shl (local.get $c) (i32.const 2)))
@@ -481,16 +456,12 @@
       (if (i32.gt_u (local.get $cnt) (local.get $rb)) (then (local.set $cnt (local.get $rb))))
       (local.set $j (i32.const 0))
       (block $jd (loop $jl
-        (br_if $jd (i32.gt_u (i32.add (local.get $j) (i32.const 32)) (local.get $cb)))
-        (local.set $off (i32.add (i32.mul (local.get $r0) (local.get $cb)) (local.get $j)))
-        (call $mom8 (i32.add (local.get $x) (local.get $off)) (local.get $cnt) (local.get $cb) (i32.add (local.get $m) (local.get $j))
-          (i32.add (local.get $sa) (i32.shl (local.get $j) (i32.const 1))) (i32.add (local.get $sb) (i32.shl (local.get $j) (i32.const 1))))
-        (local.set $j (i32.add (local.get $j) (i32.const 32)))
-        (br $jl)))
-      (if (i32.lt_u (local.get $j) (local.get $cb)) (then
+        (br_if $jd (i32.ge_u (local.get $j) (local.get $cb)))
         (local.set $off (i32.add (i32.mul (local.get $r0) (local.get $cb)) (local.get $j)))
         (call $mom4 (i32.add (local.get $x) (local.get $off)) (local.get $cnt) (local.get $cb) (i32.add (local.get $m) (local.get $j))
-          (i32.add (local.get $sa) (i32.shl (local.get $j) (i32.const 1))) (i32.add (local.get $sb) (i32.shl (local.get $j) (i32.const 1))))))
+          (i32.add (local.get $sa) (i32.shl (local.get $j) (i32.const 1))) (i32.add (local.get $sb) (i32.shl (local.get $j) (i32.const 1))))
+        (local.set $j (i32.add (local.get $j) (i32.const 16)))
+        (br $jl)))
       (local.set $r0 (i32.add (local.get $r0) (local.get $rb)))
       (br $rl))))
 
@@ -505,19 +476,14 @@
       (if (i32.gt_u (local.get $cnt) (local.get $rb)) (then (local.set $cnt (local.get $rb))))
       (local.set $j (i32.const 0))
       (block $jd (loop $jl
-        (br_if $jd (i32.gt_u (i32.add (local.get $j) (i32.const 32)) (local.get $cb)))
-        (local.set $off (i32.add (i32.mul (local.get $r0) (local.get $cb)) (local.get $j)))
-        (call $bwd8 (i32.add (local.get $x) (local.get $off)) (i32.add (local.get $dy) (local.get $off)) (local.get $cnt) (local.get $cb) (i32.add (local.get $m) (local.get $j))
-          (i32.add (local.get $sa) (i32.shl (local.get $j) (i32.const 1))) (i32.add (local.get $sb) (i32.shl (local.get $j) (i32.const 1))))
-        (local.set $j (i32.add (local.get $j) (i32.const 32)))
-        (br $jl)))
-      (if (i32.lt_u (local.get $j) (local.get $cb)) (then
+        (br_if $jd (i32.ge_u (local.get $j) (local.get $cb)))
         (local.set $off (i32.add (i32.mul (local.get $r0) (local.get $cb)) (local.get $j)))
         (call $bwd4 (i32.add (local.get $x) (local.get $off)) (i32.add (local.get $dy) (local.get $off)) (local.get $cnt) (local.get $cb) (i32.add (local.get $m) (local.get $j))
-          (i32.add (local.get $sa) (i32.shl (local.get $j) (i32.const 1))) (i32.add (local.get $sb) (i32.shl (local.get $j) (i32.const 1))))))
+          (i32.add (local.get $sa) (i32.shl (local.get $j) (i32.const 1))) (i32.add (local.get $sb) (i32.shl (local.get $j) (i32.const 1))))
+        (local.set $j (i32.add (local.get $j) (i32.const 16)))
+        (br $jl)))
       (local.set $r0 (i32.add (local.get $r0) (local.get $rb)))
       (br $rl))))
-
 
   ;; The max of x[0..n), n >= 1: NaN if any element is NaN, as the stock wasm and cpu kernels.
   ;; f32x4.max and f32.max propagate NaN. Four accumulators so the loop is not latency-bound.

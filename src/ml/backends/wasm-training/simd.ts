@@ -205,8 +205,8 @@ export function simdBnBackward(
 
 /**
  * Rows per block of chan_moments / bn_bwd_sums: about 64 KB of rows, so a block read for the first
- * channel group is still in cache for the others; at least 64 rows so the per-block f64 flush stays
- * small next to the work.
+ * channel group is still in cache for the others; at least 64 rows so the per-block flush of the
+ * register sums stays small next to the work.
  */
 function channelRowBlock(c: number): number {
   return Math.max(64, Math.floor(16384 / c));
