@@ -10,11 +10,13 @@
 // --loop closed|open|both (http, default both), --rate R (open loop: R req/s offered in total,
 // default 150), --batch-window MS, --max-batch N (the pool's micro-batching).
 //
-// `http` serves from a child process and loads it twice: closed loop (each connection posts again
-// as soon as it has its answer: the most the service does, and by Little's law p50 is about
-// connections / throughput) and open loop (a fixed offered rate: the latency at that load).
+// `http` serves from a child process and loads it twice: closed loop (autocannon; each connection
+// posts again as soon as it has its answer: the most the service does, and by Little's law p50 is
+// about connections / throughput) and open loop (requests due at Poisson arrival times at a fixed
+// mean rate, see openLoop: the latency at that load).
 // Each measurement prints one comparable line (plus context lines starting with '#').
 import { fork, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { createHash } from 'node:crypto';
@@ -28,7 +30,7 @@ import Fastify from 'fastify';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { quantGraphToFloatOnnx, quantGraphToQdqOnnx } from '../src/export/onnx-qdq.js';
-import { buildSyntheticMobileNetV2, syntheticImages } from '../src/export/synthetic-graph.js';
+import { buildSyntheticMobileNetV2, mulberry32, syntheticImages } from '../src/export/synthetic-graph.js';
 import { expectedKernels, fusionReport, optimizedOpCounts } from '../src/export/fusion-check.js';
 import { MANIFEST_FORMAT, MANIFEST_VERSION, type ModelManifest } from '../src/export/manifest.js';
 import type { QuantGraph, WeightBits } from '../src/ml/quant-graph.js';
@@ -234,6 +236,94 @@ function nextMessage<T extends FromServer['type']>(child: ChildProcess, type: T)
   });
 }
 
+interface LoadResult {
+  p50: number;
+  p99: number;
+  reqPerSec: number;
+  errors: number;
+  total: number;
+  /** Context for the '#' line. */
+  note: string;
+}
+
+const fmtMs = (v: number) => (v >= 100 ? v.toFixed(0) : v.toFixed(1));
+
+/**
+ * Open-loop load: requests are due at Poisson arrival times averaging `rate` per second whether or
+ * not earlier ones have been answered, over at most `connections` keep-alive connections (a due
+ * request waits for a free one). Latency runs from the moment the client issues the request, so
+ * waiting for a free connection counts against the service; the client's own timer lateness does
+ * not (it is reported beside). (autocannon's overallRate is not
+ * this: each connection sends its per-second quota back to back at the start of every second, and
+ * its histogram then adds coordinated-omission samples at a 1 ms interval.)
+ */
+async function openLoop(url: string, body: Buffer, rate: number, seconds: number, connections: number): Promise<LoadResult> {
+  const target = new URL(url);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
+  const rand = mulberry32(7);
+  const latencies: number[] = [];
+  let errors = 0;
+  let lateMs = 0;
+  let sent = 0;
+  const pending = new Set<Promise<void>>();
+  const send = (due: number) => {
+    const t0 = performance.now();
+    lateMs += t0 - due;
+    sent++;
+    const done = new Promise<void>((resolve) => {
+      const req = http.request(
+        { agent, host: target.hostname, port: target.port, path: target.pathname, method: 'POST', headers: { 'content-type': 'image/jpeg', 'content-length': body.length }, timeout: 30_000 },
+        (res) => {
+          res.resume();
+          res.on('end', () => {
+            if (res.statusCode === 200) latencies.push(performance.now() - t0);
+            else errors++;
+            resolve();
+          });
+          res.on('error', () => {
+            errors++;
+            resolve();
+          });
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', () => {
+        errors++;
+        resolve();
+      });
+      req.end(body);
+    });
+    pending.add(done);
+    void done.then(() => pending.delete(done));
+  };
+  const start = performance.now();
+  const end = start + seconds * 1000;
+  let next = start;
+  await new Promise<void>((resolve) => {
+    const tick = () => {
+      while (next <= performance.now() && next < end) {
+        send(next);
+        next += (-Math.log(1 - rand()) * 1000) / rate;
+      }
+      if (next >= end) resolve();
+      else setTimeout(tick, Math.max(0, next - performance.now()));
+    };
+    tick();
+  });
+  await Promise.all(pending);
+  const elapsed = (performance.now() - start) / 1000;
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  return {
+    p50: latencies.length ? percentile(latencies, 50) : NaN,
+    p99: latencies.length ? percentile(latencies, 99) : NaN,
+    reqPerSec: latencies.length / elapsed,
+    errors,
+    total: sent,
+    note: `, sends ${(lateMs / Math.max(1, sent)).toFixed(2)} ms after their due time on average`,
+  };
+}
+
 async function benchHttp(): Promise<void> {
   const args = ['http-server', '--encoding', HTTP_ENCODING, '--weight-bits', String(HTTP_WEIGHT_BITS), '--workers', values.workers!, '--batch-window', values['batch-window']!, '--max-batch', values['max-batch']!];
   // Same script, same loader flags (tsx), so the server runs exactly this code.
@@ -245,7 +335,7 @@ async function benchHttp(): Promise<void> {
     const jpeg = await sharp(raw, { raw: { width: SIZE, height: SIZE, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
     const connections = Number(values.connections);
     const seconds = Number(values.seconds);
-    console.log(`# server in a child process: MobileNetV2 1.0 @ ${SIZE}, ${HTTP_WEIGHT_BITS}-bit weights in ${HTTP_ENCODING} storage, ${values.workers} inference workers, batch window ${values['batch-window']} ms, max batch ${values['max-batch']}; client: autocannon, ${jpeg.length}-byte ${SIZE}x${SIZE} JPEG`);
+    console.log(`# server in a child process: MobileNetV2 1.0 @ ${SIZE}, ${HTTP_WEIGHT_BITS}-bit weights in ${HTTP_ENCODING} storage, ${values.workers} inference workers, batch window ${values['batch-window']} ms, max batch ${values['max-batch']}; client in this process, ${jpeg.length}-byte ${SIZE}x${SIZE} JPEG`);
     const load = async (rate?: number) => {
       // Warm-up (first runs, JIT, sharp's pools), then reset the server's counters.
       await autocannon({ url: `${url}/v1/predict`, method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: jpeg, connections, duration: 2 });
@@ -254,30 +344,26 @@ async function benchHttp(): Promise<void> {
       const clientCpu = process.cpuUsage();
       const machine0 = await machineCpuMs();
       const t0 = performance.now();
-      const result = await autocannon({
-        url: `${url}/v1/predict`,
-        method: 'POST',
-        headers: { 'content-type': 'image/jpeg' },
-        body: jpeg,
-        connections,
-        duration: seconds,
-        ...(rate ? { overallRate: rate } : {}),
-      });
+      let result: LoadResult;
+      if (rate) result = await openLoop(`${url}/v1/predict`, jpeg, rate, seconds, connections);
+      else {
+        const r = await autocannon({ url: `${url}/v1/predict`, method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: jpeg, connections, duration: seconds });
+        result = { p50: r.latency.p50, p99: r.latency.p99, reqPerSec: r.requests.average, errors: r.errors + r.timeouts + r.non2xx, total: r.requests.total, note: '' };
+      }
       child.send({ type: 'stats' } satisfies ToServer);
       const { stats } = await nextMessage(child, 'stats');
       const wallMs = performance.now() - t0;
       const machine1 = await machineCpuMs();
       const c = process.cpuUsage(clientCpu);
-      const clientMs = (c.user + c.system) / 1000 / Math.max(1, result.requests.total);
+      const clientMs = (c.user + c.system) / 1000 / Math.max(1, result.total);
       // The machine is shared: CPU used by other processes during the run, in cores.
       const others = machine0 && machine1 ? (machine1 - machine0 - stats.cpuMs - (c.user + c.system) / 1000) / wallMs : NaN;
-      const errors = result.errors + result.timeouts + result.non2xx;
-      const workload = rate ? `open loop, ${rate} req/s offered over ${connections} connections` : `closed loop, ${connections} connections`;
+      const workload = rate ? `open loop, ${rate} req/s offered (Poisson arrivals) over at most ${connections} connections` : `closed loop, ${connections} connections (autocannon)`;
       console.log(
-        `predict-http ${workload}, ${seconds} s: p50 ${result.latency.p50} ms  p99 ${result.latency.p99} ms  ${result.requests.average.toFixed(1)} req/s  errors ${errors}  (${result.requests.total} requests)`,
+        `predict-http ${workload}, ${seconds} s: p50 ${fmtMs(result.p50)} ms  p99 ${fmtMs(result.p99)} ms  ${result.reqPerSec.toFixed(1)} req/s  errors ${result.errors}  (${result.total} requests)`,
       );
       console.log(
-        `#   server: ${stats.cpuMsPerRequest.toFixed(2)} ms CPU/request (all threads), event loop ${(100 * stats.eventLoopUtilization).toFixed(0)}% busy; per request: decode ${stats.decodeMs.toFixed(2)} ms, infer ${stats.inferMs.toFixed(2)} ms (batch ${stats.batchSize.toFixed(2)}), queue ${stats.queueMs.toFixed(2)} ms; client ${clientMs.toFixed(2)} ms CPU/request; other processes ${Number.isNaN(others) ? '?' : Math.max(0, others).toFixed(2)} of ${availableParallelism()} cores`,
+        `#   server: ${stats.cpuMsPerRequest.toFixed(2)} ms CPU/request (all threads), event loop ${(100 * stats.eventLoopUtilization).toFixed(0)}% busy; per request: decode ${stats.decodeMs.toFixed(2)} ms, infer ${stats.inferMs.toFixed(2)} ms (batch ${stats.batchSize.toFixed(2)}), queue ${stats.queueMs.toFixed(2)} ms; client ${clientMs.toFixed(2)} ms CPU/request${result.note}; other processes ${Number.isNaN(others) ? '?' : Math.max(0, others).toFixed(2)} of ${availableParallelism()} cores`,
       );
     };
     if (values.loop !== 'open') await load();
