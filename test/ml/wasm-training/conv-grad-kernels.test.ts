@@ -45,6 +45,13 @@ const cases: Case[] = [
   { name: '1x1 s1, 3x11x9, C=20 -> 12 (4-wide tile)', x: [3, 11, 9, 20], k: 1, cOut: 12, stride: 1, pad: 'valid' },
   { name: '1x1 s1, 1x1x7, C=4 -> 4 (7 rows)', x: [1, 1, 7, 4], k: 1, cOut: 4, stride: 1, pad: 'valid' },
   { name: '1x1 s1, 2x3x3, C=320 -> 1280 (7x7-head-like)', x: [2, 3, 3, 320], k: 1, cOut: 1280, stride: 1, pad: 'valid' },
+  // The depthwise filter gradient's register path covers the output pixels whose 3x3 window is
+  // inside the image: all of them ('valid'), a box with borders on every side (pad 1, stride 1
+  // and 2, even and odd sizes), none (2x2 input).
+  { name: '3x3 s1 valid, 2x7x9, C=20 (dw box = all)', x: [2, 7, 9, 20], k: 3, cOut: 4, stride: 1, pad: 'valid' },
+  { name: '3x3 s2 numeric pad 1, 2x10x12, C=4 (dw box)', x: [2, 10, 12, 4], k: 3, cOut: 8, stride: 2, pad: 1 as unknown as Pad },
+  { name: '3x3 s1 numeric pad 1, 3x6x5, C=24 (dw box)', x: [3, 6, 5, 24], k: 3, cOut: 8, stride: 1, pad: 1 as unknown as Pad },
+  { name: '3x3 s1 numeric pad 1, 2x2x2, C=8 (dw box empty)', x: [2, 2, 2, 8], k: 3, cOut: 4, stride: 1, pad: 1 as unknown as Pad },
 ];
 
 function outShape(c: Case, depthwise: boolean): number[] {

@@ -191,13 +191,16 @@
 
   ;; Depthwise filter gradient, multiplier 1: acc64[kh, kw, c] += sum over b, oy, ox of
   ;; x[b, oy*sh+kh-pt, ox*sw+kw-pl, c] * dy[b, oy, ox, c]. Sums per image in f32 (acc32, zeroed by
-  ;; the caller), flushed into the f64 totals after each image.
+  ;; the caller), flushed into the f64 totals after each image. Output pixels in the box
+  ;; [oy0, oy1) x [ox0, ox1) (3x3 filters only: every tap inside the image; empty otherwise) go
+  ;; through $dw3_fgrad_row, the rest through the generic tap loop here.
   (func (export "dw_filter_grad")
     (param $x i32) (param $dy i32) (param $acc32 i32) (param $acc64 i32)
     (param $nb i32) (param $h i32) (param $w i32) (param $c i32) (param $oh i32) (param $ow i32)
     (param $kh i32) (param $kw i32) (param $sh i32) (param $sw i32) (param $pt i32) (param $pl i32)
+    (param $oy0 i32) (param $oy1 i32) (param $ox0 i32) (param $ox1 i32)
     (local $b i32) (local $oy i32) (local $ox i32) (local $i i32) (local $j i32) (local $iy i32) (local $ix i32)
-    (local $cb i32) (local $xp i32) (local $dyp i32) (local $ap i32) (local $k i32)
+    (local $cb i32) (local $xp i32) (local $dyp i32) (local $ap i32) (local $k i32) (local $inner i32)
     (local.set $cb (i32.shl (local.get $c) (i32.const 2)))
     (block $bd (loop $bl
       (br_if $bd (i32.ge_u (local.get $b) (local.get $nb)))
@@ -209,7 +212,11 @@
           (br_if $xd (i32.ge_u (local.get $ox) (local.get $ow)))
           (local.set $dyp (i32.add (local.get $dy)
             (i32.mul (i32.add (i32.mul (i32.add (i32.mul (local.get $b) (local.get $oh)) (local.get $oy)) (local.get $ow)) (local.get $ox)) (local.get $cb))))
-          (local.set $i (i32.const 0))
+          ;; Pixels of the interior box are summed by $dw3_fgrad_row below.
+          (local.set $inner (i32.and
+            (i32.and (i32.ge_s (local.get $oy) (local.get $oy0)) (i32.lt_s (local.get $oy) (local.get $oy1)))
+            (i32.and (i32.ge_s (local.get $ox) (local.get $ox0)) (i32.lt_s (local.get $ox) (local.get $ox1)))))
+          (local.set $i (select (local.get $kh) (i32.const 0) (local.get $inner)))
           (block $id (loop $il
             (br_if $id (i32.ge_u (local.get $i) (local.get $kh)))
             (local.set $iy (i32.sub (i32.add (i32.mul (local.get $oy) (local.get $sh)) (local.get $i)) (local.get $pt)))
@@ -238,9 +245,82 @@
           (br $xl)))
         (local.set $oy (i32.add (local.get $oy) (i32.const 1)))
         (br $yl)))
+      (local.set $oy (local.get $oy0))
+      (block $rd (loop $rl
+        (br_if $rd (i32.ge_s (local.get $oy) (local.get $oy1)))
+        (call $dw3_fgrad_row
+          (i32.add (local.get $x) (i32.mul (i32.add
+            (i32.mul (i32.add (i32.mul (local.get $b) (local.get $h)) (i32.sub (i32.mul (local.get $oy) (local.get $sh)) (local.get $pt))) (local.get $w))
+            (i32.sub (i32.mul (local.get $ox0) (local.get $sw)) (local.get $pl))) (local.get $cb)))
+          (i32.add (local.get $dy) (i32.mul (i32.add (i32.mul (i32.add (i32.mul (local.get $b) (local.get $oh)) (local.get $oy)) (local.get $ow)) (local.get $ox0)) (local.get $cb)))
+          (i32.sub (local.get $ox1) (local.get $ox0)) (local.get $cb) (i32.mul (local.get $sw) (local.get $cb)) (i32.mul (local.get $w) (local.get $cb)) (local.get $acc32))
+        (local.set $oy (i32.add (local.get $oy) (i32.const 1)))
+        (br $rl)))
       (call $flush (local.get $acc32) (local.get $acc64) (i32.mul (i32.mul (local.get $kh) (local.get $kw)) (local.get $c)))
       (local.set $b (i32.add (local.get $b) (i32.const 1)))
       (br $bl))))
+
+  ;; One output row of the 3x3 depthwise filter gradient over $n interior pixels: for each four
+  ;; channels, the nine tap sums stay in registers across the row (one dy load and nine x loads per
+  ;; pixel, instead of a load-add-store of the tap sum per tap), then are added to acc32.
+  ;; $px: x at (row oy*sh-pt, col ox0*sw-pl); $pd: dy at (oy, ox0); $cb: channel bytes; $sx: bytes
+  ;; between horizontally adjacent windows (sw*cb); $wb: bytes per input row.
+  (func $dw3_fgrad_row (param $px i32) (param $pd i32) (param $n i32) (param $cb i32) (param $sx i32) (param $wb i32) (param $acc i32)
+    (local $k i32) (local $p i32) (local $q i32) (local $r i32) (local $d v128)
+    (local $o1 i32) (local $o2 i32) (local $o3 i32) (local $o4 i32) (local $o5 i32) (local $o6 i32) (local $o7 i32) (local $o8 i32)
+    (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128) (local $a4 v128) (local $a5 v128) (local $a6 v128) (local $a7 v128) (local $a8 v128)
+    (local.set $o1 (local.get $cb))
+    (local.set $o2 (i32.shl (local.get $cb) (i32.const 1)))
+    (local.set $o3 (local.get $wb))
+    (local.set $o4 (i32.add (local.get $wb) (local.get $o1)))
+    (local.set $o5 (i32.add (local.get $wb) (local.get $o2)))
+    (local.set $o6 (i32.shl (local.get $wb) (i32.const 1)))
+    (local.set $o7 (i32.add (local.get $o6) (local.get $o1)))
+    (local.set $o8 (i32.add (local.get $o6) (local.get $o2)))
+    (block $kd (loop $kl
+      (br_if $kd (i32.ge_u (local.get $k) (local.get $cb)))
+      (local.set $a0 (v128.const i32x4 0 0 0 0)) (local.set $a1 (local.get $a0)) (local.set $a2 (local.get $a0))
+      (local.set $a3 (local.get $a0)) (local.set $a4 (local.get $a0)) (local.set $a5 (local.get $a0))
+      (local.set $a6 (local.get $a0)) (local.set $a7 (local.get $a0)) (local.set $a8 (local.get $a0))
+      (local.set $p (i32.add (local.get $px) (local.get $k)))
+      (local.set $q (i32.add (local.get $pd) (local.get $k)))
+      (local.set $r (local.get $n))
+      (block $xd (loop $xl
+        (br_if $xd (i32.eqz (local.get $r)))
+        (local.set $d (v128.load (local.get $q)))
+        (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (v128.load (local.get $p)) (local.get $d))))
+        (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (v128.load (i32.add (local.get $p) (local.get $o1))) (local.get $d))))
+        (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (v128.load (i32.add (local.get $p) (local.get $o2))) (local.get $d))))
+        (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (v128.load (i32.add (local.get $p) (local.get $o3))) (local.get $d))))
+        (local.set $a4 (f32x4.add (local.get $a4) (f32x4.mul (v128.load (i32.add (local.get $p) (local.get $o4))) (local.get $d))))
+        (local.set $a5 (f32x4.add (local.get $a5) (f32x4.mul (v128.load (i32.add (local.get $p) (local.get $o5))) (local.get $d))))
+        (local.set $a6 (f32x4.add (local.get $a6) (f32x4.mul (v128.load (i32.add (local.get $p) (local.get $o6))) (local.get $d))))
+        (local.set $a7 (f32x4.add (local.get $a7) (f32x4.mul (v128.load (i32.add (local.get $p) (local.get $o7))) (local.get $d))))
+        (local.set $a8 (f32x4.add (local.get $a8) (f32x4.mul (v128.load (i32.add (local.get $p) (local.get $o8))) (local.get $d))))
+        (local.set $p (i32.add (local.get $p) (local.get $sx)))
+        (local.set $q (i32.add (local.get $q) (local.get $cb)))
+        (local.set $r (i32.sub (local.get $r) (i32.const 1)))
+        (br $xl)))
+      (local.set $p (i32.add (local.get $acc) (i32.add (i32.mul (local.get $cb) (i32.const 0)) (local.get $k))))
+      (v128.store (local.get $p) (f32x4.add (v128.load (local.get $p)) (local.get $a0)))
+      (local.set $p (i32.add (local.get $acc) (i32.add (i32.mul (local.get $cb) (i32.const 1)) (local.get $k))))
+      (v128.store (local.get $p) (f32x4.add (v128.load (local.get $p)) (local.get $a1)))
+      (local.set $p (i32.add (local.get $acc) (i32.add (i32.mul (local.get $cb) (i32.const 2)) (local.get $k))))
+      (v128.store (local.get $p) (f32x4.add (v128.load (local.get $p)) (local.get $a2)))
+      (local.set $p (i32.add (local.get $acc) (i32.add (i32.mul (local.get $cb) (i32.const 3)) (local.get $k))))
+      (v128.store (local.get $p) (f32x4.add (v128.load (local.get $p)) (local.get $a3)))
+      (local.set $p (i32.add (local.get $acc) (i32.add (i32.mul (local.get $cb) (i32.const 4)) (local.get $k))))
+      (v128.store (local.get $p) (f32x4.add (v128.load (local.get $p)) (local.get $a4)))
+      (local.set $p (i32.add (local.get $acc) (i32.add (i32.mul (local.get $cb) (i32.const 5)) (local.get $k))))
+      (v128.store (local.get $p) (f32x4.add (v128.load (local.get $p)) (local.get $a5)))
+      (local.set $p (i32.add (local.get $acc) (i32.add (i32.mul (local.get $cb) (i32.const 6)) (local.get $k))))
+      (v128.store (local.get $p) (f32x4.add (v128.load (local.get $p)) (local.get $a6)))
+      (local.set $p (i32.add (local.get $acc) (i32.add (i32.mul (local.get $cb) (i32.const 7)) (local.get $k))))
+      (v128.store (local.get $p) (f32x4.add (v128.load (local.get $p)) (local.get $a7)))
+      (local.set $p (i32.add (local.get $acc) (i32.add (i32.mul (local.get $cb) (i32.const 8)) (local.get $k))))
+      (v128.store (local.get $p) (f32x4.add (v128.load (local.get $p)) (local.get $a8)))
+      (local.set $k (i32.add (local.get $k) (i32.const 16)))
+      (br $kl))))
 
   ;; Depthwise input gradient, multiplier 1: dx (zeroed by the caller) [b, iy, ix, c] +=
   ;; dy[b, oy, ox, c] * w[kh, kw, c] for every tap that reads (iy, ix).

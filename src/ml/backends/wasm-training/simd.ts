@@ -216,6 +216,22 @@ function geom(g: ConvGeometry): number[] {
   return [g.batch, g.inH, g.inW, g.inC, g.outH, g.outW, g.kH, g.kW, g.strideH, g.strideW, g.padTop, g.padLeft];
 }
 
+/**
+ * [oy0, oy1, ox0, ox1]: the output pixels whose whole 3x3 window lies inside the input (the
+ * register-blocked path of dw_filter_grad); an empty box for other filter sizes.
+ */
+function interior3x3(g: ConvGeometry): number[] {
+  if (g.kH !== 3 || g.kW !== 3) return [0, 0, 0, 0];
+  const range = (pad: number, stride: number, inSize: number, outSize: number) => {
+    const lo = Math.ceil(pad / stride);
+    const hi = Math.min(outSize, Math.floor((inSize - 3 + pad) / stride) + 1);
+    return hi > lo ? [lo, hi] : [0, 0];
+  };
+  const [oy0, oy1] = range(g.padTop, g.strideH, g.inH, g.outH);
+  const [ox0, ox1] = range(g.padLeft, g.strideW, g.inW, g.outW);
+  return oy1 > oy0 && ox1 > ox0 ? [oy0, oy1, ox0, ox1] : [0, 0, 0, 0];
+}
+
 /** Depthwise filter gradient (multiplier 1) into `out` [kh, kw, C, 1]. */
 export function simdDepthwiseFilterGrad(be: WasmBackendLike, x: TensorInfo, dy: TensorInfo, g: ConvGeometry, out: TensorInfo): boolean {
   const s = simdFor(be);
@@ -223,7 +239,7 @@ export function simdDepthwiseFilterGrad(be: WasmBackendLike, x: TensorInfo, dy: 
   const n = g.kH * g.kW * g.inC;
   const sc = new Scratch(be, [4 * n, 8 * n]);
   try {
-    s.dw_filter_grad(ptr(be, x), ptr(be, dy), sc.at[0], sc.at[1], ...geom(g));
+    s.dw_filter_grad(ptr(be, x), ptr(be, dy), sc.at[0], sc.at[1], ...geom(g), ...interior3x3(g));
     const acc = sc.f64(1, n);
     const o = new Float32Array(be.wasm.HEAPU8.buffer, ptr(be, out), n);
     for (let i = 0; i < n; i++) o[i] = acc[i];
