@@ -323,13 +323,16 @@
       (br $kl))))
 
   ;; Depthwise input gradient, multiplier 1: dx (zeroed by the caller) [b, iy, ix, c] +=
-  ;; dy[b, oy, ox, c] * w[kh, kw, c] for every tap that reads (iy, ix).
+  ;; dy[b, oy, ox, c] * w[kh, kw, c] for every tap that reads (iy, ix). Input pixels in the box
+  ;; [iy0, iy1) x [ix0, ix1) (3x3, stride 1 only: every tap that reads them is inside dy; empty
+  ;; otherwise) are gathered by $dw3_igrad_row; the scatter loop here skips them.
   (func (export "dw_input_grad")
     (param $dy i32) (param $f i32) (param $dx i32)
     (param $nb i32) (param $h i32) (param $w i32) (param $c i32) (param $oh i32) (param $ow i32)
     (param $kh i32) (param $kw i32) (param $sh i32) (param $sw i32) (param $pt i32) (param $pl i32)
+    (param $iy0 i32) (param $iy1 i32) (param $ix0 i32) (param $ix1 i32)
     (local $b i32) (local $oy i32) (local $ox i32) (local $i i32) (local $j i32) (local $iy i32) (local $ix i32)
-    (local $cb i32) (local $xp i32) (local $dyp i32) (local $fp i32) (local $k i32)
+    (local $cb i32) (local $xp i32) (local $dyp i32) (local $fp i32) (local $k i32) (local $rowIn i32)
     (local.set $cb (i32.shl (local.get $c) (i32.const 2)))
     (block $bd (loop $bl
       (br_if $bd (i32.ge_u (local.get $b) (local.get $nb)))
@@ -346,11 +349,14 @@
             (br_if $id (i32.ge_u (local.get $i) (local.get $kh)))
             (local.set $iy (i32.sub (i32.add (i32.mul (local.get $oy) (local.get $sh)) (local.get $i)) (local.get $pt)))
             (if (i32.lt_u (local.get $iy) (local.get $h)) (then
+              (local.set $rowIn (i32.and (i32.ge_s (local.get $iy) (local.get $iy0)) (i32.lt_s (local.get $iy) (local.get $iy1))))
               (local.set $j (i32.const 0))
               (block $jd (loop $jl
                 (br_if $jd (i32.ge_u (local.get $j) (local.get $kw)))
                 (local.set $ix (i32.sub (i32.add (i32.mul (local.get $ox) (local.get $sw)) (local.get $j)) (local.get $pl)))
-                (if (i32.lt_u (local.get $ix) (local.get $w)) (then
+                (if (i32.and (i32.lt_u (local.get $ix) (local.get $w))
+                      (i32.eqz (i32.and (local.get $rowIn)
+                        (i32.and (i32.ge_s (local.get $ix) (local.get $ix0)) (i32.lt_s (local.get $ix) (local.get $ix1)))))) (then
                   (local.set $xp (i32.add (local.get $dx)
                     (i32.mul (i32.add (i32.mul (i32.add (i32.mul (local.get $b) (local.get $h)) (local.get $iy)) (local.get $w)) (local.get $ix)) (local.get $cb))))
                   (local.set $fp (i32.add (local.get $f) (i32.mul (i32.add (i32.mul (local.get $i) (local.get $kw)) (local.get $j)) (local.get $cb))))
@@ -370,8 +376,73 @@
           (br $xl)))
         (local.set $oy (i32.add (local.get $oy) (i32.const 1)))
         (br $yl)))
+      (local.set $iy (local.get $iy0))
+      (block $rd (loop $rl
+        (br_if $rd (i32.ge_s (local.get $iy) (local.get $iy1)))
+        ;; dy at the (kh, kw) = (2, 2) tap of (iy, ix0): row iy+pt-2, column ix0+pl-2.
+        (call $dw3_igrad_row
+          (i32.add (local.get $dy) (i32.mul (i32.add
+            (i32.mul (i32.add (i32.mul (local.get $b) (local.get $oh)) (i32.sub (i32.add (local.get $iy) (local.get $pt)) (i32.const 2))) (local.get $ow))
+            (i32.sub (i32.add (local.get $ix0) (local.get $pl)) (i32.const 2))) (local.get $cb)))
+          (local.get $f)
+          (i32.add (local.get $dx) (i32.mul (i32.add (i32.mul (i32.add (i32.mul (local.get $b) (local.get $h)) (local.get $iy)) (local.get $w)) (local.get $ix0)) (local.get $cb)))
+          (i32.sub (local.get $ix1) (local.get $ix0)) (local.get $cb) (i32.mul (local.get $ow) (local.get $cb)))
+        (local.set $iy (i32.add (local.get $iy) (i32.const 1)))
+        (br $rl)))
       (local.set $b (i32.add (local.get $b) (i32.const 1)))
       (br $bl))))
+
+  ;; One input row of the 3x3 stride-1 depthwise input gradient over $n interior pixels: for each
+  ;; four channels the nine filter taps stay in registers and each dx is the sum of its nine
+  ;; dy * w products, stored once (instead of nine load-add-stores of dx per output pixel).
+  ;; $pd: dy at tap (2, 2) of the first pixel; tap (kh, kw) is (2 - kh) dy rows and (2 - kw)
+  ;; pixels further; $pf: the filter [3, 3, C]; $pdx: dx of the first pixel; $owb: bytes per dy row.
+  (func $dw3_igrad_row (param $pd i32) (param $pf i32) (param $pdx i32) (param $n i32) (param $cb i32) (param $owb i32)
+    (local $k i32) (local $p i32) (local $q i32) (local $r i32) (local $s v128)
+    (local $o0 i32) (local $o1 i32) (local $o2 i32) (local $o3 i32) (local $o4 i32) (local $o5 i32) (local $o6 i32) (local $o7 i32) (local $o8 i32)
+    (local $w0 v128) (local $w1 v128) (local $w2 v128) (local $w3 v128) (local $w4 v128) (local $w5 v128) (local $w6 v128) (local $w7 v128) (local $w8 v128)
+    ;; $oT: byte offset from $p of the dy read by tap T = kh*3 + kw, i.e. (2-kh)*owb + (2-kw)*cb.
+    (local.set $o8 (i32.const 0))
+    (local.set $o7 (local.get $cb))
+    (local.set $o6 (i32.shl (local.get $cb) (i32.const 1)))
+    (local.set $o5 (local.get $owb))
+    (local.set $o4 (i32.add (local.get $owb) (local.get $o7)))
+    (local.set $o3 (i32.add (local.get $owb) (local.get $o6)))
+    (local.set $o2 (i32.shl (local.get $owb) (i32.const 1)))
+    (local.set $o1 (i32.add (local.get $o2) (local.get $o7)))
+    (local.set $o0 (i32.add (local.get $o2) (local.get $o6)))
+    (block $kd (loop $kl
+      (br_if $kd (i32.ge_u (local.get $k) (local.get $cb)))
+      (local.set $w0 (v128.load (i32.add (local.get $pf) (i32.add (i32.mul (local.get $cb) (i32.const 0)) (local.get $k)))))
+      (local.set $w1 (v128.load (i32.add (local.get $pf) (i32.add (i32.mul (local.get $cb) (i32.const 1)) (local.get $k)))))
+      (local.set $w2 (v128.load (i32.add (local.get $pf) (i32.add (i32.mul (local.get $cb) (i32.const 2)) (local.get $k)))))
+      (local.set $w3 (v128.load (i32.add (local.get $pf) (i32.add (i32.mul (local.get $cb) (i32.const 3)) (local.get $k)))))
+      (local.set $w4 (v128.load (i32.add (local.get $pf) (i32.add (i32.mul (local.get $cb) (i32.const 4)) (local.get $k)))))
+      (local.set $w5 (v128.load (i32.add (local.get $pf) (i32.add (i32.mul (local.get $cb) (i32.const 5)) (local.get $k)))))
+      (local.set $w6 (v128.load (i32.add (local.get $pf) (i32.add (i32.mul (local.get $cb) (i32.const 6)) (local.get $k)))))
+      (local.set $w7 (v128.load (i32.add (local.get $pf) (i32.add (i32.mul (local.get $cb) (i32.const 7)) (local.get $k)))))
+      (local.set $w8 (v128.load (i32.add (local.get $pf) (i32.add (i32.mul (local.get $cb) (i32.const 8)) (local.get $k)))))
+      (local.set $p (i32.add (local.get $pd) (local.get $k)))
+      (local.set $q (i32.add (local.get $pdx) (local.get $k)))
+      (local.set $r (local.get $n))
+      (block $xd (loop $xl
+        (br_if $xd (i32.eqz (local.get $r)))
+        (local.set $s (f32x4.mul (v128.load (i32.add (local.get $p) (local.get $o0))) (local.get $w0)))
+        (local.set $s (f32x4.add (local.get $s) (f32x4.mul (v128.load (i32.add (local.get $p) (local.get $o1))) (local.get $w1))))
+        (local.set $s (f32x4.add (local.get $s) (f32x4.mul (v128.load (i32.add (local.get $p) (local.get $o2))) (local.get $w2))))
+        (local.set $s (f32x4.add (local.get $s) (f32x4.mul (v128.load (i32.add (local.get $p) (local.get $o3))) (local.get $w3))))
+        (local.set $s (f32x4.add (local.get $s) (f32x4.mul (v128.load (i32.add (local.get $p) (local.get $o4))) (local.get $w4))))
+        (local.set $s (f32x4.add (local.get $s) (f32x4.mul (v128.load (i32.add (local.get $p) (local.get $o5))) (local.get $w5))))
+        (local.set $s (f32x4.add (local.get $s) (f32x4.mul (v128.load (i32.add (local.get $p) (local.get $o6))) (local.get $w6))))
+        (local.set $s (f32x4.add (local.get $s) (f32x4.mul (v128.load (i32.add (local.get $p) (local.get $o7))) (local.get $w7))))
+        (local.set $s (f32x4.add (local.get $s) (f32x4.mul (v128.load (i32.add (local.get $p) (local.get $o8))) (local.get $w8))))
+        (v128.store (local.get $q) (local.get $s))
+        (local.set $p (i32.add (local.get $p) (local.get $cb)))
+        (local.set $q (i32.add (local.get $q) (local.get $cb)))
+        (local.set $r (i32.sub (local.get $r) (i32.const 1)))
+        (br $xl)))
+      (local.set $k (i32.add (local.get $k) (i32.const 16)))
+      (br $kl))))
 
   ;; The four f32 lanes of $v added to the f64s at $p .. $p+32.
   (func $add4 (param $p i32) (param $v v128)

@@ -232,6 +232,19 @@ function interior3x3(g: ConvGeometry): number[] {
   return oy1 > oy0 && ox1 > ox0 ? [oy0, oy1, ox0, ox1] : [0, 0, 0, 0];
 }
 
+/**
+ * [iy0, iy1, ix0, ix1]: the input pixels all nine taps of a 3x3 stride-1 filter read from inside
+ * dy (the gathering path of dw_input_grad); an empty box otherwise.
+ */
+function inputInterior3x3(g: ConvGeometry): number[] {
+  if (g.kH !== 3 || g.kW !== 3 || g.strideH !== 1 || g.strideW !== 1) return [0, 0, 0, 0];
+  const iy0 = Math.max(0, 2 - g.padTop);
+  const iy1 = Math.min(g.inH, g.outH - g.padTop);
+  const ix0 = Math.max(0, 2 - g.padLeft);
+  const ix1 = Math.min(g.inW, g.outW - g.padLeft);
+  return iy1 > iy0 && ix1 > ix0 ? [iy0, iy1, ix0, ix1] : [0, 0, 0, 0];
+}
+
 /** Depthwise filter gradient (multiplier 1) into `out` [kh, kw, C, 1]. */
 export function simdDepthwiseFilterGrad(be: WasmBackendLike, x: TensorInfo, dy: TensorInfo, g: ConvGeometry, out: TensorInfo): boolean {
   const s = simdFor(be);
@@ -255,7 +268,7 @@ export function simdDepthwiseInputGrad(be: WasmBackendLike, dy: TensorInfo, filt
   if (!s || g.mult !== 1 || g.inC % 4 !== 0) return false;
   const p = ptr(be, dx);
   be.wasm.HEAPU8.fill(0, p, p + 4 * size(dx));
-  s.dw_input_grad(ptr(be, dy), ptr(be, filter), p, ...geom(g));
+  s.dw_input_grad(ptr(be, dy), ptr(be, filter), p, ...geom(g), ...inputInterior3x3(g));
   return true;
 }
 
