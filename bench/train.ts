@@ -13,8 +13,9 @@
 // 16x the work per image at 32 px: `--stem auto|on` measures that, labelled `layout=stride8-stem`.
 //
 // Throughput is given twice: wall clock, and by this process's CPU time (user + system). The
-// training step is single-threaded, so on a shared machine the CPU figure is what the step costs
-// with a core to itself; compare wall figures only between runs on an idle machine.
+// training step runs on one thread, so on a shared machine the CPU figure approximates what the
+// step costs with a core to itself. It also counts V8's background threads (GC, wasm tier-up),
+// so on an idle machine it reads lower than wall (seen: 0.35@32 QAT 362 wall, 299 CPU).
 //
 // Inputs are random normalized images: throughput does not depend on the pixels. QAT = fake-
 // quantized weights and activations with EMA range updates, BN folded with batch statistics (the
