@@ -5,7 +5,7 @@
 //   npx tsx bench/train.ts --steps 3 --only 0.35x32x16
 //   npx tsx bench/train.ts --stem auto --only 1x32x32   # the engine's default layout at 32 px
 //   npx tsx bench/train.ts --profile --only 1x224x8     # + per-kernel times of one QAT step
-//   npx tsx bench/train.ts --check-heap [N]             # N QAT steps at 1.0/224/bs8, memory check
+//   npx tsx bench/train.ts --check-heap [N]             # N QAT steps at 1.0/224/bs8 (or --only), memory check
 //
 // One line per workload. `layout=standard` is torchvision's stride-32 MobileNetV2, the network the
 // issue's targets and the PyTorch reference figures are for; it is the default (`--stem off`).
