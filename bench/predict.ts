@@ -183,6 +183,14 @@ async function serveForBench(graph: QuantGraph): Promise<void> {
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
   let cpu = process.cpuUsage();
   let elu = performance.eventLoopUtilization();
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    void app.close().then(() => rm(dir, { recursive: true, force: true })).finally(() => process.exit(0));
+  };
+  // Also when the parent dies without 'stop': no orphan server lingers on a shared machine.
+  process.once('disconnect', stop);
   process.on('message', (msg: ToServer) => {
     if (msg.type === 'stats') {
       const c = process.cpuUsage(cpu);
@@ -201,9 +209,7 @@ async function serveForBench(graph: QuantGraph): Promise<void> {
       sums = { n: 0, decodeMs: 0, inferMs: 0, queueMs: 0, batchSize: 0 };
       cpu = process.cpuUsage();
       elu = performance.eventLoopUtilization();
-    } else if (msg.type === 'stop') {
-      void app.close().then(() => rm(dir, { recursive: true, force: true })).finally(() => process.disconnect());
-    }
+    } else if (msg.type === 'stop') stop();
   });
   process.send!({ type: 'ready', url } satisfies FromServer);
 }
