@@ -57,7 +57,10 @@ export function queueProducer(queue: TrainingQueue, timeoutMs = 5000): QueueProd
         await withTimeout(
           queue.add(
             { jobId },
-            { jobId, attempts: HANDBACK_ATTEMPTS, removeOnComplete: true, removeOnFail: true },
+            // Failed Bull jobs are kept (the newest 1000): when Bull fails a job for stalling too
+            // often it removes a removeOnFail job before emitting 'failed', and the worker would
+            // get a null job and could not mark the row failed (it stayed "running" forever).
+            { jobId, attempts: HANDBACK_ATTEMPTS, removeOnComplete: true, removeOnFail: { count: 1000 } },
           ),
           timeoutMs,
           'enqueue',

@@ -38,6 +38,10 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
   // A job that stalled more often than allowed is failed by Bull; the row must say so too.
   queue.on('failed', (job, err) => {
     if (!/stalled more than allowable limit/.test(err?.message ?? '')) return;
+    if (!job) {
+      log.error({ err }, 'Bull failed a stalled job it no longer holds; its row cannot be marked');
+      return;
+    }
     void db.prisma.trainingJob
       .updateMany({
         where: { id: job.data.jobId, status: { in: ['queued', 'running', 'cancelling'] } },

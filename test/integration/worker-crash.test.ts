@@ -62,4 +62,29 @@ describe('worker killed mid-training (PostgreSQL)', () => {
     expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
     expect(done.model).not.toBeNull();
   });
+
+  it('a job whose worker keeps dying ends failed with WORKER_LOST once the stall limit is spent', async () => {
+    // MAX_STALLED_COUNT=0: the first stall is already one too many, so Bull fails the job instead
+    // of handing it to the next worker, and that worker must record it in the database.
+    // Only workers with this limit may see the job: the rescuer above would re-queue it.
+    for (const w of workers) if (w.proc.exitCode === null) w.proc.kill('SIGTERM');
+    await Promise.all(workers.map((w) => w.exited));
+    const env = { DATABASE_URL: h.settings.databaseUrl, DATA_DIR: h.settings.dataDir, QUEUE_PREFIX: h.settings.queuePrefix, MAX_STALLED_COUNT: '0' };
+    const w1 = spawnWorker(env, 'lost-1');
+    workers.push(w1);
+    const res = await h.app.inject({ method: 'POST', url: '/v1/jobs', payload: tinyJob(400, { name: 'lost' }) });
+    const job = JobView.parse(res.json());
+    await waitForJob(h.app, job.id, (j) => j.status === 'running' && j.progress.step >= 1, 120_000, [w1]);
+    w1.proc.kill('SIGKILL');
+    await w1.exited;
+
+    const w2 = spawnWorker(env, 'lost-2');
+    workers.push(w2);
+    const done = await waitForJob(h.app, job.id, (j) => ['succeeded', 'failed', 'cancelled'].includes(j.status), 120_000, [w2]);
+    expect(done.status, w2.output().split('\n').slice(0, 30).join('\n')).toBe('failed');
+    expect(done.error?.code).toBe('WORKER_LOST');
+    expect(done.error?.message).toMatch(/stalled/);
+    expect(done.attempts).toBe(1); // it was never started again
+    expect(done.finishedAt).not.toBeNull();
+  }, 300_000);
 });
