@@ -3,8 +3,9 @@
 // the main thread it would stall the event loop for every inference, so health checks and job
 // polls would wait behind predictions. Here the main thread only queues and routes.
 //
-// Micro-batching: requests for the same model that arrive within `batchWindowMs` go to one run,
-// up to `maxBatch` images, spread over the idle workers. While every worker is busy, requests keep
+// Micro-batching: while a run is in flight, requests for the same model that arrive within
+// `batchWindowMs` go to one run, up to `maxBatch` images, spread over the idle workers (a request
+// reaching an entirely idle pool runs at once). While every worker is busy, requests keep
 // accumulating and the next free worker takes up to `maxBatch` of them at once, so batches grow
 // with load on their own.
 import { createRequire } from 'node:module';
@@ -153,6 +154,7 @@ class PoolWorker {
   busy = false;
   private nextId = 1;
   private readonly waiting = new Map<number, { resolve(r: Reply): void; reject(e: Error): void }>();
+  private readonly inFlight = new Set<Promise<Reply>>();
 
   constructor(ortPath: string, onExit: (w: PoolWorker, err: Error) => void) {
     this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { ortPath } });
@@ -172,25 +174,33 @@ class PoolWorker {
     this.worker.on('exit', (code) => fail(new PredictorError(`inference worker exited (code ${code})`)));
   }
 
-  /** Releases the sessions and lets the thread exit; terminates it if that takes over 5 s. */
+  /**
+   * Lets runs in flight finish (their callers get their answers), then releases the sessions and
+   * lets the thread exit; terminates it if all that takes over 5 s.
+   */
   async shutdown(): Promise<void> {
     const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), 5000);
     });
-    this.call({ type: 'shutdown' }).catch(() => {});
-    const r = await Promise.race([exited, timeout]);
+    const drained = await Promise.race([Promise.allSettled(this.inFlight), timeout]);
+    if (drained !== 'timeout') this.call({ type: 'shutdown' }).catch(() => {});
+    const r = drained === 'timeout' ? drained : await Promise.race([exited, timeout]);
     clearTimeout(timer);
     if (r === 'timeout') await this.worker.terminate();
   }
 
   call(msg: Record<string, unknown>, transfer: ArrayBuffer[] = []): Promise<Reply> {
     const id = this.nextId++;
-    return new Promise<Reply>((resolve, reject) => {
+    const p = new Promise<Reply>((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
       this.worker.postMessage({ ...msg, id }, transfer);
     });
+    this.inFlight.add(p);
+    const forget = () => this.inFlight.delete(p);
+    p.then(forget, forget);
+    return p;
   }
 }
 
@@ -274,7 +284,10 @@ export class PredictorPool {
         this.queues.set(modelId, q);
       }
       q.items.push({ input, resolve, reject });
-      if (q.items.length >= this.maxBatch || this.batchWindowMs === 0) this.markReady(modelId, q);
+      // With every worker idle there is no load to batch against: waiting would only add the
+      // window to this request's latency. Under load (a run in flight) requests wait for company.
+      const poolIdle = this.workers.every((w) => !w.busy);
+      if (q.items.length >= this.maxBatch || this.batchWindowMs === 0 || poolIdle) this.markReady(modelId, q);
       else if (!q.timer && !q.ready) q.timer = setTimeout(() => this.markReady(modelId, q!), this.batchWindowMs);
       this.dispatch();
     });
@@ -326,7 +339,7 @@ export class PredictorPool {
     }
   }
 
-  /** Rejects queued requests, waits for nothing, terminates the workers. */
+  /** Rejects queued requests, lets runs in flight answer, then stops the workers. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -86,13 +86,17 @@ describe('PredictorPool', () => {
     }
   });
 
-  it('rejects requests for a model it has not loaded, and everything after close', async () => {
+  it('rejects requests for a model it has not loaded; on close answers the run in flight and rejects the queued', async () => {
     const pool = new PredictorPool({ size: 1 });
     await expect(pool.infer('nope', image(0), SIZE)).rejects.toMatchObject({ code: 'PREDICTOR_FAILED' });
     await pool.load('m1', model.record.onnxPath);
-    const pending = pool.infer('m1', image(0), SIZE).catch((err: unknown) => err);
+    // The idle pool runs the first request at once; the second waits behind it.
+    const running = pool.infer('m1', image(0), SIZE).catch((err: unknown) => err);
+    const queued = pool.infer('m1', image(1), SIZE).catch((err: unknown) => err);
     await pool.close();
-    expect(await pending).toMatchObject({ code: 'PREDICTOR_CLOSED' });
+    expect(await running).toMatchObject({ batchSize: 1 });
+    expect(((await running) as { logits: Float32Array }).logits.length).toBeGreaterThan(0);
+    expect(await queued).toMatchObject({ code: 'PREDICTOR_CLOSED' });
     await expect(pool.infer('m1', image(0), SIZE)).rejects.toMatchObject({ code: 'PREDICTOR_CLOSED' });
   });
 
