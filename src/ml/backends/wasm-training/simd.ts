@@ -66,6 +66,13 @@ function simdFor(be: WasmBackendLike): SimdExports | null {
 
 const ptr = (be: WasmBackendLike, t: TensorInfo): number => be.dataIdMap.get(t.dataId).memoryOffset;
 
+/** The next 16-byte boundary at or after a heap address (which may be above 2^31). */
+export function alignUp16(address: number): number {
+  // Arithmetic, not `& ~15`: bitwise ops are signed 32-bit, and above 2 GB of heap that made the
+  // address negative.
+  return Math.ceil(address / 16) * 16;
+}
+
 /** Zeroed scratch on the wasm heap, 16-byte aligned blocks of the given byte sizes. */
 class Scratch {
   private readonly base: number;
@@ -73,7 +80,7 @@ class Scratch {
   constructor(private readonly be: WasmBackendLike, sizes: number[]) {
     const total = sizes.reduce((a, s) => a + ((s + 15) & ~15), 16);
     this.base = be.wasm._malloc(total) >>> 0;
-    let p = (this.base + 15) & ~15;
+    let p = alignUp16(this.base);
     for (const s of sizes) {
       this.at.push(p);
       p += (s + 15) & ~15;
