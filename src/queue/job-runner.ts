@@ -274,6 +274,9 @@ async function run(ctx: RunnerContext, jobId: string, control: Control): Promise
       await tx.trainingJob.update({ where: { id: jobId }, data: { status: 'succeeded', finishedAt: now } });
       return 'succeeded' as const;
     });
+    // Cancelled while exporting: the files were written but no Model row points at them; a
+    // cancelled job leaves no model behind to be found on disk either.
+    if (outcome === 'cancelled') await fs.promises.rm(input.modelDir, { recursive: true, force: true });
     log.info({ jobId, outcome, int8Top1: exported.int8Top1, agreement: exported.agreement }, 'job finished');
     return outcome;
   };

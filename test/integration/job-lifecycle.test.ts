@@ -119,6 +119,29 @@ describe('job lifecycle with a worker process (SQLite)', () => {
     expect(again.statusCode).toBe(409);
   });
 
+  it('cancel during the export ends the job cancelled, with no model served or left on disk', async () => {
+    const w = workers[0];
+    // 1000 validation images make the export's verification take seconds: time to cancel in.
+    const job = await post({
+      name: 'export-cancel',
+      dataset: { type: 'synthetic', classes: 4, samplesPerClass: 4, valPerClass: 250, seed: 5 },
+      model: { widthMultiplier: 0.35, inputSize: 32 },
+      training: { epochs: 1, batchSize: 16, maxSteps: 1 },
+    });
+    const exporting = (line: string) => line.includes(job.id) && line.includes('exporting the int8 model');
+    const until = Date.now() + 120_000;
+    while (!w.output().split('\n').some(exporting) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    expect(w.output().split('\n').some(exporting), w.output().slice(-2000)).toBe(true);
+
+    const rc = await h.app.inject({ method: 'POST', url: `/v1/jobs/${job.id}/cancel` });
+    expect(JobView.parse(rc.json()).status).toBe('cancelling');
+    const done = await waitForJob(h.app, job.id, terminal, 120_000, [w]);
+    expect(done.status).toBe('cancelled');
+    expect(done.model).toBeNull();
+    expect(await h.deps.db.prisma.model.count({ where: { jobId: job.id } })).toBe(0);
+    expect(fs.existsSync(path.join(h.settings.artifactsDir, 'models', job.id))).toBe(false);
+  });
+
   it('SIGTERM hands the running job back to the queue; the next worker resumes it', async () => {
     const w1 = workers[0];
     const job = await post(tinyJob(12, { checkpointEverySteps: 2, name: 'handback' }));
