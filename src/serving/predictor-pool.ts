@@ -11,6 +11,7 @@
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { PredictorError } from './errors.js';
+import { normalizationLut } from '../data/normalization.js';
 import { rgbToNchw, type Normalization } from './preprocess.js';
 
 export interface PredictorPoolOptions {
@@ -35,21 +36,11 @@ const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const ort = require(workerData.ortPath);
 const sessions = new Map();
-// RGB batches are normalized here, off the event loop, into one float buffer reused across runs
-// (the pool sends a worker one run at a time; a second concurrent one gets its own buffer).
+// RGB batches are normalized here, off the event loop, with the table the pool sends
+// (normalizationLut, 3 KB), into one float buffer reused across runs (the pool sends a worker
+// one run at a time; a second concurrent one gets its own buffer).
 let scratch = new Float32Array(0);
 let scratchBusy = false;
-const luts = new Map();
-function lutFor(norm) {
-  const key = norm.mean.join(',') + '/' + norm.std.join(',');
-  let lut = luts.get(key);
-  if (!lut) {
-    lut = new Float32Array(768);
-    for (let c = 0; c < 3; c++) for (let v = 0; v < 256; v++) lut[c * 256 + v] = (v / 255 - norm.mean[c]) / norm.std[c];
-    luts.set(key, lut);
-  }
-  return lut;
-}
 // The same mapping as rgbToNchw in preprocess.ts (interleaved HWC bytes -> normalized NCHW planes),
 // for n images back to back; a test checks both give the same logits.
 function rgbToNchw(rgb, n, size, lut, out) {
@@ -97,7 +88,7 @@ parentPort.on('message', async (msg) => {
           data = scratch.subarray(0, len);
           scratchBusy = borrowed = true;
         } else data = new Float32Array(len);
-        rgbToNchw(msg.rgb, msg.n, msg.size, lutFor(msg.normalization), data);
+        rgbToNchw(msg.rgb, msg.n, msg.size, msg.lut, data);
       }
       try {
         const input = new ort.Tensor('float32', data, [msg.n, 3, msg.size, msg.size]);
@@ -369,7 +360,7 @@ function batchMessage(modelId: string, size: number, batch: Pending[]): [Record<
   if (!(first instanceof Float32Array) && batch.every((p) => !(p.input instanceof Float32Array) && sameNormalization(p.input.normalization, first.normalization))) {
     const rgb = new Uint8Array(batch.length * per);
     batch.forEach((p, i) => rgb.set((p.input as RgbInput).rgb, i * per));
-    return [{ type: 'run', modelId, rgb, normalization: first.normalization, n: batch.length, size }, [rgb.buffer]];
+    return [{ type: 'run', modelId, rgb, lut: normalizationLut(first.normalization), n: batch.length, size }, [rgb.buffer]];
   }
   const input = new Float32Array(batch.length * per);
   batch.forEach((p, i) => {

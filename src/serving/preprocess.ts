@@ -13,15 +13,13 @@
 //   corrupt pixel data: 400 IMAGE_CORRUPT.
 import sharp from 'sharp';
 import { decodeImageToRgb } from '../data/image-decode.js';
+import { normalizationLut, type Normalization } from '../data/normalization.js';
 import { ImageError } from './errors.js';
 
 export const ACCEPTED_FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif', 'avif']);
 export const DEFAULT_MAX_PIXELS = 40_000_000;
 
-export interface Normalization {
-  mean: [number, number, number];
-  std: [number, number, number];
-}
+export type { Normalization } from '../data/normalization.js';
 
 export interface PreprocessOptions {
   size: number;
@@ -52,22 +50,6 @@ export async function inspectImage(bytes: Buffer, maxPixels = DEFAULT_MAX_PIXELS
     throw new ImageError('IMAGE_TOO_LARGE', `the image is ${w}x${h} (${w * h} pixels); the limit is ${maxPixels} pixels`);
   }
   return meta;
-}
-
-// One table per normalization: `v -> (v / 255 - mean) / std` for each channel. Built once rather
-// than per image (a request path runs this for every upload).
-const lutCache = new Map<string, Float32Array>();
-
-export function normalizationLut(norm: Normalization): Float32Array {
-  const key = `${norm.mean.join(',')}/${norm.std.join(',')}`;
-  let lut = lutCache.get(key);
-  if (!lut) {
-    lut = new Float32Array(768);
-    for (let c = 0; c < 3; c++) for (let v = 0; v < 256; v++) lut[c * 256 + v] = (v / 255 - norm.mean[c]!) / norm.std[c]!;
-    if (lutCache.size > 64) lutCache.clear();
-    lutCache.set(key, lut);
-  }
-  return lut;
 }
 
 /** Interleaved RGB bytes (HWC) -> normalized float NCHW, written at `offset` of `out`. */
