@@ -4,6 +4,7 @@
 //   api      the HTTP API alone          } to scale out: several machines sharing
 //   worker   one training worker alone   } Redis and PostgreSQL
 //   migrate  apply the committed database migrations
+//   keys     create, list and revoke API keys (src/commands/keys-command.ts)
 //   train    train from a config file without the service (see src/ml/train-command.ts)
 // Settings come from the environment (src/config/settings.ts).
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -18,6 +19,8 @@ const USAGE = `usage: qatserve <command>
   api                   the HTTP API only
   worker                one training worker only
   migrate               apply database migrations (DATABASE_URL; SQLite ./data/qatserve.db by default)
+  keys create --name NAME --scopes predict,train,admin | keys list | keys revoke NAME
+                        API keys (see \`qatserve keys\`)
   train [--config] <config.json|yaml> [--work-dir DIR] [--data-root DIR] [--resume CHECKPOINT_DIR]
                         train without the service`;
 
@@ -72,7 +75,10 @@ async function serve(settings: Settings): Promise<void> {
   const redis = await ensureRedis(settings);
   await runMigrations(settings);
   const { runApi } = await import('./api/server.js');
-  const api = await runApi(settings, { handleSignals: false });
+  const api = await runApi(settings, { handleSignals: false }).catch((err: unknown) => {
+    redis?.kill(); // the API refused to start (e.g. no API key on a public HOST): leave no child behind
+    throw err;
+  });
   const cli = fileURLToPath(import.meta.url);
   let stopping = false;
   let worker: ChildProcess;
@@ -157,6 +163,12 @@ async function main(argv: string[]): Promise<void> {
       console.log(`${r.provider}: applied ${r.applied.length} (${r.applied.join(', ') || 'none'}), already applied ${r.alreadyApplied.length}`);
       return;
     }
+    case 'keys': {
+      await runMigrations(settings);
+      const { runKeysCommand } = await import('./commands/keys-command.js');
+      process.exitCode = await runKeysCommand(rest, settings.databaseUrl);
+      return;
+    }
     case 'train': {
       const args = parseTrainArgs(rest);
       // Kept behind a variable so the CLI builds before the ML layer lands; src/ml owns the command.
@@ -172,6 +184,6 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((err) => {
-  console.error(err instanceof SettingsError ? err.message : err);
+  console.error(err instanceof SettingsError || (err as { code?: string })?.code === 'AUTH_SETUP' ? (err as Error).message : err);
   process.exit(1);
 });

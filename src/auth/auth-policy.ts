@@ -1,0 +1,162 @@
+// When does the API ask for a key, and who is calling. Pure rules plus a small cache over the
+// ApiKey table, so a request costs no database round trip while its key is warm.
+//
+// When auth applies (AUTH=auto, the default):
+//   loopback HOST and no key ever created -> off (`npm start` and the README's curl lines just work);
+//   otherwise                            -> on.
+// A non-loopback HOST with no key refuses to start, unless AUTH=off (warned at every start).
+// Creating the first key turns auth on within KEY_CACHE_MS, without a restart.
+import { isIP } from 'node:net';
+import { bearerToken, hashKey } from './api-key.js';
+import type { ApiKeyInfo, KeyStore } from './key-store.js';
+import { grants, type RouteAccess, type Scope } from './scopes.js';
+
+export type AuthSetting = 'auto' | 'on' | 'off';
+
+/** How long a looked-up key (or its absence) is trusted: revocation reaches every replica within it. */
+export const KEY_CACHE_MS = 2000;
+/** `lastUsedAt` is written at most this often per key and replica. */
+const TOUCH_EVERY_MS = 60_000;
+const CACHE_MAX_ENTRIES = 10_000;
+
+export function isLoopbackHost(host: string): boolean {
+  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  if (h === 'localhost' || h === '::1' || h === '0:0:0:0:0:0:0:1') return true;
+  const v4 = h.startsWith('::ffff:') ? h.slice(7) : h;
+  return isIP(v4) === 4 && v4.startsWith('127.');
+}
+
+export class AuthSetupError extends Error {
+  readonly code = 'AUTH_SETUP';
+}
+
+export function noKeyMessage(host: string): string {
+  return (
+    `qatserve refuses to listen on ${host} with no API key: anyone who reaches the port could train, ` +
+    'promote and download models.\n' +
+    'Create an admin key first, then start again:\n' +
+    '  qatserve keys create --name admin --scopes admin\n' +
+    '  (Docker: docker run --rm -v qatserve-data:/data qatserve keys create --name admin --scopes admin)\n' +
+    'or bind to loopback (HOST=127.0.0.1), or set AUTH=off to run with no authentication at all.'
+  );
+}
+
+/** Who is calling. `authOff`: auth does not apply to this request (everything is allowed). */
+export type Principal =
+  | { kind: 'key'; key: ApiKeyInfo; authOff: false }
+  | { kind: 'anonymous'; authOff: boolean }
+  | { kind: 'invalid'; authOff: false };
+
+export type AccessDecision =
+  | { ok: true }
+  | { ok: false; status: 401; code: 'AUTH_REQUIRED' | 'API_KEY_INVALID'; message: string }
+  | { ok: false; status: 403; code: 'SCOPE_MISSING'; message: string };
+
+/** The rule for one request: pure, so every case is a one-line test. */
+export function decideAccess(principal: Principal, access: RouteAccess, what: string): AccessDecision {
+  if (access === 'public' || principal.authOff) return { ok: true };
+  if (principal.kind === 'anonymous') {
+    return { ok: false, status: 401, code: 'AUTH_REQUIRED', message: `${what} needs an API key with the "${access}" scope: send Authorization: Bearer <key>` };
+  }
+  if (principal.kind === 'invalid') {
+    return { ok: false, status: 401, code: 'API_KEY_INVALID', message: 'the API key is unknown, malformed or revoked' };
+  }
+  if (!grants(principal.key.scopes, access)) {
+    return {
+      ok: false,
+      status: 403,
+      code: 'SCOPE_MISSING',
+      message: `${what} needs the "${access}" scope; key "${principal.key.name}" has ${principal.key.scopes.join(', ')}`,
+    };
+  }
+  return { ok: true };
+}
+
+/** True for callers allowed everything (an admin key, or auth off): job auto-serve, readiness detail. */
+export function isAdmin(p: Principal | null | undefined): boolean {
+  return !!p && (p.authOff || (p.kind === 'key' && p.key.scopes.includes('admin')));
+}
+
+/** The key's id for job ownership, or null (auth off / anonymous). */
+export function principalKeyId(p: Principal | null | undefined): string | null {
+  return p?.kind === 'key' ? p.key.id : null;
+}
+
+export class AuthPolicy {
+  private keysExist: { value: boolean; at: number } | null = null;
+  private readonly cache = new Map<string, { key: ApiKeyInfo | null; at: number }>();
+  private readonly touched = new Map<string, number>();
+
+  constructor(
+    private readonly setting: AuthSetting,
+    private readonly host: string,
+    private readonly keys: KeyStore,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /**
+   * At start: refuses a non-loopback bind with no key (unless AUTH=off), and says what applies.
+   * Returns the line to log and its level.
+   */
+  async startup(): Promise<{ level: 'info' | 'warn'; message: string }> {
+    if (this.setting === 'off') {
+      return { level: 'warn', message: `AUTH=off: no request needs an API key; anyone who reaches ${this.host} can train, promote and download models` };
+    }
+    const loopback = isLoopbackHost(this.host);
+    let any: boolean;
+    try {
+      any = await this.keys.any();
+    } catch (err) {
+      // The database is not up yet: start anyway, failing closed (every protected route answers
+      // 503 until keys can be checked) rather than crash-looping.
+      return { level: 'warn', message: `auth: cannot read the API keys yet (${(err as Error).message.split('\n')[0]}); deciding per request` };
+    }
+    if (!any && !loopback) throw new AuthSetupError(noKeyMessage(this.host));
+    if (this.setting === 'on') return { level: 'info', message: 'auth: every API route needs a key (AUTH=on)' };
+    if (any || !loopback) return { level: 'info', message: 'auth: every API route needs a key' };
+    return { level: 'info', message: `auth: off while no API key exists and the API listens on loopback (${this.host}); \`qatserve keys create\` turns it on` };
+  }
+
+  /** Whether requests need a key right now. */
+  async required(): Promise<boolean> {
+    if (this.setting !== 'auto') return this.setting === 'on';
+    if (!isLoopbackHost(this.host)) return true;
+    const c = this.keysExist;
+    // Once a key exists it always will (revoked rows stay), so `true` is never looked up again.
+    if (c && (c.value || this.now() - c.at < KEY_CACHE_MS)) return c.value;
+    const value = await this.keys.any();
+    this.keysExist = { value, at: this.now() };
+    return value;
+  }
+
+  /** Drops cached lookups (after a revocation here, so it applies at once on this replica). */
+  forget(): void {
+    this.cache.clear();
+  }
+
+  /** Who sent this Authorization header. */
+  async identify(authorization: string | undefined): Promise<Principal> {
+    if (!(await this.required())) return { kind: 'anonymous', authOff: true };
+    if (authorization === undefined) return { kind: 'anonymous', authOff: false };
+    const token = bearerToken(authorization);
+    const key = token ? await this.lookup(token) : null;
+    return key ? { kind: 'key', key, authOff: false } : { kind: 'invalid', authOff: false };
+  }
+
+  private async lookup(token: string): Promise<ApiKeyInfo | null> {
+    const t = this.now();
+    // Cached by hash, so the process keeps no key in clear longer than the request.
+    const id = hashKey(token);
+    const hit = this.cache.get(id);
+    if (hit && t - hit.at < KEY_CACHE_MS) return hit.key;
+    const key = await this.keys.verify(token);
+    if (this.cache.size >= CACHE_MAX_ENTRIES) this.cache.clear();
+    this.cache.set(id, { key, at: t });
+    if (key && t - (this.touched.get(key.id) ?? 0) >= TOUCH_EVERY_MS) {
+      this.touched.set(key.id, t);
+      // Best effort: a failed write only leaves `keys list` a little stale.
+      this.keys.touch(key.id, new Date(t)).catch(() => {});
+    }
+    return key;
+  }
+}

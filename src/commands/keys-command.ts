@@ -1,0 +1,71 @@
+// `qatserve keys`: API keys from the command line, straight against the database (DATABASE_URL),
+// so the first admin key can be made before the server ever starts.
+//   qatserve keys create --name NAME --scopes predict,train,admin   the key is the last stdout line
+//   qatserve keys list [--json]
+//   qatserve keys revoke NAME
+import { parseArgs } from 'node:util';
+import { KeyError, KeyStore, type ApiKeyInfo } from '../auth/key-store.js';
+import { KEY_CACHE_MS } from '../auth/auth-policy.js';
+import { SCOPES } from '../auth/scopes.js';
+import { openDatabase } from '../db/database.js';
+
+export const KEYS_USAGE = `usage: qatserve keys <command>
+  create --name NAME --scopes ${SCOPES.join(',')}   a new key, printed once (the last line on stdout)
+  list [--json]                                  every key: name, prefix, scopes, created, last used, revoked
+  revoke NAME                                    the key stops working (within ${KEY_CACHE_MS / 1000} s on running servers)`;
+
+export class KeysCommandError extends Error {
+  readonly code = 'KEYS_USAGE';
+}
+
+const day = (d: Date | null) => (d ? d.toISOString().replace('T', ' ').slice(0, 19) : '-');
+
+export function formatKeyTable(keys: ApiKeyInfo[]): string {
+  const rows = [['NAME', 'PREFIX', 'SCOPES', 'CREATED', 'LAST USED', 'REVOKED']];
+  for (const k of keys) rows.push([k.name, k.prefix, k.scopes.join(','), day(k.createdAt), day(k.lastUsedAt), day(k.revokedAt)]);
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return rows.map((r) => r.map((v, c) => v.padEnd(widths[c]!)).join('  ').trimEnd()).join('\n');
+}
+
+/** Runs one keys subcommand; `out` receives stdout lines. Returns the process exit code. */
+export async function runKeysCommand(args: string[], databaseUrl: string, out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<number> {
+  const [sub, ...rest] = args;
+  const { values, positionals } = parseArgs({
+    args: rest,
+    allowPositionals: true,
+    options: { name: { type: 'string' }, scopes: { type: 'string' }, json: { type: 'boolean', default: false } },
+  });
+  const db = openDatabase(databaseUrl);
+  try {
+    const store = new KeyStore(db.prisma);
+    if (sub === 'create') {
+      if (!values.name || !values.scopes) throw new KeysCommandError(`keys create needs --name and --scopes\n${KEYS_USAGE}`);
+      const { key, info } = await store.create(values.name, values.scopes);
+      out(`created key "${info.name}" with scopes ${info.scopes.join(', ')} (prefix ${info.prefix}).`);
+      out('It is shown this once and stored only as a hash: keep it now. Send it as "Authorization: Bearer <key>".');
+      out(key);
+      return 0;
+    }
+    if (sub === 'list') {
+      const keys = await store.list();
+      out(values.json ? JSON.stringify(keys) : keys.length ? formatKeyTable(keys) : 'no keys (auth is off on a loopback HOST until one is created)');
+      return 0;
+    }
+    if (sub === 'revoke') {
+      const name = positionals[0] ?? values.name;
+      if (!name) throw new KeysCommandError(`keys revoke needs a key name\n${KEYS_USAGE}`);
+      const info = await store.revoke(name);
+      out(`revoked key "${info.name}" (prefix ${info.prefix}); running servers refuse it within ${KEY_CACHE_MS / 1000} s`);
+      return 0;
+    }
+    throw new KeysCommandError(KEYS_USAGE);
+  } catch (err) {
+    if (err instanceof KeyError || err instanceof KeysCommandError) {
+      process.stderr.write(`${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  } finally {
+    await db.close();
+  }
+}
