@@ -166,7 +166,7 @@ async function serveForBench(graph: QuantGraph): Promise<void> {
   const app = Fastify({ logger: false });
   await app.register(errorsPlugin);
   await app.register(servingPlugin, { service: serving });
-  await app.register(predictRoutes, { serving });
+  await app.register(predictRoutes);
   // Per-response timings, read off the answer object before it is serialized.
   let sums = { n: 0, decodeMs: 0, inferMs: 0, queueMs: 0, batchSize: 0 };
   app.addHook('preSerialization', async (_req, _reply, payload: unknown) => {

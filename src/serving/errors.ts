@@ -7,7 +7,8 @@ export type ImageErrorCode =
   | 'IMAGE_UNSUPPORTED_FORMAT' // not an image, or a format we do not decode (SVG, PDF, ...)
   | 'IMAGE_ANIMATED' // more than one frame: which one to classify is ambiguous
   | 'IMAGE_TOO_LARGE' // width x height over the pixel limit (decoding it would cost too much memory)
-  | 'IMAGE_CORRUPT'; // header parsed but the pixels do not decode (truncated, damaged)
+  | 'IMAGE_CORRUPT' // header parsed but the pixels do not decode (truncated, damaged)
+  | 'IMAGE_TYPE_MISMATCH'; // the declared content type is not the format the bytes decode as
 
 const IMAGE_STATUS: Record<ImageErrorCode, number> = {
   IMAGE_EMPTY: 400,
@@ -15,6 +16,7 @@ const IMAGE_STATUS: Record<ImageErrorCode, number> = {
   IMAGE_ANIMATED: 400,
   IMAGE_TOO_LARGE: 400,
   IMAGE_CORRUPT: 400,
+  IMAGE_TYPE_MISMATCH: 415,
 };
 
 export class ImageError extends ServiceError {
@@ -55,5 +57,14 @@ export class PredictorError extends ServiceError {
   constructor(message: string, code = 'PREDICTOR_FAILED', status = 503) {
     super(status, code, message);
     this.name = 'PredictorError';
+  }
+}
+
+/** Too many predictions in flight: refused at once, with the seconds after which to retry. */
+export class OverloadedError extends ServiceError {
+  readonly retryAfterSeconds = 1;
+  constructor(limit: number) {
+    super(503, 'PREDICT_OVERLOADED', `the server is answering ${limit} predictions already; retry shortly`);
+    this.name = 'OverloadedError';
   }
 }

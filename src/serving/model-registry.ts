@@ -1,10 +1,13 @@
 // Which model serves, and its lifecycle in the predictor pool. The registry polls the ModelStore
-// (newest promoted model, else the newest model) and swaps when that changes:
-//   load the new model in every worker -> point new requests at it -> unload the old one as soon as
-//   its in-flight requests have finished.
+// (newest promoted model, else the newest auto-serving model) and swaps when that changes:
+//   load and check the new model in every worker -> point new requests at it -> unload the old one
+//   as soon as its in-flight requests have finished.
 // So a swap never fails a request that already holds the old model, and both copies live only for
-// the duration of the swap. Requests naming another model (`?model=`) load it on demand; at most
-// `maxExtraModels` such models stay loaded (least recently used goes first, once idle).
+// the duration of the swap. A model whose file is missing, corrupt or does not answer never
+// serves: the registry keeps (or, at start-up, falls back to) the next good candidate, says so in
+// `readiness()` and the logs, and tries the broken one again after FAILED_RETRY_MS. Requests
+// naming another model (`?model=`) load it on demand; at most `maxExtraModels` such models stay
+// loaded (least recently used goes first, once idle).
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -46,6 +49,20 @@ interface Entry {
 
 const silent: RegistryLogger = { info() {}, warn() {}, error() {} };
 
+/** A model that failed to load is tried again after this long (its file may be restored). */
+export const FAILED_RETRY_MS = 60_000;
+/** How far down the candidate list a fallback looks. */
+const MAX_CANDIDATES = 10;
+
+export interface RegistryReadiness {
+  /** ok: serving the model it should · none: no model yet · fallback: an older one serves · failing: none serves. */
+  state: 'ok' | 'none' | 'fallback' | 'failing';
+  servingId: string | null;
+  /** The model that should serve, when it is not the one serving. */
+  wantedId?: string;
+  reason?: string;
+}
+
 async function sha256File(file: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
@@ -53,14 +70,15 @@ async function sha256File(file: string): Promise<string> {
 }
 
 export async function readManifest(record: ModelRecord): Promise<ModelManifest> {
+  // Messages name the model, never its files: they reach clients (the paths go to the log).
   let manifest: ModelManifest;
   try {
     manifest = JSON.parse(await readFile(record.manifestPath, 'utf8')) as ModelManifest;
   } catch (err) {
-    throw new ModelUnavailableError(record.id, `manifest ${record.manifestPath} unreadable (${(err as Error).message})`);
+    throw new ModelUnavailableError(record.id, `its manifest is missing or unreadable (${(err as NodeJS.ErrnoException).code ?? 'invalid JSON'})`);
   }
   if (!Array.isArray(manifest.classes) || typeof manifest.input?.size !== 'number' || !manifest.preprocess?.normalization) {
-    throw new ModelUnavailableError(record.id, `manifest ${record.manifestPath} is not a qatserve model manifest`);
+    throw new ModelUnavailableError(record.id, 'its manifest is not a qatserve model manifest');
   }
   return manifest;
 }
@@ -74,6 +92,9 @@ export class ModelRegistry {
   private closed = false;
   private readonly log: RegistryLogger;
   private readonly maxExtra: number;
+  /** Models that failed to load: when, and why (cleared when one loads). */
+  private readonly failed = new Map<string, { at: number; reason: string }>();
+  private state: RegistryReadiness = { state: 'none', servingId: null };
 
   constructor(
     private readonly store: ModelStore,
@@ -120,10 +141,17 @@ export class ModelRegistry {
     return this.refreshing;
   }
 
+  /** What serves and whether it is the model that should: for /readyz. */
+  readiness(): RegistryReadiness {
+    return this.state;
+  }
+
   private async doRefresh(): Promise<void> {
     if (this.closed) return;
-    const target = await this.store.serving();
-    if (!target) {
+    const candidates = await this.store.candidates(MAX_CANDIDATES);
+    const wanted = candidates[0];
+    if (!wanted) {
+      this.state = { state: 'none', servingId: null };
       if (this.servingId) {
         const old = this.servingId;
         this.servingId = null;
@@ -132,14 +160,70 @@ export class ModelRegistry {
       }
       return;
     }
-    if (target.id === this.servingId) return;
-    const entry = await this.ensureLoaded(target);
-    if (this.closed) return;
-    const old = this.servingId;
-    this.servingId = target.id;
-    entry.retiring = false;
-    this.log.info({ modelId: target.id, jobId: target.jobId, previous: old }, 'model registry: now serving');
-    if (old && old !== target.id) this.retire(old);
+    // The first candidate that loads serves; the ones before it are broken (or were recently).
+    for (const c of candidates) {
+      if (c.id === this.servingId) break; // already serving: keep it
+      const failedAt = this.failed.get(c.id);
+      if (failedAt && Date.now() - failedAt.at < FAILED_RETRY_MS) continue;
+      try {
+        const entry = await this.ensureLoaded(c);
+        if (this.closed) return;
+        this.failed.delete(c.id);
+        const old = this.servingId;
+        this.servingId = c.id;
+        entry.retiring = false;
+        this.log.info({ modelId: c.id, jobId: c.jobId, previous: old }, 'model registry: now serving');
+        if (old && old !== c.id) this.retire(old);
+        break;
+      } catch (err) {
+        const reason = (err as Error).message;
+        if (!failedAt) this.log.error({ err, modelId: c.id, onnxPath: c.onnxPath }, `model registry: model ${c.id} cannot be loaded; trying the next good one`);
+        this.failed.set(c.id, { at: Date.now(), reason });
+      }
+    }
+    if (this.servingId === wanted.id) this.state = { state: 'ok', servingId: wanted.id };
+    else {
+      const reason = this.failed.get(wanted.id)?.reason ?? 'not loaded yet';
+      const state = this.servingId ? 'fallback' : 'failing';
+      if (this.state.state !== state || this.state.wantedId !== wanted.id || this.state.servingId !== this.servingId) {
+        this.log.warn({ wanted: wanted.id, serving: this.servingId, reason }, state === 'fallback' ? `model registry: serving ${this.servingId} (last good) instead of ${wanted.id}` : `model registry: nothing can serve; ${wanted.id} cannot be loaded`);
+      }
+      this.state = { state, servingId: this.servingId, wantedId: wanted.id, reason };
+    }
+  }
+
+  /**
+   * Promotion that only commits a model that works: loads it in every worker, runs a blank image
+   * through it (finite logits, one per class of its manifest), then `commit()` (which records the
+   * promotion) and swaps to it. Throws ModelUnavailableError and commits nothing otherwise.
+   */
+  async promote<T>(record: ModelRecord, commit: () => Promise<T>): Promise<T> {
+    this.failed.delete(record.id); // an explicit promotion tries again now
+    const wasLoaded = this.entries.has(record.id);
+    let entry: Entry;
+    try {
+      entry = await this.ensureLoaded(record);
+      await this.smokeTest(entry.model);
+    } catch (err) {
+      this.failed.set(record.id, { at: Date.now(), reason: (err as Error).message });
+      if (!wasLoaded && this.entries.has(record.id) && record.id !== this.servingId) this.retire(record.id);
+      this.log.warn({ err, modelId: record.id, onnxPath: record.onnxPath }, 'model registry: promotion refused, the model does not load');
+      throw err instanceof ModelUnavailableError ? err : new ModelUnavailableError(record.id, (err as Error).message);
+    }
+    entry.lastUsed = Date.now();
+    const result = await commit();
+    await this.refresh();
+    if (this.servingId !== record.id) this.evictExtras(this.servingId ?? record.id);
+    return result;
+  }
+
+  /** One blank image through the model: it must answer with a finite logit per class. */
+  private async smokeTest(model: LoadedModel): Promise<void> {
+    const size = model.manifest.input.size;
+    const r = await this.pool.infer(model.record.id, { rgb: new Uint8Array(3 * size * size), normalization: model.manifest.preprocess.normalization }, size);
+    const k = model.manifest.classes.length;
+    if (r.logits.length !== k) throw new ModelUnavailableError(model.record.id, `it answers ${r.logits.length} scores for ${k} classes`);
+    if (!r.logits.every(Number.isFinite)) throw new ModelUnavailableError(model.record.id, 'it answers non-finite scores');
   }
 
   private async ensureLoaded(record: ModelRecord): Promise<Entry> {
@@ -149,11 +233,13 @@ export class ModelRegistry {
     if (!p) {
       p = (async () => {
         const manifest = await readManifest(record);
-        const sum = await sha256File(record.onnxPath).catch((err: Error) => {
-          throw new ModelUnavailableError(record.id, `model file ${record.onnxPath} unreadable (${err.message})`);
+        const sum = await sha256File(record.onnxPath).catch((err: NodeJS.ErrnoException) => {
+          throw new ModelUnavailableError(record.id, `its model file is missing or unreadable (${err.code ?? 'read error'})`);
         });
-        if (sum !== record.sha256) throw new ModelUnavailableError(record.id, `model file ${record.onnxPath} does not match its sha256`);
-        await this.pool.load(record.id, record.onnxPath);
+        if (sum !== record.sha256) throw new ModelUnavailableError(record.id, 'its model file does not match its recorded sha256 (corrupt or replaced)');
+        await this.pool.load(record.id, record.onnxPath).catch((err: Error) => {
+          throw new ModelUnavailableError(record.id, `onnxruntime cannot load it (${err.message.split('\n')[0]!.slice(0, 200)})`);
+        });
         const entry: Entry = { model: { record, manifest }, inFlight: 0, retiring: false, lastUsed: Date.now() };
         this.entries.set(record.id, entry);
         return entry;

@@ -19,26 +19,36 @@ export interface ModelRecord {
   int8Top1: number | null;
   agreement: number | null;
   promotedAt: Date | null;
+  /**
+   * Whether the model may serve without a promotion: its job was created by an admin key or with
+   * auth off (absent: true). A `train` key's models serve only once an admin promotes them.
+   */
+  autoServe?: boolean;
 }
 
 export interface ModelStore {
   /** Newest first. */
   list(): Promise<ModelRecord[]>;
   get(id: string): Promise<ModelRecord | null>;
-  /** The model to serve: the most recently promoted one, else the newest. */
+  /** The model to serve: the most recently promoted one, else the newest that may serve on its own. */
   serving(): Promise<ModelRecord | null>;
+  /**
+   * The models that may serve, best first: promoted ones (newest promotion first), then the
+   * auto-serving ones (newest first). The registry falls back along this list when the first
+   * cannot be loaded.
+   */
+  candidates(limit: number): Promise<ModelRecord[]>;
   /** Pins a model as the serving one (null when it does not exist). */
   promote(id: string): Promise<ModelRecord | null>;
 }
 
-/** The rule shared by every store: newest promotion wins, else the newest model. */
-export function pickServing(models: ModelRecord[]): ModelRecord | null {
-  let promoted: ModelRecord | null = null;
-  for (const m of models) if (m.promotedAt && (!promoted || m.promotedAt > promoted.promotedAt!)) promoted = m;
-  if (promoted) return promoted;
-  let newest: ModelRecord | null = null;
-  for (const m of models) if (!newest || m.createdAt > newest.createdAt) newest = m;
-  return newest;
+/** The rule shared by every store: newest promotion first, then the newest auto-serving models. */
+export function rankCandidates(models: ModelRecord[], limit: number): ModelRecord[] {
+  const promoted = models.filter((m) => m.promotedAt).sort((a, b) => b.promotedAt!.getTime() - a.promotedAt!.getTime());
+  const auto = models
+    .filter((m) => !m.promotedAt && m.autoServe !== false)
+    .sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || (a.id < b.id ? 1 : -1));
+  return [...promoted, ...auto].slice(0, limit);
 }
 
 // ---- Prisma --------------------------------------------------------------------------------------
@@ -49,7 +59,7 @@ export type ModelRow = Omit<ModelRecord, 'classes'> & { classes: string };
 /** The slice of a Prisma client this store uses (structural, so it works with either schema). */
 export interface PrismaModelClient {
   model: {
-    findMany(args: { orderBy: { createdAt: 'desc' } | Array<Record<string, 'asc' | 'desc'>>; take?: number; where?: object }): Promise<ModelRow[]>;
+    findMany(args: { orderBy: Record<string, 'asc' | 'desc'> | Array<Record<string, 'asc' | 'desc'>>; take?: number; where?: object }): Promise<ModelRow[]>;
     findUnique(args: { where: { id: string } }): Promise<ModelRow | null>;
     findFirst(args: { where?: object; orderBy: Record<string, 'asc' | 'desc'> | Array<Record<string, 'asc' | 'desc'>> }): Promise<ModelRow | null>;
     update(args: { where: { id: string }; data: { promotedAt: Date } }): Promise<ModelRow>;
@@ -80,10 +90,20 @@ export class PrismaModelStore implements ModelStore {
   }
 
   async serving(): Promise<ModelRecord | null> {
-    const promoted = await this.prisma.model.findFirst({ where: { promotedAt: { not: null } }, orderBy: { promotedAt: 'desc' } });
-    if (promoted) return rowToRecord(promoted);
-    const newest = await this.prisma.model.findFirst({ orderBy: [{ createdAt: 'desc' }, { id: 'desc' }] });
-    return newest ? rowToRecord(newest) : null;
+    return (await this.candidates(1))[0] ?? null;
+  }
+
+  async candidates(limit: number): Promise<ModelRecord[]> {
+    const promoted = await this.prisma.model.findMany({ where: { promotedAt: { not: null } }, orderBy: { promotedAt: 'desc' }, take: limit });
+    const auto =
+      promoted.length >= limit
+        ? []
+        : await this.prisma.model.findMany({
+            where: { promotedAt: null, job: { autoServe: true } },
+            orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
+            take: limit - promoted.length,
+          });
+    return [...promoted, ...auto].map(rowToRecord);
   }
 
   async promote(id: string): Promise<ModelRecord | null> {
@@ -116,7 +136,11 @@ export class MemoryModelStore implements ModelStore {
   }
 
   async serving(): Promise<ModelRecord | null> {
-    return pickServing([...this.models.values()]);
+    return rankCandidates([...this.models.values()], 1)[0] ?? null;
+  }
+
+  async candidates(limit: number): Promise<ModelRecord[]> {
+    return rankCandidates([...this.models.values()], limit);
   }
 
   async promote(id: string): Promise<ModelRecord | null> {

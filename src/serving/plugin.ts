@@ -1,17 +1,16 @@
 // The serving layer as a Fastify plugin: decorates the app with `serving` (model registry +
-// predictor pool), starts it on register and closes the worker threads in onClose.
+// predictor pool), starts it on register and closes the worker threads in onClose. buildApp
+// registers it for production and for tests alike; the route plugins (src/api/routes/predict.ts,
+// models.ts) use `app.serving`.
 //
-//   await app.register(servingPlugin, { store: new PrismaModelStore(prisma), ...servingSettings });
-//
-// The route plugins (src/api/routes/predict.ts, models.ts) use `app.serving` when it is there.
-// When an app registers only the routes, they share one ServingService per Prisma client
-// (`sharedServing`), created on first use and closed when the last app using it closes.
+//   await app.register(servingPlugin, { store: new PrismaModelStore(prisma), settings: settings.serving });
+//   await app.register(servingPlugin, { service });   // a ServingService built by the caller
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
+import type { ServingSettings } from '../config/settings.js';
 import { ServingService, type ServingOptions } from './prediction-service.js';
-import { PrismaModelStore, type ModelStore, type PrismaModelClient } from './model-store.js';
+import type { ModelStore } from './model-store.js';
 import type { RegistryLogger } from './model-registry.js';
-import { servingSettingsFromEnv, type ServingSettings } from './serving-settings.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -19,7 +18,7 @@ declare module 'fastify' {
   }
 }
 
-export type ServingPluginOptions = { service: ServingService } | (Omit<ServingOptions, 'log'> & { log?: RegistryLogger });
+export type ServingPluginOptions = { service: ServingService } | { store: ModelStore; settings: ServingSettings };
 
 export function registryLogger(log: FastifyBaseLogger): RegistryLogger {
   return {
@@ -35,6 +34,7 @@ export function servingOptionsFromSettings(store: ModelStore, s: ServingSettings
     size: s.workers,
     batchWindowMs: s.batchWindowMs,
     maxBatch: s.maxBatch,
+    maxQueue: s.maxQueue,
     maxImageBytes: s.maxImageBytes,
     maxImagePixels: s.maxImagePixels,
     pollMs: s.pollMs,
@@ -44,7 +44,8 @@ export function servingOptionsFromSettings(store: ModelStore, s: ServingSettings
 
 export const servingPlugin = fp(
   async function serving(app: FastifyInstance, opts: ServingPluginOptions) {
-    const service = 'service' in opts ? opts.service : new ServingService({ log: registryLogger(app.log), ...opts });
+    const service =
+      'service' in opts ? opts.service : new ServingService({ ...servingOptionsFromSettings(opts.store, opts.settings), log: registryLogger(app.log) });
     app.decorate('serving', service);
     app.addHook('onClose', async () => {
       await service.close();
@@ -53,33 +54,3 @@ export const servingPlugin = fp(
   },
   { name: 'qatserve-serving', fastify: '5.x' },
 );
-
-const shared = new WeakMap<object, { service: ServingService; users: number; started: Promise<void> }>();
-
-/**
- * The app's ServingService: `app.serving` if the plugin is registered, else one shared per Prisma
- * client, configured from the environment (PREDICT_* settings; `settings` overrides them, e.g.
- * `deps.settings.serving` once the app's Settings carry it) and closed with the last app.
- */
-export async function servingFor(app: FastifyInstance, prisma: unknown, settings?: Partial<ServingSettings>): Promise<ServingService> {
-  if (app.hasDecorator('serving') && app.serving) return app.serving;
-  if (!prisma || typeof prisma !== 'object') throw new Error('serving routes need either the servingPlugin or a Prisma client');
-  let s = shared.get(prisma);
-  if (!s) {
-    const store = new PrismaModelStore(prisma as PrismaModelClient);
-    const service = new ServingService({ ...servingOptionsFromSettings(store, { ...servingSettingsFromEnv(), ...settings }), log: registryLogger(app.log) });
-    s = { service, users: 0, started: service.start() };
-    shared.set(prisma, s);
-  }
-  const entry = s;
-  entry.users++;
-  app.addHook('onClose', async () => {
-    entry.users--;
-    if (entry.users === 0) {
-      shared.delete(prisma);
-      await entry.service.close();
-    }
-  });
-  await entry.started;
-  return entry.service;
-}

@@ -3,7 +3,8 @@
 import { PredictorPool, type PredictorPoolOptions } from './predictor-pool.js';
 import { ModelRegistry, type ModelRegistryOptions } from './model-registry.js';
 import type { ModelStore } from './model-store.js';
-import { DEFAULT_MAX_PIXELS, decodeForModel } from './preprocess.js';
+import { OverloadedError } from './errors.js';
+import { DEFAULT_MAX_PIXELS, decodeForModel, type DeclaredFormat } from './preprocess.js';
 
 export interface Prediction {
   label: string;
@@ -65,6 +66,11 @@ export interface ServingOptions extends PredictorPoolOptions, ModelRegistryOptio
   maxImagePixels?: number;
   /** Largest accepted upload in bytes (the routes answer 413 above it). */
   maxImageBytes?: number;
+  /**
+   * Predictions in flight at once, from decode to answer. Past it a request is refused at once
+   * (503 + Retry-After) instead of waiting behind a queue that only grows.
+   */
+  maxQueue?: number;
 }
 
 export const DEFAULT_MAX_IMAGE_BYTES = 10 * 1024 * 1024;
@@ -75,6 +81,8 @@ export class ServingService {
   readonly store: ModelStore;
   readonly maxImagePixels: number;
   readonly maxImageBytes: number;
+  readonly maxQueue: number;
+  private inFlight = 0;
 
   constructor(opts: ServingOptions) {
     this.store = opts.store;
@@ -82,18 +90,38 @@ export class ServingService {
     this.registry = new ModelRegistry(opts.store, this.pool, opts);
     this.maxImagePixels = opts.maxImagePixels ?? DEFAULT_MAX_PIXELS;
     this.maxImageBytes = opts.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES;
+    this.maxQueue = Math.max(1, opts.maxQueue ?? 64);
+  }
+
+  /** Predictions being decoded, waiting or running right now. */
+  pending(): number {
+    return this.inFlight;
   }
 
   start(): Promise<void> {
     return this.registry.start();
   }
 
-  async predict(image: Buffer, opts: { modelId?: string; topK?: number } = {}): Promise<PredictResult> {
+  /**
+   * `declared`: the format the client said it sent (content type), checked against what the bytes
+   * decode as.
+   */
+  async predict(image: Buffer, opts: { modelId?: string; topK?: number; declared?: DeclaredFormat } = {}): Promise<PredictResult> {
+    if (this.inFlight >= this.maxQueue) throw new OverloadedError(this.maxQueue);
+    this.inFlight++;
+    try {
+      return await this.predictOne(image, opts);
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  private async predictOne(image: Buffer, opts: { modelId?: string; topK?: number; declared?: DeclaredFormat }): Promise<PredictResult> {
     const lease = await this.registry.acquire(opts.modelId);
     try {
       const { record, manifest } = lease.model;
       const t0 = performance.now();
-      const rgb = await decodeForModel(image, { size: manifest.input.size, maxPixels: this.maxImagePixels });
+      const rgb = await decodeForModel(image, { size: manifest.input.size, maxPixels: this.maxImagePixels, declared: opts.declared });
       const t1 = performance.now();
       const r = await this.pool.infer(record.id, { rgb, normalization: manifest.preprocess.normalization }, manifest.input.size);
       const t2 = performance.now();

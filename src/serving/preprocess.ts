@@ -10,14 +10,42 @@
 // - Empty body: 400 IMAGE_EMPTY. Not an image / SVG / PDF / anything else: 415
 //   IMAGE_UNSUPPORTED_FORMAT. Animated (several frames): 400 IMAGE_ANIMATED. More pixels than
 //   the limit: 400 IMAGE_TOO_LARGE (checked from the header, before decoding). Truncated or
-//   corrupt pixel data: 400 IMAGE_CORRUPT.
+//   corrupt pixel data: 400 IMAGE_CORRUPT. A declared content type (raw body, multipart part,
+//   data: URL) that is not the format the bytes are: 415 IMAGE_TYPE_MISMATCH, since a client that
+//   mislabels its uploads would otherwise learn nothing of it (and filters keyed on the declared
+//   type are bypassed). `application/octet-stream` or no type declares nothing.
 import sharp from 'sharp';
 import { decodeImageToRgb } from '../data/image-decode.js';
 import { normalizationLut, type Normalization } from '../data/normalization.js';
 import { ImageError } from './errors.js';
 
 export const ACCEPTED_FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif', 'avif']);
-export const DEFAULT_MAX_PIXELS = 40_000_000;
+/** Models take at most 224x224; 4096x4096 still admits a 12 MP phone photo (the PREDICT_MAX_IMAGE_PIXELS default). */
+export const DEFAULT_MAX_PIXELS = 4096 * 4096;
+
+/** A client's declared media type, e.g. `image/png` (parameters already stripped). */
+export type DeclaredFormat = string;
+
+/** sharp's format name for each image media type a client may declare. */
+const FORMAT_OF_MEDIA_TYPE: Record<string, string> = {
+  'image/jpeg': 'jpeg',
+  'image/jpg': 'jpeg',
+  'image/pjpeg': 'jpeg',
+  'image/png': 'png',
+  'image/webp': 'webp',
+  'image/gif': 'gif',
+  'image/tiff': 'tiff',
+  'image/avif': 'heif',
+  'image/heif': 'heif',
+  'image/heic': 'heif',
+};
+
+/** True when the declared type says nothing (absent, octet-stream) or names the decoded format. */
+export function declaredTypeMatches(declared: DeclaredFormat | undefined, format: string): boolean {
+  const t = (declared ?? '').trim().toLowerCase();
+  if (t === '' || t === 'application/octet-stream') return true;
+  return FORMAT_OF_MEDIA_TYPE[t] === format;
+}
 
 export type { Normalization } from '../data/normalization.js';
 
@@ -28,7 +56,7 @@ export interface PreprocessOptions {
 }
 
 /** Checks the header: format, frame count, dimensions. Throws ImageError. */
-export async function inspectImage(bytes: Buffer, maxPixels = DEFAULT_MAX_PIXELS): Promise<sharp.Metadata> {
+export async function inspectImage(bytes: Buffer, maxPixels = DEFAULT_MAX_PIXELS, declared?: DeclaredFormat): Promise<sharp.Metadata> {
   if (bytes.length === 0) throw new ImageError('IMAGE_EMPTY', 'the image is empty (0 bytes)');
   let meta: sharp.Metadata;
   try {
@@ -39,6 +67,9 @@ export async function inspectImage(bytes: Buffer, maxPixels = DEFAULT_MAX_PIXELS
   }
   if (!meta.format || !ACCEPTED_FORMATS.has(meta.format)) {
     throw new ImageError('IMAGE_UNSUPPORTED_FORMAT', `images of format "${meta.format ?? 'unknown'}" are not accepted; send JPEG, PNG, WebP, GIF, TIFF or AVIF`);
+  }
+  if (!declaredTypeMatches(declared, meta.format)) {
+    throw new ImageError('IMAGE_TYPE_MISMATCH', `the content type says "${declared}" but the image is ${meta.format.toUpperCase()}; send it as image/${meta.format === 'heif' ? 'avif' : meta.format}`);
   }
   if ((meta.pages ?? 1) > 1) {
     throw new ImageError('IMAGE_ANIMATED', `the image has ${meta.pages} frames; send a single still image`);
@@ -69,8 +100,8 @@ export function rgbToNchw(rgb: Uint8Array, size: number, norm: Normalization, ou
  * The serving path hands these bytes to the inference worker, which normalizes them off the
  * event loop (and a quarter of the float input's size crosses the thread boundary).
  */
-export async function decodeForModel(bytes: Buffer, opts: { size: number; maxPixels?: number }): Promise<Uint8Array> {
-  await inspectImage(bytes, opts.maxPixels);
+export async function decodeForModel(bytes: Buffer, opts: { size: number; maxPixels?: number; declared?: DeclaredFormat }): Promise<Uint8Array> {
+  await inspectImage(bytes, opts.maxPixels, opts.declared);
   try {
     return await decodeImageToRgb(bytes, opts.size);
   } catch (err) {

@@ -122,7 +122,9 @@ describe('ModelRegistry', () => {
       const badDir = await writeFixtureModel(root, 'tampered', { seed: 9, createdAt: new Date('2026-02-01') });
       await writeFile(badDir.record.onnxPath, Buffer.from('not the model'));
       store.add(badDir.record);
-      await expect(svc.registry.refresh()).rejects.toMatchObject({ code: 'MODEL_UNAVAILABLE' });
+      await svc.registry.refresh();
+      expect(svc.registry.readiness()).toMatchObject({ state: 'fallback', servingId: 'a', wantedId: 'tampered' });
+      expect(svc.registry.readiness().reason).toMatch(/sha256/);
       expect((await svc.predict(await makeImage('png'))).model.id).toBe('a');
     } finally {
       await svc.close();

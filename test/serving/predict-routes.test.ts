@@ -29,8 +29,8 @@ async function startServer(store: MemoryModelStore, maxImageBytes = 200_000): Pr
   const serving = new ServingService({ store, size: 2, batchWindowMs: 2, maxBatch: 8, pollMs: 0, maxImageBytes, maxImagePixels: 4_000_000 });
   await app.register(errorsPlugin);
   await app.register(servingPlugin, { service: serving });
-  await app.register(predictRoutes, { serving });
-  await app.register(modelsRoutes, { serving });
+  await app.register(predictRoutes);
+  await app.register(modelsRoutes);
   const address = await app.listen({ port: 0, host: '127.0.0.1' });
   return { app, url: address };
 }
