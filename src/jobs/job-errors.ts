@@ -53,3 +53,12 @@ export function toIssues(issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey
     message: i.message,
   }));
 }
+
+/** The key already has its cap of queued + running jobs (MAX_ACTIVE_JOBS_PER_KEY). */
+export class JobQuotaError extends ServiceError {
+  readonly retryAfterSeconds = 30;
+  constructor(limit: number) {
+    super(429, 'JOB_QUOTA_EXCEEDED', `this API key already has ${limit} jobs queued or running (the most it may); wait for one to finish or cancel one`);
+    this.name = 'JobQuotaError';
+  }
+}

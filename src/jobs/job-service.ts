@@ -5,7 +5,8 @@ import { randomUUID } from 'node:crypto';
 import type { Prisma } from '../db/database.js';
 import { DatasetPathError } from '../data/errors.js';
 import { resolveUnderRoot } from '../data/safe-path.js';
-import { JobNotFoundError, JobStateError, ValidationError, toIssues } from './job-errors.js';
+import { admissionIssues, type JobBudget } from './job-admission.js';
+import { JobNotFoundError, JobQuotaError, JobStateError, ValidationError, toIssues } from './job-errors.js';
 import { cancelTarget, type JobStatus } from './job-status.js';
 import {
   toJobView,
@@ -34,7 +35,21 @@ export interface JobServiceDeps {
   queue: JobQueuePort;
   cancel: CancelPort;
   dataRoot: string;
+  /** The worker's memory and disk budget: a config estimated over it is a 400 JOB_TOO_LARGE. */
+  budget?: JobBudget;
 }
+
+/** Who creates a job (from the API's auth): recorded on the row. */
+export interface JobOwner {
+  /** The creating API key (null: auth off). */
+  keyId: string | null;
+  /** Whether the job's model may serve without a promotion (admin key or auth off). */
+  autoServe: boolean;
+  /** Queued + running jobs this key may have at once (0: no cap). */
+  maxActiveJobs: number;
+}
+
+const ACTIVE_STATUSES: JobStatus[] = ['queued', 'running', 'cancelling'];
 
 const withModel = { model: true } as const;
 
@@ -58,13 +73,17 @@ export function decodeCursor(cursor: string): { createdAt: Date; id: string } {
 export class JobService {
   constructor(private readonly deps: JobServiceDeps) {}
 
-  /** Validate, resolve defaults, check dataset and init job, store the row, enqueue. */
-  async create(input: unknown): Promise<JobView> {
+  /** Validate, resolve defaults, admit (size), check dataset and init job, store the row, enqueue. */
+  async create(input: unknown, owner: JobOwner = { keyId: null, autoServe: true, maxActiveJobs: 0 }): Promise<JobView> {
     const parsed = TrainingConfig.safeParse(input);
     if (!parsed.success) {
       throw new ValidationError('CONFIG_INVALID', 'the training config is invalid', toIssues(parsed.error.issues));
     }
     const config = parsed.data;
+    if (this.deps.budget) {
+      const issues = admissionIssues(config, this.deps.budget);
+      if (issues.length) throw new ValidationError('JOB_TOO_LARGE', `the job is larger than this worker can run: ${issues.map((i) => i.path).join(', ')}`, issues);
+    }
     if (config.dataset.type === 'imagefolder') {
       try {
         await resolveUnderRoot(this.deps.dataRoot, config.dataset.path);
@@ -84,9 +103,10 @@ export class JobService {
     }
     const id = randomUUID();
     const row = await this.deps.prisma.trainingJob.create({
-      data: { id, name: config.name, status: 'queued', config: JSON.stringify(config) },
+      data: { id, name: config.name, status: 'queued', config: JSON.stringify(config), createdByKeyId: owner.keyId, autoServe: owner.autoServe },
       include: withModel,
     });
+    if (owner.keyId && owner.maxActiveJobs > 0) await this.enforceCap(id, owner.keyId, owner.maxActiveJobs);
     try {
       await this.deps.queue.enqueue(id);
     } catch (err) {
@@ -98,6 +118,26 @@ export class JobService {
       throw err;
     }
     return toJobView(row);
+  }
+
+  /**
+   * The cap on a key's active jobs, safe across API replicas: the row is written first, then the
+   * key's active jobs are counted, this one included. Over the cap, it is deleted (never enqueued)
+   * and the request refused. Of two racing creates the later check always sees both rows, so the
+   * cap is never exceeded (at worst both are refused and the client retries).
+   */
+  private async enforceCap(id: string, keyId: string, cap: number): Promise<void> {
+    const active = await this.deps.prisma.trainingJob.count({ where: { createdByKeyId: keyId, status: { in: ACTIVE_STATUSES } } });
+    if (active <= cap) return;
+    await this.deps.prisma.trainingJob.delete({ where: { id } });
+    throw new JobQuotaError(cap);
+  }
+
+  /** The API key that created a job (null: auth was off). */
+  async createdBy(id: string): Promise<string | null> {
+    const row = await this.deps.prisma.trainingJob.findUnique({ where: { id }, select: { createdByKeyId: true } });
+    if (!row) throw new JobNotFoundError(id);
+    return row.createdByKeyId;
   }
 
   async get(id: string): Promise<JobView> {

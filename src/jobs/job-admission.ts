@@ -1,0 +1,143 @@
+// Admission control: a job's peak memory and disk, estimated from its config before anything is
+// stored or queued, against the worker's budget (JOB_MEMORY_BUDGET_MB, JOB_DISK_BUDGET_MB). A job
+// over budget is a 400 JOB_TOO_LARGE naming the fields that drive the estimate, instead of a
+// worker that aborts hours later (or fills its disk).
+//
+// The estimates are linear models fitted to measurements of the real trainer (wasm backend, QAT):
+// `npx tsx bench/job-memory.ts` trains each of a grid of configs for a few steps in its own
+// process and records the wasm heap (the memory that the 4 GiB wasm32 limit applies to) and the
+// checkpoint and model files; the fitted coefficients and the grid are in the README
+// ("Admission control"). Training memory is dominated by the activations saved for backprop:
+// per image, the sum of every conv layer's output elements (`activationsPerImage`), times the batch.
+import { allConvs, buildArch, type ArchSpec } from '../ml/mobilenet-arch.js';
+import type { IssueItem } from './job-errors.js';
+import type { TrainingConfig } from './training-config.js';
+
+/**
+ * Upper envelopes of bench/job-memory.ts's measurements (wasm heap, MiB; the README has the grid).
+ * Training: per extra activation element in the batch 29-34 B (float32 activations, their
+ * gradients and the fake-quant and BN copies saved for backprop); the heap grows in steps, so the
+ * constants sit above every measured point. Export and evaluation: the 1.0@224 export peaked at
+ * 1970 MiB whatever the training batch (it runs its own batches of validation images), about
+ * 290 B per activation element of one image.
+ */
+export const MEMORY_MODEL = {
+  baseBytes: 64 * 2 ** 20,
+  /** Training: heap bytes per activation element per image in the batch. */
+  trainBytesPerActivation: 34,
+  /** Training: heap bytes per parameter (weights, gradients, momentum, folded and fake-quant copies). */
+  bytesPerParam: 60,
+  /** Export and evaluation: heap bytes per activation element of one image. */
+  exportBytesPerActivation: 300,
+};
+
+/** Fitted to the same runs: checkpoint 7.96 B/parameter - 7 KiB; model directory 1.02 B/parameter + 50 KiB. */
+export const DISK_MODEL = {
+  /** A checkpoint: float32 weights + momentum (+ BN statistics, EMA ranges, config). */
+  checkpointBytesPerParam: 8,
+  checkpointBaseBytes: 64 * 1024,
+  /** The exported model directory: int8 ONNX (about a byte per weight) + manifest. */
+  modelBytesPerParam: 1.1,
+  modelBaseBytes: 64 * 1024,
+};
+
+/** Classes assumed for an image folder, whose classes are only counted when the job runs. */
+export const IMAGE_FOLDER_CLASSES_BOUND = 1000;
+
+export function classCount(dataset: TrainingConfig['dataset']): number {
+  if (dataset.type === 'synthetic') return dataset.classes;
+  if (dataset.type === 'fashion-mnist') return 10;
+  return IMAGE_FOLDER_CLASSES_BOUND;
+}
+
+export function archOf(config: TrainingConfig): ArchSpec {
+  return buildArch({ ...config.model, numClasses: classCount(config.dataset) });
+}
+
+/** Output elements of every conv layer for one image, plus the input (SAME padding: ceil(h / stride)). */
+export function activationsPerImage(arch: ArchSpec): number {
+  let h = arch.inputSize;
+  let total = 3 * h * h;
+  for (const c of allConvs(arch)) {
+    h = Math.ceil(h / c.stride);
+    total += h * h * c.outC;
+  }
+  return total + arch.dense.outF;
+}
+
+export function parameterCount(arch: ArchSpec): number {
+  let n = 0;
+  for (const c of allConvs(arch)) n += (c.kind === 'conv' ? c.k * c.k * c.inC * c.outC : c.k * c.k * c.inC) + 4 * c.outC;
+  return n + arch.dense.inF * arch.dense.outF + arch.dense.outF;
+}
+
+export interface JobEstimate {
+  activationsPerImage: number;
+  parameters: number;
+  trainMemoryBytes: number;
+  exportMemoryBytes: number;
+  /** Peak wasm heap: training or export, whichever is larger. */
+  memoryBytes: number;
+  checkpointBytes: number;
+  /** Checkpoints kept, one more being written, and the exported model. */
+  diskBytes: number;
+}
+
+export function estimateJob(config: TrainingConfig): JobEstimate {
+  const arch = archOf(config);
+  const acts = activationsPerImage(arch);
+  const params = parameterCount(arch);
+  const paramBytes = MEMORY_MODEL.baseBytes + MEMORY_MODEL.bytesPerParam * params;
+  const trainMemoryBytes = paramBytes + MEMORY_MODEL.trainBytesPerActivation * acts * config.training.batchSize;
+  const exportMemoryBytes = paramBytes + MEMORY_MODEL.exportBytesPerActivation * acts;
+  const checkpointBytes = DISK_MODEL.checkpointBaseBytes + DISK_MODEL.checkpointBytesPerParam * params;
+  const modelBytes = DISK_MODEL.modelBaseBytes + DISK_MODEL.modelBytesPerParam * params;
+  return {
+    activationsPerImage: acts,
+    parameters: params,
+    trainMemoryBytes,
+    exportMemoryBytes,
+    memoryBytes: Math.max(trainMemoryBytes, exportMemoryBytes),
+    checkpointBytes,
+    diskBytes: (config.training.keepCheckpoints + 1) * checkpointBytes + modelBytes,
+  };
+}
+
+export interface JobBudget {
+  memoryBytes: number;
+  diskBytes: number;
+}
+
+const mib = (b: number) => `${Math.ceil(b / 2 ** 20)} MiB`;
+
+/** Empty when the job fits; otherwise one issue per field that drives an estimate over budget. */
+export function admissionIssues(config: TrainingConfig, budget: JobBudget): IssueItem[] {
+  const e = estimateJob(config);
+  const issues: IssueItem[] = [];
+  if (e.memoryBytes > budget.memoryBytes) {
+    const m = config.model;
+    const shape = `width ${m.widthMultiplier} at ${m.inputSize} px`;
+    if (e.exportMemoryBytes > budget.memoryBytes) {
+      // Not a matter of batch size: one image's activations are too much at this width and size.
+      const what = `exporting ${shape} needs about ${mib(e.exportMemoryBytes)}; the worker's budget is ${mib(budget.memoryBytes)}`;
+      issues.push({ path: 'model.inputSize', message: what }, { path: 'model.widthMultiplier', message: what });
+    } else {
+      const perImage = MEMORY_MODEL.trainBytesPerActivation * e.activationsPerImage;
+      const fits = Math.floor((budget.memoryBytes - MEMORY_MODEL.baseBytes - MEMORY_MODEL.bytesPerParam * e.parameters) / perImage);
+      const what = `training ${shape} at batch ${config.training.batchSize} needs about ${mib(e.trainMemoryBytes)}; the worker's budget is ${mib(budget.memoryBytes)}`;
+      issues.push(
+        { path: 'training.batchSize', message: fits >= 1 ? `${what}: at most ${fits} fits` : `${what}: even batch 1 does not fit` },
+        { path: 'model.inputSize', message: `${what} (a smaller input size needs less)` },
+        { path: 'model.widthMultiplier', message: `${what} (a smaller width needs less)` },
+      );
+    }
+  }
+  if (e.diskBytes > budget.diskBytes) {
+    const fits = Math.floor((budget.diskBytes - (DISK_MODEL.modelBaseBytes + DISK_MODEL.modelBytesPerParam * e.parameters)) / e.checkpointBytes) - 1;
+    issues.push({
+      path: 'training.keepCheckpoints',
+      message: `${config.training.keepCheckpoints} checkpoints of ${mib(e.checkpointBytes)} and the model need about ${mib(e.diskBytes)}; the worker's disk budget is ${mib(budget.diskBytes)}${fits >= 1 ? `: keep at most ${fits}` : ''}`,
+    });
+  }
+  return issues;
+}
