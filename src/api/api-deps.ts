@@ -23,6 +23,7 @@ export function openApiDeps(settings: Settings, logger?: AppDeps['logger']): Ope
     db,
     queue: queueProducer(queue),
     cancel: cancelPublisher(redis, settings.queuePrefix),
+    redis,
     async redisPing() {
       if (redis.status !== 'ready') throw new Error(`connection is ${redis.status}`);
       await redis.ping();

@@ -1,17 +1,32 @@
 // buildApp(deps): the whole HTTP API as a Fastify instance that has not listened yet. Tests call
 // `app.inject()`; only server.ts calls `listen`. The API never trains and never imports tfjs.
+//
+// Plugin order is request order: load shedding (cheapest refusal first), auth (who is calling,
+// then whether they may), the rate limit (per key or address), then the routes. Serving (model
+// registry + predictor pool) is a plugin like the others, registered the same way here for
+// production and tests.
 import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { Redis } from 'ioredis';
+import { AuthPolicy } from '../auth/auth-policy.js';
+import { KeyStore } from '../auth/key-store.js';
 import type { Settings } from '../config/settings.js';
 import type { Database } from '../db/database.js';
 import { JobService, type CancelPort } from '../jobs/job-service.js';
 import type { QueueProducer } from '../queue/training-queue.js';
+import { PrismaModelStore } from '../serving/model-store.js';
+import { servingPlugin } from '../serving/plugin.js';
+import { authPlugin } from './plugins/auth.js';
 import { dashboardPlugin } from './plugins/dashboard.js';
 import { docsPlugin } from './plugins/docs.js';
 import { errorsPlugin } from './plugins/errors.js';
+import { loadSheddingPlugin } from './plugins/load-shedding.js';
 import { metricsPlugin } from './plugins/metrics.js';
+import { rateLimitPlugin } from './plugins/rate-limit.js';
 import { healthRoutes } from './routes/health.js';
 import { jobRoutes } from './routes/jobs.js';
+import { keyRoutes } from './routes/keys.js';
 import { modelsRoutes } from './routes/models.js';
 import { predictRoutes } from './routes/predict.js';
 
@@ -22,6 +37,8 @@ export interface AppDeps {
   cancel: CancelPort;
   /** Round trip on the API's own Redis connection (the cancel publisher). */
   redisPing(): Promise<void>;
+  /** A Redis connection for the rate-limit counters (shared across replicas); absent: per process. */
+  redis?: Redis;
   /** pino options, or false for silence (tests). */
   logger?: FastifyServerOptions['logger'];
 }
@@ -35,20 +52,41 @@ declare module 'fastify' {
   }
 }
 
+/** A caller's X-Request-Id is kept when it is a plain token (so logs join up across services). */
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export function requestId(req: IncomingMessage): string {
+  const h = req.headers['x-request-id'];
+  return typeof h === 'string' && REQUEST_ID.test(h) ? h : randomUUID();
+}
+
+/** TRUST_PROXY=<n>: believe the nearest n hops of X-Forwarded-For (proxy-addr's rule for a number). */
+function trustHops(n: number): (address: string, hop: number) => boolean {
+  return (_address, hop) => hop < n;
+}
+
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const { settings } = deps;
   const app = Fastify({
-    logger: deps.logger ?? { level: deps.settings.logLevel },
-    bodyLimit: deps.settings.bodyLimit,
-    // A caller's X-Request-Id is kept (so logs join up across services); otherwise a fresh UUID.
-    requestIdHeader: 'x-request-id',
-    genReqId: () => randomUUID(),
+    logger: deps.logger ?? { level: settings.logLevel },
+    bodyLimit: settings.bodyLimit,
+    // Anything else (control characters for log injection, 10 KB ids) is replaced by a fresh UUID.
+    requestIdHeader: false,
+    genReqId: requestId,
+    // Slow clients: the whole request within REQUEST_TIMEOUT_MS, idle sockets closed after
+    // CONNECTION_TIMEOUT_MS.
+    requestTimeout: settings.limits.requestTimeoutMs,
+    connectionTimeout: settings.limits.connectionTimeoutMs,
+    trustProxy: typeof settings.trustProxy === 'number' ? trustHops(settings.trustProxy) : settings.trustProxy,
   });
   const jobs = new JobService({
     prisma: deps.db.prisma,
     queue: deps.queue,
     cancel: deps.cancel,
-    dataRoot: deps.settings.dataRoot,
+    dataRoot: settings.dataRoot,
+    budget: { memoryBytes: settings.limits.jobMemoryBudgetBytes, diskBytes: settings.limits.jobDiskBudgetBytes },
   });
+  const keys = new KeyStore(deps.db.prisma);
   const routeList: string[] = [];
   app.decorate('routeList', routeList);
   app.addHook('onRoute', (r) => {
@@ -63,18 +101,22 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
 
   await app.register(errorsPlugin);
+  await app.register(loadSheddingPlugin, { maxEventLoopDelayMs: settings.limits.maxEventLoopDelayMs });
+  await app.register(authPlugin, { policy: new AuthPolicy(settings.auth, settings.host, keys) });
+  await app.register(rateLimitPlugin, { perMinute: settings.limits.rateLimitPerMinute, redis: deps.redis, namespace: settings.queuePrefix });
+  await app.register(servingPlugin, { store: new PrismaModelStore(deps.db.prisma), settings: settings.serving });
   await app.register(metricsPlugin, {
     sources: { queueCounts: () => deps.queue.counts(), jobsByStatus: () => jobs.countByStatus() },
   });
   await app.register(healthRoutes, {
     checks: { database: () => deps.db.ping(), redis: deps.redisPing, queue: () => deps.queue.ping() },
+    model: () => app.serving.registry.readiness(),
   });
-  await app.register(jobRoutes, { jobs });
-  // Prediction and model routes (src/serving): they share one predictor pool per Prisma client.
-  await app.register(modelsRoutes, { prisma: deps.db.prisma });
-  await app.register(predictRoutes, { prisma: deps.db.prisma });
+  await app.register(jobRoutes, { jobs, maxActiveJobsPerKey: settings.limits.maxActiveJobsPerKey });
+  await app.register(modelsRoutes);
+  await app.register(predictRoutes);
+  await app.register(keyRoutes, { keys });
   await app.register(docsPlugin);
   await app.register(dashboardPlugin);
   return app;
 }
-

@@ -4,13 +4,15 @@ import path from 'node:path';
 import { z } from 'zod';
 
 const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
+const MB = 1024 * 1024;
 
 export const SettingsSchema = z.object({
   PORT: int(3000, 0),
-  HOST: z.string().default('0.0.0.0'),
+  /** Loopback by default: listening on every interface (`0.0.0.0`) is an explicit choice. */
+  HOST: z.string().min(1).default('127.0.0.1'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  /** `file:<path>` (SQLite, default) or `postgres://...` / `postgresql://...` (optional `?schema=`). */
-  DATABASE_URL: z.string().default('file:./data/qatserve.db'),
+  /** `file:<path>` (SQLite; default `<DATA_DIR>/qatserve.db`) or `postgres://...` / `postgresql://...` (optional `?schema=`). */
+  DATABASE_URL: z.string().min(1).optional(),
   /** Unset means "redis://127.0.0.1:6379" (and `serve` may start a redis-server child). */
   REDIS_URL: z.string().optional(),
   DATA_DIR: z.string().default('./data'),
@@ -31,7 +33,77 @@ export const SettingsSchema = z.object({
   MAX_STALLED_COUNT: int(5, 0),
   /** Grace period for in-flight requests / the training checkpoint on SIGTERM. */
   SHUTDOWN_TIMEOUT_MS: int(120_000, 1000),
+
+  // --- access and limits (src/auth, src/api/plugins) ---
+  /**
+   * `auto`: on, except on a loopback HOST while no API key has been created. `on`: always.
+   * `off`: never (a warning at every start). A non-loopback HOST with no key refuses to start.
+   */
+  AUTH: z.enum(['auto', 'on', 'off']).default('auto'),
+  /** Requests per minute per API key (per client address when anonymous), across replicas; 0 = no limit. */
+  RATE_LIMIT_PER_MINUTE: int(600, 0),
+  /** Jobs one API key may have queued or running at once; 0 = no cap. */
+  MAX_ACTIVE_JOBS_PER_KEY: int(4, 0),
+  /**
+   * A job whose estimated peak memory (wasm heap: training or export) exceeds this is refused
+   * (JOB_TOO_LARGE). The wasm32 heap cannot pass 4096 MiB; measured jobs ran at up to 3398 MiB.
+   */
+  JOB_MEMORY_BUDGET_MB: int(3840, 64),
+  /** A job whose estimated peak disk use (checkpoints kept + model) exceeds this is refused. */
+  JOB_DISK_BUDGET_MB: int(1024, 16),
+  /** Time a client has to send a whole request (headers and body). */
+  REQUEST_TIMEOUT_MS: int(30_000, 1000),
+  /** An idle socket is closed after this long. */
+  CONNECTION_TIMEOUT_MS: int(60_000, 1000),
+  /** Event-loop delay above which the API answers 503 + Retry-After (load shedding); 0 = off. */
+  MAX_EVENT_LOOP_DELAY_MS: int(1000, 0),
+  /**
+   * Fastify's trustProxy: `false` (default: the socket address is the client), `true`, a hop
+   * count, or comma-separated proxy addresses/CIDRs whose X-Forwarded-For is believed.
+   */
+  TRUST_PROXY: z.string().default('false'),
+
+  // --- serving (src/serving) ---
+  /** Inference worker threads, one ORT intra-op thread each. */
+  PREDICT_WORKERS: int(2, 1),
+  /** Micro-batching window: how long a request waits for others to share its run. */
+  PREDICT_BATCH_WINDOW_MS: z.coerce.number().min(0).max(1000).default(2),
+  PREDICT_MAX_BATCH: int(8, 1),
+  /** Predictions in flight at once (decoding, waiting, running); above it: 503 + Retry-After. */
+  PREDICT_MAX_QUEUE: int(64, 1),
+  /** Largest upload in bytes (413 above it); base64 JSON bodies may be 4/3 of it. */
+  PREDICT_MAX_IMAGE_BYTES: int(10 * MB, 1024),
+  /**
+   * Largest image in pixels (width x height), checked from the header before decoding. Models take
+   * at most 224x224; 4096x4096 still admits a 12 MP phone photo.
+   */
+  PREDICT_MAX_IMAGE_PIXELS: int(4096 * 4096, 1),
+  /** How often the registry looks for a newer or promoted model. */
+  MODEL_POLL_MS: int(2000, 0),
+  /** Non-serving models (?model=) kept loaded at once. */
+  PREDICT_MAX_EXTRA_MODELS: int(1, 0),
 });
+
+export interface ServingSettings {
+  workers: number;
+  batchWindowMs: number;
+  maxBatch: number;
+  maxQueue: number;
+  maxImageBytes: number;
+  maxImagePixels: number;
+  pollMs: number;
+  maxExtraModels: number;
+}
+
+export interface LimitSettings {
+  rateLimitPerMinute: number;
+  maxActiveJobsPerKey: number;
+  jobMemoryBudgetBytes: number;
+  jobDiskBudgetBytes: number;
+  requestTimeoutMs: number;
+  connectionTimeoutMs: number;
+  maxEventLoopDelayMs: number;
+}
 
 export interface Settings {
   port: number;
@@ -50,9 +122,14 @@ export interface Settings {
   stalledIntervalMs: number;
   maxStalledCount: number;
   shutdownTimeoutMs: number;
+  auth: 'auto' | 'on' | 'off';
+  trustProxy: boolean | number | string[];
+  limits: LimitSettings;
+  serving: ServingSettings;
 }
 
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+export const DEFAULT_DATABASE_URL = 'file:./data/qatserve.db';
 
 export class SettingsError extends Error {
   readonly code = 'SETTINGS_INVALID';
@@ -70,7 +147,8 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     port: e.PORT,
     host: e.HOST,
     logLevel: e.LOG_LEVEL,
-    databaseUrl: e.DATABASE_URL,
+    // The SQLite file lives in DATA_DIR unless DATABASE_URL says otherwise (one volume holds all).
+    databaseUrl: e.DATABASE_URL ?? (env.DATA_DIR ? `file:${path.join(dataDir, 'qatserve.db')}` : DEFAULT_DATABASE_URL),
     redisUrl: e.REDIS_URL ?? DEFAULT_REDIS_URL,
     redisUrlExplicit: e.REDIS_URL !== undefined,
     dataDir,
@@ -82,5 +160,34 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     stalledIntervalMs: e.STALLED_INTERVAL_MS,
     maxStalledCount: e.MAX_STALLED_COUNT,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    auth: e.AUTH,
+    trustProxy: parseTrustProxy(e.TRUST_PROXY),
+    limits: {
+      rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
+      maxActiveJobsPerKey: e.MAX_ACTIVE_JOBS_PER_KEY,
+      jobMemoryBudgetBytes: e.JOB_MEMORY_BUDGET_MB * MB,
+      jobDiskBudgetBytes: e.JOB_DISK_BUDGET_MB * MB,
+      requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+      connectionTimeoutMs: e.CONNECTION_TIMEOUT_MS,
+      maxEventLoopDelayMs: e.MAX_EVENT_LOOP_DELAY_MS,
+    },
+    serving: {
+      workers: e.PREDICT_WORKERS,
+      batchWindowMs: e.PREDICT_BATCH_WINDOW_MS,
+      maxBatch: e.PREDICT_MAX_BATCH,
+      maxQueue: e.PREDICT_MAX_QUEUE,
+      maxImageBytes: e.PREDICT_MAX_IMAGE_BYTES,
+      maxImagePixels: e.PREDICT_MAX_IMAGE_PIXELS,
+      pollMs: e.MODEL_POLL_MS,
+      maxExtraModels: e.PREDICT_MAX_EXTRA_MODELS,
+    },
   };
+}
+
+function parseTrustProxy(v: string): boolean | number | string[] {
+  const t = v.trim().toLowerCase();
+  if (t === 'false' || t === '') return false;
+  if (t === 'true') return true;
+  if (/^\d+$/.test(t)) return Number(t);
+  return v.split(',').map((s) => s.trim()).filter(Boolean);
 }

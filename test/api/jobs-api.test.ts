@@ -193,7 +193,7 @@ describe.each(['sqlite', 'postgres'] as DbKind[])('jobs API on %s', (kind) => {
 
   it('reports readiness and Prometheus metrics', async () => {
     const ready = await h.app.inject({ method: 'GET', url: '/readyz' });
-    expect(ready.json()).toEqual({ status: 'ready', checks: { database: 'ok', redis: 'ok', queue: 'ok' } });
+    expect(ready.json()).toEqual({ status: 'ready', checks: { database: 'ok', redis: 'ok', queue: 'ok', model: 'none' } });
     expect((await h.app.inject({ method: 'GET', url: '/healthz' })).json().status).toBe('ok');
     const metrics = await h.app.inject({ method: 'GET', url: '/metrics' });
     expect(metrics.statusCode).toBe(200);

@@ -1,9 +1,12 @@
 // Maps every failure to the one error shape. Service errors carry their own status and code;
-// Fastify's own errors (bad JSON, too large, wrong media type) get codes of ours.
+// Fastify's own errors (bad JSON, too large, wrong media type, timeouts) get codes of ours. Every
+// 4xx/5xx body goes through `redact` on its way out (no paths, connection strings or stacks), and
+// an error that knows when to come back (429, 503 overload) sends Retry-After.
 import type { FastifyError, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { ServiceError } from '../../jobs/job-errors.js';
 import { errorBody } from '../error-body.js';
+import { redact } from '../redact.js';
 
 const FASTIFY_CODES: Record<string, string> = {
   FST_ERR_CTP_BODY_TOO_LARGE: 'BODY_TOO_LARGE',
@@ -11,10 +14,19 @@ const FASTIFY_CODES: Record<string, string> = {
   FST_ERR_CTP_EMPTY_JSON_BODY: 'INVALID_JSON',
   FST_ERR_CTP_INVALID_JSON_BODY: 'INVALID_JSON',
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'BAD_REQUEST',
+  FST_ERR_CTP_INVALID_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
 };
+
+/** Seconds to wait before retrying, when the error says (429 quotas, 503 overload). */
+function retryAfter(err: unknown): number | null {
+  const s = (err as { retryAfterSeconds?: unknown }).retryAfterSeconds;
+  return typeof s === 'number' && s > 0 ? Math.ceil(s) : null;
+}
 
 export const errorsPlugin = fp(async function errors(app: FastifyInstance) {
   app.setErrorHandler((err: FastifyError | ServiceError | Error, req, reply) => {
+    const wait = retryAfter(err);
+    if (wait !== null) reply.header('retry-after', String(wait));
     if (err instanceof ServiceError) {
       if (err.statusCode >= 500) req.log.error({ err }, err.message);
       return reply.status(err.statusCode).send(errorBody(err.code, err.message, err.issues));
@@ -26,10 +38,14 @@ export const errorsPlugin = fp(async function errors(app: FastifyInstance) {
       return reply.status(500).send(errorBody('INTERNAL', 'internal server error'));
     }
     const code =
-      (fe.code && FASTIFY_CODES[fe.code]) ?? (err instanceof SyntaxError ? 'INVALID_JSON' : status === 413 ? 'BODY_TOO_LARGE' : 'BAD_REQUEST');
+      (fe.code && FASTIFY_CODES[fe.code]) ?? (err instanceof SyntaxError ? 'INVALID_JSON' : status === 413 ? 'BODY_TOO_LARGE' : status === 408 ? 'REQUEST_TIMEOUT' : 'BAD_REQUEST');
     return reply.status(status).send(errorBody(code, err.message));
   });
   app.setNotFoundHandler((req, reply) => {
-    reply.status(404).send(errorBody('ROUTE_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`));
+    reply.status(404).send(errorBody('ROUTE_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]!.slice(0, 200)}`));
+  });
+  app.addHook('onSend', async (_req, reply, payload) => {
+    if (reply.statusCode >= 400 && typeof payload === 'string') return redact(payload);
+    return payload;
   });
 });

@@ -1,14 +1,23 @@
-// /healthz: the process answers. /readyz: the database, Redis and the queue answer (503 otherwise).
+// /healthz: the process answers. /readyz: the database, Redis and the queue answer (503 otherwise),
+// and what the serving model is doing. Both are open; /readyz gives an anonymous caller only a
+// word per check (ok/failing; the model: ok/none/fallback/failing), and the error text only to an
+// admin key (or with auth off), because error texts name hosts and files.
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
+import { isAdmin } from '../../auth/auth-policy.js';
 
 export const HealthBody = z.object({ status: z.literal('ok'), uptimeSeconds: z.number() });
 
 export const ReadyBody = z.object({
   status: z.enum(['ready', 'unavailable']),
-  /** 'ok' or the failure per dependency. */
-  checks: z.object({ database: z.string(), redis: z.string(), queue: z.string() }),
-  /** Why the service is not ready (absent when ready). */
+  /**
+   * Per dependency: `ok`, else `failing` (anonymous callers) or `error: <why>` (admin). `model`:
+   * `ok` (serving the model it should), `none` (no model yet), `fallback` (the model that should
+   * serve cannot be loaded; an older one serves), `failing` (it cannot be loaded and nothing serves);
+   * the admin view adds the reason. The model never makes the API unready: training still works.
+   */
+  checks: z.object({ database: z.string(), redis: z.string(), queue: z.string(), model: z.string() }),
+  /** Why the service is not ready, for admins (absent when ready). */
   reason: z.string().optional(),
 });
 
@@ -16,6 +25,12 @@ export interface ReadinessChecks {
   database(): Promise<void>;
   redis(): Promise<void>;
   queue(): Promise<void>;
+}
+
+/** The serving model's state, as the registry knows it. */
+export interface ModelReadiness {
+  state: 'ok' | 'none' | 'fallback' | 'failing';
+  detail?: string;
 }
 
 const CHECK_TIMEOUT_MS = 1500;
@@ -37,19 +52,24 @@ async function check(fn: () => Promise<void>): Promise<string> {
   }
 }
 
-export async function healthRoutes(app: FastifyInstance, opts: { checks: ReadinessChecks }) {
-  app.get('/healthz', async () => ({ status: 'ok' as const, uptimeSeconds: Math.round(process.uptime()) }));
+export async function healthRoutes(app: FastifyInstance, opts: { checks: ReadinessChecks; model: () => ModelReadiness }) {
+  app.get('/healthz', { config: { access: 'public', rateLimit: false } }, async () => ({ status: 'ok' as const, uptimeSeconds: Math.round(process.uptime()) }));
 
-  app.get('/readyz', async (_req, reply) => {
-    const [database, redis, queue] = await Promise.all([
-      check(opts.checks.database),
-      check(opts.checks.redis),
-      check(opts.checks.queue),
-    ]);
-    const checks = { database, redis, queue };
-    const failed = Object.entries(checks).filter(([, v]) => v !== 'ok');
-    if (failed.length === 0) return { status: 'ready' as const, checks };
-    const reason = failed.map(([k, v]) => `${k} ${v}`).join('; ');
-    return reply.status(503).send({ status: 'unavailable' as const, checks, reason });
+  app.get('/readyz', { config: { access: 'public' } }, async (req, reply) => {
+    const [database, redis, queue] = await Promise.all([check(opts.checks.database), check(opts.checks.redis), check(opts.checks.queue)]);
+    const deps = { database, redis, queue };
+    const m = opts.model();
+    const failed = Object.entries(deps).filter(([, v]) => v !== 'ok');
+    if (m.state !== 'ok' && m.state !== 'none') req.log.warn({ model: m }, 'readyz: serving model not as it should be');
+    const status = failed.length === 0 ? ('ready' as const) : ('unavailable' as const);
+    const code = failed.length === 0 ? 200 : 503;
+    if (!isAdmin(req.principal)) {
+      const word = (v: string) => (v === 'ok' ? 'ok' : 'failing');
+      return reply.status(code).send({ status, checks: { database: word(database), redis: word(redis), queue: word(queue), model: m.state } });
+    }
+    const model = m.detail ? `${m.state}: ${m.detail}` : m.state;
+    const body = { status, checks: { ...deps, model } };
+    if (failed.length === 0) return reply.status(code).send(body);
+    return reply.status(code).send({ ...body, reason: failed.map(([k, v]) => `${k} ${v}`).join('; ') });
   });
 }

@@ -1,30 +1,41 @@
-// /v1/jobs: thin handlers over JobService. Request parts are parsed with the zod schemas in
-// src/jobs/job-view.ts; responses are built by the service in the JobView shape.
+// /v1/jobs: thin handlers over JobService (`train` scope). Request parts are parsed with the zod
+// schemas in src/jobs/job-view.ts; responses are built by the service in the JobView shape.
+// The creating key is recorded on the job: it counts against that key's cap of active jobs, and
+// only an admin key's (or an auth-off) job may start serving its model without a promotion. A
+// non-admin key cancels only the jobs it created.
 import type { FastifyInstance } from 'fastify';
+import { isAdmin, principalKeyId } from '../../auth/auth-policy.js';
 import type { JobService } from '../../jobs/job-service.js';
 import { JobIdParams, ListJobsQuery, MetricsQuery } from '../../jobs/job-view.js';
+import { AuthError } from '../plugins/auth.js';
 import { parseRequest } from '../validate.js';
 
-export async function jobRoutes(app: FastifyInstance, opts: { jobs: JobService }) {
+export async function jobRoutes(app: FastifyInstance, opts: { jobs: JobService; maxActiveJobsPerKey: number }) {
   const { jobs } = opts;
+  const train = { config: { access: 'train' as const } };
 
-  app.post('/v1/jobs', async (req, reply) => {
-    const job = await jobs.create(req.body);
-    req.log.info({ jobId: job.id }, 'job queued');
+  app.post('/v1/jobs', train, async (req, reply) => {
+    const owner = { keyId: principalKeyId(req.principal), autoServe: isAdmin(req.principal), maxActiveJobs: opts.maxActiveJobsPerKey };
+    const job = await jobs.create(req.body, owner);
+    req.log.info({ jobId: job.id, keyId: owner.keyId, autoServe: owner.autoServe }, 'job queued');
     return reply.status(201).header('location', `/v1/jobs/${job.id}`).send(job);
   });
 
-  app.get('/v1/jobs', async (req) => jobs.list(parseRequest(ListJobsQuery, req.query, 'query')));
+  app.get('/v1/jobs', train, async (req) => jobs.list(parseRequest(ListJobsQuery, req.query, 'query')));
 
-  app.get('/v1/jobs/:id', async (req) => jobs.get(parseRequest(JobIdParams, req.params, 'params').id));
+  app.get('/v1/jobs/:id', train, async (req) => jobs.get(parseRequest(JobIdParams, req.params, 'params').id));
 
-  app.get('/v1/jobs/:id/metrics', async (req) => {
+  app.get('/v1/jobs/:id/metrics', train, async (req) => {
     const { id } = parseRequest(JobIdParams, req.params, 'params');
     return jobs.metrics(id, parseRequest(MetricsQuery, req.query, 'query'));
   });
 
-  app.post('/v1/jobs/:id/cancel', async (req) => {
+  app.post('/v1/jobs/:id/cancel', train, async (req) => {
     const { id } = parseRequest(JobIdParams, req.params, 'params');
+    if (!isAdmin(req.principal)) {
+      const owner = await jobs.createdBy(id);
+      if (owner !== principalKeyId(req.principal)) throw new AuthError(403, 'JOB_NOT_OWNED', `job "${id}" was not created by this key; only its creator or an admin key may cancel it`);
+    }
     const job = await jobs.cancel(id);
     req.log.info({ jobId: id, status: job.status }, 'job cancel requested');
     return job;

@@ -1,6 +1,7 @@
 // /v1/models: the exported int8 models. GET lists them (newest first, with which one serves),
-// GET /:id returns the model's manifest, GET /:id/download the .onnx file, and POST /:id/promote
-// pins a model as the serving one (otherwise the newest model serves).
+// GET /:id returns the model's manifest, GET /:id/download the .onnx file (all: `predict` scope),
+// and POST /:id/promote (admin) pins a model as the serving one once it has loaded and answered
+// a test image (otherwise the newest model of an admin's or auth-off job serves).
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
@@ -8,10 +9,8 @@ import { z } from 'zod';
 import { ModelNotFoundError, ModelUnavailableError } from '../../serving/errors.js';
 import type { ModelRecord } from '../../serving/model-store.js';
 import { readManifest } from '../../serving/model-registry.js';
-import type { ServingService } from '../../serving/prediction-service.js';
-import { servingFor } from '../../serving/plugin.js';
-import type { ServingSettings } from '../../serving/serving-settings.js';
 import { parseRequest } from '../validate.js';
+import { errorRef, jsonRef, jsonSchema, secured } from '../openapi-helpers.js';
 
 export const ModelIdParams = z.object({ id: z.string().min(1).max(100) });
 
@@ -34,7 +33,7 @@ export const ModelView = z.object({
 });
 export const ModelList = z.object({
   items: z.array(ModelView),
-  /** The model that should serve (promoted, else newest). */
+  /** The model that should serve (promoted, else the newest of a job created by an admin key or with auth off). */
   servingId: z.string().nullable(),
   /** The model this process has loaded and serves right now (equal once a swap is done). */
   loadedId: z.string().nullable(),
@@ -42,30 +41,25 @@ export const ModelList = z.object({
 export const ModelDetail = z.object({ model: ModelView, manifest: z.record(z.string(), z.unknown()) });
 export const PromoteResponse = z.object({ model: ModelView });
 
-const jsonSchema = (s: z.ZodType) => {
-  const { $schema: _drop, ...rest } = z.toJSONSchema(s, { io: 'output', unrepresentable: 'any' }) as Record<string, unknown>;
-  return rest;
-};
-const ok = (name: string, description: string) => ({ description, content: { 'application/json': { schema: { $ref: `#/components/schemas/${name}` } } } });
-const errorRef = (description: string) => ok('Error', description);
+const ok = jsonRef;
 const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'string' } };
 
 /** These routes' part of openapi.yaml (merged by src/api/openapi.ts). */
 export const openapi = {
   paths: {
     '/v1/models': {
-      get: { operationId: 'listModels', summary: 'Exported int8 models, newest first, and which one serves', responses: { '200': ok('ModelList', 'The models') } },
+      get: secured('predict', { operationId: 'listModels', summary: 'Exported int8 models, newest first, and which one serves', responses: { '200': ok('ModelList', 'The models') } }),
     },
     '/v1/models/{id}': {
-      get: {
+      get: secured('predict', {
         operationId: 'getModel',
         summary: "A model and its manifest (labels, input size, normalisation, quantization, accuracy, sha256)",
         parameters: [idParam],
         responses: { '200': ok('ModelDetail', 'The model'), '404': errorRef('Unknown model') },
-      },
+      }),
     },
     '/v1/models/{id}/download': {
-      get: {
+      get: secured('predict', {
         operationId: 'downloadModel',
         summary: 'The int8 ONNX file',
         parameters: [idParam],
@@ -74,26 +68,23 @@ export const openapi = {
           '404': errorRef('Unknown model'),
           '503': errorRef('The file is missing'),
         },
-      },
+      }),
     },
     '/v1/models/{id}/promote': {
-      post: {
+      post: secured('admin', {
         operationId: 'promoteModel',
-        summary: 'Pin this model as the serving one (otherwise the newest serves)',
+        summary: 'Pin this model as the serving one, after loading it and checking it answers (otherwise the newest auto-serving model serves)',
         parameters: [idParam],
-        responses: { '200': ok('PromoteResponse', 'Promoted; the server has swapped to it'), '404': errorRef('Unknown model'), '503': errorRef('The model cannot be loaded') },
-      },
+        responses: {
+          '200': ok('PromoteResponse', 'Promoted; the server has swapped to it'),
+          '404': errorRef('Unknown model'),
+          '503': errorRef('The model cannot be loaded or does not answer (MODEL_UNAVAILABLE); nothing changed'),
+        },
+      }),
     },
   },
-  schemas: { ModelView: jsonSchema(ModelView), ModelList: jsonSchema(ModelList), ModelDetail: jsonSchema(ModelDetail), PromoteResponse: jsonSchema(PromoteResponse) },
+  schemas: { ModelList: jsonSchema(ModelList), ModelDetail: jsonSchema(ModelDetail), PromoteResponse: jsonSchema(PromoteResponse) },
 };
-
-export interface ModelsRoutesOptions {
-  serving?: ServingService;
-  prisma?: unknown;
-  /** The app's settings; a `serving` member (ServingSettings) configures the pool. */
-  settings?: { serving?: Partial<ServingSettings> };
-}
 
 export function modelView(m: ModelRecord, servingId: string | null) {
   return {
@@ -114,9 +105,10 @@ export function modelView(m: ModelRecord, servingId: string | null) {
   };
 }
 
-export async function modelsRoutes(app: FastifyInstance, opts: ModelsRoutesOptions) {
-  const serving = opts.serving ?? (await servingFor(app, opts.prisma, opts.settings?.serving));
-  const { store, registry } = serving;
+/** Needs the servingPlugin (`app.serving`). */
+export async function modelsRoutes(app: FastifyInstance) {
+  const { store, registry } = app.serving;
+  const read = { config: { access: 'predict' as const } };
 
   const find = async (id: string): Promise<ModelRecord> => {
     const m = await store.get(id);
@@ -124,21 +116,24 @@ export async function modelsRoutes(app: FastifyInstance, opts: ModelsRoutesOptio
     return m;
   };
 
-  app.get('/v1/models', async () => {
+  app.get('/v1/models', read, async () => {
     const models = await store.list();
     const target = await store.serving();
     return { items: models.map((m) => modelView(m, target?.id ?? null)), servingId: target?.id ?? null, loadedId: registry.currentId() };
   });
 
-  app.get('/v1/models/:id', async (req) => {
+  app.get('/v1/models/:id', read, async (req) => {
     const m = await find(parseRequest(ModelIdParams, req.params, 'params').id);
     return { model: modelView(m, (await store.serving())?.id ?? null), manifest: await readManifest(m) };
   });
 
-  app.get('/v1/models/:id/download', async (req, reply) => {
+  app.get('/v1/models/:id/download', read, async (req, reply) => {
     const m = await find(parseRequest(ModelIdParams, req.params, 'params').id);
     const info = await stat(m.onnxPath).catch(() => null);
-    if (!info) throw new ModelUnavailableError(m.id, 'its file is missing');
+    if (!info) {
+      req.log.warn({ modelId: m.id, onnxPath: m.onnxPath }, 'download: the model file is missing');
+      throw new ModelUnavailableError(m.id, 'its file is missing');
+    }
     return reply
       .header('content-type', 'application/octet-stream')
       .header('content-length', info.size)
@@ -147,12 +142,12 @@ export async function modelsRoutes(app: FastifyInstance, opts: ModelsRoutesOptio
       .send(createReadStream(m.onnxPath));
   });
 
-  app.post('/v1/models/:id/promote', async (req) => {
+  app.post('/v1/models/:id/promote', { config: { access: 'admin' } }, async (req) => {
     const { id } = parseRequest(ModelIdParams, req.params, 'params');
-    const m = await store.promote(id);
+    const record = await find(id);
+    // Loaded and tried before the promotion is recorded; the swap happens before the answer.
+    const m = await registry.promote(record, () => store.promote(id));
     if (!m) throw new ModelNotFoundError(id);
-    // Swap now rather than at the next poll, so the answer reflects what serves.
-    await registry.refresh();
     req.log.info({ modelId: id }, 'model promoted');
     return { model: modelView(m, registry.currentId()) };
   });

@@ -1,15 +1,17 @@
-// POST /v1/predict: classify one image with the serving model (or ?model=<id>).
+// POST /v1/predict (and POST /predict, the same route under the name users know): classify one
+// image with the serving model (or ?model=<id>). `predict` scope.
 // The image arrives as a multipart file field `image`, a raw image/jpeg|png|webp body, or JSON
 // {"image": "<base64>"} (a data: URL prefix is accepted). Answers
 // {model: {id, jobId}, predictions: [{label, index, probability}], timings: {decodeMs, inferMs, ...}}.
-// Uploads over the size limit get 413; bad images 400/415 with an IMAGE_* code (src/serving/errors.ts).
+// Uploads over the size limit get 413; bad images 400/415 with an IMAGE_* code (src/serving/errors.ts),
+// including a declared content type that is not what the bytes are (IMAGE_TYPE_MISMATCH); a full
+// predictor queue 503 PREDICT_OVERLOADED with Retry-After.
 import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { ServiceError, ValidationError } from '../../jobs/job-errors.js';
-import type { ServingService } from '../../serving/prediction-service.js';
-import { servingFor } from '../../serving/plugin.js';
-import type { ServingSettings } from '../../serving/serving-settings.js';
+import type { DeclaredFormat } from '../../serving/preprocess.js';
+import { errorRef, jsonRef, jsonSchema, secured } from '../openapi-helpers.js';
 import { parseRequest } from '../validate.js';
 
 export const PredictQuery = z.object({
@@ -34,46 +36,78 @@ export const PredictResponse = z.object({
   }),
 });
 
-const jsonSchema = (s: z.ZodType, io: 'input' | 'output' = 'output') => {
-  const { $schema: _drop, ...rest } = z.toJSONSchema(s, { io, unrepresentable: 'any' }) as Record<string, unknown>;
-  return rest;
-};
-const errorRef = (description: string) => ({ description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } });
+/** The URLs this route answers on: the versioned one, and the name the product is known by. */
+export const PREDICT_URLS = ['/v1/predict', '/predict'] as const;
+
+const predictOperation = (operationId: string, summary: string) =>
+  secured('predict', {
+    operationId,
+    summary,
+    parameters: Object.entries(PredictQuery.shape).map(([name, field]) => ({ name, in: 'query', required: false, schema: jsonSchema(field, 'input') })),
+    requestBody: {
+      required: true,
+      content: {
+        'multipart/form-data': { schema: { type: 'object', properties: { image: { type: 'string', format: 'binary' } }, required: ['image'] } },
+        'image/jpeg': { schema: { type: 'string', format: 'binary' } },
+        'image/png': { schema: { type: 'string', format: 'binary' } },
+        'image/webp': { schema: { type: 'string', format: 'binary' } },
+        'application/json': { schema: jsonSchema(PredictJsonBody, 'input') },
+      },
+    },
+    responses: {
+      '200': jsonRef('PredictResponse', 'Top-k classes'),
+      '400': errorRef('Bad image (IMAGE_EMPTY, IMAGE_CORRUPT, IMAGE_ANIMATED, IMAGE_TOO_LARGE: over PREDICT_MAX_IMAGE_PIXELS) or invalid query/body'),
+      '404': errorRef('?model= names no model (MODEL_NOT_FOUND)'),
+      '413': errorRef('Upload over the size limit (BODY_TOO_LARGE)'),
+      '415': errorRef('Not an accepted image format or content type, or the declared type is not the image\'s format (IMAGE_TYPE_MISMATCH)'),
+      '503': {
+        ...errorRef('No model yet (NO_MODEL), the model cannot be loaded, or the predictor queue is full (PREDICT_OVERLOADED, with Retry-After)'),
+        headers: { 'Retry-After': { description: 'Seconds to wait (PREDICT_OVERLOADED)', schema: { type: 'integer' } } },
+      },
+    },
+  });
 
 /** This route's part of openapi.yaml (merged by src/api/openapi.ts). */
 export const openapi = {
   paths: {
-    '/v1/predict': {
-      post: {
-        operationId: 'predict',
-        summary: 'Classify one image with the serving int8 model (or ?model=<id>)',
-        parameters: Object.entries(PredictQuery.shape).map(([name, field]) => ({ name, in: 'query', required: false, schema: jsonSchema(field, 'input') })),
-        requestBody: {
-          required: true,
-          content: {
-            'multipart/form-data': { schema: { type: 'object', properties: { image: { type: 'string', format: 'binary' } }, required: ['image'] } },
-            'image/jpeg': { schema: { type: 'string', format: 'binary' } },
-            'image/png': { schema: { type: 'string', format: 'binary' } },
-            'image/webp': { schema: { type: 'string', format: 'binary' } },
-            'application/json': { schema: jsonSchema(PredictJsonBody, 'input') },
-          },
-        },
-        responses: {
-          '200': { description: 'Top-k classes', content: { 'application/json': { schema: { $ref: '#/components/schemas/PredictResponse' } } } },
-          '400': errorRef('Bad image (IMAGE_EMPTY, IMAGE_CORRUPT, IMAGE_ANIMATED, IMAGE_TOO_LARGE) or invalid query/body'),
-          '404': errorRef('?model= names no model (MODEL_NOT_FOUND)'),
-          '413': errorRef('Upload over the size limit (BODY_TOO_LARGE)'),
-          '415': errorRef('Not an accepted image format or content type'),
-          '503': errorRef('No model yet (NO_MODEL) or the model cannot be loaded'),
-        },
-      },
-    },
+    '/v1/predict': { post: predictOperation('predict', 'Classify one image with the serving int8 model (or ?model=<id>)') },
+    '/predict': { post: predictOperation('predictShort', 'The same route as POST /v1/predict (same body, answers, limits and auth)') },
   },
   schemas: { PredictResponse: jsonSchema(PredictResponse) },
 };
 
 const RAW_IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/webp'];
-const BASE64 = /^[A-Za-z0-9+/\-_\s]*={0,2}\s*$/;
+
+/**
+ * Base64 in the standard or URL-safe alphabet, whitespace anywhere, at most two `=` at the end:
+ * one pass over the characters. (A regex with overlapping whitespace classes, as before, takes
+ * time quadratic in the length on "<spaces>!": 2 s for 40 KB, hours for the 13 MB a body may hold.)
+ */
+export function isBase64(s: string): boolean {
+  let padding = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0x20 || (c >= 0x09 && c <= 0x0d)) continue; // space, \t \n \v \f \r
+    if (c === 0x3d) {
+      if (++padding > 2) return false; // '='
+      continue;
+    }
+    if (padding > 0) return false; // data after the padding
+    const ok =
+      (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2b || c === 0x2f || c === 0x2d || c === 0x5f; // A-Z a-z 0-9 + / - _
+    if (!ok) return false;
+  }
+  return true;
+}
+
+/** `data:image/png;base64,AAAA` -> {type: 'image/png', data: 'AAAA'}; anything else is all data. */
+export function splitDataUrl(image: string): { type?: string; data: string } {
+  if (!image.startsWith('data:')) return { data: image };
+  const comma = image.indexOf(',');
+  if (comma < 0) return { data: '' };
+  const type = image.slice(5, comma).split(';')[0]!.trim().toLowerCase();
+  return { type: type || undefined, data: image.slice(comma + 1) };
+}
 
 class PayloadTooLargeError extends ServiceError {
   constructor(limit: number) {
@@ -83,57 +117,54 @@ class PayloadTooLargeError extends ServiceError {
 
 class UnsupportedMediaTypeError extends ServiceError {
   constructor(type: string) {
-    super(415, 'UNSUPPORTED_MEDIA_TYPE', `content type "${type || 'none'}" is not accepted; send multipart/form-data (field "image"), image/jpeg|png|webp, or application/json {"image": "<base64>"}`);
+    super(415, 'UNSUPPORTED_MEDIA_TYPE', `content type "${type.slice(0, 100) || 'none'}" is not accepted; send multipart/form-data (field "image"), image/jpeg|png|webp, or application/json {"image": "<base64>"}`);
   }
 }
 
-export interface PredictRoutesOptions {
-  serving?: ServingService;
-  prisma?: unknown;
-  /** The app's settings; a `serving` member (ServingSettings) configures the pool. */
-  settings?: { serving?: Partial<ServingSettings> };
-}
-
-async function imageFromRequest(req: FastifyRequest, limit: number): Promise<Buffer> {
+/** The upload's bytes, and the media type the client declared for them (checked after decoding). */
+async function imageFromRequest(req: FastifyRequest, limit: number): Promise<{ bytes: Buffer; declared?: DeclaredFormat }> {
   if (req.isMultipart()) {
     const part = await req.file({ limits: { fileSize: limit, files: 1 } });
     if (!part) throw new ValidationError('IMAGE_MISSING', 'the multipart body has no file field "image"', [{ path: 'body.image', message: 'required' }]);
     if (part.fieldname !== 'image') {
       part.file.resume();
-      throw new ValidationError('IMAGE_MISSING', `the file field must be named "image", got "${part.fieldname}"`, [{ path: 'body.image', message: 'required' }]);
+      throw new ValidationError('IMAGE_MISSING', `the file field must be named "image", got "${part.fieldname.slice(0, 100)}"`, [{ path: 'body.image', message: 'required' }]);
     }
-    return part.toBuffer(); // throws 413 (FST_REQ_FILE_TOO_LARGE) over the limit
+    return { bytes: await part.toBuffer(), declared: part.mimetype }; // toBuffer throws 413 (FST_REQ_FILE_TOO_LARGE) over the limit
   }
   const body = req.body;
+  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
   if (Buffer.isBuffer(body)) {
     if (body.length > limit) throw new PayloadTooLargeError(limit);
-    return body;
+    return { bytes: body, declared: type };
   }
-  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
   if (type !== 'application/json') throw new UnsupportedMediaTypeError(type);
-  if (body === undefined || body === null) return Buffer.alloc(0);
+  if (body === undefined || body === null) return { bytes: Buffer.alloc(0) };
   const { image } = parseRequest(PredictJsonBody, body, 'body');
-  const b64 = image.startsWith('data:') ? image.slice(image.indexOf(',') + 1) : image;
-  if (!BASE64.test(b64)) throw new ValidationError('IMAGE_BASE64_INVALID', 'body.image is not base64', [{ path: 'body.image', message: 'not base64' }]);
-  const bytes = Buffer.from(b64, 'base64');
+  const { type: declared, data } = splitDataUrl(image);
+  if (!isBase64(data)) throw new ValidationError('IMAGE_BASE64_INVALID', 'body.image is not base64', [{ path: 'body.image', message: 'not base64' }]);
+  const bytes = Buffer.from(data, 'base64');
   if (bytes.length > limit) throw new PayloadTooLargeError(limit);
-  return bytes;
+  return { bytes, declared };
 }
 
-export async function predictRoutes(app: FastifyInstance, opts: PredictRoutesOptions) {
-  const serving = opts.serving ?? (await servingFor(app, opts.prisma, opts.settings?.serving));
+/** Needs the servingPlugin (`app.serving`). */
+export async function predictRoutes(app: FastifyInstance) {
+  const serving = app.serving;
   const limit = serving.maxImageBytes;
   await app.register(multipart, { limits: { fileSize: limit, files: 1, fields: 10 }, throwFileSizeLimit: true });
   app.addContentTypeParser(RAW_IMAGE_TYPES, { parseAs: 'buffer', bodyLimit: limit }, (_req, body, done) => done(null, body));
 
-  // Base64 JSON is 4/3 of the image; the raw and multipart paths check `limit` themselves.
-  app.post('/v1/predict', { bodyLimit: Math.ceil((limit * 4) / 3) + 4096 }, async (req) => {
+  const handler = async (req: FastifyRequest) => {
     const query = parseRequest(PredictQuery, req.query, 'query');
-    const image = await imageFromRequest(req, limit);
-    const result = await serving.predict(image, { modelId: query.model, topK: query.topK });
+    const { bytes, declared } = await imageFromRequest(req, limit);
+    const result = await serving.predict(bytes, { modelId: query.model, topK: query.topK, declared });
     req.log.debug({ modelId: result.model.id, ...result.timings }, 'predicted');
     return result;
-  });
+  };
+  // Base64 JSON is 4/3 of the image; the raw and multipart paths check `limit` themselves.
+  const options = { bodyLimit: Math.ceil((limit * 4) / 3) + 4096, config: { access: 'predict' as const } };
+  for (const url of PREDICT_URLS) app.post(url, options, handler);
 }
 
 export default predictRoutes;

@@ -1,0 +1,51 @@
+// Building blocks of openapi.yaml shared by the route modules: JSON Schema from zod, response
+// references, and each operation's security (the Bearer scheme with the scope the route needs, as
+// OpenAPI 3.1 allows role names for non-OAuth schemes). test/api/auth.test.ts checks every
+// documented scope against what the server enforces.
+import { z } from 'zod';
+import type { Scope } from '../auth/scopes.js';
+
+export const BEARER_SCHEME = 'bearerAuth';
+
+export function jsonSchema(s: z.ZodType, io: 'input' | 'output' = 'output'): Record<string, unknown> {
+  const { $schema: _drop, ...rest } = z.toJSONSchema(s, { io, unrepresentable: 'any' }) as Record<string, unknown>;
+  return rest;
+}
+
+export const jsonRef = (name: string, description: string) => ({ description, content: { 'application/json': { schema: { $ref: `#/components/schemas/${name}` } } } });
+export const errorRef = (description: string) => jsonRef('Error', description);
+
+const withRetryAfter = (description: string) => ({
+  ...errorRef(description),
+  headers: { 'Retry-After': { description: 'Seconds to wait before retrying', schema: { type: 'integer' } } },
+});
+
+export const RATE_LIMITED = withRetryAfter('Over RATE_LIMIT_PER_MINUTE for this key or address (RATE_LIMITED)');
+
+interface Operation {
+  summary: string;
+  description?: string;
+  responses: Record<string, unknown>;
+  [k: string]: unknown;
+}
+
+/** An operation that needs an API key with `scope` (admin keys hold every scope). */
+export function secured(scope: Scope, op: Operation): Operation {
+  const needs = scope === 'admin' ? 'an API key with the `admin` scope' : `an API key with the \`${scope}\` (or \`admin\`) scope`;
+  return {
+    ...op,
+    description: [op.description, `Needs ${needs}, unless auth is off (see the README).`].filter(Boolean).join('\n\n'),
+    security: [{ [BEARER_SCHEME]: [scope] }],
+    responses: {
+      ...op.responses,
+      '401': errorRef('No API key (AUTH_REQUIRED) or an unknown or revoked one (API_KEY_INVALID)'),
+      '403': errorRef(`The key lacks the \`${scope}\` scope (SCOPE_MISSING)`),
+      '429': RATE_LIMITED,
+    },
+  };
+}
+
+/** An operation anyone may call. `limited`: counted against the caller's address. */
+export function open(op: Operation, limited = true): Operation {
+  return { ...op, security: [], responses: limited ? { ...op.responses, '429': RATE_LIMITED } : op.responses };
+}

@@ -1,0 +1,83 @@
+// API keys on the HTTP API. Each route says what it needs in its config (`config: {access}`: a
+// scope, or 'public'); a route that says nothing needs `admin` (fail closed), except the hidden
+// ones (the dashboard's static files, the docs UI), which are public.
+//
+// Per request, in Fastify's order:
+//   onRequest (here)        who is calling: the Bearer key's row (cached), anonymous, or invalid
+//   onRequest (per route)   the rate limit, keyed by that key or the client address (rate-limit.ts)
+//   preParsing (here)       allowed? 401 / 403 before the body is read
+// so a flood of bad keys is rate limited by address, and no body is parsed for a caller who may
+// not send it.
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import { AuthPolicy, decideAccess, type Principal } from '../../auth/auth-policy.js';
+import type { RouteAccess } from '../../auth/scopes.js';
+import { ServiceError } from '../../jobs/job-errors.js';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** What the route needs: a scope, or 'public'. Absent: 'admin' (hidden routes: 'public'). */
+    access?: RouteAccess;
+  }
+  interface FastifyRequest {
+    principal: Principal;
+  }
+  interface FastifyInstance {
+    auth: AuthPolicy;
+  }
+}
+
+export class AuthError extends ServiceError {
+  constructor(status: 401 | 403 | 503, code: string, message: string) {
+    super(status, code, message);
+    this.name = 'AuthError';
+  }
+}
+
+const ANONYMOUS: Principal = { kind: 'anonymous', authOff: false };
+
+export function routeAccess(req: FastifyRequest): RouteAccess {
+  // No route matched (404): nothing to protect, the not-found answer is the same for everyone.
+  if (!req.routeOptions.url) return 'public';
+  return req.routeOptions.config.access ?? 'admin';
+}
+
+export const authPlugin = fp(
+  async function auth(app: FastifyInstance, opts: { policy: AuthPolicy }) {
+    const { policy } = opts;
+    const start = await policy.startup(); // throws AuthSetupError: refuse to start
+    app.log[start.level](start.message);
+    app.decorate('auth', policy);
+    app.decorateRequest('principal', null as never); // set by the onRequest hook below
+
+    app.addHook('onRoute', (route) => {
+      const hidden = (route.schema as { hide?: boolean } | undefined)?.hide === true;
+      route.config = { ...(route.config ?? {}), access: route.config?.access ?? (hidden ? 'public' : 'admin') };
+    });
+
+    app.addHook('onRequest', async (req) => {
+      const access = routeAccess(req);
+      try {
+        req.principal = await policy.identify(req.headers.authorization);
+      } catch (err) {
+        // Keys cannot be checked (database down). Public routes still answer, as anonymous.
+        if (access === 'public') {
+          req.principal = ANONYMOUS;
+          return;
+        }
+        req.log.error({ err }, 'auth: cannot check the API key');
+        throw new AuthError(503, 'AUTH_UNAVAILABLE', 'API keys cannot be checked right now (the database is unreachable); retry shortly');
+      }
+    });
+
+    app.addHook('preParsing', async (req, reply) => {
+      const decision = decideAccess(req.principal ?? ANONYMOUS, routeAccess(req), `${req.method} ${req.routeOptions.url}`);
+      if (decision.ok) return;
+      if (decision.status === 401) {
+        reply.header('www-authenticate', decision.code === 'API_KEY_INVALID' ? 'Bearer realm="qatserve", error="invalid_token"' : 'Bearer realm="qatserve"');
+      }
+      throw new AuthError(decision.status, decision.code, decision.message);
+    });
+  },
+  { name: 'qatserve-auth', fastify: '5.x' },
+);
