@@ -14,11 +14,34 @@ const $ = (sel) => document.querySelector(sel);
 // `listed`: how many of the newest jobs the table shows ("older jobs" raises it; the API caps a page at 100).
 const state = { selected: null, points: [], after: 0, listed: 20 };
 
-async function api(path, init) {
-  const res = await fetch(path, init);
+// The API key, when the server asks for one: kept for this tab only (sessionStorage), sent as a
+// Bearer token. A 401 shows the key form; saving a key polls again at once.
+const KEY_ITEM = 'qatserve.apiKey';
+
+async function api(path, init = {}) {
+  const headers = new Headers(init.headers);
+  const key = sessionStorage.getItem(KEY_ITEM);
+  if (key) headers.set('authorization', `Bearer ${key}`);
+  const res = await fetch(path, { ...init, headers });
   const body = res.headers.get('content-type')?.includes('json') ? await res.json() : await res.text();
+  if (res.status === 401) askForKey(body?.error?.message ?? 'This server needs an API key.');
   if (!res.ok) throw Object.assign(new Error(errorText(body, res.status)), { status: res.status, body });
   return body;
+}
+
+function askForKey(why) {
+  $('#api-key-form').hidden = false;
+  $('#api-key-error').textContent = sessionStorage.getItem(KEY_ITEM) ? `The key was refused: ${why}` : why;
+}
+
+function saveKey(event) {
+  event.preventDefault();
+  const key = $('#api-key').value.trim();
+  if (!key) return;
+  sessionStorage.setItem(KEY_ITEM, key);
+  $('#api-key').value = '';
+  $('#api-key-form').hidden = true;
+  Promise.allSettled([refreshJobs(), refreshSelected().catch(showJobError)]);
 }
 
 /** The API's error shape {error: {code, message, issues}} as a readable block. */
@@ -191,6 +214,7 @@ $('#more-jobs').addEventListener('click', () => {
   refreshJobs().catch(() => {});
 });
 $('#predict-file').addEventListener('change', predict);
+$('#api-key-form').addEventListener('submit', saveKey);
 const fromHash = /job=([^&]+)/.exec(location.hash);
 if (fromHash) selectJob(decodeURIComponent(fromHash[1]));
 poll();

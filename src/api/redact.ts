@@ -6,19 +6,20 @@
 // not become the next ReDoS; test/api/redact.test.ts times adversarial inputs).
 
 /** `postgres://u:p@h/db`, `redis://h:6379`, `file:./data/x.db`, ... */
-const CONNECTION_STRING = /\b(?:postgres|postgresql|redis|rediss|mysql|mongodb|amqp|amqps|file):[^\s"'<>]+/gi;
+const CONNECTION_STRING = /\b(?:postgres|postgresql|redis|rediss|mysql|mongodb|amqp|amqps|file):[^\s"'<>\\]+/gi;
 /** Any other URL's credentials: `scheme://user:password@` -> `scheme://<redacted>@`. */
 const URL_CREDENTIALS = /:\/\/[^\s"'<>/@]+@/g;
 /**
  * An absolute POSIX path of two or more segments after a delimiter, except the API's own routes
  * (a 404 names the route it did not find).
  */
-const POSIX_PATH = /(?<=^|[\s"'(=[,:])\/(?!v1\/)[^\s"'<>()/]+\/[^\s"'<>()]*/g;
-/** `C:\dir\file` (backslashes escaped once or twice: JSON text). */
-const WINDOWS_PATH = /\b[A-Za-z]:\\{1,2}[^\s"'<>]+/g;
-/** A V8 stack frame: `    at fn (file:line:col)`, raw or JSON-escaped. */
-const STACK_FRAME = /(?:\n|\\n)[ \t]*at [^\n\\]+/g;
+const POSIX_PATH = /(?<=^|[\s"'(=[,:])\/(?!v1\/)[^\s"'<>()/\\]+\/[^\s"'<>()\\]*/g;
+/** `C:\dir\file`. */
+const WINDOWS_PATH = /\b[A-Za-z]:\\[^\s"'<>]+/g;
+/** A V8 stack frame: `    at fn (file:line:col)`. */
+const STACK_FRAME = /\n[ \t]*at [^\n]+/g;
 
+/** Redacts a text (an error message). */
 export function redact(text: string): string {
   return text
     .replace(CONNECTION_STRING, '<redacted>')
@@ -26,4 +27,23 @@ export function redact(text: string): string {
     .replace(STACK_FRAME, '')
     .replace(WINDOWS_PATH, '<path>')
     .replace(POSIX_PATH, '<path>');
+}
+
+/** Every string in a JSON value, redacted (keys and structure kept). */
+export function redactJson(value: unknown): unknown {
+  if (typeof value === 'string') return redact(value);
+  if (Array.isArray(value)) return value.map(redactJson);
+  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redactJson(v)]));
+  return value;
+}
+
+/** An error response body (JSON text, or plain text), redacted. */
+export function redactBody(payload: string): string {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(payload);
+  } catch {
+    return redact(payload);
+  }
+  return JSON.stringify(redactJson(parsed));
 }

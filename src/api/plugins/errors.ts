@@ -1,12 +1,12 @@
 // Maps every failure to the one error shape. Service errors carry their own status and code;
 // Fastify's own errors (bad JSON, too large, wrong media type, timeouts) get codes of ours. Every
-// 4xx/5xx body goes through `redact` on its way out (no paths, connection strings or stacks), and
+// 4xx/5xx body goes through `redactBody` on its way out (no paths, connection strings or stacks), and
 // an error that knows when to come back (429, 503 overload) sends Retry-After.
 import type { FastifyError, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { ServiceError } from '../../jobs/job-errors.js';
 import { errorBody } from '../error-body.js';
-import { redact } from '../redact.js';
+import { redactBody } from '../redact.js';
 
 const FASTIFY_CODES: Record<string, string> = {
   FST_ERR_CTP_BODY_TOO_LARGE: 'BODY_TOO_LARGE',
@@ -45,7 +45,7 @@ export const errorsPlugin = fp(async function errors(app: FastifyInstance) {
     reply.status(404).send(errorBody('ROUTE_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]!.slice(0, 200)}`));
   });
   app.addHook('onSend', async (_req, reply, payload) => {
-    if (reply.statusCode >= 400 && typeof payload === 'string') return redact(payload);
+    if (reply.statusCode >= 400 && typeof payload === 'string') return redactBody(payload);
     return payload;
   });
 });

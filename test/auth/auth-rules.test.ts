@@ -1,0 +1,86 @@
+// The auth rules as pure functions: key format and hashing, the Authorization header, scopes, what
+// counts as loopback, and the access decision for every kind of caller.
+import { describe, expect, it } from 'vitest';
+import { bearerToken, generateKey, hashKey, keyMatches, lookupPrefix } from '../../src/auth/api-key.js';
+import { decideAccess, isLoopbackHost, type Principal } from '../../src/auth/auth-policy.js';
+import type { ApiKeyInfo } from '../../src/auth/key-store.js';
+import { grants, parseScopes } from '../../src/auth/scopes.js';
+
+const key = (scopes: ApiKeyInfo['scopes']): Principal => ({
+  kind: 'key',
+  authOff: false,
+  key: { id: 'k', name: 'ci', prefix: 'qsk_12345678', scopes, createdAt: new Date(), lastUsedAt: null, revokedAt: null },
+});
+
+describe('API keys', () => {
+  it('are 256 random bits, shaped qsk_<43 base64url>, unique, with a 12-character public prefix', () => {
+    const keys = new Set(Array.from({ length: 1000 }, generateKey));
+    expect(keys.size).toBe(1000);
+    for (const k of [...keys].slice(0, 20)) {
+      expect(k).toMatch(/^qsk_[A-Za-z0-9_-]{43}$/);
+      expect(Buffer.from(k.slice(4), 'base64url')).toHaveLength(32);
+      expect(lookupPrefix(k)).toBe(k.slice(0, 12));
+    }
+    expect(lookupPrefix('qsk_short')).toBeNull();
+    expect(lookupPrefix(`x${generateKey()}`)).toBeNull();
+  });
+
+  it('match only their own SHA-256 (compared as bytes of equal length)', () => {
+    const k = generateKey();
+    const h = hashKey(k);
+    expect(h).toMatch(/^[0-9a-f]{64}$/);
+    expect(h).not.toContain(k.slice(4, 20));
+    expect(keyMatches(k, h)).toBe(true);
+    expect(keyMatches(generateKey(), h)).toBe(false);
+    expect(keyMatches(k, h.slice(0, 62))).toBe(false);
+  });
+
+  it('read the Bearer token of an Authorization header, case-insensitively, and nothing else', () => {
+    expect(bearerToken('Bearer abc')).toBe('abc');
+    expect(bearerToken('bearer   abc ')).toBe('abc');
+    expect(bearerToken('Basic abc')).toBeNull();
+    expect(bearerToken('Bearer')).toBeNull();
+    expect(bearerToken('Bearer ')).toBeNull();
+    expect(bearerToken(undefined)).toBeNull();
+  });
+});
+
+describe('scopes', () => {
+  it('parse a comma list in canonical order and name an unknown scope', () => {
+    expect(parseScopes('train, predict,train')).toEqual(['predict', 'train']);
+    expect(() => parseScopes('predict,root')).toThrow(/unknown scope "root"; choose from predict, train, admin/);
+    expect(() => parseScopes(' , ')).toThrow(/no scopes/);
+  });
+  it('admin holds every scope; the others only their own', () => {
+    expect(grants(['admin'], 'train')).toBe(true);
+    expect(grants(['predict'], 'train')).toBe(false);
+    expect(grants(['predict', 'train'], 'admin')).toBe(false);
+  });
+});
+
+describe('loopback', () => {
+  it.each([
+    ['127.0.0.1', true], ['127.5.6.7', true], ['localhost', true], ['::1', true], ['[::1]', true], ['::ffff:127.0.0.1', true],
+    ['0.0.0.0', false], ['::', false], ['10.0.0.5', false], ['example.com', false], ['128.0.0.1', false],
+  ])('%s -> %s', (host, loopback) => {
+    expect(isLoopbackHost(host)).toBe(loopback);
+  });
+});
+
+describe('access decision', () => {
+  const what = 'POST /v1/jobs';
+  it('lets everyone through public routes and everything through when auth is off', () => {
+    expect(decideAccess({ kind: 'anonymous', authOff: false }, 'public', what).ok).toBe(true);
+    expect(decideAccess({ kind: 'anonymous', authOff: true }, 'admin', what).ok).toBe(true);
+  });
+  it('answers 401 without a key or with a bad one, 403 with the wrong scope', () => {
+    expect(decideAccess({ kind: 'anonymous', authOff: false }, 'train', what)).toMatchObject({ ok: false, status: 401, code: 'AUTH_REQUIRED' });
+    expect(decideAccess({ kind: 'invalid', authOff: false }, 'train', what)).toMatchObject({ ok: false, status: 401, code: 'API_KEY_INVALID' });
+    const denied = decideAccess(key(['predict']), 'train', what);
+    expect(denied).toMatchObject({ ok: false, status: 403, code: 'SCOPE_MISSING' });
+    expect(!denied.ok && denied.message).toContain('needs the "train" scope; key "ci" has predict');
+    expect(decideAccess(key(['train']), 'train', what).ok).toBe(true);
+    expect(decideAccess(key(['admin']), 'train', what).ok).toBe(true);
+    expect(decideAccess(key(['predict', 'train']), 'admin', what).ok).toBe(false);
+  });
+});
