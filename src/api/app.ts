@@ -77,6 +77,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // CONNECTION_TIMEOUT_MS.
     requestTimeout: settings.limits.requestTimeoutMs,
     connectionTimeout: settings.limits.connectionTimeoutMs,
+    // Node looks for requests past their time only every 30 s by default: a 30 s limit would then
+    // hold a slow client for up to a minute.
+    http: { connectionsCheckingInterval: 1000, headersTimeout: settings.limits.requestTimeoutMs, requestTimeout: settings.limits.requestTimeoutMs },
     trustProxy: typeof settings.trustProxy === 'number' ? trustHops(settings.trustProxy) : settings.trustProxy,
   });
   const jobs = new JobService({

@@ -5,6 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { isAdmin } from '../../auth/auth-policy.js';
+import type { RegistryReadiness } from '../../serving/model-registry.js';
 
 export const HealthBody = z.object({ status: z.literal('ok'), uptimeSeconds: z.number() });
 
@@ -27,12 +28,6 @@ export interface ReadinessChecks {
   queue(): Promise<void>;
 }
 
-/** The serving model's state, as the registry knows it. */
-export interface ModelReadiness {
-  state: 'ok' | 'none' | 'fallback' | 'failing';
-  detail?: string;
-}
-
 const CHECK_TIMEOUT_MS = 1500;
 
 async function check(fn: () => Promise<void>): Promise<string> {
@@ -52,7 +47,14 @@ async function check(fn: () => Promise<void>): Promise<string> {
   }
 }
 
-export async function healthRoutes(app: FastifyInstance, opts: { checks: ReadinessChecks; model: () => ModelReadiness }) {
+/** The admin's line about the serving model. */
+export function modelDetail(m: RegistryReadiness): string {
+  if (m.state === 'fallback') return `fallback: serving ${m.servingId} because ${m.wantedId} cannot be loaded (${m.reason})`;
+  if (m.state === 'failing') return `failing: ${m.wantedId} cannot be loaded (${m.reason}) and no other model can serve`;
+  return m.state;
+}
+
+export async function healthRoutes(app: FastifyInstance, opts: { checks: ReadinessChecks; model: () => RegistryReadiness }) {
   app.get('/healthz', { config: { access: 'public', rateLimit: false } }, async () => ({ status: 'ok' as const, uptimeSeconds: Math.round(process.uptime()) }));
 
   app.get('/readyz', { config: { access: 'public' } }, async (req, reply) => {
@@ -67,8 +69,7 @@ export async function healthRoutes(app: FastifyInstance, opts: { checks: Readine
       const word = (v: string) => (v === 'ok' ? 'ok' : 'failing');
       return reply.status(code).send({ status, checks: { database: word(database), redis: word(redis), queue: word(queue), model: m.state } });
     }
-    const model = m.detail ? `${m.state}: ${m.detail}` : m.state;
-    const body = { status, checks: { ...deps, model } };
+    const body = { status, checks: { ...deps, model: modelDetail(m) } };
     if (failed.length === 0) return reply.status(code).send(body);
     return reply.status(code).send({ ...body, reason: failed.map(([k, v]) => `${k} ${v}`).join('; ') });
   });
