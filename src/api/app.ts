@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Redis } from 'ioredis';
-import { AuthPolicy } from '../auth/auth-policy.js';
+import { AuthPolicy, isLoopbackHost } from '../auth/auth-policy.js';
 import { KeyStore } from '../auth/key-store.js';
 import type { Settings } from '../config/settings.js';
 import type { Database } from '../db/database.js';
@@ -106,7 +106,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(errorsPlugin);
   await app.register(loadSheddingPlugin, { maxEventLoopDelayMs: settings.limits.maxEventLoopDelayMs });
   await app.register(authPlugin, { policy: new AuthPolicy(settings.auth, settings.host, keys) });
-  await app.register(rateLimitPlugin, { perMinute: settings.limits.rateLimitPerMinute, redis: deps.redis, namespace: settings.queuePrefix });
+  await app.register(rateLimitPlugin, {
+    loopback: isLoopbackHost(settings.host),
+    perMinute: settings.limits.rateLimitPerMinute,
+    burstPerSecond: settings.limits.rateLimitBurstPerSecond,
+    redis: deps.redis,
+    namespace: settings.queuePrefix,
+  });
   await app.register(servingPlugin, { store: new PrismaModelStore(deps.db.prisma), settings: settings.serving });
   await app.register(metricsPlugin, {
     sources: { queueCounts: () => deps.queue.counts(), jobsByStatus: () => jobs.countByStatus() },

@@ -42,6 +42,8 @@ export const SettingsSchema = z.object({
   AUTH: z.enum(['auto', 'on', 'off']).default('auto'),
   /** Requests per minute per API key (per client address when anonymous), across replicas; 0 = no limit. */
   RATE_LIMIT_PER_MINUTE: int(600, 0),
+  /** The same, per second: a key may not spend its minute in one burst; 0 = no burst limit. */
+  RATE_LIMIT_BURST_PER_SECOND: int(20, 0),
   /** Jobs one API key may have queued or running at once; 0 = no cap. */
   MAX_ACTIVE_JOBS_PER_KEY: int(4, 0),
   /**
@@ -97,6 +99,7 @@ export interface ServingSettings {
 
 export interface LimitSettings {
   rateLimitPerMinute: number;
+  rateLimitBurstPerSecond: number;
   maxActiveJobsPerKey: number;
   jobMemoryBudgetBytes: number;
   jobDiskBudgetBytes: number;
@@ -164,6 +167,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     trustProxy: parseTrustProxy(e.TRUST_PROXY),
     limits: {
       rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
+      rateLimitBurstPerSecond: e.RATE_LIMIT_BURST_PER_SECOND,
       maxActiveJobsPerKey: e.MAX_ACTIVE_JOBS_PER_KEY,
       jobMemoryBudgetBytes: e.JOB_MEMORY_BUDGET_MB * MB,
       jobDiskBudgetBytes: e.JOB_DISK_BUDGET_MB * MB,

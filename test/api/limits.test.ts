@@ -1,0 +1,213 @@
+// The limits over real HTTP against `qatserve api` processes: the per-key rate limit shared by two
+// replicas through Redis, the flood (2,000 requests from one key: 429s, /healthz stays fast, an
+// admin still gets in), the cap on a key's active jobs, job-size admission, and request timeouts.
+import net from 'node:net';
+import { Worker } from 'node:worker_threads';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDatabase, type Database } from '../../src/db/database.js';
+import { tinySynthetic } from './api-harness.js';
+import { apiEnv, bearer, createKey, startApi, type ApiProcess } from './api-process.js';
+
+async function send(base: string, method: string, url: string, headers: Record<string, string> = {}, body?: unknown) {
+  const res = await fetch(`${base}${url}`, {
+    method,
+    headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, text, json: text ? JSON.parse(text) : undefined };
+}
+
+function percentile(values: number[], p: number): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+}
+
+// The flood's client runs in a thread of its own, so the /healthz timings taken on this thread
+// measure the server, not a busy client sharing the test's event loop.
+const FLOOD = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { url, key, total, lanes } = workerData;
+const counts = {};
+let sent = 0;
+async function lane() {
+  while (sent < total) {
+    sent++;
+    const res = await fetch(url, { headers: { authorization: 'Bearer ' + key } });
+    await res.arrayBuffer();
+    counts[res.status] = (counts[res.status] || 0) + 1;
+  }
+}
+const t0 = performance.now();
+Promise.all(Array.from({ length: lanes }, lane)).then(() => parentPort.postMessage({ counts, ms: performance.now() - t0 }));
+`;
+
+describe('rate limit and flood (defaults)', () => {
+  let a: ApiProcess;
+  let b: ApiProcess;
+  let admin: string;
+  let train: string;
+
+  beforeAll(async () => {
+    // Two replicas on one database and one Redis namespace, with the default settings.
+    const env = apiEnv('limits');
+    admin = await createKey(env, 'admin', 'admin');
+    train = await createKey(env, 'ci', 'train');
+    [a, b] = [await startApi(env), await startApi(env)];
+  });
+  afterAll(async () => {
+    await a?.stop();
+    await b?.stop();
+  });
+
+  it('floods from one key get 429 with Retry-After, across both replicas, while /healthz stays fast and an admin gets in', async () => {
+    const flood = new Worker(FLOOD, { eval: true, workerData: { url: `${a.base}/v1/jobs?limit=1`, key: train, total: 2000, lanes: 16 } });
+    const done = new Promise<{ counts: Record<string, number>; ms: number }>((resolve, reject) => {
+      flood.once('message', resolve);
+      flood.once('error', reject);
+    });
+    let finished = false;
+    void done.then(() => (finished = true));
+    const healthMs: number[] = [];
+    while (!finished) {
+      const t0 = performance.now();
+      const r = await fetch(`${a.base}/healthz`);
+      await r.arrayBuffer();
+      healthMs.push(performance.now() - t0);
+      expect(r.status).toBe(200);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const { counts, ms } = await done;
+    await flood.terminate();
+    console.log(`flood: 2000 requests in ${(ms / 1000).toFixed(2)} s: ${JSON.stringify(counts)}; /healthz p50 ${percentile(healthMs, 50).toFixed(1)} ms, p99 ${percentile(healthMs, 99).toFixed(1)} ms, max ${Math.max(...healthMs).toFixed(1)} ms over ${healthMs.length} probes`);
+    // At most RATE_LIMIT_BURST_PER_SECOND (20) per one-second window got through; the rest were 429s.
+    expect(counts['200']).toBeGreaterThan(0);
+    expect(counts['200']).toBeLessThanOrEqual(20 * (Math.ceil(ms / 1000) + 1));
+    expect(counts['200']! + counts['429']!).toBe(2000);
+    expect(ms).toBeLessThan(15_000);
+    expect(healthMs.length).toBeGreaterThan(20);
+    expect(percentile(healthMs, 99)).toBeLessThan(50);
+
+    // The key is spent on the other replica too (the counter is in Redis); the admin key is not.
+    const other = await send(b.base, 'GET', '/v1/jobs?limit=1', bearer(train));
+    expect(other.status).toBe(429);
+    expect(other.json.error.code).toBe('RATE_LIMITED');
+    // 2,000 requests spent the minute's 600 too (rejected ones count), on both replicas.
+    expect(other.json.error.message).toContain('more than 600 requests in a minute from this API key');
+    const retry = Number(other.headers.get('retry-after'));
+    expect(retry).toBeGreaterThanOrEqual(1);
+    expect(retry).toBeLessThanOrEqual(60);
+    expect((await send(b.base, 'GET', '/v1/jobs?limit=1', bearer(admin))).status).toBe(200);
+    expect((await send(a.base, 'GET', '/v1/jobs?limit=1', bearer(admin))).status).toBe(200);
+    // Anonymous callers count against their address, not the key.
+    expect((await send(a.base, 'GET', '/v1/jobs')).status).toBe(401);
+  });
+});
+
+describe('jobs per key and job size', () => {
+  let api: ApiProcess;
+  let db: Database;
+  let admin: string;
+  let keys: string[];
+
+  beforeAll(async () => {
+    const env = apiEnv('quota', { MAX_ACTIVE_JOBS_PER_KEY: '2' });
+    admin = await createKey(env, 'admin', 'admin');
+    keys = [await createKey(env, 'one', 'train'), await createKey(env, 'two', 'train')];
+    api = await startApi(env);
+    db = openDatabase(env.DATABASE_URL!);
+  });
+  afterAll(async () => {
+    await api?.stop();
+    await db?.close();
+  });
+
+  it('caps queued + running jobs per key with 429 JOB_QUOTA_EXCEEDED, storing and queueing nothing over it', async () => {
+    const [one] = keys;
+    const first = [await send(api.base, 'POST', '/v1/jobs', bearer(one!), tinySynthetic), await send(api.base, 'POST', '/v1/jobs', bearer(one!), tinySynthetic)];
+    expect(first.map((r) => r.status)).toEqual([201, 201]);
+    const before = await db.prisma.trainingJob.count();
+    const over = await send(api.base, 'POST', '/v1/jobs', bearer(one!), tinySynthetic);
+    expect(over.status).toBe(429);
+    expect(over.json.error.code).toBe('JOB_QUOTA_EXCEEDED');
+    expect(Number(over.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(await db.prisma.trainingJob.count()).toBe(before);
+    // The admin's own jobs are not this key's; a cancelled job frees a slot.
+    expect((await send(api.base, 'POST', '/v1/jobs', bearer(admin), tinySynthetic)).status).toBe(201);
+    await send(api.base, 'POST', `/v1/jobs/${first[0]!.json.id}/cancel`, bearer(one!));
+    expect((await send(api.base, 'POST', '/v1/jobs', bearer(one!), tinySynthetic)).status).toBe(201);
+  });
+
+  it('holds the cap under concurrent creates', async () => {
+    const [, two] = keys;
+    const results = await Promise.all(Array.from({ length: 10 }, () => send(api.base, 'POST', '/v1/jobs', bearer(two!), tinySynthetic)));
+    const created = results.filter((r) => r.status === 201).length;
+    expect(created).toBeGreaterThanOrEqual(1);
+    expect(created).toBeLessThanOrEqual(2);
+    expect(results.every((r) => r.status === 201 || r.json.error.code === 'JOB_QUOTA_EXCEEDED')).toBe(true);
+    const keyId = (await db.prisma.apiKey.findUniqueOrThrow({ where: { name: 'two' } })).id;
+    expect(await db.prisma.trainingJob.count({ where: { createdByKeyId: keyId } })).toBe(created);
+  });
+
+  it('refuses a job larger than the worker can run with 400 JOB_TOO_LARGE naming the fields, before storing anything', async () => {
+    const before = await db.prisma.trainingJob.count();
+    const huge = await send(api.base, 'POST', '/v1/jobs', bearer(admin), {
+      dataset: { type: 'synthetic', classes: 5 },
+      model: { widthMultiplier: 1.0, inputSize: 224 },
+      training: { batchSize: 1024 },
+    });
+    expect(huge.status).toBe(400);
+    expect(huge.json.error.code).toBe('JOB_TOO_LARGE');
+    expect(huge.json.error.issues.map((i: { path: string }) => i.path)).toEqual(['training.batchSize', 'model.inputSize', 'model.widthMultiplier']);
+    expect(huge.json.error.issues[0].message).toMatch(/needs about \d+ MiB.*budget is 3840 MiB: at most 16 fits/);
+    const disk = await send(api.base, 'POST', '/v1/jobs', bearer(admin), {
+      dataset: { type: 'synthetic', classes: 5 },
+      model: { widthMultiplier: 1.0, inputSize: 224 },
+      training: { batchSize: 8, checkpointEverySteps: 1, keepCheckpoints: 100 },
+    });
+    expect(disk.status).toBe(400);
+    expect(disk.json.error.issues).toEqual([expect.objectContaining({ path: 'training.keepCheckpoints', message: expect.stringMatching(/keep at most \d+/) })]);
+    expect(await db.prisma.trainingJob.count()).toBe(before);
+    // The largest measured batch at 1.0@224 (16: 3398 MiB of wasm heap) is admitted.
+    const fits = await send(api.base, 'POST', '/v1/jobs', bearer(admin), { dataset: { type: 'synthetic', classes: 5 }, model: { widthMultiplier: 1.0, inputSize: 224 }, training: { batchSize: 16 } });
+    expect(fits.status).toBe(201);
+  });
+});
+
+describe('timeouts', () => {
+  let api: ApiProcess;
+  beforeAll(async () => {
+    api = await startApi(apiEnv('timeouts', { REQUEST_TIMEOUT_MS: '1500', CONNECTION_TIMEOUT_MS: '2000' }));
+  });
+  afterAll(async () => {
+    await api?.stop();
+  });
+
+  /** Opens a socket, writes `data`, and resolves with what came back and when the server closed it. */
+  function slowClient(data: string): Promise<{ reply: string; closedAfterMs: number }> {
+    const { port } = new URL(api.base);
+    return new Promise((resolve) => {
+      const t0 = performance.now();
+      const sock = net.connect(Number(port), '127.0.0.1', () => sock.write(data));
+      let reply = '';
+      sock.on('data', (d) => (reply += d));
+      sock.on('close', () => resolve({ reply, closedAfterMs: performance.now() - t0 }));
+      sock.on('error', () => {});
+      setTimeout(() => sock.destroy(), 10_000);
+    });
+  }
+
+  it('answers 408 to a request body that never finishes, within REQUEST_TIMEOUT_MS (+ 1 s check interval)', async () => {
+    const r = await slowClient('POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"data');
+    expect(r.reply).toMatch(/^HTTP\/1\.1 408/);
+    expect(r.closedAfterMs).toBeGreaterThan(1400);
+    expect(r.closedAfterMs).toBeLessThan(3500);
+  });
+
+  it('disconnects a client that connects and sends nothing', async () => {
+    const r = await slowClient('');
+    expect(r.reply === '' || r.reply.startsWith('HTTP/1.1 408')).toBe(true);
+    expect(r.closedAfterMs).toBeGreaterThan(1400);
+    expect(r.closedAfterMs).toBeLessThan(4000);
+  });
+});

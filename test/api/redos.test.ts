@@ -1,0 +1,61 @@
+// Regression for the quadratic base64 check of POST /v1/predict: JSON whitespace then `!` once took
+// 2 s for 40 KB and would take hours for the 13 MB a body may hold, with the event loop (and so
+// /healthz and every other request) frozen meanwhile. Over real HTTP against `qatserve api`.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isBase64 } from '../../src/api/routes/predict.js';
+import { apiEnv, startApi, type ApiProcess } from './api-process.js';
+
+async function timed(url: string, init?: RequestInit): Promise<{ ms: number; status: number; body: string }> {
+  const t0 = performance.now();
+  const res = await fetch(url, init);
+  const body = await res.text();
+  return { ms: performance.now() - t0, status: res.status, body };
+}
+
+describe('the base64 check', () => {
+  it('accepts base64 in either alphabet with whitespace and padding, and nothing else', () => {
+    expect(isBase64('SGVs bG8=\n')).toBe(true);
+    expect(isBase64('a-b_c+d/')).toBe(true);
+    expect(isBase64('YQ==')).toBe(true);
+    expect(isBase64('YQ===')).toBe(false);
+    expect(isBase64('YQ==YQ')).toBe(false);
+    expect(isBase64('%%%')).toBe(false);
+    expect(isBase64(`${' '.repeat(1_000_000)}!`)).toBe(false);
+  });
+});
+
+describe('POST /v1/predict with hostile JSON', () => {
+  let api: ApiProcess;
+  beforeAll(async () => {
+    api = await startApi(apiEnv('redos'));
+  });
+  afterAll(async () => {
+    await api?.stop();
+  });
+
+  const post = (body: string) => timed(`${api.base}/v1/predict`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+
+  it('answers 1 MB bodies of whitespace in under 100 ms, and /healthz stays under 50 ms meanwhile', async () => {
+    await post('{"image":"AAAA"}'); // first request warms the route
+    const cases = [' '.repeat(1 << 20), `{"image":"${' '.repeat(1 << 20)}!"}`, `{"image":"${'\\n'.repeat(1 << 19)}!"}`];
+    for (const body of cases) {
+      const big = post(body);
+      const health = await timed(`${api.base}/healthz`);
+      const r = await big;
+      console.log(`redos: ${body.length} B body -> ${r.status} in ${r.ms.toFixed(1)} ms; /healthz meanwhile ${health.ms.toFixed(1)} ms`);
+      expect(r.status).toBe(400);
+      expect(JSON.parse(r.body).error.code).toMatch(/^(INVALID_JSON|IMAGE_BASE64_INVALID)$/);
+      expect(r.ms).toBeLessThan(100);
+      expect(health.status).toBe(200);
+      expect(health.ms).toBeLessThan(50);
+    }
+  });
+
+  it('answers the largest accepted body (13 MB) of the same shape in well under a second', async () => {
+    const r = await post(`{"image":"${' '.repeat(13_000_000)}!"}`);
+    console.log(`redos: 13 MB body -> ${r.status} in ${r.ms.toFixed(1)} ms`);
+    expect(r.status).toBe(400);
+    expect(JSON.parse(r.body).error.code).toBe('IMAGE_BASE64_INVALID');
+    expect(r.ms).toBeLessThan(1000);
+  });
+});
