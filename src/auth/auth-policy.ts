@@ -129,9 +129,10 @@ export class AuthPolicy {
     return value;
   }
 
-  /** Drops cached lookups (after a revocation here, so it applies at once on this replica). */
+  /** Drops cached lookups (after a key change here, so it applies at once on this replica). */
   forget(): void {
     this.cache.clear();
+    this.keysExist = null;
   }
 
   /** Who sent this Authorization header. */

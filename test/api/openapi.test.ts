@@ -1,6 +1,7 @@
 // openapi.yaml is generated from the zod schemas and must stay true to the routes: the committed
 // file equals the generator's output, every route is documented (and every documented path is
 // served), and real requests and responses validate against the document.
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
@@ -27,6 +28,25 @@ describe('openapi.yaml', () => {
 
   it('is the generator output (run `npm run openapi` after changing a schema)', async () => {
     expect(fs.readFileSync(OPENAPI_PATH, 'utf8')).toBe(await renderOpenApiYaml(packageVersion()));
+  });
+
+  it('passes `redocly lint` with its recommended rules: 0 errors (bearer scheme per route, a server entry)', () => {
+    let out: string;
+    try {
+      out = execFileSync('node_modules/.bin/redocly', ['lint', OPENAPI_PATH, '--format=json'], {
+        encoding: 'utf8',
+        env: { ...process.env, REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_UPDATE_NOTICE: 'true' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+    } catch (err) {
+      out = (err as { stdout: string }).stdout; // exit 1 when there are errors: show them
+    }
+    const report = JSON.parse(out) as { totals: { errors: number }; problems: Array<{ ruleId: string; severity: string; message: string }> };
+    expect(report.problems.filter((p) => p.severity === 'error')).toEqual([]);
+    expect(report.totals.errors).toBe(0);
+    const doc = readOpenApiDocument() as { servers?: unknown[]; components: { securitySchemes: Record<string, unknown> } };
+    expect(doc.servers?.length).toBeGreaterThan(0);
+    expect(doc.components.securitySchemes.bearerAuth).toMatchObject({ type: 'http', scheme: 'bearer' });
   });
 
   it('documents every route the app serves, and serves every documented one', () => {

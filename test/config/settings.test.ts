@@ -15,7 +15,19 @@ describe('settings', () => {
       artifactsDir: path.resolve('data/artifacts'),
       dataRoot: path.resolve('data/datasets'),
       queuePrefix: 'qatserve',
+      host: '127.0.0.1',
+      auth: 'auto',
+      trustProxy: false,
+      limits: { rateLimitPerMinute: 600, rateLimitBurstPerSecond: 20, maxActiveJobsPerKey: 4, jobMemoryBudgetBytes: 3840 * 2 ** 20, jobDiskBudgetBytes: 1024 * 2 ** 20 },
+      serving: { workers: 2, batchWindowMs: 2, maxBatch: 8, maxQueue: 64, maxImagePixels: 4096 * 4096, maxImageBytes: 10 * 2 ** 20, pollMs: 2000, maxExtraModels: 1 },
     });
+  });
+  it('keeps the SQLite file inside DATA_DIR unless DATABASE_URL says otherwise (one volume holds all)', () => {
+    expect(loadSettings({ DATA_DIR: '/data' }).databaseUrl).toBe('file:/data/qatserve.db');
+    expect(loadSettings({ DATA_DIR: '/data', DATABASE_URL: 'postgresql://h/db' }).databaseUrl).toBe('postgresql://h/db');
+    expect(loadSettings({ TRUST_PROXY: '2' }).trustProxy).toBe(2);
+    expect(loadSettings({ TRUST_PROXY: '10.0.0.1, 10.0.0.0/8' }).trustProxy).toEqual(['10.0.0.1', '10.0.0.0/8']);
+    expect(() => loadSettings({ AUTH: 'maybe' })).toThrow(/AUTH/);
   });
   it('reads overrides and names every bad variable', () => {
     const s = loadSettings({ PORT: '8080', REDIS_URL: 'redis://r:1', DATA_DIR: '/srv/q', LOCK_DURATION_MS: '5000' });

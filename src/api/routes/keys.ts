@@ -87,6 +87,7 @@ export async function keyRoutes(app: FastifyInstance, opts: { keys: KeyStore }) 
   app.post('/v1/keys', admin, async (req, reply) => {
     const body = parseRequest(CreateKeyBody, req.body, 'body');
     const { key, info } = await mapKeyErrors(() => opts.keys.create(body.name, body.scopes));
+    app.auth.forget();
     req.log.info({ keyName: info.name, scopes: info.scopes, by: req.principal.kind === 'key' ? req.principal.key.name : null }, 'API key created');
     return reply.status(201).send({ key, info: keyView(info) });
   });

@@ -1,0 +1,63 @@
+// The admission estimates against the measurements they come from (bench/job-memory.ts, README
+// "Security"): never below a measured peak, above the wasm32 limit for the configs that ran out of
+// memory, and the fields named when a job is refused.
+import { describe, expect, it } from 'vitest';
+import { activationsPerImage, admissionIssues, archOf, estimateJob, parameterCount } from '../../src/jobs/job-admission.js';
+import { resolveTrainingConfig } from '../../src/jobs/training-config.js';
+
+const MiB = 2 ** 20;
+const cfg = (w: number, size: number, batchSize: number, training: object = {}) =>
+  resolveTrainingConfig({ dataset: { type: 'synthetic', classes: 10 }, model: { widthMultiplier: w, inputSize: size }, training: { batchSize, ...training } });
+
+// width, size, batch, wasm heap after training / after export (MiB), checkpoint KiB; null: out of memory.
+const MEASURED: Array<[number, number, number, [number, number] | null, number | null]> = [
+  [0.35, 32, 16, [358, 358], 3281],
+  [0.35, 32, 64, [1396, 1396], 3281],
+  [0.35, 32, 256, null, null],
+  [1.0, 32, 32, [1758, 1758], 17639],
+  [1.0, 32, 128, null, null],
+  [0.35, 96, 32, [575, 575], 3281],
+  [0.35, 96, 128, [2218, 2218], 3281],
+  [0.5, 160, 32, [1964, 1964], 5576],
+  [1.0, 128, 16, [1218, 1218], 17639],
+  [1.0, 128, 48, [3398, 3398], 17639],
+  [1.0, 224, 4, [972, 1970], 17639],
+  [1.0, 224, 8, [1772, 1965], 17639],
+  [1.0, 224, 16, [3398, 3398], 17639],
+];
+const budget = { memoryBytes: 3840 * MiB, diskBytes: 1024 * MiB };
+
+describe('job admission', () => {
+  it('counts activations and parameters from the architecture', () => {
+    const arch = archOf(cfg(1.0, 224, 1));
+    expect(parameterCount(arch)).toBe(2_270_794); // MobileNetV2 1.0 with a 10-class head (3.5 M with 1000)
+    expect(activationsPerImage(arch)).toBe(6_828_650);
+  });
+
+  it.each(MEASURED)('never estimates below what %s@%s batch %s measured', (w, size, bs, heap, ckptKiB) => {
+    const e = estimateJob(cfg(w, size, bs));
+    if (heap === null) {
+      expect(e.memoryBytes).toBeGreaterThan(4096 * MiB); // it ran out of the wasm32 heap
+      expect(admissionIssues(cfg(w, size, bs), budget).length).toBeGreaterThan(0);
+      return;
+    }
+    expect(e.memoryBytes).toBeGreaterThanOrEqual(Math.max(...heap) * MiB);
+    expect(e.memoryBytes).toBeLessThan(Math.max(...heap) * MiB * 1.3); // and not wildly above
+    expect(e.checkpointBytes).toBeGreaterThanOrEqual(ckptKiB! * 1024);
+    expect(admissionIssues(cfg(w, size, bs), budget)).toEqual([]); // everything that ran is admitted
+  });
+
+  it('names the fields that drive an estimate over budget, and what fits', () => {
+    const mem = admissionIssues(cfg(1.0, 224, 1024), budget);
+    expect(mem.map((i) => i.path)).toEqual(['training.batchSize', 'model.inputSize', 'model.widthMultiplier']);
+    expect(mem[0]!.message).toContain('at most 16 fits');
+    const disk = admissionIssues(cfg(1.0, 224, 8, { checkpointEverySteps: 1, keepCheckpoints: 100 }), budget);
+    expect(disk.map((i) => i.path)).toEqual(['training.keepCheckpoints']);
+    const fits = Number(/keep at most (\d+)/.exec(disk[0]!.message)![1]);
+    expect(admissionIssues(cfg(1.0, 224, 8, { keepCheckpoints: fits }), budget)).toEqual([]);
+    expect(admissionIssues(cfg(1.0, 224, 8, { keepCheckpoints: fits + 1 }), budget).map((i) => i.path)).toEqual(['training.keepCheckpoints']);
+    // An image folder's classes are unknown until the job runs: sized as 1,000 (the larger head).
+    const folder = resolveTrainingConfig({ dataset: { type: 'imagefolder', path: 'x' }, model: { widthMultiplier: 1.0, inputSize: 224 } });
+    expect(estimateJob(folder).parameters).toBeGreaterThan(3_400_000);
+  });
+});
