@@ -91,6 +91,23 @@ export async function createKey(env: Record<string, string>, name: string, scope
 
 export const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
 
+/** One request with an optional JSON body: status, headers, text and the parsed JSON (if it is). */
+export async function call(base: string, method: string, url: string, headers: Record<string, string> = {}, body?: unknown) {
+  const res = await fetch(`${base}${url}`, {
+    method,
+    headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let json: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, headers: res.headers, text, json };
+}
+
 /** Absolute paths, connection strings and stack frames: what no error body may hold. */
 export function leaks(body: string): string[] {
   const found: string[] = [];

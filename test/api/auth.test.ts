@@ -5,27 +5,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readOpenApiDocument } from '../../src/api/openapi.js';
 import { openDatabase, type Database } from '../../src/db/database.js';
 import { freePort } from '../integration/serve-process.js';
-import { apiEnv, bearer, createKey, leaks, runCli, startApi, type ApiProcess } from './api-process.js';
+import { apiEnv, bearer, call, createKey, leaks, runCli, startApi, type ApiProcess } from './api-process.js';
 import { tinySynthetic } from './api-harness.js';
 
 type Op = { security?: Array<Record<string, string[]>> };
 type Doc = { paths: Record<string, Record<string, Op>> };
-
-async function call(base: string, method: string, url: string, headers: Record<string, string> = {}, body?: unknown) {
-  const res = await fetch(`${base}${url}`, {
-    method,
-    headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  let json: any; // eslint-disable-line @typescript-eslint/no-explicit-any
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, headers: res.headers, text, json };
-}
 
 async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs: number): Promise<T> {
   const end = Date.now() + timeoutMs;

@@ -6,17 +6,7 @@ import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../../src/db/database.js';
 import { tinySynthetic } from './api-harness.js';
-import { apiEnv, bearer, createKey, startApi, type ApiProcess } from './api-process.js';
-
-async function send(base: string, method: string, url: string, headers: Record<string, string> = {}, body?: unknown) {
-  const res = await fetch(`${base}${url}`, {
-    method,
-    headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, headers: res.headers, text, json: text ? JSON.parse(text) : undefined };
-}
+import { apiEnv, bearer, call, createKey, startApi, type ApiProcess } from './api-process.js';
 
 function percentile(values: number[], p: number): number {
   const s = [...values].sort((a, b) => a - b);
@@ -89,7 +79,7 @@ describe('rate limit and flood (defaults)', () => {
     expect(percentile(healthMs, 99)).toBeLessThan(50);
 
     // The key is spent on the other replica too (the counter is in Redis); the admin key is not.
-    const other = await send(b.base, 'GET', '/v1/jobs?limit=1', bearer(train));
+    const other = await call(b.base, 'GET', '/v1/jobs?limit=1', bearer(train));
     expect(other.status).toBe(429);
     expect(other.json.error.code).toBe('RATE_LIMITED');
     // 2,000 requests spent the minute's 600 too (rejected ones count), on both replicas.
@@ -97,10 +87,10 @@ describe('rate limit and flood (defaults)', () => {
     const retry = Number(other.headers.get('retry-after'));
     expect(retry).toBeGreaterThanOrEqual(1);
     expect(retry).toBeLessThanOrEqual(60);
-    expect((await send(b.base, 'GET', '/v1/jobs?limit=1', bearer(admin))).status).toBe(200);
-    expect((await send(a.base, 'GET', '/v1/jobs?limit=1', bearer(admin))).status).toBe(200);
+    expect((await call(b.base, 'GET', '/v1/jobs?limit=1', bearer(admin))).status).toBe(200);
+    expect((await call(a.base, 'GET', '/v1/jobs?limit=1', bearer(admin))).status).toBe(200);
     // Anonymous callers count against their address, not the key.
-    expect((await send(a.base, 'GET', '/v1/jobs')).status).toBe(401);
+    expect((await call(a.base, 'GET', '/v1/jobs')).status).toBe(401);
   });
 });
 
@@ -124,23 +114,23 @@ describe('jobs per key and job size', () => {
 
   it('caps queued + running jobs per key with 429 JOB_QUOTA_EXCEEDED, storing and queueing nothing over it', async () => {
     const [one] = keys;
-    const first = [await send(api.base, 'POST', '/v1/jobs', bearer(one!), tinySynthetic), await send(api.base, 'POST', '/v1/jobs', bearer(one!), tinySynthetic)];
+    const first = [await call(api.base, 'POST', '/v1/jobs', bearer(one!), tinySynthetic), await call(api.base, 'POST', '/v1/jobs', bearer(one!), tinySynthetic)];
     expect(first.map((r) => r.status)).toEqual([201, 201]);
     const before = await db.prisma.trainingJob.count();
-    const over = await send(api.base, 'POST', '/v1/jobs', bearer(one!), tinySynthetic);
+    const over = await call(api.base, 'POST', '/v1/jobs', bearer(one!), tinySynthetic);
     expect(over.status).toBe(429);
     expect(over.json.error.code).toBe('JOB_QUOTA_EXCEEDED');
     expect(Number(over.headers.get('retry-after'))).toBeGreaterThan(0);
     expect(await db.prisma.trainingJob.count()).toBe(before);
     // The admin's own jobs are not this key's; a cancelled job frees a slot.
-    expect((await send(api.base, 'POST', '/v1/jobs', bearer(admin), tinySynthetic)).status).toBe(201);
-    await send(api.base, 'POST', `/v1/jobs/${first[0]!.json.id}/cancel`, bearer(one!));
-    expect((await send(api.base, 'POST', '/v1/jobs', bearer(one!), tinySynthetic)).status).toBe(201);
+    expect((await call(api.base, 'POST', '/v1/jobs', bearer(admin), tinySynthetic)).status).toBe(201);
+    await call(api.base, 'POST', `/v1/jobs/${first[0]!.json.id}/cancel`, bearer(one!));
+    expect((await call(api.base, 'POST', '/v1/jobs', bearer(one!), tinySynthetic)).status).toBe(201);
   });
 
   it('holds the cap under concurrent creates', async () => {
     const [, two] = keys;
-    const results = await Promise.all(Array.from({ length: 10 }, () => send(api.base, 'POST', '/v1/jobs', bearer(two!), tinySynthetic)));
+    const results = await Promise.all(Array.from({ length: 10 }, () => call(api.base, 'POST', '/v1/jobs', bearer(two!), tinySynthetic)));
     const created = results.filter((r) => r.status === 201).length;
     expect(created).toBeGreaterThanOrEqual(1);
     expect(created).toBeLessThanOrEqual(2);
@@ -151,7 +141,7 @@ describe('jobs per key and job size', () => {
 
   it('refuses a job larger than the worker can run with 400 JOB_TOO_LARGE naming the fields, before storing anything', async () => {
     const before = await db.prisma.trainingJob.count();
-    const huge = await send(api.base, 'POST', '/v1/jobs', bearer(admin), {
+    const huge = await call(api.base, 'POST', '/v1/jobs', bearer(admin), {
       dataset: { type: 'synthetic', classes: 5 },
       model: { widthMultiplier: 1.0, inputSize: 224 },
       training: { batchSize: 1024 },
@@ -160,7 +150,7 @@ describe('jobs per key and job size', () => {
     expect(huge.json.error.code).toBe('JOB_TOO_LARGE');
     expect(huge.json.error.issues.map((i: { path: string }) => i.path)).toEqual(['training.batchSize', 'model.inputSize', 'model.widthMultiplier']);
     expect(huge.json.error.issues[0].message).toMatch(/needs about \d+ MiB.*budget is 3840 MiB: at most 16 fits/);
-    const disk = await send(api.base, 'POST', '/v1/jobs', bearer(admin), {
+    const disk = await call(api.base, 'POST', '/v1/jobs', bearer(admin), {
       dataset: { type: 'synthetic', classes: 5 },
       model: { widthMultiplier: 1.0, inputSize: 224 },
       training: { batchSize: 8, checkpointEverySteps: 1, keepCheckpoints: 100 },
@@ -169,7 +159,7 @@ describe('jobs per key and job size', () => {
     expect(disk.json.error.issues).toEqual([expect.objectContaining({ path: 'training.keepCheckpoints', message: expect.stringMatching(/keep at most \d+/) })]);
     expect(await db.prisma.trainingJob.count()).toBe(before);
     // The largest measured batch at 1.0@224 (16: 3398 MiB of wasm heap) is admitted.
-    const fits = await send(api.base, 'POST', '/v1/jobs', bearer(admin), { dataset: { type: 'synthetic', classes: 5 }, model: { widthMultiplier: 1.0, inputSize: 224 }, training: { batchSize: 16 } });
+    const fits = await call(api.base, 'POST', '/v1/jobs', bearer(admin), { dataset: { type: 'synthetic', classes: 5 }, model: { widthMultiplier: 1.0, inputSize: 224 }, training: { batchSize: 16 } });
     expect(fits.status).toBe(201);
   });
 });
