@@ -27,7 +27,8 @@ describe('API keys on a loopback server', () => {
   let admin: string;
 
   beforeAll(async () => {
-    env = apiEnv('auth');
+    // These tests send a few dozen requests a second from one address; the burst limit has its own test.
+    env = apiEnv('auth', { RATE_LIMIT_BURST_PER_SECOND: '0' });
     api = await startApi(env);
     db = openDatabase(env.DATABASE_URL!);
   });
@@ -168,6 +169,9 @@ describe('API keys on a loopback server', () => {
     expect(cli.stdout).toMatch(/^NAME\s+PREFIX\s+SCOPES/m);
     expect(cli.stdout).toMatch(/^admin\s+qsk_\S{8}\s+admin\s/m);
     expect(cli.stdout).not.toContain(admin.slice(12));
+    // Used keys show when they were last used (written at most once a minute per server).
+    const used = (await call(api.base, 'GET', '/v1/keys', bearer(admin))).json.items.find((k: { name: string }) => k.name === 'admin');
+    expect(Date.parse(used.lastUsedAt)).toBeGreaterThan(Date.now() - 10 * 60_000);
     const dup = await runCli(['keys', 'create', '--name', 'admin', '--scopes', 'predict'], env);
     expect(dup.code).toBe(2);
     expect(dup.stderr).toContain('"admin" is taken');
@@ -229,6 +233,14 @@ describe('listening beyond loopback', () => {
         await call(api.base, 'GET', '/home/user/.ssh/id_rsa'),
         await call(api.base, 'GET', '/v1/models/nope/download'),
       ];
+      // A caller's X-Request-Id is kept when it is a plain token, replaced otherwise.
+      const kept = await call(api.base, 'GET', '/healthz', { 'x-request-id': 'trace-42.a:b' });
+      expect(kept.headers.get('x-request-id')).toBe('trace-42.a:b');
+      for (const bad of ['x'.repeat(200), 'a b', '{"$ne":1}', '<script>']) {
+        const replaced = await call(api.base, 'GET', '/healthz', { 'x-request-id': bad });
+        expect(replaced.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+      }
+      expect(api.log()).not.toContain('<script>');
       for (const b of bodies) {
         expect(b.status, b.text).toBeGreaterThanOrEqual(400);
         expect(b.json?.error?.code, `${b.status} ${b.text}`).toBeTypeOf('string');
