@@ -186,6 +186,8 @@ describe('API keys on a loopback server', () => {
     expect(anon.json).toEqual({ status: 'ready', checks: { database: 'ok', redis: 'ok', queue: 'ok', model: 'none' } });
     expect((await call(api.base, 'GET', '/healthz')).status).toBe(200);
     expect((await call(api.base, 'GET', '/metrics')).status).toBe(200);
+    // The dashboard's files and the API docs load without a key (the page then asks for one).
+    for (const url of ['/ui/', '/ui/app.js', '/docs/', '/docs/json']) expect((await call(api.base, 'GET', url)).status, url).toBe(200);
   });
 });
 
