@@ -2,10 +2,14 @@
 // `app.inject()`; only server.ts calls `listen`. The API never trains and never imports tfjs.
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { ArtifactStore } from '../artifacts/artifact-store.js';
+import { ModelFileCache } from '../artifacts/model-cache.js';
 import type { Settings } from '../config/settings.js';
 import type { Database } from '../db/database.js';
 import { JobService, type CancelPort } from '../jobs/job-service.js';
 import type { QueueProducer } from '../queue/training-queue.js';
+import type { WorkerStatus } from '../queue/worker-supervisor.js';
+import { ModelFiles } from '../serving/model-store.js';
 import { dashboardPlugin } from './plugins/dashboard.js';
 import { docsPlugin } from './plugins/docs.js';
 import { errorsPlugin } from './plugins/errors.js';
@@ -18,10 +22,14 @@ import { predictRoutes } from './routes/predict.js';
 export interface AppDeps {
   settings: Settings;
   db: Database;
+  /** Where models live (ARTIFACT_STORE); the serving layer fetches model files from it. */
+  artifacts: ArtifactStore;
   queue: QueueProducer;
   cancel: CancelPort;
   /** Round trip on the API's own Redis connection (the cancel publisher). */
   redisPing(): Promise<void>;
+  /** Under `qatserve serve`: the state of its worker child (restarts, backoff), for /readyz and /metrics. */
+  workerStatus?: () => WorkerStatus;
   /** pino options, or false for silence (tests). */
   logger?: FastifyServerOptions['logger'];
 }
@@ -64,15 +72,18 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   await app.register(errorsPlugin);
   await app.register(metricsPlugin, {
-    sources: { queueCounts: () => deps.queue.counts(), jobsByStatus: () => jobs.countByStatus() },
+    sources: { queueCounts: () => deps.queue.counts(), jobsByStatus: () => jobs.countByStatus(), workerStatus: deps.workerStatus },
   });
   await app.register(healthRoutes, {
     checks: { database: () => deps.db.ping(), redis: deps.redisPing, queue: () => deps.queue.ping() },
+    workerStatus: deps.workerStatus,
   });
   await app.register(jobRoutes, { jobs });
-  // Prediction and model routes (src/serving): they share one predictor pool per Prisma client.
-  await app.register(modelsRoutes, { prisma: deps.db.prisma });
-  await app.register(predictRoutes, { prisma: deps.db.prisma });
+  // Prediction and model routes (src/serving): they share one predictor pool per Prisma client,
+  // and take model files from the artifact store through a local sha256-checked cache.
+  const files = new ModelFiles(new ModelFileCache(deps.artifacts, deps.settings.modelCacheDir));
+  await app.register(modelsRoutes, { prisma: deps.db.prisma, files });
+  await app.register(predictRoutes, { prisma: deps.db.prisma, files });
   await app.register(docsPlugin);
   await app.register(dashboardPlugin);
   return app;

@@ -70,11 +70,21 @@ function buildCoreDocument(version: string) {
         post: {
           operationId: 'createJob',
           summary: 'Queue a training job; the response holds the fully resolved config',
+          parameters: [
+            {
+              name: 'Idempotency-Key',
+              in: 'header',
+              required: false,
+              description: 'A retry with the same key and body returns the job the first request created (201 again) instead of queueing another',
+              schema: { type: 'string', minLength: 1, maxLength: 255 },
+            },
+          ],
           requestBody: { required: true, content: { 'application/json': { schema: ref('TrainingConfigInput') } } },
           responses: {
-            '201': json('Job', 'Queued'),
-            '400': err('Invalid config (nothing stored)'),
+            '201': json('Job', 'Queued (or, for a repeated Idempotency-Key, the job it created)'),
+            '400': err('Invalid config or Idempotency-Key (nothing stored)'),
             '413': err('Body too large'),
+            '422': err('Idempotency-Key already used with a different body'),
             '503': err('Queue unreachable'),
           },
         },

@@ -1,12 +1,12 @@
-// JobService: create, read, list, cancel jobs and page their metrics. It owns the state rules on
-// the API side; the worker owns them on the training side (src/queue/job-runner.ts). Both write
-// through conditional updates so a race between them has exactly one winner.
+// JobService: create, read, list, cancel jobs and page their metrics. State changes go through
+// src/jobs/job-lifecycle.ts, which holds the transition table and every conditional write.
 import { randomUUID } from 'node:crypto';
 import type { Prisma } from '../db/database.js';
 import { DatasetPathError } from '../data/errors.js';
 import { resolveUnderRoot } from '../data/safe-path.js';
-import { JobNotFoundError, JobStateError, ValidationError, toIssues } from './job-errors.js';
-import { cancelTarget, type JobStatus } from './job-status.js';
+import { JOB_WITH_MODEL } from '../db/model-rows.js';
+import { JobNotFoundError, ServiceError, ValidationError, toIssues } from './job-errors.js';
+import { discardUnqueued, findByIdempotencyKey, insertQueued, requestCancel } from './job-lifecycle.js';
 import {
   toJobView,
   toMetricPointView,
@@ -36,7 +36,24 @@ export interface JobServiceDeps {
   dataRoot: string;
 }
 
-const withModel = { model: true } as const;
+const withModel = JOB_WITH_MODEL;
+
+/** The Idempotency-Key header: what clients commonly send (UUIDs, ULIDs, hashes), nothing more. */
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+
+export class IdempotencyKeyReusedError extends ServiceError {
+  constructor(key: string, jobId: string) {
+    super(422, 'IDEMPOTENCY_KEY_REUSED', `Idempotency-Key "${key}" was used for job ${jobId} with a different config; use a new key for a new job`, [
+      { path: 'headers.idempotency-key', message: 'already used with a different request body' },
+    ]);
+    this.name = 'IdempotencyKeyReusedError';
+  }
+}
+
+export interface CreateOptions {
+  /** The request's Idempotency-Key header: a retry with the same key and body returns the first job. */
+  idempotencyKey?: string;
+}
 
 export function encodeCursor(createdAt: Date, id: string): string {
   return Buffer.from(JSON.stringify([createdAt.toISOString(), id])).toString('base64url');
@@ -58,8 +75,17 @@ export function decodeCursor(cursor: string): { createdAt: Date; id: string } {
 export class JobService {
   constructor(private readonly deps: JobServiceDeps) {}
 
-  /** Validate, resolve defaults, check dataset and init job, store the row, enqueue. */
-  async create(input: unknown): Promise<JobView> {
+  /**
+   * Validate, resolve defaults, check dataset and init job, store the row, enqueue. With an
+   * idempotency key, a retry of the same request returns the job the first one created.
+   */
+  async create(input: unknown, opts: CreateOptions = {}): Promise<JobView> {
+    const key = opts.idempotencyKey;
+    if (key !== undefined && !IDEMPOTENCY_KEY.test(key)) {
+      throw new ValidationError('IDEMPOTENCY_KEY_INVALID', 'the Idempotency-Key header must be 1 to 255 visible ASCII characters', [
+        { path: 'headers.idempotency-key', message: 'expected 1 to 255 visible ASCII characters' },
+      ]);
+    }
     const parsed = TrainingConfig.safeParse(input);
     if (!parsed.success) {
       throw new ValidationError('CONFIG_INVALID', 'the training config is invalid', toIssues(parsed.error.issues));
@@ -82,21 +108,25 @@ export class JobService {
         throw new ValidationError('INIT_JOB_INVALID', msg, [{ path: 'init.fromJob', message: msg }]);
       }
     }
-    const id = randomUUID();
-    const row = await this.deps.prisma.trainingJob.create({
-      data: { id, name: config.name, status: 'queued', config: JSON.stringify(config) },
-      include: withModel,
-    });
+    if (key !== undefined) {
+      const earlier = await findByIdempotencyKey(this.deps.prisma, key);
+      if (earlier) return this.replay(earlier, config, key);
+    }
+    const { row, created } = await insertQueued(this.deps.prisma, { id: randomUUID(), name: config.name, config, idempotencyKey: key });
+    if (!created) return this.replay(row, config, key!);
     try {
-      await this.deps.queue.enqueue(id);
+      await this.deps.queue.enqueue(row.id);
     } catch (err) {
-      // The row must not sit in `queued` forever with no queue entry behind it.
-      await this.deps.prisma.trainingJob.update({
-        where: { id },
-        data: { status: 'failed', errorCode: 'QUEUE_UNAVAILABLE', errorMessage: (err as Error).message, finishedAt: new Date() },
-      });
+      // Nothing was created: a retry (with the same key, too) starts afresh. Should this delete
+      // fail as well, the reconciler finds the queued row without a queue entry and enqueues it.
+      await discardUnqueued(this.deps.prisma, row.id).catch(() => {});
       throw err;
     }
+    return toJobView(row);
+  }
+
+  private replay(row: Parameters<typeof toJobView>[0], config: TrainingConfig, key: string): JobView {
+    if (row.config !== JSON.stringify(config)) throw new IdempotencyKeyReusedError(key, row.id);
     return toJobView(row);
   }
 
@@ -148,25 +178,10 @@ export class JobService {
    * Redis, or at its next step through the row, and stops with a checkpoint). Terminal: 409.
    */
   async cancel(id: string): Promise<JobView> {
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const row = await this.deps.prisma.trainingJob.findUnique({ where: { id }, select: { status: true } });
-      if (!row) throw new JobNotFoundError(id);
-      const status = row.status as JobStatus;
-      const next = cancelTarget(status);
-      if (next === null) throw new JobStateError(id, status, 'cancelled');
-      if (next !== status) {
-        const now = new Date();
-        const { count } = await this.deps.prisma.trainingJob.updateMany({
-          where: { id, status },
-          data: next === 'cancelled' ? { status: next, finishedAt: now } : { status: next },
-        });
-        if (count === 0) continue; // the worker moved it meanwhile: decide again on the new state
-        if (next === 'cancelled') await this.deps.queue.remove(id).catch(() => {});
-      }
-      if (next === 'cancelling') await this.deps.cancel.publish(id).catch(() => {});
-      return this.get(id);
-    }
-    throw new JobStateError(id, 'changing', 'cancelled right now; retry');
+    const { to } = await requestCancel(this.deps.prisma, id);
+    if (to === 'cancelled') await this.deps.queue.remove(id).catch(() => {});
+    if (to === 'cancelling') await this.deps.cancel.publish(id).catch(() => {});
+    return this.get(id);
   }
 
   async countByStatus(): Promise<Record<string, number>> {

@@ -1,15 +1,13 @@
-// Which model serves, and its lifecycle in the predictor pool. The registry polls the ModelStore
+// Which model serves, and its lifecycle in the predictor pool. Model files come from the store
+// (ModelStore.modelFile: the artifact store through a local sha256-checked cache). The registry polls the ModelStore
 // (newest promoted model, else the newest model) and swaps when that changes:
 //   load the new model in every worker -> point new requests at it -> unload the old one as soon as
 //   its in-flight requests have finished.
 // So a swap never fails a request that already holds the old model, and both copies live only for
 // the duration of the swap. Requests naming another model (`?model=`) load it on demand; at most
 // `maxExtraModels` such models stay loaded (least recently used goes first, once idle).
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import type { ModelManifest } from '../export/manifest.js';
-import { ModelNotFoundError, ModelUnavailableError, NoModelError } from './errors.js';
+import { ModelNotFoundError, NoModelError } from './errors.js';
 import type { ModelRecord, ModelStore } from './model-store.js';
 import type { PredictorPool } from './predictor-pool.js';
 
@@ -45,25 +43,6 @@ interface Entry {
 }
 
 const silent: RegistryLogger = { info() {}, warn() {}, error() {} };
-
-async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
-export async function readManifest(record: ModelRecord): Promise<ModelManifest> {
-  let manifest: ModelManifest;
-  try {
-    manifest = JSON.parse(await readFile(record.manifestPath, 'utf8')) as ModelManifest;
-  } catch (err) {
-    throw new ModelUnavailableError(record.id, `manifest ${record.manifestPath} unreadable (${(err as Error).message})`);
-  }
-  if (!Array.isArray(manifest.classes) || typeof manifest.input?.size !== 'number' || !manifest.preprocess?.normalization) {
-    throw new ModelUnavailableError(record.id, `manifest ${record.manifestPath} is not a qatserve model manifest`);
-  }
-  return manifest;
-}
 
 export class ModelRegistry {
   private readonly entries = new Map<string, Entry>();
@@ -148,12 +127,10 @@ export class ModelRegistry {
     let p = this.loading.get(record.id);
     if (!p) {
       p = (async () => {
-        const manifest = await readManifest(record);
-        const sum = await sha256File(record.onnxPath).catch((err: Error) => {
-          throw new ModelUnavailableError(record.id, `model file ${record.onnxPath} unreadable (${err.message})`);
-        });
-        if (sum !== record.sha256) throw new ModelUnavailableError(record.id, `model file ${record.onnxPath} does not match its sha256`);
-        await this.pool.load(record.id, record.onnxPath);
+        // Both from the artifact store: the file is a local copy checked against the row's sha256.
+        const manifest = await this.store.manifest(record);
+        const file = await this.store.modelFile(record);
+        await this.pool.load(record.id, file);
         const entry: Entry = { model: { record, manifest }, inFlight: 0, retiring: false, lastUsed: Date.now() };
         this.entries.set(record.id, entry);
         return entry;

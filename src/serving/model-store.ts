@@ -1,25 +1,17 @@
-// Where served models come from. The registry only needs this interface; the service's database
-// (Prisma `Model` table, written by the worker after a verified export) is the real source, and a
-// directory-backed store serves benchmarks and tests without a database.
-import { readFile, readdir } from 'node:fs/promises';
+// Where served models come from: the records (the database's Model rows, through the one module
+// that reads and writes them, src/db/model-rows.ts) and their files (the artifact store, through
+// a local cache that verifies every file against the row's sha256: src/artifacts/model-cache.ts).
+// The registry only needs this interface; an in-memory store serves benchmarks and tests without
+// a database.
 import path from 'node:path';
+import { FsArtifactStore } from '../artifacts/fs-store.js';
+import { ModelFileCache } from '../artifacts/model-cache.js';
+import type { Prisma } from '../db/database.js';
+import { getModel, listModels, promoteModel, servingModel, type ModelRecord } from '../db/model-rows.js';
+import type { ModelManifest } from '../export/manifest.js';
+import { ModelUnavailableError } from './errors.js';
 
-export interface ModelRecord {
-  id: string;
-  jobId: string;
-  createdAt: Date;
-  onnxPath: string;
-  manifestPath: string;
-  sizeBytes: number;
-  float32SizeBytes: number;
-  sha256: string;
-  inputSize: number;
-  classes: string[];
-  floatTop1: number | null;
-  int8Top1: number | null;
-  agreement: number | null;
-  promotedAt: Date | null;
-}
+export type { ModelRecord } from '../db/model-rows.js';
 
 export interface ModelStore {
   /** Newest first. */
@@ -29,6 +21,9 @@ export interface ModelStore {
   serving(): Promise<ModelRecord | null>;
   /** Pins a model as the serving one (null when it does not exist). */
   promote(id: string): Promise<ModelRecord | null>;
+  /** A local copy of the model's ONNX file whose sha256 matches the record (ModelUnavailableError otherwise). */
+  modelFile(record: ModelRecord): Promise<string>;
+  manifest(record: ModelRecord): Promise<ModelManifest>;
 }
 
 /** The rule shared by every store: newest promotion wins, else the newest model. */
@@ -41,55 +36,67 @@ export function pickServing(models: ModelRecord[]): ModelRecord | null {
   return newest;
 }
 
-// ---- Prisma --------------------------------------------------------------------------------------
+/** A model's files out of the artifact store, by the keys and sha256 of its record. */
+export class ModelFiles {
+  constructor(readonly cache: ModelFileCache) {}
 
-/** The columns of the Prisma `Model` row: a record with classes as JSON text. */
-export type ModelRow = Omit<ModelRecord, 'classes'> & { classes: string };
-
-/** The slice of a Prisma client this store uses (structural, so it works with either schema). */
-export interface PrismaModelClient {
-  model: {
-    findMany(args: { orderBy: { createdAt: 'desc' } | Array<Record<string, 'asc' | 'desc'>>; take?: number; where?: object }): Promise<ModelRow[]>;
-    findUnique(args: { where: { id: string } }): Promise<ModelRow | null>;
-    findFirst(args: { where?: object; orderBy: Record<string, 'asc' | 'desc'> | Array<Record<string, 'asc' | 'desc'>> }): Promise<ModelRow | null>;
-    update(args: { where: { id: string }; data: { promotedAt: Date } }): Promise<ModelRow>;
-  };
-}
-
-export function rowToRecord(row: ModelRow): ModelRecord {
-  let classes: string[] = [];
-  try {
-    const parsed: unknown = JSON.parse(row.classes);
-    if (Array.isArray(parsed)) classes = parsed.map(String);
-  } catch {
-    classes = [];
+  async onnx(record: ModelRecord): Promise<string> {
+    try {
+      return await this.cache.file(record.onnxKey, record.sha256);
+    } catch (err) {
+      throw new ModelUnavailableError(record.id, `model file ${record.onnxKey} unavailable (${(err as Error).message})`);
+    }
   }
-  return { ...row, classes };
+
+  async manifest(record: ModelRecord): Promise<ModelManifest> {
+    let manifest: ModelManifest;
+    try {
+      manifest = JSON.parse((await this.cache.readSmall(record.manifestKey)).toString('utf8')) as ModelManifest;
+    } catch (err) {
+      throw new ModelUnavailableError(record.id, `manifest ${record.manifestKey} unreadable (${(err as Error).message})`);
+    }
+    if (!Array.isArray(manifest.classes) || typeof manifest.input?.size !== 'number' || !manifest.preprocess?.normalization) {
+      throw new ModelUnavailableError(record.id, `manifest ${record.manifestKey} is not a qatserve model manifest`);
+    }
+    return manifest;
+  }
 }
+
+/** Model files kept as plain files under `root` (keys relative to it): tests, benchmarks, exports on disk. */
+export function modelFilesIn(root: string): ModelFiles {
+  return new ModelFiles(new ModelFileCache(new FsArtifactStore(root)));
+}
+
+// ---- the database --------------------------------------------------------------------------------
 
 export class PrismaModelStore implements ModelStore {
-  constructor(private readonly prisma: PrismaModelClient) {}
+  constructor(
+    private readonly prisma: Prisma,
+    private readonly files: ModelFiles,
+  ) {}
 
-  async list(): Promise<ModelRecord[]> {
-    return (await this.prisma.model.findMany({ orderBy: { createdAt: 'desc' } })).map(rowToRecord);
+  list(): Promise<ModelRecord[]> {
+    return listModels(this.prisma);
   }
 
-  async get(id: string): Promise<ModelRecord | null> {
-    const row = await this.prisma.model.findUnique({ where: { id } });
-    return row ? rowToRecord(row) : null;
+  get(id: string): Promise<ModelRecord | null> {
+    return getModel(this.prisma, id);
   }
 
-  async serving(): Promise<ModelRecord | null> {
-    const promoted = await this.prisma.model.findFirst({ where: { promotedAt: { not: null } }, orderBy: { promotedAt: 'desc' } });
-    if (promoted) return rowToRecord(promoted);
-    const newest = await this.prisma.model.findFirst({ orderBy: [{ createdAt: 'desc' }, { id: 'desc' }] });
-    return newest ? rowToRecord(newest) : null;
+  serving(): Promise<ModelRecord | null> {
+    return servingModel(this.prisma);
   }
 
-  async promote(id: string): Promise<ModelRecord | null> {
-    const row = await this.prisma.model.findUnique({ where: { id } });
-    if (!row) return null;
-    return rowToRecord(await this.prisma.model.update({ where: { id }, data: { promotedAt: new Date() } }));
+  promote(id: string): Promise<ModelRecord | null> {
+    return promoteModel(this.prisma, id);
+  }
+
+  modelFile(record: ModelRecord): Promise<string> {
+    return this.files.onnx(record);
+  }
+
+  manifest(record: ModelRecord): Promise<ModelManifest> {
+    return this.files.manifest(record);
   }
 }
 
@@ -98,6 +105,16 @@ export class PrismaModelStore implements ModelStore {
 /** Models held in memory (tests, benchmarks); `add` is what a worker's export would record. */
 export class MemoryModelStore implements ModelStore {
   private readonly models = new Map<string, ModelRecord>();
+
+  constructor(private readonly files: ModelFiles) {}
+
+  modelFile(record: ModelRecord): Promise<string> {
+    return this.files.onnx(record);
+  }
+
+  manifest(record: ModelRecord): Promise<ModelManifest> {
+    return this.files.manifest(record);
+  }
 
   add(record: ModelRecord): void {
     this.models.set(record.id, { ...record });
@@ -128,21 +145,22 @@ export class MemoryModelStore implements ModelStore {
 }
 
 /**
- * Builds a record from an export directory (model.onnx + manifest.json), e.g. for `qatserve
- * predict` or a benchmark serving a model that is not in the database.
+ * Builds a record from an export directory (model.onnx + manifest.json), e.g. for a benchmark
+ * serving a model that is not in the database. Its keys are relative to the directory's parent:
+ * serve it with `modelFilesIn(path.dirname(dir))`.
  */
 export async function recordFromExportDir(dir: string, id = path.basename(dir)): Promise<ModelRecord> {
-  const manifestPath = path.join(dir, 'manifest.json');
-  const m = JSON.parse(await readFile(manifestPath, 'utf8')) as {
-    jobId: string; createdAt: string; file: string; sha256: string; sizeBytes: number; float32SizeBytes: number;
-    classes: string[]; input: { size: number }; accuracy?: { floatTop1: number; int8Top1: number; agreement: number };
+  const name = path.basename(dir);
+  const files = modelFilesIn(path.dirname(dir));
+  const m = await files.manifest({ id, manifestKey: `${name}/manifest.json` } as ModelRecord) as ModelManifest & {
+    accuracy?: { floatTop1: number; int8Top1: number; agreement: number };
   };
   return {
     id,
     jobId: m.jobId,
     createdAt: new Date(m.createdAt),
-    onnxPath: path.join(dir, m.file),
-    manifestPath,
+    onnxKey: `${name}/${m.file}`,
+    manifestKey: `${name}/manifest.json`,
     sizeBytes: m.sizeBytes,
     float32SizeBytes: m.float32SizeBytes,
     sha256: m.sha256,
@@ -153,16 +171,4 @@ export async function recordFromExportDir(dir: string, id = path.basename(dir)):
     agreement: m.accuracy?.agreement ?? null,
     promotedAt: null,
   };
-}
-
-/** Every export directory under `root` (each holding a manifest.json). */
-export async function scanExportDirs(root: string): Promise<string[]> {
-  const entries = await readdir(root, { withFileTypes: true }).catch(() => []);
-  const dirs: string[] = [];
-  for (const e of entries) {
-    if (!e.isDirectory()) continue;
-    const files = await readdir(path.join(root, e.name)).catch(() => [] as string[]);
-    if (files.includes('manifest.json')) dirs.push(path.join(root, e.name));
-  }
-  return dirs;
 }

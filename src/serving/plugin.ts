@@ -9,7 +9,8 @@
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { ServingService, type ServingOptions } from './prediction-service.js';
-import { PrismaModelStore, type ModelStore, type PrismaModelClient } from './model-store.js';
+import type { Prisma } from '../db/database.js';
+import { PrismaModelStore, type ModelFiles, type ModelStore } from './model-store.js';
 import type { RegistryLogger } from './model-registry.js';
 import { servingSettingsFromEnv, type ServingSettings } from './serving-settings.js';
 
@@ -61,12 +62,13 @@ const shared = new WeakMap<object, { service: ServingService; users: number; sta
  * client, configured from the environment (PREDICT_* settings; `settings` overrides them, e.g.
  * `deps.settings.serving` once the app's Settings carry it) and closed with the last app.
  */
-export async function servingFor(app: FastifyInstance, prisma: unknown, settings?: Partial<ServingSettings>): Promise<ServingService> {
+export async function servingFor(app: FastifyInstance, prisma: unknown, settings?: Partial<ServingSettings>, files?: ModelFiles): Promise<ServingService> {
   if (app.hasDecorator('serving') && app.serving) return app.serving;
   if (!prisma || typeof prisma !== 'object') throw new Error('serving routes need either the servingPlugin or a Prisma client');
   let s = shared.get(prisma);
   if (!s) {
-    const store = new PrismaModelStore(prisma as PrismaModelClient);
+    if (!files) throw new Error('serving routes need the model files of the artifact store');
+    const store = new PrismaModelStore(prisma as Prisma, files);
     const service = new ServingService({ ...servingOptionsFromSettings(store, { ...servingSettingsFromEnv(), ...settings }), log: registryLogger(app.log) });
     s = { service, users: 0, started: service.start() };
     shared.set(prisma, s);

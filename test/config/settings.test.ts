@@ -14,8 +14,18 @@ describe('settings', () => {
       dataDir: path.resolve('data'),
       artifactsDir: path.resolve('data/artifacts'),
       dataRoot: path.resolve('data/datasets'),
-      queuePrefix: 'qatserve',
+      queuePrefixExplicit: false,
+      deploymentId: null,
+      artifactStore: 'fs',
+      workDir: path.resolve('data/work'),
+      modelCacheDir: path.resolve('data/cache/models'),
+      jobTimeoutMs: 24 * 3600_000,
     });
+  });
+  it('keeps artifacts in PostgreSQL only when the database is PostgreSQL', () => {
+    expect(loadSettings({ ARTIFACT_STORE: 'postgres', DATABASE_URL: 'postgresql://u@h/db' }).artifactStore).toBe('postgres');
+    expect(() => loadSettings({ ARTIFACT_STORE: 'postgres' })).toThrow(/ARTIFACT_STORE[\s\S]*DATABASE_URL/);
+    expect(() => loadSettings({ ARTIFACT_STORE: 's3' })).toThrow(/ARTIFACT_STORE/);
   });
   it('reads overrides and names every bad variable', () => {
     const s = loadSettings({ PORT: '8080', REDIS_URL: 'redis://r:1', DATA_DIR: '/srv/q', LOCK_DURATION_MS: '5000' });

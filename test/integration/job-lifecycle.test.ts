@@ -70,7 +70,7 @@ describe('job lifecycle with a worker process (SQLite)', () => {
     const done = await waitForJob(h.app, job.id, terminal, 120_000, [w]);
     expect(done.progress.step).toBe(4);
     expect(['TRAINER_CRASHED', 'INIT_CHECKPOINT_MISSING']).not.toContain(done.error?.code);
-    expect(w.output()).toContain(`"initFrom":"${from!.path}"`);
+    expect(w.output()).toContain(`"initFrom":"${from!.key}"`);
   });
 
   it('a job whose training fails ends failed with the error code, once (not retried)', async () => {
@@ -104,9 +104,11 @@ describe('job lifecycle with a worker process (SQLite)', () => {
     expect(stopped.model).toBeNull();
     const checkpoints = await h.deps.db.prisma.checkpoint.findMany({ where: { jobId: long.id }, orderBy: { step: 'desc' } });
     expect(checkpoints.length).toBeGreaterThan(0);
-    // Only the checkpoints still on disk are listed (keepCheckpoints, default 2), each one loadable.
+    // Only the checkpoints still in the artifact store are listed (keepCheckpoints, default 2), each
+    // one complete; the store holds no others.
     expect(checkpoints.length).toBeLessThanOrEqual(2);
-    for (const c of checkpoints) expect(fs.existsSync(path.join(c.path, 'checkpoint.json'))).toBe(true);
+    const stored = (await h.deps.artifacts.list(`jobs/${long.id}/checkpoints`)).map((o) => o.key).sort();
+    expect(stored).toEqual(checkpoints.flatMap((c) => [`${c.key}/checkpoint.json`, `${c.key}/weights.bin`]).sort());
     // The stop checkpoint is at the step the job stopped at.
     expect(checkpoints[0].step).toBe(stopped.progress.step);
 
@@ -139,7 +141,10 @@ describe('job lifecycle with a worker process (SQLite)', () => {
     expect(done.status).toBe('cancelled');
     expect(done.model).toBeNull();
     expect(await h.deps.db.prisma.model.count({ where: { jobId: job.id } })).toBe(0);
-    expect(fs.existsSync(path.join(h.settings.artifactsDir, 'models', job.id))).toBe(false);
+    // Every model in the store belongs to a Model row: the cancelled export left nothing behind.
+    const rows = await h.deps.db.prisma.model.findMany({ select: { onnxKey: true, manifestKey: true } });
+    const stored = (await h.deps.artifacts.list('models')).map((o) => o.key).sort();
+    expect(stored).toEqual(rows.flatMap((r) => [r.onnxKey, r.manifestKey]).sort());
   });
 
   it('SIGTERM hands the running job back to the queue; the next worker resumes it', async () => {
@@ -158,7 +163,7 @@ describe('job lifecycle with a worker process (SQLite)', () => {
     workers.push(w2);
     const done = await waitForJob(h.app, job.id, terminal, 180_000, [w2]);
     // Resume and training first, so a failure says which part broke; the export comes last.
-    expect(w2.output()).toContain(`"resumeFrom":"${cp!.path}"`);
+    expect(w2.output()).toContain(`"resumeFrom":"${cp!.key}"`);
     expect(done.attempts).toBe(2);
     expect(done.progress.step).toBe(12);
     const points = await metrics(job.id);

@@ -30,7 +30,9 @@ describe('qatserve serve', () => {
       const id = await submitJob(base, DEMO_JOB);
       const job = await waitForJob(base, id, 120_000);
       expect(job?.status, `${JSON.stringify(job?.error)}\n${log()}`).toBe('succeeded');
-      expect(fs.existsSync(path.join(cwd, 'data', 'artifacts', 'models', id))).toBe(true);
+      // The default fs artifact store, under ./data/artifacts; the worker's scratch space is gone.
+      expect(fs.existsSync(path.join(cwd, 'data', 'artifacts', 'models', job.model!.id, 'model.onnx'))).toBe(true);
+      expect(fs.readdirSync(path.join(cwd, 'data', 'work'))).toEqual([]);
 
       // One point per step, and the loss falls: the last three steps average below the first three.
       const page = MetricsPage.parse(await (await fetch(`${base}/v1/jobs/${id}/metrics`)).json());

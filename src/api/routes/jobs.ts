@@ -9,7 +9,8 @@ export async function jobRoutes(app: FastifyInstance, opts: { jobs: JobService }
   const { jobs } = opts;
 
   app.post('/v1/jobs', async (req, reply) => {
-    const job = await jobs.create(req.body);
+    const idempotencyKey = req.headers['idempotency-key'];
+    const job = await jobs.create(req.body, { idempotencyKey: Array.isArray(idempotencyKey) ? idempotencyKey.join(',') : idempotencyKey });
     req.log.info({ jobId: job.id }, 'job queued');
     return reply.status(201).header('location', `/v1/jobs/${job.id}`).send(job);
   });

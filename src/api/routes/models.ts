@@ -7,8 +7,8 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { ModelNotFoundError, ModelUnavailableError } from '../../serving/errors.js';
 import type { ModelRecord } from '../../serving/model-store.js';
-import { readManifest } from '../../serving/model-registry.js';
 import type { ServingService } from '../../serving/prediction-service.js';
+import type { ModelFiles } from '../../serving/model-store.js';
 import { servingFor } from '../../serving/plugin.js';
 import type { ServingSettings } from '../../serving/serving-settings.js';
 import { parseRequest } from '../validate.js';
@@ -91,6 +91,8 @@ export const openapi = {
 export interface ModelsRoutesOptions {
   serving?: ServingService;
   prisma?: unknown;
+  /** Model files out of the artifact store (with `prisma`). */
+  files?: ModelFiles;
   /** The app's settings; a `serving` member (ServingSettings) configures the pool. */
   settings?: { serving?: Partial<ServingSettings> };
 }
@@ -115,7 +117,7 @@ export function modelView(m: ModelRecord, servingId: string | null) {
 }
 
 export async function modelsRoutes(app: FastifyInstance, opts: ModelsRoutesOptions) {
-  const serving = opts.serving ?? (await servingFor(app, opts.prisma, opts.settings?.serving));
+  const serving = opts.serving ?? (await servingFor(app, opts.prisma, opts.settings?.serving, opts.files));
   const { store, registry } = serving;
 
   const find = async (id: string): Promise<ModelRecord> => {
@@ -132,19 +134,21 @@ export async function modelsRoutes(app: FastifyInstance, opts: ModelsRoutesOptio
 
   app.get('/v1/models/:id', async (req) => {
     const m = await find(parseRequest(ModelIdParams, req.params, 'params').id);
-    return { model: modelView(m, (await store.serving())?.id ?? null), manifest: await readManifest(m) };
+    return { model: modelView(m, (await store.serving())?.id ?? null), manifest: await store.manifest(m) };
   });
 
   app.get('/v1/models/:id/download', async (req, reply) => {
     const m = await find(parseRequest(ModelIdParams, req.params, 'params').id);
-    const info = await stat(m.onnxPath).catch(() => null);
+    // A local copy checked against the row's sha256 (fetched from the artifact store if needed).
+    const file = await store.modelFile(m);
+    const info = await stat(file).catch(() => null);
     if (!info) throw new ModelUnavailableError(m.id, 'its file is missing');
     return reply
       .header('content-type', 'application/octet-stream')
       .header('content-length', info.size)
       .header('content-disposition', `attachment; filename="model-${m.id}.onnx"`)
       .header('x-model-sha256', m.sha256)
-      .send(createReadStream(m.onnxPath));
+      .send(createReadStream(file));
   });
 
   app.post('/v1/models/:id/promote', async (req) => {

@@ -8,6 +8,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { ServiceError, ValidationError } from '../../jobs/job-errors.js';
 import type { ServingService } from '../../serving/prediction-service.js';
+import type { ModelFiles } from '../../serving/model-store.js';
 import { servingFor } from '../../serving/plugin.js';
 import type { ServingSettings } from '../../serving/serving-settings.js';
 import { parseRequest } from '../validate.js';
@@ -90,6 +91,8 @@ class UnsupportedMediaTypeError extends ServiceError {
 export interface PredictRoutesOptions {
   serving?: ServingService;
   prisma?: unknown;
+  /** Model files out of the artifact store (with `prisma`). */
+  files?: ModelFiles;
   /** The app's settings; a `serving` member (ServingSettings) configures the pool. */
   settings?: { serving?: Partial<ServingSettings> };
 }
@@ -121,7 +124,7 @@ async function imageFromRequest(req: FastifyRequest, limit: number): Promise<Buf
 }
 
 export async function predictRoutes(app: FastifyInstance, opts: PredictRoutesOptions) {
-  const serving = opts.serving ?? (await servingFor(app, opts.prisma, opts.settings?.serving));
+  const serving = opts.serving ?? (await servingFor(app, opts.prisma, opts.settings?.serving, opts.files));
   const limit = serving.maxImageBytes;
   await app.register(multipart, { limits: { fileSize: limit, files: 1, fields: 10 }, throwFileSizeLimit: true });
   app.addContentTypeParser(RAW_IMAGE_TYPES, { parseAs: 'buffer', bodyLimit: limit }, (_req, body, done) => done(null, body));
