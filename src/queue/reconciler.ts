@@ -11,7 +11,7 @@ import { Redis } from 'ioredis';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import type { Settings } from '../config/settings.js';
 import type { Prisma } from '../db/database.js';
-import { endUnowned, listUnfinished } from '../jobs/job-lifecycle.js';
+import { endUnowned, listUnfinished, type UnfinishedJob } from '../jobs/job-lifecycle.js';
 import { LeaderLock } from './leader-lock.js';
 import type { EntryState, QueueProducer } from './training-queue.js';
 
@@ -42,24 +42,39 @@ export async function reconcile(
 ): Promise<ReconcileReport> {
   const report: ReconcileReport = { requeued: [], failed: [], cancelled: [], garbage: 0 };
   for (const job of await listUnfinished(prisma, new Date(Date.now() - opts.graceMs))) {
-    const state = await queue.entryState(job.id);
-    if (!gone(state)) continue;
-    if (job.status === 'queued') {
-      await queue.requeue(job.id);
-      report.requeued.push(job.id);
-      opts.log.warn({ jobId: job.id, entry: state ?? 'missing' }, 'reconciler: queued job had no queue entry; enqueued it again');
-      continue;
+    // One job's trouble (a locked entry, a lost connection) must not stop the others' repair.
+    try {
+      await reconcileJob(prisma, queue, job, report, opts.log);
+    } catch (err) {
+      opts.log.warn({ jobId: job.id, err }, 'reconciler: could not repair this job now; trying again next round');
     }
-    const message =
-      `the job's queue entry is ${state ?? 'missing'} while the job was ${job.status}, so no worker can finish it` +
-      ' (Redis lost it, or the queue failed it unseen); its checkpoints are kept: a new job with init.fromJob starts from them';
-    const ended = await endUnowned(prisma, job, 'QUEUE_ENTRY_LOST', message);
-    if (ended === 'failed') report.failed.push(job.id);
-    if (ended === 'cancelled') report.cancelled.push(job.id);
-    if (ended) opts.log.error({ jobId: job.id, was: job.status, now: ended, code: 'QUEUE_ENTRY_LOST' }, `reconciler: ${message}`);
   }
   if (opts.artifacts) report.garbage = await opts.artifacts.collectGarbage(ARTIFACT_GARBAGE_AGE_MS);
   return report;
+}
+
+async function reconcileJob(
+  prisma: Prisma,
+  queue: Pick<QueueProducer, 'entryState' | 'requeue'>,
+  job: UnfinishedJob,
+  report: ReconcileReport,
+  log: ReconcilerLogger,
+): Promise<void> {
+  const state = await queue.entryState(job.id);
+  if (!gone(state)) return;
+  if (job.status === 'queued') {
+    await queue.requeue(job.id);
+    report.requeued.push(job.id);
+    log.warn({ jobId: job.id, entry: state ?? 'missing' }, 'reconciler: queued job had no queue entry; enqueued it again');
+    return;
+  }
+  const message =
+    `the job's queue entry is ${state ?? 'missing'} while the job was ${job.status}, so no worker can finish it` +
+    ' (Redis lost it, or the queue failed it unseen); its checkpoints are kept: a new job with init.fromJob starts from them';
+  const ended = await endUnowned(prisma, job, 'QUEUE_ENTRY_LOST', message);
+  if (ended === 'failed') report.failed.push(job.id);
+  if (ended === 'cancelled') report.cancelled.push(job.id);
+  if (ended) log.error({ jobId: job.id, was: job.status, now: ended, code: 'QUEUE_ENTRY_LOST' }, `reconciler: ${message}`);
 }
 
 export interface ReconcilerDeps {
