@@ -276,6 +276,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
       case 'trained':
         trained = m.result;
         if (control.reason() === 'lost') {
+          log.warn({ jobId, step: m.result.step }, 'training stopped: another worker owns the job now; nothing recorded');
           final = Promise.resolve('lost');
           return;
         }

@@ -170,4 +170,27 @@ describe('job lifecycle with a worker process (SQLite)', () => {
     expect(points.map((p) => p.step)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
     expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
   });
+
+  it('a job over its wall-clock limit (JOB_TIMEOUT_MS) ends failed with JOB_TIMEOUT and keeps its last checkpoint', async () => {
+    for (const w of workers) if (w.proc.exitCode === null) w.proc.kill('SIGTERM');
+    await Promise.all(workers.map((w) => w.exited));
+    const w = spawnWorker({ ...env, JOB_TIMEOUT_MS: '6000' }, 'timeout');
+    workers.push(w);
+    const job = await post(tinyJob(4000, { checkpointEverySteps: 5, name: 'endless' }));
+    const done = await waitForJob(h.app, job.id, terminal, 120_000, [w]);
+    expect(done.status).toBe('failed');
+    expect(done.error?.code).toBe('JOB_TIMEOUT');
+    expect(done.error?.message).toMatch(new RegExp(`JOB_TIMEOUT_MS 6000 ms.*stopped at step ${done.progress.step}, its last checkpoint kept`));
+    const ranMs = Date.parse(done.finishedAt!) - Date.parse(done.startedAt!);
+    expect(ranMs).toBeGreaterThanOrEqual(6000);
+    expect(ranMs).toBeLessThan(6000 + 10_000);
+    expect(done.progress.step).toBeLessThan(4000);
+    // The checkpoint written as it stopped, in the store, at the step it stopped at.
+    const newest = await h.deps.db.prisma.checkpoint.findFirst({ where: { jobId: job.id }, orderBy: { step: 'desc' } });
+    expect(newest!.step).toBe(done.progress.step);
+    expect((await h.deps.artifacts.list(newest!.key)).map((o) => o.key.slice(newest!.key.length + 1))).toEqual(['checkpoint.json', 'weights.bin']);
+    // Failed for good: the queue does not hand it out again.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect((await waitForJob(h.app, job.id, () => true, 1000)).attempts).toBe(1);
+  });
 });
