@@ -183,9 +183,9 @@ export class JobOwner {
   }
 
   /** Runs `fn` after a conditional touch of the job row as its owner; throws OwnershipLostError otherwise. */
-  private async fenced<T>(data: object, fn: (tx: Tx) => Promise<T>, statuses: readonly JobStatus[] = ['running', 'cancelling']): Promise<T> {
+  private async fenced<T>(data: object, fn: (tx: Tx) => Promise<T>): Promise<T> {
     return this.prisma.$transaction(async (tx) => {
-      const { count } = await tx.trainingJob.updateMany({ where: this.mine(statuses), data: { updatedAt: new Date(), ...data } });
+      const { count } = await tx.trainingJob.updateMany({ where: this.mine(['running', 'cancelling']), data: { updatedAt: new Date(), ...data } });
       if (count === 0) throw new OwnershipLostError(this.jobId);
       return fn(tx);
     });

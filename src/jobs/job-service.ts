@@ -36,8 +36,6 @@ export interface JobServiceDeps {
   dataRoot: string;
 }
 
-const withModel = JOB_WITH_MODEL;
-
 /** The Idempotency-Key header: what clients commonly send (UUIDs, ULIDs, hashes), nothing more. */
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
@@ -131,7 +129,7 @@ export class JobService {
   }
 
   async get(id: string): Promise<JobView> {
-    const row = await this.deps.prisma.trainingJob.findUnique({ where: { id }, include: withModel });
+    const row = await this.deps.prisma.trainingJob.findUnique({ where: { id }, include: JOB_WITH_MODEL });
     if (!row) throw new JobNotFoundError(id);
     return toJobView(row);
   }
@@ -148,7 +146,7 @@ export class JobService {
       },
       orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
       take: q.limit + 1,
-      include: withModel,
+      include: JOB_WITH_MODEL,
     });
     const page = rows.slice(0, q.limit);
     const last = page[page.length - 1];

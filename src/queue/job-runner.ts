@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { checkpointKey, modelPrefix } from '../artifacts/artifact-keys.js';
-import type { ArtifactStore } from '../artifacts/artifact-store.js';
+import { ArtifactCorruptError, ArtifactNotFoundError, type ArtifactStore } from '../artifacts/artifact-store.js';
 import { downloadPrefix, uploadDir } from '../artifacts/transfer.js';
 import type { Prisma } from '../db/database.js';
 import { claim, OwnershipLostError, type JobOwner } from '../jobs/job-lifecycle.js';
@@ -114,7 +114,10 @@ async function fetchNewestCheckpoint(
       await downloadPrefix(ctx.store, row.key, local);
       return { found: { key: row.key, step: row.step, dir: local }, recorded: rows.length };
     } catch (err) {
-      ctx.log.warn({ jobId, key: row.key, err: (err as Error).message }, 'checkpoint could not be fetched from the artifact store; trying an older one');
+      // Missing or damaged: try an older one. Anything else (the store unreachable) is not the
+      // job's fault: the worker retries the job later.
+      if (!(err instanceof ArtifactNotFoundError || err instanceof ArtifactCorruptError)) throw err;
+      ctx.log.warn({ jobId, key: row.key, err: err.message }, 'checkpoint could not be fetched from the artifact store; trying an older one');
     }
   }
   return { found: null, recorded: rows.length };
