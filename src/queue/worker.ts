@@ -7,12 +7,15 @@
 // checkpoint in the artifact store. If this process is still alive when that happens (its lock
 // lapsed), its writes are fenced off by the new owner's token and it stops within a step.
 // SIGTERM/SIGINT: stop taking jobs, checkpoint the running one, hand it back to the queue, exit.
+import fs from 'node:fs';
+import path from 'node:path';
 import pino from 'pino';
 import { openArtifactStore } from '../artifacts/open-store.js';
 import type { Settings } from '../config/settings.js';
-import { openDatabase } from '../db/database.js';
+import { openDatabase, type Prisma } from '../db/database.js';
 import { requireDeployment } from '../db/deployment.js';
 import { endUnowned } from '../jobs/job-lifecycle.js';
+import { isTerminal } from '../jobs/job-status.js';
 import { subscribeCancels } from './cancel-bus.js';
 import { startJob, WorkerShutdownError, type RunningJob } from './job-runner.js';
 import { openTrainingQueue, type TrainingJobData } from './training-queue.js';
@@ -35,6 +38,21 @@ export class ForeignJobError extends Error {
   }
 }
 
+/**
+ * Scratch directories a killed worker on this machine left behind, of jobs that are finished by
+ * now (or unknown). Those of unfinished jobs stay: another worker process here may be running one.
+ */
+async function removeStaleScratch(workDir: string, prisma: Prisma): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await fs.promises.readdir(workDir).catch(() => [] as string[])) {
+    const row = await prisma.trainingJob.findUnique({ where: { id: name }, select: { status: true } });
+    if (row && !isTerminal(row.status)) continue;
+    await fs.promises.rm(path.join(workDir, name), { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed;
+}
+
 export interface WorkerHandle {
   /** Graceful stop: checkpoint and hand back the running job, close connections. */
   stop(): Promise<void>;
@@ -49,6 +67,8 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
   queue.on('error', (err) => log.error({ err }, 'queue error'));
   let current: RunningJob | null = null;
   let stopping = false;
+  const stale = await removeStaleScratch(settings.workDir, db.prisma).catch((err) => (log.warn({ err }, 'stale scratch not removed'), []));
+  if (stale.length) log.info({ jobs: stale }, 'removed scratch directories of finished jobs');
 
   const cancels = await subscribeCancels(settings.redisUrl, settings.queuePrefix, (jobId) => {
     if (current?.jobId === jobId) {

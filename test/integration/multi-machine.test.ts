@@ -8,8 +8,9 @@
 //
 // A job posted to A is trained by B until B is killed with SIGKILL; D resumes it from the
 // checkpoint in the store (attempt 2, from a step > 0, metric steps continuous); C, which never
-// saw any of it, serves the model on /v1/predict; G starts a new job from the first job's
-// checkpoint (init.fromJob). E, idle on the same Redis, never touches deployment 1's jobs.
+// saw any of it, serves the model on /v1/predict; G, a new worker on B's machine, clears what B
+// left there and starts a new job from the first job's checkpoint (init.fromJob). E, idle on the
+// same Redis, never touches deployment 1's jobs.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -40,8 +41,8 @@ function machine(name: string, deployment: 0 | 1): Record<string, string> {
   };
 }
 
-function worker(name: string, deployment: 0 | 1): WorkerProc {
-  const w = spawnWorker(machine(name, deployment), name);
+function worker(name: string, deployment: 0 | 1, label = name): WorkerProc {
+  const w = spawnWorker(machine(name, deployment), label);
   children.push(w.proc);
   return w;
 }
@@ -146,10 +147,12 @@ describe('many machines: PostgreSQL and Redis shared, nothing else', () => {
     expect(createHash('sha256').update(bytes).digest('hex')).toBe(done.model!.sha256);
     expect(filesUnder(path.join(c.dir, 'cache', 'models'))).toEqual([`${done.model!.sha256}.onnx`]);
 
-    // init.fromJob on yet another machine: G starts from the first job's newest stored checkpoint.
+    // B's machine comes back with a new worker, G: it removes the scratch B left of the finished
+    // job, and runs a new job from the first one's newest stored checkpoint (written by D).
+    expect(fs.readdirSync(path.join(root, 'worker-b', 'work'))).toEqual([job.id]);
     d.proc.kill('SIGTERM');
     await d.exited;
-    const g = worker('worker-g', 0);
+    const g = worker('worker-b', 0, 'worker-g');
     const tuned = await post(c, { ...tinyJob(4, { name: 'fleet-tune' }), init: { fromJob: job.id } });
     const tunedDone = await until(a, tuned.id, terminal, 120_000, () => g.output().slice(-3000));
     expect(tunedDone.status, JSON.stringify(tunedDone.error)).toBe('succeeded');
@@ -157,8 +160,10 @@ describe('many machines: PostgreSQL and Redis shared, nothing else', () => {
 
     // Nothing went through a shared directory: no machine's ARTIFACTS_DIR holds a file, and every
     // worker's scratch space is empty again.
-    for (const m of ['api-a', 'api-c', 'worker-b', 'worker-d', 'worker-g', 'worker-e']) expect(filesUnder(path.join(root, m, 'artifacts')), m).toEqual([]);
-    for (const m of ['worker-d', 'worker-g']) expect(filesUnder(path.join(root, m, 'work')), m).toEqual([]);
+    for (const m of ['api-a', 'api-c', 'worker-b', 'worker-d', 'worker-e']) expect(filesUnder(path.join(root, m, 'artifacts')), m).toEqual([]);
+    // (The row says succeeded a moment before the worker has cleaned up: wait for it to let go.)
+    for (let i = 0; i < 100 && !logLines(g).some((l) => l.msg === 'job left the worker' && l.jobId === tuned.id); i++) await new Promise((r) => setTimeout(r, 50));
+    for (const m of ['worker-b', 'worker-d']) expect(fs.readdirSync(path.join(root, m, 'work')), m).toEqual([]);
 
     // Deployment 2's worker shares the Redis but its own queue (prefixes from the deployment ids),
     // and saw none of deployment 1's jobs.

@@ -33,6 +33,8 @@ describe('qatserve serve', () => {
       expect(job?.status, `${JSON.stringify(job?.error)}\n${log()}`).toBe('succeeded');
       // The default fs artifact store, under ./data/artifacts; the worker's scratch space is gone.
       expect(fs.existsSync(path.join(cwd, 'data', 'artifacts', 'models', job.model!.id, 'model.onnx'))).toBe(true);
+      // (It is emptied just after the row says succeeded.)
+      for (let i = 0; i < 100 && fs.readdirSync(path.join(cwd, 'data', 'work')).length > 0; i++) await new Promise((r) => setTimeout(r, 50));
       expect(fs.readdirSync(path.join(cwd, 'data', 'work'))).toEqual([]);
 
       // One point per step, and the loss falls: the last three steps average below the first three.
