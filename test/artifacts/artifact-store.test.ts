@@ -202,8 +202,8 @@ describe('postgres artifact store memory', () => {
         sample();
       }
       expect(n).toBe(total);
-            // Bounded by the chunks in flight and the connections' read buffers (measured here: 9 MB
-      // while writing, about 20 MB while reading, the same for 192 MB), never by the object.
+            // Bounded by the chunks in flight and the connections' read buffers (measured once here:
+      // 9 MB while writing and 20 MB while reading a 192 MB object), never by the object.
       expect(peak - base).toBeLessThan(48 << 20);
     } finally {
       await store.close();
