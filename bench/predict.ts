@@ -39,7 +39,7 @@ import { errorsPlugin } from '../src/api/plugins/errors.js';
 import { predictRoutes } from '../src/api/routes/predict.js';
 import { servingPlugin } from '../src/serving/plugin.js';
 import { ServingService } from '../src/serving/prediction-service.js';
-import { MemoryModelStore } from '../src/serving/model-store.js';
+import { MemoryModelStore, modelFilesIn } from '../src/serving/model-store.js';
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
@@ -125,9 +125,9 @@ async function writeModel(dir: string, graph: QuantGraph, encoding: 'int8' | 'ui
   };
   await writeFile(path.join(dir, 'model.onnx'), bytes);
   await writeFile(path.join(dir, 'manifest.json'), JSON.stringify(manifest));
-  const store = new MemoryModelStore();
+  const store = new MemoryModelStore(modelFilesIn(dir));
   store.add({
-    id: 'bench', jobId: 'bench', createdAt: new Date(), onnxPath: path.join(dir, 'model.onnx'), manifestPath: path.join(dir, 'manifest.json'),
+    id: 'bench', jobId: 'bench', createdAt: new Date(), onnxKey: 'model.onnx', manifestKey: 'manifest.json',
     sizeBytes: bytes.length, float32SizeBytes: 0, sha256, inputSize: SIZE, classes: graph.classes, floatTop1: null, int8Top1: null, agreement: null, promotedAt: null,
   });
   return store;

@@ -12,7 +12,9 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { loadSettings, SettingsError, type Settings } from './config/settings.js';
+import { bindDeployment, readDeploymentId } from './db/deployment.js';
 import { migrate } from './db/migrate.js';
+import { WorkerSupervisor } from './queue/worker-supervisor.js';
 
 const USAGE = `usage: qatserve <command>
   serve                 API + one worker (PORT, default 3000)
@@ -24,9 +26,22 @@ const USAGE = `usage: qatserve <command>
   train [--config] <config.json|yaml> [--work-dir DIR] [--data-root DIR] [--resume CHECKPOINT_DIR]
                         train without the service`;
 
-async function runMigrations(settings: Settings): Promise<void> {
+/** Migrates, then binds the settings to the database's deployment (queue prefix, cancel channel). */
+async function runMigrations(settings: Settings): Promise<Settings> {
   const r = await migrate(settings.databaseUrl);
   if (r.applied.length) console.error(`migrated ${r.provider}: applied ${r.applied.join(', ')}`);
+  return bindDeployment(settings, r.deploymentId);
+}
+
+/** For a process that must not migrate (serve's worker child): read the deployment id only. */
+async function boundSettings(settings: Settings): Promise<Settings> {
+  const { openDatabase } = await import('./db/database.js');
+  const db = openDatabase(settings.databaseUrl);
+  try {
+    return bindDeployment(settings, await readDeploymentId(db.prisma));
+  } finally {
+    await db.close();
+  }
 }
 
 function redisAnswers(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
@@ -71,33 +86,25 @@ async function ensureRedis(settings: Settings): Promise<ChildProcess | null> {
   return child;
 }
 
-async function serve(settings: Settings): Promise<void> {
-  const redis = await ensureRedis(settings);
-  await runMigrations(settings);
+async function serve(unbound: Settings): Promise<void> {
+  const redis = await ensureRedis(unbound);
+  const settings = await runMigrations(unbound);
+  const cli = fileURLToPath(import.meta.url);
+  // Crashed workers come back with exponential, capped backoff; /readyz and /metrics show it.
+  const worker = new WorkerSupervisor(() =>
+    spawn(process.execPath, [cli, 'worker'], { stdio: 'inherit', env: { ...process.env, QATSERVE_SKIP_MIGRATE: '1' } }),
+  );
   const { runApi } = await import('./api/server.js');
-  const api = await runApi(settings, { handleSignals: false }).catch((err: unknown) => {
+  const api = await runApi(settings, { handleSignals: false, workerStatus: () => worker.status() }).catch((err: unknown) => {
     redis?.kill(); // the API refused to start (e.g. no API key on a public HOST): leave no child behind
     throw err;
   });
-  const cli = fileURLToPath(import.meta.url);
+  worker.start();
   let stopping = false;
-  let worker: ChildProcess;
-  const startWorker = () => {
-    worker = spawn(process.execPath, [cli, 'worker'], { stdio: 'inherit', env: { ...process.env, QATSERVE_SKIP_MIGRATE: '1' } });
-    worker.on('exit', (code, signal) => {
-      if (stopping) return;
-      // A crashed worker leaves its job locked until the lock expires; a new one picks it up then.
-      console.error(`worker exited (${signal ?? code}); restarting in 1 s`);
-      setTimeout(startWorker, 1000);
-    });
-  };
-  startWorker();
   const shutdown = async () => {
     if (stopping) return;
     stopping = true;
-    const workerExited = new Promise<void>((r) => (worker.exitCode !== null ? r() : worker.once('exit', () => r())));
-    worker.kill('SIGTERM');
-    await Promise.all([api.close(), workerExited]);
+    await Promise.all([api.close(), worker.stop('SIGTERM')]);
     if (redis && redis.exitCode === null) {
       const gone = new Promise((r) => redis.once('exit', r));
       redis.kill('SIGTERM');
@@ -144,15 +151,15 @@ async function main(argv: string[]): Promise<void> {
     case 'serve':
       return serve(settings);
     case 'api': {
-      await runMigrations(settings);
+      const bound = await runMigrations(settings);
       const { runApi } = await import('./api/server.js');
-      await runApi(settings);
+      await runApi(bound);
       return;
     }
     case 'worker': {
-      if (!process.env.QATSERVE_SKIP_MIGRATE) await runMigrations(settings);
+      const bound = process.env.QATSERVE_SKIP_MIGRATE ? await boundSettings(settings) : await runMigrations(settings);
       const { runWorker } = await import('./queue/worker.js');
-      const worker = await runWorker(settings);
+      const worker = await runWorker(bound);
       const stop = () => void worker.stop().then(() => process.exit(0));
       process.once('SIGTERM', stop);
       process.once('SIGINT', stop);
@@ -160,7 +167,7 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'migrate': {
       const r = await migrate(settings.databaseUrl);
-      console.log(`${r.provider}: applied ${r.applied.length} (${r.applied.join(', ') || 'none'}), already applied ${r.alreadyApplied.length}`);
+      console.log(`${r.provider}: applied ${r.applied.length} (${r.applied.join(', ') || 'none'}), already applied ${r.alreadyApplied.length}; deployment ${r.deploymentId}`);
       return;
     }
     case 'keys': {

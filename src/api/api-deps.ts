@@ -2,7 +2,9 @@
 // and closes it again. Shared by `qatserve api`, `qatserve serve` and the tests.
 import { Redis } from 'ioredis';
 import type { Settings } from '../config/settings.js';
+import { openArtifactStore } from '../artifacts/open-store.js';
 import { openDatabase } from '../db/database.js';
+import { requireDeployment } from '../db/deployment.js';
 import { cancelPublisher } from '../queue/cancel-bus.js';
 import { openTrainingQueue, queueProducer } from '../queue/training-queue.js';
 import type { AppDeps } from './app.js';
@@ -12,7 +14,9 @@ export interface OpenedDeps extends AppDeps {
 }
 
 export function openApiDeps(settings: Settings, logger?: AppDeps['logger']): OpenedDeps {
+  const { deploymentId } = requireDeployment(settings);
   const db = openDatabase(settings.databaseUrl);
+  const artifacts = openArtifactStore(settings);
   const queue = openTrainingQueue(settings);
   // Keep retrying in the background, but fail single commands fast so /readyz and POST answer.
   const redis = new Redis(settings.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
@@ -21,7 +25,8 @@ export function openApiDeps(settings: Settings, logger?: AppDeps['logger']): Ope
   return {
     settings,
     db,
-    queue: queueProducer(queue),
+    artifacts,
+    queue: queueProducer(queue, deploymentId),
     cancel: cancelPublisher(redis, settings.queuePrefix),
     redis,
     async redisPing() {
@@ -32,6 +37,7 @@ export function openApiDeps(settings: Settings, logger?: AppDeps['logger']): Ope
     async close() {
       await queue.close().catch(() => {});
       redis.disconnect();
+      await artifacts.close();
       await db.close();
     },
   };

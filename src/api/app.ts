@@ -9,13 +9,16 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Redis } from 'ioredis';
+import type { ArtifactStore } from '../artifacts/artifact-store.js';
+import { ModelFileCache } from '../artifacts/model-cache.js';
 import { AuthPolicy, isLoopbackHost } from '../auth/auth-policy.js';
 import { KeyStore } from '../auth/key-store.js';
 import type { Settings } from '../config/settings.js';
 import type { Database } from '../db/database.js';
 import { JobService, type CancelPort } from '../jobs/job-service.js';
 import type { QueueProducer } from '../queue/training-queue.js';
-import { PrismaModelStore } from '../serving/model-store.js';
+import type { WorkerStatus } from '../queue/worker-supervisor.js';
+import { ModelFiles, PrismaModelStore } from '../serving/model-store.js';
 import { servingPlugin } from '../serving/plugin.js';
 import { authPlugin } from './plugins/auth.js';
 import { dashboardPlugin } from './plugins/dashboard.js';
@@ -33,12 +36,16 @@ import { predictRoutes } from './routes/predict.js';
 export interface AppDeps {
   settings: Settings;
   db: Database;
+  /** Where models live (ARTIFACT_STORE); the serving layer fetches model files from it. */
+  artifacts: ArtifactStore;
   queue: QueueProducer;
   cancel: CancelPort;
   /** Round trip on the API's own Redis connection (the cancel publisher). */
   redisPing(): Promise<void>;
   /** A Redis connection for the rate-limit counters (shared across replicas); absent: per process. */
   redis?: Redis;
+  /** Under `qatserve serve`: the state of its worker child (restarts, backoff), for /readyz and /metrics. */
+  workerStatus?: () => WorkerStatus;
   /** pino options, or false for silence (tests). */
   logger?: FastifyServerOptions['logger'];
 }
@@ -113,13 +120,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     redis: deps.redis,
     namespace: settings.queuePrefix,
   });
-  await app.register(servingPlugin, { store: new PrismaModelStore(deps.db.prisma), settings: settings.serving });
+  // Model files come from the artifact store through a local sha256-checked cache.
+  const files = new ModelFiles(new ModelFileCache(deps.artifacts, settings.modelCacheDir));
+  await app.register(servingPlugin, { store: new PrismaModelStore(deps.db.prisma, files), settings: settings.serving });
   await app.register(metricsPlugin, {
-    sources: { queueCounts: () => deps.queue.counts(), jobsByStatus: () => jobs.countByStatus() },
+    sources: { queueCounts: () => deps.queue.counts(), jobsByStatus: () => jobs.countByStatus(), workerStatus: deps.workerStatus },
   });
   await app.register(healthRoutes, {
     checks: { database: () => deps.db.ping(), redis: deps.redisPing, queue: () => deps.queue.ping() },
     model: () => app.serving.registry.readiness(),
+    workerStatus: deps.workerStatus,
   });
   await app.register(jobRoutes, { jobs, maxActiveJobsPerKey: settings.limits.maxActiveJobsPerKey });
   await app.register(modelsRoutes);

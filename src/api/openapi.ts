@@ -77,11 +77,21 @@ function buildCoreDocument(version: string) {
           description:
             "The job's model starts serving on its own only when an admin key (or no key, with auth off) created it; " +
             "a `train` key's models serve once an admin promotes them.",
+          parameters: [
+            {
+              name: 'Idempotency-Key',
+              in: 'header',
+              required: false,
+              description: 'A retry with the same key and body (by the same API key) returns the job the first request created (201 again) instead of queueing another',
+              schema: { type: 'string', minLength: 1, maxLength: 255 },
+            },
+          ],
           requestBody: { required: true, content: { 'application/json': { schema: ref('TrainingConfigInput') } } },
           responses: {
-            '201': json('Job', 'Queued'),
-            '400': err('Invalid config (CONFIG_INVALID), or larger than the worker can run (JOB_TOO_LARGE, naming the fields); nothing stored'),
+            '201': json('Job', 'Queued (or, for a repeated Idempotency-Key, the job it created)'),
+            '400': err('Invalid config or Idempotency-Key (CONFIG_INVALID, IDEMPOTENCY_KEY_INVALID), or larger than the worker can run (JOB_TOO_LARGE, naming the fields); nothing stored'),
             '413': err('Body too large'),
+            '422': err('Idempotency-Key already used with a different body'),
             '503': err('Queue unreachable'),
           },
         }),

@@ -1,15 +1,21 @@
 // `qatserve api`: listen, and on SIGTERM/SIGINT stop accepting, finish in-flight requests, close.
 import type { Settings } from '../config/settings.js';
-import { buildApp } from './app.js';
+import { startReconciler } from '../queue/reconciler.js';
+import { buildApp, type AppDeps } from './app.js';
 import { openApiDeps } from './api-deps.js';
 
 export async function runApi(
   settings: Settings,
-  opts: { handleSignals?: boolean } = {},
+  opts: { handleSignals?: boolean; workerStatus?: AppDeps['workerStatus'] } = {},
 ): Promise<{ close(): Promise<void>; port: number }> {
-  const deps = openApiDeps(settings);
+  const deps = { ...openApiDeps(settings), workerStatus: opts.workerStatus };
   const app = await buildApp(deps);
-  app.addHook('onClose', async () => deps.close());
+  // Repairs jobs whose queue entry went missing, at start and then periodically (one leader).
+  const reconciler = startReconciler({ settings, prisma: deps.db.prisma, queue: deps.queue, artifacts: deps.artifacts, log: app.log });
+  app.addHook('onClose', async () => {
+    await reconciler.stop();
+    await deps.close();
+  });
   await app.listen({ port: settings.port, host: settings.host });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : settings.port;

@@ -20,8 +20,17 @@ export const SettingsSchema = z.object({
   DATA_ROOT: z.string().optional(),
   /** Largest accepted JSON body in bytes (413 above it). */
   BODY_LIMIT: int(1024 * 1024, 1),
-  /** Bull key prefix: lets several deployments (or test runs) share one Redis. */
-  QUEUE_PREFIX: z.string().min(1).default('qatserve'),
+  /**
+   * Bull key prefix (and cancel channel). Unset: derived from the database's deployment id, so
+   * deployments sharing one Redis never see each other's jobs.
+   */
+  QUEUE_PREFIX: z.string().min(1).optional(),
+  /** Where models, checkpoints and manifests live: `fs` (under ARTIFACTS_DIR) or `postgres` (in DATABASE_URL's database). */
+  ARTIFACT_STORE: z.enum(['fs', 'postgres']).default('fs'),
+  /** Wall-clock limit per job from its first start; over it the job ends `failed` (JOB_TIMEOUT), keeping its last checkpoint. */
+  JOB_TIMEOUT_MS: int(24 * 3600_000, 1000),
+  /** How often the API's reconciler (one leader across replicas) repairs jobs whose queue entry is missing. */
+  RECONCILE_INTERVAL_MS: int(30_000, 1000),
   /**
    * Bull lock lifetime. The training runs in a worker thread, so the worker's event loop renews
    * the lock every LOCK_DURATION_MS/2 even while a step computes for many seconds.
@@ -120,7 +129,18 @@ export interface Settings {
   artifactsDir: string;
   dataRoot: string;
   bodyLimit: number;
+  /** QUEUE_PREFIX, or (after bindDeployment) the one derived from the deployment id. */
   queuePrefix: string;
+  queuePrefixExplicit: boolean;
+  /** The database's deployment id: null until src/db/deployment.ts bindDeployment() fills it. */
+  deploymentId: string | null;
+  artifactStore: 'fs' | 'postgres';
+  /** Local scratch space of a worker's running jobs (never shared, never the source of truth). */
+  workDir: string;
+  /** The API's local copies of model files, named by sha256. */
+  modelCacheDir: string;
+  jobTimeoutMs: number;
+  reconcileIntervalMs: number;
   lockDurationMs: number;
   stalledIntervalMs: number;
   maxStalledCount: number;
@@ -145,6 +165,11 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     throw new SettingsError(`invalid environment settings:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
+  if (e.ARTIFACT_STORE === 'postgres' && !/^postgres(ql)?:\/\//.test(e.DATABASE_URL ?? '')) {
+    throw new SettingsError(
+      'invalid environment settings:\n  ARTIFACT_STORE: `postgres` keeps artifacts in the deployment\'s PostgreSQL, so DATABASE_URL must be a postgres:// URL',
+    );
+  }
   const dataDir = path.resolve(e.DATA_DIR);
   return {
     port: e.PORT,
@@ -158,7 +183,14 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     artifactsDir: path.resolve(e.ARTIFACTS_DIR ?? path.join(dataDir, 'artifacts')),
     dataRoot: path.resolve(e.DATA_ROOT ?? path.join(dataDir, 'datasets')),
     bodyLimit: e.BODY_LIMIT,
-    queuePrefix: e.QUEUE_PREFIX,
+    queuePrefix: e.QUEUE_PREFIX ?? '',
+    queuePrefixExplicit: e.QUEUE_PREFIX !== undefined,
+    deploymentId: null,
+    artifactStore: e.ARTIFACT_STORE,
+    workDir: path.join(dataDir, 'work'),
+    modelCacheDir: path.join(dataDir, 'cache', 'models'),
+    jobTimeoutMs: e.JOB_TIMEOUT_MS,
+    reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
     lockDurationMs: e.LOCK_DURATION_MS,
     stalledIntervalMs: e.STALLED_INTERVAL_MS,
     maxStalledCount: e.MAX_STALLED_COUNT,

@@ -6,10 +6,12 @@ import { PrismaBetterSQLite3 } from '@prisma/adapter-better-sqlite3';
 import { PrismaPg } from '@prisma/adapter-pg';
 import sqliteClient from '../../generated/prisma-sqlite/index.js';
 import postgresClient from '../../generated/prisma-postgres/index.js';
-import type { PrismaClient } from '../../generated/prisma-sqlite/index.js';
+import type { Prisma as PrismaNamespace, PrismaClient } from '../../generated/prisma-sqlite/index.js';
 import { parseDatabaseUrl, type Provider } from './database-url.js';
 
 export type Prisma = PrismaClient;
+/** The client inside `prisma.$transaction(async (tx) => ...)`. */
+export type Tx = PrismaNamespace.TransactionClient;
 
 export interface Database {
   prisma: Prisma;

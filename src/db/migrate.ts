@@ -2,7 +2,7 @@
 // order, each inside a transaction, and records it in Prisma's own `_prisma_migrations` table so
 // Prisma's tooling still recognises the database. `prisma migrate deploy` cannot do this offline
 // for PostgreSQL (see DESIGN.md "Persistence"), so the service does it with the plain drivers.
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,7 +29,12 @@ export interface MigrateResult {
   provider: Provider;
   applied: string[];
   alreadyApplied: string[];
+  /** This database's deployment id (src/db/deployment.ts), created by its first migration run. */
+  deploymentId: string;
 }
+
+/** 16 hex digits: short enough for Redis key prefixes, random enough never to repeat. */
+export const newDeploymentId = () => randomBytes(8).toString('hex');
 
 /** src/db and dist/db are both two levels below the package root. */
 const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -108,7 +113,7 @@ function migrateSqlite(file: string, files: Migration[]): MigrateResult {
     // WAL lets the API read while a worker writes; the setting persists in the file.
     if (file !== ':memory:') db.pragma('journal_mode = WAL');
     db.exec(SQLITE_MIGRATIONS_TABLE);
-    const result: MigrateResult = { provider: 'sqlite', applied: [], alreadyApplied: [] };
+    const result: MigrateResult = { provider: 'sqlite', applied: [], alreadyApplied: [], deploymentId: '' };
     // IMMEDIATE takes the write lock up front, so two processes migrating at once serialise.
     const run = db.transaction(() => {
       const applied = db
@@ -127,6 +132,8 @@ function migrateSqlite(file: string, files: Migration[]): MigrateResult {
         ).run(randomUUID(), m.checksum, new Date().toISOString(), m.name, started);
         result.applied.push(m.name);
       }
+      db.prepare('INSERT INTO "Deployment" (id) SELECT ? WHERE NOT EXISTS (SELECT 1 FROM "Deployment")').run(newDeploymentId());
+      result.deploymentId = (db.prepare('SELECT id FROM "Deployment" ORDER BY "createdAt" LIMIT 1').get() as { id: string }).id;
     });
     run.immediate();
     return result;
@@ -148,7 +155,7 @@ async function migratePostgres(connectionString: string, schema: string, files: 
     const { rows } = await client.query<Applied>(
       'SELECT migration_name, checksum FROM "_prisma_migrations" WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL',
     );
-    const result: MigrateResult = { provider: 'postgres', applied: [], alreadyApplied: rows.map((r) => r.migration_name) };
+    const result: MigrateResult = { provider: 'postgres', applied: [], alreadyApplied: rows.map((r) => r.migration_name), deploymentId: '' };
     for (const m of planMigrations(files, rows)) {
       const started = new Date();
       try {
@@ -164,6 +171,8 @@ async function migratePostgres(connectionString: string, schema: string, files: 
       );
       result.applied.push(m.name);
     }
+    await client.query('INSERT INTO "Deployment" (id) SELECT $1 WHERE NOT EXISTS (SELECT 1 FROM "Deployment")', [newDeploymentId()]);
+    result.deploymentId = (await client.query<{ id: string }>('SELECT id FROM "Deployment" ORDER BY "createdAt" LIMIT 1')).rows[0]!.id;
     await client.query('COMMIT');
     return result;
   } catch (err) {

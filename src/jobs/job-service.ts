@@ -1,13 +1,14 @@
-// JobService: create, read, list, cancel jobs and page their metrics. It owns the state rules on
-// the API side; the worker owns them on the training side (src/queue/job-runner.ts). Both write
-// through conditional updates so a race between them has exactly one winner.
+// JobService: create, read, list, cancel jobs and page their metrics. State changes go through
+// src/jobs/job-lifecycle.ts, which holds the transition table and every conditional write.
 import { randomUUID } from 'node:crypto';
 import type { Prisma } from '../db/database.js';
 import { DatasetPathError } from '../data/errors.js';
 import { resolveUnderRoot } from '../data/safe-path.js';
+import { JOB_WITH_MODEL } from '../db/model-rows.js';
 import { admissionIssues, type JobBudget } from './job-admission.js';
-import { JobNotFoundError, JobQuotaError, JobStateError, ValidationError, toIssues } from './job-errors.js';
-import { cancelTarget, type JobStatus } from './job-status.js';
+import { JobNotFoundError, JobQuotaError, ServiceError, ValidationError, toIssues } from './job-errors.js';
+import { discardUnqueued, findByIdempotencyKey, insertQueued, requestCancel } from './job-lifecycle.js';
+import type { JobStatus } from './job-status.js';
 import {
   toJobView,
   toMetricPointView,
@@ -50,8 +51,26 @@ export interface JobOwner {
 }
 
 const ACTIVE_STATUSES: JobStatus[] = ['queued', 'running', 'cancelling'];
+const AUTH_OFF: JobOwner = { keyId: null, autoServe: true, maxActiveJobs: 0 };
 
-const withModel = { model: true } as const;
+/** The Idempotency-Key header: what clients commonly send (UUIDs, ULIDs, hashes), nothing more. */
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+
+export class IdempotencyKeyReusedError extends ServiceError {
+  constructor(key: string, jobId: string) {
+    super(422, 'IDEMPOTENCY_KEY_REUSED', `Idempotency-Key "${key}" was used for job ${jobId} with a different config; use a new key for a new job`, [
+      { path: 'headers.idempotency-key', message: 'already used with a different request body' },
+    ]);
+    this.name = 'IdempotencyKeyReusedError';
+  }
+}
+
+export interface CreateOptions {
+  /** The request's Idempotency-Key header: a retry with the same key and body returns the first job. */
+  idempotencyKey?: string;
+  /** Who creates the job (default: auth off). */
+  owner?: JobOwner;
+}
 
 export function encodeCursor(createdAt: Date, id: string): string {
   return Buffer.from(JSON.stringify([createdAt.toISOString(), id])).toString('base64url');
@@ -73,8 +92,21 @@ export function decodeCursor(cursor: string): { createdAt: Date; id: string } {
 export class JobService {
   constructor(private readonly deps: JobServiceDeps) {}
 
-  /** Validate, resolve defaults, admit (size), check dataset and init job, store the row, enqueue. */
-  async create(input: unknown, owner: JobOwner = { keyId: null, autoServe: true, maxActiveJobs: 0 }): Promise<JobView> {
+  /**
+   * Validate, resolve defaults, admit (size), check dataset and init job, store the row, enqueue.
+   * With an idempotency key, a retry of the same request by the same API key returns the job the
+   * first one created.
+   */
+  async create(input: unknown, opts: CreateOptions = {}): Promise<JobView> {
+    const owner = opts.owner ?? AUTH_OFF;
+    const key = opts.idempotencyKey;
+    if (key !== undefined && !IDEMPOTENCY_KEY.test(key)) {
+      throw new ValidationError('IDEMPOTENCY_KEY_INVALID', 'the Idempotency-Key header must be 1 to 255 visible ASCII characters', [
+        { path: 'headers.idempotency-key', message: 'expected 1 to 255 visible ASCII characters' },
+      ]);
+    }
+    // Idempotency keys are the client's: one API key's retries never meet another key's jobs.
+    const storedKey = key === undefined ? undefined : owner.keyId ? `${owner.keyId}:${key}` : key;
     const parsed = TrainingConfig.safeParse(input);
     if (!parsed.success) {
       throw new ValidationError('CONFIG_INVALID', 'the training config is invalid', toIssues(parsed.error.issues));
@@ -101,20 +133,21 @@ export class JobService {
         throw new ValidationError('INIT_JOB_INVALID', msg, [{ path: 'init.fromJob', message: msg }]);
       }
     }
-    const id = randomUUID();
-    const row = await this.deps.prisma.trainingJob.create({
-      data: { id, name: config.name, status: 'queued', config: JSON.stringify(config), createdByKeyId: owner.keyId, autoServe: owner.autoServe },
-      include: withModel,
+    if (storedKey !== undefined) {
+      const earlier = await findByIdempotencyKey(this.deps.prisma, storedKey);
+      if (earlier) return this.replay(earlier, config, key!);
+    }
+    const { row, created } = await insertQueued(this.deps.prisma, {
+      id: randomUUID(), name: config.name, config, idempotencyKey: storedKey, createdByKeyId: owner.keyId, autoServe: owner.autoServe,
     });
-    if (owner.keyId && owner.maxActiveJobs > 0) await this.enforceCap(id, owner.keyId, owner.maxActiveJobs);
+    if (!created) return this.replay(row, config, key!);
+    if (owner.keyId && owner.maxActiveJobs > 0) await this.enforceCap(row.id, owner.keyId, owner.maxActiveJobs);
     try {
-      await this.deps.queue.enqueue(id);
+      await this.deps.queue.enqueue(row.id);
     } catch (err) {
-      // The row must not sit in `queued` forever with no queue entry behind it.
-      await this.deps.prisma.trainingJob.update({
-        where: { id },
-        data: { status: 'failed', errorCode: 'QUEUE_UNAVAILABLE', errorMessage: (err as Error).message, finishedAt: new Date() },
-      });
+      // Nothing was created: a retry (with the same key, too) starts afresh. Should this delete
+      // fail as well, the reconciler finds the queued row without a queue entry and enqueues it.
+      await discardUnqueued(this.deps.prisma, row.id).catch(() => {});
       throw err;
     }
     return toJobView(row);
@@ -122,14 +155,14 @@ export class JobService {
 
   /**
    * The cap on a key's active jobs, safe across API replicas: the row is written first, then the
-   * key's active jobs are counted, this one included. Over the cap, it is deleted (never enqueued)
+   * key's active jobs are counted, this one included. Over the cap, it is removed (never enqueued)
    * and the request refused. Of two racing creates the later check always sees both rows, so the
    * cap is never exceeded (at worst both are refused and the client retries).
    */
   private async enforceCap(id: string, keyId: string, cap: number): Promise<void> {
     const active = await this.deps.prisma.trainingJob.count({ where: { createdByKeyId: keyId, status: { in: ACTIVE_STATUSES } } });
     if (active <= cap) return;
-    await this.deps.prisma.trainingJob.delete({ where: { id } });
+    await discardUnqueued(this.deps.prisma, id);
     throw new JobQuotaError(cap);
   }
 
@@ -140,8 +173,13 @@ export class JobService {
     return row.createdByKeyId;
   }
 
+  private replay(row: Parameters<typeof toJobView>[0], config: TrainingConfig, key: string): JobView {
+    if (row.config !== JSON.stringify(config)) throw new IdempotencyKeyReusedError(key, row.id);
+    return toJobView(row);
+  }
+
   async get(id: string): Promise<JobView> {
-    const row = await this.deps.prisma.trainingJob.findUnique({ where: { id }, include: withModel });
+    const row = await this.deps.prisma.trainingJob.findUnique({ where: { id }, include: JOB_WITH_MODEL });
     if (!row) throw new JobNotFoundError(id);
     return toJobView(row);
   }
@@ -158,7 +196,7 @@ export class JobService {
       },
       orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
       take: q.limit + 1,
-      include: withModel,
+      include: JOB_WITH_MODEL,
     });
     const page = rows.slice(0, q.limit);
     const last = page[page.length - 1];
@@ -188,25 +226,10 @@ export class JobService {
    * Redis, or at its next step through the row, and stops with a checkpoint). Terminal: 409.
    */
   async cancel(id: string): Promise<JobView> {
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const row = await this.deps.prisma.trainingJob.findUnique({ where: { id }, select: { status: true } });
-      if (!row) throw new JobNotFoundError(id);
-      const status = row.status as JobStatus;
-      const next = cancelTarget(status);
-      if (next === null) throw new JobStateError(id, status, 'cancelled');
-      if (next !== status) {
-        const now = new Date();
-        const { count } = await this.deps.prisma.trainingJob.updateMany({
-          where: { id, status },
-          data: next === 'cancelled' ? { status: next, finishedAt: now } : { status: next },
-        });
-        if (count === 0) continue; // the worker moved it meanwhile: decide again on the new state
-        if (next === 'cancelled') await this.deps.queue.remove(id).catch(() => {});
-      }
-      if (next === 'cancelling') await this.deps.cancel.publish(id).catch(() => {});
-      return this.get(id);
-    }
-    throw new JobStateError(id, 'changing', 'cancelled right now; retry');
+    const { to } = await requestCancel(this.deps.prisma, id);
+    if (to === 'cancelled') await this.deps.queue.remove(id).catch(() => {});
+    if (to === 'cancelling') await this.deps.cancel.publish(id).catch(() => {});
+    return this.get(id);
   }
 
   async countByStatus(): Promise<Record<string, number>> {

@@ -9,6 +9,7 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { syncDir } from '../artifacts/durable.js';
 import type { TrainingConfig } from '../jobs/training-config.js';
 import type { BackendName } from './train-api.js';
 
@@ -132,21 +133,6 @@ async function writeDurably(file: string, data: Buffer): Promise<void> {
     await fh.sync();
   } finally {
     await fh.close();
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  let fh: fs.FileHandle | undefined;
-  try {
-    fh = await fs.open(dir, 'r');
-    await fh.sync();
-  } catch (err) {
-    // Some platforms (Windows) and file systems cannot fsync a directory: durability there is
-    // what the OS gives; saving must not fail for it.
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'EISDIR' && code !== 'EPERM' && code !== 'EINVAL' && code !== 'EBADF') throw err;
-  } finally {
-    await fh?.close();
   }
 }
 

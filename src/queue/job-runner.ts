@@ -1,16 +1,25 @@
-// Runs one training job for the worker: moves the row through its states, starts the training
-// thread (resuming from the newest checkpoint when there is one), writes progress, metric points
-// (upserted by step, so a resumed run never duplicates them), checkpoints and the Model row.
-// A job is `succeeded` only after training AND export with verification succeeded and the Model
-// row exists.
+// Runs one training job for the worker: claims it (src/jobs/job-lifecycle.ts), fetches what it
+// starts from out of the artifact store (its own newest checkpoint to resume, or another job's
+// for init.fromJob), starts the training thread, and records what the thread reports through the
+// job's owner: progress and metric points (upserted by step, so a resumed run never duplicates
+// them), checkpoints (uploaded to the store before they are recorded) and the exported model
+// (uploaded, then its Model row and `succeeded` in one transaction).
+//
+// Everything on this machine lives in a scratch directory (WORK_DIR/<job>) that is emptied when
+// the job starts and removed when it leaves the worker: the store is the only thing another
+// machine can resume from.
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { checkpointKey, modelPrefix } from '../artifacts/artifact-keys.js';
+import { ArtifactCorruptError, ArtifactNotFoundError, type ArtifactStore } from '../artifacts/artifact-store.js';
+import { downloadPrefix, uploadDir } from '../artifacts/transfer.js';
 import type { Prisma } from '../db/database.js';
+import { claim, OwnershipLostError, type JobOwner } from '../jobs/job-lifecycle.js';
 import type { TrainingConfig } from '../jobs/training-config.js';
 import type { TrainResult } from '../ml/train-api.js';
-import type { ExportResult, FromThread, ThreadInput } from './thread-protocol.js';
+import type { ExportResult, FromThread, ThreadInput, ToThread } from './thread-protocol.js';
 
 export interface RunnerLogger {
   info(obj: object, msg?: string): void;
@@ -20,14 +29,23 @@ export interface RunnerLogger {
 
 export interface RunnerContext {
   prisma: Prisma;
-  artifactsDir: string;
+  store: ArtifactStore;
+  /** This machine's scratch space for running jobs (settings.workDir). */
+  workDir: string;
   dataRoot: string;
   log: RunnerLogger;
   /** The compiled training thread (dist/queue/training-thread.js). */
   threadUrl: URL;
+  /** Wall-clock limit per job, counted from its first start (JOB_TIMEOUT_MS). */
+  jobTimeoutMs: number;
 }
 
-export type AbortReason = 'cancel' | 'shutdown';
+/**
+ * Why a running job is being stopped: the user cancelled it, this worker shuts down (or lost its
+ * queue lock: the job goes back to the queue), the wall-clock limit passed, or another worker
+ * took the job over (this one must stop without writing anything).
+ */
+export type AbortReason = 'cancel' | 'shutdown' | 'timeout' | 'lost';
 
 /** Control signal: the worker is stopping; Bull should give the job to another worker. */
 export class WorkerShutdownError extends Error {
@@ -38,7 +56,8 @@ export class WorkerShutdownError extends Error {
   }
 }
 
-export type Outcome = 'succeeded' | 'failed' | 'cancelled' | 'skipped' | 'handed-back';
+/** `missing`: no row for the job in this deployment's database. `lost`: another worker owns it now. */
+export type Outcome = 'succeeded' | 'failed' | 'cancelled' | 'skipped' | 'handed-back' | 'lost' | 'missing';
 
 export interface RunningJob {
   jobId: string;
@@ -46,47 +65,30 @@ export interface RunningJob {
   done: Promise<Outcome>;
 }
 
-export const jobWorkDir = (artifactsDir: string, jobId: string) => path.join(artifactsDir, 'jobs', jobId);
-export const jobModelDir = (artifactsDir: string, jobId: string) => path.join(artifactsDir, 'models', jobId);
-
-/** The newest checkpoint row whose directory still exists (older ones are pruned on disk). */
-export async function newestCheckpoint(prisma: Prisma, jobId: string): Promise<{ path: string; step: number } | null> {
-  const rows = await prisma.checkpoint.findMany({ where: { jobId }, orderBy: { step: 'desc' }, take: 20 });
-  return rows.find((r) => fs.existsSync(r.path)) ?? null;
-}
-
-/** Claims the row (queued|running -> running). Returns null when the job must not run. */
-async function claim(prisma: Prisma, jobId: string): Promise<{ config: TrainingConfig } | null> {
-  for (let i = 0; i < 3; i++) {
-    const row = await prisma.trainingJob.findUnique({ where: { id: jobId } });
-    if (!row) return null;
-    if (row.status === 'cancelling') {
-      await prisma.trainingJob.updateMany({ where: { id: jobId, status: 'cancelling' }, data: { status: 'cancelled', finishedAt: new Date() } });
-      return null;
-    }
-    if (row.status !== 'queued' && row.status !== 'running') return null; // cancelled while queued, or finished
-    const { count } = await prisma.trainingJob.updateMany({
-      where: { id: jobId, status: row.status },
-      data: { status: 'running', attempts: { increment: 1 }, startedAt: row.startedAt ?? new Date(), errorCode: null, errorMessage: null },
-    });
-    if (count === 1) return { config: JSON.parse(row.config) as TrainingConfig };
-  }
-  return null;
-}
+/** Reasons in order of precedence: a later one never overrides an earlier one. */
+const PRECEDENCE: AbortReason[] = ['lost', 'cancel', 'timeout', 'shutdown'];
 
 export function startJob(ctx: RunnerContext, jobId: string): RunningJob {
   let abortReason: AbortReason | null = null;
   let thread: Worker | null = null;
+  let onAbort: ((reason: AbortReason) => void) | null = null;
   const abort = (reason: AbortReason) => {
-    // A shutdown must not turn a user's cancel into a hand-back, so cancel wins.
-    if (abortReason !== 'cancel') abortReason = reason;
-    thread?.postMessage({ type: 'abort' });
+    // A shutdown must not turn a user's cancel into a hand-back, nor anything turn a lost job
+    // back into one this worker may write.
+    if (abortReason && PRECEDENCE.indexOf(abortReason) <= PRECEDENCE.indexOf(reason)) return;
+    abortReason = reason;
+    thread?.postMessage({ type: 'abort' } satisfies ToThread);
+    onAbort?.(reason);
   };
   const done = run(ctx, jobId, {
     reason: () => abortReason,
-    attach: (t) => {
+    attach: (t, hook) => {
       thread = t;
-      if (abortReason) t.postMessage({ type: 'abort' });
+      onAbort = hook;
+      if (abortReason) {
+        t.postMessage({ type: 'abort' } satisfies ToThread);
+        hook(abortReason);
+      }
     },
     abort,
   });
@@ -95,122 +97,197 @@ export function startJob(ctx: RunnerContext, jobId: string): RunningJob {
 
 interface Control {
   reason(): AbortReason | null;
-  attach(t: Worker): void;
+  attach(t: Worker, onAbort: (reason: AbortReason) => void): void;
   abort(reason: AbortReason): void;
 }
 
+/** The newest of `jobId`'s checkpoints that can be fetched from the store, downloaded into `dir`. */
+async function fetchNewestCheckpoint(
+  ctx: RunnerContext,
+  jobId: string,
+  dir: string,
+): Promise<{ found: { key: string; step: number; dir: string } | null; recorded: number }> {
+  const rows = await ctx.prisma.checkpoint.findMany({ where: { jobId }, orderBy: { step: 'desc' }, take: 20 });
+  for (const row of rows) {
+    const local = path.join(dir, `step-${row.step}`);
+    try {
+      await downloadPrefix(ctx.store, row.key, local);
+      return { found: { key: row.key, step: row.step, dir: local }, recorded: rows.length };
+    } catch (err) {
+      // Missing or damaged: try an older one. Anything else (the store unreachable) is not the
+      // job's fault: the worker retries the job later.
+      if (!(err instanceof ArtifactNotFoundError || err instanceof ArtifactCorruptError)) throw err;
+      ctx.log.warn({ jobId, key: row.key, err: err.message }, 'checkpoint could not be fetched from the artifact store; trying an older one');
+    }
+  }
+  return { found: null, recorded: rows.length };
+}
+
 async function run(ctx: RunnerContext, jobId: string, control: Control): Promise<Outcome> {
-  const { prisma, log } = ctx;
-  const claimed = await claim(prisma, jobId);
-  if (!claimed) {
-    log.info({ jobId }, 'job not runnable (cancelled or finished); skipped');
+  const { log } = ctx;
+  const claimed = await claim(ctx.prisma, jobId);
+  if (claimed.kind === 'missing') return 'missing';
+  if (claimed.kind === 'not-runnable') {
+    log.info({ jobId, status: claimed.status }, 'job not runnable (cancelled or finished); skipped');
     return 'skipped';
   }
-  const { config } = claimed;
-  const fail = async (code: string, message: string): Promise<Outcome> => {
-    log.error({ jobId, code }, message);
-    await prisma.trainingJob.updateMany({
-      where: { id: jobId, status: { in: ['running', 'cancelling'] } },
-      data: { status: 'failed', errorCode: code, errorMessage: message.slice(0, 4000), finishedAt: new Date() },
-    });
-    return 'failed';
-  };
+  const { owner, config, attempt } = claimed;
+  const deadline = claimed.startedAt.getTime() + ctx.jobTimeoutMs;
+  const scratch = path.join(ctx.workDir, jobId);
+  await fs.promises.rm(scratch, { recursive: true, force: true });
+  await fs.promises.mkdir(scratch, { recursive: true });
+  try {
+    return await runClaimed(ctx, control, { jobId, owner, config, attempt, deadline, scratch });
+  } finally {
+    await fs.promises.rm(scratch, { recursive: true, force: true }).catch((err) => log.warn({ jobId, err }, 'scratch directory not removed'));
+  }
+}
 
-  const resume = await newestCheckpoint(prisma, jobId);
-  let initFrom: string | null = null;
+interface Claimed {
+  jobId: string;
+  owner: JobOwner;
+  config: TrainingConfig;
+  attempt: number;
+  deadline: number;
+  scratch: string;
+}
+
+async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): Promise<Outcome> {
+  const { log, store } = ctx;
+  const { jobId, owner, config } = job;
+
+  /** An owner write that ends the job. Once another worker claimed it, it fails: `lost`, nothing written. */
+  const ending = async (write: () => Promise<Outcome>): Promise<Outcome> => {
+    try {
+      return await write();
+    } catch (err) {
+      if (!(err instanceof OwnershipLostError)) throw err;
+      log.warn({ jobId }, err.message);
+      return 'lost';
+    }
+  };
+  const fail = (code: string, message: string): Promise<Outcome> => {
+    log.error({ jobId, code }, message);
+    return ending(async () => (await owner.fail(code, message), 'failed'));
+  };
+  const timeoutMessage = (step: number | null) =>
+    `the job ran longer than its wall-clock limit (JOB_TIMEOUT_MS ${ctx.jobTimeoutMs} ms since it first started)` +
+    (step === null ? '' : `; stopped at step ${step}, its last checkpoint kept`);
+
+  if (Date.now() >= job.deadline) return fail('JOB_TIMEOUT', timeoutMessage(null));
+
+  const resume = await fetchNewestCheckpoint(ctx, jobId, path.join(job.scratch, 'resume'));
+  if (resume.recorded > 0 && !resume.found) {
+    // Restarting from step 0 would silently throw away the job's progress and its curve.
+    return fail('CHECKPOINT_UNAVAILABLE', `none of the job's ${resume.recorded} recorded checkpoints could be fetched from the ${store.kind} artifact store`);
+  }
+  let init: { key: string; dir: string } | null = null;
   if (config.init.fromJob) {
-    const init = await newestCheckpoint(prisma, config.init.fromJob);
-    if (!init) return fail('INIT_CHECKPOINT_MISSING', `job ${config.init.fromJob} has no checkpoint on disk to start from`);
-    initFrom = init.path;
+    const from = await fetchNewestCheckpoint(ctx, config.init.fromJob, path.join(job.scratch, 'init'));
+    if (!from.found) return fail('INIT_CHECKPOINT_MISSING', `job ${config.init.fromJob} has no checkpoint in the ${store.kind} artifact store to start from`);
+    init = from.found;
   }
   const input: ThreadInput = {
     jobId,
     config,
-    workDir: jobWorkDir(ctx.artifactsDir, jobId),
+    workDir: path.join(job.scratch, 'run'),
     dataRoot: ctx.dataRoot,
-    resumeFrom: resume?.path ?? null,
-    initFrom,
-    modelDir: jobModelDir(ctx.artifactsDir, jobId),
+    resumeFrom: resume.found?.dir ?? null,
+    initFrom: init?.dir ?? null,
+    modelDir: path.join(job.scratch, 'model'),
   };
   fs.mkdirSync(input.workDir, { recursive: true });
-  log.info({ jobId, resumeFrom: input.resumeFrom, initFrom }, resume ? 'resuming job' : 'starting job');
+  log.info(
+    { jobId, attempt: job.attempt, resumeFrom: resume.found?.key ?? null, resumeStep: resume.found?.step ?? null, initFrom: init?.key ?? null, store: store.kind },
+    resume.found ? 'resuming job' : 'starting job',
+  );
 
   const thread = new Worker(ctx.threadUrl, { workerData: input });
-  control.attach(thread);
+  let phase: 'train' | 'export' = 'train';
+  control.attach(thread, (reason) => {
+    // The export does not stop between steps: a time limit reached there ends it at once.
+    if (reason === 'timeout' && phase === 'export') void thread.terminate();
+  });
+  const timer = setTimeout(() => control.abort('timeout'), Math.max(0, job.deadline - Date.now()));
+  timer.unref();
 
   let trained: TrainResult | null = null;
   let final: Promise<Outcome> | null = null;
   let chain: Promise<unknown> = Promise.resolve();
+  const reply = (m: ToThread) => {
+    try {
+      thread.postMessage(m);
+    } catch {
+      // The thread is gone; nothing waits for the answer.
+    }
+  };
+
+  const storeCheckpoint = async (c: { path: string; step: number; epoch: number }): Promise<boolean> => {
+    if (control.reason() === 'lost') return false;
+    const key = checkpointKey(jobId, c.step, owner.token);
+    try {
+      await uploadDir(store, key, c.path);
+    } catch (err) {
+      // Training goes on; the next checkpoint is tried again. Resume uses the newest stored one.
+      log.error({ jobId, step: c.step, err }, `checkpoint could not be stored in the ${store.kind} artifact store`);
+      return false;
+    }
+    try {
+      const gone = await owner.checkpoint({ step: c.step, epoch: c.epoch, key }, config.training.keepCheckpoints);
+      for (const k of gone) await store.delete(k).catch((err) => log.warn({ jobId, key: k, err }, 'old checkpoint not deleted'));
+      return true;
+    } catch (err) {
+      await store.delete(key).catch(() => {});
+      throw err;
+    }
+  };
 
   const handle = async (m: FromThread): Promise<void> => {
     switch (m.type) {
       case 'start': {
         const { info } = m;
-        // A resumed run redoes the steps after its checkpoint; drop the dead run's copies of them
-        // so the curve is exactly this run's (upserts would overwrite them anyway).
-        await prisma.metricPoint.deleteMany({ where: { jobId, step: { gt: info.startStep } } });
-        await prisma.trainingJob.update({
-          where: { id: jobId },
-          data: { backend: info.backend, totalSteps: info.totalSteps, step: info.startStep },
-        });
+        // A resumed run redoes the steps after its checkpoint: the dead run's points for them go.
+        await owner.start({ backend: info.backend, totalSteps: info.totalSteps, startStep: info.startStep });
         log.info({ jobId, ...info, classes: info.classes.length }, 'training started');
         return;
       }
       case 'step': {
-        const s = m.metric;
-        await prisma.metricPoint.upsert({
-          where: { jobId_step: { jobId, step: s.step } },
-          create: { jobId, step: s.step, epoch: s.epoch, loss: s.loss, learningRate: s.learningRate, imagesPerSecond: s.imagesPerSecond },
-          update: { epoch: s.epoch, loss: s.loss, learningRate: s.learningRate, imagesPerSecond: s.imagesPerSecond },
-        });
-        const { count } = await prisma.trainingJob.updateMany({
-          where: { id: jobId, status: 'running' },
-          data: { step: s.step, epoch: s.epoch, imagesPerSecond: s.imagesPerSecond },
-        });
-        // The row left `running`: a cancel whose Redis message we missed. Stop at this step.
-        if (count === 0) control.abort('cancel');
+        // The row says `cancelling`: a cancel whose Redis message we missed. Stop at this step.
+        if ((await owner.step(m.metric)) === 'cancelling') control.abort('cancel');
         return;
       }
-      case 'eval': {
-        const e = m.metric;
-        const scores = { top1: e.top1, top5: e.top5, floatTop1: e.floatTop1 ?? null };
-        await prisma.metricPoint.upsert({
-          where: { jobId_step: { jobId, step: e.step } },
-          create: { jobId, step: e.step, epoch: e.epoch, ...scores },
-          update: scores,
-        });
-        log.info({ jobId, ...e }, 'evaluated');
+      case 'eval':
+        await owner.evaluated(m.metric);
+        log.info({ jobId, ...m.metric }, 'evaluated');
         return;
-      }
       case 'checkpoint': {
-        const c = m.checkpoint;
-        await prisma.checkpoint.upsert({
-          where: { jobId_step: { jobId, step: c.step } },
-          create: { jobId, step: c.step, epoch: c.epoch, path: c.path },
-          update: { epoch: c.epoch, path: c.path, createdAt: new Date() },
-        });
-        // The trainer keeps only the newest keepCheckpoints directories; drop the rows of the
-        // ones it pruned so the table lists what can actually be resumed from.
-        const stale = await prisma.checkpoint.findMany({ where: { jobId }, orderBy: { step: 'desc' }, skip: config.training.keepCheckpoints, select: { step: true } });
-        if (stale.length > 0) await prisma.checkpoint.deleteMany({ where: { jobId, step: { in: stale.map((r) => r.step) } } });
+        let stored = false;
+        try {
+          stored = await storeCheckpoint(m.checkpoint);
+        } finally {
+          reply({ type: 'checkpoint-stored', step: m.checkpoint.step, stored });
+        }
         return;
       }
       case 'warning':
         log.warn({ jobId, code: m.warning.code }, m.warning.message);
-        await prisma.trainingJob.update({ where: { id: jobId }, data: { warnings: { increment: 1 } } });
+        await owner.warning();
         return;
       case 'log':
         log[m.level]({ jobId, ...(m.extra ?? {}) }, m.msg);
         return;
       case 'trained':
         trained = m.result;
-        await prisma.trainingJob.update({
-          where: { id: jobId },
-          data: { step: m.result.step, epoch: m.result.epoch, backend: m.result.backend },
-        });
-        if (m.result.status === 'stopped') final = stopped();
+        if (control.reason() === 'lost') {
+          log.warn({ jobId, step: m.result.step }, 'training stopped: another worker owns the job now; nothing recorded');
+          final = Promise.resolve('lost');
+          return;
+        }
+        await owner.trained({ step: m.result.step, epoch: m.result.epoch, backend: m.result.backend });
+        if (m.result.status === 'stopped') final = stopped(m.result.step);
         return;
       case 'exporting':
+        phase = 'export';
         log.info({ jobId }, 'training finished; exporting the int8 model');
         return;
       case 'exported':
@@ -222,69 +299,68 @@ async function run(ctx: RunnerContext, jobId: string, control: Control): Promise
     }
   };
 
-  const stopped = async (): Promise<Outcome> => {
-    if (control.reason() === 'shutdown') {
-      // Back to queued unless the user cancelled meanwhile; Bull re-queues the job.
-      const { count } = await prisma.trainingJob.updateMany({ where: { id: jobId, status: 'running' }, data: { status: 'queued' } });
-      if (count === 1) return 'handed-back';
+  const stopped = (step: number | null): Promise<Outcome> => {
+    switch (control.reason()) {
+      case 'lost':
+        return Promise.resolve('lost');
+      case 'timeout':
+        return fail('JOB_TIMEOUT', timeoutMessage(step));
+      case 'shutdown':
+        return ending(() => owner.stop('shutdown'));
+      default:
+        return ending(() => owner.stop('cancel'));
     }
-    await prisma.trainingJob.updateMany({
-      where: { id: jobId, status: { in: ['running', 'cancelling'] } },
-      data: { status: 'cancelled', finishedAt: new Date() },
-    });
-    return 'cancelled';
   };
 
   const finish = async (exported: ExportResult): Promise<Outcome> => {
     const result = trained!;
-    const now = new Date();
-    const outcome = await prisma.$transaction(async (tx) => {
-      const row = await tx.trainingJob.findUnique({ where: { id: jobId }, select: { status: true } });
-      if (row?.status === 'cancelling') {
-        await tx.trainingJob.update({ where: { id: jobId }, data: { status: 'cancelled', finishedAt: now } });
-        return 'cancelled' as const;
-      }
-      await tx.model.upsert({
-        where: { jobId },
-        create: {
-          id: randomUUID(),
-          jobId,
-          onnxPath: exported.onnxPath,
-          manifestPath: exported.manifestPath,
-          sizeBytes: exported.sizeBytes,
-          float32SizeBytes: exported.float32SizeBytes,
-          sha256: exported.sha256,
-          inputSize: exported.inputSize ?? config.model.inputSize,
-          classes: JSON.stringify(exported.classes ?? result.classes),
-          floatTop1: exported.floatTop1 ?? null,
-          int8Top1: exported.int8Top1 ?? null,
-          agreement: exported.agreement ?? null,
-        },
-        update: {
-          onnxPath: exported.onnxPath,
-          manifestPath: exported.manifestPath,
-          sizeBytes: exported.sizeBytes,
-          float32SizeBytes: exported.float32SizeBytes,
-          sha256: exported.sha256,
-          floatTop1: exported.floatTop1 ?? null,
-          int8Top1: exported.int8Top1 ?? null,
-          agreement: exported.agreement ?? null,
-        },
+    const modelId = randomUUID();
+    const prefix = modelPrefix(modelId);
+    try {
+      await uploadDir(store, prefix, input.modelDir);
+    } catch (err) {
+      return fail('ARTIFACT_STORE_FAILED', `the exported model could not be stored in the ${store.kind} artifact store: ${(err as Error).message}`);
+    }
+    let outcome: Outcome;
+    try {
+      const r = await owner.succeed({
+        id: modelId,
+        jobId,
+        onnxKey: `${prefix}/${path.basename(exported.onnxPath)}`,
+        manifestKey: `${prefix}/${path.basename(exported.manifestPath)}`,
+        sizeBytes: exported.sizeBytes,
+        float32SizeBytes: exported.float32SizeBytes,
+        sha256: exported.sha256,
+        inputSize: exported.inputSize ?? config.model.inputSize,
+        classes: exported.classes ?? result.classes,
+        floatTop1: exported.floatTop1 ?? null,
+        int8Top1: exported.int8Top1 ?? null,
+        agreement: exported.agreement ?? null,
       });
-      await tx.trainingJob.update({ where: { id: jobId }, data: { status: 'succeeded', finishedAt: now } });
-      return 'succeeded' as const;
-    });
-    // Cancelled while exporting: the files were written but no Model row points at them; a
-    // cancelled job leaves no model behind to be found on disk either.
-    if (outcome === 'cancelled') await fs.promises.rm(input.modelDir, { recursive: true, force: true });
-    log.info({ jobId, outcome, int8Top1: exported.int8Top1, agreement: exported.agreement }, 'job finished');
+      outcome = r.outcome;
+      if (r.replacedPrefix) await store.delete(r.replacedPrefix).catch(() => {});
+    } catch (err) {
+      await store.delete(prefix).catch(() => {});
+      if (err instanceof OwnershipLostError) return 'lost';
+      throw err;
+    }
+    // Cancelled while exporting: no Model row points at the files, and none stay behind.
+    if (outcome === 'cancelled') await store.delete(prefix).catch((err) => log.warn({ jobId, err }, 'model files of a cancelled job not deleted'));
+    log.info({ jobId, outcome, modelId, int8Top1: exported.int8Top1, agreement: exported.agreement }, 'job finished');
     return outcome;
   };
 
   thread.on('message', (m: FromThread) => {
     chain = chain
       .then(() => handle(m))
-      .catch((err) => log.error({ jobId, err }, 'failed to record training progress'))
+      .catch((err) => {
+        if (err instanceof OwnershipLostError) {
+          log.warn({ jobId }, `${err.message}; stopping`);
+          control.abort('lost');
+        } else {
+          log.error({ jobId, err }, 'failed to record training progress');
+        }
+      })
       // Its work is done once the outcome is known; don't wait for tfjs to release its handles.
       .then(() => (final ? thread.terminate() : undefined));
   });
@@ -293,8 +369,12 @@ async function run(ctx: RunnerContext, jobId: string, control: Control): Promise
     thread.on('error', (err) => log.error({ jobId, err }, 'training thread crashed'));
     thread.on('exit', resolve);
   });
+  clearTimeout(timer);
   await chain;
   if (final) return final;
-  if (control.reason() === 'shutdown') return stopped();
+  const reason = control.reason();
+  if (reason === 'lost') return 'lost';
+  if (reason === 'timeout') return fail('JOB_TIMEOUT', timeoutMessage(trained ? (trained as TrainResult).step : null));
+  if (reason === 'shutdown') return stopped(null);
   return fail('TRAINER_CRASHED', `training thread exited (code ${exitCode}) before reporting a result`);
 }

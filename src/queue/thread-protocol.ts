@@ -29,7 +29,14 @@ export interface ExportResult {
   inputSize?: number;
 }
 
-export type ToThread = { type: 'abort' };
+export type ToThread =
+  | { type: 'abort' }
+  /**
+   * Answer to a `checkpoint` message: the worker has put the checkpoint in the artifact store (or
+   * failed to, `stored: false`). The trainer waits for it, so the local copy stays until the upload
+   * is done and a checkpoint is only reported once it can be resumed from on another machine.
+   */
+  | { type: 'checkpoint-stored'; step: number; stored: boolean };
 
 export type FromThread =
   | { type: 'start'; info: TrainStartInfo }

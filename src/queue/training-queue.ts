@@ -2,6 +2,7 @@
 // The worker side (processing) lives in worker.ts; this file never imports ML code.
 import Queue from 'bull';
 import type { Settings } from '../config/settings.js';
+import { requireDeployment } from '../db/deployment.js';
 import { QueueUnavailableError } from '../jobs/job-errors.js';
 import type { JobQueuePort } from '../jobs/job-service.js';
 
@@ -9,7 +10,12 @@ export const QUEUE_NAME = 'training';
 
 export interface TrainingJobData {
   jobId: string;
+  /** The deployment that queued it (absent in entries queued before deployments existed). */
+  deploymentId?: string;
 }
+
+/** Where a job's queue entry stands; null when the queue holds none. */
+export type EntryState = 'waiting' | 'active' | 'delayed' | 'paused' | 'completed' | 'failed' | 'stuck' | null;
 
 export type TrainingQueue = Queue.Queue<TrainingJobData>;
 
@@ -20,8 +26,9 @@ export type TrainingQueue = Queue.Queue<TrainingJobData>;
 const HANDBACK_ATTEMPTS = 1000;
 
 export function openTrainingQueue(settings: Settings): TrainingQueue {
+  const { queuePrefix } = requireDeployment(settings);
   return new Queue<TrainingJobData>(QUEUE_NAME, settings.redisUrl, {
-    prefix: settings.queuePrefix,
+    prefix: queuePrefix,
     settings: {
       lockDuration: settings.lockDurationMs,
       lockRenewTime: Math.floor(settings.lockDurationMs / 2),
@@ -43,12 +50,16 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 export interface QueueProducer extends JobQueuePort {
   counts(): Promise<Record<string, number>>;
+  /** The state of the job's queue entry (the reconciler compares it with the row). */
+  entryState(jobId: string): Promise<EntryState>;
+  /** Puts the job on the queue again, replacing a finished (completed or failed) entry. */
+  requeue(jobId: string): Promise<void>;
   /** Throws with a reason when Redis does not answer. */
   ping(timeoutMs?: number): Promise<void>;
 }
 
-export function queueProducer(queue: TrainingQueue, timeoutMs = 5000): QueueProducer {
-  return {
+export function queueProducer(queue: TrainingQueue, deploymentId: string, timeoutMs = 5000): QueueProducer {
+  const producer: QueueProducer = {
     async enqueue(jobId) {
       try {
         // Down after having been up: answer now instead of waiting out the timeout.
@@ -56,7 +67,7 @@ export function queueProducer(queue: TrainingQueue, timeoutMs = 5000): QueueProd
         if (status === 'reconnecting' || status === 'end') throw new Error(`Redis connection is ${status}`);
         await withTimeout(
           queue.add(
-            { jobId },
+            { jobId, deploymentId },
             // Failed Bull jobs are kept (the newest 1000): when Bull fails a job for stalling too
             // often it removes a removeOnFail job before emitting 'failed', and the worker would
             // get a null job and could not mark the row failed (it stayed "running" forever).
@@ -83,5 +94,19 @@ export function queueProducer(queue: TrainingQueue, timeoutMs = 5000): QueueProd
       if (status !== 'ready') throw new Error(`queue connection is ${status}`);
       await withTimeout(queue.client.ping(), ms, 'queue ping');
     },
+    async entryState(jobId) {
+      const job = await withTimeout(queue.getJob(jobId), timeoutMs, 'getJob');
+      return job ? ((await job.getState()) as EntryState) : null;
+    },
+    async requeue(jobId) {
+      const job = await withTimeout(queue.getJob(jobId), timeoutMs, 'getJob');
+      if (job) {
+        const state = await job.getState();
+        if (state !== 'completed' && state !== 'failed') return; // still on the queue
+        await job.remove();
+      }
+      await producer.enqueue(jobId);
+    },
   };
+  return producer;
 }

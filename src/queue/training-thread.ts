@@ -4,7 +4,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { exportJobModel } from '../export/index.js';
 import { runTraining } from '../ml/index.js';
-import type { TrainResult } from '../ml/train-api.js';
+import type { CheckpointInfo, TrainResult } from '../ml/train-api.js';
 import type { FromThread, ThreadInput, ToThread } from './thread-protocol.js';
 
 const port = parentPort!;
@@ -20,9 +20,22 @@ const post = (m: FromThread) => {
   }
 };
 
+const storing = new Map<number, () => void>();
 port.on('message', (m: ToThread) => {
   if (m.type === 'abort') controller.abort();
+  else if (m.type === 'checkpoint-stored') {
+    storing.get(m.step)?.();
+    storing.delete(m.step);
+  }
 });
+
+/** Reports a checkpoint and waits until the worker has stored it (see ToThread). */
+function checkpointStored(checkpoint: CheckpointInfo): Promise<void> {
+  return new Promise((resolve) => {
+    storing.set(checkpoint.step, resolve);
+    post({ type: 'checkpoint', checkpoint });
+  });
+}
 
 const log = {
   info: (msg: string, extra?: object) => post({ type: 'log', level: 'info', msg, extra }),
@@ -47,7 +60,7 @@ async function main(): Promise<void> {
         onStart: (info) => post({ type: 'start', info }),
         onStep: (metric) => post({ type: 'step', metric }),
         onEval: (metric) => post({ type: 'eval', metric }),
-        onCheckpoint: (checkpoint) => post({ type: 'checkpoint', checkpoint }),
+        onCheckpoint: checkpointStored,
         onWarning: (warning) => post({ type: 'warning', warning }),
       },
     });

@@ -3,17 +3,55 @@
 //
 // One job at a time. Bull's lock is renewed by this process's event loop, which stays free while
 // the thread computes. If this process dies, the lock expires, Bull's stalled check (in any
-// worker) re-queues the job and the next worker resumes it from its newest checkpoint.
+// worker) re-queues the job and the next worker, on any machine, resumes it from its newest
+// checkpoint in the artifact store. If this process is still alive when that happens (its lock
+// lapsed), its writes are fenced off by the new owner's token and it stops within a step.
 // SIGTERM/SIGINT: stop taking jobs, checkpoint the running one, hand it back to the queue, exit.
+import fs from 'node:fs';
+import path from 'node:path';
 import pino from 'pino';
+import { openArtifactStore } from '../artifacts/open-store.js';
 import type { Settings } from '../config/settings.js';
-import { openDatabase } from '../db/database.js';
+import { openDatabase, type Prisma } from '../db/database.js';
+import { requireDeployment } from '../db/deployment.js';
+import { endUnowned } from '../jobs/job-lifecycle.js';
+import { isTerminal } from '../jobs/job-status.js';
 import { subscribeCancels } from './cancel-bus.js';
 import { startJob, WorkerShutdownError, type RunningJob } from './job-runner.js';
-import { openTrainingQueue } from './training-queue.js';
+import { openTrainingQueue, type TrainingJobData } from './training-queue.js';
 
 /** Pause before handing back a job that hit an infrastructure error. */
 const RETRY_PAUSE_MS = 5000;
+
+/** A queue entry that is not a job of this deployment. Never acknowledged as done: failed, loudly. */
+export class ForeignJobError extends Error {
+  readonly code = 'FOREIGN_JOB';
+  constructor(data: TrainingJobData, own: { deploymentId: string; queuePrefix: string }, why: 'other-deployment' | 'no-row') {
+    super(
+      `queue entry for job ${data.jobId} is not a job of deployment ${own.deploymentId}: ` +
+        (why === 'other-deployment'
+          ? `it was queued by deployment ${data.deploymentId}`
+          : `this deployment's database has no row for it (queued by deployment ${data.deploymentId ?? 'unknown'})`) +
+        `. Deployments share queue prefix "${own.queuePrefix}" on one Redis; leave QUEUE_PREFIX unset (it derives from the deployment id) or give each deployment its own.`,
+    );
+    this.name = 'ForeignJobError';
+  }
+}
+
+/**
+ * Scratch directories a killed worker on this machine left behind, of jobs that are finished by
+ * now (or unknown). Those of unfinished jobs stay: another worker process here may be running one.
+ */
+async function removeStaleScratch(workDir: string, prisma: Prisma): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await fs.promises.readdir(workDir).catch(() => [] as string[])) {
+    const row = await prisma.trainingJob.findUnique({ where: { id: name }, select: { status: true } });
+    if (row && !isTerminal(row.status)) continue;
+    await fs.promises.rm(path.join(workDir, name), { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed;
+}
 
 export interface WorkerHandle {
   /** Graceful stop: checkpoint and hand back the running job, close connections. */
@@ -21,12 +59,16 @@ export interface WorkerHandle {
 }
 
 export async function runWorker(settings: Settings): Promise<WorkerHandle> {
-  const log = pino({ level: settings.logLevel, base: { role: 'worker', pid: process.pid } });
+  const own = requireDeployment(settings);
+  const log = pino({ level: settings.logLevel, base: { role: 'worker', pid: process.pid, deployment: own.deploymentId } });
   const db = openDatabase(settings.databaseUrl);
+  const store = openArtifactStore(settings);
   const queue = openTrainingQueue(settings);
   queue.on('error', (err) => log.error({ err }, 'queue error'));
   let current: RunningJob | null = null;
   let stopping = false;
+  const stale = await removeStaleScratch(settings.workDir, db.prisma).catch((err) => (log.warn({ err }, 'stale scratch not removed'), []));
+  if (stale.length) log.info({ jobs: stale }, 'removed scratch directories of finished jobs');
 
   const cancels = await subscribeCancels(settings.redisUrl, settings.queuePrefix, (jobId) => {
     if (current?.jobId === jobId) {
@@ -42,27 +84,40 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
       log.error({ err }, 'Bull failed a stalled job it no longer holds; its row cannot be marked');
       return;
     }
-    void db.prisma.trainingJob
-      .updateMany({
-        where: { id: job.data.jobId, status: { in: ['queued', 'running', 'cancelling'] } },
-        data: { status: 'failed', errorCode: 'WORKER_LOST', errorMessage: err.message, finishedAt: new Date() },
-      })
-      .catch((e) => log.error({ err: e }, 'could not record a stalled job'));
+    void endUnowned(db.prisma, { id: job.data.jobId }, 'WORKER_LOST', err.message).catch((e) => log.error({ err: e }, 'could not record a stalled job'));
   });
   queue.on('stalled', (job) => log.warn({ jobId: job.data.jobId }, 'job stalled (its worker died); re-queued'));
+  // This worker could not renew its lock (Redis trouble): another worker may get the job soon, so
+  // hand it back with a checkpoint now rather than train on without a lock.
+  queue.on('lock-extension-failed', (job, err) => {
+    if (current && current.jobId === job?.data?.jobId) {
+      log.error({ jobId: current.jobId, err }, 'lost the queue lock of the running job; handing it back');
+      current.abort('shutdown');
+    }
+  });
 
   void queue.process(1, async (bullJob) => {
-    const { jobId } = bullJob.data;
+    const data = bullJob.data;
+    const foreign = async (why: 'other-deployment' | 'no-row') => {
+      const err = new ForeignJobError(data, own, why);
+      log.error({ jobId: data.jobId, queuedBy: data.deploymentId ?? null }, err.message);
+      await bullJob.discard();
+      return err;
+    };
+    if (data.deploymentId && data.deploymentId !== own.deploymentId) throw await foreign('other-deployment');
     current = startJob(
       {
         prisma: db.prisma,
-        artifactsDir: settings.artifactsDir,
+        store,
+        workDir: settings.workDir,
         dataRoot: settings.dataRoot,
         log,
         threadUrl: new URL('./training-thread.js', import.meta.url),
+        jobTimeoutMs: settings.jobTimeoutMs,
       },
-      jobId,
+      data.jobId,
     );
+    const jobId = data.jobId;
     if (stopping) current.abort('shutdown');
     try {
       let outcome;
@@ -74,6 +129,7 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
         await new Promise((r) => setTimeout(r, RETRY_PAUSE_MS));
         throw err;
       }
+      if (outcome === 'missing') throw await foreign('no-row');
       log.info({ jobId, outcome }, 'job left the worker');
       if (outcome === 'handed-back') throw new WorkerShutdownError(jobId);
       if (outcome === 'failed') {
@@ -86,7 +142,7 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
       current = null;
     }
   });
-  log.info({ queuePrefix: settings.queuePrefix, lockDurationMs: settings.lockDurationMs }, 'worker waiting for jobs');
+  log.info({ queuePrefix: settings.queuePrefix, store: store.kind, lockDurationMs: settings.lockDurationMs }, 'worker waiting for jobs');
 
   let stopped: Promise<void> | null = null;
   return {
@@ -98,6 +154,7 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
         current?.abort('shutdown');
         await queue.close();
         await cancels.close();
+        await store.close();
         await db.close();
         log.info('worker stopped');
       })();

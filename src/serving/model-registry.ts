@@ -1,5 +1,7 @@
-// Which model serves, and its lifecycle in the predictor pool. The registry polls the ModelStore
-// (newest promoted model, else the newest auto-serving model) and swaps when that changes:
+// Which model serves, and its lifecycle in the predictor pool. Model files come from the store
+// (ModelStore.modelFile: the artifact store through a local sha256-checked cache). The registry
+// polls the ModelStore (newest promoted model, else the newest auto-serving model) and swaps when
+// that changes:
 //   load and check the new model in every worker -> point new requests at it -> unload the old one
 //   as soon as its in-flight requests have finished.
 // So a swap never fails a request that already holds the old model, and both copies live only for
@@ -8,9 +10,6 @@
 // `readiness()` and the logs, and tries the broken one again after FAILED_RETRY_MS. Requests
 // naming another model (`?model=`) load it on demand; at most `maxExtraModels` such models stay
 // loaded (least recently used goes first, once idle).
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import type { ModelManifest } from '../export/manifest.js';
 import { ModelNotFoundError, ModelUnavailableError, NoModelError } from './errors.js';
 import type { ModelRecord, ModelStore } from './model-store.js';
@@ -61,26 +60,6 @@ export interface RegistryReadiness {
   /** The model that should serve, when it is not the one serving. */
   wantedId?: string;
   reason?: string;
-}
-
-async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
-export async function readManifest(record: ModelRecord): Promise<ModelManifest> {
-  // Messages name the model, never its files: they reach clients (the paths go to the log).
-  let manifest: ModelManifest;
-  try {
-    manifest = JSON.parse(await readFile(record.manifestPath, 'utf8')) as ModelManifest;
-  } catch (err) {
-    throw new ModelUnavailableError(record.id, `its manifest is missing or unreadable (${(err as NodeJS.ErrnoException).code ?? 'invalid JSON'})`);
-  }
-  if (!Array.isArray(manifest.classes) || typeof manifest.input?.size !== 'number' || !manifest.preprocess?.normalization) {
-    throw new ModelUnavailableError(record.id, 'its manifest is not a qatserve model manifest');
-  }
-  return manifest;
 }
 
 export class ModelRegistry {
@@ -177,7 +156,7 @@ export class ModelRegistry {
         break;
       } catch (err) {
         const reason = (err as Error).message;
-        if (!failedAt) this.log.error({ err, modelId: c.id, onnxPath: c.onnxPath }, `model registry: model ${c.id} cannot be loaded; trying the next good one`);
+        if (!failedAt) this.log.error({ err, modelId: c.id, onnxKey: c.onnxKey }, `model registry: model ${c.id} cannot be loaded; trying the next good one`);
         this.failed.set(c.id, { at: Date.now(), reason });
       }
     }
@@ -207,7 +186,7 @@ export class ModelRegistry {
     } catch (err) {
       this.failed.set(record.id, { at: Date.now(), reason: (err as Error).message });
       if (!wasLoaded && this.entries.has(record.id) && record.id !== this.servingId) this.retire(record.id);
-      this.log.warn({ err, modelId: record.id, onnxPath: record.onnxPath }, 'model registry: promotion refused, the model does not load');
+      this.log.warn({ err, modelId: record.id, onnxKey: record.onnxKey }, 'model registry: promotion refused, the model does not load');
       throw err instanceof ModelUnavailableError ? err : new ModelUnavailableError(record.id, (err as Error).message);
     }
     entry.lastUsed = Date.now();
@@ -232,12 +211,10 @@ export class ModelRegistry {
     let p = this.loading.get(record.id);
     if (!p) {
       p = (async () => {
-        const manifest = await readManifest(record);
-        const sum = await sha256File(record.onnxPath).catch((err: NodeJS.ErrnoException) => {
-          throw new ModelUnavailableError(record.id, `its model file is missing or unreadable (${err.code ?? 'read error'})`);
-        });
-        if (sum !== record.sha256) throw new ModelUnavailableError(record.id, 'its model file does not match its recorded sha256 (corrupt or replaced)');
-        await this.pool.load(record.id, record.onnxPath).catch((err: Error) => {
+        // Both from the artifact store: the file is a local copy checked against the row's sha256.
+        const manifest = await this.store.manifest(record);
+        const file = await this.store.modelFile(record);
+        await this.pool.load(record.id, file).catch((err: Error) => {
           throw new ModelUnavailableError(record.id, `onnxruntime cannot load it (${err.message.split('\n')[0]!.slice(0, 200)})`);
         });
         const entry: Entry = { model: { record, manifest }, inFlight: 0, retiring: false, lastUsed: Date.now() };

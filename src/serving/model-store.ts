@@ -1,30 +1,17 @@
-// Where served models come from. The registry only needs this interface; the service's database
-// (Prisma `Model` table, written by the worker after a verified export) is the real source, and a
-// directory-backed store serves benchmarks and tests without a database.
-import { readFile, readdir } from 'node:fs/promises';
+// Where served models come from: the records (the database's Model rows, through the one module
+// that reads and writes them, src/db/model-rows.ts) and their files (the artifact store, through
+// a local cache that verifies every file against the row's sha256: src/artifacts/model-cache.ts).
+// The registry only needs this interface; an in-memory store serves benchmarks and tests without
+// a database.
 import path from 'node:path';
+import { FsArtifactStore } from '../artifacts/fs-store.js';
+import { ModelFileCache } from '../artifacts/model-cache.js';
+import type { Prisma } from '../db/database.js';
+import { getModel, listModels, promoteModel, servingCandidates, servingModel, type ModelRecord } from '../db/model-rows.js';
+import type { ModelManifest } from '../export/manifest.js';
+import { ModelUnavailableError } from './errors.js';
 
-export interface ModelRecord {
-  id: string;
-  jobId: string;
-  createdAt: Date;
-  onnxPath: string;
-  manifestPath: string;
-  sizeBytes: number;
-  float32SizeBytes: number;
-  sha256: string;
-  inputSize: number;
-  classes: string[];
-  floatTop1: number | null;
-  int8Top1: number | null;
-  agreement: number | null;
-  promotedAt: Date | null;
-  /**
-   * Whether the model may serve without a promotion: its job was created by an admin key or with
-   * auth off (absent: true). A `train` key's models serve only once an admin promotes them.
-   */
-  autoServe?: boolean;
-}
+export type { ModelRecord } from '../db/model-rows.js';
 
 export interface ModelStore {
   /** Newest first. */
@@ -40,6 +27,9 @@ export interface ModelStore {
   candidates(limit: number): Promise<ModelRecord[]>;
   /** Pins a model as the serving one (null when it does not exist). */
   promote(id: string): Promise<ModelRecord | null>;
+  /** A local copy of the model's ONNX file whose sha256 matches the record (ModelUnavailableError otherwise). */
+  modelFile(record: ModelRecord): Promise<string>;
+  manifest(record: ModelRecord): Promise<ModelManifest>;
 }
 
 /** The rule shared by every store: newest promotion first, then the newest auto-serving models. */
@@ -51,65 +41,78 @@ export function rankCandidates(models: ModelRecord[], limit: number): ModelRecor
   return [...promoted, ...auto].slice(0, limit);
 }
 
-// ---- Prisma --------------------------------------------------------------------------------------
-
-/** The columns of the Prisma `Model` row: a record with classes as JSON text. */
-export type ModelRow = Omit<ModelRecord, 'classes'> & { classes: string };
-
-/** The slice of a Prisma client this store uses (structural, so it works with either schema). */
-export interface PrismaModelClient {
-  model: {
-    findMany(args: { orderBy: Record<string, 'asc' | 'desc'> | Array<Record<string, 'asc' | 'desc'>>; take?: number; where?: object }): Promise<ModelRow[]>;
-    findUnique(args: { where: { id: string } }): Promise<ModelRow | null>;
-    findFirst(args: { where?: object; orderBy: Record<string, 'asc' | 'desc'> | Array<Record<string, 'asc' | 'desc'>> }): Promise<ModelRow | null>;
-    update(args: { where: { id: string }; data: { promotedAt: Date } }): Promise<ModelRow>;
-  };
+/** An errno-style code or error class name: enough to tell the cause, never a path. */
+function errorCode(err: unknown): string {
+  const e = err as { code?: unknown; name?: unknown };
+  return typeof e?.code === 'string' ? e.code : typeof e?.name === 'string' ? e.name : 'error';
 }
 
-export function rowToRecord(row: ModelRow): ModelRecord {
-  let classes: string[] = [];
-  try {
-    const parsed: unknown = JSON.parse(row.classes);
-    if (Array.isArray(parsed)) classes = parsed.map(String);
-  } catch {
-    classes = [];
+/** A model's files out of the artifact store, by the keys and sha256 of its record. */
+export class ModelFiles {
+  constructor(readonly cache: ModelFileCache) {}
+
+  async onnx(record: ModelRecord): Promise<string> {
+    try {
+      return await this.cache.file(record.onnxKey, record.sha256);
+    } catch (err) {
+      // Messages name the model, never its files: they reach clients (the keys go to the log).
+      throw new ModelUnavailableError(record.id, `its model file is missing, unreadable or does not match its sha256 (${errorCode(err)})`);
+    }
   }
-  return { ...row, classes };
+
+  async manifest(record: ModelRecord): Promise<ModelManifest> {
+    let manifest: ModelManifest;
+    try {
+      manifest = JSON.parse((await this.cache.readSmall(record.manifestKey)).toString('utf8')) as ModelManifest;
+    } catch (err) {
+      throw new ModelUnavailableError(record.id, `its manifest is missing or unreadable (${errorCode(err)})`);
+    }
+    if (!Array.isArray(manifest.classes) || typeof manifest.input?.size !== 'number' || !manifest.preprocess?.normalization) {
+      throw new ModelUnavailableError(record.id, 'its manifest is not a qatserve model manifest');
+    }
+    return manifest;
+  }
 }
+
+/** Model files kept as plain files under `root` (keys relative to it): tests, benchmarks, exports on disk. */
+export function modelFilesIn(root: string): ModelFiles {
+  return new ModelFiles(new ModelFileCache(new FsArtifactStore(root)));
+}
+
+// ---- the database --------------------------------------------------------------------------------
 
 export class PrismaModelStore implements ModelStore {
-  constructor(private readonly prisma: PrismaModelClient) {}
+  constructor(
+    private readonly prisma: Prisma,
+    private readonly files: ModelFiles,
+  ) {}
 
-  async list(): Promise<ModelRecord[]> {
-    return (await this.prisma.model.findMany({ orderBy: { createdAt: 'desc' } })).map(rowToRecord);
+  list(): Promise<ModelRecord[]> {
+    return listModels(this.prisma);
   }
 
-  async get(id: string): Promise<ModelRecord | null> {
-    const row = await this.prisma.model.findUnique({ where: { id } });
-    return row ? rowToRecord(row) : null;
+  get(id: string): Promise<ModelRecord | null> {
+    return getModel(this.prisma, id);
   }
 
-  async serving(): Promise<ModelRecord | null> {
-    return (await this.candidates(1))[0] ?? null;
+  serving(): Promise<ModelRecord | null> {
+    return servingModel(this.prisma);
   }
 
-  async candidates(limit: number): Promise<ModelRecord[]> {
-    const promoted = await this.prisma.model.findMany({ where: { promotedAt: { not: null } }, orderBy: { promotedAt: 'desc' }, take: limit });
-    const auto =
-      promoted.length >= limit
-        ? []
-        : await this.prisma.model.findMany({
-            where: { promotedAt: null, job: { autoServe: true } },
-            orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
-            take: limit - promoted.length,
-          });
-    return [...promoted, ...auto].map(rowToRecord);
+  candidates(limit: number): Promise<ModelRecord[]> {
+    return servingCandidates(this.prisma, limit);
   }
 
-  async promote(id: string): Promise<ModelRecord | null> {
-    const row = await this.prisma.model.findUnique({ where: { id } });
-    if (!row) return null;
-    return rowToRecord(await this.prisma.model.update({ where: { id }, data: { promotedAt: new Date() } }));
+  promote(id: string): Promise<ModelRecord | null> {
+    return promoteModel(this.prisma, id);
+  }
+
+  modelFile(record: ModelRecord): Promise<string> {
+    return this.files.onnx(record);
+  }
+
+  manifest(record: ModelRecord): Promise<ModelManifest> {
+    return this.files.manifest(record);
   }
 }
 
@@ -118,6 +121,16 @@ export class PrismaModelStore implements ModelStore {
 /** Models held in memory (tests, benchmarks); `add` is what a worker's export would record. */
 export class MemoryModelStore implements ModelStore {
   private readonly models = new Map<string, ModelRecord>();
+
+  constructor(private readonly files: ModelFiles) {}
+
+  modelFile(record: ModelRecord): Promise<string> {
+    return this.files.onnx(record);
+  }
+
+  manifest(record: ModelRecord): Promise<ModelManifest> {
+    return this.files.manifest(record);
+  }
 
   add(record: ModelRecord): void {
     this.models.set(record.id, { ...record });
@@ -152,21 +165,22 @@ export class MemoryModelStore implements ModelStore {
 }
 
 /**
- * Builds a record from an export directory (model.onnx + manifest.json), e.g. for `qatserve
- * predict` or a benchmark serving a model that is not in the database.
+ * Builds a record from an export directory (model.onnx + manifest.json), e.g. for a benchmark
+ * serving a model that is not in the database. Its keys are relative to the directory's parent:
+ * serve it with `modelFilesIn(path.dirname(dir))`.
  */
 export async function recordFromExportDir(dir: string, id = path.basename(dir)): Promise<ModelRecord> {
-  const manifestPath = path.join(dir, 'manifest.json');
-  const m = JSON.parse(await readFile(manifestPath, 'utf8')) as {
-    jobId: string; createdAt: string; file: string; sha256: string; sizeBytes: number; float32SizeBytes: number;
-    classes: string[]; input: { size: number }; accuracy?: { floatTop1: number; int8Top1: number; agreement: number };
+  const name = path.basename(dir);
+  const files = modelFilesIn(path.dirname(dir));
+  const m = await files.manifest({ id, manifestKey: `${name}/manifest.json` } as ModelRecord) as ModelManifest & {
+    accuracy?: { floatTop1: number; int8Top1: number; agreement: number };
   };
   return {
     id,
     jobId: m.jobId,
     createdAt: new Date(m.createdAt),
-    onnxPath: path.join(dir, m.file),
-    manifestPath,
+    onnxKey: `${name}/${m.file}`,
+    manifestKey: `${name}/manifest.json`,
     sizeBytes: m.sizeBytes,
     float32SizeBytes: m.float32SizeBytes,
     sha256: m.sha256,
@@ -177,16 +191,4 @@ export async function recordFromExportDir(dir: string, id = path.basename(dir)):
     agreement: m.accuracy?.agreement ?? null,
     promotedAt: null,
   };
-}
-
-/** Every export directory under `root` (each holding a manifest.json). */
-export async function scanExportDirs(root: string): Promise<string[]> {
-  const entries = await readdir(root, { withFileTypes: true }).catch(() => []);
-  const dirs: string[] = [];
-  for (const e of entries) {
-    if (!e.isDirectory()) continue;
-    const files = await readdir(path.join(root, e.name)).catch(() => [] as string[]);
-    if (files.includes('manifest.json')) dirs.push(path.join(root, e.name));
-  }
-  return dirs;
 }

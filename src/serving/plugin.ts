@@ -3,7 +3,7 @@
 // registers it for production and for tests alike; the route plugins (src/api/routes/predict.ts,
 // models.ts) use `app.serving`.
 //
-//   await app.register(servingPlugin, { store: new PrismaModelStore(prisma), settings: settings.serving });
+//   await app.register(servingPlugin, { store: new PrismaModelStore(prisma, files), settings: settings.serving });
 //   await app.register(servingPlugin, { service });   // a ServingService built by the caller
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';

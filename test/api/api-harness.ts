@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../src/api/app.js';
 import { openApiDeps, type OpenedDeps } from '../../src/api/api-deps.js';
 import { loadSettings, type Settings } from '../../src/config/settings.js';
+import { bindDeployment } from '../../src/db/deployment.js';
 import { migrate } from '../../src/db/migrate.js';
 import { dropSchema, pgUrl, uniqueSchema } from '../db/test-databases.js';
 
@@ -24,14 +25,15 @@ export async function startHarness(kind: DbKind, env: Record<string, string> = {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatserve-api-'));
   const schema = uniqueSchema('api');
   const databaseUrl = kind === 'sqlite' ? `file:${path.join(dir, 'db.sqlite')}` : pgUrl(schema);
-  const settings = loadSettings({
+  const unbound = loadSettings({
     DATABASE_URL: databaseUrl,
     DATA_DIR: dir,
     QUEUE_PREFIX: `qs-test-${process.pid}-${Date.now().toString(36)}`,
     LOG_LEVEL: 'silent',
     ...env,
   });
-  await migrate(databaseUrl);
+  const { deploymentId } = await migrate(databaseUrl);
+  const settings = bindDeployment(unbound, deploymentId);
   const deps = openApiDeps(settings, false);
   const app = await buildApp(deps);
   await app.ready();

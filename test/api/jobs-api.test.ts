@@ -109,6 +109,38 @@ describe.each(['sqlite', 'postgres'] as DbKind[])('jobs API on %s', (kind) => {
     expect(ErrorBody.parse(q.json()).error.issues.map((i) => i.path).sort()).toEqual(['query.limit', 'query.status']);
   });
 
+  it('Idempotency-Key: a retried POST returns the first job, never a second one', async () => {
+    const key = `retry-${kind}-${Date.now()}`;
+    const send = (body: object, k = key) => h.app.inject({ method: 'POST', url: '/v1/jobs', payload: body, headers: { 'idempotency-key': k } });
+    const before = await count();
+    const first = await send({ ...tinySynthetic, name: 'once' });
+    expect(first.statusCode).toBe(201);
+    const job = JobView.parse(first.json());
+    // The client timed out and retries, several times at once: the same job every time.
+    const retries = await Promise.all(Array.from({ length: 5 }, () => send({ ...tinySynthetic, name: 'once' })));
+    for (const r of retries) {
+      expect(r.statusCode).toBe(201);
+      expect(JobView.parse(r.json()).id).toBe(job.id);
+    }
+    expect(await count()).toBe(before + 1);
+    expect((await h.deps.queue.entryState(job.id))).toBe('waiting');
+
+    // Concurrent first requests with a fresh key: one job between them.
+    const racing = await Promise.all(Array.from({ length: 6 }, () => send({ ...tinySynthetic, name: 'race' }, `${key}-race`)));
+    expect(new Set(racing.map((r) => r.statusCode))).toEqual(new Set([201]));
+    expect(new Set(racing.map((r) => JobView.parse(r.json()).id)).size).toBe(1);
+    expect(await count()).toBe(before + 2);
+
+    // The same key with another body is a client bug: 422, nothing created.
+    const other = await send({ ...tinySynthetic, name: 'different' });
+    expect(other.statusCode).toBe(422);
+    expect(ErrorBody.parse(other.json()).error).toMatchObject({ code: 'IDEMPOTENCY_KEY_REUSED', issues: [{ path: 'headers.idempotency-key' }] });
+    const invalid = await send(tinySynthetic, 'x'.repeat(300));
+    expect(invalid.statusCode).toBe(400);
+    expect(ErrorBody.parse(invalid.json()).error.code).toBe('IDEMPOTENCY_KEY_INVALID');
+    expect(await count()).toBe(before + 2);
+  });
+
   it('cancels a queued job: it leaves the queue, never starts, and a second cancel is a 409', async () => {
     const job = JobView.parse((await post(tinySynthetic)).json());
     expect(await h.deps.queue.counts()).toBeTruthy();
@@ -221,6 +253,8 @@ describe('readiness without Redis', () => {
       const post = await h.app.inject({ method: 'POST', url: '/v1/jobs', payload: tinySynthetic });
       expect(post.statusCode).toBe(503);
       expect(post.json().error.code).toBe('QUEUE_UNAVAILABLE');
+      // Nothing was created: no row waits for a queue entry that never came.
+      expect(await h.deps.db.prisma.trainingJob.count()).toBe(0);
     } finally {
       await h.close();
     }

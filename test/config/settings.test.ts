@@ -14,7 +14,12 @@ describe('settings', () => {
       dataDir: path.resolve('data'),
       artifactsDir: path.resolve('data/artifacts'),
       dataRoot: path.resolve('data/datasets'),
-      queuePrefix: 'qatserve',
+      queuePrefixExplicit: false,
+      deploymentId: null,
+      artifactStore: 'fs',
+      workDir: path.resolve('data/work'),
+      modelCacheDir: path.resolve('data/cache/models'),
+      jobTimeoutMs: 24 * 3600_000,
       host: '127.0.0.1',
       auth: 'auto',
       trustProxy: false,
@@ -28,6 +33,11 @@ describe('settings', () => {
     expect(loadSettings({ TRUST_PROXY: '2' }).trustProxy).toBe(2);
     expect(loadSettings({ TRUST_PROXY: '10.0.0.1, 10.0.0.0/8' }).trustProxy).toEqual(['10.0.0.1', '10.0.0.0/8']);
     expect(() => loadSettings({ AUTH: 'maybe' })).toThrow(/AUTH/);
+  });
+  it('keeps artifacts in PostgreSQL only when the database is PostgreSQL', () => {
+    expect(loadSettings({ ARTIFACT_STORE: 'postgres', DATABASE_URL: 'postgresql://u@h/db' }).artifactStore).toBe('postgres');
+    expect(() => loadSettings({ ARTIFACT_STORE: 'postgres' })).toThrow(/ARTIFACT_STORE[\s\S]*DATABASE_URL/);
+    expect(() => loadSettings({ ARTIFACT_STORE: 's3' })).toThrow(/ARTIFACT_STORE/);
   });
   it('reads overrides and names every bad variable', () => {
     const s = loadSettings({ PORT: '8080', REDIS_URL: 'redis://r:1', DATA_DIR: '/srv/q', LOCK_DURATION_MS: '5000' });

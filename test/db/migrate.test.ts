@@ -62,7 +62,9 @@ describe('migrate', () => {
       [schema],
     );
     await client.end();
-    expect(rows.map((r) => r.table_name)).toEqual(['ApiKey', 'Checkpoint', 'MetricPoint', 'Model', 'TrainingJob', '_prisma_migrations']);
+    expect(rows.map((r) => r.table_name)).toEqual([
+      'ApiKey', 'ArtifactBlob', 'ArtifactChunk', 'ArtifactObject', 'Checkpoint', 'Deployment', 'MetricPoint', 'Model', 'TrainingJob', '_prisma_migrations',
+    ]);
     await roundTrip(pgUrl(schema));
   });
 

@@ -10,7 +10,7 @@ import { runTraining } from '../../src/ml/index.js';
 import { exportJobModel, ExportVerificationError, spreadIndices } from '../../src/export/index.js';
 import type { ModelManifest } from '../../src/export/manifest.js';
 import { DataType, decodeModel } from '../../src/export/onnx-proto.js';
-import { MemoryModelStore, recordFromExportDir } from '../../src/serving/model-store.js';
+import { MemoryModelStore, modelFilesIn, recordFromExportDir } from '../../src/serving/model-store.js';
 import { ServingService } from '../../src/serving/prediction-service.js';
 import { makeImage } from '../serving/fixtures.js';
 
@@ -65,7 +65,7 @@ describe('exportJobModel', () => {
     expect(m.quantization.fusion.fullyFused).toBe(true);
     expect(m.quantization.activations.length).toBeGreaterThan(50);
 
-    const store = new MemoryModelStore();
+    const store = new MemoryModelStore(modelFilesIn(path.dirname(outDir)));
     store.add(await recordFromExportDir(outDir, 'm-ok'));
     const svc = new ServingService({ store, size: 1, pollMs: 0 });
     try {

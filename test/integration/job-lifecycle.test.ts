@@ -70,7 +70,7 @@ describe('job lifecycle with a worker process (SQLite)', () => {
     const done = await waitForJob(h.app, job.id, terminal, 120_000, [w]);
     expect(done.progress.step).toBe(4);
     expect(['TRAINER_CRASHED', 'INIT_CHECKPOINT_MISSING']).not.toContain(done.error?.code);
-    expect(w.output()).toContain(`"initFrom":"${from!.path}"`);
+    expect(w.output()).toContain(`"initFrom":"${from!.key}"`);
   });
 
   it('a job whose training fails ends failed with the error code, once (not retried)', async () => {
@@ -104,9 +104,11 @@ describe('job lifecycle with a worker process (SQLite)', () => {
     expect(stopped.model).toBeNull();
     const checkpoints = await h.deps.db.prisma.checkpoint.findMany({ where: { jobId: long.id }, orderBy: { step: 'desc' } });
     expect(checkpoints.length).toBeGreaterThan(0);
-    // Only the checkpoints still on disk are listed (keepCheckpoints, default 2), each one loadable.
+    // Only the checkpoints still in the artifact store are listed (keepCheckpoints, default 2), each
+    // one complete; the store holds no others.
     expect(checkpoints.length).toBeLessThanOrEqual(2);
-    for (const c of checkpoints) expect(fs.existsSync(path.join(c.path, 'checkpoint.json'))).toBe(true);
+    const stored = (await h.deps.artifacts.list(`jobs/${long.id}/checkpoints`)).map((o) => o.key).sort();
+    expect(stored).toEqual(checkpoints.flatMap((c) => [`${c.key}/checkpoint.json`, `${c.key}/weights.bin`]).sort());
     // The stop checkpoint is at the step the job stopped at.
     expect(checkpoints[0].step).toBe(stopped.progress.step);
 
@@ -139,7 +141,10 @@ describe('job lifecycle with a worker process (SQLite)', () => {
     expect(done.status).toBe('cancelled');
     expect(done.model).toBeNull();
     expect(await h.deps.db.prisma.model.count({ where: { jobId: job.id } })).toBe(0);
-    expect(fs.existsSync(path.join(h.settings.artifactsDir, 'models', job.id))).toBe(false);
+    // Every model in the store belongs to a Model row: the cancelled export left nothing behind.
+    const rows = await h.deps.db.prisma.model.findMany({ select: { onnxKey: true, manifestKey: true } });
+    const stored = (await h.deps.artifacts.list('models')).map((o) => o.key).sort();
+    expect(stored).toEqual(rows.flatMap((r) => [r.onnxKey, r.manifestKey]).sort());
   });
 
   it('SIGTERM hands the running job back to the queue; the next worker resumes it', async () => {
@@ -158,11 +163,34 @@ describe('job lifecycle with a worker process (SQLite)', () => {
     workers.push(w2);
     const done = await waitForJob(h.app, job.id, terminal, 180_000, [w2]);
     // Resume and training first, so a failure says which part broke; the export comes last.
-    expect(w2.output()).toContain(`"resumeFrom":"${cp!.path}"`);
+    expect(w2.output()).toContain(`"resumeFrom":"${cp!.key}"`);
     expect(done.attempts).toBe(2);
     expect(done.progress.step).toBe(12);
     const points = await metrics(job.id);
     expect(points.map((p) => p.step)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
     expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
+  });
+
+  it('a job over its wall-clock limit (JOB_TIMEOUT_MS) ends failed with JOB_TIMEOUT and keeps its last checkpoint', async () => {
+    for (const w of workers) if (w.proc.exitCode === null) w.proc.kill('SIGTERM');
+    await Promise.all(workers.map((w) => w.exited));
+    const w = spawnWorker({ ...env, JOB_TIMEOUT_MS: '6000' }, 'timeout');
+    workers.push(w);
+    const job = await post(tinyJob(4000, { checkpointEverySteps: 5, name: 'endless' }));
+    const done = await waitForJob(h.app, job.id, terminal, 120_000, [w]);
+    expect(done.status).toBe('failed');
+    expect(done.error?.code).toBe('JOB_TIMEOUT');
+    expect(done.error?.message).toMatch(new RegExp(`JOB_TIMEOUT_MS 6000 ms.*stopped at step ${done.progress.step}, its last checkpoint kept`));
+    const ranMs = Date.parse(done.finishedAt!) - Date.parse(done.startedAt!);
+    expect(ranMs).toBeGreaterThanOrEqual(6000);
+    expect(ranMs).toBeLessThan(6000 + 10_000);
+    expect(done.progress.step).toBeLessThan(4000);
+    // The checkpoint written as it stopped, in the store, at the step it stopped at.
+    const newest = await h.deps.db.prisma.checkpoint.findFirst({ where: { jobId: job.id }, orderBy: { step: 'desc' } });
+    expect(newest!.step).toBe(done.progress.step);
+    expect((await h.deps.artifacts.list(newest!.key)).map((o) => o.key.slice(newest!.key.length + 1))).toEqual(['checkpoint.json', 'weights.bin']);
+    // Failed for good: the queue does not hand it out again.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect((await waitForJob(h.app, job.id, () => true, 1000)).attempts).toBe(1);
   });
 });

@@ -1,6 +1,7 @@
 // `qatserve serve` from an empty directory: embedded defaults (SQLite under ./data), API plus one
 // worker child, the issue's demo job trained to `succeeded` with a falling loss, a prediction from
 // its model, and a clean exit on SIGTERM.
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,7 +21,7 @@ describe('qatserve serve', () => {
   const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'qatserve-serve-'));
   afterAll(() => fs.rmSync(cwd, { recursive: true, force: true }));
 
-  it('starts on its defaults, trains the demo job to succeeded with a falling loss, serves it, and stops on SIGTERM', async () => {
+  it('starts on its defaults, trains the demo job to succeeded with a falling loss, serves it, restarts a killed worker, and stops on SIGTERM', async () => {
     const srv = await startServe(cwd, 'serve');
     const { base, log } = srv;
     try {
@@ -30,7 +31,11 @@ describe('qatserve serve', () => {
       const id = await submitJob(base, DEMO_JOB);
       const job = await waitForJob(base, id, 120_000);
       expect(job?.status, `${JSON.stringify(job?.error)}\n${log()}`).toBe('succeeded');
-      expect(fs.existsSync(path.join(cwd, 'data', 'artifacts', 'models', id))).toBe(true);
+      // The default fs artifact store, under ./data/artifacts; the worker's scratch space is gone.
+      expect(fs.existsSync(path.join(cwd, 'data', 'artifacts', 'models', job.model!.id, 'model.onnx'))).toBe(true);
+      // (It is emptied just after the row says succeeded.)
+      for (let i = 0; i < 100 && fs.readdirSync(path.join(cwd, 'data', 'work')).length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(fs.readdirSync(path.join(cwd, 'data', 'work'))).toEqual([]);
 
       // One point per step, and the loss falls: the last three steps average below the first three.
       const page = MetricsPage.parse(await (await fetch(`${base}/v1/jobs/${id}/metrics`)).json());
@@ -47,6 +52,20 @@ describe('qatserve serve', () => {
       expect(body.model.jobId).toBe(id);
       expect(body.predictions).toHaveLength(2);
       expect(body.predictions[0]!.probability).toBeGreaterThanOrEqual(body.predictions[1]!.probability);
+
+      // The worker dies: /readyz says so until serve has restarted it, and /metrics counts it.
+      const workerPid = Number(execFileSync('pgrep', ['-P', String(srv.pid), '-f', 'cli.js worker'], { encoding: 'utf8' }).trim());
+      process.kill(workerPid, 'SIGKILL');
+      const readiness: string[] = [];
+      for (let i = 0; i < 300; i++) {
+        const r = (await (await fetch(`${base}/readyz`)).json()) as { checks: { worker: string } };
+        if (readiness.at(-1) !== r.checks.worker) readiness.push(r.checks.worker);
+        if (readiness.length > 1 && r.checks.worker === 'ok') break;
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      expect(readiness[1], log()).toMatch(/^error: crashed \(signal SIGKILL, 1 in a row, 1 restarts\); restarting in [01] s$/);
+      expect(readiness.at(-1)).toBe('ok');
+      expect(await (await fetch(`${base}/metrics`)).text()).toMatch(/qatserve_worker_restarts_total 1\n[\s\S]*qatserve_worker_restart_backoff_seconds 1\n/);
     } catch (err) {
       await srv.stop();
       throw err;

@@ -9,6 +9,7 @@ import { assertBuilt, CLI, FAST_QUEUE_ENV } from './worker-process.js';
 
 export interface ServeProcess {
   base: string;
+  pid: number;
   /** The last lines of the server's log, for assertion messages. */
   log(): string;
   /** SIGTERM; resolves with the exit code. */
@@ -39,7 +40,7 @@ export async function startServe(cwd: string, label: string): Promise<ServeProce
   const log = () => fs.readFileSync(logFile, 'utf8').split('\n').slice(-20).join('\n');
   for (let i = 0; i < 100; i++) {
     if (await fetch(`${base}/readyz`).then((r) => r.ok, () => false)) {
-      return { base, log, stop: () => (proc.kill('SIGTERM'), exited) };
+      return { base, pid: proc.pid!, log, stop: () => (proc.kill('SIGTERM'), exited) };
     }
     await new Promise((r) => setTimeout(r, 200));
   }

@@ -28,7 +28,7 @@ describe('serve without a reachable Redis', () => {
   it('starts redis-server from PATH as a child, is ready, and stops it on SIGTERM', () => {
     assertBuilt();
     const r = inNetns('with-redis', cwd);
-    expect(r.ready, r.log).toEqual({ status: 'ready', checks: { database: 'ok', redis: 'ok', queue: 'ok', model: 'none' } });
+    expect(r.ready, r.log).toEqual({ status: 'ready', checks: { database: 'ok', redis: 'ok', queue: 'ok', worker: 'ok', model: 'none' } });
     expect(r.redisChild, r.log).toBe(true);
     expect(r.log).toContain('started redis-server on 127.0.0.1:6379');
     expect(r.exitCode).toBe(0);

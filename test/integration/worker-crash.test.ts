@@ -51,7 +51,7 @@ describe('worker killed mid-training (PostgreSQL)', () => {
     expect(done.attempts).toBe(2);
     expect(done.progress.step).toBe(12);
     // It resumed (not restarted): the rescuer started from the newest checkpoint on record.
-    expect(w2.output()).toContain(`"resumeFrom":"${newest!.path}"`);
+    expect(w2.output()).toContain(`"resumeFrom":"${newest!.key}"`);
     expect(w2.output()).toMatch(new RegExp(`"startStep":${newest!.step}`));
 
     const page = MetricsPage.parse((await h.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}/metrics?limit=1000` })).json());

@@ -12,9 +12,12 @@ import { expectedKernels } from '../../src/export/fusion-check.js';
 import type { ModelRecord } from '../../src/serving/model-store.js';
 
 export interface FixtureModel {
+  /** Keys relative to `root`: serve with `new MemoryModelStore(modelFilesIn(root))`. */
   record: ModelRecord;
   graph: QuantGraph;
   dir: string;
+  onnxFile: string;
+  manifestFile: string;
 }
 
 export async function writeFixtureModel(root: string, id: string, opts: { seed?: number; inputSize?: number; classes?: number; createdAt?: Date } = {}): Promise<FixtureModel> {
@@ -55,8 +58,10 @@ export async function writeFixtureModel(root: string, id: string, opts: { seed?:
   return {
     graph,
     dir,
+    onnxFile: onnxPath,
+    manifestFile: manifestPath,
     record: {
-      id, jobId: `job-${id}`, createdAt: opts.createdAt ?? new Date(), onnxPath, manifestPath, sizeBytes: bytes.length,
+      id, jobId: `job-${id}`, createdAt: opts.createdAt ?? new Date(), onnxKey: `${id}/model.onnx`, manifestKey: `${id}/manifest.json`, sizeBytes: bytes.length,
       float32SizeBytes: manifest.float32SizeBytes, sha256, inputSize, classes: graph.classes, floatTop1: null, int8Top1: null, agreement: null, promotedAt: null,
     },
   };

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PredictorPool } from '../../src/serving/predictor-pool.js';
 import { ModelRegistry } from '../../src/serving/model-registry.js';
-import { MemoryModelStore } from '../../src/serving/model-store.js';
+import { MemoryModelStore, modelFilesIn } from '../../src/serving/model-store.js';
 import { ServingService } from '../../src/serving/prediction-service.js';
 import { makeImage, writeFixtureModel, type FixtureModel } from './fixtures.js';
 
@@ -25,7 +25,7 @@ afterAll(async () => {
 
 describe('ModelRegistry', () => {
   it('serves nothing (NO_MODEL) until a model exists, then the newest', async () => {
-    const store = new MemoryModelStore();
+    const store = new MemoryModelStore(modelFilesIn(root));
     const pool = new PredictorPool({ size: 1 });
     const reg = new ModelRegistry(store, pool, { pollMs: 0 });
     try {
@@ -44,7 +44,7 @@ describe('ModelRegistry', () => {
   });
 
   it('swaps to a newer model without failing in-flight requests, then holds only the new one', async () => {
-    const store = new MemoryModelStore();
+    const store = new MemoryModelStore(modelFilesIn(root));
     store.add(a.record);
     const svc = new ServingService({ store, size: 2, batchWindowMs: 2, maxBatch: 4, pollMs: 0 });
     try {
@@ -71,7 +71,7 @@ describe('ModelRegistry', () => {
   });
 
   it('keeps the old model loaded exactly as long as a request holds it', async () => {
-    const store = new MemoryModelStore();
+    const store = new MemoryModelStore(modelFilesIn(root));
     store.add(a.record);
     const pool = new PredictorPool({ size: 1 });
     const reg = new ModelRegistry(store, pool, { pollMs: 0 });
@@ -93,7 +93,7 @@ describe('ModelRegistry', () => {
   });
 
   it('promotion pins an older model; ?model= loads another on demand and evicts it later', async () => {
-    const store = new MemoryModelStore();
+    const store = new MemoryModelStore(modelFilesIn(root));
     for (const m of [a, b, c]) store.add(m.record);
     const svc = new ServingService({ store, size: 1, pollMs: 0, maxExtraModels: 1 });
     try {
@@ -114,13 +114,13 @@ describe('ModelRegistry', () => {
   });
 
   it('refuses a model whose file does not match its sha256 and keeps serving the current one', async () => {
-    const store = new MemoryModelStore();
+    const store = new MemoryModelStore(modelFilesIn(root));
     store.add(a.record);
     const svc = new ServingService({ store, size: 1, pollMs: 0 });
     try {
       await svc.start();
       const badDir = await writeFixtureModel(root, 'tampered', { seed: 9, createdAt: new Date('2026-02-01') });
-      await writeFile(badDir.record.onnxPath, Buffer.from('not the model'));
+      await writeFile(badDir.onnxFile, Buffer.from('not the model'));
       store.add(badDir.record);
       await svc.registry.refresh();
       expect(svc.registry.readiness()).toMatchObject({ state: 'fallback', servingId: 'a', wantedId: 'tampered' });

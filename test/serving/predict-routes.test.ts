@@ -10,7 +10,7 @@ import { PredictResponse, predictRoutes } from '../../src/api/routes/predict.js'
 import { ModelDetail, ModelList, modelsRoutes } from '../../src/api/routes/models.js';
 import { servingPlugin } from '../../src/serving/plugin.js';
 import { ServingService } from '../../src/serving/prediction-service.js';
-import { MemoryModelStore } from '../../src/serving/model-store.js';
+import { MemoryModelStore, modelFilesIn } from '../../src/serving/model-store.js';
 import { makeImage, writeFixtureModel, type FixtureModel } from './fixtures.js';
 import { problemImages } from './bad-images.js';
 
@@ -47,9 +47,10 @@ afterAll(async () => {
 describe('POST /v1/predict', () => {
   let app: FastifyInstance;
   let url: string;
-  const store = new MemoryModelStore();
+  let store: MemoryModelStore;
 
   beforeAll(async () => {
+    store = new MemoryModelStore(modelFilesIn(root));
     store.add(a.record);
     store.add(b.record);
     ({ app, url } = await startServer(store));
@@ -176,9 +177,10 @@ describe('POST /v1/predict', () => {
 describe('/v1/models', () => {
   let app: FastifyInstance;
   let url: string;
-  const store = new MemoryModelStore();
+  let store: MemoryModelStore;
 
   beforeAll(async () => {
+    store = new MemoryModelStore(modelFilesIn(root));
     ({ app, url } = await startServer(store));
   });
   afterAll(async () => {
@@ -210,7 +212,7 @@ describe('/v1/models', () => {
     const dl = await fetch(`${url}/v1/models/a/download`);
     expect(dl.status).toBe(200);
     const downloaded = Buffer.from(await dl.arrayBuffer());
-    expect(downloaded.equals(await readFile(a.record.onnxPath))).toBe(true);
+    expect(downloaded.equals(await readFile(a.onnxFile))).toBe(true);
     expect(createHash("sha256").update(downloaded).digest('hex')).toBe(dl.headers.get('x-model-sha256'));
 
     const promoted = await fetch(`${url}/v1/models/a/promote`, { method: 'POST' });

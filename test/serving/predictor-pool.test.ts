@@ -26,7 +26,7 @@ describe('PredictorPool', () => {
   it('returns the int8 model logits for each request, batched or not', async () => {
     const pool = new PredictorPool({ size: 2, batchWindowMs: 20, maxBatch: 4 });
     try {
-      await pool.load('m1', model.record.onnxPath);
+      await pool.load('m1', model.onnxFile);
       const n = 10;
       const results = await Promise.all(Array.from({ length: n }, (_, i) => pool.infer('m1', image(i), SIZE)));
       const step = model.graph.nodes.at(-1)!.outQuant.scale;
@@ -49,7 +49,7 @@ describe('PredictorPool', () => {
     const rgb = (i: number) => Uint8Array.from({ length: 3 * SIZE * SIZE }, (_, j) => (j * 31 + i * 97 + (j >> 5)) & 255);
     const pool = new PredictorPool({ size: 2, batchWindowMs: 20, maxBatch: 4 });
     try {
-      await pool.load('m1', model.record.onnxPath);
+      await pool.load('m1', model.onnxFile);
       const n = 6;
       // Inside one window: batches of RGB only (normalized in the worker) and, below, batches
       // mixing both kinds (normalized on the main thread).
@@ -72,7 +72,7 @@ describe('PredictorPool', () => {
   it('keeps the event loop free while inferring (sessions run in worker threads)', async () => {
     const pool = new PredictorPool({ size: 1, batchWindowMs: 0, maxBatch: 1 });
     try {
-      await pool.load('m1', model.record.onnxPath);
+      await pool.load('m1', model.onnxFile);
       let ticks = 0;
       const timer = setInterval(() => ticks++, 1);
       const t0 = performance.now();
@@ -89,7 +89,7 @@ describe('PredictorPool', () => {
   it('rejects requests for a model it has not loaded; on close answers the run in flight and rejects the queued', async () => {
     const pool = new PredictorPool({ size: 1 });
     await expect(pool.infer('nope', image(0), SIZE)).rejects.toMatchObject({ code: 'PREDICTOR_FAILED' });
-    await pool.load('m1', model.record.onnxPath);
+    await pool.load('m1', model.onnxFile);
     // The idle pool runs the first request at once; the second waits behind it.
     const running = pool.infer('m1', image(0), SIZE).catch((err: unknown) => err);
     const queued = pool.infer('m1', image(1), SIZE).catch((err: unknown) => err);
@@ -103,7 +103,7 @@ describe('PredictorPool', () => {
   it('replaces a worker that dies and reloads its models', async () => {
     const pool = new PredictorPool({ size: 1, batchWindowMs: 0 });
     try {
-      await pool.load('m1', model.record.onnxPath);
+      await pool.load('m1', model.onnxFile);
       const internal = pool as unknown as { workers: Array<{ worker: import('node:worker_threads').Worker }> };
       const dying = internal.workers[0]!.worker;
       await dying.terminate();
@@ -120,7 +120,7 @@ describe('PredictorPool', () => {
   it('fails a load of a broken file without keeping the model', async () => {
     const pool = new PredictorPool({ size: 1 });
     try {
-      await expect(pool.load('bad', model.record.manifestPath)).rejects.toThrow(/inference worker/);
+      await expect(pool.load('bad', model.manifestFile)).rejects.toThrow(/inference worker/);
       expect(pool.isLoaded('bad')).toBe(false);
     } finally {
       await pool.close();

@@ -1,9 +1,9 @@
 // The Prisma-backed store inside the real app (buildApp wires the serving routes itself): a Model
-// row written the way the worker writes it becomes the served model; promotion pins another.
+// row (its files in the harness's fs artifact store) written the way the worker writes it becomes the served model; promotion pins another.
 // Runs on SQLite and on PostgreSQL (127.0.0.1:5432, database `test`).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, type DbKind, type Harness } from '../api/api-harness.js';
-import { PrismaModelStore } from '../../src/serving/model-store.js';
+import { modelFilesIn, PrismaModelStore } from '../../src/serving/model-store.js';
 import { makeImage, writeFixtureModel, type FixtureModel } from './fixtures.js';
 
 async function addModelRow(h: Harness, m: FixtureModel): Promise<void> {
@@ -11,7 +11,7 @@ async function addModelRow(h: Harness, m: FixtureModel): Promise<void> {
   await prisma.trainingJob.create({ data: { id: m.record.jobId, name: 'fixture', status: 'SUCCEEDED', config: '{}' } });
   await prisma.model.create({
     data: {
-      id: m.record.id, jobId: m.record.jobId, createdAt: m.record.createdAt, onnxPath: m.record.onnxPath, manifestPath: m.record.manifestPath,
+      id: m.record.id, jobId: m.record.jobId, createdAt: m.record.createdAt, onnxKey: m.record.onnxKey, manifestKey: m.record.manifestKey,
       sizeBytes: m.record.sizeBytes, float32SizeBytes: m.record.float32SizeBytes, sha256: m.record.sha256, inputSize: m.record.inputSize,
       classes: JSON.stringify(m.record.classes), floatTop1: 0.5, int8Top1: 0.5, agreement: 1,
     },
@@ -35,11 +35,11 @@ for (const kind of ['sqlite', 'postgres'] as DbKind[]) {
       expect(none.statusCode).toBe(503);
       expect(none.json().error.code).toBe('NO_MODEL');
 
-      const a = await writeFixtureModel(h.dir, `a-${kind}`, { seed: 1, createdAt: new Date('2026-01-01') });
-      const b = await writeFixtureModel(h.dir, `b-${kind}`, { seed: 2, createdAt: new Date('2026-01-02') });
+      const a = await writeFixtureModel(h.settings.artifactsDir, `a-${kind}`, { seed: 1, createdAt: new Date('2026-01-01') });
+      const b = await writeFixtureModel(h.settings.artifactsDir, `b-${kind}`, { seed: 2, createdAt: new Date('2026-01-02') });
       await addModelRow(h, a);
       await addModelRow(h, b);
-      const store = new PrismaModelStore(h.deps.db.prisma);
+      const store = new PrismaModelStore(h.deps.db.prisma, modelFilesIn(h.settings.artifactsDir));
       expect((await store.list()).map((m) => m.id)).toEqual([b.record.id, a.record.id]);
       expect((await store.get(a.record.id))!.classes).toEqual(a.record.classes);
 

@@ -18,7 +18,7 @@ import { makeImage, writeFixtureModel, type FixtureModel } from './fixtures.js';
 async function addModel(h: Harness, jobId: string, m: FixtureModel, createdAt: Date): Promise<void> {
   await h.deps.db.prisma.model.create({
     data: {
-      id: m.record.id, jobId, createdAt, onnxPath: m.record.onnxPath, manifestPath: m.record.manifestPath,
+      id: m.record.id, jobId, createdAt, onnxKey: m.record.onnxKey, manifestKey: m.record.manifestKey,
       sizeBytes: m.record.sizeBytes, float32SizeBytes: m.record.float32SizeBytes, sha256: m.record.sha256, inputSize: m.record.inputSize,
       classes: JSON.stringify(m.record.classes), floatTop1: 0.5, int8Top1: 0.5, agreement: 1,
     },
@@ -60,8 +60,8 @@ describe('serving by authority', () => {
   it("serves an admin's model on its own, never a newer model of a train key's job until an admin promotes it", async () => {
     const adminJob = await createJob(admin);
     const trainJob = await createJob(trainer);
-    const a = await writeFixtureModel(h.dir, 'by-admin', { seed: 1 });
-    const t = await writeFixtureModel(h.dir, 'by-trainer', { seed: 2 });
+    const a = await writeFixtureModel(h.settings.artifactsDir, 'by-admin', { seed: 1 });
+    const t = await writeFixtureModel(h.settings.artifactsDir, 'by-trainer', { seed: 2 });
     await addModel(h, adminJob, a, new Date('2026-03-01'));
     await addModel(h, trainJob, t, new Date('2026-03-02')); // newer
     await h.app.serving.registry.refresh();
@@ -82,9 +82,9 @@ describe('serving by authority', () => {
 
   it('refuses to promote a model that does not load, and changes nothing', async () => {
     const job = await createJob(admin);
-    const bad = await writeFixtureModel(h.dir, 'broken', { seed: 3 });
+    const bad = await writeFixtureModel(h.settings.artifactsDir, 'broken', { seed: 3 });
     await addModel(h, job, bad, new Date('2026-01-01')); // older: it would not auto-serve anyway
-    await writeFile(bad.record.onnxPath, Buffer.from('truncated'));
+    await writeFile(bad.onnxFile, Buffer.from('truncated'));
     const before = await predictModel();
     const r = await post(base, '/v1/models/broken/promote', '', bearer(admin));
     expect(r.status).toBe(503);
@@ -96,9 +96,9 @@ describe('serving by authority', () => {
 
     // A file that hashes right but is not a model: loaded and refused by onnxruntime, same outcome.
     const junkJob = await createJob(admin);
-    const junk = await writeFixtureModel(h.dir, 'junk', { seed: 4 });
+    const junk = await writeFixtureModel(h.settings.artifactsDir, 'junk', { seed: 4 });
     const bytes = Buffer.from('this is not an onnx model at all');
-    await writeFile(junk.record.onnxPath, bytes);
+    await writeFile(junk.onnxFile, bytes);
     const { createHash } = await import('node:crypto');
     junk.record.sha256 = createHash('sha256').update(bytes).digest('hex');
     await addModel(h, junkJob, junk, new Date('2026-01-01'));
@@ -111,10 +111,10 @@ describe('serving by authority', () => {
 
   it('falls back at start-up to the last good model when the serving one is corrupt, and says so', async () => {
     const job = await createJob(admin);
-    const newest = await writeFixtureModel(h.dir, 'newest', { seed: 5 });
+    const newest = await writeFixtureModel(h.settings.artifactsDir, 'newest', { seed: 5 });
     await addModel(h, job, newest, new Date('2026-06-01'));
     await h.deps.db.prisma.model.updateMany({ data: { promotedAt: null } }); // newest auto-serving model should serve
-    await writeFile(newest.record.onnxPath, Buffer.from('corrupted on disk'));
+    await writeFile(newest.onnxFile, Buffer.from('corrupted on disk'));
     // A second replica starting now, on the same database, with its log captured.
     const lines: string[] = [];
     const stream = new Writable({ write(chunk, _enc, done) { lines.push(...String(chunk).split('\n').filter(Boolean)); done(); } });
@@ -148,7 +148,7 @@ describe('uploads', () => {
     h = await startHarness('sqlite', { MODEL_POLL_MS: '0', PREDICT_WORKERS: '1', PREDICT_MAX_QUEUE: '2' });
     base = await h.app.listen({ port: 0, host: '127.0.0.1' });
     const job = await h.app.inject({ method: 'POST', url: '/v1/jobs', payload: tinySynthetic });
-    await addModel(h, job.json().id, await writeFixtureModel(h.dir, 'm', { seed: 1 }), new Date());
+    await addModel(h, job.json().id, await writeFixtureModel(h.settings.artifactsDir, 'm', { seed: 1 }), new Date());
     await h.app.serving.registry.refresh();
   });
   afterAll(async () => {

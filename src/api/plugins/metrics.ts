@@ -3,10 +3,13 @@
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import client from 'prom-client';
+import type { WorkerStatus } from '../../queue/worker-supervisor.js';
 
 export interface MetricsSources {
   queueCounts(): Promise<Record<string, number>>;
   jobsByStatus(): Promise<Record<string, number>>;
+  /** Under `qatserve serve`: its worker child. */
+  workerStatus?: () => WorkerStatus;
 }
 
 export const metricsPlugin = fp(async function metrics(app: FastifyInstance, opts: { sources: MetricsSources }) {
@@ -47,6 +50,34 @@ export const metricsPlugin = fp(async function metrics(app: FastifyInstance, opt
       for (const [status, n] of Object.entries(counts ?? {})) this.set({ status }, n);
     },
   });
+
+  const worker = opts.sources.workerStatus;
+  if (worker) {
+    new client.Gauge({
+      name: 'qatserve_worker_up',
+      help: "1 while qatserve serve's worker process runs, 0 while it is being restarted",
+      registers: [registry],
+      collect() {
+        this.set(worker().state === 'running' ? 1 : 0);
+      },
+    });
+    new client.Gauge({
+      name: 'qatserve_worker_restarts_total',
+      help: 'Times the worker process was restarted after it died',
+      registers: [registry],
+      collect() {
+        this.set(worker().restarts);
+      },
+    });
+    new client.Gauge({
+      name: 'qatserve_worker_restart_backoff_seconds',
+      help: 'Delay before the current (or last) worker restart: doubles with each crash in a row, capped',
+      registers: [registry],
+      collect() {
+        this.set(worker().backoffMs / 1000);
+      },
+    });
+  }
 
   app.addHook('onResponse', async (req, reply) => {
     // The route pattern, not the URL, so ids don't explode the label set.

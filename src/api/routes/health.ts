@@ -1,10 +1,12 @@
-// /healthz: the process answers. /readyz: the database, Redis and the queue answer (503 otherwise),
-// and what the serving model is doing. Both are open; /readyz gives an anonymous caller only a
-// word per check (ok/failing; the model: ok/none/fallback/failing), and the error text only to an
-// admin key (or with auth off), because error texts name hosts and files.
+// /healthz: the process answers. /readyz: the database, Redis and the queue answer, and under
+// `qatserve serve` its worker runs (503 otherwise), plus what the serving model is doing. Both are
+// open; /readyz gives an anonymous caller only a word per check (ok/failing; the model:
+// ok/none/fallback/failing), and the error text only to an admin key (or with auth off), because
+// error texts name hosts and files.
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { isAdmin } from '../../auth/auth-policy.js';
+import type { WorkerStatus } from '../../queue/worker-supervisor.js';
 import type { RegistryReadiness } from '../../serving/model-registry.js';
 
 export const HealthBody = z.object({ status: z.literal('ok'), uptimeSeconds: z.number() });
@@ -12,12 +14,13 @@ export const HealthBody = z.object({ status: z.literal('ok'), uptimeSeconds: z.n
 export const ReadyBody = z.object({
   status: z.enum(['ready', 'unavailable']),
   /**
-   * Per dependency: `ok`, else `failing` (anonymous callers) or `error: <why>` (admin). `model`:
-   * `ok` (serving the model it should), `none` (no model yet), `fallback` (the model that should
-   * serve cannot be loaded; an older one serves), `failing` (it cannot be loaded and nothing serves);
-   * the admin view adds the reason. The model never makes the API unready: training still works.
+   * Per dependency: `ok`, else `failing` (anonymous callers) or `error: <why>` (admin). `worker`:
+   * under `qatserve serve` only, its worker child. `model`: `ok` (serving the model it should),
+   * `none` (no model yet), `fallback` (the model that should serve cannot be loaded; an older one
+   * serves), `failing` (it cannot be loaded and nothing serves); the admin view adds the reason. The
+   * model never makes the API unready: training still works.
    */
-  checks: z.object({ database: z.string(), redis: z.string(), queue: z.string(), model: z.string() }),
+  checks: z.object({ database: z.string(), redis: z.string(), queue: z.string(), worker: z.string().optional(), model: z.string() }),
   /** Why the service is not ready, for admins (absent when ready). */
   reason: z.string().optional(),
 });
@@ -54,12 +57,23 @@ export function modelDetail(m: RegistryReadiness): string {
   return m.state;
 }
 
-export async function healthRoutes(app: FastifyInstance, opts: { checks: ReadinessChecks; model: () => RegistryReadiness }) {
+/** The worker child of `qatserve serve`: ok while it runs, else why not and when it restarts. */
+export function workerCheck(w: WorkerStatus): string {
+  if (w.state === 'running') return 'ok';
+  if (w.state === 'stopped') return 'error: stopped';
+  const inS = w.nextStartAt ? Math.max(0, Math.ceil((w.nextStartAt.getTime() - Date.now()) / 1000)) : 0;
+  return `error: crashed (${w.lastExit}, ${w.consecutiveCrashes} in a row, ${w.restarts} restarts); restarting in ${inS} s`;
+}
+
+export async function healthRoutes(
+  app: FastifyInstance,
+  opts: { checks: ReadinessChecks; model: () => RegistryReadiness; workerStatus?: () => WorkerStatus },
+) {
   app.get('/healthz', { config: { access: 'public', rateLimit: false } }, async () => ({ status: 'ok' as const, uptimeSeconds: Math.round(process.uptime()) }));
 
   app.get('/readyz', { config: { access: 'public' } }, async (req, reply) => {
     const [database, redis, queue] = await Promise.all([check(opts.checks.database), check(opts.checks.redis), check(opts.checks.queue)]);
-    const deps = { database, redis, queue };
+    const deps = { database, redis, queue, ...(opts.workerStatus ? { worker: workerCheck(opts.workerStatus()) } : {}) };
     const m = opts.model();
     const failed = Object.entries(deps).filter(([, v]) => v !== 'ok');
     if (m.state !== 'ok' && m.state !== 'none') req.log.warn({ model: m }, 'readyz: serving model not as it should be');
@@ -67,7 +81,8 @@ export async function healthRoutes(app: FastifyInstance, opts: { checks: Readine
     const code = failed.length === 0 ? 200 : 503;
     if (!isAdmin(req.principal)) {
       const word = (v: string) => (v === 'ok' ? 'ok' : 'failing');
-      return reply.status(code).send({ status, checks: { database: word(database), redis: word(redis), queue: word(queue), model: m.state } });
+      const words = Object.fromEntries(Object.entries(deps).map(([k, v]) => [k, word(v)]));
+      return reply.status(code).send({ status, checks: { ...words, model: m.state } });
     }
     const body = { status, checks: { ...deps, model: modelDetail(m) } };
     if (failed.length === 0) return reply.status(code).send(body);

@@ -16,7 +16,9 @@ export async function jobRoutes(app: FastifyInstance, opts: { jobs: JobService; 
 
   app.post('/v1/jobs', train, async (req, reply) => {
     const owner = { keyId: principalKeyId(req.principal), autoServe: isAdmin(req.principal), maxActiveJobs: opts.maxActiveJobsPerKey };
-    const job = await jobs.create(req.body, owner);
+    const header = req.headers['idempotency-key'];
+    const idempotencyKey = Array.isArray(header) ? header.join(',') : header;
+    const job = await jobs.create(req.body, { owner, idempotencyKey });
     req.log.info({ jobId: job.id, keyId: owner.keyId, autoServe: owner.autoServe }, 'job queued');
     return reply.status(201).header('location', `/v1/jobs/${job.id}`).send(job);
   });

@@ -8,7 +8,6 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { ModelNotFoundError, ModelUnavailableError } from '../../serving/errors.js';
 import type { ModelRecord } from '../../serving/model-store.js';
-import { readManifest } from '../../serving/model-registry.js';
 import { parseRequest } from '../validate.js';
 import { errorRef, jsonRef, jsonSchema, secured } from '../openapi-helpers.js';
 
@@ -124,14 +123,16 @@ export async function modelsRoutes(app: FastifyInstance) {
 
   app.get('/v1/models/:id', read, async (req) => {
     const m = await find(parseRequest(ModelIdParams, req.params, 'params').id);
-    return { model: modelView(m, (await store.serving())?.id ?? null), manifest: await readManifest(m) };
+    return { model: modelView(m, (await store.serving())?.id ?? null), manifest: await store.manifest(m) };
   });
 
   app.get('/v1/models/:id/download', read, async (req, reply) => {
     const m = await find(parseRequest(ModelIdParams, req.params, 'params').id);
-    const info = await stat(m.onnxPath).catch(() => null);
+    // A local copy checked against the row's sha256 (fetched from the artifact store if needed).
+    const file = await store.modelFile(m);
+    const info = await stat(file).catch(() => null);
     if (!info) {
-      req.log.warn({ modelId: m.id, onnxPath: m.onnxPath }, 'download: the model file is missing');
+      req.log.warn({ modelId: m.id, onnxKey: m.onnxKey }, 'download: the model file is missing');
       throw new ModelUnavailableError(m.id, 'its file is missing');
     }
     return reply
@@ -139,7 +140,7 @@ export async function modelsRoutes(app: FastifyInstance) {
       .header('content-length', info.size)
       .header('content-disposition', `attachment; filename="model-${m.id}.onnx"`)
       .header('x-model-sha256', m.sha256)
-      .send(createReadStream(m.onnxPath));
+      .send(createReadStream(file));
   });
 
   app.post('/v1/models/:id/promote', { config: { access: 'admin' } }, async (req) => {

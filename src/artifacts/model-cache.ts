@@ -1,0 +1,103 @@
+// The API's local copies of model files. ONNX Runtime loads a model from a file, and the store
+// may be another machine's disk or the database; so each model file is downloaded once into the
+// cache directory, named by its sha256, and checked against that sha256: after the download, and
+// again the first time this process uses a copy it finds already there (a disk can rot, a
+// previous process can have died mid-rename). A store that keeps files locally (fs) is read in
+// place, its file checked every time it is handed out. A mismatch is never served.
+import { createHash, randomUUID } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { ArtifactCorruptError, ArtifactNotFoundError, type ArtifactStore } from './artifact-store.js';
+
+const SHA256 = /^[0-9a-f]{64}$/;
+
+async function sha256File(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+export class ModelFileCache {
+  private readonly verified = new Set<string>();
+  private readonly pending = new Map<string, Promise<string>>();
+
+  constructor(
+    readonly store: ArtifactStore,
+    readonly dir: string = path.join(os.tmpdir(), 'qatserve-model-cache'),
+  ) {}
+
+  /** A local file holding exactly the bytes of `key`, whose sha256 must be `sha256`. */
+  file(key: string, sha256: string): Promise<string> {
+    if (!SHA256.test(sha256)) return Promise.reject(new ArtifactCorruptError(key, `"${sha256}" is not a sha256`));
+    let p = this.pending.get(sha256);
+    if (!p) {
+      p = this.fetch(key, sha256).finally(() => this.pending.delete(sha256));
+      this.pending.set(sha256, p);
+    }
+    return p;
+  }
+
+  private async fetch(key: string, sha256: string): Promise<string> {
+    if (this.store.localPath) {
+      const file = this.store.localPath(key);
+      const got = await sha256File(file).catch((err: NodeJS.ErrnoException) => {
+        throw err.code === 'ENOENT' ? new ArtifactNotFoundError(key) : err;
+      });
+      if (got !== sha256) throw new ArtifactCorruptError(key, `its sha256 is ${got}, the model row says ${sha256}`);
+      return file;
+    }
+    const target = path.join(this.dir, `${sha256}${path.extname(key)}`);
+    if (this.verified.has(sha256) && (await exists(target))) return target;
+    if (await exists(target)) {
+      if ((await sha256File(target)) === sha256) {
+        this.verified.add(sha256);
+        return target;
+      }
+      await fs.rm(target, { force: true });
+    }
+    await fs.mkdir(this.dir, { recursive: true });
+    const tmp = path.join(this.dir, `.part-${randomUUID()}`);
+    const hash = createHash('sha256');
+    try {
+      await pipeline(
+        await this.store.get(key),
+        async function* (chunks: AsyncIterable<Buffer>) {
+          for await (const c of chunks) {
+            hash.update(c);
+            yield c;
+          }
+        },
+        createWriteStream(tmp),
+      );
+      const got = hash.digest('hex');
+      if (got !== sha256) throw new ArtifactCorruptError(key, `its sha256 is ${got}, the model row says ${sha256}`);
+      await fs.rename(tmp, target);
+    } finally {
+      await fs.rm(tmp, { force: true });
+    }
+    this.verified.add(sha256);
+    return target;
+  }
+
+  /** A small object (a manifest) read whole, refusing anything over `maxBytes`. */
+  async readSmall(key: string, maxBytes = 4 << 20): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    let size = 0;
+    for await (const c of await this.store.get(key)) {
+      size += (c as Buffer).length;
+      if (size > maxBytes) throw new ArtifactCorruptError(key, `larger than ${maxBytes} bytes`);
+      parts.push(c as Buffer);
+    }
+    return Buffer.concat(parts, size);
+  }
+}
+
+async function exists(file: string): Promise<boolean> {
+  return fs.stat(file).then(
+    (s) => s.isFile(),
+    () => false,
+  );
+}

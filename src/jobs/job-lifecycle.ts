@@ -1,0 +1,363 @@
+// The job lifecycle, with one owner in code: the state-transition table, and every write that
+// changes a job's state or records its progress. The database row is the truth. Every write is
+// conditional ("only if the job is still in state X", and for a worker "only if I still own it"),
+// so when the API, workers and the reconciler race on one job, exactly one of them wins.
+//
+// Ownership (fencing): claiming a job writes a fresh owner token. Every later write of that
+// worker — progress, metric points, checkpoints, warnings, the outcome — runs in a transaction
+// that first updates the job row WHERE ownerToken = its token. A worker whose job was claimed by
+// another (its queue lock expired while it still ran) finds that condition false, writes nothing,
+// and stops: OwnershipLostError. On PostgreSQL that first update also locks the row, so a claim
+// waits for an owner's write in flight and the owner's next write sees the new token.
+import { randomUUID } from 'node:crypto';
+import type { Prisma, Tx } from '../db/database.js';
+import { JOB_WITH_MODEL, recordJobModel, type NewModel } from '../db/model-rows.js';
+import { JobNotFoundError, JobStateError } from './job-errors.js';
+import { JOB_STATUSES, type JobStatus } from './job-status.js';
+import type { TrainingConfig } from './training-config.js';
+
+/** Every transition a job can make: from which states, to which, made by whom. */
+export const TRANSITIONS = {
+  create: { from: [], to: 'queued', by: 'api' },
+  claim: { from: ['queued', 'running'], to: 'running', by: 'worker (from running: the previous owner lost its queue lock and is fenced out)' },
+  cancelQueued: { from: ['queued'], to: 'cancelled', by: 'api' },
+  requestCancel: { from: ['running'], to: 'cancelling', by: 'api (the owner stops between steps)' },
+  handBack: { from: ['running'], to: 'queued', by: 'owner shutting down (the next worker resumes)' },
+  stop: { from: ['running', 'cancelling'], to: 'cancelled', by: 'owner' },
+  succeed: { from: ['running'], to: 'succeeded', by: 'owner, with the Model row' },
+  fail: { from: ['running', 'cancelling'], to: 'failed', by: 'owner (training or export error, JOB_TIMEOUT)' },
+  cancelUnowned: { from: ['cancelling'], to: 'cancelled', by: 'a claim or the reconciler, when the owner is gone' },
+  failUnowned: { from: ['queued', 'running', 'cancelling'], to: 'failed', by: 'the queue (WORKER_LOST) or the reconciler (QUEUE_ENTRY_LOST)' },
+} as const satisfies Record<string, { from: readonly JobStatus[]; to: JobStatus; by: string }>;
+
+export type Transition = keyof typeof TRANSITIONS;
+
+/** The states a job may move to from `status`. */
+export function nextStates(status: JobStatus): JobStatus[] {
+  const out = new Set<JobStatus>();
+  for (const t of Object.values(TRANSITIONS)) if ((t.from as readonly JobStatus[]).includes(status)) out.add(t.to);
+  return JOB_STATUSES.filter((s) => out.has(s));
+}
+
+const from = (t: Transition) => ({ in: [...TRANSITIONS[t].from] as string[] });
+
+export class OwnershipLostError extends Error {
+  readonly code = 'OWNERSHIP_LOST';
+  constructor(readonly jobId: string) {
+    super(`job ${jobId} is no longer owned by this worker (another worker claimed it, or it was finished meanwhile)`);
+    this.name = 'OwnershipLostError';
+  }
+}
+
+// ---- API side ------------------------------------------------------------------------------------
+
+export interface NewJob {
+  id: string;
+  name: string;
+  config: TrainingConfig;
+  idempotencyKey?: string | null;
+  /** The API key that created the job (null: auth off). */
+  createdByKeyId?: string | null;
+  /** Whether its model may serve without a promotion (admin key or auth off). */
+  autoServe?: boolean;
+}
+
+/** Inserts a queued job. With an idempotency key already used, returns that job instead (`created: false`). */
+export async function insertQueued(prisma: Prisma, job: NewJob) {
+  try {
+    const row = await prisma.trainingJob.create({
+      data: { id: job.id, name: job.name, status: TRANSITIONS.create.to, config: JSON.stringify(job.config), idempotencyKey: job.idempotencyKey ?? null,
+        createdByKeyId: job.createdByKeyId ?? null, autoServe: job.autoServe ?? true },
+      include: JOB_WITH_MODEL,
+    });
+    return { row, created: true };
+  } catch (err) {
+    // Two requests with one key at once: the unique index lets one insert; the other gets its row.
+    if (job.idempotencyKey && (err as { code?: string }).code === 'P2002') {
+      const row = await findByIdempotencyKey(prisma, job.idempotencyKey);
+      if (row) return { row, created: false };
+    }
+    throw err;
+  }
+}
+
+export function findByIdempotencyKey(prisma: Prisma, key: string) {
+  return prisma.trainingJob.findUnique({ where: { idempotencyKey: key }, include: JOB_WITH_MODEL });
+}
+
+/** Removes a job this request inserted but could not put on the queue: the request changed nothing. */
+export async function discardUnqueued(prisma: Prisma, id: string): Promise<void> {
+  await prisma.trainingJob.deleteMany({ where: { id, status: 'queued', attempts: 0 } });
+}
+
+/**
+ * Cancel: queued -> cancelled; running -> cancelling (the owner hears it through Redis, or at its
+ * next step through the row); cancelling stays (a repeated cancel is not a conflict). Finished
+ * jobs: JobStateError (409).
+ */
+export async function requestCancel(prisma: Prisma, id: string): Promise<{ from: JobStatus; to: JobStatus }> {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const row = await prisma.trainingJob.findUnique({ where: { id }, select: { status: true } });
+    if (!row) throw new JobNotFoundError(id);
+    const status = row.status as JobStatus;
+    if (status === 'cancelling') return { from: status, to: status };
+    const t = status === 'queued' ? TRANSITIONS.cancelQueued : status === 'running' ? TRANSITIONS.requestCancel : null;
+    if (!t) throw new JobStateError(id, status, 'cancelled');
+    const { count } = await prisma.trainingJob.updateMany({
+      where: { id, status },
+      data: t.to === 'cancelled' ? { status: t.to, finishedAt: new Date() } : { status: t.to },
+    });
+    if (count === 1) return { from: status, to: t.to };
+    // The worker moved it meanwhile: decide again on the new state.
+  }
+  throw new JobStateError(id, 'changing', 'cancelled right now; retry');
+}
+
+// ---- worker side ---------------------------------------------------------------------------------
+
+export type ClaimResult =
+  | { kind: 'claimed'; owner: JobOwner; config: TrainingConfig; attempt: number; startedAt: Date }
+  | { kind: 'missing' }
+  | { kind: 'not-runnable'; status: JobStatus };
+
+/**
+ * A worker takes the job its queue handed it. From `running` this is a takeover: the queue gives
+ * a job to a second worker only after the first one's lock expired, and the first one's writes
+ * fail from now on. A job cancelled while no worker held it ends `cancelled` here.
+ */
+export async function claim(prisma: Prisma, jobId: string): Promise<ClaimResult> {
+  for (let i = 0; i < 5; i++) {
+    const row = await prisma.trainingJob.findUnique({ where: { id: jobId } });
+    if (!row) return { kind: 'missing' };
+    const status = row.status as JobStatus;
+    if (status === 'cancelling') {
+      await prisma.trainingJob.updateMany({
+        where: { id: jobId, status: from('cancelUnowned'), ownerToken: row.ownerToken },
+        data: { status: TRANSITIONS.cancelUnowned.to, finishedAt: new Date(), ownerToken: null },
+      });
+      return { kind: 'not-runnable', status: 'cancelled' };
+    }
+    if (!(TRANSITIONS.claim.from as readonly string[]).includes(status)) return { kind: 'not-runnable', status };
+    const token = randomUUID();
+    const startedAt = row.startedAt ?? new Date();
+    // Compare-and-set on what was read: a claim in between makes this one read again.
+    const { count } = await prisma.trainingJob.updateMany({
+      where: { id: jobId, status, ownerToken: row.ownerToken, attempts: row.attempts },
+      data: { status: TRANSITIONS.claim.to, ownerToken: token, attempts: row.attempts + 1, startedAt, errorCode: null, errorMessage: null },
+    });
+    if (count === 1) {
+      return {
+        kind: 'claimed',
+        owner: new JobOwner(prisma, jobId, token, row.attempts + 1),
+        config: JSON.parse(row.config) as TrainingConfig,
+        attempt: row.attempts + 1,
+        startedAt,
+      };
+    }
+  }
+  return { kind: 'not-runnable', status: 'running' };
+}
+
+export interface StepRecord {
+  step: number;
+  epoch: number;
+  loss: number;
+  learningRate: number;
+  imagesPerSecond: number;
+}
+
+export interface EvalRecord {
+  step: number;
+  epoch: number;
+  top1: number;
+  top5: number;
+  floatTop1?: number | null;
+}
+
+/** The writes of the worker that claimed a job, each fenced by its owner token. */
+export class JobOwner {
+  constructor(
+    private readonly prisma: Prisma,
+    readonly jobId: string,
+    readonly token: string,
+    readonly attempt: number,
+  ) {}
+
+  private mine(statuses: readonly JobStatus[]) {
+    return { id: this.jobId, ownerToken: this.token, status: { in: [...statuses] as string[] } };
+  }
+
+  /** Runs `fn` after a conditional touch of the job row as its owner; throws OwnershipLostError otherwise. */
+  private async fenced<T>(data: object, fn: (tx: Tx) => Promise<T>): Promise<T> {
+    return this.prisma.$transaction(async (tx) => {
+      const { count } = await tx.trainingJob.updateMany({ where: this.mine(['running', 'cancelling']), data: { updatedAt: new Date(), ...data } });
+      if (count === 0) throw new OwnershipLostError(this.jobId);
+      return fn(tx);
+    });
+  }
+
+  /** Training (re)started at `startStep`: points after it belong to a dead run and go. */
+  start(info: { backend: string; totalSteps: number; startStep: number }): Promise<void> {
+    return this.fenced({ backend: info.backend, totalSteps: info.totalSteps, step: info.startStep }, async (tx) => {
+      await tx.metricPoint.deleteMany({ where: { jobId: this.jobId, step: { gt: info.startStep } } });
+    });
+  }
+
+  /** One step's point and progress. Returns the job's status: `cancelling` means stop now. */
+  async step(s: StepRecord): Promise<'running' | 'cancelling'> {
+    const progress = { step: s.step, epoch: s.epoch, imagesPerSecond: s.imagesPerSecond };
+    return this.prisma.$transaction(async (tx) => {
+      let status: 'running' | 'cancelling' = 'running';
+      let { count } = await tx.trainingJob.updateMany({ where: this.mine(['running']), data: progress });
+      if (count === 0) {
+        ({ count } = await tx.trainingJob.updateMany({ where: this.mine(['cancelling']), data: progress }));
+        if (count === 0) throw new OwnershipLostError(this.jobId);
+        status = 'cancelling';
+      }
+      const point = { epoch: s.epoch, loss: s.loss, learningRate: s.learningRate, imagesPerSecond: s.imagesPerSecond };
+      await tx.metricPoint.upsert({
+        where: { jobId_step: { jobId: this.jobId, step: s.step } },
+        create: { jobId: this.jobId, step: s.step, ...point },
+        update: point,
+      });
+      return status;
+    });
+  }
+
+  /** Evaluation scores land on the point of the step they follow. */
+  evaluated(e: EvalRecord): Promise<void> {
+    const scores = { top1: e.top1, top5: e.top5, floatTop1: e.floatTop1 ?? null };
+    return this.fenced({}, async (tx) => {
+      await tx.metricPoint.upsert({
+        where: { jobId_step: { jobId: this.jobId, step: e.step } },
+        create: { jobId: this.jobId, step: e.step, epoch: e.epoch, ...scores },
+        update: scores,
+      });
+    });
+  }
+
+  /**
+   * A checkpoint is in the store under `key`: record it, and forget all but the newest `keep`.
+   * Returns the keys the store no longer needs (pruned ones, or an older copy of this step).
+   */
+  checkpoint(c: { step: number; epoch: number; key: string }, keep: number): Promise<string[]> {
+    return this.fenced({}, async (tx) => {
+      const gone: string[] = [];
+      const same = await tx.checkpoint.findUnique({ where: { jobId_step: { jobId: this.jobId, step: c.step } }, select: { key: true } });
+      if (same && same.key !== c.key) gone.push(same.key);
+      await tx.checkpoint.upsert({
+        where: { jobId_step: { jobId: this.jobId, step: c.step } },
+        create: { jobId: this.jobId, step: c.step, epoch: c.epoch, key: c.key },
+        update: { epoch: c.epoch, key: c.key, createdAt: new Date() },
+      });
+      const stale = await tx.checkpoint.findMany({ where: { jobId: this.jobId }, orderBy: { step: 'desc' }, skip: keep, select: { step: true, key: true } });
+      if (stale.length) await tx.checkpoint.deleteMany({ where: { jobId: this.jobId, step: { in: stale.map((r) => r.step) } } });
+      return [...gone, ...stale.map((r) => r.key)];
+    });
+  }
+
+  warning(): Promise<void> {
+    return this.fenced({ warnings: { increment: 1 } }, async () => {});
+  }
+
+  /** Training ended (completed or stopped) at this step; the outcome follows. */
+  trained(r: { step: number; epoch: number; backend: string }): Promise<void> {
+    return this.fenced({ step: r.step, epoch: r.epoch, backend: r.backend }, async () => {});
+  }
+
+  /**
+   * The verified export is in the store: record the Model row and end the job `succeeded`, in one
+   * transaction. A cancel that arrived during the export wins: `cancelled`, and no Model row.
+   */
+  async succeed(model: NewModel): Promise<{ outcome: 'succeeded' | 'cancelled'; replacedPrefix: string | null }> {
+    return this.prisma.$transaction(async (tx) => {
+      const now = new Date();
+      const { count: cancelled } = await tx.trainingJob.updateMany({
+        where: this.mine(['cancelling']),
+        data: { status: TRANSITIONS.stop.to, finishedAt: now },
+      });
+      if (cancelled) return { outcome: 'cancelled' as const, replacedPrefix: null };
+      const { count } = await tx.trainingJob.updateMany({ where: this.mine(TRANSITIONS.succeed.from), data: { status: TRANSITIONS.succeed.to, finishedAt: now } });
+      if (count === 0) throw new OwnershipLostError(this.jobId);
+      const { replacedPrefix } = await recordJobModel(tx, model);
+      return { outcome: 'succeeded' as const, replacedPrefix };
+    });
+  }
+
+  async fail(code: string, message: string): Promise<void> {
+    const { count } = await this.prisma.trainingJob.updateMany({
+      where: this.mine(TRANSITIONS.fail.from),
+      data: { status: TRANSITIONS.fail.to, errorCode: code, errorMessage: message.slice(0, 4000), finishedAt: new Date() },
+    });
+    if (count === 0) throw new OwnershipLostError(this.jobId);
+  }
+
+  /**
+   * Training stopped between steps. On a worker shutdown the job goes back to `queued` (unless the
+   * user cancelled meanwhile) for the next worker to resume; on a cancel it ends `cancelled`.
+   */
+  async stop(reason: 'cancel' | 'shutdown'): Promise<'handed-back' | 'cancelled'> {
+    if (reason === 'shutdown') {
+      const { count } = await this.prisma.trainingJob.updateMany({
+        where: this.mine(TRANSITIONS.handBack.from),
+        data: { status: TRANSITIONS.handBack.to, ownerToken: null },
+      });
+      if (count === 1) return 'handed-back';
+    }
+    const { count } = await this.prisma.trainingJob.updateMany({
+      where: this.mine(TRANSITIONS.stop.from),
+      data: { status: TRANSITIONS.stop.to, finishedAt: new Date() },
+    });
+    if (count === 0) throw new OwnershipLostError(this.jobId);
+    return 'cancelled';
+  }
+}
+
+// ---- queue and reconciler side -------------------------------------------------------------------
+
+export interface UnfinishedJob {
+  id: string;
+  status: JobStatus;
+  ownerToken: string | null;
+  updatedAt: Date;
+}
+
+/** Jobs not finished whose row has not changed since `before` (the reconciler's candidates). */
+export async function listUnfinished(prisma: Prisma, before: Date, limit = 500): Promise<UnfinishedJob[]> {
+  const rows = await prisma.trainingJob.findMany({
+    where: { status: { in: ['queued', 'running', 'cancelling'] }, updatedAt: { lt: before } },
+    select: { id: true, status: true, ownerToken: true, updatedAt: true },
+    orderBy: { updatedAt: 'asc' },
+    take: limit,
+  });
+  return rows.map((r) => ({ ...r, status: r.status as JobStatus }));
+}
+
+/**
+ * Ends a job no worker can finish any more (its queue entry is gone, or the queue gave up on it):
+ * `failed` with `code`, or `cancelled` if a cancel was pending. Only if the row is still as the
+ * caller saw it (same status and owner), so a worker that claimed it meanwhile keeps it.
+ */
+export async function endUnowned(
+  prisma: Prisma,
+  job: { id: string; status?: JobStatus; ownerToken?: string | null },
+  code: string,
+  message: string,
+): Promise<JobStatus | null> {
+  const owner = job.ownerToken !== undefined ? { ownerToken: job.ownerToken } : {};
+  const now = new Date();
+  if (!job.status || job.status === 'cancelling') {
+    const { count } = await prisma.trainingJob.updateMany({
+      where: { id: job.id, ...owner, status: from('cancelUnowned') },
+      data: { status: TRANSITIONS.cancelUnowned.to, finishedAt: now, ownerToken: null },
+    });
+    if (count) return 'cancelled';
+  }
+  const statuses: readonly JobStatus[] = job.status ? [job.status] : TRANSITIONS.failUnowned.from;
+  if (!statuses.every((s) => (TRANSITIONS.failUnowned.from as readonly JobStatus[]).includes(s))) return null;
+  const { count } = await prisma.trainingJob.updateMany({
+    where: { id: job.id, ...owner, status: { in: [...statuses] } },
+    data: { status: TRANSITIONS.failUnowned.to, errorCode: code, errorMessage: message.slice(0, 4000), finishedAt: now, ownerToken: null },
+  });
+  return count ? 'failed' : null;
+}

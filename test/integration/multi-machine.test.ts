@@ -1,0 +1,179 @@
+// Many machines, for real: processes that share nothing but PostgreSQL and Redis. Every process
+// has its own DATA_DIR and ARTIFACTS_DIR (as separate machines would), artifacts live in
+// PostgreSQL (ARTIFACT_STORE=postgres), and no queue prefix is set (each deployment derives its
+// own from its database's deployment id).
+//
+//   API A, API C, worker B  -- deployment 1 (PostgreSQL schema 1) --  worker D, worker G
+//   worker E                -- deployment 2 (PostgreSQL schema 2), the same Redis
+//
+// A job posted to A is trained by B until B is killed with SIGKILL; D resumes it from the
+// checkpoint in the store (attempt 2, from a step > 0, metric steps continuous); C, which never
+// saw any of it, serves the model on /v1/predict; G, a new worker on B's machine, clears what B
+// left there and starts a new job from the first job's checkpoint (init.fromJob). E, idle on the
+// same Redis, never touches deployment 1's jobs.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { JobView, MetricsPage } from '../../src/jobs/job-view.js';
+import { dropSchema, pgUrl, uniqueSchema } from '../db/test-databases.js';
+import { freePort } from './serve-process.js';
+import { assertBuilt, CLI, FAST_QUEUE_ENV, spawnWorker, tinyJob, type WorkerProc } from './worker-process.js';
+
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'qatserve-fleet-'));
+const schemas = [uniqueSchema('fleet_one'), uniqueSchema('fleet_two')];
+const children: ChildProcess[] = [];
+
+/** One "machine": its own data and artifact directories, nothing shared on disk. */
+function machine(name: string, deployment: 0 | 1): Record<string, string> {
+  const dir = path.join(root, name);
+  fs.mkdirSync(path.join(dir, 'artifacts'), { recursive: true });
+  return {
+    DATABASE_URL: pgUrl(schemas[deployment]!),
+    ARTIFACT_STORE: 'postgres',
+    DATA_DIR: dir,
+    ARTIFACTS_DIR: path.join(dir, 'artifacts'),
+    // Each machine migrates at start, as `qatserve worker` and `qatserve api` do (a no-op once done).
+    QATSERVE_SKIP_MIGRATE: '',
+  };
+}
+
+function worker(name: string, deployment: 0 | 1, label = name): WorkerProc {
+  const w = spawnWorker(machine(name, deployment), label);
+  children.push(w.proc);
+  return w;
+}
+
+interface Api {
+  base: string;
+  dir: string;
+  log(): string;
+}
+
+async function api(name: string, deployment: 0 | 1): Promise<Api> {
+  const env = machine(name, deployment);
+  const port = await freePort();
+  const log = path.join(env.DATA_DIR!, `api-${name}.log`);
+  const fd = fs.openSync(log, 'w');
+  const proc = spawn(process.execPath, [CLI, 'api'], {
+    env: { ...process.env, ...FAST_QUEUE_ENV, ...env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'info', PREDICT_WORKERS: '1', MODEL_POLL_MS: '500' },
+    stdio: ['ignore', fd, fd],
+  });
+  fs.closeSync(fd);
+  children.push(proc);
+  const base = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 300; i++) {
+    if (await fetch(`${base}/readyz`).then((r) => r.ok, () => false)) return { base, dir: env.DATA_DIR!, log: () => fs.readFileSync(log, 'utf8') };
+    if (proc.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`API ${name} did not become ready:\n${fs.readFileSync(log, 'utf8').slice(-3000)}`);
+}
+
+const getJob = async (a: Api, id: string) => JobView.parse(await (await fetch(`${a.base}/v1/jobs/${id}`)).json());
+async function until(a: Api, id: string, pred: (j: JobView) => boolean, ms: number, logs: () => string): Promise<JobView> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const j = await getJob(a, id);
+    if (pred(j)) return j;
+    if (Date.now() > end) throw new Error(`timed out: ${JSON.stringify({ status: j.status, progress: j.progress, error: j.error })}\n${logs().slice(-3000)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+const post = async (a: Api, body: unknown) => {
+  const res = await fetch(`${a.base}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  expect(res.status, await res.clone().text()).toBe(201);
+  return JobView.parse(await res.json());
+};
+const logLines = (w: WorkerProc) =>
+  w.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown> & { msg: string });
+const filesUnder = (dir: string): string[] =>
+  fs.existsSync(dir) ? fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => e.name) : [];
+const terminal = (j: JobView) => ['succeeded', 'failed', 'cancelled'].includes(j.status);
+
+describe('many machines: PostgreSQL and Redis shared, nothing else', () => {
+  beforeAll(() => assertBuilt());
+  afterAll(async () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    for (const s of schemas) await dropSchema(s);
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+
+  it('a job survives its worker, resumes on another machine from the stored checkpoint, and serves on a third', async () => {
+    const a = await api('api-a', 0);
+    const [b, c, e] = await Promise.all([worker('worker-b', 0), api('api-c', 0), worker('worker-e', 1)]);
+    const logs = () => [b, e].map((w) => w.output().slice(-1500)).join('\n---\n');
+
+    const job = await post(a, tinyJob(16, { checkpointEverySteps: 4, name: 'fleet' }));
+    // B trains past a checkpoint and on; then its machine dies.
+    await until(a, job.id, (j) => j.progress.step >= 6, 120_000, logs);
+    b.proc.kill('SIGKILL');
+    await b.exited;
+    const atKill = await getJob(c, job.id);
+    expect(atKill.status).toBe('running'); // nobody told the database
+    const storedBy = logLines(b).filter((l) => l.msg === 'training started' && l.jobId === job.id);
+    expect(storedBy).toHaveLength(1);
+
+    const d = worker('worker-d', 0);
+    const done = await until(c, job.id, terminal, 180_000, () => `${d.output().slice(-3000)}`);
+    expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
+    expect(done.attempts).toBe(2);
+    // D resumed from the stored checkpoint, not from step 0.
+    const resumed = logLines(d).find((l) => l.msg === 'resuming job' && l.jobId === job.id)!;
+    expect(resumed).toMatchObject({ attempt: 2, store: 'postgres' });
+    expect(resumed.resumeStep as number).toBeGreaterThan(0);
+    expect(resumed.resumeFrom).toMatch(new RegExp(`^jobs/${job.id}/checkpoints/step-0000\\d\\d-`));
+    expect(logLines(d).find((l) => l.msg === 'training started' && l.jobId === job.id)).toMatchObject({ startStep: resumed.resumeStep });
+    const points = MetricsPage.parse(await (await fetch(`${c.base}/v1/jobs/${job.id}/metrics?limit=1000`)).json()).points;
+    expect(points.map((p) => p.step)).toEqual(Array.from({ length: 16 }, (_, i) => i + 1));
+
+    // C serves the model it never had on its disk: fetched from PostgreSQL into its cache, checked.
+    const png = await sharp({ create: { width: 40, height: 40, channels: 3, background: { r: 30, g: 160, b: 90 } } }).png().toBuffer();
+    let pred: Response | null = null;
+    for (let i = 0; i < 50; i++) {
+      pred = await fetch(`${c.base}/v1/predict?topK=2`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(png) });
+      if (pred.status !== 503) break;
+      await new Promise((r) => setTimeout(r, 200)); // its registry polls for the new model
+    }
+    expect(pred!.status, await pred!.clone().text()).toBe(200);
+    const answer = (await pred!.json()) as { model: { id: string; jobId: string }; predictions: unknown[] };
+    expect(answer.model).toEqual({ id: done.model!.id, jobId: job.id });
+    expect(answer.predictions).toHaveLength(2);
+    const download = await fetch(`${c.base}/v1/models/${done.model!.id}/download`);
+    const bytes = Buffer.from(await download.arrayBuffer());
+    expect(createHash('sha256').update(bytes).digest('hex')).toBe(done.model!.sha256);
+    expect(filesUnder(path.join(c.dir, 'cache', 'models'))).toEqual([`${done.model!.sha256}.onnx`]);
+
+    // B's machine comes back with a new worker, G: it removes the scratch B left of the finished
+    // job, and runs a new job from the first one's newest stored checkpoint (written by D).
+    expect(fs.readdirSync(path.join(root, 'worker-b', 'work'))).toEqual([job.id]);
+    d.proc.kill('SIGTERM');
+    await d.exited;
+    const g = worker('worker-b', 0, 'worker-g');
+    const tuned = await post(c, { ...tinyJob(4, { name: 'fleet-tune' }), init: { fromJob: job.id } });
+    const tunedDone = await until(a, tuned.id, terminal, 120_000, () => g.output().slice(-3000));
+    expect(tunedDone.status, JSON.stringify(tunedDone.error)).toBe('succeeded');
+    expect(logLines(g).find((l) => l.msg === 'starting job' && l.jobId === tuned.id)?.initFrom).toMatch(new RegExp(`^jobs/${job.id}/checkpoints/`));
+
+    // Nothing went through a shared directory: no machine's ARTIFACTS_DIR holds a file, and every
+    // worker's scratch space is empty again.
+    for (const m of ['api-a', 'api-c', 'worker-b', 'worker-d', 'worker-e']) expect(filesUnder(path.join(root, m, 'artifacts')), m).toEqual([]);
+    // (The row says succeeded a moment before the worker has cleaned up: wait for it to let go.)
+    for (let i = 0; i < 100 && !logLines(g).some((l) => l.msg === 'job left the worker' && l.jobId === tuned.id); i++) await new Promise((r) => setTimeout(r, 50));
+    for (const m of ['worker-b', 'worker-d']) expect(fs.readdirSync(path.join(root, m, 'work')), m).toEqual([]);
+
+    // Deployment 2's worker shares the Redis but its own queue (prefixes from the deployment ids),
+    // and saw none of deployment 1's jobs.
+    const prefixOf = (w: WorkerProc) => logLines(w).find((l) => l.msg === 'worker waiting for jobs')!.queuePrefix as string;
+    expect(prefixOf(e)).toMatch(/^qatserve-[0-9a-f]{16}$/);
+    expect(prefixOf(d)).toMatch(/^qatserve-[0-9a-f]{16}$/);
+    expect(prefixOf(e)).not.toBe(prefixOf(d));
+    expect(prefixOf(g)).toBe(prefixOf(d));
+    expect(e.output()).not.toContain(job.id);
+    expect(e.output()).not.toContain(tuned.id);
+    expect(e.proc.exitCode).toBeNull();
+  }, 300_000);
+});

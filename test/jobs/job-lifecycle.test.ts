@@ -1,0 +1,179 @@
+// The lifecycle module on real SQLite and PostgreSQL: the transition table, claims with owner
+// tokens, fenced writes (a worker whose job was taken over writes nothing), and the ends the
+// queue and the reconciler give jobs nobody owns.
+import fs from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDatabase, type Database } from '../../src/db/database.js';
+import { migrate } from '../../src/db/migrate.js';
+import {
+  claim,
+  endUnowned,
+  insertQueued,
+  nextStates,
+  OwnershipLostError,
+  requestCancel,
+  TRANSITIONS,
+  type JobOwner,
+} from '../../src/jobs/job-lifecycle.js';
+import { JOB_STATUSES, TERMINAL_STATUSES } from '../../src/jobs/job-status.js';
+import { TrainingConfig } from '../../src/jobs/training-config.js';
+import { dropSchema, pgUrl, tempSqliteUrl, uniqueSchema } from '../db/test-databases.js';
+
+const config = TrainingConfig.parse({ dataset: { type: 'synthetic' } });
+
+describe('the transition table', () => {
+  it('lets nothing leave a finished job, and every state be reached', () => {
+    for (const s of TERMINAL_STATUSES) expect(nextStates(s), s).toEqual([]);
+    expect(nextStates('queued')).toEqual(['running', 'failed', 'cancelled']);
+    expect(nextStates('running')).toEqual(['queued', 'running', 'succeeded', 'failed', 'cancelled', 'cancelling']);
+    expect(nextStates('cancelling')).toEqual(['failed', 'cancelled']);
+    const reached = new Set(Object.values(TRANSITIONS).map((t) => t.to));
+    expect(JOB_STATUSES.filter((s) => !reached.has(s))).toEqual([]);
+  });
+});
+
+const sqlite = tempSqliteUrl('lifecycle');
+const schema = uniqueSchema('lifecycle');
+
+describe.each([
+  ['sqlite', sqlite.url],
+  ['postgres', pgUrl(schema)],
+] as const)('job lifecycle on %s', (_kind, url) => {
+  let db: Database;
+  let n = 0;
+  beforeAll(async () => {
+    await migrate(url);
+    db = openDatabase(url);
+  });
+  afterAll(async () => {
+    await db?.close();
+  });
+
+  const newJob = async (key?: string) => {
+    const { row } = await insertQueued(db.prisma, { id: `job-${++n}`, name: 'j', config, idempotencyKey: key });
+    return row.id;
+  };
+  const claimed = async (id: string): Promise<JobOwner> => {
+    const c = await claim(db.prisma, id);
+    if (c.kind !== 'claimed') throw new Error(`not claimed: ${JSON.stringify(c)}`);
+    return c.owner;
+  };
+  const row = (id: string) => db.prisma.trainingJob.findUniqueOrThrow({ where: { id } });
+  const steps = async (id: string) => (await db.prisma.metricPoint.findMany({ where: { jobId: id }, orderBy: { step: 'asc' } })).map((p) => [p.step, p.loss]);
+  const metric = (step: number, loss = step) => ({ step, epoch: 1, loss, learningRate: 0.1, imagesPerSecond: 10 });
+
+  it('a claim writes a fresh owner token; a takeover fences the first owner out of every write', async () => {
+    const id = await newJob();
+    const a = await claimed(id);
+    expect(await row(id)).toMatchObject({ status: 'running', ownerToken: a.token, attempts: 1 });
+    await a.start({ backend: 'wasm', totalSteps: 10, startStep: 0 });
+    await a.step(metric(1));
+    await a.step(metric(2));
+
+    // Its queue lock lapsed; another worker got the job and claimed it.
+    const b = await claimed(id);
+    expect(b.token).not.toBe(a.token);
+    expect(await row(id)).toMatchObject({ status: 'running', ownerToken: b.token, attempts: 2 });
+
+    // Everything the first owner tries now is refused and leaves no trace.
+    await expect(a.step(metric(3, 99))).rejects.toBeInstanceOf(OwnershipLostError);
+    await expect(a.evaluated({ step: 2, epoch: 1, top1: 0.9, top5: 1 })).rejects.toBeInstanceOf(OwnershipLostError);
+    await expect(a.checkpoint({ step: 2, epoch: 1, key: 'jobs/x/checkpoints/a' }, 2)).rejects.toBeInstanceOf(OwnershipLostError);
+    await expect(a.warning()).rejects.toBeInstanceOf(OwnershipLostError);
+    await expect(a.fail('BOOM', 'no')).rejects.toBeInstanceOf(OwnershipLostError);
+    await expect(a.stop('shutdown')).rejects.toBeInstanceOf(OwnershipLostError);
+    await expect(
+      a.succeed({ id: `m-${id}`, jobId: id, onnxKey: 'models/m/model.onnx', manifestKey: 'models/m/manifest.json', sizeBytes: 1, float32SizeBytes: 4, sha256: 'x', inputSize: 32, classes: ['a'], floatTop1: null, int8Top1: null, agreement: null }),
+    ).rejects.toBeInstanceOf(OwnershipLostError);
+    expect(await steps(id)).toEqual([[1, 1], [2, 2]]);
+    expect(await db.prisma.checkpoint.count({ where: { jobId: id } })).toBe(0);
+    expect(await db.prisma.model.count({ where: { jobId: id } })).toBe(0);
+    expect(await row(id)).toMatchObject({ status: 'running', warnings: 0, errorCode: null, step: 2 });
+
+    // The new owner resumes from step 1 (its checkpoint): the dead run's later point goes.
+    await b.start({ backend: 'wasm', totalSteps: 10, startStep: 1 });
+    expect(await steps(id)).toEqual([[1, 1]]);
+    for (const s of [2, 3]) await b.step(metric(s, s * 10));
+    expect(await steps(id)).toEqual([[1, 1], [2, 20], [3, 30]]);
+    const { outcome } = await b.succeed({
+      id: `m-${id}`, jobId: id, onnxKey: `models/m-${id}/model.onnx`, manifestKey: `models/m-${id}/manifest.json`, sizeBytes: 1,
+      float32SizeBytes: 4, sha256: 'x', inputSize: 32, classes: ['a'], floatTop1: null, int8Top1: null, agreement: null,
+    });
+    expect(outcome).toBe('succeeded');
+    expect(await row(id)).toMatchObject({ status: 'succeeded' });
+    expect(await claim(db.prisma, id)).toEqual({ kind: 'not-runnable', status: 'succeeded' });
+  });
+
+  it('checkpoints: the newest `keep` stay recorded; the keys of the others come back for deletion', async () => {
+    const id = await newJob();
+    const o = await claimed(id);
+    expect(await o.checkpoint({ step: 2, epoch: 1, key: 'k2' }, 2)).toEqual([]);
+    expect(await o.checkpoint({ step: 4, epoch: 1, key: 'k4' }, 2)).toEqual([]);
+    expect(await o.checkpoint({ step: 6, epoch: 2, key: 'k6' }, 2)).toEqual(['k2']);
+    // The same step stored again under a new key (a re-save): the older copy is released.
+    expect(await o.checkpoint({ step: 6, epoch: 2, key: 'k6b' }, 2)).toEqual(['k6']);
+    const keys = (await db.prisma.checkpoint.findMany({ where: { jobId: id }, orderBy: { step: 'asc' } })).map((c) => c.key);
+    expect(keys).toEqual(['k4', 'k6b']);
+  });
+
+  it('cancel: queued ends at once, running asks its owner to stop, finished refuses; a cancel during the export wins', async () => {
+    const q = await newJob();
+    expect(await requestCancel(db.prisma, q)).toEqual({ from: 'queued', to: 'cancelled' });
+    expect(await claim(db.prisma, q)).toEqual({ kind: 'not-runnable', status: 'cancelled' });
+    await expect(requestCancel(db.prisma, q)).rejects.toMatchObject({ statusCode: 409 });
+
+    const r = await newJob();
+    const o = await claimed(r);
+    expect(await requestCancel(db.prisma, r)).toEqual({ from: 'running', to: 'cancelling' });
+    expect(await requestCancel(db.prisma, r)).toEqual({ from: 'cancelling', to: 'cancelling' });
+    // The owner's next step learns of it and still records the step it finished.
+    expect(await o.step(metric(1))).toBe('cancelling');
+    const { outcome } = await o.succeed({
+      id: `m-${r}`, jobId: r, onnxKey: 'models/c/model.onnx', manifestKey: 'models/c/manifest.json', sizeBytes: 1, float32SizeBytes: 4,
+      sha256: 'x', inputSize: 32, classes: ['a'], floatTop1: null, int8Top1: null, agreement: null,
+    });
+    expect(outcome).toBe('cancelled');
+    expect(await db.prisma.model.count({ where: { jobId: r } })).toBe(0);
+    expect(await row(r)).toMatchObject({ status: 'cancelled' });
+    await expect(requestCancel(db.prisma, 'nope')).rejects.toMatchObject({ statusCode: 404 });
+  });
+
+  it('a shutdown hands the job back; a claim of a job cancelled while nobody ran it ends it cancelled', async () => {
+    const id = await newJob();
+    const o = await claimed(id);
+    expect(await o.stop('shutdown')).toBe('handed-back');
+    expect(await row(id)).toMatchObject({ status: 'queued', ownerToken: null });
+    const o2 = await claimed(id);
+    expect(o2.attempt).toBe(2);
+    await requestCancel(db.prisma, id); // cancelling; then the owner dies without hearing it
+    expect(await claim(db.prisma, id)).toEqual({ kind: 'not-runnable', status: 'cancelled' });
+    await expect(o2.step(metric(1))).rejects.toBeInstanceOf(OwnershipLostError);
+    expect(await claim(db.prisma, 'nope')).toEqual({ kind: 'missing' });
+  });
+
+  it('ends unowned jobs only if they are still as they were seen', async () => {
+    const id = await newJob();
+    const o = await claimed(id);
+    // The reconciler saw the job running under its first owner; a takeover since then wins.
+    await claimed(id);
+    expect(await endUnowned(db.prisma, { id, status: 'running', ownerToken: o.token }, 'QUEUE_ENTRY_LOST', 'gone')).toBeNull();
+    expect(await row(id)).toMatchObject({ status: 'running' });
+    const now = await row(id);
+    expect(await endUnowned(db.prisma, { id, status: 'running', ownerToken: now.ownerToken }, 'QUEUE_ENTRY_LOST', 'gone')).toBe('failed');
+    expect(await row(id)).toMatchObject({ status: 'failed', errorCode: 'QUEUE_ENTRY_LOST', ownerToken: null });
+    expect(await endUnowned(db.prisma, { id }, 'WORKER_LOST', 'x')).toBeNull(); // finished: untouched
+    expect((await row(id)).errorCode).toBe('QUEUE_ENTRY_LOST');
+  });
+
+  it('an idempotency key names one job', async () => {
+    const first = await insertQueued(db.prisma, { id: `job-${++n}`, name: 'j', config, idempotencyKey: `key-${n}` });
+    const again = await insertQueued(db.prisma, { id: `job-${++n}`, name: 'j', config, idempotencyKey: `key-${n - 1}` });
+    expect(first.created).toBe(true);
+    expect(again).toMatchObject({ created: false, row: { id: first.row.id } });
+  });
+});
+
+afterAll(async () => {
+  await dropSchema(schema);
+  fs.rmSync(sqlite.dir, { recursive: true, force: true });
+});
