@@ -34,7 +34,9 @@ describe('a worker given a job that is not its deployment\'s', () => {
   const failedEntry = async (jobId: string) => {
     for (let i = 0; i < 300; i++) {
       const job = await queue.getJob(jobId);
-      if (job && (await job.getState()) === 'failed') return job;
+      // Re-read after the state check: the entry read before Bull moved it to failed has no
+      // failedReason yet.
+      if (job && (await job.getState()) === 'failed') return (await queue.getJob(jobId))!;
       await new Promise((r) => setTimeout(r, 100));
     }
     throw new Error(`entry ${jobId} never failed:\n${w.output().slice(-2000)}`);
