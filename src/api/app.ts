@@ -121,7 +121,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     namespace: settings.queuePrefix,
   });
   // Model files come from the artifact store through a local sha256-checked cache.
-  const files = new ModelFiles(new ModelFileCache(deps.artifacts, settings.modelCacheDir));
+  const files = new ModelFiles(new ModelFileCache(deps.artifacts, settings.modelCacheDir, settings.modelCacheMaxBytes));
   await app.register(servingPlugin, { store: new PrismaModelStore(deps.db.prisma, files), settings: settings.serving });
   await app.register(metricsPlugin, {
     sources: { queueCounts: () => deps.queue.counts(), jobsByStatus: () => jobs.countByStatus(), workerStatus: deps.workerStatus },

@@ -4,6 +4,10 @@
 // again the first time this process uses a copy it finds already there (a disk can rot, a
 // previous process can have died mid-rename). A store that keeps files locally (fs) is read in
 // place, its file checked every time it is handed out. A mismatch is never served.
+// Every model ever served or downloaded would otherwise stay on the API's disk: after each
+// download the least recently used copies go until the cache fits its byte budget. Removing a
+// file ONNX Runtime already loaded, or one a download is streaming, is safe on POSIX (open
+// handles keep the bytes); the next use downloads it again.
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
@@ -27,6 +31,7 @@ export class ModelFileCache {
   constructor(
     readonly store: ArtifactStore,
     readonly dir: string = path.join(os.tmpdir(), 'qatserve-model-cache'),
+    readonly maxBytes: number = 2048 * 1024 * 1024,
   ) {}
 
   /** A local file holding exactly the bytes of `key`, whose sha256 must be `sha256`. */
@@ -50,11 +55,11 @@ export class ModelFileCache {
       return file;
     }
     const target = path.join(this.dir, `${sha256}${path.extname(key)}`);
-    if (this.verified.has(sha256) && (await exists(target))) return target;
+    if (this.verified.has(sha256) && (await exists(target))) return touch(target);
     if (await exists(target)) {
       if ((await sha256File(target)) === sha256) {
         this.verified.add(sha256);
-        return target;
+        return touch(target);
       }
       await fs.rm(target, { force: true });
     }
@@ -79,7 +84,28 @@ export class ModelFileCache {
       await fs.rm(tmp, { force: true });
     }
     this.verified.add(sha256);
+    await this.prune(target);
     return target;
+  }
+
+  /** Removes the least recently used copies (by mtime, which each use renews) over the budget; never `keep`. */
+  private async prune(keep: string): Promise<void> {
+    const names = (await fs.readdir(this.dir)).filter((n) => !n.startsWith('.part-'));
+    const files = (
+      await Promise.all(
+        names.map(async (n) => {
+          const file = path.join(this.dir, n);
+          const st = await fs.stat(file).catch(() => null);
+          return st?.isFile() ? { file, size: st.size, used: st.mtimeMs } : null;
+        }),
+      )
+    ).filter((f) => f !== null);
+    let total = files.reduce((sum, f) => sum + f.size, 0);
+    for (const f of overBudget(files, total, this.maxBytes, keep)) {
+      await fs.rm(f.file, { force: true });
+      this.verified.delete(path.basename(f.file, path.extname(f.file)));
+      total -= f.size;
+    }
   }
 
   /** A small object (a manifest) read whole, refusing anything over `maxBytes`. */
@@ -93,6 +119,30 @@ export class ModelFileCache {
     }
     return Buffer.concat(parts, size);
   }
+}
+
+interface CachedFile {
+  file: string;
+  size: number;
+  used: number;
+}
+
+/** The files to remove, oldest use first, until the rest fit in `maxBytes`. */
+export function overBudget(files: CachedFile[], total: number, maxBytes: number, keep: string): CachedFile[] {
+  const out: CachedFile[] = [];
+  for (const f of [...files].sort((a, b) => a.used - b.used)) {
+    if (total <= maxBytes) break;
+    if (f.file === keep) continue;
+    out.push(f);
+    total -= f.size;
+  }
+  return out;
+}
+
+async function touch(file: string): Promise<string> {
+  const now = new Date();
+  await fs.utimes(file, now, now).catch(() => undefined);
+  return file;
 }
 
 async function exists(file: string): Promise<boolean> {

@@ -93,6 +93,8 @@ export const SettingsSchema = z.object({
   MODEL_POLL_MS: int(2000, 0),
   /** Non-serving models (?model=) kept loaded at once. */
   PREDICT_MAX_EXTRA_MODELS: int(1, 0),
+  /** Disk the API may use for local copies of model files from the artifact store; least recently used go first. */
+  MODEL_CACHE_MAX_MB: int(2048, 1),
 });
 
 export interface ServingSettings {
@@ -137,8 +139,9 @@ export interface Settings {
   artifactStore: 'fs' | 'postgres';
   /** Local scratch space of a worker's running jobs (never shared, never the source of truth). */
   workDir: string;
-  /** The API's local copies of model files, named by sha256. */
+  /** The API's local copies of model files, named by sha256, and their byte budget. */
   modelCacheDir: string;
+  modelCacheMaxBytes: number;
   jobTimeoutMs: number;
   reconcileIntervalMs: number;
   lockDurationMs: number;
@@ -189,6 +192,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     artifactStore: e.ARTIFACT_STORE,
     workDir: path.join(dataDir, 'work'),
     modelCacheDir: path.join(dataDir, 'cache', 'models'),
+    modelCacheMaxBytes: e.MODEL_CACHE_MAX_MB * MB,
     jobTimeoutMs: e.JOB_TIMEOUT_MS,
     reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
     lockDurationMs: e.LOCK_DURATION_MS,

@@ -156,6 +156,37 @@ describe.each(['fs', 'postgres'] as const)('%s artifact store', (kind) => {
   });
 });
 
+describe('model cache of a remote store', () => {
+  it('keeps within its byte budget by dropping the least recently used copies', async () => {
+    const store = new PostgresArtifactStore(PG_BASE, schema, 64 * 1024);
+    try {
+      const models = ['a', 'b', 'c'].map((name) => ({ key: `models/lru-${name}/model.onnx`, bytes: randomBytes(50_000) }));
+      for (const m of models) {
+        const w = store.begin(path.dirname(m.key));
+        await w.put('model.onnx', m.bytes);
+        await w.commit();
+      }
+      const dir = path.join(tmp, 'lru-cache');
+      const cache = new ModelFileCache(store, dir, 120_000); // room for two of the three
+      const pause = () => new Promise((r) => setTimeout(r, 20)); // distinct mtimes
+      const [a, b, c] = models;
+      const fileA = await cache.file(a!.key, sha(a!.bytes));
+      await pause();
+      await cache.file(b!.key, sha(b!.bytes));
+      await pause();
+      await cache.file(a!.key, sha(a!.bytes)); // a used again: b is now the oldest use
+      await pause();
+      await cache.file(c!.key, sha(c!.bytes));
+      expect(fs.readdirSync(dir).sort()).toEqual([`${sha(a!.bytes)}.onnx`, `${sha(c!.bytes)}.onnx`].sort());
+      // The dropped copy is fetched again on its next use.
+      expect(fs.readFileSync(await cache.file(b!.key, sha(b!.bytes))).equals(b!.bytes)).toBe(true);
+      expect(fs.existsSync(fileA)).toBe(false); // a was now the oldest use
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe('artifact keys', () => {
   it('cannot leave the store', () => {
     expect(checkKey('/jobs/a/')).toBe('jobs/a');

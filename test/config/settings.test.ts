@@ -19,6 +19,7 @@ describe('settings', () => {
       artifactStore: 'fs',
       workDir: path.resolve('data/work'),
       modelCacheDir: path.resolve('data/cache/models'),
+      modelCacheMaxBytes: 2048 * 1024 * 1024,
       jobTimeoutMs: 24 * 3600_000,
       host: '127.0.0.1',
       auth: 'auto',
