@@ -7,6 +7,8 @@ import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { TrainingConfig } from '../jobs/training-config.js';
 import { loadTrainedModel } from '../ml/index.js';
+import { evalBatchSize } from '../ml/evaluate.js';
+import { isWasmAbort, WasmAbortedError } from '../ml/wasm-abort.js';
 import { FLATTEN_BACKGROUND, loadDataset } from '../data/index.js';
 import { ONNX_OPSET, quantGraphToFloatOnnx, quantGraphToQdqOnnx } from './onnx-qdq.js';
 import { expectedKernels, fusionReport, optimizedOpCounts } from './fusion-check.js';
@@ -83,8 +85,6 @@ export interface ExportJobResult {
   weightBits: 7 | 8;
 }
 
-const CHUNK = 32;
-
 /** `count` indices spread evenly over [0, length), so class-ordered splits are covered. */
 export function spreadIndices(length: number, count: number): number[] {
   const m = Math.min(length, count);
@@ -124,14 +124,21 @@ export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobR
     const tfLogits = new Float32Array(n * k);
     const floatLogits = new Float32Array(n * k);
     const labels = new Int32Array(n);
-    for (let lo = 0; lo < n; lo += CHUNK) {
-      const chunk = indices.slice(lo, lo + CHUNK);
+    // Bounded batches (sized by pixels), so the tfjs side's peak memory does not grow with n.
+    const chunkSize = evalBatchSize(size);
+    try {
+    for (let lo = 0; lo < n; lo += chunkSize) {
+      const chunk = indices.slice(lo, lo + chunkSize);
       const b = await ds.val.batch(chunk, { augment: false, seed: 0, epoch: 0, step: 0 });
       labels.set(b.y, lo);
       tfLogits.set(await model.predict(b.x, b.n), lo * k);
       floatLogits.set(await model.predictFloat(b.x, b.n), lo * k);
       const nchw = nhwcToNchw(b.x, b.n, size);
       for (const r of runners) r.logits.push(await r.runner.run(nchw, b.n, size));
+    }
+    } catch (err) {
+      if (!isWasmAbort(err)) throw err;
+      throw new WasmAbortedError('verify', { widthMultiplier: opts.config.model.widthMultiplier, inputSize: size, batchSize: chunkSize, valImages: ds.val.length }, err);
     }
 
     // The int8 graph's own arithmetic, for the first few images: what ORT must reproduce.

@@ -10,7 +10,8 @@ import { MomentumSgd, type SgdParam } from './optimizer.js';
 import { smoothedCrossEntropy } from './loss.js';
 import { bnMomentumAt } from './conv-bn-fold.js';
 import { lrAt, type Schedule } from './schedule.js';
-import { evaluate } from './evaluate.js';
+import { evalBatchSize, evaluate } from './evaluate.js';
+import { isWasmAbort, WasmAbortedError, type WasmPhase } from './wasm-abort.js';
 import { Int8GraphRunner } from './int8-graph-runner.js';
 import { toQuantGraph } from './quant-export.js';
 import { CheckpointError, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint } from './checkpoint.js';
@@ -109,6 +110,9 @@ export async function runTraining(opts: TrainOptions): Promise<TrainResult> {
   const byVarName = new Map([...model.params.values()].map((p) => [p.variable.name, p.name]));
   const checkpointsDir = path.join(opts.workDir, 'checkpoints');
 
+  const wasmAbort = (phase: WasmPhase, err: unknown, batchSize: number): unknown =>
+    isWasmAbort(err) ? new WasmAbortedError(phase, { widthMultiplier: cfg.model.widthMultiplier, inputSize: arch.inputSize, batchSize, valImages: ds.val.length }, err) : err;
+
   try {
     let step = 0;
     if (resume) {
@@ -163,7 +167,7 @@ export async function runTraining(opts: TrainOptions): Promise<TrainResult> {
       const q = cfg.quantization;
       const haveRanges = model.quantPoints().every((n) => model.ranges.get(n));
       const quantEval = q.enabled && haveRanges;
-      const evalOpts = { batchSize: T.batchSize, seed: T.seed, signal: opts.signal };
+      const evalOpts = { batchSize: evalBatchSize(arch.inputSize), seed: T.seed, signal: opts.signal };
       // The quantized accuracy is the int8 graph's, computed in integers exactly as the export will.
       const int8 = quantEval ? new Int8GraphRunner(toQuantGraph(model, ds.classes, NORMALIZATION)) : null;
       const main = await evaluate(model, ds.val, { ...evalOpts, mode: evalMode(quantEval), forward: int8 ? (x) => int8.run(x) : undefined }).finally(() => int8?.dispose());
@@ -202,7 +206,12 @@ export async function runTraining(opts: TrainOptions): Promise<TrainResult> {
       for await (const b of batches) {
         const lr = lrAt(schedule, step);
         const mode = trainMode(cfg, step);
-        const loss = trainStep(model, opt, sgdParams, byVarName, b.x, b.y, b.n, size, mode, lr, T.labelSmoothing);
+        let loss: number;
+        try {
+          loss = trainStep(model, opt, sgdParams, byVarName, b.x, b.y, b.n, size, mode, lr, T.labelSmoothing);
+        } catch (err) {
+          throw wasmAbort('train', err, b.n);
+        }
         if (!Number.isFinite(loss)) {
           throw new TrainingError('LOSS_NOT_FINITE', `loss became ${loss} at step ${step + 1}; lower the learning rate`);
         }
@@ -220,13 +229,13 @@ export async function runTraining(opts: TrainOptions): Promise<TrainResult> {
         lastTime = performance.now();
       }
       if (step % spe === 0 || step >= totalSteps) {
-        const m = await runEval();
+        const m = await runEval().catch((err) => { throw wasmAbort('evaluate', err, evalBatchSize(arch.inputSize)); });
         if (!m && opts.signal?.aborted) return await stopped();
         await save();
         lastTime = performance.now();
       }
     }
-    if (!lastEval || lastEval.step !== step) await runEval();
+    if (!lastEval || lastEval.step !== step) await runEval().catch((err) => { throw wasmAbort('evaluate', err, evalBatchSize(arch.inputSize)); });
     await save();
     return { status: 'completed', backend, step, epoch: epochOf(step), checkpoint: lastCheckpoint, eval: lastEval, classes: ds.classes, warnings };
   } finally {
