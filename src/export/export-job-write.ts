@@ -7,7 +7,7 @@ import { FLATTEN_BACKGROUND } from '../data/index.js';
 import type { TrainedModel } from '../ml/index.js';
 import type { QuantGraph } from '../ml/quant-graph.js';
 import { expectedKernels, type FusionReport } from './fusion-check.js';
-import { MANIFEST_FORMAT, MANIFEST_VERSION, type ModelManifest } from './manifest.js';
+import { MANIFEST_FORMAT, MANIFEST_VERSION, type ModelEvaluation, type ModelManifest } from './manifest.js';
 import { ONNX_OPSET } from './onnx-qdq.js';
 import type { Verified } from './export-job-verify.js';
 
@@ -21,6 +21,8 @@ export function buildManifest(args: {
   graph: QuantGraph;
   verified: Verified;
   accuracy: { floatTop1: number; int8Top1: number };
+  evaluation: ModelEvaluation;
+  warnings: Array<{ code: string; message: string }>;
   fusion: FusionReport;
   float32SizeBytes: number;
 }): ModelManifest {
@@ -70,6 +72,8 @@ export function buildManifest(args: {
       maxLogitDiffSteps: verified.comparison.maxLogitDiffSteps,
       maxStepsVsIntegerReference: verified.maxStepsVsIntegerReference,
     },
+    evaluation: args.evaluation,
+    warnings: args.warnings,
     checkpoint: { step: model.step },
   };
 }

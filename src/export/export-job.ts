@@ -5,12 +5,13 @@
 //
 // The steps, in order: load the checkpoint and build the candidates (export-job-verify.ts) ->
 // collect logits on the verification images -> choose the candidate that verifies -> its
-// accuracies (export-job-evaluate.ts) -> fusion check -> manifest and files (export-job-write.ts).
+// accuracies and the int8 file on the whole validation split (export-job-evaluate.ts) -> fusion check -> manifest and files (export-job-write.ts).
 import type { TrainingConfig } from '../jobs/training-config.js';
 import { loadTrainedModel } from '../ml/index.js';
 import { loadDataset } from '../data/index.js';
 import { quantGraphToFloatOnnx } from './onnx-qdq.js';
 import { expectedKernels, fusionReport, optimizedOpCounts } from './fusion-check.js';
+import type { ModelEvaluation } from './manifest.js';
 import { DEFAULT_MAX_LOGIT_DIFF_STEPS, DEFAULT_MIN_AGREEMENT, ExportVerificationError } from './verify.js';
 import {
   buildCandidates,
@@ -22,7 +23,7 @@ import {
   type ExportLogger,
   type WeightEncoding,
 } from './export-job-verify.js';
-import { verificationAccuracy } from './export-job-evaluate.js';
+import { chanceWarning, evaluateOnnxOnSplit, verificationAccuracy } from './export-job-evaluate.js';
 import { buildManifest, writeModelFiles } from './export-job-write.js';
 
 export type { ExportLogger } from './export-job-verify.js';
@@ -53,6 +54,8 @@ export interface ExportJobOptions {
    * from its own int8 graph (the tfjs side runs that graph in integers, so it should not).
    */
   referenceImages?: number;
+  /** Problems that do not stop the export (MODEL_AT_CHANCE); they are also listed in the manifest. */
+  onWarning?: (w: { code: string; message: string }) => void;
 }
 
 export interface ExportJobResult {
@@ -71,6 +74,9 @@ export interface ExportJobResult {
   maxStepsVsIntegerReference: number | null;
   weightEncoding: WeightEncoding;
   weightBits: 7 | 8;
+  /** The int8 file on the whole validation split (manifest.evaluation). */
+  evaluation: ModelEvaluation;
+  warnings: Array<{ code: string; message: string }>;
 }
 
 /** `count` indices spread evenly over [0, length), so class-ordered splits are covered. */
@@ -104,11 +110,18 @@ export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobR
     };
     const verified = chooseCandidate(candidates, logits, gate, log);
     const accuracy = verificationAccuracy(logits, verified.ortLogits);
+    log.info('export: evaluating the int8 ONNX model on the validation split', { images: ds.val.length });
+    const evaluation = await evaluateOnnxOnSplit(verified.chosen.runner, ds.val, model.classes.length, model.inputSize);
+    const warnings = [chanceWarning(evaluation, model.classes.length)].filter((w) => w !== null);
+    for (const w of warnings) {
+      log.warn(`export: ${w.message}`, { code: w.code });
+      opts.onWarning?.(w);
+    }
 
     const fusion = fusionReport(await optimizedOpCounts(verified.chosen.bytes), expectedKernels(graph));
     if (!fusion.fullyFused) log.warn('export: ORT did not fuse the whole graph into integer kernels; it will run slower', { fusion });
     const float32SizeBytes = quantGraphToFloatOnnx(graph).length;
-    const manifest = buildManifest({ jobId: opts.jobId, model, graph, verified, accuracy, fusion, float32SizeBytes });
+    const manifest = buildManifest({ jobId: opts.jobId, model, graph, verified, accuracy, evaluation, warnings, fusion, float32SizeBytes });
     const { onnxPath, manifestPath } = await writeModelFiles(opts.outDir, verified.chosen.bytes, manifest);
     log.info('export: model written', { onnxPath, sizeBytes: manifest.sizeBytes, float32SizeBytes, ...accuracy, weightEncoding: verified.chosen.encoding, weightBits });
     return {
@@ -125,6 +138,8 @@ export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobR
       maxStepsVsIntegerReference: verified.maxStepsVsIntegerReference,
       weightEncoding: verified.chosen.encoding,
       weightBits,
+      evaluation,
+      warnings,
     };
   } finally {
     await releaseCandidates(candidates);
