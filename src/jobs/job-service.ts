@@ -7,6 +7,7 @@ import { resolveUnderRoot } from '../data/safe-path.js';
 import { JOB_WITH_MODEL } from '../db/model-rows.js';
 import { admissionIssues, type JobBudget } from './job-admission.js';
 import { JobNotFoundError, JobQuotaError, ServiceError, ValidationError, toIssues } from './job-errors.js';
+import type { JobWake } from './job-events.js';
 import { discardUnqueued, findByIdempotencyKey, insertQueued, requestCancel } from './job-lifecycle.js';
 import type { JobStatus } from './job-status.js';
 import {
@@ -38,6 +39,8 @@ export interface JobServiceDeps {
   dataRoot: string;
   /** The worker's memory and disk budget: a config estimated over it is a 400 JOB_TOO_LARGE. */
   budget?: JobBudget;
+  /** Wakes the event streams of a job after a change (Redis pub/sub); absent: they poll. */
+  wake?: JobWake;
 }
 
 /** Who creates a job (from the API's auth): recorded on the row. */
@@ -139,7 +142,7 @@ export class JobService {
     }
     const { row, created } = await insertQueued(this.deps.prisma, {
       id: randomUUID(), name: config.name, config, idempotencyKey: storedKey, createdByKeyId: owner.keyId, autoServe: owner.autoServe,
-    });
+    }, this.deps.wake);
     if (!created) return this.replay(row, config, key!);
     if (owner.keyId && owner.maxActiveJobs > 0) await this.enforceCap(row.id, owner.keyId, owner.maxActiveJobs);
     try {
@@ -226,7 +229,7 @@ export class JobService {
    * Redis, or at its next step through the row, and stops with a checkpoint). Terminal: 409.
    */
   async cancel(id: string): Promise<JobView> {
-    const { to } = await requestCancel(this.deps.prisma, id);
+    const { to } = await requestCancel(this.deps.prisma, id, this.deps.wake);
     if (to === 'cancelled') await this.deps.queue.remove(id).catch(() => {});
     if (to === 'cancelling') await this.deps.cancel.publish(id).catch(() => {});
     return this.get(id);

@@ -63,6 +63,8 @@ export const MetricPointView = z.object({
   top1: z.number().nullable(),
   top5: z.number().nullable(),
   floatTop1: z.number().nullable(),
+  /** The job's revision of the last write to this point: pass the largest seen as `cursor`. */
+  revision: z.number().int(),
 });
 export type MetricPointView = z.infer<typeof MetricPointView>;
 
@@ -168,6 +170,7 @@ export function toMetricPointView(p: {
   top1: number | null;
   top5: number | null;
   floatTop1: number | null;
+  revision: number;
 }): MetricPointView {
   return {
     step: p.step,
@@ -178,5 +181,6 @@ export function toMetricPointView(p: {
     top1: p.top1,
     top5: p.top5,
     floatTop1: p.floatTop1,
+    revision: p.revision,
   };
 }
