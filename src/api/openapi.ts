@@ -113,9 +113,17 @@ function buildCoreDocument(version: string) {
       '/v1/jobs/{id}/metrics': {
         get: secured('train', {
           operationId: 'getJobMetrics',
-          summary: 'Loss curve and validation accuracy, paged by step',
+          summary: 'Loss curve and validation accuracy, paged by step (`after`) or by revision (`cursor`)',
+          description:
+            'Polling with `cursor` (start at 0, then pass `nextCursor`) returns every point once, and again each time it changes: ' +
+            'validation scores are written onto the point of their step after that point was first returned. ' +
+            '`after` pages by step and does not see such later scores. `after` and `cursor` together: 400 METRICS_QUERY_CONFLICT.',
           parameters: [idParam, ...queryParams(MetricsQuery)],
-          responses: { '200': json('MetricsPage', 'Points after the given step'), '400': err('Invalid query'), '404': err('Unknown job') },
+          responses: {
+            '200': json('MetricsPage', 'Points after the given step, or written since the given revision'),
+            '400': err('Invalid query (METRICS_QUERY_CONFLICT: after and cursor together)'),
+            '404': err('Unknown job'),
+          },
         }),
       },
       '/v1/jobs/{id}/cancel': {

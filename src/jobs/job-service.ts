@@ -15,7 +15,7 @@ import {
   toMetricPointView,
   type JobView,
   type ListJobsQuery,
-  type MetricPointView,
+  type MetricsPage,
   type MetricsQuery,
 } from './job-view.js';
 import { TrainingConfig } from './training-config.js';
@@ -209,18 +209,33 @@ export class JobService {
     };
   }
 
-  async metrics(id: string, q: MetricsQuery): Promise<{ points: MetricPointView[]; nextAfter: number | null }> {
+  /**
+   * A job's metric points, by step (`after`) or by revision (`cursor`). Revisions of one job are
+   * handed out under its row lock (job-lifecycle.ts), so they become visible in order and a
+   * cursor never skips a point that commits later.
+   */
+  async metrics(id: string, q: MetricsQuery): Promise<MetricsPage> {
+    if (q.after !== undefined && q.cursor !== undefined) {
+      throw new ValidationError('METRICS_QUERY_CONFLICT', 'pass either `after` (a step) or `cursor` (a revision), not both', [
+        { path: 'query.cursor', message: 'not allowed together with after' },
+      ]);
+    }
     const job = await this.deps.prisma.trainingJob.findUnique({ where: { id }, select: { id: true } });
     if (!job) throw new JobNotFoundError(id);
+    const byCursor = q.cursor !== undefined;
     const rows = await this.deps.prisma.metricPoint.findMany({
-      where: { jobId: id, step: { gt: q.after } },
-      orderBy: { step: 'asc' },
+      where: byCursor ? { jobId: id, revision: { gt: q.cursor } } : { jobId: id, step: { gt: q.after ?? 0 } },
+      orderBy: byCursor ? { revision: 'asc' } : { step: 'asc' },
       take: q.limit + 1,
     });
     const page = rows.slice(0, q.limit);
+    const more = rows.length > q.limit;
+    const last = page[page.length - 1];
     return {
       points: page.map(toMetricPointView),
-      nextAfter: rows.length > q.limit ? page[page.length - 1].step : null,
+      nextAfter: !byCursor && more ? last.step : null,
+      nextCursor: byCursor ? (last?.revision ?? q.cursor!) : null,
+      more,
     };
   }
 

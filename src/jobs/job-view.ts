@@ -70,9 +70,18 @@ export type MetricPointView = z.infer<typeof MetricPointView>;
 
 export const MetricsPage = z.object({
   points: z.array(MetricPointView),
-  /** Pass as `after` for the next page; null when there are no more points yet. */
+  /** Paging by `after` (step): pass as `after` for the next page; null when there are no more points yet (and when paging by `cursor`). */
   nextAfter: z.number().int().nullable(),
+  /**
+   * Paging by `cursor` (revision): pass as `cursor` next time, whether or not this page was full.
+   * Points come in revision order, and a point whose scores arrive later comes again with them.
+   * Null when paging by `after`.
+   */
+  nextCursor: z.number().int().nullable(),
+  /** Whether more points past this page exist right now (either kind of paging). */
+  more: z.boolean(),
 });
+export type MetricsPage = z.infer<typeof MetricsPage>;
 
 export const JobIdParams = z.strictObject({ id: z.string().min(1).max(64) });
 
@@ -84,8 +93,13 @@ export const ListJobsQuery = z.strictObject({
 export type ListJobsQuery = z.infer<typeof ListJobsQuery>;
 
 export const MetricsQuery = z.strictObject({
-  /** Only points with a step greater than this. */
-  after: z.coerce.number().int().min(0).default(0),
+  /** Only points with a step greater than this (default 0). Not with `cursor`. */
+  after: z.coerce.number().int().min(0).optional(),
+  /**
+   * Only points written since this revision: 0 at first, then the `nextCursor` of the last page.
+   * Every point and every later score on it is returned exactly once. Not with `after`.
+   */
+  cursor: z.coerce.number().int().min(0).optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(500),
 });
 export type MetricsQuery = z.infer<typeof MetricsQuery>;
