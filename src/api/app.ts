@@ -29,6 +29,7 @@ import { loadSheddingPlugin } from './plugins/load-shedding.js';
 import { metricsPlugin } from './plugins/metrics.js';
 import { rateLimitPlugin } from './plugins/rate-limit.js';
 import { healthRoutes } from './routes/health.js';
+import { JobEventHub, jobEventRoutes } from './routes/job-events.js';
 import { jobRoutes } from './routes/jobs.js';
 import { keyRoutes } from './routes/keys.js';
 import { modelsRoutes } from './routes/models.js';
@@ -136,6 +137,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     workerStatus: deps.workerStatus,
   });
   await app.register(jobRoutes, { jobs, maxActiveJobsPerKey: settings.limits.maxActiveJobsPerKey });
+  const hub = new JobEventHub();
+  hub.start(settings.redisUrl, settings.queuePrefix);
+  app.addHook('onClose', () => hub.close());
+  await app.register(jobEventRoutes, { jobs, hub, heartbeatMs: settings.limits.sseHeartbeatMs });
   await app.register(modelsRoutes);
   await app.register(predictRoutes);
   await app.register(keyRoutes, { keys });

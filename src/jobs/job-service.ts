@@ -9,7 +9,7 @@ import { admissionIssues, type JobBudget } from './job-admission.js';
 import { JobNotFoundError, JobQuotaError, ServiceError, ValidationError, toIssues } from './job-errors.js';
 import type { JobWake } from './job-events.js';
 import { discardUnqueued, findByIdempotencyKey, insertQueued, requestCancel } from './job-lifecycle.js';
-import type { JobStatus } from './job-status.js';
+import { isTerminal, type JobStatus } from './job-status.js';
 import {
   toJobView,
   toMetricPointView,
@@ -30,6 +30,13 @@ export interface JobQueuePort {
 export interface CancelPort {
   /** Tell the worker running `jobId` to stop between steps. */
   publish(jobId: string): Promise<void>;
+}
+
+/** One JobEvent as an SSE stream sends it: `data` is its JSON payload text. */
+export interface JobEventView {
+  id: number;
+  type: string;
+  data: string;
 }
 
 export interface JobServiceDeps {
@@ -237,6 +244,18 @@ export class JobService {
       nextCursor: byCursor ? (last?.revision ?? q.cursor!) : null,
       more,
     };
+  }
+
+  /**
+   * A job's events after event id `afterId`, oldest first, and whether the job had finished before
+   * they were read (its status is read first: every event of a finished job is then in the list,
+   * so a stream that has sent them all may end).
+   */
+  async eventsSince(id: string, afterId: number, limit: number): Promise<{ finished: boolean; events: JobEventView[] }> {
+    const job = await this.deps.prisma.trainingJob.findUnique({ where: { id }, select: { status: true } });
+    if (!job) throw new JobNotFoundError(id);
+    const rows = await this.deps.prisma.jobEvent.findMany({ where: { jobId: id, id: { gt: afterId } }, orderBy: { id: 'asc' }, take: limit });
+    return { finished: isTerminal(job.status), events: rows.map((r) => ({ id: r.id, type: r.type, data: r.payload })) };
   }
 
   /**

@@ -83,6 +83,21 @@ export const MetricsPage = z.object({
 });
 export type MetricsPage = z.infer<typeof MetricsPage>;
 
+/** The `data` of each kind of event on GET /v1/jobs/:id/events (the SSE `event:` field names the kind). */
+export const JobEventStatusData = z.object({
+  status: JobStatusSchema,
+  error: z.object({ code: z.string(), message: z.string() }).optional(),
+});
+export const JobEventProgressData = z.object({
+  step: z.number().int(),
+  epoch: z.number().int(),
+  totalSteps: z.number().int().nullable().optional(),
+  imagesPerSecond: z.number().nullable().optional(),
+  backend: z.string().nullable().optional(),
+  /** On a (re)start from a checkpoint: points after this step belonged to a run that died and are gone. */
+  restartedAtStep: z.number().int().optional(),
+});
+
 export const JobIdParams = z.strictObject({ id: z.string().min(1).max(64) });
 
 export const ListJobsQuery = z.strictObject({

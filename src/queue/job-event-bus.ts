@@ -19,12 +19,15 @@ export interface JobEventSubscription {
   close(): Promise<void>;
 }
 
-/** Subscribes on its own connection (a subscribed connection can run nothing else). */
-export async function subscribeJobEvents(redisUrl: string, prefix: string, onWake: (jobId: string) => void): Promise<JobEventSubscription> {
-  const sub = new Redis(redisUrl, { maxRetriesPerRequest: null, lazyConnect: true });
-  sub.on('error', () => {}); // the streams' database poll covers the outage; ioredis reconnects
-  await sub.connect();
-  await sub.subscribe(jobEventsChannel(prefix));
+/**
+ * Subscribes on its own connection (a subscribed connection can run nothing else). Returns at
+ * once: while Redis is away the streams rely on their database poll, and ioredis subscribes again
+ * whenever it reconnects.
+ */
+export function subscribeJobEvents(redisUrl: string, prefix: string, onWake: (jobId: string) => void): JobEventSubscription {
+  const sub = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  sub.on('error', () => {});
+  sub.subscribe(jobEventsChannel(prefix)).catch(() => {});
   sub.on('message', (_channel: string, jobId: string) => onWake(jobId));
   return {
     async close() {
