@@ -8,7 +8,6 @@
 //   train    train from a config file without the service (see src/ml/train-command.ts)
 // Settings come from the environment (src/config/settings.ts).
 import { spawn, type ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { loadSettings, SettingsError, type Settings } from './config/settings.js';
@@ -69,7 +68,7 @@ async function ensureRedis(settings: Settings): Promise<ChildProcess | null> {
     const poll = async () => {
       if (await redisAnswers('127.0.0.1', 6379, 200)) return resolve(true);
       if (Date.now() > until || child.exitCode !== null) return resolve(false);
-      setTimeout(poll, 100);
+      setTimeout(() => void poll(), 100);
     };
     void poll();
   });
@@ -180,7 +179,7 @@ async function main(argv: string[]): Promise<void> {
       const args = parseTrainArgs(rest);
       // Kept behind a variable so the CLI builds before the ML layer lands; src/ml owns the command.
       const spec = './ml/train-command.js';
-      const { runTrainCommand } = (await import(spec)) as { runTrainCommand(a: TrainArgs): Promise<unknown> };
+      const { runTrainCommand } = (await import(spec)) as { runTrainCommand: (a: TrainArgs) => Promise<unknown> };
       await runTrainCommand(args); // its data root defaults to DATA_ROOT, else the working directory
       return;
     }

@@ -168,7 +168,7 @@ export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobR
       }
       // The last candidate (uint8 storage, exact on every CPU) is the one that matters; earlier
       // failures are mentioned after it.
-      failure = failure === null ? why : `${why} [with ${runners[0]!.encoding}-stored weights: ${failure}]`;
+      failure = failure === null ? why : `${why} [with ${runners[0].encoding}-stored weights: ${failure}]`;
       comparison = c;
       if (runners.length > 1 && r.encoding === 'int8') {
         log.warn('export: int8-stored weights do not verify on this CPU; trying uint8 storage', { reason: why });

@@ -95,8 +95,8 @@ export async function saveCheckpoint(
   }
   const buf = Buffer.alloc(bytes);
   for (let i = 0; i < tensors.length; i++) {
-    const t = tensors[i]!;
-    const view = new Float32Array(buf.buffer, buf.byteOffset + index[i]!.offset, t.data.length);
+    const t = tensors[i];
+    const view = new Float32Array(buf.buffer, buf.byteOffset + index[i].offset, t.data.length);
     view.set(t.data);
   }
   const manifest: CheckpointManifest = {

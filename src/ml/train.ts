@@ -256,7 +256,7 @@ export function trainStep(
       () => smoothedCrossEntropy(model.forward(xs, mode), ys, labelSmoothing),
       params.map((p) => p.variable),
     );
-    const loss = value.dataSync()[0]!;
+    const loss = value.dataSync()[0];
     value.dispose();
     const named = new Map<string, tf.Tensor>();
     for (const [vn, g] of Object.entries(grads)) named.set(byVarName.get(vn) ?? vn, g);

@@ -47,7 +47,7 @@ export async function loadTrainedModel(checkpointDir: string): Promise<TrainedMo
     for (let lo = 0; lo < n; lo += PREDICT_BATCH) {
       const hi = Math.min(n, lo + PREDICT_BATCH);
       const t = tf.tidy(() => forward(tf.tensor4d(x.subarray(lo * size * size * 3, hi * size * size * 3), [hi - lo, size, size, 3])));
-      out.set((await t.data()) as Float32Array, lo * arch.numClasses);
+      out.set((await t.data()), lo * arch.numClasses);
       t.dispose();
     }
     return out;

@@ -87,4 +87,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().finally(() => port.unref());
+void main().finally(() => port.unref());

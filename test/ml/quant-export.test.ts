@@ -98,7 +98,7 @@ describe('toQuantGraph', () => {
       for (let i = 0; i < val.n; i++) {
         const r = ref.subarray(i * 4, i * 4 + 4);
         const o = ours.subarray(i * 4, i * 4 + 4);
-        for (let c = 0; c < 4; c++) maxSteps = Math.max(maxSteps, Math.abs(r[c]! - o[c]!) / step);
+        for (let c = 0; c < 4; c++) maxSteps = Math.max(maxSteps, Math.abs(r[c] - o[c]) / step);
         if (argmax(r) === argmax(o)) agree++;
       }
       return { agree, maxSteps };

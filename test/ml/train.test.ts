@@ -56,8 +56,8 @@ describe('runTraining', () => {
     expect(c.status).toBe('completed');
     expect(resumed.map((m) => m.step)).toEqual([4, 5, 6]);
     for (let i = 0; i < 3; i++) {
-      expect(resumed[i]!.loss).toBeCloseTo(full[i + 3]!.loss, 5);
-      expect(resumed[i]!.learningRate).toBe(full[i + 3]!.learningRate);
+      expect(resumed[i].loss).toBeCloseTo(full[i + 3].loss, 5);
+      expect(resumed[i].learningRate).toBe(full[i + 3].learningRate);
     }
     expect(c.eval!.top1).toBeCloseTo(a.eval!.top1, 6);
   }, 300_000);
@@ -109,8 +109,8 @@ describe('runTraining', () => {
     let d = 0;
     let n0 = 0;
     for (let i = 0; i < w0.length; i++) {
-      d += (w1[i]! - w0[i]!) ** 2;
-      n0 += w0[i]! ** 2;
+      d += (w1[i] - w0[i]) ** 2;
+      n0 += w0[i] ** 2;
     }
     expect(Math.sqrt(d)).toBeLessThan(1e-3 * Math.sqrt(n0)); // a fresh init would be ~1.4x the norm away
   }, 300_000);
