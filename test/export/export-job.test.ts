@@ -19,7 +19,8 @@ let checkpoint: string;
 const config = resolveTrainingConfig({
   dataset: { type: 'synthetic', classes: 3, samplesPerClass: 8, valPerClass: 12 },
   model: { widthMultiplier: 0.35, inputSize: 32 },
-  training: { epochs: 1, batchSize: 8, maxSteps: 2 },
+  // 45 steps (15 epochs of 3 batches) learn the three synthetic patterns well above chance (1/3).
+  training: { epochs: 15, batchSize: 8, maxSteps: 45 },
 });
 
 beforeAll(async () => {
@@ -39,16 +40,18 @@ describe('exportJobModel', () => {
 
   it('writes model.onnx and a manifest that describe the model, and the server serves it', async () => {
     const outDir = path.join(dir, 'model-ok');
-    // A two-step model is not trained enough for the default gate to be meaningful here; the gate
-    // itself is tested below. Here: the artifacts.
-    const r = await exportJobModel({ jobId: 'job-ok', config, checkpoint, outDir, dataRoot: dir, minAgreement: 0, maxLogitDiffSteps: 1e9 });
+    // The default verification gate applies; its refusal is tested below.
+    const r = await exportJobModel({ jobId: 'job-ok', config, checkpoint, outDir, dataRoot: dir });
     const bytes = await readFile(r.onnxPath);
     expect(r.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
     expect(r.sizeBytes).toBe(bytes.length);
     expect(r.sizeBytes).toBeLessThan(r.float32SizeBytes * 0.4);
     expect(r.inputSize).toBe(32);
     expect(r.classes).toEqual(['pattern-0', 'pattern-1', 'pattern-2']);
-    for (const v of [r.floatTop1, r.int8Top1, r.agreement]) expect(v).toBeGreaterThanOrEqual(0);
+    // Measured 0.97 for both after these 45 steps; chance is 1/3.
+    expect(r.floatTop1).toBeGreaterThan(0.6);
+    expect(r.int8Top1).toBeGreaterThan(0.6);
+    expect(r.agreement).toBeGreaterThan(0.9);
     // Whatever the tolerance towards tfjs, the file computes its int8 graph (integer reference).
     expect(r.maxStepsVsIntegerReference).not.toBeNull();
     expect(r.maxStepsVsIntegerReference!).toBeLessThanOrEqual(1);

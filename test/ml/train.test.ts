@@ -93,16 +93,19 @@ describe('runTraining', () => {
   }, 300_000);
 
   it('initFrom loads the weights and starts at step 0', async () => {
+    // Its own source checkpoint (3 steps from another seed), so the test runs alone or in any order.
+    const source = path.join(tmp, 'init-source');
+    await runTraining({ config: tinyConfig({ maxSteps: 3, seed: 11 }), workDir: source, dataRoot: tmp });
     // A vanishing learning rate: after one step the weights must still be the checkpoint's.
     const config = tinyConfig({ maxSteps: 1, learningRate: 1e-7 });
     let start = -1;
     const r = await runTraining({
-      config, workDir: path.join(tmp, 'init'), dataRoot: tmp, initFrom: path.join(tmp, 'ck'),
+      config, workDir: path.join(tmp, 'init'), dataRoot: tmp, initFrom: source,
       callbacks: { onStart: (i) => { start = i.startStep; } },
     });
     expect(start).toBe(0);
     expect(r.step).toBe(1);
-    const init = await loadCheckpoint(path.join(tmp, 'ck'));
+    const init = await loadCheckpoint(source);
     const after = await loadCheckpoint(r.checkpoint);
     const w0 = init.tensors.get('param/head/w')!.data;
     const w1 = after.tensors.get('param/head/w')!.data;
