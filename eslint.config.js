@@ -31,6 +31,8 @@ export default tseslint.config(
       '@typescript-eslint/no-unsafe-argument': 'off',
       // Shapes (number arrays) print as "2,3,4" in messages, which is what we want there.
       '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true, allowArray: true }],
+      // A variable a closure reads before its one assignment (train.ts's `run`) cannot be const.
+      'prefer-const': ['error', { ignoreReadBeforeAssign: true }],
       // `_` prefixes mark parameters an interface requires but this implementation does not use.
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
     },
