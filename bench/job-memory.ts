@@ -16,7 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { archOf, activationsPerImage, estimateJob, parameterCount } from '../src/jobs/job-admission.js';
-import { resolveTrainingConfig, type TrainingConfig } from '../src/jobs/training-config.js';
+import { resolveTrainingConfig, type TrainingConfig } from '../src/config/training-config.js';
 
 const GRID: Array<[number, number, number]> = [
   [0.35, 32, 16],

@@ -34,7 +34,7 @@ import { buildSyntheticMobileNetV2, mulberry32, syntheticImages } from '../src/e
 import { expectedKernels, fusionReport, optimizedOpCounts } from '../src/export/fusion-check.js';
 import { MANIFEST_FORMAT, MANIFEST_VERSION, type ModelManifest } from '../src/export/manifest.js';
 import type { QuantGraph, WeightBits } from '../src/ml/quant-graph.js';
-import { QuantizationSection } from '../src/jobs/training-config.js';
+import { QuantizationSection } from '../src/config/training-config.js';
 import { errorsPlugin } from '../src/api/plugins/errors.js';
 import { predictRoutes } from '../src/api/routes/predict.js';
 import { servingPlugin } from '../src/serving/plugin.js';

@@ -5,7 +5,7 @@
 //   worker   one training worker alone   } Redis and PostgreSQL
 //   migrate  apply the committed database migrations
 //   keys     create, list and revoke API keys (src/commands/keys-command.ts)
-//   train    train from a config file without the service (see src/ml/train-command.ts)
+//   train    train from a config file without the service (see src/commands/train-command.ts)
 // Settings come from the environment (src/config/settings.ts).
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
@@ -177,9 +177,8 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'train': {
       const args = parseTrainArgs(rest);
-      // Kept behind a variable so the CLI builds before the ML layer lands; src/ml owns the command.
-      const spec = './ml/train-command.js';
-      const { runTrainCommand } = (await import(spec)) as { runTrainCommand: (a: TrainArgs) => Promise<unknown> };
+      // Imported only here: the other commands never load tfjs.
+      const { runTrainCommand } = await import('./commands/train-command.js');
       await runTrainCommand(args); // its data root defaults to DATA_ROOT, else the working directory
       return;
     }

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { syncDir } from '../artifacts/durable.js';
-import type { TrainingConfig } from '../jobs/training-config.js';
+import type { TrainingConfig } from '../config/training-config.js';
 import type { BackendName } from './train-api.js';
 
 export const CHECKPOINT_FORMAT = 'qatserve-checkpoint';

@@ -113,7 +113,7 @@ export function foldedConvBn(x: tf.Tensor4D, w: tf.Variable, bn: BnState, opts: 
   const k = tf.mul(bn.gamma, tf.rsqrt(tf.add(bn.runVar, BN_EPS)));
   let bias = tf.sub(bn.beta, tf.mul(bn.runMean, k));
   if (opts.biasInputScale !== undefined && opts.quantizeWeights) {
-    // The exported weight scale is s * |k|, or s when k = 0 (see quant-export.ts).
+    // The exported weight scale is s * |k|, or s when k = 0 (see to-quant-graph.ts).
     const absK = tf.abs(k);
     const ws = tf.mul(weightScales(w, channelAxis(opts.kind), qmax), tf.where(tf.equal(absK, 0), tf.onesLike(absK), absK));
     bias = quantizeBias(bias, tf.mul(ws, opts.biasInputScale));

@@ -15,11 +15,11 @@ import { lrAt, type Schedule } from './schedule.js';
 import { evalBatchSize, evaluate } from './evaluate.js';
 import { isWasmAbort, WasmAbortedError, type WasmPhase } from './wasm-abort.js';
 import { Int8GraphRunner } from './int8-graph-runner.js';
-import { toQuantGraph } from './quant-export.js';
+import { toQuantGraph } from './to-quant-graph.js';
 import { CheckpointError, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint } from './checkpoint.js';
 import { restoreState, snapshotState } from './model-state.js';
 import { epochBatches, hashSeed, loadDataset, NORMALIZATION, stepsPerEpoch, type Dataset } from '../data/index.js';
-import type { TrainingConfig } from '../jobs/training-config.js';
+import type { TrainingConfig } from '../config/training-config.js';
 import type { BackendName, EvalMetric, TrainLogger, TrainOptions, TrainResult, TrainWarning } from './train-api.js';
 
 export class TrainingError extends Error {

@@ -4,7 +4,7 @@ import { tf } from './tf.js';
 import { loadCheckpoint } from './checkpoint.js';
 import { buildArch, MobileNetV2 } from './mobilenet-v2.js';
 import { restoreState } from './model-state.js';
-import { toQuantGraph } from './quant-export.js';
+import { toQuantGraph } from './to-quant-graph.js';
 import { Int8GraphRunner } from './int8-graph-runner.js';
 import { evalBatchSize } from './evaluate.js';
 import type { QuantGraph } from './quant-graph.js';

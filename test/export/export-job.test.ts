@@ -5,7 +5,7 @@ import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolveTrainingConfig } from '../../src/jobs/training-config.js';
+import { resolveTrainingConfig } from '../../src/config/training-config.js';
 import { runTraining } from '../../src/ml/index.js';
 import { chanceWarning, EvaluationAccumulator, exportJobModel, ExportVerificationError, spreadIndices } from '../../src/export/index.js';
 import type { ModelManifest } from '../../src/export/manifest.js';

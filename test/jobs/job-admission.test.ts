@@ -3,7 +3,7 @@
 // memory, and the fields named when a job is refused.
 import { describe, expect, it } from 'vitest';
 import { activationsPerImage, admissionIssues, archOf, estimateJob, parameterCount } from '../../src/jobs/job-admission.js';
-import { resolveTrainingConfig } from '../../src/jobs/training-config.js';
+import { resolveTrainingConfig } from '../../src/config/training-config.js';
 
 const MiB = 2 ** 20;
 const cfg = (w: number, size: number, batchSize: number, training: object = {}) =>

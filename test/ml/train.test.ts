@@ -4,7 +4,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { resolveTrainingConfig, type TrainingConfigInput } from '../../src/jobs/training-config.js';
+import { resolveTrainingConfig, type TrainingConfigInput } from '../../src/config/training-config.js';
 import { runTraining } from '../../src/ml/train.js';
 import { loadCheckpoint, listCheckpoints } from '../../src/ml/checkpoint.js';
 import { tf } from '../../src/ml/tf.js';

@@ -12,7 +12,7 @@ import { snapshotState } from '../../src/ml/model-state.js';
 import { loadTrainedModel } from '../../src/ml/trained-model.js';
 import { runIntegerReference } from '../../src/export/qdq-reference.js';
 import { nhwcToNchw } from '../../src/export/verify.js';
-import { resolveTrainingConfig } from '../../src/jobs/training-config.js';
+import { resolveTrainingConfig } from '../../src/config/training-config.js';
 import { loadDataset, NORMALIZATION } from '../../src/data/index.js';
 
 await tf.setBackend('cpu');
