@@ -9,7 +9,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
-import { peakLearningRate } from '../../src/jobs/training-config.js';
+import { peakLearningRate } from '../../src/config/training-config.js';
 import type { ModelManifest } from '../../src/export/manifest.js';
 import type { EvalReport } from '../../src/commands/eval-command.js';
 import { startServe, submitJob, waitForJob } from './serve-process.js';

@@ -5,7 +5,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { peakLearningRate, quantDelaySteps, resolveTrainingConfig } from '../../src/jobs/training-config.js';
+import { peakLearningRate, quantDelaySteps, resolveTrainingConfig } from '../../src/config/training-config.js';
 import { drawAugmentation } from '../../src/data/augment.js';
 import { Rng } from '../../src/data/rng.js';
 import { DivergenceGuard, divergenceWindow } from '../../src/ml/divergence.js';
