@@ -7,6 +7,7 @@ import { stat } from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { ModelNotFoundError, ModelUnavailableError } from '../../serving/errors.js';
+import type { ModelEvaluation as ManifestEvaluation } from '../../export/manifest.js';
 import type { ModelRecord } from '../../serving/model-store.js';
 import { parseRequest } from '../validate.js';
 import { errorRef, jsonRef, jsonSchema, secured } from '../openapi-helpers.js';
@@ -57,19 +58,17 @@ export const ModelEvaluationResponse = z.object({
   evaluation: ModelEvaluation.nullable(),
 });
 
+// The route answers the manifest's own type (src/export/manifest.ts); this fails to compile if they part.
+const sameShape: ManifestEvaluation = {} as ModelEvaluation;
+void sameShape;
+
 /**
- * The manifest's `evaluation`, or null when it has none or one this version cannot read (manifests
- * are files of any age). Per-class accuracy given by class name is put in class order.
+ * The manifest's `evaluation` (written by the export of newer versions), or null when it has none or
+ * one this version cannot read: manifests are files of any age, checked here, not trusted.
  */
 export function readEvaluation(raw: unknown, classes: string[]): { evaluation: ModelEvaluation | null; problem: string | null } {
   if (raw === undefined || raw === null) return { evaluation: null, problem: null };
-  const r = raw as Record<string, unknown>;
-  const perClass = r.perClassTop1;
-  const normalised =
-    perClass && typeof perClass === 'object' && !Array.isArray(perClass)
-      ? { ...r, perClassTop1: classes.map((c) => (perClass as Record<string, number | null>)[c] ?? null) }
-      : r;
-  const parsed = ModelEvaluation.safeParse(normalised);
+  const parsed = ModelEvaluation.safeParse(raw);
   if (!parsed.success) return { evaluation: null, problem: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') };
   const e = parsed.data;
   const n = classes.length;
@@ -182,8 +181,7 @@ export async function modelsRoutes(app: FastifyInstance) {
 
   app.get('/v1/models/:id/evaluation', read, async (req) => {
     const m = await find(parseRequest(ModelIdParams, req.params, 'params').id);
-    const manifest = (await store.manifest(m)) as unknown as Record<string, unknown>;
-    const { evaluation, problem } = readEvaluation(manifest.evaluation, m.classes);
+    const { evaluation, problem } = readEvaluation((await store.manifest(m)).evaluation, m.classes);
     if (problem) req.log.warn({ modelId: m.id, problem }, 'the manifest has an evaluation this version cannot read; answering null');
     return { modelId: m.id, classes: m.classes, evaluation };
   });
