@@ -127,6 +127,13 @@ function progressText(job) {
   return `step ${p.step}/${p.totalSteps} (${done}%) · epoch ${p.epoch}${speed}`;
 }
 
+/** The table's column: steps and share only (the open job shows the rest). */
+function shortProgress(job) {
+  const p = job.progress;
+  if (!p.totalSteps) return job.status === 'queued' ? 'waiting' : '';
+  return `${p.step}/${p.totalSteps} (${Math.round((100 * p.step) / p.totalSteps)}%)`;
+}
+
 function statusPill(status) {
   return el('span', { className: `pill ${status}` }, status);
 }
@@ -146,7 +153,7 @@ async function refreshJobs() {
       el('td', {}, box),
       el('td', {}, open),
       el('td', {}, statusPill(job.status)),
-      el('td', {}, progressText(job)),
+      el('td', {}, shortProgress(job)),
       el('td', {}, new Date(job.createdAt).toLocaleString()));
     tr.dataset.jobId = job.id;
     return tr;
