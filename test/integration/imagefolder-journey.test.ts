@@ -45,7 +45,7 @@ async function writeFolder(root: string, perClass: { train: number; val: number 
     for (const [name, colour] of Object.entries(CLASSES)) {
       const dir = path.join(root, split, name);
       fs.mkdirSync(dir, { recursive: true });
-      for (let i = 0; i < count; i++, n++) fs.writeFileSync(path.join(dir, `${i}.jpg`), await classJpeg(colour, SIZES[n % SIZES.length]!, n));
+      for (let i = 0; i < count; i++, n++) fs.writeFileSync(path.join(dir, `${i}.jpg`), await classJpeg(colour, SIZES[n % SIZES.length], n));
     }
   }
 }

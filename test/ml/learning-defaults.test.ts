@@ -57,7 +57,7 @@ describe('divergence guard', () => {
     const feed = (losses: number[]) => {
       const g = new DivergenceGuard(64, 4, 0.1);
       for (let i = 0; i < losses.length; i++) {
-        const why = g.observe(losses[i]!, i + 1);
+        const why = g.observe(losses[i], i + 1);
         if (why) return why;
       }
       return null;
