@@ -146,10 +146,10 @@ export function formatReport(r: EvalReport): string {
     'per class (top-1, images):',
   ];
   const w = Math.max(5, ...r.classes.map((c) => c.length));
-  r.classes.forEach((c, i) => lines.push(`  ${c.padEnd(w)}  ${pct(r.perClassTop1[i]!).padStart(7)}  ${r.confusion[i]!.reduce((a, b) => a + b, 0)}`));
+  r.classes.forEach((c, i) => lines.push(`  ${c.padEnd(w)}  ${pct(r.perClassTop1[i]).padStart(7)}  ${r.confusion[i].reduce((a, b) => a + b, 0)}`));
   lines.push('', 'confusion (rows: true class, columns: predicted, in class order):');
   const cw = Math.max(3, ...r.confusion.flat().map((v) => String(v).length));
-  r.classes.forEach((c, i) => lines.push(`  ${c.padEnd(w)}  ${r.confusion[i]!.map((v) => String(v).padStart(cw)).join(' ')}`));
+  r.classes.forEach((c, i) => lines.push(`  ${c.padEnd(w)}  ${r.confusion[i].map((v) => String(v).padStart(cw)).join(' ')}`));
   return lines.join('\n');
 }
 

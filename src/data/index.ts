@@ -26,7 +26,7 @@
 // DATASET_PATH_INVALID | DATASET_NOT_FOUND | DATASET_EMPTY | DATASET_UNAVAILABLE.
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import type { DatasetConfig } from '../jobs/training-config.js';
+import type { DatasetConfig } from '../config/training-config.js';
 import type { DataWarning } from './errors.js';
 import { DatasetError } from './errors.js';
 import { FASHION_MNIST_CLASSES, FASHION_TEST_PER_CLASS, FASHION_TRAIN_PER_CLASS, balancedCounts, fashionGetter, fashionSplit, loadFashionMnistPixels } from './fashion-mnist.js';

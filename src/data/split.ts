@@ -62,7 +62,7 @@ export class ImageSplit implements Split {
         throw new RangeError(`sample index ${i} out of range [0, ${this.length})`);
       }
     }
-    const images = await Promise.all(idx.map((i) => this.getImage(i)));
+    const images = await Promise.all(idx.map(async (i) => this.getImage(i)));
     const s = this.inputSize;
     const per = s * s * 3;
     const x = new Float32Array(n * per);

@@ -16,11 +16,11 @@ import { evalBatchSize, evaluate } from './evaluate.js';
 import { DivergenceGuard } from './divergence.js';
 import { isWasmAbort, WasmAbortedError, type WasmPhase } from './wasm-abort.js';
 import { Int8GraphRunner } from './int8-graph-runner.js';
-import { toQuantGraph } from './quant-export.js';
+import { toQuantGraph } from './to-quant-graph.js';
 import { CheckpointError, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint } from './checkpoint.js';
 import { restoreState, snapshotState } from './model-state.js';
 import { epochBatches, hashSeed, loadDataset, NORMALIZATION, stepsPerEpoch, type Dataset } from '../data/index.js';
-import { peakLearningRate, quantDelaySteps, type TrainingConfig } from '../jobs/training-config.js';
+import { peakLearningRate, quantDelaySteps, type TrainingConfig } from '../config/training-config.js';
 import type { BackendName, EvalMetric, TrainLogger, TrainOptions, TrainResult, TrainWarning } from './train-api.js';
 
 export class TrainingError extends Error {
@@ -349,7 +349,7 @@ export function trainStep(s: TrainStepInput): number {
       () => smoothedCrossEntropy(s.model.forward(xs, s.mode), ys, s.labelSmoothing),
       s.params.map((p) => p.variable),
     );
-    const loss = value.dataSync()[0]!;
+    const loss = value.dataSync()[0];
     value.dispose();
     const named = new Map<string, tf.Tensor>();
     for (const [vn, g] of Object.entries(grads)) named.set(s.byVarName.get(vn) ?? vn, g);

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
-import { peakLearningRate } from '../../src/jobs/training-config.js';
+import { peakLearningRate } from '../../src/config/training-config.js';
 import type { ModelManifest } from '../../src/export/manifest.js';
 import type { EvalReport } from '../../src/commands/eval-command.js';
 import { startServe, submitJob, waitForJob } from './serve-process.js';
@@ -45,7 +45,7 @@ async function writeFolder(root: string, perClass: { train: number; val: number 
     for (const [name, colour] of Object.entries(CLASSES)) {
       const dir = path.join(root, split, name);
       fs.mkdirSync(dir, { recursive: true });
-      for (let i = 0; i < count; i++, n++) fs.writeFileSync(path.join(dir, `${i}.jpg`), await classJpeg(colour, SIZES[n % SIZES.length]!, n));
+      for (let i = 0; i < count; i++, n++) fs.writeFileSync(path.join(dir, `${i}.jpg`), await classJpeg(colour, SIZES[n % SIZES.length], n));
     }
   }
 }

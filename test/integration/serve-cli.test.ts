@@ -56,7 +56,7 @@ describe('qatserve serve', () => {
       const body = (await pred.json()) as { model: { jobId: string }; predictions: Array<{ probability: number }> };
       expect(body.model.jobId).toBe(id);
       expect(body.predictions).toHaveLength(2);
-      expect(body.predictions[0]!.probability).toBeGreaterThanOrEqual(body.predictions[1]!.probability);
+      expect(body.predictions[0].probability).toBeGreaterThanOrEqual(body.predictions[1].probability);
 
       // The worker dies: /readyz says so until serve has restarted it, and /metrics counts it.
       const workerPid = Number(execFileSync('pgrep', ['-P', String(srv.pid), '-f', 'cli.js worker'], { encoding: 'utf8' }).trim());

@@ -5,7 +5,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { peakLearningRate, quantDelaySteps, resolveTrainingConfig } from '../../src/jobs/training-config.js';
+import { peakLearningRate, quantDelaySteps, resolveTrainingConfig } from '../../src/config/training-config.js';
 import { drawAugmentation } from '../../src/data/augment.js';
 import { Rng } from '../../src/data/rng.js';
 import { DivergenceGuard, divergenceWindow } from '../../src/ml/divergence.js';
@@ -57,7 +57,7 @@ describe('divergence guard', () => {
     const feed = (losses: number[]) => {
       const g = new DivergenceGuard(64, 4, 0.1);
       for (let i = 0; i < losses.length; i++) {
-        const why = g.observe(losses[i]!, i + 1);
+        const why = g.observe(losses[i], i + 1);
         if (why) return why;
       }
       return null;
