@@ -96,11 +96,6 @@ export class ModelRegistry {
     }
   }
 
-  /** The serving model, if any (no lease: for listings). */
-  current(): LoadedModel | null {
-    return this.servingId ? (this.entries.get(this.servingId)?.model ?? null) : null;
-  }
-
   currentId(): string | null {
     return this.servingId;
   }
