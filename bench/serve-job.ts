@@ -15,7 +15,8 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 
-const CLI = path.resolve('dist/cli.js');
+// QATSERVE_CLI: a snapshot of dist/ (e.g. dist-bench/cli.js beside it), so a rebuild during a long run changes nothing.
+const CLI = path.resolve(process.env.QATSERVE_CLI ?? 'dist/cli.js');
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {

@@ -6,6 +6,7 @@
 //   migrate  apply the committed database migrations
 //   keys     create, list and revoke API keys (src/commands/keys-command.ts)
 //   train    train from a config file without the service (see src/commands/train-command.ts)
+//   eval     an int8 model on a labelled image folder (src/commands/eval-command.ts)
 // Settings come from the environment (src/config/settings.ts).
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
@@ -23,7 +24,9 @@ const USAGE = `usage: qatserve <command>
   keys create --name NAME --scopes predict,train,admin | keys list | keys revoke NAME
                         API keys (see \`qatserve keys\`)
   train [--config] <config.json|yaml> [--work-dir DIR] [--data-root DIR] [--resume CHECKPOINT_DIR]
-                        train without the service`;
+                        train without the service
+  eval --model <model id | model.onnx> --data <folder> [--json]
+                        the int8 model's top-1/top-5, per-class accuracy and confusion on <class>/ folders`;
 
 /** Migrates, then binds the settings to the database's deployment (queue prefix, cancel channel). */
 async function runMigrations(settings: Settings): Promise<Settings> {
@@ -173,6 +176,11 @@ async function main(argv: string[]): Promise<void> {
       await runMigrations(settings);
       const { runKeysCommand } = await import('./commands/keys-command.js');
       process.exitCode = await runKeysCommand(rest, settings.databaseUrl);
+      return;
+    }
+    case 'eval': {
+      const { runEvalCommand } = await import('./commands/eval-command.js');
+      process.exitCode = await runEvalCommand(rest, settings);
       return;
     }
     case 'train': {

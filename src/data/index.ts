@@ -95,7 +95,9 @@ export async function loadDataset(cfg: DatasetConfig, opts: DatasetOptions): Pro
       const labelsOf = (perClass: number) => Int32Array.from({ length: cfg.classes * perClass }, (_, i) => Math.floor(i / perClass));
       return {
         classes,
-        train: new ImageSplit(labelsOf(cfg.samplesPerClass), size, syntheticGetter(cfg.seed, SPLIT_TAG.train, cfg.samplesPerClass, size, budget)),
+        // No flips: classes are told apart by orientation, and a mirror image turns a 45-degree
+        // grating into a 135-degree one, another class's (with flips, 4 classes topped out at 75%).
+        train: new ImageSplit(labelsOf(cfg.samplesPerClass), size, syntheticGetter(cfg.seed, SPLIT_TAG.train, cfg.samplesPerClass, size, budget), false),
         val: new ImageSplit(labelsOf(cfg.valPerClass), size, syntheticGetter(cfg.seed, SPLIT_TAG.val, cfg.valPerClass, size, budget)),
         stats,
         description: `synthetic ${cfg.classes} classes, ${cfg.samplesPerClass}/${cfg.valPerClass} per class, seed ${cfg.seed}`,

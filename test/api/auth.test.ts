@@ -187,7 +187,7 @@ describe('API keys on a loopback server', () => {
     expect((await call(api.base, 'GET', '/healthz')).status).toBe(200);
     expect((await call(api.base, 'GET', '/metrics')).status).toBe(200);
     // The dashboard's files and the API docs load without a key (the page then asks for one).
-    for (const url of ['/ui/', '/ui/app.js', '/docs/', '/docs/json']) expect((await call(api.base, 'GET', url)).status, url).toBe(200);
+    for (const url of ['/ui/', '/ui/app.js', '/ui/vendor/uplot/uPlot.iife.min.js', '/docs/', '/docs/json']) expect((await call(api.base, 'GET', url)).status, url).toBe(200);
   });
 });
 
