@@ -316,7 +316,6 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
   };
 
   const finish = async (exported: ExportResult): Promise<Outcome> => {
-    const result = trained!;
     const modelId = randomUUID();
     const prefix = modelPrefix(modelId);
     try {
@@ -334,11 +333,11 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
         sizeBytes: exported.sizeBytes,
         float32SizeBytes: exported.float32SizeBytes,
         sha256: exported.sha256,
-        inputSize: exported.inputSize ?? config.model.inputSize,
-        classes: exported.classes ?? result.classes,
-        floatTop1: exported.floatTop1 ?? null,
-        int8Top1: exported.int8Top1 ?? null,
-        agreement: exported.agreement ?? null,
+        inputSize: exported.inputSize,
+        classes: exported.classes,
+        floatTop1: exported.floatTop1,
+        int8Top1: exported.int8Top1,
+        agreement: exported.agreement,
       });
       outcome = r.outcome;
       if (r.replacedPrefix) await store.delete(r.replacedPrefix).catch(() => {});
