@@ -58,9 +58,7 @@ export class MemoryModelStore implements ModelStore {
 export async function recordFromExportDir(dir: string, id = path.basename(dir)): Promise<ModelRecord> {
   const name = path.basename(dir);
   const files = modelFilesIn(path.dirname(dir));
-  const m = await files.manifest({ id, manifestKey: `${name}/manifest.json` } as ModelRecord) as ModelManifest & {
-    accuracy?: { floatTop1: number; int8Top1: number; agreement: number };
-  };
+  const m: ModelManifest = await files.manifest({ id, manifestKey: `${name}/manifest.json` } as ModelRecord);
   return {
     id,
     jobId: m.jobId,
@@ -72,9 +70,9 @@ export async function recordFromExportDir(dir: string, id = path.basename(dir)):
     sha256: m.sha256,
     inputSize: m.input.size,
     classes: m.classes,
-    floatTop1: m.accuracy?.floatTop1 ?? null,
-    int8Top1: m.accuracy?.int8Top1 ?? null,
-    agreement: m.accuracy?.agreement ?? null,
+    floatTop1: m.accuracy.floatTop1,
+    int8Top1: m.accuracy.int8Top1,
+    agreement: m.accuracy.agreement,
     promotedAt: null,
   };
 }
