@@ -21,12 +21,7 @@ import { claim, OwnershipLostError, type JobOwner } from '../jobs/job-lifecycle.
 import type { TrainingConfig } from '../config/training-config.js';
 import type { TrainResult } from '../ml/train-api.js';
 import type { ExportResult, FromThread, ThreadInput, ToThread } from './thread-protocol.js';
-
-export interface RunnerLogger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
+import type { Logger } from '../logger.js';
 
 export interface RunnerContext {
   prisma: Prisma;
@@ -34,7 +29,7 @@ export interface RunnerContext {
   /** This machine's scratch space for running jobs (settings.workDir). */
   workDir: string;
   dataRoot: string;
-  log: RunnerLogger;
+  log: Logger;
   /** The compiled training thread (dist/queue/training-thread.js). */
   threadUrl: URL;
   /** Wall-clock limit per job, counted from its first start (JOB_TIMEOUT_MS). */
