@@ -42,7 +42,7 @@ await import('@tensorflow/tfjs-backend-cpu');
 await import('@tensorflow/tfjs-backend-wasm');
 await import('@tensorflow/tfjs-core/dist/register_all_gradients.js');
 const { registerWasmTrainingKernels } = await import('../src/ml/backends/wasm-training/index.js');
-const model = await import('../test/ml/wasm-training/mobilenet-like.js');
+const model = await import('../testkit/mobilenet-like.js');
 
 const backend = opt.backend;
 if (backend === 'wasm') registerWasmTrainingKernels();

@@ -30,7 +30,7 @@ import Fastify from 'fastify';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { quantGraphToFloatOnnx, quantGraphToQdqOnnx } from '../src/export/onnx-qdq.js';
-import { buildSyntheticMobileNetV2, mulberry32, syntheticImages } from '../src/export/synthetic-graph.js';
+import { buildSyntheticMobileNetV2, mulberry32, syntheticImages } from '../testkit/synthetic-graph.js';
 import { expectedKernels, fusionReport, optimizedOpCounts } from '../src/export/fusion-check.js';
 import { MANIFEST_FORMAT, MANIFEST_VERSION, type ModelManifest } from '../src/export/manifest.js';
 import type { QuantGraph, WeightBits } from '../src/ml/quant-graph.js';
@@ -39,7 +39,8 @@ import { errorsPlugin } from '../src/api/plugins/errors.js';
 import { predictRoutes } from '../src/api/routes/predict.js';
 import { servingPlugin } from '../src/serving/plugin.js';
 import { ServingService } from '../src/serving/prediction-service.js';
-import { MemoryModelStore, modelFilesIn } from '../src/serving/model-store.js';
+import { modelFilesIn } from '../src/serving/model-store.js';
+import { MemoryModelStore } from '../testkit/memory-model-store.js';
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,

@@ -159,7 +159,7 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'worker': {
-      const bound = process.env.QATSERVE_SKIP_MIGRATE ? await boundSettings(settings) : await runMigrations(settings);
+      const bound = settings.skipMigrate ? await boundSettings(settings) : await runMigrations(settings);
       const { runWorker } = await import('./queue/worker.js');
       const worker = await runWorker(bound);
       const stop = () => void worker.stop().then(() => process.exit(0));

@@ -2,7 +2,6 @@
 // server's /predict path, so a picture is seen the same way in both. The API imports this file
 // directly; it depends on sharp only (no tfjs).
 import sharp from 'sharp';
-import { NORMALIZE_LUT } from './normalization.js';
 
 /**
  * Transparent pixels are composited onto white before the alpha channel is dropped: that is how
@@ -48,22 +47,4 @@ async function toModelRgb(pipeline: sharp.Sharp, size: number): Promise<Uint8Arr
     throw new Error(`decoder produced ${info.width}x${info.height}x${info.channels}, expected ${size}x${size}x3`);
   }
   return new Uint8Array(data.buffer, data.byteOffset, data.length);
-}
-
-/**
- * Normalize interleaved RGB bytes (HWC, `size` x `size`) to float32 with NORMALIZATION. Writes into
- * `out` at `offset` (in floats) when given, so a batch can be filled in place; returns the target.
- */
-export function normalizeRgb(rgb: Uint8Array, size: number, out?: Float32Array, offset = 0): Float32Array {
-  const n = size * size * 3;
-  if (rgb.length !== n) throw new RangeError(`normalizeRgb: got ${rgb.length} bytes, expected ${n}`);
-  const dst = out ?? new Float32Array(n);
-  if (offset + n > dst.length) throw new RangeError('normalizeRgb: output too small');
-  const lut = NORMALIZE_LUT;
-  for (let i = 0; i < n; i += 3) {
-    dst[offset + i] = lut[rgb[i]];
-    dst[offset + i + 1] = lut[256 + rgb[i + 1]];
-    dst[offset + i + 2] = lut[512 + rgb[i + 2]];
-  }
-  return dst;
 }

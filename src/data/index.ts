@@ -37,7 +37,7 @@ import { SPLIT_TAG, syntheticGetter } from './synthetic.js';
 export { NORMALIZATION, NORMALIZE_LUT } from './normalization.js';
 export { DatasetError, DatasetPathError, type DataWarning, type DatasetErrorCode } from './errors.js';
 export { resolveUnderRoot } from './safe-path.js';
-export { decodeImageToRgb, normalizeRgb, FLATTEN_BACKGROUND } from './image-decode.js';
+export { decodeImageToRgb, FLATTEN_BACKGROUND } from './image-decode.js';
 export { stratifiedEpochOrder, epochBatches, stepsPerEpoch, type EpochBatch, type EpochBatchOptions } from './batching.js';
 export { Rng, hashSeed, mix32, shuffleInPlace } from './rng.js';
 export type { Split, Batch, BatchAugment } from './split.js';

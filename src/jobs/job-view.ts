@@ -3,24 +3,15 @@
 // from them.
 import { z } from 'zod';
 import { TrainingConfig } from '../config/training-config.js';
+import { rowToRecord, type ModelRow } from '../db/model-rows.js';
 import { JOB_STATUSES } from './job-status.js';
+import { ModelSummary, toModelSummary } from './model-view.js';
 
 export const JobStatusSchema = z.enum(JOB_STATUSES);
 
-export const ModelView = z.object({
-  id: z.string(),
-  createdAt: z.iso.datetime(),
-  sizeBytes: z.number().int(),
-  float32SizeBytes: z.number().int(),
-  sha256: z.string(),
-  inputSize: z.number().int(),
-  classes: z.array(z.string()),
-  floatTop1: z.number().nullable(),
-  int8Top1: z.number().nullable(),
-  agreement: z.number().nullable(),
-  promotedAt: z.iso.datetime().nullable(),
-});
-export type ModelView = z.infer<typeof ModelView>;
+/** A job's model: the same summary /v1/models lists (src/jobs/model-view.ts). */
+export const ModelView = ModelSummary;
+export type ModelView = ModelSummary;
 
 export const JobView = z.object({
   id: z.string(),
@@ -139,36 +130,11 @@ interface JobRow {
   finishedAt: Date | null;
   updatedAt: Date;
 }
-interface ModelRow {
-  id: string;
-  createdAt: Date;
-  sizeBytes: number;
-  float32SizeBytes: number;
-  sha256: string;
-  inputSize: number;
-  classes: string;
-  floatTop1: number | null;
-  int8Top1: number | null;
-  agreement: number | null;
-  promotedAt: Date | null;
-}
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
 export function toModelView(m: ModelRow): ModelView {
-  return {
-    id: m.id,
-    createdAt: m.createdAt.toISOString(),
-    sizeBytes: m.sizeBytes,
-    float32SizeBytes: m.float32SizeBytes,
-    sha256: m.sha256,
-    inputSize: m.inputSize,
-    classes: JSON.parse(m.classes) as string[],
-    floatTop1: m.floatTop1,
-    int8Top1: m.int8Top1,
-    agreement: m.agreement,
-    promotedAt: iso(m.promotedAt),
-  };
+  return toModelSummary(rowToRecord(m));
 }
 
 export function toJobView(row: JobRow & { model?: ModelRow | null }): JobView {

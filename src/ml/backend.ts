@@ -3,6 +3,7 @@
 // tfjs-node is an optionalDependency that fails to install offline, so an import failure simply
 // means "absent". Imports are dynamic so that nothing here breaks the build or start-up when a
 // backend (or the wasm-training module, written separately) is missing.
+import { engineSettings } from '../config/settings.js';
 import { tf } from './tf.js';
 import type { BackendName, TrainLogger } from './train-api.js';
 import { useQatOps, type QatOps } from './qat-ops.js';
@@ -50,7 +51,7 @@ let chosen: BackendName | null = null;
  * loudly when that backend cannot start.
  */
 export async function selectBackend(opts: { logger?: TrainLogger; prefer?: BackendName } = {}): Promise<BackendName> {
-  const env = (opts.prefer ?? process.env.TFJS_BACKEND ?? '').trim().toLowerCase();
+  const env = (opts.prefer ?? engineSettings().TFJS_BACKEND ?? '').trim().toLowerCase();
   if (chosen && (!env || env === chosen)) return chosen;
   const tryers: Record<BackendName, () => Promise<string | null>> = {
     tensorflow: tryTensorflow,
@@ -88,7 +89,7 @@ export async function selectBackend(opts: { logger?: TrainLogger; prefer?: Backe
  * QATSERVE_FUSED_OPS=off keeps the stock ops (for comparisons and bisecting).
  */
 async function installFusedOps(logger?: TrainLogger): Promise<string> {
-  if ((process.env.QATSERVE_FUSED_OPS ?? '').toLowerCase() === 'off') {
+  if ((engineSettings().QATSERVE_FUSED_OPS ?? '').toLowerCase() === 'off') {
     useQatOps(null);
     return 'stock';
   }

@@ -21,12 +21,7 @@ import { claim, OwnershipLostError, type JobOwner } from '../jobs/job-lifecycle.
 import type { TrainingConfig } from '../config/training-config.js';
 import type { TrainResult } from '../ml/train-api.js';
 import type { ExportResult, FromThread, ThreadInput, ToThread } from './thread-protocol.js';
-
-export interface RunnerLogger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
+import type { Logger } from '../logger.js';
 
 export interface RunnerContext {
   prisma: Prisma;
@@ -34,7 +29,7 @@ export interface RunnerContext {
   /** This machine's scratch space for running jobs (settings.workDir). */
   workDir: string;
   dataRoot: string;
-  log: RunnerLogger;
+  log: Logger;
   /** The compiled training thread (dist/queue/training-thread.js). */
   threadUrl: URL;
   /** Wall-clock limit per job, counted from its first start (JOB_TIMEOUT_MS). */
@@ -316,7 +311,6 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
   };
 
   const finish = async (exported: ExportResult): Promise<Outcome> => {
-    const result = trained!;
     const modelId = randomUUID();
     const prefix = modelPrefix(modelId);
     try {
@@ -334,11 +328,11 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
         sizeBytes: exported.sizeBytes,
         float32SizeBytes: exported.float32SizeBytes,
         sha256: exported.sha256,
-        inputSize: exported.inputSize ?? config.model.inputSize,
-        classes: exported.classes ?? result.classes,
-        floatTop1: exported.floatTop1 ?? null,
-        int8Top1: exported.int8Top1 ?? null,
-        agreement: exported.agreement ?? null,
+        inputSize: exported.inputSize,
+        classes: exported.classes,
+        floatTop1: exported.floatTop1,
+        int8Top1: exported.int8Top1,
+        agreement: exported.agreement,
       });
       outcome = r.outcome;
       if (r.replacedPrefix) await store.delete(r.replacedPrefix).catch(() => {});

@@ -16,6 +16,7 @@ import { endUnowned, listUnfinished, type UnfinishedJob } from '../jobs/job-life
 import { jobEventPublisher } from './job-event-bus.js';
 import { LeaderLock } from './leader-lock.js';
 import type { EntryState, QueueProducer } from './training-queue.js';
+import type { Logger } from '../logger.js';
 
 export interface ReconcileReport {
   requeued: string[];
@@ -23,12 +24,6 @@ export interface ReconcileReport {
   cancelled: string[];
   /** Staged artifact writes of crashed writers removed from the store. */
   garbage: number;
-}
-
-export interface ReconcilerLogger {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
 }
 
 /** Uploads left unfinished longer than this are a crashed writer's. */
@@ -40,7 +35,7 @@ const gone = (state: EntryState) => state === null || state === 'completed' || s
 export async function reconcile(
   prisma: Prisma,
   queue: Pick<QueueProducer, 'entryState' | 'requeue'>,
-  opts: { graceMs: number; log: ReconcilerLogger; artifacts?: ArtifactStore; wake?: JobWake },
+  opts: { graceMs: number; log: Logger; artifacts?: ArtifactStore; wake?: JobWake },
 ): Promise<ReconcileReport> {
   const report: ReconcileReport = { requeued: [], failed: [], cancelled: [], garbage: 0 };
   for (const job of await listUnfinished(prisma, new Date(Date.now() - opts.graceMs))) {
@@ -60,7 +55,7 @@ async function reconcileJob(
   queue: Pick<QueueProducer, 'entryState' | 'requeue'>,
   job: UnfinishedJob,
   report: ReconcileReport,
-  log: ReconcilerLogger,
+  log: Logger,
   wake?: JobWake,
 ): Promise<void> {
   const state = await queue.entryState(job.id);
@@ -85,7 +80,7 @@ export interface ReconcilerDeps {
   prisma: Prisma;
   queue: Pick<QueueProducer, 'entryState' | 'requeue'>;
   artifacts?: ArtifactStore;
-  log: ReconcilerLogger;
+  log: Logger;
   /** Default: 15 s. */
   graceMs?: number;
 }

@@ -3,6 +3,7 @@
 // renews Bull's job lock and listens for cancel messages.
 import type { CheckpointInfo, EvalMetric, StepMetric, TrainResult, TrainStartInfo, TrainWarning } from '../ml/train-api.js';
 import type { TrainingConfig } from '../config/training-config.js';
+import type { ExportJobResult } from '../export/export-job.js';
 
 export interface ThreadInput {
   jobId: string;
@@ -16,18 +17,8 @@ export interface ThreadInput {
 }
 
 /** What exportJobModel returns (src/export); the worker stores it as the Model row. */
-export interface ExportResult {
-  onnxPath: string;
-  manifestPath: string;
-  sizeBytes: number;
-  float32SizeBytes: number;
-  sha256: string;
-  int8Top1?: number | null;
-  floatTop1?: number | null;
-  agreement?: number | null;
-  classes?: string[];
-  inputSize?: number;
-}
+/** What the export step sends back: exportJobModel's result, as is (structured-cloned). */
+export type ExportResult = ExportJobResult;
 
 export type ToThread =
   | { type: 'abort' }

@@ -4,6 +4,7 @@
 // recovered and its next crash starts again from the shortest delay. The state is what /readyz
 // and /metrics report for the worker.
 import type { ChildProcess } from 'node:child_process';
+import type { Logger } from '../logger.js';
 
 export interface BackoffPolicy {
   /** Delay before the first restart. */
@@ -35,11 +36,6 @@ export interface WorkerStatus {
   nextStartAt: Date | null;
 }
 
-export interface SupervisorLogger {
-  warn(msg: string): void;
-  error(msg: string): void;
-}
-
 export class WorkerSupervisor {
   private child: ChildProcess | null = null;
   private startedAt = 0;
@@ -50,7 +46,8 @@ export class WorkerSupervisor {
   constructor(
     private readonly spawnWorker: () => ChildProcess,
     private readonly policy: BackoffPolicy = DEFAULT_BACKOFF,
-    private readonly log: SupervisorLogger = { warn: (m) => console.error(m), error: (m) => console.error(m) },
+    // `serve` has no pino logger of its own before the API starts: plain stderr lines.
+    private readonly log: Logger = { info: (_f, m) => console.error(m), warn: (_f, m) => console.error(m), error: (_f, m) => console.error(m) },
   ) {}
 
   start(): void {
@@ -84,8 +81,9 @@ export class WorkerSupervisor {
     this.s.nextStartAt = new Date(Date.now() + this.s.backoffMs);
     // Its job, if any, stays locked until the lock expires; a worker picks it up then.
     const message = `worker ${this.s.lastExit} after ${(ranMs / 1000).toFixed(1)} s (crash ${this.s.consecutiveCrashes} in a row); restarting in ${(this.s.backoffMs / 1000).toFixed(0)} s`;
-    if (this.s.consecutiveCrashes > 1) this.log.error(message);
-    else this.log.warn(message);
+    const fields = { exit: this.s.lastExit, consecutiveCrashes: this.s.consecutiveCrashes, backoffMs: this.s.backoffMs };
+    if (this.s.consecutiveCrashes > 1) this.log.error(fields, message);
+    else this.log.warn(fields, message);
     this.timer = setTimeout(() => this.start(), this.s.backoffMs);
   }
 

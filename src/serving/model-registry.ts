@@ -14,6 +14,7 @@ import type { ModelManifest } from '../export/manifest.js';
 import { ModelNotFoundError, ModelUnavailableError, NoModelError } from './errors.js';
 import type { ModelRecord, ModelStore } from './model-store.js';
 import type { PredictorPool } from './predictor-pool.js';
+import { silentLogger, type Logger } from '../logger.js';
 
 export interface LoadedModel {
   record: ModelRecord;
@@ -26,17 +27,11 @@ export interface ModelLease {
   release(): void;
 }
 
-export interface RegistryLogger {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
-
 export interface ModelRegistryOptions {
   /** How often to ask the store for the serving model, in ms (0: only on refresh()). */
   pollMs?: number;
   maxExtraModels?: number;
-  log?: RegistryLogger;
+  log?: Logger;
 }
 
 interface Entry {
@@ -46,7 +41,7 @@ interface Entry {
   lastUsed: number;
 }
 
-const silent: RegistryLogger = { info() {}, warn() {}, error() {} };
+const silent: Logger = silentLogger;
 
 /** A model that failed to load is tried again after this long (its file may be restored). */
 export const FAILED_RETRY_MS = 60_000;
@@ -69,7 +64,7 @@ export class ModelRegistry {
   private timer: NodeJS.Timeout | null = null;
   private refreshing: Promise<void> | null = null;
   private closed = false;
-  private readonly log: RegistryLogger;
+  private readonly log: Logger;
   private readonly maxExtra: number;
   /** Models that failed to load: when, and why (cleared when one loads). */
   private readonly failed = new Map<string, { at: number; reason: string }>();
@@ -94,11 +89,6 @@ export class ModelRegistry {
       }, poll);
       this.timer.unref();
     }
-  }
-
-  /** The serving model, if any (no lease: for listings). */
-  current(): LoadedModel | null {
-    return this.servingId ? (this.entries.get(this.servingId)?.model ?? null) : null;
   }
 
   currentId(): string | null {

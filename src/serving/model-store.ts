@@ -1,9 +1,8 @@
 // Where served models come from: the records (the database's Model rows, through the one module
 // that reads and writes them, src/db/model-rows.ts) and their files (the artifact store, through
 // a local cache that verifies every file against the row's sha256: src/artifacts/model-cache.ts).
-// The registry only needs this interface; an in-memory store serves benchmarks and tests without
-// a database.
-import path from 'node:path';
+// The registry only needs this interface; testkit/memory-model-store.ts serves benchmarks and
+// tests without a database.
 import { FsArtifactStore } from '../artifacts/fs-store.js';
 import { ModelFileCache } from '../artifacts/model-cache.js';
 import type { Prisma } from '../db/database.js';
@@ -114,81 +113,4 @@ export class PrismaModelStore implements ModelStore {
   manifest(record: ModelRecord): Promise<ModelManifest> {
     return this.files.manifest(record);
   }
-}
-
-// ---- in memory / directory -----------------------------------------------------------------------
-
-/** Models held in memory (tests, benchmarks); `add` is what a worker's export would record. */
-export class MemoryModelStore implements ModelStore {
-  private readonly models = new Map<string, ModelRecord>();
-
-  constructor(private readonly files: ModelFiles) {}
-
-  modelFile(record: ModelRecord): Promise<string> {
-    return this.files.onnx(record);
-  }
-
-  manifest(record: ModelRecord): Promise<ModelManifest> {
-    return this.files.manifest(record);
-  }
-
-  add(record: ModelRecord): void {
-    this.models.set(record.id, { ...record });
-  }
-
-  remove(id: string): void {
-    this.models.delete(id);
-  }
-
-  async list(): Promise<ModelRecord[]> {
-    return [...this.models.values()].sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime());
-  }
-
-  async get(id: string): Promise<ModelRecord | null> {
-    return this.models.get(id) ?? null;
-  }
-
-  async serving(): Promise<ModelRecord | null> {
-    return rankCandidates([...this.models.values()], 1)[0] ?? null;
-  }
-
-  async candidates(limit: number): Promise<ModelRecord[]> {
-    return rankCandidates([...this.models.values()], limit);
-  }
-
-  async promote(id: string): Promise<ModelRecord | null> {
-    const m = this.models.get(id);
-    if (!m) return null;
-    m.promotedAt = new Date(Math.max(Date.now(), ...[...this.models.values()].map((x) => (x.promotedAt?.getTime() ?? 0) + 1)));
-    return { ...m };
-  }
-}
-
-/**
- * Builds a record from an export directory (model.onnx + manifest.json), e.g. for a benchmark
- * serving a model that is not in the database. Its keys are relative to the directory's parent:
- * serve it with `modelFilesIn(path.dirname(dir))`.
- */
-export async function recordFromExportDir(dir: string, id = path.basename(dir)): Promise<ModelRecord> {
-  const name = path.basename(dir);
-  const files = modelFilesIn(path.dirname(dir));
-  const m = await files.manifest({ id, manifestKey: `${name}/manifest.json` } as ModelRecord) as ModelManifest & {
-    accuracy?: { floatTop1: number; int8Top1: number; agreement: number };
-  };
-  return {
-    id,
-    jobId: m.jobId,
-    createdAt: new Date(m.createdAt),
-    onnxKey: `${name}/${m.file}`,
-    manifestKey: `${name}/manifest.json`,
-    sizeBytes: m.sizeBytes,
-    float32SizeBytes: m.float32SizeBytes,
-    sha256: m.sha256,
-    inputSize: m.input.size,
-    classes: m.classes,
-    floatTop1: m.accuracy?.floatTop1 ?? null,
-    int8Top1: m.accuracy?.int8Top1 ?? null,
-    agreement: m.accuracy?.agreement ?? null,
-    promotedAt: null,
-  };
 }

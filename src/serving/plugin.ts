@@ -10,7 +10,7 @@ import fp from 'fastify-plugin';
 import type { ServingSettings } from '../config/settings.js';
 import { ServingService, type ServingOptions } from './prediction-service.js';
 import type { ModelStore } from './model-store.js';
-import type { RegistryLogger } from './model-registry.js';
+import type { Logger } from '../logger.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -20,7 +20,7 @@ declare module 'fastify' {
 
 export type ServingPluginOptions = { service: ServingService } | { store: ModelStore; settings: ServingSettings };
 
-export function registryLogger(log: FastifyBaseLogger): RegistryLogger {
+export function registryLogger(log: FastifyBaseLogger): Logger {
   return {
     info: (o, m) => log.info(o, m),
     warn: (o, m) => log.warn(o, m),

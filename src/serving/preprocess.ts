@@ -49,12 +49,6 @@ export function declaredTypeMatches(declared: DeclaredFormat | undefined, format
 
 export type { Normalization } from '../data/normalization.js';
 
-export interface PreprocessOptions {
-  size: number;
-  normalization: Normalization;
-  maxPixels?: number;
-}
-
 /** Checks the header: format, frame count, dimensions. Throws ImageError. */
 export async function inspectImage(bytes: Buffer, maxPixels = DEFAULT_MAX_PIXELS, declared?: DeclaredFormat): Promise<sharp.Metadata> {
   if (bytes.length === 0) throw new ImageError('IMAGE_EMPTY', 'the image is empty (0 bytes)');
@@ -107,9 +101,4 @@ export async function decodeForModel(bytes: Buffer, opts: { size: number; maxPix
   } catch (err) {
     throw new ImageError('IMAGE_CORRUPT', `the image could not be decoded (truncated or corrupt): ${(err as Error).message.split('\n')[0]}`);
   }
-}
-
-/** Validates and decodes an upload into the model input [1, 3, size, size]. */
-export async function preprocessImage(bytes: Buffer, opts: PreprocessOptions): Promise<Float32Array> {
-  return rgbToNchw(await decodeForModel(bytes, opts), opts.size, opts.normalization);
 }

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { preprocessImage } from '../../src/serving/preprocess.js';
+import { preprocessImage } from '../serving/preprocess-image.js';
 import { FASHION_MNIST_CLASSES, loadDataset, NORMALIZATION } from '../../src/data/index.js';
 import { balancedCounts, fashionMnistDir, parseClothesJson } from '../../src/data/fashion-mnist.js';
 

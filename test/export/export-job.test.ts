@@ -10,7 +10,8 @@ import { runTraining } from '../../src/ml/index.js';
 import { chanceWarning, EvaluationAccumulator, exportJobModel, ExportVerificationError, spreadIndices } from '../../src/export/index.js';
 import type { ModelManifest } from '../../src/export/manifest.js';
 import { DataType, decodeModel } from '../../src/export/onnx-proto.js';
-import { MemoryModelStore, modelFilesIn, recordFromExportDir } from '../../src/serving/model-store.js';
+import { modelFilesIn } from '../../src/serving/model-store.js';
+import { MemoryModelStore, recordFromExportDir } from '../../testkit/memory-model-store.js';
 import { ServingService } from '../../src/serving/prediction-service.js';
 import { makeImage } from '../serving/fixtures.js';
 

@@ -3,8 +3,9 @@ import * as ort from 'onnxruntime-node';
 import type { QuantGraph } from '../../src/ml/quant-graph.js';
 import { quantGraphToFloatOnnx, quantGraphToQdqOnnx } from '../../src/export/onnx-qdq.js';
 import { DataType, decodeModel } from '../../src/export/onnx-proto.js';
-import { runIntegerReference, runQdqReference } from '../../src/export/qdq-reference.js';
-import { buildSyntheticMobileNetV2, syntheticImages } from '../../src/export/synthetic-graph.js';
+import { runIntegerReference } from '../../src/export/qdq-reference.js';
+import { runQdqReference } from '../../testkit/qdq-reference.js';
+import { buildSyntheticMobileNetV2, syntheticImages } from '../../testkit/synthetic-graph.js';
 import { expectedKernels, fusionReport, optimizedOpCounts } from '../../src/export/fusion-check.js';
 
 async function runOrt(model: Uint8Array, x: Float32Array, n: number, size: number, level: 'disabled' | 'all' = 'all'): Promise<Float32Array> {

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { tf } from '../../src/ml/tf.js';
 import { selectBackend } from '../../src/ml/backend.js';
 import { Int8GraphRunner } from '../../src/ml/int8-graph-runner.js';
-import { buildSyntheticMobileNetV2, syntheticImages } from '../../src/export/synthetic-graph.js';
+import { buildSyntheticMobileNetV2, syntheticImages } from '../../testkit/synthetic-graph.js';
 import { runIntegerReference } from '../../src/export/qdq-reference.js';
 
 function nchwToNhwc(x: Float32Array, n: number, size: number): Float32Array {

@@ -7,7 +7,7 @@ import { selectBackend } from '../../src/ml/backend.js';
 import { Int8GraphRunner } from '../../src/ml/int8-graph-runner.js';
 import { evalBatchSize } from '../../src/ml/evaluate.js';
 import { inWasmPhase, isWasmAbort, WasmAbortedError } from '../../src/ml/wasm-abort.js';
-import { buildSyntheticMobileNetV2 } from '../../src/export/synthetic-graph.js';
+import { buildSyntheticMobileNetV2 } from '../../testkit/synthetic-graph.js';
 import type { QuantGraph } from '../../src/ml/quant-graph.js';
 
 /** Bytes of every activation the graph produces for n images (what one outer tidy would hold). */

@@ -2,11 +2,12 @@
 // cap, a healthy run resets the backoff, and /readyz and /metrics report it.
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../src/logger.js';
 import { buildApp } from '../../src/api/app.js';
 import { restartDelayMs, WorkerSupervisor, type WorkerStatus } from '../../src/queue/worker-supervisor.js';
 import { startHarness, waitReady, type Harness } from '../api/api-harness.js';
 
-const quiet = { warn() {}, error() {} };
+const quiet = silentLogger;
 const until = async (pred: () => boolean, ms = 10_000) => {
   const end = Date.now() + ms;
   while (!pred()) {

@@ -7,7 +7,7 @@ import sharp from 'sharp';
 import type { QuantGraph } from '../../src/ml/quant-graph.js';
 import { quantGraphToFloatOnnx, quantGraphToQdqOnnx } from '../../src/export/onnx-qdq.js';
 import { MANIFEST_FORMAT, MANIFEST_VERSION, type ModelManifest } from '../../src/export/manifest.js';
-import { buildSyntheticMobileNetV2 } from '../../src/export/synthetic-graph.js';
+import { buildSyntheticMobileNetV2 } from '../../testkit/synthetic-graph.js';
 import { expectedKernels } from '../../src/export/fusion-check.js';
 import type { ModelRecord } from '../../src/serving/model-store.js';
 

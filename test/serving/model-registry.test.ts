@@ -4,7 +4,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PredictorPool } from '../../src/serving/predictor-pool.js';
 import { ModelRegistry } from '../../src/serving/model-registry.js';
-import { MemoryModelStore, modelFilesIn } from '../../src/serving/model-store.js';
+import { modelFilesIn } from '../../src/serving/model-store.js';
+import { MemoryModelStore } from '../../testkit/memory-model-store.js';
 import { ServingService } from '../../src/serving/prediction-service.js';
 import { makeImage, writeFixtureModel, type FixtureModel } from './fixtures.js';
 

@@ -10,7 +10,8 @@ import { PredictResponse, predictRoutes } from '../../src/api/routes/predict.js'
 import { ModelDetail, ModelEvaluationResponse, ModelList, modelsRoutes, readEvaluation } from '../../src/api/routes/models.js';
 import { servingPlugin } from '../../src/serving/plugin.js';
 import { ServingService } from '../../src/serving/prediction-service.js';
-import { MemoryModelStore, modelFilesIn } from '../../src/serving/model-store.js';
+import { modelFilesIn } from '../../src/serving/model-store.js';
+import { MemoryModelStore } from '../../testkit/memory-model-store.js';
 import { makeImage, writeFixtureModel, type FixtureModel } from './fixtures.js';
 import { problemImages } from './bad-images.js';
 

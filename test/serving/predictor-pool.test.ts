@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PredictorPool } from '../../src/serving/predictor-pool.js';
 import { runIntegerReference } from '../../src/export/qdq-reference.js';
-import { syntheticImages } from '../../src/export/synthetic-graph.js';
+import { syntheticImages } from '../../testkit/synthetic-graph.js';
 import { writeFixtureModel, type FixtureModel } from './fixtures.js';
 import { rgbToNchw } from '../../src/serving/preprocess.js';
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import sharp from 'sharp';
-import { inspectImage, preprocessImage, rgbToNchw } from '../../src/serving/preprocess.js';
+import { inspectImage, rgbToNchw } from '../../src/serving/preprocess.js';
+import { preprocessImage } from './preprocess-image.js';
 import { ImageError } from '../../src/serving/errors.js';
 import { problemImages } from './bad-images.js';
 

@@ -9,24 +9,14 @@ import { z } from 'zod';
 import { ModelNotFoundError, ModelUnavailableError } from '../../serving/errors.js';
 import type { ModelEvaluation as ManifestEvaluation } from '../../export/manifest.js';
 import type { ModelRecord } from '../../serving/model-store.js';
+import { ModelSummary, toModelSummary } from '../../jobs/model-view.js';
 import { parseRequest } from '../validate.js';
 import { errorRef, jsonRef, jsonSchema, secured } from '../openapi-helpers.js';
 
 export const ModelIdParams = z.object({ id: z.string().min(1).max(100) });
 
-export const ModelView = z.object({
-  id: z.string(),
-  jobId: z.string(),
-  createdAt: z.string(),
-  inputSize: z.number().int(),
-  classes: z.array(z.string()),
-  sizeBytes: z.number().int(),
-  float32SizeBytes: z.number().int(),
-  sha256: z.string(),
-  floatTop1: z.number().nullable(),
-  int8Top1: z.number().nullable(),
-  agreement: z.number().nullable(),
-  promotedAt: z.string().nullable(),
+/** The model summary a job shows too (src/jobs/model-view.ts), with its serving state and links. */
+export const ModelView = ModelSummary.extend({
   /** True for the model that answers /v1/predict without ?model=. */
   serving: z.boolean(),
   links: z.object({ manifest: z.string(), download: z.string() }),
@@ -138,20 +128,9 @@ export const openapi = {
   },
 };
 
-export function modelView(m: ModelRecord, servingId: string | null) {
+export function modelView(m: ModelRecord, servingId: string | null): z.infer<typeof ModelView> {
   return {
-    id: m.id,
-    jobId: m.jobId,
-    createdAt: m.createdAt.toISOString(),
-    inputSize: m.inputSize,
-    classes: m.classes,
-    sizeBytes: m.sizeBytes,
-    float32SizeBytes: m.float32SizeBytes,
-    sha256: m.sha256,
-    floatTop1: m.floatTop1,
-    int8Top1: m.int8Top1,
-    agreement: m.agreement,
-    promotedAt: m.promotedAt ? m.promotedAt.toISOString() : null,
+    ...toModelSummary(m),
     serving: m.id === servingId,
     links: { manifest: `/v1/models/${m.id}`, download: `/v1/models/${m.id}/download` },
   };

@@ -3,7 +3,7 @@
 import { expect, test } from 'vitest';
 import { batchNormTrain, fakeQuantAct, fakeQuantWeight } from '../../../src/ml/backends/wasm-training/index.js';
 import { tf, useBackend } from './helpers.js';
-import { forwardLoss, initParams, makeBatch, mobilenetArch } from './mobilenet-like.js';
+import { forwardLoss, initParams, makeBatch, mobilenetArch } from '../../../testkit/mobilenet-like.js';
 
 test('20 QAT training steps on wasm: tensors, backend buffers and heap size stay flat', async () => {
   await useBackend('wasm');

@@ -5,7 +5,7 @@
 import { afterAll, describe, expect, test } from 'vitest';
 import { batchNormTrain, fakeQuantAct, fakeQuantWeight } from '../../../src/ml/backends/wasm-training/index.js';
 import { tf, useBackend } from './helpers.js';
-import { forwardLoss, initParams, makeBatch, mobilenetArch, stockQatOps, type QatOps } from './mobilenet-like.js';
+import { forwardLoss, initParams, makeBatch, mobilenetArch, stockQatOps, type QatOps } from '../../../testkit/mobilenet-like.js';
 
 const fusedOps: QatOps = { batchNormTrain, fakeQuantAct, fakeQuantWeight };
 const report: string[] = [];

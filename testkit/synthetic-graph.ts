@@ -3,7 +3,7 @@
 // model: weights are He-initialised and quantized per channel like QAT does, and every activation
 // range comes from running the float network on image-like inputs (ReLU6 ranges inside [0, 6] with
 // zero point 0, as trained ones are).
-import { weightQmax, type ActQuant, type ConvNode, type QuantGraph, type QuantNode, type WeightBits } from '../ml/quant-graph.js';
+import { weightQmax, type ActQuant, type ConvNode, type QuantGraph, type QuantNode, type WeightBits } from '../src/ml/quant-graph.js';
 import { runQdqReference } from './qdq-reference.js';
 
 export interface SyntheticGraphOptions {
