@@ -41,7 +41,7 @@ async function main() {
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--no-first-run'] });
   try {
     const post = async (body: object) => (await app.inject({ method: 'POST', url: '/v1/jobs', payload: body })).json().id as string;
-    const status = async (id: string) => (await app.inject({ method: 'GET', url: `/v1/jobs/${id}` })).json() as { status: string; progress: { step: number } };
+    const status = async (id: string) => (await app.inject({ method: 'GET', url: `/v1/jobs/${id}` })).json<{ status: string; progress: { step: number } }>();
     const waitFor = async (id: string, pred: (j: { status: string; progress: { step: number } }) => boolean) => {
       for (const until = Date.now() + 600_000; Date.now() < until; await new Promise((r) => setTimeout(r, 500))) {
         const j = await status(id);

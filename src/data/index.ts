@@ -26,7 +26,7 @@
 // DATASET_PATH_INVALID | DATASET_NOT_FOUND | DATASET_EMPTY | DATASET_UNAVAILABLE.
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import type { DatasetConfig } from '../jobs/training-config.js';
+import type { DatasetConfig } from '../config/training-config.js';
 import type { DataWarning } from './errors.js';
 import { DatasetError } from './errors.js';
 import { FASHION_MNIST_CLASSES, FASHION_TEST_PER_CLASS, FASHION_TRAIN_PER_CLASS, balancedCounts, fashionGetter, fashionSplit, loadFashionMnistPixels } from './fashion-mnist.js';
@@ -95,7 +95,9 @@ export async function loadDataset(cfg: DatasetConfig, opts: DatasetOptions): Pro
       const labelsOf = (perClass: number) => Int32Array.from({ length: cfg.classes * perClass }, (_, i) => Math.floor(i / perClass));
       return {
         classes,
-        train: new ImageSplit(labelsOf(cfg.samplesPerClass), size, syntheticGetter(cfg.seed, SPLIT_TAG.train, cfg.samplesPerClass, size, budget)),
+        // No flips: classes are told apart by orientation, and a mirror image turns a 45-degree
+        // grating into a 135-degree one, another class's (with flips, 4 classes topped out at 75%).
+        train: new ImageSplit(labelsOf(cfg.samplesPerClass), size, syntheticGetter(cfg.seed, SPLIT_TAG.train, cfg.samplesPerClass, size, budget), false),
         val: new ImageSplit(labelsOf(cfg.valPerClass), size, syntheticGetter(cfg.seed, SPLIT_TAG.val, cfg.valPerClass, size, budget)),
         stats,
         description: `synthetic ${cfg.classes} classes, ${cfg.samplesPerClass}/${cfg.valPerClass} per class, seed ${cfg.seed}`,

@@ -89,4 +89,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().finally(() => port.unref());
+void main().finally(() => port.unref());

@@ -220,7 +220,7 @@ describe('dashboard', () => {
     expect(await page.isVisible('#predict-image')).toBe(true);
     expect(await page.getAttribute('#predict-image', 'alt')).toContain('sample.png');
     const widths = await page.locator('#predictions .bar').evaluateAll((bars) => bars.map((b) => (b as HTMLElement).getBoundingClientRect().width));
-    expect(widths[0]).toBeGreaterThanOrEqual(widths[2]!);
+    expect(widths[0]).toBeGreaterThanOrEqual(widths[2]);
     const sum = (await page.locator('#predictions .value').allTextContents()).reduce((s, t) => s + parseFloat(t), 0);
     expect(sum).toBeGreaterThan(99);
     expect(await page.textContent('#predict-timings')).toMatch(/decode [\d.]+ ms · queue [\d.]+ ms · inference [\d.]+ ms · batch of \d+/);

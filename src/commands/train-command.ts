@@ -5,9 +5,9 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ZodError } from 'zod';
-import { resolveTrainingConfig } from '../jobs/training-config.js';
-import { runTraining } from './train.js';
-import type { EvalMetric, StepMetric, TrainStartInfo } from './train-api.js';
+import { resolveTrainingConfig } from '../config/training-config.js';
+import { runTraining } from '../ml/train.js';
+import type { EvalMetric, StepMetric, TrainStartInfo } from '../ml/train-api.js';
 
 export interface TrainCommandArgs {
   configPath: string;
