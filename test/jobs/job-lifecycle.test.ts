@@ -194,6 +194,20 @@ describe.each([
     expect(woken.length).toBe(7);
   });
 
+  it('the queue and the reconciler record and announce the ends they give jobs', async () => {
+    const id = await newJob();
+    const woken: string[] = [];
+    expect(await endUnowned(db.prisma, { id, status: 'queued' }, 'QUEUE_ENTRY_LOST', 'gone', (j) => woken.push(j))).toBe('failed');
+    expect(woken).toEqual([id]);
+    const last = await db.prisma.jobEvent.findFirstOrThrow({ where: { jobId: id }, orderBy: { id: 'desc' } });
+    expect({ type: last.type, payload: JSON.parse(last.payload) }).toEqual({ type: 'status', payload: { status: 'failed', error: { code: 'QUEUE_ENTRY_LOST', message: 'gone' } } });
+    const cancelling = await newJob();
+    await claimed(cancelling);
+    await requestCancel(db.prisma, cancelling);
+    expect(await endUnowned(db.prisma, { id: cancelling }, 'WORKER_LOST', 'stalled', (j) => woken.push(j))).toBe('cancelled');
+    expect(woken).toEqual([id, cancelling]);
+  });
+
   it('an idempotency key names one job', async () => {
     const first = await insertQueued(db.prisma, { id: `job-${++n}`, name: 'j', config, idempotencyKey: `key-${n}` });
     const again = await insertQueued(db.prisma, { id: `job-${++n}`, name: 'j', config, idempotencyKey: `key-${n - 1}` });

@@ -92,9 +92,6 @@ export async function jobEventRoutes(app: FastifyInstance, opts: { jobs: JobServ
       }
       lastId = Number(parsed.data);
     }
-    // 404 before the stream starts, while an error can still be a normal response.
-    let batch = await jobs.eventsSince(id, lastId, BATCH);
-
     let closed = false;
     let pending = false;
     let resolveWait: (() => void) | null = null;
@@ -106,7 +103,16 @@ export async function jobEventRoutes(app: FastifyInstance, opts: { jobs: JobServ
       closed = true;
       resolveWait?.();
     };
+    // Listening before the first read: a wake-up between the two is not lost.
     const unlisten = hub.listen(id, nudge);
+    let batch;
+    try {
+      // 404 before the stream starts, while an error can still be a normal response.
+      batch = await jobs.eventsSince(id, lastId, BATCH);
+    } catch (err) {
+      unlisten();
+      throw err;
+    }
     open.add(end);
     reply.raw.on('close', end);
 

@@ -1,0 +1,42 @@
+// The dashboard's own modules that need no browser: its SSE frame parser (the page reads the
+// event stream with fetch, so it parses frames itself), the run overlay's x-axis join, and CSV.
+import { describe, expect, it } from 'vitest';
+// @ts-expect-error plain browser JavaScript, no types
+import { parseFrames } from '../../web/sse.js';
+// @ts-expect-error plain browser JavaScript, no types
+import { joinRuns, toCsv } from '../../web/charts.js';
+import { sseFrame } from '../../src/api/routes/job-events.js';
+
+describe('the dashboard SSE parser', () => {
+  it('reads what the server writes, skips heartbeats, and keeps a partial frame for the next chunk', () => {
+    const a = sseFrame({ id: 7, type: 'metric', data: JSON.stringify({ step: 1, loss: 1.5 }) });
+    const b = sseFrame({ id: 8, type: 'status', data: JSON.stringify({ status: 'succeeded' }) });
+    const text = `retry: 2000\n\n${a}: heartbeat\n\n${b}`;
+    const cut = text.length - 10;
+    const first = parseFrames(text.slice(0, cut));
+    expect(first.events).toEqual([{ id: '7', type: 'metric', data: '{"step":1,"loss":1.5}' }]);
+    const second = parseFrames(first.rest + text.slice(cut));
+    expect(second.events).toEqual([{ id: '8', type: 'status', data: '{"status":"succeeded"}' }]);
+    expect(second.rest).toBe('');
+  });
+
+  it('follows the spec: CRLF lines, multi-line data, no space after the colon, default type', () => {
+    const { events } = parseFrames('id:3\r\ndata: a\r\ndata:b\r\n\r\n');
+    expect(events).toEqual([{ id: '3', type: 'message', data: 'a\nb' }]);
+  });
+});
+
+describe('the dashboard chart helpers', () => {
+  it('joins runs on the union of their steps, null where a run has no point', () => {
+    const runs = [
+      { points: [{ step: 1, loss: 2 }, { step: 3, loss: 1 }] },
+      { points: [{ step: 2, loss: 5 }, { step: 3, loss: 4 }, { step: 4, loss: null }] },
+    ];
+    expect(joinRuns(runs, 'loss')).toEqual([[1, 2, 3], [2, null, 1], [null, 5, 4]]);
+  });
+
+  it('writes metric points as CSV with empty cells for missing values', () => {
+    const csv = toCsv([{ step: 1, epoch: 1, loss: 1.25, learningRate: 0.1, imagesPerSecond: 30, top1: null, top5: null, floatTop1: null, revision: 4 }]);
+    expect(csv).toBe('step,epoch,loss,learningRate,imagesPerSecond,top1,top5,floatTop1,revision\r\n1,1,1.25,0.1,30,,,,4\r\n');
+  });
+});
