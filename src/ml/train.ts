@@ -15,7 +15,7 @@ import { Int8GraphRunner } from './int8-graph-runner.js';
 import { toQuantGraph } from './quant-export.js';
 import { CheckpointError, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint } from './checkpoint.js';
 import { restoreState, snapshotState } from './model-state.js';
-import { epochBatches, hashSeed, loadDataset, NORMALIZATION, stepsPerEpoch, type Dataset } from '../data/index.js';
+import { hashSeed, loadDataset, NORMALIZATION, openTrainBatches, stepsPerEpoch, type Dataset } from '../data/index.js';
 import type { TrainingConfig } from '../jobs/training-config.js';
 import type { BackendName, EvalMetric, TrainLogger, TrainOptions, TrainResult, TrainWarning } from './train-api.js';
 
@@ -108,6 +108,13 @@ export async function runTraining(opts: TrainOptions): Promise<TrainResult> {
     .map((p) => ({ name: p.name, variable: p.variable, decay: p.role === 'weight' }));
   const byVarName = new Map([...model.params.values()].map((p) => [p.variable.name, p.name]));
   const checkpointsDir = path.join(opts.workDir, 'checkpoints');
+  // Decoding and augmentation of the next batch run in their own thread while a step trains.
+  const trainBatches = openTrainBatches(
+    ds,
+    { batchSize: T.batchSize, seed: T.seed, shuffle: true, augment: T.augment, dropLast },
+    { thread: opts.dataThread, onWarning: warn },
+  );
+  log.info(`training batches rendered ${trainBatches.where === 'thread' ? 'in a separate thread' : 'inline'}`);
 
   try {
     let step = 0;
@@ -195,11 +202,7 @@ export async function runTraining(opts: TrainOptions): Promise<TrainResult> {
     let lastTime = performance.now();
     while (step < totalSteps) {
       const epochIndex = Math.floor(step / spe);
-      const batches = epochBatches(ds.train, {
-        batchSize: T.batchSize, seed: T.seed, epoch: epochIndex, shuffle: true, augment: T.augment,
-        dropLast, startStepInEpoch: step % spe,
-      });
-      for await (const b of batches) {
+      for await (const b of trainBatches.epoch(epochIndex, step % spe)) {
         const lr = lrAt(schedule, step);
         const mode = trainMode(cfg, step);
         const loss = trainStep(model, opt, sgdParams, byVarName, b.x, b.y, b.n, size, mode, lr, T.labelSmoothing);
@@ -230,6 +233,7 @@ export async function runTraining(opts: TrainOptions): Promise<TrainResult> {
     await save();
     return { status: 'completed', backend, step, epoch: epochOf(step), checkpoint: lastCheckpoint, eval: lastEval, classes: ds.classes, warnings };
   } finally {
+    await trainBatches.close();
     opt.dispose();
     model.dispose();
   }
