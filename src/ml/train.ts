@@ -11,6 +11,7 @@ import { smoothedCrossEntropy } from './loss.js';
 import { bnMomentumAt } from './conv-bn-fold.js';
 import { lrAt, type Schedule } from './schedule.js';
 import { evaluate } from './evaluate.js';
+import { StepRate } from './step-rate.js';
 import { Int8GraphRunner } from './int8-graph-runner.js';
 import { toQuantGraph } from './quant-export.js';
 import { CheckpointError, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint } from './checkpoint.js';
@@ -200,6 +201,7 @@ export async function runTraining(opts: TrainOptions): Promise<TrainResult> {
     // --- the loop ------------------------------------------------------------------------------
     const size = arch.inputSize;
     let lastTime = performance.now();
+    const stepRate = new StepRate();
     while (step < totalSteps) {
       const epochIndex = Math.floor(step / spe);
       for await (const b of trainBatches.epoch(epochIndex, step % spe)) {
@@ -211,7 +213,7 @@ export async function runTraining(opts: TrainOptions): Promise<TrainResult> {
         }
         step++;
         const now = performance.now();
-        const ips = (b.n * 1000) / Math.max(now - lastTime, 1e-3);
+        const ips = stepRate.add(b.n, now - lastTime);
         lastTime = now;
         await cb.onStep?.({ step, epoch: epochIndex + 1, loss, learningRate: lr, imagesPerSecond: ips });
         // Let the worker's heartbeats and cancel checks run between steps.
