@@ -110,7 +110,7 @@ function setup(w: number, size: number, bs: number): Setup {
   const x = Float32Array.from({ length: bs * size * size * 3 }, (_, i) => Math.sin(i * 12.9898) * 1.5);
   const y = Int32Array.from({ length: bs }, (_, i) => i % model.arch.numClasses);
   const mode = (s: number, fakeQuant: boolean): ForwardMode => ({ training: true, fakeQuant, bnBatchStats: true, observeRanges: true, dropoutSeed: s });
-  return { model, sgd, step: (s, fq) => void trainStep(model, sgd, params, byVar, x, y, bs, size, mode(s, fq), 0.01, 0.1) };
+  return { model, sgd, step: (s, fq) => void trainStep({ model, opt: sgd, params, byVarName: byVar, x, y, n: bs, size, mode: mode(s, fq), lr: 0.01, labelSmoothing: 0.1 }) };
 }
 
 function layoutName(model: MobileNetV2): string {

@@ -6,6 +6,7 @@ import { openArtifactStore } from '../artifacts/open-store.js';
 import { openDatabase } from '../db/database.js';
 import { requireDeployment } from '../db/deployment.js';
 import { cancelPublisher } from '../queue/cancel-bus.js';
+import { jobEventPublisher } from '../queue/job-event-bus.js';
 import { openTrainingQueue, queueProducer } from '../queue/training-queue.js';
 import type { AppDeps } from './app.js';
 
@@ -28,6 +29,7 @@ export function openApiDeps(settings: Settings, logger?: AppDeps['logger']): Ope
     artifacts,
     queue: queueProducer(queue, deploymentId),
     cancel: cancelPublisher(redis, settings.queuePrefix),
+    wake: jobEventPublisher(redis, settings.queuePrefix),
     redis,
     async redisPing() {
       if (redis.status !== 'ready') throw new Error(`connection is ${redis.status}`);

@@ -15,6 +15,7 @@ import { AuthPolicy, isLoopbackHost } from '../auth/auth-policy.js';
 import { KeyStore } from '../auth/key-store.js';
 import type { Settings } from '../config/settings.js';
 import type { Database } from '../db/database.js';
+import type { JobWake } from '../jobs/job-events.js';
 import { JobService, type CancelPort } from '../jobs/job-service.js';
 import type { QueueProducer } from '../queue/training-queue.js';
 import type { WorkerStatus } from '../queue/worker-supervisor.js';
@@ -28,6 +29,7 @@ import { loadSheddingPlugin } from './plugins/load-shedding.js';
 import { metricsPlugin } from './plugins/metrics.js';
 import { rateLimitPlugin } from './plugins/rate-limit.js';
 import { healthRoutes } from './routes/health.js';
+import { JobEventHub, jobEventRoutes } from './routes/job-events.js';
 import { jobRoutes } from './routes/jobs.js';
 import { keyRoutes } from './routes/keys.js';
 import { modelsRoutes } from './routes/models.js';
@@ -40,6 +42,8 @@ export interface AppDeps {
   artifacts: ArtifactStore;
   queue: QueueProducer;
   cancel: CancelPort;
+  /** Publishes "job X has new events" to every replica's event streams (Redis pub/sub). */
+  wake?: JobWake;
   /** Round trip on the API's own Redis connection (the cancel publisher). */
   redisPing(): Promise<void>;
   /** A Redis connection for the rate-limit counters (shared across replicas); absent: per process. */
@@ -93,6 +97,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     prisma: deps.db.prisma,
     queue: deps.queue,
     cancel: deps.cancel,
+    wake: deps.wake,
     dataRoot: settings.dataRoot,
     budget: { memoryBytes: settings.limits.jobMemoryBudgetBytes, diskBytes: settings.limits.jobDiskBudgetBytes },
   });
@@ -132,6 +137,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     workerStatus: deps.workerStatus,
   });
   await app.register(jobRoutes, { jobs, maxActiveJobsPerKey: settings.limits.maxActiveJobsPerKey });
+  const hub = new JobEventHub();
+  hub.start(settings.redisUrl, settings.queuePrefix);
+  app.addHook('onClose', () => hub.close());
+  await app.register(jobEventRoutes, { jobs, hub, heartbeatMs: settings.limits.sseHeartbeatMs });
   await app.register(modelsRoutes);
   await app.register(predictRoutes);
   await app.register(keyRoutes, { keys });

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { z } from 'zod';
-import { JobList, JobView, ListJobsQuery, MetricsPage, MetricsQuery } from '../jobs/job-view.js';
+import { JobEventProgressData, JobEventStatusData, JobList, JobView, ListJobsQuery, MetricPointView, MetricsPage, MetricsQuery } from '../jobs/job-view.js';
 import { TrainingConfig } from '../jobs/training-config.js';
 import { ErrorBody } from './error-body.js';
 import { BEARER_SCHEME, errorRef, jsonRef, jsonSchema, open, secured } from './openapi-helpers.js';
@@ -113,9 +113,47 @@ function buildCoreDocument(version: string) {
       '/v1/jobs/{id}/metrics': {
         get: secured('train', {
           operationId: 'getJobMetrics',
-          summary: 'Loss curve and validation accuracy, paged by step',
+          summary: 'Loss curve and validation accuracy, paged by step (`after`) or by revision (`cursor`)',
+          description:
+            'Polling with `cursor` (start at 0, then pass `nextCursor`) returns every point once, and again each time it changes: ' +
+            'validation scores are written onto the point of their step after that point was first returned. ' +
+            '`after` pages by step and does not see such later scores. `after` and `cursor` together: 400 METRICS_QUERY_CONFLICT.',
           parameters: [idParam, ...queryParams(MetricsQuery)],
-          responses: { '200': json('MetricsPage', 'Points after the given step'), '400': err('Invalid query'), '404': err('Unknown job') },
+          responses: {
+            '200': json('MetricsPage', 'Points after the given step, or written since the given revision'),
+            '400': err('Invalid query (METRICS_QUERY_CONFLICT: after and cursor together)'),
+            '404': err('Unknown job'),
+          },
+        }),
+      },
+      '/v1/jobs/{id}/events': {
+        get: secured('train', {
+          operationId: 'streamJobEvents',
+          summary: "A job's events as Server-Sent Events, until the job finishes",
+          description:
+            'Each event has an `id` (increasing), an `event` kind and JSON `data`: ' +
+            '`status` (JobEventStatus: every state change, the error with it), `progress` (JobEventProgress: step, epoch, images/s; ' +
+            'on a (re)start totalSteps, backend and restartedAtStep), `metric` (MetricPoint: a new training point) and ' +
+            '`evaluation` (MetricPoint: validation scores written onto the point of their step). ' +
+            'Reconnect with `Last-Event-ID` to resume after the last event received, with nothing missed or repeated. ' +
+            'Comment lines (`: heartbeat`) keep a quiet stream open (SSE_HEARTBEAT_MS). ' +
+            'The stream ends after the event that finishes the job; for a finished job it sends the events after Last-Event-ID and ends. ' +
+            'Any API replica serves any job: events are rows in the database, and Redis pub/sub wakes the streams.',
+          parameters: [
+            idParam,
+            {
+              name: 'Last-Event-ID',
+              in: 'header',
+              required: false,
+              description: 'Resume after this event id (the `id` of the last event received)',
+              schema: { type: 'string', pattern: '^\\d{1,15}$' },
+            },
+          ],
+          responses: {
+            '200': { description: 'An event stream', content: { 'text/event-stream': { schema: { type: 'string' } } } },
+            '400': err('Last-Event-ID is not an event id (LAST_EVENT_ID_INVALID)'),
+            '404': err('Unknown job'),
+          },
         }),
       },
       '/v1/jobs/{id}/cancel': {
@@ -163,6 +201,9 @@ function buildCoreDocument(version: string) {
         Job: schema(JobView),
         JobList: schema(JobList),
         MetricsPage: schema(MetricsPage),
+        MetricPoint: schema(MetricPointView),
+        JobEventStatus: schema(JobEventStatusData),
+        JobEventProgress: schema(JobEventProgressData),
         Error: schema(ErrorBody),
         Health: schema(HealthBody),
         Ready: schema(ReadyBody),

@@ -66,6 +66,12 @@ export const SettingsSchema = z.object({
   REQUEST_TIMEOUT_MS: int(30_000, 1000),
   /** An idle socket is closed after this long. */
   CONNECTION_TIMEOUT_MS: int(60_000, 1000),
+  /**
+   * A comment line on each job event stream (GET /v1/jobs/:id/events) when nothing else was sent
+   * for this long, so proxies and load balancers do not close a quiet stream. Keep it below
+   * CONNECTION_TIMEOUT_MS and below any proxy's idle timeout.
+   */
+  SSE_HEARTBEAT_MS: int(15_000, 100),
   /** Event-loop delay above which the API answers 503 + Retry-After (load shedding); 0 = off. */
   MAX_EVENT_LOOP_DELAY_MS: int(1000, 0),
   /**
@@ -117,6 +123,7 @@ export interface LimitSettings {
   requestTimeoutMs: number;
   connectionTimeoutMs: number;
   maxEventLoopDelayMs: number;
+  sseHeartbeatMs: number;
 }
 
 export interface Settings {
@@ -210,6 +217,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
       requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
       connectionTimeoutMs: e.CONNECTION_TIMEOUT_MS,
       maxEventLoopDelayMs: e.MAX_EVENT_LOOP_DELAY_MS,
+      sseHeartbeatMs: e.SSE_HEARTBEAT_MS,
     },
     serving: {
       workers: e.PREDICT_WORKERS,

@@ -67,5 +67,22 @@ export interface ModelManifest {
     /** Largest |ORT - plain-JS integer reference of the int8 graph| on a few images (null: skipped). */
     maxStepsVsIntegerReference?: number | null;
   };
+  /**
+   * The shipped int8 file (run by ONNX Runtime) on the whole validation split. Absent in manifests
+   * written before it existed.
+   */
+  evaluation?: ModelEvaluation;
+  /** Problems found at export that do not stop the model from serving, e.g. MODEL_AT_CHANCE. */
+  warnings?: Array<{ code: string; message: string }>;
   checkpoint: { step: number };
+}
+
+export interface ModelEvaluation {
+  images: number;
+  top1: number;
+  top5: number;
+  /** Per class, in `classes` order: share of its images predicted as it (null: no images). */
+  perClassTop1: Array<number | null>;
+  /** confusion[true class][predicted class]: image counts. */
+  confusion: number[][];
 }

@@ -9,10 +9,15 @@
 // another (its queue lock expired while it still ran) finds that condition false, writes nothing,
 // and stops: OwnershipLostError. On PostgreSQL that first update also locks the row, so a claim
 // waits for an owner's write in flight and the owner's next write sees the new token.
+//
+// Each write also raises the job's revision and records its JobEvents in the same transaction
+// (src/jobs/job-events.ts); after the commit, `wake` tells the API replicas' event streams.
 import { randomUUID } from 'node:crypto';
 import type { Prisma, Tx } from '../db/database.js';
 import { JOB_WITH_MODEL, recordJobModel, type NewModel } from '../db/model-rows.js';
 import { JobNotFoundError, JobStateError } from './job-errors.js';
+import { bumpRevision, noteWrite, recordEvents, statusEvent, type JobWake } from './job-events.js';
+import { toMetricPointView } from './job-view.js';
 import { JOB_STATUSES, type JobStatus } from './job-status.js';
 import type { TrainingConfig } from './training-config.js';
 
@@ -62,13 +67,23 @@ export interface NewJob {
   autoServe?: boolean;
 }
 
+/** Runs `write` in a transaction; after it commits, wakes the listeners of `jobId` if it says so. */
+async function committed<T>(prisma: Prisma, jobId: string, wake: JobWake | undefined, write: (tx: Tx) => Promise<{ value: T; changed: boolean }>): Promise<T> {
+  const { value, changed } = await prisma.$transaction(write);
+  if (changed) wake?.(jobId);
+  return value;
+}
+
 /** Inserts a queued job. With an idempotency key already used, returns that job instead (`created: false`). */
-export async function insertQueued(prisma: Prisma, job: NewJob) {
+export async function insertQueued(prisma: Prisma, job: NewJob, wake?: JobWake) {
   try {
-    const row = await prisma.trainingJob.create({
-      data: { id: job.id, name: job.name, status: TRANSITIONS.create.to, config: JSON.stringify(job.config), idempotencyKey: job.idempotencyKey ?? null,
-        createdByKeyId: job.createdByKeyId ?? null, autoServe: job.autoServe ?? true },
-      include: JOB_WITH_MODEL,
+    const row = await committed(prisma, job.id, wake, async (tx) => {
+      await tx.trainingJob.create({
+        data: { id: job.id, name: job.name, status: TRANSITIONS.create.to, config: JSON.stringify(job.config), idempotencyKey: job.idempotencyKey ?? null,
+          createdByKeyId: job.createdByKeyId ?? null, autoServe: job.autoServe ?? true },
+      });
+      await noteWrite(tx, job.id, [statusEvent(TRANSITIONS.create.to)]);
+      return { value: await tx.trainingJob.findUniqueOrThrow({ where: { id: job.id }, include: JOB_WITH_MODEL }), changed: true };
     });
     return { row, created: true };
   } catch (err) {
@@ -95,7 +110,7 @@ export async function discardUnqueued(prisma: Prisma, id: string): Promise<void>
  * next step through the row); cancelling stays (a repeated cancel is not a conflict). Finished
  * jobs: JobStateError (409).
  */
-export async function requestCancel(prisma: Prisma, id: string): Promise<{ from: JobStatus; to: JobStatus }> {
+export async function requestCancel(prisma: Prisma, id: string, wake?: JobWake): Promise<{ from: JobStatus; to: JobStatus }> {
   for (let attempt = 0; attempt < 3; attempt++) {
     const row = await prisma.trainingJob.findUnique({ where: { id }, select: { status: true } });
     if (!row) throw new JobNotFoundError(id);
@@ -103,11 +118,16 @@ export async function requestCancel(prisma: Prisma, id: string): Promise<{ from:
     if (status === 'cancelling') return { from: status, to: status };
     const t = status === 'queued' ? TRANSITIONS.cancelQueued : status === 'running' ? TRANSITIONS.requestCancel : null;
     if (!t) throw new JobStateError(id, status, 'cancelled');
-    const { count } = await prisma.trainingJob.updateMany({
-      where: { id, status },
-      data: t.to === 'cancelled' ? { status: t.to, finishedAt: new Date() } : { status: t.to },
+    const to = t.to;
+    const count = await committed(prisma, id, wake, async (tx) => {
+      const { count } = await tx.trainingJob.updateMany({
+        where: { id, status },
+        data: to === 'cancelled' ? { status: to, finishedAt: new Date() } : { status: to },
+      });
+      if (count === 1) await noteWrite(tx, id, [statusEvent(to)]);
+      return { value: count, changed: count === 1 };
     });
-    if (count === 1) return { from: status, to: t.to };
+    if (count === 1) return { from: status, to };
     // The worker moved it meanwhile: decide again on the new state.
   }
   throw new JobStateError(id, 'changing', 'cancelled right now; retry');
@@ -125,15 +145,19 @@ export type ClaimResult =
  * a job to a second worker only after the first one's lock expired, and the first one's writes
  * fail from now on. A job cancelled while no worker held it ends `cancelled` here.
  */
-export async function claim(prisma: Prisma, jobId: string): Promise<ClaimResult> {
+export async function claim(prisma: Prisma, jobId: string, wake?: JobWake): Promise<ClaimResult> {
   for (let i = 0; i < 5; i++) {
     const row = await prisma.trainingJob.findUnique({ where: { id: jobId } });
     if (!row) return { kind: 'missing' };
     const status = row.status as JobStatus;
     if (status === 'cancelling') {
-      await prisma.trainingJob.updateMany({
-        where: { id: jobId, status: from('cancelUnowned'), ownerToken: row.ownerToken },
-        data: { status: TRANSITIONS.cancelUnowned.to, finishedAt: new Date(), ownerToken: null },
+      await committed(prisma, jobId, wake, async (tx) => {
+        const { count } = await tx.trainingJob.updateMany({
+          where: { id: jobId, status: from('cancelUnowned'), ownerToken: row.ownerToken },
+          data: { status: TRANSITIONS.cancelUnowned.to, finishedAt: new Date(), ownerToken: null },
+        });
+        if (count) await noteWrite(tx, jobId, [statusEvent(TRANSITIONS.cancelUnowned.to)]);
+        return { value: undefined, changed: count > 0 };
       });
       return { kind: 'not-runnable', status: 'cancelled' };
     }
@@ -141,14 +165,18 @@ export async function claim(prisma: Prisma, jobId: string): Promise<ClaimResult>
     const token = randomUUID();
     const startedAt = row.startedAt ?? new Date();
     // Compare-and-set on what was read: a claim in between makes this one read again.
-    const { count } = await prisma.trainingJob.updateMany({
-      where: { id: jobId, status, ownerToken: row.ownerToken, attempts: row.attempts },
-      data: { status: TRANSITIONS.claim.to, ownerToken: token, attempts: row.attempts + 1, startedAt, errorCode: null, errorMessage: null },
+    const count = await committed(prisma, jobId, wake, async (tx) => {
+      const { count } = await tx.trainingJob.updateMany({
+        where: { id: jobId, status, ownerToken: row.ownerToken, attempts: row.attempts },
+        data: { status: TRANSITIONS.claim.to, ownerToken: token, attempts: row.attempts + 1, startedAt, errorCode: null, errorMessage: null },
+      });
+      if (count === 1) await noteWrite(tx, jobId, [statusEvent(TRANSITIONS.claim.to)]);
+      return { value: count, changed: count === 1 };
     });
     if (count === 1) {
       return {
         kind: 'claimed',
-        owner: new JobOwner(prisma, jobId, token, row.attempts + 1),
+        owner: new JobOwner(prisma, jobId, token, row.attempts + 1, wake),
         config: JSON.parse(row.config) as TrainingConfig,
         attempt: row.attempts + 1,
         startedAt,
@@ -181,7 +209,15 @@ export class JobOwner {
     readonly jobId: string,
     readonly token: string,
     readonly attempt: number,
+    private readonly wake?: JobWake,
   ) {}
+
+  /** A transaction of this owner's; its events' listeners are woken after it commits. */
+  private async write<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+    const value = await this.prisma.$transaction(fn);
+    this.wake?.(this.jobId);
+    return value;
+  }
 
   private mine(statuses: readonly JobStatus[]) {
     return { id: this.jobId, ownerToken: this.token, status: { in: [...statuses] as string[] } };
@@ -189,7 +225,7 @@ export class JobOwner {
 
   /** Runs `fn` after a conditional touch of the job row as its owner; throws OwnershipLostError otherwise. */
   private async fenced<T>(data: object, fn: (tx: Tx) => Promise<T>): Promise<T> {
-    return this.prisma.$transaction(async (tx) => {
+    return this.write(async (tx) => {
       const { count } = await tx.trainingJob.updateMany({ where: this.mine(['running', 'cancelling']), data: { updatedAt: new Date(), ...data } });
       if (count === 0) throw new OwnershipLostError(this.jobId);
       return fn(tx);
@@ -200,13 +236,18 @@ export class JobOwner {
   start(info: { backend: string; totalSteps: number; startStep: number }): Promise<void> {
     return this.fenced({ backend: info.backend, totalSteps: info.totalSteps, step: info.startStep }, async (tx) => {
       await tx.metricPoint.deleteMany({ where: { jobId: this.jobId, step: { gt: info.startStep } } });
+      const job = await tx.trainingJob.findUniqueOrThrow({ where: { id: this.jobId }, select: { epoch: true } });
+      await noteWrite(tx, this.jobId, [{
+        type: 'progress',
+        payload: { step: info.startStep, epoch: job.epoch, totalSteps: info.totalSteps, backend: info.backend, restartedAtStep: info.startStep },
+      }]);
     });
   }
 
   /** One step's point and progress. Returns the job's status: `cancelling` means stop now. */
   async step(s: StepRecord): Promise<'running' | 'cancelling'> {
     const progress = { step: s.step, epoch: s.epoch, imagesPerSecond: s.imagesPerSecond };
-    return this.prisma.$transaction(async (tx) => {
+    return this.write(async (tx) => {
       let status: 'running' | 'cancelling' = 'running';
       let { count } = await tx.trainingJob.updateMany({ where: this.mine(['running']), data: progress });
       if (count === 0) {
@@ -215,11 +256,13 @@ export class JobOwner {
         status = 'cancelling';
       }
       const point = { epoch: s.epoch, loss: s.loss, learningRate: s.learningRate, imagesPerSecond: s.imagesPerSecond };
-      await tx.metricPoint.upsert({
+      const revision = await noteWrite(tx, this.jobId, [{ type: 'progress', payload: progress }]);
+      const row = await tx.metricPoint.upsert({
         where: { jobId_step: { jobId: this.jobId, step: s.step } },
-        create: { jobId: this.jobId, step: s.step, ...point },
-        update: point,
+        create: { jobId: this.jobId, step: s.step, ...point, revision },
+        update: { ...point, revision },
       });
+      await recordEvents(tx, this.jobId, [{ type: 'metric', payload: pointPayload(row) }]);
       return status;
     });
   }
@@ -228,11 +271,13 @@ export class JobOwner {
   evaluated(e: EvalRecord): Promise<void> {
     const scores = { top1: e.top1, top5: e.top5, floatTop1: e.floatTop1 ?? null };
     return this.fenced({}, async (tx) => {
-      await tx.metricPoint.upsert({
+      const revision = await bumpRevision(tx, this.jobId);
+      const row = await tx.metricPoint.upsert({
         where: { jobId_step: { jobId: this.jobId, step: e.step } },
-        create: { jobId: this.jobId, step: e.step, epoch: e.epoch, ...scores },
-        update: scores,
+        create: { jobId: this.jobId, step: e.step, epoch: e.epoch, ...scores, revision },
+        update: { ...scores, revision },
       });
+      await recordEvents(tx, this.jobId, [{ type: 'evaluation', payload: pointPayload(row) }]);
     });
   }
 
@@ -270,26 +315,34 @@ export class JobOwner {
    * transaction. A cancel that arrived during the export wins: `cancelled`, and no Model row.
    */
   async succeed(model: NewModel): Promise<{ outcome: 'succeeded' | 'cancelled'; replacedPrefix: string | null }> {
-    return this.prisma.$transaction(async (tx) => {
+    return this.write(async (tx) => {
       const now = new Date();
       const { count: cancelled } = await tx.trainingJob.updateMany({
         where: this.mine(['cancelling']),
         data: { status: TRANSITIONS.stop.to, finishedAt: now },
       });
-      if (cancelled) return { outcome: 'cancelled' as const, replacedPrefix: null };
+      if (cancelled) {
+        await noteWrite(tx, this.jobId, [statusEvent(TRANSITIONS.stop.to)]);
+        return { outcome: 'cancelled' as const, replacedPrefix: null };
+      }
       const { count } = await tx.trainingJob.updateMany({ where: this.mine(TRANSITIONS.succeed.from), data: { status: TRANSITIONS.succeed.to, finishedAt: now } });
       if (count === 0) throw new OwnershipLostError(this.jobId);
       const { replacedPrefix } = await recordJobModel(tx, model);
+      await noteWrite(tx, this.jobId, [statusEvent(TRANSITIONS.succeed.to)]);
       return { outcome: 'succeeded' as const, replacedPrefix };
     });
   }
 
   async fail(code: string, message: string): Promise<void> {
-    const { count } = await this.prisma.trainingJob.updateMany({
-      where: this.mine(TRANSITIONS.fail.from),
-      data: { status: TRANSITIONS.fail.to, errorCode: code, errorMessage: message.slice(0, 4000), finishedAt: new Date() },
+    const error = { code, message: message.slice(0, 4000) };
+    await this.write(async (tx) => {
+      const { count } = await tx.trainingJob.updateMany({
+        where: this.mine(TRANSITIONS.fail.from),
+        data: { status: TRANSITIONS.fail.to, errorCode: error.code, errorMessage: error.message, finishedAt: new Date() },
+      });
+      if (count === 0) throw new OwnershipLostError(this.jobId);
+      await noteWrite(tx, this.jobId, [statusEvent(TRANSITIONS.fail.to, error)]);
     });
-    if (count === 0) throw new OwnershipLostError(this.jobId);
   }
 
   /**
@@ -297,19 +350,25 @@ export class JobOwner {
    * user cancelled meanwhile) for the next worker to resume; on a cancel it ends `cancelled`.
    */
   async stop(reason: 'cancel' | 'shutdown'): Promise<'handed-back' | 'cancelled'> {
-    if (reason === 'shutdown') {
-      const { count } = await this.prisma.trainingJob.updateMany({
-        where: this.mine(TRANSITIONS.handBack.from),
-        data: { status: TRANSITIONS.handBack.to, ownerToken: null },
+    return this.write(async (tx) => {
+      if (reason === 'shutdown') {
+        const { count } = await tx.trainingJob.updateMany({
+          where: this.mine(TRANSITIONS.handBack.from),
+          data: { status: TRANSITIONS.handBack.to, ownerToken: null },
+        });
+        if (count === 1) {
+          await noteWrite(tx, this.jobId, [statusEvent(TRANSITIONS.handBack.to)]);
+          return 'handed-back' as const;
+        }
+      }
+      const { count } = await tx.trainingJob.updateMany({
+        where: this.mine(TRANSITIONS.stop.from),
+        data: { status: TRANSITIONS.stop.to, finishedAt: new Date() },
       });
-      if (count === 1) return 'handed-back';
-    }
-    const { count } = await this.prisma.trainingJob.updateMany({
-      where: this.mine(TRANSITIONS.stop.from),
-      data: { status: TRANSITIONS.stop.to, finishedAt: new Date() },
+      if (count === 0) throw new OwnershipLostError(this.jobId);
+      await noteWrite(tx, this.jobId, [statusEvent(TRANSITIONS.stop.to)]);
+      return 'cancelled' as const;
     });
-    if (count === 0) throw new OwnershipLostError(this.jobId);
-    return 'cancelled';
   }
 }
 
@@ -343,21 +402,36 @@ export async function endUnowned(
   job: { id: string; status?: JobStatus; ownerToken?: string | null },
   code: string,
   message: string,
+  wake?: JobWake,
 ): Promise<JobStatus | null> {
   const owner = job.ownerToken !== undefined ? { ownerToken: job.ownerToken } : {};
   const now = new Date();
   if (!job.status || job.status === 'cancelling') {
-    const { count } = await prisma.trainingJob.updateMany({
-      where: { id: job.id, ...owner, status: from('cancelUnowned') },
-      data: { status: TRANSITIONS.cancelUnowned.to, finishedAt: now, ownerToken: null },
+    const count = await committed(prisma, job.id, wake, async (tx) => {
+      const { count } = await tx.trainingJob.updateMany({
+        where: { id: job.id, ...owner, status: from('cancelUnowned') },
+        data: { status: TRANSITIONS.cancelUnowned.to, finishedAt: now, ownerToken: null },
+      });
+      if (count) await noteWrite(tx, job.id, [statusEvent(TRANSITIONS.cancelUnowned.to)]);
+      return { value: count, changed: count > 0 };
     });
     if (count) return 'cancelled';
   }
   const statuses: readonly JobStatus[] = job.status ? [job.status] : TRANSITIONS.failUnowned.from;
   if (!statuses.every((s) => (TRANSITIONS.failUnowned.from as readonly JobStatus[]).includes(s))) return null;
-  const { count } = await prisma.trainingJob.updateMany({
-    where: { id: job.id, ...owner, status: { in: [...statuses] } },
-    data: { status: TRANSITIONS.failUnowned.to, errorCode: code, errorMessage: message.slice(0, 4000), finishedAt: now, ownerToken: null },
+  const error = { code, message: message.slice(0, 4000) };
+  const count = await committed(prisma, job.id, wake, async (tx) => {
+    const { count } = await tx.trainingJob.updateMany({
+      where: { id: job.id, ...owner, status: { in: [...statuses] } },
+      data: { status: TRANSITIONS.failUnowned.to, errorCode: error.code, errorMessage: error.message, finishedAt: now, ownerToken: null },
+    });
+    if (count) await noteWrite(tx, job.id, [statusEvent(TRANSITIONS.failUnowned.to, error)]);
+    return { value: count, changed: count > 0 };
   });
   return count ? 'failed' : null;
+}
+
+/** What a `metric` or `evaluation` event carries: the point as GET /v1/jobs/:id/metrics shows it. */
+function pointPayload(p: Parameters<typeof toMetricPointView>[0]) {
+  return toMetricPointView(p);
 }

@@ -7,14 +7,15 @@ import { resolveUnderRoot } from '../data/safe-path.js';
 import { JOB_WITH_MODEL } from '../db/model-rows.js';
 import { admissionIssues, type JobBudget } from './job-admission.js';
 import { JobNotFoundError, JobQuotaError, ServiceError, ValidationError, toIssues } from './job-errors.js';
+import type { JobWake } from './job-events.js';
 import { discardUnqueued, findByIdempotencyKey, insertQueued, requestCancel } from './job-lifecycle.js';
-import type { JobStatus } from './job-status.js';
+import { isTerminal, type JobStatus } from './job-status.js';
 import {
   toJobView,
   toMetricPointView,
   type JobView,
   type ListJobsQuery,
-  type MetricPointView,
+  type MetricsPage,
   type MetricsQuery,
 } from './job-view.js';
 import { TrainingConfig } from './training-config.js';
@@ -31,6 +32,13 @@ export interface CancelPort {
   publish(jobId: string): Promise<void>;
 }
 
+/** One JobEvent as an SSE stream sends it: `data` is its JSON payload text. */
+export interface JobEventView {
+  id: number;
+  type: string;
+  data: string;
+}
+
 export interface JobServiceDeps {
   prisma: Prisma;
   queue: JobQueuePort;
@@ -38,6 +46,8 @@ export interface JobServiceDeps {
   dataRoot: string;
   /** The worker's memory and disk budget: a config estimated over it is a 400 JOB_TOO_LARGE. */
   budget?: JobBudget;
+  /** Wakes the event streams of a job after a change (Redis pub/sub); absent: they poll. */
+  wake?: JobWake;
 }
 
 /** Who creates a job (from the API's auth): recorded on the row. */
@@ -139,7 +149,7 @@ export class JobService {
     }
     const { row, created } = await insertQueued(this.deps.prisma, {
       id: randomUUID(), name: config.name, config, idempotencyKey: storedKey, createdByKeyId: owner.keyId, autoServe: owner.autoServe,
-    });
+    }, this.deps.wake);
     if (!created) return this.replay(row, config, key!);
     if (owner.keyId && owner.maxActiveJobs > 0) await this.enforceCap(row.id, owner.keyId, owner.maxActiveJobs);
     try {
@@ -206,19 +216,46 @@ export class JobService {
     };
   }
 
-  async metrics(id: string, q: MetricsQuery): Promise<{ points: MetricPointView[]; nextAfter: number | null }> {
+  /**
+   * A job's metric points, by step (`after`) or by revision (`cursor`). Revisions of one job are
+   * handed out under its row lock (job-lifecycle.ts), so they become visible in order and a
+   * cursor never skips a point that commits later.
+   */
+  async metrics(id: string, q: MetricsQuery): Promise<MetricsPage> {
+    if (q.after !== undefined && q.cursor !== undefined) {
+      throw new ValidationError('METRICS_QUERY_CONFLICT', 'pass either `after` (a step) or `cursor` (a revision), not both', [
+        { path: 'query.cursor', message: 'not allowed together with after' },
+      ]);
+    }
     const job = await this.deps.prisma.trainingJob.findUnique({ where: { id }, select: { id: true } });
     if (!job) throw new JobNotFoundError(id);
+    const byCursor = q.cursor !== undefined;
     const rows = await this.deps.prisma.metricPoint.findMany({
-      where: { jobId: id, step: { gt: q.after } },
-      orderBy: { step: 'asc' },
+      where: byCursor ? { jobId: id, revision: { gt: q.cursor } } : { jobId: id, step: { gt: q.after ?? 0 } },
+      orderBy: byCursor ? { revision: 'asc' } : { step: 'asc' },
       take: q.limit + 1,
     });
     const page = rows.slice(0, q.limit);
+    const more = rows.length > q.limit;
+    const last = page[page.length - 1];
     return {
       points: page.map(toMetricPointView),
-      nextAfter: rows.length > q.limit ? page[page.length - 1].step : null,
+      nextAfter: !byCursor && more ? last.step : null,
+      nextCursor: byCursor ? (last?.revision ?? q.cursor!) : null,
+      more,
     };
+  }
+
+  /**
+   * A job's events after event id `afterId`, oldest first, and whether the job had finished before
+   * they were read (its status is read first: every event of a finished job is then in the list,
+   * so a stream that has sent them all may end).
+   */
+  async eventsSince(id: string, afterId: number, limit: number): Promise<{ finished: boolean; events: JobEventView[] }> {
+    const job = await this.deps.prisma.trainingJob.findUnique({ where: { id }, select: { status: true } });
+    if (!job) throw new JobNotFoundError(id);
+    const rows = await this.deps.prisma.jobEvent.findMany({ where: { jobId: id, id: { gt: afterId } }, orderBy: { id: 'asc' }, take: limit });
+    return { finished: isTerminal(job.status), events: rows.map((r) => ({ id: r.id, type: r.type, data: r.payload })) };
   }
 
   /**
@@ -226,7 +263,7 @@ export class JobService {
    * Redis, or at its next step through the row, and stops with a checkpoint). Terminal: 409.
    */
   async cancel(id: string): Promise<JobView> {
-    const { to } = await requestCancel(this.deps.prisma, id);
+    const { to } = await requestCancel(this.deps.prisma, id, this.deps.wake);
     if (to === 'cancelled') await this.deps.queue.remove(id).catch(() => {});
     if (to === 'cancelling') await this.deps.cancel.publish(id).catch(() => {});
     return this.get(id);

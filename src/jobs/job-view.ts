@@ -63,13 +63,39 @@ export const MetricPointView = z.object({
   top1: z.number().nullable(),
   top5: z.number().nullable(),
   floatTop1: z.number().nullable(),
+  /** The job's revision of the last write to this point: pass the largest seen as `cursor`. */
+  revision: z.number().int(),
 });
 export type MetricPointView = z.infer<typeof MetricPointView>;
 
 export const MetricsPage = z.object({
   points: z.array(MetricPointView),
-  /** Pass as `after` for the next page; null when there are no more points yet. */
+  /** Paging by `after` (step): pass as `after` for the next page; null when there are no more points yet (and when paging by `cursor`). */
   nextAfter: z.number().int().nullable(),
+  /**
+   * Paging by `cursor` (revision): pass as `cursor` next time, whether or not this page was full.
+   * Points come in revision order, and a point whose scores arrive later comes again with them.
+   * Null when paging by `after`.
+   */
+  nextCursor: z.number().int().nullable(),
+  /** Whether more points past this page exist right now (either kind of paging). */
+  more: z.boolean(),
+});
+export type MetricsPage = z.infer<typeof MetricsPage>;
+
+/** The `data` of each kind of event on GET /v1/jobs/:id/events (the SSE `event:` field names the kind). */
+export const JobEventStatusData = z.object({
+  status: JobStatusSchema,
+  error: z.object({ code: z.string(), message: z.string() }).optional(),
+});
+export const JobEventProgressData = z.object({
+  step: z.number().int(),
+  epoch: z.number().int(),
+  totalSteps: z.number().int().nullable().optional(),
+  imagesPerSecond: z.number().nullable().optional(),
+  backend: z.string().nullable().optional(),
+  /** On a (re)start from a checkpoint: points after this step belonged to a run that died and are gone. */
+  restartedAtStep: z.number().int().optional(),
 });
 
 export const JobIdParams = z.strictObject({ id: z.string().min(1).max(64) });
@@ -82,8 +108,13 @@ export const ListJobsQuery = z.strictObject({
 export type ListJobsQuery = z.infer<typeof ListJobsQuery>;
 
 export const MetricsQuery = z.strictObject({
-  /** Only points with a step greater than this. */
-  after: z.coerce.number().int().min(0).default(0),
+  /** Only points with a step greater than this (default 0). Not with `cursor`. */
+  after: z.coerce.number().int().min(0).optional(),
+  /**
+   * Only points written since this revision: 0 at first, then the `nextCursor` of the last page.
+   * Every point and every later score on it is returned exactly once. Not with `after`.
+   */
+  cursor: z.coerce.number().int().min(0).optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(500),
 });
 export type MetricsQuery = z.infer<typeof MetricsQuery>;
@@ -168,6 +199,7 @@ export function toMetricPointView(p: {
   top1: number | null;
   top5: number | null;
   floatTop1: number | null;
+  revision: number;
 }): MetricPointView {
   return {
     step: p.step,
@@ -178,5 +210,6 @@ export function toMetricPointView(p: {
     top1: p.top1,
     top5: p.top5,
     floatTop1: p.floatTop1,
+    revision: p.revision,
   };
 }

@@ -24,6 +24,19 @@ export function topKHits(logits: Float32Array, labels: Int32Array, classes: numb
   return { top1, topk };
 }
 
+/** Images per evaluation batch at 224 px (MobileNetV2 1.0 float forward: about 2 GB of wasm heap at peak). */
+export const EVAL_IMAGES_AT_224 = 8;
+const EVAL_MAX_BATCH = 64;
+
+/**
+ * Images per evaluation/verification batch for `inputSize`: sized by pixels, so a batch holds about
+ * as many activations as 8 images at 224 px whatever the resolution (32 px: 64 images). Memory then
+ * depends on this bound, never on the size of the validation split.
+ */
+export function evalBatchSize(inputSize: number): number {
+  return Math.max(1, Math.min(EVAL_MAX_BATCH, Math.floor((EVAL_IMAGES_AT_224 * 224 * 224) / (inputSize * inputSize))));
+}
+
 const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
 
 /**
@@ -34,7 +47,8 @@ export async function evaluate(
   model: MobileNetV2,
   split: Split,
   opts: {
-    batchSize: number;
+    /** Images per batch (default evalBatchSize(inputSize)). */
+    batchSize?: number;
     seed: number;
     mode: ForwardMode;
     signal?: AbortSignal;
@@ -49,7 +63,7 @@ export async function evaluate(
   let top5 = 0;
   let count = 0;
   const size = model.arch.inputSize;
-  const batches = epochBatches(split, { batchSize: opts.batchSize, seed: opts.seed, epoch: 0, shuffle: false, augment: false, dropLast: false });
+  const batches = epochBatches(split, { batchSize: opts.batchSize ?? evalBatchSize(size), seed: opts.seed, epoch: 0, shuffle: false, augment: false, dropLast: false });
   for await (const b of batches) {
     if (opts.signal?.aborted) return null;
     const t = tf.tidy(() => forward(tf.tensor4d(b.x, [b.n, size, size, 3])));

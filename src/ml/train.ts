@@ -1,22 +1,25 @@
 // The training engine: runTraining(opts) trains MobileNetV2 with quantization-aware training and
-// reports through the callbacks of train-api.ts. It reads in run order:
-//   selectBackend -> loadData -> buildModel (fresh | resume | init) -> lrAt(step) -> train steps
-//   -> evaluate at each epoch end -> saveCheckpoint -> ... -> final eval + checkpoint.
+// reports through the callbacks of train-api.ts. Its named steps, in run order (as torchvision's
+// reference separates train_one_epoch and evaluate):
+//   setupRun (backend, data, schedule, model) -> restoreStart (fresh | resume | init)
+//   -> trainOneEpoch (trainStep per batch) -> evaluateRun -> saveRun -> ... -> final eval + checkpoint.
 import path from 'node:path';
 import { tf } from './tf.js';
 import { selectBackend } from './backend.js';
 import { buildArch, MobileNetV2, type ForwardMode } from './mobilenet-v2.js';
+import type { ArchSpec } from './mobilenet-arch.js';
 import { MomentumSgd, type SgdParam } from './optimizer.js';
 import { smoothedCrossEntropy } from './loss.js';
 import { bnMomentumAt } from './conv-bn-fold.js';
 import { lrAt, type Schedule } from './schedule.js';
-import { evaluate } from './evaluate.js';
+import { evalBatchSize, evaluate } from './evaluate.js';
 import { StepRate } from './step-rate.js';
+import { isWasmAbort, WasmAbortedError, type WasmPhase } from './wasm-abort.js';
 import { Int8GraphRunner } from './int8-graph-runner.js';
 import { toQuantGraph } from './quant-export.js';
 import { CheckpointError, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint } from './checkpoint.js';
 import { restoreState, snapshotState } from './model-state.js';
-import { hashSeed, loadDataset, NORMALIZATION, openTrainBatches, stepsPerEpoch, type Dataset } from '../data/index.js';
+import { hashSeed, loadDataset, NORMALIZATION, openTrainBatches, stepsPerEpoch, type Dataset, type TrainBatches } from '../data/index.js';
 import type { TrainingConfig } from '../jobs/training-config.js';
 import type { BackendName, EvalMetric, TrainLogger, TrainOptions, TrainResult, TrainWarning } from './train-api.js';
 
@@ -76,20 +79,58 @@ function assertResumable(cfg: TrainingConfig, ck: LoadedCheckpoint, classes: str
   }
 }
 
-export async function runTraining(opts: TrainOptions): Promise<TrainResult> {
+/** Everything one run carries between its steps: what setupRun built and where the run stands. */
+interface Run {
+  opts: TrainOptions;
+  cfg: TrainingConfig;
+  log: TrainLogger;
+  cb: NonNullable<TrainOptions['callbacks']>;
+  warnings: number;
+  backend: BackendName;
+  ds: Dataset;
+  /** Steps per epoch, and whether the last partial batch is dropped. */
+  spe: number;
+  dropLast: boolean;
+  totalSteps: number;
+  schedule: Schedule;
+  arch: ArchSpec;
+  model: MobileNetV2;
+  opt: MomentumSgd;
+  sgdParams: SgdParam[];
+  byVarName: Map<string, string>;
+  checkpointsDir: string;
+  resume: LoadedCheckpoint | null;
+  init: LoadedCheckpoint | null;
+  step: number;
+  lastEval?: EvalMetric;
+  lastSavedStep: number;
+  lastCheckpoint: string;
+  /** performance.now() when the next step's images-per-second count starts. */
+  lastTime: number;
+  /** The images/s reported with each step (a window of recent steps). */
+  stepRate: StepRate;
+  /** Training batches, rendered in a separate thread one step ahead (closed when the run ends). */
+  batches: TrainBatches;
+}
+
+const epochOf = (run: Run, s: number) => (s === 0 ? 0 : Math.ceil(s / run.spe));
+
+/** Backend, data, schedule, checkpoints to start from, model and optimizer. */
+async function setupRun(opts: TrainOptions): Promise<Run> {
   const cfg = opts.config;
   const T = cfg.training;
   const log = opts.logger ?? silent;
   const cb = opts.callbacks ?? {};
-  let warnings = 0;
+  const backend: BackendName = await selectBackend({ logger: log });
+  // `run` does not exist yet while the dataset loads; its warnings are counted here and copied.
+  let early = 0;
+  let run: Run | undefined;
   const warn = (w: TrainWarning) => {
-    warnings++;
+    if (run) run.warnings++;
+    else early++;
     log.warn(w.message, { code: w.code });
     void Promise.resolve(cb.onWarning?.(w)).catch(() => {});
   };
-
-  // --- setup ---------------------------------------------------------------------------------
-  const backend: BackendName = await selectBackend({ logger: log });
   const ds: Dataset = await loadDataset(cfg.dataset, { dataRoot: opts.dataRoot, inputSize: cfg.model.inputSize, onWarning: warn });
   log.info(`dataset: ${ds.description}`);
   const { steps: spe, dropLast } = trainStepsPerEpoch(ds.train.length, T.batchSize);
@@ -108,165 +149,210 @@ export async function runTraining(opts: TrainOptions): Promise<TrainResult> {
     .filter((p) => p.trainable)
     .map((p) => ({ name: p.name, variable: p.variable, decay: p.role === 'weight' }));
   const byVarName = new Map([...model.params.values()].map((p) => [p.variable.name, p.name]));
-  const checkpointsDir = path.join(opts.workDir, 'checkpoints');
-  // Decoding and augmentation of the next batch run in their own thread while a step trains.
-  const trainBatches = openTrainBatches(
-    ds,
-    { batchSize: T.batchSize, seed: T.seed, shuffle: true, augment: T.augment, dropLast },
-    { thread: opts.dataThread, onWarning: warn },
-  );
-  log.info(`training batches rendered ${trainBatches.where === 'thread' ? 'in a separate thread' : 'inline'}`);
+  run = {
+    opts, cfg, log, cb, warnings: early, backend, ds, spe, dropLast, totalSteps, schedule, arch, model, opt, sgdParams, byVarName,
+    checkpointsDir: path.join(opts.workDir, 'checkpoints'), resume, init,
+    step: 0, lastSavedStep: -1, lastCheckpoint: '', lastTime: performance.now(), stepRate: new StepRate(),
+    // Decoding and augmentation of the next batch run in their own thread while a step trains.
+    batches: openTrainBatches(ds, { batchSize: T.batchSize, seed: T.seed, shuffle: true, augment: T.augment, dropLast }, { thread: opts.dataThread, onWarning: warn }),
+  };
+  log.info(`training batches rendered ${run.batches.where === 'thread' ? 'in a separate thread' : 'inline'}`);
+  return run;
+}
 
-  try {
-    let step = 0;
-    if (resume) {
-      restoreState(model, opt, resume.tensors, true);
-      model.ranges.load(resume.manifest.ranges);
-      step = resume.manifest.step;
-      log.info(`resumed from ${resume.dir} at step ${step}`);
-    } else if (init) {
-      const { skipped } = restoreState(model, null, init.tensors, false);
-      const notHead = skipped.filter((n) => !n.startsWith(`${arch.dense.name}/`));
-      if (notHead.length) {
-        throw new CheckpointError('CHECKPOINT_MISMATCH', `init checkpoint ${init.dir} does not fit this model (${notHead.slice(0, 3).join(', ')}...)`);
-      }
-      const ranges = { ...init.manifest.ranges };
-      // A re-initialised classifier starts its logit range afresh.
-      if (skipped.length) delete ranges.logits;
-      model.ranges.load(ranges);
-      log.info(`initialised from ${init.dir}${skipped.length ? ` (new classifier: ${skipped.join(', ')})` : ''}`);
+/** Weights (and, when resuming, optimizer state and step) from the checkpoint the run starts at. */
+function restoreStart(run: Run): void {
+  const { model, opt, resume, init, arch, log } = run;
+  if (resume) {
+    restoreState(model, opt, resume.tensors, true);
+    model.ranges.load(resume.manifest.ranges);
+    run.step = resume.manifest.step;
+    log.info(`resumed from ${resume.dir} at step ${run.step}`);
+  } else if (init) {
+    const { skipped } = restoreState(model, null, init.tensors, false);
+    const notHead = skipped.filter((n) => !n.startsWith(`${arch.dense.name}/`));
+    if (notHead.length) {
+      throw new CheckpointError('CHECKPOINT_MISMATCH', `init checkpoint ${init.dir} does not fit this model (${notHead.slice(0, 3).join(', ')}...)`);
     }
-
-    const startStep = step;
-    await cb.onStart?.({
-      backend, totalSteps, stepsPerEpoch: spe, startStep,
-      numTrain: ds.train.length, numVal: ds.val.length, classes: ds.classes,
-    });
-
-    let lastEval: EvalMetric | undefined;
-    let lastSavedStep = -1;
-    let lastCheckpoint = '';
-    const epochOf = (s: number) => (s === 0 ? 0 : Math.ceil(s / spe));
-
-    const save = async (): Promise<void> => {
-      if (lastSavedStep === step) return;
-      const epochIndex = Math.floor(step / spe);
-      lastCheckpoint = await saveCheckpoint(
-        checkpointsDir,
-        {
-          step, epoch: epochOf(step), stepsPerEpoch: spe, backend, config: cfg, classes: ds.classes,
-          inputSize: arch.inputSize,
-          normalization: { mean: [...NORMALIZATION.mean], std: [...NORMALIZATION.std] },
-          ranges: model.ranges.toJSON(),
-          data: { seed: T.seed, epochIndex, stepInEpoch: step % spe },
-        },
-        await snapshotState(model, opt),
-        T.keepCheckpoints,
-      );
-      lastSavedStep = step;
-      await cb.onCheckpoint?.({ path: lastCheckpoint, step, epoch: epochOf(step) });
-    };
-
-    const runEval = async (): Promise<EvalMetric | null> => {
-      const q = cfg.quantization;
-      const haveRanges = model.quantPoints().every((n) => model.ranges.get(n));
-      const quantEval = q.enabled && haveRanges;
-      const evalOpts = { batchSize: T.batchSize, seed: T.seed, signal: opts.signal };
-      // The quantized accuracy is the int8 graph's, computed in integers exactly as the export will.
-      const int8 = quantEval ? new Int8GraphRunner(toQuantGraph(model, ds.classes, NORMALIZATION)) : null;
-      const main = await evaluate(model, ds.val, { ...evalOpts, mode: evalMode(quantEval), forward: int8 ? (x) => int8.run(x) : undefined }).finally(() => int8?.dispose());
-      if (!main) return null;
-      const metric: EvalMetric = { step, epoch: epochOf(step), top1: main.top1, top5: main.top5 };
-      if (!quantEval) metric.floatTop1 = main.top1;
-      else if (q.delaySteps > 0) {
-        const fl = await evaluate(model, ds.val, { ...evalOpts, mode: evalMode(false) });
-        if (!fl) return null;
-        metric.floatTop1 = fl.top1;
-      }
-      lastEval = metric;
-      log.info(`eval step ${step}: top1 ${(metric.top1 * 100).toFixed(2)}% top5 ${(metric.top5 * 100).toFixed(2)}%` +
-        (metric.floatTop1 !== undefined ? ` float top1 ${(metric.floatTop1 * 100).toFixed(2)}%` : ''));
-      await cb.onEval?.(metric);
-      return metric;
-    };
-
-    const stopped = async (): Promise<TrainResult> => {
-      await save();
-      log.info(`stopped at step ${step}; checkpoint ${lastCheckpoint}`);
-      return { status: 'stopped', backend, step, epoch: epochOf(step), checkpoint: lastCheckpoint, eval: lastEval, classes: ds.classes, warnings };
-    };
-
-    if (opts.signal?.aborted) return await stopped();
-
-    // --- the loop ------------------------------------------------------------------------------
-    const size = arch.inputSize;
-    let lastTime = performance.now();
-    const stepRate = new StepRate();
-    while (step < totalSteps) {
-      const epochIndex = Math.floor(step / spe);
-      for await (const b of trainBatches.epoch(epochIndex, step % spe)) {
-        const lr = lrAt(schedule, step);
-        const mode = trainMode(cfg, step);
-        const loss = trainStep(model, opt, sgdParams, byVarName, b.x, b.y, b.n, size, mode, lr, T.labelSmoothing);
-        if (!Number.isFinite(loss)) {
-          throw new TrainingError('LOSS_NOT_FINITE', `loss became ${loss} at step ${step + 1}; lower the learning rate`);
-        }
-        step++;
-        const now = performance.now();
-        const ips = stepRate.add(b.n, now - lastTime);
-        lastTime = now;
-        await cb.onStep?.({ step, epoch: epochIndex + 1, loss, learningRate: lr, imagesPerSecond: ips });
-        // Let the worker's heartbeats and cancel checks run between steps.
-        await yieldToLoop();
-        if (opts.signal?.aborted) return await stopped();
-        if (T.checkpointEverySteps && step % T.checkpointEverySteps === 0) await save();
-        if (step >= totalSteps || step % spe === 0) break;
-        // The next rate counts its data wait and its step, not this step's callbacks and saves.
-        lastTime = performance.now();
-      }
-      if (step % spe === 0 || step >= totalSteps) {
-        const m = await runEval();
-        if (!m && opts.signal?.aborted) return await stopped();
-        await save();
-        lastTime = performance.now();
-      }
-    }
-    if (!lastEval || lastEval.step !== step) await runEval();
-    await save();
-    return { status: 'completed', backend, step, epoch: epochOf(step), checkpoint: lastCheckpoint, eval: lastEval, classes: ds.classes, warnings };
-  } finally {
-    await trainBatches.close();
-    opt.dispose();
-    model.dispose();
+    const ranges = { ...init.manifest.ranges };
+    // A re-initialised classifier starts its logit range afresh.
+    if (skipped.length) delete ranges.logits;
+    model.ranges.load(ranges);
+    log.info(`initialised from ${init.dir}${skipped.length ? ` (new classifier: ${skipped.join(', ')})` : ''}`);
   }
 }
 
+/** A wasm abort inside a phase, as WASM_ABORTED with the sizes that decide its memory. */
+function wasmAbort(run: Run, phase: WasmPhase, err: unknown, batchSize: number): unknown {
+  if (!isWasmAbort(err)) return err;
+  return new WasmAbortedError(phase, { widthMultiplier: run.cfg.model.widthMultiplier, inputSize: run.arch.inputSize, batchSize, valImages: run.ds.val.length }, err);
+}
+
+/**
+ * The steps from run.step to the end of its epoch (or to totalSteps). Returns 'stopped' when the
+ * signal aborted (after the current step), else 'epoch-end'.
+ */
+async function trainOneEpoch(run: Run): Promise<'stopped' | 'epoch-end'> {
+  const { cfg, model, opt, sgdParams, byVarName, spe, cb, opts } = run;
+  const T = cfg.training;
+  const size = run.arch.inputSize;
+  const epochIndex = Math.floor(run.step / spe);
+  for await (const b of run.batches.epoch(epochIndex, run.step % spe)) {
+    const lr = lrAt(run.schedule, run.step);
+    let loss: number;
+    try {
+      loss = trainStep({
+        model, opt, params: sgdParams, byVarName, x: b.x, y: b.y, n: b.n, size,
+        mode: trainMode(cfg, run.step), lr, labelSmoothing: T.labelSmoothing,
+      });
+    } catch (err) {
+      throw wasmAbort(run, 'train', err, b.n);
+    }
+    if (!Number.isFinite(loss)) {
+      throw new TrainingError('LOSS_NOT_FINITE', `loss became ${loss} at step ${run.step + 1}; lower the learning rate`);
+    }
+    run.step++;
+    const now = performance.now();
+    const ips = run.stepRate.add(b.n, now - run.lastTime);
+    run.lastTime = now;
+    await cb.onStep?.({ step: run.step, epoch: epochIndex + 1, loss, learningRate: lr, imagesPerSecond: ips });
+    // Let the worker's heartbeats and cancel checks run between steps.
+    await yieldToLoop();
+    if (opts.signal?.aborted) return 'stopped';
+    if (T.checkpointEverySteps && run.step % T.checkpointEverySteps === 0) await saveRun(run);
+    if (run.step >= run.totalSteps || run.step % spe === 0) break;
+    // The next rate counts its data wait and its step, not this step's callbacks and saves.
+    run.lastTime = performance.now();
+  }
+  return 'epoch-end';
+}
+
+/**
+ * Validation accuracy at run.step: the int8 graph's (computed in integers exactly as the export
+ * will) once quantization is on and every range is known, else the float model's; the float top-1
+ * as well while quantization was delayed. Streams the split in batches sized by pixels. Returns
+ * null when the signal aborted midway.
+ */
+async function evaluateRun(run: Run): Promise<EvalMetric | null> {
+  const { cfg, model, ds, log, cb } = run;
+  const q = cfg.quantization;
+  const batchSize = evalBatchSize(run.arch.inputSize);
+  try {
+    const haveRanges = model.quantPoints().every((n) => model.ranges.get(n));
+    const quantEval = q.enabled && haveRanges;
+    const evalOpts = { batchSize, seed: cfg.training.seed, signal: run.opts.signal };
+    const int8 = quantEval ? new Int8GraphRunner(toQuantGraph(model, ds.classes, NORMALIZATION)) : null;
+    const main = await evaluate(model, ds.val, { ...evalOpts, mode: evalMode(quantEval), forward: int8 ? (x) => int8.run(x) : undefined }).finally(() => int8?.dispose());
+    if (!main) return null;
+    const metric: EvalMetric = { step: run.step, epoch: epochOf(run, run.step), top1: main.top1, top5: main.top5 };
+    if (!quantEval) metric.floatTop1 = main.top1;
+    else if (q.delaySteps > 0) {
+      const fl = await evaluate(model, ds.val, { ...evalOpts, mode: evalMode(false) });
+      if (!fl) return null;
+      metric.floatTop1 = fl.top1;
+    }
+    run.lastEval = metric;
+    log.info(`eval step ${run.step}: top1 ${(metric.top1 * 100).toFixed(2)}% top5 ${(metric.top5 * 100).toFixed(2)}%` +
+      (metric.floatTop1 !== undefined ? ` float top1 ${(metric.floatTop1 * 100).toFixed(2)}%` : ''));
+    await cb.onEval?.(metric);
+    return metric;
+  } catch (err) {
+    throw wasmAbort(run, 'evaluate', err, batchSize);
+  }
+}
+
+/** A checkpoint at run.step (once per step), reported through onCheckpoint. */
+async function saveRun(run: Run): Promise<void> {
+  if (run.lastSavedStep === run.step) return;
+  const { step, spe, cfg } = run;
+  const T = cfg.training;
+  run.lastCheckpoint = await saveCheckpoint(
+    run.checkpointsDir,
+    {
+      step, epoch: epochOf(run, step), stepsPerEpoch: spe, backend: run.backend, config: cfg, classes: run.ds.classes,
+      inputSize: run.arch.inputSize,
+      normalization: { mean: [...NORMALIZATION.mean], std: [...NORMALIZATION.std] },
+      ranges: run.model.ranges.toJSON(),
+      data: { seed: T.seed, epochIndex: Math.floor(step / spe), stepInEpoch: step % spe },
+    },
+    await snapshotState(run.model, run.opt),
+    T.keepCheckpoints,
+  );
+  run.lastSavedStep = step;
+  await run.cb.onCheckpoint?.({ path: run.lastCheckpoint, step, epoch: epochOf(run, step) });
+}
+
+function result(run: Run, status: TrainResult['status']): TrainResult {
+  return { status, backend: run.backend, step: run.step, epoch: epochOf(run, run.step), checkpoint: run.lastCheckpoint, eval: run.lastEval, classes: run.ds.classes, warnings: run.warnings };
+}
+
+/** setupRun -> restoreStart -> (trainOneEpoch -> evaluateRun -> saveRun) per epoch -> final eval and checkpoint. */
+export async function runTraining(opts: TrainOptions): Promise<TrainResult> {
+  const run = await setupRun(opts);
+  const stopped = async (): Promise<TrainResult> => {
+    await saveRun(run);
+    run.log.info(`stopped at step ${run.step}; checkpoint ${run.lastCheckpoint}`);
+    return result(run, 'stopped');
+  };
+  try {
+    restoreStart(run);
+    await run.cb.onStart?.({
+      backend: run.backend, totalSteps: run.totalSteps, stepsPerEpoch: run.spe, startStep: run.step,
+      numTrain: run.ds.train.length, numVal: run.ds.val.length, classes: run.ds.classes,
+    });
+    if (opts.signal?.aborted) return await stopped();
+
+    run.lastTime = performance.now();
+    while (run.step < run.totalSteps) {
+      if ((await trainOneEpoch(run)) === 'stopped') return await stopped();
+      if (run.step % run.spe === 0 || run.step >= run.totalSteps) {
+        const m = await evaluateRun(run);
+        if (!m && opts.signal?.aborted) return await stopped();
+        await saveRun(run);
+        run.lastTime = performance.now();
+      }
+    }
+    if (!run.lastEval || run.lastEval.step !== run.step) await evaluateRun(run);
+    await saveRun(run);
+    return result(run, 'completed');
+  } finally {
+    await run.batches.close();
+    run.opt.dispose();
+    run.model.dispose();
+  }
+}
+
+/** What one optimizer step needs. */
+export interface TrainStepInput {
+  model: MobileNetV2;
+  opt: MomentumSgd;
+  params: SgdParam[];
+  /** tfjs variable name -> parameter name (the optimizer's slots are keyed by parameter name). */
+  byVarName: Map<string, string>;
+  /** NHWC normalized images [n, size, size, 3] and their labels. */
+  x: Float32Array;
+  y: Int32Array;
+  n: number;
+  size: number;
+  mode: ForwardMode;
+  lr: number;
+  labelSmoothing: number;
+}
+
 /** One optimizer step; returns the loss. Everything it allocates is freed before it returns. */
-export function trainStep(
-  model: MobileNetV2,
-  opt: MomentumSgd,
-  params: SgdParam[],
-  byVarName: Map<string, string>,
-  x: Float32Array,
-  y: Int32Array,
-  n: number,
-  size: number,
-  mode: ForwardMode,
-  lr: number,
-  labelSmoothing: number,
-): number {
-  const xs = tf.tensor4d(x, [n, size, size, 3]);
-  const ys = tf.tensor1d(y, 'int32');
+export function trainStep(s: TrainStepInput): number {
+  const xs = tf.tensor4d(s.x, [s.n, s.size, s.size, 3]);
+  const ys = tf.tensor1d(s.y, 'int32');
   try {
     const { value, grads } = tf.variableGrads(
-      () => smoothedCrossEntropy(model.forward(xs, mode), ys, labelSmoothing),
-      params.map((p) => p.variable),
+      () => smoothedCrossEntropy(s.model.forward(xs, s.mode), ys, s.labelSmoothing),
+      s.params.map((p) => p.variable),
     );
     const loss = value.dataSync()[0]!;
     value.dispose();
     const named = new Map<string, tf.Tensor>();
-    for (const [vn, g] of Object.entries(grads)) named.set(byVarName.get(vn) ?? vn, g);
-    if (Number.isFinite(loss)) opt.step(params, named, lr);
+    for (const [vn, g] of Object.entries(grads)) named.set(s.byVarName.get(vn) ?? vn, g);
+    if (Number.isFinite(loss)) s.opt.step(s.params, named, s.lr);
     for (const g of named.values()) g.dispose();
     return loss;
   } finally {

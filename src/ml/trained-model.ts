@@ -6,6 +6,7 @@ import { buildArch, MobileNetV2 } from './mobilenet-v2.js';
 import { restoreState } from './model-state.js';
 import { toQuantGraph } from './quant-export.js';
 import { Int8GraphRunner } from './int8-graph-runner.js';
+import { evalBatchSize } from './evaluate.js';
 import type { QuantGraph } from './quant-graph.js';
 import type { ForwardMode } from './mobilenet-v2.js';
 
@@ -22,8 +23,6 @@ export interface TrainedModel {
   predictFloat(x: Float32Array, n: number): Promise<Float32Array>;
   dispose(): void;
 }
-
-const PREDICT_BATCH = 32;
 
 /** Loads a checkpoint directory (or a run's work/checkpoints directory: its newest checkpoint). */
 export async function loadTrainedModel(checkpointDir: string): Promise<TrainedModel> {
@@ -44,8 +43,9 @@ export async function loadTrainedModel(checkpointDir: string): Promise<TrainedMo
     if (fakeQuant) int8 ??= new Int8GraphRunner(toQuantGraph(model, m.classes, m.normalization));
     const forward = (t: tf.Tensor4D) => (fakeQuant ? int8!.run(t) : model.forward(t, mode));
     const out = new Float32Array(n * arch.numClasses);
-    for (let lo = 0; lo < n; lo += PREDICT_BATCH) {
-      const hi = Math.min(n, lo + PREDICT_BATCH);
+    const batch = evalBatchSize(size);
+    for (let lo = 0; lo < n; lo += batch) {
+      const hi = Math.min(n, lo + batch);
       const t = tf.tidy(() => forward(tf.tensor4d(x.subarray(lo * size * size * 3, hi * size * size * 3), [hi - lo, size, size, 3])));
       out.set((await t.data()) as Float32Array, lo * arch.numClasses);
       t.dispose();

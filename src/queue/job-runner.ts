@@ -16,6 +16,7 @@ import { checkpointKey, modelPrefix } from '../artifacts/artifact-keys.js';
 import { ArtifactCorruptError, ArtifactNotFoundError, type ArtifactStore } from '../artifacts/artifact-store.js';
 import { downloadPrefix, uploadDir } from '../artifacts/transfer.js';
 import type { Prisma } from '../db/database.js';
+import type { JobWake } from '../jobs/job-events.js';
 import { claim, OwnershipLostError, type JobOwner } from '../jobs/job-lifecycle.js';
 import type { TrainingConfig } from '../jobs/training-config.js';
 import type { TrainResult } from '../ml/train-api.js';
@@ -38,6 +39,8 @@ export interface RunnerContext {
   threadUrl: URL;
   /** Wall-clock limit per job, counted from its first start (JOB_TIMEOUT_MS). */
   jobTimeoutMs: number;
+  /** Wakes the API's event streams after each write of this job (Redis pub/sub). */
+  wake?: JobWake;
 }
 
 /**
@@ -125,7 +128,7 @@ async function fetchNewestCheckpoint(
 
 async function run(ctx: RunnerContext, jobId: string, control: Control): Promise<Outcome> {
   const { log } = ctx;
-  const claimed = await claim(ctx.prisma, jobId);
+  const claimed = await claim(ctx.prisma, jobId, ctx.wake);
   if (claimed.kind === 'missing') return 'missing';
   if (claimed.kind === 'not-runnable') {
     log.info({ jobId, status: claimed.status }, 'job not runnable (cancelled or finished); skipped');

@@ -11,7 +11,9 @@ import { Redis } from 'ioredis';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import type { Settings } from '../config/settings.js';
 import type { Prisma } from '../db/database.js';
+import type { JobWake } from '../jobs/job-events.js';
 import { endUnowned, listUnfinished, type UnfinishedJob } from '../jobs/job-lifecycle.js';
+import { jobEventPublisher } from './job-event-bus.js';
 import { LeaderLock } from './leader-lock.js';
 import type { EntryState, QueueProducer } from './training-queue.js';
 
@@ -38,13 +40,13 @@ const gone = (state: EntryState) => state === null || state === 'completed' || s
 export async function reconcile(
   prisma: Prisma,
   queue: Pick<QueueProducer, 'entryState' | 'requeue'>,
-  opts: { graceMs: number; log: ReconcilerLogger; artifacts?: ArtifactStore },
+  opts: { graceMs: number; log: ReconcilerLogger; artifacts?: ArtifactStore; wake?: JobWake },
 ): Promise<ReconcileReport> {
   const report: ReconcileReport = { requeued: [], failed: [], cancelled: [], garbage: 0 };
   for (const job of await listUnfinished(prisma, new Date(Date.now() - opts.graceMs))) {
     // One job's trouble (a locked entry, a lost connection) must not stop the others' repair.
     try {
-      await reconcileJob(prisma, queue, job, report, opts.log);
+      await reconcileJob(prisma, queue, job, report, opts.log, opts.wake);
     } catch (err) {
       opts.log.warn({ jobId: job.id, err }, 'reconciler: could not repair this job now; trying again next round');
     }
@@ -59,6 +61,7 @@ async function reconcileJob(
   job: UnfinishedJob,
   report: ReconcileReport,
   log: ReconcilerLogger,
+  wake?: JobWake,
 ): Promise<void> {
   const state = await queue.entryState(job.id);
   if (!gone(state)) return;
@@ -71,7 +74,7 @@ async function reconcileJob(
   const message =
     `the job's queue entry is ${state ?? 'missing'} while the job was ${job.status}, so no worker can finish it` +
     ' (Redis lost it, or the queue failed it unseen); its checkpoints are kept: a new job with init.fromJob starts from them';
-  const ended = await endUnowned(prisma, job, 'QUEUE_ENTRY_LOST', message);
+  const ended = await endUnowned(prisma, job, 'QUEUE_ENTRY_LOST', message, wake);
   if (ended === 'failed') report.failed.push(job.id);
   if (ended === 'cancelled') report.cancelled.push(job.id);
   if (ended) log.error({ jobId: job.id, was: job.status, now: ended, code: 'QUEUE_ENTRY_LOST' }, `reconciler: ${message}`);
@@ -98,6 +101,7 @@ export function startReconciler(deps: ReconcilerDeps): Reconciler {
   const redis = new Redis(deps.settings.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });
   redis.on('error', () => {}); // Redis trouble shows in /readyz; the next round tries again.
   // Outlives a missed round, expires soon after the leader is gone.
+  const wake = jobEventPublisher(redis, deps.settings.queuePrefix);
   const lock = new LeaderLock(redis, `${deps.settings.queuePrefix}:reconciler:leader`, interval * 3);
   let running: Promise<ReconcileReport | null> | null = null;
   let stopped = false;
@@ -106,7 +110,7 @@ export function startReconciler(deps: ReconcilerDeps): Reconciler {
     running ??= (async () => {
       if (stopped || redis.status !== 'ready') return null;
       if (!(await lock.acquire())) return null;
-      const report = await reconcile(deps.prisma, deps.queue, { graceMs: deps.graceMs ?? 15_000, log: deps.log, artifacts: deps.artifacts });
+      const report = await reconcile(deps.prisma, deps.queue, { graceMs: deps.graceMs ?? 15_000, log: deps.log, artifacts: deps.artifacts, wake });
       if (report.requeued.length || report.failed.length || report.cancelled.length || report.garbage) {
         deps.log.info({ ...report }, 'reconciler: repaired jobs');
       }

@@ -16,7 +16,9 @@ import { openDatabase, type Prisma } from '../db/database.js';
 import { requireDeployment } from '../db/deployment.js';
 import { endUnowned } from '../jobs/job-lifecycle.js';
 import { isTerminal } from '../jobs/job-status.js';
+import { Redis } from 'ioredis';
 import { subscribeCancels } from './cancel-bus.js';
+import { jobEventPublisher } from './job-event-bus.js';
 import { startJob, WorkerShutdownError, type RunningJob } from './job-runner.js';
 import { openTrainingQueue, type TrainingJobData } from './training-queue.js';
 
@@ -65,6 +67,10 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
   const store = openArtifactStore(settings);
   const queue = openTrainingQueue(settings);
   queue.on('error', (err) => log.error({ err }, 'queue error'));
+  // Publishes "job X has new events" after each lifecycle write, for the API's event streams.
+  const publisher = new Redis(settings.redisUrl, { maxRetriesPerRequest: 1 });
+  publisher.on('error', () => {}); // streams fall back to polling the database
+  const wake = jobEventPublisher(publisher, settings.queuePrefix);
   let current: RunningJob | null = null;
   let stopping = false;
   const stale = await removeStaleScratch(settings.workDir, db.prisma).catch((err) => (log.warn({ err }, 'stale scratch not removed'), []));
@@ -84,7 +90,7 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
       log.error({ err }, 'Bull failed a stalled job it no longer holds; its row cannot be marked');
       return;
     }
-    void endUnowned(db.prisma, { id: job.data.jobId }, 'WORKER_LOST', err.message).catch((e) => log.error({ err: e }, 'could not record a stalled job'));
+    void endUnowned(db.prisma, { id: job.data.jobId }, 'WORKER_LOST', err.message, wake).catch((e) => log.error({ err: e }, 'could not record a stalled job'));
   });
   queue.on('stalled', (job) => log.warn({ jobId: job.data.jobId }, 'job stalled (its worker died); re-queued'));
   // This worker could not renew its lock (Redis trouble): another worker may get the job soon, so
@@ -114,6 +120,7 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
         log,
         threadUrl: new URL('./training-thread.js', import.meta.url),
         jobTimeoutMs: settings.jobTimeoutMs,
+        wake,
       },
       data.jobId,
     );
@@ -154,6 +161,7 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
         current?.abort('shutdown');
         await queue.close();
         await cancels.close();
+        publisher.disconnect();
         await store.close();
         await db.close();
         log.info('worker stopped');

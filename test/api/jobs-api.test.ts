@@ -6,6 +6,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorBody } from '../../src/api/error-body.js';
+import { claim } from '../../src/jobs/job-lifecycle.js';
 import { JobList, JobView, MetricsPage } from '../../src/jobs/job-view.js';
 import { startHarness, tinySynthetic, waitReady, type DbKind, type Harness } from './api-harness.js';
 
@@ -220,7 +221,41 @@ describe.each(['sqlite', 'postgres'] as DbKind[])('jobs API on %s', (kind) => {
     }
     expect(steps).toEqual([1, 2, 3, 4, 5, 6, 7]);
     const tail = MetricsPage.parse((await h.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}/metrics?after=7` })).json());
-    expect(tail).toEqual({ points: [], nextAfter: null });
+    expect(tail).toEqual({ points: [], nextAfter: null, nextCursor: null, more: false });
+  });
+
+  it('a metrics cursor returns every point and every later score exactly once', async () => {
+    const job = JobView.parse((await post(tinySynthetic)).json());
+    const c = await claim(h.deps.db.prisma, job.id);
+    if (c.kind !== 'claimed') throw new Error('not claimed');
+    const step = (n: number) => c.owner.step({ step: n, epoch: 1, loss: 2 - n / 10, learningRate: 0.05, imagesPerSecond: 1 });
+    const seen: Array<[number, number | null]> = [];
+    let cursor = 0;
+    const poll = async (limit = 2) => {
+      for (;;) {
+        const res = await h.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}/metrics?cursor=${cursor}&limit=${limit}` });
+        const page = MetricsPage.parse(res.json());
+        seen.push(...page.points.map((p): [number, number | null] => [p.step, p.top1]));
+        cursor = page.nextCursor!;
+        if (!page.more) return;
+      }
+    };
+    for (let n = 1; n <= 3; n++) await step(n);
+    await poll();
+    await step(4);
+    // The evaluation after step 3 lands on step 3's point, already served: the cursor brings it back.
+    await c.owner.evaluated({ step: 3, epoch: 1, top1: 0.75, top5: 1 });
+    await poll();
+    await poll(); // nothing new: nothing again
+    expect(seen).toEqual([[1, null], [2, null], [3, null], [4, null], [3, 0.75]]);
+    // `after` pages by step and misses the score written onto step 3 after it was read.
+    const byStep = MetricsPage.parse((await h.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}/metrics?after=3` })).json());
+    expect(byStep.points.map((p) => p.step)).toEqual([4]);
+    const both = await h.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}/metrics?after=1&cursor=1` });
+    expect(both.statusCode).toBe(400);
+    expect(ErrorBody.parse(both.json()).error).toMatchObject({ code: 'METRICS_QUERY_CONFLICT', issues: [{ path: 'query.cursor' }] });
+    const bad = await h.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}/metrics?cursor=-1` });
+    expect(bad.statusCode).toBe(400);
   });
 
   it('reports readiness and Prometheus metrics', async () => {

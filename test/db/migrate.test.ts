@@ -63,7 +63,7 @@ describe('migrate', () => {
     );
     await client.end();
     expect(rows.map((r) => r.table_name)).toEqual([
-      'ApiKey', 'ArtifactBlob', 'ArtifactChunk', 'ArtifactObject', 'Checkpoint', 'Deployment', 'MetricPoint', 'Model', 'TrainingJob', '_prisma_migrations',
+      'ApiKey', 'ArtifactBlob', 'ArtifactChunk', 'ArtifactObject', 'Checkpoint', 'Deployment', 'JobEvent', 'MetricPoint', 'Model', 'TrainingJob', '_prisma_migrations',
     ]);
     await roundTrip(pgUrl(schema));
   });

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveTrainingConfig } from '../../src/jobs/training-config.js';
 import { runTraining } from '../../src/ml/index.js';
-import { exportJobModel, ExportVerificationError, spreadIndices } from '../../src/export/index.js';
+import { chanceWarning, EvaluationAccumulator, exportJobModel, ExportVerificationError, spreadIndices } from '../../src/export/index.js';
 import type { ModelManifest } from '../../src/export/manifest.js';
 import { DataType, decodeModel } from '../../src/export/onnx-proto.js';
 import { MemoryModelStore, modelFilesIn, recordFromExportDir } from '../../src/serving/model-store.js';
@@ -37,6 +37,30 @@ describe('exportJobModel', () => {
     expect(spreadIndices(3, 10)).toEqual([0, 1, 2]);
   });
 
+  it('evaluation counts top-1, top-5 (ties against the label) and confusion[true][pred]', () => {
+    const acc = new EvaluationAccumulator(3);
+    // rows: predicts 0 (label 0), predicts 2 (label 1), a tie (label 2; credited to class 0).
+    acc.add([5, 1, 0, 0, 1, 3, 2, 2, 2], [0, 1, 2]);
+    expect(acc.result()).toEqual({
+      images: 3,
+      top1: 1 / 3,
+      top5: 1,
+      perClassTop1: [1, 0, 0],
+      confusion: [[1, 0, 0], [0, 0, 1], [1, 0, 0]],
+    });
+    expect(new EvaluationAccumulator(2).result().perClassTop1).toEqual([null, null]);
+    expect(() => new EvaluationAccumulator(2).add([0, 1], [2])).toThrow(/label 2 is outside/);
+  });
+
+  it('MODEL_AT_CHANCE below max(1.25 x chance, chance + 2 standard errors)', () => {
+    // 2000 images: the 1.25 x chance bar (31.25%) is the higher one.
+    expect(chanceWarning({ images: 2000, top1: 0.32 }, 4)).toBeNull();
+    expect(chanceWarning({ images: 2000, top1: 0.3 }, 4)?.code).toBe('MODEL_AT_CHANCE');
+    // 64 images: 2 standard errors of a guesser are 10.8 points.
+    expect(chanceWarning({ images: 64, top1: 0.33 }, 4)?.message).toMatch(/33\.0% on 64 validation images, near chance \(25\.0% for 4 classes\)/);
+    expect(chanceWarning({ images: 64, top1: 0.9 }, 4)).toBeNull();
+  });
+
   it('writes model.onnx and a manifest that describe the model, and the server serves it', async () => {
     const outDir = path.join(dir, 'model-ok');
     // A two-step model is not trained enough for the default gate to be meaningful here; the gate
@@ -64,6 +88,19 @@ describe('exportJobModel', () => {
     });
     expect(m.quantization.fusion.fullyFused).toBe(true);
     expect(m.quantization.activations.length).toBeGreaterThan(50);
+    // The int8 file on the whole validation split (36 images, all verified too): the same top-1.
+    const e = m.evaluation!;
+    expect(e).toEqual(r.evaluation);
+    expect(e.images).toBe(36);
+    expect(e.top1).toBeCloseTo(r.int8Top1, 10);
+    expect(e.top5).toBe(1); // 3 classes: the label is always among the top 5
+    expect(e.confusion.map((row) => row.reduce((a, b) => a + b, 0))).toEqual([12, 12, 12]);
+    const diagonal = e.confusion.reduce((sum, row, i) => sum + row[i]!, 0);
+    expect(diagonal / 36).toBeCloseTo(e.top1, 10);
+    expect(e.perClassTop1).toEqual(e.confusion.map((row, i) => row[i]! / 12));
+    // Two steps teach a model nothing: the manifest says so instead of serving it silently.
+    // (3 classes, 36 images: the bar is 1/3 + 2 x sqrt(2/9 / 36) = 49.0%.)
+    expect(m.warnings?.map((w) => w.code)).toEqual(e.top1 < 0.49 ? ['MODEL_AT_CHANCE'] : []);
 
     const store = new MemoryModelStore(modelFilesIn(path.dirname(outDir)));
     store.add(await recordFromExportDir(outDir, 'm-ok'));

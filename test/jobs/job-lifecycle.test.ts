@@ -165,6 +165,35 @@ describe.each([
     expect((await row(id)).errorCode).toBe('QUEUE_ENTRY_LOST');
   });
 
+  it('each write raises the revision and records its events in order; scores move their point above older cursors', async () => {
+    const woken: string[] = [];
+    const wake = (jobId: string) => woken.push(jobId);
+    const { row: created } = await insertQueued(db.prisma, { id: `job-${++n}`, name: 'j', config }, wake);
+    const id = created.id;
+    const c = await claim(db.prisma, id, wake);
+    if (c.kind !== 'claimed') throw new Error('not claimed');
+    const o = c.owner;
+    await o.start({ backend: 'wasm', totalSteps: 4, startStep: 0 });
+    await o.step(metric(1));
+    await o.step(metric(2));
+    const before = (await row(id)).revision;
+    await o.evaluated({ step: 1, epoch: 1, top1: 0.5, top5: 1, floatTop1: 0.6 });
+    await o.fail('BOOM', 'it broke');
+    const points = await db.prisma.metricPoint.findMany({ where: { jobId: id }, orderBy: { step: 'asc' } });
+    // Step 1's scores came after step 2: its point now has the newest point revision.
+    expect(points.map((p) => p.revision)).toEqual([before + 1, before]);
+    expect((await row(id)).revision).toBe(before + 2);
+    const events = await db.prisma.jobEvent.findMany({ where: { jobId: id }, orderBy: { id: 'asc' } });
+    expect(events.map((e) => e.type)).toEqual(['status', 'status', 'progress', 'progress', 'metric', 'progress', 'metric', 'evaluation', 'status']);
+    expect(events.map((e) => JSON.parse(e.payload).status).filter(Boolean)).toEqual(['queued', 'running', 'failed']);
+    expect(JSON.parse(events[7].payload)).toMatchObject({ step: 1, top1: 0.5, floatTop1: 0.6, revision: before + 1 });
+    expect(JSON.parse(events[8].payload)).toEqual({ status: 'failed', error: { code: 'BOOM', message: 'it broke' } });
+    // One wake-up per committed write, none for a write that changed nothing.
+    expect(woken.length).toBe(7);
+    expect(await endUnowned(db.prisma, { id }, 'WORKER_LOST', 'x', wake)).toBeNull();
+    expect(woken.length).toBe(7);
+  });
+
   it('an idempotency key names one job', async () => {
     const first = await insertQueued(db.prisma, { id: `job-${++n}`, name: 'j', config, idempotencyKey: `key-${n}` });
     const again = await insertQueued(db.prisma, { id: `job-${++n}`, name: 'j', config, idempotencyKey: `key-${n - 1}` });

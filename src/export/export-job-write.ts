@@ -1,0 +1,100 @@
+// Export step 4: the manifest of the verified model, and both files written atomically (a reader
+// never sees a model.onnx without its manifest).
+import { createHash } from 'node:crypto';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { FLATTEN_BACKGROUND } from '../data/index.js';
+import type { TrainedModel } from '../ml/index.js';
+import type { QuantGraph } from '../ml/quant-graph.js';
+import { expectedKernels, type FusionReport } from './fusion-check.js';
+import { MANIFEST_FORMAT, MANIFEST_VERSION, type ModelEvaluation, type ModelManifest } from './manifest.js';
+import { ONNX_OPSET } from './onnx-qdq.js';
+import type { Verified } from './export-job-verify.js';
+
+export const MODEL_FILE = 'model.onnx';
+export const MANIFEST_FILE = 'manifest.json';
+
+/** The manifest of the chosen candidate: its file, preprocessing, quantization and measured accuracy. */
+export function buildManifest(args: {
+  jobId: string;
+  model: TrainedModel;
+  graph: QuantGraph;
+  verified: Verified;
+  accuracy: { floatTop1: number; int8Top1: number };
+  evaluation: ModelEvaluation;
+  warnings: Array<{ code: string; message: string }>;
+  fusion: FusionReport;
+  float32SizeBytes: number;
+}): ModelManifest {
+  const { model, graph, verified } = args;
+  const kernels = expectedKernels(graph);
+  const bytes = verified.chosen.bytes;
+  return {
+    format: MANIFEST_FORMAT,
+    version: MANIFEST_VERSION,
+    jobId: args.jobId,
+    createdAt: new Date().toISOString(),
+    file: MODEL_FILE,
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+    sizeBytes: bytes.length,
+    float32SizeBytes: args.float32SizeBytes,
+    classes: [...model.classes],
+    input: { name: graph.input.name, layout: 'NCHW', dtype: 'float32', size: model.inputSize },
+    output: { name: graph.output, dtype: 'float32', meaning: 'logits' },
+    preprocess: {
+      resize: 'short-side-then-center-crop',
+      colorSpace: 'srgb',
+      alphaBackground: { ...FLATTEN_BACKGROUND },
+      normalization: model.normalization,
+    },
+    quantization: {
+      format: 'onnx-qdq',
+      opset: ONNX_OPSET,
+      activationType: 'uint8 asymmetric per-tensor',
+      weightType: 'int8 symmetric per-channel',
+      weightEncoding: verified.chosen.encoding,
+      weightBits: graph.weightBits ?? 8,
+      input: graph.input.quant,
+      logits: graph.nodes.find((nd) => nd.output === graph.output)!.outQuant,
+      convs: kernels.convs,
+      adds: kernels.adds,
+      activations: [
+        { tensor: graph.input.name, ...graph.input.quant },
+        ...graph.nodes.map((nd) => ({ tensor: nd.output, scale: nd.outQuant.scale, zeroPoint: nd.outQuant.zeroPoint })),
+      ],
+      fusion: args.fusion,
+    },
+    accuracy: {
+      images: verified.comparison.images,
+      floatTop1: args.accuracy.floatTop1,
+      int8Top1: args.accuracy.int8Top1,
+      agreement: verified.comparison.agreement,
+      maxLogitDiffSteps: verified.comparison.maxLogitDiffSteps,
+      maxStepsVsIntegerReference: verified.maxStepsVsIntegerReference,
+    },
+    evaluation: args.evaluation,
+    warnings: args.warnings,
+    checkpoint: { step: model.step },
+  };
+}
+
+async function writeAtomic(file: string, data: Uint8Array | string): Promise<void> {
+  const tmp = `${file}.tmp-${process.pid}`;
+  await writeFile(tmp, data);
+  await rename(tmp, file);
+}
+
+/** Writes model.onnx, then manifest.json (removing the model again if the manifest fails). */
+export async function writeModelFiles(outDir: string, bytes: Uint8Array, manifest: ModelManifest): Promise<{ onnxPath: string; manifestPath: string }> {
+  await mkdir(outDir, { recursive: true });
+  const onnxPath = path.join(outDir, MODEL_FILE);
+  const manifestPath = path.join(outDir, MANIFEST_FILE);
+  await writeAtomic(onnxPath, bytes);
+  try {
+    await writeAtomic(manifestPath, JSON.stringify(manifest, null, 2));
+  } catch (err) {
+    await rm(onnxPath, { force: true });
+    throw err;
+  }
+  return { onnxPath, manifestPath };
+}

@@ -1,0 +1,148 @@
+// Export of a finished training job: checkpoint -> int8 QuantGraph -> ONNX QDQ file + manifest,
+// verified against the tfjs fake-quant model before anything is written. The worker calls
+// exportJobModel after training and records the result as the job's Model row; a verification
+// failure throws ExportVerificationError (code EXPORT_VERIFICATION_FAILED) and leaves no files.
+//
+// The steps, in order: load the checkpoint and build the candidates (export-job-verify.ts) ->
+// collect logits on the verification images -> choose the candidate that verifies -> its
+// accuracies and the int8 file on the whole validation split (export-job-evaluate.ts) -> fusion check -> manifest and files (export-job-write.ts).
+import type { TrainingConfig } from '../jobs/training-config.js';
+import { loadTrainedModel } from '../ml/index.js';
+import { loadDataset } from '../data/index.js';
+import { quantGraphToFloatOnnx } from './onnx-qdq.js';
+import { expectedKernels, fusionReport, optimizedOpCounts } from './fusion-check.js';
+import type { ModelEvaluation } from './manifest.js';
+import { DEFAULT_MAX_LOGIT_DIFF_STEPS, DEFAULT_MIN_AGREEMENT, ExportVerificationError } from './verify.js';
+import {
+  buildCandidates,
+  chooseCandidate,
+  collectVerificationLogits,
+  encodingsFor,
+  releaseCandidates,
+  type Candidate,
+  type ExportLogger,
+  type WeightEncoding,
+} from './export-job-verify.js';
+import { chanceWarning, evaluateOnnxOnSplit, verificationAccuracy } from './export-job-evaluate.js';
+import { buildManifest, writeModelFiles } from './export-job-write.js';
+
+export type { ExportLogger } from './export-job-verify.js';
+
+export interface ExportJobOptions {
+  jobId: string;
+  /** The job's resolved training config (its dataset is used for the verification images). */
+  config: TrainingConfig;
+  /** Checkpoint directory (or the run's checkpoints directory: its newest checkpoint). */
+  checkpoint: string;
+  /** Where model.onnx and manifest.json go (created if missing). */
+  outDir: string;
+  dataRoot: string;
+  log?: ExportLogger;
+  /** Validation images to verify on (default 1000, fewer if the split is smaller). */
+  verifyImages?: number;
+  /**
+   * 'auto' (default): int8-stored weights. For 8-bit models, if those do not verify, the same
+   * values stored as uint8 (ORT's u8s8 kernels saturate on x86 CPUs without VNNI; its u8u8 kernels
+   * do not, but run at about float speed). 7-bit models cannot saturate: int8 storage only.
+   */
+  weightEncoding?: 'auto' | WeightEncoding;
+  minAgreement?: number;
+  maxLogitDiffSteps?: number;
+  /**
+   * Images also run through the plain-JS integer reference of the int8 graph (default 8; 0 skips).
+   * ORT must match it to the step; this tells a broken file apart from a tfjs model that drifts
+   * from its own int8 graph (the tfjs side runs that graph in integers, so it should not).
+   */
+  referenceImages?: number;
+  /** Problems that do not stop the export (MODEL_AT_CHANCE); they are also listed in the manifest. */
+  onWarning?: (w: { code: string; message: string }) => void;
+}
+
+export interface ExportJobResult {
+  onnxPath: string;
+  manifestPath: string;
+  sizeBytes: number;
+  float32SizeBytes: number;
+  sha256: string;
+  inputSize: number;
+  classes: string[];
+  floatTop1: number;
+  int8Top1: number;
+  agreement: number;
+  maxLogitDiffSteps: number;
+  /** Largest |ORT - integer reference| over `referenceImages` images, in logit steps (null: skipped). */
+  maxStepsVsIntegerReference: number | null;
+  weightEncoding: WeightEncoding;
+  weightBits: 7 | 8;
+  /** The int8 file on the whole validation split (manifest.evaluation). */
+  evaluation: ModelEvaluation;
+  warnings: Array<{ code: string; message: string }>;
+}
+
+/** `count` indices spread evenly over [0, length), so class-ordered splits are covered. */
+export function spreadIndices(length: number, count: number): number[] {
+  const m = Math.min(length, count);
+  return Array.from({ length: m }, (_, i) => Math.floor((i * length) / m));
+}
+
+export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobResult> {
+  const log = opts.log ?? { info: () => {}, warn: () => {} };
+  const model = await loadTrainedModel(opts.checkpoint);
+  let candidates: Candidate[] = [];
+  try {
+    const graph = model.toQuantGraph();
+    const weightBits = graph.weightBits ?? 8;
+    const encodings = encodingsFor(weightBits, opts.weightEncoding);
+    candidates = await buildCandidates(graph, opts.jobId, encodings);
+
+    const ds = await loadDataset(opts.config.dataset, { dataRoot: opts.dataRoot, inputSize: model.inputSize });
+    const indices = spreadIndices(ds.val.length, opts.verifyImages ?? 1000);
+    if (indices.length === 0) throw new ExportVerificationError('no validation images to verify the export on', { images: 0, agreement: 0, maxLogitDiffSteps: Infinity, worstRows: [] });
+    log.info('export: verifying int8 ONNX against the fake-quant model', { images: indices.length, encodings });
+    const logits = await collectVerificationLogits(model, ds, indices, candidates, graph, {
+      referenceImages: opts.referenceImages ?? 8,
+      widthMultiplier: opts.config.model.widthMultiplier,
+    });
+    const gate = {
+      step: graph.nodes.find((n) => n.output === graph.output)!.outQuant.scale,
+      minAgreement: opts.minAgreement ?? DEFAULT_MIN_AGREEMENT,
+      maxSteps: opts.maxLogitDiffSteps ?? DEFAULT_MAX_LOGIT_DIFF_STEPS,
+    };
+    const verified = chooseCandidate(candidates, logits, gate, log);
+    const accuracy = verificationAccuracy(logits, verified.ortLogits);
+    log.info('export: evaluating the int8 ONNX model on the validation split', { images: ds.val.length });
+    const evaluation = await evaluateOnnxOnSplit(verified.chosen.runner, ds.val, model.classes.length, model.inputSize);
+    const warnings = [chanceWarning(evaluation, model.classes.length)].filter((w) => w !== null);
+    for (const w of warnings) {
+      log.warn(`export: ${w.message}`, { code: w.code });
+      opts.onWarning?.(w);
+    }
+
+    const fusion = fusionReport(await optimizedOpCounts(verified.chosen.bytes), expectedKernels(graph));
+    if (!fusion.fullyFused) log.warn('export: ORT did not fuse the whole graph into integer kernels; it will run slower', { fusion });
+    const float32SizeBytes = quantGraphToFloatOnnx(graph).length;
+    const manifest = buildManifest({ jobId: opts.jobId, model, graph, verified, accuracy, evaluation, warnings, fusion, float32SizeBytes });
+    const { onnxPath, manifestPath } = await writeModelFiles(opts.outDir, verified.chosen.bytes, manifest);
+    log.info('export: model written', { onnxPath, sizeBytes: manifest.sizeBytes, float32SizeBytes, ...accuracy, weightEncoding: verified.chosen.encoding, weightBits });
+    return {
+      onnxPath,
+      manifestPath,
+      sizeBytes: manifest.sizeBytes,
+      float32SizeBytes,
+      sha256: manifest.sha256,
+      inputSize: model.inputSize,
+      classes: manifest.classes,
+      ...accuracy,
+      agreement: verified.comparison.agreement,
+      maxLogitDiffSteps: verified.comparison.maxLogitDiffSteps,
+      maxStepsVsIntegerReference: verified.maxStepsVsIntegerReference,
+      weightEncoding: verified.chosen.encoding,
+      weightBits,
+      evaluation,
+      warnings,
+    };
+  } finally {
+    await releaseCandidates(candidates);
+    model.dispose();
+  }
+}
