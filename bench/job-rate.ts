@@ -6,6 +6,11 @@
 //
 //   npx tsx bench/job-rate.ts                       # the three workloads, 12 steps each
 //   npx tsx bench/job-rate.ts --only 1x224x8 --steps 20 --inline
+//   npx tsx bench/job-rate.ts --compare --rounds 4 --only 0.35x32x16 --steps 30
+//
+// --compare runs batch thread and inline alternately (ABBA order), so a machine whose load drifts
+// affects both alike, and prints each pair's wall rate over steps 2..N (callbacks included) and
+// the median ratio: the overlap's gain.
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,6 +23,8 @@ const { values: opt } = parseArgs({
     steps: { type: 'string', default: '12' },
     only: { type: 'string' },
     inline: { type: 'boolean', default: false },
+    compare: { type: 'boolean', default: false },
+    rounds: { type: 'string', default: '4' },
   },
 });
 const steps = Number(opt.steps);
@@ -27,8 +34,15 @@ const WORKLOADS: Array<[number, number, number]> = [
   [1.0, 224, 8],
 ];
 
-for (const [w, size, bs] of WORKLOADS) {
-  if (opt.only && opt.only !== `${w}x${size}x${bs}`) continue;
+interface Run {
+  backend: string;
+  /** progress.imagesPerSecond of the last step. */
+  reported: number;
+  /** Images over the wall time from the end of step 1 to the end of the last step. */
+  wall: number;
+}
+
+async function train(w: number, size: number, bs: number, dataThread: boolean): Promise<Run> {
   const classes = 10;
   const config = resolveTrainingConfig({
     dataset: { type: 'synthetic', classes, samplesPerClass: Math.ceil((bs * steps) / classes), valPerClass: 1 },
@@ -38,19 +52,41 @@ for (const [w, size, bs] of WORKLOADS) {
   });
   const dir = await mkdtemp(path.join(os.tmpdir(), 'qatserve-job-rate-'));
   const rates: number[] = [];
-  let backend = '';
+  const ends: number[] = [];
   try {
     const r = await runTraining({
-      config, workDir: dir, dataRoot: dir, dataThread: !opt.inline,
-      callbacks: { onStep: (m) => void rates.push(m.imagesPerSecond) },
+      config, workDir: dir, dataRoot: dir, dataThread,
+      callbacks: { onStep: (m) => void (rates.push(m.imagesPerSecond), ends.push(performance.now())) },
     });
-    backend = r.backend;
+    return { backend: r.backend, reported: rates.at(-1)!, wall: ((ends.length - 1) * bs * 1000) / (ends.at(-1)! - ends[0]!) };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+for (const [w, size, bs] of WORKLOADS) {
+  if (opt.only && opt.only !== `${w}x${size}x${bs}`) continue;
+  const label = `job w=${w} size=${size} bs=${bs} layout=standard`;
+  if (opt.compare) {
+    const ratios: number[] = [];
+    const pairs: string[] = [];
+    for (let r = 0; r < Number(opt.rounds); r++) {
+      const order = r % 2 ? [false, true] : [true, false];
+      const got = new Map<boolean, Run>();
+      for (const t of order) got.set(t, await train(w, size, bs, t));
+      const [th, inl] = [got.get(true)!, got.get(false)!];
+      ratios.push(th.wall / inl.wall);
+      pairs.push(`${th.wall.toFixed(1)}/${inl.wall.toFixed(1)}`);
+    }
+    console.log(`${label} steps=${steps}: wall img/s thread/inline ${pairs.join(', ')}; median ratio ${median(ratios).toFixed(2)}x`);
+    continue;
+  }
+  const r = await train(w, size, bs, !opt.inline);
   const rssMB = process.resourceUsage().maxRSS / 1024;
   console.log(
-    `job w=${w} size=${size} bs=${bs} layout=standard backend=${backend} batches=${opt.inline ? 'inline' : 'thread'} steps=${steps}: ` +
-    `progress.imagesPerSecond ${rates.at(-1)!.toFixed(1)} img/s (qat), max rss ${rssMB.toFixed(0)} MB`,
+    `${label} backend=${r.backend} batches=${opt.inline ? 'inline' : 'thread'} steps=${steps}: ` +
+    `progress.imagesPerSecond ${r.reported.toFixed(1)} img/s (qat; wall over steps 2-${steps}: ${r.wall.toFixed(1)}), max rss ${rssMB.toFixed(0)} MB`,
   );
 }
