@@ -7,6 +7,7 @@
 //   npx tsx bench/job-rate.ts                       # the three workloads, 12 steps each
 //   npx tsx bench/job-rate.ts --only 1x224x8 --steps 20 --inline
 //   npx tsx bench/job-rate.ts --compare --rounds 4 --only 0.35x32x16 --steps 30
+//   npx tsx bench/job-rate.ts --data fashion-mnist ...  # Fashion-MNIST instead of synthetic images
 //
 // --compare runs batch thread and inline alternately (ABBA order), so a machine whose load drifts
 // affects both alike, and prints each pair's wall rate over steps 2..N (callbacks included) and
@@ -25,9 +26,11 @@ const { values: opt } = parseArgs({
     inline: { type: 'boolean', default: false },
     compare: { type: 'boolean', default: false },
     rounds: { type: 'string', default: '4' },
+    data: { type: 'string', default: 'synthetic' },
   },
 });
 const steps = Number(opt.steps);
+if (!['synthetic', 'fashion-mnist'].includes(opt.data!)) throw new Error(`--data ${opt.data}: expected synthetic or fashion-mnist`);
 const WORKLOADS: Array<[number, number, number]> = [
   [0.35, 32, 16],
   [1.0, 32, 32],
@@ -45,7 +48,10 @@ interface Run {
 async function train(w: number, size: number, bs: number, dataThread: boolean): Promise<Run> {
   const classes = 10;
   const config = resolveTrainingConfig({
-    dataset: { type: 'synthetic', classes, samplesPerClass: Math.ceil((bs * steps) / classes), valPerClass: 1 },
+    // fashion-mnist: 28 px grey images that sharp resizes on their first use (the first epoch).
+    dataset: opt.data === 'fashion-mnist'
+      ? { type: 'fashion-mnist', limit: Math.max(10, bs * steps), testLimit: 10 }
+      : { type: 'synthetic', classes, samplesPerClass: Math.ceil((bs * steps) / classes), valPerClass: 1 },
     model: { widthMultiplier: w, inputSize: size, smallInputStem: 'off' },
     training: { epochs: 1, batchSize: bs, maxSteps: steps, learningRate: 0.01 },
     quantization: { delaySteps: 0 },
@@ -68,7 +74,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 for (const [w, size, bs] of WORKLOADS) {
   if (opt.only && opt.only !== `${w}x${size}x${bs}`) continue;
-  const label = `job w=${w} size=${size} bs=${bs} layout=standard`;
+  const label = `job w=${w} size=${size} bs=${bs} layout=standard data=${opt.data}`;
   if (opt.compare) {
     const ratios: number[] = [];
     const pairs: string[] = [];
