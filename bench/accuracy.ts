@@ -7,7 +7,7 @@
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { resolveTrainingConfig } from '../src/jobs/training-config.js';
+import { resolveTrainingConfig } from '../src/config/training-config.js';
 import { runTraining } from '../src/ml/train.js';
 
 const env = (k: string, d: number) => (process.env[k] ? Number(process.env[k]) : d);

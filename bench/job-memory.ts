@@ -16,7 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { archOf, activationsPerImage, estimateJob, parameterCount } from '../src/jobs/job-admission.js';
-import { resolveTrainingConfig, type TrainingConfig } from '../src/jobs/training-config.js';
+import { resolveTrainingConfig, type TrainingConfig } from '../src/config/training-config.js';
 
 const GRID: Array<[number, number, number]> = [
   [0.35, 32, 16],
@@ -85,7 +85,7 @@ async function child(spec: string): Promise<void> {
     const heapTrainBytes = heap();
     const ckDir = path.join(dir, 'checkpoints');
     const cks = (await readdir(ckDir)).sort();
-    const checkpointBytes = await dirBytes(path.join(ckDir, cks[cks.length - 1]!));
+    const checkpointBytes = await dirBytes(path.join(ckDir, cks[cks.length - 1]));
     const outDir = path.join(dir, 'model');
     await exportJobModel({ jobId: 'bench', config, checkpoint: ckDir, outDir, dataRoot: dir, verifyImages: 10 });
     const out: Sample = {
@@ -117,21 +117,21 @@ function runChild(spec: string): Promise<Sample> {
 
 /** Least squares for y = X b (normal equations, Gauss-Jordan elimination). */
 function leastSquares(X: number[][], y: number[]): number[] {
-  const k = X[0]!.length;
+  const k = X[0].length;
   const A = Array.from({ length: k }, (_, i) =>
-    Array.from({ length: k + 1 }, (_, j) => (j < k ? X.reduce((s, r) => s + r[i]! * r[j]!, 0) : X.reduce((s, r, n) => s + r[i]! * y[n]!, 0))),
+    Array.from({ length: k + 1 }, (_, j) => (j < k ? X.reduce((s, r) => s + r[i] * r[j], 0) : X.reduce((s, r, n) => s + r[i] * y[n], 0))),
   );
   for (let i = 0; i < k; i++) {
     let p = i;
-    for (let r = i + 1; r < k; r++) if (Math.abs(A[r]![i]!) > Math.abs(A[p]![i]!)) p = r;
-    [A[i], A[p]] = [A[p]!, A[i]!];
+    for (let r = i + 1; r < k; r++) if (Math.abs(A[r][i]) > Math.abs(A[p][i])) p = r;
+    [A[i], A[p]] = [A[p], A[i]];
     for (let r = 0; r < k; r++) {
       if (r === i) continue;
-      const f = A[r]![i]! / A[i]![i]!;
-      for (let c = i; c <= k; c++) A[r]![c]! -= f * A[i]![c]!;
+      const f = A[r][i] / A[i][i];
+      for (let c = i; c <= k; c++) A[r][c] -= f * A[i][c];
     }
   }
-  return A.map((row, i) => row[k]! / row[i]!);
+  return A.map((row, i) => row[k] / row[i]);
 }
 
 const MiB = 2 ** 20;
@@ -166,10 +166,10 @@ async function main(): Promise<void> {
     return { s, acts: activationsPerImage(arch), params: parameterCount(arch) };
   });
   const [b0, b1, b2] = leastSquares(rows.map((r) => [1, r.acts * r.s.bs, r.params]), rows.map((r) => r.s.heapTrainBytes!));
-  console.log(`fit: training heap = ${(b0! / MiB).toFixed(1)} MiB + ${b1!.toFixed(2)} B x batch x activations/image + ${b2!.toFixed(2)} B x parameters`);
+  console.log(`fit: training heap = ${(b0 / MiB).toFixed(1)} MiB + ${b1.toFixed(2)} B x batch x activations/image + ${b2.toFixed(2)} B x parameters`);
   const [c0, c1] = leastSquares(rows.map((r) => [1, r.params]), rows.map((r) => r.s.checkpointBytes!));
   const [m0, m1] = leastSquares(rows.map((r) => [1, r.params]), rows.map((r) => r.s.modelDirBytes!));
-  console.log(`fit: checkpoint = ${(c0! / 1024).toFixed(0)} KiB + ${c1!.toFixed(2)} B x parameters; model dir = ${(m0! / 1024).toFixed(0)} KiB + ${m1!.toFixed(2)} B x parameters`);
+  console.log(`fit: checkpoint = ${(c0 / 1024).toFixed(0)} KiB + ${c1.toFixed(2)} B x parameters; model dir = ${(m0 / 1024).toFixed(0)} KiB + ${m1.toFixed(2)} B x parameters`);
   let worst = 0;
   for (const r of rows) {
     const e = estimateJob(configFor(r.s.w, r.s.size, r.s.bs));

@@ -16,7 +16,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { resolveTrainingConfig } from '../src/jobs/training-config.js';
+import { resolveTrainingConfig } from '../src/config/training-config.js';
 import { runTraining } from '../src/ml/train.js';
 
 const { values: opt } = parseArgs({
@@ -30,7 +30,7 @@ const { values: opt } = parseArgs({
   },
 });
 const steps = Number(opt.steps);
-if (!['synthetic', 'fashion-mnist'].includes(opt.data!)) throw new Error(`--data ${opt.data}: expected synthetic or fashion-mnist`);
+if (!['synthetic', 'fashion-mnist'].includes(opt.data)) throw new Error(`--data ${opt.data}: expected synthetic or fashion-mnist`);
 const WORKLOADS: Array<[number, number, number]> = [
   [0.35, 32, 16],
   [1.0, 32, 32],
@@ -49,9 +49,10 @@ async function train(w: number, size: number, bs: number, dataThread: boolean): 
   const classes = 10;
   const config = resolveTrainingConfig({
     // fashion-mnist: 28 px grey images that sharp resizes on their first use (the first epoch).
-    dataset: opt.data === 'fashion-mnist'
-      ? { type: 'fashion-mnist', limit: Math.max(10, bs * steps), testLimit: 10 }
-      : { type: 'synthetic', classes, samplesPerClass: Math.ceil((bs * steps) / classes), valPerClass: 1 },
+    dataset:
+      opt.data === 'fashion-mnist'
+        ? { type: 'fashion-mnist', limit: Math.max(10, bs * steps), testLimit: 10 }
+        : { type: 'synthetic', classes, samplesPerClass: Math.ceil((bs * steps) / classes), valPerClass: 1 },
     model: { widthMultiplier: w, inputSize: size, smallInputStem: 'off' },
     training: { epochs: 1, batchSize: bs, maxSteps: steps, learningRate: 0.01 },
     quantization: { delaySteps: 0 },
@@ -61,16 +62,19 @@ async function train(w: number, size: number, bs: number, dataThread: boolean): 
   const ends: number[] = [];
   try {
     const r = await runTraining({
-      config, workDir: dir, dataRoot: dir, dataThread,
+      config,
+      workDir: dir,
+      dataRoot: dir,
+      dataThread,
       callbacks: { onStep: (m) => void (rates.push(m.imagesPerSecond), ends.push(performance.now())) },
     });
-    return { backend: r.backend, reported: rates.at(-1)!, wall: ((ends.length - 1) * bs * 1000) / (ends.at(-1)! - ends[0]!) };
+    return { backend: r.backend, reported: rates.at(-1)!, wall: ((ends.length - 1) * bs * 1000) / (ends.at(-1)! - ends[0]) };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 for (const [w, size, bs] of WORKLOADS) {
   if (opt.only && opt.only !== `${w}x${size}x${bs}`) continue;
@@ -93,6 +97,6 @@ for (const [w, size, bs] of WORKLOADS) {
   const rssMB = process.resourceUsage().maxRSS / 1024;
   console.log(
     `${label} backend=${r.backend} batches=${opt.inline ? 'inline' : 'thread'} steps=${steps}: ` +
-    `progress.imagesPerSecond ${r.reported.toFixed(1)} img/s (qat; wall over steps 2-${steps}: ${r.wall.toFixed(1)}), max rss ${rssMB.toFixed(0)} MB`,
+      `progress.imagesPerSecond ${r.reported.toFixed(1)} img/s (qat; wall over steps 2-${steps}: ${r.wall.toFixed(1)}), max rss ${rssMB.toFixed(0)} MB`,
   );
 }

@@ -40,11 +40,11 @@ const { values: opt } = parseArgs({
 const tf = await import('@tensorflow/tfjs-core');
 await import('@tensorflow/tfjs-backend-cpu');
 await import('@tensorflow/tfjs-backend-wasm');
-await import('@tensorflow/tfjs-core/dist/register_all_gradients.js' as string);
+await import('@tensorflow/tfjs-core/dist/register_all_gradients.js');
 const { registerWasmTrainingKernels } = await import('../src/ml/backends/wasm-training/index.js');
 const model = await import('../test/ml/wasm-training/mobilenet-like.js');
 
-const backend = opt.backend!;
+const backend = opt.backend;
 if (backend === 'wasm') registerWasmTrainingKernels();
 await tf.setBackend(backend);
 await tf.ready();
@@ -59,8 +59,8 @@ const fakeQuant = opt.qat === '1';
 let ops = model.stockQatOps;
 if (!opt['no-fast-ops']) {
   try {
-    const fast = await import('../src/ml/backends/wasm-training/ops.js' as string);
-    ops = fast.qatOps as typeof ops;
+    const fast = await import('../src/ml/backends/wasm-training/ops.js');
+    ops = fast.qatOps;
   } catch {
     // ops.ts not present yet: stock formulation.
   }
@@ -73,7 +73,7 @@ function step(): number {
       const v = tf.engine().registeredVariables[name];
       v.assign(tf.sub(v, tf.mul(g, 0.01)));
     }
-    return value.dataSync()[0]!;
+    return value.dataSync()[0];
   });
 }
 
@@ -107,8 +107,8 @@ for (let i = 0; i < Number(opt.steps); i++) {
 const leaked = tf.memory().numTensors - before;
 times.sort((a, b) => a - b);
 cpuTimes.sort((a, b) => a - b);
-const median = times[Math.floor(times.length / 2)]!;
-const cpuMedian = cpuTimes[Math.floor(cpuTimes.length / 2)]!;
+const median = times[Math.floor(times.length / 2)];
+const cpuMedian = cpuTimes[Math.floor(cpuTimes.length / 2)];
 console.log(
   `train-step backend=${backend} width=${width} size=${size} batch=${batch} stem=${opt.stem} qat=${fakeQuant ? 1 : 0} ` +
     `fastOps=${ops !== model.stockQatOps ? 1 : 0}: ${((batch * 1000) / median).toFixed(1)} images/s ` +

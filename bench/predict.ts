@@ -34,7 +34,7 @@ import { buildSyntheticMobileNetV2, mulberry32, syntheticImages } from '../src/e
 import { expectedKernels, fusionReport, optimizedOpCounts } from '../src/export/fusion-check.js';
 import { MANIFEST_FORMAT, MANIFEST_VERSION, type ModelManifest } from '../src/export/manifest.js';
 import type { QuantGraph, WeightBits } from '../src/ml/quant-graph.js';
-import { QuantizationSection } from '../src/jobs/training-config.js';
+import { QuantizationSection } from '../src/config/training-config.js';
 import { errorsPlugin } from '../src/api/plugins/errors.js';
 import { predictRoutes } from '../src/api/routes/predict.js';
 import { servingPlugin } from '../src/serving/plugin.js';
@@ -71,13 +71,13 @@ const HTTP_ENCODING = (values.encoding ?? (HTTP_WEIGHT_BITS === 7 ? 'int8' : 'ui
 const SIZE = 224;
 
 function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
 async function modelLatency(label: string, bytes: Uint8Array, runs: number): Promise<number> {
   const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all' });
   const x = new ort.Tensor('float32', syntheticImages(1, SIZE, 42), [1, 3, SIZE, SIZE]);
-  const feeds = { [session.inputNames[0]!]: x };
+  const feeds = { [session.inputNames[0]]: x };
   for (let i = 0; i < 30; i++) await session.run(feeds);
   const times: number[] = [];
   for (let i = 0; i < runs; i++) {
@@ -88,7 +88,7 @@ async function modelLatency(label: string, bytes: Uint8Array, runs: number): Pro
   await session.release();
   times.sort((a, b) => a - b);
   const p50 = percentile(times, 50);
-  console.log(`predict-model ${label}: p50 ${p50.toFixed(2)} ms  p90 ${percentile(times, 90).toFixed(2)} ms  min ${times[0]!.toFixed(2)} ms  (${runs} runs, batch 1, 1 thread, ${(bytes.length / 1e6).toFixed(2)} MB)`);
+  console.log(`predict-model ${label}: p50 ${p50.toFixed(2)} ms  p90 ${percentile(times, 90).toFixed(2)} ms  min ${times[0].toFixed(2)} ms  (${runs} runs, batch 1, 1 thread, ${(bytes.length / 1e6).toFixed(2)} MB)`);
   return p50;
 }
 
@@ -217,7 +217,7 @@ async function serveForBench(graph: QuantGraph): Promise<void> {
 /** Busy CPU time of the whole machine so far, in ms (Linux /proc/stat; null elsewhere). */
 async function machineCpuMs(): Promise<number | null> {
   try {
-    const line = (await readFile('/proc/stat', 'utf8')).split('\n', 1)[0]!;
+    const line = (await readFile('/proc/stat', 'utf8')).split('\n', 1)[0];
     // cpu user nice system idle iowait irq softirq steal guest guest_nice: guest time is already in
     // user, so busy = user + nice + system + irq + softirq + steal.
     const f = line.trim().split(/\s+/).slice(1, 9).map(Number);
@@ -309,7 +309,7 @@ class RawConnection {
   private onData(d: Buffer): void {
     this.chunks.push(d);
     this.received += d.length;
-    const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+    const all = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
     this.chunks = [all];
     const headerEnd = all.indexOf('\r\n\r\n');
     if (headerEnd < 0) return;
@@ -402,7 +402,7 @@ async function openLoop(url: string, body: Buffer, rate: number, seconds: number
 }
 
 async function benchHttp(): Promise<void> {
-  const args = ['http-server', '--encoding', HTTP_ENCODING, '--weight-bits', String(HTTP_WEIGHT_BITS), '--workers', values.workers!, '--batch-window', values['batch-window']!, '--max-batch', values['max-batch']!];
+  const args = ['http-server', '--encoding', HTTP_ENCODING, '--weight-bits', String(HTTP_WEIGHT_BITS), '--workers', values.workers, '--batch-window', values['batch-window'], '--max-batch', values['max-batch']];
   // Same script, same loader flags (tsx), so the server runs exactly this code.
   const child = fork(fileURLToPath(import.meta.url), args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   try {

@@ -15,7 +15,8 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 
-const CLI = path.resolve('dist/cli.js');
+// QATSERVE_CLI: a snapshot of dist/ (e.g. dist-bench/cli.js beside it), so a rebuild during a long run changes nothing.
+const CLI = path.resolve(process.env.QATSERVE_CLI ?? 'dist/cli.js');
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -58,7 +59,7 @@ async function main(): Promise<void> {
     options: { 'timeout-min': { type: 'string', default: '90' }, keep: { type: 'boolean', default: false }, 'expect-failure': { type: 'string' } },
   });
   if (positionals.length !== 1) throw new Error("usage: npx tsx bench/serve-job.ts '<job config JSON>' [--timeout-min N] [--keep] [--expect-failure CODE]");
-  const config = JSON.parse(positionals[0]!) as unknown;
+  const config = JSON.parse(positionals[0]) as unknown;
   if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first`);
 
   const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'qatserve-bench-job-'));

@@ -5,10 +5,10 @@
 //   worker   one training worker alone   } Redis and PostgreSQL
 //   migrate  apply the committed database migrations
 //   keys     create, list and revoke API keys (src/commands/keys-command.ts)
-//   train    train from a config file without the service (see src/ml/train-command.ts)
+//   train    train from a config file without the service (see src/commands/train-command.ts)
+//   eval     an int8 model on a labelled image folder (src/commands/eval-command.ts)
 // Settings come from the environment (src/config/settings.ts).
 import { spawn, type ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { defaultTrainThreads, loadSettings, SettingsError, type Settings } from './config/settings.js';
@@ -24,7 +24,9 @@ const USAGE = `usage: qatserve <command>
   keys create --name NAME --scopes predict,train,admin | keys list | keys revoke NAME
                         API keys (see \`qatserve keys\`)
   train [--config] <config.json|yaml> [--work-dir DIR] [--data-root DIR] [--resume CHECKPOINT_DIR]
-                        train without the service`;
+                        train without the service
+  eval --model <model id | model.onnx> --data <folder> [--json]
+                        the int8 model's top-1/top-5, per-class accuracy and confusion on <class>/ folders`;
 
 /** Migrates, then binds the settings to the database's deployment (queue prefix, cancel channel). */
 async function runMigrations(settings: Settings): Promise<Settings> {
@@ -69,7 +71,7 @@ async function ensureRedis(settings: Settings): Promise<ChildProcess | null> {
     const poll = async () => {
       if (await redisAnswers('127.0.0.1', 6379, 200)) return resolve(true);
       if (Date.now() > until || child.exitCode !== null) return resolve(false);
-      setTimeout(poll, 100);
+      setTimeout(() => void poll(), 100);
     };
     void poll();
   });
@@ -180,11 +182,15 @@ async function main(argv: string[]): Promise<void> {
       process.exitCode = await runKeysCommand(rest, settings.databaseUrl);
       return;
     }
+    case 'eval': {
+      const { runEvalCommand } = await import('./commands/eval-command.js');
+      process.exitCode = await runEvalCommand(rest, settings);
+      return;
+    }
     case 'train': {
       const args = parseTrainArgs(rest);
-      // Kept behind a variable so the CLI builds before the ML layer lands; src/ml owns the command.
-      const spec = './ml/train-command.js';
-      const { runTrainCommand } = (await import(spec)) as { runTrainCommand(a: TrainArgs): Promise<unknown> };
+      // Imported only here: the other commands never load tfjs.
+      const { runTrainCommand } = await import('./commands/train-command.js');
       await runTrainCommand(args); // its data root defaults to DATA_ROOT, else the working directory
       return;
     }

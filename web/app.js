@@ -1,28 +1,64 @@
-// The dashboard: job list, a job's live loss curve, a form to start a job, and /predict.
-// It only uses the public REST API, so what it shows is what any client would see.
-import { drawChart } from './chart.js';
+// The dashboard. It uses the public REST API only, so what it shows is what any client sees:
+//   - the open job follows GET /v1/jobs/:id/events (SSE read with fetch, so the key can be sent):
+//     status, progress, metric points and validation scores as they are written;
+//   - compared runs page their metrics with the revision cursor (?cursor=), which returns every
+//     point and every later score once;
+//   - the job table, the models and /readyz are polled (they change rarely and cost one request).
+import { columns, joinRuns, lineChart, PALETTE, toCsv } from './charts.js';
+import { followEvents } from './sse.js';
 
-const POLL_MS = 1500;
+const POLL_MS = 3000;
+const MAX_COMPARE = 5;
+const TERMINAL = ['succeeded', 'failed', 'cancelled'];
 const EXAMPLE_CONFIG = {
   name: 'synthetic-demo',
   dataset: { type: 'synthetic', classes: 4, samplesPerClass: 32 },
   model: { widthMultiplier: 0.35, inputSize: 32 },
   training: { epochs: 1, batchSize: 16 },
 };
+// Keys of each dataset type: switching the type drops the others' keys from the JSON.
+const DATASET_KEYS = {
+  synthetic: ['classes', 'samplesPerClass', 'valPerClass', 'seed'],
+  'fashion-mnist': ['limit', 'testLimit'],
+  imagefolder: ['path', 'valSplit'],
+};
 
 const $ = (sel) => document.querySelector(sel);
-// `listed`: how many of the newest jobs the table shows ("older jobs" raises it; the API caps a page at 100).
-const state = { selected: null, points: [], after: 0, listed: 20 };
+const state = {
+  selected: null,
+  job: null,
+  /** step -> point of the open job, from its event stream. */
+  points: new Map(),
+  stream: null,
+  charts: null,
+  /** id -> {name, points: Map, cursor} of the runs ticked for comparison. */
+  compare: new Map(),
+  compareChart: null,
+  compareShape: '',
+  listed: 20,
+  canAdmin: false,
+  jobNames: new Map(),
+};
+
+// ---- API access ---------------------------------------------------------------------------------
 
 // The API key, when the server asks for one: kept for this tab only (sessionStorage), sent as a
-// Bearer token. A 401 shows the key form; saving a key polls again at once.
+// Bearer token. A 401 shows the key form; saving a key reloads everything at once.
 const KEY_ITEM = 'qatserve.apiKey';
 
-async function api(path, init = {}) {
-  const headers = new Headers(init.headers);
+function authHeaders() {
   const key = sessionStorage.getItem(KEY_ITEM);
-  if (key) headers.set('authorization', `Bearer ${key}`);
-  const res = await fetch(path, { ...init, headers });
+  return key ? { authorization: `Bearer ${key}` } : {};
+}
+
+async function request(path, init = {}) {
+  const headers = new Headers(init.headers);
+  for (const [k, v] of Object.entries(authHeaders())) headers.set(k, v);
+  return fetch(path, { ...init, headers });
+}
+
+async function api(path, init = {}) {
+  const res = await request(path, init);
   const body = res.headers.get('content-type')?.includes('json') ? await res.json() : await res.text();
   if (res.status === 401) askForKey(body?.error?.message ?? 'This server needs an API key.');
   if (!res.ok) throw Object.assign(new Error(errorText(body, res.status)), { status: res.status, body });
@@ -41,7 +77,19 @@ function saveKey(event) {
   sessionStorage.setItem(KEY_ITEM, key);
   $('#api-key').value = '';
   $('#api-key-form').hidden = true;
-  Promise.allSettled([refreshJobs(), refreshSelected().catch(showJobError)]);
+  probeAdmin();
+  refreshAll();
+  if (state.selected) openJob(state.selected, true);
+}
+
+/**
+ * Whether this key may promote models (admin scope). The API has no "who am I" route; the admin
+ * listing of keys answers 200 exactly when the caller holds admin (or auth is off).
+ */
+async function probeAdmin() {
+  const res = await request('/v1/keys').catch(() => null);
+  state.canAdmin = !!res && res.ok;
+  refreshModels().catch(() => {});
 }
 
 /** The API's error shape {error: {code, message, issues}} as a readable block. */
@@ -52,74 +100,242 @@ function errorText(body, status) {
   return `${e.code}: ${e.message}${issues ? `\n${issues}` : ''}`;
 }
 
-function progressText(job) {
-  const p = job.progress;
-  if (!p.totalSteps) return job.status === 'queued' ? 'waiting for a worker' : '';
-  const pct = Math.round((100 * p.step) / p.totalSteps);
-  const speed = p.imagesPerSecond ? ` · ${p.imagesPerSecond.toFixed(1)} img/s` : '';
-  return `step ${p.step}/${p.totalSteps} (${pct}%) · epoch ${p.epoch}${speed}`;
-}
+// ---- small helpers ------------------------------------------------------------------------------
 
 function el(tag, props = {}, ...children) {
   const node = Object.assign(document.createElement(tag), props);
-  node.append(...children);
+  node.append(...children.filter((c) => c != null));
   return node;
 }
+const pct = (x) => (x == null ? '—' : `${(x * 100).toFixed(1)}%`);
+const kib = (bytes) => `${(bytes / 1024).toFixed(0)} KiB`;
+
+function saveBlob(blob, name) {
+  const url = URL.createObjectURL(blob);
+  const a = el('a', { href: url, download: name });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+function progressText(job) {
+  const p = job.progress;
+  if (!p.totalSteps) return job.status === 'queued' ? 'waiting for a worker' : '';
+  const done = Math.round((100 * p.step) / p.totalSteps);
+  const speed = p.imagesPerSecond ? ` · ${p.imagesPerSecond.toFixed(1)} img/s` : '';
+  return `step ${p.step}/${p.totalSteps} (${done}%) · epoch ${p.epoch}${speed}`;
+}
+
+/** The table's column: steps and share only (the open job shows the rest). */
+function shortProgress(job) {
+  const p = job.progress;
+  if (!p.totalSteps) return job.status === 'queued' ? 'waiting' : '';
+  return `${p.step}/${p.totalSteps} (${Math.round((100 * p.step) / p.totalSteps)}%)`;
+}
+
+function statusPill(status) {
+  return el('span', { className: `pill ${status}` }, status);
+}
+
+// ---- job table and comparison -------------------------------------------------------------------
 
 async function refreshJobs() {
   const { jobs, nextCursor } = await api(`/v1/jobs?limit=${state.listed}`);
   const rows = jobs.map((job) => {
+    state.jobNames.set(job.id, job.name);
+    const box = el('input', { type: 'checkbox', checked: state.compare.has(job.id) });
+    box.setAttribute('aria-label', `compare ${job.name}`);
+    box.addEventListener('change', () => toggleCompare(job, box));
+    const open = el('button', { type: 'button', className: 'link' }, job.name);
+    open.addEventListener('click', () => openJob(job.id));
     const tr = el('tr', { className: job.id === state.selected ? 'selected' : '' },
-      el('td', {}, job.name),
-      el('td', {}, el('span', { className: `pill ${job.status}` }, job.status)),
-      el('td', {}, progressText(job)),
+      el('td', {}, box),
+      el('td', {}, open),
+      el('td', {}, statusPill(job.status)),
+      el('td', {}, shortProgress(job)),
       el('td', {}, new Date(job.createdAt).toLocaleString()));
     tr.dataset.jobId = job.id;
-    tr.addEventListener('click', () => selectJob(job.id));
     return tr;
   });
   $('#jobs tbody').replaceChildren(...rows);
   $('#more-jobs').hidden = !nextCursor || state.listed >= 100;
 }
 
-function selectJob(id) {
-  if (state.selected === id) return;
-  Object.assign(state, { selected: id, points: [], after: 0 });
-  location.hash = `job=${id}`;
-  $('#job-panel').hidden = false;
-  refreshSelected().catch(showJobError);
-  refreshJobs().catch(() => {});
-}
-
-async function refreshSelected() {
-  const id = state.selected;
-  if (!id) return;
-  const job = await api(`/v1/jobs/${encodeURIComponent(id)}`);
-  // Metrics page forward from the newest step seen, so a poll carries only new points. The newest
-  // point is fetched again: its validation accuracy lands after the step itself at an epoch end.
-  for (let after = Math.max(0, state.after - 1); ;) {
-    const page = await api(`/v1/jobs/${encodeURIComponent(id)}/metrics?after=${after}&limit=1000`);
-    if (id !== state.selected) return;
-    for (const p of page.points) {
-      const i = state.points.findIndex((q) => q.step === p.step);
-      if (i >= 0) state.points[i] = p; else state.points.push(p);
+function toggleCompare(job, box) {
+  const note = $('#compare-note');
+  note.textContent = '';
+  if (box.checked) {
+    if (state.compare.size >= MAX_COMPARE) {
+      box.checked = false;
+      note.textContent = `Up to ${MAX_COMPARE} runs can be compared; untick one first.`;
+      return;
     }
-    if (page.points.length > 0) state.after = page.points[page.points.length - 1].step;
-    if (page.nextAfter == null || page.points.length === 0) break;
-    after = page.nextAfter;
+    state.compare.set(job.id, { name: job.name, points: new Map(), cursor: 0 });
+  } else {
+    state.compare.delete(job.id);
   }
-  renderJob(job);
+  refreshCompare().catch((err) => (note.textContent = err.message));
 }
 
-function renderJob(job) {
-  $('#job-title').textContent = `${job.name} (${job.id})`;
+/** Pulls each compared run's points written since its cursor (only new ones after the first call). */
+async function refreshCompare() {
+  $('#compare-panel').hidden = state.compare.size === 0;
+  for (const [id, run] of state.compare) {
+    for (;;) {
+      const page = await api(`/v1/jobs/${encodeURIComponent(id)}/metrics?cursor=${run.cursor}&limit=1000`);
+      for (const p of page.points) run.points.set(p.step, p);
+      run.cursor = page.nextCursor;
+      if (!page.more) break;
+    }
+  }
+  renderCompare();
+}
+
+function renderCompare() {
+  if (state.compare.size === 0) return;
+  const key = $('#compare-metric').value;
+  const runs = [...state.compare.entries()].map(([id, r]) => ({ id, name: r.name, points: [...r.points.values()].sort((a, b) => a.step - b.step) }));
+  const shape = `${key}|${runs.map((r) => r.id).join(',')}`;
+  if (shape !== state.compareShape) {
+    state.compareChart?.destroy();
+    const target = $('#chart-compare');
+    target.replaceChildren();
+    state.compareChart = lineChart(target, {
+      series: runs.map((r, i) => ({ label: r.name, stroke: PALETTE[i] })),
+      yLabel: key === 'top1' ? 'top-1' : key === 'learningRate' ? 'learning rate' : 'loss',
+      points: key === 'top1',
+    });
+    state.compareShape = shape;
+  }
+  state.compareChart.setData(joinRuns(runs, key));
+}
+
+// ---- the open job -------------------------------------------------------------------------------
+
+function ensureCharts() {
+  if (state.charts) return state.charts;
+  state.charts = {
+    loss: lineChart($('#chart-loss'), { series: [{ label: 'loss' }], yLabel: 'loss' }),
+    lr: lineChart($('#chart-lr'), { series: [{ label: 'learning rate', stroke: PALETTE[3] }], yLabel: 'learning rate' }),
+    acc: lineChart($('#chart-acc'), {
+      series: [{ label: 'float top-1', stroke: PALETTE[0] }, { label: 'int8 top-1', stroke: PALETTE[1] }],
+      yLabel: 'top-1',
+      points: true,
+    }),
+  };
+  return state.charts;
+}
+
+async function openJob(id, force = false) {
+  if (state.selected === id && !force) return;
+  state.stream?.close();
+  Object.assign(state, { selected: id, job: null, points: new Map(), stream: null });
+  history.replaceState(null, '', `#job=${encodeURIComponent(id)}`);
+  $('#job-panel').hidden = false;
+  $('#evaluation').hidden = true;
+  $('#job-error').textContent = '';
+  ensureCharts();
+  renderCharts();
+  try {
+    state.job = await api(`/v1/jobs/${encodeURIComponent(id)}`);
+  } catch (err) {
+    $('#job-error').textContent = err.message;
+    return;
+  }
+  renderJob();
+  for (const tr of document.querySelectorAll('#jobs tbody tr')) tr.classList.toggle('selected', tr.dataset.jobId === id);
+  // Every event of the job from the first: the charts are built from the stream alone.
+  state.stream = followEvents(`/v1/jobs/${encodeURIComponent(id)}/events`, {
+    headers: authHeaders,
+    isDone: () => state.selected !== id || TERMINAL.includes(state.job?.status),
+    onState: (s, detail) => setLive(s, detail),
+    onEvent: (e) => {
+      if (state.selected === id) applyEvent(e);
+    },
+  });
+}
+
+function setLive(s, detail) {
+  const pill = $('#live');
+  const text = { live: 'live', reconnecting: 'reconnecting…', ended: 'finished', error: `stream error ${detail ?? ''}` }[s] ?? s;
+  pill.textContent = text;
+  pill.className = `pill live-${s}`;
+  if (s === 'error' && detail === 401) askForKey('This server needs an API key.');
+}
+
+let redraw = 0;
+function scheduleRedraw() {
+  redraw ||= requestAnimationFrame(() => {
+    redraw = 0;
+    renderCharts();
+    renderFacts();
+  });
+}
+
+function applyEvent(e) {
+  const data = JSON.parse(e.data);
+  const job = state.job;
+  if (e.type === 'status') {
+    job.status = data.status;
+    job.error = data.error ?? null;
+    renderStatus();
+    if (TERMINAL.includes(data.status)) {
+      // The model row and finish time come with the job itself.
+      api(`/v1/jobs/${encodeURIComponent(job.id)}`).then((j) => {
+        if (state.selected !== j.id) return;
+        state.job = j;
+        renderJob();
+      }).catch(() => {});
+      refreshModels().catch(() => {});
+    }
+    refreshJobs().catch(() => {});
+  } else if (e.type === 'progress') {
+    const p = job.progress;
+    Object.assign(p, { step: data.step, epoch: data.epoch });
+    if (data.totalSteps != null) p.totalSteps = data.totalSteps;
+    if (data.imagesPerSecond != null) p.imagesPerSecond = data.imagesPerSecond;
+    if (data.backend) job.backend = data.backend;
+    // A resumed run rewrites the steps after its checkpoint.
+    if (data.restartedAtStep != null) for (const s of [...state.points.keys()]) if (s > data.restartedAtStep) state.points.delete(s);
+    renderProgress();
+  } else if (e.type === 'metric' || e.type === 'evaluation') {
+    state.points.set(data.step, data);
+    scheduleRedraw();
+  }
+}
+
+const sortedPoints = () => [...state.points.values()].sort((a, b) => a.step - b.step);
+
+function renderCharts() {
+  const charts = state.charts;
+  if (!charts) return;
+  const points = sortedPoints();
+  charts.loss.setData(columns(points.filter((p) => p.loss != null), ['loss']));
+  charts.lr.setData(columns(points.filter((p) => p.learningRate != null), ['learningRate']));
+  charts.acc.setData(columns(points.filter((p) => p.top1 != null || p.floatTop1 != null), ['floatTop1', 'top1']));
+}
+
+function renderStatus() {
+  const job = state.job;
   const status = $('#job-status');
   status.textContent = job.status;
   status.className = `pill ${job.status}`;
-  $('#job-progress').textContent = progressText(job);
   $('#cancel-job').hidden = !['queued', 'running'].includes(job.status);
   $('#job-error').textContent = job.error ? `${job.error.code}: ${job.error.message}` : '';
-  $('#job-config').textContent = JSON.stringify(job.config, null, 2);
+}
+
+function renderProgress() {
+  const job = state.job;
+  $('#job-progress').textContent = progressText(job);
+  const bar = $('#job-bar');
+  bar.max = job.progress.totalSteps || 1;
+  bar.value = job.status === 'succeeded' ? bar.max : job.progress.step;
+}
+
+function renderFacts() {
+  const job = state.job;
+  if (!job) return;
   const facts = [
     ['backend', job.backend ?? '—'],
     ['attempts', String(job.attempts)],
@@ -127,66 +343,295 @@ function renderJob(job) {
     ['started', job.startedAt ? new Date(job.startedAt).toLocaleString() : '—'],
     ['finished', job.finishedAt ? new Date(job.finishedAt).toLocaleString() : '—'],
   ];
-  const lastEval = [...state.points].reverse().find((p) => p.top1 != null);
-  if (lastEval) facts.push(['validation top-1', `${(lastEval.top1 * 100).toFixed(1)}%`]);
+  const lastEval = sortedPoints().reverse().find((p) => p.top1 != null);
+  if (lastEval) facts.push(['validation top-1 (int8)', pct(lastEval.top1)]);
+  if (lastEval?.floatTop1 != null) facts.push(['validation top-1 (float)', pct(lastEval.floatTop1)]);
   if (job.model) {
     facts.push(['model', job.model.id]);
-    if (job.model.int8Top1 != null) facts.push(['int8 top-1', `${(job.model.int8Top1 * 100).toFixed(1)}%`]);
-    facts.push(['model size', `${(job.model.sizeBytes / 1024).toFixed(0)} KiB`]);
+    facts.push(['int8 top-1 (export)', pct(job.model.int8Top1)]);
+    facts.push(['model size', `${kib(job.model.sizeBytes)} (fp32 ${kib(job.model.float32SizeBytes)})`]);
   }
   $('#job-facts').replaceChildren(...facts.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
-  drawChart($('#loss-chart'), state.points);
 }
 
-function showJobError(err) {
-  $('#job-error').textContent = err.message;
+function renderJob() {
+  const job = state.job;
+  $('#job-title').textContent = `${job.name} (${job.id})`;
+  $('#job-config').textContent = JSON.stringify(job.config, null, 2);
+  renderStatus();
+  renderProgress();
+  renderFacts();
+  if (job.status === 'succeeded' && job.model) showEvaluation(job.model).catch((err) => {
+    $('#evaluation').hidden = false;
+    $('#evaluation-summary').textContent = err.status === 403 ? 'The evaluation needs a key with the predict scope.' : err.message;
+  });
 }
 
-async function submitJob(event) {
-  event.preventDefault();
-  $('#new-job-error').textContent = '';
-  let config;
-  try {
-    config = JSON.parse($('#config').value);
-  } catch (err) {
-    $('#new-job-error').textContent = `Not valid JSON: ${err.message}`;
+async function showEvaluation(model) {
+  const res = await api(`/v1/models/${encodeURIComponent(model.id)}/evaluation`);
+  if (state.job?.model?.id !== model.id) return;
+  const box = $('#evaluation');
+  box.hidden = false;
+  const e = res.evaluation;
+  if (!e) {
+    $('#evaluation-summary').textContent = 'This model was exported without a final evaluation.';
+    $('#per-class tbody').replaceChildren();
+    $('#confusion thead').replaceChildren();
+    $('#confusion tbody').replaceChildren();
     return;
   }
-  try {
-    const job = await api('/v1/jobs', {
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(config),
-    });
-    await refreshJobs();
-    selectJob(job.id);
-  } catch (err) {
-    $('#new-job-error').textContent = err.message;
-  }
+  $('#evaluation-summary').textContent = `${e.images} validation images: top-1 ${pct(e.top1)}, top-5 ${pct(e.top5)}.`;
+  $('#per-class tbody').replaceChildren(...res.classes.map((c, i) => {
+    const v = e.perClassTop1[i];
+    return el('tr', {}, el('th', { scope: 'row' }, c), el('td', {}, el('span', { className: 'bar', style: `width:${(v ?? 0) * 6}em` }), ` ${pct(v)}`));
+  }));
+  const max = Math.max(1, ...e.confusion.flat());
+  $('#confusion thead').replaceChildren(el('tr', {}, el('td'), ...res.classes.map((c) => el('th', { scope: 'col' }, c))));
+  $('#confusion tbody').replaceChildren(...e.confusion.map((row, i) => el('tr', {},
+    el('th', { scope: 'row' }, res.classes[i]),
+    ...row.map((n, j) => {
+      // Shade by count; text switches to white where the shade gets dark, keeping 4.5:1 contrast.
+      const t = n / max;
+      const td = el('td', { className: `cell${t > 0.5 ? ' dark' : ''}${i === j ? ' diag' : ''}` }, String(n));
+      td.style.background = `rgba(31, 91, 209, ${0.08 + 0.92 * t})`;
+      return td;
+    }))));
 }
 
 async function cancelSelected() {
   try {
-    await api(`/v1/jobs/${encodeURIComponent(state.selected)}/cancel`, { method: 'POST' });
-    await refreshSelected();
+    state.job = await api(`/v1/jobs/${encodeURIComponent(state.selected)}/cancel`, { method: 'POST' });
+    renderJob();
   } catch (err) {
-    showJobError(err);
+    $('#job-error').textContent = err.message;
   }
 }
+
+function exportCsv() {
+  if (!state.job) return;
+  saveBlob(new Blob([toCsv(sortedPoints())], { type: 'text/csv' }), `metrics-${state.job.name}-${state.job.id}.csv`);
+}
+
+// ---- models -------------------------------------------------------------------------------------
+
+async function refreshModels() {
+  let list;
+  try {
+    list = await api('/v1/models');
+    $('#models-error').textContent = '';
+  } catch (err) {
+    $('#models-error').textContent = err.status === 403 ? 'Listing models needs a key with the predict scope.' : err.message;
+    return;
+  }
+  $('#models tbody').replaceChildren(...list.items.map((m) => {
+    const download = el('button', { type: 'button', className: 'secondary' }, 'Download');
+    download.setAttribute('aria-label', `download model ${m.id}`);
+    download.addEventListener('click', () => downloadModel(m));
+    const actions = el('td', { className: 'actions' }, download);
+    // Promoting pins a model as the serving one (also one serving now only as the newest).
+    if (state.canAdmin && !m.promotedAt) {
+      const promote = el('button', { type: 'button', className: 'secondary promote' }, 'Promote');
+      promote.setAttribute('aria-label', `promote model ${m.id} to serve`);
+      promote.addEventListener('click', () => promoteModel(m, promote));
+      actions.append(promote);
+    }
+    const ratio = m.float32SizeBytes ? (m.float32SizeBytes / m.sizeBytes).toFixed(1) : null;
+    const tr = el('tr', {},
+      el('td', {}, el('span', { className: 'mono' }, m.id.slice(0, 8)), el('br'), el('small', {}, state.jobNames.get(m.jobId) ?? `job ${m.jobId.slice(0, 8)}`)),
+      el('td', {}, pct(m.int8Top1)),
+      el('td', {}, pct(m.floatTop1)),
+      el('td', {}, kib(m.sizeBytes), el('br'), el('small', {}, ratio ? `${ratio}× smaller than fp32 (${kib(m.float32SizeBytes)})` : '')),
+      el('td', {}, m.serving ? el('span', { className: 'pill serving' }, m.promotedAt ? 'serving · promoted' : 'serving') : m.promotedAt ? 'promoted earlier' : ''),
+      actions);
+    tr.dataset.modelId = m.id;
+    return tr;
+  }));
+}
+
+async function downloadModel(m) {
+  // A link cannot carry the key: fetch the file, then save it.
+  try {
+    const res = await request(`/v1/models/${encodeURIComponent(m.id)}/download`);
+    if (!res.ok) throw new Error(errorText(await res.json().catch(() => null), res.status));
+    saveBlob(await res.blob(), `model-${m.id}.onnx`);
+  } catch (err) {
+    $('#models-error').textContent = err.message;
+  }
+}
+
+async function promoteModel(m, button) {
+  button.disabled = true;
+  try {
+    await api(`/v1/models/${encodeURIComponent(m.id)}/promote`, { method: 'POST' });
+    await refreshModels();
+  } catch (err) {
+    $('#models-error').textContent = err.message;
+    button.disabled = false;
+  }
+}
+
+// ---- predict ------------------------------------------------------------------------------------
 
 async function predict() {
   const file = $('#predict-file').files[0];
   if (!file) return;
   $('#predict-error').textContent = '';
   $('#predictions').replaceChildren();
+  $('#predict-timings').textContent = '';
+  const img = $('#predict-image');
+  if (img.src) URL.revokeObjectURL(img.src);
+  img.src = URL.createObjectURL(file);
+  img.alt = `the image sent: ${file.name}`;
+  img.hidden = false;
   try {
     const res = await api('/v1/predict?topK=5', {
       method: 'POST', headers: { 'content-type': file.type || 'application/octet-stream' }, body: file,
     });
-    $('#predictions').replaceChildren(...res.predictions.map((p) =>
-      el('li', {}, `${p.label} — ${(p.probability * 100).toFixed(1)}%`)));
+    $('#predictions').replaceChildren(...res.predictions.map((p) => el('li', {},
+      el('span', { className: 'label' }, p.label),
+      el('span', { className: 'bar', style: `width:${Math.max(0.1, p.probability * 10)}em` }),
+      el('span', { className: 'value' }, pct(p.probability)))));
+    const t = res.timings;
+    $('#predict-timings').textContent =
+      `model ${res.model.id.slice(0, 8)} · decode ${t.decodeMs.toFixed(1)} ms · queue ${t.queueMs.toFixed(1)} ms · inference ${t.inferMs.toFixed(1)} ms · batch of ${t.batchSize}`;
   } catch (err) {
     $('#predict-error').textContent = err.message;
   }
 }
+
+// ---- new-job form: fields over the raw JSON -----------------------------------------------------
+// The JSON textarea is what is sent; each field edits one path in it, and editing the JSON fills
+// the fields. Settings without a field stay in the JSON untouched.
+
+const fields = () => [...document.querySelectorAll('#new-job [data-path]')];
+
+function getPath(obj, path) {
+  return path.split('.').reduce((o, k) => (o == null ? undefined : o[k]), obj);
+}
+
+function setPath(obj, path, value) {
+  const keys = path.split('.');
+  let o = obj;
+  for (const k of keys.slice(0, -1)) o = o[k] && typeof o[k] === 'object' ? o[k] : (o[k] = {});
+  const last = keys.at(-1);
+  if (value === undefined) delete o[last]; else o[last] = value;
+  // Drop sections the change left empty.
+  if (keys.length > 1 && Object.keys(o).length === 0) delete obj[keys[0]];
+}
+
+function readConfig() {
+  try {
+    const cfg = JSON.parse($('#config').value || '{}');
+    return cfg && typeof cfg === 'object' && !Array.isArray(cfg) ? cfg : null;
+  } catch {
+    return null;
+  }
+}
+
+function fieldValue(input) {
+  if (input.type === 'checkbox') return input.checked ? undefined : false; // unticked: the non-default
+  if (input.value === '') return undefined;
+  return input.type === 'number' ? Number(input.value) : input.value;
+}
+
+function fieldChanged(event) {
+  const input = event.target;
+  const cfg = readConfig();
+  if (!cfg) {
+    $('#new-job-error').textContent = 'The raw JSON is not valid; fix it before using the fields.';
+    return;
+  }
+  const path = input.dataset.path;
+  if (path === 'dataset.type') {
+    const keep = DATASET_KEYS[input.value] ?? [];
+    const ds = Object.fromEntries(Object.entries(cfg.dataset ?? {}).filter(([k]) => k === 'type' || keep.includes(k)));
+    cfg.dataset = { ...ds, type: input.value };
+  } else {
+    setPath(cfg, path, fieldValue(input));
+  }
+  $('#config').value = JSON.stringify(cfg, null, 2);
+  clearInvalid(input);
+  showDatasetFields();
+}
+
+function fillFields() {
+  const cfg = readConfig();
+  if (!cfg) return;
+  for (const input of fields()) {
+    const v = getPath(cfg, input.dataset.path);
+    if (input.type === 'checkbox') input.checked = v !== false;
+    else if (input.dataset.path === 'dataset.type') input.value = v ?? 'synthetic';
+    else input.value = v ?? '';
+  }
+  showDatasetFields();
+}
+
+function showDatasetFields() {
+  const type = $('#f-dataset-type').value;
+  for (const f of document.querySelectorAll('#new-job .field[data-for]')) f.hidden = f.dataset.for !== type;
+}
+
+function clearInvalid(input) {
+  input.removeAttribute('aria-invalid');
+  input.removeAttribute('aria-describedby');
+  document.getElementById(`${input.id}-error`)?.remove();
+}
+
+/** The field an issue path names: itself, or the field of the first setting under it. */
+function fieldFor(path) {
+  const all = fields();
+  return all.find((f) => f.dataset.path === path) ?? all.find((f) => path && f.dataset.path.startsWith(`${path}.`)) ?? null;
+}
+
+function showIssues(body) {
+  const issues = body?.error?.issues ?? [];
+  let first = null;
+  for (const issue of issues) {
+    const input = fieldFor(issue.path);
+    if (!input) continue;
+    input.closest('.field').hidden = false;
+    input.setAttribute('aria-invalid', 'true');
+    let msg = document.getElementById(`${input.id}-error`);
+    if (!msg) {
+      msg = el('span', { id: `${input.id}-error`, className: 'field-error' });
+      input.closest('.field').append(msg);
+    }
+    msg.textContent = msg.textContent ? `${msg.textContent}; ${issue.message}` : issue.message;
+    input.setAttribute('aria-describedby', msg.id);
+    first ??= input;
+  }
+  // Paths without a field: the raw JSON is where they can be fixed.
+  if (issues.some((i) => !fieldFor(i.path))) $('#raw-json').open = true;
+  first?.focus();
+}
+
+async function submitJob(event) {
+  event.preventDefault();
+  $('#new-job-error').textContent = '';
+  $('#new-job-raw-error').hidden = true;
+  for (const input of fields()) clearInvalid(input);
+  const config = readConfig();
+  if (!config) {
+    $('#new-job-error').textContent = 'The raw JSON is not a valid JSON object.';
+    $('#raw-json').open = true;
+    return;
+  }
+  try {
+    const job = await api('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(config) });
+    await refreshJobs();
+    openJob(job.id);
+  } catch (err) {
+    $('#new-job-error').textContent = err.message;
+    if (err.body && typeof err.body === 'object') {
+      const raw = $('#new-job-raw-error');
+      raw.querySelector('pre').textContent = JSON.stringify(err.body, null, 2);
+      raw.hidden = false;
+      showIssues(err.body);
+    }
+  }
+}
+
+// ---- health and the poll loop -------------------------------------------------------------------
 
 async function refreshHealth() {
   const pill = $('#health');
@@ -201,14 +646,23 @@ async function refreshHealth() {
   }
 }
 
+function refreshAll() {
+  return Promise.allSettled([refreshJobs(), refreshModels(), refreshHealth(), refreshCompare()]);
+}
+
 async function poll() {
-  await Promise.allSettled([refreshJobs(), refreshSelected().catch(showJobError), refreshHealth()]);
+  await refreshAll();
   setTimeout(poll, POLL_MS);
 }
 
 $('#config').value = JSON.stringify(EXAMPLE_CONFIG, null, 2);
+fillFields();
+for (const input of fields()) input.addEventListener(input.tagName === 'SELECT' || input.type === 'checkbox' ? 'change' : 'input', fieldChanged);
+$('#config').addEventListener('input', fillFields);
 $('#new-job').addEventListener('submit', submitJob);
 $('#cancel-job').addEventListener('click', cancelSelected);
+$('#export-csv').addEventListener('click', exportCsv);
+$('#compare-metric').addEventListener('change', renderCompare);
 $('#more-jobs').addEventListener('click', () => {
   state.listed = Math.min(100, state.listed + 20);
   refreshJobs().catch(() => {});
@@ -216,5 +670,6 @@ $('#more-jobs').addEventListener('click', () => {
 $('#predict-file').addEventListener('change', predict);
 $('#api-key-form').addEventListener('submit', saveKey);
 const fromHash = /job=([^&]+)/.exec(location.hash);
-if (fromHash) selectJob(decodeURIComponent(fromHash[1]));
+if (fromHash) openJob(decodeURIComponent(fromHash[1]));
+probeAdmin();
 poll();

@@ -106,7 +106,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.decorate('routeList', routeList);
   app.addHook('onRoute', (r) => {
     // Hidden routes (static dashboard files, the docs UI itself) are not part of the API.
-    if ((r.schema as { hide?: boolean } | undefined)?.hide) return;
+    if ((r.schema)?.hide) return;
     for (const m of [r.method].flat()) routeList.push(`${m} ${r.url}`);
   });
   app.decorate('jobs', jobs);
@@ -132,7 +132,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     sources: { queueCounts: () => deps.queue.counts(), jobsByStatus: () => jobs.countByStatus(), workerStatus: deps.workerStatus },
   });
   await app.register(healthRoutes, {
-    checks: { database: () => deps.db.ping(), redis: deps.redisPing, queue: () => deps.queue.ping() },
+    checks: { database: () => deps.db.ping(), redis: () => deps.redisPing(), queue: () => deps.queue.ping() },
     model: () => app.serving.registry.readiness(),
     workerStatus: deps.workerStatus,
   });

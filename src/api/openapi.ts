@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { z } from 'zod';
 import { JobEventProgressData, JobEventStatusData, JobList, JobView, ListJobsQuery, MetricPointView, MetricsPage, MetricsQuery } from '../jobs/job-view.js';
-import { TrainingConfig } from '../jobs/training-config.js';
+import { TrainingConfig } from '../config/training-config.js';
 import { ErrorBody } from './error-body.js';
 import { BEARER_SCHEME, errorRef, jsonRef, jsonSchema, open, secured } from './openapi-helpers.js';
 import { HealthBody, ReadyBody } from './routes/health.js';

@@ -105,7 +105,7 @@ export class PostgresArtifactStore implements ArtifactStore {
       for (let seq = 0; ; ) {
         const { rows: part } = await pool.query<{ seq: number; data: Buffer }>(
           'SELECT seq, data FROM "ArtifactChunk" WHERE "blobId" = $1 AND seq >= $2 ORDER BY seq LIMIT $3',
-          [obj!.blobId, seq, READ_AHEAD],
+          [obj.blobId, seq, READ_AHEAD],
         );
         for (const r of part) {
           if (r.seq !== seq) throw new ArtifactCorruptError(k, `chunk ${seq} is missing`);
@@ -116,8 +116,8 @@ export class PostgresArtifactStore implements ArtifactStore {
         }
         if (part.length < READ_AHEAD) break;
       }
-      if (size !== obj!.sizeBytes) throw new ArtifactCorruptError(k, `${size} bytes read, ${obj!.sizeBytes} recorded (deleted while read?)`);
-      if (hash.digest('hex') !== obj!.sha256) throw new ArtifactCorruptError(k, 'sha256 differs from the recorded one');
+      if (size !== obj.sizeBytes) throw new ArtifactCorruptError(k, `${size} bytes read, ${obj.sizeBytes} recorded (deleted while read?)`);
+      if (hash.digest('hex') !== obj.sha256) throw new ArtifactCorruptError(k, 'sha256 differs from the recorded one');
     }
     return Readable.from(chunks(), { objectMode: false });
   }
@@ -187,7 +187,7 @@ export async function* rechunk(source: AsyncIterable<Buffer> | Iterable<Buffer>,
   let parts: Buffer[] = [];
   let have = 0;
   for await (const raw of source) {
-    let buf = Buffer.isBuffer(raw) ? raw : Buffer.from(raw as Uint8Array);
+    let buf = Buffer.isBuffer(raw) ? raw : Buffer.from(raw);
     while (buf.length > 0) {
       const take = Math.min(size - have, buf.length);
       parts.push(buf.subarray(0, take));

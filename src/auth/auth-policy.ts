@@ -9,7 +9,7 @@
 import { isIP } from 'node:net';
 import { bearerToken, hashKey } from './api-key.js';
 import type { ApiKeyInfo, KeyStore } from './key-store.js';
-import { grants, type RouteAccess, type Scope } from './scopes.js';
+import { grants, type RouteAccess } from './scopes.js';
 
 export type AuthSetting = 'auto' | 'on' | 'off';
 

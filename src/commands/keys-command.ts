@@ -23,8 +23,8 @@ const day = (d: Date | null) => (d ? d.toISOString().replace('T', ' ').slice(0, 
 export function formatKeyTable(keys: ApiKeyInfo[]): string {
   const rows = [['NAME', 'PREFIX', 'SCOPES', 'CREATED', 'LAST USED', 'REVOKED']];
   for (const k of keys) rows.push([k.name, k.prefix, k.scopes.join(','), day(k.createdAt), day(k.lastUsedAt), day(k.revokedAt)]);
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  return rows.map((r) => r.map((v, c) => v.padEnd(widths[c]!)).join('  ').trimEnd()).join('\n');
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+  return rows.map((r) => r.map((v, c) => v.padEnd(widths[c])).join('  ').trimEnd()).join('\n');
 }
 
 /** Runs one keys subcommand; `out` receives stdout lines. Returns the process exit code. */

@@ -21,12 +21,17 @@ export type Augmentation =
 
 export const NO_AUGMENTATION: Augmentation = Object.freeze({ kind: 'none' });
 
-/** Draw one sample's augmentation. The draw order is fixed: changing it changes every run. */
-export function drawAugmentation(rng: Rng, outSize: number): Augmentation {
+/**
+ * Draw one sample's augmentation. The draw order is fixed: changing it changes every run. With
+ * `flip: false` the flip is still drawn (so every other choice stays the same) but not applied:
+ * for data whose classes a mirror image changes (the synthetic patterns).
+ */
+export function drawAugmentation(rng: Rng, outSize: number, opts: { flip?: boolean } = {}): Augmentation {
+  const allowFlip = opts.flip ?? true;
   if (outSize < PAD_CROP_BELOW) {
     const dx = rng.int(2 * PAD + 1);
     const dy = rng.int(2 * PAD + 1);
-    const flip = rng.float() < 0.5;
+    const flip = rng.float() < 0.5 && allowFlip;
     return { kind: 'padcrop', dx, dy, flip };
   }
   // torchvision RandomResizedCrop: up to 10 tries for a box that fits, else the whole image.
@@ -43,7 +48,7 @@ export function drawAugmentation(rng: Rng, outSize: number): Augmentation {
       break;
     }
   }
-  const flip = rng.float() < 0.5;
+  const flip = rng.float() < 0.5 && allowFlip;
   return { kind: 'rrc', ...box, flip };
 }
 

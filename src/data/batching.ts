@@ -20,19 +20,19 @@ export function stratifiedEpochOrder(seed: number, epoch: number, labels: ArrayL
   const rng = new Rng(hashSeed(ORDER_STREAM, seed, epoch));
   const byClass = new Map<number, number[]>();
   for (let i = 0; i < n; i++) {
-    const members = byClass.get(labels[i]!);
+    const members = byClass.get(labels[i]);
     if (members) members.push(i);
-    else byClass.set(labels[i]!, [i]);
+    else byClass.set(labels[i], [i]);
   }
   // Sample j of a class with m members sits at (j + u) / m of the way through the epoch.
   const keys = new Float64Array(n);
   for (const members of [...byClass.entries()].sort((a, b) => a[0] - b[0]).map((e) => e[1])) {
     const shuffled = shuffleInPlace(Int32Array.from(members), rng);
-    for (let j = 0; j < shuffled.length; j++) keys[shuffled[j]!] = (j + rng.float()) / shuffled.length;
+    for (let j = 0; j < shuffled.length; j++) keys[shuffled[j]] = (j + rng.float()) / shuffled.length;
   }
   const order = new Int32Array(n);
   for (let i = 0; i < n; i++) order[i] = i;
-  return order.sort((a, b) => keys[a]! - keys[b]! || a - b);
+  return order.sort((a, b) => keys[a] - keys[b] || a - b);
 }
 
 /** Batches in one epoch: drop_last floors (training), otherwise the partial batch is kept (eval). */
@@ -46,7 +46,7 @@ export function batchIndices(order: Int32Array | null, step: number, batchSize: 
   const lo = step * batchSize;
   const hi = Math.min(lo + batchSize, n);
   const indices = new Int32Array(Math.max(0, hi - lo));
-  for (let k = lo; k < hi; k++) indices[k - lo] = order ? order[k]! : k;
+  for (let k = lo; k < hi; k++) indices[k - lo] = order ? order[k] : k;
   return indices;
 }
 

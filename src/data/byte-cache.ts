@@ -31,7 +31,7 @@ export class SharedByteBudget implements ByteBudget {
   }
 
   get bytesLeft(): number {
-    return this.cell[0]!;
+    return this.cell[0];
   }
 
   set bytesLeft(v: number) {

@@ -110,7 +110,7 @@ async function loadClass(c: number): Promise<Uint8Array> {
   } catch (err) {
     throw new DatasetError(
       'DATASET_UNAVAILABLE',
-      `fashion-mnist: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? err}); is the fashion-mnist package installed?`,
+      `fashion-mnist: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)}); is the fashion-mnist package installed?`,
     );
   }
   const { pixels, count } = parseClothesJson(buf, `${c}.json`);

@@ -28,7 +28,7 @@
 // DATASET_PATH_INVALID | DATASET_NOT_FOUND | DATASET_EMPTY | DATASET_UNAVAILABLE.
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import type { DatasetConfig } from '../jobs/training-config.js';
+import type { DatasetConfig } from '../config/training-config.js';
 import type { DataWarning } from './errors.js';
 import { DatasetError } from './errors.js';
 import { SharedByteBudget } from './byte-cache.js';

@@ -29,7 +29,7 @@ export function normalizationLut(norm: Normalization): Float32Array {
   if (!lut) {
     lut = new Float32Array(3 * 256);
     for (let c = 0; c < 3; c++) {
-      for (let v = 0; v < 256; v++) lut[c * 256 + v] = (v / 255 - norm.mean[c]!) / norm.std[c]!;
+      for (let v = 0; v < 256; v++) lut[c * 256 + v] = (v / 255 - norm.mean[c]) / norm.std[c];
     }
     if (lutCache.size > 64) lutCache.clear();
     lutCache.set(key, lut);

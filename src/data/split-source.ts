@@ -21,13 +21,15 @@ export function splitFromSource(src: SplitSource, budget: ByteBudget, warn: (w: 
   switch (src.type) {
     case 'synthetic': {
       const labels = Int32Array.from({ length: src.classes * src.perClass }, (_, i) => Math.floor(i / src.perClass));
-      return new ImageSplit(labels, size, syntheticGetter(src.seed, src.tag, src.perClass, size, budget), src);
+      // No flips: classes are told apart by orientation, and a mirror image turns a 45-degree
+      // grating into a 135-degree one, another class's (with flips, 4 classes topped out at 75%).
+      return new ImageSplit(labels, size, syntheticGetter(src.seed, src.tag, src.perClass, size, budget), false, src);
     }
     case 'fashion-mnist': {
       const split = fashionSplit(src.pixels, src.counts, src.firstIndex);
-      return new ImageSplit(split.labels, size, fashionGetter(split, size, budget), src);
+      return new ImageSplit(split.labels, size, fashionGetter(split, size, budget), true, src);
     }
     case 'imagefolder':
-      return new ImageSplit(src.labels, size, folderGetter({ files: src.files, labels: src.labels }, size, budget, warn, stats), src);
+      return new ImageSplit(src.labels, size, folderGetter({ files: src.files, labels: src.labels }, size, budget, warn, stats), true, src);
   }
 }

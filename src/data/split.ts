@@ -44,8 +44,8 @@ export type ImageGetter = (i: number) => SourceImage | Promise<SourceImage>;
  * The augmentation of the sample at position `i` of batch (seed, epoch, step): a pure function of
  * those numbers, so a resumed run draws exactly what the uninterrupted run drew.
  */
-export function augmentationFor(aug: BatchAugment, i: number, inputSize: number) {
-  return aug.augment ? drawAugmentation(Rng.at(aug.seed, aug.epoch, aug.step, i), inputSize) : NO_AUGMENTATION;
+export function augmentationFor(aug: BatchAugment, i: number, inputSize: number, opts: { flip?: boolean } = {}) {
+  return aug.augment ? drawAugmentation(Rng.at(aug.seed, aug.epoch, aug.step, i), inputSize, opts) : NO_AUGMENTATION;
 }
 
 export class ImageSplit implements Split {
@@ -55,6 +55,8 @@ export class ImageSplit implements Split {
     readonly labels: Int32Array,
     private readonly inputSize: number,
     private readonly getImage: ImageGetter,
+    /** Whether training augmentation may mirror images (false when a mirror image changes the class). */
+    private readonly flip = true,
     readonly source?: SplitSource,
   ) {
     this.length = labels.length;
@@ -68,14 +70,14 @@ export class ImageSplit implements Split {
         throw new RangeError(`sample index ${i} out of range [0, ${this.length})`);
       }
     }
-    const images = await Promise.all(idx.map((i) => this.getImage(i)));
+    const images = await Promise.all(idx.map(async (i) => this.getImage(i)));
     const s = this.inputSize;
     const per = s * s * 3;
     if (out && out.length < n * per) throw new RangeError(`batch buffer holds ${out.length} floats, need ${n * per}`);
     const x = out ? out.subarray(0, n * per) : new Float32Array(n * per);
     const y = new Int32Array(n);
     for (let k = 0; k < n; k++) {
-      renderSample(images[k], s, augmentationFor(aug, k, s), x, k * per);
+      renderSample(images[k], s, augmentationFor(aug, k, s, { flip: this.flip }), x, k * per);
       y[k] = this.labels[idx[k]];
     }
     return { x, y, n };

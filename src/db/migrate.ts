@@ -172,7 +172,7 @@ async function migratePostgres(connectionString: string, schema: string, files: 
       result.applied.push(m.name);
     }
     await client.query('INSERT INTO "Deployment" (id) SELECT $1 WHERE NOT EXISTS (SELECT 1 FROM "Deployment")', [newDeploymentId()]);
-    result.deploymentId = (await client.query<{ id: string }>('SELECT id FROM "Deployment" ORDER BY "createdAt" LIMIT 1')).rows[0]!.id;
+    result.deploymentId = (await client.query<{ id: string }>('SELECT id FROM "Deployment" ORDER BY "createdAt" LIMIT 1')).rows[0].id;
     await client.query('COMMIT');
     return result;
   } catch (err) {

@@ -35,19 +35,19 @@ export class EvaluationAccumulator {
     const k = this.classes;
     const topK = Math.min(5, k);
     for (let r = 0; r < labels.length; r++) {
-      const label = labels[r]!;
+      const label = labels[r];
       if (!(label >= 0 && label < k)) throw new RangeError(`label ${label} is outside [0, ${k})`);
-      const target = logits[r * k + label]!;
+      const target = logits[r * k + label];
       let above = 0;
       let pred = 0;
       for (let c = 0; c < k; c++) {
-        const v = logits[r * k + c]!;
+        const v = logits[r * k + c];
         if (v > target || (v === target && c < label)) above++;
-        if (v > logits[r * k + pred]!) pred = c;
+        if (v > logits[r * k + pred]) pred = c;
       }
       if (above === 0) this.top1++;
       if (above < topK) this.top5++;
-      this.confusion[label]![pred]!++;
+      this.confusion[label][pred]++;
       this.images++;
     }
   }
@@ -60,7 +60,7 @@ export class EvaluationAccumulator {
       top5: n ? this.top5 / n : 0,
       perClassTop1: this.confusion.map((row, c) => {
         const total = row.reduce((a, b) => a + b, 0);
-        return total ? row[c]! / total : null;
+        return total ? row[c] / total : null;
       }),
       confusion: this.confusion.map((row) => [...row]),
     };

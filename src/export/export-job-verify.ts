@@ -149,7 +149,7 @@ export function chooseCandidate(
     if (!why) return { chosen: c, comparison: cmp, ortLogits, maxStepsVsIntegerReference: vsRef };
     // The last candidate (uint8 storage, exact on every CPU) is the one that matters; earlier
     // failures are mentioned after it.
-    failure = failure === null ? why : `${why} [with ${candidates[0]!.encoding}-stored weights: ${failure}]`;
+    failure = failure === null ? why : `${why} [with ${candidates[0].encoding}-stored weights: ${failure}]`;
     comparison = cmp;
     if (candidates.length > 1 && c.encoding === 'int8') {
       log.warn('export: int8-stored weights do not verify on this CPU; trying uint8 storage', { reason: why });

@@ -6,7 +6,7 @@
 // The steps, in order: load the checkpoint and build the candidates (export-job-verify.ts) ->
 // collect logits on the verification images -> choose the candidate that verifies -> its
 // accuracies and the int8 file on the whole validation split (export-job-evaluate.ts) -> fusion check -> manifest and files (export-job-write.ts).
-import type { TrainingConfig } from '../jobs/training-config.js';
+import type { TrainingConfig } from '../config/training-config.js';
 import { loadTrainedModel } from '../ml/index.js';
 import { loadDataset } from '../data/index.js';
 import { quantGraphToFloatOnnx } from './onnx-qdq.js';

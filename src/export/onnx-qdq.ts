@@ -182,11 +182,11 @@ function emit(graph: QuantGraph, quantized: boolean, options: OnnxWriteOptions):
 
   /** Weight and bias inputs for a conv or dense node (DQ'd int8/int32 or plain float). */
   const params = (node: ConvNode | DenseNode, dims: number[], weightInt8 = node.weightInt8): [string, string] => {
-    const outCh = dims[0]!;
+    const outCh = dims[0];
     if (!quantized) {
       const w = new Float32Array(node.weightInt8.length);
       const perChannel = node.weightInt8.length / outCh;
-      for (let i = 0; i < w.length; i++) w[i] = node.weightInt8[i]! * node.weightScale[Math.floor(i / perChannel)]!;
+      for (let i = 0; i < w.length; i++) w[i] = node.weightInt8[i] * node.weightScale[Math.floor(i / perChannel)];
       return [b.init(`${node.name}/weight`, DataType.FLOAT, dims, w), b.init(`${node.name}/bias`, DataType.FLOAT, [outCh], node.bias)];
     }
     const unsigned = options.weightEncoding === 'uint8';
@@ -235,7 +235,7 @@ function emit(graph: QuantGraph, quantized: boolean, options: OnnxWriteOptions):
     switch (node.op) {
       case 'conv': {
         const dims = [node.outChannels, node.inChannels / node.group, node.kernel[0], node.kernel[1]];
-        const [w, bias] = padInput && node.input === inputName ? params(node, [dims[0]!, 4, dims[2]!, dims[3]!], padInputChannel(node)) : params(node, dims);
+        const [w, bias] = padInput && node.input === inputName ? params(node, [dims[0], 4, dims[2], dims[3]], padInputChannel(node)) : params(node, dims);
         const convOut = `${node.output}/conv`;
         b.node('Conv', `${node.name}/Conv`, [read(node.input), w, bias], [convOut], [
           ints('kernel_shape', node.kernel),

@@ -25,7 +25,7 @@ export function fakeQuantize(data: Float32Array, quant: ActQuant): void {
   const scale = Math.fround(quant.scale);
   const zp = quant.zeroPoint;
   for (let i = 0; i < data.length; i++) {
-    let q = roundHalfEven(Math.fround(data[i]! / scale)) + zp;
+    let q = roundHalfEven(Math.fround(data[i] / scale)) + zp;
     q = q < 0 ? 0 : q > 255 ? 255 : q;
     data[i] = (q - zp) * scale;
   }
@@ -34,7 +34,7 @@ export function fakeQuantize(data: Float32Array, quant: ActQuant): void {
 function dequantWeights(q: Int8Array, scale: Float32Array): Float32Array {
   const out = new Float32Array(q.length);
   const per = q.length / scale.length;
-  for (let i = 0; i < q.length; i++) out[i] = q[i]! * scale[(i / per) | 0]!;
+  for (let i = 0; i < q.length; i++) out[i] = q[i] * scale[(i / per) | 0];
   return out;
 }
 
@@ -43,7 +43,7 @@ function effectiveBias(bias: Float32Array, weightScale: Float32Array, inQuant: A
   const s = biasScales(inQuant.scale, weightScale);
   const q = quantizeBias(bias, s);
   const out = new Float32Array(bias.length);
-  for (let c = 0; c < out.length; c++) out[c] = q[c]! * s[c]!;
+  for (let c = 0; c < out.length; c++) out[c] = q[c] * s[c];
   return out;
 }
 
@@ -63,12 +63,12 @@ function conv(x: Act, n: number, node: ConvNode, weights: Float32Array, bias: Fl
     for (let o = 0; o < oc; o++) {
       const g = (o / ocpg) | 0;
       const dst = (b * oc + o) * outPlane;
-      out.fill(bias[o]!, dst, dst + outPlane);
+      out.fill(bias[o], dst, dst + outPlane);
       for (let ci = 0; ci < icpg; ci++) {
         const src = (b * x.c + g * icpg + ci) * inPlane;
         for (let ky = 0; ky < kh; ky++) {
           for (let kx = 0; kx < kw; kx++) {
-            const wv = weights[((o * icpg + ci) * kh + ky) * kw + kx]!;
+            const wv = weights[((o * icpg + ci) * kh + ky) * kw + kx];
             if (wv === 0) continue;
             for (let y = 0; y < oh; y++) {
               const iy = y * sh - pt + ky;
@@ -78,7 +78,7 @@ function conv(x: Act, n: number, node: ConvNode, weights: Float32Array, bias: Fl
               for (let xx = 0; xx < ow; xx++) {
                 const ix = xx * sw - pl + kx;
                 if (ix < 0 || ix >= x.w) continue;
-                out[orow + xx] += wv * x.data[row + ix]!;
+                out[orow + xx] += wv * x.data[row + ix];
               }
             }
           }
@@ -123,7 +123,7 @@ export function runQdqReference(graph: QuantGraph, input: Float32Array, n: numbe
         const y = conv(x, n, node, w, bias);
         if (node.activation === 'relu6') {
           const d = y.data;
-          for (let i = 0; i < d.length; i++) d[i] = d[i]! < 0 ? 0 : d[i]! > 6 ? 6 : d[i]!;
+          for (let i = 0; i < d.length; i++) d[i] = d[i] < 0 ? 0 : d[i] > 6 ? 6 : d[i];
         }
         store(node.output, y, node.outQuant);
         break;
@@ -132,7 +132,7 @@ export function runQdqReference(graph: QuantGraph, input: Float32Array, n: numbe
         const a = get(node.inputs[0]);
         const b = get(node.inputs[1]);
         const d = new Float32Array(a.data.length);
-        for (let i = 0; i < d.length; i++) d[i] = a.data[i]! + b.data[i]!;
+        for (let i = 0; i < d.length; i++) d[i] = a.data[i] + b.data[i];
         store(node.output, { data: d, c: a.c, h: a.h, w: a.w }, node.outQuant);
         break;
       }
@@ -142,7 +142,7 @@ export function runQdqReference(graph: QuantGraph, input: Float32Array, n: numbe
         const d = new Float32Array(n * x.c);
         for (let i = 0; i < d.length; i++) {
           let s = 0;
-          for (let p = 0; p < plane; p++) s += x.data[i * plane + p]!;
+          for (let p = 0; p < plane; p++) s += x.data[i * plane + p];
           d[i] = s / plane;
         }
         store(node.output, { data: d, c: x.c, h: 1, w: 1 }, node.outQuant);
@@ -157,8 +157,8 @@ export function runQdqReference(graph: QuantGraph, input: Float32Array, n: numbe
         for (let b = 0; b < n; b++) {
           for (let o = 0; o < node.outFeatures; o++) {
             let s = 0;
-            for (let i = 0; i < inF; i++) s += w[o * inF + i]! * x.data[b * inF + i]!;
-            d[b * node.outFeatures + o] = s + bias[o]!;
+            for (let i = 0; i < inF; i++) s += w[o * inF + i] * x.data[b * inF + i];
+            d[b * node.outFeatures + o] = s + bias[o];
           }
         }
         store(node.output, { data: d, c: node.outFeatures, h: 1, w: 1 }, node.outQuant);
@@ -195,7 +195,7 @@ function quantizeInput(x: Float32Array, quant: ActQuant): Uint8Array {
   const out = new Uint8Array(x.length);
   const s = f32(quant.scale);
   for (let i = 0; i < x.length; i++) {
-    const q = roundHalfEven(f32(x[i]! / s)) + quant.zeroPoint;
+    const q = roundHalfEven(f32(x[i] / s)) + quant.zeroPoint;
     out[i] = q < 0 ? 0 : q > 255 ? 255 : q;
   }
   return out;
@@ -228,16 +228,16 @@ function convInt(x: QAct, n: number, node: ConvNode, biasQ: Int32Array): QAct {
   const [lo, hi] = node.activation === 'relu6' ? relu6Bounds(node.outQuant) : [0, 255];
   // Input with the zero point removed, so padding (which holds zx) contributes exactly zero.
   const xs = new Int32Array(x.q.length);
-  for (let i = 0; i < xs.length; i++) xs[i] = x.q[i]! - zx;
+  for (let i = 0; i < xs.length; i++) xs[i] = x.q[i] - zx;
   for (let b = 0; b < n; b++) {
     for (let o = 0; o < oc; o++) {
       const g = (o / ocpg) | 0;
-      acc.fill(biasQ[o]!);
+      acc.fill(biasQ[o]);
       for (let ci = 0; ci < icpg; ci++) {
         const src = (b * x.c + g * icpg + ci) * inPlane;
         for (let ky = 0; ky < kh; ky++) {
           for (let kx = 0; kx < kw; kx++) {
-            const wv = node.weightInt8[((o * icpg + ci) * kh + ky) * kw + kx]!;
+            const wv = node.weightInt8[((o * icpg + ci) * kh + ky) * kw + kx];
             if (wv === 0) continue;
             for (let y = 0; y < oh; y++) {
               const iy = y * sh - pt + ky;
@@ -247,15 +247,15 @@ function convInt(x: QAct, n: number, node: ConvNode, biasQ: Int32Array): QAct {
               for (let xx = 0; xx < ow; xx++) {
                 const ix = xx * sw - pl + kx;
                 if (ix < 0 || ix >= x.w) continue;
-                acc[orow + xx] += wv * xs[row + ix]!;
+                acc[orow + xx] += wv * xs[row + ix];
               }
             }
           }
         }
       }
-      const m = f32(f32(sIn * node.weightScale[o]!) / sOut);
+      const m = f32(f32(sIn * node.weightScale[o]) / sOut);
       const dst = (b * oc + o) * outPlane;
-      for (let p = 0; p < outPlane; p++) out[dst + p] = requantize(acc[p]!, m, node.outQuant.zeroPoint, lo, hi);
+      for (let p = 0; p < outPlane; p++) out[dst + p] = requantize(acc[p], m, node.outQuant.zeroPoint, lo, hi);
     }
   }
   return { q: out, c: oc, h: oh, w: ow, quant: node.outQuant };
@@ -298,7 +298,7 @@ export function runIntegerReference(graph: QuantGraph, input: Float32Array, n: n
         const q = new Uint8Array(n * x.c);
         for (let i = 0; i < q.length; i++) {
           let s = -x.quant.zeroPoint * plane;
-          for (let p = 0; p < plane; p++) s += x.q[i * plane + p]!;
+          for (let p = 0; p < plane; p++) s += x.q[i * plane + p];
           q[i] = requantize(s, m, node.outQuant.zeroPoint, 0, 255);
         }
         acts.set(node.output, { q, c: x.c, h: 1, w: 1, quant: node.outQuant });
@@ -314,9 +314,9 @@ export function runIntegerReference(graph: QuantGraph, input: Float32Array, n: n
         const q = new Uint8Array(n * node.outFeatures);
         for (let b = 0; b < n; b++) {
           for (let o = 0; o < node.outFeatures; o++) {
-            let acc = biasQ[o]!;
-            for (let i = 0; i < inF; i++) acc += node.weightInt8[o * inF + i]! * (x.q[b * inF + i]! - zx);
-            const m = f32(f32(sIn * node.weightScale[o]!) / sOut);
+            let acc = biasQ[o];
+            for (let i = 0; i < inF; i++) acc += node.weightInt8[o * inF + i] * (x.q[b * inF + i] - zx);
+            const m = f32(f32(sIn * node.weightScale[o]) / sOut);
             q[b * node.outFeatures + o] = requantize(acc, m, node.outQuant.zeroPoint, 0, 255);
           }
         }

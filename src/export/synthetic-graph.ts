@@ -62,10 +62,10 @@ export function quantizeWeightsPerChannel(w: Float32Array, outChannels: number, 
   const scale = new Float32Array(outChannels);
   for (let o = 0; o < outChannels; o++) {
     let m = 0;
-    for (let i = 0; i < per; i++) m = Math.max(m, Math.abs(w[o * per + i]!));
+    for (let i = 0; i < per; i++) m = Math.max(m, Math.abs(w[o * per + i]));
     const s = m > 0 ? m / qmax : 1;
     scale[o] = s;
-    for (let i = 0; i < per; i++) q[o * per + i] = Math.max(-qmax, Math.min(qmax, Math.round(w[o * per + i]! / s)));
+    for (let i = 0; i < per; i++) q[o * per + i] = Math.max(-qmax, Math.min(qmax, Math.round(w[o * per + i] / s)));
   }
   return { q, scale };
 }
@@ -100,7 +100,7 @@ export function syntheticImages(n: number, size: number, seed: number, normaliza
         for (let x = 0; x < size; x++) {
           const v = base * 0.5 + 0.25 * (1 + Math.sin((fx * x + fy * y) / size * 6.28 + phase)) + (rand() - 0.5) * 0.2;
           const clamped = Math.min(1, Math.max(0, v));
-          out[((b * 3 + c) * size + y) * size + x] = (clamped - normalization.mean[c]!) / normalization.std[c]!;
+          out[((b * 3 + c) * size + y) * size + x] = (clamped - normalization.mean[c]) / normalization.std[c];
         }
       }
     }
@@ -205,7 +205,7 @@ export function calibrate(graph: QuantGraph, images: Float32Array, n: number): v
       let lo = Infinity;
       let hi = -Infinity;
       for (let i = 0; i < data.length; i++) {
-        const v = data[i]!;
+        const v = data[i];
         if (v < lo) lo = v;
         if (v > hi) hi = v;
       }

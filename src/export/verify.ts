@@ -22,7 +22,7 @@ export function argmaxRows(logits: Float32Array, n: number, k: number): Int32Arr
   const out = new Int32Array(n);
   for (let i = 0; i < n; i++) {
     let best = 0;
-    for (let j = 1; j < k; j++) if (logits[i * k + j]! > logits[i * k + best]!) best = j;
+    for (let j = 1; j < k; j++) if (logits[i * k + j] > logits[i * k + best]) best = j;
     out[i] = best;
   }
   return out;
@@ -61,7 +61,7 @@ export function compareLogits(a: Float32Array, b: Float32Array, n: number, k: nu
   for (let i = 0; i < n; i++) {
     if (pa[i] === pb[i]) agree++;
     let rowMax = 0;
-    for (let j = 0; j < k; j++) rowMax = Math.max(rowMax, Math.abs(a[i * k + j]! - b[i * k + j]!) / step);
+    for (let j = 0; j < k; j++) rowMax = Math.max(rowMax, Math.abs(a[i * k + j] - b[i * k + j]) / step);
     if (rowMax > toleranceSteps + STEP_SLACK && worst.length < 5) worst.push(i);
     maxSteps = Math.max(maxSteps, rowMax);
   }
@@ -105,9 +105,9 @@ export class OnnxRunner {
 
   /** Logits [n, k] for NCHW input. */
   async run(nchw: Float32Array, n: number, size: number): Promise<Float32Array> {
-    const feeds = { [this.session.inputNames[0]!]: new ort.Tensor('float32', nchw, [n, 3, size, size]) };
+    const feeds = { [this.session.inputNames[0]]: new ort.Tensor('float32', nchw, [n, 3, size, size]) };
     const out = await this.session.run(feeds);
-    return Float32Array.from(out[this.session.outputNames[0]!]!.data as Float32Array);
+    return Float32Array.from(out[this.session.outputNames[0]].data as Float32Array);
   }
 
   release(): Promise<void> {

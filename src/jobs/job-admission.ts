@@ -11,7 +11,7 @@
 // per image, the sum of every conv layer's output elements (`activationsPerImage`), times the batch.
 import { allConvs, buildArch, type ArchSpec } from '../ml/mobilenet-arch.js';
 import type { IssueItem } from './job-errors.js';
-import type { TrainingConfig } from './training-config.js';
+import type { TrainingConfig } from '../config/training-config.js';
 
 /**
  * Upper envelopes of bench/job-memory.ts's measurements (wasm heap, MiB; the README has the grid).

@@ -19,7 +19,7 @@ import { JobNotFoundError, JobStateError } from './job-errors.js';
 import { bumpRevision, noteWrite, recordEvents, statusEvent, type JobWake } from './job-events.js';
 import { toMetricPointView } from './job-view.js';
 import { JOB_STATUSES, type JobStatus } from './job-status.js';
-import type { TrainingConfig } from './training-config.js';
+import type { TrainingConfig } from '../config/training-config.js';
 
 /** Every transition a job can make: from which states, to which, made by whom. */
 export const TRANSITIONS = {

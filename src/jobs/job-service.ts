@@ -18,7 +18,7 @@ import {
   type MetricsPage,
   type MetricsQuery,
 } from './job-view.js';
-import { TrainingConfig } from './training-config.js';
+import { TrainingConfig } from '../config/training-config.js';
 
 export interface JobQueuePort {
   /** Put the job on the training queue. Rejects when the queue is unreachable. */

@@ -2,7 +2,7 @@
 // contract: routes build them, tests parse responses with them, and openapi.yaml is generated
 // from them.
 import { z } from 'zod';
-import { TrainingConfig } from './training-config.js';
+import { TrainingConfig } from '../config/training-config.js';
 import { JOB_STATUSES } from './job-status.js';
 
 export const JobStatusSchema = z.enum(JOB_STATUSES);

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { syncDir } from '../artifacts/durable.js';
-import type { TrainingConfig } from '../jobs/training-config.js';
+import type { TrainingConfig } from '../config/training-config.js';
 import type { BackendName } from './train-api.js';
 
 export const CHECKPOINT_FORMAT = 'qatserve-checkpoint';
@@ -95,8 +95,8 @@ export async function saveCheckpoint(
   }
   const buf = Buffer.alloc(bytes);
   for (let i = 0; i < tensors.length; i++) {
-    const t = tensors[i]!;
-    const view = new Float32Array(buf.buffer, buf.byteOffset + index[i]!.offset, t.data.length);
+    const t = tensors[i];
+    const view = new Float32Array(buf.buffer, buf.byteOffset + index[i].offset, t.data.length);
     view.set(t.data);
   }
   const manifest: CheckpointManifest = {

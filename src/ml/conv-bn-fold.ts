@@ -113,12 +113,12 @@ export function foldedConvBn(x: tf.Tensor4D, w: tf.Variable, bn: BnState, opts: 
   const k = tf.mul(bn.gamma, tf.rsqrt(tf.add(bn.runVar, BN_EPS)));
   let bias = tf.sub(bn.beta, tf.mul(bn.runMean, k));
   if (opts.biasInputScale !== undefined && opts.quantizeWeights) {
-    // The exported weight scale is s * |k|, or s when k = 0 (see quant-export.ts).
+    // The exported weight scale is s * |k|, or s when k = 0 (see to-quant-graph.ts).
     const absK = tf.abs(k);
     const ws = tf.mul(weightScales(w, channelAxis(opts.kind), qmax), tf.where(tf.equal(absK, 0), tf.onesLike(absK), absK));
     bias = quantizeBias(bias, tf.mul(ws, opts.biasInputScale));
   }
-  return tf.add(tf.mul(z, k), bias) as tf.Tensor4D;
+  return tf.add<tf.Tensor4D>(tf.mul(z, k), bias);
 }
 
 /** round(bias / accScale) * accScale: the int32 bias of the int8 graph, dequantized. */
@@ -136,9 +136,9 @@ export function foldFactors(bn: { gamma: Float32Array; beta: Float32Array; runMe
   const bias = new Float32Array(n);
   for (let c = 0; c < n; c++) {
     // Same float32 order of operations as the tensor version above.
-    const r = Math.fround(1 / Math.sqrt(Math.fround(bn.runVar[c]! + Math.fround(BN_EPS))));
-    k[c] = Math.fround(bn.gamma[c]! * r);
-    bias[c] = Math.fround(bn.beta[c]! - Math.fround(bn.runMean[c]! * k[c]!));
+    const r = Math.fround(1 / Math.sqrt(Math.fround(bn.runVar[c] + Math.fround(BN_EPS))));
+    k[c] = Math.fround(bn.gamma[c] * r);
+    bias[c] = Math.fround(bn.beta[c] - Math.fround(bn.runMean[c] * k[c]));
   }
   return { k, bias };
 }

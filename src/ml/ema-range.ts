@@ -63,7 +63,7 @@ export class RangeTracker {
     this.ranges.clear();
     for (const [k, [min, max, count]] of Object.entries(saved)) {
       // A range without a count (older files) counts as settled.
-      this.ranges.set(k, { min: min!, max: max!, count: count ?? Number.MAX_SAFE_INTEGER });
+      this.ranges.set(k, { min: min, max: max, count: count ?? Number.MAX_SAFE_INTEGER });
     }
   }
 }

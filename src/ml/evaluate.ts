@@ -15,9 +15,9 @@ export function topKHits(logits: Float32Array, labels: Int32Array, classes: numb
   let topk = 0;
   for (let r = 0; r < labels.length; r++) {
     const row = logits.subarray(r * classes, (r + 1) * classes);
-    const target = row[labels[r]!]!;
+    const target = row[labels[r]];
     let above = 0;
-    for (let c = 0; c < classes; c++) if (row[c]! > target || (row[c] === target && c < labels[r]!)) above++;
+    for (let c = 0; c < classes; c++) if (row[c] > target || (row[c] === target && c < labels[r])) above++;
     if (above === 0) top1++;
     if (above < k) topk++;
   }

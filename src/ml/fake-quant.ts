@@ -49,8 +49,8 @@ export function actQParams(min: number, max: number, relu6 = false): ActQParams 
 function prevFloat32(v: number): number {
   const f = new Float32Array([v]);
   const u = new Uint32Array(f.buffer);
-  u[0] = u[0]! - 1;
-  return f[0]!;
+  u[0] = u[0] - 1;
+  return f[0];
 }
 
 /** Pure-JS fake quant of one value (reference for tests and the int8 reference runner). */
@@ -99,8 +99,8 @@ const ABS_MAX_FLOOR = MIN_SCALE * QMAX_8BIT;
 export function weightScales(w: tf.Tensor, channelAxis: number, qmax = QMAX_8BIT): tf.Tensor1D {
   return tf.tidy(() => {
     const axes = w.shape.map((_, i) => i).filter((i) => i !== channelAxis);
-    const absMax = tf.max(tf.abs(w), axes) as tf.Tensor1D;
-    return tf.div(tf.maximum(absMax, ABS_MAX_FLOOR), qmax) as tf.Tensor1D;
+    const absMax = tf.max<tf.Tensor1D>(tf.abs(w), axes);
+    return tf.div<tf.Tensor1D>(tf.maximum(absMax, ABS_MAX_FLOOR), qmax);
   });
 }
 
@@ -129,22 +129,22 @@ export function quantizeWeightsPerChannel(
   channelAxis: number,
   qmax = QMAX_8BIT,
 ): { int8: Int8Array; scales: Float32Array } {
-  const channels = shape[channelAxis]!;
+  const channels = shape[channelAxis];
   const inner = shape.slice(channelAxis + 1).reduce((a, b) => a * b, 1);
   const absMax = new Float64Array(channels);
   for (let i = 0; i < values.length; i++) {
     const c = Math.floor(i / inner) % channels;
-    const a = Math.abs(values[i]!);
-    if (a > absMax[c]!) absMax[c] = a;
+    const a = Math.abs(values[i]);
+    if (a > absMax[c]) absMax[c] = a;
   }
   const scales = new Float32Array(channels);
   for (let c = 0; c < channels; c++) {
-    scales[c] = Math.fround(Math.max(absMax[c]!, ABS_MAX_FLOOR) / qmax);
+    scales[c] = Math.fround(Math.max(absMax[c], ABS_MAX_FLOOR) / qmax);
   }
   const int8 = new Int8Array(values.length);
   for (let i = 0; i < values.length; i++) {
     const c = Math.floor(i / inner) % channels;
-    const q = roundHalfEven(Math.fround(values[i]! / scales[c]!));
+    const q = roundHalfEven(Math.fround(values[i] / scales[c]));
     int8[i] = Math.max(-qmax, Math.min(qmax, q));
   }
   return { int8, scales };

@@ -18,14 +18,14 @@ function unbroadcast(g: Tensor, shape: number[]): Tensor {
 }
 
 const run = (kernel: string, inputs: Record<string, Tensor>, attrs: NamedAttrMap): Tensor =>
-  tf.engine().runKernel(kernel, inputs as never, attrs as never) as Tensor;
+  tf.engine().runKernel<Tensor>(kernel, inputs, attrs as never);
 
 const reduceGrad = (mean: boolean): GradFunc => (dy, [x], attrs) => ({
   x: () => {
-    const axes = tf.util.parseAxisParam(attrs.axis as number | number[], x!.shape);
-    const kept = x!.shape.map((d, i) => (axes.includes(i) ? 1 : d));
-    const size = axes.reduce((a, i) => a * x!.shape[i]!, 1);
-    const g = tf.mul(tf.reshape(dy, kept), tf.ones(x!.shape));
+    const axes = tf.util.parseAxisParam(attrs.axis as number | number[], x.shape);
+    const kept = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
+    const size = axes.reduce((a, i) => a * x.shape[i], 1);
+    const g = tf.mul(tf.reshape(dy, kept), tf.ones(x.shape));
     return mean ? tf.div(g, size) : g;
   },
 });
@@ -34,46 +34,46 @@ const GRADS: Array<{ kernelName: string; inputsToSave?: string[]; outputsToSave?
   {
     kernelName: 'Add',
     inputsToSave: ['a', 'b'],
-    gradFunc: (dy, [a, b]) => ({ a: () => unbroadcast(dy, a!.shape), b: () => unbroadcast(dy, b!.shape) }),
+    gradFunc: (dy, [a, b]) => ({ a: () => unbroadcast(dy, a.shape), b: () => unbroadcast(dy, b.shape) }),
   },
   {
     kernelName: 'Sub',
     inputsToSave: ['a', 'b'],
-    gradFunc: (dy, [a, b]) => ({ a: () => unbroadcast(dy, a!.shape), b: () => unbroadcast(tf.neg(dy), b!.shape) }),
+    gradFunc: (dy, [a, b]) => ({ a: () => unbroadcast(dy, a.shape), b: () => unbroadcast(tf.neg(dy), b.shape) }),
   },
   {
     kernelName: 'Multiply',
     inputsToSave: ['a', 'b'],
     gradFunc: (dy, [a, b]) => ({
-      a: () => unbroadcast(tf.mul(dy, tf.cast(b!, 'float32')), a!.shape),
-      b: () => unbroadcast(tf.mul(dy, tf.cast(a!, 'float32')), b!.shape),
+      a: () => unbroadcast(tf.mul(dy, tf.cast(b, 'float32')), a.shape),
+      b: () => unbroadcast(tf.mul(dy, tf.cast(a, 'float32')), b.shape),
     }),
   },
   {
     kernelName: 'RealDiv',
     inputsToSave: ['a', 'b'],
     gradFunc: (dy, [a, b]) => ({
-      a: () => unbroadcast(tf.div(dy, b!), a!.shape),
-      b: () => unbroadcast(tf.neg(tf.div(tf.mul(dy, a!), tf.square(b!))), b!.shape),
+      a: () => unbroadcast(tf.div(dy, b), a.shape),
+      b: () => unbroadcast(tf.neg(tf.div(tf.mul(dy, a), tf.square(b))), b.shape),
     }),
   },
   { kernelName: 'Neg', gradFunc: (dy) => ({ x: () => tf.neg(dy) }) },
   { kernelName: 'Identity', gradFunc: (dy) => ({ x: () => tf.clone(dy) }) },
   { kernelName: 'Cast', gradFunc: (dy) => ({ x: () => tf.clone(dy) }) },
-  { kernelName: 'Square', inputsToSave: ['x'], gradFunc: (dy, [x]) => ({ x: () => tf.mul(dy, tf.mul(x!, 2)) }) },
+  { kernelName: 'Square', inputsToSave: ['x'], gradFunc: (dy, [x]) => ({ x: () => tf.mul(dy, tf.mul(x, 2)) }) },
   {
     kernelName: 'Rsqrt',
     inputsToSave: ['x'],
-    gradFunc: (dy, [x]) => ({ x: () => tf.neg(tf.div(dy, tf.mul(tf.pow(x!, 1.5), 2))) }),
+    gradFunc: (dy, [x]) => ({ x: () => tf.neg(tf.div(dy, tf.mul(tf.pow(x, 1.5), 2))) }),
   },
-  { kernelName: 'Reshape', inputsToSave: ['x'], gradFunc: (dy, [x]) => ({ x: () => tf.reshape(dy, x!.shape) }) },
+  { kernelName: 'Reshape', inputsToSave: ['x'], gradFunc: (dy, [x]) => ({ x: () => tf.reshape(dy, x.shape) }) },
   { kernelName: 'Mean', inputsToSave: ['x'], gradFunc: reduceGrad(true) },
   { kernelName: 'Sum', inputsToSave: ['x'], gradFunc: reduceGrad(false) },
   {
     kernelName: 'Relu6',
     inputsToSave: ['x'],
     gradFunc: (dy, [x]) => ({
-      x: () => tf.mul(dy, tf.cast(tf.logicalAnd(tf.greater(x!, 0), tf.lessEqual(x!, 6)), 'float32')),
+      x: () => tf.mul(dy, tf.cast(tf.logicalAnd(tf.greater(x, 0), tf.lessEqual(x, 6)), 'float32')),
     }),
   },
   {
@@ -82,10 +82,10 @@ const GRADS: Array<{ kernelName: string; inputsToSave?: string[]; outputsToSave?
     gradFunc: (dy, [a, b], attrs) => {
       const ta = attrs.transposeA as boolean;
       const tb = attrs.transposeB as boolean;
-      if (!ta && !tb) return { a: () => tf.matMul(dy, b!, false, true), b: () => tf.matMul(a!, dy, true, false) };
-      if (!ta && tb) return { a: () => tf.matMul(dy, b!, false, false), b: () => tf.matMul(dy, a!, true, false) };
-      if (ta && !tb) return { a: () => tf.matMul(b!, dy, false, true), b: () => tf.matMul(a!, dy, false, false) };
-      return { a: () => tf.matMul(b!, dy, true, true), b: () => tf.matMul(dy, a!, true, true) };
+      if (!ta && !tb) return { a: () => tf.matMul(dy, b, false, true), b: () => tf.matMul(a, dy, true, false) };
+      if (!ta && tb) return { a: () => tf.matMul(dy, b, false, false), b: () => tf.matMul(dy, a, true, false) };
+      if (ta && !tb) return { a: () => tf.matMul(b, dy, false, true), b: () => tf.matMul(a, dy, false, false) };
+      return { a: () => tf.matMul(b, dy, true, true), b: () => tf.matMul(dy, a, true, true) };
     },
   },
   {
@@ -93,19 +93,19 @@ const GRADS: Array<{ kernelName: string; inputsToSave?: string[]; outputsToSave?
     inputsToSave: ['x', 'filter'],
     gradFunc: (dy, [x, filter], attrs) => {
       const { strides, pad, dataFormat, dimRoundingMode } = attrs;
-      if (tf.getBackend() === 'cpu' && isPointwise(filter!.shape, strides, pad, dataFormat)) {
+      if (tf.getBackend() === 'cpu' && isPointwise(filter.shape, strides, pad, dataFormat)) {
         // A 1x1 stride-1 conv is a matrix product over N*H*W rows. The cpu backend's
         // Conv2DBackpropFilter is a naive loop (the largest cost of a cpu step); its matMul is
         // blocked, ~5x faster here. Other backends keep their own (tuned) conv gradient kernels.
-        const [, , cin, cout] = filter!.shape as [number, number, number, number];
+        const [, , cin, cout] = filter.shape as [number, number, number, number];
         return {
-          x: () => tf.reshape(tf.matMul(tf.reshape(dy, [-1, cout]), tf.reshape(filter!, [cin, cout]), false, true), x!.shape),
-          filter: () => tf.reshape(tf.matMul(tf.reshape(x!, [-1, cin]), tf.reshape(dy, [-1, cout]), true, false), filter!.shape),
+          x: () => tf.reshape(tf.matMul(tf.reshape(dy, [-1, cout]), tf.reshape(filter, [cin, cout]), false, true), x.shape),
+          filter: () => tf.reshape(tf.matMul(tf.reshape(x, [-1, cin]), tf.reshape(dy, [-1, cout]), true, false), filter.shape),
         };
       }
       return {
-        x: () => run('Conv2DBackpropInput', { dy, filter: filter! }, { strides, pad, dataFormat, dimRoundingMode, inputShape: x!.shape }),
-        filter: () => run('Conv2DBackpropFilter', { x: x!, dy }, { strides, pad, dataFormat, dimRoundingMode, filterShape: filter!.shape }),
+        x: () => run('Conv2DBackpropInput', { dy, filter: filter }, { strides, pad, dataFormat, dimRoundingMode, inputShape: x.shape }),
+        filter: () => run('Conv2DBackpropFilter', { x: x, dy }, { strides, pad, dataFormat, dimRoundingMode, filterShape: filter.shape }),
       };
     },
   },
@@ -116,8 +116,8 @@ const GRADS: Array<{ kernelName: string; inputsToSave?: string[]; outputsToSave?
       const { strides, pad, dimRoundingMode } = attrs;
       const dilations = attrs.dilations ?? [1, 1];
       return {
-        x: () => run('DepthwiseConv2dNativeBackpropInput', { dy, filter: filter! }, { strides, pad, dimRoundingMode, dilations, inputShape: x!.shape }),
-        filter: () => run('DepthwiseConv2dNativeBackpropFilter', { x: x!, dy }, { strides, pad, dimRoundingMode, dilations, filterShape: filter!.shape }),
+        x: () => run('DepthwiseConv2dNativeBackpropInput', { dy, filter: filter }, { strides, pad, dimRoundingMode, dilations, inputShape: x.shape }),
+        filter: () => run('DepthwiseConv2dNativeBackpropFilter', { x: x, dy }, { strides, pad, dimRoundingMode, dilations, filterShape: filter.shape }),
       };
     },
   },

@@ -66,7 +66,7 @@ function tfjsFilter(node: Extract<QuantNode, { op: 'conv' }>): tf.Tensor4D {
     for (let i = 0; i < icpg; i++) {
       for (let y = 0; y < kh; y++) {
         for (let x = 0; x < kw; x++) {
-          const v = node.weightInt8[((o * icpg + i) * kh + y) * kw + x]!;
+          const v = node.weightInt8[((o * icpg + i) * kh + y) * kw + x];
           out[depthwise ? (y * kw + x) * node.outChannels + o : ((y * kw + x) * icpg + i) * node.outChannels + o] = v;
         }
       }
@@ -154,7 +154,7 @@ export class Int8GraphRunner {
         for (const input of node.op === 'add' ? node.inputs : [node.input]) release(input);
       }
       const out = get(g.output);
-      return tf.tidy(() => tf.mul(out.centered, f32(out.quant.scale)) as tf.Tensor2D);
+      return tf.tidy(() => tf.mul<tf.Tensor2D>(out.centered, f32(out.quant.scale)));
     } finally {
       for (const a of acts.values()) a.centered.dispose();
     }
@@ -188,7 +188,7 @@ export class Int8GraphRunner {
       case 'globalAvgPool': {
         const x4 = get(node.input);
         const [, h, w] = x4.centered.shape as number[];
-        const m = f32(f32(x4.quant.scale) / f32(f32(node.outQuant.scale) * h! * w!));
+        const m = f32(f32(x4.quant.scale) / f32(f32(node.outQuant.scale) * h * w));
         const sum = tf.sum(x4.centered, [1, 2]);
         return requantize(tf.mul(sum, m), node.outQuant.zeroPoint, 0, 255);
       }

@@ -6,7 +6,7 @@
 import { tf } from './tf.js';
 import { actQParams, weightScales, type ActQParams } from './fake-quant.js';
 import { qatOps } from './qat-ops.js';
-import { foldedConvBn, quantizeBias, type BnState, type ConvKind } from './conv-bn-fold.js';
+import { foldedConvBn, quantizeBias, type BnState } from './conv-bn-fold.js';
 import { RangeTracker } from './ema-range.js';
 import { weightQmax, type WeightBits } from './quant-graph.js';
 import { hashSeed } from '../data/rng.js';
@@ -103,7 +103,7 @@ export class MobileNetV2 {
     if (mode.observeRanges) {
       const min = tf.min(x);
       const max = tf.max(x);
-      this.ranges.observe(name, { min: min.dataSync()[0]!, max: max.dataSync()[0]! });
+      this.ranges.observe(name, { min: min.dataSync()[0], max: max.dataSync()[0] });
       min.dispose();
       max.dispose();
     }
@@ -177,7 +177,7 @@ export class MobileNetV2 {
     let bias: tf.Tensor = this.v(`${d.name}/b`);
     const poolScale = this.biasScale('pool', mode);
     if (poolScale !== undefined) bias = quantizeBias(bias, tf.mul(weightScales(wRaw, 1, this.weightQmax), poolScale));
-    const logits = tf.add(tf.matMul(pooled, w), bias) as tf.Tensor2D;
+    const logits = tf.add<tf.Tensor2D>(tf.matMul(pooled, w), bias);
     return this.q('logits', logits, mode) as tf.Tensor2D;
   }
 

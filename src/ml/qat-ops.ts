@@ -24,10 +24,10 @@ export interface QatOps {
 
 function stockBatchNormTrain(z: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number): BatchNormTrainResult {
   // Statistics over N*H*W as one axis: a single-axis reduction is cheaper on every backend.
-  const c = z.shape[z.shape.length - 1]!;
+  const c = z.shape[z.shape.length - 1];
   const flat = tf.reshape(z, [-1, c]);
-  const mean = tf.mean(flat, 0) as tf.Tensor1D;
-  const variance = tf.mean(tf.square(tf.sub(flat, mean)), 0) as tf.Tensor1D;
+  const mean = tf.mean<tf.Tensor1D>(flat, 0);
+  const variance = tf.mean<tf.Tensor1D>(tf.square(tf.sub(flat, mean)), 0);
   const k = tf.mul(gamma, tf.rsqrt(tf.add(variance, epsilon)));
   const y = tf.add(tf.mul(z, k), tf.sub(beta, tf.mul(mean, k)));
   return { y, mean, variance };

@@ -17,7 +17,7 @@ export function qlinearAdd(a: ArrayLike<number>, aQuant: ActQuant, b: ArrayLike<
   const rB = f32(f32(bQuant.scale) / sC);
   const fixed = f32(outQuant.zeroPoint - f32(rA * aQuant.zeroPoint + f32(rB * bQuant.zeroPoint)));
   for (let i = 0; i < out.length; i++) {
-    const v = roundHalfEven(f32(f32(fixed + b[i]! * rB) + a[i]! * rA));
+    const v = roundHalfEven(f32(f32(fixed + b[i] * rB) + a[i] * rA));
     out[i] = v < 0 ? 0 : v > 255 ? 255 : v;
   }
   return out;

@@ -113,7 +113,7 @@ const INT32_MAX = 2147483647;
 export function biasScales(inputScale: number, weightScale: Float32Array): Float32Array {
   const out = new Float32Array(weightScale.length);
   const sIn = Math.fround(inputScale);
-  for (let c = 0; c < out.length; c++) out[c] = Math.fround(sIn * weightScale[c]!);
+  for (let c = 0; c < out.length; c++) out[c] = Math.fround(sIn * weightScale[c]);
   return out;
 }
 
@@ -121,8 +121,8 @@ export function biasScales(inputScale: number, weightScale: Float32Array): Float
 export function quantizeBias(bias: Float32Array, scales: Float32Array): Int32Array {
   const out = new Int32Array(bias.length);
   for (let c = 0; c < bias.length; c++) {
-    const s = scales[c]!;
-    const q = s > 0 ? Math.round(bias[c]! / s) : 0;
+    const s = scales[c];
+    const q = s > 0 ? Math.round(bias[c] / s) : 0;
     out[c] = Math.max(-INT32_MAX, Math.min(INT32_MAX, q));
   }
   return out;

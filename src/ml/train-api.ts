@@ -1,7 +1,7 @@
 // The contract between the training engine and whoever drives it (the queue worker, the
 // `qatserve train` command, benchmarks). The engine knows nothing of Fastify, Prisma or Bull: it
 // reports through these callbacks and stops when `signal` aborts.
-import type { TrainingConfig } from '../jobs/training-config.js';
+import type { TrainingConfig } from '../config/training-config.js';
 
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
 

@@ -13,19 +13,20 @@ import { smoothedCrossEntropy } from './loss.js';
 import { bnMomentumAt } from './conv-bn-fold.js';
 import { lrAt, type Schedule } from './schedule.js';
 import { evalBatchSize, evaluate } from './evaluate.js';
+import { DivergenceGuard } from './divergence.js';
 import { StepRate } from './step-rate.js';
 import { isWasmAbort, WasmAbortedError, type WasmPhase } from './wasm-abort.js';
 import { Int8GraphRunner } from './int8-graph-runner.js';
-import { toQuantGraph } from './quant-export.js';
+import { toQuantGraph } from './to-quant-graph.js';
 import { CheckpointError, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint } from './checkpoint.js';
 import { restoreState, snapshotState } from './model-state.js';
 import { hashSeed, loadDataset, NORMALIZATION, openTrainBatches, stepsPerEpoch, type Dataset, type TrainBatches } from '../data/index.js';
-import type { TrainingConfig } from '../jobs/training-config.js';
+import { peakLearningRate, quantDelaySteps, type TrainingConfig } from '../config/training-config.js';
 import type { BackendName, EvalMetric, TrainLogger, TrainOptions, TrainResult, TrainWarning } from './train-api.js';
 
 export class TrainingError extends Error {
   constructor(
-    readonly code: 'LOSS_NOT_FINITE' | 'DATASET_TOO_SMALL',
+    readonly code: 'TRAINING_DIVERGED' | 'DATASET_TOO_SMALL',
     message: string,
   ) {
     super(message);
@@ -39,12 +40,12 @@ const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
 /** Salt for per-step dropout seeds. */
 const DROPOUT_STREAM = 0xd20;
 
-/** Forward mode of the training step with 0-based index `step`. */
-export function trainMode(cfg: TrainingConfig, step: number): ForwardMode {
+/** Forward mode of the training step with 0-based index `step` (fake quant from `delaySteps` on). */
+export function trainMode(cfg: TrainingConfig, step: number, delaySteps: number): ForwardMode {
   const q = cfg.quantization;
   return {
     training: true,
-    fakeQuant: q.enabled && step >= q.delaySteps,
+    fakeQuant: q.enabled && step >= delaySteps,
     bnBatchStats: q.freezeBnAfterSteps === null || step < q.freezeBnAfterSteps,
     // Ranges are tracked from the first step, also while quantization is delayed or disabled, so
     // they are warm when fake quant starts and any checkpoint can be exported.
@@ -93,6 +94,9 @@ interface Run {
   dropLast: boolean;
   totalSteps: number;
   schedule: Schedule;
+  /** Float steps before fake quantization (quantization.delaySteps, or delayFraction of totalSteps). */
+  delaySteps: number;
+  guard: DivergenceGuard;
   arch: ArchSpec;
   model: MobileNetV2;
   opt: MomentumSgd;
@@ -136,7 +140,9 @@ async function setupRun(opts: TrainOptions): Promise<Run> {
   const { steps: spe, dropLast } = trainStepsPerEpoch(ds.train.length, T.batchSize);
   const scheduleSteps = T.epochs * spe;
   const totalSteps = Math.min(scheduleSteps, T.maxSteps ?? Infinity);
-  const schedule: Schedule = { peak: T.learningRate, warmupSteps: Math.round(T.warmupEpochs * spe), totalSteps: scheduleSteps };
+  const schedule: Schedule = { peak: peakLearningRate(T), warmupSteps: Math.round(T.warmupEpochs * spe), totalSteps: scheduleSteps };
+  // The delay counts the steps this run will take (maxSteps included), so a capped run still ends in QAT.
+  const delaySteps = quantDelaySteps(cfg.quantization, totalSteps);
 
   const resume = opts.resumeFrom ? await loadCheckpoint(opts.resumeFrom) : null;
   const init = !resume && opts.initFrom ? await loadCheckpoint(opts.initFrom) : null;
@@ -150,7 +156,8 @@ async function setupRun(opts: TrainOptions): Promise<Run> {
     .map((p) => ({ name: p.name, variable: p.variable, decay: p.role === 'weight' }));
   const byVarName = new Map([...model.params.values()].map((p) => [p.variable.name, p.name]));
   run = {
-    opts, cfg, log, cb, warnings: early, backend, ds, spe, dropLast, totalSteps, schedule, arch, model, opt, sgdParams, byVarName,
+    opts, cfg, log, cb, warnings: early, backend, ds, spe, dropLast, totalSteps, schedule, delaySteps, arch,
+    guard: new DivergenceGuard(T.batchSize, ds.classes.length, schedule.peak), model, opt, sgdParams, byVarName,
     checkpointsDir: path.join(opts.workDir, 'checkpoints'), resume, init,
     step: 0, lastSavedStep: -1, lastCheckpoint: '', lastTime: performance.now(), stepRate: new StepRate(),
     // Decoding and augmentation of the next batch run in their own thread while a step trains.
@@ -203,14 +210,13 @@ async function trainOneEpoch(run: Run): Promise<'stopped' | 'epoch-end'> {
     try {
       loss = trainStep({
         model, opt, params: sgdParams, byVarName, x: b.x, y: b.y, n: b.n, size,
-        mode: trainMode(cfg, run.step), lr, labelSmoothing: T.labelSmoothing,
+        mode: trainMode(cfg, run.step, run.delaySteps), lr, labelSmoothing: T.labelSmoothing,
       });
     } catch (err) {
       throw wasmAbort(run, 'train', err, b.n);
     }
-    if (!Number.isFinite(loss)) {
-      throw new TrainingError('LOSS_NOT_FINITE', `loss became ${loss} at step ${run.step + 1}; lower the learning rate`);
-    }
+    const diverged = run.guard.observe(loss, run.step + 1);
+    if (diverged) throw new TrainingError('TRAINING_DIVERGED', diverged);
     run.step++;
     const now = performance.now();
     const ips = run.stepRate.add(b.n, now - run.lastTime);
@@ -246,7 +252,7 @@ async function evaluateRun(run: Run): Promise<EvalMetric | null> {
     if (!main) return null;
     const metric: EvalMetric = { step: run.step, epoch: epochOf(run, run.step), top1: main.top1, top5: main.top5 };
     if (!quantEval) metric.floatTop1 = main.top1;
-    else if (q.delaySteps > 0) {
+    else if (run.delaySteps > 0) {
       const fl = await evaluate(model, ds.val, { ...evalOpts, mode: evalMode(false) });
       if (!fl) return null;
       metric.floatTop1 = fl.top1;
@@ -348,7 +354,7 @@ export function trainStep(s: TrainStepInput): number {
       () => smoothedCrossEntropy(s.model.forward(xs, s.mode), ys, s.labelSmoothing),
       s.params.map((p) => p.variable),
     );
-    const loss = value.dataSync()[0]!;
+    const loss = value.dataSync()[0];
     value.dispose();
     const named = new Map<string, tf.Tensor>();
     for (const [vn, g] of Object.entries(grads)) named.set(s.byVarName.get(vn) ?? vn, g);

@@ -4,7 +4,7 @@ import { tf } from './tf.js';
 import { loadCheckpoint } from './checkpoint.js';
 import { buildArch, MobileNetV2 } from './mobilenet-v2.js';
 import { restoreState } from './model-state.js';
-import { toQuantGraph } from './quant-export.js';
+import { toQuantGraph } from './to-quant-graph.js';
 import { Int8GraphRunner } from './int8-graph-runner.js';
 import { evalBatchSize } from './evaluate.js';
 import type { QuantGraph } from './quant-graph.js';
@@ -47,7 +47,7 @@ export async function loadTrainedModel(checkpointDir: string): Promise<TrainedMo
     for (let lo = 0; lo < n; lo += batch) {
       const hi = Math.min(n, lo + batch);
       const t = tf.tidy(() => forward(tf.tensor4d(x.subarray(lo * size * size * 3, hi * size * size * 3), [hi - lo, size, size, 3])));
-      out.set((await t.data()) as Float32Array, lo * arch.numClasses);
+      out.set((await t.data()), lo * arch.numClasses);
       t.dispose();
     }
     return out;

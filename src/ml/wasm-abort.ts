@@ -33,7 +33,7 @@ export class WasmAbortedError extends Error {
 
 function firstLine(err: unknown): string {
   const msg = err instanceof Error ? err.message : String(err);
-  return msg.split('\n')[0]!.replace(/\.$/, '');
+  return msg.split('\n')[0].replace(/\.$/, '');
 }
 
 // The ES2023 lib has no WebAssembly types; the global exists in every Node version we support.

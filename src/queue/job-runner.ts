@@ -18,7 +18,7 @@ import { downloadPrefix, uploadDir } from '../artifacts/transfer.js';
 import type { Prisma } from '../db/database.js';
 import type { JobWake } from '../jobs/job-events.js';
 import { claim, OwnershipLostError, type JobOwner } from '../jobs/job-lifecycle.js';
-import type { TrainingConfig } from '../jobs/training-config.js';
+import type { TrainingConfig } from '../config/training-config.js';
 import type { TrainResult } from '../ml/train-api.js';
 import type { ExportResult, FromThread, ThreadInput, ToThread } from './thread-protocol.js';
 

@@ -2,7 +2,7 @@
 // Training runs in a worker_thread so that multi-second steps never block the event loop that
 // renews Bull's job lock and listens for cancel messages.
 import type { CheckpointInfo, EvalMetric, StepMetric, TrainResult, TrainStartInfo, TrainWarning } from '../ml/train-api.js';
-import type { TrainingConfig } from '../jobs/training-config.js';
+import type { TrainingConfig } from '../config/training-config.js';
 
 export interface ThreadInput {
   jobId: string;

@@ -87,7 +87,7 @@ export function queueProducer(queue: TrainingQueue, deploymentId: string, timeou
     },
     async counts() {
       const c = await withTimeout(queue.getJobCounts(), timeoutMs, 'getJobCounts');
-      return { ...c } as unknown as Record<string, number>;
+      return { ...c };
     },
     async ping(ms = 1000) {
       const status = queue.client.status;
@@ -96,7 +96,7 @@ export function queueProducer(queue: TrainingQueue, deploymentId: string, timeou
     },
     async entryState(jobId) {
       const job = await withTimeout(queue.getJob(jobId), timeoutMs, 'getJob');
-      return job ? ((await job.getState()) as EntryState) : null;
+      return job ? ((await job.getState())) : null;
     },
     async requeue(jobId) {
       const job = await withTimeout(queue.getJob(jobId), timeoutMs, 'getJob');

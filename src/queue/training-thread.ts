@@ -90,4 +90,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().finally(() => port.unref());
+void main().finally(() => port.unref());

@@ -83,9 +83,9 @@ export class WorkerSupervisor {
     this.s.state = 'restarting';
     this.s.nextStartAt = new Date(Date.now() + this.s.backoffMs);
     // Its job, if any, stays locked until the lock expires; a worker picks it up then.
-    (this.s.consecutiveCrashes > 1 ? this.log.error : this.log.warn)(
-      `worker ${this.s.lastExit} after ${(ranMs / 1000).toFixed(1)} s (crash ${this.s.consecutiveCrashes} in a row); restarting in ${(this.s.backoffMs / 1000).toFixed(0)} s`,
-    );
+    const message = `worker ${this.s.lastExit} after ${(ranMs / 1000).toFixed(1)} s (crash ${this.s.consecutiveCrashes} in a row); restarting in ${(this.s.backoffMs / 1000).toFixed(0)} s`;
+    if (this.s.consecutiveCrashes > 1) this.log.error(message);
+    else this.log.warn(message);
     this.timer = setTimeout(() => this.start(), this.s.backoffMs);
   }
 

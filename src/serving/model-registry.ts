@@ -215,7 +215,7 @@ export class ModelRegistry {
         const manifest = await this.store.manifest(record);
         const file = await this.store.modelFile(record);
         await this.pool.load(record.id, file).catch((err: Error) => {
-          throw new ModelUnavailableError(record.id, `onnxruntime cannot load it (${err.message.split('\n')[0]!.slice(0, 200)})`);
+          throw new ModelUnavailableError(record.id, `onnxruntime cannot load it (${err.message.split('\n')[0].slice(0, 200)})`);
         });
         const entry: Entry = { model: { record, manifest }, inFlight: 0, retiring: false, lastUsed: Date.now() };
         this.entries.set(record.id, entry);
@@ -280,7 +280,7 @@ export class ModelRegistry {
       .filter(([mid, e]) => mid !== this.servingId && mid !== justUsed && !e.retiring)
       .sort((a, b) => a[1].lastUsed - b[1].lastUsed);
     const over = extras.length + 1 - this.maxExtra;
-    for (let i = 0; i < over && i < extras.length; i++) this.retire(extras[i]![0]);
+    for (let i = 0; i < over && i < extras.length; i++) this.retire(extras[i][0]);
   }
 
   async close(): Promise<void> {

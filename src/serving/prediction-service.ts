@@ -21,11 +21,11 @@ export interface PredictResult {
 /** Numerically stable softmax of one row of logits. */
 export function softmax(logits: ArrayLike<number>): Float64Array {
   let max = -Infinity;
-  for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]!);
+  for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]);
   const out = new Float64Array(logits.length);
   let sum = 0;
-  for (let i = 0; i < logits.length; i++) sum += out[i] = Math.exp(logits[i]! - max);
-  for (let i = 0; i < out.length; i++) out[i]! /= sum;
+  for (let i = 0; i < logits.length; i++) sum += out[i] = Math.exp(logits[i] - max);
+  for (let i = 0; i < out.length; i++) out[i] /= sum;
   return out;
 }
 
@@ -36,28 +36,28 @@ export function topK(probs: ArrayLike<number>, labels: string[], k: number): Pre
   let idx: number[];
   if (kk > 64) {
     idx = Array.from({ length: n }, (_, i) => i);
-    idx.sort((a, b) => probs[b]! - probs[a]! || a - b);
+    idx.sort((a, b) => probs[b] - probs[a] || a - b);
     idx.length = kk;
   } else {
     // Insertion into a sorted list of the best kk: one pass, no sort of every class per request.
     idx = [];
     for (let i = 0; i < n && kk > 0; i++) {
-      const p = probs[i]!;
+      const p = probs[i];
       if (idx.length === kk) {
         // An equal probability never displaces an earlier index.
-        if (!(p > probs[idx[kk - 1]!]!)) continue;
+        if (!(p > probs[idx[kk - 1]])) continue;
         idx.pop();
       }
       let j = idx.length;
       idx.push(i);
-      while (j > 0 && probs[idx[j - 1]!]! < p) {
+      while (j > 0 && probs[idx[j - 1]] < p) {
         idx[j] = idx[j - 1]!;
         j--;
       }
       idx[j] = i;
     }
   }
-  return idx.map((i) => ({ label: labels[i] ?? String(i), index: i, probability: probs[i]! }));
+  return idx.map((i) => ({ label: labels[i] ?? String(i), index: i, probability: probs[i] }));
 }
 
 export interface ServingOptions extends PredictorPoolOptions, ModelRegistryOptions {

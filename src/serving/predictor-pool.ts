@@ -279,7 +279,7 @@ export class PredictorPool {
       // window to this request's latency. Under load (a run in flight) requests wait for company.
       const poolIdle = this.workers.every((w) => !w.busy);
       if (q.items.length >= this.maxBatch || this.batchWindowMs === 0 || poolIdle) this.markReady(modelId, q);
-      else if (!q.timer && !q.ready) q.timer = setTimeout(() => this.markReady(modelId, q!), this.batchWindowMs);
+      else if (!q.timer && !q.ready) q.timer = setTimeout(() => this.markReady(modelId, q), this.batchWindowMs);
       this.dispatch();
     });
   }
@@ -356,7 +356,7 @@ function sameNormalization(a: Normalization, b: Normalization): boolean {
  */
 function batchMessage(modelId: string, size: number, batch: Pending[]): [Record<string, unknown>, ArrayBuffer[]] {
   const per = 3 * size * size;
-  const first = batch[0]!.input;
+  const first = batch[0].input;
   if (!(first instanceof Float32Array) && batch.every((p) => !(p.input instanceof Float32Array) && sameNormalization(p.input.normalization, first.normalization))) {
     const rgb = new Uint8Array(batch.length * per);
     batch.forEach((p, i) => rgb.set((p.input as RgbInput).rgb, i * per));

@@ -88,9 +88,9 @@ export function rgbToNchw(rgb: Uint8Array, size: number, norm: Normalization, ou
   const plane = size * size;
   const lut = normalizationLut(norm);
   for (let p = 0, q = 0; p < plane; p++, q += 3) {
-    out[offset + p] = lut[rgb[q]!]!;
-    out[offset + plane + p] = lut[256 + rgb[q + 1]!]!;
-    out[offset + 2 * plane + p] = lut[512 + rgb[q + 2]!]!;
+    out[offset + p] = lut[rgb[q]]!;
+    out[offset + plane + p] = lut[256 + rgb[q + 1]]!;
+    out[offset + 2 * plane + p] = lut[512 + rgb[q + 2]]!;
   }
   return out;
 }

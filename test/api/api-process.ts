@@ -42,7 +42,7 @@ export async function startApi(env: Record<string, string>): Promise<ApiProcess>
   assertBuilt();
   const port = await freePort();
   const full = { ...env, PORT: String(port) };
-  const logFile = path.join(env.DATA_DIR!, `api-${port}.log`);
+  const logFile = path.join(env.DATA_DIR, `api-${port}.log`);
   const fd = fs.openSync(logFile, 'w');
   const proc = spawn(process.execPath, [CLI, 'api'], { env: childEnv(full), stdio: ['ignore', fd, fd] });
   fs.closeSync(fd);
@@ -55,7 +55,7 @@ export async function startApi(env: Record<string, string>): Promise<ApiProcess>
     if (await fetch(`${base}/healthz`).then((r) => r.ok, () => false)) {
       return {
         base,
-        dir: env.DATA_DIR!,
+        dir: env.DATA_DIR,
         env: full,
         log,
         stop: async () => {

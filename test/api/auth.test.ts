@@ -30,7 +30,7 @@ describe('API keys on a loopback server', () => {
     // These tests send a few dozen requests a second from one address; the burst limit has its own test.
     env = apiEnv('auth', { RATE_LIMIT_BURST_PER_SECOND: '0' });
     api = await startApi(env);
-    db = openDatabase(env.DATABASE_URL!);
+    db = openDatabase(env.DATABASE_URL);
   });
   afterAll(async () => {
     await api?.stop();
@@ -72,8 +72,8 @@ describe('API keys on a loopback server', () => {
       expect(r.json.info).toMatchObject({ name, scopes });
       made[name] = r.json.key;
     }
-    const holder: Record<string, string> = { predict: made.p!, train: made.t!, admin };
-    const lacking: Record<string, string> = { predict: made.t!, train: made.p!, admin: made.pt! };
+    const holder: Record<string, string> = { predict: made.p, train: made.t, admin };
+    const lacking: Record<string, string> = { predict: made.t, train: made.p, admin: made.pt };
     const doc = readOpenApiDocument() as Doc;
     let secured = 0;
     for (const [p, ops] of Object.entries(doc.paths)) {
@@ -91,11 +91,11 @@ describe('API keys on a loopback server', () => {
         secured++;
         expect(anon.status, `${m} ${p} anonymous`).toBe(401);
         expect(anon.json.error.code).toBe('AUTH_REQUIRED');
-        const wrong = await call(api.base, m, url, bearer(lacking[scope]!), body);
+        const wrong = await call(api.base, m, url, bearer(lacking[scope]), body);
         expect(wrong.status, `${m} ${p} without ${scope}`).toBe(403);
         expect(wrong.json.error.code).toBe('SCOPE_MISSING');
         expect(wrong.json.error.message).toContain(`"${scope}"`);
-        const right = await call(api.base, m, url, bearer(holder[scope]!), body);
+        const right = await call(api.base, m, url, bearer(holder[scope]), body);
         expect([401, 403], `${m} ${p} with ${scope}: ${right.text}`).not.toContain(right.status);
         const adminCall = await call(api.base, m, url, bearer(admin), body);
         expect([401, 403], `${m} ${p} with admin`).not.toContain(adminCall.status);
@@ -187,7 +187,7 @@ describe('API keys on a loopback server', () => {
     expect((await call(api.base, 'GET', '/healthz')).status).toBe(200);
     expect((await call(api.base, 'GET', '/metrics')).status).toBe(200);
     // The dashboard's files and the API docs load without a key (the page then asks for one).
-    for (const url of ['/ui/', '/ui/app.js', '/docs/', '/docs/json']) expect((await call(api.base, 'GET', url)).status, url).toBe(200);
+    for (const url of ['/ui/', '/ui/app.js', '/ui/vendor/uplot/uPlot.iife.min.js', '/docs/', '/docs/json']) expect((await call(api.base, 'GET', url)).status, url).toBe(200);
   });
 });
 
@@ -217,7 +217,7 @@ describe('listening beyond loopback', () => {
         expect((await call(api.base, 'GET', '/v1/jobs')).status).toBe(200);
         const warn = api.log().split('\n').filter((l) => l.includes('AUTH=off'));
         expect(warn).toHaveLength(1);
-        expect(JSON.parse(warn[0]!).level).toBe(40); // pino's warn
+        expect(JSON.parse(warn[0]).level).toBe(40); // pino's warn
       } finally {
         await api.stop();
       }

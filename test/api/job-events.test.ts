@@ -108,7 +108,7 @@ describe('job events over SSE across replicas', () => {
     const all = [...first.events, ...second.events];
     const rows = await a.deps.db.prisma.jobEvent.findMany({ where: { jobId: job.id }, orderBy: { id: 'asc' } });
     expect(all.map((e) => e.id)).toEqual(rows.map((r) => r.id));
-    expect(second.events[0]!.id).toBeGreaterThan(lastSeen);
+    expect(second.events[0].id).toBeGreaterThan(lastSeen);
     expect(JobEventStatusData.parse(second.events.at(-1)!.data)).toEqual({ status: 'failed', error: { code: 'TEST_FAILURE', message: 'ended by the test' } });
     // Asked again after the end: the events after the given id, then the stream ends at once.
     const replay = await openSse(`${baseB}/v1/jobs/${job.id}/events`, { 'last-event-id': String(rows.at(-2)!.id) });

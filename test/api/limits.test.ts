@@ -10,7 +10,7 @@ import { apiEnv, bearer, call, createKey, startApi, type ApiProcess } from './ap
 
 function percentile(values: number[], p: number): number {
   const s = [...values].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
 }
 
 // The flood's client runs in a thread of its own, so the /healthz timings taken on this thread
@@ -73,7 +73,7 @@ describe('rate limit and flood (defaults)', () => {
     // At most RATE_LIMIT_BURST_PER_SECOND (20) per one-second window got through; the rest were 429s.
     expect(counts['200']).toBeGreaterThan(0);
     expect(counts['200']).toBeLessThanOrEqual(20 * (Math.ceil(ms / 1000) + 1));
-    expect(counts['200']! + counts['429']!).toBe(2000);
+    expect(counts['200'] + counts['429']).toBe(2000);
     expect(ms).toBeLessThan(15_000);
     expect(healthMs.length).toBeGreaterThan(20);
     expect(percentile(healthMs, 99)).toBeLessThan(50);
@@ -105,7 +105,7 @@ describe('jobs per key and job size', () => {
     admin = await createKey(env, 'admin', 'admin');
     keys = [await createKey(env, 'one', 'train'), await createKey(env, 'two', 'train')];
     api = await startApi(env);
-    db = openDatabase(env.DATABASE_URL!);
+    db = openDatabase(env.DATABASE_URL);
   });
   afterAll(async () => {
     await api?.stop();
@@ -114,23 +114,23 @@ describe('jobs per key and job size', () => {
 
   it('caps queued + running jobs per key with 429 JOB_QUOTA_EXCEEDED, storing and queueing nothing over it', async () => {
     const [one] = keys;
-    const first = [await call(api.base, 'POST', '/v1/jobs', bearer(one!), tinySynthetic), await call(api.base, 'POST', '/v1/jobs', bearer(one!), tinySynthetic)];
+    const first = [await call(api.base, 'POST', '/v1/jobs', bearer(one), tinySynthetic), await call(api.base, 'POST', '/v1/jobs', bearer(one), tinySynthetic)];
     expect(first.map((r) => r.status)).toEqual([201, 201]);
     const before = await db.prisma.trainingJob.count();
-    const over = await call(api.base, 'POST', '/v1/jobs', bearer(one!), tinySynthetic);
+    const over = await call(api.base, 'POST', '/v1/jobs', bearer(one), tinySynthetic);
     expect(over.status).toBe(429);
     expect(over.json.error.code).toBe('JOB_QUOTA_EXCEEDED');
     expect(Number(over.headers.get('retry-after'))).toBeGreaterThan(0);
     expect(await db.prisma.trainingJob.count()).toBe(before);
     // The admin's own jobs are not this key's; a cancelled job frees a slot.
     expect((await call(api.base, 'POST', '/v1/jobs', bearer(admin), tinySynthetic)).status).toBe(201);
-    await call(api.base, 'POST', `/v1/jobs/${first[0]!.json.id}/cancel`, bearer(one!));
-    expect((await call(api.base, 'POST', '/v1/jobs', bearer(one!), tinySynthetic)).status).toBe(201);
+    await call(api.base, 'POST', `/v1/jobs/${first[0].json.id}/cancel`, bearer(one));
+    expect((await call(api.base, 'POST', '/v1/jobs', bearer(one), tinySynthetic)).status).toBe(201);
   });
 
   it('holds the cap under concurrent creates', async () => {
     const [, two] = keys;
-    const results = await Promise.all(Array.from({ length: 10 }, () => call(api.base, 'POST', '/v1/jobs', bearer(two!), tinySynthetic)));
+    const results = await Promise.all(Array.from({ length: 10 }, () => call(api.base, 'POST', '/v1/jobs', bearer(two), tinySynthetic)));
     const created = results.filter((r) => r.status === 201).length;
     expect(created).toBeGreaterThanOrEqual(1);
     expect(created).toBeLessThanOrEqual(2);
@@ -180,7 +180,7 @@ describe('timeouts', () => {
       const t0 = performance.now();
       const sock = net.connect(Number(port), '127.0.0.1', () => sock.write(data));
       let reply = '';
-      sock.on('data', (d) => (reply += d));
+      sock.on('data', (d) => (reply += d.toString()));
       sock.on('close', () => resolve({ reply, closedAfterMs: performance.now() - t0 }));
       sock.on('error', () => {});
       setTimeout(() => sock.destroy(), 10_000);

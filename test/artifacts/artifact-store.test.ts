@@ -170,16 +170,16 @@ describe('model cache of a remote store', () => {
       const cache = new ModelFileCache(store, dir, 120_000); // room for two of the three
       const pause = () => new Promise((r) => setTimeout(r, 20)); // distinct mtimes
       const [a, b, c] = models;
-      const fileA = await cache.file(a!.key, sha(a!.bytes));
+      const fileA = await cache.file(a.key, sha(a.bytes));
       await pause();
-      await cache.file(b!.key, sha(b!.bytes));
+      await cache.file(b.key, sha(b.bytes));
       await pause();
-      await cache.file(a!.key, sha(a!.bytes)); // a used again: b is now the oldest use
+      await cache.file(a.key, sha(a.bytes)); // a used again: b is now the oldest use
       await pause();
-      await cache.file(c!.key, sha(c!.bytes));
-      expect(fs.readdirSync(dir).sort()).toEqual([`${sha(a!.bytes)}.onnx`, `${sha(c!.bytes)}.onnx`].sort());
+      await cache.file(c.key, sha(c.bytes));
+      expect(fs.readdirSync(dir).sort()).toEqual([`${sha(a.bytes)}.onnx`, `${sha(c.bytes)}.onnx`].sort());
       // The dropped copy is fetched again on its next use.
-      expect(fs.readFileSync(await cache.file(b!.key, sha(b!.bytes))).equals(b!.bytes)).toBe(true);
+      expect(fs.readFileSync(await cache.file(b.key, sha(b.bytes))).equals(b.bytes)).toBe(true);
       expect(fs.existsSync(fileA)).toBe(false); // a was now the oldest use
     } finally {
       await store.close();

@@ -9,7 +9,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { epochBatches } from '../../src/data/batching.js';
 import { BatchThreadError, openTrainBatches, type TrainBatches } from '../../src/data/batch-thread.js';
 import { DatasetError, loadDataset, type Dataset, type DataWarning } from '../../src/data/index.js';
-import type { DatasetConfig } from '../../src/jobs/training-config.js';
 
 let tmp: string;
 beforeAll(async () => {
@@ -48,9 +47,9 @@ async function expectSameBatches(ds: Dataset, batchSize: number): Promise<void> 
       expect(got.length).toBe(sync.length);
       expect(got.length).toBeGreaterThan(1);
       for (let k = 0; k < sync.length; k++) {
-        expect(got[k]!.step).toBe(sync[k]!.step);
-        expect(got[k]!.y).toEqual(sync[k]!.y);
-        expect(got[k]!.x).toEqual(sync[k]!.x);
+        expect(got[k].step).toBe(sync[k].step);
+        expect(got[k].y).toEqual(sync[k].y);
+        expect(got[k].x).toEqual(sync[k].x);
       }
     }
   } finally {
@@ -60,17 +59,17 @@ async function expectSameBatches(ds: Dataset, batchSize: number): Promise<void> 
 
 describe('openTrainBatches in a thread', () => {
   it('yields the synchronous pipeline’s batches: synthetic, with augmentation', async () => {
-    const ds = await loadDataset({ type: 'synthetic', classes: 3, samplesPerClass: 6, valPerClass: 1, seed: 4 } as DatasetConfig, { dataRoot: tmp, inputSize: 24 });
+    const ds = await loadDataset({ type: 'synthetic', classes: 3, samplesPerClass: 6, valPerClass: 1, seed: 4 }, { dataRoot: tmp, inputSize: 24 });
     await expectSameBatches(ds, 4);
   });
 
   it('yields the synchronous pipeline’s batches: fashion-mnist resized by sharp in the thread', async () => {
-    const ds = await loadDataset({ type: 'fashion-mnist', limit: 40, testLimit: 10 } as DatasetConfig, { dataRoot: tmp, inputSize: 36 });
+    const ds = await loadDataset({ type: 'fashion-mnist', limit: 40, testLimit: 10 }, { dataRoot: tmp, inputSize: 36 });
     await expectSameBatches(ds, 8);
   });
 
   it('recycles its two buffers: a batch is refilled only after the next one was asked for', async () => {
-    const ds = await loadDataset({ type: 'synthetic', classes: 2, samplesPerClass: 8, valPerClass: 1, seed: 1 } as DatasetConfig, { dataRoot: tmp, inputSize: 16 });
+    const ds = await loadDataset({ type: 'synthetic', classes: 2, samplesPerClass: 8, valPerClass: 1, seed: 1 }, { dataRoot: tmp, inputSize: 16 });
     const batches = openTrainBatches(ds, opts(2));
     try {
       const buffers = new Set<ArrayBuffer>();
@@ -88,7 +87,7 @@ describe('openTrainBatches in a thread', () => {
   });
 
   it('an abandoned epoch does not leak into the next one', async () => {
-    const ds = await loadDataset({ type: 'synthetic', classes: 2, samplesPerClass: 8, valPerClass: 1, seed: 2 } as DatasetConfig, { dataRoot: tmp, inputSize: 16 });
+    const ds = await loadDataset({ type: 'synthetic', classes: 2, samplesPerClass: 8, valPerClass: 1, seed: 2 }, { dataRoot: tmp, inputSize: 16 });
     const o = opts(2);
     const batches = openTrainBatches(ds, o);
     try {
@@ -128,7 +127,7 @@ describe('errors from the batch thread', () => {
   });
 
   const load = (set: string, warnings: DataWarning[]) =>
-    loadDataset({ type: 'imagefolder', path: set, valSplit: 0.2 } as DatasetConfig, { dataRoot: root, inputSize: 16, onWarning: (w) => warnings.push(w) });
+    loadDataset({ type: 'imagefolder', path: set, valSplit: 0.2 }, { dataRoot: root, inputSize: 16, onWarning: (w) => warnings.push(w) });
 
   it('forwards an unreadable image’s warning and substitutes it exactly as inline', async () => {
     const warnings: DataWarning[] = [];
@@ -138,13 +137,17 @@ describe('errors from the batch thread', () => {
     try {
       const got = await drain(batches.epoch(0, 0));
       expect(warnings.map((w) => w.code)).toEqual(['IMAGE_UNREADABLE']);
-      expect(warnings[0]!.message).toMatch(/0\.jpg/);
+      expect(warnings[0].message).toMatch(/0\.jpg/);
       expect(ds.stats.skipped).toBe(1);
       const inlineWarnings: DataWarning[] = [];
       const ds2 = await load('one-bad', inlineWarnings);
       const sync = await drain(epochBatches(ds2.train, { ...opts(2, false), epoch: 0 }));
       expect(got.map((b) => b.x)).toEqual(sync.map((b) => b.x));
-      expect(inlineWarnings.map((w) => w.message)).toEqual(warnings.map((w) => w.message));
+      // The same file, skipped the same way. The decoder's reason after the colon is not compared:
+      // libvips keeps one error buffer per process, and a concurrent decode can leave sharp with
+      // "Unknown error" instead of "premature end of JPEG image" (seen inline as well).
+      const skippedFile = (ws: DataWarning[]) => ws.map((w) => [w.code, w.message.split(': ')[0]]);
+      expect(skippedFile(inlineWarnings)).toEqual(skippedFile(warnings));
     } finally {
       await batches.close();
     }
@@ -165,7 +168,7 @@ describe('errors from the batch thread', () => {
   });
 
   it('a thread that dies fails the waiting batch with DATA_THREAD_FAILED instead of hanging', async () => {
-    const ds = await loadDataset({ type: 'synthetic', classes: 2, samplesPerClass: 4, valPerClass: 1, seed: 3 } as DatasetConfig, { dataRoot: tmp, inputSize: 16 });
+    const ds = await loadDataset({ type: 'synthetic', classes: 2, samplesPerClass: 4, valPerClass: 1, seed: 3 }, { dataRoot: tmp, inputSize: 16 });
     // A source the thread cannot rebuild: splitFromSource throws there while loading.
     const broken: Dataset = { ...ds, train: Object.assign(Object.create(Object.getPrototypeOf(ds.train)), ds.train, { source: { type: 'nope' } }) };
     const batches: TrainBatches = openTrainBatches(broken, opts(2));

@@ -34,7 +34,7 @@ async function collect(it: AsyncIterable<EpochBatch>): Promise<EpochBatch[]> {
 describe('stratifiedEpochOrder', () => {
   const counts = (ids: number[], labels: number[], k: number) => {
     const c = new Array(k).fill(0);
-    for (const i of ids) c[labels[i]!]++;
+    for (const i of ids) c[labels[i]]++;
     return c;
   };
 

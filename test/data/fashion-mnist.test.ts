@@ -93,14 +93,14 @@ describe('fashion-mnist dataset', () => {
     const ds = await loadDataset({ type: 'fashion-mnist', limit: 10, testLimit: 20 }, { dataRoot: '/none', inputSize: 32 });
     // val is class-major, two per class: val[0] = class 0 image 6000, val[10] = class 5 image 6000, val[19] = class 9 image 6001
     for (const [k, c, n] of [[0, 0, 6000], [10, 5, 6000], [19, 9, 6001]] as const) {
-      const img = referenceImages(c)[n]!;
+      const img = referenceImages(c)[n];
       const png = await sharp(Buffer.from(img), { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer();
       const served = await preprocessImage(png, { size: 32, normalization: NORMALIZATION, maxPixels: 1e6 });
       const { x } = await ds.val.batch([k], noAug);
       const plane = 32 * 32;
       let maxDiff = 0;
       for (let p = 0; p < plane; p++) {
-        for (let ch = 0; ch < 3; ch++) maxDiff = Math.max(maxDiff, Math.abs(x[p * 3 + ch]! - served[ch * plane + p]!));
+        for (let ch = 0; ch < 3; ch++) maxDiff = Math.max(maxDiff, Math.abs(x[p * 3 + ch] - served[ch * plane + p]));
       }
       expect(maxDiff).toBeLessThan(1e-6);
     }

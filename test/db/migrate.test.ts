@@ -44,7 +44,7 @@ describe('migrate', () => {
     expect(second.applied).toEqual([]);
     expect(second.alreadyApplied).toEqual(first.applied);
     const raw = new BetterSqlite3(sqlite.url.slice(5));
-    const rows = raw.prepare('SELECT migration_name, checksum, finished_at FROM _prisma_migrations').all() as any[];
+    const rows = raw.prepare('SELECT migration_name, checksum, finished_at FROM _prisma_migrations').all() as { migration_name: string; checksum: string; finished_at: string | null }[];
     raw.close();
     expect(rows).toHaveLength(first.applied.length);
     expect(rows[0].checksum).toBe(readMigrations('sqlite')[0].checksum);

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { migrate } from '../../src/db/migrate.js';
+import { migrate, migrationsDir, readMigrations } from '../../src/db/migrate.js';
 import { dropSchema, PG_BASE, pgUrl, tempSqliteUrl, uniqueSchema } from './test-databases.js';
 
 const MARK = '// --- models (keep identical in both schemas) ---';
@@ -80,12 +80,23 @@ describe('prisma schemas', () => {
     expect(models('prisma/postgres/schema.prisma')).toBe(src);
   });
 
+  it('both providers have the same migrations, each a directory with its migration.sql', () => {
+    // readMigrations skips a directory without migration.sql; here such a directory is an error.
+    const dirs = (provider: 'sqlite' | 'postgres') =>
+      fs.readdirSync(migrationsDir(provider), { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name).sort();
+    const sqlite = dirs('sqlite');
+    expect(sqlite.length).toBeGreaterThan(0);
+    expect(dirs('postgres')).toEqual(sqlite);
+    expect(readMigrations('sqlite').map((m) => m.name)).toEqual(sqlite);
+    expect(readMigrations('postgres').map((m) => m.name)).toEqual(sqlite);
+  });
+
   it('sqlite migrations add up to the schema', async () => {
     fs.mkdirSync('data', { recursive: true });
     const migrated = tempSqliteUrl('parity-migrated');
     const fromSchema = tempSqliteUrl('parity-schema');
     try {
-      await migrate(migrated.url);
+      expect((await migrate(migrated.url)).applied).toEqual(readMigrations('sqlite').map((m) => m.name));
       const file = fromSchema.url.slice('file:'.length);
       const db = new BetterSqlite3(file);
       db.exec(diffFromEmpty('sqlite'));
@@ -105,7 +116,7 @@ describe('prisma schemas', () => {
     const client = new pg.Client({ connectionString: PG_BASE });
     await client.connect();
     try {
-      await migrate(pgUrl(migrated));
+      expect((await migrate(pgUrl(migrated))).applied).toEqual(readMigrations('postgres').map((m) => m.name));
       await client.query(`CREATE SCHEMA "${fromSchema}"`);
       await client.query(`SET search_path TO "${fromSchema}"`);
       await client.query(diffFromEmpty('postgres').replace(/^CREATE SCHEMA IF NOT EXISTS "public";$/m, ''));

@@ -5,7 +5,7 @@ import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolveTrainingConfig } from '../../src/jobs/training-config.js';
+import { resolveTrainingConfig } from '../../src/config/training-config.js';
 import { runTraining } from '../../src/ml/index.js';
 import { chanceWarning, EvaluationAccumulator, exportJobModel, ExportVerificationError, spreadIndices } from '../../src/export/index.js';
 import type { ModelManifest } from '../../src/export/manifest.js';
@@ -19,7 +19,8 @@ let checkpoint: string;
 const config = resolveTrainingConfig({
   dataset: { type: 'synthetic', classes: 3, samplesPerClass: 8, valPerClass: 12 },
   model: { widthMultiplier: 0.35, inputSize: 32 },
-  training: { epochs: 1, batchSize: 8, maxSteps: 2 },
+  // 45 steps (15 epochs of 3 batches) learn the three synthetic patterns well above chance (1/3).
+  training: { epochs: 15, batchSize: 8, maxSteps: 45 },
 });
 
 beforeAll(async () => {
@@ -63,16 +64,18 @@ describe('exportJobModel', () => {
 
   it('writes model.onnx and a manifest that describe the model, and the server serves it', async () => {
     const outDir = path.join(dir, 'model-ok');
-    // A two-step model is not trained enough for the default gate to be meaningful here; the gate
-    // itself is tested below. Here: the artifacts.
-    const r = await exportJobModel({ jobId: 'job-ok', config, checkpoint, outDir, dataRoot: dir, minAgreement: 0, maxLogitDiffSteps: 1e9 });
+    // The default verification gate applies; its refusal is tested below.
+    const r = await exportJobModel({ jobId: 'job-ok', config, checkpoint, outDir, dataRoot: dir });
     const bytes = await readFile(r.onnxPath);
     expect(r.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
     expect(r.sizeBytes).toBe(bytes.length);
     expect(r.sizeBytes).toBeLessThan(r.float32SizeBytes * 0.4);
     expect(r.inputSize).toBe(32);
     expect(r.classes).toEqual(['pattern-0', 'pattern-1', 'pattern-2']);
-    for (const v of [r.floatTop1, r.int8Top1, r.agreement]) expect(v).toBeGreaterThanOrEqual(0);
+    // Measured 0.97 for both after these 45 steps; chance is 1/3.
+    expect(r.floatTop1).toBeGreaterThan(0.6);
+    expect(r.int8Top1).toBeGreaterThan(0.6);
+    expect(r.agreement).toBeGreaterThan(0.9);
     // Whatever the tolerance towards tfjs, the file computes its int8 graph (integer reference).
     expect(r.maxStepsVsIntegerReference).not.toBeNull();
     expect(r.maxStepsVsIntegerReference!).toBeLessThanOrEqual(1);
@@ -95,12 +98,13 @@ describe('exportJobModel', () => {
     expect(e.top1).toBeCloseTo(r.int8Top1, 10);
     expect(e.top5).toBe(1); // 3 classes: the label is always among the top 5
     expect(e.confusion.map((row) => row.reduce((a, b) => a + b, 0))).toEqual([12, 12, 12]);
-    const diagonal = e.confusion.reduce((sum, row, i) => sum + row[i]!, 0);
+    const diagonal = e.confusion.reduce((sum, row, i) => sum + row[i], 0);
     expect(diagonal / 36).toBeCloseTo(e.top1, 10);
-    expect(e.perClassTop1).toEqual(e.confusion.map((row, i) => row[i]! / 12));
-    // Two steps teach a model nothing: the manifest says so instead of serving it silently.
-    // (3 classes, 36 images: the bar is 1/3 + 2 x sqrt(2/9 / 36) = 49.0%.)
-    expect(m.warnings?.map((w) => w.code)).toEqual(e.top1 < 0.49 ? ['MODEL_AT_CHANCE'] : []);
+    expect(e.perClassTop1).toEqual(e.confusion.map((row, i) => row[i] / 12));
+    // Well above the chance bar (3 classes, 36 images: 1/3 + 2 x sqrt(2/9 / 36) = 49.0%), so no
+    // MODEL_AT_CHANCE warning; the warning itself is tested above.
+    expect(e.top1).toBeGreaterThan(0.6);
+    expect(m.warnings ?? []).toEqual([]);
 
     const store = new MemoryModelStore(modelFilesIn(path.dirname(outDir)));
     store.add(await recordFromExportDir(outDir, 'm-ok'));

@@ -9,8 +9,8 @@ import { expectedKernels, fusionReport, optimizedOpCounts } from '../../src/expo
 
 async function runOrt(model: Uint8Array, x: Float32Array, n: number, size: number, level: 'disabled' | 'all' = 'all'): Promise<Float32Array> {
   const session = await ort.InferenceSession.create(model, { intraOpNumThreads: 1, graphOptimizationLevel: level });
-  const out = await session.run({ [session.inputNames[0]!]: new ort.Tensor('float32', x, [n, 3, size, size]) });
-  const data = out[session.outputNames[0]!]!.data as Float32Array;
+  const out = await session.run({ [session.inputNames[0]]: new ort.Tensor('float32', x, [n, 3, size, size]) });
+  const data = out[session.outputNames[0]].data as Float32Array;
   await session.release();
   return data;
 }
@@ -18,7 +18,7 @@ async function runOrt(model: Uint8Array, x: Float32Array, n: number, size: numbe
 function maxDiffSteps(a: Float32Array, b: Float32Array, scale: number): number {
   expect(a.length).toBe(b.length);
   let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!) / scale);
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]) / scale);
   return m;
 }
 
@@ -52,11 +52,11 @@ describe('QDQ ONNX writer', () => {
     const expected = [112 * (6 / 255), 19 * (6 / 255)];
     for (const weightEncoding of ['int8', 'uint8'] as const) {
       const y = await runOrt(quantGraphToQdqOnnx(g, { weightEncoding }), x, 1, 1);
-      expect(Array.from(y)[0]).toBeCloseTo(expected[0]!, 5);
-      expect(Array.from(y)[1]).toBeCloseTo(expected[1]!, 5);
+      expect(Array.from(y)[0]).toBeCloseTo(expected[0], 5);
+      expect(Array.from(y)[1]).toBeCloseTo(expected[1], 5);
     }
-    expect(Array.from(runQdqReference(g, x, 1))[0]).toBeCloseTo(expected[0]!, 5);
-    expect(Array.from(runIntegerReference(g, x, 1))[1]).toBeCloseTo(expected[1]!, 5);
+    expect(Array.from(runQdqReference(g, x, 1))[0]).toBeCloseTo(expected[0], 5);
+    expect(Array.from(runIntegerReference(g, x, 1))[1]).toBeCloseTo(expected[1], 5);
   });
 
   it('stores int8 per-channel weights, int32 biases at inputScale*weightScale, and Q/DQ on every activation', () => {
@@ -66,41 +66,41 @@ describe('QDQ ONNX writer', () => {
     const producer = new Map(model.graph.node.flatMap((n) => n.output.map((o) => [o, n] as const)));
     const f32 = (t: { rawData: Uint8Array }): Float32Array => new Float32Array(new Uint8Array(t.rawData).buffer);
 
-    expect(model.opsetImport[0]!.version).toBeGreaterThanOrEqual(13);
-    const input = model.graph.input[0]!;
+    expect(model.opsetImport[0].version).toBeGreaterThanOrEqual(13);
+    const input = model.graph.input[0];
     expect(input.type.tensorType.shape.dim.map((d) => d.dimValue ?? d.dimParam)).toEqual(['N', 3, 32, 32]);
 
     const convs = model.graph.node.filter((n) => n.opType === 'Conv');
     expect(convs).toHaveLength(expectedKernels(g).convs);
     for (const conv of convs) {
-      const wDq = producer.get(conv.input[1]!)!;
+      const wDq = producer.get(conv.input[1])!;
       expect(wDq.opType).toBe('DequantizeLinear');
       expect(wDq.attribute![0]).toMatchObject({ name: 'axis', i: 0 });
-      expect(inits.get(wDq.input[0]!)!.dataType).toBe(DataType.INT8);
+      expect(inits.get(wDq.input[0])!.dataType).toBe(DataType.INT8);
       // Symmetric int8 weights: no zero point (optional, 0 by default).
       expect(wDq.input).toHaveLength(2);
-      const bDq = producer.get(conv.input[2]!)!;
+      const bDq = producer.get(conv.input[2])!;
       expect(bDq.opType).toBe('DequantizeLinear');
-      expect(inits.get(bDq.input[0]!)!.dataType).toBe(DataType.INT32);
+      expect(inits.get(bDq.input[0])!.dataType).toBe(DataType.INT32);
       expect(bDq.input).toHaveLength(2);
       // Bias scale = input activation scale x weight scale, per channel: written as that Mul of
       // the input's activation scale and the weight scale tensor.
-      const inDq = producer.get(conv.input[0]!)!;
-      const mul = producer.get(bDq.input[1]!)!;
+      const inDq = producer.get(conv.input[0])!;
+      const mul = producer.get(bDq.input[1])!;
       expect(mul.opType).toBe('Mul');
       expect(mul.input).toEqual([inDq.input[1], wDq.input[1]]);
-      expect(f32(inits.get(inDq.input[1]!)!)).toHaveLength(1);
-      expect(f32(inits.get(wDq.input[1]!)!)).toHaveLength(inits.get(wDq.input[0]!)!.dims[0]!);
+      expect(f32(inits.get(inDq.input[1])!)).toHaveLength(1);
+      expect(f32(inits.get(wDq.input[1])!)).toHaveLength(inits.get(wDq.input[0])!.dims[0]);
     }
     // The 3-channel input is padded to 4 with its zero point (a faster stem conv in ORT); the stem
     // weights get an all-zero 4th input channel, so the result is unchanged.
     const pad = model.graph.node.find((n) => n.opType === 'Pad')!;
-    expect(producer.get(pad.input[0]!)!.opType).toBe('QuantizeLinear');
-    expect(Array.from(new BigInt64Array(new Uint8Array(inits.get(pad.input[1]!)!.rawData).buffer), Number)).toEqual([0, 0, 0, 0, 0, 1, 0, 0]);
-    const stemW = inits.get(producer.get(convs[0]!.input[1]!)!.input[0]!)!;
-    expect(stemW.dims.slice(0, 2)).toEqual([g.nodes[0]!.op === 'conv' ? g.nodes[0]!.outChannels : 0, 4]);
+    expect(producer.get(pad.input[0])!.opType).toBe('QuantizeLinear');
+    expect(Array.from(new BigInt64Array(new Uint8Array(inits.get(pad.input[1])!.rawData).buffer), Number)).toEqual([0, 0, 0, 0, 0, 1, 0, 0]);
+    const stemW = inits.get(producer.get(convs[0].input[1])!.input[0])!;
+    expect(stemW.dims.slice(0, 2)).toEqual([g.nodes[0].op === 'conv' ? g.nodes[0].outChannels : 0, 4]);
     const stemVals = new Int8Array(new Uint8Array(stemW.rawData).buffer);
-    for (let o = 0; o < stemW.dims[0]!; o++) for (let k = 0; k < 9; k++) expect(stemVals[(o * 4 + 3) * 9 + k]).toBe(0);
+    for (let o = 0; o < stemW.dims[0]; o++) for (let k = 0; k < 9; k++) expect(stemVals[(o * 4 + 3) * 9 + k]).toBe(0);
     // ReLU6 outputs quantized inside [0, 6] need no Clip: QuantizeLinear clamps there itself.
     expect(model.graph.node.filter((n) => n.opType === 'Clip')).toHaveLength(0);
     // Short names: no node names, and every tensor but the graph's input and output is short.
@@ -110,7 +110,7 @@ describe('QDQ ONNX writer', () => {
     // One QuantizeLinear per activation tensor: the input plus every node's output.
     const qs = model.graph.node.filter((n) => n.opType === 'QuantizeLinear');
     expect(qs).toHaveLength(g.nodes.length + 1);
-    for (const q of qs) expect(inits.get(q.input[2]!)!.dataType).toBe(DataType.UINT8);
+    for (const q of qs) expect(inits.get(q.input[2])!.dataType).toBe(DataType.UINT8);
     // ReLU6 ranges inside [0, 6] with zero point 0, so ORT can drop the Clip.
     for (const node of g.nodes) if (node.op === 'conv' && node.activation === 'relu6') {
       expect(node.outQuant.zeroPoint).toBe(0);
@@ -149,7 +149,7 @@ describe('QDQ ONNX writer', () => {
     const full = buildSyntheticMobileNetV2({ width: 0.35, inputSize: size, numClasses: 10, seed: 5 });
     const x = syntheticImages(2, size, 3);
     for (const k of [1, 3, 6, 9]) {
-      const node = full.nodes[k - 1]!;
+      const node = full.nodes[k - 1];
       const g = { ...full, nodes: full.nodes.slice(0, k), output: node.output };
       const ort = await runOrt(quantGraphToQdqOnnx(g), x, 2, size, 'disabled');
       expect(maxDiffSteps(ort, runQdqReference(g, x, 2), node.outQuant.scale)).toBeLessThanOrEqual(1);
@@ -215,7 +215,7 @@ describe('fusion and size (MobileNetV2 1.0 at 224)', () => {
     const ref = runQdqReference(g, x, 1, { quantize: false });
     let maxRel = 0;
     const range = Math.max(...Array.from(ref).map(Math.abs));
-    for (let i = 0; i < ref.length; i++) maxRel = Math.max(maxRel, Math.abs(ortOut[i]! - ref[i]!) / range);
+    for (let i = 0; i < ref.length; i++) maxRel = Math.max(maxRel, Math.abs(ortOut[i] - ref[i]) / range);
     expect(maxRel).toBeLessThan(1e-3);
   });
 });

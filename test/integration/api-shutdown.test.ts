@@ -46,13 +46,14 @@ describe('qatserve api shutdown', () => {
       );
       req.on('error', reject);
       req.write(body.slice(0, 20));
-      setTimeout(async () => {
+      const finishAfterSigterm = async () => {
         proc.kill('SIGTERM');
         await new Promise((r) => setTimeout(r, 500));
         const refused = await fetch(`http://127.0.0.1:${port}/healthz`).then(() => false, () => true);
         req.end(body.slice(20));
         if (!refused) reject(new Error('a new connection was accepted after SIGTERM'));
-      }, 300);
+      };
+      setTimeout(() => void finishAfterSigterm().catch(reject), 300);
     });
     const res = await response;
     expect(res.status, res.body).toBe(201);

@@ -52,8 +52,8 @@ describe('fashion-mnist end to end', () => {
         expect(res.status).toBe(200);
         const body = (await res.json()) as { model: { id: string }; predictions: Array<{ index: number; label: string }> };
         expect(body.model.id).toBe(mine!.id);
-        expect(body.predictions[0]!.label).toBe(FASHION_MNIST_CLASSES[body.predictions[0]!.index]);
-        if (body.predictions[0]!.index === split.labels[i]) correct++;
+        expect(body.predictions[0].label).toBe(FASHION_MNIST_CLASSES[body.predictions[0].index]);
+        if (body.predictions[0].index === split.labels[i]) correct++;
       }
       const served = correct / TEST_IMAGES;
       const reported = detail.manifest.accuracy.int8Top1;

@@ -32,7 +32,7 @@ function machine(name: string, deployment: 0 | 1): Record<string, string> {
   const dir = path.join(root, name);
   fs.mkdirSync(path.join(dir, 'artifacts'), { recursive: true });
   return {
-    DATABASE_URL: pgUrl(schemas[deployment]!),
+    DATABASE_URL: pgUrl(schemas[deployment]),
     ARTIFACT_STORE: 'postgres',
     DATA_DIR: dir,
     ARTIFACTS_DIR: path.join(dir, 'artifacts'),
@@ -56,7 +56,7 @@ interface Api {
 async function api(name: string, deployment: 0 | 1): Promise<Api> {
   const env = machine(name, deployment);
   const port = await freePort();
-  const log = path.join(env.DATA_DIR!, `api-${name}.log`);
+  const log = path.join(env.DATA_DIR, `api-${name}.log`);
   const fd = fs.openSync(log, 'w');
   const proc = spawn(process.execPath, [CLI, 'api'], {
     env: { ...process.env, ...FAST_QUEUE_ENV, ...env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'info', PREDICT_WORKERS: '1', MODEL_POLL_MS: '500' },
@@ -66,7 +66,7 @@ async function api(name: string, deployment: 0 | 1): Promise<Api> {
   children.push(proc);
   const base = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 300; i++) {
-    if (await fetch(`${base}/readyz`).then((r) => r.ok, () => false)) return { base, dir: env.DATA_DIR!, log: () => fs.readFileSync(log, 'utf8') };
+    if (await fetch(`${base}/readyz`).then((r) => r.ok, () => false)) return { base, dir: env.DATA_DIR, log: () => fs.readFileSync(log, 'utf8') };
     if (proc.exitCode !== null) break;
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -104,7 +104,10 @@ describe('many machines: PostgreSQL and Redis shared, nothing else', () => {
 
   it('a job survives its worker, resumes on another machine from the stored checkpoint, and serves on a third', async () => {
     const a = await api('api-a', 0);
-    const [b, c, e] = await Promise.all([worker('worker-b', 0), api('api-c', 0), worker('worker-e', 1)]);
+    const b = worker('worker-b', 0);
+    const cStarting = api('api-c', 0);
+    const e = worker('worker-e', 1);
+    const c = await cStarting;
     const logs = () => [b, e].map((w) => w.output().slice(-1500)).join('\n---\n');
 
     const job = await post(a, tinyJob(16, { checkpointEverySteps: 4, name: 'fleet' }));

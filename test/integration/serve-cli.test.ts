@@ -1,6 +1,7 @@
 // `qatserve serve` from an empty directory: embedded defaults (SQLite under ./data), API plus one
 // worker child, the issue's demo job trained to `succeeded` with a falling loss, a prediction from
 // its model, and a clean exit on SIGTERM.
+// (The demo reached int8 top-1 100% in 44 s from the POST on a loaded 2-core machine: bench/serve-job.ts.)
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -10,11 +11,11 @@ import { MetricsPage } from '../../src/jobs/job-view.js';
 import sharp from 'sharp';
 import { startServe, submitJob, waitForJob } from './serve-process.js';
 
-/** The acceptance job of the service issue, verbatim. */
+/** The README's demo job (issue 9's first acceptance job): it must visibly learn. */
 const DEMO_JOB = {
-  dataset: { type: 'synthetic', classes: 4, samplesPerClass: 32 },
+  dataset: { type: 'synthetic', classes: 4, samplesPerClass: 128 },
   model: { widthMultiplier: 0.35, inputSize: 32 },
-  training: { epochs: 1, batchSize: 16 },
+  training: { epochs: 3 },
 };
 
 describe('qatserve serve', () => {
@@ -37,9 +38,13 @@ describe('qatserve serve', () => {
       for (let i = 0; i < 100 && fs.readdirSync(path.join(cwd, 'data', 'work')).length > 0; i++) await new Promise((r) => setTimeout(r, 50));
       expect(fs.readdirSync(path.join(cwd, 'data', 'work'))).toEqual([]);
 
-      // One point per step, and the loss falls: the last three steps average below the first three.
+      // It learned: the issue asks for int8 top-1 >= 90% (chance is 25%), with no warning.
+      expect(job.model!.int8Top1!).toBeGreaterThanOrEqual(0.9);
+      expect(job.warnings).toBe(0);
+      // One point per step (3 epochs of 512 images at batch 32), and the loss falls: the last
+      // three steps average below the first three.
       const page = MetricsPage.parse(await (await fetch(`${base}/v1/jobs/${id}/metrics`)).json());
-      expect(page.points.map((p) => p.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+      expect(page.points.map((p) => p.step)).toEqual(Array.from({ length: 48 }, (_, i) => i + 1));
       const losses = page.points.map((p) => p.loss!);
       const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
       expect(mean(losses.slice(-3)), `losses ${losses.join(', ')}`).toBeLessThan(mean(losses.slice(0, 3)));
@@ -51,7 +56,7 @@ describe('qatserve serve', () => {
       const body = (await pred.json()) as { model: { jobId: string }; predictions: Array<{ probability: number }> };
       expect(body.model.jobId).toBe(id);
       expect(body.predictions).toHaveLength(2);
-      expect(body.predictions[0]!.probability).toBeGreaterThanOrEqual(body.predictions[1]!.probability);
+      expect(body.predictions[0].probability).toBeGreaterThanOrEqual(body.predictions[1].probability);
 
       // The worker dies: /readyz says so until serve has restarted it, and /metrics counts it.
       const workerPid = Number(execFileSync('pgrep', ['-P', String(srv.pid), '-f', 'cli.js worker'], { encoding: 'utf8' }).trim());

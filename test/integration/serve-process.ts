@@ -11,7 +11,7 @@ export interface ServeProcess {
   base: string;
   pid: number;
   /** The last lines of the server's log, for assertion messages. */
-  log(): string;
+  log: () => string;
   /** SIGTERM; resolves with the exit code. */
   stop(): Promise<number | null>;
 }

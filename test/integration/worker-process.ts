@@ -8,9 +8,27 @@ import { JobView } from '../../src/jobs/job-view.js';
 
 export const CLI = path.resolve('dist/cli.js');
 
+/**
+ * The TypeScript sources under srcDir whose compiled file under distDir is missing or older than
+ * the source (a test would otherwise run yesterday's code without saying so).
+ */
+export function staleBuildFiles(srcDir: string, distDir: string): string[] {
+  const stale: string[] = [];
+  for (const rel of fs.readdirSync(srcDir, { recursive: true, encoding: 'utf8' })) {
+    if (!rel.endsWith('.ts') || rel.endsWith('.d.ts')) continue;
+    const built = path.join(distDir, rel.replace(/\.ts$/, '.js'));
+    const builtAt = fs.statSync(built, { throwIfNoEntry: false })?.mtimeMs;
+    if (builtAt === undefined || builtAt < fs.statSync(path.join(srcDir, rel)).mtimeMs) stale.push(rel);
+  }
+  return stale.sort();
+}
+
 export function assertBuilt(): void {
-  if (!fs.existsSync(CLI) || !fs.existsSync(path.resolve('dist/queue/training-thread.js'))) {
-    throw new Error('dist/ is missing: run `npm run build` before the integration tests');
+  if (!fs.existsSync(CLI)) throw new Error('dist/ is missing: run `npm run build` before the integration tests');
+  const stale = staleBuildFiles(path.resolve('src'), path.resolve('dist'));
+  if (stale.length > 0) {
+    const some = stale.slice(0, 5).join(', ') + (stale.length > 5 ? ` and ${stale.length - 5} more` : '');
+    throw new Error(`dist/ is older than src/ (${some}): run \`npm run build\` before the integration tests`);
   }
 }
 

@@ -64,9 +64,9 @@ describe('two workers race for one job (PostgreSQL)', () => {
     expect(done.attempts).toBe(2); // two claims; the second took the job over before any write
 
     const [one, two] = workers.map((w) => lines(w, job.id));
-    const trained = [one!, two!].filter((l) => l.some((x) => x.msg === 'training started'));
+    const trained = [one, two].filter((l) => l.some((x) => x.msg === 'training started'));
     expect(trained).toHaveLength(1);
-    const loser = trained[0] === one ? two! : one!;
+    const loser = trained[0] === one ? two : one;
     expect(loser.some((x) => x.msg === 'job left the worker' && x.outcome === 'lost')).toBe(true);
     expect(loser.some((x) => x.msg === 'job finished')).toBe(false);
 

@@ -3,7 +3,7 @@
 // memory, and the fields named when a job is refused.
 import { describe, expect, it } from 'vitest';
 import { activationsPerImage, admissionIssues, archOf, estimateJob, parameterCount } from '../../src/jobs/job-admission.js';
-import { resolveTrainingConfig } from '../../src/jobs/training-config.js';
+import { resolveTrainingConfig } from '../../src/config/training-config.js';
 
 const MiB = 2 ** 20;
 const cfg = (w: number, size: number, batchSize: number, training: object = {}) =>
@@ -50,10 +50,10 @@ describe('job admission', () => {
   it('names the fields that drive an estimate over budget, and what fits', () => {
     const mem = admissionIssues(cfg(1.0, 224, 1024), budget);
     expect(mem.map((i) => i.path)).toEqual(['training.batchSize', 'model.inputSize', 'model.widthMultiplier']);
-    expect(mem[0]!.message).toContain('at most 16 fits');
+    expect(mem[0].message).toContain('at most 16 fits');
     const disk = admissionIssues(cfg(1.0, 224, 8, { checkpointEverySteps: 1, keepCheckpoints: 100 }), budget);
     expect(disk.map((i) => i.path)).toEqual(['training.keepCheckpoints']);
-    const fits = Number(/keep at most (\d+)/.exec(disk[0]!.message)![1]);
+    const fits = Number(/keep at most (\d+)/.exec(disk[0].message)![1]);
     expect(admissionIssues(cfg(1.0, 224, 8, { keepCheckpoints: fits }), budget)).toEqual([]);
     expect(admissionIssues(cfg(1.0, 224, 8, { keepCheckpoints: fits + 1 }), budget).map((i) => i.path)).toEqual(['training.keepCheckpoints']);
     // An image folder's classes are unknown until the job runs: sized as 1,000 (the larger head).

@@ -16,7 +16,7 @@ import {
   type JobOwner,
 } from '../../src/jobs/job-lifecycle.js';
 import { JOB_STATUSES, TERMINAL_STATUSES } from '../../src/jobs/job-status.js';
-import { TrainingConfig } from '../../src/jobs/training-config.js';
+import { TrainingConfig } from '../../src/config/training-config.js';
 import { dropSchema, pgUrl, tempSqliteUrl, uniqueSchema } from '../db/test-databases.js';
 
 const config = TrainingConfig.parse({ dataset: { type: 'synthetic' } });

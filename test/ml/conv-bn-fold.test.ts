@@ -14,7 +14,7 @@ function bnState(gamma: number[], beta: number[], mean: number[], variance: numb
   };
 }
 const disposeBn = (b: BnState) => [b.gamma, b.beta, b.runMean, b.runVar].forEach((v) => v.dispose());
-const maxAbsDiff = (a: tf.Tensor, b: tf.Tensor) => tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]!);
+const maxAbsDiff = (a: tf.Tensor, b: tf.Tensor) => tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
 
 describe('conv + batch norm folded into the conv', () => {
   it('computes gamma * (conv - mean) / sqrt(var + eps) + beta by hand on a 1x1 example', () => {
@@ -22,7 +22,7 @@ describe('conv + batch norm folded into the conv', () => {
     const w = tf.variable(tf.tensor4d([3], [1, 1, 1, 1]));
     const y = tf.tidy(() => foldedConvBn(tf.tensor4d([2], [1, 1, 1, 1]), w, bn, {
       kind: 'conv', stride: 1, pad: 0, quantizeWeights: false, batchStats: false,
-    }).dataSync()[0]!);
+    }).dataSync()[0]);
     // conv = 2 * 3 = 6; 2 * (6 - 4) / sqrt(3 + 0.001) + 1 = 3.309010...
     expect(y).toBeCloseTo(1 + 4 / Math.sqrt(3 + BN_EPS), 5);
     disposeBn(bn);
@@ -35,7 +35,7 @@ describe('conv + batch norm folded into the conv', () => {
       const bn = bnState([1.5, -0.7, 0.3, 2, 0.9], [0.1, -0.2, 0.5, 0, 1], [0.3, -1, 2, 0.5, 0], [0.5, 2, 0.1, 1.3, 4]);
       const shape = kind === 'conv' ? [3, 3, 4, c] : [3, 3, c, 1];
       const w = tf.variable(tf.randomNormal(shape, 0, 0.5, 'float32', 7));
-      const x = tf.randomNormal([2, 7, 7, kind === 'conv' ? 4 : c], 0, 1, 'float32', 8) as tf.Tensor4D;
+      const x = tf.randomNormal<tf.Rank.R4>([2, 7, 7, kind === 'conv' ? 4 : c], 0, 1, 'float32', 8);
       const diff = tf.tidy(() => {
         const folded = foldedConvBn(x, w, bn, { kind, stride: 2, pad: 1, quantizeWeights: false, batchStats: false });
         const conv = kind === 'conv' ? tf.conv2d(x, w as tf.Tensor4D, 2, 1) : tf.depthwiseConv2d(x, w as tf.Tensor4D, 2, 1);
@@ -54,7 +54,7 @@ describe('conv + batch norm folded into the conv', () => {
     // Negative gamma flips the channel's sign; per-channel symmetric quantization commutes with it.
     const bn = bnState([1.5, -0.7, 0.3], [0.1, -0.2, 0.5], [0.3, -1, 2], [0.5, 2, 0.1]);
     const w = tf.variable(tf.randomNormal([3, 3, 2, 3], 0, 0.5, 'float32', 3));
-    const x = tf.randomNormal([1, 6, 6, 2], 0, 1, 'float32', 4) as tf.Tensor4D;
+    const x = tf.randomNormal<tf.Rank.R4>([1, 6, 6, 2], 0, 1, 'float32', 4);
     const { k, bias } = foldFactors({
       gamma: bn.gamma.dataSync() as Float32Array, beta: bn.beta.dataSync() as Float32Array,
       runMean: bn.runMean.dataSync() as Float32Array, runVar: bn.runVar.dataSync() as Float32Array,
@@ -116,7 +116,7 @@ describe('conv + batch norm folded into the conv', () => {
       expect(out.every(Number.isFinite)).toBe(true);
       for (const g of grads) expect(g.every(Number.isFinite)).toBe(true);
       // d/dbeta0 of sum(y^2) = 2 * sum(y over channel 0) = 2 * 4 * 0.25 = 2.
-      expect(grads[3]![0]).toBeCloseTo(2, 5);
+      expect(grads[3][0]).toBeCloseTo(2, 5);
       disposeBn(bn);
       w.dispose();
       x.dispose();

@@ -23,8 +23,8 @@ describe('activation fake quant (uint8, asymmetric)', () => {
     // -2 -> clamp -1.0; -0.96 -> -9.6 -> -10 -> -1.0; 0.04 -> 0; 0.05 -> 0.5 -> 0 (tie to even);
     // 0.16 -> 2 -> 0.2; 0.26 -> 3 -> 0.3; 30 -> clamp 245*0.1 = 24.5; -1.0 stays.
     const want = [-1.0, -1.0, 0, 0, 0.2, 0.3, 24.5, -1.0];
-    y.forEach((v, i) => expect(v).toBeCloseTo(want[i]!, 6));
-    x.forEach((v, i) => expect(fakeQuantValue(v, p)).toBeCloseTo(want[i]!, 6));
+    y.forEach((v, i) => expect(v).toBeCloseTo(want[i], 6));
+    x.forEach((v, i) => expect(fakeQuantValue(v, p)).toBeCloseTo(want[i], 6));
   });
 
   it('passes the gradient straight through inside the range and zeroes it outside', () => {
@@ -84,7 +84,7 @@ describe('weight fake quant (int8, symmetric, per output channel)', () => {
       return { y, g };
     });
     const want = [0.5, 0.254, 0, -1.27, 0.128, 0];
-    y.forEach((v, i) => expect(v).toBeCloseTo(want[i]!, 6));
+    y.forEach((v, i) => expect(v).toBeCloseTo(want[i], 6));
     expect(g).toEqual([3, 3, 3, 3, 3, 3]);
   });
 
@@ -130,7 +130,7 @@ describe('7-bit weight fake quant (symmetric [-63, 63], ORT reduce_range)', () =
     });
     const js = quantizeWeightsPerChannel(vals, shape4, 3, 63);
     expect(Math.max(...Array.from(js.int8, Math.abs))).toBe(63);
-    const want = Array.from(js.int8, (q, i) => q * scales[i % 16]!);
+    const want = Array.from(js.int8, (q, i) => q * scales[i % 16]);
     // `+ 0` turns -0 into 0: a negative value rounding to zero is -0 in one path and 0 in another.
     const plain = (a: number[]) => a.map((v) => v + 0);
     expect(plain(stock)).toEqual(plain(want.map(Math.fround)));

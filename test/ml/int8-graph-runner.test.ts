@@ -40,7 +40,7 @@ describe.each(['cpu', 'wasm'] as const)('Int8GraphRunner on %s', (backend) => {
     runner.dispose();
     const step = g.nodes.at(-1)!.outQuant.scale;
     let maxSteps = 0;
-    for (let i = 0; i < got.length; i++) maxSteps = Math.max(maxSteps, Math.abs(got[i]! - expected[i]!) / step);
+    for (let i = 0; i < got.length; i++) maxSteps = Math.max(maxSteps, Math.abs(got[i] - expected[i]) / step);
     expect(maxSteps).toBeLessThan(1e-3);
     // Not a degenerate graph: the logits vary across images and classes.
     expect(new Set(Array.from(got)).size).toBeGreaterThan(10);

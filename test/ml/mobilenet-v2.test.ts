@@ -34,8 +34,8 @@ describe('MobileNetV2 architecture', () => {
     expect(a.blocks.map((b) => b.project.outC)).toEqual([16, 24, 24, 32, 32, 32, 64, 64, 64, 64, 96, 96, 96, 160, 160, 160, 320]);
     expect(a.blocks.map((b) => b.dw.stride)).toEqual([1, 2, 1, 2, 1, 1, 2, 1, 1, 1, 1, 1, 1, 2, 1, 1, 1]);
     expect(a.blocks.filter((b) => b.residual)).toHaveLength(10);
-    expect(a.blocks[0]!.expand).toBeUndefined(); // t = 1
-    expect(a.blocks[1]!.expand!.outC).toBe(96); // 16 * 6
+    expect(a.blocks[0].expand).toBeUndefined(); // t = 1
+    expect(a.blocks[1].expand!.outC).toBe(96); // 16 * 6
     expect(finalSide(a)).toBe(7);
   });
 
@@ -43,8 +43,8 @@ describe('MobileNetV2 architecture', () => {
     const small = buildArch({ inputSize: 32, numClasses: 10, widthMultiplier: 0.35, smallInputStem: 'auto', dropout: 0.2 });
     expect(small.smallInputStem).toBe(true);
     expect(small.stem.stride).toBe(1);
-    expect(small.blocks[1]!.dw.stride).toBe(1); // the c=24 stage's first block
-    expect(small.blocks[3]!.dw.stride).toBe(2); // later stages keep stride 2
+    expect(small.blocks[1].dw.stride).toBe(1); // the c=24 stage's first block
+    expect(small.blocks[3].dw.stride).toBe(2); // later stages keep stride 2
     expect(finalSide(small)).toBe(4); // overall stride 8 instead of 32
     expect(small.head.outC).toBe(1280); // not scaled below width 1
     expect(small.stem.outC).toBe(16);

@@ -4,7 +4,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { resolveTrainingConfig, type TrainingConfigInput } from '../../src/jobs/training-config.js';
+import { resolveTrainingConfig, type TrainingConfigInput } from '../../src/config/training-config.js';
 import { runTraining } from '../../src/ml/train.js';
 import { loadCheckpoint, listCheckpoints } from '../../src/ml/checkpoint.js';
 import { tf } from '../../src/ml/tf.js';
@@ -56,8 +56,8 @@ describe('runTraining', () => {
     expect(c.status).toBe('completed');
     expect(resumed.map((m) => m.step)).toEqual([4, 5, 6]);
     for (let i = 0; i < 3; i++) {
-      expect(resumed[i]!.loss).toBeCloseTo(full[i + 3]!.loss, 5);
-      expect(resumed[i]!.learningRate).toBe(full[i + 3]!.learningRate);
+      expect(resumed[i].loss).toBeCloseTo(full[i + 3].loss, 5);
+      expect(resumed[i].learningRate).toBe(full[i + 3].learningRate);
     }
     expect(c.eval!.top1).toBeCloseTo(a.eval!.top1, 6);
   }, 300_000);
@@ -93,24 +93,27 @@ describe('runTraining', () => {
   }, 300_000);
 
   it('initFrom loads the weights and starts at step 0', async () => {
+    // Its own source checkpoint (3 steps from another seed), so the test runs alone or in any order.
+    const source = path.join(tmp, 'init-source');
+    await runTraining({ config: tinyConfig({ maxSteps: 3, seed: 11 }), workDir: source, dataRoot: tmp });
     // A vanishing learning rate: after one step the weights must still be the checkpoint's.
     const config = tinyConfig({ maxSteps: 1, learningRate: 1e-7 });
     let start = -1;
     const r = await runTraining({
-      config, workDir: path.join(tmp, 'init'), dataRoot: tmp, initFrom: path.join(tmp, 'ck'),
+      config, workDir: path.join(tmp, 'init'), dataRoot: tmp, initFrom: source,
       callbacks: { onStart: (i) => { start = i.startStep; } },
     });
     expect(start).toBe(0);
     expect(r.step).toBe(1);
-    const init = await loadCheckpoint(path.join(tmp, 'ck'));
+    const init = await loadCheckpoint(source);
     const after = await loadCheckpoint(r.checkpoint);
     const w0 = init.tensors.get('param/head/w')!.data;
     const w1 = after.tensors.get('param/head/w')!.data;
     let d = 0;
     let n0 = 0;
     for (let i = 0; i < w0.length; i++) {
-      d += (w1[i]! - w0[i]!) ** 2;
-      n0 += w0[i]! ** 2;
+      d += (w1[i] - w0[i]) ** 2;
+      n0 += w0[i] ** 2;
     }
     expect(Math.sqrt(d)).toBeLessThan(1e-3 * Math.sqrt(n0)); // a fresh init would be ~1.4x the norm away
   }, 300_000);

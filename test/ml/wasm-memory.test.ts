@@ -38,7 +38,7 @@ describe('evaluation memory', () => {
     const n = 2;
     const g = buildSyntheticMobileNetV2({ width: 1.0, inputSize: size, numClasses: 5, seed: 3 });
     const runner = new Int8GraphRunner(g);
-    const x = tf.randomUniform([n, size, size, 3], -2, 2) as tf.Tensor4D;
+    const x = tf.randomUniform<tf.Rank.R4>([n, size, size, 3], -2, 2);
     const before = tf.memory().numTensors;
     const bytesBefore = tf.memory().numBytes;
     let out: tf.Tensor2D | undefined;

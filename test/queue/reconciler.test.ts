@@ -37,7 +37,7 @@ describe('reconciler', () => {
     await h.deps.queue.enqueue(gaveUp);
     const taken = (await queue.getNextJob())!;
     expect(taken.id).toBe(gaveUp);
-    taken.discard();
+    await taken.discard();
     await taken.moveToFailed({ message: 'attempts exhausted' });
     expect(await h.deps.queue.entryState(gaveUp)).toBe('failed');
     const orphan = await row(`orphan-${suffix}`, 'running'); // Redis lost the entry of a running job

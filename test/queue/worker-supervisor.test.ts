@@ -38,7 +38,7 @@ describe('worker restart backoff', () => {
       expect(sup.status().restarts).toBeGreaterThanOrEqual(4);
       // Each restart waited its backoff: 100, 200, 400, then capped at 400 ms.
       expect(starts.slice(1, 5).map((s) => s.backoffMs)).toEqual([100, 200, 400, 400]);
-      for (let i = 1; i < 5; i++) expect(starts[i]!.at - starts[i - 1]!.at).toBeGreaterThanOrEqual(starts[i]!.backoffMs);
+      for (let i = 1; i < 5; i++) expect(starts[i].at - starts[i - 1].at).toBeGreaterThanOrEqual(starts[i].backoffMs);
 
       // It recovers: a worker that runs past `healthyAfterMs` before it exits is followed by the base delay again.
       mode = 'live';

@@ -61,7 +61,7 @@ describe('ModelRegistry', () => {
       const results = await Promise.all([...first, ...during, ...after]);
       expect(results.slice(0, 24).every((r) => r.model.id === 'a')).toBe(true);
       expect(results.slice(48).every((r) => r.model.id === 'b')).toBe(true);
-      for (const r of results) expect(r.predictions[0]!.label.startsWith(`${r.model.id}-label-`)).toBe(true);
+      for (const r of results) expect(r.predictions[0].label.startsWith(`${r.model.id}-label-`)).toBe(true);
       // Once the old model's requests are done, it is gone from every worker.
       expect(svc.pool.loadedModels()).toEqual(['b']);
       expect(svc.registry.loadedIds()).toEqual(['b']);

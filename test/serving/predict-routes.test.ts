@@ -1,5 +1,5 @@
 // /v1/predict and /v1/models against a running server (real HTTP on a free port, real images).
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -7,7 +7,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { errorsPlugin } from '../../src/api/plugins/errors.js';
 import { PredictResponse, predictRoutes } from '../../src/api/routes/predict.js';
-import { ModelDetail, ModelList, modelsRoutes } from '../../src/api/routes/models.js';
+import { ModelDetail, ModelEvaluationResponse, ModelList, modelsRoutes, readEvaluation } from '../../src/api/routes/models.js';
 import { servingPlugin } from '../../src/serving/plugin.js';
 import { ServingService } from '../../src/serving/prediction-service.js';
 import { MemoryModelStore, modelFilesIn } from '../../src/serving/model-store.js';
@@ -222,5 +222,25 @@ describe('/v1/models', () => {
     expect(pred.model.id).toBe('a');
     const nf = await fetch(`${url}/v1/models/zzz/promote`, { method: 'POST' });
     expect(nf.status).toBe(404);
+  });
+
+  it("GET /v1/models/:id/evaluation: the manifest's evaluation, null when it has none or an unreadable one", async () => {
+    store.add(a.record);
+    const none = await json(await fetch(`${url}/v1/models/a/evaluation`));
+    expect(ModelEvaluationResponse.parse(none)).toEqual({ modelId: 'a', classes: a.graph.classes, evaluation: null });
+
+    const c = await writeFixtureModel(root, 'c', { seed: 3, classes: 3 });
+    const evaluation = { images: 30, top1: 0.7, top5: 1, perClassTop1: [0.9, 0.6, 0.6], confusion: [[9, 1, 0], [2, 6, 2], [0, 4, 6]] };
+    const manifest = JSON.parse(await readFile(c.manifestFile, 'utf8'));
+    await writeFile(c.manifestFile, JSON.stringify({ ...manifest, evaluation }));
+    store.add(c.record);
+    const got = ModelEvaluationResponse.parse(await json(await fetch(`${url}/v1/models/c/evaluation`)));
+    expect(got).toEqual({ modelId: 'c', classes: c.graph.classes, evaluation });
+
+    // A malformed one (a hand-edited or foreign manifest) reads as null, with the reason for the log.
+    expect(readEvaluation({ ...evaluation, perClassTop1: [0.9, null, 0.6] }, c.graph.classes).evaluation).toMatchObject({ perClassTop1: [0.9, null, 0.6] });
+    expect(readEvaluation({ ...evaluation, confusion: [[1]] }, c.graph.classes)).toMatchObject({ evaluation: null, problem: expect.stringContaining('one entry per class') });
+    expect(readEvaluation({ top1: 'high' }, c.graph.classes).evaluation).toBeNull();
+    expect((await fetch(`${url}/v1/models/zzz/evaluation`)).status).toBe(404);
   });
 });

@@ -32,8 +32,8 @@ describe('PredictorPool', () => {
       const step = model.graph.nodes.at(-1)!.outQuant.scale;
       for (let i = 0; i < n; i++) {
         const ref = runIntegerReference(model.graph, image(i), 1);
-        expect(results[i]!.logits).toHaveLength(5);
-        for (let k = 0; k < 5; k++) expect(Math.abs(results[i]!.logits[k]! - ref[k]!)).toBeLessThanOrEqual(step * 1.01);
+        expect(results[i].logits).toHaveLength(5);
+        for (let k = 0; k < 5; k++) expect(Math.abs(results[i].logits[k] - ref[k])).toBeLessThanOrEqual(step * 1.01);
       }
       // Ten requests inside a 20 ms window with maxBatch 4 run as batches of up to 4.
       const sizes = results.map((r) => r.batchSize);
@@ -60,8 +60,8 @@ describe('PredictorPool', () => {
       );
       expect(Math.max(...fromRgb.map((r) => r.batchSize))).toBeGreaterThan(1);
       for (let i = 0; i < n; i++) {
-        expect(Array.from(fromRgb[i]!.logits)).toEqual(Array.from(fromFloat[i]!.logits));
-        expect(Array.from(mixed[i]!.logits)).toEqual(Array.from(fromFloat[i]!.logits));
+        expect(Array.from(fromRgb[i].logits)).toEqual(Array.from(fromFloat[i].logits));
+        expect(Array.from(mixed[i].logits)).toEqual(Array.from(fromFloat[i].logits));
       }
       await expect(pool.infer('m1', { rgb: new Uint8Array(7), normalization: norm }, SIZE)).rejects.toThrow(/7 values/);
     } finally {
@@ -105,11 +105,11 @@ describe('PredictorPool', () => {
     try {
       await pool.load('m1', model.onnxFile);
       const internal = pool as unknown as { workers: Array<{ worker: import('node:worker_threads').Worker }> };
-      const dying = internal.workers[0]!.worker;
+      const dying = internal.workers[0].worker;
       await dying.terminate();
       // The replacement loads m1 before taking work; the request waits for it.
       await new Promise((r) => setTimeout(r, 50));
-      expect(internal.workers[0]!.worker).not.toBe(dying);
+      expect(internal.workers[0].worker).not.toBe(dying);
       const r = await pool.infer('m1', image(1), SIZE);
       expect(r.logits).toHaveLength(5);
     } finally {

@@ -1,83 +1,248 @@
 /// <reference lib="dom" />
-// The dashboard in a real browser (Debian's chromium driven by playwright-core) against a real
-// server: SQLite, real Redis. A job is created through the page's form, its loss curve is drawn
-// from the metrics API, and it is cancelled with the page's button.
-import fs from 'node:fs';
+// The dashboard in Debian's chromium (playwright-core) against a real server (SQLite, real Redis)
+// and a real worker process training a small job (MobileNetV2 0.35 at 32 px on synthetic images).
+// Each feature is driven through the page: the new-job form and its field errors, live charts
+// from the event stream, cancel, comparing runs, the models view (download, promote), the final
+// evaluation, predict, CSV export, axe-core's WCAG A/AA rules, and a 360 px wide screen.
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { KeyStore } from '../../src/auth/key-store.js';
+import { JobView, MetricsPage } from '../../src/jobs/job-view.js';
 import { startHarness, waitReady, type Harness } from '../api/api-harness.js';
+import { assertBuilt, FAST_QUEUE_ENV, spawnWorker, type WorkerProc } from '../integration/worker-process.js';
+import { makeImage } from '../serving/fixtures.js';
+import { axeViolations, colourPixels, download, keyedContext, launchChromium } from './browser.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+// web/charts.js PALETTE: loss and float top-1 in the first colour, int8 top-1 in the second,
+// the learning rate in the fourth.
+const BLUE = '#1f5bd1';
+const RED = '#b3261e';
+const BROWN = '#8a4b00';
 
 describe('dashboard', () => {
   let h: Harness;
+  let worker: WorkerProc;
   let browser: Browser;
+  let admin: BrowserContext;
   let page: Page;
   let base: string;
+  let adminKey: string;
+  let userKey: string;
+  let liveId: string;
+  const requests: string[] = [];
+
+  // The test's own calls use a key of their own: the page's key has its own rate-limit budget.
+  let testKey: string;
+  const api = async (method: string, url: string, key = testKey, payload?: object) => {
+    const res = await h.app.inject({ method: method as 'GET', url, payload, headers: { authorization: `Bearer ${key}` } });
+    if (res.statusCode >= 400 && !(method === 'POST' && url.endsWith('/cancel'))) throw new Error(`${method} ${url}: ${res.statusCode} ${res.body}`);
+    return res;
+  };
 
   beforeAll(async () => {
-    if (!fs.existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}: apt-get install chromium (.ci/run does)`);
-    h = await startHarness('sqlite');
+    assertBuilt();
+    h = await startHarness('sqlite', FAST_QUEUE_ENV);
     await waitReady(h);
+    const keys = new KeyStore(h.deps.db.prisma);
+    adminKey = (await keys.create('dash-admin', 'admin')).key;
+    userKey = (await keys.create('dash-user', 'predict,train')).key;
+    testKey = (await keys.create('dash-test', 'admin')).key;
+    h.app.auth.forget();
     base = await h.app.listen({ port: 0, host: '127.0.0.1' });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync'],
-    });
-    page = await browser.newPage();
+    worker = spawnWorker({ DATABASE_URL: h.settings.databaseUrl, DATA_DIR: h.settings.dataDir, QUEUE_PREFIX: h.settings.queuePrefix }, 'dashboard');
+    browser = await launchChromium();
+    admin = await keyedContext(browser, adminKey);
+    page = await admin.newPage();
+    page.on('request', (r) => requests.push(`${r.method()} ${new URL(r.url()).pathname}${new URL(r.url()).search}`));
   });
 
   afterAll(async () => {
     await browser?.close();
+    worker?.proc.kill('SIGTERM');
+    await worker?.exited;
     await h?.close();
   });
 
-  it('shows the API\'s field errors for an invalid config and creates nothing', async () => {
+  it('marks the fields a 400 names, keeps the raw response, and creates nothing', async () => {
     await page.goto(`${base}/`);
-    await page.fill('#config', JSON.stringify({ dataset: { type: 'synthetic', classes: 1 }, model: { depth: 3 } }));
+    await page.fill('#f-classes', '1');
+    await page.fill('#f-epochs', '0');
+    // The fields edit the JSON that is sent.
+    expect(JSON.parse(await page.inputValue('#config'))).toMatchObject({ dataset: { classes: 1 }, training: { epochs: 0 } });
     await page.click('#new-job button[type=submit]');
-    const error = page.locator('#new-job-error');
-    await expect.poll(() => error.textContent()).toContain('dataset.classes');
-    expect(await error.textContent()).toContain('model');
-    const list = await h.app.inject({ method: 'GET', url: '/v1/jobs' });
-    expect(list.json().jobs).toHaveLength(0);
+    await expect.poll(() => page.getAttribute('#f-classes', 'aria-invalid')).toBe('true');
+    expect(await page.getAttribute('#f-epochs', 'aria-invalid')).toBe('true');
+    expect(await page.getAttribute('#f-batch', 'aria-invalid')).toBeNull();
+    expect(await page.textContent('#f-classes-error')).toMatch(/2/);
+    expect(await page.getAttribute('#f-classes', 'aria-describedby')).toBe('f-classes-error');
+    expect(await page.textContent('#new-job-error')).toContain('dataset.classes');
+    expect(await page.isVisible('#new-job-raw-error')).toBe(true);
+    const raw = JSON.parse((await page.textContent('#new-job-raw-error pre'))!);
+    expect(raw.error.code).toBe('CONFIG_INVALID');
+    expect(raw.error.issues.map((i: { path: string }) => i.path)).toEqual(expect.arrayContaining(['dataset.classes', 'training.epochs']));
+    // A setting without a field is fixed in the raw JSON, which the fields then follow.
+    await page.click('#raw-json summary');
+    await page.fill('#config', JSON.stringify({ dataset: { type: 'synthetic', classes: 3 }, training: { epochs: 2 } }));
+    expect(await page.inputValue('#f-classes')).toBe('3');
+    expect((await api('GET', '/v1/jobs')).json().jobs).toHaveLength(0);
   });
 
-  it('creates a job, draws its loss curve from the metrics API and cancels it', async () => {
+  it('starts a job from the form and follows it live: loss, learning rate and float vs int8 top-1 from the event stream', async () => {
     await page.goto(`${base}/`);
-    await page.fill('#config', JSON.stringify({ name: 'browser-job', dataset: { type: 'synthetic', classes: 3 } }));
+    await page.click('#raw-json summary');
+    // valPerClass and delaySteps have no field: the raw JSON carries them. With quantization
+    // starting after step 3, each evaluation measures the float model as well as the int8 one.
+    await page.fill('#config', JSON.stringify({
+      name: 'browser-live', dataset: { type: 'synthetic', classes: 3, samplesPerClass: 8, valPerClass: 4, seed: 3 }, quantization: { delaySteps: 3 },
+    }));
+    await page.fill('#f-width', '0.35');
+    await page.fill('#f-input-size', '32');
+    await page.fill('#f-epochs', '2');
+    await page.fill('#f-batch', '4');
     await page.click('#new-job button[type=submit]');
-    await expect.poll(() => page.locator('#job-title').textContent()).toContain('browser-job');
-    await expect.poll(() => page.locator('#jobs tbody tr').count()).toBe(1);
-    const id = (await page.locator('#jobs tbody tr').getAttribute('data-job-id'))!;
+    await expect.poll(() => page.textContent('#job-title')).toContain('browser-live');
+    liveId = (await api('GET', '/v1/jobs')).json().jobs[0].id;
+    const job = JobView.parse((await api('GET', `/v1/jobs/${liveId}`)).json());
+    expect(job.config).toMatchObject({ dataset: { classes: 3, valPerClass: 4 }, model: { widthMultiplier: 0.35, inputSize: 32 }, training: { epochs: 2, batchSize: 4 } });
 
-    // Points as a worker writes them: a falling loss, and validation accuracy at the epoch end.
-    const prisma = h.deps.db.prisma;
-    for (let step = 1; step <= 20; step++) {
-      await prisma.metricPoint.create({
-        data: { jobId: id, step, epoch: step <= 10 ? 1 : 2, loss: 2.5 - step * 0.08, learningRate: 0.05, imagesPerSecond: 30,
-          top1: step === 10 ? 0.62 : step === 20 ? 0.81 : null, top5: step % 10 === 0 ? 1 : null },
-      });
+    await expect.poll(() => page.textContent('#live'), { timeout: 10_000 }).toBe('live');
+    await expect.poll(() => page.textContent('#job-status'), { timeout: 30_000 }).toBe('running');
+    await expect.poll(() => colourPixels(page, '#chart-loss', BLUE), { timeout: 30_000 }).toBeGreaterThan(20);
+    expect(await colourPixels(page, '#chart-lr', BROWN)).toBeGreaterThan(20);
+    // The first epoch's validation: float and int8 points.
+    await expect.poll(() => colourPixels(page, '#chart-acc', RED), { timeout: 30_000 }).toBeGreaterThan(5);
+    expect(await colourPixels(page, '#chart-acc', BLUE)).toBeGreaterThan(5);
+    expect(await page.textContent('#job-progress')).toMatch(/step \d+\/12/);
+    // Updates came from the stream: the open job's metrics were never polled.
+    expect(requests.filter((r) => r.startsWith(`GET /v1/jobs/${liveId}/events`)).length).toBeGreaterThanOrEqual(1);
+    expect(requests.filter((r) => r.startsWith(`GET /v1/jobs/${liveId}/metrics`))).toEqual([]);
+  });
+
+  it('cancels a queued job with its button (keyboard-operated)', async () => {
+    const queued = (await api('POST', '/v1/jobs', testKey, { name: 'to-cancel', dataset: { type: 'synthetic', classes: 2, samplesPerClass: 4 } })).json().id as string;
+    const row = page.locator(`#jobs tbody tr[data-job-id="${queued}"]`);
+    await expect.poll(() => row.count(), { timeout: 10_000 }).toBe(1);
+    await row.locator('button.link').focus();
+    await page.keyboard.press('Enter');
+    await expect.poll(() => page.textContent('#job-title')).toContain('to-cancel');
+    await page.focus('#cancel-job');
+    await page.keyboard.press('Enter');
+    await expect.poll(() => page.textContent('#job-status')).toBe('cancelled');
+    expect((await api('GET', `/v1/jobs/${queued}`)).json().status).toBe('cancelled');
+    expect(await page.isVisible('#cancel-job')).toBe(false);
+  });
+
+  it('overlays up to five runs', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const id = (await api('POST', '/v1/jobs', testKey, { name: `cmp-${i}`, dataset: { type: 'synthetic' } })).json().id as string;
+      await api('POST', `/v1/jobs/${id}/cancel`);
+      ids.push(id);
     }
-    await expect.poll(() => page.locator('#job-facts').textContent(), { timeout: 10_000 }).toContain('81.0%');
-    // The chart has pixels in the loss colour (#2e6be6) and the accuracy colour (#2f8a4c).
-    const colours = await page.evaluate(() => {
-      const c = document.querySelector<HTMLCanvasElement>('#loss-chart')!;
-      const data = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
-      let loss = 0, acc = 0;
-      for (let i = 0; i < data.length; i += 4) {
-        if (data[i] === 0x2e && data[i + 1] === 0x6b && data[i + 2] === 0xe6) loss++;
-        if (data[i] === 0x2f && data[i + 1] === 0x8a && data[i + 2] === 0x4c) acc++;
-      }
-      return { loss, acc };
-    });
-    expect(colours.loss).toBeGreaterThan(100);
-    expect(colours.acc).toBeGreaterThan(20);
+    await expect.poll(() => page.locator('#jobs tbody tr').count(), { timeout: 10_000 }).toBe(6);
+    await page.check(`#jobs tr[data-job-id="${liveId}"] input[type=checkbox]`);
+    for (const id of ids) await page.check(`#jobs tr[data-job-id="${id}"] input[type=checkbox]`);
+    const sixth = page.locator('#jobs tbody tr', { hasText: 'to-cancel' }).locator('input[type=checkbox]');
+    await sixth.click();
+    expect(await sixth.isChecked()).toBe(false);
+    expect(await page.textContent('#compare-note')).toContain('Up to 5');
+    expect(await page.isVisible('#compare-panel')).toBe(true);
+    await expect.poll(() => colourPixels(page, '#chart-compare', BLUE), { timeout: 10_000 }).toBeGreaterThan(20);
+    const legend = await page.locator('#chart-compare .u-legend .u-series').allTextContents();
+    expect(legend.filter((t) => /browser-live|cmp-\d/.test(t))).toHaveLength(5);
+    // Compared runs are paged with the revision cursor.
+    expect(requests.some((r) => r.startsWith(`GET /v1/jobs/${liveId}/metrics?cursor=`))).toBe(true);
+  });
 
-    await page.click('#cancel-job');
-    await expect.poll(() => page.locator('#job-status').textContent()).toBe('cancelled');
-    const job = await h.app.inject({ method: 'GET', url: `/v1/jobs/${id}` });
-    expect(job.json().status).toBe('cancelled');
+  it('shows the finished job: evaluation, confusion matrix and per-class accuracy; exports its metrics as CSV', async () => {
+    await page.goto(`${base}/#job=${liveId}`);
+    const until = Date.now() + 60_000;
+    for (;;) {
+      const j = JobView.parse((await api('GET', `/v1/jobs/${liveId}`)).json());
+      if (j.status === 'succeeded') break;
+      if (j.status === 'failed' || Date.now() > until) throw new Error(`job ${j.status}: ${JSON.stringify(j.error)}\n${worker.output().slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    await expect.poll(() => page.textContent('#job-status'), { timeout: 10_000 }).toBe('succeeded');
+    await expect.poll(() => page.isVisible('#evaluation'), { timeout: 10_000 }).toBe(true);
+    const job = JobView.parse((await api('GET', `/v1/jobs/${liveId}`)).json());
+    const evaluation = (await api('GET', `/v1/models/${job.model!.id}/evaluation`)).json().evaluation;
+    expect(evaluation).not.toBeNull();
+    await expect.poll(async () => [await page.locator('#per-class tbody tr').count(), await page.textContent('#evaluation-summary')], { timeout: 10_000 })
+      .toEqual([3, expect.stringContaining('validation images')]);
+    expect(await page.locator('#confusion tbody tr').count()).toBe(3);
+    const cells = await page.locator('#confusion tbody td').allTextContents();
+    expect(cells.map(Number)).toEqual(evaluation.confusion.flat());
+    expect(await page.textContent('#evaluation-summary')).toContain(`${evaluation.images} validation images`);
+    expect(await page.textContent('#live')).toBe('finished');
+
+    const csv = await download(page, '#export-csv');
+    expect(csv.name).toBe(`metrics-browser-live-${liveId}.csv`);
+    const lines = csv.bytes.toString('utf8').trim().split('\r\n');
+    expect(lines[0]).toBe('step,epoch,loss,learningRate,imagesPerSecond,top1,top5,floatTop1,revision');
+    const points = MetricsPage.parse((await api('GET', `/v1/jobs/${liveId}/metrics?cursor=0&limit=1000`)).json()).points.sort((a, b) => a.step - b.step);
+    expect(lines.length - 1).toBe(points.length);
+    expect(lines.slice(1).map((l) => Number(l.split(',')[2]))).toEqual(points.map((p) => p.loss));
+  });
+
+  it('lists models with accuracy, size against fp32 and the serving one; downloads and promotes (admin only)', async () => {
+    const job = JobView.parse((await api('GET', `/v1/jobs/${liveId}`)).json());
+    const model = job.model!;
+    const row = page.locator(`#models tr[data-model-id="${model.id}"]`);
+    await expect.poll(() => row.count(), { timeout: 10_000 }).toBe(1);
+    const text = (await row.textContent())!;
+    expect(text).toContain(`${(model.int8Top1! * 100).toFixed(1)}%`);
+    expect(text).toContain(`${(model.float32SizeBytes / model.sizeBytes).toFixed(1)}× smaller than fp32`);
+    expect(await row.locator('.pill.serving').textContent()).toBe('serving');
+
+    const file = await download(page, `#models tr[data-model-id="${model.id}"] button[aria-label^="download"]`);
+    expect(file.name).toBe(`model-${model.id}.onnx`);
+    expect(createHash('sha256').update(file.bytes).digest('hex')).toBe(model.sha256);
+
+    // A key without admin sees no promote button.
+    const user = await keyedContext(browser, userKey);
+    const userPage = await user.newPage();
+    await userPage.goto(`${base}/`);
+    await expect.poll(() => userPage.locator(`#models tr[data-model-id="${model.id}"]`).count(), { timeout: 10_000 }).toBe(1);
+    expect(await userPage.locator('#models button.promote').count()).toBe(0);
+    await user.close();
+
+    await row.locator('button.promote').click();
+    await expect.poll(() => row.locator('.pill.serving').textContent(), { timeout: 15_000 }).toBe('serving · promoted');
+    expect((await api('GET', '/v1/models')).json().items[0].promotedAt).not.toBeNull();
+  });
+
+  it('predicts an uploaded image: the image, top-k bars and timings', async () => {
+    const png = await makeImage('png', 48, 48, 2);
+    await page.setInputFiles('#predict-file', { name: 'sample.png', mimeType: 'image/png', buffer: png });
+    await expect.poll(() => page.locator('#predictions li').count(), { timeout: 15_000 }).toBe(3); // 3 classes
+    expect(await page.isVisible('#predict-image')).toBe(true);
+    expect(await page.getAttribute('#predict-image', 'alt')).toContain('sample.png');
+    const widths = await page.locator('#predictions .bar').evaluateAll((bars) => bars.map((b) => (b as HTMLElement).getBoundingClientRect().width));
+    expect(widths[0]).toBeGreaterThanOrEqual(widths[2]);
+    const sum = (await page.locator('#predictions .value').allTextContents()).reduce((s, t) => s + parseFloat(t), 0);
+    expect(sum).toBeGreaterThan(99);
+    expect(await page.textContent('#predict-timings')).toMatch(/decode [\d.]+ ms · queue [\d.]+ ms · inference [\d.]+ ms · batch of \d+/);
+  });
+
+  it('passes axe-core (WCAG 2.1 A and AA) with everything on screen', async () => {
+    expect(await axeViolations(page)).toEqual([]);
+  });
+
+  it('stays usable at 360 px: no sideways scrolling, charts and controls fit', async () => {
+    const narrow = await keyedContext(browser, adminKey, { width: 360, height: 740 });
+    const p = await narrow.newPage();
+    await p.goto(`${base}/#job=${liveId}`);
+    await expect.poll(() => p.textContent('#job-status'), { timeout: 10_000 }).toBe('succeeded');
+    await expect.poll(() => colourPixels(p, '#chart-loss', BLUE), { timeout: 10_000 }).toBeGreaterThan(20);
+    expect(await p.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(360);
+    for (const sel of ['#chart-loss canvas', '#chart-acc canvas', '#new-job button[type=submit]', '#cancel-job, #export-csv', '#predict-file', '#f-epochs']) {
+      const box = await p.locator(sel).first().boundingBox();
+      if (box) expect(box.x + box.width, sel).toBeLessThanOrEqual(360);
+    }
+    expect(await p.locator('#f-epochs').isVisible()).toBe(true);
+    expect(await axeViolations(p)).toEqual([]);
+    await narrow.close();
   });
 });

@@ -1,5 +1,7 @@
 // The web dashboard (web/): static files under /ui/, and / redirects there. The page talks to the
-// public REST API only, so it needs nothing from the server beyond these files.
+// public REST API only, so it needs nothing from the server beyond these files. uPlot, its chart
+// library, is served from the installed npm package at /ui/vendor/uplot/ (no copy in the repo).
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
@@ -7,8 +9,16 @@ import fastifyStatic from '@fastify/static';
 
 // src/api/plugins (tsx) and dist/api/plugins (built) are both three levels below the package root.
 const WEB_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../web');
+// The package's main file is dist/uPlot.cjs.js: its folder holds the browser build and the CSS.
+const UPLOT_DIST = path.dirname(createRequire(import.meta.url).resolve('uplot'));
 
 export async function dashboardPlugin(app: FastifyInstance) {
   await app.register(fastifyStatic, { root: WEB_ROOT, prefix: '/ui/' });
+  await app.register(fastifyStatic, {
+    root: UPLOT_DIST,
+    prefix: '/ui/vendor/uplot/',
+    decorateReply: false,
+    allowedPath: (p) => /^\/uPlot\.(iife\.min\.js|min\.css)$/.test(p),
+  });
   app.get('/', { schema: { hide: true } }, async (_req, reply) => reply.redirect('/ui/'));
 }

@@ -42,7 +42,7 @@ export const errorsPlugin = fp(async function errors(app: FastifyInstance) {
     return reply.status(status).send(errorBody(code, err.message));
   });
   app.setNotFoundHandler((req, reply) => {
-    reply.status(404).send(errorBody('ROUTE_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]!.slice(0, 200)}`));
+    reply.status(404).send(errorBody('ROUTE_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0].slice(0, 200)}`));
   });
   app.addHook('onSend', async (_req, reply, payload) => {
     if (reply.statusCode >= 400 && typeof payload === 'string') return redactBody(payload);

@@ -9,7 +9,7 @@
 // classifying a folder should not be throttled. Without Redis (down, or not given) requests are
 // let through rather than refused: the limit protects the service, it must not become the outage.
 import rateLimit from '@fastify/rate-limit';
-import type { FastifyInstance, FastifyRequest, onRequestHookHandler } from 'fastify';
+import type { FastifyInstance, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Redis } from 'ioredis';
 import { ServiceError } from '../../jobs/job-errors.js';
@@ -62,7 +62,7 @@ export const rateLimitPlugin = fp(
     });
     if (opts.burstPerSecond <= 0) return;
     const burst = app.createRateLimit({ max: opts.burstPerSecond, timeWindow: 1000, keyGenerator: rateLimitKey });
-    const check: onRequestHookHandler = async (req, reply) => {
+    const check: onRequestAsyncHookHandler = async (req, reply) => {
       if (exempt(req)) return;
       const r = await burst(req);
       if (r.isAllowed || !r.isExceeded) return;

@@ -26,9 +26,9 @@ export const ReadyBody = z.object({
 });
 
 export interface ReadinessChecks {
-  database(): Promise<void>;
-  redis(): Promise<void>;
-  queue(): Promise<void>;
+  database: () => Promise<void>;
+  redis: () => Promise<void>;
+  queue: () => Promise<void>;
 }
 
 const CHECK_TIMEOUT_MS = 1500;

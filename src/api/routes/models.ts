@@ -7,6 +7,7 @@ import { stat } from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { ModelNotFoundError, ModelUnavailableError } from '../../serving/errors.js';
+import type { ModelEvaluation as ManifestEvaluation } from '../../export/manifest.js';
 import type { ModelRecord } from '../../serving/model-store.js';
 import { parseRequest } from '../validate.js';
 import { errorRef, jsonRef, jsonSchema, secured } from '../openapi-helpers.js';
@@ -38,6 +39,44 @@ export const ModelList = z.object({
   loadedId: z.string().nullable(),
 });
 export const ModelDetail = z.object({ model: ModelView, manifest: z.record(z.string(), z.unknown()) });
+
+/** The export's final evaluation of the int8 model on the validation split (manifest `evaluation`). */
+export const ModelEvaluation = z.object({
+  images: z.number().int().min(0),
+  top1: z.number().min(0).max(1),
+  top5: z.number().min(0).max(1),
+  /** Top-1 per class, in the order of `classes`. */
+  perClassTop1: z.array(z.number().min(0).max(1).nullable()),
+  /** confusion[true class][predicted class] = images. */
+  confusion: z.array(z.array(z.number().int().min(0))),
+});
+export type ModelEvaluation = z.infer<typeof ModelEvaluation>;
+export const ModelEvaluationResponse = z.object({
+  modelId: z.string(),
+  classes: z.array(z.string()),
+  /** Null for models exported before manifests carried an evaluation. */
+  evaluation: ModelEvaluation.nullable(),
+});
+
+// The route answers the manifest's own type (src/export/manifest.ts); this fails to compile if they part.
+const sameShape: ManifestEvaluation = {} as ModelEvaluation;
+void sameShape;
+
+/**
+ * The manifest's `evaluation` (written by the export of newer versions), or null when it has none or
+ * one this version cannot read: manifests are files of any age, checked here, not trusted.
+ */
+export function readEvaluation(raw: unknown, classes: string[]): { evaluation: ModelEvaluation | null; problem: string | null } {
+  if (raw === undefined || raw === null) return { evaluation: null, problem: null };
+  const parsed = ModelEvaluation.safeParse(raw);
+  if (!parsed.success) return { evaluation: null, problem: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') };
+  const e = parsed.data;
+  const n = classes.length;
+  if (e.perClassTop1.length !== n || e.confusion.length !== n || e.confusion.some((row) => row.length !== n)) {
+    return { evaluation: null, problem: `perClassTop1 and confusion must have one entry per class (${n})` };
+  }
+  return { evaluation: e, problem: null };
+}
 export const PromoteResponse = z.object({ model: ModelView });
 
 const ok = jsonRef;
@@ -55,6 +94,15 @@ export const openapi = {
         summary: "A model and its manifest (labels, input size, normalisation, quantization, accuracy, sha256)",
         parameters: [idParam],
         responses: { '200': ok('ModelDetail', 'The model'), '404': errorRef('Unknown model') },
+      }),
+    },
+    '/v1/models/{id}/evaluation': {
+      get: secured('predict', {
+        operationId: 'getModelEvaluation',
+        summary: "The export's final evaluation of the int8 model: top-1, top-5, per-class top-1 and the confusion matrix",
+        description: '`evaluation` is null for a model whose manifest has none (exported by an older version).',
+        parameters: [idParam],
+        responses: { '200': ok('ModelEvaluationResponse', 'The evaluation'), '404': errorRef('Unknown model'), '503': errorRef('The manifest cannot be read') },
       }),
     },
     '/v1/models/{id}/download': {
@@ -82,7 +130,12 @@ export const openapi = {
       }),
     },
   },
-  schemas: { ModelList: jsonSchema(ModelList), ModelDetail: jsonSchema(ModelDetail), PromoteResponse: jsonSchema(PromoteResponse) },
+  schemas: {
+    ModelList: jsonSchema(ModelList),
+    ModelDetail: jsonSchema(ModelDetail),
+    PromoteResponse: jsonSchema(PromoteResponse),
+    ModelEvaluationResponse: jsonSchema(ModelEvaluationResponse),
+  },
 };
 
 export function modelView(m: ModelRecord, servingId: string | null) {
@@ -124,6 +177,13 @@ export async function modelsRoutes(app: FastifyInstance) {
   app.get('/v1/models/:id', read, async (req) => {
     const m = await find(parseRequest(ModelIdParams, req.params, 'params').id);
     return { model: modelView(m, (await store.serving())?.id ?? null), manifest: await store.manifest(m) };
+  });
+
+  app.get('/v1/models/:id/evaluation', read, async (req) => {
+    const m = await find(parseRequest(ModelIdParams, req.params, 'params').id);
+    const { evaluation, problem } = readEvaluation((await store.manifest(m)).evaluation, m.classes);
+    if (problem) req.log.warn({ modelId: m.id, problem }, 'the manifest has an evaluation this version cannot read; answering null');
+    return { modelId: m.id, classes: m.classes, evaluation };
   });
 
   app.get('/v1/models/:id/download', read, async (req, reply) => {

@@ -105,7 +105,7 @@ export function splitDataUrl(image: string): { type?: string; data: string } {
   if (!image.startsWith('data:')) return { data: image };
   const comma = image.indexOf(',');
   if (comma < 0) return { data: '' };
-  const type = image.slice(5, comma).split(';')[0]!.trim().toLowerCase();
+  const type = image.slice(5, comma).split(';')[0].trim().toLowerCase();
   return { type: type || undefined, data: image.slice(comma + 1) };
 }
 
@@ -133,7 +133,7 @@ async function imageFromRequest(req: FastifyRequest, limit: number): Promise<{ b
     return { bytes: await part.toBuffer(), declared: part.mimetype }; // toBuffer throws 413 (FST_REQ_FILE_TOO_LARGE) over the limit
   }
   const body = req.body;
-  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
   if (Buffer.isBuffer(body)) {
     if (body.length > limit) throw new PayloadTooLargeError(limit);
     return { bytes: body, declared: type };

@@ -48,7 +48,7 @@ export async function runKernelOn(
   return tf.tidy(() => {
     const ins: Record<string, tf.Tensor> = {};
     for (const [k, v] of Object.entries(inputs)) ins[k] = tf.tensor(v.values, v.shape, 'float32');
-    const out = tf.engine().runKernel(kernel, ins as unknown as tf.NamedTensorMap, attrs as tf.NamedAttrMap) as tf.Tensor;
+    const out = tf.engine().runKernel<tf.Tensor>(kernel, ins, attrs as tf.NamedAttrMap);
     return { values: out.dataSync() as Float32Array, shape: out.shape };
   });
 }

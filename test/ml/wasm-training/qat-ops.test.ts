@@ -159,7 +159,7 @@ describe(`fused QAT ops match the stock tfjs formulation (${simd ? 'SIMD module'
           const r = tf.tensor(randomValues(wv.length, 92), [...shape]);
           const grad = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(fakeQuantWeight(t, axis), r)))(w);
           return [fakeQuantWeight(w, axis).dataSync(), grad.dataSync(), r.dataSync()] as Float32Array[];
-        }).slice(0, 2).concat([]) as Float32Array[];
+        }).slice(0, 2).concat([]);
         expect(maxRelError(y, ref)).toBe(0);
         expect(maxRelError(g, randomValues(wv.length, 92))).toBe(0);
       }

@@ -1,7 +1,7 @@
 // The committed SIMD module bytes are the assembly of the committed .wat (rebuild with
-// `npx tsx src/ml/backends/wasm-training/build-simd.ts` after editing it), and this Node runs them.
+// `npm run build:simd` after editing it), and this Node runs them.
 import { expect, test } from 'vitest';
-import { assembleSimdModule } from '../../../src/ml/backends/wasm-training/build-simd.js';
+import { assembleSimdModule } from '../../../scripts/build-simd.js';
 import { SIMD_MODULE_BASE64 } from '../../../src/ml/backends/wasm-training/simd-module.generated.js';
 
 test('simd-module.generated.ts is the assembled simd-kernels.wat', async () => {

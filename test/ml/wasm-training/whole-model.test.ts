@@ -4,7 +4,7 @@
 // running the stock formulation.
 import { afterAll, describe, expect, test } from 'vitest';
 import { batchNormTrain, fakeQuantAct, fakeQuantWeight } from '../../../src/ml/backends/wasm-training/index.js';
-import { maxRelError, tf, useBackend } from './helpers.js';
+import { tf, useBackend } from './helpers.js';
 import { forwardLoss, initParams, makeBatch, mobilenetArch, stockQatOps, type QatOps } from './mobilenet-like.js';
 
 const fusedOps: QatOps = { batchNormTrain, fakeQuantAct, fakeQuantWeight };

@@ -61,14 +61,14 @@ export interface BatchNormTrainResult {
  */
 export function batchNormTrain(z: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number): BatchNormTrainResult {
   if (fused(BN_TRAIN) && z.dtype === 'float32') {
-    const [y, mean, variance] = tf.engine().runKernel(BN_TRAIN, { x: z, gamma, beta }, { epsilon }) as tf.Tensor[];
+    const [y, mean, variance] = tf.engine().runKernel<tf.Tensor[]>(BN_TRAIN, { x: z, gamma, beta }, { epsilon });
     return { y, mean: mean as tf.Tensor1D, variance: variance as tf.Tensor1D };
   }
   return tf.tidy(() => {
     const c = z.shape[z.shape.length - 1];
     const flat = tf.reshape(z, [-1, c]);
-    const mean = tf.mean(flat, 0) as tf.Tensor1D;
-    const variance = tf.mean(tf.square(tf.sub(flat, mean)), 0) as tf.Tensor1D;
+    const mean = tf.mean<tf.Tensor1D>(flat, 0);
+    const variance = tf.mean<tf.Tensor1D>(tf.square(tf.sub(flat, mean)), 0);
     const k = tf.mul(gamma, tf.rsqrt(tf.add(variance, epsilon)));
     const y = tf.add(tf.mul(z, k), tf.sub(beta, tf.mul(mean, k)));
     return { y, mean, variance };
@@ -82,7 +82,7 @@ export function batchNormTrain(z: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor
 export function fakeQuantAct(x: tf.Tensor, scale: number, zeroPoint: number): tf.Tensor {
   const attrs = { scale, qmin: -zeroPoint, qmax: 255 - zeroPoint };
   if (fused(FAKE_QUANT) && x.dtype === 'float32') {
-    return tf.engine().runKernel(FAKE_QUANT, { x }, attrs) as tf.Tensor;
+    return tf.engine().runKernel<tf.Tensor>(FAKE_QUANT, { x }, attrs);
   }
   const op = tf.customGrad(((input: tf.Tensor, save: tf.GradSaveFunc) => {
     save([input]);
@@ -105,7 +105,7 @@ export function fakeQuantAct(x: tf.Tensor, scale: number, zeroPoint: number): tf
 export function fakeQuantWeight(w: tf.Tensor, channelAxis: number, qmax = 127): tf.Tensor {
   const trailingOnes = w.shape.slice(channelAxis + 1).every((d) => d === 1);
   if (trailingOnes && fused(FAKE_QUANT_PER_CHANNEL) && w.dtype === 'float32') {
-    const [y, scales] = tf.engine().runKernel(FAKE_QUANT_PER_CHANNEL, { x: w }, { channels: w.shape[channelAxis], qmax }) as tf.Tensor[];
+    const [y, scales] = tf.engine().runKernel<tf.Tensor[]>(FAKE_QUANT_PER_CHANNEL, { x: w }, { channels: w.shape[channelAxis], qmax });
     scales.dispose();
     return y;
   }

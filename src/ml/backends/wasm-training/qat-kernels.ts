@@ -1,7 +1,7 @@
 // Fused QAT kernels (batch-norm training and fake quantization, forward and backward) for the
 // 'wasm' and 'cpu' backends, with their gradients registered under custom kernel names. ops.ts is
 // the public entry; it falls back to stock tfjs ops on any other backend.
-import type { GradConfig, KernelConfig, KernelFunc, NamedAttrMap, Tensor, TensorInfo } from '@tensorflow/tfjs-core';
+import type { GradConfig, KernelConfig, KernelFunc, Tensor, TensorInfo } from '@tensorflow/tfjs-core';
 import { cast, engine, getBackend, getKernel, lessEqual, mul, step } from '@tensorflow/tfjs-core';
 import { f32View, type WasmBackendLike } from './heap.js';
 import { bnTrainBackward, bnTrainForward, fakeQuantBackward, fakeQuantForward, fakeQuantPerChannelForward, relu6Backward } from './qat-math.js';
@@ -107,7 +107,7 @@ export const qatWasmKernelConfigs = (): KernelConfig[] => configs('wasm');
 export const qatCpuKernelConfigs = (): KernelConfig[] => configs('cpu');
 
 function runKernel(name: string, inputs: Record<string, Tensor>, attrs: Record<string, number>): Tensor | Tensor[] {
-  return engine().runKernel(name, inputs as never, attrs as unknown as NamedAttrMap) as Tensor | Tensor[];
+  return engine().runKernel<Tensor | Tensor[]>(name, inputs, attrs);
 }
 
 /**
@@ -157,6 +157,6 @@ export const qatGradConfigs: GradConfig[] = [
     // Per-channel weight quantization never clamps (the range is the tensor's own min/max), so the
     // straight-through gradient is the identity. The scales output carries no gradient.
     kernelName: FAKE_QUANT_PER_CHANNEL,
-    gradFunc: (dys) => ({ x: () => engine().runKernel('Identity', { x: (dys as Tensor[])[0] }) as Tensor }),
+    gradFunc: (dys) => ({ x: () => engine().runKernel<Tensor>('Identity', { x: (dys as Tensor[])[0] }) }),
   },
 ];

@@ -22,7 +22,7 @@ export function stockKernel(name: string): KernelConfig {
 }
 
 function run(name: string, backend: WasmBackendLike, inputs: Record<string, TensorInfo>, attrs: Record<string, unknown> = {}): TensorInfo {
-  return stockKernel(name).kernelFunc({ inputs, backend: backend as never, attrs: attrs as never }) as TensorInfo;
+  return stockKernel(name).kernelFunc({ inputs, backend: backend, attrs: attrs as never }) as TensorInfo;
 }
 
 /** A view of the same buffer under another shape (no copy, no new reference). */

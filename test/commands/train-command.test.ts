@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { progressLine, runTrainCommand, TrainCommandError } from '../../src/ml/train-command.js';
+import { progressLine, runTrainCommand, TrainCommandError } from '../../src/commands/train-command.js';
 
 process.env.TFJS_BACKEND ||= 'cpu';
 const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'qatserve-cmd-'));

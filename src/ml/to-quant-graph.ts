@@ -40,15 +40,15 @@ function convNode(m: MobileNetV2, c: ConvSpec, input: string, outQuant: ActQuant
   for (let o = 0; o < c.outC; o++) {
     // k = 0 (gamma decayed to zero): the channel is constant `bias`; keep the unfolded scale so
     // the exporter's int32 bias (bias / (inputScale * weightScale)) stays finite.
-    const sign = k[o]! < 0 ? -1 : 1;
+    const sign = k[o] < 0 ? -1 : 1;
     const zero = k[o] === 0;
-    weightScale[o] = zero ? scales[o]! : Math.fround(scales[o]! * Math.abs(k[o]!));
+    weightScale[o] = zero ? scales[o] : Math.fround(scales[o] * Math.abs(k[o]));
     for (let i = 0; i < inPerGroup; i++) {
       for (let y = 0; y < kh; y++) {
         for (let x = 0; x < kw; x++) {
           // tfjs index: conv [y][x][i][o] with in = c.inC; depthwise [y][x][o][0].
           const src = c.kind === 'conv' ? ((y * kw + x) * c.inC + i) * c.outC + o : (y * kw + x) * c.outC + o;
-          oihw[((o * inPerGroup + i) * kh + y) * kw + x] = zero ? 0 : sign * int8[src]!;
+          oihw[((o * inPerGroup + i) * kh + y) * kw + x] = zero ? 0 : sign * int8[src];
         }
       }
     }

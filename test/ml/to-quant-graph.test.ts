@@ -12,7 +12,7 @@ import { snapshotState } from '../../src/ml/model-state.js';
 import { loadTrainedModel } from '../../src/ml/trained-model.js';
 import { runIntegerReference } from '../../src/export/qdq-reference.js';
 import { nhwcToNchw } from '../../src/export/verify.js';
-import { resolveTrainingConfig } from '../../src/jobs/training-config.js';
+import { resolveTrainingConfig } from '../../src/config/training-config.js';
 import { loadDataset, NORMALIZATION } from '../../src/data/index.js';
 
 await tf.setBackend('cpu');
@@ -98,7 +98,7 @@ describe('toQuantGraph', () => {
       for (let i = 0; i < val.n; i++) {
         const r = ref.subarray(i * 4, i * 4 + 4);
         const o = ours.subarray(i * 4, i * 4 + 4);
-        for (let c = 0; c < 4; c++) maxSteps = Math.max(maxSteps, Math.abs(r[c]! - o[c]!) / step);
+        for (let c = 0; c < 4; c++) maxSteps = Math.max(maxSteps, Math.abs(r[c] - o[c]) / step);
         if (argmax(r) === argmax(o)) agree++;
       }
       return { agree, maxSteps };

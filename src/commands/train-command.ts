@@ -6,9 +6,9 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ZodError } from 'zod';
 import { defaultTrainThreads, SettingsSchema } from '../config/settings.js';
-import { resolveTrainingConfig } from '../jobs/training-config.js';
-import { runTraining } from './train.js';
-import type { EvalMetric, StepMetric, TrainStartInfo } from './train-api.js';
+import { resolveTrainingConfig } from '../config/training-config.js';
+import { runTraining } from '../ml/train.js';
+import type { EvalMetric, StepMetric, TrainStartInfo } from '../ml/train-api.js';
 
 export interface TrainCommandArgs {
   configPath: string;

@@ -1,0 +1,199 @@
+// `qatserve eval`: the int8 model (ONNX Runtime, as served) over a labelled image folder, with the
+// same preprocessing as /v1/predict; prints top-1, top-5, per-class top-1 and the confusion matrix.
+//   qatserve eval --model <model id | model.onnx> --data <folder> [--json] [--batch N]
+// A model id is looked up in the database (DATABASE_URL) and its files read from the artifact store;
+// an .onnx file needs its manifest.json beside it (an export directory). The folder holds
+// <class>/*.jpg|png|webp, class names as the model's; images are counted per class.
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import type { Settings } from '../config/settings.js';
+import { IMAGE_EXTENSIONS } from '../data/image-folder.js';
+import { EvaluationAccumulator } from '../export/export-job-evaluate.js';
+import type { ModelEvaluation, ModelManifest } from '../export/manifest.js';
+import { OnnxRunner } from '../export/verify.js';
+import { ModelUnavailableError } from '../serving/errors.js';
+import { decodeForModel, rgbToNchw } from '../serving/preprocess.js';
+
+export const EVAL_USAGE = `usage: qatserve eval --model <model id | model.onnx> --data <folder> [--json] [--batch N]
+  --model   a model id (from GET /v1/models) or an exported model.onnx with its manifest.json beside it
+  --data    a folder of <class>/*.jpg|png|webp, class names as the model's (a job's val/ folder)
+  --json    one JSON object on stdout instead of the tables
+  --batch   images per ONNX Runtime call (default 16)`;
+
+export class EvalCommandError extends Error {
+  constructor(
+    readonly code: 'EVAL_USAGE' | 'MODEL_NOT_FOUND' | 'DATA_INVALID',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'EvalCommandError';
+  }
+}
+
+export interface EvalModel {
+  /** The model id, or the .onnx path given. */
+  name: string;
+  onnxPath: string;
+  manifest: ModelManifest;
+}
+
+export interface LabelledImage {
+  file: string;
+  label: number;
+}
+
+export interface EvalReport extends ModelEvaluation {
+  model: string;
+  classes: string[];
+  /** Files that could not be decoded (not counted in `images`). */
+  skipped: string[];
+}
+
+/** The model behind `--model`: an .onnx file with its manifest beside it, or a model id. */
+export async function resolveEvalModel(spec: string, settings: Pick<Settings, 'databaseUrl' | 'artifactStore' | 'artifactsDir' | 'modelCacheDir' | 'modelCacheMaxBytes'>): Promise<EvalModel> {
+  const asFile = await fs.stat(spec).then((s) => s.isFile(), () => false);
+  if (asFile || spec.endsWith('.onnx')) {
+    if (!asFile) throw new EvalCommandError('MODEL_NOT_FOUND', `model file ${spec} does not exist`);
+    const manifestPath = path.join(path.dirname(spec), 'manifest.json');
+    const manifest = await fs.readFile(manifestPath, 'utf8').then((t) => JSON.parse(t) as ModelManifest, () => null);
+    if (!manifest || !Array.isArray(manifest.classes) || typeof manifest.input?.size !== 'number') {
+      throw new EvalCommandError('MODEL_NOT_FOUND', `${spec} has no readable qatserve manifest.json beside it (export directories hold both)`);
+    }
+    return { name: spec, onnxPath: spec, manifest };
+  }
+  const { openDatabase } = await import('../db/database.js');
+  const { getModel } = await import('../db/model-rows.js');
+  const { openArtifactStore } = await import('../artifacts/open-store.js');
+  const { ModelFileCache } = await import('../artifacts/model-cache.js');
+  const { ModelFiles } = await import('../serving/model-store.js');
+  const db = openDatabase(settings.databaseUrl);
+  const store = openArtifactStore(settings);
+  try {
+    const record = await getModel(db.prisma, spec);
+    if (!record) throw new EvalCommandError('MODEL_NOT_FOUND', `no model with id "${spec}" in the database (GET /v1/models lists them), and no file of that name`);
+    // The same verified local copy the API serves from (sha256-checked, in MODEL_CACHE_DIR).
+    const files = new ModelFiles(new ModelFileCache(store, settings.modelCacheDir, settings.modelCacheMaxBytes));
+    return { name: spec, onnxPath: await files.onnx(record), manifest: await files.manifest(record) };
+  } finally {
+    await store.close();
+    await db.close();
+  }
+}
+
+/** `<folder>/<class>/*` with each class folder named as one of `classes`; sorted for a stable order. */
+export async function scanLabelledFolder(folder: string, classes: string[]): Promise<LabelledImage[]> {
+  const entries = await fs.readdir(folder, { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
+    throw new EvalCommandError('DATA_INVALID', `cannot read data folder ${folder} (${err.code ?? err.message})`);
+  });
+  const dirs = entries.filter((e) => e.isDirectory()).map((e) => e.name).sort();
+  const unknown = dirs.filter((d) => !classes.includes(d));
+  if (unknown.length) {
+    throw new EvalCommandError('DATA_INVALID', `folder ${folder} has class folders the model does not know: ${unknown.slice(0, 5).join(', ')} (the model's classes: ${classes.join(', ')})`);
+  }
+  const out: LabelledImage[] = [];
+  for (const d of dirs) {
+    const files = (await fs.readdir(path.join(folder, d), { withFileTypes: true }))
+      .filter((e) => e.isFile() && IMAGE_EXTENSIONS.has(path.extname(e.name).toLowerCase()))
+      .map((e) => e.name)
+      .sort();
+    for (const f of files) out.push({ file: path.join(folder, d, f), label: classes.indexOf(d) });
+  }
+  if (out.length === 0) throw new EvalCommandError('DATA_INVALID', `folder ${folder} has no images in <class>/ folders (.jpg, .jpeg, .png, .webp)`);
+  return out;
+}
+
+/** Runs the model over the images in batches; `progress(done, total)` after each batch. */
+export async function evaluateFolder(model: EvalModel, images: LabelledImage[], opts: { batch?: number; progress?: (done: number, total: number) => void } = {}): Promise<EvalReport> {
+  const m = model.manifest;
+  const size = m.input.size;
+  const batch = Math.max(1, opts.batch ?? 16);
+  const acc = new EvaluationAccumulator(m.classes.length);
+  const skipped: string[] = [];
+  const runner = await OnnxRunner.create(await fs.readFile(model.onnxPath));
+  try {
+    for (let lo = 0; lo < images.length; lo += batch) {
+      const chunk = images.slice(lo, lo + batch);
+      const x = new Float32Array(chunk.length * 3 * size * size);
+      const labels: number[] = [];
+      for (const img of chunk) {
+        try {
+          // Exactly /v1/predict's path: header checks, EXIF rotation, alpha flattening, resize, crop.
+          const rgb = await decodeForModel(await fs.readFile(img.file), { size });
+          rgbToNchw(rgb, size, m.preprocess.normalization, x, labels.length * 3 * size * size);
+          labels.push(img.label);
+        } catch {
+          skipped.push(img.file);
+        }
+      }
+      if (labels.length) acc.add(await runner.run(x.subarray(0, labels.length * 3 * size * size), labels.length, size), labels);
+      opts.progress?.(Math.min(lo + batch, images.length), images.length);
+    }
+  } finally {
+    await runner.release();
+  }
+  return { model: model.name, classes: [...m.classes], ...acc.result(), skipped };
+}
+
+const pct = (v: number | null) => (v === null ? '-' : `${(v * 100).toFixed(2)}%`);
+
+/** The human-readable report: totals, per-class top-1 and the confusion matrix (rows: true class). */
+export function formatReport(r: EvalReport): string {
+  const lines = [
+    `model ${r.model}: ${r.images} images${r.skipped.length ? ` (${r.skipped.length} unreadable, skipped)` : ''}`,
+    `top-1 ${pct(r.top1)}  top-5 ${pct(r.top5)}`,
+    '',
+    'per class (top-1, images):',
+  ];
+  const w = Math.max(5, ...r.classes.map((c) => c.length));
+  r.classes.forEach((c, i) => lines.push(`  ${c.padEnd(w)}  ${pct(r.perClassTop1[i]).padStart(7)}  ${r.confusion[i].reduce((a, b) => a + b, 0)}`));
+  lines.push('', 'confusion (rows: true class, columns: predicted, in class order):');
+  const cw = Math.max(3, ...r.confusion.flat().map((v) => String(v).length));
+  r.classes.forEach((c, i) => lines.push(`  ${c.padEnd(w)}  ${r.confusion[i].map((v) => String(v).padStart(cw)).join(' ')}`));
+  return lines.join('\n');
+}
+
+function progressBar(done: number, total: number): string {
+  const width = 30;
+  const filled = Math.round((done / total) * width);
+  return `\r[${'#'.repeat(filled)}${' '.repeat(width - filled)}] ${done}/${total} images`;
+}
+
+/** Runs `qatserve eval`; returns the exit code (2: usage or input errors, with a message on stderr). */
+export async function runEvalCommand(
+  args: string[],
+  settings: Settings,
+  io: { out?: (text: string) => void; err?: NodeJS.WriteStream | { isTTY?: boolean; write(s: string): unknown } } = {},
+): Promise<number> {
+  const out = io.out ?? ((t: string) => process.stdout.write(`${t}\n`));
+  const err = io.err ?? process.stderr;
+  try {
+    const { values } = parseArgs({
+      args,
+      options: { model: { type: 'string' }, data: { type: 'string' }, json: { type: 'boolean', default: false }, batch: { type: 'string' } },
+    });
+    if (!values.model || !values.data) throw new EvalCommandError('EVAL_USAGE', `eval needs --model and --data\n${EVAL_USAGE}`);
+    const batch = values.batch === undefined ? 16 : Number(values.batch);
+    if (!Number.isInteger(batch) || batch < 1 || batch > 1024) throw new EvalCommandError('EVAL_USAGE', `--batch must be an integer in [1, 1024], got ${values.batch}`);
+    const model = await resolveEvalModel(values.model, settings);
+    const images = await scanLabelledFolder(values.data, model.manifest.classes);
+    const tty = Boolean(err.isTTY) && !values.json;
+    const report = await evaluateFolder(model, images, { batch, progress: tty ? (d, t) => err.write(progressBar(d, t)) : undefined });
+    if (tty) err.write('\n');
+    for (const f of report.skipped) err.write(`skipped unreadable image ${f}\n`);
+    out(values.json ? JSON.stringify(report) : formatReport(report));
+    return 0;
+  } catch (e) {
+    const code = (e as { code?: string }).code ?? '';
+    if (code.startsWith('ERR_PARSE_ARGS')) {
+      err.write(`${(e as Error).message}\n${EVAL_USAGE}\n`);
+      return 2;
+    }
+    // Usage, an unknown model, a model whose files are missing, a bad folder: a message, not a trace.
+    if (e instanceof EvalCommandError || e instanceof ModelUnavailableError) {
+      err.write(`${(e as Error).message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+}
