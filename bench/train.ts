@@ -6,6 +6,16 @@
 //   npx tsx bench/train.ts --stem auto --only 1x32x32   # the engine's default layout at 32 px
 //   npx tsx bench/train.ts --profile --only 1x224x8     # + per-kernel times of one QAT step
 //   npx tsx bench/train.ts --check-heap [N]             # N QAT steps at 1.0/224/bs8 (or --only), memory check
+//   npx tsx bench/train.ts --pytorch                    # + PyTorch on the same workloads, and the ratio
+//
+// `threads=N` on each line is the number of threads our training step computes on. --pytorch runs
+// bench/train_pytorch.py (torchvision's quantizable MobileNetV2, eager QAT with the onednn qconfig,
+// SGD momentum, random data) with /usr/bin/python3 (Debian's python3-torch, python3-torchvision)
+// after each of our workloads, never at the same time, with OMP_NUM_THREADS = the cores of this
+// machine (--pytorch-threads overrides), and ends the line with `qat ratio` = ours / PyTorch's.
+// On a loaded machine PyTorch with 2 OpenMP threads collapses (its threads spin at barriers while
+// another process holds a core: 0.35@32 measured 4 img/s against 87 with one thread): compare
+// only figures from a quiet machine, or pass --pytorch-threads 1 and say so.
 //
 // One line per workload. `layout=standard` is torchvision's stride-32 MobileNetV2, the network the
 // issue's targets and the PyTorch reference figures are for; it is the default (`--stem off`).
@@ -20,6 +30,9 @@
 // Inputs are random normalized images: throughput does not depend on the pixels. QAT = fake-
 // quantized weights and activations with EMA range updates, BN folded with batch statistics (the
 // expensive training mode).
+import { spawnSync } from 'node:child_process';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { tf } from '../src/ml/tf.js';
 import { selectBackend } from '../src/ml/backend.js';
@@ -35,6 +48,8 @@ const { values: opt, positionals } = parseArgs({
     stem: { type: 'string', default: 'off' },
     profile: { type: 'boolean', default: false },
     'check-heap': { type: 'boolean', default: false },
+    pytorch: { type: 'boolean', default: false },
+    'pytorch-threads': { type: 'string' },
   },
 });
 const steps = Number(opt.steps);
@@ -48,6 +63,36 @@ const WORKLOADS: Array<[number, number, number]> = [
 ];
 
 const backend = await selectBackend();
+
+/** Threads our training step computes on: the wasm backend's pool size (1 without the threaded build). */
+async function trainThreads(): Promise<number> {
+  if (backend !== 'wasm') return 1;
+  const wasm = await import('@tensorflow/tfjs-backend-wasm');
+  return wasm.getThreadsCount();
+}
+const threads = await trainThreads();
+
+interface TorchRate {
+  threads: number;
+  float: number;
+  qat: number;
+}
+
+/** PyTorch's float and QAT images/s on one workload (bench/train_pytorch.py), or why not. */
+function pytorchRate(w: number, size: number, bs: number): TorchRate | string {
+  const script = fileURLToPath(new URL('./train_pytorch.py', import.meta.url));
+  const omp = opt['pytorch-threads'] ?? String(os.availableParallelism());
+  const r = spawnSync('/usr/bin/python3', [script, '--steps', String(steps), '--only', `${w}x${size}x${bs}`], {
+    env: { ...process.env, OMP_NUM_THREADS: omp },
+    encoding: 'utf8',
+  });
+  if (r.error) return `cannot run /usr/bin/python3 (${r.error.message}); apt-get install python3-torch python3-torchvision`;
+  if (r.status !== 0) return `train_pytorch.py failed: ${r.stderr.trim().split('\n').pop()}`;
+  const line = r.stdout.trim().split('\n').pop();
+  if (!line) return 'train_pytorch.py printed nothing';
+  const j = JSON.parse(line) as TorchRate;
+  return { threads: j.threads, float: j.float, qat: j.qat };
+}
 
 interface Setup {
   model: MobileNetV2;
@@ -174,16 +219,23 @@ if (opt['check-heap']) {
   for (const [w, size, bs] of WORKLOADS) {
     if (opt.only && opt.only !== `${w}x${size}x${bs}`) continue;
     const s = setup(w, size, bs);
-    const label = `train w=${w} size=${size} bs=${bs} layout=${layoutName(s.model)} backend=${backend} steps=${steps}`;
+    const label = `train w=${w} size=${size} bs=${bs} layout=${layoutName(s.model)} backend=${backend} threads=${threads} steps=${steps}`;
     try {
       const float = await measure(s, bs, false);
       const qat = await measure(s, bs, true);
       const rssMB = process.resourceUsage().maxRSS / 1024;
-      console.log(
+      let line =
         `${label}: float ${float.wall.toFixed(1)} img/s, qat ${qat.wall.toFixed(1)} img/s ` +
         `(by CPU time: float ${float.cpu.toFixed(1)}, qat ${qat.cpu.toFixed(1)}), ` +
-        `peak tensors ${Math.max(float.peakMB, qat.peakMB).toFixed(0)} MB, max rss ${rssMB.toFixed(0)} MB`,
-      );
+        `peak tensors ${Math.max(float.peakMB, qat.peakMB).toFixed(0)} MB, max rss ${rssMB.toFixed(0)} MB`;
+      if (opt.pytorch) {
+        // torchvision's network is the standard layout; a stride-8 stem is not comparable.
+        const torch = layoutName(s.model) === 'standard' ? pytorchRate(w, size, bs) : 'only the standard layout (--stem off) is comparable';
+        line += typeof torch === 'string'
+          ? ` | pytorch: ${torch}`
+          : ` | pytorch threads=${torch.threads}: float ${torch.float.toFixed(1)} img/s, qat ${torch.qat.toFixed(1)} img/s | qat ratio ${(qat.wall / torch.qat).toFixed(2)}x`;
+      }
+      console.log(line);
       if (opt.profile) await profileStep(s);
     } catch (e) {
       console.log(`${label}: failed: ${(e as Error).message.split('\n')[0]}`);

@@ -11,7 +11,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { loadSettings, SettingsError, type Settings } from './config/settings.js';
+import { defaultTrainThreads, loadSettings, SettingsError, type Settings } from './config/settings.js';
 import { bindDeployment, readDeploymentId } from './db/deployment.js';
 import { migrate } from './db/migrate.js';
 import { WorkerSupervisor } from './queue/worker-supervisor.js';
@@ -94,7 +94,11 @@ async function serve(unbound: Settings): Promise<void> {
   const cli = fileURLToPath(import.meta.url);
   // Crashed workers come back with exponential, capped backoff; /readyz and /metrics show it.
   const worker = new WorkerSupervisor(() =>
-    spawn(process.execPath, [cli, 'worker'], { stdio: 'inherit', env: { ...process.env, QATSERVE_SKIP_MIGRATE: '1' } }),
+    spawn(process.execPath, [cli, 'worker'], {
+      stdio: 'inherit',
+      // Training leaves a core to /v1/predict unless TRAIN_THREADS says otherwise.
+      env: { ...process.env, QATSERVE_SKIP_MIGRATE: '1', TRAIN_THREADS: process.env.TRAIN_THREADS ?? String(defaultTrainThreads('serve')) },
+    }),
   );
   const { runApi } = await import('./api/server.js');
   const api = await runApi(settings, { handleSignals: false, workerStatus: () => worker.status() }).catch((err: unknown) => {

@@ -5,6 +5,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ZodError } from 'zod';
+import { defaultTrainThreads, SettingsSchema } from '../config/settings.js';
 import { resolveTrainingConfig } from '../config/training-config.js';
 import { runTraining } from '../ml/train.js';
 import type { EvalMetric, StepMetric, TrainStartInfo } from '../ml/train-api.js';
@@ -50,6 +51,13 @@ async function readConfig(file: string) {
   }
 }
 
+/** TRAIN_THREADS from the environment (checked as the settings check it), else every core. */
+function trainThreadsFromEnv(): number {
+  const parsed = SettingsSchema.shape.TRAIN_THREADS.safeParse(process.env.TRAIN_THREADS);
+  if (!parsed.success) throw new TrainCommandError('CONFIG_INVALID', `TRAIN_THREADS=${process.env.TRAIN_THREADS}: expected an integer from 1 to 256`);
+  return parsed.data ?? defaultTrainThreads('worker');
+}
+
 function fmtDuration(s: number): string {
   if (!Number.isFinite(s)) return '?';
   const h = Math.floor(s / 3600);
@@ -77,6 +85,7 @@ function evalLine(e: EvalMetric): string {
 
 export async function runTrainCommand(args: TrainCommandArgs): Promise<void> {
   const config = await readConfig(args.configPath);
+  const threads = trainThreadsFromEnv();
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const workDir = path.resolve(args.workDir ?? path.join('runs', `${config.name}-${stamp}`));
   const dataRoot = path.resolve(args.dataRoot ?? process.env.DATA_ROOT ?? '.');
@@ -107,6 +116,8 @@ export async function runTrainCommand(args: TrainCommandArgs): Promise<void> {
   try {
     const result = await runTraining({
       config, workDir, dataRoot, resumeFrom: args.resume ?? null, signal: ac.signal,
+      // TRAIN_THREADS as for a worker: with 2 or more, batches render in a thread of their own.
+      dataThread: threads >= 2,
       logger: { info: (m) => say(m), warn: (m) => say(`warning: ${m}`) },
       callbacks: {
         onStart: (i) => {

@@ -1,5 +1,6 @@
 // Environment settings, parsed once with zod. Everything has a default that works on a single
 // machine: SQLite under ./data, artifacts under ./data/artifacts, datasets under ./data/datasets.
+import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 
@@ -37,6 +38,14 @@ export const SettingsSchema = z.object({
   SSE_HEARTBEAT_MS: int(15_000, 100).describe('A comment line on each job event stream (GET /v1/jobs/:id/events) when nothing else was sent for this long, so proxies and load balancers do not close a quiet stream. Keep it below CONNECTION_TIMEOUT_MS and below any proxy\'s idle timeout.'),
   MAX_EVENT_LOOP_DELAY_MS: int(1000, 0).describe('Event-loop delay above which the API answers 503 + Retry-After (load shedding); 0 = off.'),
   TRUST_PROXY: z.string().default('false').describe('Fastify\'s trustProxy: `false` (default: the socket address is the client), `true`, a hop count, or comma-separated proxy addresses/CIDRs whose X-Forwarded-For is believed.'),
+
+  /**
+   * CPU threads one training job keeps busy. 1: the training step only, with each batch decoded
+   * and augmented on the same thread between steps; 2 or more: the next batch is rendered in a
+   * thread of its own while the step trains. Default: every core for `qatserve worker`, one fewer
+   * under `qatserve serve`, so /v1/predict keeps a core (see defaultTrainThreads).
+   */
+  TRAIN_THREADS: z.coerce.number().int().min(1).max(256).optional().describe('CPU threads a training job may use. Unset: all cores for `worker`, cores - 1 under `serve` (so /v1/predict keeps one). With 2 or more, the next batch is decoded and augmented in a separate thread while the step trains; the step itself still runs on one thread.'),
 
   // --- serving (src/serving) ---
   PREDICT_WORKERS: int(2, 1).describe('Inference worker threads, one ORT intra-op thread each.'),
@@ -109,6 +118,8 @@ export interface Settings {
   modelCacheDir: string;
   modelCacheMaxBytes: number;
   jobTimeoutMs: number;
+  /** CPU threads a training job may keep busy (TRAIN_THREADS). */
+  trainThreads: number;
   reconcileIntervalMs: number;
   lockDurationMs: number;
   stalledIntervalMs: number;
@@ -137,6 +148,14 @@ export const DEFAULT_DATABASE_URL = 'file:./data/qatserve.db';
 
 export class SettingsError extends Error {
   readonly code = 'SETTINGS_INVALID';
+}
+
+/**
+ * TRAIN_THREADS when it is not set: all `cores` for a dedicated worker; under `serve`, where the
+ * API's inference workers share the machine, `cores - 1` (at least 1).
+ */
+export function defaultTrainThreads(role: 'worker' | 'serve', cores = os.availableParallelism()): number {
+  return role === 'serve' ? Math.max(1, cores - 1) : Math.max(1, cores);
 }
 
 export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
@@ -172,6 +191,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     modelCacheDir: path.join(dataDir, 'cache', 'models'),
     modelCacheMaxBytes: e.MODEL_CACHE_MAX_MB * MB,
     jobTimeoutMs: e.JOB_TIMEOUT_MS,
+    trainThreads: e.TRAIN_THREADS ?? defaultTrainThreads('worker'),
     reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
     lockDurationMs: e.LOCK_DURATION_MS,
     stalledIntervalMs: e.STALLED_INTERVAL_MS,

@@ -41,6 +41,15 @@ export function stepsPerEpoch(n: number, batchSize: number, dropLast: boolean): 
   return dropLast ? Math.floor(n / batchSize) : Math.ceil(n / batchSize);
 }
 
+/** Sample indices of batch `step`: a window of the epoch order (identity order when null). */
+export function batchIndices(order: Int32Array | null, step: number, batchSize: number, n: number): Int32Array {
+  const lo = step * batchSize;
+  const hi = Math.min(lo + batchSize, n);
+  const indices = new Int32Array(Math.max(0, hi - lo));
+  for (let k = lo; k < hi; k++) indices[k - lo] = order ? order[k] : k;
+  return indices;
+}
+
 export interface EpochBatchOptions {
   batchSize: number;
   seed: number;
@@ -79,10 +88,7 @@ export function epochBatches(split: Split, o: EpochBatchOptions): AsyncIterable<
       let closed = false;
 
       const request = (step: number): Promise<EpochBatch> => {
-        const lo = step * o.batchSize;
-        const hi = Math.min(lo + o.batchSize, split.length);
-        const indices = new Int32Array(hi - lo);
-        for (let k = lo; k < hi; k++) indices[k - lo] = order ? order[k] : k;
+        const indices = batchIndices(order, step, o.batchSize, split.length);
         const p = split
           .batch(indices, { augment: o.augment, seed: o.seed, epoch: o.epoch, step })
           .then((b) => ({ ...b, stepInEpoch: step }));

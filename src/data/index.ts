@@ -8,6 +8,8 @@
 //     // b.x: Float32Array NHWC [b.n, inputSize, inputSize, 3], normalized; b.y: Int32Array labels
 //   }
 //   eval: epochBatches(ds.val, { ..., shuffle: false, augment: false, dropLast: false })
+//   training: openTrainBatches(ds, {...}) renders the same batches in a separate thread, one ahead
+//   of the step (batch-thread.ts); each split carries a plain-data `source` the thread rebuilds it from.
 //
 // Determinism: the order of epoch e is stratifiedEpochOrder(seed, e, labels) and the augmentation of the sample at
 // position i of step s is drawn from Rng.at(seed, e, s, i); no state is carried between calls, so a
@@ -29,10 +31,12 @@ import path from 'node:path';
 import type { DatasetConfig } from '../config/training-config.js';
 import type { DataWarning } from './errors.js';
 import { DatasetError } from './errors.js';
-import { FASHION_MNIST_CLASSES, FASHION_TEST_PER_CLASS, FASHION_TRAIN_PER_CLASS, balancedCounts, fashionGetter, fashionSplit, loadFashionMnistPixels } from './fashion-mnist.js';
-import { folderGetter, scanImageFolder, type FolderStats } from './image-folder.js';
-import { ImageSplit, type Split } from './split.js';
-import { SPLIT_TAG, syntheticGetter } from './synthetic.js';
+import { SharedByteBudget } from './byte-cache.js';
+import { FASHION_MNIST_CLASSES, FASHION_TEST_PER_CLASS, FASHION_TRAIN_PER_CLASS, balancedCounts, loadFashionMnistPixels } from './fashion-mnist.js';
+import { scanImageFolder, type FolderStats } from './image-folder.js';
+import type { Split } from './split.js';
+import { splitFromSource, type SplitSource } from './split-source.js';
+import { SPLIT_TAG } from './synthetic.js';
 
 export { NORMALIZATION, NORMALIZE_LUT } from './normalization.js';
 export { DatasetError, DatasetPathError, type DataWarning, type DatasetErrorCode } from './errors.js';
@@ -43,6 +47,9 @@ export { Rng, hashSeed, mix32, shuffleInPlace } from './rng.js';
 export type { Split, Batch, BatchAugment } from './split.js';
 export { FASHION_MNIST_CLASSES } from './fashion-mnist.js';
 export { PAD_CROP_BELOW, RRC_AREA } from './augment.js';
+export { SharedByteBudget, type ByteBudget } from './byte-cache.js';
+export { splitFromSource, type SplitSource } from './split-source.js';
+export { openTrainBatches, BatchThreadError, type TrainBatches, type TrainBatchOptions } from './batch-thread.js';
 
 /** Default bytes of decoded/rendered uint8 images kept in memory per data set. */
 export const DEFAULT_CACHE_BYTES = 1024 ** 3;
@@ -76,6 +83,8 @@ export interface Dataset {
    * epoch order cannot be reproduced.
    */
   fingerprint: string;
+  /** The allowance of cached image bytes its splits share (also across threads: see batch-thread.ts). */
+  budget: SharedByteBudget;
 }
 
 function fingerprintOf(parts: unknown): string {
@@ -86,20 +95,20 @@ export async function loadDataset(cfg: DatasetConfig, opts: DatasetOptions): Pro
   const size = opts.inputSize;
   if (!Number.isInteger(size) || size < 8 || size > 1024) throw new RangeError(`inputSize ${size} out of range`);
   const warn = (w: DataWarning) => opts.onWarning?.(w);
-  const budget = { bytesLeft: opts.cacheBytes ?? DEFAULT_CACHE_BYTES };
+  const budget = new SharedByteBudget(opts.cacheBytes ?? DEFAULT_CACHE_BYTES);
   const stats: FolderStats = { skipped: 0 };
+  const split = (src: SplitSource) => splitFromSource(src, budget, warn, stats);
 
   switch (cfg.type) {
     case 'synthetic': {
       const classes = Array.from({ length: cfg.classes }, (_, c) => `pattern-${c}`);
-      const labelsOf = (perClass: number) => Int32Array.from({ length: cfg.classes * perClass }, (_, i) => Math.floor(i / perClass));
+      const of = (tag: number, perClass: number): SplitSource => ({ type: 'synthetic', seed: cfg.seed, tag, classes: cfg.classes, perClass, inputSize: size });
       return {
         classes,
-        // No flips: classes are told apart by orientation, and a mirror image turns a 45-degree
-        // grating into a 135-degree one, another class's (with flips, 4 classes topped out at 75%).
-        train: new ImageSplit(labelsOf(cfg.samplesPerClass), size, syntheticGetter(cfg.seed, SPLIT_TAG.train, cfg.samplesPerClass, size, budget), false),
-        val: new ImageSplit(labelsOf(cfg.valPerClass), size, syntheticGetter(cfg.seed, SPLIT_TAG.val, cfg.valPerClass, size, budget)),
+        train: split(of(SPLIT_TAG.train, cfg.samplesPerClass)),
+        val: split(of(SPLIT_TAG.val, cfg.valPerClass)),
         stats,
+        budget,
         description: `synthetic ${cfg.classes} classes, ${cfg.samplesPerClass}/${cfg.valPerClass} per class, seed ${cfg.seed}`,
         inputSize: size,
         fingerprint: fingerprintOf(['synthetic', cfg.classes, cfg.samplesPerClass, cfg.valPerClass, cfg.seed]),
@@ -108,13 +117,15 @@ export async function loadDataset(cfg: DatasetConfig, opts: DatasetOptions): Pro
     case 'fashion-mnist': {
       const pixels = await loadFashionMnistPixels();
       const k = FASHION_MNIST_CLASSES.length;
-      const train = fashionSplit(pixels, balancedCounts(cfg.limit, k, FASHION_TRAIN_PER_CLASS), 0);
-      const test = fashionSplit(pixels, balancedCounts(cfg.testLimit, k, FASHION_TEST_PER_CLASS), FASHION_TRAIN_PER_CLASS);
+      const of = (counts: number[], firstIndex: number): SplitSource => ({ type: 'fashion-mnist', pixels, counts, firstIndex, inputSize: size });
+      const train = split(of(balancedCounts(cfg.limit, k, FASHION_TRAIN_PER_CLASS), 0));
+      const test = split(of(balancedCounts(cfg.testLimit, k, FASHION_TEST_PER_CLASS), FASHION_TRAIN_PER_CLASS));
       return {
         classes: [...FASHION_MNIST_CLASSES],
-        train: new ImageSplit(train.labels, size, fashionGetter(train, size, budget)),
-        val: new ImageSplit(test.labels, size, fashionGetter(test, size, budget)),
+        train,
+        val: test,
         stats,
+        budget,
         description: `fashion-mnist ${train.labels.length} train / ${test.labels.length} test`,
         inputSize: size,
         fingerprint: fingerprintOf(['fashion-mnist', cfg.limit, cfg.testLimit]),
@@ -127,9 +138,10 @@ export async function loadDataset(cfg: DatasetConfig, opts: DatasetOptions): Pro
       }
       return {
         classes: scan.classes,
-        train: new ImageSplit(scan.train.labels, size, folderGetter(scan.train, size, budget, warn, stats)),
-        val: new ImageSplit(scan.val.labels, size, folderGetter(scan.val, size, budget, warn, stats)),
+        train: split({ type: 'imagefolder', ...scan.train, inputSize: size }),
+        val: split({ type: 'imagefolder', ...scan.val, inputSize: size }),
         stats,
+        budget,
         description: `imagefolder ${cfg.path}: ${scan.classes.length} classes, ${scan.train.files.length} train / ${scan.val.files.length} val${scan.heldOut ? ` (${cfg.valSplit} held out)` : ''}`,
         inputSize: size,
         fingerprint: fingerprintOf([

@@ -3,6 +3,7 @@
 // (augmentation, resize, normalization, batching) is shared here.
 import { NO_AUGMENTATION, drawAugmentation, renderSample, type SourceImage } from './augment.js';
 import { Rng } from './rng.js';
+import type { SplitSource } from './split-source.js';
 
 export interface BatchAugment {
   /** Apply training augmentation (random crop + flip). False for evaluation. */
@@ -26,8 +27,14 @@ export interface Split {
   readonly length: number;
   /** Label of each sample (index into Dataset.classes). */
   readonly labels: Int32Array;
-  /** Render the samples `indices` (in that order) into one batch. */
-  batch(indices: ArrayLike<number>, aug: BatchAugment): Promise<Batch>;
+  /**
+   * Render the samples `indices` (in that order) into one batch. With `out` (at least
+   * n x inputSize^2 x 3 floats) the pixels are written there and `x` is a view of its start,
+   * so a caller can recycle batch buffers instead of allocating one per step.
+   */
+  batch(indices: ArrayLike<number>, aug: BatchAugment, out?: Float32Array): Promise<Batch>;
+  /** Plain-data description another thread can rebuild this split from (see split-source.ts). */
+  readonly source?: SplitSource;
 }
 
 /** Fetch sample i as a stored image (sync for in-memory sources, async for decoders). */
@@ -50,11 +57,12 @@ export class ImageSplit implements Split {
     private readonly getImage: ImageGetter,
     /** Whether training augmentation may mirror images (false when a mirror image changes the class). */
     private readonly flip = true,
+    readonly source?: SplitSource,
   ) {
     this.length = labels.length;
   }
 
-  async batch(indices: ArrayLike<number>, aug: BatchAugment): Promise<Batch> {
+  async batch(indices: ArrayLike<number>, aug: BatchAugment, out?: Float32Array): Promise<Batch> {
     const n = indices.length;
     const idx = Array.from(indices);
     for (const i of idx) {
@@ -65,7 +73,8 @@ export class ImageSplit implements Split {
     const images = await Promise.all(idx.map(async (i) => this.getImage(i)));
     const s = this.inputSize;
     const per = s * s * 3;
-    const x = new Float32Array(n * per);
+    if (out && out.length < n * per) throw new RangeError(`batch buffer holds ${out.length} floats, need ${n * per}`);
+    const x = out ? out.subarray(0, n * per) : new Float32Array(n * per);
     const y = new Int32Array(n);
     for (let k = 0; k < n; k++) {
       renderSample(images[k], s, augmentationFor(aug, k, s, { flip: this.flip }), x, k * per);

@@ -77,6 +77,11 @@ export interface TrainOptions {
   logger?: TrainLogger;
   /** When aborted, the engine finishes the current step, writes a checkpoint and returns 'stopped'. */
   signal?: AbortSignal;
+  /**
+   * Render training batches in a separate thread, overlapping the step (default true). False
+   * renders them on the training thread between steps (the synchronous pipeline).
+   */
+  dataThread?: boolean;
 }
 
 export interface TrainResult {

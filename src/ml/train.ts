@@ -14,12 +14,13 @@ import { bnMomentumAt } from './conv-bn-fold.js';
 import { lrAt, type Schedule } from './schedule.js';
 import { evalBatchSize, evaluate } from './evaluate.js';
 import { DivergenceGuard } from './divergence.js';
+import { StepRate } from './step-rate.js';
 import { isWasmAbort, WasmAbortedError, type WasmPhase } from './wasm-abort.js';
 import { Int8GraphRunner } from './int8-graph-runner.js';
 import { toQuantGraph } from './to-quant-graph.js';
 import { CheckpointError, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint } from './checkpoint.js';
 import { restoreState, snapshotState } from './model-state.js';
-import { epochBatches, hashSeed, loadDataset, NORMALIZATION, stepsPerEpoch, type Dataset } from '../data/index.js';
+import { hashSeed, loadDataset, NORMALIZATION, openTrainBatches, stepsPerEpoch, type Dataset, type TrainBatches } from '../data/index.js';
 import { peakLearningRate, quantDelaySteps, type TrainingConfig } from '../config/training-config.js';
 import type { BackendName, EvalMetric, TrainLogger, TrainOptions, TrainResult, TrainWarning } from './train-api.js';
 
@@ -110,6 +111,10 @@ interface Run {
   lastCheckpoint: string;
   /** performance.now() when the next step's images-per-second count starts. */
   lastTime: number;
+  /** The images/s reported with each step (a window of recent steps). */
+  stepRate: StepRate;
+  /** Training batches, rendered in a separate thread one step ahead (closed when the run ends). */
+  batches: TrainBatches;
 }
 
 const epochOf = (run: Run, s: number) => (s === 0 ? 0 : Math.ceil(s / run.spe));
@@ -154,8 +159,11 @@ async function setupRun(opts: TrainOptions): Promise<Run> {
     opts, cfg, log, cb, warnings: early, backend, ds, spe, dropLast, totalSteps, schedule, delaySteps, arch,
     guard: new DivergenceGuard(T.batchSize, ds.classes.length, schedule.peak), model, opt, sgdParams, byVarName,
     checkpointsDir: path.join(opts.workDir, 'checkpoints'), resume, init,
-    step: 0, lastSavedStep: -1, lastCheckpoint: '', lastTime: performance.now(),
+    step: 0, lastSavedStep: -1, lastCheckpoint: '', lastTime: performance.now(), stepRate: new StepRate(),
+    // Decoding and augmentation of the next batch run in their own thread while a step trains.
+    batches: openTrainBatches(ds, { batchSize: T.batchSize, seed: T.seed, shuffle: true, augment: T.augment, dropLast }, { thread: opts.dataThread, onWarning: warn }),
   };
+  log.info(`training batches rendered ${run.batches.where === 'thread' ? 'in a separate thread' : 'inline'}`);
   return run;
 }
 
@@ -196,11 +204,7 @@ async function trainOneEpoch(run: Run): Promise<'stopped' | 'epoch-end'> {
   const T = cfg.training;
   const size = run.arch.inputSize;
   const epochIndex = Math.floor(run.step / spe);
-  const batches = epochBatches(run.ds.train, {
-    batchSize: T.batchSize, seed: T.seed, epoch: epochIndex, shuffle: true, augment: T.augment,
-    dropLast: run.dropLast, startStepInEpoch: run.step % spe,
-  });
-  for await (const b of batches) {
+  for await (const b of run.batches.epoch(epochIndex, run.step % spe)) {
     const lr = lrAt(run.schedule, run.step);
     let loss: number;
     try {
@@ -215,7 +219,7 @@ async function trainOneEpoch(run: Run): Promise<'stopped' | 'epoch-end'> {
     if (diverged) throw new TrainingError('TRAINING_DIVERGED', diverged);
     run.step++;
     const now = performance.now();
-    const ips = (b.n * 1000) / Math.max(now - run.lastTime, 1e-3);
+    const ips = run.stepRate.add(b.n, now - run.lastTime);
     run.lastTime = now;
     await cb.onStep?.({ step: run.step, epoch: epochIndex + 1, loss, learningRate: lr, imagesPerSecond: ips });
     // Let the worker's heartbeats and cancel checks run between steps.
@@ -318,6 +322,7 @@ export async function runTraining(opts: TrainOptions): Promise<TrainResult> {
     await saveRun(run);
     return result(run, 'completed');
   } finally {
+    await run.batches.close();
     run.opt.dispose();
     run.model.dispose();
   }

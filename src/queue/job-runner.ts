@@ -34,6 +34,8 @@ export interface RunnerContext {
   threadUrl: URL;
   /** Wall-clock limit per job, counted from its first start (JOB_TIMEOUT_MS). */
   jobTimeoutMs: number;
+  /** CPU threads a job may keep busy (TRAIN_THREADS); 1 keeps batch rendering on the training thread. */
+  trainThreads?: number;
   /** Wakes the API's event streams after each write of this job (Redis pub/sub). */
   wake?: JobWake;
 }
@@ -193,6 +195,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
     resumeFrom: resume.found?.dir ?? null,
     initFrom: init?.dir ?? null,
     modelDir: path.join(job.scratch, 'model'),
+    trainThreads: ctx.trainThreads ?? 1,
   };
   fs.mkdirSync(input.workDir, { recursive: true });
   log.info(

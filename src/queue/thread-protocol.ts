@@ -14,6 +14,8 @@ export interface ThreadInput {
   initFrom: string | null;
   /** Where the exported int8 model goes. */
   modelDir: string;
+  /** TRAIN_THREADS: with 2 or more, batches are rendered in a thread of their own. */
+  trainThreads: number;
 }
 
 /** What exportJobModel returns (src/export); the worker stores it as the Model row. */

@@ -56,6 +56,7 @@ async function main(): Promise<void> {
       initFrom: input.initFrom,
       signal: controller.signal,
       logger: log,
+      dataThread: input.trainThreads >= 2,
       callbacks: {
         onStart: (info) => post({ type: 'start', info }),
         onStep: (metric) => post({ type: 'step', metric }),

@@ -120,6 +120,7 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
         log,
         threadUrl: new URL('./training-thread.js', import.meta.url),
         jobTimeoutMs: settings.jobTimeoutMs,
+        trainThreads: settings.trainThreads,
         wake,
       },
       data.jobId,
@@ -149,7 +150,7 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
       current = null;
     }
   });
-  log.info({ queuePrefix: settings.queuePrefix, store: store.kind, lockDurationMs: settings.lockDurationMs }, 'worker waiting for jobs');
+  log.info({ queuePrefix: settings.queuePrefix, store: store.kind, lockDurationMs: settings.lockDurationMs, trainThreads: settings.trainThreads }, 'worker waiting for jobs');
 
   let stopped: Promise<void> | null = null;
   return {

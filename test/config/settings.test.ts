@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadSettings, SettingsError } from '../../src/config/settings.js';
+import os from 'node:os';
+import { defaultTrainThreads, loadSettings, SettingsError } from '../../src/config/settings.js';
 import { parseDatabaseUrl } from '../../src/db/database-url.js';
 
 describe('settings', () => {
@@ -34,6 +35,16 @@ describe('settings', () => {
     expect(loadSettings({ TRUST_PROXY: '2' }).trustProxy).toBe(2);
     expect(loadSettings({ TRUST_PROXY: '10.0.0.1, 10.0.0.0/8' }).trustProxy).toEqual(['10.0.0.1', '10.0.0.0/8']);
     expect(() => loadSettings({ AUTH: 'maybe' })).toThrow(/AUTH/);
+  });
+  it('TRAIN_THREADS: every core for a worker, one fewer under serve (at least 1), or as set', () => {
+    expect(defaultTrainThreads('worker', 2)).toBe(2);
+    expect(defaultTrainThreads('serve', 2)).toBe(1);
+    expect(defaultTrainThreads('serve', 8)).toBe(7);
+    expect(defaultTrainThreads('serve', 1)).toBe(1);
+    expect(loadSettings({}).trainThreads).toBe(os.availableParallelism());
+    expect(loadSettings({ TRAIN_THREADS: '1' }).trainThreads).toBe(1);
+    expect(() => loadSettings({ TRAIN_THREADS: '0' })).toThrow(/TRAIN_THREADS/);
+    expect(() => loadSettings({ TRAIN_THREADS: 'two' })).toThrow(/TRAIN_THREADS/);
   });
   it('keeps artifacts in PostgreSQL only when the database is PostgreSQL', () => {
     expect(loadSettings({ ARTIFACT_STORE: 'postgres', DATABASE_URL: 'postgresql://u@h/db' }).artifactStore).toBe('postgres');

@@ -163,4 +163,33 @@ describe('runTraining on an image folder', () => {
     expect(warnings).toContain('IMAGE_UNREADABLE');
     expect(r.warnings).toBe(warnings.length);
   }, 120_000);
+
+  it('fails with the same DatasetError whether batches are rendered in the batch thread or inline', async () => {
+    // Every training image of "red" has a readable header (the scan keeps it) and cut-off data,
+    // so the first batch that needs red fails while it is being decoded.
+    const sharp = (await import('sharp')).default;
+    const root = path.join(tmp, 'data-cut');
+    const noise = Buffer.alloc(48 * 48 * 3).map((_, i) => (i * 7919) % 251);
+    const jpg = await sharp(noise, { raw: { width: 48, height: 48, channels: 3 } }).jpeg().toBuffer();
+    for (const split of ['train', 'val']) {
+      for (const cls of ['blue', 'red']) {
+        const dir = path.join(root, 'cut', split, cls);
+        await fs.mkdir(dir, { recursive: true });
+        for (let i = 0; i < 2; i++) {
+          if (cls === 'red' && split === 'train') await fs.writeFile(path.join(dir, `${i}.jpg`), jpg.subarray(0, jpg.length >> 1));
+          else await sharp({ create: { width: 40, height: 36, channels: 3, background: { r: 20, g: 20, b: 220 } } }).png().toFile(path.join(dir, `${i}.png`));
+        }
+      }
+    }
+    const config = resolveTrainingConfig({ ...tinyConfig({ maxSteps: 2 }), dataset: { type: 'imagefolder', path: 'cut' } });
+    const run = (dataThread: boolean) =>
+      runTraining({ config, workDir: path.join(tmp, `cut-${dataThread}`), dataRoot: root, dataThread }).then(
+        () => { throw new Error('training should have failed'); },
+        (err: unknown) => err as { name: string; code: string; message: string },
+      );
+    const inline = await run(false);
+    const threaded = await run(true);
+    expect(inline.code).toBe('DATASET_EMPTY');
+    expect({ name: threaded.name, code: threaded.code, message: threaded.message }).toEqual({ name: inline.name, code: inline.code, message: inline.message });
+  }, 120_000);
 });

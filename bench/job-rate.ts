@@ -1,0 +1,102 @@
+// What a job reports as progress.imagesPerSecond, for bench/train.ts's workloads: the real trainer
+// (runTraining, as the worker's training thread runs it) on the synthetic data set with
+// augmentation, QAT from the first step, the standard stride-32 layout, and the batches rendered
+// in the batch thread (--inline: on the training thread, the old pipeline). Prints the last
+// reported rate, which should match bench/train.ts's `qat` figure for the same workload.
+//
+//   npx tsx bench/job-rate.ts                       # the three workloads, 12 steps each
+//   npx tsx bench/job-rate.ts --only 1x224x8 --steps 20 --inline
+//   npx tsx bench/job-rate.ts --compare --rounds 4 --only 0.35x32x16 --steps 30
+//   npx tsx bench/job-rate.ts --data fashion-mnist ...  # Fashion-MNIST instead of synthetic images
+//
+// --compare runs batch thread and inline alternately (ABBA order), so a machine whose load drifts
+// affects both alike, and prints each pair's wall rate over steps 2..N (callbacks included) and
+// the median ratio: the overlap's gain.
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { resolveTrainingConfig } from '../src/config/training-config.js';
+import { runTraining } from '../src/ml/train.js';
+
+const { values: opt } = parseArgs({
+  options: {
+    steps: { type: 'string', default: '12' },
+    only: { type: 'string' },
+    inline: { type: 'boolean', default: false },
+    compare: { type: 'boolean', default: false },
+    rounds: { type: 'string', default: '4' },
+    data: { type: 'string', default: 'synthetic' },
+  },
+});
+const steps = Number(opt.steps);
+if (!['synthetic', 'fashion-mnist'].includes(opt.data)) throw new Error(`--data ${opt.data}: expected synthetic or fashion-mnist`);
+const WORKLOADS: Array<[number, number, number]> = [
+  [0.35, 32, 16],
+  [1.0, 32, 32],
+  [1.0, 224, 8],
+];
+
+interface Run {
+  backend: string;
+  /** progress.imagesPerSecond of the last step. */
+  reported: number;
+  /** Images over the wall time from the end of step 1 to the end of the last step. */
+  wall: number;
+}
+
+async function train(w: number, size: number, bs: number, dataThread: boolean): Promise<Run> {
+  const classes = 10;
+  const config = resolveTrainingConfig({
+    // fashion-mnist: 28 px grey images that sharp resizes on their first use (the first epoch).
+    dataset:
+      opt.data === 'fashion-mnist'
+        ? { type: 'fashion-mnist', limit: Math.max(10, bs * steps), testLimit: 10 }
+        : { type: 'synthetic', classes, samplesPerClass: Math.ceil((bs * steps) / classes), valPerClass: 1 },
+    model: { widthMultiplier: w, inputSize: size, smallInputStem: 'off' },
+    training: { epochs: 1, batchSize: bs, maxSteps: steps, learningRate: 0.01 },
+    quantization: { delaySteps: 0 },
+  });
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'qatserve-job-rate-'));
+  const rates: number[] = [];
+  const ends: number[] = [];
+  try {
+    const r = await runTraining({
+      config,
+      workDir: dir,
+      dataRoot: dir,
+      dataThread,
+      callbacks: { onStep: (m) => void (rates.push(m.imagesPerSecond), ends.push(performance.now())) },
+    });
+    return { backend: r.backend, reported: rates.at(-1)!, wall: ((ends.length - 1) * bs * 1000) / (ends.at(-1)! - ends[0]) };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+for (const [w, size, bs] of WORKLOADS) {
+  if (opt.only && opt.only !== `${w}x${size}x${bs}`) continue;
+  const label = `job w=${w} size=${size} bs=${bs} layout=standard data=${opt.data}`;
+  if (opt.compare) {
+    const ratios: number[] = [];
+    const pairs: string[] = [];
+    for (let r = 0; r < Number(opt.rounds); r++) {
+      const order = r % 2 ? [false, true] : [true, false];
+      const got = new Map<boolean, Run>();
+      for (const t of order) got.set(t, await train(w, size, bs, t));
+      const [th, inl] = [got.get(true)!, got.get(false)!];
+      ratios.push(th.wall / inl.wall);
+      pairs.push(`${th.wall.toFixed(1)}/${inl.wall.toFixed(1)}`);
+    }
+    console.log(`${label} steps=${steps}: wall img/s thread/inline ${pairs.join(', ')}; median ratio ${median(ratios).toFixed(2)}x`);
+    continue;
+  }
+  const r = await train(w, size, bs, !opt.inline);
+  const rssMB = process.resourceUsage().maxRSS / 1024;
+  console.log(
+    `${label} backend=${r.backend} batches=${opt.inline ? 'inline' : 'thread'} steps=${steps}: ` +
+      `progress.imagesPerSecond ${r.reported.toFixed(1)} img/s (qat; wall over steps 2-${steps}: ${r.wall.toFixed(1)}), max rss ${rssMB.toFixed(0)} MB`,
+  );
+}
