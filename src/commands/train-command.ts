@@ -9,6 +9,7 @@ import { defaultTrainThreads, SettingsSchema } from '../config/settings.js';
 import { resolveTrainingConfig } from '../config/training-config.js';
 import { runTraining } from '../ml/train.js';
 import type { EvalMetric, StepMetric, TrainStartInfo } from '../ml/train-api.js';
+import { logParts } from '../logger.js';
 
 export interface TrainCommandArgs {
   configPath: string;
@@ -113,12 +114,13 @@ export async function runTrainCommand(args: TrainCommandArgs): Promise<void> {
   const sigterm = () => onSignal('SIGTERM');
   process.on('SIGINT', sigint);
   process.on('SIGTERM', sigterm);
+  const sayLine = (prefix: string) => (a: object | string, b?: string) => say(prefix + logParts(a, b).msg);
   try {
     const result = await runTraining({
       config, workDir, dataRoot, resumeFrom: args.resume ?? null, signal: ac.signal,
       // TRAIN_THREADS as for a worker: with 2 or more, batches render in a thread of their own.
       dataThread: threads >= 2,
-      logger: { info: (m) => say(m), warn: (m) => say(`warning: ${m}`) },
+      logger: { info: sayLine(''), warn: sayLine('warning: '), error: sayLine('error: ') },
       callbacks: {
         onStart: (i) => {
           info = i;

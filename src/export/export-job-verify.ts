@@ -8,14 +8,11 @@ import { evalBatchSize } from '../ml/evaluate.js';
 import { inWasmPhase } from '../ml/wasm-abort.js';
 import { quantGraphToQdqOnnx } from './onnx-qdq.js';
 import { runIntegerReference } from './qdq-reference.js';
+import type { Logger } from '../logger.js';
 import { compareLogits, ExportVerificationError, nhwcToNchw, OnnxRunner, verificationFailure, type LogitComparison } from './verify.js';
 
 export type WeightEncoding = 'int8' | 'uint8';
 
-export interface ExportLogger {
-  info(msg: string, extra?: object): void;
-  warn(msg: string, extra?: object): void;
-}
 
 /** One ONNX file being considered, its ORT session, and its logits on the verification images. */
 export interface Candidate {
@@ -127,7 +124,7 @@ export function chooseCandidate(
   candidates: Candidate[],
   v: VerificationLogits,
   gate: { step: number; minAgreement: number; maxSteps: number },
-  log: ExportLogger,
+  log: Logger,
 ): Verified {
   const { n, k, nRef } = v;
   let comparison: LogitComparison | undefined;
@@ -137,7 +134,7 @@ export function chooseCandidate(
     const cmp = compareLogits(ortLogits, v.tfLogits, n, k, gate.step, gate.maxSteps);
     let why = verificationFailure(cmp, gate.minAgreement, gate.maxSteps);
     const vsRef = stepsVsReference(v, ortLogits, gate.step, gate.maxSteps);
-    log.info('export: verification', { weightEncoding: c.encoding, agreement: cmp.agreement, maxLogitDiffSteps: cmp.maxLogitDiffSteps, maxStepsVsIntegerReference: vsRef });
+    log.info({ weightEncoding: c.encoding, agreement: cmp.agreement, maxLogitDiffSteps: cmp.maxLogitDiffSteps, maxStepsVsIntegerReference: vsRef }, 'export: verification');
     if (!why && vsRef !== null && vsRef > 1) {
       // Whatever the tolerance towards the tfjs model, the file must compute its own int8 graph.
       why = `int8 ONNX model does not compute its int8 graph: ORT differs from the integer reference by ${vsRef} logit steps on ${nRef} images`;
@@ -152,7 +149,7 @@ export function chooseCandidate(
     failure = failure === null ? why : `${why} [with ${candidates[0].encoding}-stored weights: ${failure}]`;
     comparison = cmp;
     if (candidates.length > 1 && c.encoding === 'int8') {
-      log.warn('export: int8-stored weights do not verify on this CPU; trying uint8 storage', { reason: why });
+      log.warn({ reason: why }, 'export: int8-stored weights do not verify on this CPU; trying uint8 storage');
     }
   }
   throw new ExportVerificationError(failure!, comparison!);

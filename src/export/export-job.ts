@@ -20,13 +20,12 @@ import {
   encodingsFor,
   releaseCandidates,
   type Candidate,
-  type ExportLogger,
   type WeightEncoding,
 } from './export-job-verify.js';
 import { chanceWarning, evaluateOnnxOnSplit, verificationAccuracy } from './export-job-evaluate.js';
 import { buildManifest, writeModelFiles } from './export-job-write.js';
+import { silentLogger, type Logger } from '../logger.js';
 
-export type { ExportLogger } from './export-job-verify.js';
 
 export interface ExportJobOptions {
   jobId: string;
@@ -37,7 +36,7 @@ export interface ExportJobOptions {
   /** Where model.onnx and manifest.json go (created if missing). */
   outDir: string;
   dataRoot: string;
-  log?: ExportLogger;
+  log?: Logger;
   /** Validation images to verify on (default 1000, fewer if the split is smaller). */
   verifyImages?: number;
   /**
@@ -86,7 +85,7 @@ export function spreadIndices(length: number, count: number): number[] {
 }
 
 export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobResult> {
-  const log = opts.log ?? { info: () => {}, warn: () => {} };
+  const log = opts.log ?? silentLogger;
   const model = await loadTrainedModel(opts.checkpoint);
   let candidates: Candidate[] = [];
   try {
@@ -98,7 +97,7 @@ export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobR
     const ds = await loadDataset(opts.config.dataset, { dataRoot: opts.dataRoot, inputSize: model.inputSize });
     const indices = spreadIndices(ds.val.length, opts.verifyImages ?? 1000);
     if (indices.length === 0) throw new ExportVerificationError('no validation images to verify the export on', { images: 0, agreement: 0, maxLogitDiffSteps: Infinity, worstRows: [] });
-    log.info('export: verifying int8 ONNX against the fake-quant model', { images: indices.length, encodings });
+    log.info({ images: indices.length, encodings }, 'export: verifying int8 ONNX against the fake-quant model');
     const logits = await collectVerificationLogits(model, ds, indices, candidates, graph, {
       referenceImages: opts.referenceImages ?? 8,
       widthMultiplier: opts.config.model.widthMultiplier,
@@ -110,20 +109,20 @@ export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobR
     };
     const verified = chooseCandidate(candidates, logits, gate, log);
     const accuracy = verificationAccuracy(logits, verified.ortLogits);
-    log.info('export: evaluating the int8 ONNX model on the validation split', { images: ds.val.length });
+    log.info({ images: ds.val.length }, 'export: evaluating the int8 ONNX model on the validation split');
     const evaluation = await evaluateOnnxOnSplit(verified.chosen.runner, ds.val, model.classes.length, model.inputSize);
     const warnings = [chanceWarning(evaluation, model.classes.length)].filter((w) => w !== null);
     for (const w of warnings) {
-      log.warn(`export: ${w.message}`, { code: w.code });
+      log.warn({ code: w.code }, `export: ${w.message}`);
       opts.onWarning?.(w);
     }
 
     const fusion = fusionReport(await optimizedOpCounts(verified.chosen.bytes), expectedKernels(graph));
-    if (!fusion.fullyFused) log.warn('export: ORT did not fuse the whole graph into integer kernels; it will run slower', { fusion });
+    if (!fusion.fullyFused) log.warn({ fusion }, 'export: ORT did not fuse the whole graph into integer kernels; it will run slower');
     const float32SizeBytes = quantGraphToFloatOnnx(graph).length;
     const manifest = buildManifest({ jobId: opts.jobId, model, graph, verified, accuracy, evaluation, warnings, fusion, float32SizeBytes });
     const { onnxPath, manifestPath } = await writeModelFiles(opts.outDir, verified.chosen.bytes, manifest);
-    log.info('export: model written', { onnxPath, sizeBytes: manifest.sizeBytes, float32SizeBytes, ...accuracy, weightEncoding: verified.chosen.encoding, weightBits });
+    log.info({ onnxPath, sizeBytes: manifest.sizeBytes, float32SizeBytes, ...accuracy, weightEncoding: verified.chosen.encoding, weightBits }, 'export: model written');
     return {
       onnxPath,
       manifestPath,

@@ -5,7 +5,8 @@
 // backend (or the wasm-training module, written separately) is missing.
 import { engineSettings } from '../config/settings.js';
 import { tf } from './tf.js';
-import type { BackendName, TrainLogger } from './train-api.js';
+import type { BackendName } from './train-api.js';
+import type { Logger } from '../logger.js';
 import { useQatOps, type QatOps } from './qat-ops.js';
 
 const WASM_TRAINING = './backends/wasm-training/index.js';
@@ -50,7 +51,7 @@ let chosen: BackendName | null = null;
  * unless `force` names another). `TFJS_BACKEND=tensorflow|wasm|cpu` overrides the order and fails
  * loudly when that backend cannot start.
  */
-export async function selectBackend(opts: { logger?: TrainLogger; prefer?: BackendName } = {}): Promise<BackendName> {
+export async function selectBackend(opts: { logger?: Logger; prefer?: BackendName } = {}): Promise<BackendName> {
   const env = (opts.prefer ?? engineSettings().TFJS_BACKEND ?? '').trim().toLowerCase();
   if (chosen && (!env || env === chosen)) return chosen;
   const tryers: Record<BackendName, () => Promise<string | null>> = {
@@ -79,7 +80,7 @@ export async function selectBackend(opts: { logger?: TrainLogger; prefer?: Backe
   }
   await tf.ready();
   const ops = await installFusedOps(opts.logger);
-  opts.logger?.info(`tfjs backend: ${chosen} (QAT ops: ${ops})`, { backend: chosen, tfBackend: TF_NAME[chosen], qatOps: ops });
+  opts.logger?.info({ backend: chosen, tfBackend: TF_NAME[chosen], qatOps: ops }, `tfjs backend: ${chosen} (QAT ops: ${ops})`);
   return chosen;
 }
 
@@ -88,7 +89,7 @@ export async function selectBackend(opts: { logger?: TrainLogger; prefer?: Backe
  * for wasm and cpu and fall back to stock tfjs ops elsewhere, with the same results as ours.
  * QATSERVE_FUSED_OPS=off keeps the stock ops (for comparisons and bisecting).
  */
-async function installFusedOps(logger?: TrainLogger): Promise<string> {
+async function installFusedOps(logger?: Logger): Promise<string> {
   if ((engineSettings().QATSERVE_FUSED_OPS ?? '').toLowerCase() === 'off') {
     useQatOps(null);
     return 'stock';

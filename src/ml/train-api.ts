@@ -2,6 +2,7 @@
 // `qatserve train` command, benchmarks). The engine knows nothing of Fastify, Prisma or Bull: it
 // reports through these callbacks and stops when `signal` aborts.
 import type { TrainingConfig } from '../config/training-config.js';
+import type { Logger } from '../logger.js';
 
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
 
@@ -57,10 +58,6 @@ export interface TrainCallbacks {
   onWarning?(warning: TrainWarning): void | Promise<void>;
 }
 
-export interface TrainLogger {
-  info(msg: string, extra?: object): void;
-  warn(msg: string, extra?: object): void;
-}
 
 export interface TrainOptions {
   /** The resolved config (every default filled). */
@@ -74,7 +71,7 @@ export interface TrainOptions {
   /** Start from an earlier run's checkpoint directory: weights (and BN stats, EMA ranges) only. */
   initFrom?: string | null;
   callbacks?: TrainCallbacks;
-  logger?: TrainLogger;
+  logger?: Logger;
   /** When aborted, the engine finishes the current step, writes a checkpoint and returns 'stopped'. */
   signal?: AbortSignal;
   /**

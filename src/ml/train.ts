@@ -22,7 +22,8 @@ import { CheckpointError, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint 
 import { restoreState, snapshotState } from './model-state.js';
 import { hashSeed, loadDataset, NORMALIZATION, openTrainBatches, stepsPerEpoch, type Dataset, type TrainBatches } from '../data/index.js';
 import { peakLearningRate, quantDelaySteps, type TrainingConfig } from '../config/training-config.js';
-import type { BackendName, EvalMetric, TrainLogger, TrainOptions, TrainResult, TrainWarning } from './train-api.js';
+import type { BackendName, EvalMetric, TrainOptions, TrainResult, TrainWarning } from './train-api.js';
+import { silentLogger, type Logger } from '../logger.js';
 
 export class TrainingError extends Error {
   constructor(
@@ -34,7 +35,6 @@ export class TrainingError extends Error {
   }
 }
 
-const silent: TrainLogger = { info() {}, warn() {} };
 const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
 
 /** Salt for per-step dropout seeds. */
@@ -84,7 +84,7 @@ function assertResumable(cfg: TrainingConfig, ck: LoadedCheckpoint, classes: str
 interface Run {
   opts: TrainOptions;
   cfg: TrainingConfig;
-  log: TrainLogger;
+  log: Logger;
   cb: NonNullable<TrainOptions['callbacks']>;
   warnings: number;
   backend: BackendName;
@@ -123,7 +123,7 @@ const epochOf = (run: Run, s: number) => (s === 0 ? 0 : Math.ceil(s / run.spe));
 async function setupRun(opts: TrainOptions): Promise<Run> {
   const cfg = opts.config;
   const T = cfg.training;
-  const log = opts.logger ?? silent;
+  const log = opts.logger ?? silentLogger;
   const cb = opts.callbacks ?? {};
   const backend: BackendName = await selectBackend({ logger: log });
   // `run` does not exist yet while the dataset loads; its warnings are counted here and copied.
@@ -132,7 +132,7 @@ async function setupRun(opts: TrainOptions): Promise<Run> {
   const warn = (w: TrainWarning) => {
     if (run) run.warnings++;
     else early++;
-    log.warn(w.message, { code: w.code });
+    log.warn({ code: w.code }, w.message);
     void Promise.resolve(cb.onWarning?.(w)).catch(() => {});
   };
   const ds: Dataset = await loadDataset(cfg.dataset, { dataRoot: opts.dataRoot, inputSize: cfg.model.inputSize, onWarning: warn });

@@ -6,6 +6,7 @@ import { exportJobModel } from '../export/index.js';
 import { runTraining } from '../ml/index.js';
 import type { CheckpointInfo, TrainResult } from '../ml/train-api.js';
 import type { FromThread, ThreadInput, ToThread } from './thread-protocol.js';
+import { logParts, type Logger } from '../logger.js';
 
 const port = parentPort!;
 const input = workerData as ThreadInput;
@@ -37,10 +38,14 @@ function checkpointStored(checkpoint: CheckpointInfo): Promise<void> {
   });
 }
 
-const log = {
-  info: (msg: string, extra?: object) => post({ type: 'log', level: 'info', msg, extra }),
-  warn: (msg: string, extra?: object) => post({ type: 'log', level: 'warn', msg, extra }),
-};
+// Log lines go to the parent thread, which writes them with the job's id through its own logger.
+const forward =
+  (level: 'info' | 'warn') =>
+  (a: object | string, b?: string) => {
+    const { msg, fields } = logParts(a, b);
+    post({ type: 'log', level, msg, extra: fields });
+  };
+const log: Logger = { info: forward('info'), warn: forward('warn'), error: forward('warn') };
 
 const codeOf = (err: unknown, fallback: string) =>
   typeof (err as { code?: unknown })?.code === 'string' ? (err as { code: string }).code : fallback;

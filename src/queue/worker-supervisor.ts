@@ -4,7 +4,7 @@
 // recovered and its next crash starts again from the shortest delay. The state is what /readyz
 // and /metrics report for the worker.
 import type { ChildProcess } from 'node:child_process';
-import type { Logger } from '../logger.js';
+import { logParts, type Logger } from '../logger.js';
 
 export interface BackoffPolicy {
   /** Delay before the first restart. */
@@ -36,6 +36,8 @@ export interface WorkerStatus {
   nextStartAt: Date | null;
 }
 
+
+const stderrLine = (a: object | string, b?: string): void => console.error(logParts(a, b).msg);
 export class WorkerSupervisor {
   private child: ChildProcess | null = null;
   private startedAt = 0;
@@ -47,7 +49,7 @@ export class WorkerSupervisor {
     private readonly spawnWorker: () => ChildProcess,
     private readonly policy: BackoffPolicy = DEFAULT_BACKOFF,
     // `serve` has no pino logger of its own before the API starts: plain stderr lines.
-    private readonly log: Logger = { info: (_f, m) => console.error(m), warn: (_f, m) => console.error(m), error: (_f, m) => console.error(m) },
+    private readonly log: Logger = { info: stderrLine, warn: stderrLine, error: stderrLine },
   ) {}
 
   start(): void {

@@ -22,9 +22,9 @@ export type ServingPluginOptions = { service: ServingService } | { store: ModelS
 
 export function registryLogger(log: FastifyBaseLogger): Logger {
   return {
-    info: (o, m) => log.info(o, m),
-    warn: (o, m) => log.warn(o, m),
-    error: (o, m) => log.error(o, m),
+    info: (o: object | string, m?: string) => log.info(o, m),
+    warn: (o: object | string, m?: string) => log.warn(o, m),
+    error: (o: object | string, m?: string) => log.error(o, m),
   };
 }
 

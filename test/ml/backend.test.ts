@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { activeBackend, BackendError, selectBackend } from '../../src/ml/backend.js';
 import { qatOpsName } from '../../src/ml/qat-ops.js';
 import { tf } from '../../src/ml/tf.js';
+import { logParts } from '../../src/logger.js';
 
 const tfjsNodeInstalled = (() => {
   try {
@@ -28,7 +29,7 @@ describe('selectBackend', () => {
 
   it('honours an explicit cpu or wasm choice and reports it', async () => {
     const logs: string[] = [];
-    expect(await selectBackend({ prefer: 'cpu', logger: { info: (m) => logs.push(m), warn: () => {} } })).toBe('cpu');
+    expect(await selectBackend({ prefer: 'cpu', logger: { info: (a: object | string, b?: string) => logs.push(logParts(a, b).msg), warn: () => {}, error: () => {} } })).toBe('cpu');
     expect(tf.getBackend()).toBe('cpu');
     expect(activeBackend()).toBe('cpu');
     expect(logs.some((l) => l.startsWith('tfjs backend: cpu'))).toBe(true);
