@@ -4,6 +4,7 @@
 // gradient, residual adds, global mean pool, dense, softmax cross-entropy. It exists so the wasm
 // training kernels can be checked and timed without depending on the engine's files.
 import * as tf from '@tensorflow/tfjs-core';
+import { fakeQuantAct } from '../src/ml/fake-quant.js';
 
 const STAGES: ReadonlyArray<readonly [number, number, number, number]> = [
   [1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2], [6, 320, 1, 1],
@@ -90,22 +91,7 @@ export interface QatOps {
 
 /** The engine's fake-quant formulation with stock tfjs ops (src/ml/fake-quant.ts). */
 export const stockQatOps: QatOps = {
-  fakeQuantAct(x, scale, zeroPoint) {
-    const lo = -zeroPoint;
-    const hi = 255 - zeroPoint;
-    const op = tf.customGrad(((input: tf.Tensor, save: tf.GradSaveFunc) => {
-      save([input]);
-      const q = tf.clipByValue(tf.round(tf.div(input, scale)), lo, hi);
-      return {
-        value: tf.mul(q, scale),
-        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-          const inRange = tf.logicalAnd(tf.greaterEqual(saved[0], lo * scale), tf.lessEqual(saved[0], hi * scale));
-          return tf.mul(dy, tf.cast(inRange, 'float32'));
-        },
-      };
-    }) as unknown as Parameters<typeof tf.customGrad>[0]);
-    return op(x);
-  },
+  fakeQuantAct: (x, scale, zeroPoint) => fakeQuantAct(x, { scale, zeroPoint }),
   batchNormTrain(z, gamma, beta, eps) {
     const c = z.shape[z.shape.length - 1];
     const flat = tf.reshape(z, [-1, c]);

@@ -4,19 +4,11 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { setSimdEnabled } from '../../../src/ml/backends/wasm-training/simd.js';
 import { batchNormTrain, fakeQuantAct, fakeQuantWeight } from '../../../src/ml/backends/wasm-training/index.js';
 import { maxRelError, randomValues, tf, useBackend } from './helpers.js';
+import { stockQatOps } from '../../../testkit/mobilenet-like.js';
 
 const report: string[] = [];
 const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
 
-/** The engine's stock BN formulation (src/ml/conv-bn-fold.ts, batch-stat mode). */
-function stockBn(z: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number) {
-  const c = z.shape[z.shape.length - 1];
-  const flat = tf.reshape(z, [-1, c]);
-  const mean = tf.mean(flat, 0);
-  const variance = tf.mean(tf.square(tf.sub(flat, mean)), 0);
-  const k = tf.mul(gamma, tf.rsqrt(tf.add(variance, eps)));
-  return { y: tf.add(tf.mul(z, k), tf.sub(beta, tf.mul(mean, k))), mean, variance };
-}
 
 /** Loss touching every output, with weights so that no gradient is trivially symmetric. */
 function bnLoss(bn: (z: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor }, r: tf.Tensor, useStats: boolean) {
@@ -39,7 +31,7 @@ async function bnCase(backend: 'cpu' | 'wasm', fusedOp: boolean, shape: number[]
     const b = tf.tensor1d(randomValues(c, 73));
     const r = tf.tensor(randomValues(size(shape), 74), shape);
     const bn = fusedOp ? (zz: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) => batchNormTrain(zz, gg as tf.Tensor1D, bb as tf.Tensor1D, 1e-3)
-      : (zz: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) => stockBn(zz, gg, bb, 1e-3);
+      : (zz: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) => stockQatOps.batchNormTrain(zz, gg as tf.Tensor1D, bb as tf.Tensor1D, 1e-3);
     const out = bn(z, g, b);
     const grads = tf.grads(bnLoss(bn, r, useStats))([z, g, b]);
     const all = [out.y, out.mean, out.variance, ...grads];
