@@ -118,8 +118,10 @@ export async function runTrainCommand(args: TrainCommandArgs): Promise<void> {
   try {
     const result = await runTraining({
       config, workDir, dataRoot, resumeFrom: args.resume ?? null, signal: ac.signal,
-      // TRAIN_THREADS as for a worker: with 2 or more, batches render in a thread of their own.
+      // TRAIN_THREADS as for a worker: each step split over that many threads and, with 2 or
+      // more, batches rendered in a thread of their own.
       dataThread: threads >= 2,
+      stepThreads: threads,
       logger: { info: sayLine(''), warn: sayLine('warning: '), error: sayLine('error: ') },
       callbacks: {
         onStart: (i) => {

@@ -45,7 +45,7 @@ export const SettingsSchema = z.object({
    * thread of its own while the step trains. Default: every core for `qatserve worker`, one fewer
    * under `qatserve serve`, so /v1/predict keeps a core (see defaultTrainThreads).
    */
-  TRAIN_THREADS: z.coerce.number().int().min(1).max(256).optional().describe('CPU threads a training job may use. Unset: all cores for `worker`, cores - 1 under `serve` (so /v1/predict keeps one). With 2 or more, the next batch is decoded and augmented in a separate thread while the step trains; the step itself still runs on one thread.'),
+  TRAIN_THREADS: z.coerce.number().int().min(1).max(256).optional().describe('CPU threads a training job may use. Unset: all cores for `worker`, cores - 1 under `serve` (so /v1/predict keeps one). Each training step is split over that many threads (data-parallel, batch norm over the whole batch; wasm and cpu backends); with 2 or more, the next batch is also decoded and augmented in a separate thread while the step trains.'),
 
   // --- serving (src/serving) ---
   PREDICT_WORKERS: int(2, 1).describe('Inference worker threads, one ORT intra-op thread each.'),

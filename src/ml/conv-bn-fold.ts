@@ -29,6 +29,7 @@ import { tf } from './tf.js';
 import { weightScales } from './fake-quant.js';
 import { effectiveDecay } from './ema-range.js';
 import { qatOps } from './qat-ops.js';
+import { activeCollective } from './data-parallel/step-collective.js';
 
 /** Keras MobileNetV2's BN epsilon. */
 export const BN_EPS = 1e-3;
@@ -98,7 +99,8 @@ export function foldedConvBn(x: tf.Tensor4D, w: tf.Variable, bn: BnState, opts: 
   const z = rawConv(x, wq, opts.kind, opts.stride, opts.pad);
   if (opts.batchStats) {
     const { y, mean, variance } = ops.batchNormTrain(z, bn.gamma as tf.Tensor1D, bn.beta as tf.Tensor1D, BN_EPS);
-    const count = z.size / z.shape[3];
+    // Rows behind the statistics: the whole batch's when it is split over threads.
+    const count = (z.size / z.shape[3]) * (activeCollective()?.batchScale ?? 1);
     const unbiased = count > 1 ? count / (count - 1) : 1;
     const mom = opts.runningMomentum ?? BN_MOMENTUM;
     tf.tidy(() => {

@@ -79,6 +79,11 @@ export interface TrainOptions {
    * renders them on the training thread between steps (the synchronous pipeline).
    */
   dataThread?: boolean;
+  /**
+   * Threads each training step is split over (data-parallel, batch norm over the whole batch;
+   * default 1). Used on the wasm and cpu backends with the fused QAT ops; capped at the batch size.
+   */
+  stepThreads?: number;
 }
 
 export interface TrainResult {

@@ -14,7 +14,7 @@ export interface ThreadInput {
   initFrom: string | null;
   /** Where the exported int8 model goes. */
   modelDir: string;
-  /** TRAIN_THREADS: with 2 or more, batches are rendered in a thread of their own. */
+  /** TRAIN_THREADS: threads each step is split over; with 2 or more, batches are also rendered in a thread of their own. */
   trainThreads: number;
 }
 

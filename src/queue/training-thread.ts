@@ -62,6 +62,7 @@ async function main(): Promise<void> {
       signal: controller.signal,
       logger: log,
       dataThread: input.trainThreads >= 2,
+      stepThreads: input.trainThreads,
       callbacks: {
         onStart: (info) => post({ type: 'start', info }),
         onStep: (metric) => post({ type: 'step', metric }),
