@@ -10,7 +10,6 @@
 //   const batches = openTrainBatches(ds, { batchSize, seed, augment, shuffle: true, dropLast }, { onWarning });
 //   for await (const b of batches.epoch(epochIndex, startStepInEpoch)) { ...b.x is valid until the next batch }
 //   await batches.close();
-import type { Worker } from 'node:worker_threads';
 import { startThread } from '../start-thread.js';
 import { epochBatches, type EpochBatch } from './batching.js';
 import type { DataWarning } from './errors.js';
