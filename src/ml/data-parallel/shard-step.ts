@@ -10,6 +10,7 @@ import { tf } from '../tf.js';
 import { smoothedCrossEntropy } from '../loss.js';
 import type { MobileNetV2, ForwardMode } from '../mobilenet-v2.js';
 import type { MomentumSgd, SgdParam } from '../optimizer.js';
+import { liveF32 } from '../tensor-memory.js';
 import { withCollective } from './step-collective.js';
 import type { SharedCollective } from './shared-collective.js';
 
@@ -59,19 +60,18 @@ export function trainShardStep(s: ShardStepInput, coll: SharedCollective): numbe
         let at = 0;
         for (const p of present) {
           const g = grads[p.variable.name];
-          own.set(g.dataSync(), at);
+          own.set(liveF32(g) ?? (g.dataSync() as Float32Array), at);
           at += g.size;
         }
       });
       for (const g of Object.values(grads)) g.dispose();
-      const named = new Map<string, tf.Tensor>();
+      const summed = new Map<string, Float32Array>();
       let at = 0;
       for (const p of present) {
-        named.set(p.name, tf.tensor(sum.subarray(at, at + p.variable.size), p.variable.shape));
+        summed.set(p.name, sum.subarray(at, at + p.variable.size));
         at += p.variable.size;
       }
-      if (Number.isFinite(loss)) s.opt.step(s.params, named, s.lr);
-      for (const g of named.values()) g.dispose();
+      if (Number.isFinite(loss)) s.opt.stepFromArrays(s.params, summed, s.lr);
       return loss;
     });
   } finally {

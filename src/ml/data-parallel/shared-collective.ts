@@ -19,7 +19,7 @@ const TEXT_LEN = 3;
 const CTRL_INTS = 4;
 const TEXT_BYTES = 2048;
 /** Busy-wait this long before sleeping in the kernel: the ranks arrive within microseconds of each other far more often than not, and a futex wake costs tens of microseconds. */
-const SPIN_MS = 0.05;
+const SPIN_MS = Number(process.env.SPIN_MS ?? 0.05);
 
 export class DataParallelError extends Error {
   constructor(
