@@ -107,11 +107,7 @@ export class MobileNetV2 {
   /** Activation quantization point: observe the range (training), then fake-quantize. */
   private q(name: string, x: tf.Tensor, mode: ForwardMode, relu6 = false): tf.Tensor {
     if (mode.observeRanges) {
-      const min = tf.min(x);
-      const max = tf.max(x);
-      const batch = { min: min.dataSync()[0], max: max.dataSync()[0] };
-      min.dispose();
-      max.dispose();
+      const batch = qatOps().range(x);
       // Split over threads: the range of the whole batch, so every replica's EMA stays the same.
       this.ranges.observe(name, activeCollective()?.minMax(batch.min, batch.max) ?? batch);
     }

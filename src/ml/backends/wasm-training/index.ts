@@ -14,7 +14,7 @@ import { captureStockKernel } from './wasm-calls.js';
 
 export { WasmTrainingError, type WasmTrainingErrorCode } from './errors.js';
 export { assertCheckedTfjsVersion, CHECKED_TFJS_VERSION } from './version.js';
-export { batchNormTrain, fakeQuantAct, fakeQuantWeight, registerQatOps, type BatchNormTrainResult } from './ops.js';
+export { batchNormTrain, fakeQuantAct, fakeQuantWeight, range, registerQatOps, type BatchNormTrainResult } from './ops.js';
 
 let registered = false;
 

@@ -350,6 +350,13 @@ function gramRowBlock(m: number, n: number): number {
 }
 
 /** Max (or min) of all n >= 1 elements of x into the one-element `out`; NaN if any is NaN. */
+/** Min and max of a float32 heap tensor as numbers (no output tensors), or null without the SIMD module. */
+export function simdRange(be: WasmBackendLike, x: TensorInfo, n: number): { min: number; max: number } | null {
+  const s = simdFor(be);
+  if (!s || n < 1) return null;
+  return { min: s.vec_min(ptr(be, x), n), max: s.vec_max(ptr(be, x), n) };
+}
+
 export function simdReduceAll(be: WasmBackendLike, x: TensorInfo, n: number, max: boolean, out: TensorInfo): boolean {
   const s = simdFor(be);
   if (!s || n < 1) return false;
