@@ -29,6 +29,7 @@ const { values: opt } = parseArgs({
     rounds: { type: 'string', default: '4' },
     data: { type: 'string', default: 'synthetic' },
     threads: { type: 'string' },
+    'force-split': { type: 'boolean', default: false },
   },
 });
 /** TRAIN_THREADS of a dedicated worker: every core unless --threads says otherwise. */
@@ -71,6 +72,7 @@ async function train(w: number, size: number, bs: number, dataThread: boolean): 
       dataRoot: dir,
       dataThread,
       stepThreads: threads,
+      forceStepSplit: opt['force-split'],
       callbacks: { onStep: (m) => void (rates.push(m.imagesPerSecond), ends.push(performance.now())) },
     });
     return { backend: r.backend, reported: rates.at(-1)!, wall: ((ends.length - 1) * bs * 1000) / (ends.at(-1)! - ends[0]) };

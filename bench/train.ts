@@ -8,7 +8,9 @@
 //   npx tsx bench/train.ts --check-heap [N]             # N QAT steps at 1.0/224/bs8 (or --only), memory check
 //   npx tsx bench/train.ts --pytorch                    # + PyTorch on the same workloads, and the ratio
 //
-// `threads=N` on each line is the number of threads our training step computes on. --pytorch runs
+// `threads=N` on each line is the number of threads our training step computes on: --threads
+// (default every core, as `qatserve worker`), fewer where a step is too small for a split to pay
+// (MIN_SPLIT_MACS in src/ml/train.ts) unless --force-split. --pytorch runs
 // bench/train_pytorch.py (torchvision's quantizable MobileNetV2, eager QAT with the onednn qconfig,
 // SGD momentum, random data) with /usr/bin/python3 (Debian's python3-torch, python3-torchvision)
 // after each of our workloads, never at the same time, with OMP_NUM_THREADS = the cores of this
@@ -36,7 +38,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { tf } from '../src/ml/tf.js';
 import { selectBackend } from '../src/ml/backend.js';
-import { buildArch, MobileNetV2, type ArchOptions, type ForwardMode } from '../src/ml/mobilenet-v2.js';
+import { buildArch, forwardMacsPerImage, MobileNetV2, type ArchOptions, type ForwardMode } from '../src/ml/mobilenet-v2.js';
 import { MomentumSgd, type SgdParam } from '../src/ml/optimizer.js';
 import { stepWorld, trainStep } from '../src/ml/train.js';
 import { DataParallelStep } from '../src/ml/data-parallel/data-parallel-step.js';
@@ -52,6 +54,7 @@ const { values: opt, positionals } = parseArgs({
     pytorch: { type: 'boolean', default: false },
     'pytorch-threads': { type: 'string' },
     threads: { type: 'string' },
+    'force-split': { type: 'boolean', default: false },
   },
 });
 const steps = Number(opt.steps);
@@ -111,7 +114,7 @@ async function setup(w: number, size: number, bs: number): Promise<Setup> {
   const x = Float32Array.from({ length: bs * size * size * 3 }, (_, i) => Math.sin(i * 12.9898) * 1.5);
   const y = Int32Array.from({ length: bs }, (_, i) => i % model.arch.numClasses);
   const mode = (s: number, fakeQuant: boolean): ForwardMode => ({ training: true, fakeQuant, bnBatchStats: true, observeRanges: true, dropoutSeed: s });
-  const world = stepWorld(threads, backend, bs);
+  const world = stepWorld(threads, backend, bs, opt['force-split'] ? Infinity : forwardMacsPerImage(arch));
   // The same split the trainer makes (src/ml/train.ts setupRun).
   const dp = world > 1 ? await DataParallelStep.open({ world, backend, model, opt: sgd, params, emaDecay: 0.999, seed: 1 }) : null;
   await dp?.sync(model, sgd);

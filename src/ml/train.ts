@@ -6,7 +6,7 @@
 import path from 'node:path';
 import { tf } from './tf.js';
 import { selectBackend } from './backend.js';
-import { buildArch, MobileNetV2, type ForwardMode } from './mobilenet-v2.js';
+import { buildArch, forwardMacsPerImage, MobileNetV2, type ForwardMode } from './mobilenet-v2.js';
 import type { ArchSpec } from './mobilenet-arch.js';
 import { MomentumSgd, type SgdParam } from './optimizer.js';
 import { smoothedCrossEntropy } from './loss.js';
@@ -169,7 +169,7 @@ async function setupRun(opts: TrainOptions): Promise<Run> {
     parallel: null,
   };
   log.info(`training batches rendered ${run.batches.where === 'thread' ? 'in a separate thread' : 'inline'}`);
-  const world = stepWorld(opts.stepThreads ?? 1, backend, Math.min(T.batchSize, ds.train.length));
+  const world = stepWorld(opts.stepThreads ?? 1, backend, Math.min(T.batchSize, ds.train.length), opts.forceStepSplit ? Infinity : forwardMacsPerImage(arch));
   if (world > 1) {
     try {
       run.parallel = await DataParallelStep.open({ world, backend, model, opt, params: sgdParams, emaDecay: cfg.quantization.emaDecay, seed: T.seed });
@@ -185,12 +185,24 @@ async function setupRun(opts: TrainOptions): Promise<Run> {
 }
 
 /**
- * Threads a step is split over: the ones asked for, where the backend's fused batch norm can share
- * statistics across threads (wasm, cpu), and no more than the rows of a batch.
+ * Forward multiply-adds each thread's share of a step must reach before a step is split. Every
+ * thread pays the whole step's per-op overhead (tfjs dispatch, ~1,500 ops) and the step adds ~150
+ * synchronisation points, so a split only pays where arithmetic dominates. Measured with
+ * bench/train.ts (QAT img/s, 1 thread -> 2, cores to themselves): 1.0@224 bs8 (1,198M per
+ * thread) 4.7 -> 7.2; 0.35@32 bs16 (9.5M) 316 -> 260.
  */
-export function stepWorld(threads: number, backend: BackendName, rowsPerBatch: number): number {
+export const MIN_SPLIT_MACS = 200e6;
+
+/**
+ * Threads a step is split over: the ones asked for, where the backend's fused batch norm can share
+ * statistics across threads (wasm, cpu), no more than the rows of a batch, and only where each
+ * thread's share of the arithmetic outweighs the split's overhead (MIN_SPLIT_MACS).
+ */
+export function stepWorld(threads: number, backend: BackendName, rowsPerBatch: number, macsPerImage: number): number {
   if (backend === 'tensorflow' || qatOpsName() === 'stock') return 1;
-  return Math.max(1, Math.min(threads, rowsPerBatch));
+  let world = Math.max(1, Math.min(threads, rowsPerBatch));
+  while (world > 1 && (macsPerImage * rowsPerBatch) / world < MIN_SPLIT_MACS) world--;
+  return world;
 }
 
 /** Weights (and, when resuming, optimizer state and step) from the checkpoint the run starts at. */

@@ -6,7 +6,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { resolveTrainingConfig } from '../../../src/config/training-config.js';
-import { runTraining } from '../../../src/ml/train.js';
+import { runTraining, stepWorld } from '../../../src/ml/train.js';
+import { selectBackend } from '../../../src/ml/backend.js';
+import { buildArch, forwardMacsPerImage } from '../../../src/ml/mobilenet-arch.js';
 import { loadCheckpoint } from '../../../src/ml/checkpoint.js';
 import type { StepMetric } from '../../../src/ml/train-api.js';
 
@@ -29,12 +31,25 @@ async function train(name: string, stepThreads: number, extra: { resumeFrom?: st
   const lines: string[] = [];
   const ac = new AbortController();
   const r = await runTraining({
-    config, workDir: path.join(tmp, name), dataRoot: tmp, stepThreads, resumeFrom: extra.resumeFrom, signal: ac.signal,
+    config, workDir: path.join(tmp, name), dataRoot: tmp, stepThreads, forceStepSplit: true, resumeFrom: extra.resumeFrom, signal: ac.signal,
     logger: { info: (a: unknown, b?: string) => void lines.push(String(b ?? a)), warn: () => {}, error: () => {} },
     callbacks: { onStep: (m) => { steps.push(m); if (m.step === extra.stopAt) ac.abort(); } },
   });
   return { r, steps, lines };
 }
+
+describe('how many threads a step is split over', () => {
+  const macs = (w: number, inputSize: number) => forwardMacsPerImage(buildArch({ inputSize, numClasses: 10, widthMultiplier: w, smallInputStem: 'off', dropout: 0.2 }));
+  it('splits the seed configuration (1.0 at 224 px) and keeps small steps on one thread', async () => {
+    const backend = await selectBackend();
+    expect(macs(1, 224) / 1e6).toBeCloseTo(299.5, 0); // MobileNetV2 1.0's published 300M multiply-adds
+    expect(stepWorld(2, backend, 8, macs(1, 224))).toBe(2);
+    expect(stepWorld(4, backend, 8, macs(1, 224))).toBe(4);
+    expect(stepWorld(2, backend, 1, macs(1, 224))).toBe(1); // one row cannot be split
+    expect(stepWorld(2, backend, 16, macs(0.35, 32))).toBe(1); // 9.5M per thread: measured slower split
+    expect(stepWorld(2, 'tensorflow', 8, macs(1, 224))).toBe(1); // no shared batch norm there
+  });
+});
 
 describe('training with each step split over 2 threads', () => {
   it('runs a whole job (float, QAT, frozen BN, eval, checkpoints) and stops and resumes', async () => {
