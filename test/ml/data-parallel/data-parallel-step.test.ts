@@ -23,6 +23,7 @@ import { MomentumSgd, type SgdParam } from '../../../src/ml/optimizer.js';
 import { trainStep } from '../../../src/ml/train.js';
 import { restoreState, snapshotState } from '../../../src/ml/model-state.js';
 import { DataParallelStep } from '../../../src/ml/data-parallel/data-parallel-step.js';
+import { DataParallelError } from '../../../src/ml/data-parallel/shared-collective.js';
 import type { BackendName } from '../../../src/ml/train-api.js';
 
 process.env.TFJS_BACKEND ||= 'wasm';
@@ -137,5 +138,29 @@ describe('a training step split over 2 threads', () => {
     const w = worstDiff(runningStats);
     expect(w.rel, w.name).toBeLessThan(2e-3);
     rangesMatch();
+  });
+});
+
+describe('a split step that fails', () => {
+  it('fails fast on every later step with TRAIN_PEER_FAILED instead of leaving a thread waiting, and closes', async () => {
+    const r = replica();
+    const group = await DataParallelStep.open({ world: 2, backend, model: r.model, opt: r.opt, params: r.params, emaDecay: 0.999, seed: 3 });
+    await group.sync(r.model, r.opt);
+    // Images of the wrong size: every thread's step throws.
+    const bad = { x: new Float32Array(10), y, n: N, size: SIZE, mode: mode(0, false), lr: 0.01, labelSmoothing: 0.1 };
+    expect(() => group.step(bad)).toThrow();
+    const t0 = performance.now();
+    let err: unknown;
+    try {
+      group.step({ ...bad, x });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(DataParallelError);
+    expect((err as DataParallelError).code).toBe('TRAIN_PEER_FAILED');
+    expect(performance.now() - t0).toBeLessThan(5000);
+    await group.close();
+    r.opt.dispose();
+    r.model.dispose();
   });
 });
