@@ -32,7 +32,8 @@ import sharp from 'sharp';
 import { quantGraphToFloatOnnx, quantGraphToQdqOnnx } from '../src/export/onnx-qdq.js';
 import { buildSyntheticMobileNetV2, mulberry32, syntheticImages } from '../testkit/synthetic-graph.js';
 import { expectedKernels, fusionReport, optimizedOpCounts } from '../src/export/fusion-check.js';
-import { MANIFEST_FORMAT, MANIFEST_VERSION, type ModelManifest } from '../src/export/manifest.js';
+import { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, MODEL_FILE, type ModelManifest } from '../src/export/manifest.js';
+import { newModelFromManifest } from '../src/db/model-rows.js';
 import type { QuantGraph, WeightBits } from '../src/ml/quant-graph.js';
 import { QuantizationSection } from '../src/config/training-config.js';
 import { errorsPlugin } from '../src/api/plugins/errors.js';
@@ -111,7 +112,7 @@ async function writeModel(dir: string, graph: QuantGraph, encoding: 'int8' | 'ui
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   const k = expectedKernels(graph);
   const manifest: ModelManifest = {
-    format: MANIFEST_FORMAT, version: MANIFEST_VERSION, jobId: 'bench', createdAt: new Date().toISOString(), file: 'model.onnx', sha256,
+    format: MANIFEST_FORMAT, version: MANIFEST_VERSION, jobId: 'bench', createdAt: new Date().toISOString(), file: MODEL_FILE, sha256,
     sizeBytes: bytes.length, float32SizeBytes: 0, classes: graph.classes,
     input: { name: graph.input.name, layout: 'NCHW', dtype: 'float32', size: SIZE },
     output: { name: graph.output, dtype: 'float32', meaning: 'logits' },
@@ -124,13 +125,10 @@ async function writeModel(dir: string, graph: QuantGraph, encoding: 'int8' | 'ui
     accuracy: { images: 0, floatTop1: 0, int8Top1: 0, agreement: 1, maxLogitDiffSteps: 0 },
     checkpoint: { step: 0 },
   };
-  await writeFile(path.join(dir, 'model.onnx'), bytes);
-  await writeFile(path.join(dir, 'manifest.json'), JSON.stringify(manifest));
+  await writeFile(path.join(dir, MODEL_FILE), bytes);
+  await writeFile(path.join(dir, MANIFEST_FILE), JSON.stringify(manifest));
   const store = new MemoryModelStore(modelFilesIn(dir));
-  store.add({
-    id: 'bench', jobId: 'bench', createdAt: new Date(), onnxKey: 'model.onnx', manifestKey: 'manifest.json',
-    sizeBytes: bytes.length, float32SizeBytes: 0, sha256, inputSize: SIZE, classes: graph.classes, floatTop1: null, int8Top1: null, agreement: null, promotedAt: null,
-  });
+  store.add({ ...newModelFromManifest(manifest, { id: 'bench', onnxKey: MODEL_FILE, manifestKey: MANIFEST_FILE }), createdAt: new Date(), promotedAt: null });
   return store;
 }
 

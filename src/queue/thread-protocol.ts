@@ -18,10 +18,6 @@ export interface ThreadInput {
   trainThreads: number;
 }
 
-/** What exportJobModel returns (src/export); the worker stores it as the Model row. */
-/** What the export step sends back: exportJobModel's result, as is (structured-cloned). */
-export type ExportResult = ExportJobResult;
-
 export type ToThread =
   | { type: 'abort' }
   /**
@@ -40,5 +36,6 @@ export type FromThread =
   | { type: 'log'; level: 'info' | 'warn'; msg: string; extra?: object }
   | { type: 'trained'; result: TrainResult }
   | { type: 'exporting' }
-  | { type: 'exported'; result: ExportResult }
+  /** exportJobModel's result as is (structured-cloned): the files and their manifest, which the worker records as the Model row. */
+  | { type: 'exported'; result: ExportJobResult }
   | { type: 'error'; phase: 'train' | 'export'; code: string; message: string };

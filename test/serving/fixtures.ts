@@ -6,7 +6,8 @@ import path from 'node:path';
 import sharp from 'sharp';
 import type { QuantGraph } from '../../src/ml/quant-graph.js';
 import { quantGraphToFloatOnnx, quantGraphToQdqOnnx } from '../../src/export/onnx-qdq.js';
-import { MANIFEST_FORMAT, MANIFEST_VERSION, type ModelManifest } from '../../src/export/manifest.js';
+import { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, MODEL_FILE, type ModelManifest } from '../../src/export/manifest.js';
+import { newModelFromManifest } from '../../src/db/model-rows.js';
 import { buildSyntheticMobileNetV2 } from '../../testkit/synthetic-graph.js';
 import { expectedKernels } from '../../src/export/fusion-check.js';
 import type { ModelRecord } from '../../src/serving/model-store.js';
@@ -28,8 +29,8 @@ export async function writeFixtureModel(root: string, id: string, opts: { seed?:
   const bytes = quantGraphToQdqOnnx(graph, { weightEncoding: 'uint8', metadata: { jobId: `job-${id}` } });
   const dir = path.join(root, id);
   await mkdir(dir, { recursive: true });
-  const onnxPath = path.join(dir, 'model.onnx');
-  const manifestPath = path.join(dir, 'manifest.json');
+  const onnxPath = path.join(dir, MODEL_FILE);
+  const manifestPath = path.join(dir, MANIFEST_FILE);
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   const k = expectedKernels(graph);
   const manifest: ModelManifest = {
@@ -37,7 +38,7 @@ export async function writeFixtureModel(root: string, id: string, opts: { seed?:
     version: MANIFEST_VERSION,
     jobId: `job-${id}`,
     createdAt: (opts.createdAt ?? new Date()).toISOString(),
-    file: 'model.onnx',
+    file: MODEL_FILE,
     sha256,
     sizeBytes: bytes.length,
     float32SizeBytes: quantGraphToFloatOnnx(graph).length,
@@ -60,9 +61,11 @@ export async function writeFixtureModel(root: string, id: string, opts: { seed?:
     dir,
     onnxFile: onnxPath,
     manifestFile: manifestPath,
+    // The record a worker writes for this export.
     record: {
-      id, jobId: `job-${id}`, createdAt: opts.createdAt ?? new Date(), onnxKey: `${id}/model.onnx`, manifestKey: `${id}/manifest.json`, sizeBytes: bytes.length,
-      float32SizeBytes: manifest.float32SizeBytes, sha256, inputSize, classes: graph.classes, floatTop1: null, int8Top1: null, agreement: null, promotedAt: null,
+      ...newModelFromManifest(manifest, { id, onnxKey: `${id}/${MODEL_FILE}`, manifestKey: `${id}/${MANIFEST_FILE}` }),
+      createdAt: opts.createdAt ?? new Date(),
+      promotedAt: null,
     },
   };
 }
