@@ -191,7 +191,7 @@ async function main(argv: string[]): Promise<void> {
       const args = parseTrainArgs(rest);
       // Imported only here: the other commands never load tfjs.
       const { runTrainCommand } = await import('./commands/train-command.js');
-      await runTrainCommand(args); // its data root defaults to DATA_ROOT, else the working directory
+      await runTrainCommand(args, settings); // its data root defaults to DATA_ROOT, else the working directory
       return;
     }
     default:

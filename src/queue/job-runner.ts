@@ -38,6 +38,8 @@ export interface RunnerContext {
   jobTimeoutMs: number;
   /** CPU threads a job may keep busy (TRAIN_THREADS); 1 keeps batch rendering on the training thread. */
   trainThreads?: number;
+  /** The wasm-training kernels' SIMD paths (QATSERVE_WASM_SIMD; default on). */
+  wasmSimd?: boolean;
   /** Wakes the API's event streams after each write of this job (Redis pub/sub). */
   wake?: JobWake;
 }
@@ -198,6 +200,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
     initFrom: init?.dir ?? null,
     modelDir: path.join(job.scratch, 'model'),
     trainThreads: ctx.trainThreads ?? 1,
+    wasmSimd: ctx.wasmSimd ?? true,
   };
   fs.mkdirSync(input.workDir, { recursive: true });
   log.info(

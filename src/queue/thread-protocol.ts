@@ -16,6 +16,8 @@ export interface ThreadInput {
   modelDir: string;
   /** TRAIN_THREADS: with 2 or more, batches are rendered in a thread of their own. */
   trainThreads: number;
+  /** QATSERVE_WASM_SIMD: the wasm-training kernels' SIMD paths (the ML code reads no settings itself). */
+  wasmSimd: boolean;
 }
 
 export type ToThread =
