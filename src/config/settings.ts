@@ -123,8 +123,10 @@ export interface Settings {
   modelCacheDir: string;
   modelCacheMaxBytes: number;
   jobTimeoutMs: number;
-  /** CPU threads a training job may keep busy (TRAIN_THREADS). */
+  /** CPU threads a training job may keep busy (TRAIN_THREADS, else defaultTrainThreads('worker')). */
   trainThreads: number;
+  /** Whether TRAIN_THREADS was given (`serve` gives its worker one core fewer otherwise). */
+  trainThreadsExplicit: boolean;
   reconcileIntervalMs: number;
   lockDurationMs: number;
   stalledIntervalMs: number;
@@ -215,6 +217,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     modelCacheMaxBytes: e.MODEL_CACHE_MAX_MB * MB,
     jobTimeoutMs: e.JOB_TIMEOUT_MS,
     trainThreads: e.TRAIN_THREADS ?? defaultTrainThreads('worker'),
+    trainThreadsExplicit: e.TRAIN_THREADS !== undefined,
     reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
     lockDurationMs: e.LOCK_DURATION_MS,
     stalledIntervalMs: e.STALLED_INTERVAL_MS,

@@ -42,7 +42,8 @@ describe('settings', () => {
     expect(defaultTrainThreads('serve', 8)).toBe(7);
     expect(defaultTrainThreads('serve', 1)).toBe(1);
     expect(loadSettings({}).trainThreads).toBe(os.availableParallelism());
-    expect(loadSettings({ TRAIN_THREADS: '1' }).trainThreads).toBe(1);
+    expect(loadSettings({ TRAIN_THREADS: '1' })).toMatchObject({ trainThreads: 1, trainThreadsExplicit: true });
+    expect(loadSettings({}).trainThreadsExplicit).toBe(false);
     expect(() => loadSettings({ TRAIN_THREADS: '0' })).toThrow(/TRAIN_THREADS/);
     expect(() => loadSettings({ TRAIN_THREADS: 'two' })).toThrow(/TRAIN_THREADS/);
   });
