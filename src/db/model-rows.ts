@@ -9,7 +9,7 @@ import type { Prisma, Tx } from './database.js';
 /**
  * What a Model row records of its manifest, each field the manifest's own schema piece: the
  * export's figures are copied once, by newModelFromManifest, and the API's ModelSummary extends
- * this. The accuracies are nullable columns (the table predates them being required).
+ * this. The accuracy columns are nullable in the Prisma schema, so their copies here are too.
  */
 export const ModelFacts = z.object({
   jobId: ModelManifest.shape.jobId,
