@@ -38,6 +38,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { tf } from '../src/ml/tf.js';
 import { selectBackend } from '../src/ml/backend.js';
+import { engineSettings } from '../src/config/settings.js';
 import { buildArch, forwardMacsPerImage, MobileNetV2, type ArchOptions, type ForwardMode } from '../src/ml/mobilenet-v2.js';
 import { MomentumSgd, type SgdParam } from '../src/ml/optimizer.js';
 import { stepWorld, trainStep } from '../src/ml/train.js';
@@ -67,7 +68,7 @@ const WORKLOADS: Array<[number, number, number]> = [
   [1.0, 224, 8],
 ];
 
-const backend = await selectBackend();
+const backend = await selectBackend({ wasmSimd: engineSettings().wasmSimd }); // QATSERVE_WASM_SIMD=0: the JS paths
 
 /** Threads each training step is split over (--threads; default every core, as `qatserve worker`). */
 const threads = Number(opt.threads ?? os.availableParallelism());

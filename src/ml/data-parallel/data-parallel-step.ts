@@ -68,9 +68,10 @@ export class DataParallelStep {
     const memory = allocateCollectiveMemory(o.world, 1 + 2 * maxChannels, gradientLength(o.params));
     const peers: Peer[] = [];
     const dp = new DataParallelStep(o, new SharedCollective(memory, 0), peers);
+    const wasmSimd = o.backend === 'wasm' ? (await import('../backends/wasm-training/simd.js')).simdEnabled() : undefined;
     for (let rank = 1; rank < o.world; rank++) {
       const input: PeerInput = {
-        rank, memory, backend: o.backend, arch, emaDecay: o.emaDecay, seed: o.seed, weightBits: o.model.weightBits, sgd: o.opt.opts,
+        rank, memory, backend: o.backend, wasmSimd, arch, emaDecay: o.emaDecay, seed: o.seed, weightBits: o.model.weightBits, sgd: o.opt.opts,
       };
       const peer: Peer = { worker: startThread(import.meta.url, 'step-peer-worker', input), failure: null, exited: false, waiters: [] };
       const fail = (why: string) => {

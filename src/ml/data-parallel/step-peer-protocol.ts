@@ -12,6 +12,8 @@ export interface PeerInput {
   rank: number;
   memory: CollectiveMemory;
   backend: BackendName;
+  /** Rank 0's wasm-training SIMD switch (QATSERVE_WASM_SIMD), so every rank runs the same kernels. */
+  wasmSimd: boolean | undefined;
   arch: ArchSpec;
   emaDecay: number;
   seed: number;

@@ -14,7 +14,7 @@ const port = parentPort!;
 const post = (m: FromPeer) => port.postMessage(m);
 
 async function main(): Promise<void> {
-  await selectBackend({ prefer: input.backend });
+  await selectBackend({ prefer: input.backend, wasmSimd: input.wasmSimd });
   const model = new MobileNetV2(input.arch, input.emaDecay, input.seed, input.weightBits);
   const opt = new MomentumSgd(input.sgd);
   const params: SgdParam[] = [...model.params.values()]

@@ -44,11 +44,18 @@ function compile(): object | null {
   return compiled;
 }
 
-let disabled = process.env.QATSERVE_WASM_SIMD === '0';
+// On unless a caller says otherwise: registerWasmTrainingKernels({ simd }) (QATSERVE_WASM_SIMD,
+// passed in from the service's settings or a bench), or a test comparing both paths.
+let disabled = false;
 
-/** Turns the SIMD paths off (tests compare both paths; QATSERVE_WASM_SIMD=0 does the same). */
+/** Turns the SIMD paths off or on again. */
 export function setSimdEnabled(on: boolean): void {
   disabled = !on;
+}
+
+/** Whether the kernels take their SIMD paths (switched on, and this WebAssembly runs SIMD). */
+export function simdEnabled(): boolean {
+  return !disabled && compile() !== null;
 }
 
 function simdFor(be: WasmBackendLike): SimdExports | null {
