@@ -8,6 +8,7 @@
 //   npx tsx bench/job-rate.ts --only 1x224x8 --steps 20 --inline
 //   npx tsx bench/job-rate.ts --compare --rounds 4 --only 0.35x32x16 --steps 30
 //   npx tsx bench/job-rate.ts --data fashion-mnist ...  # Fashion-MNIST instead of synthetic images
+//   npx tsx bench/job-rate.ts --threads 1 ...            # steps on one thread (default: every core, as qatserve worker)
 //
 // --compare runs batch thread and inline alternately (ABBA order), so a machine whose load drifts
 // affects both alike, and prints each pair's wall rate over steps 2..N (callbacks included) and
@@ -27,8 +28,12 @@ const { values: opt } = parseArgs({
     compare: { type: 'boolean', default: false },
     rounds: { type: 'string', default: '4' },
     data: { type: 'string', default: 'synthetic' },
+    threads: { type: 'string' },
+    'force-split': { type: 'boolean', default: false },
   },
 });
+/** TRAIN_THREADS of a dedicated worker: every core unless --threads says otherwise. */
+const threads = Number(opt.threads ?? os.availableParallelism());
 const steps = Number(opt.steps);
 if (!['synthetic', 'fashion-mnist'].includes(opt.data)) throw new Error(`--data ${opt.data}: expected synthetic or fashion-mnist`);
 const WORKLOADS: Array<[number, number, number]> = [
@@ -66,6 +71,8 @@ async function train(w: number, size: number, bs: number, dataThread: boolean): 
       workDir: dir,
       dataRoot: dir,
       dataThread,
+      stepThreads: threads,
+      forceStepSplit: opt['force-split'],
       callbacks: { onStep: (m) => void (rates.push(m.imagesPerSecond), ends.push(performance.now())) },
     });
     return { backend: r.backend, reported: rates.at(-1)!, wall: ((ends.length - 1) * bs * 1000) / (ends.at(-1)! - ends[0]) };
@@ -78,7 +85,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 for (const [w, size, bs] of WORKLOADS) {
   if (opt.only && opt.only !== `${w}x${size}x${bs}`) continue;
-  const label = `job w=${w} size=${size} bs=${bs} layout=standard data=${opt.data}`;
+  const label = `job w=${w} size=${size} bs=${bs} layout=standard data=${opt.data} threads=${threads}`;
   if (opt.compare) {
     const ratios: number[] = [];
     const pairs: string[] = [];

@@ -45,7 +45,8 @@ const { registerWasmTrainingKernels } = await import('../src/ml/backends/wasm-tr
 const model = await import('../testkit/mobilenet-like.js');
 
 const backend = opt.backend;
-if (backend === 'wasm') registerWasmTrainingKernels();
+const { engineSettings } = await import('../src/config/settings.js');
+if (backend === 'wasm') registerWasmTrainingKernels({ simd: engineSettings().wasmSimd }); // QATSERVE_WASM_SIMD=0: the JS paths
 await tf.setBackend(backend);
 await tf.ready();
 

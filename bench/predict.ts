@@ -17,9 +17,8 @@
 // Each measurement prints one comparable line (plus context lines starting with '#').
 import { fork, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -32,7 +31,9 @@ import sharp from 'sharp';
 import { quantGraphToFloatOnnx, quantGraphToQdqOnnx } from '../src/export/onnx-qdq.js';
 import { buildSyntheticMobileNetV2, mulberry32, syntheticImages } from '../testkit/synthetic-graph.js';
 import { expectedKernels, fusionReport, optimizedOpCounts } from '../src/export/fusion-check.js';
-import { MANIFEST_FORMAT, MANIFEST_VERSION, type ModelManifest } from '../src/export/manifest.js';
+import { MANIFEST_FILE, MODEL_FILE } from '../src/export/manifest.js';
+import { writeSyntheticExport } from '../testkit/synthetic-export.js';
+import { newModelFromManifest } from '../src/db/model-rows.js';
 import type { QuantGraph, WeightBits } from '../src/ml/quant-graph.js';
 import { QuantizationSection } from '../src/config/training-config.js';
 import { errorsPlugin } from '../src/api/plugins/errors.js';
@@ -107,30 +108,9 @@ async function benchModel(graph: QuantGraph): Promise<void> {
 }
 
 async function writeModel(dir: string, graph: QuantGraph, encoding: 'int8' | 'uint8'): Promise<MemoryModelStore> {
-  const bytes = quantGraphToQdqOnnx(graph, { weightEncoding: encoding });
-  const sha256 = createHash('sha256').update(bytes).digest('hex');
-  const k = expectedKernels(graph);
-  const manifest: ModelManifest = {
-    format: MANIFEST_FORMAT, version: MANIFEST_VERSION, jobId: 'bench', createdAt: new Date().toISOString(), file: 'model.onnx', sha256,
-    sizeBytes: bytes.length, float32SizeBytes: 0, classes: graph.classes,
-    input: { name: graph.input.name, layout: 'NCHW', dtype: 'float32', size: SIZE },
-    output: { name: graph.output, dtype: 'float32', meaning: 'logits' },
-    preprocess: { resize: 'short-side-then-center-crop', colorSpace: 'srgb', alphaBackground: { r: 255, g: 255, b: 255 }, normalization: graph.normalization },
-    quantization: {
-      format: 'onnx-qdq', opset: 13, activationType: 'uint8 asymmetric per-tensor', weightType: 'int8 symmetric per-channel', weightEncoding: encoding, weightBits: graph.weightBits ?? 8,
-      input: graph.input.quant, logits: graph.nodes.at(-1)!.outQuant, convs: k.convs, adds: k.adds, activations: [],
-      fusion: fusionReport(await optimizedOpCounts(bytes), k),
-    },
-    accuracy: { images: 0, floatTop1: 0, int8Top1: 0, agreement: 1, maxLogitDiffSteps: 0 },
-    checkpoint: { step: 0 },
-  };
-  await writeFile(path.join(dir, 'model.onnx'), bytes);
-  await writeFile(path.join(dir, 'manifest.json'), JSON.stringify(manifest));
+  const { manifest } = await writeSyntheticExport(dir, graph, { jobId: 'bench', weightEncoding: encoding, measureFusion: true });
   const store = new MemoryModelStore(modelFilesIn(dir));
-  store.add({
-    id: 'bench', jobId: 'bench', createdAt: new Date(), onnxKey: 'model.onnx', manifestKey: 'manifest.json',
-    sizeBytes: bytes.length, float32SizeBytes: 0, sha256, inputSize: SIZE, classes: graph.classes, floatTop1: null, int8Top1: null, agreement: null, promotedAt: null,
-  });
+  store.add({ ...newModelFromManifest(manifest, { id: 'bench', onnxKey: MODEL_FILE, manifestKey: MANIFEST_FILE }), createdAt: new Date(), promotedAt: null });
   return store;
 }
 

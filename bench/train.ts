@@ -8,7 +8,9 @@
 //   npx tsx bench/train.ts --check-heap [N]             # N QAT steps at 1.0/224/bs8 (or --only), memory check
 //   npx tsx bench/train.ts --pytorch                    # + PyTorch on the same workloads, and the ratio
 //
-// `threads=N` on each line is the number of threads our training step computes on. --pytorch runs
+// `threads=N` on each line is the number of threads our training step computes on: --threads
+// (default every core, as `qatserve worker`), fewer where a step is too small for a split to pay
+// (MIN_SPLIT_MACS in src/ml/train.ts) unless --force-split. --pytorch runs
 // bench/train_pytorch.py (torchvision's quantizable MobileNetV2, eager QAT with the onednn qconfig,
 // SGD momentum, random data) with /usr/bin/python3 (Debian's python3-torch, python3-torchvision)
 // after each of our workloads, never at the same time, with OMP_NUM_THREADS = the cores of this
@@ -36,9 +38,11 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { tf } from '../src/ml/tf.js';
 import { selectBackend } from '../src/ml/backend.js';
-import { buildArch, MobileNetV2, type ArchOptions, type ForwardMode } from '../src/ml/mobilenet-v2.js';
+import { engineSettings } from '../src/config/settings.js';
+import { buildArch, forwardMacsPerImage, MobileNetV2, type ArchOptions, type ForwardMode } from '../src/ml/mobilenet-v2.js';
 import { MomentumSgd, type SgdParam } from '../src/ml/optimizer.js';
-import { trainStep } from '../src/ml/train.js';
+import { stepWorld, trainStep } from '../src/ml/train.js';
+import { DataParallelStep } from '../src/ml/data-parallel/data-parallel-step.js';
 
 const { values: opt, positionals } = parseArgs({
   allowPositionals: true,
@@ -50,6 +54,8 @@ const { values: opt, positionals } = parseArgs({
     'check-heap': { type: 'boolean', default: false },
     pytorch: { type: 'boolean', default: false },
     'pytorch-threads': { type: 'string' },
+    threads: { type: 'string' },
+    'force-split': { type: 'boolean', default: false },
   },
 });
 const steps = Number(opt.steps);
@@ -62,15 +68,11 @@ const WORKLOADS: Array<[number, number, number]> = [
   [1.0, 224, 8],
 ];
 
-const backend = await selectBackend();
+const backend = await selectBackend({ wasmSimd: engineSettings().wasmSimd }); // QATSERVE_WASM_SIMD=0: the JS paths
 
-/** Threads our training step computes on: the wasm backend's pool size (1 without the threaded build). */
-async function trainThreads(): Promise<number> {
-  if (backend !== 'wasm') return 1;
-  const wasm = await import('@tensorflow/tfjs-backend-wasm');
-  return wasm.getThreadsCount();
-}
-const threads = await trainThreads();
+/** Threads each training step is split over (--threads; default every core, as `qatserve worker`). */
+const threads = Number(opt.threads ?? os.availableParallelism());
+if (!Number.isInteger(threads) || threads < 1) throw new Error(`--threads ${opt.threads}: expected a positive integer`);
 
 interface TorchRate {
   threads: number;
@@ -97,10 +99,13 @@ function pytorchRate(w: number, size: number, bs: number): TorchRate | string {
 interface Setup {
   model: MobileNetV2;
   sgd: MomentumSgd;
+  /** Threads the step is split over (fewer than asked when the batch is smaller). */
+  world: number;
   step(seed: number, fakeQuant: boolean): void;
+  dispose(): Promise<void>;
 }
 
-function setup(w: number, size: number, bs: number): Setup {
+async function setup(w: number, size: number, bs: number): Promise<Setup> {
   const arch = buildArch({ inputSize: size, numClasses: 10, widthMultiplier: w, smallInputStem: stem, dropout: 0.2 });
   const model = new MobileNetV2(arch, 0.999, 1);
   const sgd = new MomentumSgd({ momentum: 0.9, weightDecay: 4e-5 });
@@ -110,7 +115,20 @@ function setup(w: number, size: number, bs: number): Setup {
   const x = Float32Array.from({ length: bs * size * size * 3 }, (_, i) => Math.sin(i * 12.9898) * 1.5);
   const y = Int32Array.from({ length: bs }, (_, i) => i % model.arch.numClasses);
   const mode = (s: number, fakeQuant: boolean): ForwardMode => ({ training: true, fakeQuant, bnBatchStats: true, observeRanges: true, dropoutSeed: s });
-  return { model, sgd, step: (s, fq) => void trainStep({ model, opt: sgd, params, byVarName: byVar, x, y, n: bs, size, mode: mode(s, fq), lr: 0.01, labelSmoothing: 0.1 }) };
+  const world = stepWorld(threads, backend, bs, opt['force-split'] ? Infinity : forwardMacsPerImage(arch));
+  // The same split the trainer makes (src/ml/train.ts setupRun).
+  const dp = world > 1 ? await DataParallelStep.open({ world, backend, model, opt: sgd, params, emaDecay: 0.999, seed: 1 }) : null;
+  await dp?.sync(model, sgd);
+  const input = (s: number, fq: boolean) => ({ x, y, n: bs, size, mode: mode(s, fq), lr: 0.01, labelSmoothing: 0.1 });
+  return {
+    model, sgd, world,
+    step: (s, fq) => void (dp ? dp.step(input(s, fq)) : trainStep({ model, opt: sgd, params, byVarName: byVar, ...input(s, fq) })),
+    dispose: async () => {
+      await dp?.close();
+      sgd.dispose();
+      model.dispose();
+    },
+  };
 }
 
 function layoutName(model: MobileNetV2): string {
@@ -171,12 +189,12 @@ function wasmHeapBytes(): number | undefined {
  */
 async function checkHeap(n: number): Promise<void> {
   const [w, size, bs] = opt.only ? opt.only.split('x').map(Number) : [1.0, 224, 8];
-  const s = setup(w, size, bs);
+  const s = await setup(w, size, bs);
   const mib = (b: number | undefined) => (b === undefined ? 'n/a' : `${(b / 2 ** 20).toFixed(1)} MiB`);
   const snap = () => ({ heap: wasmHeapBytes(), ...tf.memory(), rss: process.memoryUsage().rss });
   const show = (label: string, m: ReturnType<typeof snap>) =>
     console.log(`  ${label.padEnd(10)} wasm heap ${mib(m.heap)}, tensors ${m.numTensors}, tensor bytes ${m.numBytes}, rss ${mib(m.rss)}`);
-  console.log(`check-heap w=${w} size=${size} bs=${bs} layout=${layoutName(s.model)} backend=${backend} steps=${n} (QAT)`);
+  console.log(`check-heap w=${w} size=${size} bs=${bs} layout=${layoutName(s.model)} backend=${backend} threads=${s.world} steps=${n} (QAT)`);
   s.step(0, false); // ranges for fake quant
   let at10: ReturnType<typeof snap> | undefined;
   let t0 = 0;
@@ -203,8 +221,7 @@ async function checkHeap(n: number): Promise<void> {
     const cpu = (timed * bs) / ((c.user + c.system) / 1e6);
     console.log(`  steps 11-${n}: ${wall.toFixed(2)} img/s wall, ${cpu.toFixed(2)} by CPU time`);
   }
-  s.sgd.dispose();
-  s.model.dispose();
+  await s.dispose();
   if (grew.length) {
     console.log(`check-heap FAILED: grew after step 10: ${grew.join(', ')}`);
     process.exitCode = 1;
@@ -218,8 +235,8 @@ if (opt['check-heap']) {
 } else {
   for (const [w, size, bs] of WORKLOADS) {
     if (opt.only && opt.only !== `${w}x${size}x${bs}`) continue;
-    const s = setup(w, size, bs);
-    const label = `train w=${w} size=${size} bs=${bs} layout=${layoutName(s.model)} backend=${backend} threads=${threads} steps=${steps}`;
+    const s = await setup(w, size, bs);
+    const label = `train w=${w} size=${size} bs=${bs} layout=${layoutName(s.model)} backend=${backend} threads=${s.world} steps=${steps}`;
     try {
       const float = await measure(s, bs, false);
       const qat = await measure(s, bs, true);
@@ -240,8 +257,7 @@ if (opt['check-heap']) {
     } catch (e) {
       console.log(`${label}: failed: ${(e as Error).message.split('\n')[0]}`);
     } finally {
-      s.sgd.dispose();
-      s.model.dispose();
+      await s.dispose();
     }
   }
 }

@@ -97,7 +97,7 @@ async function serve(unbound: Settings): Promise<void> {
     spawn(process.execPath, [cli, 'worker'], {
       stdio: 'inherit',
       // Training leaves a core to /v1/predict unless TRAIN_THREADS says otherwise.
-      env: { ...process.env, QATSERVE_SKIP_MIGRATE: '1', TRAIN_THREADS: process.env.TRAIN_THREADS ?? String(defaultTrainThreads('serve')) },
+      env: { ...process.env, QATSERVE_SKIP_MIGRATE: '1', TRAIN_THREADS: String(unbound.trainThreadsExplicit ? unbound.trainThreads : defaultTrainThreads('serve')) },
     }),
   );
   const { runApi } = await import('./api/server.js');
@@ -191,7 +191,7 @@ async function main(argv: string[]): Promise<void> {
       const args = parseTrainArgs(rest);
       // Imported only here: the other commands never load tfjs.
       const { runTrainCommand } = await import('./commands/train-command.js');
-      await runTrainCommand(args); // its data root defaults to DATA_ROOT, else the working directory
+      await runTrainCommand(args, settings); // its data root defaults to DATA_ROOT, else the working directory
       return;
     }
     default:

@@ -1,7 +1,8 @@
 // Test and benchmark support: a ModelStore held in memory, and records built from export
 // directories, so the serving path runs without a database.
 import path from 'node:path';
-import type { ModelManifest } from '../src/export/manifest.js';
+import { newModelFromManifest } from '../src/db/model-rows.js';
+import { MANIFEST_FILE, type ModelManifest } from '../src/export/manifest.js';
 import { modelFilesIn, rankCandidates, type ModelFiles, type ModelRecord, type ModelStore } from '../src/serving/model-store.js';
 
 /** Models held in memory (tests, benchmarks); `add` is what a worker's export would record. */
@@ -57,22 +58,7 @@ export class MemoryModelStore implements ModelStore {
  */
 export async function recordFromExportDir(dir: string, id = path.basename(dir)): Promise<ModelRecord> {
   const name = path.basename(dir);
-  const files = modelFilesIn(path.dirname(dir));
-  const m: ModelManifest = await files.manifest({ id, manifestKey: `${name}/manifest.json` } as ModelRecord);
-  return {
-    id,
-    jobId: m.jobId,
-    createdAt: new Date(m.createdAt),
-    onnxKey: `${name}/${m.file}`,
-    manifestKey: `${name}/manifest.json`,
-    sizeBytes: m.sizeBytes,
-    float32SizeBytes: m.float32SizeBytes,
-    sha256: m.sha256,
-    inputSize: m.input.size,
-    classes: m.classes,
-    floatTop1: m.accuracy.floatTop1,
-    int8Top1: m.accuracy.int8Top1,
-    agreement: m.accuracy.agreement,
-    promotedAt: null,
-  };
+  const manifest = await modelFilesIn(path.dirname(dir)).manifestAt(id, `${name}/${MANIFEST_FILE}`);
+  const keys = { id, onnxKey: `${name}/${manifest.file}`, manifestKey: `${name}/${MANIFEST_FILE}` };
+  return { ...newModelFromManifest(manifest, keys), createdAt: new Date(manifest.createdAt), promotedAt: null };
 }

@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import type { Settings } from '../config/settings.js';
 import { IMAGE_EXTENSIONS } from '../data/image-folder.js';
 import { EvaluationAccumulator } from '../export/export-job-evaluate.js';
-import type { ModelEvaluation, ModelManifest } from '../export/manifest.js';
+import { MANIFEST_FILE, parseManifest, type ModelEvaluation, type ModelManifest } from '../export/manifest.js';
 import { OnnxRunner } from '../export/verify.js';
 import { ModelUnavailableError } from '../serving/errors.js';
 import { decodeForModel, rgbToNchw } from '../serving/preprocess.js';
@@ -23,7 +23,7 @@ export const EVAL_USAGE = `usage: qatserve eval --model <model id | model.onnx> 
 
 export class EvalCommandError extends Error {
   constructor(
-    readonly code: 'EVAL_USAGE' | 'MODEL_NOT_FOUND' | 'DATA_INVALID',
+    readonly code: 'EVAL_USAGE' | 'MODEL_NOT_FOUND' | 'MODEL_MANIFEST_INVALID' | 'DATA_INVALID',
     message: string,
   ) {
     super(message);
@@ -55,11 +55,11 @@ export async function resolveEvalModel(spec: string, settings: Pick<Settings, 'd
   const asFile = await fs.stat(spec).then((s) => s.isFile(), () => false);
   if (asFile || spec.endsWith('.onnx')) {
     if (!asFile) throw new EvalCommandError('MODEL_NOT_FOUND', `model file ${spec} does not exist`);
-    const manifestPath = path.join(path.dirname(spec), 'manifest.json');
-    const manifest = await fs.readFile(manifestPath, 'utf8').then((t) => JSON.parse(t) as ModelManifest, () => null);
-    if (!manifest || !Array.isArray(manifest.classes) || typeof manifest.input?.size !== 'number') {
-      throw new EvalCommandError('MODEL_NOT_FOUND', `${spec} has no readable qatserve manifest.json beside it (export directories hold both)`);
-    }
+    const manifestPath = path.join(path.dirname(spec), MANIFEST_FILE);
+    const raw: unknown = await fs.readFile(manifestPath, 'utf8').then((t) => JSON.parse(t) as unknown, () => undefined);
+    if (raw === undefined) throw new EvalCommandError('MODEL_NOT_FOUND', `${spec} has no readable ${MANIFEST_FILE} beside it (export directories hold both)`);
+    const { manifest, problem } = parseManifest(raw);
+    if (!manifest) throw new EvalCommandError('MODEL_MANIFEST_INVALID', `${manifestPath} is not a qatserve model manifest: ${problem}`);
     return { name: spec, onnxPath: spec, manifest };
   }
   const { openDatabase } = await import('../db/database.js');

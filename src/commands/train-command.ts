@@ -5,11 +5,12 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ZodError } from 'zod';
-import { defaultTrainThreads, SettingsSchema } from '../config/settings.js';
+import type { Settings } from '../config/settings.js';
 import { resolveTrainingConfig } from '../config/training-config.js';
+import { selectBackend } from '../ml/backend.js';
 import { runTraining } from '../ml/train.js';
 import type { EvalMetric, StepMetric, TrainStartInfo } from '../ml/train-api.js';
-import { logParts } from '../logger.js';
+import { logParts, type Logger } from '../logger.js';
 
 export interface TrainCommandArgs {
   configPath: string;
@@ -52,12 +53,8 @@ async function readConfig(file: string) {
   }
 }
 
-/** TRAIN_THREADS from the environment (checked as the settings check it), else every core. */
-function trainThreadsFromEnv(): number {
-  const parsed = SettingsSchema.shape.TRAIN_THREADS.safeParse(process.env.TRAIN_THREADS);
-  if (!parsed.success) throw new TrainCommandError('CONFIG_INVALID', `TRAIN_THREADS=${process.env.TRAIN_THREADS}: expected an integer from 1 to 256`);
-  return parsed.data ?? defaultTrainThreads('worker');
-}
+/** The settings `qatserve train` uses (src/config/settings.ts; the CLI passes its own). */
+export type TrainCommandSettings = Pick<Settings, 'dataRoot' | 'dataRootExplicit' | 'trainThreads' | 'engine'>;
 
 function fmtDuration(s: number): string {
   if (!Number.isFinite(s)) return '?';
@@ -84,12 +81,14 @@ function evalLine(e: EvalMetric): string {
     (e.floatTop1 !== undefined ? ` float top-1 ${pct(e.floatTop1)}` : '');
 }
 
-export async function runTrainCommand(args: TrainCommandArgs): Promise<void> {
+export async function runTrainCommand(args: TrainCommandArgs, settings: TrainCommandSettings): Promise<void> {
   const config = await readConfig(args.configPath);
-  const threads = trainThreadsFromEnv();
+  const threads = settings.trainThreads;
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const workDir = path.resolve(args.workDir ?? path.join('runs', `${config.name}-${stamp}`));
-  const dataRoot = path.resolve(args.dataRoot ?? process.env.DATA_ROOT ?? '.');
+  // --data-root, else DATA_ROOT, else the working directory (not the service's <DATA_DIR>/datasets:
+  // a local run reads the folders next to it).
+  const dataRoot = path.resolve(args.dataRoot ?? (settings.dataRootExplicit ? settings.dataRoot : '.'));
   const err = process.stderr;
   const tty = err.isTTY;
   let info: TrainStartInfo | null = null;
@@ -115,12 +114,17 @@ export async function runTrainCommand(args: TrainCommandArgs): Promise<void> {
   process.on('SIGINT', sigint);
   process.on('SIGTERM', sigterm);
   const sayLine = (prefix: string) => (a: object | string, b?: string) => say(prefix + logParts(a, b).msg);
+  const logger: Logger = { info: sayLine(''), warn: sayLine('warning: '), error: sayLine('error: ') };
   try {
+    // The engine as the settings say (QATSERVE_WASM_SIMD); runTraining keeps this choice.
+    await selectBackend({ logger, wasmSimd: settings.engine.wasmSimd });
     const result = await runTraining({
       config, workDir, dataRoot, resumeFrom: args.resume ?? null, signal: ac.signal,
-      // TRAIN_THREADS as for a worker: with 2 or more, batches render in a thread of their own.
+      // TRAIN_THREADS as for a worker: each step split over that many threads and, with 2 or
+      // more, batches rendered in a thread of their own.
       dataThread: threads >= 2,
-      logger: { info: sayLine(''), warn: sayLine('warning: '), error: sayLine('error: ') },
+      stepThreads: threads,
+      logger,
       callbacks: {
         onStart: (i) => {
           info = i;

@@ -15,7 +15,10 @@ export const SettingsSchema = z.object({
   REDIS_URL: z.string().optional().describe('Unset means "redis://127.0.0.1:6379" (and `serve` may start a redis-server child).'),
   DATA_DIR: z.string().default('./data').describe('Local data: the SQLite file, workers\' scratch under `work/`, the API\'s model cache under `cache/models/`.'),
   ARTIFACTS_DIR: z.string().optional().describe('Root of the `fs` artifact store. Unset: `<DATA_DIR>/artifacts`.'),
-  DATA_ROOT: z.string().optional().describe('Where `imagefolder` dataset paths are resolved (and must stay). Unset: `<DATA_DIR>/datasets`.'),
+  DATA_ROOT: z
+    .string()
+    .optional()
+    .describe('Where `imagefolder` dataset paths are resolved (and must stay). Unset: `<DATA_DIR>/datasets` (for `qatserve train`: the working directory).'),
   BODY_LIMIT: int(1024 * 1024, 1).describe('Largest accepted JSON body in bytes (413 above it).'),
   QUEUE_PREFIX: z.string().min(1).optional().describe('Bull key prefix (and cancel channel). Unset: derived from the database\'s deployment id, so deployments sharing one Redis never see each other\'s jobs.'),
   ARTIFACT_STORE: z.enum(['fs', 'postgres']).default('fs').describe('Where models, checkpoints and manifests live: `fs` (under ARTIFACTS_DIR) or `postgres` (in DATABASE_URL\'s database).'),
@@ -45,7 +48,7 @@ export const SettingsSchema = z.object({
    * thread of its own while the step trains. Default: every core for `qatserve worker`, one fewer
    * under `qatserve serve`, so /v1/predict keeps a core (see defaultTrainThreads).
    */
-  TRAIN_THREADS: z.coerce.number().int().min(1).max(256).optional().describe('CPU threads a training job may use. Unset: all cores for `worker`, cores - 1 under `serve` (so /v1/predict keeps one). With 2 or more, the next batch is decoded and augmented in a separate thread while the step trains; the step itself still runs on one thread.'),
+  TRAIN_THREADS: z.coerce.number().int().min(1).max(256).optional().describe('CPU threads a training job may use. Unset: all cores for `worker` and `train`, cores - 1 under `serve` (so /v1/predict keeps one). A training step large enough to pay (1.0 at 224 px, not 0.35 at 32 px) is split over that many threads (data-parallel, batch norm over the whole batch; wasm and cpu backends); with 2 or more, the next batch is also decoded and augmented in a separate thread while the step trains.'),
 
   // --- serving (src/serving) ---
   PREDICT_WORKERS: int(2, 1).describe('Inference worker threads, one ORT intra-op thread each.'),
@@ -105,6 +108,8 @@ export interface Settings {
   dataDir: string;
   artifactsDir: string;
   dataRoot: string;
+  /** Whether DATA_ROOT was given (`qatserve train` defaults to the working directory instead). */
+  dataRootExplicit: boolean;
   bodyLimit: number;
   /** QUEUE_PREFIX, or (after bindDeployment) the one derived from the deployment id. */
   queuePrefix: string;
@@ -118,8 +123,10 @@ export interface Settings {
   modelCacheDir: string;
   modelCacheMaxBytes: number;
   jobTimeoutMs: number;
-  /** CPU threads a training job may keep busy (TRAIN_THREADS). */
+  /** CPU threads a training job may keep busy (TRAIN_THREADS, else defaultTrainThreads('worker')). */
   trainThreads: number;
+  /** Whether TRAIN_THREADS was given (`serve` gives its worker one core fewer otherwise). */
+  trainThreadsExplicit: boolean;
   reconcileIntervalMs: number;
   lockDurationMs: number;
   stalledIntervalMs: number;
@@ -127,20 +134,37 @@ export interface Settings {
   shutdownTimeoutMs: number;
   /** QATSERVE_SKIP_MIGRATE: a worker started by `serve` leaves migrations to it. */
   skipMigrate: boolean;
+  /** How the tfjs engine runs training and export (the worker passes these to its training thread). */
+  engine: EngineSettings;
   auth: 'auto' | 'on' | 'off';
   trustProxy: boolean | number | string[];
   limits: LimitSettings;
   serving: ServingSettings;
 }
 
-/**
- * The settings the tfjs layer reads itself: the training thread and the CLI's ML commands have no
- * Settings object, and these must not depend on the rest of the environment being valid.
- */
 const EngineSettingsSchema = SettingsSchema.pick({ TFJS_BACKEND: true, QATSERVE_FUSED_OPS: true, QATSERVE_WASM_SIMD: true });
-export type EngineSettings = z.infer<typeof EngineSettingsSchema>;
+
+/** The tfjs engine's switches (TFJS_BACKEND, QATSERVE_FUSED_OPS, QATSERVE_WASM_SIMD), read. */
+export interface EngineSettings {
+  /** The backend that must start (as given, e.g. `wasm`); undefined: the first that starts. */
+  backend: string | undefined;
+  /** The wasm-training module's fused QAT ops (QATSERVE_FUSED_OPS is not `off`). */
+  fusedOps: boolean;
+  /** The wasm-training kernels' SIMD paths (QATSERVE_WASM_SIMD is not `0`). */
+  wasmSimd: boolean;
+}
+
+function toEngine(e: z.infer<typeof EngineSettingsSchema>): EngineSettings {
+  return { backend: e.TFJS_BACKEND, fusedOps: (e.QATSERVE_FUSED_OPS ?? '').toLowerCase() !== 'off', wasmSimd: e.QATSERVE_WASM_SIMD !== '0' };
+}
+
+/**
+ * The engine settings alone, for what runs the ML code without the rest of the settings: the
+ * backend selection's defaults (src/ml/backend.ts) and the benches. These must not depend on the
+ * rest of the environment being valid.
+ */
 export function engineSettings(env: NodeJS.ProcessEnv = process.env): EngineSettings {
-  return EngineSettingsSchema.parse(env);
+  return toEngine(EngineSettingsSchema.parse(env));
 }
 
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
@@ -182,6 +206,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     dataDir,
     artifactsDir: path.resolve(e.ARTIFACTS_DIR ?? path.join(dataDir, 'artifacts')),
     dataRoot: path.resolve(e.DATA_ROOT ?? path.join(dataDir, 'datasets')),
+    dataRootExplicit: e.DATA_ROOT !== undefined,
     bodyLimit: e.BODY_LIMIT,
     queuePrefix: e.QUEUE_PREFIX ?? '',
     queuePrefixExplicit: e.QUEUE_PREFIX !== undefined,
@@ -192,12 +217,14 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     modelCacheMaxBytes: e.MODEL_CACHE_MAX_MB * MB,
     jobTimeoutMs: e.JOB_TIMEOUT_MS,
     trainThreads: e.TRAIN_THREADS ?? defaultTrainThreads('worker'),
+    trainThreadsExplicit: e.TRAIN_THREADS !== undefined,
     reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
     lockDurationMs: e.LOCK_DURATION_MS,
     stalledIntervalMs: e.STALLED_INTERVAL_MS,
     maxStalledCount: e.MAX_STALLED_COUNT,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     skipMigrate: Boolean(e.QATSERVE_SKIP_MIGRATE),
+    engine: toEngine(e),
     auth: e.AUTH,
     trustProxy: parseTrustProxy(e.TRUST_PROXY),
     limits: {

@@ -10,11 +10,7 @@
 //   const batches = openTrainBatches(ds, { batchSize, seed, augment, shuffle: true, dropLast }, { onWarning });
 //   for await (const b of batches.epoch(epochIndex, startStepInEpoch)) { ...b.x is valid until the next batch }
 //   await batches.close();
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import { startThread } from '../start-thread.js';
 import { epochBatches, type EpochBatch } from './batching.js';
 import type { DataWarning } from './errors.js';
 import type { Dataset } from './index.js';
@@ -78,29 +74,13 @@ export function inlineTrainBatches(ds: Dataset, o: TrainBatchOptions): TrainBatc
   };
 }
 
-/**
- * The compiled worker beside this file; when running from the .ts sources (tsx, vitest) there is
- * none, and a bootstrap registers tsx's loader in the thread before importing the .ts worker, so
- * tests exercise the code they import. (Node 20 ignores `--import tsx` in a worker's execArgv.)
- */
-function startWorker(input: ThreadInput): Worker {
-  const js = new URL('./batch-thread-worker.js', import.meta.url);
-  if (existsSync(fileURLToPath(js))) return new Worker(js, { workerData: input });
-  // The ESM build of tsx's API (require.resolve would give the CJS build, which cannot load it).
-  const tsxDir = path.dirname(createRequire(import.meta.url).resolve('tsx/package.json'));
-  const tsx = pathToFileURL(path.join(tsxDir, 'dist/esm/api/index.mjs')).href;
-  const ts = new URL('./batch-thread-worker.ts', import.meta.url).href;
-  const boot = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(ts)}); })`;
-  return new Worker(boot, { eval: true, workerData: input });
-}
-
 type Waiter = { resolve: (r: IteratorResult<EpochBatch>) => void; reject: (e: Error) => void };
 
 export function threadedTrainBatches(ds: Dataset, o: TrainBatchOptions, onWarning: (w: DataWarning) => void): TrainBatches {
   const source = ds.train.source;
   if (!source) throw new TypeError('threadedTrainBatches: this split has no plain-data source');
   const input: ThreadInput = { ...o, source, budget: ds.budget.shared, slots: RING_SLOTS };
-  const worker = startWorker(input);
+  const worker = startThread(import.meta.url, 'batch-thread-worker', input);
   const send = (m: ToBatchThread, transfer: ArrayBuffer[] = []) => worker.postMessage(m, transfer);
   const release = (x: ArrayBuffer) => {
     if (!failure && !closed) send({ type: 'release', x }, [x]);

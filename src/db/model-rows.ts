@@ -2,37 +2,81 @@
 // where its files are in the artifact store (keys, never paths), their size and sha256, and what
 // the export measured. The worker writes it (src/jobs/job-lifecycle.ts, inside the transaction
 // that marks the job succeeded); the API reads and promotes it (src/serving/model-store.ts).
+import { z } from 'zod';
+import { ManifestAccuracy, ManifestInput, ModelManifest } from '../export/manifest.js';
 import type { Prisma, Tx } from './database.js';
 
-export interface ModelRecord {
+/**
+ * What a Model row records of its manifest, each field the manifest's own schema piece: the
+ * export's figures are copied once, by newModelFromManifest, and the API's ModelSummary extends
+ * this. The accuracy columns are nullable in the Prisma schema, so their copies here are too.
+ */
+export const ModelFacts = z.object({
+  jobId: ModelManifest.shape.jobId,
+  inputSize: ManifestInput.shape.size,
+  classes: ModelManifest.shape.classes,
+  sizeBytes: ModelManifest.shape.sizeBytes,
+  float32SizeBytes: ModelManifest.shape.float32SizeBytes,
+  sha256: ModelManifest.shape.sha256,
+  floatTop1: ManifestAccuracy.shape.floatTop1.nullable().describe("Top-1 of the fake-quant (tfjs) model on the export's verification images."),
+  int8Top1: ManifestAccuracy.shape.int8Top1.nullable().describe("Top-1 of the int8 ONNX file on the export's verification images."),
+  agreement: ManifestAccuracy.shape.agreement
+    .nullable()
+    .describe('Share of verification images where the int8 file and the fake-quant model agree on the top-1 class.'),
+});
+export type ModelFacts = z.infer<typeof ModelFacts>;
+
+/** Where the model's files are in the artifact store (keys, never paths), and its id. */
+export interface ModelKeys {
   id: string;
-  jobId: string;
-  createdAt: Date;
   /** Artifact store key of model.onnx. */
   onnxKey: string;
   /** Artifact store key of manifest.json. */
   manifestKey: string;
-  sizeBytes: number;
-  float32SizeBytes: number;
-  sha256: string;
-  inputSize: number;
-  classes: string[];
-  floatTop1: number | null;
-  int8Top1: number | null;
-  agreement: number | null;
+}
+
+/** What the worker records after a verified export: newModelFromManifest builds it. */
+export type NewModel = ModelKeys & ModelFacts;
+
+export type ModelRecord = NewModel & {
+  createdAt: Date;
   promotedAt: Date | null;
   /**
    * Whether the model may serve without a promotion: its job was created by an admin key or with
    * auth off (absent: true). A `train` key's models serve only once an admin promotes them.
    */
   autoServe?: boolean;
-}
-
-/** What the worker records after a verified export. */
-export type NewModel = Omit<ModelRecord, 'createdAt' | 'promotedAt' | 'autoServe'>;
+};
 
 /** The row as both providers return it: classes as JSON text. */
 export type ModelRow = Omit<ModelRecord, 'classes'> & { classes: string };
+
+/** The Model row of an exported model: its manifest's figures, at the given keys. */
+export function newModelFromManifest(m: ModelManifest, keys: ModelKeys): NewModel {
+  return {
+    ...keys,
+    jobId: m.jobId,
+    inputSize: m.input.size,
+    classes: [...m.classes],
+    sizeBytes: m.sizeBytes,
+    float32SizeBytes: m.float32SizeBytes,
+    sha256: m.sha256,
+    floatTop1: m.accuracy.floatTop1,
+    int8Top1: m.accuracy.int8Top1,
+    agreement: m.accuracy.agreement,
+  };
+}
+
+/**
+ * Why a manifest read back for a Model row does not describe that row's model (null: it does).
+ * Compared: the file's sha256 and what decides a prediction (input size, classes); a mismatch means
+ * the stored manifest was replaced or edited after the export.
+ */
+export function manifestMismatch(record: ModelRecord, m: ModelManifest): string | null {
+  const expected = newModelFromManifest(m, { id: record.id, onnxKey: record.onnxKey, manifestKey: record.manifestKey });
+  const differs = (['sha256', 'inputSize', 'classes'] as const).filter((k) => JSON.stringify(expected[k]) !== JSON.stringify(record[k]));
+  return differs.length ? `its manifest does not describe its recorded model (${differs.join(', ')} differ)` : null;
+}
 
 /** Include the job's model when reading jobs (the job view shows it). */
 export const JOB_WITH_MODEL = { model: true } as const;

@@ -9,9 +9,8 @@ import { inWasmPhase } from '../ml/wasm-abort.js';
 import { quantGraphToQdqOnnx } from './onnx-qdq.js';
 import { runIntegerReference } from './qdq-reference.js';
 import type { Logger } from '../logger.js';
+import type { WeightEncoding } from './manifest.js';
 import { compareLogits, ExportVerificationError, nhwcToNchw, OnnxRunner, verificationFailure, type LogitComparison } from './verify.js';
-
-export type WeightEncoding = 'int8' | 'uint8';
 
 
 /** One ONNX file being considered, its ORT session, and its logits on the verification images. */

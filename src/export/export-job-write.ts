@@ -6,13 +6,10 @@ import path from 'node:path';
 import { FLATTEN_BACKGROUND } from '../data/index.js';
 import type { TrainedModel } from '../ml/index.js';
 import type { QuantGraph } from '../ml/quant-graph.js';
-import { expectedKernels, type FusionReport } from './fusion-check.js';
-import { MANIFEST_FORMAT, MANIFEST_VERSION, type ModelEvaluation, type ModelManifest } from './manifest.js';
+import { expectedKernels } from './fusion-check.js';
+import { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, MODEL_FILE, ModelManifest, type FusionReport, type ModelEvaluation } from './manifest.js';
 import { ONNX_OPSET } from './onnx-qdq.js';
 import type { Verified } from './export-job-verify.js';
-
-export const MODEL_FILE = 'model.onnx';
-export const MANIFEST_FILE = 'manifest.json';
 
 /** The manifest of the chosen candidate: its file, preprocessing, quantization and measured accuracy. */
 export function buildManifest(args: {
@@ -86,6 +83,8 @@ async function writeAtomic(file: string, data: Uint8Array | string): Promise<voi
 
 /** Writes model.onnx, then manifest.json (removing the model again if the manifest fails). */
 export async function writeModelFiles(outDir: string, bytes: Uint8Array, manifest: ModelManifest): Promise<{ onnxPath: string; manifestPath: string }> {
+  // Checked as every reader checks it, so an export never ships a manifest the server would refuse.
+  ModelManifest.parse(manifest);
   await mkdir(outDir, { recursive: true });
   const onnxPath = path.join(outDir, MODEL_FILE);
   const manifestPath = path.join(outDir, MANIFEST_FILE);

@@ -11,7 +11,7 @@ import { loadTrainedModel } from '../ml/index.js';
 import { loadDataset } from '../data/index.js';
 import { quantGraphToFloatOnnx } from './onnx-qdq.js';
 import { expectedKernels, fusionReport, optimizedOpCounts } from './fusion-check.js';
-import type { ModelEvaluation } from './manifest.js';
+import type { ModelManifest, WeightEncoding } from './manifest.js';
 import { DEFAULT_MAX_LOGIT_DIFF_STEPS, DEFAULT_MIN_AGREEMENT, ExportVerificationError } from './verify.js';
 import {
   buildCandidates,
@@ -20,7 +20,6 @@ import {
   encodingsFor,
   releaseCandidates,
   type Candidate,
-  type WeightEncoding,
 } from './export-job-verify.js';
 import { chanceWarning, evaluateOnnxOnSplit, verificationAccuracy } from './export-job-evaluate.js';
 import { buildManifest, writeModelFiles } from './export-job-write.js';
@@ -57,25 +56,14 @@ export interface ExportJobOptions {
   onWarning?: (w: { code: string; message: string }) => void;
 }
 
+/**
+ * The written files and their manifest. Everything the export measured is in the manifest, so the
+ * worker records the Model row from it (src/db/model-rows.ts newModelFromManifest), never from a copy.
+ */
 export interface ExportJobResult {
   onnxPath: string;
   manifestPath: string;
-  sizeBytes: number;
-  float32SizeBytes: number;
-  sha256: string;
-  inputSize: number;
-  classes: string[];
-  floatTop1: number;
-  int8Top1: number;
-  agreement: number;
-  maxLogitDiffSteps: number;
-  /** Largest |ORT - integer reference| over `referenceImages` images, in logit steps (null: skipped). */
-  maxStepsVsIntegerReference: number | null;
-  weightEncoding: WeightEncoding;
-  weightBits: 7 | 8;
-  /** The int8 file on the whole validation split (manifest.evaluation). */
-  evaluation: ModelEvaluation;
-  warnings: Array<{ code: string; message: string }>;
+  manifest: ModelManifest;
 }
 
 /** `count` indices spread evenly over [0, length), so class-ordered splits are covered. */
@@ -123,23 +111,7 @@ export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobR
     const manifest = buildManifest({ jobId: opts.jobId, model, graph, verified, accuracy, evaluation, warnings, fusion, float32SizeBytes });
     const { onnxPath, manifestPath } = await writeModelFiles(opts.outDir, verified.chosen.bytes, manifest);
     log.info({ onnxPath, sizeBytes: manifest.sizeBytes, float32SizeBytes, ...accuracy, weightEncoding: verified.chosen.encoding, weightBits }, 'export: model written');
-    return {
-      onnxPath,
-      manifestPath,
-      sizeBytes: manifest.sizeBytes,
-      float32SizeBytes,
-      sha256: manifest.sha256,
-      inputSize: model.inputSize,
-      classes: manifest.classes,
-      ...accuracy,
-      agreement: verified.comparison.agreement,
-      maxLogitDiffSteps: verified.comparison.maxLogitDiffSteps,
-      maxStepsVsIntegerReference: verified.maxStepsVsIntegerReference,
-      weightEncoding: verified.chosen.encoding,
-      weightBits,
-      evaluation,
-      warnings,
-    };
+    return { onnxPath, manifestPath, manifest };
   } finally {
     await releaseCandidates(candidates);
     model.dispose();

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { decodeModel } from './onnx-proto.js';
+import type { FusionReport } from './manifest.js';
 
 export type OpCounts = Record<string, number>;
 
@@ -35,17 +36,8 @@ export async function optimizedOpCounts(modelBytes: Uint8Array): Promise<OpCount
   }
 }
 
-export interface FusionReport {
-  convs: number;
-  qlinearConvs: number;
-  floatConvs: number;
-  qlinearAdds: number;
-  adds: number;
-  qlinearGlobalAvgPools: number;
-  qgemms: number;
-  /** Every conv, add, pool and dense layer runs as an integer kernel. */
-  fullyFused: boolean;
-}
+/** The report's shape is part of the manifest (src/export/manifest.ts). */
+export type { FusionReport };
 
 export function fusionReport(ops: OpCounts, expected: { convs: number; adds: number; pools: number; denses: number }): FusionReport {
   const report = {

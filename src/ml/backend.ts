@@ -32,12 +32,14 @@ async function tryTensorflow(): Promise<string | null> {
   }
 }
 
-async function tryWasm(): Promise<string | null> {
+type WasmTrainingModule = { registerWasmTrainingKernels?: (opts?: { simd?: boolean }) => void; simdEnabled?: () => boolean };
+
+async function tryWasm(simd: boolean | undefined): Promise<string | null> {
   try {
     await import('@tensorflow/tfjs-backend-wasm');
-    const training = (await import(WASM_TRAINING)) as { registerWasmTrainingKernels?: () => void };
+    const training = (await import(WASM_TRAINING)) as WasmTrainingModule;
     if (typeof training.registerWasmTrainingKernels !== 'function') return 'wasm-training module has no registerWasmTrainingKernels';
-    training.registerWasmTrainingKernels();
+    training.registerWasmTrainingKernels({ simd });
     return (await tf.setBackend('wasm')) ? null : 'setBackend(wasm) failed';
   } catch (e) {
     return (e as Error).message.split('\n')[0] ?? 'import failed';
@@ -46,17 +48,33 @@ async function tryWasm(): Promise<string | null> {
 
 let chosen: BackendName | null = null;
 
+export interface SelectBackendOptions {
+  logger?: Logger;
+  /** The backend that must start (default: TFJS_BACKEND, else the first that starts). */
+  prefer?: BackendName;
+  /**
+   * The wasm-training kernels' SIMD paths (QATSERVE_WASM_SIMD, which the callers read from the
+   * settings: this module never reads it). Applied whenever given, also to an earlier choice of
+   * wasm; not given: left as it is (on, unless a caller turned it off).
+   */
+  wasmSimd?: boolean;
+}
+
 /**
  * Selects and initialises the backend (once per process; later calls return the first choice
- * unless `force` names another). `TFJS_BACKEND=tensorflow|wasm|cpu` overrides the order and fails
+ * unless `prefer` names another). `TFJS_BACKEND=tensorflow|wasm|cpu` overrides the order and fails
  * loudly when that backend cannot start.
  */
-export async function selectBackend(opts: { logger?: Logger; prefer?: BackendName } = {}): Promise<BackendName> {
-  const env = (opts.prefer ?? engineSettings().TFJS_BACKEND ?? '').trim().toLowerCase();
-  if (chosen && (!env || env === chosen)) return chosen;
+export async function selectBackend(opts: SelectBackendOptions = {}): Promise<BackendName> {
+  const env = (opts.prefer ?? engineSettings().backend ?? '').trim().toLowerCase();
+  if (chosen && (!env || env === chosen)) {
+    if (chosen === 'wasm' && opts.wasmSimd !== undefined)
+      ((await import(WASM_TRAINING)) as WasmTrainingModule).registerWasmTrainingKernels?.({ simd: opts.wasmSimd });
+    return chosen;
+  }
   const tryers: Record<BackendName, () => Promise<string | null>> = {
     tensorflow: tryTensorflow,
-    wasm: tryWasm,
+    wasm: () => tryWasm(opts.wasmSimd),
     cpu: async () => ((await tf.setBackend('cpu')) ? null : 'setBackend(cpu) failed'),
   };
   if (env) {
@@ -80,7 +98,9 @@ export async function selectBackend(opts: { logger?: Logger; prefer?: BackendNam
   }
   await tf.ready();
   const ops = await installFusedOps(opts.logger);
-  opts.logger?.info({ backend: chosen, tfBackend: TF_NAME[chosen], qatOps: ops }, `tfjs backend: ${chosen} (QAT ops: ${ops})`);
+  const simd = chosen === 'wasm' ? ((await import(WASM_TRAINING)) as WasmTrainingModule).simdEnabled?.() : undefined;
+  const detail = simd === undefined ? '' : `, SIMD ${simd ? 'on' : 'off'}`;
+  opts.logger?.info({ backend: chosen, tfBackend: TF_NAME[chosen], qatOps: ops, wasmSimd: simd }, `tfjs backend: ${chosen} (QAT ops: ${ops}${detail})`);
   return chosen;
 }
 
@@ -90,15 +110,15 @@ export async function selectBackend(opts: { logger?: Logger; prefer?: BackendNam
  * QATSERVE_FUSED_OPS=off keeps the stock ops (for comparisons and bisecting).
  */
 async function installFusedOps(logger?: Logger): Promise<string> {
-  if ((engineSettings().QATSERVE_FUSED_OPS ?? '').toLowerCase() === 'off') {
+  if (!engineSettings().fusedOps) {
     useQatOps(null);
     return 'stock';
   }
   try {
     const m = (await import(WASM_TRAINING)) as Partial<QatOps> & { registerQatOps?: () => void };
-    if (!m.registerQatOps || !m.fakeQuantAct || !m.fakeQuantWeight || !m.batchNormTrain) return 'stock';
+    if (!m.registerQatOps || !m.fakeQuantAct || !m.fakeQuantWeight || !m.batchNormTrain || !m.range) return 'stock';
     m.registerQatOps();
-    useQatOps({ fakeQuantAct: m.fakeQuantAct, fakeQuantWeight: m.fakeQuantWeight, batchNormTrain: m.batchNormTrain }, 'wasm-training');
+    useQatOps({ fakeQuantAct: m.fakeQuantAct, fakeQuantWeight: m.fakeQuantWeight, batchNormTrain: m.batchNormTrain, range: m.range }, 'wasm-training');
     return 'wasm-training';
   } catch (e) {
     logger?.info(`fused QAT ops unavailable, using stock tfjs ops: ${(e as Error).message.split('\n')[0]}`);

@@ -29,6 +29,10 @@ import { tf } from './tf.js';
 import { weightScales } from './fake-quant.js';
 import { effectiveDecay } from './ema-range.js';
 import { qatOps } from './qat-ops.js';
+import { activeCollective } from './data-parallel/step-collective.js';
+import { ownedF32 } from './tensor-memory.js';
+
+const f = Math.fround;
 
 /** Keras MobileNetV2's BN epsilon. */
 export const BN_EPS = 1e-3;
@@ -98,16 +102,10 @@ export function foldedConvBn(x: tf.Tensor4D, w: tf.Variable, bn: BnState, opts: 
   const z = rawConv(x, wq, opts.kind, opts.stride, opts.pad);
   if (opts.batchStats) {
     const { y, mean, variance } = ops.batchNormTrain(z, bn.gamma as tf.Tensor1D, bn.beta as tf.Tensor1D, BN_EPS);
-    const count = z.size / z.shape[3];
+    // Rows behind the statistics: the whole batch's when it is split over threads.
+    const count = (z.size / z.shape[3]) * (activeCollective()?.batchScale ?? 1);
     const unbiased = count > 1 ? count / (count - 1) : 1;
-    const mom = opts.runningMomentum ?? BN_MOMENTUM;
-    tf.tidy(() => {
-      const m = tf.add(tf.mul(bn.runMean, mom), tf.mul(mean, 1 - mom));
-      const v = tf.add(tf.mul(bn.runVar, mom), tf.mul(variance, (1 - mom) * unbiased));
-      // The statistics are not trained: cut them from the tape by copying the values.
-      bn.runMean.assign(tf.tensor1d(m.dataSync() as Float32Array));
-      bn.runVar.assign(tf.tensor1d(v.dataSync() as Float32Array));
-    });
+    updateRunningStats(bn, mean, variance, opts.runningMomentum ?? BN_MOMENTUM, unbiased);
     return y as tf.Tensor4D;
   }
   const k = tf.mul(bn.gamma, tf.rsqrt(tf.add(bn.runVar, BN_EPS)));
@@ -119,6 +117,34 @@ export function foldedConvBn(x: tf.Tensor4D, w: tf.Variable, bn: BnState, opts: 
     bias = quantizeBias(bias, tf.mul(ws, opts.biasInputScale));
   }
   return tf.add<tf.Tensor4D>(tf.mul(z, k), bias);
+}
+
+/**
+ * runMean = runMean*mom + mean*(1-mom), runVar = runVar*mom + variance*(1-mom)*unbiased. The
+ * statistics are not trained, so they stay off the tape: written in place where the backend allows
+ * (float32 rounding op for op as the tfjs ops below), else by copying the values into new tensors.
+ */
+function updateRunningStats(bn: BnState, mean: tf.Tensor1D, variance: tf.Tensor1D, mom: number, unbiased: number): void {
+  const keep = f(mom);
+  const mw = f(1 - mom);
+  const vw = f((1 - mom) * unbiased);
+  const batchMean = mean.dataSync() as Float32Array;
+  const batchVar = variance.dataSync() as Float32Array;
+  const rm = ownedF32(bn.runMean);
+  const rv = ownedF32(bn.runVar);
+  if (rm && rv) {
+    for (let j = 0; j < rm.length; j++) {
+      rm[j] = f(f(rm[j] * keep) + f(batchMean[j] * mw));
+      rv[j] = f(f(rv[j] * keep) + f(batchVar[j] * vw));
+    }
+    return;
+  }
+  tf.tidy(() => {
+    const m = tf.add(tf.mul(bn.runMean, mom), tf.mul(mean, 1 - mom));
+    const v = tf.add(tf.mul(bn.runVar, mom), tf.mul(variance, (1 - mom) * unbiased));
+    bn.runMean.assign(tf.tensor1d(m.dataSync() as Float32Array));
+    bn.runVar.assign(tf.tensor1d(v.dataSync() as Float32Array));
+  });
 }
 
 /** round(bias / accScale) * accScale: the int32 bias of the int8 graph, dequantized. */

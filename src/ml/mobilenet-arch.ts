@@ -118,3 +118,19 @@ export function allConvs(arch: ArchSpec): ConvSpec[] {
   out.push(arch.head);
   return out;
 }
+
+/**
+ * Multiply-adds of one image's forward pass through the convolutions (the dense layer is
+ * negligible): the work a training step does per image, about three times this with the backward
+ * pass. Spatial sizes follow the strides with 'same' padding, as the network runs.
+ */
+export function forwardMacsPerImage(arch: ArchSpec): number {
+  let side = arch.inputSize;
+  let macs = 0;
+  for (const c of allConvs(arch)) {
+    side = Math.ceil(side / c.stride);
+    const perPixel = c.kind === 'dw' ? c.k * c.k * c.outC : c.k * c.k * c.inC * c.outC;
+    macs += side * side * perPixel;
+  }
+  return macs;
+}

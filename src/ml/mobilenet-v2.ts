@@ -10,6 +10,7 @@ import { foldedConvBn, quantizeBias, type BnState } from './conv-bn-fold.js';
 import { RangeTracker } from './ema-range.js';
 import { weightQmax, type WeightBits } from './quant-graph.js';
 import { hashSeed } from '../data/rng.js';
+import { activeCollective } from './data-parallel/step-collective.js';
 
 export * from './mobilenet-arch.js';
 import { allConvs, type ArchSpec, type ConvSpec } from './mobilenet-arch.js';
@@ -26,6 +27,11 @@ export interface ForwardMode {
   dropoutSeed?: number;
   /** BN running-stat momentum for this step (training with batch statistics only). */
   bnMomentum?: number;
+  /**
+   * This forward sees rows [offset, offset + n) of a batch of `total` split over threads; dropout
+   * then draws the whole batch's mask and keeps these rows, as one thread would.
+   */
+  rows?: { offset: number; total: number };
 }
 
 let modelCounter = 0;
@@ -101,11 +107,9 @@ export class MobileNetV2 {
   /** Activation quantization point: observe the range (training), then fake-quantize. */
   private q(name: string, x: tf.Tensor, mode: ForwardMode, relu6 = false): tf.Tensor {
     if (mode.observeRanges) {
-      const min = tf.min(x);
-      const max = tf.max(x);
-      this.ranges.observe(name, { min: min.dataSync()[0], max: max.dataSync()[0] });
-      min.dispose();
-      max.dispose();
+      const batch = qatOps().range(x);
+      // Split over threads: the range of the whole batch, so every replica's EMA stays the same.
+      this.ranges.observe(name, activeCollective()?.minMax(batch.min, batch.max) ?? batch);
     }
     if (!mode.fakeQuant) return x;
     const p = this.qparams(name, relu6);
@@ -169,7 +173,7 @@ export class MobileNetV2 {
     x = conv(x, this.arch.head);
     let pooled = this.q('pool', tf.mean(x, [1, 2]), mode) as tf.Tensor2D;
     if (mode.training && this.arch.dropout > 0) {
-      pooled = tf.dropout(pooled, this.arch.dropout, undefined, mode.dropoutSeed) as tf.Tensor2D;
+      pooled = batchDropout(pooled, this.arch.dropout, mode.dropoutSeed, mode.rows);
     }
     const d = this.arch.dense;
     const wRaw = this.v(`${d.name}/w`);
@@ -185,6 +189,18 @@ export class MobileNetV2 {
     for (const p of this.params.values()) p.variable.dispose();
     this.params.clear();
   }
+}
+
+/**
+ * tf.dropout, with the mask drawn for the whole batch when x is rows [offset, offset + n) of it:
+ * the same mask rows one thread would have used (tf.dropout's own formula, so equal to it when x
+ * is the whole batch).
+ */
+export function batchDropout(x: tf.Tensor2D, rate: number, seed: number | undefined, rows?: { offset: number; total: number }): tf.Tensor2D {
+  if (!rows || (rows.offset === 0 && rows.total === x.shape[0])) return tf.dropout(x, rate, undefined, seed) as tf.Tensor2D;
+  const keep = 1 - rate;
+  const u = tf.slice(tf.randomUniform([rows.total, x.shape[1]], 0, 1, 'float32', seed), [rows.offset, 0], [x.shape[0], x.shape[1]]);
+  return tf.mul(x, tf.div(tf.floor(tf.add(u, keep)), keep));
 }
 
 /** Names of the quantization points that are ReLU6 outputs (their grid stays inside [0, 6]). */

@@ -5,7 +5,8 @@
 // 'wasm' and 'cpu'; backend.ts installs them when that module loads. Same semantics either way:
 //   fakeQuantAct:    clip(round(x / scale), -zp, 255 - zp) * scale, STE gradient zero outside;
 //   fakeQuantWeight: per-channel symmetric, scale max|w| / qmax (127 or 63), identity gradient;
-//   batchNormTrain:  BN with biased batch statistics over all axes but the last.
+//   batchNormTrain:  BN with biased batch statistics over all axes but the last;
+//   range:           the smallest and largest element, as numbers (activation-range observers).
 import { tf } from './tf.js';
 import { fakeQuantAct, fakeQuantWeight } from './fake-quant.js';
 
@@ -20,6 +21,7 @@ export interface QatOps {
   /** `qmax` is required so an implementation that ignored it could not silently train on 127. */
   fakeQuantWeight(w: tf.Tensor, channelAxis: number, qmax: number): tf.Tensor;
   batchNormTrain(z: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number): BatchNormTrainResult;
+  range(x: tf.Tensor): { min: number; max: number };
 }
 
 function stockBatchNormTrain(z: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number): BatchNormTrainResult {
@@ -37,6 +39,7 @@ export const STOCK_QAT_OPS: QatOps = {
   fakeQuantAct: (x, scale, zeroPoint) => fakeQuantAct(x, { scale, zeroPoint }),
   fakeQuantWeight,
   batchNormTrain: stockBatchNormTrain,
+  range: (x) => tf.tidy(() => ({ min: tf.min(x).dataSync()[0], max: tf.max(x).dataSync()[0] })),
 };
 
 let active: QatOps = STOCK_QAT_OPS;

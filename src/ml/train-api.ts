@@ -79,6 +79,15 @@ export interface TrainOptions {
    * renders them on the training thread between steps (the synchronous pipeline).
    */
   dataThread?: boolean;
+  /**
+   * Threads each training step is split over (data-parallel, batch norm over the whole batch;
+   * default 1). Used on the wasm and cpu backends with the fused QAT ops; capped at the batch size,
+   * and only where each thread's share of a step is large enough to pay (MIN_SPLIT_MACS in
+   * train.ts) unless `forceStepSplit`.
+   */
+  stepThreads?: number;
+  /** Split steps even where MIN_SPLIT_MACS says it does not pay (tests, measurements). */
+  forceStepSplit?: boolean;
 }
 
 export interface TrainResult {

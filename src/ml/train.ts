@@ -6,7 +6,7 @@
 import path from 'node:path';
 import { tf } from './tf.js';
 import { selectBackend } from './backend.js';
-import { buildArch, MobileNetV2, type ForwardMode } from './mobilenet-v2.js';
+import { buildArch, forwardMacsPerImage, MobileNetV2, type ForwardMode } from './mobilenet-v2.js';
 import type { ArchSpec } from './mobilenet-arch.js';
 import { MomentumSgd, type SgdParam } from './optimizer.js';
 import { smoothedCrossEntropy } from './loss.js';
@@ -24,6 +24,8 @@ import { hashSeed, loadDataset, NORMALIZATION, openTrainBatches, stepsPerEpoch, 
 import { peakLearningRate, quantDelaySteps, type TrainingConfig } from '../config/training-config.js';
 import type { BackendName, EvalMetric, TrainOptions, TrainResult, TrainWarning } from './train-api.js';
 import { silentLogger, type Logger } from '../logger.js';
+import { qatOpsName } from './qat-ops.js';
+import { DataParallelStep } from './data-parallel/data-parallel-step.js';
 
 export class TrainingError extends Error {
   constructor(
@@ -115,6 +117,8 @@ interface Run {
   stepRate: StepRate;
   /** Training batches, rendered in a separate thread one step ahead (closed when the run ends). */
   batches: TrainBatches;
+  /** The step split over threads (TrainOptions.stepThreads), or null: one thread. */
+  parallel: DataParallelStep | null;
 }
 
 const epochOf = (run: Run, s: number) => (s === 0 ? 0 : Math.ceil(s / run.spe));
@@ -162,9 +166,43 @@ async function setupRun(opts: TrainOptions): Promise<Run> {
     step: 0, lastSavedStep: -1, lastCheckpoint: '', lastTime: performance.now(), stepRate: new StepRate(),
     // Decoding and augmentation of the next batch run in their own thread while a step trains.
     batches: openTrainBatches(ds, { batchSize: T.batchSize, seed: T.seed, shuffle: true, augment: T.augment, dropLast }, { thread: opts.dataThread, onWarning: warn }),
+    parallel: null,
   };
   log.info(`training batches rendered ${run.batches.where === 'thread' ? 'in a separate thread' : 'inline'}`);
+  const world = stepWorld(opts.stepThreads ?? 1, backend, Math.min(T.batchSize, ds.train.length), opts.forceStepSplit ? Infinity : forwardMacsPerImage(arch));
+  if (world > 1) {
+    try {
+      run.parallel = await DataParallelStep.open({ world, backend, model, opt, params: sgdParams, emaDecay: cfg.quantization.emaDecay, seed: T.seed });
+    } catch (err) {
+      await run.batches.close();
+      opt.dispose();
+      model.dispose();
+      throw err;
+    }
+  }
+  log.info(`training steps split over ${world} thread${world > 1 ? 's' : ''}`);
   return run;
+}
+
+/**
+ * Forward multiply-adds each thread's share of a step must reach before a step is split. Every
+ * thread pays the whole step's per-op overhead (tfjs dispatch, ~1,500 ops) and the step adds ~150
+ * synchronisation points, so a split only pays where arithmetic dominates. Measured with
+ * bench/train.ts (QAT img/s, 1 thread -> 2, cores to themselves): 1.0@224 bs8 (1,198M per
+ * thread) 4.7 -> 7.2; 0.35@32 bs16 (9.5M) 316 -> 260.
+ */
+export const MIN_SPLIT_MACS = 200e6;
+
+/**
+ * Threads a step is split over: the ones asked for, where the backend's fused batch norm can share
+ * statistics across threads (wasm, cpu), no more than the rows of a batch, and only where each
+ * thread's share of the arithmetic outweighs the split's overhead (MIN_SPLIT_MACS).
+ */
+export function stepWorld(threads: number, backend: BackendName, rowsPerBatch: number, macsPerImage: number): number {
+  if (backend === 'tensorflow' || qatOpsName() === 'stock') return 1;
+  let world = Math.max(1, Math.min(threads, rowsPerBatch));
+  while (world > 1 && (macsPerImage * rowsPerBatch) / world < MIN_SPLIT_MACS) world--;
+  return world;
 }
 
 /** Weights (and, when resuming, optimizer state and step) from the checkpoint the run starts at. */
@@ -208,10 +246,10 @@ async function trainOneEpoch(run: Run): Promise<'stopped' | 'epoch-end'> {
     const lr = lrAt(run.schedule, run.step);
     let loss: number;
     try {
-      loss = trainStep({
-        model, opt, params: sgdParams, byVarName, x: b.x, y: b.y, n: b.n, size,
-        mode: trainMode(cfg, run.step, run.delaySteps), lr, labelSmoothing: T.labelSmoothing,
-      });
+      const mode = trainMode(cfg, run.step, run.delaySteps);
+      loss = run.parallel
+        ? run.parallel.step({ x: b.x, y: b.y, n: b.n, size, mode, lr, labelSmoothing: T.labelSmoothing })
+        : trainStep({ model, opt, params: sgdParams, byVarName, x: b.x, y: b.y, n: b.n, size, mode, lr, labelSmoothing: T.labelSmoothing });
     } catch (err) {
       throw wasmAbort(run, 'train', err, b.n);
     }
@@ -302,6 +340,7 @@ export async function runTraining(opts: TrainOptions): Promise<TrainResult> {
   };
   try {
     restoreStart(run);
+    await run.parallel?.sync(run.model, run.opt);
     await run.cb.onStart?.({
       backend: run.backend, totalSteps: run.totalSteps, stepsPerEpoch: run.spe, startStep: run.step,
       numTrain: run.ds.train.length, numVal: run.ds.val.length, classes: run.ds.classes,
@@ -323,6 +362,7 @@ export async function runTraining(opts: TrainOptions): Promise<TrainResult> {
     return result(run, 'completed');
   } finally {
     await run.batches.close();
+    await run.parallel?.close();
     run.opt.dispose();
     run.model.dispose();
   }

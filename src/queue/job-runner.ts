@@ -16,11 +16,13 @@ import { checkpointKey, modelPrefix } from '../artifacts/artifact-keys.js';
 import { ArtifactCorruptError, ArtifactNotFoundError, type ArtifactStore } from '../artifacts/artifact-store.js';
 import { downloadPrefix, uploadDir } from '../artifacts/transfer.js';
 import type { Prisma } from '../db/database.js';
+import { newModelFromManifest } from '../db/model-rows.js';
 import type { JobWake } from '../jobs/job-events.js';
 import { claim, OwnershipLostError, type JobOwner } from '../jobs/job-lifecycle.js';
 import type { TrainingConfig } from '../config/training-config.js';
 import type { TrainResult } from '../ml/train-api.js';
-import type { ExportResult, FromThread, ThreadInput, ToThread } from './thread-protocol.js';
+import type { FromThread, ThreadInput, ToThread } from './thread-protocol.js';
+import type { ExportJobResult } from '../export/export-job.js';
 import type { Logger } from '../logger.js';
 
 export interface RunnerContext {
@@ -36,6 +38,8 @@ export interface RunnerContext {
   jobTimeoutMs: number;
   /** CPU threads a job may keep busy (TRAIN_THREADS); 1 keeps batch rendering on the training thread. */
   trainThreads?: number;
+  /** The wasm-training kernels' SIMD paths (QATSERVE_WASM_SIMD; default on). */
+  wasmSimd?: boolean;
   /** Wakes the API's event streams after each write of this job (Redis pub/sub). */
   wake?: JobWake;
 }
@@ -196,6 +200,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
     initFrom: init?.dir ?? null,
     modelDir: path.join(job.scratch, 'model'),
     trainThreads: ctx.trainThreads ?? 1,
+    wasmSimd: ctx.wasmSimd ?? true,
   };
   fs.mkdirSync(input.workDir, { recursive: true });
   log.info(
@@ -313,7 +318,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
     }
   };
 
-  const finish = async (exported: ExportResult): Promise<Outcome> => {
+  const finish = async (exported: ExportJobResult): Promise<Outcome> => {
     const modelId = randomUUID();
     const prefix = modelPrefix(modelId);
     try {
@@ -323,20 +328,13 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
     }
     let outcome: Outcome;
     try {
-      const r = await owner.succeed({
-        id: modelId,
-        jobId,
-        onnxKey: `${prefix}/${path.basename(exported.onnxPath)}`,
-        manifestKey: `${prefix}/${path.basename(exported.manifestPath)}`,
-        sizeBytes: exported.sizeBytes,
-        float32SizeBytes: exported.float32SizeBytes,
-        sha256: exported.sha256,
-        inputSize: exported.inputSize,
-        classes: exported.classes,
-        floatTop1: exported.floatTop1,
-        int8Top1: exported.int8Top1,
-        agreement: exported.agreement,
-      });
+      const r = await owner.succeed(
+        newModelFromManifest(exported.manifest, {
+          id: modelId,
+          onnxKey: `${prefix}/${path.basename(exported.onnxPath)}`,
+          manifestKey: `${prefix}/${path.basename(exported.manifestPath)}`,
+        }),
+      );
       outcome = r.outcome;
       if (r.replacedPrefix) await store.delete(r.replacedPrefix).catch(() => {});
     } catch (err) {
@@ -346,7 +344,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
     }
     // Cancelled while exporting: no Model row points at the files, and none stay behind.
     if (outcome === 'cancelled') await store.delete(prefix).catch((err) => log.warn({ jobId, err }, 'model files of a cancelled job not deleted'));
-    log.info({ jobId, outcome, modelId, int8Top1: exported.int8Top1, agreement: exported.agreement }, 'job finished');
+    log.info({ jobId, outcome, modelId, int8Top1: exported.manifest.accuracy.int8Top1, agreement: exported.manifest.accuracy.agreement }, 'job finished');
     return outcome;
   };
 

@@ -14,13 +14,11 @@ export interface ThreadInput {
   initFrom: string | null;
   /** Where the exported int8 model goes. */
   modelDir: string;
-  /** TRAIN_THREADS: with 2 or more, batches are rendered in a thread of their own. */
+  /** TRAIN_THREADS: threads each step is split over; with 2 or more, batches are also rendered in a thread of their own. */
   trainThreads: number;
+  /** QATSERVE_WASM_SIMD: the wasm-training kernels' SIMD paths (the ML code reads no settings itself). */
+  wasmSimd: boolean;
 }
-
-/** What exportJobModel returns (src/export); the worker stores it as the Model row. */
-/** What the export step sends back: exportJobModel's result, as is (structured-cloned). */
-export type ExportResult = ExportJobResult;
 
 export type ToThread =
   | { type: 'abort' }
@@ -40,5 +38,6 @@ export type FromThread =
   | { type: 'log'; level: 'info' | 'warn'; msg: string; extra?: object }
   | { type: 'trained'; result: TrainResult }
   | { type: 'exporting' }
-  | { type: 'exported'; result: ExportResult }
+  /** exportJobModel's result as is (structured-cloned): the files and their manifest, which the worker records as the Model row. */
+  | { type: 'exported'; result: ExportJobResult }
   | { type: 'error'; phase: 'train' | 'export'; code: string; message: string };

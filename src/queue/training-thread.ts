@@ -3,7 +3,7 @@
 // nothing of Bull, Prisma or Redis.
 import { parentPort, workerData } from 'node:worker_threads';
 import { exportJobModel } from '../export/index.js';
-import { runTraining } from '../ml/index.js';
+import { runTraining, selectBackend } from '../ml/index.js';
 import type { CheckpointInfo, TrainResult } from '../ml/train-api.js';
 import type { FromThread, ThreadInput, ToThread } from './thread-protocol.js';
 import { logParts, type Logger } from '../logger.js';
@@ -53,6 +53,8 @@ const codeOf = (err: unknown, fallback: string) =>
 async function main(): Promise<void> {
   let result: TrainResult;
   try {
+    // The engine as the worker's settings say; runTraining keeps this choice.
+    await selectBackend({ logger: log, wasmSimd: input.wasmSimd });
     result = await runTraining({
       config: input.config,
       workDir: input.workDir,
@@ -62,6 +64,7 @@ async function main(): Promise<void> {
       signal: controller.signal,
       logger: log,
       dataThread: input.trainThreads >= 2,
+      stepThreads: input.trainThreads,
       callbacks: {
         onStart: (info) => post({ type: 'start', info }),
         onStep: (metric) => post({ type: 'step', metric }),

@@ -121,6 +121,7 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
         threadUrl: new URL('./training-thread.js', import.meta.url),
         jobTimeoutMs: settings.jobTimeoutMs,
         trainThreads: settings.trainThreads,
+        wasmSimd: settings.engine.wasmSimd,
         wake,
       },
       data.jobId,

@@ -46,9 +46,20 @@ export class ModelNotFoundError extends ServiceError {
 
 /** The model's files are missing or do not match the recorded sha256. */
 export class ModelUnavailableError extends ServiceError {
-  constructor(id: string, why: string) {
-    super(503, 'MODEL_UNAVAILABLE', `model "${id}" cannot be loaded: ${why}`);
+  constructor(id: string, why: string, code = 'MODEL_UNAVAILABLE') {
+    super(503, code, `model "${id}" cannot be loaded: ${why}`);
     this.name = 'ModelUnavailableError';
+  }
+}
+
+/**
+ * The model's stored manifest is not a qatserve manifest this version reads (edited, damaged, or
+ * from another program), or describes another model than its row: the model does not serve.
+ */
+export class ModelManifestInvalidError extends ModelUnavailableError {
+  constructor(id: string, why: string) {
+    super(id, why, 'MODEL_MANIFEST_INVALID');
+    this.name = 'ModelManifestInvalidError';
   }
 }
 

@@ -6,9 +6,9 @@
 import { FsArtifactStore } from '../artifacts/fs-store.js';
 import { ModelFileCache } from '../artifacts/model-cache.js';
 import type { Prisma } from '../db/database.js';
-import { getModel, listModels, promoteModel, servingCandidates, servingModel, type ModelRecord } from '../db/model-rows.js';
-import type { ModelManifest } from '../export/manifest.js';
-import { ModelUnavailableError } from './errors.js';
+import { getModel, listModels, manifestMismatch, promoteModel, servingCandidates, servingModel, type ModelRecord } from '../db/model-rows.js';
+import { parseManifest, type ModelManifest } from '../export/manifest.js';
+import { ModelManifestInvalidError, ModelUnavailableError } from './errors.js';
 
 export type { ModelRecord } from '../db/model-rows.js';
 
@@ -28,6 +28,7 @@ export interface ModelStore {
   promote(id: string): Promise<ModelRecord | null>;
   /** A local copy of the model's ONNX file whose sha256 matches the record (ModelUnavailableError otherwise). */
   modelFile(record: ModelRecord): Promise<string>;
+  /** The model's manifest, checked (ModelManifestInvalidError when it is not one, or not this model's). */
   manifest(record: ModelRecord): Promise<ModelManifest>;
 }
 
@@ -59,16 +60,24 @@ export class ModelFiles {
     }
   }
 
+  /** The model's manifest, checked against the manifest schema and its record (ModelManifestInvalidError otherwise). */
   async manifest(record: ModelRecord): Promise<ModelManifest> {
-    let manifest: ModelManifest;
+    const manifest = await this.manifestAt(record.id, record.manifestKey);
+    const mismatch = manifestMismatch(record, manifest);
+    if (mismatch) throw new ModelManifestInvalidError(record.id, mismatch);
+    return manifest;
+  }
+
+  /** The manifest stored at `key`, checked against the manifest schema only; `id` names the model in errors. */
+  async manifestAt(id: string, key: string): Promise<ModelManifest> {
+    let raw: unknown;
     try {
-      manifest = JSON.parse((await this.cache.readSmall(record.manifestKey)).toString('utf8')) as ModelManifest;
+      raw = JSON.parse((await this.cache.readSmall(key)).toString('utf8'));
     } catch (err) {
-      throw new ModelUnavailableError(record.id, `its manifest is missing or unreadable (${errorCode(err)})`);
+      throw new ModelUnavailableError(id, `its manifest is missing or unreadable (${errorCode(err)})`);
     }
-    if (!Array.isArray(manifest.classes) || typeof manifest.input?.size !== 'number' || !manifest.preprocess?.normalization) {
-      throw new ModelUnavailableError(record.id, 'its manifest is not a qatserve model manifest');
-    }
+    const { manifest, problem } = parseManifest(raw);
+    if (!manifest) throw new ModelManifestInvalidError(id, `its manifest is not a qatserve model manifest (${problem})`);
     return manifest;
   }
 }

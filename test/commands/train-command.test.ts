@@ -3,9 +3,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { progressLine, runTrainCommand, TrainCommandError } from '../../src/commands/train-command.js';
+import { loadSettings } from '../../src/config/settings.js';
 
 process.env.TFJS_BACKEND ||= 'cpu';
 const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'qatserve-cmd-'));
+// The settings of an environment that sets nothing, as the CLI passes them.
+const settings = loadSettings({});
 afterAll(() => fs.rm(tmp, { recursive: true, force: true }));
 
 describe('qatserve train', () => {
@@ -18,7 +21,7 @@ describe('qatserve train', () => {
   it('rejects an invalid config with the offending field path', async () => {
     const file = path.join(tmp, 'bad.json');
     await fs.writeFile(file, JSON.stringify({ dataset: { type: 'synthetic' }, training: { batchSize: 0 } }));
-    const err = await runTrainCommand({ configPath: file, workDir: path.join(tmp, 'bad') }).catch((e) => e);
+    const err = await runTrainCommand({ configPath: file, workDir: path.join(tmp, 'bad') }, settings).catch((e) => e);
     expect(err).toBeInstanceOf(TrainCommandError);
     expect(err.code).toBe('CONFIG_INVALID');
     expect(err.message).toContain('training.batchSize');
@@ -35,7 +38,7 @@ describe('qatserve train', () => {
     const out: string[] = [];
     const spy = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => { out.push(String(s)); return true; });
     try {
-      await runTrainCommand({ configPath: file, workDir: path.join(tmp, 'run') });
+      await runTrainCommand({ configPath: file, workDir: path.join(tmp, 'run') }, settings);
     } finally {
       spy.mockRestore();
     }
@@ -44,4 +47,17 @@ describe('qatserve train', () => {
     expect(text).toMatch(/eval step 3 \(epoch 1\): top-1 \d+\.\d\d% top-5 100\.00%/);
     expect((await fs.readdir(path.join(tmp, 'run', 'checkpoints')))).toEqual(['step-000003']);
   }, 120_000);
+
+  it('reads image folders under DATA_ROOT when it is set, else under the working directory', async () => {
+    const file = path.join(tmp, 'folder.json');
+    await fs.writeFile(file, JSON.stringify({ dataset: { type: 'imagefolder', path: 'no-such-folder' }, training: { epochs: 1 } }));
+    const run = (s: typeof settings) => runTrainCommand({ configPath: file, workDir: path.join(tmp, 'folder') }, s).catch((e: Error) => e);
+    const root = path.join(tmp, 'no-such-root');
+    expect(await run(loadSettings({ DATA_ROOT: root }))).toMatchObject({ code: 'DATASET_NOT_FOUND', message: expect.stringContaining(root) });
+    // DATA_ROOT unset: the working directory (which exists), not the service's <DATA_DIR>/datasets.
+    expect(await run(loadSettings({ DATA_DIR: root }))).toMatchObject({
+      code: 'DATASET_NOT_FOUND',
+      message: expect.stringMatching(/"no-such-folder" does not exist under the data root/),
+    });
+  });
 });

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import os from 'node:os';
-import { defaultTrainThreads, loadSettings, SettingsError } from '../../src/config/settings.js';
+import { defaultTrainThreads, engineSettings, loadSettings, SettingsError } from '../../src/config/settings.js';
 import { parseDatabaseUrl } from '../../src/db/database-url.js';
 
 describe('settings', () => {
@@ -42,9 +42,18 @@ describe('settings', () => {
     expect(defaultTrainThreads('serve', 8)).toBe(7);
     expect(defaultTrainThreads('serve', 1)).toBe(1);
     expect(loadSettings({}).trainThreads).toBe(os.availableParallelism());
-    expect(loadSettings({ TRAIN_THREADS: '1' }).trainThreads).toBe(1);
+    expect(loadSettings({ TRAIN_THREADS: '1' })).toMatchObject({ trainThreads: 1, trainThreadsExplicit: true });
+    expect(loadSettings({}).trainThreadsExplicit).toBe(false);
     expect(() => loadSettings({ TRAIN_THREADS: '0' })).toThrow(/TRAIN_THREADS/);
     expect(() => loadSettings({ TRAIN_THREADS: 'two' })).toThrow(/TRAIN_THREADS/);
+  });
+  it('reads the engine switches with the rest, and on their own for code that runs without the server', () => {
+    expect(loadSettings({}).engine).toEqual({ backend: undefined, fusedOps: true, wasmSimd: true });
+    expect(loadSettings({ TFJS_BACKEND: 'wasm', QATSERVE_FUSED_OPS: 'OFF', QATSERVE_WASM_SIMD: '0' }).engine).toEqual({ backend: 'wasm', fusedOps: false, wasmSimd: false });
+    // A bench or the training thread needs only these to be valid.
+    expect(engineSettings({ QATSERVE_WASM_SIMD: '0', PORT: 'http' })).toEqual({ backend: undefined, fusedOps: true, wasmSimd: false });
+    expect(loadSettings({}).dataRootExplicit).toBe(false);
+    expect(loadSettings({ DATA_ROOT: '/srv/images' })).toMatchObject({ dataRoot: '/srv/images', dataRootExplicit: true });
   });
   it('keeps artifacts in PostgreSQL only when the database is PostgreSQL', () => {
     expect(loadSettings({ ARTIFACT_STORE: 'postgres', DATABASE_URL: 'postgresql://u@h/db' }).artifactStore).toBe('postgres');

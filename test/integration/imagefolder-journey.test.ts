@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 import { peakLearningRate } from '../../src/config/training-config.js';
-import type { ModelManifest } from '../../src/export/manifest.js';
+import { ModelManifest } from '../../src/export/manifest.js';
 import type { EvalReport } from '../../src/commands/eval-command.js';
 import { startServe, submitJob, waitForJob } from './serve-process.js';
 import { CLI } from './worker-process.js';
@@ -83,7 +83,7 @@ describe('image folder journey at 224 px', () => {
 
       // Its manifest: the int8 file on every validation image (5 per class).
       const modelDir = path.join(cwd, 'data', 'artifacts', 'models', qatModel.id);
-      const manifest = JSON.parse(fs.readFileSync(path.join(modelDir, 'manifest.json'), 'utf8')) as ModelManifest;
+      const manifest = ModelManifest.parse(JSON.parse(fs.readFileSync(path.join(modelDir, 'manifest.json'), 'utf8')));
       expect(manifest.evaluation!.images).toBe(10);
       expect(manifest.evaluation!.top1).toBeCloseTo(manifest.accuracy.int8Top1, 10);
       expect(manifest.accuracy.int8Top1).toBeCloseTo(qatModel.int8Top1!, 10);

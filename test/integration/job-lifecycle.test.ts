@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ModelManifest } from '../../src/export/manifest.js';
 import { JobView, MetricsPage } from '../../src/jobs/job-view.js';
 import { startHarness, waitReady, type Harness } from '../api/api-harness.js';
 import { assertBuilt, FAST_QUEUE_ENV, spawnWorker, tinyJob, waitForJob, type WorkerProc } from './worker-process.js';
@@ -59,6 +60,23 @@ describe('job lifecycle with a worker process (SQLite)', () => {
     expect(points[3].top1).not.toBeNull();
     const row = await h.deps.db.prisma.model.findUnique({ where: { jobId: job.id } });
     expect(row?.sha256).toMatch(/^[0-9a-f]{64}$/);
+    // The Model row says what the stored manifest says, field for field.
+    const chunks: Buffer[] = [];
+    for await (const c of await h.deps.artifacts.get(row!.manifestKey)) chunks.push(c as Buffer);
+    const manifest = ModelManifest.parse(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+    expect({ ...row, classes: JSON.parse(row!.classes) }).toMatchObject({
+      jobId: manifest.jobId,
+      sha256: manifest.sha256,
+      sizeBytes: manifest.sizeBytes,
+      float32SizeBytes: manifest.float32SizeBytes,
+      inputSize: manifest.input.size,
+      classes: manifest.classes,
+      floatTop1: manifest.accuracy.floatTop1,
+      int8Top1: manifest.accuracy.int8Top1,
+      agreement: manifest.accuracy.agreement,
+      onnxKey: `${row!.manifestKey.slice(0, row!.manifestKey.lastIndexOf('/'))}/${manifest.file}`,
+    });
+    expect(manifest.jobId).toBe(job.id);
   });
 
   it('init.fromJob starts a new job from an earlier job\'s newest checkpoint', async () => {

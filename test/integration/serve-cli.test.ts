@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { defaultTrainThreads } from '../../src/config/settings.js';
 import { MetricsPage } from '../../src/jobs/job-view.js';
 import sharp from 'sharp';
 import { startServe, submitJob, waitForJob } from './serve-process.js';
@@ -32,6 +33,8 @@ describe('qatserve serve', () => {
       const id = await submitJob(base, DEMO_JOB);
       const job = await waitForJob(base, id, 120_000);
       expect(job?.status, `${JSON.stringify(job?.error)}\n${log()}`).toBe('succeeded');
+      // TRAIN_THREADS unset: serve's worker leaves a core to /v1/predict.
+      expect(fs.readFileSync(path.join(cwd, 'serve.log'), 'utf8')).toContain(`"trainThreads":${defaultTrainThreads('serve')},"msg":"worker waiting for jobs"`);
       // The default fs artifact store, under ./data/artifacts; the worker's scratch space is gone.
       expect(fs.existsSync(path.join(cwd, 'data', 'artifacts', 'models', job.model!.id, 'model.onnx'))).toBe(true);
       // (It is emptied just after the row says succeeded.)

@@ -1,14 +1,12 @@
 // A served model without training: a synthetic MobileNetV2 QuantGraph exported like the worker does
 // (model.onnx + manifest.json), plus helpers to make real images with sharp.
-import { createHash } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import type { QuantGraph } from '../../src/ml/quant-graph.js';
-import { quantGraphToFloatOnnx, quantGraphToQdqOnnx } from '../../src/export/onnx-qdq.js';
-import { MANIFEST_FORMAT, MANIFEST_VERSION, type ModelManifest } from '../../src/export/manifest.js';
+import { MANIFEST_FILE, MODEL_FILE } from '../../src/export/manifest.js';
+import { newModelFromManifest } from '../../src/db/model-rows.js';
 import { buildSyntheticMobileNetV2 } from '../../testkit/synthetic-graph.js';
-import { expectedKernels } from '../../src/export/fusion-check.js';
+import { writeSyntheticExport } from '../../testkit/synthetic-export.js';
 import type { ModelRecord } from '../../src/serving/model-store.js';
 
 export interface FixtureModel {
@@ -25,44 +23,18 @@ export async function writeFixtureModel(root: string, id: string, opts: { seed?:
   const numClasses = opts.classes ?? 5;
   const graph = buildSyntheticMobileNetV2({ width: 0.35, inputSize, numClasses, seed: opts.seed ?? 1 });
   graph.classes = Array.from({ length: numClasses }, (_, i) => `${id}-label-${i}`);
-  const bytes = quantGraphToQdqOnnx(graph, { weightEncoding: 'uint8', metadata: { jobId: `job-${id}` } });
   const dir = path.join(root, id);
-  await mkdir(dir, { recursive: true });
-  const onnxPath = path.join(dir, 'model.onnx');
-  const manifestPath = path.join(dir, 'manifest.json');
-  const sha256 = createHash('sha256').update(bytes).digest('hex');
-  const k = expectedKernels(graph);
-  const manifest: ModelManifest = {
-    format: MANIFEST_FORMAT,
-    version: MANIFEST_VERSION,
-    jobId: `job-${id}`,
-    createdAt: (opts.createdAt ?? new Date()).toISOString(),
-    file: 'model.onnx',
-    sha256,
-    sizeBytes: bytes.length,
-    float32SizeBytes: quantGraphToFloatOnnx(graph).length,
-    classes: graph.classes,
-    input: { name: graph.input.name, layout: 'NCHW', dtype: 'float32', size: inputSize },
-    output: { name: graph.output, dtype: 'float32', meaning: 'logits' },
-    preprocess: { resize: 'short-side-then-center-crop', colorSpace: 'srgb', alphaBackground: { r: 255, g: 255, b: 255 }, normalization: graph.normalization },
-    quantization: {
-      format: 'onnx-qdq', opset: 13, activationType: 'uint8 asymmetric per-tensor', weightType: 'int8 symmetric per-channel', weightEncoding: 'uint8',
-      input: graph.input.quant, logits: graph.nodes.at(-1)!.outQuant, convs: k.convs, adds: k.adds, activations: [],
-      fusion: { convs: k.convs, qlinearConvs: k.convs, floatConvs: 0, qlinearAdds: k.adds, adds: k.adds, qlinearGlobalAvgPools: 1, qgemms: 1, fullyFused: true },
-    },
-    accuracy: { images: 0, floatTop1: 0, int8Top1: 0, agreement: 1, maxLogitDiffSteps: 0 },
-    checkpoint: { step: 0 },
-  };
-  await writeFile(onnxPath, bytes);
-  await writeFile(manifestPath, JSON.stringify(manifest));
+  const { manifest, onnxFile, manifestFile } = await writeSyntheticExport(dir, graph, { jobId: `job-${id}`, weightEncoding: 'uint8', createdAt: opts.createdAt });
   return {
     graph,
     dir,
-    onnxFile: onnxPath,
-    manifestFile: manifestPath,
+    onnxFile,
+    manifestFile,
+    // The record a worker writes for this export.
     record: {
-      id, jobId: `job-${id}`, createdAt: opts.createdAt ?? new Date(), onnxKey: `${id}/model.onnx`, manifestKey: `${id}/manifest.json`, sizeBytes: bytes.length,
-      float32SizeBytes: manifest.float32SizeBytes, sha256, inputSize, classes: graph.classes, floatTop1: null, int8Top1: null, agreement: null, promotedAt: null,
+      ...newModelFromManifest(manifest, { id, onnxKey: `${id}/${MODEL_FILE}`, manifestKey: `${id}/${MANIFEST_FILE}` }),
+      createdAt: opts.createdAt ?? new Date(),
+      promotedAt: null,
     },
   };
 }

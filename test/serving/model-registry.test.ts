@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -127,6 +127,40 @@ describe('ModelRegistry', () => {
       expect(svc.registry.readiness()).toMatchObject({ state: 'fallback', servingId: 'a', wantedId: 'tampered' });
       expect(svc.registry.readiness().reason).toMatch(/sha256/);
       expect((await svc.predict(await makeImage('png'))).model.id).toBe('a');
+    } finally {
+      await svc.close();
+    }
+  });
+
+  it('refuses a model whose stored manifest is invalid or describes another model (MODEL_MANIFEST_INVALID), and keeps serving the current one', async () => {
+    const store = new MemoryModelStore(modelFilesIn(root));
+    store.add(a.record);
+    const svc = new ServingService({ store, size: 1, pollMs: 0 });
+    const edit = async (m: FixtureModel, change: (manifest: Record<string, unknown>) => void) => {
+      const manifest = JSON.parse(await readFile(m.manifestFile, 'utf8'));
+      change(manifest);
+      await writeFile(m.manifestFile, JSON.stringify(manifest));
+    };
+    try {
+      await svc.start();
+      // Not a manifest this version reads: an unknown weight encoding.
+      const invalid = await writeFixtureModel(root, 'invalid', { seed: 7, createdAt: new Date('2026-02-02') });
+      await edit(invalid, (m) => ((m.quantization as Record<string, unknown>).weightEncoding = 'int4'));
+      store.add(invalid.record);
+      await svc.registry.refresh();
+      expect(svc.registry.readiness()).toMatchObject({ state: 'fallback', servingId: 'a', wantedId: 'invalid' });
+      expect(svc.registry.readiness().reason).toMatch(/quantization\.weightEncoding/);
+      await expect(svc.predict(await makeImage('png'), { modelId: 'invalid' })).rejects.toMatchObject({ statusCode: 503, code: 'MODEL_MANIFEST_INVALID' });
+
+      // A valid manifest, but its labels are not the recorded model's: answers would be mislabelled.
+      const relabelled = await writeFixtureModel(root, 'relabelled', { seed: 8, createdAt: new Date('2026-02-03') });
+      await edit(relabelled, (m) => (m.classes as string[]).reverse());
+      store.add(relabelled.record);
+      await svc.registry.refresh();
+      expect(svc.registry.readiness()).toMatchObject({ state: 'fallback', servingId: 'a', wantedId: 'relabelled' });
+      expect(svc.registry.readiness().reason).toMatch(/does not describe its recorded model \(classes differ\)/);
+      expect((await svc.predict(await makeImage('png'))).model.id).toBe('a');
+      expect(svc.registry.currentId()).toBe('a');
     } finally {
       await svc.close();
     }

@@ -7,7 +7,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { errorsPlugin } from '../../src/api/plugins/errors.js';
 import { PredictResponse, predictRoutes } from '../../src/api/routes/predict.js';
-import { ModelDetail, ModelEvaluationResponse, ModelList, modelsRoutes, readEvaluation } from '../../src/api/routes/models.js';
+import { ModelDetail, ModelEvaluationResponse, ModelList, modelsRoutes } from '../../src/api/routes/models.js';
 import { servingPlugin } from '../../src/serving/plugin.js';
 import { ServingService } from '../../src/serving/prediction-service.js';
 import { modelFilesIn } from '../../src/serving/model-store.js';
@@ -225,23 +225,31 @@ describe('/v1/models', () => {
     expect(nf.status).toBe(404);
   });
 
-  it("GET /v1/models/:id/evaluation: the manifest's evaluation, null when it has none or an unreadable one", async () => {
+  it("GET /v1/models/:id/evaluation: the manifest's evaluation, null when it has none; a malformed one is MODEL_MANIFEST_INVALID", async () => {
     store.add(a.record);
     const none = await json(await fetch(`${url}/v1/models/a/evaluation`));
     expect(ModelEvaluationResponse.parse(none)).toEqual({ modelId: 'a', classes: a.graph.classes, evaluation: null });
 
     const c = await writeFixtureModel(root, 'c', { seed: 3, classes: 3 });
-    const evaluation = { images: 30, top1: 0.7, top5: 1, perClassTop1: [0.9, 0.6, 0.6], confusion: [[9, 1, 0], [2, 6, 2], [0, 4, 6]] };
+    const evaluation = { images: 30, top1: 0.7, top5: 1, perClassTop1: [0.9, null, 0.6], confusion: [[9, 1, 0], [2, 6, 2], [0, 4, 6]] };
     const manifest = JSON.parse(await readFile(c.manifestFile, 'utf8'));
     await writeFile(c.manifestFile, JSON.stringify({ ...manifest, evaluation }));
     store.add(c.record);
     const got = ModelEvaluationResponse.parse(await json(await fetch(`${url}/v1/models/c/evaluation`)));
     expect(got).toEqual({ modelId: 'c', classes: c.graph.classes, evaluation });
 
-    // A malformed one (a hand-edited or foreign manifest) reads as null, with the reason for the log.
-    expect(readEvaluation({ ...evaluation, perClassTop1: [0.9, null, 0.6] }, c.graph.classes).evaluation).toMatchObject({ perClassTop1: [0.9, null, 0.6] });
-    expect(readEvaluation({ ...evaluation, confusion: [[1]] }, c.graph.classes)).toMatchObject({ evaluation: null, problem: expect.stringContaining('one entry per class') });
-    expect(readEvaluation({ top1: 'high' }, c.graph.classes).evaluation).toBeNull();
+    // A hand-edited or foreign manifest is refused as a whole, with a code and the field at fault.
+    const d = await writeFixtureModel(root, 'd', { seed: 4, classes: 3 });
+    const dManifest = JSON.parse(await readFile(d.manifestFile, 'utf8'));
+    await writeFile(d.manifestFile, JSON.stringify({ ...dManifest, evaluation: { ...evaluation, confusion: [[1]] } }));
+    store.add(d.record);
+    for (const route of ['/v1/models/d/evaluation', '/v1/models/d']) {
+      const res = await fetch(`${url}${route}`);
+      expect(res.status, route).toBe(503);
+      const { error } = await json(res);
+      expect(error.code).toBe('MODEL_MANIFEST_INVALID');
+      expect(error.message).toMatch(/evaluation: perClassTop1 and confusion must have one entry per class \(3\)/);
+    }
     expect((await fetch(`${url}/v1/models/zzz/evaluation`)).status).toBe(404);
   });
 });

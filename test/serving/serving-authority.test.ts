@@ -4,7 +4,7 @@
 // back to the last good one, in /readyz and the logs. Plus the upload rules of the serving path:
 // the pixel limit, declared type against decoded format, and the bounded queue (503 + Retry-After).
 import { Writable } from 'node:stream';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -101,6 +101,9 @@ describe('serving by authority', () => {
     await writeFile(junk.onnxFile, bytes);
     const { createHash } = await import('node:crypto');
     junk.record.sha256 = createHash('sha256').update(bytes).digest('hex');
+    // Its manifest names the same file, so it is the file that fails, not the manifest.
+    const junkManifest = JSON.parse(await readFile(junk.manifestFile, 'utf8'));
+    await writeFile(junk.manifestFile, JSON.stringify({ ...junkManifest, sha256: junk.record.sha256, sizeBytes: bytes.length }));
     await addModel(h, junkJob, junk, new Date('2026-01-01'));
     const r2 = await post(base, '/v1/models/junk/promote', '', bearer(admin));
     expect(r2.status).toBe(503);

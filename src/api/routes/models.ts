@@ -7,7 +7,7 @@ import { stat } from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { ModelNotFoundError, ModelUnavailableError } from '../../serving/errors.js';
-import type { ModelEvaluation as ManifestEvaluation } from '../../export/manifest.js';
+import { ModelEvaluation } from '../../export/manifest.js';
 import type { ModelRecord } from '../../serving/model-store.js';
 import { ModelSummary, toModelSummary } from '../../jobs/model-view.js';
 import { parseRequest } from '../validate.js';
@@ -30,43 +30,12 @@ export const ModelList = z.object({
 });
 export const ModelDetail = z.object({ model: ModelView, manifest: z.record(z.string(), z.unknown()) });
 
-/** The export's final evaluation of the int8 model on the validation split (manifest `evaluation`). */
-export const ModelEvaluation = z.object({
-  images: z.number().int().min(0),
-  top1: z.number().min(0).max(1),
-  top5: z.number().min(0).max(1),
-  /** Top-1 per class, in the order of `classes`. */
-  perClassTop1: z.array(z.number().min(0).max(1).nullable()),
-  /** confusion[true class][predicted class] = images. */
-  confusion: z.array(z.array(z.number().int().min(0))),
-});
-export type ModelEvaluation = z.infer<typeof ModelEvaluation>;
 export const ModelEvaluationResponse = z.object({
   modelId: z.string(),
   classes: z.array(z.string()),
-  /** Null for models exported before manifests carried an evaluation. */
+  /** The manifest's `evaluation`; null for models exported before manifests carried one. */
   evaluation: ModelEvaluation.nullable(),
 });
-
-// The route answers the manifest's own type (src/export/manifest.ts); this fails to compile if they part.
-const sameShape: ManifestEvaluation = {} as ModelEvaluation;
-void sameShape;
-
-/**
- * The manifest's `evaluation` (written by the export of newer versions), or null when it has none or
- * one this version cannot read: manifests are files of any age, checked here, not trusted.
- */
-export function readEvaluation(raw: unknown, classes: string[]): { evaluation: ModelEvaluation | null; problem: string | null } {
-  if (raw === undefined || raw === null) return { evaluation: null, problem: null };
-  const parsed = ModelEvaluation.safeParse(raw);
-  if (!parsed.success) return { evaluation: null, problem: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') };
-  const e = parsed.data;
-  const n = classes.length;
-  if (e.perClassTop1.length !== n || e.confusion.length !== n || e.confusion.some((row) => row.length !== n)) {
-    return { evaluation: null, problem: `perClassTop1 and confusion must have one entry per class (${n})` };
-  }
-  return { evaluation: e, problem: null };
-}
 export const PromoteResponse = z.object({ model: ModelView });
 
 const ok = jsonRef;
@@ -83,7 +52,11 @@ export const openapi = {
         operationId: 'getModel',
         summary: "A model and its manifest (labels, input size, normalisation, quantization, accuracy, sha256)",
         parameters: [idParam],
-        responses: { '200': ok('ModelDetail', 'The model'), '404': errorRef('Unknown model') },
+        responses: {
+          '200': ok('ModelDetail', 'The model'),
+          '404': errorRef('Unknown model'),
+          '503': errorRef('The manifest cannot be read (MODEL_UNAVAILABLE) or is not a valid manifest of this model (MODEL_MANIFEST_INVALID)'),
+        },
       }),
     },
     '/v1/models/{id}/evaluation': {
@@ -92,7 +65,11 @@ export const openapi = {
         summary: "The export's final evaluation of the int8 model: top-1, top-5, per-class top-1 and the confusion matrix",
         description: '`evaluation` is null for a model whose manifest has none (exported by an older version).',
         parameters: [idParam],
-        responses: { '200': ok('ModelEvaluationResponse', 'The evaluation'), '404': errorRef('Unknown model'), '503': errorRef('The manifest cannot be read') },
+        responses: {
+          '200': ok('ModelEvaluationResponse', 'The evaluation'),
+          '404': errorRef('Unknown model'),
+          '503': errorRef('The manifest cannot be read (MODEL_UNAVAILABLE) or is not a valid manifest of this model (MODEL_MANIFEST_INVALID)'),
+        },
       }),
     },
     '/v1/models/{id}/download': {
@@ -160,9 +137,8 @@ export async function modelsRoutes(app: FastifyInstance) {
 
   app.get('/v1/models/:id/evaluation', read, async (req) => {
     const m = await find(parseRequest(ModelIdParams, req.params, 'params').id);
-    const { evaluation, problem } = readEvaluation((await store.manifest(m)).evaluation, m.classes);
-    if (problem) req.log.warn({ modelId: m.id, problem }, 'the manifest has an evaluation this version cannot read; answering null');
-    return { modelId: m.id, classes: m.classes, evaluation };
+    // The manifest is checked as it is read (a malformed one is a 503 MODEL_MANIFEST_INVALID).
+    return { modelId: m.id, classes: m.classes, evaluation: (await store.manifest(m)).evaluation ?? null };
   });
 
   app.get('/v1/models/:id/download', read, async (req, reply) => {

@@ -3,6 +3,7 @@
 // 16-element main loop and its tail, keepDims, NaN propagation, and the partial-axis fallback.
 import { afterAll, describe, expect, test } from 'vitest';
 import { setSimdEnabled } from '../../../src/ml/backends/wasm-training/simd.js';
+import { range } from '../../../src/ml/backends/wasm-training/ops.js';
 import { randomValues, tf, useBackend } from './helpers.js';
 
 async function reduceOn(backend: 'cpu' | 'wasm', op: 'min' | 'max', values: Float32Array, shape: number[], axis?: number[], keepDims = false) {
@@ -36,6 +37,22 @@ describe('wasm Min/Max over every element', () => {
       });
     }
   }
+
+  test('range(x) (the range observers\' read, no kernel) gives the cpu backend\'s min and max, NaN included', async () => {
+    for (const n of [1, 3, 17, 1000]) {
+      const v = randomValues(n, 40 + n).map((x, i) => x * 3 + (i % 5) - 7);
+      const want = { min: (await reduceOn('cpu', 'min', v, [n])).values[0], max: (await reduceOn('cpu', 'max', v, [n])).values[0] };
+      await useBackend('wasm');
+      const x = tf.tensor(v, [n]);
+      expect(range(x)).toEqual(want);
+      v[n - 1] = NaN;
+      const y = tf.tensor(v, [n]);
+      const r = range(y);
+      expect(Number.isNaN(r.min) && Number.isNaN(r.max)).toBe(true);
+      x.dispose();
+      y.dispose();
+    }
+  });
 
   test('a NaN anywhere gives NaN, as the stock wasm and the cpu kernels', async () => {
     for (const at of [0, 7, 33, 39]) {

@@ -9,12 +9,15 @@ import { reduceKernelConfigs } from './reduce-kernels.js';
 import { segmentSumKernelConfig } from './segment-sum-kernel.js';
 import { registerQatOps } from './ops.js';
 import { qatWasmKernelConfigs } from './qat-kernels.js';
+import { setSimdEnabled } from './simd.js';
+
+export { simdEnabled } from './simd.js';
 import { assertCheckedTfjsVersion } from './version.js';
 import { captureStockKernel } from './wasm-calls.js';
 
 export { WasmTrainingError, type WasmTrainingErrorCode } from './errors.js';
 export { assertCheckedTfjsVersion, CHECKED_TFJS_VERSION } from './version.js';
-export { batchNormTrain, fakeQuantAct, fakeQuantWeight, registerQatOps, type BatchNormTrainResult } from './ops.js';
+export { batchNormTrain, fakeQuantAct, fakeQuantWeight, range, registerQatOps, type BatchNormTrainResult } from './ops.js';
 
 let registered = false;
 
@@ -28,12 +31,23 @@ export function wasmTrainingKernelNames(): string[] {
   return wasmTrainingKernelConfigs().map((k) => k.kernelName);
 }
 
+export interface WasmTrainingOptions {
+  /**
+   * Whether the kernels use their WebAssembly SIMD paths where they can (default: on). Given by
+   * the caller (the service passes QATSERVE_WASM_SIMD from its settings), never read from the
+   * environment here, so the kernels behave the same with or without the server. Undefined leaves
+   * the current choice.
+   */
+  simd?: boolean;
+}
+
 /**
  * Registers the training kernels for the 'wasm' backend (and the fused QAT ops' gradients and cpu
- * kernels). Idempotent. Throws a WasmTrainingError with code WASM_TRAINING_TFJS_VERSION_MISMATCH
- * on any other tfjs version, before registering anything.
+ * kernels). Idempotent (a later call still applies `simd`). Throws a WasmTrainingError with code
+ * WASM_TRAINING_TFJS_VERSION_MISMATCH on any other tfjs version, before registering anything.
  */
-export function registerWasmTrainingKernels(): void {
+export function registerWasmTrainingKernels(opts: WasmTrainingOptions = {}): void {
+  if (opts.simd !== undefined) setSimdEnabled(opts.simd);
   if (registered) return;
   assertCheckedTfjsVersion();
   // Keep the stock kernels reachable for the cases our replacements hand back to them.

@@ -7,6 +7,7 @@
 //   batchNormTrain(z, gamma, beta, eps)    -> { y, mean, variance }   (src/ml/conv-bn-fold.ts)
 //   fakeQuantAct(x, scale, zeroPoint)      (src/ml/fake-quant.ts fakeQuantAct)
 //   fakeQuantWeight(w, channelAxis, qmax)  (src/ml/fake-quant.ts fakeQuantWeight)
+//   range(x)                               -> { min, max }  (the activation-range observers)
 import * as tf from '@tensorflow/tfjs-core';
 import {
   BN_TRAIN,
@@ -17,6 +18,8 @@ import {
   relu6GradConfig,
 } from './qat-kernels.js';
 import { assertCheckedTfjsVersion } from './version.js';
+import { simdRange } from './simd.js';
+import type { WasmBackendLike } from './heap.js';
 
 let registered = false;
 
@@ -122,9 +125,24 @@ export function fakeQuantWeight(w: tf.Tensor, channelAxis: number, qmax = 127): 
   return op(w);
 }
 
-/** The three ops as one object (the shape bench/kernels.ts and the test model take). */
+/**
+ * The smallest and largest element, as numbers. On wasm they are read straight off the heap by the
+ * SIMD module's min/max loops (the ones the Min and Max kernels run): no kernel dispatch and no
+ * output tensors, which at 32 px cost more than the loops (one pair per quantization point and
+ * step). Elsewhere tf.min and tf.max.
+ */
+export function range(x: tf.Tensor): { min: number; max: number } {
+  if (tf.getBackend() === 'wasm' && x.dtype === 'float32') {
+    const r = simdRange(tf.backend() as unknown as WasmBackendLike, x, x.size);
+    if (r) return r;
+  }
+  return tf.tidy(() => ({ min: tf.min(x).dataSync()[0], max: tf.max(x).dataSync()[0] }));
+}
+
+/** The ops as one object (the shape bench/kernels.ts and the test model take). */
 export const qatOps = {
   fakeQuantAct,
   fakeQuantWeight,
   batchNormTrain,
+  range,
 };

@@ -6,6 +6,7 @@ import { cast, engine, getBackend, getKernel, lessEqual, mul, step } from '@tens
 import { f32View, type WasmBackendLike } from './heap.js';
 import { bnTrainBackward, bnTrainForward, fakeQuantBackward, fakeQuantForward, fakeQuantPerChannelForward, relu6Backward } from './qat-math.js';
 import { WasmTrainingError } from './errors.js';
+import { activeCollective } from '../../data-parallel/step-collective.js';
 import { simdBnBackward, simdBnForward, simdFakeQuant, simdFakeQuantGrad, simdFakeQuantPerChannel, simdRelu6Grad } from './simd.js';
 
 export const BN_TRAIN = 'QatBatchNormTrain';
@@ -69,13 +70,13 @@ const kernels: Record<string, (run: Runner) => (a: Args) => TensorInfo | TensorI
       throw new WasmTrainingError('WASM_TRAINING_BAD_INPUT', `${BN_TRAIN}: gamma/beta must be [${c}] for input ${x.shape}.`);
     }
     return run(BN_TRAIN, backend, [x, gamma, beta], [x.shape, [c], [c]], ([xv, g, b], [y, m, v]) =>
-      bnTrainForward(xv, g, b, attrs.epsilon, y, m, v),
+      bnTrainForward(xv, g, b, attrs.epsilon, y, m, v, activeCollective()),
     (be, [y, m, v]) => simdBnForward(be, x, gamma, beta, attrs.epsilon, y, m, v));
   },
   [BN_TRAIN_GRAD]: (run) => ({ inputs: { dy, x, gamma, mean, variance, dMean, dVariance }, backend, attrs }) => {
     const c = channelsOf(x);
     return run(BN_TRAIN_GRAD, backend, [dy, x, gamma, mean, variance, dMean, dVariance], [x.shape, [c], [c]], ([g, xv, ga, m, v, dm, dv], [dx, dg, db]) =>
-      bnTrainBackward(g, xv, ga, m, v, dm, dv, attrs.epsilon, dx, dg, db),
+      bnTrainBackward(g, xv, ga, m, v, dm, dv, attrs.epsilon, dx, dg, db, activeCollective()),
     (be, [dx, dg, db]) => simdBnBackward(be, dy, x, gamma, mean, variance, dMean, dVariance, attrs.epsilon, dx, dg, db));
   },
   [FAKE_QUANT]: (run) => ({ inputs: { x }, backend, attrs }) =>

@@ -3,6 +3,8 @@
 // belongs to channel i % C. Per-channel reductions accumulate in float64; per-element arithmetic
 // follows the float32 order of the stock tfjs formulation so results agree with it.
 
+import type { StepCollective } from '../../data-parallel/step-collective.js';
+
 const f = Math.fround;
 
 /** Round half to even (tf.round, numpy, ONNX QuantizeLinear). */
@@ -19,7 +21,8 @@ export interface BnForwardOut {
 
 /**
  * Training batch norm over all rows of x ([rows, C] flattened): batch mean and biased variance per
- * channel, y = x * k + (beta - mean * k) with k = gamma / sqrt(variance + eps).
+ * channel, y = x * k + (beta - mean * k) with k = gamma / sqrt(variance + eps). With a
+ * collective (a batch split over threads) the statistics are those of the whole batch.
  */
 export function bnTrainForward(
   x: Float32Array,
@@ -29,6 +32,7 @@ export function bnTrainForward(
   y: Float32Array,
   mean: Float32Array,
   variance: Float32Array,
+  coll: StepCollective | null = null,
 ): void {
   const c = gamma.length;
   const rows = x.length / c;
@@ -44,12 +48,13 @@ export function bnTrainForward(
       sq[j] += d * d;
     }
   }
+  const whole = coll ? coll.bnMoments(rows, m, sq) : { rows, mean: m, m2: sq };
   const k = new Float32Array(c);
   const b = new Float32Array(c);
   const epsF = f(eps);
   for (let j = 0; j < c; j++) {
-    mean[j] = m[j];
-    variance[j] = sq[j] / rows;
+    mean[j] = whole.mean[j];
+    variance[j] = whole.m2[j] / whole.rows;
     k[j] = f(gamma[j] * f(1 / Math.sqrt(f(variance[j] + epsF))));
     b[j] = f(beta[j] - f(mean[j] * k[j]));
   }
@@ -59,6 +64,8 @@ export function bnTrainForward(
 /**
  * Gradient of bnTrainForward with respect to x, gamma and beta, including the gradients that
  * arrive at its mean and variance outputs (usually zero: they feed the running statistics).
+ * With a collective, dx uses the whole batch's sums; dGamma and dBeta stay this rank's share (the
+ * parameter gradients are summed over ranks afterwards, with all the others).
  */
 export function bnTrainBackward(
   dy: Float32Array,
@@ -72,9 +79,10 @@ export function bnTrainBackward(
   dx: Float32Array,
   dGamma: Float32Array,
   dBeta: Float32Array,
+  coll: StepCollective | null = null,
 ): void {
   const c = gamma.length;
-  const rows = x.length / c;
+  const localRows = x.length / c;
   const sDy = new Float64Array(c);
   const sDyXc = new Float64Array(c);
   for (let i = 0; i < x.length; i += c) {
@@ -84,6 +92,8 @@ export function bnTrainBackward(
       sDyXc[j] += g * (x[i + j] - mean[j]);
     }
   }
+  const whole = coll ? coll.bnGradSums(localRows, sDy, sDyXc) : { rows: localRows, sDy, sDyXc };
+  const rows = whole.rows;
   // dx = A*dy + B*(x - mean) + D per channel (standard BN backward, plus the statistic outputs).
   const a = new Float32Array(c);
   const bc = new Float32Array(c);
@@ -91,12 +101,12 @@ export function bnTrainBackward(
   const mf = new Float32Array(c);
   for (let j = 0; j < c; j++) {
     const rstd = 1 / Math.sqrt(variance[j] + eps);
-    const dg = sDyXc[j] * rstd;
-    dGamma[j] = dg;
+    const dg = whole.sDyXc[j] * rstd;
+    dGamma[j] = sDyXc[j] * rstd;
     dBeta[j] = sDy[j];
     a[j] = gamma[j] * rstd;
     bc[j] = (-gamma[j] * rstd * rstd * dg) / rows + (2 * dVariance[j]) / rows;
-    d[j] = (-gamma[j] * rstd * sDy[j]) / rows + dMean[j] / rows;
+    d[j] = (-gamma[j] * rstd * whole.sDy[j]) / rows + dMean[j] / rows;
     mf[j] = mean[j];
   }
   for (let i = 0; i < x.length; i += c) {

@@ -5,6 +5,7 @@ import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { ConvGeometry } from './conv-geometry.js';
 import type { WasmBackendLike } from './heap.js';
 import { SIMD_MODULE_BASE64 } from './simd-module.generated.js';
+import { activeCollective } from '../../data-parallel/step-collective.js';
 
 interface SimdExports {
   fq_fwd(x: number, y: number, n: number, s: number, lo: number, hi: number): void;
@@ -43,11 +44,18 @@ function compile(): object | null {
   return compiled;
 }
 
-let disabled = process.env.QATSERVE_WASM_SIMD === '0';
+// On unless a caller says otherwise: registerWasmTrainingKernels({ simd }) (QATSERVE_WASM_SIMD,
+// passed in from the service's settings or a bench), or a test comparing both paths.
+let disabled = false;
 
-/** Turns the SIMD paths off (tests compare both paths; QATSERVE_WASM_SIMD=0 does the same). */
+/** Turns the SIMD paths off or on again. */
 export function setSimdEnabled(on: boolean): void {
   disabled = !on;
+}
+
+/** Whether the kernels take their SIMD paths (switched on, and this WebAssembly runs SIMD). */
+export function simdEnabled(): boolean {
+  return !disabled && compile() !== null;
 }
 
 function simdFor(be: WasmBackendLike): SimdExports | null {
@@ -152,10 +160,29 @@ export function simdBnForward(
     const mo = new Float32Array(heap, ptr(be, mean), c);
     const vo = new Float32Array(heap, ptr(be, variance), c);
     const epsF = f(eps);
+    const coll = activeCollective();
+    if (coll) {
+      // A batch split over threads: this rank's moments, then those of the whole batch.
+      const lm = new Float64Array(c);
+      const m2 = new Float64Array(c);
+      for (let j = 0; j < c; j++) {
+        const d = sum[j] / rows;
+        lm[j] = shift[j] + d;
+        m2[j] = Math.max(0, sq[j] - sum[j] * d);
+      }
+      const whole = coll.bnMoments(rows, lm, m2);
+      for (let j = 0; j < c; j++) {
+        mo[j] = whole.mean[j];
+        vo[j] = whole.m2[j] / whole.rows;
+      }
+    } else {
+      for (let j = 0; j < c; j++) {
+        const d = sum[j] / rows;
+        mo[j] = shift[j] + d;
+        vo[j] = Math.max(0, sq[j] / rows - d * d);
+      }
+    }
     for (let j = 0; j < c; j++) {
-      const d = sum[j] / rows;
-      mo[j] = shift[j] + d;
-      vo[j] = Math.max(0, sq[j] / rows - d * d);
       k[j] = f(g[j] * f(1 / Math.sqrt(f(vo[j] + epsF))));
       b[j] = f(bt[j] - f(mo[j] * k[j]));
     }
@@ -174,14 +201,18 @@ export function simdBnBackward(
   const c = gamma.shape[0];
   const s = simdFor(be);
   if (!s || c % 4 !== 0) return false;
-  const rows = size(x) / c;
+  const localRows = size(x) / c;
   // sdy, sdyxc, a, bc, m, d
   const sc = new Scratch(be, [8 * c, 8 * c, 4 * c, 4 * c, 4 * c, 4 * c]);
   try {
-    s.bn_bwd_sums(ptr(be, x), ptr(be, dy), rows, c, ptr(be, mean), sc.at[0], sc.at[1], channelRowBlock(c));
+    s.bn_bwd_sums(ptr(be, x), ptr(be, dy), localRows, c, ptr(be, mean), sc.at[0], sc.at[1], channelRowBlock(c));
     const heap = be.wasm.HEAPU8.buffer;
     const sDy = sc.f64(0, c);
     const sDyXc = sc.f64(1, c);
+    // Split over threads, dx needs the whole batch's sums; dGamma and dBeta stay this rank's share.
+    const coll = activeCollective();
+    const whole = coll ? coll.bnGradSums(localRows, sDy, sDyXc) : { rows: localRows, sDy, sDyXc };
+    const rows = whole.rows;
     const a = sc.f32(2, c);
     const bc = sc.f32(3, c);
     const mf = sc.f32(4, c);
@@ -195,15 +226,15 @@ export function simdBnBackward(
     const db = new Float32Array(heap, ptr(be, dBeta), c);
     for (let j = 0; j < c; j++) {
       const rstd = 1 / Math.sqrt(v[j] + eps);
-      const dgj = sDyXc[j] * rstd;
-      dg[j] = dgj;
+      const dgj = whole.sDyXc[j] * rstd;
+      dg[j] = sDyXc[j] * rstd;
       db[j] = sDy[j];
       a[j] = g[j] * rstd;
       bc[j] = (-g[j] * rstd * rstd * dgj) / rows + (2 * dv[j]) / rows;
-      d[j] = (-g[j] * rstd * sDy[j]) / rows + dm[j] / rows;
+      d[j] = (-g[j] * rstd * whole.sDy[j]) / rows + dm[j] / rows;
       mf[j] = m[j];
     }
-    s.bn_bwd_apply(ptr(be, dy), ptr(be, x), ptr(be, dx), rows, c, sc.at[2], sc.at[3], sc.at[4], sc.at[5]);
+    s.bn_bwd_apply(ptr(be, dy), ptr(be, x), ptr(be, dx), localRows, c, sc.at[2], sc.at[3], sc.at[4], sc.at[5]);
   } finally {
     sc.free();
   }
@@ -326,6 +357,13 @@ function gramRowBlock(m: number, n: number): number {
 }
 
 /** Max (or min) of all n >= 1 elements of x into the one-element `out`; NaN if any is NaN. */
+/** Min and max of a float32 heap tensor as numbers (no output tensors), or null without the SIMD module. */
+export function simdRange(be: WasmBackendLike, x: TensorInfo, n: number): { min: number; max: number } | null {
+  const s = simdFor(be);
+  if (!s || n < 1) return null;
+  return { min: s.vec_min(ptr(be, x), n), max: s.vec_max(ptr(be, x), n) };
+}
+
 export function simdReduceAll(be: WasmBackendLike, x: TensorInfo, n: number, max: boolean, out: TensorInfo): boolean {
   const s = simdFor(be);
   if (!s || n < 1) return false;

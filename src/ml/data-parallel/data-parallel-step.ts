@@ -1,0 +1,171 @@
+// Training steps split over several threads (TRAIN_THREADS): rank 0 is the calling thread, ranks
+// 1..world-1 are step peers (step-peer-worker.ts), each with its own tfjs backend and model
+// replica. Each step, rank 0 posts every peer its rows of the batch, then trains its own; they meet
+// at the collective's exchanges inside the step (shard-step.ts). Evaluation and checkpoints stay
+// on rank 0, whose replica equals every peer's after each step.
+//
+//   const dp = await DataParallelStep.open({ world: 2, ... });
+//   await dp.sync(model, opt);          // after restoring a checkpoint: peers take rank 0's state
+//   const loss = dp.step(input);        // synchronous, like trainStep
+//   await dp.close();
+import type { Worker } from 'node:worker_threads';
+import { startThread } from '../../start-thread.js';
+import type { MobileNetV2, ForwardMode } from '../mobilenet-v2.js';
+import { allConvs } from '../mobilenet-arch.js';
+import type { MomentumSgd, SgdParam } from '../optimizer.js';
+import { snapshotState } from '../model-state.js';
+import type { BackendName } from '../train-api.js';
+import { shardRows } from './collective-math.js';
+import { allocateCollectiveMemory, DataParallelError, SharedCollective } from './shared-collective.js';
+import { gradientLength, trainShardStep } from './shard-step.js';
+import type { FromPeer, PeerInput, PeerStep, ToPeer } from './step-peer-protocol.js';
+
+export interface DataParallelOptions {
+  /** Threads the step is split over (2 or more). */
+  world: number;
+  backend: BackendName;
+  model: MobileNetV2;
+  opt: MomentumSgd;
+  params: SgdParam[];
+  emaDecay: number;
+  seed: number;
+}
+
+/** What a step needs: the whole batch, as trainStep takes it. */
+export interface DataParallelStepInput {
+  x: Float32Array;
+  y: Int32Array;
+  n: number;
+  size: number;
+  mode: ForwardMode;
+  lr: number;
+  labelSmoothing: number;
+}
+
+interface Peer {
+  worker: Worker;
+  /** Set when the thread ended or reported an error; the next step fails with it. */
+  failure: string | null;
+  exited: boolean;
+  waiters: Array<{ want: FromPeer['type']; resolve: () => void; reject: (e: Error) => void }>;
+}
+
+export class DataParallelStep {
+  private constructor(
+    private readonly o: DataParallelOptions,
+    private readonly coll: SharedCollective,
+    private readonly peers: Peer[],
+  ) {}
+
+  get world(): number {
+    return this.o.world;
+  }
+
+  static async open(o: DataParallelOptions): Promise<DataParallelStep> {
+    const arch = o.model.arch;
+    // The widest exchange: a BN layer's rows, means and M2s.
+    const maxChannels = Math.max(...allConvs(arch).map((c) => c.outC));
+    const memory = allocateCollectiveMemory(o.world, 1 + 2 * maxChannels, gradientLength(o.params));
+    const peers: Peer[] = [];
+    const dp = new DataParallelStep(o, new SharedCollective(memory, 0), peers);
+    const wasmSimd = o.backend === 'wasm' ? (await import('../backends/wasm-training/simd.js')).simdEnabled() : undefined;
+    for (let rank = 1; rank < o.world; rank++) {
+      const input: PeerInput = {
+        rank, memory, backend: o.backend, wasmSimd, arch, emaDecay: o.emaDecay, seed: o.seed, weightBits: o.model.weightBits, sgd: o.opt.opts,
+      };
+      const peer: Peer = { worker: startThread(import.meta.url, 'step-peer-worker', input), failure: null, exited: false, waiters: [] };
+      const fail = (why: string) => {
+        peer.failure ??= why;
+        for (const w of peer.waiters.splice(0)) w.reject(new DataParallelError('TRAIN_PEER_FAILED', `training thread ${rank}: ${why}`));
+      };
+      peer.worker.on('message', (m: FromPeer) => {
+        if (m.type === 'error') return fail(m.message);
+        const i = peer.waiters.findIndex((w) => w.want === m.type);
+        if (i >= 0) peer.waiters.splice(i, 1)[0].resolve();
+      });
+      peer.worker.on('error', (err) => fail(err.message));
+      peer.worker.on('exit', (code) => {
+        peer.exited = true;
+        fail(`exited (code ${code})`);
+      });
+      peers.push(peer);
+    }
+    try {
+      await Promise.all(peers.map((p) => dp.expect(p, 'ready')));
+    } catch (err) {
+      await dp.close();
+      throw err;
+    }
+    return dp;
+  }
+
+  private expect(p: Peer, want: FromPeer['type']): Promise<void> {
+    if (p.failure) return Promise.reject(new DataParallelError('TRAIN_PEER_FAILED', p.failure));
+    return new Promise((resolve, reject) => p.waiters.push({ want, resolve, reject }));
+  }
+
+  private post(p: Peer, m: ToPeer, transfer: ArrayBuffer[] = []): void {
+    if (p.failure) throw new DataParallelError('TRAIN_PEER_FAILED', `a training thread failed: ${p.failure}`);
+    p.worker.postMessage(m, transfer);
+  }
+
+  /** Gives every peer rank 0's weights, optimizer state and activation ranges. */
+  async sync(model: MobileNetV2, opt: MomentumSgd): Promise<void> {
+    const tensors = await snapshotState(model, opt);
+    const ranges = model.ranges.toJSON();
+    await Promise.all(
+      this.peers.map((p) => {
+        const done = this.expect(p, 'synced');
+        this.post(p, { type: 'state', tensors, ranges });
+        return done;
+      }),
+    );
+  }
+
+  /** One optimizer step over the whole batch; returns its loss. Every replica takes the same update. */
+  step(s: DataParallelStepInput): number {
+    const per = s.size * s.size * 3;
+    for (let rank = 1; rank < this.o.world; rank++) {
+      const { start, end } = shardRows(s.n, rank, this.o.world);
+      const x = s.x.slice(start * per, end * per);
+      const msg: PeerStep = {
+        type: 'step', x, y: s.y.slice(start, end), n: end - start, offset: start, total: s.n,
+        size: s.size, mode: s.mode, lr: s.lr, labelSmoothing: s.labelSmoothing,
+      };
+      this.post(this.peers[rank - 1], msg, [x.buffer]);
+    }
+    const { start, end } = shardRows(s.n, 0, this.o.world);
+    try {
+      return trainShardStep(
+        {
+          model: this.o.model, opt: this.o.opt, params: this.o.params, x: s.x.subarray(start * per, end * per), y: s.y.subarray(start, end),
+          n: end - start, offset: start, total: s.n, size: s.size, mode: s.mode, lr: s.lr, labelSmoothing: s.labelSmoothing,
+        },
+        this.coll,
+      );
+    } catch (err) {
+      this.coll.abort(`rank 0: ${(err as Error).message}`);
+      throw err;
+    }
+  }
+
+  /** Ends the peers (idempotent). */
+  async close(): Promise<void> {
+    await Promise.all(
+      this.peers.map(async (p) => {
+        if (p.exited) return;
+        p.failure ??= 'closed';
+        const exited = new Promise<void>((r) => p.worker.once('exit', () => r()));
+        try {
+          p.worker.postMessage({ type: 'close' } satisfies ToPeer);
+        } catch {
+          // Already gone.
+        }
+        // A peer stuck in a failed step would never read 'close'.
+        const t = setTimeout(() => void p.worker.terminate(), 5000);
+        await exited;
+        clearTimeout(t);
+      }),
+    );
+  }
+}

@@ -1,0 +1,46 @@
+// The optimizer and BN running statistics update tensor storage directly on wasm (tensor-memory.ts)
+// instead of running tfjs ops. That must not change a single bit of training, and the next forward
+// pass must see the new weights (XNNPACK caches packed weights by tensor id).
+import { describe, expect, it } from 'vitest';
+import { selectBackend } from '../../src/ml/backend.js';
+import { tf } from '../../src/ml/tf.js';
+import { buildArch, MobileNetV2 } from '../../src/ml/mobilenet-v2.js';
+import { MomentumSgd, type SgdParam } from '../../src/ml/optimizer.js';
+import { trainStep } from '../../src/ml/train.js';
+
+process.env.TFJS_BACKEND ||= 'wasm';
+
+function replica() {
+  const arch = buildArch({ inputSize: 32, numClasses: 4, widthMultiplier: 0.35, smallInputStem: 'off', dropout: 0.2 });
+  const model = new MobileNetV2(arch, 0.999, 1);
+  const opt = new MomentumSgd({ momentum: 0.9, weightDecay: 4e-5 });
+  const params: SgdParam[] = [...model.params.values()].filter((p) => p.trainable).map((p) => ({ name: p.name, variable: p.variable, decay: p.role === 'weight' }));
+  return { model, opt, params, byVarName: new Map([...model.params.values()].map((p) => [p.variable.name, p.name])) };
+}
+
+describe('updates written into tensor storage', () => {
+  it('train bit for bit like the tfjs-ops updates, and the next step sees the new weights', async () => {
+    await selectBackend();
+    const a = replica();
+    const b = replica();
+    const n = 8;
+    const x = Float32Array.from({ length: n * 32 * 32 * 3 }, (_, i) => Math.sin(i * 12.9898) * 1.5);
+    const y = Int32Array.from({ length: n }, (_, i) => i % 4);
+    for (let s = 0; s < 4; s++) {
+      const mode = { training: true, fakeQuant: s >= 2, bnBatchStats: true, observeRanges: true, dropoutSeed: s, bnMomentum: 0.9 };
+      const input = { x, y, n, size: 32, mode, lr: 0.05, labelSmoothing: 0.1 };
+      const la = trainStep({ ...input, ...a });
+      // A second holder of one of b's buffers makes every in-place write refuse: b takes the tfjs-ops paths.
+      const holders = [b.model.v('stem/gamma'), b.model.v('stem/runMean'), b.opt.buffers.get('stem/gamma')].filter((t) => t).map((t) => tf.clone(t!));
+      const lb = trainStep({ ...input, ...b });
+      holders.forEach((t) => t.dispose());
+      expect(la, `loss of step ${s}`).toBe(lb);
+      for (const [name, p] of a.model.params) expect(p.variable.dataSync(), name).toEqual(b.model.v(name).dataSync());
+      for (const [name, t] of a.opt.buffers) expect(t.dataSync(), `momentum ${name}`).toEqual(b.opt.buffers.get(name)!.dataSync());
+    }
+    for (const r of [a, b]) {
+      r.opt.dispose();
+      r.model.dispose();
+    }
+  });
+});

@@ -1,0 +1,81 @@
+// A synthetic QuantGraph written as an export directory (model.onnx + manifest.json), as the
+// worker's export writes one but without training or verification (accuracies zero), so serving
+// tests and the predict bench load it like a real model. Its manifest passes the check every
+// reader applies (src/export/manifest.ts).
+import { createHash } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { FLATTEN_BACKGROUND } from '../src/data/image-decode.js';
+import { expectedKernels, fusionReport, optimizedOpCounts } from '../src/export/fusion-check.js';
+import { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, MODEL_FILE, ModelManifest, type FusionReport, type WeightEncoding } from '../src/export/manifest.js';
+import { ONNX_OPSET, quantGraphToFloatOnnx, quantGraphToQdqOnnx } from '../src/export/onnx-qdq.js';
+import type { QuantGraph } from '../src/ml/quant-graph.js';
+
+export interface SyntheticExport {
+  manifest: ModelManifest;
+  onnxFile: string;
+  manifestFile: string;
+}
+
+export async function writeSyntheticExport(
+  dir: string,
+  graph: QuantGraph,
+  opts: {
+    jobId: string;
+    weightEncoding: WeightEncoding;
+    createdAt?: Date;
+    /** Ask ORT what it makes of the file (seconds at 224 px); default: recorded as fully fused, unmeasured. */
+    measureFusion?: boolean;
+  },
+): Promise<SyntheticExport> {
+  const bytes = quantGraphToQdqOnnx(graph, { weightEncoding: opts.weightEncoding, metadata: { jobId: opts.jobId } });
+  const k = expectedKernels(graph);
+  const fusion: FusionReport = opts.measureFusion
+    ? fusionReport(await optimizedOpCounts(bytes), k)
+    : {
+        convs: k.convs,
+        qlinearConvs: k.convs,
+        floatConvs: 0,
+        qlinearAdds: k.adds,
+        adds: k.adds,
+        qlinearGlobalAvgPools: k.pools,
+        qgemms: k.denses,
+        fullyFused: true,
+      };
+  const manifest = ModelManifest.parse({
+    format: MANIFEST_FORMAT,
+    version: MANIFEST_VERSION,
+    jobId: opts.jobId,
+    createdAt: (opts.createdAt ?? new Date()).toISOString(),
+    file: MODEL_FILE,
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+    sizeBytes: bytes.length,
+    float32SizeBytes: quantGraphToFloatOnnx(graph).length,
+    classes: graph.classes,
+    input: { name: graph.input.name, layout: 'NCHW', dtype: 'float32', size: graph.inputSize },
+    output: { name: graph.output, dtype: 'float32', meaning: 'logits' },
+    preprocess: { resize: 'short-side-then-center-crop', colorSpace: 'srgb', alphaBackground: { ...FLATTEN_BACKGROUND }, normalization: graph.normalization },
+    quantization: {
+      format: 'onnx-qdq',
+      opset: ONNX_OPSET,
+      activationType: 'uint8 asymmetric per-tensor',
+      weightType: 'int8 symmetric per-channel',
+      weightEncoding: opts.weightEncoding,
+      weightBits: graph.weightBits ?? 8,
+      input: graph.input.quant,
+      logits: graph.nodes.at(-1)!.outQuant,
+      convs: k.convs,
+      adds: k.adds,
+      activations: [],
+      fusion,
+    },
+    accuracy: { images: 0, floatTop1: 0, int8Top1: 0, agreement: 1, maxLogitDiffSteps: 0 },
+    checkpoint: { step: 0 },
+  } satisfies ModelManifest);
+  await mkdir(dir, { recursive: true });
+  const onnxFile = path.join(dir, MODEL_FILE);
+  const manifestFile = path.join(dir, MANIFEST_FILE);
+  await writeFile(onnxFile, bytes);
+  await writeFile(manifestFile, JSON.stringify(manifest));
+  return { manifest, onnxFile, manifestFile };
+}
