@@ -36,32 +36,42 @@ const progress = (phase: string) => ({
 // 1. Float: quantization off (activation ranges are still tracked, for the QAT start).
 const float = await runTraining({
   config: resolveTrainingConfig({
-    name: 'accuracy-float', dataset, model,
+    name: 'accuracy-float',
+    dataset,
+    model,
     training: { epochs: floatEpochs, batchSize, learningRate: 0.1, warmupEpochs: 0.2, seed: 1 },
     quantization: { enabled: false },
   }),
-  workDir: path.join(work, 'float'), dataRoot: work, callbacks: progress('float'),
+  workDir: path.join(work, 'float'),
+  dataRoot: work,
+  callbacks: progress('float'),
 });
 
 // 2. QAT fine-tuning from the float weights: a tenth of the LR, BN statistics frozen halfway.
 let qatTop1 = NaN;
 if (qatEpochs > 0) {
   const qatConfig = resolveTrainingConfig({
-    name: 'accuracy-qat', dataset, model,
+    name: 'accuracy-qat',
+    dataset,
+    model,
     training: { epochs: qatEpochs, batchSize, learningRate: 0.01, warmupEpochs: 0, seed: 2 },
     quantization: { enabled: true, delaySteps: 0 },
   });
   const stepsPerEpoch = Math.floor(dataset.limit / batchSize);
   qatConfig.quantization.freezeBnAfterSteps = Math.floor((qatEpochs * stepsPerEpoch) / 2);
   const qat = await runTraining({
-    config: qatConfig, workDir: path.join(work, 'qat'), dataRoot: work, initFrom: float.checkpoint, callbacks: progress('qat'),
+    config: qatConfig,
+    workDir: path.join(work, 'qat'),
+    dataRoot: work,
+    initFrom: float.checkpoint,
+    callbacks: progress('qat'),
   });
   qatTop1 = qat.eval!.top1;
 }
 const wall = (performance.now() - t0) / 1000;
 console.log(
   `accuracy fashion-mnist w=0.35 size=32 stem=${model.smallInputStem} backend=${float.backend} epochs=${floatEpochs}+${qatEpochs} ` +
-  `train=${dataset.limit} test=${dataset.testLimit}: float top-1 ${(float.eval!.top1 * 100).toFixed(2)}%, ` +
-  `fake-quant top-1 ${(qatTop1 * 100).toFixed(2)}%, wall ${wall.toFixed(0)} s`,
+    `train=${dataset.limit} test=${dataset.testLimit}: float top-1 ${(float.eval!.top1 * 100).toFixed(2)}%, ` +
+    `fake-quant top-1 ${(qatTop1 * 100).toFixed(2)}%, wall ${wall.toFixed(0)} s`,
 );
 await fs.rm(work, { recursive: true, force: true });

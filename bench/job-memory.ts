@@ -89,8 +89,15 @@ async function child(spec: string): Promise<void> {
     const outDir = path.join(dir, 'model');
     await exportJobModel({ jobId: 'bench', config, checkpoint: ckDir, outDir, dataRoot: dir, verifyImages: 10 });
     const out: Sample = {
-      w, size, bs, ok: true, heapTrainBytes, heapExportBytes: heap(),
-      maxRssBytes: process.resourceUsage().maxRSS * 1024, checkpointBytes, modelDirBytes: await dirBytes(outDir),
+      w,
+      size,
+      bs,
+      ok: true,
+      heapTrainBytes,
+      heapExportBytes: heap(),
+      maxRssBytes: process.resourceUsage().maxRSS * 1024,
+      checkpointBytes,
+      modelDirBytes: await dirBytes(outDir),
     };
     process.stdout.write(`RESULT ${JSON.stringify(out)}\n`);
   } finally {
@@ -109,7 +116,13 @@ function runChild(spec: string): Promise<Sample> {
     p.on('exit', (code, signal) => {
       const line = out.split('\n').find((l) => l.startsWith('RESULT '));
       if (line) return resolve(JSON.parse(line.slice(7)) as Sample);
-      const why = (err.trim().split('\n').filter((l) => l.trim() && !l.startsWith('Node.js')).pop() ?? '').slice(0, 160);
+      const why = (
+        err
+          .trim()
+          .split('\n')
+          .filter((l) => l.trim() && !l.startsWith('Node.js'))
+          .pop() ?? ''
+      ).slice(0, 160);
       resolve({ w, size, bs, ok: false, error: `exit ${signal ?? code}: ${why}` });
     });
   });
@@ -165,11 +178,22 @@ async function main(): Promise<void> {
     const arch = archOf(configFor(s.w, s.size, s.bs));
     return { s, acts: activationsPerImage(arch), params: parameterCount(arch) };
   });
-  const [b0, b1, b2] = leastSquares(rows.map((r) => [1, r.acts * r.s.bs, r.params]), rows.map((r) => r.s.heapTrainBytes!));
+  const [b0, b1, b2] = leastSquares(
+    rows.map((r) => [1, r.acts * r.s.bs, r.params]),
+    rows.map((r) => r.s.heapTrainBytes!),
+  );
   console.log(`fit: training heap = ${(b0 / MiB).toFixed(1)} MiB + ${b1.toFixed(2)} B x batch x activations/image + ${b2.toFixed(2)} B x parameters`);
-  const [c0, c1] = leastSquares(rows.map((r) => [1, r.params]), rows.map((r) => r.s.checkpointBytes!));
-  const [m0, m1] = leastSquares(rows.map((r) => [1, r.params]), rows.map((r) => r.s.modelDirBytes!));
-  console.log(`fit: checkpoint = ${(c0 / 1024).toFixed(0)} KiB + ${c1.toFixed(2)} B x parameters; model dir = ${(m0 / 1024).toFixed(0)} KiB + ${m1.toFixed(2)} B x parameters`);
+  const [c0, c1] = leastSquares(
+    rows.map((r) => [1, r.params]),
+    rows.map((r) => r.s.checkpointBytes!),
+  );
+  const [m0, m1] = leastSquares(
+    rows.map((r) => [1, r.params]),
+    rows.map((r) => r.s.modelDirBytes!),
+  );
+  console.log(
+    `fit: checkpoint = ${(c0 / 1024).toFixed(0)} KiB + ${c1.toFixed(2)} B x parameters; model dir = ${(m0 / 1024).toFixed(0)} KiB + ${m1.toFixed(2)} B x parameters`,
+  );
   let worst = 0;
   for (const r of rows) {
     const e = estimateJob(configFor(r.s.w, r.s.size, r.s.bs));

@@ -81,7 +81,9 @@ function step(): number {
 for (let i = 0; i < Number(opt.warmup); i++) step();
 
 if (opt.profile) {
-  const prof = await tf.profile(() => { step(); });
+  const prof = await tf.profile(() => {
+    step();
+  });
   const byKernel = new Map<string, number>();
   for (const k of prof.kernels) byKernel.set(k.name, (byKernel.get(k.name) ?? 0) + (k.kernelTimeMs as number));
   const total = [...byKernel.values()].reduce((a, b) => a + b, 0);

@@ -77,7 +77,12 @@ function percentile(sorted: number[], p: number): number {
 }
 
 async function modelLatency(label: string, bytes: Uint8Array, runs: number): Promise<number> {
-  const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all' });
+  const session = await ort.InferenceSession.create(bytes, {
+    intraOpNumThreads: 1,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: 'all',
+  });
   const x = new ort.Tensor('float32', syntheticImages(1, SIZE, 42), [1, 3, SIZE, SIZE]);
   const feeds = { [session.inputNames[0]]: x };
   for (let i = 0; i < 30; i++) await session.run(feeds);
@@ -90,7 +95,9 @@ async function modelLatency(label: string, bytes: Uint8Array, runs: number): Pro
   await session.release();
   times.sort((a, b) => a - b);
   const p50 = percentile(times, 50);
-  console.log(`predict-model ${label}: p50 ${p50.toFixed(2)} ms  p90 ${percentile(times, 90).toFixed(2)} ms  min ${times[0].toFixed(2)} ms  (${runs} runs, batch 1, 1 thread, ${(bytes.length / 1e6).toFixed(2)} MB)`);
+  console.log(
+    `predict-model ${label}: p50 ${p50.toFixed(2)} ms  p90 ${percentile(times, 90).toFixed(2)} ms  min ${times[0].toFixed(2)} ms  (${runs} runs, batch 1, 1 thread, ${(bytes.length / 1e6).toFixed(2)} MB)`,
+  );
   return p50;
 }
 
@@ -101,7 +108,9 @@ async function benchModel(graph: QuantGraph): Promise<void> {
   for (const enc of encodings) {
     const bytes = quantGraphToQdqOnnx(graph, { weightEncoding: enc });
     const fusion = fusionReport(await optimizedOpCounts(bytes), expectedKernels(graph));
-    console.log(`# ${enc}: QLinearConv ${fusion.qlinearConvs}/${fusion.convs}, QLinearAdd ${fusion.qlinearAdds}/${fusion.adds}, fully fused: ${fusion.fullyFused}, size ${(100 * bytes.length / fp32.length).toFixed(1)}% of fp32`);
+    console.log(
+      `# ${enc}: QLinearConv ${fusion.qlinearConvs}/${fusion.convs}, QLinearAdd ${fusion.qlinearAdds}/${fusion.adds}, fully fused: ${fusion.fullyFused}, size ${((100 * bytes.length) / fp32.length).toFixed(1)}% of fp32`,
+    );
     await modelLatency(`int8 QDQ (${enc} weight storage)`, bytes, runs);
   }
   await modelLatency('fp32', fp32, runs);
@@ -168,7 +177,10 @@ async function serveForBench(graph: QuantGraph): Promise<void> {
   const stop = () => {
     if (stopping) return;
     stopping = true;
-    void app.close().then(() => rm(dir, { recursive: true, force: true })).finally(() => process.exit(0));
+    void app
+      .close()
+      .then(() => rm(dir, { recursive: true, force: true }))
+      .finally(() => process.exit(0));
   };
   // Also when the parent dies without 'stop': no orphan server lingers on a shared machine.
   process.once('disconnect', stop);
@@ -383,17 +395,33 @@ async function openLoop(url: string, body: Buffer, rate: number, seconds: number
 }
 
 async function benchHttp(): Promise<void> {
-  const args = ['http-server', '--encoding', HTTP_ENCODING, '--weight-bits', String(HTTP_WEIGHT_BITS), '--workers', values.workers, '--batch-window', values['batch-window'], '--max-batch', values['max-batch']];
+  const args = [
+    'http-server',
+    '--encoding',
+    HTTP_ENCODING,
+    '--weight-bits',
+    String(HTTP_WEIGHT_BITS),
+    '--workers',
+    values.workers,
+    '--batch-window',
+    values['batch-window'],
+    '--max-batch',
+    values['max-batch'],
+  ];
   // Same script, same loader flags (tsx), so the server runs exactly this code.
   const child = fork(fileURLToPath(import.meta.url), args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   try {
     const { url } = await nextMessage(child, 'ready');
     const raw = Buffer.alloc(SIZE * SIZE * 3);
     for (let i = 0; i < raw.length; i++) raw[i] = (i * 7 + (i >> 10)) & 255;
-    const jpeg = await sharp(raw, { raw: { width: SIZE, height: SIZE, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
+    const jpeg = await sharp(raw, { raw: { width: SIZE, height: SIZE, channels: 3 } })
+      .jpeg({ quality: 90 })
+      .toBuffer();
     const connections = Number(values.connections);
     const seconds = Number(values.seconds);
-    console.log(`# server in a child process: MobileNetV2 1.0 @ ${SIZE}, ${HTTP_WEIGHT_BITS}-bit weights in ${HTTP_ENCODING} storage, ${values.workers} inference workers, batch window ${values['batch-window']} ms, max batch ${values['max-batch']}; client in this process, ${jpeg.length}-byte ${SIZE}x${SIZE} JPEG`);
+    console.log(
+      `# server in a child process: MobileNetV2 1.0 @ ${SIZE}, ${HTTP_WEIGHT_BITS}-bit weights in ${HTTP_ENCODING} storage, ${values.workers} inference workers, batch window ${values['batch-window']} ms, max batch ${values['max-batch']}; client in this process, ${jpeg.length}-byte ${SIZE}x${SIZE} JPEG`,
+    );
     const load = async (rate?: number) => {
       // Warm-up (first runs, JIT, sharp's pools), then reset the server's counters.
       await autocannon({ url: `${url}/v1/predict`, method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: jpeg, connections, duration: 2 });
@@ -405,8 +433,22 @@ async function benchHttp(): Promise<void> {
       let result: LoadResult;
       if (rate) result = await openLoop(`${url}/v1/predict`, jpeg, rate, seconds, connections);
       else {
-        const r = await autocannon({ url: `${url}/v1/predict`, method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: jpeg, connections, duration: seconds });
-        result = { p50: r.latency.p50, p99: r.latency.p99, reqPerSec: r.requests.average, errors: r.errors + r.timeouts + r.non2xx, total: r.requests.total, note: '' };
+        const r = await autocannon({
+          url: `${url}/v1/predict`,
+          method: 'POST',
+          headers: { 'content-type': 'image/jpeg' },
+          body: jpeg,
+          connections,
+          duration: seconds,
+        });
+        result = {
+          p50: r.latency.p50,
+          p99: r.latency.p99,
+          reqPerSec: r.requests.average,
+          errors: r.errors + r.timeouts + r.non2xx,
+          total: r.requests.total,
+          note: '',
+        };
       }
       child.send({ type: 'stats' } satisfies ToServer);
       const { stats } = await nextMessage(child, 'stats');
@@ -416,7 +458,9 @@ async function benchHttp(): Promise<void> {
       const clientMs = (c.user + c.system) / 1000 / Math.max(1, result.total);
       // The machine is shared: CPU used by other processes during the run, in cores.
       const others = machine0 && machine1 ? (machine1 - machine0 - stats.cpuMs - (c.user + c.system) / 1000) / wallMs : NaN;
-      const workload = rate ? `open loop, ${rate} req/s offered (Poisson arrivals) over at most ${connections} connections` : `closed loop, ${connections} connections (autocannon)`;
+      const workload = rate
+        ? `open loop, ${rate} req/s offered (Poisson arrivals) over at most ${connections} connections`
+        : `closed loop, ${connections} connections (autocannon)`;
       console.log(
         `predict-http ${workload}, ${seconds} s: p50 ${fmtMs(result.p50)} ms  p99 ${fmtMs(result.p99)} ms  ${result.reqPerSec.toFixed(1)} req/s  errors ${result.errors}  (${result.total} requests)`,
       );
@@ -439,7 +483,9 @@ if (mode === 'http-server') await serveForBench(buildGraph(HTTP_WEIGHT_BITS));
 if (mode === 'model' || mode === 'all') {
   const t0 = Date.now();
   const graph = buildGraph();
-  console.log(`# MobileNetV2 1.0 @ ${SIZE}, 1000 classes, random weights, ranges calibrated on 1 image (${Date.now() - t0} ms); ${ort.env.versions?.common ?? ''}`);
+  console.log(
+    `# MobileNetV2 1.0 @ ${SIZE}, 1000 classes, random weights, ranges calibrated on 1 image (${Date.now() - t0} ms); ${ort.env.versions?.common ?? ''}`,
+  );
   await benchModel(graph);
 }
 if (mode === 'http' || mode === 'all') await benchHttp();

@@ -39,7 +39,11 @@ function peakRss(pid: number): number | null {
 
 function workerPidOf(servePid: number): number | null {
   try {
-    return Number(execFileSync('pgrep', ['-P', String(servePid), '-f', 'cli.js worker'], { encoding: 'utf8' }).trim().split('\n')[0]);
+    return Number(
+      execFileSync('pgrep', ['-P', String(servePid), '-f', 'cli.js worker'], { encoding: 'utf8' })
+        .trim()
+        .split('\n')[0],
+    );
   } catch {
     return null;
   }
@@ -73,7 +77,16 @@ async function main(): Promise<void> {
   const base = `http://127.0.0.1:${port}`;
   let ok = false;
   try {
-    for (let i = 0; i < 150 && !(await fetch(`${base}/readyz`).then((r) => r.ok, () => false)); i++) await new Promise((r) => setTimeout(r, 200));
+    for (
+      let i = 0;
+      i < 150 &&
+      !(await fetch(`${base}/readyz`).then(
+        (r) => r.ok,
+        () => false,
+      ));
+      i++
+    )
+      await new Promise((r) => setTimeout(r, 200));
     const posted = Date.now();
     const res = await fetch(`${base}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(config) });
     if (res.status !== 201) throw new Error(`POST /v1/jobs answered ${res.status}: ${await res.text()}`);
@@ -92,7 +105,9 @@ async function main(): Promise<void> {
       if (['succeeded', 'failed', 'cancelled'].includes(job.status)) break;
       if (Date.now() - lastReport > 30_000) {
         lastReport = Date.now();
-        console.log(`  ${((Date.now() - posted) / 1000).toFixed(0)} s: ${job.status} step ${job.progress.step}/${job.progress.totalSteps ?? '?'}, worker peak RSS ${(peak / 2 ** 20).toFixed(0)} MiB`);
+        console.log(
+          `  ${((Date.now() - posted) / 1000).toFixed(0)} s: ${job.status} step ${job.progress.step}/${job.progress.totalSteps ?? '?'}, worker peak RSS ${(peak / 2 ** 20).toFixed(0)} MiB`,
+        );
       }
       await new Promise((r) => setTimeout(r, 500));
     }
@@ -106,7 +121,9 @@ async function main(): Promise<void> {
     if (values['expect-failure']) {
       ok = job?.status === 'failed' && job.error?.code === values['expect-failure'];
     } else if (job?.status === 'succeeded') {
-      const jpeg = await sharp({ create: { width: 300, height: 200, channels: 3, background: { r: 30, g: 160, b: 90 } } }).jpeg().toBuffer();
+      const jpeg = await sharp({ create: { width: 300, height: 200, channels: 3, background: { r: 30, g: 160, b: 90 } } })
+        .jpeg()
+        .toBuffer();
       const pred = await fetch(`${base}/v1/predict?topK=2`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: new Uint8Array(jpeg) });
       const body = await pred.text();
       console.log(`/v1/predict ${pred.status} ${body.slice(0, 300)}`);

@@ -109,7 +109,8 @@ async function setup(w: number, size: number, bs: number): Promise<Setup> {
   const arch = buildArch({ inputSize: size, numClasses: 10, widthMultiplier: w, smallInputStem: stem, dropout: 0.2 });
   const model = new MobileNetV2(arch, 0.999, 1);
   const sgd = new MomentumSgd({ momentum: 0.9, weightDecay: 4e-5 });
-  const params: SgdParam[] = [...model.params.values()].filter((p) => p.trainable)
+  const params: SgdParam[] = [...model.params.values()]
+    .filter((p) => p.trainable)
     .map((p) => ({ name: p.name, variable: p.variable, decay: p.role === 'weight' }));
   const byVar = new Map([...model.params.values()].map((p) => [p.variable.name, p.name]));
   const x = Float32Array.from({ length: bs * size * size * 3 }, (_, i) => Math.sin(i * 12.9898) * 1.5);
@@ -121,7 +122,9 @@ async function setup(w: number, size: number, bs: number): Promise<Setup> {
   await dp?.sync(model, sgd);
   const input = (s: number, fq: boolean) => ({ x, y, n: bs, size, mode: mode(s, fq), lr: 0.01, labelSmoothing: 0.1 });
   return {
-    model, sgd, world,
+    model,
+    sgd,
+    world,
     step: (s, fq) => void (dp ? dp.step(input(s, fq)) : trainStep({ model, opt: sgd, params, byVarName: byVar, ...input(s, fq) })),
     dispose: async () => {
       await dp?.close();
@@ -174,7 +177,9 @@ async function profileStep(s: Setup): Promise<void> {
   }
   const total = [...byKernel.values()].reduce((a, e) => a + e.ms, 0);
   for (const [name, e] of [...byKernel].sort((a, b) => b[1].ms - a[1].ms).slice(0, 20)) {
-    console.log(`  ${name.padEnd(38)} ${e.ms.toFixed(1).padStart(8)} ms ${String(e.calls).padStart(5)} calls ${((100 * e.ms) / total).toFixed(1).padStart(5)}%`);
+    console.log(
+      `  ${name.padEnd(38)} ${e.ms.toFixed(1).padStart(8)} ms ${String(e.calls).padStart(5)} calls ${((100 * e.ms) / total).toFixed(1).padStart(5)}%`,
+    );
   }
   console.log(`  total kernel time ${total.toFixed(0)} ms (one QAT step, wall clock)`);
 }
@@ -252,9 +257,10 @@ if (opt['check-heap']) {
       if (opt.pytorch) {
         // torchvision's network is the standard layout; a stride-8 stem is not comparable.
         const torch = layoutName(s.model) === 'standard' ? pytorchRate(w, size, bs) : 'only the standard layout (--stem off) is comparable';
-        line += typeof torch === 'string'
-          ? ` | pytorch: ${torch}`
-          : ` | pytorch threads=${torch.threads}: float ${torch.float.toFixed(1)} img/s, qat ${torch.qat.toFixed(1)} img/s | qat ratio ${(qat.wall / torch.qat).toFixed(2)}x`;
+        line +=
+          typeof torch === 'string'
+            ? ` | pytorch: ${torch}`
+            : ` | pytorch threads=${torch.threads}: float ${torch.float.toFixed(1)} img/s, qat ${torch.qat.toFixed(1)} img/s | qat ratio ${(qat.wall / torch.qat).toFixed(2)}x`;
       }
       console.log(line);
       if (opt.profile) await profileStep(s);

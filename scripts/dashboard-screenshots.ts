@@ -59,7 +59,9 @@ async function main() {
     const shoot = async (page: Page, name: string) => {
       await page.waitForTimeout(800); // let the charts draw
       await page.screenshot({ path: path.join(OUT, name), fullPage: true });
-      await sharp(path.join(OUT, name)).png({ compressionLevel: 9, palette: true }).toFile(path.join(OUT, `${name}.tmp`));
+      await sharp(path.join(OUT, name))
+        .png({ compressionLevel: 9, palette: true })
+        .toFile(path.join(OUT, `${name}.tmp`));
       fs.renameSync(path.join(OUT, `${name}.tmp`), path.join(OUT, name));
       console.log(`wrote docs/screenshots/${name}`);
     };
@@ -72,7 +74,9 @@ async function main() {
     await waitFor(second, (j) => j.status === 'succeeded');
     await desktop.goto(`${base}/#job=${first}`);
     await desktop.waitForSelector('#per-class tbody tr');
-    const png = await sharp({ create: { width: 48, height: 48, channels: 3, background: { r: 200, g: 80, b: 40 } } }).png().toBuffer();
+    const png = await sharp({ create: { width: 48, height: 48, channels: 3, background: { r: 200, g: 80, b: 40 } } })
+      .png()
+      .toBuffer();
     await desktop.setInputFiles('#predict-file', { name: 'sample.png', mimeType: 'image/png', buffer: png });
     await desktop.waitForSelector('#predictions li');
     await shoot(desktop, 'dashboard-finished.png');

@@ -40,9 +40,7 @@ const defaultOf = (p: Property) => (p.default === undefined ? 'unset' : `\`${typ
 /** The markdown table: one row per setting, in the schema's order. */
 export function settingsTableRaw(): string {
   const schema = z.toJSONSchema(SettingsSchema, { io: 'input', unrepresentable: 'any' }) as { properties: Record<string, Property> };
-  const rows = Object.entries(schema.properties).map(
-    ([name, p]) => `| \`${name}\` | ${defaultOf(p)} | ${cell(values(p))} | ${cell(p.description ?? '')} |`,
-  );
+  const rows = Object.entries(schema.properties).map(([name, p]) => `| \`${name}\` | ${defaultOf(p)} | ${cell(values(p))} | ${cell(p.description ?? '')} |`);
   return ['| Setting | Default | Values | Meaning |', '| --- | --- | --- | --- |', ...rows].join('\n');
 }
 

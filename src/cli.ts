@@ -97,7 +97,11 @@ async function serve(unbound: Settings): Promise<void> {
     spawn(process.execPath, [cli, 'worker'], {
       stdio: 'inherit',
       // Training leaves a core to /v1/predict unless TRAIN_THREADS says otherwise.
-      env: { ...process.env, QATSERVE_SKIP_MIGRATE: '1', TRAIN_THREADS: String(unbound.trainThreadsExplicit ? unbound.trainThreads : defaultTrainThreads('serve')) },
+      env: {
+        ...process.env,
+        QATSERVE_SKIP_MIGRATE: '1',
+        TRAIN_THREADS: String(unbound.trainThreadsExplicit ? unbound.trainThreads : defaultTrainThreads('serve')),
+      },
     }),
   );
   const { runApi } = await import('./api/server.js');
@@ -173,7 +177,9 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'migrate': {
       const r = await migrate(settings.databaseUrl);
-      console.log(`${r.provider}: applied ${r.applied.length} (${r.applied.join(', ') || 'none'}), already applied ${r.alreadyApplied.length}; deployment ${r.deploymentId}`);
+      console.log(
+        `${r.provider}: applied ${r.applied.length} (${r.applied.join(', ') || 'none'}), already applied ${r.alreadyApplied.length}; deployment ${r.deploymentId}`,
+      );
       return;
     }
     case 'keys': {

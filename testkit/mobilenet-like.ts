@@ -7,7 +7,13 @@ import * as tf from '@tensorflow/tfjs-core';
 import { fakeQuantAct } from '../src/ml/fake-quant.js';
 
 const STAGES: ReadonlyArray<readonly [number, number, number, number]> = [
-  [1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2], [6, 320, 1, 1],
+  [1, 16, 1, 1],
+  [6, 24, 2, 2],
+  [6, 32, 3, 2],
+  [6, 64, 4, 2],
+  [6, 96, 3, 1],
+  [6, 160, 3, 2],
+  [6, 320, 1, 1],
 ];
 
 function makeDivisible(v: number, d = 8): number {
@@ -15,10 +21,29 @@ function makeDivisible(v: number, d = 8): number {
   return n < 0.9 * v ? n + d : n;
 }
 
-interface Conv { name: string; dw: boolean; inC: number; outC: number; k: number; stride: number; relu6: boolean }
-interface Block { expand?: Conv; dw: Conv; project: Conv; residual: boolean }
+interface Conv {
+  name: string;
+  dw: boolean;
+  inC: number;
+  outC: number;
+  k: number;
+  stride: number;
+  relu6: boolean;
+}
+interface Block {
+  expand?: Conv;
+  dw: Conv;
+  project: Conv;
+  residual: boolean;
+}
 
-export interface MiniArch { stem: Conv; blocks: Block[]; head: Conv; classes: number; size: number }
+export interface MiniArch {
+  stem: Conv;
+  blocks: Block[];
+  head: Conv;
+  classes: number;
+  size: number;
+}
 
 /**
  * MobileNetV2 layout. `smallStem` (default: inputs below 64 px, as the engine's 'auto') runs the
@@ -35,7 +60,10 @@ export function mobilenetArch(width: number, size: number, classes: number, maxB
     const outC = makeDivisible(ch * width);
     for (let i = 0; i < n && blocks.length < maxBlocks; i++) {
       let stride = i === 0 ? s : 1;
-      if (stride === 2 && !seen2) { seen2 = true; if (small) stride = 1; }
+      if (stride === 2 && !seen2) {
+        seen2 = true;
+        if (small) stride = 1;
+      }
       const hidden = Math.round(c * t);
       const name = `b${blocks.length}`;
       blocks.push({
@@ -53,7 +81,10 @@ export function mobilenetArch(width: number, size: number, classes: number, maxB
 
 function convs(a: MiniArch): Conv[] {
   const out = [a.stem];
-  for (const b of a.blocks) { if (b.expand) out.push(b.expand); out.push(b.dw, b.project); }
+  for (const b of a.blocks) {
+    if (b.expand) out.push(b.expand);
+    out.push(b.dw, b.project);
+  }
   out.push(a.head);
   return out;
 }
@@ -63,14 +94,28 @@ export function initParams(a: MiniArch, seed = 1): Map<string, tf.Variable> {
   let s = seed >>> 0;
   const rnd = (n: number, std: number) => {
     const v = new Float32Array(n);
-    for (let i = 0; i < n; i++) { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; v[i] = (s / 4294967296 - 0.5) * 3.4641 * std; }
+    for (let i = 0; i < n; i++) {
+      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+      v[i] = (s / 4294967296 - 0.5) * 3.4641 * std;
+    }
     return v;
   };
   const p = new Map<string, tf.Variable>();
   for (const c of convs(a)) {
     const shape = c.dw ? [c.k, c.k, c.inC, 1] : [c.k, c.k, c.inC, c.outC];
     const fan = c.dw ? c.k * c.k : c.k * c.k * c.outC;
-    p.set(`${c.name}/w`, tf.variable(tf.tensor(rnd(shape.reduce((x, y) => x * y), Math.sqrt(2 / fan)), shape)));
+    p.set(
+      `${c.name}/w`,
+      tf.variable(
+        tf.tensor(
+          rnd(
+            shape.reduce((x, y) => x * y),
+            Math.sqrt(2 / fan),
+          ),
+          shape,
+        ),
+      ),
+    );
     p.set(`${c.name}/gamma`, tf.variable(tf.ones([c.outC])));
     p.set(`${c.name}/beta`, tf.variable(tf.zeros([c.outC])));
   }
@@ -106,7 +151,10 @@ export const stockQatOps: QatOps = {
       const value = tf.tidy(() => {
         const axes = input.shape.map((_, i) => i).filter((i) => i !== channelAxis);
         const sc = tf.div(tf.maximum(tf.max(tf.abs(input), axes), 1e-8 * 127), 127);
-        const sb = tf.reshape(sc, input.shape.map((d, i) => (i === channelAxis ? d : 1)));
+        const sb = tf.reshape(
+          sc,
+          input.shape.map((d, i) => (i === channelAxis ? d : 1)),
+        );
         return tf.mul(tf.clipByValue(tf.round(tf.div(input, sb)), -127, 127), sb);
       });
       return { value, gradFunc: (dy: tf.Tensor) => tf.clone(dy) };
@@ -115,7 +163,10 @@ export const stockQatOps: QatOps = {
   },
 };
 
-export interface StepOptions { fakeQuant: boolean; ops?: QatOps }
+export interface StepOptions {
+  fakeQuant: boolean;
+  ops?: QatOps;
+}
 
 /** Loss of one batch; call inside tf.variableGrads / tf.grads. */
 export function forwardLoss(a: MiniArch, p: Map<string, tf.Variable>, x: tf.Tensor4D, labels: tf.Tensor2D, o: StepOptions): tf.Scalar {
@@ -155,7 +206,10 @@ export function makeBatch(a: MiniArch, batch: number, seed = 7): { x: tf.Tensor4
   let s = seed >>> 0;
   const n = batch * a.size * a.size * 3;
   const v = new Float32Array(n);
-  for (let i = 0; i < n; i++) { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; v[i] = (s / 4294967296) * 2 - 1; }
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    v[i] = (s / 4294967296) * 2 - 1;
+  }
   const idx = Array.from({ length: batch }, (_, i) => (i * 7) % a.classes);
   return { x: tf.tensor4d(v, [batch, a.size, a.size, 3]), labels: tf.cast(tf.oneHot(tf.tensor1d(idx, 'int32'), a.classes), 'float32') as tf.Tensor2D };
 }

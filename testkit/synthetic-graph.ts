@@ -98,7 +98,7 @@ export function syntheticImages(n: number, size: number, seed: number, normaliza
       const base = rand();
       for (let y = 0; y < size; y++) {
         for (let x = 0; x < size; x++) {
-          const v = base * 0.5 + 0.25 * (1 + Math.sin((fx * x + fy * y) / size * 6.28 + phase)) + (rand() - 0.5) * 0.2;
+          const v = base * 0.5 + 0.25 * (1 + Math.sin(((fx * x + fy * y) / size) * 6.28 + phase)) + (rand() - 0.5) * 0.2;
           const clamped = Math.min(1, Math.max(0, v));
           out[((b * 3 + c) * size + y) * size + x] = (clamped - normalization.mean[c]) / normalization.std[c];
         }
@@ -136,9 +136,20 @@ export function buildSyntheticMobileNetV2(options: SyntheticGraphOptions = {}): 
     const [pb, pe] = options.padding === 'same' ? samePads(spatial, k, stride) : [(k - 1) / 2, (k - 1) / 2];
     spatial = Math.floor((spatial + pb + pe - k) / stride) + 1;
     const node: ConvNode = {
-      op: 'conv', name, input, output: `${name}/out`, outQuant: placeholder,
-      kernel: [k, k], strides: [stride, stride], pads: [pb, pb, pe, pe], group,
-      inChannels: inC, outChannels: outC, weightInt8: q, weightScale: scale, bias,
+      op: 'conv',
+      name,
+      input,
+      output: `${name}/out`,
+      outQuant: placeholder,
+      kernel: [k, k],
+      strides: [stride, stride],
+      pads: [pb, pb, pe, pe],
+      group,
+      inChannels: inC,
+      outChannels: outC,
+      weightInt8: q,
+      weightScale: scale,
+      bias,
       activation: relu6 ? 'relu6' : 'none',
     };
     nodes.push(node);
@@ -149,7 +160,13 @@ export function buildSyntheticMobileNetV2(options: SyntheticGraphOptions = {}): 
   let x = convNode('stem', 'input', 3, stemC, 3, small ? 1 : 2, 1, true).output;
   let inC = stemC;
   const settings: Array<[number, number, number, number]> = [
-    [1, 16, 1, 1], [6, 24, 2, small ? 1 : 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2], [6, 320, 1, 1],
+    [1, 16, 1, 1],
+    [6, 24, 2, small ? 1 : 2],
+    [6, 32, 3, 2],
+    [6, 64, 4, 2],
+    [6, 96, 3, 1],
+    [6, 160, 3, 2],
+    [6, 320, 1, 1],
   ];
   let block = 0;
   for (const [t, c, n, s] of settings) {
@@ -178,8 +195,16 @@ export function buildSyntheticMobileNetV2(options: SyntheticGraphOptions = {}): 
   const db = new Float32Array(numClasses);
   for (let i = 0; i < numClasses; i++) db[i] = randn() * 0.1;
   nodes.push({
-    op: 'dense', name: 'classifier', input: 'pool/out', output: 'logits', outQuant: placeholder,
-    inFeatures: lastC, outFeatures: numClasses, weightInt8: dq.q, weightScale: dq.scale, bias: db,
+    op: 'dense',
+    name: 'classifier',
+    input: 'pool/out',
+    output: 'logits',
+    outQuant: placeholder,
+    inFeatures: lastC,
+    outFeatures: numClasses,
+    weightInt8: dq.q,
+    weightScale: dq.scale,
+    bias: db,
   });
 
   const graph: QuantGraph = {

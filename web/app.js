@@ -149,12 +149,15 @@ async function refreshJobs() {
     box.addEventListener('change', () => toggleCompare(job, box));
     const open = el('button', { type: 'button', className: 'link' }, job.name);
     open.addEventListener('click', () => openJob(job.id));
-    const tr = el('tr', { className: job.id === state.selected ? 'selected' : '' },
+    const tr = el(
+      'tr',
+      { className: job.id === state.selected ? 'selected' : '' },
       el('td', {}, box),
       el('td', {}, open),
       el('td', {}, statusPill(job.status)),
       el('td', {}, shortProgress(job)),
-      el('td', {}, new Date(job.createdAt).toLocaleString()));
+      el('td', {}, new Date(job.createdAt).toLocaleString()),
+    );
     tr.dataset.jobId = job.id;
     return tr;
   });
@@ -219,7 +222,10 @@ function ensureCharts() {
     loss: lineChart($('#chart-loss'), { series: [{ label: 'loss' }], yLabel: 'loss' }),
     lr: lineChart($('#chart-lr'), { series: [{ label: 'learning rate', stroke: PALETTE[3] }], yLabel: 'learning rate' }),
     acc: lineChart($('#chart-acc'), {
-      series: [{ label: 'float top-1', stroke: PALETTE[0] }, { label: 'int8 top-1', stroke: PALETTE[1] }],
+      series: [
+        { label: 'float top-1', stroke: PALETTE[0] },
+        { label: 'int8 top-1', stroke: PALETTE[1] },
+      ],
       yLabel: 'top-1',
       points: true,
     }),
@@ -282,11 +288,13 @@ function applyEvent(e) {
     renderStatus();
     if (TERMINAL.includes(data.status)) {
       // The model row and finish time come with the job itself.
-      api(`/v1/jobs/${encodeURIComponent(job.id)}`).then((j) => {
-        if (state.selected !== j.id) return;
-        state.job = j;
-        renderJob();
-      }).catch(() => {});
+      api(`/v1/jobs/${encodeURIComponent(job.id)}`)
+        .then((j) => {
+          if (state.selected !== j.id) return;
+          state.job = j;
+          renderJob();
+        })
+        .catch(() => {});
       refreshModels().catch(() => {});
     }
     refreshJobs().catch(() => {});
@@ -311,9 +319,24 @@ function renderCharts() {
   const charts = state.charts;
   if (!charts) return;
   const points = sortedPoints();
-  charts.loss.setData(columns(points.filter((p) => p.loss != null), ['loss']));
-  charts.lr.setData(columns(points.filter((p) => p.learningRate != null), ['learningRate']));
-  charts.acc.setData(columns(points.filter((p) => p.top1 != null || p.floatTop1 != null), ['floatTop1', 'top1']));
+  charts.loss.setData(
+    columns(
+      points.filter((p) => p.loss != null),
+      ['loss'],
+    ),
+  );
+  charts.lr.setData(
+    columns(
+      points.filter((p) => p.learningRate != null),
+      ['learningRate'],
+    ),
+  );
+  charts.acc.setData(
+    columns(
+      points.filter((p) => p.top1 != null || p.floatTop1 != null),
+      ['floatTop1', 'top1'],
+    ),
+  );
 }
 
 function renderStatus() {
@@ -343,7 +366,9 @@ function renderFacts() {
     ['started', job.startedAt ? new Date(job.startedAt).toLocaleString() : '—'],
     ['finished', job.finishedAt ? new Date(job.finishedAt).toLocaleString() : '—'],
   ];
-  const lastEval = sortedPoints().reverse().find((p) => p.top1 != null);
+  const lastEval = sortedPoints()
+    .reverse()
+    .find((p) => p.top1 != null);
   if (lastEval) facts.push(['validation top-1 (int8)', pct(lastEval.top1)]);
   if (lastEval?.floatTop1 != null) facts.push(['validation top-1 (float)', pct(lastEval.floatTop1)]);
   if (job.model) {
@@ -361,10 +386,11 @@ function renderJob() {
   renderStatus();
   renderProgress();
   renderFacts();
-  if (job.status === 'succeeded' && job.model) showEvaluation(job.model).catch((err) => {
-    $('#evaluation').hidden = false;
-    $('#evaluation-summary').textContent = err.status === 403 ? 'The evaluation needs a key with the predict scope.' : err.message;
-  });
+  if (job.status === 'succeeded' && job.model)
+    showEvaluation(job.model).catch((err) => {
+      $('#evaluation').hidden = false;
+      $('#evaluation-summary').textContent = err.status === 403 ? 'The evaluation needs a key with the predict scope.' : err.message;
+    });
 }
 
 async function showEvaluation(model) {
@@ -381,21 +407,30 @@ async function showEvaluation(model) {
     return;
   }
   $('#evaluation-summary').textContent = `${e.images} validation images: top-1 ${pct(e.top1)}, top-5 ${pct(e.top5)}.`;
-  $('#per-class tbody').replaceChildren(...res.classes.map((c, i) => {
-    const v = e.perClassTop1[i];
-    return el('tr', {}, el('th', { scope: 'row' }, c), el('td', {}, el('span', { className: 'bar', style: `width:${(v ?? 0) * 6}em` }), ` ${pct(v)}`));
-  }));
+  $('#per-class tbody').replaceChildren(
+    ...res.classes.map((c, i) => {
+      const v = e.perClassTop1[i];
+      return el('tr', {}, el('th', { scope: 'row' }, c), el('td', {}, el('span', { className: 'bar', style: `width:${(v ?? 0) * 6}em` }), ` ${pct(v)}`));
+    }),
+  );
   const max = Math.max(1, ...e.confusion.flat());
   $('#confusion thead').replaceChildren(el('tr', {}, el('td'), ...res.classes.map((c) => el('th', { scope: 'col' }, c))));
-  $('#confusion tbody').replaceChildren(...e.confusion.map((row, i) => el('tr', {},
-    el('th', { scope: 'row' }, res.classes[i]),
-    ...row.map((n, j) => {
-      // Shade by count; text switches to white where the shade gets dark, keeping 4.5:1 contrast.
-      const t = n / max;
-      const td = el('td', { className: `cell${t > 0.5 ? ' dark' : ''}${i === j ? ' diag' : ''}` }, String(n));
-      td.style.background = `rgba(31, 91, 209, ${0.08 + 0.92 * t})`;
-      return td;
-    }))));
+  $('#confusion tbody').replaceChildren(
+    ...e.confusion.map((row, i) =>
+      el(
+        'tr',
+        {},
+        el('th', { scope: 'row' }, res.classes[i]),
+        ...row.map((n, j) => {
+          // Shade by count; text switches to white where the shade gets dark, keeping 4.5:1 contrast.
+          const t = n / max;
+          const td = el('td', { className: `cell${t > 0.5 ? ' dark' : ''}${i === j ? ' diag' : ''}` }, String(n));
+          td.style.background = `rgba(31, 91, 209, ${0.08 + 0.92 * t})`;
+          return td;
+        }),
+      ),
+    ),
+  );
 }
 
 async function cancelSelected() {
@@ -423,29 +458,44 @@ async function refreshModels() {
     $('#models-error').textContent = err.status === 403 ? 'Listing models needs a key with the predict scope.' : err.message;
     return;
   }
-  $('#models tbody').replaceChildren(...list.items.map((m) => {
-    const download = el('button', { type: 'button', className: 'secondary' }, 'Download');
-    download.setAttribute('aria-label', `download model ${m.id}`);
-    download.addEventListener('click', () => downloadModel(m));
-    const actions = el('td', { className: 'actions' }, download);
-    // Promoting pins a model as the serving one (also one serving now only as the newest).
-    if (state.canAdmin && !m.promotedAt) {
-      const promote = el('button', { type: 'button', className: 'secondary promote' }, 'Promote');
-      promote.setAttribute('aria-label', `promote model ${m.id} to serve`);
-      promote.addEventListener('click', () => promoteModel(m, promote));
-      actions.append(promote);
-    }
-    const ratio = m.float32SizeBytes ? (m.float32SizeBytes / m.sizeBytes).toFixed(1) : null;
-    const tr = el('tr', {},
-      el('td', {}, el('span', { className: 'mono' }, m.id.slice(0, 8)), el('br'), el('small', {}, state.jobNames.get(m.jobId) ?? `job ${m.jobId.slice(0, 8)}`)),
-      el('td', {}, pct(m.int8Top1)),
-      el('td', {}, pct(m.floatTop1)),
-      el('td', {}, kib(m.sizeBytes), el('br'), el('small', {}, ratio ? `${ratio}× smaller than fp32 (${kib(m.float32SizeBytes)})` : '')),
-      el('td', {}, m.serving ? el('span', { className: 'pill serving' }, m.promotedAt ? 'serving · promoted' : 'serving') : m.promotedAt ? 'promoted earlier' : ''),
-      actions);
-    tr.dataset.modelId = m.id;
-    return tr;
-  }));
+  $('#models tbody').replaceChildren(
+    ...list.items.map((m) => {
+      const download = el('button', { type: 'button', className: 'secondary' }, 'Download');
+      download.setAttribute('aria-label', `download model ${m.id}`);
+      download.addEventListener('click', () => downloadModel(m));
+      const actions = el('td', { className: 'actions' }, download);
+      // Promoting pins a model as the serving one (also one serving now only as the newest).
+      if (state.canAdmin && !m.promotedAt) {
+        const promote = el('button', { type: 'button', className: 'secondary promote' }, 'Promote');
+        promote.setAttribute('aria-label', `promote model ${m.id} to serve`);
+        promote.addEventListener('click', () => promoteModel(m, promote));
+        actions.append(promote);
+      }
+      const ratio = m.float32SizeBytes ? (m.float32SizeBytes / m.sizeBytes).toFixed(1) : null;
+      const tr = el(
+        'tr',
+        {},
+        el(
+          'td',
+          {},
+          el('span', { className: 'mono' }, m.id.slice(0, 8)),
+          el('br'),
+          el('small', {}, state.jobNames.get(m.jobId) ?? `job ${m.jobId.slice(0, 8)}`),
+        ),
+        el('td', {}, pct(m.int8Top1)),
+        el('td', {}, pct(m.floatTop1)),
+        el('td', {}, kib(m.sizeBytes), el('br'), el('small', {}, ratio ? `${ratio}× smaller than fp32 (${kib(m.float32SizeBytes)})` : '')),
+        el(
+          'td',
+          {},
+          m.serving ? el('span', { className: 'pill serving' }, m.promotedAt ? 'serving · promoted' : 'serving') : m.promotedAt ? 'promoted earlier' : '',
+        ),
+        actions,
+      );
+      tr.dataset.modelId = m.id;
+      return tr;
+    }),
+  );
 }
 
 async function downloadModel(m) {
@@ -485,12 +535,21 @@ async function predict() {
   img.hidden = false;
   try {
     const res = await api('/v1/predict?topK=5', {
-      method: 'POST', headers: { 'content-type': file.type || 'application/octet-stream' }, body: file,
+      method: 'POST',
+      headers: { 'content-type': file.type || 'application/octet-stream' },
+      body: file,
     });
-    $('#predictions').replaceChildren(...res.predictions.map((p) => el('li', {},
-      el('span', { className: 'label' }, p.label),
-      el('span', { className: 'bar', style: `width:${Math.max(0.1, p.probability * 10)}em` }),
-      el('span', { className: 'value' }, pct(p.probability)))));
+    $('#predictions').replaceChildren(
+      ...res.predictions.map((p) =>
+        el(
+          'li',
+          {},
+          el('span', { className: 'label' }, p.label),
+          el('span', { className: 'bar', style: `width:${Math.max(0.1, p.probability * 10)}em` }),
+          el('span', { className: 'value' }, pct(p.probability)),
+        ),
+      ),
+    );
     const t = res.timings;
     $('#predict-timings').textContent =
       `model ${res.model.id.slice(0, 8)} · decode ${t.decodeMs.toFixed(1)} ms · queue ${t.queueMs.toFixed(1)} ms · inference ${t.inferMs.toFixed(1)} ms · batch of ${t.batchSize}`;
@@ -514,7 +573,8 @@ function setPath(obj, path, value) {
   let o = obj;
   for (const k of keys.slice(0, -1)) o = o[k] && typeof o[k] === 'object' ? o[k] : (o[k] = {});
   const last = keys.at(-1);
-  if (value === undefined) delete o[last]; else o[last] = value;
+  if (value === undefined) delete o[last];
+  else o[last] = value;
   // Drop sections the change left empty.
   if (keys.length > 1 && Object.keys(o).length === 0) delete obj[keys[0]];
 }

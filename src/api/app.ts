@@ -106,7 +106,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.decorate('routeList', routeList);
   app.addHook('onRoute', (r) => {
     // Hidden routes (static dashboard files, the docs UI itself) are not part of the API.
-    if ((r.schema)?.hide) return;
+    if (r.schema?.hide) return;
     for (const m of [r.method].flat()) routeList.push(`${m} ${r.url}`);
   });
   app.decorate('jobs', jobs);

@@ -12,7 +12,10 @@ export function jsonSchema(s: z.ZodType, io: 'input' | 'output' = 'output'): Rec
   return rest;
 }
 
-export const jsonRef = (name: string, description: string) => ({ description, content: { 'application/json': { schema: { $ref: `#/components/schemas/${name}` } } } });
+export const jsonRef = (name: string, description: string) => ({
+  description,
+  content: { 'application/json': { schema: { $ref: `#/components/schemas/${name}` } } },
+});
 export const errorRef = (description: string) => jsonRef('Error', description);
 
 const withRetryAfter = (description: string) => ({

@@ -63,7 +63,10 @@ export class ArtifactKeyError extends Error {
 
 export class ArtifactCorruptError extends Error {
   readonly code = 'ARTIFACT_CORRUPT';
-  constructor(readonly key: string, why: string) {
+  constructor(
+    readonly key: string,
+    why: string,
+  ) {
     super(`artifact "${key}" is corrupt: ${why}`);
     this.name = 'ArtifactCorruptError';
   }

@@ -133,7 +133,13 @@ export class FsArtifactStore implements ArtifactStore {
     await fs.rm(old, { recursive: true, force: true });
     // Parent folders left empty ("models/<id>" once its last object is gone) go too.
     for (let d = path.dirname(dir); d.startsWith(this.root + path.sep); d = path.dirname(d)) {
-      if (!(await fs.rmdir(d).then(() => true, () => false))) break;
+      if (
+        !(await fs.rmdir(d).then(
+          () => true,
+          () => false,
+        ))
+      )
+        break;
     }
     return n;
   }

@@ -10,15 +10,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import pg from 'pg';
-import {
-  ArtifactCorruptError,
-  ArtifactNotFoundError,
-  checkKey,
-  joinKey,
-  type ArtifactStore,
-  type ArtifactWrite,
-  type ObjectInfo,
-} from './artifact-store.js';
+import { ArtifactCorruptError, ArtifactNotFoundError, checkKey, joinKey, type ArtifactStore, type ArtifactWrite, type ObjectInfo } from './artifact-store.js';
 
 /** 1 MiB: big enough that a 30 MB checkpoint is 30 inserts, small enough to stay off the heap's radar. */
 export const CHUNK_BYTES = 1 << 20;
@@ -36,7 +28,11 @@ export class PostgresArtifactStore implements ArtifactStore {
   readonly kind = 'postgres' as const;
   private readonly pool: pg.Pool;
 
-  constructor(connectionString: string, schema: string, private readonly chunkBytes = CHUNK_BYTES) {
+  constructor(
+    connectionString: string,
+    schema: string,
+    private readonly chunkBytes = CHUNK_BYTES,
+  ) {
     this.pool = new pg.Pool({ connectionString, options: `-c search_path="${schema}"`, max: 4 });
     // An idle client's connection dropping (server restart) must not crash the process.
     this.pool.on('error', () => {});
@@ -102,7 +98,7 @@ export class PostgresArtifactStore implements ArtifactStore {
     async function* chunks() {
       const hash = createHash('sha256');
       let size = 0;
-      for (let seq = 0; ; ) {
+      for (let seq = 0; ;) {
         const { rows: part } = await pool.query<{ seq: number; data: Buffer }>(
           'SELECT seq, data FROM "ArtifactChunk" WHERE "blobId" = $1 AND seq >= $2 ORDER BY seq LIMIT $3',
           [obj.blobId, seq, READ_AHEAD],

@@ -20,7 +20,10 @@ const TOUCH_EVERY_MS = 60_000;
 const CACHE_MAX_ENTRIES = 10_000;
 
 export function isLoopbackHost(host: string): boolean {
-  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  const h = host
+    .trim()
+    .toLowerCase()
+    .replace(/^\[(.*)\]$/, '$1');
   if (h === 'localhost' || h === '::1' || h === '0:0:0:0:0:0:0:1') return true;
   const v4 = h.startsWith('::ffff:') ? h.slice(7) : h;
   return isIP(v4) === 4 && v4.startsWith('127.');
@@ -42,10 +45,7 @@ export function noKeyMessage(host: string): string {
 }
 
 /** Who is calling. `authOff`: auth does not apply to this request (everything is allowed). */
-export type Principal =
-  | { kind: 'key'; key: ApiKeyInfo; authOff: false }
-  | { kind: 'anonymous'; authOff: boolean }
-  | { kind: 'invalid'; authOff: false };
+export type Principal = { kind: 'key'; key: ApiKeyInfo; authOff: false } | { kind: 'anonymous'; authOff: boolean } | { kind: 'invalid'; authOff: false };
 
 export type AccessDecision =
   | { ok: true }

@@ -18,7 +18,10 @@ export class ScopeListError extends Error {
 
 /** `predict,train` -> ['predict', 'train'] (deduplicated, in canonical order); names a bad one. */
 export function parseScopes(text: string): Scope[] {
-  const names = text.split(',').map((s) => s.trim().toLowerCase()).filter((s) => s !== '');
+  const names = text
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter((s) => s !== '');
   if (names.length === 0) throw new ScopeListError(`no scopes given; choose from ${SCOPES.join(', ')}`);
   for (const n of names) {
     if (!(SCOPES as readonly string[]).includes(n)) throw new ScopeListError(`unknown scope "${n}"; choose from ${SCOPES.join(', ')}`);

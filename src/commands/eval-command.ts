@@ -51,12 +51,21 @@ export interface EvalReport extends ModelEvaluation {
 }
 
 /** The model behind `--model`: an .onnx file with its manifest beside it, or a model id. */
-export async function resolveEvalModel(spec: string, settings: Pick<Settings, 'databaseUrl' | 'artifactStore' | 'artifactsDir' | 'modelCacheDir' | 'modelCacheMaxBytes'>): Promise<EvalModel> {
-  const asFile = await fs.stat(spec).then((s) => s.isFile(), () => false);
+export async function resolveEvalModel(
+  spec: string,
+  settings: Pick<Settings, 'databaseUrl' | 'artifactStore' | 'artifactsDir' | 'modelCacheDir' | 'modelCacheMaxBytes'>,
+): Promise<EvalModel> {
+  const asFile = await fs.stat(spec).then(
+    (s) => s.isFile(),
+    () => false,
+  );
   if (asFile || spec.endsWith('.onnx')) {
     if (!asFile) throw new EvalCommandError('MODEL_NOT_FOUND', `model file ${spec} does not exist`);
     const manifestPath = path.join(path.dirname(spec), MANIFEST_FILE);
-    const raw: unknown = await fs.readFile(manifestPath, 'utf8').then((t) => JSON.parse(t) as unknown, () => undefined);
+    const raw: unknown = await fs.readFile(manifestPath, 'utf8').then(
+      (t) => JSON.parse(t) as unknown,
+      () => undefined,
+    );
     if (raw === undefined) throw new EvalCommandError('MODEL_NOT_FOUND', `${spec} has no readable ${MANIFEST_FILE} beside it (export directories hold both)`);
     const { manifest, problem } = parseManifest(raw);
     if (!manifest) throw new EvalCommandError('MODEL_MANIFEST_INVALID', `${manifestPath} is not a qatserve model manifest: ${problem}`);
@@ -71,7 +80,8 @@ export async function resolveEvalModel(spec: string, settings: Pick<Settings, 'd
   const store = openArtifactStore(settings);
   try {
     const record = await getModel(db.prisma, spec);
-    if (!record) throw new EvalCommandError('MODEL_NOT_FOUND', `no model with id "${spec}" in the database (GET /v1/models lists them), and no file of that name`);
+    if (!record)
+      throw new EvalCommandError('MODEL_NOT_FOUND', `no model with id "${spec}" in the database (GET /v1/models lists them), and no file of that name`);
     // The same verified local copy the API serves from (sha256-checked, in MODEL_CACHE_DIR).
     const files = new ModelFiles(new ModelFileCache(store, settings.modelCacheDir, settings.modelCacheMaxBytes));
     return { name: spec, onnxPath: await files.onnx(record), manifest: await files.manifest(record) };
@@ -86,10 +96,16 @@ export async function scanLabelledFolder(folder: string, classes: string[]): Pro
   const entries = await fs.readdir(folder, { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
     throw new EvalCommandError('DATA_INVALID', `cannot read data folder ${folder} (${err.code ?? err.message})`);
   });
-  const dirs = entries.filter((e) => e.isDirectory()).map((e) => e.name).sort();
+  const dirs = entries
+    .filter((e) => e.isDirectory())
+    .map((e) => e.name)
+    .sort();
   const unknown = dirs.filter((d) => !classes.includes(d));
   if (unknown.length) {
-    throw new EvalCommandError('DATA_INVALID', `folder ${folder} has class folders the model does not know: ${unknown.slice(0, 5).join(', ')} (the model's classes: ${classes.join(', ')})`);
+    throw new EvalCommandError(
+      'DATA_INVALID',
+      `folder ${folder} has class folders the model does not know: ${unknown.slice(0, 5).join(', ')} (the model's classes: ${classes.join(', ')})`,
+    );
   }
   const out: LabelledImage[] = [];
   for (const d of dirs) {
@@ -104,7 +120,11 @@ export async function scanLabelledFolder(folder: string, classes: string[]): Pro
 }
 
 /** Runs the model over the images in batches; `progress(done, total)` after each batch. */
-export async function evaluateFolder(model: EvalModel, images: LabelledImage[], opts: { batch?: number; progress?: (done: number, total: number) => void } = {}): Promise<EvalReport> {
+export async function evaluateFolder(
+  model: EvalModel,
+  images: LabelledImage[],
+  opts: { batch?: number; progress?: (done: number, total: number) => void } = {},
+): Promise<EvalReport> {
   const m = model.manifest;
   const size = m.input.size;
   const batch = Math.max(1, opts.batch ?? 16);
@@ -174,7 +194,8 @@ export async function runEvalCommand(
     });
     if (!values.model || !values.data) throw new EvalCommandError('EVAL_USAGE', `eval needs --model and --data\n${EVAL_USAGE}`);
     const batch = values.batch === undefined ? 16 : Number(values.batch);
-    if (!Number.isInteger(batch) || batch < 1 || batch > 1024) throw new EvalCommandError('EVAL_USAGE', `--batch must be an integer in [1, 1024], got ${values.batch}`);
+    if (!Number.isInteger(batch) || batch < 1 || batch > 1024)
+      throw new EvalCommandError('EVAL_USAGE', `--batch must be an integer in [1, 1024], got ${values.batch}`);
     const model = await resolveEvalModel(values.model, settings);
     const images = await scanLabelledFolder(values.data, model.manifest.classes);
     const tty = Boolean(err.isTTY) && !values.json;

@@ -24,11 +24,22 @@ export function formatKeyTable(keys: ApiKeyInfo[]): string {
   const rows = [['NAME', 'PREFIX', 'SCOPES', 'CREATED', 'LAST USED', 'REVOKED']];
   for (const k of keys) rows.push([k.name, k.prefix, k.scopes.join(','), day(k.createdAt), day(k.lastUsedAt), day(k.revokedAt)]);
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-  return rows.map((r) => r.map((v, c) => v.padEnd(widths[c])).join('  ').trimEnd()).join('\n');
+  return rows
+    .map((r) =>
+      r
+        .map((v, c) => v.padEnd(widths[c]))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 /** Runs one keys subcommand; `out` receives stdout lines. Returns the process exit code. */
-export async function runKeysCommand(args: string[], databaseUrl: string, out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<number> {
+export async function runKeysCommand(
+  args: string[],
+  databaseUrl: string,
+  out: (line: string) => void = (l) => process.stdout.write(`${l}\n`),
+): Promise<number> {
   const [sub, ...rest] = args;
   const { values, positionals } = parseArgs({
     args: rest,

@@ -70,15 +70,18 @@ export function progressLine(m: StepMetric, info: TrainStartInfo, epochs: number
   const filled = Math.round(frac * width);
   const bar = '='.repeat(Math.max(0, filled - 1)) + (filled > 0 ? (frac >= 1 ? '=' : '>') : '') + ' '.repeat(width - filled);
   const eta = rate > 0 ? (info.totalSteps - m.step) / rate : NaN;
-  return `[${bar}] step ${m.step}/${info.totalSteps} epoch ${m.epoch}/${epochs} loss ${m.loss.toFixed(4)} ` +
-    `lr ${m.learningRate.toPrecision(3)} ${m.imagesPerSecond.toFixed(1)} img/s ETA ${fmtDuration(eta)}`;
+  return (
+    `[${bar}] step ${m.step}/${info.totalSteps} epoch ${m.epoch}/${epochs} loss ${m.loss.toFixed(4)} ` +
+    `lr ${m.learningRate.toPrecision(3)} ${m.imagesPerSecond.toFixed(1)} img/s ETA ${fmtDuration(eta)}`
+  );
 }
 
 const pct = (v: number) => `${(v * 100).toFixed(2)}%`;
 
 function evalLine(e: EvalMetric): string {
-  return `eval step ${e.step} (epoch ${e.epoch}): top-1 ${pct(e.top1)} top-5 ${pct(e.top5)}` +
-    (e.floatTop1 !== undefined ? ` float top-1 ${pct(e.floatTop1)}` : '');
+  return (
+    `eval step ${e.step} (epoch ${e.epoch}): top-1 ${pct(e.top1)} top-5 ${pct(e.top5)}` + (e.floatTop1 !== undefined ? ` float top-1 ${pct(e.floatTop1)}` : '')
+  );
 }
 
 export async function runTrainCommand(args: TrainCommandArgs, settings: TrainCommandSettings): Promise<void> {
@@ -119,7 +122,11 @@ export async function runTrainCommand(args: TrainCommandArgs, settings: TrainCom
     // The engine as the settings say (QATSERVE_WASM_SIMD); runTraining keeps this choice.
     await selectBackend({ logger, wasmSimd: settings.engine.wasmSimd });
     const result = await runTraining({
-      config, workDir, dataRoot, resumeFrom: args.resume ?? null, signal: ac.signal,
+      config,
+      workDir,
+      dataRoot,
+      resumeFrom: args.resume ?? null,
+      signal: ac.signal,
       // TRAIN_THREADS as for a worker: each step split over that many threads and, with 2 or
       // more, batches rendered in a thread of their own.
       dataThread: threads >= 2,
@@ -129,8 +136,10 @@ export async function runTrainCommand(args: TrainCommandArgs, settings: TrainCom
         onStart: (i) => {
           info = i;
           started = performance.now();
-          say(`training ${config.name}: ${i.numTrain} train / ${i.numVal} val images, ${i.classes.length} classes, ` +
-            `${i.totalSteps} steps (${i.stepsPerEpoch}/epoch) on ${i.backend}, work dir ${workDir}`);
+          say(
+            `training ${config.name}: ${i.numTrain} train / ${i.numVal} val images, ${i.classes.length} classes, ` +
+              `${i.totalSteps} steps (${i.stepsPerEpoch}/epoch) on ${i.backend}, work dir ${workDir}`,
+          );
         },
         onStep: (m) => {
           if (!info) return;
@@ -144,7 +153,9 @@ export async function runTrainCommand(args: TrainCommandArgs, settings: TrainCom
           }
         },
         onEval: (e) => say(evalLine(e)),
-        onCheckpoint: (c) => { if (!tty) say(`checkpoint ${c.path}`); },
+        onCheckpoint: (c) => {
+          if (!tty) say(`checkpoint ${c.path}`);
+        },
       },
     });
     clear();

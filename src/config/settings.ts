@@ -11,36 +11,67 @@ export const SettingsSchema = z.object({
   PORT: int(3000, 0).describe('TCP port of the API.'),
   HOST: z.string().min(1).default('127.0.0.1').describe('Loopback by default: listening on every interface (`0.0.0.0`) is an explicit choice.'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('Least severe log level written (pino levels).'),
-  DATABASE_URL: z.string().min(1).optional().describe('`file:<path>` (SQLite; default `<DATA_DIR>/qatserve.db`) or `postgres://...` / `postgresql://...` (optional `?schema=`).'),
+  DATABASE_URL: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('`file:<path>` (SQLite; default `<DATA_DIR>/qatserve.db`) or `postgres://...` / `postgresql://...` (optional `?schema=`).'),
   REDIS_URL: z.string().optional().describe('Unset means "redis://127.0.0.1:6379" (and `serve` may start a redis-server child).'),
-  DATA_DIR: z.string().default('./data').describe('Local data: the SQLite file, workers\' scratch under `work/`, the API\'s model cache under `cache/models/`.'),
+  DATA_DIR: z.string().default('./data').describe("Local data: the SQLite file, workers' scratch under `work/`, the API's model cache under `cache/models/`."),
   ARTIFACTS_DIR: z.string().optional().describe('Root of the `fs` artifact store. Unset: `<DATA_DIR>/artifacts`.'),
   DATA_ROOT: z
     .string()
     .optional()
     .describe('Where `imagefolder` dataset paths are resolved (and must stay). Unset: `<DATA_DIR>/datasets` (for `qatserve train`: the working directory).'),
   BODY_LIMIT: int(1024 * 1024, 1).describe('Largest accepted JSON body in bytes (413 above it).'),
-  QUEUE_PREFIX: z.string().min(1).optional().describe('Bull key prefix (and cancel channel). Unset: derived from the database\'s deployment id, so deployments sharing one Redis never see each other\'s jobs.'),
-  ARTIFACT_STORE: z.enum(['fs', 'postgres']).default('fs').describe('Where models, checkpoints and manifests live: `fs` (under ARTIFACTS_DIR) or `postgres` (in DATABASE_URL\'s database).'),
-  JOB_TIMEOUT_MS: int(24 * 3600_000, 1000).describe('Wall-clock limit per job from its first start; over it the job ends `failed` (JOB_TIMEOUT), keeping its last checkpoint.'),
-  RECONCILE_INTERVAL_MS: int(30_000, 1000).describe('How often the API\'s reconciler (one leader across replicas) repairs jobs whose queue entry is missing.'),
-  LOCK_DURATION_MS: int(30_000, 1000).describe('Bull lock lifetime. The training runs in a worker thread, so the worker\'s event loop renews the lock every LOCK_DURATION_MS/2 even while a step computes for many seconds.'),
+  QUEUE_PREFIX: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      "Bull key prefix (and cancel channel). Unset: derived from the database's deployment id, so deployments sharing one Redis never see each other's jobs.",
+    ),
+  ARTIFACT_STORE: z
+    .enum(['fs', 'postgres'])
+    .default('fs')
+    .describe("Where models, checkpoints and manifests live: `fs` (under ARTIFACTS_DIR) or `postgres` (in DATABASE_URL's database)."),
+  JOB_TIMEOUT_MS: int(24 * 3600_000, 1000).describe(
+    'Wall-clock limit per job from its first start; over it the job ends `failed` (JOB_TIMEOUT), keeping its last checkpoint.',
+  ),
+  RECONCILE_INTERVAL_MS: int(30_000, 1000).describe("How often the API's reconciler (one leader across replicas) repairs jobs whose queue entry is missing."),
+  LOCK_DURATION_MS: int(30_000, 1000).describe(
+    "Bull lock lifetime. The training runs in a worker thread, so the worker's event loop renews the lock every LOCK_DURATION_MS/2 even while a step computes for many seconds.",
+  ),
   STALLED_INTERVAL_MS: int(15_000, 500).describe('How often workers look for jobs whose worker died (lock expired) and re-queue them.'),
   MAX_STALLED_COUNT: int(5, 0).describe('Times a job may be re-queued after its worker died before it is failed.'),
   SHUTDOWN_TIMEOUT_MS: int(120_000, 1000).describe('Grace period for in-flight requests / the training checkpoint on SIGTERM.'),
 
   // --- access and limits (src/auth, src/api/plugins) ---
-  AUTH: z.enum(['auto', 'on', 'off']).default('auto').describe('`auto`: on, except on a loopback HOST while no API key has been created. `on`: always. `off`: never (a warning at every start). A non-loopback HOST with no key refuses to start.'),
+  AUTH: z
+    .enum(['auto', 'on', 'off'])
+    .default('auto')
+    .describe(
+      '`auto`: on, except on a loopback HOST while no API key has been created. `on`: always. `off`: never (a warning at every start). A non-loopback HOST with no key refuses to start.',
+    ),
   RATE_LIMIT_PER_MINUTE: int(600, 0).describe('Requests per minute per API key (per client address when anonymous), across replicas; 0 = no limit.'),
   RATE_LIMIT_BURST_PER_SECOND: int(20, 0).describe('The same, per second: a key may not spend its minute in one burst; 0 = no burst limit.'),
   MAX_ACTIVE_JOBS_PER_KEY: int(4, 0).describe('Jobs one API key may have queued or running at once; 0 = no cap.'),
-  JOB_MEMORY_BUDGET_MB: int(3840, 64).describe('A job whose estimated peak memory (wasm heap: training or export) exceeds this is refused (JOB_TOO_LARGE). The wasm32 heap cannot pass 4096 MiB; measured jobs ran at up to 3398 MiB.'),
+  JOB_MEMORY_BUDGET_MB: int(3840, 64).describe(
+    'A job whose estimated peak memory (wasm heap: training or export) exceeds this is refused (JOB_TOO_LARGE). The wasm32 heap cannot pass 4096 MiB; measured jobs ran at up to 3398 MiB.',
+  ),
   JOB_DISK_BUDGET_MB: int(1024, 16).describe('A job whose estimated peak disk use (checkpoints kept + model) exceeds this is refused.'),
   REQUEST_TIMEOUT_MS: int(30_000, 1000).describe('Time a client has to send a whole request (headers and body).'),
   CONNECTION_TIMEOUT_MS: int(60_000, 1000).describe('An idle socket is closed after this long.'),
-  SSE_HEARTBEAT_MS: int(15_000, 100).describe('A comment line on each job event stream (GET /v1/jobs/:id/events) when nothing else was sent for this long, so proxies and load balancers do not close a quiet stream. Keep it below CONNECTION_TIMEOUT_MS and below any proxy\'s idle timeout.'),
+  SSE_HEARTBEAT_MS: int(15_000, 100).describe(
+    "A comment line on each job event stream (GET /v1/jobs/:id/events) when nothing else was sent for this long, so proxies and load balancers do not close a quiet stream. Keep it below CONNECTION_TIMEOUT_MS and below any proxy's idle timeout.",
+  ),
   MAX_EVENT_LOOP_DELAY_MS: int(1000, 0).describe('Event-loop delay above which the API answers 503 + Retry-After (load shedding); 0 = off.'),
-  TRUST_PROXY: z.string().default('false').describe('Fastify\'s trustProxy: `false` (default: the socket address is the client), `true`, a hop count, or comma-separated proxy addresses/CIDRs whose X-Forwarded-For is believed.'),
+  TRUST_PROXY: z
+    .string()
+    .default('false')
+    .describe(
+      "Fastify's trustProxy: `false` (default: the socket address is the client), `true`, a hop count, or comma-separated proxy addresses/CIDRs whose X-Forwarded-For is believed.",
+    ),
 
   /**
    * CPU threads one training job keeps busy. 1: the training step only, with each batch decoded
@@ -48,15 +79,30 @@ export const SettingsSchema = z.object({
    * thread of its own while the step trains. Default: every core for `qatserve worker`, one fewer
    * under `qatserve serve`, so /v1/predict keeps a core (see defaultTrainThreads).
    */
-  TRAIN_THREADS: z.coerce.number().int().min(1).max(256).optional().describe('CPU threads a training job may use. Unset: all cores for `worker` and `train`, cores - 1 under `serve` (so /v1/predict keeps one). A training step large enough to pay (1.0 at 224 px, not 0.35 at 32 px) is split over that many threads (data-parallel, batch norm over the whole batch; wasm and cpu backends); with 2 or more, the next batch is also decoded and augmented in a separate thread while the step trains.'),
+  TRAIN_THREADS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(256)
+    .optional()
+    .describe(
+      'CPU threads a training job may use. Unset: all cores for `worker` and `train`, cores - 1 under `serve` (so /v1/predict keeps one). A training step large enough to pay (1.0 at 224 px, not 0.35 at 32 px) is split over that many threads (data-parallel, batch norm over the whole batch; wasm and cpu backends); with 2 or more, the next batch is also decoded and augmented in a separate thread while the step trains.',
+    ),
 
   // --- serving (src/serving) ---
   PREDICT_WORKERS: int(2, 1).describe('Inference worker threads, one ORT intra-op thread each.'),
-  PREDICT_BATCH_WINDOW_MS: z.coerce.number().min(0).max(1000).default(2).describe('Micro-batching window: how long a request waits for others to share its run.'),
+  PREDICT_BATCH_WINDOW_MS: z.coerce
+    .number()
+    .min(0)
+    .max(1000)
+    .default(2)
+    .describe('Micro-batching window: how long a request waits for others to share its run.'),
   PREDICT_MAX_BATCH: int(8, 1).describe('Most images one inference run takes (micro-batching).'),
   PREDICT_MAX_QUEUE: int(64, 1).describe('Predictions in flight at once (decoding, waiting, running); above it: 503 + Retry-After.'),
   PREDICT_MAX_IMAGE_BYTES: int(10 * MB, 1024).describe('Largest upload in bytes (413 above it); base64 JSON bodies may be 4/3 of it.'),
-  PREDICT_MAX_IMAGE_PIXELS: int(4096 * 4096, 1).describe('Largest image in pixels (width x height), checked from the header before decoding. Models take at most 224x224; 4096x4096 still admits a 12 MP phone photo.'),
+  PREDICT_MAX_IMAGE_PIXELS: int(4096 * 4096, 1).describe(
+    'Largest image in pixels (width x height), checked from the header before decoding. Models take at most 224x224; 4096x4096 still admits a 12 MP phone photo.',
+  ),
   MODEL_POLL_MS: int(2000, 0).describe('How often the registry looks for a newer or promoted model.'),
   PREDICT_MAX_EXTRA_MODELS: int(1, 0).describe('Non-serving models (?model=) kept loaded at once.'),
   MODEL_CACHE_MAX_MB: int(2048, 1).describe('Disk the API may use for local copies of model files from the artifact store; least recently used go first.'),
@@ -66,8 +112,11 @@ export const SettingsSchema = z.object({
     .string()
     .optional()
     .describe('`tensorflow`, `wasm` or `cpu`: the tfjs backend for training and export, which must start. Unset: the first of those that starts.'),
-  QATSERVE_FUSED_OPS: z.string().optional().describe("`off` keeps stock tfjs ops instead of the wasm-training module's fused QAT ops (for comparisons and bisecting)."),
-  QATSERVE_WASM_SIMD: z.string().optional().describe('`0` turns the wasm-training kernels\' SIMD paths off.'),
+  QATSERVE_FUSED_OPS: z
+    .string()
+    .optional()
+    .describe("`off` keeps stock tfjs ops instead of the wasm-training module's fused QAT ops (for comparisons and bisecting)."),
+  QATSERVE_WASM_SIMD: z.string().optional().describe("`0` turns the wasm-training kernels' SIMD paths off."),
   QATSERVE_SKIP_MIGRATE: z
     .string()
     .optional()
@@ -191,7 +240,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   const e = parsed.data;
   if (e.ARTIFACT_STORE === 'postgres' && !/^postgres(ql)?:\/\//.test(e.DATABASE_URL ?? '')) {
     throw new SettingsError(
-      'invalid environment settings:\n  ARTIFACT_STORE: `postgres` keeps artifacts in the deployment\'s PostgreSQL, so DATABASE_URL must be a postgres:// URL',
+      "invalid environment settings:\n  ARTIFACT_STORE: `postgres` keeps artifacts in the deployment's PostgreSQL, so DATABASE_URL must be a postgres:// URL",
     );
   }
   const dataDir = path.resolve(e.DATA_DIR);
@@ -256,5 +305,8 @@ function parseTrustProxy(v: string): boolean | number | string[] {
   if (t === 'false' || t === '') return false;
   if (t === 'true') return true;
   if (/^\d+$/.test(t)) return Number(t);
-  return v.split(',').map((s) => s.trim()).filter(Boolean);
+  return v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 }

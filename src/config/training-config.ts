@@ -36,11 +36,7 @@ export const ImageFolderDataset = z.strictObject({
   valSplit: z.number().min(0.01).max(0.5).default(0.1),
 });
 
-export const DatasetConfig = z.discriminatedUnion('type', [
-  SyntheticDataset,
-  FashionMnistDataset,
-  ImageFolderDataset,
-]);
+export const DatasetConfig = z.discriminatedUnion('type', [SyntheticDataset, FashionMnistDataset, ImageFolderDataset]);
 
 export const ModelConfig = z.strictObject({
   /** Channel multiplier; channels are rounded to multiples of 8 as in the paper. */

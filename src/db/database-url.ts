@@ -3,9 +3,7 @@ import path from 'node:path';
 
 export type Provider = 'sqlite' | 'postgres';
 
-export type DatabaseTarget =
-  | { provider: 'sqlite'; file: string }
-  | { provider: 'postgres'; connectionString: string; schema: string };
+export type DatabaseTarget = { provider: 'sqlite'; file: string } | { provider: 'postgres'; connectionString: string; schema: string };
 
 export class DatabaseUrlError extends Error {
   readonly code = 'DATABASE_URL_INVALID';

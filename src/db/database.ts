@@ -32,10 +32,7 @@ export function openDatabase(url: string): Database {
     const adapter = new PrismaBetterSQLite3({ url: target.file, timeout: SQLITE_BUSY_TIMEOUT_MS });
     prisma = new sqliteClient.PrismaClient({ adapter });
   } else {
-    const adapter = new PrismaPg(
-      { connectionString: target.connectionString, options: `-c search_path=${target.schema}`, max: 5 },
-      { schema: target.schema },
-    );
+    const adapter = new PrismaPg({ connectionString: target.connectionString, options: `-c search_path=${target.schema}`, max: 5 }, { schema: target.schema });
     prisma = new postgresClient.PrismaClient({ adapter }) as unknown as Prisma;
   }
   return {

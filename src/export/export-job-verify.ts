@@ -12,7 +12,6 @@ import type { Logger } from '../logger.js';
 import type { WeightEncoding } from './manifest.js';
 import { compareLogits, ExportVerificationError, nhwcToNchw, OnnxRunner, verificationFailure, type LogitComparison } from './verify.js';
 
-
 /** One ONNX file being considered, its ORT session, and its logits on the verification images. */
 export interface Candidate {
   encoding: WeightEncoding;
@@ -133,14 +132,18 @@ export function chooseCandidate(
     const cmp = compareLogits(ortLogits, v.tfLogits, n, k, gate.step, gate.maxSteps);
     let why = verificationFailure(cmp, gate.minAgreement, gate.maxSteps);
     const vsRef = stepsVsReference(v, ortLogits, gate.step, gate.maxSteps);
-    log.info({ weightEncoding: c.encoding, agreement: cmp.agreement, maxLogitDiffSteps: cmp.maxLogitDiffSteps, maxStepsVsIntegerReference: vsRef }, 'export: verification');
+    log.info(
+      { weightEncoding: c.encoding, agreement: cmp.agreement, maxLogitDiffSteps: cmp.maxLogitDiffSteps, maxStepsVsIntegerReference: vsRef },
+      'export: verification',
+    );
     if (!why && vsRef !== null && vsRef > 1) {
       // Whatever the tolerance towards the tfjs model, the file must compute its own int8 graph.
       why = `int8 ONNX model does not compute its int8 graph: ORT differs from the integer reference by ${vsRef} logit steps on ${nRef} images`;
     } else if (why && vsRef !== null) {
-      why += vsRef <= 1
-        ? `. The ONNX file reproduces the int8 graph's integer arithmetic (${vsRef} steps on ${nRef} images): the drift is between the int8 graph and the tfjs fake-quant model`
-        : `. The ONNX file also differs from the int8 graph's integer reference by ${vsRef} steps on ${nRef} images`;
+      why +=
+        vsRef <= 1
+          ? `. The ONNX file reproduces the int8 graph's integer arithmetic (${vsRef} steps on ${nRef} images): the drift is between the int8 graph and the tfjs fake-quant model`
+          : `. The ONNX file also differs from the int8 graph's integer reference by ${vsRef} steps on ${nRef} images`;
     }
     if (!why) return { chosen: c, comparison: cmp, ortLogits, maxStepsVsIntegerReference: vsRef };
     // The last candidate (uint8 storage, exact on every CPU) is the one that matters; earlier

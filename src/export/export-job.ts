@@ -13,18 +13,10 @@ import { quantGraphToFloatOnnx } from './onnx-qdq.js';
 import { expectedKernels, fusionReport, optimizedOpCounts } from './fusion-check.js';
 import type { ModelManifest, WeightEncoding } from './manifest.js';
 import { DEFAULT_MAX_LOGIT_DIFF_STEPS, DEFAULT_MIN_AGREEMENT, ExportVerificationError } from './verify.js';
-import {
-  buildCandidates,
-  chooseCandidate,
-  collectVerificationLogits,
-  encodingsFor,
-  releaseCandidates,
-  type Candidate,
-} from './export-job-verify.js';
+import { buildCandidates, chooseCandidate, collectVerificationLogits, encodingsFor, releaseCandidates, type Candidate } from './export-job-verify.js';
 import { chanceWarning, evaluateOnnxOnSplit, verificationAccuracy } from './export-job-evaluate.js';
 import { buildManifest, writeModelFiles } from './export-job-write.js';
 import { silentLogger, type Logger } from '../logger.js';
-
 
 export interface ExportJobOptions {
   jobId: string;
@@ -84,7 +76,13 @@ export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobR
 
     const ds = await loadDataset(opts.config.dataset, { dataRoot: opts.dataRoot, inputSize: model.inputSize });
     const indices = spreadIndices(ds.val.length, opts.verifyImages ?? 1000);
-    if (indices.length === 0) throw new ExportVerificationError('no validation images to verify the export on', { images: 0, agreement: 0, maxLogitDiffSteps: Infinity, worstRows: [] });
+    if (indices.length === 0)
+      throw new ExportVerificationError('no validation images to verify the export on', {
+        images: 0,
+        agreement: 0,
+        maxLogitDiffSteps: Infinity,
+        worstRows: [],
+      });
     log.info({ images: indices.length, encodings }, 'export: verifying int8 ONNX against the fake-quant model');
     const logits = await collectVerificationLogits(model, ds, indices, candidates, graph, {
       referenceImages: opts.referenceImages ?? 8,
@@ -110,7 +108,10 @@ export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobR
     const float32SizeBytes = quantGraphToFloatOnnx(graph).length;
     const manifest = buildManifest({ jobId: opts.jobId, model, graph, verified, accuracy, evaluation, warnings, fusion, float32SizeBytes });
     const { onnxPath, manifestPath } = await writeModelFiles(opts.outDir, verified.chosen.bytes, manifest);
-    log.info({ onnxPath, sizeBytes: manifest.sizeBytes, float32SizeBytes, ...accuracy, weightEncoding: verified.chosen.encoding, weightBits }, 'export: model written');
+    log.info(
+      { onnxPath, sizeBytes: manifest.sizeBytes, float32SizeBytes, ...accuracy, weightEncoding: verified.chosen.encoding, weightBits },
+      'export: model written',
+    );
     return { onnxPath, manifestPath, manifest };
   } finally {
     await releaseCandidates(candidates);

@@ -8,15 +8,7 @@
 //  - `quantGraphToFloatOnnx`: the same network with dequantized float weights and no Q/DQ; the size
 //    baseline and a float reference.
 import { biasScales, quantizeBias, weightQmax, type ActQuant, type ConvNode, type DenseNode, type QuantGraph } from '../ml/quant-graph.js';
-import {
-  AttributeType,
-  DataType,
-  encodeModel,
-  type OnnxAttribute,
-  type OnnxNode,
-  type OnnxTensor,
-  type OnnxValueInfo,
-} from './onnx-proto.js';
+import { AttributeType, DataType, encodeModel, type OnnxAttribute, type OnnxNode, type OnnxTensor, type OnnxValueInfo } from './onnx-proto.js';
 
 export const ONNX_OPSET = 13;
 const IR_VERSION = 8;
@@ -191,7 +183,12 @@ function emit(graph: QuantGraph, quantized: boolean, options: OnnxWriteOptions):
     }
     const unsigned = options.weightEncoding === 'uint8';
     const wq = unsigned
-      ? b.init(`${node.name}/weight_quantized`, DataType.UINT8, dims, Uint8Array.from(weightInt8, (v) => v + 128))
+      ? b.init(
+          `${node.name}/weight_quantized`,
+          DataType.UINT8,
+          dims,
+          Uint8Array.from(weightInt8, (v) => v + 128),
+        )
       : b.init(`${node.name}/weight_quantized`, DataType.INT8, dims, weightInt8);
     const ws = b.init(`${node.name}/weight_scale`, DataType.FLOAT, [outCh], Float32Array.from(node.weightScale));
     // int8 weights are symmetric: DequantizeLinear's zero point is optional and 0 by default (of
@@ -237,13 +234,13 @@ function emit(graph: QuantGraph, quantized: boolean, options: OnnxWriteOptions):
         const dims = [node.outChannels, node.inChannels / node.group, node.kernel[0], node.kernel[1]];
         const [w, bias] = padInput && node.input === inputName ? params(node, [dims[0], 4, dims[2], dims[3]], padInputChannel(node)) : params(node, dims);
         const convOut = `${node.output}/conv`;
-        b.node('Conv', `${node.name}/Conv`, [read(node.input), w, bias], [convOut], [
-          ints('kernel_shape', node.kernel),
-          ints('strides', node.strides),
-          ints('pads', node.pads),
-          ints('dilations', [1, 1]),
-          int('group', node.group),
-        ]);
+        b.node(
+          'Conv',
+          `${node.name}/Conv`,
+          [read(node.input), w, bias],
+          [convOut],
+          [ints('kernel_shape', node.kernel), ints('strides', node.strides), ints('pads', node.pads), ints('dilations', [1, 1]), int('group', node.group)],
+        );
         let result = convOut;
         if (node.activation === 'relu6' && !(quantized && clipIsRedundant(node.outQuant))) {
           // Clip(0, 6) with constant bounds. Only written where the following QuantizeLinear does

@@ -51,7 +51,14 @@ export interface LogitComparison {
   worstRows: number[];
 }
 
-export function compareLogits(a: Float32Array, b: Float32Array, n: number, k: number, step: number, toleranceSteps = DEFAULT_MAX_LOGIT_DIFF_STEPS): LogitComparison {
+export function compareLogits(
+  a: Float32Array,
+  b: Float32Array,
+  n: number,
+  k: number,
+  step: number,
+  toleranceSteps = DEFAULT_MAX_LOGIT_DIFF_STEPS,
+): LogitComparison {
   if (a.length !== n * k || b.length !== n * k) throw new RangeError(`expected ${n}x${k} logits, got ${a.length} and ${b.length}`);
   const pa = argmaxRows(a, n, k);
   const pb = argmaxRows(b, n, k);

@@ -79,8 +79,15 @@ export async function insertQueued(prisma: Prisma, job: NewJob, wake?: JobWake) 
   try {
     const row = await committed(prisma, job.id, wake, async (tx) => {
       await tx.trainingJob.create({
-        data: { id: job.id, name: job.name, status: TRANSITIONS.create.to, config: JSON.stringify(job.config), idempotencyKey: job.idempotencyKey ?? null,
-          createdByKeyId: job.createdByKeyId ?? null, autoServe: job.autoServe ?? true },
+        data: {
+          id: job.id,
+          name: job.name,
+          status: TRANSITIONS.create.to,
+          config: JSON.stringify(job.config),
+          idempotencyKey: job.idempotencyKey ?? null,
+          createdByKeyId: job.createdByKeyId ?? null,
+          autoServe: job.autoServe ?? true,
+        },
       });
       await noteWrite(tx, job.id, [statusEvent(TRANSITIONS.create.to)]);
       return { value: await tx.trainingJob.findUniqueOrThrow({ where: { id: job.id }, include: JOB_WITH_MODEL }), changed: true };
@@ -237,10 +244,12 @@ export class JobOwner {
     return this.fenced({ backend: info.backend, totalSteps: info.totalSteps, step: info.startStep }, async (tx) => {
       await tx.metricPoint.deleteMany({ where: { jobId: this.jobId, step: { gt: info.startStep } } });
       const job = await tx.trainingJob.findUniqueOrThrow({ where: { id: this.jobId }, select: { epoch: true } });
-      await noteWrite(tx, this.jobId, [{
-        type: 'progress',
-        payload: { step: info.startStep, epoch: job.epoch, totalSteps: info.totalSteps, backend: info.backend, restartedAtStep: info.startStep },
-      }]);
+      await noteWrite(tx, this.jobId, [
+        {
+          type: 'progress',
+          payload: { step: info.startStep, epoch: job.epoch, totalSteps: info.totalSteps, backend: info.backend, restartedAtStep: info.startStep },
+        },
+      ]);
     });
   }
 
@@ -325,7 +334,10 @@ export class JobOwner {
         await noteWrite(tx, this.jobId, [statusEvent(TRANSITIONS.stop.to)]);
         return { outcome: 'cancelled' as const, replacedPrefix: null };
       }
-      const { count } = await tx.trainingJob.updateMany({ where: this.mine(TRANSITIONS.succeed.from), data: { status: TRANSITIONS.succeed.to, finishedAt: now } });
+      const { count } = await tx.trainingJob.updateMany({
+        where: this.mine(TRANSITIONS.succeed.from),
+        data: { status: TRANSITIONS.succeed.to, finishedAt: now },
+      });
       if (count === 0) throw new OwnershipLostError(this.jobId);
       const { replacedPrefix } = await recordJobModel(tx, model);
       await noteWrite(tx, this.jobId, [statusEvent(TRANSITIONS.succeed.to)]);

@@ -10,14 +10,7 @@ import { JobNotFoundError, JobQuotaError, ServiceError, ValidationError, toIssue
 import type { JobWake } from './job-events.js';
 import { discardUnqueued, findByIdempotencyKey, insertQueued, requestCancel } from './job-lifecycle.js';
 import { isTerminal, type JobStatus } from './job-status.js';
-import {
-  toJobView,
-  toMetricPointView,
-  type JobView,
-  type ListJobsQuery,
-  type MetricsPage,
-  type MetricsQuery,
-} from './job-view.js';
+import { toJobView, toMetricPointView, type JobView, type ListJobsQuery, type MetricsPage, type MetricsQuery } from './job-view.js';
 import { TrainingConfig } from '../config/training-config.js';
 
 export interface JobQueuePort {
@@ -93,9 +86,7 @@ export function decodeCursor(cursor: string): { createdAt: Date; id: string } {
     if (typeof id !== 'string' || Number.isNaN(createdAt.getTime())) throw new Error('bad');
     return { createdAt, id };
   } catch {
-    throw new ValidationError('VALIDATION_FAILED', 'invalid cursor', [
-      { path: 'cursor', message: 'not a cursor returned by this API' },
-    ]);
+    throw new ValidationError('VALIDATION_FAILED', 'invalid cursor', [{ path: 'cursor', message: 'not a cursor returned by this API' }]);
   }
 }
 
@@ -124,7 +115,8 @@ export class JobService {
     const config = parsed.data;
     if (this.deps.budget) {
       const issues = admissionIssues(config, this.deps.budget);
-      if (issues.length) throw new ValidationError('JOB_TOO_LARGE', `the job is larger than this worker can run: ${issues.map((i) => i.path).join(', ')}`, issues);
+      if (issues.length)
+        throw new ValidationError('JOB_TOO_LARGE', `the job is larger than this worker can run: ${issues.map((i) => i.path).join(', ')}`, issues);
     }
     if (config.dataset.type === 'imagefolder') {
       try {
@@ -147,9 +139,18 @@ export class JobService {
       const earlier = await findByIdempotencyKey(this.deps.prisma, storedKey);
       if (earlier) return this.replay(earlier, config, key!);
     }
-    const { row, created } = await insertQueued(this.deps.prisma, {
-      id: randomUUID(), name: config.name, config, idempotencyKey: storedKey, createdByKeyId: owner.keyId, autoServe: owner.autoServe,
-    }, this.deps.wake);
+    const { row, created } = await insertQueued(
+      this.deps.prisma,
+      {
+        id: randomUUID(),
+        name: config.name,
+        config,
+        idempotencyKey: storedKey,
+        createdByKeyId: owner.keyId,
+        autoServe: owner.autoServe,
+      },
+      this.deps.wake,
+    );
     if (!created) return this.replay(row, config, key!);
     if (owner.keyId && owner.maxActiveJobs > 0) await this.enforceCap(row.id, owner.keyId, owner.maxActiveJobs);
     try {
@@ -200,9 +201,7 @@ export class JobService {
     const rows = await this.deps.prisma.trainingJob.findMany({
       where: {
         ...(q.status ? { status: q.status } : {}),
-        ...(after
-          ? { OR: [{ createdAt: { lt: after.createdAt } }, { createdAt: after.createdAt, id: { lt: after.id } }] }
-          : {}),
+        ...(after ? { OR: [{ createdAt: { lt: after.createdAt } }, { createdAt: after.createdAt, id: { lt: after.id } }] } : {}),
       },
       orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
       take: q.limit + 1,

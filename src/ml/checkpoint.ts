@@ -80,12 +80,7 @@ export function checkpointDirName(step: number): string {
 const STEP_DIR = /^step-(\d+)$/;
 
 /** Writes a checkpoint atomically and prunes to the newest `keep`. Returns the final directory. */
-export async function saveCheckpoint(
-  checkpointsDir: string,
-  meta: CheckpointMeta,
-  tensors: NamedArray[],
-  keep: number,
-): Promise<string> {
+export async function saveCheckpoint(checkpointsDir: string, meta: CheckpointMeta, tensors: NamedArray[], keep: number): Promise<string> {
   await fs.mkdir(checkpointsDir, { recursive: true });
   const index: TensorIndexEntry[] = [];
   let bytes = 0;

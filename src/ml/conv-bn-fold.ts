@@ -85,9 +85,7 @@ export function channelAxis(kind: ConvKind): number {
 }
 
 export function rawConv(x: tf.Tensor4D, w: tf.Tensor4D, kind: ConvKind, stride: number, pad: number): tf.Tensor4D {
-  return kind === 'conv'
-    ? tf.conv2d(x, w, stride, pad === 0 ? 'valid' : pad)
-    : tf.depthwiseConv2d(x, w, stride, pad === 0 ? 'valid' : pad);
+  return kind === 'conv' ? tf.conv2d(x, w, stride, pad === 0 ? 'valid' : pad) : tf.depthwiseConv2d(x, w, stride, pad === 0 ? 'valid' : pad);
 }
 
 /**

@@ -63,7 +63,14 @@ export async function evaluate(
   let top5 = 0;
   let count = 0;
   const size = model.arch.inputSize;
-  const batches = epochBatches(split, { batchSize: opts.batchSize ?? evalBatchSize(size), seed: opts.seed, epoch: 0, shuffle: false, augment: false, dropLast: false });
+  const batches = epochBatches(split, {
+    batchSize: opts.batchSize ?? evalBatchSize(size),
+    seed: opts.seed,
+    epoch: 0,
+    shuffle: false,
+    augment: false,
+    dropLast: false,
+  });
   for await (const b of batches) {
     if (opts.signal?.aborted) return null;
     const t = tf.tidy(() => forward(tf.tensor4d(b.x, [b.n, size, size, 3])));

@@ -76,10 +76,7 @@ export function fakeQuantAct(x: tf.Tensor, params: ActQParams): tf.Tensor {
       value: tf.mul(q, scale),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [xs] = saved;
-        const inRange = tf.logicalAnd(
-          tf.greaterEqual(xs, lo * scale),
-          tf.lessEqual(xs, hi * scale),
-        );
+        const inRange = tf.logicalAnd(tf.greaterEqual(xs, lo * scale), tf.lessEqual(xs, hi * scale));
         return tf.mul(dy, tf.cast(inRange, 'float32'));
       },
     };

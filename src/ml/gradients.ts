@@ -17,18 +17,19 @@ function unbroadcast(g: Tensor, shape: number[]): Tensor {
   return tf.reshape(axes.length ? tf.sum(g, axes) : g, shape);
 }
 
-const run = (kernel: string, inputs: Record<string, Tensor>, attrs: NamedAttrMap): Tensor =>
-  tf.engine().runKernel<Tensor>(kernel, inputs, attrs as never);
+const run = (kernel: string, inputs: Record<string, Tensor>, attrs: NamedAttrMap): Tensor => tf.engine().runKernel<Tensor>(kernel, inputs, attrs as never);
 
-const reduceGrad = (mean: boolean): GradFunc => (dy, [x], attrs) => ({
-  x: () => {
-    const axes = tf.util.parseAxisParam(attrs.axis as number | number[], x.shape);
-    const kept = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
-    const size = axes.reduce((a, i) => a * x.shape[i], 1);
-    const g = tf.mul(tf.reshape(dy, kept), tf.ones(x.shape));
-    return mean ? tf.div(g, size) : g;
-  },
-});
+const reduceGrad =
+  (mean: boolean): GradFunc =>
+  (dy, [x], attrs) => ({
+    x: () => {
+      const axes = tf.util.parseAxisParam(attrs.axis as number | number[], x.shape);
+      const kept = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
+      const size = axes.reduce((a, i) => a * x.shape[i], 1);
+      const g = tf.mul(tf.reshape(dy, kept), tf.ones(x.shape));
+      return mean ? tf.div(g, size) : g;
+    },
+  });
 
 const GRADS: Array<{ kernelName: string; inputsToSave?: string[]; outputsToSave?: boolean[]; gradFunc: GradFunc }> = [
   {
@@ -125,8 +126,9 @@ const GRADS: Array<{ kernelName: string; inputsToSave?: string[]; outputsToSave?
 
 function isPointwise(fshape: number[], strides: unknown, pad: unknown, dataFormat: unknown): boolean {
   const st = Array.isArray(strides) ? strides : [strides, strides];
-  return fshape[0] === 1 && fshape[1] === 1 && st[0] === 1 && st[1] === 1 &&
-    (pad === 'valid' || pad === 0 || pad === 'same') && (dataFormat ?? 'NHWC') === 'NHWC';
+  return (
+    fshape[0] === 1 && fshape[1] === 1 && st[0] === 1 && st[1] === 1 && (pad === 'valid' || pad === 0 || pad === 'same') && (dataFormat ?? 'NHWC') === 'NHWC'
+  );
 }
 
 let done = false;

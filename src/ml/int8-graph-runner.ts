@@ -167,9 +167,20 @@ export class Int8GraphRunner {
         const p = this.convs.get(node.name)!;
         const input = get(node.input).centered as tf.Tensor4D;
         const [pt, pl, pb, pr] = node.pads;
-        const pad = pt === pl && pt === pb && pt === pr ? pt : ([[0, 0], [pt, pb], [pl, pr], [0, 0]] as [[number, number], [number, number], [number, number], [number, number]]);
+        const pad =
+          pt === pl && pt === pb && pt === pr
+            ? pt
+            : ([
+                [0, 0],
+                [pt, pb],
+                [pl, pr],
+                [0, 0],
+              ] as [[number, number], [number, number], [number, number], [number, number]]);
         const stride: [number, number] = node.strides;
-        const acc = node.group > 1 ? tf.depthwiseConv2d(input, p.filter, stride, pad === 0 ? 'valid' : pad) : tf.conv2d(input, p.filter, stride, pad === 0 ? 'valid' : pad);
+        const acc =
+          node.group > 1
+            ? tf.depthwiseConv2d(input, p.filter, stride, pad === 0 ? 'valid' : pad)
+            : tf.conv2d(input, p.filter, stride, pad === 0 ? 'valid' : pad);
         const real = tf.mul(tf.add(acc, p.biasQ), p.multiplier);
         return requantize(real, node.outQuant.zeroPoint, p.lo, p.hi);
       }

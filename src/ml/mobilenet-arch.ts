@@ -67,7 +67,13 @@ export function buildArch(o: ArchOptions): ArchSpec {
   // run the stem and the first stride-2 stage (c=24) at stride 1: overall stride 8, 4x4 at the end.
   const small = o.smallInputStem === 'on' || (o.smallInputStem === 'auto' && o.inputSize < 64);
   const conv = (name: string, kind: ConvKind, inC: number, outC: number, k: number, stride: number, relu6: boolean): ConvSpec => ({
-    name, kind, inC, outC, k, stride, relu6,
+    name,
+    kind,
+    inC,
+    outC,
+    k,
+    stride,
+    relu6,
   });
   let c = makeDivisible(32 * w);
   const stem = conv('stem', 'conv', 3, c, 3, small ? 1 : 2, true);

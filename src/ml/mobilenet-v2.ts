@@ -55,7 +55,12 @@ export class MobileNetV2 {
   readonly weightQmax: number;
 
   /** `weightBits`: the config's quantization.weightBits; 8 where none is given (older checkpoints). */
-  constructor(readonly arch: ArchSpec, emaDecay: number, seed: number, readonly weightBits: WeightBits = 8) {
+  constructor(
+    readonly arch: ArchSpec,
+    emaDecay: number,
+    seed: number,
+    readonly weightBits: WeightBits = 8,
+  ) {
     this.weightQmax = weightQmax(weightBits);
     this.ranges = new RangeTracker(emaDecay);
     this.relu6Names = relu6Points(arch);
@@ -205,5 +210,9 @@ export function batchDropout(x: tf.Tensor2D, rate: number, seed: number | undefi
 
 /** Names of the quantization points that are ReLU6 outputs (their grid stays inside [0, 6]). */
 export function relu6Points(arch: ArchSpec): Set<string> {
-  return new Set(allConvs(arch).filter((c) => c.relu6).map((c) => c.name));
+  return new Set(
+    allConvs(arch)
+      .filter((c) => c.relu6)
+      .map((c) => c.name),
+  );
 }

@@ -27,12 +27,7 @@ export async function snapshotState(model: MobileNetV2, opt: MomentumSgd | null)
  * Otherwise (init from another run) parameters whose shape differs are skipped and returned, so
  * a classifier for a different class count can be re-initialised.
  */
-export function restoreState(
-  model: MobileNetV2,
-  opt: MomentumSgd | null,
-  tensors: Map<string, NamedArray>,
-  strict: boolean,
-): { skipped: string[] } {
+export function restoreState(model: MobileNetV2, opt: MomentumSgd | null, tensors: Map<string, NamedArray>, strict: boolean): { skipped: string[] } {
   const skipped: string[] = [];
   for (const p of model.params.values()) {
     const t = tensors.get(PARAM + p.name);

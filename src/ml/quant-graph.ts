@@ -127,4 +127,3 @@ export function quantizeBias(bias: Float32Array, scales: Float32Array): Int32Arr
   }
   return out;
 }
-

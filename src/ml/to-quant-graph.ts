@@ -55,18 +55,25 @@ function convNode(m: MobileNetV2, c: ConvSpec, input: string, outQuant: ActQuant
   }
   const p = (c.k - 1) / 2;
   return {
-    op: 'conv', name: c.name, output: c.name, outQuant, input,
-    kernel: [kh, kw], strides: [c.stride, c.stride], pads: [p, p, p, p],
-    group: c.kind === 'conv' ? 1 : c.inC, inChannels: c.inC, outChannels: c.outC,
-    weightInt8: oihw, weightScale, bias, activation: c.relu6 ? 'relu6' : 'none',
+    op: 'conv',
+    name: c.name,
+    output: c.name,
+    outQuant,
+    input,
+    kernel: [kh, kw],
+    strides: [c.stride, c.stride],
+    pads: [p, p, p, p],
+    group: c.kind === 'conv' ? 1 : c.inC,
+    inChannels: c.inC,
+    outChannels: c.outC,
+    weightInt8: oihw,
+    weightScale,
+    bias,
+    activation: c.relu6 ? 'relu6' : 'none',
   };
 }
 
-export function toQuantGraph(
-  m: MobileNetV2,
-  classes: string[],
-  normalization: QuantGraph['normalization'],
-): QuantGraph {
+export function toQuantGraph(m: MobileNetV2, classes: string[], normalization: QuantGraph['normalization']): QuantGraph {
   const relu6 = relu6Points(m.arch);
   const qp = (name: string): ActQuant => {
     const r = m.ranges.get(name);
@@ -99,8 +106,16 @@ export function toQuantGraph(
   const oi = new Int8Array(d.outF * d.inF);
   for (let o = 0; o < d.outF; o++) for (let i = 0; i < d.inF; i++) oi[o * d.inF + i] = int8[i * d.outF + o]!;
   const dense: DenseNode = {
-    op: 'dense', name: d.name, output: 'logits', outQuant: qp('logits'), input: 'pool',
-    inFeatures: d.inF, outFeatures: d.outF, weightInt8: oi, weightScale: scales, bias: read(m, `${d.name}/b`).slice(),
+    op: 'dense',
+    name: d.name,
+    output: 'logits',
+    outQuant: qp('logits'),
+    input: 'pool',
+    inFeatures: d.inF,
+    outFeatures: d.outF,
+    weightInt8: oi,
+    weightScale: scales,
+    bias: read(m, `${d.name}/b`).slice(),
   };
   nodes.push(dense);
   return {

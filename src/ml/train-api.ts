@@ -58,7 +58,6 @@ export interface TrainCallbacks {
   onWarning?(warning: TrainWarning): void | Promise<void>;
 }
 
-
 export interface TrainOptions {
   /** The resolved config (every default filled). */
   config: TrainingConfig;

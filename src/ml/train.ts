@@ -160,12 +160,38 @@ async function setupRun(opts: TrainOptions): Promise<Run> {
     .map((p) => ({ name: p.name, variable: p.variable, decay: p.role === 'weight' }));
   const byVarName = new Map([...model.params.values()].map((p) => [p.variable.name, p.name]));
   run = {
-    opts, cfg, log, cb, warnings: early, backend, ds, spe, dropLast, totalSteps, schedule, delaySteps, arch,
-    guard: new DivergenceGuard(T.batchSize, ds.classes.length, schedule.peak), model, opt, sgdParams, byVarName,
-    checkpointsDir: path.join(opts.workDir, 'checkpoints'), resume, init,
-    step: 0, lastSavedStep: -1, lastCheckpoint: '', lastTime: performance.now(), stepRate: new StepRate(),
+    opts,
+    cfg,
+    log,
+    cb,
+    warnings: early,
+    backend,
+    ds,
+    spe,
+    dropLast,
+    totalSteps,
+    schedule,
+    delaySteps,
+    arch,
+    guard: new DivergenceGuard(T.batchSize, ds.classes.length, schedule.peak),
+    model,
+    opt,
+    sgdParams,
+    byVarName,
+    checkpointsDir: path.join(opts.workDir, 'checkpoints'),
+    resume,
+    init,
+    step: 0,
+    lastSavedStep: -1,
+    lastCheckpoint: '',
+    lastTime: performance.now(),
+    stepRate: new StepRate(),
     // Decoding and augmentation of the next batch run in their own thread while a step trains.
-    batches: openTrainBatches(ds, { batchSize: T.batchSize, seed: T.seed, shuffle: true, augment: T.augment, dropLast }, { thread: opts.dataThread, onWarning: warn }),
+    batches: openTrainBatches(
+      ds,
+      { batchSize: T.batchSize, seed: T.seed, shuffle: true, augment: T.augment, dropLast },
+      { thread: opts.dataThread, onWarning: warn },
+    ),
     parallel: null,
   };
   log.info(`training batches rendered ${run.batches.where === 'thread' ? 'in a separate thread' : 'inline'}`);
@@ -230,7 +256,11 @@ function restoreStart(run: Run): void {
 /** A wasm abort inside a phase, as WASM_ABORTED with the sizes that decide its memory. */
 function wasmAbort(run: Run, phase: WasmPhase, err: unknown, batchSize: number): unknown {
   if (!isWasmAbort(err)) return err;
-  return new WasmAbortedError(phase, { widthMultiplier: run.cfg.model.widthMultiplier, inputSize: run.arch.inputSize, batchSize, valImages: run.ds.val.length }, err);
+  return new WasmAbortedError(
+    phase,
+    { widthMultiplier: run.cfg.model.widthMultiplier, inputSize: run.arch.inputSize, batchSize, valImages: run.ds.val.length },
+    err,
+  );
 }
 
 /**
@@ -286,7 +316,9 @@ async function evaluateRun(run: Run): Promise<EvalMetric | null> {
     const quantEval = q.enabled && haveRanges;
     const evalOpts = { batchSize, seed: cfg.training.seed, signal: run.opts.signal };
     const int8 = quantEval ? new Int8GraphRunner(toQuantGraph(model, ds.classes, NORMALIZATION)) : null;
-    const main = await evaluate(model, ds.val, { ...evalOpts, mode: evalMode(quantEval), forward: int8 ? (x) => int8.run(x) : undefined }).finally(() => int8?.dispose());
+    const main = await evaluate(model, ds.val, { ...evalOpts, mode: evalMode(quantEval), forward: int8 ? (x) => int8.run(x) : undefined }).finally(() =>
+      int8?.dispose(),
+    );
     if (!main) return null;
     const metric: EvalMetric = { step: run.step, epoch: epochOf(run, run.step), top1: main.top1, top5: main.top5 };
     if (!quantEval) metric.floatTop1 = main.top1;
@@ -296,8 +328,10 @@ async function evaluateRun(run: Run): Promise<EvalMetric | null> {
       metric.floatTop1 = fl.top1;
     }
     run.lastEval = metric;
-    log.info(`eval step ${run.step}: top1 ${(metric.top1 * 100).toFixed(2)}% top5 ${(metric.top5 * 100).toFixed(2)}%` +
-      (metric.floatTop1 !== undefined ? ` float top1 ${(metric.floatTop1 * 100).toFixed(2)}%` : ''));
+    log.info(
+      `eval step ${run.step}: top1 ${(metric.top1 * 100).toFixed(2)}% top5 ${(metric.top5 * 100).toFixed(2)}%` +
+        (metric.floatTop1 !== undefined ? ` float top1 ${(metric.floatTop1 * 100).toFixed(2)}%` : ''),
+    );
     await cb.onEval?.(metric);
     return metric;
   } catch (err) {
@@ -313,7 +347,12 @@ async function saveRun(run: Run): Promise<void> {
   run.lastCheckpoint = await saveCheckpoint(
     run.checkpointsDir,
     {
-      step, epoch: epochOf(run, step), stepsPerEpoch: spe, backend: run.backend, config: cfg, classes: run.ds.classes,
+      step,
+      epoch: epochOf(run, step),
+      stepsPerEpoch: spe,
+      backend: run.backend,
+      config: cfg,
+      classes: run.ds.classes,
       inputSize: run.arch.inputSize,
       normalization: { mean: [...NORMALIZATION.mean], std: [...NORMALIZATION.std] },
       ranges: run.model.ranges.toJSON(),
@@ -327,7 +366,16 @@ async function saveRun(run: Run): Promise<void> {
 }
 
 function result(run: Run, status: TrainResult['status']): TrainResult {
-  return { status, backend: run.backend, step: run.step, epoch: epochOf(run, run.step), checkpoint: run.lastCheckpoint, eval: run.lastEval, classes: run.ds.classes, warnings: run.warnings };
+  return {
+    status,
+    backend: run.backend,
+    step: run.step,
+    epoch: epochOf(run, run.step),
+    checkpoint: run.lastCheckpoint,
+    eval: run.lastEval,
+    classes: run.ds.classes,
+    warnings: run.warnings,
+  };
 }
 
 /** setupRun -> restoreStart -> (trainOneEpoch -> evaluateRun -> saveRun) per epoch -> final eval and checkpoint. */
@@ -342,8 +390,13 @@ export async function runTraining(opts: TrainOptions): Promise<TrainResult> {
     restoreStart(run);
     await run.parallel?.sync(run.model, run.opt);
     await run.cb.onStart?.({
-      backend: run.backend, totalSteps: run.totalSteps, stepsPerEpoch: run.spe, startStep: run.step,
-      numTrain: run.ds.train.length, numVal: run.ds.val.length, classes: run.ds.classes,
+      backend: run.backend,
+      totalSteps: run.totalSteps,
+      stepsPerEpoch: run.spe,
+      startStep: run.step,
+      numTrain: run.ds.train.length,
+      numVal: run.ds.val.length,
+      classes: run.ds.classes,
     });
     if (opts.signal?.aborted) return await stopped();
 

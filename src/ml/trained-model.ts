@@ -47,7 +47,7 @@ export async function loadTrainedModel(checkpointDir: string): Promise<TrainedMo
     for (let lo = 0; lo < n; lo += batch) {
       const hi = Math.min(n, lo + batch);
       const t = tf.tidy(() => forward(tf.tensor4d(x.subarray(lo * size * size * 3, hi * size * size * 3), [hi - lo, size, size, 3])));
-      out.set((await t.data()), lo * arch.numClasses);
+      out.set(await t.data(), lo * arch.numClasses);
       t.dispose();
     }
     return out;

@@ -14,11 +14,7 @@ export function cancelPublisher(redis: Redis, prefix: string): CancelPort {
 }
 
 /** Subscribes on its own connection (a subscribed connection can run nothing else). */
-export async function subscribeCancels(
-  redisUrl: string,
-  prefix: string,
-  onCancel: (jobId: string) => void,
-): Promise<{ close(): Promise<void> }> {
+export async function subscribeCancels(redisUrl: string, prefix: string, onCancel: (jobId: string) => void): Promise<{ close(): Promise<void> }> {
   const sub = new Redis(redisUrl, { maxRetriesPerRequest: null, lazyConnect: true });
   await sub.connect();
   await sub.subscribe(cancelChannel(prefix));

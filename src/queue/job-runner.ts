@@ -204,7 +204,14 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
   };
   fs.mkdirSync(input.workDir, { recursive: true });
   log.info(
-    { jobId, attempt: job.attempt, resumeFrom: resume.found?.key ?? null, resumeStep: resume.found?.step ?? null, initFrom: init?.key ?? null, store: store.kind },
+    {
+      jobId,
+      attempt: job.attempt,
+      resumeFrom: resume.found?.key ?? null,
+      resumeStep: resume.found?.step ?? null,
+      initFrom: init?.key ?? null,
+      store: store.kind,
+    },
     resume.found ? 'resuming job' : 'starting job',
   );
 

@@ -96,7 +96,7 @@ export function queueProducer(queue: TrainingQueue, deploymentId: string, timeou
     },
     async entryState(jobId) {
       const job = await withTimeout(queue.getJob(jobId), timeoutMs, 'getJob');
-      return job ? ((await job.getState())) : null;
+      return job ? await job.getState() : null;
     },
     async requeue(jobId) {
       const job = await withTimeout(queue.getJob(jobId), timeoutMs, 'getJob');

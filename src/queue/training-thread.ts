@@ -39,16 +39,13 @@ function checkpointStored(checkpoint: CheckpointInfo): Promise<void> {
 }
 
 // Log lines go to the parent thread, which writes them with the job's id through its own logger.
-const forward =
-  (level: 'info' | 'warn') =>
-  (a: object | string, b?: string) => {
-    const { msg, fields } = logParts(a, b);
-    post({ type: 'log', level, msg, extra: fields });
-  };
+const forward = (level: 'info' | 'warn') => (a: object | string, b?: string) => {
+  const { msg, fields } = logParts(a, b);
+  post({ type: 'log', level, msg, extra: fields });
+};
 const log: Logger = { info: forward('info'), warn: forward('warn'), error: forward('warn') };
 
-const codeOf = (err: unknown, fallback: string) =>
-  typeof (err as { code?: unknown })?.code === 'string' ? (err as { code: string }).code : fallback;
+const codeOf = (err: unknown, fallback: string) => (typeof (err as { code?: unknown })?.code === 'string' ? (err as { code: string }).code : fallback);
 
 async function main(): Promise<void> {
   let result: TrainResult;

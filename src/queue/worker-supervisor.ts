@@ -36,7 +36,6 @@ export interface WorkerStatus {
   nextStartAt: Date | null;
 }
 
-
 const stderrLine = (a: object | string, b?: string): void => console.error(logParts(a, b).msg);
 export class WorkerSupervisor {
   private child: ChildProcess | null = null;

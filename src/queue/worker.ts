@@ -151,7 +151,10 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
       current = null;
     }
   });
-  log.info({ queuePrefix: settings.queuePrefix, store: store.kind, lockDurationMs: settings.lockDurationMs, trainThreads: settings.trainThreads }, 'worker waiting for jobs');
+  log.info(
+    { queuePrefix: settings.queuePrefix, store: store.kind, lockDurationMs: settings.lockDurationMs, trainThreads: settings.trainThreads },
+    'worker waiting for jobs',
+  );
 
   let stopped: Promise<void> | null = null;
   return {

@@ -155,7 +155,12 @@ export class ModelRegistry {
       const reason = this.failed.get(wanted.id)?.reason ?? 'not loaded yet';
       const state = this.servingId ? 'fallback' : 'failing';
       if (this.state.state !== state || this.state.wantedId !== wanted.id || this.state.servingId !== this.servingId) {
-        this.log.warn({ wanted: wanted.id, serving: this.servingId, reason }, state === 'fallback' ? `model registry: serving ${this.servingId} (last good) instead of ${wanted.id}` : `model registry: nothing can serve; ${wanted.id} cannot be loaded`);
+        this.log.warn(
+          { wanted: wanted.id, serving: this.servingId, reason },
+          state === 'fallback'
+            ? `model registry: serving ${this.servingId} (last good) instead of ${wanted.id}`
+            : `model registry: nothing can serve; ${wanted.id} cannot be loaded`,
+        );
       }
       this.state = { state, servingId: this.servingId, wantedId: wanted.id, reason };
     }

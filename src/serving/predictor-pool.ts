@@ -306,7 +306,8 @@ export class PredictorPool {
       // runs, so two requests on two idle workers finish sooner than one batch of two on one.
       const take = Math.min(this.maxBatch, Math.ceil(q.items.length / idle.length));
       const batch = q.items.splice(0, take);
-      if (q.items.length > 0) this.readyOrder.push(modelId); // the rest go next, no new window
+      if (q.items.length > 0)
+        this.readyOrder.push(modelId); // the rest go next, no new window
       else {
         q.ready = false;
         this.queues.delete(modelId);
@@ -357,7 +358,10 @@ function sameNormalization(a: Normalization, b: Normalization): boolean {
 function batchMessage(modelId: string, size: number, batch: Pending[]): [Record<string, unknown>, ArrayBuffer[]] {
   const per = 3 * size * size;
   const first = batch[0].input;
-  if (!(first instanceof Float32Array) && batch.every((p) => !(p.input instanceof Float32Array) && sameNormalization(p.input.normalization, first.normalization))) {
+  if (
+    !(first instanceof Float32Array) &&
+    batch.every((p) => !(p.input instanceof Float32Array) && sameNormalization(p.input.normalization, first.normalization))
+  ) {
     const rgb = new Uint8Array(batch.length * per);
     batch.forEach((p, i) => rgb.set((p.input as RgbInput).rgb, i * per));
     return [{ type: 'run', modelId, rgb, lut: normalizationLut(first.normalization), n: batch.length, size }, [rgb.buffer]];

@@ -60,10 +60,16 @@ export async function inspectImage(bytes: Buffer, maxPixels = DEFAULT_MAX_PIXELS
     throw new ImageError('IMAGE_UNSUPPORTED_FORMAT', 'the body is not an image in a supported format (JPEG, PNG, WebP, GIF, TIFF, AVIF)');
   }
   if (!meta.format || !ACCEPTED_FORMATS.has(meta.format)) {
-    throw new ImageError('IMAGE_UNSUPPORTED_FORMAT', `images of format "${meta.format ?? 'unknown'}" are not accepted; send JPEG, PNG, WebP, GIF, TIFF or AVIF`);
+    throw new ImageError(
+      'IMAGE_UNSUPPORTED_FORMAT',
+      `images of format "${meta.format ?? 'unknown'}" are not accepted; send JPEG, PNG, WebP, GIF, TIFF or AVIF`,
+    );
   }
   if (!declaredTypeMatches(declared, meta.format)) {
-    throw new ImageError('IMAGE_TYPE_MISMATCH', `the content type says "${declared}" but the image is ${meta.format.toUpperCase()}; send it as image/${meta.format === 'heif' ? 'avif' : meta.format}`);
+    throw new ImageError(
+      'IMAGE_TYPE_MISMATCH',
+      `the content type says "${declared}" but the image is ${meta.format.toUpperCase()}; send it as image/${meta.format === 'heif' ? 'avif' : meta.format}`,
+    );
   }
   if ((meta.pages ?? 1) > 1) {
     throw new ImageError('IMAGE_ANIMATED', `the image has ${meta.pages} frames; send a single still image`);

@@ -19,7 +19,11 @@ export interface ApiProcess {
 }
 
 /** A fresh data directory and the settings both `api` and `keys` read. */
-export function apiEnv(label: string, extra: Record<string, string> = {}, dir = fs.mkdtempSync(path.join(os.tmpdir(), `qatserve-${label}-`))): Record<string, string> {
+export function apiEnv(
+  label: string,
+  extra: Record<string, string> = {},
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), `qatserve-${label}-`)),
+): Record<string, string> {
   return {
     DATA_DIR: dir,
     DATABASE_URL: `file:${path.join(dir, 'qatserve.db')}`,
@@ -48,11 +52,16 @@ export async function startApi(env: Record<string, string>): Promise<ApiProcess>
   fs.closeSync(fd);
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
   const log = () => fs.readFileSync(logFile, 'utf8');
-  const host = env.HOST === '0.0.0.0' ? '127.0.0.1' : env.HOST ?? '127.0.0.1';
+  const host = env.HOST === '0.0.0.0' ? '127.0.0.1' : (env.HOST ?? '127.0.0.1');
   const base = `http://${host}:${port}`;
   for (let i = 0; i < 150; i++) {
     if (proc.exitCode !== null) throw new Error(`qatserve api exited with ${proc.exitCode}:\n${log()}`);
-    if (await fetch(`${base}/healthz`).then((r) => r.ok, () => false)) {
+    if (
+      await fetch(`${base}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    ) {
       return {
         base,
         dir: env.DATA_DIR,
@@ -111,7 +120,12 @@ export async function call(base: string, method: string, url: string, headers: R
 /** Absolute paths, connection strings and stack frames: what no error body may hold. */
 export function leaks(body: string): string[] {
   const found: string[] = [];
-  for (const re of [/(?<![\w/])\/(?:home|tmp|root|usr|var|etc|work|srv|opt|data|app)\/[^\s"']*/g, /\b(?:postgres|postgresql|redis|file):[^\s"']+/gi, /\bat [\w.<>]+ \(/g, /[A-Za-z]:\\\\/g]) {
+  for (const re of [
+    /(?<![\w/])\/(?:home|tmp|root|usr|var|etc|work|srv|opt|data|app)\/[^\s"']*/g,
+    /\b(?:postgres|postgresql|redis|file):[^\s"']+/gi,
+    /\bat [\w.<>]+ \(/g,
+    /[A-Za-z]:\\\\/g,
+  ]) {
     for (const m of body.matchAll(re)) found.push(m[0]);
   }
   return found;

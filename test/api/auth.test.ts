@@ -56,7 +56,11 @@ describe('API keys on a loopback server', () => {
     expect(row.keyHash).toMatch(/^[0-9a-f]{64}$/);
     expect(row.prefix).toBe(admin.slice(0, 12));
 
-    const r = await until(() => call(api.base, 'GET', '/v1/jobs'), (x) => x.status === 401, 5000);
+    const r = await until(
+      () => call(api.base, 'GET', '/v1/jobs'),
+      (x) => x.status === 401,
+      5000,
+    );
     expect(r.status).toBe(401);
     expect(r.json.error).toMatchObject({ code: 'AUTH_REQUIRED', issues: [] });
     expect(r.json.error.message).toContain('Authorization: Bearer');
@@ -66,7 +70,11 @@ describe('API keys on a loopback server', () => {
 
   it('enforces on every documented route the scope openapi.yaml names (401 anonymous, 403 wrong scope)', async () => {
     const made: Record<string, string> = { admin };
-    for (const [name, scopes] of [['p', ['predict']], ['t', ['train']], ['pt', ['predict', 'train']]] as const) {
+    for (const [name, scopes] of [
+      ['p', ['predict']],
+      ['t', ['train']],
+      ['pt', ['predict', 'train']],
+    ] as const) {
       const r = await call(api.base, 'POST', '/v1/keys', bearer(admin), { name, scopes });
       expect(r.status).toBe(201);
       expect(r.json.info).toMatchObject({ name, scopes });
@@ -136,7 +144,11 @@ describe('API keys on a loopback server', () => {
     expect((await call(api.base, 'GET', '/v1/jobs', bearer(a))).status).toBe(401);
     expect((await runCli(['keys', 'revoke', 'temp-b'], env)).code).toBe(0);
     const t0 = Date.now();
-    const after = await until(() => call(api.base, 'GET', '/v1/jobs', bearer(b)), (x) => x.status === 401, 5000);
+    const after = await until(
+      () => call(api.base, 'GET', '/v1/jobs', bearer(b)),
+      (x) => x.status === 401,
+      5000,
+    );
     expect(after.status).toBe(401);
     expect(Date.now() - t0).toBeLessThan(3000);
   });
@@ -187,7 +199,8 @@ describe('API keys on a loopback server', () => {
     expect((await call(api.base, 'GET', '/healthz')).status).toBe(200);
     expect((await call(api.base, 'GET', '/metrics')).status).toBe(200);
     // The dashboard's files and the API docs load without a key (the page then asks for one).
-    for (const url of ['/ui/', '/ui/app.js', '/ui/vendor/uplot/uPlot.iife.min.js', '/docs/', '/docs/json']) expect((await call(api.base, 'GET', url)).status, url).toBe(200);
+    for (const url of ['/ui/', '/ui/app.js', '/ui/vendor/uplot/uPlot.iife.min.js', '/docs/', '/docs/json'])
+      expect((await call(api.base, 'GET', url)).status, url).toBe(200);
   });
 });
 
@@ -215,7 +228,10 @@ describe('listening beyond loopback', () => {
       const api = await startApi(env);
       try {
         expect((await call(api.base, 'GET', '/v1/jobs')).status).toBe(200);
-        const warn = api.log().split('\n').filter((l) => l.includes('AUTH=off'));
+        const warn = api
+          .log()
+          .split('\n')
+          .filter((l) => l.includes('AUTH=off'));
         expect(warn).toHaveLength(1);
         expect(JSON.parse(warn[0]).level).toBe(40); // pino's warn
       } finally {

@@ -54,7 +54,7 @@ describe('job events over SSE across replicas', () => {
   };
   const statuses = (events: SseEvent[]) => events.filter((e) => e.type === 'status').map((e) => JobEventStatusData.parse(e.data).status);
 
-  it('a write through replica A reaches a stream on replica B; the worker\'s steps and scores too; the stream ends with the job', async () => {
+  it("a write through replica A reaches a stream on replica B; the worker's steps and scores too; the stream ends with the job", async () => {
     const onChannel: string[] = [];
     const sub = new Redis(a.settings.redisUrl);
     await sub.subscribe(jobEventsChannel(a.settings.queuePrefix));

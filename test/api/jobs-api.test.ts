@@ -107,7 +107,11 @@ describe.each(['sqlite', 'postgres'] as DbKind[])('jobs API on %s', (kind) => {
 
     const q = await h.app.inject({ method: 'GET', url: '/v1/jobs?limit=0&status=done' });
     expect(q.statusCode).toBe(400);
-    expect(ErrorBody.parse(q.json()).error.issues.map((i) => i.path).sort()).toEqual(['query.limit', 'query.status']);
+    expect(
+      ErrorBody.parse(q.json())
+        .error.issues.map((i) => i.path)
+        .sort(),
+    ).toEqual(['query.limit', 'query.status']);
   });
 
   it('Idempotency-Key: a retried POST returns the first job, never a second one', async () => {
@@ -124,7 +128,7 @@ describe.each(['sqlite', 'postgres'] as DbKind[])('jobs API on %s', (kind) => {
       expect(JobView.parse(r.json()).id).toBe(job.id);
     }
     expect(await count()).toBe(before + 1);
-    expect((await h.deps.queue.entryState(job.id))).toBe('waiting');
+    expect(await h.deps.queue.entryState(job.id)).toBe('waiting');
 
     // Concurrent first requests with a fresh key: one job between them.
     const racing = await Promise.all(Array.from({ length: 6 }, () => send({ ...tinySynthetic, name: 'race' }, `${key}-race`)));
@@ -210,9 +214,7 @@ describe.each(['sqlite', 'postgres'] as DbKind[])('jobs API on %s', (kind) => {
     const steps: number[] = [];
     let after = 0;
     for (;;) {
-      const page = MetricsPage.parse(
-        (await h.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}/metrics?after=${after}&limit=3` })).json(),
-      );
+      const page = MetricsPage.parse((await h.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}/metrics?after=${after}&limit=3` })).json());
       steps.push(...page.points.map((p) => p.step));
       if (page.nextAfter === null) {
         expect(page.points.at(-1)).toMatchObject({ step: 7, loss: 1.3, top1: 0.5, top5: 1 });
@@ -248,7 +250,13 @@ describe.each(['sqlite', 'postgres'] as DbKind[])('jobs API on %s', (kind) => {
     await c.owner.evaluated({ step: 3, epoch: 1, top1: 0.75, top5: 1 });
     await poll();
     await poll(); // nothing new: nothing again
-    expect(seen).toEqual([[1, null], [2, null], [3, null], [4, null], [3, 0.75]]);
+    expect(seen).toEqual([
+      [1, null],
+      [2, null],
+      [3, null],
+      [4, null],
+      [3, 0.75],
+    ]);
     // `after` pages by step and misses the score written onto step 3 after it was read.
     const byStep = MetricsPage.parse((await h.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}/metrics?after=3` })).json());
     expect(byStep.points.map((p) => p.step)).toEqual([4]);

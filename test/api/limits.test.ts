@@ -69,7 +69,9 @@ describe('rate limit and flood (defaults)', () => {
     }
     const { counts, ms } = await done;
     await flood.terminate();
-    console.log(`flood: 2000 requests in ${(ms / 1000).toFixed(2)} s: ${JSON.stringify(counts)}; /healthz p50 ${percentile(healthMs, 50).toFixed(1)} ms, p99 ${percentile(healthMs, 99).toFixed(1)} ms, max ${Math.max(...healthMs).toFixed(1)} ms over ${healthMs.length} probes`);
+    console.log(
+      `flood: 2000 requests in ${(ms / 1000).toFixed(2)} s: ${JSON.stringify(counts)}; /healthz p50 ${percentile(healthMs, 50).toFixed(1)} ms, p99 ${percentile(healthMs, 99).toFixed(1)} ms, max ${Math.max(...healthMs).toFixed(1)} ms over ${healthMs.length} probes`,
+    );
     // At most RATE_LIMIT_BURST_PER_SECOND (20) per one-second window got through; the rest were 429s.
     expect(counts['200']).toBeGreaterThan(0);
     expect(counts['200']).toBeLessThanOrEqual(20 * (Math.ceil(ms / 1000) + 1));
@@ -159,7 +161,11 @@ describe('jobs per key and job size', () => {
     expect(disk.json.error.issues).toEqual([expect.objectContaining({ path: 'training.keepCheckpoints', message: expect.stringMatching(/keep at most \d+/) })]);
     expect(await db.prisma.trainingJob.count()).toBe(before);
     // The largest measured batch at 1.0@224 (16: 3398 MiB of wasm heap) is admitted.
-    const fits = await call(api.base, 'POST', '/v1/jobs', bearer(admin), { dataset: { type: 'synthetic', classes: 5 }, model: { widthMultiplier: 1.0, inputSize: 224 }, training: { batchSize: 16 } });
+    const fits = await call(api.base, 'POST', '/v1/jobs', bearer(admin), {
+      dataset: { type: 'synthetic', classes: 5 },
+      model: { widthMultiplier: 1.0, inputSize: 224 },
+      training: { batchSize: 16 },
+    });
     expect(fits.status).toBe(201);
   });
 });

@@ -50,14 +50,8 @@ describe('openapi.yaml', () => {
   });
 
   it('documents every route the app serves, and serves every documented one', () => {
-    const served = new Set(
-      h.app.routeList
-        .filter((r) => !r.startsWith('HEAD '))
-        .map((r) => r.replace(/:(\w+)/g, '{$1}')),
-    );
-    const documented = new Set(
-      Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`)),
-    );
+    const served = new Set(h.app.routeList.filter((r) => !r.startsWith('HEAD ')).map((r) => r.replace(/:(\w+)/g, '{$1}')));
+    const documented = new Set(Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`)));
     expect([...served].sort()).toEqual([...documented].sort());
   });
 

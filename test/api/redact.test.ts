@@ -17,21 +17,33 @@ describe('redact', () => {
     expect(redact(input)).toBe(out);
   });
 
-  it('leaves the API\'s routes, single-segment paths and plain words alone', () => {
+  it("leaves the API's routes, single-segment paths and plain words alone", () => {
     for (const s of ['no route GET /v1/jobs/abc/metrics', 'no route GET /foo', 'width 0.35 at 32 px: 1/2 of the budget', 'a/b relative path']) {
       expect(redact(s)).toBe(s);
     }
   });
 
   it('keeps a JSON body valid, redacting inside its strings', () => {
-    const body = JSON.stringify({ error: { code: 'X', message: 'absolute path "/etc/passwd" and "C:\\\\x\\\\y"', issues: [{ path: 'dataset.path', message: 'postgres://u:p@h/db' }] } });
+    const body = JSON.stringify({
+      error: { code: 'X', message: 'absolute path "/etc/passwd" and "C:\\\\x\\\\y"', issues: [{ path: 'dataset.path', message: 'postgres://u:p@h/db' }] },
+    });
     const out = JSON.parse(redactBody(body));
     expect(out).toEqual({ error: { code: 'X', message: 'absolute path "<path>" and "<path>"', issues: [{ path: 'dataset.path', message: '<redacted>' }] } });
   });
 
   it('takes linear time on adversarial input (1 MB each well under 200 ms)', () => {
     const n = 500_000;
-    for (const s of ['a.'.repeat(n), '\n'.repeat(2 * n), '\n '.repeat(n), '://'.repeat(n), 'file:'.repeat(n), ' /a'.repeat(n), '=/a='.repeat(n), ' /'.repeat(n), 'C:\\'.repeat(n)]) {
+    for (const s of [
+      'a.'.repeat(n),
+      '\n'.repeat(2 * n),
+      '\n '.repeat(n),
+      '://'.repeat(n),
+      'file:'.repeat(n),
+      ' /a'.repeat(n),
+      '=/a='.repeat(n),
+      ' /'.repeat(n),
+      'C:\\'.repeat(n),
+    ]) {
       const t0 = performance.now();
       redact(s);
       expect(performance.now() - t0, JSON.stringify(s.slice(0, 6))).toBeLessThan(200);

@@ -233,7 +233,7 @@ describe('postgres artifact store memory', () => {
         sample();
       }
       expect(n).toBe(total);
-            // Bounded by the chunks in flight and the connections' read buffers (measured once here:
+      // Bounded by the chunks in flight and the connections' read buffers (measured once here:
       // 9 MB while writing and 20 MB while reading a 192 MB object), never by the object.
       expect(peak - base).toBeLessThan(48 << 20);
     } finally {

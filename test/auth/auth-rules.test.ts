@@ -60,8 +60,17 @@ describe('scopes', () => {
 
 describe('loopback', () => {
   it.each([
-    ['127.0.0.1', true], ['127.5.6.7', true], ['localhost', true], ['::1', true], ['[::1]', true], ['::ffff:127.0.0.1', true],
-    ['0.0.0.0', false], ['::', false], ['10.0.0.5', false], ['example.com', false], ['128.0.0.1', false],
+    ['127.0.0.1', true],
+    ['127.5.6.7', true],
+    ['localhost', true],
+    ['::1', true],
+    ['[::1]', true],
+    ['::ffff:127.0.0.1', true],
+    ['0.0.0.0', false],
+    ['::', false],
+    ['10.0.0.5', false],
+    ['example.com', false],
+    ['128.0.0.1', false],
   ])('%s -> %s', (host, loopback) => {
     expect(isLoopbackHost(host)).toBe(loopback);
   });

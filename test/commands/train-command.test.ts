@@ -29,14 +29,20 @@ describe('qatserve train', () => {
 
   it('trains from a YAML config and prints the final evaluation', async () => {
     const file = path.join(tmp, 'cfg.yaml');
-    await fs.writeFile(file, [
-      'name: tiny',
-      'dataset: { type: synthetic, classes: 3, samplesPerClass: 2, valPerClass: 1 }',
-      'model: { widthMultiplier: 0.1, inputSize: 32, smallInputStem: "off" }',
-      'training: { batchSize: 2, epochs: 1 }',
-    ].join('\n'));
+    await fs.writeFile(
+      file,
+      [
+        'name: tiny',
+        'dataset: { type: synthetic, classes: 3, samplesPerClass: 2, valPerClass: 1 }',
+        'model: { widthMultiplier: 0.1, inputSize: 32, smallInputStem: "off" }',
+        'training: { batchSize: 2, epochs: 1 }',
+      ].join('\n'),
+    );
     const out: string[] = [];
-    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => { out.push(String(s)); return true; });
+    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => {
+      out.push(String(s));
+      return true;
+    });
     try {
       await runTrainCommand({ configPath: file, workDir: path.join(tmp, 'run') }, settings);
     } finally {
@@ -45,7 +51,7 @@ describe('qatserve train', () => {
     const text = out.join('');
     expect(text).toMatch(new RegExp(`done: 3 steps on ${process.env.TFJS_BACKEND}; checkpoint .*step-000003`));
     expect(text).toMatch(/eval step 3 \(epoch 1\): top-1 \d+\.\d\d% top-5 100\.00%/);
-    expect((await fs.readdir(path.join(tmp, 'run', 'checkpoints')))).toEqual(['step-000003']);
+    expect(await fs.readdir(path.join(tmp, 'run', 'checkpoints'))).toEqual(['step-000003']);
   }, 120_000);
 
   it('reads image folders under DATA_ROOT when it is set, else under the working directory', async () => {

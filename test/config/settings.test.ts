@@ -25,8 +25,23 @@ describe('settings', () => {
       host: '127.0.0.1',
       auth: 'auto',
       trustProxy: false,
-      limits: { rateLimitPerMinute: 600, rateLimitBurstPerSecond: 20, maxActiveJobsPerKey: 4, jobMemoryBudgetBytes: 3840 * 2 ** 20, jobDiskBudgetBytes: 1024 * 2 ** 20 },
-      serving: { workers: 2, batchWindowMs: 2, maxBatch: 8, maxQueue: 64, maxImagePixels: 4096 * 4096, maxImageBytes: 10 * 2 ** 20, pollMs: 2000, maxExtraModels: 1 },
+      limits: {
+        rateLimitPerMinute: 600,
+        rateLimitBurstPerSecond: 20,
+        maxActiveJobsPerKey: 4,
+        jobMemoryBudgetBytes: 3840 * 2 ** 20,
+        jobDiskBudgetBytes: 1024 * 2 ** 20,
+      },
+      serving: {
+        workers: 2,
+        batchWindowMs: 2,
+        maxBatch: 8,
+        maxQueue: 64,
+        maxImagePixels: 4096 * 4096,
+        maxImageBytes: 10 * 2 ** 20,
+        pollMs: 2000,
+        maxExtraModels: 1,
+      },
     });
   });
   it('keeps the SQLite file inside DATA_DIR unless DATABASE_URL says otherwise (one volume holds all)', () => {
@@ -49,7 +64,11 @@ describe('settings', () => {
   });
   it('reads the engine switches with the rest, and on their own for code that runs without the server', () => {
     expect(loadSettings({}).engine).toEqual({ backend: undefined, fusedOps: true, wasmSimd: true });
-    expect(loadSettings({ TFJS_BACKEND: 'wasm', QATSERVE_FUSED_OPS: 'OFF', QATSERVE_WASM_SIMD: '0' }).engine).toEqual({ backend: 'wasm', fusedOps: false, wasmSimd: false });
+    expect(loadSettings({ TFJS_BACKEND: 'wasm', QATSERVE_FUSED_OPS: 'OFF', QATSERVE_WASM_SIMD: '0' }).engine).toEqual({
+      backend: 'wasm',
+      fusedOps: false,
+      wasmSimd: false,
+    });
     // A bench or the training thread needs only these to be valid.
     expect(engineSettings({ QATSERVE_WASM_SIMD: '0', PORT: 'http' })).toEqual({ backend: undefined, fusedOps: true, wasmSimd: false });
     expect(loadSettings({}).dataRootExplicit).toBe(false);

@@ -44,7 +44,11 @@ describe('migrate', () => {
     expect(second.applied).toEqual([]);
     expect(second.alreadyApplied).toEqual(first.applied);
     const raw = new BetterSqlite3(sqlite.url.slice(5));
-    const rows = raw.prepare('SELECT migration_name, checksum, finished_at FROM _prisma_migrations').all() as { migration_name: string; checksum: string; finished_at: string | null }[];
+    const rows = raw.prepare('SELECT migration_name, checksum, finished_at FROM _prisma_migrations').all() as {
+      migration_name: string;
+      checksum: string;
+      finished_at: string | null;
+    }[];
     raw.close();
     expect(rows).toHaveLength(first.applied.length);
     expect(rows[0].checksum).toBe(readMigrations('sqlite')[0].checksum);
@@ -57,13 +61,20 @@ describe('migrate', () => {
     expect((await migrate(pgUrl(schema))).applied).toEqual([]);
     const client = new pg.Client({ connectionString: PG_BASE });
     await client.connect();
-    const { rows } = await client.query(
-      `SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name`,
-      [schema],
-    );
+    const { rows } = await client.query(`SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name`, [schema]);
     await client.end();
     expect(rows.map((r) => r.table_name)).toEqual([
-      'ApiKey', 'ArtifactBlob', 'ArtifactChunk', 'ArtifactObject', 'Checkpoint', 'Deployment', 'JobEvent', 'MetricPoint', 'Model', 'TrainingJob', '_prisma_migrations',
+      'ApiKey',
+      'ArtifactBlob',
+      'ArtifactChunk',
+      'ArtifactObject',
+      'Checkpoint',
+      'Deployment',
+      'JobEvent',
+      'MetricPoint',
+      'Model',
+      'TrainingJob',
+      '_prisma_migrations',
     ]);
     await roundTrip(pgUrl(schema));
   });

@@ -15,15 +15,11 @@ const MARK = '// --- models (keep identical in both schemas) ---';
 const models = (p: string) => fs.readFileSync(p, 'utf8').split(MARK)[1];
 
 function diffFromEmpty(provider: 'sqlite' | 'postgres'): string {
-  return execFileSync(
-    'npx',
-    ['prisma', 'migrate', 'diff', '--from-empty', '--to-schema-datamodel', `prisma/${provider}/schema.prisma`, '--script'],
-    {
-      encoding: 'utf8',
-      env: { ...process.env, DATABASE_URL: provider === 'postgres' ? PG_BASE : 'file:./data/qatserve.db' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+  return execFileSync('npx', ['prisma', 'migrate', 'diff', '--from-empty', '--to-schema-datamodel', `prisma/${provider}/schema.prisma`, '--script'], {
+    encoding: 'utf8',
+    env: { ...process.env, DATABASE_URL: provider === 'postgres' ? PG_BASE : 'file:./data/qatserve.db' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
 }
 
 const byName = <T extends { name: string }>(rows: T[]) => [...rows].sort((a, b) => a.name.localeCompare(b.name));
@@ -83,7 +79,11 @@ describe('prisma schemas', () => {
   it('both providers have the same migrations, each a directory with its migration.sql', () => {
     // readMigrations skips a directory without migration.sql; here such a directory is an error.
     const dirs = (provider: 'sqlite' | 'postgres') =>
-      fs.readdirSync(migrationsDir(provider), { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name).sort();
+      fs
+        .readdirSync(migrationsDir(provider), { withFileTypes: true })
+        .filter((d) => d.isDirectory())
+        .map((d) => d.name)
+        .sort();
     const sqlite = dirs('sqlite');
     expect(sqlite.length).toBeGreaterThan(0);
     expect(dirs('postgres')).toEqual(sqlite);

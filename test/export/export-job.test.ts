@@ -48,7 +48,11 @@ describe('exportJobModel', () => {
       top1: 1 / 3,
       top5: 1,
       perClassTop1: [1, 0, 0],
-      confusion: [[1, 0, 0], [0, 0, 1], [1, 0, 0]],
+      confusion: [
+        [1, 0, 0],
+        [0, 0, 1],
+        [1, 0, 0],
+      ],
     });
     expect(new EvaluationAccumulator(2).result().perClassTop1).toEqual([null, null]);
     expect(() => new EvaluationAccumulator(2).add([0, 1], [2])).toThrow(/label 2 is outside/);
@@ -133,7 +137,8 @@ describe('exportJobModel', () => {
     const weights = model.graph.initializer.filter((t) => t.dataType === DataType.INT8 && t.dims.length > 1);
     expect(weights.length).toBeGreaterThan(10);
     expect(model.graph.initializer.some((t) => t.dataType === DataType.UINT8 && t.dims.length > 1)).toBe(false);
-    for (const t of weights) for (const v of new Int8Array(t.rawData.buffer, t.rawData.byteOffset, t.rawData.length)) expect(Math.abs(v)).toBeLessThanOrEqual(63);
+    for (const t of weights)
+      for (const v of new Int8Array(t.rawData.buffer, t.rawData.byteOffset, t.rawData.length)) expect(Math.abs(v)).toBeLessThanOrEqual(63);
     expect(m.sizeBytes / m.float32SizeBytes).toBeLessThanOrEqual(0.3);
   }, 300_000);
 

@@ -33,10 +33,21 @@ function tinyGraph(): QuantGraph {
     input: { name: 'input', quant: { scale: 0.02, zeroPoint: 128 } },
     nodes: [
       {
-        op: 'conv', name: 'c', input: 'input', output: 'y', outQuant: { scale: 6 / 255, zeroPoint: 0 },
-        kernel: [1, 1], strides: [1, 1], pads: [0, 0, 0, 0], group: 1, inChannels: 3, outChannels: 2,
-        weightInt8: Int8Array.from([127, 0, -127, 64, 64, 64]), weightScale: Float32Array.from([0.01, 0.02]),
-        bias: Float32Array.from([0.1, -0.2]), activation: 'relu6',
+        op: 'conv',
+        name: 'c',
+        input: 'input',
+        output: 'y',
+        outQuant: { scale: 6 / 255, zeroPoint: 0 },
+        kernel: [1, 1],
+        strides: [1, 1],
+        pads: [0, 0, 0, 0],
+        group: 1,
+        inChannels: 3,
+        outChannels: 2,
+        weightInt8: Int8Array.from([127, 0, -127, 64, 64, 64]),
+        weightScale: Float32Array.from([0.01, 0.02]),
+        bias: Float32Array.from([0.1, -0.2]),
+        activation: 'relu6',
       },
     ],
     output: 'y',
@@ -113,10 +124,11 @@ describe('QDQ ONNX writer', () => {
     expect(qs).toHaveLength(g.nodes.length + 1);
     for (const q of qs) expect(inits.get(q.input[2])!.dataType).toBe(DataType.UINT8);
     // ReLU6 ranges inside [0, 6] with zero point 0, so ORT can drop the Clip.
-    for (const node of g.nodes) if (node.op === 'conv' && node.activation === 'relu6') {
-      expect(node.outQuant.zeroPoint).toBe(0);
-      expect(Math.fround(node.outQuant.scale * 255)).toBeLessThanOrEqual(6);
-    }
+    for (const node of g.nodes)
+      if (node.op === 'conv' && node.activation === 'relu6') {
+        expect(node.outQuant.zeroPoint).toBe(0);
+        expect(Math.fround(node.outQuant.scale * 255)).toBeLessThanOrEqual(6);
+      }
   });
 
   it('runs with a dynamic batch, and ORT fused output matches the integer reference within 2 steps', async () => {

@@ -25,19 +25,39 @@ describe('qatserve api shutdown', () => {
     assertBuilt();
     const port = await freePort();
     const proc = spawn(process.execPath, [CLI, 'api'], {
-      env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dir, DATABASE_URL: `file:${dir}/db.sqlite`, QUEUE_PREFIX: `qs-stop-${process.pid}`, LOG_LEVEL: 'warn' },
+      env: {
+        ...process.env,
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        DATA_DIR: dir,
+        DATABASE_URL: `file:${dir}/db.sqlite`,
+        QUEUE_PREFIX: `qs-stop-${process.pid}`,
+        LOG_LEVEL: 'warn',
+      },
       stdio: 'ignore',
     });
     const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
     for (let i = 0; i < 100; i++) {
-      if (await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.ok, () => false)) break;
+      if (
+        await fetch(`http://127.0.0.1:${port}/readyz`).then(
+          (r) => r.ok,
+          () => false,
+        )
+      )
+        break;
       await new Promise((r) => setTimeout(r, 100));
     }
     // A POST whose body arrives in two halves, with SIGTERM in between.
     const body = JSON.stringify(tinyJob(4));
     const response = new Promise<{ status: number; body: string }>((resolve, reject) => {
       const req = http.request(
-        { host: '127.0.0.1', port, method: 'POST', path: '/v1/jobs', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+        {
+          host: '127.0.0.1',
+          port,
+          method: 'POST',
+          path: '/v1/jobs',
+          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        },
         (res) => {
           let text = '';
           res.on('data', (d) => (text += d));
@@ -49,7 +69,10 @@ describe('qatserve api shutdown', () => {
       const finishAfterSigterm = async () => {
         proc.kill('SIGTERM');
         await new Promise((r) => setTimeout(r, 500));
-        const refused = await fetch(`http://127.0.0.1:${port}/healthz`).then(() => false, () => true);
+        const refused = await fetch(`http://127.0.0.1:${port}/healthz`).then(
+          () => false,
+          () => true,
+        );
         req.end(body.slice(20));
         if (!refused) reject(new Error('a new connection was accepted after SIGTERM'));
       };

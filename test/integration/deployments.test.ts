@@ -9,7 +9,7 @@ import { openTrainingQueue, type TrainingQueue } from '../../src/queue/training-
 import { startHarness, tinySynthetic, waitReady, type Harness } from '../api/api-harness.js';
 import { assertBuilt, spawnWorker, type WorkerProc } from './worker-process.js';
 
-describe('a worker given a job that is not its deployment\'s', () => {
+describe("a worker given a job that is not its deployment's", () => {
   let one: Harness;
   let two: Harness;
   let w: WorkerProc;
@@ -42,7 +42,11 @@ describe('a worker given a job that is not its deployment\'s', () => {
     throw new Error(`entry ${jobId} never failed:\n${w.output().slice(-2000)}`);
   };
   const errorLines = () =>
-    w.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number; msg: string; jobId?: string });
+    w
+      .output()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { level: number; msg: string; jobId?: string });
 
   it('fails the entry naming both deployments, at error level, and never touches the row', async () => {
     expect(one.settings.deploymentId).not.toBe(two.settings.deploymentId);

@@ -6,7 +6,15 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
-import { balancedCounts, FASHION_MNIST_CLASSES, FASHION_SIDE, FASHION_TEST_PER_CLASS, FASHION_TRAIN_PER_CLASS, fashionSplit, loadFashionMnistPixels } from '../../src/data/fashion-mnist.js';
+import {
+  balancedCounts,
+  FASHION_MNIST_CLASSES,
+  FASHION_SIDE,
+  FASHION_TEST_PER_CLASS,
+  FASHION_TRAIN_PER_CLASS,
+  fashionSplit,
+  loadFashionMnistPixels,
+} from '../../src/data/fashion-mnist.js';
 import { startServe, submitJob, waitForJob } from './serve-process.js';
 
 const TEST_IMAGES = 200;
@@ -47,7 +55,9 @@ describe('fashion-mnist end to end', () => {
       const split = fashionSplit(await loadFashionMnistPixels(), balancedCounts(TEST_IMAGES, 10, FASHION_TEST_PER_CLASS), FASHION_TRAIN_PER_CLASS);
       let correct = 0;
       for (let i = 0; i < TEST_IMAGES; i++) {
-        const png = await sharp(Buffer.from(split.get(i).data), { raw: { width: FASHION_SIDE, height: FASHION_SIDE, channels: 1 } }).png().toBuffer();
+        const png = await sharp(Buffer.from(split.get(i).data), { raw: { width: FASHION_SIDE, height: FASHION_SIDE, channels: 1 } })
+          .png()
+          .toBuffer();
         const res = await fetch(`${base}/v1/predict?topK=1`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(png) });
         expect(res.status).toBe(200);
         const body = (await res.json()) as { model: { id: string }; predictions: Array<{ index: number; label: string }> };
@@ -61,7 +71,9 @@ describe('fashion-mnist end to end', () => {
       expect(served, `served ${served}, reported ${reported}`).toBe(reported);
       // And the model learned: well above the 10% of guessing after 3,000 training images.
       expect(served).toBeGreaterThan(0.4);
-      console.log(`fashion-mnist e2e: /predict top-1 ${(served * 100).toFixed(1)}% on ${TEST_IMAGES} test images; reported int8 ${(reported * 100).toFixed(1)}%, float ${(detail.model.floatTop1 * 100).toFixed(1)}%; model ${detail.model.sizeBytes} B (${((100 * detail.model.sizeBytes) / detail.model.float32SizeBytes).toFixed(1)}% of fp32)`);
+      console.log(
+        `fashion-mnist e2e: /predict top-1 ${(served * 100).toFixed(1)}% on ${TEST_IMAGES} test images; reported int8 ${(reported * 100).toFixed(1)}%, float ${(detail.model.floatTop1 * 100).toFixed(1)}%; model ${detail.model.sizeBytes} B (${((100 * detail.model.sizeBytes) / detail.model.float32SizeBytes).toFixed(1)}% of fp32)`,
+      );
     } catch (err) {
       await srv.stop();
       throw err;

@@ -18,13 +18,20 @@ import { CLI } from './worker-process.js';
 const run = promisify(execFile);
 
 /** Sizes that are neither square nor the model's: every image is resized and centre-cropped. */
-const SIZES: Array<[number, number]> = [[320, 240], [200, 300], [256, 256], [413, 287], [150, 150], [640, 360]];
+const SIZES: Array<[number, number]> = [
+  [320, 240],
+  [200, 300],
+  [256, 256],
+  [413, 287],
+  [150, 150],
+  [640, 360],
+];
 const CLASSES = { warm: { r: 210, g: 90, b: 40 }, cool: { r: 40, g: 90, b: 210 } } as const;
 
 /** A JPEG of the class colour with diagonal stripes and noise: easy to learn, not a flat colour. */
 async function classJpeg(base: { r: number; g: number; b: number }, [w, h]: [number, number], seed: number): Promise<Buffer> {
   const px = Buffer.alloc(w * h * 3);
-  let s = seed * 2654435761 >>> 0;
+  let s = (seed * 2654435761) >>> 0;
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
       s = (s * 1664525 + 1013904223) >>> 0;
@@ -36,7 +43,9 @@ async function classJpeg(base: { r: number; g: number; b: number }, [w, h]: [num
       px[o + 2] = Math.max(0, Math.min(255, base.b + stripe + noise));
     }
   }
-  return sharp(px, { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: 85 }).toBuffer();
+  return sharp(px, { raw: { width: w, height: h, channels: 3 } })
+    .jpeg({ quality: 85 })
+    .toBuffer();
 }
 
 async function writeFolder(root: string, perClass: { train: number; val: number }): Promise<void> {
@@ -71,12 +80,16 @@ describe('image folder journey at 224 px', () => {
 
       const lr = peakLearningRate({ batchSize: 4, learningRate: null }) / 10;
       const qatId = await submitJob(base, {
-        name: 'qat', dataset, model, init: { fromJob: floatId },
-        training: { ...training, learningRate: lr }, quantization: { delaySteps: 0 },
+        name: 'qat',
+        dataset,
+        model,
+        init: { fromJob: floatId },
+        training: { ...training, learningRate: lr },
+        quantization: { delaySteps: 0 },
       });
       const qat = await waitForJob(base, qatId, 180_000);
       expect(qat.status, `${JSON.stringify(qat.error)}\n${log()}`).toBe('succeeded');
-      expect(qat.config.training.learningRate).toBeCloseTo(0.000625, 10) // 0.4 x 4 / 256 / 10;
+      expect(qat.config.training.learningRate).toBeCloseTo(0.000625, 10); // 0.4 x 4 / 256 / 10;
       const qatModel = qat.model!;
       expect(qatModel.inputSize).toBe(224);
       expect(qatModel.classes).toEqual(['cool', 'warm']);
@@ -104,7 +117,9 @@ describe('image folder journey at 224 px', () => {
       // serve's defaults, as the test server ran with: ./data/qatserve.db and ./data/artifacts.
       const env: NodeJS.ProcessEnv = { ...process.env };
       for (const k of ['DATABASE_URL', 'DATA_DIR', 'ARTIFACTS_DIR']) delete env[k];
-      const byId = JSON.parse((await run(process.execPath, [CLI, 'eval', '--model', qatModel.id, '--data', path.join(pets, 'val'), '--json'], { cwd, env })).stdout) as EvalReport;
+      const byId = JSON.parse(
+        (await run(process.execPath, [CLI, 'eval', '--model', qatModel.id, '--data', path.join(pets, 'val'), '--json'], { cwd, env })).stdout,
+      ) as EvalReport;
       expect(byId.images).toBe(10);
       expect(byId.skipped).toEqual([]);
       expect(byId.top1).toBeCloseTo(manifest.accuracy.int8Top1, 10);
@@ -114,10 +129,14 @@ describe('image folder journey at 224 px', () => {
       expect(byFile.stdout).toMatch(/confusion \(rows: true class, columns: predicted, in class order\):\n {2}cool/);
 
       // Bad input: a clear message and exit code 2, no stack trace.
-      const bad = await run(process.execPath, [CLI, 'eval', '--model', qatModel.id, '--data', pets], { cwd, env }).catch((e: { code: number; stderr: string }) => e);
+      const bad = await run(process.execPath, [CLI, 'eval', '--model', qatModel.id, '--data', pets], { cwd, env }).catch(
+        (e: { code: number; stderr: string }) => e,
+      );
       expect((bad as { code: number }).code).toBe(2);
       expect((bad as { stderr: string }).stderr).toMatch(/class folders the model does not know: train, val/);
-      const missing = await run(process.execPath, [CLI, 'eval', '--model', 'no-such-model', '--data', pets], { cwd, env }).catch((e: { code: number; stderr: string }) => e);
+      const missing = await run(process.execPath, [CLI, 'eval', '--model', 'no-such-model', '--data', pets], { cwd, env }).catch(
+        (e: { code: number; stderr: string }) => e,
+      );
       expect((missing as { code: number }).code).toBe(2);
       expect((missing as { stderr: string }).stderr).toMatch(/no model with id "no-such-model"/);
     } catch (err) {

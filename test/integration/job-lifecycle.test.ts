@@ -35,8 +35,7 @@ describe('job lifecycle with a worker process (SQLite)', () => {
     expect(res.statusCode, res.body).toBe(201);
     return JobView.parse(res.json());
   };
-  const metrics = async (id: string) =>
-    MetricsPage.parse((await h.app.inject({ method: 'GET', url: `/v1/jobs/${id}/metrics?limit=1000` })).json()).points;
+  const metrics = async (id: string) => MetricsPage.parse((await h.app.inject({ method: 'GET', url: `/v1/jobs/${id}/metrics?limit=1000` })).json()).points;
 
   it('trains, exports and verifies: succeeded with a model and one metric point per step', async () => {
     const w = spawnWorker(env, 'a');
@@ -79,7 +78,7 @@ describe('job lifecycle with a worker process (SQLite)', () => {
     expect(manifest.jobId).toBe(job.id);
   });
 
-  it('init.fromJob starts a new job from an earlier job\'s newest checkpoint', async () => {
+  it("init.fromJob starts a new job from an earlier job's newest checkpoint", async () => {
     const w = workers[0];
     const [first] = (await h.app.inject({ method: 'GET', url: '/v1/jobs?status=succeeded&limit=1' })).json().jobs;
     const from = await h.deps.db.prisma.checkpoint.findFirst({ where: { jobId: first.id }, orderBy: { step: 'desc' } });

@@ -66,7 +66,13 @@ async function api(name: string, deployment: 0 | 1): Promise<Api> {
   children.push(proc);
   const base = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 300; i++) {
-    if (await fetch(`${base}/readyz`).then((r) => r.ok, () => false)) return { base, dir: env.DATA_DIR, log: () => fs.readFileSync(log, 'utf8') };
+    if (
+      await fetch(`${base}/readyz`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      return { base, dir: env.DATA_DIR, log: () => fs.readFileSync(log, 'utf8') };
     if (proc.exitCode !== null) break;
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -89,9 +95,18 @@ const post = async (a: Api, body: unknown) => {
   return JobView.parse(await res.json());
 };
 const logLines = (w: WorkerProc) =>
-  w.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown> & { msg: string });
+  w
+    .output()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown> & { msg: string });
 const filesUnder = (dir: string): string[] =>
-  fs.existsSync(dir) ? fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => e.name) : [];
+  fs.existsSync(dir)
+    ? fs
+        .readdirSync(dir, { recursive: true, withFileTypes: true })
+        .filter((e) => e.isFile())
+        .map((e) => e.name)
+    : [];
 const terminal = (j: JobView) => ['succeeded', 'failed', 'cancelled'].includes(j.status);
 
 describe('many machines: PostgreSQL and Redis shared, nothing else', () => {
@@ -134,7 +149,9 @@ describe('many machines: PostgreSQL and Redis shared, nothing else', () => {
     expect(points.map((p) => p.step)).toEqual(Array.from({ length: 16 }, (_, i) => i + 1));
 
     // C serves the model it never had on its disk: fetched from PostgreSQL into its cache, checked.
-    const png = await sharp({ create: { width: 40, height: 40, channels: 3, background: { r: 30, g: 160, b: 90 } } }).png().toBuffer();
+    const png = await sharp({ create: { width: 40, height: 40, channels: 3, background: { r: 30, g: 160, b: 90 } } })
+      .png()
+      .toBuffer();
     let pred: Response | null = null;
     for (let i = 0; i < 50; i++) {
       pred = await fetch(`${c.base}/v1/predict?topK=2`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(png) });
@@ -165,7 +182,8 @@ describe('many machines: PostgreSQL and Redis shared, nothing else', () => {
     // worker's scratch space is empty again.
     for (const m of ['api-a', 'api-c', 'worker-b', 'worker-d', 'worker-e']) expect(filesUnder(path.join(root, m, 'artifacts')), m).toEqual([]);
     // (The row says succeeded a moment before the worker has cleaned up: wait for it to let go.)
-    for (let i = 0; i < 100 && !logLines(g).some((l) => l.msg === 'job left the worker' && l.jobId === tuned.id); i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 100 && !logLines(g).some((l) => l.msg === 'job left the worker' && l.jobId === tuned.id); i++)
+      await new Promise((r) => setTimeout(r, 50));
     for (const m of ['worker-b', 'worker-d']) expect(fs.readdirSync(path.join(root, m, 'work')), m).toEqual([]);
 
     // Deployment 2's worker shares the Redis but its own queue (prefixes from the deployment ids),

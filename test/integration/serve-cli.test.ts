@@ -53,7 +53,9 @@ describe('qatserve serve', () => {
       expect(mean(losses.slice(-3)), `losses ${losses.join(', ')}`).toBeLessThan(mean(losses.slice(0, 3)));
 
       // The verified int8 model answers /v1/predict.
-      const jpeg = await sharp({ create: { width: 48, height: 48, channels: 3, background: { r: 200, g: 40, b: 40 } } }).jpeg().toBuffer();
+      const jpeg = await sharp({ create: { width: 48, height: 48, channels: 3, background: { r: 200, g: 40, b: 40 } } })
+        .jpeg()
+        .toBuffer();
       const pred = await fetch(`${base}/v1/predict?topK=2`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: new Uint8Array(jpeg) });
       expect(pred.status).toBe(200);
       const body = (await pred.json()) as { model: { jobId: string }; predictions: Array<{ probability: number }> };

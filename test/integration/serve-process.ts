@@ -39,7 +39,12 @@ export async function startServe(cwd: string, label: string): Promise<ServeProce
   const base = `http://127.0.0.1:${port}`;
   const log = () => fs.readFileSync(logFile, 'utf8').split('\n').slice(-20).join('\n');
   for (let i = 0; i < 100; i++) {
-    if (await fetch(`${base}/readyz`).then((r) => r.ok, () => false)) {
+    if (
+      await fetch(`${base}/readyz`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    ) {
       return { base, pid: proc.pid!, log, stop: () => (proc.kill('SIGTERM'), exited) };
     }
     await new Promise((r) => setTimeout(r, 200));

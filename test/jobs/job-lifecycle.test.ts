@@ -5,16 +5,7 @@ import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../../src/db/database.js';
 import { migrate } from '../../src/db/migrate.js';
-import {
-  claim,
-  endUnowned,
-  insertQueued,
-  nextStates,
-  OwnershipLostError,
-  requestCancel,
-  TRANSITIONS,
-  type JobOwner,
-} from '../../src/jobs/job-lifecycle.js';
+import { claim, endUnowned, insertQueued, nextStates, OwnershipLostError, requestCancel, TRANSITIONS, type JobOwner } from '../../src/jobs/job-lifecycle.js';
 import { JOB_STATUSES, TERMINAL_STATUSES } from '../../src/jobs/job-status.js';
 import { TrainingConfig } from '../../src/config/training-config.js';
 import { dropSchema, pgUrl, tempSqliteUrl, uniqueSchema } from '../db/test-databases.js';
@@ -83,9 +74,25 @@ describe.each([
     await expect(a.fail('BOOM', 'no')).rejects.toBeInstanceOf(OwnershipLostError);
     await expect(a.stop('shutdown')).rejects.toBeInstanceOf(OwnershipLostError);
     await expect(
-      a.succeed({ id: `m-${id}`, jobId: id, onnxKey: 'models/m/model.onnx', manifestKey: 'models/m/manifest.json', sizeBytes: 1, float32SizeBytes: 4, sha256: 'x', inputSize: 32, classes: ['a'], floatTop1: null, int8Top1: null, agreement: null }),
+      a.succeed({
+        id: `m-${id}`,
+        jobId: id,
+        onnxKey: 'models/m/model.onnx',
+        manifestKey: 'models/m/manifest.json',
+        sizeBytes: 1,
+        float32SizeBytes: 4,
+        sha256: 'x',
+        inputSize: 32,
+        classes: ['a'],
+        floatTop1: null,
+        int8Top1: null,
+        agreement: null,
+      }),
     ).rejects.toBeInstanceOf(OwnershipLostError);
-    expect(await steps(id)).toEqual([[1, 1], [2, 2]]);
+    expect(await steps(id)).toEqual([
+      [1, 1],
+      [2, 2],
+    ]);
     expect(await db.prisma.checkpoint.count({ where: { jobId: id } })).toBe(0);
     expect(await db.prisma.model.count({ where: { jobId: id } })).toBe(0);
     expect(await row(id)).toMatchObject({ status: 'running', warnings: 0, errorCode: null, step: 2 });
@@ -94,10 +101,24 @@ describe.each([
     await b.start({ backend: 'wasm', totalSteps: 10, startStep: 1 });
     expect(await steps(id)).toEqual([[1, 1]]);
     for (const s of [2, 3]) await b.step(metric(s, s * 10));
-    expect(await steps(id)).toEqual([[1, 1], [2, 20], [3, 30]]);
+    expect(await steps(id)).toEqual([
+      [1, 1],
+      [2, 20],
+      [3, 30],
+    ]);
     const { outcome } = await b.succeed({
-      id: `m-${id}`, jobId: id, onnxKey: `models/m-${id}/model.onnx`, manifestKey: `models/m-${id}/manifest.json`, sizeBytes: 1,
-      float32SizeBytes: 4, sha256: 'x', inputSize: 32, classes: ['a'], floatTop1: null, int8Top1: null, agreement: null,
+      id: `m-${id}`,
+      jobId: id,
+      onnxKey: `models/m-${id}/model.onnx`,
+      manifestKey: `models/m-${id}/manifest.json`,
+      sizeBytes: 1,
+      float32SizeBytes: 4,
+      sha256: 'x',
+      inputSize: 32,
+      classes: ['a'],
+      floatTop1: null,
+      int8Top1: null,
+      agreement: null,
     });
     expect(outcome).toBe('succeeded');
     expect(await row(id)).toMatchObject({ status: 'succeeded' });
@@ -129,8 +150,18 @@ describe.each([
     // The owner's next step learns of it and still records the step it finished.
     expect(await o.step(metric(1))).toBe('cancelling');
     const { outcome } = await o.succeed({
-      id: `m-${r}`, jobId: r, onnxKey: 'models/c/model.onnx', manifestKey: 'models/c/manifest.json', sizeBytes: 1, float32SizeBytes: 4,
-      sha256: 'x', inputSize: 32, classes: ['a'], floatTop1: null, int8Top1: null, agreement: null,
+      id: `m-${r}`,
+      jobId: r,
+      onnxKey: 'models/c/model.onnx',
+      manifestKey: 'models/c/manifest.json',
+      sizeBytes: 1,
+      float32SizeBytes: 4,
+      sha256: 'x',
+      inputSize: 32,
+      classes: ['a'],
+      floatTop1: null,
+      int8Top1: null,
+      agreement: null,
     });
     expect(outcome).toBe('cancelled');
     expect(await db.prisma.model.count({ where: { jobId: r } })).toBe(0);
@@ -200,7 +231,10 @@ describe.each([
     expect(await endUnowned(db.prisma, { id, status: 'queued' }, 'QUEUE_ENTRY_LOST', 'gone', (j) => woken.push(j))).toBe('failed');
     expect(woken).toEqual([id]);
     const last = await db.prisma.jobEvent.findFirstOrThrow({ where: { jobId: id }, orderBy: { id: 'desc' } });
-    expect({ type: last.type, payload: JSON.parse(last.payload) }).toEqual({ type: 'status', payload: { status: 'failed', error: { code: 'QUEUE_ENTRY_LOST', message: 'gone' } } });
+    expect({ type: last.type, payload: JSON.parse(last.payload) }).toEqual({
+      type: 'status',
+      payload: { status: 'failed', error: { code: 'QUEUE_ENTRY_LOST', message: 'gone' } },
+    });
     const cancelling = await newJob();
     await claimed(cancelling);
     await requestCancel(db.prisma, cancelling);

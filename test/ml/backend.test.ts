@@ -44,7 +44,7 @@ describe('selectBackend', () => {
     expect(sum).toBe(6);
   });
 
-  it("takes the SIMD switch from its caller (the edges pass QATSERVE_WASM_SIMD from the settings), also once wasm is chosen", async () => {
+  it('takes the SIMD switch from its caller (the edges pass QATSERVE_WASM_SIMD from the settings), also once wasm is chosen', async () => {
     expect(await selectBackend({ prefer: 'wasm' })).toBe('wasm');
     expect(simdEnabled()).toBe(true);
     try {

@@ -20,9 +20,16 @@ describe('conv + batch norm folded into the conv', () => {
   it('computes gamma * (conv - mean) / sqrt(var + eps) + beta by hand on a 1x1 example', () => {
     const bn = bnState([2], [1], [4], [3]);
     const w = tf.variable(tf.tensor4d([3], [1, 1, 1, 1]));
-    const y = tf.tidy(() => foldedConvBn(tf.tensor4d([2], [1, 1, 1, 1]), w, bn, {
-      kind: 'conv', stride: 1, pad: 0, quantizeWeights: false, batchStats: false,
-    }).dataSync()[0]);
+    const y = tf.tidy(
+      () =>
+        foldedConvBn(tf.tensor4d([2], [1, 1, 1, 1]), w, bn, {
+          kind: 'conv',
+          stride: 1,
+          pad: 0,
+          quantizeWeights: false,
+          batchStats: false,
+        }).dataSync()[0],
+    );
     // conv = 2 * 3 = 6; 2 * (6 - 4) / sqrt(3 + 0.001) + 1 = 3.309010...
     expect(y).toBeCloseTo(1 + 4 / Math.sqrt(3 + BN_EPS), 5);
     disposeBn(bn);
@@ -56,8 +63,10 @@ describe('conv + batch norm folded into the conv', () => {
     const w = tf.variable(tf.randomNormal([3, 3, 2, 3], 0, 0.5, 'float32', 3));
     const x = tf.randomNormal<tf.Rank.R4>([1, 6, 6, 2], 0, 1, 'float32', 4);
     const { k, bias } = foldFactors({
-      gamma: bn.gamma.dataSync() as Float32Array, beta: bn.beta.dataSync() as Float32Array,
-      runMean: bn.runMean.dataSync() as Float32Array, runVar: bn.runVar.dataSync() as Float32Array,
+      gamma: bn.gamma.dataSync() as Float32Array,
+      beta: bn.beta.dataSync() as Float32Array,
+      runMean: bn.runMean.dataSync() as Float32Array,
+      runVar: bn.runVar.dataSync() as Float32Array,
     });
     const diff = tf.tidy(() => {
       const ours = foldedConvBn(x, w, bn, { kind: 'conv', stride: 1, pad: 1, quantizeWeights: true, batchStats: false });
@@ -77,9 +86,17 @@ describe('conv + batch norm folded into the conv', () => {
     // Channel 0 values {1, 3, 5, 7}: mean 4, biased var 5, unbiased 20/3.
     // Channel 1 values {2, 2, 2, 2}: mean 2, var 0 -> output beta = 1 everywhere.
     const x = tf.tensor4d([1, 2, 3, 2, 5, 2, 7, 2], [1, 2, 2, 2]);
-    const y = tf.tidy(() => Array.from(foldedConvBn(x, w, bn, {
-      kind: 'conv', stride: 1, pad: 0, quantizeWeights: false, batchStats: true,
-    }).dataSync()));
+    const y = tf.tidy(() =>
+      Array.from(
+        foldedConvBn(x, w, bn, {
+          kind: 'conv',
+          stride: 1,
+          pad: 0,
+          quantizeWeights: false,
+          batchStats: true,
+        }).dataSync(),
+      ),
+    );
     const s = Math.sqrt(5 + BN_EPS);
     [1, 3, 5, 7].forEach((v, i) => expect(y[2 * i]).toBeCloseTo((v - 4) / s, 5));
     [1, 3, 5, 7].forEach((_, i) => expect(y[2 * i + 1]).toBeCloseTo(1, 6));
@@ -103,9 +120,17 @@ describe('conv + batch norm folded into the conv', () => {
       const { out, grads } = tf.tidy(() => {
         const f = (xi: tf.Tensor, wi: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => {
           const state = { ...bn, gamma: g, beta: b } as unknown as BnState;
-          return tf.sum(tf.square(foldedConvBn(xi as tf.Tensor4D, wi as tf.Variable, state, {
-            kind: 'conv', stride: 1, pad: 0, quantizeWeights: true, batchStats,
-          })));
+          return tf.sum(
+            tf.square(
+              foldedConvBn(xi as tf.Tensor4D, wi as tf.Variable, state, {
+                kind: 'conv',
+                stride: 1,
+                pad: 0,
+                quantizeWeights: true,
+                batchStats,
+              }),
+            ),
+          );
         };
         const out = foldedConvBn(x, w, bn, { kind: 'conv', stride: 1, pad: 0, quantizeWeights: true, batchStats });
         const grads = tf.grads(f)([x, w, bn.gamma, bn.beta]);

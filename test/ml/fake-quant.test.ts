@@ -1,14 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { tf } from '../../src/ml/tf.js';
-import {
-  actQParams,
-  fakeQuantAct,
-  fakeQuantValue,
-  fakeQuantWeight,
-  quantizeWeightsPerChannel,
-  roundHalfEven,
-  weightScales,
-} from '../../src/ml/fake-quant.js';
+import { actQParams, fakeQuantAct, fakeQuantValue, fakeQuantWeight, quantizeWeightsPerChannel, roundHalfEven, weightScales } from '../../src/ml/fake-quant.js';
 import { effectiveDecay, emaUpdate, RangeTracker } from '../../src/ml/ema-range.js';
 
 await tf.setBackend('cpu');
@@ -30,7 +22,11 @@ describe('activation fake quant (uint8, asymmetric)', () => {
   it('passes the gradient straight through inside the range and zeroes it outside', () => {
     const g = tf.tidy(() => {
       const w = tf.tensor1d([1, 2, 3, 4, 5, 6, 7, 8]);
-      return Array.from(tf.grad((t: tf.Tensor) => tf.sum(tf.mul(fakeQuantAct(t, p), w)))(tf.tensor1d(x)).dataSync());
+      return Array.from(
+        tf
+          .grad((t: tf.Tensor) => tf.sum(tf.mul(fakeQuantAct(t, p), w)))(tf.tensor1d(x))
+          .dataSync(),
+      );
     });
     // -2 and 30 lie outside [-1.0, 24.5]; -1.0 is on the boundary (inside).
     expect(g).toEqual([0, 2, 3, 4, 5, 6, 0, 8]);
@@ -80,7 +76,11 @@ describe('weight fake quant (int8, symmetric, per output channel)', () => {
     const { y, g } = tf.tidy(() => {
       const t = tf.tensor(w, shape);
       const y = Array.from(fakeQuantWeight(t, 3).dataSync());
-      const g = Array.from(tf.grad((v: tf.Tensor) => tf.sum(tf.mul(fakeQuantWeight(v, 3), 3)))(t).dataSync());
+      const g = Array.from(
+        tf
+          .grad((v: tf.Tensor) => tf.sum(tf.mul(fakeQuantWeight(v, 3), 3)))(t)
+          .dataSync(),
+      );
       return { y, g };
     });
     const want = [0.5, 0.254, 0, -1.27, 0.128, 0];

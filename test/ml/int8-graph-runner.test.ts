@@ -11,20 +11,21 @@ import { runIntegerReference } from '../../src/export/qdq-reference.js';
 function nchwToNhwc(x: Float32Array, n: number, size: number): Float32Array {
   const out = new Float32Array(x.length);
   for (let b = 0; b < n; b++)
-    for (let c = 0; c < 3; c++)
-      for (let p = 0; p < size * size; p++) out[(b * size * size + p) * 3 + c] = x[(b * 3 + c) * size * size + p]!;
+    for (let c = 0; c < 3; c++) for (let p = 0; p < size * size; p++) out[(b * size * size + p) * 3 + c] = x[(b * 3 + c) * size * size + p]!;
   return out;
 }
 
 describe.each(['cpu', 'wasm'] as const)('Int8GraphRunner on %s', (backend) => {
-  it.each([
-    { width: 0.35, inputSize: 32, smallInputStem: true, seed: 7, n: 6 },
-    { width: 0.5, inputSize: 64, smallInputStem: false, seed: 7, n: 6 },
-    // 200 images of a graph where float32 multiply-then-add in the residual adds (instead of ORT's
-    // fused multiply-adds) moved 7 images by up to 2 logit steps: rounding flips are rare.
-    // (wasm only: the cpu backend takes a minute for it.)
-    { width: 0.35, inputSize: 32, smallInputStem: true, seed: 2, n: 200 },
-  ].filter((c) => backend === 'wasm' || c.n < 100))('equals the ORT-exact integer reference on every logit (%o)', async (opts) => {
+  it.each(
+    [
+      { width: 0.35, inputSize: 32, smallInputStem: true, seed: 7, n: 6 },
+      { width: 0.5, inputSize: 64, smallInputStem: false, seed: 7, n: 6 },
+      // 200 images of a graph where float32 multiply-then-add in the residual adds (instead of ORT's
+      // fused multiply-adds) moved 7 images by up to 2 logit steps: rounding flips are rare.
+      // (wasm only: the cpu backend takes a minute for it.)
+      { width: 0.35, inputSize: 32, smallInputStem: true, seed: 2, n: 200 },
+    ].filter((c) => backend === 'wasm' || c.n < 100),
+  )('equals the ORT-exact integer reference on every logit (%o)', async (opts) => {
     await selectBackend({ prefer: backend });
     expect(tf.getBackend()).toBe(backend);
     const { seed, n, ...shape } = opts;

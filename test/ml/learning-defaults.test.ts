@@ -65,7 +65,9 @@ describe('divergence guard', () => {
     expect(feed([1.4, 1.3, NaN])).toMatch(/the loss became NaN at step 3: training diverged\. Lower the learning rate \(it was 0\.1; try 0\.01\)/);
     // 4 classes: limit max(2 x 1.4, 1.4 + ln 4 = 2.79) = 2.8.
     const first = new Array<number>(10).fill(1.4);
-    expect(feed([...first, ...new Array<number>(10).fill(3.0)])).toMatch(/mean loss of the last 10 steps is 3\.000 at step 20, above 2\.800 \(the first 10 steps averaged 1\.400\)/);
+    expect(feed([...first, ...new Array<number>(10).fill(3.0)])).toMatch(
+      /mean loss of the last 10 steps is 3\.000 at step 20, above 2\.800 \(the first 10 steps averaged 1\.400\)/,
+    );
     expect(feed([...first, ...new Array<number>(10).fill(2.7)])).toBeNull();
     expect(feed([...first, 5, ...new Array<number>(30).fill(1.2)])).toBeNull();
     expect(feed(Array.from({ length: 100 }, (_, i) => 1.4 - i * 0.01))).toBeNull();
@@ -75,7 +77,16 @@ describe('divergence guard', () => {
     // (Measured: the loss went 1.41, 36.8, 363, ... and the guard stopped it at step 20.)
     const config = resolveTrainingConfig({ dataset: { type: 'synthetic', classes: 4, samplesPerClass: 64 }, training: { learningRate: 10 } });
     const steps: number[] = [];
-    const err = await runTraining({ config, workDir: path.join(tmp, 'lr10'), dataRoot: tmp, callbacks: { onStep: (m) => { steps.push(m.step); } } }).catch((e: unknown) => e);
+    const err = await runTraining({
+      config,
+      workDir: path.join(tmp, 'lr10'),
+      dataRoot: tmp,
+      callbacks: {
+        onStep: (m) => {
+          steps.push(m.step);
+        },
+      },
+    }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TrainingError);
     expect((err as TrainingError).code).toBe('TRAINING_DIVERGED');
     expect((err as Error).message).toMatch(/training diverged\. Lower the learning rate \(it was 10; try 1\)/);

@@ -23,9 +23,15 @@ describe('MomentumSgd', () => {
     const w = tf.variable(tf.tensor1d([1, -2]));
     const b = tf.variable(tf.tensor1d([0.5]));
     const sgd = new MomentumSgd({ momentum: 0.9, weightDecay: 0.1 });
-    const params = [{ name: 'w', variable: w, decay: true }, { name: 'b', variable: b, decay: false }];
+    const params = [
+      { name: 'w', variable: w, decay: true },
+      { name: 'b', variable: b, decay: false },
+    ];
     const step = (gw: number[], gb: number[]) => {
-      const grads = new Map([['w', tf.tensor1d(gw)], ['b', tf.tensor1d(gb)]]);
+      const grads = new Map([
+        ['w', tf.tensor1d(gw)],
+        ['b', tf.tensor1d(gb)],
+      ]);
       sgd.step(params, grads, 0.5);
       for (const g of grads.values()) g.dispose();
     };
@@ -49,10 +55,18 @@ describe('MomentumSgd', () => {
 describe('topKHits', () => {
   it('counts top-1 and top-k hits, ties counting against', () => {
     const logits = Float32Array.from([
-      0.1, 0.9, 0.0, // label 1: top-1
-      0.5, 0.2, 0.3, // label 2: second -> top-2 only
-      0.4, 0.4, 0.2, // label 1 tied with class 0: not top-1, within top-2
-      0.1, 0.2, 0.7, // label 0: third
+      0.1,
+      0.9,
+      0.0, // label 1: top-1
+      0.5,
+      0.2,
+      0.3, // label 2: second -> top-2 only
+      0.4,
+      0.4,
+      0.2, // label 1 tied with class 0: not top-1, within top-2
+      0.1,
+      0.2,
+      0.7, // label 0: third
     ]);
     expect(topKHits(logits, Int32Array.from([1, 2, 1, 0]), 3, 2)).toEqual({ top1: 1, topk: 3 }); // rows 1-3 are in the top 2, only row 1 is top-1
   });

@@ -14,7 +14,9 @@ function replica() {
   const arch = buildArch({ inputSize: 32, numClasses: 4, widthMultiplier: 0.35, smallInputStem: 'off', dropout: 0.2 });
   const model = new MobileNetV2(arch, 0.999, 1);
   const opt = new MomentumSgd({ momentum: 0.9, weightDecay: 4e-5 });
-  const params: SgdParam[] = [...model.params.values()].filter((p) => p.trainable).map((p) => ({ name: p.name, variable: p.variable, decay: p.role === 'weight' }));
+  const params: SgdParam[] = [...model.params.values()]
+    .filter((p) => p.trainable)
+    .map((p) => ({ name: p.name, variable: p.variable, decay: p.role === 'weight' }));
   return { model, opt, params, byVarName: new Map([...model.params.values()].map((p) => [p.variable.name, p.name])) };
 }
 

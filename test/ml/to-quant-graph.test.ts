@@ -44,22 +44,42 @@ describe('toQuantGraph', () => {
     setChannel('block3/project/beta', 2, 0.7);
     setChannel('classifier/b', 1, 0.3);
     // Calibrate BN running statistics and activation ranges on real batches, as training would.
-    const batch = await ds.train.batch(Array.from({ length: 8 }, (_, i) => (i * 5) % 32), { augment: false, seed: 1, epoch: 0, step: 0 });
+    const batch = await ds.train.batch(
+      Array.from({ length: 8 }, (_, i) => (i * 5) % 32),
+      { augment: false, seed: 1, epoch: 0, step: 0 },
+    );
     for (let i = 0; i < 10; i++) {
-      tf.tidy(() => { model.forward(tf.tensor4d(batch.x, [batch.n, 32, 32, 3]), { training: false, fakeQuant: false, bnBatchStats: true, observeRanges: true }); });
+      tf.tidy(() => {
+        model.forward(tf.tensor4d(batch.x, [batch.n, 32, 32, 3]), { training: false, fakeQuant: false, bnBatchStats: true, observeRanges: true });
+      });
     }
     // The float fake-quant eval forward of the model itself: what toQuantGraph must reproduce.
-    const val = await ds.val.batch(Array.from({ length: 16 }, (_, i) => i), { augment: false, seed: 1, epoch: 0, step: 0 });
+    const val = await ds.val.batch(
+      Array.from({ length: 16 }, (_, i) => i),
+      { augment: false, seed: 1, epoch: 0, step: 0 },
+    );
     const fakeQuantLogits = tf.tidy(() =>
       model.forward(tf.tensor4d(val.x, [val.n, 32, 32, 3]), { training: false, fakeQuant: true, bnBatchStats: false, observeRanges: false }),
     );
     const floatFq = (await fakeQuantLogits.data()) as Float32Array;
     fakeQuantLogits.dispose();
-    const dir = await saveCheckpoint(path.join(tmp, 'checkpoints'), {
-      step: 25, epoch: 1, stepsPerEpoch: 25, backend: 'cpu', config, classes, inputSize: 32,
-      normalization: { mean: [...NORMALIZATION.mean], std: [...NORMALIZATION.std] },
-      ranges: model.ranges.toJSON(), data: { seed: 1, epochIndex: 1, stepInEpoch: 0 },
-    }, await snapshotState(model, null), 2);
+    const dir = await saveCheckpoint(
+      path.join(tmp, 'checkpoints'),
+      {
+        step: 25,
+        epoch: 1,
+        stepsPerEpoch: 25,
+        backend: 'cpu',
+        config,
+        classes,
+        inputSize: 32,
+        normalization: { mean: [...NORMALIZATION.mean], std: [...NORMALIZATION.std] },
+        ranges: model.ranges.toJSON(),
+        data: { seed: 1, epochIndex: 1, stepInEpoch: 0 },
+      },
+      await snapshotState(model, null),
+      2,
+    );
     model.dispose();
 
     const trained = await loadTrainedModel(dir);

@@ -31,7 +31,16 @@ describe('runTraining', () => {
     // change with restored ranges, running statistics and momentum.
     const config = tinyConfig({ maxSteps: 6, keepCheckpoints: 5 }, { delaySteps: 2, freezeBnAfterSteps: 4 });
     const full: StepMetric[] = [];
-    const a = await runTraining({ config, workDir: path.join(tmp, 'a'), dataRoot: tmp, callbacks: { onStep: (m) => { full.push(m); } } });
+    const a = await runTraining({
+      config,
+      workDir: path.join(tmp, 'a'),
+      dataRoot: tmp,
+      callbacks: {
+        onStep: (m) => {
+          full.push(m);
+        },
+      },
+    });
     expect(a.status).toBe('completed');
     expect(full.map((m) => m.step)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(a.eval?.step).toBe(6);
@@ -39,8 +48,15 @@ describe('runTraining', () => {
 
     const ac = new AbortController();
     const b = await runTraining({
-      config, workDir: path.join(tmp, 'b'), dataRoot: tmp, signal: ac.signal,
-      callbacks: { onStep: (m) => { if (m.step === 3) ac.abort(); } },
+      config,
+      workDir: path.join(tmp, 'b'),
+      dataRoot: tmp,
+      signal: ac.signal,
+      callbacks: {
+        onStep: (m) => {
+          if (m.step === 3) ac.abort();
+        },
+      },
     });
     expect(b.status).toBe('stopped');
     expect(b.step).toBe(3);
@@ -49,8 +65,18 @@ describe('runTraining', () => {
     const resumed: StepMetric[] = [];
     let startStep = -1;
     const c = await runTraining({
-      config, workDir: path.join(tmp, 'b'), dataRoot: tmp, resumeFrom: path.join(tmp, 'b'),
-      callbacks: { onStart: (i) => { startStep = i.startStep; }, onStep: (m) => { resumed.push(m); } },
+      config,
+      workDir: path.join(tmp, 'b'),
+      dataRoot: tmp,
+      resumeFrom: path.join(tmp, 'b'),
+      callbacks: {
+        onStart: (i) => {
+          startStep = i.startStep;
+        },
+        onStep: (m) => {
+          resumed.push(m);
+        },
+      },
     });
     expect(startStep).toBe(3);
     expect(c.status).toBe('completed');
@@ -66,7 +92,16 @@ describe('runTraining', () => {
     const config = tinyConfig({ maxSteps: 5, checkpointEverySteps: 2, keepCheckpoints: 2 });
     const seen: number[] = [];
     const workDir = path.join(tmp, 'ck');
-    const r = await runTraining({ config, workDir, dataRoot: tmp, callbacks: { onCheckpoint: (c) => { seen.push(c.step); } } });
+    const r = await runTraining({
+      config,
+      workDir,
+      dataRoot: tmp,
+      callbacks: {
+        onCheckpoint: (c) => {
+          seen.push(c.step);
+        },
+      },
+    });
     expect(seen).toEqual([2, 4, 5]);
     const dir = path.join(workDir, 'checkpoints');
     expect((await fs.readdir(dir)).sort()).toEqual(['step-000004', 'step-000005']);
@@ -100,8 +135,15 @@ describe('runTraining', () => {
     const config = tinyConfig({ maxSteps: 1, learningRate: 1e-7 });
     let start = -1;
     const r = await runTraining({
-      config, workDir: path.join(tmp, 'init'), dataRoot: tmp, initFrom: source,
-      callbacks: { onStart: (i) => { start = i.startStep; } },
+      config,
+      workDir: path.join(tmp, 'init'),
+      dataRoot: tmp,
+      initFrom: source,
+      callbacks: {
+        onStart: (i) => {
+          start = i.startStep;
+        },
+      },
     });
     expect(start).toBe(0);
     expect(r.step).toBe(1);
@@ -128,8 +170,14 @@ describe('runTraining', () => {
     const counts = new Map<number, number>();
     const before = tf.memory().numTensors;
     const r = await runTraining({
-      config, workDir: path.join(tmp, 'leak'), dataRoot: tmp,
-      callbacks: { onStep: (m) => { if (m.step === 10 || m.step === 200) counts.set(m.step, tf.memory().numTensors); } },
+      config,
+      workDir: path.join(tmp, 'leak'),
+      dataRoot: tmp,
+      callbacks: {
+        onStep: (m) => {
+          if (m.step === 10 || m.step === 200) counts.set(m.step, tf.memory().numTensors);
+        },
+      },
     });
     expect(r.step).toBe(200);
     expect(counts.get(200)).toBe(counts.get(10));
@@ -142,12 +190,17 @@ describe('runTraining on an image folder', () => {
   it('skips an unreadable image with a counted warning instead of failing', async () => {
     const sharp = (await import('sharp')).default;
     const root = path.join(tmp, 'data');
-    for (const [cls, rgb] of [['red', { r: 220, g: 20, b: 20 }], ['blue', { r: 20, g: 20, b: 220 }]] as const) {
+    for (const [cls, rgb] of [
+      ['red', { r: 220, g: 20, b: 20 }],
+      ['blue', { r: 20, g: 20, b: 220 }],
+    ] as const) {
       for (const split of ['train', 'val']) {
         const dir = path.join(root, 'shapes', split, cls);
         await fs.mkdir(dir, { recursive: true });
         for (let i = 0; i < 2; i++) {
-          await sharp({ create: { width: 40, height: 36, channels: 3, background: rgb } }).png().toFile(path.join(dir, `${i}.png`));
+          await sharp({ create: { width: 40, height: 36, channels: 3, background: rgb } })
+            .png()
+            .toFile(path.join(dir, `${i}.png`));
         }
       }
     }
@@ -155,8 +208,14 @@ describe('runTraining on an image folder', () => {
     const config = resolveTrainingConfig({ ...tinyConfig({ maxSteps: 2 }), dataset: { type: 'imagefolder', path: 'shapes' } });
     const warnings: string[] = [];
     const r = await runTraining({
-      config, workDir: path.join(tmp, 'folder'), dataRoot: root,
-      callbacks: { onWarning: (w) => { warnings.push(w.code); } },
+      config,
+      workDir: path.join(tmp, 'folder'),
+      dataRoot: root,
+      callbacks: {
+        onWarning: (w) => {
+          warnings.push(w.code);
+        },
+      },
     });
     expect(r.status).toBe('completed');
     expect(r.classes).toEqual(['blue', 'red']);
@@ -170,21 +229,28 @@ describe('runTraining on an image folder', () => {
     const sharp = (await import('sharp')).default;
     const root = path.join(tmp, 'data-cut');
     const noise = Buffer.alloc(48 * 48 * 3).map((_, i) => (i * 7919) % 251);
-    const jpg = await sharp(noise, { raw: { width: 48, height: 48, channels: 3 } }).jpeg().toBuffer();
+    const jpg = await sharp(noise, { raw: { width: 48, height: 48, channels: 3 } })
+      .jpeg()
+      .toBuffer();
     for (const split of ['train', 'val']) {
       for (const cls of ['blue', 'red']) {
         const dir = path.join(root, 'cut', split, cls);
         await fs.mkdir(dir, { recursive: true });
         for (let i = 0; i < 2; i++) {
           if (cls === 'red' && split === 'train') await fs.writeFile(path.join(dir, `${i}.jpg`), jpg.subarray(0, jpg.length >> 1));
-          else await sharp({ create: { width: 40, height: 36, channels: 3, background: { r: 20, g: 20, b: 220 } } }).png().toFile(path.join(dir, `${i}.png`));
+          else
+            await sharp({ create: { width: 40, height: 36, channels: 3, background: { r: 20, g: 20, b: 220 } } })
+              .png()
+              .toFile(path.join(dir, `${i}.png`));
         }
       }
     }
     const config = resolveTrainingConfig({ ...tinyConfig({ maxSteps: 2 }), dataset: { type: 'imagefolder', path: 'cut' } });
     const run = (dataThread: boolean) =>
       runTraining({ config, workDir: path.join(tmp, `cut-${dataThread}`), dataRoot: root, dataThread }).then(
-        () => { throw new Error('training should have failed'); },
+        () => {
+          throw new Error('training should have failed');
+        },
         (err: unknown) => err as { name: string; code: string; message: string },
       );
     const inline = await run(false);

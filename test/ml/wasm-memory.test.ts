@@ -20,7 +20,11 @@ function activationBytes(g: QuantGraph, n: number, size: number): { all: number;
     if (node.op === 'conv') {
       const [h, w] = shape.get(node.input)!;
       const [pt, pl, pb, pr] = node.pads;
-      s = [Math.floor((h + pt + pb - node.kernel[0]) / node.strides[0]) + 1, Math.floor((w + pl + pr - node.kernel[1]) / node.strides[1]) + 1, node.outChannels];
+      s = [
+        Math.floor((h + pt + pb - node.kernel[0]) / node.strides[0]) + 1,
+        Math.floor((w + pl + pr - node.kernel[1]) / node.strides[1]) + 1,
+        node.outChannels,
+      ];
     } else if (node.op === 'add') s = shape.get(node.inputs[0])!;
     else if (node.op === 'globalAvgPool') s = [1, 1, shape.get(node.input)![2]];
     else s = [1, 1, node.outFeatures];
@@ -73,11 +77,25 @@ describe('evaluation memory', () => {
     const abort = new Error('Aborted(). Build with -sASSERTIONS for more info.');
     expect(isWasmAbort(abort)).toBe(true);
     expect(isWasmAbort(new Error('shape mismatch'))).toBe(false);
-    const err = await inWasmPhase('verify', () => sizes, async () => { throw abort; }).catch((e: unknown) => e);
+    const err = await inWasmPhase(
+      'verify',
+      () => sizes,
+      async () => {
+        throw abort;
+      },
+    ).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(WasmAbortedError);
     expect((err as WasmAbortedError).code).toBe('WASM_ABORTED');
     expect((err as Error).message).toMatch(/during verify \(width 1, input 224 px, batch 8, 2000 validation images\): Aborted\(\)/);
     const plain = new RangeError('bad input');
-    await expect(inWasmPhase('train', () => sizes, async () => { throw plain; })).rejects.toBe(plain);
+    await expect(
+      inWasmPhase(
+        'train',
+        () => sizes,
+        async () => {
+          throw plain;
+        },
+      ),
+    ).rejects.toBe(plain);
   });
 });

@@ -61,7 +61,14 @@ describe('worker state in /readyz and /metrics', () => {
   afterAll(async () => h?.close());
 
   it('says the worker is restarting, with its crashes and backoff, and ready again once it runs', async () => {
-    let status: WorkerStatus = { state: 'restarting', restarts: 3, consecutiveCrashes: 3, lastExit: 'signal SIGKILL', backoffMs: 4000, nextStartAt: new Date(Date.now() + 4000) };
+    let status: WorkerStatus = {
+      state: 'restarting',
+      restarts: 3,
+      consecutiveCrashes: 3,
+      lastExit: 'signal SIGKILL',
+      backoffMs: 4000,
+      nextStartAt: new Date(Date.now() + 4000),
+    };
     const app = await buildApp({ ...h.deps, logger: false, workerStatus: () => status });
     try {
       const down = await app.inject({ method: 'GET', url: '/readyz' });

@@ -19,19 +19,31 @@ export async function problemImages() {
   const rgba = Buffer.alloc(40 * 30 * 4);
   for (let i = 0; i < 40 * 30; i++) rgba.set([200, 30, 30, i % 2 ? 0 : 255], i * 4);
   const grey = Buffer.alloc(40 * 30, 90);
-  const frame = (v: number) => sharp({ create: { width: 20, height: 20, channels: 3, background: { r: v, g: 0, b: 0 } } }).png().toBuffer();
+  const frame = (v: number) =>
+    sharp({ create: { width: 20, height: 20, channels: 3, background: { r: v, g: 0, b: 0 } } })
+      .png()
+      .toBuffer();
   return {
     // Served (converted): what a user expects to work.
-    grey: await sharp(grey, { raw: { width: 40, height: 30, channels: 1 } }).png().toBuffer(),
-    alpha: await sharp(rgba, { raw: { width: 40, height: 30, channels: 4 } }).png().toBuffer(),
-    sixteenBit: await sharp(await makeImage('png', 40, 30)).toColourspace('rgb16').png().toBuffer(),
+    grey: await sharp(grey, { raw: { width: 40, height: 30, channels: 1 } })
+      .png()
+      .toBuffer(),
+    alpha: await sharp(rgba, { raw: { width: 40, height: 30, channels: 4 } })
+      .png()
+      .toBuffer(),
+    sixteenBit: await sharp(await makeImage('png', 40, 30))
+      .toColourspace('rgb16')
+      .png()
+      .toBuffer(),
     cmyk: await sharp(jpeg).toColourspace('cmyk').jpeg().toBuffer(),
     // Rejected, each with its own code.
     empty: Buffer.alloc(0),
     notAnImage: Buffer.from('this is a text file, not a picture\n'.repeat(20)),
     svg: Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>'),
     truncated: jpeg.subarray(0, Math.floor(jpeg.length / 2)),
-    animated: await sharp([await frame(10), await frame(200)], { join: { animated: true } }).gif().toBuffer(),
+    animated: await sharp([await frame(10), await frame(200)], { join: { animated: true } })
+      .gif()
+      .toBuffer(),
     huge: await pngWithClaimedSize(50_000, 50_000),
   };
 }

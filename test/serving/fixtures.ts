@@ -18,13 +18,21 @@ export interface FixtureModel {
   manifestFile: string;
 }
 
-export async function writeFixtureModel(root: string, id: string, opts: { seed?: number; inputSize?: number; classes?: number; createdAt?: Date } = {}): Promise<FixtureModel> {
+export async function writeFixtureModel(
+  root: string,
+  id: string,
+  opts: { seed?: number; inputSize?: number; classes?: number; createdAt?: Date } = {},
+): Promise<FixtureModel> {
   const inputSize = opts.inputSize ?? 32;
   const numClasses = opts.classes ?? 5;
   const graph = buildSyntheticMobileNetV2({ width: 0.35, inputSize, numClasses, seed: opts.seed ?? 1 });
   graph.classes = Array.from({ length: numClasses }, (_, i) => `${id}-label-${i}`);
   const dir = path.join(root, id);
-  const { manifest, onnxFile, manifestFile } = await writeSyntheticExport(dir, graph, { jobId: `job-${id}`, weightEncoding: 'uint8', createdAt: opts.createdAt });
+  const { manifest, onnxFile, manifestFile } = await writeSyntheticExport(dir, graph, {
+    jobId: `job-${id}`,
+    weightEncoding: 'uint8',
+    createdAt: opts.createdAt,
+  });
   return {
     graph,
     dir,
@@ -42,12 +50,13 @@ export async function writeFixtureModel(root: string, id: string, opts: { seed?:
 /** A colourful w x h test picture (gradient + shapes), encoded as `format`. */
 export async function makeImage(format: 'jpeg' | 'png' | 'webp', w = 64, h = 48, seed = 0): Promise<Buffer> {
   const raw = Buffer.alloc(w * h * 3);
-  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
-    const i = (y * w + x) * 3;
-    raw[i] = (x * 255) / w + seed * 40;
-    raw[i + 1] = (y * 255) / h;
-    raw[i + 2] = ((x + y + seed * 13) % 32) * 8;
-  }
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++) {
+      const i = (y * w + x) * 3;
+      raw[i] = (x * 255) / w + seed * 40;
+      raw[i + 1] = (y * 255) / h;
+      raw[i + 2] = ((x + y + seed * 13) % 32) * 8;
+    }
   const img = sharp(raw, { raw: { width: w, height: h, channels: 3 } });
   return format === 'jpeg' ? img.jpeg().toBuffer() : format === 'png' ? img.png().toBuffer() : img.webp().toBuffer();
 }

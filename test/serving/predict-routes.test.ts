@@ -61,7 +61,7 @@ describe('POST /v1/predict', () => {
   });
 
   const post = (body: Buffer | Uint8Array | string | FormData, headers: Record<string, string> = {}, query = '') =>
-    fetch(`${url}/v1/predict${query}`, { method: 'POST', body: typeof body === "string" || body instanceof FormData ? body : bytes(body), headers });
+    fetch(`${url}/v1/predict${query}`, { method: 'POST', body: typeof body === 'string' || body instanceof FormData ? body : bytes(body), headers });
 
   it('accepts a multipart file, a raw image body and base64 JSON, with the same answer', async () => {
     const jpeg = await makeImage('jpeg', 80, 60);
@@ -214,7 +214,7 @@ describe('/v1/models', () => {
     expect(dl.status).toBe(200);
     const downloaded = Buffer.from(await dl.arrayBuffer());
     expect(downloaded.equals(await readFile(a.onnxFile))).toBe(true);
-    expect(createHash("sha256").update(downloaded).digest('hex')).toBe(dl.headers.get('x-model-sha256'));
+    expect(createHash('sha256').update(downloaded).digest('hex')).toBe(dl.headers.get('x-model-sha256'));
 
     const promoted = await fetch(`${url}/v1/models/a/promote`, { method: 'POST' });
     expect(promoted.status).toBe(200);
@@ -231,7 +231,17 @@ describe('/v1/models', () => {
     expect(ModelEvaluationResponse.parse(none)).toEqual({ modelId: 'a', classes: a.graph.classes, evaluation: null });
 
     const c = await writeFixtureModel(root, 'c', { seed: 3, classes: 3 });
-    const evaluation = { images: 30, top1: 0.7, top5: 1, perClassTop1: [0.9, null, 0.6], confusion: [[9, 1, 0], [2, 6, 2], [0, 4, 6]] };
+    const evaluation = {
+      images: 30,
+      top1: 0.7,
+      top5: 1,
+      perClassTop1: [0.9, null, 0.6],
+      confusion: [
+        [9, 1, 0],
+        [2, 6, 2],
+        [0, 4, 6],
+      ],
+    };
     const manifest = JSON.parse(await readFile(c.manifestFile, 'utf8'));
     await writeFile(c.manifestFile, JSON.stringify({ ...manifest, evaluation }));
     store.add(c.record);

@@ -19,7 +19,9 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
 
 describe('preprocessImage', () => {
   it('turns a solid colour into the normalized NCHW values worked out by hand', async () => {
-    const red = await sharp({ create: { width: 50, height: 40, channels: 3, background: { r: 255, g: 0, b: 51 } } }).png().toBuffer();
+    const red = await sharp({ create: { width: 50, height: 40, channels: 3, background: { r: 255, g: 0, b: 51 } } })
+      .png()
+      .toBuffer();
     const x = await preprocessImage(red, { size: 8, normalization: NORM });
     expect(x).toHaveLength(3 * 64);
     // (1 - 0.485) / 0.229 = 2.2489; (0 - 0.456) / 0.224 = -2.0357; (0.2 - 0.406) / 0.225 = -0.9156
@@ -39,7 +41,9 @@ describe('preprocessImage', () => {
     const w = 90;
     const raw = Buffer.alloc(w * 30 * 3);
     for (let y = 0; y < 30; y++) for (let x = 30; x < 60; x++) raw.fill(255, (y * w + x) * 3, (y * w + x) * 3 + 3);
-    const png = await sharp(raw, { raw: { width: w, height: 30, channels: 3 } }).png().toBuffer();
+    const png = await sharp(raw, { raw: { width: w, height: 30, channels: 3 } })
+      .png()
+      .toBuffer();
     const x = await preprocessImage(png, { size: 10, normalization: { mean: [0, 0, 0], std: [1, 1, 1] } });
     // Squashing the whole width in (no crop) would leave black columns (~0); lanczos rings a little.
     expect(Math.min(...Array.from(x))).toBeGreaterThan(0.85);
@@ -70,7 +74,9 @@ describe('preprocessImage', () => {
   });
 
   it('applies the pixel limit from the header', async () => {
-    const img = await sharp({ create: { width: 200, height: 100, channels: 3, background: '#808080' } }).png().toBuffer();
+    const img = await sharp({ create: { width: 200, height: 100, channels: 3, background: '#808080' } })
+      .png()
+      .toBuffer();
     expect((await inspectImage(img, 20_000)).width).toBe(200);
     expect(await codeOf(inspectImage(img, 19_999))).toBe('IMAGE_TOO_LARGE');
   });

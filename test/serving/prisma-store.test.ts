@@ -11,9 +11,19 @@ async function addModelRow(h: Harness, m: FixtureModel): Promise<void> {
   await prisma.trainingJob.create({ data: { id: m.record.jobId, name: 'fixture', status: 'SUCCEEDED', config: '{}' } });
   await prisma.model.create({
     data: {
-      id: m.record.id, jobId: m.record.jobId, createdAt: m.record.createdAt, onnxKey: m.record.onnxKey, manifestKey: m.record.manifestKey,
-      sizeBytes: m.record.sizeBytes, float32SizeBytes: m.record.float32SizeBytes, sha256: m.record.sha256, inputSize: m.record.inputSize,
-      classes: JSON.stringify(m.record.classes), floatTop1: 0.5, int8Top1: 0.5, agreement: 1,
+      id: m.record.id,
+      jobId: m.record.jobId,
+      createdAt: m.record.createdAt,
+      onnxKey: m.record.onnxKey,
+      manifestKey: m.record.manifestKey,
+      sizeBytes: m.record.sizeBytes,
+      float32SizeBytes: m.record.float32SizeBytes,
+      sha256: m.record.sha256,
+      inputSize: m.record.inputSize,
+      classes: JSON.stringify(m.record.classes),
+      floatTop1: 0.5,
+      int8Top1: 0.5,
+      agreement: 1,
     },
   });
 }

@@ -18,9 +18,19 @@ import { makeImage, writeFixtureModel, type FixtureModel } from './fixtures.js';
 async function addModel(h: Harness, jobId: string, m: FixtureModel, createdAt: Date): Promise<void> {
   await h.deps.db.prisma.model.create({
     data: {
-      id: m.record.id, jobId, createdAt, onnxKey: m.record.onnxKey, manifestKey: m.record.manifestKey,
-      sizeBytes: m.record.sizeBytes, float32SizeBytes: m.record.float32SizeBytes, sha256: m.record.sha256, inputSize: m.record.inputSize,
-      classes: JSON.stringify(m.record.classes), floatTop1: 0.5, int8Top1: 0.5, agreement: 1,
+      id: m.record.id,
+      jobId,
+      createdAt,
+      onnxKey: m.record.onnxKey,
+      manifestKey: m.record.manifestKey,
+      sizeBytes: m.record.sizeBytes,
+      float32SizeBytes: m.record.float32SizeBytes,
+      sha256: m.record.sha256,
+      inputSize: m.record.inputSize,
+      classes: JSON.stringify(m.record.classes),
+      floatTop1: 0.5,
+      int8Top1: 0.5,
+      agreement: 1,
     },
   });
 }
@@ -55,7 +65,8 @@ describe('serving by authority', () => {
     const r = await post(base, '/v1/predict?topK=1', await png(), { 'content-type': 'image/png', ...bearer(predictor) });
     return r.status === 200 ? (r.json.model.id as string) : r.json.error.code;
   };
-  const createJob = async (key: string) => (await post(base, '/v1/jobs', JSON.stringify(tinySynthetic), { 'content-type': 'application/json', ...bearer(key) })).json.id as string;
+  const createJob = async (key: string) =>
+    (await post(base, '/v1/jobs', JSON.stringify(tinySynthetic), { 'content-type': 'application/json', ...bearer(key) })).json.id as string;
 
   it("serves an admin's model on its own, never a newer model of a train key's job until an admin promotes it", async () => {
     const adminJob = await createJob(admin);
@@ -120,11 +131,21 @@ describe('serving by authority', () => {
     await writeFile(newest.onnxFile, Buffer.from('corrupted on disk'));
     // A second replica starting now, on the same database, with its log captured.
     const lines: string[] = [];
-    const stream = new Writable({ write(chunk, _enc, done) { lines.push(...String(chunk).split('\n').filter(Boolean)); done(); } });
+    const stream = new Writable({
+      write(chunk, _enc, done) {
+        lines.push(...String(chunk).split('\n').filter(Boolean));
+        done();
+      },
+    });
     const replica: FastifyInstance = await buildApp({ ...h.deps, logger: { level: 'warn', stream } });
     try {
       await replica.ready();
-      const served = await replica.inject({ method: 'POST', url: '/v1/predict', payload: await png(), headers: { 'content-type': 'image/png', ...bearer(predictor) } });
+      const served = await replica.inject({
+        method: 'POST',
+        url: '/v1/predict',
+        payload: await png(),
+        headers: { 'content-type': 'image/png', ...bearer(predictor) },
+      });
       expect(served.statusCode).toBe(200);
       expect(served.json().model.id).toBe('by-admin'); // the next good auto-serving model
       const anon = (await replica.inject({ method: 'GET', url: '/readyz' })).json();
@@ -159,9 +180,13 @@ describe('uploads', () => {
   });
 
   it('admits a 12 MP photo and refuses more than 4096 x 4096 pixels before decoding', async () => {
-    const photo = await sharp({ create: { width: 4000, height: 3000, channels: 3, background: '#5a8' } }).jpeg().toBuffer();
+    const photo = await sharp({ create: { width: 4000, height: 3000, channels: 3, background: '#5a8' } })
+      .jpeg()
+      .toBuffer();
     expect((await post(base, '/v1/predict', photo, { 'content-type': 'image/jpeg' })).status).toBe(200);
-    const huge = await sharp({ create: { width: 5000, height: 4000, channels: 3, background: '#5a8' } }).png().toBuffer();
+    const huge = await sharp({ create: { width: 5000, height: 4000, channels: 3, background: '#5a8' } })
+      .png()
+      .toBuffer();
     const r = await post(base, '/v1/predict', huge, { 'content-type': 'image/png' });
     expect(r.status).toBe(400);
     expect(r.json.error.code).toBe('IMAGE_TOO_LARGE');
@@ -193,7 +218,10 @@ describe('uploads', () => {
     const photo = await makeImage('png', 1600, 1200);
     const results = await Promise.all(Array.from({ length: 24 }, () => post(base, '/v1/predict', photo, { 'content-type': 'image/png' })));
     const codes = results.map((r) => r.status);
-    expect(codes.filter((c) => c !== 200 && c !== 503), JSON.stringify(results.map((r) => r.text.slice(0, 80)))).toEqual([]);
+    expect(
+      codes.filter((c) => c !== 200 && c !== 503),
+      JSON.stringify(results.map((r) => r.text.slice(0, 80))),
+    ).toEqual([]);
     const refused = results.filter((r) => r.status === 503);
     expect(codes.filter((c) => c === 200).length).toBeGreaterThanOrEqual(2);
     expect(refused.length).toBeGreaterThan(0);

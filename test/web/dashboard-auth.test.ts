@@ -21,7 +21,12 @@ describe('dashboard with API keys', () => {
     await waitReady(h);
     key = (await new KeyStore(h.deps.db.prisma).create('browser', 'train')).key;
     h.app.auth.forget(); // as `qatserve keys create` would be seen within 2 s
-    const created = await h.app.inject({ method: 'POST', url: '/v1/jobs', payload: { ...tinySynthetic, name: 'keyed-job' }, headers: { authorization: `Bearer ${key}` } });
+    const created = await h.app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      payload: { ...tinySynthetic, name: 'keyed-job' },
+      headers: { authorization: `Bearer ${key}` },
+    });
     expect(created.statusCode).toBe(201);
     base = await h.app.listen({ port: 0, host: '127.0.0.1' });
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'] });

@@ -93,9 +93,14 @@ describe('dashboard', () => {
     await page.click('#raw-json summary');
     // valPerClass and delaySteps have no field: the raw JSON carries them. With quantization
     // starting after step 3, each evaluation measures the float model as well as the int8 one.
-    await page.fill('#config', JSON.stringify({
-      name: 'browser-live', dataset: { type: 'synthetic', classes: 3, samplesPerClass: 8, valPerClass: 4, seed: 3 }, quantization: { delaySteps: 3 },
-    }));
+    await page.fill(
+      '#config',
+      JSON.stringify({
+        name: 'browser-live',
+        dataset: { type: 'synthetic', classes: 3, samplesPerClass: 8, valPerClass: 4, seed: 3 },
+        quantization: { delaySteps: 3 },
+      }),
+    );
     await page.fill('#f-width', '0.35');
     await page.fill('#f-input-size', '32');
     await page.fill('#f-epochs', '2');
@@ -104,7 +109,11 @@ describe('dashboard', () => {
     await expect.poll(() => page.textContent('#job-title')).toContain('browser-live');
     liveId = (await api('GET', '/v1/jobs')).json().jobs[0].id;
     const job = JobView.parse((await api('GET', `/v1/jobs/${liveId}`)).json());
-    expect(job.config).toMatchObject({ dataset: { classes: 3, valPerClass: 4 }, model: { widthMultiplier: 0.35, inputSize: 32 }, training: { epochs: 2, batchSize: 4 } });
+    expect(job.config).toMatchObject({
+      dataset: { classes: 3, valPerClass: 4 },
+      model: { widthMultiplier: 0.35, inputSize: 32 },
+      training: { epochs: 2, batchSize: 4 },
+    });
 
     await expect.poll(() => page.textContent('#live'), { timeout: 10_000 }).toBe('live');
     await expect.poll(() => page.textContent('#job-status'), { timeout: 30_000 }).toBe('running');
@@ -120,7 +129,8 @@ describe('dashboard', () => {
   });
 
   it('cancels a queued job with its button (keyboard-operated)', async () => {
-    const queued = (await api('POST', '/v1/jobs', testKey, { name: 'to-cancel', dataset: { type: 'synthetic', classes: 2, samplesPerClass: 4 } })).json().id as string;
+    const queued = (await api('POST', '/v1/jobs', testKey, { name: 'to-cancel', dataset: { type: 'synthetic', classes: 2, samplesPerClass: 4 } })).json()
+      .id as string;
     const row = page.locator(`#jobs tbody tr[data-job-id="${queued}"]`);
     await expect.poll(() => row.count(), { timeout: 10_000 }).toBe(1);
     await row.locator('button.link').focus();
@@ -169,7 +179,8 @@ describe('dashboard', () => {
     const job = JobView.parse((await api('GET', `/v1/jobs/${liveId}`)).json());
     const evaluation = (await api('GET', `/v1/models/${job.model!.id}/evaluation`)).json().evaluation;
     expect(evaluation).not.toBeNull();
-    await expect.poll(async () => [await page.locator('#per-class tbody tr').count(), await page.textContent('#evaluation-summary')], { timeout: 10_000 })
+    await expect
+      .poll(async () => [await page.locator('#per-class tbody tr').count(), await page.textContent('#evaluation-summary')], { timeout: 10_000 })
       .toEqual([3, expect.stringContaining('validation images')]);
     expect(await page.locator('#confusion tbody tr').count()).toBe(3);
     const cells = await page.locator('#confusion tbody td').allTextContents();

@@ -29,10 +29,25 @@ describe('the dashboard SSE parser', () => {
 describe('the dashboard chart helpers', () => {
   it('joins runs on the union of their steps, null where a run has no point', () => {
     const runs = [
-      { points: [{ step: 1, loss: 2 }, { step: 3, loss: 1 }] },
-      { points: [{ step: 2, loss: 5 }, { step: 3, loss: 4 }, { step: 4, loss: null }] },
+      {
+        points: [
+          { step: 1, loss: 2 },
+          { step: 3, loss: 1 },
+        ],
+      },
+      {
+        points: [
+          { step: 2, loss: 5 },
+          { step: 3, loss: 4 },
+          { step: 4, loss: null },
+        ],
+      },
     ];
-    expect(joinRuns(runs, 'loss')).toEqual([[1, 2, 3], [2, null, 1], [null, 5, 4]]);
+    expect(joinRuns(runs, 'loss')).toEqual([
+      [1, 2, 3],
+      [2, null, 1],
+      [null, 5, 4],
+    ]);
   });
 
   it('writes metric points as CSV with empty cells for missing values', () => {

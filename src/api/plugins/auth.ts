@@ -51,7 +51,7 @@ export const authPlugin = fp(
     app.decorateRequest('principal', null as never); // set by the onRequest hook below
 
     app.addHook('onRoute', (route) => {
-      const hidden = (route.schema)?.hide === true;
+      const hidden = route.schema?.hide === true;
       route.config = { ...(route.config ?? {}), access: route.config?.access ?? (hidden ? 'public' : 'admin') };
     });
 

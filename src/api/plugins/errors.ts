@@ -38,7 +38,8 @@ export const errorsPlugin = fp(async function errors(app: FastifyInstance) {
       return reply.status(500).send(errorBody('INTERNAL', 'internal server error'));
     }
     const code =
-      (fe.code && FASTIFY_CODES[fe.code]) ?? (err instanceof SyntaxError ? 'INVALID_JSON' : status === 413 ? 'BODY_TOO_LARGE' : status === 408 ? 'REQUEST_TIMEOUT' : 'BAD_REQUEST');
+      (fe.code && FASTIFY_CODES[fe.code]) ??
+      (err instanceof SyntaxError ? 'INVALID_JSON' : status === 413 ? 'BODY_TOO_LARGE' : status === 408 ? 'REQUEST_TIMEOUT' : 'BAD_REQUEST');
     return reply.status(status).send(errorBody(code, err.message));
   });
   app.setNotFoundHandler((req, reply) => {

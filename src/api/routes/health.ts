@@ -65,10 +65,7 @@ export function workerCheck(w: WorkerStatus): string {
   return `error: crashed (${w.lastExit}, ${w.consecutiveCrashes} in a row, ${w.restarts} restarts); restarting in ${inS} s`;
 }
 
-export async function healthRoutes(
-  app: FastifyInstance,
-  opts: { checks: ReadinessChecks; model: () => RegistryReadiness; workerStatus?: () => WorkerStatus },
-) {
+export async function healthRoutes(app: FastifyInstance, opts: { checks: ReadinessChecks; model: () => RegistryReadiness; workerStatus?: () => WorkerStatus }) {
   app.get('/healthz', { config: { access: 'public', rateLimit: false } }, async () => ({ status: 'ok' as const, uptimeSeconds: Math.round(process.uptime()) }));
 
   app.get('/readyz', { config: { access: 'public' } }, async (req, reply) => {

@@ -36,7 +36,8 @@ export async function jobRoutes(app: FastifyInstance, opts: { jobs: JobService; 
     const { id } = parseRequest(JobIdParams, req.params, 'params');
     if (!isAdmin(req.principal)) {
       const owner = await jobs.createdBy(id);
-      if (owner !== principalKeyId(req.principal)) throw new AuthError(403, 'JOB_NOT_OWNED', `job "${id}" was not created by this key; only its creator or an admin key may cancel it`);
+      if (owner !== principalKeyId(req.principal))
+        throw new AuthError(403, 'JOB_NOT_OWNED', `job "${id}" was not created by this key; only its creator or an admin key may cancel it`);
     }
     const job = await jobs.cancel(id);
     req.log.info({ jobId: id, status: job.status }, 'job cancel requested');

@@ -36,12 +36,20 @@ const nameParam = { name: 'name', in: 'path', required: true, schema: { type: 's
 export const openapi = {
   paths: {
     '/v1/keys': {
-      get: secured('admin', { operationId: 'listKeys', summary: 'API keys (names, public prefixes, scopes; never the keys)', responses: { '200': jsonRef('ApiKeyList', 'The keys, oldest first') } }),
+      get: secured('admin', {
+        operationId: 'listKeys',
+        summary: 'API keys (names, public prefixes, scopes; never the keys)',
+        responses: { '200': jsonRef('ApiKeyList', 'The keys, oldest first') },
+      }),
       post: secured('admin', {
         operationId: 'createKey',
         summary: 'Create an API key; the answer holds the key, once',
         requestBody: { required: true, content: { 'application/json': { schema: jsonSchema(CreateKeyBody, 'input') } } },
-        responses: { '201': jsonRef('CreatedKey', 'Created'), '400': errorRef('Invalid name or scopes'), '409': errorRef('The name is taken (KEY_NAME_TAKEN)') },
+        responses: {
+          '201': jsonRef('CreatedKey', 'Created'),
+          '400': errorRef('Invalid name or scopes'),
+          '409': errorRef('The name is taken (KEY_NAME_TAKEN)'),
+        },
       }),
     },
     '/v1/keys/{name}/revoke': {

@@ -45,12 +45,16 @@ const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'strin
 export const openapi = {
   paths: {
     '/v1/models': {
-      get: secured('predict', { operationId: 'listModels', summary: 'Exported int8 models, newest first, and which one serves', responses: { '200': ok('ModelList', 'The models') } }),
+      get: secured('predict', {
+        operationId: 'listModels',
+        summary: 'Exported int8 models, newest first, and which one serves',
+        responses: { '200': ok('ModelList', 'The models') },
+      }),
     },
     '/v1/models/{id}': {
       get: secured('predict', {
         operationId: 'getModel',
-        summary: "A model and its manifest (labels, input size, normalisation, quantization, accuracy, sha256)",
+        summary: 'A model and its manifest (labels, input size, normalisation, quantization, accuracy, sha256)',
         parameters: [idParam],
         responses: {
           '200': ok('ModelDetail', 'The model'),

@@ -59,7 +59,7 @@ const predictOperation = (operationId: string, summary: string) =>
       '400': errorRef('Bad image (IMAGE_EMPTY, IMAGE_CORRUPT, IMAGE_ANIMATED, IMAGE_TOO_LARGE: over PREDICT_MAX_IMAGE_PIXELS) or invalid query/body'),
       '404': errorRef('?model= names no model (MODEL_NOT_FOUND)'),
       '413': errorRef('Upload over the size limit (BODY_TOO_LARGE)'),
-      '415': errorRef('Not an accepted image format or content type, or the declared type is not the image\'s format (IMAGE_TYPE_MISMATCH)'),
+      '415': errorRef("Not an accepted image format or content type, or the declared type is not the image's format (IMAGE_TYPE_MISMATCH)"),
       '503': {
         ...errorRef('No model yet (NO_MODEL), the model cannot be loaded, or the predictor queue is full (PREDICT_OVERLOADED, with Retry-After)'),
         headers: { 'Retry-After': { description: 'Seconds to wait (PREDICT_OVERLOADED)', schema: { type: 'integer' } } },
@@ -93,8 +93,7 @@ export function isBase64(s: string): boolean {
       continue;
     }
     if (padding > 0) return false; // data after the padding
-    const ok =
-      (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2b || c === 0x2f || c === 0x2d || c === 0x5f; // A-Z a-z 0-9 + / - _
+    const ok = (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2b || c === 0x2f || c === 0x2d || c === 0x5f; // A-Z a-z 0-9 + / - _
     if (!ok) return false;
   }
   return true;
@@ -117,7 +116,11 @@ class PayloadTooLargeError extends ServiceError {
 
 class UnsupportedMediaTypeError extends ServiceError {
   constructor(type: string) {
-    super(415, 'UNSUPPORTED_MEDIA_TYPE', `content type "${type.slice(0, 100) || 'none'}" is not accepted; send multipart/form-data (field "image"), image/jpeg|png|webp, or application/json {"image": "<base64>"}`);
+    super(
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+      `content type "${type.slice(0, 100) || 'none'}" is not accepted; send multipart/form-data (field "image"), image/jpeg|png|webp, or application/json {"image": "<base64>"}`,
+    );
   }
 }
 
@@ -128,7 +131,9 @@ async function imageFromRequest(req: FastifyRequest, limit: number): Promise<{ b
     if (!part) throw new ValidationError('IMAGE_MISSING', 'the multipart body has no file field "image"', [{ path: 'body.image', message: 'required' }]);
     if (part.fieldname !== 'image') {
       part.file.resume();
-      throw new ValidationError('IMAGE_MISSING', `the file field must be named "image", got "${part.fieldname.slice(0, 100)}"`, [{ path: 'body.image', message: 'required' }]);
+      throw new ValidationError('IMAGE_MISSING', `the file field must be named "image", got "${part.fieldname.slice(0, 100)}"`, [
+        { path: 'body.image', message: 'required' },
+      ]);
     }
     return { bytes: await part.toBuffer(), declared: part.mimetype }; // toBuffer throws 413 (FST_REQ_FILE_TOO_LARGE) over the limit
   }

@@ -71,7 +71,15 @@ export class DataParallelStep {
     const wasmSimd = o.backend === 'wasm' ? (await import('../backends/wasm-training/simd.js')).simdEnabled() : undefined;
     for (let rank = 1; rank < o.world; rank++) {
       const input: PeerInput = {
-        rank, memory, backend: o.backend, wasmSimd, arch, emaDecay: o.emaDecay, seed: o.seed, weightBits: o.model.weightBits, sgd: o.opt.opts,
+        rank,
+        memory,
+        backend: o.backend,
+        wasmSimd,
+        arch,
+        emaDecay: o.emaDecay,
+        seed: o.seed,
+        weightBits: o.model.weightBits,
+        sgd: o.opt.opts,
       };
       const peer: Peer = { worker: startThread(import.meta.url, 'step-peer-worker', input), failure: null, exited: false, waiters: [] };
       const fail = (why: string) => {
@@ -129,8 +137,16 @@ export class DataParallelStep {
       const { start, end } = shardRows(s.n, rank, this.o.world);
       const x = s.x.slice(start * per, end * per);
       const msg: PeerStep = {
-        type: 'step', x, y: s.y.slice(start, end), n: end - start, offset: start, total: s.n,
-        size: s.size, mode: s.mode, lr: s.lr, labelSmoothing: s.labelSmoothing,
+        type: 'step',
+        x,
+        y: s.y.slice(start, end),
+        n: end - start,
+        offset: start,
+        total: s.n,
+        size: s.size,
+        mode: s.mode,
+        lr: s.lr,
+        labelSmoothing: s.labelSmoothing,
       };
       this.post(this.peers[rank - 1], msg, [x.buffer]);
     }
@@ -138,8 +154,18 @@ export class DataParallelStep {
     try {
       return trainShardStep(
         {
-          model: this.o.model, opt: this.o.opt, params: this.o.params, x: s.x.subarray(start * per, end * per), y: s.y.subarray(start, end),
-          n: end - start, offset: start, total: s.n, size: s.size, mode: s.mode, lr: s.lr, labelSmoothing: s.labelSmoothing,
+          model: this.o.model,
+          opt: this.o.opt,
+          params: this.o.params,
+          x: s.x.subarray(start * per, end * per),
+          y: s.y.subarray(start, end),
+          n: end - start,
+          offset: start,
+          total: s.n,
+          size: s.size,
+          mode: s.mode,
+          lr: s.lr,
+          labelSmoothing: s.labelSmoothing,
         },
         this.coll,
       );

@@ -60,7 +60,7 @@ export function trainShardStep(s: ShardStepInput, coll: SharedCollective): numbe
         let at = 0;
         for (const p of present) {
           const g = grads[p.variable.name];
-          own.set(liveF32(g) ?? (g.dataSync()), at);
+          own.set(liveF32(g) ?? g.dataSync(), at);
           at += g.size;
         }
       });

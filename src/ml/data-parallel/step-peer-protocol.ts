@@ -35,12 +35,6 @@ export interface PeerStep {
   labelSmoothing: number;
 }
 
-export type ToPeer =
-  | { type: 'state'; tensors: NamedArray[]; ranges: Record<string, number[]> }
-  | PeerStep
-  | { type: 'close' };
+export type ToPeer = { type: 'state'; tensors: NamedArray[]; ranges: Record<string, number[]> } | PeerStep | { type: 'close' };
 
-export type FromPeer =
-  | { type: 'ready' }
-  | { type: 'synced' }
-  | { type: 'error'; message: string };
+export type FromPeer = { type: 'ready' } | { type: 'synced' } | { type: 'error'; message: string };

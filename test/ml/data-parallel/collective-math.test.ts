@@ -11,7 +11,12 @@ function moments(rows: number[][]): { rows: number; mean: number[]; m2: number[]
 
 describe('data-parallel arithmetic', () => {
   it('splits a batch into contiguous shares that cover it once and differ in size by at most one', () => {
-    for (const [n, world] of [[8, 2], [7, 2], [16, 3], [3, 3]]) {
+    for (const [n, world] of [
+      [8, 2],
+      [7, 2],
+      [16, 3],
+      [3, 3],
+    ]) {
       const shares = Array.from({ length: world }, (_, r) => shardRows(n, r, world));
       expect(shares[0].start).toBe(0);
       expect(shares[world - 1].end).toBe(n);
@@ -35,6 +40,12 @@ describe('data-parallel arithmetic', () => {
   });
 
   it('sums in rank order', () => {
-    expect([...sumInOrder([[1, 2], [10, 20], [100, 200]])]).toEqual([111, 222]);
+    expect([
+      ...sumInOrder([
+        [1, 2],
+        [10, 20],
+        [100, 200],
+      ]),
+    ]).toEqual([111, 222]);
   });
 });

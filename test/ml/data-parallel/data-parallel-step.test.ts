@@ -38,7 +38,9 @@ function replica() {
   const arch = buildArch({ inputSize: SIZE, numClasses: 4, widthMultiplier: 0.35, smallInputStem: 'off', dropout: 0.2 });
   const model = new MobileNetV2(arch, 0.999, 3, 7);
   const opt = new MomentumSgd({ momentum: 0.9, weightDecay: 4e-5 });
-  const params: SgdParam[] = [...model.params.values()].filter((p) => p.trainable).map((p) => ({ name: p.name, variable: p.variable, decay: p.role === 'weight' }));
+  const params: SgdParam[] = [...model.params.values()]
+    .filter((p) => p.trainable)
+    .map((p) => ({ name: p.name, variable: p.variable, decay: p.role === 'weight' }));
   const byVarName = new Map([...model.params.values()].map((p) => [p.variable.name, p.name]));
   return { model, opt, params, byVarName };
 }
@@ -63,7 +65,12 @@ afterAll(async () => {
 });
 
 const mode = (step: number, fakeQuant: boolean, bnBatchStats = true): ForwardMode => ({
-  training: true, fakeQuant, bnBatchStats, observeRanges: true, dropoutSeed: 100 + step, bnMomentum: 0.9,
+  training: true,
+  fakeQuant,
+  bnBatchStats,
+  observeRanges: true,
+  dropoutSeed: 100 + step,
+  bnMomentum: 0.9,
 });
 
 function stepBoth(m: ForwardMode, lr = 0.01): [number, number] {

@@ -31,15 +31,27 @@ async function train(name: string, stepThreads: number, extra: { resumeFrom?: st
   const lines: string[] = [];
   const ac = new AbortController();
   const r = await runTraining({
-    config, workDir: path.join(tmp, name), dataRoot: tmp, stepThreads, forceStepSplit: true, resumeFrom: extra.resumeFrom, signal: ac.signal,
+    config,
+    workDir: path.join(tmp, name),
+    dataRoot: tmp,
+    stepThreads,
+    forceStepSplit: true,
+    resumeFrom: extra.resumeFrom,
+    signal: ac.signal,
     logger: { info: (a: unknown, b?: string) => void lines.push(String(b ?? a)), warn: () => {}, error: () => {} },
-    callbacks: { onStep: (m) => { steps.push(m); if (m.step === extra.stopAt) ac.abort(); } },
+    callbacks: {
+      onStep: (m) => {
+        steps.push(m);
+        if (m.step === extra.stopAt) ac.abort();
+      },
+    },
   });
   return { r, steps, lines };
 }
 
 describe('how many threads a step is split over', () => {
-  const macs = (w: number, inputSize: number) => forwardMacsPerImage(buildArch({ inputSize, numClasses: 10, widthMultiplier: w, smallInputStem: 'off', dropout: 0.2 }));
+  const macs = (w: number, inputSize: number) =>
+    forwardMacsPerImage(buildArch({ inputSize, numClasses: 10, widthMultiplier: w, smallInputStem: 'off', dropout: 0.2 }));
   it('splits the seed configuration (1.0 at 224 px) and keeps small steps on one thread', async () => {
     const backend = await selectBackend();
     expect(macs(1, 224) / 1e6).toBeCloseTo(299.5, 0); // MobileNetV2 1.0's published 300M multiply-adds

@@ -18,7 +18,12 @@ interface Case {
   pad: Pad;
 }
 
-const explicit: backend_util.ExplicitPadding = [[0, 0], [1, 0], [0, 2], [0, 0]];
+const explicit: backend_util.ExplicitPadding = [
+  [0, 0],
+  [1, 0],
+  [0, 2],
+  [0, 0],
+];
 
 const cases: Case[] = [
   { name: '3x3 s1 same, odd 7x7, C=5', x: [2, 7, 7, 5], k: 3, cOut: 7, stride: 1, pad: 'same' },
@@ -74,86 +79,101 @@ async function compare(kernel: string, inputs: Record<string, { values: Float32A
 }
 
 for (const simd of [true, false])
-describe(`wasm conv gradient kernels match the cpu backend (${simd ? 'SIMD module' : 'plain JS'} paths)`, () => {
-  beforeAll(() => setSimdEnabled(simd));
-  afterAll(() => {
-    setSimdEnabled(true);
-    // The figures the issue asks to report.
-    console.log(`${simd ? 'SIMD' : 'JS'} paths:\n` + errors.splice(0).join('\n'));
-  });
-
-  for (const c of cases) {
-    test(`Conv2DBackpropFilter ${c.name}`, async () => {
-      const dyShape = outShape(c, false);
-      // 30% zeros in x: exercises the zero-skip path the ReLU activations take.
-      const inputs = { x: { values: randomValues(size(c.x), 11, 0.3), shape: c.x }, dy: { values: randomValues(size(dyShape), 12), shape: dyShape } };
-      await compare('Conv2DBackpropFilter', inputs, { strides: c.stride, pad: c.pad, dataFormat: 'NHWC', filterShape: [c.k, c.k, c.x[3], c.cOut] }, c.name);
+  describe(`wasm conv gradient kernels match the cpu backend (${simd ? 'SIMD module' : 'plain JS'} paths)`, () => {
+    beforeAll(() => setSimdEnabled(simd));
+    afterAll(() => {
+      setSimdEnabled(true);
+      // The figures the issue asks to report.
+      console.log(`${simd ? 'SIMD' : 'JS'} paths:\n` + errors.splice(0).join('\n'));
     });
 
-    test(`DepthwiseConv2dNativeBackpropFilter ${c.name}`, async () => {
-      const dyShape = outShape(c, true);
-      const inputs = { x: { values: randomValues(size(c.x), 21), shape: c.x }, dy: { values: randomValues(size(dyShape), 22), shape: dyShape } };
-      await compare('DepthwiseConv2dNativeBackpropFilter', inputs, { strides: c.stride, pad: c.pad, dilations: 1, filterShape: [c.k, c.k, c.x[3], 1] }, c.name);
-    });
-
-    test(`Conv2DBackpropInput ${c.name}`, async () => {
-      const dyShape = outShape(c, false);
-      const fShape = [c.k, c.k, c.x[3], c.cOut];
-      const inputs = { dy: { values: randomValues(size(dyShape), 61), shape: dyShape }, filter: { values: randomValues(size(fShape), 62), shape: fShape } };
-      await compare('Conv2DBackpropInput', inputs, { strides: c.stride, pad: c.pad, dataFormat: 'NHWC', inputShape: c.x }, c.name);
-    });
-
-    test(`DepthwiseConv2dNativeBackpropInput ${c.name}`, async () => {
-      const dyShape = outShape(c, true);
-      const fShape = [c.k, c.k, c.x[3], 1];
-      const inputs = { dy: { values: randomValues(size(dyShape), 31), shape: dyShape }, filter: { values: randomValues(size(fShape), 32), shape: fShape } };
-      await compare('DepthwiseConv2dNativeBackpropInput', inputs, { strides: c.stride, pad: c.pad, dilations: 1, inputShape: c.x }, c.name);
-    });
-  }
-
-  test('depthwise channel multiplier 2 is handled too', async () => {
-    const x = [2, 5, 5, 3];
-    const dyShape = [2, 3, 3, 6];
-    const inputs = { x: { values: randomValues(size(x), 41), shape: x }, dy: { values: randomValues(size(dyShape), 42), shape: dyShape } };
-    await compare('DepthwiseConv2dNativeBackpropFilter', inputs, { strides: 2, pad: 'same', dilations: 1, filterShape: [3, 3, 3, 2] }, 'multiplier 2, s2 same');
-    const f = { values: randomValues(3 * 3 * 3 * 2, 43), shape: [3, 3, 3, 2] };
-    await compare('DepthwiseConv2dNativeBackpropInput', { dy: inputs.dy, filter: f }, { strides: 2, pad: 'same', dilations: 1, inputShape: x }, 'multiplier 2, s2 same');
-  });
-
-  test('end to end: tf.grads of conv2d and depthwiseConv2d on wasm equal cpu', async () => {
-    const x = randomValues(2 * 9 * 9 * 5, 51);
-    const w = randomValues(3 * 3 * 5 * 6, 52);
-    const dw = randomValues(3 * 3 * 6 * 1, 53);
-    const run = async (b: 'cpu' | 'wasm') => {
-      await useBackend(b);
-      return tf.tidy(() => {
-        const f = (xt: tf.Tensor, wt: tf.Tensor, dwt: tf.Tensor) => {
-          const h = tf.relu6(tf.conv2d(xt as tf.Tensor4D, wt as tf.Tensor4D, 1, 'same'));
-          return tf.sum(tf.square(tf.depthwiseConv2d(h, dwt as tf.Tensor4D, 2, 'same')));
-        };
-        const g = tf.grads(f)([tf.tensor4d(x, [2, 9, 9, 5]), tf.tensor4d(w, [3, 3, 5, 6]), tf.tensor4d(dw, [3, 3, 6, 1])]);
-        return g.map((t) => t.dataSync() as Float32Array);
+    for (const c of cases) {
+      test(`Conv2DBackpropFilter ${c.name}`, async () => {
+        const dyShape = outShape(c, false);
+        // 30% zeros in x: exercises the zero-skip path the ReLU activations take.
+        const inputs = { x: { values: randomValues(size(c.x), 11, 0.3), shape: c.x }, dy: { values: randomValues(size(dyShape), 12), shape: dyShape } };
+        await compare('Conv2DBackpropFilter', inputs, { strides: c.stride, pad: c.pad, dataFormat: 'NHWC', filterShape: [c.k, c.k, c.x[3], c.cOut] }, c.name);
       });
-    };
-    const ref = await run('cpu');
-    const got = await run('wasm');
-    for (let i = 0; i < 3; i++) {
-      const err = maxRelError(got[i], ref[i]);
-      errors.push(`${'tf.grads conv2d->relu6->depthwise'.padEnd(38)} ${['dx', 'dW', 'dWdepthwise'][i].padEnd(34)} max rel err ${err.toExponential(2)}`);
-      expect(err).toBeLessThan(1e-4);
-    }
-  });
 
-  test('dilation other than 1 is refused with a clear error code', async () => {
-    await useBackend('wasm');
-    const x = tf.zeros([1, 5, 5, 2]);
-    const dy = tf.zeros([1, 5, 5, 2]);
-    expect(() =>
-      tf.engine().runKernel('DepthwiseConv2dNativeBackpropFilter', { x, dy }, { strides: 1, pad: 'same', dilations: 2, filterShape: [3, 3, 2, 1] }),
-    ).toThrow(expect.objectContaining({ code: 'WASM_TRAINING_UNSUPPORTED' }));
-    tf.dispose([x, dy]);
+      test(`DepthwiseConv2dNativeBackpropFilter ${c.name}`, async () => {
+        const dyShape = outShape(c, true);
+        const inputs = { x: { values: randomValues(size(c.x), 21), shape: c.x }, dy: { values: randomValues(size(dyShape), 22), shape: dyShape } };
+        await compare(
+          'DepthwiseConv2dNativeBackpropFilter',
+          inputs,
+          { strides: c.stride, pad: c.pad, dilations: 1, filterShape: [c.k, c.k, c.x[3], 1] },
+          c.name,
+        );
+      });
+
+      test(`Conv2DBackpropInput ${c.name}`, async () => {
+        const dyShape = outShape(c, false);
+        const fShape = [c.k, c.k, c.x[3], c.cOut];
+        const inputs = { dy: { values: randomValues(size(dyShape), 61), shape: dyShape }, filter: { values: randomValues(size(fShape), 62), shape: fShape } };
+        await compare('Conv2DBackpropInput', inputs, { strides: c.stride, pad: c.pad, dataFormat: 'NHWC', inputShape: c.x }, c.name);
+      });
+
+      test(`DepthwiseConv2dNativeBackpropInput ${c.name}`, async () => {
+        const dyShape = outShape(c, true);
+        const fShape = [c.k, c.k, c.x[3], 1];
+        const inputs = { dy: { values: randomValues(size(dyShape), 31), shape: dyShape }, filter: { values: randomValues(size(fShape), 32), shape: fShape } };
+        await compare('DepthwiseConv2dNativeBackpropInput', inputs, { strides: c.stride, pad: c.pad, dilations: 1, inputShape: c.x }, c.name);
+      });
+    }
+
+    test('depthwise channel multiplier 2 is handled too', async () => {
+      const x = [2, 5, 5, 3];
+      const dyShape = [2, 3, 3, 6];
+      const inputs = { x: { values: randomValues(size(x), 41), shape: x }, dy: { values: randomValues(size(dyShape), 42), shape: dyShape } };
+      await compare(
+        'DepthwiseConv2dNativeBackpropFilter',
+        inputs,
+        { strides: 2, pad: 'same', dilations: 1, filterShape: [3, 3, 3, 2] },
+        'multiplier 2, s2 same',
+      );
+      const f = { values: randomValues(3 * 3 * 3 * 2, 43), shape: [3, 3, 3, 2] };
+      await compare(
+        'DepthwiseConv2dNativeBackpropInput',
+        { dy: inputs.dy, filter: f },
+        { strides: 2, pad: 'same', dilations: 1, inputShape: x },
+        'multiplier 2, s2 same',
+      );
+    });
+
+    test('end to end: tf.grads of conv2d and depthwiseConv2d on wasm equal cpu', async () => {
+      const x = randomValues(2 * 9 * 9 * 5, 51);
+      const w = randomValues(3 * 3 * 5 * 6, 52);
+      const dw = randomValues(3 * 3 * 6 * 1, 53);
+      const run = async (b: 'cpu' | 'wasm') => {
+        await useBackend(b);
+        return tf.tidy(() => {
+          const f = (xt: tf.Tensor, wt: tf.Tensor, dwt: tf.Tensor) => {
+            const h = tf.relu6(tf.conv2d(xt as tf.Tensor4D, wt as tf.Tensor4D, 1, 'same'));
+            return tf.sum(tf.square(tf.depthwiseConv2d(h, dwt as tf.Tensor4D, 2, 'same')));
+          };
+          const g = tf.grads(f)([tf.tensor4d(x, [2, 9, 9, 5]), tf.tensor4d(w, [3, 3, 5, 6]), tf.tensor4d(dw, [3, 3, 6, 1])]);
+          return g.map((t) => t.dataSync() as Float32Array);
+        });
+      };
+      const ref = await run('cpu');
+      const got = await run('wasm');
+      for (let i = 0; i < 3; i++) {
+        const err = maxRelError(got[i], ref[i]);
+        errors.push(`${'tf.grads conv2d->relu6->depthwise'.padEnd(38)} ${['dx', 'dW', 'dWdepthwise'][i].padEnd(34)} max rel err ${err.toExponential(2)}`);
+        expect(err).toBeLessThan(1e-4);
+      }
+    });
+
+    test('dilation other than 1 is refused with a clear error code', async () => {
+      await useBackend('wasm');
+      const x = tf.zeros([1, 5, 5, 2]);
+      const dy = tf.zeros([1, 5, 5, 2]);
+      expect(() =>
+        tf.engine().runKernel('DepthwiseConv2dNativeBackpropFilter', { x, dy }, { strides: 1, pad: 'same', dilations: 2, filterShape: [3, 3, 2, 1] }),
+      ).toThrow(expect.objectContaining({ code: 'WASM_TRAINING_UNSUPPORTED' }));
+      tf.dispose([x, dy]);
+    });
   });
-});
 
 // The direct-loop filter gradient only runs for convolutions whose im2col buffer would exceed 16M
 // elements; check it on small shapes directly against the cpu kernel.
@@ -164,7 +184,12 @@ describe('plain-loop Conv2DBackpropFilter (used beyond the im2col size limit)', 
       const x = randomValues(size(c.x), 11, 0.3);
       const dy = randomValues(size(dyShape), 12);
       const filterShape = [c.k, c.k, c.x[3], c.cOut];
-      const ref = await runKernelOn('cpu', 'Conv2DBackpropFilter', { x: { values: x, shape: c.x }, dy: { values: dy, shape: dyShape } }, { strides: c.stride, pad: c.pad, dataFormat: 'NHWC', filterShape });
+      const ref = await runKernelOn(
+        'cpu',
+        'Conv2DBackpropFilter',
+        { x: { values: x, shape: c.x }, dy: { values: dy, shape: dyShape } },
+        { strides: c.stride, pad: c.pad, dataFormat: 'NHWC', filterShape },
+      );
       const out = new Float32Array(size(filterShape));
       conv2dFilterGrad(x, dy, convGeometry('test', c.x, filterShape, c.stride, c.pad, undefined, false), out);
       expect(maxRelError(out, ref.values)).toBeLessThan(1e-6);

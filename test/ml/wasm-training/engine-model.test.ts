@@ -25,7 +25,9 @@ async function step(backend: 'cpu' | 'wasm', fakeQuant: boolean) {
   const labels = tf.tensor1d([0, 1, 2, 3], 'int32');
   const warm: ForwardMode = { training: true, fakeQuant: false, bnBatchStats: true, observeRanges: true };
   // One forward to observe activation ranges, so the QAT forward has its quantization grids.
-  tf.tidy(() => { model.forward(x, warm); });
+  tf.tidy(() => {
+    model.forward(x, warm);
+  });
   const mode: ForwardMode = { training: true, fakeQuant, bnBatchStats: true, observeRanges: false };
   const vars = model.trainableVariables();
   const { value, grads } = tf.variableGrads(() => smoothedCrossEntropy(model.forward(x, mode), labels, 0.1), vars);
@@ -55,9 +57,14 @@ describe("the engine's MobileNetV2 on wasm", () => {
         diff = Math.max(diff, Math.abs(g[i] - r[i]));
         scale = Math.max(scale, Math.abs(r[i]));
       }
-      if (diff / scale > worst) { worst = diff / scale; worstName = name; }
+      if (diff / scale > worst) {
+        worst = diff / scale;
+        worstName = name;
+      }
     }
-    report.push(`engine MobileNetV2 float step: ${ref.grads.size} gradients, loss ${ref.loss.toFixed(6)} vs ${got.loss.toFixed(6)}, max rel err ${worst.toExponential(2)} (${worstName})`);
+    report.push(
+      `engine MobileNetV2 float step: ${ref.grads.size} gradients, loss ${ref.loss.toFixed(6)} vs ${got.loss.toFixed(6)}, max rel err ${worst.toExponential(2)} (${worstName})`,
+    );
     // A wrong kernel gives errors of order 1; the stock-composition discrepancy measured here is
     // 2e-2..7e-2 (see the header), so this bound only catches gross errors.
     expect(worst).toBeLessThan(0.2);

@@ -29,6 +29,8 @@ test('20 QAT training steps on wasm: tensors, backend buffers and heap size stay
   }
   // And it trains: the loss on this fixed batch goes down.
   expect(samples[19].loss).toBeLessThan(samples[0].loss);
-  console.log(`heap ${(settled[0].heap / 2 ** 20).toFixed(0)} MiB, ${settled[0].tensors} tensors; loss ${samples[0].loss.toFixed(3)} -> ${samples[19].loss.toFixed(3)}`);
+  console.log(
+    `heap ${(settled[0].heap / 2 ** 20).toFixed(0)} MiB, ${settled[0].tensors} tensors; loss ${samples[0].loss.toFixed(3)} -> ${samples[19].loss.toFixed(3)}`,
+  );
   tf.dispose([x, labels, ...params.values()]);
 });

@@ -9,7 +9,6 @@ import { stockQatOps } from '../../../testkit/mobilenet-like.js';
 const report: string[] = [];
 const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
 
-
 /** Loss touching every output, with weights so that no gradient is trivially symmetric. */
 function bnLoss(bn: (z: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor }, r: tf.Tensor, useStats: boolean) {
   return (z: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => {
@@ -30,139 +29,171 @@ async function bnCase(backend: 'cpu' | 'wasm', fusedOp: boolean, shape: number[]
     const g = tf.tensor1d(randomValues(c, 72).map((v) => v + 1.5));
     const b = tf.tensor1d(randomValues(c, 73));
     const r = tf.tensor(randomValues(size(shape), 74), shape);
-    const bn = fusedOp ? (zz: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) => batchNormTrain(zz, gg as tf.Tensor1D, bb as tf.Tensor1D, 1e-3)
+    const bn = fusedOp
+      ? (zz: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) => batchNormTrain(zz, gg as tf.Tensor1D, bb as tf.Tensor1D, 1e-3)
       : (zz: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) => stockQatOps.batchNormTrain(zz, gg as tf.Tensor1D, bb as tf.Tensor1D, 1e-3);
     const out = bn(z, g, b);
     const grads = tf.grads(bnLoss(bn, r, useStats))([z, g, b]);
     const all = [out.y, out.mean, out.variance, ...grads];
-    all.forEach((t, i) => { if (t.isDisposed) throw new Error(`output ${i} disposed (fused ${fusedOp}, ${backend})`); });
+    all.forEach((t, i) => {
+      if (t.isDisposed) throw new Error(`output ${i} disposed (fused ${fusedOp}, ${backend})`);
+    });
     return all.map((t) => t.dataSync() as Float32Array);
   });
 }
 
 for (const simd of [true, false])
-describe(`fused QAT ops match the stock tfjs formulation (${simd ? 'SIMD module' : 'plain JS'} paths on wasm)`, () => {
-  beforeAll(() => setSimdEnabled(simd));
-  afterAll(() => {
-    setSimdEnabled(true);
-    console.log(`${simd ? 'SIMD' : 'JS'} paths:\n` + report.splice(0).join('\n'));
-  });
+  describe(`fused QAT ops match the stock tfjs formulation (${simd ? 'SIMD module' : 'plain JS'} paths on wasm)`, () => {
+    beforeAll(() => setSimdEnabled(simd));
+    afterAll(() => {
+      setSimdEnabled(true);
+      console.log(`${simd ? 'SIMD' : 'JS'} paths:\n` + report.splice(0).join('\n'));
+    });
 
-  // [200, 3, 3, 20]: the SIMD sums' 8-channel groups plus a 4-channel one, over 3 row blocks.
-  const bnShapes = [[4, 5, 5, 7], [3, 9, 7, 24], [2, 3, 3, 1], [16, 2, 2, 13], [5, 3, 7, 4], [64, 4, 4, 48], [200, 3, 3, 20]];
-  for (const shape of bnShapes) {
-    for (const useStats of [false, true]) {
-      test(`batchNormTrain ${shape} (loss ${useStats ? 'also uses mean/variance' : 'on y only'}) on wasm and cpu`, async () => {
-        const ref = await bnCase('cpu', false, shape, useStats);
-        const names = ['y', 'mean', 'variance', 'dz', 'dgamma', 'dbeta'];
-        for (const backend of ['wasm', 'cpu'] as const) {
-          const got = await bnCase(backend, true, shape, useStats);
-          names.forEach((n, i) => {
-            const err = maxRelError(got[i], ref[i]);
-            report.push(`batchNormTrain ${backend.padEnd(4)} ${String(shape).padEnd(10)} stats=${useStats ? 1 : 0} ${n.padEnd(8)} max rel err ${err.toExponential(2)}`);
-            expect(err, `${backend} ${n}`).toBeLessThan(5e-5);
-          });
-        }
-      });
+    // [200, 3, 3, 20]: the SIMD sums' 8-channel groups plus a 4-channel one, over 3 row blocks.
+    const bnShapes = [
+      [4, 5, 5, 7],
+      [3, 9, 7, 24],
+      [2, 3, 3, 1],
+      [16, 2, 2, 13],
+      [5, 3, 7, 4],
+      [64, 4, 4, 48],
+      [200, 3, 3, 20],
+    ];
+    for (const shape of bnShapes) {
+      for (const useStats of [false, true]) {
+        test(`batchNormTrain ${shape} (loss ${useStats ? 'also uses mean/variance' : 'on y only'}) on wasm and cpu`, async () => {
+          const ref = await bnCase('cpu', false, shape, useStats);
+          const names = ['y', 'mean', 'variance', 'dz', 'dgamma', 'dbeta'];
+          for (const backend of ['wasm', 'cpu'] as const) {
+            const got = await bnCase(backend, true, shape, useStats);
+            names.forEach((n, i) => {
+              const err = maxRelError(got[i], ref[i]);
+              report.push(
+                `batchNormTrain ${backend.padEnd(4)} ${String(shape).padEnd(10)} stats=${useStats ? 1 : 0} ${n.padEnd(8)} max rel err ${err.toExponential(2)}`,
+              );
+              expect(err, `${backend} ${n}`).toBeLessThan(5e-5);
+            });
+          }
+        });
+      }
     }
-  }
 
-  test('fakeQuantAct values by hand: ties go to even, clamps at the uint8 range', async () => {
-    for (const backend of ['wasm', 'cpu'] as const) {
-      await useBackend(backend);
-      // scale 0.5, zero point 3: representable [-1.5, 126]; 0.25/0.5 = 0.5 -> 0, 0.75 -> 1.5 -> 2,
-      // -1.25 -> -2.5 -> -2, -5 clamps to -3 * 0.5, 200 clamps to 252 * 0.5.
-      const x = tf.tensor1d([0.25, 0.75, -1.25, -5, 200, 1.1, 0, Infinity, -Infinity, 3e38]);
-      const y = fakeQuantAct(x, 0.5, 3);
-      expect(Array.from(y.dataSync())).toEqual([0, 1, -1, -1.5, 126, 1, 0, 126, -1.5, 126]);
-      const nan = fakeQuantAct(tf.tensor1d([NaN]), 0.5, 3);
-      expect(Number.isNaN(nan.dataSync()[0])).toBe(true);
-      tf.dispose([x, y]);
-    }
-  });
+    test('fakeQuantAct values by hand: ties go to even, clamps at the uint8 range', async () => {
+      for (const backend of ['wasm', 'cpu'] as const) {
+        await useBackend(backend);
+        // scale 0.5, zero point 3: representable [-1.5, 126]; 0.25/0.5 = 0.5 -> 0, 0.75 -> 1.5 -> 2,
+        // -1.25 -> -2.5 -> -2, -5 clamps to -3 * 0.5, 200 clamps to 252 * 0.5.
+        const x = tf.tensor1d([0.25, 0.75, -1.25, -5, 200, 1.1, 0, Infinity, -Infinity, 3e38]);
+        const y = fakeQuantAct(x, 0.5, 3);
+        expect(Array.from(y.dataSync())).toEqual([0, 1, -1, -1.5, 126, 1, 0, 126, -1.5, 126]);
+        const nan = fakeQuantAct(tf.tensor1d([NaN]), 0.5, 3);
+        expect(Number.isNaN(nan.dataSync()[0])).toBe(true);
+        tf.dispose([x, y]);
+      }
+    });
 
-  test('fakeQuantAct gradient is straight-through inside the range and zero outside (edges included)', async () => {
-    for (const backend of ['wasm', 'cpu'] as const) {
-      await useBackend(backend);
-      const x = tf.tensor1d([-1.5, -1.51, 0.3, 126, 126.01, 50]);
-      const dy = tf.tensor1d([1, 2, 3, 4, 5, 6]);
-      const g = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(fakeQuantAct(t, 0.5, 3), dy)))(x);
-      expect(Array.from(g.dataSync())).toEqual([1, 0, 3, 4, 0, 6]);
-      tf.dispose([x, dy, g]);
-    }
-  });
+    test('fakeQuantAct gradient is straight-through inside the range and zero outside (edges included)', async () => {
+      for (const backend of ['wasm', 'cpu'] as const) {
+        await useBackend(backend);
+        const x = tf.tensor1d([-1.5, -1.51, 0.3, 126, 126.01, 50]);
+        const dy = tf.tensor1d([1, 2, 3, 4, 5, 6]);
+        const g = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(fakeQuantAct(t, 0.5, 3), dy)))(x);
+        expect(Array.from(g.dataSync())).toEqual([1, 0, 3, 4, 0, 6]);
+        tf.dispose([x, dy, g]);
+      }
+    });
 
-  test('fakeQuantAct on wasm equals the stock formulation on random data', async () => {
-    const n = 5 * 7 * 9 * 11;
-    const xv = randomValues(n, 81).map((v) => v * 4);
-    const dyv = randomValues(n, 82);
-    const stock = async () => {
-      await useBackend('cpu');
-      return tf.tidy(() => {
-        const x = tf.tensor1d(xv);
-        const scale = 6 / 255;
-        const zp = 128;
-        const y = tf.mul(tf.clipByValue(tf.round(tf.div(x, scale)), -zp, 255 - zp), scale);
-        const mask = tf.cast(tf.logicalAnd(tf.greaterEqual(x, -zp * scale), tf.lessEqual(x, (255 - zp) * scale)), 'float32');
-        return [y.dataSync(), tf.mul(tf.tensor1d(dyv), mask).dataSync()] as Float32Array[];
-      });
-    };
-    const [yRef, gRef] = await stock();
-    for (const backend of ['wasm', 'cpu'] as const) {
-      await useBackend(backend);
-      const [y, g] = tf.tidy(() => {
-        const x = tf.tensor1d(xv);
-        const out = fakeQuantAct(x, 6 / 255, 128);
-        const grad = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(fakeQuantAct(t, 6 / 255, 128), tf.tensor1d(dyv))))(x);
-        return [out.dataSync(), grad.dataSync()] as Float32Array[];
-      });
-      expect(maxRelError(y, yRef)).toBe(0);
-      expect(maxRelError(g, gRef)).toBe(0);
-      report.push(`fakeQuantAct    ${backend.padEnd(4)} values and gradient: max rel err 0 (bit-exact)`);
-    }
-  });
-
-  test('relu6 gradient (replaced by a fused kernel on wasm and cpu) equals the stock mask', async () => {
-    for (const backend of ['wasm', 'cpu'] as const) {
-      await useBackend(backend);
-      const x = tf.tensor1d([-1, 0, 1e-7, 3, 6, 6.0001, 100, -0.5]);
-      const dy = tf.tensor1d([1, 2, 3, 4, 5, 6, 7, 8]);
-      const g = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.relu6(t), dy)))(x);
-      expect(Array.from(g.dataSync())).toEqual([0, 0, 3, 4, 5, 0, 0, 0]);
-      tf.dispose([x, dy, g]);
-    }
-  });
-
-  for (const [shape, axis] of [[[3, 3, 5, 7], 3], [[3, 3, 13, 1], 2], [[17, 10], 1], [[3, 3, 6, 8], 3], [[3, 3, 12, 1], 2], [[24, 16], 1], [[1, 1, 40, 12], 3]] as const) {
-    test(`fakeQuantWeight ${shape} axis ${axis} equals the stock per-channel formulation, identity gradient`, async () => {
-      const wv = randomValues(size([...shape]), 91).map((v, i) => v * (1 + (i % 5)));
-      await useBackend('cpu');
-      const ref = tf.tidy(() => {
-        const w = tf.tensor(wv, [...shape]);
-        const axes = shape.map((_, i) => i).filter((i) => i !== axis);
-        const s = tf.div(tf.maximum(tf.max(tf.abs(w), axes), 1e-8 * 127), 127);
-        const sb = tf.reshape(s, shape.map((d, i) => (i === axis ? d : 1)));
-        return tf.mul(tf.clipByValue(tf.round(tf.div(w, sb)), -127, 127), sb).dataSync() as Float32Array;
-      });
+    test('fakeQuantAct on wasm equals the stock formulation on random data', async () => {
+      const n = 5 * 7 * 9 * 11;
+      const xv = randomValues(n, 81).map((v) => v * 4);
+      const dyv = randomValues(n, 82);
+      const stock = async () => {
+        await useBackend('cpu');
+        return tf.tidy(() => {
+          const x = tf.tensor1d(xv);
+          const scale = 6 / 255;
+          const zp = 128;
+          const y = tf.mul(tf.clipByValue(tf.round(tf.div(x, scale)), -zp, 255 - zp), scale);
+          const mask = tf.cast(tf.logicalAnd(tf.greaterEqual(x, -zp * scale), tf.lessEqual(x, (255 - zp) * scale)), 'float32');
+          return [y.dataSync(), tf.mul(tf.tensor1d(dyv), mask).dataSync()] as Float32Array[];
+        });
+      };
+      const [yRef, gRef] = await stock();
       for (const backend of ['wasm', 'cpu'] as const) {
         await useBackend(backend);
         const [y, g] = tf.tidy(() => {
-          const w = tf.tensor(wv, [...shape]);
-          const r = tf.tensor(randomValues(wv.length, 92), [...shape]);
-          const grad = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(fakeQuantWeight(t, axis), r)))(w);
-          return [fakeQuantWeight(w, axis).dataSync(), grad.dataSync(), r.dataSync()] as Float32Array[];
-        }).slice(0, 2).concat([]);
-        expect(maxRelError(y, ref)).toBe(0);
-        expect(maxRelError(g, randomValues(wv.length, 92))).toBe(0);
+          const x = tf.tensor1d(xv);
+          const out = fakeQuantAct(x, 6 / 255, 128);
+          const grad = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(fakeQuantAct(t, 6 / 255, 128), tf.tensor1d(dyv))))(x);
+          return [out.dataSync(), grad.dataSync()] as Float32Array[];
+        });
+        expect(maxRelError(y, yRef)).toBe(0);
+        expect(maxRelError(g, gRef)).toBe(0);
+        report.push(`fakeQuantAct    ${backend.padEnd(4)} values and gradient: max rel err 0 (bit-exact)`);
       }
     });
-  }
-});
+
+    test('relu6 gradient (replaced by a fused kernel on wasm and cpu) equals the stock mask', async () => {
+      for (const backend of ['wasm', 'cpu'] as const) {
+        await useBackend(backend);
+        const x = tf.tensor1d([-1, 0, 1e-7, 3, 6, 6.0001, 100, -0.5]);
+        const dy = tf.tensor1d([1, 2, 3, 4, 5, 6, 7, 8]);
+        const g = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.relu6(t), dy)))(x);
+        expect(Array.from(g.dataSync())).toEqual([0, 0, 3, 4, 5, 0, 0, 0]);
+        tf.dispose([x, dy, g]);
+      }
+    });
+
+    for (const [shape, axis] of [
+      [[3, 3, 5, 7], 3],
+      [[3, 3, 13, 1], 2],
+      [[17, 10], 1],
+      [[3, 3, 6, 8], 3],
+      [[3, 3, 12, 1], 2],
+      [[24, 16], 1],
+      [[1, 1, 40, 12], 3],
+    ] as const) {
+      test(`fakeQuantWeight ${shape} axis ${axis} equals the stock per-channel formulation, identity gradient`, async () => {
+        const wv = randomValues(size([...shape]), 91).map((v, i) => v * (1 + (i % 5)));
+        await useBackend('cpu');
+        const ref = tf.tidy(() => {
+          const w = tf.tensor(wv, [...shape]);
+          const axes = shape.map((_, i) => i).filter((i) => i !== axis);
+          const s = tf.div(tf.maximum(tf.max(tf.abs(w), axes), 1e-8 * 127), 127);
+          const sb = tf.reshape(
+            s,
+            shape.map((d, i) => (i === axis ? d : 1)),
+          );
+          return tf.mul(tf.clipByValue(tf.round(tf.div(w, sb)), -127, 127), sb).dataSync() as Float32Array;
+        });
+        for (const backend of ['wasm', 'cpu'] as const) {
+          await useBackend(backend);
+          const [y, g] = tf
+            .tidy(() => {
+              const w = tf.tensor(wv, [...shape]);
+              const r = tf.tensor(randomValues(wv.length, 92), [...shape]);
+              const grad = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(fakeQuantWeight(t, axis), r)))(w);
+              return [fakeQuantWeight(w, axis).dataSync(), grad.dataSync(), r.dataSync()] as Float32Array[];
+            })
+            .slice(0, 2)
+            .concat([]);
+          expect(maxRelError(y, ref)).toBe(0);
+          expect(maxRelError(g, randomValues(wv.length, 92))).toBe(0);
+        }
+      });
+    }
+  });
 
 describe('UnsortedSegmentSum on wasm (the gradient of gather)', () => {
   test('by hand, and tf.gather gradients equal cpu', async () => {
     await useBackend('wasm');
-    const x = tf.tensor2d([[1, 2], [3, 4], [5, 6], [7, 8]]);
+    const x = tf.tensor2d([
+      [1, 2],
+      [3, 4],
+      [5, 6],
+      [7, 8],
+    ]);
     const s = tf.unsortedSegmentSum(x, tf.tensor1d([2, 0, 2, 9], 'int32'), 3);
     // id 9 is out of range and dropped; segment 1 gets nothing.
     expect(Array.from(s.dataSync())).toEqual([3, 4, 0, 0, 6, 8]);
@@ -173,7 +204,9 @@ describe('UnsortedSegmentSum on wasm (the gradient of gather)', () => {
         const t = tf.tensor3d(randomValues(5 * 3 * 4, 7), [5, 3, 4]);
         const r = tf.tensor3d(randomValues(6 * 3 * 4, 8), [6, 3, 4]);
         const idx = tf.tensor1d([4, 0, 4, 2, 1, 4], 'int32');
-        return tf.grad((v: tf.Tensor) => tf.sum(tf.mul(tf.gather(v, idx), r)))(t).dataSync() as Float32Array;
+        return tf
+          .grad((v: tf.Tensor) => tf.sum(tf.mul(tf.gather(v, idx), r)))(t)
+          .dataSync() as Float32Array;
       });
     };
     expect(maxRelError(await grads('wasm'), await grads('cpu'))).toBeLessThan(1e-6);

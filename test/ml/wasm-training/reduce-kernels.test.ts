@@ -38,7 +38,7 @@ describe('wasm Min/Max over every element', () => {
     }
   }
 
-  test('range(x) (the range observers\' read, no kernel) gives the cpu backend\'s min and max, NaN included', async () => {
+  test("range(x) (the range observers' read, no kernel) gives the cpu backend's min and max, NaN included", async () => {
     for (const n of [1, 3, 17, 1000]) {
       const v = randomValues(n, 40 + n).map((x, i) => x * 3 + (i % 5) - 7);
       const want = { min: (await reduceOn('cpu', 'min', v, [n])).values[0], max: (await reduceOn('cpu', 'max', v, [n])).values[0] };

@@ -14,9 +14,7 @@ describe('wasm training kernels are pinned to the tfjs version they were checked
   });
 
   test('another tfjs-core or tfjs-backend-wasm version is refused with a stable code', () => {
-    expect(() => assertCheckedTfjsVersion('4.21.0', '4.22.0')).toThrow(
-      expect.objectContaining({ code: 'WASM_TRAINING_TFJS_VERSION_MISMATCH' }),
-    );
+    expect(() => assertCheckedTfjsVersion('4.21.0', '4.22.0')).toThrow(expect.objectContaining({ code: 'WASM_TRAINING_TFJS_VERSION_MISMATCH' }));
     expect(() => assertCheckedTfjsVersion('4.22.0', '5.0.0')).toThrow(/tfjs-backend-wasm 5\.0\.0/);
   });
 

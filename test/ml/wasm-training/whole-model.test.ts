@@ -53,10 +53,15 @@ describe('whole-model gradients on wasm equal the cpu backend', () => {
         }
         for (let i = 0; i < a.length; i++) if (Math.abs(a[i] - b[i]) <= 1e-3 * scale) close++;
         total += a.length;
-        if (diff / scale > worst) { worst = diff / scale; worstName = n; }
+        if (diff / scale > worst) {
+          worst = diff / scale;
+          worstName = n;
+        }
       }
-      report.push(`whole model ${fakeQuant ? 'QAT  ' : 'float'} ${ref.names.length} parameters: loss ${ref.loss.toFixed(6)} vs ${got.loss.toFixed(6)}, max rel err ${worst.toExponential(2)} (${worstName}), ` +
-        `${((100 * close) / total).toFixed(2)}% of ${total} entries within 1e-3`);
+      report.push(
+        `whole model ${fakeQuant ? 'QAT  ' : 'float'} ${ref.names.length} parameters: loss ${ref.loss.toFixed(6)} vs ${got.loss.toFixed(6)}, max rel err ${worst.toExponential(2)} (${worstName}), ` +
+          `${((100 * close) / total).toFixed(2)}% of ${total} entries within 1e-3`,
+      );
       if (fakeQuant) {
         // Fake quant is a step function: a 1-ulp difference in a conv output (XNNPACK vs the cpu
         // loops) moves a value across a rounding boundary, a whole quantum, and a few gradient

@@ -26,10 +26,7 @@ function assertDilationOne(dilations: number | [number, number] | undefined, op:
   if (dilations == null) return;
   const [dh, dw] = typeof dilations === 'number' ? [dilations, dilations] : dilations;
   if (dh !== 1 || dw !== 1) {
-    throw new WasmTrainingError(
-      'WASM_TRAINING_UNSUPPORTED',
-      `${op} on wasm: dilation ${dh}x${dw} is not supported (only 1).`,
-    );
+    throw new WasmTrainingError('WASM_TRAINING_UNSUPPORTED', `${op} on wasm: dilation ${dh}x${dw} is not supported (only 1).`);
   }
 }
 

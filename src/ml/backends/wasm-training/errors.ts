@@ -1,8 +1,5 @@
 /** Error raised by the wasm training kernels; `code` is stable and machine-readable. */
-export type WasmTrainingErrorCode =
-  | 'WASM_TRAINING_TFJS_VERSION_MISMATCH'
-  | 'WASM_TRAINING_UNSUPPORTED'
-  | 'WASM_TRAINING_BAD_INPUT';
+export type WasmTrainingErrorCode = 'WASM_TRAINING_TFJS_VERSION_MISMATCH' | 'WASM_TRAINING_UNSUPPORTED' | 'WASM_TRAINING_BAD_INPUT';
 
 export class WasmTrainingError extends Error {
   readonly code: WasmTrainingErrorCode;

@@ -9,14 +9,7 @@
 //   fakeQuantWeight(w, channelAxis, qmax)  (src/ml/fake-quant.ts fakeQuantWeight)
 //   range(x)                               -> { min, max }  (the activation-range observers)
 import * as tf from '@tensorflow/tfjs-core';
-import {
-  BN_TRAIN,
-  FAKE_QUANT,
-  FAKE_QUANT_PER_CHANNEL,
-  qatCpuKernelConfigs,
-  qatGradConfigs,
-  relu6GradConfig,
-} from './qat-kernels.js';
+import { BN_TRAIN, FAKE_QUANT, FAKE_QUANT_PER_CHANNEL, qatCpuKernelConfigs, qatGradConfigs, relu6GradConfig } from './qat-kernels.js';
 import { assertCheckedTfjsVersion } from './version.js';
 import { simdRange } from './simd.js';
 import type { WasmBackendLike } from './heap.js';
@@ -117,7 +110,10 @@ export function fakeQuantWeight(w: tf.Tensor, channelAxis: number, qmax = 127): 
     const value = tf.tidy(() => {
       const axes = input.shape.map((_, i) => i).filter((i) => i !== channelAxis);
       const s = tf.div(tf.maximum(tf.max(tf.abs(input), axes), 1e-8 * 127), qmax);
-      const sb = tf.reshape(s, input.shape.map((d, i) => (i === channelAxis ? d : 1)));
+      const sb = tf.reshape(
+        s,
+        input.shape.map((d, i) => (i === channelAxis ? d : 1)),
+      );
       return tf.mul(tf.clipByValue(tf.round(tf.div(input, sb)), -qmax, qmax), sb);
     });
     return { value, gradFunc: (dy: tf.Tensor) => tf.clone(dy) };

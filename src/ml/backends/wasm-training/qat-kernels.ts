@@ -39,7 +39,10 @@ function runWasm(op: string, backend: unknown, ins: TensorInfo[], outShapes: num
   const be = backend as WasmBackendLike;
   const outs = outShapes.map((s) => be.makeOutput(s, 'float32'));
   if (fast?.(be, outs)) return outs;
-  body(ins.map((t) => f32View(be, t)), outs.map((t) => f32View(be, t)));
+  body(
+    ins.map((t) => f32View(be, t)),
+    outs.map((t) => f32View(be, t)),
+  );
   return outs;
 }
 
@@ -47,7 +50,10 @@ function runCpu(op: string, backend: unknown, ins: TensorInfo[], outShapes: numb
   assertFloat32(op, ins);
   const be = backend as CpuBackendLike;
   const outVals = outShapes.map((s) => new Float32Array(size(s)));
-  body(ins.map((t) => be.data.get(t.dataId).values), outVals);
+  body(
+    ins.map((t) => be.data.get(t.dataId).values),
+    outVals,
+  );
   return outShapes.map((s, i) => be.makeTensorInfo(s, 'float32', outVals[i]));
 }
 
@@ -64,35 +70,81 @@ function channelsOf(x: TensorInfo): number {
 }
 
 const kernels: Record<string, (run: Runner) => (a: Args) => TensorInfo | TensorInfo[]> = {
-  [BN_TRAIN]: (run) => ({ inputs: { x, gamma, beta }, backend, attrs }) => {
-    const c = channelsOf(x);
-    if (gamma.shape.length !== 1 || gamma.shape[0] !== c || beta.shape[0] !== c) {
-      throw new WasmTrainingError('WASM_TRAINING_BAD_INPUT', `${BN_TRAIN}: gamma/beta must be [${c}] for input ${x.shape}.`);
-    }
-    return run(BN_TRAIN, backend, [x, gamma, beta], [x.shape, [c], [c]], ([xv, g, b], [y, m, v]) =>
-      bnTrainForward(xv, g, b, attrs.epsilon, y, m, v, activeCollective()),
-    (be, [y, m, v]) => simdBnForward(be, x, gamma, beta, attrs.epsilon, y, m, v));
-  },
-  [BN_TRAIN_GRAD]: (run) => ({ inputs: { dy, x, gamma, mean, variance, dMean, dVariance }, backend, attrs }) => {
-    const c = channelsOf(x);
-    return run(BN_TRAIN_GRAD, backend, [dy, x, gamma, mean, variance, dMean, dVariance], [x.shape, [c], [c]], ([g, xv, ga, m, v, dm, dv], [dx, dg, db]) =>
-      bnTrainBackward(g, xv, ga, m, v, dm, dv, attrs.epsilon, dx, dg, db, activeCollective()),
-    (be, [dx, dg, db]) => simdBnBackward(be, dy, x, gamma, mean, variance, dMean, dVariance, attrs.epsilon, dx, dg, db));
-  },
-  [FAKE_QUANT]: (run) => ({ inputs: { x }, backend, attrs }) =>
-    run(FAKE_QUANT, backend, [x], [x.shape], ([xv], [y]) => fakeQuantForward(xv, attrs.scale, attrs.qmin, attrs.qmax, y),
-      (be, [y]) => simdFakeQuant(be, x, y, attrs.scale, attrs.qmin, attrs.qmax))[0],
-  [FAKE_QUANT_GRAD]: (run) => ({ inputs: { dy, x }, backend, attrs }) =>
-    run(FAKE_QUANT_GRAD, backend, [dy, x], [x.shape], ([g, xv], [dx]) => fakeQuantBackward(g, xv, attrs.scale, attrs.qmin, attrs.qmax, dx),
-      (be, [dx]) => simdFakeQuantGrad(be, dy, x, dx, attrs.scale, attrs.qmin, attrs.qmax))[0],
-  [RELU6_GRAD]: (run) => ({ inputs: { dy, x }, backend }) =>
-    run(RELU6_GRAD, backend, [dy, x], [x.shape], ([g, xv], [dx]) => relu6Backward(g, xv, dx),
-      (be, [dx]) => simdRelu6Grad(be, dy, x, dx))[0],
-  [FAKE_QUANT_PER_CHANNEL]: (run) => ({ inputs: { x }, backend, attrs }) => {
-    const c = attrs.channels;
-    return run(FAKE_QUANT_PER_CHANNEL, backend, [x], [x.shape, [c]], ([xv], [y, s]) => fakeQuantPerChannelForward(xv, c, attrs.qmax, y, s),
-      (be, [y, s]) => simdFakeQuantPerChannel(be, x, c, attrs.qmax, y, s));
-  },
+  [BN_TRAIN]:
+    (run) =>
+    ({ inputs: { x, gamma, beta }, backend, attrs }) => {
+      const c = channelsOf(x);
+      if (gamma.shape.length !== 1 || gamma.shape[0] !== c || beta.shape[0] !== c) {
+        throw new WasmTrainingError('WASM_TRAINING_BAD_INPUT', `${BN_TRAIN}: gamma/beta must be [${c}] for input ${x.shape}.`);
+      }
+      return run(
+        BN_TRAIN,
+        backend,
+        [x, gamma, beta],
+        [x.shape, [c], [c]],
+        ([xv, g, b], [y, m, v]) => bnTrainForward(xv, g, b, attrs.epsilon, y, m, v, activeCollective()),
+        (be, [y, m, v]) => simdBnForward(be, x, gamma, beta, attrs.epsilon, y, m, v),
+      );
+    },
+  [BN_TRAIN_GRAD]:
+    (run) =>
+    ({ inputs: { dy, x, gamma, mean, variance, dMean, dVariance }, backend, attrs }) => {
+      const c = channelsOf(x);
+      return run(
+        BN_TRAIN_GRAD,
+        backend,
+        [dy, x, gamma, mean, variance, dMean, dVariance],
+        [x.shape, [c], [c]],
+        ([g, xv, ga, m, v, dm, dv], [dx, dg, db]) => bnTrainBackward(g, xv, ga, m, v, dm, dv, attrs.epsilon, dx, dg, db, activeCollective()),
+        (be, [dx, dg, db]) => simdBnBackward(be, dy, x, gamma, mean, variance, dMean, dVariance, attrs.epsilon, dx, dg, db),
+      );
+    },
+  [FAKE_QUANT]:
+    (run) =>
+    ({ inputs: { x }, backend, attrs }) =>
+      run(
+        FAKE_QUANT,
+        backend,
+        [x],
+        [x.shape],
+        ([xv], [y]) => fakeQuantForward(xv, attrs.scale, attrs.qmin, attrs.qmax, y),
+        (be, [y]) => simdFakeQuant(be, x, y, attrs.scale, attrs.qmin, attrs.qmax),
+      )[0],
+  [FAKE_QUANT_GRAD]:
+    (run) =>
+    ({ inputs: { dy, x }, backend, attrs }) =>
+      run(
+        FAKE_QUANT_GRAD,
+        backend,
+        [dy, x],
+        [x.shape],
+        ([g, xv], [dx]) => fakeQuantBackward(g, xv, attrs.scale, attrs.qmin, attrs.qmax, dx),
+        (be, [dx]) => simdFakeQuantGrad(be, dy, x, dx, attrs.scale, attrs.qmin, attrs.qmax),
+      )[0],
+  [RELU6_GRAD]:
+    (run) =>
+    ({ inputs: { dy, x }, backend }) =>
+      run(
+        RELU6_GRAD,
+        backend,
+        [dy, x],
+        [x.shape],
+        ([g, xv], [dx]) => relu6Backward(g, xv, dx),
+        (be, [dx]) => simdRelu6Grad(be, dy, x, dx),
+      )[0],
+  [FAKE_QUANT_PER_CHANNEL]:
+    (run) =>
+    ({ inputs: { x }, backend, attrs }) => {
+      const c = attrs.channels;
+      return run(
+        FAKE_QUANT_PER_CHANNEL,
+        backend,
+        [x],
+        [x.shape, [c]],
+        ([xv], [y, s]) => fakeQuantPerChannelForward(xv, c, attrs.qmax, y, s),
+        (be, [y, s]) => simdFakeQuantPerChannel(be, x, c, attrs.qmax, y, s),
+      );
+    },
 };
 
 function configs(backendName: 'wasm' | 'cpu'): KernelConfig[] {

@@ -85,7 +85,10 @@ export function alignUp16(address: number): number {
 class Scratch {
   private readonly base: number;
   readonly at: number[] = [];
-  constructor(private readonly be: WasmBackendLike, sizes: number[]) {
+  constructor(
+    private readonly be: WasmBackendLike,
+    sizes: number[],
+  ) {
     const total = sizes.reduce((a, s) => a + ((s + 15) & ~15), 16);
     this.base = be.wasm._malloc(total) >>> 0;
     let p = alignUp16(this.base);
@@ -135,8 +138,14 @@ function size(t: TensorInfo): number {
 
 /** Same contract as qat-math bnTrainForward, on heap tensors. */
 export function simdBnForward(
-  be: WasmBackendLike, x: TensorInfo, gamma: TensorInfo, beta: TensorInfo, eps: number,
-  y: TensorInfo, mean: TensorInfo, variance: TensorInfo,
+  be: WasmBackendLike,
+  x: TensorInfo,
+  gamma: TensorInfo,
+  beta: TensorInfo,
+  eps: number,
+  y: TensorInfo,
+  mean: TensorInfo,
+  variance: TensorInfo,
 ): boolean {
   const c = gamma.shape[0];
   const s = simdFor(be);
@@ -195,8 +204,18 @@ export function simdBnForward(
 
 /** Same contract as qat-math bnTrainBackward, on heap tensors. */
 export function simdBnBackward(
-  be: WasmBackendLike, dy: TensorInfo, x: TensorInfo, gamma: TensorInfo, mean: TensorInfo, variance: TensorInfo,
-  dMean: TensorInfo, dVariance: TensorInfo, eps: number, dx: TensorInfo, dGamma: TensorInfo, dBeta: TensorInfo,
+  be: WasmBackendLike,
+  dy: TensorInfo,
+  x: TensorInfo,
+  gamma: TensorInfo,
+  mean: TensorInfo,
+  variance: TensorInfo,
+  dMean: TensorInfo,
+  dVariance: TensorInfo,
+  eps: number,
+  dx: TensorInfo,
+  dGamma: TensorInfo,
+  dBeta: TensorInfo,
 ): boolean {
   const c = gamma.shape[0];
   const s = simdFor(be);

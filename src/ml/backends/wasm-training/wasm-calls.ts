@@ -80,7 +80,12 @@ export function gramXtY(backend: WasmBackendLike, x: TensorInfo, y: TensorInfo):
     const bt = kc === rows ? reshaped(wide, [rows, n]) : backend.makeOutput([kc, n], 'float32');
     const heap = backend.wasm.HEAPU8;
     const narrowOff = backend.dataIdMap.get(narrow.dataId).memoryOffset + 4 * r0 * m;
-    transposeInto(new Float32Array(heap.buffer, narrowOff, kc * m), kc, m, new Float32Array(heap.buffer, backend.dataIdMap.get(at.dataId).memoryOffset, kc * m));
+    transposeInto(
+      new Float32Array(heap.buffer, narrowOff, kc * m),
+      kc,
+      m,
+      new Float32Array(heap.buffer, backend.dataIdMap.get(at.dataId).memoryOffset, kc * m),
+    );
     if (bt !== wide && kc !== rows) {
       const src = backend.dataIdMap.get(wide.dataId).memoryOffset + 4 * r0 * n;
       heap.copyWithin(backend.dataIdMap.get(bt.dataId).memoryOffset, src, src + 4 * kc * n);
