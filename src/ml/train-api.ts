@@ -3,6 +3,7 @@
 // reports through these callbacks and stops when `signal` aborts.
 import type { TrainingConfig } from '../config/training-config.js';
 import type { Logger } from '../logger.js';
+import type { ForwardMode } from './mobilenet-v2.js';
 
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
 
@@ -100,4 +101,15 @@ export interface TrainResult {
   eval?: EvalMetric;
   classes: string[];
   warnings: number;
+}
+
+/** What one optimizer step trains on: NHWC normalized images [n, size, size, 3], their labels, and the step's settings. */
+export interface StepBatch {
+  x: Float32Array;
+  y: Int32Array;
+  n: number;
+  size: number;
+  mode: ForwardMode;
+  lr: number;
+  labelSmoothing: number;
 }

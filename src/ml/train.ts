@@ -22,7 +22,7 @@ import { CheckpointError, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint 
 import { restoreState, snapshotState } from './model-state.js';
 import { hashSeed, loadDataset, NORMALIZATION, openTrainBatches, stepsPerEpoch, type Dataset, type TrainBatches } from '../data/index.js';
 import { peakLearningRate, quantDelaySteps, type TrainingConfig } from '../config/training-config.js';
-import type { BackendName, EvalMetric, TrainOptions, TrainResult, TrainWarning } from './train-api.js';
+import type { BackendName, EvalMetric, StepBatch, TrainOptions, TrainResult, TrainWarning } from './train-api.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { qatOpsName } from './qat-ops.js';
 import { DataParallelStep } from './data-parallel/data-parallel-step.js';
@@ -421,21 +421,13 @@ export async function runTraining(opts: TrainOptions): Promise<TrainResult> {
   }
 }
 
-/** What one optimizer step needs. */
-export interface TrainStepInput {
+/** What one optimizer step needs: the batch, the model and the optimizer. */
+export interface TrainStepInput extends StepBatch {
   model: MobileNetV2;
   opt: MomentumSgd;
   params: SgdParam[];
   /** tfjs variable name -> parameter name (the optimizer's slots are keyed by parameter name). */
   byVarName: Map<string, string>;
-  /** NHWC normalized images [n, size, size, 3] and their labels. */
-  x: Float32Array;
-  y: Int32Array;
-  n: number;
-  size: number;
-  mode: ForwardMode;
-  lr: number;
-  labelSmoothing: number;
 }
 
 /** One optimizer step; returns the loss. Everything it allocates is freed before it returns. */

@@ -10,14 +10,13 @@
 //   await dp.close();
 import type { Worker } from 'node:worker_threads';
 import { startThread } from '../../start-thread.js';
-import type { MobileNetV2, ForwardMode } from '../mobilenet-v2.js';
+import type { MobileNetV2 } from '../mobilenet-v2.js';
 import { allConvs } from '../mobilenet-arch.js';
 import type { MomentumSgd, SgdParam } from '../optimizer.js';
 import { snapshotState } from '../model-state.js';
-import type { BackendName } from '../train-api.js';
-import { shardRows } from './collective-math.js';
+import type { BackendName, StepBatch } from '../train-api.js';
 import { allocateCollectiveMemory, DataParallelError, SharedCollective } from './shared-collective.js';
-import { gradientLength, trainShardStep } from './shard-step.js';
+import { batchShard, gradientLength, trainShardStep } from './shard-step.js';
 import type { FromPeer, PeerInput, PeerStep, ToPeer } from './step-peer-protocol.js';
 
 export interface DataParallelOptions {
@@ -29,17 +28,6 @@ export interface DataParallelOptions {
   params: SgdParam[];
   emaDecay: number;
   seed: number;
-}
-
-/** What a step needs: the whole batch, as trainStep takes it. */
-export interface DataParallelStepInput {
-  x: Float32Array;
-  y: Int32Array;
-  n: number;
-  size: number;
-  mode: ForwardMode;
-  lr: number;
-  labelSmoothing: number;
 }
 
 interface Peer {
@@ -131,44 +119,15 @@ export class DataParallelStep {
   }
 
   /** One optimizer step over the whole batch; returns its loss. Every replica takes the same update. */
-  step(s: DataParallelStepInput): number {
-    const per = s.size * s.size * 3;
+  step(s: StepBatch): number {
     for (let rank = 1; rank < this.o.world; rank++) {
-      const { start, end } = shardRows(s.n, rank, this.o.world);
-      const x = s.x.slice(start * per, end * per);
-      const msg: PeerStep = {
-        type: 'step',
-        x,
-        y: s.y.slice(start, end),
-        n: end - start,
-        offset: start,
-        total: s.n,
-        size: s.size,
-        mode: s.mode,
-        lr: s.lr,
-        labelSmoothing: s.labelSmoothing,
-      };
+      const rows = batchShard(s, rank, this.o.world);
+      const x = rows.x.slice();
+      const msg: PeerStep = { type: 'step', ...rows, x, y: rows.y.slice() };
       this.post(this.peers[rank - 1], msg, [x.buffer]);
     }
-    const { start, end } = shardRows(s.n, 0, this.o.world);
     try {
-      return trainShardStep(
-        {
-          model: this.o.model,
-          opt: this.o.opt,
-          params: this.o.params,
-          x: s.x.subarray(start * per, end * per),
-          y: s.y.subarray(start, end),
-          n: end - start,
-          offset: start,
-          total: s.n,
-          size: s.size,
-          mode: s.mode,
-          lr: s.lr,
-          labelSmoothing: s.labelSmoothing,
-        },
-        this.coll,
-      );
+      return trainShardStep({ ...batchShard(s, 0, this.o.world), model: this.o.model, opt: this.o.opt, params: this.o.params }, this.coll);
     } catch (err) {
       this.coll.abort(`rank 0: ${(err as Error).message}`);
       throw err;

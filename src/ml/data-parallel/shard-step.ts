@@ -8,29 +8,34 @@
 //     stays bit-identical to the others (no broadcast of weights after the first).
 import { tf } from '../tf.js';
 import { smoothedCrossEntropy } from '../loss.js';
-import type { MobileNetV2, ForwardMode } from '../mobilenet-v2.js';
+import type { ForwardMode, MobileNetV2 } from '../mobilenet-v2.js';
 import type { MomentumSgd, SgdParam } from '../optimizer.js';
 import { liveF32 } from '../tensor-memory.js';
+import { shardRows } from './collective-math.js';
 import { withCollective } from './step-collective.js';
 import type { SharedCollective } from './shared-collective.js';
+import type { StepBatch } from '../train-api.js';
 
-/** This rank's rows of one batch, and what the step needs besides. */
-export interface ShardStepInput {
+/** This rank's rows of one batch (x, y and n are its own rows) and where they sit in it. */
+export interface ShardRows extends StepBatch {
+  /** Index of the first row in the whole batch, and the whole batch's size. */
+  offset: number;
+  total: number;
+}
+
+/** Rank `rank`'s rows of batch `b` as views into it (shardRows decides which). */
+export function batchShard(b: StepBatch, rank: number, world: number): ShardRows {
+  const { start, end } = shardRows(b.n, rank, world);
+  const per = b.size * b.size * 3;
+  return { ...b, x: b.x.subarray(start * per, end * per), y: b.y.subarray(start, end), n: end - start, offset: start, total: b.n };
+}
+
+/** This rank's rows, and the replica and optimizer they train. */
+export interface ShardStepInput extends ShardRows {
   model: MobileNetV2;
   opt: MomentumSgd;
   /** The trainable parameters, in the same order on every rank (the gradient exchange's layout). */
   params: SgdParam[];
-  /** NHWC normalized images of this rank's rows [n, size, size, 3], and their labels. */
-  x: Float32Array;
-  y: Int32Array;
-  n: number;
-  /** Where these rows sit in the whole batch, and its size. */
-  offset: number;
-  total: number;
-  size: number;
-  mode: ForwardMode;
-  lr: number;
-  labelSmoothing: number;
 }
 
 /** Elements of the gradient exchange: every trainable parameter, in order. */

@@ -146,25 +146,24 @@ export class SharedCollective implements StepCollective {
     return Array.from({ length: this.world }, (_, r) => at(r));
   }
 
-  bnMoments(rows: number, mean: Float64Array, m2: Float64Array): { rows: number; mean: Float64Array; m2: Float64Array } {
-    const c = mean.length;
+  /** Every rank's rows and two per-channel arrays (BN's exchanges), as [rows, a, b] views in rank order. */
+  private exchangeChannels(rows: number, a: Float64Array, b: Float64Array): Array<{ rows: number; a: Float64Array; b: Float64Array }> {
+    const c = a.length;
     const parts = this.exchange(1 + 2 * c, (s) => {
       s[0] = rows;
-      s.set(mean, 1);
-      s.set(m2, 1 + c);
+      s.set(a, 1);
+      s.set(b, 1 + c);
     });
-    return combineMoments(parts.map((p) => ({ rows: p[0], mean: p.subarray(1, 1 + c), m2: p.subarray(1 + c, 1 + 2 * c) })));
+    return parts.map((p) => ({ rows: p[0], a: p.subarray(1, 1 + c), b: p.subarray(1 + c, 1 + 2 * c) }));
+  }
+
+  bnMoments(rows: number, mean: Float64Array, m2: Float64Array): { rows: number; mean: Float64Array; m2: Float64Array } {
+    return combineMoments(this.exchangeChannels(rows, mean, m2).map((p) => ({ rows: p.rows, mean: p.a, m2: p.b })));
   }
 
   bnGradSums(rows: number, sDy: Float64Array, sDyXc: Float64Array): { rows: number; sDy: Float64Array; sDyXc: Float64Array } {
-    const c = sDy.length;
-    const parts = this.exchange(1 + 2 * c, (s) => {
-      s[0] = rows;
-      s.set(sDy, 1);
-      s.set(sDyXc, 1 + c);
-    });
-    const sum = sumInOrder(parts);
-    return { rows: sum[0], sDy: sum.subarray(1, 1 + c), sDyXc: sum.subarray(1 + c, 1 + 2 * c) };
+    const parts = this.exchangeChannels(rows, sDy, sDyXc);
+    return { rows: sumInOrder(parts.map((p) => [p.rows]))[0], sDy: sumInOrder(parts.map((p) => p.a)), sDyXc: sumInOrder(parts.map((p) => p.b)) };
   }
 
   minMax(min: number, max: number): { min: number; max: number } {

@@ -1,11 +1,11 @@
 // Messages between the training thread (rank 0) and its step peers (ranks 1..world-1).
 import type { ArchSpec } from '../mobilenet-arch.js';
-import type { ForwardMode } from '../mobilenet-v2.js';
 import type { SgdOptions } from '../optimizer.js';
 import type { BackendName } from '../train-api.js';
 import type { WeightBits } from '../quant-graph.js';
 import type { NamedArray } from '../checkpoint.js';
 import type { CollectiveMemory } from './shared-collective.js';
+import type { ShardRows } from './shard-step.js';
 
 /** workerData of a peer: how to build the same model and optimizer as rank 0. */
 export interface PeerInput {
@@ -21,19 +21,8 @@ export interface PeerInput {
   sgd: SgdOptions;
 }
 
-export interface PeerStep {
-  type: 'step';
-  /** This peer's rows (NHWC) and labels; `offset` places them in the batch of `total`. */
-  x: Float32Array;
-  y: Int32Array;
-  n: number;
-  offset: number;
-  total: number;
-  size: number;
-  mode: ForwardMode;
-  lr: number;
-  labelSmoothing: number;
-}
+/** This peer's rows of the batch (copies, transferred with the message). */
+export type PeerStep = { type: 'step' } & ShardRows;
 
 export type ToPeer = { type: 'state'; tensors: NamedArray[]; ranges: Record<string, number[]> } | PeerStep | { type: 'close' };
 
