@@ -8,13 +8,10 @@
 // between tensors: reshape, clone, our Identity). ownedF32 returns null unless the tensor is the
 // buffer's only holder; callers then fall back to tfjs ops.
 import { tf } from './tf.js';
+import { f32View, type WasmBackendLike } from './backends/wasm-training/heap.js';
 
 interface Storage {
   refCount(dataId: object): number;
-}
-interface WasmLike extends Storage {
-  wasm: { HEAPU8: Uint8Array };
-  dataIdMap: { get(dataId: object): { memoryOffset: number } };
 }
 interface CpuLike extends Storage {
   data: { get(dataId: object): { values?: Float32Array } };
@@ -28,8 +25,7 @@ export function liveF32(t: tf.Tensor): Float32Array | null {
   if (t.dtype !== 'float32' || t.isDisposed) return null;
   const name = tf.getBackend();
   if (name === 'wasm') {
-    const be = tf.backend() as unknown as WasmLike;
-    return new Float32Array(be.wasm.HEAPU8.buffer, be.dataIdMap.get(t.dataId).memoryOffset, t.size);
+    return f32View(tf.backend() as unknown as WasmBackendLike, t);
   }
   if (name === 'cpu') {
     const values = (tf.backend() as unknown as CpuLike).data.get(t.dataId).values;

@@ -13,6 +13,7 @@ import { BN_TRAIN, FAKE_QUANT, FAKE_QUANT_PER_CHANNEL, qatCpuKernelConfigs, qatG
 import { assertCheckedTfjsVersion } from './version.js';
 import { simdRange } from './simd.js';
 import type { WasmBackendLike } from './heap.js';
+import { STOCK_QAT_OPS } from '../../qat-ops.js';
 
 let registered = false;
 
@@ -132,7 +133,7 @@ export function range(x: tf.Tensor): { min: number; max: number } {
     const r = simdRange(tf.backend() as unknown as WasmBackendLike, x, x.size);
     if (r) return r;
   }
-  return tf.tidy(() => ({ min: tf.min(x).dataSync()[0], max: tf.max(x).dataSync()[0] }));
+  return STOCK_QAT_OPS.range(x);
 }
 
 /** The ops as one object (the shape bench/kernels.ts and the test model take). */
