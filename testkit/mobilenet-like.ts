@@ -2,24 +2,11 @@
 // (src/ml/mobilenet-v2.ts, conv-bn-fold.ts, fake-quant.ts): folded conv-BN with batch statistics,
 // ReLU6, per-channel weight fake quant, per-tensor activation fake quant with a straight-through
 // gradient, residual adds, global mean pool, dense, softmax cross-entropy. It exists so the wasm
-// training kernels can be checked and timed without depending on the engine's files.
+// training kernels can be checked and timed apart from the engine's model code (it shares only the
+// stage table and fake quant).
 import * as tf from '@tensorflow/tfjs-core';
 import { fakeQuantAct } from '../src/ml/fake-quant.js';
-
-const STAGES: ReadonlyArray<readonly [number, number, number, number]> = [
-  [1, 16, 1, 1],
-  [6, 24, 2, 2],
-  [6, 32, 3, 2],
-  [6, 64, 4, 2],
-  [6, 96, 3, 1],
-  [6, 160, 3, 2],
-  [6, 320, 1, 1],
-];
-
-function makeDivisible(v: number, d = 8): number {
-  const n = Math.max(d, Math.floor(v + d / 2) - (Math.floor(v + d / 2) % d));
-  return n < 0.9 * v ? n + d : n;
-}
+import { makeDivisible, STAGES } from '../src/ml/mobilenet-arch.js';
 
 interface Conv {
   name: string;

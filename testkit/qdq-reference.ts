@@ -4,7 +4,7 @@
 // slow and simple on purpose: tests compare onnxruntime against it, and calibration of synthetic
 // graphs runs it with quantization off. The integer emulation the export uses is
 // src/export/qdq-reference.ts.
-import { biasScales, quantizeBias, roundHalfEven, type ActQuant, type ConvNode, type QuantGraph } from '../src/ml/quant-graph.js';
+import { biasScales, convGeometry, quantizeBias, roundHalfEven, type ActQuant, type ConvNode, type QuantGraph } from '../src/ml/quant-graph.js';
 
 export interface ReferenceOptions {
   /** Fake-quantize activations as the QDQ graph does (default true). Off: the float network. */
@@ -48,14 +48,7 @@ function effectiveBias(bias: Float32Array, weightScale: Float32Array, inQuant: A
 }
 
 function conv(x: Act, n: number, node: ConvNode, weights: Float32Array, bias: Float32Array): Act {
-  const [kh, kw] = node.kernel;
-  const [sh, sw] = node.strides;
-  const [pt, pl, pb, pr] = node.pads;
-  const oh = Math.floor((x.h + pt + pb - kh) / sh) + 1;
-  const ow = Math.floor((x.w + pl + pr - kw) / sw) + 1;
-  const oc = node.outChannels;
-  const icpg = node.inChannels / node.group;
-  const ocpg = oc / node.group;
+  const { kh, kw, sh, sw, pt, pl, oh, ow, oc, icpg, ocpg } = convGeometry(node, x.h, x.w);
   const out = new Float32Array(n * oc * oh * ow);
   const inPlane = x.h * x.w;
   const outPlane = oh * ow;

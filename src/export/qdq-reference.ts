@@ -2,7 +2,7 @@
 // onnxruntime's fused integer kernels. The export runs it on a few verification images to tell a
 // broken file apart from a tfjs model that drifts from its own int8 graph; tests compare ORT
 // against it. (The float interpreter of the same graph, test-only, is testkit/qdq-reference.ts.)
-import { biasScales, quantizeBias, roundHalfEven, type ActQuant, type ConvNode, type QuantGraph } from '../ml/quant-graph.js';
+import { biasScales, convGeometry, quantizeBias, roundHalfEven, type ActQuant, type ConvNode, type QuantGraph } from '../ml/quant-graph.js';
 import { qlinearAdd } from '../ml/qlinear-add.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -46,14 +46,7 @@ function relu6Bounds(quant: ActQuant): [number, number] {
 }
 
 function convInt(x: QAct, n: number, node: ConvNode, biasQ: Int32Array): QAct {
-  const [kh, kw] = node.kernel;
-  const [sh, sw] = node.strides;
-  const [pt, pl, pb, pr] = node.pads;
-  const oh = Math.floor((x.h + pt + pb - kh) / sh) + 1;
-  const ow = Math.floor((x.w + pl + pr - kw) / sw) + 1;
-  const oc = node.outChannels;
-  const icpg = node.inChannels / node.group;
-  const ocpg = oc / node.group;
+  const { kh, kw, sh, sw, pt, pl, oh, ow, oc, icpg, ocpg } = convGeometry(node, x.h, x.w);
   const zx = x.quant.zeroPoint;
   const inPlane = x.h * x.w;
   const outPlane = oh * ow;

@@ -56,6 +56,26 @@ export interface ConvNode extends NodeBase {
   activation: 'relu6' | 'none';
 }
 
+/** Kernel, strides, pads and output size of a conv node on an h x w input, with its channels per group (NCHW references). */
+export function convGeometry(node: ConvNode, h: number, w: number) {
+  const [kh, kw] = node.kernel;
+  const [sh, sw] = node.strides;
+  const [pt, pl, pb, pr] = node.pads;
+  return {
+    kh,
+    kw,
+    sh,
+    sw,
+    pt,
+    pl,
+    oh: Math.floor((h + pt + pb - kh) / sh) + 1,
+    ow: Math.floor((w + pl + pr - kw) / sw) + 1,
+    oc: node.outChannels,
+    icpg: node.inChannels / node.group,
+    ocpg: node.outChannels / node.group,
+  };
+}
+
 export interface AddNode extends NodeBase {
   op: 'add';
   inputs: [string, string];
