@@ -8,6 +8,7 @@ import { migrate } from '../../src/db/migrate.js';
 import { claim, endUnowned, insertQueued, nextStates, OwnershipLostError, requestCancel, TRANSITIONS, type JobOwner } from '../../src/jobs/job-lifecycle.js';
 import { JOB_STATUSES, TERMINAL_STATUSES } from '../../src/jobs/job-status.js';
 import { TrainingConfig } from '../../src/config/training-config.js';
+import type { NewModel } from '../../src/db/model-rows.js';
 import { dropSchema, pgUrl, tempSqliteUrl, uniqueSchema } from '../db/test-databases.js';
 
 const config = TrainingConfig.parse({ dataset: { type: 'synthetic' } });
@@ -52,6 +53,21 @@ describe.each([
   const row = (id: string) => db.prisma.trainingJob.findUniqueOrThrow({ where: { id } });
   const steps = async (id: string) => (await db.prisma.metricPoint.findMany({ where: { jobId: id }, orderBy: { step: 'asc' } })).map((p) => [p.step, p.loss]);
   const metric = (step: number, loss = step) => ({ step, epoch: 1, loss, learningRate: 0.1, imagesPerSecond: 10 });
+  /** The Model row a succeeding owner records, its files under `prefix`. */
+  const newModel = (jobId: string, prefix: string): NewModel => ({
+    id: `m-${jobId}`,
+    jobId,
+    onnxKey: `${prefix}/model.onnx`,
+    manifestKey: `${prefix}/manifest.json`,
+    sizeBytes: 1,
+    float32SizeBytes: 4,
+    sha256: 'x',
+    inputSize: 32,
+    classes: ['a'],
+    floatTop1: null,
+    int8Top1: null,
+    agreement: null,
+  });
 
   it('a claim writes a fresh owner token; a takeover fences the first owner out of every write', async () => {
     const id = await newJob();
@@ -73,22 +89,7 @@ describe.each([
     await expect(a.warning()).rejects.toBeInstanceOf(OwnershipLostError);
     await expect(a.fail('BOOM', 'no')).rejects.toBeInstanceOf(OwnershipLostError);
     await expect(a.stop('shutdown')).rejects.toBeInstanceOf(OwnershipLostError);
-    await expect(
-      a.succeed({
-        id: `m-${id}`,
-        jobId: id,
-        onnxKey: 'models/m/model.onnx',
-        manifestKey: 'models/m/manifest.json',
-        sizeBytes: 1,
-        float32SizeBytes: 4,
-        sha256: 'x',
-        inputSize: 32,
-        classes: ['a'],
-        floatTop1: null,
-        int8Top1: null,
-        agreement: null,
-      }),
-    ).rejects.toBeInstanceOf(OwnershipLostError);
+    await expect(a.succeed(newModel(id, 'models/m'))).rejects.toBeInstanceOf(OwnershipLostError);
     expect(await steps(id)).toEqual([
       [1, 1],
       [2, 2],
@@ -106,20 +107,7 @@ describe.each([
       [2, 20],
       [3, 30],
     ]);
-    const { outcome } = await b.succeed({
-      id: `m-${id}`,
-      jobId: id,
-      onnxKey: `models/m-${id}/model.onnx`,
-      manifestKey: `models/m-${id}/manifest.json`,
-      sizeBytes: 1,
-      float32SizeBytes: 4,
-      sha256: 'x',
-      inputSize: 32,
-      classes: ['a'],
-      floatTop1: null,
-      int8Top1: null,
-      agreement: null,
-    });
+    const { outcome } = await b.succeed(newModel(id, `models/m-${id}`));
     expect(outcome).toBe('succeeded');
     expect(await row(id)).toMatchObject({ status: 'succeeded' });
     expect(await claim(db.prisma, id)).toEqual({ kind: 'not-runnable', status: 'succeeded' });
@@ -149,20 +137,7 @@ describe.each([
     expect(await requestCancel(db.prisma, r)).toEqual({ from: 'cancelling', to: 'cancelling' });
     // The owner's next step learns of it and still records the step it finished.
     expect(await o.step(metric(1))).toBe('cancelling');
-    const { outcome } = await o.succeed({
-      id: `m-${r}`,
-      jobId: r,
-      onnxKey: 'models/c/model.onnx',
-      manifestKey: 'models/c/manifest.json',
-      sizeBytes: 1,
-      float32SizeBytes: 4,
-      sha256: 'x',
-      inputSize: 32,
-      classes: ['a'],
-      floatTop1: null,
-      int8Top1: null,
-      agreement: null,
-    });
+    const { outcome } = await o.succeed(newModel(r, 'models/c'));
     expect(outcome).toBe('cancelled');
     expect(await db.prisma.model.count({ where: { jobId: r } })).toBe(0);
     expect(await row(r)).toMatchObject({ status: 'cancelled' });

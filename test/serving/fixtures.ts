@@ -8,6 +8,7 @@ import { newModelFromManifest } from '../../src/db/model-rows.js';
 import { buildSyntheticMobileNetV2 } from '../../testkit/synthetic-graph.js';
 import { writeSyntheticExport } from '../../testkit/synthetic-export.js';
 import type { ModelRecord } from '../../src/serving/model-store.js';
+import type { Prisma } from '../../src/db/database.js';
 
 export interface FixtureModel {
   /** Keys relative to `root`: serve with `new MemoryModelStore(modelFilesIn(root))`. */
@@ -45,6 +46,31 @@ export async function writeFixtureModel(
       promotedAt: null,
     },
   };
+}
+
+/**
+ * Inserts the fixture's Model row under `jobId` at `createdAt`: the fields the worker writes, with
+ * the order of creation under the test's control (recordJobModel stamps the current time).
+ */
+export async function insertModelRow(prisma: Prisma, m: FixtureModel, jobId: string, createdAt: Date): Promise<void> {
+  const r = m.record;
+  await prisma.model.create({
+    data: {
+      id: r.id,
+      jobId,
+      createdAt,
+      onnxKey: r.onnxKey,
+      manifestKey: r.manifestKey,
+      sizeBytes: r.sizeBytes,
+      float32SizeBytes: r.float32SizeBytes,
+      sha256: r.sha256,
+      inputSize: r.inputSize,
+      classes: JSON.stringify(r.classes),
+      floatTop1: 0.5,
+      int8Top1: 0.5,
+      agreement: 1,
+    },
+  });
 }
 
 /** A colourful w x h test picture (gradient + shapes), encoded as `format`. */

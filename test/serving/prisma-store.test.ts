@@ -4,28 +4,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, type DbKind, type Harness } from '../api/api-harness.js';
 import { modelFilesIn, PrismaModelStore } from '../../src/serving/model-store.js';
-import { makeImage, writeFixtureModel, type FixtureModel } from './fixtures.js';
+import { insertModelRow, makeImage, writeFixtureModel, type FixtureModel } from './fixtures.js';
 
 async function addModelRow(h: Harness, m: FixtureModel): Promise<void> {
   const prisma = h.deps.db.prisma;
   await prisma.trainingJob.create({ data: { id: m.record.jobId, name: 'fixture', status: 'SUCCEEDED', config: '{}' } });
-  await prisma.model.create({
-    data: {
-      id: m.record.id,
-      jobId: m.record.jobId,
-      createdAt: m.record.createdAt,
-      onnxKey: m.record.onnxKey,
-      manifestKey: m.record.manifestKey,
-      sizeBytes: m.record.sizeBytes,
-      float32SizeBytes: m.record.float32SizeBytes,
-      sha256: m.record.sha256,
-      inputSize: m.record.inputSize,
-      classes: JSON.stringify(m.record.classes),
-      floatTop1: 0.5,
-      int8Top1: 0.5,
-      agreement: 1,
-    },
-  });
+  await insertModelRow(prisma, m, m.record.jobId, m.record.createdAt);
 }
 
 for (const kind of ['sqlite', 'postgres'] as DbKind[]) {

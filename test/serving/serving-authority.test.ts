@@ -12,27 +12,11 @@ import { buildApp } from '../../src/api/app.js';
 import { KeyStore } from '../../src/auth/key-store.js';
 import { startHarness, tinySynthetic, type Harness } from '../api/api-harness.js';
 import { bearer, leaks } from '../api/api-process.js';
-import { makeImage, writeFixtureModel, type FixtureModel } from './fixtures.js';
+import { insertModelRow, makeImage, writeFixtureModel, type FixtureModel } from './fixtures.js';
 
 /** The Model row a worker writes after a verified export, for an existing job. */
 async function addModel(h: Harness, jobId: string, m: FixtureModel, createdAt: Date): Promise<void> {
-  await h.deps.db.prisma.model.create({
-    data: {
-      id: m.record.id,
-      jobId,
-      createdAt,
-      onnxKey: m.record.onnxKey,
-      manifestKey: m.record.manifestKey,
-      sizeBytes: m.record.sizeBytes,
-      float32SizeBytes: m.record.float32SizeBytes,
-      sha256: m.record.sha256,
-      inputSize: m.record.inputSize,
-      classes: JSON.stringify(m.record.classes),
-      floatTop1: 0.5,
-      int8Top1: 0.5,
-      agreement: 1,
-    },
-  });
+  await insertModelRow(h.deps.db.prisma, m, jobId, createdAt);
 }
 
 async function post(base: string, url: string, body: string | FormData | Buffer, headers: Record<string, string>) {
