@@ -88,7 +88,15 @@ function saveKey(event) {
  */
 async function probeAdmin() {
   const res = await request('/v1/keys').catch(() => null);
-  state.canAdmin = !!res && res.ok;
+  // Only a 401 or 403 says "not admin". A 429 (the page's first burst of requests can meet the rate
+  // limit), a 503 or a network error says nothing: asking again beats hiding the promote buttons
+  // until the next reload.
+  if (!res || (!res.ok && res.status !== 401 && res.status !== 403)) {
+    const retryAfter = Number(res?.headers.get('retry-after')) || 2;
+    setTimeout(probeAdmin, retryAfter * 1000);
+    return;
+  }
+  state.canAdmin = res.ok;
   refreshModels().catch(() => {});
 }
 

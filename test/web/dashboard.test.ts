@@ -197,6 +197,26 @@ describe('dashboard', () => {
     expect(lines.slice(1).map((l) => Number(l.split(',')[2]))).toEqual(points.map((p) => p.loss));
   });
 
+  it('still offers an admin the promote button when its first admin probe met the rate limit', async () => {
+    const ctx = await keyedContext(browser, adminKey);
+    const p = await ctx.newPage();
+    let probes = 0;
+    await p.route('**/v1/keys', (route) =>
+      probes++ === 0
+        ? route.fulfill({
+            status: 429,
+            headers: { 'retry-after': '1' },
+            contentType: 'application/json',
+            body: JSON.stringify({ error: { code: 'RATE_LIMITED', message: 'too many requests' } }),
+          })
+        : route.continue(),
+    );
+    await p.goto(`${base}/`);
+    await expect.poll(() => p.locator('#models button.promote').count(), { timeout: 15_000 }).toBeGreaterThan(0);
+    expect(probes).toBeGreaterThanOrEqual(2);
+    await ctx.close();
+  });
+
   it('lists models with accuracy, size against fp32 and the serving one; downloads and promotes (admin only)', async () => {
     const job = JobView.parse((await api('GET', `/v1/jobs/${liveId}`)).json());
     const model = job.model!;
