@@ -115,6 +115,28 @@ function el(tag, props = {}, ...children) {
   node.append(...children.filter((c) => c != null));
   return node;
 }
+/**
+ * Puts `rows` into `tbody` in order, keeping each row and cell already shown that has not changed.
+ * The tables are polled: rebuilding them would take the keyboard focus (and a text selection) away
+ * from a user every few seconds. A cell that did change is swapped for its new one.
+ */
+function syncRows(tbody, rows, keyOf) {
+  const shown = new Map([...tbody.rows].map((tr) => [keyOf(tr), tr]));
+  const placed = rows.map((fresh) => {
+    const tr = shown.get(keyOf(fresh));
+    if (!tr || tr.cells.length !== fresh.cells.length) return fresh;
+    tr.className = fresh.className;
+    [...fresh.cells].forEach((cell, i) => {
+      if (!tr.cells[i].isEqualNode(cell)) tr.cells[i].replaceWith(cell);
+    });
+    return tr;
+  });
+  // Only rows out of place move: a new job on top does not detach the rows below it.
+  placed.forEach((tr, i) => {
+    if (tbody.rows[i] !== tr) tbody.insertBefore(tr, tbody.rows[i] ?? null);
+  });
+  while (tbody.rows.length > placed.length) tbody.lastElementChild.remove();
+}
 const pct = (x) => (x == null ? '—' : `${(x * 100).toFixed(1)}%`);
 const kib = (bytes) => `${(bytes / 1024).toFixed(0)} KiB`;
 
@@ -169,7 +191,7 @@ async function refreshJobs() {
     tr.dataset.jobId = job.id;
     return tr;
   });
-  $('#jobs tbody').replaceChildren(...rows);
+  syncRows($('#jobs tbody'), rows, (tr) => tr.dataset.jobId);
   $('#more-jobs').hidden = !nextCursor || state.listed >= 100;
 }
 
@@ -466,8 +488,9 @@ async function refreshModels() {
     $('#models-error').textContent = err.status === 403 ? 'Listing models needs a key with the predict scope.' : err.message;
     return;
   }
-  $('#models tbody').replaceChildren(
-    ...list.items.map((m) => {
+  syncRows(
+    $('#models tbody'),
+    list.items.map((m) => {
       const download = el('button', { type: 'button', className: 'secondary' }, 'Download');
       download.setAttribute('aria-label', `download model ${m.id}`);
       download.addEventListener('click', () => downloadModel(m));
@@ -503,6 +526,7 @@ async function refreshModels() {
       tr.dataset.modelId = m.id;
       return tr;
     }),
+    (tr) => tr.dataset.modelId,
   );
 }
 

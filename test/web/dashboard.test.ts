@@ -128,6 +128,17 @@ describe('dashboard', () => {
     expect(requests.filter((r) => r.startsWith(`GET /v1/jobs/${liveId}/metrics`))).toEqual([]);
   });
 
+  it("keeps the keyboard focus on a job's row while the job table refreshes", async () => {
+    const button = page.locator(`#jobs tbody tr[data-job-id="${liveId}"] button.link`);
+    await button.focus();
+    // The table is polled every 3 s (and the live job's progress changes): two polls later the
+    // focus is still on that row's button. A rebuilt table drops it to the page's body.
+    const listings = () => requests.filter((r) => r.startsWith('GET /v1/jobs?')).length;
+    const before = listings();
+    await expect.poll(listings, { timeout: 10_000 }).toBeGreaterThanOrEqual(before + 2);
+    await expect.poll(() => page.evaluate(() => document.activeElement?.closest('tr')?.dataset.jobId ?? document.activeElement?.tagName)).toBe(liveId);
+  });
+
   it('cancels a queued job with its button (keyboard-operated)', async () => {
     const queued = (await api('POST', '/v1/jobs', testKey, { name: 'to-cancel', dataset: { type: 'synthetic', classes: 2, samplesPerClass: 4 } })).json()
       .id as string;
@@ -135,10 +146,10 @@ describe('dashboard', () => {
     await expect.poll(() => row.count(), { timeout: 10_000 }).toBe(1);
     await row.locator('button.link').focus();
     await page.keyboard.press('Enter');
-    await expect.poll(() => page.textContent('#job-title')).toContain('to-cancel');
+    await expect.poll(() => page.textContent('#job-title'), { timeout: 10_000 }).toContain('to-cancel');
     await page.focus('#cancel-job');
     await page.keyboard.press('Enter');
-    await expect.poll(() => page.textContent('#job-status')).toBe('cancelled');
+    await expect.poll(() => page.textContent('#job-status'), { timeout: 10_000 }).toBe('cancelled');
     expect((await api('GET', `/v1/jobs/${queued}`)).json().status).toBe('cancelled');
     expect(await page.isVisible('#cancel-job')).toBe(false);
   });
