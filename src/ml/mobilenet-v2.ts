@@ -111,14 +111,29 @@ export class MobileNetV2 {
 
   /** Activation quantization point: observe the range (training), then fake-quantize. */
   private q(name: string, x: tf.Tensor, mode: ForwardMode, relu6 = false): tf.Tensor {
-    if (mode.observeRanges) {
-      const batch = qatOps().range(x);
-      // Split over threads: the range of the whole batch, so every replica's EMA stays the same.
-      this.ranges.observe(name, activeCollective()?.minMax(batch.min, batch.max) ?? batch);
-    }
+    if (mode.observeRanges) this.observe(name, qatOps().range(x));
     if (!mode.fakeQuant) return x;
     const p = this.qparams(name, relu6);
     return qatOps().fakeQuantAct(x, p.scale, p.zeroPoint);
+  }
+
+  /**
+   * ReLU6, then the quantization point. Fake-quantized, ReLU6 is left to the fake quant's clamp
+   * (its grid lies inside [0, 6]: fakeQuantRelu6), and, ReLU6 being monotone, the range of
+   * relu6(y) is y's range clamped to [0, 6]: the same values without the ReLU6 tensor.
+   */
+  private qRelu6(name: string, y: tf.Tensor, mode: ForwardMode): tf.Tensor {
+    if (!mode.fakeQuant) return this.q(name, tf.relu6(y), mode, true);
+    if (mode.observeRanges) {
+      const r = qatOps().range(y);
+      this.observe(name, { min: clampRelu6(r.min), max: clampRelu6(r.max) });
+    }
+    return qatOps().fakeQuantRelu6(y, this.qparams(name, true).scale);
+  }
+
+  private observe(name: string, batch: { min: number; max: number }): void {
+    // Split over threads: the range of the whole batch, so every replica's EMA stays the same.
+    this.ranges.observe(name, activeCollective()?.minMax(batch.min, batch.max) ?? batch);
   }
 
   private qparams(name: string, relu6: boolean): ActQParams {
@@ -149,8 +164,7 @@ export class MobileNetV2 {
       runningMomentum: mode.bnMomentum,
       biasInputScale: this.biasScale(input, mode),
     });
-    const a = c.relu6 ? tf.relu6(y) : y;
-    return this.q(c.name, a, mode, c.relu6) as tf.Tensor4D;
+    return (c.relu6 ? this.qRelu6(c.name, y, mode) : this.q(c.name, y, mode)) as tf.Tensor4D;
   }
 
   /** Logits [N, classes]. Call inside tf.tidy (or a gradient function). */
@@ -215,4 +229,9 @@ export function relu6Points(arch: ArchSpec): Set<string> {
       .filter((c) => c.relu6)
       .map((c) => c.name),
   );
+}
+
+/** relu6 of one number (NaN stays NaN, as in a range of relu6 outputs). */
+function clampRelu6(v: number): number {
+  return Math.min(Math.max(v, 0), 6);
 }

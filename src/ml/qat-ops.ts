@@ -4,6 +4,7 @@
 // loaded dynamically by backend.ts) provides the same ops with fused kernels and gradients for
 // 'wasm' and 'cpu'; backend.ts installs them when that module loads. Same semantics either way:
 //   fakeQuantAct:    clip(round(x / scale), -zp, 255 - zp) * scale, STE gradient zero outside;
+//   fakeQuantRelu6:  fakeQuantAct(relu6(x), scale, 0), gradient of that composite;
 //   fakeQuantWeight: per-channel symmetric, scale max|w| / qmax (127 or 63), identity gradient;
 //   batchNormTrain:  BN with biased batch statistics over all axes but the last;
 //   range:           the smallest and largest element, as numbers (activation-range observers).
@@ -18,6 +19,8 @@ export interface BatchNormTrainResult {
 
 export interface QatOps {
   fakeQuantAct(x: tf.Tensor, scale: number, zeroPoint: number): tf.Tensor;
+  /** A ReLU6 output's fake quant on a grid inside [0, 6]: fused implementations skip the ReLU6. */
+  fakeQuantRelu6(x: tf.Tensor, scale: number): tf.Tensor;
   /** `qmax` is required so an implementation that ignored it could not silently train on 127. */
   fakeQuantWeight(w: tf.Tensor, channelAxis: number, qmax: number): tf.Tensor;
   batchNormTrain(z: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number): BatchNormTrainResult;
@@ -37,6 +40,7 @@ function stockBatchNormTrain(z: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D
 
 export const STOCK_QAT_OPS: QatOps = {
   fakeQuantAct: (x, scale, zeroPoint) => fakeQuantAct(x, { scale, zeroPoint }),
+  fakeQuantRelu6: (x, scale) => fakeQuantAct(tf.relu6(x), { scale, zeroPoint: 0 }),
   fakeQuantWeight,
   batchNormTrain: stockBatchNormTrain,
   range: (x) => tf.tidy(() => ({ min: tf.min(x).dataSync()[0], max: tf.max(x).dataSync()[0] })),

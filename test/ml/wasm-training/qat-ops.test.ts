@@ -2,7 +2,8 @@
 // values and gradients, plus hand-computed fake-quant values.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { setSimdEnabled } from '../../../src/ml/backends/wasm-training/simd.js';
-import { batchNormTrain, fakeQuantAct, fakeQuantWeight } from '../../../src/ml/backends/wasm-training/index.js';
+import { batchNormTrain, fakeQuantAct, fakeQuantRelu6, fakeQuantWeight } from '../../../src/ml/backends/wasm-training/index.js';
+import { actQParams } from '../../../src/ml/fake-quant.js';
 import { maxRelError, randomValues, tf, useBackend } from './helpers.js';
 import { stockQatOps } from '../../../testkit/mobilenet-like.js';
 
@@ -142,6 +143,54 @@ for (const simd of [true, false])
         const g = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.relu6(t), dy)))(x);
         expect(Array.from(g.dataSync())).toEqual([0, 0, 3, 4, 5, 0, 0, 0]);
         tf.dispose([x, dy, g]);
+      }
+    });
+
+    // As numbers: -0 and +0 are one value here (a masked gradient's zero takes dy's sign or not).
+    const numbers = (a: Float32Array) => Array.from(a, (v) => v + 0);
+
+    test('fakeQuantRelu6 equals fakeQuantAct(relu6(x)), values and gradient, without running ReLU6', async () => {
+      // A ReLU6 point's grid (actQParams with relu6): zero point 0, top 255 * scale <= 6.
+      const { scale, zeroPoint } = actQParams(-2, 4.3, true);
+      expect(zeroPoint).toBe(0);
+      const top = Math.fround(255 * scale);
+      const n = 4 * 5 * 6 * 7;
+      // Random values over [-8, 8] plus the edges: 0, -0, the grid top, just above it, 6 and above.
+      const xv = randomValues(n, 83).map((v) => v * 8);
+      xv.set([0, -0, top, Math.fround(top * 1.0000001), 6, 6.5, 1e-30, -1e-30, 100, -100]);
+      const dyv = randomValues(n, 84);
+      for (const backend of ['wasm', 'cpu'] as const) {
+        await useBackend(backend);
+        const before = tf.memory().numTensors;
+        const [y, g, yRef, gRef] = tf.tidy(() => {
+          const x = tf.tensor1d(xv);
+          const dy = tf.tensor1d(dyv);
+          const grad = (op: (t: tf.Tensor) => tf.Tensor) => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(op(t), dy)))(x);
+          const fused = (t: tf.Tensor) => fakeQuantRelu6(t, scale);
+          const composite = (t: tf.Tensor) => fakeQuantAct(tf.relu6(t), scale, 0);
+          return [fused(x), grad(fused), composite(x), grad(composite)].map((t) => t.dataSync() as Float32Array);
+        });
+        expect(tf.memory().numTensors).toBe(before);
+        expect(numbers(y)).toEqual(numbers(yRef));
+        expect(numbers(g)).toEqual(numbers(gRef));
+        // The composite's gradient by hand: dy where 0 < x <= top.
+        expect(numbers(g)).toEqual(Array.from(dyv).map((d, i) => (xv[i] > 0 && xv[i] <= top ? d : 0)));
+        // One kernel forward, one backward: no Relu6 and no Relu6 gradient.
+        const profile = await tf.profile(() => tf.grad((t: tf.Tensor) => tf.sum(fakeQuantRelu6(t, scale)))(tf.tensor1d(xv)));
+        expect(profile.kernelNames).not.toContain('Relu6');
+        expect(profile.kernelNames).not.toContain('QatRelu6Grad');
+        report.push(`fakeQuantRelu6  ${backend.padEnd(4)} values and gradient equal fakeQuantAct(relu6(x))`);
+      }
+    });
+
+    test('fakeQuantRelu6 on a grid reaching past 6 takes ReLU6 and the fake quant as two ops', async () => {
+      for (const backend of ['wasm', 'cpu'] as const) {
+        await useBackend(backend);
+        const x = tf.tensor1d([-1, 3, 6.2, 7]);
+        const y = fakeQuantRelu6(x, 8 / 255);
+        expect(numbers(y.dataSync() as Float32Array)).toEqual(numbers(fakeQuantAct(tf.relu6(x), 8 / 255, 0).dataSync() as Float32Array));
+        expect(y.dataSync()[3]).toBeCloseTo(6, 1);
+        tf.dispose([x, y]);
       }
     });
 

@@ -6,6 +6,7 @@
 // What the engine should call (drop-in for the current stock formulations):
 //   batchNormTrain(z, gamma, beta, eps)    -> { y, mean, variance }   (src/ml/conv-bn-fold.ts)
 //   fakeQuantAct(x, scale, zeroPoint)      (src/ml/fake-quant.ts fakeQuantAct)
+//   fakeQuantRelu6(x, scale)               = fakeQuantAct(relu6(x), scale, 0), one kernel each way
 //   fakeQuantWeight(w, channelAxis, qmax)  (src/ml/fake-quant.ts fakeQuantWeight)
 //   range(x)                               -> { min, max }  (the activation-range observers)
 import * as tf from '@tensorflow/tfjs-core';
@@ -94,6 +95,21 @@ export function fakeQuantAct(x: tf.Tensor, scale: number, zeroPoint: number): tf
 }
 
 /**
+ * fakeQuantAct(relu6(x), scale, 0) and its gradient without the ReLU6: on a grid inside [0, 6]
+ * (zero point 0, 255 * scale <= 6, as actQParams makes for ReLU6 outputs) the fake quant's own
+ * clamp does what ReLU6 would, so the ReLU6 tensor, its kernel and its gradient kernel go. The
+ * gradient is the composite's, dy where 0 < x <= 255 * scale (fakeQuantGradBounds); values equal
+ * the composite's (a zero may differ in sign).
+ * Any other grid takes the two ops.
+ */
+export function fakeQuantRelu6(x: tf.Tensor, scale: number): tf.Tensor {
+  if (fused(FAKE_QUANT) && x.dtype === 'float32' && Math.fround(255 * scale) <= 6) {
+    return tf.engine().runKernel<tf.Tensor>(FAKE_QUANT, { x }, { scale, qmin: 0, qmax: 255, relu6: 1 });
+  }
+  return fakeQuantAct(tf.relu6(x), scale, 0);
+}
+
+/**
  * Per-channel symmetric int8 fake quant of a weight (scale = max|w| over the other axes / qmax;
  * qmax 127 for 8-bit weights, 63 for 7-bit), identity gradient. Fused when every axis after
  * `channelAxis` has size 1 (conv [kh,kw,in,out] with axis 3, depthwise [kh,kw,C,1] with axis 2,
@@ -139,6 +155,7 @@ export function range(x: tf.Tensor): { min: number; max: number } {
 /** The ops as one object (the shape bench/kernels.ts and the test model take). */
 export const qatOps = {
   fakeQuantAct,
+  fakeQuantRelu6,
   fakeQuantWeight,
   batchNormTrain,
   range,

@@ -4,7 +4,15 @@
 import type { GradConfig, KernelConfig, KernelFunc, Tensor, TensorInfo } from '@tensorflow/tfjs-core';
 import { cast, engine, getBackend, getKernel, lessEqual, mul, step } from '@tensorflow/tfjs-core';
 import { f32View, type WasmBackendLike } from './heap.js';
-import { bnTrainBackward, bnTrainForward, fakeQuantBackward, fakeQuantForward, fakeQuantPerChannelForward, relu6Backward } from './qat-math.js';
+import {
+  bnTrainBackward,
+  bnTrainForward,
+  fakeQuantBackward,
+  fakeQuantForward,
+  fakeQuantGradBounds,
+  fakeQuantPerChannelForward,
+  relu6Backward,
+} from './qat-math.js';
 import { WasmTrainingError } from './errors.js';
 import { activeCollective } from '../../data-parallel/step-collective.js';
 import { simdBnBackward, simdBnForward, simdFakeQuant, simdFakeQuantGrad, simdFakeQuantPerChannel, simdRelu6Grad } from './simd.js';
@@ -112,15 +120,17 @@ const kernels: Record<string, (run: Runner) => (a: Args) => TensorInfo | TensorI
       )[0],
   [FAKE_QUANT_GRAD]:
     (run) =>
-    ({ inputs: { dy, x }, backend, attrs }) =>
-      run(
+    ({ inputs: { dy, x }, backend, attrs }) => {
+      const [lo, hi] = fakeQuantGradBounds(attrs.scale, attrs.qmin, attrs.qmax, attrs.relu6 === 1);
+      return run(
         FAKE_QUANT_GRAD,
         backend,
         [dy, x],
         [x.shape],
-        ([g, xv], [dx]) => fakeQuantBackward(g, xv, attrs.scale, attrs.qmin, attrs.qmax, dx),
-        (be, [dx]) => simdFakeQuantGrad(be, dy, x, dx, attrs.scale, attrs.qmin, attrs.qmax),
-      )[0],
+        ([g, xv], [dx]) => fakeQuantBackward(g, xv, lo, hi, dx),
+        (be, [dx]) => simdFakeQuantGrad(be, dy, x, dx, lo, hi),
+      )[0];
+    },
   [RELU6_GRAD]:
     (run) =>
     ({ inputs: { dy, x }, backend }) =>

@@ -138,16 +138,26 @@ function quantizeSlow(x: number, s: number, qmin: number, qmax: number): number 
   return Math.min(Math.max(roundHalfEven(v), qmin), qmax);
 }
 
+/** The smallest positive float32 (a denormal): for a float32 x, x >= it exactly when x > 0. */
+const MIN_POSITIVE_F32 = 2 ** -149;
+
+/**
+ * [lo, hi] where the fake quant's straight-through gradient passes: the grid's float range
+ * [qmin*scale, qmax*scale]. After an elided ReLU6 (`relu6`, grid inside [0, 6]) the gradient is
+ * that of FQ(relu6(x)): relu6's own (0 < x <= 6) times the grid's, i.e. 0 < x <= qmax*scale.
+ */
+export function fakeQuantGradBounds(scale: number, qmin: number, qmax: number, relu6: boolean): [number, number] {
+  return [relu6 ? MIN_POSITIVE_F32 : f(qmin * scale), f(qmax * scale)];
+}
+
 /** Per-tensor fake quant: clip(round(x / scale), qmin, qmax) * scale (qmin = -zeroPoint...). */
 export function fakeQuantForward(x: Float32Array, scale: number, qmin: number, qmax: number, y: Float32Array): void {
   const s = f(scale);
   for (let i = 0; i < x.length; i++) y[i] = quantizeOne(x[i], s, qmin, qmax) * s;
 }
 
-/** Straight-through gradient: dy where qmin*scale <= x <= qmax*scale, else 0 (dy * mask, as stock). */
-export function fakeQuantBackward(dy: Float32Array, x: Float32Array, scale: number, qmin: number, qmax: number, dx: Float32Array): void {
-  const lo = f(qmin * scale);
-  const hi = f(qmax * scale);
+/** Straight-through gradient: dy where lo <= x <= hi, else 0 (dy * mask, as stock); see fakeQuantGradBounds. */
+export function fakeQuantBackward(dy: Float32Array, x: Float32Array, lo: number, hi: number, dx: Float32Array): void {
   for (let i = 0; i < x.length; i++) {
     const v = x[i];
     dx[i] = dy[i] * (+(v >= lo) * +(v <= hi));

@@ -118,10 +118,10 @@ export function simdFakeQuant(be: WasmBackendLike, x: TensorInfo, y: TensorInfo,
   return true;
 }
 
-export function simdFakeQuantGrad(be: WasmBackendLike, dy: TensorInfo, x: TensorInfo, dx: TensorInfo, scale: number, qmin: number, qmax: number): boolean {
+export function simdFakeQuantGrad(be: WasmBackendLike, dy: TensorInfo, x: TensorInfo, dx: TensorInfo, lo: number, hi: number): boolean {
   const s = simdFor(be);
   if (!s) return false;
-  s.fq_bwd(ptr(be, dy), ptr(be, x), ptr(be, dx), size(x), f(qmin * scale), f(qmax * scale));
+  s.fq_bwd(ptr(be, dy), ptr(be, x), ptr(be, dx), size(x), lo, hi);
   return true;
 }
 
