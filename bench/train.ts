@@ -2,9 +2,9 @@
 // float and QAT, on the active backend (TFJS_BACKEND overrides), plus peak tensor memory.
 //
 //   npx tsx bench/train.ts                              # the three reference workloads
-//   npx tsx bench/train.ts --steps 3 --only 0.35x32x16
+//   npx tsx bench/train.ts --steps 3 --only 0.35x32x16   # --warmup N untimed steps per mode first (10)
 //   npx tsx bench/train.ts --stem auto --only 1x32x32   # the engine's default layout at 32 px
-//   npx tsx bench/train.ts --profile --only 1x224x8     # + per-kernel times of one QAT step
+//   npx tsx bench/train.ts --profile --only 1x224x8     # + per-kernel times of one float and one QAT step
 //   npx tsx bench/train.ts --check-heap [N]             # N QAT steps at 1.0/224/bs8 (or --only), memory check
 //   npx tsx bench/train.ts --pytorch                    # + PyTorch on the same workloads, and the ratio
 //
@@ -48,6 +48,7 @@ const { values: opt, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     steps: { type: 'string', default: '5' },
+    warmup: { type: 'string', default: '10' },
     only: { type: 'string' },
     stem: { type: 'string', default: 'off' },
     profile: { type: 'boolean', default: false },
@@ -59,6 +60,8 @@ const { values: opt, positionals } = parseArgs({
   },
 });
 const steps = Number(opt.steps);
+const warmup = Number(opt.warmup);
+if (!Number.isInteger(warmup) || warmup < 1) throw new Error(`--warmup ${opt.warmup}: expected a positive integer`);
 const stem = opt.stem as ArchOptions['smallInputStem'];
 if (!['auto', 'on', 'off'].includes(stem)) throw new Error(`--stem ${stem}: expected auto, on or off`);
 
@@ -84,7 +87,7 @@ interface TorchRate {
 function pytorchRate(w: number, size: number, bs: number): TorchRate | string {
   const script = fileURLToPath(new URL('./train_pytorch.py', import.meta.url));
   const omp = opt['pytorch-threads'] ?? String(os.availableParallelism());
-  const r = spawnSync('/usr/bin/python3', [script, '--steps', String(steps), '--only', `${w}x${size}x${bs}`], {
+  const r = spawnSync('/usr/bin/python3', [script, '--steps', String(steps), '--warmup', String(warmup), '--only', `${w}x${size}x${bs}`], {
     env: { ...process.env, OMP_NUM_THREADS: omp },
     encoding: 'utf8',
   });
@@ -144,15 +147,18 @@ interface Rate {
   peakMB: number;
 }
 
-async function measure(s: Setup, bs: number, fakeQuant: boolean): Promise<Rate> {
-  // Warm-up step (kernel set-up; the float run also initialises the activation ranges QAT needs),
-  // with the tensor-memory peak measured on it.
+/**
+ * `warmup` untimed steps of one mode: the first sets up kernels (the float one also initialises
+ * the activation ranges QAT needs) and gives the tensor-memory peak, in MB.
+ */
+async function warmUp(s: Setup, fakeQuant: boolean): Promise<number> {
   const memBefore = tf.memory().numBytes;
   const profiled = await tf.profile(() => s.step(0, fakeQuant));
-  // Two more before the clock starts: V8 tiers up the JS around the kernels over the first steps,
-  // and with one warm-up step the float run (measured first) paid for it (0.35@32: 265 float vs
-  // 379 QAT img/s over 30 steps; over 60 steps 340 vs 350).
-  for (let i = -2; i < 0; i++) s.step(i, fakeQuant);
+  for (let i = 1 - warmup; i < 0; i++) s.step(i, fakeQuant);
+  return Math.max(profiled.peakBytes, tf.memory().numBytes - memBefore) / 2 ** 20;
+}
+
+async function measure(s: Setup, bs: number, fakeQuant: boolean, peakMB: number): Promise<Rate> {
   const t0 = performance.now();
   const c0 = process.cpuUsage();
   for (let i = 1; i <= steps; i++) s.step(i, fakeQuant);
@@ -161,13 +167,13 @@ async function measure(s: Setup, bs: number, fakeQuant: boolean): Promise<Rate> 
   return {
     wall: (steps * bs) / secs,
     cpu: (steps * bs) / ((c.user + c.system) / 1e6),
-    peakMB: Math.max(profiled.peakBytes, tf.memory().numBytes - memBefore) / 2 ** 20,
+    peakMB,
   };
 }
 
-/** Per-kernel time of one QAT step, largest first. */
-async function profileStep(s: Setup): Promise<void> {
-  const prof = await tf.profile(() => s.step(10_000, true));
+/** Per-kernel time of one step (float or QAT), largest first. */
+async function profileStep(s: Setup, fakeQuant: boolean): Promise<void> {
+  const prof = await tf.profile(() => s.step(10_000, fakeQuant));
   const byKernel = new Map<string, { ms: number; calls: number }>();
   for (const k of prof.kernels) {
     const e = byKernel.get(k.name) ?? { ms: 0, calls: 0 };
@@ -181,7 +187,7 @@ async function profileStep(s: Setup): Promise<void> {
       `  ${name.padEnd(38)} ${e.ms.toFixed(1).padStart(8)} ms ${String(e.calls).padStart(5)} calls ${((100 * e.ms) / total).toFixed(1).padStart(5)}%`,
     );
   }
-  console.log(`  total kernel time ${total.toFixed(0)} ms (one QAT step, wall clock)`);
+  console.log(`  total kernel time ${total.toFixed(0)} ms in ${prof.kernels.length} kernel calls (one ${fakeQuant ? 'QAT' : 'float'} step, wall clock)`);
 }
 
 /** Bytes of the wasm backend's WebAssembly.Memory (undefined on other backends). */
@@ -247,8 +253,12 @@ if (opt['check-heap']) {
     const s = await setup(w, size, bs);
     const label = `train w=${w} size=${size} bs=${bs} layout=${layoutName(s.model)} backend=${backend} threads=${s.world} steps=${steps}`;
     try {
-      const float = await measure(s, bs, false);
-      const qat = await measure(s, bs, true);
+      // Both modes warm before either is timed: V8 tiers the wasm kernels and the JS around them
+      // up over the first tens of steps, and the mode timed first paid for it (0.35@32 with 3
+      // warm-up steps each: float 451 img/s timed first, 584 timed again after QAT's 567).
+      const peaks = [await warmUp(s, false), await warmUp(s, true)];
+      const float = await measure(s, bs, false, peaks[0]);
+      const qat = await measure(s, bs, true, peaks[1]);
       const rssMB = process.resourceUsage().maxRSS / 1024;
       let line =
         `${label}: float ${float.wall.toFixed(1)} img/s, qat ${qat.wall.toFixed(1)} img/s ` +
@@ -263,7 +273,7 @@ if (opt['check-heap']) {
             : ` | pytorch threads=${torch.threads}: float ${torch.float.toFixed(1)} img/s, qat ${torch.qat.toFixed(1)} img/s | qat ratio ${(qat.wall / torch.qat).toFixed(2)}x`;
       }
       console.log(line);
-      if (opt.profile) await profileStep(s);
+      if (opt.profile) for (const fakeQuant of [false, true]) await profileStep(s, fakeQuant);
     } catch (e) {
       console.log(`${label}: failed: ${(e as Error).message.split('\n')[0]}`);
     } finally {

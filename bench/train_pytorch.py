@@ -32,7 +32,7 @@ def model_for(width, qat):
     return m
 
 
-def rate(width, size, bs, steps, qat):
+def rate(width, size, bs, steps, qat, warmup):
     torch.manual_seed(0)
     m = model_for(width, qat)
     opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, weight_decay=4e-5)
@@ -46,7 +46,8 @@ def rate(width, size, bs, steps, qat):
         loss.backward()
         opt.step()
 
-    step()  # warm-up: allocator, observers' first ranges
+    for _ in range(warmup):  # allocator, observers' first ranges; as many as bench/train.ts takes
+        step()
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
@@ -56,6 +57,7 @@ def rate(width, size, bs, steps, qat):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=10, help="untimed steps per mode first")
     ap.add_argument("--only", help="one workload as WxSIZExBATCH, e.g. 1x224x8")
     args = ap.parse_args()
     for w, size, bs in WORKLOADS:
@@ -64,8 +66,8 @@ def main():
         print(json.dumps({
             "w": w, "size": size, "bs": bs, "threads": torch.get_num_threads(),
             "omp": os.environ.get("OMP_NUM_THREADS"), "torch": torch.__version__,
-            "float": rate(w, size, bs, args.steps, False),
-            "qat": rate(w, size, bs, args.steps, True),
+            "float": rate(w, size, bs, args.steps, False, args.warmup),
+            "qat": rate(w, size, bs, args.steps, True, args.warmup),
         }), flush=True)
 
 
