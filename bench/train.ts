@@ -2,7 +2,7 @@
 // float and QAT, on the active backend (TFJS_BACKEND overrides), plus peak tensor memory.
 //
 //   npx tsx bench/train.ts                              # the three reference workloads
-//   npx tsx bench/train.ts --steps 3 --only 0.35x32x16   # --warmup N untimed steps per mode first (10)
+//   npx tsx bench/train.ts --steps 3 --only 0.35x32x16   # --warmup N untimed steps per mode first (30)
 //   npx tsx bench/train.ts --stem auto --only 1x32x32   # the engine's default layout at 32 px
 //   npx tsx bench/train.ts --profile --only 1x224x8     # + per-kernel times of one float and one QAT step
 //   npx tsx bench/train.ts --check-heap [N]             # N QAT steps at 1.0/224/bs8 (or --only), memory check
@@ -48,7 +48,7 @@ const { values: opt, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     steps: { type: 'string', default: '5' },
-    warmup: { type: 'string', default: '10' },
+    warmup: { type: 'string', default: '30' },
     only: { type: 'string' },
     stem: { type: 'string', default: 'off' },
     profile: { type: 'boolean', default: false },
@@ -254,8 +254,10 @@ if (opt['check-heap']) {
     const label = `train w=${w} size=${size} bs=${bs} layout=${layoutName(s.model)} backend=${backend} threads=${s.world} steps=${steps}`;
     try {
       // Both modes warm before either is timed: V8 tiers the wasm kernels and the JS around them
-      // up over the first tens of steps, and the mode timed first paid for it (0.35@32 with 3
-      // warm-up steps each: float 451 img/s timed first, 584 timed again after QAT's 567).
+      // up over the first tens of steps, and the mode timed first paid for it. 0.35@32, 30 steps
+      // timed: with 3 warm-up steps each, float 451 img/s timed first, 584 timed again after QAT's
+      // 567; with 10 each, float 539 / 610 / 487 vs QAT 577 / 623 / 554; with 30 each, float 584 /
+      // 609 vs QAT 526 / 537.
       const peaks = [await warmUp(s, false), await warmUp(s, true)];
       const float = await measure(s, bs, false, peaks[0]);
       const qat = await measure(s, bs, true, peaks[1]);

@@ -57,7 +57,7 @@ def rate(width, size, bs, steps, qat, warmup):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--warmup", type=int, default=10, help="untimed steps per mode first")
+    ap.add_argument("--warmup", type=int, default=30, help="untimed steps per mode first")
     ap.add_argument("--only", help="one workload as WxSIZExBATCH, e.g. 1x224x8")
     args = ap.parse_args()
     for w, size, bs in WORKLOADS:
