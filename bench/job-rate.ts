@@ -9,6 +9,7 @@
 //   npx tsx bench/job-rate.ts --compare --rounds 4 --only 0.35x32x16 --steps 30
 //   npx tsx bench/job-rate.ts --data fashion-mnist ...  # Fashion-MNIST instead of synthetic images
 //   npx tsx bench/job-rate.ts --threads 1 ...            # steps on one thread (default: every core, as qatserve worker)
+//   npx tsx bench/job-rate.ts --epoch-steps 10 ...       # 10-step epochs: later epochs reuse the rendered images
 //
 // --compare runs batch thread and inline alternately (ABBA order), so a machine whose load drifts
 // affects both alike, and prints each pair's wall rate over steps 2..N (callbacks included) and
@@ -30,11 +31,18 @@ const { values: opt } = parseArgs({
     data: { type: 'string', default: 'synthetic' },
     threads: { type: 'string' },
     'force-split': { type: 'boolean', default: false },
+    'epoch-steps': { type: 'string' },
   },
 });
 /** TRAIN_THREADS of a dedicated worker: every core unless --threads says otherwise. */
 const threads = Number(opt.threads ?? os.availableParallelism());
 const steps = Number(opt.steps);
+/**
+ * Steps per epoch (synthetic data): default all of them in one epoch, so every batch renders its
+ * images for the first time (the first epoch's cost); fewer, and the later epochs reuse them.
+ */
+const epochSteps = Number(opt['epoch-steps'] ?? steps);
+if (!Number.isInteger(epochSteps) || epochSteps < 1) throw new Error(`--epoch-steps ${opt['epoch-steps']}: expected a positive integer`);
 if (!['synthetic', 'fashion-mnist'].includes(opt.data)) throw new Error(`--data ${opt.data}: expected synthetic or fashion-mnist`);
 const WORKLOADS: Array<[number, number, number]> = [
   [0.35, 32, 16],
@@ -57,9 +65,9 @@ async function train(w: number, size: number, bs: number, dataThread: boolean): 
     dataset:
       opt.data === 'fashion-mnist'
         ? { type: 'fashion-mnist', limit: Math.max(10, bs * steps), testLimit: 10 }
-        : { type: 'synthetic', classes, samplesPerClass: Math.ceil((bs * steps) / classes), valPerClass: 1 },
+        : { type: 'synthetic', classes, samplesPerClass: Math.ceil((bs * epochSteps) / classes), valPerClass: 1 },
     model: { widthMultiplier: w, inputSize: size, smallInputStem: 'off' },
-    training: { epochs: 1, batchSize: bs, maxSteps: steps, learningRate: 0.01 },
+    training: { epochs: Math.ceil(steps / epochSteps), batchSize: bs, maxSteps: steps, learningRate: 0.01 },
     quantization: { delaySteps: 0 },
   });
   const dir = await mkdtemp(path.join(os.tmpdir(), 'qatserve-job-rate-'));
@@ -85,7 +93,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 for (const [w, size, bs] of WORKLOADS) {
   if (opt.only && opt.only !== `${w}x${size}x${bs}`) continue;
-  const label = `job w=${w} size=${size} bs=${bs} layout=standard data=${opt.data} threads=${threads}`;
+  const label = `job w=${w} size=${size} bs=${bs} layout=standard data=${opt.data} threads=${threads} epoch-steps=${epochSteps}`;
   if (opt.compare) {
     const ratios: number[] = [];
     const pairs: string[] = [];
