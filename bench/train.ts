@@ -144,7 +144,6 @@ function layoutName(model: MobileNetV2): string {
 interface Rate {
   wall: number;
   cpu: number;
-  peakMB: number;
 }
 
 /**
@@ -158,7 +157,7 @@ async function warmUp(s: Setup, fakeQuant: boolean): Promise<number> {
   return Math.max(profiled.peakBytes, tf.memory().numBytes - memBefore) / 2 ** 20;
 }
 
-async function measure(s: Setup, bs: number, fakeQuant: boolean, peakMB: number): Promise<Rate> {
+async function measure(s: Setup, bs: number, fakeQuant: boolean): Promise<Rate> {
   const t0 = performance.now();
   const c0 = process.cpuUsage();
   for (let i = 1; i <= steps; i++) s.step(i, fakeQuant);
@@ -167,7 +166,6 @@ async function measure(s: Setup, bs: number, fakeQuant: boolean, peakMB: number)
   return {
     wall: (steps * bs) / secs,
     cpu: (steps * bs) / ((c.user + c.system) / 1e6),
-    peakMB,
   };
 }
 
@@ -258,14 +256,14 @@ if (opt['check-heap']) {
       // timed: with 3 warm-up steps each, float 451 img/s timed first, 584 timed again after QAT's
       // 567; with 10 each, float 539 / 610 / 487 vs QAT 577 / 623 / 554; with 30 each, float 584 /
       // 609 vs QAT 526 / 537.
-      const peaks = [await warmUp(s, false), await warmUp(s, true)];
-      const float = await measure(s, bs, false, peaks[0]);
-      const qat = await measure(s, bs, true, peaks[1]);
+      const peakMB = Math.max(await warmUp(s, false), await warmUp(s, true));
+      const float = await measure(s, bs, false);
+      const qat = await measure(s, bs, true);
       const rssMB = process.resourceUsage().maxRSS / 1024;
       let line =
         `${label}: float ${float.wall.toFixed(1)} img/s, qat ${qat.wall.toFixed(1)} img/s ` +
         `(by CPU time: float ${float.cpu.toFixed(1)}, qat ${qat.cpu.toFixed(1)}), ` +
-        `peak tensors ${Math.max(float.peakMB, qat.peakMB).toFixed(0)} MB, max rss ${rssMB.toFixed(0)} MB`;
+        `peak tensors ${peakMB.toFixed(0)} MB, max rss ${rssMB.toFixed(0)} MB`;
       if (opt.pytorch) {
         // torchvision's network is the standard layout; a stride-8 stem is not comparable.
         const torch = layoutName(s.model) === 'standard' ? pytorchRate(w, size, bs) : 'only the standard layout (--stem off) is comparable';
