@@ -24,10 +24,12 @@ export class DivergenceGuard {
 
   /**
    * Records the loss of step `step` (1-based); returns why the run diverged, or null. Diverged:
-   * the loss is not finite, or the mean of the last `window` losses is above
-   * max(2 x the first window's mean, first window's mean + ln(classes)). ln(classes) is the loss of
-   * a uniform guess: a run that lost that much more than it started with has been thrown out of
-   * the region where it was learning, and a transient spike does not last a whole window.
+   * the loss is not finite, or the mean of the last `window` losses is more than ln(classes) (the
+   * loss of a uniform guess) above where the run started, and at least twice it. Where it started
+   * is the first window's mean, but no more than ln(classes): a run from scratch starts near a
+   * uniform guess, and a first window far above that has already run away (at learning rate 10 the
+   * loss went 1.41, 31.9, 264, ... and the next windows stayed below twice the first). A transient
+   * spike does not last a whole window.
    */
   observe(loss: number, step: number): string | null {
     if (!Number.isFinite(loss)) {
@@ -43,11 +45,17 @@ export class DivergenceGuard {
     if (this.recent.length > this.window) this.recentSum -= this.recent.shift()!;
     if (this.recent.length < this.window) return null;
     const recentMean = this.recentSum / this.window;
-    const limit = Math.max(2 * this.firstMean, this.firstMean + Math.log(this.classes));
+    const uniform = Math.log(this.classes);
+    const start = Math.min(this.firstMean, uniform);
+    const limit = Math.max(2 * start, start + uniform);
     if (recentMean <= limit) return null;
+    const started =
+      start < this.firstMean
+        ? `a uniform guess's ${uniform.toFixed(3)}, below the first ${this.window} steps' ${this.firstMean.toFixed(3)}`
+        : `the first ${this.window} steps averaged ${this.firstMean.toFixed(3)}`;
     return (
       `the mean loss of the last ${this.window} steps is ${recentMean.toFixed(3)} at step ${step}, above ${limit.toFixed(3)} ` +
-      `(the first ${this.window} steps averaged ${this.firstMean.toFixed(3)}): training diverged. ` +
+      `(${started}): training diverged. ` +
       `Lower the learning rate (it was ${fmt(this.learningRate)}; try ${fmt(this.learningRate / 10)})`
     );
   }

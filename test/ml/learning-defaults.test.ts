@@ -63,18 +63,24 @@ describe('divergence guard', () => {
       return null;
     };
     expect(feed([1.4, 1.3, NaN])).toMatch(/the loss became NaN at step 3: training diverged\. Lower the learning rate \(it was 0\.1; try 0\.01\)/);
-    // 4 classes: limit max(2 x 1.4, 1.4 + ln 4 = 2.79) = 2.8.
-    const first = new Array<number>(10).fill(1.4);
-    expect(feed([...first, ...new Array<number>(10).fill(3.0)])).toMatch(
-      /mean loss of the last 10 steps is 3\.000 at step 20, above 2\.800 \(the first 10 steps averaged 1\.400\)/,
+    // 4 classes: a start of 1.4 counts as a uniform guess's ln 4 = 1.386; limit 2 x 1.386 = 2.773.
+    const fill = (n: number, v: number) => new Array<number>(n).fill(v);
+    const first = fill(10, 1.4);
+    expect(feed([...first, ...fill(10, 3.0)])).toMatch(
+      /mean loss of the last 10 steps is 3\.000 at step 20, above 2\.773 \(a uniform guess's 1\.386, below the first 10 steps' 1\.400\)/,
     );
-    expect(feed([...first, ...new Array<number>(10).fill(2.7)])).toBeNull();
+    expect(feed([...first, ...fill(10, 2.7)])).toBeNull();
+    // A run that ran away inside its first window is measured from a uniform guess, not from there.
+    expect(feed([1.41, 31.9, 264, 147, 74, 82, 112, 156, 121, 161, ...fill(10, 150)])).toMatch(/is 150\.000 at step 20, above 2\.773/);
+    // A run that starts below a uniform guess (from a trained checkpoint) is measured from its start.
+    expect(feed([...fill(10, 0.3), ...fill(10, 1.8)])).toMatch(/above 1\.686 \(the first 10 steps averaged 0\.300\)/);
+    expect(feed([...fill(10, 0.3), ...fill(10, 1.6)])).toBeNull();
     expect(feed([...first, 5, ...new Array<number>(30).fill(1.2)])).toBeNull();
     expect(feed(Array.from({ length: 100 }, (_, i) => 1.4 - i * 0.01))).toBeNull();
   });
 
   it("the issue's job at learning rate 10 ends with TRAINING_DIVERGED", async () => {
-    // (Measured: the loss went 1.41, 36.8, 363, ... and the guard stopped it at step 20.)
+    // (Measured: the loss went 1.41, 31.9, 264, ... and the guard stopped it at step 20.)
     const config = resolveTrainingConfig({ dataset: { type: 'synthetic', classes: 4, samplesPerClass: 64 }, training: { learningRate: 10 } });
     const steps: number[] = [];
     const err = await runTraining({
