@@ -6,6 +6,8 @@
 // generator state. `hashSeed` turns such coordinates into a 32-bit seed; `Rng` (sfc32) draws from it.
 
 const TWO_POW_32 = 4294967296;
+/** 1 / the standard deviation of the sum of four uniform bytes: 1 / sqrt(4 * (256^2 - 1) / 12). */
+const NOISE_SCALE = 1 / Math.sqrt((4 * (256 * 256 - 1)) / 12);
 
 /** murmur3's 32-bit finalizer: a bijection on uint32 with full avalanche. */
 export function mix32(x: number): number {
@@ -80,11 +82,29 @@ export class Rng {
     return x % n;
   }
 
-  /** Standard normal via Box-Muller (no cached spare, so the state stays four words). */
-  normal(): number {
-    const u1 = (this.uint32() + 1) / (TWO_POW_32 + 1); // (0, 1): log(0) never happens
-    const u2 = this.float();
-    return Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * u2);
+  /**
+   * Near-normal noise from one draw: the sum of its four bytes, standardised (Irwin-Hall, n = 4).
+   * Mean 0 and variance 1 exactly, bounded at +-3.45: for bulk pixel noise, where the far tails do
+   * not matter. Fills `out` times `scale` in one loop over local state, which runs at about twice
+   * the speed of one method call per value; the stream is the same as `out.length` uint32() draws.
+   */
+  fillNoise(out: Float32Array, scale: number): void {
+    let { a, b, c, d } = this;
+    const k = scale * NOISE_SCALE;
+    for (let i = 0; i < out.length; i++) {
+      // uint32()'s sfc32 step, on locals
+      const t = (((a + b) | 0) + d) | 0;
+      d = (d + 1) | 0;
+      a = b ^ (b >>> 9);
+      b = (c + (c << 3)) | 0;
+      c = (c << 21) | (c >>> 11);
+      c = (c + t) | 0;
+      out[i] = ((t & 255) + ((t >>> 8) & 255) + ((t >>> 16) & 255) + (t >>> 24) - 510) * k;
+    }
+    this.a = a;
+    this.b = b;
+    this.c = c;
+    this.d = d;
   }
 
   /** True with probability p. */

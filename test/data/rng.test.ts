@@ -65,21 +65,27 @@ describe('Rng', () => {
     expect(chi2).toBeLessThan(27.9); // 9 dof, p = 0.001
   });
 
-  it('draws standard normals', () => {
+  it('fills near-normal noise: mean 0, the asked standard deviation, bounded, from one uint32 per value', () => {
+    const n = 60_000;
+    const out = new Float32Array(n);
     const r = new Rng(3);
-    const n = 50_000;
+    r.fillNoise(out, 2);
     let s = 0;
     let s2 = 0;
-    let finite = true;
-    for (let i = 0; i < n; i++) {
-      const v = r.normal();
-      finite &&= Number.isFinite(v);
-      s += v;
-      s2 += v * v;
-    }
-    expect(finite).toBe(true);
+    let s4 = 0;
+    for (const v of out) [s, s2, s4] = [s + v, s2 + v * v, s4 + v ** 4];
     expect(s / n).toBeCloseTo(0, 1);
-    expect(Math.sqrt(s2 / n - (s / n) ** 2)).toBeCloseTo(1, 1);
+    expect(Math.sqrt(s2 / n)).toBeCloseTo(2, 1);
+    // Irwin-Hall n = 4: kurtosis 3 - 1.2 / 4 (a normal's is 3; a uniform's 1.8)
+    expect(s4 / n / (s2 / n) ** 2).toBeCloseTo(2.7, 1);
+    expect(Math.max(...out.map(Math.abs))).toBeLessThanOrEqual(2 * 3.4642);
+    // the stream moved on by exactly n draws, and the same seed replays it
+    const twin = new Rng(3);
+    for (let i = 0; i < n; i++) twin.uint32();
+    expect(r.uint32()).toBe(twin.uint32());
+    const again = new Float32Array(n);
+    new Rng(3).fillNoise(again, 2);
+    expect(again).toEqual(out);
   });
 
   it('restores its state exactly', () => {

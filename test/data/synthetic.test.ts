@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { loadDataset, type Split } from '../../src/data/index.js';
 import { NORMALIZATION } from '../../src/data/normalization.js';
-import { classStyle, renderSynthetic } from '../../src/data/synthetic.js';
+import { Rng } from '../../src/data/rng.js';
+import { classStyle, drawSampleLook, renderSynthetic, SYNTHETIC_NOISE } from '../../src/data/synthetic.js';
 
 const opts = { dataRoot: '/nonexistent', inputSize: 32 };
 const noAug = { augment: false, seed: 0, epoch: 0, step: 0 };
@@ -105,5 +106,35 @@ describe('synthetic dataset', () => {
     // Orientation energy (3x3 differences) separates the pairs.
     const feat = nearestMeanAccuracy(train, val, 4, colourAndOrientation(32));
     expect(feat).toBeGreaterThan(0.88);
+  });
+
+  it('draws the pattern of its sample look exactly (rotated stripes), plus noise of the stated spread', () => {
+    const size = 224;
+    for (const [c, k] of [[0, 0], [3, 5], [6, 11]]) {
+      // the look comes first in the sample's stream (renderSynthetic's STREAM tag, 0x5e7)
+      const look = drawSampleLook(Rng.at(0x5e7, 4, 0, c, k), c);
+      const bare = renderSynthetic(4, 0, c, k, size, 0);
+      const noisy = renderSynthetic(4, 0, c, k, size);
+      let worst = 0;
+      let n = 0;
+      let s2 = 0;
+      for (let y = 0; y < size; y++) {
+        for (let x = 0; x < size; x++) {
+          // the pattern written out directly, one Math.sin per pixel
+          const [u, v] = [(x + 0.5) / size - look.cx, (y + 0.5) / size - look.cy];
+          const mask = Math.min(1, Math.max(0, (look.radius - Math.hypot(u, v)) / (1.5 / size) + 0.5));
+          const g = 0.5 + 0.5 * look.contrast * Math.sin(2 * Math.PI * look.cycles * (u * Math.cos(look.theta) + v * Math.sin(look.theta)) + look.phase);
+          for (let ch = 0; ch < 3; ch++) {
+            const stripe = look.dark[ch] + (look.light[ch] - look.dark[ch]) * g;
+            const want = (look.background + (stripe - look.background) * mask) * 255;
+            const i = (y * size + x) * 3 + ch;
+            worst = Math.max(worst, Math.abs(bare[i] - want));
+            if (bare[i] > 60 && bare[i] < 195) [n, s2] = [n + 1, s2 + (noisy[i] - bare[i]) ** 2]; // unclamped
+          }
+        }
+      }
+      expect(worst).toBeLessThanOrEqual(0.5 + 1e-6); // rounding only
+      expect(Math.sqrt(s2 / n) / 255).toBeCloseTo(SYNTHETIC_NOISE, 2);
+    }
   });
 });

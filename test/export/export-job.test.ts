@@ -20,8 +20,10 @@ let checkpoint: string;
 const config = resolveTrainingConfig({
   dataset: { type: 'synthetic', classes: 3, samplesPerClass: 8, valPerClass: 12 },
   model: { widthMultiplier: 0.35, inputSize: 32 },
-  // 45 steps (15 epochs of 3 batches) learn the three synthetic patterns well above chance (1/3).
-  training: { epochs: 15, batchSize: 8, maxSteps: 45 },
+  // 45 steps (15 epochs of 3 batches) learn the three synthetic patterns well above chance (1/3)
+  // at rate 0.05: int8 top-1 0.86-1.0 over data seeds 1-8. At batch 8's default rate (0.0125)
+  // they reached 0.42-0.78, too close to the 0.6 asserted below.
+  training: { epochs: 15, batchSize: 8, maxSteps: 45, learningRate: 0.05 },
 });
 
 beforeAll(async () => {
@@ -79,7 +81,7 @@ describe('exportJobModel', () => {
     expect(m.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
     expect(m.sizeBytes).toBe(bytes.length);
     expect(m.sizeBytes).toBeLessThan(m.float32SizeBytes * 0.4);
-    // Measured 0.97 for both after these 45 steps; chance is 1/3.
+    // Measured 0.97 for both after these 45 steps (data seed 1); chance is 1/3.
     expect(m.accuracy.floatTop1).toBeGreaterThan(0.6);
     expect(m.accuracy.int8Top1).toBeGreaterThan(0.6);
     expect(m.accuracy.agreement).toBeGreaterThan(0.9);

@@ -1,7 +1,8 @@
 // `qatserve serve` from an empty directory: embedded defaults (SQLite under ./data), API plus one
 // worker child, the issue's demo job trained to `succeeded` with a falling loss, a prediction from
 // its model, and a clean exit on SIGTERM.
-// (The demo reached int8 top-1 100% in 44 s from the POST on a loaded 2-core machine: bench/serve-job.ts.)
+// (The demo, 5 epochs by default: int8 top-1 >= 98.4% on each of 9 data seeds; with 3 epochs 3 of
+// the 9 stayed below 90%. Time from the POST: bench/serve-job.ts.)
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -12,11 +13,10 @@ import { MetricsPage } from '../../src/jobs/job-view.js';
 import sharp from 'sharp';
 import { startServe, submitJob, waitForJob } from './serve-process.js';
 
-/** The README's demo job (issue 9's first acceptance job): it must visibly learn. */
+/** The README's demo job (issue 9's first acceptance job), training at its defaults: it must visibly learn. */
 const DEMO_JOB = {
   dataset: { type: 'synthetic', classes: 4, samplesPerClass: 128 },
   model: { widthMultiplier: 0.35, inputSize: 32 },
-  training: { epochs: 3 },
 };
 
 describe('qatserve serve', () => {
@@ -31,7 +31,7 @@ describe('qatserve serve', () => {
       expect((await fetch(`${base}/docs/json`)).ok).toBe(true);
 
       const id = await submitJob(base, DEMO_JOB);
-      const job = await waitForJob(base, id, 120_000);
+      const job = await waitForJob(base, id, 240_000);
       expect(job?.status, `${JSON.stringify(job?.error)}\n${log()}`).toBe('succeeded');
       // TRAIN_THREADS unset: serve's worker leaves a core to /v1/predict.
       expect(fs.readFileSync(path.join(cwd, 'serve.log'), 'utf8')).toContain(`"trainThreads":${defaultTrainThreads('serve')},"msg":"worker waiting for jobs"`);
@@ -44,10 +44,10 @@ describe('qatserve serve', () => {
       // It learned: the issue asks for int8 top-1 >= 90% (chance is 25%), with no warning.
       expect(job.model!.int8Top1!).toBeGreaterThanOrEqual(0.9);
       expect(job.warnings).toBe(0);
-      // One point per step (3 epochs of 512 images at batch 32), and the loss falls: the last
+      // One point per step (5 epochs of 512 images at batch 32), and the loss falls: the last
       // three steps average below the first three.
       const page = MetricsPage.parse(await (await fetch(`${base}/v1/jobs/${id}/metrics`)).json());
-      expect(page.points.map((p) => p.step)).toEqual(Array.from({ length: 48 }, (_, i) => i + 1));
+      expect(page.points.map((p) => p.step)).toEqual(Array.from({ length: 80 }, (_, i) => i + 1));
       const losses = page.points.map((p) => p.loss!);
       const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
       expect(mean(losses.slice(-3)), `losses ${losses.join(', ')}`).toBeLessThan(mean(losses.slice(0, 3)));
@@ -81,5 +81,5 @@ describe('qatserve serve', () => {
       throw err;
     }
     expect(await srv.stop()).toBe(0);
-  });
+  }, 300_000);
 });
