@@ -10,6 +10,7 @@
 //   npx tsx bench/job-rate.ts --data fashion-mnist ...  # Fashion-MNIST instead of synthetic images
 //   npx tsx bench/job-rate.ts --threads 1 ...            # steps on one thread (default: every core, as qatserve worker)
 //   npx tsx bench/job-rate.ts --epoch-steps 10 ...       # 10-step epochs: later epochs reuse the rendered images
+//   npx tsx bench/job-rate.ts --thread-cpu ...           # + CPU seconds per OS thread over steps 2..N
 //
 // --compare runs batch thread and inline alternately (ABBA order), so a machine whose load drifts
 // affects both alike, and prints each pair's wall rate over steps 2..N (callbacks included) and
@@ -20,6 +21,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { resolveTrainingConfig } from '../src/config/training-config.js';
 import { runTraining } from '../src/ml/train.js';
+import { threadCpu, threadCpuSince, type ThreadCpu } from './thread-cpu.js';
 
 const { values: opt } = parseArgs({
   options: {
@@ -32,6 +34,7 @@ const { values: opt } = parseArgs({
     threads: { type: 'string' },
     'force-split': { type: 'boolean', default: false },
     'epoch-steps': { type: 'string' },
+    'thread-cpu': { type: 'boolean', default: false },
   },
 });
 /** TRAIN_THREADS of a dedicated worker: every core unless --threads says otherwise. */
@@ -56,6 +59,8 @@ interface Run {
   reported: number;
   /** Images over the wall time from the end of step 1 to the end of the last step. */
   wall: number;
+  /** With --thread-cpu: CPU seconds per OS thread over the same steps. */
+  byThread?: string;
 }
 
 async function train(w: number, size: number, bs: number, dataThread: boolean): Promise<Run> {
@@ -73,6 +78,8 @@ async function train(w: number, size: number, bs: number, dataThread: boolean): 
   const dir = await mkdtemp(path.join(os.tmpdir(), 'qatserve-job-rate-'));
   const rates: number[] = [];
   const ends: number[] = [];
+  let threads0: ThreadCpu[] = [];
+  let byThread: string | undefined;
   try {
     const r = await runTraining({
       config,
@@ -81,9 +88,17 @@ async function train(w: number, size: number, bs: number, dataThread: boolean): 
       dataThread,
       stepThreads: threads,
       forceStepSplit: opt['force-split'],
-      callbacks: { onStep: (m) => void (rates.push(m.imagesPerSecond), ends.push(performance.now())) },
+      callbacks: {
+        onStep: (m) => {
+          rates.push(m.imagesPerSecond);
+          ends.push(performance.now());
+          // Read while the step peers and the batch thread still run: they end with the run.
+          if (opt['thread-cpu'] && ends.length === 1) threads0 = threadCpu();
+          if (opt['thread-cpu'] && m.step === steps) byThread = `${((ends.at(-1)! - ends[0]) / 1000).toFixed(2)}s wall; ${threadCpuSince(threads0)}`;
+        },
+      },
     });
-    return { backend: r.backend, reported: rates.at(-1)!, wall: ((ends.length - 1) * bs * 1000) / (ends.at(-1)! - ends[0]) };
+    return { backend: r.backend, reported: rates.at(-1)!, wall: ((ends.length - 1) * bs * 1000) / (ends.at(-1)! - ends[0]), byThread };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -114,4 +129,5 @@ for (const [w, size, bs] of WORKLOADS) {
     `${label} backend=${r.backend} batches=${opt.inline ? 'inline' : 'thread'} steps=${steps}: ` +
       `progress.imagesPerSecond ${r.reported.toFixed(1)} img/s (qat; wall over steps 2-${steps}: ${r.wall.toFixed(1)}), max rss ${rssMB.toFixed(0)} MB`,
   );
+  if (r.byThread) console.log(`  CPU by thread over steps 2-${steps}: ${r.byThread}`);
 }

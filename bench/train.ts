@@ -7,6 +7,7 @@
 //   npx tsx bench/train.ts --profile --only 1x224x8     # + per-kernel times of one float and one QAT step
 //   npx tsx bench/train.ts --check-heap [N]             # N QAT steps at 1.0/224/bs8 (or --only), memory check
 //   npx tsx bench/train.ts --pytorch                    # + PyTorch on the same workloads, and the ratio
+//   npx tsx bench/train.ts --thread-cpu --only 1x224x8  # + the timed steps' CPU seconds per OS thread
 //
 // `threads=N` on each line is the number of threads our training step computes on: --threads
 // (default every core, as `qatserve worker`), fewer where a step is too small for a split to pay
@@ -43,6 +44,7 @@ import { buildArch, forwardMacsPerImage, MobileNetV2, type ArchOptions, type For
 import { MomentumSgd, type SgdParam } from '../src/ml/optimizer.js';
 import { stepWorld, trainStep } from '../src/ml/train.js';
 import { DataParallelStep } from '../src/ml/data-parallel/data-parallel-step.js';
+import { threadCpu, threadCpuSince } from './thread-cpu.js';
 
 const { values: opt, positionals } = parseArgs({
   allowPositionals: true,
@@ -57,6 +59,7 @@ const { values: opt, positionals } = parseArgs({
     'pytorch-threads': { type: 'string' },
     threads: { type: 'string' },
     'force-split': { type: 'boolean', default: false },
+    'thread-cpu': { type: 'boolean', default: false },
   },
 });
 const steps = Number(opt.steps);
@@ -144,6 +147,8 @@ function layoutName(model: MobileNetV2): string {
 interface Rate {
   wall: number;
   cpu: number;
+  /** With --thread-cpu: the timed steps' CPU seconds per OS thread. */
+  byThread?: string;
 }
 
 /**
@@ -158,6 +163,7 @@ async function warmUp(s: Setup, fakeQuant: boolean): Promise<number> {
 }
 
 async function measure(s: Setup, bs: number, fakeQuant: boolean): Promise<Rate> {
+  const threads0 = opt['thread-cpu'] ? threadCpu() : null;
   const t0 = performance.now();
   const c0 = process.cpuUsage();
   for (let i = 1; i <= steps; i++) s.step(i, fakeQuant);
@@ -166,6 +172,7 @@ async function measure(s: Setup, bs: number, fakeQuant: boolean): Promise<Rate> 
   return {
     wall: (steps * bs) / secs,
     cpu: (steps * bs) / ((c.user + c.system) / 1e6),
+    byThread: threads0 ? `${secs.toFixed(2)}s wall; ${threadCpuSince(threads0)}` : undefined,
   };
 }
 
@@ -273,6 +280,7 @@ if (opt['check-heap']) {
             : ` | pytorch threads=${torch.threads}: float ${torch.float.toFixed(1)} img/s, qat ${torch.qat.toFixed(1)} img/s | qat ratio ${(qat.wall / torch.qat).toFixed(2)}x`;
       }
       console.log(line);
+      if (float.byThread) console.log(`  float CPU by thread: ${float.byThread}\n  qat CPU by thread: ${qat.byThread}`);
       if (opt.profile) for (const fakeQuant of [false, true]) await profileStep(s, fakeQuant);
     } catch (e) {
       console.log(`${label}: failed: ${(e as Error).message.split('\n')[0]}`);

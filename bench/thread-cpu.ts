@@ -1,0 +1,54 @@
+// CPU time per OS thread of this process (Linux /proc), to see where a run's CPU went: the main
+// thread, the step peers and the batch thread are worker threads, V8's GC and compiler helpers
+// and libuv's pool have threads of their own. A diagnostic for benches, not for the service.
+import { readdirSync, readFileSync } from 'node:fs';
+
+/** Clock ticks per second of /proc's utime and stime (USER_HZ, 100 on Linux everywhere). */
+const USER_HZ = 100;
+
+export interface ThreadCpu {
+  tid: number;
+  name: string;
+  /** User + system seconds since the thread started. */
+  seconds: number;
+}
+
+/** Every live thread of this process with its CPU seconds; [] where /proc is missing. */
+export function threadCpu(): ThreadCpu[] {
+  let tids: string[];
+  try {
+    tids = readdirSync('/proc/self/task');
+  } catch {
+    return [];
+  }
+  const out: ThreadCpu[] = [];
+  for (const tid of tids) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    } catch {
+      continue; // ended between the listing and the read
+    }
+    // "tid (name) state ...": the name may hold spaces and parentheses, so split at the last ')'.
+    const close = stat.lastIndexOf(')');
+    const fields = stat.slice(close + 2).split(' ');
+    // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    out.push({ tid: Number(tid), name: stat.slice(stat.indexOf('(') + 1, close), seconds: (Number(fields[11]) + Number(fields[12])) / USER_HZ });
+  }
+  return out;
+}
+
+/**
+ * CPU seconds each thread spent between two snapshots, busiest first, threads under `minSeconds`
+ * left out: "main 20.1s, WorkerThread#41 19.8s, ...".
+ */
+export function threadCpuSince(before: ThreadCpu[], minSeconds = 0.05): string {
+  const start = new Map(before.map((t) => [t.tid, t.seconds]));
+  const pid = process.pid;
+  return threadCpu()
+    .map((t) => ({ ...t, seconds: t.seconds - (start.get(t.tid) ?? 0) }))
+    .filter((t) => t.seconds >= minSeconds)
+    .sort((a, b) => b.seconds - a.seconds)
+    .map((t) => `${t.tid === pid ? 'main' : `${t.name}#${t.tid}`} ${t.seconds.toFixed(2)}s`)
+    .join(', ');
+}
