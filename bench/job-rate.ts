@@ -10,7 +10,7 @@
 //   npx tsx bench/job-rate.ts --data fashion-mnist ...  # Fashion-MNIST instead of synthetic images
 //   npx tsx bench/job-rate.ts --threads 1 ...            # steps on one thread (default: every core, as qatserve worker)
 //   npx tsx bench/job-rate.ts --epoch-steps 10 ...       # 10-step epochs: later epochs reuse the rendered images
-//   npx tsx bench/job-rate.ts --thread-cpu ...           # + CPU seconds per OS thread over steps 2..N
+//   npx tsx bench/job-rate.ts --thread-cpu ...           # + CPU seconds per OS thread over the last 10 steps
 //
 // --compare runs batch thread and inline alternately (ABBA order), so a machine whose load drifts
 // affects both alike, and prints each pair's wall rate over steps 2..N (callbacks included) and
@@ -61,7 +61,7 @@ interface Run {
   medianStep: number;
   /** Images over the wall time from the end of step 1 to the end of the last step. */
   wall: number;
-  /** With --thread-cpu: CPU seconds per OS thread over the same steps. */
+  /** With --thread-cpu: CPU seconds per OS thread over the last 10 steps (the reported rate's). */
   byThread?: string;
 }
 
@@ -94,9 +94,10 @@ async function train(w: number, size: number, bs: number, dataThread: boolean): 
         onStep: (m) => {
           rates.push(m.imagesPerSecond);
           ends.push(performance.now());
-          // Read while the step peers and the batch thread still run: they end with the run.
-          if (opt['thread-cpu'] && ends.length === 1) threads0 = threadCpu();
-          if (opt['thread-cpu'] && m.step === steps) byThread = `${((ends.at(-1)! - ends[0]) / 1000).toFixed(2)}s wall; ${threadCpuSince(threads0)}`;
+          // Over the reported rate's window (the last 10 steps), read while the step peers and the
+          // batch thread still run: they end with the run.
+          if (opt['thread-cpu'] && m.step === steps - 10) threads0 = threadCpu();
+          if (opt['thread-cpu'] && m.step === steps) byThread = `${((ends.at(-1)! - ends.at(-11)!) / 1000).toFixed(2)}s wall; ${threadCpuSince(threads0)}`;
         },
       },
     });
@@ -140,5 +141,5 @@ for (const [w, size, bs] of WORKLOADS) {
     `${label} backend=${r.backend} batches=${opt.inline ? 'inline' : 'thread'} steps=${steps}: ` +
       `progress.imagesPerSecond ${r.reported.toFixed(1)} img/s (qat; median of its steps: ${r.medianStep.toFixed(1)}; wall over steps 2-${steps}: ${r.wall.toFixed(1)}), max rss ${rssMB.toFixed(0)} MB`,
   );
-  if (r.byThread) console.log(`  CPU by thread over steps 2-${steps}: ${r.byThread}`);
+  if (r.byThread) console.log(`  CPU by thread over steps ${steps - 9}-${steps}: ${r.byThread}`);
 }
