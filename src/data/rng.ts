@@ -85,8 +85,8 @@ export class Rng {
   /**
    * Near-normal noise from one draw: the sum of its four bytes, standardised (Irwin-Hall, n = 4).
    * Mean 0 and variance 1 exactly, bounded at +-3.45: for bulk pixel noise, where the far tails do
-   * not matter. Fills `out` times `scale` in one loop over local state, which runs at about twice
-   * the speed of one method call per value; the stream is the same as `out.length` uint32() draws.
+   * not matter. Fills `out` times `scale` in one loop over local state rather than a method call
+   * per value; the stream moves on exactly as `out.length` uint32() draws would.
    */
   fillNoise(out: Float32Array, scale: number): void {
     let { a, b, c, d } = this;
