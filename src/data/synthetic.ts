@@ -46,6 +46,11 @@ function hsvToRgb(h: number, s: number, v: number): [number, number, number] {
 /** Split tags keep train and validation samples apart (different streams, never equal). */
 export const SPLIT_TAG = { train: 0, val: 1 } as const;
 
+/** The random stream of sample `k` of class `c` in `split`: its look first, then its pixel noise. */
+export function sampleRng(seed: number, split: number, c: number, k: number): Rng {
+  return Rng.at(STREAM, seed, split, c, k);
+}
+
 /** One sample's draw of its class's look; positions and sizes are in fractions of the image side. */
 export interface SampleLook {
   theta: number;
@@ -89,7 +94,7 @@ export const SYNTHETIC_NOISE = 0.07;
  * per pixel took 12.1 (Xeon, AVX-512; a throwaway loop over renderSynthetic for 2 s).
  */
 export function renderSynthetic(seed: number, split: number, c: number, k: number, size: number, noise = SYNTHETIC_NOISE): Uint8Array {
-  const rng = Rng.at(STREAM, seed, split, c, k);
+  const rng = sampleRng(seed, split, c, k);
   const { theta, cycles, phase, cx, cy, radius, contrast, background: bg, light, dark } = drawSampleLook(rng, c);
   const background = bg * 255;
   const [d0, d1, d2] = dark.map((v) => v * 255);
