@@ -110,12 +110,13 @@ export function renderSynthetic(seed: number, split: number, c: number, k: numbe
   const px = new Uint8ClampedArray(out.buffer);
   const rowNoise = new Float32Array(size * 3);
   let p = 0;
+  const u0 = 0.5 / size - cx; // the first column's u
   for (let y = 0; y < size; y++) {
     rng.fillNoise(rowNoise, noise * 255);
     const v = (y + 0.5) / size - cy;
-    const u0 = 0.5 / size - cx;
-    let sn = Math.sin(w * (u0 * cos + v * sin) + phase);
-    let cs = Math.cos(w * (u0 * cos + v * sin) + phase);
+    const rowStart = w * (u0 * cos + v * sin) + phase;
+    let sn = Math.sin(rowStart);
+    let cs = Math.cos(rowStart);
     for (let x = 0; x < size; x++) {
       const u = (x + 0.5) / size - cx;
       const mask = Math.min(1, Math.max(0, (radius - Math.sqrt(u * u + v * v)) / edge + 0.5));
