@@ -20,7 +20,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { resolveTrainingConfig } from '../src/config/training-config.js';
+import { STEP_RATE_WINDOW } from '../src/ml/step-rate.js';
 import { runTraining } from '../src/ml/train.js';
+import { median } from './stats.js';
 import { threadCpu, threadCpuSince, type ThreadCpu } from './thread-cpu.js';
 
 const { values: opt } = parseArgs({
@@ -57,11 +59,11 @@ interface Run {
   backend: string;
   /** progress.imagesPerSecond of the last step. */
   reported: number;
-  /** Images over the median time of the last 10 steps (callbacks included): robust to a step another process interrupted. */
+  /** Images over the median time of the reported rate's steps (callbacks included): robust to a step another process interrupted. */
   medianStep: number;
   /** Images over the wall time from the end of step 1 to the end of the last step. */
   wall: number;
-  /** With --thread-cpu: CPU seconds per OS thread over the last 10 steps (the reported rate's). */
+  /** With --thread-cpu: CPU seconds per OS thread over the reported rate's steps. */
   byThread?: string;
 }
 
@@ -94,15 +96,16 @@ async function train(w: number, size: number, bs: number, dataThread: boolean): 
         onStep: (m) => {
           rates.push(m.imagesPerSecond);
           ends.push(performance.now());
-          // Over the reported rate's window (the last 10 steps), read while the step peers and the
-          // batch thread still run: they end with the run.
-          if (opt['thread-cpu'] && m.step === steps - 10) threads0 = threadCpu();
-          if (opt['thread-cpu'] && m.step === steps) byThread = `${((ends.at(-1)! - ends.at(-11)!) / 1000).toFixed(2)}s wall; ${threadCpuSince(threads0)}`;
+          // Over the reported rate's window, read while the step peers and the batch thread still
+          // run: they end with the run.
+          if (opt['thread-cpu'] && m.step === steps - STEP_RATE_WINDOW) threads0 = threadCpu();
+          if (opt['thread-cpu'] && m.step === steps)
+            byThread = `${((ends.at(-1)! - ends.at(-1 - STEP_RATE_WINDOW)!) / 1000).toFixed(2)}s wall; ${threadCpuSince(threads0)}`;
         },
       },
     });
-    // The reported rate's window (StepRate: the last 10 steps), by its median step.
-    const last = ends.slice(-11);
+    // The reported rate's window, by its median step.
+    const last = ends.slice(-1 - STEP_RATE_WINDOW);
     const stepMs = last.slice(1).map((t, i) => t - last[i]);
     return {
       backend: r.backend,
@@ -115,8 +118,6 @@ async function train(w: number, size: number, bs: number, dataThread: boolean): 
     await rm(dir, { recursive: true, force: true });
   }
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 for (const [w, size, bs] of WORKLOADS) {
   if (opt.only && opt.only !== `${w}x${size}x${bs}`) continue;
@@ -141,5 +142,5 @@ for (const [w, size, bs] of WORKLOADS) {
     `${label} backend=${r.backend} batches=${opt.inline ? 'inline' : 'thread'} steps=${steps}: ` +
       `progress.imagesPerSecond ${r.reported.toFixed(1)} img/s (qat; median of its steps: ${r.medianStep.toFixed(1)}; wall over steps 2-${steps}: ${r.wall.toFixed(1)}), max rss ${rssMB.toFixed(0)} MB`,
   );
-  if (r.byThread) console.log(`  CPU by thread over steps ${steps - 9}-${steps}: ${r.byThread}`);
+  if (r.byThread) console.log(`  CPU by thread over steps ${steps - STEP_RATE_WINDOW + 1}-${steps}: ${r.byThread}`);
 }

@@ -49,6 +49,7 @@ import { buildArch, forwardMacsPerImage, MobileNetV2, type ArchOptions, type For
 import { MomentumSgd, type SgdParam } from '../src/ml/optimizer.js';
 import { stepWorld, trainStep } from '../src/ml/train.js';
 import { DataParallelStep } from '../src/ml/data-parallel/data-parallel-step.js';
+import { median } from './stats.js';
 import { threadCpu, threadCpuSince } from './thread-cpu.js';
 
 const { values: opt, positionals } = parseArgs({
@@ -149,8 +150,6 @@ async function setup(w: number, size: number, bs: number): Promise<Setup> {
   };
 }
 
-const medianOf = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
 function layoutName(model: MobileNetV2): string {
   return model.arch.smallInputStem ? 'stride8-stem' : 'standard';
 }
@@ -189,7 +188,7 @@ async function measure(s: Setup, bs: number, fakeQuant: boolean): Promise<Rate> 
   const secs = (performance.now() - t0) / 1000;
   return {
     wall: (steps * bs) / secs,
-    medianStep: (bs * 1000) / medianOf(stepMs),
+    medianStep: (bs * 1000) / median(stepMs),
     cpu: (steps * bs) / ((c.user + c.system) / 1e6),
     byThread: threads0 ? `${secs.toFixed(2)}s wall; ${threadCpuSince(threads0)}` : undefined,
   };

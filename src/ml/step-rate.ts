@@ -4,12 +4,15 @@
 // garbage collection and the other processes on the machine; the run's first step also pays
 // one-time kernel and memory set-up, which bench/train.ts leaves out as its warm-up.
 
+/** Steps a job's reported rate averages over (the trainer's StepRate). */
+export const STEP_RATE_WINDOW = 10;
+
 export class StepRate {
   private readonly images: number[] = [];
   private readonly ms: number[] = [];
   private seen = 0;
 
-  constructor(private readonly window = 10) {
+  constructor(private readonly window = STEP_RATE_WINDOW) {
     if (!Number.isInteger(window) || window < 1) throw new RangeError(`StepRate window ${window}`);
   }
 
