@@ -75,7 +75,7 @@ describe('divergence guard', () => {
     // A run that starts below a uniform guess (from a trained checkpoint) is measured from its start.
     expect(feed([...fill(10, 0.3), ...fill(10, 1.8)])).toMatch(/above 1\.686 \(the first 10 steps averaged 0\.300\)/);
     expect(feed([...fill(10, 0.3), ...fill(10, 1.6)])).toBeNull();
-    expect(feed([...first, 5, ...new Array<number>(30).fill(1.2)])).toBeNull();
+    expect(feed([...first, 5, ...fill(30, 1.2)])).toBeNull();
     expect(feed(Array.from({ length: 100 }, (_, i) => 1.4 - i * 0.01))).toBeNull();
   });
 
