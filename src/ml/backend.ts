@@ -116,10 +116,10 @@ async function installFusedOps(logger?: Logger): Promise<string> {
   }
   try {
     const m = (await import(WASM_TRAINING)) as Partial<QatOps> & { registerQatOps?: () => void };
-    if (!m.registerQatOps || !m.fakeQuantAct || !m.fakeQuantRelu6 || !m.fakeQuantWeight || !m.batchNormTrain || !m.range) return 'stock';
+    if (!m.registerQatOps || !m.fakeQuantAct || !m.fakeQuantRelu6 || !m.fakeQuantWeight || !m.batchNormAct || !m.range) return 'stock';
     m.registerQatOps();
-    const { fakeQuantAct, fakeQuantRelu6, fakeQuantWeight, batchNormTrain, range } = m;
-    useQatOps({ fakeQuantAct, fakeQuantRelu6, fakeQuantWeight, batchNormTrain, range }, 'wasm-training');
+    const { fakeQuantAct, fakeQuantRelu6, fakeQuantWeight, batchNormAct, range } = m;
+    useQatOps({ fakeQuantAct, fakeQuantRelu6, fakeQuantWeight, batchNormAct, range }, 'wasm-training');
     return 'wasm-training';
   } catch (e) {
     logger?.info(`fused QAT ops unavailable, using stock tfjs ops: ${(e as Error).message.split('\n')[0]}`);

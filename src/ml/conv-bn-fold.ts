@@ -28,7 +28,7 @@
 import { tf } from './tf.js';
 import { weightScales } from './fake-quant.js';
 import { effectiveDecay } from './ema-range.js';
-import { qatOps } from './qat-ops.js';
+import { activate, qatOps, wholeBatchRange, type BnAct, type BnActPicker } from './qat-ops.js';
 import { activeCollective } from './data-parallel/step-collective.js';
 import { ownedF32 } from './tensor-memory.js';
 
@@ -48,6 +48,8 @@ export const BN_MOMENTUM = 0.9;
 export function bnMomentumAt(step: number): number {
   return effectiveDecay(BN_MOMENTUM, step);
 }
+
+const NO_ACTIVATION: BnAct = { relu6: false, quant: null };
 
 export type ConvKind = 'conv' | 'dw';
 
@@ -77,6 +79,8 @@ export interface FoldedConvOptions {
    * frequent source of one-step differences). Training keeps the float bias, as TFMOT does.
    */
   biasInputScale?: number;
+  /** Measure the output's range (before the activation) for the observers: `act` receives it. */
+  observeRange?: boolean;
 }
 
 /** Output-channel axis of a tfjs filter: [kh, kw, in, out] for conv, [kh, kw, C, 1] for depthwise. */
@@ -89,17 +93,20 @@ export function rawConv(x: tf.Tensor4D, w: tf.Tensor4D, kind: ConvKind, stride: 
 }
 
 /**
- * The folded conv-BN layer. When `batchStats` is on it also updates the running statistics
- * (assigned in place: tfjs variables share the new tensor's buffer, so this is safe inside a
- * gradient tape, as tfjs-layers' BatchNormalization does).
+ * The folded conv-BN layer followed by its activation, which `act` picks once the BN output's
+ * range over the whole batch is known (measured when `observeRange`; null otherwise). When
+ * `batchStats` is on it also updates the running statistics (assigned in place: tfjs variables
+ * share the new tensor's buffer, so this is safe inside a gradient tape, as tfjs-layers'
+ * BatchNormalization does).
  */
-export function foldedConvBn(x: tf.Tensor4D, w: tf.Variable, bn: BnState, opts: FoldedConvOptions): tf.Tensor4D {
+export function foldedConvBn(x: tf.Tensor4D, w: tf.Variable, bn: BnState, opts: FoldedConvOptions, act: BnActPicker = () => NO_ACTIVATION): tf.Tensor4D {
   const ops = qatOps();
   const qmax = opts.weightQmax ?? 127;
   const wq = (opts.quantizeWeights ? ops.fakeQuantWeight(w, channelAxis(opts.kind), qmax) : w) as tf.Tensor4D;
   const z = rawConv(x, wq, opts.kind, opts.stride, opts.pad);
   if (opts.batchStats) {
-    const { y, mean, variance } = ops.batchNormTrain(z, bn.gamma as tf.Tensor1D, bn.beta as tf.Tensor1D, BN_EPS);
+    // The statistics' range comes free with the fused op, so it is always passed on.
+    const { y, mean, variance } = ops.batchNormAct(z, bn.gamma as tf.Tensor1D, bn.beta as tf.Tensor1D, BN_EPS, (r) => act(opts.observeRange ? r : null));
     // Rows behind the statistics: the whole batch's when it is split over threads.
     const count = (z.size / z.shape[3]) * (activeCollective()?.batchScale ?? 1);
     const unbiased = count > 1 ? count / (count - 1) : 1;
@@ -114,7 +121,8 @@ export function foldedConvBn(x: tf.Tensor4D, w: tf.Variable, bn: BnState, opts: 
     const ws = tf.mul(weightScales(w, channelAxis(opts.kind), qmax), tf.where(tf.equal(absK, 0), tf.onesLike(absK), absK));
     bias = quantizeBias(bias, tf.mul(ws, opts.biasInputScale));
   }
-  return tf.add<tf.Tensor4D>(tf.mul(z, k), bias);
+  const y = tf.add<tf.Tensor4D>(tf.mul(z, k), bias);
+  return activate(y, act(opts.observeRange ? wholeBatchRange(y) : null)) as tf.Tensor4D;
 }
 
 /**
@@ -122,12 +130,10 @@ export function foldedConvBn(x: tf.Tensor4D, w: tf.Variable, bn: BnState, opts: 
  * statistics are not trained, so they stay off the tape: written in place where the backend allows
  * (float32 rounding op for op as the tfjs ops below), else by copying the values into new tensors.
  */
-function updateRunningStats(bn: BnState, mean: tf.Tensor1D, variance: tf.Tensor1D, mom: number, unbiased: number): void {
+function updateRunningStats(bn: BnState, batchMean: Float32Array, batchVar: Float32Array, mom: number, unbiased: number): void {
   const keep = f(mom);
   const mw = f(1 - mom);
   const vw = f((1 - mom) * unbiased);
-  const batchMean = mean.dataSync() as Float32Array;
-  const batchVar = variance.dataSync() as Float32Array;
   const rm = ownedF32(bn.runMean);
   const rv = ownedF32(bn.runVar);
   if (rm && rv) {
@@ -138,8 +144,8 @@ function updateRunningStats(bn: BnState, mean: tf.Tensor1D, variance: tf.Tensor1
     return;
   }
   tf.tidy(() => {
-    const m = tf.add(tf.mul(bn.runMean, mom), tf.mul(mean, 1 - mom));
-    const v = tf.add(tf.mul(bn.runVar, mom), tf.mul(variance, (1 - mom) * unbiased));
+    const m = tf.add(tf.mul(bn.runMean, mom), tf.mul(batchMean, 1 - mom));
+    const v = tf.add(tf.mul(bn.runVar, mom), tf.mul(batchVar, (1 - mom) * unbiased));
     bn.runMean.assign(tf.tensor1d(m.dataSync() as Float32Array));
     bn.runVar.assign(tf.tensor1d(v.dataSync() as Float32Array));
   });

@@ -5,12 +5,11 @@
 // export all walk the same list.
 import { tf } from './tf.js';
 import { actQParams, weightScales, type ActQParams } from './fake-quant.js';
-import { qatOps } from './qat-ops.js';
+import { qatOps, wholeBatchRange, type BnAct, type Range } from './qat-ops.js';
 import { foldedConvBn, quantizeBias, type BnState } from './conv-bn-fold.js';
 import { RangeTracker } from './ema-range.js';
 import { weightQmax, type WeightBits } from './quant-graph.js';
 import { hashSeed } from '../data/rng.js';
-import { activeCollective } from './data-parallel/step-collective.js';
 
 export * from './mobilenet-arch.js';
 import { allConvs, type ArchSpec, type ConvSpec } from './mobilenet-arch.js';
@@ -110,30 +109,12 @@ export class MobileNetV2 {
   }
 
   /** Activation quantization point: observe the range (training), then fake-quantize. */
-  private q(name: string, x: tf.Tensor, mode: ForwardMode, relu6 = false): tf.Tensor {
-    if (mode.observeRanges) this.observe(name, qatOps().range(x));
-    if (!mode.fakeQuant) return x;
-    const p = this.qparams(name, relu6);
-    return qatOps().fakeQuantAct(x, p.scale, p.zeroPoint);
-  }
-
-  /**
-   * ReLU6, then the quantization point. Fake-quantized, ReLU6 is left to the fake quant's clamp
-   * (its grid lies inside [0, 6]: fakeQuantRelu6), and, ReLU6 being monotone, the range of
-   * relu6(y) is y's range clamped to [0, 6]: the same values without the ReLU6 tensor.
-   */
-  private qRelu6(name: string, y: tf.Tensor, mode: ForwardMode): tf.Tensor {
-    if (!mode.fakeQuant) return this.q(name, tf.relu6(y), mode, true);
-    if (mode.observeRanges) {
-      const r = qatOps().range(y);
-      this.observe(name, { min: clampRelu6(r.min), max: clampRelu6(r.max) });
-    }
-    return qatOps().fakeQuantRelu6(y, this.qparams(name, true).scale);
-  }
-
-  private observe(name: string, batch: { min: number; max: number }): void {
+  private q(name: string, x: tf.Tensor, mode: ForwardMode): tf.Tensor {
     // Split over threads: the range of the whole batch, so every replica's EMA stays the same.
-    this.ranges.observe(name, activeCollective()?.minMax(batch.min, batch.max) ?? batch);
+    if (mode.observeRanges) this.ranges.observe(name, wholeBatchRange(x));
+    if (!mode.fakeQuant) return x;
+    const p = this.qparams(name, false);
+    return qatOps().fakeQuantAct(x, p.scale, p.zeroPoint);
   }
 
   private qparams(name: string, relu6: boolean): ActQParams {
@@ -154,17 +135,28 @@ export class MobileNetV2 {
       runMean: this.v(`${c.name}/runMean`),
       runVar: this.v(`${c.name}/runVar`),
     };
-    const y = foldedConvBn(x, this.v(`${c.name}/w`), bn, {
-      kind: c.kind,
-      stride: c.stride,
-      pad: (c.k - 1) / 2,
-      quantizeWeights: mode.fakeQuant,
-      weightQmax: this.weightQmax,
-      batchStats: mode.bnBatchStats,
-      runningMomentum: mode.bnMomentum,
-      biasInputScale: this.biasScale(input, mode),
-    });
-    return (c.relu6 ? this.qRelu6(c.name, y, mode) : this.q(c.name, y, mode)) as tf.Tensor4D;
+    const act = (r: Range | null): BnAct => {
+      // The range of relu6(y) is y's clamped to [0, 6] (ReLU6 is monotone).
+      if (r) this.ranges.observe(c.name, c.relu6 ? { min: clampRelu6(r.min), max: clampRelu6(r.max) } : r);
+      return { relu6: c.relu6, quant: mode.fakeQuant ? this.qparams(c.name, c.relu6) : null };
+    };
+    return foldedConvBn(
+      x,
+      this.v(`${c.name}/w`),
+      bn,
+      {
+        kind: c.kind,
+        stride: c.stride,
+        pad: (c.k - 1) / 2,
+        quantizeWeights: mode.fakeQuant,
+        weightQmax: this.weightQmax,
+        batchStats: mode.bnBatchStats,
+        runningMomentum: mode.bnMomentum,
+        biasInputScale: this.biasScale(input, mode),
+        observeRange: mode.observeRanges,
+      },
+      act,
+    );
   }
 
   /** Logits [N, classes]. Call inside tf.tidy (or a gradient function). */

@@ -6,15 +6,38 @@
 //   fakeQuantAct:    clip(round(x / scale), -zp, 255 - zp) * scale, STE gradient zero outside;
 //   fakeQuantRelu6:  fakeQuantAct(relu6(x), scale, 0), gradient of that composite;
 //   fakeQuantWeight: per-channel symmetric, scale max|w| / qmax (127 or 63), identity gradient;
-//   batchNormTrain:  BN with biased batch statistics over all axes but the last;
+//   batchNormAct:    BN with biased batch statistics over all axes but the last, then the layer's
+//                    activation (ReLU6 or none, then its fake quant or none), chosen by a callback
+//                    that sees the whole batch's BN output range first (the range observers);
 //   range:           the smallest and largest element, as numbers (activation-range observers).
 import { tf } from './tf.js';
 import { fakeQuantAct, fakeQuantWeight } from './fake-quant.js';
+import { activeCollective } from './data-parallel/step-collective.js';
 
-export interface BatchNormTrainResult {
+export interface Range {
+  min: number;
+  max: number;
+}
+
+/** The activation after a batch norm: ReLU6 or none, then the activation's fake quant or none. */
+export interface BnAct {
+  relu6: boolean;
+  /** Zero point 0 after ReLU6 (actQParams). */
+  quant: { scale: number; zeroPoint: number } | null;
+}
+
+/**
+ * Picks the activation once the range of the BN output over the whole batch is known (null when
+ * it was not measured); the activation-range observers update there, before their fake quant.
+ */
+export type BnActPicker = (range: Range | null) => BnAct;
+
+export interface BatchNormActResult {
+  /** act(gamma * (z - mean) / sqrt(variance + eps) + beta) */
   y: tf.Tensor;
-  mean: tf.Tensor1D;
-  variance: tf.Tensor1D;
+  /** Batch mean and biased variance per channel (for the running statistics; not differentiated). */
+  mean: Float32Array;
+  variance: Float32Array;
 }
 
 export interface QatOps {
@@ -23,11 +46,17 @@ export interface QatOps {
   fakeQuantRelu6(x: tf.Tensor, scale: number): tf.Tensor;
   /** `qmax` is required so an implementation that ignored it could not silently train on 127. */
   fakeQuantWeight(w: tf.Tensor, channelAxis: number, qmax: number): tf.Tensor;
-  batchNormTrain(z: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number): BatchNormTrainResult;
-  range(x: tf.Tensor): { min: number; max: number };
+  batchNormAct(z: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number, pick: BnActPicker): BatchNormActResult;
+  range(x: tf.Tensor): Range;
 }
 
-function stockBatchNormTrain(z: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number): BatchNormTrainResult {
+/** BN with batch statistics in stock tfjs ops: y, mean and variance as tensors. */
+export function stockBatchNormTrain(
+  z: tf.Tensor,
+  gamma: tf.Tensor1D,
+  beta: tf.Tensor1D,
+  epsilon: number,
+): { y: tf.Tensor; mean: tf.Tensor1D; variance: tf.Tensor1D } {
   // Statistics over N*H*W as one axis: a single-axis reduction is cheaper on every backend.
   const c = z.shape[z.shape.length - 1];
   const flat = tf.reshape(z, [-1, c]);
@@ -38,11 +67,27 @@ function stockBatchNormTrain(z: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D
   return { y, mean, variance };
 }
 
+/** The range of x over the whole batch (every thread's rows when the step is split). */
+export function wholeBatchRange(x: tf.Tensor): Range {
+  const r = qatOps().range(x);
+  return activeCollective()?.minMax(r.min, r.max) ?? r;
+}
+
+/** The activation `act` applied to y with the active ops. */
+export function activate(y: tf.Tensor, act: BnAct): tf.Tensor {
+  const ops = qatOps();
+  if (act.quant) return act.relu6 ? ops.fakeQuantRelu6(y, act.quant.scale) : ops.fakeQuantAct(y, act.quant.scale, act.quant.zeroPoint);
+  return act.relu6 ? tf.relu6(y) : y;
+}
+
 export const STOCK_QAT_OPS: QatOps = {
   fakeQuantAct: (x, scale, zeroPoint) => fakeQuantAct(x, { scale, zeroPoint }),
   fakeQuantRelu6: (x, scale) => fakeQuantAct(tf.relu6(x), { scale, zeroPoint: 0 }),
   fakeQuantWeight,
-  batchNormTrain: stockBatchNormTrain,
+  batchNormAct: (z, gamma, beta, epsilon, pick) => {
+    const { y, mean, variance } = stockBatchNormTrain(z, gamma, beta, epsilon);
+    return { y: activate(y, pick(wholeBatchRange(y))), mean: mean.dataSync() as Float32Array, variance: variance.dataSync() as Float32Array };
+  },
   range: (x) => tf.tidy(() => ({ min: tf.min(x).dataSync()[0], max: tf.max(x).dataSync()[0] })),
 };
 

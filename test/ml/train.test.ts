@@ -164,7 +164,9 @@ describe('runTraining', () => {
     const config = resolveTrainingConfig({
       ...tinyConfig(),
       dataset: { type: 'synthetic', classes: 4, samplesPerClass: 30, valPerClass: 1 },
-      training: { ...tinyConfig().training, epochs: 4, maxSteps: 200, checkpointEverySteps: 50 },
+      // lr 0.002: at the others' 0.02 this batch-2 run diverges (losses up to 40) and its NaNs
+      // depend on rounding, which is not what this test is about.
+      training: { ...tinyConfig().training, learningRate: 0.002, epochs: 4, maxSteps: 200, checkpointEverySteps: 50 },
       quantization: { delaySteps: 20, freezeBnAfterSteps: 150 },
     });
     const counts = new Map<number, number>();

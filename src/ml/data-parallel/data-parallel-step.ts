@@ -51,9 +51,9 @@ export class DataParallelStep {
 
   static async open(o: DataParallelOptions): Promise<DataParallelStep> {
     const arch = o.model.arch;
-    // The widest exchange: a BN layer's rows, means and M2s.
+    // The widest exchange: a BN layer's rows, means, M2s, minima and maxima.
     const maxChannels = Math.max(...allConvs(arch).map((c) => c.outC));
-    const memory = allocateCollectiveMemory(o.world, 1 + 2 * maxChannels, gradientLength(o.params));
+    const memory = allocateCollectiveMemory(o.world, 1 + 4 * maxChannels, gradientLength(o.params));
     const peers: Peer[] = [];
     const dp = new DataParallelStep(o, new SharedCollective(memory, 0), peers);
     const wasmSimd = o.backend === 'wasm' ? (await import('../backends/wasm-training/simd.js')).simdEnabled() : undefined;

@@ -10,7 +10,7 @@
 // and throw TRAIN_PEER_FAILED with its message, instead of waiting forever for a rank that will
 // not come.
 import { combineMoments, sumInOrder } from './collective-math.js';
-import type { StepCollective } from './step-collective.js';
+import type { ChannelStats, StepCollective } from './step-collective.js';
 
 const COUNT = 0;
 const GEN = 1;
@@ -39,7 +39,7 @@ export class DataParallelError extends Error {
 /** The shared memory of one group of ranks; created by rank 0 and sent to the others. */
 export interface CollectiveMemory {
   world: number;
-  /** Float64s per rank per exchange (the widest exchange: BN statistics of the widest layer). */
+  /** Float64s per rank per exchange (the widest exchange: BN statistics of the widest layer, 1 + 4 x channels). */
   slotLen: number;
   /** Float32s of the gradients of one rank. */
   gradLen: number;
@@ -146,24 +146,38 @@ export class SharedCollective implements StepCollective {
     return Array.from({ length: this.world }, (_, r) => at(r));
   }
 
-  /** Every rank's rows and two per-channel arrays (BN's exchanges), as [rows, a, b] views in rank order. */
-  private exchangeChannels(rows: number, a: Float64Array, b: Float64Array): Array<{ rows: number; a: Float64Array; b: Float64Array }> {
-    const c = a.length;
-    const parts = this.exchange(1 + 2 * c, (s) => {
+  /** Every rank's rows and `arrays` per-channel arrays of equal length, as [rows, arrays] views in rank order. */
+  private exchangeChannels(rows: number, arrays: ArrayLike<number>[]): Array<{ rows: number; arrays: Float64Array[] }> {
+    const c = arrays[0].length;
+    const parts = this.exchange(1 + arrays.length * c, (s) => {
       s[0] = rows;
-      s.set(a, 1);
-      s.set(b, 1 + c);
+      arrays.forEach((a, i) => s.set(a, 1 + i * c));
     });
-    return parts.map((p) => ({ rows: p[0], a: p.subarray(1, 1 + c), b: p.subarray(1 + c, 1 + 2 * c) }));
+    return parts.map((p) => ({ rows: p[0], arrays: arrays.map((_, i) => p.subarray(1 + i * c, 1 + (i + 1) * c)) }));
   }
 
-  bnMoments(rows: number, mean: Float64Array, m2: Float64Array): { rows: number; mean: Float64Array; m2: Float64Array } {
-    return combineMoments(this.exchangeChannels(rows, mean, m2).map((p) => ({ rows: p.rows, mean: p.a, m2: p.b })));
+  bnMoments(local: ChannelStats): ChannelStats {
+    const parts = this.exchangeChannels(local.rows, [local.mean, local.m2, local.min, local.max]);
+    const { rows, mean, m2 } = combineMoments(parts.map(({ rows, arrays: [mean, m2] }) => ({ rows, mean, m2 })));
+    const min = Float64Array.from(parts[0].arrays[2]);
+    const max = Float64Array.from(parts[0].arrays[3]);
+    for (const { arrays } of parts.slice(1)) {
+      for (let j = 0; j < min.length; j++) {
+        // Math.min/max propagate NaN, as the Min and Max kernels do.
+        min[j] = Math.min(min[j], arrays[2][j]);
+        max[j] = Math.max(max[j], arrays[3][j]);
+      }
+    }
+    return { rows, mean, m2, min, max };
   }
 
   bnGradSums(rows: number, sDy: Float64Array, sDyXc: Float64Array): { rows: number; sDy: Float64Array; sDyXc: Float64Array } {
-    const parts = this.exchangeChannels(rows, sDy, sDyXc);
-    return { rows: sumInOrder(parts.map((p) => [p.rows]))[0], sDy: sumInOrder(parts.map((p) => p.a)), sDyXc: sumInOrder(parts.map((p) => p.b)) };
+    const parts = this.exchangeChannels(rows, [sDy, sDyXc]);
+    return {
+      rows: sumInOrder(parts.map((p) => [p.rows]))[0],
+      sDy: sumInOrder(parts.map((p) => p.arrays[0])),
+      sDyXc: sumInOrder(parts.map((p) => p.arrays[1])),
+    };
   }
 
   minMax(min: number, max: number): { min: number; max: number } {

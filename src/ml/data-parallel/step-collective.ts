@@ -4,13 +4,25 @@
 // the step in progress is ambient: set by the step (withCollective) and null otherwise, which
 // leaves every single-thread code path exactly as it is.
 
+/** Per-channel statistics of some rows of a batch norm's input. */
+export interface ChannelStats {
+  rows: number;
+  mean: ArrayLike<number>;
+  m2: ArrayLike<number>;
+  min: ArrayLike<number>;
+  max: ArrayLike<number>;
+}
+
 export interface StepCollective {
   readonly rank: number;
   readonly world: number;
   /** Rows of the whole batch per row of this rank's share (N / n): scales row counts such as BN's unbiased-variance factor. */
   readonly batchScale: number;
-  /** Whole-batch per-channel statistics from this rank's rows, mean and M2 (sum of squared deviations). */
-  bnMoments(rows: number, mean: Float64Array, m2: Float64Array): { rows: number; mean: Float64Array; m2: Float64Array };
+  /**
+   * Whole-batch per-channel statistics from this rank's rows: mean, M2 (sum of squared deviations)
+   * and the extremes (a batch norm's input; its output range follows from them).
+   */
+  bnMoments(local: ChannelStats): ChannelStats;
   /** Whole-batch sums of dy and dy * (x - mean) per channel, for BN's backward pass. */
   bnGradSums(rows: number, sDy: Float64Array, sDyXc: Float64Array): { rows: number; sDy: Float64Array; sDyXc: Float64Array };
   /** The whole batch's minimum and maximum (activation range observers). */

@@ -4,17 +4,18 @@
 // registered, they compute the same values with stock tfjs ops.
 //
 // What the engine should call (drop-in for the current stock formulations):
-//   batchNormTrain(z, gamma, beta, eps)    -> { y, mean, variance }   (src/ml/conv-bn-fold.ts)
+//   batchNormAct(z, gamma, beta, eps, pick) -> { y, mean, variance } (src/ml/conv-bn-fold.ts)
 //   fakeQuantAct(x, scale, zeroPoint)      (src/ml/fake-quant.ts fakeQuantAct)
 //   fakeQuantRelu6(x, scale)               = fakeQuantAct(relu6(x), scale, 0), one kernel each way
 //   fakeQuantWeight(w, channelAxis, qmax)  (src/ml/fake-quant.ts fakeQuantWeight)
 //   range(x)                               -> { min, max }  (the activation-range observers)
 import * as tf from '@tensorflow/tfjs-core';
-import { BN_TRAIN, FAKE_QUANT, FAKE_QUANT_PER_CHANNEL, qatCpuKernelConfigs, qatGradConfigs, relu6GradConfig } from './qat-kernels.js';
+import { BN_ACT, BN_ACT_GRAD, BN_STATS, FAKE_QUANT, FAKE_QUANT_PER_CHANNEL, qatCpuKernelConfigs, qatGradConfigs, relu6GradConfig } from './qat-kernels.js';
 import { assertCheckedTfjsVersion } from './version.js';
 import { simdRange } from './simd.js';
 import type { WasmBackendLike } from './heap.js';
-import { STOCK_QAT_OPS } from '../../qat-ops.js';
+import { STOCK_QAT_OPS, type BatchNormActResult, type BnAct, type BnActPicker } from '../../qat-ops.js';
+import type { BnActAttrs } from './qat-math.js';
 
 let registered = false;
 
@@ -43,34 +44,64 @@ function fused(kernelName: string): boolean {
   return tf.getKernel(kernelName, tf.getBackend()) != null && tf.getGradient(kernelName) != null;
 }
 
-export interface BatchNormTrainResult {
-  /** gamma * (z - mean) / sqrt(variance + eps) + beta */
-  y: tf.Tensor;
-  /** Batch mean per channel. */
-  mean: tf.Tensor1D;
-  /** Biased batch variance per channel (divide by N*H*W). */
-  variance: tf.Tensor1D;
+/** The BN_ACT attributes of an activation: ReLU6's clamp, the fake quant's grid (scale 0: none). */
+function bnActAttrs(act: BnAct): BnActAttrs {
+  const [clampLo, clampHi] = act.relu6 ? [0, 6] : [-Infinity, Infinity];
+  if (!act.quant) return { clampLo, clampHi, scale: 0, qmin: 0, qmax: 0 };
+  return { clampLo, clampHi, scale: act.quant.scale, qmin: -act.quant.zeroPoint, qmax: 255 - act.quant.zeroPoint };
 }
 
 /**
- * Batch norm with batch statistics over every axis but the last (channels-last), with a fused
- * gradient for z, gamma and beta. Replaces tfjs's moments+batchNorm gradient, which spends most of
- * a training step in Tile and multi-axis Sum on wasm.
+ * Batch norm with batch statistics over every axis but the last (channels-last), then the layer's
+ * activation, in three kernels: QatBnStats (one read of z: the statistics, the fold k, b and the
+ * range of the output, exchanged with the other threads of a split step in one go), QatBnAct (one
+ * read of z, one write: y = act(z * k + b)) and, backward, QatBnActGrad (the activation's mask
+ * recomputed from z, then batch norm's backward: two reads of dy and z, one write). The stock
+ * formulation writes y, reads it for the range, and reads and writes it again for each of ReLU6 and
+ * the fake quant, forward and backward. Gradients flow to z, gamma and beta; mean and variance are
+ * returned as numbers (the running statistics) and not differentiated.
  */
-export function batchNormTrain(z: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number): BatchNormTrainResult {
-  if (fused(BN_TRAIN) && z.dtype === 'float32') {
-    const [y, mean, variance] = tf.engine().runKernel<tf.Tensor[]>(BN_TRAIN, { x: z, gamma, beta }, { epsilon });
-    return { y, mean: mean as tf.Tensor1D, variance: variance as tf.Tensor1D };
+export function batchNormAct(z: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number, pick: BnActPicker): BatchNormActResult {
+  registerQatOps();
+  const backend = tf.getBackend();
+  if (z.dtype !== 'float32' || ![BN_STATS, BN_ACT, BN_ACT_GRAD].every((k) => tf.getKernel(k, backend) != null)) {
+    return STOCK_QAT_OPS.batchNormAct(z, gamma, beta, epsilon, pick);
   }
-  return tf.tidy(() => {
-    const c = z.shape[z.shape.length - 1];
-    const flat = tf.reshape(z, [-1, c]);
-    const mean = tf.mean<tf.Tensor1D>(flat, 0);
-    const variance = tf.mean<tf.Tensor1D>(tf.square(tf.sub(flat, mean)), 0);
-    const k = tf.mul(gamma, tf.rsqrt(tf.add(variance, epsilon)));
-    const y = tf.add(tf.mul(z, k), tf.sub(beta, tf.mul(mean, k)));
-    return { y, mean, variance };
-  });
+  let mean: Float32Array = new Float32Array(0);
+  let variance: Float32Array = new Float32Array(0);
+  const op = tf.customGrad(((x: tf.Tensor, g: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
+    const stats = tf.engine().runKernel<tf.Tensor[]>(BN_STATS, { x, gamma: g, beta: b }, { epsilon });
+    const [m, v, k, bias, range] = stats;
+    const [lo, hi] = range.dataSync();
+    mean = m.dataSync() as Float32Array;
+    variance = v.dataSync() as Float32Array;
+    const attrs = bnActAttrs(pick({ min: lo, max: hi }));
+    const y = tf.engine().runKernel<tf.Tensor>(BN_ACT, { x, k, b: bias }, { ...attrs });
+    save([x, g, m, v, k, bias]);
+    tf.dispose(stats);
+    const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [sx, sg, sm, sv, sk, sb] = saved;
+      const ins = { dy, x: sx, gamma: sg, mean: sm, variance: sv, k: sk, b: sb };
+      return tf.engine().runKernel<tf.Tensor[]>(BN_ACT_GRAD, ins, { ...attrs, epsilon });
+    };
+    return { value: y, gradFunc };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  const y = op(z, gamma, beta);
+  return { y, mean, variance };
+}
+
+/**
+ * batchNormAct without an activation, with mean and variance as tensors (not differentiated):
+ * the shape of the stock formulation, for callers that compare the two.
+ */
+export function batchNormTrain(
+  z: tf.Tensor,
+  gamma: tf.Tensor1D,
+  beta: tf.Tensor1D,
+  epsilon: number,
+): { y: tf.Tensor; mean: tf.Tensor1D; variance: tf.Tensor1D } {
+  const { y, mean, variance } = batchNormAct(z, gamma, beta, epsilon, () => ({ relu6: false, quant: null }));
+  return { y, mean: tf.tensor1d(mean), variance: tf.tensor1d(variance) };
 }
 
 /**
@@ -157,6 +188,7 @@ export const qatOps = {
   fakeQuantAct,
   fakeQuantRelu6,
   fakeQuantWeight,
+  batchNormAct,
   batchNormTrain,
   range,
 };

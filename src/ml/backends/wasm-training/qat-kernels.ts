@@ -5,20 +5,24 @@ import type { GradConfig, KernelConfig, KernelFunc, Tensor, TensorInfo } from '@
 import { cast, engine, getBackend, getKernel, lessEqual, mul, step } from '@tensorflow/tfjs-core';
 import { f32View, type WasmBackendLike } from './heap.js';
 import {
-  bnTrainBackward,
-  bnTrainForward,
+  bnActApply,
+  bnActBackward,
+  bnStats,
   fakeQuantBackward,
   fakeQuantForward,
+  bnActGradBounds,
   fakeQuantGradBounds,
+  type BnActAttrs,
   fakeQuantPerChannelForward,
   relu6Backward,
 } from './qat-math.js';
 import { WasmTrainingError } from './errors.js';
 import { activeCollective } from '../../data-parallel/step-collective.js';
-import { simdBnBackward, simdBnForward, simdFakeQuant, simdFakeQuantGrad, simdFakeQuantPerChannel, simdRelu6Grad } from './simd.js';
+import { simdBnActApply, simdBnActBackward, simdBnStats, simdFakeQuant, simdFakeQuantGrad, simdFakeQuantPerChannel, simdRelu6Grad } from './simd.js';
 
-export const BN_TRAIN = 'QatBatchNormTrain';
-export const BN_TRAIN_GRAD = 'QatBatchNormTrainGrad';
+export const BN_STATS = 'QatBnStats';
+export const BN_ACT = 'QatBnAct';
+export const BN_ACT_GRAD = 'QatBnActGrad';
 export const FAKE_QUANT = 'QatFakeQuant';
 export const FAKE_QUANT_GRAD = 'QatFakeQuantGrad';
 export const FAKE_QUANT_PER_CHANNEL = 'QatFakeQuantPerChannel';
@@ -73,38 +77,56 @@ interface Args {
   attrs: Record<string, number>;
 }
 
+/** The activation attributes of BN_ACT and BN_ACT_GRAD (qat-math BnActAttrs). */
+function bnActAttrs(a: Record<string, number>): BnActAttrs {
+  return { clampLo: a.clampLo, clampHi: a.clampHi, scale: a.scale, qmin: a.qmin, qmax: a.qmax };
+}
+
 function channelsOf(x: TensorInfo): number {
   return x.shape[x.shape.length - 1];
 }
 
 const kernels: Record<string, (run: Runner) => (a: Args) => TensorInfo | TensorInfo[]> = {
-  [BN_TRAIN]:
+  [BN_STATS]:
     (run) =>
     ({ inputs: { x, gamma, beta }, backend, attrs }) => {
       const c = channelsOf(x);
       if (gamma.shape.length !== 1 || gamma.shape[0] !== c || beta.shape[0] !== c) {
-        throw new WasmTrainingError('WASM_TRAINING_BAD_INPUT', `${BN_TRAIN}: gamma/beta must be [${c}] for input ${x.shape}.`);
+        throw new WasmTrainingError('WASM_TRAINING_BAD_INPUT', `${BN_STATS}: gamma/beta must be [${c}] for input ${x.shape}.`);
       }
       return run(
-        BN_TRAIN,
+        BN_STATS,
         backend,
         [x, gamma, beta],
-        [x.shape, [c], [c]],
-        ([xv, g, b], [y, m, v]) => bnTrainForward(xv, g, b, attrs.epsilon, y, m, v, activeCollective()),
-        (be, [y, m, v]) => simdBnForward(be, x, gamma, beta, attrs.epsilon, y, m, v),
+        [[c], [c], [c], [c], [2]],
+        ([xv, g, b], [mean, variance, k, bo, range]) => bnStats(xv, g, b, attrs.epsilon, { mean, variance, k, b: bo, range }, activeCollective()),
+        (be, [mean, variance, k, bo, range]) => simdBnStats(be, x, gamma, beta, attrs.epsilon, { mean, variance, k, b: bo, range }),
       );
     },
-  [BN_TRAIN_GRAD]:
+  [BN_ACT]:
     (run) =>
-    ({ inputs: { dy, x, gamma, mean, variance, dMean, dVariance }, backend, attrs }) => {
+    ({ inputs: { x, k, b }, backend, attrs }) =>
+      run(
+        BN_ACT,
+        backend,
+        [x, k, b],
+        [x.shape],
+        ([xv, kv, bv], [y]) => bnActApply(xv, kv, bv, bnActAttrs(attrs), y),
+        (be, [y]) => simdBnActApply(be, x, k, b, bnActAttrs(attrs), y),
+      )[0],
+  [BN_ACT_GRAD]:
+    (run) =>
+    ({ inputs: { dy, x, gamma, mean, variance, k, b }, backend, attrs }) => {
+      const [lo, hi] = bnActGradBounds(bnActAttrs(attrs));
       const c = channelsOf(x);
       return run(
-        BN_TRAIN_GRAD,
+        BN_ACT_GRAD,
         backend,
-        [dy, x, gamma, mean, variance, dMean, dVariance],
+        [dy, x, gamma, mean, variance, k, b],
         [x.shape, [c], [c]],
-        ([g, xv, ga, m, v, dm, dv], [dx, dg, db]) => bnTrainBackward(g, xv, ga, m, v, dm, dv, attrs.epsilon, dx, dg, db, activeCollective()),
-        (be, [dx, dg, db]) => simdBnBackward(be, dy, x, gamma, mean, variance, dMean, dVariance, attrs.epsilon, dx, dg, db),
+        ([g, xv, ga, m, v, kv, bv], [dx, dg, db]) =>
+          bnActBackward(g, xv, ga, { mean: m, variance: v, k: kv, b: bv }, attrs.epsilon, lo, hi, dx, dg, db, activeCollective()),
+        (be, [dx, dGamma, dBeta]) => simdBnActBackward(be, dy, x, gamma, { mean, variance, k, b }, attrs.epsilon, lo, hi, { dx, dGamma, dBeta }),
       );
     },
   [FAKE_QUANT]:
@@ -196,19 +218,6 @@ export function relu6GradConfig(stock: GradConfig | undefined): GradConfig {
 
 /** Gradients of the fused forward kernels; they run the fused backward kernels. */
 export const qatGradConfigs: GradConfig[] = [
-  {
-    kernelName: BN_TRAIN,
-    inputsToSave: ['x', 'gamma'],
-    outputsToSave: [false, true, true],
-    gradFunc: (dys, saved, attrs) => {
-      const [dy, dMean, dVariance] = dys as Tensor[];
-      const [x, gamma, mean, variance] = saved;
-      // One kernel yields all three gradients. Run it here, not inside a thunk: the tape runs each
-      // thunk in its own tidy, which would dispose the other two outputs.
-      const [dx, dGamma, dBeta] = runKernel(BN_TRAIN_GRAD, { dy, x, gamma, mean, variance, dMean, dVariance }, attrs as Record<string, number>) as Tensor[];
-      return { x: () => dx, gamma: () => dGamma, beta: () => dBeta };
-    },
-  },
   {
     kernelName: FAKE_QUANT,
     inputsToSave: ['x'],

@@ -3,7 +3,7 @@
 // belongs to channel i % C. Per-channel reductions accumulate in float64; per-element arithmetic
 // follows the float32 order of the stock tfjs formulation so results agree with it.
 
-import type { StepCollective } from '../../data-parallel/step-collective.js';
+import type { ChannelStats, StepCollective } from '../../data-parallel/step-collective.js';
 
 const f = Math.fround;
 
@@ -14,103 +14,184 @@ export function roundHalfEven(v: number): number {
   return r - v === 0.5 && (r & 1) !== 0 ? r - 1 : r;
 }
 
-export interface BnForwardOut {
+/** What a training batch norm yields besides its output: outputs of the QatBnStats kernel. */
+export interface BnStatsOut {
   mean: Float32Array;
+  /** Biased (divide by the rows) batch variance. */
   variance: Float32Array;
+  /** The fold: y = x * k + b per channel, k = gamma / sqrt(variance + eps), b = beta - mean * k. */
+  k: Float32Array;
+  b: Float32Array;
+  /** [min, max] of y over the whole batch: the layer output's activation range. */
+  range: Float32Array;
 }
 
 /**
- * Training batch norm over all rows of x ([rows, C] flattened): batch mean and biased variance per
- * channel, y = x * k + (beta - mean * k) with k = gamma / sqrt(variance + eps). With a
- * collective (a batch split over threads) the statistics are those of the whole batch.
+ * Finishes a training batch norm's statistics from this rank's (with a collective: combined with
+ * every other rank's in one exchange, so they are the whole batch's): mean, variance, the fold
+ * k, b, and the range of y. The range follows from the per-channel input extremes without reading
+ * y: y = fl(fl(x * k) + b) is monotone in x, so a channel's extremes are those of its two ends.
  */
-export function bnTrainForward(
-  x: Float32Array,
-  gamma: Float32Array,
-  beta: Float32Array,
+export function finishBnStats(
+  local: ChannelStats,
+  gamma: ArrayLike<number>,
+  beta: ArrayLike<number>,
   eps: number,
-  y: Float32Array,
-  mean: Float32Array,
-  variance: Float32Array,
-  coll: StepCollective | null = null,
+  out: BnStatsOut,
+  coll: StepCollective | null,
 ): void {
+  const whole = coll ? coll.bnMoments(local) : local;
+  const epsF = f(eps);
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let j = 0; j < gamma.length; j++) {
+    out.mean[j] = whole.mean[j];
+    out.variance[j] = whole.m2[j] / whole.rows;
+    const k = (out.k[j] = f(gamma[j] * f(1 / Math.sqrt(f(out.variance[j] + epsF)))));
+    const b = (out.b[j] = f(beta[j] - f(out.mean[j] * k)));
+    const y0 = f(f(whole.min[j] * k) + b);
+    const y1 = f(f(whole.max[j] * k) + b);
+    // Math.min/max propagate NaN, as the Min and Max kernels do.
+    lo = Math.min(lo, y0, y1);
+    hi = Math.max(hi, y0, y1);
+  }
+  out.range[0] = lo;
+  out.range[1] = hi;
+}
+
+/** A training batch norm's statistics over all rows of x ([rows, C] flattened): see finishBnStats. */
+export function bnStats(x: Float32Array, gamma: Float32Array, beta: Float32Array, eps: number, out: BnStatsOut, coll: StepCollective | null = null): void {
   const c = gamma.length;
   const rows = x.length / c;
   const sum = new Float64Array(c);
-  for (let i = 0; i < x.length; i += c) for (let j = 0; j < c; j++) sum[j] += x[i + j];
-  const m = new Float64Array(c);
-  for (let j = 0; j < c; j++) m[j] = sum[j] / rows;
-  // Second pass on centred values: no cancellation for channels with a large mean.
-  const sq = new Float64Array(c);
+  const min = new Float32Array(c).fill(Infinity);
+  const max = new Float32Array(c).fill(-Infinity);
   for (let i = 0; i < x.length; i += c) {
     for (let j = 0; j < c; j++) {
-      const d = x[i + j] - m[j];
-      sq[j] += d * d;
+      const v = x[i + j];
+      sum[j] += v;
+      min[j] = Math.min(min[j], v);
+      max[j] = Math.max(max[j], v);
     }
   }
-  const whole = coll ? coll.bnMoments(rows, m, sq) : { rows, mean: m, m2: sq };
-  const k = new Float32Array(c);
-  const b = new Float32Array(c);
-  const epsF = f(eps);
-  for (let j = 0; j < c; j++) {
-    mean[j] = whole.mean[j];
-    variance[j] = whole.m2[j] / whole.rows;
-    k[j] = f(gamma[j] * f(1 / Math.sqrt(f(variance[j] + epsF))));
-    b[j] = f(beta[j] - f(mean[j] * k[j]));
+  const mean = new Float64Array(c);
+  for (let j = 0; j < c; j++) mean[j] = sum[j] / rows;
+  // Second pass on centred values: no cancellation for channels with a large mean.
+  const m2 = new Float64Array(c);
+  for (let i = 0; i < x.length; i += c) {
+    for (let j = 0; j < c; j++) {
+      const d = x[i + j] - mean[j];
+      m2[j] += d * d;
+    }
   }
-  for (let i = 0; i < x.length; i += c) for (let j = 0; j < c; j++) y[i + j] = x[i + j] * k[j] + b[j];
+  finishBnStats({ rows, mean, m2, min, max }, gamma, beta, eps, out, coll);
 }
 
 /**
- * Gradient of bnTrainForward with respect to x, gamma and beta, including the gradients that
- * arrive at its mean and variance outputs (usually zero: they feed the running statistics).
- * With a collective, dx uses the whole batch's sums; dGamma and dBeta stay this rank's share (the
- * parameter gradients are summed over ranks afterwards, with all the others).
+ * The activation fused after a training batch norm, as kernel attributes: y = x * k + b is clamped
+ * to [clampLo, clampHi] (ReLU6: [0, 6]; none: [-inf, inf]), then, when scale > 0, fake-quantized:
+ * clip(round(v / scale), qmin, qmax) * scale.
  */
-export function bnTrainBackward(
+export interface BnActAttrs {
+  clampLo: number;
+  clampHi: number;
+  scale: number;
+  qmin: number;
+  qmax: number;
+}
+
+/** y = act(fl(fl(x * k) + b)) per element (BnActAttrs), the order the SIMD module rounds in. */
+export function bnActApply(x: Float32Array, k: Float32Array, b: Float32Array, a: BnActAttrs, y: Float32Array): void {
+  const c = k.length;
+  const s = f(a.scale);
+  for (let i = 0; i < x.length; i += c) {
+    for (let j = 0; j < c; j++) {
+      const v = Math.min(Math.max(f(f(x[i + j] * k[j]) + b[j]), a.clampLo), a.clampHi);
+      y[i + j] = s > 0 ? quantizeOne(v, s, a.qmin, a.qmax) * s : v;
+    }
+  }
+}
+
+/**
+ * [lo, hi]: where the activation passes its gradient back, on y. The composite's: ReLU6 passes
+ * 0 < y <= 6, the fake quant qmin*scale <= v <= qmax*scale (straight-through); after ReLU6
+ * (zero point 0) both hold for 0 < y <= min(6, qmax*scale). No activation: everywhere.
+ */
+export function bnActGradBounds(a: BnActAttrs): [number, number] {
+  const relu6 = a.clampLo === 0;
+  if (a.scale <= 0) return relu6 ? [MIN_POSITIVE_F32, a.clampHi] : [-Infinity, Infinity];
+  const top = f(a.qmax * a.scale);
+  return relu6 ? [MIN_POSITIVE_F32, Math.min(a.clampHi, top)] : [f(a.qmin * a.scale), top];
+}
+
+/**
+ * Per-channel coefficients of batch norm's backward pass, dx = a * g + bc * (x - mean) + d, from
+ * the whole batch's sums of g and g * (x - mean); dGamma and dBeta from this rank's own sums (with
+ * a batch split over threads the parameter gradients are summed over ranks afterwards, with all
+ * the others).
+ */
+export function bnBackwardCoefficients(
+  own: { sDy: Float64Array; sDyXc: Float64Array },
+  whole: { rows: number; sDy: Float64Array; sDyXc: Float64Array },
+  gamma: ArrayLike<number>,
+  variance: ArrayLike<number>,
+  eps: number,
+  out: { a: Float32Array; bc: Float32Array; d: Float32Array; dGamma: Float32Array; dBeta: Float32Array },
+): void {
+  const rows = whole.rows;
+  for (let j = 0; j < gamma.length; j++) {
+    const rstd = 1 / Math.sqrt(variance[j] + eps);
+    out.dGamma[j] = own.sDyXc[j] * rstd;
+    out.dBeta[j] = own.sDy[j];
+    out.a[j] = gamma[j] * rstd;
+    out.bc[j] = (-gamma[j] * rstd * rstd * whole.sDyXc[j] * rstd) / rows;
+    out.d[j] = (-gamma[j] * rstd * whole.sDy[j]) / rows;
+  }
+}
+
+/**
+ * Gradient of bnActApply(bnStats(x)) with respect to x, gamma and beta (the statistics are not
+ * differentiated as outputs: they feed the running statistics only). g = dy where lo <= y <= hi
+ * (bnActGradBounds; y recomputed from x, k, b as bnActApply did), then batch norm's backward.
+ * With a collective, dx uses the whole batch's sums.
+ */
+export function bnActBackward(
   dy: Float32Array,
   x: Float32Array,
   gamma: Float32Array,
-  mean: Float32Array,
-  variance: Float32Array,
-  dMean: Float32Array,
-  dVariance: Float32Array,
+  stats: { mean: Float32Array; variance: Float32Array; k: Float32Array; b: Float32Array },
   eps: number,
+  lo: number,
+  hi: number,
   dx: Float32Array,
   dGamma: Float32Array,
   dBeta: Float32Array,
   coll: StepCollective | null = null,
 ): void {
+  const { mean, k, b } = stats;
   const c = gamma.length;
   const localRows = x.length / c;
+  const g = new Float32Array(dy.length);
+  for (let i = 0; i < x.length; i += c) {
+    for (let j = 0; j < c; j++) {
+      const y = f(f(x[i + j] * k[j]) + b[j]);
+      g[i + j] = y < lo || y > hi ? 0 : dy[i + j];
+    }
+  }
   const sDy = new Float64Array(c);
   const sDyXc = new Float64Array(c);
   for (let i = 0; i < x.length; i += c) {
     for (let j = 0; j < c; j++) {
-      const g = dy[i + j];
-      sDy[j] += g;
-      sDyXc[j] += g * (x[i + j] - mean[j]);
+      sDy[j] += g[i + j];
+      sDyXc[j] += g[i + j] * (x[i + j] - mean[j]);
     }
   }
-  const whole = coll ? coll.bnGradSums(localRows, sDy, sDyXc) : { rows: localRows, sDy, sDyXc };
-  const rows = whole.rows;
-  // dx = A*dy + B*(x - mean) + D per channel (standard BN backward, plus the statistic outputs).
-  const a = new Float32Array(c);
-  const bc = new Float32Array(c);
-  const d = new Float32Array(c);
-  const mf = new Float32Array(c);
-  for (let j = 0; j < c; j++) {
-    const rstd = 1 / Math.sqrt(variance[j] + eps);
-    const dg = whole.sDyXc[j] * rstd;
-    dGamma[j] = sDyXc[j] * rstd;
-    dBeta[j] = sDy[j];
-    a[j] = gamma[j] * rstd;
-    bc[j] = (-gamma[j] * rstd * rstd * dg) / rows + (2 * dVariance[j]) / rows;
-    d[j] = (-gamma[j] * rstd * whole.sDy[j]) / rows + dMean[j] / rows;
-    mf[j] = mean[j];
-  }
+  const own = { sDy, sDyXc };
+  const whole = coll ? coll.bnGradSums(localRows, sDy, sDyXc) : { rows: localRows, ...own };
+  const co = { a: new Float32Array(c), bc: new Float32Array(c), d: new Float32Array(c), dGamma, dBeta };
+  bnBackwardCoefficients(own, whole, gamma, stats.variance, eps, co);
   for (let i = 0; i < x.length; i += c) {
-    for (let j = 0; j < c; j++) dx[i + j] = a[j] * dy[i + j] + bc[j] * (x[i + j] - mf[j]) + d[j];
+    for (let j = 0; j < c; j++) dx[i + j] = co.a[j] * g[i + j] + co.bc[j] * (x[i + j] - mean[j]) + co.d[j];
   }
 }
 

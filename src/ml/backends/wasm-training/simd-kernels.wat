@@ -93,9 +93,20 @@
       (local.set $i (i32.add (local.get $i) (i32.const 4)))
       (br $l))))
 
-  ;; y[r, c] = x[r, c] * k[c] + b[c]   (f32, the order tfjs's mul-then-add rounds in)
-  (func (export "chan_affine") (param $x i32) (param $y i32) (param $rows i32) (param $c i32) (param $k i32) (param $b i32)
-    (local $off i32) (local $end i32) (local $j i32) (local $cb i32)
+  ;; Batch norm's output with its activation, in one pass (bn-act in ops.ts):
+  ;;   v = clamp(x[r, c] * k[c] + b[c], clo, chi)        (f32 mul then add, as tfjs rounds; ReLU6
+  ;;                                                      or +-inf bounds)
+  ;;   y = s > 0 ? clamp(nearest(v / s), qlo, qhi) * s : v   (the activation's fake quant)
+  (func (export "bn_act_apply") (param $x i32) (param $y i32) (param $rows i32) (param $c i32) (param $k i32) (param $b i32)
+      (param $clo f32) (param $chi f32) (param $s f32) (param $qlo f32) (param $qhi f32)
+    (local $off i32) (local $end i32) (local $j i32) (local $cb i32) (local $quant i32) (local $v v128)
+    (local $vclo v128) (local $vchi v128) (local $vs v128) (local $vqlo v128) (local $vqhi v128)
+    (local.set $vclo (f32x4.splat (local.get $clo)))
+    (local.set $vchi (f32x4.splat (local.get $chi)))
+    (local.set $vs (f32x4.splat (local.get $s)))
+    (local.set $vqlo (f32x4.splat (local.get $qlo)))
+    (local.set $vqhi (f32x4.splat (local.get $qhi)))
+    (local.set $quant (f32.gt (local.get $s) (f32.const 0)))
     (local.set $cb (i32.shl (local.get $c) (i32.const 2)))
     (local.set $end (i32.mul (local.get $rows) (local.get $cb)))
     (block $done (loop $rowl
@@ -103,18 +114,33 @@
       (local.set $j (i32.const 0))
       (block $cd (loop $cl
         (br_if $cd (i32.ge_u (local.get $j) (local.get $cb)))
-        (v128.store (i32.add (local.get $y) (i32.add (local.get $off) (local.get $j)))
-          (f32x4.add
-            (f32x4.mul (v128.load (i32.add (local.get $x) (i32.add (local.get $off) (local.get $j)))) (v128.load (i32.add (local.get $k) (local.get $j))))
-            (v128.load (i32.add (local.get $b) (local.get $j)))))
+        (local.set $v
+          (f32x4.min
+            (f32x4.max
+              (f32x4.add
+                (f32x4.mul (v128.load (i32.add (local.get $x) (i32.add (local.get $off) (local.get $j)))) (v128.load (i32.add (local.get $k) (local.get $j))))
+                (v128.load (i32.add (local.get $b) (local.get $j))))
+              (local.get $vclo))
+            (local.get $vchi)))
+        (if (local.get $quant) (then
+          (local.set $v
+            (f32x4.mul
+              (f32x4.min (f32x4.max (f32x4.nearest (f32x4.div (local.get $v) (local.get $vs))) (local.get $vqlo)) (local.get $vqhi))
+              (local.get $vs)))))
+        (v128.store (i32.add (local.get $y) (i32.add (local.get $off) (local.get $j))) (local.get $v))
         (local.set $j (i32.add (local.get $j) (i32.const 16)))
         (br $cl)))
       (local.set $off (i32.add (local.get $off) (local.get $cb)))
       (br $rowl))))
 
-  ;; dx = a[c] * dy + bc[c] * (x - m[c]) + d[c]   (batch-norm backward, per-channel coefficients f32)
+  ;; dx = a[c] * g + bc[c] * (x - m[c]) + d[c]   (batch-norm backward, per-channel coefficients f32)
+  ;; with g = dy where the activation passed its gradient: not (y < lo or y > hi), y = x * k[c] + b[c]
+  ;; recomputed as bn_act_apply did (lo, hi = -inf, inf: every element; a NaN y passes dy)
   (func (export "bn_bwd_apply") (param $dy i32) (param $x i32) (param $dx i32) (param $rows i32) (param $c i32) (param $a i32) (param $bc i32) (param $m i32) (param $d i32)
-    (local $off i32) (local $end i32) (local $j i32) (local $cb i32)
+      (param $k i32) (param $b i32) (param $lo f32) (param $hi f32)
+    (local $off i32) (local $end i32) (local $j i32) (local $cb i32) (local $xv v128) (local $y v128) (local $vlo v128) (local $vhi v128)
+    (local.set $vlo (f32x4.splat (local.get $lo)))
+    (local.set $vhi (f32x4.splat (local.get $hi)))
     (local.set $cb (i32.shl (local.get $c) (i32.const 2)))
     (local.set $end (i32.mul (local.get $rows) (local.get $cb)))
     (block $done (loop $rowl
@@ -122,12 +148,16 @@
       (local.set $j (i32.const 0))
       (block $cd (loop $cl
         (br_if $cd (i32.ge_u (local.get $j) (local.get $cb)))
+        (local.set $xv (v128.load (i32.add (local.get $x) (i32.add (local.get $off) (local.get $j)))))
+        (local.set $y (f32x4.add (f32x4.mul (local.get $xv) (v128.load (i32.add (local.get $k) (local.get $j)))) (v128.load (i32.add (local.get $b) (local.get $j)))))
         (v128.store (i32.add (local.get $dx) (i32.add (local.get $off) (local.get $j)))
           (f32x4.add
             (f32x4.add
-              (f32x4.mul (v128.load (i32.add (local.get $a) (local.get $j))) (v128.load (i32.add (local.get $dy) (i32.add (local.get $off) (local.get $j)))))
+              (f32x4.mul (v128.load (i32.add (local.get $a) (local.get $j)))
+                (v128.andnot (v128.load (i32.add (local.get $dy) (i32.add (local.get $off) (local.get $j))))
+                  (v128.or (f32x4.lt (local.get $y) (local.get $vlo)) (f32x4.gt (local.get $y) (local.get $vhi)))))
               (f32x4.mul (v128.load (i32.add (local.get $bc) (local.get $j)))
-                (f32x4.sub (v128.load (i32.add (local.get $x) (i32.add (local.get $off) (local.get $j)))) (v128.load (i32.add (local.get $m) (local.get $j))))))
+                (f32x4.sub (local.get $xv) (v128.load (i32.add (local.get $m) (local.get $j))))))
             (v128.load (i32.add (local.get $d) (local.get $j)))))
         (local.set $j (i32.add (local.get $j) (i32.const 16)))
         (br $cl)))
@@ -544,14 +574,21 @@
       (br $rl))))
 
   ;; Register groups of chan_moments / bn_bwd_sums: 4 channels from $p (and $pd) over $rows rows
-  ;; $stride bytes apart, shift/mean from $m, f64 sums added to the totals at $sa, $sb.
-  (func $mom4 (param $p i32) (param $rows i32) (param $stride i32) (param $mp i32) (param $sa i32) (param $sb i32)
-    (local $m v128) (local $v v128) (local $vl v128) (local $vh v128)
-    (local $al v128) (local $ah v128) (local $bl v128) (local $bh v128)
+  ;; $stride bytes apart, shift/mean from $m, f64 sums added to the totals at $sa, $sb. $mom4 also
+  ;; folds the raw values into the f32 minima and maxima at $mn, $mx; $bwd4 sums the gradient
+  ;; the activation lets through (as in bn_bwd_apply; k, b from $kp, $bp).
+  (func $mom4 (param $p i32) (param $rows i32) (param $stride i32) (param $mp i32) (param $sa i32) (param $sb i32) (param $mn i32) (param $mx i32)
+    (local $m v128) (local $x v128) (local $v v128) (local $vl v128) (local $vh v128)
+    (local $al v128) (local $ah v128) (local $bl v128) (local $bh v128) (local $lo v128) (local $hi v128)
     (local.set $m (v128.load (local.get $mp)))
+    (local.set $lo (v128.load (local.get $mn)))
+    (local.set $hi (v128.load (local.get $mx)))
     (block $done (loop $l
       (br_if $done (i32.eqz (local.get $rows)))
-      (local.set $v (f32x4.sub (v128.load (local.get $p)) (local.get $m)))
+      (local.set $x (v128.load (local.get $p)))
+      (local.set $lo (f32x4.min (local.get $lo) (local.get $x)))
+      (local.set $hi (f32x4.max (local.get $hi) (local.get $x)))
+      (local.set $v (f32x4.sub (local.get $x) (local.get $m)))
       (local.set $vl (f64x2.promote_low_f32x4 (local.get $v)))
       (local.set $vh (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $v) (local.get $v))))
       (local.set $al (f64x2.add (local.get $al) (local.get $vl)))
@@ -561,21 +598,29 @@
       (local.set $p (i32.add (local.get $p) (local.get $stride)))
       (local.set $rows (i32.sub (local.get $rows) (i32.const 1)))
       (br $l)))
+    (v128.store (local.get $mn) (local.get $lo))
+    (v128.store (local.get $mx) (local.get $hi))
     (v128.store (local.get $sa) (f64x2.add (v128.load (local.get $sa)) (local.get $al)))
     (v128.store offset=16 (local.get $sa) (f64x2.add (v128.load offset=16 (local.get $sa)) (local.get $ah)))
     (v128.store (local.get $sb) (f64x2.add (v128.load (local.get $sb)) (local.get $bl)))
     (v128.store offset=16 (local.get $sb) (f64x2.add (v128.load offset=16 (local.get $sb)) (local.get $bh))))
 
   (func $bwd4 (param $p i32) (param $pd i32) (param $rows i32) (param $stride i32) (param $mp i32) (param $sa i32) (param $sb i32)
-    (local $m v128) (local $v v128) (local $vl v128) (local $vh v128) (local $gl v128) (local $gh v128)
+      (param $kp i32) (param $bp i32) (param $lo v128) (param $hi v128)
+    (local $m v128) (local $k v128) (local $b v128) (local $x v128) (local $y v128) (local $v v128) (local $vl v128) (local $vh v128) (local $gl v128) (local $gh v128)
     (local $al v128) (local $ah v128) (local $bl v128) (local $bh v128)
     (local.set $m (v128.load (local.get $mp)))
+    (local.set $k (v128.load (local.get $kp)))
+    (local.set $b (v128.load (local.get $bp)))
     (block $done (loop $l
       (br_if $done (i32.eqz (local.get $rows)))
-      (local.set $v (f32x4.sub (v128.load (local.get $p)) (local.get $m)))
+      (local.set $x (v128.load (local.get $p)))
+      (local.set $v (f32x4.sub (local.get $x) (local.get $m)))
       (local.set $vl (f64x2.promote_low_f32x4 (local.get $v)))
       (local.set $vh (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $v) (local.get $v))))
-      (local.set $v (v128.load (local.get $pd)))
+      ;; $bwd_g, written out: V8 does not inline wasm calls here
+      (local.set $y (f32x4.add (f32x4.mul (local.get $x) (local.get $k)) (local.get $b)))
+      (local.set $v (v128.andnot (v128.load (local.get $pd)) (v128.or (f32x4.lt (local.get $y) (local.get $lo)) (f32x4.gt (local.get $y) (local.get $hi)))))
       (local.set $gl (f64x2.promote_low_f32x4 (local.get $v)))
       (local.set $gh (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $v) (local.get $v))))
       (local.set $al (f64x2.add (local.get $al) (local.get $gl)))
@@ -597,8 +642,11 @@
   ;; $rb rows so a block read for the first channel group is still in cache for the others.
   ;; Replaces a sum pass plus a centred-square pass, each adding every element to f64 memory.
   ;; (f32 partial sums per block were 2x cheaper again but lost the whole-model gradient check:
-  ;; the BN backward cancels to small values that amplify the rounding.)
+  ;; the BN backward cancels to small values that amplify the rounding.) Also mn[c] = min(mn[c],
+  ;; x[r, c]) and mx[c] likewise (f32, set to +inf/-inf by the caller; NaN propagates): the
+  ;; activation range of the layer's output follows from them without another pass.
   (func (export "chan_moments") (param $x i32) (param $rows i32) (param $c i32) (param $m i32) (param $sa i32) (param $sb i32) (param $rb i32)
+      (param $mn i32) (param $mx i32)
     (local $r0 i32) (local $cnt i32) (local $j i32) (local $cb i32) (local $off i32)
     (local.set $cb (i32.shl (local.get $c) (i32.const 2)))
     (block $rd (loop $rl
@@ -610,16 +658,21 @@
         (br_if $jd (i32.ge_u (local.get $j) (local.get $cb)))
         (local.set $off (i32.add (i32.mul (local.get $r0) (local.get $cb)) (local.get $j)))
         (call $mom4 (i32.add (local.get $x) (local.get $off)) (local.get $cnt) (local.get $cb) (i32.add (local.get $m) (local.get $j))
-          (i32.add (local.get $sa) (i32.shl (local.get $j) (i32.const 1))) (i32.add (local.get $sb) (i32.shl (local.get $j) (i32.const 1))))
+          (i32.add (local.get $sa) (i32.shl (local.get $j) (i32.const 1))) (i32.add (local.get $sb) (i32.shl (local.get $j) (i32.const 1)))
+          (i32.add (local.get $mn) (local.get $j)) (i32.add (local.get $mx) (local.get $j)))
         (local.set $j (i32.add (local.get $j) (i32.const 16)))
         (br $jl)))
       (local.set $r0 (i32.add (local.get $r0) (local.get $rb)))
       (br $rl))))
 
-  ;; Batch-norm backward sums, same blocking as chan_moments: sa[c] += dy[r, c] and
-  ;; sb[c] += dy[r, c] * (x[r, c] - m[c]) (m: f32 batch mean; sa, sb: f64, zeroed by the caller).
+  ;; Batch-norm backward sums, same blocking as chan_moments: sa[c] += g[r, c] and
+  ;; sb[c] += g[r, c] * (x[r, c] - m[c]) (m: f32 batch mean; sa, sb: f64, zeroed by the caller), g
+  ;; the gradient past the activation (k, b, lo, hi as in bn_bwd_apply).
   (func (export "bn_bwd_sums") (param $x i32) (param $dy i32) (param $rows i32) (param $c i32) (param $m i32) (param $sa i32) (param $sb i32) (param $rb i32)
-    (local $r0 i32) (local $cnt i32) (local $j i32) (local $cb i32) (local $off i32)
+      (param $k i32) (param $b i32) (param $lo f32) (param $hi f32)
+    (local $r0 i32) (local $cnt i32) (local $j i32) (local $cb i32) (local $off i32) (local $vlo v128) (local $vhi v128)
+    (local.set $vlo (f32x4.splat (local.get $lo)))
+    (local.set $vhi (f32x4.splat (local.get $hi)))
     (local.set $cb (i32.shl (local.get $c) (i32.const 2)))
     (block $rd (loop $rl
       (br_if $rd (i32.ge_u (local.get $r0) (local.get $rows)))
@@ -630,7 +683,8 @@
         (br_if $jd (i32.ge_u (local.get $j) (local.get $cb)))
         (local.set $off (i32.add (i32.mul (local.get $r0) (local.get $cb)) (local.get $j)))
         (call $bwd4 (i32.add (local.get $x) (local.get $off)) (i32.add (local.get $dy) (local.get $off)) (local.get $cnt) (local.get $cb) (i32.add (local.get $m) (local.get $j))
-          (i32.add (local.get $sa) (i32.shl (local.get $j) (i32.const 1))) (i32.add (local.get $sb) (i32.shl (local.get $j) (i32.const 1))))
+          (i32.add (local.get $sa) (i32.shl (local.get $j) (i32.const 1))) (i32.add (local.get $sb) (i32.shl (local.get $j) (i32.const 1)))
+          (i32.add (local.get $k) (local.get $j)) (i32.add (local.get $b) (local.get $j)) (local.get $vlo) (local.get $vhi))
         (local.set $j (i32.add (local.get $j) (i32.const 16)))
         (br $jl)))
       (local.set $r0 (i32.add (local.get $r0) (local.get $rb)))

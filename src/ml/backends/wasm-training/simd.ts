@@ -6,15 +6,55 @@ import type { ConvGeometry } from './conv-geometry.js';
 import type { WasmBackendLike } from './heap.js';
 import { SIMD_MODULE_BASE64 } from './simd-module.generated.js';
 import { activeCollective } from '../../data-parallel/step-collective.js';
+import { bnBackwardCoefficients, finishBnStats, type BnActAttrs } from './qat-math.js';
 
 interface SimdExports {
   fq_fwd(x: number, y: number, n: number, s: number, lo: number, hi: number): void;
   fq_bwd(dy: number, x: number, dx: number, n: number, lo: number, hi: number): void;
   relu6_bwd(dy: number, x: number, dx: number, n: number): void;
-  chan_moments(x: number, rows: number, c: number, shift: number, sum: number, sumSq: number, rowBlock: number): void;
-  bn_bwd_sums(x: number, dy: number, rows: number, c: number, mean: number, sdy: number, sdyxc: number, rowBlock: number): void;
-  chan_affine(x: number, y: number, rows: number, c: number, k: number, b: number): void;
-  bn_bwd_apply(dy: number, x: number, dx: number, rows: number, c: number, a: number, bc: number, m: number, d: number): void;
+  chan_moments(x: number, rows: number, c: number, shift: number, sum: number, sumSq: number, rowBlock: number, min: number, max: number): void;
+  bn_bwd_sums(
+    x: number,
+    dy: number,
+    rows: number,
+    c: number,
+    mean: number,
+    sdy: number,
+    sdyxc: number,
+    rowBlock: number,
+    k: number,
+    b: number,
+    lo: number,
+    hi: number,
+  ): void;
+  bn_act_apply(
+    x: number,
+    y: number,
+    rows: number,
+    c: number,
+    k: number,
+    b: number,
+    clampLo: number,
+    clampHi: number,
+    s: number,
+    qmin: number,
+    qmax: number,
+  ): void;
+  bn_bwd_apply(
+    dy: number,
+    x: number,
+    dx: number,
+    rows: number,
+    c: number,
+    a: number,
+    bc: number,
+    m: number,
+    d: number,
+    k: number,
+    b: number,
+    lo: number,
+    hi: number,
+  ): void;
   dw_filter_grad(x: number, dy: number, acc32: number, acc64: number, ...geom: number[]): void;
   dw_input_grad(dy: number, f: number, dx: number, ...geom: number[]): void;
   gram_xty(x: number, y: number, acc64: number, rows: number, m: number, n: number, rowBlock: number): void;
@@ -136,124 +176,90 @@ function size(t: TensorInfo): number {
   return t.shape.reduce((a, b) => a * b, 1);
 }
 
-/** Same contract as qat-math bnTrainForward, on heap tensors. */
-export function simdBnForward(
-  be: WasmBackendLike,
-  x: TensorInfo,
-  gamma: TensorInfo,
-  beta: TensorInfo,
-  eps: number,
-  y: TensorInfo,
-  mean: TensorInfo,
-  variance: TensorInfo,
-): boolean {
+/** Heap views of the QatBnStats kernel's outputs (qat-math BnStatsOut). */
+export interface BnStatsTensors {
+  mean: TensorInfo;
+  variance: TensorInfo;
+  k: TensorInfo;
+  b: TensorInfo;
+  range: TensorInfo;
+}
+
+/** Same contract as qat-math bnStats, on heap tensors. */
+export function simdBnStats(be: WasmBackendLike, x: TensorInfo, gamma: TensorInfo, beta: TensorInfo, eps: number, out: BnStatsTensors): boolean {
   const c = gamma.shape[0];
   const s = simdFor(be);
   if (!s || c % 4 !== 0) return false;
   const rows = size(x) / c;
-  const sc = new Scratch(be, [8 * c, 8 * c, 4 * c, 4 * c, 4 * c]); // sum, sq, shift, k, b
+  const sc = new Scratch(be, [8 * c, 8 * c, 4 * c, 4 * c, 4 * c]); // sum, sq, shift, min, max
   try {
     // Shifted by the first row: the sums of (x - shift) stay small, so sum-of-squares minus the
     // squared mean does not cancel catastrophically even when |mean| >> std.
     const xp = ptr(be, x);
     be.wasm.HEAPU8.copyWithin(sc.at[2], xp, xp + 4 * c);
-    s.chan_moments(xp, rows, c, sc.at[2], sc.at[0], sc.at[1], channelRowBlock(c));
+    sc.f32(3, c).fill(Infinity);
+    sc.f32(4, c).fill(-Infinity);
+    s.chan_moments(xp, rows, c, sc.at[2], sc.at[0], sc.at[1], channelRowBlock(c), sc.at[3], sc.at[4]);
     const sum = sc.f64(0, c);
     const sq = sc.f64(1, c);
     const shift = sc.f32(2, c);
-    const k = sc.f32(3, c);
-    const b = sc.f32(4, c);
-    const heap = be.wasm.HEAPU8.buffer;
-    const g = new Float32Array(heap, ptr(be, gamma), c);
-    const bt = new Float32Array(heap, ptr(be, beta), c);
-    const mo = new Float32Array(heap, ptr(be, mean), c);
-    const vo = new Float32Array(heap, ptr(be, variance), c);
-    const epsF = f(eps);
-    const coll = activeCollective();
-    if (coll) {
-      // A batch split over threads: this rank's moments, then those of the whole batch.
-      const lm = new Float64Array(c);
-      const m2 = new Float64Array(c);
-      for (let j = 0; j < c; j++) {
-        const d = sum[j] / rows;
-        lm[j] = shift[j] + d;
-        m2[j] = Math.max(0, sq[j] - sum[j] * d);
-      }
-      const whole = coll.bnMoments(rows, lm, m2);
-      for (let j = 0; j < c; j++) {
-        mo[j] = whole.mean[j];
-        vo[j] = whole.m2[j] / whole.rows;
-      }
-    } else {
-      for (let j = 0; j < c; j++) {
-        const d = sum[j] / rows;
-        mo[j] = shift[j] + d;
-        vo[j] = Math.max(0, sq[j] / rows - d * d);
-      }
-    }
+    const mean = new Float64Array(c);
+    const m2 = new Float64Array(c);
     for (let j = 0; j < c; j++) {
-      k[j] = f(g[j] * f(1 / Math.sqrt(f(vo[j] + epsF))));
-      b[j] = f(bt[j] - f(mo[j] * k[j]));
+      const d = sum[j] / rows;
+      mean[j] = shift[j] + d;
+      m2[j] = Math.max(0, sq[j] - sum[j] * d);
     }
-    s.chan_affine(ptr(be, x), ptr(be, y), rows, c, sc.at[3], sc.at[4]);
+    const local = { rows, mean, m2, min: sc.f32(3, c).slice(), max: sc.f32(4, c).slice() };
+    const heap = be.wasm.HEAPU8.buffer;
+    const view = (t: TensorInfo) => new Float32Array(heap, ptr(be, t), size(t));
+    const o = { mean: view(out.mean), variance: view(out.variance), k: view(out.k), b: view(out.b), range: view(out.range) };
+    finishBnStats(local, view(gamma), view(beta), eps, o, activeCollective());
   } finally {
     sc.free();
   }
   return true;
 }
 
-/** Same contract as qat-math bnTrainBackward, on heap tensors. */
-export function simdBnBackward(
+/** Same contract as qat-math bnActApply, on heap tensors. */
+export function simdBnActApply(be: WasmBackendLike, x: TensorInfo, k: TensorInfo, b: TensorInfo, a: BnActAttrs, y: TensorInfo): boolean {
+  const c = k.shape[0];
+  const s = simdFor(be);
+  if (!s || c % 4 !== 0) return false;
+  s.bn_act_apply(ptr(be, x), ptr(be, y), size(x) / c, c, ptr(be, k), ptr(be, b), a.clampLo, a.clampHi, f(a.scale), a.qmin, a.qmax);
+  return true;
+}
+
+/** Same contract as qat-math bnActBackward, on heap tensors. */
+export function simdBnActBackward(
   be: WasmBackendLike,
   dy: TensorInfo,
   x: TensorInfo,
   gamma: TensorInfo,
-  mean: TensorInfo,
-  variance: TensorInfo,
-  dMean: TensorInfo,
-  dVariance: TensorInfo,
+  stats: Omit<BnStatsTensors, 'range'>,
   eps: number,
-  dx: TensorInfo,
-  dGamma: TensorInfo,
-  dBeta: TensorInfo,
+  lo: number,
+  hi: number,
+  out: { dx: TensorInfo; dGamma: TensorInfo; dBeta: TensorInfo },
 ): boolean {
   const c = gamma.shape[0];
   const s = simdFor(be);
   if (!s || c % 4 !== 0) return false;
   const localRows = size(x) / c;
-  // sdy, sdyxc, a, bc, m, d
-  const sc = new Scratch(be, [8 * c, 8 * c, 4 * c, 4 * c, 4 * c, 4 * c]);
+  // sdy, sdyxc, a, bc, d
+  const sc = new Scratch(be, [8 * c, 8 * c, 4 * c, 4 * c, 4 * c]);
   try {
-    s.bn_bwd_sums(ptr(be, x), ptr(be, dy), localRows, c, ptr(be, mean), sc.at[0], sc.at[1], channelRowBlock(c));
-    const heap = be.wasm.HEAPU8.buffer;
-    const sDy = sc.f64(0, c);
-    const sDyXc = sc.f64(1, c);
+    const [kp, bp, mp] = [ptr(be, stats.k), ptr(be, stats.b), ptr(be, stats.mean)];
+    s.bn_bwd_sums(ptr(be, x), ptr(be, dy), localRows, c, mp, sc.at[0], sc.at[1], channelRowBlock(c), kp, bp, lo, hi);
+    const own = { sDy: sc.f64(0, c), sDyXc: sc.f64(1, c) };
     // Split over threads, dx needs the whole batch's sums; dGamma and dBeta stay this rank's share.
     const coll = activeCollective();
-    const whole = coll ? coll.bnGradSums(localRows, sDy, sDyXc) : { rows: localRows, sDy, sDyXc };
-    const rows = whole.rows;
-    const a = sc.f32(2, c);
-    const bc = sc.f32(3, c);
-    const mf = sc.f32(4, c);
-    const d = sc.f32(5, c);
-    const g = new Float32Array(heap, ptr(be, gamma), c);
-    const v = new Float32Array(heap, ptr(be, variance), c);
-    const m = new Float32Array(heap, ptr(be, mean), c);
-    const dm = new Float32Array(heap, ptr(be, dMean), c);
-    const dv = new Float32Array(heap, ptr(be, dVariance), c);
-    const dg = new Float32Array(heap, ptr(be, dGamma), c);
-    const db = new Float32Array(heap, ptr(be, dBeta), c);
-    for (let j = 0; j < c; j++) {
-      const rstd = 1 / Math.sqrt(v[j] + eps);
-      const dgj = whole.sDyXc[j] * rstd;
-      dg[j] = sDyXc[j] * rstd;
-      db[j] = sDy[j];
-      a[j] = g[j] * rstd;
-      bc[j] = (-g[j] * rstd * rstd * dgj) / rows + (2 * dv[j]) / rows;
-      d[j] = (-g[j] * rstd * whole.sDy[j]) / rows + dm[j] / rows;
-      mf[j] = m[j];
-    }
-    s.bn_bwd_apply(ptr(be, dy), ptr(be, x), ptr(be, dx), localRows, c, sc.at[2], sc.at[3], sc.at[4], sc.at[5]);
+    const whole = coll ? coll.bnGradSums(localRows, own.sDy, own.sDyXc) : { rows: localRows, ...own };
+    const heap = be.wasm.HEAPU8.buffer;
+    const view = (t: TensorInfo) => new Float32Array(heap, ptr(be, t), c);
+    const co = { a: sc.f32(2, c), bc: sc.f32(3, c), d: sc.f32(4, c), dGamma: view(out.dGamma), dBeta: view(out.dBeta) };
+    bnBackwardCoefficients(own, whole, view(gamma), view(stats.variance), eps, co);
+    s.bn_bwd_apply(ptr(be, dy), ptr(be, x), ptr(be, out.dx), localRows, c, sc.at[2], sc.at[3], mp, sc.at[4], kp, bp, lo, hi);
   } finally {
     sc.free();
   }
