@@ -97,6 +97,8 @@
   ;;   v = clamp(x[r, c] * k[c] + b[c], clo, chi)        (f32 mul then add, as tfjs rounds; ReLU6
   ;;                                                      or +-inf bounds)
   ;;   y = s > 0 ? clamp(nearest(v / s), qlo, qhi) * s : v   (the activation's fake quant)
+  ;; The clamps are pmin/pmax with v first (one x86 instruction each; f32x4.min/max are a
+  ;; sequence of about seven): a NaN v stays NaN, as with min/max; a -0 may stay -0.
   (func (export "bn_act_apply") (param $x i32) (param $y i32) (param $rows i32) (param $c i32) (param $k i32) (param $b i32)
       (param $clo f32) (param $chi f32) (param $s f32) (param $qlo f32) (param $qhi f32)
     (local $off i32) (local $end i32) (local $j i32) (local $cb i32) (local $quant i32) (local $v v128)
@@ -115,8 +117,8 @@
       (block $cd (loop $cl
         (br_if $cd (i32.ge_u (local.get $j) (local.get $cb)))
         (local.set $v
-          (f32x4.min
-            (f32x4.max
+          (f32x4.pmin
+            (f32x4.pmax
               (f32x4.add
                 (f32x4.mul (v128.load (i32.add (local.get $x) (i32.add (local.get $off) (local.get $j)))) (v128.load (i32.add (local.get $k) (local.get $j))))
                 (v128.load (i32.add (local.get $b) (local.get $j))))
@@ -125,7 +127,7 @@
         (if (local.get $quant) (then
           (local.set $v
             (f32x4.mul
-              (f32x4.min (f32x4.max (f32x4.nearest (f32x4.div (local.get $v) (local.get $vs))) (local.get $vqlo)) (local.get $vqhi))
+              (f32x4.pmin (f32x4.pmax (f32x4.nearest (f32x4.div (local.get $v) (local.get $vs))) (local.get $vqlo)) (local.get $vqhi))
               (local.get $vs)))))
         (v128.store (i32.add (local.get $y) (i32.add (local.get $off) (local.get $j))) (local.get $v))
         (local.set $j (i32.add (local.get $j) (i32.const 16)))
@@ -586,8 +588,8 @@
     (block $done (loop $l
       (br_if $done (i32.eqz (local.get $rows)))
       (local.set $x (v128.load (local.get $p)))
-      (local.set $lo (f32x4.min (local.get $lo) (local.get $x)))
-      (local.set $hi (f32x4.max (local.get $hi) (local.get $x)))
+      (local.set $lo (f32x4.pmin (local.get $lo) (local.get $x)))
+      (local.set $hi (f32x4.pmax (local.get $hi) (local.get $x)))
       (local.set $v (f32x4.sub (local.get $x) (local.get $m)))
       (local.set $vl (f64x2.promote_low_f32x4 (local.get $v)))
       (local.set $vh (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $v) (local.get $v))))
@@ -643,8 +645,10 @@
   ;; Replaces a sum pass plus a centred-square pass, each adding every element to f64 memory.
   ;; (f32 partial sums per block were 2x cheaper again but lost the whole-model gradient check:
   ;; the BN backward cancels to small values that amplify the rounding.) Also mn[c] = min(mn[c],
-  ;; x[r, c]) and mx[c] likewise (f32, set to +inf/-inf by the caller; NaN propagates): the
-  ;; activation range of the layer's output follows from them without another pass.
+  ;; x[r, c]) and mx[c] likewise (f32, set to +inf/-inf by the caller): the
+  ;; activation range of the layer's output follows from them without another pass. pmin/pmax
+  ;; (one instruction each) skip a NaN x, but a NaN makes the channel's sums NaN, and with them its
+  ;; mean, fold and range (finishBnStats), so the range still carries it.
   (func (export "chan_moments") (param $x i32) (param $rows i32) (param $c i32) (param $m i32) (param $sa i32) (param $sb i32) (param $rb i32)
       (param $mn i32) (param $mx i32)
     (local $r0 i32) (local $cnt i32) (local $j i32) (local $cb i32) (local $off i32)
