@@ -10,7 +10,8 @@
   (func $hi (param $v v128) (result v128)
     (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $v) (local.get $v)))
 
-  ;; y = clamp(nearest(x / s), lo, hi) * s   (fake quant; nearest = round half to even)
+  ;; y = clamp(nearest(x / s), lo, hi) * s   (fake quant; nearest = round half to even; the clamps
+  ;; are pmin/pmax with the value first, as in bn_act_apply)
   (func (export "fq_fwd") (param $x i32) (param $y i32) (param $n i32) (param $s f32) (param $lo f32) (param $hi f32)
     (local $i i32) (local $e i32) (local $vs v128) (local $vlo v128) (local $vhi v128)
     (local.set $vs (f32x4.splat (local.get $s)))
@@ -21,7 +22,7 @@
       (br_if $done (i32.ge_u (local.get $i) (local.get $e)))
       (v128.store (i32.add (local.get $y) (local.get $i))
         (f32x4.mul
-          (f32x4.min (f32x4.max (f32x4.nearest (f32x4.div (v128.load (i32.add (local.get $x) (local.get $i))) (local.get $vs)))
+          (f32x4.pmin (f32x4.pmax (f32x4.nearest (f32x4.div (v128.load (i32.add (local.get $x) (local.get $i))) (local.get $vs)))
             (local.get $vlo)) (local.get $vhi))
           (local.get $vs)))
       (local.set $i (i32.add (local.get $i) (i32.const 16)))
@@ -199,7 +200,7 @@
         (local.set $vs (v128.load (i32.add (local.get $s) (local.get $j))))
         (v128.store (i32.add (local.get $y) (i32.add (local.get $off) (local.get $j)))
           (f32x4.mul
-            (f32x4.min (f32x4.max
+            (f32x4.pmin (f32x4.pmax
               (f32x4.nearest (f32x4.div (v128.load (i32.add (local.get $x) (i32.add (local.get $off) (local.get $j)))) (local.get $vs)))
               (local.get $vnq)) (local.get $vq))
             (local.get $vs)))
