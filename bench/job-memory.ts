@@ -32,6 +32,8 @@ const GRID: Array<[number, number, number]> = [
   [1.0, 224, 4],
   [1.0, 224, 8],
   [1.0, 224, 16],
+  [1.0, 224, 31],
+  [1.0, 224, 40],
 ];
 
 interface Sample {

@@ -15,20 +15,21 @@ import type { TrainingConfig } from '../config/training-config.js';
 
 /**
  * Upper envelopes of bench/job-memory.ts's measurements (wasm heap, MiB; the README has the grid).
- * Training: per extra activation element in the batch 29-34 B (float32 activations, their
- * gradients and the fake-quant and BN copies saved for backprop); the heap grows in steps, so the
- * constants sit above every measured point. Export and evaluation: the 1.0@224 export peaked at
- * 1970 MiB whatever the training batch (it runs its own batches of validation images), about
- * 290 B per activation element of one image.
+ * Training: per extra activation element in the batch 14-16.7 B on the larger batches (float32
+ * activations, their gradients and the copies saved for backprop; batch norm with its activation
+ * keeps only its input), more on small ones because the heap grows in steps; the constant sits
+ * above every measured point and within 1.3x of each. Export and evaluation: the 1.0@224 export
+ * never grew the heap past a batch-4 training run's 887 MiB, about 106 B per activation element of
+ * one image.
  */
 export const MEMORY_MODEL = {
   baseBytes: 64 * 2 ** 20,
   /** Training: heap bytes per activation element per image in the batch. */
-  trainBytesPerActivation: 34,
+  trainBytesPerActivation: 17.5,
   /** Training: heap bytes per parameter (weights, gradients, momentum, folded and fake-quant copies). */
   bytesPerParam: 60,
   /** Export and evaluation: heap bytes per activation element of one image. */
-  exportBytesPerActivation: 300,
+  exportBytesPerActivation: 110,
 };
 
 /** Fitted to the same runs: checkpoint 7.96 B/parameter - 7 KiB; model directory 1.02 B/parameter + 50 KiB. */
