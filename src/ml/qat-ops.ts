@@ -51,12 +51,7 @@ export interface QatOps {
 }
 
 /** BN with batch statistics in stock tfjs ops: y, mean and variance as tensors. */
-export function stockBatchNormTrain(
-  z: tf.Tensor,
-  gamma: tf.Tensor1D,
-  beta: tf.Tensor1D,
-  epsilon: number,
-): { y: tf.Tensor; mean: tf.Tensor1D; variance: tf.Tensor1D } {
+function stockBatchNormTrain(z: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number): { y: tf.Tensor; mean: tf.Tensor1D; variance: tf.Tensor1D } {
   // Statistics over N*H*W as one axis: a single-axis reduction is cheaper on every backend.
   const c = z.shape[z.shape.length - 1];
   const flat = tf.reshape(z, [-1, c]);
