@@ -8,6 +8,7 @@ import { tf } from './tf.js';
 import type { BackendName } from './train-api.js';
 import type { Logger } from '../logger.js';
 import { useQatOps, type QatOps } from './qat-ops.js';
+import { useSgdKernel, type SgdKernel } from './optimizer.js';
 
 const WASM_TRAINING = './backends/wasm-training/index.js';
 
@@ -105,25 +106,29 @@ export async function selectBackend(opts: SelectBackendOptions = {}): Promise<Ba
 }
 
 /**
- * Uses the wasm-training module's fused QAT ops (fake quant, BN) when it loads: they have kernels
- * for wasm and cpu and fall back to stock tfjs ops elsewhere, with the same results as ours.
+ * Uses the wasm-training module's fused QAT ops (fake quant, BN) and its SIMD momentum-SGD update
+ * when it loads: they have kernels for wasm and cpu (the update: wasm) and fall back to stock tfjs
+ * ops (the JS update) elsewhere, with the same results as ours.
  * QATSERVE_FUSED_OPS=off keeps the stock ops (for comparisons and bisecting).
  */
 async function installFusedOps(logger?: Logger): Promise<string> {
   if (!engineSettings().fusedOps) {
     useQatOps(null);
+    useSgdKernel(null);
     return 'stock';
   }
   try {
-    const m = (await import(WASM_TRAINING)) as Partial<QatOps> & { registerQatOps?: () => void };
+    const m = (await import(WASM_TRAINING)) as Partial<QatOps> & { registerQatOps?: () => void; sgdUpdateOnHeap?: SgdKernel };
     if (!m.registerQatOps || !m.fakeQuantAct || !m.fakeQuantRelu6 || !m.fakeQuantWeight || !m.batchNormAct || !m.range) return 'stock';
     m.registerQatOps();
     const { fakeQuantAct, fakeQuantRelu6, fakeQuantWeight, batchNormAct, range } = m;
     useQatOps({ fakeQuantAct, fakeQuantRelu6, fakeQuantWeight, batchNormAct, range }, 'wasm-training');
+    useSgdKernel(m.sgdUpdateOnHeap ?? null);
     return 'wasm-training';
   } catch (e) {
     logger?.info(`fused QAT ops unavailable, using stock tfjs ops: ${(e as Error).message.split('\n')[0]}`);
     useQatOps(null);
+    useSgdKernel(null);
     return 'stock';
   }
 }

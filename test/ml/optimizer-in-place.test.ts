@@ -5,7 +5,9 @@ import { describe, expect, it } from 'vitest';
 import { selectBackend } from '../../src/ml/backend.js';
 import { tf } from '../../src/ml/tf.js';
 import { buildArch, MobileNetV2 } from '../../src/ml/mobilenet-v2.js';
-import { MomentumSgd, type SgdParam } from '../../src/ml/optimizer.js';
+import { MomentumSgd, sgdUpdate, type SgdParam } from '../../src/ml/optimizer.js';
+import { sgdUpdateOnHeap } from '../../src/ml/backends/wasm-training/index.js';
+import { liveF32 } from '../../src/ml/tensor-memory.js';
 import { trainStep } from '../../src/ml/train.js';
 
 process.env.TFJS_BACKEND ||= 'wasm';
@@ -43,6 +45,29 @@ describe('updates written into tensor storage', () => {
     for (const r of [a, b]) {
       r.opt.dispose();
       r.model.dispose();
+    }
+  });
+
+  it('the SIMD update (wasm heap) equals the JS loop bit for bit: decay or not, first step or not, any length', async () => {
+    await selectBackend();
+    for (const n of [1, 7, 64, 1003]) {
+      for (const decay of [0, 4e-5]) {
+        for (const firstStep of [true, false]) {
+          const o = { firstStep, decay, momentum: 0.9, lr: 0.05 };
+          // Weights, gradient and momentum of mixed magnitudes, on the heap (tensors) and as JS copies.
+          const vals = (seed: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 7.1 + seed) * 10 ** ((i % 7) - 3));
+          const [w, g, v, out] = [1, 2, 3, 4].map((k) => tf.tensor1d(vals(k)));
+          const [hw, hg, hv, hout] = [w, g, v, out].map((t) => liveF32(t)!);
+          const [jw, jg, jv, jout] = [hw, hg, hv, hout].map((a) => a.slice());
+          expect(sgdUpdateOnHeap(hw, hg, hv, hout, o), 'ran on the heap').toBe(true);
+          sgdUpdate(jw, jg, jv, jout, o);
+          expect(hout, `out n=${n} decay=${decay} first=${firstStep}`).toEqual(jout);
+          expect(hv, `momentum n=${n} decay=${decay} first=${firstStep}`).toEqual(jv);
+          // A gradient off the heap (a split step's summed gradients) is left to the JS loop.
+          expect(sgdUpdateOnHeap(hw, jg, hv, hout, o)).toBe(false);
+          tf.dispose([w, g, v, out]);
+        }
+      }
     }
   });
 });

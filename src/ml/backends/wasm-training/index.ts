@@ -17,7 +17,7 @@ import { captureStockKernel } from './wasm-calls.js';
 
 export { WasmTrainingError, type WasmTrainingErrorCode } from './errors.js';
 export { assertCheckedTfjsVersion, CHECKED_TFJS_VERSION } from './version.js';
-export { batchNormAct, batchNormTrain, fakeQuantAct, fakeQuantRelu6, fakeQuantWeight, range, registerQatOps } from './ops.js';
+export { batchNormAct, batchNormTrain, fakeQuantAct, fakeQuantRelu6, fakeQuantWeight, range, registerQatOps, sgdUpdateOnHeap } from './ops.js';
 
 let registered = false;
 

@@ -12,7 +12,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BN_ACT, BN_ACT_GRAD, BN_STATS, FAKE_QUANT, FAKE_QUANT_PER_CHANNEL, qatCpuKernelConfigs, qatGradConfigs, relu6GradConfig } from './qat-kernels.js';
 import { assertCheckedTfjsVersion } from './version.js';
-import { simdRange } from './simd.js';
+import { simdRange, simdSgdUpdate } from './simd.js';
 import type { WasmBackendLike } from './heap.js';
 import { STOCK_QAT_OPS, type BatchNormActResult, type BnAct, type BnActPicker } from '../../qat-ops.js';
 import type { BnActAttrs } from './qat-math.js';
@@ -181,6 +181,11 @@ export function range(x: tf.Tensor): { min: number; max: number } {
     if (r) return r;
   }
   return STOCK_QAT_OPS.range(x);
+}
+
+/** optimizer.ts sgdUpdate in the SIMD module, on wasm when every array is on its heap (useSgdKernel). */
+export function sgdUpdateOnHeap(...args: Parameters<typeof simdSgdUpdate> extends [unknown, ...infer R] ? R : never): boolean {
+  return tf.getBackend() === 'wasm' && simdSgdUpdate(tf.backend() as unknown as WasmBackendLike, ...args);
 }
 
 /** The ops as one object (the shape bench/kernels.ts and the test model take). */

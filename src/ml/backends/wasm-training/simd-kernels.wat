@@ -707,6 +707,44 @@
       (local.set $r0 (i32.add (local.get $r0) (local.get $rb)))
       (br $rl))))
 
+  ;; One momentum-SGD update per element, in f32 as optimizer.ts sgdUpdate computes it (each JS
+  ;; Math.fround of a product or sum of two floats is the correctly rounded f32 result, as here):
+  ;; g' = wd > 0 ? g + w * wd : g, v = first ? g' : v * m + g', out = w - v * lr; v in place.
+  (func (export "sgd_update") (param $w i32) (param $g i32) (param $v i32) (param $out i32) (param $n i32)
+      (param $wd f32) (param $m f32) (param $lr f32) (param $first i32)
+    (local $i i32) (local $e i32) (local $decay i32) (local $vwd v128) (local $vm v128) (local $vlr v128)
+    (local $wi v128) (local $gi v128) (local $vi v128) (local $ws f32) (local $gs f32) (local $vs f32)
+    (local.set $decay (f32.gt (local.get $wd) (f32.const 0)))
+    (local.set $vwd (f32x4.splat (local.get $wd)))
+    (local.set $vm (f32x4.splat (local.get $m)))
+    (local.set $vlr (f32x4.splat (local.get $lr)))
+    (local.set $e (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2)))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $e)))
+      (local.set $wi (v128.load (i32.add (local.get $w) (local.get $i))))
+      (local.set $gi (v128.load (i32.add (local.get $g) (local.get $i))))
+      (if (local.get $decay) (then (local.set $gi (f32x4.add (local.get $gi) (f32x4.mul (local.get $wi) (local.get $vwd))))))
+      (local.set $vi (local.get $gi))
+      (if (i32.eqz (local.get $first)) (then
+        (local.set $vi (f32x4.add (f32x4.mul (v128.load (i32.add (local.get $v) (local.get $i))) (local.get $vm)) (local.get $gi)))))
+      (v128.store (i32.add (local.get $v) (local.get $i)) (local.get $vi))
+      (v128.store (i32.add (local.get $out) (local.get $i)) (f32x4.sub (local.get $wi) (f32x4.mul (local.get $vi) (local.get $vlr))))
+      (local.set $i (i32.add (local.get $i) (i32.const 16)))
+      (br $l)))
+    (local.set $e (i32.shl (local.get $n) (i32.const 2)))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $e)))
+      (local.set $ws (f32.load (i32.add (local.get $w) (local.get $i))))
+      (local.set $gs (f32.load (i32.add (local.get $g) (local.get $i))))
+      (if (local.get $decay) (then (local.set $gs (f32.add (local.get $gs) (f32.mul (local.get $ws) (local.get $wd))))))
+      (local.set $vs (local.get $gs))
+      (if (i32.eqz (local.get $first)) (then
+        (local.set $vs (f32.add (f32.mul (f32.load (i32.add (local.get $v) (local.get $i))) (local.get $m)) (local.get $gs)))))
+      (f32.store (i32.add (local.get $v) (local.get $i)) (local.get $vs))
+      (f32.store (i32.add (local.get $out) (local.get $i)) (f32.sub (local.get $ws) (f32.mul (local.get $vs) (local.get $lr))))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
+      (br $l))))
+
   ;; The max of x[0..n), n >= 1: NaN if any element is NaN, as the stock wasm and cpu kernels.
   ;; f32x4.max and f32.max propagate NaN. Four accumulators so the loop is not latency-bound.
   (func (export "vec_max") (param $x i32) (param $n i32) (result f32)

@@ -62,6 +62,7 @@ interface SimdExports {
   vec_min(x: number, n: number): number;
   chan_absmax(x: number, rows: number, c: number, out: number): void;
   fq_chan(x: number, y: number, rows: number, c: number, s: number, q: number): void;
+  sgd_update(w: number, g: number, v: number, out: number, n: number, wd: number, m: number, lr: number, first: number): void;
 }
 
 // The WebAssembly global, typed locally (the project's lib settings do not declare it).
@@ -394,5 +395,24 @@ export function simdReduceAll(be: WasmBackendLike, x: TensorInfo, n: number, max
   if (!s || n < 1) return false;
   const v = max ? s.vec_max(ptr(be, x), n) : s.vec_min(ptr(be, x), n);
   new Float32Array(be.wasm.HEAPU8.buffer, ptr(be, out), 1)[0] = v;
+  return true;
+}
+
+/**
+ * optimizer.ts sgdUpdate (same contract, bit-identical results) when the weights, gradient,
+ * momentum and output all live in this backend's heap; false otherwise (the caller's JS loop runs).
+ */
+export function simdSgdUpdate(
+  be: WasmBackendLike,
+  w: Float32Array,
+  g: ArrayLike<number>,
+  v: Float32Array,
+  wOut: Float32Array,
+  o: { firstStep: boolean; decay: number; momentum: number; lr: number },
+): boolean {
+  const s = simdFor(be);
+  const heap = be.wasm.HEAPU8.buffer;
+  if (!s || !(g instanceof Float32Array) || ![w, g, v, wOut].every((a) => a.buffer === heap && a.length === w.length)) return false;
+  s.sgd_update(w.byteOffset, g.byteOffset, v.byteOffset, wOut.byteOffset, w.length, f(o.decay), f(o.momentum), f(o.lr), o.firstStep ? 1 : 0);
   return true;
 }
