@@ -120,8 +120,8 @@ export function bnActApply(x: Float32Array, k: Float32Array, b: Float32Array, a:
 export function bnActGradBounds(a: BnActAttrs): [number, number] {
   const relu6 = a.clampLo === 0;
   if (a.scale <= 0) return relu6 ? [MIN_POSITIVE_F32, a.clampHi] : [-Infinity, Infinity];
-  const top = f(a.qmax * a.scale);
-  return relu6 ? [MIN_POSITIVE_F32, Math.min(a.clampHi, top)] : [f(a.qmin * a.scale), top];
+  const [lo, hi] = fakeQuantGradBounds(a.scale, a.qmin, a.qmax, relu6);
+  return [lo, Math.min(a.clampHi, hi)];
 }
 
 /**
