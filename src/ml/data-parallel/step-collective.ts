@@ -4,11 +4,10 @@
 // the step in progress is ambient: set by the step (withCollective) and null otherwise, which
 // leaves every single-thread code path exactly as it is.
 
-/** Per-channel statistics of some rows of a batch norm's input. */
-export interface ChannelStats {
-  rows: number;
-  mean: ArrayLike<number>;
-  m2: ArrayLike<number>;
+import type { Moments } from './collective-math.js';
+
+/** Per-channel statistics of some rows of a batch norm's input: moments and extremes. */
+export interface ChannelStats extends Moments {
   min: ArrayLike<number>;
   max: ArrayLike<number>;
 }
