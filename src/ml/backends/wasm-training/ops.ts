@@ -16,6 +16,7 @@ import { simdRange, simdSgdUpdate } from './simd.js';
 import type { WasmBackendLike } from './heap.js';
 import { STOCK_QAT_OPS, type BatchNormActResult, type BnAct, type BnActPicker } from '../../qat-ops.js';
 import type { BnActAttrs } from './qat-math.js';
+import type { SgdKernel } from '../../optimizer.js';
 
 let registered = false;
 
@@ -184,9 +185,7 @@ export function range(x: tf.Tensor): { min: number; max: number } {
 }
 
 /** optimizer.ts sgdUpdate in the SIMD module, on wasm when every array is on its heap (useSgdKernel). */
-export function sgdUpdateOnHeap(...args: Parameters<typeof simdSgdUpdate> extends [unknown, ...infer R] ? R : never): boolean {
-  return tf.getBackend() === 'wasm' && simdSgdUpdate(tf.backend() as unknown as WasmBackendLike, ...args);
-}
+export const sgdUpdateOnHeap: SgdKernel = (...args) => tf.getBackend() === 'wasm' && simdSgdUpdate(tf.backend() as unknown as WasmBackendLike, ...args);
 
 /** The ops as one object (the shape bench/kernels.ts and the test model take). */
 export const qatOps = {

@@ -7,6 +7,7 @@ import type { WasmBackendLike } from './heap.js';
 import { SIMD_MODULE_BASE64 } from './simd-module.generated.js';
 import { activeCollective } from '../../data-parallel/step-collective.js';
 import { bnBackwardCoefficients, finishBnStats, type BnActAttrs } from './qat-math.js';
+import type { sgdUpdate } from '../../optimizer.js';
 
 interface SimdExports {
   fq_fwd(x: number, y: number, n: number, s: number, lo: number, hi: number): void;
@@ -402,14 +403,7 @@ export function simdReduceAll(be: WasmBackendLike, x: TensorInfo, n: number, max
  * optimizer.ts sgdUpdate (same contract, bit-identical results) when the weights, gradient,
  * momentum and output all live in this backend's heap; false otherwise (the caller's JS loop runs).
  */
-export function simdSgdUpdate(
-  be: WasmBackendLike,
-  w: Float32Array,
-  g: ArrayLike<number>,
-  v: Float32Array,
-  wOut: Float32Array,
-  o: { firstStep: boolean; decay: number; momentum: number; lr: number },
-): boolean {
+export function simdSgdUpdate(be: WasmBackendLike, ...[w, g, v, wOut, o]: Parameters<typeof sgdUpdate>): boolean {
   const s = simdFor(be);
   const heap = be.wasm.HEAPU8.buffer;
   if (!s || !(g instanceof Float32Array) || ![w, g, v, wOut].every((a) => a.buffer === heap && a.length === w.length)) return false;
