@@ -13,11 +13,11 @@ export interface ThreadCpu {
   seconds: number;
 }
 
-/** Every live thread of this process with its CPU seconds; [] where /proc is missing. */
-export function threadCpu(): ThreadCpu[] {
+/** Every live thread of process `pid` (default this one) with its CPU seconds; [] where /proc is missing. */
+export function threadCpu(pid: number = process.pid): ThreadCpu[] {
   let tids: string[];
   try {
-    tids = readdirSync('/proc/self/task');
+    tids = readdirSync(`/proc/${pid}/task`);
   } catch {
     return [];
   }
@@ -25,7 +25,7 @@ export function threadCpu(): ThreadCpu[] {
   for (const tid of tids) {
     let stat: string;
     try {
-      stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
     } catch {
       continue; // ended between the listing and the read
     }
@@ -42,10 +42,9 @@ export function threadCpu(): ThreadCpu[] {
  * CPU seconds each thread spent between two snapshots, busiest first, threads under `minSeconds`
  * left out: "main 20.1s, WorkerThread#41 19.8s, ...".
  */
-export function threadCpuSince(before: ThreadCpu[], minSeconds = 0.05): string {
+export function threadCpuSince(before: ThreadCpu[], minSeconds = 0.05, pid: number = process.pid): string {
   const start = new Map(before.map((t) => [t.tid, t.seconds]));
-  const pid = process.pid;
-  return threadCpu()
+  return threadCpu(pid)
     .map((t) => ({ ...t, seconds: t.seconds - (start.get(t.tid) ?? 0) }))
     .filter((t) => t.seconds >= minSeconds)
     .sort((a, b) => b.seconds - a.seconds)

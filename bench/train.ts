@@ -38,9 +38,7 @@
 // Inputs are random normalized images: throughput does not depend on the pixels. QAT = fake-
 // quantized weights and activations with EMA range updates, BN folded with batch statistics (the
 // expensive training mode).
-import { spawnSync } from 'node:child_process';
 import os from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { tf } from '../src/ml/tf.js';
 import { selectBackend } from '../src/ml/backend.js';
@@ -49,6 +47,7 @@ import { buildArch, forwardMacsPerImage, MobileNetV2, type ArchOptions, type For
 import { MomentumSgd, type SgdParam } from '../src/ml/optimizer.js';
 import { stepWorld, trainStep } from '../src/ml/train.js';
 import { DataParallelStep } from '../src/ml/data-parallel/data-parallel-step.js';
+import { pytorchRate } from './pytorch-rate.js';
 import { median } from './stats.js';
 import { threadCpu, threadCpuSince } from './thread-cpu.js';
 
@@ -86,31 +85,6 @@ const backend = await selectBackend({ wasmSimd: engineSettings().wasmSimd }); //
 /** Threads each training step is split over (--threads; default every core, as `qatserve worker`). */
 const threads = Number(opt.threads ?? os.availableParallelism());
 if (!Number.isInteger(threads) || threads < 1) throw new Error(`--threads ${opt.threads}: expected a positive integer`);
-
-interface TorchRate {
-  threads: number;
-  float: number;
-  qat: number;
-}
-
-/** PyTorch's float and QAT images/s on one workload (bench/train_pytorch.py), or why not. */
-function pytorchRate(w: number, size: number, bs: number, isa: string): TorchRate | string {
-  const script = fileURLToPath(new URL('./train_pytorch.py', import.meta.url));
-  const omp = opt['pytorch-threads'] ?? String(os.availableParallelism());
-  const env: NodeJS.ProcessEnv = { ...process.env, OMP_NUM_THREADS: omp };
-  if (isa === 'native') delete env.ONEDNN_MAX_CPU_ISA;
-  else env.ONEDNN_MAX_CPU_ISA = isa;
-  const r = spawnSync('/usr/bin/python3', [script, '--steps', String(steps), '--warmup', String(warmup), '--only', `${w}x${size}x${bs}`], {
-    env,
-    encoding: 'utf8',
-  });
-  if (r.error) return `cannot run /usr/bin/python3 (${r.error.message}); apt-get install python3-torch python3-torchvision`;
-  if (r.status !== 0) return `train_pytorch.py failed: ${r.stderr.trim().split('\n').pop()}`;
-  const line = r.stdout.trim().split('\n').pop();
-  if (!line) return 'train_pytorch.py printed nothing';
-  const j = JSON.parse(line) as TorchRate;
-  return { threads: j.threads, float: j.float, qat: j.qat };
-}
 
 interface Setup {
   model: MobileNetV2;
@@ -292,7 +266,10 @@ if (opt['check-heap']) {
       if (opt.pytorch) {
         // torchvision's network is the standard layout; a stride-8 stem is not comparable.
         for (const isa of opt['pytorch-isa'].split(',')) {
-          const torch = layoutName(s.model) === 'standard' ? pytorchRate(w, size, bs, isa) : 'only the standard layout (--stem off) is comparable';
+          const torch =
+            layoutName(s.model) === 'standard'
+              ? pytorchRate(w, size, bs, { steps, warmup, threads: opt['pytorch-threads'], isa })
+              : 'only the standard layout (--stem off) is comparable';
           const tag = isa === 'native' ? 'pytorch' : `pytorch isa=${isa}`;
           line +=
             typeof torch === 'string'
