@@ -46,7 +46,7 @@ function fused(kernelName: string): boolean {
 }
 
 /** The BN_ACT attributes of an activation: ReLU6's clamp, the fake quant's grid (scale 0: none). */
-function bnActAttrs(act: BnAct): BnActAttrs {
+function attrsOfAct(act: BnAct): BnActAttrs {
   const [clampLo, clampHi] = act.relu6 ? [0, 6] : [-Infinity, Infinity];
   if (!act.quant) return { clampLo, clampHi, scale: 0, qmin: 0, qmax: 0 };
   return { clampLo, clampHi, scale: act.quant.scale, qmin: -act.quant.zeroPoint, qmax: 255 - act.quant.zeroPoint };
@@ -76,7 +76,7 @@ export function batchNormAct(z: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D
     const [lo, hi] = range.dataSync();
     mean = m.dataSync() as Float32Array;
     variance = v.dataSync() as Float32Array;
-    const attrs = bnActAttrs(pick({ min: lo, max: hi }));
+    const attrs = attrsOfAct(pick({ min: lo, max: hi }));
     const y = tf.engine().runKernel<tf.Tensor>(BN_ACT, { x, k, b: bias }, { ...attrs });
     save([x, g, m, v, k, bias]);
     tf.dispose(stats);

@@ -77,8 +77,8 @@ interface Args {
   attrs: Record<string, number>;
 }
 
-/** The activation attributes of BN_ACT and BN_ACT_GRAD (qat-math BnActAttrs). */
-function bnActAttrs(a: Record<string, number>): BnActAttrs {
+/** The activation attributes a BN_ACT or BN_ACT_GRAD kernel was called with, typed (qat-math BnActAttrs). */
+function readBnActAttrs(a: Record<string, number>): BnActAttrs {
   return { clampLo: a.clampLo, clampHi: a.clampHi, scale: a.scale, qmin: a.qmin, qmax: a.qmax };
 }
 
@@ -111,13 +111,13 @@ const kernels: Record<string, (run: Runner) => (a: Args) => TensorInfo | TensorI
         backend,
         [x, k, b],
         [x.shape],
-        ([xv, kv, bv], [y]) => bnActApply(xv, kv, bv, bnActAttrs(attrs), y),
-        (be, [y]) => simdBnActApply(be, x, k, b, bnActAttrs(attrs), y),
+        ([xv, kv, bv], [y]) => bnActApply(xv, kv, bv, readBnActAttrs(attrs), y),
+        (be, [y]) => simdBnActApply(be, x, k, b, readBnActAttrs(attrs), y),
       )[0],
   [BN_ACT_GRAD]:
     (run) =>
     ({ inputs: { dy, x, gamma, mean, variance, k, b }, backend, attrs }) => {
-      const [lo, hi] = bnActGradBounds(bnActAttrs(attrs));
+      const [lo, hi] = bnActGradBounds(readBnActAttrs(attrs));
       const c = channelsOf(x);
       return run(
         BN_ACT_GRAD,
