@@ -203,8 +203,8 @@ try {
   for (const [w, size, bs] of WORKLOADS) {
     if (opt.only && opt.only !== `${w}x${size}x${bs}`) continue;
     // The job is read at step 101 (224 px, ~0.5 s a step) or 201 (32 px, 25-120 ms a step), and
-    // bench/train.ts warms each mode up alike first: V8 tiers the kernels up over the first ~100
-    // steps at 32 px, so its usual 30 warm-up steps would compare a warm job with a cooler bench.
+    // bench/train.ts gets 100 warm-up steps per mode at 32 px (30 at 224), so both sides are timed
+    // after a comparable number of steps rather than a job that has run 200 against a bench of 60.
     const steps = Number(opt.steps ?? (size >= 224 ? 101 : 201));
     const warmup = size >= 224 ? 30 : 100;
     const jobs: number[] = [];
