@@ -9,23 +9,14 @@
 // succeeded and its model served /v1/predict (or with --expect-failure CODE, unless it failed so).
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { freePort } from './free-port.js';
 import sharp from 'sharp';
 
 // QATSERVE_CLI: a snapshot of dist/ (e.g. dist-bench/cli.js beside it), so a rebuild during a long run changes nothing.
 const CLI = path.resolve(process.env.QATSERVE_CLI ?? 'dist/cli.js');
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** Peak resident set of a process in bytes (Linux VmHWM), or null once it is gone. */
 function peakRss(pid: number): number | null {

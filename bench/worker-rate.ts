@@ -17,10 +17,10 @@
 // once per workload and ISA after our rounds, never beside them. Run nothing else meanwhile.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { freePort } from './free-port.js';
 import { pytorchRate } from './pytorch-rate.js';
 import { threadCpu, threadCpuSince, type ThreadCpu } from './thread-cpu.js';
 
@@ -46,15 +46,6 @@ const WORKLOADS: Array<[number, number, number]> = [
 ];
 /** bench/train.ts's timed steps per mode, and PyTorch's timed and warm-up steps (as in the README's ratio table). */
 const BENCH_STEPS = 30;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 interface Service {
   base: string;
