@@ -43,8 +43,10 @@ export async function bumpRevision(tx: Tx, jobId: string): Promise<number> {
   return row.revision;
 }
 
+/** One INSERT however many events: their ids follow the order given. */
 export async function recordEvents(tx: Tx, jobId: string, events: NewJobEvent[]): Promise<void> {
-  for (const e of events) await tx.jobEvent.create({ data: { jobId, type: e.type, payload: JSON.stringify(e.payload) } });
+  if (events.length === 0) return;
+  await tx.jobEvent.createMany({ data: events.map((e) => ({ jobId, type: e.type, payload: JSON.stringify(e.payload) })) });
 }
 
 /** The usual pair: a new revision and the events of one write. Returns the revision. */

@@ -254,8 +254,19 @@ export class JobOwner {
   }
 
   /** One step's point and progress. Returns the job's status: `cancelling` means stop now. */
-  async step(s: StepRecord): Promise<'running' | 'cancelling'> {
-    const progress = { step: s.step, epoch: s.epoch, imagesPerSecond: s.imagesPerSecond };
+  step(s: StepRecord): Promise<'running' | 'cancelling'> {
+    return this.steps([s]);
+  }
+
+  /**
+   * Several steps' points and the newest one's progress, in one transaction of a fixed number of
+   * statements (the worker writes what its training thread reported since the last write). Returns
+   * the job's status: `cancelling` means stop now.
+   */
+  async steps(records: readonly StepRecord[]): Promise<'running' | 'cancelling'> {
+    const last = records.at(-1);
+    if (!last) throw new RangeError('JobOwner.steps: no steps to write');
+    const progress = { step: last.step, epoch: last.epoch, imagesPerSecond: last.imagesPerSecond };
     return this.write(async (tx) => {
       let status: 'running' | 'cancelling' = 'running';
       let { count } = await tx.trainingJob.updateMany({ where: this.mine(['running']), data: progress });
@@ -264,14 +275,32 @@ export class JobOwner {
         if (count === 0) throw new OwnershipLostError(this.jobId);
         status = 'cancelling';
       }
-      const point = { epoch: s.epoch, loss: s.loss, learningRate: s.learningRate, imagesPerSecond: s.imagesPerSecond };
-      const revision = await noteWrite(tx, this.jobId, [{ type: 'progress', payload: progress }]);
-      const row = await tx.metricPoint.upsert({
-        where: { jobId_step: { jobId: this.jobId, step: s.step } },
-        create: { jobId: this.jobId, step: s.step, ...point, revision },
-        update: { ...point, revision },
-      });
-      await recordEvents(tx, this.jobId, [{ type: 'metric', payload: pointPayload(row) }]);
+      const revision = await bumpRevision(tx, this.jobId);
+      const points = records.map((s) => ({
+        step: s.step,
+        epoch: s.epoch,
+        loss: s.loss,
+        learningRate: s.learningRate,
+        imagesPerSecond: s.imagesPerSecond,
+        revision,
+      }));
+      // Points are new in a normal run (start() removed a dead run's later ones); one that exists is
+      // updated and keeps its scores, as the upsert of a single step's write did.
+      const existing = await tx.metricPoint.findMany({ where: { jobId: this.jobId, step: { in: points.map((p) => p.step) } }, select: { step: true } });
+      const known = new Set(existing.map((r) => r.step));
+      const rows: Array<Parameters<typeof pointPayload>[0]> = [];
+      const fresh = points.filter((p) => !known.has(p.step));
+      if (fresh.length) await tx.metricPoint.createMany({ data: fresh.map((p) => ({ jobId: this.jobId, ...p })) });
+      for (const p of points) {
+        if (known.has(p.step)) {
+          const { step, ...data } = p;
+          rows.push(await tx.metricPoint.update({ where: { jobId_step: { jobId: this.jobId, step } }, data }));
+        } else rows.push({ ...p, top1: null, top5: null, floatTop1: null });
+      }
+      await recordEvents(tx, this.jobId, [
+        { type: 'progress', payload: progress },
+        ...rows.map((r) => ({ type: 'metric' as const, payload: pointPayload(r) })),
+      ]);
       return status;
     });
   }

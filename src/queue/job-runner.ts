@@ -22,6 +22,7 @@ import { claim, OwnershipLostError, type JobOwner } from '../jobs/job-lifecycle.
 import type { TrainingConfig } from '../config/training-config.js';
 import type { TrainResult } from '../ml/train-api.js';
 import type { FromThread, ThreadInput, ToThread } from './thread-protocol.js';
+import { StepWrites } from './step-writes.js';
 import type { ExportJobResult } from '../export/export-job.js';
 import type { Logger } from '../logger.js';
 
@@ -255,18 +256,13 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
     }
   };
 
-  const handle = async (m: FromThread): Promise<void> => {
+  const handle = async (m: Exclude<FromThread, { type: 'step' }>): Promise<void> => {
     switch (m.type) {
       case 'start': {
         const { info } = m;
         // A resumed run redoes the steps after its checkpoint: the dead run's points for them go.
         await owner.start({ backend: info.backend, totalSteps: info.totalSteps, startStep: info.startStep });
         log.info({ jobId, ...info, classes: info.classes.length }, 'training started');
-        return;
-      }
-      case 'step': {
-        // The row says `cancelling`: a cancel whose Redis message we missed. Stop at this step.
-        if ((await owner.step(m.metric)) === 'cancelling') control.abort('cancel');
         return;
       }
       case 'eval':
@@ -355,9 +351,10 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
     return outcome;
   };
 
-  thread.on('message', (m: FromThread) => {
+  /** Runs `work` after everything received before it; a failed write is logged, or ends ownership. */
+  const enqueue = (work: () => Promise<void>) => {
     chain = chain
-      .then(() => handle(m))
+      .then(work)
       .catch((err) => {
         if (err instanceof OwnershipLostError) {
           log.warn({ jobId }, `${err.message}; stopping`);
@@ -368,6 +365,20 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
       })
       // Its work is done once the outcome is known; don't wait for tfjs to release its handles.
       .then(() => (final ? thread.terminate() : undefined));
+  };
+  const stepWrites = new StepWrites({
+    enqueue,
+    write: async (steps) => {
+      if (control.reason() === 'lost') return;
+      // The row says `cancelling`: a cancel whose Redis message we missed. Stop at this step.
+      if ((await owner.steps(steps)) === 'cancelling') control.abort('cancel');
+    },
+  });
+  thread.on('message', (m: FromThread) => {
+    if (m.type === 'step') return stepWrites.add(m.metric);
+    // The steps reported before this message are written before it is handled.
+    enqueue(() => stepWrites.flush());
+    enqueue(() => handle(m));
   });
 
   const exitCode = await new Promise<number>((resolve) => {
@@ -375,7 +386,9 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
     thread.on('exit', resolve);
   });
   clearTimeout(timer);
+  enqueue(() => stepWrites.flush());
   await chain;
+  stepWrites.discard();
   if (final) return final;
   const reason = control.reason();
   if (reason === 'lost') return 'lost';

@@ -200,6 +200,40 @@ describe.each([
     expect(woken.length).toBe(7);
   });
 
+  it('several steps in one write: every point and its metric event, one revision, the newest progress; an existing point keeps its scores', async () => {
+    const id = await newJob();
+    const o = await claimed(id);
+    await o.start({ backend: 'wasm', totalSteps: 10, startStep: 0 });
+    await o.step(metric(1));
+    await o.evaluated({ step: 1, epoch: 1, top1: 0.5, top5: 1 });
+    const before = (await row(id)).revision;
+    const lastEvent = (await db.prisma.jobEvent.findFirstOrThrow({ where: { jobId: id }, orderBy: { id: 'desc' } })).id;
+
+    // Step 1's point exists, with scores: it is updated, not duplicated; 2 and 3 are new.
+    expect(await o.steps([metric(1, 7), metric(2, 8), metric(3, 9)])).toBe('running');
+    expect(await steps(id)).toEqual([
+      [1, 7],
+      [2, 8],
+      [3, 9],
+    ]);
+    expect(await row(id)).toMatchObject({ step: 3, revision: before + 1 });
+    const points = await db.prisma.metricPoint.findMany({ where: { jobId: id }, orderBy: { step: 'asc' } });
+    expect(points.map((p) => [p.revision, p.top1])).toEqual([
+      [before + 1, 0.5],
+      [before + 1, null],
+      [before + 1, null],
+    ]);
+    const events = await db.prisma.jobEvent.findMany({ where: { jobId: id, id: { gt: lastEvent } }, orderBy: { id: 'asc' } });
+    expect(events.map((e) => [e.type, JSON.parse(e.payload).step])).toEqual([
+      ['progress', 3],
+      ['metric', 1],
+      ['metric', 2],
+      ['metric', 3],
+    ]);
+    expect(JSON.parse(events[1].payload)).toMatchObject({ loss: 7, top1: 0.5, revision: before + 1 });
+    await expect(o.steps([])).rejects.toBeInstanceOf(RangeError);
+  });
+
   it('the queue and the reconciler record and announce the ends they give jobs', async () => {
     const id = await newJob();
     const woken: string[] = [];
