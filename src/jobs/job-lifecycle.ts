@@ -286,17 +286,16 @@ export class JobOwner {
       }));
       // Points are new in a normal run (start() removed a dead run's later ones); one that exists is
       // updated and keeps its scores, as the upsert of a single step's write did.
-      const existing = await tx.metricPoint.findMany({ where: { jobId: this.jobId, step: { in: points.map((p) => p.step) } }, select: { step: true } });
+      const steps = points.map((p) => p.step);
+      const existing = await tx.metricPoint.findMany({ where: { jobId: this.jobId, step: { in: steps } }, select: { step: true } });
       const known = new Set(existing.map((r) => r.step));
-      const rows: Array<Parameters<typeof pointPayload>[0]> = [];
       const fresh = points.filter((p) => !known.has(p.step));
       if (fresh.length) await tx.metricPoint.createMany({ data: fresh.map((p) => ({ jobId: this.jobId, ...p })) });
-      for (const p of points) {
-        if (known.has(p.step)) {
-          const { step, ...data } = p;
-          rows.push(await tx.metricPoint.update({ where: { jobId_step: { jobId: this.jobId, step } }, data }));
-        } else rows.push({ ...p, top1: null, top5: null, floatTop1: null });
+      for (const { step, ...data } of points.filter((p) => known.has(p.step))) {
+        await tx.metricPoint.update({ where: { jobId_step: { jobId: this.jobId, step } }, data });
       }
+      // The events carry the points as stored (the database's rounding), as GET .../metrics reads them.
+      const rows = await tx.metricPoint.findMany({ where: { jobId: this.jobId, step: { in: steps } }, orderBy: { step: 'asc' } });
       await recordEvents(tx, this.jobId, [
         { type: 'progress', payload: progress },
         ...rows.map((r) => ({ type: 'metric' as const, payload: pointPayload(r) })),

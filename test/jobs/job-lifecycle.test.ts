@@ -9,6 +9,7 @@ import { claim, endUnowned, insertQueued, nextStates, OwnershipLostError, reques
 import { JOB_STATUSES, TERMINAL_STATUSES } from '../../src/jobs/job-status.js';
 import { TrainingConfig } from '../../src/config/training-config.js';
 import type { NewModel } from '../../src/db/model-rows.js';
+import { toMetricPointView } from '../../src/jobs/job-view.js';
 import { dropSchema, pgUrl, tempSqliteUrl, uniqueSchema } from '../db/test-databases.js';
 
 const config = TrainingConfig.parse({ dataset: { type: 'synthetic' } });
@@ -231,6 +232,12 @@ describe.each([
       ['metric', 3],
     ]);
     expect(JSON.parse(events[1].payload)).toMatchObject({ loss: 7, top1: 0.5, revision: before + 1 });
+    // A live curve shows what GET .../metrics will: the points as stored, to the last digit.
+    expect(events.slice(1).map((e) => JSON.parse(e.payload))).toEqual(points.map(toMetricPointView));
+    await o.steps([metric(4, 1.0949373245239258), metric(5, Math.fround(0.1))]);
+    const stored = await db.prisma.metricPoint.findMany({ where: { jobId: id, step: { gt: 3 } }, orderBy: { step: 'asc' } });
+    const streamed = await db.prisma.jobEvent.findMany({ where: { jobId: id, type: 'metric', id: { gt: events.at(-1)!.id } }, orderBy: { id: 'asc' } });
+    expect(streamed.map((e) => JSON.parse(e.payload))).toEqual(stored.map(toMetricPointView));
     await expect(o.steps([])).rejects.toBeInstanceOf(RangeError);
   });
 
