@@ -24,6 +24,7 @@ import { STEP_RATE_WINDOW } from '../src/ml/step-rate.js';
 import { runTraining } from '../src/ml/train.js';
 import { median } from './stats.js';
 import { threadCpu, threadCpuSince, type ThreadCpu } from './thread-cpu.js';
+import { useTrainingHeapPolicy } from '../src/ml/training-heap.js';
 
 const { values: opt } = parseArgs({
   options: {
@@ -39,6 +40,7 @@ const { values: opt } = parseArgs({
     'thread-cpu': { type: 'boolean', default: false },
   },
 });
+useTrainingHeapPolicy(); // as the worker's process runs its training thread
 /** TRAIN_THREADS of a dedicated worker: every core unless --threads says otherwise. */
 const threads = Number(opt.threads ?? os.availableParallelism());
 const steps = Number(opt.steps);

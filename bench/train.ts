@@ -50,6 +50,7 @@ import { DataParallelStep } from '../src/ml/data-parallel/data-parallel-step.js'
 import { pytorchRate } from './pytorch-rate.js';
 import { median } from './stats.js';
 import { threadCpu, threadCpuSince } from './thread-cpu.js';
+import { useTrainingHeapPolicy } from '../src/ml/training-heap.js';
 
 const { values: opt, positionals } = parseArgs({
   allowPositionals: true,
@@ -80,6 +81,7 @@ const WORKLOADS: Array<[number, number, number]> = [
   [1.0, 224, 8],
 ];
 
+useTrainingHeapPolicy(); // as `qatserve worker` and `qatserve train` run
 const backend = await selectBackend({ wasmSimd: engineSettings().wasmSimd }); // QATSERVE_WASM_SIMD=0: the JS paths
 
 /** Threads each training step is split over (--threads; default every core, as `qatserve worker`). */

@@ -9,6 +9,7 @@ import type { Settings } from '../config/settings.js';
 import { resolveTrainingConfig } from '../config/training-config.js';
 import { selectBackend } from '../ml/backend.js';
 import { runTraining } from '../ml/train.js';
+import { useTrainingHeapPolicy } from '../ml/training-heap.js';
 import type { EvalMetric, StepMetric, TrainStartInfo } from '../ml/train-api.js';
 import { logParts, type Logger } from '../logger.js';
 
@@ -85,6 +86,7 @@ function evalLine(e: EvalMetric): string {
 }
 
 export async function runTrainCommand(args: TrainCommandArgs, settings: TrainCommandSettings): Promise<void> {
+  useTrainingHeapPolicy();
   const config = await readConfig(args.configPath);
   const threads = settings.trainThreads;
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');

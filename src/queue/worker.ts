@@ -21,6 +21,7 @@ import { subscribeCancels } from './cancel-bus.js';
 import { jobEventPublisher } from './job-event-bus.js';
 import { startJob, WorkerShutdownError, type RunningJob } from './job-runner.js';
 import { openTrainingQueue, type TrainingJobData } from './training-queue.js';
+import { useTrainingHeapPolicy } from '../ml/training-heap.js';
 
 /** Pause before handing back a job that hit an infrastructure error. */
 const RETRY_PAUSE_MS = 5000;
@@ -62,6 +63,7 @@ export interface WorkerHandle {
 
 export async function runWorker(settings: Settings): Promise<WorkerHandle> {
   const own = requireDeployment(settings);
+  useTrainingHeapPolicy();
   const log = pino({ level: settings.logLevel, base: { role: 'worker', pid: process.pid, deployment: own.deploymentId } });
   const db = openDatabase(settings.databaseUrl);
   const store = openArtifactStore(settings);
