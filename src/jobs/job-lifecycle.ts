@@ -294,7 +294,8 @@ export class JobOwner {
       for (const { step, ...data } of points.filter((p) => known.has(p.step))) {
         await tx.metricPoint.update({ where: { jobId_step: { jobId: this.jobId, step } }, data });
       }
-      // The events carry the points as stored (the database's rounding), as GET .../metrics reads them.
+      // The events carry the points as read back (a loss can differ in its last digit), as
+      // GET .../metrics shows them.
       const rows = await tx.metricPoint.findMany({ where: { jobId: this.jobId, step: { in: steps } }, orderBy: { step: 'asc' } });
       await recordEvents(tx, this.jobId, [
         { type: 'progress', payload: progress },

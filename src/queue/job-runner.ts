@@ -388,7 +388,6 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
   clearTimeout(timer);
   enqueue(() => stepWrites.flush());
   await chain;
-  stepWrites.discard();
   if (final) return final;
   const reason = control.reason();
   if (reason === 'lost') return 'lost';

@@ -1,10 +1,10 @@
 // How a running job's steps reach the database: at most one write per STEP_WRITE_INTERVAL_MS,
 // holding every step reported since the last one (JobOwner.steps). A write per step cost the
-// worker's main thread 10-15 ms of CPU: a third of a core at 0.35@32 (33 steps/s) and CPU taken
-// from the training threads at 224 px, where they use every core; on a shared PostgreSQL it was
-// one transaction per step per worker. Every point is still written, in order; a poll of the job,
-// the live curve and the cancel check of the row (JobOwner.steps says `cancelling`) lag by up to
-// the interval.
+// worker's main thread 7-15 ms of CPU: a quarter to a third of a core at 0.35@32 (~35 steps/s)
+// and CPU taken from the training threads at 224 px, where they use every core; on a shared
+// PostgreSQL it was one transaction per step per worker. Every point is still written, in order;
+// a poll of the job, the live curve and the cancel check of the row (JobOwner.steps says
+// `cancelling`) lag by up to the interval.
 import type { StepRecord } from '../jobs/job-lifecycle.js';
 
 /** The longest a reported step waits before it is written. */
@@ -50,12 +50,5 @@ export class StepWrites {
     this.pending = [];
     this.lastWrite = performance.now();
     await this.o.write(steps);
-  }
-
-  /** Drops what is pending (the job is no longer this worker's) and the timer. */
-  discard(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    this.pending = [];
   }
 }
