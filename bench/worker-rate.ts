@@ -22,6 +22,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { freePort } from './free-port.js';
 import { pytorchRate } from './pytorch-rate.js';
+import { median } from './stats.js';
 import { threadCpu, threadCpuSince, type ThreadCpu } from './thread-cpu.js';
 
 const { values: opt } = parseArgs({
@@ -116,8 +117,14 @@ interface JobView {
   progress: { step: number; imagesPerSecond: number | null };
 }
 
-/** A job's progress.imagesPerSecond once it has trained `steps` steps; the job is then cancelled. */
-async function jobRate(svc: Service, w: number, size: number, bs: number, steps: number): Promise<number> {
+/** What a job reported over its second half: the median and the last of its progress.imagesPerSecond. */
+interface JobRate {
+  median: number;
+  last: number;
+}
+
+/** A job's progress.imagesPerSecond until it has trained `steps` steps; the job is then cancelled. */
+async function jobRate(svc: Service, w: number, size: number, bs: number, steps: number): Promise<JobRate> {
   const classes = 10;
   // Room past `steps`, so the job is still training when its progress is read: the poll runs once
   // a second (each GET costs the API a few ms of CPU, from the cores that train) and may land up
@@ -133,6 +140,8 @@ async function jobRate(svc: Service, w: number, size: number, bs: number, steps:
   if (res.status !== 201) throw new Error(`POST /v1/jobs answered ${res.status}: ${await res.text()}`);
   const { id } = (await res.json()) as { id: string };
   let before: { worker: ThreadCpu[]; api: ThreadCpu[]; at: number; step: number } | null = null;
+  // One reading per step polled (a poll that finds the same step adds nothing).
+  const readings = new Map<number, number>();
   try {
     for (;;) {
       const job = await getJob(svc, id);
@@ -140,6 +149,7 @@ async function jobRate(svc: Service, w: number, size: number, bs: number, steps:
       // From half way: at one poll a second the reported window itself may fall between two polls.
       if (opt['thread-cpu'] && !before && job.progress.step >= steps / 2)
         before = { worker: threadCpu(svc.workerPid), api: threadCpu(svc.apiPid), at: performance.now(), step: job.progress.step };
+      if (job.progress.step >= steps / 2 && job.progress.imagesPerSecond !== null) readings.set(job.progress.step, job.progress.imagesPerSecond);
       if (job.progress.step >= steps && job.progress.imagesPerSecond !== null) {
         if (before) {
           const secs = ((performance.now() - before.at) / 1000).toFixed(2);
@@ -147,7 +157,7 @@ async function jobRate(svc: Service, w: number, size: number, bs: number, steps:
             `  steps ${before.step}-${job.progress.step}, ${secs}s wall: worker ${threadCpuSince(before.worker, 0.05, svc.workerPid)}; api ${threadCpuSince(before.api, 0.05, svc.apiPid)}`,
           );
         }
-        return job.progress.imagesPerSecond;
+        return { median: median([...readings.values()]), last: job.progress.imagesPerSecond };
       }
       await new Promise((r) => setTimeout(r, 1000));
     }
@@ -199,12 +209,16 @@ try {
     const steps = Number(opt.steps ?? (size >= 224 ? 101 : 201));
     const warmup = size >= 224 ? 30 : 100;
     const jobs: number[] = [];
+    const lasts: number[] = [];
     const benches: number[] = [];
     let threads = 0;
     for (let r = 0; r < rounds; r++) {
       for (const which of r % 2 ? ['job', 'bench'] : ['bench', 'job']) {
-        if (which === 'job') jobs.push(await jobRate(svc, w, size, bs, steps));
-        else {
+        if (which === 'job') {
+          const j = await jobRate(svc, w, size, bs, steps);
+          jobs.push(j.median);
+          lasts.push(j.last);
+        } else {
           const b = await benchRate(w, size, bs, warmup);
           benches.push(b.qat);
           threads = b.threads;
@@ -215,8 +229,9 @@ try {
     const vsBench = geomean(jobs.map((j, i) => j / benches[i]));
     let line =
       `worker-rate w=${w} size=${size} bs=${bs} layout=standard threads=${threads} job-steps=${steps}: ` +
-      `job ${jobs.map((v) => v.toFixed(1)).join(' / ')} img/s, bench/train.ts (warm-up ${warmup}) ${benches.map((v) => v.toFixed(1)).join(' / ')} | ` +
-      `job vs bench ${((vsBench - 1) * 100).toFixed(1)}% (geometric mean over rounds)`;
+      `job ${jobs.map((v) => v.toFixed(1)).join(' / ')} img/s (median over steps ${Math.ceil(steps / 2)}-${steps}; last ${lasts.map((v) => v.toFixed(1)).join(' / ')}), ` +
+      `bench/train.ts (warm-up ${warmup}) ${benches.map((v) => v.toFixed(1)).join(' / ')} | ` +
+      `job vs bench ${((vsBench - 1) * 100).toFixed(1)}% (geometric mean over rounds; per round ${jobs.map((j, i) => `${((j / benches[i] - 1) * 100).toFixed(1)}%`).join(', ')})`;
     if (!opt['no-pytorch']) {
       for (const isa of opt['pytorch-isa'].split(',')) {
         const torch = pytorchRate(w, size, bs, { steps: BENCH_STEPS, warmup: BENCH_STEPS, threads: opt['pytorch-threads'], isa });
