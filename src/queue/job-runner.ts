@@ -43,6 +43,8 @@ export interface RunnerContext {
   wasmSimd?: boolean;
   /** Wakes the API's event streams after each write of this job (Redis pub/sub). */
   wake?: JobWake;
+  /** The longest a reported step waits for its database write (PROGRESS_WRITE_INTERVAL_MS; default STEP_WRITE_INTERVAL_MS). */
+  progressWriteIntervalMs?: number;
 }
 
 /**
@@ -367,6 +369,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
       .then(() => (final ? thread.terminate() : undefined));
   };
   const stepWrites = new StepWrites({
+    intervalMs: ctx.progressWriteIntervalMs,
     enqueue,
     write: async (steps) => {
       if (control.reason() === 'lost') return;

@@ -125,6 +125,7 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
         trainThreads: settings.trainThreads,
         wasmSimd: settings.engine.wasmSimd,
         wake,
+        progressWriteIntervalMs: settings.progressWriteIntervalMs,
       },
       data.jobId,
     );
