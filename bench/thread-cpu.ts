@@ -58,7 +58,10 @@ export function threadCpu(pid: number = process.pid): ThreadCpu[] {
 export function threadCpuSince(before: ThreadCpu[], minSeconds = 0.05, pid: number = process.pid): string {
   const start = new Map(before.map((t) => [t.tid, t]));
   return threadCpu(pid)
-    .map((t) => ({ ...t, seconds: t.seconds - (start.get(t.tid)?.seconds ?? 0), preempted: t.preempted - (start.get(t.tid)?.preempted ?? 0) }))
+    .map((t) => {
+      const s = start.get(t.tid);
+      return { ...t, seconds: t.seconds - (s?.seconds ?? 0), preempted: t.preempted - (s?.preempted ?? 0) };
+    })
     .filter((t) => t.seconds >= minSeconds)
     .sort((a, b) => b.seconds - a.seconds)
     .map((t) => `${t.tid === pid ? 'main' : `${t.name}#${t.tid}`} ${t.seconds.toFixed(2)}s${t.preempted ? `/${t.preempted}p` : ''}`)

@@ -22,8 +22,8 @@ describe('worker killed mid-training (PostgreSQL)', () => {
 
   it('resumes from the checkpoint and succeeds with no duplicated or missing steps', async () => {
     // Every step written at once: with the default interval (a second) the steps between two
-    // checkpoints of this tiny job often reach the database together with the next checkpoint, so
-    // "past a checkpoint" was never seen and the test ran into its timeout (a CI run, 2026-12-02).
+    // checkpoints of this tiny job can reach the database together with the next checkpoint, so
+    // "past a checkpoint" may never be seen (a CI run on 2026-12-02 ran into the test's timeout).
     const env = { DATABASE_URL: h.settings.databaseUrl, DATA_DIR: h.settings.dataDir, QUEUE_PREFIX: h.settings.queuePrefix, PROGRESS_WRITE_INTERVAL_MS: '0' };
     const w1 = spawnWorker(env, 'killed');
     workers.push(w1);
