@@ -12,6 +12,7 @@ import { assertBuilt, CLI } from '../integration/worker-process.js';
 export interface ApiProcess {
   base: string;
   dir: string;
+  pid: number;
   env: Record<string, string>;
   /** Everything the process wrote so far. */
   log(): string;
@@ -65,6 +66,7 @@ export async function startApi(env: Record<string, string>): Promise<ApiProcess>
       return {
         base,
         dir: env.DATA_DIR,
+        pid: proc.pid!,
         env: full,
         log,
         stop: async () => {

@@ -1,13 +1,30 @@
-// @fastify/under-pressure as the API uses it: once the event loop has lagged past
+// The API's load shedding: once the event loop has lagged past
 // MAX_EVENT_LOOP_DELAY_MS, requests get 503 OVERLOADED with Retry-After before any work is done for
 // them, /healthz still answers, and the server recovers when the lag is gone.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lagProbeResolutionMs, meanLagMs } from '../../src/api/plugins/load-shedding.js';
 import { startHarness, type Harness } from './api-harness.js';
 
 function busy(ms: number): void {
   const end = performance.now() + ms;
   while (performance.now() < end);
 }
+
+describe('the lag probe', () => {
+  it('samples a quarter of the threshold, at most four times a second and at most every 10 ms', () => {
+    expect(lagProbeResolutionMs(1000)).toBe(250);
+    expect(lagProbeResolutionMs(100)).toBe(25);
+    expect(lagProbeResolutionMs(5000)).toBe(250);
+    expect(lagProbeResolutionMs(1)).toBe(10);
+  });
+
+  it('counts what exceeds the probe period as lag, and a second without samples as none', () => {
+    expect(meanLagMs({ count: 4, meanNs: 250e6 }, 250)).toBe(0);
+    expect(meanLagMs({ count: 2, meanNs: 1500e6 }, 250)).toBe(1250);
+    expect(meanLagMs({ count: 3, meanNs: 249e6 }, 250)).toBe(0);
+    expect(meanLagMs({ count: 0, meanNs: NaN }, 250)).toBe(0);
+  });
+});
 
 describe('load shedding', () => {
   let h: Harness;
