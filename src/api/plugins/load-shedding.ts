@@ -11,6 +11,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { errorBody } from '../error-body.js';
+import { lagBeyondPeriodMs } from '../event-loop-lag.js';
 
 /** How often the shedding decision is re-made from the probe's samples. */
 const DECISION_INTERVAL_MS = 1000;
@@ -24,12 +25,11 @@ export function lagProbeResolutionMs(maxEventLoopDelayMs: number): number {
 }
 
 /**
- * The loop's mean lag over the samples taken: each sample is the time between two firings of a
- * timer due every `resolutionMs`, so what exceeds that period is lag. No sample at all means one
- * pause longer than the decision interval that is over now: not a backlog, so no lag.
+ * The loop's mean lag over the samples taken. No sample at all means one pause longer than the
+ * decision interval that is over now: not a backlog, so no lag.
  */
 export function meanLagMs(samples: { count: number; meanNs: number }, resolutionMs: number): number {
-  return samples.count > 0 ? Math.max(0, samples.meanNs / 1e6 - resolutionMs) : 0;
+  return samples.count > 0 ? lagBeyondPeriodMs(samples.meanNs, resolutionMs) : 0;
 }
 
 export const loadSheddingPlugin = fp(

@@ -1,12 +1,58 @@
 // Prometheus metrics (prom-client) on a registry of this app's own, so several apps in one
 // process (tests) don't collide: request counts and latencies, queue depth, jobs by status.
 import type { FastifyInstance } from 'fastify';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import fp from 'fastify-plugin';
 import client from 'prom-client';
 import type { WorkerStatus } from '../../queue/worker-supervisor.js';
+import { lagBeyondPeriodMs } from '../event-loop-lag.js';
 
-/** The period of the probe behind qatserve_nodejs_eventloop_lag_*. */
-const EVENT_LOOP_LAG_PRECISION_MS = 100;
+/** The period of the probe behind qatserve_nodejs_eventloop_lag_{min,max,mean,stddev,p50,p90,p99}_seconds. */
+const LAG_PROBE_MS = 100;
+/** prom-client's own probe, parked: once an hour, its gauges replaced (see below). */
+const PARKED_PROBE_MS = 3_600_000;
+const LAG_STATS = ['min', 'max', 'mean', 'stddev', 'p50', 'p90', 'p99'] as const;
+
+/**
+ * prom-client's event-loop lag gauges come from a probe due every 10 ms by default: 100 wakeups a
+ * second for as long as the API runs, each one preempting a training thread where a worker trains
+ * on every core. They also report the probe's period as lag, so a coarser probe would make an idle
+ * loop read as lagging by its period. Here: a probe every 100 ms (it sees every stall of 100 ms or
+ * more; shorter ones show in the request latency histogram) with its period taken off, under
+ * prom-client's names. Set all at once by the first gauge's collect, then reset, as prom-client does.
+ */
+function registerEventLoopLag(app: FastifyInstance, registry: client.Registry, prefix: string): void {
+  for (const stat of LAG_STATS) registry.removeSingleMetric(`${prefix}nodejs_eventloop_lag_${stat}_seconds`);
+  const probe = monitorEventLoopDelay({ resolution: LAG_PROBE_MS });
+  probe.enable();
+  app.addHook('onClose', async () => probe.disable());
+  const lag = (ns: number) => lagBeyondPeriodMs(ns, LAG_PROBE_MS) / 1000;
+  const gauges: client.Gauge[] = [];
+  const collectAll = () => {
+    if (probe.count === 0) return; // no sample since the last scrape: keep the last values
+    const values = [
+      lag(probe.min),
+      lag(probe.max),
+      lag(probe.mean),
+      probe.stddev / 1e9,
+      lag(probe.percentile(50)),
+      lag(probe.percentile(90)),
+      lag(probe.percentile(99)),
+    ];
+    values.forEach((v, i) => gauges[i].set(v));
+    probe.reset();
+  };
+  for (const [i, stat] of LAG_STATS.entries()) {
+    gauges.push(
+      new client.Gauge({
+        name: `${prefix}nodejs_eventloop_lag_${stat}_seconds`,
+        help: `The ${stat} event loop lag over the samples since the last scrape (a probe every ${LAG_PROBE_MS} ms, its period not counted).`,
+        registers: [registry],
+        ...(i === 0 ? { collect: collectAll } : {}),
+      }),
+    );
+  }
+}
 
 export interface MetricsSources {
   queueCounts(): Promise<Record<string, number>>;
@@ -17,10 +63,8 @@ export interface MetricsSources {
 
 export const metricsPlugin = fp(async function metrics(app: FastifyInstance, opts: { sources: MetricsSources }) {
   const registry = new client.Registry();
-  // prom-client's event-loop lag probe fires every 10 ms by default: 100 wakeups a second, each
-  // one preempting a training thread where a worker trains on every core. At 100 ms it still sees
-  // every stall of 100 ms or more (shorter ones show in the request latency histogram).
-  client.collectDefaultMetrics({ register: registry, prefix: 'qatserve_', eventLoopMonitoringPrecision: EVENT_LOOP_LAG_PRECISION_MS });
+  client.collectDefaultMetrics({ register: registry, prefix: 'qatserve_', eventLoopMonitoringPrecision: PARKED_PROBE_MS });
+  registerEventLoopLag(app, registry, 'qatserve_');
   const requests = new client.Counter({
     name: 'qatserve_http_requests_total',
     help: 'HTTP requests by method, route and status code',
