@@ -1,6 +1,6 @@
 // CPU time per OS thread of this process (Linux /proc), to see where a run's CPU went: the main
 // thread, the step peers and the batch thread are worker threads, V8's GC and compiler helpers
-// and libuv's pool have threads of their own. A diagnostic for benches, not for the service.
+// and libuv's pool have threads of their own. A diagnostic for benches (and test/api/idle-wakeups.test.ts), not for the service.
 import { readdirSync, readFileSync } from 'node:fs';
 
 /** Clock ticks per second of /proc's utime and stime (USER_HZ, 100 on Linux everywhere). */
@@ -17,6 +17,8 @@ export interface ThreadCpu {
    * can stall both: a count that, unlike img/s, does not drift with this VM's speed.
    */
   preempted: number;
+  /** Times the thread went to sleep by itself (voluntary context switches): each ends in a wakeup. */
+  slept: number;
 }
 
 /** Every live thread of process `pid` (default this one) with its CPU seconds; [] where /proc is missing. */
@@ -40,13 +42,14 @@ export function threadCpu(pid: number = process.pid): ThreadCpu[] {
     const fields = stat.slice(close + 2).split(' ');
     // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
     const seconds = (Number(fields[11]) + Number(fields[12])) / USER_HZ;
-    let preempted = 0;
+    let status = '';
     try {
-      preempted = Number(/nonvoluntary_ctxt_switches:\s*(\d+)/.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'))?.[1] ?? 0);
+      status = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
     } catch {
       // ended meanwhile: its CPU time still counts
     }
-    out.push({ tid: Number(tid), name: stat.slice(stat.indexOf('(') + 1, close), seconds, preempted });
+    const switches = (kind: string) => Number(new RegExp(`^${kind}_ctxt_switches:\\s*(\\d+)`, 'm').exec(status)?.[1] ?? 0);
+    out.push({ tid: Number(tid), name: stat.slice(stat.indexOf('(') + 1, close), seconds, preempted: switches('nonvoluntary'), slept: switches('voluntary') });
   }
   return out;
 }

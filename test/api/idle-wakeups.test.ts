@@ -4,17 +4,11 @@
 // voluntary context switches of all the process's threads, a count that does not depend on speed.
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { threadCpu } from '../../bench/thread-cpu.js';
 import { apiEnv, startApi, type ApiProcess } from './api-process.js';
 
 /** Times the process's threads went to sleep so far (each sleep ends in a wakeup). */
-function sleeps(pid: number): number {
-  let n = 0;
-  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-    const status = fs.readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
-    n += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)![1]);
-  }
-  return n;
-}
+const sleeps = (pid: number): number => threadCpu(pid).reduce((n, t) => n + t.slept, 0);
 
 describe.runIf(fs.existsSync('/proc/self/task'))('an idle API', () => {
   let api: ApiProcess;

@@ -1,7 +1,7 @@
 // Prometheus metrics (prom-client) on a registry of this app's own, so several apps in one
 // process (tests) don't collide: request counts and latencies, queue depth, jobs by status.
 import type { FastifyInstance } from 'fastify';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import fp from 'fastify-plugin';
 import client from 'prom-client';
 import type { WorkerStatus } from '../../queue/worker-supervisor.js';
@@ -11,7 +11,17 @@ import { lagBeyondPeriodMs } from '../event-loop-lag.js';
 const LAG_PROBE_MS = 100;
 /** prom-client's own probe, parked: once an hour, its gauges replaced (see below). */
 const PARKED_PROBE_MS = 3_600_000;
-const LAG_STATS = ['min', 'max', 'mean', 'stddev', 'p50', 'p90', 'p99'] as const;
+const lagSeconds = (ns: number) => lagBeyondPeriodMs(ns, LAG_PROBE_MS) / 1000;
+/** prom-client's lag gauges by the name they end in, each read off the probe. */
+const LAG_STATS: Record<string, (probe: IntervalHistogram) => number> = {
+  min: (p) => lagSeconds(p.min),
+  max: (p) => lagSeconds(p.max),
+  mean: (p) => lagSeconds(p.mean),
+  stddev: (p) => p.stddev / 1e9,
+  p50: (p) => lagSeconds(p.percentile(50)),
+  p90: (p) => lagSeconds(p.percentile(90)),
+  p99: (p) => lagSeconds(p.percentile(99)),
+};
 
 /**
  * prom-client's event-loop lag gauges come from a probe due every 10 ms by default: 100 wakeups a
@@ -22,35 +32,25 @@ const LAG_STATS = ['min', 'max', 'mean', 'stddev', 'p50', 'p90', 'p99'] as const
  * prom-client's names. Set all at once by the first gauge's collect, then reset, as prom-client does.
  */
 function registerEventLoopLag(app: FastifyInstance, registry: client.Registry, prefix: string): void {
-  for (const stat of LAG_STATS) registry.removeSingleMetric(`${prefix}nodejs_eventloop_lag_${stat}_seconds`);
   const probe = monitorEventLoopDelay({ resolution: LAG_PROBE_MS });
   probe.enable();
   app.addHook('onClose', async () => probe.disable());
-  const lag = (ns: number) => lagBeyondPeriodMs(ns, LAG_PROBE_MS) / 1000;
-  const gauges: client.Gauge[] = [];
+  const gauges: Array<[client.Gauge, (probe: IntervalHistogram) => number]> = [];
   const collectAll = () => {
     if (probe.count === 0) return; // no sample since the last scrape: keep the last values
-    const values = [
-      lag(probe.min),
-      lag(probe.max),
-      lag(probe.mean),
-      probe.stddev / 1e9,
-      lag(probe.percentile(50)),
-      lag(probe.percentile(90)),
-      lag(probe.percentile(99)),
-    ];
-    values.forEach((v, i) => gauges[i].set(v));
+    for (const [gauge, read] of gauges) gauge.set(read(probe));
     probe.reset();
   };
-  for (const [i, stat] of LAG_STATS.entries()) {
-    gauges.push(
-      new client.Gauge({
-        name: `${prefix}nodejs_eventloop_lag_${stat}_seconds`,
-        help: `The ${stat} event loop lag over the samples since the last scrape (a probe every ${LAG_PROBE_MS} ms, its period not counted).`,
-        registers: [registry],
-        ...(i === 0 ? { collect: collectAll } : {}),
-      }),
-    );
+  for (const [stat, read] of Object.entries(LAG_STATS)) {
+    const name = `${prefix}nodejs_eventloop_lag_${stat}_seconds`;
+    registry.removeSingleMetric(name);
+    const gauge = new client.Gauge({
+      name,
+      help: `The ${stat} event loop lag over the samples since the last scrape (a probe every ${LAG_PROBE_MS} ms, its period not counted).`,
+      registers: [registry],
+      ...(gauges.length === 0 ? { collect: collectAll } : {}),
+    });
+    gauges.push([gauge, read]);
   }
 }
 
