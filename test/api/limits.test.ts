@@ -58,6 +58,9 @@ describe('rate limit and flood (defaults)', () => {
     });
     let finished = false;
     void done.then(() => (finished = true));
+    // One probe at a time, 1 ms apart: ~400-500 probes over the flood, so the p99 is the fifth
+    // slowest rather than (at 10 ms apart, ~100 probes) the single slowest, which on 2 cores shared
+    // by two APIs, the flood's client and this thread is one 60-90 ms wait for a core now and then.
     const healthMs: number[] = [];
     while (!finished) {
       const t0 = performance.now();
@@ -65,20 +68,22 @@ describe('rate limit and flood (defaults)', () => {
       await r.arrayBuffer();
       healthMs.push(performance.now() - t0);
       expect(r.status).toBe(200);
-      await new Promise((r) => setTimeout(r, 10));
+      await new Promise((r) => setTimeout(r, 1));
     }
     const { counts, ms } = await done;
     await flood.terminate();
     console.log(
-      `flood: 2000 requests in ${(ms / 1000).toFixed(2)} s: ${JSON.stringify(counts)}; /healthz p50 ${percentile(healthMs, 50).toFixed(1)} ms, p99 ${percentile(healthMs, 99).toFixed(1)} ms, max ${Math.max(...healthMs).toFixed(1)} ms over ${healthMs.length} probes`,
+      `flood: 2000 requests in ${(ms / 1000).toFixed(2)} s: ${JSON.stringify(counts)}; /healthz p50 ${percentile(healthMs, 50).toFixed(1)} ms, p90 ${percentile(healthMs, 90).toFixed(1)} ms, p99 ${percentile(healthMs, 99).toFixed(1)} ms, max ${Math.max(...healthMs).toFixed(1)} ms over ${healthMs.length} probes`,
     );
     // At most RATE_LIMIT_BURST_PER_SECOND (20) per one-second window got through; the rest were 429s.
     expect(counts['200']).toBeGreaterThan(0);
     expect(counts['200']).toBeLessThanOrEqual(20 * (Math.ceil(ms / 1000) + 1));
     expect(counts['200'] + counts['429']).toBe(2000);
     expect(ms).toBeLessThan(15_000);
-    expect(healthMs.length).toBeGreaterThan(20);
+    expect(healthMs.length).toBeGreaterThan(200);
     expect(percentile(healthMs, 99)).toBeLessThan(50);
+    // And none near a load balancer's health-check timeout (seconds).
+    expect(Math.max(...healthMs)).toBeLessThan(1000);
 
     // The key is spent on the other replica too (the counter is in Redis); the admin key is not.
     const other = await call(b.base, 'GET', '/v1/jobs?limit=1', bearer(train));
