@@ -12,16 +12,17 @@
 // first time (a first epoch, the batch thread's most expensive case). The job is read at step
 // --steps (the rate is over the last STEP_RATE_WINDOW steps) and then cancelled, so no export runs.
 //
-// Rounds alternate bench/job order (ABBA), so a machine whose speed drifts (±20% within minutes
-// on these VMs) hits both alike; the line gives each round's pair and the geometric means. PyTorch runs
-// once per workload and ISA after our rounds, never beside them. Run nothing else meanwhile.
+// Each round runs bench/train.ts, the job and PyTorch (once per --pytorch-isa) one after another,
+// each round starting one side later, so a machine whose speed drifts (±20% within minutes on
+// these VMs) hits every side alike; the line gives each round's figures and the geometric means of
+// the per-round ratios. Nothing runs beside anything else. Run nothing else meanwhile.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { freePort } from './free-port.js';
-import { pytorchRate } from './pytorch-rate.js';
+import { pytorchRate, type TorchRate } from './pytorch-rate.js';
 import { median } from './stats.js';
 import { threadCpu, threadCpuSince, type ThreadCpu } from './thread-cpu.js';
 
@@ -212,35 +213,47 @@ try {
     const lasts: number[] = [];
     const benches: number[] = [];
     let threads = 0;
+    // PyTorch runs inside every round, so each round's job/PyTorch ratio is taken minutes apart at
+    // most: run once after all rounds, a drift of the machine between the two sides showed as a
+    // 1.36x ratio in one run and 1.68x in the next (issue 12, eighth session).
+    const isas = opt['no-pytorch'] ? [] : opt['pytorch-isa'].split(',');
+    const torch = new Map<string, Array<TorchRate | string>>(isas.map((isa) => [isa, []]));
+    const sides = ['bench', 'job', ...isas.map((isa) => `pytorch:${isa}`)];
     for (let r = 0; r < rounds; r++) {
-      for (const which of r % 2 ? ['job', 'bench'] : ['bench', 'job']) {
+      // Each round starts one side later, so no side always runs first or right after another.
+      for (const which of sides.map((_, k) => sides[(k + r) % sides.length])) {
         if (which === 'job') {
           const j = await jobRate(svc, w, size, bs, steps);
           jobs.push(j.median);
           lasts.push(j.last);
-        } else {
+        } else if (which === 'bench') {
           const b = await benchRate(w, size, bs, warmup);
           benches.push(b.qat);
           threads = b.threads;
+        } else {
+          const isa = which.slice('pytorch:'.length);
+          torch.get(isa)!.push(pytorchRate(w, size, bs, { steps: BENCH_STEPS, warmup: BENCH_STEPS, threads: opt['pytorch-threads'], isa }));
         }
       }
     }
-    const job = geomean(jobs);
     const vsBench = geomean(jobs.map((j, i) => j / benches[i]));
     let line =
       `worker-rate w=${w} size=${size} bs=${bs} layout=standard threads=${threads} job-steps=${steps}: ` +
       `job ${jobs.map((v) => v.toFixed(1)).join(' / ')} img/s (median over steps ${Math.ceil(steps / 2)}-${steps}; last ${lasts.map((v) => v.toFixed(1)).join(' / ')}), ` +
       `bench/train.ts (warm-up ${warmup}) ${benches.map((v) => v.toFixed(1)).join(' / ')} | ` +
       `job vs bench ${((vsBench - 1) * 100).toFixed(1)}% (geometric mean over rounds; per round ${jobs.map((j, i) => `${((j / benches[i] - 1) * 100).toFixed(1)}%`).join(', ')})`;
-    if (!opt['no-pytorch']) {
-      for (const isa of opt['pytorch-isa'].split(',')) {
-        const torch = pytorchRate(w, size, bs, { steps: BENCH_STEPS, warmup: BENCH_STEPS, threads: opt['pytorch-threads'], isa });
-        const tag = isa === 'native' ? 'pytorch' : `pytorch isa=${isa}`;
-        line +=
-          typeof torch === 'string'
-            ? ` | ${tag}: ${torch}`
-            : ` | ${tag} threads=${torch.threads}: qat ${torch.qat.toFixed(1)} img/s, float ${torch.float.toFixed(1)} | job/pytorch ${(job / torch.qat).toFixed(2)}x`;
+    for (const [isa, runs] of torch) {
+      const tag = isa === 'native' ? 'pytorch' : `pytorch isa=${isa}`;
+      const failure = runs.find((t): t is string => typeof t === 'string');
+      if (failure !== undefined) {
+        line += ` | ${tag}: ${failure}`;
+        continue;
       }
+      const ok = runs as TorchRate[];
+      const ratios = ok.map((t, i) => jobs[i] / t.qat);
+      line +=
+        ` | ${tag} threads=${ok[0].threads}: qat ${ok.map((t) => t.qat.toFixed(1)).join(' / ')} img/s, float ${ok.map((t) => t.float.toFixed(1)).join(' / ')}` +
+        ` | job/pytorch ${geomean(ratios).toFixed(2)}x (geometric mean over rounds; per round ${ratios.map((x) => `${x.toFixed(2)}x`).join(', ')})`;
     }
     console.log(line);
   }
