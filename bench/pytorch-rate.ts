@@ -1,7 +1,7 @@
 // The PyTorch side of issue 12's comparison: bench/train_pytorch.py (torchvision's quantizable
 // MobileNetV2, eager QAT with the onednn qconfig, SGD momentum, random data) run with
 // /usr/bin/python3 (Debian's python3-torch, python3-torchvision), one workload per call.
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 
@@ -20,19 +20,29 @@ export interface TorchRun {
   isa: string;
 }
 
-/** PyTorch's float and QAT images/s on one workload, or why it could not run. */
-export function pytorchRate(w: number, size: number, bs: number, run: TorchRun): TorchRate | string {
+/**
+ * PyTorch's float and QAT images/s on one workload, or why it could not run. Asynchronous: a caller
+ * holding HTTP keep-alive sockets (bench/worker-rate.ts) must not block its event loop for the
+ * minutes this takes, or its next request goes out on a socket the server has since closed.
+ */
+export async function pytorchRate(w: number, size: number, bs: number, run: TorchRun): Promise<TorchRate | string> {
   const script = fileURLToPath(new URL('./train_pytorch.py', import.meta.url));
   const env: NodeJS.ProcessEnv = { ...process.env, OMP_NUM_THREADS: run.threads ?? String(os.availableParallelism()) };
   if (run.isa === 'native') delete env.ONEDNN_MAX_CPU_ISA;
   else env.ONEDNN_MAX_CPU_ISA = run.isa;
-  const r = spawnSync('/usr/bin/python3', [script, '--steps', String(run.steps), '--warmup', String(run.warmup), '--only', `${w}x${size}x${bs}`], {
-    env,
-    encoding: 'utf8',
+  const args = [script, '--steps', String(run.steps), '--warmup', String(run.warmup), '--only', `${w}x${size}x${bs}`];
+  const child = spawn('/usr/bin/python3', args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const status = await new Promise<number | Error>((resolve) => {
+    child.once('error', resolve);
+    child.once('close', (code) => resolve(code ?? 1));
   });
-  if (r.error) return `cannot run /usr/bin/python3 (${r.error.message}); apt-get install python3-torch python3-torchvision`;
-  if (r.status !== 0) return `train_pytorch.py failed: ${r.stderr.trim().split('\n').pop()}`;
-  const line = r.stdout.trim().split('\n').pop();
+  if (status instanceof Error) return `cannot run /usr/bin/python3 (${status.message}); apt-get install python3-torch python3-torchvision`;
+  if (status !== 0) return `train_pytorch.py failed: ${err.trim().split('\n').pop()}`;
+  const line = out.trim().split('\n').pop();
   if (!line) return 'train_pytorch.py printed nothing';
   const j = JSON.parse(line) as TorchRate;
   return { threads: j.threads, float: j.float, qat: j.qat };

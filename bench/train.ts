@@ -270,7 +270,7 @@ if (opt['check-heap']) {
         for (const isa of opt['pytorch-isa'].split(',')) {
           const torch =
             layoutName(s.model) === 'standard'
-              ? pytorchRate(w, size, bs, { steps, warmup, threads: opt['pytorch-threads'], isa })
+              ? await pytorchRate(w, size, bs, { steps, warmup, threads: opt['pytorch-threads'], isa })
               : 'only the standard layout (--stem off) is comparable';
           const tag = isa === 'native' ? 'pytorch' : `pytorch isa=${isa}`;
           line +=

@@ -232,7 +232,7 @@ try {
           threads = b.threads;
         } else {
           const isa = which.slice('pytorch:'.length);
-          torch.get(isa)!.push(pytorchRate(w, size, bs, { steps: BENCH_STEPS, warmup: BENCH_STEPS, threads: opt['pytorch-threads'], isa }));
+          torch.get(isa)!.push(await pytorchRate(w, size, bs, { steps: BENCH_STEPS, warmup: BENCH_STEPS, threads: opt['pytorch-threads'], isa }));
         }
       }
     }
