@@ -1,9 +1,12 @@
 // The PyTorch side of issue 12's comparison: bench/train_pytorch.py (torchvision's quantizable
 // MobileNetV2, eager QAT with the onednn qconfig, SGD momentum, random data) run with
 // /usr/bin/python3 (Debian's python3-torch, python3-torchvision), one workload per call.
-import { spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const execFileAsync = promisify(execFile);
 
 export interface TorchRate {
   threads: number;
@@ -31,17 +34,15 @@ export async function pytorchRate(w: number, size: number, bs: number, run: Torc
   if (run.isa === 'native') delete env.ONEDNN_MAX_CPU_ISA;
   else env.ONEDNN_MAX_CPU_ISA = run.isa;
   const args = [script, '--steps', String(run.steps), '--warmup', String(run.warmup), '--only', `${w}x${size}x${bs}`];
-  const child = spawn('/usr/bin/python3', args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const status = await new Promise<number | Error>((resolve) => {
-    child.once('error', resolve);
-    child.once('close', (code) => resolve(code ?? 1));
-  });
-  if (status instanceof Error) return `cannot run /usr/bin/python3 (${status.message}); apt-get install python3-torch python3-torchvision`;
-  if (status !== 0) return `train_pytorch.py failed: ${err.trim().split('\n').pop()}`;
+  let out: string;
+  try {
+    out = (await execFileAsync('/usr/bin/python3', args, { env })).stdout;
+  } catch (e) {
+    // A string code (ENOENT, EACCES) is a failure to start; a numeric one is the script's exit status.
+    const err = e as { code?: string | number; message: string; stderr?: string };
+    if (typeof err.code === 'string') return `cannot run /usr/bin/python3 (${err.message}); apt-get install python3-torch python3-torchvision`;
+    return `train_pytorch.py failed: ${(err.stderr ?? '').trim().split('\n').pop()}`;
+  }
   const line = out.trim().split('\n').pop();
   if (!line) return 'train_pytorch.py printed nothing';
   const j = JSON.parse(line) as TorchRate;

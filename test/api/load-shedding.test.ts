@@ -2,7 +2,8 @@
 // requests get 503 OVERLOADED with Retry-After before any work is done for them, /healthz still
 // answers, and the server recovers when the lag is gone; one pause that is over sheds nothing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { lagProbeResolutionMs, overloaded, tickLagMs } from '../../src/api/plugins/load-shedding.js';
+import { lagProbeResolutionMs, overloaded } from '../../src/api/plugins/load-shedding.js';
+import { lagBeyondPeriodMs } from '../../src/api/event-loop-lag.js';
 import { startHarness, type Harness } from './api-harness.js';
 
 function busy(ms: number): void {
@@ -19,9 +20,9 @@ describe('the lag probe', () => {
   });
 
   it('reads lag as how late a tick fired, and sheds only on two lagging ticks in a row', () => {
-    expect(tickLagMs(250, 250)).toBe(0);
-    expect(tickLagMs(249, 250)).toBe(0);
-    expect(tickLagMs(1500, 250)).toBe(1250);
+    expect(lagBeyondPeriodMs(250e6, 250)).toBe(0);
+    expect(lagBeyondPeriodMs(249e6, 250)).toBe(0);
+    expect(lagBeyondPeriodMs(1500e6, 250)).toBe(1250);
     expect(overloaded(1250, 1250, 1000)).toBe(true);
     // One pause: one late tick, and the one after it on time.
     expect(overloaded(0, 2750, 1000)).toBe(false);

@@ -15,6 +15,7 @@
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { errorBody } from '../error-body.js';
+import { lagBeyondPeriodMs } from '../event-loop-lag.js';
 
 /**
  * The probe's period for a threshold: a quarter of it, so a lag past the threshold shows in several
@@ -22,11 +23,6 @@ import { errorBody } from '../error-body.js';
  */
 export function lagProbeResolutionMs(maxEventLoopDelayMs: number): number {
   return Math.min(250, Math.max(10, Math.round(maxEventLoopDelayMs / 4)));
-}
-
-/** How late a tick of a `periodMs` interval fired, `sinceLastMs` after the previous one. */
-export function tickLagMs(sinceLastMs: number, periodMs: number): number {
-  return Math.max(0, sinceLastMs - periodMs);
 }
 
 /** Shed while the last two ticks both lagged past the threshold: a lag that lasts, not one pause that is over. */
@@ -46,7 +42,7 @@ export const loadSheddingPlugin = fp(
     const probe = setInterval(() => {
       const now = performance.now();
       const previous = lagMs;
-      lagMs = tickLagMs(now - last, period);
+      lagMs = lagBeyondPeriodMs((now - last) * 1e6, period);
       last = now;
       shedding = overloaded(previous, lagMs, max);
     }, period);
