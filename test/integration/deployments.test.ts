@@ -47,6 +47,16 @@ describe("a worker given a job that is not its deployment's", () => {
       .split('\n')
       .filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l) as { level: number; msg: string; jobId?: string });
+  // The worker's log line for a job, once it has come through its stdout pipe: Bull marks the entry
+  // failed before the line is read here (CI once read the output a moment too early).
+  const loggedFor = async (jobId: string) => {
+    for (let i = 0; i < 50; i++) {
+      const line = errorLines().find((l) => l.jobId === jobId);
+      if (line) return line;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return undefined;
+  };
 
   it('fails the entry naming both deployments, at error level, and never touches the row', async () => {
     expect(one.settings.deploymentId).not.toBe(two.settings.deploymentId);
@@ -56,7 +66,7 @@ describe("a worker given a job that is not its deployment's", () => {
     expect(entry.failedReason).toContain(`queued by deployment ${one.settings.deploymentId}`);
     expect(entry.failedReason).toContain(`queue prefix "${shared}"`);
     expect(entry.attemptsMade).toBe(1); // not retried into another worker of the wrong deployment
-    const logged = errorLines().find((l) => l.jobId === job.id);
+    const logged = await loggedFor(job.id);
     expect(logged).toMatchObject({ level: 50, msg: entry.failedReason });
     // Deployment one's job is untouched: still queued, never started. (Its reconciler puts it on the
     // queue again; the fix is a prefix per deployment.)
@@ -72,6 +82,6 @@ describe("a worker given a job that is not its deployment's", () => {
     await queue.add({ jobId: ghost, deploymentId: two.settings.deploymentId! }, { jobId: ghost });
     const entry = await failedEntry(ghost);
     expect(entry.failedReason).toContain(`this deployment's database has no row for it`);
-    expect(errorLines().find((l) => l.jobId === ghost)).toMatchObject({ level: 50 });
+    expect(await loggedFor(ghost)).toMatchObject({ level: 50 });
   });
 });
