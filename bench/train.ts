@@ -8,6 +8,7 @@
 //   npx tsx bench/train.ts --check-heap [N]             # N QAT steps at 1.0/224/bs8 (or --only), memory check
 //   npx tsx bench/train.ts --pytorch                    # + PyTorch on the same workloads, and the ratio
 //   npx tsx bench/train.ts --thread-cpu --only 1x224x8  # + the timed steps' CPU seconds per OS thread
+//   npx tsx bench/train.ts --endless --only 1x224x8     # after warm-up, QAT steps until killed, one `step N` line each
 //
 // `threads=N` on each line is the number of threads our training step computes on: --threads
 // (default every core, as `qatserve worker`), fewer where a step is too small for a split to pay
@@ -67,6 +68,8 @@ const { values: opt, positionals } = parseArgs({
     threads: { type: 'string' },
     'force-split': { type: 'boolean', default: false },
     'thread-cpu': { type: 'boolean', default: false },
+    /** For bench/worker-rate.ts, which pauses and resumes this process against a job's worker. */
+    endless: { type: 'boolean', default: false },
   },
 });
 const steps = Number(opt.steps);
@@ -258,6 +261,13 @@ if (opt['check-heap']) {
       // 567; with 10 each, float 539 / 610 / 487 vs QAT 577 / 623 / 554; with 30 each, float 584 /
       // 609 vs QAT 526 / 537.
       const peakMB = Math.max(await warmUp(s, false), await warmUp(s, true));
+      if (opt.endless) {
+        console.log(`${label}: endless QAT steps`);
+        for (let i = 1; ; i++) {
+          s.step(i, true);
+          console.log(`step ${i}`);
+        }
+      }
       const float = await measure(s, bs, false);
       const qat = await measure(s, bs, true);
       const rssMB = process.resourceUsage().maxRSS / 1024;

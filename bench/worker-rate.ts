@@ -1,21 +1,25 @@
-// Issue 12's acceptance measurement in one run: for each workload, the training rate a job reports
-// (progress.imagesPerSecond from GET /v1/jobs/:id) on a dedicated worker, next to bench/train.ts
-// on the same workload and PyTorch's QAT (bench/train_pytorch.py).
+// Issue 12's acceptance measurement in one run: for each workload, the rate of a job on a dedicated
+// worker next to bench/train.ts on the same workload, and PyTorch's QAT (bench/train_pytorch.py).
 //
 //   npm run build && npx tsx bench/worker-rate.ts                    # the three workloads
-//   npx tsx bench/worker-rate.ts --only 1x224x8 --rounds 2 --pytorch-isa native,AVX2
+//   npx tsx bench/worker-rate.ts --only 1x224x8 --rounds 8 --pytorch-isa native,AVX2
 //
 // The service side is the built CLI in an empty directory: `qatserve api` and one `qatserve
 // worker` (TRAIN_THREADS unset: every core, as on a dedicated worker), sharing a SQLite file, fs
-// artifacts and this machine's Redis. Each job is synthetic data with augmentation, the standard
-// stride-32 layout, QAT from step 0, and enough images that every step renders its batch for the
-// first time (a first epoch, the batch thread's most expensive case). The job is read at step
-// --steps (the rate is over the last STEP_RATE_WINDOW steps) and then cancelled, so no export runs.
+// artifacts and this machine's Redis. The job is synthetic data with augmentation, the standard
+// stride-32 layout and QAT from step 0, with enough images that its steps render their batch for
+// the first time (a first epoch, the batch thread's most expensive case).
 //
-// Each round runs bench/train.ts, the job and PyTorch (once per --pytorch-isa) one after another,
-// each round starting one side later, so a machine whose speed drifts (±20% within minutes on
-// these VMs) hits every side alike; the line gives each round's figures and the geometric means of
-// the per-round ratios. Nothing runs beside anything else. Run nothing else meanwhile.
+// Job and bench run side by side as two warm processes, and SIGSTOP keeps exactly one of them
+// running: each round gives the bench a --segment of seconds, then the job one (the next round the
+// other way round), then PyTorch (once per --pytorch-isa) with both stopped. Sides taken one after
+// another for minutes each (this bench until the tenth session) differed by -22% to +10% in
+// single rounds on these VMs, whose speed drifts 25-45% within minutes; segments of 20-30 s
+// alternating give every round both sides within a minute. A side's rate is the steps it finished
+// within its segment (bench/train.ts --endless prints each; the job's from progress.step polled
+// through the API, so its per-step callbacks count too) times the batch, over the time between
+// two changes of that count, from 1.5 s after the resume so the step that was cut off is done. The job's Bull lock is made
+// long enough (LOCK_DURATION_MS) that a stopped worker keeps its job. Run nothing else meanwhile.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -23,19 +27,18 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { freePort } from './free-port.js';
 import { pytorchRate, type TorchRate } from './pytorch-rate.js';
-import { median } from './stats.js';
-import { threadCpu, threadCpuSince, type ThreadCpu } from './thread-cpu.js';
+import { threadCpu, threadCpuSince } from './thread-cpu.js';
 
 const { values: opt } = parseArgs({
   options: {
     only: { type: 'string' },
-    rounds: { type: 'string', default: '1' },
-    /** Steps before the job's rate is read: past V8's tier-up (tens of steps) at every size. */
-    steps: { type: 'string' },
+    rounds: { type: 'string', default: '4' },
+    /** Seconds each side runs per round (default 30 at 224 px, 20 at 32). */
+    segment: { type: 'string' },
     'pytorch-isa': { type: 'string', default: 'native' },
     'pytorch-threads': { type: 'string' },
     'no-pytorch': { type: 'boolean', default: false },
-    /** + CPU seconds per thread of the worker and the API process over the job's second half. */
+    /** + each segment's CPU seconds per thread of the side that ran. */
     'thread-cpu': { type: 'boolean', default: false },
   },
 });
@@ -46,7 +49,7 @@ const WORKLOADS: Array<[number, number, number]> = [
   [1.0, 32, 32],
   [1.0, 224, 8],
 ];
-/** bench/train.ts's timed steps per mode, and PyTorch's timed and warm-up steps (as in the README's ratio table). */
+/** PyTorch's timed and warm-up steps per mode (as in the README's ratio table). */
 const BENCH_STEPS = 30;
 
 interface Service {
@@ -63,7 +66,16 @@ async function startService(): Promise<Service> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatserve-worker-rate-'));
   const port = await freePort();
   // LOG_LEVEL warn: at info the API logs every poll, CPU taken from the cores the job trains on.
-  const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port), HOST: '127.0.0.1', QUEUE_PREFIX: `worker-rate-${process.pid}`, LOG_LEVEL: 'warn' };
+  // A Bull lock of 30 min: the worker is stopped for a segment and for PyTorch's runs (minutes at 224).
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    QUEUE_PREFIX: `worker-rate-${process.pid}`,
+    LOG_LEVEL: 'warn',
+    LOCK_DURATION_MS: String(30 * 60_000),
+    STALLED_INTERVAL_MS: String(30 * 60_000),
+  };
   for (const k of ['DATABASE_URL', 'DATA_DIR', 'ARTIFACTS_DIR', 'DATA_ROOT', 'TRAIN_THREADS']) delete env[k];
   const log = fs.openSync(path.join(dir, 'service.log'), 'w');
   const procs: ChildProcess[] = [spawn(process.execPath, [CLI, 'api'], { cwd: dir, env, stdio: ['ignore', log, log] })];
@@ -94,20 +106,20 @@ async function startService(): Promise<Service> {
       await stop();
       throw new Error(`qatserve api did not become ready:\n${tail}`);
     }
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
   }
   procs.push(spawn(process.execPath, [CLI, 'worker'], { cwd: dir, env, stdio: ['ignore', log, log] }));
   return { base, dir, apiPid: procs[0].pid!, workerPid: procs[1].pid!, stop };
 }
 
-/** GET a job; a dropped connection is retried (the poll runs for minutes). */
+/** GET a job; a dropped connection is retried (the run lasts many minutes). */
 async function getJob(svc: Service, id: string): Promise<JobView> {
   for (let attempt = 1; ; attempt++) {
     try {
       return (await (await fetch(`${svc.base}/v1/jobs/${id}`)).json()) as JobView;
     } catch (err) {
       if (attempt >= 5) throw err;
-      await new Promise((r) => setTimeout(r, 500));
+      await sleep(500);
     }
   }
 }
@@ -118,83 +130,100 @@ interface JobView {
   progress: { step: number; imagesPerSecond: number | null };
 }
 
-/** What a job reported over its second half: the median and the last of its progress.imagesPerSecond. */
-interface JobRate {
-  median: number;
-  last: number;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** After a resume, the step cut off by the stop (and the job's write of it) ends before the segment's clock starts. */
+const SETTLE_MS = 1500;
+
+/** A side that can be paused and resumed, and counts its finished steps. */
+interface Side {
+  pid: number;
+  steps(): Promise<number>;
 }
 
-/** A job's progress.imagesPerSecond until it has trained `steps` steps; the job is then cancelled. */
-async function jobRate(svc: Service, w: number, size: number, bs: number, steps: number): Promise<JobRate> {
+/**
+ * The side's step count the moment it next changes, and when: bench/train.ts's count changes as a
+ * step ends, the job's as the worker writes its steps (once a second), so a segment timed between
+ * two changes has no reading lag at either end.
+ */
+async function nextStep(side: Side): Promise<{ steps: number; at: number }> {
+  const before = await side.steps();
+  for (;;) {
+    await sleep(50);
+    const steps = await side.steps();
+    if (steps !== before) return { steps, at: performance.now() };
+  }
+}
+
+/** Steps `side` finishes over about `seconds` of running, as images/s; stops it again after. */
+async function segment(side: Side, bs: number, seconds: number, cpu: boolean): Promise<number> {
+  process.kill(side.pid, 'SIGCONT');
+  await sleep(SETTLE_MS);
+  const c0 = cpu ? threadCpu(side.pid) : null;
+  const start = await nextStep(side);
+  await sleep(seconds * 1000);
+  const end = await nextStep(side);
+  process.kill(side.pid, 'SIGSTOP');
+  const secs = (end.at - start.at) / 1000;
+  if (c0) console.log(`  ${side.pid}: ${end.steps - start.steps} steps in ${secs.toFixed(1)}s, ${threadCpuSince(c0, 0.05, side.pid)}`);
+  return ((end.steps - start.steps) * bs) / secs;
+}
+
+/** The job, trained until `warmSteps` and then stopped: a Side whose steps come from progress.step. */
+async function startJob(svc: Service, w: number, size: number, bs: number, warmSteps: number, images: number): Promise<Side & { id: string }> {
   const classes = 10;
-  // Room past `steps`, so the job is still training when its progress is read: the poll runs once
-  // a second (each GET costs the API a few ms of CPU, from the cores that train) and may land up
-  // to ~40 steps late at 32 px.
-  const maxSteps = steps + (size >= 224 ? 10 : 100);
   const config = {
-    dataset: { type: 'synthetic', classes, samplesPerClass: Math.ceil((bs * maxSteps) / classes), valPerClass: 1 },
+    // One epoch's worth of images (at most the data set's limit); a second epoch keeps it running.
+    dataset: { type: 'synthetic', classes, samplesPerClass: Math.min(10_000, Math.ceil(images / classes)), valPerClass: 1 },
     model: { widthMultiplier: w, inputSize: size, smallInputStem: 'off' },
-    training: { epochs: 1, batchSize: bs, maxSteps, learningRate: 0.01 },
+    training: { epochs: 2, batchSize: bs, learningRate: 0.01 },
     quantization: { delaySteps: 0 },
   };
   const res = await fetch(`${svc.base}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(config) });
   if (res.status !== 201) throw new Error(`POST /v1/jobs answered ${res.status}: ${await res.text()}`);
   const { id } = (await res.json()) as { id: string };
-  let before: { worker: ThreadCpu[]; api: ThreadCpu[]; at: number; step: number } | null = null;
-  // One reading per step polled (a poll that finds the same step adds nothing).
-  const readings = new Map<number, number>();
-  try {
-    for (;;) {
-      const job = await getJob(svc, id);
-      if (job.status === 'failed' || job.status === 'cancelled') throw new Error(`job ${id} ${job.status}: ${job.error?.code} ${job.error?.message}`);
-      // From half way: at one poll a second the reported window itself may fall between two polls.
-      if (opt['thread-cpu'] && !before && job.progress.step >= steps / 2)
-        before = { worker: threadCpu(svc.workerPid), api: threadCpu(svc.apiPid), at: performance.now(), step: job.progress.step };
-      if (job.progress.step >= steps / 2 && job.progress.imagesPerSecond !== null) readings.set(job.progress.step, job.progress.imagesPerSecond);
-      if (job.progress.step >= steps && job.progress.imagesPerSecond !== null) {
-        if (before) {
-          const secs = ((performance.now() - before.at) / 1000).toFixed(2);
-          console.log(
-            `  steps ${before.step}-${job.progress.step}, ${secs}s wall: worker ${threadCpuSince(before.worker, 0.05, svc.workerPid)}; api ${threadCpuSince(before.api, 0.05, svc.apiPid)}`,
-          );
-        }
-        return { median: median([...readings.values()]), last: job.progress.imagesPerSecond };
-      }
-      await new Promise((r) => setTimeout(r, 1000));
-    }
-  } finally {
-    await fetch(`${svc.base}/v1/jobs/${id}/cancel`, { method: 'POST' });
-    // Wait for the worker to let go, so the next measurement has the cores to itself.
-    for (let i = 0; i < 600; i++) {
-      const job = await getJob(svc, id);
-      if (['cancelled', 'failed', 'succeeded'].includes(job.status)) break;
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  }
+  const steps = async () => {
+    const job = await getJob(svc, id);
+    if (job.status !== 'running') throw new Error(`job ${id} ${job.status}: ${job.error?.code} ${job.error?.message}`);
+    return job.progress.step;
+  };
+  while ((await getJob(svc, id)).status === 'queued' || (await steps()) < warmSteps) await sleep(1000);
+  process.kill(svc.workerPid, 'SIGSTOP');
+  return { id, pid: svc.workerPid, steps };
 }
 
-/**
- * bench/train.ts's QAT img/s (wall) and thread count for one workload, in a process of its own.
- * Asynchronous: a blocked event loop would miss the API closing idle keep-alive sockets, and the
- * next request would go out on a dead one.
- */
-async function benchRate(w: number, size: number, bs: number, warmup: number): Promise<{ qat: number; threads: number }> {
-  const args = ['--import', 'tsx', TRAIN_BENCH, '--steps', String(BENCH_STEPS), '--warmup', String(warmup), '--only', `${w}x${size}x${bs}`];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  await new Promise((r) => child.once('close', r));
-  const line = out.split('\n').find((l) => l.startsWith('train '));
-  const qat = line && /qat ([\d.]+) img\/s/.exec(line);
-  const threads = line && /threads=(\d+)/.exec(line);
-  if (!qat || !threads) throw new Error(`bench/train.ts printed no rate:\n${out}\n${err}`);
-  return { qat: Number(qat[1]), threads: Number(threads[1]) };
+/** bench/train.ts --endless for one workload, warm and stopped; bench.kill() ends it. */
+async function startBench(w: number, size: number, bs: number, warmup: number): Promise<Side & { threads: number; kill(): void }> {
+  const args = ['--import', 'tsx', TRAIN_BENCH, '--endless', '--warmup', String(warmup), '--only', `${w}x${size}x${bs}`];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  let count = 0;
+  let threads = 0;
+  let pending = '';
+  child.stdout.on('data', (d: Buffer) => {
+    const lines = (pending + d.toString()).split('\n');
+    pending = lines.pop()!;
+    for (const l of lines) {
+      if (l.startsWith('step ')) count = Number(l.slice(5));
+      else if (l.startsWith('train ')) threads = Number(/threads=(\d+)/.exec(l)?.[1] ?? 0);
+      if (l.includes('failed:')) console.log(`bench/train.ts: ${l}`);
+    }
+  });
+  const exited = new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`bench/train.ts exited (${code}) before its steps began`))));
+  while (count === 0) await Promise.race([sleep(200), exited]);
+  exited.catch(() => {});
+  child.kill('SIGSTOP');
+  return {
+    pid: child.pid!,
+    threads,
+    steps: async () => count,
+    kill: () => {
+      child.kill('SIGKILL');
+    },
+  };
 }
 
 /** Geometric mean: of per-round ratios, so a round where the machine ran slow weighs no more than one where it ran fast. */
 const geomean = (xs: number[]): number => Math.exp(xs.reduce((a, x) => a + Math.log(x), 0) / xs.length);
+const pct = (x: number) => `${((x - 1) * 100).toFixed(1)}%`;
 
 if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first`);
 const rounds = Number(opt.rounds);
@@ -204,44 +233,44 @@ let failed = true;
 try {
   for (const [w, size, bs] of WORKLOADS) {
     if (opt.only && opt.only !== `${w}x${size}x${bs}`) continue;
-    // The job is read at step 101 (224 px, ~0.5 s a step) or 201 (32 px, 25-120 ms a step), and
-    // bench/train.ts gets 100 warm-up steps per mode at 32 px (30 at 224), so both sides are timed
-    // after a comparable number of steps rather than a job that has run 200 against a bench of 60.
-    const steps = Number(opt.steps ?? (size >= 224 ? 101 : 201));
+    // Both sides warm past V8's tier-up (tens of steps) before the first segment: the job
+    // `warmSteps` steps, bench/train.ts `warmup` steps per mode.
+    const warmSteps = size >= 224 ? 40 : 200;
     const warmup = size >= 224 ? 30 : 100;
-    const jobs: number[] = [];
-    const lasts: number[] = [];
-    const benches: number[] = [];
-    let threads = 0;
-    // PyTorch runs inside every round, so each round's job/PyTorch ratio is taken minutes apart at
-    // most: run once after all rounds, a drift of the machine between the two sides showed as a
-    // 1.36x ratio in one run and 1.68x in the next (issue 12, eighth session).
+    const seconds = Number(opt.segment ?? (size >= 224 ? 30 : 20));
+    // Images the job needs: warm-up plus every job segment at up to 40 (224 px) or 1,500 img/s.
+    const images = bs * warmSteps + rounds * (seconds + 2) * (size >= 224 ? 40 : 1500);
+    const job = await startJob(svc, w, size, bs, warmSteps, images);
+    const bench = await startBench(w, size, bs, warmup);
     const isas = opt['no-pytorch'] ? [] : opt['pytorch-isa'].split(',');
     const torch = new Map<string, Array<TorchRate | string>>(isas.map((isa) => [isa, []]));
-    const sides = ['bench', 'job', ...isas.map((isa) => `pytorch:${isa}`)];
-    for (let r = 0; r < rounds; r++) {
-      // Each round starts one side later, so no side always runs first or right after another.
-      for (const which of sides.map((_, k) => sides[(k + r) % sides.length])) {
-        if (which === 'job') {
-          const j = await jobRate(svc, w, size, bs, steps);
-          jobs.push(j.median);
-          lasts.push(j.last);
-        } else if (which === 'bench') {
-          const b = await benchRate(w, size, bs, warmup);
-          benches.push(b.qat);
-          threads = b.threads;
-        } else {
-          const isa = which.slice('pytorch:'.length);
-          torch.get(isa)!.push(await pytorchRate(w, size, bs, { steps: BENCH_STEPS, warmup: BENCH_STEPS, threads: opt['pytorch-threads'], isa }));
+    const jobs: number[] = [];
+    const benches: number[] = [];
+    try {
+      for (let r = 0; r < rounds; r++) {
+        // Bench first in even rounds, job first in odd ones.
+        for (const which of r % 2 ? ['job', 'bench'] : ['bench', 'job']) {
+          if (which === 'job') jobs.push(await segment(job, bs, seconds, opt['thread-cpu']));
+          else benches.push(await segment(bench, bs, seconds, opt['thread-cpu']));
         }
+        // PyTorch with both of ours stopped, minutes from this round's segments at most.
+        for (const isa of isas)
+          torch.get(isa)!.push(await pytorchRate(w, size, bs, { steps: BENCH_STEPS, warmup: BENCH_STEPS, threads: opt['pytorch-threads'], isa }));
+      }
+    } finally {
+      bench.kill();
+      process.kill(svc.workerPid, 'SIGCONT');
+      await fetch(`${svc.base}/v1/jobs/${job.id}/cancel`, { method: 'POST' });
+      // Wait for the worker to let go, so the next workload has the cores to itself.
+      for (let i = 0; i < 600; i++) {
+        if (['cancelled', 'failed', 'succeeded'].includes((await getJob(svc, job.id)).status)) break;
+        await sleep(250);
       }
     }
-    const vsBench = geomean(jobs.map((j, i) => j / benches[i]));
     let line =
-      `worker-rate w=${w} size=${size} bs=${bs} layout=standard threads=${threads} job-steps=${steps}: ` +
-      `job ${jobs.map((v) => v.toFixed(1)).join(' / ')} img/s (median over steps ${Math.ceil(steps / 2)}-${steps}; last ${lasts.map((v) => v.toFixed(1)).join(' / ')}), ` +
-      `bench/train.ts (warm-up ${warmup}) ${benches.map((v) => v.toFixed(1)).join(' / ')} | ` +
-      `job vs bench ${((vsBench - 1) * 100).toFixed(1)}% (geometric mean over rounds; per round ${jobs.map((j, i) => `${((j / benches[i] - 1) * 100).toFixed(1)}%`).join(', ')})`;
+      `worker-rate w=${w} size=${size} bs=${bs} layout=standard threads=${bench.threads} segments=${rounds}x${seconds}s: ` +
+      `job ${jobs.map((v) => v.toFixed(1)).join(' / ')} img/s, bench/train.ts ${benches.map((v) => v.toFixed(1)).join(' / ')} | ` +
+      `job vs bench ${pct(geomean(jobs.map((j, i) => j / benches[i])))} (geometric mean over rounds; per round ${jobs.map((j, i) => pct(j / benches[i])).join(', ')})`;
     for (const [isa, runs] of torch) {
       const tag = isa === 'native' ? 'pytorch' : `pytorch isa=${isa}`;
       const failure = runs.find((t): t is string => typeof t === 'string');
