@@ -147,11 +147,12 @@ interface Side {
  */
 async function nextStep(side: Side): Promise<{ steps: number; at: number }> {
   const before = await side.steps();
-  for (;;) {
+  for (const t0 = performance.now(); performance.now() - t0 < 60_000;) {
     await sleep(50);
     const steps = await side.steps();
     if (steps !== before) return { steps, at: performance.now() };
   }
+  throw new Error(`process ${side.pid} finished no step in 60 s`);
 }
 
 /** Steps `side` finishes over about `seconds` of running, as images/s; stops it again after. */
