@@ -18,8 +18,9 @@
 // alternating give every round both sides within a minute. A side's rate is the steps it finished
 // within its segment (bench/train.ts --endless prints each; the job's from progress.step polled
 // through the API, so its per-step callbacks count too) times the batch, over the time between
-// two changes of that count, from 1.5 s after the resume so the step that was cut off is done. The job's Bull lock is made
-// long enough (LOCK_DURATION_MS) that a stopped worker keeps its job. Run nothing else meanwhile.
+// two changes of that count, from 1.5 s after the resume so the step that was cut off is done.
+// The job's Bull lock is made long enough (LOCK_DURATION_MS) that a stopped worker keeps its job.
+// Run nothing else meanwhile.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -187,7 +188,12 @@ async function startJob(svc: Service, w: number, size: number, bs: number, warmS
     if (job.status !== 'running') throw new Error(`job ${id} ${job.status}: ${job.error?.code} ${job.error?.message}`);
     return job.progress.step;
   };
-  while ((await getJob(svc, id)).status === 'queued' || (await steps()) < warmSteps) await sleep(1000);
+  for (;;) {
+    const job = await getJob(svc, id);
+    if (job.status === 'running' && job.progress.step >= warmSteps) break;
+    if (job.status !== 'queued' && job.status !== 'running') throw new Error(`job ${id} ${job.status}: ${job.error?.code} ${job.error?.message}`);
+    await sleep(1000);
+  }
   process.kill(svc.workerPid, 'SIGSTOP');
   return { id, pid: svc.workerPid, steps };
 }
@@ -242,12 +248,13 @@ try {
     // Images the job needs: warm-up plus every job segment at up to 40 (224 px) or 1,500 img/s.
     const images = bs * warmSteps + rounds * (seconds + 2) * (size >= 224 ? 40 : 1500);
     const job = await startJob(svc, w, size, bs, warmSteps, images);
-    const bench = await startBench(w, size, bs, warmup);
+    let bench: Awaited<ReturnType<typeof startBench>> | null = null;
     const isas = opt['no-pytorch'] ? [] : opt['pytorch-isa'].split(',');
     const torch = new Map<string, Array<TorchRate | string>>(isas.map((isa) => [isa, []]));
     const jobs: number[] = [];
     const benches: number[] = [];
     try {
+      bench = await startBench(w, size, bs, warmup);
       for (let r = 0; r < rounds; r++) {
         // Bench first in even rounds, job first in odd ones.
         for (const which of r % 2 ? ['job', 'bench'] : ['bench', 'job']) {
@@ -259,7 +266,8 @@ try {
           torch.get(isa)!.push(await pytorchRate(w, size, bs, { steps: BENCH_STEPS, warmup: BENCH_STEPS, threads: opt['pytorch-threads'], isa }));
       }
     } finally {
-      bench.kill();
+      bench?.kill();
+      // Also when the bench failed to start: a stopped worker would never act on the service's SIGTERM.
       process.kill(svc.workerPid, 'SIGCONT');
       await fetch(`${svc.base}/v1/jobs/${job.id}/cancel`, { method: 'POST' });
       // Wait for the worker to let go, so the next workload has the cores to itself.
