@@ -3,7 +3,7 @@
 // A worker that receives another deployment's job, or one its database has no row for, must not
 // acknowledge it: it fails the queue entry with an error naming both deployments, logged at error
 // level, and leaves the other deployment's row alone.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { JobView } from '../../src/jobs/job-view.js';
 import { openTrainingQueue, type TrainingQueue } from '../../src/queue/training-queue.js';
 import { startHarness, tinySynthetic, waitReady, type Harness } from '../api/api-harness.js';
@@ -49,14 +49,7 @@ describe("a worker given a job that is not its deployment's", () => {
       .map((l) => JSON.parse(l) as { level: number; msg: string; jobId?: string });
   // The worker's log line for a job, once it has come through its stdout pipe: Bull marks the entry
   // failed before the line is read here (CI once read the output a moment too early).
-  const loggedFor = async (jobId: string) => {
-    for (let i = 0; i < 50; i++) {
-      const line = errorLines().find((l) => l.jobId === jobId);
-      if (line) return line;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    return undefined;
-  };
+  const loggedFor = (jobId: string) => vi.waitUntil(() => errorLines().find((l) => l.jobId === jobId), { timeout: 5000, interval: 100 });
 
   it('fails the entry naming both deployments, at error level, and never touches the row', async () => {
     expect(one.settings.deploymentId).not.toBe(two.settings.deploymentId);
