@@ -1,21 +1,26 @@
 // The data-parallel step (TRAIN_THREADS > 1) against the one-thread step, on the wasm backend: the
 // model trained on 2 threads must be the 1-thread model up to float reassociation.
 //
-// How tightly depends on the mode, for reasons measured here, not assumed:
-//   - Float steps, and QAT steps with frozen BN, are smooth in the arithmetic: losses and weights
-//     are compared tightly.
-//   - A QAT step with batch statistics is not: an activation an ulp from a rounding boundary of
-//     its fake quantizer lands on the other grid point, and the straight-through gradient of the
-//     batch's extreme value switches between dy and 0. Reordering the batch on ONE thread hits the
-//     same edges (measured: the 2-thread step and the 1-thread step on the reordered batch both gave
-//     loss 1.24923 where the original order gave 1.28674). There the forward pass is compared
-//     (loss within a few grid flips, BN running statistics and activation ranges tightly).
+// What "up to reassociation" allows depends on the mode, measured here, not assumed:
+//   - QAT with frozen BN is smooth in the arithmetic: losses and weights agree to 1e-6 (12 of 12
+//     batches), and are compared tightly on every batch, over two steps (the second on the first's
+//     momentum).
+//   - Float steps and QAT steps with batch statistics are not: an activation an ulp from a
+//     rounding boundary of its fake quantizer, or from ReLU6's 0 or 6, lands on the other side, and
+//     the gradient through it switches between dy and 0; downstream, activations, BN statistics
+//     and ranges follow. Reordering the batch on ONE thread hits the same edges (the 2-thread step
+//     and the 1-thread step on the reordered batch both gave loss 1.24923 where the original order
+//     gave 1.28674). Measured over 12 batches each, on this file's network: no flip in float and 2
+//     in QAT with the SIMD module's multiply-then-add, 2 in float (weights 3.9e-3 and 3.4e-2 off)
+//     and none in QAT with fused multiply-adds in the filter gradient. Which batch flips depends on
+//     every rounding before it, so these two modes take ten batches and at least six must agree
+//     tightly: the chance that five of ten flip at the measured rate is about 1%.
 // A split that took BN statistics per thread instead of over the whole batch moved the loss by
-// 0.03-0.6 and the weights by 4-13 (relative), failing every one of these.
+// 0.03-0.6 and the weights by 4-13 (relative) on every batch, failing every one of these.
 //
-// Each step starts from the same state on both sides (and a second one then runs on the momentum
-// of the first): consecutive steps amplify rounding differences in this tiny network (measured:
-// reordering the batch on one thread moved the loss 4% after 2 float steps at lr 0.05).
+// Each step starts from the same state on both sides: consecutive steps amplify rounding
+// differences in this tiny network (measured: reordering the batch on one thread moved the loss 4%
+// after 2 float steps at lr 0.05).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../../../src/ml/backend.js';
 import { buildArch, MobileNetV2, type ForwardMode } from '../../../src/ml/mobilenet-v2.js';
@@ -87,13 +92,12 @@ async function copyOneToTwo(): Promise<void> {
 }
 
 /**
- * Per parameter: max |a - b| relative to max |a| (at least 0.01: some values are rounding noise
- * around an exact zero). `only` restricts it to some parameters.
+ * Per parameter (BN running statistics included): max |a - b| relative to max |a| (at least 0.01:
+ * some values are rounding noise around an exact zero).
  */
-function worstDiff(only: (name: string) => boolean = () => true): { name: string; rel: number } {
+function worstDiff(): { name: string; rel: number } {
   let worst = { name: '', rel: 0 };
   for (const [name, p] of one.model.params) {
-    if (!only(name)) continue;
     const a = p.variable.dataSync();
     const b = two.model.params.get(name)!.variable.dataSync();
     let d = 0;
@@ -108,43 +112,48 @@ function worstDiff(only: (name: string) => boolean = () => true): { name: string
   return worst;
 }
 
-function rangesMatch(): void {
+/** The worst offset of an activation range's ends between the two models, relative to its span; the observation counts must be equal. */
+function rangesOff(): number {
+  let worst = 0;
   for (const [name, r] of one.model.ranges.ranges) {
     const s = two.model.ranges.get(name)!;
     const span = r.max - r.min;
-    expect(s.count).toBe(r.count);
-    expect(Math.abs(s.min - r.min) / span, name).toBeLessThan(1e-4);
-    expect(Math.abs(s.max - r.max) / span, name).toBeLessThan(1e-4);
+    expect(s.count, name).toBe(r.count);
+    worst = Math.max(worst, Math.abs(s.min - r.min) / span, Math.abs(s.max - r.max) / span);
   }
+  return worst;
 }
 
-const runningStats = (name: string) => name.endsWith('/runMean') || name.endsWith('/runVar');
-
 describe('a training step split over 2 threads', () => {
-  const smooth: Array<[string, ForwardMode]> = [
-    ['float', mode(0, false)],
-    ['float, another dropout mask', mode(1, false)],
-    ['QAT with frozen BN', mode(2, true, false)],
-  ];
-  it.each(smooth)('takes the 1-thread step: %s (loss, every parameter, momentum, BN running statistics, ranges)', async (name, m) => {
+  it('takes the 1-thread step with frozen BN (QAT), twice (the second on the momentum of the first): loss, every parameter, ranges', async () => {
     for (let k = 0; k < 2; k++) {
       await copyOneToTwo();
-      const [a, b] = stepBoth({ ...m, dropoutSeed: m.dropoutSeed! + 10 * k });
+      const [a, b] = stepBoth(mode(2 + 10 * k, true, false));
       expect(Math.abs(a - b)).toBeLessThan(1e-4);
       const w = worstDiff();
-      expect(w.rel, `${name}: ${w.name}`).toBeLessThan(2e-3);
-      rangesMatch();
+      expect(w.rel, w.name).toBeLessThan(2e-3);
+      expect(rangesOff()).toBeLessThan(1e-4);
     }
   });
 
-  it.each([3, 4, 5])('runs the 1-thread forward pass of a QAT step with batch statistics (dropout seed %i)', async (seed) => {
-    await copyOneToTwo();
-    const [a, b] = stepBoth(mode(seed, true));
-    // A flipped logit moves the loss by one grid step over the batch: allow a couple.
-    expect(Math.abs(a - b)).toBeLessThan(0.05);
-    const w = worstDiff(runningStats);
-    expect(w.rel, w.name).toBeLessThan(2e-3);
-    rangesMatch();
+  it.each([
+    ['float', false],
+    ['QAT with batch statistics', true],
+  ])('takes the 1-thread step (%s) on at least 6 of 10 batches: loss, every parameter, BN running statistics, ranges', async (_, fakeQuant) => {
+    const rows: string[] = [];
+    let tight = 0;
+    for (let seed = 0; seed < 10; seed++) {
+      await copyOneToTwo();
+      const [a, b] = stepBoth(mode(seed, fakeQuant));
+      const w = worstDiff();
+      const r = rangesOff();
+      const ok = Math.abs(a - b) < 1e-4 && w.rel < 2e-3 && r < 1e-4;
+      if (ok) tight++;
+      rows.push(
+        `dropout seed ${seed}: loss ${a} vs ${b}, worst parameter ${w.name} ${w.rel.toExponential(2)}, ranges ${r.toExponential(2)}${ok ? '' : ' (a flip)'}`,
+      );
+    }
+    expect(tight, rows.join('\n')).toBeGreaterThanOrEqual(6);
   });
 });
 
