@@ -162,7 +162,7 @@ function buildCoreDocument(version: string) {
       '/v1/jobs/{id}/cancel': {
         post: secured('train', {
           operationId: 'cancelJob',
-          summary: 'Cancel: a queued job never starts, a running one stops between steps and keeps its checkpoint',
+          summary: 'Cancel: a queued job never starts, a running one stops between steps (or its export at once) and keeps its checkpoint',
           description: 'A `train` key cancels only the jobs it created (JOB_NOT_OWNED otherwise); an admin key cancels any.',
           parameters: [idParam],
           responses: {

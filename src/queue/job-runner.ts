@@ -221,8 +221,10 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
   const thread = new Worker(ctx.threadUrl, { workerData: input });
   let phase: 'train' | 'export' = 'train';
   control.attach(thread, (reason) => {
-    // The export does not stop between steps: a time limit reached there ends it at once.
-    if (reason === 'timeout' && phase === 'export') void thread.terminate();
+    // The export has no steps to stop between, and at 224 px with thousands of validation images
+    // it runs for minutes: a time limit or a user's cancel reached there ends it at once (nothing
+    // of it is stored yet). A shutdown lets it finish.
+    if ((reason === 'timeout' || reason === 'cancel') && phase === 'export') void thread.terminate();
   });
   const timer = setTimeout(() => control.abort('timeout'), Math.max(0, job.deadline - Date.now()));
   timer.unref();
@@ -395,6 +397,6 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
   const reason = control.reason();
   if (reason === 'lost') return 'lost';
   if (reason === 'timeout') return fail('JOB_TIMEOUT', timeoutMessage(trained ? (trained as TrainResult).step : null));
-  if (reason === 'shutdown') return stopped(null);
+  if (reason === 'shutdown' || reason === 'cancel') return stopped(null);
   return fail('TRAINER_CRASHED', `training thread exited (code ${exitCode}) before reporting a result`);
 }

@@ -138,7 +138,7 @@ describe('job lifecycle with a worker process (SQLite)', () => {
     expect(again.statusCode).toBe(409);
   });
 
-  it('cancel during the export ends the job cancelled, with no model served or left on disk', async () => {
+  it('cancel during the export stops it and ends the job cancelled, with no model served or left on disk', async () => {
     const w = workers[0];
     // 1000 validation images make the export's verification take seconds: time to cancel in.
     const job = await post({
@@ -157,6 +157,12 @@ describe('job lifecycle with a worker process (SQLite)', () => {
     const done = await waitForJob(h.app, job.id, terminal, 120_000, [w]);
     expect(done.status).toBe('cancelled');
     expect(done.model).toBeNull();
+    // Stopped, not run to its end: an export that finished would have logged the job's result.
+    const finished = w
+      .output()
+      .split('\n')
+      .filter((l) => l.includes(job.id) && l.includes('job finished'));
+    expect(finished, w.output().slice(-2000)).toEqual([]);
     expect(await h.deps.db.prisma.model.count({ where: { jobId: job.id } })).toBe(0);
     // Every model in the store belongs to a Model row: the cancelled export left nothing behind.
     const rows = await h.deps.db.prisma.model.findMany({ select: { onnxKey: true, manifestKey: true } });
