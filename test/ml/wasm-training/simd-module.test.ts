@@ -1,15 +1,50 @@
 // The committed SIMD module bytes are the assembly of the committed .wat (rebuild with
-// `npm run build:simd` after editing it), and this Node runs them.
+// `npm run build:simd` after editing it), this Node runs them with relaxed SIMD, and the module
+// without relaxed SIMD (for runtimes that lack it) computes the same filter gradient.
 import { expect, test } from 'vitest';
-import { assembleSimdModule } from '../../../scripts/build-simd.js';
-import { SIMD_MODULE_BASE64 } from '../../../src/ml/backends/wasm-training/simd-module.generated.js';
+import { assembleSimdModules } from '../../../scripts/build-simd.js';
+import { SIMD_MODULE_BASE64, SIMD_MODULE_PLAIN_BASE64 } from '../../../src/ml/backends/wasm-training/simd-module.generated.js';
+import { simdModuleKind } from '../../../src/ml/backends/wasm-training/simd.js';
 
-test('simd-module.generated.ts is the assembled simd-kernels.wat', async () => {
-  const bytes = await assembleSimdModule();
-  expect(Buffer.from(bytes).toString('base64')).toBe(SIMD_MODULE_BASE64);
+interface Wasm {
+  Memory: new (d: { initial: number }) => { buffer: ArrayBuffer };
+  Module: new (b: Uint8Array) => object;
+  Instance: new (m: object, i: object) => { exports: { gram_xty: (...a: number[]) => void } };
+}
+const wasm = (globalThis as unknown as { WebAssembly: Wasm }).WebAssembly;
+
+test('simd-module.generated.ts is the assembled simd-kernels.wat, with and without relaxed SIMD', async () => {
+  const { relaxed, plain } = await assembleSimdModules();
+  expect(Buffer.from(relaxed).toString('base64')).toBe(SIMD_MODULE_BASE64);
+  expect(Buffer.from(plain).toString('base64')).toBe(SIMD_MODULE_PLAIN_BASE64);
 });
 
-test('WebAssembly SIMD is available here, so the SIMD paths are the ones tested and benchmarked', () => {
-  const wasm = (globalThis as unknown as { WebAssembly: { validate(b: Uint8Array): boolean } }).WebAssembly;
-  expect(wasm.validate(Buffer.from(SIMD_MODULE_BASE64, 'base64'))).toBe(true);
+test('this Node runs the module with relaxed SIMD, so those are the paths tested and benchmarked', () => {
+  expect(simdModuleKind()).toBe('relaxed');
+});
+
+test('both modules compute X^T Y (the 1x1 filter gradient) to f32 rounding, over row blocks and both tile widths', () => {
+  // 37 rows in blocks of 16; 12 x 12: one 8-wide and one 4-wide column tile per row of tiles.
+  const rows = 37;
+  const m = 12;
+  const n = 12;
+  const x = Float32Array.from({ length: rows * m }, (_, i) => Math.sin(i * 1.7) * 2);
+  const y = Float32Array.from({ length: rows * n }, (_, i) => Math.cos(i * 0.9) * 3);
+  const want = new Float64Array(m * n);
+  for (let r = 0; r < rows; r++) for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) want[i * n + j] += x[r * m + i] * y[r * n + j];
+  const scale = Math.max(...want.map(Math.abs));
+  for (const b64 of [SIMD_MODULE_BASE64, SIMD_MODULE_PLAIN_BASE64]) {
+    const memory = new wasm.Memory({ initial: 1 });
+    const { gram_xty } = new wasm.Instance(new wasm.Module(Buffer.from(b64, 'base64')), { env: { memory } }).exports;
+    const xAt = 0;
+    const yAt = x.byteLength;
+    const accAt = yAt + y.byteLength;
+    new Float32Array(memory.buffer, xAt, x.length).set(x);
+    new Float32Array(memory.buffer, yAt, y.length).set(y);
+    gram_xty(xAt, yAt, accAt, rows, m, n, 16);
+    const got = new Float64Array(memory.buffer, accAt, m * n);
+    let worst = 0;
+    for (let k = 0; k < got.length; k++) worst = Math.max(worst, Math.abs(got[k] - want[k]) / scale);
+    expect(worst).toBeLessThan(1e-6);
+  }
 });

@@ -1,10 +1,11 @@
 // The SIMD module (simd-kernels.wat) instantiated on the wasm backend's own memory, and the kernel
 // bodies that use it. Each returns false when it cannot run (no SIMD support, channels not a
 // multiple of 4) and the caller takes its plain-JS path.
+import v8 from 'node:v8';
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { ConvGeometry } from './conv-geometry.js';
 import type { WasmBackendLike } from './heap.js';
-import { SIMD_MODULE_BASE64 } from './simd-module.generated.js';
+import { SIMD_MODULE_BASE64, SIMD_MODULE_PLAIN_BASE64 } from './simd-module.generated.js';
 import { activeCollective } from '../../data-parallel/step-collective.js';
 import { bnBackwardCoefficients, finishBnStats, type BnActAttrs } from './qat-math.js';
 import type { sgdUpdate } from '../../optimizer.js';
@@ -75,15 +76,30 @@ interface WebAssemblyApi {
 }
 const WebAssembly = (globalThis as unknown as { WebAssembly: WebAssemblyApi }).WebAssembly;
 
-let compiled: object | null | undefined;
+let compiled: { module: object; relaxed: boolean } | null | undefined;
 const instances = new WeakMap<object, SimdExports>();
 
-function compile(): object | null {
+/**
+ * The SIMD module with relaxed SIMD (fused multiply-adds) where this runtime runs it: Node 22 and
+ * later do; Node 20 has it behind V8's --experimental-wasm-relaxed-simd, which is turned on here
+ * (a wasm feature flag, read when a module is validated) before trying again. Else the module
+ * without relaxed SIMD; null without SIMD at all.
+ */
+function compile(): { module: object; relaxed: boolean } | null {
   if (compiled === undefined) {
-    const bytes = Buffer.from(SIMD_MODULE_BASE64, 'base64');
-    compiled = WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null;
+    const relaxed = Buffer.from(SIMD_MODULE_BASE64, 'base64');
+    if (!WebAssembly.validate(relaxed)) v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+    const plain = Buffer.from(SIMD_MODULE_PLAIN_BASE64, 'base64');
+    if (WebAssembly.validate(relaxed)) compiled = { module: new WebAssembly.Module(relaxed), relaxed: true };
+    else compiled = WebAssembly.validate(plain) ? { module: new WebAssembly.Module(plain), relaxed: false } : null;
   }
   return compiled;
+}
+
+/** Which SIMD module the kernels run: with relaxed SIMD, without, or none (no WebAssembly SIMD). */
+export function simdModuleKind(): 'relaxed' | 'plain' | null {
+  const c = compile();
+  return c ? (c.relaxed ? 'relaxed' : 'plain') : null;
 }
 
 // On unless a caller says otherwise: registerWasmTrainingKernels({ simd }) (QATSERVE_WASM_SIMD,
@@ -108,7 +124,7 @@ function simdFor(be: WasmBackendLike): SimdExports | null {
   if (!inst) {
     const mod = compile();
     if (!mod) return null;
-    inst = new WebAssembly.Instance(mod, { env: { memory } }).exports as unknown as SimdExports;
+    inst = new WebAssembly.Instance(mod.module, { env: { memory } }).exports as unknown as SimdExports;
     instances.set(memory, inst);
   }
   return inst;
