@@ -183,15 +183,16 @@ async function startJob(svc: Service, w: number, size: number, bs: number, warmS
   const res = await fetch(`${svc.base}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(config) });
   if (res.status !== 201) throw new Error(`POST /v1/jobs answered ${res.status}: ${await res.text()}`);
   const { id } = (await res.json()) as { id: string };
+  const ended = (job: Awaited<ReturnType<typeof getJob>>) => new Error(`job ${id} ${job.status}: ${job.error?.code} ${job.error?.message}`);
   const steps = async () => {
     const job = await getJob(svc, id);
-    if (job.status !== 'running') throw new Error(`job ${id} ${job.status}: ${job.error?.code} ${job.error?.message}`);
+    if (job.status !== 'running') throw ended(job);
     return job.progress.step;
   };
   for (;;) {
     const job = await getJob(svc, id);
     if (job.status === 'running' && job.progress.step >= warmSteps) break;
-    if (job.status !== 'queued' && job.status !== 'running') throw new Error(`job ${id} ${job.status}: ${job.error?.code} ${job.error?.message}`);
+    if (job.status !== 'queued' && job.status !== 'running') throw ended(job);
     await sleep(1000);
   }
   process.kill(svc.workerPid, 'SIGSTOP');
