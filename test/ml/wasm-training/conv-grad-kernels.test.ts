@@ -79,7 +79,7 @@ async function compare(kernel: string, inputs: Record<string, { values: Float32A
 }
 
 for (const simd of [true, false])
-  describe(`wasm conv gradient kernels match the cpu backend (${simd ? 'SIMD module' : 'plain JS'} paths)`, () => {
+  describe(`wasm convolution kernels match the cpu backend (${simd ? 'SIMD module' : 'plain JS'} paths)`, () => {
     beforeAll(() => setSimdEnabled(simd));
     afterAll(() => {
       setSimdEnabled(true);
@@ -104,6 +104,14 @@ for (const simd of [true, false])
           { strides: c.stride, pad: c.pad, dilations: 1, filterShape: [c.k, c.k, c.x[3], 1] },
           c.name,
         );
+      });
+
+      // Conv2D is replaced for 1x1 filters (the SIMD product with fused multiply-adds; stock
+      // otherwise): the 1x1 cases cover 4x8 and 4-wide tiles, short last rows and row blocks.
+      test(`Conv2D ${c.name}`, async () => {
+        const fShape = [c.k, c.k, c.x[3], c.cOut];
+        const inputs = { x: { values: randomValues(size(c.x), 71, 0.3), shape: c.x }, filter: { values: randomValues(size(fShape), 72), shape: fShape } };
+        await compare('Conv2D', inputs, { strides: c.stride, pad: c.pad, dataFormat: 'NHWC', dilations: 1 }, c.name);
       });
 
       test(`Conv2DBackpropInput ${c.name}`, async () => {
@@ -162,6 +170,12 @@ for (const simd of [true, false])
         errors.push(`${'tf.grads conv2d->relu6->depthwise'.padEnd(38)} ${['dx', 'dW', 'dWdepthwise'][i].padEnd(34)} max rel err ${err.toExponential(2)}`);
         expect(err).toBeLessThan(1e-4);
       }
+    });
+
+    test('Conv2D with a 1x1 filter and dilation 2 (stock kernel) still matches', async () => {
+      const x = [2, 5, 5, 8];
+      const inputs = { x: { values: randomValues(size(x), 81), shape: x }, filter: { values: randomValues(8 * 8, 82), shape: [1, 1, 8, 8] } };
+      await compare('Conv2D', inputs, { strides: 1, pad: 'same', dataFormat: 'NHWC', dilations: 2 }, '1x1 dilation 2');
     });
 
     test('dilation other than 1 is refused with a clear error code', async () => {

@@ -1,6 +1,7 @@
 // The committed SIMD module bytes are the assembly of the committed .wat (rebuild with
 // `npm run build:simd` after editing it), this Node runs them with relaxed SIMD, and the module
-// without relaxed SIMD (for runtimes that lack it) computes the same filter gradient.
+// without relaxed SIMD (for runtimes that lack it) computes the same filter gradient and 1x1
+// convolution products.
 import { expect, test } from 'vitest';
 import { assembleSimdModules } from '../../../scripts/build-simd.js';
 import { SIMD_MODULE_BASE64, SIMD_MODULE_PLAIN_BASE64 } from '../../../src/ml/backends/wasm-training/simd-module.generated.js';
@@ -9,7 +10,7 @@ import { simdModuleKind } from '../../../src/ml/backends/wasm-training/simd.js';
 interface Wasm {
   Memory: new (d: { initial: number }) => { buffer: ArrayBuffer };
   Module: new (b: Uint8Array) => object;
-  Instance: new (m: object, i: object) => { exports: { gram_xty: (...a: number[]) => void } };
+  Instance: new (m: object, i: object) => { exports: Record<'gram_xty' | 'gemm_pack' | 'gemm', (...a: number[]) => void> };
 }
 const wasm = (globalThis as unknown as { WebAssembly: Wasm }).WebAssembly;
 
@@ -46,5 +47,34 @@ test('both modules compute X^T Y (the 1x1 filter gradient) to f32 rounding, over
     let worst = 0;
     for (let k = 0; k < got.length; k++) worst = Math.max(worst, Math.abs(got[k] - want[k]) / scale);
     expect(worst).toBeLessThan(1e-6);
+  }
+});
+
+test('both modules compute A B and A B^T (a 1x1 convolution and its input gradient), over row blocks, short rows and both tile widths', () => {
+  // 23 rows in blocks of 8 (the last 7: one 4-row tile and three single rows); k = 5; n = 12: one
+  // 8-wide and one 4-wide panel.
+  const [m, k, n] = [23, 5, 12];
+  const a = Float32Array.from({ length: m * k }, (_, i) => Math.sin(i * 1.3) * 2);
+  const b = Float32Array.from({ length: k * n }, (_, i) => Math.cos(i * 0.7) * 3);
+  const bt = Float32Array.from({ length: n * k }, (_, i) => b[(i % k) * n + Math.floor(i / k)]);
+  const want = new Float64Array(m * n);
+  for (let r = 0; r < m; r++) for (let i = 0; i < k; i++) for (let j = 0; j < n; j++) want[r * n + j] += a[r * k + i] * b[i * n + j];
+  const scale = Math.max(...want.map(Math.abs));
+  for (const b64 of [SIMD_MODULE_BASE64, SIMD_MODULE_PLAIN_BASE64]) {
+    for (const transposed of [false, true]) {
+      const memory = new wasm.Memory({ initial: 1 });
+      const { gemm_pack, gemm } = new wasm.Instance(new wasm.Module(Buffer.from(b64, 'base64')), { env: { memory } }).exports;
+      const [aAt, bAt, packAt, cAt] = [0, 1024, 2048, 4096];
+      new Float32Array(memory.buffer, aAt, a.length).set(a);
+      new Float32Array(memory.buffer, bAt, b.length).set(transposed ? bt : b);
+      gemm_pack(bAt, packAt, k, n, transposed ? 4 : 4 * n, transposed ? 4 * k : 4);
+      gemm(aAt, packAt, cAt, m, k, n, 8);
+      const got = new Float32Array(memory.buffer, cAt, m * n);
+      let worst = 0;
+      for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]) / scale);
+      expect(worst).toBeLessThan(1e-6);
+      // Nothing written past C.
+      expect(new Float32Array(memory.buffer, cAt + 4 * m * n, 8).every((v) => v === 0)).toBe(true);
+    }
   }
 });

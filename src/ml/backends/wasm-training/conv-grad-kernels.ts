@@ -5,7 +5,7 @@ import { convGeometry, type ConvGeometry } from './conv-geometry.js';
 import { conv2dFilterGrad, depthwiseFilterGrad, depthwiseInputGrad } from './conv-grad-math.js';
 import { WasmTrainingError } from './errors.js';
 import { f32View, type WasmBackendLike } from './heap.js';
-import { simdDepthwiseFilterGrad, simdDepthwiseInputGrad, simdGramXtY } from './simd.js';
+import { simdDepthwiseFilterGrad, simdDepthwiseInputGrad, simdGemm, simdGramXtY } from './simd.js';
 import { dispose, gramXtY, matMul, reshaped, stockKernel, transpose2d } from './wasm-calls.js';
 
 type Pad = 'valid' | 'same' | number | backend_util.ExplicitPadding;
@@ -109,8 +109,12 @@ function conv2DBackpropInput(args: KernelArgs): TensorInfo {
   if (dy.dtype !== 'float32' || filter.dtype !== 'float32' || !isPointwise(g)) {
     return stockKernel('Conv2DBackpropInput').kernelFunc(args as never) as TensorInfo;
   }
-  // dX[n, ci] = dY[n, co] W^T[co, ci]; the (small) filter is transposed, dY stays A.
+  // dX[n, ci] = dY[n, co] W^T[co, ci]: the SIMD product reads W^T in place; XNNPACK needs it
+  // transposed (the filter is small), dY stays A.
   const rows = g.batch * g.inH * g.inW;
+  const out = be.makeOutput([g.batch, g.inH, g.inW, g.inC], 'float32');
+  if (simdGemm(be, dy, filter, rows, g.outC, g.inC, out, true)) return out;
+  dispose(be, out);
   const wt = transpose2d(be, reshaped(filter, [g.inC, g.outC]));
   const dx = matMul(be, reshaped(dy, [rows, g.outC]), wt);
   dispose(be, wt);

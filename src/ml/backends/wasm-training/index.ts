@@ -5,6 +5,7 @@
 import { getKernel, registerKernel, unregisterKernel, type KernelConfig } from '@tensorflow/tfjs-core';
 import { convGradKernelConfigs } from './conv-grad-kernels.js';
 import { identityKernelConfig } from './identity-kernel.js';
+import { pointwiseConvKernelConfig } from './pointwise-conv-kernel.js';
 import { reduceKernelConfigs } from './reduce-kernels.js';
 import { segmentSumKernelConfig } from './segment-sum-kernel.js';
 import { registerQatOps } from './ops.js';
@@ -23,7 +24,7 @@ let registered = false;
 
 /** Kernels added or replaced on 'wasm', in registration order. */
 export function wasmTrainingKernelConfigs(): KernelConfig[] {
-  return [...convGradKernelConfigs, identityKernelConfig, segmentSumKernelConfig, ...reduceKernelConfigs, ...qatWasmKernelConfigs()];
+  return [pointwiseConvKernelConfig, ...convGradKernelConfigs, identityKernelConfig, segmentSumKernelConfig, ...reduceKernelConfigs, ...qatWasmKernelConfigs()];
 }
 
 /** Names of the kernels this module registers for 'wasm'. */

@@ -3,10 +3,10 @@
 ;; function that works per channel needs C % 4 == 0 (the caller falls back to JS otherwise):
 ;; element i belongs to channel i % C, four consecutive channels per f32x4.
 ;; Assemble with build-simd.ts (npm wabt); the bytes are committed in simd-module.generated.ts.
-;; The filter gradient's register tiles use relaxed SIMD's f32x4.relaxed_madd (a fused multiply-add
-;; where the CPU has FMA, as every x86 of this project's class; else multiply, then add): one
-;; instruction instead of two per product, gram_xty's 1x1 filter gradients of a 1.0@224 bs8 step
-;; 200-209 -> 152-177 ms CPU on an AVX-512 EPYC. build-simd.ts also writes the same module with
+;; The matrix products' register tiles (gram_xty, gemm) use relaxed SIMD's f32x4.relaxed_madd (a
+;; fused multiply-add where the CPU has FMA, as every x86 of this project's class; else multiply,
+;; then add): one instruction instead of two per product, gram_xty's 1x1 filter gradients of a
+;; 1.0@224 bs8 step 200-209 -> 152-177 ms CPU on an AVX-512 EPYC. build-simd.ts also writes the same module with
 ;; each of them as f32x4.mul then f32x4.add, for runtimes without relaxed SIMD (simd.ts picks).
 (module
   (import "env" "memory" (memory 1))
@@ -579,6 +579,176 @@
         (local.set $i (i32.add (local.get $i) (i32.const 4)))
         (br $il)))
       (local.set $r0 (i32.add (local.get $r0) (local.get $rb)))
+      (br $rl))))
+
+  ;; One register tile of gemm: C[rows x cols] at $pc (rows $sc bytes apart) = A's rows from $pa
+  ;; ($sa bytes apart, $k floats each) times a packed panel of B at $pb ($k rows of `cols` floats,
+  ;; contiguous). $gtile4x8 is the main tile (8 accumulators, 2 B vectors, 1 splat: 11 of V8's 15
+  ;; SIMD registers); the others take the last rows (m % 4) and the last columns (n % 8 == 4).
+  (func $gtile4x8 (param $pa i32) (param $sa i32) (param $pb i32) (param $k i32) (param $pc i32) (param $sc i32)
+    (local $end i32) (local $p1 i32) (local $p2 i32) (local $p3 i32) (local $s v128) (local $b0 v128) (local $b1 v128) (local $a00 v128) (local $a01 v128) (local $a10 v128) (local $a11 v128) (local $a20 v128) (local $a21 v128) (local $a30 v128) (local $a31 v128)
+    (local.set $p1 (i32.add (local.get $pa) (local.get $sa)))
+    (local.set $p2 (i32.add (local.get $p1) (local.get $sa)))
+    (local.set $p3 (i32.add (local.get $p2) (local.get $sa)))
+    (local.set $end (i32.add (local.get $pa) (i32.shl (local.get $k) (i32.const 2))))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $pa) (local.get $end)))
+      (local.set $b0 (v128.load (local.get $pb)))
+      (local.set $b1 (v128.load offset=16 (local.get $pb)))
+      (local.set $s (v128.load32_splat (local.get $pa)))
+      (local.set $a00 (f32x4.relaxed_madd (local.get $s) (local.get $b0) (local.get $a00)))
+      (local.set $a01 (f32x4.relaxed_madd (local.get $s) (local.get $b1) (local.get $a01)))
+      (local.set $s (v128.load32_splat (local.get $p1)))
+      (local.set $a10 (f32x4.relaxed_madd (local.get $s) (local.get $b0) (local.get $a10)))
+      (local.set $a11 (f32x4.relaxed_madd (local.get $s) (local.get $b1) (local.get $a11)))
+      (local.set $s (v128.load32_splat (local.get $p2)))
+      (local.set $a20 (f32x4.relaxed_madd (local.get $s) (local.get $b0) (local.get $a20)))
+      (local.set $a21 (f32x4.relaxed_madd (local.get $s) (local.get $b1) (local.get $a21)))
+      (local.set $s (v128.load32_splat (local.get $p3)))
+      (local.set $a30 (f32x4.relaxed_madd (local.get $s) (local.get $b0) (local.get $a30)))
+      (local.set $a31 (f32x4.relaxed_madd (local.get $s) (local.get $b1) (local.get $a31)))
+      (local.set $pa (i32.add (local.get $pa) (i32.const 4)))
+      (local.set $p1 (i32.add (local.get $p1) (i32.const 4)))
+      (local.set $p2 (i32.add (local.get $p2) (i32.const 4)))
+      (local.set $p3 (i32.add (local.get $p3) (i32.const 4)))
+      (local.set $pb (i32.add (local.get $pb) (i32.const 32)))
+      (br $l)))
+    (v128.store (local.get $pc) (local.get $a00))
+    (v128.store offset=16 (local.get $pc) (local.get $a01))
+    (local.set $pc (i32.add (local.get $pc) (local.get $sc)))
+    (v128.store (local.get $pc) (local.get $a10))
+    (v128.store offset=16 (local.get $pc) (local.get $a11))
+    (local.set $pc (i32.add (local.get $pc) (local.get $sc)))
+    (v128.store (local.get $pc) (local.get $a20))
+    (v128.store offset=16 (local.get $pc) (local.get $a21))
+    (local.set $pc (i32.add (local.get $pc) (local.get $sc)))
+    (v128.store (local.get $pc) (local.get $a30))
+    (v128.store offset=16 (local.get $pc) (local.get $a31)))
+  (func $gtile1x8 (param $pa i32) (param $sa i32) (param $pb i32) (param $k i32) (param $pc i32) (param $sc i32)
+    (local $end i32) (local $s v128) (local $b0 v128) (local $b1 v128) (local $a00 v128) (local $a01 v128)
+    (local.set $end (i32.add (local.get $pa) (i32.shl (local.get $k) (i32.const 2))))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $pa) (local.get $end)))
+      (local.set $b0 (v128.load (local.get $pb)))
+      (local.set $b1 (v128.load offset=16 (local.get $pb)))
+      (local.set $s (v128.load32_splat (local.get $pa)))
+      (local.set $a00 (f32x4.relaxed_madd (local.get $s) (local.get $b0) (local.get $a00)))
+      (local.set $a01 (f32x4.relaxed_madd (local.get $s) (local.get $b1) (local.get $a01)))
+      (local.set $pa (i32.add (local.get $pa) (i32.const 4)))
+      (local.set $pb (i32.add (local.get $pb) (i32.const 32)))
+      (br $l)))
+    (v128.store (local.get $pc) (local.get $a00))
+    (v128.store offset=16 (local.get $pc) (local.get $a01)))
+  (func $gtile4x4 (param $pa i32) (param $sa i32) (param $pb i32) (param $k i32) (param $pc i32) (param $sc i32)
+    (local $end i32) (local $p1 i32) (local $p2 i32) (local $p3 i32) (local $s v128) (local $b0 v128) (local $a00 v128) (local $a10 v128) (local $a20 v128) (local $a30 v128)
+    (local.set $p1 (i32.add (local.get $pa) (local.get $sa)))
+    (local.set $p2 (i32.add (local.get $p1) (local.get $sa)))
+    (local.set $p3 (i32.add (local.get $p2) (local.get $sa)))
+    (local.set $end (i32.add (local.get $pa) (i32.shl (local.get $k) (i32.const 2))))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $pa) (local.get $end)))
+      (local.set $b0 (v128.load (local.get $pb)))
+      (local.set $s (v128.load32_splat (local.get $pa)))
+      (local.set $a00 (f32x4.relaxed_madd (local.get $s) (local.get $b0) (local.get $a00)))
+      (local.set $s (v128.load32_splat (local.get $p1)))
+      (local.set $a10 (f32x4.relaxed_madd (local.get $s) (local.get $b0) (local.get $a10)))
+      (local.set $s (v128.load32_splat (local.get $p2)))
+      (local.set $a20 (f32x4.relaxed_madd (local.get $s) (local.get $b0) (local.get $a20)))
+      (local.set $s (v128.load32_splat (local.get $p3)))
+      (local.set $a30 (f32x4.relaxed_madd (local.get $s) (local.get $b0) (local.get $a30)))
+      (local.set $pa (i32.add (local.get $pa) (i32.const 4)))
+      (local.set $p1 (i32.add (local.get $p1) (i32.const 4)))
+      (local.set $p2 (i32.add (local.get $p2) (i32.const 4)))
+      (local.set $p3 (i32.add (local.get $p3) (i32.const 4)))
+      (local.set $pb (i32.add (local.get $pb) (i32.const 16)))
+      (br $l)))
+    (v128.store (local.get $pc) (local.get $a00))
+    (local.set $pc (i32.add (local.get $pc) (local.get $sc)))
+    (v128.store (local.get $pc) (local.get $a10))
+    (local.set $pc (i32.add (local.get $pc) (local.get $sc)))
+    (v128.store (local.get $pc) (local.get $a20))
+    (local.set $pc (i32.add (local.get $pc) (local.get $sc)))
+    (v128.store (local.get $pc) (local.get $a30)))
+  (func $gtile1x4 (param $pa i32) (param $sa i32) (param $pb i32) (param $k i32) (param $pc i32) (param $sc i32)
+    (local $end i32) (local $s v128) (local $b0 v128) (local $a00 v128)
+    (local.set $end (i32.add (local.get $pa) (i32.shl (local.get $k) (i32.const 2))))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $pa) (local.get $end)))
+      (local.set $b0 (v128.load (local.get $pb)))
+      (local.set $s (v128.load32_splat (local.get $pa)))
+      (local.set $a00 (f32x4.relaxed_madd (local.get $s) (local.get $b0) (local.get $a00)))
+      (local.set $pa (i32.add (local.get $pa) (i32.const 4)))
+      (local.set $pb (i32.add (local.get $pb) (i32.const 16)))
+      (br $l)))
+    (v128.store (local.get $pc) (local.get $a00)))
+
+  ;; Packs B for gemm: panels of 8 columns (the last one 4 if n % 8 == 4), each $k rows of its
+  ;; columns, contiguous. Element (r, j) of B is at $b + r * $sk + j * $sj (bytes), so B may be a
+  ;; matrix's transpose (a 1x1 filter for the input gradient) without a copy.
+  (func (export "gemm_pack") (param $b i32) (param $out i32) (param $k i32) (param $n i32) (param $sk i32) (param $sj i32)
+    (local $j i32) (local $w i32) (local $r i32) (local $t i32) (local $row i32)
+    (block $jd (loop $jl
+      (br_if $jd (i32.ge_u (local.get $j) (local.get $n)))
+      (local.set $w (select (i32.const 8) (i32.const 4) (i32.ge_u (i32.sub (local.get $n) (local.get $j)) (i32.const 8))))
+      (local.set $r (i32.const 0))
+      (block $rd (loop $rl
+        (br_if $rd (i32.ge_u (local.get $r) (local.get $k)))
+        (local.set $row (i32.add (local.get $b) (i32.add (i32.mul (local.get $r) (local.get $sk)) (i32.mul (local.get $j) (local.get $sj)))))
+        (local.set $t (i32.const 0))
+        (block $td (loop $tl
+          (br_if $td (i32.ge_u (local.get $t) (local.get $w)))
+          (f32.store (local.get $out) (f32.load (local.get $row)))
+          (local.set $out (i32.add (local.get $out) (i32.const 4)))
+          (local.set $row (i32.add (local.get $row) (local.get $sj)))
+          (local.set $t (i32.add (local.get $t) (i32.const 1)))
+          (br $tl)))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $rl)))
+      (local.set $j (i32.add (local.get $j) (local.get $w)))
+      (br $jl))))
+
+  ;; C[m, n] = A[m, k] B[k, n] in f32 (a 1x1 convolution's output or input gradient), B packed by
+  ;; gemm_pack, n % 4 == 0. Rows of A go in blocks of $mb (a multiple of 4) that stay in cache while
+  ;; every panel of B passes over them; within a block each 4x8 tile of C lives in registers.
+  (func (export "gemm") (param $a i32) (param $bp i32) (param $c i32) (param $m i32) (param $k i32) (param $n i32) (param $mb i32)
+    (local $r0 i32) (local $r1 i32) (local $i i32) (local $j i32) (local $w i32) (local $sa i32) (local $sc i32) (local $pp i32)
+    (local $pa i32) (local $pc i32)
+    (local.set $sa (i32.shl (local.get $k) (i32.const 2)))
+    (local.set $sc (i32.shl (local.get $n) (i32.const 2)))
+    (block $rd (loop $rl
+      (br_if $rd (i32.ge_u (local.get $r0) (local.get $m)))
+      (local.set $r1 (i32.add (local.get $r0) (local.get $mb)))
+      (if (i32.gt_u (local.get $r1) (local.get $m)) (then (local.set $r1 (local.get $m))))
+      (local.set $j (i32.const 0))
+      (local.set $pp (local.get $bp))
+      (block $jd (loop $jl
+        (br_if $jd (i32.ge_u (local.get $j) (local.get $n)))
+        (local.set $w (select (i32.const 8) (i32.const 4) (i32.ge_u (i32.sub (local.get $n) (local.get $j)) (i32.const 8))))
+        (local.set $i (local.get $r0))
+        (local.set $pa (i32.add (local.get $a) (i32.mul (local.get $i) (local.get $sa))))
+        (local.set $pc (i32.add (local.get $c) (i32.add (i32.mul (local.get $i) (local.get $sc)) (i32.shl (local.get $j) (i32.const 2)))))
+        (block $id (loop $il
+          (br_if $id (i32.gt_u (i32.add (local.get $i) (i32.const 4)) (local.get $r1)))
+          (if (i32.eq (local.get $w) (i32.const 8))
+            (then (call $gtile4x8 (local.get $pa) (local.get $sa) (local.get $pp) (local.get $k) (local.get $pc) (local.get $sc)))
+            (else (call $gtile4x4 (local.get $pa) (local.get $sa) (local.get $pp) (local.get $k) (local.get $pc) (local.get $sc))))
+          (local.set $pa (i32.add (local.get $pa) (i32.shl (local.get $sa) (i32.const 2))))
+          (local.set $pc (i32.add (local.get $pc) (i32.shl (local.get $sc) (i32.const 2))))
+          (local.set $i (i32.add (local.get $i) (i32.const 4)))
+          (br $il)))
+        (block $id (loop $il
+          (br_if $id (i32.ge_u (local.get $i) (local.get $r1)))
+          (if (i32.eq (local.get $w) (i32.const 8))
+            (then (call $gtile1x8 (local.get $pa) (local.get $sa) (local.get $pp) (local.get $k) (local.get $pc) (local.get $sc)))
+            (else (call $gtile1x4 (local.get $pa) (local.get $sa) (local.get $pp) (local.get $k) (local.get $pc) (local.get $sc))))
+          (local.set $pa (i32.add (local.get $pa) (local.get $sa)))
+          (local.set $pc (i32.add (local.get $pc) (local.get $sc)))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br $il)))
+        (local.set $pp (i32.add (local.get $pp) (i32.mul (local.get $w) (local.get $sa))))
+        (local.set $j (i32.add (local.get $j) (local.get $w)))
+        (br $jl)))
+      (local.set $r0 (local.get $r1))
       (br $rl))))
 
   ;; Register groups of chan_moments / bn_bwd_sums: 4 channels from $p (and $pd) over $rows rows

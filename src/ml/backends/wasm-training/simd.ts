@@ -60,6 +60,8 @@ interface SimdExports {
   dw_filter_grad(x: number, dy: number, acc32: number, acc64: number, ...geom: number[]): void;
   dw_input_grad(dy: number, f: number, dx: number, ...geom: number[]): void;
   gram_xty(x: number, y: number, acc64: number, rows: number, m: number, n: number, rowBlock: number): void;
+  gemm_pack(b: number, out: number, k: number, n: number, rowStride: number, colStride: number): void;
+  gemm(a: number, packedB: number, c: number, m: number, k: number, n: number, rowBlock: number): void;
   vec_max(x: number, n: number): number;
   vec_min(x: number, n: number): number;
   chan_absmax(x: number, rows: number, c: number, out: number): void;
@@ -397,6 +399,28 @@ function gramRowBlock(m: number, n: number): number {
   // this rule 200; fixed 128..1024-row blocks 215-266 (noisy machine); fixed 32 rows 371 (the
   // f64 flush per tile starts to count).
   return Math.max(32, Math.min(256, Math.floor(65536 / (m + n))));
+}
+
+/**
+ * out[m, n] = a[m, k] b[k, n], or a b^T when `bTransposed` (b then [n, k]): a 1x1 convolution's
+ * output (b = the filter) or input gradient (b^T = the filter transposed), n % 4 == 0.
+ */
+export function simdGemm(be: WasmBackendLike, a: TensorInfo, b: TensorInfo, m: number, k: number, n: number, out: TensorInfo, bTransposed: boolean): boolean {
+  const s = simdFor(be);
+  if (!s || n % 4 !== 0) return false;
+  const sc = new Scratch(be, [4 * k * n]);
+  try {
+    s.gemm_pack(ptr(be, b), sc.at[0], k, n, bTransposed ? 4 : 4 * n, bTransposed ? 4 * k : 4);
+    s.gemm(ptr(be, a), sc.at[0], ptr(be, out), m, k, n, gemmRowBlock(k));
+  } finally {
+    sc.free();
+  }
+  return true;
+}
+
+/** Rows of A per block of gemm: 32K floats (128 KB), re-read once per panel of B from L2. */
+function gemmRowBlock(k: number): number {
+  return Math.max(4, Math.floor(32768 / k / 4) * 4);
 }
 
 /** Max (or min) of all n >= 1 elements of x into the one-element `out`; NaN if any is NaN. */
