@@ -40,9 +40,10 @@ test('both modules compute X^T Y (the 1x1 filter gradient) to f32 rounding, over
     const xAt = 0;
     const yAt = x.byteLength;
     const accAt = yAt + y.byteLength;
+    const packAt = accAt + 8 * m * n;
     new Float32Array(memory.buffer, xAt, x.length).set(x);
     new Float32Array(memory.buffer, yAt, y.length).set(y);
-    gram_xty(xAt, yAt, accAt, rows, m, n, 16);
+    gram_xty(xAt, yAt, accAt, rows, m, n, 16, packAt);
     const got = new Float64Array(memory.buffer, accAt, m * n);
     let worst = 0;
     for (let k = 0; k < got.length; k++) worst = Math.max(worst, Math.abs(got[k] - want[k]) / scale);

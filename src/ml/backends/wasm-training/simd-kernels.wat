@@ -547,35 +547,70 @@
     (call $add4 (i32.add (local.get $acc) (i32.mul (local.get $n8) (i32.const 3))) (local.get $a30)))
 
   ;; Filter gradient as a matrix product without transposes: acc64[m, n] += X[rows, m]^T Y[rows, n]
-  ;; (acc64 zeroed by the caller), m % 4 == 0, n % 4 == 0. Rows go in blocks of $rb so the blocks
-  ;; of X and Y being re-read stay in cache; within a block each 4x8 tile of the result lives in
-  ;; registers (4 splatted x values times two vectors of y per row).
-  (func (export "gram_xty") (param $x i32) (param $y i32) (param $acc i32) (param $rows i32) (param $m i32) (param $n i32) (param $rb i32)
-    (local $r0 i32) (local $cnt i32) (local $i i32) (local $j i32) (local $sx i32) (local $sy i32) (local $n8 i32)
-    (local $px i32) (local $py i32) (local $pa i32)
-    (local.set $sx (i32.shl (local.get $m) (i32.const 2)))
-    (local.set $sy (i32.shl (local.get $n) (i32.const 2)))
+  ;; (acc64 zeroed by the caller), m % 4 == 0, n % 4 == 0. Rows go in blocks of $rb, each packed at
+  ;; $pk ($rb * (m + n) floats) into panels of X's columns (4 wide) and Y's (8 wide), so the tiles
+  ;; read contiguous memory; within a block each 4x8 tile of the result lives in registers (4
+  ;; splatted x values times two vectors of y per row) and is added to the f64 totals at its end.
+  (func (export "gram_xty") (param $x i32) (param $y i32) (param $acc i32) (param $rows i32) (param $m i32) (param $n i32) (param $rb i32) (param $pk i32)
+    (local $r0 i32) (local $cnt i32) (local $i i32) (local $j i32) (local $r i32) (local $n8 i32)
+    (local $px i32) (local $py i32) (local $pa i32) (local $pyk i32) (local $src i32) (local $dst i32) (local $w i32)
     (local.set $n8 (i32.shl (local.get $n) (i32.const 3)))
+    (local.set $pyk (i32.add (local.get $pk) (i32.shl (i32.mul (local.get $rb) (local.get $m)) (i32.const 2))))
     (block $rd (loop $rl
       (br_if $rd (i32.ge_u (local.get $r0) (local.get $rows)))
       (local.set $cnt (i32.sub (local.get $rows) (local.get $r0)))
       (if (i32.gt_u (local.get $cnt) (local.get $rb)) (then (local.set $cnt (local.get $rb))))
+      ;; Pack the block: X in panels of 4 columns, Y in panels of 8 (the last 4 if n % 8 == 4),
+      ;; each panel's rows contiguous.
+      (local.set $dst (local.get $pk))
+      (local.set $i (i32.const 0))
+      (block $pd (loop $pl
+        (br_if $pd (i32.ge_u (local.get $i) (local.get $m)))
+        (local.set $src (i32.add (local.get $x) (i32.shl (i32.add (i32.mul (local.get $r0) (local.get $m)) (local.get $i)) (i32.const 2))))
+        (local.set $r (local.get $cnt))
+        (block $qd (loop $ql
+          (br_if $qd (i32.eqz (local.get $r)))
+          (v128.store (local.get $dst) (v128.load (local.get $src)))
+          (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
+          (local.set $src (i32.add (local.get $src) (i32.shl (local.get $m) (i32.const 2))))
+          (local.set $r (i32.sub (local.get $r) (i32.const 1)))
+          (br $ql)))
+        (local.set $i (i32.add (local.get $i) (i32.const 4)))
+        (br $pl)))
+      (local.set $dst (local.get $pyk))
+      (local.set $j (i32.const 0))
+      (block $pd (loop $pl
+        (br_if $pd (i32.ge_u (local.get $j) (local.get $n)))
+        (local.set $w (select (i32.const 8) (i32.const 4) (i32.ge_u (i32.sub (local.get $n) (local.get $j)) (i32.const 8))))
+        (local.set $src (i32.add (local.get $y) (i32.shl (i32.add (i32.mul (local.get $r0) (local.get $n)) (local.get $j)) (i32.const 2))))
+        (local.set $r (local.get $cnt))
+        (block $qd (loop $ql
+          (br_if $qd (i32.eqz (local.get $r)))
+          (v128.store (local.get $dst) (v128.load (local.get $src)))
+          (if (i32.eq (local.get $w) (i32.const 8)) (then
+            (v128.store offset=16 (local.get $dst) (v128.load offset=16 (local.get $src)))))
+          (local.set $dst (i32.add (local.get $dst) (i32.shl (local.get $w) (i32.const 2))))
+          (local.set $src (i32.add (local.get $src) (i32.shl (local.get $n) (i32.const 2))))
+          (local.set $r (i32.sub (local.get $r) (i32.const 1)))
+          (br $ql)))
+        (local.set $j (i32.add (local.get $j) (local.get $w)))
+        (br $pl)))
       (local.set $i (i32.const 0))
       (block $id (loop $il
         (br_if $id (i32.ge_u (local.get $i) (local.get $m)))
-        (local.set $px (i32.add (local.get $x) (i32.shl (i32.add (i32.mul (local.get $r0) (local.get $m)) (local.get $i)) (i32.const 2))))
-        (local.set $py (i32.add (local.get $y) (i32.shl (i32.mul (local.get $r0) (local.get $n)) (i32.const 2))))
+        (local.set $px (i32.add (local.get $pk) (i32.shl (i32.mul (local.get $i) (local.get $cnt)) (i32.const 2))))
+        (local.set $py (local.get $pyk))
         (local.set $pa (i32.add (local.get $acc) (i32.mul (local.get $i) (local.get $n8))))
         (local.set $j (i32.const 0))
         (block $jd (loop $jl
           (br_if $jd (i32.gt_u (i32.add (local.get $j) (i32.const 8)) (local.get $n)))
-          (call $tile4x8 (local.get $px) (local.get $py) (local.get $cnt) (local.get $sx) (local.get $sy) (local.get $pa) (local.get $n8))
-          (local.set $py (i32.add (local.get $py) (i32.const 32)))
+          (call $tile4x8 (local.get $px) (local.get $py) (local.get $cnt) (i32.const 16) (i32.const 32) (local.get $pa) (local.get $n8))
+          (local.set $py (i32.add (local.get $py) (i32.shl (local.get $cnt) (i32.const 5))))
           (local.set $pa (i32.add (local.get $pa) (i32.const 64)))
           (local.set $j (i32.add (local.get $j) (i32.const 8)))
           (br $jl)))
         (if (i32.lt_u (local.get $j) (local.get $n)) (then
-          (call $tile4x4 (local.get $px) (local.get $py) (local.get $cnt) (local.get $sx) (local.get $sy) (local.get $pa) (local.get $n8))))
+          (call $tile4x4 (local.get $px) (local.get $py) (local.get $cnt) (i32.const 16) (i32.const 16) (local.get $pa) (local.get $n8))))
         (local.set $i (i32.add (local.get $i) (i32.const 4)))
         (br $il)))
       (local.set $r0 (i32.add (local.get $r0) (local.get $rb)))
