@@ -220,12 +220,15 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
 
   const thread = new Worker(ctx.threadUrl, { workerData: input });
   let phase: 'train' | 'export' = 'train';
-  control.attach(thread, (reason) => {
-    // The export has no steps to stop between, and at 224 px with thousands of validation images
-    // it runs for minutes: a time limit or a user's cancel reached there ends it at once (nothing
-    // of it is stored yet). A shutdown lets it finish.
+  // The export has no steps to stop between, and at 224 px with thousands of validation images it
+  // runs for minutes: a time limit or a user's cancel ends it at once (nothing of it is stored
+  // yet), whether it arrives during the export or before it but after the last step looked. A
+  // shutdown lets it finish.
+  const endExportIfStopped = () => {
+    const reason = control.reason();
     if ((reason === 'timeout' || reason === 'cancel') && phase === 'export') void thread.terminate();
-  });
+  };
+  control.attach(thread, endExportIfStopped);
   const timer = setTimeout(() => control.abort('timeout'), Math.max(0, job.deadline - Date.now()));
   timer.unref();
 
@@ -302,6 +305,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
       case 'exporting':
         phase = 'export';
         log.info({ jobId }, 'training finished; exporting the int8 model');
+        endExportIfStopped();
         return;
       case 'exported':
         final = finish(m.result);

@@ -170,6 +170,35 @@ describe('job lifecycle with a worker process (SQLite)', () => {
     expect(stored).toEqual(rows.flatMap((r) => [r.onnxKey, r.manifestKey]).sort());
   });
 
+  it('cancel after the last step, before the export began (the final evaluation), ends the job cancelled without exporting', async () => {
+    const w = workers[0];
+    // After its last step the thread evaluates 1000 images, stores a checkpoint, then exports: a
+    // cancel in the evaluation stops it there (the evaluation watches the signal). One in the
+    // final checkpoint's upload (milliseconds; not pinned down here) is caught by the runner when
+    // the export begins.
+    const job = await post({
+      name: 'eval-cancel',
+      dataset: { type: 'synthetic', classes: 4, samplesPerClass: 4, valPerClass: 250, seed: 6 },
+      model: { widthMultiplier: 0.35, inputSize: 32 },
+      training: { epochs: 1, batchSize: 16, maxSteps: 1 },
+    });
+    await waitForJob(h.app, job.id, (j) => j.progress.step === 1 || terminal(j), 120_000, [w]);
+    const exporting = (line: string) => line.includes(job.id) && line.includes('exporting the int8 model');
+    const rc = await h.app.inject({ method: 'POST', url: `/v1/jobs/${job.id}/cancel` });
+    expect(JobView.parse(rc.json()).status).toBe('cancelling');
+    // The case this test is about: the cancel was in before the export began.
+    expect(w.output().split('\n').some(exporting), w.output().slice(-2000)).toBe(false);
+    const done = await waitForJob(h.app, job.id, terminal, 120_000, [w]);
+    expect(done.status).toBe('cancelled');
+    expect(done.model).toBeNull();
+    const finished = w
+      .output()
+      .split('\n')
+      .filter((l) => l.includes(job.id) && l.includes('job finished'));
+    expect(finished, w.output().slice(-2000)).toEqual([]);
+    expect(await h.deps.db.prisma.model.count({ where: { jobId: job.id } })).toBe(0);
+  });
+
   it('SIGTERM hands the running job back to the queue; the next worker resumes it', async () => {
     const w1 = workers[0];
     const job = await post(tinyJob(12, { checkpointEverySteps: 2, name: 'handback' }));
