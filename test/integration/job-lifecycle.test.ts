@@ -37,6 +37,29 @@ describe('job lifecycle with a worker process (SQLite)', () => {
   };
   const metrics = async (id: string) => MetricsPage.parse((await h.app.inject({ method: 'GET', url: `/v1/jobs/${id}/metrics?limit=1000` })).json()).points;
 
+  // One step of 0.35@32, then 1000 validation images: the final evaluation and the export's
+  // verification take seconds, time to cancel in.
+  const postBigValidationJob = (name: string, seed: number) =>
+    post({
+      name,
+      dataset: { type: 'synthetic', classes: 4, samplesPerClass: 4, valPerClass: 250, seed },
+      model: { widthMultiplier: 0.35, inputSize: 32 },
+      training: { epochs: 1, batchSize: 16, maxSteps: 1 },
+    });
+  const logged = (w: WorkerProc, jobId: string, text: string) =>
+    w
+      .output()
+      .split('\n')
+      .filter((l) => l.includes(jobId) && l.includes(text));
+  // Cancelled with no model, and the export not run to its end (one that finished logs the job's result).
+  const expectCancelledWithoutExport = async (w: WorkerProc, jobId: string) => {
+    const done = await waitForJob(h.app, jobId, terminal, 120_000, [w]);
+    expect(done.status).toBe('cancelled');
+    expect(done.model).toBeNull();
+    expect(logged(w, jobId, 'job finished'), w.output().slice(-2000)).toEqual([]);
+    expect(await h.deps.db.prisma.model.count({ where: { jobId } })).toBe(0);
+  };
+
   it('trains, exports and verifies: succeeded with a model and one metric point per step', async () => {
     const w = spawnWorker(env, 'a');
     workers.push(w);
@@ -140,30 +163,14 @@ describe('job lifecycle with a worker process (SQLite)', () => {
 
   it('cancel during the export stops it and ends the job cancelled, with no model served or left on disk', async () => {
     const w = workers[0];
-    // 1000 validation images make the export's verification take seconds: time to cancel in.
-    const job = await post({
-      name: 'export-cancel',
-      dataset: { type: 'synthetic', classes: 4, samplesPerClass: 4, valPerClass: 250, seed: 5 },
-      model: { widthMultiplier: 0.35, inputSize: 32 },
-      training: { epochs: 1, batchSize: 16, maxSteps: 1 },
-    });
-    const exporting = (line: string) => line.includes(job.id) && line.includes('exporting the int8 model');
+    const job = await postBigValidationJob('export-cancel', 5);
     const until = Date.now() + 120_000;
-    while (!w.output().split('\n').some(exporting) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-    expect(w.output().split('\n').some(exporting), w.output().slice(-2000)).toBe(true);
+    while (!logged(w, job.id, 'exporting the int8 model').length && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    expect(logged(w, job.id, 'exporting the int8 model'), w.output().slice(-2000)).toHaveLength(1);
 
     const rc = await h.app.inject({ method: 'POST', url: `/v1/jobs/${job.id}/cancel` });
     expect(JobView.parse(rc.json()).status).toBe('cancelling');
-    const done = await waitForJob(h.app, job.id, terminal, 120_000, [w]);
-    expect(done.status).toBe('cancelled');
-    expect(done.model).toBeNull();
-    // Stopped, not run to its end: an export that finished would have logged the job's result.
-    const finished = w
-      .output()
-      .split('\n')
-      .filter((l) => l.includes(job.id) && l.includes('job finished'));
-    expect(finished, w.output().slice(-2000)).toEqual([]);
-    expect(await h.deps.db.prisma.model.count({ where: { jobId: job.id } })).toBe(0);
+    await expectCancelledWithoutExport(w, job.id);
     // Every model in the store belongs to a Model row: the cancelled export left nothing behind.
     const rows = await h.deps.db.prisma.model.findMany({ select: { onnxKey: true, manifestKey: true } });
     const stored = (await h.deps.artifacts.list('models')).map((o) => o.key).sort();
@@ -172,31 +179,17 @@ describe('job lifecycle with a worker process (SQLite)', () => {
 
   it('cancel after the last step, before the export began (the final evaluation), ends the job cancelled without exporting', async () => {
     const w = workers[0];
-    // After its last step the thread evaluates 1000 images, stores a checkpoint, then exports: a
-    // cancel in the evaluation stops it there (the evaluation watches the signal). One in the
-    // final checkpoint's upload (milliseconds; not pinned down here) is caught by the runner when
-    // the export begins.
-    const job = await post({
-      name: 'eval-cancel',
-      dataset: { type: 'synthetic', classes: 4, samplesPerClass: 4, valPerClass: 250, seed: 6 },
-      model: { widthMultiplier: 0.35, inputSize: 32 },
-      training: { epochs: 1, batchSize: 16, maxSteps: 1 },
-    });
+    // After its last step the thread evaluates, stores a checkpoint, then exports: a cancel in the
+    // evaluation stops it there (the evaluation watches the signal). One in the final
+    // checkpoint's upload (milliseconds; not pinned down here) is caught by the runner when the
+    // export begins.
+    const job = await postBigValidationJob('eval-cancel', 6);
     await waitForJob(h.app, job.id, (j) => j.progress.step === 1 || terminal(j), 120_000, [w]);
-    const exporting = (line: string) => line.includes(job.id) && line.includes('exporting the int8 model');
     const rc = await h.app.inject({ method: 'POST', url: `/v1/jobs/${job.id}/cancel` });
     expect(JobView.parse(rc.json()).status).toBe('cancelling');
     // The case this test is about: the cancel was in before the export began.
-    expect(w.output().split('\n').some(exporting), w.output().slice(-2000)).toBe(false);
-    const done = await waitForJob(h.app, job.id, terminal, 120_000, [w]);
-    expect(done.status).toBe('cancelled');
-    expect(done.model).toBeNull();
-    const finished = w
-      .output()
-      .split('\n')
-      .filter((l) => l.includes(job.id) && l.includes('job finished'));
-    expect(finished, w.output().slice(-2000)).toEqual([]);
-    expect(await h.deps.db.prisma.model.count({ where: { jobId: job.id } })).toBe(0);
+    expect(logged(w, job.id, 'exporting the int8 model'), w.output().slice(-2000)).toEqual([]);
+    await expectCancelledWithoutExport(w, job.id);
   });
 
   it('SIGTERM hands the running job back to the queue; the next worker resumes it', async () => {
