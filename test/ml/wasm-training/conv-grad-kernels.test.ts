@@ -50,6 +50,10 @@ const cases: Case[] = [
   { name: '1x1 s1, 3x11x9, C=20 -> 12 (4-wide tile)', x: [3, 11, 9, 20], k: 1, cOut: 12, stride: 1, pad: 'valid' },
   { name: '1x1 s1, 1x1x7, C=4 -> 4 (7 rows)', x: [1, 1, 7, 4], k: 1, cOut: 4, stride: 1, pad: 'valid' },
   { name: '1x1 s1, 2x3x3, C=320 -> 1280 (7x7-head-like)', x: [2, 3, 3, 320], k: 1, cOut: 1280, stride: 1, pad: 'valid' },
+  // More than 2048 rows: gram_xty's f64 totals over several packed blocks (up to 2048 rows are
+  // one block, stored as f32 directly), also with im2col's padded columns (27 -> 28).
+  { name: '1x1 s1, 3x29x27, C=8 -> 12 (3 row blocks)', x: [3, 29, 27, 8], k: 1, cOut: 12, stride: 1, pad: 'valid' },
+  { name: '3x3 s1 same, 2x35x33, C=3 -> 8 (3 row blocks)', x: [2, 35, 33, 3], k: 3, cOut: 8, stride: 1, pad: 'same' },
   // The depthwise filter gradient's register path covers the output pixels whose 3x3 window is
   // inside the image: all of them ('valid'), a box with borders on every side (pad 1, stride 1
   // and 2, even and odd sizes), none (2x2 input).

@@ -43,11 +43,18 @@ test('both modules compute X^T Y (the 1x1 filter gradient) to f32 rounding, over
     const packAt = accAt + 8 * m * n;
     new Float32Array(memory.buffer, xAt, x.length).set(x);
     new Float32Array(memory.buffer, yAt, y.length).set(y);
-    gram_xty(xAt, yAt, accAt, rows, m, n, 16, packAt);
+    gram_xty(xAt, yAt, accAt, rows, m, n, 16, packAt, 0);
     const got = new Float64Array(memory.buffer, accAt, m * n);
     let worst = 0;
     for (let k = 0; k < got.length; k++) worst = Math.max(worst, Math.abs(got[k] - want[k]) / scale);
     expect(worst).toBeLessThan(1e-6);
+    // One block of all 37 rows: the tiles store f32 results straight into the output.
+    const outAt = packAt + 4 * rows * (m + n);
+    gram_xty(xAt, yAt, outAt, rows, m, n, rows, packAt, 1);
+    const direct = new Float32Array(memory.buffer, outAt, m * n);
+    let worstDirect = 0;
+    for (let k = 0; k < direct.length; k++) worstDirect = Math.max(worstDirect, Math.abs(direct[k] - want[k]) / scale);
+    expect(worstDirect).toBeLessThan(1e-6);
   }
 });
 

@@ -488,11 +488,18 @@
     (v128.store offset=16 (local.get $p)
       (f64x2.add (v128.load offset=16 (local.get $p)) (f64x2.promote_low_f32x4 (call $hi (local.get $v))))))
 
-  ;; acc64[i0+a, j0+b] += sum over $rows rows r of x[r, a] * y[r, b], a < 4, b < 8: one register
+  ;; A tile's row of 4 sums out: stored as f32 at $p when $cw is 16 (a single row block, whose f32
+  ;; sums are the totals), else added to the f64 totals at $p ($cw 32: 4 f64s).
+  (func $out4 (param $p i32) (param $v v128) (param $cw i32)
+    (if (i32.eq (local.get $cw) (i32.const 16))
+      (then (v128.store (local.get $p) (local.get $v)))
+      (else (call $add4 (local.get $p) (local.get $v)))))
+
+  ;; acc[i0+a, j0+b] += sum over $rows rows r of x[r, a] * y[r, b], a < 4, b < 8: one register
   ;; tile of the filter gradient, summed in f32 over the row block and added to the f64 totals at
-  ;; the end. $px, $py: the tile's first elements; $sx, $sy: row strides (bytes); $acc: acc64 at
-  ;; (i0, j0); $n8: acc64 row stride (bytes).
-  (func $tile4x8 (param $px i32) (param $py i32) (param $rows i32) (param $sx i32) (param $sy i32) (param $acc i32) (param $n8 i32)
+  ;; the end (or stored as f32: $out4). $px, $py: the tile's first elements; $sx, $sy: row strides
+  ;; (bytes); $acc: acc at (i0, j0); $n8: acc row stride (bytes); $cw: 4 columns of acc (bytes).
+  (func $tile4x8 (param $px i32) (param $py i32) (param $rows i32) (param $sx i32) (param $sy i32) (param $acc i32) (param $n8 i32) (param $cw i32)
     (local $s v128) (local $y0 v128) (local $y1 v128) (local $a00 v128) (local $a01 v128) (local $a10 v128) (local $a11 v128) (local $a20 v128) (local $a21 v128) (local $a30 v128) (local $a31 v128)
     (block $done (loop $l
       (br_if $done (i32.eqz (local.get $rows)))
@@ -514,17 +521,17 @@
       (local.set $py (i32.add (local.get $py) (local.get $sy)))
       (local.set $rows (i32.sub (local.get $rows) (i32.const 1)))
       (br $l)))
-    (call $add4 (local.get $acc) (local.get $a00))
-    (call $add4 (i32.add (local.get $acc) (i32.const 32)) (local.get $a01))
-    (call $add4 (i32.add (local.get $acc) (i32.mul (local.get $n8) (i32.const 1))) (local.get $a10))
-    (call $add4 (i32.add (i32.add (local.get $acc) (i32.mul (local.get $n8) (i32.const 1))) (i32.const 32)) (local.get $a11))
-    (call $add4 (i32.add (local.get $acc) (i32.mul (local.get $n8) (i32.const 2))) (local.get $a20))
-    (call $add4 (i32.add (i32.add (local.get $acc) (i32.mul (local.get $n8) (i32.const 2))) (i32.const 32)) (local.get $a21))
-    (call $add4 (i32.add (local.get $acc) (i32.mul (local.get $n8) (i32.const 3))) (local.get $a30))
-    (call $add4 (i32.add (i32.add (local.get $acc) (i32.mul (local.get $n8) (i32.const 3))) (i32.const 32)) (local.get $a31)))
+    (call $out4 (local.get $acc) (local.get $a00) (local.get $cw))
+    (call $out4 (i32.add (local.get $acc) (local.get $cw)) (local.get $a01) (local.get $cw))
+    (call $out4 (i32.add (local.get $acc) (i32.mul (local.get $n8) (i32.const 1))) (local.get $a10) (local.get $cw))
+    (call $out4 (i32.add (i32.add (local.get $acc) (i32.mul (local.get $n8) (i32.const 1))) (local.get $cw)) (local.get $a11) (local.get $cw))
+    (call $out4 (i32.add (local.get $acc) (i32.mul (local.get $n8) (i32.const 2))) (local.get $a20) (local.get $cw))
+    (call $out4 (i32.add (i32.add (local.get $acc) (i32.mul (local.get $n8) (i32.const 2))) (local.get $cw)) (local.get $a21) (local.get $cw))
+    (call $out4 (i32.add (local.get $acc) (i32.mul (local.get $n8) (i32.const 3))) (local.get $a30) (local.get $cw))
+    (call $out4 (i32.add (i32.add (local.get $acc) (i32.mul (local.get $n8) (i32.const 3))) (local.get $cw)) (local.get $a31) (local.get $cw)))
 
   ;; $tile4x8 for the last four columns when n % 8 == 4.
-  (func $tile4x4 (param $px i32) (param $py i32) (param $rows i32) (param $sx i32) (param $sy i32) (param $acc i32) (param $n8 i32)
+  (func $tile4x4 (param $px i32) (param $py i32) (param $rows i32) (param $sx i32) (param $sy i32) (param $acc i32) (param $n8 i32) (param $cw i32)
     (local $s v128) (local $y0 v128) (local $a00 v128) (local $a10 v128) (local $a20 v128) (local $a30 v128)
     (block $done (loop $l
       (br_if $done (i32.eqz (local.get $rows)))
@@ -541,20 +548,22 @@
       (local.set $py (i32.add (local.get $py) (local.get $sy)))
       (local.set $rows (i32.sub (local.get $rows) (i32.const 1)))
       (br $l)))
-    (call $add4 (local.get $acc) (local.get $a00))
-    (call $add4 (i32.add (local.get $acc) (i32.mul (local.get $n8) (i32.const 1))) (local.get $a10))
-    (call $add4 (i32.add (local.get $acc) (i32.mul (local.get $n8) (i32.const 2))) (local.get $a20))
-    (call $add4 (i32.add (local.get $acc) (i32.mul (local.get $n8) (i32.const 3))) (local.get $a30)))
+    (call $out4 (local.get $acc) (local.get $a00) (local.get $cw))
+    (call $out4 (i32.add (local.get $acc) (i32.mul (local.get $n8) (i32.const 1))) (local.get $a10) (local.get $cw))
+    (call $out4 (i32.add (local.get $acc) (i32.mul (local.get $n8) (i32.const 2))) (local.get $a20) (local.get $cw))
+    (call $out4 (i32.add (local.get $acc) (i32.mul (local.get $n8) (i32.const 3))) (local.get $a30) (local.get $cw)))
 
   ;; Filter gradient as a matrix product without transposes: acc64[m, n] += X[rows, m]^T Y[rows, n]
   ;; (acc64 zeroed by the caller), m % 4 == 0, n % 4 == 0. Rows go in blocks of $rb, each packed at
   ;; $pk ($rb * (m + n) floats) into panels of X's columns (4 wide) and Y's (8 wide), so the tiles
   ;; read contiguous memory; within a block each 4x8 tile of the result lives in registers (4
   ;; splatted x values times two vectors of y per row) and is added to the f64 totals at its end.
-  (func (export "gram_xty") (param $x i32) (param $y i32) (param $acc i32) (param $rows i32) (param $m i32) (param $n i32) (param $rb i32) (param $pk i32)
-    (local $r0 i32) (local $cnt i32) (local $i i32) (local $j i32) (local $r i32) (local $n8 i32)
+  (func (export "gram_xty") (param $x i32) (param $y i32) (param $acc i32) (param $rows i32) (param $m i32) (param $n i32) (param $rb i32) (param $pk i32) (param $direct i32)
+    (local $r0 i32) (local $cnt i32) (local $i i32) (local $j i32) (local $r i32) (local $n8 i32) (local $cw i32)
     (local $px i32) (local $py i32) (local $pa i32) (local $pyk i32) (local $src i32) (local $dst i32) (local $w i32)
-    (local.set $n8 (i32.shl (local.get $n) (i32.const 3)))
+    ;; acc: f64 [m, n] totals, or with $direct (only when rows <= $rb: one block) the f32 result itself.
+    (local.set $cw (select (i32.const 16) (i32.const 32) (local.get $direct)))
+    (local.set $n8 (i32.mul (local.get $n) (i32.shr_u (local.get $cw) (i32.const 2))))
     (local.set $pyk (i32.add (local.get $pk) (i32.shl (i32.mul (local.get $rb) (local.get $m)) (i32.const 2))))
     (block $rd (loop $rl
       (br_if $rd (i32.ge_u (local.get $r0) (local.get $rows)))
@@ -604,13 +613,13 @@
         (local.set $j (i32.const 0))
         (block $jd (loop $jl
           (br_if $jd (i32.gt_u (i32.add (local.get $j) (i32.const 8)) (local.get $n)))
-          (call $tile4x8 (local.get $px) (local.get $py) (local.get $cnt) (i32.const 16) (i32.const 32) (local.get $pa) (local.get $n8))
+          (call $tile4x8 (local.get $px) (local.get $py) (local.get $cnt) (i32.const 16) (i32.const 32) (local.get $pa) (local.get $n8) (local.get $cw))
           (local.set $py (i32.add (local.get $py) (i32.shl (local.get $cnt) (i32.const 5))))
-          (local.set $pa (i32.add (local.get $pa) (i32.const 64)))
+          (local.set $pa (i32.add (local.get $pa) (i32.shl (local.get $cw) (i32.const 1))))
           (local.set $j (i32.add (local.get $j) (i32.const 8)))
           (br $jl)))
         (if (i32.lt_u (local.get $j) (local.get $n)) (then
-          (call $tile4x4 (local.get $px) (local.get $py) (local.get $cnt) (i32.const 16) (i32.const 16) (local.get $pa) (local.get $n8))))
+          (call $tile4x4 (local.get $px) (local.get $py) (local.get $cnt) (i32.const 16) (i32.const 16) (local.get $pa) (local.get $n8) (local.get $cw))))
         (local.set $i (i32.add (local.get $i) (i32.const 4)))
         (br $il)))
       (local.set $r0 (i32.add (local.get $r0) (local.get $rb)))
