@@ -75,3 +75,8 @@ export function convGeometry(
     mult: depthwise ? filterShape[3] : 1,
   };
 }
+
+/** 1x1, stride 1, no padding: the convolution is a plain matrix product over positions. */
+export function isPointwise(g: ConvGeometry): boolean {
+  return g.kH === 1 && g.kW === 1 && g.strideH === 1 && g.strideW === 1 && g.padTop === 0 && g.padLeft === 0 && g.outH === g.inH && g.outW === g.inW;
+}

@@ -1,7 +1,7 @@
 // KernelConfigs for the three convolution gradients tfjs-backend-wasm lacks.
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import { backend_util } from '@tensorflow/tfjs-core';
-import { convGeometry, type ConvGeometry } from './conv-geometry.js';
+import { convGeometry, isPointwise, type ConvGeometry } from './conv-geometry.js';
 import { conv2dFilterGrad, depthwiseFilterGrad, depthwiseInputGrad } from './conv-grad-math.js';
 import { WasmTrainingError } from './errors.js';
 import { f32View, type WasmBackendLike } from './heap.js';
@@ -94,11 +94,6 @@ function im2col(x: Float32Array, g: ConvGeometry, k: number, out: Float32Array):
       }
     }
   }
-}
-
-/** 1x1, stride 1, no padding: the convolution is a plain matrix product over positions. */
-function isPointwise(g: ConvGeometry): boolean {
-  return g.kH === 1 && g.kW === 1 && g.strideH === 1 && g.strideW === 1 && g.padTop === 0 && g.padLeft === 0 && g.outH === g.inH && g.outW === g.inW;
 }
 
 function conv2DBackpropInput(args: KernelArgs): TensorInfo {

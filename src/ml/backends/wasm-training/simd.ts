@@ -380,26 +380,21 @@ export function simdGramXtY(be: WasmBackendLike, x: TensorInfo, y: TensorInfo, r
   const s = simdFor(be);
   if (!s || m % 4 !== 0 || n % 4 !== 0) return false;
   const rb = gramRowBlock(rows);
-  const packed = new Scratch(be, [4 * rb * (m + n)], false);
   // One block: its f32 sums are the result (exactly what the f64 totals would round back to), so
   // the tiles store straight into out, with no totals to zero and convert.
-  if (rows <= rb && outRows === m) {
-    try {
-      s.gram_xty(ptr(be, x), ptr(be, y), ptr(be, out), rows, m, n, rb, packed.at[0], 1);
-    } finally {
-      packed.free();
-    }
-    return true;
-  }
-  const sc = new Scratch(be, [8 * m * n]);
+  const direct = rows <= rb && outRows === m;
+  const packed = new Scratch(be, [4 * rb * (m + n)], false);
+  const totals = direct ? null : new Scratch(be, [8 * m * n]);
   try {
-    s.gram_xty(ptr(be, x), ptr(be, y), sc.at[0], rows, m, n, rb, packed.at[0], 0);
-    const acc = sc.f64(0, outRows * n);
-    const o = new Float32Array(be.wasm.HEAPU8.buffer, ptr(be, out), outRows * n);
-    for (let i = 0; i < o.length; i++) o[i] = acc[i];
+    s.gram_xty(ptr(be, x), ptr(be, y), totals ? totals.at[0] : ptr(be, out), rows, m, n, rb, packed.at[0], direct ? 1 : 0);
+    if (totals) {
+      const acc = totals.f64(0, outRows * n);
+      const o = new Float32Array(be.wasm.HEAPU8.buffer, ptr(be, out), outRows * n);
+      for (let i = 0; i < o.length; i++) o[i] = acc[i];
+    }
   } finally {
     packed.free();
-    sc.free();
+    totals?.free();
   }
   return true;
 }
