@@ -129,6 +129,10 @@ export function renderSample(src: SourceImage, outSize: number, aug: Augmentatio
   const black1 = lut[256];
   const black2 = lut[512];
   let p = offset;
+  if (!integral) {
+    renderBilinear(data, rowStride, channels, outSize, tx, ty, out, offset);
+    return;
+  }
   for (let y = 0; y < outSize; y++) {
     if (!ty.valid[y]) {
       for (let x = 0; x < outSize; x++, p += 3) {
@@ -139,8 +143,6 @@ export function renderSample(src: SourceImage, outSize: number, aug: Augmentatio
       continue;
     }
     const r0 = ty.i0[y] * rowStride;
-    const r1 = ty.i1[y] * rowStride;
-    const wy = ty.w[y];
     for (let x = 0; x < outSize; x++, p += 3) {
       if (!tx.valid[x]) {
         out[p] = black0;
@@ -148,41 +150,119 @@ export function renderSample(src: SourceImage, outSize: number, aug: Augmentatio
         out[p + 2] = black2;
         continue;
       }
-      if (integral) {
-        // Whole-pixel mapping (same size, pad-crop, flip): a lookup, no interpolation.
-        const a = r0 + tx.i0[x] * channels;
-        if (channels === 3) {
-          out[p] = lut[data[a]];
-          out[p + 1] = lut[256 + data[a + 1]];
-          out[p + 2] = lut[512 + data[a + 2]];
-        } else {
-          const v = data[a];
-          out[p] = lut[v];
-          out[p + 1] = lut[256 + v];
-          out[p + 2] = lut[512 + v];
-        }
-        continue;
-      }
-      const wx = tx.w[x];
-      // Bilinear blend, rounded half-up to a byte (values are >= 0, so `+ 0.5 | 0` rounds).
+      // Whole-pixel mapping (same size, pad-crop, flip): a lookup, no interpolation.
+      const a = r0 + tx.i0[x] * channels;
       if (channels === 3) {
-        const a = r0 + tx.i0[x] * 3;
-        const b = r0 + tx.i1[x] * 3;
-        const c = r1 + tx.i0[x] * 3;
-        const d = r1 + tx.i1[x] * 3;
-        for (let ch = 0; ch < 3; ch++) {
-          const top = data[a + ch] + (data[b + ch] - data[a + ch]) * wx;
-          const bot = data[c + ch] + (data[d + ch] - data[c + ch]) * wx;
-          out[p + ch] = lut[ch * 256 + ((top + (bot - top) * wy + 0.5) | 0)];
-        }
+        out[p] = lut[data[a]];
+        out[p + 1] = lut[256 + data[a + 1]];
+        out[p + 2] = lut[512 + data[a + 2]];
       } else {
-        const a = r0 + tx.i0[x];
-        const b = r0 + tx.i1[x];
-        const c = r1 + tx.i0[x];
-        const d = r1 + tx.i1[x];
-        const top = data[a] + (data[b] - data[a]) * wx;
-        const bot = data[c] + (data[d] - data[c]) * wx;
-        const v = (top + (bot - top) * wy + 0.5) | 0;
+        const v = data[a];
+        out[p] = lut[v];
+        out[p + 1] = lut[256 + v];
+        out[p + 2] = lut[512 + v];
+      }
+    }
+  }
+}
+
+/**
+ * The bilinear case of renderSample (random-resized-crop, resize, pad-crop of a resized image).
+ * Each source row the output needs is blended across x once, into a row of f64 values kept while
+ * the next output row still reads it (a crop box smaller than the image makes neighbouring output
+ * rows share source rows), then each output row blends two such rows: the arithmetic of blending
+ * four pixels per output value, in the same order, so the bytes are the same
+ * (test/data/augment.test.ts). A 224 px random-resized-crop of an RGB image took 0.79 ms, now 0.53
+ * (Xeon family 6 model 167, a throwaway loop over renderSample).
+ */
+function renderBilinear(
+  data: Uint8Array,
+  rowStride: number,
+  channels: number,
+  outSize: number,
+  tx: AxisTable,
+  ty: AxisTable,
+  out: Float32Array,
+  offset: number,
+): void {
+  const lut = NORMALIZE_LUT;
+  const n = outSize * 3;
+  // Source row index -> its x-blended values; two slots, reused as the rows move down.
+  const rowA = new Float64Array(n);
+  const rowB = new Float64Array(n);
+  let srcA = -1;
+  let srcB = -1;
+  const blendRow = (r: number, into: Float64Array) => {
+    const base = r * rowStride;
+    if (channels === 3) {
+      for (let x = 0, q = 0; x < outSize; x++, q += 3) {
+        const wx = tx.w[x];
+        const a = base + tx.i0[x] * 3;
+        const b = base + tx.i1[x] * 3;
+        const a0 = data[a];
+        const a1 = data[a + 1];
+        const a2 = data[a + 2];
+        into[q] = a0 + (data[b] - a0) * wx;
+        into[q + 1] = a1 + (data[b + 1] - a1) * wx;
+        into[q + 2] = a2 + (data[b + 2] - a2) * wx;
+      }
+    } else {
+      for (let x = 0, q = 0; x < outSize; x++, q += 3) {
+        const a = data[base + tx.i0[x]];
+        into[q] = a + (data[base + tx.i1[x]] - a) * tx.w[x];
+      }
+    }
+  };
+  /** The blended row of source row r, computing it into the slot not holding `keep` if needed. */
+  const row = (r: number, keep: number): Float64Array => {
+    if (r === srcA) return rowA;
+    if (r === srcB) return rowB;
+    if (srcA === keep) {
+      blendRow(r, rowB);
+      srcB = r;
+      return rowB;
+    }
+    blendRow(r, rowA);
+    srcA = r;
+    return rowA;
+  };
+  const xAllValid = tx.valid.every((v) => v === 1);
+  let p = offset;
+  for (let y = 0; y < outSize; y++) {
+    if (!ty.valid[y]) {
+      for (let x = 0; x < outSize; x++, p += 3) {
+        out[p] = lut[0];
+        out[p + 1] = lut[256];
+        out[p + 2] = lut[512];
+      }
+      continue;
+    }
+    const top = row(ty.i0[y], -1);
+    const bot = row(ty.i1[y], ty.i0[y]);
+    const wy = ty.w[y];
+    if (xAllValid && channels === 3) {
+      // Random-resized-crop of an RGB image: no per-pixel branches.
+      for (let q = 0; q < n; q += 3, p += 3) {
+        const t0 = top[q];
+        const t1 = top[q + 1];
+        const t2 = top[q + 2];
+        out[p] = lut[(t0 + (bot[q] - t0) * wy + 0.5) | 0];
+        out[p + 1] = lut[256 + ((t1 + (bot[q + 1] - t1) * wy + 0.5) | 0)];
+        out[p + 2] = lut[512 + ((t2 + (bot[q + 2] - t2) * wy + 0.5) | 0)];
+      }
+      continue;
+    }
+    for (let x = 0, q = 0; x < outSize; x++, q += 3, p += 3) {
+      if (!xAllValid && !tx.valid[x]) {
+        out[p] = lut[0];
+        out[p + 1] = lut[256];
+        out[p + 2] = lut[512];
+      } else if (channels === 3) {
+        out[p] = lut[(top[q] + (bot[q] - top[q]) * wy + 0.5) | 0];
+        out[p + 1] = lut[256 + ((top[q + 1] + (bot[q + 1] - top[q + 1]) * wy + 0.5) | 0)];
+        out[p + 2] = lut[512 + ((top[q + 2] + (bot[q + 2] - top[q + 2]) * wy + 0.5) | 0)];
+      } else {
+        const v = (top[q] + (bot[q] - top[q]) * wy + 0.5) | 0;
         out[p] = lut[v];
         out[p + 1] = lut[256 + v];
         out[p + 2] = lut[512 + v];

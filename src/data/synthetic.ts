@@ -86,12 +86,31 @@ export function drawSampleLook(rng: Rng, c: number): SampleLook {
 export const SYNTHETIC_NOISE = 0.07;
 
 /**
+ * Standard near-normal noise (Irwin-Hall, n = 4; Rng.fillNoise), one fixed table per thread,
+ * grown (same prefix) if a row ever needs more. Each image row reads a slice of it at an offset
+ * drawn from the sample's stream: one draw per row instead of one per value.
+ */
+let noiseTable = new Float32Array(0);
+const NOISE_TABLE_LEN = 1 << 17;
+function standardNoise(rowLen: number): Float32Array {
+  const want = Math.max(NOISE_TABLE_LEN, 8 * rowLen);
+  if (noiseTable.length < want) {
+    noiseTable = new Float32Array(want);
+    new Rng(STREAM).fillNoise(noiseTable, 1);
+  }
+  return noiseTable;
+}
+
+/**
  * Render sample `k` of class `c` in `split` at `size` x `size` RGB uint8 (`noise`: the pixel
  * noise's standard deviation, 0 for the bare pattern). A job's first epoch renders every image on
  * the cores that train, so this is kept cheap: the stripe's (sin, cos) is rotated by a fixed angle
- * per pixel along a row instead of computed, the noise is one Irwin-Hall draw per channel, and the
- * clamped view rounds and clamps on store: 1.7 ms per 224 px image, where Math.sin and Box-Muller
- * per pixel took 12.1 (Xeon, AVX-512; a throwaway loop over renderSynthetic for 2 s).
+ * per pixel along a row instead of computed, the disc's edge takes a square root only in the
+ * columns near it, the noise is a slice of a fixed table per row (one draw per row instead of one
+ * per value), and the clamped view rounds and clamps on store. Per 224 px image (a throwaway loop
+ * over renderSynthetic): Math.sin and Box-Muller per pixel 12.1 ms, an Irwin-Hall draw per value
+ * 1.7 ms (Xeon, AVX-512); on a Xeon family 6 model 167 that was 1.17 ms, of which 0.74 the
+ * draws, and is 0.48 ms now.
  */
 export function renderSynthetic(seed: number, split: number, c: number, k: number, size: number, noise = SYNTHETIC_NOISE): Uint8Array {
   const rng = sampleRng(seed, split, c, k);
@@ -108,22 +127,28 @@ export function renderSynthetic(seed: number, split: number, c: number, k: numbe
 
   const out = new Uint8Array(size * size * 3);
   const px = new Uint8ClampedArray(out.buffer);
-  const rowNoise = new Float32Array(size * 3);
+  const table = standardNoise(size * 3);
+  const scale = noise * 255;
   let p = 0;
   const u0 = 0.5 / size - cx; // the first column's u
   for (let y = 0; y < size; y++) {
-    rng.fillNoise(rowNoise, noise * 255);
+    const n0 = rng.int(table.length - size * 3 + 1);
     const v = (y + 0.5) / size - cy;
     const rowStart = w * (u0 * cos + v * sin) + phase;
     let sn = Math.sin(rowStart);
     let cs = Math.cos(rowStart);
+    // Columns certainly outside the soft edge (mask 0) and certainly inside it (mask 1), a pixel
+    // of margin each way; only the columns between take the square root.
+    const [out0, out1] = columnsWithin(radius + edge + 1 / size, v, cx, size, false);
+    const [in0, in1] = columnsWithin(radius - edge - 1 / size, v, cx, size, true);
     for (let x = 0; x < size; x++) {
       const u = (x + 0.5) / size - cx;
-      const mask = Math.min(1, Math.max(0, (radius - Math.sqrt(u * u + v * v)) / edge + 0.5));
+      const mask =
+        x < out0 || x >= out1 ? 0 : x >= in0 && x < in1 ? 1 : Math.min(1, Math.max(0, (radius - Math.sqrt(u * u + v * v)) / edge + 0.5));
       const g = 0.5 + 0.5 * contrast * sn;
-      px[p] = background + (d0 + s0 * g - background) * mask + rowNoise[3 * x];
-      px[p + 1] = background + (d1 + s1 * g - background) * mask + rowNoise[3 * x + 1];
-      px[p + 2] = background + (d2 + s2 * g - background) * mask + rowNoise[3 * x + 2];
+      px[p] = background + (d0 + s0 * g - background) * mask + table[n0 + 3 * x] * scale;
+      px[p + 1] = background + (d1 + s1 * g - background) * mask + table[n0 + 3 * x + 1] * scale;
+      px[p + 2] = background + (d2 + s2 * g - background) * mask + table[n0 + 3 * x + 2] * scale;
       p += 3;
       const next = sn * stepCos + cs * stepSin;
       cs = cs * stepCos - sn * stepSin;
@@ -131,6 +156,20 @@ export function renderSynthetic(seed: number, split: number, c: number, k: numbe
     }
   }
   return out;
+}
+
+/**
+ * The columns [x0, x1) whose pixel centres are within `r` of (cx, v) along the row (u = (x + 0.5) /
+ * size - cx), rounded outward (`inner` false: a superset) or inward (`inner` true: a subset).
+ */
+function columnsWithin(r: number, v: number, cx: number, size: number, inner: boolean): [number, number] {
+  if (r <= Math.abs(v)) return [0, 0];
+  const half = Math.sqrt(r * r - v * v);
+  const lo = (cx - half) * size - 0.5;
+  const hi = (cx + half) * size - 0.5;
+  const x0 = inner ? Math.ceil(lo) : Math.floor(lo);
+  const x1 = (inner ? Math.floor(hi) : Math.ceil(hi)) + 1;
+  return [Math.max(0, Math.min(size, x0)), Math.max(0, Math.min(size, x1))];
 }
 
 /**

@@ -90,6 +90,64 @@ describe('renderSample', () => {
   });
 });
 
+/**
+ * Bilinear resampling written out per output value (four source pixels, half-pixel centres,
+ * clamped edges, padding black, rounded to a byte): what renderSample's row-blending must equal.
+ */
+function referenceBilinear(src: SourceImage, size: number, aug: Exclude<Augmentation, { kind: 'none' }>): number[] {
+  const { data, side, channels } = src;
+  const axis = (o: number, flip: boolean, start: number, extent: number, shift: number) => {
+    const oo = (flip ? size - 1 - o : o) + shift;
+    if (oo < 0 || oo >= size) return null;
+    const s = start + (oo + 0.5) * (extent / size) - 0.5;
+    if (s <= 0) return { i0: 0, i1: Math.min(1, side - 1), w: 0 };
+    const f = Math.floor(s);
+    if (f >= side - 1) return { i0: side - 1, i1: side - 1, w: 0 };
+    return { i0: f, i1: f + 1, w: Math.fround(s - f) };
+  };
+  const out: number[] = [];
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      const ax = aug.kind === 'rrc' ? axis(x, aug.flip, aug.x0 * side, aug.w * side, 0) : axis(x, aug.flip, 0, side, aug.dx - PAD);
+      const ay = aug.kind === 'rrc' ? axis(y, false, aug.y0 * side, aug.h * side, 0) : axis(y, false, 0, side, aug.dy - PAD);
+      for (let ch = 0; ch < 3; ch++) {
+        if (!ax || !ay) {
+          out.push(0);
+          continue;
+        }
+        const at = (yy: number, xx: number) => data[(yy * side + xx) * channels + (channels === 3 ? ch : 0)];
+        const top = at(ay.i0, ax.i0) + (at(ay.i0, ax.i1) - at(ay.i0, ax.i0)) * ax.w;
+        const bot = at(ay.i1, ax.i0) + (at(ay.i1, ax.i1) - at(ay.i1, ax.i0)) * ax.w;
+        out.push((top + (bot - top) * ay.w + 0.5) | 0);
+      }
+    }
+  }
+  return out;
+}
+
+describe('renderSample against per-value bilinear blending', () => {
+  it('gives the same bytes for random crops, zooms out and in, flips, grey sources and resized pad-crops', () => {
+    const rng = new Rng(11);
+    for (let t = 0; t < 60; t++) {
+      const channels = t % 3 === 0 ? 1 : 3;
+      const side = [7, 28, 40, 96][t % 4];
+      const size = [6, 32, 64, 80][(t >> 2) % 4];
+      const data = Uint8Array.from({ length: side * side * channels }, () => rng.int(256));
+      const src: SourceImage = { data, side, channels };
+      const aug: Exclude<Augmentation, { kind: 'none' }> =
+        t % 5 === 0
+          ? { kind: 'padcrop', dx: rng.int(2 * PAD + 1), dy: rng.int(2 * PAD + 1), flip: rng.float() < 0.5 }
+          : { kind: 'rrc', ...boxOf(drawAugmentation(rng, 64)), flip: rng.float() < 0.5 };
+      expect(render(src, size, aug), `case ${t}: ${JSON.stringify(aug)} ${side} -> ${size}`).toEqual(referenceBilinear(src, size, aug));
+    }
+  });
+});
+
+function boxOf(a: Augmentation): { x0: number; y0: number; w: number; h: number } {
+  if (a.kind !== 'rrc') throw new Error('expected rrc');
+  return { x0: a.x0, y0: a.y0, w: a.w, h: a.h };
+}
+
 describe('drawAugmentation', () => {
   it('pad-crop below 64 px: offsets within the padding, flips about half the time', () => {
     let flips = 0;

@@ -107,6 +107,28 @@ describe('synthetic dataset', () => {
     expect(feat).toBeGreaterThan(0.88);
   });
 
+  it('draws fresh noise for every row and every sample (no row repeats another)', () => {
+    const size = 64;
+    // Noise alone: the bare pattern subtracted, on a mid-grey background where nothing clamps.
+    const noiseOf = (k: number) => {
+      const bare = renderSynthetic(9, 0, 0, k, size, 0);
+      const noisy = renderSynthetic(9, 0, 0, k, size);
+      return Float64Array.from(noisy, (v, i) => v - bare[i]);
+    };
+    const corr = (a: Float64Array, b: Float64Array) => {
+      let [ab, aa, bb] = [0, 0, 0];
+      for (let i = 0; i < a.length; i++) [ab, aa, bb] = [ab + a[i] * b[i], aa + a[i] ** 2, bb + b[i] ** 2];
+      return ab / Math.sqrt(aa * bb);
+    };
+    const [n0, n1] = [noiseOf(0), noiseOf(1)];
+    const row = (n: Float64Array, y: number) => n.subarray(y * size * 3, (y + 1) * size * 3);
+    let worst = 0;
+    for (let y = 0; y + 1 < size; y++) worst = Math.max(worst, Math.abs(corr(row(n0, y), row(n0, y + 1))), Math.abs(corr(row(n0, y), row(n1, y))));
+    // 192 values per row: independent rows correlate by about 1/sqrt(192) = 0.07; a repeated slice by 1.
+    expect(worst).toBeLessThan(0.35);
+    expect(Math.abs(corr(n0, n1))).toBeLessThan(0.05);
+  });
+
   it('draws the pattern of its sample look exactly (rotated stripes), plus noise of the stated spread', () => {
     const size = 224;
     for (const [c, k] of [[0, 0], [3, 5], [6, 11]]) {
