@@ -240,6 +240,7 @@ function renderBilinear(
     const top = row(ty.i0[y], -1);
     const bot = row(ty.i1[y], ty.i0[y]);
     const wy = ty.w[y];
+    // Blends rounded half-up to a byte (values are >= 0, so `+ 0.5 | 0` rounds).
     if (xAllValid && channels === 3) {
       // Random-resized-crop of an RGB image: no per-pixel branches.
       for (let q = 0; q < n; q += 3, p += 3) {

@@ -86,16 +86,16 @@ export function drawSampleLook(rng: Rng, c: number): SampleLook {
 export const SYNTHETIC_NOISE = 0.07;
 
 /**
- * Standard near-normal noise (Irwin-Hall, n = 4; Rng.fillNoise), one fixed table per thread,
- * grown (same prefix) if a row ever needs more. Each image row reads a slice of it at an offset
- * drawn from the sample's stream: one draw per row instead of one per value.
+ * Standard near-normal noise (Irwin-Hall, n = 4; Rng.fillNoise): one fixed table per thread, made
+ * on first use. Each image row reads a slice of it at an offset drawn from the sample's stream (one
+ * draw per row instead of one per value); the offset's range depends only on the image size, so a
+ * sample renders the same whatever was rendered before it.
  */
-let noiseTable = new Float32Array(0);
 const NOISE_TABLE_LEN = 1 << 17;
-function standardNoise(rowLen: number): Float32Array {
-  const want = Math.max(NOISE_TABLE_LEN, 8 * rowLen);
-  if (noiseTable.length < want) {
-    noiseTable = new Float32Array(want);
+let noiseTable: Float32Array | null = null;
+function standardNoise(): Float32Array {
+  if (!noiseTable) {
+    noiseTable = new Float32Array(NOISE_TABLE_LEN);
     new Rng(STREAM).fillNoise(noiseTable, 1);
   }
   return noiseTable;
@@ -127,12 +127,14 @@ export function renderSynthetic(seed: number, split: number, c: number, k: numbe
 
   const out = new Uint8Array(size * size * 3);
   const px = new Uint8ClampedArray(out.buffer);
-  const table = standardNoise(size * 3);
+  // A row is a slice of the table: 3 x 1024 values at the largest input loadDataset allows.
+  if (size * 3 > NOISE_TABLE_LEN) throw new RangeError(`renderSynthetic: size ${size} exceeds the noise table`);
+  const table = standardNoise();
   const scale = noise * 255;
   let p = 0;
   const u0 = 0.5 / size - cx; // the first column's u
   for (let y = 0; y < size; y++) {
-    const n0 = rng.int(table.length - size * 3 + 1);
+    const n0 = rng.int(NOISE_TABLE_LEN - size * 3 + 1);
     const v = (y + 0.5) / size - cy;
     const rowStart = w * (u0 * cos + v * sin) + phase;
     let sn = Math.sin(rowStart);
