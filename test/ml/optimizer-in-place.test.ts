@@ -48,7 +48,7 @@ describe('updates written into tensor storage', () => {
     }
   });
 
-  it('the SIMD update (wasm heap) equals the JS loop bit for bit: decay or not, first step or not, any length', async () => {
+  it('the SIMD update (wasm heap) equals the JS loop bit for bit: decay or not, first step or not, any length, gradient on the heap or in shared memory', async () => {
     await selectBackend();
     for (const n of [1, 7, 64, 1003]) {
       for (const decay of [0, 4e-5]) {
@@ -56,18 +56,45 @@ describe('updates written into tensor storage', () => {
           const o = { firstStep, decay, momentum: 0.9, lr: 0.05 };
           // Weights, gradient and momentum of mixed magnitudes, on the heap (tensors) and as JS copies.
           const vals = (seed: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 7.1 + seed) * 10 ** ((i % 7) - 3));
-          const [w, g, v, out] = [1, 2, 3, 4].map((k) => tf.tensor1d(vals(k)));
-          const [hw, hg, hv, hout] = [w, g, v, out].map((t) => liveF32(t)!);
-          const [jw, jg, jv, jout] = [hw, hg, hv, hout].map((a) => a.slice());
-          expect(sgdUpdateOnHeap(hw, hg, hv, hout, o), 'ran on the heap').toBe(true);
+          const [jw, jg, jv, jout] = [1, 2, 3, 4].map(vals);
           sgdUpdate(jw, jg, jv, jout, o);
-          expect(hout, `out n=${n} decay=${decay} first=${firstStep}`).toEqual(jout);
-          expect(hv, `momentum n=${n} decay=${decay} first=${firstStep}`).toEqual(jv);
-          // A gradient off the heap (a split step's summed gradients) is left to the JS loop.
-          expect(sgdUpdateOnHeap(hw, jg, hv, hout, o)).toBe(false);
-          tf.dispose([w, g, v, out]);
+          // A split step's summed gradients are in a SharedArrayBuffer, off the heap.
+          const shared = new Float32Array(new SharedArrayBuffer(4 * n));
+          shared.set(vals(2));
+          for (const where of ['heap', 'shared memory']) {
+            const [w, g, v, out] = [1, 2, 3, 4].map((k) => tf.tensor1d(vals(k)));
+            const [hw, hg, hv, hout] = [w, g, v, out].map((t) => liveF32(t)!);
+            expect(sgdUpdateOnHeap(hw, where === 'heap' ? hg : shared, hv, hout, o), `ran in the SIMD module (gradient in ${where})`).toBe(true);
+            const label = `n=${n} decay=${decay} first=${firstStep} gradient in ${where}`;
+            expect(liveF32(out), `out ${label}`).toEqual(jout);
+            expect(liveF32(v), `momentum ${label}`).toEqual(jv);
+            tf.dispose([w, g, v, out]);
+          }
         }
       }
     }
+  });
+
+  it('the SIMD update with a gradient in shared memory is right when copying it in grows the wasm heap', async () => {
+    await selectBackend();
+    const be = tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } };
+    const o = { firstStep: false, decay: 4e-5, momentum: 0.9, lr: 0.05 };
+    // The scratch (4n bytes) is larger than the whole heap was before w, v and out grew it, and
+    // so than anything those growths left free.
+    const n = (be.wasm.HEAPU8.length >> 2) + (1 << 20);
+    const vals = (seed: number) => Float32Array.from({ length: n }, (_, i) => ((i * 2654435761 + seed * 97) % 1000) / 1000 - 0.5);
+    const [jw, jg, jv, jout] = [1, 2, 3, 4].map(vals);
+    sgdUpdate(jw, jg, jv, jout, o);
+    const shared = new Float32Array(new SharedArrayBuffer(4 * n));
+    shared.set(jg);
+    const [w, v, out] = [1, 3, 4].map((k) => tf.tensor1d(vals(k)));
+    const before = be.wasm.HEAPU8.buffer;
+    expect(sgdUpdateOnHeap(liveF32(w)!, shared, liveF32(v)!, liveF32(out)!, o)).toBe(true);
+    expect(be.wasm.HEAPU8.buffer, 'the heap grew').not.toBe(before);
+    // Byte comparison: toEqual over millions of elements takes a minute.
+    const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+    expect(bytes(liveF32(out)!).equals(bytes(jout)), 'weights equal the JS loop').toBe(true);
+    expect(bytes(liveF32(v)!).equals(bytes(jv)), 'momentum equals the JS loop').toBe(true);
+    tf.dispose([w, v, out]);
   });
 });
