@@ -61,6 +61,8 @@ const cases: Case[] = [
   { name: '3x3 s2 numeric pad 1, 2x10x12, C=4 (dw box)', x: [2, 10, 12, 4], k: 3, cOut: 8, stride: 2, pad: 1 as unknown as Pad },
   { name: '3x3 s1 numeric pad 1, 3x6x5, C=24 (dw box)', x: [3, 6, 5, 24], k: 3, cOut: 8, stride: 1, pad: 1 as unknown as Pad },
   { name: '3x3 s1 numeric pad 1, 2x2x2, C=8 (dw box empty)', x: [2, 2, 2, 8], k: 3, cOut: 4, stride: 1, pad: 1 as unknown as Pad },
+  // Stride above the filter size: the depthwise input gradient's pixels that no tap reads are zero.
+  { name: '1x1 s2 valid, 2x7x7, C=8 (pixels no tap reads)', x: [2, 7, 7, 8], k: 1, cOut: 4, stride: 2, pad: 'valid' },
 ];
 
 function outShape(c: Case, depthwise: boolean): number[] {

@@ -5,7 +5,7 @@ import { convGeometry, isPointwise, type ConvGeometry } from './conv-geometry.js
 import { conv2dFilterGrad, depthwiseFilterGrad, depthwiseInputGrad } from './conv-grad-math.js';
 import { WasmTrainingError } from './errors.js';
 import { f32View, type WasmBackendLike } from './heap.js';
-import { simdDepthwiseFilterGrad, simdDepthwiseInputGrad, simdGemm, simdGramXtY } from './simd.js';
+import { simdDepthwiseFilterGrad, simdDepthwiseInputGrad, simdGemm, simdGramXtY, simdIm2col } from './simd.js';
 import { dispose, gramXtY, matMul, reshaped, stockKernel, transpose2d } from './wasm-calls.js';
 
 type Pad = 'valid' | 'same' | number | backend_util.ExplicitPadding;
@@ -46,7 +46,7 @@ function conv2DBackpropFilter({ inputs, backend, attrs }: KernelArgs): TensorInf
   if (rows * kp <= MAX_PATCH_ELEMENTS) {
     // im2col: patches [rows, kh*kw*ci], then dW = patches^T dY as one matrix product.
     const patches = be.makeOutput([rows, kp], 'float32');
-    im2col(f32View(be, x), g, kp, f32View(be, patches));
+    if (!simdIm2col(be, x, g, kp, patches)) im2col(f32View(be, x), g, kp, f32View(be, patches));
     const out = be.makeOutput([g.kH, g.kW, g.inC, g.outC], 'float32');
     if (simdGramXtY(be, patches, dy, rows, kp, g.outC, out, k)) {
       dispose(be, patches);
@@ -70,7 +70,7 @@ function conv2DBackpropFilter({ inputs, backend, attrs }: KernelArgs): TensorInf
 const MAX_PATCH_ELEMENTS = 16 * 1024 * 1024;
 
 /**
- * Patches of x: row (b, oy, ox), column (kh, kw, c), rows `k` floats apart (k >= kh*kw*ci, extra
+ * Patches of x (the JS path of simd.ts simdIm2col): row (b, oy, ox), column (kh, kw, c), rows `k` floats apart (k >= kh*kw*ci, extra
  * columns zero); zero where the window is in the padding.
  */
 function im2col(x: Float32Array, g: ConvGeometry, k: number, out: Float32Array): void {

@@ -59,6 +59,7 @@ interface SimdExports {
   ): void;
   dw_filter_grad(x: number, dy: number, acc32: number, acc64: number, ...geom: number[]): void;
   dw_input_grad(dy: number, f: number, dx: number, ...geom: number[]): void;
+  im2col(x: number, out: number, ...geomAndRowLength: number[]): void;
   gram_xty(x: number, y: number, acc: number, rows: number, m: number, n: number, rowBlock: number, packed: number, direct: number): void;
   gemm_pack(b: number, out: number, k: number, n: number, rowStride: number, colStride: number): void;
   gemm(a: number, packedB: number, c: number, m: number, k: number, n: number, rowBlock: number): void;
@@ -350,9 +351,17 @@ export function simdDepthwiseFilterGrad(be: WasmBackendLike, x: TensorInfo, dy: 
 export function simdDepthwiseInputGrad(be: WasmBackendLike, dy: TensorInfo, filter: TensorInfo, g: ConvGeometry, dx: TensorInfo): boolean {
   const s = simdFor(be);
   if (!s || g.mult !== 1 || g.inC % 4 !== 0) return false;
-  const p = ptr(be, dx);
-  be.wasm.HEAPU8.fill(0, p, p + 4 * size(dx));
-  s.dw_input_grad(ptr(be, dy), ptr(be, filter), p, ...geom(g), ...inputInterior3x3(g));
+  s.dw_input_grad(ptr(be, dy), ptr(be, filter), ptr(be, dx), ...geom(g), ...inputInterior3x3(g));
+  return true;
+}
+
+/** conv-grad-kernels.ts im2col (same contract, same bytes) on heap tensors: `patches` [rows, k]. */
+export function simdIm2col(be: WasmBackendLike, x: TensorInfo, g: ConvGeometry, k: number, patches: TensorInfo): boolean {
+  const s = simdFor(be);
+  if (!s) return false;
+  const p = ptr(be, patches);
+  be.wasm.HEAPU8.fill(0, p, p + 4 * size(patches));
+  s.im2col(ptr(be, x), p, ...geom(g), k);
   return true;
 }
 
