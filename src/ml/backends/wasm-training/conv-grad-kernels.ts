@@ -70,8 +70,8 @@ function conv2DBackpropFilter({ inputs, backend, attrs }: KernelArgs): TensorInf
 const MAX_PATCH_ELEMENTS = 16 * 1024 * 1024;
 
 /**
- * Patches of x (the JS path of simd.ts simdIm2col): row (b, oy, ox), column (kh, kw, c), rows `k` floats apart (k >= kh*kw*ci, extra
- * columns zero); zero where the window is in the padding.
+ * Patches of x (the JS path of simd.ts simdIm2col): row (b, oy, ox), column (kh, kw, c), rows `k`
+ * floats apart (k >= kh*kw*ci, extra columns zero); zero where the window is in the padding.
  */
 function im2col(x: Float32Array, g: ConvGeometry, k: number, out: Float32Array): void {
   const { batch, inH, inW, inC, outH, outW, kH, kW, strideH, strideW, padTop, padLeft } = g;

@@ -431,7 +431,7 @@
       (local.set $k (i32.add (local.get $k) (i32.const 16)))
       (br $kl))))
 
-;; dx[p..p+cb) = dy * w (first tap of a pixel) or += dy * w, four channels at a time.
+  ;; dx[p..p+cb) = dy * w (first tap of a pixel) or += dy * w, four channels at a time.
   (func $dw_tap (param $pdx i32) (param $pdy i32) (param $pf i32) (param $cb i32) (param $first i32)
     (local $k i32)
     (if (local.get $first)
