@@ -934,15 +934,46 @@
   (func $bwd4 (param $p i32) (param $pd i32) (param $rows i32) (param $stride i32) (param $mp i32) (param $sa i32) (param $sb i32)
       (param $kp i32) (param $bp i32) (param $lo v128) (param $hi v128)
     (local $m v128) (local $k v128) (local $b v128) (local $x v128) (local $x2 v128) (local $y v128) (local $g v128) (local $g2 v128) (local $v v128)
-    (local $al v128) (local $ah v128) (local $bl v128) (local $bh v128)
+    (local $al v128) (local $ah v128) (local $bl v128) (local $bh v128) (local $g4 v128) (local $v4 v128)
     (local.set $m (v128.load (local.get $mp)))
     (local.set $k (v128.load (local.get $kp)))
     (local.set $b (v128.load (local.get $bp)))
-    ;; Two rows per iteration: their g and g * (x - m) are added in f32 (one rounding of a
-    ;; two-term sum) before the f64 sums, which halves the f64 work: QatBnActGrad 140 -> 123-125
-    ;; ms per 1.0@224 bs8 step. (The same in $mom4 failed the 1- vs 2-thread equivalence test, a
-    ;; running variance 16% off; its squares are of deviations from a shift, not from the mean.) The mask (as in
-    ;; bn_bwd_apply) is written out: V8 does not inline a wasm call here.
+    ;; Four rows per iteration, then two, then one: their g and g * (x - m) are added in f32
+    ;; (pairwise) before the f64 sums, which cuts the f64 work: QatBnActGrad 140 -> 123-125 ms
+    ;; per 1.0@224 bs8 step with two rows, and (Intel family 6 model 167, alternated 3x, the
+    ;; step's QatBnActGrad calls by tf.profile) 122.7-124.4 -> 110.2-116.1 with four. (The same in
+    ;; $mom4 failed the 1- vs 2-thread equivalence test, a running variance 16% off; its squares
+    ;; are of deviations from a shift, not from the mean.) The mask (as in bn_bwd_apply) is
+    ;; written out: V8 does not inline a wasm call here.
+    (block $done4 (loop $l4
+      (br_if $done4 (i32.lt_u (local.get $rows) (i32.const 4)))
+      ;; rows 1 and 2 into $g4, $v4, then rows 3 and 4 added to them
+      (local.set $x (v128.load (local.get $p)))
+      (local.set $x2 (v128.load (i32.add (local.get $p) (local.get $stride))))
+      (local.set $g (v128.andnot (v128.load (local.get $pd)) (v128.or (f32x4.lt (local.tee $y (f32x4.add (f32x4.mul (local.get $x) (local.get $k)) (local.get $b))) (local.get $lo)) (f32x4.gt (local.get $y) (local.get $hi)))))
+      (local.set $g2 (v128.andnot (v128.load (i32.add (local.get $pd) (local.get $stride))) (v128.or (f32x4.lt (local.tee $y (f32x4.add (f32x4.mul (local.get $x2) (local.get $k)) (local.get $b))) (local.get $lo)) (f32x4.gt (local.get $y) (local.get $hi)))))
+      (local.set $v4 (f32x4.add
+        (f32x4.mul (local.get $g) (f32x4.sub (local.get $x) (local.get $m)))
+        (f32x4.mul (local.get $g2) (f32x4.sub (local.get $x2) (local.get $m)))))
+      (local.set $g4 (f32x4.add (local.get $g) (local.get $g2)))
+      (local.set $p (i32.add (local.get $p) (i32.shl (local.get $stride) (i32.const 1))))
+      (local.set $pd (i32.add (local.get $pd) (i32.shl (local.get $stride) (i32.const 1))))
+      (local.set $x (v128.load (local.get $p)))
+      (local.set $x2 (v128.load (i32.add (local.get $p) (local.get $stride))))
+      (local.set $g (v128.andnot (v128.load (local.get $pd)) (v128.or (f32x4.lt (local.tee $y (f32x4.add (f32x4.mul (local.get $x) (local.get $k)) (local.get $b))) (local.get $lo)) (f32x4.gt (local.get $y) (local.get $hi)))))
+      (local.set $g2 (v128.andnot (v128.load (i32.add (local.get $pd) (local.get $stride))) (v128.or (f32x4.lt (local.tee $y (f32x4.add (f32x4.mul (local.get $x2) (local.get $k)) (local.get $b))) (local.get $lo)) (f32x4.gt (local.get $y) (local.get $hi)))))
+      (local.set $v (f32x4.add (local.get $v4) (f32x4.add
+        (f32x4.mul (local.get $g) (f32x4.sub (local.get $x) (local.get $m)))
+        (f32x4.mul (local.get $g2) (f32x4.sub (local.get $x2) (local.get $m))))))
+      (local.set $g (f32x4.add (local.get $g4) (f32x4.add (local.get $g) (local.get $g2))))
+      (local.set $al (f64x2.add (local.get $al) (f64x2.promote_low_f32x4 (local.get $g))))
+      (local.set $ah (f64x2.add (local.get $ah) (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $g) (local.get $g)))))
+      (local.set $bl (f64x2.add (local.get $bl) (f64x2.promote_low_f32x4 (local.get $v))))
+      (local.set $bh (f64x2.add (local.get $bh) (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $v) (local.get $v)))))
+      (local.set $p (i32.add (local.get $p) (i32.shl (local.get $stride) (i32.const 1))))
+      (local.set $pd (i32.add (local.get $pd) (i32.shl (local.get $stride) (i32.const 1))))
+      (local.set $rows (i32.sub (local.get $rows) (i32.const 4)))
+      (br $l4)))
     (block $done (loop $l
       (br_if $done (i32.lt_u (local.get $rows) (i32.const 2)))
       (local.set $x (v128.load (local.get $p)))
