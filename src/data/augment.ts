@@ -125,29 +125,21 @@ export function renderSample(src: SourceImage, outSize: number, aug: Augmentatio
   const lut = NORMALIZE_LUT;
   const rowStride = side * channels;
   const integral = tx.w.every((w) => w === 0) && ty.w.every((w) => w === 0);
-  const black0 = lut[0];
-  const black1 = lut[256];
-  const black2 = lut[512];
-  let p = offset;
   if (!integral) {
     renderBilinear(data, rowStride, channels, outSize, tx, ty, out, offset);
     return;
   }
+  let p = offset;
   for (let y = 0; y < outSize; y++) {
     if (!ty.valid[y]) {
-      for (let x = 0; x < outSize; x++, p += 3) {
-        out[p] = black0;
-        out[p + 1] = black1;
-        out[p + 2] = black2;
-      }
+      storeBlackRow(out, p, outSize);
+      p += 3 * outSize;
       continue;
     }
     const r0 = ty.i0[y] * rowStride;
     for (let x = 0; x < outSize; x++, p += 3) {
       if (!tx.valid[x]) {
-        out[p] = black0;
-        out[p + 1] = black1;
-        out[p + 2] = black2;
+        storeGrey(out, p, 0);
         continue;
       }
       // Whole-pixel mapping (same size, pad-crop, flip): a lookup, no interpolation.
@@ -157,13 +149,23 @@ export function renderSample(src: SourceImage, outSize: number, aug: Augmentatio
         out[p + 1] = lut[256 + data[a + 1]];
         out[p + 2] = lut[512 + data[a + 2]];
       } else {
-        const v = data[a];
-        out[p] = lut[v];
-        out[p + 1] = lut[256 + v];
-        out[p + 2] = lut[512 + v];
+        storeGrey(out, p, data[a]);
       }
     }
   }
+}
+
+/** One pixel of byte `v` in all three channels, normalized: a grey source's pixel, or (0) padding. */
+function storeGrey(out: Float32Array, p: number, v: number): void {
+  const lut = NORMALIZE_LUT;
+  out[p] = lut[v];
+  out[p + 1] = lut[256 + v];
+  out[p + 2] = lut[512 + v];
+}
+
+/** `count` black padding pixels from float offset `p` (an output row outside the source). */
+function storeBlackRow(out: Float32Array, p: number, count: number): void {
+  for (let x = 0; x < count; x++, p += 3) storeGrey(out, p, 0);
 }
 
 /**
@@ -230,11 +232,8 @@ function renderBilinear(
   let p = offset;
   for (let y = 0; y < outSize; y++) {
     if (!ty.valid[y]) {
-      for (let x = 0; x < outSize; x++, p += 3) {
-        out[p] = lut[0];
-        out[p + 1] = lut[256];
-        out[p + 2] = lut[512];
-      }
+      storeBlackRow(out, p, outSize);
+      p += n;
       continue;
     }
     const top = row(ty.i0[y], -1);
@@ -255,18 +254,13 @@ function renderBilinear(
     }
     for (let x = 0, q = 0; x < outSize; x++, q += 3, p += 3) {
       if (!xAllValid && !tx.valid[x]) {
-        out[p] = lut[0];
-        out[p + 1] = lut[256];
-        out[p + 2] = lut[512];
+        storeGrey(out, p, 0);
       } else if (channels === 3) {
         out[p] = lut[(top[q] + (bot[q] - top[q]) * wy + 0.5) | 0];
         out[p + 1] = lut[256 + ((top[q + 1] + (bot[q + 1] - top[q + 1]) * wy + 0.5) | 0)];
         out[p + 2] = lut[512 + ((top[q + 2] + (bot[q + 2] - top[q + 2]) * wy + 0.5) | 0)];
       } else {
-        const v = (top[q] + (bot[q] - top[q]) * wy + 0.5) | 0;
-        out[p] = lut[v];
-        out[p + 1] = lut[256 + v];
-        out[p + 2] = lut[512 + v];
+        storeGrey(out, p, (top[q] + (bot[q] - top[q]) * wy + 0.5) | 0);
       }
     }
   }
