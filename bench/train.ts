@@ -8,6 +8,7 @@
 //   npx tsx bench/train.ts --check-heap [N]             # N QAT steps at 1.0/224/bs8 (or --only), memory check
 //   npx tsx bench/train.ts --pytorch                    # + PyTorch on the same workloads, and the ratio
 //   npx tsx bench/train.ts --thread-cpu --only 1x224x8  # + the timed steps' CPU seconds per OS thread
+//   npx tsx bench/train.ts --barrier-waits --only 1x224x8  # + per thread of a split step, its time at the barriers
 //   npx tsx bench/train.ts --endless --only 1x224x8     # after warm-up, QAT steps until killed, one `step N` line each
 //
 // `threads=N` on each line is the number of threads our training step computes on: --threads
@@ -68,6 +69,7 @@ const { values: opt, positionals } = parseArgs({
     threads: { type: 'string' },
     'force-split': { type: 'boolean', default: false },
     'thread-cpu': { type: 'boolean', default: false },
+    'barrier-waits': { type: 'boolean', default: false },
     /** For bench/worker-rate.ts, which pauses and resumes this process against a job's worker. */
     endless: { type: 'boolean', default: false },
   },
@@ -97,6 +99,8 @@ interface Setup {
   /** Threads the step is split over (fewer than asked when the batch is smaller). */
   world: number;
   step(seed: number, fakeQuant: boolean): void;
+  /** A split step's group: its ranks' barrier waits. */
+  dp: DataParallelStep | null;
   dispose(): Promise<void>;
 }
 
@@ -120,6 +124,7 @@ async function setup(w: number, size: number, bs: number): Promise<Setup> {
     model,
     sgd,
     world,
+    dp,
     step: (s, fq) => void (dp ? dp.step(input(s, fq)) : trainStep({ model, opt: sgd, params, byVarName: byVar, ...input(s, fq) })),
     dispose: async () => {
       await dp?.close();
@@ -140,6 +145,8 @@ interface Rate {
   cpu: number;
   /** With --thread-cpu: the timed steps' CPU seconds per OS thread. */
   byThread?: string;
+  /** With --barrier-waits and a split step: each rank's time at barriers per timed step. */
+  barrierWaits?: string;
 }
 
 /**
@@ -155,6 +162,7 @@ async function warmUp(s: Setup, fakeQuant: boolean): Promise<number> {
 
 async function measure(s: Setup, bs: number, fakeQuant: boolean): Promise<Rate> {
   const threads0 = opt['thread-cpu'] ? threadCpu() : null;
+  s.dp?.resetBarrierWaits();
   const t0 = performance.now();
   const c0 = process.cpuUsage();
   const stepMs: number[] = [];
@@ -170,6 +178,17 @@ async function measure(s: Setup, bs: number, fakeQuant: boolean): Promise<Rate> 
     medianStep: (bs * 1000) / median(stepMs),
     cpu: (steps * bs) / ((c.user + c.system) / 1e6),
     byThread: threads0 ? `${secs.toFixed(2)}s wall; ${threadCpuSince(threads0)}` : undefined,
+    barrierWaits:
+      opt['barrier-waits'] && s.dp
+        ? s.dp
+            .barrierWaits()
+            .map(
+              (w, r) =>
+                `rank ${r} ${(w.waitMs / steps).toFixed(1)} ms a step at ${(w.barriers / steps).toFixed(0)} barriers, ` +
+                `${(w.longMs / steps).toFixed(1)} ms of it in ${(w.long / steps).toFixed(1)} waits of 1 ms or more`,
+            )
+            .join('; ')
+        : undefined,
   };
 }
 
@@ -291,6 +310,7 @@ if (opt['check-heap']) {
       }
       console.log(line);
       if (float.byThread) console.log(`  float CPU by thread: ${float.byThread}\n  qat CPU by thread: ${qat.byThread}`);
+      if (float.barrierWaits) console.log(`  float barrier waits: ${float.barrierWaits}\n  qat barrier waits: ${qat.barrierWaits}`);
       if (opt.profile) for (const fakeQuant of [false, true]) await profileStep(s, fakeQuant);
     } catch (e) {
       console.log(`${label}: failed: ${(e as Error).message.split('\n')[0]}`);

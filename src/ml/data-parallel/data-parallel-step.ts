@@ -15,7 +15,7 @@ import { allConvs } from '../mobilenet-arch.js';
 import type { MomentumSgd, SgdParam } from '../optimizer.js';
 import { snapshotState } from '../model-state.js';
 import type { BackendName, StepBatch } from '../train-api.js';
-import { allocateCollectiveMemory, DataParallelError, SharedCollective } from './shared-collective.js';
+import { allocateCollectiveMemory, DataParallelError, SharedCollective, type BarrierWaits } from './shared-collective.js';
 import { batchShard, gradientLength, trainShardStep } from './shard-step.js';
 import type { FromPeer, PeerInput, PeerStep, ToPeer } from './step-peer-protocol.js';
 
@@ -132,6 +132,15 @@ export class DataParallelStep {
       this.coll.abort(`rank 0: ${(err as Error).message}`);
       throw err;
     }
+  }
+
+  /** Every rank's time at the steps' barriers since the last reset (between steps). */
+  barrierWaits(): BarrierWaits[] {
+    return this.coll.barrierWaits();
+  }
+
+  resetBarrierWaits(): void {
+    this.coll.resetBarrierWaits();
   }
 
   /** Ends the peers (idempotent). */

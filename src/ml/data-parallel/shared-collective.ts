@@ -36,6 +36,19 @@ export class DataParallelError extends Error {
   }
 }
 
+/** Waits this long or longer are counted apart: the rank waited for a peer that lost its core, collected garbage or woke late. */
+const LONG_WAIT_MS = 1;
+const WAIT_FIELDS = 4;
+
+/** One rank's time at barriers since the last reset (bench/train.ts --barrier-waits). */
+export interface BarrierWaits {
+  barriers: number;
+  waitMs: number;
+  /** Waits of LONG_WAIT_MS or more, and their time. */
+  long: number;
+  longMs: number;
+}
+
 /** The shared memory of one group of ranks; created by rank 0 and sent to the others. */
 export interface CollectiveMemory {
   world: number;
@@ -47,6 +60,8 @@ export interface CollectiveMemory {
   exch: SharedArrayBuffer;
   /** world slots of gradLen float32, then one slot for the sum. */
   grads: SharedArrayBuffer;
+  /** Per rank, its BarrierWaits (written by that rank only). */
+  waits: SharedArrayBuffer;
 }
 
 export function allocateCollectiveMemory(world: number, slotLen: number, gradLen: number): CollectiveMemory {
@@ -57,6 +72,7 @@ export function allocateCollectiveMemory(world: number, slotLen: number, gradLen
     ctrl: new SharedArrayBuffer(CTRL_INTS * 4 + TEXT_BYTES),
     exch: new SharedArrayBuffer(2 * world * slotLen * 8),
     grads: new SharedArrayBuffer((world + 1) * gradLen * 4),
+    waits: new SharedArrayBuffer(world * WAIT_FIELDS * 8),
   };
 }
 
@@ -67,6 +83,7 @@ export class SharedCollective implements StepCollective {
   private readonly text: Uint8Array;
   private readonly exch: Float64Array;
   private readonly grads: Float32Array;
+  private readonly waits: Float64Array;
   private seq = 0;
 
   constructor(
@@ -79,6 +96,7 @@ export class SharedCollective implements StepCollective {
     this.text = new Uint8Array(mem.ctrl, CTRL_INTS * 4, TEXT_BYTES);
     this.exch = new Float64Array(mem.exch);
     this.grads = new Float32Array(mem.grads);
+    this.waits = new Float64Array(mem.waits);
   }
 
   /** This rank trains on `localRows` of a batch of `totalRows`. */
@@ -88,6 +106,37 @@ export class SharedCollective implements StepCollective {
 
   /** Waits until every rank has arrived. Throws when a rank aborted or none came for timeoutMs. */
   barrier(): void {
+    const t0 = performance.now();
+    try {
+      this.arrive();
+    } finally {
+      const ms = performance.now() - t0;
+      const w = this.waits;
+      const at = this.rank * WAIT_FIELDS;
+      w[at]++;
+      w[at + 1] += ms;
+      if (ms >= LONG_WAIT_MS) {
+        w[at + 2]++;
+        w[at + 3] += ms;
+      }
+    }
+  }
+
+  /** Every rank's barrier waits since the last reset, in rank order (read between steps). */
+  barrierWaits(): BarrierWaits[] {
+    const w = this.waits;
+    return Array.from({ length: this.world }, (_, r) => {
+      const at = r * WAIT_FIELDS;
+      return { barriers: w[at], waitMs: w[at + 1], long: w[at + 2], longMs: w[at + 3] };
+    });
+  }
+
+  /** Zeroes every rank's barrier waits (between steps). */
+  resetBarrierWaits(): void {
+    this.waits.fill(0);
+  }
+
+  private arrive(): void {
     const c = this.ctrl;
     this.throwIfAborted();
     const gen = Atomics.load(c, GEN);

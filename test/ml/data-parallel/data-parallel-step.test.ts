@@ -157,6 +157,23 @@ describe('a training step split over 2 threads', () => {
   });
 });
 
+describe('barrier waits (bench/train.ts --barrier-waits)', () => {
+  it('count every rank’s barriers of a step alike, and reset to zero', async () => {
+    await copyOneToTwo();
+    dp.resetBarrierWaits();
+    stepBoth(mode(1, true));
+    const [r0, r1] = dp.barrierWaits();
+    expect(r0.barriers).toBeGreaterThan(10);
+    expect(r1.barriers).toBe(r0.barriers);
+    for (const w of [r0, r1]) {
+      expect(w.waitMs).toBeGreaterThanOrEqual(w.longMs);
+      expect(w.long).toBeLessThanOrEqual(w.barriers);
+    }
+    dp.resetBarrierWaits();
+    expect(dp.barrierWaits()).toEqual([0, 1].map(() => ({ barriers: 0, waitMs: 0, long: 0, longMs: 0 })));
+  });
+});
+
 describe('a split step that fails', () => {
   it('fails fast on every later step with TRAIN_PEER_FAILED instead of leaving a thread waiting, and closes', async () => {
     const r = replica();
