@@ -122,7 +122,11 @@ export class SharedCollective implements StepCollective {
     }
   }
 
-  /** Every rank's barrier waits since the last reset, in rank order (read between steps). */
+  /**
+   * Every rank's barrier waits since the last reset, in rank order (read between steps). A peer
+   * records a barrier just after leaving it, so right after a step its last one may still be
+   * missing.
+   */
   barrierWaits(): BarrierWaits[] {
     const w = this.waits;
     return Array.from({ length: this.world }, (_, r) => {
