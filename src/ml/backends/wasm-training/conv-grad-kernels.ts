@@ -44,8 +44,10 @@ function conv2DBackpropFilter({ inputs, backend, attrs }: KernelArgs): TensorInf
   // Patch rows padded to a multiple of 4 columns (zeros) so the SIMD product takes them.
   const kp = (k + 3) & ~3;
   if (rows * kp <= MAX_PATCH_ELEMENTS) {
-    // im2col: patches [rows, kh*kw*ci], then dW = patches^T dY as one matrix product.
+    // im2col: patches [rows, kh*kw*ci], then dW = patches^T dY as one matrix product. Both
+    // im2cols leave padding taps and the extra columns to this zero fill.
     const patches = be.makeOutput([rows, kp], 'float32');
+    f32View(be, patches).fill(0);
     if (!simdIm2col(be, x, g, kp, patches)) im2col(f32View(be, x), g, kp, f32View(be, patches));
     const out = be.makeOutput([g.kH, g.kW, g.inC, g.outC], 'float32');
     if (simdGramXtY(be, patches, dy, rows, kp, g.outC, out, k)) {
@@ -71,11 +73,11 @@ const MAX_PATCH_ELEMENTS = 16 * 1024 * 1024;
 
 /**
  * Patches of x (the JS path of simd.ts simdIm2col): row (b, oy, ox), column (kh, kw, c), rows `k`
- * floats apart (k >= kh*kw*ci, extra columns zero); zero where the window is in the padding.
+ * floats apart (k >= kh*kw*ci); taps in the padding and the extra columns are left as they are
+ * (the caller zeroes `out`).
  */
 function im2col(x: Float32Array, g: ConvGeometry, k: number, out: Float32Array): void {
   const { batch, inH, inW, inC, outH, outW, kH, kW, strideH, strideW, padTop, padLeft } = g;
-  out.fill(0);
   let row = 0;
   for (let b = 0; b < batch; b++) {
     for (let oy = 0; oy < outH; oy++) {

@@ -355,13 +355,14 @@ export function simdDepthwiseInputGrad(be: WasmBackendLike, dy: TensorInfo, filt
   return true;
 }
 
-/** conv-grad-kernels.ts im2col (same contract, same bytes) on heap tensors: `patches` [rows, k]. */
+/**
+ * conv-grad-kernels.ts im2col (same contract, same bytes) on heap tensors: `patches` [rows, k],
+ * zeroed by the caller.
+ */
 export function simdIm2col(be: WasmBackendLike, x: TensorInfo, g: ConvGeometry, k: number, patches: TensorInfo): boolean {
   const s = simdFor(be);
   if (!s) return false;
-  const p = ptr(be, patches);
-  be.wasm.HEAPU8.fill(0, p, p + 4 * size(patches));
-  s.im2col(ptr(be, x), p, ...geom(g), k);
+  s.im2col(ptr(be, x), ptr(be, patches), ...geom(g), k);
   return true;
 }
 
