@@ -3,12 +3,14 @@
 //
 //   npm run build && npx tsx bench/worker-rate.ts                    # the three workloads
 //   npx tsx bench/worker-rate.ts --only 1x224x8 --rounds 8 --pytorch-isa native,AVX2
+//   npx tsx bench/worker-rate.ts --only 1x224x8 --no-pytorch --cached-images 1600   # later epochs
 //
 // The service side is the built CLI in an empty directory: `qatserve api` and one `qatserve
 // worker` (TRAIN_THREADS unset: every core, as on a dedicated worker), sharing a SQLite file, fs
 // artifacts and this machine's Redis. The job is synthetic data with augmentation, the standard
 // stride-32 layout and QAT from step 0, with enough images that its steps render their batch for
-// the first time (a first epoch, the batch thread's most expensive case).
+// the first time (a first epoch, the batch thread's most expensive case; --cached-images: later
+// epochs, which only augment).
 //
 // Job and bench run side by side as two warm processes, and SIGSTOP keeps exactly one of them
 // running: each round gives the bench a --segment of seconds, then the job one (the next round the
@@ -41,6 +43,13 @@ const { values: opt } = parseArgs({
     'no-pytorch': { type: 'boolean', default: false },
     /** + each segment's CPU seconds per thread of the side that ran. */
     'thread-cpu': { type: 'boolean', default: false },
+    /**
+     * Later epochs instead of a first one: the job's data set holds this many images (a multiple
+     * of the batch), rendered during the warm-up, so every measured step augments cached images.
+     * Each epoch ends with an evaluation and a checkpoint, as in any job: a few hundred steps per
+     * epoch keep those to one or two in the measured segments.
+     */
+    'cached-images': { type: 'string' },
   },
 });
 const CLI = path.resolve(process.env.QATSERVE_CLI ?? 'dist/cli.js');
@@ -171,13 +180,12 @@ async function segment(side: Side, bs: number, seconds: number, cpu: boolean): P
 }
 
 /** The job, trained until `warmSteps` and then stopped: a Side whose steps come from progress.step. */
-async function startJob(svc: Service, w: number, size: number, bs: number, warmSteps: number, images: number): Promise<Side & { id: string }> {
+async function startJob(svc: Service, w: number, size: number, bs: number, warmSteps: number, images: number, epochs: number): Promise<Side & { id: string }> {
   const classes = 10;
   const config = {
-    // One epoch's worth of images (at most the data set's limit); a second epoch keeps it running.
     dataset: { type: 'synthetic', classes, samplesPerClass: Math.min(10_000, Math.ceil(images / classes)), valPerClass: 1 },
     model: { widthMultiplier: w, inputSize: size, smallInputStem: 'off' },
-    training: { epochs: 2, batchSize: bs, learningRate: 0.01 },
+    training: { epochs, batchSize: bs, learningRate: 0.01 },
     quantization: { delaySteps: 0 },
   };
   const res = await fetch(`${svc.base}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(config) });
@@ -241,14 +249,22 @@ let failed = true;
 try {
   for (const [w, size, bs] of WORKLOADS) {
     if (opt.only && opt.only !== `${w}x${size}x${bs}`) continue;
+    // A first epoch throughout (one epoch's worth of images, a second epoch keeps it running), or
+    // --cached-images: a data set that the warm-up renders once and every measured step reads again.
+    const cachedImages = opt['cached-images'] === undefined ? null : Number(opt['cached-images']);
+    if (cachedImages !== null && !(cachedImages > 0 && Number.isInteger(cachedImages / bs)))
+      throw new Error(`--cached-images ${opt['cached-images']}: expected a positive multiple of the batch (${bs})`);
     // Both sides warm past V8's tier-up (tens of steps) before the first segment: the job
-    // `warmSteps` steps, bench/train.ts `warmup` steps per mode.
-    const warmSteps = size >= 224 ? 40 : 200;
+    // `warmSteps` steps (and its whole first epoch with --cached-images), bench/train.ts `warmup`
+    // steps per mode.
+    const warmSteps = Math.max(size >= 224 ? 40 : 200, (cachedImages ?? 0) / bs);
     const warmup = size >= 224 ? 30 : 100;
     const seconds = Number(opt.segment ?? (size >= 224 ? 30 : 20));
     // Images the job needs: warm-up plus every job segment at up to 40 (224 px) or 1,500 img/s.
-    const images = bs * warmSteps + rounds * (seconds + 2) * (size >= 224 ? 40 : 1500);
-    const job = await startJob(svc, w, size, bs, warmSteps, images);
+    const needed = bs * warmSteps + rounds * (seconds + 2) * (size >= 224 ? 40 : 1500);
+    const job = cachedImages
+      ? await startJob(svc, w, size, bs, warmSteps, cachedImages, Math.ceil(needed / cachedImages) + 1)
+      : await startJob(svc, w, size, bs, warmSteps, needed, 2);
     let bench: Awaited<ReturnType<typeof startBench>> | null = null;
     const isas = opt['no-pytorch'] ? [] : opt['pytorch-isa'].split(',');
     const torch = new Map<string, Array<TorchRate | string>>(isas.map((isa) => [isa, []]));
@@ -278,7 +294,8 @@ try {
       }
     }
     let line =
-      `worker-rate w=${w} size=${size} bs=${bs} layout=standard threads=${bench.threads} segments=${rounds}x${seconds}s: ` +
+      `worker-rate w=${w} size=${size} bs=${bs} layout=standard threads=${bench.threads} segments=${rounds}x${seconds}s ` +
+      `${cachedImages ? `data=${cachedImages} cached images` : 'data=first epoch'}: ` +
       `job ${jobs.map((v) => v.toFixed(1)).join(' / ')} img/s, bench/train.ts ${benches.map((v) => v.toFixed(1)).join(' / ')} | ` +
       `job vs bench ${pct(geomean(jobs.map((j, i) => j / benches[i])))} (geometric mean over rounds; per round ${jobs.map((j, i) => pct(j / benches[i])).join(', ')})`;
     for (const [isa, runs] of torch) {
