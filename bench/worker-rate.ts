@@ -45,7 +45,8 @@ const { values: opt } = parseArgs({
     'thread-cpu': { type: 'boolean', default: false },
     /**
      * Later epochs instead of a first one: the job's data set holds this many images (a multiple
-     * of the batch), rendered during the warm-up, so every measured step augments cached images.
+     * of the batch and of the classes), rendered during the warm-up, so every measured step
+     * augments cached images.
      * Each epoch ends with an evaluation and a checkpoint, as in any job: a few hundred steps per
      * epoch keep those to one or two in the measured segments.
      */
@@ -59,6 +60,9 @@ const WORKLOADS: Array<[number, number, number]> = [
   [1.0, 32, 32],
   [1.0, 224, 8],
 ];
+/** Classes of the job's synthetic data set, and its most images per class (the config's limit). */
+const CLASSES = 10;
+const MAX_PER_CLASS = 10_000;
 /** PyTorch's timed and warm-up steps per mode (as in the README's ratio table). */
 const BENCH_STEPS = 30;
 
@@ -181,9 +185,8 @@ async function segment(side: Side, bs: number, seconds: number, cpu: boolean): P
 
 /** The job, trained until `warmSteps` and then stopped: a Side whose steps come from progress.step. */
 async function startJob(svc: Service, w: number, size: number, bs: number, warmSteps: number, images: number, epochs: number): Promise<Side & { id: string }> {
-  const classes = 10;
   const config = {
-    dataset: { type: 'synthetic', classes, samplesPerClass: Math.min(10_000, Math.ceil(images / classes)), valPerClass: 1 },
+    dataset: { type: 'synthetic', classes: CLASSES, samplesPerClass: Math.min(MAX_PER_CLASS, Math.ceil(images / CLASSES)), valPerClass: 1 },
     model: { widthMultiplier: w, inputSize: size, smallInputStem: 'off' },
     training: { epochs, batchSize: bs, learningRate: 0.01 },
     quantization: { delaySteps: 0 },
@@ -252,8 +255,21 @@ try {
     // A first epoch throughout (one epoch's worth of images, a second epoch keeps it running), or
     // --cached-images: a data set that the warm-up renders once and every measured step reads again.
     const cachedImages = opt['cached-images'] === undefined ? null : Number(opt['cached-images']);
-    if (cachedImages !== null && !(cachedImages > 0 && Number.isInteger(cachedImages / bs)))
-      throw new Error(`--cached-images ${opt['cached-images']}: expected a positive multiple of the batch (${bs})`);
+    // Whole batches and whole classes, so the data set holds exactly these images and the warm-up's
+    // one epoch renders every one of them.
+    if (
+      cachedImages !== null &&
+      !(
+        Number.isInteger(cachedImages) &&
+        cachedImages > 0 &&
+        cachedImages % bs === 0 &&
+        cachedImages % CLASSES === 0 &&
+        cachedImages <= CLASSES * MAX_PER_CLASS
+      )
+    )
+      throw new Error(
+        `--cached-images ${opt['cached-images']}: expected a multiple of the batch (${bs}) and of the ${CLASSES} classes, at most ${CLASSES * MAX_PER_CLASS}`,
+      );
     // Both sides warm past V8's tier-up (tens of steps) before the first segment: the job
     // `warmSteps` steps (and its whole first epoch with --cached-images), bench/train.ts `warmup`
     // steps per mode.
