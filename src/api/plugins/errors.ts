@@ -17,6 +17,13 @@ const FASTIFY_CODES: Record<string, string> = {
   FST_ERR_CTP_INVALID_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
 };
 
+/**
+ * 503s that are the service working as designed: nothing to serve yet, or load shed with
+ * Retry-After. They are warnings, so error-level lines stay those an operator must act on (a queue
+ * or model that cannot be reached, a bug).
+ */
+const EXPECTED_UNAVAILABLE = new Set(['NO_MODEL', 'PREDICT_OVERLOADED']);
+
 /** Seconds to wait before retrying, when the error says (429 quotas, 503 overload). */
 function retryAfter(err: unknown): number | null {
   const s = (err as { retryAfterSeconds?: unknown }).retryAfterSeconds;
@@ -28,7 +35,8 @@ export const errorsPlugin = fp(async function errors(app: FastifyInstance) {
     const wait = retryAfter(err);
     if (wait !== null) reply.header('retry-after', String(wait));
     if (err instanceof ServiceError) {
-      if (err.statusCode >= 500) req.log.error({ err }, err.message);
+      if (EXPECTED_UNAVAILABLE.has(err.code)) req.log.warn({ code: err.code }, err.message);
+      else if (err.statusCode >= 500) req.log.error({ err }, err.message);
       return reply.status(err.statusCode).send(errorBody(err.code, err.message, err.issues));
     }
     const fe = err as FastifyError;

@@ -1,0 +1,63 @@
+// What the API logs when a request fails: an operator reads error-level lines as faults to act on,
+// so the service's designed-for answers (no model yet, load shed) must not appear there.
+import { Writable } from 'node:stream';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { afterEach, describe, expect, it } from 'vitest';
+import { errorsPlugin } from '../../src/api/plugins/errors.js';
+import { QueueUnavailableError } from '../../src/jobs/job-errors.js';
+import { ModelUnavailableError, NoModelError, OverloadedError } from '../../src/serving/errors.js';
+
+interface LogLine {
+  level: number;
+  msg: string;
+  code?: string;
+  err?: unknown;
+}
+
+let app: FastifyInstance | null = null;
+afterEach(async () => {
+  await app?.close();
+  app = null;
+});
+
+/** An app whose one route throws `err`; returns the status and the log lines of one request. */
+async function failWith(err: Error): Promise<{ status: number; lines: LogLine[] }> {
+  const lines: LogLine[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as LogLine);
+      done();
+    },
+  });
+  app = Fastify({ logger: { level: 'info', stream } });
+  await app.register(errorsPlugin);
+  app.get('/fail', async () => {
+    throw err;
+  });
+  const res = await app.inject({ method: 'GET', url: '/fail' });
+  return { status: res.statusCode, lines };
+}
+
+const WARN = 40;
+const ERROR = 50;
+
+describe('error logging', () => {
+  it('logs 503 NO_MODEL and PREDICT_OVERLOADED as warnings, without a stack', async () => {
+    for (const err of [new NoModelError(), new OverloadedError(4)]) {
+      const { status, lines } = await failWith(err);
+      expect(status).toBe(503);
+      const line = lines.find((l) => l.msg === err.message);
+      expect(line).toMatchObject({ level: WARN, code: err.code });
+      expect(line?.err).toBeUndefined();
+      expect(lines.filter((l) => l.level >= ERROR)).toEqual([]);
+    }
+  });
+
+  it('logs a queue or model that cannot be reached, and an unhandled error, at error level', async () => {
+    for (const err of [new QueueUnavailableError('connection refused'), new ModelUnavailableError('m1', 'file missing'), new Error('boom')]) {
+      const { status, lines } = await failWith(err);
+      expect(status === 503 || status === 500).toBe(true);
+      expect(lines.filter((l) => l.level === ERROR)).toHaveLength(1);
+    }
+  });
+});
