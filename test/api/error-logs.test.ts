@@ -22,6 +22,7 @@ afterEach(async () => {
 
 /** An app whose one route throws `err`; returns the status and the log lines of one request. */
 async function failWith(err: Error): Promise<{ status: number; lines: LogLine[] }> {
+  await app?.close();
   const lines: LogLine[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _enc, done) {
