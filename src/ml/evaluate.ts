@@ -54,6 +54,11 @@ export async function evaluate(
     signal?: AbortSignal;
     /** Logits for a batch instead of `model.forward(x, mode)` (the int8 graph runner). */
     forward?: (x: tf.Tensor4D) => tf.Tensor2D;
+    /**
+     * Runs a batch's rows over several threads (DataParallelStep.forwardRows): `local` is this
+     * thread's forward for its rows.
+     */
+    split?: (x: Float32Array, n: number, local: (x: Float32Array, n: number) => Float32Array) => Promise<Float32Array>;
   },
 ): Promise<TopK | null> {
   const forward = opts.forward ?? ((x: tf.Tensor4D) => model.forward(x, opts.mode));
@@ -63,6 +68,12 @@ export async function evaluate(
   let top5 = 0;
   let count = 0;
   const size = model.arch.inputSize;
+  const rowsLogits = (x: Float32Array, n: number): Float32Array => {
+    const t = tf.tidy(() => forward(tf.tensor4d(x, [n, size, size, 3])));
+    const logits = Float32Array.from(t.dataSync());
+    t.dispose();
+    return logits;
+  };
   const batches = epochBatches(split, {
     batchSize: opts.batchSize ?? evalBatchSize(size),
     seed: opts.seed,
@@ -73,9 +84,7 @@ export async function evaluate(
   });
   for await (const b of batches) {
     if (opts.signal?.aborted) return null;
-    const t = tf.tidy(() => forward(tf.tensor4d(b.x, [b.n, size, size, 3])));
-    const logits = (await t.data()) as Float32Array;
-    t.dispose();
+    const logits = opts.split ? await opts.split(b.x, b.n, rowsLogits) : rowsLogits(b.x, b.n);
     const hits = topKHits(logits, b.y, classes, k);
     top1 += hits.top1;
     top5 += hits.topk;

@@ -1,12 +1,14 @@
 // Training steps split over several threads (TRAIN_THREADS): rank 0 is the calling thread, ranks
 // 1..world-1 are step peers (step-peer-worker.ts), each with its own tfjs backend and model
 // replica. Each step, rank 0 posts every peer its rows of the batch, then trains its own; they meet
-// at the collective's exchanges inside the step (shard-step.ts). Evaluation and checkpoints stay
-// on rank 0, whose replica equals every peer's after each step.
+// at the collective's exchanges inside the step (shard-step.ts). An evaluation is split the same
+// way (each rank the logits of its rows; the replicas are equal after every step); checkpoints
+// stay on rank 0.
 //
 //   const dp = await DataParallelStep.open({ world: 2, ... });
 //   await dp.sync(model, opt);          // after restoring a checkpoint: peers take rank 0's state
 //   const loss = dp.step(input);        // synchronous, like trainStep
+//   dp.evalBegin(forward); await dp.forwardRows(x, n, size, classes, local); dp.evalEnd();
 //   await dp.close();
 import type { Worker } from 'node:worker_threads';
 import { startThread } from '../../start-thread.js';
@@ -17,7 +19,8 @@ import { snapshotState } from '../model-state.js';
 import type { BackendName, StepBatch } from '../train-api.js';
 import { allocateCollectiveMemory, DataParallelError, SharedCollective, type BarrierWaits } from './shared-collective.js';
 import { batchShard, gradientLength, trainShardStep } from './shard-step.js';
-import type { FromPeer, PeerInput, PeerStep, ToPeer } from './step-peer-protocol.js';
+import type { EvalForward, FromPeer, PeerInput, PeerStep, ToPeer } from './step-peer-protocol.js';
+import { shardRows } from './collective-math.js';
 
 export interface DataParallelOptions {
   /** Threads the step is split over (2 or more). */
@@ -35,7 +38,7 @@ interface Peer {
   /** Set when the thread ended or reported an error; the next step fails with it. */
   failure: string | null;
   exited: boolean;
-  waiters: Array<{ want: FromPeer['type']; resolve: () => void; reject: (e: Error) => void }>;
+  waiters: Array<{ want: FromPeer['type']; id?: number; resolve: (m: FromPeer) => void; reject: (e: Error) => void }>;
 }
 
 export class DataParallelStep {
@@ -44,6 +47,8 @@ export class DataParallelStep {
     private readonly coll: SharedCollective,
     private readonly peers: Peer[],
   ) {}
+
+  private evalIds = 0;
 
   get world(): number {
     return this.o.world;
@@ -76,8 +81,8 @@ export class DataParallelStep {
       };
       peer.worker.on('message', (m: FromPeer) => {
         if (m.type === 'error') return fail(m.message);
-        const i = peer.waiters.findIndex((w) => w.want === m.type);
-        if (i >= 0) peer.waiters.splice(i, 1)[0].resolve();
+        const i = peer.waiters.findIndex((w) => w.want === m.type && (m.type !== 'logits' || w.id === m.id));
+        if (i >= 0) peer.waiters.splice(i, 1)[0].resolve(m);
       });
       peer.worker.on('error', (err) => fail(err.message));
       peer.worker.on('exit', (code) => {
@@ -95,9 +100,9 @@ export class DataParallelStep {
     return dp;
   }
 
-  private expect(p: Peer, want: FromPeer['type']): Promise<void> {
+  private expect(p: Peer, want: FromPeer['type'], id?: number): Promise<FromPeer> {
     if (p.failure) return Promise.reject(new DataParallelError('TRAIN_PEER_FAILED', p.failure));
-    return new Promise((resolve, reject) => p.waiters.push({ want, resolve, reject }));
+    return new Promise((resolve, reject) => p.waiters.push({ want, id, resolve, reject }));
   }
 
   private post(p: Peer, m: ToPeer, transfer: ArrayBuffer[] = []): void {
@@ -132,6 +137,49 @@ export class DataParallelStep {
       this.coll.abort(`rank 0: ${(err as Error).message}`);
       throw err;
     }
+  }
+
+  /**
+   * Evaluation over the ranks: until evalEnd, forwardRows computes each batch's logits with every
+   * rank taking its rows (the same split as a step's), so an evaluation uses the cores training
+   * does. A row's logits do not depend on the rows beside it (running BN statistics, frozen
+   * ranges), and the int8 graph's arithmetic is integer, so the result is the one-thread result.
+   */
+  evalBegin(forward: EvalForward): void {
+    for (const p of this.peers) this.post(p, { type: 'eval-begin', forward });
+  }
+
+  /**
+   * Logits (n rows of `classes`) of `x`: rank 0's rows by `local`, the other ranks' on the peers
+   * at the same time.
+   */
+  async forwardRows(x: Float32Array, n: number, size: number, classes: number, local: (x: Float32Array, n: number) => Float32Array): Promise<Float32Array> {
+    const per = size * size * 3;
+    const out = new Float32Array(n * classes);
+    const answers: Array<{ start: number; answer: Promise<FromPeer> }> = [];
+    for (let rank = 1; rank < this.o.world; rank++) {
+      const { start, end } = shardRows(n, rank, this.o.world);
+      if (end <= start) continue;
+      const id = this.evalIds++;
+      const rows = x.slice(start * per, end * per);
+      const answer = this.expect(this.peers[rank - 1], 'logits', id);
+      // Awaited below; a peer that fails meanwhile must not surface as an unhandled rejection first.
+      answer.catch(() => {});
+      this.post(this.peers[rank - 1], { type: 'eval', id, x: rows, n: end - start, size }, [rows.buffer]);
+      answers.push({ start, answer });
+    }
+    const own = shardRows(n, 0, this.o.world);
+    if (own.end > own.start) out.set(local(x.subarray(own.start * per, own.end * per), own.end - own.start), own.start * classes);
+    for (const { start, answer } of answers) {
+      const m = await answer;
+      if (m.type === 'logits') out.set(m.logits, start * classes);
+    }
+    return out;
+  }
+
+  /** Ends an evaluation: the peers free what evalBegin built. */
+  evalEnd(): void {
+    for (const p of this.peers) if (!p.failure) this.post(p, { type: 'eval-end' });
   }
 
   /** Every rank's time at the steps' barriers since the last reset (between steps). */

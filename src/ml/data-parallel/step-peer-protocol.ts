@@ -6,6 +6,7 @@ import type { WeightBits } from '../quant-graph.js';
 import type { NamedArray } from '../checkpoint.js';
 import type { CollectiveMemory } from './shared-collective.js';
 import type { ShardRows } from './shard-step.js';
+import type { ForwardMode } from '../mobilenet-v2.js';
 
 /** workerData of a peer: how to build the same model and optimizer as rank 0. */
 export interface PeerInput {
@@ -24,6 +25,21 @@ export interface PeerInput {
 /** This peer's rows of the batch (copies, transferred with the message). */
 export type PeerStep = { type: 'step' } & ShardRows;
 
-export type ToPeer = { type: 'state'; tensors: NamedArray[]; ranges: Record<string, number[]> } | PeerStep | { type: 'close' };
+/**
+ * An evaluation's forward pass: the int8 graph (built by the peer from its replica, which equals
+ * rank 0's after every step) or the model in `mode`.
+ */
+export type EvalForward = { kind: 'int8'; classes: string[] } | { kind: 'model'; mode: ForwardMode };
 
-export type FromPeer = { type: 'ready' } | { type: 'synced' } | { type: 'error'; message: string };
+/** This peer's rows of one evaluation batch (a copy, transferred); answered by `logits` with the same id. */
+export type PeerEvalRows = { type: 'eval'; id: number; x: Float32Array; n: number; size: number };
+
+export type ToPeer =
+  | { type: 'state'; tensors: NamedArray[]; ranges: Record<string, number[]> }
+  | PeerStep
+  | { type: 'eval-begin'; forward: EvalForward }
+  | PeerEvalRows
+  | { type: 'eval-end' }
+  | { type: 'close' };
+
+export type FromPeer = { type: 'ready' } | { type: 'synced' } | { type: 'logits'; id: number; logits: Float32Array } | { type: 'error'; message: string };

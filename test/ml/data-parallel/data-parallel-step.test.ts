@@ -30,6 +30,13 @@ import { restoreState, snapshotState } from '../../../src/ml/model-state.js';
 import { DataParallelStep } from '../../../src/ml/data-parallel/data-parallel-step.js';
 import { DataParallelError } from '../../../src/ml/data-parallel/shared-collective.js';
 import type { BackendName } from '../../../src/ml/train-api.js';
+import type { EvalForward } from '../../../src/ml/data-parallel/step-peer-protocol.js';
+import { tf } from '../../../src/ml/tf.js';
+import { evalMode } from '../../../src/ml/train.js';
+import { evaluate } from '../../../src/ml/evaluate.js';
+import { Int8GraphRunner } from '../../../src/ml/int8-graph-runner.js';
+import { toQuantGraph } from '../../../src/ml/to-quant-graph.js';
+import { loadDataset, NORMALIZATION } from '../../../src/data/index.js';
 
 process.env.TFJS_BACKEND ||= 'wasm';
 
@@ -175,6 +182,73 @@ describe('barrier waits (bench/train.ts --barrier-waits)', () => {
     }
     dp.resetBarrierWaits();
     expect(dp.barrierWaits()).toEqual([0, 1].map(() => ({ barriers: 0, waitMs: 0, long: 0, longMs: 0 })));
+  });
+});
+
+describe('an evaluation split over 2 threads', () => {
+  const rowsOf = (n: number) => Float32Array.from({ length: n * SIZE * SIZE * 3 }, (_, i) => Math.cos(i * 0.7071) * 1.7);
+  const forwards = (classes: string[]): EvalForward[] => [
+    { kind: 'int8', classes },
+    { kind: 'model', mode: evalMode(false) },
+  ];
+  /** Rank 0's side of `forward`: what the trainer's evaluate computes on one thread. */
+  function localForward(forward: EvalForward, classes: string[]) {
+    const int8 = forward.kind === 'int8' ? new Int8GraphRunner(toQuantGraph(two.model, classes, NORMALIZATION)) : null;
+    const run = (xs: Float32Array, n: number) => {
+      const t = tf.tidy(() => {
+        const input = tf.tensor4d(xs, [n, SIZE, SIZE, 3]);
+        return int8 ? int8.run(input) : two.model.forward(input, forward.kind === 'model' ? forward.mode : evalMode(true));
+      });
+      const out = t.dataSync().slice() as Float32Array;
+      t.dispose();
+      return out;
+    };
+    return { run, int8, dispose: () => int8?.dispose() };
+  }
+
+  it('gives the 1-thread logits (the int8 graph bit for bit, the float model to rounding) for 1 row (rank 0 has none), 7 and 52', async () => {
+    await copyOneToTwo();
+    stepBoth(mode(5, true)); // a QAT step: the replicas observe their ranges and stay equal
+    const classes = ['a', 'b', 'c', 'd'];
+    for (const forward of forwards(classes)) {
+      const local = localForward(forward, classes);
+      dp.evalBegin(forward);
+      try {
+        for (const n of [1, 7, 52]) {
+          const xs = rowsOf(n);
+          const alone = local.run(xs, n);
+          const split = await dp.forwardRows(xs, n, SIZE, 4, local.run);
+          expect(split.length).toBe(n * 4);
+          if (forward.kind === 'int8') expect(split).toEqual(alone);
+          else for (let i = 0; i < alone.length; i++) expect(Math.abs(split[i] - alone[i]), `${n} rows, logit ${i}`).toBeLessThan(1e-4);
+        }
+      } finally {
+        dp.evalEnd();
+        local.dispose();
+      }
+    }
+  });
+
+  it('scores a validation split as one thread does (evaluate with split)', async () => {
+    const ds = await loadDataset(
+      { type: 'synthetic', classes: 4, samplesPerClass: 4, valPerClass: 13, seed: 1 },
+      { dataRoot: '/nonexistent', inputSize: SIZE },
+    );
+    for (const forward of forwards(ds.classes)) {
+      const local = localForward(forward, ds.classes);
+      const opts = { seed: 0, batchSize: 7, mode: evalMode(true), forward: local.int8 ? (t: tf.Tensor4D) => local.int8!.run(t) : undefined };
+      if (forward.kind === 'model') opts.mode = forward.mode;
+      const alone = await evaluate(two.model, ds.val, opts);
+      dp.evalBegin(forward);
+      try {
+        const split = await evaluate(two.model, ds.val, { ...opts, split: (xs, n, own) => dp.forwardRows(xs, n, SIZE, 4, own) });
+        expect(split).toEqual(alone);
+        expect(split?.count).toBe(52);
+      } finally {
+        dp.evalEnd();
+        local.dispose();
+      }
+    }
   });
 });
 
