@@ -1,7 +1,6 @@
 // Top-1 / top-5 on a split, in evaluation mode (running BN statistics, frozen activation ranges).
-import { tf } from './tf.js';
 import { epochBatches, type Split } from '../data/index.js';
-import type { ForwardMode, MobileNetV2 } from './mobilenet-v2.js';
+import type { MobileNetV2 } from './mobilenet-v2.js';
 
 export interface TopK {
   top1: number;
@@ -40,8 +39,9 @@ export function evalBatchSize(inputSize: number): number {
 const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
 
 /**
- * Evaluates `model` on `split`. Returns null when `signal` aborts midway (the caller is stopping).
- * Yields to the event loop between batches so heartbeats keep running during a long eval.
+ * Evaluates `model` on `split` with `logits` (rowLogits in eval-forward.ts). Returns null when
+ * `signal` aborts midway (the caller is stopping). Yields to the event loop between batches so
+ * heartbeats keep running during a long eval.
  */
 export async function evaluate(
   model: MobileNetV2,
@@ -50,10 +50,9 @@ export async function evaluate(
     /** Images per batch (default evalBatchSize(inputSize)). */
     batchSize?: number;
     seed: number;
-    mode: ForwardMode;
     signal?: AbortSignal;
-    /** Logits for a batch instead of `model.forward(x, mode)` (the int8 graph runner). */
-    forward?: (x: tf.Tensor4D) => tf.Tensor2D;
+    /** This thread's logits of n rows. */
+    logits: (x: Float32Array, n: number) => Float32Array;
     /**
      * Runs a batch's rows over several threads (DataParallelStep.forwardRows): `local` is this
      * thread's forward for its rows.
@@ -61,19 +60,12 @@ export async function evaluate(
     split?: (x: Float32Array, n: number, local: (x: Float32Array, n: number) => Float32Array) => Promise<Float32Array>;
   },
 ): Promise<TopK | null> {
-  const forward = opts.forward ?? ((x: tf.Tensor4D) => model.forward(x, opts.mode));
   const classes = model.arch.numClasses;
   const k = Math.min(5, classes);
   let top1 = 0;
   let top5 = 0;
   let count = 0;
   const size = model.arch.inputSize;
-  const rowsLogits = (x: Float32Array, n: number): Float32Array => {
-    const t = tf.tidy(() => forward(tf.tensor4d(x, [n, size, size, 3])));
-    const logits = Float32Array.from(t.dataSync());
-    t.dispose();
-    return logits;
-  };
   const batches = epochBatches(split, {
     batchSize: opts.batchSize ?? evalBatchSize(size),
     seed: opts.seed,
@@ -84,7 +76,7 @@ export async function evaluate(
   });
   for await (const b of batches) {
     if (opts.signal?.aborted) return null;
-    const logits = opts.split ? await opts.split(b.x, b.n, rowsLogits) : rowsLogits(b.x, b.n);
+    const logits = opts.split ? await opts.split(b.x, b.n, opts.logits) : opts.logits(b.x, b.n);
     const hits = topKHits(logits, b.y, classes, k);
     top1 += hits.top1;
     top5 += hits.topk;

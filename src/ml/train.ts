@@ -16,8 +16,6 @@ import { evalBatchSize, evaluate, type TopK } from './evaluate.js';
 import { DivergenceGuard } from './divergence.js';
 import { StepRate } from './step-rate.js';
 import { isWasmAbort, WasmAbortedError, type WasmPhase } from './wasm-abort.js';
-import { Int8GraphRunner } from './int8-graph-runner.js';
-import { toQuantGraph } from './to-quant-graph.js';
 import { CheckpointError, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint } from './checkpoint.js';
 import { restoreState, snapshotState } from './model-state.js';
 import { hashSeed, loadDataset, NORMALIZATION, openTrainBatches, stepsPerEpoch, type Dataset, type TrainBatches } from '../data/index.js';
@@ -26,7 +24,7 @@ import type { BackendName, EvalMetric, StepBatch, TrainOptions, TrainResult, Tra
 import { silentLogger, type Logger } from '../logger.js';
 import { qatOpsName } from './qat-ops.js';
 import { DataParallelStep } from './data-parallel/data-parallel-step.js';
-import type { EvalForward } from './data-parallel/step-peer-protocol.js';
+import { rowLogits, type EvalForward } from './eval-forward.js';
 
 export class TrainingError extends Error {
   constructor(
@@ -344,19 +342,18 @@ async function evaluateRun(run: Run): Promise<EvalMetric | null> {
  */
 async function evaluateOn(run: Run, forward: EvalForward, opts: { batchSize: number; seed: number; signal?: AbortSignal }): Promise<TopK | null> {
   const { model, ds } = run;
-  const int8 = forward.kind === 'int8' ? new Int8GraphRunner(toQuantGraph(model, forward.classes, NORMALIZATION)) : null;
+  const rows = rowLogits(model, forward);
   const dp = run.parallel;
   try {
     dp?.evalBegin(forward);
     return await evaluate(model, ds.val, {
       ...opts,
-      mode: forward.kind === 'model' ? forward.mode : evalMode(true),
-      forward: int8 ? (x) => int8.run(x) : undefined,
+      logits: rows.logits,
       split: dp ? (x, n, local) => dp.forwardRows(x, n, run.arch.inputSize, model.arch.numClasses, local) : undefined,
     });
   } finally {
     dp?.evalEnd();
-    int8?.dispose();
+    rows.dispose();
   }
 }
 

@@ -19,7 +19,8 @@ import { snapshotState } from '../model-state.js';
 import type { BackendName, StepBatch } from '../train-api.js';
 import { allocateCollectiveMemory, DataParallelError, SharedCollective, type BarrierWaits } from './shared-collective.js';
 import { batchShard, gradientLength, trainShardStep } from './shard-step.js';
-import type { EvalForward, FromPeer, PeerInput, PeerStep, ToPeer } from './step-peer-protocol.js';
+import type { FromPeer, PeerInput, PeerStep, ToPeer } from './step-peer-protocol.js';
+import type { EvalForward } from '../eval-forward.js';
 import { shardRows } from './collective-math.js';
 
 export interface DataParallelOptions {
@@ -165,7 +166,7 @@ export class DataParallelStep {
       const answer = this.expect(this.peers[rank - 1], 'logits', id);
       // Awaited below; a peer that fails meanwhile must not surface as an unhandled rejection first.
       answer.catch(() => {});
-      this.post(this.peers[rank - 1], { type: 'eval', id, x: rows, n: end - start, size }, [rows.buffer]);
+      this.post(this.peers[rank - 1], { type: 'eval', id, x: rows, n: end - start }, [rows.buffer]);
       answers.push({ start, answer });
     }
     const own = shardRows(n, 0, this.o.world);

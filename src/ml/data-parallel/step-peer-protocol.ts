@@ -6,7 +6,7 @@ import type { WeightBits } from '../quant-graph.js';
 import type { NamedArray } from '../checkpoint.js';
 import type { CollectiveMemory } from './shared-collective.js';
 import type { ShardRows } from './shard-step.js';
-import type { ForwardMode } from '../mobilenet-v2.js';
+import type { EvalForward } from '../eval-forward.js';
 
 /** workerData of a peer: how to build the same model and optimizer as rank 0. */
 export interface PeerInput {
@@ -25,14 +25,8 @@ export interface PeerInput {
 /** This peer's rows of the batch (copies, transferred with the message). */
 export type PeerStep = { type: 'step' } & ShardRows;
 
-/**
- * An evaluation's forward pass: the int8 graph (built by the peer from its replica, which equals
- * rank 0's after every step) or the model in `mode`.
- */
-export type EvalForward = { kind: 'int8'; classes: string[] } | { kind: 'model'; mode: ForwardMode };
-
 /** This peer's rows of one evaluation batch (a copy, transferred); answered by `logits` with the same id. */
-export type PeerEvalRows = { type: 'eval'; id: number; x: Float32Array; n: number; size: number };
+export type PeerEvalRows = { type: 'eval'; id: number; x: Float32Array; n: number };
 
 export type ToPeer =
   | { type: 'state'; tensors: NamedArray[]; ranges: Record<string, number[]> }

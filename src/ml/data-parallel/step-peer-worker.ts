@@ -7,11 +7,8 @@ import { MomentumSgd, type SgdParam } from '../optimizer.js';
 import { restoreState } from '../model-state.js';
 import { SharedCollective } from './shared-collective.js';
 import { trainShardStep } from './shard-step.js';
-import type { EvalForward, FromPeer, PeerInput, ToPeer } from './step-peer-protocol.js';
-import { tf } from '../tf.js';
-import { Int8GraphRunner } from '../int8-graph-runner.js';
-import { toQuantGraph } from '../to-quant-graph.js';
-import { NORMALIZATION } from '../../data/normalization.js';
+import type { FromPeer, PeerInput, ToPeer } from './step-peer-protocol.js';
+import { rowLogits, type RowLogits } from '../eval-forward.js';
 
 const input = workerData as PeerInput;
 const port = parentPort!;
@@ -26,8 +23,7 @@ async function main(): Promise<void> {
     .map((p) => ({ name: p.name, variable: p.variable, decay: p.role === 'weight' }));
   const coll = new SharedCollective(input.memory, input.rank);
   // Between eval-begin and eval-end: the evaluation's forward pass (and the int8 graph it built).
-  let evalForward: EvalForward | null = null;
-  let int8: Int8GraphRunner | null = null;
+  let evalRows: RowLogits | null = null;
   port.on('message', (m: ToPeer) => {
     if (m.type === 'state') {
       try {
@@ -45,33 +41,25 @@ async function main(): Promise<void> {
         coll.abort(`rank ${input.rank}: ${(err as Error).message}`);
       }
     } else if (m.type === 'eval-begin') {
-      evalForward = m.forward;
       try {
-        if (m.forward.kind === 'int8') int8 = new Int8GraphRunner(toQuantGraph(model, m.forward.classes, NORMALIZATION));
+        evalRows?.dispose();
+        evalRows = rowLogits(model, m.forward);
       } catch (err) {
         post({ type: 'error', message: (err as Error).message });
       }
     } else if (m.type === 'eval') {
       try {
-        const f = evalForward;
-        if (!f || (f.kind === 'int8' && !int8)) throw new Error('evaluation rows before eval-begin');
-        const t = tf.tidy(() => {
-          const xs = tf.tensor4d(m.x, [m.n, m.size, m.size, 3]);
-          return f.kind === 'int8' ? int8!.run(xs) : model.forward(xs, f.mode);
-        });
-        // A copy of its own, so transferring it can never take a backend's storage with it.
-        const logits = Float32Array.from(t.dataSync());
-        t.dispose();
+        if (!evalRows) throw new Error('evaluation rows before eval-begin');
+        const logits = evalRows.logits(m.x, m.n);
         port.postMessage({ type: 'logits', id: m.id, logits } satisfies FromPeer, [logits.buffer]);
       } catch (err) {
         post({ type: 'error', message: (err as Error).message });
       }
     } else if (m.type === 'eval-end') {
-      int8?.dispose();
-      int8 = null;
-      evalForward = null;
+      evalRows?.dispose();
+      evalRows = null;
     } else {
-      int8?.dispose();
+      evalRows?.dispose();
       opt.dispose();
       model.dispose();
       port.close();

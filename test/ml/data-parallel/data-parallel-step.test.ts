@@ -30,13 +30,10 @@ import { restoreState, snapshotState } from '../../../src/ml/model-state.js';
 import { DataParallelStep } from '../../../src/ml/data-parallel/data-parallel-step.js';
 import { DataParallelError } from '../../../src/ml/data-parallel/shared-collective.js';
 import type { BackendName } from '../../../src/ml/train-api.js';
-import type { EvalForward } from '../../../src/ml/data-parallel/step-peer-protocol.js';
-import { tf } from '../../../src/ml/tf.js';
+import { rowLogits, type EvalForward } from '../../../src/ml/eval-forward.js';
 import { evalMode } from '../../../src/ml/train.js';
 import { evaluate } from '../../../src/ml/evaluate.js';
-import { Int8GraphRunner } from '../../../src/ml/int8-graph-runner.js';
-import { toQuantGraph } from '../../../src/ml/to-quant-graph.js';
-import { loadDataset, NORMALIZATION } from '../../../src/data/index.js';
+import { loadDataset } from '../../../src/data/index.js';
 
 process.env.TFJS_BACKEND ||= 'wasm';
 
@@ -191,33 +188,19 @@ describe('an evaluation split over 2 threads', () => {
     { kind: 'int8', classes },
     { kind: 'model', mode: evalMode(false) },
   ];
-  /** Rank 0's side of `forward`: what the trainer's evaluate computes on one thread. */
-  function localForward(forward: EvalForward, classes: string[]) {
-    const int8 = forward.kind === 'int8' ? new Int8GraphRunner(toQuantGraph(two.model, classes, NORMALIZATION)) : null;
-    const run = (xs: Float32Array, n: number) => {
-      const t = tf.tidy(() => {
-        const input = tf.tensor4d(xs, [n, SIZE, SIZE, 3]);
-        return int8 ? int8.run(input) : two.model.forward(input, forward.kind === 'model' ? forward.mode : evalMode(true));
-      });
-      const out = t.dataSync().slice() as Float32Array;
-      t.dispose();
-      return out;
-    };
-    return { run, int8, dispose: () => int8?.dispose() };
-  }
-
   it('gives the 1-thread logits (the int8 graph bit for bit, the float model to rounding) for 1 row (rank 0 has none), 7 and 52', async () => {
     await copyOneToTwo();
     stepBoth(mode(5, true)); // a QAT step: the replicas observe their ranges and stay equal
     const classes = ['a', 'b', 'c', 'd'];
     for (const forward of forwards(classes)) {
-      const local = localForward(forward, classes);
+      // Rank 0's side: what the trainer's evaluation computes on one thread.
+      const local = rowLogits(two.model, forward);
       dp.evalBegin(forward);
       try {
         for (const n of [1, 7, 52]) {
           const xs = rowsOf(n);
-          const alone = local.run(xs, n);
-          const split = await dp.forwardRows(xs, n, SIZE, 4, local.run);
+          const alone = local.logits(xs, n);
+          const split = await dp.forwardRows(xs, n, SIZE, 4, local.logits);
           expect(split.length).toBe(n * 4);
           if (forward.kind === 'int8') expect(split).toEqual(alone);
           else for (let i = 0; i < alone.length; i++) expect(Math.abs(split[i] - alone[i]), `${n} rows, logit ${i}`).toBeLessThan(1e-4);
@@ -235,9 +218,8 @@ describe('an evaluation split over 2 threads', () => {
       { dataRoot: '/nonexistent', inputSize: SIZE },
     );
     for (const forward of forwards(ds.classes)) {
-      const local = localForward(forward, ds.classes);
-      const opts = { seed: 0, batchSize: 7, mode: evalMode(true), forward: local.int8 ? (t: tf.Tensor4D) => local.int8!.run(t) : undefined };
-      if (forward.kind === 'model') opts.mode = forward.mode;
+      const local = rowLogits(two.model, forward);
+      const opts = { seed: 0, batchSize: 7, logits: local.logits };
       const alone = await evaluate(two.model, ds.val, opts);
       dp.evalBegin(forward);
       try {
