@@ -5,6 +5,8 @@
 import type { DataWarning } from './errors.js';
 import { DatasetError, type DatasetErrorCode } from './errors.js';
 import type { SplitSource } from './split-source.js';
+import type { Augmentation } from './augment.js';
+import type { ImagePlace } from './source-rows.js';
 
 export interface ThreadInput {
   source: SplitSource;
@@ -15,6 +17,8 @@ export interface ThreadInput {
   augment: boolean;
   shuffle: boolean;
   dropLast: boolean;
+  /** Rendered float32 batches, or each row's stored image and augmentation (Split.sources) for the training threads to render. */
+  deliver: 'pixels' | 'sources';
   /** Batch buffers in the ring: the one being trained on plus those rendered ahead. */
   slots: number;
 }
@@ -23,7 +27,7 @@ export interface ThreadInput {
 export type ToBatchThread =
   | { type: 'epoch'; gen: number; epoch: number; start: number }
   | { type: 'stop'; gen: number }
-  | { type: 'release'; x: ArrayBuffer };
+  | { type: 'release'; buffer: ArrayBuffer };
 
 export interface SerializedError {
   name: string;
@@ -33,7 +37,8 @@ export interface SerializedError {
 
 export type FromBatchThread =
   | { type: 'ready'; length: number }
-  | { type: 'batch'; gen: number; step: number; n: number; x: ArrayBuffer; y: Int32Array }
+  /** `buffer`: the float32 pixels, or with `rows` the packed source images (SourceRows.bytes). */
+  | { type: 'batch'; gen: number; step: number; n: number; buffer: ArrayBuffer; y: Int32Array; rows?: { images: ImagePlace[]; augs: Augmentation[] } }
   | { type: 'done'; gen: number }
   | { type: 'error'; gen: number; error: SerializedError }
   /** `skipped`: images newly counted as unreadable with this warning (adds to Dataset.stats). */

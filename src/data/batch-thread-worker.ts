@@ -1,6 +1,8 @@
 // The batch thread: rebuilds the training split from its plain-data source and renders the
 // batches of the epoch the training thread asks for (decode, resize, augmentation,
 // normalization), one ahead, into a ring of buffers that travel back and forth without copies.
+// With `deliver: 'sources'` it stops before the pixel pass: each row's stored image (copied out
+// of the cache) and augmentation draw (Split.sources), two ahead.
 // The order and augmentation are the synchronous pipeline's own functions (stratifiedEpochOrder,
 // batchIndices, ImageSplit.batch), so the batches are the same. Protocol: batch-thread.ts.
 import { parentPort, workerData } from 'node:worker_threads';
@@ -11,6 +13,7 @@ import type { FolderStats } from './image-folder.js';
 import { splitFromSource } from './split-source.js';
 import type { FromBatchThread, ThreadInput, ToBatchThread } from './batch-thread-protocol.js';
 import { serializeError } from './batch-thread-protocol.js';
+import { maxImageBytes } from './source-rows.js';
 
 const port = parentPort!;
 const input = workerData as ThreadInput;
@@ -24,19 +27,20 @@ const warn = (warning: DataWarning) => {
 };
 const split = splitFromSource(input.source, new SharedByteBudget(input.budget), warn, stats);
 const steps = stepsPerEpoch(split.length, input.batchSize, input.dropLast);
-const floatsPerBatch = input.batchSize * input.source.inputSize ** 2 * 3;
+const sources = input.deliver === 'sources';
+const slotBytes = input.batchSize * (sources ? maxImageBytes(input.source.inputSize) : input.source.inputSize ** 2 * 3 * 4);
 
 // The ring: `slots` buffers exist at most; the training thread holds the others.
-const free: Float32Array[] = [];
+const free: ArrayBuffer[] = [];
 let made = 0;
 let waiting: (() => void)[] = [];
-async function takeSlot(): Promise<Float32Array> {
+async function takeSlot(): Promise<ArrayBuffer> {
   for (;;) {
     const slot = free.pop();
     if (slot) return slot;
     if (made < input.slots) {
       made++;
-      return new Float32Array(floatsPerBatch);
+      return new ArrayBuffer(slotBytes);
     }
     await new Promise<void>((r) => waiting.push(r));
   }
@@ -53,10 +57,17 @@ async function produce(gen: number, epoch: number, start: number): Promise<void>
       free.push(slot);
       return;
     }
-    let batch;
+    let m: FromBatchThread;
     try {
       const indices = batchIndices(order, step, input.batchSize, split.length);
-      batch = await split.batch(indices, { augment: input.augment, seed: input.seed, epoch, step }, slot);
+      const aug = { augment: input.augment, seed: input.seed, epoch, step };
+      if (sources) {
+        const b = await split.sources(indices, aug, new Uint8Array(slot));
+        m = { type: 'batch', gen, step, n: b.n, buffer: slot, y: b.y, rows: { images: b.rows.images, augs: b.rows.augs } };
+      } else {
+        const b = await split.batch(indices, aug, new Float32Array(slot));
+        m = { type: 'batch', gen, step, n: b.n, buffer: slot, y: b.y };
+      }
     } catch (err) {
       free.push(slot);
       if (gen === current) post({ type: 'error', gen, error: serializeError(err) });
@@ -66,7 +77,7 @@ async function produce(gen: number, epoch: number, start: number): Promise<void>
       free.push(slot);
       return;
     }
-    post({ type: 'batch', gen, step, n: batch.n, x: slot.buffer as ArrayBuffer, y: batch.y }, [slot.buffer as ArrayBuffer]);
+    post(m, [slot]);
   }
   post({ type: 'done', gen });
 }
@@ -78,7 +89,7 @@ port.on('message', (m: ToBatchThread) => {
   } else if (m.type === 'stop') {
     if (current === m.gen) current = -1;
   } else if (m.type === 'release') {
-    if (m.x.byteLength === floatsPerBatch * 4) free.push(new Float32Array(m.x));
+    if (m.buffer.byteLength === slotBytes) free.push(m.buffer);
   }
   // Any message may free a slot or end an epoch: let a waiting producer look again.
   const woken = waiting;

@@ -2,7 +2,7 @@
 // (seed, epoch, step), so resuming at step k of an epoch yields exactly the batches k, k+1, ...
 // that the uninterrupted run produced.
 import { Rng, hashSeed, shuffleInPlace } from './rng.js';
-import type { Batch, Split } from './split.js';
+import type { Batch, BatchAugment, SourceBatch, Split } from './split.js';
 
 /** Salt that keeps the order stream apart from other streams seeded by the same (seed, epoch). */
 const ORDER_STREAM = 0x0de7;
@@ -68,12 +68,41 @@ export interface EpochBatch extends Batch {
   stepInEpoch: number;
 }
 
+/** A batch delivered before its pixel pass (Split.sources), for training threads that render their own rows. */
+export interface EpochSourceBatch extends SourceBatch {
+  stepInEpoch: number;
+}
+
+/** An epoch's batches; peek() tells, without waiting, whether the one after the current is ready. */
+export interface EpochIterator<B> extends AsyncIterator<B> {
+  /** The batch the next next() returns, if it is already there (never waits, never renders); null otherwise. */
+  peek(): B | null;
+}
+
+export interface EpochIterable<B> {
+  [Symbol.asyncIterator](): EpochIterator<B>;
+}
+
 /**
  * The batches of one epoch, `prefetch` of them in flight ahead of the consumer so image decoding
  * (sharp's thread pool) overlaps the training step. Breaking out of the loop stops prefetching.
  * Augmentation of batch k is seeded by (seed, epoch, k, position in batch).
  */
-export function epochBatches(split: Split, o: EpochBatchOptions): AsyncIterable<EpochBatch> {
+export function epochBatches(split: Split, o: EpochBatchOptions): EpochIterable<EpochBatch> {
+  return epochOf(split, o, (indices, aug) => split.batch(indices, aug));
+}
+
+/** epochBatches' batches before their pixel pass (Split.sources). */
+export function epochSources(split: Split, o: EpochBatchOptions): EpochIterable<EpochSourceBatch> {
+  return epochOf(split, o, (indices, aug) => split.sources(indices, aug));
+}
+
+function epochOf<B extends { n: number }>(
+  split: Split,
+  o: EpochBatchOptions,
+  load: (indices: Int32Array, aug: BatchAugment) => Promise<B>,
+): EpochIterable<B & { stepInEpoch: number }> {
+  type Out = B & { stepInEpoch: number };
   const steps = stepsPerEpoch(split.length, o.batchSize, o.dropLast);
   const start = o.startStepInEpoch ?? 0;
   const prefetch = o.prefetch ?? 2;
@@ -81,26 +110,31 @@ export function epochBatches(split: Split, o: EpochBatchOptions): AsyncIterable<
   if (!Number.isInteger(prefetch) || prefetch < 0) throw new RangeError(`bad prefetch ${prefetch}`);
 
   return {
-    [Symbol.asyncIterator](): AsyncIterator<EpochBatch> {
+    [Symbol.asyncIterator](): EpochIterator<Out> {
       const order = o.shuffle ? stratifiedEpochOrder(o.seed, o.epoch, split.labels) : null;
-      const pending: Promise<EpochBatch>[] = [];
+      // Requested batches in step order; `value` is set once one has arrived (for peek).
+      const pending: Array<{ promise: Promise<Out>; value?: Out }> = [];
       let next = start; // next step to request
       let closed = false;
 
-      const request = (step: number): Promise<EpochBatch> => {
+      const request = (step: number) => {
         const indices = batchIndices(order, step, o.batchSize, split.length);
-        const p = split
-          .batch(indices, { augment: o.augment, seed: o.seed, epoch: o.epoch, step })
-          .then((b) => ({ ...b, stepInEpoch: step }));
-        p.catch(() => {}); // surfaced when awaited; avoids an unhandled rejection if abandoned
-        return p;
+        const slot: { promise: Promise<Out>; value?: Out } = {
+          promise: load(indices, { augment: o.augment, seed: o.seed, epoch: o.epoch, step }).then((b) => {
+            const value = { ...b, stepInEpoch: step };
+            slot.value = value;
+            return value;
+          }),
+        };
+        slot.promise.catch(() => {}); // surfaced when awaited; avoids an unhandled rejection if abandoned
+        return slot;
       };
       const fill = () => {
         while (!closed && next < steps && pending.length < prefetch + 1) pending.push(request(next++));
       };
 
       return {
-        async next(): Promise<IteratorResult<EpochBatch>> {
+        async next(): Promise<IteratorResult<Out>> {
           if (closed) return { done: true, value: undefined };
           // In flight while the consumer works on batch k: k+1 .. k+prefetch. Asking for k+1 tops
           // the window up first, so decoding never idles while we wait.
@@ -110,9 +144,9 @@ export function epochBatches(split: Split, o: EpochBatchOptions): AsyncIterable<
             closed = true;
             return { done: true, value: undefined };
           }
-          let value: EpochBatch;
+          let value: Out;
           try {
-            value = await head;
+            value = await head.promise;
           } catch (err) {
             closed = true;
             pending.length = 0;
@@ -120,11 +154,12 @@ export function epochBatches(split: Split, o: EpochBatchOptions): AsyncIterable<
           }
           return { done: false, value };
         },
-        async return(): Promise<IteratorResult<EpochBatch>> {
+        async return(): Promise<IteratorResult<Out>> {
           closed = true;
           pending.length = 0;
           return { done: true, value: undefined };
         },
+        peek: () => (closed ? null : (pending[0]?.value ?? null)),
       };
     },
   };

@@ -10,6 +10,8 @@
 //   eval: epochBatches(ds.val, { ..., shuffle: false, augment: false, dropLast: false })
 //   training: openTrainBatches(ds, {...}) renders the same batches in a separate thread, one ahead
 //   of the step (batch-thread.ts); each split carries a plain-data `source` the thread rebuilds it from.
+//   openTrainSources(ds, {...}) delivers them before the pixel pass (source-rows.ts), for training
+//   threads that render their own rows.
 //
 // Determinism: the order of epoch e is stratifiedEpochOrder(seed, e, labels) and the augmentation of the sample at
 // position i of step s is drawn from Rng.at(seed, e, s, i); no state is carried between calls, so a
@@ -42,14 +44,15 @@ export { NORMALIZATION, NORMALIZE_LUT } from './normalization.js';
 export { DatasetError, DatasetPathError, type DataWarning, type DatasetErrorCode } from './errors.js';
 export { resolveUnderRoot } from './safe-path.js';
 export { decodeImageToRgb, FLATTEN_BACKGROUND } from './image-decode.js';
-export { stratifiedEpochOrder, epochBatches, stepsPerEpoch, type EpochBatch, type EpochBatchOptions } from './batching.js';
+export { stratifiedEpochOrder, epochBatches, epochSources, stepsPerEpoch, type EpochBatch, type EpochBatchOptions, type EpochSourceBatch, type EpochIterator } from './batching.js';
 export { Rng, hashSeed, mix32, shuffleInPlace } from './rng.js';
-export type { Split, Batch, BatchAugment } from './split.js';
+export type { Split, Batch, BatchAugment, SourceBatch } from './split.js';
+export { RowsRenderer, sliceSourceRows, packSourceRows, type SourceRows } from './source-rows.js';
 export { FASHION_MNIST_CLASSES } from './fashion-mnist.js';
 export { PAD_CROP_BELOW, RRC_AREA } from './augment.js';
 export { SharedByteBudget, type ByteBudget } from './byte-cache.js';
 export { splitFromSource, type SplitSource } from './split-source.js';
-export { openTrainBatches, BatchThreadError, type TrainBatches, type TrainBatchOptions } from './batch-thread.js';
+export { openTrainBatches, openTrainSources, BatchThreadError, type TrainBatches, type TrainBatchOptions } from './batch-thread.js';
 
 /** Default bytes of decoded/rendered uint8 images kept in memory per data set. */
 export const DEFAULT_CACHE_BYTES = 1024 ** 3;

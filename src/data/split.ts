@@ -1,7 +1,8 @@
 // A split is a list of labelled images that can be rendered into batches. Sources (synthetic,
 // fashion-mnist, imagefolder) only say how to fetch image i as uint8; everything after that
 // (augmentation, resize, normalization, batching) is shared here.
-import { NO_AUGMENTATION, drawAugmentation, renderSample, type SourceImage } from './augment.js';
+import { NO_AUGMENTATION, drawAugmentation, renderSample, type Augmentation, type SourceImage } from './augment.js';
+import { packSourceRows, type SourceRows } from './source-rows.js';
 import { Rng } from './rng.js';
 import type { SplitSource } from './split-source.js';
 
@@ -23,6 +24,13 @@ export interface Batch {
   n: number;
 }
 
+/** A batch before its pixel pass: each row's stored image and augmentation (source-rows.ts). */
+export interface SourceBatch {
+  rows: SourceRows;
+  y: Int32Array;
+  n: number;
+}
+
 export interface Split {
   readonly length: number;
   /** Label of each sample (index into Dataset.classes). */
@@ -33,6 +41,8 @@ export interface Split {
    * so a caller can recycle batch buffers instead of allocating one per step.
    */
   batch(indices: ArrayLike<number>, aug: BatchAugment, out?: Float32Array): Promise<Batch>;
+  /** The same batch before rendering: `batch` is `sources` then renderSample of every row. */
+  sources(indices: ArrayLike<number>, aug: BatchAugment, out?: Uint8Array): Promise<SourceBatch>;
   /** Plain-data description another thread can rebuild this split from (see split-source.ts). */
   readonly source?: SplitSource;
 }
@@ -63,7 +73,23 @@ export class ImageSplit implements Split {
   }
 
   async batch(indices: ArrayLike<number>, aug: BatchAugment, out?: Float32Array): Promise<Batch> {
-    const n = indices.length;
+    const { images, augs, y } = await this.fetch(indices, aug);
+    const n = images.length;
+    const s = this.inputSize;
+    const per = s * s * 3;
+    if (out && out.length < n * per) throw new RangeError(`batch buffer holds ${out.length} floats, need ${n * per}`);
+    const x = out ? out.subarray(0, n * per) : new Float32Array(n * per);
+    for (let k = 0; k < n; k++) renderSample(images[k], s, augs[k], x, k * per);
+    return { x, y, n };
+  }
+
+  async sources(indices: ArrayLike<number>, aug: BatchAugment, out?: Uint8Array): Promise<SourceBatch> {
+    const { images, augs, y } = await this.fetch(indices, aug);
+    return { rows: packSourceRows(images, augs, out), y, n: images.length };
+  }
+
+  /** Each row's stored image, augmentation draw and label. */
+  private async fetch(indices: ArrayLike<number>, aug: BatchAugment): Promise<{ images: SourceImage[]; augs: Augmentation[]; y: Int32Array }> {
     const idx = Array.from(indices);
     for (const i of idx) {
       if (!Number.isInteger(i) || i < 0 || i >= this.length) {
@@ -71,15 +97,7 @@ export class ImageSplit implements Split {
       }
     }
     const images = await Promise.all(idx.map(async (i) => this.getImage(i)));
-    const s = this.inputSize;
-    const per = s * s * 3;
-    if (out && out.length < n * per) throw new RangeError(`batch buffer holds ${out.length} floats, need ${n * per}`);
-    const x = out ? out.subarray(0, n * per) : new Float32Array(n * per);
-    const y = new Int32Array(n);
-    for (let k = 0; k < n; k++) {
-      renderSample(images[k], s, augmentationFor(aug, k, s, { flip: this.flip }), x, k * per);
-      y[k] = this.labels[idx[k]];
-    }
-    return { x, y, n };
+    const augs = idx.map((_, k) => augmentationFor(aug, k, this.inputSize, { flip: this.flip }));
+    return { images, augs, y: Int32Array.from(idx, (i) => this.labels[i]) };
   }
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { PAD, drawAugmentation, renderSample, type Augmentation, type SourceImage } from '../../src/data/augment.js';
+import { CHUNK_ROWS, RowsRenderer, packSourceRows, sliceSourceRows } from '../../src/data/source-rows.js';
 import { NORMALIZE_LUT } from '../../src/data/normalization.js';
 import { NORMALIZATION } from '../../src/data/normalization.js';
 import { Rng } from '../../src/data/rng.js';
@@ -147,6 +148,39 @@ function boxOf(a: Augmentation): { x0: number; y0: number; w: number; h: number 
   if (a.kind !== 'rrc') throw new Error('expected rrc');
   return { x0: a.x0, y0: a.y0, w: a.w, h: a.h };
 }
+
+describe('rendering in pieces (RowsRenderer: a training thread renders rows a chunk at a time)', () => {
+  it('gives renderSample’s bytes for every row of a range, in chunks, from a sliced copy too', () => {
+    const rng = new Rng(5);
+    const size = 40; // chunks of 16, 16 and 8 rows
+    const images: SourceImage[] = [];
+    const augs: Augmentation[] = [];
+    for (let t = 0; t < 9; t++) {
+      const channels = t % 3 === 0 ? 1 : 3;
+      const side = [28, 40, 96][t % 3];
+      images.push({ data: Uint8Array.from({ length: side * side * channels }, () => rng.int(256)), side, channels });
+      augs.push(t % 4 === 0 ? { kind: 'none' } : drawAugmentation(rng, t % 2 ? 224 : size));
+    }
+    const per = size * size * 3;
+    const whole = new Float32Array(images.length * per);
+    images.forEach((im, k) => renderSample(im, size, augs[k], whole, k * per));
+    const rows = packSourceRows(images, augs);
+    expect(augs.map((a) => a.kind)).toEqual(expect.arrayContaining(['none', 'rrc', 'padcrop']));
+
+    // Rows 2..7 of the batch, from the whole buffer and from a copy of their own.
+    for (const [src, start, end] of [
+      [rows, 2, 7],
+      [sliceSourceRows(rows, 2, 7), 0, 5],
+    ] as const) {
+      const r = new RowsRenderer(src, size, new Float32Array(5 * per).fill(NaN), start, end);
+      let chunks = 0;
+      while (r.renderChunk()) chunks++;
+      expect(chunks + 1).toBe(5 * Math.ceil(size / CHUNK_ROWS));
+      expect(r.done).toBe(true);
+      expect(r.finish()).toEqual(whole.subarray(2 * per, 7 * per));
+    }
+  });
+});
 
 describe('drawAugmentation', () => {
   it('pad-crop below 64 px: offsets within the padding, flips about half the time', () => {

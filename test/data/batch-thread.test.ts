@@ -6,8 +6,9 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { epochBatches } from '../../src/data/batching.js';
-import { BatchThreadError, openTrainBatches, type TrainBatches } from '../../src/data/batch-thread.js';
+import { epochBatches, epochSources, type EpochIterable, type EpochSourceBatch } from '../../src/data/batching.js';
+import { BatchThreadError, openTrainBatches, openTrainSources, type TrainBatches } from '../../src/data/batch-thread.js';
+import { RowsRenderer } from '../../src/data/source-rows.js';
 import { DatasetError, loadDataset, type Dataset, type DataWarning } from '../../src/data/index.js';
 
 let tmp: string;
@@ -97,6 +98,54 @@ describe('openTrainBatches in a thread', () => {
       expect(next.map((b) => b.x)).toEqual(sync.map((b) => b.x));
     } finally {
       await batches.close();
+    }
+  });
+});
+
+/**
+ * Every batch of an iteration of source rows, rendered as a training thread renders them; and, for
+ * each, whether peek() had shown that very batch (the same object, its bytes still there) before
+ * next() returned it.
+ */
+async function drainSources(it: EpochIterable<EpochSourceBatch>, size: number): Promise<Array<Seen & { peeked: boolean }>> {
+  const out: Array<Seen & { peeked: boolean }> = [];
+  const iter = it[Symbol.asyncIterator]();
+  let peeked: EpochSourceBatch | null = null;
+  for (let r = await iter.next(); !r.done; r = await iter.next()) {
+    const b = r.value;
+    const x = new RowsRenderer(b.rows, size, new Float32Array(b.n * size * size * 3)).finish();
+    out.push({ step: b.stepInEpoch, n: b.n, x, y: Int32Array.from(b.y), peeked: peeked === b });
+    // Give the thread time to deliver the next batch, as a training step does.
+    await new Promise((res) => setTimeout(res, 20));
+    peeked = iter.peek();
+    if (peeked) expect(peeked.rows.bytes.byteLength).toBeGreaterThan(0);
+  }
+  return out;
+}
+
+describe('openTrainSources: batches before the pixel pass, for training threads that render their own rows', () => {
+  it('render to the synchronous pipeline’s batches, threaded and inline, and the next batch can be peeked while one is held', async () => {
+    const ds = await loadDataset({ type: 'synthetic', classes: 3, samplesPerClass: 6, valPerClass: 1, seed: 4 }, { dataRoot: tmp, inputSize: 24 });
+    const o = opts(4);
+    const threaded = openTrainSources(ds, o);
+    const inline = openTrainSources(ds, o, { thread: false });
+    expect([threaded.where, inline.where]).toEqual(['thread', 'inline']);
+    try {
+      for (const [epoch, start] of [[0, 0], [1, 2]] as const) {
+        const sync = await drain(epochBatches(ds.train, { ...o, epoch, startStepInEpoch: start }));
+        for (const got of [await drainSources(threaded.epoch(epoch, start), 24), await drainSources(inline.epoch(epoch, start), 24)]) {
+          expect(got.map((b) => b.step)).toEqual(sync.map((b) => b.step));
+          expect(got.map((b) => b.y)).toEqual(sync.map((b) => b.y));
+          expect(got.map((b) => b.x)).toEqual(sync.map((b) => b.x));
+          // Every batch after the first was seen by peek() before it was trained on.
+          expect(got.map((b) => b.peeked)).toEqual(got.map((_, k) => k > 0));
+        }
+      }
+      // The same rows as epochSources gives the synchronous pipeline.
+      const direct = (await drainSources(epochSources(ds.train, { ...o, epoch: 0 }), 24)).map((b) => b.x);
+      expect(direct).toEqual((await drain(epochBatches(ds.train, { ...o, epoch: 0 }))).map((b) => b.x));
+    } finally {
+      await threaded.close();
     }
   });
 });

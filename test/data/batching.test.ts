@@ -17,6 +17,10 @@ function recordingSplit(n: number, delayMs = (_: number) => 0) {
       requests.push(Array.from(indices));
       return inner.batch(indices, aug);
     },
+    sources(indices: ArrayLike<number>, aug: BatchAugment) {
+      requests.push(Array.from(indices));
+      return inner.sources(indices, aug);
+    },
   };
   return { split, requests };
 }
@@ -164,7 +168,10 @@ describe('epochBatches', () => {
   });
 
   it('surfaces a failing batch to the consumer', async () => {
-    const split: Split = { length: 4, labels: new Int32Array(4), batch: async () => { throw new Error('disk gone'); } };
+    const fail = async () => {
+      throw new Error('disk gone');
+    };
+    const split: Split = { length: 4, labels: new Int32Array(4), batch: fail, sources: fail };
     await expect(collect(epochBatches(split, { batchSize: 2, seed: 1, epoch: 0, shuffle: false, augment: false, dropLast: true }))).rejects.toThrow('disk gone');
   });
 });
