@@ -18,7 +18,19 @@ import { StepRate } from './step-rate.js';
 import { isWasmAbort, WasmAbortedError, type WasmPhase } from './wasm-abort.js';
 import { CheckpointError, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint } from './checkpoint.js';
 import { restoreState, snapshotState } from './model-state.js';
-import { hashSeed, loadDataset, NORMALIZATION, openTrainBatches, stepsPerEpoch, type Dataset, type TrainBatches } from '../data/index.js';
+import {
+  hashSeed,
+  loadDataset,
+  NORMALIZATION,
+  openTrainBatches,
+  openTrainSources,
+  stepsPerEpoch,
+  type Dataset,
+  type EpochBatch,
+  type EpochIterator,
+  type EpochSourceBatch,
+  type TrainBatches,
+} from '../data/index.js';
 import { peakLearningRate, quantDelaySteps, type TrainingConfig } from '../config/training-config.js';
 import type { BackendName, EvalMetric, StepBatch, TrainOptions, TrainResult, TrainWarning } from './train-api.js';
 import { silentLogger, type Logger } from '../logger.js';
@@ -114,8 +126,11 @@ interface Run {
   lastTime: number;
   /** The images/s reported with each step (a window of recent steps). */
   stepRate: StepRate;
-  /** Training batches, rendered in a separate thread one step ahead (closed when the run ends). */
-  batches: TrainBatches;
+  /**
+   * Training batches (closed when the run ends), prepared in a separate thread while a step trains:
+   * rendered pixels, or for a split step source rows its threads render (DataParallelStep.stepSources).
+   */
+  batches: TrainBatches<EpochBatch> | TrainBatches<EpochSourceBatch>;
   /** The step split over threads (TrainOptions.stepThreads), or null: one thread. */
   parallel: DataParallelStep | null;
 }
@@ -158,6 +173,12 @@ async function setupRun(opts: TrainOptions): Promise<Run> {
     .filter((p) => p.trainable)
     .map((p) => ({ name: p.name, variable: p.variable, decay: p.role === 'weight' }));
   const byVarName = new Map([...model.params.values()].map((p) => [p.variable.name, p.name]));
+  const world = stepWorld(opts.stepThreads ?? 1, backend, Math.min(T.batchSize, ds.train.length), opts.forceStepSplit ? Infinity : forwardMacsPerImage(arch));
+  // Decoding (and, for a step on one thread, augmentation and the pixel pass) of the next batches
+  // run in their own thread while a step trains; a split step's threads render their own rows.
+  const batchOptions = { batchSize: T.batchSize, seed: T.seed, shuffle: true, augment: T.augment, dropLast };
+  const batchThread = { thread: opts.dataThread, onWarning: warn };
+  const batches = world > 1 ? openTrainSources(ds, batchOptions, batchThread) : openTrainBatches(ds, batchOptions, batchThread);
   run = {
     opts,
     cfg,
@@ -185,16 +206,13 @@ async function setupRun(opts: TrainOptions): Promise<Run> {
     lastCheckpoint: '',
     lastTime: performance.now(),
     stepRate: new StepRate(),
-    // Decoding and augmentation of the next batch run in their own thread while a step trains.
-    batches: openTrainBatches(
-      ds,
-      { batchSize: T.batchSize, seed: T.seed, shuffle: true, augment: T.augment, dropLast },
-      { thread: opts.dataThread, onWarning: warn },
-    ),
+    batches,
     parallel: null,
   };
-  log.info(`training batches rendered ${run.batches.where === 'thread' ? 'in a separate thread' : 'inline'}`);
-  const world = stepWorld(opts.stepThreads ?? 1, backend, Math.min(T.batchSize, ds.train.length), opts.forceStepSplit ? Infinity : forwardMacsPerImage(arch));
+  log.info(
+    `training batches ${run.batches.where === 'thread' ? 'prepared in a separate thread' : 'prepared inline'}` +
+      (world > 1 ? ', rendered by the training threads' : ''),
+  );
   if (world > 1) {
     try {
       run.parallel = await DataParallelStep.open({ world, backend, model, opt, params: sgdParams, emaDecay: cfg.quantization.emaDecay, seed: T.seed });
@@ -267,37 +285,54 @@ function wasmAbort(run: Run, phase: WasmPhase, err: unknown, batchSize: number):
  * signal aborted (after the current step), else 'epoch-end'.
  */
 async function trainOneEpoch(run: Run): Promise<'stopped' | 'epoch-end'> {
+  const { spe } = run;
+  const epochIndex = Math.floor(run.step / spe);
+  const batches: EpochIterator<EpochBatch | EpochSourceBatch> = run.batches.epoch(epochIndex, run.step % spe)[Symbol.asyncIterator]();
+  try {
+    for (let r = await batches.next(); !r.done; r = await batches.next()) {
+      if ((await trainOnBatch(run, r.value, batches)) === 'stopped') return 'stopped';
+      if (run.step >= run.totalSteps || run.step % spe === 0) break;
+      // The next rate counts its data wait and its step, not this step's callbacks and saves.
+      run.lastTime = performance.now();
+    }
+  } finally {
+    await batches.return?.();
+  }
+  return 'epoch-end';
+}
+
+/** One step on batch `b` and what follows it (callbacks, checkpoint); 'stopped' when the signal aborted. */
+async function trainOnBatch(run: Run, b: EpochBatch | EpochSourceBatch, batches: EpochIterator<EpochBatch | EpochSourceBatch>): Promise<'stopped' | 'next'> {
   const { cfg, model, opt, sgdParams, byVarName, spe, cb, opts } = run;
   const T = cfg.training;
   const size = run.arch.inputSize;
   const epochIndex = Math.floor(run.step / spe);
-  for await (const b of run.batches.epoch(epochIndex, run.step % spe)) {
-    const lr = lrAt(run.schedule, run.step);
-    let loss: number;
-    try {
-      const mode = trainMode(cfg, run.step, run.delaySteps);
-      loss = run.parallel
-        ? run.parallel.step({ x: b.x, y: b.y, n: b.n, size, mode, lr, labelSmoothing: T.labelSmoothing })
-        : trainStep({ model, opt, params: sgdParams, byVarName, x: b.x, y: b.y, n: b.n, size, mode, lr, labelSmoothing: T.labelSmoothing });
-    } catch (err) {
-      throw wasmAbort(run, 'train', err, b.n);
+  const lr = lrAt(run.schedule, run.step);
+  let loss: number;
+  try {
+    const step = { y: b.y, n: b.n, size, mode: trainMode(cfg, run.step, run.delaySteps), lr, labelSmoothing: T.labelSmoothing };
+    if ('rows' in b) {
+      // The threads render their rows of the next batch during this step, if it has arrived.
+      const next = run.step + 1 < run.totalSteps ? batches.peek() : null;
+      loss = run.parallel!.stepSources({ ...step, rows: b.rows }, next && 'rows' in next ? next.rows : null);
+    } else {
+      loss = run.parallel ? run.parallel.step({ ...step, x: b.x }) : trainStep({ model, opt, params: sgdParams, byVarName, ...step, x: b.x });
     }
-    const diverged = run.guard.observe(loss, run.step + 1);
-    if (diverged) throw new TrainingError('TRAINING_DIVERGED', diverged);
-    run.step++;
-    const now = performance.now();
-    const ips = run.stepRate.add(b.n, now - run.lastTime);
-    run.lastTime = now;
-    await cb.onStep?.({ step: run.step, epoch: epochIndex + 1, loss, learningRate: lr, imagesPerSecond: ips });
-    // Let the worker's heartbeats and cancel checks run between steps.
-    await yieldToLoop();
-    if (opts.signal?.aborted) return 'stopped';
-    if (T.checkpointEverySteps && run.step % T.checkpointEverySteps === 0) await saveRun(run);
-    if (run.step >= run.totalSteps || run.step % spe === 0) break;
-    // The next rate counts its data wait and its step, not this step's callbacks and saves.
-    run.lastTime = performance.now();
+  } catch (err) {
+    throw wasmAbort(run, 'train', err, b.n);
   }
-  return 'epoch-end';
+  const diverged = run.guard.observe(loss, run.step + 1);
+  if (diverged) throw new TrainingError('TRAINING_DIVERGED', diverged);
+  run.step++;
+  const now = performance.now();
+  const ips = run.stepRate.add(b.n, now - run.lastTime);
+  run.lastTime = now;
+  await cb.onStep?.({ step: run.step, epoch: epochIndex + 1, loss, learningRate: lr, imagesPerSecond: ips });
+  // Let the worker's heartbeats and cancel checks run between steps.
+  await yieldToLoop();
+  if (opts.signal?.aborted) return 'stopped';
+  if (T.checkpointEverySteps && run.step % T.checkpointEverySteps === 0) await saveRun(run);
+  return 'next';
 }
 
 /**

@@ -8,6 +8,7 @@
 //   const dp = await DataParallelStep.open({ world: 2, ... });
 //   await dp.sync(model, opt);          // after restoring a checkpoint: peers take rank 0's state
 //   const loss = dp.step(input);        // synchronous, like trainStep
+//   const loss = dp.stepSources(input, next);  // rows as source images; next step's rendered in this one's waits
 //   dp.evalBegin(forward); await dp.forwardRows(x, n, size, classes, local); dp.evalEnd();
 //   await dp.close();
 import type { Worker } from 'node:worker_threads';
@@ -18,10 +19,15 @@ import type { MomentumSgd, SgdParam } from '../optimizer.js';
 import { snapshotState } from '../model-state.js';
 import type { BackendName, StepBatch } from '../train-api.js';
 import { allocateCollectiveMemory, DataParallelError, SharedCollective, type BarrierWaits } from './shared-collective.js';
-import { batchShard, gradientLength, trainShardStep } from './shard-step.js';
+import { batchShard, gradientLength, trainShardStep, type ShardRows } from './shard-step.js';
 import type { FromPeer, PeerInput, PeerStep, ToPeer } from './step-peer-protocol.js';
 import type { EvalForward } from '../eval-forward.js';
 import { shardRows } from './collective-math.js';
+import { sliceSourceRows, type SourceRows } from '../../data/index.js';
+import { StepRows } from './step-rows.js';
+
+/** A step whose rows come as source images and augmentations (src/data/source-rows.ts), not pixels. */
+export type SourceStep = Omit<StepBatch, 'x'> & { rows: SourceRows };
 
 export interface DataParallelOptions {
   /** Threads the step is split over (2 or more). */
@@ -47,9 +53,14 @@ export class DataParallelStep {
     private readonly o: DataParallelOptions,
     private readonly coll: SharedCollective,
     private readonly peers: Peer[],
-  ) {}
+  ) {
+    this.ownRows = new StepRows(o.model.arch.inputSize);
+  }
 
   private evalIds = 0;
+  private readonly ownRows: StepRows;
+  /** The source rows whose shares the peers and rank 0 are rendering ahead (the last stepSources' `next`). */
+  private prepared: SourceRows | null = null;
 
   get world(): number {
     return this.o.world;
@@ -126,17 +137,59 @@ export class DataParallelStep {
 
   /** One optimizer step over the whole batch; returns its loss. Every replica takes the same update. */
   step(s: StepBatch): number {
+    this.prepared = null;
+    this.ownRows.drop();
     for (let rank = 1; rank < this.o.world; rank++) {
       const rows = batchShard(s, rank, this.o.world);
       const x = rows.x.slice();
       const msg: PeerStep = { type: 'step', ...rows, x, y: rows.y.slice() };
       this.post(this.peers[rank - 1], msg, [x.buffer]);
     }
+    return this.trainRank0(() => batchShard(s, 0, this.o.world));
+  }
+
+  /**
+   * step() for a batch given as source rows: every rank renders its own rows. With `next` (the
+   * following step's batch, when it is already there), each rank renders its rows of that batch
+   * while it waits at this step's barriers, and the following step starts with them ready. The
+   * render is the one the batch thread would have done, so the step is the same bit for bit.
+   */
+  stepSources(s: SourceStep, next: SourceRows | null): number {
+    const { rows: batch, ...step } = s;
+    const ready = this.prepared === batch;
+    this.prepared = next;
+    const world = this.o.world;
+    const shard = (rank: number) => {
+      const { start, end } = shardRows(s.n, rank, world);
+      return { y: s.y.slice(start, end), n: end - start, offset: start, total: s.n, start, end };
+    };
+    const nextShard = (rank: number) => next && { rows: next, ...shardRows(next.images.length, rank, world) };
+    for (let rank = 1; rank < world; rank++) {
+      const { start, end, ...rows } = shard(rank);
+      const own = ready ? undefined : sliceSourceRows(batch, start, end);
+      const ahead = nextShard(rank);
+      const after = ahead ? sliceSourceRows(ahead.rows, ahead.start, ahead.end) : undefined;
+      const transfer = [own, after].flatMap((r) => (r ? [r.bytes.buffer as ArrayBuffer] : []));
+      this.post(this.peers[rank - 1], { type: 'step', ...step, ...rows, rows: own, next: after }, transfer);
+    }
+    return this.trainRank0(() => {
+      const { start, end, ...rows } = shard(0);
+      const x = this.ownRows.take(ready ? null : { rows: batch, start, end });
+      const ahead = nextShard(0);
+      if (ahead) this.ownRows.prepare(ahead, this.coll);
+      return { ...step, ...rows, x };
+    });
+  }
+
+  /** Rank 0's part of a step, on the rows `own` gives. */
+  private trainRank0(own: () => ShardRows): number {
     try {
-      return trainShardStep({ ...batchShard(s, 0, this.o.world), model: this.o.model, opt: this.o.opt, params: this.o.params }, this.coll);
+      return trainShardStep({ ...own(), model: this.o.model, opt: this.o.opt, params: this.o.params }, this.coll);
     } catch (err) {
       this.coll.abort(`rank 0: ${(err as Error).message}`);
       throw err;
+    } finally {
+      this.coll.setIdleWork(null);
     }
   }
 

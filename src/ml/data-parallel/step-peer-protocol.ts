@@ -7,6 +7,7 @@ import type { NamedArray } from '../checkpoint.js';
 import type { CollectiveMemory } from './shared-collective.js';
 import type { ShardRows } from './shard-step.js';
 import type { EvalForward } from '../eval-forward.js';
+import type { SourceRows } from '../../data/index.js';
 
 /** workerData of a peer: how to build the same model and optimizer as rank 0. */
 export interface PeerInput {
@@ -22,8 +23,12 @@ export interface PeerInput {
   sgd: SgdOptions;
 }
 
-/** This peer's rows of the batch (copies, transferred with the message). */
-export type PeerStep = { type: 'step' } & ShardRows;
+/**
+ * This peer's rows of the batch (copies, transferred with the message): as pixels (`x`), as source
+ * rows to render (`rows`), or neither: the `next` of the previous step message. `next`: this
+ * peer's rows of the following step, to render while it waits inside this one.
+ */
+export type PeerStep = { type: 'step' } & Omit<ShardRows, 'x'> & { x?: Float32Array; rows?: SourceRows; next?: SourceRows };
 
 /** This peer's rows of one evaluation batch (a copy, transferred); answered by `logits` with the same id. */
 export type PeerEvalRows = { type: 'eval'; id: number; x: Float32Array; n: number };

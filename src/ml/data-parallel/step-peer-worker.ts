@@ -9,6 +9,10 @@ import { SharedCollective } from './shared-collective.js';
 import { trainShardStep } from './shard-step.js';
 import type { FromPeer, PeerInput, ToPeer } from './step-peer-protocol.js';
 import { rowLogits, type RowLogits } from '../eval-forward.js';
+import { StepRows } from './step-rows.js';
+import type { SourceRows } from '../../data/index.js';
+
+const all = (rows: SourceRows) => ({ rows, start: 0, end: rows.images.length });
 
 const input = workerData as PeerInput;
 const port = parentPort!;
@@ -22,6 +26,7 @@ async function main(): Promise<void> {
     .filter((p) => p.trainable)
     .map((p) => ({ name: p.name, variable: p.variable, decay: p.role === 'weight' }));
   const coll = new SharedCollective(input.memory, input.rank);
+  const stepRows = new StepRows(input.arch.inputSize);
   // Between eval-begin and eval-end: the evaluation's forward pass (and the int8 graph it built).
   let evalRows: RowLogits | null = null;
   port.on('message', (m: ToPeer) => {
@@ -35,10 +40,15 @@ async function main(): Promise<void> {
       }
     } else if (m.type === 'step') {
       try {
-        trainShardStep({ ...m, model, opt, params }, coll);
+        if (m.x) stepRows.drop();
+        const x = m.x ?? stepRows.take(m.rows ? all(m.rows) : null);
+        if (m.next) stepRows.prepare(all(m.next), coll);
+        trainShardStep({ ...m, x, model, opt, params }, coll);
       } catch (err) {
         // Wake rank 0 (and the other peers) instead of leaving them at a barrier.
         coll.abort(`rank ${input.rank}: ${(err as Error).message}`);
+      } finally {
+        coll.setIdleWork(null);
       }
     } else if (m.type === 'eval-begin') {
       try {

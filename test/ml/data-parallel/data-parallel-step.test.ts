@@ -33,7 +33,9 @@ import type { BackendName } from '../../../src/ml/train-api.js';
 import { rowLogits, type EvalForward } from '../../../src/ml/eval-forward.js';
 import { evalMode } from '../../../src/ml/train.js';
 import { evaluate } from '../../../src/ml/evaluate.js';
-import { loadDataset } from '../../../src/data/index.js';
+import { loadDataset, packSourceRows, type SourceRows } from '../../../src/data/index.js';
+import { drawAugmentation, renderSample, type SourceImage } from '../../../src/data/augment.js';
+import { Rng } from '../../../src/data/rng.js';
 
 process.env.TFJS_BACKEND ||= 'wasm';
 
@@ -161,6 +163,52 @@ describe('a training step split over 2 threads', () => {
   });
 });
 
+/**
+ * A batch of N stored images (RGB 40 px and grey 28 px, as the data sets store them) with
+ * random-resized-crop and pad-crop draws, as source rows and as the pixels the batch thread renders.
+ */
+function sourceBatch(seed: number): { rows: SourceRows; x: Float32Array } {
+  const rng = new Rng(seed);
+  const images: SourceImage[] = Array.from({ length: N }, (_, k) => {
+    const side = k % 3 === 2 ? 28 : 40;
+    const channels = k % 3 === 2 ? 1 : 3;
+    return { data: Uint8Array.from({ length: side * side * channels }, () => rng.int(256)), side, channels };
+  });
+  // Drawn for a 224 px input (random-resized-crop: bilinear) and a 32 px one (pad-crop), rendered at 32.
+  const augs = images.map((_, k) => drawAugmentation(rng, k % 2 ? 224 : SIZE));
+  const per = SIZE * SIZE * 3;
+  const x = new Float32Array(N * per);
+  images.forEach((im, k) => renderSample(im, SIZE, augs[k], x, k * per));
+  return { rows: packSourceRows(images, augs), x };
+}
+
+describe('a split step on source rows (each thread renders its own)', () => {
+  it('takes the step of the rendered pixels bit for bit, with the next rows rendered in its waits, a prepared batch not used, and none', async () => {
+    const batches = [0, 1, 2, 3].map((k) => sourceBatch(50 + k));
+    const m = (k: number) => ({ y, n: N, size: SIZE, mode: mode(30 + k, k > 1), lr: 0.01, labelSmoothing: 0.1 });
+    // (batch, next) per step: B1 is rendered during step 0; B2 during step 1 but step 2 is B3, so
+    // B3 and then B2 are rendered at their steps' starts.
+    const plan: Array<[number, number | null]> = [
+      [0, 1],
+      [1, 2],
+      [3, null],
+      [2, null],
+    ];
+    await copyOneToTwo();
+    const start = await snapshotState(two.model, two.opt);
+    const startRanges = two.model.ranges.toJSON();
+    const pixelLosses = plan.map(([b], k) => dp.step({ ...m(k), x: batches[b].x }));
+    const pixelWeights = [...two.model.params.values()].map((p) => p.variable.dataSync().slice());
+
+    restoreState(two.model, two.opt, new Map(start.map((t) => [t.name, t])), true);
+    two.model.ranges.load(startRanges);
+    await dp.sync(two.model, two.opt);
+    const sourceLosses = plan.map(([b, next], k) => dp.stepSources({ ...m(k), rows: batches[b].rows }, next === null ? null : batches[next].rows));
+    expect(sourceLosses).toEqual(pixelLosses);
+    [...two.model.params.values()].forEach((p, i) => expect(p.variable.dataSync(), p.name).toEqual(pixelWeights[i]));
+  });
+});
+
 describe('barrier waits (bench/train.ts --barrier-waits)', () => {
   it('count every rank’s barriers of a step alike, and reset to zero', async () => {
     await copyOneToTwo();
@@ -252,6 +300,27 @@ describe('a split step that fails', () => {
     expect(err).toBeInstanceOf(DataParallelError);
     expect((err as DataParallelError).code).toBe('TRAIN_PEER_FAILED');
     expect(performance.now() - t0).toBeLessThan(5000);
+    await group.close();
+    r.opt.dispose();
+    r.model.dispose();
+  });
+
+  it('fails the step, and every later one, when a thread cannot render the next rows in its waits', async () => {
+    const r = replica();
+    const group = await DataParallelStep.open({ world: 2, backend, model: r.model, opt: r.opt, params: r.params, emaDecay: 0.999, seed: 3 });
+    await group.sync(r.model, r.opt);
+    const good = sourceBatch(60).rows;
+    // A row of each thread's share claims more bytes than the buffer holds: rendering it throws.
+    const broken: SourceRows = { ...good, images: good.images.map((p, k) => (k === 5 || k === 0 ? { ...p, side: 1000 } : p)) };
+    const step = { y, n: N, size: SIZE, mode: mode(0, false), lr: 0.01, labelSmoothing: 0.1 };
+    expect(() => group.stepSources({ ...step, rows: good }, broken)).toThrow();
+    let err: unknown;
+    try {
+      group.stepSources({ ...step, rows: good }, null);
+    } catch (e) {
+      err = e;
+    }
+    expect((err as DataParallelError).code).toBe('TRAIN_PEER_FAILED');
     await group.close();
     r.opt.dispose();
     r.model.dispose();

@@ -26,7 +26,7 @@ const config = resolveTrainingConfig({
   quantization: { delaySteps: 2, freezeBnAfterSteps: 5 },
 });
 
-async function train(name: string, stepThreads: number, extra: { resumeFrom?: string; stopAt?: number } = {}) {
+async function train(name: string, stepThreads: number, extra: { resumeFrom?: string; stopAt?: number; dataThread?: boolean } = {}) {
   const steps: StepMetric[] = [];
   const lines: string[] = [];
   const ac = new AbortController();
@@ -36,6 +36,7 @@ async function train(name: string, stepThreads: number, extra: { resumeFrom?: st
     dataRoot: tmp,
     stepThreads,
     forceStepSplit: true,
+    dataThread: extra.dataThread,
     resumeFrom: extra.resumeFrom,
     signal: ac.signal,
     logger: { info: (a: unknown, b?: string) => void lines.push(String(b ?? a)), warn: () => {}, error: () => {} },
@@ -84,5 +85,14 @@ describe('training with each step split over 2 threads', () => {
     expect(resumed.r.status).toBe('completed');
     expect(resumed.steps.map((s) => s.step)).toEqual([4, 5, 6, 7, 8]);
     expect(Math.abs(resumed.steps[0].loss - two.steps[3].loss)).toBeLessThan(0.05);
+  });
+
+  it('trains the same model whether the batch thread prepares the rows the training threads render, or they come inline', async () => {
+    const threaded = await train('rows-thread', 2);
+    const inline = await train('rows-inline', 2, { dataThread: false });
+    expect(threaded.lines).toContain('training batches prepared in a separate thread, rendered by the training threads');
+    expect(inline.lines).toContain('training batches prepared inline, rendered by the training threads');
+    expect(threaded.steps.map((s) => s.loss)).toEqual(inline.steps.map((s) => s.loss));
+    expect(threaded.r.eval).toEqual(inline.r.eval);
   });
 });
