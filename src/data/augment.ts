@@ -138,7 +138,7 @@ export function sampleRows(src: SourceImage, outSize: number, aug: Augmentation)
   }
   const rowStride = side * channels;
   const integral = tx.w.every((w) => w === 0) && ty.w.every((w) => w === 0);
-  if (!integral) return (y0, y1, out, offset) => renderBilinear(data, rowStride, channels, outSize, tx, ty, y0, y1, out, offset);
+  if (!integral) return bilinearRows(data, rowStride, channels, outSize, tx, ty);
   return (y0, y1, out, offset) => renderIntegral(data, rowStride, channels, outSize, tx, ty, y0, y1, out, offset);
 }
 
@@ -200,22 +200,12 @@ function storeBlackRow(out: Float32Array, p: number, count: number): void {
  * the next output row still reads it (a crop box smaller than the image makes neighbouring output
  * rows share source rows), then each output row blends two such rows: the arithmetic of blending
  * four pixels per output value, in the same order, so the bytes are the same
- * (test/data/augment.test.ts); a row range starts with both slots empty, so rendering a sample in
- * ranges gives the bytes of rendering it whole. A 224 px random-resized-crop of an RGB image took 0.79 ms, now 0.53
- * (Xeon family 6 model 167, a throwaway loop over renderSample).
+ * (test/data/augment.test.ts). The two slots live as long as the renderer, so a sample rendered in
+ * row ranges, in order, blends each source row as often as one rendered whole. A 224 px
+ * random-resized-crop of an RGB image took 0.79 ms, now 0.53 (Xeon family 6 model 167, a throwaway
+ * loop over renderSample).
  */
-function renderBilinear(
-  data: Uint8Array,
-  rowStride: number,
-  channels: number,
-  outSize: number,
-  tx: AxisTable,
-  ty: AxisTable,
-  y0: number,
-  y1: number,
-  out: Float32Array,
-  offset: number,
-): void {
+function bilinearRows(data: Uint8Array, rowStride: number, channels: number, outSize: number, tx: AxisTable, ty: AxisTable): RowRenderer {
   const lut = NORMALIZE_LUT;
   const n = outSize * 3;
   // Source row index -> its x-blended values; two slots, reused as the rows move down.
@@ -258,39 +248,41 @@ function renderBilinear(
     return rowA;
   };
   const xAllValid = tx.valid.every((v) => v === 1);
-  let p = offset + y0 * n;
-  for (let y = y0; y < y1; y++) {
-    if (!ty.valid[y]) {
-      storeBlackRow(out, p, outSize);
-      p += n;
-      continue;
-    }
-    const top = row(ty.i0[y], -1);
-    const bot = row(ty.i1[y], ty.i0[y]);
-    const wy = ty.w[y];
-    // Blends rounded half-up to a byte (values are >= 0, so `+ 0.5 | 0` rounds).
-    if (xAllValid && channels === 3) {
-      // Random-resized-crop of an RGB image: no per-pixel branches.
-      for (let q = 0; q < n; q += 3, p += 3) {
-        const t0 = top[q];
-        const t1 = top[q + 1];
-        const t2 = top[q + 2];
-        out[p] = lut[(t0 + (bot[q] - t0) * wy + 0.5) | 0];
-        out[p + 1] = lut[256 + ((t1 + (bot[q + 1] - t1) * wy + 0.5) | 0)];
-        out[p + 2] = lut[512 + ((t2 + (bot[q + 2] - t2) * wy + 0.5) | 0)];
+  return (y0, y1, out, offset) => {
+    let p = offset + y0 * n;
+    for (let y = y0; y < y1; y++) {
+      if (!ty.valid[y]) {
+        storeBlackRow(out, p, outSize);
+        p += n;
+        continue;
       }
-      continue;
-    }
-    for (let x = 0, q = 0; x < outSize; x++, q += 3, p += 3) {
-      if (!xAllValid && !tx.valid[x]) {
-        storeGrey(out, p, 0);
-      } else if (channels === 3) {
-        out[p] = lut[(top[q] + (bot[q] - top[q]) * wy + 0.5) | 0];
-        out[p + 1] = lut[256 + ((top[q + 1] + (bot[q + 1] - top[q + 1]) * wy + 0.5) | 0)];
-        out[p + 2] = lut[512 + ((top[q + 2] + (bot[q + 2] - top[q + 2]) * wy + 0.5) | 0)];
-      } else {
-        storeGrey(out, p, (top[q] + (bot[q] - top[q]) * wy + 0.5) | 0);
+      const top = row(ty.i0[y], -1);
+      const bot = row(ty.i1[y], ty.i0[y]);
+      const wy = ty.w[y];
+      // Blends rounded half-up to a byte (values are >= 0, so `+ 0.5 | 0` rounds).
+      if (xAllValid && channels === 3) {
+        // Random-resized-crop of an RGB image: no per-pixel branches.
+        for (let q = 0; q < n; q += 3, p += 3) {
+          const t0 = top[q];
+          const t1 = top[q + 1];
+          const t2 = top[q + 2];
+          out[p] = lut[(t0 + (bot[q] - t0) * wy + 0.5) | 0];
+          out[p + 1] = lut[256 + ((t1 + (bot[q + 1] - t1) * wy + 0.5) | 0)];
+          out[p + 2] = lut[512 + ((t2 + (bot[q + 2] - t2) * wy + 0.5) | 0)];
+        }
+        continue;
+      }
+      for (let x = 0, q = 0; x < outSize; x++, q += 3, p += 3) {
+        if (!xAllValid && !tx.valid[x]) {
+          storeGrey(out, p, 0);
+        } else if (channels === 3) {
+          out[p] = lut[(top[q] + (bot[q] - top[q]) * wy + 0.5) | 0];
+          out[p + 1] = lut[256 + ((top[q + 1] + (bot[q + 1] - top[q + 1]) * wy + 0.5) | 0)];
+          out[p + 2] = lut[512 + ((top[q + 2] + (bot[q + 2] - top[q + 2]) * wy + 0.5) | 0)];
+        } else {
+          storeGrey(out, p, (top[q] + (bot[q] - top[q]) * wy + 0.5) | 0);
+        }
       }
     }
-  }
+  };
 }
