@@ -89,7 +89,7 @@ export const SettingsSchema = z.object({
     .max(256)
     .optional()
     .describe(
-      'CPU threads a training job may use. Unset: all cores for `worker` and `train`, cores - 1 under `serve` (so /v1/predict keeps one). A training step large enough to pay (1.0 at 224 px, not 0.35 at 32 px) is split over that many threads (data-parallel, batch norm over the whole batch; wasm and cpu backends); with 2 or more, the next batch is also decoded and augmented in a separate thread while the step trains.',
+      'CPU threads a training job may use. Unset: all cores for `worker` and `train`, cores - 1 under `serve` (so /v1/predict keeps one). A training step large enough to pay (1.0 at 224 px, not 0.35 at 32 px) is split over that many threads (data-parallel, batch norm over the whole batch; wasm and cpu backends); with 2 or more, the next batches are also prepared in a separate thread while the step trains (decoded, and augmented there unless the step is split: then each training thread renders its own rows of the next batch while it waits for the others).',
     ),
 
   // --- serving (src/serving) ---
