@@ -25,9 +25,7 @@ export interface ThreadInput {
 
 /** `gen` numbers the epoch requests; anything tagged with an older one is stale and dropped. */
 export type ToBatchThread =
-  | { type: 'epoch'; gen: number; epoch: number; start: number }
-  | { type: 'stop'; gen: number }
-  | { type: 'release'; buffer: ArrayBuffer };
+  { type: 'epoch'; gen: number; epoch: number; start: number } | { type: 'stop'; gen: number } | { type: 'release'; buffer: ArrayBuffer };
 
 export interface SerializedError {
   name: string;

@@ -15,16 +15,19 @@
 // augmentation, source-rows.ts), two ahead: a split step's training threads render their own rows
 // in the previous step's barrier waits, and the batch thread keeps only decoding and copies.
 import { startThread } from '../start-thread.js';
-import { epochBatches, epochSources, type EpochBatch, type EpochBatchOptions, type EpochIterable, type EpochIterator, type EpochSourceBatch } from './batching.js';
+import {
+  epochBatches,
+  epochSources,
+  type EpochBatch,
+  type EpochBatchOptions,
+  type EpochIterable,
+  type EpochIterator,
+  type EpochSourceBatch,
+} from './batching.js';
 import type { Split } from './split.js';
 import type { DataWarning } from './errors.js';
 import type { Dataset } from './index.js';
-import {
-  deserializeError,
-  type FromBatchThread,
-  type ThreadInput,
-  type ToBatchThread,
-} from './batch-thread-protocol.js';
+import { deserializeError, type FromBatchThread, type ThreadInput, type ToBatchThread } from './batch-thread-protocol.js';
 
 export interface TrainBatchOptions {
   batchSize: number;

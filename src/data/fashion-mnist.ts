@@ -14,18 +14,7 @@ import { cachedBytes, type ByteBudget } from './byte-cache.js';
 import { rawImageToRgb } from './image-decode.js';
 import { DatasetError } from './errors.js';
 
-export const FASHION_MNIST_CLASSES = [
-  'T-shirt/top',
-  'Trouser',
-  'Pullover',
-  'Dress',
-  'Coat',
-  'Sandal',
-  'Shirt',
-  'Sneaker',
-  'Bag',
-  'Ankle boot',
-] as const;
+export const FASHION_MNIST_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'] as const;
 
 export const FASHION_SIDE = 28;
 export const FASHION_PIXELS = FASHION_SIDE * FASHION_SIDE;
@@ -58,7 +47,8 @@ export function parseClothesJson(buf: Uint8Array, name = 'clothes JSON'): { pixe
   for (let i = 0; i < buf.length; i++) {
     const b = buf[i];
     if (inString) {
-      if (b === 0x5c) i++; // skip the escaped byte
+      if (b === 0x5c)
+        i++; // skip the escaped byte
       else if (b === 0x22) inString = false;
       continue;
     }

@@ -142,13 +142,7 @@ function labelled(classes: string[], byClass: Map<string, string[]>): LabelledFi
 }
 
 /** Walk the folder, validate headers and build the train/val file lists. No pixels are decoded. */
-export async function scanImageFolder(
-  dataRoot: string,
-  relPath: string,
-  valSplit: number,
-  warn: Warn,
-  stats: FolderStats,
-): Promise<ScannedFolder> {
+export async function scanImageFolder(dataRoot: string, relPath: string, valSplit: number, warn: Warn, stats: FolderStats): Promise<ScannedFolder> {
   const root = await resolveUnderRoot(dataRoot, relPath);
   const rootReal = await realpath(dataRoot);
   const top = await listDir(root);
@@ -166,7 +160,10 @@ export async function scanImageFolder(
   const filter = async (byClass: Map<string, string[]>) => {
     for (const [name, files] of byClass) {
       const ok = await validateHeaders(files, warn, stats);
-      byClass.set(name, files.filter((_, i) => ok[i]));
+      byClass.set(
+        name,
+        files.filter((_, i) => ok[i]),
+      );
     }
   };
   await filter(trainByClass);
@@ -205,13 +202,7 @@ export async function scanImageFolder(
  * and replaced by the next readable image of the same class, so batches keep their shape and a
  * resumed run sees the same substitute.
  */
-export function folderGetter(
-  list: LabelledFiles,
-  size: number,
-  budget: ByteBudget,
-  warn: Warn,
-  stats: FolderStats,
-): (i: number) => Promise<SourceImage> {
+export function folderGetter(list: LabelledFiles, size: number, budget: ByteBudget, warn: Warn, stats: FolderStats): (i: number) => Promise<SourceImage> {
   const { files, labels } = list;
   const bad = new Uint8Array(files.length);
   const sameClass = new Map<number, number[]>();

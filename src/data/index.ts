@@ -44,7 +44,16 @@ export { NORMALIZATION, NORMALIZE_LUT } from './normalization.js';
 export { DatasetError, DatasetPathError, type DataWarning, type DatasetErrorCode } from './errors.js';
 export { resolveUnderRoot } from './safe-path.js';
 export { decodeImageToRgb, FLATTEN_BACKGROUND } from './image-decode.js';
-export { stratifiedEpochOrder, epochBatches, epochSources, stepsPerEpoch, type EpochBatch, type EpochBatchOptions, type EpochSourceBatch, type EpochIterator } from './batching.js';
+export {
+  stratifiedEpochOrder,
+  epochBatches,
+  epochSources,
+  stepsPerEpoch,
+  type EpochBatch,
+  type EpochBatchOptions,
+  type EpochSourceBatch,
+  type EpochIterator,
+} from './batching.js';
 export { Rng, hashSeed, mix32, shuffleInPlace } from './rng.js';
 export type { Split, Batch, BatchAugment, SourceBatch } from './split.js';
 export { RowsRenderer, sliceSourceRows, packSourceRows, type SourceRows } from './source-rows.js';

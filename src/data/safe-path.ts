@@ -28,10 +28,7 @@ export async function resolveUnderRoot(dataRoot: string, relPath: string): Promi
     throw new DatasetPathError('DATASET_PATH_INVALID', 'dataset path contains a NUL byte');
   }
   if (path.isAbsolute(relPath) || path.win32.isAbsolute(relPath)) {
-    throw new DatasetPathError(
-      'DATASET_PATH_INVALID',
-      `dataset path must be relative to the data root, got absolute path "${relPath}"`,
-    );
+    throw new DatasetPathError('DATASET_PATH_INVALID', `dataset path must be relative to the data root, got absolute path "${relPath}"`);
   }
   let rootReal: string;
   try {
@@ -54,10 +51,7 @@ export async function resolveUnderRoot(dataRoot: string, relPath: string): Promi
     throw new DatasetPathError('DATASET_PATH_INVALID', `dataset path "${relPath}" cannot be read (${code ?? 'error'})`);
   }
   if (!isInside(rootReal, real)) {
-    throw new DatasetPathError(
-      'DATASET_PATH_INVALID',
-      `dataset path "${relPath}" is a symlink that leads outside the data root`,
-    );
+    throw new DatasetPathError('DATASET_PATH_INVALID', `dataset path "${relPath}" is a symlink that leads outside the data root`);
   }
   if (!(await stat(real)).isDirectory()) {
     throw new DatasetPathError('DATASET_PATH_INVALID', `dataset path "${relPath}" is not a folder`);

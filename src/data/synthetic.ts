@@ -34,12 +34,18 @@ function hsvToRgb(h: number, s: number, v: number): [number, number, number] {
   const q = v * (1 - f * s);
   const t = v * (1 - (1 - f) * s);
   switch (i % 6) {
-    case 0: return [v, t, p];
-    case 1: return [q, v, p];
-    case 2: return [p, v, t];
-    case 3: return [p, q, v];
-    case 4: return [t, p, v];
-    default: return [v, p, q];
+    case 0:
+      return [v, t, p];
+    case 1:
+      return [q, v, p];
+    case 2:
+      return [p, v, t];
+    case 3:
+      return [p, q, v];
+    case 4:
+      return [t, p, v];
+    default:
+      return [v, p, q];
   }
 }
 
@@ -145,8 +151,7 @@ export function renderSynthetic(seed: number, split: number, c: number, k: numbe
     const [in0, in1] = columnsWithin(radius - edge - 1 / size, v, cx, size, true);
     for (let x = 0; x < size; x++) {
       const u = (x + 0.5) / size - cx;
-      const mask =
-        x < out0 || x >= out1 ? 0 : x >= in0 && x < in1 ? 1 : Math.min(1, Math.max(0, (radius - Math.sqrt(u * u + v * v)) / edge + 0.5));
+      const mask = x < out0 || x >= out1 ? 0 : x >= in0 && x < in1 ? 1 : Math.min(1, Math.max(0, (radius - Math.sqrt(u * u + v * v)) / edge + 0.5));
       const g = 0.5 + 0.5 * contrast * sn;
       px[p] = background + (d0 + s0 * g - background) * mask + table[n0 + 3 * x] * scale;
       px[p + 1] = background + (d1 + s1 * g - background) * mask + table[n0 + 3 * x + 1] * scale;
@@ -178,13 +183,7 @@ function columnsWithin(r: number, v: number, cx: number, size: number, inner: bo
  * Lazily rendered samples of one split, kept once rendered while within the byte budget (they are
  * cheap to redo, so the budget only trades memory for time).
  */
-export function syntheticGetter(
-  seed: number,
-  split: number,
-  perClass: number,
-  size: number,
-  budget: { bytesLeft: number },
-): (i: number) => SourceImage {
+export function syntheticGetter(seed: number, split: number, perClass: number, size: number, budget: { bytesLeft: number }): (i: number) => SourceImage {
   const cache: (Uint8Array | undefined)[] = [];
   return (i) => {
     let data = cache[i];

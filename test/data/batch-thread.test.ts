@@ -42,7 +42,10 @@ async function expectSameBatches(ds: Dataset, batchSize: number): Promise<void> 
   const threaded = openTrainBatches(ds, o);
   expect(threaded.where).toBe('thread');
   try {
-    for (const [epoch, start] of [[0, 0], [1, 2]] as const) {
+    for (const [epoch, start] of [
+      [0, 0],
+      [1, 2],
+    ] as const) {
       const sync = await drain(epochBatches(ds.train, { ...o, epoch, startStepInEpoch: start }));
       const got = await drain(threaded.epoch(epoch, start));
       expect(got.length).toBe(sync.length);
@@ -131,7 +134,10 @@ describe('openTrainSources: batches before the pixel pass, for training threads 
     const inline = openTrainSources(ds, o, { thread: false });
     expect([threaded.where, inline.where]).toEqual(['thread', 'inline']);
     try {
-      for (const [epoch, start] of [[0, 0], [1, 2]] as const) {
+      for (const [epoch, start] of [
+        [0, 0],
+        [1, 2],
+      ] as const) {
         const sync = await drain(epochBatches(ds.train, { ...o, epoch, startStepInEpoch: start }));
         for (const got of [await drainSources(threaded.epoch(epoch, start), 24), await drainSources(inline.epoch(epoch, start), 24)]) {
           expect(got.map((b) => b.step)).toEqual(sync.map((b) => b.step));
@@ -155,13 +161,20 @@ describe('errors from the batch thread', () => {
   beforeAll(async () => {
     root = path.join(tmp, 'folders');
     const png = (rgb: [number, number, number]) =>
-      sharp({ create: { width: 20, height: 20, channels: 3, background: { r: rgb[0], g: rgb[1], b: rgb[2] } } }).png().toBuffer();
+      sharp({ create: { width: 20, height: 20, channels: 3, background: { r: rgb[0], g: rgb[1], b: rgb[2] } } })
+        .png()
+        .toBuffer();
     // A JPEG whose header reads fine (so it passes the scan) and whose data is cut off.
     const noise = Buffer.alloc(48 * 48 * 3);
     for (let i = 0; i < noise.length; i++) noise[i] = (i * 7919) % 251;
-    const jpg = await sharp(noise, { raw: { width: 48, height: 48, channels: 3 } }).jpeg().toBuffer();
+    const jpg = await sharp(noise, { raw: { width: 48, height: 48, channels: 3 } })
+      .jpeg()
+      .toBuffer();
     const truncated = jpg.subarray(0, Math.floor(jpg.length * 0.6));
-    for (const [set, badCat] of [['one-bad', 1], ['all-bad', 4]] as const) {
+    for (const [set, badCat] of [
+      ['one-bad', 1],
+      ['all-bad', 4],
+    ] as const) {
       for (let k = 0; k < 4; k++) {
         await mkdir(path.join(root, set, 'train', 'cat'), { recursive: true });
         await mkdir(path.join(root, set, 'train', 'dog'), { recursive: true });

@@ -6,10 +6,14 @@ import { ImageSplit, type BatchAugment, type Split } from '../../src/data/split.
 /** A split whose image i is a 4x4 grey image filled with value i; records every batch request. */
 function recordingSplit(n: number, delayMs = (_: number) => 0) {
   const requests: number[][] = [];
-  const inner = new ImageSplit(Int32Array.from({ length: n }, (_, i) => i % 3), 4, async (i) => {
-    await new Promise((r) => setTimeout(r, delayMs(i)));
-    return { data: new Uint8Array(16).fill(i), side: 4, channels: 1 };
-  });
+  const inner = new ImageSplit(
+    Int32Array.from({ length: n }, (_, i) => i % 3),
+    4,
+    async (i) => {
+      await new Promise((r) => setTimeout(r, delayMs(i)));
+      return { data: new Uint8Array(16).fill(i), side: 4, channels: 1 };
+    },
+  );
   const split: Split = {
     length: n,
     labels: inner.labels,
@@ -26,8 +30,7 @@ function recordingSplit(n: number, delayMs = (_: number) => 0) {
 }
 
 /** The byte each sample of a (non-augmented) batch was filled with = its sample index. */
-const sampleIds = (b: { x: Float32Array; n: number }) =>
-  Array.from({ length: b.n }, (_, k) => Math.round((b.x[k * 48] * 0.229 + 0.485) * 255) || 0);
+const sampleIds = (b: { x: Float32Array; n: number }) => Array.from({ length: b.n }, (_, k) => Math.round((b.x[k * 48] * 0.229 + 0.485) * 255) || 0);
 
 async function collect(it: AsyncIterable<EpochBatch>): Promise<EpochBatch[]> {
   const out: EpochBatch[] = [];
@@ -91,7 +94,11 @@ describe('epochBatches', () => {
   it('keeps the partial batch and the natural order for evaluation', async () => {
     const { split } = recordingSplit(10);
     const batches = await collect(epochBatches(split, { batchSize: 4, seed: 3, epoch: 2, shuffle: false, augment: false, dropLast: false }));
-    expect(batches.map(sampleIds)).toEqual([[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]);
+    expect(batches.map(sampleIds)).toEqual([
+      [0, 1, 2, 3],
+      [4, 5, 6, 7],
+      [8, 9],
+    ]);
     expect(batches[2].n).toBe(2);
     expect(batches[2].x.length).toBe(2 * 4 * 4 * 3);
   });
@@ -99,9 +106,7 @@ describe('epochBatches', () => {
   it('prefetches `prefetch` batches ahead and still yields in order when later batches finish first', async () => {
     // Early samples are slow, later ones fast: completion order differs from step order.
     const { split, requests } = recordingSplit(12, (i) => (i < 4 ? 30 : 1));
-    const it = epochBatches(split, { batchSize: 2, seed: 1, epoch: 0, shuffle: false, augment: false, dropLast: true, prefetch: 2 })[
-      Symbol.asyncIterator
-    ]();
+    const it = epochBatches(split, { batchSize: 2, seed: 1, epoch: 0, shuffle: false, augment: false, dropLast: true, prefetch: 2 })[Symbol.asyncIterator]();
     const first = await it.next();
     expect(first.value!.stepInEpoch).toBe(0);
     // while the consumer holds batch 0, batches 1 and 2 (the prefetch window) are already requested
@@ -113,9 +118,7 @@ describe('epochBatches', () => {
 
   it('with prefetch 0 renders on demand only', async () => {
     const { split, requests } = recordingSplit(8);
-    const it = epochBatches(split, { batchSize: 2, seed: 1, epoch: 0, shuffle: false, augment: false, dropLast: true, prefetch: 0 })[
-      Symbol.asyncIterator
-    ]();
+    const it = epochBatches(split, { batchSize: 2, seed: 1, epoch: 0, shuffle: false, augment: false, dropLast: true, prefetch: 0 })[Symbol.asyncIterator]();
     await it.next();
     expect(requests.length).toBe(1);
   });
@@ -164,7 +167,9 @@ describe('epochBatches', () => {
   it('rejects bad options', () => {
     const { split } = recordingSplit(4);
     expect(() => epochBatches(split, { batchSize: 0, seed: 1, epoch: 0, shuffle: false, augment: false, dropLast: true })).toThrow(RangeError);
-    expect(() => epochBatches(split, { batchSize: 2, seed: 1, epoch: 0, shuffle: false, augment: false, dropLast: true, startStepInEpoch: -1 })).toThrow(RangeError);
+    expect(() => epochBatches(split, { batchSize: 2, seed: 1, epoch: 0, shuffle: false, augment: false, dropLast: true, startStepInEpoch: -1 })).toThrow(
+      RangeError,
+    );
   });
 
   it('surfaces a failing batch to the consumer', async () => {
@@ -172,6 +177,8 @@ describe('epochBatches', () => {
       throw new Error('disk gone');
     };
     const split: Split = { length: 4, labels: new Int32Array(4), batch: fail, sources: fail };
-    await expect(collect(epochBatches(split, { batchSize: 2, seed: 1, epoch: 0, shuffle: false, augment: false, dropLast: true }))).rejects.toThrow('disk gone');
+    await expect(collect(epochBatches(split, { batchSize: 2, seed: 1, epoch: 0, shuffle: false, augment: false, dropLast: true }))).rejects.toThrow(
+      'disk gone',
+    );
   });
 });

@@ -28,7 +28,13 @@ describe('parseClothesJson', () => {
   });
 
   it('rejects values above 255, fractions, negatives and short rows with DATASET_UNAVAILABLE', () => {
-    for (const bad of [`{"data":[[256${',0'.repeat(783)}]]}`, `{"data":[[0.5${',0'.repeat(783)}]]}`, `{"data":[[-1${',0'.repeat(783)}]]}`, `{"data":[[1,2,3]]}`, `{"data":[[${row(1)}]]`]) {
+    for (const bad of [
+      `{"data":[[256${',0'.repeat(783)}]]}`,
+      `{"data":[[0.5${',0'.repeat(783)}]]}`,
+      `{"data":[[-1${',0'.repeat(783)}]]}`,
+      `{"data":[[1,2,3]]}`,
+      `{"data":[[${row(1)}]]`,
+    ]) {
       expect(() => parseClothesJson(enc(bad))).toThrow(expect.objectContaining({ code: 'DATASET_UNAVAILABLE' }));
     }
   });
@@ -92,9 +98,15 @@ describe('fashion-mnist dataset', () => {
   it('scores validation images exactly as /predict sees the same image posted as a PNG', async () => {
     const ds = await loadDataset({ type: 'fashion-mnist', limit: 10, testLimit: 20 }, { dataRoot: '/none', inputSize: 32 });
     // val is class-major, two per class: val[0] = class 0 image 6000, val[10] = class 5 image 6000, val[19] = class 9 image 6001
-    for (const [k, c, n] of [[0, 0, 6000], [10, 5, 6000], [19, 9, 6001]] as const) {
+    for (const [k, c, n] of [
+      [0, 0, 6000],
+      [10, 5, 6000],
+      [19, 9, 6001],
+    ] as const) {
       const img = referenceImages(c)[n];
-      const png = await sharp(Buffer.from(img), { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer();
+      const png = await sharp(Buffer.from(img), { raw: { width: 28, height: 28, channels: 1 } })
+        .png()
+        .toBuffer();
       const served = await preprocessImage(png, { size: 32, normalization: NORMALIZATION, maxPixels: 1e6 });
       const { x } = await ds.val.batch([k], noAug);
       const plane = 32 * 32;

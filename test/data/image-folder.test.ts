@@ -18,7 +18,9 @@ const solid = (w: number, h: number, rgb: Rgb) => sharp({ create: { width: w, he
 async function truncatedJpeg(): Promise<Buffer> {
   const noise = Buffer.alloc(64 * 64 * 3);
   for (let i = 0; i < noise.length; i++) noise[i] = (i * 7919) % 251;
-  const jpg = await sharp(noise, { raw: { width: 64, height: 64, channels: 3 } }).jpeg().toBuffer();
+  const jpg = await sharp(noise, { raw: { width: 64, height: 64, channels: 3 } })
+    .jpeg()
+    .toBuffer();
   const cut = jpg.subarray(0, Math.floor(jpg.length * 0.8));
   expect((await sharp(cut).metadata()).width).toBe(64);
   return cut;
@@ -26,7 +28,12 @@ async function truncatedJpeg(): Promise<Buffer> {
 
 async function writeImage(file: string, img: sharp.Sharp, format: 'jpeg' | 'png' | 'webp') {
   await mkdir(path.dirname(file), { recursive: true });
-  const buf = format === 'jpeg' ? await img.jpeg({ quality: 95 }).toBuffer() : format === 'png' ? await img.png().toBuffer() : await img.webp({ lossless: true }).toBuffer();
+  const buf =
+    format === 'jpeg'
+      ? await img.jpeg({ quality: 95 }).toBuffer()
+      : format === 'png'
+        ? await img.png().toBuffer()
+        : await img.webp({ lossless: true }).toBuffer();
   await writeFile(file, buf);
 }
 
@@ -54,7 +61,10 @@ beforeAll(async () => {
   await mkdir(path.join(dataRoot, 'flat/empty-class'), { recursive: true });
 
   // split/train|val/<class>/*
-  for (const [part, n] of [['train', 4], ['val', 2]] as const) {
+  for (const [part, n] of [
+    ['train', 4],
+    ['val', 2],
+  ] as const) {
     for (let k = 0; k < n; k++) {
       await writeImage(path.join(dataRoot, 'split', part, 'cat', `${k}.png`), solid(20, 20, [200, 100, 0]), 'png');
       await writeImage(path.join(dataRoot, 'split', part, 'dog', `${k}.jpeg`), solid(20, 20, [0, 100, 200]), 'jpeg');
@@ -74,7 +84,11 @@ afterAll(async () => {
 });
 
 describe('resolveUnderRoot', () => {
-  const code = (p: Promise<unknown>) => p.then(() => 'resolved', (e: { code?: string }) => e.code);
+  const code = (p: Promise<unknown>) =>
+    p.then(
+      () => 'resolved',
+      (e: { code?: string }) => e.code,
+    );
 
   it('resolves folders inside the root (including through inside symlinks and harmless ..)', async () => {
     const real = await resolveUnderRoot(dataRoot, 'flat');
@@ -104,19 +118,27 @@ describe('resolveUnderRoot', () => {
 
 describe('decodeImageToRgb', () => {
   it('decodes grey, alpha and 16-bit PNGs and CMYK JPEGs to 8-bit sRGB', async () => {
-    const grey = await sharp({ create: { width: 6, height: 6, channels: 3, background: { r: 90, g: 90, b: 90 } } }).toColourspace('b-w').png().toBuffer();
+    const grey = await sharp({ create: { width: 6, height: 6, channels: 3, background: { r: 90, g: 90, b: 90 } } })
+      .toColourspace('b-w')
+      .png()
+      .toBuffer();
     expect((await sharp(grey).metadata()).channels).toBe(1);
     expect(Array.from((await decodeImageToRgb(grey, 4)).slice(0, 3))).toEqual([90, 90, 90]);
 
     // fully transparent red on the left, opaque red on the right: transparent flattens to white
     const rgba = Buffer.alloc(4 * 4 * 4);
     for (let y = 0; y < 4; y++) for (let x = 0; x < 4; x++) rgba.set([255, 0, 0, x < 2 ? 0 : 255], (y * 4 + x) * 4);
-    const alphaPng = await sharp(rgba, { raw: { width: 4, height: 4, channels: 4 } }).png().toBuffer();
+    const alphaPng = await sharp(rgba, { raw: { width: 4, height: 4, channels: 4 } })
+      .png()
+      .toBuffer();
     const a = await decodeImageToRgb(alphaPng, 4);
     expect(Array.from(a.slice(0, 3))).toEqual([255, 255, 255]);
     expect(Array.from(a.slice(3 * 3, 3 * 3 + 3))).toEqual([255, 0, 0]);
 
-    const png16 = await sharp({ create: { width: 5, height: 5, channels: 3, background: { r: 128, g: 64, b: 32 } } }).png().toColourspace('rgb16').toBuffer();
+    const png16 = await sharp({ create: { width: 5, height: 5, channels: 3, background: { r: 128, g: 64, b: 32 } } })
+      .png()
+      .toColourspace('rgb16')
+      .toBuffer();
     expect((await sharp(png16).metadata()).depth).toBe('ushort');
     const d16 = await decodeImageToRgb(png16, 3);
     expect(d16.length).toBe(27);
@@ -134,7 +156,9 @@ describe('decodeImageToRgb', () => {
     // 30x10: blue | red | blue in thirds; the centred 10x10 crop is all red
     const raw = Buffer.alloc(30 * 10 * 3);
     for (let y = 0; y < 10; y++) for (let x = 0; x < 30; x++) raw.set(x >= 10 && x < 20 ? [255, 0, 0] : [0, 0, 255], (y * 30 + x) * 3);
-    const png = await sharp(raw, { raw: { width: 30, height: 10, channels: 3 } }).png().toBuffer();
+    const png = await sharp(raw, { raw: { width: 30, height: 10, channels: 3 } })
+      .png()
+      .toBuffer();
     const out = await decodeImageToRgb(png, 10);
     for (let p = 0; p < 100; p++) expect(Array.from(out.slice(p * 3, p * 3 + 3))).toEqual([255, 0, 0]);
   });
@@ -213,8 +237,12 @@ describe('imagefolder dataset', () => {
   });
 
   it('refuses paths outside the root and folders with fewer than two classes', async () => {
-    await expect(loadDataset({ type: 'imagefolder', path: '../outside', valSplit: 0.1 }, { dataRoot, inputSize: 8 })).rejects.toMatchObject({ code: 'DATASET_PATH_INVALID' });
-    await expect(loadDataset({ type: 'imagefolder', path: 'flat/red', valSplit: 0.1 }, { dataRoot, inputSize: 8 })).rejects.toMatchObject({ code: 'DATASET_EMPTY' });
+    await expect(loadDataset({ type: 'imagefolder', path: '../outside', valSplit: 0.1 }, { dataRoot, inputSize: 8 })).rejects.toMatchObject({
+      code: 'DATASET_PATH_INVALID',
+    });
+    await expect(loadDataset({ type: 'imagefolder', path: 'flat/red', valSplit: 0.1 }, { dataRoot, inputSize: 8 })).rejects.toMatchObject({
+      code: 'DATASET_EMPTY',
+    });
     // val/ without train/ would otherwise turn "val" into a class
     await expect(loadDataset({ type: 'imagefolder', path: 'split/val/..', valSplit: 0.1 }, { dataRoot, inputSize: 8 })).resolves.toBeTruthy();
     await writeImage(path.join(dataRoot, 'valonly/val/a/0.png'), solid(4, 4, [1, 1, 1]), 'png');

@@ -5,7 +5,11 @@ import { classStyle, drawSampleLook, renderSynthetic, sampleRng, SYNTHETIC_NOISE
 
 const opts = { dataRoot: '/nonexistent', inputSize: 32 };
 const noAug = { augment: false, seed: 0, epoch: 0, step: 0 };
-const all = (s: Split) => s.batch(Array.from({ length: s.length }, (_, i) => i), noAug);
+const all = (s: Split) =>
+  s.batch(
+    Array.from({ length: s.length }, (_, i) => i),
+    noAug,
+  );
 
 /** Nearest-class-mean accuracy on val, with class means from train, over features f(image). */
 function nearestMeanAccuracy(
@@ -131,7 +135,11 @@ describe('synthetic dataset', () => {
 
   it('draws the pattern of its sample look exactly (rotated stripes), plus noise of the stated spread', () => {
     const size = 224;
-    for (const [c, k] of [[0, 0], [3, 5], [6, 11]]) {
+    for (const [c, k] of [
+      [0, 0],
+      [3, 5],
+      [6, 11],
+    ]) {
       const look = drawSampleLook(sampleRng(4, 0, c, k), c);
       const bare = renderSynthetic(4, 0, c, k, size, 0);
       const noisy = renderSynthetic(4, 0, c, k, size);
