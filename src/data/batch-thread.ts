@@ -64,27 +64,31 @@ export const RING_SLOTS = 2;
 /** Source rows: the batch trained on, the next one (its rows rendered during this step) and one being filled. */
 export const SOURCE_RING_SLOTS = 3;
 
+type BatchSourceOptions = { thread?: boolean; onWarning?: (w: DataWarning) => void };
+
 /**
  * Batches from a thread when the split can be rebuilt there (every built-in source), else inline.
  * `thread: false` keeps everything on the calling thread (the synchronous pipeline).
  */
-export function openTrainBatches(
-  ds: Dataset,
-  o: TrainBatchOptions,
-  opts: { thread?: boolean; onWarning?: (w: DataWarning) => void } = {},
-): TrainBatches<EpochBatch> {
-  if (opts.thread === false || !ds.train.source) return inlineTrainBatches(ds, o, epochBatches);
-  return threadedTrainBatches(ds, o, opts.onWarning ?? (() => {}), 'pixels');
+export function openTrainBatches(ds: Dataset, o: TrainBatchOptions, opts: BatchSourceOptions = {}): TrainBatches<EpochBatch> {
+  return openBatches(ds, o, opts, epochBatches, 'pixels');
 }
 
 /** openTrainBatches' batches as source rows (Split.sources), for training threads that render their own rows. */
-export function openTrainSources(
+export function openTrainSources(ds: Dataset, o: TrainBatchOptions, opts: BatchSourceOptions = {}): TrainBatches<EpochSourceBatch> {
+  return openBatches(ds, o, opts, epochSources, 'sources');
+}
+
+/** The batch thread delivering `deliver`, or `epochs` on the calling thread. */
+function openBatches<B extends EpochBatch | EpochSourceBatch>(
   ds: Dataset,
   o: TrainBatchOptions,
-  opts: { thread?: boolean; onWarning?: (w: DataWarning) => void } = {},
-): TrainBatches<EpochSourceBatch> {
-  if (opts.thread === false || !ds.train.source) return inlineTrainBatches(ds, o, epochSources);
-  return threadedTrainBatches(ds, o, opts.onWarning ?? (() => {}), 'sources');
+  opts: BatchSourceOptions,
+  epochs: (split: Split, o: EpochBatchOptions) => EpochIterable<B>,
+  deliver: ThreadInput['deliver'],
+): TrainBatches<B> {
+  if (opts.thread === false || !ds.train.source) return inlineTrainBatches(ds, o, epochs);
+  return threadedTrainBatches(ds, o, opts.onWarning ?? (() => {}), deliver);
 }
 
 function inlineTrainBatches<B>(ds: Dataset, o: TrainBatchOptions, epochs: (split: Split, o: EpochBatchOptions) => EpochIterable<B>): TrainBatches<B> {
