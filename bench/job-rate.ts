@@ -11,6 +11,7 @@
 //   npx tsx bench/job-rate.ts --threads 1 ...            # steps on one thread (default: every core, as qatserve worker)
 //   npx tsx bench/job-rate.ts --epoch-steps 10 ...       # 10-step epochs: later epochs reuse the rendered images
 //   npx tsx bench/job-rate.ts --thread-cpu ...           # + CPU seconds per OS thread over the last 10 steps
+//   npx tsx bench/job-rate.ts --check-heap --only 1x224x8 --steps 100  # issue 12's memory check through a job
 //
 // --compare runs batch thread and inline alternately (ABBA order), so a machine whose load drifts
 // affects both alike, and prints each pair's wall rate over steps 2..N (callbacks included) and
@@ -25,6 +26,7 @@ import { runTraining } from '../src/ml/train.js';
 import { median } from './stats.js';
 import { threadCpu, threadCpuSince, type ThreadCpu } from './thread-cpu.js';
 import { useTrainingHeapPolicy } from '../src/ml/training-heap.js';
+import { describeSnapshot, heapSnapshot, reportHeapCheck, type HeapSnapshot } from './heap-check.js';
 
 const { values: opt } = parseArgs({
   options: {
@@ -38,6 +40,7 @@ const { values: opt } = parseArgs({
     'force-split': { type: 'boolean', default: false },
     'epoch-steps': { type: 'string' },
     'thread-cpu': { type: 'boolean', default: false },
+    'check-heap': { type: 'boolean', default: false },
   },
 });
 useTrainingHeapPolicy(); // as the worker's process runs its training thread
@@ -67,7 +70,13 @@ interface Run {
   wall: number;
   /** With --thread-cpu: CPU seconds per OS thread over the reported rate's steps. */
   byThread?: string;
+  /** With --check-heap: this thread's (rank 0's) memory after step 10 and after the last step. */
+  heap?: [HeapSnapshot, HeapSnapshot];
 }
+
+/** The step --check-heap compares the last step with: every kernel and range is set up by then. */
+const HEAP_FROM_STEP = 10;
+if (opt['check-heap'] && steps <= HEAP_FROM_STEP) throw new Error(`--check-heap needs --steps above ${HEAP_FROM_STEP}`);
 
 async function train(w: number, size: number, bs: number, dataThread: boolean): Promise<Run> {
   const classes = 10;
@@ -86,6 +95,7 @@ async function train(w: number, size: number, bs: number, dataThread: boolean): 
   const ends: number[] = [];
   let threads0: ThreadCpu[] = [];
   let byThread: string | undefined;
+  const heap: HeapSnapshot[] = [];
   try {
     const r = await runTraining({
       config,
@@ -103,6 +113,7 @@ async function train(w: number, size: number, bs: number, dataThread: boolean): 
           if (opt['thread-cpu'] && m.step === steps - STEP_RATE_WINDOW) threads0 = threadCpu();
           if (opt['thread-cpu'] && m.step === steps)
             byThread = `${((ends.at(-1)! - ends.at(-1 - STEP_RATE_WINDOW)!) / 1000).toFixed(2)}s wall; ${threadCpuSince(threads0)}`;
+          if (opt['check-heap'] && (m.step === HEAP_FROM_STEP || m.step === steps)) heap.push(heapSnapshot());
         },
       },
     });
@@ -115,6 +126,7 @@ async function train(w: number, size: number, bs: number, dataThread: boolean): 
       medianStep: (bs * 1000) / median(stepMs),
       wall: ((ends.length - 1) * bs * 1000) / (ends.at(-1)! - ends[0]),
       byThread,
+      heap: heap.length === 2 ? [heap[0], heap[1]] : undefined,
     };
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -145,4 +157,9 @@ for (const [w, size, bs] of WORKLOADS) {
       `progress.imagesPerSecond ${r.reported.toFixed(1)} img/s (qat; median of its steps: ${r.medianStep.toFixed(1)}; wall over steps 2-${steps}: ${r.wall.toFixed(1)}), max rss ${rssMB.toFixed(0)} MB`,
   );
   if (r.byThread) console.log(`  CPU by thread over steps ${steps - STEP_RATE_WINDOW + 1}-${steps}: ${r.byThread}`);
+  if (r.heap) {
+    console.log(describeSnapshot(`step ${HEAP_FROM_STEP}`, r.heap[0]));
+    console.log(describeSnapshot(`step ${steps}`, r.heap[1]));
+    reportHeapCheck(r.heap[0], r.heap[1], HEAP_FROM_STEP);
+  }
 }

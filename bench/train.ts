@@ -53,6 +53,7 @@ import { pytorchRate } from './pytorch-rate.js';
 import { median } from './stats.js';
 import { threadCpu, threadCpuSince } from './thread-cpu.js';
 import { useTrainingHeapPolicy } from '../src/ml/training-heap.js';
+import { describeSnapshot, heapSnapshot, reportHeapCheck, type HeapSnapshot } from './heap-check.js';
 
 const { values: opt, positionals } = parseArgs({
   allowPositionals: true,
@@ -211,59 +212,39 @@ async function profileStep(s: Setup, fakeQuant: boolean): Promise<void> {
   console.log(`  total kernel time ${total.toFixed(0)} ms in ${prof.kernels.length} kernel calls (one ${fakeQuant ? 'QAT' : 'float'} step, wall clock)`);
 }
 
-/** Bytes of the wasm backend's WebAssembly.Memory (undefined on other backends). */
-function wasmHeapBytes(): number | undefined {
-  const be = tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array; asm?: { memory?: { buffer: ArrayBuffer } } } };
-  return (be.wasm?.asm?.memory?.buffer ?? be.wasm?.HEAPU8?.buffer)?.byteLength;
-}
-
 /**
  * The issue's memory requirement: MobileNetV2 1.0 at 224, batch 8, trains (QAT) for N steps
- * without growing the heap. Compares step 10 (every kernel and range set up) with the end; a
- * grown tensor count or byte total is a leak, a grown wasm heap is memory the process never gets
- * back. Exit code 1 on either.
+ * without growing the heap (bench/heap-check.ts): step 10 against the end. A job's whole trainer,
+ * batches included: `npx tsx bench/job-rate.ts --check-heap`.
  */
 async function checkHeap(n: number): Promise<void> {
   const [w, size, bs] = opt.only ? opt.only.split('x').map(Number) : [1.0, 224, 8];
   const s = await setup(w, size, bs);
-  const mib = (b: number | undefined) => (b === undefined ? 'n/a' : `${(b / 2 ** 20).toFixed(1)} MiB`);
-  const snap = () => ({ heap: wasmHeapBytes(), ...tf.memory(), rss: process.memoryUsage().rss });
-  const show = (label: string, m: ReturnType<typeof snap>) =>
-    console.log(`  ${label.padEnd(10)} wasm heap ${mib(m.heap)}, tensors ${m.numTensors}, tensor bytes ${m.numBytes}, rss ${mib(m.rss)}`);
   console.log(`check-heap w=${w} size=${size} bs=${bs} layout=${layoutName(s.model)} backend=${backend} threads=${s.world} steps=${n} (QAT)`);
   s.step(0, false); // ranges for fake quant
-  let at10: ReturnType<typeof snap> | undefined;
+  let at10: HeapSnapshot | undefined;
   let t0 = 0;
   let c0 = process.cpuUsage();
   for (let i = 1; i <= n; i++) {
     s.step(i, true);
     if (i === Math.min(10, n)) {
-      at10 = snap();
-      show(`step ${i}`, at10);
+      at10 = heapSnapshot();
+      console.log(describeSnapshot(`step ${i}`, at10));
       t0 = performance.now();
       c0 = process.cpuUsage();
     }
   }
   const c = process.cpuUsage(c0);
   const timed = n - Math.min(10, n);
-  const end = snap();
-  show(`step ${n}`, end);
-  const grew: string[] = [];
-  if (end.numTensors > at10!.numTensors) grew.push(`tensors +${end.numTensors - at10!.numTensors}`);
-  if (end.numBytes > at10!.numBytes) grew.push(`tensor bytes +${end.numBytes - at10!.numBytes}`);
-  if ((end.heap ?? 0) > (at10!.heap ?? 0)) grew.push(`wasm heap +${mib(end.heap! - at10!.heap!)}`);
+  const end = heapSnapshot();
+  console.log(describeSnapshot(`step ${n}`, end));
   if (timed > 0) {
     const wall = ((timed * bs) / (performance.now() - t0)) * 1000;
     const cpu = (timed * bs) / ((c.user + c.system) / 1e6);
     console.log(`  steps 11-${n}: ${wall.toFixed(2)} img/s wall, ${cpu.toFixed(2)} by CPU time`);
   }
   await s.dispose();
-  if (grew.length) {
-    console.log(`check-heap FAILED: grew after step 10: ${grew.join(', ')}`);
-    process.exitCode = 1;
-  } else {
-    console.log('check-heap OK: no growth after step 10');
-  }
+  reportHeapCheck(at10!, end, Math.min(10, n));
 }
 
 if (opt['check-heap']) {
