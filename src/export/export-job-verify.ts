@@ -2,7 +2,7 @@
 // a fallback) run on the same validation images as the tfjs model they came from; the first one
 // whose logits match (top-1 agreement and at most a few logit steps) is the model that ships.
 import type { Dataset } from '../data/index.js';
-import type { TrainedModel } from '../ml/index.js';
+import type { EvalLogits, TrainedModel } from '../ml/index.js';
 import type { QuantGraph } from '../ml/quant-graph.js';
 import { evalBatchSize } from '../ml/evaluate.js';
 import { inWasmPhase } from '../ml/wasm-abort.js';
@@ -68,10 +68,32 @@ export async function releaseCandidates(candidates: Candidate[]): Promise<void> 
   for (const c of candidates) await c.runner.release().catch(() => {});
 }
 
+/** The tfjs logits already known on the verification images, as collectVerificationLogits takes them. */
+export interface KnownLogits {
+  int8?: Float32Array;
+  float?: Float32Array;
+}
+
+/**
+ * The trainer's logits (TrainResult.evalLogits) where they are the model's on these images: of the
+ * checkpoint's step, the same validation rows and classes. Null otherwise (a run evaluated at
+ * another step, a different image count), and the export computes them itself.
+ */
+export function knownLogits(e: EvalLogits | undefined, model: TrainedModel, indices: number[]): KnownLogits | null {
+  if (!e || e.step !== model.step || e.classes !== model.classes.length) return null;
+  if (e.rows.length !== indices.length || e.rows.some((r, i) => r !== indices[i])) return null;
+  const known: KnownLogits = {};
+  const size = indices.length * e.classes;
+  if (e.int8?.length === size) known.int8 = e.int8;
+  if (e.float?.length === size) known.float = e.float;
+  return known.int8 || known.float ? known : null;
+}
+
 /**
  * Runs the verification images (`indices` of the validation split) through the tfjs int8 graph,
- * the tfjs float model and every candidate, in batches sized by pixels: peak memory depends on the
- * batch, not on how many images are verified. A wasm abort becomes WASM_ABORTED (phase verify).
+ * the tfjs float model (each unless `known`) and every candidate, in batches sized by pixels: peak
+ * memory depends on the batch, not on how many images are verified. A wasm abort becomes
+ * WASM_ABORTED (phase verify).
  */
 export async function collectVerificationLogits(
   model: TrainedModel,
@@ -79,7 +101,7 @@ export async function collectVerificationLogits(
   indices: number[],
   candidates: Candidate[],
   graph: QuantGraph,
-  opts: { referenceImages: number; widthMultiplier: number },
+  opts: { referenceImages: number; widthMultiplier: number; known?: KnownLogits | null },
 ): Promise<VerificationLogits> {
   const size = model.inputSize;
   const k = model.classes.length;
@@ -93,8 +115,9 @@ export async function collectVerificationLogits(
     for (let lo = 0; lo < n; lo += batch) {
       const b = await ds.val.batch(indices.slice(lo, lo + batch), { augment: false, seed: 0, epoch: 0, step: 0 });
       labels.set(b.y, lo);
-      tfLogits.set(await model.predict(b.x, b.n), lo * k);
-      floatLogits.set(await model.predictFloat(b.x, b.n), lo * k);
+      const rows = (l: Float32Array | undefined) => l?.subarray(lo * k, (lo + b.n) * k);
+      tfLogits.set(rows(opts.known?.int8) ?? (await model.predict(b.x, b.n)), lo * k);
+      floatLogits.set(rows(opts.known?.float) ?? (await model.predictFloat(b.x, b.n)), lo * k);
       const nchw = nhwcToNchw(b.x, b.n, size);
       for (const c of candidates) c.logits.push(await c.runner.run(nchw, b.n, size));
     }

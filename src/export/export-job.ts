@@ -7,13 +7,22 @@
 // collect logits on the verification images -> choose the candidate that verifies -> its
 // accuracies and the int8 file on the whole validation split (export-job-evaluate.ts) -> fusion check -> manifest and files (export-job-write.ts).
 import type { TrainingConfig } from '../config/training-config.js';
-import { loadTrainedModel } from '../ml/index.js';
+import { loadTrainedModel, type EvalLogits } from '../ml/index.js';
+import { spreadIndices } from '../ml/evaluate.js';
 import { loadDataset } from '../data/index.js';
 import { quantGraphToFloatOnnx } from './onnx-qdq.js';
 import { expectedKernels, fusionReport, optimizedOpCounts } from './fusion-check.js';
 import type { ModelManifest, WeightEncoding } from './manifest.js';
 import { DEFAULT_MAX_LOGIT_DIFF_STEPS, DEFAULT_MIN_AGREEMENT, ExportVerificationError } from './verify.js';
-import { buildCandidates, chooseCandidate, collectVerificationLogits, encodingsFor, releaseCandidates, type Candidate } from './export-job-verify.js';
+import {
+  buildCandidates,
+  chooseCandidate,
+  collectVerificationLogits,
+  encodingsFor,
+  knownLogits,
+  releaseCandidates,
+  type Candidate,
+} from './export-job-verify.js';
 import { chanceWarning, evaluateOnnxOnSplit, verificationAccuracy } from './export-job-evaluate.js';
 import { buildManifest, writeModelFiles } from './export-job-write.js';
 import { silentLogger, type Logger } from '../logger.js';
@@ -28,8 +37,15 @@ export interface ExportJobOptions {
   outDir: string;
   dataRoot: string;
   log?: Logger;
-  /** Validation images to verify on (default 1000, fewer if the split is smaller). */
+  /** Validation images to verify on (default DEFAULT_VERIFY_IMAGES, fewer if the split is smaller). */
   verifyImages?: number;
+  /**
+   * The trainer's logits on the verification images (TrainResult.evalLogits, from runTraining with
+   * keepEvalLogits = verifyImages): what the model computed in training, used instead of running
+   * it again here when they are of the checkpoint's step and the same images. At 224 px that
+   * second run took most of the export (73 s of 80 for 1,000 images on one thread).
+   */
+  evalLogits?: EvalLogits;
   /**
    * 'auto' (default): int8-stored weights. For 8-bit models, if those do not verify, the same
    * values stored as uint8 (ORT's u8s8 kernels saturate on x86 CPUs without VNNI; its u8u8 kernels
@@ -58,11 +74,8 @@ export interface ExportJobResult {
   manifest: ModelManifest;
 }
 
-/** `count` indices spread evenly over [0, length), so class-ordered splits are covered. */
-export function spreadIndices(length: number, count: number): number[] {
-  const m = Math.min(length, count);
-  return Array.from({ length: m }, (_, i) => Math.floor((i * length) / m));
-}
+/** Validation images the export verifies on unless told otherwise (fewer when the split is smaller). */
+export const DEFAULT_VERIFY_IMAGES = 1000;
 
 export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobResult> {
   const log = opts.log ?? silentLogger;
@@ -75,7 +88,7 @@ export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobR
     candidates = await buildCandidates(graph, opts.jobId, encodings);
 
     const ds = await loadDataset(opts.config.dataset, { dataRoot: opts.dataRoot, inputSize: model.inputSize });
-    const indices = spreadIndices(ds.val.length, opts.verifyImages ?? 1000);
+    const indices = spreadIndices(ds.val.length, opts.verifyImages ?? DEFAULT_VERIFY_IMAGES);
     if (indices.length === 0)
       throw new ExportVerificationError('no validation images to verify the export on', {
         images: 0,
@@ -83,10 +96,12 @@ export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobR
         maxLogitDiffSteps: Infinity,
         worstRows: [],
       });
-    log.info({ images: indices.length, encodings }, 'export: verifying int8 ONNX against the fake-quant model');
+    const known = knownLogits(opts.evalLogits, model, indices);
+    log.info({ images: indices.length, encodings, fromTraining: Object.keys(known ?? {}) }, 'export: verifying int8 ONNX against the fake-quant model');
     const logits = await collectVerificationLogits(model, ds, indices, candidates, graph, {
       referenceImages: opts.referenceImages ?? 8,
       widthMultiplier: opts.config.model.widthMultiplier,
+      known,
     });
     const gate = {
       step: graph.nodes.find((n) => n.output === graph.output)!.outQuant.scale,

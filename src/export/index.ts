@@ -1,5 +1,5 @@
 // The export layer's public API: exportJobModel (export-job.ts and its steps) and the ONNX writers.
-export { exportJobModel, spreadIndices, type ExportJobOptions, type ExportJobResult } from './export-job.js';
+export { exportJobModel, DEFAULT_VERIFY_IMAGES, type ExportJobOptions, type ExportJobResult } from './export-job.js';
 export { ExportVerificationError } from './verify.js';
 export { MODEL_FILE, MANIFEST_FILE, ModelManifest, ModelEvaluation, parseManifest } from './manifest.js';
 export { EvaluationAccumulator, chanceWarning } from './export-job-evaluate.js';

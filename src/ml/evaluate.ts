@@ -6,6 +6,14 @@ export interface TopK {
   top1: number;
   top5: number;
   count: number;
+  /** The logits of the rows asked for (`keepRows`), in that order: keepRows.length x classes. */
+  kept?: Float32Array;
+}
+
+/** `count` indices spread evenly over [0, length), so class-ordered splits are covered. */
+export function spreadIndices(length: number, count: number): number[] {
+  const m = Math.min(length, count);
+  return Array.from({ length: m }, (_, i) => Math.floor((i * length) / m));
 }
 
 /** Counts of rows whose label is the argmax / among the k largest logits (ties count against). */
@@ -58,6 +66,8 @@ export async function evaluate(
      * thread's forward for its rows.
      */
     split?: (x: Float32Array, n: number, local: (x: Float32Array, n: number) => Float32Array) => Promise<Float32Array>;
+    /** Split rows (ascending) whose logits to return as `kept`: the export verifies against them. */
+    keepRows?: number[];
   },
 ): Promise<TopK | null> {
   const classes = model.arch.numClasses;
@@ -74,14 +84,22 @@ export async function evaluate(
     augment: false,
     dropLast: false,
   });
+  const keep = opts.keepRows ?? [];
+  const kept = new Float32Array(keep.length * classes);
+  let nextKept = 0;
   for await (const b of batches) {
     if (opts.signal?.aborted) return null;
     const logits = opts.split ? await opts.split(b.x, b.n, opts.logits) : opts.logits(b.x, b.n);
+    for (; nextKept < keep.length && keep[nextKept] < count + b.n; nextKept++) {
+      const r = keep[nextKept] - count;
+      kept.set(logits.subarray(r * classes, (r + 1) * classes), nextKept * classes);
+    }
     const hits = topKHits(logits, b.y, classes, k);
     top1 += hits.top1;
     top5 += hits.topk;
     count += b.n;
     await yieldToLoop();
   }
-  return { top1: count ? top1 / count : 0, top5: count ? top5 / count : 0, count };
+  if (nextKept < keep.length) throw new RangeError(`keepRows: row ${keep[nextKept]} is not in a split of ${count}`);
+  return { top1: count ? top1 / count : 0, top5: count ? top5 / count : 0, count, ...(opts.keepRows ? { kept } : {}) };
 }

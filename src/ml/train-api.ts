@@ -88,6 +88,28 @@ export interface TrainOptions {
   stepThreads?: number;
   /** Split steps even where MIN_SPLIT_MACS says it does not pay (tests, measurements). */
   forceStepSplit?: boolean;
+  /**
+   * Validation images (spread over the split: spreadIndices) whose logits the result carries from
+   * the final evaluation, so the export verifies against them instead of running the model again
+   * (default 0: none).
+   */
+  keepEvalLogits?: number;
+}
+
+/**
+ * An evaluation's logits on chosen validation rows: what the trained model computed, which the
+ * export's ONNX file must reproduce (ExportJobOptions.evalLogits).
+ */
+export interface EvalLogits {
+  /** The step of the weights that computed them. */
+  step: number;
+  /** Rows of the validation split, ascending. */
+  rows: number[];
+  classes: number;
+  /** The int8 graph's logits, rows.length x classes (absent when the evaluation ran only the float model). */
+  int8?: Float32Array;
+  /** The float model's (absent when the evaluation did not run it: quantization was never delayed). */
+  float?: Float32Array;
 }
 
 export interface TrainResult {
@@ -99,6 +121,8 @@ export interface TrainResult {
   checkpoint: string;
   /** The final evaluation (absent when stopped before any). */
   eval?: EvalMetric;
+  /** With TrainOptions.keepEvalLogits: the final evaluation's logits on those rows. */
+  evalLogits?: EvalLogits;
   classes: string[];
   warnings: number;
 }

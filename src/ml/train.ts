@@ -12,7 +12,7 @@ import { MomentumSgd, type SgdParam } from './optimizer.js';
 import { smoothedCrossEntropy } from './loss.js';
 import { bnMomentumAt } from './conv-bn-fold.js';
 import { lrAt, type Schedule } from './schedule.js';
-import { evalBatchSize, evaluate, type TopK } from './evaluate.js';
+import { evalBatchSize, evaluate, spreadIndices, type TopK } from './evaluate.js';
 import { DivergenceGuard } from './divergence.js';
 import { StepRate } from './step-rate.js';
 import { isWasmAbort, WasmAbortedError, type WasmPhase } from './wasm-abort.js';
@@ -32,7 +32,7 @@ import {
   type TrainBatches,
 } from '../data/index.js';
 import { peakLearningRate, quantDelaySteps, type TrainingConfig } from '../config/training-config.js';
-import type { BackendName, EvalMetric, StepBatch, TrainOptions, TrainResult, TrainWarning } from './train-api.js';
+import type { BackendName, EvalLogits, EvalMetric, StepBatch, TrainOptions, TrainResult, TrainWarning } from './train-api.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { qatOpsName } from './qat-ops.js';
 import { DataParallelStep } from './data-parallel/data-parallel-step.js';
@@ -120,6 +120,8 @@ interface Run {
   init: LoadedCheckpoint | null;
   step: number;
   lastEval?: EvalMetric;
+  /** The last evaluation's logits on TrainOptions.keepEvalLogits rows. */
+  lastEvalLogits?: EvalLogits;
   lastSavedStep: number;
   lastCheckpoint: string;
   /** performance.now() when the next step's images-per-second count starts. */
@@ -348,16 +350,22 @@ async function evaluateRun(run: Run): Promise<EvalMetric | null> {
   try {
     const haveRanges = model.quantPoints().every((n) => model.ranges.get(n));
     const quantEval = q.enabled && haveRanges;
-    const evalOpts = { batchSize, seed: cfg.training.seed, signal: run.opts.signal };
+    // Rows whose logits the export will verify its ONNX file against (TrainOptions.keepEvalLogits).
+    const keepRows = run.opts.keepEvalLogits ? spreadIndices(ds.val.length, run.opts.keepEvalLogits) : undefined;
+    const evalOpts = { batchSize, seed: cfg.training.seed, signal: run.opts.signal, keepRows };
     const main = await evaluateOn(run, quantEval ? { kind: 'int8', classes: ds.classes } : { kind: 'model', mode: evalMode(false) }, evalOpts);
     if (!main) return null;
     const metric: EvalMetric = { step: run.step, epoch: epochOf(run, run.step), top1: main.top1, top5: main.top5 };
+    const logits: EvalLogits | undefined = keepRows && { step: run.step, rows: keepRows, classes: model.arch.numClasses };
+    if (logits) logits[quantEval ? 'int8' : 'float'] = main.kept;
     if (!quantEval) metric.floatTop1 = main.top1;
     else if (run.delaySteps > 0) {
       const fl = await evaluateOn(run, { kind: 'model', mode: evalMode(false) }, evalOpts);
       if (!fl) return null;
       metric.floatTop1 = fl.top1;
+      if (logits) logits.float = fl.kept;
     }
+    run.lastEvalLogits = logits;
     run.lastEval = metric;
     log.info(
       `eval step ${run.step}: top1 ${(metric.top1 * 100).toFixed(2)}% top5 ${(metric.top5 * 100).toFixed(2)}%` +
@@ -375,7 +383,11 @@ async function evaluateRun(run: Run): Promise<EvalMetric | null> {
  * or the model in a mode. A split step's threads share the work, each its rows of every batch: a
  * 224 px job's 2,000 validation images took 129 s on one thread.
  */
-async function evaluateOn(run: Run, forward: EvalForward, opts: { batchSize: number; seed: number; signal?: AbortSignal }): Promise<TopK | null> {
+async function evaluateOn(
+  run: Run,
+  forward: EvalForward,
+  opts: { batchSize: number; seed: number; signal?: AbortSignal; keepRows?: number[] },
+): Promise<TopK | null> {
   const { model, ds } = run;
   const rows = rowLogits(model, forward);
   const dp = run.parallel;
@@ -426,6 +438,7 @@ function result(run: Run, status: TrainResult['status']): TrainResult {
     epoch: epochOf(run, run.step),
     checkpoint: run.lastCheckpoint,
     eval: run.lastEval,
+    evalLogits: run.lastEvalLogits,
     classes: run.ds.classes,
     warnings: run.warnings,
   };

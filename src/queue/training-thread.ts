@@ -2,7 +2,7 @@
 // verification (src/export), reporting everything to the worker process as messages. It knows
 // nothing of Bull, Prisma or Redis.
 import { parentPort, workerData } from 'node:worker_threads';
-import { exportJobModel } from '../export/index.js';
+import { DEFAULT_VERIFY_IMAGES, exportJobModel } from '../export/index.js';
 import { runTraining, selectBackend } from '../ml/index.js';
 import type { CheckpointInfo, TrainResult } from '../ml/train-api.js';
 import type { FromThread, ThreadInput, ToThread } from './thread-protocol.js';
@@ -62,6 +62,8 @@ async function main(): Promise<void> {
       logger: log,
       dataThread: input.trainThreads >= 2,
       stepThreads: input.trainThreads,
+      // The export below verifies its file against the final evaluation's logits.
+      keepEvalLogits: DEFAULT_VERIFY_IMAGES,
       callbacks: {
         onStart: (info) => post({ type: 'start', info }),
         onStep: (metric) => post({ type: 'step', metric }),
@@ -74,7 +76,9 @@ async function main(): Promise<void> {
     post({ type: 'error', phase: 'train', code: codeOf(err, 'TRAINING_FAILED'), message: (err as Error).message });
     return;
   }
-  post({ type: 'trained', result });
+  // The logits stay in this thread: only the export uses them.
+  const { evalLogits, ...trained } = result;
+  post({ type: 'trained', result: trained });
   if (result.status !== 'completed') return;
 
   post({ type: 'exporting' });
@@ -86,6 +90,7 @@ async function main(): Promise<void> {
       outDir: input.modelDir,
       dataRoot: input.dataRoot,
       log,
+      evalLogits,
       // MODEL_AT_CHANCE: the job succeeds, but says (in its warnings and the log) that it learned nothing.
       onWarning: (warning) => post({ type: 'warning', warning }),
     });

@@ -6,8 +6,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveTrainingConfig } from '../../src/config/training-config.js';
-import { runTraining } from '../../src/ml/index.js';
-import { chanceWarning, EvaluationAccumulator, exportJobModel, ExportVerificationError, spreadIndices } from '../../src/export/index.js';
+import { loadTrainedModel, runTraining, type EvalLogits } from '../../src/ml/index.js';
+import { chanceWarning, DEFAULT_VERIFY_IMAGES, EvaluationAccumulator, exportJobModel, ExportVerificationError } from '../../src/export/index.js';
+import { loadDataset } from '../../src/data/index.js';
+import { spreadIndices } from '../../src/ml/evaluate.js';
 import { ModelManifest } from '../../src/export/manifest.js';
 import { DataType, decodeModel } from '../../src/export/onnx-proto.js';
 import { modelFilesIn } from '../../src/serving/model-store.js';
@@ -17,6 +19,8 @@ import { makeImage } from '../serving/fixtures.js';
 
 let dir: string;
 let checkpoint: string;
+/** The final evaluation's logits on the export's verification images, as the worker keeps them. */
+let evalLogits: EvalLogits;
 const config = resolveTrainingConfig({
   dataset: { type: 'synthetic', classes: 3, samplesPerClass: 8, valPerClass: 12 },
   model: { widthMultiplier: 0.35, inputSize: 32 },
@@ -28,8 +32,9 @@ const config = resolveTrainingConfig({
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'qatserve-export-'));
-  const result = await runTraining({ config, workDir: path.join(dir, 'run'), dataRoot: dir });
+  const result = await runTraining({ config, workDir: path.join(dir, 'run'), dataRoot: dir, keepEvalLogits: DEFAULT_VERIFY_IMAGES });
   checkpoint = result.checkpoint;
+  evalLogits = result.evalLogits!;
 }, 300_000);
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
@@ -157,5 +162,52 @@ describe('exportJobModel', () => {
     expect((error as ExportVerificationError).code).toBe('EXPORT_VERIFICATION_FAILED');
     expect((error as Error).message).toMatch(/top-1 agreement .* on 36 validation images is below 101/);
     expect(await readdir(outDir).catch(() => [])).toEqual([]);
+  }, 300_000);
+
+  it("keeps the final evaluation's logits, the checkpoint's own on the verification images", async () => {
+    // 36 validation images, fewer than DEFAULT_VERIFY_IMAGES: all of them. Quantization was
+    // delayed (the default), so the evaluation ran the int8 graph and the float model.
+    expect(evalLogits.rows).toEqual(spreadIndices(36, DEFAULT_VERIFY_IMAGES));
+    expect(evalLogits.int8).toHaveLength(36 * 3);
+    expect(evalLogits.float).toHaveLength(36 * 3);
+    const model = await loadTrainedModel(checkpoint);
+    try {
+      expect(evalLogits.step).toBe(model.step);
+      const ds = await loadDataset(config.dataset, { dataRoot: dir, inputSize: model.inputSize });
+      const b = await ds.val.batch(evalLogits.rows, { augment: false, seed: 0, epoch: 0, step: 0 });
+      // The same model on the same images, batched otherwise: the same logits to float rounding.
+      const close = (a: Float32Array, e: Float32Array) => a.forEach((v, i) => expect(v).toBeCloseTo(e[i], 4));
+      close(evalLogits.int8!, await model.predict(b.x, b.n));
+      close(evalLogits.float!, await model.predictFloat(b.x, b.n));
+    } finally {
+      model.dispose();
+    }
+  }, 300_000);
+
+  it("verifies against the trainer's logits when given them, with the same verdict as running the model again", async () => {
+    const own = await exportJobModel({ jobId: 'job-own', config, checkpoint, outDir: path.join(dir, 'model-own'), dataRoot: dir });
+    const reused = await exportJobModel({ jobId: 'job-own', config, checkpoint, outDir: path.join(dir, 'model-reused'), dataRoot: dir, evalLogits });
+    expect(reused.manifest.accuracy).toEqual(own.manifest.accuracy);
+    expect(reused.manifest.sha256).toBe(own.manifest.sha256);
+    expect(reused.manifest.evaluation).toEqual(own.manifest.evaluation);
+  }, 300_000);
+
+  it("checks the file against the trainer's logits: wrong ones fail the gate, another step's are not used", async () => {
+    // Each row's logits moved one class along: the file no longer agrees with them.
+    const rotate = (l: Float32Array) => l.map((_, i) => l[i - (i % 3) + ((i + 1) % 3)]);
+    const wrong = { ...evalLogits, int8: rotate(evalLogits.int8!) };
+    const outDir = path.join(dir, 'model-wrong');
+    await expect(exportJobModel({ jobId: 'job-wrong', config, checkpoint, outDir, dataRoot: dir, evalLogits: wrong })).rejects.toThrow(ExportVerificationError);
+    expect(await readdir(outDir).catch(() => [])).toEqual([]);
+    // Logits of other weights (an earlier evaluation) are not the checkpoint's: the export runs the model itself.
+    const r = await exportJobModel({
+      jobId: 'job-stale',
+      config,
+      checkpoint,
+      outDir: path.join(dir, 'model-stale'),
+      dataRoot: dir,
+      evalLogits: { ...wrong, step: evalLogits.step - 1 },
+    });
+    expect(r.manifest.accuracy.agreement).toBeGreaterThanOrEqual(0.995);
   }, 300_000);
 });

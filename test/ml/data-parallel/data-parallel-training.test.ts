@@ -10,6 +10,8 @@ import { runTraining, stepWorld } from '../../../src/ml/train.js';
 import { selectBackend } from '../../../src/ml/backend.js';
 import { buildArch, forwardMacsPerImage } from '../../../src/ml/mobilenet-arch.js';
 import { loadCheckpoint } from '../../../src/ml/checkpoint.js';
+import { loadTrainedModel } from '../../../src/ml/trained-model.js';
+import { loadDataset } from '../../../src/data/index.js';
 import type { StepMetric } from '../../../src/ml/train-api.js';
 
 process.env.TFJS_BACKEND ||= 'wasm';
@@ -38,6 +40,7 @@ async function train(name: string, stepThreads: number, extra: { resumeFrom?: st
     forceStepSplit: true,
     dataThread: extra.dataThread,
     resumeFrom: extra.resumeFrom,
+    keepEvalLogits: 5,
     signal: ac.signal,
     logger: { info: (a: unknown, b?: string) => void lines.push(String(b ?? a)), warn: () => {}, error: () => {} },
     callbacks: {
@@ -77,6 +80,19 @@ describe('training with each step split over 2 threads', () => {
     expect(Math.abs(two.steps[0].loss - one.steps[0].loss)).toBeLessThan(1e-4);
     expect((await loadCheckpoint(two.r.checkpoint)).manifest.step).toBe(8);
     expect(two.r.eval?.step).toBe(8);
+    // The final evaluation's rows came from both threads: each kept row is the checkpoint's own
+    // logits for that image (what the export verifies its file against).
+    const kept = two.r.evalLogits!;
+    expect(kept.rows).toEqual([0, 1, 3, 4, 6]);
+    const model = await loadTrainedModel(two.r.checkpoint);
+    try {
+      const ds = await loadDataset(config.dataset, { dataRoot: tmp, inputSize: 32 });
+      const b = await ds.val.batch(kept.rows, { augment: false, seed: 0, epoch: 0, step: 0 });
+      const own = await model.predict(b.x, b.n);
+      kept.int8!.forEach((v, i) => expect(v).toBeCloseTo(own[i], 4));
+    } finally {
+      model.dispose();
+    }
 
     // Stopped after step 3 and resumed on 2 threads: the peers take the checkpoint's state.
     const stopped = await train('resume', 2, { stopAt: 3 });
