@@ -13,6 +13,7 @@
 import { tf } from './tf.js';
 import { biasScales, quantizeBias, roundHalfEven, type ActQuant, type QuantGraph, type QuantNode } from './quant-graph.js';
 import { qlinearAdd } from './qlinear-add.js';
+import { qatOps } from './qat-ops.js';
 
 const f32 = Math.fround;
 
@@ -181,8 +182,7 @@ export class Int8GraphRunner {
           node.group > 1
             ? tf.depthwiseConv2d(input, p.filter, stride, pad === 0 ? 'valid' : pad)
             : tf.conv2d(input, p.filter, stride, pad === 0 ? 'valid' : pad);
-        const real = tf.mul(tf.add(acc, p.biasQ), p.multiplier);
-        return requantize(real, node.outQuant.zeroPoint, p.lo, p.hi);
+        return qatOps().requantize(acc, p.biasQ, p.multiplier, node.outQuant.zeroPoint, p.lo, p.hi);
       }
       case 'add': {
         const a = get(node.inputs[0]);

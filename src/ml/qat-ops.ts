@@ -9,7 +9,9 @@
 //   batchNormAct:    BN with biased batch statistics over all axes but the last, then the layer's
 //                    activation (ReLU6 or none, then its fake quant or none), chosen by a callback
 //                    that sees the whole batch's BN output range first (the range observers);
-//   range:           the smallest and largest element, as numbers (activation-range observers).
+//   range:           the smallest and largest element, as numbers (activation-range observers);
+//   requantize:      clip(round((acc + bias) * multiplier) + zp, lo, hi) - zp per channel, float32:
+//                    the int8 graph's requantization of a convolution's integer sums (evaluation).
 import { tf } from './tf.js';
 import { fakeQuantAct, fakeQuantWeight } from './fake-quant.js';
 import { activeCollective } from './data-parallel/step-collective.js';
@@ -48,6 +50,7 @@ export interface QatOps {
   fakeQuantWeight(w: tf.Tensor, channelAxis: number, qmax: number): tf.Tensor;
   batchNormAct(z: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number, pick: BnActPicker): BatchNormActResult;
   range(x: tf.Tensor): Range;
+  requantize(acc: tf.Tensor, bias: tf.Tensor1D, multiplier: tf.Tensor1D, zeroPoint: number, lo: number, hi: number): tf.Tensor;
 }
 
 /** BN with batch statistics in stock tfjs ops: y, mean and variance as tensors. */
@@ -84,6 +87,9 @@ export const STOCK_QAT_OPS: QatOps = {
     return { y: activate(y, pick(wholeBatchRange(y))), mean: mean.dataSync() as Float32Array, variance: variance.dataSync() as Float32Array };
   },
   range: (x) => tf.tidy(() => ({ min: tf.min(x).dataSync()[0], max: tf.max(x).dataSync()[0] })),
+  // Round half to even (tf.round), as ORT's QLinear kernels requantize.
+  requantize: (acc, bias, multiplier, zeroPoint, lo, hi) =>
+    tf.tidy(() => tf.sub(tf.clipByValue(tf.add(tf.round(tf.mul(tf.add(acc, bias), multiplier)), zeroPoint), lo, hi), zeroPoint)),
 };
 
 let active: QatOps = STOCK_QAT_OPS;

@@ -3,7 +3,7 @@
 // (batchNormAct) against the stock ops it replaces: BN in tfjs ops, the range, ReLU6, the fake quant.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { setSimdEnabled } from '../../../src/ml/backends/wasm-training/simd.js';
-import { batchNormAct, fakeQuantAct, fakeQuantRelu6, fakeQuantWeight } from '../../../src/ml/backends/wasm-training/index.js';
+import { batchNormAct, fakeQuantAct, fakeQuantRelu6, fakeQuantWeight, requantize } from '../../../src/ml/backends/wasm-training/index.js';
 import { STOCK_QAT_OPS, type BnAct, type BnActPicker, type Range } from '../../../src/ml/qat-ops.js';
 import { actQParams } from '../../../src/ml/fake-quant.js';
 import { maxRelError, randomValues, tf, useBackend } from './helpers.js';
@@ -165,6 +165,43 @@ for (const simd of [true, false])
         expect(maxRelError(y, yRef)).toBe(0);
         expect(maxRelError(g, gRef)).toBe(0);
         report.push(`fakeQuantAct    ${backend.padEnd(4)} values and gradient: max rel err 0 (bit-exact)`);
+      }
+    });
+
+    test("requantize (the int8 graph's) equals the six stock ops bit for bit in one kernel, ties to even", async () => {
+      // Integer sums like a convolution's, with biases and multipliers per channel; some products
+      // land exactly on .5 (ties), some far outside the clamp, some on -0.
+      for (const [shape, zp, lo, hi] of [
+        [[3, 5, 5, 8], 0, 0, 255],
+        [[2, 7, 3, 12], 118, 0, 255],
+        [[4, 3, 3, 3], 7, 7, 180], // 3 channels: the JS path on wasm too
+        [[1, 2, 2, 4], 3, 3, 3], // lo = hi: every value clamps
+      ] as Array<[number[], number, number, number]>) {
+        const c = shape[3];
+        const n = size(shape);
+        const acc = randomValues(n, 81).map((v, i) => (i % 17 === 0 ? 5 : Math.round(v * 4000)));
+        const bias = randomValues(c, 82).map((v) => Math.round(v * 300));
+        const mult = Float32Array.from({ length: c }, (_, j) => (j % 2 ? 0.5 : Math.fround(0.013 + j * 0.0007)));
+        const run = (fused: boolean) =>
+          tf.tidy(() => {
+            const args = [tf.tensor(acc, shape), tf.tensor1d(bias), tf.tensor1d(mult), zp, lo, hi] as const;
+            return (fused ? requantize(...args) : STOCK_QAT_OPS.requantize(...args)).dataSync() as Float32Array;
+          });
+        await useBackend('cpu');
+        const ref = run(false);
+        // Ties: channel 1's multiplier is 0.5 and odd sums make x.5.
+        expect(ref.some((v, i) => i % c === 1 && Number.isInteger(v) && Math.abs((acc[i] + bias[1]) * 0.5) % 1 === 0.5)).toBe(c > 1);
+        for (const backend of ['wasm', 'cpu'] as const) {
+          await useBackend(backend);
+          const got = run(true);
+          // Object.is: +0 and -0 differ, as they would after the next layer's sums.
+          expect(
+            got.findIndex((v, i) => !Object.is(v, ref[i])),
+            `${backend} ${shape}`,
+          ).toBe(-1);
+          const profile = await tf.profile(() => tf.tidy(() => requantize(tf.tensor(acc, shape), tf.tensor1d(bias), tf.tensor1d(mult), zp, lo, hi)));
+          expect(profile.kernelNames, backend).toEqual(['QatRequantize']);
+        }
       }
     });
 

@@ -15,10 +15,20 @@ import {
   type BnActAttrs,
   fakeQuantPerChannelForward,
   relu6Backward,
+  requantizeChannels,
 } from './qat-math.js';
 import { WasmTrainingError } from './errors.js';
 import { activeCollective } from '../../data-parallel/step-collective.js';
-import { simdBnActApply, simdBnActBackward, simdBnStats, simdFakeQuant, simdFakeQuantGrad, simdFakeQuantPerChannel, simdRelu6Grad } from './simd.js';
+import {
+  simdBnActApply,
+  simdBnActBackward,
+  simdBnStats,
+  simdFakeQuant,
+  simdFakeQuantGrad,
+  simdFakeQuantPerChannel,
+  simdRelu6Grad,
+  simdRequantize,
+} from './simd.js';
 
 export const BN_STATS = 'QatBnStats';
 export const BN_ACT = 'QatBnAct';
@@ -27,6 +37,8 @@ export const FAKE_QUANT = 'QatFakeQuant';
 export const FAKE_QUANT_GRAD = 'QatFakeQuantGrad';
 export const FAKE_QUANT_PER_CHANNEL = 'QatFakeQuantPerChannel';
 export const RELU6_GRAD = 'QatRelu6Grad';
+/** Inference only (the int8 graph's evaluation): no gradient. */
+export const REQUANTIZE = 'QatRequantize';
 
 type Body = (ins: Float32Array[], outs: Float32Array[]) => void;
 /** Optional wasm fast path on heap tensors; returns false to fall back to the JS body. */
@@ -164,6 +176,22 @@ const kernels: Record<string, (run: Runner) => (a: Args) => TensorInfo | TensorI
         ([g, xv], [dx]) => relu6Backward(g, xv, dx),
         (be, [dx]) => simdRelu6Grad(be, dy, x, dx),
       )[0],
+  [REQUANTIZE]:
+    (run) =>
+    ({ inputs: { x, bias, multiplier }, backend, attrs }) => {
+      const c = channelsOf(x);
+      if (bias.shape.length !== 1 || bias.shape[0] !== c || multiplier.shape[0] !== c) {
+        throw new WasmTrainingError('WASM_TRAINING_BAD_INPUT', `${REQUANTIZE}: bias/multiplier must be [${c}] for input ${x.shape}.`);
+      }
+      return run(
+        REQUANTIZE,
+        backend,
+        [x, bias, multiplier],
+        [x.shape],
+        ([xv, bv, mv], [y]) => requantizeChannels(xv, bv, mv, attrs.lo, attrs.hi, y),
+        (be, [y]) => simdRequantize(be, x, bias, multiplier, y, attrs.lo, attrs.hi),
+      )[0];
+    },
   [FAKE_QUANT_PER_CHANNEL]:
     (run) =>
     ({ inputs: { x }, backend, attrs }) => {

@@ -237,6 +237,22 @@ export function fakeQuantForward(x: Float32Array, scale: number, qmin: number, q
   for (let i = 0; i < x.length; i++) y[i] = quantizeOne(x[i], s, qmin, qmax) * s;
 }
 
+/**
+ * The int8 graph's requantization of a convolution's integer sums x (int8-graph-runner.ts), per
+ * channel along the last axis: clamp(round((x + bias) * multiplier), lo, hi) in float32, round half
+ * to even, where lo and hi are the output's bounds minus its zero point. The same values as the
+ * composite add, multiply, round, + zero point, clip, - zero point, which never gives -0.
+ */
+export function requantizeChannels(x: Float32Array, bias: Float32Array, mult: Float32Array, lo: number, hi: number, y: Float32Array): void {
+  const c = bias.length;
+  for (let i = 0; i < x.length; i += c) {
+    for (let j = 0; j < c; j++) {
+      const v = roundHalfEven(f(f(x[i + j] + bias[j]) * mult[j]));
+      y[i + j] = (v < lo ? lo : v > hi ? hi : v) + 0;
+    }
+  }
+}
+
 /** Straight-through gradient: dy where lo <= x <= hi, else 0 (dy * mask, as stock); see fakeQuantGradBounds. */
 export function fakeQuantBackward(dy: Float32Array, x: Float32Array, lo: number, hi: number, dx: Float32Array): void {
   for (let i = 0; i < x.length; i++) {

@@ -43,6 +43,36 @@
       (local.set $i (i32.add (local.get $i) (i32.const 4)))
       (br $l))))
 
+  ;; y = pmin(pmax(nearest((x + bias[c]) * mult[c]), lo), hi) + 0, per channel (C % 4 == 0): the int8
+  ;; graph's requantization of a convolution's integer sums (int8-graph-runner.ts). + 0 turns a -0
+  ;; into +0, as the composite's "+ zero point ... - zero point" does.
+  (func (export "requant") (param $x i32) (param $y i32) (param $rows i32) (param $c i32) (param $b i32) (param $m i32) (param $lo f32) (param $hi f32)
+    (local $r i32) (local $j i32) (local $cb i32) (local $at i32) (local $vlo v128) (local $vhi v128) (local $zero v128)
+    (local.set $vlo (f32x4.splat (local.get $lo)))
+    (local.set $vhi (f32x4.splat (local.get $hi)))
+    (local.set $cb (i32.shl (local.get $c) (i32.const 2)))
+    (block $rdone (loop $rl
+      (br_if $rdone (i32.ge_u (local.get $r) (local.get $rows)))
+      (local.set $j (i32.const 0))
+      (block $cdone (loop $cl
+        (br_if $cdone (i32.ge_u (local.get $j) (local.get $cb)))
+        (v128.store (i32.add (local.get $y) (local.get $at))
+          (f32x4.add
+            (f32x4.pmin
+              (f32x4.pmax
+                (f32x4.nearest
+                  (f32x4.mul
+                    (f32x4.add (v128.load (i32.add (local.get $x) (local.get $at))) (v128.load (i32.add (local.get $b) (local.get $j))))
+                    (v128.load (i32.add (local.get $m) (local.get $j)))))
+                (local.get $vlo))
+              (local.get $vhi))
+            (local.get $zero)))
+        (local.set $at (i32.add (local.get $at) (i32.const 16)))
+        (local.set $j (i32.add (local.get $j) (i32.const 16)))
+        (br $cl)))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
+      (br $rl))))
+
   ;; dx = dy * (lo <= x <= hi ? 1 : 0)   (straight-through gradient, same product as tfjs)
   (func (export "fq_bwd") (param $dy i32) (param $x i32) (param $dx i32) (param $n i32) (param $lo f32) (param $hi f32)
     (local $i i32) (local $e i32) (local $vlo v128) (local $vhi v128) (local $one v128) (local $v v128)

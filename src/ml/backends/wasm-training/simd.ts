@@ -14,6 +14,7 @@ interface SimdExports {
   fq_fwd(x: number, y: number, n: number, s: number, lo: number, hi: number): void;
   fq_bwd(dy: number, x: number, dx: number, n: number, lo: number, hi: number): void;
   relu6_bwd(dy: number, x: number, dx: number, n: number): void;
+  requant(x: number, y: number, rows: number, c: number, bias: number, mult: number, lo: number, hi: number): void;
   chan_moments(x: number, rows: number, c: number, shift: number, sum: number, sumSq: number, rowBlock: number, min: number, max: number): void;
   bn_bwd_sums(
     x: number,
@@ -191,6 +192,15 @@ export function simdRelu6Grad(be: WasmBackendLike, dy: TensorInfo, x: TensorInfo
   const s = simdFor(be);
   if (!s) return false;
   s.relu6_bwd(ptr(be, dy), ptr(be, x), ptr(be, dx), size(x));
+  return true;
+}
+
+/** Same contract as qat-math requantizeChannels, on heap tensors (bias and multiplier [C], C % 4 == 0). */
+export function simdRequantize(be: WasmBackendLike, x: TensorInfo, bias: TensorInfo, mult: TensorInfo, y: TensorInfo, lo: number, hi: number): boolean {
+  const c = bias.shape[0];
+  const s = simdFor(be);
+  if (!s || c % 4 !== 0) return false;
+  s.requant(ptr(be, x), ptr(be, y), size(x) / c, c, ptr(be, bias), ptr(be, mult), lo, hi);
   return true;
 }
 
