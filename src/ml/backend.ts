@@ -119,10 +119,11 @@ async function installFusedOps(logger?: Logger): Promise<string> {
   }
   try {
     const m = (await import(WASM_TRAINING)) as Partial<QatOps> & { registerQatOps?: () => void; sgdUpdateOnHeap?: SgdKernel };
-    if (!m.registerQatOps || !m.fakeQuantAct || !m.fakeQuantRelu6 || !m.fakeQuantWeight || !m.batchNormAct || !m.range || !m.requantize) return 'stock';
+    if (!m.registerQatOps || !m.fakeQuantAct || !m.fakeQuantRelu6 || !m.fakeQuantWeight || !m.batchNormAct || !m.range || !m.requantize || !m.scaleShiftAct)
+      return 'stock';
     m.registerQatOps();
-    const { fakeQuantAct, fakeQuantRelu6, fakeQuantWeight, batchNormAct, range, requantize } = m;
-    useQatOps({ fakeQuantAct, fakeQuantRelu6, fakeQuantWeight, batchNormAct, range, requantize }, 'wasm-training');
+    const { fakeQuantAct, fakeQuantRelu6, fakeQuantWeight, batchNormAct, range, requantize, scaleShiftAct } = m;
+    useQatOps({ fakeQuantAct, fakeQuantRelu6, fakeQuantWeight, batchNormAct, range, requantize, scaleShiftAct }, 'wasm-training');
     useSgdKernel(m.sgdUpdateOnHeap ?? null);
     return 'wasm-training';
   } catch (e) {

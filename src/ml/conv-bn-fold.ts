@@ -81,6 +81,8 @@ export interface FoldedConvOptions {
   biasInputScale?: number;
   /** Measure the output's range (before the activation) for the observers: `act` receives it. */
   observeRange?: boolean;
+  /** No gradient will be taken (evaluation): scale, shift and activation may be one kernel without one. */
+  inference?: boolean;
 }
 
 /** Output-channel axis of a tfjs filter: [kh, kw, in, out] for conv, [kh, kw, C, 1] for depthwise. */
@@ -113,14 +115,15 @@ export function foldedConvBn(x: tf.Tensor4D, w: tf.Variable, bn: BnState, opts: 
     updateRunningStats(bn, mean, variance, opts.runningMomentum ?? BN_MOMENTUM, unbiased);
     return y as tf.Tensor4D;
   }
-  const k = tf.mul(bn.gamma, tf.rsqrt(tf.add(bn.runVar, BN_EPS)));
-  let bias = tf.sub(bn.beta, tf.mul(bn.runMean, k));
+  const k = tf.mul<tf.Tensor1D>(bn.gamma, tf.rsqrt(tf.add(bn.runVar, BN_EPS)));
+  let bias = tf.sub<tf.Tensor1D>(bn.beta, tf.mul(bn.runMean, k));
   if (opts.biasInputScale !== undefined && opts.quantizeWeights) {
     // The exported weight scale is s * |k|, or s when k = 0 (see to-quant-graph.ts).
     const absK = tf.abs(k);
     const ws = tf.mul(weightScales(w, channelAxis(opts.kind), qmax), tf.where(tf.equal(absK, 0), tf.onesLike(absK), absK));
-    bias = quantizeBias(bias, tf.mul(ws, opts.biasInputScale));
+    bias = quantizeBias(bias, tf.mul(ws, opts.biasInputScale)) as tf.Tensor1D;
   }
+  if (opts.inference && !opts.observeRange) return ops.scaleShiftAct(z, k, bias, act(null)) as tf.Tensor4D;
   const y = tf.add<tf.Tensor4D>(tf.mul(z, k), bias);
   return activate(y, act(opts.observeRange ? wholeBatchRange(y) : null)) as tf.Tensor4D;
 }

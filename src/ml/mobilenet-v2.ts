@@ -154,6 +154,7 @@ export class MobileNetV2 {
         runningMomentum: mode.bnMomentum,
         biasInputScale: this.biasScale(input, mode),
         observeRange: mode.observeRanges,
+        inference: !mode.training,
       },
       act,
     );

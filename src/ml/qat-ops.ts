@@ -10,6 +10,8 @@
 //                    activation (ReLU6 or none, then its fake quant or none), chosen by a callback
 //                    that sees the whole batch's BN output range first (the range observers);
 //   range:           the smallest and largest element, as numbers (activation-range observers);
+//   scaleShiftAct:   act(z * k + b) per channel with k, b given (BN with running statistics), for
+//                    inference only: no gradient;
 //   requantize:      clip(round((acc + bias) * multiplier) + zp, lo, hi) - zp per channel, float32:
 //                    the int8 graph's requantization of a convolution's integer sums (evaluation).
 import { tf } from './tf.js';
@@ -50,6 +52,8 @@ export interface QatOps {
   fakeQuantWeight(w: tf.Tensor, channelAxis: number, qmax: number): tf.Tensor;
   batchNormAct(z: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number, pick: BnActPicker): BatchNormActResult;
   range(x: tf.Tensor): Range;
+  /** act(z * k + b), k and b per channel (channels last), for inference: no gradient is registered. */
+  scaleShiftAct(z: tf.Tensor, k: tf.Tensor1D, b: tf.Tensor1D, act: BnAct): tf.Tensor;
   requantize(acc: tf.Tensor, bias: tf.Tensor1D, multiplier: tf.Tensor1D, zeroPoint: number, lo: number, hi: number): tf.Tensor;
 }
 
@@ -87,6 +91,7 @@ export const STOCK_QAT_OPS: QatOps = {
     return { y: activate(y, pick(wholeBatchRange(y))), mean: mean.dataSync() as Float32Array, variance: variance.dataSync() as Float32Array };
   },
   range: (x) => tf.tidy(() => ({ min: tf.min(x).dataSync()[0], max: tf.max(x).dataSync()[0] })),
+  scaleShiftAct: (z, k, b, act) => activate(tf.add(tf.mul(z, k), b), act),
   // Round half to even (tf.round), as ORT's QLinear kernels requantize.
   requantize: (acc, bias, multiplier, zeroPoint, lo, hi) =>
     tf.tidy(() => tf.sub(tf.clipByValue(tf.add(tf.round(tf.mul(tf.add(acc, bias), multiplier)), zeroPoint), lo, hi), zeroPoint)),

@@ -3,7 +3,7 @@
 // (batchNormAct) against the stock ops it replaces: BN in tfjs ops, the range, ReLU6, the fake quant.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { setSimdEnabled } from '../../../src/ml/backends/wasm-training/simd.js';
-import { batchNormAct, fakeQuantAct, fakeQuantRelu6, fakeQuantWeight, requantize } from '../../../src/ml/backends/wasm-training/index.js';
+import { batchNormAct, fakeQuantAct, fakeQuantRelu6, fakeQuantWeight, requantize, scaleShiftAct } from '../../../src/ml/backends/wasm-training/index.js';
 import { STOCK_QAT_OPS, type BnAct, type BnActPicker, type Range } from '../../../src/ml/qat-ops.js';
 import { actQParams } from '../../../src/ml/fake-quant.js';
 import { maxRelError, randomValues, tf, useBackend } from './helpers.js';
@@ -165,6 +165,44 @@ for (const simd of [true, false])
         expect(maxRelError(y, yRef)).toBe(0);
         expect(maxRelError(g, gRef)).toBe(0);
         report.push(`fakeQuantAct    ${backend.padEnd(4)} values and gradient: max rel err 0 (bit-exact)`);
+      }
+    });
+
+    test('scaleShiftAct (BN with running statistics, then the activation) equals the stock ops in one kernel', async () => {
+      for (const shape of [
+        [3, 5, 5, 8],
+        [2, 4, 3, 7], // 7 channels: the JS path on wasm too
+      ]) {
+        const c = shape[3];
+        const z = randomValues(size(shape), 91).map((v) => v * 4);
+        const k = randomValues(c, 92).map((v) => v + 1.2);
+        const b = randomValues(c, 93);
+        const acts: BnAct[] = [
+          { relu6: false, quant: null },
+          { relu6: true, quant: null },
+          { relu6: false, quant: { scale: 0.03, zeroPoint: 120 } },
+          { relu6: true, quant: { scale: 6 / 255, zeroPoint: 0 } },
+        ];
+        for (const act of acts) {
+          const run = (fused: boolean) =>
+            tf.tidy(() => {
+              const args = [tf.tensor(z, shape), tf.tensor1d(k), tf.tensor1d(b), act] as const;
+              return (fused ? scaleShiftAct(...args) : STOCK_QAT_OPS.scaleShiftAct(...args)).dataSync() as Float32Array;
+            });
+          await useBackend('cpu');
+          const ref = run(false);
+          for (const backend of ['wasm', 'cpu'] as const) {
+            await useBackend(backend);
+            const got = run(true);
+            // === : a zero's sign may differ (ReLU6 of -0), which no later sum can tell.
+            expect(
+              got.findIndex((v, i) => v !== ref[i]),
+              `${backend} ${shape} ${JSON.stringify(act)}`,
+            ).toBe(-1);
+            const profile = await tf.profile(() => tf.tidy(() => scaleShiftAct(tf.tensor(z, shape), tf.tensor1d(k), tf.tensor1d(b), act)));
+            expect(profile.kernelNames, backend).toEqual(['QatBnAct']);
+          }
+        }
       }
     });
 

@@ -18,7 +18,18 @@ import { captureStockKernel } from './wasm-calls.js';
 
 export { WasmTrainingError, type WasmTrainingErrorCode } from './errors.js';
 export { assertCheckedTfjsVersion, CHECKED_TFJS_VERSION } from './version.js';
-export { batchNormAct, batchNormTrain, fakeQuantAct, fakeQuantRelu6, fakeQuantWeight, range, registerQatOps, requantize, sgdUpdateOnHeap } from './ops.js';
+export {
+  batchNormAct,
+  batchNormTrain,
+  fakeQuantAct,
+  fakeQuantRelu6,
+  fakeQuantWeight,
+  range,
+  registerQatOps,
+  requantize,
+  scaleShiftAct,
+  sgdUpdateOnHeap,
+} from './ops.js';
 
 let registered = false;
 

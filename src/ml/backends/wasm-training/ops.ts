@@ -9,6 +9,7 @@
 //   fakeQuantRelu6(x, scale)               = fakeQuantAct(relu6(x), scale, 0), one kernel each way
 //   fakeQuantWeight(w, channelAxis, qmax)  (src/ml/fake-quant.ts fakeQuantWeight)
 //   range(x)                               -> { min, max }  (the activation-range observers)
+//   scaleShiftAct(z, k, b, act)            act(z * k + b), inference (BN with running statistics)
 //   requantize(acc, bias, multiplier, zp, lo, hi)  (the int8 graph's, src/ml/int8-graph-runner.ts)
 import * as tf from '@tensorflow/tfjs-core';
 import {
@@ -196,6 +197,20 @@ export function range(x: tf.Tensor): { min: number; max: number } {
 }
 
 /**
+ * act(z * k + b) per channel for inference (QatOps.scaleShiftAct): a layer's batch norm with its
+ * running statistics and its activation, as one QatBnAct kernel on wasm and cpu instead of
+ * multiply, add and the activation's kernel; the same values. No gradient: training takes
+ * batchNormAct, or the stock ops with BN frozen.
+ */
+export function scaleShiftAct(z: tf.Tensor, k: tf.Tensor1D, b: tf.Tensor1D, act: BnAct): tf.Tensor {
+  registerQatOps();
+  if (tf.getKernel(BN_ACT, tf.getBackend()) != null && z.dtype === 'float32') {
+    return tf.engine().runKernel<tf.Tensor>(BN_ACT, { x: z, k, b }, attrsOfAct(act) as unknown as tf.NamedAttrMap);
+  }
+  return STOCK_QAT_OPS.scaleShiftAct(z, k, b, act);
+}
+
+/**
  * The int8 graph's requantization of a convolution's integer sums (QatOps.requantize): one
  * QatRequantize kernel on wasm and cpu instead of the six stock ones, the same values. At 1.0@224
  * those six took 38% of the int8 graph's kernel time.
@@ -214,6 +229,7 @@ export const sgdUpdateOnHeap: SgdKernel = (...args) => tf.getBackend() === 'wasm
 /** The ops as one object (the shape bench/kernels.ts and the test model take). */
 export const qatOps = {
   requantize,
+  scaleShiftAct,
   fakeQuantAct,
   fakeQuantRelu6,
   fakeQuantWeight,
