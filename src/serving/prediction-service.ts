@@ -4,7 +4,7 @@ import { PredictorPool, type PredictorPoolOptions } from './predictor-pool.js';
 import { ModelRegistry, type ModelRegistryOptions } from './model-registry.js';
 import type { ModelStore } from './model-store.js';
 import { OverloadedError } from './errors.js';
-import { DEFAULT_MAX_PIXELS, decodeForModel, type DeclaredFormat } from './preprocess.js';
+import { DEFAULT_MAX_PIXELS, decodeInspected, inspectImage, type DeclaredFormat } from './preprocess.js';
 
 export interface Prediction {
   label: string;
@@ -117,11 +117,16 @@ export class ServingService {
   }
 
   private async predictOne(image: Buffer, opts: { modelId?: string; topK?: number; declared?: DeclaredFormat }): Promise<PredictResult> {
+    // The upload is checked before a model is looked up: what is not an image is a 4xx whatever
+    // the service holds, never a 503 NO_MODEL that invites the client to send it again.
+    const tInspect = performance.now();
+    await inspectImage(image, this.maxImagePixels, opts.declared);
+    const inspectMs = performance.now() - tInspect;
     const lease = await this.registry.acquire(opts.modelId);
     try {
       const { record, manifest } = lease.model;
-      const t0 = performance.now();
-      const rgb = await decodeForModel(image, { size: manifest.input.size, maxPixels: this.maxImagePixels, declared: opts.declared });
+      const t0 = performance.now() - inspectMs;
+      const rgb = await decodeInspected(image, manifest.input.size);
       const t1 = performance.now();
       const r = await this.pool.infer(record.id, { rgb, normalization: manifest.preprocess.normalization }, manifest.input.size);
       const t2 = performance.now();

@@ -102,8 +102,13 @@ export function rgbToNchw(rgb: Uint8Array, size: number, norm: Normalization, ou
  */
 export async function decodeForModel(bytes: Buffer, opts: { size: number; maxPixels?: number; declared?: DeclaredFormat }): Promise<Uint8Array> {
   await inspectImage(bytes, opts.maxPixels, opts.declared);
+  return decodeInspected(bytes, opts.size);
+}
+
+/** The decode of `decodeForModel`, for bytes whose header `inspectImage` has passed. */
+export async function decodeInspected(bytes: Buffer, size: number): Promise<Uint8Array> {
   try {
-    return await decodeImageToRgb(bytes, opts.size);
+    return await decodeImageToRgb(bytes, size);
   } catch (err) {
     throw new ImageError('IMAGE_CORRUPT', `the image could not be decoded (truncated or corrupt): ${(err as Error).message.split('\n')[0]}`);
   }

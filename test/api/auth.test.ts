@@ -117,9 +117,9 @@ describe('API keys on a loopback server', () => {
     for (const url of ['/v1/predict', '/predict']) {
       expect((await call(api.base, 'POST', url, {}, { image: 'AAAA' })).status).toBe(401);
       expect((await call(api.base, 'POST', url, bearer(made(p)), {})).json.error.code).toBe('VALIDATION_FAILED');
-      const noModel = await call(api.base, 'POST', `${url}?topK=1`, bearer(made(p)), { image: Buffer.from('not an image').toString('base64') });
-      expect(noModel.status).toBe(503);
-      expect(noModel.json.error.code).toBe('NO_MODEL');
+      const notImage = await call(api.base, 'POST', `${url}?topK=1`, bearer(made(p)), { image: Buffer.from('not an image').toString('base64') });
+      expect(notImage.status).toBe(415);
+      expect(notImage.json.error.code).toBe('IMAGE_UNSUPPORTED_FORMAT');
     }
     function made(r: { json: { key: string } }) {
       return r.json.key;

@@ -1,6 +1,6 @@
 // /v1/predict and /v1/models against a running server (real HTTP on a free port, real images).
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -190,6 +190,10 @@ describe('/v1/models', () => {
 
   it('503 NO_MODEL on predict before any model exists; lists, shows, downloads and promotes after', async () => {
     const png = await makeImage('png');
+    // Not an image is the client's fault whatever the service holds: 415, not 503 "try again later".
+    const noise = await fetch(`${url}/v1/predict`, { method: 'POST', body: bytes(randomBytes(40_000)), headers: { 'content-type': 'image/png' } });
+    expect(noise.status).toBe(415);
+    expect((await json(noise)).error.code).toBe('IMAGE_UNSUPPORTED_FORMAT');
     const none = await fetch(`${url}/v1/predict`, { method: 'POST', body: bytes(png), headers: { 'content-type': 'image/png' } });
     expect(none.status).toBe(503);
     expect((await json(none)).error.code).toBe('NO_MODEL');
