@@ -45,7 +45,77 @@ function relu6Bounds(quant: ActQuant): [number, number] {
   return [Math.max(0, q0), Math.min(255, q6)];
 }
 
+/** The outputs o in [0, outLen) whose input index o * stride - pad + k lies in [0, inLen). */
+function validOutputs(inLen: number, outLen: number, k: number, stride: number, pad: number): [number, number] {
+  const first = Math.max(0, Math.ceil((pad - k) / stride));
+  const end = Math.min(outLen, Math.floor((inLen - 1 + pad - k) / stride) + 1);
+  return [first, Math.max(first, end)];
+}
+
+/** True for a 1x1, stride-1, unpadded, ungrouped convolution: most of MobileNetV2's arithmetic. */
+function isPointwise(node: ConvNode): boolean {
+  const [kh, kw] = node.kernel;
+  const [sh, sw] = node.strides;
+  return kh === 1 && kw === 1 && sh === 1 && sw === 1 && node.group === 1 && node.pads.every((p) => p === 0);
+}
+
+/**
+ * A pointwise convolution as dot products over channels: the input is transposed to
+ * channels-last once, so each output pixel's sums for four output channels share every input
+ * load and live in registers (the plane-at-a-time loop of `convInt` stores each partial sum).
+ */
+function pointwiseInt(x: QAct, n: number, node: ConvNode, biasQ: Int32Array): QAct {
+  const ic = x.c;
+  const oc = node.outChannels;
+  const plane = x.h * x.w;
+  const zx = x.quant.zeroPoint;
+  const w = node.weightInt8;
+  const sIn = f32(x.quant.scale);
+  const sOut = f32(node.outQuant.scale);
+  const zOut = node.outQuant.zeroPoint;
+  const [lo, hi] = node.activation === 'relu6' ? relu6Bounds(node.outQuant) : [0, 255];
+  const m = Float32Array.from({ length: oc }, (_, o) => f32(f32(sIn * node.weightScale[o]) / sOut));
+  const xt = new Int32Array(plane * ic);
+  const out = new Uint8Array(n * oc * plane);
+  for (let b = 0; b < n; b++) {
+    for (let c = 0; c < ic; c++) {
+      const src = (b * ic + c) * plane;
+      for (let p = 0; p < plane; p++) xt[p * ic + c] = x.q[src + p] - zx;
+    }
+    const base = b * oc * plane;
+    for (let p = 0; p < plane; p++) {
+      const xp = p * ic;
+      let o = 0;
+      for (; o + 4 <= oc; o += 4) {
+        let s0 = biasQ[o];
+        let s1 = biasQ[o + 1];
+        let s2 = biasQ[o + 2];
+        let s3 = biasQ[o + 3];
+        const w0 = o * ic;
+        for (let c = 0; c < ic; c++) {
+          const v = xt[xp + c];
+          s0 += w[w0 + c] * v;
+          s1 += w[w0 + ic + c] * v;
+          s2 += w[w0 + 2 * ic + c] * v;
+          s3 += w[w0 + 3 * ic + c] * v;
+        }
+        out[base + o * plane + p] = requantize(s0, m[o], zOut, lo, hi);
+        out[base + (o + 1) * plane + p] = requantize(s1, m[o + 1], zOut, lo, hi);
+        out[base + (o + 2) * plane + p] = requantize(s2, m[o + 2], zOut, lo, hi);
+        out[base + (o + 3) * plane + p] = requantize(s3, m[o + 3], zOut, lo, hi);
+      }
+      for (; o < oc; o++) {
+        let s0 = biasQ[o];
+        for (let c = 0; c < ic; c++) s0 += w[o * ic + c] * xt[xp + c];
+        out[base + o * plane + p] = requantize(s0, m[o], zOut, lo, hi);
+      }
+    }
+  }
+  return { q: out, c: oc, h: x.h, w: x.w, quant: node.outQuant };
+}
+
 function convInt(x: QAct, n: number, node: ConvNode, biasQ: Int32Array): QAct {
+  if (isPointwise(node)) return pointwiseInt(x, n, node, biasQ);
   const { kh, kw, sh, sw, pt, pl, oh, ow, oc, icpg, ocpg } = convGeometry(node, x.h, x.w);
   const zx = x.quant.zeroPoint;
   const inPlane = x.h * x.w;
@@ -55,9 +125,13 @@ function convInt(x: QAct, n: number, node: ConvNode, biasQ: Int32Array): QAct {
   const sIn = f32(x.quant.scale);
   const sOut = f32(node.outQuant.scale);
   const [lo, hi] = node.activation === 'relu6' ? relu6Bounds(node.outQuant) : [0, 255];
-  // Input with the zero point removed, so padding (which holds zx) contributes exactly zero.
+  // Input with the zero point removed, so padding (which holds zx) contributes exactly zero and
+  // the taps that fall in it are skipped: each tap runs over the outputs it reaches, found once
+  // (validOutputs) rather than tested per pixel.
   const xs = new Int32Array(x.q.length);
   for (let i = 0; i < xs.length; i++) xs[i] = x.q[i] - zx;
+  const rows = Array.from({ length: kh }, (_, ky) => validOutputs(x.h, oh, ky, sh, pt));
+  const cols = Array.from({ length: kw }, (_, kx) => validOutputs(x.w, ow, kx, sw, pl));
   for (let b = 0; b < n; b++) {
     for (let o = 0; o < oc; o++) {
       const g = (o / ocpg) | 0;
@@ -65,19 +139,15 @@ function convInt(x: QAct, n: number, node: ConvNode, biasQ: Int32Array): QAct {
       for (let ci = 0; ci < icpg; ci++) {
         const src = (b * x.c + g * icpg + ci) * inPlane;
         for (let ky = 0; ky < kh; ky++) {
+          const [y0, y1] = rows[ky];
           for (let kx = 0; kx < kw; kx++) {
             const wv = node.weightInt8[((o * icpg + ci) * kh + ky) * kw + kx];
             if (wv === 0) continue;
-            for (let y = 0; y < oh; y++) {
-              const iy = y * sh - pt + ky;
-              if (iy < 0 || iy >= x.h) continue;
-              const row = src + iy * x.w;
+            const [x0, x1] = cols[kx];
+            for (let y = y0; y < y1; y++) {
               const orow = y * ow;
-              for (let xx = 0; xx < ow; xx++) {
-                const ix = xx * sw - pl + kx;
-                if (ix < 0 || ix >= x.w) continue;
-                acc[orow + xx] += wv * xs[row + ix];
-              }
+              let i = src + (y * sh - pt + ky) * x.w + x0 * sw - pl + kx;
+              for (let xx = x0; xx < x1; xx++, i += sw) acc[orow + xx] += wv * xs[i];
             }
           }
         }
