@@ -7,7 +7,7 @@ import { engineSettings } from '../config/settings.js';
 import { tf } from './tf.js';
 import type { BackendName } from './train-api.js';
 import type { Logger } from '../logger.js';
-import { useQatOps, type QatOps } from './qat-ops.js';
+import { STOCK_QAT_OPS, useQatOps, type QatOps } from './qat-ops.js';
 import { useSgdKernel, type SgdKernel } from './optimizer.js';
 
 const WASM_TRAINING = './backends/wasm-training/index.js';
@@ -119,11 +119,11 @@ async function installFusedOps(logger?: Logger): Promise<string> {
   }
   try {
     const m = (await import(WASM_TRAINING)) as Partial<QatOps> & { registerQatOps?: () => void; sgdUpdateOnHeap?: SgdKernel };
-    if (!m.registerQatOps || !m.fakeQuantAct || !m.fakeQuantRelu6 || !m.fakeQuantWeight || !m.batchNormAct || !m.range || !m.requantize || !m.scaleShiftAct)
-      return 'stock';
+    // Every op QatOps names, or none: the module must match this build.
+    const names = Object.keys(STOCK_QAT_OPS) as Array<keyof QatOps>;
+    if (!m.registerQatOps || names.some((k) => typeof m[k] !== 'function')) return 'stock';
     m.registerQatOps();
-    const { fakeQuantAct, fakeQuantRelu6, fakeQuantWeight, batchNormAct, range, requantize, scaleShiftAct } = m;
-    useQatOps({ fakeQuantAct, fakeQuantRelu6, fakeQuantWeight, batchNormAct, range, requantize, scaleShiftAct }, 'wasm-training');
+    useQatOps(Object.fromEntries(names.map((k) => [k, m[k]])) as unknown as QatOps, 'wasm-training');
     useSgdKernel(m.sgdUpdateOnHeap ?? null);
     return 'wasm-training';
   } catch (e) {

@@ -12,7 +12,6 @@
 // QLinear kernels do. Training keeps the float fake-quant path (it needs gradients).
 import { tf } from './tf.js';
 import { biasScales, quantizeBias, roundHalfEven, type ActQuant, type QuantGraph, type QuantNode } from './quant-graph.js';
-import { qlinearAdd } from './qlinear-add.js';
 import { qatOps } from './qat-ops.js';
 
 const f32 = Math.fround;
@@ -187,14 +186,7 @@ export class Int8GraphRunner {
       case 'add': {
         const a = get(node.inputs[0]);
         const b = get(node.inputs[1]);
-        // QLinearAdd's fused multiply-adds cannot be reproduced with float32 tensor ops (they round
-        // twice), so the add runs on the host with the one exact implementation. Adds are few and
-        // their tensors small next to the convolutions around them.
-        const qa = tf.add(a.centered, a.quant.zeroPoint).dataSync();
-        const qb = tf.add(b.centered, b.quant.zeroPoint).dataSync();
-        const q = qlinearAdd(qa, a.quant, qb, b.quant, node.outQuant, new Uint8Array(qa.length));
-        const v = tf.tensor(Float32Array.from(q), a.centered.shape);
-        return tf.sub(v, node.outQuant.zeroPoint);
+        return qatOps().qlinearAdd(a.centered, a.quant, b.centered, b.quant, node.outQuant);
       }
       case 'globalAvgPool': {
         const x4 = get(node.input);

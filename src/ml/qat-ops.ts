@@ -13,10 +13,14 @@
 //   scaleShiftAct:   act(z * k + b) per channel with k, b given (BN with running statistics), for
 //                    inference only: no gradient;
 //   requantize:      clip(round((acc + bias) * multiplier) + zp, lo, hi) - zp per channel, float32:
-//                    the int8 graph's requantization of a convolution's integer sums (evaluation).
+//                    the int8 graph's requantization of a convolution's integer sums (evaluation);
+//   qlinearAdd:      ONNX Runtime's QLinearAdd on activations minus their zero points (the int8
+//                    graph's residual adds), exactly (qlinear-add.ts): float32 tensor ops cannot.
 import { tf } from './tf.js';
 import { fakeQuantAct, fakeQuantWeight } from './fake-quant.js';
 import { activeCollective } from './data-parallel/step-collective.js';
+import { qlinearAddCentered } from './qlinear-add.js';
+import type { ActQuant } from './quant-graph.js';
 
 export interface Range {
   min: number;
@@ -55,6 +59,8 @@ export interface QatOps {
   /** act(z * k + b), k and b per channel (channels last), for inference: no gradient is registered. */
   scaleShiftAct(z: tf.Tensor, k: tf.Tensor1D, b: tf.Tensor1D, act: BnAct): tf.Tensor;
   requantize(acc: tf.Tensor, bias: tf.Tensor1D, multiplier: tf.Tensor1D, zeroPoint: number, lo: number, hi: number): tf.Tensor;
+  /** a and b (same shape) hold q - zeroPoint of their quantizations; so does the result, of outQuant's. */
+  qlinearAdd(a: tf.Tensor, aQuant: ActQuant, b: tf.Tensor, bQuant: ActQuant, outQuant: ActQuant): tf.Tensor;
 }
 
 /** BN with batch statistics in stock tfjs ops: y, mean and variance as tensors. */
@@ -95,6 +101,11 @@ export const STOCK_QAT_OPS: QatOps = {
   // Round half to even (tf.round), as ORT's QLinear kernels requantize.
   requantize: (acc, bias, multiplier, zeroPoint, lo, hi) =>
     tf.tidy(() => tf.sub(tf.clipByValue(tf.add(tf.round(tf.mul(tf.add(acc, bias), multiplier)), zeroPoint), lo, hi), zeroPoint)),
+  // On the host: the exact arithmetic has no tfjs op.
+  qlinearAdd: (a, aQuant, b, bQuant, outQuant) => {
+    const out = qlinearAddCentered(a.dataSync() as Float32Array, aQuant, b.dataSync() as Float32Array, bQuant, outQuant, new Float32Array(a.size));
+    return tf.tensor(out, a.shape);
+  },
 };
 
 let active: QatOps = STOCK_QAT_OPS;

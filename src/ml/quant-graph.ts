@@ -118,11 +118,27 @@ export interface QuantGraph {
   output: string;
 }
 
+/** Adding and subtracting 1.5 * 2^52 rounds a double to an integer, ties to even (|v| < 2^51). */
+export const ROUND_MAGIC = 6755399441055744;
+
+/**
+ * Round half to even, then clamp to the integers [lo, hi]: for per-element loops. Math.round's
+ * tie fix-up branches on the value, and on real activations those branches mispredict (QLinearAdd
+ * took 17.5 ns an element with it, 4 on patterned data). Past 2^51 the rounding may be off by one
+ * but the clamp still picks the right bound; a zero comes out +0; NaN stays NaN.
+ */
+export function roundClamp(v: number, lo: number, hi: number): number {
+  const r = v + ROUND_MAGIC - ROUND_MAGIC;
+  return r < lo ? lo : r > hi ? hi : r;
+}
+
 /** Round half to even: what tf.round, numpy and ONNX QuantizeLinear (std::nearbyint) do. */
 export function roundHalfEven(v: number): number {
   const r = Math.round(v);
-  // Math.round rounds .5 up; move exact ties to the even neighbour.
-  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+  // Math.round sends exact .5 ties up; move them to the even neighbour. (r & 1 is r's parity for
+  // any integer below 2^53, and no double from 2^52 up has a fraction.) No fmod: this runs per
+  // element in the int8 graph's kernels.
+  return r - v === 0.5 && (r & 1) !== 0 ? r - 1 : r;
 }
 
 // The int32 bias exactly as the exported file stores it (and ONNX Runtime reads it). The exporter

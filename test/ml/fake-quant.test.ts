@@ -51,6 +51,10 @@ describe('activation fake quant (uint8, asymmetric)', () => {
 
   it('rounds ties to even like tf.round', () => {
     expect([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 2.4, -2.6].map(roundHalfEven)).toEqual([0, 2, 2, -0, -2, -2, 2, -3]);
+    // Beyond int32 (an int32 bias's products) and up to where doubles stop holding fractions.
+    const big = [2 ** 31 + 0.5, 2 ** 31 + 1.5, -(2 ** 32) - 2.5, 2 ** 52 - 0.5, 2 ** 52 - 1.5, 2 ** 53, 1e300, Infinity];
+    expect(big.map(roundHalfEven)).toEqual([2 ** 31, 2 ** 31 + 2, -(2 ** 32) - 2, 2 ** 52, 2 ** 52 - 2, 2 ** 53, 1e300, Infinity]);
+    expect(roundHalfEven(NaN)).toBeNaN();
   });
 });
 

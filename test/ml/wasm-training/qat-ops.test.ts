@@ -3,7 +3,16 @@
 // (batchNormAct) against the stock ops it replaces: BN in tfjs ops, the range, ReLU6, the fake quant.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { setSimdEnabled } from '../../../src/ml/backends/wasm-training/simd.js';
-import { batchNormAct, fakeQuantAct, fakeQuantRelu6, fakeQuantWeight, requantize, scaleShiftAct } from '../../../src/ml/backends/wasm-training/index.js';
+import {
+  batchNormAct,
+  fakeQuantAct,
+  fakeQuantRelu6,
+  fakeQuantWeight,
+  qlinearAdd,
+  requantize,
+  scaleShiftAct,
+} from '../../../src/ml/backends/wasm-training/index.js';
+import { qlinearAdd as qlinearAddU8 } from '../../../src/ml/qlinear-add.js';
 import { STOCK_QAT_OPS, type BnAct, type BnActPicker, type Range } from '../../../src/ml/qat-ops.js';
 import { actQParams } from '../../../src/ml/fake-quant.js';
 import { maxRelError, randomValues, tf, useBackend } from './helpers.js';
@@ -239,6 +248,57 @@ for (const simd of [true, false])
           ).toBe(-1);
           const profile = await tf.profile(() => tf.tidy(() => requantize(tf.tensor(acc, shape), tf.tensor1d(bias), tf.tensor1d(mult), zp, lo, hi)));
           expect(profile.kernelNames, backend).toEqual(['QatRequantize']);
+        }
+      }
+    });
+
+    test("qlinearAdd (the int8 graph's residual add) is ONNX Runtime's QLinearAdd on uint8, in one kernel", async () => {
+      // Every a against 16 values of b, 0 included.
+      const shape = [2, 8, 16, 16];
+      const n = size(shape);
+      const qa = Uint8Array.from({ length: n }, (_, i) => i % 256);
+      const qb = Uint8Array.from({ length: n }, (_, i) => (Math.floor(i / 256) * 53) % 256);
+      for (const [aQuant, bQuant, outQuant] of [
+        // Realistic scales and zero points.
+        [
+          { scale: 0.031, zeroPoint: 100 },
+          { scale: 0.027, zeroPoint: 128 },
+          { scale: 0.04, zeroPoint: 120 },
+        ],
+        // rA = 0.5 exactly: every odd a lands on a tie, and with the output's zero point 0 some on
+        // -0.5, whose rounding is a zero that must come out +0, as a uint8 value's would.
+        [
+          { scale: 0.0625, zeroPoint: 128 },
+          { scale: 0.125, zeroPoint: 0 },
+          { scale: 0.125, zeroPoint: 0 },
+        ],
+        // A narrow output range: many sums clamp at 0 and 255.
+        [
+          { scale: 0.05, zeroPoint: 10 },
+          { scale: 0.05, zeroPoint: 250 },
+          { scale: 0.01, zeroPoint: 128 },
+        ],
+      ]) {
+        const want = qlinearAddU8(qa, aQuant, qb, bQuant, outQuant, new Uint8Array(n));
+        const centered = (q: Uint8Array, zp: number) => Float32Array.from(q, (v) => v - zp);
+        const run = (op: typeof qlinearAdd) =>
+          tf.tidy(() =>
+            op(tf.tensor(centered(qa, aQuant.zeroPoint), shape), aQuant, tf.tensor(centered(qb, bQuant.zeroPoint), shape), bQuant, outQuant).dataSync(),
+          );
+        for (const backend of ['wasm', 'cpu'] as const) {
+          await useBackend(backend);
+          for (const [name, op] of [
+            ['fused', qlinearAdd],
+            ['stock', (...args: Parameters<typeof qlinearAdd>) => STOCK_QAT_OPS.qlinearAdd(...args)],
+          ] as const) {
+            const got = run(op);
+            expect(
+              got.findIndex((v, i) => !Object.is(v, want[i] - outQuant.zeroPoint + 0)),
+              `${name} ${backend} ${JSON.stringify(outQuant)}`,
+            ).toBe(-1);
+          }
+          const profile = await tf.profile(() => tf.tidy(() => run(qlinearAdd)));
+          expect(profile.kernelNames, backend).toEqual(['QatQLinearAdd']);
         }
       }
     });

@@ -24,6 +24,7 @@ export {
   fakeQuantAct,
   fakeQuantRelu6,
   fakeQuantWeight,
+  qlinearAdd,
   range,
   registerQatOps,
   requantize,

@@ -19,6 +19,7 @@ import {
 } from './qat-math.js';
 import { WasmTrainingError } from './errors.js';
 import { activeCollective } from '../../data-parallel/step-collective.js';
+import { qlinearAddCentered } from '../../qlinear-add.js';
 import {
   simdBnActApply,
   simdBnActBackward,
@@ -39,6 +40,8 @@ export const FAKE_QUANT_PER_CHANNEL = 'QatFakeQuantPerChannel';
 export const RELU6_GRAD = 'QatRelu6Grad';
 /** Inference only (the int8 graph's evaluation): no gradient. */
 export const REQUANTIZE = 'QatRequantize';
+/** Inference only (the int8 graph's residual adds): no gradient. */
+export const QLINEAR_ADD = 'QatQLinearAdd';
 
 type Body = (ins: Float32Array[], outs: Float32Array[]) => void;
 /** Optional wasm fast path on heap tensors; returns false to fall back to the JS body. */
@@ -191,6 +194,17 @@ const kernels: Record<string, (run: Runner) => (a: Args) => TensorInfo | TensorI
         ([xv, bv, mv], [y]) => requantizeChannels(xv, bv, mv, attrs.lo, attrs.hi, y),
         (be, [y]) => simdRequantize(be, x, bias, multiplier, y, attrs.lo, attrs.hi),
       )[0];
+    },
+  [QLINEAR_ADD]:
+    (run) =>
+    ({ inputs: { a, b }, backend, attrs }) => {
+      if (a.shape.join() !== b.shape.join()) {
+        throw new WasmTrainingError('WASM_TRAINING_BAD_INPUT', `${QLINEAR_ADD}: inputs must have one shape, got ${a.shape} and ${b.shape}.`);
+      }
+      const quant = (p: 'a' | 'b' | 'out') => ({ scale: attrs[`${p}Scale`], zeroPoint: attrs[`${p}ZeroPoint`] });
+      return run(QLINEAR_ADD, backend, [a, b], [a.shape], ([av, bv], [y]) => {
+        qlinearAddCentered(av, quant('a'), bv, quant('b'), quant('out'), y);
+      })[0];
     },
   [FAKE_QUANT_PER_CHANNEL]:
     (run) =>

@@ -4,15 +4,9 @@
 // follows the float32 order of the stock tfjs formulation so results agree with it.
 
 import type { ChannelStats, StepCollective } from '../../data-parallel/step-collective.js';
+import { ROUND_MAGIC, roundClamp, roundHalfEven } from '../../quant-graph.js';
 
 const f = Math.fround;
-
-/** Round half to even (tf.round, numpy, ONNX QuantizeLinear). */
-export function roundHalfEven(v: number): number {
-  const r = Math.round(v);
-  // Math.round sends exact .5 ties up; move them to the even neighbour.
-  return r - v === 0.5 && (r & 1) !== 0 ? r - 1 : r;
-}
 
 /** What a training batch norm yields besides its output: outputs of the QatBnStats kernel. */
 export interface BnStatsOut {
@@ -195,9 +189,6 @@ export function bnActBackward(
   }
 }
 
-/** Adding and subtracting 1.5 * 2^52 rounds a double to an integer, ties to even (|v| < 2^51). */
-const ROUND_MAGIC = 6755399441055744;
-
 /**
  * Quantize one value: clip(round(x / s), qmin, qmax) with round half to even. Written without
  * data-dependent branches (branchy min/max is several times slower in these loops): the clamps use
@@ -247,8 +238,7 @@ export function requantizeChannels(x: Float32Array, bias: Float32Array, mult: Fl
   const c = bias.length;
   for (let i = 0; i < x.length; i += c) {
     for (let j = 0; j < c; j++) {
-      const v = roundHalfEven(f(f(x[i + j] + bias[j]) * mult[j]));
-      y[i + j] = (v < lo ? lo : v > hi ? hi : v) + 0;
+      y[i + j] = roundClamp(f(f(x[i + j] + bias[j]) * mult[j]), lo, hi) + 0;
     }
   }
 }
