@@ -29,7 +29,7 @@ import { loadSheddingPlugin } from './plugins/load-shedding.js';
 import { metricsPlugin } from './plugins/metrics.js';
 import { rateLimitPlugin } from './plugins/rate-limit.js';
 import { healthRoutes } from './routes/health.js';
-import { JobEventHub, jobEventRoutes } from './routes/job-events.js';
+import { JobEventHub, jobEventRoutes, StreamSlots } from './routes/job-events.js';
 import { jobRoutes } from './routes/jobs.js';
 import { keyRoutes } from './routes/keys.js';
 import { modelsRoutes } from './routes/models.js';
@@ -128,8 +128,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // Model files come from the artifact store through a local sha256-checked cache.
   const files = new ModelFiles(new ModelFileCache(deps.artifacts, settings.modelCacheDir, settings.modelCacheMaxBytes));
   await app.register(servingPlugin, { store: new PrismaModelStore(deps.db.prisma, files), settings: settings.serving });
+  const streams = new StreamSlots(settings.limits.sseMaxStreamsPerClient, settings.limits.sseMaxStreams);
   await app.register(metricsPlugin, {
-    sources: { queueCounts: () => deps.queue.counts(), jobsByStatus: () => jobs.countByStatus(), workerStatus: deps.workerStatus },
+    sources: {
+      queueCounts: () => deps.queue.counts(),
+      jobsByStatus: () => jobs.countByStatus(),
+      openStreams: () => streams.open,
+      workerStatus: deps.workerStatus,
+    },
   });
   await app.register(healthRoutes, {
     checks: { database: () => deps.db.ping(), redis: () => deps.redisPing(), queue: () => deps.queue.ping() },
@@ -140,7 +146,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const hub = new JobEventHub();
   hub.start(settings.redisUrl, settings.queuePrefix);
   app.addHook('onClose', () => hub.close());
-  await app.register(jobEventRoutes, { jobs, hub, heartbeatMs: settings.limits.sseHeartbeatMs });
+  await app.register(jobEventRoutes, { jobs, hub, heartbeatMs: settings.limits.sseHeartbeatMs, slots: streams });
   await app.register(modelsRoutes);
   await app.register(predictRoutes);
   await app.register(keyRoutes, { keys });

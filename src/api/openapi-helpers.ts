@@ -18,7 +18,7 @@ export const jsonRef = (name: string, description: string) => ({
 });
 export const errorRef = (description: string) => jsonRef('Error', description);
 
-const withRetryAfter = (description: string) => ({
+export const withRetryAfter = (description: string) => ({
   ...errorRef(description),
   headers: { 'Retry-After': { description: 'Seconds to wait before retrying', schema: { type: 'integer' } } },
 });
@@ -43,7 +43,8 @@ export function secured(scope: Scope, op: Operation): Operation {
       ...op.responses,
       '401': errorRef('No API key (AUTH_REQUIRED) or an unknown or revoked one (API_KEY_INVALID)'),
       '403': errorRef(`The key lacks the \`${scope}\` scope (SCOPE_MISSING)`),
-      '429': RATE_LIMITED,
+      // An operation's own 429 names RATE_LIMITED too.
+      '429': op.responses['429'] ?? RATE_LIMITED,
     },
   };
 }

@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { JobEventProgressData, JobEventStatusData, JobList, JobView, ListJobsQuery, MetricPointView, MetricsPage, MetricsQuery } from '../jobs/job-view.js';
 import { TrainingConfig } from '../config/training-config.js';
 import { ErrorBody } from './error-body.js';
-import { BEARER_SCHEME, errorRef, jsonRef, jsonSchema, open, secured } from './openapi-helpers.js';
+import { BEARER_SCHEME, errorRef, jsonRef, jsonSchema, open, secured, withRetryAfter } from './openapi-helpers.js';
 import { HealthBody, ReadyBody } from './routes/health.js';
 import { openapi as keysOpenapi } from './routes/keys.js';
 import { openapi as modelsOpenapi } from './routes/models.js';
@@ -141,7 +141,8 @@ function buildCoreDocument(version: string) {
             'Reconnect with `Last-Event-ID` to resume after the last event received, with nothing missed or repeated. ' +
             'Comment lines (`: heartbeat`) keep a quiet stream open (SSE_HEARTBEAT_MS). ' +
             'The stream ends after the event that finishes the job; for a finished job it sends the events after Last-Event-ID and ends. ' +
-            'Any API replica serves any job: events are rows in the database, and Redis pub/sub wakes the streams.',
+            'Any API replica serves any job: events are rows in the database, and Redis pub/sub wakes the streams. ' +
+            'Each server holds at most SSE_MAX_STREAMS_PER_CLIENT streams per key (or address) and SSE_MAX_STREAMS in all.',
           parameters: [
             idParam,
             {
@@ -156,6 +157,10 @@ function buildCoreDocument(version: string) {
             '200': { description: 'An event stream', content: { 'text/event-stream': { schema: { type: 'string' } } } },
             '400': err('Last-Event-ID is not an event id (LAST_EVENT_ID_INVALID)'),
             '404': err('Unknown job'),
+            '429': withRetryAfter(
+              'Over RATE_LIMIT_PER_MINUTE for this key or address (RATE_LIMITED), or it already holds SSE_MAX_STREAMS_PER_CLIENT streams on this server (TOO_MANY_STREAMS)',
+            ),
+            '503': withRetryAfter('This server already holds SSE_MAX_STREAMS streams (STREAMS_FULL)'),
           },
         }),
       },

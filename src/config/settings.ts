@@ -68,6 +68,10 @@ export const SettingsSchema = z.object({
   SSE_HEARTBEAT_MS: int(15_000, 100).describe(
     "A comment line on each job event stream (GET /v1/jobs/:id/events) when nothing else was sent for this long, so proxies and load balancers do not close a quiet stream. Keep it below CONNECTION_TIMEOUT_MS and below any proxy's idle timeout.",
   ),
+  SSE_MAX_STREAMS_PER_CLIENT: int(8, 0).describe(
+    'Job event streams one API key (one address when anonymous) may hold open at once on one API process; past it 429 TOO_MANY_STREAMS. A stream lasts as long as its job and reads the database on every write of it, so streams are admitted, not only rate-limited. 0 = no cap.',
+  ),
+  SSE_MAX_STREAMS: int(200, 0).describe('Job event streams one API process holds open in all; past it 503 STREAMS_FULL with Retry-After. 0 = no cap.'),
   MAX_EVENT_LOOP_DELAY_MS: int(1000, 0).describe('Event-loop delay above which the API answers 503 + Retry-After (load shedding); 0 = off.'),
   TRUST_PROXY: z
     .string()
@@ -147,6 +151,8 @@ export interface LimitSettings {
   connectionTimeoutMs: number;
   maxEventLoopDelayMs: number;
   sseHeartbeatMs: number;
+  sseMaxStreamsPerClient: number;
+  sseMaxStreams: number;
 }
 
 export interface Settings {
@@ -291,6 +297,8 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
       connectionTimeoutMs: e.CONNECTION_TIMEOUT_MS,
       maxEventLoopDelayMs: e.MAX_EVENT_LOOP_DELAY_MS,
       sseHeartbeatMs: e.SSE_HEARTBEAT_MS,
+      sseMaxStreamsPerClient: e.SSE_MAX_STREAMS_PER_CLIENT,
+      sseMaxStreams: e.SSE_MAX_STREAMS,
     },
     serving: {
       workers: e.PREDICT_WORKERS,

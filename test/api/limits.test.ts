@@ -1,12 +1,14 @@
 // The limits over real HTTP against `qatserve api` processes: the per-key rate limit shared by two
 // replicas through Redis, the flood (2,000 requests from one key: 429s, /healthz stays fast, an
-// admin still gets in), the cap on a key's active jobs, job-size admission, and request timeouts.
+// admin still gets in), the cap on a key's active jobs, job-size admission, the caps on open job
+// event streams, and request timeouts.
 import net from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../../src/db/database.js';
 import { tinySynthetic } from './api-harness.js';
 import { apiEnv, bearer, call, createKey, startApi, type ApiProcess } from './api-process.js';
+import { openSse, type SseStream } from './sse-client.js';
 
 function percentile(values: number[], p: number): number {
   const s = [...values].sort((a, b) => a - b);
@@ -173,6 +175,57 @@ describe('jobs per key and job size', () => {
       training: { batchSize: 31 },
     });
     expect(fits.status).toBe(201);
+  });
+});
+
+describe('job event streams (SSE_MAX_STREAMS_PER_CLIENT 3, SSE_MAX_STREAMS 5)', () => {
+  let api: ApiProcess;
+  let one: string;
+  let two: string;
+  const streams: SseStream[] = [];
+
+  beforeAll(async () => {
+    const env = apiEnv('streams', { SSE_MAX_STREAMS_PER_CLIENT: '3', SSE_MAX_STREAMS: '5' });
+    one = await createKey(env, 'one', 'train');
+    two = await createKey(env, 'two', 'train');
+    api = await startApi(env);
+  });
+  afterAll(async () => {
+    for (const s of streams) s.close();
+    await api?.stop();
+  });
+
+  it("refuses a key's 4th stream (429) and the server's 6th (503), with Retry-After; a closed stream frees its slot", async () => {
+    // A queued job with no worker: its streams stay open.
+    const job = await call(api.base, 'POST', '/v1/jobs', bearer(one), tinySynthetic);
+    expect(job.status).toBe(201);
+    const url = `${api.base}/v1/jobs/${job.json.id}/events`;
+    const open = async (key: string) => {
+      const s = await openSse(url, bearer(key));
+      streams.push(s);
+      return s;
+    };
+    const refused = async (key: string) => {
+      const r = await call(api.base, 'GET', `/v1/jobs/${job.json.id}/events`, bearer(key));
+      return { status: r.status, code: r.json?.error?.code, retryAfter: r.headers.get('retry-after') };
+    };
+    const mine = [await open(one), await open(one), await open(one)];
+    expect(mine.map((s) => s.status)).toEqual([200, 200, 200]);
+    expect(await refused(one)).toEqual({ status: 429, code: 'TOO_MANY_STREAMS', retryAfter: '5' });
+    // Another key still gets in, up to the server's cap.
+    expect((await open(two)).status).toBe(200);
+    expect((await open(two)).status).toBe(200);
+    expect(await refused(two)).toEqual({ status: 503, code: 'STREAMS_FULL', retryAfter: '5' });
+    // The refusals touched nothing: the streams still carry the job, and other requests are served.
+    expect((await call(api.base, 'GET', `/v1/jobs/${job.json.id}`, bearer(two))).status).toBe(200);
+    expect((await call(api.base, 'GET', '/metrics')).text).toMatch(/^qatserve_event_streams_open 5$/m);
+    await Promise.all(streams.map((s) => s.until((events) => events.some((e) => e.type === 'status'))));
+
+    // A stream the client closes gives its slot back.
+    mine[0].close();
+    await expect.poll(async () => (await call(api.base, 'GET', '/metrics')).text, { timeout: 10_000 }).toMatch(/^qatserve_event_streams_open 4$/m);
+    expect((await open(one)).status).toBe(200);
+    expect(await refused(one)).toMatchObject({ status: 503, code: 'STREAMS_FULL' });
   });
 });
 

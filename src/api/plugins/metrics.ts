@@ -57,6 +57,8 @@ function registerEventLoopLag(app: FastifyInstance, registry: client.Registry, p
 export interface MetricsSources {
   queueCounts(): Promise<Record<string, number>>;
   jobsByStatus(): Promise<Record<string, number>>;
+  /** Job event streams open in this process. */
+  openStreams?: () => number;
   /** Under `qatserve serve`: its worker child. */
   workerStatus?: () => WorkerStatus;
 }
@@ -100,6 +102,18 @@ export const metricsPlugin = fp(async function metrics(app: FastifyInstance, opt
       for (const [status, n] of Object.entries(counts ?? {})) this.set({ status }, n);
     },
   });
+
+  const openStreams = opts.sources.openStreams;
+  if (openStreams) {
+    new client.Gauge({
+      name: 'qatserve_event_streams_open',
+      help: 'Job event streams (GET /v1/jobs/:id/events) open in this process; SSE_MAX_STREAMS caps them',
+      registers: [registry],
+      collect() {
+        this.set(openStreams());
+      },
+    });
+  }
 
   const worker = opts.sources.workerStatus;
   if (worker) {

@@ -3,6 +3,9 @@
 // any job's stream: a Redis pub/sub message wakes the streams of that job at once, and a slow poll
 // of the database covers a lost message or a Redis outage.
 //
+// Streams are admitted (StreamSlots): each lasts as long as its job, polls the database and reads it
+// again on every write of the job, so a rate limit alone would let one key hold hundreds open.
+//
 // Event ids are JobEvent ids. One job's events commit in id order (each is written after its
 // write locked the job's row), so resuming with Last-Event-ID: N — reading ids above N — sends
 // every later event once. The stream ends after the event that finishes the job; asked for a job
@@ -12,8 +15,9 @@ import { z } from 'zod';
 import type { JobService } from '../../jobs/job-service.js';
 import { JobIdParams } from '../../jobs/job-view.js';
 import { subscribeJobEvents, type JobEventSubscription } from '../../queue/job-event-bus.js';
-import { ValidationError } from '../../jobs/job-errors.js';
+import { ServiceError, ValidationError } from '../../jobs/job-errors.js';
 import { parseRequest } from '../validate.js';
+import { rateLimitKey } from '../plugins/rate-limit.js';
 
 /** How often a stream reads the database when no wake-up came (a lost message, Redis away). */
 export const EVENTS_POLL_MS = 2000;
@@ -23,6 +27,58 @@ const BATCH = 200;
 const RETRY_MS = 2000;
 
 const LastEventId = z.string().regex(/^\d{1,15}$/, 'expected the id of an event this stream sent (a non-negative integer)');
+
+/** Seconds a refused client is told to wait: about a dashboard's reconnect, long enough not to hammer. */
+const STREAM_RETRY_AFTER_S = 5;
+
+export class TooManyStreamsError extends ServiceError {
+  readonly retryAfterSeconds = STREAM_RETRY_AFTER_S;
+  constructor(max: number) {
+    super(429, 'TOO_MANY_STREAMS', `this client already has ${max} job event streams open (SSE_MAX_STREAMS_PER_CLIENT); close one first`);
+    this.name = 'TooManyStreamsError';
+  }
+}
+
+export class StreamsFullError extends ServiceError {
+  readonly retryAfterSeconds = STREAM_RETRY_AFTER_S;
+  constructor(max: number) {
+    super(503, 'STREAMS_FULL', `this server already holds ${max} job event streams (SSE_MAX_STREAMS); retry shortly or poll GET /v1/jobs/:id`);
+    this.name = 'StreamsFullError';
+  }
+}
+
+/** The streams open in this process, per client and in all; a cap of 0 is no cap. */
+export class StreamSlots {
+  private readonly byClient = new Map<string, number>();
+  private total = 0;
+
+  constructor(
+    private readonly perClient: number,
+    private readonly max: number,
+  ) {}
+
+  /** Takes a slot for `client` or throws; the returned function gives it back (once). */
+  take(client: string): () => void {
+    if (this.max > 0 && this.total >= this.max) throw new StreamsFullError(this.max);
+    const held = this.byClient.get(client) ?? 0;
+    if (this.perClient > 0 && held >= this.perClient) throw new TooManyStreamsError(this.perClient);
+    this.byClient.set(client, held + 1);
+    this.total++;
+    let given = false;
+    return () => {
+      if (given) return;
+      given = true;
+      this.total--;
+      const left = (this.byClient.get(client) ?? 1) - 1;
+      if (left > 0) this.byClient.set(client, left);
+      else this.byClient.delete(client);
+    };
+  }
+
+  get open(): number {
+    return this.total;
+  }
+}
 
 /** Wake-ups by job id, for the streams open in this process. */
 export class JobEventHub {
@@ -71,8 +127,8 @@ function write(reply: FastifyReply, chunk: string): Promise<void> {
   });
 }
 
-export async function jobEventRoutes(app: FastifyInstance, opts: { jobs: JobService; hub: JobEventHub; heartbeatMs: number }) {
-  const { jobs, hub, heartbeatMs } = opts;
+export async function jobEventRoutes(app: FastifyInstance, opts: { jobs: JobService; hub: JobEventHub; heartbeatMs: number; slots: StreamSlots }) {
+  const { jobs, hub, heartbeatMs, slots } = opts;
   const open = new Set<() => void>();
   // Streams last as long as their job: end them when the server closes, or close() would wait.
   app.addHook('preClose', async () => {
@@ -103,6 +159,8 @@ export async function jobEventRoutes(app: FastifyInstance, opts: { jobs: JobServ
       closed = true;
       resolveWait?.();
     };
+    // Taken before any database read, and synchronously: concurrent requests cannot all pass.
+    const release = slots.take(rateLimitKey(req));
     // Listening before the first read: a wake-up between the two is not lost.
     const unlisten = hub.listen(id, nudge);
     let batch;
@@ -111,6 +169,7 @@ export async function jobEventRoutes(app: FastifyInstance, opts: { jobs: JobServ
       batch = await jobs.eventsSince(id, lastId, BATCH);
     } catch (err) {
       unlisten();
+      release();
       throw err;
     }
     open.add(end);
@@ -164,6 +223,7 @@ export async function jobEventRoutes(app: FastifyInstance, opts: { jobs: JobServ
       req.log.warn({ err, jobId: id }, 'job event stream ended by an error');
     } finally {
       unlisten();
+      release();
       open.delete(end);
       reply.raw.off('close', end);
       reply.raw.end();
