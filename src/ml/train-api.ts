@@ -4,6 +4,7 @@
 import type { TrainingConfig } from '../config/training-config.js';
 import type { Logger } from '../logger.js';
 import type { ForwardMode } from './mobilenet-v2.js';
+import type { Dataset } from '../data/index.js';
 
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
 
@@ -123,6 +124,12 @@ export interface TrainResult {
   eval?: EvalMetric;
   /** With TrainOptions.keepEvalLogits: the final evaluation's logits on those rows. */
   evalLogits?: EvalLogits;
+  /**
+   * The data set the run trained and evaluated on, its decoded images still cached (within its
+   * byte budget): an export right after verifies on it instead of decoding the validation split
+   * again. Not data to send: a thread posting the result leaves it out.
+   */
+  dataset: Dataset;
   classes: string[];
   warnings: number;
 }

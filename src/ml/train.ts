@@ -439,6 +439,7 @@ function result(run: Run, status: TrainResult['status']): TrainResult {
     checkpoint: run.lastCheckpoint,
     eval: run.lastEval,
     evalLogits: run.lastEvalLogits,
+    dataset: run.ds,
     classes: run.ds.classes,
     warnings: run.warnings,
   };

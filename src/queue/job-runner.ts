@@ -20,8 +20,7 @@ import { newModelFromManifest } from '../db/model-rows.js';
 import type { JobWake } from '../jobs/job-events.js';
 import { claim, OwnershipLostError, type JobOwner } from '../jobs/job-lifecycle.js';
 import type { TrainingConfig } from '../config/training-config.js';
-import type { TrainResult } from '../ml/train-api.js';
-import type { FromThread, ThreadInput, ToThread } from './thread-protocol.js';
+import type { FromThread, PostedTrainResult, ThreadInput, ToThread } from './thread-protocol.js';
 import { StepWrites } from './step-writes.js';
 import type { ExportJobResult } from '../export/export-job.js';
 import type { Logger } from '../logger.js';
@@ -232,7 +231,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
   const timer = setTimeout(() => control.abort('timeout'), Math.max(0, job.deadline - Date.now()));
   timer.unref();
 
-  let trained: TrainResult | null = null;
+  let trained: PostedTrainResult | null = null;
   let final: Promise<Outcome> | null = null;
   let chain: Promise<unknown> = Promise.resolve();
   const reply = (m: ToThread) => {
@@ -400,7 +399,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
   if (final) return final;
   const reason = control.reason();
   if (reason === 'lost') return 'lost';
-  if (reason === 'timeout') return fail('JOB_TIMEOUT', timeoutMessage(trained ? (trained as TrainResult).step : null));
+  if (reason === 'timeout') return fail('JOB_TIMEOUT', timeoutMessage(trained ? (trained as PostedTrainResult).step : null));
   if (reason === 'shutdown' || reason === 'cancel') return stopped(null);
   return fail('TRAINER_CRASHED', `training thread exited (code ${exitCode}) before reporting a result`);
 }

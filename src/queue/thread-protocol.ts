@@ -29,6 +29,9 @@ export type ToThread =
    */
   | { type: 'checkpoint-stored'; step: number; stored: boolean };
 
+/** The trainer's result as the thread posts it: without the logits and the data set the export keeps. */
+export type PostedTrainResult = Omit<TrainResult, 'evalLogits' | 'dataset'>;
+
 export type FromThread =
   | { type: 'start'; info: TrainStartInfo }
   | { type: 'step'; metric: StepMetric }
@@ -36,7 +39,7 @@ export type FromThread =
   | { type: 'checkpoint'; checkpoint: CheckpointInfo }
   | { type: 'warning'; warning: TrainWarning }
   | { type: 'log'; level: 'info' | 'warn'; msg: string; extra?: object }
-  | { type: 'trained'; result: TrainResult }
+  | { type: 'trained'; result: PostedTrainResult }
   | { type: 'exporting' }
   /** exportJobModel's result as is (structured-cloned): the files and their manifest, which the worker records as the Model row. */
   | { type: 'exported'; result: ExportJobResult }

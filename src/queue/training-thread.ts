@@ -76,8 +76,8 @@ async function main(): Promise<void> {
     post({ type: 'error', phase: 'train', code: codeOf(err, 'TRAINING_FAILED'), message: (err as Error).message });
     return;
   }
-  // The logits stay in this thread: only the export uses them.
-  const { evalLogits, ...trained } = result;
+  // The logits and the data set stay in this thread: only the export uses them.
+  const { evalLogits, dataset, ...trained } = result;
   post({ type: 'trained', result: trained });
   if (result.status !== 'completed') return;
 
@@ -91,6 +91,7 @@ async function main(): Promise<void> {
       dataRoot: input.dataRoot,
       log,
       evalLogits,
+      dataset,
       // MODEL_AT_CHANCE: the job succeeds, but says (in its warnings and the log) that it learned nothing.
       onWarning: (warning) => post({ type: 'warning', warning }),
     });

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveTrainingConfig } from '../../src/config/training-config.js';
 import { loadTrainedModel, runTraining, type EvalLogits } from '../../src/ml/index.js';
 import { chanceWarning, DEFAULT_VERIFY_IMAGES, EvaluationAccumulator, exportJobModel, ExportVerificationError } from '../../src/export/index.js';
-import { loadDataset } from '../../src/data/index.js';
+import { loadDataset, type Dataset, type Split } from '../../src/data/index.js';
 import { spreadIndices } from '../../src/ml/evaluate.js';
 import { ModelManifest } from '../../src/export/manifest.js';
 import { DataType, decodeModel } from '../../src/export/onnx-proto.js';
@@ -21,6 +21,8 @@ let dir: string;
 let checkpoint: string;
 /** The final evaluation's logits on the export's verification images, as the worker keeps them. */
 let evalLogits: EvalLogits;
+/** The data set training left behind, its images cached by its evaluations. */
+let trainedOn: Dataset;
 const config = resolveTrainingConfig({
   dataset: { type: 'synthetic', classes: 3, samplesPerClass: 8, valPerClass: 12 },
   model: { widthMultiplier: 0.35, inputSize: 32 },
@@ -35,6 +37,7 @@ beforeAll(async () => {
   const result = await runTraining({ config, workDir: path.join(dir, 'run'), dataRoot: dir, keepEvalLogits: DEFAULT_VERIFY_IMAGES });
   checkpoint = result.checkpoint;
   evalLogits = result.evalLogits!;
+  trainedOn = result.dataset;
 }, 300_000);
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
@@ -190,6 +193,38 @@ describe('exportJobModel', () => {
     expect(reused.manifest.accuracy).toEqual(own.manifest.accuracy);
     expect(reused.manifest.sha256).toBe(own.manifest.sha256);
     expect(reused.manifest.evaluation).toEqual(own.manifest.evaluation);
+  }, 300_000);
+
+  it("reads the training's data set when given it: the same file and evaluation, no image produced again", async () => {
+    const own = await exportJobModel({ jobId: 'job-ds', config, checkpoint, outDir: path.join(dir, 'model-ds-own'), dataRoot: dir, evalLogits });
+    const val = trainedOn.val;
+    let batches = 0;
+    const counted: Split = {
+      length: val.length,
+      labels: val.labels,
+      source: val.source,
+      batch: (...args) => {
+        batches++;
+        return val.batch(...args);
+      },
+      sources: (...args) => val.sources(...args),
+    };
+    const cachedBefore = trainedOn.budget.bytesLeft;
+    const r = await exportJobModel({
+      jobId: 'job-ds',
+      config,
+      checkpoint,
+      outDir: path.join(dir, 'model-ds'),
+      dataRoot: dir,
+      evalLogits,
+      dataset: { ...trainedOn, val: counted },
+    });
+    expect(batches).toBeGreaterThan(0);
+    // Every validation image was cached by training's evaluations: nothing new entered the cache.
+    expect(trainedOn.budget.bytesLeft).toBe(cachedBefore);
+    expect(r.manifest.sha256).toBe(own.manifest.sha256);
+    expect(r.manifest.accuracy).toEqual(own.manifest.accuracy);
+    expect(r.manifest.evaluation).toEqual(own.manifest.evaluation);
   }, 300_000);
 
   it("checks the file against the trainer's logits: wrong ones fail the gate, another step's are not used", async () => {
