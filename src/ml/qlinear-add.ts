@@ -4,13 +4,13 @@
 import { roundClamp, type ActQuant } from './quant-graph.js';
 
 /** The float32 constants QLinearAdd derives from the three quantizations. */
-interface AddConstants {
+export interface AddConstants {
   rA: number;
   rB: number;
   fixed: number;
 }
 
-function addConstants(aQuant: ActQuant, bQuant: ActQuant, outQuant: ActQuant): AddConstants {
+export function addConstants(aQuant: ActQuant, bQuant: ActQuant, outQuant: ActQuant): AddConstants {
   const f32 = Math.fround;
   const sC = f32(outQuant.scale);
   const rA = f32(f32(aQuant.scale) / sC);

@@ -253,12 +253,9 @@ for (const simd of [true, false])
     });
 
     test("qlinearAdd (the int8 graph's residual add) is ONNX Runtime's QLinearAdd on uint8, in one kernel", async () => {
-      // Every a against 16 values of b, 0 included.
-      const shape = [2, 8, 16, 16];
-      const n = size(shape);
-      const qa = Uint8Array.from({ length: n }, (_, i) => i % 256);
-      const qb = Uint8Array.from({ length: n }, (_, i) => (Math.floor(i / 256) * 53) % 256);
-      for (const [aQuant, bQuant, outQuant] of [
+      // The quantizations, each on two inputs: every a against 16 values of b, 0 included, and 105
+      // elements (the SIMD loop's scalar tail).
+      const quants = [
         // Realistic scales and zero points.
         [
           { scale: 0.031, zeroPoint: 100 },
@@ -278,7 +275,15 @@ for (const simd of [true, false])
           { scale: 0.05, zeroPoint: 250 },
           { scale: 0.01, zeroPoint: 128 },
         ],
-      ]) {
+      ];
+      const inputs = [
+        { shape: [2, 8, 16, 16], a: (i: number) => i % 256, b: (i: number) => (Math.floor(i / 256) * 53) % 256 },
+        { shape: [1, 3, 5, 7], a: (i: number) => (i * 127) % 256, b: (i: number) => (i * 53) % 256 },
+      ];
+      for (const [{ shape, a, b }, [aQuant, bQuant, outQuant]] of inputs.flatMap((inp) => quants.map((q) => [inp, q] as const))) {
+        const n = size(shape);
+        const qa = Uint8Array.from({ length: n }, (_, i) => a(i));
+        const qb = Uint8Array.from({ length: n }, (_, i) => b(i));
         const want = qlinearAddU8(qa, aQuant, qb, bQuant, outQuant, new Uint8Array(n));
         const centered = (q: Uint8Array, zp: number) => Float32Array.from(q, (v) => v - zp);
         const run = (op: typeof qlinearAdd) =>
@@ -294,7 +299,7 @@ for (const simd of [true, false])
             const got = run(op);
             expect(
               got.findIndex((v, i) => !Object.is(v, want[i] - outQuant.zeroPoint + 0)),
-              `${name} ${backend} ${JSON.stringify(outQuant)}`,
+              `${name} ${backend} ${shape} ${JSON.stringify(outQuant)}`,
             ).toBe(-1);
           }
           const profile = await tf.profile(() => tf.tidy(() => run(qlinearAdd)));

@@ -21,6 +21,7 @@ import { WasmTrainingError } from './errors.js';
 import { activeCollective } from '../../data-parallel/step-collective.js';
 import { qlinearAddCentered } from '../../qlinear-add.js';
 import {
+  simdQlinearAdd,
   simdBnActApply,
   simdBnActBackward,
   simdBnStats,
@@ -202,9 +203,16 @@ const kernels: Record<string, (run: Runner) => (a: Args) => TensorInfo | TensorI
         throw new WasmTrainingError('WASM_TRAINING_BAD_INPUT', `${QLINEAR_ADD}: inputs must have one shape, got ${a.shape} and ${b.shape}.`);
       }
       const quant = (p: 'a' | 'b' | 'out') => ({ scale: attrs[`${p}Scale`], zeroPoint: attrs[`${p}ZeroPoint`] });
-      return run(QLINEAR_ADD, backend, [a, b], [a.shape], ([av, bv], [y]) => {
-        qlinearAddCentered(av, quant('a'), bv, quant('b'), quant('out'), y);
-      })[0];
+      return run(
+        QLINEAR_ADD,
+        backend,
+        [a, b],
+        [a.shape],
+        ([av, bv], [y]) => {
+          qlinearAddCentered(av, quant('a'), bv, quant('b'), quant('out'), y);
+        },
+        (be, [y]) => simdQlinearAdd(be, a, b, y, quant('a'), quant('b'), quant('out')),
+      )[0];
     },
   [FAKE_QUANT_PER_CHANNEL]:
     (run) =>

@@ -73,6 +73,60 @@
       (local.set $r (i32.add (local.get $r) (i32.const 1)))
       (br $rl))))
 
+  ;; ONNX Runtime's QLinearAdd on activations stored minus their zero points (the int8 graph's
+  ;; residual adds), bit for bit src/ml/qlinear-add.ts: with qa = a + za and qb = b + zb,
+  ;; u = f32(f32(fixed + qb * rB) + qa * rA) in float64 (the products are exact there), then
+  ;; nearest, clamp to [0, 255], - zo, + 0 (nearest keeps a -0 that the JS rounding does not).
+  ;; Written out in the loop: with the two halves in helper functions (Node 20's V8 does not
+  ;; inline wasm calls) it ran at 4.1 ns an element, the JS loop's speed; inline, 1.0.
+  (func (export "qadd") (param $a i32) (param $b i32) (param $y i32) (param $n i32)
+    (param $za f32) (param $zb f32) (param $zo f32) (param $ra f64) (param $rb f64) (param $fixed f32)
+    (local $i i32) (local $e i32) (local $vza v128) (local $vzb v128) (local $vzo v128) (local $vra v128) (local $vrb v128)
+    (local $dfixed v128) (local $vlo v128) (local $vhi v128) (local $zero v128) (local $q v128) (local $t v128) (local $u v128)
+    (local $st f32)
+    (local.set $vza (f32x4.splat (local.get $za)))
+    (local.set $vzb (f32x4.splat (local.get $zb)))
+    (local.set $vzo (f32x4.splat (local.get $zo)))
+    (local.set $vra (f64x2.splat (local.get $ra)))
+    (local.set $vrb (f64x2.splat (local.get $rb)))
+    (local.set $dfixed (f64x2.splat (f64.promote_f32 (local.get $fixed))))
+    (local.set $vhi (f32x4.splat (f32.const 255)))
+    (local.set $e (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2)))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $e)))
+      ;; t = f32(fixed + qb * rB), lanes 0-1 then 2-3 (the high half moved down), joined
+      (local.set $q (f32x4.add (v128.load (i32.add (local.get $b) (local.get $i))) (local.get $vzb)))
+      (local.set $t (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23
+        (f32x4.demote_f64x2_zero (f64x2.add (local.get $dfixed) (f64x2.mul (f64x2.promote_low_f32x4 (local.get $q)) (local.get $vrb))))
+        (f32x4.demote_f64x2_zero (f64x2.add (local.get $dfixed)
+          (f64x2.mul (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $q) (local.get $q))) (local.get $vrb))))))
+      ;; u = f32(t + qa * rA), the same way
+      (local.set $q (f32x4.add (v128.load (i32.add (local.get $a) (local.get $i))) (local.get $vza)))
+      (local.set $u (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23
+        (f32x4.demote_f64x2_zero (f64x2.add (f64x2.promote_low_f32x4 (local.get $t)) (f64x2.mul (f64x2.promote_low_f32x4 (local.get $q)) (local.get $vra))))
+        (f32x4.demote_f64x2_zero (f64x2.add
+          (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $t) (local.get $t)))
+          (f64x2.mul (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $q) (local.get $q))) (local.get $vra))))))
+      (v128.store (i32.add (local.get $y) (local.get $i))
+        (f32x4.add
+          (f32x4.sub (f32x4.pmin (f32x4.pmax (f32x4.nearest (local.get $u)) (local.get $vlo)) (local.get $vhi)) (local.get $vzo))
+          (local.get $zero)))
+      (local.set $i (i32.add (local.get $i) (i32.const 16)))
+      (br $l)))
+    (local.set $e (i32.shl (local.get $n) (i32.const 2)))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $e)))
+      (local.set $st (f32.demote_f64 (f64.add (f64.promote_f32 (local.get $fixed))
+        (f64.mul (f64.promote_f32 (f32.add (f32.load (i32.add (local.get $b) (local.get $i))) (local.get $zb))) (local.get $rb)))))
+      (local.set $st (f32.demote_f64 (f64.add (f64.promote_f32 (local.get $st))
+        (f64.mul (f64.promote_f32 (f32.add (f32.load (i32.add (local.get $a) (local.get $i))) (local.get $za))) (local.get $ra)))))
+      (f32.store (i32.add (local.get $y) (local.get $i))
+        (f32.add
+          (f32.sub (f32.min (f32.max (f32.nearest (local.get $st)) (f32.const 0)) (f32.const 255)) (local.get $zo))
+          (f32.const 0)))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
+      (br $l))))
+
   ;; dx = dy * (lo <= x <= hi ? 1 : 0)   (straight-through gradient, same product as tfjs)
   (func (export "fq_bwd") (param $dy i32) (param $x i32) (param $dx i32) (param $n i32) (param $lo f32) (param $hi f32)
     (local $i i32) (local $e i32) (local $vlo v128) (local $vhi v128) (local $one v128) (local $v v128)

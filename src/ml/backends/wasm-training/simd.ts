@@ -9,12 +9,15 @@ import { SIMD_MODULE_BASE64, SIMD_MODULE_PLAIN_BASE64 } from './simd-module.gene
 import { activeCollective } from '../../data-parallel/step-collective.js';
 import { bnBackwardCoefficients, finishBnStats, type BnActAttrs } from './qat-math.js';
 import type { sgdUpdate } from '../../optimizer.js';
+import { addConstants } from '../../qlinear-add.js';
+import type { ActQuant } from '../../quant-graph.js';
 
 interface SimdExports {
   fq_fwd(x: number, y: number, n: number, s: number, lo: number, hi: number): void;
   fq_bwd(dy: number, x: number, dx: number, n: number, lo: number, hi: number): void;
   relu6_bwd(dy: number, x: number, dx: number, n: number): void;
   requant(x: number, y: number, rows: number, c: number, bias: number, mult: number, lo: number, hi: number): void;
+  qadd(a: number, b: number, y: number, n: number, za: number, zb: number, zo: number, ra: number, rb: number, fixed: number): void;
   chan_moments(x: number, rows: number, c: number, shift: number, sum: number, sumSq: number, rowBlock: number, min: number, max: number): void;
   bn_bwd_sums(
     x: number,
@@ -201,6 +204,23 @@ export function simdRequantize(be: WasmBackendLike, x: TensorInfo, bias: TensorI
   const s = simdFor(be);
   if (!s || c % 4 !== 0) return false;
   s.requant(ptr(be, x), ptr(be, y), size(x) / c, c, ptr(be, bias), ptr(be, mult), lo, hi);
+  return true;
+}
+
+/** Same contract as qlinear-add.ts qlinearAddCentered, on heap tensors of one shape. */
+export function simdQlinearAdd(
+  be: WasmBackendLike,
+  a: TensorInfo,
+  b: TensorInfo,
+  y: TensorInfo,
+  aQuant: ActQuant,
+  bQuant: ActQuant,
+  outQuant: ActQuant,
+): boolean {
+  const s = simdFor(be);
+  if (!s) return false;
+  const k = addConstants(aQuant, bQuant, outQuant);
+  s.qadd(ptr(be, a), ptr(be, b), ptr(be, y), size(a), aQuant.zeroPoint, bQuant.zeroPoint, outQuant.zeroPoint, k.rA, k.rB, k.fixed);
   return true;
 }
 
