@@ -27,7 +27,8 @@ let b: FixtureModel;
 
 async function startServer(store: MemoryModelStore, maxImageBytes = 200_000): Promise<{ app: FastifyInstance; url: string }> {
   const app = Fastify({ logger: false });
-  const serving = new ServingService({ store, size: 2, batchWindowMs: 2, maxBatch: 8, pollMs: 0, maxImageBytes, maxImagePixels: 4_000_000 });
+  // A 10 ms window: 32 concurrent requests coincide in it even on a loaded machine (2 ms did not, once).
+  const serving = new ServingService({ store, size: 2, batchWindowMs: 10, maxBatch: 8, pollMs: 0, maxImageBytes, maxImagePixels: 4_000_000 });
   await app.register(errorsPlugin);
   await app.register(servingPlugin, { service: serving });
   await app.register(predictRoutes);
