@@ -9,6 +9,7 @@ import type { Settings } from '../config/settings.js';
 import { resolveTrainingConfig } from '../config/training-config.js';
 import { selectBackend } from '../ml/backend.js';
 import { runTraining } from '../ml/train.js';
+import { onnxInt8Scorer } from '../export/int8-scorer.js';
 import { useTrainingHeapPolicy } from '../ml/training-heap.js';
 import type { EvalMetric, StepMetric, TrainStartInfo } from '../ml/train-api.js';
 import { logParts, type Logger } from '../logger.js';
@@ -133,6 +134,8 @@ export async function runTrainCommand(args: TrainCommandArgs, settings: TrainCom
       // more, batches rendered in a thread of their own.
       dataThread: threads >= 2,
       stepThreads: threads,
+      // Evaluations score the int8 model on ONNX Runtime, as a worker's do.
+      int8Scorer: (graph) => onnxInt8Scorer(graph, threads),
       logger,
       callbacks: {
         onStart: (i) => {

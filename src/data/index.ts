@@ -56,6 +56,7 @@ export {
 } from './batching.js';
 export { Rng, hashSeed, mix32, shuffleInPlace } from './rng.js';
 export type { Split, Batch, BatchAugment, SourceBatch } from './split.js';
+export { rowsOf } from './split.js';
 export { RowsRenderer, sliceSourceRows, packSourceRows, type SourceRows } from './source-rows.js';
 export { FASHION_MNIST_CLASSES } from './fashion-mnist.js';
 export { PAD_CROP_BELOW, RRC_AREA } from './augment.js';

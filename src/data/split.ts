@@ -47,6 +47,17 @@ export interface Split {
   readonly source?: SplitSource;
 }
 
+/** The rows `rows` of `split`, in that order, as a split of their own (no source: not for threads). */
+export function rowsOf(split: Split, rows: readonly number[]): Split {
+  const pick = (indices: ArrayLike<number>) => Array.from(indices, (i) => rows[i]);
+  return {
+    length: rows.length,
+    labels: Int32Array.from(rows, (r) => split.labels[r]),
+    batch: (indices, aug, out) => split.batch(pick(indices), aug, out),
+    sources: (indices, aug, out) => split.sources(pick(indices), aug, out),
+  };
+}
+
 /** Fetch sample i as a stored image (sync for in-memory sources, async for decoders). */
 export type ImageGetter = (i: number) => SourceImage | Promise<SourceImage>;
 

@@ -4,3 +4,4 @@ export { ExportVerificationError } from './verify.js';
 export { MODEL_FILE, MANIFEST_FILE, ModelManifest, ModelEvaluation, parseManifest } from './manifest.js';
 export { EvaluationAccumulator, chanceWarning } from './export-job-evaluate.js';
 export { quantGraphToQdqOnnx, quantGraphToFloatOnnx } from './onnx-qdq.js';
+export { onnxInt8Scorer } from './int8-scorer.js';

@@ -102,12 +102,15 @@ export function nhwcToNchw(x: Float32Array, n: number, size: number): Float32Arr
   return out;
 }
 
-/** An ORT session for verification: one thread, all optimizations (what serving runs). */
+/**
+ * An ORT session: all optimizations, one intra-op thread (what serving runs) unless told more. The
+ * integer kernels give the same values on any number of threads.
+ */
 export class OnnxRunner {
   private constructor(private readonly session: ort.InferenceSession) {}
 
-  static async create(model: Uint8Array): Promise<OnnxRunner> {
-    return new OnnxRunner(await ort.InferenceSession.create(model, { intraOpNumThreads: 1, interOpNumThreads: 1, graphOptimizationLevel: 'all' }));
+  static async create(model: Uint8Array, threads = 1): Promise<OnnxRunner> {
+    return new OnnxRunner(await ort.InferenceSession.create(model, { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' }));
   }
 
   /** Logits [n, k] for NCHW input. */

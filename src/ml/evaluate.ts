@@ -59,13 +59,11 @@ export async function evaluate(
     batchSize?: number;
     seed: number;
     signal?: AbortSignal;
-    /** This thread's logits of n rows. */
-    logits: (x: Float32Array, n: number) => Float32Array;
     /**
-     * Runs a batch's rows over several threads (DataParallelStep.forwardRows): `local` is this
-     * thread's forward for its rows.
+     * The logits of a batch's n rows: this thread's forward, the rows spread over several threads
+     * (DataParallelStep.forwardRows), or another engine's (TrainOptions.int8Scorer).
      */
-    split?: (x: Float32Array, n: number, local: (x: Float32Array, n: number) => Float32Array) => Promise<Float32Array>;
+    logits: (x: Float32Array, n: number) => Float32Array | Promise<Float32Array>;
     /** Split rows (ascending) whose logits to return as `kept`: the export verifies against them. */
     keepRows?: number[];
   },
@@ -89,7 +87,7 @@ export async function evaluate(
   let nextKept = 0;
   for await (const b of batches) {
     if (opts.signal?.aborted) return null;
-    const logits = opts.split ? await opts.split(b.x, b.n, opts.logits) : opts.logits(b.x, b.n);
+    const logits = await opts.logits(b.x, b.n);
     for (; nextKept < keep.length && keep[nextKept] < count + b.n; nextKept++) {
       const r = keep[nextKept] - count;
       kept.set(logits.subarray(r * classes, (r + 1) * classes), nextKept * classes);

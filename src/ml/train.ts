@@ -24,19 +24,22 @@ import {
   NORMALIZATION,
   openTrainBatches,
   openTrainSources,
+  rowsOf,
   stepsPerEpoch,
   type Dataset,
   type EpochBatch,
   type EpochIterator,
   type EpochSourceBatch,
+  type Split,
   type TrainBatches,
 } from '../data/index.js';
 import { peakLearningRate, quantDelaySteps, type TrainingConfig } from '../config/training-config.js';
-import type { BackendName, EvalLogits, EvalMetric, StepBatch, TrainOptions, TrainResult, TrainWarning } from './train-api.js';
+import type { BackendName, EvalLogits, EvalMetric, Int8Scorer, StepBatch, TrainOptions, TrainResult, TrainWarning } from './train-api.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { qatOpsName } from './qat-ops.js';
 import { DataParallelStep } from './data-parallel/data-parallel-step.js';
 import { rowLogits, type EvalForward } from './eval-forward.js';
+import { toQuantGraph } from './to-quant-graph.js';
 
 export class TrainingError extends Error {
   constructor(
@@ -338,10 +341,11 @@ async function trainOnBatch(run: Run, b: EpochBatch | EpochSourceBatch, batches:
 }
 
 /**
- * Validation accuracy at run.step: the int8 graph's (computed in integers exactly as the export
- * will) once quantization is on and every range is known, else the float model's; the float top-1
- * as well while quantization was delayed. Streams the split in batches sized by pixels. Returns
- * null when the signal aborted midway.
+ * Validation accuracy at run.step: the int8 model's (evaluateInt8: the file the export will write,
+ * or the int8 graph computed in integers exactly as that file does) once quantization is on and
+ * every range is known, else the float model's; the float top-1 as well while quantization was
+ * delayed. Streams the split in batches sized by pixels. Returns null when the signal aborted
+ * midway.
  */
 async function evaluateRun(run: Run): Promise<EvalMetric | null> {
   const { cfg, model, ds, log, cb } = run;
@@ -353,7 +357,7 @@ async function evaluateRun(run: Run): Promise<EvalMetric | null> {
     // Rows whose logits the export will verify its ONNX file against (TrainOptions.keepEvalLogits).
     const keepRows = run.opts.keepEvalLogits ? spreadIndices(ds.val.length, run.opts.keepEvalLogits) : undefined;
     const evalOpts = { batchSize, seed: cfg.training.seed, signal: run.opts.signal, keepRows };
-    const main = await evaluateOn(run, quantEval ? { kind: 'int8', classes: ds.classes } : { kind: 'model', mode: evalMode(false) }, evalOpts);
+    const main = quantEval ? await evaluateInt8(run, evalOpts) : await evaluateOn(run, { kind: 'model', mode: evalMode(false) }, evalOpts);
     if (!main) return null;
     const metric: EvalMetric = { step: run.step, epoch: epochOf(run, run.step), top1: main.top1, top5: main.top5 };
     const logits: EvalLogits | undefined = keepRows && { step: run.step, rows: keepRows, classes: model.arch.numClasses };
@@ -379,28 +383,64 @@ async function evaluateRun(run: Run): Promise<EvalMetric | null> {
 }
 
 /**
- * The validation split through `forward`: the int8 graph (computed in integers as the export will)
- * or the model in a mode. A split step's threads share the work, each its rows of every batch: a
+ * The validation split (or `split`, some of its rows) through `forward`: the int8 graph (computed
+ * in integers as the export will) or the model in a mode. A split step's threads share the work, each its rows of every batch: a
  * 224 px job's 2,000 validation images took 129 s on one thread.
  */
-async function evaluateOn(
-  run: Run,
-  forward: EvalForward,
-  opts: { batchSize: number; seed: number; signal?: AbortSignal; keepRows?: number[] },
-): Promise<TopK | null> {
-  const { model, ds } = run;
+async function evaluateOn(run: Run, forward: EvalForward, opts: EvalOpts, split: Split = run.ds.val): Promise<TopK | null> {
+  const { model } = run;
   const rows = rowLogits(model, forward);
   const dp = run.parallel;
   try {
     dp?.evalBegin(forward);
-    return await evaluate(model, ds.val, {
+    return await evaluate(model, split, {
       ...opts,
-      logits: rows.logits,
-      split: dp ? (x, n, local) => dp.forwardRows(x, n, run.arch.inputSize, model.arch.numClasses, local) : undefined,
+      logits: dp ? (x, n) => dp.forwardRows(x, n, run.arch.inputSize, model.arch.numClasses, rows.logits) : rows.logits,
     });
   } finally {
     dp?.evalEnd();
     rows.dispose();
+  }
+}
+
+interface EvalOpts {
+  batchSize: number;
+  seed: number;
+  signal?: AbortSignal;
+  keepRows?: number[];
+}
+
+/**
+ * The int8 top-1 at run.step: scored by TrainOptions.int8Scorer when there is one (ONNX Runtime on
+ * the file the export will write; on this thread, the step's other threads idle), else by the tfjs
+ * int8 graph. The final evaluation's kept rows are the tfjs int8 graph's on those rows only: what
+ * the export checks its file against. Earlier evaluations keep none (no export reads them).
+ */
+async function evaluateInt8(run: Run, opts: EvalOpts): Promise<TopK | null> {
+  const forward: EvalForward = { kind: 'int8', classes: run.ds.classes };
+  const scorer = await startScorer(run);
+  if (!scorer) return evaluateOn(run, forward, opts);
+  let top: TopK | null;
+  try {
+    top = await evaluate(run.model, run.ds.val, { ...opts, keepRows: undefined, logits: (x, n) => scorer.logits(x, n) });
+  } finally {
+    await scorer.release();
+  }
+  const keep = opts.keepRows;
+  if (!top || !keep || run.step < run.totalSteps) return top;
+  const own = await evaluateOn(run, forward, { ...opts, keepRows: keep.map((_, i) => i) }, rowsOf(run.ds.val, keep));
+  return own && { ...top, kept: own.kept };
+}
+
+/** TrainOptions.int8Scorer on the model's int8 graph; null without one, or (warned) if it cannot start. */
+async function startScorer(run: Run): Promise<Int8Scorer | null> {
+  const make = run.opts.int8Scorer;
+  if (!make) return null;
+  try {
+    return await make(toQuantGraph(run.model, run.ds.classes, NORMALIZATION));
+  } catch (err) {
+    run.log.warn({ err }, `int8 scorer unavailable, the tfjs int8 graph scores instead: ${(err as Error).message.split('\n')[0]}`);
+    return null;
   }
 }
 

@@ -260,7 +260,7 @@ describe('an evaluation split over 2 threads', () => {
     }
   });
 
-  it('scores a validation split as one thread does (evaluate with split)', async () => {
+  it('scores a validation split as one thread does (evaluate over forwardRows)', async () => {
     const ds = await loadDataset(
       { type: 'synthetic', classes: 4, samplesPerClass: 4, valPerClass: 13, seed: 1 },
       { dataRoot: '/nonexistent', inputSize: SIZE },
@@ -271,7 +271,7 @@ describe('an evaluation split over 2 threads', () => {
       const alone = await evaluate(two.model, ds.val, opts);
       dp.evalBegin(forward);
       try {
-        const split = await evaluate(two.model, ds.val, { ...opts, split: (xs, n, own) => dp.forwardRows(xs, n, SIZE, 4, own) });
+        const split = await evaluate(two.model, ds.val, { ...opts, logits: (xs, n) => dp.forwardRows(xs, n, SIZE, 4, local.logits) });
         expect(split).toEqual(alone);
         expect(split?.count).toBe(52);
       } finally {

@@ -1,0 +1,101 @@
+// A run whose evaluations score the int8 model on ONNX Runtime (TrainOptions.int8Scorer, as the
+// worker trains): the reported int8 top-1 is the exported file's own on the same split, the final
+// evaluation's kept rows are still the tfjs int8 graph's, and the export verifies against them.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { resolveTrainingConfig } from '../../src/config/training-config.js';
+import { loadDataset } from '../../src/data/index.js';
+import { loadTrainedModel, runTraining, type EvalMetric, type TrainResult } from '../../src/ml/index.js';
+import type { QuantGraph } from '../../src/ml/quant-graph.js';
+import { DEFAULT_VERIFY_IMAGES, exportJobModel, onnxInt8Scorer } from '../../src/export/index.js';
+
+const config = resolveTrainingConfig({
+  dataset: { type: 'synthetic', classes: 3, samplesPerClass: 8, valPerClass: 12 },
+  model: { widthMultiplier: 0.35, inputSize: 32 },
+  // 4 epochs of 3 steps (quantization from step 6; activation ranges observed from the start):
+  // evaluations at steps 3, 6, 9 and 12.
+  training: { epochs: 4, batchSize: 8, learningRate: 0.05 },
+});
+
+describe('evaluations scored by ONNX Runtime (int8Scorer)', () => {
+  let dir: string;
+  let result: TrainResult;
+  const evals: EvalMetric[] = [];
+  const graphs: QuantGraph[] = [];
+  let scored = 0;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'qatserve-scorer-'));
+    result = await runTraining({
+      config,
+      workDir: path.join(dir, 'run'),
+      dataRoot: dir,
+      keepEvalLogits: DEFAULT_VERIFY_IMAGES,
+      callbacks: { onEval: (m) => void evals.push(m) },
+      int8Scorer: async (graph) => {
+        graphs.push(graph);
+        const scorer = await onnxInt8Scorer(graph);
+        return {
+          logits: (x, n) => {
+            scored += n;
+            return scorer.logits(x, n);
+          },
+          release: () => scorer.release(),
+        };
+      },
+    });
+  }, 300_000);
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('scores every quantized evaluation on the whole split, and reports the served file’s top-1', async () => {
+    expect(evals.map((e) => e.step)).toEqual([3, 6, 9, 12]);
+    expect(graphs).toHaveLength(4);
+    expect(scored).toBe(4 * 36);
+    const exported = await exportJobModel({
+      jobId: 'job-scored',
+      config,
+      checkpoint: result.checkpoint,
+      outDir: path.join(dir, 'model'),
+      dataRoot: dir,
+      evalLogits: result.evalLogits,
+      dataset: result.dataset,
+    });
+    // The export's evaluation of its file on the whole split: the same images, the same file.
+    expect(result.eval?.top1).toBe(exported.manifest.evaluation?.top1);
+    expect(result.eval?.top5).toBe(exported.manifest.evaluation?.top5);
+  }, 300_000);
+
+  it('falls back to the tfjs int8 graph, with a warning, when the scorer cannot start', async () => {
+    const warnings: string[] = [];
+    const logger = { info: () => {}, error: () => {}, warn: (a: unknown, b?: string) => void warnings.push(typeof a === 'string' ? a : (b ?? '')) };
+    const r = await runTraining({
+      config: { ...config, training: { ...config.training, epochs: 1 } },
+      workDir: path.join(dir, 'run-fallback'),
+      dataRoot: dir,
+      logger,
+      int8Scorer: () => Promise.reject(new Error('no ONNX Runtime on this platform')),
+    });
+    expect(r.status).toBe('completed');
+    expect(r.eval?.top1).toBeGreaterThanOrEqual(0);
+    expect(warnings.some((w) => /int8 scorer unavailable.*no ONNX Runtime/.test(w))).toBe(true);
+  }, 300_000);
+
+  it("keeps the tfjs int8 graph's logits on the final evaluation's rows, for the export to check", async () => {
+    const kept = result.evalLogits!;
+    expect(kept.step).toBe(12);
+    expect(kept.int8).toHaveLength(36 * 3);
+    const model = await loadTrainedModel(result.checkpoint);
+    try {
+      const ds = await loadDataset(config.dataset, { dataRoot: dir, inputSize: model.inputSize });
+      const b = await ds.val.batch(kept.rows, { augment: false, seed: 0, epoch: 0, step: 0 });
+      const own = await model.predict(b.x, b.n);
+      kept.int8!.forEach((v, i) => expect(v).toBeCloseTo(own[i], 4));
+    } finally {
+      model.dispose();
+    }
+  }, 300_000);
+});
