@@ -82,7 +82,7 @@
   (func (export "qadd") (param $a i32) (param $b i32) (param $y i32) (param $n i32)
     (param $za f32) (param $zb f32) (param $zo f32) (param $ra f64) (param $rb f64) (param $fixed f32)
     (local $i i32) (local $e i32) (local $vza v128) (local $vzb v128) (local $vzo v128) (local $vra v128) (local $vrb v128)
-    (local $dfixed v128) (local $vlo v128) (local $vhi v128) (local $zero v128) (local $q v128) (local $t v128) (local $u v128)
+    (local $dfixed v128) (local $vhi v128) (local $zero v128) (local $q v128) (local $t v128) (local $u v128)
     (local $st f32)
     (local.set $vza (f32x4.splat (local.get $za)))
     (local.set $vzb (f32x4.splat (local.get $zb)))
@@ -109,7 +109,7 @@
           (f64x2.mul (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $q) (local.get $q))) (local.get $vra))))))
       (v128.store (i32.add (local.get $y) (local.get $i))
         (f32x4.add
-          (f32x4.sub (f32x4.pmin (f32x4.pmax (f32x4.nearest (local.get $u)) (local.get $vlo)) (local.get $vhi)) (local.get $vzo))
+          (f32x4.sub (f32x4.pmin (f32x4.pmax (f32x4.nearest (local.get $u)) (local.get $zero)) (local.get $vhi)) (local.get $vzo))
           (local.get $zero)))
       (local.set $i (i32.add (local.get $i) (i32.const 16)))
       (br $l)))
