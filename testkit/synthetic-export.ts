@@ -8,7 +8,8 @@ import path from 'node:path';
 import { FLATTEN_BACKGROUND } from '../src/data/image-decode.js';
 import { expectedKernels, fusionReport, optimizedOpCounts } from '../src/export/fusion-check.js';
 import { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, MODEL_FILE, ModelManifest, type FusionReport, type WeightEncoding } from '../src/export/manifest.js';
-import { ONNX_OPSET, quantGraphToFloatOnnx, quantGraphToQdqOnnx } from '../src/export/onnx-qdq.js';
+import { quantGraphToFloatOnnx } from '../src/export/onnx-float.js';
+import { ONNX_OPSET, quantGraphToQdqOnnx } from '../src/export/onnx-qdq.js';
 import type { QuantGraph } from '../src/ml/quant-graph.js';
 
 export interface SyntheticExport {

@@ -10,7 +10,7 @@ import type { TrainingConfig } from '../config/training-config.js';
 import { loadTrainedModel, type EvalLogits } from '../ml/index.js';
 import { spreadIndices } from '../ml/evaluate.js';
 import { loadDataset, type Dataset } from '../data/index.js';
-import { quantGraphToFloatOnnx } from './onnx-qdq.js';
+import { quantGraphToFloatOnnx } from './onnx-float.js';
 import { expectedKernels, fusionReport, optimizedOpCounts } from './fusion-check.js';
 import type { ModelManifest, WeightEncoding } from './manifest.js';
 import { DEFAULT_MAX_LOGIT_DIFF_STEPS, DEFAULT_MIN_AGREEMENT, ExportVerificationError } from './verify.js';

@@ -3,5 +3,6 @@ export { exportJobModel, DEFAULT_VERIFY_IMAGES, type ExportJobOptions, type Expo
 export { ExportVerificationError } from './verify.js';
 export { MODEL_FILE, MANIFEST_FILE, ModelManifest, ModelEvaluation, parseManifest } from './manifest.js';
 export { EvaluationAccumulator, chanceWarning } from './export-job-evaluate.js';
-export { quantGraphToQdqOnnx, quantGraphToFloatOnnx } from './onnx-qdq.js';
+export { quantGraphToQdqOnnx } from './onnx-qdq.js';
+export { floatGraphToOnnx, quantGraphToFloatOnnx } from './onnx-float.js';
 export { onnxInt8Scorer } from './int8-scorer.js';

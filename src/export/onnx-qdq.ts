@@ -1,73 +1,23 @@
-// QuantGraph -> ONNX. Two writers share one emitter:
-//  - `quantGraphToQdqOnnx`: the int8 model in QDQ form, shaped so onnxruntime fuses every conv into
-//    QLinearConv, every residual add into QLinearAdd, the pool into QLinearGlobalAveragePool and the
-//    classifier into QGemm (docs: DESIGN.md "Serving: int8 ONNX on onnxruntime-node"). That needs
-//    Q/DQ on every activation (input, ReLU6 outputs, projections, adds, pool, logits), uint8
-//    activations, int8 per-channel weight initializers behind DequantizeLinear(axis 0) and int32
-//    biases behind DequantizeLinear with scale = inputScale * weightScale[c].
-//  - `quantGraphToFloatOnnx`: the same network with dequantized float weights and no Q/DQ; the size
-//    baseline and a float reference.
+// QuantGraph -> ONNX QDQ: the int8 model shaped so onnxruntime fuses every conv into QLinearConv,
+// every residual add into QLinearAdd, the pool into QLinearGlobalAveragePool and the classifier into
+// QGemm (docs: DESIGN.md "Serving: int8 ONNX on onnxruntime-node"). That needs Q/DQ on every
+// activation (input, ReLU6 outputs, projections, adds, pool, logits), uint8 activations, int8
+// per-channel weight initializers behind DequantizeLinear(axis 0) and int32 biases behind
+// DequantizeLinear with scale = inputScale * weightScale[c]. The float network is onnx-float.ts's.
 import { biasScales, quantizeBias, weightQmax, type ActQuant, type ConvNode, type DenseNode, type QuantGraph } from '../ml/quant-graph.js';
-import { AttributeType, DataType, encodeModel, type OnnxAttribute, type OnnxNode, type OnnxTensor, type OnnxValueInfo } from './onnx-proto.js';
+import { encodeGraph, endsInLogits, GraphBuilder, int, ints, type OnnxWriteOptions as BaseWriteOptions } from './onnx-builder.js';
+import { DataType } from './onnx-proto.js';
 
-export const ONNX_OPSET = 13;
-const IR_VERSION = 8;
+export { ONNX_OPSET } from './onnx-builder.js';
 
-export interface OnnxWriteOptions {
-  /** Free-form key/value pairs stored in ModelProto.metadata_props (e.g. jobId). */
-  metadata?: Record<string, string>;
-  producerVersion?: string;
+export interface OnnxWriteOptions extends BaseWriteOptions {
   /**
    * How the int8 weights are stored. 'int8' (default) is the textbook form. 'uint8' stores q + 128
    * with zero point 128: the same values, but ORT then runs u8u8 kernels, which on x86 CPUs
    * without VNNI avoid the int16 saturation of the u8s8 path (vpmaddubsw).
    */
   weightEncoding?: 'int8' | 'uint8';
-  /**
-   * 'short' (default): tensors get base-36 names and nodes none, except the graph's input and
-   * output. Descriptive names ('block3/expand/weight_quantized') were 53 KB of a 560 KB width-0.35
-   * model, 10% of the file. 'descriptive' keeps them, for reading the graph and for profiling.
-   */
-  names?: 'short' | 'descriptive';
 }
-
-export function quantGraphToQdqOnnx(graph: QuantGraph, options: OnnxWriteOptions = {}): Uint8Array {
-  return emit(graph, true, options);
-}
-
-export function quantGraphToFloatOnnx(graph: QuantGraph, options: OnnxWriteOptions = {}): Uint8Array {
-  return emit(graph, false, options);
-}
-
-function bytesOf(view: ArrayBufferView): Uint8Array {
-  // ONNX raw_data is little-endian; every platform ORT ships for is little-endian too.
-  return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
-}
-
-class GraphBuilder {
-  readonly nodes: OnnxNode[] = [];
-  readonly initializers: OnnxTensor[] = [];
-  private readonly initNames = new Set<string>();
-
-  node(opType: string, name: string, input: string[], output: string[], attribute: OnnxAttribute[] = []): void {
-    this.nodes.push({ name, opType, input, output, attribute });
-  }
-
-  init(name: string, dataType: number, dims: number[], data: ArrayBufferView): string {
-    if (!this.initNames.has(name)) {
-      this.initNames.add(name);
-      this.initializers.push({ name, dataType, dims, rawData: bytesOf(data) });
-    }
-    return name;
-  }
-
-  scalarF32(name: string, value: number): string {
-    return this.init(name, DataType.FLOAT, [], new Float32Array([value]));
-  }
-}
-
-const ints = (name: string, values: number[]): OnnxAttribute => ({ name, type: AttributeType.INTS, ints: values });
-const int = (name: string, value: number): OnnxAttribute => ({ name, type: AttributeType.INT, i: value });
 
 /**
  * Q(Clip(x, 0, 6)) == Q(x) when the quantized range [s * (0 - zp), s * (255 - zp)] lies inside
@@ -101,32 +51,10 @@ function assertWeightGrid(graph: QuantGraph): void {
   }
 }
 
-/** Renames every tensor but the graph's input and output to a base-36 counter and drops node names. */
-function compactNames(nodes: OnnxNode[], initializers: OnnxTensor[], keep: Set<string>): void {
-  const names = new Map<string, string>();
-  const short = (name: string): string => {
-    if (name === '' || keep.has(name)) return name;
-    let s = names.get(name);
-    if (s === undefined) {
-      s = names.size.toString(36);
-      // A counter value that happens to equal a kept name would alias it.
-      while (keep.has(s)) s = `_${s}`;
-      names.set(name, s);
-    }
-    return s;
-  };
-  for (const t of initializers) t.name = short(t.name);
-  for (const n of nodes) {
-    n.name = '';
-    n.input = n.input.map(short);
-    n.output = n.output.map(short);
-  }
-}
-
-function emit(graph: QuantGraph, quantized: boolean, options: OnnxWriteOptions): Uint8Array {
-  if (quantized) assertWeightGrid(graph);
+export function quantGraphToQdqOnnx(graph: QuantGraph, options: OnnxWriteOptions = {}): Uint8Array {
+  assertWeightGrid(graph);
   const b = new GraphBuilder();
-  // IR tensor name -> name of the float tensor that consumers read (the DQ output when quantized).
+  // IR tensor name -> name of the float tensor that consumers read (its DequantizeLinear's output).
   const floatName = new Map<string, string>();
   const quantOf = new Map<string, ActQuant>();
 
@@ -146,25 +74,21 @@ function emit(graph: QuantGraph, quantized: boolean, options: OnnxWriteOptions):
   // first conv's weights get a zero 4th input channel: the same result, but ORT's QLinearConv
   // ran the 3x3/2 stem at 224 in 183 us with 4 input channels against 382 us with 3.
   const inputReaders = graph.nodes.filter((n) => (n.op === 'add' ? n.inputs.includes(inputName) : n.input === inputName));
-  const padInput = quantized && inputReaders.length > 0 && inputReaders.every((n) => n.op === 'conv' && n.group === 1 && n.inChannels === 3);
-  if (quantized) {
-    const dq = `${inputName}/dequantized`;
-    if (padInput) {
-      const scale = b.scalarF32(`${inputName}/act_scale`, graph.input.quant.scale);
-      const zp = b.init(`${inputName}/act_zero_point`, DataType.UINT8, [], new Uint8Array([graph.input.quant.zeroPoint]));
-      const q = `${inputName}/quantized`;
-      const padded = `${inputName}/quantized_4ch`;
-      const pads = b.init(`${inputName}/channel_pads`, DataType.INT64, [8], BigInt64Array.from([0, 0, 0, 0, 0, 1, 0, 0].map(BigInt)));
-      b.node('QuantizeLinear', `${inputName}/QuantizeLinear`, [inputName, scale, zp], [q]);
-      b.node('Pad', `${inputName}/Pad`, [q, pads, zp], [padded]);
-      b.node('DequantizeLinear', `${inputName}/DequantizeLinear`, [padded, scale, zp], [dq]);
-    } else {
-      qdq(inputName, inputName, dq, graph.input.quant);
-    }
-    floatName.set(inputName, dq);
+  const padInput = inputReaders.length > 0 && inputReaders.every((n) => n.op === 'conv' && n.group === 1 && n.inChannels === 3);
+  const dq = `${inputName}/dequantized`;
+  if (padInput) {
+    const scale = b.scalarF32(`${inputName}/act_scale`, graph.input.quant.scale);
+    const zp = b.init(`${inputName}/act_zero_point`, DataType.UINT8, [], new Uint8Array([graph.input.quant.zeroPoint]));
+    const q = `${inputName}/quantized`;
+    const padded = `${inputName}/quantized_4ch`;
+    const pads = b.init(`${inputName}/channel_pads`, DataType.INT64, [8], BigInt64Array.from([0, 0, 0, 0, 0, 1, 0, 0].map(BigInt)));
+    b.node('QuantizeLinear', `${inputName}/QuantizeLinear`, [inputName, scale, zp], [q]);
+    b.node('Pad', `${inputName}/Pad`, [q, pads, zp], [padded]);
+    b.node('DequantizeLinear', `${inputName}/DequantizeLinear`, [padded, scale, zp], [dq]);
   } else {
-    floatName.set(inputName, inputName);
+    qdq(inputName, inputName, dq, graph.input.quant);
   }
+  floatName.set(inputName, dq);
 
   const read = (tensor: string): string => {
     const name = floatName.get(tensor);
@@ -172,15 +96,9 @@ function emit(graph: QuantGraph, quantized: boolean, options: OnnxWriteOptions):
     return name;
   };
 
-  /** Weight and bias inputs for a conv or dense node (DQ'd int8/int32 or plain float). */
+  /** Weight and bias inputs for a conv or dense node: DQ'd int8 (or uint8) weights and int32 biases. */
   const params = (node: ConvNode | DenseNode, dims: number[], weightInt8 = node.weightInt8): [string, string] => {
     const outCh = dims[0];
-    if (!quantized) {
-      const w = new Float32Array(node.weightInt8.length);
-      const perChannel = node.weightInt8.length / outCh;
-      for (let i = 0; i < w.length; i++) w[i] = node.weightInt8[i] * node.weightScale[Math.floor(i / perChannel)];
-      return [b.init(`${node.name}/weight`, DataType.FLOAT, dims, w), b.init(`${node.name}/bias`, DataType.FLOAT, [outCh], node.bias)];
-    }
     const unsigned = options.weightEncoding === 'uint8';
     const wq = unsigned
       ? b.init(
@@ -220,11 +138,10 @@ function emit(graph: QuantGraph, quantized: boolean, options: OnnxWriteOptions):
     return [w, bias];
   };
 
-  /** Routes a node's float result to its IR tensor name, through Q/DQ when quantized. */
+  /** Routes a node's float result through Q/DQ to its IR tensor name. */
   const finish = (tensor: string, source: string, quant: ActQuant): void => {
     quantOf.set(tensor, quant);
-    if (quantized) qdq(tensor, source, tensor, quant);
-    else b.node('Identity', `${tensor}/Identity`, [source], [tensor]);
+    qdq(tensor, source, tensor, quant);
     floatName.set(tensor, tensor);
   };
 
@@ -242,62 +159,45 @@ function emit(graph: QuantGraph, quantized: boolean, options: OnnxWriteOptions):
           [ints('kernel_shape', node.kernel), ints('strides', node.strides), ints('pads', node.pads), ints('dilations', [1, 1]), int('group', node.group)],
         );
         let result = convOut;
-        if (node.activation === 'relu6' && !(quantized && clipIsRedundant(node.outQuant))) {
+        if (node.activation === 'relu6' && !clipIsRedundant(node.outQuant)) {
           // Clip(0, 6) with constant bounds. Only written where the following QuantizeLinear does
-          // not already clamp to [0, 6] (see clipIsRedundant): the float graph, and quantized
-          // ranges reaching outside [0, 6], where the Clip changes the result.
+          // not already clamp to [0, 6] (see clipIsRedundant): ranges reaching outside [0, 6],
+          // where the Clip changes the result.
           result = `${node.output}/relu6`;
           const lo = b.scalarF32('relu6/min', 0);
           const hi = b.scalarF32('relu6/max', 6);
           b.node('Clip', `${node.name}/Relu6`, [convOut, lo, hi], [result]);
         }
-        if (quantized) finish(node.output, result, node.outQuant);
-        else {
-          quantOf.set(node.output, node.outQuant);
-          floatName.set(node.output, result);
-        }
+        finish(node.output, result, node.outQuant);
         break;
       }
       case 'add': {
         const sum = `${node.output}/add`;
         b.node('Add', `${node.name}/Add`, [read(node.inputs[0]), read(node.inputs[1])], [sum]);
-        if (quantized) finish(node.output, sum, node.outQuant);
-        else {
-          quantOf.set(node.output, node.outQuant);
-          floatName.set(node.output, sum);
-        }
+        finish(node.output, sum, node.outQuant);
         break;
       }
       case 'globalAvgPool': {
         const pooled = `${node.output}/pool`;
         b.node('GlobalAveragePool', `${node.name}/GlobalAveragePool`, [read(node.input)], [pooled]);
         quantOf.set(node.output, node.outQuant);
-        if (quantized) {
-          // Flatten the uint8 tensor between Q and DQ, so the pool stays DQ->GAP->Q and the
-          // classifier DQ->Gemm->Q for the fusions.
-          const scale = b.scalarF32(`${node.output}/act_scale`, node.outQuant.scale);
-          const zp = b.init(`${node.output}/act_zero_point`, DataType.UINT8, [], new Uint8Array([node.outQuant.zeroPoint]));
-          const q = `${node.output}/quantized`;
-          const flat = `${node.output}/quantized_flat`;
-          b.node('QuantizeLinear', `${node.output}/QuantizeLinear`, [pooled, scale, zp], [q]);
-          b.node('Flatten', `${node.name}/Flatten`, [q], [flat], [int('axis', 1)]);
-          b.node('DequantizeLinear', `${node.output}/DequantizeLinear`, [flat, scale, zp], [node.output]);
-          floatName.set(node.output, node.output);
-        } else {
-          b.node('Flatten', `${node.name}/Flatten`, [pooled], [node.output], [int('axis', 1)]);
-          floatName.set(node.output, node.output);
-        }
+        // Flatten the uint8 tensor between Q and DQ, so the pool stays DQ->GAP->Q and the
+        // classifier DQ->Gemm->Q for the fusions.
+        const scale = b.scalarF32(`${node.output}/act_scale`, node.outQuant.scale);
+        const zp = b.init(`${node.output}/act_zero_point`, DataType.UINT8, [], new Uint8Array([node.outQuant.zeroPoint]));
+        const q = `${node.output}/quantized`;
+        const flat = `${node.output}/quantized_flat`;
+        b.node('QuantizeLinear', `${node.output}/QuantizeLinear`, [pooled, scale, zp], [q]);
+        b.node('Flatten', `${node.name}/Flatten`, [q], [flat], [int('axis', 1)]);
+        b.node('DequantizeLinear', `${node.output}/DequantizeLinear`, [flat, scale, zp], [node.output]);
+        floatName.set(node.output, node.output);
         break;
       }
       case 'dense': {
         const [w, bias] = params(node, [node.outFeatures, node.inFeatures]);
         const out = `${node.output}/gemm`;
         b.node('Gemm', `${node.name}/Gemm`, [read(node.input), w, bias], [out], [int('transB', 1)]);
-        if (quantized) finish(node.output, out, node.outQuant);
-        else {
-          quantOf.set(node.output, node.outQuant);
-          floatName.set(node.output, out);
-        }
+        finish(node.output, out, node.outQuant);
         break;
       }
       default: {
@@ -311,30 +211,17 @@ function emit(graph: QuantGraph, quantized: boolean, options: OnnxWriteOptions):
   const last = read(graph.output);
   if (last !== graph.output) b.node('Identity', `${graph.output}/Identity`, [last], [graph.output]);
 
-  if ((options.names ?? 'short') === 'short') compactNames(b.nodes, b.initializers, new Set([inputName, graph.output]));
-
-  const size = graph.inputSize;
-  const input: OnnxValueInfo = {
-    name: inputName,
-    type: { tensorType: { elemType: DataType.FLOAT, shape: { dim: [{ dimParam: 'N' }, { dimValue: 3 }, { dimValue: size }, { dimValue: size }] } } },
-  };
-  // Logits are [N, classes]; a graph cut short (tests probing an inner tensor) leaves the shape open.
-  const endsInDense = graph.nodes.at(-1)?.op === 'dense' && graph.nodes.at(-1)?.output === graph.output;
-  const output = {
-    name: graph.output,
-    type: {
-      tensorType: endsInDense
-        ? { elemType: DataType.FLOAT, shape: { dim: [{ dimParam: 'N' }, { dimValue: graph.numClasses }] } }
-        : { elemType: DataType.FLOAT },
+  return encodeGraph(
+    b,
+    {
+      name: 'qatserve_int8',
+      docString: 'MobileNetV2 QAT, int8 QDQ (uint8 activations, int8 per-channel weights)',
+      input: inputName,
+      output: graph.output,
+      inputSize: graph.inputSize,
+      numClasses: graph.numClasses,
+      logitsOutput: endsInLogits(graph.nodes, graph.output),
     },
-  } as OnnxValueInfo;
-  return encodeModel({
-    irVersion: IR_VERSION,
-    opsetImport: [{ domain: '', version: ONNX_OPSET }],
-    producerName: 'qatserve',
-    producerVersion: options.producerVersion ?? '0.1.0',
-    docString: quantized ? 'MobileNetV2 QAT, int8 QDQ (uint8 activations, int8 per-channel weights)' : 'MobileNetV2, float32',
-    graph: { name: quantized ? 'qatserve_int8' : 'qatserve_fp32', node: b.nodes, initializer: b.initializers, input: [input], output: [output] },
-    metadataProps: Object.entries(options.metadata ?? {}).map(([key, value]) => ({ key, value })),
-  });
+    options,
+  );
 }

@@ -125,6 +125,39 @@ export function allConvs(arch: ArchSpec): ConvSpec[] {
   return out;
 }
 
+/** One layer of the forward pass with the tensors it reads and writes (the exported graphs' names). */
+export type Layer =
+  | { op: 'conv'; conv: ConvSpec; input: string; output: string }
+  | { op: 'add'; name: string; inputs: [string, string]; output: string }
+  | { op: 'globalAvgPool'; input: string; output: string }
+  | { op: 'dense'; input: string; output: string };
+
+/** The forward pass as layers, in order, from tensor 'input' to 'logits': what every graph IR walks. */
+export function graphLayers(arch: ArchSpec): Layer[] {
+  const out: Layer[] = [];
+  let cur = 'input';
+  const conv = (c: ConvSpec) => {
+    out.push({ op: 'conv', conv: c, input: cur, output: c.name });
+    cur = c.name;
+  };
+  conv(arch.stem);
+  for (const b of arch.blocks) {
+    const blockIn = cur;
+    if (b.expand) conv(b.expand);
+    conv(b.dw);
+    conv(b.project);
+    if (b.residual) {
+      const name = `${b.name}/add`;
+      out.push({ op: 'add', name, inputs: [blockIn, cur], output: name });
+      cur = name;
+    }
+  }
+  conv(arch.head);
+  out.push({ op: 'globalAvgPool', input: cur, output: 'pool' });
+  out.push({ op: 'dense', input: 'pool', output: 'logits' });
+  return out;
+}
+
 /**
  * Multiply-adds of one image's forward pass through the convolutions (the dense layer is
  * negligible): the work a training step does per image, about three times this with the backward

@@ -10,7 +10,7 @@
 //     dense [in, out] -> [out, in]; pads explicit (symmetric (k - 1) / 2, as trained).
 import { actQParams, quantizeWeightsPerChannel } from './fake-quant.js';
 import { foldFactors, channelAxis } from './conv-bn-fold.js';
-import { relu6Points, type ConvSpec, type MobileNetV2 } from './mobilenet-v2.js';
+import { graphLayers, relu6Points, type ConvSpec, type MobileNetV2 } from './mobilenet-v2.js';
 import type { ActQuant, ConvNode, DenseNode, QuantGraph, QuantNode } from './quant-graph.js';
 
 export class QuantExportError extends Error {
@@ -21,21 +21,64 @@ export class QuantExportError extends Error {
   }
 }
 
-const read = (m: MobileNetV2, name: string) => m.v(name).dataSync() as Float32Array;
+export const readVariable = (m: MobileNetV2, name: string) => m.v(name).dataSync() as Float32Array;
+
+/**
+ * For each element of a conv's OIHW weights ([out, in / group, kh, kw]), its index in the tfjs
+ * variable: conv [kh, kw, in, out], depthwise [kh, kw, C, 1].
+ */
+export function oihwOrder(c: ConvSpec): Uint32Array {
+  const inPerGroup = c.kind === 'conv' ? c.inC : 1;
+  const order = new Uint32Array(c.outC * inPerGroup * c.k * c.k);
+  let j = 0;
+  for (let o = 0; o < c.outC; o++) {
+    for (let i = 0; i < inPerGroup; i++) {
+      for (let y = 0; y < c.k; y++) {
+        for (let x = 0; x < c.k; x++) order[j++] = c.kind === 'conv' ? ((y * c.k + x) * c.inC + i) * c.outC + o : (y * c.k + x) * c.outC + o;
+      }
+    }
+  }
+  return order;
+}
+
+/** A conv's weights, in tfjs layout, and its BN fold (k, bias) from the running statistics. */
+export function readFoldedConv(m: MobileNetV2, c: ConvSpec) {
+  const { k, bias } = foldFactors({
+    gamma: readVariable(m, `${c.name}/gamma`),
+    beta: readVariable(m, `${c.name}/beta`),
+    runMean: readVariable(m, `${c.name}/runMean`),
+    runVar: readVariable(m, `${c.name}/runVar`),
+  });
+  return { w: readVariable(m, `${c.name}/w`), shape: m.v(`${c.name}/w`).shape, k, bias };
+}
+
+/** A conv node's geometry as the graph IRs state it (pads symmetric (k - 1) / 2, as trained). */
+export function convLayout(c: ConvSpec) {
+  const p = (c.k - 1) / 2;
+  return {
+    name: c.name,
+    kernel: [c.k, c.k] as [number, number],
+    strides: [c.stride, c.stride] as [number, number],
+    pads: [p, p, p, p] as [number, number, number, number],
+    group: c.kind === 'conv' ? 1 : c.inC,
+    inChannels: c.inC,
+    outChannels: c.outC,
+    activation: c.relu6 ? ('relu6' as const) : ('none' as const),
+  };
+}
+
+/** The classifier's [in, out] weights as [out, in]. */
+export function transposeDense<T extends Int8Array | Float32Array>(w: ArrayLike<number>, inF: number, outF: number, out: T): T {
+  for (let o = 0; o < outF; o++) for (let i = 0; i < inF; i++) out[o * inF + i] = w[i * outF + o];
+  return out;
+}
 
 function convNode(m: MobileNetV2, c: ConvSpec, input: string, outQuant: ActQuant): ConvNode {
-  const w = read(m, `${c.name}/w`);
-  const shape = m.v(`${c.name}/w`).shape;
-  const { k, bias } = foldFactors({
-    gamma: read(m, `${c.name}/gamma`),
-    beta: read(m, `${c.name}/beta`),
-    runMean: read(m, `${c.name}/runMean`),
-    runVar: read(m, `${c.name}/runVar`),
-  });
+  const { w, shape, k, bias } = readFoldedConv(m, c);
   const { int8, scales } = quantizeWeightsPerChannel(w, shape, channelAxis(c.kind), m.weightQmax);
-  const [kh, kw] = [c.k, c.k];
-  const inPerGroup = c.kind === 'conv' ? c.inC : 1;
-  const oihw = new Int8Array(c.outC * inPerGroup * kh * kw);
+  const order = oihwOrder(c);
+  const perOut = order.length / c.outC;
+  const oihw = new Int8Array(order.length);
   const weightScale = new Float32Array(c.outC);
   for (let o = 0; o < c.outC; o++) {
     // k = 0 (gamma decayed to zero): the channel is constant `bias`; keep the unfolded scale so
@@ -43,33 +86,25 @@ function convNode(m: MobileNetV2, c: ConvSpec, input: string, outQuant: ActQuant
     const sign = k[o] < 0 ? -1 : 1;
     const zero = k[o] === 0;
     weightScale[o] = zero ? scales[o] : Math.fround(scales[o] * Math.abs(k[o]));
-    for (let i = 0; i < inPerGroup; i++) {
-      for (let y = 0; y < kh; y++) {
-        for (let x = 0; x < kw; x++) {
-          // tfjs index: conv [y][x][i][o] with in = c.inC; depthwise [y][x][o][0].
-          const src = c.kind === 'conv' ? ((y * kw + x) * c.inC + i) * c.outC + o : (y * kw + x) * c.outC + o;
-          oihw[((o * inPerGroup + i) * kh + y) * kw + x] = zero ? 0 : sign * int8[src];
-        }
-      }
-    }
+    for (let j = o * perOut; j < (o + 1) * perOut; j++) oihw[j] = zero ? 0 : sign * int8[order[j]];
   }
-  const p = (c.k - 1) / 2;
+  return { op: 'conv', ...convLayout(c), output: c.name, outQuant, input, weightInt8: oihw, weightScale, bias };
+}
+
+function denseNode(m: MobileNetV2, input: string, output: string, outQuant: ActQuant): DenseNode {
+  const d = m.arch.dense;
+  const { int8, scales } = quantizeWeightsPerChannel(readVariable(m, `${d.name}/w`), [d.inF, d.outF], 1, m.weightQmax);
   return {
-    op: 'conv',
-    name: c.name,
-    output: c.name,
+    op: 'dense',
+    name: d.name,
+    output,
     outQuant,
     input,
-    kernel: [kh, kw],
-    strides: [c.stride, c.stride],
-    pads: [p, p, p, p],
-    group: c.kind === 'conv' ? 1 : c.inC,
-    inChannels: c.inC,
-    outChannels: c.outC,
-    weightInt8: oihw,
-    weightScale,
-    bias,
-    activation: c.relu6 ? 'relu6' : 'none',
+    inFeatures: d.inF,
+    outFeatures: d.outF,
+    weightInt8: transposeDense(int8, d.inF, d.outF, new Int8Array(d.outF * d.inF)),
+    weightScale: scales,
+    bias: readVariable(m, `${d.name}/b`).slice(),
   };
 }
 
@@ -80,44 +115,18 @@ export function toQuantGraph(m: MobileNetV2, classes: string[], normalization: Q
     if (!r) throw new QuantExportError(`no activation range for ${name}: the model was never trained`);
     return actQParams(r.min, r.max, relu6.has(name));
   };
-  const nodes: QuantNode[] = [];
-  let cur = 'input';
-  const conv = (c: ConvSpec) => {
-    nodes.push(convNode(m, c, cur, qp(c.name)));
-    cur = c.name;
-  };
-  conv(m.arch.stem);
-  for (const b of m.arch.blocks) {
-    const blockIn = cur;
-    if (b.expand) conv(b.expand);
-    conv(b.dw);
-    conv(b.project);
-    if (b.residual) {
-      const name = `${b.name}/add`;
-      nodes.push({ op: 'add', name, output: name, outQuant: qp(name), inputs: [blockIn, cur] });
-      cur = name;
+  const nodes: QuantNode[] = graphLayers(m.arch).map((l): QuantNode => {
+    switch (l.op) {
+      case 'conv':
+        return convNode(m, l.conv, l.input, qp(l.output));
+      case 'add':
+        return { op: 'add', name: l.name, output: l.output, outQuant: qp(l.output), inputs: l.inputs };
+      case 'globalAvgPool':
+        return { op: 'globalAvgPool', name: l.output, output: l.output, outQuant: qp(l.output), input: l.input };
+      case 'dense':
+        return denseNode(m, l.input, l.output, qp(l.output));
     }
-  }
-  conv(m.arch.head);
-  nodes.push({ op: 'globalAvgPool', name: 'pool', output: 'pool', outQuant: qp('pool'), input: cur });
-  const d = m.arch.dense;
-  const w = read(m, `${d.name}/w`);
-  const { int8, scales } = quantizeWeightsPerChannel(w, [d.inF, d.outF], 1, m.weightQmax);
-  const oi = new Int8Array(d.outF * d.inF);
-  for (let o = 0; o < d.outF; o++) for (let i = 0; i < d.inF; i++) oi[o * d.inF + i] = int8[i * d.outF + o]!;
-  const dense: DenseNode = {
-    op: 'dense',
-    name: d.name,
-    output: 'logits',
-    outQuant: qp('logits'),
-    input: 'pool',
-    inFeatures: d.inF,
-    outFeatures: d.outF,
-    weightInt8: oi,
-    weightScale: scales,
-    bias: read(m, `${d.name}/b`).slice(),
-  };
-  nodes.push(dense);
+  });
   return {
     inputSize: m.arch.inputSize,
     numClasses: m.arch.numClasses,

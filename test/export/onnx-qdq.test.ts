@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
 import type { QuantGraph } from '../../src/ml/quant-graph.js';
-import { quantGraphToFloatOnnx, quantGraphToQdqOnnx } from '../../src/export/onnx-qdq.js';
+import { quantGraphToFloatOnnx } from '../../src/export/onnx-float.js';
+import { quantGraphToQdqOnnx } from '../../src/export/onnx-qdq.js';
 import { DataType, decodeModel } from '../../src/export/onnx-proto.js';
 import { runIntegerReference } from '../../src/export/qdq-reference.js';
 import { runQdqReference } from '../../testkit/qdq-reference.js';
