@@ -9,7 +9,7 @@ import type { Settings } from '../config/settings.js';
 import { resolveTrainingConfig } from '../config/training-config.js';
 import { selectBackend } from '../ml/backend.js';
 import { runTraining } from '../ml/train.js';
-import { onnxInt8Scorer } from '../export/int8-scorer.js';
+import { onnxFloatScorer, onnxInt8Scorer } from '../export/onnx-scorer.js';
 import { useTrainingHeapPolicy } from '../ml/training-heap.js';
 import type { EvalMetric, StepMetric, TrainStartInfo } from '../ml/train-api.js';
 import { logParts, type Logger } from '../logger.js';
@@ -134,8 +134,9 @@ export async function runTrainCommand(args: TrainCommandArgs, settings: TrainCom
       // more, batches rendered in a thread of their own.
       dataThread: threads >= 2,
       stepThreads: threads,
-      // Evaluations score the int8 model on ONNX Runtime, as a worker's do.
+      // Evaluations score on ONNX Runtime, as a worker's do.
       int8Scorer: (graph) => onnxInt8Scorer(graph, threads),
+      floatScorer: (graph) => onnxFloatScorer(graph, threads),
       logger,
       callbacks: {
         onStart: (i) => {

@@ -5,4 +5,4 @@ export { MODEL_FILE, MANIFEST_FILE, ModelManifest, ModelEvaluation, parseManifes
 export { EvaluationAccumulator, chanceWarning } from './export-job-evaluate.js';
 export { quantGraphToQdqOnnx } from './onnx-qdq.js';
 export { floatGraphToOnnx, quantGraphToFloatOnnx } from './onnx-float.js';
-export { onnxInt8Scorer } from './int8-scorer.js';
+export { onnxFloatScorer, onnxInt8Scorer } from './onnx-scorer.js';

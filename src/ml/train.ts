@@ -34,12 +34,13 @@ import {
   type TrainBatches,
 } from '../data/index.js';
 import { peakLearningRate, quantDelaySteps, type TrainingConfig } from '../config/training-config.js';
-import type { BackendName, EvalLogits, EvalMetric, Int8Scorer, StepBatch, TrainOptions, TrainResult, TrainWarning } from './train-api.js';
+import type { BackendName, EvalLogits, EvalMetric, Scorer, StepBatch, TrainOptions, TrainResult, TrainWarning } from './train-api.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { qatOpsName } from './qat-ops.js';
 import { DataParallelStep } from './data-parallel/data-parallel-step.js';
 import { rowLogits, type EvalForward } from './eval-forward.js';
 import { toQuantGraph } from './to-quant-graph.js';
+import { toFloatGraph } from './to-float-graph.js';
 
 export class TrainingError extends Error {
   constructor(
@@ -357,14 +358,14 @@ async function evaluateRun(run: Run): Promise<EvalMetric | null> {
     // Rows whose logits the export will verify its ONNX file against (TrainOptions.keepEvalLogits).
     const keepRows = run.opts.keepEvalLogits ? spreadIndices(ds.val.length, run.opts.keepEvalLogits) : undefined;
     const evalOpts = { batchSize, seed: cfg.training.seed, signal: run.opts.signal, keepRows };
-    const main = quantEval ? await evaluateInt8(run, evalOpts) : await evaluateOn(run, { kind: 'model', mode: evalMode(false) }, evalOpts);
+    const main = quantEval ? await evaluateInt8(run, evalOpts) : await evaluateFloat(run, evalOpts);
     if (!main) return null;
     const metric: EvalMetric = { step: run.step, epoch: epochOf(run, run.step), top1: main.top1, top5: main.top5 };
     const logits: EvalLogits | undefined = keepRows && { step: run.step, rows: keepRows, classes: model.arch.numClasses };
     if (logits) logits[quantEval ? 'int8' : 'float'] = main.kept;
     if (!quantEval) metric.floatTop1 = main.top1;
     else if (run.delaySteps > 0) {
-      const fl = await evaluateOn(run, { kind: 'model', mode: evalMode(false) }, evalOpts);
+      const fl = await evaluateFloat(run, evalOpts);
       if (!fl) return null;
       metric.floatTop1 = fl.top1;
       if (logits) logits.float = fl.kept;
@@ -418,7 +419,7 @@ interface EvalOpts {
  */
 async function evaluateInt8(run: Run, opts: EvalOpts): Promise<TopK | null> {
   const forward: EvalForward = { kind: 'int8', classes: run.ds.classes };
-  const scorer = await startScorer(run);
+  const scorer = await startScorer(run, 'int8');
   if (!scorer) return evaluateOn(run, forward, opts);
   let top: TopK | null;
   try {
@@ -432,14 +433,30 @@ async function evaluateInt8(run: Run, opts: EvalOpts): Promise<TopK | null> {
   return own && { ...top, kept: own.kept };
 }
 
-/** TrainOptions.int8Scorer on the model's int8 graph; null without one, or (warned) if it cannot start. */
-async function startScorer(run: Run): Promise<Int8Scorer | null> {
-  const make = run.opts.int8Scorer;
-  if (!make) return null;
+/**
+ * The float top-1 at run.step: scored by TrainOptions.floatScorer when there is one (ONNX Runtime on
+ * the float network, BN folded: the model's logits up to float rounding), else by the model's
+ * forward pass, split over the step's threads.
+ */
+async function evaluateFloat(run: Run, opts: EvalOpts): Promise<TopK | null> {
+  const scorer = await startScorer(run, 'float');
+  if (!scorer) return evaluateOn(run, { kind: 'model', mode: evalMode(false) }, opts);
   try {
-    return await make(toQuantGraph(run.model, run.ds.classes, NORMALIZATION));
+    return await evaluate(run.model, run.ds.val, { ...opts, logits: (x, n) => scorer.logits(x, n) });
+  } finally {
+    await scorer.release();
+  }
+}
+
+/** TrainOptions.int8Scorer or floatScorer on the model's graph; null without one, or (warned) if it cannot start. */
+async function startScorer(run: Run, kind: 'int8' | 'float'): Promise<Scorer | null> {
+  const { int8Scorer, floatScorer } = run.opts;
+  try {
+    if (kind === 'int8') return int8Scorer ? await int8Scorer(toQuantGraph(run.model, run.ds.classes, NORMALIZATION)) : null;
+    return floatScorer ? await floatScorer(toFloatGraph(run.model)) : null;
   } catch (err) {
-    run.log.warn({ err }, `int8 scorer unavailable, the tfjs int8 graph scores instead: ${(err as Error).message.split('\n')[0]}`);
+    const instead = kind === 'int8' ? 'the tfjs int8 graph' : "the model's forward pass";
+    run.log.warn({ err }, `${kind} scorer unavailable, ${instead} scores instead: ${(err as Error).message.split('\n')[0]}`);
     return null;
   }
 }

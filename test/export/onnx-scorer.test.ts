@@ -1,6 +1,7 @@
-// A run whose evaluations score the int8 model on ONNX Runtime (TrainOptions.int8Scorer, as the
-// worker trains): the reported int8 top-1 is the exported file's own on the same split, the final
-// evaluation's kept rows are still the tfjs int8 graph's, and the export verifies against them.
+// A run whose evaluations score on ONNX Runtime (TrainOptions.int8Scorer and floatScorer, as the
+// worker trains): the reported int8 top-1 is the exported file's own on the same split, the float
+// top-1 the model's own, the final evaluation's kept rows are still the tfjs int8 graph's, and the
+// export verifies against them.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -9,7 +10,7 @@ import { resolveTrainingConfig } from '../../src/config/training-config.js';
 import { loadDataset } from '../../src/data/index.js';
 import { loadTrainedModel, runTraining, type EvalMetric, type TrainResult } from '../../src/ml/index.js';
 import type { QuantGraph } from '../../src/ml/quant-graph.js';
-import { DEFAULT_VERIFY_IMAGES, exportJobModel, onnxInt8Scorer } from '../../src/export/index.js';
+import { DEFAULT_VERIFY_IMAGES, exportJobModel, onnxFloatScorer, onnxInt8Scorer } from '../../src/export/index.js';
 
 const config = resolveTrainingConfig({
   dataset: { type: 'synthetic', classes: 3, samplesPerClass: 8, valPerClass: 12 },
@@ -19,12 +20,14 @@ const config = resolveTrainingConfig({
   training: { epochs: 4, batchSize: 8, learningRate: 0.05 },
 });
 
-describe('evaluations scored by ONNX Runtime (int8Scorer)', () => {
+describe('evaluations scored by ONNX Runtime (int8Scorer, floatScorer)', () => {
   let dir: string;
   let result: TrainResult;
   const evals: EvalMetric[] = [];
+  const tfjsEvals: EvalMetric[] = [];
   const graphs: QuantGraph[] = [];
   let scored = 0;
+  let floatScored = 0;
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'qatserve-scorer-'));
@@ -45,7 +48,19 @@ describe('evaluations scored by ONNX Runtime (int8Scorer)', () => {
           release: () => scorer.release(),
         };
       },
+      floatScorer: async (graph) => {
+        const scorer = await onnxFloatScorer(graph);
+        return {
+          logits: (x, n) => {
+            floatScored += n;
+            return scorer.logits(x, n);
+          },
+          release: () => scorer.release(),
+        };
+      },
     });
+    // The same run scored by tfjs alone: training does not depend on who scores.
+    await runTraining({ config, workDir: path.join(dir, 'run-tfjs'), dataRoot: dir, callbacks: { onEval: (m) => void tfjsEvals.push(m) } });
   }, 300_000);
   afterAll(async () => {
     await rm(dir, { recursive: true, force: true });
@@ -69,7 +84,18 @@ describe('evaluations scored by ONNX Runtime (int8Scorer)', () => {
     expect(result.eval?.top5).toBe(exported.manifest.evaluation?.top5);
   }, 300_000);
 
-  it('falls back to the tfjs int8 graph, with a warning, when the scorer cannot start', async () => {
+  it("scores every float evaluation (before quantization, and beside the int8 one) with the model's top-1", () => {
+    // Step 3 is float only; steps 6-12 report the float top-1 beside the int8 one.
+    expect(floatScored).toBe(4 * 36);
+    expect(evals.map((e) => e.floatTop1 !== undefined)).toEqual([true, true, true, true]);
+    expect(tfjsEvals.map((e) => e.step)).toEqual([3, 6, 9, 12]);
+    // The same weights: ONNX Runtime and tfjs differ by float rounding, which could flip one image
+    // whose two best logits tie to within it.
+    evals.forEach((e, i) => expect(Math.abs(e.floatTop1! - tfjsEvals[i].floatTop1!)).toBeLessThanOrEqual(1 / 36 + 1e-9));
+    expect(evals[0].top1).toBe(evals[0].floatTop1);
+  });
+
+  it('falls back to tfjs, with a warning, when a scorer cannot start', async () => {
     const warnings: string[] = [];
     const logger = { info: () => {}, error: () => {}, warn: (a: unknown, b?: string) => void warnings.push(typeof a === 'string' ? a : (b ?? '')) };
     const r = await runTraining({
@@ -78,10 +104,12 @@ describe('evaluations scored by ONNX Runtime (int8Scorer)', () => {
       dataRoot: dir,
       logger,
       int8Scorer: () => Promise.reject(new Error('no ONNX Runtime on this platform')),
+      floatScorer: () => Promise.reject(new Error('no ONNX Runtime for floats')),
     });
     expect(r.status).toBe('completed');
     expect(r.eval?.top1).toBeGreaterThanOrEqual(0);
-    expect(warnings.some((w) => /int8 scorer unavailable.*no ONNX Runtime/.test(w))).toBe(true);
+    expect(warnings.some((w) => /int8 scorer unavailable.*no ONNX Runtime on this platform/.test(w))).toBe(true);
+    expect(warnings.some((w) => /float scorer unavailable.*no ONNX Runtime for floats/.test(w))).toBe(true);
   }, 300_000);
 
   it("keeps the tfjs int8 graph's logits on the final evaluation's rows, for the export to check", async () => {
