@@ -83,6 +83,13 @@ export async function evaluateOnnxOnSplit(runner: OnnxRunner, split: Split, clas
   return acc.result();
 }
 
+/** The same figures from logits already computed on every row of a split (labels in split order). */
+export function evaluationOfLogits(logits: Float32Array, labels: Int32Array, classes: number): ModelEvaluation {
+  const acc = new EvaluationAccumulator(classes);
+  acc.add(logits, labels);
+  return acc.result();
+}
+
 /** A trained model whose int8 top-1 cannot be told apart from guessing. */
 export interface ChanceWarning {
   code: 'MODEL_AT_CHANCE';

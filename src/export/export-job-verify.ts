@@ -7,6 +7,7 @@ import type { QuantGraph } from '../ml/quant-graph.js';
 import { evalBatchSize } from '../ml/evaluate.js';
 import { inWasmPhase } from '../ml/wasm-abort.js';
 import { quantGraphToQdqOnnx } from './onnx-qdq.js';
+import { int8ScorerModel, onnxFingerprint } from './onnx-scorer.js';
 import { runIntegerReference } from './qdq-reference.js';
 import type { Logger } from '../logger.js';
 import type { WeightEncoding } from './manifest.js';
@@ -68,32 +69,47 @@ export async function releaseCandidates(candidates: Candidate[]): Promise<void> 
   for (const c of candidates) await c.runner.release().catch(() => {});
 }
 
-/** The tfjs logits already known on the verification images, as collectVerificationLogits takes them. */
+/** What the export need not compute again: the trainer's logits on the verification images, and its scorer's on every row. */
 export interface KnownLogits {
   int8?: Float32Array;
   float?: Float32Array;
+  /** The int8-stored file's ORT logits on every validation row (EvalLogits.scored, fingerprint checked). */
+  scored?: Float32Array;
 }
 
 /**
  * The trainer's logits (TrainResult.evalLogits) where they are the model's on these images: of the
- * checkpoint's step, the same validation rows and classes. Null otherwise (a run evaluated at
- * another step, a different image count), and the export computes them itself.
+ * checkpoint's step, the same validation rows and classes; and its int8 scorer's on every row
+ * where the scorer ran this graph's int8-stored file (fingerprint) on a split of this length.
+ * Null when none applies (a run evaluated at another step, a different image count), and the
+ * export computes them itself.
  */
-export function knownLogits(e: EvalLogits | undefined, model: TrainedModel, indices: number[]): KnownLogits | null {
+export function knownLogits(e: EvalLogits | undefined, model: TrainedModel, indices: number[], graph: QuantGraph, valLength: number): KnownLogits | null {
   if (!e || e.step !== model.step || e.classes !== model.classes.length) return null;
-  if (e.rows.length !== indices.length || e.rows.some((r, i) => r !== indices[i])) return null;
   const known: KnownLogits = {};
+  if (e.scored?.logits.length === valLength * e.classes && e.scored.fingerprint === onnxFingerprint(int8ScorerModel(graph))) {
+    known.scored = e.scored.logits;
+  }
   const size = indices.length * e.classes;
-  if (e.int8?.length === size) known.int8 = e.int8;
-  if (e.float?.length === size) known.float = e.float;
-  return known.int8 || known.float ? known : null;
+  const sameRows = e.rows.length === indices.length && e.rows.every((r, i) => r === indices[i]);
+  if (sameRows && e.int8?.length === size) known.int8 = e.int8;
+  if (sameRows && e.float?.length === size) known.float = e.float;
+  return known.int8 || known.float || known.scored ? known : null;
+}
+
+/** Rows `indices` of row-major logits with k classes. */
+function pickRows(logits: Float32Array, indices: number[], k: number): Float32Array {
+  const out = new Float32Array(indices.length * k);
+  indices.forEach((r, i) => out.set(logits.subarray(r * k, (r + 1) * k), i * k));
+  return out;
 }
 
 /**
  * Runs the verification images (`indices` of the validation split) through the tfjs int8 graph,
- * the tfjs float model (each unless `known`) and every candidate, in batches sized by pixels: peak
- * memory depends on the batch, not on how many images are verified. A wasm abort becomes
- * WASM_ABORTED (phase verify).
+ * the tfjs float model (each unless `known`) and every candidate (the int8-stored one unless
+ * `known.scored`), in batches sized by pixels: peak memory depends on the batch, not on how many
+ * images are verified. Images are read only where something still needs them. A wasm abort
+ * becomes WASM_ABORTED (phase verify).
  */
 export async function collectVerificationLogits(
   model: TrainedModel,
@@ -107,19 +123,25 @@ export async function collectVerificationLogits(
   const k = model.classes.length;
   const n = indices.length;
   const batch = evalBatchSize(size);
+  const known = opts.known ?? {};
   const sizes = () => ({ widthMultiplier: opts.widthMultiplier, inputSize: size, batchSize: batch, valImages: ds.val.length });
   return inWasmPhase('verify', sizes, async () => {
-    const tfLogits = new Float32Array(n * k);
-    const floatLogits = new Float32Array(n * k);
-    const labels = new Int32Array(n);
-    for (let lo = 0; lo < n; lo += batch) {
-      const b = await ds.val.batch(indices.slice(lo, lo + batch), { augment: false, seed: 0, epoch: 0, step: 0 });
-      labels.set(b.y, lo);
-      const rows = (l: Float32Array | undefined) => l?.subarray(lo * k, (lo + b.n) * k);
-      tfLogits.set(rows(opts.known?.int8) ?? (await model.predict(b.x, b.n)), lo * k);
-      floatLogits.set(rows(opts.known?.float) ?? (await model.predictFloat(b.x, b.n)), lo * k);
-      const nchw = nhwcToNchw(b.x, b.n, size);
-      for (const c of candidates) c.logits.push(await c.runner.run(nchw, b.n, size));
+    const labels = Int32Array.from(indices, (r) => ds.val.labels[r]);
+    const tfLogits = known.int8 ?? new Float32Array(n * k);
+    const floatLogits = known.float ?? new Float32Array(n * k);
+    const toRun: Candidate[] = [];
+    for (const c of candidates) {
+      if (c.encoding === 'int8' && known.scored) c.logits.push(pickRows(known.scored, indices, k));
+      else toRun.push(c);
+    }
+    if (!known.int8 || !known.float || toRun.length > 0) {
+      for (let lo = 0; lo < n; lo += batch) {
+        const b = await ds.val.batch(indices.slice(lo, lo + batch), { augment: false, seed: 0, epoch: 0, step: 0 });
+        if (!known.int8) tfLogits.set(await model.predict(b.x, b.n), lo * k);
+        if (!known.float) floatLogits.set(await model.predictFloat(b.x, b.n), lo * k);
+        const nchw = nhwcToNchw(b.x, b.n, size);
+        for (const c of toRun) c.logits.push(await c.runner.run(nchw, b.n, size));
+      }
     }
     // The int8 graph's own arithmetic, for the first few images: what ORT must reproduce.
     const nRef = Math.min(n, opts.referenceImages);

@@ -23,7 +23,7 @@ import {
   releaseCandidates,
   type Candidate,
 } from './export-job-verify.js';
-import { chanceWarning, evaluateOnnxOnSplit, verificationAccuracy } from './export-job-evaluate.js';
+import { chanceWarning, evaluateOnnxOnSplit, evaluationOfLogits, verificationAccuracy } from './export-job-evaluate.js';
 import { buildManifest, writeModelFiles } from './export-job-write.js';
 import { silentLogger, type Logger } from '../logger.js';
 
@@ -43,7 +43,9 @@ export interface ExportJobOptions {
    * The trainer's logits on the verification images (TrainResult.evalLogits, from runTraining with
    * keepEvalLogits = verifyImages): what the model computed in training, used instead of running
    * it again here when they are of the checkpoint's step and the same images. At 224 px that
-   * second run took most of the export (73 s of 80 for 1,000 images on one thread).
+   * second run took most of the export (73 s of 80 for 1,000 images on one thread). With
+   * `scored` (an int8 scorer's logits on every row, its fingerprint this graph's int8-stored
+   * file's), that file's verification and whole-split evaluation are read from them too.
    */
   evalLogits?: EvalLogits;
   /**
@@ -102,7 +104,7 @@ export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobR
         maxLogitDiffSteps: Infinity,
         worstRows: [],
       });
-    const known = knownLogits(opts.evalLogits, model, indices);
+    const known = knownLogits(opts.evalLogits, model, indices, graph, ds.val.length);
     log.info({ images: indices.length, encodings, fromTraining: Object.keys(known ?? {}) }, 'export: verifying int8 ONNX against the fake-quant model');
     const logits = await collectVerificationLogits(model, ds, indices, candidates, graph, {
       referenceImages: opts.referenceImages ?? 8,
@@ -116,8 +118,13 @@ export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobR
     };
     const verified = chooseCandidate(candidates, logits, gate, log);
     const accuracy = verificationAccuracy(logits, verified.ortLogits);
-    log.info({ images: ds.val.length }, 'export: evaluating the int8 ONNX model on the validation split');
-    const evaluation = await evaluateOnnxOnSplit(verified.chosen.runner, ds.val, model.classes.length, model.inputSize);
+    // The int8-stored file is the model training's final evaluation ran (fingerprint checked in
+    // knownLogits): its logits on the split are already known.
+    const reuse = verified.chosen.encoding === 'int8' && known?.scored;
+    log.info({ images: ds.val.length, fromTraining: Boolean(reuse) }, 'export: evaluating the int8 ONNX model on the validation split');
+    const evaluation = reuse
+      ? evaluationOfLogits(reuse, ds.val.labels, model.classes.length)
+      : await evaluateOnnxOnSplit(verified.chosen.runner, ds.val, model.classes.length, model.inputSize);
     const warnings = [chanceWarning(evaluation, model.classes.length)].filter((w) => w !== null);
     for (const w of warnings) {
       log.warn({ code: w.code }, `export: ${w.message}`);

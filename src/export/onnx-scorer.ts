@@ -6,6 +6,7 @@
 //  - float: the float network, BN folded (to-float-graph.ts). At 1.0@224 (batch 8) 7.6 ms per image
 //    on one thread and 5.4 on two, where the tfjs forward pass takes 18.3 on one; at 0.35@32
 //    (batch 64) 0.78 on one thread against 1.44.
+import { createHash } from 'node:crypto';
 import type { FloatGraph } from '../ml/float-graph.js';
 import type { QuantGraph } from '../ml/quant-graph.js';
 import type { Scorer } from '../ml/train-api.js';
@@ -13,17 +14,32 @@ import { floatGraphToOnnx } from './onnx-float.js';
 import { quantGraphToQdqOnnx } from './onnx-qdq.js';
 import { nhwcToNchw, OnnxRunner } from './verify.js';
 
-async function onnxScorer(model: Uint8Array, inputSize: number, threads: number): Promise<Scorer> {
+async function onnxScorer(model: Uint8Array, inputSize: number, threads: number, fingerprint?: string): Promise<Scorer> {
   const runner = await OnnxRunner.create(model, threads);
   return {
     logits: (x, n) => runner.run(nhwcToNchw(x, n, inputSize), n, inputSize),
     release: () => runner.release(),
+    fingerprint,
   };
 }
 
-/** The int8 model on `threads` ORT threads. */
+/** The QDQ file the int8 scorer runs for `graph` (int8-stored weights, no metadata). */
+export function int8ScorerModel(graph: QuantGraph): Uint8Array {
+  return quantGraphToQdqOnnx(graph, { weightEncoding: 'int8' });
+}
+
+/** Scorer.fingerprint of an ONNX file: its sha256. */
+export function onnxFingerprint(model: Uint8Array): string {
+  return `sha256:${createHash('sha256').update(model).digest('hex')}`;
+}
+
+/**
+ * The int8 model on `threads` ORT threads, fingerprinted: the export's int8-stored file computes
+ * the same (it differs only by metadata), so the export can take this scorer's logits as its own.
+ */
 export function onnxInt8Scorer(graph: QuantGraph, threads = 1): Promise<Scorer> {
-  return onnxScorer(quantGraphToQdqOnnx(graph, { weightEncoding: 'int8' }), graph.inputSize, threads);
+  const model = int8ScorerModel(graph);
+  return onnxScorer(model, graph.inputSize, threads, onnxFingerprint(model));
 }
 
 /** The float model on `threads` ORT threads. */

@@ -119,7 +119,16 @@ export interface Scorer {
   /** Logits (n rows) of n NHWC images at the model's input size. */
   logits(x: Float32Array, n: number): Promise<Float32Array>;
   release(): Promise<void>;
+  /**
+   * Names the exact model the scorer runs (onnx-scorer.ts: the sha256 of the ONNX file). An int8
+   * scorer with one leaves the final evaluation's logits on every row (EvalLogits.scored), which
+   * the export uses as its own file's evaluation when its file is that model.
+   */
+  fingerprint?: string;
 }
+
+/** The most logits EvalLogits.scored holds (validation rows x classes): 16 MB of floats. */
+export const SCORED_LOGITS_MAX = 4_000_000;
 
 /**
  * An evaluation's logits on chosen validation rows: what the trained model computed, which the
@@ -135,6 +144,12 @@ export interface EvalLogits {
   int8?: Float32Array;
   /** The float model's (absent when the evaluation did not run it: quantization was never delayed). */
   float?: Float32Array;
+  /**
+   * The int8 scorer's logits on every validation row, in split order, and the scorer's
+   * fingerprint (Scorer.fingerprint). Absent when no such scorer ran or the split's logits would
+   * exceed SCORED_LOGITS_MAX.
+   */
+  scored?: { fingerprint: string; logits: Float32Array };
 }
 
 export interface TrainResult {

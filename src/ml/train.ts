@@ -34,7 +34,17 @@ import {
   type TrainBatches,
 } from '../data/index.js';
 import { peakLearningRate, quantDelaySteps, type TrainingConfig } from '../config/training-config.js';
-import type { BackendName, EvalLogits, EvalMetric, Scorer, StepBatch, TrainOptions, TrainResult, TrainWarning } from './train-api.js';
+import {
+  SCORED_LOGITS_MAX,
+  type BackendName,
+  type EvalLogits,
+  type EvalMetric,
+  type Scorer,
+  type StepBatch,
+  type TrainOptions,
+  type TrainResult,
+  type TrainWarning,
+} from './train-api.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { qatOpsName } from './qat-ops.js';
 import { DataParallelStep } from './data-parallel/data-parallel-step.js';
@@ -358,11 +368,12 @@ async function evaluateRun(run: Run): Promise<EvalMetric | null> {
     // Rows whose logits the export will verify its ONNX file against (TrainOptions.keepEvalLogits).
     const keepRows = run.opts.keepEvalLogits ? spreadIndices(ds.val.length, run.opts.keepEvalLogits) : undefined;
     const evalOpts = { batchSize, seed: cfg.training.seed, signal: run.opts.signal, keepRows };
-    const main = quantEval ? await evaluateInt8(run, evalOpts) : await evaluateFloat(run, evalOpts);
+    const main: ScoredTopK | null = quantEval ? await evaluateInt8(run, evalOpts) : await evaluateFloat(run, evalOpts);
     if (!main) return null;
     const metric: EvalMetric = { step: run.step, epoch: epochOf(run, run.step), top1: main.top1, top5: main.top5 };
     const logits: EvalLogits | undefined = keepRows && { step: run.step, rows: keepRows, classes: model.arch.numClasses };
     if (logits) logits[quantEval ? 'int8' : 'float'] = main.kept;
+    if (logits && main.scored) logits.scored = main.scored;
     if (!quantEval) metric.floatTop1 = main.top1;
     else if (run.delaySteps > 0) {
       const fl = await evaluateFloat(run, evalOpts);
@@ -404,6 +415,9 @@ async function evaluateOn(run: Run, forward: EvalForward, opts: EvalOpts, split:
   }
 }
 
+/** An evaluation's figures, and its int8 scorer's logits on every row where the export will read them. */
+type ScoredTopK = TopK & { scored?: EvalLogits['scored'] };
+
 interface EvalOpts {
   batchSize: number;
   seed: number;
@@ -415,22 +429,33 @@ interface EvalOpts {
  * The int8 top-1 at run.step: scored by TrainOptions.int8Scorer when there is one (ONNX Runtime on
  * the file the export will write; on this thread, the step's other threads idle), else by the tfjs
  * int8 graph. The final evaluation's kept rows are the tfjs int8 graph's on those rows only: what
- * the export checks its file against. Earlier evaluations keep none (no export reads them).
+ * the export checks its file against; with a fingerprinted scorer it also returns the scorer's
+ * logits on every row (`scored`), the export's evaluation of that file. Earlier evaluations keep
+ * none (no export reads them).
  */
-async function evaluateInt8(run: Run, opts: EvalOpts): Promise<TopK | null> {
+async function evaluateInt8(run: Run, opts: EvalOpts): Promise<ScoredTopK | null> {
   const forward: EvalForward = { kind: 'int8', classes: run.ds.classes };
   const scorer = await startScorer(run, 'int8');
   if (!scorer) return evaluateOn(run, forward, opts);
+  const keep = opts.keepRows;
+  const final = keep !== undefined && run.step >= run.totalSteps;
+  const { length } = run.ds.val;
+  // Every row's logits, for the export's evaluation of the same file (EvalLogits.scored).
+  const keepAll = final && scorer.fingerprint && length * run.model.arch.numClasses <= SCORED_LOGITS_MAX;
   let top: TopK | null;
   try {
-    top = await evaluate(run.model, run.ds.val, { ...opts, keepRows: undefined, logits: (x, n) => scorer.logits(x, n) });
+    top = await evaluate(run.model, run.ds.val, {
+      ...opts,
+      keepRows: keepAll ? Array.from({ length }, (_, i) => i) : undefined,
+      logits: (x, n) => scorer.logits(x, n),
+    });
   } finally {
     await scorer.release();
   }
-  const keep = opts.keepRows;
-  if (!top || !keep || run.step < run.totalSteps) return top;
+  if (!top || !final) return top;
   const own = await evaluateOn(run, forward, { ...opts, keepRows: keep.map((_, i) => i) }, rowsOf(run.ds.val, keep));
-  return own && { ...top, kept: own.kept };
+  const scored = keepAll && top.kept ? { fingerprint: scorer.fingerprint!, logits: top.kept } : undefined;
+  return own && { ...top, kept: own.kept, scored };
 }
 
 /**

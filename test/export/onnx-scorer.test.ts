@@ -1,8 +1,8 @@
 // A run whose evaluations score on ONNX Runtime (TrainOptions.int8Scorer and floatScorer, as the
 // worker trains): the reported int8 top-1 is the exported file's own on the same split, the float
 // top-1 the model's own, the final evaluation's kept rows are still the tfjs int8 graph's, and the
-// export verifies against them.
-import { mkdtemp, rm } from 'node:fs/promises';
+// export verifies against them and takes the scorer's logits as its own file's.
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +11,8 @@ import { loadDataset } from '../../src/data/index.js';
 import { loadTrainedModel, runTraining, type EvalMetric, type TrainResult } from '../../src/ml/index.js';
 import type { QuantGraph } from '../../src/ml/quant-graph.js';
 import { DEFAULT_VERIFY_IMAGES, exportJobModel, onnxFloatScorer, onnxInt8Scorer } from '../../src/export/index.js';
+import { evaluateOnnxOnSplit } from '../../src/export/export-job-evaluate.js';
+import { OnnxRunner } from '../../src/export/verify.js';
 
 const config = resolveTrainingConfig({
   dataset: { type: 'synthetic', classes: 3, samplesPerClass: 8, valPerClass: 12 },
@@ -46,6 +48,7 @@ describe('evaluations scored by ONNX Runtime (int8Scorer, floatScorer)', () => {
             return scorer.logits(x, n);
           },
           release: () => scorer.release(),
+          fingerprint: scorer.fingerprint,
         };
       },
       floatScorer: async (graph) => {
@@ -70,18 +73,44 @@ describe('evaluations scored by ONNX Runtime (int8Scorer, floatScorer)', () => {
     expect(evals.map((e) => e.step)).toEqual([3, 6, 9, 12]);
     expect(graphs).toHaveLength(4);
     expect(scored).toBe(4 * 36);
-    const exported = await exportJobModel({
-      jobId: 'job-scored',
-      config,
-      checkpoint: result.checkpoint,
-      outDir: path.join(dir, 'model'),
-      dataRoot: dir,
-      evalLogits: result.evalLogits,
-      dataset: result.dataset,
-    });
-    // The export's evaluation of its file on the whole split: the same images, the same file.
+    // The final evaluation left the scorer's logits on every row for the export.
+    expect(result.evalLogits?.scored?.logits).toHaveLength(36 * 3);
+    const logs: { fromTraining?: unknown; msg: string }[] = [];
+    const log = {
+      info: (o: object | string, msg?: string) => void logs.push(typeof o === 'string' ? { msg: o } : { ...o, msg: msg ?? '' }),
+      warn: () => {},
+      error: () => {},
+    };
+    const exportWith = (evalLogits: typeof result.evalLogits, name: string) =>
+      exportJobModel({
+        jobId: 'job-scored',
+        config,
+        checkpoint: result.checkpoint,
+        outDir: path.join(dir, name),
+        dataRoot: dir,
+        evalLogits,
+        dataset: result.dataset,
+        log,
+      });
+    const exported = await exportWith(result.evalLogits, 'model');
+    const evaluated = (i: number) => logs.filter((l) => l.msg.startsWith('export: evaluating'))[i]?.fromTraining;
+    expect(evaluated(0)).toBe(true);
+    // The evaluation of the scored file is the served file's: the same figures as ORT running the
+    // written model.onnx on the split.
     expect(result.eval?.top1).toBe(exported.manifest.evaluation?.top1);
     expect(result.eval?.top5).toBe(exported.manifest.evaluation?.top5);
+    const runner = await OnnxRunner.create(await readFile(exported.onnxPath));
+    try {
+      const own = await evaluateOnnxOnSplit(runner, result.dataset.val, 3, 32);
+      expect(exported.manifest.evaluation).toEqual(own);
+    } finally {
+      await runner.release();
+    }
+    // Logits that name another file are not taken: the export runs its own, to the same figures.
+    const other = await exportWith({ ...result.evalLogits!, scored: { ...result.evalLogits!.scored!, fingerprint: 'sha256:another' } }, 'model-2');
+    expect(evaluated(1)).toBe(false);
+    expect(other.manifest.evaluation).toEqual(exported.manifest.evaluation);
+    expect(other.manifest.accuracy).toEqual(exported.manifest.accuracy);
   }, 300_000);
 
   it("scores every float evaluation (before quantization, and beside the int8 one) with the model's top-1", () => {
