@@ -3,8 +3,9 @@
 // any job's stream: a Redis pub/sub message wakes the streams of that job at once, and a slow poll
 // of the database covers a lost message or a Redis outage.
 //
-// Streams are admitted (StreamSlots): each lasts as long as its job, polls the database and reads it
-// again on every write of the job, so a rate limit alone would let one key hold hundreds open.
+// Streams are admitted (StreamSlots): each lasts as long as its job and reads the database on every
+// write of the job and every poll, so a rate limit alone would let one key hold hundreds open. The
+// streams of one job read together (JobEventHub.shared): one query serves all that are caught up.
 //
 // Event ids are JobEvent ids. One job's events commit in id order (each is written after its
 // write locked the job's row), so resuming with Last-Event-ID: N — reading ids above N — sends
@@ -80,30 +81,83 @@ export class StreamSlots {
   }
 }
 
-/** Wake-ups by job id, for the streams open in this process. */
+interface JobStreams {
+  listeners: Set<() => void>;
+  /** Wake-ups so far: a read started at this generation has seen every write announced before it. */
+  generation: number;
+  /** The slow poll, one per job however many streams follow it. */
+  poll: NodeJS.Timeout;
+  /** Reads in flight by `afterId`, each with the generation it started at. */
+  reads: Map<number, { generation: number; result: Promise<unknown> }>;
+}
+
+/**
+ * Wake-ups by job id, for the streams open in this process, and the reads they share. A write
+ * wakes every stream of its job at once, and caught-up streams all ask for the same ids: one
+ * database read answers them all (`shared`), where each stream used to read for itself (200 streams
+ * of one job: 200 queries a write, and 100 a second polling). The slow poll is the job's, so its
+ * streams read together too.
+ */
 export class JobEventHub {
-  private readonly listeners = new Map<string, Set<() => void>>();
+  private readonly jobs = new Map<string, JobStreams>();
   private subscription: JobEventSubscription | null = null;
+
+  constructor(private readonly pollMs = EVENTS_POLL_MS) {}
 
   start(redisUrl: string, prefix: string): void {
     this.subscription ??= subscribeJobEvents(redisUrl, prefix, (jobId) => this.wake(jobId));
   }
 
   wake(jobId: string): void {
-    for (const fn of this.listeners.get(jobId) ?? []) fn();
+    const job = this.jobs.get(jobId);
+    if (!job) return;
+    job.generation++;
+    for (const fn of job.listeners) fn();
   }
 
   listen(jobId: string, fn: () => void): () => void {
-    let set = this.listeners.get(jobId);
-    if (!set) this.listeners.set(jobId, (set = new Set()));
-    set.add(fn);
+    let job = this.jobs.get(jobId);
+    if (!job) {
+      const poll = setInterval(() => this.wake(jobId), this.pollMs);
+      poll.unref();
+      job = { listeners: new Set(), generation: 0, poll, reads: new Map() };
+      this.jobs.set(jobId, job);
+    }
+    const entry = job;
+    entry.listeners.add(fn);
     return () => {
-      set.delete(fn);
-      if (set.size === 0) this.listeners.delete(jobId);
+      entry.listeners.delete(fn);
+      if (entry.listeners.size === 0 && this.jobs.get(jobId) === entry) {
+        clearInterval(entry.poll);
+        this.jobs.delete(jobId);
+      }
     };
   }
 
+  /**
+   * `read()` of the job's events after `afterId`, shared with the streams that ask for the same
+   * ids while it runs, if no wake-up came since it started: a write announced after a read began
+   * may be missing from it, so a stream woken by that write reads again. (A write whose wake-up
+   * is still on its way is missed alike by a read of one's own; its wake-up triggers the next.)
+   * Only for a job with a listener.
+   */
+  shared<T>(jobId: string, afterId: number, read: () => Promise<T>): Promise<T> {
+    const job = this.jobs.get(jobId);
+    if (!job) return read();
+    const inFlight = job.reads.get(afterId);
+    if (inFlight && inFlight.generation === job.generation) return inFlight.result as Promise<T>;
+    const result = read();
+    const entry = { generation: job.generation, result };
+    job.reads.set(afterId, entry);
+    const done = () => {
+      if (job.reads.get(afterId) === entry) job.reads.delete(afterId);
+    };
+    result.then(done, done);
+    return result;
+  }
+
   async close(): Promise<void> {
+    for (const job of this.jobs.values()) clearInterval(job.poll);
     await this.subscription?.close();
     this.subscription = null;
   }
@@ -163,10 +217,11 @@ export async function jobEventRoutes(app: FastifyInstance, opts: { jobs: JobServ
     const release = slots.take(rateLimitKey(req));
     // Listening before the first read: a wake-up between the two is not lost.
     const unlisten = hub.listen(id, nudge);
+    const read = () => hub.shared(id, lastId, () => jobs.eventsSince(id, lastId, BATCH));
     let batch;
     try {
       // 404 before the stream starts, while an error can still be a normal response.
-      batch = await jobs.eventsSince(id, lastId, BATCH);
+      batch = await read();
     } catch (err) {
       unlisten();
       release();
@@ -194,7 +249,7 @@ export async function jobEventRoutes(app: FastifyInstance, opts: { jobs: JobServ
           lastSent = Date.now();
         }
         if (batch.events.length === BATCH) {
-          batch = await jobs.eventsSince(id, lastId, BATCH);
+          batch = await read();
           continue;
         }
         if (batch.finished) break;
@@ -202,7 +257,8 @@ export async function jobEventRoutes(app: FastifyInstance, opts: { jobs: JobServ
           const untilHeartbeat = Math.max(0, lastSent + heartbeatMs - Date.now());
           await new Promise<void>((resolve) => {
             resolveWait = resolve;
-            const t = setTimeout(resolve, Math.min(EVENTS_POLL_MS, untilHeartbeat));
+            // The hub's poll (every EVENTS_POLL_MS) or a write's wake-up nudges; else the heartbeat.
+            const t = setTimeout(resolve, untilHeartbeat);
             // Resolved early: the timer must not keep the process or the closure alive.
             resolveWait = () => {
               clearTimeout(t);
@@ -216,8 +272,13 @@ export async function jobEventRoutes(app: FastifyInstance, opts: { jobs: JobServ
           await write(reply, ': heartbeat\n\n');
           lastSent = Date.now();
         }
+        if (!pending) {
+          // Only the heartbeat was due: nothing to read until the hub nudges.
+          batch = { finished: false, events: [] };
+          continue;
+        }
         pending = false;
-        batch = await jobs.eventsSince(id, lastId, BATCH);
+        batch = await read();
       }
     } catch (err) {
       req.log.warn({ err, jobId: id }, 'job event stream ended by an error');
