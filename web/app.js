@@ -464,8 +464,14 @@ async function showEvaluation(model) {
 }
 
 async function cancelSelected() {
+  const id = state.selected;
   try {
-    state.job = await api(`/v1/jobs/${encodeURIComponent(state.selected)}/cancel`, { method: 'POST' });
+    const job = await api(`/v1/jobs/${encodeURIComponent(id)}/cancel`, { method: 'POST' });
+    // The answer says `cancelling`; the stream may already have brought the job's end (a worker
+    // stops within a second). A finished job's stream sends nothing more, so the older answer
+    // must not replace what it said.
+    if (state.selected !== id || TERMINAL.includes(state.job?.status)) return;
+    state.job = job;
     renderJob();
   } catch (err) {
     $('#job-error').textContent = err.message;

@@ -139,19 +139,32 @@ describe('dashboard', () => {
     await expect.poll(() => page.evaluate(() => document.activeElement?.closest('tr')?.dataset.jobId ?? document.activeElement?.tagName)).toBe(liveId);
   });
 
-  it('cancels a queued job with its button (keyboard-operated)', async () => {
-    const queued = (await api('POST', '/v1/jobs', testKey, { name: 'to-cancel', dataset: { type: 'synthetic', classes: 2, samplesPerClass: 4 } })).json()
+  it('cancels a job with its button (keyboard-operated); a late answer does not undo the end the stream brought', async () => {
+    const toCancel = (await api('POST', '/v1/jobs', testKey, { name: 'to-cancel', dataset: { type: 'synthetic', classes: 2, samplesPerClass: 4 } })).json()
       .id as string;
-    const row = page.locator(`#jobs tbody tr[data-job-id="${queued}"]`);
+    const row = page.locator(`#jobs tbody tr[data-job-id="${toCancel}"]`);
     await expect.poll(() => row.count(), { timeout: 10_000 }).toBe(1);
     await row.locator('button.link').focus();
     await page.keyboard.press('Enter');
     await expect.poll(() => page.textContent('#job-title'), { timeout: 10_000 }).toContain('to-cancel');
+    // Running: the cancel answers `cancelling`, and the worker's stop follows within a second.
+    await expect.poll(() => page.textContent('#job-status'), { timeout: 30_000 }).toBe('running');
+    // The answer is held until the stream has brought `cancelled`.
+    let answered = false;
+    await page.route('**/cancel', async (route) => {
+      const response = await route.fetch();
+      await expect.poll(() => api('GET', `/v1/jobs/${toCancel}`).then((r) => r.json().status), { timeout: 15_000 }).toBe('cancelled');
+      await new Promise((r) => setTimeout(r, 1000));
+      await route.fulfill({ response });
+      answered = true;
+    });
     await page.focus('#cancel-job');
     await page.keyboard.press('Enter');
-    await expect.poll(() => page.textContent('#job-status'), { timeout: 10_000 }).toBe('cancelled');
-    expect((await api('GET', `/v1/jobs/${queued}`)).json().status).toBe('cancelled');
+    await expect.poll(() => answered, { timeout: 20_000 }).toBe(true);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await page.textContent('#job-status')).toBe('cancelled');
     expect(await page.isVisible('#cancel-job')).toBe(false);
+    await page.unroute('**/cancel');
   });
 
   it('overlays up to five runs', async () => {
