@@ -396,8 +396,8 @@ async function evaluateRun(run: Run): Promise<EvalMetric | null> {
 
 /**
  * The validation split (or `split`, some of its rows) through `forward`: the int8 graph (computed
- * in integers as the export will) or the model in a mode. A split step's threads share the work, each its rows of every batch: a
- * 224 px job's 2,000 validation images took 129 s on one thread.
+ * in integers as the export will) or the model in a mode. A split step's threads share the work,
+ * each its rows of every batch: a 224 px job's 2,000 validation images took 129 s on one thread.
  */
 async function evaluateOn(run: Run, forward: EvalForward, opts: EvalOpts, split: Split = run.ds.val): Promise<TopK | null> {
   const { model } = run;
@@ -442,16 +442,7 @@ async function evaluateInt8(run: Run, opts: EvalOpts): Promise<ScoredTopK | null
   const { length } = run.ds.val;
   // Every row's logits, for the export's evaluation of the same file (EvalLogits.scored).
   const keepAll = final && scorer.fingerprint && length * run.model.arch.numClasses <= SCORED_LOGITS_MAX;
-  let top: TopK | null;
-  try {
-    top = await evaluate(run.model, run.ds.val, {
-      ...opts,
-      keepRows: keepAll ? Array.from({ length }, (_, i) => i) : undefined,
-      logits: (x, n) => scorer.logits(x, n),
-    });
-  } finally {
-    await scorer.release();
-  }
+  const top = await scoreSplit(run, scorer, { ...opts, keepRows: keepAll ? Array.from({ length }, (_, i) => i) : undefined });
   if (!top || !final) return top;
   const own = await evaluateOn(run, forward, { ...opts, keepRows: keep.map((_, i) => i) }, rowsOf(run.ds.val, keep));
   const scored = keepAll && top.kept ? { fingerprint: scorer.fingerprint!, logits: top.kept } : undefined;
@@ -466,6 +457,11 @@ async function evaluateInt8(run: Run, opts: EvalOpts): Promise<ScoredTopK | null
 async function evaluateFloat(run: Run, opts: EvalOpts): Promise<TopK | null> {
   const scorer = await startScorer(run, 'float');
   if (!scorer) return evaluateOn(run, { kind: 'model', mode: evalMode(false) }, opts);
+  return scoreSplit(run, scorer, opts);
+}
+
+/** The validation split scored by `scorer`, which is released after. */
+async function scoreSplit(run: Run, scorer: Scorer, opts: EvalOpts): Promise<TopK | null> {
   try {
     return await evaluate(run.model, run.ds.val, { ...opts, logits: (x, n) => scorer.logits(x, n) });
   } finally {

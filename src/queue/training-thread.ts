@@ -65,7 +65,7 @@ async function main(): Promise<void> {
       // The export below verifies its file against the final evaluation's logits.
       keepEvalLogits: DEFAULT_VERIFY_IMAGES,
       // Evaluations score on ONNX Runtime: the int8 model as it will be served, the float one
-      // because ORT runs it several times faster than tfjs.
+      // because ORT runs it about twice as fast as tfjs (src/export/onnx-scorer.ts).
       int8Scorer: (graph) => onnxInt8Scorer(graph, input.trainThreads),
       floatScorer: (graph) => onnxFloatScorer(graph, input.trainThreads),
       callbacks: {
