@@ -47,6 +47,11 @@ export class GraphBuilder {
 export const ints = (name: string, values: number[]): OnnxAttribute => ({ name, type: AttributeType.INTS, ints: values });
 export const int = (name: string, value: number): OnnxAttribute => ({ name, type: AttributeType.INT, i: value });
 
+/** A Conv node's attributes, from the geometry both graph IRs state the same way. */
+export function convAttributes(node: { kernel: number[]; strides: number[]; pads: number[]; group: number }): OnnxAttribute[] {
+  return [ints('kernel_shape', node.kernel), ints('strides', node.strides), ints('pads', node.pads), ints('dilations', [1, 1]), int('group', node.group)];
+}
+
 /** Renames every tensor but the graph's input and output to a base-36 counter and drops node names. */
 function compactNames(nodes: OnnxNode[], initializers: OnnxTensor[], keep: Set<string>): void {
   const names = new Map<string, string>();

@@ -4,7 +4,7 @@
 // graph's network with its weights dequantized, the same as the QDQ file without Q/DQ).
 import { dequantizeGraph, type FloatConvNode, type FloatDenseNode, type FloatGraph } from '../ml/float-graph.js';
 import type { QuantGraph } from '../ml/quant-graph.js';
-import { encodeGraph, endsInLogits, GraphBuilder, int, ints, type OnnxWriteOptions } from './onnx-builder.js';
+import { convAttributes, encodeGraph, endsInLogits, GraphBuilder, int, type OnnxWriteOptions } from './onnx-builder.js';
 import { DataType } from './onnx-proto.js';
 
 export function floatGraphToOnnx(graph: FloatGraph, options: OnnxWriteOptions = {}): Uint8Array {
@@ -25,13 +25,7 @@ export function floatGraphToOnnx(graph: FloatGraph, options: OnnxWriteOptions = 
       case 'conv': {
         const [w, bias] = params(node, [node.outChannels, node.inChannels / node.group, node.kernel[0], node.kernel[1]]);
         let out = `${node.output}/conv`;
-        b.node(
-          'Conv',
-          `${node.name}/Conv`,
-          [read(node.input), w, bias],
-          [out],
-          [ints('kernel_shape', node.kernel), ints('strides', node.strides), ints('pads', node.pads), ints('dilations', [1, 1]), int('group', node.group)],
-        );
+        b.node('Conv', `${node.name}/Conv`, [read(node.input), w, bias], [out], convAttributes(node));
         if (node.activation === 'relu6') {
           const clipped = `${node.output}/relu6`;
           b.node('Clip', `${node.name}/Relu6`, [out, b.scalarF32('relu6/min', 0), b.scalarF32('relu6/max', 6)], [clipped]);

@@ -5,7 +5,7 @@
 // per-channel weight initializers behind DequantizeLinear(axis 0) and int32 biases behind
 // DequantizeLinear with scale = inputScale * weightScale[c]. The float network is onnx-float.ts's.
 import { biasScales, quantizeBias, weightQmax, type ActQuant, type ConvNode, type DenseNode, type QuantGraph } from '../ml/quant-graph.js';
-import { encodeGraph, endsInLogits, GraphBuilder, int, ints, type OnnxWriteOptions as BaseWriteOptions } from './onnx-builder.js';
+import { convAttributes, encodeGraph, endsInLogits, GraphBuilder, int, type OnnxWriteOptions as BaseWriteOptions } from './onnx-builder.js';
 import { DataType } from './onnx-proto.js';
 
 export { ONNX_OPSET } from './onnx-builder.js';
@@ -151,13 +151,7 @@ export function quantGraphToQdqOnnx(graph: QuantGraph, options: OnnxWriteOptions
         const dims = [node.outChannels, node.inChannels / node.group, node.kernel[0], node.kernel[1]];
         const [w, bias] = padInput && node.input === inputName ? params(node, [dims[0], 4, dims[2], dims[3]], padInputChannel(node)) : params(node, dims);
         const convOut = `${node.output}/conv`;
-        b.node(
-          'Conv',
-          `${node.name}/Conv`,
-          [read(node.input), w, bias],
-          [convOut],
-          [ints('kernel_shape', node.kernel), ints('strides', node.strides), ints('pads', node.pads), ints('dilations', [1, 1]), int('group', node.group)],
-        );
+        b.node('Conv', `${node.name}/Conv`, [read(node.input), w, bias], [convOut], convAttributes(node));
         let result = convOut;
         if (node.activation === 'relu6' && !clipIsRedundant(node.outQuant)) {
           // Clip(0, 6) with constant bounds. Only written where the following QuantizeLinear does
