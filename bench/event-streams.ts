@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
-import { freePort } from './free-port.js';
+import { freePort, waitReady } from './local-service.js';
 
 const { values } = parseArgs({ options: { streams: { type: 'string', default: '200' }, seconds: { type: 'string', default: '20' } } });
 const STREAMS = Number(values.streams);
@@ -44,16 +44,7 @@ const base = `http://127.0.0.1:${port}`;
 const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
 const ctl = new AbortController();
 try {
-  for (
-    let i = 0;
-    i < 150 &&
-    !(await fetch(`${base}/readyz`).then(
-      (r) => r.ok,
-      () => false,
-    ));
-    i++
-  )
-    await new Promise((r) => setTimeout(r, 200));
+  await waitReady(base);
   const res = await fetch(`${base}/v1/jobs`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },

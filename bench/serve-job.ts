@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { freePort } from './free-port.js';
+import { freePort, waitReady } from './local-service.js';
 import sharp from 'sharp';
 
 // QATSERVE_CLI: a snapshot of dist/ (e.g. dist-bench/cli.js beside it), so a rebuild during a long run changes nothing.
@@ -68,16 +68,7 @@ async function main(): Promise<void> {
   const base = `http://127.0.0.1:${port}`;
   let ok = false;
   try {
-    for (
-      let i = 0;
-      i < 150 &&
-      !(await fetch(`${base}/readyz`).then(
-        (r) => r.ok,
-        () => false,
-      ));
-      i++
-    )
-      await new Promise((r) => setTimeout(r, 200));
+    await waitReady(base);
     const posted = Date.now();
     const res = await fetch(`${base}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(config) });
     if (res.status !== 201) throw new Error(`POST /v1/jobs answered ${res.status}: ${await res.text()}`);

@@ -36,7 +36,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { freePort } from './free-port.js';
+import { freePort, waitReady } from './local-service.js';
 import { pytorchRate, type TorchRate } from './pytorch-rate.js';
 import { threadCpu, threadCpuSince } from './thread-cpu.js';
 
@@ -117,20 +117,10 @@ async function startService(): Promise<Service> {
     fs.closeSync(log);
     fs.rmSync(dir, { recursive: true, force: true });
   };
-  for (let i = 0; ; i++) {
-    if (
-      await fetch(`${base}/readyz`).then(
-        (r) => r.ok,
-        () => false,
-      )
-    )
-      break;
-    if (i > 150) {
-      const tail = fs.readFileSync(path.join(dir, 'service.log'), 'utf8').slice(-2000);
-      await stop();
-      throw new Error(`qatserve api did not become ready:\n${tail}`);
-    }
-    await sleep(200);
+  if (!(await waitReady(base, 152))) {
+    const tail = fs.readFileSync(path.join(dir, 'service.log'), 'utf8').slice(-2000);
+    await stop();
+    throw new Error(`qatserve api did not become ready:\n${tail}`);
   }
   procs.push(spawn(process.execPath, [CLI, 'worker'], { cwd: dir, env, stdio: ['ignore', log, log] }));
   // The API has created the file and applied the migrations by the time it answers /readyz.
