@@ -10,6 +10,7 @@ import { resolveTrainingConfig } from '../../src/config/training-config.js';
 import { loadDataset } from '../../src/data/index.js';
 import { loadTrainedModel, runTraining, type EvalMetric, type TrainResult } from '../../src/ml/index.js';
 import type { QuantGraph } from '../../src/ml/quant-graph.js';
+import type { Scorer } from '../../src/ml/train-api.js';
 import { DEFAULT_VERIFY_IMAGES, exportJobModel, onnxFloatScorer, onnxInt8Scorer } from '../../src/export/index.js';
 import { evaluateOnnxOnSplit } from '../../src/export/export-job-evaluate.js';
 import { OnnxRunner } from '../../src/export/verify.js';
@@ -20,6 +21,15 @@ const config = resolveTrainingConfig({
   // 4 epochs of 3 steps (quantization from step 6; activation ranges observed from the start):
   // evaluations at steps 3, 6, 9 and 12.
   training: { epochs: 4, batchSize: 8, learningRate: 0.05 },
+});
+
+/** `scorer`, telling `count` how many rows each call scores. */
+const counted = (scorer: Scorer, count: (n: number) => void): Scorer => ({
+  ...scorer,
+  logits: (x, n) => {
+    count(n);
+    return scorer.logits(x, n);
+  },
 });
 
 describe('evaluations scored by ONNX Runtime (int8Scorer, floatScorer)', () => {
@@ -41,26 +51,9 @@ describe('evaluations scored by ONNX Runtime (int8Scorer, floatScorer)', () => {
       callbacks: { onEval: (m) => void evals.push(m) },
       int8Scorer: async (graph) => {
         graphs.push(graph);
-        const scorer = await onnxInt8Scorer(graph);
-        return {
-          logits: (x, n) => {
-            scored += n;
-            return scorer.logits(x, n);
-          },
-          release: () => scorer.release(),
-          fingerprint: scorer.fingerprint,
-        };
+        return counted(await onnxInt8Scorer(graph), (n) => (scored += n));
       },
-      floatScorer: async (graph) => {
-        const scorer = await onnxFloatScorer(graph);
-        return {
-          logits: (x, n) => {
-            floatScored += n;
-            return scorer.logits(x, n);
-          },
-          release: () => scorer.release(),
-        };
-      },
+      floatScorer: async (graph) => counted(await onnxFloatScorer(graph), (n) => (floatScored += n)),
     });
     // The same run scored by tfjs alone: training does not depend on who scores.
     await runTraining({ config, workDir: path.join(dir, 'run-tfjs'), dataRoot: dir, callbacks: { onEval: (m) => void tfjsEvals.push(m) } });
