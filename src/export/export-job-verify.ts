@@ -117,7 +117,7 @@ export async function collectVerificationLogits(
   indices: number[],
   candidates: Candidate[],
   graph: QuantGraph,
-  opts: { referenceImages: number; widthMultiplier: number; known?: KnownLogits | null },
+  opts: { referenceImages: number; widthMultiplier: number; known?: KnownLogits | null; signal?: AbortSignal },
 ): Promise<VerificationLogits> {
   const size = model.inputSize;
   const k = model.classes.length;
@@ -136,6 +136,7 @@ export async function collectVerificationLogits(
     }
     if (!known.int8 || !known.float || toRun.length > 0) {
       for (let lo = 0; lo < n; lo += batch) {
+        opts.signal?.throwIfAborted();
         const b = await ds.val.batch(indices.slice(lo, lo + batch), { augment: false, seed: 0, epoch: 0, step: 0 });
         if (!known.int8) tfLogits.set(await model.predict(b.x, b.n), lo * k);
         if (!known.float) floatLogits.set(await model.predictFloat(b.x, b.n), lo * k);
@@ -144,6 +145,7 @@ export async function collectVerificationLogits(
       }
     }
     // The int8 graph's own arithmetic, for the first few images: what ORT must reproduce.
+    opts.signal?.throwIfAborted();
     const nRef = Math.min(n, opts.referenceImages);
     let refLogits: Float32Array | null = null;
     if (nRef > 0) {

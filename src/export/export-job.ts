@@ -29,6 +29,8 @@ import { silentLogger, type Logger } from '../logger.js';
 
 export interface ExportJobOptions {
   jobId: string;
+  /** Stops the export between batches (it throws the signal's reason); nothing is written after. */
+  signal?: AbortSignal;
   /** The job's resolved training config (its dataset is used for the verification images). */
   config: TrainingConfig;
   /** Checkpoint directory (or the run's checkpoints directory: its newest checkpoint). */
@@ -87,6 +89,7 @@ export const DEFAULT_VERIFY_IMAGES = 1000;
 
 export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobResult> {
   const log = opts.log ?? silentLogger;
+  opts.signal?.throwIfAborted();
   const model = await loadTrainedModel(opts.checkpoint);
   let candidates: Candidate[] = [];
   try {
@@ -107,6 +110,7 @@ export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobR
     const known = knownLogits(opts.evalLogits, model, indices, graph, ds.val.length);
     log.info({ images: indices.length, encodings, fromTraining: Object.keys(known ?? {}) }, 'export: verifying int8 ONNX against the fake-quant model');
     const logits = await collectVerificationLogits(model, ds, indices, candidates, graph, {
+      signal: opts.signal,
       referenceImages: opts.referenceImages ?? 8,
       widthMultiplier: opts.config.model.widthMultiplier,
       known,
@@ -124,17 +128,19 @@ export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobR
     log.info({ images: ds.val.length, fromTraining: Boolean(reuse) }, 'export: evaluating the int8 ONNX model on the validation split');
     const evaluation = reuse
       ? evaluationOfLogits(reuse, ds.val.labels, model.classes.length)
-      : await evaluateOnnxOnSplit(verified.chosen.runner, ds.val, model.classes.length, model.inputSize);
+      : await evaluateOnnxOnSplit(verified.chosen.runner, ds.val, model.classes.length, model.inputSize, opts.signal);
     const warnings = [chanceWarning(evaluation, model.classes.length)].filter((w) => w !== null);
     for (const w of warnings) {
       log.warn({ code: w.code }, `export: ${w.message}`);
       opts.onWarning?.(w);
     }
 
+    opts.signal?.throwIfAborted();
     const fusion = fusionReport(await optimizedOpCounts(verified.chosen.bytes), expectedKernels(graph));
     if (!fusion.fullyFused) log.warn({ fusion }, 'export: ORT did not fuse the whole graph into integer kernels; it will run slower');
     const float32SizeBytes = quantGraphToFloatOnnx(graph).length;
     const manifest = buildManifest({ jobId: opts.jobId, model, graph, verified, accuracy, evaluation, warnings, fusion, float32SizeBytes });
+    opts.signal?.throwIfAborted();
     const { onnxPath, manifestPath } = await writeModelFiles(opts.outDir, verified.chosen.bytes, manifest);
     log.info(
       { onnxPath, sizeBytes: manifest.sizeBytes, float32SizeBytes, ...accuracy, weightEncoding: verified.chosen.encoding, weightBits },

@@ -74,6 +74,9 @@ export interface RunningJob {
 /** Reasons in order of precedence: a later one never overrides an earlier one. */
 const PRECEDENCE: AbortReason[] = ['lost', 'cancel', 'timeout', 'shutdown'];
 
+/** How long an export asked to stop may take to reach its next batch before its thread is terminated. */
+const EXPORT_STOP_GRACE_MS = 10_000;
+
 export function startJob(ctx: RunnerContext, jobId: string): RunningJob {
   let abortReason: AbortReason | null = null;
   let thread: Worker | null = null;
@@ -219,13 +222,20 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
 
   const thread = new Worker(ctx.threadUrl, { workerData: input });
   let phase: 'train' | 'export' = 'train';
-  // The export has no steps to stop between, and at 224 px with thousands of validation images it
-  // runs for minutes: a time limit or a user's cancel ends it at once (nothing of it is stored
-  // yet), whether it arrives during the export or before it but after the last step looked. A
-  // shutdown lets it finish.
+  // A time limit or a user's cancel ends the export (nothing of it is stored yet), whether it
+  // arrives during the export or before it but after the last step looked. A shutdown lets it
+  // finish. The export stops between its batches; the thread is terminated only if it has not
+  // ended within EXPORT_STOP_GRACE_MS, as terminating it while ONNX Runtime's native code runs
+  // aborted the whole worker process ("terminate called after throwing an instance of
+  // 'Napi::Error'", seen once in CI).
+  let stopRequested = false;
   const endExportIfStopped = () => {
     const reason = control.reason();
-    if ((reason === 'timeout' || reason === 'cancel') && phase === 'export') void thread.terminate();
+    if ((reason === 'timeout' || reason === 'cancel') && phase === 'export' && !stopRequested) {
+      stopRequested = true;
+      reply({ type: 'stop-export' });
+      setTimeout(() => void thread.terminate(), EXPORT_STOP_GRACE_MS).unref();
+    }
   };
   control.attach(thread, endExportIfStopped);
   const timer = setTimeout(() => control.abort('timeout'), Math.max(0, job.deadline - Date.now()));
@@ -310,7 +320,9 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
         final = finish(m.result);
         return;
       case 'error':
-        final = fail(m.code, `${m.phase === 'export' ? 'export' : 'training'} failed: ${m.message}`);
+        // The export stopped as asked: the job ends as the cancel or the time limit says.
+        if (m.phase === 'export' && stopRequested) final = stopped(trained ? trained.step : null);
+        else final = fail(m.code, `${m.phase === 'export' ? 'export' : 'training'} failed: ${m.message}`);
         return;
     }
   };

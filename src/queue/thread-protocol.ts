@@ -22,6 +22,8 @@ export interface ThreadInput {
 
 export type ToThread =
   | { type: 'abort' }
+  /** Stop the export between batches (a user's cancel or the time limit; a shutdown lets it finish). */
+  | { type: 'stop-export' }
   /**
    * Answer to a `checkpoint` message: the worker has put the checkpoint in the artifact store (or
    * failed to, `stored: false`). The trainer waits for it, so the local copy stays until the upload

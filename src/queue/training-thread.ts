@@ -21,9 +21,11 @@ const post = (m: FromThread) => {
   }
 };
 
+const exportController = new AbortController();
 const storing = new Map<number, () => void>();
 port.on('message', (m: ToThread) => {
   if (m.type === 'abort') controller.abort();
+  else if (m.type === 'stop-export') exportController.abort();
   else if (m.type === 'checkpoint-stored') {
     storing.get(m.step)?.();
     storing.delete(m.step);
@@ -96,6 +98,7 @@ async function main(): Promise<void> {
       log,
       evalLogits,
       dataset,
+      signal: exportController.signal,
       // MODEL_AT_CHANCE: the job succeeds, but says (in its warnings and the log) that it learned nothing.
       onWarning: (warning) => post({ type: 'warning', warning }),
     });

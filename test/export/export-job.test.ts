@@ -167,6 +167,32 @@ describe('exportJobModel', () => {
     expect(await readdir(outDir).catch(() => [])).toEqual([]);
   }, 300_000);
 
+  it('stops between batches when its signal aborts: the abort reason, and nothing written', async () => {
+    const outDir = path.join(dir, 'model-stopped');
+    const stop = new AbortController();
+    const val = trainedOn.val;
+    let batches = 0;
+    // The stop comes while the verification reads its first batch, as a worker's message would.
+    const stopping: Split = {
+      length: val.length,
+      labels: val.labels,
+      source: val.source,
+      batch: (...args) => {
+        if (++batches === 1) stop.abort(new Error('cancelled by the user'));
+        return val.batch(...args);
+      },
+      sources: (...args) => val.sources(...args),
+    };
+    const r = exportJobModel({ jobId: 'job-stop', config, checkpoint, outDir, dataRoot: dir, dataset: { ...trainedOn, val: stopping }, signal: stop.signal });
+    await expect(r).rejects.toThrow('cancelled by the user');
+    expect(batches).toBe(1);
+    expect(await readdir(outDir).catch(() => [])).toEqual([]);
+    // Already aborted: nothing is even loaded.
+    await expect(exportJobModel({ jobId: 'job-stop', config, checkpoint, outDir, dataRoot: dir, signal: stop.signal })).rejects.toThrow(
+      'cancelled by the user',
+    );
+  }, 300_000);
+
   it("keeps the final evaluation's logits, the checkpoint's own on the verification images", async () => {
     // 36 validation images, fewer than DEFAULT_VERIFY_IMAGES: all of them. Quantization was
     // delayed (the default), so the evaluation ran the int8 graph and the float model.

@@ -171,6 +171,9 @@ describe('job lifecycle with a worker process (SQLite)', () => {
     const rc = await h.app.inject({ method: 'POST', url: `/v1/jobs/${job.id}/cancel` });
     expect(JobView.parse(rc.json()).status).toBe('cancelling');
     await expectCancelledWithoutExport(w, job.id);
+    // The export stopped between batches: the worker process lives on (terminating the thread
+    // inside ONNX Runtime's native code once aborted it).
+    expect(w.proc.exitCode, w.output().slice(-2000)).toBeNull();
     // Every model in the store belongs to a Model row: the cancelled export left nothing behind.
     const rows = await h.deps.db.prisma.model.findMany({ select: { onnxKey: true, manifestKey: true } });
     const stored = (await h.deps.artifacts.list('models')).map((o) => o.key).sort();
