@@ -44,6 +44,8 @@ export interface RunnerContext {
   wake?: JobWake;
   /** The longest a reported step waits for its database write (PROGRESS_WRITE_INTERVAL_MS; default STEP_WRITE_INTERVAL_MS). */
   progressWriteIntervalMs?: number;
+  /** How long an export asked to stop may take to reach its next batch (default EXPORT_STOP_GRACE_MS). */
+  exportStopGraceMs?: number;
 }
 
 /**
@@ -234,7 +236,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
     if ((reason === 'timeout' || reason === 'cancel') && phase === 'export' && !stopRequested) {
       stopRequested = true;
       reply({ type: 'stop-export' });
-      setTimeout(() => void thread.terminate(), EXPORT_STOP_GRACE_MS).unref();
+      setTimeout(() => void thread.terminate(), ctx.exportStopGraceMs ?? EXPORT_STOP_GRACE_MS).unref();
     }
   };
   control.attach(thread, endExportIfStopped);

@@ -1,0 +1,95 @@
+// A cancel or the time limit during a job's export: the runner asks the training thread to stop
+// the export (`stop-export`) and waits for it, since terminating a thread while ONNX Runtime's
+// native code runs in it aborts the whole worker process. Only a thread that does not answer
+// within the grace period is terminated. The thread here is a stand-in that sits in its export
+// (fixtures/export-stop-thread.mjs); the database is real SQLite.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDatabase, type Database } from '../../src/db/database.js';
+import { migrate } from '../../src/db/migrate.js';
+import { insertQueued, requestCancel } from '../../src/jobs/job-lifecycle.js';
+import { TrainingConfig } from '../../src/config/training-config.js';
+import { FsArtifactStore } from '../../src/artifacts/fs-store.js';
+import { startJob, type RunnerContext } from '../../src/queue/job-runner.js';
+import type { Logger } from '../../src/logger.js';
+import { tempSqliteUrl } from '../db/test-databases.js';
+
+const sqlite = tempSqliteUrl('export-stop');
+const GRACE_MS = 1500;
+
+describe('stopping a job during its export', () => {
+  let db: Database;
+  let n = 0;
+  beforeAll(async () => {
+    await migrate(sqlite.url);
+    db = openDatabase(sqlite.url);
+  });
+  afterAll(async () => {
+    await db?.close();
+    fs.rmSync(sqlite.dir, { recursive: true, force: true });
+  });
+
+  /** Runs a queued job whose thread answers `stop-export` as `mode` says; `lines` collects the log. */
+  const run = async (mode: 'obey' | 'ignore', jobTimeoutMs = 60_000) => {
+    const id = `job-${++n}`;
+    await insertQueued(db.prisma, { id, name: mode, config: TrainingConfig.parse({ name: mode, dataset: { type: 'synthetic' } }) });
+    const lines: { msg: string; at: number }[] = [];
+    let inExport!: () => void;
+    const exporting = new Promise<void>((resolve) => (inExport = resolve));
+    const note = (a: object | string, b?: string) => {
+      const msg = typeof a === 'string' ? a : (b ?? '');
+      lines.push({ msg, at: Date.now() });
+      if (msg.includes('exporting the int8 model')) inExport();
+    };
+    const log: Logger = { info: note, warn: note, error: note };
+    const ctx: RunnerContext = {
+      prisma: db.prisma,
+      store: new FsArtifactStore(fs.mkdtempSync(path.join(os.tmpdir(), 'qatserve-export-stop-store-'))),
+      workDir: fs.mkdtempSync(path.join(os.tmpdir(), 'qatserve-export-stop-work-')),
+      dataRoot: os.tmpdir(),
+      log,
+      threadUrl: new URL('./fixtures/export-stop-thread.mjs', import.meta.url),
+      jobTimeoutMs,
+      exportStopGraceMs: GRACE_MS,
+    };
+    const job = startJob(ctx, id);
+    await exporting;
+    const row = () => db.prisma.trainingJob.findUniqueOrThrow({ where: { id } });
+    return { id, job, lines, row, said: (text: string) => lines.find((l) => l.msg.includes(text)) };
+  };
+
+  it('a cancel lets the export end at its next batch, and the job is cancelled with no model', async () => {
+    const { id, job, row, said } = await run('obey');
+    await requestCancel(db.prisma, id);
+    const asked = Date.now();
+    job.abort('cancel');
+    expect(await job.done).toBe('cancelled');
+    // The thread finished its batch (200 ms) and said so: it was not terminated under it.
+    expect(said('thread received stop-export')).toBeDefined();
+    expect(said('export stopped at the end of its batch')).toBeDefined();
+    expect(Date.now() - asked).toBeLessThan(GRACE_MS);
+    expect((await row()).status).toBe('cancelled');
+    expect(await db.prisma.model.count({ where: { jobId: id } })).toBe(0);
+  });
+
+  it('the time limit stops the export the same way and fails the job with JOB_TIMEOUT', async () => {
+    const { job, row, said } = await run('obey', 1000);
+    expect(await job.done).toBe('failed');
+    expect(said('export stopped at the end of its batch')).toBeDefined();
+    const r = await row();
+    expect([r.status, r.errorCode]).toEqual(['failed', 'JOB_TIMEOUT']);
+  });
+
+  it('a thread that does not stop is terminated after the grace period, and the job still ends cancelled', async () => {
+    const { id, job, row, said } = await run('ignore');
+    await requestCancel(db.prisma, id);
+    const asked = Date.now();
+    job.abort('cancel');
+    expect(await job.done).toBe('cancelled');
+    expect(said('thread received stop-export')).toBeDefined();
+    expect(Date.now() - asked).toBeGreaterThanOrEqual(GRACE_MS - 50);
+    expect((await row()).status).toBe('cancelled');
+  });
+});
