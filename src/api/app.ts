@@ -99,6 +99,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     cancel: deps.cancel,
     wake: deps.wake,
     dataRoot: settings.dataRoot,
+    artifacts: deps.artifacts,
     budget: { memoryBytes: settings.limits.jobMemoryBudgetBytes, diskBytes: settings.limits.jobDiskBudgetBytes },
   });
   const keys = new KeyStore(deps.db.prisma);
@@ -142,7 +143,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     model: () => app.serving.registry.readiness(),
     workerStatus: deps.workerStatus,
   });
-  await app.register(jobRoutes, { jobs, maxActiveJobsPerKey: settings.limits.maxActiveJobsPerKey });
+  await app.register(jobRoutes, {
+    jobs,
+    maxActiveJobsPerKey: settings.limits.maxActiveJobsPerKey,
+    // This replica stops answering ?model= for it at once; the others at their next refresh.
+    onModelDeleted: (modelId) => app.serving.registry.forget(modelId),
+  });
   const hub = new JobEventHub();
   hub.start(settings.redisUrl, settings.queuePrefix);
   app.addHook('onClose', () => hub.close());

@@ -112,6 +112,21 @@ function buildCoreDocument(version: string) {
           parameters: [idParam],
           responses: { '200': json('Job', 'The job'), '404': err('Unknown job') },
         }),
+        delete: secured('train', {
+          operationId: 'deleteJob',
+          summary: 'Delete a finished job: its record, metrics, events, checkpoints and model, files included',
+          description:
+            'A `train` key deletes only the jobs it created (JOB_NOT_OWNED otherwise); an admin key deletes any. ' +
+            'Refused, changing nothing: a job not finished (409 JOB_STATE_CONFLICT: cancel it first), ' +
+            'one whose model is the serving one (409 MODEL_SERVING: promote another first), ' +
+            'one an unfinished job starts from with `init.fromJob` (409 JOB_IN_USE).',
+          parameters: [idParam],
+          responses: {
+            '204': { description: 'Deleted' },
+            '404': err('Unknown job'),
+            '409': err('Not finished (JOB_STATE_CONFLICT), its model serves (MODEL_SERVING), or an unfinished job starts from it (JOB_IN_USE)'),
+          },
+        }),
       },
       '/v1/jobs/{id}/metrics': {
         get: secured('train', {

@@ -121,7 +121,7 @@ export async function getModel(prisma: Prisma, id: string): Promise<ModelRecord 
  * job may auto-serve (created by an admin key or with auth off), newest first. The registry falls
  * back along this list when the first cannot be loaded.
  */
-export async function servingCandidates(prisma: Prisma, limit: number): Promise<ModelRecord[]> {
+export async function servingCandidates(prisma: Prisma | Tx, limit: number): Promise<ModelRecord[]> {
   const promoted = await prisma.model.findMany({ where: { promotedAt: { not: null } }, orderBy: { promotedAt: 'desc' }, take: limit });
   const auto =
     promoted.length >= limit
@@ -135,7 +135,7 @@ export async function servingCandidates(prisma: Prisma, limit: number): Promise<
 }
 
 /** The model to serve: the first candidate. */
-export async function servingModel(prisma: Prisma): Promise<ModelRecord | null> {
+export async function servingModel(prisma: Prisma | Tx): Promise<ModelRecord | null> {
   return (await servingCandidates(prisma, 1))[0] ?? null;
 }
 

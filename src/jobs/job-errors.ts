@@ -39,6 +39,14 @@ export class JobStateError extends ServiceError {
   }
 }
 
+/** A job that cannot be deleted yet: its model serves, or an active job starts from its checkpoint. */
+export class JobInUseError extends ServiceError {
+  constructor(code: 'MODEL_SERVING' | 'JOB_IN_USE', message: string) {
+    super(409, code, message);
+    this.name = 'JobInUseError';
+  }
+}
+
 export class QueueUnavailableError extends ServiceError {
   constructor(reason: string) {
     super(503, 'QUEUE_UNAVAILABLE', `the job queue is unreachable: ${reason}`);

@@ -14,11 +14,11 @@
 // (src/jobs/job-events.ts); after the commit, `wake` tells the API replicas' event streams.
 import { randomUUID } from 'node:crypto';
 import type { Prisma, Tx } from '../db/database.js';
-import { JOB_WITH_MODEL, recordJobModel, type NewModel } from '../db/model-rows.js';
-import { JobNotFoundError, JobStateError } from './job-errors.js';
+import { JOB_WITH_MODEL, recordJobModel, servingModel, type NewModel } from '../db/model-rows.js';
+import { JobInUseError, JobNotFoundError, JobStateError } from './job-errors.js';
 import { bumpRevision, noteWrite, recordEvents, statusEvent, type JobWake } from './job-events.js';
 import { toMetricPointView } from './job-view.js';
-import { JOB_STATUSES, type JobStatus } from './job-status.js';
+import { JOB_STATUSES, TERMINAL_STATUSES, isTerminal, type JobStatus } from './job-status.js';
 import type { TrainingConfig } from '../config/training-config.js';
 
 /** Every transition a job can make: from which states, to which, made by whom. */
@@ -138,6 +138,38 @@ export async function requestCancel(prisma: Prisma, id: string, wake?: JobWake):
     // The worker moved it meanwhile: decide again on the new state.
   }
   throw new JobStateError(id, 'changing', 'cancelled right now; retry');
+}
+
+/**
+ * Deletes a finished job and everything recorded of it: its metric points, events, checkpoint rows
+ * and Model row go with it (foreign keys cascade). Returns its model's id; the caller deletes the
+ * job's files from the artifact store after the commit (a crash between the two leaves files no
+ * row points at, never a row whose files are gone). Refused with a 409, changing nothing: a job not
+ * finished (cancel it first), one whose model is the serving one (promote another first), one an
+ * unfinished job starts from (`init.fromJob`: it would fail to start, or to resume before its first
+ * checkpoint).
+ */
+export async function deleteFinished(prisma: Prisma, id: string): Promise<{ modelId: string | null }> {
+  return prisma.$transaction(async (tx) => {
+    const row = await tx.trainingJob.findUnique({ where: { id }, select: { status: true, model: { select: { id: true } } } });
+    if (!row) throw new JobNotFoundError(id);
+    if (!isTerminal(row.status)) throw new JobStateError(id, row.status, 'deleted before it ends (cancel it first)');
+    const modelId = row.model?.id ?? null;
+    if (modelId && (await servingModel(tx))?.id === modelId) {
+      throw new JobInUseError('MODEL_SERVING', `job "${id}"'s model ${modelId} is the one /v1/predict serves; promote another model before deleting it`);
+    }
+    // The text match narrows the (few) unfinished jobs to those whose config names this id at all.
+    const active = await tx.trainingJob.findMany({
+      where: { status: { notIn: [...TERMINAL_STATUSES] }, config: { contains: id } },
+      select: { id: true, config: true },
+    });
+    const user = active.find((j) => (JSON.parse(j.config) as TrainingConfig).init?.fromJob === id);
+    if (user)
+      throw new JobInUseError('JOB_IN_USE', `job "${user.id}" (not finished) starts from job "${id}"'s checkpoint; wait for it to end or cancel it first`);
+    const { count } = await tx.trainingJob.deleteMany({ where: { id, status: { in: [...TERMINAL_STATUSES] } } });
+    if (count === 0) throw new JobNotFoundError(id);
+    return { modelId };
+  });
 }
 
 // ---- worker side ---------------------------------------------------------------------------------

@@ -8,7 +8,9 @@ import { JOB_WITH_MODEL } from '../db/model-rows.js';
 import { admissionIssues, type JobBudget } from './job-admission.js';
 import { JobNotFoundError, JobQuotaError, ServiceError, ValidationError, toIssues } from './job-errors.js';
 import type { JobWake } from './job-events.js';
-import { discardUnqueued, findByIdempotencyKey, insertQueued, requestCancel } from './job-lifecycle.js';
+import { deleteFinished, discardUnqueued, findByIdempotencyKey, insertQueued, requestCancel } from './job-lifecycle.js';
+import type { ArtifactStore } from '../artifacts/artifact-store.js';
+import { jobPrefix, modelPrefix } from '../artifacts/artifact-keys.js';
 import { isTerminal, type JobStatus } from './job-status.js';
 import { toJobView, toMetricPointView, type JobView, type ListJobsQuery, type MetricsPage, type MetricsQuery } from './job-view.js';
 import { TrainingConfig } from '../config/training-config.js';
@@ -37,6 +39,8 @@ export interface JobServiceDeps {
   queue: JobQueuePort;
   cancel: CancelPort;
   dataRoot: string;
+  /** Where the jobs' checkpoints and models are: a deleted job's files go from it. */
+  artifacts: Pick<ArtifactStore, 'delete'>;
   /** The worker's memory and disk budget: a config estimated over it is a 400 JOB_TOO_LARGE. */
   budget?: JobBudget;
   /** Wakes the event streams of a job after a change (Redis pub/sub); absent: they poll. */
@@ -266,6 +270,21 @@ export class JobService {
     if (to === 'cancelled') await this.deps.queue.remove(id).catch(() => {});
     if (to === 'cancelling') await this.deps.cancel.publish(id).catch(() => {});
     return this.get(id);
+  }
+
+  /**
+   * Deletes a finished job, its records and its files (checkpoints, model). The rows go first, in
+   * one transaction; a file that then cannot be deleted is reported in `leftPrefixes` (nothing
+   * points at it any more).
+   */
+  async delete(id: string): Promise<{ modelId: string | null; objectsDeleted: number; leftPrefixes: string[] }> {
+    const { modelId } = await deleteFinished(this.deps.prisma, id);
+    const prefixes = [jobPrefix(id), ...(modelId ? [modelPrefix(modelId)] : [])];
+    const results = await Promise.allSettled(prefixes.map((p) => this.deps.artifacts.delete(p)));
+    let objectsDeleted = 0;
+    const leftPrefixes: string[] = [];
+    results.forEach((r, i) => (r.status === 'fulfilled' ? (objectsDeleted += r.value) : leftPrefixes.push(prefixes[i])));
+    return { modelId, objectsDeleted, leftPrefixes };
   }
 
   async countByStatus(): Promise<Record<string, number>> {

@@ -100,6 +100,12 @@ export class ModelRegistry {
     return [...this.entries.keys()];
   }
 
+  /** A model deleted from the store: it stops answering `?model=` (it was not the serving one). */
+  forget(id: string): void {
+    this.failed.delete(id);
+    this.retire(id);
+  }
+
   /** Re-reads the serving model from the store and swaps to it if it changed. Serialized. */
   refresh(): Promise<void> {
     if (!this.refreshing) {
@@ -118,6 +124,16 @@ export class ModelRegistry {
   private async doRefresh(): Promise<void> {
     if (this.closed) return;
     const candidates = await this.store.candidates(MAX_CANDIDATES);
+    // Loaded models whose job was deleted (on any replica) answer no more: one loaded for ?model=,
+    // or a last good one this replica still serves because the wanted model does not load.
+    for (const [id, e] of [...this.entries]) {
+      if (e.retiring || candidates.some((c) => c.id === id) || (await this.store.get(id))) continue;
+      if (id === this.servingId) {
+        this.servingId = null;
+        this.log.warn({ modelId: id }, 'model registry: the serving model is gone from the store');
+      }
+      this.forget(id);
+    }
     const wanted = candidates[0];
     if (!wanted) {
       this.state = { state: 'none', servingId: null };

@@ -114,6 +114,32 @@ describe('ModelRegistry', () => {
     }
   });
 
+  it('a model whose record is gone stops answering ?model= at the next refresh, and so does a last good one it fell back to', async () => {
+    const store = new MemoryModelStore(modelFilesIn(root));
+    for (const m of [a, b, c]) store.add(m.record);
+    const svc = new ServingService({ store, size: 1, pollMs: 0, maxExtraModels: 1 });
+    try {
+      await svc.start();
+      const img = await makeImage('png', 40, 40);
+      expect((await svc.predict(img, { modelId: 'b' })).model.id).toBe('b');
+      store.remove('b'); // its job deleted through another replica
+      await svc.registry.refresh();
+      expect(svc.pool.loadedModels()).toEqual(['c']);
+      await expect(svc.predict(img, { modelId: 'b' })).rejects.toMatchObject({ statusCode: 404, code: 'MODEL_NOT_FOUND' });
+      // c serves; the wanted model after it is one whose file is not there (does not load).
+      store.add({ ...a.record, id: 'broken', onnxKey: 'missing/model.onnx', createdAt: new Date('2026-01-04') });
+      await svc.registry.refresh();
+      expect(svc.registry.readiness()).toMatchObject({ state: 'fallback', servingId: 'c', wantedId: 'broken' });
+      store.remove('c'); // the next good one serves instead
+      await svc.registry.refresh();
+      expect(svc.registry.readiness()).toMatchObject({ state: 'fallback', servingId: 'a', wantedId: 'broken' });
+      expect(svc.pool.loadedModels()).toEqual(['a']);
+      expect((await svc.predict(img)).model.id).toBe('a');
+    } finally {
+      await svc.close();
+    }
+  });
+
   it('refuses a model whose file does not match its sha256 and keeps serving the current one', async () => {
     const store = new MemoryModelStore(modelFilesIn(root));
     store.add(a.record);

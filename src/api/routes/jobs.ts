@@ -2,17 +2,25 @@
 // schemas in src/jobs/job-view.ts; responses are built by the service in the JobView shape.
 // The creating key is recorded on the job: it counts against that key's cap of active jobs, and
 // only an admin key's (or an auth-off) job may start serving its model without a promotion. A
-// non-admin key cancels only the jobs it created.
-import type { FastifyInstance } from 'fastify';
+// non-admin key cancels and deletes only the jobs it created.
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { isAdmin, principalKeyId } from '../../auth/auth-policy.js';
 import type { JobService } from '../../jobs/job-service.js';
 import { JobIdParams, ListJobsQuery, MetricsQuery } from '../../jobs/job-view.js';
 import { AuthError } from '../plugins/auth.js';
 import { parseRequest } from '../validate.js';
 
-export async function jobRoutes(app: FastifyInstance, opts: { jobs: JobService; maxActiveJobsPerKey: number }) {
+export async function jobRoutes(app: FastifyInstance, opts: { jobs: JobService; maxActiveJobsPerKey: number; onModelDeleted?: (modelId: string) => void }) {
   const { jobs } = opts;
   const train = { config: { access: 'train' as const } };
+
+  /** A non-admin key may change only the jobs it created. */
+  const assertCreator = async (req: FastifyRequest, id: string, verb: string) => {
+    if (isAdmin(req.principal)) return;
+    const owner = await jobs.createdBy(id);
+    if (owner !== principalKeyId(req.principal))
+      throw new AuthError(403, 'JOB_NOT_OWNED', `job "${id}" was not created by this key; only its creator or an admin key may ${verb} it`);
+  };
 
   app.post('/v1/jobs', train, async (req, reply) => {
     const owner = { keyId: principalKeyId(req.principal), autoServe: isAdmin(req.principal), maxActiveJobs: opts.maxActiveJobsPerKey };
@@ -34,13 +42,19 @@ export async function jobRoutes(app: FastifyInstance, opts: { jobs: JobService; 
 
   app.post('/v1/jobs/:id/cancel', train, async (req) => {
     const { id } = parseRequest(JobIdParams, req.params, 'params');
-    if (!isAdmin(req.principal)) {
-      const owner = await jobs.createdBy(id);
-      if (owner !== principalKeyId(req.principal))
-        throw new AuthError(403, 'JOB_NOT_OWNED', `job "${id}" was not created by this key; only its creator or an admin key may cancel it`);
-    }
+    await assertCreator(req, id, 'cancel');
     const job = await jobs.cancel(id);
     req.log.info({ jobId: id, status: job.status }, 'job cancel requested');
     return job;
+  });
+
+  app.delete('/v1/jobs/:id', train, async (req, reply) => {
+    const { id } = parseRequest(JobIdParams, req.params, 'params');
+    await assertCreator(req, id, 'delete');
+    const { modelId, objectsDeleted, leftPrefixes } = await jobs.delete(id);
+    if (modelId) opts.onModelDeleted?.(modelId);
+    req.log.info({ jobId: id, modelId, objectsDeleted }, 'job deleted');
+    if (leftPrefixes.length) req.log.warn({ jobId: id, leftPrefixes }, 'job deleted, but some of its files could not be deleted from the artifact store');
+    return reply.status(204).send();
   });
 }

@@ -1,0 +1,167 @@
+// DELETE /v1/jobs/:id over real HTTP, on SQLite with the fs artifact store and on PostgreSQL with
+// the postgres one: a finished job goes with its records and its files; a job not finished, one
+// whose model serves and one an unfinished job starts from are refused with a 409 that changes
+// nothing; a train key deletes only its own jobs.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KeyStore } from '../../src/auth/key-store.js';
+import { checkpointKey, jobPrefix, modelPrefix } from '../../src/artifacts/artifact-keys.js';
+import { uploadDir } from '../../src/artifacts/transfer.js';
+import { MANIFEST_FILE, MODEL_FILE } from '../../src/export/manifest.js';
+import { startHarness, tinySynthetic, waitReady, type Harness } from './api-harness.js';
+import { bearer } from './api-process.js';
+import { insertModelRow, makeImage, writeFixtureModel } from '../serving/fixtures.js';
+
+describe.each([
+  ['sqlite', {}],
+  ['postgres', { ARTIFACT_STORE: 'postgres' }],
+] as const)('deleting jobs on %s', (kind, env) => {
+  let h: Harness;
+  let base: string;
+  let admin: string;
+  let trainer: string;
+  let other: string;
+  let models = 0;
+
+  beforeAll(async () => {
+    h = await startHarness(kind, { MODEL_POLL_MS: '0', PREDICT_WORKERS: '1', ...env });
+    await waitReady(h);
+    base = await h.app.listen({ port: 0, host: '127.0.0.1' });
+    const keys = new KeyStore(h.deps.db.prisma);
+    admin = (await keys.create('admin', 'admin')).key;
+    trainer = (await keys.create('trainer', 'train')).key;
+    other = (await keys.create('other', 'train')).key;
+    h.app.auth.forget(); // keys exist now: auth on
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  const prisma = () => h.deps.db.prisma;
+  const call = async (method: string, url: string, key: string, body?: object) => {
+    const res = await fetch(`${base}${url}`, {
+      method,
+      headers: { ...bearer(key), ...(body ? { 'content-type': 'application/json' } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    const text = await res.text();
+    return { status: res.status, json: text ? JSON.parse(text) : null };
+  };
+  const createJob = async (key: string, config: object = tinySynthetic) => (await call('POST', '/v1/jobs', key, config)).json.id as string;
+
+  /** What a worker leaves of a job that succeeded: points, a checkpoint and a model, files in the store. */
+  const finishJob = async (jobId: string, opts: { model?: boolean } = {}) => {
+    await prisma().trainingJob.update({ where: { id: jobId }, data: { status: 'succeeded', finishedAt: new Date(), step: 2 } });
+    for (const step of [1, 2]) await prisma().metricPoint.create({ data: { jobId, step, epoch: 1, loss: 1 / step } });
+    const ckptDir = path.join(h.dir, `ckpt-${jobId}`);
+    fs.mkdirSync(ckptDir, { recursive: true });
+    fs.writeFileSync(path.join(ckptDir, 'checkpoint.json'), '{}');
+    fs.writeFileSync(path.join(ckptDir, 'weights.bin'), Buffer.alloc(1024, 7));
+    const key = checkpointKey(jobId, 2, 'tokentoken');
+    await uploadDir(h.deps.artifacts, key, ckptDir);
+    await prisma().checkpoint.create({ data: { jobId, step: 2, epoch: 1, key } });
+    if (!opts.model) return null;
+    const id = `model-${kind}-${++models}`;
+    const m = await writeFixtureModel(path.join(h.dir, 'exports'), id, { seed: models });
+    m.record.onnxKey = `${modelPrefix(id)}/${MODEL_FILE}`;
+    m.record.manifestKey = `${modelPrefix(id)}/${MANIFEST_FILE}`;
+    await uploadDir(h.deps.artifacts, modelPrefix(id), m.dir);
+    await insertModelRow(prisma(), m, jobId, new Date(Date.now() - 60_000 * (100 - models)));
+    return id;
+  };
+  const recorded = async (jobId: string) => ({
+    job: await prisma().trainingJob.count({ where: { id: jobId } }),
+    points: await prisma().metricPoint.count({ where: { jobId } }),
+    events: await prisma().jobEvent.count({ where: { jobId } }),
+    checkpoints: await prisma().checkpoint.count({ where: { jobId } }),
+    models: await prisma().model.count({ where: { jobId } }),
+  });
+  const files = async (prefix: string) => (await h.deps.artifacts.list(prefix)).length;
+
+  it('deletes a finished job with its points, events, checkpoints and model, files included; only its creator or an admin may', async () => {
+    const jobId = await createJob(trainer);
+    const modelId = (await finishJob(jobId, { model: true }))!;
+    expect(await recorded(jobId)).toMatchObject({ job: 1, points: 2, checkpoints: 1, models: 1 });
+    expect(await files(jobPrefix(jobId))).toBe(2);
+    expect(await files(modelPrefix(modelId))).toBe(2);
+
+    const png = await makeImage('png', 40, 40);
+    const predictWith = async (id: string) => {
+      const res = await fetch(`${base}/v1/predict?model=${id}`, {
+        method: 'POST',
+        body: new Uint8Array(png),
+        headers: { 'content-type': 'image/png', ...bearer(admin) },
+      });
+      return res.status === 200 ? 200 : ((await res.json()) as { error: { code: string } }).error.code;
+    };
+    expect(await predictWith(modelId)).toBe(200); // loaded on demand
+
+    const notOwner = await call('DELETE', `/v1/jobs/${jobId}`, other);
+    expect([notOwner.status, notOwner.json.error.code]).toEqual([403, 'JOB_NOT_OWNED']);
+    expect((await recorded(jobId)).job).toBe(1);
+
+    const res = await call('DELETE', `/v1/jobs/${jobId}`, trainer);
+    expect(res.status).toBe(204);
+    expect(await recorded(jobId)).toEqual({ job: 0, points: 0, events: 0, checkpoints: 0, models: 0 });
+    expect(await files(jobPrefix(jobId))).toBe(0);
+    expect(await files(modelPrefix(modelId))).toBe(0);
+    expect((await call('GET', `/v1/jobs/${jobId}`, trainer)).status).toBe(404);
+    expect((await call('GET', `/v1/models/${modelId}`, admin)).status).toBe(404);
+    expect(await predictWith(modelId)).toBe('MODEL_NOT_FOUND');
+    const again = await call('DELETE', `/v1/jobs/${jobId}`, trainer);
+    expect([again.status, again.json.error.code]).toEqual([404, 'JOB_NOT_FOUND']);
+  });
+
+  it('refuses a job that has not finished (409 JOB_STATE_CONFLICT) and changes nothing', async () => {
+    const jobId = await createJob(trainer);
+    const res = await call('DELETE', `/v1/jobs/${jobId}`, admin);
+    expect([res.status, res.json.error.code]).toEqual([409, 'JOB_STATE_CONFLICT']);
+    expect(res.json.error.message).toMatch(/queued.*cancel it first/);
+    expect((await call('GET', `/v1/jobs/${jobId}`, trainer)).json.status).toBe('queued');
+    expect((await call('POST', `/v1/jobs/${jobId}/cancel`, trainer)).status).toBe(200);
+    expect((await call('DELETE', `/v1/jobs/${jobId}`, trainer)).status).toBe(204);
+  });
+
+  it('refuses the job whose model serves (409 MODEL_SERVING) until an admin promotes another; /v1/predict answers throughout', async () => {
+    const older = await createJob(admin);
+    const olderModel = (await finishJob(older, { model: true }))!;
+    const newer = await createJob(admin);
+    const newerModel = (await finishJob(newer, { model: true }))!;
+    await h.app.serving.registry.refresh();
+    const png = await makeImage('png', 40, 40);
+    const predict = async () => {
+      const res = await fetch(`${base}/v1/predict`, { method: 'POST', body: new Uint8Array(png), headers: { 'content-type': 'image/png', ...bearer(admin) } });
+      return ((await res.json()) as { model: { id: string } }).model.id;
+    };
+    expect(await predict()).toBe(newerModel);
+
+    const refused = await call('DELETE', `/v1/jobs/${newer}`, admin);
+    expect([refused.status, refused.json.error.code]).toEqual([409, 'MODEL_SERVING']);
+    expect(await recorded(newer)).toMatchObject({ job: 1, models: 1, checkpoints: 1 });
+    expect(await files(modelPrefix(newerModel))).toBe(2);
+
+    expect((await call('POST', `/v1/models/${olderModel}/promote`, admin)).status).toBe(200);
+    expect((await call('DELETE', `/v1/jobs/${newer}`, admin)).status).toBe(204);
+    expect(await predict()).toBe(olderModel);
+    const list = (await call('GET', '/v1/models', admin)).json as { items: { id: string }[] };
+    expect(list.items.map((m) => m.id)).not.toContain(newerModel);
+  });
+
+  it('refuses a job an unfinished job starts from (409 JOB_IN_USE) until that job ends', async () => {
+    const source = await createJob(trainer);
+    await finishJob(source);
+    const user = await createJob(trainer, { ...tinySynthetic, init: { fromJob: source } });
+    const unrelated = await createJob(trainer);
+    expect(unrelated).not.toBe(user);
+
+    const refused = await call('DELETE', `/v1/jobs/${source}`, trainer);
+    expect([refused.status, refused.json.error.code]).toEqual([409, 'JOB_IN_USE']);
+    expect(refused.json.error.message).toContain(user);
+    expect(await recorded(source)).toMatchObject({ job: 1, checkpoints: 1 });
+
+    expect((await call('POST', `/v1/jobs/${user}/cancel`, trainer)).status).toBe(200);
+    expect((await call('DELETE', `/v1/jobs/${source}`, trainer)).status).toBe(204);
+    expect(await files(jobPrefix(source))).toBe(0);
+  });
+});
