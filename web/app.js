@@ -51,10 +51,20 @@ function authHeaders() {
   return key ? { authorization: `Bearer ${key}` } : {};
 }
 
+/** Most waits the page sits out for itself: the rate limit's (RATE_LIMITED says 1 s), not a job quota's 30. */
+const MAX_RETRY_AFTER_S = 5;
+
 async function request(path, init = {}) {
   const headers = new Headers(init.headers);
   for (const [k, v] of Object.entries(authHeaders())) headers.set(k, v);
-  return fetch(path, { ...init, headers });
+  // The page's own bursts (a reload, opening a job, a deletion's refreshes) can meet the per-second
+  // rate limit. A refused request did nothing, so it is sent again after the wait, up to twice.
+  for (let attempt = 0; ; attempt++) {
+    const res = await fetch(path, { ...init, headers });
+    const wait = Number(res.headers.get('retry-after'));
+    if (res.status !== 429 || attempt === 2 || !(wait > 0 && wait <= MAX_RETRY_AFTER_S)) return res;
+    await new Promise((r) => setTimeout(r, wait * 1000));
+  }
 }
 
 async function api(path, init = {}) {
@@ -216,12 +226,20 @@ async function refreshCompare() {
   $('#compare-panel').hidden = state.compare.size === 0;
   for (const [id, run] of state.compare) {
     for (;;) {
-      const page = await api(`/v1/jobs/${encodeURIComponent(id)}/metrics?cursor=${run.cursor}&limit=1000`);
+      let page;
+      try {
+        page = await api(`/v1/jobs/${encodeURIComponent(id)}/metrics?cursor=${run.cursor}&limit=1000`);
+      } catch (err) {
+        if (err.status !== 404) throw err;
+        state.compare.delete(id); // deleted meanwhile
+        break;
+      }
       for (const p of page.points) run.points.set(p.step, p);
       run.cursor = page.nextCursor;
       if (!page.more) break;
     }
   }
+  $('#compare-panel').hidden = state.compare.size === 0;
   renderCompare();
 }
 
@@ -375,6 +393,7 @@ function renderStatus() {
   status.textContent = job.status;
   status.className = `pill ${job.status}`;
   $('#cancel-job').hidden = !['queued', 'running'].includes(job.status);
+  $('#delete-job').hidden = !TERMINAL.includes(job.status);
   $('#job-error').textContent = job.error ? `${job.error.code}: ${job.error.message}` : '';
 }
 
@@ -476,6 +495,32 @@ async function cancelSelected() {
   } catch (err) {
     $('#job-error').textContent = err.message;
   }
+}
+
+async function deleteSelected() {
+  const id = state.selected;
+  if (!confirm(`Delete job "${state.job?.name ?? id}" with its metrics, checkpoints and model? This cannot be undone.`)) return;
+  try {
+    await api(`/v1/jobs/${encodeURIComponent(id)}`, { method: 'DELETE' });
+  } catch (err) {
+    // 409: its model serves (promote another first), or a running job starts from it.
+    if (state.selected === id) $('#job-error').textContent = err.message;
+    return;
+  }
+  forgetJob(id);
+}
+
+/** A job that no longer exists leaves the page: its panel, its comparison line, its row, its model. */
+function forgetJob(id) {
+  if (state.selected === id) {
+    state.stream?.close();
+    Object.assign(state, { selected: null, job: null, points: new Map(), stream: null });
+    $('#job-panel').hidden = true;
+    history.replaceState(null, '', location.pathname + location.search);
+  }
+  if (state.compare.delete(id)) refreshCompare().catch(() => {});
+  refreshJobs().catch(() => {});
+  refreshModels().catch(() => {});
 }
 
 function exportCsv() {
@@ -759,6 +804,7 @@ for (const input of fields()) input.addEventListener(input.tagName === 'SELECT' 
 $('#config').addEventListener('input', fillFields);
 $('#new-job').addEventListener('submit', submitJob);
 $('#cancel-job').addEventListener('click', cancelSelected);
+$('#delete-job').addEventListener('click', deleteSelected);
 $('#export-csv').addEventListener('click', exportCsv);
 $('#compare-metric').addEventListener('change', renderCompare);
 $('#more-jobs').addEventListener('click', () => {

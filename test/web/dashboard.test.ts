@@ -140,8 +140,10 @@ describe('dashboard', () => {
   });
 
   it('cancels a job with its button (keyboard-operated); a late answer does not undo the end the stream brought', async () => {
-    const toCancel = (await api('POST', '/v1/jobs', testKey, { name: 'to-cancel', dataset: { type: 'synthetic', classes: 2, samplesPerClass: 4 } })).json()
-      .id as string;
+    // Long enough (80 steps) to be seen running: the job table shows it only at its next poll (3 s).
+    const toCancel = (
+      await api('POST', '/v1/jobs', testKey, { name: 'to-cancel', dataset: { type: 'synthetic', classes: 2, samplesPerClass: 64 }, training: { epochs: 20 } })
+    ).json().id as string;
     const row = page.locator(`#jobs tbody tr[data-job-id="${toCancel}"]`);
     await expect.poll(() => row.count(), { timeout: 10_000 }).toBe(1);
     await row.locator('button.link').focus();
@@ -189,6 +191,48 @@ describe('dashboard', () => {
     expect(requests.some((r) => r.startsWith(`GET /v1/jobs/${liveId}/metrics?cursor=`))).toBe(true);
   });
 
+  it('deletes a finished job with its button after a confirmation: its panel, row and comparison line go', async () => {
+    const row = page.locator('#jobs tbody tr', { hasText: 'cmp-0' });
+    const id = (await row.getAttribute('data-job-id'))!;
+    await row.locator('button.link').click();
+    await expect.poll(() => page.textContent('#job-status'), { timeout: 10_000 }).toBe('cancelled');
+    expect(await page.isVisible('#cancel-job')).toBe(false);
+    // Dismissed: nothing happens.
+    page.once('dialog', (d) => void d.dismiss());
+    await page.click('#delete-job');
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await api('GET', `/v1/jobs/${id}`)).statusCode).toBe(200);
+    expect(await page.isVisible('#job-panel')).toBe(true);
+    let asked = '';
+    page.once('dialog', (d) => {
+      asked = d.message();
+      void d.accept();
+    });
+    // The page's own bursts can meet the per-second rate limit: a 429 with a short Retry-After is
+    // waited out, not shown.
+    let deletes = 0;
+    await page.route(`**/v1/jobs/${id}`, (route) =>
+      route.request().method() === 'DELETE' && deletes++ === 0
+        ? route.fulfill({
+            status: 429,
+            headers: { 'retry-after': '1' },
+            contentType: 'application/json',
+            body: JSON.stringify({ error: { code: 'RATE_LIMITED', message: 'more than 20 requests in a second from this API key; retry in 1 s' } }),
+          })
+        : route.continue(),
+    );
+    await page.click('#delete-job');
+    await expect.poll(() => page.isVisible('#job-panel'), { timeout: 10_000 }).toBe(false);
+    await page.unroute(`**/v1/jobs/${id}`);
+    expect([asked, deletes]).toEqual([expect.stringContaining('cmp-0'), 2]);
+    expect(await page.textContent('#job-error')).toBe('');
+    expect((await h.app.inject({ method: 'GET', url: `/v1/jobs/${id}`, headers: { authorization: `Bearer ${testKey}` } })).statusCode).toBe(404);
+    await expect.poll(() => row.count(), { timeout: 10_000 }).toBe(0);
+    await expect.poll(() => page.locator('#chart-compare .u-legend .u-series', { hasText: 'cmp-0' }).count(), { timeout: 10_000 }).toBe(0);
+    expect(await page.locator('#chart-compare .u-legend .u-series', { hasText: /cmp-\d/ }).count()).toBe(3);
+    expect(page.url()).not.toContain('#job=');
+  });
+
   it('shows the finished job: evaluation, confusion matrix and per-class accuracy; exports its metrics as CSV', async () => {
     await page.goto(`${base}/#job=${liveId}`);
     const until = Date.now() + 60_000;
@@ -210,7 +254,8 @@ describe('dashboard', () => {
     const cells = await page.locator('#confusion tbody td').allTextContents();
     expect(cells.map(Number)).toEqual(evaluation.confusion.flat());
     expect(await page.textContent('#evaluation-summary')).toContain(`${evaluation.images} validation images`);
-    expect(await page.textContent('#live')).toBe('finished');
+    // A stream refused by the rate limit (a reload is a burst of requests) is retried with backoff.
+    await expect.poll(() => page.textContent('#live'), { timeout: 10_000 }).toBe('finished');
 
     const csv = await download(page, '#export-csv');
     expect(csv.name).toBe(`metrics-browser-live-${liveId}.csv`);
