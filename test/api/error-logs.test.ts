@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { errorsPlugin } from '../../src/api/plugins/errors.js';
 import { QueueUnavailableError } from '../../src/jobs/job-errors.js';
 import { ModelUnavailableError, NoModelError, OverloadedError } from '../../src/serving/errors.js';
+import { StreamsFullError } from '../../src/api/routes/job-events.js';
 
 interface LogLine {
   level: number;
@@ -43,8 +44,8 @@ const WARN = 40;
 const ERROR = 50;
 
 describe('error logging', () => {
-  it('logs 503 NO_MODEL and PREDICT_OVERLOADED as warnings, without a stack', async () => {
-    for (const err of [new NoModelError(), new OverloadedError(4)]) {
+  it('logs 503 NO_MODEL, PREDICT_OVERLOADED and STREAMS_FULL as warnings, without a stack', async () => {
+    for (const err of [new NoModelError(), new OverloadedError(4), new StreamsFullError(200)]) {
       const { status, lines } = await failWith(err);
       expect(status).toBe(503);
       const line = lines.find((l) => l.msg === err.message);

@@ -5,6 +5,7 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { ServiceError } from '../../jobs/job-errors.js';
+import { NoModelError } from '../../serving/errors.js';
 import { errorBody } from '../error-body.js';
 import { redactBody } from '../redact.js';
 
@@ -18,11 +19,12 @@ const FASTIFY_CODES: Record<string, string> = {
 };
 
 /**
- * 503s that are the service working as designed: nothing to serve yet, or load shed with
- * Retry-After. They are warnings, so error-level lines stay those an operator must act on (a queue
- * or model that cannot be reached, a bug).
+ * 5xx answers that are the service working as designed: nothing to serve yet, or load shed (any
+ * error that tells the client when to come back: PREDICT_OVERLOADED, STREAMS_FULL). They are
+ * warnings, so error-level lines stay those an operator must act on (a queue or model that cannot
+ * be reached, a bug).
  */
-const EXPECTED_UNAVAILABLE = new Set(['NO_MODEL', 'PREDICT_OVERLOADED']);
+const asDesigned = (err: ServiceError) => err instanceof NoModelError || retryAfter(err) !== null;
 
 /** Seconds to wait before retrying, when the error says (429 quotas, 503 overload). */
 function retryAfter(err: unknown): number | null {
@@ -35,7 +37,7 @@ export const errorsPlugin = fp(async function errors(app: FastifyInstance) {
     const wait = retryAfter(err);
     if (wait !== null) reply.header('retry-after', String(wait));
     if (err instanceof ServiceError) {
-      if (EXPECTED_UNAVAILABLE.has(err.code)) req.log.warn({ code: err.code }, err.message);
+      if (err.statusCode >= 500 && asDesigned(err)) req.log.warn({ code: err.code }, err.message);
       else if (err.statusCode >= 500) req.log.error({ err }, err.message);
       return reply.status(err.statusCode).send(errorBody(err.code, err.message, err.issues));
     }
