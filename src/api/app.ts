@@ -116,6 +116,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     reply.header('x-request-id', req.id);
   });
 
+  // A request without a body (DELETE, POST .../cancel) that still says `content-type:
+  // application/json`, as generic HTTP clients often do, has no body: it is not invalid JSON. Other
+  // JSON keeps Fastify's own parser, its prototype-poisoning checks included.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body: string, done) =>
+    body === '' ? done(null, undefined) : parseJson(req, body, done),
+  );
   await app.register(errorsPlugin);
   await app.register(loadSheddingPlugin, { maxEventLoopDelayMs: settings.limits.maxEventLoopDelayMs });
   await app.register(authPlugin, { policy: new AuthPolicy(settings.auth, settings.host, keys) });

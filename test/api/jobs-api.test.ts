@@ -21,6 +21,25 @@ describe.each(['sqlite', 'postgres'] as DbKind[])('jobs API on %s', (kind) => {
   const post = (body: unknown) => h.app.inject({ method: 'POST', url: '/v1/jobs', payload: body as object });
   const count = () => h.deps.db.prisma.trainingJob.count();
 
+  it('takes a body-less cancel or delete that says content-type: application/json; an empty job body is CONFIG_INVALID; __proto__ is still refused', async () => {
+    const json = { 'content-type': 'application/json' };
+    const id = JobView.parse((await post(tinySynthetic)).json()).id;
+    const cancel = await h.app.inject({ method: 'POST', url: `/v1/jobs/${id}/cancel`, headers: json });
+    expect([cancel.statusCode, cancel.json().status]).toEqual([200, 'cancelled']);
+    expect((await h.app.inject({ method: 'DELETE', url: `/v1/jobs/${id}`, headers: json })).statusCode).toBe(204);
+    const before = await count();
+    const empty = await h.app.inject({ method: 'POST', url: '/v1/jobs', headers: json });
+    expect([empty.statusCode, ErrorBody.parse(empty.json()).error.code]).toEqual([400, 'CONFIG_INVALID']);
+    const poisoned = await h.app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      headers: json,
+      payload: '{"__proto__":{"autoServe":true},"dataset":{"type":"synthetic"}}',
+    });
+    expect([poisoned.statusCode, ErrorBody.parse(poisoned.json()).error.code]).toEqual([400, 'INVALID_JSON']);
+    expect(await count()).toBe(before);
+  });
+
   it('creates a queued job with the fully resolved config and puts it on the queue', async () => {
     const res = await post(tinySynthetic);
     expect(res.statusCode).toBe(201);
