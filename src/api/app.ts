@@ -7,7 +7,7 @@
 // production and tests.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyServerOptions } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import { ModelFileCache } from '../artifacts/model-cache.js';
@@ -24,6 +24,8 @@ import { servingPlugin } from '../serving/plugin.js';
 import { authPlugin } from './plugins/auth.js';
 import { dashboardPlugin } from './plugins/dashboard.js';
 import { docsPlugin } from './plugins/docs.js';
+import { errorBody } from './error-body.js';
+import { ValidationError } from '../jobs/job-errors.js';
 import { errorsPlugin } from './plugins/errors.js';
 import { loadSheddingPlugin } from './plugins/load-shedding.js';
 import { metricsPlugin } from './plugins/metrics.js';
@@ -92,6 +94,17 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // hold a slow client for up to a minute.
     http: { connectionsCheckingInterval: 1000, headersTimeout: settings.limits.requestTimeoutMs, requestTimeout: settings.limits.requestTimeoutMs },
     trustProxy: typeof settings.trustProxy === 'number' ? trustHops(settings.trustProxy) : settings.trustProxy,
+    // The router's own refusals (a path parameter that is not valid percent-encoding, or longer
+    // than 100 characters) answer in the API's error shape, like every other error.
+    frameworkErrors: (err, _req, reply) => {
+      const [status, code, message] =
+        err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+          ? [414, 'URL_PARAM_TOO_LONG', 'a path parameter is longer than 100 characters']
+          : err.code === 'FST_ERR_BAD_URL'
+            ? [400, 'URL_INVALID', 'the path is not valid percent-encoding']
+            : [500, 'INTERNAL', 'internal server error'];
+      void (reply as unknown as FastifyReply).status(status).send(errorBody(code, message));
+    },
   });
   const jobs = new JobService({
     prisma: deps.db.prisma,
@@ -125,6 +138,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     body === '' ? done(null, undefined) : parseJson(req, body, done),
   );
   await app.register(errorsPlugin);
+  // An encoded NUL in a path parameter or query value would reach the database (PostgreSQL refuses
+  // it with an error, a 500): no id, name or cursor holds one.
+  app.addHook('onRequest', async (req) => {
+    if (/%00/i.test(req.url)) throw new ValidationError('URL_INVALID', 'the URL contains an encoded NUL character (%00)', []);
+  });
   await app.register(loadSheddingPlugin, { maxEventLoopDelayMs: settings.limits.maxEventLoopDelayMs });
   await app.register(authPlugin, { policy: new AuthPolicy(settings.auth, settings.host, keys) });
   await app.register(rateLimitPlugin, {

@@ -98,13 +98,17 @@ export const QuantizationSection = z.strictObject({
   weightBits: z.literal([7, 8]).default(7),
 });
 
+/** Free text stored in its own column: PostgreSQL cannot hold a NUL, and no control character belongs in a name. */
+// eslint-disable-next-line no-control-regex -- control characters are what it refuses; a range reads the same in every client's regex dialect
+const printable = (s: z.ZodString) => s.regex(/^[^\u0000-\u001f\u007f-\u009f]*$/, 'must not contain control characters (NUL, tab, newline, ...)');
+
 export const InitSection = z.strictObject({
   /** Start from an earlier job's newest checkpoint (weights only) instead of from scratch. */
-  fromJob: z.string().min(1).max(64).nullable().default(null),
+  fromJob: printable(z.string().min(1).max(64)).nullable().default(null),
 });
 
 export const TrainingConfig = z.strictObject({
-  name: z.string().min(1).max(200).default('qat-job'),
+  name: printable(z.string().min(1).max(200)).default('qat-job'),
   dataset: DatasetConfig,
   model: ModelConfig.prefault({}),
   training: TrainingSection.prefault({}),

@@ -87,7 +87,7 @@ export function decodeCursor(cursor: string): { createdAt: Date; id: string } {
   try {
     const [at, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [string, string];
     const createdAt = new Date(at);
-    if (typeof id !== 'string' || Number.isNaN(createdAt.getTime())) throw new Error('bad');
+    if (typeof id !== 'string' || /\p{Cc}/u.test(id) || Number.isNaN(createdAt.getTime())) throw new Error('bad');
     return { createdAt, id };
   } catch {
     throw new ValidationError('VALIDATION_FAILED', 'invalid cursor', [{ path: 'cursor', message: 'not a cursor returned by this API' }]);

@@ -113,6 +113,32 @@ describe.each(['sqlite', 'postgres'] as DbKind[])('jobs API on %s', (kind) => {
     const route = await h.app.inject({ method: 'GET', url: '/v2/nothing' });
     expect(route.statusCode).toBe(404);
     expect(ErrorBody.parse(route.json()).error.code).toBe('ROUTE_NOT_FOUND');
+    // A NUL reaches no query (PostgreSQL refuses it with an error): in the URL, a name or a cursor.
+    const nulCursor = Buffer.from(JSON.stringify(['2026-01-01T00:00:00.000Z', 'a\u0000b'])).toString('base64url');
+    for (const url of ['/v1/jobs/a%00b', '/v1/jobs/a%00b/metrics', '/v1/models/a%00B', '/v1/jobs?status=queued%00', `/v1/jobs?cursor=${nulCursor}`]) {
+      const res = await h.app.inject({ method: 'GET', url });
+      expect([res.statusCode, ErrorBody.parse(res.json()).error.code], url).toEqual([400, url.includes('cursor') ? 'VALIDATION_FAILED' : 'URL_INVALID']);
+    }
+    const jobsBefore = await count();
+    for (const config of [
+      { ...tinySynthetic, name: 'a\u0000b' },
+      { ...tinySynthetic, name: 'two\nlines' },
+      { ...tinySynthetic, init: { fromJob: 'a\u0000b' } },
+    ]) {
+      const res = await post(config);
+      expect([res.statusCode, ErrorBody.parse(res.json()).error.code]).toEqual([400, 'CONFIG_INVALID']);
+      expect(res.json().error.issues[0].message).toContain('control characters');
+    }
+    expect(await count()).toBe(jobsBefore);
+    // The router's own refusals come in the same shape, without echoing the path.
+    for (const [url, status, code] of [
+      [`/v1/jobs/${'a'.repeat(3000)}`, 414, 'URL_PARAM_TOO_LONG'],
+      ['/v1/jobs/%zz/cancel', 400, 'URL_INVALID'],
+    ] as const) {
+      const res = await h.app.inject({ method: url.endsWith('cancel') ? 'POST' : 'GET', url });
+      expect([res.statusCode, ErrorBody.parse(res.json()).error.code]).toEqual([status, code]);
+      expect(res.body.length).toBeLessThan(200);
+    }
 
     const bad = await h.app.inject({ method: 'POST', url: '/v1/jobs', headers: { 'content-type': 'application/json' }, payload: '{"dataset":' });
     expect(bad.statusCode).toBe(400);
