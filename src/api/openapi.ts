@@ -165,7 +165,7 @@ function buildCoreDocument(version: string) {
               in: 'header',
               required: false,
               description: 'Resume after this event id (the `id` of the last event received)',
-              schema: { type: 'string', pattern: '^\\d{1,15}$' },
+              schema: { type: 'string', pattern: '^\\d{1,10}$' },
             },
           ],
           responses: {

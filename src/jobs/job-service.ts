@@ -87,7 +87,10 @@ export function decodeCursor(cursor: string): { createdAt: Date; id: string } {
   try {
     const [at, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [string, string];
     const createdAt = new Date(at);
-    if (typeof id !== 'string' || /\p{Cc}/u.test(id) || Number.isNaN(createdAt.getTime())) throw new Error('bad');
+    // Only what a cursor of ours holds: an id without control characters and a creation time the
+    // database can compare (PostgreSQL refuses years outside its range with an error).
+    const year = createdAt.getUTCFullYear();
+    if (typeof id !== 'string' || /\p{Cc}/u.test(id) || !(year >= 1970 && year <= 9999)) throw new Error('bad');
     return { createdAt, id };
   } catch {
     throw new ValidationError('VALIDATION_FAILED', 'invalid cursor', [{ path: 'cursor', message: 'not a cursor returned by this API' }]);

@@ -98,14 +98,17 @@ export const ListJobsQuery = z.strictObject({
 });
 export type ListJobsQuery = z.infer<typeof ListJobsQuery>;
 
+/** The largest id, step or revision a database column holds (PostgreSQL `integer`): larger ones are 400s, not query errors. */
+export const DB_INT_MAX = 2_147_483_647;
+
 export const MetricsQuery = z.strictObject({
   /** Only points with a step greater than this (default 0). Not with `cursor`. */
-  after: z.coerce.number().int().min(0).optional(),
+  after: z.coerce.number().int().min(0).max(DB_INT_MAX).optional(),
   /**
    * Only points written since this revision: 0 at first, then the `nextCursor` of the last page.
    * Every point and every later score on it is returned exactly once. Not with `after`.
    */
-  cursor: z.coerce.number().int().min(0).optional(),
+  cursor: z.coerce.number().int().min(0).max(DB_INT_MAX).optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(500),
 });
 export type MetricsQuery = z.infer<typeof MetricsQuery>;

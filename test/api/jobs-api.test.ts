@@ -113,9 +113,18 @@ describe.each(['sqlite', 'postgres'] as DbKind[])('jobs API on %s', (kind) => {
     const route = await h.app.inject({ method: 'GET', url: '/v2/nothing' });
     expect(route.statusCode).toBe(404);
     expect(ErrorBody.parse(route.json()).error.code).toBe('ROUTE_NOT_FOUND');
-    // A NUL reaches no query (PostgreSQL refuses it with an error): in the URL, a name or a cursor.
-    const nulCursor = Buffer.from(JSON.stringify(['2026-01-01T00:00:00.000Z', 'a\u0000b'])).toString('base64url');
-    for (const url of ['/v1/jobs/a%00b', '/v1/jobs/a%00b/metrics', '/v1/models/a%00B', '/v1/jobs?status=queued%00', `/v1/jobs?cursor=${nulCursor}`]) {
+    // Nothing PostgreSQL refuses with an error (a 500) reaches a query: a NUL in the URL, a name or
+    // a cursor, a cursor's time outside the database's years.
+    const cursor = (at: string, id: string) => `/v1/jobs?cursor=${Buffer.from(JSON.stringify([at, id])).toString('base64url')}`;
+    for (const url of [
+      '/v1/jobs/a%00b',
+      '/v1/jobs/a%00b/metrics',
+      '/v1/models/a%00B',
+      '/v1/jobs?status=queued%00',
+      cursor('2026-01-01T00:00:00.000Z', 'a\u0000b'),
+      cursor('0000-01-01T00:00:00.000Z', 'x'),
+      cursor('+275760-09-13T00:00:00.000Z', 'x'),
+    ]) {
       const res = await h.app.inject({ method: 'GET', url });
       expect([res.statusCode, ErrorBody.parse(res.json()).error.code], url).toEqual([400, url.includes('cursor') ? 'VALIDATION_FAILED' : 'URL_INVALID']);
     }
@@ -130,6 +139,19 @@ describe.each(['sqlite', 'postgres'] as DbKind[])('jobs API on %s', (kind) => {
       expect(res.json().error.issues[0].message).toContain('control characters');
     }
     expect(await count()).toBe(jobsBefore);
+    // Ids, steps and revisions are PostgreSQL integers: a larger one is a 400, not a failed query.
+    const finished = JobView.parse((await post(tinySynthetic)).json()).id;
+    await h.app.inject({ method: 'POST', url: `/v1/jobs/${finished}/cancel` });
+    for (const q of ['cursor=2147483648', 'after=99999999999999']) {
+      const res = await h.app.inject({ method: 'GET', url: `/v1/jobs/${finished}/metrics?${q}` });
+      expect([res.statusCode, ErrorBody.parse(res.json()).error.code], q).toEqual([400, 'VALIDATION_FAILED']);
+    }
+    expect((await h.app.inject({ method: 'GET', url: `/v1/jobs/${finished}/metrics?cursor=2147483647` })).json()).toMatchObject({ points: [] });
+    const events = (id: string) => h.app.inject({ method: 'GET', url: `/v1/jobs/${finished}/events`, headers: { 'last-event-id': id } });
+    const tooBig = await events('2147483648');
+    expect([tooBig.statusCode, ErrorBody.parse(tooBig.json()).error.code]).toEqual([400, 'LAST_EVENT_ID_INVALID']);
+    const last = await events('2147483647'); // finished: nothing after it, the stream ends
+    expect([last.statusCode, last.body.includes('event:')]).toEqual([200, false]);
     // The router's own refusals come in the same shape, without echoing the path.
     for (const [url, status, code] of [
       [`/v1/jobs/${'a'.repeat(3000)}`, 414, 'URL_PARAM_TOO_LONG'],

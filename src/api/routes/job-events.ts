@@ -14,7 +14,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
 import type { JobService } from '../../jobs/job-service.js';
-import { JobIdParams } from '../../jobs/job-view.js';
+import { DB_INT_MAX, JobIdParams } from '../../jobs/job-view.js';
 import { subscribeJobEvents, type JobEventSubscription } from '../../queue/job-event-bus.js';
 import { ServiceError, ValidationError } from '../../jobs/job-errors.js';
 import { parseRequest } from '../validate.js';
@@ -27,7 +27,10 @@ const BATCH = 200;
 /** What a browser's EventSource waits before reconnecting. */
 const RETRY_MS = 2000;
 
-const LastEventId = z.string().regex(/^\d{1,15}$/, 'expected the id of an event this stream sent (a non-negative integer)');
+const LastEventId = z
+  .string()
+  .regex(/^\d{1,10}$/, 'expected the id of an event this stream sent (a non-negative integer)')
+  .refine((s) => Number(s) <= DB_INT_MAX, 'expected the id of an event this stream sent (event ids are at most 2147483647)');
 
 /** Seconds a refused client is told to wait: about a dashboard's reconnect, long enough not to hammer. */
 const STREAM_RETRY_AFTER_S = 5;
