@@ -147,6 +147,16 @@ describe('POST /v1/predict', () => {
     const wf = await post(wrongField);
     expect(wf.status).toBe(400);
     expect((await json(wf)).error.code).toBe('IMAGE_MISSING');
+    // Malformed multipart bodies: no boundary, nothing but garbage, a part cut off.
+    const part = '--xyz\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\nABCDEF';
+    for (const [type, body] of [
+      ['multipart/form-data', 'abc'],
+      ['multipart/form-data; boundary=xyz', 'garbage'],
+      ['multipart/form-data; boundary=xyz', part],
+    ]) {
+      const res = await post(body, { 'content-type': type });
+      expect([res.status, (await json(res)).error.code], body).toEqual([400, 'MULTIPART_INVALID']);
+    }
     // Still serving.
     const ok = await post(await makeImage('webp'), { 'content-type': 'image/webp' });
     expect(ok.status).toBe(200);

@@ -124,10 +124,24 @@ class UnsupportedMediaTypeError extends ServiceError {
   }
 }
 
+/**
+ * Reads a multipart body. Busboy's own errors (no boundary, a body that ends inside a part) are a
+ * malformed request, not a fault of ours: 400. The plugin's limits carry their status (413).
+ */
+async function readMultipart<T>(read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (err) {
+    if (err instanceof ServiceError || typeof (err as { statusCode?: unknown }).statusCode === 'number') throw err;
+    const why = (err as Error).message.slice(0, 200);
+    throw new ValidationError('MULTIPART_INVALID', `the multipart/form-data body cannot be read: ${why}`, [{ path: 'body', message: why }]);
+  }
+}
+
 /** The upload's bytes, and the media type the client declared for them (checked after decoding). */
 async function imageFromRequest(req: FastifyRequest, limit: number): Promise<{ bytes: Buffer; declared?: DeclaredFormat }> {
   if (req.isMultipart()) {
-    const part = await req.file({ limits: { fileSize: limit, files: 1 } });
+    const part = await readMultipart(() => req.file({ limits: { fileSize: limit, files: 1 } }));
     if (!part) throw new ValidationError('IMAGE_MISSING', 'the multipart body has no file field "image"', [{ path: 'body.image', message: 'required' }]);
     if (part.fieldname !== 'image') {
       part.file.resume();
@@ -135,7 +149,7 @@ async function imageFromRequest(req: FastifyRequest, limit: number): Promise<{ b
         { path: 'body.image', message: 'required' },
       ]);
     }
-    return { bytes: await part.toBuffer(), declared: part.mimetype }; // toBuffer throws 413 (FST_REQ_FILE_TOO_LARGE) over the limit
+    return { bytes: await readMultipart(() => part.toBuffer()), declared: part.mimetype }; // 413 (FST_REQ_FILE_TOO_LARGE) over the limit
   }
   const body = req.body;
   const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
