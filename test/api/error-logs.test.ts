@@ -40,6 +40,17 @@ async function failWith(err: Error): Promise<{ status: number; lines: LogLine[] 
   return { status: res.statusCode, lines };
 }
 
+/** The answer to one request whose route throws `err`. */
+async function answerTo(err: Error) {
+  await app?.close();
+  app = Fastify();
+  await app.register(errorsPlugin);
+  app.get('/fail', async () => {
+    throw err;
+  });
+  return app.inject({ method: 'GET', url: '/fail' });
+}
+
 const WARN = 40;
 const ERROR = 50;
 
@@ -52,6 +63,18 @@ describe('error logging', () => {
       expect(line).toMatchObject({ level: WARN, code: err.code });
       expect(line?.err).toBeUndefined();
       expect(lines.filter((l) => l.level >= ERROR)).toEqual([]);
+    }
+  });
+
+  it("names a plugin's error by its status when it carries no code (a static file outside its root: 403 FORBIDDEN)", async () => {
+    for (const [status, code] of [
+      [403, 'FORBIDDEN'],
+      [404, 'NOT_FOUND'],
+      [413, 'BODY_TOO_LARGE'],
+      [418, 'BAD_REQUEST'],
+    ] as const) {
+      const res = await answerTo(Object.assign(new Error('Forbidden'), { statusCode: status }));
+      expect([res.statusCode, res.json().error.code]).toEqual([status, code]);
     }
   });
 

@@ -18,6 +18,9 @@ const FASTIFY_CODES: Record<string, string> = {
   FST_ERR_CTP_INVALID_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
 };
 
+/** Codes for a plugin's error that names none (e.g. @fastify/static refusing a path that leaves its root). */
+const STATUS_CODES: Record<number, string> = { 403: 'FORBIDDEN', 404: 'NOT_FOUND', 408: 'REQUEST_TIMEOUT', 413: 'BODY_TOO_LARGE' };
+
 /**
  * 5xx answers that are the service working as designed: nothing to serve yet, or load shed (any
  * error that tells the client when to come back: PREDICT_OVERLOADED, STREAMS_FULL). They are
@@ -47,9 +50,7 @@ export const errorsPlugin = fp(async function errors(app: FastifyInstance) {
       req.log.error({ err }, 'unhandled error');
       return reply.status(500).send(errorBody('INTERNAL', 'internal server error'));
     }
-    const code =
-      (fe.code && FASTIFY_CODES[fe.code]) ??
-      (err instanceof SyntaxError ? 'INVALID_JSON' : status === 413 ? 'BODY_TOO_LARGE' : status === 408 ? 'REQUEST_TIMEOUT' : 'BAD_REQUEST');
+    const code = (fe.code && FASTIFY_CODES[fe.code]) ?? (err instanceof SyntaxError ? 'INVALID_JSON' : (STATUS_CODES[status] ?? 'BAD_REQUEST'));
     return reply.status(status).send(errorBody(code, err.message));
   });
   app.setNotFoundHandler((req, reply) => {
