@@ -56,7 +56,9 @@ const predictOperation = (operationId: string, summary: string) =>
     },
     responses: {
       '200': jsonRef('PredictResponse', 'Top-k classes'),
-      '400': errorRef('Bad image (IMAGE_EMPTY, IMAGE_CORRUPT, IMAGE_ANIMATED, IMAGE_TOO_LARGE: over PREDICT_MAX_IMAGE_PIXELS) or invalid query/body'),
+      '400': errorRef(
+        'Bad image (IMAGE_EMPTY, IMAGE_CORRUPT, IMAGE_ANIMATED, IMAGE_TOO_LARGE: over PREDICT_MAX_IMAGE_PIXELS), no file field "image" (IMAGE_MISSING), a malformed multipart body (MULTIPART_INVALID), or an invalid query/body',
+      ),
       '404': errorRef('?model= names no model (MODEL_NOT_FOUND)'),
       '413': errorRef('Upload over the size limit (BODY_TOO_LARGE)'),
       '415': errorRef("Not an accepted image format or content type, or the declared type is not the image's format (IMAGE_TYPE_MISMATCH)"),
