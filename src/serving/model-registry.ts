@@ -136,13 +136,8 @@ export class ModelRegistry {
     }
     const wanted = candidates[0];
     if (!wanted) {
+      // A model that served is gone (the loop above let it go): no model exists that may serve.
       this.state = { state: 'none', servingId: null };
-      if (this.servingId) {
-        const old = this.servingId;
-        this.servingId = null;
-        this.log.warn({ modelId: old }, 'model registry: the serving model is gone from the store');
-        this.retire(old);
-      }
       return;
     }
     // The first candidate that loads serves; the ones before it are broken (or were recently).
