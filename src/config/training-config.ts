@@ -98,9 +98,15 @@ export const QuantizationSection = z.strictObject({
   weightBits: z.literal([7, 8]).default(7),
 });
 
-/** Free text stored in its own column: PostgreSQL cannot hold a NUL, and no control character belongs in a name. */
-// eslint-disable-next-line no-control-regex -- control characters are what it refuses; a range reads the same in every client's regex dialect
-const printable = (s: z.ZodString) => s.regex(/^[^\u0000-\u001f\u007f-\u009f]*$/, 'must not contain control characters (NUL, tab, newline, ...)');
+/**
+ * Text without control characters (C0, DEL, C1): PostgreSQL cannot hold a NUL, and none belongs in
+ * a name or an id. A range, not \p{Cc}, so it reads the same in every OpenAPI client's regex dialect.
+ */
+// eslint-disable-next-line no-control-regex -- control characters are what it refuses
+export const PRINTABLE = /^[^\u0000-\u001f\u007f-\u009f]*$/;
+
+/** Free text stored in its own column. */
+const printable = (s: z.ZodString) => s.regex(PRINTABLE, 'must not contain control characters (NUL, tab, newline, ...)');
 
 export const InitSection = z.strictObject({
   /** Start from an earlier job's newest checkpoint (weights only) instead of from scratch. */

@@ -13,7 +13,7 @@ import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import { jobPrefix, modelPrefix } from '../artifacts/artifact-keys.js';
 import { isTerminal, type JobStatus } from './job-status.js';
 import { toJobView, toMetricPointView, type JobView, type ListJobsQuery, type MetricsPage, type MetricsQuery } from './job-view.js';
-import { TrainingConfig } from '../config/training-config.js';
+import { PRINTABLE, TrainingConfig } from '../config/training-config.js';
 
 export interface JobQueuePort {
   /** Put the job on the training queue. Rejects when the queue is unreachable. */
@@ -90,7 +90,7 @@ export function decodeCursor(cursor: string): { createdAt: Date; id: string } {
     // Only what a cursor of ours holds: an id without control characters and a creation time the
     // database can compare (PostgreSQL refuses years outside its range with an error).
     const year = createdAt.getUTCFullYear();
-    if (typeof id !== 'string' || /\p{Cc}/u.test(id) || !(year >= 1970 && year <= 9999)) throw new Error('bad');
+    if (typeof id !== 'string' || !PRINTABLE.test(id) || !(year >= 1970 && year <= 9999)) throw new Error('bad');
     return { createdAt, id };
   } catch {
     throw new ValidationError('VALIDATION_FAILED', 'invalid cursor', [{ path: 'cursor', message: 'not a cursor returned by this API' }]);
