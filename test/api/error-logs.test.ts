@@ -21,8 +21,8 @@ afterEach(async () => {
   app = null;
 });
 
-/** An app whose one route throws `err`; returns the status and the log lines of one request. */
-async function failWith(err: Error): Promise<{ status: number; lines: LogLine[] }> {
+/** An app whose one route throws `err`; returns the status, the error code and the log lines of one request. */
+async function failWith(err: Error): Promise<{ status: number; code: string; lines: LogLine[] }> {
   await app?.close();
   const lines: LogLine[] = [];
   const stream = new Writable({
@@ -37,18 +37,7 @@ async function failWith(err: Error): Promise<{ status: number; lines: LogLine[] 
     throw err;
   });
   const res = await app.inject({ method: 'GET', url: '/fail' });
-  return { status: res.statusCode, lines };
-}
-
-/** The answer to one request whose route throws `err`. */
-async function answerTo(err: Error) {
-  await app?.close();
-  app = Fastify();
-  await app.register(errorsPlugin);
-  app.get('/fail', async () => {
-    throw err;
-  });
-  return app.inject({ method: 'GET', url: '/fail' });
+  return { status: res.statusCode, code: res.json<{ error: { code: string } }>().error.code, lines };
 }
 
 const WARN = 40;
@@ -73,8 +62,8 @@ describe('error logging', () => {
       [413, 'BODY_TOO_LARGE'],
       [418, 'BAD_REQUEST'],
     ] as const) {
-      const res = await answerTo(Object.assign(new Error('Forbidden'), { statusCode: status }));
-      expect([res.statusCode, res.json().error.code]).toEqual([status, code]);
+      const res = await failWith(Object.assign(new Error('Forbidden'), { statusCode: status }));
+      expect([res.status, res.code]).toEqual([status, code]);
     }
   });
 

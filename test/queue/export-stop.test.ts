@@ -31,16 +31,16 @@ describe('stopping a job during its export', () => {
     fs.rmSync(sqlite.dir, { recursive: true, force: true });
   });
 
-  /** Runs a queued job whose thread answers `stop-export` as `mode` says; `lines` collects the log. */
+  /** Runs a queued job whose thread answers `stop-export` as `mode` says; `said` finds a line of its log. */
   const run = async (mode: 'obey' | 'ignore', jobTimeoutMs = 60_000) => {
     const id = `job-${++n}`;
     await insertQueued(db.prisma, { id, name: mode, config: TrainingConfig.parse({ name: mode, dataset: { type: 'synthetic' } }) });
-    const lines: { msg: string; at: number }[] = [];
+    const lines: string[] = [];
     let inExport!: () => void;
     const exporting = new Promise<void>((resolve) => (inExport = resolve));
     const note = (a: object | string, b?: string) => {
       const msg = typeof a === 'string' ? a : (b ?? '');
-      lines.push({ msg, at: Date.now() });
+      lines.push(msg);
       if (msg.includes('exporting the int8 model')) inExport();
     };
     const log: Logger = { info: note, warn: note, error: note };
@@ -57,7 +57,7 @@ describe('stopping a job during its export', () => {
     const job = startJob(ctx, id);
     await exporting;
     const row = () => db.prisma.trainingJob.findUniqueOrThrow({ where: { id } });
-    return { id, job, lines, row, said: (text: string) => lines.find((l) => l.msg.includes(text)) };
+    return { id, job, row, said: (text: string) => lines.find((l) => l.includes(text)) };
   };
 
   it('a cancel lets the export end at its next batch, and the job is cancelled with no model', async () => {

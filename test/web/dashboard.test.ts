@@ -19,6 +19,13 @@ import { axeViolations, colourPixels, download, keyedContext, launchChromium } f
 const BLUE = '#1f5bd1';
 const RED = '#b3261e';
 const BROWN = '#8a4b00';
+/** The server's answer to a request over the per-second rate limit, for `page.route` to fake once. */
+const RATE_LIMITED = {
+  status: 429,
+  headers: { 'retry-after': '1' },
+  contentType: 'application/json',
+  body: JSON.stringify({ error: { code: 'RATE_LIMITED', message: 'more than 20 requests in a second from this API key; retry in 1 s' } }),
+};
 
 describe('dashboard', () => {
   let h: Harness;
@@ -212,14 +219,7 @@ describe('dashboard', () => {
     // waited out, not shown.
     let deletes = 0;
     await page.route(`**/v1/jobs/${id}`, (route) =>
-      route.request().method() === 'DELETE' && deletes++ === 0
-        ? route.fulfill({
-            status: 429,
-            headers: { 'retry-after': '1' },
-            contentType: 'application/json',
-            body: JSON.stringify({ error: { code: 'RATE_LIMITED', message: 'more than 20 requests in a second from this API key; retry in 1 s' } }),
-          })
-        : route.continue(),
+      route.request().method() === 'DELETE' && deletes++ === 0 ? route.fulfill(RATE_LIMITED) : route.continue(),
     );
     await page.click('#delete-job');
     await expect.poll(() => page.isVisible('#job-panel'), { timeout: 10_000 }).toBe(false);
@@ -270,16 +270,7 @@ describe('dashboard', () => {
     const ctx = await keyedContext(browser, adminKey);
     const p = await ctx.newPage();
     let probes = 0;
-    await p.route('**/v1/keys', (route) =>
-      probes++ === 0
-        ? route.fulfill({
-            status: 429,
-            headers: { 'retry-after': '1' },
-            contentType: 'application/json',
-            body: JSON.stringify({ error: { code: 'RATE_LIMITED', message: 'too many requests' } }),
-          })
-        : route.continue(),
-    );
+    await p.route('**/v1/keys', (route) => (probes++ === 0 ? route.fulfill(RATE_LIMITED) : route.continue()));
     await p.goto(`${base}/`);
     await expect.poll(() => p.locator('#models button.promote').count(), { timeout: 15_000 }).toBeGreaterThan(0);
     expect(probes).toBeGreaterThanOrEqual(2);
