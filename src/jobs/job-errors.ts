@@ -47,6 +47,15 @@ export class JobInUseError extends ServiceError {
   }
 }
 
+/** `init.fromJob` names a job that does not exist or has no checkpoint to start from. */
+export class InitJobInvalidError extends ValidationError {
+  constructor(fromJob: string) {
+    const msg = `job "${fromJob}" does not exist or has no checkpoint to start from`;
+    super('INIT_JOB_INVALID', msg, [{ path: 'init.fromJob', message: msg }]);
+    this.name = 'InitJobInvalidError';
+  }
+}
+
 export class QueueUnavailableError extends ServiceError {
   constructor(reason: string) {
     super(503, 'QUEUE_UNAVAILABLE', `the job queue is unreachable: ${reason}`);

@@ -15,7 +15,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Prisma, Tx } from '../db/database.js';
 import { JOB_WITH_MODEL, recordJobModel, servingModel, type NewModel } from '../db/model-rows.js';
-import { JobInUseError, JobNotFoundError, JobStateError } from './job-errors.js';
+import { InitJobInvalidError, JobInUseError, JobNotFoundError, JobStateError } from './job-errors.js';
 import { bumpRevision, noteWrite, recordEvents, statusEvent, type JobWake } from './job-events.js';
 import { toMetricPointView } from './job-view.js';
 import { JOB_STATUSES, TERMINAL_STATUSES, isTerminal, type JobStatus } from './job-status.js';
@@ -74,10 +74,28 @@ async function committed<T>(prisma: Prisma, jobId: string, wake: JobWake | undef
   return value;
 }
 
-/** Inserts a queued job. With an idempotency key already used, returns that job instead (`created: false`). */
+/**
+ * Locks a job's row until the transaction ends (PostgreSQL: a row lock; SQLite: the database's write
+ * lock) and says whether it exists. A transaction that decides on a job another one may delete or
+ * start from takes this first, so its reads see what the other committed.
+ */
+async function lockJob(tx: Tx, id: string): Promise<boolean> {
+  return (await tx.$executeRaw`UPDATE "TrainingJob" SET "status" = "status" WHERE "id" = ${id}`) === 1;
+}
+
+/**
+ * Inserts a queued job. With an idempotency key already used, returns that job instead (`created: false`).
+ * A job that starts from another's checkpoint (`init.fromJob`) is inserted only while that job and
+ * a checkpoint of it exist: the source's row is locked first, so a deletion of it in flight either
+ * ends before (INIT_JOB_INVALID) or sees this job and refuses (JOB_IN_USE).
+ */
 export async function insertQueued(prisma: Prisma, job: NewJob, wake?: JobWake) {
   try {
     const row = await committed(prisma, job.id, wake, async (tx) => {
+      const source = job.config.init.fromJob;
+      if (source && !((await lockJob(tx, source)) && (await tx.checkpoint.findFirst({ where: { jobId: source }, select: { id: true } })))) {
+        throw new InitJobInvalidError(source);
+      }
       await tx.trainingJob.create({
         data: {
           id: job.id,
@@ -151,6 +169,10 @@ export async function requestCancel(prisma: Prisma, id: string, wake?: JobWake):
  */
 export async function deleteFinished(prisma: Prisma, id: string): Promise<{ modelId: string | null }> {
   return prisma.$transaction(async (tx) => {
+    // Locks first, so the checks below see a promotion of this job's model, or a job inserted to
+    // start from it, that committed while this waited (and such writes wait for this one).
+    await lockJob(tx, id);
+    await tx.$executeRaw`UPDATE "Model" SET "promotedAt" = "promotedAt" WHERE "jobId" = ${id}`;
     const row = await tx.trainingJob.findUnique({ where: { id }, select: { status: true, model: { select: { id: true } } } });
     if (!row) throw new JobNotFoundError(id);
     if (!isTerminal(row.status)) throw new JobStateError(id, row.status, 'deleted before it ends (cancel it first)');

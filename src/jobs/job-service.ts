@@ -135,13 +135,6 @@ export class JobService {
         throw err;
       }
     }
-    if (config.init.fromJob) {
-      const checkpoint = await this.deps.prisma.checkpoint.findFirst({ where: { jobId: config.init.fromJob } });
-      if (!checkpoint) {
-        const msg = `job "${config.init.fromJob}" does not exist or has no checkpoint to start from`;
-        throw new ValidationError('INIT_JOB_INVALID', msg, [{ path: 'init.fromJob', message: msg }]);
-      }
-    }
     if (storedKey !== undefined) {
       const earlier = await findByIdempotencyKey(this.deps.prisma, storedKey);
       if (earlier) return this.replay(earlier, config, key!);

@@ -1,13 +1,16 @@
 // DELETE /v1/jobs/:id over real HTTP, on SQLite with the fs artifact store and on PostgreSQL with
 // the postgres one: a finished job goes with its records and its files; a job not finished, one
 // whose model serves and one an unfinished job starts from are refused with a 409 that changes
-// nothing; a train key deletes only its own jobs.
+// nothing; a train key deletes only its own jobs. On PostgreSQL, a promotion or a job naming the
+// source in `init.fromJob` committed by another session while the delete runs is not lost.
 import fs from 'node:fs';
 import path from 'node:path';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KeyStore } from '../../src/auth/key-store.js';
 import { checkpointKey, jobPrefix, modelPrefix } from '../../src/artifacts/artifact-keys.js';
 import { uploadDir } from '../../src/artifacts/transfer.js';
+import { parseDatabaseUrl } from '../../src/db/database-url.js';
 import { MANIFEST_FILE, MODEL_FILE } from '../../src/export/manifest.js';
 import { startHarness, tinySynthetic, waitReady, type Harness } from './api-harness.js';
 import { bearer } from './api-process.js';
@@ -164,4 +167,54 @@ describe.each([
     expect((await call('DELETE', `/v1/jobs/${source}`, trainer)).status).toBe(204);
     expect(await files(jobPrefix(source))).toBe(0);
   });
+
+  /**
+   * Runs `write` in a transaction of another PostgreSQL session (another replica mid-request), and
+   * while it holds its locks, starts `request`; commits a moment later and returns the request's answer.
+   */
+  const whileInFlight = async (write: string[], request: () => ReturnType<typeof call>) => {
+    const target = parseDatabaseUrl(h.settings.databaseUrl);
+    if (target.provider !== 'postgres') throw new Error('a PostgreSQL test');
+    const client = new pg.Client({ connectionString: target.connectionString, options: `-c search_path=${target.schema}` });
+    await client.connect();
+    try {
+      await client.query('BEGIN');
+      for (const sql of write) await client.query(sql);
+      const answer = request();
+      await new Promise((r) => setTimeout(r, 300));
+      await client.query('COMMIT');
+      return await answer;
+    } finally {
+      await client.end();
+    }
+  };
+
+  it.runIf(kind === 'postgres')('a promotion committed while the delete waits makes it a 409 MODEL_SERVING, and the model stays', async () => {
+    const serving = await createJob(admin);
+    await finishJob(serving, { model: true });
+    const target = await createJob(admin);
+    const targetModel = (await finishJob(target, { model: true }))!;
+    await prisma().model.update({ where: { jobId: serving }, data: { promotedAt: new Date() } });
+
+    const res = await whileInFlight([`UPDATE "Model" SET "promotedAt" = now() + interval '1 second' WHERE "id" = '${targetModel}'`], () =>
+      call('DELETE', `/v1/jobs/${target}`, admin),
+    );
+    expect([res.status, res.json?.error.code]).toEqual([409, 'MODEL_SERVING']);
+    expect(await recorded(target)).toMatchObject({ job: 1, models: 1, checkpoints: 1 });
+    expect((await call('GET', `/v1/models/${targetModel}`, admin)).json.promotedAt).not.toBeNull();
+  });
+
+  it.runIf(kind === 'postgres')(
+    'a job posted to start from a job whose deletion is in flight is refused (400 INIT_JOB_INVALID), not queued to fail',
+    async () => {
+      const source = await createJob(trainer);
+      await finishJob(source);
+      const res = await whileInFlight([`DELETE FROM "TrainingJob" WHERE "id" = '${source}'`], () =>
+        call('POST', '/v1/jobs', trainer, { ...tinySynthetic, init: { fromJob: source } }),
+      );
+      expect([res.status, res.json.error.code]).toEqual([400, 'INIT_JOB_INVALID']);
+      const naming = await prisma().trainingJob.count({ where: { config: { contains: source } } });
+      expect(naming).toBe(0);
+    },
+  );
 });
