@@ -7,7 +7,7 @@ import type { QuantGraph } from '../ml/quant-graph.js';
 import { evalBatchSize } from '../ml/evaluate.js';
 import { inWasmPhase } from '../ml/wasm-abort.js';
 import { quantGraphToQdqOnnx } from './onnx-qdq.js';
-import { int8ScorerModel, onnxFingerprint } from './onnx-scorer.js';
+import { int8ScorerModel, onnxFingerprint, scorerWeightEncoding } from './onnx-scorer.js';
 import { runIntegerReference } from './qdq-reference.js';
 import type { Logger } from '../logger.js';
 import type { WeightEncoding } from './manifest.js';
@@ -73,8 +73,10 @@ export async function releaseCandidates(candidates: Candidate[]): Promise<void> 
 export interface KnownLogits {
   int8?: Float32Array;
   float?: Float32Array;
-  /** The int8-stored file's ORT logits on every validation row (EvalLogits.scored, fingerprint checked). */
+  /** The scorer's file's ORT logits on every validation row (EvalLogits.scored, fingerprint checked). */
   scored?: Float32Array;
+  /** How that file stores its weights: the candidate whose logits `scored` are. */
+  scoredEncoding?: WeightEncoding;
 }
 
 /**
@@ -89,6 +91,7 @@ export function knownLogits(e: EvalLogits | undefined, model: TrainedModel, indi
   const known: KnownLogits = {};
   if (e.scored?.logits.length === valLength * e.classes && e.scored.fingerprint === onnxFingerprint(int8ScorerModel(graph))) {
     known.scored = e.scored.logits;
+    known.scoredEncoding = scorerWeightEncoding(graph);
   }
   const size = indices.length * e.classes;
   const sameRows = e.rows.length === indices.length && e.rows.every((r, i) => r === indices[i]);
@@ -131,7 +134,7 @@ export async function collectVerificationLogits(
     const floatLogits = known.float ?? new Float32Array(n * k);
     const toRun: Candidate[] = [];
     for (const c of candidates) {
-      if (c.encoding === 'int8' && known.scored) c.logits.push(pickRows(known.scored, indices, k));
+      if (known.scored && c.encoding === known.scoredEncoding) c.logits.push(pickRows(known.scored, indices, k));
       else toRun.push(c);
     }
     if (!known.int8 || !known.float || toRun.length > 0) {

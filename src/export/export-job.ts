@@ -46,8 +46,9 @@ export interface ExportJobOptions {
    * keepEvalLogits = verifyImages): what the model computed in training, used instead of running
    * it again here when they are of the checkpoint's step and the same images. At 224 px that
    * second run took most of the export (73 s of 80 for 1,000 images on one thread). With
-   * `scored` (an int8 scorer's logits on every row, its fingerprint this graph's int8-stored
-   * file's), that file's verification and whole-split evaluation are read from them too.
+   * `scored` (an int8 scorer's logits on every row, its fingerprint that of the file the scorer
+   * runs for this graph: int8ScorerModel), that file's verification and whole-split evaluation
+   * are read from them too.
    */
   evalLogits?: EvalLogits;
   /**
@@ -122,9 +123,9 @@ export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobR
     };
     const verified = chooseCandidate(candidates, logits, gate, log);
     const accuracy = verificationAccuracy(logits, verified.ortLogits);
-    // The int8-stored file is the model training's final evaluation ran (fingerprint checked in
-    // knownLogits): its logits on the split are already known.
-    const reuse = verified.chosen.encoding === 'int8' && known?.scored;
+    // The chosen file is the one training's final evaluation ran (its storage, fingerprint checked
+    // in knownLogits): its logits on the split are already known.
+    const reuse = verified.chosen.encoding === known?.scoredEncoding && known.scored;
     log.info({ images: ds.val.length, fromTraining: Boolean(reuse) }, 'export: evaluating the int8 ONNX model on the validation split');
     const evaluation = reuse
       ? evaluationOfLogits(reuse, ds.val.labels, model.classes.length)
