@@ -1,8 +1,8 @@
 // The model as the export writes it, on ONNX Runtime, for scoring a training run's evaluations
 // (TrainOptions.int8Scorer and floatScorer), on the training step's threads (idle meanwhile).
 //  - int8: the QDQ file the export writes: int8-stored weights, or uint8-stored 8-bit weights on a
-//    CPU where int8 ones may saturate (ort-int8-cpu.ts), where the export would reject the int8
-//    file. Its integer kernels take 0.18 ms per image at 0.35@32 and 2.2-2.6 ms at 1.0@224 on one
+//    CPU where int8 ones may saturate (ort-int8-cpu.ts; the storage the export falls back to when
+//    the int8 file does not verify). Its integer kernels take 0.18 ms per image at 0.35@32 and 2.2-2.6 ms at 1.0@224 on one
 //    thread, where the int8 graph in tfjs takes 1.4 and 18-19. The top-1 it reports is the served file's.
 //  - float: the float network, BN folded (to-float-graph.ts). At 1.0@224 (batch 8) 7.6 ms per image
 //    on one thread and 5.4 on two, where the tfjs forward pass takes 18.3 on one; at 0.35@32
