@@ -2,8 +2,9 @@
 // (TrainOptions.int8Scorer and floatScorer), on the training step's threads (idle meanwhile).
 //  - int8: the QDQ file the export writes: int8-stored weights, or uint8-stored 8-bit weights on a
 //    CPU where int8 ones may saturate (ort-int8-cpu.ts; the storage the export falls back to when
-//    the int8 file does not verify). Its integer kernels take 0.18 ms per image at 0.35@32 and 2.2-2.6 ms at 1.0@224 on one
-//    thread, where the int8 graph in tfjs takes 1.4 and 18-19. The top-1 it reports is the served file's.
+//    the int8 file does not verify). Its integer kernels take 0.18 ms per image at 0.35@32 and
+//    2.2-2.6 ms at 1.0@224 on one thread, where the int8 graph in tfjs takes 1.4 and 18-19. The
+//    top-1 it reports is the served file's.
 //  - float: the float network, BN folded (to-float-graph.ts). At 1.0@224 (batch 8) 7.6 ms per image
 //    on one thread and 5.4 on two, where the tfjs forward pass takes 18.3 on one; at 0.35@32
 //    (batch 64) 0.78 on one thread against 1.44.
