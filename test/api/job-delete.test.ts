@@ -169,17 +169,18 @@ describe.each([
   });
 
   /**
-   * Runs `write` in a transaction of another PostgreSQL session (another replica mid-request), and
-   * while it holds its locks, starts `request`; commits a moment later and returns the request's answer.
+   * Runs `write` (one SQL statement) in a transaction of another PostgreSQL session (another
+   * replica mid-request), and while it holds its locks, starts `request`; commits a moment later
+   * and returns the request's answer.
    */
-  const whileInFlight = async (write: string[], request: () => ReturnType<typeof call>) => {
+  const whileInFlight = async (write: string, request: () => ReturnType<typeof call>) => {
     const target = parseDatabaseUrl(h.settings.databaseUrl);
     if (target.provider !== 'postgres') throw new Error('a PostgreSQL test');
     const client = new pg.Client({ connectionString: target.connectionString, options: `-c search_path=${target.schema}` });
     await client.connect();
     try {
       await client.query('BEGIN');
-      for (const sql of write) await client.query(sql);
+      await client.query(write);
       const answer = request();
       await new Promise((r) => setTimeout(r, 300));
       await client.query('COMMIT');
@@ -196,7 +197,7 @@ describe.each([
     const targetModel = (await finishJob(target, { model: true }))!;
     await prisma().model.update({ where: { jobId: serving }, data: { promotedAt: new Date() } });
 
-    const res = await whileInFlight([`UPDATE "Model" SET "promotedAt" = now() + interval '1 second' WHERE "id" = '${targetModel}'`], () =>
+    const res = await whileInFlight(`UPDATE "Model" SET "promotedAt" = now() + interval '1 second' WHERE "id" = '${targetModel}'`, () =>
       call('DELETE', `/v1/jobs/${target}`, admin),
     );
     expect([res.status, res.json?.error.code]).toEqual([409, 'MODEL_SERVING']);
@@ -209,7 +210,7 @@ describe.each([
     async () => {
       const source = await createJob(trainer);
       await finishJob(source);
-      const res = await whileInFlight([`DELETE FROM "TrainingJob" WHERE "id" = '${source}'`], () =>
+      const res = await whileInFlight(`DELETE FROM "TrainingJob" WHERE "id" = '${source}'`, () =>
         call('POST', '/v1/jobs', trainer, { ...tinySynthetic, init: { fromJob: source } }),
       );
       expect([res.status, res.json.error.code]).toEqual([400, 'INIT_JOB_INVALID']);
