@@ -12,6 +12,7 @@ import { IMAGE_EXTENSIONS } from '../data/image-folder.js';
 import { EvaluationAccumulator } from '../export/export-job-evaluate.js';
 import { MANIFEST_FILE, parseManifest, type ModelEvaluation, type ModelManifest } from '../export/manifest.js';
 import { OnnxRunner } from '../export/verify.js';
+import { needsUint8Storage, toUint8WeightStorage } from '../export/weight-storage.js';
 import { ModelUnavailableError } from '../serving/errors.js';
 import { decodeForModel, rgbToNchw } from '../serving/preprocess.js';
 
@@ -130,7 +131,9 @@ export async function evaluateFolder(
   const batch = Math.max(1, opts.batch ?? 16);
   const acc = new EvaluationAccumulator(m.classes.length);
   const skipped: string[] = [];
-  const runner = await OnnxRunner.create(await fs.readFile(model.onnxPath));
+  // As /v1/predict runs it on this CPU (model-registry.ts): int8-stored 8-bit weights saturate without VNNI.
+  const file = await fs.readFile(model.onnxPath);
+  const runner = await OnnxRunner.create(needsUint8Storage(m.quantization) ? toUint8WeightStorage(file) : file);
   try {
     for (let lo = 0; lo < images.length; lo += batch) {
       const chunk = images.slice(lo, lo + batch);

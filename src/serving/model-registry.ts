@@ -10,7 +10,9 @@
 // `readiness()` and the logs, and tries the broken one again after FAILED_RETRY_MS. Requests
 // naming another model (`?model=`) load it on demand; at most `maxExtraModels` such models stay
 // loaded (least recently used goes first, once idle).
+import fs from 'node:fs/promises';
 import type { ModelManifest } from '../export/manifest.js';
+import { needsUint8Storage, toUint8WeightStorage } from '../export/weight-storage.js';
 import { ModelNotFoundError, ModelUnavailableError, NoModelError } from './errors.js';
 import type { ModelRecord, ModelStore } from './model-store.js';
 import type { PredictorPool } from './predictor-pool.js';
@@ -32,6 +34,8 @@ export interface ModelRegistryOptions {
   pollMs?: number;
   maxExtraModels?: number;
   log?: Logger;
+  /** Whether int8-stored 8-bit weights saturate on this CPU (default: read from its flags). */
+  u8s8Saturates?: boolean;
 }
 
 interface Entry {
@@ -219,7 +223,7 @@ export class ModelRegistry {
       p = (async () => {
         // Both from the artifact store: the file is a local copy checked against the row's sha256.
         const manifest = await this.store.manifest(record);
-        const file = await this.store.modelFile(record);
+        const file = await this.runnableFile(record, manifest, await this.store.modelFile(record));
         await this.pool.load(record.id, file).catch((err: Error) => {
           throw new ModelUnavailableError(record.id, `onnxruntime cannot load it (${err.message.split('\n')[0].slice(0, 200)})`);
         });
@@ -230,6 +234,23 @@ export class ModelRegistry {
       this.loading.set(record.id, p);
     }
     return p;
+  }
+
+  /**
+   * The model file as this CPU runs it exactly: its path, or the file rewritten to uint8 weight
+   * storage where it holds int8-stored 8-bit weights and this CPU has no VNNI (exported on one that
+   * has: src/export/weight-storage.ts).
+   */
+  private async runnableFile(record: ModelRecord, manifest: ModelManifest, file: string): Promise<string | Uint8Array> {
+    if (!needsUint8Storage(manifest.quantization, this.opts.u8s8Saturates)) return file;
+    let bytes: Uint8Array;
+    try {
+      bytes = toUint8WeightStorage(await fs.readFile(file));
+    } catch (err) {
+      throw new ModelUnavailableError(record.id, `its model file cannot be read as ONNX (${(err as Error).message.slice(0, 200)})`);
+    }
+    this.log.info({ modelId: record.id }, 'model registry: int8-stored 8-bit weights saturate on this CPU (no VNNI); serving them stored as uint8');
+    return bytes;
   }
 
   /** Unloads a model now if idle, else when its last in-flight request releases it. */

@@ -58,7 +58,7 @@ parentPort.on('message', async (msg) => {
   try {
     if (msg.type === 'load') {
       if (!sessions.has(msg.modelId)) {
-        const s = await ort.InferenceSession.create(msg.path, {
+        const s = await ort.InferenceSession.create(msg.source, {
           intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential',
           graphOptimizationLevel: 'all', logSeverityLevel: 3,
         });
@@ -201,8 +201,8 @@ export class PredictorPool {
   readonly maxBatch: number;
   private readonly ortPath: string;
   private workers: PoolWorker[] = [];
-  /** modelId -> onnx path, for every model loaded in the workers (to reload a respawned worker). */
-  private readonly models = new Map<string, string>();
+  /** modelId -> onnx path or bytes, for every model loaded in the workers (to reload a respawned worker). */
+  private readonly models = new Map<string, string | Uint8Array>();
   private readonly queues = new Map<string, ModelQueue>();
   /** Models whose queue became ready, in arrival order (fairness between models). */
   private readonly readyOrder: string[] = [];
@@ -227,7 +227,7 @@ export class PredictorPool {
     const fresh = this.spawn();
     this.workers[i] = fresh;
     fresh.busy = true;
-    void Promise.all([...this.models].map(([modelId, path]) => fresh.call({ type: 'load', modelId, path })))
+    void Promise.all([...this.models].map(([modelId, source]) => fresh.call({ type: 'load', modelId, source })))
       .catch(() => {})
       .finally(() => {
         fresh.busy = false;
@@ -235,12 +235,12 @@ export class PredictorPool {
       });
   }
 
-  /** Loads a model into every worker (a session per worker). Idempotent. */
-  async load(modelId: string, path: string): Promise<void> {
+  /** Loads a model (an .onnx path, or the file's bytes) into every worker (a session per worker). Idempotent. */
+  async load(modelId: string, source: string | Uint8Array): Promise<void> {
     if (this.closed) throw new PredictorError('the predictor pool is closed', 'PREDICTOR_CLOSED');
-    this.models.set(modelId, path);
+    this.models.set(modelId, source);
     try {
-      await Promise.all(this.workers.map((w) => w.call({ type: 'load', modelId, path })));
+      await Promise.all(this.workers.map((w) => w.call({ type: 'load', modelId, source })));
     } catch (err) {
       this.models.delete(modelId);
       await Promise.all(this.workers.map((w) => w.call({ type: 'unload', modelId }).catch(() => {})));

@@ -8,6 +8,7 @@ import { modelFilesIn } from '../../src/serving/model-store.js';
 import { MemoryModelStore } from '../../testkit/memory-model-store.js';
 import { ServingService } from '../../src/serving/prediction-service.js';
 import { makeImage, writeFixtureModel, type FixtureModel } from './fixtures.js';
+import { DataType, decodeModel } from '../../src/export/onnx-proto.js';
 
 let root: string;
 let a: FixtureModel;
@@ -189,6 +190,39 @@ describe('ModelRegistry', () => {
       expect(svc.registry.currentId()).toBe('a');
     } finally {
       await svc.close();
+    }
+  });
+
+  it('serves int8-stored 8-bit weights as the uint8-stored file computes them where they would saturate', async () => {
+    // Exported on a CPU with VNNI (int8 storage verified there), served on one without.
+    const exported = await writeFixtureModel(root, 'vnni', { seed: 1, weightEncoding: 'int8' });
+    const input = new Float32Array(3 * 32 * 32).map((_, i) => Math.sin(i) * 2);
+    for (const saturates of [true, false]) {
+      const store = new MemoryModelStore(modelFilesIn(root));
+      store.add(exported.record);
+      const pool = new PredictorPool({ size: 1 });
+      const loaded: Array<string | Uint8Array> = [];
+      const load = pool.load.bind(pool);
+      pool.load = (id, source) => (loaded.push(source), load(id, source));
+      const reg = new ModelRegistry(store, pool, { pollMs: 0, u8s8Saturates: saturates });
+      try {
+        await reg.start();
+        const lease = await reg.acquire('vnni');
+        const served = await pool.infer('vnni', input, 32);
+        lease.release();
+        await pool.load('uint8', a.onnxFile); // the same graph (seed 1) stored as uint8
+        const reference = await pool.infer('uint8', input, 32);
+        if (saturates) {
+          expect(loaded[0]).toBeInstanceOf(Uint8Array);
+          expect(decodeModel(loaded[0] as Uint8Array).graph.initializer.some((t) => t.dataType === DataType.INT8)).toBe(false);
+          expect(Array.from(served.logits)).toEqual(Array.from(reference.logits));
+        } else {
+          expect(loaded[0]).toBe(path.join(root, exported.record.onnxKey));
+        }
+      } finally {
+        await reg.close();
+        await pool.close();
+      }
     }
   });
 });
