@@ -25,9 +25,11 @@ const MEASURED: Array<[number, number, number, [number, number] | null, number |
   [1.0, 224, 8, [928, 928], 17639],
   [1.0, 224, 16, [1798, 1798], 17639],
   [1.0, 224, 31, [3538, 3538], 17639],
+  // Training: bench/train.ts --check-heap 30 --threads 1 (steady from step 10); the 3-step run had 3541.
+  [1.0, 224, 32, [3676, 3541], 17639],
   [1.0, 224, 40, null, null],
 ];
-const budget = { memoryBytes: 3840 * MiB, diskBytes: 1024 * MiB };
+const budget = { memoryBytes: 3900 * MiB, diskBytes: 1024 * MiB };
 
 describe('job admission', () => {
   it('counts activations and parameters from the architecture', () => {
@@ -52,7 +54,7 @@ describe('job admission', () => {
   it('names the fields that drive an estimate over budget, and what fits', () => {
     const mem = admissionIssues(cfg(1.0, 224, 1024), budget);
     expect(mem.map((i) => i.path)).toEqual(['training.batchSize', 'model.inputSize', 'model.widthMultiplier']);
-    expect(mem[0].message).toContain('at most 31 fits');
+    expect(mem[0].message).toContain('at most 32 fits');
     const disk = admissionIssues(cfg(1.0, 224, 8, { checkpointEverySteps: 1, keepCheckpoints: 100 }), budget);
     expect(disk.map((i) => i.path)).toEqual(['training.keepCheckpoints']);
     const fits = Number(/keep at most (\d+)/.exec(disk[0].message)![1]);
