@@ -168,8 +168,8 @@ describe('jobs per key and job size', () => {
     expect(disk.status).toBe(400);
     expect(disk.json.error.issues).toEqual([expect.objectContaining({ path: 'training.keepCheckpoints', message: expect.stringMatching(/keep at most \d+/) })]);
     expect(await db.prisma.trainingJob.count()).toBe(before);
-    // The seed's configuration, 1.0@224 at the default batch (32: 3541 MiB of wasm heap on one
-    // thread, the largest batch measured to run), is admitted.
+    // The seed's configuration, 1.0@224 at the default batch (32: 3676 MiB of wasm heap on one
+    // thread from step 10 on, the largest batch measured to run), is admitted.
     const fits = await call(api.base, 'POST', '/v1/jobs', bearer(admin), {
       dataset: { type: 'synthetic', classes: 5 },
       model: { widthMultiplier: 1.0, inputSize: 224 },
