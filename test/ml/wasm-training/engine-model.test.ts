@@ -1,8 +1,9 @@
 // The engine's own MobileNetV2 (src/ml/mobilenet-v2.ts with its current stock ops) runs a float and
 // a QAT training step on wasm with these kernels: the loss equals the cpu backend's, every gradient
 // is finite. Its gradients are only compared loosely: with the engine's stock batch-norm
-// composition, wasm and cpu gradients differ by 1e-2..7e-2 in places (measured; with the fused
-// batchNormTrain they agree to 2e-5, see whole-model.test.ts), so the engine should switch to it.
+// composition, wasm and cpu gradients differ by 1e-2..7e-2 in places at 40 px and batch 4, 4.5e-3
+// at this test's 32 px and batch 2 (measured; with the fused batchNormTrain they agree to 2e-5, see
+// whole-model.test.ts), so the engine should switch to it.
 import { afterAll, describe, expect, test } from 'vitest';
 import { tf } from '../../../src/ml/tf.js';
 import { registerWasmTrainingKernels } from '../../../src/ml/backends/wasm-training/index.js';
@@ -19,10 +20,11 @@ async function step(backend: 'cpu' | 'wasm', fakeQuant: boolean) {
   }
   await tf.setBackend(backend);
   await tf.ready();
-  const arch = buildArch({ inputSize: 40, numClasses: 5, widthMultiplier: 0.35, smallInputStem: 'auto', dropout: 0 });
+  // Small: the cpu backend's step is the test's cost (about 38 s at 40 px and batch 4, 1 s on wasm).
+  const arch = buildArch({ inputSize: 32, numClasses: 5, widthMultiplier: 0.35, smallInputStem: 'auto', dropout: 0 });
   const model = new MobileNetV2(arch, 0.9, 11);
-  const x = tf.tensor4d(randomValues(4 * 40 * 40 * 3, 5), [4, 40, 40, 3]);
-  const labels = tf.tensor1d([0, 1, 2, 3], 'int32');
+  const x = tf.tensor4d(randomValues(2 * 32 * 32 * 3, 5), [2, 32, 32, 3]);
+  const labels = tf.tensor1d([0, 3], 'int32');
   const warm: ForwardMode = { training: true, fakeQuant: false, bnBatchStats: true, observeRanges: true };
   // One forward to observe activation ranges, so the QAT forward has its quantization grids.
   tf.tidy(() => {
@@ -65,8 +67,8 @@ describe("the engine's MobileNetV2 on wasm", () => {
     report.push(
       `engine MobileNetV2 float step: ${ref.grads.size} gradients, loss ${ref.loss.toFixed(6)} vs ${got.loss.toFixed(6)}, max rel err ${worst.toExponential(2)} (${worstName})`,
     );
-    // A wrong kernel gives errors of order 1; the stock-composition discrepancy measured here is
-    // 2e-2..7e-2 (see the header), so this bound only catches gross errors.
+    // A wrong kernel gives errors of order 1; the stock-composition discrepancy is up to 7e-2 (see
+    // the header), so this bound only catches gross errors.
     expect(worst).toBeLessThan(0.2);
   });
 
