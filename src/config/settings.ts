@@ -60,7 +60,7 @@ export const SettingsSchema = z.object({
   RATE_LIMIT_BURST_PER_SECOND: int(20, 0).describe('The same, per second: a key may not spend its minute in one burst; 0 = no burst limit.'),
   MAX_ACTIVE_JOBS_PER_KEY: int(4, 0).describe('Jobs one API key may have queued or running at once; 0 = no cap.'),
   JOB_MEMORY_BUDGET_MB: int(3900, 64).describe(
-    'A job whose estimated peak memory (wasm heap: training or export) exceeds this is refused (JOB_TOO_LARGE). The wasm32 heap cannot pass 4096 MiB; measured jobs ran at up to 3541 MiB (1.0@224, batch 32, on one thread).',
+    'A job whose estimated peak memory (wasm heap: training or export) exceeds this is refused (JOB_TOO_LARGE). The wasm32 heap cannot pass 4096 MiB; measured jobs ran at up to 3676 MiB (1.0@224, batch 32, on one thread, from step 10 on).',
   ),
   JOB_DISK_BUDGET_MB: int(1024, 16).describe('A job whose estimated peak disk use (checkpoints kept + model) exceeds this is refused.'),
   REQUEST_TIMEOUT_MS: int(30_000, 1000).describe('Time a client has to send a whole request (headers and body).'),
