@@ -2,7 +2,8 @@
 // batches of the epoch the training thread asks for (decode, resize, augmentation,
 // normalization), one ahead, into a ring of buffers that travel back and forth without copies.
 // With `deliver: 'sources'` it stops before the pixel pass: each row's stored image (copied out
-// of the cache) and augmentation draw (Split.sources), two ahead.
+// of the cache, or a synthetic image's recipe until a training thread has rendered it) and
+// augmentation draw (Split.sources), two ahead.
 // The order and augmentation are the synchronous pipeline's own functions (stratifiedEpochOrder,
 // batchIndices, ImageSplit.batch), so the batches are the same. Protocol: batch-thread.ts.
 import { parentPort, workerData } from 'node:worker_threads';

@@ -4,19 +4,26 @@
 // data work) to whoever trains on the rows: a split step's training threads each render their own
 // rows, a few at a time, while they wait for each other inside the previous step
 // (data-parallel/step-rows.ts), where the batch thread's copy of that work competed with the step
-// for the cores.
+// for the cores. A synthetic image not rendered yet travels as its recipe (ImagePlace.deferred):
+// the rank that trains on it renders it the same way, first, into the image's shared store, which
+// serves every later epoch.
 //
 //   const rows = packSourceRows(images, augs);            // or ImageSplit.sources(...)
 //   const mine = sliceSourceRows(rows, start, end);       // a copy to transfer to a thread
 //   const r = new RowsRenderer(mine, inputSize, out);     // renders into out, n x size^2 x 3 floats
 //   while (r.renderChunk()) {}                            // or r.finish()
 import { sampleRows, type Augmentation, type RowRenderer, type SourceImage } from './augment.js';
+import { SyntheticRows, type DeferredSynthetic } from './synthetic.js';
 
-/** Where row k's image sits in `bytes`. */
+/**
+ * Where row k's image sits in `bytes`; with `deferred`, a synthetic image whose pixels the row's
+ * renderer makes first: in its shared store (which takes no room in `bytes`) or at `offset`.
+ */
 export interface ImagePlace {
   offset: number;
   side: number;
   channels: 1 | 3;
+  deferred?: DeferredSynthetic;
 }
 
 export interface SourceRows {
@@ -31,22 +38,28 @@ export function maxImageBytes(inputSize: number): number {
   return Math.max(inputSize, 28) ** 2 * 3;
 }
 
-/** Packs `images` (with their augmentations) into `out`, or a new buffer of the exact size. */
-export function packSourceRows(images: SourceImage[], augs: Augmentation[], out?: Uint8Array): SourceRows {
-  const total = images.reduce((a, im) => a + im.data.length, 0);
+/**
+ * Packs `images` (with their augmentations) into `out`, or a new buffer of the exact size. A
+ * deferred image is packed as its recipe, with room for its pixels unless it has a store.
+ */
+export function packSourceRows(images: Array<SourceImage | DeferredSynthetic>, augs: Augmentation[], out?: Uint8Array): SourceRows {
+  const places = images.map((im): ImagePlace =>
+    'data' in im ? { offset: 0, side: im.side, channels: im.channels } : { offset: 0, side: im.side, channels: 3, deferred: im },
+  );
+  const total = places.reduce((a, p) => a + imageBytes(p), 0);
   if (out && out.length < total) throw new RangeError(`source buffer holds ${out.length} bytes, need ${total}`);
   const bytes = out ?? new Uint8Array(total);
-  const places: ImagePlace[] = [];
   let at = 0;
-  for (const im of images) {
-    bytes.set(im.data, at);
-    places.push({ offset: at, side: im.side, channels: im.channels });
-    at += im.data.length;
-  }
+  images.forEach((im, k) => {
+    places[k].offset = at;
+    if ('data' in im) bytes.set(im.data, at);
+    at += imageBytes(places[k]);
+  });
   return { bytes, images: places, augs: augs.slice() };
 }
 
-const imageBytes = (p: ImagePlace) => p.side * p.side * p.channels;
+/** Bytes image `p` takes in the rows' buffer. */
+const imageBytes = (p: ImagePlace) => (p.deferred?.store ? 0 : p.side * p.side * p.channels);
 
 /** Rows [start, end) as a copy of their own (their bytes can be transferred). */
 export function sliceSourceRows(rows: SourceRows, start: number, end: number): SourceRows {
@@ -61,10 +74,36 @@ export function sliceSourceRows(rows: SourceRows, start: number, end: number): S
   };
 }
 
-/** Row k's stored image, a view into the buffer. */
+/** Row k's stored image, a view into the buffer or its shared store (deferred: see renderSource). */
 export function sourceImage(rows: SourceRows, k: number): SourceImage {
   const p = rows.images[k];
-  return { data: rows.bytes.subarray(p.offset, p.offset + imageBytes(p)), side: p.side, channels: p.channels };
+  const data = p.deferred?.store?.data ?? rows.bytes.subarray(p.offset, p.offset + p.side * p.side * p.channels);
+  return { data, side: p.side, channels: p.channels };
+}
+
+/**
+ * Rows of a deferred image rendered per renderChunk call: a 224 px image takes 14 calls, each a
+ * fourteenth of renderSynthetic's time, so a chunk stays short as CHUNK_ROWS' do.
+ */
+const SOURCE_CHUNK_ROWS = 16;
+
+/**
+ * Renders row k's deferred image a chunk at a time: a function that renders the next chunk and
+ * returns true while some remain. Null when the image has its pixels already.
+ */
+function sourceRenderer(rows: SourceRows, k: number): (() => boolean) | null {
+  const p = rows.images[k];
+  const d = p.deferred;
+  if (!d) return null;
+  const { store } = d;
+  if (store && Atomics.load(store.flags, store.index) === 1) return null;
+  const pixels = new SyntheticRows(d.recipe, d.side, sourceImage(rows, k).data);
+  return () => {
+    if (pixels.render(SOURCE_CHUNK_ROWS)) return true;
+    // Rendered: let later epochs (and any other thread holding this image) use the stored bytes.
+    if (store) Atomics.store(store.flags, store.index, 1);
+    return false;
+  };
 }
 
 /**
@@ -78,6 +117,8 @@ export class RowsRenderer {
   private k: number;
   private y = 0;
   private current: RowRenderer | null = null;
+  /** Row k's deferred image, while it is being rendered. */
+  private source: (() => boolean) | null = null;
 
   constructor(
     readonly rows: SourceRows,
@@ -99,7 +140,12 @@ export class RowsRenderer {
   renderChunk(): boolean {
     if (this.done) return false;
     const s = this.size;
-    this.current ??= sampleRows(sourceImage(this.rows, this.k), s, this.rows.augs[this.k]);
+    if (!this.current) {
+      if (this.y === 0 && !this.source) this.source = sourceRenderer(this.rows, this.k);
+      if (this.source?.()) return true;
+      this.source = null;
+      this.current = sampleRows(sourceImage(this.rows, this.k), s, this.rows.augs[this.k]);
+    }
     const y1 = Math.min(s, this.y + CHUNK_ROWS);
     this.current(this.y, y1, this.out, (this.k - this.start) * s * s * 3);
     this.y = y1;

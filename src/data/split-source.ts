@@ -8,7 +8,7 @@ import type { DataWarning } from './errors.js';
 import { fashionGetter, fashionSplit } from './fashion-mnist.js';
 import { folderGetter, type FolderStats } from './image-folder.js';
 import { ImageSplit } from './split.js';
-import { syntheticGetter } from './synthetic.js';
+import { syntheticImages } from './synthetic.js';
 
 export type SplitSource =
   | { type: 'synthetic'; seed: number; tag: number; classes: number; perClass: number; inputSize: number }
@@ -23,7 +23,8 @@ export function splitFromSource(src: SplitSource, budget: ByteBudget, warn: (w: 
       const labels = Int32Array.from({ length: src.classes * src.perClass }, (_, i) => Math.floor(i / src.perClass));
       // No flips: classes are told apart by orientation, and a mirror image turns a 45-degree
       // grating into a 135-degree one, another class's (with flips, 4 classes topped out at 75%).
-      return new ImageSplit(labels, size, syntheticGetter(src.seed, src.tag, src.perClass, size, budget), false, src);
+      const images = syntheticImages(src.seed, src.tag, src.perClass, labels.length, size, budget);
+      return new ImageSplit(labels, size, images.get, false, src, images.defer);
     }
     case 'fashion-mnist': {
       const split = fashionSplit(src.pixels, src.counts, src.firstIndex);

@@ -3,6 +3,7 @@
 // (augmentation, resize, normalization, batching) is shared here.
 import { NO_AUGMENTATION, drawAugmentation, renderSample, type Augmentation, type SourceImage } from './augment.js';
 import { packSourceRows, type SourceRows } from './source-rows.js';
+import type { DeferredSynthetic } from './synthetic.js';
 import { Rng } from './rng.js';
 import type { SplitSource } from './split-source.js';
 
@@ -61,6 +62,9 @@ export function rowsOf(split: Split, rows: readonly number[]): Split {
 /** Fetch sample i as a stored image (sync for in-memory sources, async for decoders). */
 export type ImageGetter = (i: number) => SourceImage | Promise<SourceImage>;
 
+/** Sample i as a recipe for the thread that trains on it to render, or null to fetch it (synthetic.ts). */
+export type ImageDeferrer = (i: number) => DeferredSynthetic | null;
+
 /**
  * The augmentation of the sample at position `i` of batch (seed, epoch, step): a pure function of
  * those numbers, so a resumed run draws exactly what the uninterrupted run drew.
@@ -79,12 +83,14 @@ export class ImageSplit implements Split {
     /** Whether training augmentation may mirror images (false when a mirror image changes the class). */
     private readonly flip = true,
     readonly source?: SplitSource,
+    /** Used by `sources` only: `batch` renders every pixel itself. */
+    private readonly defer?: ImageDeferrer,
   ) {
     this.length = labels.length;
   }
 
   async batch(indices: ArrayLike<number>, aug: BatchAugment, out?: Float32Array): Promise<Batch> {
-    const { images, augs, y } = await this.fetch(indices, aug);
+    const { images, augs, y } = await this.fetch(indices, aug, (i) => this.getImage(i));
     const n = images.length;
     const s = this.inputSize;
     const per = s * s * 3;
@@ -95,19 +101,23 @@ export class ImageSplit implements Split {
   }
 
   async sources(indices: ArrayLike<number>, aug: BatchAugment, out?: Uint8Array): Promise<SourceBatch> {
-    const { images, augs, y } = await this.fetch(indices, aug);
+    const { images, augs, y } = await this.fetch(indices, aug, (i) => this.defer?.(i) ?? this.getImage(i));
     return { rows: packSourceRows(images, augs, out), y, n: images.length };
   }
 
-  /** Each row's stored image, augmentation draw and label. */
-  private async fetch(indices: ArrayLike<number>, aug: BatchAugment): Promise<{ images: SourceImage[]; augs: Augmentation[]; y: Int32Array }> {
+  /** Each row's image (as `get` gives it), augmentation draw and label. */
+  private async fetch<T>(
+    indices: ArrayLike<number>,
+    aug: BatchAugment,
+    get: (i: number) => T | Promise<T>,
+  ): Promise<{ images: T[]; augs: Augmentation[]; y: Int32Array }> {
     const idx = Array.from(indices);
     for (const i of idx) {
       if (!Number.isInteger(i) || i < 0 || i >= this.length) {
         throw new RangeError(`sample index ${i} out of range [0, ${this.length})`);
       }
     }
-    const images = await Promise.all(idx.map(async (i) => this.getImage(i)));
+    const images = await Promise.all(idx.map(async (i) => get(i)));
     const augs = idx.map((_, k) => augmentationFor(aug, k, this.inputSize, { flip: this.flip }));
     return { images, augs, y: Int32Array.from(idx, (i) => this.labels[i]) };
   }

@@ -107,62 +107,101 @@ function standardNoise(): Float32Array {
   return noiseTable;
 }
 
+/** What fixes a synthetic image: sample `k` of class `c` of split `split` (SPLIT_TAG), data set seed `seed`. */
+export interface SyntheticRecipe {
+  seed: number;
+  split: number;
+  c: number;
+  k: number;
+}
+
 /**
  * Render sample `k` of class `c` in `split` at `size` x `size` RGB uint8 (`noise`: the pixel
- * noise's standard deviation, 0 for the bare pattern). A job's first epoch renders every image on
- * the cores that train, so this is kept cheap: the stripe's (sin, cos) is rotated by a fixed angle
- * per pixel along a row instead of computed, the disc's edge takes a square root only in the
- * columns near it, the noise is a slice of a fixed table per row (one draw per row instead of one
- * per value), and the clamped view rounds and clamps on store. Per 224 px image (a throwaway loop
- * over renderSynthetic): Math.sin and Box-Muller per pixel 12.1 ms, an Irwin-Hall draw per value
- * 1.7 ms (Xeon, AVX-512); on a Xeon family 6 model 167 that was 1.17 ms, of which 0.74 the
- * draws, and is 0.48 ms now.
+ * noise's standard deviation, 0 for the bare pattern). See SyntheticRows for how it is kept cheap.
  */
 export function renderSynthetic(seed: number, split: number, c: number, k: number, size: number, noise = SYNTHETIC_NOISE): Uint8Array {
-  const rng = sampleRng(seed, split, c, k);
-  const { theta, cycles, phase, cx, cy, radius, contrast, background: bg, light, dark } = drawSampleLook(rng, c);
-  const background = bg * 255;
-  const [d0, d1, d2] = dark.map((v) => v * 255);
-  const [s0, s1, s2] = light.map((v, ch) => (v - dark[ch]) * 255);
-  const cos = Math.cos(theta);
-  const sin = Math.sin(theta);
-  const edge = 1.5 / size; // soft disc edge, about 1.5 px wide
-  const w = 2 * Math.PI * cycles; // stripe phase per unit of distance across the stripes
-  const stepSin = Math.sin((w * cos) / size);
-  const stepCos = Math.cos((w * cos) / size);
-
   const out = new Uint8Array(size * size * 3);
-  const px = new Uint8ClampedArray(out.buffer);
-  // A row is a slice of the table: 3 x 1024 values at the largest input loadDataset allows.
-  if (size * 3 > NOISE_TABLE_LEN) throw new RangeError(`renderSynthetic: size ${size} exceeds the noise table`);
-  const table = standardNoise();
-  const scale = noise * 255;
-  let p = 0;
-  const u0 = 0.5 / size - cx; // the first column's u
-  for (let y = 0; y < size; y++) {
-    const n0 = rng.int(NOISE_TABLE_LEN - size * 3 + 1);
-    const v = (y + 0.5) / size - cy;
-    const rowStart = w * (u0 * cos + v * sin) + phase;
-    let sn = Math.sin(rowStart);
-    let cs = Math.cos(rowStart);
-    // Columns certainly outside the soft edge (mask 0) and certainly inside it (mask 1), a pixel
-    // of margin each way; only the columns between take the square root.
-    const [out0, out1] = columnsWithin(radius + edge + 1 / size, v, cx, size, false);
-    const [in0, in1] = columnsWithin(radius - edge - 1 / size, v, cx, size, true);
-    for (let x = 0; x < size; x++) {
-      const u = (x + 0.5) / size - cx;
-      const mask = x < out0 || x >= out1 ? 0 : x >= in0 && x < in1 ? 1 : Math.min(1, Math.max(0, (radius - Math.sqrt(u * u + v * v)) / edge + 0.5));
-      const g = 0.5 + 0.5 * contrast * sn;
-      px[p] = background + (d0 + s0 * g - background) * mask + table[n0 + 3 * x] * scale;
-      px[p + 1] = background + (d1 + s1 * g - background) * mask + table[n0 + 3 * x + 1] * scale;
-      px[p + 2] = background + (d2 + s2 * g - background) * mask + table[n0 + 3 * x + 2] * scale;
-      p += 3;
-      const next = sn * stepCos + cs * stepSin;
-      cs = cs * stepCos - sn * stepSin;
-      sn = next;
-    }
-  }
+  new SyntheticRows({ seed, split, c, k }, size, out, noise).render(size);
   return out;
+}
+
+/**
+ * renderSynthetic a few rows at a time, into `out` (size x size x 3 bytes), so a training thread
+ * can render a source image in the short waits of a step (source-rows.ts). The sample's random
+ * stream is drawn row by row in order, so the pieces make exactly renderSynthetic's image.
+ *
+ * A job's first epoch renders every image on the cores that train, so this is kept cheap: the
+ * stripe's (sin, cos) is rotated by a fixed angle per pixel along a row instead of computed, the
+ * disc's edge takes a square root only in the columns near it, the noise is a slice of a fixed
+ * table per row (one draw per row instead of one per value), and the clamped view rounds and
+ * clamps on store. Per 224 px image (a throwaway loop over renderSynthetic): Math.sin and
+ * Box-Muller per pixel 12.1 ms, an Irwin-Hall draw per value 1.7 ms (Xeon, AVX-512); on a Xeon
+ * family 6 model 167 that was 1.17 ms, of which 0.74 the draws, and is 0.48 ms now.
+ */
+export class SyntheticRows {
+  private readonly rng: Rng;
+  private readonly look: SampleLook;
+  private readonly px: Uint8ClampedArray;
+  private y = 0;
+
+  constructor(
+    recipe: SyntheticRecipe,
+    private readonly size: number,
+    out: Uint8Array,
+    private readonly noise = SYNTHETIC_NOISE,
+  ) {
+    // A row is a slice of the table: 3 x 1024 values at the largest input loadDataset allows.
+    if (size * 3 > NOISE_TABLE_LEN) throw new RangeError(`renderSynthetic: size ${size} exceeds the noise table`);
+    if (out.length < size * size * 3) throw new RangeError(`synthetic image buffer holds ${out.length} bytes, need ${size * size * 3}`);
+    this.rng = sampleRng(recipe.seed, recipe.split, recipe.c, recipe.k);
+    this.look = drawSampleLook(this.rng, recipe.c);
+    this.px = new Uint8ClampedArray(out.buffer, out.byteOffset, size * size * 3);
+  }
+
+  /** Renders the next `rows` rows; true while rows remain. */
+  render(rows: number): boolean {
+    const { size, rng, px } = this;
+    const { theta, cycles, phase, cx, cy, radius, contrast, background: bg, light, dark } = this.look;
+    const background = bg * 255;
+    const [d0, d1, d2] = dark.map((v) => v * 255);
+    const [s0, s1, s2] = light.map((v, ch) => (v - dark[ch]) * 255);
+    const cos = Math.cos(theta);
+    const sin = Math.sin(theta);
+    const edge = 1.5 / size; // soft disc edge, about 1.5 px wide
+    const w = 2 * Math.PI * cycles; // stripe phase per unit of distance across the stripes
+    const stepSin = Math.sin((w * cos) / size);
+    const stepCos = Math.cos((w * cos) / size);
+    const table = standardNoise();
+    const scale = this.noise * 255;
+    const u0 = 0.5 / size - cx; // the first column's u
+    const y1 = Math.min(size, this.y + rows);
+    let p = this.y * size * 3;
+    for (let y = this.y; y < y1; y++) {
+      const n0 = rng.int(NOISE_TABLE_LEN - size * 3 + 1);
+      const v = (y + 0.5) / size - cy;
+      const rowStart = w * (u0 * cos + v * sin) + phase;
+      let sn = Math.sin(rowStart);
+      let cs = Math.cos(rowStart);
+      // Columns certainly outside the soft edge (mask 0) and certainly inside it (mask 1), a pixel
+      // of margin each way; only the columns between take the square root.
+      const [out0, out1] = columnsWithin(radius + edge + 1 / size, v, cx, size, false);
+      const [in0, in1] = columnsWithin(radius - edge - 1 / size, v, cx, size, true);
+      for (let x = 0; x < size; x++) {
+        const u = (x + 0.5) / size - cx;
+        const mask = x < out0 || x >= out1 ? 0 : x >= in0 && x < in1 ? 1 : Math.min(1, Math.max(0, (radius - Math.sqrt(u * u + v * v)) / edge + 0.5));
+        const g = 0.5 + 0.5 * contrast * sn;
+        px[p] = background + (d0 + s0 * g - background) * mask + table[n0 + 3 * x] * scale;
+        px[p + 1] = background + (d1 + s1 * g - background) * mask + table[n0 + 3 * x + 1] * scale;
+        px[p + 2] = background + (d2 + s2 * g - background) * mask + table[n0 + 3 * x + 2] * scale;
+        p += 3;
+        const next = sn * stepCos + cs * stepSin;
+        cs = cs * stepCos - sn * stepSin;
+        sn = next;
+      }
+    }
+    this.y = y1;
+    return y1 < size;
+  }
 }
 
 /**
@@ -180,20 +219,70 @@ function columnsWithin(r: number, v: number, cx: number, size: number, inner: bo
 }
 
 /**
- * Lazily rendered samples of one split, kept once rendered while within the byte budget (they are
- * cheap to redo, so the budget only trades memory for time).
+ * A synthetic image handed out before its pixels exist, for the thread that trains on it to render
+ * (source-rows.ts): into `store` (shared memory, kept for later epochs) unless `flags[index]` says
+ * another thread already did, or, without a store, into the batch's own bytes.
  */
-export function syntheticGetter(seed: number, split: number, perClass: number, size: number, budget: { bytesLeft: number }): (i: number) => SourceImage {
-  const cache: (Uint8Array | undefined)[] = [];
-  return (i) => {
-    let data = cache[i];
-    if (!data) {
-      data = renderSynthetic(seed, split, Math.floor(i / perClass), i % perClass, size);
-      if (budget.bytesLeft >= data.length) {
-        cache[i] = data;
-        budget.bytesLeft -= data.length;
-      }
+export interface DeferredSynthetic {
+  side: number;
+  recipe: SyntheticRecipe;
+  store?: SharedImage;
+}
+
+/** An image's bytes in shared memory; `flags[index]` turns 1 once they are rendered. */
+export interface SharedImage {
+  data: Uint8Array;
+  flags: Int32Array;
+  index: number;
+}
+
+/** Renders `recipe` into its store unless some thread has; safe to race (the bytes are the same). */
+export function fillSharedImage(store: SharedImage, recipe: SyntheticRecipe, size: number): void {
+  if (Atomics.load(store.flags, store.index) === 1) return;
+  new SyntheticRows(recipe, size, store.data).render(size);
+  Atomics.store(store.flags, store.index, 1);
+}
+
+/**
+ * The `count` samples of one split (`perClass` per class, class by class), each rendered once and
+ * kept in shared memory while within the byte budget (they are cheap to redo, so the budget only
+ * trades memory for time). `get` renders an image where it is asked for; `defer` hands out one not
+ * rendered yet as a recipe (null once rendered), so the training threads render it in their step's
+ * waits instead of the batch thread competing with them for the cores, and the copy they render
+ * into the store serves every later epoch.
+ */
+export function syntheticImages(
+  seed: number,
+  split: number,
+  perClass: number,
+  count: number,
+  size: number,
+  budget: { bytesLeft: number },
+): { get: (i: number) => SourceImage; defer: (i: number) => DeferredSynthetic | null } {
+  const bytes = size * size * 3;
+  const stores: (Uint8Array | undefined)[] = [];
+  const flags = new Int32Array(new SharedArrayBuffer(4 * count));
+  const recipe = (i: number): SyntheticRecipe => ({ seed, split, c: Math.floor(i / perClass), k: i % perClass });
+  const store = (i: number): SharedImage | undefined => {
+    let data = stores[i];
+    if (!data && budget.bytesLeft >= bytes) {
+      data = new Uint8Array(new SharedArrayBuffer(bytes));
+      stores[i] = data;
+      budget.bytesLeft -= bytes;
     }
-    return { data, side: size, channels: 3 };
+    return data && { data, flags, index: i };
+  };
+  return {
+    get(i) {
+      const s = store(i);
+      if (!s) return { data: renderSynthetic(seed, split, Math.floor(i / perClass), i % perClass, size), side: size, channels: 3 };
+      fillSharedImage(s, recipe(i), size);
+      return { data: s.data, side: size, channels: 3 };
+    },
+    defer(i) {
+      const s = store(i);
+      if (s && Atomics.load(flags, i) === 1) return null;
+      return { side: size, recipe: recipe(i), ...(s ? { store: s } : {}) };
+    },
   };
 }

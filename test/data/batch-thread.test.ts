@@ -110,18 +110,20 @@ describe('openTrainBatches in a thread', () => {
  * each, whether peek() had shown that very batch (the same object, its bytes still there) before
  * next() returned it.
  */
-async function drainSources(it: EpochIterable<EpochSourceBatch>, size: number): Promise<Array<Seen & { peeked: boolean }>> {
-  const out: Array<Seen & { peeked: boolean }> = [];
+async function drainSources(it: EpochIterable<EpochSourceBatch>, size: number): Promise<Array<Seen & { peeked: boolean; deferred: number }>> {
+  const out: Array<Seen & { peeked: boolean; deferred: number }> = [];
   const iter = it[Symbol.asyncIterator]();
   let peeked: EpochSourceBatch | null = null;
   for (let r = await iter.next(); !r.done; r = await iter.next()) {
     const b = r.value;
+    const deferred = b.rows.images.filter((p) => p.deferred).length;
     const x = new RowsRenderer(b.rows, size, new Float32Array(b.n * size * size * 3)).finish();
-    out.push({ step: b.stepInEpoch, n: b.n, x, y: Int32Array.from(b.y), peeked: peeked === b });
+    out.push({ step: b.stepInEpoch, n: b.n, x, y: Int32Array.from(b.y), peeked: peeked === b, deferred });
     // Give the thread time to deliver the next batch, as a training step does.
     await new Promise((res) => setTimeout(res, 20));
     peeked = iter.peek();
-    if (peeked) expect(peeked.rows.bytes.byteLength).toBeGreaterThan(0);
+    // Its bytes still there (a buffer transferred away reads as empty), where it keeps any.
+    if (peeked?.rows.images.some((p) => !p.deferred?.store)) expect(peeked.rows.bytes.byteLength).toBeGreaterThan(0);
   }
   return out;
 }
@@ -148,10 +150,31 @@ describe('openTrainSources: batches before the pixel pass, for training threads 
         }
       }
       // The same rows as epochSources gives the synchronous pipeline.
+      // (ds.train's images were all rendered by epochBatches above: nothing is deferred here.)
       const direct = (await drainSources(epochSources(ds.train, { ...o, epoch: 0 }), 24)).map((b) => b.x);
       expect(direct).toEqual((await drain(epochBatches(ds.train, { ...o, epoch: 0 }))).map((b) => b.x));
     } finally {
       await threaded.close();
+    }
+  });
+  it('hand the first epoch’s synthetic images over unrendered, rendered once by the thread that trains on them', async () => {
+    const load = () => loadDataset({ type: 'synthetic', classes: 2, samplesPerClass: 9, valPerClass: 1, seed: 5 }, { dataRoot: tmp, inputSize: 24 });
+    const o = { ...opts(4), dropLast: false };
+    const reference = await load();
+    for (const thread of [true, false]) {
+      const ds = await load();
+      const sources = openTrainSources(ds, o, { thread });
+      try {
+        for (const epoch of [0, 1]) {
+          const sync = await drain(epochBatches(reference.train, { ...o, epoch }));
+          const got = await drainSources(sources.epoch(epoch, 0), 24);
+          expect(got.map((b) => b.x)).toEqual(sync.map((b) => b.x));
+          // Epoch 0: every image a recipe; epoch 1: every image the pixels epoch 0's render stored.
+          expect(got.map((b) => b.deferred)).toEqual(got.map((b) => (epoch === 0 ? b.n : 0)));
+        }
+      } finally {
+        await sources.close();
+      }
     }
   });
 });

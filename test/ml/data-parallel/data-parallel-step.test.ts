@@ -35,6 +35,7 @@ import { evalMode } from '../../../src/ml/train.js';
 import { evaluate } from '../../../src/ml/evaluate.js';
 import { loadDataset, packSourceRows, type SourceRows } from '../../../src/data/index.js';
 import { drawAugmentation, renderSample, type SourceImage } from '../../../src/data/augment.js';
+import { renderSynthetic, type DeferredSynthetic } from '../../../src/data/synthetic.js';
 import { Rng } from '../../../src/data/rng.js';
 
 process.env.TFJS_BACKEND ||= 'wasm';
@@ -164,12 +165,18 @@ describe('a training step split over 2 threads', () => {
 });
 
 /**
- * A batch of N stored images (RGB 40 px and grey 28 px, as the data sets store them) with
- * random-resized-crop and pad-crop draws, as source rows and as the pixels the batch thread renders.
+ * A batch of N images (RGB 40 px and grey 28 px, as the data sets store them, and synthetic 40 px
+ * ones not rendered yet, with and without a shared store) with random-resized-crop and pad-crop
+ * draws, as source rows and as the pixels the batch thread renders.
  */
 function sourceBatch(seed: number): { rows: SourceRows; x: Float32Array } {
   const rng = new Rng(seed);
-  const images: SourceImage[] = Array.from({ length: N }, (_, k) => {
+  const images: Array<SourceImage | DeferredSynthetic> = Array.from({ length: N }, (_, k) => {
+    if (k % 5 === 1 || k % 5 === 3) {
+      const data = new Uint8Array(new SharedArrayBuffer(40 * 40 * 3));
+      const store = { data, flags: new Int32Array(new SharedArrayBuffer(4)), index: 0 };
+      return { side: 40, recipe: { seed, split: 0, c: k % 4, k }, ...(k % 5 === 1 ? { store } : {}) };
+    }
     const side = k % 3 === 2 ? 28 : 40;
     const channels = k % 3 === 2 ? 1 : 3;
     return { data: Uint8Array.from({ length: side * side * channels }, () => rng.int(256)), side, channels };
@@ -178,7 +185,11 @@ function sourceBatch(seed: number): { rows: SourceRows; x: Float32Array } {
   const augs = images.map((_, k) => drawAugmentation(rng, k % 2 ? 224 : SIZE));
   const per = SIZE * SIZE * 3;
   const x = new Float32Array(N * per);
-  images.forEach((im, k) => renderSample(im, SIZE, augs[k], x, k * per));
+  images.forEach((im, k) => {
+    const { seed: s, split, c, k: i } = 'recipe' in im ? im.recipe : { seed: 0, split: 0, c: 0, k: 0 };
+    const pixels: SourceImage = 'data' in im ? im : { data: renderSynthetic(s, split, c, i, 40), side: 40, channels: 3 };
+    renderSample(pixels, SIZE, augs[k], x, k * per);
+  });
   return { rows: packSourceRows(images, augs), x };
 }
 
