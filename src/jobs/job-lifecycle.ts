@@ -322,14 +322,15 @@ export class JobOwner {
     if (!last) throw new RangeError('JobOwner.steps: no steps to write');
     const progress = { step: last.step, epoch: last.epoch, imagesPerSecond: last.imagesPerSecond };
     return this.write(async (tx) => {
-      let status: 'running' | 'cancelling' = 'running';
-      let { count } = await tx.trainingJob.updateMany({ where: this.mine(['running']), data: progress });
-      if (count === 0) {
-        ({ count } = await tx.trainingJob.updateMany({ where: this.mine(['cancelling']), data: progress }));
-        if (count === 0) throw new OwnershipLostError(this.jobId);
-        status = 'cancelling';
-      }
-      const revision = await bumpRevision(tx, this.jobId);
+      // The fence, the progress and the revision bump in one statement: this write runs every
+      // second beside a training step, on the cores it trains on.
+      const [job] = await tx.trainingJob.updateManyAndReturn({
+        where: this.mine(['running', 'cancelling']),
+        data: { ...progress, revision: { increment: 1 } },
+        select: { status: true, revision: true },
+      });
+      if (!job) throw new OwnershipLostError(this.jobId);
+      const { revision } = job;
       const points = records.map((s) => ({
         step: s.step,
         epoch: s.epoch,
@@ -344,18 +345,18 @@ export class JobOwner {
       const existing = await tx.metricPoint.findMany({ where: { jobId: this.jobId, step: { in: steps } }, select: { step: true } });
       const known = new Set(existing.map((r) => r.step));
       const fresh = points.filter((p) => !known.has(p.step));
-      if (fresh.length) await tx.metricPoint.createMany({ data: fresh.map((p) => ({ jobId: this.jobId, ...p })) });
-      for (const { step, ...data } of points.filter((p) => known.has(p.step))) {
-        await tx.metricPoint.update({ where: { jobId_step: { jobId: this.jobId, step } }, data });
-      }
-      // The events carry the points as read back (a loss can differ in its last digit), as
+      // The events carry the points as written back (a loss can differ in its last digit), as
       // GET .../metrics shows them.
-      const rows = await tx.metricPoint.findMany({ where: { jobId: this.jobId, step: { in: steps } }, orderBy: { step: 'asc' } });
+      const rows = fresh.length ? await tx.metricPoint.createManyAndReturn({ data: fresh.map((p) => ({ jobId: this.jobId, ...p })) }) : [];
+      for (const { step, ...data } of points.filter((p) => known.has(p.step))) {
+        rows.push(await tx.metricPoint.update({ where: { jobId_step: { jobId: this.jobId, step } }, data }));
+      }
+      rows.sort((a, b) => a.step - b.step);
       await recordEvents(tx, this.jobId, [
         { type: 'progress', payload: progress },
         ...rows.map((r) => ({ type: 'metric' as const, payload: pointPayload(r) })),
       ]);
-      return status;
+      return job.status === 'cancelling' ? 'cancelling' : 'running';
     });
   }
 
