@@ -74,7 +74,7 @@ export function sliceSourceRows(rows: SourceRows, start: number, end: number): S
   };
 }
 
-/** Row k's stored image, a view into the buffer or its shared store (deferred: see renderSource). */
+/** Row k's stored image, a view into the buffer or its shared store (a deferred one: see sourceRenderer). */
 export function sourceImage(rows: SourceRows, k: number): SourceImage {
   const p = rows.images[k];
   const data = p.deferred?.store?.data ?? rows.bytes.subarray(p.offset, p.offset + p.side * p.side * p.channels);
@@ -141,7 +141,7 @@ export class RowsRenderer {
     if (this.done) return false;
     const s = this.size;
     if (!this.current) {
-      if (this.y === 0 && !this.source) this.source = sourceRenderer(this.rows, this.k);
+      this.source ??= sourceRenderer(this.rows, this.k);
       if (this.source?.()) return true;
       this.source = null;
       this.current = sampleRows(sourceImage(this.rows, this.k), s, this.rows.augs[this.k]);
