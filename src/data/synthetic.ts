@@ -237,7 +237,7 @@ export interface SharedImage {
 }
 
 /** Renders `recipe` into its store unless some thread has; safe to race (the bytes are the same). */
-export function fillSharedImage(store: SharedImage, recipe: SyntheticRecipe, size: number): void {
+function fillSharedImage(store: SharedImage, recipe: SyntheticRecipe, size: number): void {
   if (Atomics.load(store.flags, store.index) === 1) return;
   new SyntheticRows(recipe, size, store.data).render(size);
   Atomics.store(store.flags, store.index, 1);
@@ -275,8 +275,9 @@ export function syntheticImages(
   return {
     get(i) {
       const s = store(i);
-      if (!s) return { data: renderSynthetic(seed, split, Math.floor(i / perClass), i % perClass, size), side: size, channels: 3 };
-      fillSharedImage(s, recipe(i), size);
+      const r = recipe(i);
+      if (!s) return { data: renderSynthetic(r.seed, r.split, r.c, r.k, size), side: size, channels: 3 };
+      fillSharedImage(s, r, size);
       return { data: s.data, side: size, channels: 3 };
     },
     defer(i) {
