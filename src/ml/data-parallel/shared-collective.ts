@@ -25,6 +25,12 @@ const TEXT_BYTES = 2048;
  * case where spinning hurts) gets the core back within a millisecond.
  */
 const SPIN_MS = 1;
+/**
+ * The most one pass of a sleeping wait (100 ms asked) counts toward the stall timeout: a pass that
+ * took longer spanned a pause of the whole process (SIGSTOP, a suspended VM, a debugger), which
+ * stopped the peers too, and must not be taken for their stall when the process resumes.
+ */
+const MAX_WAIT_PASS_MS = 1000;
 
 export class DataParallelError extends Error {
   constructor(
@@ -91,6 +97,8 @@ export class SharedCollective implements StepCollective {
     private readonly mem: CollectiveMemory,
     readonly rank: number,
     private readonly timeoutMs = 300_000,
+    /** The stall timeout's clock (a test stands in a paused process). */
+    private readonly now: () => number = () => performance.now(),
   ) {
     this.world = mem.world;
     this.ctrl = new Int32Array(mem.ctrl, 0, CTRL_INTS);
@@ -168,14 +176,20 @@ export class SharedCollective implements StepCollective {
     while (this.idle && Atomics.load(c, GEN) === gen) {
       if (!this.idle()) this.idle = null;
     }
-    const t0 = performance.now();
-    while (performance.now() - t0 < SPIN_MS) {
+    const t0 = this.now();
+    let last = t0;
+    while (last - t0 < SPIN_MS) {
       for (let i = 0; i < 64; i++) if (Atomics.load(c, GEN) !== gen) return;
+      last = this.now();
     }
+    let waited = Math.min(last - t0, MAX_WAIT_PASS_MS);
     while (Atomics.load(c, GEN) === gen) {
       this.throwIfAborted();
       Atomics.wait(c, GEN, gen, 100);
-      if (performance.now() - t0 > this.timeoutMs) {
+      const now = this.now();
+      waited += Math.min(now - last, MAX_WAIT_PASS_MS);
+      last = now;
+      if (waited > this.timeoutMs) {
         this.abort(`rank ${this.rank} waited ${this.timeoutMs} ms at a barrier`);
         throw new DataParallelError('TRAIN_PEER_STALLED', `a training thread did not reach the step's synchronisation point within ${this.timeoutMs} ms`);
       }
