@@ -58,8 +58,11 @@ export function packSourceRows(images: Array<SourceImage | DeferredSynthetic>, a
   return { bytes, images: places, augs: augs.slice() };
 }
 
-/** Bytes image `p` takes in the rows' buffer. */
-const imageBytes = (p: ImagePlace) => (p.deferred?.store ? 0 : p.side * p.side * p.channels);
+/** Bytes of image `p`'s pixels. */
+const pixelBytes = (p: ImagePlace) => p.side * p.side * p.channels;
+
+/** Bytes image `p` takes in the rows' buffer (none when its pixels live in a shared store). */
+const imageBytes = (p: ImagePlace) => (p.deferred?.store ? 0 : pixelBytes(p));
 
 /** Rows [start, end) as a copy of their own (their bytes can be transferred). */
 export function sliceSourceRows(rows: SourceRows, start: number, end: number): SourceRows {
@@ -77,7 +80,7 @@ export function sliceSourceRows(rows: SourceRows, start: number, end: number): S
 /** Row k's stored image, a view into the buffer or its shared store (a deferred one: see sourceRenderer). */
 export function sourceImage(rows: SourceRows, k: number): SourceImage {
   const p = rows.images[k];
-  const data = p.deferred?.store?.data ?? rows.bytes.subarray(p.offset, p.offset + p.side * p.side * p.channels);
+  const data = p.deferred?.store?.data ?? rows.bytes.subarray(p.offset, p.offset + pixelBytes(p));
   return { data, side: p.side, channels: p.channels };
 }
 

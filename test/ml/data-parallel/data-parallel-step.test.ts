@@ -186,8 +186,8 @@ function sourceBatch(seed: number): { rows: SourceRows; x: Float32Array } {
   const per = SIZE * SIZE * 3;
   const x = new Float32Array(N * per);
   images.forEach((im, k) => {
-    const { seed: s, split, c, k: i } = 'recipe' in im ? im.recipe : { seed: 0, split: 0, c: 0, k: 0 };
-    const pixels: SourceImage = 'data' in im ? im : { data: renderSynthetic(s, split, c, i, 40), side: 40, channels: 3 };
+    const pixels: SourceImage =
+      'data' in im ? im : { data: renderSynthetic(im.recipe.seed, im.recipe.split, im.recipe.c, im.recipe.k, 40), side: 40, channels: 3 };
     renderSample(pixels, SIZE, augs[k], x, k * per);
   });
   return { rows: packSourceRows(images, augs), x };
