@@ -25,6 +25,7 @@ import { authPlugin } from './plugins/auth.js';
 import { dashboardPlugin } from './plugins/dashboard.js';
 import { docsPlugin } from './plugins/docs.js';
 import { errorBody } from './error-body.js';
+import { parseJsonBody } from './json-body.js';
 import { ValidationError } from '../jobs/job-errors.js';
 import { errorsPlugin } from './plugins/errors.js';
 import { loadSheddingPlugin } from './plugins/load-shedding.js';
@@ -131,12 +132,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   // A request without a body (DELETE, POST .../cancel) that still says `content-type:
   // application/json`, as generic HTTP clients often do, has no body: it is not invalid JSON. Other
-  // JSON keeps Fastify's own parser, its prototype-poisoning checks included.
-  const parseJson = app.getDefaultJsonParser('error', 'error');
+  // JSON is bounded in depth and values before it is parsed (src/api/json-body.ts).
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body: string, done) =>
-    body === '' ? done(null, undefined) : parseJson(req, body, done),
-  );
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body: string, done) => {
+    if (body === '') return done(null, undefined);
+    try {
+      done(null, parseJsonBody(body, req.headers['content-type']));
+    } catch (err) {
+      done(err as Error, undefined);
+    }
+  });
   await app.register(errorsPlugin);
   // An encoded NUL in a path parameter or query value would reach the database (PostgreSQL refuses
   // it with an error, a 500): no id, name or cursor holds one.

@@ -64,4 +64,16 @@ describe('POST /v1/predict with hostile JSON', () => {
     expect(JSON.parse(r.body).error.code).toBe('IMAGE_BASE64_INVALID');
     expect(r.ms).toBeLessThan(1000);
   });
+
+  it('refuses 13 MB bodies of nested or many values (5.4 s and 1.0 s of JSON.parse) with JSON_TOO_COMPLEX, /healthz answering meanwhile', async () => {
+    for (const body of ['['.repeat(6_500_000) + ']'.repeat(6_500_000), `{"image":[${'[],'.repeat(4_000_000)}[]]}`]) {
+      const big = post(body);
+      const health = await timed(`${api.base}/healthz`);
+      const r = await big;
+      console.log(`redos: ${body.length} B of structure -> ${r.status} in ${r.ms.toFixed(1)} ms; /healthz meanwhile ${health.ms.toFixed(1)} ms`);
+      expect([r.status, JSON.parse(r.body).error.code]).toEqual([400, 'JSON_TOO_COMPLEX']);
+      expect(health.status).toBe(200);
+      expect(r.ms).toBeLessThan(1000);
+    }
+  });
 });
