@@ -157,6 +157,25 @@ describe('POST /v1/predict', () => {
       const res = await post(body, { 'content-type': type });
       expect([res.status, (await json(res)).error.code], body).toEqual([400, 'MULTIPART_INVALID']);
     }
+    // Two images in one request: which one to answer for is ambiguous. Too many fields likewise.
+    const png = new Blob([bytes(await makeImage('png'))], { type: 'image/png' });
+    const two = new FormData();
+    two.append('image', png, 'a.png');
+    two.append('image', png, 'b.png');
+    const fields = new FormData();
+    for (let i = 0; i < 11; i++) fields.append(`f${i}`, 'x');
+    fields.append('image', png, 'a.png');
+    for (const [form, message] of [
+      [two, 'the multipart body holds more than one file: send one image per request'],
+      [fields, 'the multipart body holds more than 10 fields besides the file "image"'],
+    ] as const) {
+      const res = await post(form);
+      expect([res.status, (await json(res)).error], message).toMatchObject([400, { code: 'MULTIPART_INVALID', message }]);
+    }
+    const withFields = new FormData();
+    withFields.append('note', 'a form field beside the file is fine');
+    withFields.append('image', png, 'a.png');
+    expect((await post(withFields)).status).toBe(200);
     // Still serving.
     const ok = await post(await makeImage('webp'), { 'content-type': 'image/webp' });
     expect(ok.status).toBe(200);
@@ -171,7 +190,7 @@ describe('POST /v1/predict', () => {
     form.append('image', new Blob([bytes(big)]), 'big.jpg');
     const multi = await post(form);
     expect(multi.status).toBe(413);
-    expect((await json(multi)).error.code).toBe('BODY_TOO_LARGE');
+    expect((await json(multi)).error).toMatchObject({ code: 'BODY_TOO_LARGE', message: 'the image is larger than the limit of 200000 bytes' });
     const viaJson = await post(JSON.stringify({ image: big.toString('base64') }), { 'content-type': 'application/json' });
     expect(viaJson.status).toBe(413);
     expect((await json(viaJson)).error.code).toBe('BODY_TOO_LARGE');

@@ -126,33 +126,53 @@ class UnsupportedMediaTypeError extends ServiceError {
   }
 }
 
+/** Non-file fields a multipart upload may carry beside "image" (form libraries add some). */
+const MAX_MULTIPART_FIELDS = 10;
+
+/** The multipart plugin's limit errors (413 "reach files limit", ...) in words a client can act on. */
+function multipartLimitError(code: string | undefined, limit: number): ServiceError | null {
+  const invalid = (message: string) => new ValidationError('MULTIPART_INVALID', message, [{ path: 'body', message }]);
+  if (code === 'FST_REQ_FILE_TOO_LARGE') return new PayloadTooLargeError(limit);
+  if (code === 'FST_FILES_LIMIT') return invalid('the multipart body holds more than one file: send one image per request');
+  if (code === 'FST_FIELDS_LIMIT' || code === 'FST_PARTS_LIMIT') {
+    return invalid(`the multipart body holds more than ${MAX_MULTIPART_FIELDS} fields besides the file "image"`);
+  }
+  return null;
+}
+
 /**
- * Reads a multipart body. Busboy's own errors (no boundary, a body that ends inside a part) are a
- * malformed request, not a fault of ours: 400. The plugin's limits carry their status (413).
+ * The one file of a multipart body, every part read (a second file is refused, not ignored: which
+ * one a client meant is ambiguous). Busboy's own errors (no boundary, a body that ends inside a
+ * part) are a malformed request, not a fault of ours: 400.
  */
-async function readMultipart<T>(read: () => Promise<T>): Promise<T> {
+async function imageFromMultipart(req: FastifyRequest, limit: number): Promise<{ bytes: Buffer; declared?: DeclaredFormat }> {
+  let image: { bytes: Buffer; declared?: DeclaredFormat } | undefined;
   try {
-    return await read();
+    for await (const part of req.parts({ limits: { fileSize: limit, files: 1, fields: MAX_MULTIPART_FIELDS } })) {
+      if (part.type !== 'file') continue;
+      if (part.fieldname !== 'image') {
+        part.file.resume();
+        throw new ValidationError('IMAGE_MISSING', `the file field must be named "image", got "${part.fieldname.slice(0, 100)}"`, [
+          { path: 'body.image', message: 'required' },
+        ]);
+      }
+      image = { bytes: await part.toBuffer(), declared: part.mimetype };
+    }
   } catch (err) {
-    if (err instanceof ServiceError || typeof (err as { statusCode?: unknown }).statusCode === 'number') throw err;
+    if (err instanceof ServiceError) throw err;
+    const known = multipartLimitError((err as { code?: string }).code, limit);
+    if (known) throw known;
+    if (typeof (err as { statusCode?: unknown }).statusCode === 'number') throw err;
     const why = (err as Error).message.slice(0, 200);
     throw new ValidationError('MULTIPART_INVALID', `the multipart/form-data body cannot be read: ${why}`, [{ path: 'body', message: why }]);
   }
+  if (!image) throw new ValidationError('IMAGE_MISSING', 'the multipart body has no file field "image"', [{ path: 'body.image', message: 'required' }]);
+  return image;
 }
 
 /** The upload's bytes, and the media type the client declared for them (checked after decoding). */
 async function imageFromRequest(req: FastifyRequest, limit: number): Promise<{ bytes: Buffer; declared?: DeclaredFormat }> {
-  if (req.isMultipart()) {
-    const part = await readMultipart(() => req.file({ limits: { fileSize: limit, files: 1 } }));
-    if (!part) throw new ValidationError('IMAGE_MISSING', 'the multipart body has no file field "image"', [{ path: 'body.image', message: 'required' }]);
-    if (part.fieldname !== 'image') {
-      part.file.resume();
-      throw new ValidationError('IMAGE_MISSING', `the file field must be named "image", got "${part.fieldname.slice(0, 100)}"`, [
-        { path: 'body.image', message: 'required' },
-      ]);
-    }
-    return { bytes: await readMultipart(() => part.toBuffer()), declared: part.mimetype }; // 413 (FST_REQ_FILE_TOO_LARGE) over the limit
-  }
+  if (req.isMultipart()) return imageFromMultipart(req, limit);
   const body = req.body;
   const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
   if (Buffer.isBuffer(body)) {
@@ -173,7 +193,7 @@ async function imageFromRequest(req: FastifyRequest, limit: number): Promise<{ b
 export async function predictRoutes(app: FastifyInstance) {
   const serving = app.serving;
   const limit = serving.maxImageBytes;
-  await app.register(multipart, { limits: { fileSize: limit, files: 1, fields: 10 }, throwFileSizeLimit: true });
+  await app.register(multipart, { limits: { fileSize: limit, files: 1, fields: MAX_MULTIPART_FIELDS }, throwFileSizeLimit: true });
   app.addContentTypeParser(RAW_IMAGE_TYPES, { parseAs: 'buffer', bodyLimit: limit }, (_req, body, done) => done(null, body));
 
   const handler = async (req: FastifyRequest) => {
