@@ -33,8 +33,10 @@ export const SettingsSchema = z.object({
     ),
   ARTIFACT_STORE: z
     .enum(['fs', 'postgres'])
-    .default('fs')
-    .describe("Where models, checkpoints and manifests live: `fs` (under ARTIFACTS_DIR) or `postgres` (in DATABASE_URL's database)."),
+    .optional()
+    .describe(
+      "Where models, checkpoints and manifests live: `fs` (under ARTIFACTS_DIR) or `postgres` (in DATABASE_URL's database). Unset: `postgres` when DATABASE_URL is PostgreSQL (machines of one deployment then share nothing else), `fs` with SQLite. `fs` with PostgreSQL needs ARTIFACTS_DIR on a disk every API and worker machine mounts.",
+    ),
   JOB_TIMEOUT_MS: int(24 * 3600_000, 1000).describe(
     'Wall-clock limit per job from its first start; over it the job ends `failed` (JOB_TIMEOUT), keeping its last checkpoint.',
   ),
@@ -241,6 +243,8 @@ export function defaultTrainThreads(role: 'worker' | 'serve', cores = os.availab
   return role === 'serve' ? Math.max(1, cores - 1) : Math.max(1, cores);
 }
 
+const POSTGRES_URL = /^postgres(ql)?:\/\//;
+
 export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   const parsed = SettingsSchema.safeParse(env);
   if (!parsed.success) {
@@ -248,12 +252,15 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     throw new SettingsError(`invalid environment settings:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
-  if (e.ARTIFACT_STORE === 'postgres' && !/^postgres(ql)?:\/\//.test(e.DATABASE_URL ?? '')) {
+  if (e.ARTIFACT_STORE === 'postgres' && !POSTGRES_URL.test(e.DATABASE_URL ?? '')) {
     throw new SettingsError(
       "invalid environment settings:\n  ARTIFACT_STORE: `postgres` keeps artifacts in the deployment's PostgreSQL, so DATABASE_URL must be a postgres:// URL",
     );
   }
   const dataDir = path.resolve(e.DATA_DIR);
+  // Processes that share a PostgreSQL database are often on different machines, which share no
+  // disk: an fs store there left each API unable to open the models its workers wrote.
+  const artifactStore = e.ARTIFACT_STORE ?? (POSTGRES_URL.test(e.DATABASE_URL ?? '') ? 'postgres' : 'fs');
   return {
     port: e.PORT,
     host: e.HOST,
@@ -270,7 +277,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     queuePrefix: e.QUEUE_PREFIX ?? '',
     queuePrefixExplicit: e.QUEUE_PREFIX !== undefined,
     deploymentId: null,
-    artifactStore: e.ARTIFACT_STORE,
+    artifactStore,
     workDir: path.join(dataDir, 'work'),
     modelCacheDir: path.join(dataDir, 'cache', 'models'),
     modelCacheMaxBytes: e.MODEL_CACHE_MAX_MB * MB,

@@ -31,9 +31,20 @@ export class ImageError extends ServiceError {
 
 /** No model to serve yet (no succeeded job), or the requested one is gone. */
 export class NoModelError extends ServiceError {
-  constructor(message = 'no model is available yet: train one (POST /v1/jobs) and wait for it to succeed') {
-    super(503, 'NO_MODEL', message);
+  constructor(message = 'no model is available yet: train one (POST /v1/jobs) and wait for it to succeed', code = 'NO_MODEL') {
+    super(503, code, message);
     this.name = 'NoModelError';
+  }
+}
+
+/**
+ * Models exist but none loads on this replica (e.g. their files are in another machine's fs
+ * artifact store): training another would not help, so this is not NO_MODEL.
+ */
+export class NoModelLoadsError extends NoModelError {
+  constructor(reason: string) {
+    super(`no model can serve: ${reason}`, 'MODEL_UNAVAILABLE');
+    this.name = 'NoModelLoadsError';
   }
 }
 

@@ -13,7 +13,7 @@
 import fs from 'node:fs/promises';
 import type { ModelManifest } from '../export/manifest.js';
 import { needsUint8Storage, toUint8WeightStorage } from '../export/weight-storage.js';
-import { ModelNotFoundError, ModelUnavailableError, NoModelError } from './errors.js';
+import { ModelNotFoundError, ModelUnavailableError, NoModelError, NoModelLoadsError } from './errors.js';
 import type { ModelRecord, ModelStore } from './model-store.js';
 import type { PredictorPool } from './predictor-pool.js';
 import { silentLogger, type Logger } from '../logger.js';
@@ -273,6 +273,7 @@ export class ModelRegistry {
     let entry: Entry | undefined;
     if (!id || id === this.servingId) {
       if (!this.servingId) await this.refresh();
+      if (!this.servingId && this.state.state === 'failing' && this.state.reason) throw new NoModelLoadsError(this.state.reason);
       if (!this.servingId) throw new NoModelError();
       entry = this.entries.get(this.servingId);
       if (!entry) throw new NoModelError();

@@ -74,8 +74,12 @@ describe('settings', () => {
     expect(loadSettings({}).dataRootExplicit).toBe(false);
     expect(loadSettings({ DATA_ROOT: '/srv/images' })).toMatchObject({ dataRoot: '/srv/images', dataRootExplicit: true });
   });
-  it('keeps artifacts in PostgreSQL only when the database is PostgreSQL', () => {
+  it('keeps artifacts in PostgreSQL by default when the database is PostgreSQL, and only then', () => {
     expect(loadSettings({ ARTIFACT_STORE: 'postgres', DATABASE_URL: 'postgresql://u@h/db' }).artifactStore).toBe('postgres');
+    expect(loadSettings({ DATABASE_URL: 'postgres://u@h/db?schema=q' }).artifactStore).toBe('postgres');
+    expect(loadSettings({ DATABASE_URL: 'postgresql://u@h/db', ARTIFACT_STORE: 'fs' }).artifactStore).toBe('fs');
+    expect(loadSettings({}).artifactStore).toBe('fs');
+    expect(loadSettings({ DATABASE_URL: 'file:/srv/q.db' }).artifactStore).toBe('fs');
     expect(() => loadSettings({ ARTIFACT_STORE: 'postgres' })).toThrow(/ARTIFACT_STORE[\s\S]*DATABASE_URL/);
     expect(() => loadSettings({ ARTIFACT_STORE: 's3' })).toThrow(/ARTIFACT_STORE/);
   });

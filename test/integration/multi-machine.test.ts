@@ -1,7 +1,7 @@
 // Many machines, for real: processes that share nothing but PostgreSQL and Redis. Every process
 // has its own DATA_DIR and ARTIFACTS_DIR (as separate machines would), artifacts live in
-// PostgreSQL (ARTIFACT_STORE=postgres), and no queue prefix is set (each deployment derives its
-// own from its database's deployment id).
+// PostgreSQL (ARTIFACT_STORE's default with a PostgreSQL DATABASE_URL), and no queue prefix is set
+// (each deployment derives its own from its database's deployment id).
 //
 //   API A, API C, worker B  -- deployment 1 (PostgreSQL schema 1) --  worker D, worker G
 //   worker E                -- deployment 2 (PostgreSQL schema 2), the same Redis
@@ -33,7 +33,6 @@ function machine(name: string, deployment: 0 | 1): Record<string, string> {
   fs.mkdirSync(path.join(dir, 'artifacts'), { recursive: true });
   return {
     DATABASE_URL: pgUrl(schemas[deployment]),
-    ARTIFACT_STORE: 'postgres',
     DATA_DIR: dir,
     ARTIFACTS_DIR: path.join(dir, 'artifacts'),
     // Each machine migrates at start, as `qatserve worker` and `qatserve api` do (a no-op once done).

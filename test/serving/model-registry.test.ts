@@ -45,6 +45,29 @@ describe('ModelRegistry', () => {
     }
   });
 
+  it('answers MODEL_UNAVAILABLE with the reason, not NO_MODEL, while models exist and none loads', async () => {
+    const store = new MemoryModelStore(modelFilesIn(root));
+    // A model whose files are not in this machine's store (an fs store on another machine's disk).
+    store.add({ ...a.record, id: 'elsewhere', onnxKey: 'missing/model.onnx', manifestKey: 'missing/manifest.json' });
+    const pool = new PredictorPool({ size: 1 });
+    const reg = new ModelRegistry(store, pool, { pollMs: 0 });
+    try {
+      await reg.start();
+      expect(reg.readiness()).toMatchObject({ state: 'failing', wantedId: 'elsewhere' });
+      const refused = reg.acquire();
+      await expect(refused).rejects.toMatchObject({ statusCode: 503, code: 'MODEL_UNAVAILABLE' });
+      await expect(refused).rejects.toThrow(/^no model can serve: model "elsewhere" cannot be loaded: its manifest is missing/);
+      store.add(b.record); // a newer one that loads serves at the next refresh
+      await reg.refresh();
+      const lease = await reg.acquire();
+      expect(lease.model.record.id).toBe('b');
+      lease.release();
+    } finally {
+      await reg.close();
+      await pool.close();
+    }
+  });
+
   it('swaps to a newer model without failing in-flight requests, then holds only the new one', async () => {
     const store = new MemoryModelStore(modelFilesIn(root));
     store.add(a.record);

@@ -63,7 +63,9 @@ const predictOperation = (operationId: string, summary: string) =>
       '413': errorRef('Upload over the size limit (BODY_TOO_LARGE)'),
       '415': errorRef("Not an accepted image format or content type, or the declared type is not the image's format (IMAGE_TYPE_MISMATCH)"),
       '503': {
-        ...errorRef('No model yet (NO_MODEL), the model cannot be loaded, or the predictor queue is full (PREDICT_OVERLOADED, with Retry-After)'),
+        ...errorRef(
+          'No model yet (NO_MODEL), models exist but none loads here (MODEL_UNAVAILABLE, naming why), or the predictor queue is full (PREDICT_OVERLOADED, with Retry-After)',
+        ),
         headers: { 'Retry-After': { description: 'Seconds to wait (PREDICT_OVERLOADED)', schema: { type: 'integer' } } },
       },
     },
