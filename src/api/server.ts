@@ -1,5 +1,5 @@
 // `qatserve api`: listen, and on SIGTERM/SIGINT stop accepting, finish in-flight requests, close.
-import type { Settings } from '../config/settings.js';
+import { SettingsError, type Settings } from '../config/settings.js';
 import { startReconciler } from '../queue/reconciler.js';
 import { buildApp, type AppDeps } from './app.js';
 import { openApiDeps } from './api-deps.js';
@@ -16,7 +16,10 @@ export async function runApi(
     await reconciler.stop();
     await deps.close();
   });
-  await app.listen({ port: settings.port, host: settings.host });
+  await app.listen({ port: settings.port, host: settings.host }).catch(async (err: unknown) => {
+    await app.close(); // the reconciler and connections, so the process can exit with the message
+    throw listenError(err, settings);
+  });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : settings.port;
   let closing: Promise<void> | null = null;
@@ -40,4 +43,19 @@ export async function runApi(
     });
   }
   return { close, port };
+}
+
+/** The socket errors a setting causes, as a message saying which setting to change; others as they are. */
+export function listenError(err: unknown, settings: Pick<Settings, 'host' | 'port'>): unknown {
+  const where = `${settings.host}:${settings.port}`;
+  switch ((err as NodeJS.ErrnoException).code) {
+    case 'EADDRINUSE':
+      return new SettingsError(`cannot listen on ${where}: the port is in use (another qatserve?); stop that process or set PORT to a free port`);
+    case 'EACCES':
+      return new SettingsError(`cannot listen on ${where}: no permission (ports below 1024 need privileges); set PORT to 1024 or above`);
+    case 'EADDRNOTAVAIL':
+      return new SettingsError(`cannot listen on ${where}: HOST is not an address of this machine; set HOST to one of its addresses, or 0.0.0.0 for all`);
+    default:
+      return err;
+  }
 }
