@@ -16,7 +16,8 @@ for (const kind of ['sqlite', 'postgres'] as DbKind[]) {
   describe(`serving from the Model table (${kind})`, () => {
     let h: Harness;
     beforeAll(async () => {
-      h = await startHarness(kind, { MODEL_POLL_MS: '0', PREDICT_WORKERS: '1' });
+      // Model files are written straight into an fs store's directory, on either database.
+      h = await startHarness(kind, { MODEL_POLL_MS: '0', PREDICT_WORKERS: '1', ARTIFACT_STORE: 'fs' });
     });
     afterAll(async () => {
       await h?.close();
