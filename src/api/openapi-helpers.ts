@@ -25,6 +25,15 @@ export const withRetryAfter = (description: string) => ({
 
 export const RATE_LIMITED = withRetryAfter('Over RATE_LIMIT_PER_MINUTE for this key or address (RATE_LIMITED)');
 
+const SHED = 'load shed: the event loop lags more than MAX_EVENT_LOOP_DELAY_MS (OVERLOADED, with Retry-After)';
+
+/** Every route but /healthz may be load shed (src/api/plugins/load-shedding.ts): its 503 says so. */
+function withShedding(responses: Record<string, unknown>): Record<string, unknown> {
+  const own = responses['503'] as { description: string; headers?: unknown } | undefined;
+  const shed = withRetryAfter(`L${SHED.slice(1)}`);
+  return { ...responses, '503': own ? { ...own, description: `${own.description}; or ${SHED}`, headers: own.headers ?? shed.headers } : shed };
+}
+
 interface Operation {
   summary: string;
   description?: string;
@@ -39,17 +48,17 @@ export function secured(scope: Scope, op: Operation): Operation {
     ...op,
     description: [op.description, `Needs ${needs}, unless auth is off (see the README).`].filter(Boolean).join('\n\n'),
     security: [{ [BEARER_SCHEME]: [scope] }],
-    responses: {
+    responses: withShedding({
       ...op.responses,
       '401': errorRef('No API key (AUTH_REQUIRED) or an unknown or revoked one (API_KEY_INVALID)'),
       '403': errorRef(`The key lacks the \`${scope}\` scope (SCOPE_MISSING)`),
       // An operation's own 429 names RATE_LIMITED too.
       '429': op.responses['429'] ?? RATE_LIMITED,
-    },
+    }),
   };
 }
 
-/** An operation anyone may call. `limited`: counted against the caller's address. */
-export function open(op: Operation, limited = true): Operation {
-  return { ...op, security: [], responses: limited ? { ...op.responses, '429': RATE_LIMITED } : op.responses };
+/** An operation anyone may call. `guarded`: counted against the caller's address, and load shed (not /healthz). */
+export function open(op: Operation, guarded = true): Operation {
+  return { ...op, security: [], responses: guarded ? withShedding({ ...op.responses, '429': RATE_LIMITED }) : op.responses };
 }

@@ -200,7 +200,14 @@ function buildCoreDocument(version: string) {
           operationId: 'readyz',
           summary: 'Database, Redis and the queue are reachable, and the state of the serving model',
           description: 'Open. Anonymous callers get one word per check; an admin key (or auth off) also gets the reasons.',
-          responses: { '200': json('Ready', 'Ready'), '503': json('Ready', 'Not ready') },
+          responses: {
+            '200': json('Ready', 'Ready'),
+            // Not ready is a Ready body; a shed request gets the error body every route does.
+            '503': {
+              description: 'Not ready',
+              content: { 'application/json': { schema: { oneOf: [{ $ref: '#/components/schemas/Ready' }, { $ref: '#/components/schemas/Error' }] } } },
+            },
+          },
         }),
       },
       '/metrics': {
