@@ -115,6 +115,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     dataRoot: settings.dataRoot,
     artifacts: deps.artifacts,
     budget: { memoryBytes: settings.limits.jobMemoryBudgetBytes, diskBytes: settings.limits.jobDiskBudgetBytes },
+    synchronousDb: deps.db.provider === 'sqlite',
   });
   const keys = new KeyStore(deps.db.prisma);
   const routeList: string[] = [];

@@ -45,6 +45,8 @@ export interface JobServiceDeps {
   budget?: JobBudget;
   /** Wakes the event streams of a job after a change (Redis pub/sub); absent: they poll. */
   wake?: JobWake;
+  /** The database runs its statements on this event loop (SQLite): a long deletion goes in chunks. */
+  synchronousDb?: boolean;
 }
 
 /** Who creates a job (from the API's auth): recorded on the row. */
@@ -274,7 +276,7 @@ export class JobService {
    * points at it any more).
    */
   async delete(id: string): Promise<{ modelId: string | null; objectsDeleted: number; leftPrefixes: string[] }> {
-    const { modelId } = await deleteFinished(this.deps.prisma, id);
+    const { modelId } = await deleteFinished(this.deps.prisma, id, { historyInChunks: this.deps.synchronousDb });
     const prefixes = [jobPrefix(id), ...(modelId ? [modelPrefix(modelId)] : [])];
     const results = await Promise.allSettled(prefixes.map((p) => this.deps.artifacts.delete(p)));
     let objectsDeleted = 0;

@@ -11,6 +11,7 @@ import { KeyStore } from '../../src/auth/key-store.js';
 import { checkpointKey, jobPrefix, modelPrefix } from '../../src/artifacts/artifact-keys.js';
 import { uploadDir } from '../../src/artifacts/transfer.js';
 import { parseDatabaseUrl } from '../../src/db/database-url.js';
+import { HISTORY_CHUNK } from '../../src/jobs/job-lifecycle.js';
 import { MANIFEST_FILE, MODEL_FILE } from '../../src/export/manifest.js';
 import { startHarness, tinySynthetic, waitReady, type Harness } from './api-harness.js';
 import { bearer } from './api-process.js';
@@ -166,6 +167,34 @@ describe.each([
     expect((await call('POST', `/v1/jobs/${user}/cancel`, trainer)).status).toBe(200);
     expect((await call('DELETE', `/v1/jobs/${source}`, trainer)).status).toBe(204);
     expect(await files(jobPrefix(source))).toBe(0);
+  });
+
+  it('deletes a history of several chunks whole, and a refused deletion keeps every row of it', async () => {
+    const source = await createJob(trainer);
+    await finishJob(source);
+    // Steps 3.. after finishJob's two; events with ids interleaved with another job's.
+    const points = 3 * HISTORY_CHUNK + 7;
+    await prisma().metricPoint.createMany({ data: Array.from({ length: points - 2 }, (_, i) => ({ jobId: source, step: i + 3, epoch: 1, loss: 1 })) });
+    const neighbour = await createJob(trainer);
+    const events = (jobId: string, n: number) =>
+      prisma().jobEvent.createMany({ data: Array.from({ length: n }, () => ({ jobId, type: 'progress', payload: '{}' })) });
+    await events(source, HISTORY_CHUNK + 1);
+    await events(neighbour, 10);
+    await events(source, HISTORY_CHUNK + 2);
+    const before = await recorded(source);
+    expect(before).toMatchObject({ job: 1, points });
+    expect(before.events).toBeGreaterThan(2 * HISTORY_CHUNK);
+    const neighbourEvents = (await recorded(neighbour)).events;
+
+    const user = await createJob(trainer, { ...tinySynthetic, init: { fromJob: source } });
+    const refused = await call('DELETE', `/v1/jobs/${source}`, trainer);
+    expect([refused.status, refused.json.error.code]).toEqual([409, 'JOB_IN_USE']);
+    expect(await recorded(source)).toEqual(before);
+
+    expect((await call('POST', `/v1/jobs/${user}/cancel`, trainer)).status).toBe(200);
+    expect((await call('DELETE', `/v1/jobs/${source}`, trainer)).status).toBe(204);
+    expect(await recorded(source)).toEqual({ job: 0, points: 0, events: 0, checkpoints: 0, models: 0 });
+    expect((await recorded(neighbour)).events).toBe(neighbourEvents);
   });
 
   /**
