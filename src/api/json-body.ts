@@ -2,7 +2,7 @@
 // scan that refuses shapes no route takes. JSON.parse runs on the event loop and its cost grows
 // with the number of values, not the bytes: a 13 MB body (the most /v1/predict admits, for base64
 // images) of nested `[` took 5.4 s to parse, and one of `[],` repeated 1.0 s, with every request
-// (and /healthz) frozen meanwhile. The largest body a route takes has under 100 values and 4
+// (and /healthz) frozen meanwhile. The largest body a route takes has under 100 values and 3
 // levels, so the limits below cost no user anything, and the scan skips string contents with
 // indexOf: a 13 MB base64 image passes in under a millisecond.
 import secureJson from 'secure-json-parse';
