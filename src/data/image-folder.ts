@@ -97,6 +97,25 @@ async function classFolders(root: string, dir: string, warn: Warn): Promise<Map<
   return classes;
 }
 
+/**
+ * How many class folders the data set has, reading no image: an upper bound on its classes (a
+ * folder without a readable image is not one), so the API can size the job's classifier head
+ * before it is queued. Null when the folder cannot be listed (the job itself then says why).
+ */
+export async function countClassFolders(dataRoot: string, relPath: string): Promise<number | null> {
+  try {
+    const root = await resolveUnderRoot(dataRoot, relPath);
+    const rootReal = await realpath(dataRoot);
+    const split = (await listDir(root)).some((e) => e.isDirectory() && e.name === 'train');
+    const classRoot = split ? path.join(root, 'train') : root;
+    let n = 0;
+    for (const e of await listDir(classRoot)) if ((await kindOf(rootReal, classRoot, e, () => {})) === 'dir') n++;
+    return n;
+  } catch {
+    return null;
+  }
+}
+
 /** Read each header; keep files sharp recognises as JPEG/PNG/WebP with a size, warn about the rest. */
 async function validateHeaders(files: string[], warn: Warn, stats: FolderStats): Promise<boolean[]> {
   const ok = new Array<boolean>(files.length).fill(false);

@@ -42,17 +42,18 @@ export const DISK_MODEL = {
   modelBaseBytes: 64 * 1024,
 };
 
-/** Classes assumed for an image folder, whose classes are only counted when the job runs. */
+/** Classes assumed for an image folder whose class folders were not counted. */
 export const IMAGE_FOLDER_CLASSES_BOUND = 1000;
 
-export function classCount(dataset: TrainingConfig['dataset']): number {
+/** `folderClasses`: an image folder's class folders as counted at admission (an upper bound on its classes). */
+export function classCount(dataset: TrainingConfig['dataset'], folderClasses?: number): number {
   if (dataset.type === 'synthetic') return dataset.classes;
   if (dataset.type === 'fashion-mnist') return 10;
-  return IMAGE_FOLDER_CLASSES_BOUND;
+  return Math.max(2, Math.min(folderClasses ?? IMAGE_FOLDER_CLASSES_BOUND, IMAGE_FOLDER_CLASSES_BOUND));
 }
 
-export function archOf(config: TrainingConfig): ArchSpec {
-  return buildArch({ ...config.model, numClasses: classCount(config.dataset) });
+export function archOf(config: TrainingConfig, folderClasses?: number): ArchSpec {
+  return buildArch({ ...config.model, numClasses: classCount(config.dataset, folderClasses) });
 }
 
 /** Output elements of every conv layer for one image, plus the input (SAME padding: ceil(h / stride)). */
@@ -84,8 +85,8 @@ export interface JobEstimate {
   diskBytes: number;
 }
 
-export function estimateJob(config: TrainingConfig): JobEstimate {
-  const arch = archOf(config);
+export function estimateJob(config: TrainingConfig, folderClasses?: number): JobEstimate {
+  const arch = archOf(config, folderClasses);
   const acts = activationsPerImage(arch);
   const params = parameterCount(arch);
   const paramBytes = MEMORY_MODEL.baseBytes + MEMORY_MODEL.bytesPerParam * params;
@@ -112,8 +113,8 @@ export interface JobBudget {
 const mib = (b: number) => `${Math.ceil(b / 2 ** 20)} MiB`;
 
 /** Empty when the job fits; otherwise one issue per field that drives an estimate over budget. */
-export function admissionIssues(config: TrainingConfig, budget: JobBudget): IssueItem[] {
-  const e = estimateJob(config);
+export function admissionIssues(config: TrainingConfig, budget: JobBudget, folderClasses?: number): IssueItem[] {
+  const e = estimateJob(config, folderClasses);
   const issues: IssueItem[] = [];
   if (e.memoryBytes > budget.memoryBytes) {
     const m = config.model;

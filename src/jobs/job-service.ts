@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Prisma } from '../db/database.js';
 import { DatasetPathError } from '../data/errors.js';
+import { countClassFolders } from '../data/image-folder.js';
 import { resolveUnderRoot } from '../data/safe-path.js';
 import { JOB_WITH_MODEL } from '../db/model-rows.js';
 import { admissionIssues, type JobBudget } from './job-admission.js';
@@ -122,11 +123,7 @@ export class JobService {
       throw new ValidationError('CONFIG_INVALID', 'the training config is invalid', toIssues(parsed.error.issues));
     }
     const config = parsed.data;
-    if (this.deps.budget) {
-      const issues = admissionIssues(config, this.deps.budget);
-      if (issues.length)
-        throw new ValidationError('JOB_TOO_LARGE', `the job is larger than this worker can run: ${issues.map((i) => i.path).join(', ')}`, issues);
-    }
+    let folderClasses: number | undefined;
     if (config.dataset.type === 'imagefolder') {
       try {
         await resolveUnderRoot(this.deps.dataRoot, config.dataset.path);
@@ -136,6 +133,14 @@ export class JobService {
         }
         throw err;
       }
+      // Sized as 1,000 classes, the seed's configuration (1.0@224, batch 32) was refused for any
+      // folder: the larger head put it 14 MiB over the default budget.
+      folderClasses = (await countClassFolders(this.deps.dataRoot, config.dataset.path)) ?? undefined;
+    }
+    if (this.deps.budget) {
+      const issues = admissionIssues(config, this.deps.budget, folderClasses);
+      if (issues.length)
+        throw new ValidationError('JOB_TOO_LARGE', `the job is larger than this worker can run: ${issues.map((i) => i.path).join(', ')}`, issues);
     }
     if (storedKey !== undefined) {
       const earlier = await findByIdempotencyKey(this.deps.prisma, storedKey);

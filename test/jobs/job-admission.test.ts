@@ -60,8 +60,12 @@ describe('job admission', () => {
     const fits = Number(/keep at most (\d+)/.exec(disk[0].message)![1]);
     expect(admissionIssues(cfg(1.0, 224, 8, { keepCheckpoints: fits }), budget)).toEqual([]);
     expect(admissionIssues(cfg(1.0, 224, 8, { keepCheckpoints: fits + 1 }), budget).map((i) => i.path)).toEqual(['training.keepCheckpoints']);
-    // An image folder's classes are unknown until the job runs: sized as 1,000 (the larger head).
+    // An image folder is sized by its class folders when the API could count them, else as 1,000.
     const folder = resolveTrainingConfig({ dataset: { type: 'imagefolder', path: 'x' }, model: { widthMultiplier: 1.0, inputSize: 224 } });
     expect(estimateJob(folder).parameters).toBeGreaterThan(3_400_000);
+    expect(estimateJob(folder, 3).parameters).toBe(
+      estimateJob({ ...folder, dataset: { type: 'synthetic', classes: 3, samplesPerClass: 1, valPerClass: 1, seed: 1 } }).parameters,
+    );
+    expect(estimateJob(folder, 5000).parameters).toBe(estimateJob(folder).parameters);
   });
 });
