@@ -1,5 +1,6 @@
 // `qatserve api`: listen, and on SIGTERM/SIGINT stop accepting, finish in-flight requests, close.
 import { SettingsError, type Settings } from '../config/settings.js';
+import { artifactStoreWarning } from '../artifacts/open-store.js';
 import { startReconciler } from '../queue/reconciler.js';
 import { buildApp, type AppDeps } from './app.js';
 import { openApiDeps } from './api-deps.js';
@@ -20,6 +21,8 @@ export async function runApi(
     await app.close(); // the reconciler and connections, so the process can exit with the message
     throw listenError(err, settings);
   });
+  const storeWarning = artifactStoreWarning(settings);
+  if (storeWarning) app.log.warn(storeWarning);
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : settings.port;
   let closing: Promise<void> | null = null;

@@ -12,3 +12,13 @@ export function openArtifactStore(settings: Pick<Settings, 'artifactStore' | 'ar
   if (target.provider !== 'postgres') throw new Error('ARTIFACT_STORE=postgres needs a PostgreSQL DATABASE_URL');
   return new PostgresArtifactStore(target.connectionString, target.schema);
 }
+
+/**
+ * What an operator should hear at start: an fs store beside a PostgreSQL database (processes that
+ * share it are often on other machines, which see none of this store's files unless ARTIFACTS_DIR
+ * is one mount). Null when nothing needs saying.
+ */
+export function artifactStoreWarning(settings: Pick<Settings, 'artifactStore' | 'databaseUrl'>): string | null {
+  if (settings.artifactStore !== 'fs' || parseDatabaseUrl(settings.databaseUrl).provider !== 'postgres') return null;
+  return 'ARTIFACT_STORE=fs with a PostgreSQL database: every API and worker machine must mount the same ARTIFACTS_DIR, or models and checkpoints written on one machine will not load on another (unset ARTIFACT_STORE keeps them in PostgreSQL)';
+}

@@ -10,7 +10,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
-import { openArtifactStore } from '../artifacts/open-store.js';
+import { artifactStoreWarning, openArtifactStore } from '../artifacts/open-store.js';
 import type { Settings } from '../config/settings.js';
 import { openDatabase, type Prisma } from '../db/database.js';
 import { requireDeployment } from '../db/deployment.js';
@@ -154,6 +154,8 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
       current = null;
     }
   });
+  const storeWarning = artifactStoreWarning(settings);
+  if (storeWarning) log.warn(storeWarning);
   log.info(
     { queuePrefix: settings.queuePrefix, store: store.kind, lockDurationMs: settings.lockDurationMs, trainThreads: settings.trainThreads },
     'worker waiting for jobs',
