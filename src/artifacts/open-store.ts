@@ -1,6 +1,6 @@
 // The one place that turns settings into an artifact store (ARTIFACT_STORE: fs | postgres).
 import type { Settings } from '../config/settings.js';
-import { parseDatabaseUrl } from '../db/database-url.js';
+import { isPostgresUrl, parseDatabaseUrl } from '../db/database-url.js';
 import type { ArtifactStore } from './artifact-store.js';
 import { FsArtifactStore } from './fs-store.js';
 import { PostgresArtifactStore } from './postgres-store.js';
@@ -19,6 +19,6 @@ export function openArtifactStore(settings: Pick<Settings, 'artifactStore' | 'ar
  * is one mount). Null when nothing needs saying.
  */
 export function artifactStoreWarning(settings: Pick<Settings, 'artifactStore' | 'databaseUrl'>): string | null {
-  if (settings.artifactStore !== 'fs' || parseDatabaseUrl(settings.databaseUrl).provider !== 'postgres') return null;
+  if (settings.artifactStore !== 'fs' || !isPostgresUrl(settings.databaseUrl)) return null;
   return 'ARTIFACT_STORE=fs with a PostgreSQL database: every API and worker machine must mount the same ARTIFACTS_DIR, or models and checkpoints written on one machine will not load on another (unset ARTIFACT_STORE keeps them in PostgreSQL)';
 }

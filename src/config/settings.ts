@@ -3,6 +3,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import { isPostgresUrl } from '../db/database-url.js';
 
 const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
 const MB = 1024 * 1024;
@@ -243,8 +244,6 @@ export function defaultTrainThreads(role: 'worker' | 'serve', cores = os.availab
   return role === 'serve' ? Math.max(1, cores - 1) : Math.max(1, cores);
 }
 
-const POSTGRES_URL = /^postgres(ql)?:\/\//;
-
 export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   const parsed = SettingsSchema.safeParse(env);
   if (!parsed.success) {
@@ -252,7 +251,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     throw new SettingsError(`invalid environment settings:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
-  if (e.ARTIFACT_STORE === 'postgres' && !POSTGRES_URL.test(e.DATABASE_URL ?? '')) {
+  if (e.ARTIFACT_STORE === 'postgres' && !isPostgresUrl(e.DATABASE_URL ?? '')) {
     throw new SettingsError(
       "invalid environment settings:\n  ARTIFACT_STORE: `postgres` keeps artifacts in the deployment's PostgreSQL, so DATABASE_URL must be a postgres:// URL",
     );
@@ -260,7 +259,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   const dataDir = path.resolve(e.DATA_DIR);
   // Processes that share a PostgreSQL database are often on different machines, which share no
   // disk: an fs store there left each API unable to open the models its workers wrote.
-  const artifactStore = e.ARTIFACT_STORE ?? (POSTGRES_URL.test(e.DATABASE_URL ?? '') ? 'postgres' : 'fs');
+  const artifactStore = e.ARTIFACT_STORE ?? (isPostgresUrl(e.DATABASE_URL ?? '') ? 'postgres' : 'fs');
   return {
     port: e.PORT,
     host: e.HOST,

@@ -9,12 +9,15 @@ export class DatabaseUrlError extends Error {
   readonly code = 'DATABASE_URL_INVALID';
 }
 
+/** Whether DATABASE_URL names a PostgreSQL server (else it is SQLite, or invalid). */
+export const isPostgresUrl = (url: string): boolean => /^postgres(ql)?:\/\//.test(url);
+
 /**
  * `file:./data/qatserve.db` (relative to the working directory, as Prisma reads it) or
  * `postgres[ql]://user@host:port/db?schema=name` (Prisma's `schema` parameter; default `public`).
  */
 export function parseDatabaseUrl(url: string): DatabaseTarget {
-  if (/^postgres(ql)?:\/\//.test(url)) {
+  if (isPostgresUrl(url)) {
     const u = new URL(url);
     const schema = u.searchParams.get('schema') ?? 'public';
     if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(schema)) {
