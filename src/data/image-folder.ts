@@ -88,29 +88,29 @@ async function imageFilesUnder(root: string, dir: string, warn: Warn, depth = 0)
   return out;
 }
 
+/** Names of the folders in `dir` (symlinks followed while they stay in the root): the class folders. */
+async function folderNames(root: string, dir: string, warn: Warn): Promise<string[]> {
+  const names: string[] = [];
+  for (const e of await listDir(dir)) if ((await kindOf(root, dir, e, warn)) === 'dir') names.push(e.name);
+  return names;
+}
+
 async function classFolders(root: string, dir: string, warn: Warn): Promise<Map<string, string[]>> {
   const classes = new Map<string, string[]>();
-  for (const e of await listDir(dir)) {
-    if ((await kindOf(root, dir, e, warn)) !== 'dir') continue;
-    classes.set(e.name, await imageFilesUnder(root, path.join(dir, e.name), warn));
-  }
+  for (const name of await folderNames(root, dir, warn)) classes.set(name, await imageFilesUnder(root, path.join(dir, name), warn));
   return classes;
 }
 
 /**
- * How many class folders the data set has, reading no image: an upper bound on its classes (a
- * folder without a readable image is not one), so the API can size the job's classifier head
- * before it is queued. Null when the folder cannot be listed (the job itself then says why).
+ * How many class folders the data set in `folder` (resolved under `dataRoot`) has, reading no
+ * image: an upper bound on its classes (a folder without a readable image is not one), so the API
+ * can size the job's classifier head before it is queued. Null when the folder cannot be listed
+ * (the job itself then says why).
  */
-export async function countClassFolders(dataRoot: string, relPath: string): Promise<number | null> {
+export async function countClassFolders(dataRoot: string, folder: string): Promise<number | null> {
   try {
-    const root = await resolveUnderRoot(dataRoot, relPath);
-    const rootReal = await realpath(dataRoot);
-    const split = (await listDir(root)).some((e) => e.isDirectory() && e.name === 'train');
-    const classRoot = split ? path.join(root, 'train') : root;
-    let n = 0;
-    for (const e of await listDir(classRoot)) if ((await kindOf(rootReal, classRoot, e, () => {})) === 'dir') n++;
-    return n;
+    const split = (await listDir(folder)).some((e) => e.isDirectory() && e.name === 'train');
+    return (await folderNames(await realpath(dataRoot), split ? path.join(folder, 'train') : folder, () => {})).length;
   } catch {
     return null;
   }

@@ -125,8 +125,9 @@ export class JobService {
     const config = parsed.data;
     let folderClasses: number | undefined;
     if (config.dataset.type === 'imagefolder') {
+      let folder: string;
       try {
-        await resolveUnderRoot(this.deps.dataRoot, config.dataset.path);
+        folder = await resolveUnderRoot(this.deps.dataRoot, config.dataset.path);
       } catch (err) {
         if (err instanceof DatasetPathError) {
           throw new ValidationError(err.code, err.message, [{ path: 'dataset.path', message: err.message }]);
@@ -135,7 +136,7 @@ export class JobService {
       }
       // Sized as 1,000 classes, the seed's configuration (1.0@224, batch 32) was refused for any
       // folder: the larger head put it 14 MiB over the default budget.
-      folderClasses = (await countClassFolders(this.deps.dataRoot, config.dataset.path)) ?? undefined;
+      folderClasses = (await countClassFolders(this.deps.dataRoot, folder)) ?? undefined;
     }
     if (this.deps.budget) {
       const issues = admissionIssues(config, this.deps.budget, folderClasses);
