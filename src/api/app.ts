@@ -7,6 +7,7 @@
 // production and tests.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import proxyAddr from '@fastify/proxy-addr';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyServerOptions } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
@@ -25,6 +26,7 @@ import { authPlugin } from './plugins/auth.js';
 import { dashboardPlugin } from './plugins/dashboard.js';
 import { docsPlugin } from './plugins/docs.js';
 import { errorBody } from './error-body.js';
+import { limitConnections, type Refusal } from './connection-limits.js';
 import { parseJsonBody } from './json-body.js';
 import { ValidationError } from '../jobs/job-errors.js';
 import { errorsPlugin } from './plugins/errors.js';
@@ -79,6 +81,27 @@ function trustHops(n: number): (address: string, hop: number) => boolean {
   return (_address, hop) => hop < n;
 }
 
+/** Whether TRUST_PROXY trusts a socket's own address, i.e. takes it for a proxy's. */
+function trustedPeer(trust: Settings['trustProxy']): (address: string) => boolean {
+  if (typeof trust === 'boolean') return () => trust;
+  const trusts = typeof trust === 'number' ? trustHops(trust) : proxyAddr.compile(trust);
+  return (address) => trusts(address, 0);
+}
+
+/** A warning when sockets are refused, at most once a minute with the count since the last. */
+function refusalLog(app: FastifyInstance): (reason: Refusal, address: string) => void {
+  let refused = 0;
+  let lastLog = 0;
+  return (reason, address) => {
+    refused++;
+    const now = Date.now();
+    if (now - lastLog < 60_000) return;
+    app.log.warn({ refused, reason, address }, 'connections refused: MAX_CONNECTIONS_PER_CLIENT or MAX_CONNECTIONS reached');
+    refused = 0;
+    lastLog = now;
+  };
+}
+
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { settings } = deps;
   const app = Fastify({
@@ -106,6 +129,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
             : [500, 'INTERNAL', 'internal server error'];
       void (reply as unknown as FastifyReply).status(status).send(errorBody(code, message));
     },
+  });
+  const connections = limitConnections(app.server, {
+    perClient: settings.limits.maxConnectionsPerClient,
+    max: settings.limits.maxConnections,
+    exempt: trustedPeer(settings.trustProxy),
+    onRefuse: refusalLog(app),
   });
   const jobs = new JobService({
     prisma: deps.db.prisma,
@@ -167,6 +196,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       queueCounts: () => deps.queue.counts(),
       jobsByStatus: () => jobs.countByStatus(),
       openStreams: () => streams.open,
+      connections: () => connections,
       workerStatus: deps.workerStatus,
     },
   });

@@ -1,5 +1,6 @@
 // Environment settings, parsed once with zod. Everything has a default that works on a single
 // machine: SQLite under ./data, artifacts under ./data/artifacts, datasets under ./data/datasets.
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
@@ -68,6 +69,17 @@ export const SettingsSchema = z.object({
   JOB_DISK_BUDGET_MB: int(1024, 16).describe('A job whose estimated peak disk use (checkpoints kept + model) exceeds this is refused.'),
   REQUEST_TIMEOUT_MS: int(30_000, 1000).describe('Time a client has to send a whole request (headers and body).'),
   CONNECTION_TIMEOUT_MS: int(60_000, 1000).describe('An idle socket is closed after this long.'),
+  MAX_CONNECTIONS_PER_CLIENT: int(256, 0).describe(
+    'Sockets one client address (an IPv6 /64) may hold open on one API process; past it the socket is answered 503 TOO_MANY_CONNECTIONS and closed, its request not run. Addresses TRUST_PROXY trusts are not capped (a proxy carries many clients: cap them there). 0 = no cap.',
+  ),
+  MAX_CONNECTIONS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .optional()
+    .describe(
+      'Sockets one API process holds open in all; past it 503 CONNECTIONS_FULL, so the process keeps file descriptors for its own files. Unset: the open-file limit less 1024 (half of it when that is 2048 or less); no cap where the limit cannot be read. 0 = no cap.',
+    ),
   SSE_HEARTBEAT_MS: int(15_000, 100).describe(
     "A comment line on each job event stream (GET /v1/jobs/:id/events) when nothing else was sent for this long, so proxies and load balancers do not close a quiet stream. Keep it below CONNECTION_TIMEOUT_MS and below any proxy's idle timeout.",
   ),
@@ -152,6 +164,9 @@ export interface LimitSettings {
   jobDiskBudgetBytes: number;
   requestTimeoutMs: number;
   connectionTimeoutMs: number;
+  maxConnectionsPerClient: number;
+  /** MAX_CONNECTIONS, else defaultMaxConnections(); 0 = no cap. */
+  maxConnections: number;
   maxEventLoopDelayMs: number;
   sseHeartbeatMs: number;
   sseMaxStreamsPerClient: number;
@@ -244,6 +259,29 @@ export function defaultTrainThreads(role: 'worker' | 'serve', cores = os.availab
   return role === 'serve' ? Math.max(1, cores - 1) : Math.max(1, cores);
 }
 
+/**
+ * MAX_CONNECTIONS when it is not set: the sockets a process can hold while keeping descriptors for
+ * its database, Redis, model files and dashboard files. 0 (no cap) for an unknown limit.
+ */
+export function defaultMaxConnections(openFiles: number | null): number {
+  if (openFiles === null) return 0;
+  return openFiles <= 2048 ? Math.floor(openFiles / 2) : openFiles - 1024;
+}
+
+/** This process's open-file limit (Node raises the soft limit to the hard one at start), on Linux. */
+function openFileLimit(): number | null {
+  try {
+    const line = fs
+      .readFileSync('/proc/self/limits', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('Max open files'));
+    const soft = line ? /^Max open files\s+(\d+)/.exec(line) : null;
+    return soft ? Number(soft[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
 export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   const parsed = SettingsSchema.safeParse(env);
   if (!parsed.success) {
@@ -301,6 +339,8 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
       jobDiskBudgetBytes: e.JOB_DISK_BUDGET_MB * MB,
       requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
       connectionTimeoutMs: e.CONNECTION_TIMEOUT_MS,
+      maxConnectionsPerClient: e.MAX_CONNECTIONS_PER_CLIENT,
+      maxConnections: e.MAX_CONNECTIONS ?? defaultMaxConnections(openFileLimit()),
       maxEventLoopDelayMs: e.MAX_EVENT_LOOP_DELAY_MS,
       sseHeartbeatMs: e.SSE_HEARTBEAT_MS,
       sseMaxStreamsPerClient: e.SSE_MAX_STREAMS_PER_CLIENT,

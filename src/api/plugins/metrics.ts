@@ -59,6 +59,8 @@ export interface MetricsSources {
   jobsByStatus(): Promise<Record<string, number>>;
   /** Job event streams open in this process. */
   openStreams?: () => number;
+  /** Sockets on this process's HTTP server: open now, and refused so far by the cap they met. */
+  connections?: () => { open: number; refused: Record<string, number> };
   /** Under `qatserve serve`: its worker child. */
   workerStatus?: () => WorkerStatus;
 }
@@ -111,6 +113,28 @@ export const metricsPlugin = fp(async function metrics(app: FastifyInstance, opt
       registers: [registry],
       collect() {
         this.set(openStreams());
+      },
+    });
+  }
+
+  const connections = opts.sources.connections;
+  if (connections) {
+    new client.Gauge({
+      name: 'qatserve_http_connections_open',
+      help: 'Sockets open on this API process; MAX_CONNECTIONS and MAX_CONNECTIONS_PER_CLIENT cap them',
+      registers: [registry],
+      collect() {
+        this.set(connections().open);
+      },
+    });
+    new client.Counter({
+      name: 'qatserve_http_connections_refused_total',
+      help: 'Sockets answered 503 and closed unread: reason "client" (MAX_CONNECTIONS_PER_CLIENT) or "total" (MAX_CONNECTIONS)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [reason, n] of Object.entries(connections().refused)) this.inc({ reason }, n);
       },
     });
   }
