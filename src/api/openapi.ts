@@ -135,6 +135,8 @@ function buildCoreDocument(version: string) {
           description:
             'Polling with `cursor` (start at 0, then pass `nextCursor`) returns every point once, and again each time it changes: ' +
             'validation scores are written onto the point of their step after that point was first returned. ' +
+            'A `cursor` page holds the points of whole writes (a worker writes about a second of steps at once): it stops short of `limit` ' +
+            'rather than split one, and holds one whole write when that alone is more than `limit`. ' +
             '`after` pages by step and does not see such later scores. `after` and `cursor` together: 400 METRICS_QUERY_CONFLICT.',
           parameters: [idParam, ...queryParams(MetricsQuery)],
           responses: {

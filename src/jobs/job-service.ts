@@ -236,21 +236,40 @@ export class JobService {
     }
     const job = await this.deps.prisma.trainingJob.findUnique({ where: { id }, select: { id: true } });
     if (!job) throw new JobNotFoundError(id);
-    const byCursor = q.cursor !== undefined;
-    const rows = await this.deps.prisma.metricPoint.findMany({
-      where: byCursor ? { jobId: id, revision: { gt: q.cursor } } : { jobId: id, step: { gt: q.after ?? 0 } },
-      orderBy: byCursor ? { revision: 'asc' } : { step: 'asc' },
-      take: q.limit + 1,
-    });
+    if (q.cursor !== undefined) return this.metricsByRevision(id, q.cursor, q.limit);
+    const rows = await this.deps.prisma.metricPoint.findMany({ where: { jobId: id, step: { gt: q.after ?? 0 } }, orderBy: { step: 'asc' }, take: q.limit + 1 });
     const page = rows.slice(0, q.limit);
     const more = rows.length > q.limit;
-    const last = page[page.length - 1];
-    return {
-      points: page.map(toMetricPointView),
-      nextAfter: !byCursor && more ? last.step : null,
-      nextCursor: byCursor ? (last?.revision ?? q.cursor!) : null,
-      more,
-    };
+    return { points: page.map(toMetricPointView), nextAfter: more ? page[page.length - 1].step : null, nextCursor: null, more };
+  }
+
+  /**
+   * Points with a revision above `cursor`, whole revisions only: the next cursor is the last
+   * point's revision, so a page that stopped inside one write's points (the worker writes a
+   * second's steps at once) would lose the rest of them. A page ends before a revision that does
+   * not fit, and holds one whole revision however long if even the first does not.
+   */
+  private async metricsByRevision(jobId: string, cursor: number, limit: number): Promise<MetricsPage> {
+    const db = this.deps.prisma;
+    const rows = await db.metricPoint.findMany({
+      where: { jobId, revision: { gt: cursor } },
+      orderBy: [{ revision: 'asc' }, { step: 'asc' }],
+      take: limit + 1,
+    });
+    let page = rows.slice(0, limit);
+    let more = rows.length > limit;
+    const next = rows[limit];
+    if (next && next.revision === page[page.length - 1].revision) {
+      const split = next.revision;
+      const whole = page.findIndex((r) => r.revision === split);
+      if (whole > 0) {
+        page = page.slice(0, whole);
+      } else {
+        page = await db.metricPoint.findMany({ where: { jobId, revision: split }, orderBy: { step: 'asc' } });
+        more = (await db.metricPoint.findFirst({ where: { jobId, revision: { gt: split } }, select: { step: true } })) !== null;
+      }
+    }
+    return { points: page.map(toMetricPointView), nextAfter: null, nextCursor: page.at(-1)?.revision ?? cursor, more };
   }
 
   /**

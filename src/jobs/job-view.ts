@@ -109,6 +109,7 @@ export const MetricsQuery = z.strictObject({
    * Every point and every later score on it is returned exactly once. Not with `after`.
    */
   cursor: z.coerce.number().int().min(0).max(DB_INT_MAX).optional(),
+  /** Points per page; with `cursor`, whole writes only (fewer, or one write's points when they alone are more). */
   limit: z.coerce.number().int().min(1).max(1000).default(500),
 });
 export type MetricsQuery = z.infer<typeof MetricsQuery>;

@@ -346,6 +346,34 @@ describe.each(['sqlite', 'postgres'] as DbKind[])('jobs API on %s', (kind) => {
     expect(bad.statusCode).toBe(400);
   });
 
+  it('a metrics cursor pages whole writes: a second of steps written at once is never split', async () => {
+    const job = JobView.parse((await post(tinySynthetic)).json());
+    const c = await claim(h.deps.db.prisma, job.id);
+    if (c.kind !== 'claimed') throw new Error('not claimed');
+    const record = (n: number) => ({ step: n, epoch: 1, loss: 2 - n / 10, learningRate: 0.05, imagesPerSecond: 1 });
+    // As the worker writes: each write holds the steps trained since the last one.
+    for (const write of [
+      [1, 2],
+      [3, 4, 5, 6, 7],
+      [8, 9, 10],
+    ])
+      await c.owner.steps(write.map(record));
+    const pages: number[][] = [];
+    let cursor = 0;
+    for (;;) {
+      const page = MetricsPage.parse((await h.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}/metrics?cursor=${cursor}&limit=4` })).json());
+      pages.push(page.points.map((p) => p.step));
+      cursor = page.nextCursor!;
+      if (!page.more) break;
+    }
+    // Short of the limit rather than split [3..7]; that write alone is more than 4, so it comes whole.
+    expect(pages).toEqual([
+      [1, 2],
+      [3, 4, 5, 6, 7],
+      [8, 9, 10],
+    ]);
+  });
+
   it('reports readiness and Prometheus metrics', async () => {
     const ready = await h.app.inject({ method: 'GET', url: '/readyz' });
     expect(ready.json()).toEqual({ status: 'ready', checks: { database: 'ok', redis: 'ok', queue: 'ok', model: 'none' } });
