@@ -91,3 +91,35 @@ describe('job event streams share their reads', () => {
     await h.close();
   });
 });
+
+describe('a long history', () => {
+  it('is replayed with the event loop turning between reads, so other requests are not held', async () => {
+    const events = Array.from({ length: 2000 }, (_, i) => ({ id: i + 1, type: 'metric', data: JSON.stringify({ step: i + 1, loss: 1 }) }));
+    let reads = 0;
+    let readsBeforeTimer: number | undefined;
+    // As on SQLite, every read answers at once; a timer set at the first one stands for a request
+    // waiting on the event loop.
+    const jobs = {
+      eventsSince: async (_id: string, afterId: number, limit: number) => {
+        if (reads++ === 0) setImmediate(() => (readsBeforeTimer = reads));
+        return { finished: true, events: events.filter((e) => e.id > afterId).slice(0, limit) };
+      },
+    } as unknown as JobService;
+    const hub = new JobEventHub(60_000);
+    const app = Fastify();
+    await app.register(jobEventRoutes, { jobs, hub, heartbeatMs: 60_000, slots: new StreamSlots(0, 0) });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const stream = await openSse(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}/v1/jobs/job-3/events`);
+      await stream.until((es) => es.length === events.length);
+      expect(stream.events.map((e) => e.id)).toEqual(events.map((e) => e.id));
+      expect(reads).toBeGreaterThanOrEqual(10);
+      // The waiting timer ran after the first read's events went out, not after all ten reads.
+      expect(readsBeforeTimer).toBe(1);
+      stream.close();
+    } finally {
+      await app.close();
+      await hub.close();
+    }
+  });
+});

@@ -11,6 +11,7 @@
 // write locked the job's row), so resuming with Last-Event-ID: N — reading ids above N — sends
 // every later event once. The stream ends after the event that finishes the job; asked for a job
 // already finished, it sends what follows Last-Event-ID and ends.
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
 import type { JobService } from '../../jobs/job-service.js';
@@ -246,12 +247,17 @@ export async function jobEventRoutes(app: FastifyInstance, opts: { jobs: JobServ
       await write(reply, `retry: ${RETRY_MS}\n\n`);
       let lastSent = Date.now();
       while (!closed) {
-        for (const e of batch.events) {
-          await write(reply, sseFrame(e));
-          lastId = e.id;
+        const last = batch.events.at(-1);
+        if (last) {
+          await write(reply, batch.events.map(sseFrame).join(''));
+          lastId = last.id;
           lastSent = Date.now();
         }
         if (batch.events.length === BATCH) {
+          // A long job's history is thousands of batches, and on SQLite each read and write is done
+          // at once: without a turn of the event loop between them, replaying 2.1M events held the
+          // API 22 s. The other requests go first.
+          await yieldToLoop();
           batch = await read();
           continue;
         }
