@@ -20,6 +20,10 @@ describe('the base64 check', () => {
     expect(isBase64('YQ===')).toBe(false);
     expect(isBase64('YQ==YQ')).toBe(false);
     expect(isBase64('%%%')).toBe(false);
+    expect(isBase64('YQ= =\r\n')).toBe(true);
+    expect(isBase64('=YQ')).toBe(false);
+    expect(isBase64('YQ\u00a0==')).toBe(false); // whitespace is ASCII's only
+    expect(isBase64('YQ\u0000')).toBe(false);
     expect(isBase64(`${' '.repeat(1_000_000)}!`)).toBe(false);
   });
 });

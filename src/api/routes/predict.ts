@@ -83,24 +83,16 @@ export const openapi = {
 const RAW_IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/webp'];
 
 /**
- * Base64 in the standard or URL-safe alphabet, whitespace anywhere, at most two `=` at the end:
- * one pass over the characters. (A regex with overlapping whitespace classes, as before, takes
- * time quadratic in the length on "<spaces>!": 2 s for 40 KB, hours for the 13 MB a body may hold.)
+ * Base64 in the standard or URL-safe alphabet, ASCII whitespace anywhere, at most two `=` at the
+ * end. The padding is the only character outside the first class, so the match is linear: a regex
+ * with overlapping whitespace classes, as once here, took time quadratic in the length on
+ * "<spaces>!" (2 s for 40 KB). A loop over the characters, as next, cost 25 ms of the event loop
+ * for a 3.2 MB body; this takes 1.7 ms (throwaway timing, twenty-eighth session).
  */
+const BASE64 = /^[A-Za-z0-9+/_\t-\r -]*(?:=[\t-\r ]*){0,2}$/;
+
 export function isBase64(s: string): boolean {
-  let padding = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c === 0x20 || (c >= 0x09 && c <= 0x0d)) continue; // space, \t \n \v \f \r
-    if (c === 0x3d) {
-      if (++padding > 2) return false; // '='
-      continue;
-    }
-    if (padding > 0) return false; // data after the padding
-    const ok = (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2b || c === 0x2f || c === 0x2d || c === 0x5f; // A-Z a-z 0-9 + / - _
-    if (!ok) return false;
-  }
-  return true;
+  return BASE64.test(s);
 }
 
 /** `data:image/png;base64,AAAA` -> {type: 'image/png', data: 'AAAA'}; anything else is all data. */
