@@ -16,6 +16,10 @@ export function cancelPublisher(redis: Redis, prefix: string): CancelPort {
 /** Subscribes on its own connection (a subscribed connection can run nothing else). */
 export async function subscribeCancels(redisUrl: string, prefix: string, onCancel: (jobId: string) => void): Promise<{ close(): Promise<void> }> {
   const sub = new Redis(redisUrl, { maxRetriesPerRequest: null, lazyConnect: true });
+  // While Redis restarts, each reconnect attempt fails; without a listener ioredis printed each as
+  // an "Unhandled error event" stack. It resubscribes once Redis is back, and a cancel sent
+  // meanwhile still reaches the worker through the job's row.
+  sub.on('error', () => {});
   await sub.connect();
   await sub.subscribe(cancelChannel(prefix));
   sub.on('message', (_channel: string, jobId: string) => onCancel(jobId));

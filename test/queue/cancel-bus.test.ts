@@ -1,6 +1,7 @@
-// Cancel messages over real Redis pub/sub, scoped by queue prefix.
+// Cancel messages over real Redis pub/sub, scoped by queue prefix, and across a Redis restart.
+import net from 'node:net';
 import { Redis } from 'ioredis';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { cancelPublisher, subscribeCancels } from '../../src/queue/cancel-bus.js';
 
 const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -23,5 +24,48 @@ describe('cancel bus', () => {
     await b.close();
     expect(got).toEqual(['job-1', 'job-2']);
     expect(other).toEqual([]);
+  });
+
+  it('survives Redis going away and coming back: no unhandled error, later cancels still arrive', async () => {
+    // A proxy in front of the real Redis stands for its restart: its sockets are cut and for a
+    // while nothing listens on its port.
+    const sockets = new Set<net.Socket>();
+    const proxy = () =>
+      net.createServer((client) => {
+        const upstream = net.connect(6379, '127.0.0.1');
+        for (const s of [client, upstream]) {
+          sockets.add(s);
+          s.on('error', () => {});
+          s.on('close', () => sockets.delete(s));
+        }
+        client.pipe(upstream).pipe(client);
+      });
+    let server = proxy().listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    const port = (server.address() as net.AddressInfo).port;
+    const errors = vi.spyOn(console, 'error');
+    const prefix = `qs-cancel-restart-${process.pid}`;
+    const got: string[] = [];
+    const sub = await subscribeCancels(`redis://127.0.0.1:${port}`, prefix, (id) => got.push(id));
+    try {
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      for (const s of sockets) s.destroy();
+      await closed;
+      await new Promise((r) => setTimeout(r, 500)); // reconnect attempts meet a closed port
+      server = proxy().listen(port, '127.0.0.1');
+      await new Promise((r) => server.once('listening', r));
+      const until = Date.now() + 5000;
+      while (got.length === 0 && Date.now() < until) {
+        await cancelPublisher(pub, prefix).publish('job-after-restart');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(got[0]).toBe('job-after-restart');
+      expect(errors.mock.calls.filter((c) => String(c[0]).includes('Unhandled error event'))).toEqual([]);
+    } finally {
+      errors.mockRestore();
+      await sub.close();
+      server.close();
+      for (const s of sockets) s.destroy();
+    }
   });
 });
