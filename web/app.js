@@ -36,6 +36,8 @@ const state = {
   compareChart: null,
   compareShape: '',
   listed: 20,
+  /** Models shown: the newest this many (GET /v1/models pages them). */
+  modelsListed: 20,
   canAdmin: false,
   jobNames: new Map(),
 };
@@ -533,7 +535,7 @@ function exportCsv() {
 async function refreshModels() {
   let list;
   try {
-    list = await api('/v1/models');
+    list = await api(`/v1/models?limit=${state.modelsListed}`);
     $('#models-error').textContent = '';
   } catch (err) {
     $('#models-error').textContent = err.status === 403 ? 'Listing models needs a key with the predict scope.' : err.message;
@@ -579,6 +581,10 @@ async function refreshModels() {
     }),
     (tr) => tr.dataset.modelId,
   );
+  $('#more-models').hidden = !list.nextCursor || state.modelsListed >= 100;
+  // A model promoted long ago can be older than every model listed: say which one serves.
+  const servingShown = list.items.some((m) => m.id === list.servingId);
+  $('#models-note').textContent = list.servingId && !servingShown ? `Serving model ${list.servingId.slice(0, 8)}, older than the models listed.` : '';
 }
 
 async function downloadModel(m) {
@@ -810,6 +816,10 @@ $('#compare-metric').addEventListener('change', renderCompare);
 $('#more-jobs').addEventListener('click', () => {
   state.listed = Math.min(100, state.listed + 20);
   refreshJobs().catch(() => {});
+});
+$('#more-models').addEventListener('click', () => {
+  state.modelsListed = Math.min(100, state.modelsListed + 20);
+  refreshModels().catch(() => {});
 });
 $('#predict-file').addEventListener('change', predict);
 $('#api-key-form').addEventListener('submit', saveKey);

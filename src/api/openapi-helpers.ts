@@ -18,6 +18,16 @@ export const jsonRef = (name: string, description: string) => ({
 });
 export const errorRef = (description: string) => jsonRef('Error', description);
 
+/** A zod object of query fields as OpenAPI query parameters (all optional: each has a default or may be left out). */
+export function queryParams(obj: z.ZodObject): object[] {
+  return Object.entries(obj.shape).map(([name, field]) => ({
+    name,
+    in: 'query',
+    required: false,
+    schema: jsonSchema(field as z.ZodType, 'input'),
+  }));
+}
+
 export const withRetryAfter = (description: string) => ({
   ...errorRef(description),
   headers: { 'Retry-After': { description: 'Seconds to wait before retrying', schema: { type: 'integer' } } },

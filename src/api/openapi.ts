@@ -5,11 +5,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
-import { z } from 'zod';
 import { JobEventProgressData, JobEventStatusData, JobList, JobView, ListJobsQuery, MetricPointView, MetricsPage, MetricsQuery } from '../jobs/job-view.js';
 import { TrainingConfig } from '../config/training-config.js';
 import { ErrorBody } from './error-body.js';
-import { BEARER_SCHEME, errorRef, jsonRef, jsonSchema, open, secured, withRetryAfter } from './openapi-helpers.js';
+import { BEARER_SCHEME, errorRef, jsonRef, jsonSchema, open, queryParams, secured, withRetryAfter } from './openapi-helpers.js';
 import { HealthBody, ReadyBody } from './routes/health.js';
 import { openapi as keysOpenapi } from './routes/keys.js';
 import { openapi as modelsOpenapi } from './routes/models.js';
@@ -21,15 +20,6 @@ const schema = jsonSchema;
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const json = jsonRef;
 const err = errorRef;
-
-function queryParams(obj: z.ZodObject): object[] {
-  return Object.entries(obj.shape).map(([name, field]) => ({
-    name,
-    in: 'query',
-    required: false,
-    schema: schema(field as z.ZodType, 'input'),
-  }));
-}
 
 const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'string' } };
 

@@ -106,9 +106,15 @@ export async function recordJobModel(tx: Tx, m: NewModel): Promise<{ replacedPre
   return { replacedPrefix: oldPrefix && oldPrefix !== newPrefix ? oldPrefix : null };
 }
 
-/** Newest first. */
-export async function listModels(prisma: Prisma): Promise<ModelRecord[]> {
-  return (await prisma.model.findMany({ orderBy: [{ createdAt: 'desc' }, { id: 'desc' }] })).map(rowToRecord);
+/** A page of models, newest first: `take` of them, created before `after` when given. */
+export async function listModels(prisma: Prisma, page: { take: number; after?: { createdAt: Date; id: string } }): Promise<ModelRecord[]> {
+  const { after } = page;
+  const rows = await prisma.model.findMany({
+    where: after ? { OR: [{ createdAt: { lt: after.createdAt } }, { createdAt: after.createdAt, id: { lt: after.id } }] } : {},
+    orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
+    take: page.take,
+  });
+  return rows.map(rowToRecord);
 }
 
 export async function getModel(prisma: Prisma, id: string): Promise<ModelRecord | null> {

@@ -13,8 +13,8 @@ import { ModelManifestInvalidError, ModelUnavailableError } from './errors.js';
 export type { ModelRecord } from '../db/model-rows.js';
 
 export interface ModelStore {
-  /** Newest first. */
-  list(): Promise<ModelRecord[]>;
+  /** A page of models, newest first: `take` of them, created before `after` when given. */
+  list(page: { take: number; after?: { createdAt: Date; id: string } }): Promise<ModelRecord[]>;
   get(id: string): Promise<ModelRecord | null>;
   /** The model to serve: the most recently promoted one, else the newest that may serve on its own. */
   serving(): Promise<ModelRecord | null>;
@@ -95,8 +95,8 @@ export class PrismaModelStore implements ModelStore {
     private readonly files: ModelFiles,
   ) {}
 
-  list(): Promise<ModelRecord[]> {
-    return listModels(this.prisma);
+  list(page: { take: number; after?: { createdAt: Date; id: string } }): Promise<ModelRecord[]> {
+    return listModels(this.prisma, page);
   }
 
   get(id: string): Promise<ModelRecord | null> {

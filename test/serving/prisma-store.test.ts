@@ -35,7 +35,7 @@ for (const kind of ['sqlite', 'postgres'] as DbKind[]) {
       await addModelRow(h, a);
       await addModelRow(h, b);
       const store = new PrismaModelStore(h.deps.db.prisma, modelFilesIn(h.settings.artifactsDir));
-      expect((await store.list()).map((m) => m.id)).toEqual([b.record.id, a.record.id]);
+      expect((await store.list({ take: 10 })).map((m) => m.id)).toEqual([b.record.id, a.record.id]);
       expect((await store.get(a.record.id))!.classes).toEqual(a.record.classes);
 
       const first = await predict();
@@ -50,6 +50,33 @@ for (const kind of ['sqlite', 'postgres'] as DbKind[]) {
       const list = (await h.app.inject({ method: 'GET', url: '/v1/models' })).json();
       expect(list.servingId).toBe(a.record.id);
       expect(list.items.find((m: { id: string }) => m.id === a.record.id).promotedAt).not.toBeNull();
+    });
+
+    it('lists models a page at a time, newest first, the serving one named on every page', async () => {
+      // Two more, one created at the same instant as the newest so the id breaks the tie.
+      const c = await writeFixtureModel(h.settings.artifactsDir, `c-${kind}`, { seed: 3, createdAt: new Date('2026-01-03') });
+      const d = await writeFixtureModel(h.settings.artifactsDir, `d-${kind}`, { seed: 4, createdAt: new Date('2026-01-03') });
+      await addModelRow(h, c);
+      await addModelRow(h, d);
+      const pages: string[][] = [];
+      let cursor: string | null = null;
+      do {
+        const url: string = `/v1/models?limit=1${cursor ? `&cursor=${cursor}` : ''}`;
+        const res = await h.app.inject({ method: 'GET', url });
+        expect(res.statusCode).toBe(200);
+        const body = res.json<{ items: { id: string }[]; nextCursor: string | null; servingId: string | null }>();
+        expect(body.servingId).not.toBeNull();
+        pages.push(body.items.map((m) => m.id));
+        cursor = body.nextCursor;
+      } while (cursor);
+      expect(pages).toEqual([[d.record.id], [c.record.id], [`b-${kind}`], [`a-${kind}`]]);
+      const all = (await h.app.inject({ method: 'GET', url: '/v1/models' })).json();
+      expect(all.items.map((m: { id: string }) => m.id)).toEqual(pages.flat());
+      expect(all.nextCursor).toBeNull();
+      for (const bad of ['limit=0', 'limit=101', 'cursor=garbage', 'status=x']) {
+        const res = await h.app.inject({ method: 'GET', url: `/v1/models?${bad}` });
+        expect(res.statusCode, bad).toBe(400);
+      }
     });
   });
 }

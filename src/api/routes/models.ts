@@ -10,8 +10,9 @@ import { ModelNotFoundError, ModelUnavailableError } from '../../serving/errors.
 import { ModelEvaluation } from '../../export/manifest.js';
 import type { ModelRecord } from '../../serving/model-store.js';
 import { ModelSummary, toModelSummary } from '../../jobs/model-view.js';
+import { decodeCursor, encodeCursor } from '../../jobs/job-service.js';
 import { parseRequest } from '../validate.js';
-import { errorRef, jsonRef, jsonSchema, secured } from '../openapi-helpers.js';
+import { errorRef, jsonRef, jsonSchema, queryParams, secured } from '../openapi-helpers.js';
 
 export const ModelIdParams = z.object({ id: z.string().min(1).max(100) });
 
@@ -21,8 +22,17 @@ export const ModelView = ModelSummary.extend({
   serving: z.boolean(),
   links: z.object({ manifest: z.string(), download: z.string() }),
 });
+export const ListModelsQuery = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  /** The `nextCursor` of the previous page. */
+  cursor: z.string().min(1).max(200).optional(),
+});
+
 export const ModelList = z.object({
+  /** A page of models, newest first. */
   items: z.array(ModelView),
+  /** Pass as `cursor` for the next (older) page; null on the last one. */
+  nextCursor: z.string().nullable(),
   /** The model that should serve (promoted, else the newest of a job created by an admin key or with auth off). */
   servingId: z.string().nullable(),
   /** The model this process has loaded and serves right now (equal once a swap is done). */
@@ -47,8 +57,9 @@ export const openapi = {
     '/v1/models': {
       get: secured('predict', {
         operationId: 'listModels',
-        summary: 'Exported int8 models, newest first, and which one serves',
-        responses: { '200': ok('ModelList', 'The models') },
+        summary: 'Exported int8 models, newest first, a page at a time, and which one serves',
+        parameters: queryParams(ListModelsQuery),
+        responses: { '200': ok('ModelList', 'A page of models'), '400': errorRef('Invalid query') },
       }),
     },
     '/v1/models/{id}': {
@@ -128,10 +139,20 @@ export async function modelsRoutes(app: FastifyInstance) {
     return m;
   };
 
-  app.get('/v1/models', read, async () => {
-    const models = await store.list();
+  // Paged like /v1/jobs: a deployment's models only grow, and all 10,000 of them (4.7 MB) took the
+  // SQLite API 170-217 ms per request, which a dashboard asked for every 3 s.
+  app.get('/v1/models', read, async (req) => {
+    const q = parseRequest(ListModelsQuery, req.query, 'query');
+    const rows = await store.list({ take: q.limit + 1, after: q.cursor ? decodeCursor(q.cursor) : undefined });
+    const page = rows.slice(0, q.limit);
+    const last = page.at(-1);
     const target = await store.serving();
-    return { items: models.map((m) => modelView(m, target?.id ?? null)), servingId: target?.id ?? null, loadedId: registry.currentId() };
+    return {
+      items: page.map((m) => modelView(m, target?.id ?? null)),
+      nextCursor: rows.length > q.limit && last ? encodeCursor(last.createdAt, last.id) : null,
+      servingId: target?.id ?? null,
+      loadedId: registry.currentId(),
+    };
   });
 
   app.get('/v1/models/:id', read, async (req) => {
