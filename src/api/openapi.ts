@@ -5,7 +5,18 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
-import { JobEventProgressData, JobEventStatusData, JobList, JobView, ListJobsQuery, MetricPointView, MetricsPage, MetricsQuery } from '../jobs/job-view.js';
+import {
+  CurveQuery,
+  JobCurve,
+  JobEventProgressData,
+  JobEventStatusData,
+  JobList,
+  JobView,
+  ListJobsQuery,
+  MetricPointView,
+  MetricsPage,
+  MetricsQuery,
+} from '../jobs/job-view.js';
 import { TrainingConfig } from '../config/training-config.js';
 import { ErrorBody } from './error-body.js';
 import { BEARER_SCHEME, errorRef, jsonRef, jsonSchema, open, queryParams, secured, withRetryAfter } from './openapi-helpers.js';
@@ -136,6 +147,22 @@ function buildCoreDocument(version: string) {
           },
         }),
       },
+      '/v1/jobs/{id}/curve': {
+        get: secured('train', {
+          operationId: 'getJobCurve',
+          summary: "A long job's curve in about `points` points, and the event id to follow it live from",
+          description:
+            'The first step, every `stride`-th step, the last step and every step with validation scores, read through indexes only: ' +
+            'a job of 1.875M steps answers in milliseconds where its event stream replays 2.1M events. ' +
+            'Follow GET /v1/jobs/{id}/events with `Last-Event-ID: <lastEventId>` for what comes after.',
+          parameters: [idParam, ...queryParams(CurveQuery)],
+          responses: {
+            '200': json('JobCurve', 'The sampled curve'),
+            '400': err('Invalid query'),
+            '404': err('Unknown job'),
+          },
+        }),
+      },
       '/v1/jobs/{id}/events': {
         get: secured('train', {
           operationId: 'streamJobEvents',
@@ -223,6 +250,7 @@ function buildCoreDocument(version: string) {
         Job: schema(JobView),
         JobList: schema(JobList),
         MetricsPage: schema(MetricsPage),
+        JobCurve: schema(JobCurve),
         MetricPoint: schema(MetricPointView),
         JobEventStatus: schema(JobEventStatusData),
         JobEventProgress: schema(JobEventProgressData),

@@ -13,7 +13,16 @@ import { deleteFinished, discardUnqueued, findByIdempotencyKey, insertQueued, re
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import { jobPrefix, modelPrefix } from '../artifacts/artifact-keys.js';
 import { isTerminal, type JobStatus } from './job-status.js';
-import { toJobView, toMetricPointView, type JobView, type ListJobsQuery, type MetricsPage, type MetricsQuery } from './job-view.js';
+import {
+  toJobView,
+  toMetricPointView,
+  type CurveQuery,
+  type JobCurve,
+  type JobView,
+  type ListJobsQuery,
+  type MetricsPage,
+  type MetricsQuery,
+} from './job-view.js';
 import { PRINTABLE, TrainingConfig } from '../config/training-config.js';
 
 export interface JobQueuePort {
@@ -80,6 +89,15 @@ export interface CreateOptions {
   idempotencyKey?: string;
   /** Who creates the job (default: auth off). */
   owner?: JobOwner;
+}
+
+const chunks = <T>(xs: T[], size: number): T[][] => Array.from({ length: Math.ceil(xs.length / size) }, (_, i) => xs.slice(i * size, (i + 1) * size));
+
+/** `first` (where a curve starts, its highest loss), stride, 2·stride, … up to `last`, and `last`. */
+export function strideSteps(stride: number, first: number, last: number): number[] {
+  const steps = Array.from({ length: Math.floor(last / stride) }, (_, i) => (i + 1) * stride).filter((s) => s > first);
+  if (steps.at(-1) !== last && last > first) steps.push(last);
+  return [first, ...steps];
 }
 
 export function encodeCursor(createdAt: Date, id: string): string {
@@ -270,6 +288,39 @@ export class JobService {
       }
     }
     return { points: page.map(toMetricPointView), nextAfter: null, nextCursor: page.at(-1)?.revision ?? cursor, more };
+  }
+
+  /**
+   * A long job's curve in a bounded number of points (the dashboard's view of a job with more
+   * steps than it would replay event by event): index look-ups only, the stride's steps by their
+   * (jobId, step) key and the scored points by (jobId, top1). The newest event id is read first,
+   * so the points hold everything up to it.
+   */
+  async curve(id: string, q: CurveQuery): Promise<JobCurve> {
+    const db = this.deps.prisma;
+    const job = await db.trainingJob.findUnique({ where: { id }, select: { id: true } });
+    if (!job) throw new JobNotFoundError(id);
+    const lastEvent = await db.jobEvent.findFirst({ where: { jobId: id }, orderBy: { id: 'desc' }, select: { id: true } });
+    const first = await db.metricPoint.findFirst({ where: { jobId: id }, orderBy: { step: 'asc' }, select: { step: true } });
+    const last = await db.metricPoint.findFirst({ where: { jobId: id }, orderBy: { step: 'desc' }, select: { step: true } });
+    const stride = Math.max(1, Math.ceil((last?.step ?? 0) / q.points));
+    const rows =
+      stride === 1
+        ? await db.metricPoint.findMany({ where: { jobId: id }, orderBy: { step: 'asc' } })
+        : [
+            // Prisma refuses more than 999 parameters to one SQLite query (P2029).
+            ...(
+              await Promise.all(
+                chunks(strideSteps(stride, first!.step, last!.step), 500).map((steps) =>
+                  db.metricPoint.findMany({ where: { jobId: id, step: { in: steps } } }),
+                ),
+              )
+            ).flat(),
+            ...(await db.metricPoint.findMany({ where: { jobId: id, top1: { not: null } } })),
+          ];
+    const byStep = new Map(rows.map((r) => [r.step, r]));
+    const points = [...byStep.values()].sort((a, b) => a.step - b.step).map(toMetricPointView);
+    return { points, stride, lastEventId: lastEvent?.id ?? null };
   }
 
   /**

@@ -74,6 +74,28 @@ export const MetricsPage = z.object({
 });
 export type MetricsPage = z.infer<typeof MetricsPage>;
 
+export const CurveQuery = z.strictObject({
+  /** About how many points to sample: every ceil(steps / points)-th step's. */
+  points: z.coerce.number().int().min(10).max(5000).default(1000),
+});
+export type CurveQuery = z.infer<typeof CurveQuery>;
+
+export const JobCurve = z.object({
+  /**
+   * By step: the first point, every `stride`-th step's, the last, and every point with validation
+   * scores. All of them when the job has no more steps than `points`.
+   */
+  points: z.array(MetricPointView),
+  stride: z.number().int(),
+  /**
+   * The job's newest event when the points were read (null: none yet). Following
+   * GET /v1/jobs/:id/events with `Last-Event-ID` set to it sends every later change and nothing
+   * the points already hold; a finished job's stream then ends at once.
+   */
+  lastEventId: z.number().int().nullable(),
+});
+export type JobCurve = z.infer<typeof JobCurve>;
+
 /** The `data` of each kind of event on GET /v1/jobs/:id/events (the SSE `event:` field names the kind). */
 export const JobEventStatusData = z.object({
   status: JobStatusSchema,

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorBody } from '../../src/api/error-body.js';
 import { claim } from '../../src/jobs/job-lifecycle.js';
-import { JobList, JobView, MetricsPage } from '../../src/jobs/job-view.js';
+import { JobCurve, JobList, JobView, MetricsPage } from '../../src/jobs/job-view.js';
 import { startHarness, tinySynthetic, waitReady, type DbKind, type Harness } from './api-harness.js';
 
 describe.each(['sqlite', 'postgres'] as DbKind[])('jobs API on %s', (kind) => {
@@ -372,6 +372,45 @@ describe.each(['sqlite', 'postgres'] as DbKind[])('jobs API on %s', (kind) => {
       [3, 4, 5, 6, 7],
       [8, 9, 10],
     ]);
+  });
+
+  it("samples a long job's curve: the first step, every stride-th, the last, every scored one, and the event to follow from", async () => {
+    const job = JobView.parse((await post(tinySynthetic)).json());
+    const c = await claim(h.deps.db.prisma, job.id);
+    if (c.kind !== 'claimed') throw new Error('not claimed');
+    const record = (n: number) => ({ step: n, epoch: 1, loss: 2 - n / 100, learningRate: 0.05, imagesPerSecond: 1 });
+    for (let first = 1; first <= 51; first += 5) await c.owner.steps([first, first + 1, first + 2, first + 3, first + 4].filter((n) => n <= 51).map(record));
+    await c.owner.evaluated({ step: 17, epoch: 1, top1: 0.5, top5: 1 });
+    const curve = async (q: string) => {
+      const res = await h.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}/curve${q}` });
+      expect(res.statusCode, res.body).toBe(200);
+      return JobCurve.parse(res.json());
+    };
+    const sampled = await curve('?points=10');
+    expect(sampled.stride).toBe(6);
+    expect(sampled.points.map((p) => p.step)).toEqual([1, 6, 12, 17, 18, 24, 30, 36, 42, 48, 51]);
+    expect(sampled.points.find((p) => p.step === 17)).toMatchObject({ top1: 0.5, loss: 1.83 });
+    // Nothing the points hold comes again after lastEventId; what is written later does.
+    expect(await h.app.jobs.eventsSince(job.id, sampled.lastEventId!, 100)).toMatchObject({ events: [] });
+    await c.owner.steps([record(52)]);
+    const later = await h.app.jobs.eventsSince(job.id, sampled.lastEventId!, 100);
+    expect(later.events.map((e) => e.type)).toEqual(['progress', 'metric']);
+    // A job with no more steps than `points` comes whole.
+    const whole = await curve('');
+    expect(whole.stride).toBe(1);
+    expect(whole.points.map((p) => p.step)).toEqual(Array.from({ length: 52 }, (_, i) => i + 1));
+    for (const bad of ['?points=9', '?points=5001', '?points=x', '?every=2']) {
+      expect((await h.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}/curve${bad}` })).statusCode, bad).toBe(400);
+    }
+    expect((await h.app.inject({ method: 'GET', url: '/v1/jobs/nope/curve' })).statusCode).toBe(404);
+
+    // More sampled steps than one SQLite query may bind (Prisma stops at 999 parameters).
+    const rows = Array.from({ length: 4000 }, (_, i) => ({ jobId: job.id, ...record(i + 53), revision: 1000 }));
+    await h.deps.db.prisma.metricPoint.createMany({ data: rows });
+    const wide = await curve('?points=2000');
+    expect(wide.stride).toBe(3);
+    expect(wide.points).toHaveLength(1353); // the first, 3, 6, … 4050, the last (4052) and the scored 17
+    expect(wide.points.at(-1)!.step).toBe(4052);
   });
 
   it('reports readiness and Prometheus metrics', async () => {

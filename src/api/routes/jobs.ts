@@ -6,7 +6,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { isAdmin, principalKeyId } from '../../auth/auth-policy.js';
 import type { JobService } from '../../jobs/job-service.js';
-import { JobIdParams, ListJobsQuery, MetricsQuery } from '../../jobs/job-view.js';
+import { CurveQuery, JobIdParams, ListJobsQuery, MetricsQuery } from '../../jobs/job-view.js';
 import { AuthError } from '../plugins/auth.js';
 import { parseRequest } from '../validate.js';
 
@@ -38,6 +38,11 @@ export async function jobRoutes(app: FastifyInstance, opts: { jobs: JobService; 
   app.get('/v1/jobs/:id/metrics', train, async (req) => {
     const { id } = parseRequest(JobIdParams, req.params, 'params');
     return jobs.metrics(id, parseRequest(MetricsQuery, req.query, 'query'));
+  });
+
+  app.get('/v1/jobs/:id/curve', train, async (req) => {
+    const { id } = parseRequest(JobIdParams, req.params, 'params');
+    return jobs.curve(id, parseRequest(CurveQuery, req.query, 'query'));
   });
 
   app.post('/v1/jobs/:id/cancel', train, async (req) => {
