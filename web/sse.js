@@ -27,13 +27,13 @@ export function parseFrames(buffer) {
 }
 
 /**
- * Follows `url` until `isDone()` says the job is over or `close()` is called.
- * onEvent({id, type, data}) gets each event once; onState(state, detail) gets
- * 'live' | 'reconnecting' | 'ended' | 'error'.
+ * Follows `url` until `isDone()` says the job is over or `close()` is called, from the event after
+ * `lastEventId` when one is given (else from the first). onEvent({id, type, data}) gets each
+ * event once; onState(state, detail) gets 'live' | 'reconnecting' | 'ended' | 'error'.
  */
-export function followEvents(url, { headers, onEvent, onState, isDone }) {
+export function followEvents(url, { headers, onEvent, onState, isDone, lastEventId = null }) {
   const ctl = new AbortController();
-  let lastId = null;
+  let lastId = lastEventId == null ? null : String(lastEventId);
   let closed = false;
   (async () => {
     let delay = 1000;

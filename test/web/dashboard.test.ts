@@ -336,4 +336,28 @@ describe('dashboard', () => {
     expect(await axeViolations(p)).toEqual([]);
     await narrow.close();
   });
+
+  it('draws a long job from its sampled curve and follows it from its newest event, not from the first', async () => {
+    // The finished job's history made long: 30,000 more points, as a long run leaves them.
+    const prisma = h.deps.db.prisma;
+    const first = (await prisma.metricPoint.findFirst({ where: { jobId: liveId }, orderBy: { step: 'desc' } }))!.step + 1;
+    const steps = Array.from({ length: 30_000 }, (_, i) => first + i);
+    await prisma.metricPoint.createMany({
+      data: steps.map((step) => ({ jobId: liveId, step, epoch: 2, loss: 1 / Math.sqrt(step), learningRate: 0.01, imagesPerSecond: 100, revision: 1 })),
+    });
+    await prisma.trainingJob.update({ where: { id: liveId }, data: { step: steps.at(-1) } });
+    const newest = (await prisma.jobEvent.findFirst({ where: { jobId: liveId }, orderBy: { id: 'desc' } }))!.id;
+
+    const context = await keyedContext(browser, adminKey);
+    const p = await context.newPage();
+    const asked: Array<{ url: string; lastEventId: string | undefined }> = [];
+    p.on('request', (r) => asked.push({ url: new URL(r.url()).pathname + new URL(r.url()).search, lastEventId: r.headers()['last-event-id'] }));
+    await p.goto(`${base}/#job=${liveId}`);
+    await expect.poll(() => p.textContent('#live'), { timeout: 10_000 }).toBe('finished');
+    await expect.poll(() => colourPixels(p, '#chart-loss', BLUE), { timeout: 10_000 }).toBeGreaterThan(20);
+    expect(asked.some((r) => r.url === `/v1/jobs/${liveId}/curve?points=2000`)).toBe(true);
+    const streams = asked.filter((r) => r.url === `/v1/jobs/${liveId}/events`);
+    expect(streams.map((r) => r.lastEventId)).toEqual([String(newest)]);
+    await context.close();
+  });
 });
