@@ -349,6 +349,17 @@ export class JobOwner {
     });
   }
 
+  /**
+   * Marks the row alive while nothing else is written (an evaluation or the export can take
+   * minutes) and returns its status: `cancelling` means stop now. No event: nothing changed.
+   */
+  async heartbeat(): Promise<'running' | 'cancelling'> {
+    const touch = (status: JobStatus) => this.prisma.trainingJob.updateMany({ where: this.mine([status]), data: { updatedAt: new Date() } });
+    if ((await touch('cancelling')).count === 1) return 'cancelling';
+    if ((await touch('running')).count === 1) return 'running';
+    throw new OwnershipLostError(this.jobId);
+  }
+
   /** One step's point and progress. Returns the job's status: `cancelling` means stop now. */
   step(s: StepRecord): Promise<'running' | 'cancelling'> {
     return this.steps([s]);

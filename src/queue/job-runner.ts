@@ -46,6 +46,8 @@ export interface RunnerContext {
   progressWriteIntervalMs?: number;
   /** How long an export asked to stop may take to reach its next batch (default EXPORT_STOP_GRACE_MS). */
   exportStopGraceMs?: number;
+  /** How long the job's row may go unwritten before the runner touches it (default HEARTBEAT_MS). */
+  heartbeatMs?: number;
 }
 
 /**
@@ -78,6 +80,11 @@ const PRECEDENCE: AbortReason[] = ['lost', 'cancel', 'timeout', 'shutdown'];
 
 /** How long an export asked to stop may take to reach its next batch before its thread is terminated. */
 const EXPORT_STOP_GRACE_MS = 10_000;
+/**
+ * How long a running job's row goes unwritten at most: well inside the reconciler's grace (15 s),
+ * which leaves a row written within it alone.
+ */
+const HEARTBEAT_MS = 5_000;
 
 export function startJob(ctx: RunnerContext, jobId: string): RunningJob {
   let abortReason: AbortReason | null = null;
@@ -387,6 +394,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
       // Its work is done once the outcome is known; don't wait for tfjs to release its handles.
       .then(() => (final ? thread.terminate() : undefined));
   };
+  let lastWrite = Date.now();
   const stepWrites = new StepWrites({
     intervalMs: ctx.progressWriteIntervalMs,
     enqueue,
@@ -394,8 +402,23 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
       if (control.reason() === 'lost') return;
       // The row says `cancelling`: a cancel whose Redis message we missed. Stop at this step.
       if ((await owner.steps(steps)) === 'cancelling') control.abort('cancel');
+      lastWrite = Date.now();
     },
   });
+  // An evaluation or the export writes no step for minutes (2,000 validation images at 1.0@224:
+  // 64-129 s). Unwritten that long, the row looked like a dead worker's to the reconciler, which
+  // fails a running job whose queue entry is gone (Redis restarted without persistence) once its
+  // row is older than its grace; and a cancel whose Redis message was lost waited for the next step.
+  const heartbeatMs = ctx.heartbeatMs ?? HEARTBEAT_MS;
+  const heartbeat = setInterval(() => {
+    if (Date.now() - lastWrite < heartbeatMs) return;
+    enqueue(async () => {
+      if (final || control.reason() === 'lost') return;
+      if ((await owner.heartbeat()) === 'cancelling') control.abort('cancel');
+      lastWrite = Date.now();
+    });
+  }, heartbeatMs);
+  heartbeat.unref();
   thread.on('message', (m: FromThread) => {
     if (m.type === 'step') return stepWrites.add(m.metric);
     // The steps reported before this message are written before it is handled.
@@ -408,6 +431,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
     thread.on('exit', resolve);
   });
   clearTimeout(timer);
+  clearInterval(heartbeat);
   enqueue(() => stepWrites.flush());
   await chain;
   if (final) return final;

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../../src/db/database.js';
 import { migrate } from '../../src/db/migrate.js';
 import { insertQueued, requestCancel } from '../../src/jobs/job-lifecycle.js';
+import { reconcile } from '../../src/queue/reconciler.js';
 import { TrainingConfig } from '../../src/config/training-config.js';
 import { FsArtifactStore } from '../../src/artifacts/fs-store.js';
 import { startJob, type RunnerContext } from '../../src/queue/job-runner.js';
@@ -32,7 +33,7 @@ describe('stopping a job during its export', () => {
   });
 
   /** Runs a queued job whose thread answers `stop-export` as `mode` says; `said` finds a line of its log. */
-  const run = async (mode: 'obey' | 'ignore', jobTimeoutMs = 60_000) => {
+  const run = async (mode: 'obey' | 'ignore', jobTimeoutMs = 60_000, heartbeatMs?: number) => {
     const id = `job-${++n}`;
     await insertQueued(db.prisma, { id, name: mode, config: TrainingConfig.parse({ name: mode, dataset: { type: 'synthetic' } }) });
     const lines: string[] = [];
@@ -53,6 +54,7 @@ describe('stopping a job during its export', () => {
       threadUrl: new URL('./fixtures/export-stop-thread.mjs', import.meta.url),
       jobTimeoutMs,
       exportStopGraceMs: GRACE_MS,
+      heartbeatMs,
     };
     const job = startJob(ctx, id);
     await exporting;
@@ -90,6 +92,23 @@ describe('stopping a job during its export', () => {
     expect(await job.done).toBe('cancelled');
     expect(said('thread received stop-export')).toBeDefined();
     expect(Date.now() - asked).toBeGreaterThanOrEqual(GRACE_MS - 50);
+    expect((await row()).status).toBe('cancelled');
+  });
+
+  it('a job quiet in its export keeps its row fresh for the reconciler and hears a cancel written only to the row', async () => {
+    const { id, job, row } = await run('obey', 60_000, 100);
+    const before = (await row()).updatedAt.getTime();
+    await new Promise((r) => setTimeout(r, 600));
+    expect((await row()).updatedAt.getTime()).toBeGreaterThan(before);
+    // Its queue entry gone (Redis lost it): a row written within the grace is not the reconciler's.
+    const quiet = { info: () => {}, warn: () => {}, error: () => {} };
+    const queue = { entryState: async () => null, requeue: async () => {} };
+    const report = await reconcile(db.prisma, queue, { graceMs: 400, log: quiet });
+    expect(report.failed).not.toContain(id);
+    expect((await row()).status).toBe('running');
+    // A cancel whose Redis message never came: the row says so, and the next heartbeat hears it.
+    await requestCancel(db.prisma, id);
+    expect(await job.done).toBe('cancelled');
     expect((await row()).status).toBe('cancelled');
   });
 });
