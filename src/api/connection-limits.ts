@@ -5,14 +5,13 @@
 // MAX_CONNECTIONS; a socket past either is answered 503 and closed without its request being read.
 import type { Server, Socket } from 'node:net';
 import { isIPv6 } from 'node:net';
+import { CappedCounts, type Refusal } from './capped-counts.js';
 import { errorBody } from './error-body.js';
 
 /** Seconds a refused client is told to wait: idle sockets close within REQUEST_TIMEOUT_MS. */
 export const CONNECTION_RETRY_AFTER_S = 5;
 /** How long a refused socket may linger while its answer reaches the client. */
 const REFUSED_LINGER_MS = 1000;
-
-export type Refusal = 'client' | 'total';
 
 /**
  * Whom a socket counts against: its IPv4 address, or the /64 of an IPv6 one (an IPv6 host is
@@ -30,46 +29,6 @@ export function clientOf(address: string): string {
     .slice(0, 4)
     .map((g) => Number.parseInt(g, 16).toString(16))
     .join(':')}::/64`;
-}
-
-/** Open sockets by client and in all; a cap of 0 is no cap. */
-export class ConnectionCounts {
-  private readonly byClient = new Map<string, number>();
-  private total = 0;
-  /** Sockets refused so far, by the cap they met. */
-  readonly refused: Record<Refusal, number> = { client: 0, total: 0 };
-
-  constructor(
-    private readonly perClient: number,
-    private readonly max: number,
-  ) {}
-
-  /** Counts a socket of `client` (undefined: exempt from the per-client cap), or says why not. */
-  take(client: string | undefined): Refusal | (() => void) {
-    const held = client === undefined ? 0 : (this.byClient.get(client) ?? 0);
-    const refusal: Refusal | null =
-      this.max > 0 && this.total >= this.max ? 'total' : client !== undefined && this.perClient > 0 && held >= this.perClient ? 'client' : null;
-    if (refusal) {
-      this.refused[refusal]++;
-      return refusal;
-    }
-    if (client !== undefined) this.byClient.set(client, held + 1);
-    this.total++;
-    let given = false;
-    return () => {
-      if (given) return;
-      given = true;
-      this.total--;
-      if (client === undefined) return;
-      const left = (this.byClient.get(client) ?? 1) - 1;
-      if (left > 0) this.byClient.set(client, left);
-      else this.byClient.delete(client);
-    };
-  }
-
-  get open(): number {
-    return this.total;
-  }
 }
 
 /** The whole answer to a refused socket: the API's error shape, and the socket closes after it. */
@@ -105,8 +64,8 @@ export interface ConnectionLimits {
  * reaches the parser (its request, already sent, is not run) and an admitted one is parsed as
  * before. Returns the counts (for /metrics).
  */
-export function limitConnections(server: Server, limits: ConnectionLimits): ConnectionCounts {
-  const counts = new ConnectionCounts(limits.perClient, limits.max);
+export function limitConnections(server: Server, limits: ConnectionLimits): CappedCounts {
+  const counts = new CappedCounts(limits.perClient, limits.max);
   const parsers = server.listeners('connection') as Array<(socket: Socket) => void>;
   server.removeAllListeners('connection');
   server.on('connection', (socket: Socket) => {

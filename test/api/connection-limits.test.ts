@@ -3,7 +3,8 @@
 // trusted proxy's address is not capped per client, MAX_CONNECTIONS still caps the process.
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { clientOf, ConnectionCounts } from '../../src/api/connection-limits.js';
+import { CappedCounts } from '../../src/api/capped-counts.js';
+import { clientOf } from '../../src/api/connection-limits.js';
 import { defaultMaxConnections } from '../../src/config/settings.js';
 import { startHarness, tinySynthetic, waitReady, type Harness } from './api-harness.js';
 
@@ -20,9 +21,9 @@ describe('clientOf', () => {
   });
 });
 
-describe('ConnectionCounts', () => {
+describe('CappedCounts', () => {
   it('caps per client and in all, and gives a slot back once', () => {
-    const counts = new ConnectionCounts(2, 3);
+    const counts = new CappedCounts(2, 3);
     const a1 = counts.take('a');
     const a2 = counts.take('a');
     expect(counts.take('a')).toBe('client');

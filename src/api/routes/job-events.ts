@@ -20,6 +20,7 @@ import { subscribeJobEvents, type JobEventSubscription } from '../../queue/job-e
 import { ServiceError, ValidationError } from '../../jobs/job-errors.js';
 import { parseRequest } from '../validate.js';
 import { rateLimitKey } from '../plugins/rate-limit.js';
+import { CappedCounts } from '../capped-counts.js';
 
 /** How often a stream reads the database when no wake-up came (a lost message, Redis away). */
 export const EVENTS_POLL_MS = 2000;
@@ -54,34 +55,22 @@ export class StreamsFullError extends ServiceError {
 
 /** The streams open in this process, per client and in all; a cap of 0 is no cap. */
 export class StreamSlots {
-  private readonly byClient = new Map<string, number>();
-  private total = 0;
+  private readonly counts: CappedCounts;
 
-  constructor(
-    private readonly perClient: number,
-    private readonly max: number,
-  ) {}
+  constructor(perClient: number, max: number) {
+    this.counts = new CappedCounts(perClient, max);
+  }
 
   /** Takes a slot for `client` or throws; the returned function gives it back (once). */
   take(client: string): () => void {
-    if (this.max > 0 && this.total >= this.max) throw new StreamsFullError(this.max);
-    const held = this.byClient.get(client) ?? 0;
-    if (this.perClient > 0 && held >= this.perClient) throw new TooManyStreamsError(this.perClient);
-    this.byClient.set(client, held + 1);
-    this.total++;
-    let given = false;
-    return () => {
-      if (given) return;
-      given = true;
-      this.total--;
-      const left = (this.byClient.get(client) ?? 1) - 1;
-      if (left > 0) this.byClient.set(client, left);
-      else this.byClient.delete(client);
-    };
+    const taken = this.counts.take(client);
+    if (taken === 'total') throw new StreamsFullError(this.counts.max);
+    if (taken === 'client') throw new TooManyStreamsError(this.counts.perClient);
+    return taken;
   }
 
   get open(): number {
-    return this.total;
+    return this.counts.open;
   }
 }
 
