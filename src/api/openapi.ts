@@ -153,7 +153,7 @@ function buildCoreDocument(version: string) {
           summary: "A long job's curve in about `points` points, and the event id to follow it live from",
           description:
             'The first step, every `stride`-th step, the last step and every step with validation scores, read through indexes only: ' +
-            'a job of 1.875M steps answers in milliseconds where its event stream replays 2.1M events. ' +
+            'on SQLite a job of 1.875M steps answered in 56-303 ms, where its event stream replays 2.1M events in 19 s. ' +
             'Follow GET /v1/jobs/{id}/events with `Last-Event-ID: <lastEventId>` for what comes after.',
           parameters: [idParam, ...queryParams(CurveQuery)],
           responses: {
