@@ -1,8 +1,12 @@
 // The reconciler repairs jobs whose row and queue entry disagree, so no job is stuck for ever:
 //   - a `queued` row with no live queue entry (the API died between the insert and the enqueue,
 //     Redis lost the entry, or the queue gave up on it): put it on the queue again;
-//   - a `running` or `cancelling` row whose entry is gone (Redis lost it, or the queue failed it
-//     without the row hearing of it): no worker can finish it, so it ends `failed` with
+//   - a `running` row whose entry is missing (Redis lost it: a restart without persistence) and
+//     that its worker has not written for the grace period (a training worker writes it at least
+//     every 5 s): its worker died too, so it goes back on the queue and the next worker resumes it
+//     from its last checkpoint, as after any worker's death;
+//   - a `running` row whose entry the queue failed or completed without the row hearing of it, or
+//     a `cancelling` row whose entry is gone: no worker will finish it, so it ends `failed` with
 //     QUEUE_ENTRY_LOST (or `cancelled`, if a cancel was pending). Its checkpoints stay.
 // It runs in every API process, at start and then every RECONCILE_INTERVAL_MS, but only the one
 // holding the leader lock acts. Rows changed in the last `graceMs` are left alone: the create
@@ -64,6 +68,15 @@ async function reconcileJob(
     await queue.requeue(job.id);
     report.requeued.push(job.id);
     log.warn({ jobId: job.id, entry: state ?? 'missing' }, 'reconciler: queued job had no queue entry; enqueued it again');
+    return;
+  }
+  if (job.status === 'running' && state === null) {
+    await queue.requeue(job.id);
+    report.requeued.push(job.id);
+    log.warn(
+      { jobId: job.id },
+      'reconciler: running job had no queue entry and its worker stopped writing; enqueued it again to resume from its last checkpoint',
+    );
     return;
   }
   const message =

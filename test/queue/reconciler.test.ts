@@ -31,7 +31,7 @@ describe('reconciler', () => {
   const status = async (id: string) => prisma().trainingJob.findUniqueOrThrow({ where: { id } });
   const suffix = Date.now().toString(36);
 
-  it('re-enqueues queued rows without a live entry and ends running ones whose entry is gone', async () => {
+  it('re-enqueues queued rows without a live entry and running ones whose entry is missing; ends those the queue finished', async () => {
     const crashed = await row(`crashed-${suffix}`, 'queued'); // the API died between insert and enqueue
     const gaveUp = await row(`gave-up-${suffix}`, 'queued'); // the queue failed its entry
     await h.deps.queue.enqueue(gaveUp);
@@ -40,7 +40,13 @@ describe('reconciler', () => {
     await taken.discard();
     await taken.moveToFailed({ message: 'attempts exhausted' });
     expect(await h.deps.queue.entryState(gaveUp)).toBe('failed');
-    const orphan = await row(`orphan-${suffix}`, 'running'); // Redis lost the entry of a running job
+    const orphan = await row(`orphan-${suffix}`, 'running'); // Redis lost the entry of a running job whose worker died too
+    const dropped = await row(`dropped-${suffix}`, 'running'); // the queue failed its entry unseen
+    await h.deps.queue.enqueue(dropped);
+    const droppedEntry = (await queue.getNextJob())!;
+    expect(droppedEntry.id).toBe(dropped);
+    await droppedEntry.discard();
+    await droppedEntry.moveToFailed({ message: 'job stalled more than allowable limit' });
     const winding = await row(`winding-${suffix}`, 'cancelling');
     const healthy = JobView.parse((await h.app.inject({ method: 'POST', url: '/v1/jobs', payload: tinySynthetic })).json()).id;
     const resumed = await row(`resumed-${suffix}`, 'running'); // its worker died; the entry waits for the next one
@@ -50,13 +56,16 @@ describe('reconciler', () => {
     expect(await reconcile(prisma(), h.deps.queue, { graceMs: 60_000, log })).toEqual({ requeued: [], failed: [], cancelled: [], garbage: 0 });
 
     const report = await reconcile(prisma(), h.deps.queue, { graceMs: 0, log });
-    expect(report.requeued.sort()).toEqual([crashed, gaveUp].sort());
-    expect(report.failed).toEqual([orphan]);
+    expect(report.requeued.sort()).toEqual([crashed, gaveUp, orphan].sort());
+    expect(report.failed).toEqual([dropped]);
     expect(report.cancelled).toEqual([winding]);
     expect(await h.deps.queue.entryState(crashed)).toBe('waiting');
     expect(await h.deps.queue.entryState(gaveUp)).toBe('waiting');
-    expect(await status(orphan)).toMatchObject({ status: 'failed', errorCode: 'QUEUE_ENTRY_LOST', ownerToken: null });
-    expect((await status(orphan)).errorMessage).toMatch(/queue entry is missing while the job was running/);
+    // The next worker claims it over the dead one's token and resumes it from its checkpoint.
+    expect(await status(orphan)).toMatchObject({ status: 'running', errorCode: null });
+    expect(await h.deps.queue.entryState(orphan)).toBe('waiting');
+    expect(await status(dropped)).toMatchObject({ status: 'failed', errorCode: 'QUEUE_ENTRY_LOST', ownerToken: null });
+    expect((await status(dropped)).errorMessage).toMatch(/queue entry is failed while the job was running/);
     expect(await status(winding)).toMatchObject({ status: 'cancelled', errorCode: null });
     expect(await status(healthy)).toMatchObject({ status: 'queued' });
     expect(await status(resumed)).toMatchObject({ status: 'running' });
