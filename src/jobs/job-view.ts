@@ -76,7 +76,7 @@ export type MetricsPage = z.infer<typeof MetricsPage>;
 
 export const CurveQuery = z.strictObject({
   /** About how many points to sample: every ceil(steps / points)-th step's. */
-  points: z.coerce.number().int().min(10).max(5000).default(1000),
+  points: z.coerce.number().int().min(10).max(2000).default(1000),
 });
 export type CurveQuery = z.infer<typeof CurveQuery>;
 
