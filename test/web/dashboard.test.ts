@@ -360,4 +360,39 @@ describe('dashboard', () => {
     expect(streams.map((r) => r.lastEventId)).toEqual([String(newest)]);
     await context.close();
   });
+
+  it('lists the newest 20 models and more on "older models"', async () => {
+    // 25 models older than the real ones (rows only: the list shows them, nothing loads them).
+    const prisma = h.deps.db.prisma;
+    const real = await prisma.model.count();
+    for (let i = 0; i < 25; i++) {
+      const jobId = `old-job-${i}`;
+      await prisma.trainingJob.create({ data: { id: jobId, name: `old-${i}`, status: 'succeeded', config: '{}' } });
+      await prisma.model.create({
+        data: {
+          id: `old-model-${String(i).padStart(2, '0')}`,
+          jobId,
+          createdAt: new Date(Date.UTC(2020, 0, 1 + i)),
+          onnxKey: `${jobId}/model.onnx`,
+          manifestKey: `${jobId}/manifest.json`,
+          sizeBytes: 1000,
+          float32SizeBytes: 3000,
+          sha256: '0'.repeat(64),
+          inputSize: 32,
+          classes: '["a","b"]',
+        },
+      });
+    }
+    const context = await keyedContext(browser, adminKey);
+    const p = await context.newPage();
+    await p.goto(`${base}/`);
+    await expect.poll(() => p.locator('#models tbody tr').count(), { timeout: 10_000 }).toBe(20);
+    expect(await p.isVisible('#more-models')).toBe(true);
+    await p.click('#more-models');
+    await expect.poll(() => p.locator('#models tbody tr').count(), { timeout: 10_000 }).toBe(real + 25);
+    // The newest first: the real models, then the old ones from the newest down.
+    expect(await p.locator('#models tbody tr').last().getAttribute('data-model-id')).toBe('old-model-00');
+    expect(await p.isVisible('#more-models')).toBe(false);
+    await context.close();
+  });
 });
