@@ -34,8 +34,9 @@ const $ = (sel) => document.querySelector(sel);
 const state = {
   selected: null,
   job: null,
-  /** step -> point of the open job, from its event stream. */
+  /** step -> point of the open job, from its event stream (after its sampled curve when `sampled`). */
   points: new Map(),
+  sampled: false,
   stream: null,
   charts: null,
   /** id -> {name, points: Map, cursor} of the runs ticked for comparison. */
@@ -320,7 +321,7 @@ function ensureCharts() {
 async function openJob(id, force = false) {
   if (state.selected === id && !force) return;
   state.stream?.close();
-  Object.assign(state, { selected: id, job: null, points: new Map(), stream: null });
+  Object.assign(state, { selected: id, job: null, points: new Map(), stream: null, sampled: false });
   history.replaceState(null, '', `#job=${encodeURIComponent(id)}`);
   $('#job-panel').hidden = false;
   $('#evaluation').hidden = true;
@@ -343,6 +344,7 @@ async function openJob(id, force = false) {
       const curve = await api(`/v1/jobs/${encodeURIComponent(id)}/curve?points=${CURVE_POINTS}`);
       if (state.selected !== id) return;
       for (const p of curve.points) state.points.set(p.step, p);
+      state.sampled = curve.stride > 1;
       lastEventId = curve.lastEventId;
       scheduleRedraw();
     } catch (err) {
@@ -565,7 +567,7 @@ async function deleteSelected() {
 function forgetJob(id) {
   if (state.selected === id) {
     state.stream?.close();
-    Object.assign(state, { selected: null, job: null, points: new Map(), stream: null });
+    Object.assign(state, { selected: null, job: null, points: new Map(), stream: null, sampled: false });
     $('#job-panel').hidden = true;
     history.replaceState(null, '', location.pathname + location.search);
   }
@@ -574,9 +576,31 @@ function forgetJob(id) {
   refreshModels().catch(() => {});
 }
 
-function exportCsv() {
-  if (!state.job) return;
-  saveBlob(new Blob([toCsv(sortedPoints())], { type: 'text/csv' }), `metrics-${state.job.name}-${state.job.id}.csv`);
+async function exportCsv() {
+  const job = state.job;
+  if (!job) return;
+  const button = $('#export-csv');
+  let points = sortedPoints();
+  if (state.sampled) {
+    // The charts hold a sample of a long job: the file gets every point, paged by step.
+    button.disabled = true;
+    try {
+      points = [];
+      for (let after = 0; after !== null;) {
+        const page = await api(`/v1/jobs/${encodeURIComponent(job.id)}/metrics?after=${after}&limit=1000`);
+        points.push(...page.points);
+        after = page.nextAfter;
+        button.textContent = `Downloading metrics… ${points.length.toLocaleString()} points`;
+      }
+    } catch (err) {
+      $('#job-error').textContent = err.message;
+      return;
+    } finally {
+      button.disabled = false;
+      button.textContent = 'Download metrics (CSV)';
+    }
+  }
+  saveBlob(new Blob([toCsv(points)], { type: 'text/csv' }), `metrics-${job.name}-${job.id}.csv`);
 }
 
 // ---- models -------------------------------------------------------------------------------------

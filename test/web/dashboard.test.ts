@@ -358,6 +358,11 @@ describe('dashboard', () => {
     expect(asked.some((r) => r.url === `/v1/jobs/${liveId}/curve?points=2000`)).toBe(true);
     const streams = asked.filter((r) => r.url === `/v1/jobs/${liveId}/events`);
     expect(streams.map((r) => r.lastEventId)).toEqual([String(newest)]);
+    // The charts hold a sample; the CSV holds every point.
+    const csv = await download(p, '#export-csv');
+    const rows = csv.bytes.toString('utf8').trim().split('\r\n');
+    expect(rows.length - 1).toBe(await prisma.metricPoint.count({ where: { jobId: liveId } }));
+    expect(rows.at(-1)!.split(',')[0]).toBe(String(steps.at(-1)));
     await context.close();
   });
 
