@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { ManifestAccuracy, ManifestInput, ModelManifest } from '../export/manifest.js';
 import type { Prisma, Tx } from './database.js';
+import { createdBefore, NEWEST_FIRST, type RowKey } from './keyset.js';
 
 /**
  * What a Model row records of its manifest, each field the manifest's own schema piece: the
@@ -107,13 +108,8 @@ export async function recordJobModel(tx: Tx, m: NewModel): Promise<{ replacedPre
 }
 
 /** A page of models, newest first: `take` of them, created before `after` when given. */
-export async function listModels(prisma: Prisma, page: { take: number; after?: { createdAt: Date; id: string } }): Promise<ModelRecord[]> {
-  const { after } = page;
-  const rows = await prisma.model.findMany({
-    where: after ? { OR: [{ createdAt: { lt: after.createdAt } }, { createdAt: after.createdAt, id: { lt: after.id } }] } : {},
-    orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
-    take: page.take,
-  });
+export async function listModels(prisma: Prisma, page: { take: number; after?: RowKey }): Promise<ModelRecord[]> {
+  const rows = await prisma.model.findMany({ where: createdBefore(page.after), orderBy: NEWEST_FIRST, take: page.take });
   return rows.map(rowToRecord);
 }
 
@@ -134,7 +130,7 @@ export async function servingCandidates(prisma: Prisma | Tx, limit: number): Pro
       ? []
       : await prisma.model.findMany({
           where: { promotedAt: null, job: { autoServe: true } },
-          orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
+          orderBy: NEWEST_FIRST,
           take: limit - promoted.length,
         });
   return [...promoted, ...auto].map(rowToRecord);

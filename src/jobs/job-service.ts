@@ -23,7 +23,9 @@ import {
   type MetricsPage,
   type MetricsQuery,
 } from './job-view.js';
-import { PRINTABLE, TrainingConfig } from '../config/training-config.js';
+import { TrainingConfig } from '../config/training-config.js';
+import { createdBefore, NEWEST_FIRST } from '../db/keyset.js';
+import { decodeCursor, keysetPage } from './page-cursor.js';
 
 export interface JobQueuePort {
   /** Put the job on the training queue. Rejects when the queue is unreachable. */
@@ -98,24 +100,6 @@ export function strideSteps(stride: number, first: number, last: number): number
   const steps = Array.from({ length: Math.floor(last / stride) }, (_, i) => (i + 1) * stride).filter((s) => s > first);
   if (steps.at(-1) !== last && last > first) steps.push(last);
   return [first, ...steps];
-}
-
-export function encodeCursor(createdAt: Date, id: string): string {
-  return Buffer.from(JSON.stringify([createdAt.toISOString(), id])).toString('base64url');
-}
-
-export function decodeCursor(cursor: string): { createdAt: Date; id: string } {
-  try {
-    const [at, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [string, string];
-    const createdAt = new Date(at);
-    // Only what a cursor of ours holds: an id without control characters and a creation time the
-    // database can compare (PostgreSQL refuses years outside its range with an error).
-    const year = createdAt.getUTCFullYear();
-    if (typeof id !== 'string' || !PRINTABLE.test(id) || !(year >= 1970 && year <= 9999)) throw new Error('bad');
-    return { createdAt, id };
-  } catch {
-    throw new ValidationError('VALIDATION_FAILED', 'invalid cursor', [{ path: 'cursor', message: 'not a cursor returned by this API' }]);
-  }
 }
 
 export class JobService {
@@ -223,22 +207,14 @@ export class JobService {
 
   /** Newest first; the cursor is the (createdAt, id) of the last job on the previous page. */
   async list(q: ListJobsQuery): Promise<{ jobs: JobView[]; nextCursor: string | null }> {
-    const after = q.cursor ? decodeCursor(q.cursor) : null;
     const rows = await this.deps.prisma.trainingJob.findMany({
-      where: {
-        ...(q.status ? { status: q.status } : {}),
-        ...(after ? { OR: [{ createdAt: { lt: after.createdAt } }, { createdAt: after.createdAt, id: { lt: after.id } }] } : {}),
-      },
-      orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
+      where: { ...(q.status ? { status: q.status } : {}), ...createdBefore(q.cursor ? decodeCursor(q.cursor) : undefined) },
+      orderBy: NEWEST_FIRST,
       take: q.limit + 1,
       include: JOB_WITH_MODEL,
     });
-    const page = rows.slice(0, q.limit);
-    const last = page[page.length - 1];
-    return {
-      jobs: page.map(toJobView),
-      nextCursor: rows.length > q.limit && last ? encodeCursor(last.createdAt, last.id) : null,
-    };
+    const { page, nextCursor } = keysetPage(rows, q.limit);
+    return { jobs: page.map(toJobView), nextCursor };
   }
 
   /**

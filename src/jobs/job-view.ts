@@ -6,6 +6,7 @@ import { TrainingConfig } from '../config/training-config.js';
 import { rowToRecord, type ModelRow } from '../db/model-rows.js';
 import { JOB_STATUSES } from './job-status.js';
 import { ModelSummary, toModelSummary } from './model-view.js';
+import { PageQuery } from './page-cursor.js';
 
 export const JobStatusSchema = z.enum(JOB_STATUSES);
 
@@ -115,8 +116,7 @@ export const JobIdParams = z.strictObject({ id: z.string().min(1).max(64) });
 
 export const ListJobsQuery = z.strictObject({
   status: JobStatusSchema.optional(),
-  limit: z.coerce.number().int().min(1).max(100).default(20),
-  cursor: z.string().min(1).max(200).optional(),
+  ...PageQuery.shape,
 });
 export type ListJobsQuery = z.infer<typeof ListJobsQuery>;
 

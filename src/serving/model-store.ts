@@ -6,6 +6,7 @@
 import { FsArtifactStore } from '../artifacts/fs-store.js';
 import { ModelFileCache } from '../artifacts/model-cache.js';
 import type { Prisma } from '../db/database.js';
+import type { RowKey } from '../db/keyset.js';
 import { getModel, listModels, manifestMismatch, promoteModel, servingCandidates, servingModel, type ModelRecord } from '../db/model-rows.js';
 import { parseManifest, type ModelManifest } from '../export/manifest.js';
 import { ModelManifestInvalidError, ModelUnavailableError } from './errors.js';
@@ -14,7 +15,7 @@ export type { ModelRecord } from '../db/model-rows.js';
 
 export interface ModelStore {
   /** A page of models, newest first: `take` of them, created before `after` when given. */
-  list(page: { take: number; after?: { createdAt: Date; id: string } }): Promise<ModelRecord[]>;
+  list(page: { take: number; after?: RowKey }): Promise<ModelRecord[]>;
   get(id: string): Promise<ModelRecord | null>;
   /** The model to serve: the most recently promoted one, else the newest that may serve on its own. */
   serving(): Promise<ModelRecord | null>;
@@ -95,7 +96,7 @@ export class PrismaModelStore implements ModelStore {
     private readonly files: ModelFiles,
   ) {}
 
-  list(page: { take: number; after?: { createdAt: Date; id: string } }): Promise<ModelRecord[]> {
+  list(page: { take: number; after?: RowKey }): Promise<ModelRecord[]> {
     return listModels(this.prisma, page);
   }
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isTerminal, JOB_STATUSES } from '../../src/jobs/job-status.js';
-import { decodeCursor, encodeCursor } from '../../src/jobs/job-service.js';
+import { decodeCursor, encodeCursor } from '../../src/jobs/page-cursor.js';
 import { ValidationError, toIssues } from '../../src/jobs/job-errors.js';
 
 describe('job state rules', () => {

@@ -10,7 +10,7 @@ import { ModelNotFoundError, ModelUnavailableError } from '../../serving/errors.
 import { ModelEvaluation } from '../../export/manifest.js';
 import type { ModelRecord } from '../../serving/model-store.js';
 import { ModelSummary, toModelSummary } from '../../jobs/model-view.js';
-import { decodeCursor, encodeCursor } from '../../jobs/job-service.js';
+import { decodeCursor, keysetPage, PageQuery } from '../../jobs/page-cursor.js';
 import { parseRequest } from '../validate.js';
 import { errorRef, jsonRef, jsonSchema, queryParams, secured } from '../openapi-helpers.js';
 
@@ -22,12 +22,6 @@ export const ModelView = ModelSummary.extend({
   serving: z.boolean(),
   links: z.object({ manifest: z.string(), download: z.string() }),
 });
-export const ListModelsQuery = z.strictObject({
-  limit: z.coerce.number().int().min(1).max(100).default(20),
-  /** The `nextCursor` of the previous page. */
-  cursor: z.string().min(1).max(200).optional(),
-});
-
 export const ModelList = z.object({
   /** A page of models, newest first. */
   items: z.array(ModelView),
@@ -58,7 +52,7 @@ export const openapi = {
       get: secured('predict', {
         operationId: 'listModels',
         summary: 'Exported int8 models, newest first, a page at a time, and which one serves',
-        parameters: queryParams(ListModelsQuery),
+        parameters: queryParams(PageQuery),
         responses: { '200': ok('ModelList', 'A page of models'), '400': errorRef('Invalid query') },
       }),
     },
@@ -142,14 +136,12 @@ export async function modelsRoutes(app: FastifyInstance) {
   // Paged like /v1/jobs: a deployment's models only grow, and all 10,000 of them (4.7 MB) took the
   // SQLite API 170-217 ms per request, which a dashboard asked for every 3 s.
   app.get('/v1/models', read, async (req) => {
-    const q = parseRequest(ListModelsQuery, req.query, 'query');
-    const rows = await store.list({ take: q.limit + 1, after: q.cursor ? decodeCursor(q.cursor) : undefined });
-    const page = rows.slice(0, q.limit);
-    const last = page.at(-1);
+    const q = parseRequest(PageQuery, req.query, 'query');
+    const { page, nextCursor } = keysetPage(await store.list({ take: q.limit + 1, after: q.cursor ? decodeCursor(q.cursor) : undefined }), q.limit);
     const target = await store.serving();
     return {
       items: page.map((m) => modelView(m, target?.id ?? null)),
-      nextCursor: rows.length > q.limit && last ? encodeCursor(last.createdAt, last.id) : null,
+      nextCursor,
       servingId: target?.id ?? null,
       loadedId: registry.currentId(),
     };
