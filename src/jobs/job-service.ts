@@ -228,13 +228,17 @@ export class JobService {
         { path: 'query.cursor', message: 'not allowed together with after' },
       ]);
     }
-    const job = await this.deps.prisma.trainingJob.findUnique({ where: { id }, select: { id: true } });
-    if (!job) throw new JobNotFoundError(id);
+    await this.requireJob(id);
     if (q.cursor !== undefined) return this.metricsByRevision(id, q.cursor, q.limit);
     const rows = await this.deps.prisma.metricPoint.findMany({ where: { jobId: id, step: { gt: q.after ?? 0 } }, orderBy: { step: 'asc' }, take: q.limit + 1 });
     const page = rows.slice(0, q.limit);
     const more = rows.length > q.limit;
     return { points: page.map(toMetricPointView), nextAfter: more ? page[page.length - 1].step : null, nextCursor: null, more };
+  }
+
+  /** The 404 of the routes that read a job's history: an unknown id must not read as a job without one. */
+  private async requireJob(id: string): Promise<void> {
+    if (!(await this.deps.prisma.trainingJob.findUnique({ where: { id }, select: { id: true } }))) throw new JobNotFoundError(id);
   }
 
   /**
@@ -274,8 +278,7 @@ export class JobService {
    */
   async curve(id: string, q: CurveQuery): Promise<JobCurve> {
     const db = this.deps.prisma;
-    const job = await db.trainingJob.findUnique({ where: { id }, select: { id: true } });
-    if (!job) throw new JobNotFoundError(id);
+    await this.requireJob(id);
     const lastEvent = await db.jobEvent.findFirst({ where: { jobId: id }, orderBy: { id: 'desc' }, select: { id: true } });
     const first = await db.metricPoint.findFirst({ where: { jobId: id }, orderBy: { step: 'asc' }, select: { step: true } });
     const last = await db.metricPoint.findFirst({ where: { jobId: id }, orderBy: { step: 'desc' }, select: { step: true } });
