@@ -2,6 +2,7 @@
 // the verification images), and `evaluation`: the int8 ONNX file itself on the whole validation
 // split, streamed in bounded batches, with top-1, top-5, per-class top-1 and the confusion matrix.
 // `qatserve eval` computes the same figures on an image folder with EvaluationAccumulator.
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { Split } from '../data/index.js';
 import { evalBatchSize } from '../ml/evaluate.js';
 import type { ModelEvaluation } from './manifest.js';
@@ -79,7 +80,7 @@ export async function evaluateOnnxOnSplit(runner: OnnxRunner, split: Split, clas
     const indices = Array.from({ length: Math.min(batch, split.length - lo) }, (_, i) => lo + i);
     const b = await split.batch(indices, { augment: false, seed: 0, epoch: 0, step: 0 });
     acc.add(await runner.run(nhwcToNchw(b.x, b.n, size), b.n, size), b.y);
-    await new Promise<void>((r) => setImmediate(r));
+    await yieldToLoop();
   }
   return acc.result();
 }

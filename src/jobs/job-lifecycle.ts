@@ -13,6 +13,7 @@
 // Each write also raises the job's revision and records its JobEvents in the same transaction
 // (src/jobs/job-events.ts); after the commit, `wake` tells the API replicas' event streams.
 import { randomUUID } from 'node:crypto';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { Prisma, Tx } from '../db/database.js';
 import { JOB_WITH_MODEL, recordJobModel, servingModel, type NewModel } from '../db/model-rows.js';
 import { InitJobInvalidError, JobInUseError, JobNotFoundError, JobStateError } from './job-errors.js';
@@ -232,7 +233,7 @@ async function deleteHistory(prisma: Prisma, jobId: string): Promise<void> {
 async function inChunks(edge: () => Promise<number | undefined>, deleteUpTo: (key: number) => Promise<unknown>): Promise<void> {
   for (let key = await edge(); key !== undefined; key = await edge()) {
     await deleteUpTo(key);
-    await new Promise((resolve) => setImmediate(resolve));
+    await yieldToLoop();
   }
 }
 

@@ -1,4 +1,5 @@
 // Top-1 / top-5 on a split, in evaluation mode (running BN statistics, frozen activation ranges).
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { epochBatches, type Split } from '../data/index.js';
 import type { MobileNetV2 } from './mobilenet-v2.js';
 
@@ -43,8 +44,6 @@ const EVAL_MAX_BATCH = 64;
 export function evalBatchSize(inputSize: number): number {
   return Math.max(1, Math.min(EVAL_MAX_BATCH, Math.floor((EVAL_IMAGES_AT_224 * 224 * 224) / (inputSize * inputSize))));
 }
-
-const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
 
 /**
  * Evaluates `model` on `split` with `logits` (rowLogits in eval-forward.ts). Returns null when

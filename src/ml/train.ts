@@ -4,6 +4,7 @@
 //   setupRun (backend, data, schedule, model) -> restoreStart (fresh | resume | init)
 //   -> trainOneEpoch (trainStep per batch) -> evaluateRun -> saveRun -> ... -> final eval + checkpoint.
 import path from 'node:path';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { tf } from './tf.js';
 import { selectBackend } from './backend.js';
 import { buildArch, forwardMacsPerImage, MobileNetV2, type ForwardMode } from './mobilenet-v2.js';
@@ -61,8 +62,6 @@ export class TrainingError extends Error {
     this.name = 'TrainingError';
   }
 }
-
-const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
 
 /** Salt for per-step dropout seeds. */
 const DROPOUT_STREAM = 0xd20;
