@@ -289,7 +289,8 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     throw new SettingsError(`invalid environment settings:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
-  if (e.ARTIFACT_STORE === 'postgres' && !isPostgresUrl(e.DATABASE_URL ?? '')) {
+  const postgres = isPostgresUrl(e.DATABASE_URL ?? '');
+  if (e.ARTIFACT_STORE === 'postgres' && !postgres) {
     throw new SettingsError(
       "invalid environment settings:\n  ARTIFACT_STORE: `postgres` keeps artifacts in the deployment's PostgreSQL, so DATABASE_URL must be a postgres:// URL",
     );
@@ -297,7 +298,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   const dataDir = path.resolve(e.DATA_DIR);
   // Processes that share a PostgreSQL database are often on different machines, which share no
   // disk: an fs store there left each API unable to open the models its workers wrote.
-  const artifactStore = e.ARTIFACT_STORE ?? (isPostgresUrl(e.DATABASE_URL ?? '') ? 'postgres' : 'fs');
+  const artifactStore = e.ARTIFACT_STORE ?? (postgres ? 'postgres' : 'fs');
   return {
     port: e.PORT,
     host: e.HOST,
