@@ -17,6 +17,7 @@ import { KeyStore } from '../auth/key-store.js';
 import type { Settings } from '../config/settings.js';
 import type { Database } from '../db/database.js';
 import type { JobWake } from '../jobs/job-events.js';
+import { jobBudget } from '../jobs/job-admission.js';
 import { JobService, type CancelPort } from '../jobs/job-service.js';
 import type { QueueProducer } from '../queue/training-queue.js';
 import type { WorkerStatus } from '../queue/worker-supervisor.js';
@@ -143,8 +144,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     cancel: deps.cancel,
     wake: deps.wake,
     dataRoot: settings.dataRoot,
+    // Under `qatserve serve` (a worker beside it) the worker reads this DATA_ROOT; an `api` holds
+    // the datasets only when told where they are mounted.
+    datasetsHere: deps.workerStatus !== undefined || settings.dataRootExplicit,
     artifacts: deps.artifacts,
-    budget: { memoryBytes: settings.limits.jobMemoryBudgetBytes, diskBytes: settings.limits.jobDiskBudgetBytes },
+    budget: jobBudget(settings),
     synchronousDb: deps.db.provider === 'sqlite',
   });
   const keys = new KeyStore(deps.db.prisma);

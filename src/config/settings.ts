@@ -24,7 +24,9 @@ export const SettingsSchema = z.object({
   DATA_ROOT: z
     .string()
     .optional()
-    .describe('Where `imagefolder` dataset paths are resolved (and must stay). Unset: `<DATA_DIR>/datasets` (for `qatserve train`: the working directory).'),
+    .describe(
+      "Where `imagefolder` dataset paths are resolved (and must stay): on a worker, where it reads them. Unset: `<DATA_DIR>/datasets` (for `qatserve train`: the working directory). `qatserve serve`, and an `api` given DATA_ROOT (the workers' datasets mounted there too), answer a folder missing there with 400; an `api` without it checks only the path's form and leaves the folder and its classes to the worker that takes the job.",
+    ),
   BODY_LIMIT: int(1024 * 1024, 1).describe('Largest accepted JSON body in bytes (413 above it).'),
   QUEUE_PREFIX: z
     .string()

@@ -30,7 +30,7 @@ export const FashionMnistDataset = z.strictObject({
 
 export const ImageFolderDataset = z.strictObject({
   type: z.literal('imagefolder'),
-  /** Folder under the server's DATA_ROOT: `<class>/*` or `train|val/<class>/*`. */
+  /** Folder under the workers' DATA_ROOT: `<class>/*` or `train|val/<class>/*`. */
   path: z.string().min(1).max(1024),
   /** Fraction held out for validation when the folder has no `val/` split. */
   valSplit: z.number().min(0.01).max(0.5).default(0.1),

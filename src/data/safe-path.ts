@@ -16,11 +16,10 @@ function isParentRef(rel: string): boolean {
 }
 
 /**
- * Resolve `relPath` under `dataRoot` and return the real (symlink-free) absolute folder path.
- * Throws DatasetPathError: 'DATASET_PATH_INVALID' for absolute paths, `..` escapes, symlinks out of
- * the root and non-folders; 'DATASET_NOT_FOUND' when the folder does not exist.
+ * The checks a dataset path passes before any disk is read: relative, without NUL, not climbing out
+ * with `..`. An API that does not hold the workers' datasets checks only these (job-service.ts).
  */
-export async function resolveUnderRoot(dataRoot: string, relPath: string): Promise<string> {
+export function checkRelativePath(relPath: string): void {
   if (typeof relPath !== 'string' || relPath.trim() === '') {
     throw new DatasetPathError('DATASET_PATH_INVALID', 'dataset path is empty');
   }
@@ -30,6 +29,18 @@ export async function resolveUnderRoot(dataRoot: string, relPath: string): Promi
   if (path.isAbsolute(relPath) || path.win32.isAbsolute(relPath)) {
     throw new DatasetPathError('DATASET_PATH_INVALID', `dataset path must be relative to the data root, got absolute path "${relPath}"`);
   }
+  if (isParentRef(path.normalize(relPath))) {
+    throw new DatasetPathError('DATASET_PATH_INVALID', `dataset path "${relPath}" points outside the data root`);
+  }
+}
+
+/**
+ * Resolve `relPath` under `dataRoot` and return the real (symlink-free) absolute folder path.
+ * Throws DatasetPathError: 'DATASET_PATH_INVALID' for absolute paths, `..` escapes, symlinks out of
+ * the root and non-folders; 'DATASET_NOT_FOUND' when the folder (or the root) does not exist.
+ */
+export async function resolveUnderRoot(dataRoot: string, relPath: string): Promise<string> {
+  checkRelativePath(relPath);
   let rootReal: string;
   try {
     rootReal = await realpath(dataRoot);
@@ -37,9 +48,6 @@ export async function resolveUnderRoot(dataRoot: string, relPath: string): Promi
     throw new DatasetPathError('DATASET_NOT_FOUND', `the server's data root "${dataRoot}" does not exist`);
   }
   const lexical = path.resolve(rootReal, relPath);
-  if (!isInside(rootReal, lexical)) {
-    throw new DatasetPathError('DATASET_PATH_INVALID', `dataset path "${relPath}" points outside the data root`);
-  }
   let real: string;
   try {
     real = await realpath(lexical);

@@ -11,6 +11,7 @@
 // per image, the sum of every conv layer's output elements (`activationsPerImage`), times the batch.
 import { allConvs, buildArch, type ArchSpec } from '../ml/mobilenet-arch.js';
 import type { IssueItem } from './job-errors.js';
+import type { Settings } from '../config/settings.js';
 import type { TrainingConfig } from '../config/training-config.js';
 
 /**
@@ -45,11 +46,14 @@ export const DISK_MODEL = {
 /** Classes assumed for an image folder whose class folders were not counted. */
 export const IMAGE_FOLDER_CLASSES_BOUND = 1000;
 
+/** The fewest classes a data set has (an image folder with one class is refused when loaded). */
+export const FEWEST_CLASSES = 2;
+
 /** `folderClasses`: an image folder's class folders as counted at admission (an upper bound on its classes). */
 export function classCount(dataset: TrainingConfig['dataset'], folderClasses?: number): number {
   if (dataset.type === 'synthetic') return dataset.classes;
   if (dataset.type === 'fashion-mnist') return 10;
-  return Math.max(2, Math.min(folderClasses ?? IMAGE_FOLDER_CLASSES_BOUND, IMAGE_FOLDER_CLASSES_BOUND));
+  return Math.max(FEWEST_CLASSES, Math.min(folderClasses ?? IMAGE_FOLDER_CLASSES_BOUND, IMAGE_FOLDER_CLASSES_BOUND));
 }
 
 export function archOf(config: TrainingConfig, folderClasses?: number): ArchSpec {
@@ -110,7 +114,36 @@ export interface JobBudget {
   diskBytes: number;
 }
 
+/** JOB_MEMORY_BUDGET_MB and JOB_DISK_BUDGET_MB, as the API and each worker read them. */
+export function jobBudget(settings: Pick<Settings, 'limits'>): JobBudget {
+  return { memoryBytes: settings.limits.jobMemoryBudgetBytes, diskBytes: settings.limits.jobDiskBudgetBytes };
+}
+
 const mib = (b: number) => `${Math.ceil(b / 2 ** 20)} MiB`;
+
+const fieldsOf = (issues: IssueItem[]) => issues.map((i) => i.path).join(', ');
+
+/** The first line of a refusal; the issues say by how much and what fits. */
+export function tooLargeMessage(issues: IssueItem[]): string {
+  return `the job is larger than this worker can run: ${fieldsOf(issues)}`;
+}
+
+/** A worker's refusal of a job it took: its data set's classes put it over the worker's budget. */
+export class JobTooLargeError extends Error {
+  readonly code = 'JOB_TOO_LARGE';
+}
+
+/**
+ * The worker's admission, once the data set is loaded and its classes known: the API may not have
+ * seen an image folder (the datasets live on the workers' machines), and a worker's budget is its own.
+ */
+export function assertFits(config: TrainingConfig, budget: JobBudget, classes: number): void {
+  const issues = admissionIssues(config, budget, classes);
+  if (issues.length)
+    throw new JobTooLargeError(
+      `the job is larger than this worker can run with the ${classes} classes of its data set: ${issues[0].message} (${fieldsOf(issues)})`,
+    );
+}
 
 /** Empty when the job fits; otherwise one issue per field that drives an estimate over budget. */
 export function admissionIssues(config: TrainingConfig, budget: JobBudget, folderClasses?: number): IssueItem[] {

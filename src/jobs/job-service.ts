@@ -6,7 +6,7 @@ import { DatasetPathError } from '../data/errors.js';
 import { countClassFolders } from '../data/image-folder.js';
 import { resolveUnderRoot } from '../data/safe-path.js';
 import { JOB_WITH_MODEL } from '../db/model-rows.js';
-import { admissionIssues, type JobBudget } from './job-admission.js';
+import { admissionIssues, FEWEST_CLASSES, tooLargeMessage, type JobBudget } from './job-admission.js';
 import { JobNotFoundError, JobQuotaError, ServiceError, ValidationError, toIssues } from './job-errors.js';
 import type { JobWake } from './job-events.js';
 import { deleteFinished, discardUnqueued, findByIdempotencyKey, insertQueued, requestCancel } from './job-lifecycle.js';
@@ -50,7 +50,15 @@ export interface JobServiceDeps {
   prisma: Prisma;
   queue: JobQueuePort;
   cancel: CancelPort;
+  /** This API's DATA_ROOT: where it looks for an image folder's class folders. */
   dataRoot: string;
+  /**
+   * Whether the workers read the same DATA_ROOT (under `qatserve serve`, or an `api` given
+   * DATA_ROOT): then a folder missing there is a 400. Otherwise the datasets are on the workers'
+   * machines: a folder this API cannot see is queued, and the worker that takes the job checks it
+   * (DATASET_NOT_FOUND) and sizes it by its real classes (JOB_TOO_LARGE).
+   */
+  datasetsHere: boolean;
   /** Where the jobs' checkpoints and models are: a deleted job's files go from it. */
   artifacts: Pick<ArtifactStore, 'delete'>;
   /** The worker's memory and disk budget: a config estimated over it is a 400 JOB_TOO_LARGE. */
@@ -125,25 +133,10 @@ export class JobService {
       throw new ValidationError('CONFIG_INVALID', 'the training config is invalid', toIssues(parsed.error.issues));
     }
     const config = parsed.data;
-    let folderClasses: number | undefined;
-    if (config.dataset.type === 'imagefolder') {
-      let folder: string;
-      try {
-        folder = await resolveUnderRoot(this.deps.dataRoot, config.dataset.path);
-      } catch (err) {
-        if (err instanceof DatasetPathError) {
-          throw new ValidationError(err.code, err.message, [{ path: 'dataset.path', message: err.message }]);
-        }
-        throw err;
-      }
-      // Sized as 1,000 classes, the seed's configuration (1.0@224, batch 32) was refused for any
-      // folder: the larger head put it 14 MiB over the default budget.
-      folderClasses = (await countClassFolders(this.deps.dataRoot, folder)) ?? undefined;
-    }
+    const folderClasses = config.dataset.type === 'imagefolder' ? await this.folderClasses(config.dataset.path) : undefined;
     if (this.deps.budget) {
       const issues = admissionIssues(config, this.deps.budget, folderClasses);
-      if (issues.length)
-        throw new ValidationError('JOB_TOO_LARGE', `the job is larger than this worker can run: ${issues.map((i) => i.path).join(', ')}`, issues);
+      if (issues.length) throw new ValidationError('JOB_TOO_LARGE', tooLargeMessage(issues), issues);
     }
     if (storedKey !== undefined) {
       const earlier = await findByIdempotencyKey(this.deps.prisma, storedKey);
@@ -185,6 +178,26 @@ export class JobService {
     if (active <= cap) return;
     await discardUnqueued(this.deps.prisma, id);
     throw new JobQuotaError(cap);
+  }
+
+  /**
+   * An image folder's class folders as this API sees them (for admission), or undefined when it
+   * cannot list them. A path it refuses is a 400 naming `dataset.path`.
+   */
+  private async folderClasses(relPath: string): Promise<number | undefined> {
+    let folder: string;
+    try {
+      folder = await resolveUnderRoot(this.deps.dataRoot, relPath);
+    } catch (err) {
+      if (!(err instanceof DatasetPathError)) throw err;
+      // Not on this machine: the worker has it, or fails the job saying it has not. The fewest
+      // classes a data set has, so that admission here refuses only what no folder would fit.
+      if (err.code === 'DATASET_NOT_FOUND' && !this.deps.datasetsHere) return FEWEST_CLASSES;
+      throw new ValidationError(err.code, err.message, [{ path: 'dataset.path', message: err.message }]);
+    }
+    // Sized as 1,000 classes, the seed's configuration (1.0@224, batch 32) was refused for any
+    // folder: the larger head put it 14 MiB over the default budget.
+    return (await countClassFolders(this.deps.dataRoot, folder)) ?? undefined;
   }
 
   /** The API key that created a job (null: auth was off). */

@@ -74,6 +74,11 @@ export interface TrainOptions {
   /** Start from an earlier run's checkpoint directory: weights (and BN stats, EMA ranges) only. */
   initFrom?: string | null;
   callbacks?: TrainCallbacks;
+  /**
+   * Called with the data set's class count once it is loaded, before the model is built: throwing
+   * refuses the run (a worker's admission check; the API may not have seen an image folder).
+   */
+  admit?: (classes: number) => void;
   logger?: Logger;
   /** When aborted, the engine finishes the current step, writes a checkpoint and returns 'stopped'. */
   signal?: AbortSignal;

@@ -170,6 +170,7 @@ async function setupRun(opts: TrainOptions): Promise<Run> {
   };
   const ds: Dataset = await loadDataset(cfg.dataset, { dataRoot: opts.dataRoot, inputSize: cfg.model.inputSize, onWarning: warn });
   log.info(`dataset: ${ds.description}`);
+  opts.admit?.(ds.classes.length);
   const { steps: spe, dropLast } = trainStepsPerEpoch(ds.train.length, T.batchSize);
   const scheduleSteps = T.epochs * spe;
   const totalSteps = Math.min(scheduleSteps, T.maxSteps ?? Infinity);

@@ -17,6 +17,7 @@ import { ArtifactCorruptError, ArtifactNotFoundError, type ArtifactStore } from 
 import { downloadPrefix, uploadDir } from '../artifacts/transfer.js';
 import type { Prisma } from '../db/database.js';
 import { newModelFromManifest } from '../db/model-rows.js';
+import type { JobBudget } from '../jobs/job-admission.js';
 import type { JobWake } from '../jobs/job-events.js';
 import { claim, OwnershipLostError, type JobOwner } from '../jobs/job-lifecycle.js';
 import type { TrainingConfig } from '../config/training-config.js';
@@ -31,6 +32,8 @@ export interface RunnerContext {
   /** This machine's scratch space for running jobs (settings.workDir). */
   workDir: string;
   dataRoot: string;
+  /** JOB_MEMORY_BUDGET_MB and JOB_DISK_BUDGET_MB: a job over them with its data set's real classes fails JOB_TOO_LARGE. */
+  budget: JobBudget;
   log: Logger;
   /** The compiled training thread (dist/queue/training-thread.js). */
   threadUrl: URL;
@@ -214,6 +217,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
     initFrom: init?.dir ?? null,
     modelDir: path.join(job.scratch, 'model'),
     trainThreads: ctx.trainThreads ?? 1,
+    budget: ctx.budget,
     wasmSimd: ctx.wasmSimd ?? true,
   };
   fs.mkdirSync(input.workDir, { recursive: true });

@@ -4,6 +4,7 @@
 import type { CheckpointInfo, EvalMetric, StepMetric, TrainResult, TrainStartInfo, TrainWarning } from '../ml/train-api.js';
 import type { TrainingConfig } from '../config/training-config.js';
 import type { ExportJobResult } from '../export/export-job.js';
+import type { JobBudget } from '../jobs/job-admission.js';
 
 export interface ThreadInput {
   jobId: string;
@@ -16,6 +17,8 @@ export interface ThreadInput {
   modelDir: string;
   /** TRAIN_THREADS: threads each step is split over; with 2 or more, batches are also rendered in a thread of their own. */
   trainThreads: number;
+  /** JOB_MEMORY_BUDGET_MB and JOB_DISK_BUDGET_MB of this worker: checked again with the data set's real classes. */
+  budget: JobBudget;
   /** QATSERVE_WASM_SIMD: the wasm-training kernels' SIMD paths (the ML code reads no settings itself). */
   wasmSimd: boolean;
 }

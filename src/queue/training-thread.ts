@@ -3,6 +3,7 @@
 // nothing of Bull, Prisma or Redis.
 import { parentPort, workerData } from 'node:worker_threads';
 import { DEFAULT_VERIFY_IMAGES, exportJobModel, onnxFloatScorer, onnxInt8Scorer } from '../export/index.js';
+import { assertFits } from '../jobs/job-admission.js';
 import { runTraining, selectBackend } from '../ml/index.js';
 import type { CheckpointInfo, TrainResult } from '../ml/train-api.js';
 import type { FromThread, ThreadInput, ToThread } from './thread-protocol.js';
@@ -62,6 +63,7 @@ async function main(): Promise<void> {
       initFrom: input.initFrom,
       signal: controller.signal,
       logger: log,
+      admit: (classes) => assertFits(input.config, input.budget, classes),
       dataThread: input.trainThreads >= 2,
       stepThreads: input.trainThreads,
       // The export below verifies its file against the final evaluation's logits.

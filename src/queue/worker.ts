@@ -14,6 +14,7 @@ import { artifactStoreWarning, openArtifactStore } from '../artifacts/open-store
 import type { Settings } from '../config/settings.js';
 import { openDatabase, type Prisma } from '../db/database.js';
 import { requireDeployment } from '../db/deployment.js';
+import { jobBudget } from '../jobs/job-admission.js';
 import { endUnowned } from '../jobs/job-lifecycle.js';
 import { isTerminal } from '../jobs/job-status.js';
 import { Redis } from 'ioredis';
@@ -119,6 +120,7 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
         store,
         workDir: settings.workDir,
         dataRoot: settings.dataRoot,
+        budget: jobBudget(settings),
         log,
         threadUrl: new URL('./training-thread.js', import.meta.url),
         jobTimeoutMs: settings.jobTimeoutMs,

@@ -3,6 +3,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorBody } from '../../src/api/error-body.js';
@@ -13,7 +14,8 @@ import { startHarness, tinySynthetic, waitReady, type DbKind, type Harness } fro
 describe.each(['sqlite', 'postgres'] as DbKind[])('jobs API on %s', (kind) => {
   let h: Harness;
   beforeAll(async () => {
-    h = await startHarness(kind, { BODY_LIMIT: '4096' });
+    // DATA_ROOT given: this API holds the workers' datasets, so it checks image folders itself.
+    h = await startHarness(kind, { BODY_LIMIT: '4096', DATA_ROOT: fs.mkdtempSync(path.join(os.tmpdir(), 'qatserve-datasets-')) });
     await waitReady(h);
   });
   afterAll(async () => h?.close());
@@ -104,6 +106,31 @@ describe.each(['sqlite', 'postgres'] as DbKind[])('jobs API on %s', (kind) => {
     const wide = await post(seed('wide'));
     expect([wide.statusCode, ErrorBody.parse(wide.json()).error.code]).toEqual([400, 'JOB_TOO_LARGE']);
     expect(ErrorBody.parse(wide.json()).error.issues[0].message).toMatch(/at batch 32 needs about \d+ MiB; the worker's budget is 3900 MiB: at most 31 fits/);
+  });
+
+  it('an API without the datasets (DATA_ROOT unset on `qatserve api`) queues a folder it cannot see, sized by the fewest classes; escapes are still 400', async () => {
+    const bare = await startHarness(kind);
+    try {
+      expect(fs.existsSync(bare.settings.dataRoot)).toBe(false);
+      const postTo = (body: unknown) => bare.app.inject({ method: 'POST', url: '/v1/jobs', payload: body as object });
+      for (const p of ['../outside', 'a/../../b', '/etc', '..']) {
+        const res = await postTo({ dataset: { type: 'imagefolder', path: p } });
+        expect([res.statusCode, ErrorBody.parse(res.json()).error.code], p).toEqual([400, 'DATASET_PATH_INVALID']);
+      }
+      // The seed's configuration at its default batch: refused when sized as 1,000 classes.
+      const res = await postTo({ dataset: { type: 'imagefolder', path: 'photos/2026' }, model: { widthMultiplier: 1.0, inputSize: 224 } });
+      expect(res.statusCode, res.body).toBe(201);
+      const job = JobView.parse(res.json());
+      expect([job.status, job.config.dataset]).toEqual(['queued', { type: 'imagefolder', path: 'photos/2026', valSplit: 0.1 }]);
+      const tooBig = await postTo({
+        dataset: { type: 'imagefolder', path: 'photos' },
+        model: { widthMultiplier: 1.0, inputSize: 224 },
+        training: { batchSize: 40 },
+      });
+      expect([tooBig.statusCode, ErrorBody.parse(tooBig.json()).error.code]).toEqual([400, 'JOB_TOO_LARGE']);
+    } finally {
+      await bare.close();
+    }
   });
 
   it('rejects init.fromJob that has no checkpoint', async () => {

@@ -18,17 +18,19 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TrainingConfig } from '../../src/config/training-config.js';
+import { estimateJob } from '../../src/jobs/job-admission.js';
 import { JobView, MetricsPage } from '../../src/jobs/job-view.js';
 import { dropSchema, pgUrl, uniqueSchema } from '../db/test-databases.js';
 import { freePort } from './serve-process.js';
 import { assertBuilt, CLI, FAST_QUEUE_ENV, spawnWorker, tinyJob, type WorkerProc } from './worker-process.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'qatserve-fleet-'));
-const schemas = [uniqueSchema('fleet_one'), uniqueSchema('fleet_two')];
+const schemas = [uniqueSchema('fleet_one'), uniqueSchema('fleet_two'), uniqueSchema('fleet_three')];
 const children: ChildProcess[] = [];
 
 /** One "machine": its own data and artifact directories, nothing shared on disk. */
-function machine(name: string, deployment: 0 | 1): Record<string, string> {
+function machine(name: string, deployment: 0 | 1 | 2): Record<string, string> {
   const dir = path.join(root, name);
   fs.mkdirSync(path.join(dir, 'artifacts'), { recursive: true });
   return {
@@ -40,8 +42,8 @@ function machine(name: string, deployment: 0 | 1): Record<string, string> {
   };
 }
 
-function worker(name: string, deployment: 0 | 1, label = name): WorkerProc {
-  const w = spawnWorker(machine(name, deployment), label);
+function worker(name: string, deployment: 0 | 1 | 2, label = name, env: Record<string, string> = {}): WorkerProc {
+  const w = spawnWorker({ ...machine(name, deployment), ...env }, label);
   children.push(w.proc);
   return w;
 }
@@ -52,8 +54,8 @@ interface Api {
   log(): string;
 }
 
-async function api(name: string, deployment: 0 | 1): Promise<Api> {
-  const env = machine(name, deployment);
+async function api(name: string, deployment: 0 | 1 | 2, extra: Record<string, string> = {}): Promise<Api> {
+  const env = { ...machine(name, deployment), ...extra };
   const port = await freePort();
   const log = path.join(env.DATA_DIR, `api-${name}.log`);
   const fd = fs.openSync(log, 'w');
@@ -88,8 +90,10 @@ async function until(a: Api, id: string, pred: (j: JobView) => boolean, ms: numb
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+const postRaw = (a: Api, body: unknown) =>
+  fetch(`${a.base}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 const post = async (a: Api, body: unknown) => {
-  const res = await fetch(`${a.base}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const res = await postRaw(a, body);
   expect(res.status, await res.clone().text()).toBe(201);
   return JobView.parse(await res.json());
 };
@@ -196,4 +200,53 @@ describe('many machines: PostgreSQL and Redis shared, nothing else', () => {
     expect(e.output()).not.toContain(tuned.id);
     expect(e.proc.exitCode).toBeNull();
   }, 300_000);
+  it("an image folder lives on the workers' machines: the API queues a folder it cannot see, the worker trains it or says why not", async () => {
+    // The worker's data root: `shapes` (2 classes) and `wide` (40 classes); the API has none.
+    const dataRoot = path.join(root, 'worker-h', 'datasets');
+    const tile = (r: number, g: number) =>
+      sharp({ create: { width: 36, height: 36, channels: 3, background: { r, g, b: 60 } } })
+        .png()
+        .toBuffer();
+    const classes = async (folder: string, n: number, images: number) => {
+      for (let c = 0; c < n; c++) {
+        fs.mkdirSync(path.join(dataRoot, folder, `c${c}`), { recursive: true });
+        for (let i = 0; i < images; i++)
+          fs.writeFileSync(path.join(dataRoot, folder, `c${c}`, `${i}.png`), await tile((c * 97) % 256, (i * 50 + c * 13) % 256));
+      }
+    };
+    await classes('shapes', 2, 10);
+    await classes('wide', 40, 2);
+    const config = (folder: string) => ({
+      name: folder,
+      dataset: { type: 'imagefolder', path: folder, valSplit: 0.2 },
+      model: { widthMultiplier: 0.35, inputSize: 32 },
+      training: { epochs: 1, batchSize: 4, maxSteps: 4 },
+    });
+    // One budget for API and worker, which fits the job with 2 classes and not with 40: only the
+    // worker, which has the folder, can tell.
+    const mib = (classes: number) => estimateJob(TrainingConfig.parse(config('wide')), classes).memoryBytes / 2 ** 20;
+    const budget = Math.ceil(mib(2));
+    expect(budget).toBeLessThan(mib(40));
+    const limits = { JOB_MEMORY_BUDGET_MB: String(budget) };
+    const h = await api('api-h', 2, limits);
+    const w = worker('worker-h', 2, 'worker-h', { ...limits, DATA_ROOT: dataRoot });
+    const logs = () => w.output().slice(-3000);
+
+    const refused = await postRaw(h, config('../worker-h/datasets/shapes'));
+    expect([refused.status, ((await refused.json()) as { error: { code: string } }).error.code]).toEqual([400, 'DATASET_PATH_INVALID']);
+    const trained = await post(h, config('shapes'));
+    const missing = await post(h, config('nowhere'));
+    const wide = await post(h, config('wide'));
+    const done = await until(h, trained.id, terminal, 120_000, logs);
+    expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
+    expect(done.model).not.toBeNull();
+    const lost = await until(h, missing.id, terminal, 60_000, logs);
+    expect([lost.status, lost.error?.code]).toEqual(['failed', 'DATASET_NOT_FOUND']);
+    expect(lost.error?.message).toContain('"nowhere" does not exist');
+    const big = await until(h, wide.id, terminal, 60_000, logs);
+    expect([big.status, big.error?.code]).toEqual(['failed', 'JOB_TOO_LARGE']);
+    expect(big.error?.message).toMatch(
+      /can run with the 40 classes of its data set: (training|exporting) .* needs about \d+ MiB; the worker's budget is \d+ MiB/,
+    );
+  }, 240_000);
 });

@@ -50,6 +50,7 @@ describe('stopping a job during its export', () => {
       store: new FsArtifactStore(fs.mkdtempSync(path.join(os.tmpdir(), 'qatserve-export-stop-store-'))),
       workDir: fs.mkdtempSync(path.join(os.tmpdir(), 'qatserve-export-stop-work-')),
       dataRoot: os.tmpdir(),
+      budget: { memoryBytes: 2 ** 32, diskBytes: 2 ** 32 },
       log,
       threadUrl: new URL('./fixtures/export-stop-thread.mjs', import.meta.url),
       jobTimeoutMs,
