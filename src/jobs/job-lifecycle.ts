@@ -21,6 +21,7 @@ import { bumpRevision, noteWrite, recordEvents, statusEvent, type JobWake } from
 import { toMetricPointView } from './job-view.js';
 import { JOB_STATUSES, TERMINAL_STATUSES, isTerminal, type JobStatus } from './job-status.js';
 import type { TrainingConfig } from '../config/training-config.js';
+import { redact } from '../redact.js';
 
 /** Every transition a job can make: from which states, to which, made by whom. */
 export const TRANSITIONS = {
@@ -484,7 +485,7 @@ export class JobOwner {
   }
 
   async fail(code: string, message: string): Promise<void> {
-    const error = { code, message: message.slice(0, 4000) };
+    const error = jobError(code, message);
     await this.write(async (tx) => {
       const { count } = await tx.trainingJob.updateMany({
         where: this.mine(TRANSITIONS.fail.from),
@@ -569,7 +570,7 @@ export async function endUnowned(
   }
   const statuses: readonly JobStatus[] = job.status ? [job.status] : TRANSITIONS.failUnowned.from;
   if (!statuses.every((s) => (TRANSITIONS.failUnowned.from as readonly JobStatus[]).includes(s))) return null;
-  const error = { code, message: message.slice(0, 4000) };
+  const error = jobError(code, message);
   const count = await committed(prisma, job.id, wake, async (tx) => {
     const { count } = await tx.trainingJob.updateMany({
       where: { id: job.id, ...owner, status: { in: [...statuses] } },
@@ -579,6 +580,11 @@ export async function endUnowned(
     return { value: count, changed: count > 0 };
   });
   return count ? 'failed' : null;
+}
+
+/** A failed job's error as clients see it: no paths, connection strings or stacks of the worker's machine, 4000 characters at most. */
+function jobError(code: string, message: string): { code: string; message: string } {
+  return { code, message: redact(message).slice(0, 4000) };
 }
 
 /** What a `metric` or `evaluation` event carries: the point as GET /v1/jobs/:id/metrics shows it. */

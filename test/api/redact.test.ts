@@ -2,7 +2,7 @@
 // API's own routes and ordinary words are not, JSON stays JSON, and adversarial inputs take linear
 // time (this scan runs on bodies that may echo client input).
 import { describe, expect, it } from 'vitest';
-import { redact, redactBody } from '../../src/api/redact.js';
+import { redact, redactBody } from '../../src/redact.js';
 
 describe('redact', () => {
   it.each([

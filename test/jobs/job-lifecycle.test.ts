@@ -201,6 +201,24 @@ describe.each([
     expect(woken.length).toBe(7);
   });
 
+  it("a failed job's error holds no path, connection string or stack of the worker's machine, in its row and its event", async () => {
+    const raw = `training failed: the server's data root "/srv/secret-mount/datasets" does not exist; store postgresql://app:hunter2@db.internal:5432/q\n    at scan (/opt/qatserve/dist/data/image-folder.js:12:3)`;
+    const seen = async (id: string) => {
+      const job = await row(id);
+      const events = await db.prisma.jobEvent.findMany({ where: { jobId: id, type: 'status' }, orderBy: { id: 'asc' } });
+      return [job.errorMessage, (JSON.parse(events[events.length - 1].payload) as { error: { message: string } }).error.message];
+    };
+    const expected = `training failed: the server's data root "<path>" does not exist; store <redacted>`;
+    const { row: owned } = await insertQueued(db.prisma, { id: `job-${++n}`, name: 'j', config });
+    const c = await claim(db.prisma, owned.id);
+    if (c.kind !== 'claimed') throw new Error('not claimed');
+    await c.owner.fail('DATASET_NOT_FOUND', raw);
+    expect(await seen(owned.id)).toEqual([expected, expected]);
+    const { row: lost } = await insertQueued(db.prisma, { id: `job-${++n}`, name: 'j', config });
+    expect(await endUnowned(db.prisma, { id: lost.id }, 'WORKER_LOST', raw)).toBe('failed');
+    expect(await seen(lost.id)).toEqual([expected, expected]);
+  });
+
   it('several steps in one write: every point and its metric event, one revision, the newest progress; an existing point keeps its scores', async () => {
     const id = await newJob();
     const o = await claimed(id);

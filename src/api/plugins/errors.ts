@@ -7,7 +7,7 @@ import fp from 'fastify-plugin';
 import { ServiceError } from '../../jobs/job-errors.js';
 import { NoModelError } from '../../serving/errors.js';
 import { errorBody } from '../error-body.js';
-import { redactBody } from '../redact.js';
+import { redactBody } from '../../redact.js';
 
 const FASTIFY_CODES: Record<string, string> = {
   FST_ERR_CTP_BODY_TOO_LARGE: 'BODY_TOO_LARGE',

@@ -1,7 +1,8 @@
 // Nothing a client should not see leaves in an error body: absolute file paths (they map the
 // server's disk), connection strings (they may hold credentials and name internal hosts) and
 // stack traces. Error messages are written not to contain them; this is the net under that, run
-// on every 4xx/5xx body. Each pattern starts at a fixed token and no two of its quantified parts
+// on every 4xx/5xx body and on the error a failed job keeps (a worker's message, shown to clients
+// in 200 bodies and events; the worker's log has it whole). Each pattern starts at a fixed token and no two of its quantified parts
 // can match the same characters, so the scan stays linear in the body's length (a regex here must
 // not become the next ReDoS; test/api/redact.test.ts times adversarial inputs).
 
