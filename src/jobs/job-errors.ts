@@ -49,8 +49,8 @@ export class JobInUseError extends ServiceError {
 
 /** `init.fromJob` names a job that does not exist or has no checkpoint to start from. */
 export class InitJobInvalidError extends ValidationError {
-  constructor(fromJob: string) {
-    const msg = `job "${fromJob}" does not exist or has no checkpoint to start from`;
+  constructor(fromJob: string, mismatch?: string) {
+    const msg = mismatch ? `job "${fromJob}" cannot start this one: ${mismatch}` : `job "${fromJob}" does not exist or has no checkpoint to start from`;
     super('INIT_JOB_INVALID', msg, [{ path: 'init.fromJob', message: msg }]);
     this.name = 'InitJobInvalidError';
   }

@@ -86,6 +86,17 @@ async function lockJob(tx: Tx, id: string): Promise<boolean> {
 }
 
 /**
+ * Why a checkpoint of a job trained as `source` cannot start `config`'s model, or null. Every layer
+ * but the classifier must have the checkpoint's shapes, and only the width sets them (the input
+ * size and the stem's strides do not; a new class count gets a new classifier). Refused here, such
+ * a job used to be queued and fail on its worker with CHECKPOINT_MISMATCH.
+ */
+export function initMismatch(source: TrainingConfig, config: TrainingConfig): string | null {
+  const [from, to] = [source.model.widthMultiplier, config.model.widthMultiplier];
+  return from === to ? null : `its model has width ${from}, this job's model.widthMultiplier is ${to}: a checkpoint starts only a model of its own width`;
+}
+
+/**
  * Inserts a queued job. With an idempotency key already used, returns that job instead (`created: false`).
  * A job that starts from another's checkpoint (`init.fromJob`) is inserted only while that job and
  * a checkpoint of it exist: the source's row is locked first, so a deletion of it in flight either
@@ -97,6 +108,11 @@ export async function insertQueued(prisma: Prisma, job: NewJob, wake?: JobWake) 
       const source = job.config.init.fromJob;
       if (source && !((await lockJob(tx, source)) && (await tx.checkpoint.findFirst({ where: { jobId: source }, select: { id: true } })))) {
         throw new InitJobInvalidError(source);
+      }
+      if (source) {
+        const { config } = await tx.trainingJob.findUniqueOrThrow({ where: { id: source }, select: { config: true } });
+        const mismatch = initMismatch(JSON.parse(config) as TrainingConfig, job.config);
+        if (mismatch) throw new InitJobInvalidError(source, mismatch);
       }
       await tx.trainingJob.create({
         data: {

@@ -139,6 +139,22 @@ describe.each(['sqlite', 'postgres'] as DbKind[])('jobs API on %s', (kind) => {
     expect(ErrorBody.parse(res.json()).error).toMatchObject({ code: 'INIT_JOB_INVALID', issues: [{ path: 'init.fromJob' }] });
   });
 
+  it('refuses init.fromJob of a job whose checkpoint has another width; another input size or class count is fine', async () => {
+    const source = JobView.parse((await post({ dataset: { type: 'synthetic', classes: 3 }, model: { widthMultiplier: 0.5, inputSize: 32 } })).json());
+    await h.deps.db.prisma.checkpoint.create({ data: { jobId: source.id, step: 8, epoch: 1, key: `jobs/${source.id}/checkpoints/a` } });
+    const before = await count();
+    const wider = await post({ dataset: { type: 'synthetic' }, model: { widthMultiplier: 1.0, inputSize: 32 }, init: { fromJob: source.id } });
+    expect(wider.statusCode).toBe(400);
+    expect(ErrorBody.parse(wider.json()).error).toMatchObject({
+      code: 'INIT_JOB_INVALID',
+      message: `job "${source.id}" cannot start this one: its model has width 0.5, this job's model.widthMultiplier is 1: a checkpoint starts only a model of its own width`,
+      issues: [{ path: 'init.fromJob' }],
+    });
+    expect(await count()).toBe(before);
+    const larger = await post({ dataset: { type: 'synthetic', classes: 5 }, model: { widthMultiplier: 0.5, inputSize: 96 }, init: { fromJob: source.id } });
+    expect(larger.statusCode, larger.body).toBe(201);
+  });
+
   it('answers unknown ids with 404, bad JSON with 400 and big bodies with 413, in the one shape', async () => {
     for (const [method, url] of [
       ['GET', '/v1/jobs/nope'],
