@@ -45,7 +45,7 @@ export async function resolveUnderRoot(dataRoot: string, relPath: string): Promi
   try {
     rootReal = await realpath(dataRoot);
   } catch {
-    throw new DatasetPathError('DATASET_NOT_FOUND', `the server's data root "${dataRoot}" does not exist`);
+    throw new DatasetPathError('DATASET_NOT_FOUND', `the data root (DATA_ROOT) "${dataRoot}" does not exist`);
   }
   const lexical = path.resolve(rootReal, relPath);
   let real: string;
@@ -54,7 +54,7 @@ export async function resolveUnderRoot(dataRoot: string, relPath: string): Promi
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') {
-      throw new DatasetPathError('DATASET_NOT_FOUND', `dataset folder "${relPath}" does not exist under the data root`);
+      throw new DatasetPathError('DATASET_NOT_FOUND', `dataset folder "${relPath}" does not exist under the data root (DATA_ROOT)`);
     }
     throw new DatasetPathError('DATASET_PATH_INVALID', `dataset path "${relPath}" cannot be read (${code ?? 'error'})`);
   }
