@@ -129,6 +129,9 @@ export const SettingsSchema = z.object({
   ),
   MODEL_POLL_MS: int(2000, 0).describe('How often the registry looks for a newer or promoted model.'),
   PREDICT_MAX_EXTRA_MODELS: int(1, 0).describe('Non-serving models (?model=) kept loaded at once.'),
+  PREDICT_MODEL_LOADS_PER_MINUTE: int(6, 0).describe(
+    'Models an API process loads on demand (?model= naming one not loaded) per minute, one at a time; past it 503 MODEL_LOADS_BUSY with Retry-After. 0: no limit, and loads in parallel.',
+  ),
   MODEL_CACHE_MAX_MB: int(2048, 1).describe('Disk the API may use for local copies of model files from the artifact store; least recently used go first.'),
 
   // --- training engine and processes (src/ml, src/cli.ts) ---
@@ -156,6 +159,7 @@ export interface ServingSettings {
   maxImagePixels: number;
   pollMs: number;
   maxExtraModels: number;
+  maxLoadsPerMinute: number;
 }
 
 export interface LimitSettings {
@@ -358,6 +362,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
       maxImagePixels: e.PREDICT_MAX_IMAGE_PIXELS,
       pollMs: e.MODEL_POLL_MS,
       maxExtraModels: e.PREDICT_MAX_EXTRA_MODELS,
+      maxLoadsPerMinute: e.PREDICT_MODEL_LOADS_PER_MINUTE,
     },
   };
 }

@@ -82,6 +82,22 @@ export class PredictorError extends ServiceError {
   }
 }
 
+/** A `?model=` that would need a load on demand while loads are rationed (model-registry.ts). */
+export class ModelLoadsBusyError extends ServiceError {
+  constructor(
+    id: string,
+    why: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(
+      503,
+      'MODEL_LOADS_BUSY',
+      `model "${id}" is not loaded and cannot be now: ${why}; retry in ${retryAfterSeconds} s, or keep more models loaded (PREDICT_MAX_EXTRA_MODELS)`,
+    );
+    this.name = 'ModelLoadsBusyError';
+  }
+}
+
 /** Too many predictions in flight: refused at once, with the seconds after which to retry. */
 export class OverloadedError extends ServiceError {
   readonly retryAfterSeconds = 1;

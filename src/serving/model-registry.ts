@@ -13,7 +13,7 @@
 import fs from 'node:fs/promises';
 import type { ModelManifest } from '../export/manifest.js';
 import { needsUint8Storage, toUint8WeightStorage } from '../export/weight-storage.js';
-import { ModelNotFoundError, ModelUnavailableError, NoModelError, NoModelLoadsError } from './errors.js';
+import { ModelLoadsBusyError, ModelNotFoundError, ModelUnavailableError, NoModelError, NoModelLoadsError } from './errors.js';
 import type { ModelRecord, ModelStore } from './model-store.js';
 import type { PredictorPool } from './predictor-pool.js';
 import { silentLogger, type Logger } from '../logger.js';
@@ -33,6 +33,8 @@ export interface ModelRegistryOptions {
   /** How often to ask the store for the serving model, in ms (0: only on refresh()). */
   pollMs?: number;
   maxExtraModels?: number;
+  /** Models loaded on demand (`?model=`) per minute at most; 0: no limit (default 6). */
+  maxLoadsPerMinute?: number;
   log?: Logger;
   /** Whether int8-stored 8-bit weights saturate on this CPU (default: read from its flags). */
   u8s8Saturates?: boolean;
@@ -61,6 +63,9 @@ export interface RegistryReadiness {
   reason?: string;
 }
 
+/** On-demand loads a minute when not configured (PREDICT_MODEL_LOADS_PER_MINUTE's default). */
+export const DEFAULT_LOADS_PER_MINUTE = 6;
+
 export class ModelRegistry {
   private readonly entries = new Map<string, Entry>();
   private readonly loading = new Map<string, Promise<Entry>>();
@@ -70,6 +75,10 @@ export class ModelRegistry {
   private closed = false;
   private readonly log: Logger;
   private readonly maxExtra: number;
+  /** When each on-demand load of the last minute began (oldest first). */
+  private readonly recentLoads: number[] = [];
+  /** The model a request is loading on demand, if any (requests for it join that load). */
+  private loadingOnDemand: string | null = null;
   /** Models that failed to load: when, and why (cleared when one loads). */
   private readonly failed = new Map<string, { at: number; reason: string }>();
   private state: RegistryReadiness = { state: 'none', servingId: null };
@@ -282,7 +291,13 @@ export class ModelRegistry {
       if (!entry || entry.retiring) {
         const record = entry?.model.record ?? (await this.store.get(id));
         if (!record) throw new ModelNotFoundError(id);
-        entry = await this.ensureLoaded(record);
+        const starts = !this.entries.has(id) && !this.loading.has(id);
+        if (starts) this.admitLoad(id);
+        try {
+          entry = await this.ensureLoaded(record);
+        } finally {
+          if (starts) this.loadingOnDemand = null;
+        }
         entry.retiring = false;
         this.evictExtras(id);
       }
@@ -300,6 +315,26 @@ export class ModelRegistry {
         if (e.retiring && e.inFlight === 0 && this.entries.get(e.model.record.id) === e) this.unload(e.model.record.id);
       },
     };
+  }
+
+  /**
+   * A load on demand costs every predictor worker a model session (30-60 ms of CPU for a small
+   * model, more at 224 px): one at a time and a few a minute, else MODEL_LOADS_BUSY. Without that,
+   * 16 clients naming 78 models in turn made every request a load, and another client's
+   * predictions went from 34 to 284 ms at the median (twenty-ninth session).
+   */
+  private admitLoad(id: string): void {
+    if (this.loadingOnDemand) throw new ModelLoadsBusyError(id, `model "${this.loadingOnDemand}" is being loaded on demand`, 1);
+    const limit = this.opts.maxLoadsPerMinute ?? DEFAULT_LOADS_PER_MINUTE;
+    if (limit <= 0) return;
+    const now = Date.now();
+    while (this.recentLoads.length && this.recentLoads[0] <= now - 60_000) this.recentLoads.shift();
+    if (this.recentLoads.length >= limit) {
+      const wait = Math.max(1, Math.ceil((this.recentLoads[0] + 60_000 - now) / 1000));
+      throw new ModelLoadsBusyError(id, `${limit} models were loaded on demand in the last minute (PREDICT_MODEL_LOADS_PER_MINUTE)`, wait);
+    }
+    this.recentLoads.push(now);
+    this.loadingOnDemand = id;
   }
 
   /** Keeps at most maxExtra non-serving models, retiring the least recently used ones. */

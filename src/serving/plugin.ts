@@ -39,6 +39,7 @@ export function servingOptionsFromSettings(store: ModelStore, s: ServingSettings
     maxImagePixels: s.maxImagePixels,
     pollMs: s.pollMs,
     maxExtraModels: s.maxExtraModels,
+    maxLoadsPerMinute: s.maxLoadsPerMinute,
   };
 }
 

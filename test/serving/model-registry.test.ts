@@ -138,6 +138,33 @@ describe('ModelRegistry', () => {
     }
   });
 
+  it('rations loads on demand: one at a time, PREDICT_MODEL_LOADS_PER_MINUTE a minute, then 503 MODEL_LOADS_BUSY; loaded models still answer', async () => {
+    const store = new MemoryModelStore(modelFilesIn(root));
+    for (const m of [a, b, c]) store.add(m.record);
+    const svc = new ServingService({ store, size: 1, pollMs: 0, maxExtraModels: 1, maxLoadsPerMinute: 2 });
+    try {
+      await svc.start();
+      const img = await makeImage('png', 40, 40);
+      // Two models named at once: one loads, the other is refused rather than queued behind it.
+      const both = await Promise.allSettled(['a', 'b'].map((id) => svc.predict(img, { modelId: id })));
+      const done = both.flatMap((r) => (r.status === 'fulfilled' ? [r.value.model.id] : []));
+      const refused = both.flatMap((r) => (r.status === 'rejected' ? [r.reason as object] : []));
+      expect([done.length, refused.length]).toEqual([1, 1]);
+      expect(refused[0]).toMatchObject({ statusCode: 503, code: 'MODEL_LOADS_BUSY', retryAfterSeconds: 1 });
+      const [first, second] = done[0] === 'a' ? ['a', 'b'] : ['b', 'a'];
+      expect((await svc.predict(img, { modelId: second })).model.id).toBe(second); // the second load of the minute
+      const third = svc.predict(img, { modelId: first }); // evicted for the second (one extra kept): a third load
+      await expect(third).rejects.toMatchObject({ statusCode: 503, code: 'MODEL_LOADS_BUSY' });
+      const err = (await third.catch((e: unknown) => e)) as { message: string; retryAfterSeconds: number };
+      expect(err.retryAfterSeconds).toBeGreaterThanOrEqual(55);
+      expect(err.message).toContain('PREDICT_MODEL_LOADS_PER_MINUTE');
+      expect((await svc.predict(img, { modelId: second })).model.id).toBe(second);
+      expect((await svc.predict(img)).model.id).toBe('c');
+    } finally {
+      await svc.close();
+    }
+  });
+
   it('a model whose record is gone stops answering ?model= at the next refresh, and so does a last good one it fell back to', async () => {
     const store = new MemoryModelStore(modelFilesIn(root));
     for (const m of [a, b, c]) store.add(m.record);
