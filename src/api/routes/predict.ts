@@ -64,9 +64,9 @@ const predictOperation = (operationId: string, summary: string) =>
       '415': errorRef("Not an accepted image format or content type, or the declared type is not the image's format (IMAGE_TYPE_MISMATCH)"),
       '503': {
         ...errorRef(
-          'No model yet (NO_MODEL), models exist but none loads here (MODEL_UNAVAILABLE, naming why), or the predictor queue is full (PREDICT_OVERLOADED, with Retry-After)',
+          'No model yet (NO_MODEL), models exist but none loads here (MODEL_UNAVAILABLE, naming why), the predictor queue is full (PREDICT_OVERLOADED, with Retry-After), or `?model=` names a model that is not loaded while loads on demand are rationed (MODEL_LOADS_BUSY, with Retry-After)',
         ),
-        headers: { 'Retry-After': { description: 'Seconds to wait (PREDICT_OVERLOADED)', schema: { type: 'integer' } } },
+        headers: { 'Retry-After': { description: 'Seconds to wait (PREDICT_OVERLOADED, MODEL_LOADS_BUSY)', schema: { type: 'integer' } } },
       },
     },
   });
