@@ -1,6 +1,9 @@
 // API keys over real HTTP against `qatserve api` in its own process: auth off on loopback until a
 // key exists, then 401/403 in the error shape on every documented route according to the scope
 // openapi.yaml names, revocation, the refusal to listen publicly without a key, and AUTH=off.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readOpenApiDocument } from '../../src/api/openapi.js';
 import { openDatabase, type Database } from '../../src/db/database.js';
@@ -241,7 +244,9 @@ describe('listening beyond loopback', () => {
   });
 
   it('keeps error bodies free of paths and connection strings', async () => {
-    const env = apiEnv('leaks');
+    // DATA_ROOT given (the datasets mounted here) but absent: its 400 names a path of this machine.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatserve-leaks-'));
+    const env = apiEnv('leaks', { DATA_ROOT: path.join(dir, 'datasets') }, dir);
     const api = await startApi(env);
     try {
       const bodies = [
