@@ -47,7 +47,7 @@ export class JobInUseError extends ServiceError {
   }
 }
 
-/** `init.fromJob` names a job that does not exist or has no checkpoint to start from. */
+/** `init.fromJob` names a job that does not exist, has no checkpoint to start from, or whose checkpoint does not fit (`mismatch`). */
 export class InitJobInvalidError extends ValidationError {
   constructor(fromJob: string, mismatch?: string) {
     const msg = mismatch ? `job "${fromJob}" cannot start this one: ${mismatch}` : `job "${fromJob}" does not exist or has no checkpoint to start from`;

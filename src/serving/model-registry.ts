@@ -33,7 +33,7 @@ export interface ModelRegistryOptions {
   /** How often to ask the store for the serving model, in ms (0: only on refresh()). */
   pollMs?: number;
   maxExtraModels?: number;
-  /** Models loaded on demand (`?model=`) per minute at most; 0: no limit (default 6). */
+  /** Models loaded on demand (`?model=`) per minute at most, one at a time; 0: neither limit (default 6). */
   maxLoadsPerMinute?: number;
   log?: Logger;
   /** Whether int8-stored 8-bit weights saturate on this CPU (default: read from its flags). */
@@ -318,8 +318,8 @@ export class ModelRegistry {
   }
 
   /**
-   * A load on demand costs every predictor worker a model session (30-60 ms of CPU for a small
-   * model, more at 224 px): one at a time and a few a minute, else MODEL_LOADS_BUSY. Without that,
+   * A load on demand costs every predictor worker a new model session: one at a time and a few a
+   * minute, else MODEL_LOADS_BUSY. Without that,
    * 16 clients naming 78 models in turn made every request a load, and another client's
    * predictions went from 34 to 284 ms at the median (twenty-ninth session).
    */
