@@ -29,7 +29,9 @@ describe.each([
   let models = 0;
 
   beforeAll(async () => {
-    h = await startHarness(kind, { MODEL_POLL_MS: '0', PREDICT_WORKERS: '1', ...env });
+    // No load shedding: the tests' own inserts of long histories run on this event loop (SQLite) and
+    // stalled it past MAX_EVENT_LOOP_DELAY_MS on a loaded CI machine, so a DELETE met 503 OVERLOADED.
+    h = await startHarness(kind, { MODEL_POLL_MS: '0', PREDICT_WORKERS: '1', MAX_EVENT_LOOP_DELAY_MS: '0', ...env });
     await waitReady(h);
     base = await h.app.listen({ port: 0, host: '127.0.0.1' });
     const keys = new KeyStore(h.deps.db.prisma);
