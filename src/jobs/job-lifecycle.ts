@@ -106,10 +106,10 @@ export async function insertQueued(prisma: Prisma, job: NewJob, wake?: JobWake) 
   try {
     const row = await committed(prisma, job.id, wake, async (tx) => {
       const source = job.config.init.fromJob;
-      if (source && !((await lockJob(tx, source)) && (await tx.checkpoint.findFirst({ where: { jobId: source }, select: { id: true } })))) {
-        throw new InitJobInvalidError(source);
-      }
       if (source) {
+        if (!((await lockJob(tx, source)) && (await tx.checkpoint.findFirst({ where: { jobId: source }, select: { id: true } })))) {
+          throw new InitJobInvalidError(source);
+        }
         const { config } = await tx.trainingJob.findUniqueOrThrow({ where: { id: source }, select: { config: true } });
         const mismatch = initMismatch(JSON.parse(config) as TrainingConfig, job.config);
         if (mismatch) throw new InitJobInvalidError(source, mismatch);
