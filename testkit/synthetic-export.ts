@@ -1,16 +1,16 @@
 // A synthetic QuantGraph written as an export directory (model.onnx + manifest.json), as the
 // worker's export writes one but without training or verification (accuracies zero), so serving
-// tests and the predict bench load it like a real model. Its manifest passes the check every
-// reader applies (src/export/manifest.ts).
+// tests and the predict bench load it like a real model. The export's own writer writes it, so its
+// manifest passes the check every reader applies (src/export/manifest.ts) and has the real format.
 import { createHash } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { FLATTEN_BACKGROUND } from '../src/data/image-decode.js';
 import { expectedKernels, fusionReport, optimizedOpCounts } from '../src/export/fusion-check.js';
-import { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, MODEL_FILE, ModelManifest, type FusionReport, type WeightEncoding } from '../src/export/manifest.js';
+import { MANIFEST_FORMAT, MANIFEST_VERSION, MODEL_FILE, ModelManifest, type FusionReport, type WeightEncoding } from '../src/export/manifest.js';
 import { quantGraphToFloatOnnx } from '../src/export/onnx-float.js';
 import { ONNX_OPSET, quantGraphToQdqOnnx } from '../src/export/onnx-qdq.js';
 import type { QuantGraph } from '../src/ml/quant-graph.js';
+import type { ModelEvaluation } from '../src/export/evaluation.js';
+import { writeModelFiles } from '../src/export/export-job-write.js';
 
 export interface SyntheticExport {
   manifest: ModelManifest;
@@ -27,6 +27,8 @@ export async function writeSyntheticExport(
     createdAt?: Date;
     /** Ask ORT what it makes of the file (seconds at 224 px); default: recorded as fully fused, unmeasured. */
     measureFusion?: boolean;
+    /** The manifest's final evaluation; default none. */
+    evaluation?: ModelEvaluation;
   },
 ): Promise<SyntheticExport> {
   const bytes = quantGraphToQdqOnnx(graph, { weightEncoding: opts.weightEncoding, metadata: { jobId: opts.jobId } });
@@ -71,12 +73,9 @@ export async function writeSyntheticExport(
       fusion,
     },
     accuracy: { images: 0, floatTop1: 0, int8Top1: 0, agreement: 1, maxLogitDiffSteps: 0 },
+    evaluation: opts.evaluation,
     checkpoint: { step: 0 },
   } satisfies ModelManifest);
-  await mkdir(dir, { recursive: true });
-  const onnxFile = path.join(dir, MODEL_FILE);
-  const manifestFile = path.join(dir, MANIFEST_FILE);
-  await writeFile(onnxFile, bytes);
-  await writeFile(manifestFile, JSON.stringify(manifest));
-  return { manifest, onnxFile, manifestFile };
+  const { onnxPath, manifestPath } = await writeModelFiles(dir, bytes, manifest);
+  return { manifest, onnxFile: onnxPath, manifestFile: manifestPath };
 }

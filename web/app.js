@@ -504,8 +504,8 @@ async function showEvaluation(model) {
   if (!e) {
     $('#evaluation-summary').textContent = 'This model was exported without a final evaluation.';
     $('#per-class tbody').replaceChildren();
-    $('#confusion thead').replaceChildren();
-    $('#confusion tbody').replaceChildren();
+    $('#confusion-box').hidden = true;
+    $('#mistakes-box').hidden = true;
     return;
   }
   $('#evaluation-summary').textContent = `${e.images} validation images: top-1 ${pct(e.top1)}, top-5 ${pct(e.top5)}.`;
@@ -515,6 +515,17 @@ async function showEvaluation(model) {
       return el('tr', {}, el('th', { scope: 'row' }, c), el('td', {}, el('span', { className: 'bar', style: `width:${(v ?? 0) * 6}em` }), ` ${pct(v)}`));
     }),
   );
+  // Above 100 classes the evaluation has no matrix (classes² cells), only the most frequent mistakes.
+  $('#confusion-box').hidden = !e.confusion;
+  $('#mistakes-box').hidden = !!e.confusion;
+  if (!e.confusion) {
+    $('#mistakes tbody').replaceChildren(
+      ...e.topConfusions.map((m) =>
+        el('tr', {}, el('td', {}, res.classes[m.actual]), el('td', {}, res.classes[m.predicted]), el('td', { className: 'num' }, String(m.count))),
+      ),
+    );
+    return;
+  }
   const max = Math.max(1, ...e.confusion.flat());
   $('#confusion thead').replaceChildren(el('tr', {}, el('td'), ...res.classes.map((c) => el('th', { scope: 'col' }, c))));
   $('#confusion tbody').replaceChildren(

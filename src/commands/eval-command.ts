@@ -10,7 +10,8 @@ import { parseArgs } from 'node:util';
 import type { Settings } from '../config/settings.js';
 import { IMAGE_EXTENSIONS } from '../data/image-folder.js';
 import { EvaluationAccumulator } from '../export/export-job-evaluate.js';
-import { MANIFEST_FILE, parseManifest, type ModelEvaluation, type ModelManifest } from '../export/manifest.js';
+import { MANIFEST_FILE, parseManifest, type ModelManifest } from '../export/manifest.js';
+import { MAX_MATRIX_CLASSES, type ModelEvaluation } from '../export/evaluation.js';
 import { OnnxRunner } from '../export/verify.js';
 import { needsUint8Storage, toUint8WeightStorage } from '../export/weight-storage.js';
 import { ModelUnavailableError } from '../serving/errors.js';
@@ -160,7 +161,10 @@ export async function evaluateFolder(
 
 const pct = (v: number | null) => (v === null ? '-' : `${(v * 100).toFixed(2)}%`);
 
-/** The human-readable report: totals, per-class top-1 and the confusion matrix (rows: true class). */
+/**
+ * The human-readable report: totals, per-class top-1, and the confusion matrix (rows: true class)
+ * or, above MAX_MATRIX_CLASSES classes, where a row would not fit a screen, the most frequent mistakes.
+ */
 export function formatReport(r: EvalReport): string {
   const lines = [
     `model ${r.model}: ${r.images} images${r.skipped.length ? ` (${r.skipped.length} unreadable, skipped)` : ''}`,
@@ -169,10 +173,16 @@ export function formatReport(r: EvalReport): string {
     'per class (top-1, images):',
   ];
   const w = Math.max(5, ...r.classes.map((c) => c.length));
-  r.classes.forEach((c, i) => lines.push(`  ${c.padEnd(w)}  ${pct(r.perClassTop1[i]).padStart(7)}  ${r.confusion[i].reduce((a, b) => a + b, 0)}`));
-  lines.push('', 'confusion (rows: true class, columns: predicted, in class order):');
-  const cw = Math.max(3, ...r.confusion.flat().map((v) => String(v).length));
-  r.classes.forEach((c, i) => lines.push(`  ${c.padEnd(w)}  ${r.confusion[i].map((v) => String(v).padStart(cw)).join(' ')}`));
+  r.classes.forEach((c, i) => lines.push(`  ${c.padEnd(w)}  ${pct(r.perClassTop1[i]).padStart(7)}  ${r.perClassImages[i]}`));
+  const matrix = r.confusion;
+  if (matrix) {
+    lines.push('', 'confusion (rows: true class, columns: predicted, in class order):');
+    const cw = Math.max(3, ...matrix.flat().map((v) => String(v).length));
+    r.classes.forEach((c, i) => lines.push(`  ${c.padEnd(w)}  ${matrix[i].map((v) => String(v).padStart(cw)).join(' ')}`));
+  } else {
+    lines.push('', `most frequent mistakes (true class -> predicted: images; the matrix is left out above ${MAX_MATRIX_CLASSES} classes):`);
+    for (const m of r.topConfusions) lines.push(`  ${r.classes[m.actual]} -> ${r.classes[m.predicted]}: ${m.count}`);
+  }
   return lines.join('\n');
 }
 

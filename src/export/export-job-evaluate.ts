@@ -5,7 +5,7 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { Split } from '../data/index.js';
 import { evalBatchSize } from '../ml/evaluate.js';
-import type { ModelEvaluation } from './manifest.js';
+import { summariseConfusion, type ModelEvaluation } from './evaluation.js';
 import { argmaxRows, nhwcToNchw, top1Accuracy, type OnnxRunner } from './verify.js';
 import type { VerificationLogits } from './export-job-verify.js';
 
@@ -59,11 +59,7 @@ export class EvaluationAccumulator {
       images: n,
       top1: n ? this.top1 / n : 0,
       top5: n ? this.top5 / n : 0,
-      perClassTop1: this.confusion.map((row, c) => {
-        const total = row.reduce((a, b) => a + b, 0);
-        return total ? row[c] / total : null;
-      }),
-      confusion: this.confusion.map((row) => [...row]),
+      ...summariseConfusion(this.confusion),
     };
   }
 }

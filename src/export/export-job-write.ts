@@ -7,7 +7,8 @@ import { FLATTEN_BACKGROUND } from '../data/index.js';
 import type { TrainedModel } from '../ml/index.js';
 import type { QuantGraph } from '../ml/quant-graph.js';
 import { expectedKernels } from './fusion-check.js';
-import { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, MODEL_FILE, ModelManifest, type FusionReport, type ModelEvaluation } from './manifest.js';
+import { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, MODEL_FILE, ModelManifest, type FusionReport } from './manifest.js';
+import type { ModelEvaluation } from './evaluation.js';
 import { ONNX_OPSET } from './onnx-qdq.js';
 import type { Verified } from './export-job-verify.js';
 

@@ -7,6 +7,7 @@
 // import it.
 import { z } from 'zod';
 import type { ActQuant } from '../ml/quant-graph.js';
+import { evaluationProblem, StoredEvaluation } from './evaluation.js';
 
 export const MANIFEST_FORMAT = 'qatserve-model';
 export const MANIFEST_VERSION = 1;
@@ -30,21 +31,6 @@ export const FusionReport = z.object({
   fullyFused: z.boolean(),
 });
 export type FusionReport = z.infer<typeof FusionReport>;
-
-/**
- * The export's final evaluation of the int8 file (run by ONNX Runtime) on the whole validation
- * split; GET /v1/models/:id/evaluation answers it as is.
- */
-export const ModelEvaluation = z.object({
-  images: z.number().int().min(0),
-  top1: z.number().min(0).max(1),
-  top5: z.number().min(0).max(1),
-  /** Per class, in `classes` order: share of its images predicted as it (null: no images). */
-  perClassTop1: z.array(z.number().min(0).max(1).nullable()),
-  /** confusion[true class][predicted class]: image counts. */
-  confusion: z.array(z.array(z.number().int().min(0))),
-});
-export type ModelEvaluation = z.infer<typeof ModelEvaluation>;
 
 export const WeightEncoding = z.enum(['int8', 'uint8']);
 export type WeightEncoding = z.infer<typeof WeightEncoding>;
@@ -121,8 +107,8 @@ export const ModelManifest = z
       fusion: FusionReport,
     }),
     accuracy: ManifestAccuracy,
-    /** The shipped int8 file on the whole validation split. Absent in manifests written before it existed. */
-    evaluation: ModelEvaluation.optional(),
+    /** The shipped int8 file on the whole validation split (completeEvaluation gives it today's shape). Absent in manifests written before it existed. */
+    evaluation: StoredEvaluation.optional(),
     /** Problems found at export that do not stop the model from serving, e.g. MODEL_AT_CHANCE. */
     warnings: z.array(z.object({ code: z.string(), message: z.string() })).optional(),
     checkpoint: z.object({ step: z.number().int() }),
@@ -131,11 +117,8 @@ export const ModelManifest = z
     // What the types cannot say: a model answers one score per class, for a picture of some size.
     if (m.classes.length === 0) ctx.addIssue({ code: 'custom', path: ['classes'], message: 'a model has at least one class' });
     if (m.input.size < 1) ctx.addIssue({ code: 'custom', path: ['input', 'size'], message: 'must be at least 1' });
-    const e = m.evaluation;
-    const n = m.classes.length;
-    if (e && (e.perClassTop1.length !== n || e.confusion.length !== n || e.confusion.some((row) => row.length !== n))) {
-      ctx.addIssue({ code: 'custom', path: ['evaluation'], message: `perClassTop1 and confusion must have one entry per class (${n})` });
-    }
+    const problem = m.evaluation ? evaluationProblem(m.evaluation, m.classes.length) : null;
+    if (problem) ctx.addIssue({ code: 'custom', path: ['evaluation'], message: problem });
   });
 export type ModelManifest = z.infer<typeof ModelManifest>;
 

@@ -4,7 +4,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolveEvalModel } from '../../src/commands/eval-command.js';
+import { formatReport, resolveEvalModel } from '../../src/commands/eval-command.js';
+import { EvaluationAccumulator } from '../../src/export/export-job-evaluate.js';
 import { writeFixtureModel, type FixtureModel } from '../serving/fixtures.js';
 
 // The file branch never opens the database or the artifact store.
@@ -36,5 +37,32 @@ describe('qatserve eval --model <file>', () => {
     const model = await exported('bare');
     await rm(model.manifestFile);
     await expect(resolveEvalModel(model.onnxFile, settings)).rejects.toMatchObject({ code: 'MODEL_NOT_FOUND' });
+  });
+});
+
+describe('qatserve eval report', () => {
+  /** Every image of class c answered as class (c + 1) % k: one mistake per class, 3 images each. */
+  const report = (k: number) => {
+    const acc = new EvaluationAccumulator(k);
+    for (let c = 0; c < k; c++) {
+      const logits = new Float32Array(3 * k);
+      for (let r = 0; r < 3; r++) logits[r * k + ((c + 1) % k)] = 1;
+      acc.add(logits, new Int32Array(3).fill(c));
+    }
+    return formatReport({ ...acc.result(), model: 'm', classes: Array.from({ length: k }, (_, i) => `c${i}`), skipped: [] });
+  };
+
+  it('prints the confusion matrix up to 100 classes, and the most frequent mistakes above', () => {
+    const small = report(4);
+    expect(small).toContain('confusion (rows: true class, columns: predicted, in class order):\n  c0       0   3   0   0\n');
+    expect(small).toContain('\n  c3       0.00%  3\n');
+    // 1,000 classes: a matrix row would be 4,000 characters wide, and Math.max over its million cells threw.
+    const big = report(1000);
+    expect(big).not.toMatch(/confusion \(rows/);
+    expect(big).toMatch(
+      /most frequent mistakes \(true class -> predicted: images; the matrix is left out above 100 classes\):\n {2}c0 -> c1: 3\n {2}c1 -> c2: 3\n/,
+    );
+    expect(big.split('\n').length).toBeLessThan(1000 + 100 + 20);
+    expect(Math.max(...big.split('\n').map((l) => l.length))).toBeLessThan(120);
   });
 });

@@ -58,10 +58,15 @@ describe('exportJobModel', () => {
       top1: 1 / 3,
       top5: 1,
       perClassTop1: [1, 0, 0],
+      perClassImages: [1, 1, 1],
       confusion: [
         [1, 0, 0],
         [0, 0, 1],
         [1, 0, 0],
+      ],
+      topConfusions: [
+        { actual: 1, predicted: 2, count: 1 },
+        { actual: 2, predicted: 0, count: 1 },
       ],
     });
     expect(new EvaluationAccumulator(2).result().perClassTop1).toEqual([null, null]);
@@ -111,10 +116,12 @@ describe('exportJobModel', () => {
     expect(e.images).toBe(36);
     expect(e.top1).toBeCloseTo(m.accuracy.int8Top1, 10);
     expect(e.top5).toBe(1); // 3 classes: the label is always among the top 5
-    expect(e.confusion.map((row) => row.reduce((a, b) => a + b, 0))).toEqual([12, 12, 12]);
-    const diagonal = e.confusion.reduce((sum, row, i) => sum + row[i], 0);
+    const confusion = e.confusion!;
+    expect(confusion.map((row) => row.reduce((a, b) => a + b, 0))).toEqual([12, 12, 12]);
+    expect(e.perClassImages).toEqual([12, 12, 12]);
+    const diagonal = confusion.reduce((sum, row, i) => sum + row[i], 0);
     expect(diagonal / 36).toBeCloseTo(e.top1, 10);
-    expect(e.perClassTop1).toEqual(e.confusion.map((row, i) => row[i] / 12));
+    expect(e.perClassTop1).toEqual(confusion.map((row, i) => row[i] / 12));
     // Well above the chance bar (3 classes, 36 images: 1/3 + 2 x sqrt(2/9 / 36) = 49.0%), so no
     // MODEL_AT_CHANCE warning; the warning itself is tested above.
     expect(e.top1).toBeGreaterThan(0.6);

@@ -4,6 +4,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import type { QuantGraph } from '../../src/ml/quant-graph.js';
 import { MANIFEST_FILE, MODEL_FILE, type WeightEncoding } from '../../src/export/manifest.js';
+import type { ModelEvaluation } from '../../src/export/evaluation.js';
 import { newModelFromManifest } from '../../src/db/model-rows.js';
 import { buildSyntheticMobileNetV2 } from '../../testkit/synthetic-graph.js';
 import { writeSyntheticExport } from '../../testkit/synthetic-export.js';
@@ -22,7 +23,7 @@ export interface FixtureModel {
 export async function writeFixtureModel(
   root: string,
   id: string,
-  opts: { seed?: number; inputSize?: number; classes?: number; createdAt?: Date; weightEncoding?: WeightEncoding } = {},
+  opts: { seed?: number; inputSize?: number; classes?: number; createdAt?: Date; weightEncoding?: WeightEncoding; evaluation?: ModelEvaluation } = {},
 ): Promise<FixtureModel> {
   const inputSize = opts.inputSize ?? 32;
   const numClasses = opts.classes ?? 5;
@@ -34,6 +35,7 @@ export async function writeFixtureModel(
     // uint8 by default: the synthetic graph's 8-bit weights stored as int8 saturate on x86 without VNNI.
     weightEncoding: opts.weightEncoding ?? 'uint8',
     createdAt: opts.createdAt,
+    evaluation: opts.evaluation,
   });
   return {
     graph,

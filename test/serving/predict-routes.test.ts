@@ -9,6 +9,7 @@ import { errorsPlugin } from '../../src/api/plugins/errors.js';
 import { PredictResponse, predictRoutes } from '../../src/api/routes/predict.js';
 import { ModelDetail, ModelEvaluationResponse, ModelList, modelsRoutes } from '../../src/api/routes/models.js';
 import { servingPlugin } from '../../src/serving/plugin.js';
+import { EvaluationAccumulator } from '../../src/export/export-job-evaluate.js';
 import { ServingService } from '../../src/serving/prediction-service.js';
 import { modelFilesIn } from '../../src/serving/model-store.js';
 import { MemoryModelStore } from '../../testkit/memory-model-store.js';
@@ -279,8 +280,22 @@ describe('/v1/models', () => {
     const manifest = JSON.parse(await readFile(c.manifestFile, 'utf8'));
     await writeFile(c.manifestFile, JSON.stringify({ ...manifest, evaluation }));
     store.add(c.record);
+    // Written before manifests had perClassImages and topConfusions: answered in today's shape.
     const got = ModelEvaluationResponse.parse(await json(await fetch(`${url}/v1/models/c/evaluation`)));
-    expect(got).toEqual({ modelId: 'c', classes: c.graph.classes, evaluation });
+    expect(got).toEqual({
+      modelId: 'c',
+      classes: c.graph.classes,
+      evaluation: {
+        ...evaluation,
+        perClassImages: [10, 10, 10],
+        topConfusions: [
+          { actual: 2, predicted: 1, count: 4 },
+          { actual: 1, predicted: 0, count: 2 },
+          { actual: 1, predicted: 2, count: 2 },
+          { actual: 0, predicted: 1, count: 1 },
+        ],
+      },
+    });
 
     // A hand-edited or foreign manifest is refused as a whole, with a code and the field at fault.
     const d = await writeFixtureModel(root, 'd', { seed: 4, classes: 3 });
@@ -292,8 +307,46 @@ describe('/v1/models', () => {
       expect(res.status, route).toBe(503);
       const { error } = await json(res);
       expect(error.code).toBe('MODEL_MANIFEST_INVALID');
-      expect(error.message).toMatch(/evaluation: perClassTop1 and confusion must have one entry per class \(3\)/);
+      expect(error.message).toMatch(/evaluation: perClassTop1, perClassImages and confusion must have one entry per class \(3\)/);
     }
     expect((await fetch(`${url}/v1/models/zzz/evaluation`)).status).toBe(404);
+  });
+  it('a 1,000-class model serves, and its evaluation answers per class and the most frequent mistakes', async () => {
+    // 10 validation images a class: 6 right, 2 answered as the next class, 2 as one of the others.
+    const k = 1000;
+    const acc = new EvaluationAccumulator(k);
+    let seed = 7;
+    const rand = (n: number) => (seed = (seed * 1103515245 + 12345) >>> 0) % n;
+    for (let c = 0; c < k; c++) {
+      const logits = new Float32Array(10 * k);
+      for (let r = 0; r < 10; r++) logits[r * k + (r < 6 ? c : r < 8 ? (c + 1) % k : (c + 2 + rand(k - 2)) % k)] = 1;
+      acc.add(logits, new Int32Array(10).fill(c));
+    }
+    const e = acc.result();
+    const big = await writeFixtureModel(root, 'k1000', { seed: 5, classes: k, evaluation: e });
+    // Its classes² dense matrix made an 11 MB manifest that no server would read (ARTIFACT_CORRUPT).
+    expect((await readFile(big.manifestFile)).length).toBeLessThan(512 * 1024);
+    store.add(big.record);
+
+    const pred = await fetch(`${url}/v1/predict?model=k1000&topK=3`, {
+      method: 'POST',
+      body: bytes(await makeImage('png')),
+      headers: { 'content-type': 'image/png' },
+    });
+    expect(pred.status).toBe(200);
+    expect(PredictResponse.parse(await json(pred)).predictions).toHaveLength(3);
+    expect((await fetch(`${url}/v1/models/k1000`)).status).toBe(200);
+
+    const got = ModelEvaluationResponse.parse(await json(await fetch(`${url}/v1/models/k1000/evaluation`)));
+    expect(got.classes).toHaveLength(k);
+    const ev = got.evaluation!;
+    expect(ev).toMatchObject({ images: 10 * k, confusion: null });
+    expect(ev.top1).toBeCloseTo(0.6, 2);
+    expect(ev.perClassImages).toEqual(new Array(k).fill(10));
+    expect(ev.perClassTop1.every((v) => v !== null && v >= 0.6)).toBe(true);
+    // The 100 largest mistakes: each class's 2 images answered as the next class come first.
+    expect(ev.topConfusions).toHaveLength(100);
+    expect(ev.topConfusions[0]).toEqual({ actual: 0, predicted: 1, count: 2 });
+    expect(ev.topConfusions.every((m, i) => m.actual !== m.predicted && (i === 0 || m.count <= ev.topConfusions[i - 1].count))).toBe(true);
   });
 });

@@ -266,6 +266,31 @@ describe('dashboard', () => {
     expect(lines.slice(1).map((l) => Number(l.split(',')[2]))).toEqual(points.map((p) => p.loss));
   });
 
+  it('lists the most frequent mistakes instead of a matrix for a model of over 100 classes', async () => {
+    // The API's side (a 1,000-class model's evaluation) is tested in predict-routes; here its answer.
+    const modelId = JobView.parse((await api('GET', `/v1/jobs/${liveId}`)).json()).model!.id;
+    const classes = Array.from({ length: 150 }, (_, i) => `kind-${i}`);
+    const evaluation = {
+      images: 1500,
+      top1: 0.6,
+      top5: 0.9,
+      perClassTop1: classes.map(() => 0.6),
+      perClassImages: classes.map(() => 10),
+      confusion: null,
+      topConfusions: [
+        { actual: 3, predicted: 7, count: 4 },
+        { actual: 0, predicted: 149, count: 2 },
+      ],
+    };
+    await page.route(`**/v1/models/${modelId}/evaluation`, (route) => route.fulfill({ json: { modelId, classes, evaluation } }));
+    await page.reload();
+    await expect.poll(() => page.locator('#mistakes tbody tr').count(), { timeout: 10_000 }).toBe(2);
+    expect(await page.locator('#mistakes tbody tr').first().locator('td').allTextContents()).toEqual(['kind-3', 'kind-7', '4']);
+    expect(await page.isVisible('#confusion-box')).toBe(false);
+    expect(await page.locator('#per-class tbody tr').count()).toBe(150);
+    await page.unroute(`**/v1/models/${modelId}/evaluation`);
+  });
+
   it('still offers an admin the promote button when its first admin probe met the rate limit', async () => {
     const ctx = await keyedContext(browser, adminKey);
     const p = await ctx.newPage();

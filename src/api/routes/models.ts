@@ -7,7 +7,7 @@ import { stat } from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { ModelNotFoundError, ModelUnavailableError } from '../../serving/errors.js';
-import { ModelEvaluation } from '../../export/manifest.js';
+import { completeEvaluation, ModelEvaluation } from '../../export/evaluation.js';
 import type { ModelRecord } from '../../serving/model-store.js';
 import { ModelSummary, toModelSummary } from '../../jobs/model-view.js';
 import { decodeCursor, keysetPage, PageQuery } from '../../jobs/page-cursor.js';
@@ -37,7 +37,7 @@ export const ModelDetail = z.object({ model: ModelView, manifest: z.record(z.str
 export const ModelEvaluationResponse = z.object({
   modelId: z.string(),
   classes: z.array(z.string()),
-  /** The manifest's `evaluation`; null for models exported before manifests carried one. */
+  /** The manifest's `evaluation` (an older manifest's in today's shape); null for models exported before manifests carried one. */
   evaluation: ModelEvaluation.nullable(),
 });
 export const PromoteResponse = z.object({ model: ModelView });
@@ -71,8 +71,9 @@ export const openapi = {
     '/v1/models/{id}/evaluation': {
       get: secured('predict', {
         operationId: 'getModelEvaluation',
-        summary: "The export's final evaluation of the int8 model: top-1, top-5, per-class top-1 and the confusion matrix",
-        description: '`evaluation` is null for a model whose manifest has none (exported by an older version).',
+        summary: "The export's final evaluation of the int8 model: top-1, top-5, per class, the most frequent mistakes and the confusion matrix",
+        description:
+          '`evaluation` is null for a model whose manifest has none (exported by an older version). `confusion[true][predicted]` is there for models of at most 100 classes (null above: its classes² counts made manifests too large to read); `topConfusions` lists the 100 most frequent mistakes, as class indexes, for every model.',
         parameters: [idParam],
         responses: {
           '200': ok('ModelEvaluationResponse', 'The evaluation'),
@@ -155,7 +156,8 @@ export async function modelsRoutes(app: FastifyInstance) {
   app.get('/v1/models/:id/evaluation', read, async (req) => {
     const m = await find(parseRequest(ModelIdParams, req.params, 'params').id);
     // The manifest is checked as it is read (a malformed one is a 503 MODEL_MANIFEST_INVALID).
-    return { modelId: m.id, classes: m.classes, evaluation: (await store.manifest(m)).evaluation ?? null };
+    const stored = (await store.manifest(m)).evaluation;
+    return { modelId: m.id, classes: m.classes, evaluation: stored ? completeEvaluation(stored) : null };
   });
 
   app.get('/v1/models/:id/download', read, async (req, reply) => {
