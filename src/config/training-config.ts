@@ -72,6 +72,11 @@ export const TrainingSection = z.strictObject({
   augment: z.boolean().default(true),
   /** A checkpoint is written every epoch; this adds one every N steps as well. */
   checkpointEverySteps: positiveInt.nullable().default(null),
+  /**
+   * And one once this many minutes of training have passed since the last, so a worker that dies
+   * loses at most that much: an epoch of a large job takes hours (null: per epoch and N steps only).
+   */
+  checkpointEveryMinutes: z.number().positive().max(1440).nullable().default(10),
   /** Checkpoints kept on disk (the newest N). */
   keepCheckpoints: z.number().int().min(1).max(100).default(2),
 });

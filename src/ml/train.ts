@@ -136,6 +136,8 @@ interface Run {
   /** The last evaluation's logits on TrainOptions.keepEvalLogits rows. */
   lastEvalLogits?: EvalLogits;
   lastSavedStep: number;
+  /** performance.now() at the last checkpoint, or when training started (checkpointEveryMinutes). */
+  lastSavedAt: number;
   lastCheckpoint: string;
   /** performance.now() when the next step's images-per-second count starts. */
   lastTime: number;
@@ -219,6 +221,7 @@ async function setupRun(opts: TrainOptions): Promise<Run> {
     init,
     step: 0,
     lastSavedStep: -1,
+    lastSavedAt: performance.now(),
     lastCheckpoint: '',
     lastTime: performance.now(),
     stepRate: new StepRate(),
@@ -347,7 +350,8 @@ async function trainOnBatch(run: Run, b: EpochBatch | EpochSourceBatch, batches:
   // Let the worker's heartbeats and cancel checks run between steps.
   await yieldToLoop();
   if (opts.signal?.aborted) return 'stopped';
-  if (T.checkpointEverySteps && run.step % T.checkpointEverySteps === 0) await saveRun(run);
+  const everyMs = (T.checkpointEveryMinutes ?? 0) * 60_000;
+  if ((T.checkpointEverySteps && run.step % T.checkpointEverySteps === 0) || (everyMs && performance.now() - run.lastSavedAt >= everyMs)) await saveRun(run);
   return 'next';
 }
 
@@ -505,6 +509,7 @@ async function saveRun(run: Run): Promise<void> {
     T.keepCheckpoints,
   );
   run.lastSavedStep = step;
+  run.lastSavedAt = performance.now();
   await run.cb.onCheckpoint?.({ path: run.lastCheckpoint, step, epoch: epochOf(run, step) });
 }
 
@@ -546,6 +551,8 @@ export async function runTraining(opts: TrainOptions): Promise<TrainResult> {
     if (opts.signal?.aborted) return await stopped();
 
     run.lastTime = performance.now();
+    // Minutes of training count, not the data set's loading before it.
+    run.lastSavedAt = run.lastTime;
     while (run.step < run.totalSteps) {
       if ((await trainOneEpoch(run)) === 'stopped') return await stopped();
       if (run.step % run.spe === 0 || run.step >= run.totalSteps) {

@@ -127,6 +127,30 @@ describe('runTraining', () => {
     expect((await listCheckpoints(dir)).map((c) => c.step)).toEqual([9, 5, 4]);
   }, 300_000);
 
+  it('checkpoints once checkpointEveryMinutes of training have passed, mid-epoch too', async () => {
+    // Steps slowed to over 60 ms each by the callback, an interval of 60 ms (0.001 minutes): each
+    // step is due one. 8 steps make an epoch here, so none of these 6 ends one.
+    const steps = async (checkpointEveryMinutes: number | null) => {
+      const seen: number[] = [];
+      await runTraining({
+        config: tinyConfig({ maxSteps: 6, checkpointEveryMinutes }),
+        workDir: path.join(tmp, `minutes-${checkpointEveryMinutes}`),
+        dataRoot: tmp,
+        callbacks: {
+          onStep: () => new Promise((r) => setTimeout(r, 80)),
+          onCheckpoint: (c) => {
+            seen.push(c.step);
+          },
+        },
+      });
+      return seen;
+    };
+    expect(await steps(0.001)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(await steps(null)).toEqual([6]);
+    // The default: every 10 minutes, so a worker that dies mid-epoch loses at most that.
+    expect(tinyConfig().training.checkpointEveryMinutes).toBe(10);
+  }, 300_000);
+
   it('initFrom loads the weights and starts at step 0', async () => {
     // Its own source checkpoint (3 steps from another seed), so the test runs alone or in any order.
     const source = path.join(tmp, 'init-source');
