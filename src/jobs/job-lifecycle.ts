@@ -20,7 +20,7 @@ import { InitJobInvalidError, JobInUseError, JobNotFoundError, JobStateError } f
 import { bumpRevision, noteWrite, recordEvents, statusEvent, type JobWake } from './job-events.js';
 import { toMetricPointView } from './job-view.js';
 import { JOB_STATUSES, TERMINAL_STATUSES, isTerminal, type JobStatus } from './job-status.js';
-import type { TrainingConfig } from '../config/training-config.js';
+import { resolveTrainingConfig, type TrainingConfig } from '../config/training-config.js';
 import { redact } from '../redact.js';
 
 /** Every transition a job can make: from which states, to which, made by whom. */
@@ -298,7 +298,9 @@ export async function claim(prisma: Prisma, jobId: string, wake?: JobWake): Prom
       return {
         kind: 'claimed',
         owner: new JobOwner(prisma, jobId, token, row.attempts + 1, wake),
-        config: JSON.parse(row.config) as TrainingConfig,
+        // Resolved again: a job queued by an older version gets the defaults of fields added since
+        // (it ran without time-based checkpoints when its stored config was used as it was).
+        config: resolveTrainingConfig(JSON.parse(row.config)),
         attempt: row.attempts + 1,
         startedAt,
       };

@@ -70,6 +70,17 @@ describe.each([
     agreement: null,
   });
 
+  it('a job queued by an older version runs with the defaults of config fields added since', async () => {
+    const id = await newJob();
+    // As a version before checkpointEveryMinutes stored it.
+    const { checkpointEveryMinutes: _added, ...olderTraining } = config.training;
+    await db.prisma.trainingJob.update({ where: { id }, data: { config: JSON.stringify({ ...config, training: olderTraining }) } });
+    const c = await claim(db.prisma, id);
+    if (c.kind !== 'claimed') throw new Error(`not claimed: ${JSON.stringify(c)}`);
+    expect(c.config.training.checkpointEveryMinutes).toBe(10);
+    expect(c.config).toEqual(config);
+  });
+
   it('a claim writes a fresh owner token; a takeover fences the first owner out of every write', async () => {
     const id = await newJob();
     const a = await claimed(id);
