@@ -383,7 +383,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
     return outcome;
   };
 
-  /** Runs `work` after everything received before it; a failed write is logged, or ends ownership. */
+  /** Runs `work` after everything received before it; a failed write is logged (its steps are tried again with the next), or ends ownership. */
   const enqueue = (work: () => Promise<void>) => {
     chain = chain
       .then(work)
@@ -408,6 +408,8 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
       if ((await owner.steps(steps)) === 'cancelling') control.abort('cancel');
       lastWrite = Date.now();
     },
+    onDropped: (steps, err) =>
+      log.error({ jobId, firstStep: steps[0].step, lastStep: steps.at(-1)!.step, err }, `${steps.length} steps not recorded: their writes failed for minutes`),
   });
   // An evaluation or the export writes no step for minutes (2,000 validation images at 1.0@224:
   // 64-129 s). Unwritten that long, the row looked like a dead worker's to the reconciler, which

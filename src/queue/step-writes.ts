@@ -5,10 +5,19 @@
 // PostgreSQL it was one transaction per step per worker. Every point is still written, in order;
 // a poll of the job, the live curve and the cancel check of the row (JobOwner.steps says
 // `cancelling`) lag by up to the interval.
+//
+// A write that fails (the database restarting, a failover) keeps its steps for the next one: a
+// PostgreSQL restart during a 224 px job left a hole at step 505 in its loss curve. Steps that
+// could not be written for RETRY_STEPS_FOR_MS are given up, so a write that can never succeed
+// does not hold back every later step.
 import type { StepRecord } from '../jobs/job-lifecycle.js';
 
 /** The longest a reported step waits before it is written. */
 export const STEP_WRITE_INTERVAL_MS = 1000;
+/** Most steps in one write: SQLite refuses a query of over 999 values (P2029), and a write reads its steps back. */
+export const MAX_STEPS_PER_WRITE = 500;
+/** How long unwritten steps are tried again before they are given up. */
+export const RETRY_STEPS_FOR_MS = 5 * 60_000;
 
 export interface StepWritesOptions {
   intervalMs?: number;
@@ -16,12 +25,17 @@ export interface StepWritesOptions {
   write: (steps: StepRecord[]) => Promise<void>;
   /** Puts work on the runner's message chain, so a write never overtakes the messages around it. */
   enqueue: (work: () => Promise<void>) => void;
+  /** Told of steps given up after RETRY_STEPS_FOR_MS of failed writes. */
+  onDropped?: (steps: StepRecord[], err: unknown) => void;
+  retryForMs?: number;
 }
 
 export class StepWrites {
   private pending: StepRecord[] = [];
   private timer: NodeJS.Timeout | null = null;
   private lastWrite = -Infinity;
+  /** performance.now() of the first failed write since the last one that succeeded. */
+  private failingSince: number | null = null;
   private readonly intervalMs: number;
 
   constructor(private readonly o: StepWritesOptions) {
@@ -39,16 +53,31 @@ export class StepWrites {
     }, due);
   }
 
-  /** Writes what is pending now; the runner calls it before any other message, and at the end. */
+  /**
+   * Writes what is pending now, MAX_STEPS_PER_WRITE at a time; the runner calls it before any
+   * other message, and at the end. A failed write throws and its steps stay pending.
+   */
   async flush(): Promise<void> {
     if (this.timer) {
       clearTimeout(this.timer);
       this.timer = null;
     }
-    if (this.pending.length === 0) return;
-    const steps = this.pending;
-    this.pending = [];
-    this.lastWrite = performance.now();
-    await this.o.write(steps);
+    while (this.pending.length) {
+      // Steps added while a write is under way go to the end of `pending`: the written ones are its head.
+      const steps = this.pending.slice(0, MAX_STEPS_PER_WRITE);
+      this.lastWrite = performance.now();
+      try {
+        await this.o.write(steps);
+        this.failingSince = null;
+      } catch (err) {
+        this.failingSince ??= this.lastWrite;
+        if (performance.now() - this.failingSince >= (this.o.retryForMs ?? RETRY_STEPS_FOR_MS)) {
+          this.pending.splice(0, steps.length);
+          this.o.onDropped?.(steps, err);
+        }
+        throw err;
+      }
+      this.pending.splice(0, steps.length);
+    }
   }
 }

@@ -1,7 +1,7 @@
 // A running job's steps reach the database in batches, at most one write per interval, every
 // point in order, and none after the runner's last flush.
 import { describe, expect, it } from 'vitest';
-import { StepWrites } from '../../src/queue/step-writes.js';
+import { MAX_STEPS_PER_WRITE, StepWrites } from '../../src/queue/step-writes.js';
 import type { StepRecord } from '../../src/jobs/job-lifecycle.js';
 
 const rec = (step: number): StepRecord => ({ step, epoch: 1, loss: 1, learningRate: 0.1, imagesPerSecond: 10 });
@@ -53,5 +53,63 @@ describe('StepWrites', () => {
     await sleep(20);
     await settled();
     expect(written).toEqual([[1], [2, 3], [4]]);
+  });
+
+  it('keeps the steps of a failed write for the next one: none lost, in order', async () => {
+    // The database restarting under a running job (by hand: PostgreSQL restarted at step 505).
+    const written: number[][] = [];
+    let down = true;
+    const writes = new StepWrites({
+      intervalMs: 10_000,
+      enqueue: () => {},
+      write: async (steps) => {
+        if (down) throw new Error('the database system is shutting down');
+        written.push(steps.map((s) => s.step));
+      },
+    });
+    writes.add(rec(1));
+    writes.add(rec(2));
+    await expect(writes.flush()).rejects.toThrow(/shutting down/);
+    writes.add(rec(3));
+    down = false;
+    await writes.flush();
+    expect(written).toEqual([[1, 2, 3]]);
+  });
+
+  it(`writes at most ${MAX_STEPS_PER_WRITE} steps at once; gives steps up after failing for retryForMs`, async () => {
+    const written: number[][] = [];
+    const dropped: number[][] = [];
+    let fail = false;
+    const writes = new StepWrites({
+      intervalMs: 10_000,
+      retryForMs: 50,
+      enqueue: () => {},
+      write: async (steps) => {
+        if (fail) throw new Error('never');
+        written.push([steps[0].step, steps.length]);
+      },
+      onDropped: (steps) => dropped.push([steps[0].step, steps.length]),
+    });
+    // A backlog of 1,200 steps (writes held up): SQLite takes at most 999 values in a query.
+    for (let s = 1; s <= 1200; s++) writes.add(rec(s));
+    await writes.flush();
+    expect(written).toEqual([
+      [1, 500],
+      [501, 500],
+      [1001, 200],
+    ]);
+    // A write that can never succeed: kept while it fails for less than retryForMs, then given up.
+    fail = true;
+    writes.add(rec(1201));
+    await expect(writes.flush()).rejects.toThrow();
+    expect(dropped).toEqual([]);
+    await sleep(60);
+    writes.add(rec(1202));
+    await expect(writes.flush()).rejects.toThrow();
+    expect(dropped).toEqual([[1201, 2]]);
+    fail = false;
+    writes.add(rec(1203));
+    await writes.flush();
+    expect(written.at(-1)).toEqual([1203, 1]);
   });
 });
