@@ -288,6 +288,8 @@ describe('dashboard', () => {
     expect(await page.locator('#mistakes tbody tr').first().locator('td').allTextContents()).toEqual(['kind-3', 'kind-7', '4']);
     expect(await page.isVisible('#confusion-box')).toBe(false);
     expect(await page.locator('#per-class tbody tr').count()).toBe(150);
+    // Its 150 rows scroll inside the panel, which stays about a screen tall (4,887 px before).
+    expect((await page.locator('#evaluation').boundingBox())!.height).toBeLessThan(1200);
     await page.unroute(`**/v1/models/${modelId}/evaluation`);
   });
 
