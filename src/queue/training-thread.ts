@@ -6,7 +6,7 @@ import { DEFAULT_VERIFY_IMAGES, exportJobModel, onnxFloatScorer, onnxInt8Scorer 
 import { assertFits } from '../jobs/job-admission.js';
 import { runTraining, selectBackend } from '../ml/index.js';
 import type { CheckpointInfo, TrainResult } from '../ml/train-api.js';
-import type { FromThread, ThreadInput, ToThread } from './thread-protocol.js';
+import { threadError, type FromThread, type ThreadInput, type ToThread } from './thread-protocol.js';
 import { logParts, type Logger } from '../logger.js';
 
 const port = parentPort!;
@@ -48,8 +48,6 @@ const forward = (level: 'info' | 'warn') => (a: object | string, b?: string) => 
 };
 const log: Logger = { info: forward('info'), warn: forward('warn'), error: forward('warn') };
 
-const codeOf = (err: unknown, fallback: string) => (typeof (err as { code?: unknown })?.code === 'string' ? (err as { code: string }).code : fallback);
-
 async function main(): Promise<void> {
   let result: TrainResult;
   try {
@@ -81,7 +79,7 @@ async function main(): Promise<void> {
       },
     });
   } catch (err) {
-    post({ type: 'error', phase: 'train', code: codeOf(err, 'TRAINING_FAILED'), message: (err as Error).message });
+    post({ type: 'error', phase: 'train', ...threadError(err, 'TRAINING_FAILED') });
     return;
   }
   // The logits and the data set stay in this thread: only the export uses them.
@@ -106,7 +104,7 @@ async function main(): Promise<void> {
     });
     post({ type: 'exported', result: exported });
   } catch (err) {
-    post({ type: 'error', phase: 'export', code: codeOf(err, 'EXPORT_FAILED'), message: (err as Error).message });
+    post({ type: 'error', phase: 'export', ...threadError(err, 'EXPORT_FAILED') });
   }
 }
 

@@ -1,0 +1,22 @@
+// What a failed training thread tells the job's owner: a code a client can act on, and a message.
+import { writeFile } from 'node:fs/promises';
+import { describe, expect, it } from 'vitest';
+import { threadError } from '../../src/queue/thread-protocol.js';
+
+describe('threadError', () => {
+  it("a full disk is the worker's WORKER_DISK_FULL, saying what to do; other errors keep their code", async () => {
+    // A real ENOSPC, as a checkpoint write on a full DATA_DIR raised it (by hand: a 30 MB tmpfs).
+    const full = (await writeFile('/dev/full', 'x').catch((e: unknown) => e)) as NodeJS.ErrnoException;
+    expect(full.code).toBe('ENOSPC');
+    const reported = threadError(full, 'TRAINING_FAILED');
+    expect(reported.code).toBe('WORKER_DISK_FULL');
+    expect(reported.message).toMatch(
+      /^the worker's disk \(DATA_DIR\) is full \(ENOSPC: no space left on device, write\); free space on that machine or lower training\.keepCheckpoints/,
+    );
+    expect(threadError(Object.assign(new Error('no images'), { code: 'DATASET_EMPTY' }), 'TRAINING_FAILED')).toEqual({
+      code: 'DATASET_EMPTY',
+      message: 'no images',
+    });
+    expect(threadError(new Error('boom'), 'EXPORT_FAILED')).toEqual({ code: 'EXPORT_FAILED', message: 'boom' });
+  });
+});
