@@ -88,9 +88,9 @@ export function summariseConfusion(confusion: number[][]): Pick<ModelEvaluation,
 
 /** A stored evaluation in today's shape: an older manifest's dense matrix summarised as a new one's. */
 export function completeEvaluation(e: StoredEvaluation): ModelEvaluation {
-  if (e.confusion === null) {
-    // evaluationProblem (run by the manifest's schema) guarantees both when the matrix is absent.
-    return { ...e, perClassImages: e.perClassImages ?? [], topConfusions: e.topConfusions ?? [] };
-  }
-  return { ...e, ...summariseConfusion(e.confusion), perClassTop1: e.perClassTop1 };
+  const { perClassImages, topConfusions } = e;
+  if (perClassImages && topConfusions) return { ...e, perClassImages, topConfusions };
+  // Written before both existed, so with the dense matrix (evaluationProblem, run by the manifest's
+  // schema, refuses an evaluation that has neither).
+  return { ...e, ...summariseConfusion(e.confusion!), perClassTop1: e.perClassTop1 };
 }
