@@ -319,9 +319,9 @@ export class ModelRegistry {
 
   /**
    * A load on demand costs every predictor worker a new model session: one at a time and a few a
-   * minute, else MODEL_LOADS_BUSY. Without that,
-   * 16 clients naming 78 models in turn made every request a load, and another client's
-   * predictions went from 34 to 284 ms at the median (twenty-ninth session).
+   * minute, else MODEL_LOADS_BUSY. Without that, 16 clients naming 78 models in turn made every
+   * request a load, and another client's predictions went from 34 to 284 ms at the median
+   * (twenty-ninth session).
    */
   private admitLoad(id: string): void {
     if (this.loadingOnDemand) throw new ModelLoadsBusyError(id, `model "${this.loadingOnDemand}" is being loaded on demand`, 1);
