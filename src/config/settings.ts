@@ -69,6 +69,9 @@ export const SettingsSchema = z.object({
     'A job whose estimated peak memory (wasm heap: training or export) exceeds this is refused (JOB_TOO_LARGE). The wasm32 heap cannot pass 4096 MiB; measured jobs ran at up to 3676 MiB (1.0@224, batch 32, on one thread, from step 10 on).',
   ),
   JOB_DISK_BUDGET_MB: int(1024, 16).describe('A job whose estimated peak disk use (checkpoints kept + model) exceeds this is refused.'),
+  WORKER_DISK_RESERVE_MB: int(256, 0).describe(
+    "Free space a worker keeps on DATA_DIR's disk. It takes a job only while the free space covers the job's estimated disk use plus this; short of it, it leaves the job on the queue for other workers and takes none until there is room (checked every 5 s). A job whose disk fills up midway goes back to the queue the same way, to resume from its last stored checkpoint (the second time in a row on one worker it fails WORKER_DISK_FULL). A job larger than the whole disk less this fails JOB_TOO_LARGE. A worker whose disk is no larger than this refuses to start.",
+  ),
   REQUEST_TIMEOUT_MS: int(30_000, 1000).describe('Time a client has to send a whole request (headers and body).'),
   CONNECTION_TIMEOUT_MS: int(60_000, 1000).describe('An idle socket is closed after this long.'),
   MAX_CONNECTIONS_PER_CLIENT: int(256, 0).describe(
@@ -168,6 +171,7 @@ export interface LimitSettings {
   maxActiveJobsPerKey: number;
   jobMemoryBudgetBytes: number;
   jobDiskBudgetBytes: number;
+  workerDiskReserveBytes: number;
   requestTimeoutMs: number;
   connectionTimeoutMs: number;
   maxConnectionsPerClient: number;
@@ -344,6 +348,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
       maxActiveJobsPerKey: e.MAX_ACTIVE_JOBS_PER_KEY,
       jobMemoryBudgetBytes: e.JOB_MEMORY_BUDGET_MB * MB,
       jobDiskBudgetBytes: e.JOB_DISK_BUDGET_MB * MB,
+      workerDiskReserveBytes: e.WORKER_DISK_RESERVE_MB * MB,
       requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
       connectionTimeoutMs: e.CONNECTION_TIMEOUT_MS,
       maxConnectionsPerClient: e.MAX_CONNECTIONS_PER_CLIENT,

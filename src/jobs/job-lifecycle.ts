@@ -29,7 +29,7 @@ export const TRANSITIONS = {
   claim: { from: ['queued', 'running'], to: 'running', by: 'worker (from running: the previous owner lost its queue lock and is fenced out)' },
   cancelQueued: { from: ['queued'], to: 'cancelled', by: 'api' },
   requestCancel: { from: ['running'], to: 'cancelling', by: 'api (the owner stops between steps)' },
-  handBack: { from: ['running'], to: 'queued', by: 'owner shutting down (the next worker resumes)' },
+  handBack: { from: ['running'], to: 'queued', by: 'owner shutting down or out of disk (the next worker resumes)' },
   stop: { from: ['running', 'cancelling'], to: 'cancelled', by: 'owner' },
   succeed: { from: ['running'], to: 'succeeded', by: 'owner, with the Model row' },
   fail: { from: ['running', 'cancelling'], to: 'failed', by: 'owner (training or export error, JOB_TIMEOUT)' },

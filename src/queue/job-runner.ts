@@ -51,6 +51,12 @@ export interface RunnerContext {
   exportStopGraceMs?: number;
   /** How long the job's row may go unwritten before the runner touches it (default HEARTBEAT_MS). */
   heartbeatMs?: number;
+  /**
+   * What a full DATA_DIR does to the job: `hand-back` puts it back on the queue (outcome
+   * `disk-full`: the worker waits for room, another worker may resume it); `fail` (the default)
+   * ends it WORKER_DISK_FULL.
+   */
+  onDiskFull?: 'hand-back' | 'fail';
 }
 
 /**
@@ -69,8 +75,11 @@ export class WorkerShutdownError extends Error {
   }
 }
 
-/** `missing`: no row for the job in this deployment's database. `lost`: another worker owns it now. */
-export type Outcome = 'succeeded' | 'failed' | 'cancelled' | 'skipped' | 'handed-back' | 'lost' | 'missing';
+/**
+ * `missing`: no row for the job in this deployment's database. `lost`: another worker owns it now.
+ * `disk-full`: handed back because this machine's DATA_DIR filled up.
+ */
+export type Outcome = 'succeeded' | 'failed' | 'cancelled' | 'skipped' | 'handed-back' | 'disk-full' | 'lost' | 'missing';
 
 export interface RunningJob {
   jobId: string;
@@ -335,6 +344,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
       case 'error':
         // The export stopped as asked: the job ends as the cancel or the time limit says.
         if (m.phase === 'export' && stopRequested) final = stopped(trained ? trained.step : null);
+        else if (m.code === 'WORKER_DISK_FULL' && ctx.onDiskFull === 'hand-back') final = handBackForDisk(m.message);
         else final = fail(m.code, `${m.phase === 'export' ? 'export' : 'training'} failed: ${m.message}`);
         return;
     }
@@ -351,6 +361,12 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
       default:
         return ending(() => owner.stop('cancel'));
     }
+  };
+
+  /** Back to the queue with its stored checkpoints, unless the user cancelled meanwhile. */
+  const handBackForDisk = (message: string): Promise<Outcome> => {
+    log.error({ jobId, err: message }, 'DATA_DIR filled up; handing the job back to the queue');
+    return ending(async () => ((await owner.stop('shutdown')) === 'handed-back' ? 'disk-full' : 'cancelled'));
   };
 
   const finish = async (exported: ExportJobResult): Promise<Outcome> => {

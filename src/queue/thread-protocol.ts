@@ -5,6 +5,7 @@ import type { CheckpointInfo, EvalMetric, StepMetric, TrainResult, TrainStartInf
 import type { TrainingConfig } from '../config/training-config.js';
 import type { ExportJobResult } from '../export/export-job.js';
 import type { JobBudget } from '../jobs/job-admission.js';
+import { isDiskFull } from './disk-room.js';
 
 export interface ThreadInput {
   jobId: string;
@@ -57,7 +58,7 @@ export type FromThread =
 export function threadError(err: unknown, fallback: string): { code: string; message: string } {
   const code = (err as { code?: unknown } | null)?.code;
   const message = err instanceof Error ? err.message : String(err);
-  if (code === 'ENOSPC' || code === 'EDQUOT') {
+  if (isDiskFull(err)) {
     return {
       code: 'WORKER_DISK_FULL',
       message: `the worker's disk (DATA_DIR) is full (${message}); free space on that machine or lower training.keepCheckpoints, then post the job again`,

@@ -11,10 +11,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
 import { artifactStoreWarning, openArtifactStore } from '../artifacts/open-store.js';
-import type { Settings } from '../config/settings.js';
+import { SettingsError, type Settings } from '../config/settings.js';
 import { openDatabase, type Prisma } from '../db/database.js';
 import { requireDeployment } from '../db/deployment.js';
-import { jobBudget } from '../jobs/job-admission.js';
+import { resolveTrainingConfig } from '../config/training-config.js';
+import { jobBudget, type JobBudget } from '../jobs/job-admission.js';
 import { endUnowned } from '../jobs/job-lifecycle.js';
 import { isTerminal } from '../jobs/job-status.js';
 import { Redis } from 'ioredis';
@@ -23,9 +24,36 @@ import { jobEventPublisher } from './job-event-bus.js';
 import { startJob, WorkerShutdownError, type RunningJob } from './job-runner.js';
 import { openTrainingQueue, type TrainingJobData } from './training-queue.js';
 import { useTrainingHeapPolicy } from '../ml/training-heap.js';
+import { diskNeedBytes, diskSpace, isDiskFull, roomFor, roomMessage, waitForRoom, type DiskSpace } from './disk-room.js';
 
 /** Pause before handing back a job that hit an infrastructure error. */
 const RETRY_PAUSE_MS = 5000;
+/** How often a worker that takes no jobs for want of disk space looks again. */
+const DISK_RECHECK_MS = 5000;
+
+/** Control signal: this worker's disk is short of room for the job; Bull should give it to another worker. */
+export class NoRoomError extends Error {
+  readonly code = 'WORKER_NO_ROOM';
+  constructor(jobId: string, why: string) {
+    super(`job ${jobId} left on the queue: ${why}`);
+    this.name = 'NoRoomError';
+  }
+}
+
+/** The config of a job a worker may start (null: no row, or finished), as its claim will resolve it. */
+async function runnableConfig(prisma: Prisma, jobId: string) {
+  const row = await prisma.trainingJob.findUnique({ where: { id: jobId }, select: { status: true, config: true } });
+  return row && !isTerminal(row.status) ? resolveTrainingConfig(JSON.parse(row.config)) : null;
+}
+
+/**
+ * The job's budget on this worker: JOB_DISK_BUDGET_MB, but no more than the disk holds beyond the
+ * reserve, so a job the whole disk cannot take fails JOB_TOO_LARGE (with its real classes) before
+ * it trains instead of filling the disk and waiting for room that never comes.
+ */
+function budgetOn(space: DiskSpace, budget: JobBudget, reserveBytes: number): JobBudget {
+  return { ...budget, diskBytes: Math.max(0, Math.min(budget.diskBytes, space.totalBytes - reserveBytes)) };
+}
 
 /** A queue entry that is not a job of this deployment. Never acknowledged as done: failed, loudly. */
 export class ForeignJobError extends Error {
@@ -64,6 +92,13 @@ export interface WorkerHandle {
 
 export async function runWorker(settings: Settings): Promise<WorkerHandle> {
   const own = requireDeployment(settings);
+  const reserve = settings.limits.workerDiskReserveBytes;
+  const disk = await diskSpace(settings.workDir);
+  if (disk.totalBytes <= reserve) {
+    throw new SettingsError(
+      `DATA_DIR's disk (${settings.workDir}) holds ${Math.floor(disk.totalBytes / 2 ** 20)} MiB in all, no more than WORKER_DISK_RESERVE_MB keeps free (${reserve / 2 ** 20} MiB): this worker could take no job. Put DATA_DIR on a larger disk or lower WORKER_DISK_RESERVE_MB.`,
+    );
+  }
   useTrainingHeapPolicy();
   const log = pino({ level: settings.logLevel, base: { role: 'worker', pid: process.pid, deployment: own.deploymentId } });
   const db = openDatabase(settings.databaseUrl);
@@ -76,6 +111,25 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
   const wake = jobEventPublisher(publisher, settings.queuePrefix);
   let current: RunningJob | null = null;
   let stopping = false;
+  /** Set while this worker takes no jobs for want of disk space. */
+  let roomWait: AbortController | null = null;
+  /** The job whose last run here ended with a full disk: a second time in a row fails it. */
+  let lastDiskFull: string | null = null;
+
+  /** Takes no jobs until DATA_DIR has `wantBytes` free: pauses this worker's queue before it resolves. */
+  const waitForDisk = async (wantBytes: number, why: string) => {
+    if (roomWait || stopping) return;
+    const ctl = new AbortController();
+    roomWait = ctl;
+    await queue.pause(true, true).catch(() => {});
+    log.error(`${why}; taking no jobs until DATA_DIR has ${Math.ceil(wantBytes / 2 ** 20)} MiB free (looking every ${DISK_RECHECK_MS / 1000} s)`);
+    void waitForRoom(settings.workDir, wantBytes, DISK_RECHECK_MS, ctl.signal).then((room) => {
+      roomWait = null;
+      if (!room || stopping) return;
+      log.info('DATA_DIR has room again; taking jobs');
+      void queue.resume(true).catch((err) => log.error({ err }, 'queue not resumed'));
+    });
+  };
   const stale = await removeStaleScratch(settings.workDir, db.prisma).catch((err) => (log.warn({ err }, 'stale scratch not removed'), []));
   if (stale.length) log.info({ jobs: stale }, 'removed scratch directories of finished jobs');
 
@@ -114,13 +168,24 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
       return err;
     };
     if (data.deploymentId && data.deploymentId !== own.deploymentId) throw await foreign('other-deployment');
+    const jobId = data.jobId;
+    // Before the claim, so a worker short of disk leaves the job (its row untouched) to the others.
+    const config = await runnableConfig(db.prisma, jobId);
+    const space = await diskSpace(settings.workDir);
+    const need = config ? diskNeedBytes(config) : 0;
+    const room = roomFor(space, need, reserve);
+    if (room.kind === 'wait') {
+      const why = roomMessage(space, need, reserve);
+      await waitForDisk(room.wantBytes, `job ${jobId} left on the queue: ${why}`);
+      throw new NoRoomError(jobId, why);
+    }
     current = startJob(
       {
         prisma: db.prisma,
         store,
         workDir: settings.workDir,
         dataRoot: settings.dataRoot,
-        budget: jobBudget(settings),
+        budget: budgetOn(space, jobBudget(settings), reserve),
         log,
         threadUrl: new URL('./training-thread.js', import.meta.url),
         jobTimeoutMs: settings.jobTimeoutMs,
@@ -128,10 +193,11 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
         wasmSimd: settings.engine.wasmSimd,
         wake,
         progressWriteIntervalMs: settings.progressWriteIntervalMs,
+        // Waiting for room only helps a job the disk can take and that has not filled it here just before.
+        onDiskFull: room.kind === 'room' && lastDiskFull !== jobId ? 'hand-back' : 'fail',
       },
-      data.jobId,
+      jobId,
     );
-    const jobId = data.jobId;
     if (stopping) current.abort('shutdown');
     try {
       let outcome;
@@ -140,11 +206,17 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
       } catch (err) {
         // Not the job's fault (database or disk trouble): Bull retries it, but not in a hot loop.
         log.error({ jobId, err }, 'job could not be run; retrying later');
-        await new Promise((r) => setTimeout(r, RETRY_PAUSE_MS));
+        if (isDiskFull(err)) await waitForDisk(need + reserve, `DATA_DIR filled up while job ${jobId} was set up`);
+        else await new Promise((r) => setTimeout(r, RETRY_PAUSE_MS));
         throw err;
       }
+      lastDiskFull = outcome === 'disk-full' ? jobId : null;
       if (outcome === 'missing') throw await foreign('no-row');
       log.info({ jobId, outcome }, 'job left the worker');
+      if (outcome === 'disk-full') {
+        await waitForDisk(need + reserve, `DATA_DIR filled up while job ${jobId} ran`);
+        throw new NoRoomError(jobId, "the worker's DATA_DIR filled up; it resumes from its last stored checkpoint");
+      }
       if (outcome === 'handed-back') throw new WorkerShutdownError(jobId);
       if (outcome === 'failed') {
         // A real failure: never retried (the attempts budget is for hand-backs only).
@@ -168,6 +240,7 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
     stop() {
       stopped ??= (async () => {
         stopping = true;
+        roomWait?.abort();
         // Stop fetching new jobs at once; then let the running one checkpoint and come back.
         await queue.pause(true, true).catch(() => {});
         current?.abort('shutdown');

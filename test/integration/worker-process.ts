@@ -42,10 +42,12 @@ export interface WorkerProc {
   output(): string;
 }
 
-export function spawnWorker(env: Record<string, string>, label: string): WorkerProc {
+/** `prefix`: a command the worker runs under (it must `exec` the rest, so the pid is the worker's). */
+export function spawnWorker(env: Record<string, string>, label: string, prefix: string[] = []): WorkerProc {
   const log = path.join(env.DATA_DIR, `worker-${label}.log`);
   const fd = fs.openSync(log, 'w');
-  const proc = spawn(process.execPath, [CLI, 'worker'], {
+  const [command, ...args] = [...prefix, process.execPath, CLI, 'worker'];
+  const proc = spawn(command, args, {
     env: { ...process.env, ...FAST_QUEUE_ENV, LOG_LEVEL: 'info', QATSERVE_SKIP_MIGRATE: '1', ...env },
     stdio: ['ignore', fd, fd],
   });

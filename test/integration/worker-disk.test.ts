@@ -1,0 +1,112 @@
+// A worker whose disk is full leaves jobs on the queue instead of failing them: before the
+// thirty-first session one worker with a full DATA_DIR failed every job it took (three posted
+// jobs, three WORKER_DISK_FULL in 90 s), draining a fleet's queue. The worker here has its
+// DATA_DIR on a 64 MiB tmpfs of its own (`unshare -m`: the mount exists only for that process and
+// vanishes with it); the test fills and frees that disk through /proc/<pid>/root.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { JobView, MetricsPage } from '../../src/jobs/job-view.js';
+import { startHarness, waitReady, type Harness } from '../api/api-harness.js';
+import { assertBuilt, spawnWorker, tinyJob, waitForJob, type WorkerProc } from './worker-process.js';
+
+const MiB = 2 ** 20;
+const SMALL_DISK = ['unshare', '-m', 'sh', '-c', 'mount -t tmpfs -o size=64m tmpfs "$DATA_DIR" && exec "$@"', 'sh'];
+
+/** The worker's DATA_DIR as the worker sees it (its own mount namespace). */
+const seenBy = (w: WorkerProc, dir: string) => path.join(`/proc/${w.proc.pid}/root`, dir);
+
+async function freeBytes(dir: string): Promise<number> {
+  const s = await fs.promises.statfs(dir);
+  return s.bavail * s.bsize;
+}
+
+/** Writes a file that leaves `leave` bytes free (0: fills the disk to the last block). */
+async function fill(dir: string, name: string, leave: number): Promise<void> {
+  const size = leave === 0 ? (await freeBytes(dir)) + MiB : (await freeBytes(dir)) - leave;
+  await fs.promises.writeFile(path.join(dir, name), Buffer.alloc(size)).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOSPC' || leave !== 0) throw err;
+  });
+}
+
+describe('a worker whose disk is full (PostgreSQL)', () => {
+  let h: Harness;
+  const workers: WorkerProc[] = [];
+
+  beforeAll(async () => {
+    assertBuilt();
+    h = await startHarness('postgres');
+    await waitReady(h);
+  });
+  afterAll(async () => {
+    for (const w of workers) if (w.proc.exitCode === null) w.proc.kill('SIGKILL');
+    await h?.close();
+  });
+
+  const workerEnv = (dataDir: string, extra: Record<string, string> = {}) => {
+    fs.mkdirSync(dataDir, { recursive: true });
+    return { DATABASE_URL: h.settings.databaseUrl, DATA_DIR: dataDir, QUEUE_PREFIX: h.settings.queuePrefix, PROGRESS_WRITE_INTERVAL_MS: '0', ...extra };
+  };
+
+  it('refuses to start on a disk no larger than WORKER_DISK_RESERVE_MB', async () => {
+    const w = spawnWorker(workerEnv(path.join(h.dir, 'tiny'), { WORKER_DISK_RESERVE_MB: '64' }), 'tiny', SMALL_DISK);
+    workers.push(w);
+    expect(await w.exited).toBe(1);
+    expect(w.output()).toContain("DATA_DIR's disk");
+    expect(w.output()).toContain('holds 64 MiB in all, no more than WORKER_DISK_RESERVE_MB keeps free (64 MiB): this worker could take no job');
+  });
+
+  it('leaves a job queued while its disk is short, hands a job back when the disk fills midway, and resumes it once there is room', async () => {
+    const dataDir = path.join(h.dir, 'small');
+    const w = spawnWorker(workerEnv(dataDir, { WORKER_DISK_RESERVE_MB: '0' }), 'small', SMALL_DISK);
+    workers.push(w);
+    const until = Date.now() + 30_000;
+    while (!w.output().includes('worker waiting for jobs')) {
+      if (Date.now() > until || w.proc.exitCode !== null) throw new Error(`worker did not start:\n${w.output()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const disk = seenBy(w, dataDir);
+    // 4 MiB free: the job needs up to 14 (2 checkpoints kept, one being written, one downloaded, the model).
+    await fill(disk, 'filler-1', 4 * MiB);
+
+    const res = await h.app.inject({ method: 'POST', url: '/v1/jobs', payload: tinyJob(160, { checkpointEverySteps: 2 }) });
+    const job = JobView.parse(res.json());
+    await waitForJob(h.app, job.id, () => w.output().includes(`job ${job.id} left on the queue`), 30_000, [w]);
+    expect(w.output()).toMatch(/the worker's DATA_DIR has 4 MiB free of 64 MiB; the job needs up to 1\d MiB/);
+    // Not claimed, not failed: the row is as the API wrote it.
+    await new Promise((r) => setTimeout(r, 1000));
+    const waiting = JobView.parse((await h.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}` })).json());
+    expect(waiting).toMatchObject({ status: 'queued', attempts: 0, error: null });
+
+    // Room again: the worker looks every 5 s and takes the job.
+    await fs.promises.rm(path.join(disk, 'filler-1'));
+    await waitForJob(
+      h.app,
+      job.id,
+      async (j) => {
+        const c = await h.deps.db.prisma.checkpoint.findFirst({ where: { jobId: job.id }, orderBy: { step: 'desc' } });
+        return j.status === 'running' && (c?.step ?? 0) >= 4;
+      },
+      60_000,
+      [w],
+    );
+    // Full midway: the next checkpoint write fails, the job goes back to the queue with its stored checkpoints.
+    await fill(disk, 'filler-2', 0);
+    const handedBack = await waitForJob(h.app, job.id, (j) => j.status !== 'running', 60_000, [w]);
+    expect(handedBack).toMatchObject({ status: 'queued', attempts: 1, error: null });
+    expect(w.output()).toContain('DATA_DIR filled up; handing the job back to the queue');
+    const stoppedAt = handedBack.progress.step;
+    expect(stoppedAt).toBeLessThan(160);
+
+    await fs.promises.rm(path.join(disk, 'filler-2'));
+    const done = await waitForJob(h.app, job.id, (j) => ['succeeded', 'failed', 'cancelled'].includes(j.status), 120_000, [w]);
+    expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
+    expect(done.attempts).toBe(2);
+    // Resumed from a stored checkpoint at or before the step it stopped at, not from step 0.
+    const resumed = /"resumeStep":(\d+)/.exec(w.output());
+    expect(Number(resumed?.[1])).toBeGreaterThanOrEqual(4);
+    expect(Number(resumed?.[1])).toBeLessThanOrEqual(stoppedAt);
+    const page = MetricsPage.parse((await h.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}/metrics?limit=1000` })).json());
+    expect(page.points.map((p) => p.step)).toEqual(Array.from({ length: 160 }, (_, i) => i + 1));
+  });
+});
