@@ -118,6 +118,7 @@ async function probeAdmin() {
   }
   state.canAdmin = res.ok;
   refreshModels().catch(() => {});
+  refreshWorkers().catch(() => {});
 }
 
 /** The API's error shape {error: {code, message, issues}} as a readable block. */
@@ -879,8 +880,32 @@ async function refreshHealth() {
   }
 }
 
+/** Admins see the deployment's workers: none running, or one waiting for disk, is why jobs stay queued. */
+async function refreshWorkers() {
+  const pill = $('#workers');
+  if (!state.canAdmin) {
+    pill.hidden = true;
+    return;
+  }
+  try {
+    const { workers } = await api('/v1/workers');
+    const counts = new Map();
+    for (const w of workers) counts.set(w.state, (counts.get(w.state) || 0) + 1);
+    const waiting = workers.filter((w) => w.state === 'waiting-for-disk');
+    pill.textContent = workers.length ? `workers: ${[...counts].map(([s, n]) => `${n} ${s}`).join(' · ')}` : 'no workers: queued jobs wait';
+    pill.className = `pill ${!workers.length || waiting.length ? 'unready' : 'ready'}`;
+    pill.title =
+      workers.map((w) => `${w.id}: ${w.state}${w.jobId ? ` (job ${w.jobId})` : ''}${w.reason ? ` — ${w.reason}` : ''}`).join('\n') || 'GET /v1/workers';
+  } catch (err) {
+    pill.textContent = 'workers: ?';
+    pill.className = 'pill';
+    pill.title = err.message;
+  }
+  pill.hidden = false;
+}
+
 function refreshAll() {
-  return Promise.allSettled([refreshJobs(), refreshModels(), refreshHealth(), refreshCompare()]);
+  return Promise.allSettled([refreshJobs(), refreshModels(), refreshHealth(), refreshCompare(), refreshWorkers()]);
 }
 
 async function poll() {

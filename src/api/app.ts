@@ -39,6 +39,8 @@ import { healthRoutes } from './routes/health.js';
 import { JobEventHub, jobEventRoutes, StreamSlots } from './routes/job-events.js';
 import { jobRoutes } from './routes/jobs.js';
 import { keyRoutes } from './routes/keys.js';
+import { workerRoutes } from './routes/workers.js';
+import { listWorkers } from '../queue/worker-registry.js';
 import { modelsRoutes } from './routes/models.js';
 import { predictRoutes } from './routes/predict.js';
 
@@ -53,7 +55,7 @@ export interface AppDeps {
   wake?: JobWake;
   /** Round trip on the API's own Redis connection (the cancel publisher). */
   redisPing(): Promise<void>;
-  /** A Redis connection for the rate-limit counters (shared across replicas); absent: per process. */
+  /** A Redis connection for the rate-limit counters (shared across replicas; absent: per process) and the worker list. */
   redis?: Redis;
   /** Under `qatserve serve`: the state of its worker child (restarts, backoff), for /readyz and /metrics. */
   workerStatus?: () => WorkerStatus;
@@ -196,8 +198,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const files = new ModelFiles(new ModelFileCache(deps.artifacts, settings.modelCacheDir, settings.modelCacheMaxBytes));
   await app.register(servingPlugin, { store: new PrismaModelStore(deps.db.prisma, files), settings: settings.serving });
   const streams = new StreamSlots(settings.limits.sseMaxStreamsPerClient, settings.limits.sseMaxStreams);
+  const redis = deps.redis;
+  const workers = redis ? () => listWorkers(redis, settings.queuePrefix) : () => Promise.reject(new Error('this API process has no Redis connection'));
   await app.register(metricsPlugin, {
     sources: {
+      workers,
       queueCounts: () => deps.queue.counts(),
       jobsByStatus: () => jobs.countByStatus(),
       openStreams: () => streams.open,
@@ -223,6 +228,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(modelsRoutes);
   await app.register(predictRoutes);
   await app.register(keyRoutes, { keys });
+  await app.register(workerRoutes, { list: workers });
   await app.register(docsPlugin);
   await app.register(dashboardPlugin);
   return app;

@@ -24,6 +24,7 @@ import { HealthBody, ReadyBody } from './routes/health.js';
 import { openapi as keysOpenapi } from './routes/keys.js';
 import { openapi as modelsOpenapi } from './routes/models.js';
 import { openapi as predictOpenapi } from './routes/predict.js';
+import { openapi as workersOpenapi } from './routes/workers.js';
 
 export const OPENAPI_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../openapi.yaml');
 
@@ -45,7 +46,7 @@ export interface OpenApiFragment {
 }
 
 export async function buildOpenApiDocument(version: string): Promise<Record<string, unknown>> {
-  const fragments: OpenApiFragment[] = [modelsOpenapi, predictOpenapi, keysOpenapi];
+  const fragments: OpenApiFragment[] = [modelsOpenapi, predictOpenapi, keysOpenapi, workersOpenapi];
   const doc = buildCoreDocument(version);
   for (const f of fragments) {
     Object.assign(doc.paths, f.paths);

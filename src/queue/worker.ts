@@ -24,6 +24,7 @@ import { jobEventPublisher } from './job-event-bus.js';
 import { startJob, WorkerShutdownError, type RunningJob } from './job-runner.js';
 import { openTrainingQueue, type TrainingJobData } from './training-queue.js';
 import { useTrainingHeapPolicy } from '../ml/training-heap.js';
+import { WorkerBeacon } from './worker-registry.js';
 import { diskNeedBytes, diskSpace, isDiskFull, roomFor, roomMessage, waitForRoom, type DiskSpace } from './disk-room.js';
 
 /** Pause before handing back a job that hit an infrastructure error. */
@@ -109,6 +110,12 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
   const publisher = new Redis(settings.redisUrl, { maxRetriesPerRequest: 1 });
   publisher.on('error', () => {}); // streams fall back to polling the database
   const wake = jobEventPublisher(publisher, settings.queuePrefix);
+  // What this worker is doing, for GET /v1/workers on any API replica.
+  const beacon = new WorkerBeacon(publisher, settings.queuePrefix, {
+    dataDir: settings.workDir,
+    trainThreads: settings.trainThreads,
+    onError: (err) => log.debug({ err }, 'worker state not published'),
+  });
   let current: RunningJob | null = null;
   let stopping = false;
   /** Set while this worker takes no jobs for want of disk space. */
@@ -122,11 +129,13 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
     const ctl = new AbortController();
     roomWait = ctl;
     await queue.pause(true, true).catch(() => {});
+    beacon.set('waiting-for-disk', { reason: why });
     log.error(`${why}; taking no jobs until DATA_DIR has ${Math.ceil(wantBytes / 2 ** 20)} MiB free (looking every ${DISK_RECHECK_MS / 1000} s)`);
     void waitForRoom(settings.workDir, wantBytes, DISK_RECHECK_MS, ctl.signal).then((room) => {
       roomWait = null;
       if (!room || stopping) return;
       log.info('DATA_DIR has room again; taking jobs');
+      beacon.set('idle');
       void queue.resume(true).catch((err) => log.error({ err }, 'queue not resumed'));
     });
   };
@@ -179,6 +188,7 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
       await waitForDisk(room.wantBytes, `job ${jobId} left on the queue: ${why}`);
       throw new NoRoomError(jobId, why);
     }
+    beacon.set('training', { jobId });
     current = startJob(
       {
         prisma: db.prisma,
@@ -226,6 +236,7 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
       return { outcome };
     } finally {
       current = null;
+      if (!roomWait) beacon.set('idle');
     }
   });
   const storeWarning = artifactStoreWarning(settings);
@@ -234,6 +245,7 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
     { queuePrefix: settings.queuePrefix, store: store.kind, lockDurationMs: settings.lockDurationMs, trainThreads: settings.trainThreads },
     'worker waiting for jobs',
   );
+  beacon.start();
 
   let stopped: Promise<void> | null = null;
   return {
@@ -246,6 +258,7 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
         current?.abort('shutdown');
         await queue.close();
         await cancels.close();
+        await beacon.stop();
         publisher.disconnect();
         await store.close();
         await db.close();

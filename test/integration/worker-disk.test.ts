@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobView, MetricsPage } from '../../src/jobs/job-view.js';
+import { WorkerList } from '../../src/queue/worker-registry.js';
 import { startHarness, waitReady, type Harness } from '../api/api-harness.js';
 import { assertBuilt, spawnWorker, tinyJob, waitForJob, type WorkerProc } from './worker-process.js';
 
@@ -77,6 +78,12 @@ describe('a worker whose disk is full (PostgreSQL)', () => {
     await new Promise((r) => setTimeout(r, 1000));
     const waiting = JobView.parse((await h.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}` })).json());
     expect(waiting).toMatchObject({ status: 'queued', attempts: 0, error: null });
+    // Why, without the worker's logs: GET /v1/workers.
+    const listed = () => h.app.inject({ method: 'GET', url: '/v1/workers' }).then((r) => WorkerList.parse(r.json()).workers);
+    const [short] = await listed();
+    expect(short).toMatchObject({ pid: w.proc.pid, state: 'waiting-for-disk', jobId: null });
+    expect(short.reason).toContain("the worker's DATA_DIR has 4 MiB free of 64 MiB");
+    expect(short.disk.totalBytes).toBe(64 * MiB);
 
     // Room again: the worker looks every 5 s and takes the job.
     await fs.promises.rm(path.join(disk, 'filler-1'));
@@ -90,6 +97,7 @@ describe('a worker whose disk is full (PostgreSQL)', () => {
       60_000,
       [w],
     );
+    expect(await listed()).toMatchObject([{ pid: w.proc.pid, state: 'training', jobId: job.id, reason: null }]);
     // Full midway: the next checkpoint write fails, the job goes back to the queue with its stored checkpoints.
     await fill(disk, 'filler-2', 0);
     const handedBack = await waitForJob(h.app, job.id, (j) => j.status !== 'running', 60_000, [w]);
@@ -108,5 +116,13 @@ describe('a worker whose disk is full (PostgreSQL)', () => {
     expect(Number(resumed?.[1])).toBeLessThanOrEqual(stoppedAt);
     const page = MetricsPage.parse((await h.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}/metrics?limit=1000` })).json());
     expect(page.points.map((p) => p.step)).toEqual(Array.from({ length: 160 }, (_, i) => i + 1));
+    await expect.poll(listed).toMatchObject([{ pid: w.proc.pid, state: 'idle', jobId: null }]);
+    const metrics = (await h.app.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(metrics).toContain('qatserve_workers{state="idle"} 1');
+    expect(metrics).toContain('qatserve_workers{state="waiting-for-disk"} 0');
+    // A graceful stop takes the worker off the list at once.
+    w.proc.kill('SIGTERM');
+    await w.exited;
+    expect(await listed()).toEqual([]);
   });
 });

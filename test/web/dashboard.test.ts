@@ -427,4 +427,30 @@ describe('dashboard', () => {
     expect(await p.isVisible('#more-models')).toBe(false);
     await context.close();
   });
+
+  // Last: it stops the worker.
+  it('shows an admin the live workers, and that queued jobs wait when none runs; other keys see no worker list', async () => {
+    const context = await keyedContext(browser, adminKey);
+    const p = await context.newPage();
+    await p.goto(`${base}/`);
+    const pill = p.locator('#workers');
+    await expect.poll(() => pill.textContent(), { timeout: 15_000 }).toMatch(/^workers: 1 (idle|training)$/);
+    expect(await pill.getAttribute('title')).toContain(`:${worker.proc.pid}: `);
+    expect(await pill.getAttribute('class')).toBe('pill ready');
+
+    const user = await keyedContext(browser, userKey);
+    const userPage = await user.newPage();
+    const probed = userPage.waitForResponse((r) => new URL(r.url()).pathname === '/v1/keys');
+    await userPage.goto(`${base}/`);
+    expect((await probed).status()).toBe(403);
+    await expect.poll(() => userPage.locator('#health').textContent(), { timeout: 10_000 }).toBe('ready');
+    expect(await userPage.isHidden('#workers')).toBe(true);
+    await user.close();
+
+    worker.proc.kill('SIGTERM');
+    await worker.exited;
+    await expect.poll(() => pill.textContent(), { timeout: 15_000 }).toBe('no workers: queued jobs wait');
+    expect(await pill.getAttribute('class')).toBe('pill unready');
+    await context.close();
+  });
 });

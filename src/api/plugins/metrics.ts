@@ -3,6 +3,7 @@
 import type { FastifyInstance } from 'fastify';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import fp from 'fastify-plugin';
+import { WORKER_STATES } from '../../queue/worker-registry.js';
 import client from 'prom-client';
 import type { WorkerStatus } from '../../queue/worker-supervisor.js';
 import { lagBeyondPeriodMs } from '../event-loop-lag.js';
@@ -63,6 +64,8 @@ export interface MetricsSources {
   connections?: () => { open: number; refused: Record<string, number> };
   /** Under `qatserve serve`: its worker child. */
   workerStatus?: () => WorkerStatus;
+  /** The deployment's live workers (their entries in Redis). */
+  workers?: () => Promise<Array<{ state: string }>>;
 }
 
 export const metricsPlugin = fp(async function metrics(app: FastifyInstance, opts: { sources: MetricsSources }) {
@@ -104,6 +107,22 @@ export const metricsPlugin = fp(async function metrics(app: FastifyInstance, opt
       for (const [status, n] of Object.entries(counts ?? {})) this.set({ status }, n);
     },
   });
+
+  const workers = opts.sources.workers;
+  if (workers) {
+    new client.Gauge({
+      name: 'qatserve_workers',
+      help: "The deployment's live workers by state (idle, training, waiting-for-disk); none at all: queued jobs wait",
+      labelNames: ['state'] as const,
+      registers: [registry],
+      async collect() {
+        this.reset();
+        const list = await workers().catch(() => null);
+        if (!list) return;
+        for (const state of WORKER_STATES) this.set({ state }, list.filter((w) => w.state === state).length);
+      },
+    });
+  }
 
   const openStreams = opts.sources.openStreams;
   if (openStreams) {

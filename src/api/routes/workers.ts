@@ -1,0 +1,31 @@
+// GET /v1/workers: the deployment's live workers and what each is doing, from their entries in
+// Redis (src/queue/worker-registry.ts): why a queued job is not starting (no worker running, all
+// busy, one waiting for disk space) without logging in to the workers' machines.
+import type { FastifyInstance } from 'fastify';
+import { QueueUnavailableError } from '../../jobs/job-errors.js';
+import { WorkerList, WorkerView } from '../../queue/worker-registry.js';
+import { errorRef, jsonRef, jsonSchema, secured } from '../openapi-helpers.js';
+
+/** These routes' part of openapi.yaml (merged by src/api/openapi.ts). */
+export const openapi = {
+  paths: {
+    '/v1/workers': {
+      get: secured('admin', {
+        operationId: 'listWorkers',
+        summary: "The deployment's live workers: state (idle, training, waiting-for-disk), job, reason, disk",
+        responses: { '200': jsonRef('WorkerList', 'Workers heard from in the last 20 s, by id'), '503': errorRef('Redis is unreachable (QUEUE_UNAVAILABLE)') },
+      }),
+    },
+  },
+  schemas: { Worker: jsonSchema(WorkerView), WorkerList: jsonSchema(WorkerList) },
+};
+
+export async function workerRoutes(app: FastifyInstance, opts: { list: () => Promise<WorkerView[]> }) {
+  app.get('/v1/workers', { config: { access: 'admin' as const } }, async () => {
+    try {
+      return { workers: await opts.list() };
+    } catch (err) {
+      throw new QueueUnavailableError((err as Error).message);
+    }
+  });
+}

@@ -1,0 +1,141 @@
+// Which workers a deployment has, and what each is doing. Machines share only PostgreSQL and
+// Redis, so a job that sits `queued` said nothing of why: no worker running at all, every worker
+// busy, or a worker waiting for disk space all looked the same. Each worker now keeps a key in
+// Redis with its state, refreshed every WORKER_BEAT_MS and expiring after WORKER_TTL_S, so one that
+// dies drops out of the list by itself; any API replica lists them (GET /v1/workers, /metrics).
+import os from 'node:os';
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import { diskSpace } from './disk-room.js';
+
+export const WORKER_STATES = ['idle', 'training', 'waiting-for-disk'] as const;
+export type WorkerState = (typeof WORKER_STATES)[number];
+
+export const WorkerView = z.object({
+  /** `<host>:<pid>`. */
+  id: z.string(),
+  host: z.string(),
+  pid: z.number().int(),
+  state: z.enum(WORKER_STATES),
+  /** The job it trains (`training`), else null. */
+  jobId: z.string().nullable(),
+  /** Why it takes no jobs (`waiting-for-disk`), else null. */
+  reason: z.string().nullable(),
+  trainThreads: z.number().int(),
+  /** Its DATA_DIR's disk, as of `seenAt`. */
+  disk: z.object({ freeBytes: z.number(), totalBytes: z.number() }),
+  startedAt: z.iso.datetime(),
+  /** In this state since. */
+  since: z.iso.datetime(),
+  /** Its last word: every 5 s; a worker not heard from for 20 s is no longer listed. */
+  seenAt: z.iso.datetime(),
+});
+export type WorkerView = z.infer<typeof WorkerView>;
+
+export const WorkerList = z.object({ workers: z.array(WorkerView) });
+
+export const WORKER_BEAT_MS = 5000;
+export const WORKER_TTL_S = 20;
+
+const keyPrefix = (queuePrefix: string) => `${queuePrefix}:workers:`;
+/** A SCAN pattern matching the prefix literally (a QUEUE_PREFIX may hold glob characters). */
+const literal = (s: string) => s.replace(/[*?[\]\\]/g, '\\$&');
+
+/** The deployment's live workers, by id. */
+export async function listWorkers(redis: Redis, queuePrefix: string): Promise<WorkerView[]> {
+  const keys: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, found] = await redis.scan(cursor, 'MATCH', `${literal(keyPrefix(queuePrefix))}*`, 'COUNT', 500);
+    keys.push(...found);
+    cursor = next;
+  } while (cursor !== '0');
+  const workers: WorkerView[] = [];
+  for (let i = 0; i < keys.length; i += 500) {
+    for (const raw of await redis.mget(keys.slice(i, i + 500))) {
+      const parsed = raw === null ? null : WorkerView.safeParse(safeJson(raw));
+      if (parsed?.success) workers.push(parsed.data);
+    }
+  }
+  return workers.sort((a, b) => a.id.localeCompare(b.id));
+}
+
+function safeJson(raw: string): unknown {
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A worker's entry: `set` on every change of state, refreshed every WORKER_BEAT_MS, removed on a
+ * graceful stop. Redis trouble costs only the entry (it expires); training never waits for it.
+ */
+export class WorkerBeacon {
+  private state: WorkerState = 'idle';
+  private jobId: string | null = null;
+  private reason: string | null = null;
+  private readonly startedAt = new Date().toISOString();
+  private since = this.startedAt;
+  private readonly id = `${os.hostname()}:${process.pid}`;
+  private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
+  /** Writes one at a time, each of the state as it is then: an older one never lands last. */
+  private writes = Promise.resolve();
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly queuePrefix: string,
+    private readonly opts: { dataDir: string; trainThreads: number; onError?: (err: unknown) => void },
+  ) {}
+
+  start(): void {
+    this.timer ??= setInterval(() => void this.publish(), WORKER_BEAT_MS);
+    this.timer.unref();
+    void this.publish();
+  }
+
+  set(state: WorkerState, detail: { jobId?: string; reason?: string } = {}): void {
+    if (state !== this.state || (detail.jobId ?? null) !== this.jobId) this.since = new Date().toISOString();
+    this.state = state;
+    this.jobId = detail.jobId ?? null;
+    this.reason = detail.reason ?? null;
+    void this.publish();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.writes;
+    await this.redis.del(keyPrefix(this.queuePrefix) + this.id).catch(() => {});
+  }
+
+  private publish(): Promise<void> {
+    this.writes = this.writes.then(() => this.write());
+    return this.writes;
+  }
+
+  private async write(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      const disk = await diskSpace(this.opts.dataDir);
+      const view: WorkerView = {
+        id: this.id,
+        host: os.hostname(),
+        pid: process.pid,
+        state: this.state,
+        jobId: this.jobId,
+        reason: this.reason,
+        trainThreads: this.opts.trainThreads,
+        disk,
+        startedAt: this.startedAt,
+        since: this.since,
+        seenAt: new Date().toISOString(),
+      };
+      await this.redis.set(keyPrefix(this.queuePrefix) + this.id, JSON.stringify(view), 'EX', WORKER_TTL_S);
+    } catch (err) {
+      this.opts.onError?.(err);
+    }
+  }
+}
