@@ -4,6 +4,7 @@
 // failures. Now it leaves jobs on the queue while its free space is short, and takes jobs again
 // once there is room (Elasticsearch's disk watermarks do the same for shards).
 import fs from 'node:fs';
+import path from 'node:path';
 import type { TrainingConfig } from '../config/training-config.js';
 import { estimateJob } from '../jobs/job-admission.js';
 
@@ -17,6 +18,15 @@ export async function diskSpace(dir: string): Promise<DiskSpace> {
   await fs.promises.mkdir(dir, { recursive: true });
   const s = await fs.promises.statfs(dir);
   return { freeBytes: s.bavail * s.bsize, totalBytes: s.blocks * s.bsize };
+}
+
+/** `dir`'s disk, once a file could be written there: a worker checks its DATA_DIR so at start. */
+export async function writableDiskSpace(dir: string): Promise<DiskSpace> {
+  await fs.promises.mkdir(dir, { recursive: true });
+  const probe = path.join(dir, `.write-probe-${process.pid}`);
+  await fs.promises.writeFile(probe, 'qatserve');
+  await fs.promises.rm(probe, { force: true });
+  return diskSpace(dir);
 }
 
 /** The error a write to a full disk (or an exhausted quota) throws. */

@@ -25,7 +25,7 @@ import { startJob, WorkerShutdownError, type RunningJob } from './job-runner.js'
 import { openTrainingQueue, type TrainingJobData } from './training-queue.js';
 import { useTrainingHeapPolicy } from '../ml/training-heap.js';
 import { WorkerBeacon } from './worker-registry.js';
-import { diskNeedBytes, diskSpace, isDiskFull, roomFor, roomMessage, waitForRoom, type DiskSpace } from './disk-room.js';
+import { diskNeedBytes, diskSpace, isDiskFull, roomFor, roomMessage, waitForRoom, writableDiskSpace, type DiskSpace } from './disk-room.js';
 
 /** Pause before handing back a job that hit an infrastructure error. */
 const RETRY_PAUSE_MS = 5000;
@@ -94,7 +94,10 @@ export interface WorkerHandle {
 export async function runWorker(settings: Settings): Promise<WorkerHandle> {
   const own = requireDeployment(settings);
   const reserve = settings.limits.workerDiskReserveBytes;
-  const disk = await diskSpace(settings.workDir);
+  const disk = await writableDiskSpace(settings.workDir).catch((err: Error) => {
+    // Else every job it took failed to set up and went back to the queue, every 5 s, for ever.
+    throw new SettingsError(`DATA_DIR cannot be written (${settings.workDir}): ${err.message}`);
+  });
   if (disk.totalBytes <= reserve) {
     throw new SettingsError(
       `DATA_DIR's disk (${settings.workDir}) holds ${Math.floor(disk.totalBytes / 2 ** 20)} MiB in all, no more than WORKER_DISK_RESERVE_MB keeps free (${reserve / 2 ** 20} MiB): this worker could take no job. Put DATA_DIR on a larger disk or lower WORKER_DISK_RESERVE_MB.`,

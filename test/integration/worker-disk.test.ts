@@ -49,15 +49,22 @@ describe('a worker whose disk is full (PostgreSQL)', () => {
     return { DATABASE_URL: h.settings.databaseUrl, DATA_DIR: dataDir, QUEUE_PREFIX: h.settings.queuePrefix, PROGRESS_WRITE_INTERVAL_MS: '0', ...extra };
   };
 
-  it('refuses to start on a disk no larger than WORKER_DISK_RESERVE_MB', async () => {
+  it('refuses to start on a disk no larger than WORKER_DISK_RESERVE_MB, or one it cannot write', async () => {
     const w = spawnWorker(workerEnv(path.join(h.dir, 'tiny'), { WORKER_DISK_RESERVE_MB: '64' }), 'tiny', SMALL_DISK);
     workers.push(w);
     expect(await w.exited).toBe(1);
     expect(w.output()).toContain("DATA_DIR's disk");
     expect(w.output()).toContain('holds 64 MiB in all, no more than WORKER_DISK_RESERVE_MB keeps free (64 MiB): this worker could take no job');
+
+    // A DATA_DIR it cannot write: before, every job it took failed to set up and was retried every 5 s.
+    const readOnly = ['unshare', '-m', 'sh', '-c', 'mount -t tmpfs -o size=64m,ro tmpfs "$DATA_DIR" && exec "$@"', 'sh'];
+    const ro = spawnWorker(workerEnv(path.join(h.dir, 'read-only')), 'read-only', readOnly);
+    workers.push(ro);
+    expect(await ro.exited).toBe(1);
+    expect(ro.output()).toMatch(/DATA_DIR cannot be written \(.*read-only\/work\): ENOENT/);
   });
 
-  it('leaves a job queued while its disk is short, hands a job back when the disk fills midway, and resumes it once there is room', async () => {
+  it('leaves a job queued while its disk is short, hands a job back when the disk fills midway, and resumes it once there is room; fails it when it fills the disk again at once', async () => {
     const dataDir = path.join(h.dir, 'small');
     const w = spawnWorker(workerEnv(dataDir, { WORKER_DISK_RESERVE_MB: '0' }), 'small', SMALL_DISK);
     workers.push(w);
@@ -120,6 +127,24 @@ describe('a worker whose disk is full (PostgreSQL)', () => {
     const metrics = (await h.app.inject({ method: 'GET', url: '/metrics' })).body;
     expect(metrics).toContain('qatserve_workers{state="idle"} 1');
     expect(metrics).toContain('qatserve_workers{state="waiting-for-disk"} 0');
+
+    // A job that fills the disk again right after its hand-back fails: waiting for room did not help.
+    const again = JobView.parse((await h.app.inject({ method: 'POST', url: '/v1/jobs', payload: tinyJob(160, { checkpointEverySteps: 2 }) })).json());
+    const pastCheckpoint = async (j: JobView, attempts: number) => {
+      const c = await h.deps.db.prisma.checkpoint.findFirst({ where: { jobId: again.id }, orderBy: { step: 'desc' } });
+      return j.status === 'running' && j.attempts === attempts && (c?.step ?? 0) >= 4 && j.progress.step > c!.step;
+    };
+    await waitForJob(h.app, again.id, (j) => pastCheckpoint(j, 1), 60_000, [w]);
+    await fill(disk, 'filler-3', 0);
+    await waitForJob(h.app, again.id, (j) => j.status === 'queued', 60_000, [w]);
+    await fs.promises.rm(path.join(disk, 'filler-3'));
+    await waitForJob(h.app, again.id, (j) => pastCheckpoint(j, 2), 60_000, [w]);
+    await fill(disk, 'filler-4', 0);
+    const failed = await waitForJob(h.app, again.id, (j) => j.status !== 'running', 60_000, [w]);
+    expect(failed).toMatchObject({ status: 'failed', attempts: 2, error: { code: 'WORKER_DISK_FULL' } });
+    expect(failed.error!.message).toContain("the worker's disk (DATA_DIR) is full");
+    await fs.promises.rm(path.join(disk, 'filler-4'));
+
     // A graceful stop takes the worker off the list at once.
     w.proc.kill('SIGTERM');
     await w.exited;
