@@ -41,10 +41,18 @@ export class NoRoomError extends Error {
   }
 }
 
-/** The config of a job a worker may start (null: no row, or finished), as its claim will resolve it. */
+/**
+ * The config of a job a worker may start, as its claim will resolve it; null when there is no row,
+ * the job is finished, or its config does not resolve (the claim reports that, not this check).
+ */
 async function runnableConfig(prisma: Prisma, jobId: string) {
   const row = await prisma.trainingJob.findUnique({ where: { id: jobId }, select: { status: true, config: true } });
-  return row && !isTerminal(row.status) ? resolveTrainingConfig(JSON.parse(row.config)) : null;
+  if (!row || isTerminal(row.status)) return null;
+  try {
+    return resolveTrainingConfig(JSON.parse(row.config));
+  } catch {
+    return null;
+  }
 }
 
 /**
