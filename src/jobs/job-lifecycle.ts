@@ -20,7 +20,7 @@ import { InitJobInvalidError, JobInUseError, JobNotFoundError, JobStateError } f
 import { bumpRevision, noteWrite, recordEvents, statusEvent, type JobWake } from './job-events.js';
 import { toMetricPointView } from './job-view.js';
 import { JOB_STATUSES, TERMINAL_STATUSES, isTerminal, type JobStatus } from './job-status.js';
-import { resolveTrainingConfig, type TrainingConfig } from '../config/training-config.js';
+import { TrainingConfig } from '../config/training-config.js';
 import { redact } from '../redact.js';
 
 /** Every transition a job can make: from which states, to which, made by whom. */
@@ -34,7 +34,11 @@ export const TRANSITIONS = {
   succeed: { from: ['running'], to: 'succeeded', by: 'owner, with the Model row' },
   fail: { from: ['running', 'cancelling'], to: 'failed', by: 'owner (training or export error, JOB_TIMEOUT)' },
   cancelUnowned: { from: ['cancelling'], to: 'cancelled', by: 'a claim or the reconciler, when the owner is gone' },
-  failUnowned: { from: ['queued', 'running', 'cancelling'], to: 'failed', by: 'the queue (WORKER_LOST) or the reconciler (QUEUE_ENTRY_LOST)' },
+  failUnowned: {
+    from: ['queued', 'running', 'cancelling'],
+    to: 'failed',
+    by: 'the queue (WORKER_LOST), the reconciler (QUEUE_ENTRY_LOST) or a claim (CONFIG_INVALID)',
+  },
 } as const satisfies Record<string, { from: readonly JobStatus[]; to: JobStatus; by: string }>;
 
 export type Transition = keyof typeof TRANSITIONS;
@@ -283,6 +287,14 @@ export async function claim(prisma: Prisma, jobId: string, wake?: JobWake): Prom
       return { kind: 'not-runnable', status: 'cancelled' };
     }
     if (!(TRANSITIONS.claim.from as readonly string[]).includes(status)) return { kind: 'not-runnable', status };
+    const config = storedConfig(row.config);
+    if (!config.ok) {
+      // No worker could run it: fail it once, instead of handing it back to the queue for ever.
+      const message = `the job's stored config does not resolve with this version of qatserve (${config.why}); post it again`;
+      const ended = await endUnowned(prisma, { id: jobId, status, ownerToken: row.ownerToken }, 'CONFIG_INVALID', message, wake);
+      if (ended) return { kind: 'not-runnable', status: ended };
+      continue; // the row changed meanwhile: read it again
+    }
     const token = randomUUID();
     const startedAt = row.startedAt ?? new Date();
     // Compare-and-set on what was read: a claim in between makes this one read again.
@@ -300,13 +312,26 @@ export async function claim(prisma: Prisma, jobId: string, wake?: JobWake): Prom
         owner: new JobOwner(prisma, jobId, token, row.attempts + 1, wake),
         // Resolved again: a job queued by an older version gets the defaults of fields added since
         // (it ran without time-based checkpoints when its stored config was used as it was).
-        config: resolveTrainingConfig(JSON.parse(row.config)),
+        config: config.value,
         attempt: row.attempts + 1,
         startedAt,
       };
     }
   }
   return { kind: 'not-runnable', status: 'running' };
+}
+
+/** A job's stored config JSON, resolved with today's schema. */
+function storedConfig(json: string): { ok: true; value: TrainingConfig } | { ok: false; why: string } {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch (err) {
+    return { ok: false, why: (err as Error).message };
+  }
+  const parsed = TrainingConfig.safeParse(raw);
+  if (parsed.success) return { ok: true, value: parsed.data };
+  return { ok: false, why: parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ') };
 }
 
 export interface StepRecord {

@@ -81,6 +81,17 @@ describe.each([
     expect(c.config).toEqual(config);
   });
 
+  it('a job whose stored config no longer resolves is failed CONFIG_INVALID by its claim, not run or retried', async () => {
+    const id = await newJob();
+    // As a version with a field this one has dropped stored it.
+    await db.prisma.trainingJob.update({ where: { id }, data: { config: JSON.stringify({ ...config, training: { ...config.training, mixup: 0.2 } }) } });
+    expect(await claim(db.prisma, id)).toEqual({ kind: 'not-runnable', status: 'failed' });
+    const failed = await row(id);
+    expect(failed).toMatchObject({ status: 'failed', errorCode: 'CONFIG_INVALID', ownerToken: null, attempts: 0 });
+    expect(failed.errorMessage).toMatch(/^the job's stored config does not resolve with this version of qatserve \(training: Unrecognized key: "mixup"\)/);
+    expect(await claim(db.prisma, id)).toEqual({ kind: 'not-runnable', status: 'failed' });
+  });
+
   it('a claim writes a fresh owner token; a takeover fences the first owner out of every write', async () => {
     const id = await newJob();
     const a = await claimed(id);
