@@ -28,8 +28,13 @@ import { createdBefore, NEWEST_FIRST } from '../db/keyset.js';
 import { decodeCursor, keysetPage } from './page-cursor.js';
 
 export interface JobQueuePort {
-  /** Put the job on the training queue. Rejects when the queue is unreachable. */
-  enqueue(jobId: string): Promise<void>;
+  /**
+   * Put the job on the training queue, behind every job of a lower `priority` (1, the default,
+   * runs first; equal ones in order). Rejects when the queue is unreachable.
+   */
+  enqueue(jobId: string, priority?: number): Promise<void>;
+  /** The priority a queued job was given (null: not on the queue). */
+  priorityOf?(jobId: string): Promise<number | null>;
   /** Take a waiting job off the queue (best effort: the worker also checks the row). */
   remove(jobId: string): Promise<void>;
 }
@@ -157,7 +162,7 @@ export class JobService {
     if (!created) return this.replay(row, config, key!);
     if (owner.keyId && owner.maxActiveJobs > 0) await this.enforceCap(row.id, owner.keyId, owner.maxActiveJobs);
     try {
-      await this.deps.queue.enqueue(row.id);
+      await this.deps.queue.enqueue(row.id, await this.fairPriority(row.id, owner.keyId ?? null));
     } catch (err) {
       // Nothing was created: a retry (with the same key, too) starts afresh. Should this delete
       // fail as well, the reconciler finds the queued row without a queue entry and enqueues it.
@@ -178,6 +183,22 @@ export class JobService {
     if (active <= cap) return;
     await discardUnqueued(this.deps.prisma, id);
     throw new JobQuotaError(cap);
+  }
+
+  /**
+   * Interleaves API keys on the queue: a job waits behind as many of each other key's jobs as its
+   * own key has queued ahead of it, so one key's backlog does not hold up another key's first job
+   * (a key used to queue up to MAX_ACTIVE_JOBS_PER_KEY jobs of a day each ahead of everyone). Never
+   * below the key's newest queued job's priority, so each key's own jobs run in the order posted.
+   * Jobs created with auth off count as one key.
+   */
+  private async fairPriority(id: string, keyId: string | null): Promise<number> {
+    const queued = { createdByKeyId: keyId, status: 'queued', id: { not: id } };
+    const ahead = await this.deps.prisma.trainingJob.count({ where: queued });
+    if (ahead === 0) return 1;
+    const newest = await this.deps.prisma.trainingJob.findFirst({ where: queued, orderBy: [{ createdAt: 'desc' }, { id: 'desc' }], select: { id: true } });
+    const newestPriority = newest && this.deps.queue.priorityOf ? await this.deps.queue.priorityOf(newest.id).catch(() => null) : null;
+    return Math.max(1 + ahead, newestPriority ?? 1);
   }
 
   /**

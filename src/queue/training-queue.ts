@@ -60,7 +60,7 @@ export interface QueueProducer extends JobQueuePort {
 
 export function queueProducer(queue: TrainingQueue, deploymentId: string, timeoutMs = 5000): QueueProducer {
   const producer: QueueProducer = {
-    async enqueue(jobId) {
+    async enqueue(jobId, priority = 1) {
       try {
         // Down after having been up: answer now instead of waiting out the timeout.
         const status = queue.client.status;
@@ -71,7 +71,7 @@ export function queueProducer(queue: TrainingQueue, deploymentId: string, timeou
             // Failed Bull jobs are kept (the newest 1000): when Bull fails a job for stalling too
             // often it removes a removeOnFail job before emitting 'failed', and the worker would
             // get a null job and could not mark the row failed (it stayed "running" forever).
-            { jobId, attempts: HANDBACK_ATTEMPTS, removeOnComplete: true, removeOnFail: { count: 1000 } },
+            { jobId, priority, attempts: HANDBACK_ATTEMPTS, removeOnComplete: true, removeOnFail: { count: 1000 } },
           ),
           timeoutMs,
           'enqueue',
@@ -84,6 +84,10 @@ export function queueProducer(queue: TrainingQueue, deploymentId: string, timeou
       const job = await withTimeout(queue.getJob(jobId), timeoutMs, 'getJob');
       // An active job is locked and cannot be removed; its worker sees the row instead.
       if (job && !(await job.isActive())) await job.remove();
+    },
+    async priorityOf(jobId) {
+      const job = await withTimeout(queue.getJob(jobId), timeoutMs, 'getJob');
+      return job?.opts.priority ?? null;
     },
     async counts() {
       const c = await withTimeout(queue.getJobCounts(), timeoutMs, 'getJobCounts');
