@@ -446,6 +446,7 @@ function renderStatus() {
   const status = $('#job-status');
   status.textContent = job.status;
   status.className = `pill ${job.status}`;
+  refreshQueuePlace().catch(() => {});
   $('#cancel-job').hidden = !['queued', 'running'].includes(job.status);
   $('#delete-job').hidden = !TERMINAL.includes(job.status);
   $('#job-error').textContent = job.error ? `${job.error.code}: ${job.error.message}` : '';
@@ -904,8 +905,29 @@ async function refreshWorkers() {
   pill.hidden = false;
 }
 
+/** Why the open job, queued, has not started: the jobs ahead of it, and whether any worker runs. */
+async function refreshQueuePlace() {
+  const job = state.job;
+  const line = $('#job-queue');
+  if (!job || job.status !== 'queued') {
+    line.textContent = '';
+    return;
+  }
+  try {
+    const place = await api(`/v1/jobs/${encodeURIComponent(job.id)}/queue`);
+    if (state.job?.id !== job.id || state.job.status !== 'queued') return;
+    const w = place.workers;
+    const ahead = place.position === null ? '' : place.position === 0 ? 'next in line' : `${place.position} job${place.position === 1 ? '' : 's'} ahead`;
+    const running = [w.training && `${w.training} training`, w.idle && `${w.idle} idle`, w.waitingForDisk && `${w.waitingForDisk} waiting for disk space`];
+    const workers = running.some(Boolean) ? `workers: ${running.filter(Boolean).join(', ')}` : 'no worker is running: it starts when one does';
+    line.textContent = [ahead, workers].filter(Boolean).join(' · ');
+  } catch {
+    line.textContent = '';
+  }
+}
+
 function refreshAll() {
-  return Promise.allSettled([refreshJobs(), refreshModels(), refreshHealth(), refreshCompare(), refreshWorkers()]);
+  return Promise.allSettled([refreshJobs(), refreshModels(), refreshHealth(), refreshCompare(), refreshWorkers(), refreshQueuePlace()]);
 }
 
 async function poll() {

@@ -220,6 +220,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     maxActiveJobsPerKey: settings.limits.maxActiveJobsPerKey,
     // This replica stops answering ?model= for it at once; the others at their next refresh.
     onModelDeleted: (modelId) => app.serving.registry.forget(modelId),
+    workers,
   });
   const hub = new JobEventHub();
   hub.start(settings.redisUrl, settings.queuePrefix);

@@ -8,6 +8,7 @@ import YAML from 'yaml';
 import {
   CurveQuery,
   JobCurve,
+  JobQueuePlace,
   JobEventProgressData,
   JobEventStatusData,
   JobList,
@@ -148,6 +149,14 @@ function buildCoreDocument(version: string) {
           },
         }),
       },
+      '/v1/jobs/{id}/queue': {
+        get: secured('train', {
+          operationId: 'getJobQueuePlace',
+          summary: "Why a queued job has not started: the jobs ahead of it and the deployment's workers by state",
+          parameters: [idParam],
+          responses: { '200': json('JobQueuePlace', 'Its place'), '404': err('Unknown job'), '503': err('Redis is unreachable (QUEUE_UNAVAILABLE)') },
+        }),
+      },
       '/v1/jobs/{id}/curve': {
         get: secured('train', {
           operationId: 'getJobCurve',
@@ -252,6 +261,7 @@ function buildCoreDocument(version: string) {
         JobList: schema(JobList),
         MetricsPage: schema(MetricsPage),
         JobCurve: schema(JobCurve),
+        JobQueuePlace: schema(JobQueuePlace),
         MetricPoint: schema(MetricPointView),
         JobEventStatus: schema(JobEventStatusData),
         JobEventProgress: schema(JobEventProgressData),

@@ -7,7 +7,7 @@ import { countClassFolders } from '../data/image-folder.js';
 import { resolveUnderRoot } from '../data/safe-path.js';
 import { JOB_WITH_MODEL } from '../db/model-rows.js';
 import { admissionIssues, FEWEST_CLASSES, tooLargeMessage, type JobBudget } from './job-admission.js';
-import { JobNotFoundError, JobQuotaError, ServiceError, ValidationError, toIssues } from './job-errors.js';
+import { JobNotFoundError, JobQuotaError, QueueUnavailableError, ServiceError, ValidationError, toIssues } from './job-errors.js';
 import type { JobWake } from './job-events.js';
 import { deleteFinished, discardUnqueued, findByIdempotencyKey, insertQueued, requestCancel } from './job-lifecycle.js';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
@@ -35,6 +35,8 @@ export interface JobQueuePort {
   enqueue(jobId: string, priority?: number): Promise<void>;
   /** The priority a queued job was given (null: not on the queue). */
   priorityOf?(jobId: string): Promise<number | null>;
+  /** Jobs handed out before this one (0: next; null: not waiting on the queue). */
+  waitingAhead?(jobId: string): Promise<number | null>;
   /** Take a waiting job off the queue (best effort: the worker also checks the row). */
   remove(jobId: string): Promise<void>;
 }
@@ -219,6 +221,19 @@ export class JobService {
     // Sized as 1,000 classes, the seed's configuration (1.0@224, batch 32) was refused for any
     // folder: the larger head put it 14 MiB over the default budget.
     return (await countClassFolders(this.deps.dataRoot, folder)) ?? undefined;
+  }
+
+  /** Where a job stands on the queue: jobs ahead of it while it waits there, else null. */
+  async queuePosition(id: string): Promise<{ status: JobStatus; position: number | null }> {
+    const row = await this.deps.prisma.trainingJob.findUnique({ where: { id }, select: { status: true } });
+    if (!row) throw new JobNotFoundError(id);
+    const status = row.status as JobStatus;
+    if (status !== 'queued' || !this.deps.queue.waitingAhead) return { status, position: null };
+    try {
+      return { status, position: await this.deps.queue.waitingAhead(id) };
+    } catch (err) {
+      throw new QueueUnavailableError((err as Error).message);
+    }
   }
 
   /** The API key that created a job (null: auth was off). */

@@ -112,6 +112,16 @@ export const JobEventProgressData = z.object({
   restartedAtStep: z.number().int().optional(),
 });
 
+/** GET /v1/jobs/:id/queue: why a queued job has not started yet. */
+export const JobQueuePlace = z.object({
+  status: JobStatusSchema,
+  /** Jobs the queue hands out before this one (0: it is next); null unless it waits on the queue. */
+  position: z.number().int().nullable(),
+  /** The deployment's live workers by state (none: the job waits for one to start). */
+  workers: z.object({ idle: z.number().int(), training: z.number().int(), waitingForDisk: z.number().int() }),
+});
+export type JobQueuePlace = z.infer<typeof JobQueuePlace>;
+
 export const JobIdParams = z.strictObject({ id: z.string().min(1).max(64) });
 
 export const ListJobsQuery = z.strictObject({

@@ -54,6 +54,11 @@ export interface QueueProducer extends JobQueuePort {
   entryState(jobId: string): Promise<EntryState>;
   /** Puts the job on the queue again, replacing a finished (completed or failed) entry. */
   requeue(jobId: string): Promise<void>;
+  /**
+   * Jobs the queue hands out before this one (0: it is next), or null when it is not waiting there.
+   * Workers pop the wait list from its right end (BRPOPLPUSH).
+   */
+  waitingAhead(jobId: string): Promise<number | null>;
   /** Throws with a reason when Redis does not answer. */
   ping(timeoutMs?: number): Promise<void>;
 }
@@ -84,6 +89,11 @@ export function queueProducer(queue: TrainingQueue, deploymentId: string, timeou
       const job = await withTimeout(queue.getJob(jobId), timeoutMs, 'getJob');
       // An active job is locked and cannot be removed; its worker sees the row instead.
       if (job && !(await job.isActive())) await job.remove();
+    },
+    async waitingAhead(jobId) {
+      const wait = queue.toKey('wait');
+      const [length, index] = await withTimeout(Promise.all([queue.client.llen(wait), queue.client.lpos(wait, jobId)]), timeoutMs, 'queue position');
+      return index === null ? null : length - 1 - index;
     },
     async priorityOf(jobId) {
       const job = await withTimeout(queue.getJob(jobId), timeoutMs, 'getJob');

@@ -429,7 +429,7 @@ describe('dashboard', () => {
   });
 
   // Last: it stops the worker.
-  it('shows an admin the live workers, and that queued jobs wait when none runs; other keys see no worker list', async () => {
+  it('shows an admin the live workers, and that queued jobs wait when none runs (the job panel too); other keys see no worker list', async () => {
     const context = await keyedContext(browser, adminKey);
     const p = await context.newPage();
     await p.goto(`${base}/`);
@@ -451,6 +451,15 @@ describe('dashboard', () => {
     await worker.exited;
     await expect.poll(() => pill.textContent(), { timeout: 15_000 }).toBe('no workers: queued jobs wait');
     expect(await pill.getAttribute('class')).toBe('pill unready');
+
+    // A job posted now waits; its panel says where it stands and why.
+    const queued = JobView.parse(
+      (await api('POST', '/v1/jobs', testKey, { dataset: { type: 'synthetic', classes: 2, samplesPerClass: 4 }, name: 'waits' })).json(),
+    );
+    await p.goto(`${base}/#job=${queued.id}`);
+    await expect
+      .poll(() => p.locator('#job-queue').textContent(), { timeout: 10_000 })
+      .toMatch(/^(next in line|\d+ jobs? ahead) · no worker is running: it starts when one does$/);
     await context.close();
   });
 });

@@ -6,11 +6,21 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { isAdmin, principalKeyId } from '../../auth/auth-policy.js';
 import type { JobService } from '../../jobs/job-service.js';
-import { CurveQuery, JobIdParams, ListJobsQuery, MetricsQuery } from '../../jobs/job-view.js';
+import { CurveQuery, JobIdParams, ListJobsQuery, MetricsQuery, type JobQueuePlace } from '../../jobs/job-view.js';
+import { QueueUnavailableError } from '../../jobs/job-errors.js';
+import type { WorkerState } from '../../queue/worker-registry.js';
 import { AuthError } from '../plugins/auth.js';
 import { parseRequest } from '../validate.js';
 
-export async function jobRoutes(app: FastifyInstance, opts: { jobs: JobService; maxActiveJobsPerKey: number; onModelDeleted?: (modelId: string) => void }) {
+export interface JobRoutesOptions {
+  jobs: JobService;
+  maxActiveJobsPerKey: number;
+  onModelDeleted?: (modelId: string) => void;
+  /** The deployment's live workers (src/queue/worker-registry.ts). */
+  workers: () => Promise<Array<{ state: WorkerState }>>;
+}
+
+export async function jobRoutes(app: FastifyInstance, opts: JobRoutesOptions) {
   const { jobs } = opts;
   const train = { config: { access: 'train' as const } };
 
@@ -34,6 +44,16 @@ export async function jobRoutes(app: FastifyInstance, opts: { jobs: JobService; 
   app.get('/v1/jobs', train, async (req) => jobs.list(parseRequest(ListJobsQuery, req.query, 'query')));
 
   app.get('/v1/jobs/:id', train, async (req) => jobs.get(parseRequest(JobIdParams, req.params, 'params').id));
+
+  app.get('/v1/jobs/:id/queue', train, async (req): Promise<JobQueuePlace> => {
+    const { id } = parseRequest(JobIdParams, req.params, 'params');
+    const place = await jobs.queuePosition(id);
+    const workers = await opts.workers().catch((err: Error) => {
+      throw new QueueUnavailableError(err.message);
+    });
+    const count = (state: WorkerState) => workers.filter((w) => w.state === state).length;
+    return { ...place, workers: { idle: count('idle'), training: count('training'), waitingForDisk: count('waiting-for-disk') } };
+  });
 
   app.get('/v1/jobs/:id/metrics', train, async (req) => {
     const { id } = parseRequest(JobIdParams, req.params, 'params');

@@ -3,7 +3,8 @@
 // first job, and each key's own jobs keep the order they were posted in.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KeyStore } from '../../src/auth/key-store.js';
-import { JobView } from '../../src/jobs/job-view.js';
+import { JobQueuePlace, JobView } from '../../src/jobs/job-view.js';
+import { WorkerBeacon } from '../../src/queue/worker-registry.js';
 import { openTrainingQueue, type TrainingQueue } from '../../src/queue/training-queue.js';
 import { startHarness, tinySynthetic, waitReady, type Harness } from './api-harness.js';
 
@@ -46,6 +47,32 @@ describe('queue order across API keys', () => {
     expect(await nextOut()).toEqual(['a1', 'b1', 'a2', 'a3']);
     await post('bob', 'b2');
     expect(await nextOut()).toEqual(['a1', 'b1', 'a2', 'b2', 'a3']);
+  });
+
+  it('tells a queued job its place: the jobs ahead of it and the workers by state', async () => {
+    const place = async (id: string) => {
+      const res = await h.app.inject({ method: 'GET', url: `/v1/jobs/${id}/queue`, headers: { authorization: `Bearer ${keys.bob}` } });
+      expect(res.statusCode, res.body).toBe(200);
+      return JobQueuePlace.parse(res.json());
+    };
+    const ids = new Map((await h.deps.db.prisma.trainingJob.findMany({ select: { id: true, name: true } })).map((j) => [j.name, j.id]));
+    const out = await nextOut();
+    for (const [i, name] of out.entries()) expect((await place(ids.get(name!)!)).position, name).toBe(i);
+    expect(await place(ids.get('a3')!)).toEqual({ status: 'queued', position: 4, workers: { idle: 0, training: 0, waitingForDisk: 0 } });
+
+    // A worker says it is there (as `qatserve worker` does through its Redis entry).
+    const beacon = new WorkerBeacon(h.deps.redis!, h.settings.queuePrefix, { dataDir: h.dir, trainThreads: 1 });
+    beacon.start();
+    beacon.set('waiting-for-disk', { reason: 'short' });
+    await expect.poll(async () => (await place(ids.get('a1')!)).workers).toEqual({ idle: 0, training: 0, waitingForDisk: 1 });
+    await beacon.stop();
+
+    const cancelled = await h.app.inject({ method: 'POST', url: `/v1/jobs/${ids.get('b2')}/cancel`, headers: { authorization: `Bearer ${keys.bob}` } });
+    expect(cancelled.statusCode).toBe(200);
+    expect(await place(ids.get('b2')!)).toMatchObject({ status: 'cancelled', position: null });
+    expect((await place(ids.get('a3')!)).position).toBe(3);
+    const unknown = await h.app.inject({ method: 'GET', url: '/v1/jobs/nope/queue', headers: { authorization: `Bearer ${keys.bob}` } });
+    expect(unknown.statusCode).toBe(404);
   });
 
   it("keeps a key's own jobs in the order posted after some of them left the queue", async () => {
