@@ -34,6 +34,13 @@ export type WorkerView = z.infer<typeof WorkerView>;
 
 export const WorkerList = z.object({ workers: z.array(WorkerView) });
 
+/** Workers by state, every state present (0 when none is in it). */
+export function countByState(workers: ReadonlyArray<{ state: WorkerState }>): Record<WorkerState, number> {
+  const counts = Object.fromEntries(WORKER_STATES.map((s) => [s, 0])) as Record<WorkerState, number>;
+  for (const w of workers) counts[w.state]++;
+  return counts;
+}
+
 export const WORKER_BEAT_MS = 5000;
 export const WORKER_TTL_S = 20;
 

@@ -3,7 +3,7 @@
 import type { FastifyInstance } from 'fastify';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import fp from 'fastify-plugin';
-import { WORKER_STATES } from '../../queue/worker-registry.js';
+import { countByState, type WorkerState } from '../../queue/worker-registry.js';
 import client from 'prom-client';
 import type { WorkerStatus } from '../../queue/worker-supervisor.js';
 import { lagBeyondPeriodMs } from '../event-loop-lag.js';
@@ -65,7 +65,7 @@ export interface MetricsSources {
   /** Under `qatserve serve`: its worker child. */
   workerStatus?: () => WorkerStatus;
   /** The deployment's live workers (their entries in Redis). */
-  workers?: () => Promise<Array<{ state: string }>>;
+  workers?: () => Promise<Array<{ state: WorkerState }>>;
 }
 
 export const metricsPlugin = fp(async function metrics(app: FastifyInstance, opts: { sources: MetricsSources }) {
@@ -119,7 +119,7 @@ export const metricsPlugin = fp(async function metrics(app: FastifyInstance, opt
         this.reset();
         const list = await workers().catch(() => null);
         if (!list) return;
-        for (const state of WORKER_STATES) this.set({ state }, list.filter((w) => w.state === state).length);
+        for (const [state, n] of Object.entries(countByState(list))) this.set({ state }, n);
       },
     });
   }

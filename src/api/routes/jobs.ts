@@ -8,7 +8,7 @@ import { isAdmin, principalKeyId } from '../../auth/auth-policy.js';
 import type { JobService } from '../../jobs/job-service.js';
 import { CurveQuery, JobIdParams, ListJobsQuery, MetricsQuery, type JobQueuePlace } from '../../jobs/job-view.js';
 import { QueueUnavailableError } from '../../jobs/job-errors.js';
-import type { WorkerState } from '../../queue/worker-registry.js';
+import { countByState, type WorkerState } from '../../queue/worker-registry.js';
 import { AuthError } from '../plugins/auth.js';
 import { parseRequest } from '../validate.js';
 
@@ -51,8 +51,8 @@ export async function jobRoutes(app: FastifyInstance, opts: JobRoutesOptions) {
     const workers = await opts.workers().catch((err: Error) => {
       throw new QueueUnavailableError(err.message);
     });
-    const count = (state: WorkerState) => workers.filter((w) => w.state === state).length;
-    return { ...place, workers: { idle: count('idle'), training: count('training'), waitingForDisk: count('waiting-for-disk') } };
+    const count = countByState(workers);
+    return { ...place, workers: { idle: count.idle, training: count.training, waitingForDisk: count['waiting-for-disk'] } };
   });
 
   app.get('/v1/jobs/:id/metrics', train, async (req) => {
