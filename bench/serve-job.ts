@@ -3,7 +3,7 @@
 // outcome, the int8 top-1, the seconds from the POST, the worker's peak RSS (VmHWM of the worker
 // process, read from /proc), and the answer of /v1/predict to one image.
 //
-//   npm run build && npx tsx bench/serve-job.ts '<job config JSON>' [--timeout-min 60] [--keep]
+//   npm run build && npx tsx bench/serve-job.ts '<job config JSON>' [--timeout-min 60] [--keep] [--data-root DIR]
 //
 // Run heavy configs under `flock -x /tmp/cpu.lock` on a shared machine. Exits 1 unless the job
 // succeeded and its model served /v1/predict (or with --expect-failure CODE, unless it failed so).
@@ -51,9 +51,15 @@ interface Job {
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
-    options: { 'timeout-min': { type: 'string', default: '90' }, keep: { type: 'boolean', default: false }, 'expect-failure': { type: 'string' } },
+    options: {
+      'timeout-min': { type: 'string', default: '90' },
+      keep: { type: 'boolean', default: false },
+      'expect-failure': { type: 'string' },
+      'data-root': { type: 'string' },
+    },
   });
-  if (positionals.length !== 1) throw new Error("usage: npx tsx bench/serve-job.ts '<job config JSON>' [--timeout-min N] [--keep] [--expect-failure CODE]");
+  if (positionals.length !== 1)
+    throw new Error("usage: npx tsx bench/serve-job.ts '<job config JSON>' [--timeout-min N] [--keep] [--expect-failure CODE] [--data-root DIR]");
   const config = JSON.parse(positionals[0]) as unknown;
   if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first`);
 
@@ -61,6 +67,8 @@ async function main(): Promise<void> {
   const port = await freePort();
   const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port), HOST: '127.0.0.1', QUEUE_PREFIX: `bench-job-${process.pid}` };
   for (const k of ['DATABASE_URL', 'DATA_DIR', 'ARTIFACTS_DIR', 'DATA_ROOT']) delete env[k];
+  // An image-folder job reads its folder under DATA_ROOT, which otherwise is the empty ./data/datasets.
+  if (values['data-root']) env.DATA_ROOT = path.resolve(values['data-root']);
   const logFile = path.join(cwd, 'serve.log');
   const fd = fs.openSync(logFile, 'w');
   const proc = spawn(process.execPath, [CLI, 'serve'], { cwd, env, stdio: ['ignore', fd, fd] });

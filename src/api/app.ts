@@ -41,6 +41,7 @@ import { jobRoutes } from './routes/jobs.js';
 import { keyRoutes } from './routes/keys.js';
 import { workerRoutes } from './routes/workers.js';
 import { listWorkers } from '../queue/worker-registry.js';
+import { workersLacking } from '../queue/dataset-holders.js';
 import { modelsRoutes } from './routes/models.js';
 import { predictRoutes } from './routes/predict.js';
 
@@ -199,7 +200,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(servingPlugin, { store: new PrismaModelStore(deps.db.prisma, files), settings: settings.serving });
   const streams = new StreamSlots(settings.limits.sseMaxStreamsPerClient, settings.limits.sseMaxStreams);
   const redis = deps.redis;
-  const workers = redis ? () => listWorkers(redis, settings.queuePrefix) : () => Promise.reject(new Error('this API process has no Redis connection'));
+  const noRedis = () => Promise.reject(new Error('this API process has no Redis connection'));
+  const workers = redis ? () => listWorkers(redis, settings.queuePrefix) : noRedis;
+  const lackingFolder = redis ? (jobId: string) => workersLacking(redis, settings.queuePrefix, jobId) : noRedis;
   await app.register(metricsPlugin, {
     sources: {
       workers,
@@ -221,6 +224,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // This replica stops answering ?model= for it at once; the others at their next refresh.
     onModelDeleted: (modelId) => app.serving.registry.forget(modelId),
     workers,
+    lackingFolder,
   });
   const hub = new JobEventHub();
   hub.start(settings.redisUrl, settings.queuePrefix);

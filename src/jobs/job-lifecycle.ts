@@ -37,7 +37,7 @@ export const TRANSITIONS = {
   failUnowned: {
     from: ['queued', 'running', 'cancelling'],
     to: 'failed',
-    by: 'the queue (WORKER_LOST), the reconciler (QUEUE_ENTRY_LOST) or a claim (CONFIG_INVALID)',
+    by: "the queue (WORKER_LOST), the reconciler (QUEUE_ENTRY_LOST), a claim (CONFIG_INVALID) or a worker without the job's image folder when no other live worker may have it (DATASET_NOT_FOUND)",
   },
 } as const satisfies Record<string, { from: readonly JobStatus[]; to: JobStatus; by: string }>;
 

@@ -119,6 +119,12 @@ export const JobQueuePlace = z.object({
   position: z.number().int().nullable(),
   /** The deployment's live workers by state (none: the job waits for one to start). */
   workers: z.object({ idle: z.number().int(), training: z.number().int(), waitingForDisk: z.number().int() }),
+  /**
+   * Live workers that took the job and left it on the queue because their DATA_ROOT has no such
+   * image folder: it waits for a worker that has it (and fails DATASET_NOT_FOUND once every live
+   * worker has said it lacks it).
+   */
+  withoutFolder: z.number().int(),
 });
 export type JobQueuePlace = z.infer<typeof JobQueuePlace>;
 

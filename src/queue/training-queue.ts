@@ -5,6 +5,7 @@ import type { Settings } from '../config/settings.js';
 import { requireDeployment } from '../db/deployment.js';
 import { QueueUnavailableError } from '../jobs/job-errors.js';
 import type { JobQueuePort } from '../jobs/job-service.js';
+import { handBackDelay } from './dataset-holders.js';
 
 export const QUEUE_NAME = 'training';
 
@@ -24,6 +25,8 @@ export type TrainingQueue = Queue.Queue<TrainingJobData>;
  * a job that really fails is discarded first, so this budget only counts hand-backs.
  */
 const HANDBACK_ATTEMPTS = 1000;
+/** The Bull backoff strategy of every entry: see handBackDelay. */
+const HAND_BACK = 'handBack';
 
 export function openTrainingQueue(settings: Settings): TrainingQueue {
   const { queuePrefix } = requireDeployment(settings);
@@ -34,6 +37,7 @@ export function openTrainingQueue(settings: Settings): TrainingQueue {
       lockRenewTime: Math.floor(settings.lockDurationMs / 2),
       stalledInterval: settings.stalledIntervalMs,
       maxStalledCount: settings.maxStalledCount,
+      backoffStrategies: { [HAND_BACK]: handBackDelay },
     },
   });
 }
@@ -76,7 +80,14 @@ export function queueProducer(queue: TrainingQueue, deploymentId: string, timeou
             // Failed Bull jobs are kept (the newest 1000): when Bull fails a job for stalling too
             // often it removes a removeOnFail job before emitting 'failed', and the worker would
             // get a null job and could not mark the row failed (it stayed "running" forever).
-            { jobId, priority, attempts: HANDBACK_ATTEMPTS, removeOnComplete: true, removeOnFail: { count: 1000 } },
+            {
+              jobId,
+              priority,
+              attempts: HANDBACK_ATTEMPTS,
+              backoff: { type: HAND_BACK },
+              removeOnComplete: true,
+              removeOnFail: { count: 1000 },
+            },
           ),
           timeoutMs,
           'enqueue',

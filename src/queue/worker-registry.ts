@@ -85,7 +85,8 @@ export class WorkerBeacon {
   private reason: string | null = null;
   private readonly startedAt = new Date().toISOString();
   private since = this.startedAt;
-  private readonly id = `${os.hostname()}:${process.pid}`;
+  /** `<host>:<pid>`, as listed. */
+  readonly id = `${os.hostname()}:${process.pid}`;
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
   /** Writes one at a time, each of the state as it is then: an older one never lands last. */

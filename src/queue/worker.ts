@@ -10,6 +10,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
+import type Queue from 'bull';
 import { artifactStoreWarning, openArtifactStore } from '../artifacts/open-store.js';
 import { SettingsError, type Settings } from '../config/settings.js';
 import { openDatabase, type Prisma } from '../db/database.js';
@@ -17,20 +18,23 @@ import { requireDeployment } from '../db/deployment.js';
 import { resolveTrainingConfig } from '../config/training-config.js';
 import { jobBudget, type JobBudget } from '../jobs/job-admission.js';
 import { endUnowned } from '../jobs/job-lifecycle.js';
-import { isTerminal } from '../jobs/job-status.js';
+import { isTerminal, type JobStatus } from '../jobs/job-status.js';
 import { Redis } from 'ioredis';
 import { subscribeCancels } from './cancel-bus.js';
 import { jobEventPublisher } from './job-event-bus.js';
 import { startJob, WorkerShutdownError, type RunningJob } from './job-runner.js';
 import { openTrainingQueue, type TrainingJobData } from './training-queue.js';
 import { useTrainingHeapPolicy } from '../ml/training-heap.js';
-import { WorkerBeacon } from './worker-registry.js';
+import { listWorkers, WorkerBeacon } from './worker-registry.js';
+import { ELSEWHERE_RETRY_MS, ElsewhereError, forgetLacking, mayHoldFolder, missingFolder, noteLacking } from './dataset-holders.js';
 import { diskNeedBytes, diskSpace, isDiskFull, roomFor, roomMessage, waitForRoom, writableDiskSpace, type DiskSpace } from './disk-room.js';
 
 /** Pause before handing back a job that hit an infrastructure error. */
 const RETRY_PAUSE_MS = 5000;
 /** How often a worker that takes no jobs for want of disk space looks again. */
 const DISK_RECHECK_MS = 5000;
+/** How long a worker fetches nothing around the return of a job it left for another (see standAside). */
+const STAND_ASIDE_MS = 4000;
 
 /** Control signal: this worker's disk is short of room for the job; Bull should give it to another worker. */
 export class NoRoomError extends Error {
@@ -133,13 +137,75 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
   let roomWait: AbortController | null = null;
   /** The job whose last run here ended with a full disk: a second time in a row fails it. */
   let lastDiskFull: string | null = null;
+  /** Jobs this worker left for one with their folder and has said so in its log (once each). */
+  const leftForHolder = new Set<string>();
+  /**
+   * Why this worker fetches no jobs for now (its local queue is paused while any holds): waiting for
+   * disk, or standing aside while a job it left for a worker with the folder comes back to the queue.
+   */
+  const holds = new Set<string>();
+  const holdOff = async (reason: string) => {
+    holds.add(reason);
+    if (holds.size === 1) await queue.pause(true, true).catch(() => {});
+  };
+  const release = (reason: string) => {
+    if (!holds.delete(reason) || holds.size > 0 || stopping) return;
+    void queue.resume(true).catch((err) => log.error({ err }, 'queue not resumed'));
+  };
+  /**
+   * A job left for another worker comes back from Bull's delayed set after ELSEWHERE_RETRY_MS to
+   * whichever worker has waited longest for a job, and that was always this one (its blocking fetch
+   * and the delay keep in step): the worker with the folder never got it. So this worker fetches
+   * nothing for a few seconds around that moment.
+   */
+  const standAside = (jobId: string) => {
+    const reason = `aside:${jobId}`;
+    if (holds.has(reason)) return;
+    setTimeout(() => {
+      if (stopping) return;
+      void holdOff(reason);
+      setTimeout(() => release(reason), STAND_ASIDE_MS).unref();
+    }, ELSEWHERE_RETRY_MS - 1000).unref();
+  };
+
+  /**
+   * This worker lacks the job's image folder: leaves the job on the queue (row untouched) while a
+   * live worker that has not said it lacks the folder too may have it; fails it when none may.
+   */
+  const leaveForHolder = async (bullJob: Queue.Job<TrainingJobData>, jobId: string, folder: string): Promise<never> => {
+    const lacking = await noteLacking(publisher, settings.queuePrefix, jobId, beacon.id);
+    const live = await listWorkers(publisher, settings.queuePrefix);
+    const others = mayHoldFolder(live, lacking, beacon.id);
+    if (others.length > 0) {
+      if (!leftForHolder.has(jobId)) {
+        if (leftForHolder.size >= 1000) leftForHolder.clear();
+        leftForHolder.add(jobId);
+        log.warn({ jobId, folder }, `dataset folder "${folder}" is not under this worker's DATA_ROOT: job left on the queue for the other live workers`);
+      } else log.debug({ jobId, folder, others: others.length, attempt: bullJob.attemptsMade }, 'job left on the queue again for a worker with its folder');
+      // Entries queued before the backoff existed come straight back: not in a hot loop.
+      if (!bullJob.opts.backoff) await new Promise((r) => setTimeout(r, ELSEWHERE_RETRY_MS));
+      else standAside(jobId);
+      throw new ElsewhereError(jobId, folder, others.length);
+    }
+    const asked = new Set([...live.map((w) => w.id), beacon.id]).size;
+    const message =
+      `dataset folder "${folder}" does not exist under the data root (DATA_ROOT) of any live worker (${asked} asked): ` +
+      "copy or mount it on a worker's machine, then post the job again";
+    const row = await db.prisma.trainingJob.findUnique({ where: { id: jobId }, select: { status: true, ownerToken: true } });
+    if (row && !isTerminal(row.status))
+      await endUnowned(db.prisma, { id: jobId, status: row.status as JobStatus, ownerToken: row.ownerToken }, 'DATASET_NOT_FOUND', message, wake);
+    await forgetLacking(publisher, settings.queuePrefix, jobId).catch(() => {});
+    log.error({ jobId, folder }, message);
+    await bullJob.discard();
+    throw new Error(`job ${jobId} failed: ${message}`);
+  };
 
   /** Takes no jobs until DATA_DIR has `wantBytes` free: pauses this worker's queue before it resolves. */
   const waitForDisk = async (wantBytes: number, why: string) => {
     if (roomWait || stopping) return;
     const ctl = new AbortController();
     roomWait = ctl;
-    await queue.pause(true, true).catch(() => {});
+    await holdOff('disk');
     beacon.set('waiting-for-disk', { reason: why });
     log.error(`${why}; taking no jobs until DATA_DIR has ${Math.ceil(wantBytes / 2 ** 20)} MiB free (looking every ${DISK_RECHECK_MS / 1000} s)`);
     void waitForRoom(settings.workDir, wantBytes, DISK_RECHECK_MS, ctl.signal).then((room) => {
@@ -147,7 +213,7 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
       if (!room || stopping) return;
       log.info('DATA_DIR has room again; taking jobs');
       beacon.set('idle');
-      void queue.resume(true).catch((err) => log.error({ err }, 'queue not resumed'));
+      release('disk');
     });
   };
   const stale = await removeStaleScratch(settings.workDir, db.prisma).catch((err) => (log.warn({ err }, 'stale scratch not removed'), []));
@@ -191,6 +257,10 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
     const jobId = data.jobId;
     // Before the claim, so a worker short of disk leaves the job (its row untouched) to the others.
     const config = await runnableConfig(db.prisma, jobId);
+    // Before the claim too, so a worker without the job's image folder leaves it to one that has it.
+    const folder = config ? await missingFolder(settings.dataRoot, config) : null;
+    if (folder !== null) await leaveForHolder(bullJob, jobId, folder);
+    if (config?.dataset.type === 'imagefolder') void forgetLacking(publisher, settings.queuePrefix, jobId).catch(() => {});
     const space = await diskSpace(settings.workDir);
     const need = config ? diskNeedBytes(config) : 0;
     const room = roomFor(space, need, reserve);

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KeyStore } from '../../src/auth/key-store.js';
 import { JobQueuePlace, JobView } from '../../src/jobs/job-view.js';
 import { WorkerBeacon } from '../../src/queue/worker-registry.js';
+import { noteLacking } from '../../src/queue/dataset-holders.js';
 import { openTrainingQueue, type TrainingQueue } from '../../src/queue/training-queue.js';
 import { startHarness, tinySynthetic, waitReady, type Harness } from './api-harness.js';
 
@@ -58,14 +59,20 @@ describe('queue order across API keys', () => {
     const ids = new Map((await h.deps.db.prisma.trainingJob.findMany({ select: { id: true, name: true } })).map((j) => [j.name, j.id]));
     const out = await nextOut();
     for (const [i, name] of out.entries()) expect((await place(ids.get(name!)!)).position, name).toBe(i);
-    expect(await place(ids.get('a3')!)).toEqual({ status: 'queued', position: 4, workers: { idle: 0, training: 0, waitingForDisk: 0 } });
+    expect(await place(ids.get('a3')!)).toEqual({ status: 'queued', position: 4, workers: { idle: 0, training: 0, waitingForDisk: 0 }, withoutFolder: 0 });
 
     // A worker says it is there (as `qatserve worker` does through its Redis entry).
     const beacon = new WorkerBeacon(h.deps.redis!, h.settings.queuePrefix, { dataDir: h.dir, trainThreads: 1 });
     beacon.start();
     beacon.set('waiting-for-disk', { reason: 'short' });
     await expect.poll(async () => (await place(ids.get('a1')!)).workers).toEqual({ idle: 0, training: 0, waitingForDisk: 1 });
+    // It took a1 and lacks its image folder, as did a worker that is gone: only the live one counts.
+    await noteLacking(h.deps.redis!, h.settings.queuePrefix, ids.get('a1')!, 'gone-host:1');
+    await noteLacking(h.deps.redis!, h.settings.queuePrefix, ids.get('a1')!, beacon.id);
+    expect((await place(ids.get('a1')!)).withoutFolder).toBe(1);
+    expect((await place(ids.get('a2')!)).withoutFolder).toBe(0);
     await beacon.stop();
+    expect((await place(ids.get('a1')!)).withoutFolder).toBe(0);
 
     const cancelled = await h.app.inject({ method: 'POST', url: `/v1/jobs/${ids.get('b2')}/cancel`, headers: { authorization: `Bearer ${keys.bob}` } });
     expect(cancelled.statusCode).toBe(200);

@@ -26,11 +26,12 @@ import { freePort } from './serve-process.js';
 import { assertBuilt, CLI, FAST_QUEUE_ENV, spawnWorker, tinyJob, type WorkerProc } from './worker-process.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'qatserve-fleet-'));
-const schemas = [uniqueSchema('fleet_one'), uniqueSchema('fleet_two'), uniqueSchema('fleet_three')];
+const schemas = [uniqueSchema('fleet_one'), uniqueSchema('fleet_two'), uniqueSchema('fleet_three'), uniqueSchema('fleet_four')];
 const children: ChildProcess[] = [];
+type Deployment = 0 | 1 | 2 | 3;
 
 /** One "machine": its own data and artifact directories, nothing shared on disk. */
-function machine(name: string, deployment: 0 | 1 | 2): Record<string, string> {
+function machine(name: string, deployment: Deployment): Record<string, string> {
   const dir = path.join(root, name);
   fs.mkdirSync(path.join(dir, 'artifacts'), { recursive: true });
   return {
@@ -42,7 +43,7 @@ function machine(name: string, deployment: 0 | 1 | 2): Record<string, string> {
   };
 }
 
-function worker(name: string, deployment: 0 | 1 | 2, label = name, env: Record<string, string> = {}): WorkerProc {
+function worker(name: string, deployment: Deployment, label = name, env: Record<string, string> = {}): WorkerProc {
   const w = spawnWorker({ ...machine(name, deployment), ...env }, label);
   children.push(w.proc);
   return w;
@@ -54,7 +55,7 @@ interface Api {
   log(): string;
 }
 
-async function api(name: string, deployment: 0 | 1 | 2, extra: Record<string, string> = {}): Promise<Api> {
+async function api(name: string, deployment: Deployment, extra: Record<string, string> = {}): Promise<Api> {
   const env = { ...machine(name, deployment), ...extra };
   const port = await freePort();
   const log = path.join(env.DATA_DIR, `api-${name}.log`);
@@ -111,6 +112,24 @@ const filesUnder = (dir: string): string[] =>
         .map((e) => e.name)
     : [];
 const terminal = (j: JobView) => ['succeeded', 'failed', 'cancelled'].includes(j.status);
+
+/** `<dataRoot>/<folder>/c<i>/*.png`: `n` classes of `images` small tiles each. */
+async function writeClasses(dataRoot: string, folder: string, n: number, images: number): Promise<void> {
+  const tile = (r: number, g: number) =>
+    sharp({ create: { width: 36, height: 36, channels: 3, background: { r, g, b: 60 } } })
+      .png()
+      .toBuffer();
+  for (let c = 0; c < n; c++) {
+    fs.mkdirSync(path.join(dataRoot, folder, `c${c}`), { recursive: true });
+    for (let i = 0; i < images; i++) fs.writeFileSync(path.join(dataRoot, folder, `c${c}`, `${i}.png`), await tile((c * 97) % 256, (i * 50 + c * 13) % 256));
+  }
+}
+const config = (folder: string) => ({
+  name: folder,
+  dataset: { type: 'imagefolder', path: folder, valSplit: 0.2 },
+  model: { widthMultiplier: 0.35, inputSize: 32 },
+  training: { epochs: 1, batchSize: 4, maxSteps: 4 },
+});
 
 describe('many machines: PostgreSQL and Redis shared, nothing else', () => {
   beforeAll(() => assertBuilt());
@@ -203,25 +222,8 @@ describe('many machines: PostgreSQL and Redis shared, nothing else', () => {
   it("an image folder lives on the workers' machines: the API queues a folder it cannot see, the worker trains it or says why not", async () => {
     // The worker's data root: `shapes` (2 classes) and `wide` (40 classes); the API has none.
     const dataRoot = path.join(root, 'worker-h', 'datasets');
-    const tile = (r: number, g: number) =>
-      sharp({ create: { width: 36, height: 36, channels: 3, background: { r, g, b: 60 } } })
-        .png()
-        .toBuffer();
-    const classes = async (folder: string, n: number, images: number) => {
-      for (let c = 0; c < n; c++) {
-        fs.mkdirSync(path.join(dataRoot, folder, `c${c}`), { recursive: true });
-        for (let i = 0; i < images; i++)
-          fs.writeFileSync(path.join(dataRoot, folder, `c${c}`, `${i}.png`), await tile((c * 97) % 256, (i * 50 + c * 13) % 256));
-      }
-    };
-    await classes('shapes', 2, 10);
-    await classes('wide', 40, 2);
-    const config = (folder: string) => ({
-      name: folder,
-      dataset: { type: 'imagefolder', path: folder, valSplit: 0.2 },
-      model: { widthMultiplier: 0.35, inputSize: 32 },
-      training: { epochs: 1, batchSize: 4, maxSteps: 4 },
-    });
+    await writeClasses(dataRoot, 'shapes', 2, 10);
+    await writeClasses(dataRoot, 'wide', 40, 2);
     // One budget for API and worker, which fits the job with 2 classes and not with 40: only the
     // worker, which has the folder, can tell.
     const mib = (classes: number) => estimateJob(TrainingConfig.parse(config('wide')), classes).memoryBytes / 2 ** 20;
@@ -242,11 +244,64 @@ describe('many machines: PostgreSQL and Redis shared, nothing else', () => {
     expect(done.model).not.toBeNull();
     const lost = await until(h, missing.id, terminal, 60_000, logs);
     expect([lost.status, lost.error?.code]).toEqual(['failed', 'DATASET_NOT_FOUND']);
-    expect(lost.error?.message).toContain('"nowhere" does not exist');
+    expect(lost.error?.message).toContain('dataset folder "nowhere" does not exist under the data root (DATA_ROOT) of any live worker (1 asked)');
     const big = await until(h, wide.id, terminal, 60_000, logs);
     expect([big.status, big.error?.code]).toEqual(['failed', 'JOB_TOO_LARGE']);
     expect(big.error?.message).toMatch(
       /can run with the 40 classes of its data set: (training|exporting) .* needs about \d+ MiB; the worker's budget is \d+ MiB/,
     );
+  }, 240_000);
+
+  it('a job whose folder only some workers have waits for one of them, instead of failing on the first worker without it', async () => {
+    // Worker K has `shapes`; worker L has no datasets at all. Until the thirty-second session the
+    // job failed DATASET_NOT_FOUND whenever L happened to take it.
+    const dataRoot = path.join(root, 'worker-k', 'datasets');
+    await writeClasses(dataRoot, 'shapes', 2, 10);
+    const j = await api('api-j', 3);
+    const k = worker('worker-k', 3, 'worker-k', { DATA_ROOT: dataRoot });
+    const ready = async (w: WorkerProc) => {
+      for (let i = 0; i < 600 && !logLines(w).some((l) => l.msg === 'worker waiting for jobs'); i++) await new Promise((r) => setTimeout(r, 100));
+    };
+    await ready(k);
+    // K is busy when the folder's job comes, so L, which lacks the folder, is the one to take it.
+    const busy = await post(j, tinyJob(4000, { name: 'busy' }));
+    await until(
+      j,
+      busy.id,
+      (x) => x.status === 'running',
+      60_000,
+      () => k.output().slice(-3000),
+    );
+    const l = worker('worker-l', 3, 'worker-l', { DATA_ROOT: path.join(root, 'worker-l', 'datasets'), LOG_LEVEL: 'debug' });
+    await ready(l);
+    const logs = () => [k, l].map((w) => w.output().slice(-1500)).join('\n---\n');
+
+    const shapes = await post(j, config('shapes'));
+    const left = (w: WorkerProc, id: string) => logLines(w).some((x) => x.jobId === id && String(x.msg).includes("is not under this worker's DATA_ROOT"));
+    for (let i = 0; i < 600 && !left(l, shapes.id); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(left(l, shapes.id), logs()).toBe(true);
+    // Left on the queue untouched: never claimed, no attempt counted.
+    const waiting = await getJob(j, shapes.id);
+    expect([waiting.status, waiting.attempts]).toEqual(['queued', 0]);
+    // And it says why it waits.
+    const place = (await (await fetch(`${j.base}/v1/jobs/${shapes.id}/queue`)).json()) as { withoutFolder: number; workers: { training: number } };
+    expect([place.withoutFolder, place.workers.training]).toEqual([1, 1]);
+
+    // K comes free and takes it; L never started it.
+    expect((await fetch(`${j.base}/v1/jobs/${busy.id}/cancel`, { method: 'POST' })).status).toBe(200);
+    const done = await until(j, shapes.id, terminal, 120_000, logs);
+    expect([done.status, done.attempts], JSON.stringify(done.error)).toEqual(['succeeded', 1]);
+    expect(logLines(k).some((x) => x.msg === 'starting job' && x.jobId === shapes.id)).toBe(true);
+    expect(logLines(l).some((x) => x.msg === 'starting job' && x.jobId === shapes.id)).toBe(false);
+
+    // With K gone (a graceful stop takes it off the worker list at once) no live worker has the
+    // folder: the job fails once, saying so, instead of waiting for ever.
+    k.proc.kill('SIGTERM');
+    await k.exited;
+    const orphan = await post(j, config('shapes'));
+    const lost = await until(j, orphan.id, terminal, 60_000, logs);
+    expect([lost.status, lost.error?.code, lost.attempts]).toEqual(['failed', 'DATASET_NOT_FOUND', 0]);
+    expect(lost.error?.message).toContain('dataset folder "shapes" does not exist under the data root (DATA_ROOT) of any live worker (1 asked)');
+    expect(l.proc.exitCode).toBeNull();
   }, 240_000);
 });

@@ -12,6 +12,8 @@ import { JobView, MetricsPage } from '../../src/jobs/job-view.js';
 import { startHarness, waitReady, type Harness } from '../api/api-harness.js';
 import { assertBuilt, FAST_QUEUE_ENV, spawnWorker, type WorkerProc } from '../integration/worker-process.js';
 import { makeImage } from '../serving/fixtures.js';
+import { noteLacking } from '../../src/queue/dataset-holders.js';
+import { WorkerBeacon } from '../../src/queue/worker-registry.js';
 import { axeViolations, colourPixels, download, keyedContext, launchChromium } from './browser.js';
 
 // web/charts.js PALETTE: loss and float top-1 in the first colour, int8 top-1 in the second,
@@ -460,6 +462,14 @@ describe('dashboard', () => {
     await expect
       .poll(() => p.locator('#job-queue').textContent(), { timeout: 10_000 })
       .toMatch(/^(next in line|\d+ jobs? ahead) · no worker is running: it starts when one does$/);
+    // A worker (on another machine, say) took it and has no such image folder: the panel says it waits for one that has.
+    const elsewhere = new WorkerBeacon(h.deps.redis!, h.settings.queuePrefix, { dataDir: h.dir, trainThreads: 1 });
+    elsewhere.start();
+    await noteLacking(h.deps.redis!, h.settings.queuePrefix, queued.id, elsewhere.id);
+    await expect
+      .poll(() => p.locator('#job-queue').textContent(), { timeout: 10_000 })
+      .toMatch(/^(next in line|\d+ jobs? ahead) · workers: 1 idle · 1 worker has no such image folder: it waits for one that has it$/);
+    await elsewhere.stop();
     await context.close();
   });
 });

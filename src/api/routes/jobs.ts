@@ -17,7 +17,9 @@ export interface JobRoutesOptions {
   maxActiveJobsPerKey: number;
   onModelDeleted?: (modelId: string) => void;
   /** The deployment's live workers (src/queue/worker-registry.ts). */
-  workers: () => Promise<Array<{ state: WorkerState }>>;
+  workers: () => Promise<Array<{ id: string; state: WorkerState }>>;
+  /** The workers that said they lack a job's image folder (src/queue/dataset-holders.ts). */
+  lackingFolder: (jobId: string) => Promise<ReadonlySet<string>>;
 }
 
 export async function jobRoutes(app: FastifyInstance, opts: JobRoutesOptions) {
@@ -48,11 +50,15 @@ export async function jobRoutes(app: FastifyInstance, opts: JobRoutesOptions) {
   app.get('/v1/jobs/:id/queue', train, async (req): Promise<JobQueuePlace> => {
     const { id } = parseRequest(JobIdParams, req.params, 'params');
     const place = await jobs.queuePosition(id);
-    const workers = await opts.workers().catch((err: Error) => {
+    const [workers, lacking] = await Promise.all([opts.workers(), opts.lackingFolder(id)]).catch((err: Error) => {
       throw new QueueUnavailableError(err.message);
     });
     const count = countByState(workers);
-    return { ...place, workers: { idle: count.idle, training: count.training, waitingForDisk: count['waiting-for-disk'] } };
+    return {
+      ...place,
+      workers: { idle: count.idle, training: count.training, waitingForDisk: count['waiting-for-disk'] },
+      withoutFolder: workers.filter((w) => lacking.has(w.id)).length,
+    };
   });
 
   app.get('/v1/jobs/:id/metrics', train, async (req) => {
