@@ -16,19 +16,26 @@ const LACKING_TTL_S = 24 * 3600;
 /** Control signal: this worker lacks the job's folder and another live worker may have it. */
 export class ElsewhereError extends Error {
   readonly code = 'WORKER_LACKS_DATASET';
-  constructor(jobId: string, folder: string, others: number) {
+  constructor(
+    jobId: string,
+    folder: string,
+    others: number,
+    /** When the queue offers the job again (see handBackDelay). */
+    readonly retryInMs: number,
+  ) {
     super(`job ${jobId} left on the queue: dataset folder "${folder}" is not under this worker's DATA_ROOT; ${others} other live worker(s) may have it`);
     this.name = 'ElsewhereError';
   }
 }
 
 /**
- * The Bull backoff for a job's retries: a job left for a worker with its folder waits
- * ELSEWHERE_RETRY_MS (else the worker without it would take it straight back, over and over, while
- * the one with it is busy); every other hand-back (shutdown, disk) goes back to the queue at once.
+ * The Bull backoff for a job's retries: a job left for a worker with its folder comes back when the
+ * worker that left it said (at once the first time, while that worker stands aside; then after
+ * ELSEWHERE_RETRY_MS, else it would take the job straight back, over and over, while the one with
+ * the folder is busy); every other hand-back (shutdown, disk) goes back to the queue at once.
  */
 export function handBackDelay(_attemptsMade: number, err: unknown): number {
-  return err instanceof Error && (err as { code?: unknown }).code === 'WORKER_LACKS_DATASET' ? ELSEWHERE_RETRY_MS : 0;
+  return err instanceof ElsewhereError ? err.retryInMs : 0;
 }
 
 /** The image folder of the config when this worker's DATA_ROOT does not have it; else null. */

@@ -153,19 +153,23 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
     void queue.resume(true).catch((err) => log.error({ err }, 'queue not resumed'));
   };
   /**
-   * A job left for another worker comes back from Bull's delayed set after ELSEWHERE_RETRY_MS to
-   * whichever worker has waited longest for a job, and that was always this one (its blocking fetch
-   * and the delay keep in step): the worker with the folder never got it. So this worker fetches
-   * nothing for a few seconds around that moment.
+   * Keeps this worker from fetching while a job it left for another is offered again: Bull hands a
+   * job to whichever worker has waited longest for one, and that was always this one (its blocking
+   * fetch and the job's delay kept in step), so the worker with the folder never got it. The first
+   * time, the job goes back to the queue at once and this worker stands aside now (an idle worker
+   * with the folder takes it at once); after that, the job comes back after ELSEWHERE_RETRY_MS and
+   * this worker stands aside around that moment.
    */
-  const standAside = (jobId: string) => {
+  const standAside = async (jobId: string, inMs: number) => {
     const reason = `aside:${jobId}`;
     if (holds.has(reason)) return;
-    setTimeout(() => {
+    const hold = async () => {
       if (stopping) return;
-      void holdOff(reason);
+      await holdOff(reason);
       setTimeout(() => release(reason), STAND_ASIDE_MS).unref();
-    }, ELSEWHERE_RETRY_MS - 1000).unref();
+    };
+    if (inMs <= 0) await hold();
+    else setTimeout(() => void hold(), inMs).unref();
   };
 
   /**
@@ -177,15 +181,17 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
     const live = await listWorkers(publisher, settings.queuePrefix);
     const others = mayHoldFolder(live, lacking, beacon.id);
     if (others.length > 0) {
-      if (!leftForHolder.has(jobId)) {
+      const first = !leftForHolder.has(jobId);
+      if (first) {
         if (leftForHolder.size >= 1000) leftForHolder.clear();
         leftForHolder.add(jobId);
         log.warn({ jobId, folder }, `dataset folder "${folder}" is not under this worker's DATA_ROOT: job left on the queue for the other live workers`);
       } else log.debug({ jobId, folder, others: others.length, attempt: bullJob.attemptsMade }, 'job left on the queue again for a worker with its folder');
       // Entries queued before the backoff existed come straight back: not in a hot loop.
       if (!bullJob.opts.backoff) await new Promise((r) => setTimeout(r, ELSEWHERE_RETRY_MS));
-      else standAside(jobId);
-      throw new ElsewhereError(jobId, folder, others.length);
+      const retryInMs = first || !bullJob.opts.backoff ? 0 : ELSEWHERE_RETRY_MS;
+      await standAside(jobId, retryInMs - 1000);
+      throw new ElsewhereError(jobId, folder, others.length, retryInMs);
     }
     const asked = new Set([...live.map((w) => w.id), beacon.id]).size;
     const message =

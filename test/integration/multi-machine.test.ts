@@ -280,6 +280,11 @@ describe('many machines: PostgreSQL and Redis shared, nothing else', () => {
     const left = (w: WorkerProc, id: string) => logLines(w).some((x) => x.jobId === id && String(x.msg).includes("is not under this worker's DATA_ROOT"));
     for (let i = 0; i < 600 && !left(l, shapes.id); i++) await new Promise((r) => setTimeout(r, 100));
     expect(left(l, shapes.id), logs()).toBe(true);
+    // L leaves it again (a debug line): from the second time on, the job sits out 10 s between offers
+    // (before L stood aside around the offer, L, waiting longest, got it back every time and K never did).
+    const again = () => logLines(l).some((x) => x.jobId === shapes.id && x.msg === 'job left on the queue again for a worker with its folder');
+    for (let i = 0; i < 600 && !again(); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(again(), logs()).toBe(true);
     // Left on the queue untouched: never claimed, no attempt counted.
     const waiting = await getJob(j, shapes.id);
     expect([waiting.status, waiting.attempts]).toEqual(['queued', 0]);
