@@ -221,6 +221,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(jobRoutes, {
     jobs,
     maxActiveJobsPerKey: settings.limits.maxActiveJobsPerKey,
+    maxStoredJobsPerKey: settings.limits.maxStoredJobsPerKey,
     // This replica stops answering ?model= for it at once; the others at their next refresh.
     onModelDeleted: (modelId) => app.serving.registry.forget(modelId),
     workers,

@@ -98,6 +98,9 @@ function buildCoreDocument(version: string) {
             ),
             '413': err('Body too large'),
             '422': err('Idempotency-Key already used with a different body'),
+            '429': withRetryAfter(
+              'Over RATE_LIMIT_PER_MINUTE for this key or address (RATE_LIMITED), or the key already has MAX_ACTIVE_JOBS_PER_KEY jobs queued or running (JOB_QUOTA_EXCEEDED); or it has MAX_STORED_JOBS_PER_KEY jobs stored (JOB_STORE_QUOTA_EXCEEDED, without Retry-After: deleting finished jobs frees places); nothing stored',
+            ),
             '503': err('Queue unreachable'),
           },
         }),

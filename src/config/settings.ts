@@ -65,6 +65,9 @@ export const SettingsSchema = z.object({
   RATE_LIMIT_PER_MINUTE: int(600, 0).describe('Requests per minute per API key (per client address when anonymous), across replicas; 0 = no limit.'),
   RATE_LIMIT_BURST_PER_SECOND: int(20, 0).describe('The same, per second: a key may not spend its minute in one burst; 0 = no burst limit.'),
   MAX_ACTIVE_JOBS_PER_KEY: int(4, 0).describe('Jobs one API key may have queued or running at once; 0 = no cap.'),
+  MAX_STORED_JOBS_PER_KEY: int(1000, 0).describe(
+    'Jobs one API key may have in the database, finished ones included (deleting one frees its place), so a key cannot grow the database without bound; 0 = no cap.',
+  ),
   JOB_MEMORY_BUDGET_MB: int(3900, 64).describe(
     'A job whose estimated peak memory (wasm heap: training or export) exceeds this is refused (JOB_TOO_LARGE). The wasm32 heap cannot pass 4096 MiB; measured jobs ran at up to 3676 MiB (1.0@224, batch 32, on one thread, from step 10 on).',
   ),
@@ -169,6 +172,7 @@ export interface LimitSettings {
   rateLimitPerMinute: number;
   rateLimitBurstPerSecond: number;
   maxActiveJobsPerKey: number;
+  maxStoredJobsPerKey: number;
   jobMemoryBudgetBytes: number;
   jobDiskBudgetBytes: number;
   workerDiskReserveBytes: number;
@@ -346,6 +350,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
       rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
       rateLimitBurstPerSecond: e.RATE_LIMIT_BURST_PER_SECOND,
       maxActiveJobsPerKey: e.MAX_ACTIVE_JOBS_PER_KEY,
+      maxStoredJobsPerKey: e.MAX_STORED_JOBS_PER_KEY,
       jobMemoryBudgetBytes: e.JOB_MEMORY_BUDGET_MB * MB,
       jobDiskBudgetBytes: e.JOB_DISK_BUDGET_MB * MB,
       workerDiskReserveBytes: e.WORKER_DISK_RESERVE_MB * MB,

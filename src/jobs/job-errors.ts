@@ -72,6 +72,18 @@ export function toIssues(issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey
 }
 
 /** The key already has its cap of queued + running jobs (MAX_ACTIVE_JOBS_PER_KEY). */
+/** Waiting does not help: only deleting the key's finished jobs frees places (no Retry-After). */
+export class JobStoreQuotaError extends ServiceError {
+  constructor(limit: number) {
+    super(
+      429,
+      'JOB_STORE_QUOTA_EXCEEDED',
+      `this API key already has ${limit} jobs stored, finished ones included (the most it may keep); delete finished jobs it no longer needs (DELETE /v1/jobs/:id) to post more`,
+    );
+    this.name = 'JobStoreQuotaError';
+  }
+}
+
 export class JobQuotaError extends ServiceError {
   readonly retryAfterSeconds = 30;
   constructor(limit: number) {

@@ -7,7 +7,7 @@ import { countClassFolders } from '../data/image-folder.js';
 import { resolveUnderRoot } from '../data/safe-path.js';
 import { JOB_WITH_MODEL } from '../db/model-rows.js';
 import { admissionIssues, FEWEST_CLASSES, tooLargeMessage, type JobBudget } from './job-admission.js';
-import { JobNotFoundError, JobQuotaError, QueueUnavailableError, ServiceError, ValidationError, toIssues } from './job-errors.js';
+import { JobNotFoundError, JobQuotaError, JobStoreQuotaError, QueueUnavailableError, ServiceError, ValidationError, toIssues } from './job-errors.js';
 import type { JobWake } from './job-events.js';
 import { deleteFinished, discardUnqueued, findByIdempotencyKey, insertQueued, requestCancel } from './job-lifecycle.js';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
@@ -84,6 +84,8 @@ export interface JobOwner {
   autoServe: boolean;
   /** Queued + running jobs this key may have at once (0: no cap). */
   maxActiveJobs: number;
+  /** Jobs of any status this key may have stored (0: no cap). */
+  maxStoredJobs?: number;
 }
 
 const ACTIVE_STATUSES: JobStatus[] = ['queued', 'running', 'cancelling'];
@@ -162,7 +164,7 @@ export class JobService {
       this.deps.wake,
     );
     if (!created) return this.replay(row, config, key!);
-    if (owner.keyId && owner.maxActiveJobs > 0) await this.enforceCap(row.id, owner.keyId, owner.maxActiveJobs);
+    if (owner.keyId) await this.enforceCaps(row.id, owner.keyId, owner.maxActiveJobs, owner.maxStoredJobs ?? 0);
     try {
       await this.deps.queue.enqueue(row.id, await this.fairPriority(row.id, owner.keyId ?? null));
     } catch (err) {
@@ -175,16 +177,22 @@ export class JobService {
   }
 
   /**
-   * The cap on a key's active jobs, safe across API replicas: the row is written first, then the
-   * key's active jobs are counted, this one included. Over the cap, it is removed (never enqueued)
-   * and the request refused. Of two racing creates the later check always sees both rows, so the
-   * cap is never exceeded (at worst both are refused and the client retries).
+   * The caps on a key's active and stored jobs, safe across API replicas: the row is written first,
+   * then the key's jobs are counted, this one included. Over a cap, it is removed (never enqueued)
+   * and the request refused. Of two racing creates the later check always sees both rows, so a cap
+   * is never exceeded (at worst both are refused and the client retries).
    */
-  private async enforceCap(id: string, keyId: string, cap: number): Promise<void> {
-    const active = await this.deps.prisma.trainingJob.count({ where: { createdByKeyId: keyId, status: { in: ACTIVE_STATUSES } } });
-    if (active <= cap) return;
-    await discardUnqueued(this.deps.prisma, id);
-    throw new JobQuotaError(cap);
+  private async enforceCaps(id: string, keyId: string, maxActive: number, maxStored: number): Promise<void> {
+    const mine = { createdByKeyId: keyId };
+    if (maxActive > 0 && (await this.deps.prisma.trainingJob.count({ where: { ...mine, status: { in: ACTIVE_STATUSES } } })) > maxActive) {
+      await discardUnqueued(this.deps.prisma, id);
+      throw new JobQuotaError(maxActive);
+    }
+    // Without it one key posting and cancelling jobs within its rate limit stored 286 a minute.
+    if (maxStored > 0 && (await this.deps.prisma.trainingJob.count({ where: mine })) > maxStored) {
+      await discardUnqueued(this.deps.prisma, id);
+      throw new JobStoreQuotaError(maxStored);
+    }
   }
 
   /**

@@ -111,9 +111,9 @@ describe('jobs per key and job size', () => {
   let keys: string[];
 
   beforeAll(async () => {
-    const env = apiEnv('quota', { MAX_ACTIVE_JOBS_PER_KEY: '2' });
+    const env = apiEnv('quota', { MAX_ACTIVE_JOBS_PER_KEY: '2', MAX_STORED_JOBS_PER_KEY: '5' });
     admin = await createKey(env, 'admin', 'admin');
-    keys = [await createKey(env, 'one', 'train'), await createKey(env, 'two', 'train')];
+    keys = [await createKey(env, 'one', 'train'), await createKey(env, 'two', 'train'), await createKey(env, 'three', 'train')];
     api = await startApi(env);
     db = openDatabase(env.DATABASE_URL);
   });
@@ -136,6 +136,31 @@ describe('jobs per key and job size', () => {
     expect((await call(api.base, 'POST', '/v1/jobs', bearer(admin), tinySynthetic)).status).toBe(201);
     await call(api.base, 'POST', `/v1/jobs/${first[0].json.id}/cancel`, bearer(one));
     expect((await call(api.base, 'POST', '/v1/jobs', bearer(one), tinySynthetic)).status).toBe(201);
+  });
+
+  it('caps the jobs a key keeps stored, finished ones included, with 429 JOB_STORE_QUOTA_EXCEEDED; deleting one frees its place', async () => {
+    // Before the cap, one key posting and cancelling within its rate limit stored 286 jobs a minute.
+    const three = keys[2];
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const res = await call(api.base, 'POST', '/v1/jobs', bearer(three), tinySynthetic);
+      expect(res.status, JSON.stringify(res.json)).toBe(201);
+      ids.push(res.json.id as string);
+      expect((await call(api.base, 'POST', `/v1/jobs/${res.json.id}/cancel`, bearer(three))).status).toBe(200);
+    }
+    const before = await db.prisma.trainingJob.count();
+    const over = await call(api.base, 'POST', '/v1/jobs', bearer(three), tinySynthetic);
+    expect([over.status, over.json.error.code]).toEqual([429, 'JOB_STORE_QUOTA_EXCEEDED']);
+    expect(over.json.error.message).toContain('delete finished jobs');
+    // Waiting frees nothing, so no Retry-After.
+    expect(over.headers.get('retry-after')).toBeNull();
+    expect(await db.prisma.trainingJob.count()).toBe(before);
+    // Another key is not held back by this one's jobs.
+    const other = await call(api.base, 'POST', '/v1/jobs', bearer(admin), tinySynthetic);
+    expect(other.status).toBe(201);
+    await call(api.base, 'POST', `/v1/jobs/${other.json.id}/cancel`, bearer(admin));
+    expect((await call(api.base, 'DELETE', `/v1/jobs/${ids[0]}`, bearer(three))).status).toBe(204);
+    expect((await call(api.base, 'POST', '/v1/jobs', bearer(three), tinySynthetic)).status).toBe(201);
   });
 
   it('holds the cap under concurrent creates', async () => {

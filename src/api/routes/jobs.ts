@@ -15,6 +15,7 @@ import { parseRequest } from '../validate.js';
 export interface JobRoutesOptions {
   jobs: JobService;
   maxActiveJobsPerKey: number;
+  maxStoredJobsPerKey: number;
   onModelDeleted?: (modelId: string) => void;
   /** The deployment's live workers (src/queue/worker-registry.ts). */
   workers: () => Promise<Array<{ id: string; state: WorkerState }>>;
@@ -35,7 +36,12 @@ export async function jobRoutes(app: FastifyInstance, opts: JobRoutesOptions) {
   };
 
   app.post('/v1/jobs', train, async (req, reply) => {
-    const owner = { keyId: principalKeyId(req.principal), autoServe: isAdmin(req.principal), maxActiveJobs: opts.maxActiveJobsPerKey };
+    const owner = {
+      keyId: principalKeyId(req.principal),
+      autoServe: isAdmin(req.principal),
+      maxActiveJobs: opts.maxActiveJobsPerKey,
+      maxStoredJobs: opts.maxStoredJobsPerKey,
+    };
     const header = req.headers['idempotency-key'];
     const idempotencyKey = Array.isArray(header) ? header.join(',') : header;
     const job = await jobs.create(req.body, { owner, idempotencyKey });
