@@ -9,6 +9,8 @@ import {
   CurveQuery,
   JobCurve,
   JobQueuePlace,
+  DeleteJobsQuery,
+  DeletedJobs,
   JobEventProgressData,
   JobEventStatusData,
   JobList,
@@ -109,6 +111,15 @@ function buildCoreDocument(version: string) {
           summary: 'Jobs, newest first, paged by cursor',
           parameters: queryParams(ListJobsQuery),
           responses: { '200': json('JobList', 'A page of jobs'), '400': err('Invalid query') },
+        }),
+        delete: secured('train', {
+          operationId: 'deleteFinishedJobs',
+          summary: 'Delete finished jobs created before a time, a page at a time, each as DELETE /v1/jobs/{id} does',
+          description:
+            'A `train` key deletes only the jobs it created; an admin key any. Jobs not finished are never touched; a job whose model serves ' +
+            '(MODEL_SERVING) or that an unfinished job starts from (JOB_IN_USE) is kept and listed with why. Call again with `nextCursor` until it is null.',
+          parameters: queryParams(DeleteJobsQuery),
+          responses: { '200': json('DeletedJobs', 'What the page deleted and kept'), '400': err('Invalid query (`before` is required)') },
         }),
       },
       '/v1/jobs/{id}': {
@@ -265,6 +276,7 @@ function buildCoreDocument(version: string) {
         MetricsPage: schema(MetricsPage),
         JobCurve: schema(JobCurve),
         JobQueuePlace: schema(JobQueuePlace),
+        DeletedJobs: schema(DeletedJobs),
         MetricPoint: schema(MetricPointView),
         JobEventStatus: schema(JobEventStatusData),
         JobEventProgress: schema(JobEventProgressData),

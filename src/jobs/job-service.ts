@@ -12,11 +12,13 @@ import type { JobWake } from './job-events.js';
 import { deleteFinished, discardUnqueued, findByIdempotencyKey, insertQueued, requestCancel } from './job-lifecycle.js';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import { jobPrefix, modelPrefix } from '../artifacts/artifact-keys.js';
-import { isTerminal, type JobStatus } from './job-status.js';
+import { isTerminal, TERMINAL_STATUSES, type JobStatus } from './job-status.js';
 import {
   toJobView,
   toMetricPointView,
   type CurveQuery,
+  type DeletedJobs,
+  type DeleteJobsQuery,
   type JobCurve,
   type JobView,
   type ListJobsQuery,
@@ -395,6 +397,40 @@ export class JobService {
     const leftPrefixes: string[] = [];
     results.forEach((r, i) => (r.status === 'fulfilled' ? (objectsDeleted += r.value) : leftPrefixes.push(prefixes[i])));
     return { modelId, objectsDeleted, leftPrefixes };
+  }
+
+  /**
+   * A page of the finished jobs created before `q.before` (of `keyId` only, unless null), each
+   * deleted as `delete` does; a job it refuses (its model serves, an unfinished job starts from it)
+   * is kept and said why, and the cursor moves past it.
+   */
+  async deleteFinishedBefore(q: DeleteJobsQuery, keyId: string | null): Promise<DeletedJobs & { models: string[] }> {
+    const rows = await this.deps.prisma.trainingJob.findMany({
+      where: {
+        AND: [
+          { status: q.status ?? { in: [...TERMINAL_STATUSES] }, createdAt: { lt: new Date(q.before) } },
+          keyId === null ? {} : { createdByKeyId: keyId },
+          createdBefore(q.cursor ? decodeCursor(q.cursor) : undefined),
+        ],
+      },
+      orderBy: NEWEST_FIRST,
+      take: q.limit + 1,
+      select: { id: true, createdAt: true },
+    });
+    const { page, nextCursor } = keysetPage(rows, q.limit);
+    const out: DeletedJobs & { models: string[] } = { deleted: [], kept: [], nextCursor, models: [] };
+    for (const { id } of page) {
+      try {
+        const { modelId } = await this.delete(id);
+        out.deleted.push(id);
+        if (modelId) out.models.push(modelId);
+      } catch (err) {
+        if (err instanceof JobNotFoundError) continue; // deleted meanwhile by another request
+        if (err instanceof ServiceError && err.statusCode === 409) out.kept.push({ id, code: err.code, message: err.message });
+        else throw err;
+      }
+    }
+    return out;
   }
 
   async countByStatus(): Promise<Record<string, number>> {

@@ -4,7 +4,7 @@
 import { z } from 'zod';
 import { TrainingConfig } from '../config/training-config.js';
 import { rowToRecord, type ModelRow } from '../db/model-rows.js';
-import { JOB_STATUSES } from './job-status.js';
+import { JOB_STATUSES, type JobStatus } from './job-status.js';
 import { ModelSummary, toModelSummary } from './model-view.js';
 import { PageQuery } from './page-cursor.js';
 
@@ -135,6 +135,28 @@ export const ListJobsQuery = z.strictObject({
   ...PageQuery.shape,
 });
 export type ListJobsQuery = z.infer<typeof ListJobsQuery>;
+
+/**
+ * DELETE /v1/jobs: finished jobs created before `before`, newest first, a page at a time (a page's
+ * deletions can take seconds each for long histories, hence the small pages).
+ */
+export const DeleteJobsQuery = z.strictObject({
+  before: z.iso.datetime({ offset: true }),
+  /** One finished status (default: all three); jobs not finished are never deleted. */
+  status: z.enum(['succeeded', 'failed', 'cancelled'] satisfies JobStatus[]).optional(),
+  ...PageQuery.shape,
+});
+export type DeleteJobsQuery = z.infer<typeof DeleteJobsQuery>;
+
+export const DeletedJobs = z.object({
+  /** Jobs deleted with everything of them, as DELETE /v1/jobs/:id does. */
+  deleted: z.array(z.string()),
+  /** Jobs of the page kept, with the 409 code that refused each (MODEL_SERVING, JOB_IN_USE). */
+  kept: z.array(z.object({ id: z.string(), code: z.string(), message: z.string() })),
+  /** Pass as `cursor` for the next (older) page; null: none is left. */
+  nextCursor: z.string().nullable(),
+});
+export type DeletedJobs = z.infer<typeof DeletedJobs>;
 
 /** The largest id, step or revision a database column holds (PostgreSQL `integer`): larger ones are 400s, not query errors. */
 export const DB_INT_MAX = 2_147_483_647;

@@ -31,7 +31,8 @@ describe.each([
   beforeAll(async () => {
     // No load shedding: the tests' own inserts of long histories run on this event loop (SQLite) and
     // stalled it past MAX_EVENT_LOOP_DELAY_MS on a loaded CI machine, so a DELETE met 503 OVERLOADED.
-    h = await startHarness(kind, { MODEL_POLL_MS: '0', PREDICT_WORKERS: '1', MAX_EVENT_LOOP_DELAY_MS: '0', ...env });
+    // No burst limit either: the bulk-deletion test makes more than 20 requests a second with one key.
+    h = await startHarness(kind, { MODEL_POLL_MS: '0', PREDICT_WORKERS: '1', MAX_EVENT_LOOP_DELAY_MS: '0', RATE_LIMIT_BURST_PER_SECOND: '0', ...env });
     await waitReady(h);
     base = await h.app.listen({ port: 0, host: '127.0.0.1' });
     const keys = new KeyStore(h.deps.db.prisma);
@@ -249,4 +250,60 @@ describe.each([
       expect(naming).toBe(0);
     },
   );
+
+  it("deletes a key's finished jobs created before a time, a page at a time; keeps unfinished, newer, in-use and other keys' jobs", async () => {
+    const keys = new KeyStore(prisma());
+    const bulk = (await keys.create(`bulk-${kind}`, 'train')).key;
+    const neighbour = (await keys.create(`neighbour-${kind}`, 'train')).key;
+    const cancelled = async (key: string) => {
+      const id = await createJob(key);
+      expect((await call('POST', `/v1/jobs/${id}/cancel`, key)).status).toBe(200);
+      return id;
+    };
+    const old1 = await cancelled(bulk);
+    const source = await createJob(bulk);
+    await finishJob(source);
+    const old2 = await cancelled(bulk);
+    const old3 = await createJob(bulk);
+    await finishJob(old3);
+    const theirs = await cancelled(neighbour);
+    const queued = await createJob(bulk);
+    const user = await createJob(bulk, { ...tinySynthetic, init: { fromJob: source } });
+    await new Promise((r) => setTimeout(r, 20));
+    const before = encodeURIComponent(new Date().toISOString());
+    await new Promise((r) => setTimeout(r, 20));
+    const newer = await cancelled(bulk);
+
+    const noTime = await call('DELETE', '/v1/jobs', bulk);
+    expect([noTime.status, noTime.json.error.issues[0].path]).toEqual([400, 'query.before']);
+    const unfinished = await call('DELETE', `/v1/jobs?before=${before}&status=queued`, bulk);
+    expect([unfinished.status, unfinished.json.error.issues[0].path]).toEqual([400, 'query.status']);
+
+    const deleted: string[] = [];
+    const kept: unknown[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const res = await call('DELETE', `/v1/jobs?before=${before}&limit=2${cursor ? `&cursor=${cursor}` : ''}`, bulk);
+      expect(res.status, JSON.stringify(res.json)).toBe(200);
+      deleted.push(...(res.json.deleted as string[]));
+      kept.push(...(res.json.kept as unknown[]));
+      cursor = res.json.nextCursor as string | null;
+      pages++;
+    } while (cursor && pages < 10);
+    expect(pages).toBe(2);
+    expect(deleted.sort()).toEqual([old1, old2, old3].sort());
+    expect(kept).toEqual([{ id: source, code: 'JOB_IN_USE', message: expect.stringContaining(user) as string }]);
+    for (const id of [old1, old2, old3]) expect(await recorded(id)).toEqual({ job: 0, points: 0, events: 0, checkpoints: 0, models: 0 });
+    expect(await files(jobPrefix(old3))).toBe(0);
+    for (const id of [source, queued, user, newer]) expect((await call('GET', `/v1/jobs/${id}`, bulk)).status).toBe(200);
+    expect((await call('GET', `/v1/jobs/${theirs}`, neighbour)).status).toBe(200);
+
+    // Once nothing starts from it, `status` picks the succeeded source alone.
+    expect((await call('POST', `/v1/jobs/${user}/cancel`, bulk)).status).toBe(200);
+    const now = encodeURIComponent(new Date(Date.now() + 1000).toISOString());
+    const succeeded = await call('DELETE', `/v1/jobs?before=${now}&status=succeeded`, bulk);
+    expect(succeeded.json).toEqual({ deleted: [source], kept: [], nextCursor: null });
+    expect((await call('GET', `/v1/jobs/${user}`, bulk)).status).toBe(200);
+  });
 });

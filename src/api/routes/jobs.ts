@@ -6,7 +6,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { isAdmin, principalKeyId } from '../../auth/auth-policy.js';
 import type { JobService } from '../../jobs/job-service.js';
-import { CurveQuery, JobIdParams, ListJobsQuery, MetricsQuery, type JobQueuePlace } from '../../jobs/job-view.js';
+import { CurveQuery, DeleteJobsQuery, JobIdParams, ListJobsQuery, MetricsQuery, type DeletedJobs, type JobQueuePlace } from '../../jobs/job-view.js';
 import { QueueUnavailableError } from '../../jobs/job-errors.js';
 import { countByState, type WorkerState } from '../../queue/worker-registry.js';
 import { AuthError } from '../plugins/auth.js';
@@ -83,6 +83,15 @@ export async function jobRoutes(app: FastifyInstance, opts: JobRoutesOptions) {
     const job = await jobs.cancel(id);
     req.log.info({ jobId: id, status: job.status }, 'job cancel requested');
     return job;
+  });
+
+  // Finished jobs in bulk (a key at MAX_STORED_JOBS_PER_KEY frees places): a train key's own, an admin's any.
+  app.delete('/v1/jobs', train, async (req): Promise<DeletedJobs> => {
+    const q = parseRequest(DeleteJobsQuery, req.query, 'query');
+    const { models, ...page } = await jobs.deleteFinishedBefore(q, isAdmin(req.principal) ? null : principalKeyId(req.principal));
+    for (const modelId of models) opts.onModelDeleted?.(modelId);
+    req.log.info({ deleted: page.deleted.length, kept: page.kept.length, models: models.length }, 'finished jobs deleted');
+    return page;
   });
 
   app.delete('/v1/jobs/:id', train, async (req, reply) => {
