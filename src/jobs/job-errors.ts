@@ -78,7 +78,7 @@ export class JobStoreQuotaError extends ServiceError {
     super(
       429,
       'JOB_STORE_QUOTA_EXCEEDED',
-      `this API key already has ${limit} jobs stored, finished ones included (the most it may keep); delete finished jobs it no longer needs (DELETE /v1/jobs/:id) to post more`,
+      `this API key already has ${limit} jobs stored, finished ones included (the most it may keep); delete finished jobs it no longer needs (DELETE /v1/jobs/:id, or DELETE /v1/jobs?before=<time> for many) to post more`,
     );
     this.name = 'JobStoreQuotaError';
   }
