@@ -56,7 +56,7 @@ export interface QueueProducer extends JobQueuePort {
   counts(): Promise<Record<string, number>>;
   /** The state of the job's queue entry (the reconciler compares it with the row). */
   entryState(jobId: string): Promise<EntryState>;
-  /** Puts the job on the queue again, replacing a finished (completed or failed) entry. */
+  /** Puts the job on the queue again, replacing a finished (completed or failed) entry and keeping its priority. */
   requeue(jobId: string): Promise<void>;
   /**
    * Jobs the queue hands out before this one (0: it is next), or null when it is not waiting there.
@@ -130,7 +130,8 @@ export function queueProducer(queue: TrainingQueue, deploymentId: string, timeou
         if (state !== 'completed' && state !== 'failed') return; // still on the queue
         await job.remove();
       }
-      await producer.enqueue(jobId);
+      // Its place among its key's jobs (a lost entry has none to keep: it goes first).
+      await producer.enqueue(jobId, job?.opts.priority ?? 1);
     },
   };
   return producer;

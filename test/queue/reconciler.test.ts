@@ -34,7 +34,7 @@ describe('reconciler', () => {
   it('re-enqueues queued rows without a live entry and running ones whose entry is missing; ends those the queue finished', async () => {
     const crashed = await row(`crashed-${suffix}`, 'queued'); // the API died between insert and enqueue
     const gaveUp = await row(`gave-up-${suffix}`, 'queued'); // the queue failed its entry
-    await h.deps.queue.enqueue(gaveUp);
+    await h.deps.queue.enqueue(gaveUp, 3); // behind two of another key's jobs
     const taken = (await queue.getNextJob())!;
     expect(taken.id).toBe(gaveUp);
     await taken.discard();
@@ -61,6 +61,7 @@ describe('reconciler', () => {
     expect(report.cancelled).toEqual([winding]);
     expect(await h.deps.queue.entryState(crashed)).toBe('waiting');
     expect(await h.deps.queue.entryState(gaveUp)).toBe('waiting');
+    expect(await h.deps.queue.priorityOf!(gaveUp)).toBe(3); // its place kept, not the front
     // The next worker claims it over the dead one's token and resumes it from its checkpoint.
     expect(await status(orphan)).toMatchObject({ status: 'running', errorCode: null });
     expect(await h.deps.queue.entryState(orphan)).toBe('waiting');
