@@ -68,6 +68,12 @@ function budgetOn(space: DiskSpace, budget: JobBudget, reserveBytes: number): Jo
   return { ...budget, diskBytes: Math.max(0, Math.min(budget.diskBytes, space.totalBytes - reserveBytes)) };
 }
 
+/** The process's memory in MiB: what a job left behind shows in "job left the worker". */
+function memoryMiB() {
+  const m = process.memoryUsage();
+  return { rss: m.rss >> 20, heapUsed: m.heapUsed >> 20, external: m.external >> 20, arrayBuffers: m.arrayBuffers >> 20 };
+}
+
 /** A queue entry that is not a job of this deployment. Never acknowledged as done: failed, loudly. */
 export class ForeignJobError extends Error {
   readonly code = 'FOREIGN_JOB';
@@ -309,7 +315,7 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
       }
       lastDiskFull = outcome === 'disk-full' ? jobId : null;
       if (outcome === 'missing') throw await foreign('no-row');
-      log.info({ jobId, outcome }, 'job left the worker');
+      log.info({ jobId, outcome, mem: memoryMiB() }, 'job left the worker');
       if (outcome === 'disk-full') {
         await waitForDisk(need + reserve, `DATA_DIR filled up while job ${jobId} ran`);
         throw new NoRoomError(jobId, "the worker's DATA_DIR filled up; it resumes from its last stored checkpoint");

@@ -65,6 +65,8 @@ describe('qatserve serve', () => {
 
       // The worker dies: /readyz says so until serve has restarted it, and /metrics counts it.
       const workerPid = Number(execFileSync('pgrep', ['-P', String(srv.pid), '-f', 'cli.js worker'], { encoding: 'utf8' }).trim());
+      // Large blocks mmapped, so an idle worker gives back what its last job's threads freed.
+      expect(fs.readFileSync(`/proc/${workerPid}/environ`, 'utf8').split('\0')).toContain('MALLOC_MMAP_THRESHOLD_=65536');
       process.kill(workerPid, 'SIGKILL');
       const readiness: string[] = [];
       for (let i = 0; i < 300; i++) {
