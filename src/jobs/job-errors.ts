@@ -71,8 +71,10 @@ export function toIssues(issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey
   }));
 }
 
-/** The key already has its cap of queued + running jobs (MAX_ACTIVE_JOBS_PER_KEY). */
-/** Waiting does not help: only deleting the key's finished jobs frees places (no Retry-After). */
+/**
+ * The key already has its cap of stored jobs (MAX_STORED_JOBS_PER_KEY). Waiting does not help:
+ * only deleting the key's finished jobs frees places (no Retry-After).
+ */
 export class JobStoreQuotaError extends ServiceError {
   constructor(limit: number) {
     super(
@@ -84,6 +86,7 @@ export class JobStoreQuotaError extends ServiceError {
   }
 }
 
+/** The key already has its cap of queued + running jobs (MAX_ACTIVE_JOBS_PER_KEY). */
 export class JobQuotaError extends ServiceError {
   readonly retryAfterSeconds = 30;
   constructor(limit: number) {

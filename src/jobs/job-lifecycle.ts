@@ -16,7 +16,7 @@ import { randomUUID } from 'node:crypto';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { Prisma, Tx } from '../db/database.js';
 import { JOB_WITH_MODEL, recordJobModel, servingModel, type NewModel } from '../db/model-rows.js';
-import { InitJobInvalidError, JobInUseError, JobNotFoundError, JobStateError } from './job-errors.js';
+import { InitJobInvalidError, JobInUseError, JobNotFoundError, JobStateError, toIssues } from './job-errors.js';
 import { bumpRevision, noteWrite, recordEvents, statusEvent, type JobWake } from './job-events.js';
 import { toMetricPointView } from './job-view.js';
 import { JOB_STATUSES, TERMINAL_STATUSES, isTerminal, type JobStatus } from './job-status.js';
@@ -287,7 +287,7 @@ export async function claim(prisma: Prisma, jobId: string, wake?: JobWake): Prom
       return { kind: 'not-runnable', status: 'cancelled' };
     }
     if (!(TRANSITIONS.claim.from as readonly string[]).includes(status)) return { kind: 'not-runnable', status };
-    const config = storedConfig(row.config);
+    const config = resolveStoredConfig(row.config);
     if (!config.ok) {
       // No worker could run it: fail it once, instead of handing it back to the queue for ever.
       const message = `the job's stored config does not resolve with this version of qatserve (${config.why}); post it again`;
@@ -321,8 +321,8 @@ export async function claim(prisma: Prisma, jobId: string, wake?: JobWake): Prom
   return { kind: 'not-runnable', status: 'running' };
 }
 
-/** A job's stored config JSON, resolved with today's schema. */
-function storedConfig(json: string): { ok: true; value: TrainingConfig } | { ok: false; why: string } {
+/** A job's stored config JSON, resolved with today's schema (as a claim will run it). */
+export function resolveStoredConfig(json: string): { ok: true; value: TrainingConfig } | { ok: false; why: string } {
   let raw: unknown;
   try {
     raw = JSON.parse(json);
@@ -331,7 +331,12 @@ function storedConfig(json: string): { ok: true; value: TrainingConfig } | { ok:
   }
   const parsed = TrainingConfig.safeParse(raw);
   if (parsed.success) return { ok: true, value: parsed.data };
-  return { ok: false, why: parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ') };
+  return {
+    ok: false,
+    why: toIssues(parsed.error.issues)
+      .map((i) => `${i.path || '(root)'}: ${i.message}`)
+      .join('; '),
+  };
 }
 
 export interface StepRecord {

@@ -15,9 +15,8 @@ import { artifactStoreWarning, openArtifactStore } from '../artifacts/open-store
 import { SettingsError, type Settings } from '../config/settings.js';
 import { openDatabase, type Prisma } from '../db/database.js';
 import { requireDeployment } from '../db/deployment.js';
-import { resolveTrainingConfig } from '../config/training-config.js';
 import { jobBudget, type JobBudget } from '../jobs/job-admission.js';
-import { endUnowned } from '../jobs/job-lifecycle.js';
+import { endUnowned, resolveStoredConfig } from '../jobs/job-lifecycle.js';
 import { isTerminal, type JobStatus } from '../jobs/job-status.js';
 import { Redis } from 'ioredis';
 import { subscribeCancels } from './cancel-bus.js';
@@ -52,11 +51,8 @@ export class NoRoomError extends Error {
 async function runnableConfig(prisma: Prisma, jobId: string) {
   const row = await prisma.trainingJob.findUnique({ where: { id: jobId }, select: { status: true, config: true } });
   if (!row || isTerminal(row.status)) return null;
-  try {
-    return resolveTrainingConfig(JSON.parse(row.config));
-  } catch {
-    return null;
-  }
+  const config = resolveStoredConfig(row.config);
+  return config.ok ? config.value : null;
 }
 
 /**
