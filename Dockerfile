@@ -13,6 +13,10 @@
 # More keys: `docker exec qatserve node dist/cli.js keys create --name ci --scopes train`, or
 # POST /v1/keys with the admin key. A bind mount instead of a named volume must be writable by
 # uid 1000 (the image's `node` user).
+#
+# The same image runs `api` and `worker` of a fleet sharing PostgreSQL and Redis (README, "Docker");
+# give a worker container `-e MALLOC_MMAP_THRESHOLD_=65536` (an idle worker then returns a job's
+# memory) but not an API container (it serves about 13% fewer predictions with it).
 
 # --- build: compile TypeScript and generate the Prisma clients ---
 # Node 24: the active LTS (Node 20 reached end of life on 2026-04-30). The code also runs on 20.
