@@ -576,17 +576,73 @@ async function deleteSelected() {
   forgetJob(id);
 }
 
-/** A job that no longer exists leaves the page: its panel, its comparison line, its row, its model. */
-function forgetJob(id) {
-  if (state.selected === id) {
+/** Jobs that no longer exist leave the page: their panel, comparison lines, rows and models. */
+function forgetJobs(ids) {
+  if (ids.includes(state.selected)) {
     state.stream?.close();
     Object.assign(state, { selected: null, job: null, points: new Map(), stream: null, sampled: false });
     $('#job-panel').hidden = true;
     history.replaceState(null, '', location.pathname + location.search);
   }
-  if (state.compare.delete(id)) refreshCompare().catch(() => {});
+  if (ids.map((id) => state.compare.delete(id)).some(Boolean)) refreshCompare().catch(() => {});
   refreshJobs().catch(() => {});
   refreshModels().catch(() => {});
+}
+
+const forgetJob = (id) => forgetJobs([id]);
+
+/**
+ * DELETE /v1/jobs?before=… page by page (100 jobs a request) until no page is left. Only finished
+ * jobs go; the server keeps those still needed and says why, which is listed here.
+ */
+async function deleteFinished(event) {
+  event.preventDefault();
+  const note = $('#cleanup-note');
+  const days = $('#cleanup-days').valueAsNumber;
+  if (!(days >= 0)) {
+    note.textContent = 'Days: a number of 0 or more.';
+    return;
+  }
+  const before = new Date(Date.now() - days * 86_400_000);
+  const status = $('#cleanup-status').value;
+  const which = status ? `${status} job` : 'finished job';
+  const whose = state.canAdmin ? 'of every key' : 'of this key';
+  if (!confirm(`Delete every ${which} ${whose} created before ${before.toLocaleString()}, with its metrics, checkpoints and model? This cannot be undone.`))
+    return;
+  const button = $('#cleanup-delete');
+  button.disabled = true;
+  const deleted = [];
+  const kept = [];
+  let failure = null;
+  try {
+    let cursor = null;
+    do {
+      const q = new URLSearchParams({ before: before.toISOString(), limit: '100' });
+      if (status) q.set('status', status);
+      if (cursor) q.set('cursor', cursor);
+      const page = await api(`/v1/jobs?${q}`, { method: 'DELETE' });
+      deleted.push(...page.deleted);
+      kept.push(...page.kept);
+      note.textContent = `Deleted ${deleted.length} job${deleted.length === 1 ? '' : 's'} so far…`;
+      cursor = page.nextCursor;
+    } while (cursor);
+  } catch (err) {
+    failure = err;
+  } finally {
+    button.disabled = false;
+  }
+  const lines = [`Deleted ${deleted.length} job${deleted.length === 1 ? '' : 's'}.`];
+  // The table lists the newest jobs only: a kept older one is named by its own record.
+  const nameOf = (id) =>
+    state.jobNames.get(id) ??
+    api(`/v1/jobs/${encodeURIComponent(id)}`).then(
+      (j) => j.name,
+      () => id,
+    );
+  for (const k of kept) lines.push(`Kept "${await nameOf(k.id)}": ${k.message}`);
+  if (failure) lines.push(`Stopped: ${failure.message}`);
+  note.textContent = lines.join('\n');
+  if (deleted.length) forgetJobs(deleted);
 }
 
 async function exportCsv() {
@@ -857,6 +913,10 @@ async function submitJob(event) {
     openJob(job.id);
   } catch (err) {
     $('#new-job-error').textContent = err.message;
+    if (err.body?.error?.code === 'JOB_STORE_QUOTA_EXCEEDED') {
+      $('#new-job-error').textContent += '\nUse "Delete finished jobs" under the job list.';
+      $('#cleanup').open = true;
+    }
     if (err.body && typeof err.body === 'object') {
       const raw = $('#new-job-raw-error');
       raw.querySelector('pre').textContent = JSON.stringify(err.body, null, 2);
@@ -944,6 +1004,7 @@ $('#config').addEventListener('input', fillFields);
 $('#new-job').addEventListener('submit', submitJob);
 $('#cancel-job').addEventListener('click', cancelSelected);
 $('#delete-job').addEventListener('click', deleteSelected);
+$('#cleanup-form').addEventListener('submit', deleteFinished);
 $('#export-csv').addEventListener('click', exportCsv);
 $('#compare-metric').addEventListener('change', renderCompare);
 $('#more-jobs').addEventListener('click', () => {

@@ -204,6 +204,8 @@ describe('dashboard', () => {
     const row = page.locator('#jobs tbody tr', { hasText: 'cmp-0' });
     const id = (await row.getAttribute('data-job-id'))!;
     await row.locator('button.link').click();
+    // Its own title first: the panel still showed the job before (cancelled as well) for a moment.
+    await expect.poll(() => page.textContent('#job-title'), { timeout: 10_000 }).toContain('cmp-0');
     await expect.poll(() => page.textContent('#job-status'), { timeout: 10_000 }).toBe('cancelled');
     expect(await page.isVisible('#cancel-job')).toBe(false);
     // Dismissed: nothing happens.
@@ -356,8 +358,18 @@ describe('dashboard', () => {
     await p.goto(`${base}/#job=${liveId}`);
     await expect.poll(() => p.textContent('#job-status'), { timeout: 10_000 }).toBe('succeeded');
     await expect.poll(() => colourPixels(p, '#chart-loss', BLUE), { timeout: 10_000 }).toBeGreaterThan(20);
+    await p.click('#cleanup summary');
     expect(await p.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(360);
-    for (const sel of ['#chart-loss canvas', '#chart-acc canvas', '#new-job button[type=submit]', '#cancel-job, #export-csv', '#predict-file', '#f-epochs']) {
+    for (const sel of [
+      '#chart-loss canvas',
+      '#chart-acc canvas',
+      '#new-job button[type=submit]',
+      '#cancel-job, #export-csv',
+      '#predict-file',
+      '#f-epochs',
+      '#cleanup-days',
+      '#cleanup-delete',
+    ]) {
       const box = await p.locator(sel).first().boundingBox();
       if (box) expect(box.x + box.width, sel).toBeLessThanOrEqual(360);
     }
@@ -470,6 +482,114 @@ describe('dashboard', () => {
       .poll(() => p.locator('#job-queue').textContent(), { timeout: 10_000 })
       .toMatch(/^(next in line|\d+ jobs? ahead) · workers: 1 idle · 1 worker has no such image folder: it waits for one that has it$/);
     await elsewhere.stop();
+    await context.close();
+  });
+
+  // Last: it deletes the finished jobs the tests above left.
+  it('deletes finished jobs created before a time, page after page, and lists those the server kept; a full job store points there', async () => {
+    const prisma = h.deps.db.prisma;
+    // 120 finished jobs from 2020 (rows only), more than one page of the bulk deletion.
+    const old = new Date(Date.UTC(2020, 5, 1));
+    await prisma.trainingJob.createMany({
+      data: Array.from({ length: 120 }, (_, i) => ({
+        id: `bulk-${i}`,
+        name: `bulk-${i}`,
+        status: i % 2 ? 'failed' : 'cancelled',
+        config: '{}',
+        createdAt: old,
+      })),
+    });
+    // Rows only (some with an empty config): id, name and status are what this test reads.
+    type Listed = { id: string; name: string; status: string };
+    const jobs = async () => {
+      const all: Listed[] = [];
+      for (let cursor: string | null = null; ;) {
+        const page: { jobs: Listed[]; nextCursor: string | null } = (await api('GET', `/v1/jobs?limit=100${cursor ? `&cursor=${cursor}` : ''}`)).json();
+        all.push(...page.jobs);
+        if (!(cursor = page.nextCursor)) return all;
+      }
+    };
+    const before = await jobs();
+    const recent = before.filter((j) => !j.id.startsWith('bulk-'));
+    const finished = recent.filter((j) => ['succeeded', 'failed', 'cancelled'].includes(j.status));
+    const servingJob = (await api('GET', '/v1/models?limit=100')).json().items.find((m: { serving: boolean }) => m.serving).jobId;
+    expect(finished.map((j) => j.id)).toContain(servingJob);
+    expect(recent.some((j) => j.status === 'queued')).toBe(true);
+
+    const context = await keyedContext(browser, adminKey);
+    const p = await context.newPage();
+    const deletes: string[] = [];
+    p.on('request', (r) => void (r.method() === 'DELETE' && deletes.push(new URL(r.url()).search)));
+    const cancelled = finished.find((j) => j.status === 'cancelled')!;
+    await p.goto(`${base}/#job=${cancelled.id}`);
+    await expect.poll(() => p.textContent('#job-status'), { timeout: 10_000 }).toBe('cancelled');
+    await p.click('#cleanup summary');
+    // Dismissed: nothing goes.
+    p.once('dialog', (d) => void d.dismiss());
+    await p.click('#cleanup-delete');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await jobs()).toHaveLength(before.length);
+
+    // Older than 30 days (the default): the 120 from 2020, over two pages; nothing of today.
+    let asked = '';
+    p.once('dialog', (d) => {
+      asked = d.message();
+      void d.accept();
+    });
+    await p.click('#cleanup-delete');
+    await expect.poll(() => p.textContent('#cleanup-note'), { timeout: 20_000 }).toBe('Deleted 120 jobs.');
+    expect(asked).toMatch(/^Delete every finished job of every key created before .+, with its metrics, checkpoints and model\? This cannot be undone\.$/);
+    expect(deletes).toEqual([expect.stringMatching(/^\?before=\d{4}-.*&limit=100$/), expect.stringMatching(/&cursor=/)]);
+    expect((await jobs()).map((j) => j.id).sort()).toEqual(recent.map((j) => j.id).sort());
+
+    // Every cancelled job of today: the open one's panel closes.
+    await p.fill('#cleanup-days', '0');
+    await p.selectOption('#cleanup-status', 'cancelled');
+    p.once('dialog', (d) => void d.accept());
+    await p.click('#cleanup-delete');
+    const cancelledCount = finished.filter((j) => j.status === 'cancelled').length;
+    await expect.poll(() => p.textContent('#cleanup-note'), { timeout: 20_000 }).toBe(`Deleted ${cancelledCount} job${cancelledCount === 1 ? '' : 's'}.`);
+    await expect.poll(() => p.isVisible('#job-panel'), { timeout: 10_000 }).toBe(false);
+    await expect.poll(() => p.locator(`#jobs tbody tr[data-job-id="${cancelled.id}"]`).count(), { timeout: 10_000 }).toBe(0);
+
+    // Every finished job: the one whose model serves stays, and the note says why; unfinished ones stay.
+    await p.selectOption('#cleanup-status', '');
+    p.once('dialog', (d) => void d.accept());
+    await p.click('#cleanup-delete');
+    await expect.poll(() => p.textContent('#cleanup-note'), { timeout: 20_000 }).toMatch(/^Deleted \d+ jobs?\.\nKept "[^"]+": .*promote another/);
+    const left = await jobs();
+    expect(left.filter((j) => ['succeeded', 'failed', 'cancelled'].includes(j.status)).map((j) => j.id)).toEqual([servingJob]);
+    expect(
+      left
+        .filter((j) => j.status === 'queued')
+        .map((j) => j.id)
+        .sort(),
+    ).toEqual(
+      recent
+        .filter((j) => j.status === 'queued')
+        .map((j) => j.id)
+        .sort(),
+    );
+    expect(await p.textContent('#cleanup-note')).toContain(`Kept "${finished.find((j) => j.id === servingJob)!.name}"`);
+    expect(await axeViolations(p)).toEqual([]);
+
+    // A key whose job store is full is pointed here when it posts a job.
+    await p.route('**/v1/jobs', (route) =>
+      route.request().method() === 'POST'
+        ? route.fulfill({
+            status: 429,
+            contentType: 'application/json',
+            body: JSON.stringify({ error: { code: 'JOB_STORE_QUOTA_EXCEEDED', message: 'this API key already has 1000 jobs stored' } }),
+          })
+        : route.continue(),
+    );
+    await p.reload();
+    expect(await p.getAttribute('#cleanup', 'open')).toBeNull();
+    await p.click('#new-job button[type=submit]');
+    await expect
+      .poll(() => p.textContent('#new-job-error'))
+      .toBe('JOB_STORE_QUOTA_EXCEEDED: this API key already has 1000 jobs stored\nUse "Delete finished jobs" under the job list.');
+    expect(await p.getAttribute('#cleanup', 'open')).toBe('');
     await context.close();
   });
 });
