@@ -344,7 +344,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
       case 'error':
         // The export stopped as asked: the job ends as the cancel or the time limit says.
         if (m.phase === 'export' && stopRequested) final = stopped(trained ? trained.step : null);
-        else if (m.code === 'WORKER_DISK_FULL' && ctx.onDiskFull === 'hand-back') final = handBackForDisk(m.message);
+        else if (m.code === 'WORKER_DISK_FULL' && ctx.onDiskFull === 'hand-back') final = handBackForDisk(m.cause);
         else final = fail(m.code, `${m.phase === 'export' ? 'export' : 'training'} failed: ${m.message}`);
         return;
     }
@@ -364,8 +364,9 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
   };
 
   /** Back to the queue with its stored checkpoints, unless the user cancelled meanwhile. */
-  const handBackForDisk = (message: string): Promise<Outcome> => {
-    log.error({ jobId, err: message }, 'DATA_DIR filled up; handing the job back to the queue');
+  const handBackForDisk = (cause: string): Promise<Outcome> => {
+    // The cause only: the job's failure message tells a user to post it again, which a hand-back makes needless.
+    log.error({ jobId, err: cause }, 'DATA_DIR filled up; handing the job back to the queue');
     return ending(async () => ((await owner.stop('shutdown')) === 'handed-back' ? 'disk-full' : 'cancelled'));
   };
 

@@ -49,20 +49,22 @@ export type FromThread =
   | { type: 'exporting' }
   /** exportJobModel's result as is (structured-cloned): the files and their manifest, which the worker records as the Model row. */
   | { type: 'exported'; result: ExportJobResult }
-  | { type: 'error'; phase: 'train' | 'export'; code: string; message: string };
+  | { type: 'error'; phase: 'train' | 'export'; code: string; message: string; cause: string };
 
 /**
- * The code and message of an error the thread reports. A full disk is the worker's, not the job's:
+ * The code and message of an error the thread reports, and its own message as `cause` (for a log
+ * line when the worker does not end the job with it). A full disk is the worker's, not the job's:
  * its raw `ENOSPC: no space left on device, write` did not say whose disk, or what to do.
  */
-export function threadError(err: unknown, fallback: string): { code: string; message: string } {
+export function threadError(err: unknown, fallback: string): { code: string; message: string; cause: string } {
   const code = (err as { code?: unknown } | null)?.code;
   const message = err instanceof Error ? err.message : String(err);
   if (isDiskFull(err)) {
     return {
       code: 'WORKER_DISK_FULL',
       message: `the worker's disk (DATA_DIR) is full (${message}); free space on that machine or lower training.keepCheckpoints, then post the job again`,
+      cause: message,
     };
   }
-  return { code: typeof code === 'string' ? code : fallback, message };
+  return { code: typeof code === 'string' ? code : fallback, message, cause: message };
 }
