@@ -117,7 +117,8 @@ function buildCoreDocument(version: string) {
           summary: 'Delete finished jobs created before a time, a page at a time, each as DELETE /v1/jobs/{id} does',
           description:
             'A `train` key deletes only the jobs it created; an admin key any. Jobs not finished are never touched; a job whose model serves ' +
-            '(MODEL_SERVING) or that an unfinished job starts from (JOB_IN_USE) is kept and listed with why. Call again with `nextCursor` until it is null.',
+            '(MODEL_SERVING) or that an unfinished job starts from (JOB_IN_USE) is kept and listed with why. Call again with `nextCursor` until it is null: ' +
+            'a call ends its page early, with fewer than `limit` jobs, after 10 s of deleting.',
           parameters: queryParams(DeleteJobsQuery),
           responses: { '200': json('DeletedJobs', 'What the page deleted and kept'), '400': err('Invalid query (`before` is required)') },
         }),

@@ -27,7 +27,7 @@ import {
 } from './job-view.js';
 import { TrainingConfig } from '../config/training-config.js';
 import { createdBefore, NEWEST_FIRST } from '../db/keyset.js';
-import { decodeCursor, keysetPage } from './page-cursor.js';
+import { decodeCursor, encodeCursor, keysetPage } from './page-cursor.js';
 
 export interface JobQueuePort {
   /**
@@ -54,6 +54,9 @@ export interface JobEventView {
   type: string;
   data: string;
 }
+
+/** Time one bulk deletion request spends deleting before it returns its page early (see deleteFinishedBefore). */
+export const BULK_DELETE_BUDGET_MS = 10_000;
 
 export interface JobServiceDeps {
   prisma: Prisma;
@@ -402,9 +405,12 @@ export class JobService {
   /**
    * A page of the finished jobs created before `q.before` (of `keyId` only, unless null), each
    * deleted as `delete` does; a job it refuses (its model serves, an unfinished job starts from it)
-   * is kept and said why, and the cursor moves past it.
+   * is kept and said why, and the cursor moves past it. Past `budgetMs` of deleting, the page ends
+   * early, its cursor after the last job it took: one job of 1000 epochs takes seconds (1.9M points),
+   * and a page of 100 of them would have held its request for minutes.
    */
-  async deleteFinishedBefore(q: DeleteJobsQuery, keyId: string | null): Promise<DeletedJobs & { models: string[] }> {
+  async deleteFinishedBefore(q: DeleteJobsQuery, keyId: string | null, budgetMs = BULK_DELETE_BUDGET_MS): Promise<DeletedJobs & { models: string[] }> {
+    const started = performance.now();
     const rows = await this.deps.prisma.trainingJob.findMany({
       where: {
         AND: [
@@ -419,15 +425,19 @@ export class JobService {
     });
     const { page, nextCursor } = keysetPage(rows, q.limit);
     const out: DeletedJobs & { models: string[] } = { deleted: [], kept: [], nextCursor, models: [] };
-    for (const { id } of page) {
+    for (const [i, { id, createdAt }] of page.entries()) {
       try {
         const { modelId } = await this.delete(id);
         out.deleted.push(id);
         if (modelId) out.models.push(modelId);
       } catch (err) {
-        if (err instanceof JobNotFoundError) continue; // deleted meanwhile by another request
+        // JobNotFoundError: deleted meanwhile by another request.
         if (err instanceof ServiceError && err.statusCode === 409) out.kept.push({ id, code: err.code, message: err.message });
-        else throw err;
+        else if (!(err instanceof JobNotFoundError)) throw err;
+      }
+      if (i < page.length - 1 && performance.now() - started >= budgetMs) {
+        out.nextCursor = encodeCursor(createdAt, id);
+        break;
       }
     }
     return out;

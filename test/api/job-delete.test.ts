@@ -253,7 +253,7 @@ describe.each([
 
   it("deletes a key's finished jobs created before a time, a page at a time; keeps unfinished, newer, in-use and other keys' jobs", async () => {
     const keys = new KeyStore(prisma());
-    const bulk = (await keys.create(`bulk-${kind}`, 'train')).key;
+    const { key: bulk, info: bulkInfo } = await keys.create(`bulk-${kind}`, 'train');
     const neighbour = (await keys.create(`neighbour-${kind}`, 'train')).key;
     const cancelled = async (key: string) => {
       const id = await createJob(key);
@@ -305,5 +305,15 @@ describe.each([
     const succeeded = await call('DELETE', `/v1/jobs?before=${now}&status=succeeded`, bulk);
     expect(succeeded.json).toEqual({ deleted: [source], kept: [], nextCursor: null });
     expect((await call('GET', `/v1/jobs/${user}`, bulk)).status).toBe(200);
+
+    // A page past its time budget ends early, its cursor after the last job it took: nothing skipped.
+    const more = [await cancelled(bulk), await cancelled(bulk), await cancelled(bulk)];
+    const later = new Date(Date.now() + 1000).toISOString();
+    const early = await h.app.jobs.deleteFinishedBefore({ before: later, limit: 100 }, bulkInfo.id, 0);
+    expect(early.deleted).toHaveLength(1);
+    expect(early.nextCursor).not.toBeNull();
+    const rest = await h.app.jobs.deleteFinishedBefore({ before: later, limit: 100, cursor: early.nextCursor! }, bulkInfo.id);
+    expect([...early.deleted, ...rest.deleted].sort()).toEqual([...more, newer, user].sort());
+    expect(rest.nextCursor).toBeNull();
   });
 });
