@@ -409,7 +409,11 @@ export class JobService {
    * early, its cursor after the last job it took: one job of 1000 epochs takes seconds (1.9M points),
    * and a page of 100 of them would have held its request for minutes.
    */
-  async deleteFinishedBefore(q: DeleteJobsQuery, keyId: string | null, budgetMs = BULK_DELETE_BUDGET_MS): Promise<DeletedJobs & { models: string[] }> {
+  async deleteFinishedBefore(
+    q: DeleteJobsQuery,
+    keyId: string | null,
+    budgetMs = BULK_DELETE_BUDGET_MS,
+  ): Promise<DeletedJobs & { models: string[]; leftPrefixes: string[] }> {
     const started = performance.now();
     const rows = await this.deps.prisma.trainingJob.findMany({
       where: {
@@ -424,12 +428,13 @@ export class JobService {
       select: { id: true, createdAt: true },
     });
     const { page, nextCursor } = keysetPage(rows, q.limit);
-    const out: DeletedJobs & { models: string[] } = { deleted: [], kept: [], nextCursor, models: [] };
+    const out: DeletedJobs & { models: string[]; leftPrefixes: string[] } = { deleted: [], kept: [], nextCursor, models: [], leftPrefixes: [] };
     for (const [i, { id, createdAt }] of page.entries()) {
       try {
-        const { modelId } = await this.delete(id);
+        const { modelId, leftPrefixes } = await this.delete(id);
         out.deleted.push(id);
         if (modelId) out.models.push(modelId);
+        out.leftPrefixes.push(...leftPrefixes);
       } catch (err) {
         // JobNotFoundError: deleted meanwhile by another request.
         if (err instanceof ServiceError && err.statusCode === 409) out.kept.push({ id, code: err.code, message: err.message });

@@ -88,9 +88,10 @@ export async function jobRoutes(app: FastifyInstance, opts: JobRoutesOptions) {
   // Finished jobs in bulk (a key at MAX_STORED_JOBS_PER_KEY frees places): a train key's own, an admin's any.
   app.delete('/v1/jobs', train, async (req): Promise<DeletedJobs> => {
     const q = parseRequest(DeleteJobsQuery, req.query, 'query');
-    const { models, ...page } = await jobs.deleteFinishedBefore(q, isAdmin(req.principal) ? null : principalKeyId(req.principal));
+    const { models, leftPrefixes, ...page } = await jobs.deleteFinishedBefore(q, isAdmin(req.principal) ? null : principalKeyId(req.principal));
     for (const modelId of models) opts.onModelDeleted?.(modelId);
     req.log.info({ deleted: page.deleted.length, kept: page.kept.length, models: models.length }, 'finished jobs deleted');
+    if (leftPrefixes.length) req.log.warn({ leftPrefixes }, 'jobs deleted, but some of their files could not be deleted from the artifact store');
     return page;
   });
 
