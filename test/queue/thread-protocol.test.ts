@@ -13,10 +13,13 @@ describe('threadError', () => {
     expect(reported.message).toMatch(
       /^the worker's disk \(DATA_DIR\) is full \(ENOSPC: no space left on device, write\); free space on that machine or lower training\.keepCheckpoints/,
     );
+    // The error's own message, for the log line of a hand-back (the job is not failed then).
+    expect(reported.cause).toBe('ENOSPC: no space left on device, write');
     expect(threadError(Object.assign(new Error('no images'), { code: 'DATASET_EMPTY' }), 'TRAINING_FAILED')).toEqual({
       code: 'DATASET_EMPTY',
       message: 'no images',
+      cause: 'no images',
     });
-    expect(threadError(new Error('boom'), 'EXPORT_FAILED')).toEqual({ code: 'EXPORT_FAILED', message: 'boom' });
+    expect(threadError(new Error('boom'), 'EXPORT_FAILED')).toEqual({ code: 'EXPORT_FAILED', message: 'boom', cause: 'boom' });
   });
 });
