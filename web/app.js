@@ -573,7 +573,7 @@ async function deleteSelected() {
     if (state.selected === id) $('#job-error').textContent = err.message;
     return;
   }
-  forgetJob(id);
+  forgetJobs([id]);
 }
 
 /** Jobs that no longer exist leave the page: their panel, comparison lines, rows and models. */
@@ -588,8 +588,6 @@ function forgetJobs(ids) {
   refreshJobs().catch(() => {});
   refreshModels().catch(() => {});
 }
-
-const forgetJob = (id) => forgetJobs([id]);
 
 /**
  * DELETE /v1/jobs?before=… page by page (100 jobs a request) until no page is left. Only finished
