@@ -8,6 +8,7 @@
 // reaching an entirely idle pool runs at once). While every worker is busy, requests keep
 // accumulating and the next free worker takes up to `maxBatch` of them at once, so batches grow
 // with load on their own.
+import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { PredictorError } from './errors.js';
@@ -201,8 +202,11 @@ export class PredictorPool {
   readonly maxBatch: number;
   private readonly ortPath: string;
   private workers: PoolWorker[] = [];
-  /** modelId -> onnx path or bytes, for every model loaded in the workers (to reload a respawned worker). */
-  private readonly models = new Map<string, string | Uint8Array>();
+  /**
+   * modelId -> the ONNX file's bytes, for every model loaded in the workers, to reload a respawned
+   * worker: its file may be gone by then (the API's model cache removes copies of loaded models).
+   */
+  private readonly models = new Map<string, Uint8Array>();
   private readonly queues = new Map<string, ModelQueue>();
   /** Models whose queue became ready, in arrival order (fairness between models). */
   private readonly readyOrder: string[] = [];
@@ -235,9 +239,16 @@ export class PredictorPool {
       });
   }
 
-  /** Loads a model (an .onnx path, or the file's bytes) into every worker (a session per worker). Idempotent. */
-  async load(modelId: string, source: string | Uint8Array): Promise<void> {
+  /** Loads a model (an .onnx path, read once here, or the file's bytes) into every worker (a session per worker). Idempotent. */
+  async load(modelId: string, file: string | Uint8Array): Promise<void> {
     if (this.closed) throw new PredictorError('the predictor pool is closed', 'PREDICTOR_CLOSED');
+    const source =
+      typeof file === 'string'
+        ? await readFile(file).catch((err: NodeJS.ErrnoException) => {
+            // The code only: the message reaches clients, and a path is not theirs to see.
+            throw new PredictorError(`cannot read the model file (${err.code ?? err.name})`);
+          })
+        : file;
     this.models.set(modelId, source);
     try {
       await Promise.all(this.workers.map((w) => w.call({ type: 'load', modelId, source })));

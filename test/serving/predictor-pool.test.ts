@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -112,6 +112,26 @@ describe('PredictorPool', () => {
       expect(internal.workers[0].worker).not.toBe(dying);
       const r = await pool.infer('m1', image(1), SIZE);
       expect(r.logits).toHaveLength(5);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('reloads a dead worker even when the model file it loaded from is gone', async () => {
+    // The API's model cache removes copies (least recently used, deleted models) while their
+    // models stay loaded; a replacement worker must not need the file.
+    const copy = path.join(root, 'copy.onnx');
+    await copyFile(model.onnxFile, copy);
+    const pool = new PredictorPool({ size: 1, batchWindowMs: 0 });
+    try {
+      await pool.load('m1', copy);
+      await rm(copy);
+      const internal = pool as unknown as { workers: Array<{ worker: import('node:worker_threads').Worker }> };
+      await internal.workers[0].worker.terminate();
+      const r = await pool.infer('m1', image(2), SIZE);
+      const ref = runIntegerReference(model.graph, image(2), 1);
+      const step = model.graph.nodes.at(-1)!.outQuant.scale;
+      for (let k = 0; k < 5; k++) expect(Math.abs(r.logits[k] - ref[k])).toBeLessThanOrEqual(step * 1.01);
     } finally {
       await pool.close();
     }
