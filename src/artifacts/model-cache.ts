@@ -5,9 +5,10 @@
 // previous process can have died mid-rename). A store that keeps files locally (fs) is read in
 // place, its file checked every time it is handed out. A mismatch is never served.
 // Every model ever served or downloaded would otherwise stay on the API's disk: after each
-// download the least recently used copies go until the cache fits its byte budget. Removing a
-// file ONNX Runtime already loaded, or one a download is streaming, is safe on POSIX (open
-// handles keep the bytes); the next use downloads it again.
+// download the least recently used copies go until the cache fits its byte budget, and copies of
+// deleted models go as the registry finds them (dropDeleted). Removing a file a download is
+// streaming is safe on POSIX (open handles keep the bytes), and a loaded model needs its file no
+// more (the predictor pool keeps the bytes); the next use downloads it again.
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
@@ -17,6 +18,8 @@ import { pipeline } from 'node:stream/promises';
 import { ArtifactCorruptError, ArtifactNotFoundError, type ArtifactStore } from './artifact-store.js';
 
 const SHA256 = /^[0-9a-f]{64}$/;
+/** How long after its last use a deleted model's copy may still be opened by whoever was handed it. */
+export const DROP_GRACE_MS = 60_000;
 
 async function sha256File(file: string): Promise<string> {
   const hash = createHash('sha256');
@@ -106,6 +109,32 @@ export class ModelFileCache {
       this.verified.delete(path.basename(f.file, path.extname(f.file)));
       total -= f.size;
     }
+  }
+
+  /**
+   * Removes the copies of models that no longer exist (their jobs were deleted, on any replica), so
+   * a deleted model's bytes do not stay on this machine until the byte budget pushes them out.
+   * `stillStored` says which of the given sha256s a model still has. A copy used in the last
+   * `graceMs` stays: whoever was handed it may not have opened it yet. Returns how many went.
+   */
+  async dropDeleted(stillStored: (sha256s: string[]) => Promise<Set<string>>, graceMs = DROP_GRACE_MS): Promise<number> {
+    if (this.store.localPath) return 0; // read in place: deleting the model deleted the file
+    const copies = (await fs.readdir(this.dir).catch(() => [] as string[]))
+      .map((name) => ({ name, sha256: path.basename(name, path.extname(name)) }))
+      .filter((c) => SHA256.test(c.sha256));
+    if (copies.length === 0) return 0;
+    const kept = await stillStored([...new Set(copies.map((c) => c.sha256))]);
+    let removed = 0;
+    for (const c of copies) {
+      if (kept.has(c.sha256) || this.pending.has(c.sha256)) continue;
+      const file = path.join(this.dir, c.name);
+      const st = await fs.stat(file).catch(() => null);
+      if (!st?.isFile() || Date.now() - st.mtimeMs < graceMs) continue;
+      await fs.rm(file, { force: true });
+      this.verified.delete(c.sha256);
+      removed++;
+    }
+    return removed;
   }
 
   /** A small object (a manifest) read whole, refusing anything over `maxBytes`. */

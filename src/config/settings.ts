@@ -138,7 +138,9 @@ export const SettingsSchema = z.object({
   PREDICT_MODEL_LOADS_PER_MINUTE: int(6, 0).describe(
     'Models an API process loads on demand (?model= naming one not loaded) per minute, one at a time; past it 503 MODEL_LOADS_BUSY with Retry-After. 0: no limit, and loads in parallel.',
   ),
-  MODEL_CACHE_MAX_MB: int(2048, 1).describe('Disk the API may use for local copies of model files from the artifact store; least recently used go first.'),
+  MODEL_CACHE_MAX_MB: int(2048, 1).describe(
+    'Disk the API may use for local copies of model files from the artifact store; least recently used go first (copies of deleted models sooner: every tenth model poll).',
+  ),
 
   // --- training engine and processes (src/ml, src/cli.ts) ---
   TFJS_BACKEND: z

@@ -141,6 +141,16 @@ export async function servingModel(prisma: Prisma | Tx): Promise<ModelRecord | n
   return (await servingCandidates(prisma, 1))[0] ?? null;
 }
 
+/** Which of `sha256s` a model row has (in lists of 500: SQLite takes at most 999 parameters). */
+export async function storedSha256s(prisma: Prisma, sha256s: string[]): Promise<Set<string>> {
+  const out = new Set<string>();
+  for (let i = 0; i < sha256s.length; i += 500) {
+    const rows = await prisma.model.findMany({ where: { sha256: { in: sha256s.slice(i, i + 500) } }, select: { sha256: true } });
+    for (const r of rows) out.add(r.sha256);
+  }
+  return out;
+}
+
 /** Pins a model as the serving one; null when there is no such model. */
 export async function promoteModel(prisma: Prisma, id: string): Promise<ModelRecord | null> {
   const { count } = await prisma.model.updateMany({ where: { id }, data: { promotedAt: new Date() } });

@@ -51,6 +51,11 @@ const silent: Logger = silentLogger;
 
 /** A model that failed to load is tried again after this long (its file may be restored). */
 export const FAILED_RETRY_MS = 60_000;
+/**
+ * Every this many refreshes (20 s at the default poll), and at the refresh after a deletion here,
+ * the local copies of deleted models go (ModelStore.dropDeletedCopies).
+ */
+export const CACHE_SWEEP_EVERY = 10;
 /** How far down the candidate list a fallback looks. */
 const MAX_CANDIDATES = 10;
 
@@ -82,6 +87,9 @@ export class ModelRegistry {
   /** Models that failed to load: when, and why (cleared when one loads). */
   private readonly failed = new Map<string, { at: number; reason: string }>();
   private state: RegistryReadiness = { state: 'none', servingId: null };
+  /** Refreshes since the last sweep of the model cache (the first refresh sweeps: models deleted while this process was down). */
+  private refreshesSinceSweep = CACHE_SWEEP_EVERY - 1;
+  private sweeping: Promise<void> | null = null;
 
   constructor(
     private readonly store: ModelStore,
@@ -117,6 +125,7 @@ export class ModelRegistry {
   forget(id: string): void {
     this.failed.delete(id);
     this.retire(id);
+    this.refreshesSinceSweep = CACHE_SWEEP_EVERY - 1;
   }
 
   /** Re-reads the serving model from the store and swaps to it if it changed. Serialized. */
@@ -124,9 +133,25 @@ export class ModelRegistry {
     if (!this.refreshing) {
       this.refreshing = this.doRefresh().finally(() => {
         this.refreshing = null;
+        this.sweepCache();
       });
     }
     return this.refreshing;
+  }
+
+  /** Now and then, in the background (a request waiting for a refresh does not wait for it): see CACHE_SWEEP_EVERY. */
+  private sweepCache(): void {
+    if (this.closed || this.sweeping || !this.store.dropDeletedCopies || ++this.refreshesSinceSweep < CACHE_SWEEP_EVERY) return;
+    this.refreshesSinceSweep = 0;
+    this.sweeping = this.store
+      .dropDeletedCopies()
+      .then((removed) => {
+        if (removed) this.log.info({ removed }, 'model registry: removed local copies of deleted models');
+      })
+      .catch((err) => this.log.warn({ err }, 'model registry: could not remove local copies of deleted models; trying again later'))
+      .finally(() => {
+        this.sweeping = null;
+      });
   }
 
   /** What serves and whether it is the model that should: for /readyz. */
@@ -351,5 +376,6 @@ export class ModelRegistry {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     await this.refreshing?.catch(() => {});
+    await this.sweeping; // before the database closes under it
   }
 }

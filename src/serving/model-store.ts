@@ -7,7 +7,7 @@ import { FsArtifactStore } from '../artifacts/fs-store.js';
 import { ModelFileCache } from '../artifacts/model-cache.js';
 import type { Prisma } from '../db/database.js';
 import type { RowKey } from '../db/keyset.js';
-import { getModel, listModels, manifestMismatch, promoteModel, servingCandidates, servingModel, type ModelRecord } from '../db/model-rows.js';
+import { getModel, listModels, manifestMismatch, promoteModel, servingCandidates, servingModel, storedSha256s, type ModelRecord } from '../db/model-rows.js';
 import { parseManifest, type ModelManifest } from '../export/manifest.js';
 import { ModelManifestInvalidError, ModelUnavailableError } from './errors.js';
 
@@ -31,6 +31,8 @@ export interface ModelStore {
   modelFile(record: ModelRecord): Promise<string>;
   /** The model's manifest, checked (ModelManifestInvalidError when it is not one, or not this model's). */
   manifest(record: ModelRecord): Promise<ModelManifest>;
+  /** Removes local copies of model files whose models are gone (deleted on any replica); how many went. */
+  dropDeletedCopies?(): Promise<number>;
 }
 
 /** The rule shared by every store: newest promotion first, then the newest auto-serving models. */
@@ -122,5 +124,9 @@ export class PrismaModelStore implements ModelStore {
 
   manifest(record: ModelRecord): Promise<ModelManifest> {
     return this.files.manifest(record);
+  }
+
+  dropDeletedCopies(): Promise<number> {
+    return this.files.cache.dropDeleted((sha256s) => storedSha256s(this.prisma, sha256s));
   }
 }

@@ -185,6 +185,39 @@ describe('model cache of a remote store', () => {
       await store.close();
     }
   });
+
+  it("removes the copies of deleted models, except one used in the last minute; a copy again on the model's next use", async () => {
+    const store = new PostgresArtifactStore(PG_BASE, schema, 64 * 1024);
+    try {
+      const models = ['kept', 'gone', 'fresh'].map((name) => ({ key: `models/drop-${name}/model.onnx`, bytes: randomBytes(20_000) }));
+      for (const m of models) {
+        const w = store.begin(path.dirname(m.key));
+        await w.put('model.onnx', m.bytes);
+        await w.commit();
+      }
+      const dir = path.join(tmp, 'drop-cache');
+      const cache = new ModelFileCache(store, dir);
+      const [kept, gone, fresh] = models;
+      const files = await Promise.all(models.map((m) => cache.file(m.key, sha(m.bytes))));
+      const hourAgo = new Date(Date.now() - 3600_000);
+      for (const f of files.slice(0, 2)) fs.utimesSync(f, hourAgo, hourAgo); // `fresh` was used just now
+      fs.writeFileSync(path.join(dir, 'notes.txt'), 'not a copy');
+      let asked: string[] = [];
+      const removed = await cache.dropDeleted(async (sha256s) => {
+        asked = sha256s;
+        return new Set([sha(kept.bytes)]); // only `kept` still has a model
+      });
+      expect(removed).toBe(1);
+      expect(asked.sort()).toEqual(models.map((m) => sha(m.bytes)).sort());
+      expect(fs.readdirSync(dir).sort()).toEqual([`${sha(kept.bytes)}.onnx`, `${sha(fresh.bytes)}.onnx`, 'notes.txt'].sort());
+      // Nothing is asked of the database when the cache holds no copy.
+      expect(await new ModelFileCache(store, path.join(tmp, 'empty-cache')).dropDeleted(() => Promise.reject(new Error('asked')))).toBe(0);
+      // A model row with those bytes again (the same training run twice): downloaded and checked anew.
+      expect(fs.readFileSync(await cache.file(gone.key, sha(gone.bytes))).equals(gone.bytes)).toBe(true);
+    } finally {
+      await store.close();
+    }
+  });
 });
 
 describe('artifact keys', () => {

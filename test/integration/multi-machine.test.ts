@@ -208,6 +208,21 @@ describe('many machines: PostgreSQL and Redis shared, nothing else', () => {
       await new Promise((r) => setTimeout(r, 50));
     for (const m of ['worker-b', 'worker-d']) expect(fs.readdirSync(path.join(root, m, 'work')), m).toEqual([]);
 
+    // A deleted model leaves no copy on the machines that served it. C moves to the newer model;
+    // A deletes the first job; C's copy of its model (last used an hour ago) goes at C's next sweep.
+    for (let i = 0; i < 50; i++) {
+      const r = await fetch(`${c.base}/v1/predict`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(png) });
+      if (r.status === 200 && ((await r.json()) as { model: { id: string } }).model.id === tunedDone.model!.id) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const cacheOfC = path.join(c.dir, 'cache', 'models');
+    const hourAgo = new Date(Date.now() - 3600_000);
+    fs.utimesSync(path.join(cacheOfC, `${done.model!.sha256}.onnx`), hourAgo, hourAgo);
+    expect((await fetch(`${a.base}/v1/jobs/${job.id}`, { method: 'DELETE' })).status).toBe(204);
+    for (let i = 0; i < 150 && filesUnder(cacheOfC).length > 1; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(filesUnder(cacheOfC)).toEqual([`${tunedDone.model!.sha256}.onnx`]);
+    expect(c.log()).toContain('removed local copies of deleted models');
+
     // Deployment 2's worker shares the Redis but its own queue (prefixes from the deployment ids),
     // and saw none of deployment 1's jobs.
     const prefixOf = (w: WorkerProc) => logLines(w).find((l) => l.msg === 'worker waiting for jobs')!.queuePrefix as string;
