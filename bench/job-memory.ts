@@ -7,6 +7,9 @@
 //
 //   npx tsx bench/job-memory.ts                 # the grid (about 5 minutes on 2 cores)
 //   npx tsx bench/job-memory.ts --only 1x224x16 # one config
+//   npx tsx bench/job-memory.ts --only 1x224x32 --folder /data/imagenet-1k
+//                                               # an image folder's classes (synthetic has 10; a
+//                                               # classifier head of 1,000 classes adds 1.28M parameters)
 //
 // One line per config, then the fits and the largest measured/estimated ratio.
 import { spawn } from 'node:child_process';
@@ -49,12 +52,15 @@ interface Sample {
   modelDirBytes?: number;
 }
 
-function configFor(w: number, size: number, bs: number): TrainingConfig {
+/** `folder`: an image folder (its parent is the data root) instead of 10 synthetic classes. */
+function configFor(w: number, size: number, bs: number, folder?: string): TrainingConfig {
   const steps = 3;
   const classes = 10;
   return resolveTrainingConfig({
     name: `mem-${w}x${size}x${bs}`,
-    dataset: { type: 'synthetic', classes, samplesPerClass: Math.ceil((bs * steps) / classes) + 1, valPerClass: 1 },
+    dataset: folder
+      ? { type: 'imagefolder', path: path.basename(folder), valSplit: 0.01 }
+      : { type: 'synthetic', classes, samplesPerClass: Math.ceil((bs * steps) / classes) + 1, valPerClass: 1 },
     model: { widthMultiplier: w, inputSize: size },
     training: { epochs: 1, batchSize: bs, maxSteps: steps, keepCheckpoints: 2 },
     // One float step, then QAT (the more expensive mode), as the default recipe runs.
@@ -71,8 +77,9 @@ async function dirBytes(dir: string): Promise<number> {
   return total;
 }
 
-async function child(spec: string): Promise<void> {
+async function child(spec: string, folder?: string): Promise<void> {
   const [w, size, bs] = spec.split('x').map(Number) as [number, number, number];
+  const dataRoot = folder ? path.dirname(folder) : undefined;
   const { tf } = await import('../src/ml/tf.js');
   const { runTraining } = await import('../src/ml/train.js');
   const { exportJobModel } = await import('../src/export/index.js');
@@ -82,14 +89,14 @@ async function child(spec: string): Promise<void> {
   };
   const dir = await mkdtemp(path.join(tmpdir(), 'qatserve-mem-'));
   try {
-    const config = configFor(w, size, bs);
-    await runTraining({ config, workDir: dir, dataRoot: dir });
+    const config = configFor(w, size, bs, folder);
+    await runTraining({ config, workDir: dir, dataRoot: dataRoot ?? dir });
     const heapTrainBytes = heap();
     const ckDir = path.join(dir, 'checkpoints');
     const cks = (await readdir(ckDir)).sort();
     const checkpointBytes = await dirBytes(path.join(ckDir, cks[cks.length - 1]));
     const outDir = path.join(dir, 'model');
-    await exportJobModel({ jobId: 'bench', config, checkpoint: ckDir, outDir, dataRoot: dir, verifyImages: 10 });
+    await exportJobModel({ jobId: 'bench', config, checkpoint: ckDir, outDir, dataRoot: dataRoot ?? dir, verifyImages: 10 });
     const out: Sample = {
       w,
       size,
@@ -107,10 +114,11 @@ async function child(spec: string): Promise<void> {
   }
 }
 
-function runChild(spec: string): Promise<Sample> {
+function runChild(spec: string, folder?: string): Promise<Sample> {
   const [w, size, bs] = spec.split('x').map(Number) as [number, number, number];
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child', spec], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const args = [...process.execArgv, fileURLToPath(import.meta.url), '--child', spec, ...(folder ? ['--folder', folder] : [])];
+    const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     p.stdout.on('data', (d) => (out += d));
@@ -153,17 +161,21 @@ const MiB = 2 ** 20;
 const mib = (b: number | undefined) => (b === undefined ? '-' : (b / MiB).toFixed(0));
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { only: { type: 'string' }, child: { type: 'string' } } });
-  if (values.child) return child(values.child);
+  const { values } = parseArgs({ options: { only: { type: 'string' }, child: { type: 'string' }, folder: { type: 'string' } } });
+  const folder = values.folder ? path.resolve(values.folder) : undefined;
+  if (values.child) return child(values.child, folder);
+  // The classes the API would count in the folder (its class folders).
+  const folderClasses = folder ? (await readdir(folder, { withFileTypes: true })).filter((e) => e.isDirectory()).length : undefined;
+  if (folder) console.log(`# ${folder}: ${folderClasses} class folders`);
   const grid = values.only ? [values.only] : GRID.map((g) => g.join('x'));
   const samples: Sample[] = [];
   console.log('w     size  bs   acts/img   params  | heap train  heap export  max RSS  (MiB) | ckpt KiB  model KiB | estimate train / export MiB');
   for (const spec of grid) {
-    const s = await runChild(spec);
+    const s = await runChild(spec, folder);
     samples.push(s);
-    const cfg = configFor(s.w, s.size, s.bs);
-    const arch = archOf(cfg);
-    const est = estimateJob(cfg);
+    const cfg = configFor(s.w, s.size, s.bs, folder);
+    const arch = archOf(cfg, folderClasses);
+    const est = estimateJob(cfg, folderClasses);
     const head = `${String(s.w).padEnd(5)} ${String(s.size).padEnd(5)} ${String(s.bs).padEnd(4)} ${String(activationsPerImage(arch)).padStart(9)} ${String(parameterCount(arch)).padStart(8)}  |`;
     const estimate = `${mib(est.trainMemoryBytes).padStart(8)} / ${mib(est.exportMemoryBytes)}`;
     if (!s.ok) console.log(`${head} FAILED ${s.error} | estimate ${estimate}`);
@@ -177,7 +189,7 @@ async function main(): Promise<void> {
   const ok = samples.filter((s) => s.ok);
   if (ok.length < 4) return;
   const rows = ok.map((s) => {
-    const arch = archOf(configFor(s.w, s.size, s.bs));
+    const arch = archOf(configFor(s.w, s.size, s.bs, folder), folderClasses);
     return { s, acts: activationsPerImage(arch), params: parameterCount(arch) };
   });
   const [b0, b1, b2] = leastSquares(
@@ -198,7 +210,7 @@ async function main(): Promise<void> {
   );
   let worst = 0;
   for (const r of rows) {
-    const e = estimateJob(configFor(r.s.w, r.s.size, r.s.bs));
+    const e = estimateJob(configFor(r.s.w, r.s.size, r.s.bs, folder), folderClasses);
     worst = Math.max(worst, Math.max(r.s.heapTrainBytes!, r.s.heapExportBytes!) / e.memoryBytes, r.s.checkpointBytes! / e.checkpointBytes);
   }
   console.log(`largest measured/estimated ratio (peak heap, checkpoint): ${worst.toFixed(3)} (<= 1: the estimate never falls short)`);
