@@ -231,8 +231,8 @@ export class JobService {
       if (err.code === 'DATASET_NOT_FOUND' && !this.deps.datasetsHere) return FEWEST_CLASSES;
       throw new ValidationError(err.code, err.message, [{ path: 'dataset.path', message: err.message }]);
     }
-    // Sized as 1,000 classes, the seed's configuration (1.0@224, batch 32) was refused for any
-    // folder: the larger head put it 14 MiB over the default budget.
+    // Counted rather than assumed to be 1,000: a folder of few classes has a smaller head, and
+    // room for a larger batch (1.0@224 at batch 33 fits with 10 classes, not with 1,000).
     return (await countClassFolders(this.deps.dataRoot, folder)) ?? undefined;
   }
 

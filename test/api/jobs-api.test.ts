@@ -96,16 +96,22 @@ describe.each(['sqlite', 'postgres'] as DbKind[])('jobs API on %s', (kind) => {
     expect(JobView.parse(ok.json()).config.dataset).toEqual({ type: 'imagefolder', path: 'pets', valSplit: 0.1 });
   });
 
-  it("sizes an image folder's job by its class folders: the seed's configuration is admitted on 3 classes, refused on 1,000", async () => {
-    const seed = (p: string) => ({ dataset: { type: 'imagefolder', path: p }, model: { widthMultiplier: 1.0, inputSize: 224 } });
+  it("sizes an image folder's job by its class folders: the seed's configuration is admitted on 3 classes and on ImageNet's 1,000, a larger batch refused on 1,000 only", async () => {
+    const seed = (p: string, batchSize = 32) => ({
+      dataset: { type: 'imagefolder', path: p },
+      model: { widthMultiplier: 1.0, inputSize: 224 },
+      training: { batchSize },
+    });
     for (const c of ['cats', 'ferns', 'lakes']) fs.mkdirSync(path.join(h.settings.dataRoot, 'photos', 'train', c), { recursive: true });
     fs.mkdirSync(path.join(h.settings.dataRoot, 'photos', 'val', 'cats'), { recursive: true });
     fs.writeFileSync(path.join(h.settings.dataRoot, 'photos', 'train', 'notes.txt'), 'not a class');
     expect((await post(seed('photos'))).statusCode).toBe(201);
     for (let c = 0; c < 1000; c++) fs.mkdirSync(path.join(h.settings.dataRoot, 'wide', `c${c}`), { recursive: true });
-    const wide = await post(seed('wide'));
+    expect((await post(seed('wide'))).statusCode).toBe(201);
+    expect((await post(seed('photos', 33))).statusCode).toBe(201);
+    const wide = await post(seed('wide', 33));
     expect([wide.statusCode, ErrorBody.parse(wide.json()).error.code]).toEqual([400, 'JOB_TOO_LARGE']);
-    expect(ErrorBody.parse(wide.json()).error.issues[0].message).toMatch(/at batch 32 needs about \d+ MiB; the worker's budget is 3900 MiB: at most 31 fits/);
+    expect(ErrorBody.parse(wide.json()).error.issues[0].message).toMatch(/at batch 33 needs about \d+ MiB; the worker's budget is 4000 MiB: at most 32 fits/);
   });
 
   it('an API without the datasets (DATA_ROOT unset on `qatserve api`) queues a folder it cannot see, sized by the fewest classes; escapes are still 400', async () => {

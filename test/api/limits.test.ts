@@ -184,7 +184,7 @@ describe('jobs per key and job size', () => {
     expect(huge.status).toBe(400);
     expect(huge.json.error.code).toBe('JOB_TOO_LARGE');
     expect(huge.json.error.issues.map((i: { path: string }) => i.path)).toEqual(['training.batchSize', 'model.inputSize', 'model.widthMultiplier']);
-    expect(huge.json.error.issues[0].message).toMatch(/needs about \d+ MiB.*budget is 3900 MiB: at most 32 fits/);
+    expect(huge.json.error.issues[0].message).toMatch(/needs about \d+ MiB.*budget is 4000 MiB: at most 33 fits/);
     const disk = await call(api.base, 'POST', '/v1/jobs', bearer(admin), {
       dataset: { type: 'synthetic', classes: 5 },
       model: { widthMultiplier: 1.0, inputSize: 224 },

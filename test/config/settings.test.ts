@@ -29,7 +29,7 @@ describe('settings', () => {
         rateLimitPerMinute: 600,
         rateLimitBurstPerSecond: 20,
         maxActiveJobsPerKey: 4,
-        jobMemoryBudgetBytes: 3900 * 2 ** 20,
+        jobMemoryBudgetBytes: 4000 * 2 ** 20,
         jobDiskBudgetBytes: 1024 * 2 ** 20,
       },
       serving: {
