@@ -26,6 +26,6 @@ export class DatasetPathError extends DatasetError {
 
 /** A non-fatal problem (e.g. an unreadable image that was skipped). */
 export interface DataWarning {
-  code: 'IMAGE_UNREADABLE' | 'CLASS_EMPTY' | 'SYMLINK_OUTSIDE_ROOT';
+  code: 'IMAGE_UNREADABLE' | 'CLASS_EMPTY' | 'SYMLINK_OUTSIDE_ROOT' | 'FORMAT_UNREAD';
   message: string;
 }

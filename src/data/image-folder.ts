@@ -13,7 +13,13 @@ import { decodeImageToRgb } from './image-decode.js';
 import { Rng, hashSeed, shuffleInPlace } from './rng.js';
 import { isInside, resolveUnderRoot } from './safe-path.js';
 
-export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp']);
+export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.jpe', '.jfif', '.png', '.webp']);
+/**
+ * Images in formats neither training nor /v1/predict reads (iPhones save HEIC by default): counted
+ * and named in a warning, so a class that lost most of its photos says why. Other files (notes,
+ * annotations) are passed over in silence.
+ */
+const OTHER_IMAGE_EXTENSIONS = new Set(['.heic', '.heif', '.avif', '.gif', '.tif', '.tiff', '.bmp', '.jp2', '.dng', '.cr2', '.nef', '.arw']);
 const ACCEPTED_FORMATS = new Set(['jpeg', 'png', 'webp']);
 const VAL_DIR_NAMES = ['val', 'validation'];
 const HOLDOUT_STREAM = 0x4f1d;
@@ -76,16 +82,26 @@ async function kindOf(root: string, dir: string, e: Dirent, warn: Warn): Promise
   }
 }
 
-/** Image files under `dir`, recursively, sorted by path relative to `dir`. */
-async function imageFilesUnder(root: string, dir: string, warn: Warn, depth = 0): Promise<string[]> {
+/** Image files under `dir`, recursively, sorted by path relative to `dir`; `unread` counts OTHER_IMAGE_EXTENSIONS. */
+async function imageFilesUnder(root: string, dir: string, warn: Warn, unread: Map<string, number>, depth = 0): Promise<string[]> {
   const out: string[] = [];
   for (const e of await listDir(dir)) {
     const kind = await kindOf(root, dir, e, warn);
     const full = path.join(dir, e.name);
-    if (kind === 'dir' && depth < MAX_DEPTH) out.push(...(await imageFilesUnder(root, full, warn, depth + 1)));
-    else if (kind === 'file' && IMAGE_EXTENSIONS.has(path.extname(e.name).toLowerCase())) out.push(full);
+    const ext = path.extname(e.name).toLowerCase();
+    if (kind === 'dir' && depth < MAX_DEPTH) out.push(...(await imageFilesUnder(root, full, warn, unread, depth + 1)));
+    else if (kind === 'file' && IMAGE_EXTENSIONS.has(ext)) out.push(full);
+    else if (kind === 'file' && OTHER_IMAGE_EXTENSIONS.has(ext)) unread.set(ext, (unread.get(ext) ?? 0) + 1);
   }
   return out;
+}
+
+/** "280 image files in other formats (.heic 270, .gif 10)", most frequent first; '' for none. */
+export function unreadSummary(unread: ReadonlyMap<string, number>): string {
+  const total = [...unread.values()].reduce((a, b) => a + b, 0);
+  if (total === 0) return '';
+  const byCount = [...unread].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+  return `${total} image file${total === 1 ? '' : 's'} in other formats (${byCount.map(([ext, n]) => `${ext} ${n}`).join(', ')})`;
 }
 
 /** Names of the folders in `dir` (symlinks followed while they stay in the root): the class folders. */
@@ -95,9 +111,9 @@ async function folderNames(root: string, dir: string, warn: Warn): Promise<strin
   return names;
 }
 
-async function classFolders(root: string, dir: string, warn: Warn): Promise<Map<string, string[]>> {
+async function classFolders(root: string, dir: string, warn: Warn, unread: Map<string, number>): Promise<Map<string, string[]>> {
   const classes = new Map<string, string[]>();
-  for (const name of await folderNames(root, dir, warn)) classes.set(name, await imageFilesUnder(root, path.join(dir, name), warn));
+  for (const name of await folderNames(root, dir, warn)) classes.set(name, await imageFilesUnder(root, path.join(dir, name), warn, unread));
   return classes;
 }
 
@@ -172,8 +188,13 @@ export async function scanImageFolder(dataRoot: string, relPath: string, valSpli
     throw new DatasetError('DATASET_EMPTY', `dataset "${relPath}" has a ${valName}/ folder but no train/ folder beside it`);
   }
 
-  const trainByClass = await classFolders(rootReal, split ? path.join(root, 'train') : root, warn);
-  const valByClass = split && valName ? await classFolders(rootReal, path.join(root, valName), warn) : new Map<string, string[]>();
+  const unread = new Map<string, number>();
+  const trainByClass = await classFolders(rootReal, split ? path.join(root, 'train') : root, warn, unread);
+  const valByClass = split && valName ? await classFolders(rootReal, path.join(root, valName), warn, unread) : new Map<string, string[]>();
+  const skippedFormats = unreadSummary(unread);
+  if (skippedFormats) {
+    warn({ code: 'FORMAT_UNREAD', message: `skipped ${skippedFormats}: only JPEG, PNG and WebP are read; convert them to train on them` });
+  }
 
   // Drop files whose header is not a readable JPEG/PNG/WebP before anything depends on the lists.
   const filter = async (byClass: Map<string, string[]>) => {
@@ -201,7 +222,8 @@ export async function scanImageFolder(dataRoot: string, relPath: string, valSpli
   if (classes.length < 2) {
     throw new DatasetError(
       'DATASET_EMPTY',
-      `dataset "${relPath}" needs at least 2 class folders with images (${split ? 'train/<class>/' : '<class>/'}*.jpg|png|webp); found ${classes.length}`,
+      `dataset "${relPath}" needs at least 2 class folders with images (${split ? 'train/<class>/' : '<class>/'}*.jpg|png|webp); found ${classes.length}` +
+        (skippedFormats ? `, and skipped ${skippedFormats}` : ''),
     );
   }
 

@@ -56,6 +56,15 @@ beforeAll(async () => {
     await writeImage(path.join(dataRoot, 'flat/blue', `${name}.webp`), solid(50, 50, [20, 20, 210]), 'webp');
   }
   await writeFile(path.join(dataRoot, 'flat/red/notes.txt'), 'not an image');
+  // Photos in formats it does not read: named in a warning (notes and dotfiles are not).
+  await writeFile(path.join(dataRoot, 'flat/red/IMG_0001.HEIC'), 'a phone photo');
+  await writeFile(path.join(dataRoot, 'flat/red/IMG_0002.heic'), 'a phone photo');
+  await writeFile(path.join(dataRoot, 'flat/blue/scan.tif'), 'a scan');
+  // A folder of phone photos only: refused, saying what it skipped.
+  for (const c of ['cats', 'dogs']) {
+    await mkdir(path.join(dataRoot, 'phone', c), { recursive: true });
+    for (let k = 0; k < 3; k++) await writeFile(path.join(dataRoot, 'phone', c, `IMG_${k}.HEIC`), 'x');
+  }
   await writeFile(path.join(dataRoot, 'flat/red/.DS_Store'), 'junk');
   await writeFile(path.join(dataRoot, 'flat/green/corrupt.png'), Buffer.from('this is not a PNG at all, just text'));
   await mkdir(path.join(dataRoot, 'flat/empty-class'), { recursive: true });
@@ -178,8 +187,11 @@ describe('imagefolder dataset', () => {
     expect(ds.train.length).toBe(24);
     expect(ds.val.length).toBe(6);
     expect(ds.stats.skipped).toBe(1);
-    expect(warnings.map((w) => w.code).sort()).toEqual(['CLASS_EMPTY', 'IMAGE_UNREADABLE']);
+    expect(warnings.map((w) => w.code).sort()).toEqual(['CLASS_EMPTY', 'FORMAT_UNREAD', 'IMAGE_UNREADABLE']);
     expect(warnings.find((w) => w.code === 'IMAGE_UNREADABLE')!.message).toContain('corrupt.png');
+    expect(warnings.find((w) => w.code === 'FORMAT_UNREAD')!.message).toBe(
+      'skipped 3 image files in other formats (.heic 2, .tif 1): only JPEG, PNG and WebP are read; convert them to train on them',
+    );
 
     // colours arrive decoded (JPEG is lossy: within a few levels)
     const red = ds.train.labels.indexOf(2);
@@ -242,6 +254,10 @@ describe('imagefolder dataset', () => {
     });
     await expect(loadDataset({ type: 'imagefolder', path: 'flat/red', valSplit: 0.1 }, { dataRoot, inputSize: 8 })).rejects.toMatchObject({
       code: 'DATASET_EMPTY',
+    });
+    await expect(loadDataset({ type: 'imagefolder', path: 'phone', valSplit: 0.1 }, { dataRoot, inputSize: 8 })).rejects.toMatchObject({
+      code: 'DATASET_EMPTY',
+      message: expect.stringContaining('found 0, and skipped 6 image files in other formats (.heic 6)'),
     });
     // val/ without train/ would otherwise turn "val" into a class
     await expect(loadDataset({ type: 'imagefolder', path: 'split/val/..', valSplit: 0.1 }, { dataRoot, inputSize: 8 })).resolves.toBeTruthy();
