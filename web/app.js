@@ -326,6 +326,7 @@ async function openJob(id, force = false) {
   history.replaceState(null, '', `#job=${encodeURIComponent(id)}`);
   $('#job-panel').hidden = false;
   $('#evaluation').hidden = true;
+  $('#job-warnings').hidden = true;
   $('#job-error').textContent = '';
   ensureCharts();
   renderCharts();
@@ -336,6 +337,7 @@ async function openJob(id, force = false) {
     return;
   }
   renderJob();
+  if (state.job.warnings > 0) refreshWarnings(id);
   for (const tr of document.querySelectorAll('#jobs tbody tr')) tr.classList.toggle('selected', tr.dataset.jobId === id);
   // A short job's charts are built from its event stream alone, every event from the first; a
   // long one's from a sampled curve, then the events after it.
@@ -412,6 +414,35 @@ function applyEvent(e) {
   } else if (e.type === 'metric' || e.type === 'evaluation') {
     state.points.set(data.step, data);
     scheduleRedraw();
+  } else if (e.type === 'warning') {
+    refreshWarnings(job.id);
+  }
+}
+
+/**
+ * The texts of the open job's warnings (its row only counts them), read again on each `warning`
+ * event; a replayed stream's many events make one request at a time, and one more after it.
+ */
+const warningReads = { busy: false, again: null };
+async function refreshWarnings(id) {
+  if (warningReads.busy) return void (warningReads.again = id);
+  warningReads.busy = true;
+  try {
+    const w = await api(`/v1/jobs/${encodeURIComponent(id)}/warnings`);
+    if (state.selected !== id) return;
+    state.job.warnings = w.total;
+    renderFacts();
+    $('#job-warning-list').replaceChildren(...w.warnings.map((x) => el('li', {}, el('code', {}, x.code), ` ${x.message}`)));
+    $('#job-warning-more').textContent =
+      w.total > w.warnings.length ? `and ${(w.total - w.warnings.length).toLocaleString()} more (the worker's log has them all)` : '';
+    $('#job-warnings').hidden = w.warnings.length === 0;
+  } catch {
+    // The count stays in the facts; the texts come with the next warning or a reopened panel.
+  } finally {
+    warningReads.busy = false;
+    const next = warningReads.again;
+    warningReads.again = null;
+    if (next && state.selected === next) refreshWarnings(next);
   }
 }
 

@@ -9,6 +9,8 @@ import {
   CurveQuery,
   JobCurve,
   JobQueuePlace,
+  JobWarnings,
+  JobEventWarningData,
   DeleteJobsQuery,
   DeletedJobs,
   JobEventProgressData,
@@ -164,6 +166,17 @@ function buildCoreDocument(version: string) {
           },
         }),
       },
+      '/v1/jobs/{id}/warnings': {
+        get: secured('train', {
+          operationId: 'getJobWarnings',
+          summary: "What the job's `warnings` count counts: skipped images and formats, empty classes, a model at chance",
+          description:
+            'Oldest first, at most 100 (`total` counts them all; a resumed attempt reads its data set again and may say the same again). ' +
+            'Each also went out on GET /v1/jobs/{id}/events as a `warning` event.',
+          parameters: [idParam],
+          responses: { '200': json('JobWarnings', 'The warnings'), '404': err('Unknown job') },
+        }),
+      },
       '/v1/jobs/{id}/queue': {
         get: secured('train', {
           operationId: 'getJobQueuePlace',
@@ -195,8 +208,9 @@ function buildCoreDocument(version: string) {
           description:
             'Each event has an `id` (increasing), an `event` kind and JSON `data`: ' +
             '`status` (JobEventStatus: every state change, the error with it), `progress` (JobEventProgress: step, epoch, images/s; ' +
-            'on a (re)start totalSteps, backend and restartedAtStep), `metric` (MetricPoint: a new training point) and ' +
-            '`evaluation` (MetricPoint: validation scores written onto the point of their step). ' +
+            'on a (re)start totalSteps, backend and restartedAtStep), `metric` (MetricPoint: a new training point), ' +
+            '`evaluation` (MetricPoint: validation scores written onto the point of their step) and ' +
+            '`warning` (JobEventWarning: something that did not stop the job, as GET /v1/jobs/{id}/warnings lists). ' +
             'Reconnect with `Last-Event-ID` to resume after the last event received, with nothing missed or repeated. ' +
             'Comment lines (`: heartbeat`) keep a quiet stream open (SSE_HEARTBEAT_MS). ' +
             'The stream ends after the event that finishes the job; for a finished job it sends the events after Last-Event-ID and ends. ' +
@@ -277,6 +291,8 @@ function buildCoreDocument(version: string) {
         MetricsPage: schema(MetricsPage),
         JobCurve: schema(JobCurve),
         JobQueuePlace: schema(JobQueuePlace),
+        JobWarnings: schema(JobWarnings),
+        JobEventWarning: schema(JobEventWarningData),
         DeletedJobs: schema(DeletedJobs),
         MetricPoint: schema(MetricPointView),
         JobEventStatus: schema(JobEventStatusData),

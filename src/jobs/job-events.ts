@@ -12,7 +12,7 @@
 import type { Tx } from '../db/database.js';
 import type { JobStatus } from './job-status.js';
 
-export const JOB_EVENT_TYPES = ['status', 'progress', 'metric', 'evaluation'] as const;
+export const JOB_EVENT_TYPES = ['status', 'progress', 'metric', 'evaluation', 'warning'] as const;
 export type JobEventType = (typeof JOB_EVENT_TYPES)[number];
 
 export interface StatusPayload {
@@ -27,6 +27,12 @@ export interface ProgressPayload {
   backend?: string | null;
   /** On a (re)start: points after this step belonged to a run that died and are gone. */
   restartedAtStep?: number;
+}
+
+/** Something that did not stop the job (skipped images, a model at chance), for its user to read. */
+export interface WarningPayload {
+  code: string;
+  message: string;
 }
 
 export interface NewJobEvent {

@@ -17,7 +17,7 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { Prisma, Tx } from '../db/database.js';
 import { JOB_WITH_MODEL, recordJobModel, servingModel, type NewModel } from '../db/model-rows.js';
 import { InitJobInvalidError, JobInUseError, JobNotFoundError, JobStateError, toIssues } from './job-errors.js';
-import { bumpRevision, noteWrite, recordEvents, statusEvent, type JobWake } from './job-events.js';
+import { bumpRevision, noteWrite, recordEvents, statusEvent, type JobWake, type WarningPayload } from './job-events.js';
 import { toMetricPointView } from './job-view.js';
 import { JOB_STATUSES, TERMINAL_STATUSES, isTerminal, type JobStatus } from './job-status.js';
 import { TrainingConfig } from '../config/training-config.js';
@@ -497,8 +497,11 @@ export class JobOwner {
     });
   }
 
-  warning(): Promise<void> {
-    return this.fenced({ warnings: { increment: 1 } }, async () => {});
+  /** A problem that does not stop the job: counted on the row, its text kept as a `warning` event. */
+  warning(w: WarningPayload): Promise<void> {
+    return this.fenced({ warnings: { increment: 1 } }, async (tx) => {
+      await noteWrite(tx, this.jobId, [{ type: 'warning', payload: { code: w.code, message: w.message } satisfies WarningPayload }]);
+    });
   }
 
   /** Training ended (completed or stopped) at this step; the outcome follows. */

@@ -14,13 +14,16 @@ import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import { jobPrefix, modelPrefix } from '../artifacts/artifact-keys.js';
 import { isTerminal, TERMINAL_STATUSES, type JobStatus } from './job-status.js';
 import {
+  JobEventWarningData,
   toJobView,
   toMetricPointView,
+  WARNINGS_SHOWN,
   type CurveQuery,
   type DeletedJobs,
   type DeleteJobsQuery,
   type JobCurve,
   type JobView,
+  type JobWarnings,
   type ListJobsQuery,
   type MetricsPage,
   type MetricsQuery,
@@ -265,6 +268,22 @@ export class JobService {
     const row = await this.deps.prisma.trainingJob.findUnique({ where: { id }, include: JOB_WITH_MODEL });
     if (!row) throw new JobNotFoundError(id);
     return toJobView(row);
+  }
+
+  /** The texts of the job's warnings (its row only counts them). */
+  async warnings(id: string): Promise<JobWarnings> {
+    const row = await this.deps.prisma.trainingJob.findUnique({ where: { id }, select: { warnings: true } });
+    if (!row) throw new JobNotFoundError(id);
+    const events = await this.deps.prisma.jobEvent.findMany({
+      where: { jobId: id, type: 'warning' },
+      orderBy: { id: 'asc' },
+      take: WARNINGS_SHOWN,
+      select: { payload: true, createdAt: true },
+    });
+    return {
+      warnings: events.map((e) => ({ ...JobEventWarningData.parse(JSON.parse(e.payload)), at: e.createdAt.toISOString() })),
+      total: row.warnings,
+    };
   }
 
   /** Newest first; the cursor is the (createdAt, id) of the last job on the previous page. */

@@ -112,6 +112,21 @@ export const JobEventProgressData = z.object({
   restartedAtStep: z.number().int().optional(),
 });
 
+/** A `warning` event's data: something that did not stop the job (skipped images, a model at chance). */
+export const JobEventWarningData = z.object({ code: z.string(), message: z.string() });
+
+/** How many warnings GET /v1/jobs/:id/warnings returns at most (`total` counts them all). */
+export const WARNINGS_SHOWN = 100;
+
+/** GET /v1/jobs/:id/warnings: what the job's `warnings` count counts, in words. */
+export const JobWarnings = z.object({
+  /** The first WARNINGS_SHOWN (100), oldest first; each also went out as a `warning` event. */
+  warnings: z.array(JobEventWarningData.extend({ at: z.string() })),
+  /** The job's `warnings`: all of them. */
+  total: z.number().int(),
+});
+export type JobWarnings = z.infer<typeof JobWarnings>;
+
 /** GET /v1/jobs/:id/queue: why a queued job has not started yet. */
 export const JobQueuePlace = z.object({
   status: JobStatusSchema,

@@ -318,7 +318,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
       }
       case 'warning':
         log.warn({ jobId, code: m.warning.code }, m.warning.message);
-        await owner.warning();
+        await owner.warning(m.warning);
         return;
       case 'log':
         log[m.level]({ jobId, ...(m.extra ?? {}) }, m.msg);

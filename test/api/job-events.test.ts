@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/api/app.js';
 import { openApiDeps, type OpenedDeps } from '../../src/api/api-deps.js';
 import { claim, type JobOwner } from '../../src/jobs/job-lifecycle.js';
-import { JobEventProgressData, JobEventStatusData, JobView, MetricPointView } from '../../src/jobs/job-view.js';
+import { JobEventProgressData, JobEventStatusData, JobEventWarningData, JobView, JobWarnings, MetricPointView } from '../../src/jobs/job-view.js';
 import { jobEventPublisher, jobEventsChannel } from '../../src/queue/job-event-bus.js';
 import { startHarness, tinySynthetic, waitReady, type Harness } from './api-harness.js';
 import { openSse, type SseEvent } from './sse-client.js';
@@ -68,7 +68,8 @@ describe('job events over SSE across replicas', () => {
     await owner.start({ backend: 'wasm', totalSteps: 3, startStep: 0 });
     await owner.step({ step: 1, epoch: 1, loss: 1.5, learningRate: 0.1, imagesPerSecond: 20 });
     await owner.evaluated({ step: 1, epoch: 1, top1: 0.5, top5: 1, floatTop1: 0.55 });
-    await stream.until((es) => es.some((e) => e.type === 'evaluation'));
+    await owner.warning({ code: 'IMAGE_UNREADABLE', message: 'skipped cats/7.jpg: corrupt header' });
+    await stream.until((es) => es.some((e) => e.type === 'warning'));
     // The cancel goes through replica A's HTTP API; B's stream hears it.
     const cancel = await fetch(`${baseA}/v1/jobs/${job.id}/cancel`, { method: 'POST' });
     expect(cancel.status).toBe(200);
@@ -81,12 +82,19 @@ describe('job events over SSE across replicas', () => {
     expect(metric).toMatchObject({ step: 1, loss: 1.5, learningRate: 0.1, top1: null });
     expect(MetricPointView.parse(stream.events.find((e) => e.type === 'evaluation')!.data)).toMatchObject({ step: 1, top1: 0.5, floatTop1: 0.55 });
     expect(JobEventProgressData.parse(stream.events.find((e) => e.type === 'progress')!.data)).toMatchObject({ step: 0, totalSteps: 3, backend: 'wasm' });
+    const warning = { code: 'IMAGE_UNREADABLE', message: 'skipped cats/7.jpg: corrupt header' };
+    expect(JobEventWarningData.parse(stream.events.find((e) => e.type === 'warning')!.data)).toEqual(warning);
+    // The job counts it, and says it in words on either replica.
+    const said = JobWarnings.parse(await (await fetch(`${baseB}/v1/jobs/${job.id}/warnings`)).json());
+    expect(said).toMatchObject({ total: 1, warnings: [warning] });
+    expect(((await (await fetch(`${baseA}/v1/jobs/${job.id}`)).json()) as { warnings: number }).warnings).toBe(1);
+    expect((await fetch(`${baseA}/v1/jobs/nope/warnings`)).status).toBe(404);
     // Exactly the rows of the database, in order: nothing from process memory.
     const rows = await a.deps.db.prisma.jobEvent.findMany({ where: { jobId: job.id }, orderBy: { id: 'asc' } });
     expect(stream.events.map((e) => [e.id, e.type])).toEqual(rows.map((r) => [r.id, r.type]));
     // Every write woke the replicas through Redis (A's create and cancel included), not only B's poll:
-    // create, claim, start, step, evaluated, cancel, stop.
-    await expect.poll(() => onChannel.filter((id) => id === job.id).length).toBeGreaterThanOrEqual(7);
+    // create, claim, start, step, evaluated, warning, cancel, stop.
+    await expect.poll(() => onChannel.filter((id) => id === job.id).length).toBeGreaterThanOrEqual(8);
     sub.disconnect();
   });
 

@@ -67,6 +67,8 @@ describe('image folder journey at 224 px', () => {
     // The default DATA_ROOT of `qatserve serve`: ./data/datasets.
     const pets = path.join(cwd, 'data', 'datasets', 'pets');
     await writeFolder(pets, { train: 8, val: 5 });
+    // Phone photos it cannot read: the job says so, once, in words (GET .../warnings).
+    for (const f of ['IMG_1.HEIC', 'IMG_2.heic']) fs.writeFileSync(path.join(pets, 'train', 'warm', f), 'not decodable here');
     const srv = await startServe(cwd, 'journey');
     const { base, log } = srv;
     try {
@@ -77,6 +79,12 @@ describe('image folder journey at 224 px', () => {
       const floatJob = await waitForJob(base, floatId, 180_000);
       expect(floatJob.status, `${JSON.stringify(floatJob.error)}\n${log()}`).toBe('succeeded');
       expect(floatJob.config.model.inputSize).toBe(224);
+      const said = (await (await fetch(`${base}/v1/jobs/${floatId}/warnings`)).json()) as { warnings: { code: string; message: string }[]; total: number };
+      expect(said.total).toBe(floatJob.warnings);
+      expect(said.warnings).toHaveLength(said.total);
+      expect(said.warnings.filter((w) => w.code === 'FORMAT_UNREAD').map((w) => w.message)).toEqual([
+        'skipped 2 image files in other formats (.heic 2): only JPEG, PNG and WebP are read; convert them to train on them',
+      ]);
 
       const lr = peakLearningRate({ batchSize: 4, learningRate: null }) / 10;
       const qatId = await submitJob(base, {

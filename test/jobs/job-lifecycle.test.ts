@@ -109,7 +109,7 @@ describe.each([
     await expect(a.step(metric(3, 99))).rejects.toBeInstanceOf(OwnershipLostError);
     await expect(a.evaluated({ step: 2, epoch: 1, top1: 0.9, top5: 1 })).rejects.toBeInstanceOf(OwnershipLostError);
     await expect(a.checkpoint({ step: 2, epoch: 1, key: 'jobs/x/checkpoints/a' }, 2)).rejects.toBeInstanceOf(OwnershipLostError);
-    await expect(a.warning()).rejects.toBeInstanceOf(OwnershipLostError);
+    await expect(a.warning({ code: 'IMAGE_UNREADABLE', message: 'skipped x.png' })).rejects.toBeInstanceOf(OwnershipLostError);
     await expect(a.fail('BOOM', 'no')).rejects.toBeInstanceOf(OwnershipLostError);
     await expect(a.stop('shutdown')).rejects.toBeInstanceOf(OwnershipLostError);
     await expect(a.succeed(newModel(id, 'models/m'))).rejects.toBeInstanceOf(OwnershipLostError);

@@ -407,6 +407,38 @@ describe('dashboard', () => {
     await context.close();
   });
 
+  it("lists a job's warnings in words", async () => {
+    const prisma = h.deps.db.prisma;
+    const id = 'warned-job';
+    const warning = (code: string, message: string) => ({ jobId: id, type: 'warning', payload: JSON.stringify({ code, message }) });
+    // Rows as a worker leaves them: the count on the job, each text a `warning` event.
+    await prisma.trainingJob.create({ data: { id, name: 'phone photos', status: 'failed', config: '{}', warnings: 2 } });
+    await prisma.jobEvent.createMany({
+      data: [
+        warning('FORMAT_UNREAD', 'skipped 280 image files in other formats (.heic 280): only JPEG, PNG and WebP are read; convert them to train on them'),
+        warning('CLASS_EMPTY', 'class folder "ferns" has no readable training images; it is not a class'),
+      ],
+    });
+    const context = await keyedContext(browser, adminKey);
+    const p = await context.newPage();
+    await p.goto(`${base}/#job=${id}`);
+    await expect
+      .poll(() => p.locator('#job-warning-list li').allTextContents(), { timeout: 10_000 })
+      .toEqual([
+        'FORMAT_UNREAD skipped 280 image files in other formats (.heic 280): only JPEG, PNG and WebP are read; convert them to train on them',
+        'CLASS_EMPTY class folder "ferns" has no readable training images; it is not a class',
+      ]);
+    expect(await p.textContent('#job-facts')).toContain('warnings2');
+    expect(await axeViolations(p)).toEqual([]);
+    // Another job opened from the table: the list is that job's (none, or its own).
+    await p.locator(`#jobs tbody tr[data-job-id="${liveId}"] button.link`).click();
+    await expect.poll(() => p.textContent('#job-title'), { timeout: 10_000 }).toContain(liveId);
+    const live = JobView.parse((await api('GET', `/v1/jobs/${liveId}`)).json());
+    await expect.poll(() => p.isVisible('#job-warnings'), { timeout: 10_000 }).toBe(live.warnings > 0);
+    expect((await p.locator('#job-warning-list li').allTextContents()).join('\n')).not.toContain('FORMAT_UNREAD');
+    await context.close();
+  });
+
   it('lists the newest 20 models and more on "older models"', async () => {
     // 25 models older than the real ones (rows only: the list shows them, nothing loads them).
     const prisma = h.deps.db.prisma;

@@ -53,6 +53,8 @@ export async function jobRoutes(app: FastifyInstance, opts: JobRoutesOptions) {
 
   app.get('/v1/jobs/:id', train, async (req) => jobs.get(parseRequest(JobIdParams, req.params, 'params').id));
 
+  app.get('/v1/jobs/:id/warnings', train, async (req) => jobs.warnings(parseRequest(JobIdParams, req.params, 'params').id));
+
   app.get('/v1/jobs/:id/queue', train, async (req): Promise<JobQueuePlace> => {
     const { id } = parseRequest(JobIdParams, req.params, 'params');
     const place = await jobs.queuePosition(id);
