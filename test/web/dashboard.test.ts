@@ -419,6 +419,10 @@ describe('dashboard', () => {
         warning('CLASS_EMPTY', 'class folder "ferns" has no readable training images; it is not a class'),
       ],
     });
+    // A skipped file's message names its whole path: on a phone it wraps instead of widening the page.
+    const path = `/srv/datasets/${'pets-2026-photos-from-the-shelter/'.repeat(4)}IMG_20260101_120000.jpg`;
+    await prisma.jobEvent.create({ data: warning('IMAGE_UNREADABLE', `skipped ${path}: Input file has corrupt header`) });
+    await prisma.trainingJob.update({ where: { id }, data: { warnings: 3 } });
     const context = await keyedContext(browser, adminKey);
     const p = await context.newPage();
     await p.goto(`${base}/#job=${id}`);
@@ -427,9 +431,21 @@ describe('dashboard', () => {
       .toEqual([
         'FORMAT_UNREAD skipped 280 image files in other formats (.heic 280): only JPEG, PNG and WebP are read; convert them to train on them',
         'CLASS_EMPTY class folder "ferns" has no readable training images; it is not a class',
+        `IMAGE_UNREADABLE skipped ${path}: Input file has corrupt header`,
       ]);
-    expect(await p.textContent('#job-facts')).toContain('warnings2');
+    expect(await p.textContent('#job-facts')).toContain('warnings3');
     expect(await axeViolations(p)).toEqual([]);
+    const narrow = await keyedContext(browser, adminKey, { width: 360, height: 740 });
+    const phone = await narrow.newPage();
+    await phone.goto(`${base}/#job=${id}`);
+    await expect.poll(() => phone.locator('#job-warning-list li').count(), { timeout: 10_000 }).toBe(3);
+    expect(await phone.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(360);
+    // Nor is the path cut off: the item holds all of its text.
+    const item = phone.locator('#job-warning-list li').last();
+    expect(await item.evaluate((li) => li.scrollWidth <= li.clientWidth)).toBe(true);
+    const box = await item.boundingBox();
+    expect(box!.x + box!.width).toBeLessThanOrEqual(360);
+    await narrow.close();
     // Another job opened from the table: the list is that job's (none, or its own).
     await p.locator(`#jobs tbody tr[data-job-id="${liveId}"] button.link`).click();
     await expect.poll(() => p.textContent('#job-title'), { timeout: 10_000 }).toContain(liveId);
