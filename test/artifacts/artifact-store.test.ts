@@ -157,15 +157,21 @@ describe.each(['fs', 'postgres'] as const)('%s artifact store', (kind) => {
 });
 
 describe('model cache of a remote store', () => {
+  /** One model file of `size` random bytes per name, stored at models/<prefix>-<name>/model.onnx. */
+  async function storeModels(store: ArtifactStore, prefix: string, names: string[], size: number) {
+    const models = names.map((name) => ({ key: `models/${prefix}-${name}/model.onnx`, bytes: randomBytes(size) }));
+    for (const m of models) {
+      const w = store.begin(path.dirname(m.key));
+      await w.put('model.onnx', m.bytes);
+      await w.commit();
+    }
+    return models;
+  }
+
   it('keeps within its byte budget by dropping the least recently used copies', async () => {
     const store = new PostgresArtifactStore(PG_BASE, schema, 64 * 1024);
     try {
-      const models = ['a', 'b', 'c'].map((name) => ({ key: `models/lru-${name}/model.onnx`, bytes: randomBytes(50_000) }));
-      for (const m of models) {
-        const w = store.begin(path.dirname(m.key));
-        await w.put('model.onnx', m.bytes);
-        await w.commit();
-      }
+      const models = await storeModels(store, 'lru', ['a', 'b', 'c'], 50_000);
       const dir = path.join(tmp, 'lru-cache');
       const cache = new ModelFileCache(store, dir, 120_000); // room for two of the three
       const pause = () => new Promise((r) => setTimeout(r, 20)); // distinct mtimes
@@ -189,12 +195,7 @@ describe('model cache of a remote store', () => {
   it("removes the copies of deleted models, except one used in the last minute; a copy again on the model's next use", async () => {
     const store = new PostgresArtifactStore(PG_BASE, schema, 64 * 1024);
     try {
-      const models = ['kept', 'gone', 'fresh'].map((name) => ({ key: `models/drop-${name}/model.onnx`, bytes: randomBytes(20_000) }));
-      for (const m of models) {
-        const w = store.begin(path.dirname(m.key));
-        await w.put('model.onnx', m.bytes);
-        await w.commit();
-      }
+      const models = await storeModels(store, 'drop', ['kept', 'gone', 'fresh'], 20_000);
       const dir = path.join(tmp, 'drop-cache');
       const cache = new ModelFileCache(store, dir);
       const [kept, gone, fresh] = models;
