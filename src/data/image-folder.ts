@@ -97,7 +97,7 @@ async function imageFilesUnder(root: string, dir: string, warn: Warn, unread: Ma
 }
 
 /** "280 image files in other formats (.heic 270, .gif 10)", most frequent first; '' for none. */
-export function unreadSummary(unread: ReadonlyMap<string, number>): string {
+function unreadSummary(unread: ReadonlyMap<string, number>): string {
   const total = [...unread.values()].reduce((a, b) => a + b, 0);
   if (total === 0) return '';
   const byCount = [...unread].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));

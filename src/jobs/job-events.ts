@@ -29,12 +29,6 @@ export interface ProgressPayload {
   restartedAtStep?: number;
 }
 
-/** Something that did not stop the job (skipped images, a model at chance), for its user to read. */
-export interface WarningPayload {
-  code: string;
-  message: string;
-}
-
 export interface NewJobEvent {
   type: JobEventType;
   payload: object;

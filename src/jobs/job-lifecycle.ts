@@ -17,8 +17,8 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { Prisma, Tx } from '../db/database.js';
 import { JOB_WITH_MODEL, recordJobModel, servingModel, type NewModel } from '../db/model-rows.js';
 import { InitJobInvalidError, JobInUseError, JobNotFoundError, JobStateError, toIssues } from './job-errors.js';
-import { bumpRevision, noteWrite, recordEvents, statusEvent, type JobWake, type WarningPayload } from './job-events.js';
-import { toMetricPointView } from './job-view.js';
+import { bumpRevision, noteWrite, recordEvents, statusEvent, type JobWake } from './job-events.js';
+import { toMetricPointView, type JobEventWarningData } from './job-view.js';
 import { JOB_STATUSES, TERMINAL_STATUSES, isTerminal, type JobStatus } from './job-status.js';
 import { TrainingConfig } from '../config/training-config.js';
 import { redact } from '../redact.js';
@@ -498,9 +498,9 @@ export class JobOwner {
   }
 
   /** A problem that does not stop the job: counted on the row, its text kept as a `warning` event. */
-  warning(w: WarningPayload): Promise<void> {
+  warning(w: JobEventWarningData): Promise<void> {
     return this.fenced({ warnings: { increment: 1 } }, async (tx) => {
-      await noteWrite(tx, this.jobId, [{ type: 'warning', payload: { code: w.code, message: w.message } satisfies WarningPayload }]);
+      await noteWrite(tx, this.jobId, [{ type: 'warning', payload: { code: w.code, message: w.message } satisfies JobEventWarningData }]);
     });
   }
 

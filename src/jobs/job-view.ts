@@ -114,6 +114,7 @@ export const JobEventProgressData = z.object({
 
 /** A `warning` event's data: something that did not stop the job (skipped images, a model at chance). */
 export const JobEventWarningData = z.object({ code: z.string(), message: z.string() });
+export type JobEventWarningData = z.infer<typeof JobEventWarningData>;
 
 /** How many warnings GET /v1/jobs/:id/warnings returns at most (`total` counts them all). */
 export const WARNINGS_SHOWN = 100;
