@@ -21,6 +21,11 @@ export interface Database {
   close(): Promise<void>;
 }
 
+// Prisma's default error message quotes the calling source around the failing call: in the
+// bundled client that is ~33 KB of minified code per message, on every log line of a database
+// outage. 'minimal' keeps the message itself ("Can't reach database server at ...").
+const ERROR_FORMAT = 'minimal' as const;
+
 /** SQLite waits this long for a lock held by the other process (API vs worker) before failing. */
 const SQLITE_BUSY_TIMEOUT_MS = 10_000;
 
@@ -30,10 +35,10 @@ export function openDatabase(url: string): Database {
   if (target.provider === 'sqlite') {
     if (target.file !== ':memory:') fs.mkdirSync(path.dirname(target.file), { recursive: true });
     const adapter = new PrismaBetterSQLite3({ url: target.file, timeout: SQLITE_BUSY_TIMEOUT_MS });
-    prisma = new sqliteClient.PrismaClient({ adapter });
+    prisma = new sqliteClient.PrismaClient({ adapter, errorFormat: ERROR_FORMAT });
   } else {
     const adapter = new PrismaPg({ connectionString: target.connectionString, options: `-c search_path=${target.schema}`, max: 5 }, { schema: target.schema });
-    prisma = new postgresClient.PrismaClient({ adapter }) as unknown as Prisma;
+    prisma = new postgresClient.PrismaClient({ adapter, errorFormat: ERROR_FORMAT }) as unknown as Prisma;
   }
   return {
     prisma,
