@@ -129,7 +129,12 @@ export const SettingsSchema = z.object({
     .describe('Micro-batching window: how long a request waits for others to share its run.'),
   PREDICT_MAX_BATCH: int(8, 1).describe('Most images one inference run takes (micro-batching).'),
   PREDICT_MAX_QUEUE: int(64, 1).describe('Predictions in flight at once (decoding, waiting, running); above it: 503 + Retry-After.'),
-  PREDICT_MAX_IMAGE_BYTES: int(10 * MB, 1024).describe('Largest upload in bytes (413 above it); base64 JSON bodies may be 4/3 of it.'),
+  PREDICT_MAX_IMAGE_BYTES: int(10 * MB, 1024).describe(
+    'Largest upload in bytes (413 above it): one image, or the images of a /v1/predict/batch request together; base64 JSON bodies may be 4/3 of it.',
+  ),
+  PREDICT_MAX_IMAGES_PER_REQUEST: int(16, 1).describe(
+    'Most images one POST /v1/predict/batch carries (400 TOO_MANY_IMAGES above it); at most PREDICT_MAX_QUEUE, as each takes a place in it.',
+  ),
   PREDICT_MAX_IMAGE_PIXELS: int(4096 * 4096, 1).describe(
     'Largest image in pixels (width x height), checked from the header before decoding. Models take at most 224x224; 4096x4096 still admits a 12 MP phone photo.',
   ),
@@ -163,6 +168,7 @@ export interface ServingSettings {
   batchWindowMs: number;
   maxBatch: number;
   maxQueue: number;
+  maxImagesPerRequest: number;
   maxImageBytes: number;
   maxImagePixels: number;
   pollMs: number;
@@ -370,6 +376,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
       batchWindowMs: e.PREDICT_BATCH_WINDOW_MS,
       maxBatch: e.PREDICT_MAX_BATCH,
       maxQueue: e.PREDICT_MAX_QUEUE,
+      maxImagesPerRequest: e.PREDICT_MAX_IMAGES_PER_REQUEST,
       maxImageBytes: e.PREDICT_MAX_IMAGE_BYTES,
       maxImagePixels: e.PREDICT_MAX_IMAGE_PIXELS,
       pollMs: e.MODEL_POLL_MS,

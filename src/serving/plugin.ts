@@ -35,6 +35,7 @@ export function servingOptionsFromSettings(store: ModelStore, s: ServingSettings
     batchWindowMs: s.batchWindowMs,
     maxBatch: s.maxBatch,
     maxQueue: s.maxQueue,
+    maxImagesPerRequest: s.maxImagesPerRequest,
     maxImageBytes: s.maxImageBytes,
     maxImagePixels: s.maxImagePixels,
     pollMs: s.pollMs,

@@ -1,9 +1,12 @@
 // One prediction: validate and decode the upload following the model's manifest, run it through
-// the pool, softmax, top-k. The routes stay thin and call this.
+// the pool, softmax, top-k; or a batch of them, answered by one model. The routes stay thin and
+// call this.
+import { ServiceError } from '../jobs/job-errors.js';
 import { PredictorPool, type PredictorPoolOptions } from './predictor-pool.js';
 import { ModelRegistry, type ModelRegistryOptions } from './model-registry.js';
 import type { ModelStore } from './model-store.js';
 import { OverloadedError } from './errors.js';
+import type { ModelLease } from './model-registry.js';
 import { DEFAULT_MAX_PIXELS, decodeInspected, inspectImage, type DeclaredFormat } from './preprocess.js';
 
 export interface Prediction {
@@ -12,10 +15,27 @@ export interface Prediction {
   probability: number;
 }
 
-export interface PredictResult {
-  model: { id: string; jobId: string };
+export interface Classified {
   predictions: Prediction[];
   timings: { decodeMs: number; inferMs: number; queueMs: number; batchSize: number };
+}
+
+export interface PredictResult extends Classified {
+  model: { id: string; jobId: string };
+}
+
+export interface BatchImage {
+  image: Buffer;
+  declared?: DeclaredFormat;
+}
+
+/** One image of a batch: its answer, or why it has none (the other images are answered). */
+export type BatchItemResult = Classified | { error: { code: string; message: string } };
+
+export interface PredictBatchResult {
+  /** The model that answered every image; null when no image of the batch could be read. */
+  model: { id: string; jobId: string } | null;
+  results: BatchItemResult[];
 }
 
 /** Numerically stable softmax of one row of logits. */
@@ -71,6 +91,8 @@ export interface ServingOptions extends PredictorPoolOptions, ModelRegistryOptio
    * (503 + Retry-After) instead of waiting behind a queue that only grows.
    */
   maxQueue?: number;
+  /** Most images one batch request carries (at most maxQueue: a batch takes a place per image). */
+  maxImagesPerRequest?: number;
 }
 
 export const DEFAULT_MAX_IMAGE_BYTES = 10 * 1024 * 1024;
@@ -82,6 +104,7 @@ export class ServingService {
   readonly maxImagePixels: number;
   readonly maxImageBytes: number;
   readonly maxQueue: number;
+  readonly maxImagesPerRequest: number;
   private inFlight = 0;
 
   constructor(opts: ServingOptions) {
@@ -91,6 +114,7 @@ export class ServingService {
     this.maxImagePixels = opts.maxImagePixels ?? DEFAULT_MAX_PIXELS;
     this.maxImageBytes = opts.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES;
     this.maxQueue = Math.max(1, opts.maxQueue ?? 64);
+    this.maxImagesPerRequest = Math.max(1, Math.min(opts.maxImagesPerRequest ?? 16, this.maxQueue));
   }
 
   /** Predictions being decoded, waiting or running right now. */
@@ -119,37 +143,93 @@ export class ServingService {
   private async predictOne(image: Buffer, opts: { modelId?: string; topK?: number; declared?: DeclaredFormat }): Promise<PredictResult> {
     // The upload is checked before a model is looked up: what is not an image is a 4xx whatever
     // the service holds, never a 503 NO_MODEL that invites the client to send it again.
-    const tInspect = performance.now();
-    await inspectImage(image, this.maxImagePixels, opts.declared);
-    const inspectMs = performance.now() - tInspect;
+    const inspectMs = await this.inspect(image, opts.declared);
     const lease = await this.registry.acquire(opts.modelId);
     try {
-      const { record, manifest } = lease.model;
-      const t0 = performance.now() - inspectMs;
-      const rgb = await decodeInspected(image, manifest.input.size);
-      const t1 = performance.now();
-      const r = await this.pool.infer(record.id, { rgb, normalization: manifest.preprocess.normalization }, manifest.input.size);
-      const t2 = performance.now();
-      const probs = softmax(r.logits);
-      return {
-        model: { id: record.id, jobId: record.jobId },
-        predictions: topK(probs, manifest.classes, opts.topK ?? 5),
-        timings: {
-          decodeMs: round2(t1 - t0),
-          inferMs: round2(r.inferMs),
-          queueMs: round2(Math.max(0, t2 - t1 - r.inferMs)),
-          batchSize: r.batchSize,
-        },
-      };
+      return { model: modelOf(lease), ...(await this.classify(lease, image, inspectMs, opts.topK)) };
     } finally {
       lease.release();
     }
+  }
+
+  /**
+   * Several images, all answered by one model (a promotion in between does not split a batch). A
+   * batch takes a place in the predictor queue per image, all or none. An image that cannot be
+   * read gets its error in its place; the others are answered.
+   */
+  async predictBatch(images: BatchImage[], opts: { modelId?: string; topK?: number } = {}): Promise<PredictBatchResult> {
+    if (this.inFlight + images.length > this.maxQueue) throw new OverloadedError(this.maxQueue);
+    this.inFlight += images.length;
+    try {
+      const inspected = await allSettled(images.map((it) => itemResult(() => this.inspect(it.image, it.declared))));
+      const unreadable = inspected.filter((r) => typeof r !== 'number');
+      if (unreadable.length === images.length) return { model: null, results: unreadable };
+      const lease = await this.registry.acquire(opts.modelId);
+      try {
+        const results = await allSettled(
+          images.map((it, i) => {
+            const r = inspected[i];
+            return typeof r === 'number' ? itemResult(() => this.classify(lease, it.image, r, opts.topK)) : r;
+          }),
+        );
+        return { model: modelOf(lease), results };
+      } finally {
+        lease.release();
+      }
+    } finally {
+      this.inFlight -= images.length;
+    }
+  }
+
+  /** Checks the image's header and declared format; the time it took, in ms. */
+  private async inspect(image: Buffer, declared?: DeclaredFormat): Promise<number> {
+    const t = performance.now();
+    await inspectImage(image, this.maxImagePixels, declared);
+    return performance.now() - t;
+  }
+
+  private async classify(lease: ModelLease, image: Buffer, inspectMs: number, k = 5): Promise<Classified> {
+    const { record, manifest } = lease.model;
+    const t0 = performance.now() - inspectMs;
+    const rgb = await decodeInspected(image, manifest.input.size);
+    const t1 = performance.now();
+    const r = await this.pool.infer(record.id, { rgb, normalization: manifest.preprocess.normalization }, manifest.input.size);
+    const t2 = performance.now();
+    return {
+      predictions: topK(softmax(r.logits), manifest.classes, k),
+      timings: {
+        decodeMs: round2(t1 - t0),
+        inferMs: round2(r.inferMs),
+        queueMs: round2(Math.max(0, t2 - t1 - r.inferMs)),
+        batchSize: r.batchSize,
+      },
+    };
   }
 
   async close(): Promise<void> {
     await this.registry.close();
     await this.pool.close();
   }
+}
+
+const modelOf = (lease: ModelLease) => ({ id: lease.model.record.id, jobId: lease.model.record.jobId });
+
+/** A batch item's value, or the service error that stops it alone (anything else fails the request). */
+async function itemResult<T>(run: () => Promise<T>): Promise<T | { error: { code: string; message: string } }> {
+  try {
+    return await run();
+  } catch (err) {
+    if (err instanceof ServiceError) return { error: { code: err.code, message: err.message } };
+    throw err;
+  }
+}
+
+/** Promise.all that lets every item finish (none runs on after its lease is released). */
+async function allSettled<T>(items: (T | Promise<T>)[]): Promise<T[]> {
+  const settled = await Promise.allSettled(items);
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<T>).value);
 }
 
 function round2(v: number): number {

@@ -6,11 +6,11 @@ import path from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { errorsPlugin } from '../../src/api/plugins/errors.js';
-import { PredictResponse, predictRoutes } from '../../src/api/routes/predict.js';
+import { PredictBatchResponse, PredictResponse, predictRoutes } from '../../src/api/routes/predict.js';
 import { ModelDetail, ModelEvaluationResponse, ModelList, modelsRoutes } from '../../src/api/routes/models.js';
 import { servingPlugin } from '../../src/serving/plugin.js';
 import { EvaluationAccumulator } from '../../src/export/export-job-evaluate.js';
-import { ServingService } from '../../src/serving/prediction-service.js';
+import { ServingService, type ServingOptions } from '../../src/serving/prediction-service.js';
 import { modelFilesIn } from '../../src/serving/model-store.js';
 import { MemoryModelStore } from '../../testkit/memory-model-store.js';
 import { makeImage, writeFixtureModel, type FixtureModel } from './fixtures.js';
@@ -26,10 +26,14 @@ let root: string;
 let a: FixtureModel;
 let b: FixtureModel;
 
-async function startServer(store: MemoryModelStore, maxImageBytes = 200_000): Promise<{ app: FastifyInstance; url: string }> {
+async function startServer(
+  store: MemoryModelStore,
+  maxImageBytes = 200_000,
+  more: Partial<ServingOptions> = {},
+): Promise<{ app: FastifyInstance; url: string }> {
   const app = Fastify({ logger: false });
   // A 10 ms window: 32 concurrent requests coincide in it even on a loaded machine (2 ms did not, once).
-  const serving = new ServingService({ store, size: 2, batchWindowMs: 10, maxBatch: 8, pollMs: 0, maxImageBytes, maxImagePixels: 4_000_000 });
+  const serving = new ServingService({ store, size: 2, batchWindowMs: 10, maxBatch: 8, pollMs: 0, maxImageBytes, maxImagePixels: 4_000_000, ...more });
   await app.register(errorsPlugin);
   await app.register(servingPlugin, { service: serving });
   await app.register(predictRoutes);
@@ -167,7 +171,7 @@ describe('POST /v1/predict', () => {
     for (let i = 0; i < 11; i++) fields.append(`f${i}`, 'x');
     fields.append('image', png, 'a.png');
     for (const [form, message] of [
-      [two, 'the multipart body holds more than one file: send one image per request'],
+      [two, 'the multipart body holds more than one file: send one image per request, or several to POST /v1/predict/batch'],
       [fields, 'the multipart body holds more than 10 fields besides the file "image"'],
     ] as const) {
       const res = await post(form);
@@ -203,6 +207,115 @@ describe('POST /v1/predict', () => {
     const bodies = (await Promise.all(res.map((r) => json(r)))) as Array<{ timings: { batchSize: number } }>;
     expect(res.every((r) => r.status === 200)).toBe(true);
     expect(Math.max(...bodies.map((x) => x.timings.batchSize))).toBeGreaterThan(1);
+  });
+});
+
+describe('POST /v1/predict/batch', () => {
+  let app: FastifyInstance;
+  let url: string;
+
+  beforeAll(async () => {
+    const store = new MemoryModelStore(modelFilesIn(root));
+    store.add(a.record);
+    store.add(b.record);
+    ({ app, url } = await startServer(store, 200_000, { maxImagesPerRequest: 4 }));
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+
+  const post = (path: string, body: string | FormData | Uint8Array, headers: Record<string, string> = {}) =>
+    fetch(`${url}${path}`, { method: 'POST', body: body instanceof Uint8Array ? bytes(body) : body, headers });
+  const asJson = { 'content-type': 'application/json' };
+
+  it("answers a folder's images in order with one model, as /v1/predict would one by one; an unreadable image gets its error in its place", async () => {
+    const imgs = await problemImages();
+    const files: Array<[string, Buffer, string]> = [
+      ['cat.jpg', await makeImage('jpeg', 80, 60, 1), 'image/jpeg'],
+      ['cut.jpg', imgs.truncated, 'image/jpeg'],
+      ['dog.png', await makeImage('png', 50, 70, 2), 'image/png'],
+      ['bird.webp', await makeImage('webp', 64, 64, 3), 'image/webp'],
+    ];
+    const form = new FormData();
+    for (const [name, data, type] of files) form.append('image', new Blob([bytes(data)], { type }), name);
+    const res = await post('/v1/predict/batch?topK=3', form);
+    expect(res.status).toBe(200);
+    const body = await json(res);
+    PredictBatchResponse.parse(body); // the documented shape
+    expect(body.model).toEqual({ id: 'b', jobId: 'job-b' });
+    expect(body.results.map((r: { index: number; filename: string }) => [r.index, r.filename])).toEqual(files.map(([name], i) => [i, name]));
+    expect(body.results[1].error.code).toBe('IMAGE_CORRUPT');
+    expect(body.results[1].predictions).toBeUndefined();
+    for (const i of [0, 2, 3]) {
+      const one = await json(await post('/v1/predict?topK=3', files[i][1], { 'content-type': files[i][2] }));
+      expect(body.results[i].predictions, files[i][0]).toEqual(one.predictions);
+      expect(body.results[i].predictions).toHaveLength(3);
+    }
+    // The same images as base64 JSON, one entry not base64, and ?model=.
+    const images = files.map(([, data]) => data.toString('base64'));
+    images[3] = '%%% not base64 %%%';
+    const viaJson = await json(await post('/v1/predict/batch?topK=3&model=a', JSON.stringify({ images }), asJson));
+    expect(viaJson.model.id).toBe('a');
+    expect(viaJson.results.map((r: { error?: { code: string } }) => r.error?.code ?? 'ok')).toEqual(['ok', 'IMAGE_CORRUPT', 'ok', 'IMAGE_BASE64_INVALID']);
+    const one = await json(await post('/v1/predict?topK=3&model=a', files[2][1], { 'content-type': 'image/png' }));
+    expect(viaJson.results[2].predictions).toEqual(one.predictions);
+    // Nothing readable: every error, and no model was asked.
+    const none = await json(await post('/v1/predict/batch', JSON.stringify({ images: ['%%%', imgs.notAnImage.toString('base64')] }), asJson));
+    expect(none).toMatchObject({
+      model: null,
+      results: [
+        { index: 0, error: { code: 'IMAGE_BASE64_INVALID' } },
+        { index: 1, error: { code: 'IMAGE_UNSUPPORTED_FORMAT' } },
+      ],
+    });
+  });
+
+  it('refuses a request it cannot answer whole, with a code saying why, and keeps serving', async () => {
+    const png = await makeImage('png', 40, 40);
+    const five = new FormData();
+    for (let i = 0; i < 5; i++) five.append('image', new Blob([bytes(png)], { type: 'image/png' }), `${i}.png`);
+    const fiveJson = JSON.stringify({ images: Array.from({ length: 5 }, () => png.toString('base64')) });
+    const message = 'the request holds more than 4 images; send at most 4 per request (PREDICT_MAX_IMAGES_PER_REQUEST)';
+    for (const [body, headers] of [
+      [five, {}],
+      [fiveJson, asJson],
+    ] as const) {
+      const res = await post('/v1/predict/batch', body, headers);
+      expect([res.status, (await json(res)).error]).toMatchObject([400, { code: 'TOO_MANY_IMAGES', message }]);
+    }
+    // Each image under the limit, together over it (4 x 60 KB against 200 KB).
+    const chunk = Buffer.alloc(60_000, 7);
+    const heavy = new FormData();
+    for (let i = 0; i < 4; i++) heavy.append('image', new Blob([bytes(chunk)]), `${i}.jpg`);
+    const heavyJson = JSON.stringify({ images: Array.from({ length: 4 }, () => chunk.toString('base64')) });
+    const overTogether = await post('/v1/predict/batch', heavy);
+    expect([overTogether.status, (await json(overTogether)).error]).toMatchObject([
+      413,
+      { code: 'BODY_TOO_LARGE', message: 'the images are larger than the limit of 200000 bytes together; send fewer per request' },
+    ]);
+    const overAsJson = await post('/v1/predict/batch', heavyJson, asJson);
+    expect([overAsJson.status, (await json(overAsJson)).error.code]).toEqual([413, 'BODY_TOO_LARGE']);
+    const fieldsOnly = new FormData();
+    fieldsOnly.append('note', 'no file');
+    const cases: Array<[string | FormData | Uint8Array, Record<string, string>, number, string]> = [
+      [fieldsOnly, {}, 400, 'IMAGE_MISSING'],
+      [JSON.stringify({ images: [] }), asJson, 400, 'VALIDATION_FAILED'],
+      [JSON.stringify({ image: png.toString('base64') }), asJson, 400, 'VALIDATION_FAILED'],
+      [png, { 'content-type': 'image/png' }, 415, 'UNSUPPORTED_MEDIA_TYPE'],
+      ['hello', { 'content-type': 'text/plain' }, 415, 'UNSUPPORTED_MEDIA_TYPE'],
+    ];
+    for (const [i, [body, headers, status, code]] of cases.entries()) {
+      const res = await post('/v1/predict/batch', body, headers);
+      expect([res.status, (await json(res)).error.code], `case ${i}`).toEqual([status, code]);
+    }
+    const missing = await post('/v1/predict/batch?model=nope', JSON.stringify({ images: [png.toString('base64')] }), asJson);
+    expect([missing.status, (await json(missing)).error.code]).toEqual([404, 'MODEL_NOT_FOUND']);
+    const four = new FormData();
+    for (let i = 0; i < 4; i++) four.append('image', new Blob([bytes(png)], { type: 'image/png' }), `${i}.png`);
+    const ok = await post('/v1/predict/batch', four);
+    expect(ok.status).toBe(200);
+    expect((await json(ok)).results).toHaveLength(4);
+    expect(app.serving.pending()).toBe(0);
   });
 });
 
