@@ -3,7 +3,7 @@
 //   qatserve eval --model <model id | model.onnx> --data <folder> [--json] [--batch N]
 // A model id is looked up in the database (DATABASE_URL) and its files read from the artifact store;
 // an .onnx file needs its manifest.json beside it (an export directory). The folder holds
-// <class>/*.jpg|png|webp, class names as the model's; images are counted per class.
+// <class>/*.jpg|png|webp|gif|tif|avif, class names as the model's; images are counted per class.
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -19,7 +19,7 @@ import { decodeForModel, rgbToNchw } from '../serving/preprocess.js';
 
 export const EVAL_USAGE = `usage: qatserve eval --model <model id | model.onnx> --data <folder> [--json] [--batch N]
   --model   a model id (from GET /v1/models) or an exported model.onnx with its manifest.json beside it
-  --data    a folder of <class>/*.jpg|png|webp, class names as the model's (a job's val/ folder)
+  --data    a folder of <class>/*.jpg|png|webp|gif|tif|avif, class names as the model's (a job's val/ folder)
   --json    one JSON object on stdout instead of the tables
   --batch   images per ONNX Runtime call (default 16)`;
 

@@ -18,6 +18,18 @@ export interface RawImage {
 }
 
 /**
+ * Why a picture whose header reads cannot be decoded by this build, or null. sharp's prebuilt
+ * libvips reads HEIF containers but has no HEVC codec (patents), so an iPhone's HEIC photo passes
+ * the header check and then fails as "bad seek": said here in words a user can act on.
+ */
+export function undecodableReason(meta: Pick<sharp.Metadata, 'format' | 'compression'>): string | null {
+  if (meta.format === 'heif' && meta.compression === 'hevc') {
+    return 'the image is HEIC (HEVC-coded, as iPhones save photos), which this server cannot decode; convert it to JPEG (on an iPhone: Settings > Camera > Formats > Most Compatible)';
+  }
+  return null;
+}
+
+/**
  * Decode JPEG/PNG/WebP (anything sharp reads) to `size` x `size` interleaved sRGB uint8 (HWC):
  * EXIF orientation applied, scaled so the short side is `size`, centre-cropped, alpha flattened,
  * grey/CMYK/16-bit converted to 8-bit sRGB. Rejects (throws) corrupt or truncated input.

@@ -1,6 +1,6 @@
 // The `imagefolder` data set: `root/<class>/**/*` (validation held out per class) or
-// `root/train/<class>/**/*` + `root/val/<class>/**/*`. JPEG, PNG and WebP, chosen by extension and
-// confirmed by reading the header at load. Pixels are decoded lazily, the first time a batch needs
+// `root/train/<class>/**/*` + `root/val/<class>/**/*`. JPEG, PNG, WebP, GIF, TIFF and AVIF, chosen
+// by extension and confirmed by reading the header at load. Pixels are decoded lazily, the first time a batch needs
 // them, and kept (within a byte budget) so later epochs never decode again.
 import type { Dirent } from 'node:fs';
 import { readdir, realpath, stat } from 'node:fs/promises';
@@ -9,18 +9,24 @@ import sharp from 'sharp';
 import type { SourceImage } from './augment.js';
 import { DatasetError, type DataWarning } from './errors.js';
 import { cachedBytes, type ByteBudget } from './byte-cache.js';
-import { decodeImageToRgb } from './image-decode.js';
+import { decodeImageToRgb, undecodableReason } from './image-decode.js';
 import { Rng, hashSeed, shuffleInPlace } from './rng.js';
 import { isInside, resolveUnderRoot } from './safe-path.js';
 
-export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.jpe', '.jfif', '.png', '.webp']);
 /**
- * Images in formats neither training nor /v1/predict reads (iPhones save HEIC by default): counted
- * and named in a warning, so a class that lost most of its photos says why. Other files (notes,
- * annotations) are passed over in silence.
+ * What training reads: the formats /v1/predict decodes (one decoder, src/data/image-decode.ts),
+ * so a folder a user can classify image by image also trains. GIF gives its first frame.
  */
-const OTHER_IMAGE_EXTENSIONS = new Set(['.heic', '.heif', '.avif', '.gif', '.tif', '.tiff', '.bmp', '.jp2', '.dng', '.cr2', '.nef', '.arw']);
-const ACCEPTED_FORMATS = new Set(['jpeg', 'png', 'webp']);
+export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.jpe', '.jfif', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif']);
+/**
+ * Images in formats neither training nor /v1/predict decodes (iPhones save HEIC, whose HEVC codec
+ * sharp's build lacks; BMP, JPEG 2000 and camera raw it does not read): counted and named in a
+ * warning, so a class that lost most of its photos says why. Other files (notes, annotations) are
+ * passed over in silence.
+ */
+const OTHER_IMAGE_EXTENSIONS = new Set(['.heic', '.heif', '.bmp', '.jp2', '.dng', '.cr2', '.nef', '.arw']);
+/** sharp's names for them (AVIF is a HEIF container). */
+const ACCEPTED_FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif']);
 const VAL_DIR_NAMES = ['val', 'validation'];
 const HOLDOUT_STREAM = 0x4f1d;
 const MAX_DEPTH = 8;
@@ -132,7 +138,7 @@ export async function countClassFolders(dataRoot: string, folder: string): Promi
   }
 }
 
-/** Read each header; keep files sharp recognises as JPEG/PNG/WebP with a size, warn about the rest. */
+/** Read each header; keep files sharp recognises in an accepted format with a size, warn about the rest. */
 async function validateHeaders(files: string[], warn: Warn, stats: FolderStats): Promise<boolean[]> {
   const ok = new Array<boolean>(files.length).fill(false);
   let next = 0;
@@ -142,6 +148,8 @@ async function validateHeaders(files: string[], warn: Warn, stats: FolderStats):
       try {
         const meta = await sharp(files[i]).metadata();
         if (!meta.format || !ACCEPTED_FORMATS.has(meta.format)) throw new Error(`unsupported format ${meta.format ?? 'unknown'}`);
+        const undecodable = undecodableReason(meta);
+        if (undecodable) throw new Error(undecodable);
         if (!meta.width || !meta.height) throw new Error('no image size in header');
         ok[i] = true;
       } catch (err) {
@@ -193,7 +201,7 @@ export async function scanImageFolder(dataRoot: string, relPath: string, valSpli
   const valByClass = split && valName ? await classFolders(rootReal, path.join(root, valName), warn, unread) : new Map<string, string[]>();
   const skippedFormats = unreadSummary(unread);
   if (skippedFormats) {
-    warn({ code: 'FORMAT_UNREAD', message: `skipped ${skippedFormats}: only JPEG, PNG and WebP are read; convert them to train on them` });
+    warn({ code: 'FORMAT_UNREAD', message: `skipped ${skippedFormats}: only JPEG, PNG, WebP, GIF, TIFF and AVIF are read; convert them to train on them` });
   }
 
   // Drop files whose header is not a readable JPEG/PNG/WebP before anything depends on the lists.
@@ -222,7 +230,7 @@ export async function scanImageFolder(dataRoot: string, relPath: string, valSpli
   if (classes.length < 2) {
     throw new DatasetError(
       'DATASET_EMPTY',
-      `dataset "${relPath}" needs at least 2 class folders with images (${split ? 'train/<class>/' : '<class>/'}*.jpg|png|webp); found ${classes.length}` +
+      `dataset "${relPath}" needs at least 2 class folders with images (${split ? 'train/<class>/' : '<class>/'}*.jpg|png|webp|gif|tif|avif); found ${classes.length}` +
         (skippedFormats ? `, and skipped ${skippedFormats}` : ''),
     );
   }

@@ -4,7 +4,8 @@
 // to the input size, centre crop, 8-bit sRGB.
 //
 // What we accept and what a user gets:
-// - JPEG, PNG, WebP, GIF (one frame), TIFF, AVIF/HEIF: decoded.
+// - JPEG, PNG, WebP, GIF (one frame), TIFF, AVIF: decoded. HEIC (HEVC) has no codec in this build:
+//   415 IMAGE_UNSUPPORTED_FORMAT saying so (undecodableReason), not a "corrupt" image.
 // - Grey, grey+alpha, CMYK, 16-bit, palette, alpha: converted to 8-bit sRGB and served (a phone
 //   photo in CMYK or a 16-bit PNG is still a picture the user expects a label for).
 // - Empty body: 400 IMAGE_EMPTY. Not an image / SVG / PDF / anything else: 415
@@ -15,7 +16,7 @@
 //   mislabels its uploads would otherwise learn nothing of it (and filters keyed on the declared
 //   type are bypassed). `application/octet-stream` or no type declares nothing.
 import sharp from 'sharp';
-import { decodeImageToRgb } from '../data/image-decode.js';
+import { decodeImageToRgb, undecodableReason } from '../data/image-decode.js';
 import { normalizationLut, type Normalization } from '../data/normalization.js';
 import { ImageError } from './errors.js';
 
@@ -39,6 +40,9 @@ const FORMAT_OF_MEDIA_TYPE: Record<string, string> = {
   'image/heif': 'heif',
   'image/heic': 'heif',
 };
+
+/** Media types a raw /v1/predict body may carry: the image types above, and a type that declares nothing. */
+export const RAW_IMAGE_MEDIA_TYPES = [...Object.keys(FORMAT_OF_MEDIA_TYPE), 'application/octet-stream'];
 
 /** True when the declared type says nothing (absent, octet-stream) or names the decoded format. */
 export function declaredTypeMatches(declared: DeclaredFormat | undefined, format: string): boolean {
@@ -65,6 +69,8 @@ export async function inspectImage(bytes: Buffer, maxPixels = DEFAULT_MAX_PIXELS
       `images of format "${meta.format ?? 'unknown'}" are not accepted; send JPEG, PNG, WebP, GIF, TIFF or AVIF`,
     );
   }
+  const undecodable = undecodableReason(meta);
+  if (undecodable) throw new ImageError('IMAGE_UNSUPPORTED_FORMAT', undecodable);
   if (!declaredTypeMatches(declared, meta.format)) {
     throw new ImageError(
       'IMAGE_TYPE_MISMATCH',

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -59,12 +59,24 @@ beforeAll(async () => {
   // Photos in formats it does not read: named in a warning (notes and dotfiles are not).
   await writeFile(path.join(dataRoot, 'flat/red/IMG_0001.HEIC'), 'a phone photo');
   await writeFile(path.join(dataRoot, 'flat/red/IMG_0002.heic'), 'a phone photo');
-  await writeFile(path.join(dataRoot, 'flat/blue/scan.tif'), 'a scan');
+  await writeFile(path.join(dataRoot, 'flat/blue/scan.bmp'), 'a scan');
   // A folder of phone photos only: refused, saying what it skipped.
   for (const c of ['cats', 'dogs']) {
     await mkdir(path.join(dataRoot, 'phone', c), { recursive: true });
     for (let k = 0; k < 3; k++) await writeFile(path.join(dataRoot, 'phone', c, `IMG_${k}.HEIC`), 'x');
   }
+  // The other formats /v1/predict decodes: GIF, TIFF, AVIF.
+  for (let k = 0; k < 3; k++) {
+    const write = async (file: string, img: sharp.Sharp) => {
+      await mkdir(path.dirname(file), { recursive: true });
+      await writeFile(file, await img.toBuffer());
+    };
+    await write(path.join(dataRoot, 'formats/gifs', `frame${k}.gif`), solid(40, 30, [230, 200, 10]).gif());
+    await write(path.join(dataRoot, 'formats/tiffs', `scan${k}.TIF`), solid(30, 40, [10, 200, 230]).tiff());
+    await write(path.join(dataRoot, 'formats/avifs', `photo${k}.avif`), solid(48, 48, [200, 10, 200]).avif({ lossless: true }));
+  }
+  // A HEIC photo under an AVIF name (some converters do that): its header reads, its pixels cannot.
+  await writeFile(path.join(dataRoot, 'formats/avifs/IMG_0001.avif'), await readFile(new URL('../serving/fixtures/iphone-photo.heic', import.meta.url)));
   await writeFile(path.join(dataRoot, 'flat/red/.DS_Store'), 'junk');
   await writeFile(path.join(dataRoot, 'flat/green/corrupt.png'), Buffer.from('this is not a PNG at all, just text'));
   await mkdir(path.join(dataRoot, 'flat/empty-class'), { recursive: true });
@@ -179,6 +191,29 @@ describe('decodeImageToRgb', () => {
 });
 
 describe('imagefolder dataset', () => {
+  it('reads GIF, TIFF and AVIF photos, as /v1/predict does', async () => {
+    const warnings: DataWarning[] = [];
+    const ds = await loadDataset({ type: 'imagefolder', path: 'formats', valSplit: 0.34 }, { dataRoot, inputSize: 16, onWarning: (w) => warnings.push(w) });
+    expect(ds.classes).toEqual(['avifs', 'gifs', 'tiffs']);
+    expect([ds.train.length + ds.val.length, ds.stats.skipped]).toEqual([9, 1]);
+    expect(warnings).toEqual([
+      {
+        code: 'IMAGE_UNREADABLE',
+        message: `skipped ${path.join(dataRoot, 'formats/avifs/IMG_0001.avif')}: the image is HEIC (HEVC-coded, as iPhones save photos), which this server cannot decode; convert it to JPEG (on an iPhone: Settings > Camera > Formats > Most Compatible)`,
+      },
+    ]);
+    const colours = [
+      [200, 10, 200],
+      [230, 200, 10],
+      [10, 200, 230],
+    ];
+    for (let i = 0; i < ds.train.length; i++) {
+      const got = await meanRgb(ds.train, i, 16);
+      const want = colours[ds.train.labels[i]];
+      for (let c = 0; c < 3; c++) expect(Math.abs(got[c] - want[c]), `${ds.classes[ds.train.labels[i]]} ${got}`).toBeLessThanOrEqual(3);
+    }
+  });
+
   it('reads <class>/* with a deterministic per-class hold-out, skipping junk with warnings', async () => {
     const warnings: DataWarning[] = [];
     const cfg = { type: 'imagefolder' as const, path: 'flat', valSplit: 0.2 };
@@ -190,7 +225,7 @@ describe('imagefolder dataset', () => {
     expect(warnings.map((w) => w.code).sort()).toEqual(['CLASS_EMPTY', 'FORMAT_UNREAD', 'IMAGE_UNREADABLE']);
     expect(warnings.find((w) => w.code === 'IMAGE_UNREADABLE')!.message).toContain('corrupt.png');
     expect(warnings.find((w) => w.code === 'FORMAT_UNREAD')!.message).toBe(
-      'skipped 3 image files in other formats (.heic 2, .tif 1): only JPEG, PNG and WebP are read; convert them to train on them',
+      'skipped 3 image files in other formats (.heic 2, .bmp 1): only JPEG, PNG, WebP, GIF, TIFF and AVIF are read; convert them to train on them',
     );
 
     // colours arrive decoded (JPEG is lossy: within a few levels)

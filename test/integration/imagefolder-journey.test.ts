@@ -83,7 +83,7 @@ describe('image folder journey at 224 px', () => {
       expect(said.total).toBe(floatJob.warnings);
       expect(said.warnings).toHaveLength(said.total);
       expect(said.warnings.filter((w) => w.code === 'FORMAT_UNREAD').map((w) => w.message)).toEqual([
-        'skipped 2 image files in other formats (.heic 2): only JPEG, PNG and WebP are read; convert them to train on them',
+        'skipped 2 image files in other formats (.heic 2): only JPEG, PNG, WebP, GIF, TIFF and AVIF are read; convert them to train on them',
       ]);
 
       const lr = peakLearningRate({ batchSize: 4, learningRate: null }) / 10;

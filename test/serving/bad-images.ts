@@ -1,5 +1,6 @@
 // Real problem images, made with sharp (and one hand-patched PNG header), shared by the
 // preprocessing unit tests and the HTTP tests against a running server.
+import { readFile } from 'node:fs/promises';
 import zlib from 'node:zlib';
 import sharp from 'sharp';
 import { makeImage } from './fixtures.js';
@@ -45,5 +46,7 @@ export async function problemImages() {
       .gif()
       .toBuffer(),
     huge: await pngWithClaimedSize(50_000, 50_000),
+    // A real HEIC (64x48, made with libheif's heif-enc and x265): an iPhone's default format.
+    heic: await readFile(new URL('./fixtures/iphone-photo.heic', import.meta.url)),
   };
 }

@@ -4,6 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { errorsPlugin } from '../../src/api/plugins/errors.js';
 import { PredictBatchResponse, PredictResponse, predictRoutes } from '../../src/api/routes/predict.js';
@@ -119,6 +120,7 @@ describe('POST /v1/predict', () => {
       ['truncated', 400, 'IMAGE_CORRUPT'],
       ['animated', 400, 'IMAGE_ANIMATED'],
       ['huge', 400, 'IMAGE_TOO_LARGE'],
+      ['heic', 415, 'IMAGE_UNSUPPORTED_FORMAT'],
     ];
     for (const [name, status, code] of cases) {
       const form = new FormData();
@@ -129,6 +131,12 @@ describe('POST /v1/predict', () => {
       expect(body.error.code, name).toBe(code);
       expect(body.error.message.length, name).toBeGreaterThan(10);
     }
+    // An iPhone photo is not "corrupt": the answer says what it is and what to send.
+    const heic = new FormData();
+    heic.append('image', new Blob([bytes(imgs.heic)], { type: 'image/heic' }), 'IMG_0001.HEIC');
+    expect((await json(await post(heic))).error.message).toBe(
+      'the image is HEIC (HEVC-coded, as iPhones save photos), which this server cannot decode; convert it to JPEG (on an iPhone: Settings > Camera > Formats > Most Compatible)',
+    );
     // Converted, not rejected.
     for (const name of ['grey', 'alpha', 'sixteenBit', 'cmyk'] as const) {
       const form = new FormData();
@@ -137,10 +145,29 @@ describe('POST /v1/predict', () => {
       expect(res.status, name).toBe(200);
       expect((await json(res)).predictions, name).toHaveLength(5);
     }
-    // Raw bodies of the wrong media type, empty raw bodies and bad base64.
-    const text = await post('hello', { 'content-type': 'text/plain' });
-    expect(text.status).toBe(415);
-    expect((await json(text)).error.code).toBe('UNSUPPORTED_MEDIA_TYPE');
+    // Raw bodies of the wrong media type, empty raw bodies and bad base64. curl --data-binary
+    // without -H sends application/x-www-form-urlencoded: the answer says what to send instead.
+    const jpeg = await makeImage('jpeg', 60, 60);
+    for (const type of ['text/plain', 'application/x-www-form-urlencoded', '']) {
+      const res = await post(type ? jpeg : new Uint8Array(jpeg), type ? { 'content-type': type } : {});
+      expect([res.status, (await json(res)).error], type).toMatchObject([
+        415,
+        {
+          code: 'UNSUPPORTED_MEDIA_TYPE',
+          message: `content type "${type || 'none'}" is not accepted; send multipart/form-data (field "image"), the raw image as image/jpeg, image/png, image/webp (or application/octet-stream), or application/json {"image": "<base64>"}`,
+        },
+      ]);
+    }
+    // A raw body declaring nothing, or the type of a format the decoder reads, is an image.
+    const gif = await sharp(jpeg).gif().toBuffer();
+    for (const [body, type] of [
+      [jpeg, 'application/octet-stream'],
+      [gif, 'image/gif'],
+      [gif, 'application/octet-stream'],
+    ] as const) {
+      const res = await post(body, { 'content-type': type });
+      expect([res.status, (await json(res)).predictions?.length], type).toEqual([200, 5]);
+    }
     const emptyRaw = await post(new Uint8Array(0), { 'content-type': 'image/jpeg' });
     expect(emptyRaw.status).toBe(400);
     expect((await json(emptyRaw)).error.code).toBe('IMAGE_EMPTY');

@@ -415,7 +415,10 @@ describe('dashboard', () => {
     await prisma.trainingJob.create({ data: { id, name: 'phone photos', status: 'failed', config: '{}', warnings: 2 } });
     await prisma.jobEvent.createMany({
       data: [
-        warning('FORMAT_UNREAD', 'skipped 280 image files in other formats (.heic 280): only JPEG, PNG and WebP are read; convert them to train on them'),
+        warning(
+          'FORMAT_UNREAD',
+          'skipped 280 image files in other formats (.heic 280): only JPEG, PNG, WebP, GIF, TIFF and AVIF are read; convert them to train on them',
+        ),
         warning('CLASS_EMPTY', 'class folder "ferns" has no readable training images; it is not a class'),
       ],
     });
@@ -429,7 +432,7 @@ describe('dashboard', () => {
     await expect
       .poll(() => p.locator('#job-warning-list li').allTextContents(), { timeout: 10_000 })
       .toEqual([
-        'FORMAT_UNREAD skipped 280 image files in other formats (.heic 280): only JPEG, PNG and WebP are read; convert them to train on them',
+        'FORMAT_UNREAD skipped 280 image files in other formats (.heic 280): only JPEG, PNG, WebP, GIF, TIFF and AVIF are read; convert them to train on them',
         'CLASS_EMPTY class folder "ferns" has no readable training images; it is not a class',
         `IMAGE_UNREADABLE skipped ${path}: Input file has corrupt header`,
       ]);

@@ -15,7 +15,7 @@ import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { ServiceError, ValidationError } from '../../jobs/job-errors.js';
-import type { DeclaredFormat } from '../../serving/preprocess.js';
+import { RAW_IMAGE_MEDIA_TYPES, type DeclaredFormat } from '../../serving/preprocess.js';
 import { errorRef, jsonRef, jsonSchema, secured } from '../openapi-helpers.js';
 import { parseRequest } from '../validate.js';
 
@@ -76,9 +76,7 @@ const predictOperation = (operationId: string, summary: string) =>
       required: true,
       content: {
         'multipart/form-data': { schema: { type: 'object', properties: { image: { type: 'string', format: 'binary' } }, required: ['image'] } },
-        'image/jpeg': { schema: { type: 'string', format: 'binary' } },
-        'image/png': { schema: { type: 'string', format: 'binary' } },
-        'image/webp': { schema: { type: 'string', format: 'binary' } },
+        ...Object.fromEntries(RAW_IMAGE_MEDIA_TYPES.map((type) => [type, { schema: { type: 'string', format: 'binary' } }])),
         'application/json': { schema: jsonSchema(PredictJsonBody, 'input') },
       },
     },
@@ -138,8 +136,6 @@ export const openapi = {
   schemas: { PredictResponse: jsonSchema(PredictResponse), PredictBatchResponse: jsonSchema(PredictBatchResponse) },
 };
 
-const RAW_IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/webp'];
-
 /**
  * Base64 in the standard or URL-safe alphabet, ASCII whitespace anywhere, at most two `=` at the
  * end. The padding is the only character outside the first class, so the match is linear: a regex
@@ -182,7 +178,7 @@ class UnsupportedMediaTypeError extends ServiceError {
       `content type "${type.slice(0, 100) || 'none'}" is not accepted; send ` +
         (batch
           ? 'multipart/form-data (a file field "image" per image) or application/json {"images": ["<base64>", ...]}'
-          : 'multipart/form-data (field "image"), image/jpeg|png|webp, or application/json {"image": "<base64>"}'),
+          : 'multipart/form-data (field "image"), the raw image as image/jpeg, image/png, image/webp (or application/octet-stream), or application/json {"image": "<base64>"}'),
     );
   }
 }
@@ -306,7 +302,12 @@ export async function predictRoutes(app: FastifyInstance) {
   const serving = app.serving;
   const limit = serving.maxImageBytes;
   await app.register(multipart, { limits: { fileSize: limit, files: 1, fields: MAX_MULTIPART_FIELDS }, throwFileSizeLimit: true });
-  app.addContentTypeParser(RAW_IMAGE_TYPES, { parseAs: 'buffer', bodyLimit: limit }, (_req, body, done) => done(null, body));
+  app.addContentTypeParser(RAW_IMAGE_MEDIA_TYPES, { parseAs: 'buffer', bodyLimit: limit }, (_req, body, done) => done(null, body));
+  // Any other type (curl's --data-binary sends application/x-www-form-urlencoded unless told) is
+  // refused saying what to send, not with Fastify's bare "Unsupported Media Type".
+  app.addContentTypeParser('*', (req, _payload, done) =>
+    done(new UnsupportedMediaTypeError(contentType(req), req.routeOptions.url === '/v1/predict/batch'), undefined),
+  );
 
   const handler = async (req: FastifyRequest) => {
     const query = parseRequest(PredictQuery, req.query, 'query');
