@@ -122,7 +122,17 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
   const db = openDatabase(settings.databaseUrl);
   const store = openArtifactStore(settings);
   const queue = openTrainingQueue(settings);
-  queue.on('error', (err) => log.error({ err }, 'queue error'));
+  queue.on('error', (err) => {
+    // After Redis was out of reach longer than the lock, the stalled check re-queued a job this
+    // worker went on training; handing it back then finds the lock gone. The row is right (its
+    // writes are fenced by the owner token) and the re-queued entry is skipped: not an error.
+    if (/^Missing lock for job/.test(err.message))
+      log.warn(
+        { err },
+        'queue: a job left this worker after its queue lock had expired (Redis out of reach for a while); its row stays as this worker recorded it',
+      );
+    else log.error({ err }, 'queue error');
+  });
   // Publishes "job X has new events" after each lifecycle write, for the API's event streams.
   const publisher = new Redis(settings.redisUrl, { maxRetriesPerRequest: 1 });
   publisher.on('error', () => {}); // streams fall back to polling the database
@@ -243,7 +253,12 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
     }
     void endUnowned(db.prisma, { id: job.data.jobId }, 'WORKER_LOST', err.message, wake).catch((e) => log.error({ err: e }, 'could not record a stalled job'));
   });
-  queue.on('stalled', (job) => log.warn({ jobId: job.data.jobId }, 'job stalled (its worker died); re-queued'));
+  queue.on('stalled', (job) =>
+    log.warn(
+      { jobId: job.data.jobId },
+      'job stalled: its queue lock expired (its worker died, or could not reach Redis for LOCK_DURATION_MS); re-queued, to resume from its last checkpoint unless its worker still trains it',
+    ),
+  );
   // This worker could not renew its lock (Redis trouble): another worker may get the job soon, so
   // hand it back with a checkpoint now rather than train on without a lock.
   queue.on('lock-extension-failed', (job, err) => {
