@@ -3,12 +3,15 @@
 //
 //   npx tsx bench/predict.ts model            # model-only latency: batch 1, one ORT thread
 //   npx tsx bench/predict.ts http             # HTTP load: autocannon, 16 connections, 20 s, 224x224 JPEG
+//   npx tsx bench/predict.ts folder           # a folder's worth of photos: one per request, then batches
 //   npx tsx bench/predict.ts all
 // Options: --runs N (model, default 300), --seconds S, --connections C, --workers W (pool size),
 // --encoding int8|uint8 (weight storage, default both for `model`; for `http` see HTTP_ENCODING),
 // --weight-bits 7|8 (http: the served model's weight grid, default the training config's),
 // --loop closed|open|both (http, default both), --rate R (open loop: R req/s offered in total,
-// default 150), --batch-window MS, --max-batch N (the pool's micro-batching).
+// default 150), --batch-window MS, --max-batch N (the pool's micro-batching), --images N and
+// --batch B (folder: N photos, default 1000, posted one per request and then B per request to
+// /v1/predict/batch, default 16, over --connections, default 4 here).
 //
 // `http` serves from a child process and loads it twice: closed loop (autocannon; each connection
 // posts again as soon as it has its answer: the most the service does, and by Little's law p50 is
@@ -60,6 +63,8 @@ const { positionals, values } = parseArgs({
     'weight-bits': { type: 'string' },
     'batch-window': { type: 'string', default: '2' },
     'max-batch': { type: 'string', default: '8' },
+    images: { type: 'string', default: '1000' },
+    batch: { type: 'string', default: '16' },
   },
 });
 const mode = positionals[0] ?? 'model';
@@ -395,7 +400,8 @@ async function openLoop(url: string, body: Buffer, rate: number, seconds: number
   };
 }
 
-async function benchHttp(): Promise<void> {
+/** The bench server in a child process (see serveForBench); `stop` ends it. */
+async function startBenchServer(): Promise<{ url: string; child: ChildProcess; stop: () => Promise<void> }> {
   const args = [
     'http-server',
     '--encoding',
@@ -411,8 +417,96 @@ async function benchHttp(): Promise<void> {
   ];
   // Same script, same loader flags (tsx), so the server runs exactly this code.
   const child = fork(fileURLToPath(import.meta.url), args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const { url } = await nextMessage(child, 'ready').catch((err: Error) => {
+    child.kill();
+    throw err;
+  });
+  const stop = async () => {
+    if (child.exitCode !== null) return;
+    child.send({ type: 'stop' } satisfies ToServer);
+    await new Promise((resolve) => child.once('exit', resolve));
+  };
+  return { url, child, stop };
+}
+
+/**
+ * Photos as a user has them in a folder: 100 distinct JPEGs of the sizes phones and datasets give
+ * (500x375 to 640x480, ~100 KB), posted as multipart files the way `curl -F image=@...` does.
+ */
+async function folderPhotos(): Promise<Buffer[]> {
+  const sizes = [
+    [500, 375],
+    [375, 500],
+    [640, 480],
+    [333, 500],
+    [500, 333],
+    [420, 420],
+  ];
+  const rng = mulberry32(7);
+  return Promise.all(
+    Array.from({ length: 100 }, (_, i) => {
+      const [w, h] = sizes[i % sizes.length];
+      const px = Buffer.alloc(w * h * 3);
+      for (let k = 0; k < px.length; k++) px[k] = (Math.sin(k * 0.001 * (1 + (i % 7))) * 60 + 128 + (rng() - 0.5) * 90) & 255;
+      return sharp(px, { raw: { width: w, height: h, channels: 3 } })
+        .jpeg({ quality: 88 })
+        .toBuffer();
+    }),
+  );
+}
+
+/** N photos through the API: one per request to /v1/predict, then B per request to /v1/predict/batch. */
+async function benchFolder(): Promise<void> {
+  const images = Number(values.images);
+  const batch = Number(values.batch);
+  const connections = Number(values.connections === '16' ? '4' : values.connections);
+  const server = await startBenchServer();
   try {
-    const { url } = await nextMessage(child, 'ready');
+    const photos = await folderPhotos();
+    const kb = photos.reduce((s, p) => s + p.length, 0) / photos.length / 1024;
+    console.log(
+      `# server in a child process: MobileNetV2 1.0 @ ${SIZE}, ${values.workers} inference workers, max batch ${values['max-batch']}, no rate limit; ${images} photos (100 distinct JPEGs, 333x500 to 640x480, ${kb.toFixed(0)} KB on average) over ${connections} connections`,
+    );
+    const run = async (perRequest: number, quiet = false): Promise<void> => {
+      let next = 0;
+      let answered = 0;
+      let failed = 0;
+      const t0 = performance.now();
+      await Promise.all(
+        Array.from({ length: connections }, async () => {
+          while (next < images) {
+            const first = next;
+            const end = Math.min(images, first + perRequest);
+            next = end;
+            const form = new FormData();
+            for (let i = first; i < end; i++) form.append('image', new Blob([new Uint8Array(photos[i % photos.length])], { type: 'image/jpeg' }), `${i}.jpg`);
+            const res = await fetch(`${server.url}/v1/predict${perRequest > 1 ? '/batch' : ''}`, { method: 'POST', body: form });
+            const body = (await res.json()) as { results?: Array<{ predictions?: unknown }> };
+            const ok = res.status === 200 ? (body.results ? body.results.filter((r) => r.predictions).length : 1) : 0;
+            answered += ok;
+            failed += end - first - ok;
+          }
+        }),
+      );
+      const s = (performance.now() - t0) / 1000;
+      if (quiet) return;
+      const how = perRequest > 1 ? `batches of ${perRequest} (/v1/predict/batch)` : 'one per request (/v1/predict)';
+      console.log(
+        `predict-folder ${images} photos, ${how}, ${connections} connections: ${s.toFixed(2)} s  ${(answered / s).toFixed(1)} images/s  failed ${failed}  (${Math.ceil(images / perRequest)} requests)`,
+      );
+    };
+    await run(1, true); // warm-up: JIT, sharp's pools, the model's first runs
+    await run(1);
+    await run(batch);
+  } finally {
+    await server.stop();
+    if (server.child.exitCode === null) server.child.kill();
+  }
+}
+
+async function benchHttp(): Promise<void> {
+  const { url, child, stop } = await startBenchServer();
+  try {
     const raw = Buffer.alloc(SIZE * SIZE * 3);
     for (let i = 0; i < raw.length; i++) raw[i] = (i * 7 + (i >> 10)) & 255;
     const jpeg = await sharp(raw, { raw: { width: SIZE, height: SIZE, channels: 3 } })
@@ -471,8 +565,7 @@ async function benchHttp(): Promise<void> {
     };
     if (values.loop !== 'open') await load();
     if (values.loop !== 'closed') await load(Number(values.rate));
-    child.send({ type: 'stop' } satisfies ToServer);
-    await new Promise((resolve) => child.once('exit', resolve));
+    await stop();
   } finally {
     if (child.exitCode === null) child.kill();
   }
@@ -490,3 +583,4 @@ if (mode === 'model' || mode === 'all') {
   await benchModel(graph);
 }
 if (mode === 'http' || mode === 'all') await benchHttp();
+if (mode === 'folder' || mode === 'all') await benchFolder();
