@@ -346,6 +346,12 @@ describe('dashboard', () => {
     const sum = (await page.locator('#predictions .value').allTextContents()).reduce((s, t) => s + parseFloat(t), 0);
     expect(sum).toBeGreaterThan(99);
     expect(await page.textContent('#predict-timings')).toMatch(/decode [\d.]+ ms · queue [\d.]+ ms · inference [\d.]+ ms · batch of \d+/);
+    // A file the browser has no type for (no extension) goes as application/octet-stream: the
+    // bytes say what it is (it was a bare 415 "Unsupported Media Type" until the thirty-fifth session).
+    await page.evaluate(() => document.querySelector('#predictions')!.replaceChildren());
+    await page.setInputFiles('#predict-file', { name: 'scan', mimeType: '', buffer: await makeImage('jpeg', 48, 48, 3) });
+    await expect.poll(() => page.locator('#predictions li').count(), { timeout: 15_000 }).toBe(3);
+    expect(await page.textContent('#predict-error')).toBe('');
   });
 
   it('passes axe-core (WCAG 2.1 A and AA) with everything on screen', async () => {
