@@ -11,23 +11,10 @@
 // so a reader that has seen id N and asks for ids above N misses none.
 import type { Tx } from '../db/database.js';
 import type { JobStatus } from './job-status.js';
+import type { JobEventStatusData } from './job-view.js';
 
 export const JOB_EVENT_TYPES = ['status', 'progress', 'metric', 'evaluation', 'warning'] as const;
 export type JobEventType = (typeof JOB_EVENT_TYPES)[number];
-
-export interface StatusPayload {
-  status: JobStatus;
-  error?: { code: string; message: string } | null;
-}
-export interface ProgressPayload {
-  step: number;
-  epoch: number;
-  totalSteps?: number | null;
-  imagesPerSecond?: number | null;
-  backend?: string | null;
-  /** On a (re)start: points after this step belonged to a run that died and are gone. */
-  restartedAtStep?: number;
-}
 
 export interface NewJobEvent {
   type: JobEventType;
@@ -58,5 +45,5 @@ export async function noteWrite(tx: Tx, jobId: string, events: NewJobEvent[]): P
 
 export const statusEvent = (status: JobStatus, error?: { code: string; message: string }): NewJobEvent => ({
   type: 'status',
-  payload: { status, ...(error ? { error } : {}) } satisfies StatusPayload,
+  payload: { status, ...(error ? { error } : {}) } satisfies JobEventStatusData,
 });

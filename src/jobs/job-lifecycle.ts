@@ -18,7 +18,7 @@ import type { Prisma, Tx } from '../db/database.js';
 import { JOB_WITH_MODEL, recordJobModel, servingModel, type NewModel } from '../db/model-rows.js';
 import { InitJobInvalidError, JobInUseError, JobNotFoundError, JobStateError, toIssues } from './job-errors.js';
 import { bumpRevision, noteWrite, recordEvents, statusEvent, type JobWake } from './job-events.js';
-import { toMetricPointView, type JobEventWarningData } from './job-view.js';
+import { toMetricPointView, type JobEventProgressData, type JobEventWarningData } from './job-view.js';
 import { JOB_STATUSES, TERMINAL_STATUSES, isTerminal, type JobStatus } from './job-status.js';
 import { TrainingConfig } from '../config/training-config.js';
 import { redact } from '../redact.js';
@@ -393,7 +393,13 @@ export class JobOwner {
       await noteWrite(tx, this.jobId, [
         {
           type: 'progress',
-          payload: { step: info.startStep, epoch: job.epoch, totalSteps: info.totalSteps, backend: info.backend, restartedAtStep: info.startStep },
+          payload: {
+            step: info.startStep,
+            epoch: job.epoch,
+            totalSteps: info.totalSteps,
+            backend: info.backend,
+            restartedAtStep: info.startStep,
+          } satisfies JobEventProgressData,
         },
       ]);
     });
@@ -423,7 +429,7 @@ export class JobOwner {
   async steps(records: readonly StepRecord[]): Promise<'running' | 'cancelling'> {
     const last = records.at(-1);
     if (!last) throw new RangeError('JobOwner.steps: no steps to write');
-    const progress = { step: last.step, epoch: last.epoch, imagesPerSecond: last.imagesPerSecond };
+    const progress = { step: last.step, epoch: last.epoch, imagesPerSecond: last.imagesPerSecond } satisfies JobEventProgressData;
     return this.write(async (tx) => {
       // The fence, the progress and the revision bump in one statement: this write runs every
       // second beside a training step, on the cores it trains on.

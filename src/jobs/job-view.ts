@@ -111,6 +111,8 @@ export const JobEventProgressData = z.object({
   /** On a (re)start from a checkpoint: points after this step belonged to a run that died and are gone. */
   restartedAtStep: z.number().int().optional(),
 });
+export type JobEventStatusData = z.infer<typeof JobEventStatusData>;
+export type JobEventProgressData = z.infer<typeof JobEventProgressData>;
 
 /** A `warning` event's data: something that did not stop the job (skipped images, a model at chance). */
 export const JobEventWarningData = z.object({ code: z.string(), message: z.string() });
