@@ -782,14 +782,23 @@ async function promoteModel(m, button) {
 
 // ---- predict ------------------------------------------------------------------------------------
 
+/** Images per POST /v1/predict/batch (the server's PREDICT_MAX_IMAGES_PER_REQUEST default). */
+const PREDICT_BATCH = 16;
+
 async function predict() {
-  const file = $('#predict-file').files[0];
-  if (!file) return;
+  const files = [...$('#predict-file').files];
+  if (!files.length) return;
   $('#predict-error').textContent = '';
   $('#predictions').replaceChildren();
   $('#predict-timings').textContent = '';
+  $('#predict-batch tbody').replaceChildren();
+  $('#predict-batch-box').hidden = files.length === 1;
   const img = $('#predict-image');
   if (img.src) URL.revokeObjectURL(img.src);
+  img.removeAttribute('src');
+  img.hidden = true;
+  if (files.length > 1) return predictMany(files);
+  const file = files[0];
   img.src = URL.createObjectURL(file);
   img.alt = `the image sent: ${file.name}`;
   img.hidden = false;
@@ -813,6 +822,29 @@ async function predict() {
     const t = res.timings;
     $('#predict-timings').textContent =
       `model ${res.model.id.slice(0, 8)} · decode ${t.decodeMs.toFixed(1)} ms · queue ${t.queueMs.toFixed(1)} ms · inference ${t.inferMs.toFixed(1)} ms · batch of ${t.batchSize}`;
+  } catch (err) {
+    $('#predict-error').textContent = err.message;
+  }
+}
+
+/** Several files: one row each (its top class, or why it has none), sent PREDICT_BATCH at a time. */
+async function predictMany(files) {
+  const tbody = $('#predict-batch tbody');
+  try {
+    for (let first = 0; first < files.length; first += PREDICT_BATCH) {
+      const form = new FormData();
+      for (const f of files.slice(first, first + PREDICT_BATCH)) form.append('image', f, f.name);
+      const res = await api('/v1/predict/batch?topK=1', { method: 'POST', body: form });
+      tbody.append(
+        ...res.results.map((r) => {
+          const name = files[first + r.index].name;
+          if (r.error) return el('tr', {}, el('td', {}, name), el('td', { colSpan: 2, className: 'error' }, `${r.error.code}: ${r.error.message}`));
+          const top = r.predictions[0];
+          return el('tr', {}, el('td', {}, name), el('td', {}, top.label), el('td', { className: 'num' }, pct(top.probability)));
+        }),
+      );
+      if (res.model) $('#predict-timings').textContent = `model ${res.model.id.slice(0, 8)} · ${tbody.rows.length} of ${files.length} images`;
+    }
   } catch (err) {
     $('#predict-error').textContent = err.message;
   }

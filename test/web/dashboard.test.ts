@@ -354,6 +354,24 @@ describe('dashboard', () => {
     expect(await page.textContent('#predict-error')).toBe('');
   });
 
+  it('classifies several images at once: a row each, in order, an unreadable one saying why', async () => {
+    await page.setInputFiles('#predict-file', [
+      { name: 'first.png', mimeType: 'image/png', buffer: await makeImage('png', 48, 48, 4) },
+      { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not a picture') },
+      { name: 'third.jpg', mimeType: 'image/jpeg', buffer: await makeImage('jpeg', 40, 56, 5) },
+    ]);
+    await expect.poll(() => page.locator('#predict-batch tbody tr').count(), { timeout: 15_000 }).toBe(3);
+    const rows = await page
+      .locator('#predict-batch tbody tr')
+      .evaluateAll((trs) => trs.map((tr) => Array.from(tr.querySelectorAll('td'), (td) => td.textContent)));
+    expect(rows.map((r) => r[0])).toEqual(['first.png', 'notes.txt', 'third.jpg']);
+    expect(rows[1][1]).toMatch(/^IMAGE_UNSUPPORTED_FORMAT: /);
+    for (const r of [rows[0], rows[2]]) expect([r[1], r[2]]).toEqual([expect.stringMatching(/^pattern-\d$/), expect.stringMatching(/^[\d.]+%$/)]);
+    expect(await page.isVisible('#predict-image')).toBe(false);
+    expect(await page.locator('#predictions li').count()).toBe(0);
+    expect(await page.textContent('#predict-timings')).toMatch(/^model \w{8} · 3 of 3 images$/);
+  });
+
   it('passes axe-core (WCAG 2.1 A and AA) with everything on screen', async () => {
     expect(await axeViolations(page)).toEqual([]);
   });
