@@ -3,10 +3,9 @@
 // call this.
 import { ServiceError } from '../jobs/job-errors.js';
 import { PredictorPool, type PredictorPoolOptions } from './predictor-pool.js';
-import { ModelRegistry, type ModelRegistryOptions } from './model-registry.js';
+import { ModelRegistry, type ModelLease, type ModelRegistryOptions } from './model-registry.js';
 import type { ModelStore } from './model-store.js';
 import { OverloadedError } from './errors.js';
-import type { ModelLease } from './model-registry.js';
 import { DEFAULT_MAX_PIXELS, decodeInspected, inspectImage, type DeclaredFormat } from './preprocess.js';
 
 export interface Prediction {

@@ -61,7 +61,7 @@ export async function inspectImage(bytes: Buffer, maxPixels = DEFAULT_MAX_PIXELS
     // limitInputPixels false here: we want the dimensions even of a huge image, to say so.
     meta = await sharp(bytes, { limitInputPixels: false, pages: -1 }).metadata();
   } catch {
-    throw new ImageError('IMAGE_UNSUPPORTED_FORMAT', 'the body is not an image in a supported format (JPEG, PNG, WebP, GIF, TIFF, AVIF)');
+    throw new ImageError('IMAGE_UNSUPPORTED_FORMAT', 'the upload is not an image in a supported format (JPEG, PNG, WebP, GIF, TIFF, AVIF)');
   }
   if (!meta.format || !ACCEPTED_FORMATS.has(meta.format)) {
     throw new ImageError(
