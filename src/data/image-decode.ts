@@ -18,6 +18,12 @@ export interface RawImage {
 }
 
 /**
+ * sharp's names for the formats decoded here, for training and /v1/predict alike (AVIF reads as
+ * `heif`; HEIC too, which undecodableReason then refuses).
+ */
+export const DECODED_FORMATS: ReadonlySet<string> = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif', 'avif']);
+
+/**
  * Why a picture whose header reads cannot be decoded by this build, or null. sharp's prebuilt
  * libvips reads HEIF containers but has no HEVC codec (patents), so an iPhone's HEIC photo passes
  * the header check and then fails as "bad seek": said here in words a user can act on.

@@ -1,7 +1,7 @@
 // The `imagefolder` data set: `root/<class>/**/*` (validation held out per class) or
 // `root/train/<class>/**/*` + `root/val/<class>/**/*`. JPEG, PNG, WebP, GIF, TIFF and AVIF, chosen
-// by extension and confirmed by reading the header at load. Pixels are decoded lazily, the first time a batch needs
-// them, and kept (within a byte budget) so later epochs never decode again.
+// by extension and confirmed by reading the header at load. Pixels are decoded lazily, the first
+// time a batch needs them, and kept (within a byte budget) so later epochs never decode again.
 import type { Dirent } from 'node:fs';
 import { readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -9,7 +9,7 @@ import sharp from 'sharp';
 import type { SourceImage } from './augment.js';
 import { DatasetError, type DataWarning } from './errors.js';
 import { cachedBytes, type ByteBudget } from './byte-cache.js';
-import { decodeImageToRgb, undecodableReason } from './image-decode.js';
+import { DECODED_FORMATS, decodeImageToRgb, undecodableReason } from './image-decode.js';
 import { Rng, hashSeed, shuffleInPlace } from './rng.js';
 import { isInside, resolveUnderRoot } from './safe-path.js';
 
@@ -25,8 +25,6 @@ export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.jpe', '.jfif', '.png
  * passed over in silence.
  */
 const OTHER_IMAGE_EXTENSIONS = new Set(['.heic', '.heif', '.bmp', '.jp2', '.dng', '.cr2', '.nef', '.arw']);
-/** sharp's names for them (AVIF is a HEIF container). */
-const ACCEPTED_FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif']);
 const VAL_DIR_NAMES = ['val', 'validation'];
 const HOLDOUT_STREAM = 0x4f1d;
 const MAX_DEPTH = 8;
@@ -147,7 +145,7 @@ async function validateHeaders(files: string[], warn: Warn, stats: FolderStats):
       const i = next++;
       try {
         const meta = await sharp(files[i]).metadata();
-        if (!meta.format || !ACCEPTED_FORMATS.has(meta.format)) throw new Error(`unsupported format ${meta.format ?? 'unknown'}`);
+        if (!meta.format || !DECODED_FORMATS.has(meta.format)) throw new Error(`unsupported format ${meta.format ?? 'unknown'}`);
         const undecodable = undecodableReason(meta);
         if (undecodable) throw new Error(undecodable);
         if (!meta.width || !meta.height) throw new Error('no image size in header');
@@ -204,7 +202,7 @@ export async function scanImageFolder(dataRoot: string, relPath: string, valSpli
     warn({ code: 'FORMAT_UNREAD', message: `skipped ${skippedFormats}: only JPEG, PNG, WebP, GIF, TIFF and AVIF are read; convert them to train on them` });
   }
 
-  // Drop files whose header is not a readable JPEG/PNG/WebP before anything depends on the lists.
+  // Drop files whose header is not a readable image before anything depends on the lists.
   const filter = async (byClass: Map<string, string[]>) => {
     for (const [name, files] of byClass) {
       const ok = await validateHeaders(files, warn, stats);

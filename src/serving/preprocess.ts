@@ -16,11 +16,10 @@
 //   mislabels its uploads would otherwise learn nothing of it (and filters keyed on the declared
 //   type are bypassed). `application/octet-stream` or no type declares nothing.
 import sharp from 'sharp';
-import { decodeImageToRgb, undecodableReason } from '../data/image-decode.js';
+import { DECODED_FORMATS, decodeImageToRgb, undecodableReason } from '../data/image-decode.js';
 import { normalizationLut, type Normalization } from '../data/normalization.js';
 import { ImageError } from './errors.js';
 
-export const ACCEPTED_FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif', 'avif']);
 /** Models take at most 224x224; 4096x4096 still admits a 12 MP phone photo (the PREDICT_MAX_IMAGE_PIXELS default). */
 export const DEFAULT_MAX_PIXELS = 4096 * 4096;
 
@@ -63,7 +62,7 @@ export async function inspectImage(bytes: Buffer, maxPixels = DEFAULT_MAX_PIXELS
   } catch {
     throw new ImageError('IMAGE_UNSUPPORTED_FORMAT', 'the upload is not an image in a supported format (JPEG, PNG, WebP, GIF, TIFF, AVIF)');
   }
-  if (!meta.format || !ACCEPTED_FORMATS.has(meta.format)) {
+  if (!meta.format || !DECODED_FORMATS.has(meta.format)) {
     throw new ImageError(
       'IMAGE_UNSUPPORTED_FORMAT',
       `images of format "${meta.format ?? 'unknown'}" are not accepted; send JPEG, PNG, WebP, GIF, TIFF or AVIF`,
