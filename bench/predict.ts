@@ -52,7 +52,8 @@ const { positionals, values } = parseArgs({
   options: {
     runs: { type: 'string', default: '300' },
     seconds: { type: 'string', default: '20' },
-    connections: { type: 'string', default: '16' },
+    /** Default 16 for http, 4 for folder. */
+    connections: { type: 'string' },
     workers: { type: 'string', default: '2' },
     encoding: { type: 'string' },
     /** http: closed (as fast as the connections go), open (a fixed offered rate), or both. */
@@ -459,7 +460,7 @@ async function folderPhotos(): Promise<Buffer[]> {
 async function benchFolder(): Promise<void> {
   const images = Number(values.images);
   const batch = Number(values.batch);
-  const connections = Number(values.connections === '16' ? '4' : values.connections);
+  const connections = Number(values.connections ?? 4);
   const server = await startBenchServer();
   try {
     const photos = await folderPhotos();
@@ -512,7 +513,7 @@ async function benchHttp(): Promise<void> {
     const jpeg = await sharp(raw, { raw: { width: SIZE, height: SIZE, channels: 3 } })
       .jpeg({ quality: 90 })
       .toBuffer();
-    const connections = Number(values.connections);
+    const connections = Number(values.connections ?? 16);
     const seconds = Number(values.seconds);
     console.log(
       `# server in a child process: MobileNetV2 1.0 @ ${SIZE}, ${HTTP_WEIGHT_BITS}-bit weights in ${HTTP_ENCODING} storage, ${values.workers} inference workers, batch window ${values['batch-window']} ms, max batch ${values['max-batch']}; client in this process, ${jpeg.length}-byte ${SIZE}x${SIZE} JPEG`,
