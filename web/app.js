@@ -4,6 +4,7 @@
 //   - compared runs page their metrics with the revision cursor (?cursor=), which returns every
 //     point and every later score once;
 //   - the job table, the models and /readyz are polled (they change rarely and cost one request).
+import { packBatches } from './batches.js';
 import { columns, joinRuns, lineChart, PALETTE, toCsv } from './charts.js';
 import { followEvents } from './sse.js';
 
@@ -782,12 +783,24 @@ async function promoteModel(m, button) {
 
 // ---- predict ------------------------------------------------------------------------------------
 
-/** Images per POST /v1/predict/batch (the server's PREDICT_MAX_IMAGES_PER_REQUEST default). */
-const PREDICT_BATCH = 16;
+/** Bumped by each pick of files: a slow batch of an earlier pick stops writing to the page. */
+let predictRun = 0;
+
+/** The server's upload limits (GET /v1/predict/limits), asked once per page. */
+let predictLimits = null;
+
+async function getPredictLimits() {
+  predictLimits ??= api('/v1/predict/limits').catch((err) => {
+    predictLimits = null; // ask again next time: a 429 or an outage says nothing about the limits
+    throw err;
+  });
+  return predictLimits;
+}
 
 async function predict() {
   const files = [...$('#predict-file').files];
   if (!files.length) return;
+  const run = ++predictRun;
   $('#predict-error').textContent = '';
   $('#predictions').replaceChildren();
   $('#predict-timings').textContent = '';
@@ -797,7 +810,7 @@ async function predict() {
   if (img.src) URL.revokeObjectURL(img.src);
   img.removeAttribute('src');
   img.hidden = true;
-  if (files.length > 1) return predictMany(files);
+  if (files.length > 1) return predictMany(files, run);
   const file = files[0];
   img.src = URL.createObjectURL(file);
   img.alt = `the image sent: ${file.name}`;
@@ -827,26 +840,50 @@ async function predict() {
   }
 }
 
-/** Several files: one row each (its top class, or why it has none), sent PREDICT_BATCH at a time. */
-async function predictMany(files) {
+/**
+ * Several files: one row each (its top class, or why it has none), in order, sent in requests the
+ * server takes whole. A request that fails marks its own files and the rest are still sent.
+ */
+async function predictMany(files, run) {
   const tbody = $('#predict-batch tbody');
+  const rows = files.map((f) => el('tr', {}, el('td', {}, f.name), el('td', { colSpan: 2, className: 'waiting' }, 'waiting')));
+  tbody.replaceChildren(...rows);
+  const fail = (i, text) => rows[i].replaceChildren(el('td', {}, files[i].name), el('td', { colSpan: 2, className: 'error' }, text));
+  let limits;
   try {
-    for (let first = 0; first < files.length; first += PREDICT_BATCH) {
-      const form = new FormData();
-      for (const f of files.slice(first, first + PREDICT_BATCH)) form.append('image', f, f.name);
-      const res = await api('/v1/predict/batch?topK=1', { method: 'POST', body: form });
-      tbody.append(
-        ...res.results.map((r) => {
-          const name = files[first + r.index].name;
-          if (r.error) return el('tr', {}, el('td', {}, name), el('td', { colSpan: 2, className: 'error' }, `${r.error.code}: ${r.error.message}`));
-          const top = r.predictions[0];
-          return el('tr', {}, el('td', {}, name), el('td', {}, top.label), el('td', { className: 'num' }, pct(top.probability)));
-        }),
-      );
-      if (res.model) $('#predict-timings').textContent = `model ${res.model.id.slice(0, 8)} · ${tbody.rows.length} of ${files.length} images`;
-    }
+    limits = await getPredictLimits();
   } catch (err) {
     $('#predict-error').textContent = err.message;
+    return;
+  }
+  const { batches, tooLarge } = packBatches(
+    files.map((f) => f.size),
+    limits,
+  );
+  for (const i of tooLarge) fail(i, `BODY_TOO_LARGE: the image is larger than the limit of ${limits.maxBytesPerRequest} bytes`);
+  let done = tooLarge.length;
+  for (const batch of batches) {
+    const form = new FormData();
+    for (const i of batch) form.append('image', files[i], files[i].name);
+    try {
+      const res = await api('/v1/predict/batch?topK=1', { method: 'POST', body: form });
+      if (run !== predictRun) return;
+      for (const r of res.results) {
+        const i = batch[r.index];
+        if (r.error) {
+          fail(i, `${r.error.code}: ${r.error.message}`);
+          continue;
+        }
+        const top = r.predictions[0];
+        rows[i].replaceChildren(el('td', {}, files[i].name), el('td', {}, top.label), el('td', { className: 'num' }, pct(top.probability)));
+      }
+      done += batch.length;
+      if (res.model) $('#predict-timings').textContent = `model ${res.model.id.slice(0, 8)} · ${done} of ${files.length} images`;
+    } catch (err) {
+      if (run !== predictRun) return;
+      for (const i of batch) fail(i, err.message);
+      if (err.status === 401 || err.status === 403) return;
+    }
   }
 }
 

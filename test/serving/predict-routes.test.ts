@@ -7,7 +7,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { errorsPlugin } from '../../src/api/plugins/errors.js';
-import { PredictBatchResponse, PredictResponse, predictRoutes } from '../../src/api/routes/predict.js';
+import { PredictBatchResponse, PredictLimits, PredictResponse, predictRoutes } from '../../src/api/routes/predict.js';
 import { ModelDetail, ModelEvaluationResponse, ModelList, modelsRoutes } from '../../src/api/routes/models.js';
 import { servingPlugin } from '../../src/serving/plugin.js';
 import { EvaluationAccumulator } from '../../src/export/export-job-evaluate.js';
@@ -295,6 +295,31 @@ describe('POST /v1/predict/batch', () => {
         { index: 1, error: { code: 'IMAGE_UNSUPPORTED_FORMAT' } },
       ],
     });
+  });
+
+  it('GET /v1/predict/limits tells a client the limits a batch must keep, and a batch packed to them is taken whole', async () => {
+    const limits = PredictLimits.parse(await json(await fetch(`${url}/v1/predict/limits`)));
+    expect(limits).toEqual({
+      maxImagesPerRequest: 4,
+      maxBytesPerRequest: 200_000,
+      maxImagePixels: 4_000_000,
+      mediaTypes: expect.arrayContaining(['image/jpeg', 'image/png']),
+    });
+    // Images of 60 KB each: as many as both limits allow (3), then one over the byte limit (4).
+    const chunk = await sharp(randomBytes(150 * 150 * 3), { raw: { width: 150, height: 150, channels: 3 } })
+      .jpeg({ quality: 100 })
+      .toBuffer();
+    const fit = Math.min(limits.maxImagesPerRequest, Math.floor(limits.maxBytesPerRequest / chunk.length));
+    expect(fit).toBeGreaterThan(1);
+    const send = (n: number) => {
+      const form = new FormData();
+      for (let i = 0; i < n; i++) form.append('image', new Blob([bytes(chunk)], { type: 'image/jpeg' }), `${i}.jpg`);
+      return post('/v1/predict/batch', form);
+    };
+    const packed = await send(fit);
+    expect(packed.status).toBe(200);
+    expect((await json(packed)).results.map((r: { predictions?: unknown[] }) => r.predictions?.length)).toEqual(Array(fit).fill(5));
+    expect((await send(fit + 1)).status).toBe(fit < limits.maxImagesPerRequest ? 413 : 400);
   });
 
   it('refuses a request it cannot answer whole, with a code saying why, and keeps serving', async () => {

@@ -4,7 +4,8 @@
 // Each feature is driven through the page: the new-job form and its field errors, live charts
 // from the event stream, cancel, comparing runs, the models view (download, promote), the final
 // evaluation, predict, CSV export, axe-core's WCAG A/AA rules, and a 360 px wide screen.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { KeyStore } from '../../src/auth/key-store.js';
@@ -360,7 +361,8 @@ describe('dashboard', () => {
       { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not a picture') },
       { name: 'third.jpg', mimeType: 'image/jpeg', buffer: await makeImage('jpeg', 40, 56, 5) },
     ]);
-    await expect.poll(() => page.locator('#predict-batch tbody tr').count(), { timeout: 15_000 }).toBe(3);
+    // A row each at once ("waiting"), filled in as the answer comes.
+    await expect.poll(() => page.textContent('#predict-timings'), { timeout: 15_000 }).toMatch(/^model \w{8} · 3 of 3 images$/);
     const rows = await page
       .locator('#predict-batch tbody tr')
       .evaluateAll((trs) => trs.map((tr) => Array.from(tr.querySelectorAll('td'), (td) => td.textContent)));
@@ -369,7 +371,37 @@ describe('dashboard', () => {
     for (const r of [rows[0], rows[2]]) expect([r[1], r[2]]).toEqual([expect.stringMatching(/^pattern-\d$/), expect.stringMatching(/^[\d.]+%$/)]);
     expect(await page.isVisible('#predict-image')).toBe(false);
     expect(await page.locator('#predictions li').count()).toBe(0);
-    expect(await page.textContent('#predict-timings')).toMatch(/^model \w{8} · 3 of 3 images$/);
+  });
+
+  it("classifies phone photos in requests within the server's byte limit; a file over it alone is named, not sent", async () => {
+    // 12 MP JPEGs of 3.7 MB, as phones take them: three of them are over the 10 MB a request may
+    // carry, so sixteen to a request (as the page once sent) got a 413 for all of them.
+    const photo = () =>
+      sharp(randomBytes(504 * 378 * 3), { raw: { width: 504, height: 378, channels: 3 } })
+        .resize(4032, 3024, { kernel: 'cubic' })
+        .jpeg({ quality: 90 })
+        .toBuffer();
+    const photos = await Promise.all(Array.from({ length: 5 }, photo));
+    const scan = await sharp(randomBytes(2000 * 1900 * 3), { raw: { width: 2000, height: 1900, channels: 3 } })
+      .png({ compressionLevel: 1 })
+      .toBuffer();
+    const limits = (await api('GET', '/v1/predict/limits')).json();
+    expect(photos[0].length * 3).toBeGreaterThan(limits.maxBytesPerRequest);
+    expect(scan.length).toBeGreaterThan(limits.maxBytesPerRequest);
+    const files = photos.map((buffer, i) => ({ name: `IMG_${i}.jpg`, mimeType: 'image/jpeg', buffer }));
+    files.splice(2, 0, { name: 'scan.png', mimeType: 'image/png', buffer: scan });
+    const sent = requests.length;
+    await page.setInputFiles('#predict-file', files);
+    await expect.poll(() => page.textContent('#predict-timings'), { timeout: 30_000 }).toMatch(/^model \w{8} · 6 of 6 images$/);
+    const rows = await page
+      .locator('#predict-batch tbody tr')
+      .evaluateAll((trs) => trs.map((tr) => Array.from(tr.querySelectorAll('td'), (td) => td.textContent)));
+    expect(rows.map((r) => r[0])).toEqual(files.map((f) => f.name));
+    expect(rows[2][1]).toBe(`BODY_TOO_LARGE: the image is larger than the limit of ${limits.maxBytesPerRequest} bytes`);
+    for (const r of rows.filter((_, i) => i !== 2)) expect([r[1], r[2]]).toEqual([expect.stringMatching(/^pattern-\d$/), expect.stringMatching(/^[\d.]+%$/)]);
+    expect(await page.textContent('#predict-error')).toBe('');
+    // Two photos a request, and the scan never uploaded.
+    expect(requests.slice(sent).filter((r) => r.startsWith('POST /v1/predict/batch'))).toHaveLength(3);
   });
 
   it('passes axe-core (WCAG 2.1 A and AA) with everything on screen', async () => {

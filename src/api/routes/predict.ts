@@ -11,6 +11,8 @@
 // Multipart with a file field `image` per image, or JSON {"images": ["<base64>", ...]}; the images
 // together within the upload limit. An image that cannot be read gets its error in its place in
 // `results`, and the others are answered.
+// GET /v1/predict/limits tells a client those limits, so it can pack a folder into requests the
+// server takes (the dashboard does) instead of learning them from a 400 or 413.
 import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
@@ -63,6 +65,21 @@ export const PredictBatchResponse = z.object({
     ]),
   ),
 });
+
+export const PredictLimits = z.object({
+  /** Most images one POST /v1/predict/batch carries (PREDICT_MAX_IMAGES_PER_REQUEST). */
+  maxImagesPerRequest: z.number().int(),
+  /**
+   * Most bytes of image one request carries: the image of /v1/predict, or the images of a batch
+   * together (PREDICT_MAX_IMAGE_BYTES). Base64 JSON bodies may be 4/3 of it.
+   */
+  maxBytesPerRequest: z.number().int(),
+  /** Largest image in pixels, width x height, read from its header (PREDICT_MAX_IMAGE_PIXELS). */
+  maxImagePixels: z.number().int(),
+  /** The content types a raw /v1/predict body may declare; multipart and JSON carry the same formats. */
+  mediaTypes: z.array(z.string()),
+});
+export type PredictLimits = z.infer<typeof PredictLimits>;
 
 /** The URLs this route answers on: the versioned one, and the name the product is known by. */
 export const PREDICT_URLS = ['/v1/predict', '/predict'] as const;
@@ -132,8 +149,15 @@ export const openapi = {
     '/v1/predict': { post: predictOperation('predict', 'Classify one image with the serving int8 model (or ?model=<id>)') },
     '/predict': { post: predictOperation('predictShort', 'The same route as POST /v1/predict (same body, answers, limits and auth)') },
     '/v1/predict/batch': { post: predictBatchOperation },
+    '/v1/predict/limits': {
+      get: secured('predict', {
+        operationId: 'predictLimits',
+        summary: "The upload limits of this server's predict routes: images per batch, bytes per request, pixels per image",
+        responses: { '200': jsonRef('PredictLimits', 'The limits, as configured') },
+      }),
+    },
   },
-  schemas: { PredictResponse: jsonSchema(PredictResponse), PredictBatchResponse: jsonSchema(PredictBatchResponse) },
+  schemas: { PredictResponse: jsonSchema(PredictResponse), PredictBatchResponse: jsonSchema(PredictBatchResponse), PredictLimits: jsonSchema(PredictLimits) },
 };
 
 /**
@@ -321,6 +345,14 @@ export async function predictRoutes(app: FastifyInstance) {
   for (const url of PREDICT_URLS) app.post(url, options, handler);
 
   const maxImages = serving.maxImagesPerRequest;
+  const limits: PredictLimits = {
+    maxImagesPerRequest: maxImages,
+    maxBytesPerRequest: limit,
+    maxImagePixels: serving.maxImagePixels,
+    mediaTypes: RAW_IMAGE_MEDIA_TYPES,
+  };
+  app.get('/v1/predict/limits', { config: { access: 'predict' as const } }, async () => limits);
+
   app.post(
     '/v1/predict/batch',
     // Each JSON entry adds its quotes, comma and perhaps a data: URL prefix to the 4/3.

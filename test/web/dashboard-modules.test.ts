@@ -1,10 +1,13 @@
 // The dashboard's own modules that need no browser: its SSE frame parser (the page reads the
-// event stream with fetch, so it parses frames itself), the run overlay's x-axis join, and CSV.
+// event stream with fetch, so it parses frames itself), the run overlay's x-axis join, CSV, and
+// the packing of picked files into predict requests.
 import { describe, expect, it } from 'vitest';
 // @ts-expect-error plain browser JavaScript, no types
 import { parseFrames } from '../../web/sse.js';
 // @ts-expect-error plain browser JavaScript, no types
 import { joinRuns, toCsv } from '../../web/charts.js';
+// @ts-expect-error plain browser JavaScript, no types
+import { packBatches } from '../../web/batches.js';
 import { sseFrame } from '../../src/api/routes/job-events.js';
 
 describe('the dashboard SSE parser', () => {
@@ -53,5 +56,19 @@ describe('the dashboard chart helpers', () => {
   it('writes metric points as CSV with empty cells for missing values', () => {
     const csv = toCsv([{ step: 1, epoch: 1, loss: 1.25, learningRate: 0.1, imagesPerSecond: 30, top1: null, top5: null, floatTop1: null, revision: 4 }]);
     expect(csv).toBe('step,epoch,loss,learningRate,imagesPerSecond,top1,top5,floatTop1,revision\r\n1,1,1.25,0.1,30,,,,4\r\n');
+  });
+});
+
+describe('the dashboard predict batches', () => {
+  const limits = { maxImagesPerRequest: 3, maxBytesPerRequest: 10 };
+
+  it('fills each request up to the image count or the bytes together, in the order picked', () => {
+    expect(packBatches([1, 1, 1, 1, 1, 1, 1], limits)).toEqual({ batches: [[0, 1, 2], [3, 4, 5], [6]], tooLarge: [] });
+    expect(packBatches([4, 6, 4, 4, 3, 10], limits)).toEqual({ batches: [[0, 1], [2, 3], [4], [5]], tooLarge: [] });
+  });
+
+  it('sets aside a file over the byte limit alone, keeping the others in order', () => {
+    expect(packBatches([11, 5, 12, 5, 1], limits)).toEqual({ batches: [[1, 3], [4]], tooLarge: [0, 2] });
+    expect(packBatches([], limits)).toEqual({ batches: [], tooLarge: [] });
   });
 });
