@@ -136,7 +136,7 @@ export const SettingsSchema = z.object({
     'Most images one POST /v1/predict/batch carries (400 TOO_MANY_IMAGES above it); at most PREDICT_MAX_QUEUE, as each takes a place in it.',
   ),
   PREDICT_MAX_IMAGE_PIXELS: int(4096 * 4096, 1).describe(
-    'Largest image in pixels (width x height), checked from the header before decoding. Models take at most 224x224; 4096x4096 still admits a 12 MP phone photo.',
+    "Most pixels decoding one image may hold (400 IMAGE_TOO_LARGE above it, from the header, before decoding). A baseline JPEG decodes at up to 1/8 scale for the model's input, so a camera's 48 MP photo holds 0.76 MP; other images (progressive JPEG too) are held whole. Over 268402689 pixels nothing is decoded.",
   ),
   MODEL_POLL_MS: int(2000, 0).describe('How often the registry looks for a newer or promoted model.'),
   PREDICT_MAX_EXTRA_MODELS: int(1, 0).describe('Non-serving models (?model=) kept loaded at once.'),

@@ -15,6 +15,16 @@ export async function pngWithClaimedSize(width: number, height: number): Promise
   return png;
 }
 
+/** A baseline JPEG whose frame header claims `width` x `height` (its pixel data is 8x8's). */
+export async function jpegWithClaimedSize(width: number, height: number): Promise<Buffer> {
+  const jpeg = Buffer.from(await makeImage('jpeg', 8, 8));
+  // SOF0 (FF C0): length (2), precision (1), then height and width.
+  const sof = jpeg.indexOf(Buffer.from([0xff, 0xc0]));
+  jpeg.writeUInt16BE(height, sof + 5);
+  jpeg.writeUInt16BE(width, sof + 7);
+  return jpeg;
+}
+
 export async function problemImages() {
   const jpeg = await makeImage('jpeg', 96, 64);
   const rgba = Buffer.alloc(40 * 30 * 4);

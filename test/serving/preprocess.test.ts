@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import sharp from 'sharp';
-import { inspectImage, rgbToNchw } from '../../src/serving/preprocess.js';
+import { decodedPixels, inspectImage, rgbToNchw } from '../../src/serving/preprocess.js';
 import { preprocessImage } from './preprocess-image.js';
 import { ImageError } from '../../src/serving/errors.js';
 import { problemImages } from './bad-images.js';
@@ -71,6 +71,18 @@ describe('preprocessImage', () => {
     expect(await codeOf(preprocessImage(imgs.truncated, opts))).toBe('IMAGE_CORRUPT');
     expect(await codeOf(preprocessImage(imgs.animated, opts))).toBe('IMAGE_ANIMATED');
     expect(await codeOf(preprocessImage(imgs.huge, opts))).toBe('IMAGE_TOO_LARGE');
+  });
+
+  it('counts a baseline JPEG at the scale libjpeg decodes it for a 224 px input, anything else whole', () => {
+    const jpeg = (width: number, height: number, isProgressive = false) => decodedPixels({ format: 'jpeg', isProgressive, width, height });
+    expect(jpeg(8064, 6048)).toBe(1008 * 756); // short side 27x the input: 1/8
+    expect(jpeg(4032, 3024)).toBe(504 * 378);
+    expect(jpeg(1400, 1000)).toBe(700 * 500); // 4.5x: 1/4 leaves too little, 1/2
+    expect(jpeg(1000, 900)).toBe(500 * 450); // exactly 4x: one step less (libjpeg rounding)
+    expect(jpeg(500, 375)).toBe(500 * 375); // under 2x: whole
+    expect(jpeg(8064, 6048, true)).toBe(8064 * 6048);
+    expect(decodedPixels({ format: 'png', width: 8064, height: 6048 })).toBe(8064 * 6048);
+    expect(decodedPixels({ format: 'webp', width: 8064, height: 6048 })).toBe(8064 * 6048);
   });
 
   it('applies the pixel limit from the header', async () => {

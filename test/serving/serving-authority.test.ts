@@ -13,6 +13,7 @@ import { KeyStore } from '../../src/auth/key-store.js';
 import { startHarness, tinySynthetic, type Harness } from '../api/api-harness.js';
 import { bearer, leaks } from '../api/api-process.js';
 import { insertModelRow, makeImage, writeFixtureModel, type FixtureModel } from './fixtures.js';
+import { jpegWithClaimedSize } from './bad-images.js';
 
 /** The Model row a worker writes after a verified export, for an existing job. */
 async function addModel(h: Harness, jobId: string, m: FixtureModel, createdAt: Date): Promise<void> {
@@ -176,6 +177,27 @@ describe('uploads', () => {
     expect(r.json.error.code).toBe('IMAGE_TOO_LARGE');
     expect(r.json.error.message).toContain('5000x4000');
     expect(r.json.error.message).toContain('16777216');
+  });
+
+  it("admits a camera's 24 and 48 MP JPEGs, which decode at 1/8 scale, but not the same pixels held whole", async () => {
+    const scene = (w: number, h: number) => sharp({ create: { width: w, height: h, channels: 3, background: '#5a8' } });
+    for (const [w, h] of [
+      [6000, 4000], // 24 MP: an APS-C camera, an iPhone's "Most Compatible" JPEG
+      [8064, 6048], // 48.8 MP: a phone's full-resolution mode
+    ]) {
+      const r = await post(base, '/v1/predict', await scene(w, h).jpeg().toBuffer(), { 'content-type': 'image/jpeg' });
+      expect([r.status, r.json.predictions?.length], `${w}x${h}`).toEqual([200, 5]);
+    }
+    // A progressive JPEG keeps every coefficient of the whole image (1.2 s and 142 MiB at 48.8 MP).
+    const progressive = await post(base, '/v1/predict', await scene(6000, 4000).jpeg({ progressive: true }).toBuffer(), { 'content-type': 'image/jpeg' });
+    expect([progressive.status, progressive.json.error.code]).toEqual([400, 'IMAGE_TOO_LARGE']);
+    expect(progressive.json.error.message).toBe('the image is 6000x4000 (24000000 pixels); the limit is 16777216 pixels decoded');
+    // Past libvips' own limit nothing is decoded: too large, not "corrupt".
+    const giant = await post(base, '/v1/predict', await jpegWithClaimedSize(20_000, 15_000), { 'content-type': 'image/jpeg' });
+    expect([giant.status, giant.json.error]).toMatchObject([
+      400,
+      { code: 'IMAGE_TOO_LARGE', message: 'the image is 20000x15000 (300000000 pixels); no image over 268402689 pixels is decoded' },
+    ]);
   });
 
   it('answers 415 IMAGE_TYPE_MISMATCH when the declared type is not what the bytes are, on every upload path', async () => {

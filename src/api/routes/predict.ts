@@ -74,7 +74,10 @@ export const PredictLimits = z.object({
    * together (PREDICT_MAX_IMAGE_BYTES). Base64 JSON bodies may be 4/3 of it.
    */
   maxBytesPerRequest: z.number().int(),
-  /** Largest image in pixels, width x height, read from its header (PREDICT_MAX_IMAGE_PIXELS). */
+  /**
+   * Most pixels decoding one image may hold (PREDICT_MAX_IMAGE_PIXELS): width x height, except
+   * that a baseline JPEG counts at the scale it decodes for the model, up to 1/8 per side.
+   */
   maxImagePixels: z.number().int(),
   /** The content types a raw /v1/predict body may declare; multipart and JSON carry the same formats. */
   mediaTypes: z.array(z.string()),
