@@ -101,8 +101,8 @@ export class ModelLoadsBusyError extends ServiceError {
 /** Too many predictions in flight: refused at once, with the seconds after which to retry. */
 export class OverloadedError extends ServiceError {
   readonly retryAfterSeconds = 1;
-  constructor(limit: number) {
-    super(503, 'PREDICT_OVERLOADED', `the server is answering ${limit} predictions already; retry shortly`);
+  constructor(message: string) {
+    super(503, 'PREDICT_OVERLOADED', message);
     this.name = 'OverloadedError';
   }
 }

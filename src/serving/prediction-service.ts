@@ -6,6 +6,7 @@ import { PredictorPool, type PredictorPoolOptions } from './predictor-pool.js';
 import { ModelRegistry, type ModelLease, type ModelRegistryOptions } from './model-registry.js';
 import type { ModelStore } from './model-store.js';
 import { OverloadedError } from './errors.js';
+import { DecodeGate } from './decode-gate.js';
 import { DEFAULT_MAX_PIXELS, decodeInspected, inspectImage, type DeclaredFormat } from './preprocess.js';
 
 export interface Prediction {
@@ -96,6 +97,12 @@ export interface ServingOptions extends PredictorPoolOptions, ModelRegistryOptio
 
 export const DEFAULT_MAX_IMAGE_BYTES = 10 * 1024 * 1024;
 
+/** What the header check learnt: its time, and the format the decode will read. */
+interface Inspected {
+  ms: number;
+  format?: string;
+}
+
 export class ServingService {
   readonly pool: PredictorPool;
   readonly registry: ModelRegistry;
@@ -105,6 +112,8 @@ export class ServingService {
   readonly maxQueue: number;
   readonly maxImagesPerRequest: number;
   private inFlight = 0;
+  /** One AVIF decode at a time (decode-gate.ts); a batch's worth may wait for it. */
+  private readonly avifDecodes: DecodeGate;
 
   constructor(opts: ServingOptions) {
     this.store = opts.store;
@@ -114,6 +123,11 @@ export class ServingService {
     this.maxImageBytes = opts.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES;
     this.maxQueue = Math.max(1, opts.maxQueue ?? 64);
     this.maxImagesPerRequest = Math.max(1, Math.min(opts.maxImagesPerRequest ?? 16, this.maxQueue));
+    this.avifDecodes = new DecodeGate('AVIF images', this.maxImagesPerRequest);
+  }
+
+  private overloaded(): OverloadedError {
+    return new OverloadedError(`the server is answering ${this.maxQueue} predictions already; retry shortly`);
   }
 
   /** Predictions being decoded, waiting or running right now. */
@@ -130,7 +144,7 @@ export class ServingService {
    * decode as.
    */
   async predict(image: Buffer, opts: { modelId?: string; topK?: number; declared?: DeclaredFormat } = {}): Promise<PredictResult> {
-    if (this.inFlight >= this.maxQueue) throw new OverloadedError(this.maxQueue);
+    if (this.inFlight >= this.maxQueue) throw this.overloaded();
     this.inFlight++;
     try {
       return await this.predictOne(image, opts);
@@ -142,10 +156,10 @@ export class ServingService {
   private async predictOne(image: Buffer, opts: { modelId?: string; topK?: number; declared?: DeclaredFormat }): Promise<PredictResult> {
     // The upload is checked before a model is looked up: what is not an image is a 4xx whatever
     // the service holds, never a 503 NO_MODEL that invites the client to send it again.
-    const inspectMs = await this.inspect(image, opts.declared);
+    const inspected = await this.inspect(image, opts.declared);
     const lease = await this.registry.acquire(opts.modelId);
     try {
-      return { model: modelOf(lease), ...(await this.classify(lease, image, inspectMs, opts.topK)) };
+      return { model: modelOf(lease), ...(await this.classify(lease, image, inspected, opts.topK)) };
     } finally {
       lease.release();
     }
@@ -157,18 +171,18 @@ export class ServingService {
    * read gets its error in its place; the others are answered.
    */
   async predictBatch(images: BatchImage[], opts: { modelId?: string; topK?: number } = {}): Promise<PredictBatchResult> {
-    if (this.inFlight + images.length > this.maxQueue) throw new OverloadedError(this.maxQueue);
+    if (this.inFlight + images.length > this.maxQueue) throw this.overloaded();
     this.inFlight += images.length;
     try {
       const inspected = await allSettled(images.map((it) => itemResult(() => this.inspect(it.image, it.declared))));
-      const unreadable = inspected.filter((r) => typeof r !== 'number');
+      const unreadable = inspected.filter((r) => 'error' in r);
       if (unreadable.length === images.length) return { model: null, results: unreadable };
       const lease = await this.registry.acquire(opts.modelId);
       try {
         const results = await allSettled(
           images.map((it, i) => {
             const r = inspected[i];
-            return typeof r === 'number' ? itemResult(() => this.classify(lease, it.image, r, opts.topK)) : r;
+            return 'error' in r ? r : itemResult(() => this.classify(lease, it.image, r, opts.topK));
           }),
         );
         return { model: modelOf(lease), results };
@@ -180,17 +194,18 @@ export class ServingService {
     }
   }
 
-  /** Checks the image's header and declared format; the time it took, in ms. */
-  private async inspect(image: Buffer, declared?: DeclaredFormat): Promise<number> {
+  /** Checks the image's header and declared format. */
+  private async inspect(image: Buffer, declared?: DeclaredFormat): Promise<Inspected> {
     const t = performance.now();
-    await inspectImage(image, this.maxImagePixels, declared);
-    return performance.now() - t;
+    const { format } = await inspectImage(image, this.maxImagePixels, declared);
+    return { ms: performance.now() - t, format };
   }
 
-  private async classify(lease: ModelLease, image: Buffer, inspectMs: number, k = 5): Promise<Classified> {
+  private async classify(lease: ModelLease, image: Buffer, inspected: Inspected, k = 5): Promise<Classified> {
     const { record, manifest } = lease.model;
-    const t0 = performance.now() - inspectMs;
-    const rgb = await decodeInspected(image, manifest.input.size);
+    const t0 = performance.now() - inspected.ms;
+    const decode = () => decodeInspected(image, manifest.input.size);
+    const rgb = await (inspected.format === 'heif' ? this.avifDecodes.run(decode) : decode());
     const t1 = performance.now();
     const r = await this.pool.infer(record.id, { rgb, normalization: manifest.preprocess.normalization }, manifest.input.size);
     const t2 = performance.now();

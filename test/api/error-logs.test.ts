@@ -45,7 +45,7 @@ const ERROR = 50;
 
 describe('error logging', () => {
   it('logs 503 NO_MODEL, PREDICT_OVERLOADED and STREAMS_FULL as warnings, without a stack', async () => {
-    for (const err of [new NoModelError(), new OverloadedError(4), new StreamsFullError(200)]) {
+    for (const err of [new NoModelError(), new OverloadedError('the server is answering 4 predictions already; retry shortly'), new StreamsFullError(200)]) {
       const { status, lines } = await failWith(err);
       expect(status).toBe(503);
       const line = lines.find((l) => l.msg === err.message);

@@ -235,6 +235,22 @@ describe('POST /v1/predict', () => {
     expect(res.every((r) => r.status === 200)).toBe(true);
     expect(Math.max(...bodies.map((x) => x.timings.batchSize))).toBeGreaterThan(1);
   });
+
+  it('answers a JPEG while AVIF uploads are decoded, as they take turns', async () => {
+    // A 3 MP AVIF takes ~0.3 s to decode (a 16.8 MP one 2 s and 300 MiB). Four at once used to
+    // fill the four threads sharp decodes on, and the JPEG waited for them.
+    const avif = await sharp(randomBytes(100 * 75 * 3), { raw: { width: 100, height: 75, channels: 3 } })
+      .resize(2000, 1500)
+      .avif({ quality: 50, effort: 0 })
+      .toBuffer();
+    const jpeg = await makeImage('jpeg', 640, 480);
+    const answered: string[] = [];
+    const send = (name: string, body: Buffer, type: string) => post(body, { 'content-type': type }).then((r) => (answered.push(name), r.status));
+    const avifs = Array.from({ length: 4 }, (_, i) => send(`avif${i}`, avif, 'image/avif'));
+    const statuses = await Promise.all([...avifs, send('jpeg', jpeg, 'image/jpeg')]);
+    expect(statuses).toEqual([200, 200, 200, 200, 200]);
+    expect(answered[0]).toBe('jpeg');
+  });
 });
 
 describe('POST /v1/predict/batch', () => {
