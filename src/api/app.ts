@@ -17,7 +17,7 @@ import { KeyStore } from '../auth/key-store.js';
 import type { Settings } from '../config/settings.js';
 import type { Database } from '../db/database.js';
 import type { JobWake } from '../jobs/job-events.js';
-import { jobBudget } from '../jobs/job-admission.js';
+import { budgetOnMachine, jobBudget, machineMemoryBytes } from '../jobs/job-admission.js';
 import { JobService, type CancelPort } from '../jobs/job-service.js';
 import type { QueueProducer } from '../queue/training-queue.js';
 import type { WorkerStatus } from '../queue/worker-supervisor.js';
@@ -151,7 +151,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // the datasets only when told where they are mounted.
     datasetsHere: deps.workerStatus !== undefined || settings.dataRootExplicit,
     artifacts: deps.artifacts,
-    budget: jobBudget(settings),
+    // Under `qatserve serve` the worker shares this machine: a job its memory cannot hold is
+    // refused at the POST, as the worker would refuse it.
+    budget: deps.workerStatus !== undefined ? budgetOnMachine(jobBudget(settings), machineMemoryBytes()) : jobBudget(settings),
     synchronousDb: deps.db.provider === 'sqlite',
   });
   const keys = new KeyStore(deps.db.prisma);

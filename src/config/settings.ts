@@ -69,7 +69,7 @@ export const SettingsSchema = z.object({
     'Jobs one API key may have in the database, finished ones included (deleting one frees its place), so a key cannot grow the database without bound; 0 = no cap.',
   ),
   JOB_MEMORY_BUDGET_MB: int(4000, 64).describe(
-    'A job whose estimated peak memory (wasm heap: training or export) exceeds this is refused (JOB_TOO_LARGE). The wasm32 heap cannot pass 4096 MiB; the estimate lies above every measured heap, the largest 3787 MiB (1.0@224, batch 33, on one thread, from step 10 on).',
+    "A job whose estimated peak memory (wasm heap: training or export) exceeds this is refused (JOB_TOO_LARGE). The wasm32 heap cannot pass 4096 MiB; the estimate lies above every measured heap, the largest 3787 MiB (1.0@224, batch 33, on one thread, from step 10 on). A worker holds it to its machine's memory (or cgroup limit) less 384 MiB, divided by 1.25 for the rest of the process.",
   ),
   JOB_DISK_BUDGET_MB: int(1024, 16).describe('A job whose estimated peak disk use (checkpoints kept + model) exceeds this is refused.'),
   WORKER_DISK_RESERVE_MB: int(256, 0).describe(

@@ -13,6 +13,7 @@ import { allConvs, buildArch, type ArchSpec } from '../ml/mobilenet-arch.js';
 import type { IssueItem } from './job-errors.js';
 import type { Settings } from '../config/settings.js';
 import type { TrainingConfig } from '../config/training-config.js';
+import { totalmem } from 'node:os';
 
 /**
  * Upper envelopes of bench/job-memory.ts's measurements (wasm heap, MiB; the README has the grid).
@@ -112,11 +113,47 @@ export function estimateJob(config: TrainingConfig, folderClasses?: number): Job
 export interface JobBudget {
   memoryBytes: number;
   diskBytes: number;
+  /** Why `memoryBytes` is below JOB_MEMORY_BUDGET_MB, when it is (the machine's memory). */
+  memoryNote?: string;
 }
 
 /** JOB_MEMORY_BUDGET_MB and JOB_DISK_BUDGET_MB, as the API and each worker read them. */
 export function jobBudget(settings: Pick<Settings, 'limits'>): JobBudget {
   return { memoryBytes: settings.limits.jobMemoryBudgetBytes, diskBytes: settings.limits.jobDiskBudgetBytes };
+}
+
+/**
+ * A worker process beside its wasm heap: the heap times this, plus PROCESS_BASE_BYTES. Measured
+ * (max RSS against the estimate): the README demo (0.35@32, batch 32) 645 MiB for an estimated
+ * 266 MiB heap; 1.0@224 at batch 32 on one thread 4.6-4.95 GB for 3840 MiB.
+ */
+const PROCESS_PER_HEAP_BYTE = 1.25;
+const PROCESS_BASE_BYTES = 384 * 2 ** 20;
+
+/**
+ * The memory this process may use: the machine's, or less where a cgroup (a container, a systemd
+ * unit) limits it. Node answers a huge number for "no limit".
+ */
+export function machineMemoryBytes(): number {
+  const limit = process.constrainedMemory?.() ?? 0;
+  return limit > 0 ? Math.min(limit, totalmem()) : totalmem();
+}
+
+/**
+ * The budget on a machine of `machineBytes`: no larger a heap than the machine holds beside the
+ * rest of the process. A job the machine cannot hold then fails JOB_TOO_LARGE at once, saying so,
+ * where the kernel killed its worker without a word at every resume until the queue gave up (six
+ * deaths in 4.5 min for 1.0@224 at batch 32 in a 1,200 MiB container, then "job stalled more
+ * than allowable limit").
+ */
+export function budgetOnMachine(budget: JobBudget, machineBytes: number): JobBudget {
+  const heap = Math.max(0, Math.floor((machineBytes - PROCESS_BASE_BYTES) / PROCESS_PER_HEAP_BYTE));
+  if (heap >= budget.memoryBytes) return budget;
+  return {
+    ...budget,
+    memoryBytes: heap,
+    memoryNote: `the ${mib(machineBytes)} of memory this machine gives the worker hold a heap of ${mib(heap)} beside the rest of the process`,
+  };
 }
 
 const mib = (b: number) => `${Math.ceil(b / 2 ** 20)} MiB`;
@@ -152,14 +189,15 @@ export function admissionIssues(config: TrainingConfig, budget: JobBudget, folde
   if (e.memoryBytes > budget.memoryBytes) {
     const m = config.model;
     const shape = `width ${m.widthMultiplier} at ${m.inputSize} px`;
+    const budgetText = mib(budget.memoryBytes) + (budget.memoryNote ? ` (${budget.memoryNote})` : '');
     if (e.exportMemoryBytes > budget.memoryBytes) {
       // Not a matter of batch size: one image's activations are too much at this width and size.
-      const what = `exporting ${shape} needs about ${mib(e.exportMemoryBytes)}; the worker's budget is ${mib(budget.memoryBytes)}`;
+      const what = `exporting ${shape} needs about ${mib(e.exportMemoryBytes)}; the worker's budget is ${budgetText}`;
       issues.push({ path: 'model.inputSize', message: what }, { path: 'model.widthMultiplier', message: what });
     } else {
       const perImage = MEMORY_MODEL.trainBytesPerActivation * e.activationsPerImage;
       const fits = Math.floor((budget.memoryBytes - MEMORY_MODEL.baseBytes - MEMORY_MODEL.bytesPerParam * e.parameters) / perImage);
-      const what = `training ${shape} at batch ${config.training.batchSize} needs about ${mib(e.trainMemoryBytes)}; the worker's budget is ${mib(budget.memoryBytes)}`;
+      const what = `training ${shape} at batch ${config.training.batchSize} needs about ${mib(e.trainMemoryBytes)}; the worker's budget is ${budgetText}`;
       issues.push(
         { path: 'training.batchSize', message: fits >= 1 ? `${what}: at most ${fits} fits` : `${what}: even batch 1 does not fit` },
         { path: 'model.inputSize', message: `${what} (a smaller input size needs less)` },

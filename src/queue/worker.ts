@@ -15,7 +15,7 @@ import { artifactStoreWarning, openArtifactStore } from '../artifacts/open-store
 import { SettingsError, type Settings } from '../config/settings.js';
 import { openDatabase, type Prisma } from '../db/database.js';
 import { requireDeployment } from '../db/deployment.js';
-import { jobBudget, type JobBudget } from '../jobs/job-admission.js';
+import { budgetOnMachine, jobBudget, machineMemoryBytes, type JobBudget } from '../jobs/job-admission.js';
 import { endUnowned, resolveStoredConfig } from '../jobs/job-lifecycle.js';
 import { isTerminal, type JobStatus } from '../jobs/job-status.js';
 import { Redis } from 'ioredis';
@@ -62,6 +62,21 @@ async function runnableConfig(prisma: Prisma, jobId: string) {
  */
 function budgetOn(space: DiskSpace, budget: JobBudget, reserveBytes: number): JobBudget {
   return { ...budget, diskBytes: Math.max(0, Math.min(budget.diskBytes, space.totalBytes - reserveBytes)) };
+}
+
+/**
+ * Why a job the queue gave up on failed, in words a user can act on (Bull says "job stalled more
+ * than allowable limit"). A job that ends its worker at every resume is most often over the
+ * machine's memory: the kernel kills the process without a word.
+ */
+export function workerLostMessage(row: { step: number } | null, maxStalledCount: number): string {
+  const deaths = maxStalledCount + 1;
+  const where = row ? ` (it had reached step ${row.step})` : '';
+  return (
+    `its worker died ${deaths} time${deaths === 1 ? '' : 's'} while running it${where}, so it was given up (MAX_STALLED_COUNT ${maxStalledCount}). ` +
+    "A job that ends its worker every time is most often more than the machine's memory holds: " +
+    'a smaller training.batchSize, model.inputSize or model.widthMultiplier needs less'
+  );
 }
 
 /** The process's memory in MiB: what a job left behind shows in "job left the worker". */
@@ -251,7 +266,11 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
       log.error({ err }, 'Bull failed a stalled job it no longer holds; its row cannot be marked');
       return;
     }
-    void endUnowned(db.prisma, { id: job.data.jobId }, 'WORKER_LOST', err.message, wake).catch((e) => log.error({ err: e }, 'could not record a stalled job'));
+    const jobId = job.data.jobId;
+    void db.prisma.trainingJob
+      .findUnique({ where: { id: jobId }, select: { step: true } })
+      .then((row) => endUnowned(db.prisma, { id: jobId }, 'WORKER_LOST', workerLostMessage(row, settings.maxStalledCount), wake))
+      .catch((e) => log.error({ err: e }, 'could not record a stalled job'));
   });
   queue.on('stalled', (job) =>
     log.warn(
@@ -299,7 +318,7 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
         store,
         workDir: settings.workDir,
         dataRoot: settings.dataRoot,
-        budget: budgetOn(space, jobBudget(settings), reserve),
+        budget: budgetOn(space, budgetOnMachine(jobBudget(settings), machineMemoryBytes()), reserve),
         log,
         threadUrl: new URL('./training-thread.js', import.meta.url),
         jobTimeoutMs: settings.jobTimeoutMs,

@@ -2,7 +2,7 @@
 // "Security"): never below a measured peak, above the wasm32 limit for the configs that ran out of
 // memory, and the fields named when a job is refused.
 import { describe, expect, it } from 'vitest';
-import { activationsPerImage, admissionIssues, archOf, estimateJob, parameterCount } from '../../src/jobs/job-admission.js';
+import { activationsPerImage, admissionIssues, archOf, budgetOnMachine, estimateJob, parameterCount } from '../../src/jobs/job-admission.js';
 import { resolveTrainingConfig } from '../../src/config/training-config.js';
 
 const MiB = 2 ** 20;
@@ -78,5 +78,23 @@ describe('job admission', () => {
       estimateJob({ ...folder, dataset: { type: 'synthetic', classes: 3, samplesPerClass: 1, valPerClass: 1, seed: 1 } }).parameters,
     );
     expect(estimateJob(folder, 5000).parameters).toBe(estimateJob(folder).parameters);
+  });
+
+  it("holds a worker's budget to what its machine's memory holds, saying so in the refusal", () => {
+    expect(budgetOnMachine(budget, 24 * 1024 * MiB)).toEqual(budget);
+    // A 1,200 MiB container: 1.0@224 at batch 32 was killed there by the kernel at every resume.
+    const small = budgetOnMachine(budget, 1200 * MiB);
+    expect(small.memoryBytes).toBeLessThan(700 * MiB);
+    expect(small.diskBytes).toBe(budget.diskBytes);
+    const issues = admissionIssues(cfg(1.0, 224, 32), small);
+    expect(issues.map((i) => i.path)).toEqual(['model.inputSize', 'model.widthMultiplier']);
+    expect(issues[0].message).toBe(
+      "exporting width 1 at 224 px needs about 911 MiB; the worker's budget is 653 MiB (the 1200 MiB of memory this machine gives the worker hold a heap of 653 MiB beside the rest of the process)",
+    );
+    expect(admissionIssues(cfg(1.0, 96, 32), small)[0].message).toMatch(
+      /^training width 1 at 96 px at batch 32 needs about \d+ MiB; the worker's budget is 653 MiB \(.*\): at most \d+ fits$/,
+    );
+    // The README demo (0.35@32, batch 32; 645 MiB of RSS measured) still runs there.
+    expect(admissionIssues(cfg(0.35, 32, 32), small)).toEqual([]);
   });
 });
