@@ -1,10 +1,10 @@
 // Environment settings, parsed once with zod. Everything has a default that works on a single
 // machine: SQLite under ./data, artifacts under ./data/artifacts, datasets under ./data/datasets.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { isPostgresUrl } from '../db/database-url.js';
+import { usableCores } from './cpu-quota.js';
 
 const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
 const MB = 1024 * 1024;
@@ -116,7 +116,7 @@ export const SettingsSchema = z.object({
     .max(256)
     .optional()
     .describe(
-      'CPU threads a training job may use. Unset: all cores for `worker` and `train`, cores - 1 under `serve` (so /v1/predict keeps one). A training step large enough to pay (1.0 at 224 px, not 0.35 at 32 px) is split over that many threads (data-parallel, batch norm over the whole batch; wasm and cpu backends); with 2 or more, the next batches are also prepared in a separate thread while the step trains (decoded, and augmented there unless the step is split: then each training thread renders its own rows of the next batch while it waits for the others).',
+      "CPU threads a training job may use. Unset: all cores for `worker` and `train`, cores - 1 under `serve` (so /v1/predict keeps one); a CPU quota (a container's --cpus, a Kubernetes limit) caps the cores. A training step large enough to pay (1.0 at 224 px, not 0.35 at 32 px) is split over that many threads (data-parallel, batch norm over the whole batch; wasm and cpu backends); with 2 or more, the next batches are also prepared in a separate thread while the step trains (decoded, and augmented there unless the step is split: then each training thread renders its own rows of the next batch while it waits for the others).",
     ),
 
   // --- serving (src/serving) ---
@@ -275,9 +275,10 @@ export class SettingsError extends Error {
 
 /**
  * TRAIN_THREADS when it is not set: all `cores` for a dedicated worker; under `serve`, where the
- * API's inference workers share the machine, `cores - 1` (at least 1).
+ * API's inference workers share the machine, `cores - 1` (at least 1). The cores are those a CPU
+ * quota leaves (a container's `--cpus`, a Kubernetes limit), not the host's.
  */
-export function defaultTrainThreads(role: 'worker' | 'serve', cores = os.availableParallelism()): number {
+export function defaultTrainThreads(role: 'worker' | 'serve', cores = usableCores()): number {
   return role === 'serve' ? Math.max(1, cores - 1) : Math.max(1, cores);
 }
 

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import os from 'node:os';
+import { usableCores } from '../../src/config/cpu-quota.js';
 import { defaultTrainThreads, engineSettings, loadSettings, SettingsError } from '../../src/config/settings.js';
 import { parseDatabaseUrl } from '../../src/db/database-url.js';
 
@@ -56,7 +56,7 @@ describe('settings', () => {
     expect(defaultTrainThreads('serve', 2)).toBe(1);
     expect(defaultTrainThreads('serve', 8)).toBe(7);
     expect(defaultTrainThreads('serve', 1)).toBe(1);
-    expect(loadSettings({}).trainThreads).toBe(os.availableParallelism());
+    expect(loadSettings({}).trainThreads).toBe(usableCores());
     expect(loadSettings({ TRAIN_THREADS: '1' })).toMatchObject({ trainThreads: 1, trainThreadsExplicit: true });
     expect(loadSettings({}).trainThreadsExplicit).toBe(false);
     expect(() => loadSettings({ TRAIN_THREADS: '0' })).toThrow(/TRAIN_THREADS/);
