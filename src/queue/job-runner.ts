@@ -25,6 +25,7 @@ import type { FromThread, PostedTrainResult, ThreadInput, ToThread } from './thr
 import { StepWrites } from './step-writes.js';
 import type { ExportJobResult } from '../export/export-job.js';
 import type { Logger } from '../logger.js';
+import { FailureLog } from './failure-log.js';
 
 export interface RunnerContext {
   prisma: Prisma;
@@ -401,6 +402,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
   };
 
   /** Runs `work` after everything received before it; a failed write is logged (its steps are tried again with the next), or ends ownership. */
+  const writeFailures = new FailureLog(log, 'recording training progress', { jobId });
   const enqueue = (work: () => Promise<void>) => {
     chain = chain
       .then(work)
@@ -409,7 +411,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
           log.warn({ jobId }, `${err.message}; stopping`);
           control.abort('lost');
         } else {
-          log.error({ jobId, err }, 'failed to record training progress');
+          writeFailures.failed(err);
         }
       })
       // Its work is done once the outcome is known; don't wait for tfjs to release its handles.
@@ -423,6 +425,8 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
       if (control.reason() === 'lost') return;
       // The row says `cancelling`: a cancel whose Redis message we missed. Stop at this step.
       if ((await owner.steps(steps)) === 'cancelling') control.abort('cancel');
+      // Step writes say when the database is back: other work (a step message) may touch none.
+      writeFailures.succeeded();
       lastWrite = Date.now();
     },
     onDropped: (steps, err) =>
@@ -438,6 +442,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
     enqueue(async () => {
       if (final || control.reason() === 'lost') return;
       if ((await owner.heartbeat()) === 'cancelling') control.abort('cancel');
+      writeFailures.succeeded();
       lastWrite = Date.now();
     });
   }, heartbeatMs);
