@@ -40,7 +40,7 @@ export const PredictResponse = z.object({
   timings: z.object({
     decodeMs: z.number(),
     inferMs: z.number(),
-    /** Time waiting for a worker / batch companions. */
+    /** Time waiting for a worker / batch companions, and for an AVIF its turn to decode (one at a time). */
     queueMs: z.number(),
     /** Images in the ORT run that computed this answer (micro-batching). */
     batchSize: z.number().int(),
