@@ -854,6 +854,7 @@ async function predictMany(files, run) {
     limits = await getPredictLimits();
   } catch (err) {
     $('#predict-error').textContent = err.message;
+    files.forEach((_, i) => fail(i, `not sent: ${err.message}`));
     return;
   }
   const { batches, tooLarge } = packBatches(
@@ -862,7 +863,7 @@ async function predictMany(files, run) {
   );
   for (const i of tooLarge) fail(i, `BODY_TOO_LARGE: the image is larger than the limit of ${limits.maxBytesPerRequest} bytes`);
   let done = tooLarge.length;
-  for (const batch of batches) {
+  for (const [n, batch] of batches.entries()) {
     const form = new FormData();
     for (const i of batch) form.append('image', files[i], files[i].name);
     try {
@@ -882,7 +883,10 @@ async function predictMany(files, run) {
     } catch (err) {
       if (run !== predictRun) return;
       for (const i of batch) fail(i, err.message);
-      if (err.status === 401 || err.status === 403) return;
+      if (err.status === 401 || err.status === 403) {
+        for (const i of batches.slice(n + 1).flat()) fail(i, `not sent: ${err.message}`);
+        return;
+      }
     }
   }
 }

@@ -401,8 +401,8 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
     return outcome;
   };
 
-  /** Runs `work` after everything received before it; a failed write is logged (its steps are tried again with the next), or ends ownership. */
   const writeFailures = new FailureLog(log, 'recording training progress', { jobId });
+  /** Runs `work` after everything received before it; a failed write is logged (its steps are tried again with the next), or ends ownership. */
   const enqueue = (work: () => Promise<void>) => {
     chain = chain
       .then(work)
