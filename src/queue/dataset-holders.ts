@@ -13,17 +13,18 @@ export const ELSEWHERE_RETRY_MS = 10_000;
 /** The note of which workers lack a job's folder outlives any wait (it is removed when the job starts). */
 const LACKING_TTL_S = 24 * 3600;
 
-/** Control signal: this worker lacks the job's folder and another live worker may have it. */
+/**
+ * Control signal: this worker leaves the job on the queue for another live worker, which has its
+ * image folder (this one lacks it) or room for it (this one's memory budget is too small).
+ */
 export class ElsewhereError extends Error {
-  readonly code = 'WORKER_LACKS_DATASET';
+  readonly code = 'LEFT_FOR_ANOTHER_WORKER';
   constructor(
-    jobId: string,
-    folder: string,
-    others: number,
+    message: string,
     /** When the queue offers the job again (see handBackDelay). */
     readonly retryInMs: number,
   ) {
-    super(`job ${jobId} left on the queue: dataset folder "${folder}" is not under this worker's DATA_ROOT; ${others} other live worker(s) may have it`);
+    super(message);
     this.name = 'ElsewhereError';
   }
 }

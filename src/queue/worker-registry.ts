@@ -22,6 +22,11 @@ export const WorkerView = z.object({
   /** Why it takes no jobs (`waiting-for-disk`), else null. */
   reason: z.string().nullable(),
   trainThreads: z.number().int(),
+  /**
+   * The largest estimated job heap it runs: JOB_MEMORY_BUDGET_MB, held to its machine's memory.
+   * Absent from workers before the thirty-sixth session.
+   */
+  memoryBudgetBytes: z.number().optional(),
   /** Its DATA_DIR's disk, as of `seenAt`. */
   disk: z.object({ freeBytes: z.number(), totalBytes: z.number() }),
   startedAt: z.iso.datetime(),
@@ -95,7 +100,7 @@ export class WorkerBeacon {
   constructor(
     private readonly redis: Redis,
     private readonly queuePrefix: string,
-    private readonly opts: { dataDir: string; trainThreads: number; onError?: (err: unknown) => void },
+    private readonly opts: { dataDir: string; trainThreads: number; memoryBudgetBytes?: number; onError?: (err: unknown) => void },
   ) {}
 
   start(): void {
@@ -136,6 +141,7 @@ export class WorkerBeacon {
         jobId: this.jobId,
         reason: this.reason,
         trainThreads: this.opts.trainThreads,
+        memoryBudgetBytes: this.opts.memoryBudgetBytes,
         disk,
         startedAt: this.startedAt,
         since: this.since,

@@ -15,7 +15,8 @@ import { artifactStoreWarning, openArtifactStore } from '../artifacts/open-store
 import { SettingsError, type Settings } from '../config/settings.js';
 import { openDatabase, type Prisma } from '../db/database.js';
 import { requireDeployment } from '../db/deployment.js';
-import { budgetOnMachine, jobBudget, machineMemoryBytes, type JobBudget } from '../jobs/job-admission.js';
+import { budgetOnMachine, estimateJob, jobBudget, machineMemoryBytes, type JobBudget } from '../jobs/job-admission.js';
+import { countClassFolders } from '../data/image-folder.js';
 import { endUnowned, resolveStoredConfig } from '../jobs/job-lifecycle.js';
 import { isTerminal, type JobStatus } from '../jobs/job-status.js';
 import { Redis } from 'ioredis';
@@ -153,9 +154,12 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
   publisher.on('error', () => {}); // streams fall back to polling the database
   const wake = jobEventPublisher(publisher, settings.queuePrefix);
   // What this worker is doing, for GET /v1/workers on any API replica.
+  // JOB_MEMORY_BUDGET_MB held to what this machine's memory holds: what this worker admits.
+  const memoryBudget = budgetOnMachine(jobBudget(settings), machineMemoryBytes());
   const beacon = new WorkerBeacon(publisher, settings.queuePrefix, {
     dataDir: settings.workDir,
     trainThreads: settings.trainThreads,
+    memoryBudgetBytes: memoryBudget.memoryBytes,
     onError: (err) => log.debug({ err }, 'worker state not published'),
   });
   let current: RunningJob | null = null;
@@ -164,8 +168,8 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
   let roomWait: AbortController | null = null;
   /** The job whose last run here ended with a full disk: a second time in a row fails it. */
   let lastDiskFull: string | null = null;
-  /** Jobs this worker left for one with their folder and has said so in its log (once each). */
-  const leftForHolder = new Set<string>();
+  /** Jobs this worker left for another (with their folder, or room) and has said so in its log (once each). */
+  const leftForOthers = new Set<string>();
   /**
    * Why this worker fetches no jobs for now (its local queue is paused while any holds): waiting for
    * disk, or standing aside while a job it left for a worker with the folder comes back to the queue.
@@ -200,6 +204,45 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
   };
 
   /**
+   * Leaves the job on the queue, its row untouched, for another live worker: `why` is logged the
+   * first time for a job, `again` (at debug) after. See standAside for how the other one gets it.
+   */
+  const leaveOnQueue = async (bullJob: Queue.Job<TrainingJobData>, jobId: string, why: string, again: string, fields: object): Promise<never> => {
+    const first = !leftForOthers.has(jobId);
+    if (first) {
+      if (leftForOthers.size >= 1000) leftForOthers.clear();
+      leftForOthers.add(jobId);
+      log.warn({ jobId, ...fields }, why);
+    } else log.debug({ jobId, ...fields, attempt: bullJob.attemptsMade }, again);
+    // Entries queued before the backoff existed come straight back: not in a hot loop.
+    if (!bullJob.opts.backoff) await new Promise((r) => setTimeout(r, ELSEWHERE_RETRY_MS));
+    const retryInMs = first || !bullJob.opts.backoff ? 0 : ELSEWHERE_RETRY_MS;
+    await standAside(jobId, retryInMs - 1000);
+    throw new ElsewhereError(`job ${jobId} left on the queue: ${why}`, retryInMs);
+  };
+
+  /**
+   * The job's estimated heap is over this worker's memory budget (JOB_MEMORY_BUDGET_MB, or a small
+   * machine): leaves it for a live worker whose budget holds it. With none, this worker's run fails
+   * it JOB_TOO_LARGE, saying why. Without this, in a fleet of unequal machines a small one failed
+   * jobs a larger one could run, whenever it happened to take them first.
+   */
+  const leaveForRoomier = async (bullJob: Queue.Job<TrainingJobData>, jobId: string, needBytes: number): Promise<void> => {
+    const live = await listWorkers(publisher, settings.queuePrefix);
+    // A worker from before the budget was published may have room: it is asked in turn.
+    const roomier = live.filter((w) => w.id !== beacon.id && (w.memoryBudgetBytes ?? Infinity) >= needBytes);
+    if (roomier.length === 0) return;
+    const mib = (b: number) => `${Math.ceil(b / 2 ** 20)} MiB`;
+    await leaveOnQueue(
+      bullJob,
+      jobId,
+      `the job's estimated heap, ${mib(needBytes)}, is over this worker's memory budget of ${mib(memoryBudget.memoryBytes)}: left on the queue for the ${roomier.length} live worker(s) with room`,
+      'job left on the queue again for a worker with room for it',
+      { needBytes },
+    );
+  };
+
+  /**
    * This worker lacks the job's image folder: leaves the job on the queue (row untouched) while a
    * live worker that has not said it lacks the folder too may have it; fails it when none may.
    */
@@ -208,17 +251,13 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
     const live = await listWorkers(publisher, settings.queuePrefix);
     const others = mayHoldFolder(live, lacking, beacon.id);
     if (others.length > 0) {
-      const first = !leftForHolder.has(jobId);
-      if (first) {
-        if (leftForHolder.size >= 1000) leftForHolder.clear();
-        leftForHolder.add(jobId);
-        log.warn({ jobId, folder }, `dataset folder "${folder}" is not under this worker's DATA_ROOT: job left on the queue for the other live workers`);
-      } else log.debug({ jobId, folder, others: others.length, attempt: bullJob.attemptsMade }, 'job left on the queue again for a worker with its folder');
-      // Entries queued before the backoff existed come straight back: not in a hot loop.
-      if (!bullJob.opts.backoff) await new Promise((r) => setTimeout(r, ELSEWHERE_RETRY_MS));
-      const retryInMs = first || !bullJob.opts.backoff ? 0 : ELSEWHERE_RETRY_MS;
-      await standAside(jobId, retryInMs - 1000);
-      throw new ElsewhereError(jobId, folder, others.length, retryInMs);
+      await leaveOnQueue(
+        bullJob,
+        jobId,
+        `dataset folder "${folder}" is not under this worker's DATA_ROOT: job left on the queue for the other live workers (${others.length} may have it)`,
+        'job left on the queue again for a worker with its folder',
+        { folder },
+      );
     }
     const asked = new Set([...live.map((w) => w.id), beacon.id]).size;
     const message =
@@ -303,6 +342,11 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
     const folder = config ? await missingFolder(settings.dataRoot, config) : null;
     if (folder !== null) await leaveForHolder(bullJob, jobId, folder);
     if (config?.dataset.type === 'imagefolder') void forgetLacking(publisher, settings.queuePrefix, jobId).catch(() => {});
+    if (config) {
+      const classes = config.dataset.type === 'imagefolder' ? await countClassFolders(settings.dataRoot, config.dataset.path) : null;
+      const need = estimateJob(config, classes ?? undefined).memoryBytes;
+      if (need > memoryBudget.memoryBytes) await leaveForRoomier(bullJob, jobId, need);
+    }
     const space = await diskSpace(settings.workDir);
     const need = config ? diskNeedBytes(config) : 0;
     const room = roomFor(space, need, reserve);
@@ -318,7 +362,7 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
         store,
         workDir: settings.workDir,
         dataRoot: settings.dataRoot,
-        budget: budgetOn(space, budgetOnMachine(jobBudget(settings), machineMemoryBytes()), reserve),
+        budget: budgetOn(space, memoryBudget, reserve),
         log,
         threadUrl: new URL('./training-thread.js', import.meta.url),
         jobTimeoutMs: settings.jobTimeoutMs,

@@ -26,9 +26,9 @@ import { freePort } from './serve-process.js';
 import { assertBuilt, CLI, FAST_QUEUE_ENV, spawnWorker, tinyJob, type WorkerProc } from './worker-process.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'qatserve-fleet-'));
-const schemas = [uniqueSchema('fleet_one'), uniqueSchema('fleet_two'), uniqueSchema('fleet_three'), uniqueSchema('fleet_four')];
+const schemas = [uniqueSchema('fleet_one'), uniqueSchema('fleet_two'), uniqueSchema('fleet_three'), uniqueSchema('fleet_four'), uniqueSchema('fleet_five')];
 const children: ChildProcess[] = [];
-type Deployment = 0 | 1 | 2 | 3;
+type Deployment = 0 | 1 | 2 | 3 | 4;
 
 /** One "machine": its own data and artifact directories, nothing shared on disk. */
 function machine(name: string, deployment: Deployment): Record<string, string> {
@@ -112,6 +112,10 @@ const filesUnder = (dir: string): string[] =>
         .map((e) => e.name)
     : [];
 const terminal = (j: JobView) => ['succeeded', 'failed', 'cancelled'].includes(j.status);
+/** Until the worker has said it takes jobs. */
+const ready = async (w: WorkerProc) => {
+  for (let i = 0; i < 600 && !logLines(w).some((l) => l.msg === 'worker waiting for jobs'); i++) await new Promise((r) => setTimeout(r, 100));
+};
 
 /** `<dataRoot>/<folder>/c<i>/*.png`: `n` classes of `images` small tiles each. */
 async function writeClasses(dataRoot: string, folder: string, n: number, images: number): Promise<void> {
@@ -274,9 +278,6 @@ describe('many machines: PostgreSQL and Redis shared, nothing else', () => {
     await writeClasses(dataRoot, 'shapes', 2, 10);
     const j = await api('api-j', 3);
     const k = worker('worker-k', 3, 'worker-k', { DATA_ROOT: dataRoot });
-    const ready = async (w: WorkerProc) => {
-      for (let i = 0; i < 600 && !logLines(w).some((l) => l.msg === 'worker waiting for jobs'); i++) await new Promise((r) => setTimeout(r, 100));
-    };
     await ready(k);
     // K is busy when the folder's job comes, so L, which lacks the folder, is the one to take it.
     const busy = await post(j, tinyJob(4000, { name: 'busy' }));
@@ -323,5 +324,46 @@ describe('many machines: PostgreSQL and Redis shared, nothing else', () => {
     expect([lost.status, lost.error?.code, lost.attempts]).toEqual(['failed', 'DATASET_NOT_FOUND', 0]);
     expect(lost.error?.message).toContain('dataset folder "shapes" does not exist under the data root (DATA_ROOT) of any live worker (1 asked)');
     expect(l.proc.exitCode).toBeNull();
+  }, 240_000);
+
+  it('a job over the memory budget of the worker that takes it waits for a worker with room, and fails only when no live worker has any', async () => {
+    // Worker S admits a heap of 64 MiB (JOB_MEMORY_BUDGET_MB, as a small machine would hold it);
+    // R the default. Until the thirty-sixth session S failed JOB_TOO_LARGE every job it took first.
+    const m = await api('api-m', 4);
+    const r = worker('worker-r', 4, 'worker-r');
+    await ready(r);
+    const busy = await post(m, tinyJob(4000, { name: 'busy' }));
+    await until(
+      m,
+      busy.id,
+      (x) => x.status === 'running',
+      60_000,
+      () => r.output().slice(-3000),
+    );
+    const s = worker('worker-s', 4, 'worker-s', { JOB_MEMORY_BUDGET_MB: '64', LOG_LEVEL: 'debug' });
+    await ready(s);
+    const logs = () => [r, s].map((w) => w.output().slice(-1500)).join('\n---\n');
+    const workers = (await (await fetch(`${m.base}/v1/workers`)).json()) as { workers: Array<{ id: string; memoryBudgetBytes?: number }> };
+    expect(workers.workers.map((w) => w.memoryBudgetBytes).sort((a, b) => a! - b!)).toEqual([64 * 2 ** 20, expect.any(Number)]);
+
+    const job = await post(m, tinyJob(4, { name: 'needs-room' }));
+    const left = () => logLines(s).some((x) => x.jobId === job.id && String(x.msg).includes("is over this worker's memory budget of 64 MiB"));
+    for (let i = 0; i < 600 && !left(); i++) await new Promise((res) => setTimeout(res, 100));
+    expect(left(), logs()).toBe(true);
+    const waiting = await getJob(m, job.id);
+    expect([waiting.status, waiting.attempts]).toEqual(['queued', 0]);
+
+    expect((await fetch(`${m.base}/v1/jobs/${busy.id}/cancel`, { method: 'POST' })).status).toBe(200);
+    const done = await until(m, job.id, terminal, 120_000, logs);
+    expect([done.status, done.attempts], JSON.stringify(done.error)).toEqual(['succeeded', 1]);
+    expect(logLines(s).some((x) => x.msg === 'starting job' && x.jobId === job.id)).toBe(false);
+
+    // With R gone no live worker has room: S fails the job once, saying why.
+    r.proc.kill('SIGTERM');
+    await r.exited;
+    const alone = await post(m, tinyJob(4, { name: 'alone' }));
+    const lost = await until(m, alone.id, terminal, 60_000, logs);
+    expect([lost.status, lost.error?.code]).toEqual(['failed', 'JOB_TOO_LARGE']);
+    expect(lost.error?.message).toMatch(/needs about \d+ MiB; the worker's budget is 64 MiB/);
   }, 240_000);
 });
