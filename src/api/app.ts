@@ -154,6 +154,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Under `qatserve serve` the worker shares this machine: a job its memory cannot hold is
     // refused at the POST, as the worker would refuse it.
     budget: deps.workerStatus !== undefined ? budgetOnMachine(jobBudget(settings), machineMemoryBytes()) : jobBudget(settings),
+    liveMemoryBudgets: deps.redis ? async () => (await listWorkers(deps.redis!, settings.queuePrefix)).map((w) => w.memoryBudgetBytes ?? null) : undefined,
     synchronousDb: deps.db.provider === 'sqlite',
   });
   const keys = new KeyStore(deps.db.prisma);

@@ -58,6 +58,9 @@ export interface JobEventView {
   data: string;
 }
 
+/** How long a POST waits for the live workers' memory budgets before admitting on its own budget. */
+const FLEET_BUDGET_WAIT_MS = 1000;
+
 /** Time one bulk deletion request spends deleting before it returns its page early (see deleteFinishedBefore). */
 export const BULK_DELETE_BUDGET_MS = 10_000;
 
@@ -78,6 +81,11 @@ export interface JobServiceDeps {
   artifacts: Pick<ArtifactStore, 'delete'>;
   /** The worker's memory and disk budget: a config estimated over it is a 400 JOB_TOO_LARGE. */
   budget?: JobBudget;
+  /**
+   * The memory budgets the live workers publish (src/queue/worker-registry.ts; null for a worker
+   * that publishes none): a job over the largest is refused at the POST (see fleetBudget).
+   */
+  liveMemoryBudgets?: () => Promise<Array<number | null>>;
   /** Wakes the event streams of a job after a change (Redis pub/sub); absent: they poll. */
   wake?: JobWake;
   /** The database runs its statements on this event loop (SQLite): a long deletion goes in chunks. */
@@ -152,7 +160,7 @@ export class JobService {
     const config = parsed.data;
     const folderClasses = config.dataset.type === 'imagefolder' ? await this.folderClasses(config.dataset.path) : undefined;
     if (this.deps.budget) {
-      const issues = admissionIssues(config, this.deps.budget, folderClasses);
+      const issues = admissionIssues(config, await this.fleetBudget(this.deps.budget), folderClasses);
       if (issues.length) throw new ValidationError('JOB_TOO_LARGE', tooLargeMessage(issues), issues);
     }
     if (storedKey !== undefined) {
@@ -315,6 +323,29 @@ export class JobService {
     const page = rows.slice(0, q.limit);
     const more = rows.length > q.limit;
     return { points: page.map(toMetricPointView), nextAfter: more ? page[page.length - 1].step : null, nextCursor: null, more };
+  }
+
+  /**
+   * The budget a new job must fit: this API's, and no more than the largest live worker's (each
+   * worker's is held to its machine's memory), so a job no live worker can hold is a 400 now, not
+   * a failure on the worker later. With no live worker, one that publishes no budget (older), or
+   * Redis unreachable, this API's budget alone: the workers check again when they take the job.
+   */
+  private async fleetBudget(own: JobBudget): Promise<JobBudget> {
+    const list = this.deps.liveMemoryBudgets?.().catch(() => null) ?? Promise.resolve(null);
+    // Redis being slow must not hold the POST: the workers check again.
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), FLEET_BUDGET_WAIT_MS)));
+    const budgets = await Promise.race([list, late]).finally(() => clearTimeout(timer));
+    if (!budgets?.length || budgets.some((b) => b === null)) return own;
+    const largest = Math.max(...(budgets as number[]));
+    if (largest >= own.memoryBytes) return own;
+    const n = budgets.length;
+    return {
+      ...own,
+      memoryBytes: largest,
+      memoryNote: `the largest of ${n === 1 ? 'the 1 live worker' : `the ${n} live workers`}' budgets, each held to its machine's memory`,
+    };
   }
 
   /** The 404 of the routes that read a job's history: an unknown id must not read as a job without one. */
