@@ -344,7 +344,7 @@ export class JobService {
     return {
       ...own,
       memoryBytes: largest,
-      memoryNote: `the largest of ${n === 1 ? 'the 1 live worker' : `the ${n} live workers`}' budgets, each held to its machine's memory`,
+      memoryNote: `the largest budget of the ${n} live worker${n === 1 ? '' : 's'}, each held to its machine's memory`,
     };
   }
 

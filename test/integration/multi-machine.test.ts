@@ -365,6 +365,8 @@ describe('many machines: PostgreSQL and Redis shared, nothing else', () => {
     const refused = await postRaw(m, tinyJob(4, { name: 'alone' }));
     const body = (await refused.json()) as { error: { code: string; issues: Array<{ message: string }> } };
     expect([refused.status, body.error.code]).toEqual([400, 'JOB_TOO_LARGE']);
-    expect(body.error.issues[0].message).toMatch(/needs about \d+ MiB; the worker's budget is 64 MiB \(the largest of the 1 live worker' budgets/);
+    expect(body.error.issues[0].message).toMatch(
+      /needs about \d+ MiB; the worker's budget is 64 MiB \(the largest budget of the 1 live worker, each held to its machine's memory\)/,
+    );
   }, 240_000);
 });
