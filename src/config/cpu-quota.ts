@@ -57,24 +57,22 @@ const readOrNull: Read = (file) => {
  */
 export function cpuQuotaCores(read: Read = readOrNull): number | null {
   const own = cgroupPaths(read('/proc/self/cgroup') ?? '');
-  const quotas: number[] = [];
-  if (own.unified !== undefined) {
-    for (const dir of selfAndAncestors(own.unified)) {
+  /** The quotas found on `dir`'s cgroup and every one above it. */
+  const along = (dir: string | undefined, coresAt: (dir: string) => number | null) =>
+    dir === undefined ? [] : selfAndAncestors(dir).flatMap((d) => coresAt(d) ?? []);
+  const quotas = [
+    ...along(own.unified, (dir) => {
       const text = read(path.posix.join('/sys/fs/cgroup', dir, 'cpu.max'));
-      const cores = text === null ? null : coresOfCpuMax(text);
-      if (cores !== null) quotas.push(cores);
-    }
-  }
-  if (own.cpu !== undefined) {
-    for (const mount of ['/sys/fs/cgroup/cpu', '/sys/fs/cgroup/cpu,cpuacct']) {
-      for (const dir of selfAndAncestors(own.cpu)) {
+      return text === null ? null : coresOfCpuMax(text);
+    }),
+    ...['/sys/fs/cgroup/cpu', '/sys/fs/cgroup/cpu,cpuacct'].flatMap((mount) =>
+      along(own.cpu, (dir) => {
         const quota = read(path.posix.join(mount, dir, 'cpu.cfs_quota_us'));
         const period = read(path.posix.join(mount, dir, 'cpu.cfs_period_us'));
-        const cores = quota === null || period === null ? null : coresOf(quota, period);
-        if (cores !== null) quotas.push(cores);
-      }
-    }
-  }
+        return quota === null || period === null ? null : coresOf(quota, period);
+      }),
+    ),
+  ];
   return quotas.length ? Math.min(...quotas) : null;
 }
 

@@ -156,7 +156,8 @@ export function budgetOnMachine(budget: JobBudget, machineBytes: number): JobBud
   };
 }
 
-const mib = (b: number) => `${Math.ceil(b / 2 ** 20)} MiB`;
+/** Bytes as whole MiB, rounded up (an estimate or a budget in a message). */
+export const mib = (b: number) => `${Math.ceil(b / 2 ** 20)} MiB`;
 
 const fieldsOf = (issues: IssueItem[]) => issues.map((i) => i.path).join(', ');
 

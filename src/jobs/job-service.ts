@@ -31,6 +31,7 @@ import {
 import { TrainingConfig } from '../config/training-config.js';
 import { createdBefore, NEWEST_FIRST } from '../db/keyset.js';
 import { decodeCursor, encodeCursor, keysetPage } from './page-cursor.js';
+import { withTimeout } from '../with-timeout.js';
 
 export interface JobQueuePort {
   /**
@@ -332,11 +333,9 @@ export class JobService {
    * Redis unreachable, this API's budget alone: the workers check again when they take the job.
    */
   private async fleetBudget(own: JobBudget): Promise<JobBudget> {
-    const list = this.deps.liveMemoryBudgets?.().catch(() => null) ?? Promise.resolve(null);
-    // Redis being slow must not hold the POST: the workers check again.
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), FLEET_BUDGET_WAIT_MS)));
-    const budgets = await Promise.race([list, late]).finally(() => clearTimeout(timer));
+    if (!this.deps.liveMemoryBudgets) return own;
+    // Redis being slow or away must not hold the POST: the workers check again.
+    const budgets = await withTimeout(this.deps.liveMemoryBudgets(), FLEET_BUDGET_WAIT_MS, "the live workers' budgets").catch(() => null);
     if (!budgets?.length || budgets.some((b) => b === null)) return own;
     const largest = Math.max(...(budgets as number[]));
     if (largest >= own.memoryBytes) return own;

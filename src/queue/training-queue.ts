@@ -6,6 +6,7 @@ import { requireDeployment } from '../db/deployment.js';
 import { QueueUnavailableError } from '../jobs/job-errors.js';
 import type { JobQueuePort } from '../jobs/job-service.js';
 import { handBackDelay } from './dataset-holders.js';
+import { withTimeout } from '../with-timeout.js';
 
 export const QUEUE_NAME = 'training';
 
@@ -40,16 +41,6 @@ export function openTrainingQueue(settings: Settings): TrainingQueue {
       backoffStrategies: { [HAND_BACK]: handBackDelay },
     },
   });
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
 
 export interface QueueProducer extends JobQueuePort {

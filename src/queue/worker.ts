@@ -15,7 +15,7 @@ import { artifactStoreWarning, openArtifactStore } from '../artifacts/open-store
 import { SettingsError, type Settings } from '../config/settings.js';
 import { openDatabase, type Prisma } from '../db/database.js';
 import { requireDeployment } from '../db/deployment.js';
-import { budgetOnMachine, estimateJob, jobBudget, machineMemoryBytes, type JobBudget } from '../jobs/job-admission.js';
+import { budgetOnMachine, estimateJob, jobBudget, machineMemoryBytes, mib, type JobBudget } from '../jobs/job-admission.js';
 import { countClassFolders } from '../data/image-folder.js';
 import { endUnowned, resolveStoredConfig } from '../jobs/job-lifecycle.js';
 import { isTerminal, type JobStatus } from '../jobs/job-status.js';
@@ -232,7 +232,6 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
     // A worker from before the budget was published may have room: it is asked in turn.
     const roomier = live.filter((w) => w.id !== beacon.id && (w.memoryBudgetBytes ?? Infinity) >= needBytes);
     if (roomier.length === 0) return;
-    const mib = (b: number) => `${Math.ceil(b / 2 ** 20)} MiB`;
     await leaveOnQueue(
       bullJob,
       jobId,

@@ -203,21 +203,20 @@ export class ServingService {
 
   private async classify(lease: ModelLease, image: Buffer, inspected: Inspected, k = 5): Promise<Classified> {
     const { record, manifest } = lease.model;
-    const t0 = performance.now() - inspected.ms;
     // Time an AVIF waits for its turn to decode is queueing, not decoding.
-    let decodeStart = t0;
-    const decode = () => ((decodeStart = performance.now() - inspected.ms), decodeInspected(image, manifest.input.size));
+    const t0 = performance.now();
+    let decodeAt = t0;
+    const decode = () => ((decodeAt = performance.now()), decodeInspected(image, manifest.input.size));
     const rgb = await (inspected.format === 'heif' ? this.avifDecodes.run(decode) : decode());
     const t1 = performance.now();
     const r = await this.pool.infer(record.id, { rgb, normalization: manifest.preprocess.normalization }, manifest.input.size);
     const t2 = performance.now();
-    const turnMs = Math.max(0, decodeStart - t0);
     return {
       predictions: topK(softmax(r.logits), manifest.classes, k),
       timings: {
-        decodeMs: round2(t1 - t0 - turnMs),
+        decodeMs: round2(inspected.ms + t1 - decodeAt),
         inferMs: round2(r.inferMs),
-        queueMs: round2(turnMs + Math.max(0, t2 - t1 - r.inferMs)),
+        queueMs: round2(decodeAt - t0 + Math.max(0, t2 - t1 - r.inferMs)),
         batchSize: r.batchSize,
       },
     };
