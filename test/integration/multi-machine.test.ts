@@ -112,6 +112,18 @@ const filesUnder = (dir: string): string[] =>
         .map((e) => e.name)
     : [];
 const terminal = (j: JobView) => ['succeeded', 'failed', 'cancelled'].includes(j.status);
+/** A long job posted to `a` and running on `w` (the only idle worker), so the next job waits for another. */
+const keepBusy = async (a: Api, w: WorkerProc): Promise<JobView> => {
+  const busy = await post(a, tinyJob(4000, { name: 'busy' }));
+  await until(
+    a,
+    busy.id,
+    (x) => x.status === 'running',
+    60_000,
+    () => w.output().slice(-3000),
+  );
+  return busy;
+};
 /** Until the worker has said it takes jobs. */
 const ready = async (w: WorkerProc) => {
   for (let i = 0; i < 600 && !logLines(w).some((l) => l.msg === 'worker waiting for jobs'); i++) await new Promise((r) => setTimeout(r, 100));
@@ -280,14 +292,7 @@ describe('many machines: PostgreSQL and Redis shared, nothing else', () => {
     const k = worker('worker-k', 3, 'worker-k', { DATA_ROOT: dataRoot });
     await ready(k);
     // K is busy when the folder's job comes, so L, which lacks the folder, is the one to take it.
-    const busy = await post(j, tinyJob(4000, { name: 'busy' }));
-    await until(
-      j,
-      busy.id,
-      (x) => x.status === 'running',
-      60_000,
-      () => k.output().slice(-3000),
-    );
+    const busy = await keepBusy(j, k);
     const l = worker('worker-l', 3, 'worker-l', { DATA_ROOT: path.join(root, 'worker-l', 'datasets'), LOG_LEVEL: 'debug' });
     await ready(l);
     const logs = () => [k, l].map((w) => w.output().slice(-1500)).join('\n---\n');
@@ -332,14 +337,7 @@ describe('many machines: PostgreSQL and Redis shared, nothing else', () => {
     const m = await api('api-m', 4);
     const r = worker('worker-r', 4, 'worker-r');
     await ready(r);
-    const busy = await post(m, tinyJob(4000, { name: 'busy' }));
-    await until(
-      m,
-      busy.id,
-      (x) => x.status === 'running',
-      60_000,
-      () => r.output().slice(-3000),
-    );
+    const busy = await keepBusy(m, r);
     const s = worker('worker-s', 4, 'worker-s', { JOB_MEMORY_BUDGET_MB: '64', LOG_LEVEL: 'debug' });
     await ready(s);
     const logs = () => [r, s].map((w) => w.output().slice(-1500)).join('\n---\n');
