@@ -11,7 +11,7 @@ import { selectBackend } from '../ml/backend.js';
 import { runTraining } from '../ml/train.js';
 import { onnxFloatScorer, onnxInt8Scorer } from '../export/onnx-scorer.js';
 import { useTrainingHeapPolicy } from '../ml/training-heap.js';
-import type { EvalMetric, StepMetric, TrainStartInfo } from '../ml/train-api.js';
+import type { EvalMetric, Phase, StepMetric, TrainStartInfo } from '../ml/train-api.js';
 import { logParts, type Logger } from '../logger.js';
 
 export interface TrainCommandArgs {
@@ -76,6 +76,12 @@ export function progressLine(m: StepMetric, info: TrainStartInfo, epochs: number
     `[${bar}] step ${m.step}/${info.totalSteps} epoch ${m.epoch}/${epochs} loss ${m.loss.toFixed(4)} ` +
     `lr ${m.learningRate.toPrecision(3)} ${m.imagesPerSecond.toFixed(1)} img/s ETA ${fmtDuration(eta)}`
   );
+}
+
+/** What an evaluation is doing (no newline): its task and, with `done`, the images scored so far. Pure, for tests. */
+export function phaseLine(p: Phase, withDone: boolean): string {
+  const count = p.total === null ? '' : withDone ? ` ${p.done}/${p.total} images` : ` (${p.total} images)`;
+  return `${p.name}: ${p.task}${count}`;
 }
 
 const pct = (v: number) => `${(v * 100).toFixed(2)}%`;
@@ -157,6 +163,15 @@ export async function runTrainCommand(args: TrainCommandArgs, settings: TrainCom
           } else if (m.step % 50 === 0 || m.step === info.totalSteps) {
             err.write(`${line}\n`);
           }
+        },
+        // An evaluation of 2,000 images at 224 px takes a minute: the terminal follows its
+        // batches, a log gets a line per task.
+        onPhase: (p) => {
+          if (!p) return;
+          if (tty) {
+            err.write(`\r\x1b[2K${phaseLine(p, true)}`);
+            lineOpen = true;
+          } else if (p.done === 0) say(phaseLine(p, false));
         },
         onEval: (e) => say(evalLine(e)),
         onCheckpoint: (c) => {

@@ -66,16 +66,24 @@ export class EvaluationAccumulator {
 
 /**
  * The int8 ONNX model on every image of `split`, in batches sized by pixels: memory is one batch
- * whatever the split's size. Yields to the event loop between batches.
+ * whatever the split's size. Yields to the event loop between batches; `onBatch` hears the images
+ * done after each.
  */
-export async function evaluateOnnxOnSplit(runner: OnnxRunner, split: Split, classes: number, size: number, signal?: AbortSignal): Promise<ModelEvaluation> {
+export async function evaluateOnnxOnSplit(
+  runner: OnnxRunner,
+  split: Split,
+  classes: number,
+  size: number,
+  opts: { signal?: AbortSignal; onBatch?: (done: number, total: number) => void } = {},
+): Promise<ModelEvaluation> {
   const acc = new EvaluationAccumulator(classes);
   const batch = evalBatchSize(size);
   for (let lo = 0; lo < split.length; lo += batch) {
-    signal?.throwIfAborted();
+    opts.signal?.throwIfAborted();
     const indices = Array.from({ length: Math.min(batch, split.length - lo) }, (_, i) => lo + i);
     const b = await split.batch(indices, { augment: false, seed: 0, epoch: 0, step: 0 });
     acc.add(await runner.run(nhwcToNchw(b.x, b.n, size), b.n, size), b.y);
+    opts.onBatch?.(lo + b.n, split.length);
     await yieldToLoop();
   }
   return acc.result();

@@ -120,7 +120,14 @@ export async function collectVerificationLogits(
   indices: number[],
   candidates: Candidate[],
   graph: QuantGraph,
-  opts: { referenceImages: number; widthMultiplier: number; known?: KnownLogits | null; signal?: AbortSignal },
+  opts: {
+    referenceImages: number;
+    widthMultiplier: number;
+    known?: KnownLogits | null;
+    signal?: AbortSignal;
+    /** Verification images run so far: after each batch, and all of them once every model's logits are known. */
+    onBatch?: (done: number, total: number) => void;
+  },
 ): Promise<VerificationLogits> {
   const size = model.inputSize;
   const k = model.classes.length;
@@ -145,8 +152,9 @@ export async function collectVerificationLogits(
         if (!known.float) floatLogits.set(await model.predictFloat(b.x, b.n), lo * k);
         const nchw = nhwcToNchw(b.x, b.n, size);
         for (const c of toRun) c.logits.push(await c.runner.run(nchw, b.n, size));
+        opts.onBatch?.(lo + b.n, n);
       }
-    }
+    } else opts.onBatch?.(n, n);
     // The int8 graph's own arithmetic, for the first few images: what ORT must reproduce.
     opts.signal?.throwIfAborted();
     const nRef = Math.min(n, opts.referenceImages);

@@ -8,6 +8,7 @@
 // accuracies and the int8 file on the whole validation split (export-job-evaluate.ts) -> fusion check -> manifest and files (export-job-write.ts).
 import type { TrainingConfig } from '../config/training-config.js';
 import { loadTrainedModel, type EvalLogits } from '../ml/index.js';
+import type { PhaseListener } from '../ml/train-api.js';
 import { spreadIndices } from '../ml/evaluate.js';
 import { loadDataset, type Dataset } from '../data/index.js';
 import { quantGraphToFloatOnnx } from './onnx-float.js';
@@ -73,6 +74,8 @@ export interface ExportJobOptions {
   referenceImages?: number;
   /** Problems that do not stop the export (MODEL_AT_CHANCE); they are also listed in the manifest. */
   onWarning?: (w: { code: string; message: string }) => void;
+  /** The export's `exporting` phase: each task as it starts, images as they are run; null at the end. */
+  onPhase?: PhaseListener;
 }
 
 /**
@@ -90,7 +93,10 @@ export const DEFAULT_VERIFY_IMAGES = 1000;
 
 export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobResult> {
   const log = opts.log ?? silentLogger;
+  const task = (name: string, done: number | null = null, total: number | null = null) => opts.onPhase?.({ name: 'exporting', task: name, done, total });
+  const counted = (name: string) => (done: number, total: number) => task(name, done, total);
   opts.signal?.throwIfAborted();
+  task('building the int8 ONNX file');
   const model = await loadTrainedModel(opts.checkpoint);
   let candidates: Candidate[] = [];
   try {
@@ -110,8 +116,11 @@ export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobR
       });
     const known = knownLogits(opts.evalLogits, model, indices, graph, ds.val.length);
     log.info({ images: indices.length, encodings, fromTraining: Object.keys(known ?? {}) }, 'export: verifying int8 ONNX against the fake-quant model');
+    const verifying = 'verifying the int8 file against the trained model';
+    task(verifying, 0, indices.length);
     const logits = await collectVerificationLogits(model, ds, indices, candidates, graph, {
       signal: opts.signal,
+      onBatch: counted(verifying),
       referenceImages: opts.referenceImages ?? 8,
       widthMultiplier: opts.config.model.widthMultiplier,
       known,
@@ -127,9 +136,14 @@ export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobR
     // in knownLogits): its logits on the split are already known.
     const reuse = verified.chosen.encoding === known?.scoredEncoding && known.scored;
     log.info({ images: ds.val.length, fromTraining: Boolean(reuse) }, 'export: evaluating the int8 ONNX model on the validation split');
+    const scoring = 'int8 top-1 of the file on the validation split';
+    task(scoring, reuse ? ds.val.length : 0, ds.val.length);
     const evaluation = reuse
       ? evaluationOfLogits(reuse, ds.val.labels, model.classes.length)
-      : await evaluateOnnxOnSplit(verified.chosen.runner, ds.val, model.classes.length, model.inputSize, opts.signal);
+      : await evaluateOnnxOnSplit(verified.chosen.runner, ds.val, model.classes.length, model.inputSize, {
+          signal: opts.signal,
+          onBatch: counted(scoring),
+        });
     const warnings = [chanceWarning(evaluation, model.classes.length)].filter((w) => w !== null);
     for (const w of warnings) {
       log.warn({ code: w.code }, `export: ${w.message}`);
@@ -137,11 +151,13 @@ export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobR
     }
 
     opts.signal?.throwIfAborted();
+    task('checking that ONNX Runtime runs it in integer kernels');
     const fusion = fusionReport(await optimizedOpCounts(verified.chosen.bytes), expectedKernels(graph));
     if (!fusion.fullyFused) log.warn({ fusion }, 'export: ORT did not fuse the whole graph into integer kernels; it will run slower');
     const float32SizeBytes = quantGraphToFloatOnnx(graph).length;
     const manifest = buildManifest({ jobId: opts.jobId, model, graph, verified, accuracy, evaluation, warnings, fusion, float32SizeBytes });
     opts.signal?.throwIfAborted();
+    task('writing the model files');
     const { onnxPath, manifestPath } = await writeModelFiles(opts.outDir, verified.chosen.bytes, manifest);
     log.info(
       { onnxPath, sizeBytes: manifest.sizeBytes, float32SizeBytes, ...accuracy, weightEncoding: verified.chosen.encoding, weightBits },
@@ -151,5 +167,6 @@ export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobR
   } finally {
     await releaseCandidates(candidates);
     model.dispose();
+    opts.onPhase?.(null);
   }
 }

@@ -65,6 +65,8 @@ export async function evaluate(
     logits: (x: Float32Array, n: number) => Float32Array | Promise<Float32Array>;
     /** Split rows (ascending) whose logits to return as `kept`: the export verifies against them. */
     keepRows?: number[];
+    /** Images scored so far and in all: before the first batch and after each. */
+    onBatch?: (done: number, total: number) => void;
   },
 ): Promise<TopK | null> {
   const classes = model.arch.numClasses;
@@ -84,6 +86,7 @@ export async function evaluate(
   const keep = opts.keepRows ?? [];
   const kept = new Float32Array(keep.length * classes);
   let nextKept = 0;
+  opts.onBatch?.(0, split.length);
   for await (const b of batches) {
     if (opts.signal?.aborted) return null;
     const logits = await opts.logits(b.x, b.n);
@@ -95,6 +98,7 @@ export async function evaluate(
     top1 += hits.top1;
     top5 += hits.topk;
     count += b.n;
+    opts.onBatch?.(count, split.length);
     await yieldToLoop();
   }
   if (nextKept < keep.length) throw new RangeError(`keepRows: row ${keep[nextKept]} is not in a split of ${count}`);

@@ -54,10 +54,29 @@ export interface TrainWarning {
   message: string;
 }
 
+/**
+ * What a run does between steps, while it lasts: an evaluation or the export takes minutes at
+ * 224 px (2,000 validation images: 43-56 s per evaluation on one thread), with no step to show.
+ */
+export interface Phase {
+  /** `evaluating`: validation accuracy after an epoch (or the last step); `exporting`: the int8 file built, verified, scored and written. */
+  name: 'evaluating' | 'exporting';
+  /** The part under way, in words ("int8 top-1 on the validation split"). */
+  task: string;
+  /** Images done and in all for this task; null for a task not counted in images. */
+  done: number | null;
+  total: number | null;
+}
+
+/** Reports the phase under way; null once the run is back at its steps (or the phase ended). */
+export type PhaseListener = (phase: Phase | null) => void;
+
 export interface TrainCallbacks {
   onStart?(info: TrainStartInfo): void | Promise<void>;
   onStep?(metric: StepMetric): void | Promise<void>;
   onEval?(metric: EvalMetric): void | Promise<void>;
+  /** Evaluation progress, per batch; null when the evaluation ends (called synchronously: keep it cheap). */
+  onPhase?: PhaseListener;
   onCheckpoint?(checkpoint: CheckpointInfo): void | Promise<void>;
   onWarning?(warning: TrainWarning): void | Promise<void>;
 }

@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { progressLine, runTrainCommand, TrainCommandError } from '../../src/commands/train-command.js';
+import { phaseLine, progressLine, runTrainCommand, TrainCommandError } from '../../src/commands/train-command.js';
 import { loadSettings } from '../../src/config/settings.js';
 
 process.env.TFJS_BACKEND ||= 'cpu';
@@ -16,6 +16,12 @@ describe('qatserve train', () => {
     const info = { backend: 'cpu' as const, totalSteps: 100, stepsPerEpoch: 50, startStep: 0, numTrain: 800, numVal: 80, classes: ['a'] };
     const line = progressLine({ step: 25, epoch: 1, loss: 0.123456, learningRate: 0.05, imagesPerSecond: 12.34 }, info, 2, 5, 8);
     expect(line).toBe('[=>      ] step 25/100 epoch 1/2 loss 0.1235 lr 0.0500 12.3 img/s ETA 15s');
+  });
+
+  it("formats an evaluation's line: its task, and the images scored so far on a terminal", () => {
+    const p = { name: 'evaluating' as const, task: 'int8 top-1 on the validation split', done: 1200, total: 2000 };
+    expect(phaseLine(p, true)).toBe('evaluating: int8 top-1 on the validation split 1200/2000 images');
+    expect(phaseLine({ ...p, done: 0 }, false)).toBe('evaluating: int8 top-1 on the validation split (2000 images)');
   });
 
   it('rejects an invalid config with the offending field path', async () => {

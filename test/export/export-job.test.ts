@@ -140,6 +140,29 @@ describe('exportJobModel', () => {
     }
   }, 300_000);
 
+  it('reports its tasks as the `exporting` phase, in order, with the images each has run, and then its end', async () => {
+    const seen: string[] = [];
+    await exportJobModel({
+      jobId: 'job-phases',
+      config,
+      checkpoint,
+      outDir: path.join(dir, 'model-phases'),
+      dataRoot: dir,
+      onPhase: (p) => void seen.push(p ? `${p.name}: ${p.task}${p.total === null ? '' : ` ${p.done}/${p.total}`}` : 'end'),
+    });
+    // 36 validation images: one batch at 32 px.
+    expect(seen).toEqual([
+      'exporting: building the int8 ONNX file',
+      'exporting: verifying the int8 file against the trained model 0/36',
+      'exporting: verifying the int8 file against the trained model 36/36',
+      'exporting: int8 top-1 of the file on the validation split 0/36',
+      'exporting: int8 top-1 of the file on the validation split 36/36',
+      'exporting: checking that ONNX Runtime runs it in integer kernels',
+      'exporting: writing the model files',
+      'end',
+    ]);
+  });
+
   it('a 7-bit model (the default) passes the default gate with int8-stored weights, and those are served', async () => {
     expect(config.quantization.weightBits).toBe(7);
     const outDir = path.join(dir, 'model-7bit');

@@ -88,6 +88,31 @@ describe('runTraining', () => {
     expect(c.eval!.top1).toBeCloseTo(a.eval!.top1, 6);
   }, 300_000);
 
+  it('reports each evaluation as its `evaluating` phase, batch by batch, and its end before the next step', async () => {
+    // 80 validation images: two batches at 32 px (64 + 16). Fake quant from step 6: each
+    // evaluation scores the int8 model, then the float one (quantization is delayed).
+    const config = resolveTrainingConfig({
+      ...tinyConfig({ epochs: 2 }, { delaySteps: 5 }),
+      dataset: { type: 'synthetic', classes: 4, samplesPerClass: 2, valPerClass: 20 },
+    });
+    const seen: string[] = [];
+    await runTraining({
+      config,
+      workDir: path.join(tmp, 'phases'),
+      dataRoot: tmp,
+      callbacks: {
+        onStep: (m) => void seen.push(`step ${m.step}`),
+        onEval: (m) => void seen.push(`eval ${m.step}`),
+        onPhase: (p) => void seen.push(p ? `${p.name}: ${p.task} ${p.done}/${p.total}` : 'end'),
+      },
+    });
+    const scored = (model: string) => [0, 64, 80].map((done) => `evaluating: ${model} top-1 on the validation split ${done}/80`);
+    expect(seen).toEqual([
+      ...['step 1', 'step 2', 'step 3', 'step 4', ...scored('int8'), ...scored('float'), 'eval 4', 'end'],
+      ...['step 5', 'step 6', 'step 7', 'step 8', ...scored('int8'), ...scored('float'), 'eval 8', 'end'],
+    ]);
+  });
+
   it('writes complete, validated checkpoints and keeps only the newest N', async () => {
     const config = tinyConfig({ maxSteps: 5, checkpointEverySteps: 2, keepCheckpoints: 2 });
     const seen: number[] = [];
