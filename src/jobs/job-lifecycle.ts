@@ -18,7 +18,7 @@ import type { Prisma, Tx } from '../db/database.js';
 import { JOB_WITH_MODEL, recordJobModel, servingModel, type NewModel } from '../db/model-rows.js';
 import { InitJobInvalidError, JobInUseError, JobNotFoundError, JobStateError, toIssues } from './job-errors.js';
 import { bumpRevision, noteWrite, recordEvents, statusEvent, type JobWake } from './job-events.js';
-import { toMetricPointView, type JobEventProgressData, type JobEventWarningData } from './job-view.js';
+import { toMetricPointView, type JobEventProgressData, type JobEventWarningData, type JobPhase } from './job-view.js';
 import { JOB_STATUSES, TERMINAL_STATUSES, isTerminal, type JobStatus } from './job-status.js';
 import { TrainingConfig } from '../config/training-config.js';
 import { redact } from '../redact.js';
@@ -301,7 +301,7 @@ export async function claim(prisma: Prisma, jobId: string, wake?: JobWake): Prom
     const count = await committed(prisma, jobId, wake, async (tx) => {
       const { count } = await tx.trainingJob.updateMany({
         where: { id: jobId, status, ownerToken: row.ownerToken, attempts: row.attempts },
-        data: { status: TRANSITIONS.claim.to, ownerToken: token, attempts: row.attempts + 1, startedAt, errorCode: null, errorMessage: null },
+        data: { status: TRANSITIONS.claim.to, ownerToken: token, attempts: row.attempts + 1, startedAt, errorCode: null, errorMessage: null, phase: null },
       });
       if (count === 1) await noteWrite(tx, jobId, [statusEvent(TRANSITIONS.claim.to)]);
       return { value: count, changed: count === 1 };
@@ -387,7 +387,7 @@ export class JobOwner {
 
   /** Training (re)started at `startStep`: points after it belong to a dead run and go. */
   start(info: { backend: string; totalSteps: number; startStep: number }): Promise<void> {
-    return this.fenced({ backend: info.backend, totalSteps: info.totalSteps, step: info.startStep }, async (tx) => {
+    return this.fenced({ backend: info.backend, totalSteps: info.totalSteps, step: info.startStep, phase: null }, async (tx) => {
       await tx.metricPoint.deleteMany({ where: { jobId: this.jobId, step: { gt: info.startStep } } });
       const job = await tx.trainingJob.findUniqueOrThrow({ where: { id: this.jobId }, select: { epoch: true } });
       await noteWrite(tx, this.jobId, [
@@ -416,6 +416,23 @@ export class JobOwner {
     throw new OwnershipLostError(this.jobId);
   }
 
+  /**
+   * The phase the job is in between steps (null: back at its steps), with a `progress` event.
+   * Marks the row alive as the heartbeat does; returns its status: `cancelling` means stop now.
+   */
+  async phase(phase: JobPhase | null): Promise<'running' | 'cancelling'> {
+    return this.write(async (tx) => {
+      const [job] = await tx.trainingJob.updateManyAndReturn({
+        where: this.mine(['running', 'cancelling']),
+        data: { phase: phase && JSON.stringify(phase), updatedAt: new Date() },
+        select: { status: true, step: true, epoch: true },
+      });
+      if (!job) throw new OwnershipLostError(this.jobId);
+      await noteWrite(tx, this.jobId, [{ type: 'progress', payload: { step: job.step, epoch: job.epoch, phase } satisfies JobEventProgressData }]);
+      return job.status === 'cancelling' ? 'cancelling' : 'running';
+    });
+  }
+
   /** One step's point and progress. Returns the job's status: `cancelling` means stop now. */
   step(s: StepRecord): Promise<'running' | 'cancelling'> {
     return this.steps([s]);
@@ -435,7 +452,8 @@ export class JobOwner {
       // second beside a training step, on the cores it trains on.
       const [job] = await tx.trainingJob.updateManyAndReturn({
         where: this.mine(['running', 'cancelling']),
-        data: { ...progress, revision: { increment: 1 } },
+        // A step means the run is back at its steps: a phase whose end was not written ends here.
+        data: { ...progress, phase: null, revision: { increment: 1 } },
         select: { status: true, revision: true },
       });
       if (!job) throw new OwnershipLostError(this.jobId);

@@ -7,12 +7,28 @@ import { rowToRecord, type ModelRow } from '../db/model-rows.js';
 import { JOB_STATUSES, type JobStatus } from './job-status.js';
 import { ModelSummary, toModelSummary } from './model-view.js';
 import { PageQuery } from './page-cursor.js';
+import type { Phase } from '../ml/train-api.js';
 
 export const JobStatusSchema = z.enum(JOB_STATUSES);
 
 /** A job's model: the same summary /v1/models lists (src/jobs/model-view.ts). */
 export const ModelView = ModelSummary;
 export type ModelView = ModelSummary;
+
+/**
+ * What a running job does between steps (src/ml/train-api.ts Phase): an evaluation of the
+ * validation split after an epoch, or the export of its int8 model, with the images done so far.
+ */
+export const JobPhase = z.object({
+  /** `evaluating`: validation accuracy after an epoch (and the last step); `exporting`: the int8 file built, verified, scored and written. */
+  name: z.enum(['evaluating', 'exporting']),
+  /** The part under way, in words: "int8 top-1 on the validation split". */
+  task: z.string(),
+  /** Images done and in all for this task; null for a task not counted in images. */
+  done: z.number().int().nullable(),
+  total: z.number().int().nullable(),
+}) satisfies z.ZodType<Phase>;
+export type JobPhase = z.infer<typeof JobPhase>;
 
 export const JobView = z.object({
   id: z.string(),
@@ -24,6 +40,8 @@ export const JobView = z.object({
     step: z.number().int(),
     totalSteps: z.number().int().nullable(),
     imagesPerSecond: z.number().nullable(),
+    /** Null while the job trains (and when it is not running); a running job's evaluation or export otherwise. */
+    phase: JobPhase.nullable(),
   }),
   /** The training backend the worker used (tensorflow, wasm or cpu); null before it started. */
   backend: z.string().nullable(),
@@ -110,6 +128,8 @@ export const JobEventProgressData = z.object({
   backend: z.string().nullable().optional(),
   /** On a (re)start from a checkpoint: points after this step belonged to a run that died and are gone. */
   restartedAtStep: z.number().int().optional(),
+  /** The job's phase (as JobView.progress.phase); absent or null: training steps (or nothing) under way. */
+  phase: JobPhase.nullable().optional(),
 });
 export type JobEventStatusData = z.infer<typeof JobEventStatusData>;
 export type JobEventProgressData = z.infer<typeof JobEventProgressData>;
@@ -202,6 +222,7 @@ interface JobRow {
   step: number;
   totalSteps: number | null;
   imagesPerSecond: number | null;
+  phase: string | null;
   backend: string | null;
   errorCode: string | null;
   errorMessage: string | null;
@@ -215,6 +236,17 @@ interface JobRow {
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
+/** The phase column's JSON; null for none, or for text this version cannot read. */
+function parsePhase(text: string | null): JobPhase | null {
+  if (!text) return null;
+  try {
+    const parsed = JobPhase.safeParse(JSON.parse(text));
+    return parsed.success ? parsed.data : null;
+  } catch {
+    return null;
+  }
+}
+
 export function toModelView(m: ModelRow): ModelView {
   return toModelSummary(rowToRecord(m));
 }
@@ -225,7 +257,14 @@ export function toJobView(row: JobRow & { model?: ModelRow | null }): JobView {
     name: row.name,
     status: row.status as JobView['status'],
     config: JSON.parse(row.config),
-    progress: { epoch: row.epoch, step: row.step, totalSteps: row.totalSteps, imagesPerSecond: row.imagesPerSecond },
+    progress: {
+      epoch: row.epoch,
+      step: row.step,
+      totalSteps: row.totalSteps,
+      imagesPerSecond: row.imagesPerSecond,
+      // A job that ended (or went back to the queue) mid-phase keeps the column: a claim clears it.
+      phase: row.status === 'running' || row.status === 'cancelling' ? parsePhase(row.phase) : null,
+    },
     backend: row.backend,
     attempts: row.attempts,
     warnings: row.warnings,

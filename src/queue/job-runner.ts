@@ -23,6 +23,7 @@ import { claim, OwnershipLostError, type JobOwner } from '../jobs/job-lifecycle.
 import type { TrainingConfig } from '../config/training-config.js';
 import type { FromThread, PostedTrainResult, ThreadInput, ToThread } from './thread-protocol.js';
 import { StepWrites } from './step-writes.js';
+import { PhaseWrites } from './phase-writes.js';
 import type { ExportJobResult } from '../export/export-job.js';
 import type { Logger } from '../logger.js';
 import { FailureLog } from './failure-log.js';
@@ -295,7 +296,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
     }
   };
 
-  const handle = async (m: Exclude<FromThread, { type: 'step' }>): Promise<void> => {
+  const handle = async (m: Exclude<FromThread, { type: 'step' | 'phase' }>): Promise<void> => {
     switch (m.type) {
       case 'start': {
         const { info } = m;
@@ -447,8 +448,22 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
     });
   }, heartbeatMs);
   heartbeat.unref();
+  // What an evaluation or the export is doing, on the row instead of a bare "step 60/60".
+  const phaseWrites = new PhaseWrites({
+    intervalMs: ctx.progressWriteIntervalMs,
+    enqueue,
+    write: async (phase) => {
+      if (final || control.reason() === 'lost') return;
+      // The steps before the phase are on the row first; they would clear it after.
+      await stepWrites.flush();
+      if ((await owner.phase(phase)) === 'cancelling') control.abort('cancel');
+      writeFailures.succeeded();
+      lastWrite = Date.now();
+    },
+  });
   thread.on('message', (m: FromThread) => {
     if (m.type === 'step') return stepWrites.add(m.metric);
+    if (m.type === 'phase') return phaseWrites.report(m.phase);
     // The steps reported before this message are written before it is handled.
     enqueue(() => stepWrites.flush());
     enqueue(() => handle(m));
@@ -460,6 +475,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
   });
   clearTimeout(timer);
   clearInterval(heartbeat);
+  phaseWrites.close();
   enqueue(() => stepWrites.flush());
   await chain;
   if (final) return final;

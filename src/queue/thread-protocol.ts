@@ -1,7 +1,7 @@
 // Messages between the worker process (Bull, Prisma, Redis) and its training thread (tfjs).
 // Training runs in a worker_thread so that multi-second steps never block the event loop that
 // renews Bull's job lock and listens for cancel messages.
-import type { CheckpointInfo, EvalMetric, StepMetric, TrainResult, TrainStartInfo, TrainWarning } from '../ml/train-api.js';
+import type { CheckpointInfo, EvalMetric, Phase, StepMetric, TrainResult, TrainStartInfo, TrainWarning } from '../ml/train-api.js';
 import type { TrainingConfig } from '../config/training-config.js';
 import type { ExportJobResult } from '../export/export-job.js';
 import type { JobBudget } from '../jobs/job-admission.js';
@@ -42,6 +42,8 @@ export type FromThread =
   | { type: 'start'; info: TrainStartInfo }
   | { type: 'step'; metric: StepMetric }
   | { type: 'eval'; metric: EvalMetric }
+  /** An evaluation's or the export's progress (per batch; the worker writes it at most once a second); null when it ends. */
+  | { type: 'phase'; phase: Phase | null }
   | { type: 'checkpoint'; checkpoint: CheckpointInfo }
   | { type: 'warning'; warning: TrainWarning }
   | { type: 'log'; level: 'info' | 'warn'; msg: string; extra?: object }

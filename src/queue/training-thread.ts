@@ -74,6 +74,7 @@ async function main(): Promise<void> {
         onStart: (info) => post({ type: 'start', info }),
         onStep: (metric) => post({ type: 'step', metric }),
         onEval: (metric) => post({ type: 'eval', metric }),
+        onPhase: (phase) => post({ type: 'phase', phase }),
         onCheckpoint: checkpointStored,
         onWarning: (warning) => post({ type: 'warning', warning }),
       },
@@ -101,6 +102,7 @@ async function main(): Promise<void> {
       signal: exportController.signal,
       // MODEL_AT_CHANCE: the job succeeds, but says (in its warnings and the log) that it learned nothing.
       onWarning: (warning) => post({ type: 'warning', warning }),
+      onPhase: (phase) => post({ type: 'phase', phase }),
     });
     post({ type: 'exported', result: exported });
   } catch (err) {

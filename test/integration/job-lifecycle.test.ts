@@ -101,6 +101,58 @@ describe('job lifecycle with a worker process (SQLite)', () => {
     expect(manifest.jobId).toBe(job.id);
   });
 
+  it("shows a job's evaluation and export as its phase while they run, with the images done", async () => {
+    const w = spawnWorker(env, 'phase');
+    workers.push(w);
+    const job = await postBigValidationJob('phases', 5);
+    // What a user polling GET /v1/jobs/:id sees while the job sits at its last step.
+    const polled: NonNullable<JobView['progress']['phase']>[] = [];
+    const done = await waitForJob(
+      h.app,
+      job.id,
+      (j) => {
+        if (j.progress.phase) polled.push(j.progress.phase);
+        return terminal(j);
+      },
+      120_000,
+      [w],
+    );
+    expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
+    expect(done.progress.phase).toBeNull();
+    expect(polled.length, 'no poll saw the evaluation or the export').toBeGreaterThan(0);
+    expect(polled.every((p) => p.done === null || p.done <= p.total!)).toBe(true);
+
+    // The event stream's record of it: the phases in order, each ended before the job succeeded.
+    const events = (await h.deps.db.prisma.jobEvent.findMany({ where: { jobId: job.id }, orderBy: { id: 'asc' } })).map((e) => ({
+      type: e.type,
+      data: JSON.parse(e.payload),
+    }));
+    const phases = events.filter((e) => e.type === 'progress' && 'phase' in e.data).map((e) => e.data.phase);
+    const evaluating = phases.filter((p) => p?.name === 'evaluating');
+    expect(evaluating.length).toBeGreaterThan(0);
+    // The split's 1,000 images scored, then (the last evaluation) the export's verification images.
+    for (const p of evaluating) {
+      expect(['int8 top-1 on the validation split', 'float top-1 on the validation split', 'int8 logits of the images the export verifies']).toContain(p.task);
+      expect(p.total).toBe(1000);
+      expect(p.done).toBeLessThanOrEqual(1000);
+    }
+    // Within a task the count only grows.
+    for (let i = 1; i < phases.length; i++) {
+      if (phases[i] && phases[i - 1]?.task === phases[i].task) expect(phases[i].done).toBeGreaterThanOrEqual(phases[i - 1].done);
+    }
+    const firstExport = phases.findIndex((p) => p?.name === 'exporting');
+    expect(firstExport, JSON.stringify(phases)).toBeGreaterThan(phases.findLastIndex((p) => p?.name === 'evaluating'));
+    expect(phases[firstExport].task).toBe('building the int8 ONNX file');
+    // The evaluation ended (null) before the export began, and the export ended before the outcome.
+    expect(phases.slice(0, firstExport)).toContain(null);
+    expect(phases.at(-1)).toBeNull();
+    const succeededAt = events.findIndex((e) => e.type === 'status' && e.data.status === 'succeeded');
+    expect(events.findLastIndex((e) => e.type === 'progress' && e.data.phase === null)).toBeLessThan(succeededAt);
+    // The later tests count on one worker.
+    w.proc.kill('SIGTERM');
+    await w.exited;
+  });
+
   it("init.fromJob starts a new job from an earlier job's newest checkpoint", async () => {
     const w = workers[0];
     const [first] = (await h.app.inject({ method: 'GET', url: '/v1/jobs?status=succeeded&limit=1' })).json().jobs;

@@ -1,0 +1,68 @@
+// How a running job's phase (an evaluation's or the export's progress, src/ml/train-api.ts Phase)
+// reaches its row: a new task (or the phase's end) at once, the image counts of a task at most once
+// per interval. An evaluation reports every batch: at 32 px, a batch of 64 images every few
+// milliseconds; the row only needs to say where the job is.
+import type { Phase } from '../ml/train-api.js';
+import { STEP_WRITE_INTERVAL_MS } from './step-writes.js';
+
+export interface PhaseWritesOptions {
+  intervalMs?: number;
+  /** Writes the phase (null: the job is back at its steps); runs only through `enqueue`, one at a time. */
+  write: (phase: Phase | null) => Promise<void>;
+  /** Puts work on the runner's message chain, so a write never overtakes the messages around it. */
+  enqueue: (work: () => Promise<void>) => void;
+}
+
+const sameTask = (a: Phase | null, b: Phase | null) => a === b || (a !== null && b !== null && a.name === b.name && a.task === b.task);
+const samePhase = (a: Phase | null, b: Phase | null) => sameTask(a, b) && a?.done === b?.done && a?.total === b?.total;
+
+export class PhaseWrites {
+  private latest: Phase | null = null;
+  /** What the row holds (as far as this worker wrote it). */
+  private written: Phase | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private lastWrite = -Infinity;
+  private readonly intervalMs: number;
+
+  constructor(private readonly o: PhaseWritesOptions) {
+    this.intervalMs = o.intervalMs ?? STEP_WRITE_INTERVAL_MS;
+  }
+
+  /** The phase the training thread reported. */
+  report(phase: Phase | null): void {
+    this.latest = phase;
+    if (!sameTask(phase, this.written)) {
+      this.cancelTimer();
+      this.o.enqueue(() => this.flush());
+      return;
+    }
+    if (this.timer) return;
+    const due = Math.max(0, this.lastWrite + this.intervalMs - performance.now());
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.o.enqueue(() => this.flush());
+    }, due);
+  }
+
+  /** Writes the newest phase unless the row holds it already. A failed write throws; the next report tries again. */
+  async flush(): Promise<void> {
+    this.cancelTimer();
+    const phase = this.latest;
+    if (samePhase(phase, this.written)) return;
+    this.lastWrite = performance.now();
+    await this.o.write(phase);
+    this.written = phase;
+  }
+
+  /** The runner is done: nothing more is written. */
+  close(): void {
+    this.cancelTimer();
+  }
+
+  private cancelTimer(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+  }
+}
