@@ -44,7 +44,7 @@ interface Job {
   status: string;
   error: { code: string; message: string } | null;
   warnings: number;
-  progress: { step: number; totalSteps: number | null };
+  progress: { step: number; totalSteps: number | null; phase: { name: string; task: string; done: number | null; total: number | null } | null };
   model: { id: string; int8Top1: number | null; floatTop1: number | null } | null;
 }
 
@@ -87,16 +87,22 @@ async function main(): Promise<void> {
     let workerPid: number | null = null;
     let peak = 0;
     let lastReport = 0;
+    let lastTask: string | null = null;
     const until = posted + Number(values['timeout-min']) * 60_000;
     while (Date.now() < until) {
       workerPid ??= workerPidOf(proc.pid!);
       if (workerPid) peak = Math.max(peak, peakRss(workerPid) ?? 0);
       job = (await (await fetch(`${base}/v1/jobs/${id}`)).json()) as Job;
       if (['succeeded', 'failed', 'cancelled'].includes(job.status)) break;
-      if (Date.now() - lastReport > 30_000) {
+      // Every 30 s, and as an evaluation or the export moves to its next task.
+      const { phase } = job.progress;
+      const task = phase && `${phase.name}: ${phase.task}`;
+      if (Date.now() - lastReport > 30_000 || task !== lastTask) {
         lastReport = Date.now();
+        lastTask = task;
+        const doing = phase ? `, ${task}${phase.total === null ? '' : ` ${phase.done}/${phase.total}`}` : '';
         console.log(
-          `  ${((Date.now() - posted) / 1000).toFixed(0)} s: ${job.status} step ${job.progress.step}/${job.progress.totalSteps ?? '?'}, worker peak RSS ${(peak / 2 ** 20).toFixed(0)} MiB`,
+          `  ${((Date.now() - posted) / 1000).toFixed(1)} s: ${job.status} step ${job.progress.step}/${job.progress.totalSteps ?? '?'}${doing}, worker peak RSS ${(peak / 2 ** 20).toFixed(0)} MiB`,
         );
       }
       await new Promise((r) => setTimeout(r, 500));

@@ -176,14 +176,22 @@ function progressText(job) {
   if (!p.totalSteps) return job.status === 'queued' ? 'waiting for a worker' : '';
   const done = Math.round((100 * p.step) / p.totalSteps);
   const speed = p.imagesPerSecond ? ` · ${p.imagesPerSecond.toFixed(1)} img/s` : '';
-  return `step ${p.step}/${p.totalSteps} (${done}%) · epoch ${p.epoch}${speed}`;
+  const phase = p.phase ? ` · ${phaseText(p.phase)}` : '';
+  return `step ${p.step}/${p.totalSteps} (${done}%) · epoch ${p.epoch}${speed}${phase}`;
+}
+
+/** "evaluating: int8 top-1 on the validation split, 1,250 of 2,000 images" */
+function phaseText(phase) {
+  const count = phase.total ? `, ${phase.done.toLocaleString('en')} of ${phase.total.toLocaleString('en')} images` : '';
+  return `${phase.name}: ${phase.task}${count}`;
 }
 
 /** The table's column: steps and share only (the open job shows the rest). */
 function shortProgress(job) {
   const p = job.progress;
   if (!p.totalSteps) return job.status === 'queued' ? 'waiting' : '';
-  return `${p.step}/${p.totalSteps} (${Math.round((100 * p.step) / p.totalSteps)}%)`;
+  const phase = p.phase ? ` · ${p.phase.name}` : '';
+  return `${p.step}/${p.totalSteps} (${Math.round((100 * p.step) / p.totalSteps)}%)${phase}`;
 }
 
 function statusPill(status) {
@@ -390,6 +398,11 @@ function applyEvent(e) {
   if (e.type === 'status') {
     job.status = data.status;
     job.error = data.error ?? null;
+    // Only a running job is in a phase (as GET /v1/jobs/:id says).
+    if (!['running', 'cancelling'].includes(data.status) && job.progress.phase) {
+      job.progress.phase = null;
+      renderProgress();
+    }
     renderStatus();
     if (TERMINAL.includes(data.status)) {
       // The model row and finish time come with the job itself.
@@ -409,6 +422,8 @@ function applyEvent(e) {
     if (data.totalSteps != null) p.totalSteps = data.totalSteps;
     if (data.imagesPerSecond != null) p.imagesPerSecond = data.imagesPerSecond;
     if (data.backend) job.backend = data.backend;
+    // Steps' events carry no phase: the job is back at its steps.
+    p.phase = data.phase ?? null;
     // A resumed run rewrites the steps after its checkpoint.
     if (data.restartedAtStep != null) for (const s of [...state.points.keys()]) if (s > data.restartedAtStep) state.points.delete(s);
     renderProgress();

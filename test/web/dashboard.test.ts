@@ -550,6 +550,24 @@ describe('dashboard', () => {
   });
 
   // Last: it stops the worker.
+  it("says what a job at its last step is doing: the evaluation's images scored so far, then the export", async () => {
+    // One step, then 1,000 validation images: the evaluation and the export take seconds.
+    const id = (
+      await api('POST', '/v1/jobs', testKey, {
+        name: 'phases',
+        dataset: { type: 'synthetic', classes: 4, samplesPerClass: 4, valPerClass: 250, seed: 9 },
+        model: { widthMultiplier: 0.35, inputSize: 32 },
+        training: { epochs: 1, batchSize: 16, maxSteps: 1 },
+      })
+    ).json().id as string;
+    await page.goto(`${base}/#job=${id}`);
+    const progress = () => page.textContent('#job-progress');
+    await expect.poll(progress, { timeout: 60_000, interval: 50 }).toMatch(/^step 1\/1 \(100%\) · epoch 1.* · evaluating: .+, [\d,]+ of 1,000 images$/);
+    await expect.poll(progress, { timeout: 60_000, interval: 50 }).toMatch(/ · exporting: /);
+    await expect.poll(() => page.textContent('#job-status'), { timeout: 60_000 }).toBe('succeeded');
+    expect(await progress()).not.toMatch(/evaluating|exporting/);
+  });
+
   it('shows an admin the live workers, and that queued jobs wait when none runs (the job panel too); other keys see no worker list', async () => {
     const context = await keyedContext(browser, adminKey);
     const p = await context.newPage();
