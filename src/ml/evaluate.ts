@@ -65,7 +65,7 @@ export async function evaluate(
     logits: (x: Float32Array, n: number) => Float32Array | Promise<Float32Array>;
     /** Split rows (ascending) whose logits to return as `kept`: the export verifies against them. */
     keepRows?: number[];
-    /** Images scored so far and in all: before the first batch and after each. */
+    /** Images scored so far and in all, after each batch. */
     onBatch?: (done: number, total: number) => void;
   },
 ): Promise<TopK | null> {
@@ -86,7 +86,6 @@ export async function evaluate(
   const keep = opts.keepRows ?? [];
   const kept = new Float32Array(keep.length * classes);
   let nextKept = 0;
-  opts.onBatch?.(0, split.length);
   for await (const b of batches) {
     if (opts.signal?.aborted) return null;
     const logits = await opts.logits(b.x, b.n);

@@ -56,7 +56,7 @@ export interface TrainWarning {
 
 /**
  * What a run does between steps, while it lasts: an evaluation or the export takes minutes at
- * 224 px (2,000 validation images: 43-56 s per evaluation on one thread), with no step to show.
+ * 224 px (2,000 validation images: 40-58 s per evaluation on one thread), with no step to show.
  */
 export interface Phase {
   /** `evaluating`: validation accuracy after an epoch (or the last step); `exporting`: the int8 file built, verified, scored and written. */

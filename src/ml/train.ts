@@ -432,10 +432,12 @@ interface EvalOpts {
   onBatch?: (done: number, total: number) => void;
 }
 
-/** `opts` reporting each batch as the run's `evaluating` phase, doing `task`. */
-function reporting(run: Run, opts: EvalOpts, task: string): EvalOpts {
+/** Reports `task` begun (0 of `total` images) as the run's `evaluating` phase; the options returned report each batch. */
+function beginTask(run: Run, opts: EvalOpts, task: string, total: number): EvalOpts {
   const { onPhase } = run.cb;
-  return onPhase ? { ...opts, onBatch: (done, total) => onPhase({ name: 'evaluating', task, done, total }) } : opts;
+  if (!onPhase) return opts;
+  onPhase({ name: 'evaluating', task, done: 0, total });
+  return { ...opts, onBatch: (done, all) => onPhase({ name: 'evaluating', task, done, total: all }) };
 }
 
 /**
@@ -448,22 +450,20 @@ function reporting(run: Run, opts: EvalOpts, task: string): EvalOpts {
  */
 async function evaluateInt8(run: Run, opts: EvalOpts): Promise<ScoredTopK | null> {
   const forward: EvalForward = { kind: 'int8', classes: run.ds.classes };
+  // Said before the scorer starts: building its session takes seconds at 224 px.
+  const scoring = beginTask(run, opts, 'int8 top-1 on the validation split', run.ds.val.length);
   const scorer = await startScorer(run, 'int8');
-  if (!scorer) return evaluateOn(run, forward, reporting(run, opts, 'int8 top-1 on the validation split'));
+  if (!scorer) return evaluateOn(run, forward, scoring);
   const keep = opts.keepRows;
   const final = keep !== undefined && run.step >= run.totalSteps;
   const { length } = run.ds.val;
   // Every row's logits, for the export's evaluation of the same file (EvalLogits.scored).
   const keepAll = final && scorer.fingerprint && length * run.model.arch.numClasses <= SCORED_LOGITS_MAX;
-  const top = await scoreSplit(
-    run,
-    scorer,
-    reporting(run, { ...opts, keepRows: keepAll ? Array.from({ length }, (_, i) => i) : undefined }, 'int8 top-1 on the validation split'),
-  );
+  const top = await scoreSplit(run, scorer, { ...scoring, keepRows: keepAll ? Array.from({ length }, (_, i) => i) : undefined });
   if (!top || !final) return top;
   // The tfjs int8 graph on the images the export verifies its file on: at 224 px, 1,000 images take
   // longer than the whole split on ONNX Runtime.
-  const verifying = reporting(run, { ...opts, keepRows: keep.map((_, i) => i) }, 'int8 logits of the images the export verifies');
+  const verifying = beginTask(run, { ...opts, keepRows: keep.map((_, i) => i) }, 'int8 logits of the images the export verifies', keep.length);
   const own = await evaluateOn(run, forward, verifying, rowsOf(run.ds.val, keep));
   const scored = keepAll && top.kept ? { fingerprint: scorer.fingerprint!, logits: top.kept } : undefined;
   return own && { ...top, kept: own.kept, scored };
@@ -475,10 +475,10 @@ async function evaluateInt8(run: Run, opts: EvalOpts): Promise<ScoredTopK | null
  * forward pass, split over the step's threads.
  */
 async function evaluateFloat(run: Run, opts: EvalOpts): Promise<TopK | null> {
+  const scoring = beginTask(run, opts, 'float top-1 on the validation split', run.ds.val.length);
   const scorer = await startScorer(run, 'float');
-  const reported = reporting(run, opts, 'float top-1 on the validation split');
-  if (!scorer) return evaluateOn(run, { kind: 'model', mode: evalMode(false) }, reported);
-  return scoreSplit(run, scorer, reported);
+  if (!scorer) return evaluateOn(run, { kind: 'model', mode: evalMode(false) }, scoring);
+  return scoreSplit(run, scorer, scoring);
 }
 
 /** The validation split scored by `scorer`, which is released after. */
