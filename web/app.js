@@ -62,18 +62,20 @@ function authHeaders() {
   return key ? { authorization: `Bearer ${key}` } : {};
 }
 
-/** Most waits the page sits out for itself: the rate limit's (RATE_LIMITED says 1 s), not a job quota's 30. */
+/** Most waits the page sits out for itself: the rate limit's and an overload's (1 s), not a job quota's 30. */
 const MAX_RETRY_AFTER_S = 5;
 
 async function request(path, init = {}) {
   const headers = new Headers(init.headers);
   for (const [k, v] of Object.entries(authHeaders())) headers.set(k, v);
   // The page's own bursts (a reload, opening a job, a deletion's refreshes) can meet the per-second
-  // rate limit. A refused request did nothing, so it is sent again after the wait, up to twice.
+  // rate limit, and a busy server sheds load or has no room in its predictor queue (503 with
+  // Retry-After: a folder of photos classified while others predict). A refused request did
+  // nothing, so it is sent again after the wait, up to twice.
   for (let attempt = 0; ; attempt++) {
     const res = await fetch(path, { ...init, headers });
     const wait = Number(res.headers.get('retry-after'));
-    if (res.status !== 429 || attempt === 2 || !(wait > 0 && wait <= MAX_RETRY_AFTER_S)) return res;
+    if ((res.status !== 429 && res.status !== 503) || attempt === 2 || !(wait > 0 && wait <= MAX_RETRY_AFTER_S)) return res;
     await new Promise((r) => setTimeout(r, wait * 1000));
   }
 }

@@ -373,6 +373,31 @@ describe('dashboard', () => {
     expect(await page.locator('#predictions li').count()).toBe(0);
   });
 
+  it("waits out a busy server's 503 (Retry-After) and sends the images again instead of failing them", async () => {
+    // The predictor queue full (PREDICT_OVERLOADED: another client's folder, say) for the first request.
+    let refused = 0;
+    await page.route('**/v1/predict/batch*', async (route) => {
+      if (refused++ > 0) return route.continue();
+      await route.fulfill({
+        status: 503,
+        headers: { 'retry-after': '1', 'content-type': 'application/json' },
+        body: JSON.stringify({ error: { code: 'PREDICT_OVERLOADED', message: 'the predictor queue is full; retry in 1 s', issues: [] } }),
+      });
+    });
+    try {
+      await page.setInputFiles('#predict-file', [
+        { name: 'a.png', mimeType: 'image/png', buffer: await makeImage('png', 48, 48, 6) },
+        { name: 'b.jpg', mimeType: 'image/jpeg', buffer: await makeImage('jpeg', 40, 56, 7) },
+      ]);
+      await expect.poll(() => page.textContent('#predict-timings'), { timeout: 15_000 }).toMatch(/^model \w{8} · 2 of 2 images$/);
+      const labels = await page.locator('#predict-batch tbody tr td:nth-child(2)').allTextContents();
+      expect(labels).toEqual([expect.stringMatching(/^pattern-\d$/), expect.stringMatching(/^pattern-\d$/)]);
+      expect(refused).toBe(2);
+    } finally {
+      await page.unroute('**/v1/predict/batch*');
+    }
+  });
+
   it("classifies phone photos in requests within the server's byte limit; a file over it alone is named, not sent", async () => {
     // 12 MP JPEGs of 3.7 MB, as phones take them: three of them are over the 10 MB a request may
     // carry, so sixteen to a request (as the page once sent) got a 413 for all of them.
