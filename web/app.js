@@ -175,14 +175,15 @@ function saveBlob(blob, name) {
 
 function progressText(job) {
   const p = job.progress;
-  if (!p.totalSteps) return job.status === 'queued' ? 'waiting for a worker' : '';
+  // Before the first step a large image folder is read (p.phase): minutes for a million photos.
+  if (!p.totalSteps) return job.status === 'queued' ? 'waiting for a worker' : p.phase ? phaseText(p.phase) : '';
   const done = Math.round((100 * p.step) / p.totalSteps);
   const speed = p.imagesPerSecond ? ` · ${p.imagesPerSecond.toFixed(1)} img/s` : '';
   const phase = p.phase ? ` · ${phaseText(p.phase)}` : '';
   return `step ${p.step}/${p.totalSteps} (${done}%) · epoch ${p.epoch}${speed}${phase}`;
 }
 
-/** "evaluating: int8 top-1 on the validation split, 1,250 of 2,000 images" */
+/** "evaluating: int8 top-1 on the validation split, 1,250 of 2,000 images" (or "preparing: reading the image folder, ...") */
 function phaseText(phase) {
   const count = phase.total ? `, ${phase.done.toLocaleString('en')} of ${phase.total.toLocaleString('en')} images` : '';
   return `${phase.name}: ${phase.task}${count}`;
@@ -191,7 +192,7 @@ function phaseText(phase) {
 /** The table's column: steps and share only (the open job shows the rest). */
 function shortProgress(job) {
   const p = job.progress;
-  if (!p.totalSteps) return job.status === 'queued' ? 'waiting' : '';
+  if (!p.totalSteps) return job.status === 'queued' ? 'waiting' : (p.phase?.name ?? '');
   const phase = p.phase ? ` · ${p.phase.name}` : '';
   return `${p.step}/${p.totalSteps} (${Math.round((100 * p.step) / p.totalSteps)}%)${phase}`;
 }

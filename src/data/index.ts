@@ -76,6 +76,8 @@ export interface DatasetOptions {
   onWarning?: (w: DataWarning) => void;
   /** Budget for keeping decoded images (default 1 GiB); beyond it images are decoded per batch. */
   cacheBytes?: number;
+  /** An image folder's headers read so far, of all its files, after each: the scan of a large folder takes minutes. */
+  onProgress?: (done: number, total: number) => void;
 }
 
 export interface Dataset {
@@ -145,7 +147,7 @@ export async function loadDataset(cfg: DatasetConfig, opts: DatasetOptions): Pro
       };
     }
     case 'imagefolder': {
-      const scan = await scanImageFolder(opts.dataRoot, cfg.path, cfg.valSplit, warn, stats);
+      const scan = await scanImageFolder(opts.dataRoot, cfg.path, cfg.valSplit, warn, stats, opts.onProgress);
       if (scan.val.files.length === 0) {
         throw new DatasetError('DATASET_EMPTY', `dataset "${cfg.path}" has no validation images`);
       }

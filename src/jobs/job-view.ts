@@ -16,12 +16,17 @@ export const ModelView = ModelSummary;
 export type ModelView = ModelSummary;
 
 /**
- * What a running job does between steps (src/ml/train-api.ts Phase): an evaluation of the
- * validation split after an epoch, or the export of its int8 model, with the images done so far.
+ * What a running job does between steps (src/ml/train-api.ts Phase): reading its data set before
+ * the first, an evaluation of the validation split after an epoch, or the export of its int8
+ * model, with the images done so far.
  */
 export const JobPhase = z.object({
-  /** `evaluating`: validation accuracy after an epoch (and the last step); `exporting`: the int8 file built, verified, scored and written. */
-  name: z.enum(['evaluating', 'exporting']),
+  /**
+   * `preparing`: the data set read before the first step (an image folder's headers); `evaluating`:
+   * validation accuracy after an epoch (and the last step); `exporting`: the int8 file built,
+   * verified, scored and written.
+   */
+  name: z.enum(['preparing', 'evaluating', 'exporting']),
   /** The part under way, in words: "int8 top-1 on the validation split". */
   task: z.string(),
   /** Images done and in all for this task; null for a task not counted in images. */

@@ -56,11 +56,16 @@ export interface TrainWarning {
 
 /**
  * What a run does between steps, while it lasts: an evaluation or the export takes minutes at
- * 224 px (2,000 validation images: 40-58 s per evaluation on one thread), with no step to show.
+ * 224 px (2,000 validation images: 40-58 s per evaluation on one thread), reading a large image
+ * folder as long before the first step, with no step to show.
  */
 export interface Phase {
-  /** `evaluating`: validation accuracy after an epoch (or the last step); `exporting`: the int8 file built, verified, scored and written. */
-  name: 'evaluating' | 'exporting';
+  /**
+   * `preparing`: the data set read before the first step (an image folder's headers); `evaluating`:
+   * validation accuracy after an epoch (or the last step); `exporting`: the int8 file built,
+   * verified, scored and written.
+   */
+  name: 'preparing' | 'evaluating' | 'exporting';
   /** The part under way, in words ("int8 top-1 on the validation split"). */
   task: string;
   /** Images done and in all for this task; null for a task not counted in images. */
@@ -75,7 +80,7 @@ export interface TrainCallbacks {
   onStart?(info: TrainStartInfo): void | Promise<void>;
   onStep?(metric: StepMetric): void | Promise<void>;
   onEval?(metric: EvalMetric): void | Promise<void>;
-  /** Evaluation progress, per batch; null when the evaluation ends (called synchronously: keep it cheap). */
+  /** Reading the data set and each evaluation, as they go; null when one ends (called synchronously: keep it cheap). */
   onPhase?: PhaseListener;
   onCheckpoint?(checkpoint: CheckpointInfo): void | Promise<void>;
   onWarning?(warning: TrainWarning): void | Promise<void>;

@@ -40,6 +40,7 @@ import {
   type BackendName,
   type EvalLogits,
   type EvalMetric,
+  type PhaseListener,
   type Scorer,
   type StepBatch,
   type TrainOptions,
@@ -170,7 +171,13 @@ async function setupRun(opts: TrainOptions): Promise<Run> {
     log.warn({ code: w.code }, w.message);
     void Promise.resolve(cb.onWarning?.(w)).catch(() => {});
   };
-  const ds: Dataset = await loadDataset(cfg.dataset, { dataRoot: opts.dataRoot, inputSize: cfg.model.inputSize, onWarning: warn });
+  const reading = readingPhase(cb.onPhase);
+  const ds: Dataset = await loadDataset(cfg.dataset, {
+    dataRoot: opts.dataRoot,
+    inputSize: cfg.model.inputSize,
+    onWarning: warn,
+    onProgress: reading.onProgress,
+  }).finally(reading.end);
   log.info(`dataset: ${ds.description}`);
   opts.admit?.(ds.classes.length);
   const { steps: spe, dropLast } = trainStepsPerEpoch(ds.train.length, T.batchSize);
@@ -430,6 +437,29 @@ interface EvalOpts {
   signal?: AbortSignal;
   keepRows?: number[];
   onBatch?: (done: number, total: number) => void;
+}
+
+/** How often an image folder's scan reports: it reads thousands of headers a second. */
+const READING_REPORT_MS = 250;
+
+/**
+ * The `preparing` phase of reading an image folder's headers: reported at most every
+ * READING_REPORT_MS and at the last header; ended if it was reported.
+ */
+function readingPhase(onPhase: PhaseListener | undefined): { onProgress?: (done: number, total: number) => void; end: () => void } {
+  if (!onPhase) return { end: () => {} };
+  let last = -Infinity;
+  return {
+    onProgress: (done, total) => {
+      const now = performance.now();
+      if (done < total && now - last < READING_REPORT_MS) return;
+      last = now;
+      onPhase({ name: 'preparing', task: 'reading the image folder', done, total });
+    },
+    end: () => {
+      if (last > -Infinity) onPhase(null);
+    },
+  };
 }
 
 /** Reports `task` begun (0 of `total` images) as the run's `evaluating` phase; the options returned report each batch. */

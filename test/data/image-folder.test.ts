@@ -248,6 +248,17 @@ describe('imagefolder dataset', () => {
     expect(other.fingerprint).not.toBe(ds.fingerprint);
   });
 
+  it('reports the headers it has read of every image file found, from 0 to all of them', async () => {
+    // A folder of a million photos takes minutes to scan: the job says how far it is.
+    const calls: [number, number][] = [];
+    await loadDataset(
+      { type: 'imagefolder', path: 'flat', valSplit: 0.2 },
+      { dataRoot, inputSize: 16, onProgress: (done, total) => void calls.push([done, total]) },
+    );
+    // 30 readable images and one corrupt PNG; other formats and junk are not counted.
+    expect(calls).toEqual(Array.from({ length: 32 }, (_, i) => [i, 31]));
+  });
+
   it('holds out by a seeded shuffle of sorted names: disjoint, covering, stable under input order', () => {
     const files = Array.from({ length: 20 }, (_, i) => `f${i}.jpg`);
     const a = holdOut(files, 'cls', 0.25);

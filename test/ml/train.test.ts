@@ -3,6 +3,7 @@
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 import { resolveTrainingConfig, type TrainingConfigInput } from '../../src/config/training-config.js';
 import { runTraining } from '../../src/ml/train.js';
@@ -111,6 +112,38 @@ describe('runTraining', () => {
       ...['step 1', 'step 2', 'step 3', 'step 4', ...scored('int8'), ...scored('float'), 'eval 4', 'end'],
       ...['step 5', 'step 6', 'step 7', 'step 8', ...scored('int8'), ...scored('float'), 'eval 8', 'end'],
     ]);
+  });
+
+  it("reports reading an image folder's headers as its `preparing` phase, ended before the first step", async () => {
+    const root = path.join(tmp, 'folder-phase');
+    for (const [c, colour] of [
+      ['dark', 30],
+      ['light', 220],
+    ] as const) {
+      await fs.mkdir(path.join(root, 'photos', c), { recursive: true });
+      for (let i = 0; i < 4; i++) {
+        const png = await sharp({ create: { width: 12, height: 12, channels: 3, background: { r: colour, g: colour + i, b: colour } } })
+          .png()
+          .toBuffer();
+        await fs.writeFile(path.join(root, 'photos', c, `${i}.png`), png);
+      }
+    }
+    const seen: string[] = [];
+    await runTraining({
+      config: resolveTrainingConfig({ ...tinyConfig({ maxSteps: 1 }), dataset: { type: 'imagefolder', path: 'photos', valSplit: 0.25 } }),
+      workDir: path.join(tmp, 'folder-phase-run'),
+      dataRoot: root,
+      callbacks: {
+        onStep: (m) => void seen.push(`step ${m.step}`),
+        onPhase: (p) => void seen.push(p ? `${p.name}: ${p.task} ${p.done}/${p.total}` : 'end'),
+      },
+    });
+    // Reported at most every 250 ms: the start, and always the last header of 8.
+    const end = seen.indexOf('end');
+    expect(seen[0]).toBe('preparing: reading the image folder 0/8');
+    expect(seen[end - 1]).toBe('preparing: reading the image folder 8/8');
+    expect(seen.slice(0, end).every((l) => l.startsWith('preparing: reading the image folder '))).toBe(true);
+    expect(seen[end + 1]).toBe('step 1');
   });
 
   it('writes complete, validated checkpoints and keeps only the newest N', async () => {
