@@ -4,6 +4,7 @@
 // milliseconds; the row only needs to say where the job is.
 import type { Phase } from '../ml/train-api.js';
 import { STEP_WRITE_INTERVAL_MS } from './step-writes.js';
+import { WriteTimer } from './write-timer.js';
 
 export interface PhaseWritesOptions {
   intervalMs?: number;
@@ -20,49 +21,32 @@ export class PhaseWrites {
   private latest: Phase | null = null;
   /** What the row holds (as far as this worker wrote it). */
   private written: Phase | null = null;
-  private timer: NodeJS.Timeout | null = null;
-  private lastWrite = -Infinity;
-  private readonly intervalMs: number;
+  private readonly timer: WriteTimer;
 
   constructor(private readonly o: PhaseWritesOptions) {
-    this.intervalMs = o.intervalMs ?? STEP_WRITE_INTERVAL_MS;
+    this.timer = new WriteTimer(o.intervalMs ?? STEP_WRITE_INTERVAL_MS, () => o.enqueue(() => this.flush()));
   }
 
   /** The phase the training thread reported. */
   report(phase: Phase | null): void {
     this.latest = phase;
-    if (!sameTask(phase, this.written)) {
-      this.cancelTimer();
-      this.o.enqueue(() => this.flush());
-      return;
-    }
-    if (this.timer) return;
-    const due = Math.max(0, this.lastWrite + this.intervalMs - performance.now());
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.o.enqueue(() => this.flush());
-    }, due);
+    if (sameTask(phase, this.written)) return this.timer.schedule();
+    this.timer.cancel();
+    this.o.enqueue(() => this.flush());
   }
 
   /** Writes the newest phase unless the row holds it already. A failed write throws; the next report tries again. */
   async flush(): Promise<void> {
-    this.cancelTimer();
+    this.timer.cancel();
     const phase = this.latest;
     if (samePhase(phase, this.written)) return;
-    this.lastWrite = performance.now();
+    this.timer.writing();
     await this.o.write(phase);
     this.written = phase;
   }
 
   /** The runner is done: nothing more is written. */
   close(): void {
-    this.cancelTimer();
-  }
-
-  private cancelTimer(): void {
-    if (this.timer) {
-      clearTimeout(this.timer);
-      this.timer = null;
-    }
+    this.timer.cancel();
   }
 }

@@ -11,6 +11,7 @@
 // could not be written for RETRY_STEPS_FOR_MS are given up, so a write that can never succeed
 // does not hold back every later step.
 import type { StepRecord } from '../jobs/job-lifecycle.js';
+import { WriteTimer } from './write-timer.js';
 
 /** The longest a reported step waits before it is written. */
 export const STEP_WRITE_INTERVAL_MS = 1000;
@@ -32,25 +33,18 @@ export interface StepWritesOptions {
 
 export class StepWrites {
   private pending: StepRecord[] = [];
-  private timer: NodeJS.Timeout | null = null;
-  private lastWrite = -Infinity;
+  private readonly timer: WriteTimer;
   /** performance.now() of the first failed write since the last one that succeeded. */
   private failingSince: number | null = null;
-  private readonly intervalMs: number;
 
   constructor(private readonly o: StepWritesOptions) {
-    this.intervalMs = o.intervalMs ?? STEP_WRITE_INTERVAL_MS;
+    this.timer = new WriteTimer(o.intervalMs ?? STEP_WRITE_INTERVAL_MS, () => o.enqueue(() => this.flush()));
   }
 
   /** A step the training thread reported: written within the interval (at once after a quiet spell). */
   add(step: StepRecord): void {
     this.pending.push(step);
-    if (this.timer) return;
-    const due = Math.max(0, this.lastWrite + this.intervalMs - performance.now());
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.o.enqueue(() => this.flush());
-    }, due);
+    this.timer.schedule();
   }
 
   /**
@@ -58,19 +52,17 @@ export class StepWrites {
    * other message, and at the end. A failed write throws and its steps stay pending.
    */
   async flush(): Promise<void> {
-    if (this.timer) {
-      clearTimeout(this.timer);
-      this.timer = null;
-    }
+    this.timer.cancel();
     while (this.pending.length) {
       // Steps added while a write is under way go to the end of `pending`: the written ones are its head.
       const steps = this.pending.slice(0, MAX_STEPS_PER_WRITE);
-      this.lastWrite = performance.now();
+      this.timer.writing();
+      const began = performance.now();
       try {
         await this.o.write(steps);
         this.failingSince = null;
       } catch (err) {
-        this.failingSince ??= this.lastWrite;
+        this.failingSince ??= began;
         if (performance.now() - this.failingSince >= (this.o.retryForMs ?? RETRY_STEPS_FOR_MS)) {
           this.pending.splice(0, steps.length);
           this.o.onDropped?.(steps, err);
