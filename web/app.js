@@ -189,7 +189,7 @@ function phaseText(phase) {
   return `${phase.name}: ${phase.task}${count}`;
 }
 
-/** The table's column: steps and share only (the open job shows the rest). */
+/** The table's column: steps, share and the phase's name only (the open job shows the rest). */
 function shortProgress(job) {
   const p = job.progress;
   if (!p.totalSteps) return job.status === 'queued' ? 'waiting' : (p.phase?.name ?? '');

@@ -448,7 +448,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
     });
   }, heartbeatMs);
   heartbeat.unref();
-  // What an evaluation or the export is doing, on the row instead of a bare "step 60/60".
+  // What reading the data set, an evaluation or the export is doing, on the row instead of a bare "step 60/60".
   const phaseWrites = new PhaseWrites({
     intervalMs: ctx.progressWriteIntervalMs,
     enqueue,

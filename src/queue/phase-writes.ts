@@ -1,4 +1,4 @@
-// How a running job's phase (an evaluation's or the export's progress, src/ml/train-api.ts Phase)
+// How a running job's phase (reading its data set, an evaluation or the export: src/ml/train-api.ts Phase)
 // reaches its row: a new task (or the phase's end) at once, the image counts of a task at most once
 // per interval. An evaluation reports every batch: at 32 px, a batch of 64 images every few
 // milliseconds; the row only needs to say where the job is.

@@ -42,7 +42,7 @@ export type FromThread =
   | { type: 'start'; info: TrainStartInfo }
   | { type: 'step'; metric: StepMetric }
   | { type: 'eval'; metric: EvalMetric }
-  /** An evaluation's or the export's progress (per batch; the worker writes it at most once a second); null when it ends. */
+  /** Reading the data set, an evaluation or the export, as it goes (the worker writes it at most once a second); null when it ends. */
   | { type: 'phase'; phase: Phase | null }
   | { type: 'checkpoint'; checkpoint: CheckpointInfo }
   | { type: 'warning'; warning: TrainWarning }
