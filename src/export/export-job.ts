@@ -121,6 +121,7 @@ export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobR
     const logits = await collectVerificationLogits(model, ds, indices, candidates, graph, {
       signal: opts.signal,
       onBatch: counted(verifying),
+      onReference: counted('checking it against the int8 graph computed in plain integers'),
       referenceImages: opts.referenceImages ?? 8,
       widthMultiplier: opts.config.model.widthMultiplier,
       known,

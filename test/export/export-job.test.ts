@@ -155,6 +155,8 @@ describe('exportJobModel', () => {
       'exporting: building the int8 ONNX file',
       'exporting: verifying the int8 file against the trained model 0/36',
       'exporting: verifying the int8 file against the trained model 36/36',
+      // The reference an image at a time: a stop is heard between them.
+      ...Array.from({ length: 9 }, (_, i) => `exporting: checking it against the int8 graph computed in plain integers ${i}/8`),
       'exporting: int8 top-1 of the file on the validation split 0/36',
       'exporting: int8 top-1 of the file on the validation split 36/36',
       'exporting: checking that ONNX Runtime runs it in integer kernels',
@@ -221,6 +223,29 @@ describe('exportJobModel', () => {
     await expect(exportJobModel({ jobId: 'job-stop', config, checkpoint, outDir, dataRoot: dir, signal: stop.signal })).rejects.toThrow(
       'cancelled by the user',
     );
+  }, 300_000);
+
+  it("stops between the integer reference's images: a cancel is not held up by its plain-JS run", async () => {
+    // At 224 px the reference takes half a second an image; a stop waited for all eight.
+    const outDir = path.join(dir, 'model-stopped-ref');
+    const stop = new AbortController();
+    const reference: number[] = [];
+    const r = exportJobModel({
+      jobId: 'job-stop-ref',
+      config,
+      checkpoint,
+      outDir,
+      dataRoot: dir,
+      signal: stop.signal,
+      onPhase: (p) => {
+        if (!p?.task.startsWith('checking it against the int8 graph')) return;
+        reference.push(p.done!);
+        if (p.done === 2) stop.abort(new Error('cancelled by the user'));
+      },
+    });
+    await expect(r).rejects.toThrow('cancelled by the user');
+    expect(reference).toEqual([0, 1, 2]);
+    expect(await readdir(outDir).catch(() => [])).toEqual([]);
   }, 300_000);
 
   it("keeps the final evaluation's logits, the checkpoint's own on the verification images", async () => {
