@@ -126,7 +126,7 @@ export async function collectVerificationLogits(
     widthMultiplier: number;
     known?: KnownLogits | null;
     signal?: AbortSignal;
-    /** Verification images run so far: after each batch, and all of them once every model's logits are known. */
+    /** Verification images run so far, after each batch (none when every model's logits are known). */
     onBatch?: (done: number, total: number) => void;
     /** Images the integer reference has run, before each and after the last. */
     onReference?: (done: number, total: number) => void;
@@ -157,7 +157,7 @@ export async function collectVerificationLogits(
         for (const c of toRun) c.logits.push(await c.runner.run(nchw, b.n, size));
         opts.onBatch?.(lo + b.n, n);
       }
-    } else opts.onBatch?.(n, n);
+    }
     // The int8 graph's own arithmetic, for the first few images: what ORT must reproduce. An image at
     // a time (plain JS: 4 s for 8 at 224 px), yielding between them so that a stop is heard.
     opts.signal?.throwIfAborted();
