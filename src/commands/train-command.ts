@@ -78,7 +78,7 @@ export function progressLine(m: StepMetric, info: TrainStartInfo, epochs: number
   );
 }
 
-/** What an evaluation is doing (no newline): its task and, with `done`, the images scored so far. Pure, for tests. */
+/** What the run does between steps (no newline): its task and, with `done`, the images done so far. Pure, for tests. */
 export function phaseLine(p: Phase, withDone: boolean): string {
   const count = p.total === null ? '' : withDone ? ` ${p.done}/${p.total} images` : ` (${p.total} images)`;
   return `${p.name}: ${p.task}${count}`;

@@ -422,13 +422,14 @@ export class JobOwner {
    */
   async phase(phase: JobPhase | null): Promise<'running' | 'cancelling'> {
     return this.write(async (tx) => {
+      // The fence, the phase and the revision bump in one statement, as a step write does.
       const [job] = await tx.trainingJob.updateManyAndReturn({
         where: this.mine(['running', 'cancelling']),
-        data: { phase: phase && JSON.stringify(phase), updatedAt: new Date() },
+        data: { phase: phase && JSON.stringify(phase), revision: { increment: 1 } },
         select: { status: true, step: true, epoch: true },
       });
       if (!job) throw new OwnershipLostError(this.jobId);
-      await noteWrite(tx, this.jobId, [{ type: 'progress', payload: { step: job.step, epoch: job.epoch, phase } satisfies JobEventProgressData }]);
+      await recordEvents(tx, this.jobId, [{ type: 'progress', payload: { step: job.step, epoch: job.epoch, phase } satisfies JobEventProgressData }]);
       return job.status === 'cancelling' ? 'cancelling' : 'running';
     });
   }
