@@ -574,7 +574,6 @@ describe('dashboard', () => {
     await context.close();
   });
 
-  // Last: it stops the worker.
   it("says what a job at its last step is doing: the evaluation's images scored so far, then the export", async () => {
     // One step, then 1,000 validation images: the evaluation and the export take seconds.
     const id = (
@@ -593,6 +592,7 @@ describe('dashboard', () => {
     expect(await progress()).not.toMatch(/evaluating|exporting/);
   });
 
+  // Last: it stops the worker.
   it('shows an admin the live workers, and that queued jobs wait when none runs (the job panel too); other keys see no worker list', async () => {
     const context = await keyedContext(browser, adminKey);
     const p = await context.newPage();
