@@ -50,7 +50,7 @@ export const SettingsSchema = z.object({
   ),
   STALLED_INTERVAL_MS: int(15_000, 500).describe('How often workers look for jobs whose worker died (lock expired) and re-queue them.'),
   PROGRESS_WRITE_INTERVAL_MS: int(1000, 0).describe(
-    "How long a running job's steps may wait before the worker writes them to the database, all since the last write in one transaction; a poll, the live curve and a missed cancel lag by up to this. 0 writes every step at once (a write per step cost the worker 7-15 ms of CPU). An evaluation's or the export's image counts (progress.phase) are written as often.",
+    "How long a running job's steps may wait before the worker writes them to the database, all since the last write in one transaction; a poll, the live curve and a missed cancel lag by up to this. 0 writes every step at once (a write per step cost the worker 7-15 ms of CPU). A phase's image counts (progress.phase: reading an image folder, an evaluation, the export) are written as often.",
   ),
   MAX_STALLED_COUNT: int(5, 0).describe('Times a job may be re-queued after its worker died before it is failed.'),
   SHUTDOWN_TIMEOUT_MS: int(120_000, 1000).describe('Grace period for in-flight requests / the training checkpoint on SIGTERM.'),
