@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { isAdmin } from '../../auth/auth-policy.js';
 import type { WorkerStatus } from '../../queue/worker-supervisor.js';
 import type { RegistryReadiness } from '../../serving/model-registry.js';
+import { withTimeout } from '../../with-timeout.js';
 
 export const HealthBody = z.object({ status: z.literal('ok'), uptimeSeconds: z.number() });
 
@@ -34,19 +35,11 @@ export interface ReadinessChecks {
 const CHECK_TIMEOUT_MS = 1500;
 
 async function check(fn: () => Promise<void>): Promise<string> {
-  let timer: NodeJS.Timeout | undefined;
   try {
-    await Promise.race([
-      fn(),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${CHECK_TIMEOUT_MS} ms`)), CHECK_TIMEOUT_MS);
-      }),
-    ]);
+    await withTimeout(fn(), CHECK_TIMEOUT_MS, 'the check');
     return 'ok';
   } catch (err) {
     return `error: ${(err as Error).message}`;
-  } finally {
-    clearTimeout(timer);
   }
 }
 
