@@ -218,7 +218,8 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
     if (!bullJob.opts.backoff) await new Promise((r) => setTimeout(r, ELSEWHERE_RETRY_MS));
     const retryInMs = first || !bullJob.opts.backoff ? 0 : ELSEWHERE_RETRY_MS;
     await standAside(jobId, retryInMs - 1000);
-    throw new ElsewhereError(`job ${jobId} left on the queue: ${why}`, retryInMs);
+    // `why` says it was left on the queue, and for whom.
+    throw new ElsewhereError(`job ${jobId}: ${why}`, retryInMs);
   };
 
   /**
@@ -343,8 +344,8 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
     if (config?.dataset.type === 'imagefolder') void forgetLacking(publisher, settings.queuePrefix, jobId).catch(() => {});
     if (config) {
       const classes = config.dataset.type === 'imagefolder' ? await countClassFolders(settings.dataRoot, config.dataset.path) : null;
-      const need = estimateJob(config, classes ?? undefined).memoryBytes;
-      if (need > memoryBudget.memoryBytes) await leaveForRoomier(bullJob, jobId, need);
+      const heapBytes = estimateJob(config, classes ?? undefined).memoryBytes;
+      if (heapBytes > memoryBudget.memoryBytes) await leaveForRoomier(bullJob, jobId, heapBytes);
     }
     const space = await diskSpace(settings.workDir);
     const need = config ? diskNeedBytes(config) : 0;
