@@ -341,8 +341,15 @@ describe('many machines: PostgreSQL and Redis shared, nothing else', () => {
     const s = worker('worker-s', 4, 'worker-s', { JOB_MEMORY_BUDGET_MB: '64', LOG_LEVEL: 'debug' });
     await ready(s);
     const logs = () => [r, s].map((w) => w.output().slice(-1500)).join('\n---\n');
-    const workers = (await (await fetch(`${m.base}/v1/workers`)).json()) as { workers: Array<{ id: string; memoryBudgetBytes?: number }> };
-    expect(workers.workers.map((w) => w.memoryBudgetBytes).sort((a, b) => a! - b!)).toEqual([64 * 2 ** 20, expect.any(Number)]);
+    // A worker logs that it waits for jobs just before its first beacon goes out: wait for both.
+    const budgets = async () =>
+      ((await (await fetch(`${m.base}/v1/workers`)).json()) as { workers: Array<{ memoryBudgetBytes?: number }> }).workers.map((w) => w.memoryBudgetBytes);
+    let listed = await budgets();
+    for (let i = 0; i < 50 && listed.length < 2; i++) {
+      await new Promise((res) => setTimeout(res, 100));
+      listed = await budgets();
+    }
+    expect(listed.sort((a, b) => a! - b!)).toEqual([64 * 2 ** 20, expect.any(Number)]);
 
     const job = await post(m, tinyJob(4, { name: 'needs-room' }));
     const left = () => logLines(s).some((x) => x.jobId === job.id && String(x.msg).includes("is over this worker's memory budget of 64 MiB"));
