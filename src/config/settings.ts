@@ -53,6 +53,15 @@ export const SettingsSchema = z.object({
     "How long a running job's steps may wait before the worker writes them to the database, all since the last write in one transaction; a poll, the live curve and a missed cancel lag by up to this. 0 writes every step at once (a write per step cost the worker 7-15 ms of CPU). A phase's image counts (progress.phase: reading an image folder, an evaluation, the export) are written as often.",
   ),
   MAX_STALLED_COUNT: int(5, 0).describe('Times a job may be re-queued after its worker died before it is failed.'),
+  WORKER_RESTART_GRACE_S: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(24 * 3600)
+    .default(600)
+    .describe(
+      "How long a worker that is no longer heard from (a restart, a redeploy, a crash) still counts for the jobs only it can run: one over every other worker's JOB_MEMORY_BUDGET_MB, or one whose image folder only it has. Such a job waits on the queue for it meanwhile (the API admits it, a worker without room or the folder leaves it), instead of failing on the first worker that takes it; after this long it fails JOB_TOO_LARGE or DATASET_NOT_FOUND, saying why. 0: only live workers count.",
+    ),
   SHUTDOWN_TIMEOUT_MS: int(120_000, 1000).describe('Grace period for in-flight requests / the training checkpoint on SIGTERM.'),
 
   // --- access and limits (src/auth, src/api/plugins) ---
@@ -231,6 +240,8 @@ export interface Settings {
   progressWriteIntervalMs: number;
   maxStalledCount: number;
   shutdownTimeoutMs: number;
+  /** WORKER_RESTART_GRACE_S in ms: see listFleet. */
+  workerRestartGraceMs: number;
   /** QATSERVE_SKIP_MIGRATE: a worker started by `serve` leaves migrations to it. */
   skipMigrate: boolean;
   /** How the tfjs engine runs training and export (the worker passes these to its training thread). */
@@ -351,6 +362,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     progressWriteIntervalMs: e.PROGRESS_WRITE_INTERVAL_MS,
     maxStalledCount: e.MAX_STALLED_COUNT,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    workerRestartGraceMs: e.WORKER_RESTART_GRACE_S * 1000,
     skipMigrate: Boolean(e.QATSERVE_SKIP_MIGRATE),
     engine: toEngine(e),
     auth: e.AUTH,

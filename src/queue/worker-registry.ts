@@ -3,6 +3,7 @@
 // busy, or a worker waiting for disk space all looked the same. Each worker now keeps a key in
 // Redis with its state, refreshed every WORKER_BEAT_MS and expiring after WORKER_TTL_S, so one that
 // dies drops out of the list by itself; any API replica lists them (GET /v1/workers, /metrics).
+import { createHash } from 'node:crypto';
 import os from 'node:os';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
@@ -27,6 +28,11 @@ export const WorkerView = z.object({
    * Absent from workers before the thirty-sixth session.
    */
   memoryBudgetBytes: z.number().optional(),
+  /**
+   * Its machine and DATA_ROOT, hashed: a worker that restarts comes back in the same seat (with a
+   * new id), and stands for its former self in listFleet. Absent before the thirty-eighth session.
+   */
+  seat: z.string().optional(),
   /** Its DATA_DIR's disk, as of `seenAt`. */
   disk: z.object({ freeBytes: z.number(), totalBytes: z.number() }),
   startedAt: z.iso.datetime(),
@@ -48,17 +54,55 @@ export function countByState(workers: ReadonlyArray<{ state: WorkerState }>): Re
 
 export const WORKER_BEAT_MS = 5000;
 export const WORKER_TTL_S = 20;
+/**
+ * How long a worker's last entry outlives it (the most WORKER_RESTART_GRACE_S may ask for): a
+ * worker that restarts, or is redeployed, still counts for the jobs only it can run.
+ */
+export const WORKER_SEEN_TTL_S = 24 * 3600;
 
 const keyPrefix = (queuePrefix: string) => `${queuePrefix}:workers:`;
+const seenPrefix = (queuePrefix: string) => `${queuePrefix}:workers-seen:`;
 /** A SCAN pattern matching the prefix literally (a QUEUE_PREFIX may hold glob characters). */
 const literal = (s: string) => s.replace(/[*?[\]\\]/g, '\\$&');
 
 /** The deployment's live workers, by id. */
-export async function listWorkers(redis: Redis, queuePrefix: string): Promise<WorkerView[]> {
+export const listWorkers = (redis: Redis, queuePrefix: string): Promise<WorkerView[]> => readEntries(redis, keyPrefix(queuePrefix));
+
+/** The live workers, and those `away`: not live, but heard from within the last `graceMs`. */
+export interface Fleet {
+  live: WorkerView[];
+  away: WorkerView[];
+}
+
+/**
+ * The deployment's workers that may run a job: the live ones, and those away for less than
+ * `graceMs` (WORKER_RESTART_GRACE_S). A worker that restarts drops off the live list for the
+ * seconds it takes (at once, on a graceful stop); a job only it can run waits for it instead of
+ * failing on the first worker that takes it.
+ */
+export async function listFleet(redis: Redis, queuePrefix: string, graceMs: number, now = Date.now()): Promise<Fleet> {
+  const live = await listWorkers(redis, queuePrefix);
+  if (graceMs <= 0) return { live, away: [] };
+  const liveIds = new Set(live.map((w) => w.id));
+  const liveSeats = new Set(live.map((w) => w.seat));
+  const seen = await readEntries(redis, seenPrefix(queuePrefix));
+  // A live worker in an away one's seat is that worker restarted: what it lacks, its former self lacked.
+  const away = seen.filter((w) => !liveIds.has(w.id) && !(w.seat && liveSeats.has(w.seat)) && now - Date.parse(w.seenAt) <= graceMs);
+  return { live, away };
+}
+
+/** The memory budgets of listFleet's workers (null: a worker from before budgets were published). */
+export async function fleetBudgets(redis: Redis, queuePrefix: string, graceMs: number): Promise<{ live: Array<number | null>; away: Array<number | null> }> {
+  const { live, away } = await listFleet(redis, queuePrefix, graceMs);
+  const budget = (w: WorkerView) => w.memoryBudgetBytes ?? null;
+  return { live: live.map(budget), away: away.map(budget) };
+}
+
+async function readEntries(redis: Redis, prefix: string): Promise<WorkerView[]> {
   const keys: string[] = [];
   let cursor = '0';
   do {
-    const [next, found] = await redis.scan(cursor, 'MATCH', `${literal(keyPrefix(queuePrefix))}*`, 'COUNT', 500);
+    const [next, found] = await redis.scan(cursor, 'MATCH', `${literal(prefix)}*`, 'COUNT', 500);
     keys.push(...found);
     cursor = next;
   } while (cursor !== '0');
@@ -82,7 +126,8 @@ function safeJson(raw: string): unknown {
 
 /**
  * A worker's entry: `set` on every change of state, refreshed every WORKER_BEAT_MS, removed on a
- * graceful stop. Redis trouble costs only the entry (it expires); training never waits for it.
+ * graceful stop (its last-seen copy stays: see listFleet). Redis trouble costs only the entry (it
+ * expires); training never waits for it.
  */
 export class WorkerBeacon {
   private state: WorkerState = 'idle';
@@ -100,8 +145,11 @@ export class WorkerBeacon {
   constructor(
     private readonly redis: Redis,
     private readonly queuePrefix: string,
-    private readonly opts: { dataDir: string; trainThreads: number; memoryBudgetBytes?: number; onError?: (err: unknown) => void },
-  ) {}
+    private readonly opts: { dataDir: string; dataRoot: string; trainThreads: number; memoryBudgetBytes?: number; onError?: (err: unknown) => void },
+  ) {
+    this.seat = createHash('sha256').update(`${os.hostname()}\0${opts.dataRoot}`).digest('hex').slice(0, 16);
+  }
+  private readonly seat: string;
 
   start(): void {
     this.timer ??= setInterval(() => void this.publish(), WORKER_BEAT_MS);
@@ -142,12 +190,18 @@ export class WorkerBeacon {
         reason: this.reason,
         trainThreads: this.opts.trainThreads,
         memoryBudgetBytes: this.opts.memoryBudgetBytes,
+        seat: this.seat,
         disk,
         startedAt: this.startedAt,
         since: this.since,
         seenAt: new Date().toISOString(),
       };
-      await this.redis.set(keyPrefix(this.queuePrefix) + this.id, JSON.stringify(view), 'EX', WORKER_TTL_S);
+      const entry = JSON.stringify(view);
+      await this.redis
+        .multi()
+        .set(keyPrefix(this.queuePrefix) + this.id, entry, 'EX', WORKER_TTL_S)
+        .set(seenPrefix(this.queuePrefix) + this.id, entry, 'EX', WORKER_SEEN_TTL_S)
+        .exec();
     } catch (err) {
       this.opts.onError?.(err);
     }

@@ -25,7 +25,7 @@ import { jobEventPublisher } from './job-event-bus.js';
 import { startJob, WorkerShutdownError, type RunningJob } from './job-runner.js';
 import { openTrainingQueue, type TrainingJobData } from './training-queue.js';
 import { useTrainingHeapPolicy } from '../ml/training-heap.js';
-import { listWorkers, WorkerBeacon } from './worker-registry.js';
+import { listFleet, WorkerBeacon, type WorkerView } from './worker-registry.js';
 import { ELSEWHERE_RETRY_MS, ElsewhereError, forgetLacking, mayHoldFolder, missingFolder, noteLacking } from './dataset-holders.js';
 import { diskNeedBytes, diskSpace, isDiskFull, roomFor, roomMessage, waitForRoom, writableDiskSpace, type DiskSpace } from './disk-room.js';
 
@@ -158,6 +158,7 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
   const memoryBudget = budgetOnMachine(jobBudget(settings), machineMemoryBytes());
   const beacon = new WorkerBeacon(publisher, settings.queuePrefix, {
     dataDir: settings.workDir,
+    dataRoot: settings.dataRoot,
     trainThreads: settings.trainThreads,
     memoryBudgetBytes: memoryBudget.memoryBytes,
     onError: (err) => log.debug({ err }, 'worker state not published'),
@@ -222,21 +223,34 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
     throw new ElsewhereError(`job ${jobId}: ${why}`, retryInMs);
   };
 
+  /** The other workers that may run a job: live, or away (restarting) for less than WORKER_RESTART_GRACE_S. */
+  const otherWorkers = async (): Promise<{ all: WorkerView[]; away: WorkerView[] }> => {
+    const { live, away } = await listFleet(publisher, settings.queuePrefix, settings.workerRestartGraceMs);
+    const other = (w: WorkerView) => w.id !== beacon.id;
+    return { all: [...live, ...away].filter(other), away: away.filter(other) };
+  };
+  /** "the 2 live worker(s) and the 1 away" of `ids`: whom a job is left for. */
+  const whom = (ids: string[], away: WorkerView[]) => {
+    const gone = ids.filter((id) => away.some((w) => w.id === id)).length;
+    return `the ${ids.length - gone} live worker(s)${gone ? ` and the ${gone} away for less than WORKER_RESTART_GRACE_S` : ''}`;
+  };
+
   /**
    * The job's estimated heap is over this worker's memory budget (JOB_MEMORY_BUDGET_MB, or a small
-   * machine): leaves it for a live worker whose budget holds it. With none, this worker's run fails
-   * it JOB_TOO_LARGE, saying why. Without this, in a fleet of unequal machines a small one failed
-   * jobs a larger one could run, whenever it happened to take them first.
+   * machine): leaves it for a worker whose budget holds it, live or away for less than
+   * WORKER_RESTART_GRACE_S. With none, this worker's run fails it JOB_TOO_LARGE, saying why.
+   * Without this, in a fleet of unequal machines a small one failed jobs a larger one could run,
+   * whenever it happened to take them first (or while the larger one restarted).
    */
   const leaveForRoomier = async (bullJob: Queue.Job<TrainingJobData>, jobId: string, needBytes: number): Promise<void> => {
-    const live = await listWorkers(publisher, settings.queuePrefix);
+    const others = await otherWorkers();
     // A worker from before the budget was published may have room: it is asked in turn.
-    const roomier = live.filter((w) => w.id !== beacon.id && (w.memoryBudgetBytes ?? Infinity) >= needBytes);
+    const roomier = others.all.filter((w) => (w.memoryBudgetBytes ?? Infinity) >= needBytes).map((w) => w.id);
     if (roomier.length === 0) return;
     await leaveOnQueue(
       bullJob,
       jobId,
-      `the job's estimated heap, ${mib(needBytes)}, is over this worker's memory budget of ${mib(memoryBudget.memoryBytes)}: left on the queue for the ${roomier.length} live worker(s) with room`,
+      `the job's estimated heap, ${mib(needBytes)}, is over this worker's memory budget of ${mib(memoryBudget.memoryBytes)}: left on the queue for ${whom(roomier, others.away)} with room`,
       'job left on the queue again for a worker with room for it',
       { needBytes },
     );
@@ -244,24 +258,25 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
 
   /**
    * This worker lacks the job's image folder: leaves the job on the queue (row untouched) while a
-   * live worker that has not said it lacks the folder too may have it; fails it when none may.
+   * worker that has not said it lacks the folder too may have it (live, or away for less than
+   * WORKER_RESTART_GRACE_S); fails it when none may.
    */
   const leaveForHolder = async (bullJob: Queue.Job<TrainingJobData>, jobId: string, folder: string): Promise<never> => {
     const lacking = await noteLacking(publisher, settings.queuePrefix, jobId, beacon.id);
-    const live = await listWorkers(publisher, settings.queuePrefix);
-    const others = mayHoldFolder(live, lacking, beacon.id);
-    if (others.length > 0) {
+    const others = await otherWorkers();
+    const holders = mayHoldFolder(others.all, lacking, beacon.id);
+    if (holders.length > 0) {
       await leaveOnQueue(
         bullJob,
         jobId,
-        `dataset folder "${folder}" is not under this worker's DATA_ROOT: job left on the queue for the other live workers (${others.length} may have it)`,
+        `dataset folder "${folder}" is not under this worker's DATA_ROOT: job left on the queue for ${whom(holders, others.away)} that may have it`,
         'job left on the queue again for a worker with its folder',
         { folder },
       );
     }
-    const asked = new Set([...live.map((w) => w.id), beacon.id]).size;
+    const asked = new Set([...others.all.map((w) => w.id), beacon.id]).size;
     const message =
-      `dataset folder "${folder}" does not exist under the data root (DATA_ROOT) of any live worker (${asked} asked): ` +
+      `dataset folder "${folder}" does not exist under the data root (DATA_ROOT) of any live worker${others.away.length ? ' or worker away for less than WORKER_RESTART_GRACE_S' : ''} (${asked} asked): ` +
       "copy or mount it on a worker's machine, then post the job again";
     const row = await db.prisma.trainingJob.findUnique({ where: { id: jobId }, select: { status: true, ownerToken: true } });
     if (row && !isTerminal(row.status))

@@ -20,7 +20,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TrainingConfig } from '../../src/config/training-config.js';
 import { estimateJob } from '../../src/jobs/job-admission.js';
-import { JobView, MetricsPage } from '../../src/jobs/job-view.js';
+import { JobQueuePlace, JobView, MetricsPage } from '../../src/jobs/job-view.js';
 import { dropSchema, pgUrl, uniqueSchema } from '../db/test-databases.js';
 import { freePort } from './serve-process.js';
 import { assertBuilt, CLI, FAST_QUEUE_ENV, spawnWorker, tinyJob, type WorkerProc } from './worker-process.js';
@@ -283,7 +283,7 @@ describe('many machines: PostgreSQL and Redis shared, nothing else', () => {
     );
   }, 240_000);
 
-  it('a job whose folder only some workers have waits for one of them, instead of failing on the first worker without it', async () => {
+  it('a job whose folder only some workers have waits for one of them, one restarting included, instead of failing on the first worker without it', async () => {
     // Worker K has `shapes`; worker L has no datasets at all. Until the thirty-second session the
     // job failed DATASET_NOT_FOUND whenever L happened to take it.
     const dataRoot = path.join(root, 'worker-k', 'datasets');
@@ -320,18 +320,32 @@ describe('many machines: PostgreSQL and Redis shared, nothing else', () => {
     expect(logLines(k).some((x) => x.msg === 'starting job' && x.jobId === shapes.id)).toBe(true);
     expect(logLines(l).some((x) => x.msg === 'starting job' && x.jobId === shapes.id)).toBe(false);
 
-    // With K gone (a graceful stop takes it off the worker list at once) no live worker has the
-    // folder: the job fails once, saying so, instead of waiting for ever.
+    // K restarts (a graceful stop takes it off the live list at once): a job for its folder that L
+    // takes meanwhile waits for K instead of failing (until the thirty-eighth session it failed
+    // DATASET_NOT_FOUND on L); the queue place counts K as away.
     k.proc.kill('SIGTERM');
     await k.exited;
     const orphan = await post(j, config('shapes'));
-    const lost = await until(j, orphan.id, terminal, 60_000, logs);
+    const leftForAway = () =>
+      logLines(l).some((x) => x.jobId === orphan.id && String(x.msg).includes('job left on the queue for the 0 live worker(s) and the 1 away'));
+    for (let i = 0; i < 600 && !leftForAway(); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(leftForAway(), logs()).toBe(true);
+    const away = (await (await fetch(`${j.base}/v1/jobs/${orphan.id}/queue`)).json()) as JobQueuePlace;
+    expect([away.status, away.workers.away]).toEqual(['queued', 1]);
+    const k2 = worker('worker-k', 3, 'worker-k2', { DATA_ROOT: dataRoot });
+    const resumed = await until(j, orphan.id, terminal, 120_000, () => [k2, l].map((w) => w.output().slice(-1500)).join('\n---\n'));
+    expect([resumed.status, resumed.attempts], JSON.stringify(resumed.error)).toEqual(['succeeded', 1]);
+    expect(logLines(k2).some((x) => x.msg === 'starting job' && x.jobId === orphan.id)).toBe(true);
+
+    // A folder no worker has: K2, on K's machine with K's DATA_ROOT, stands for K, so the job fails
+    // once both live workers have said they lack it, without waiting for K.
+    const lost = await until(j, (await post(j, config('nowhere'))).id, terminal, 60_000, logs);
     expect([lost.status, lost.error?.code, lost.attempts]).toEqual(['failed', 'DATASET_NOT_FOUND', 0]);
-    expect(lost.error?.message).toContain('dataset folder "shapes" does not exist under the data root (DATA_ROOT) of any live worker (1 asked)');
+    expect(lost.error?.message).toContain('dataset folder "nowhere" does not exist under the data root (DATA_ROOT) of any live worker (2 asked)');
     expect(l.proc.exitCode).toBeNull();
   }, 240_000);
 
-  it('a job over the memory budget of the worker that takes it waits for a worker with room; one no live worker can hold is refused at the POST', async () => {
+  it('a job over the memory budget of the worker that takes it waits for a worker with room, one restarting included; counting live workers only, one none can hold is refused at the POST', async () => {
     // Worker S admits a heap of 64 MiB (JOB_MEMORY_BUDGET_MB, as a small machine would hold it);
     // R the default. Until the thirty-sixth session S failed JOB_TOO_LARGE every job it took first.
     const m = await api('api-m', 4);
@@ -363,11 +377,32 @@ describe('many machines: PostgreSQL and Redis shared, nothing else', () => {
     expect([done.status, done.attempts], JSON.stringify(done.error)).toEqual(['succeeded', 1]);
     expect(logLines(s).some((x) => x.msg === 'starting job' && x.jobId === job.id)).toBe(false);
 
-    // With R gone (a graceful stop leaves the worker list at once) no live worker has room: the
-    // API refuses the job, saying why, instead of queueing it for S to fail.
+    // R restarts (a rolling deploy) while it trains a job S cannot hold: the job goes back to the
+    // queue with its checkpoint, and S, which takes it, leaves it for R (away) instead of failing
+    // it JOB_TOO_LARGE, as it did until the thirty-eighth session. A new such job is admitted meanwhile.
+    const long = await post(m, tinyJob(400, { name: 'restarted', checkpointEverySteps: 20 }));
+    await until(m, long.id, (x) => x.status === 'running' && x.progress.step >= 25, 120_000, logs);
     r.proc.kill('SIGTERM');
     await r.exited;
-    const refused = await postRaw(m, tinyJob(4, { name: 'alone' }));
+    const leftForAway = () =>
+      logLines(s).some((x) => x.jobId === long.id && String(x.msg).includes('left on the queue for the 0 live worker(s) and the 1 away'));
+    for (let i = 0; i < 600 && !leftForAway(); i++) await new Promise((res) => setTimeout(res, 100));
+    expect(leftForAway(), logs()).toBe(true);
+    expect((await getJob(m, long.id)).status).toBe('queued');
+    const meanwhile = await post(m, tinyJob(4, { name: 'while-away' }));
+    const r2 = worker('worker-r', 4, 'worker-r2');
+    const logs2 = () => [r2, s].map((w) => w.output().slice(-1500)).join('\n---\n');
+    const resumed = await until(m, long.id, terminal, 180_000, logs2);
+    expect([resumed.status, resumed.attempts], JSON.stringify(resumed.error)).toEqual(['succeeded', 2]);
+    expect(logLines(r2).some((x) => x.msg === 'resuming job' && x.jobId === long.id && Number(x.resumeStep) >= 20)).toBe(true);
+    expect((await until(m, meanwhile.id, terminal, 120_000, logs2)).status).toBe('succeeded');
+
+    // An API that counts only live workers (WORKER_RESTART_GRACE_S=0) refuses such a job once R2
+    // is gone, saying why, instead of queueing it for S to fail.
+    r2.proc.kill('SIGTERM');
+    await r2.exited;
+    const strict = await api('api-m0', 4, { WORKER_RESTART_GRACE_S: '0' });
+    const refused = await postRaw(strict, tinyJob(4, { name: 'alone' }));
     const body = (await refused.json()) as { error: { code: string; issues: Array<{ message: string }> } };
     expect([refused.status, body.error.code]).toEqual([400, 'JOB_TOO_LARGE']);
     expect(body.error.issues[0].message).toMatch(

@@ -2,7 +2,7 @@
 import { Redis } from 'ioredis';
 import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listWorkers, WorkerBeacon, WORKER_TTL_S } from '../../src/queue/worker-registry.js';
+import { listFleet, listWorkers, WorkerBeacon, WORKER_TTL_S, type WorkerView } from '../../src/queue/worker-registry.js';
 
 describe('worker registry', () => {
   let redis: Redis;
@@ -18,7 +18,7 @@ describe('worker registry', () => {
   });
 
   it('lists a worker with its state, job and reason until it stops; its entry expires if it dies', async () => {
-    const beacon = new WorkerBeacon(redis, prefix, { dataDir: os.tmpdir(), trainThreads: 2 });
+    const beacon = new WorkerBeacon(redis, prefix, { dataDir: os.tmpdir(), dataRoot: os.tmpdir(), trainThreads: 2 });
     expect(await listWorkers(redis, prefix)).toEqual([]);
     beacon.start();
     await expect.poll(() => listWorkers(redis, prefix)).toHaveLength(1);
@@ -47,9 +47,9 @@ describe('worker registry', () => {
 
   it("lists only its deployment's workers, whatever its prefix holds, and skips entries it cannot read", async () => {
     const globby = `${prefix}-a*b`;
-    const beacon = new WorkerBeacon(redis, globby, { dataDir: os.tmpdir(), trainThreads: 1 });
+    const beacon = new WorkerBeacon(redis, globby, { dataDir: os.tmpdir(), dataRoot: os.tmpdir(), trainThreads: 1 });
     beacon.start();
-    const other = new WorkerBeacon(redis, `${prefix}-aXb`, { dataDir: os.tmpdir(), trainThreads: 1 });
+    const other = new WorkerBeacon(redis, `${prefix}-aXb`, { dataDir: os.tmpdir(), dataRoot: os.tmpdir(), trainThreads: 1 });
     other.start();
     await redis.set(`${globby}:workers:broken`, '{not json', 'EX', 20);
     await redis.set(`${globby}:workers:foreign`, JSON.stringify({ id: 'x' }), 'EX', 20);
@@ -58,5 +58,31 @@ describe('worker registry', () => {
     expect((await listWorkers(redis, globby))[0].trainThreads).toBe(1);
     await beacon.stop();
     await other.stop();
+  });
+
+  it('counts a worker that stopped (a restart) as away for the grace period, unless a live worker has taken its seat', async () => {
+    const fleetPrefix = `${prefix}-fleet`;
+    const beacon = new WorkerBeacon(redis, fleetPrefix, { dataDir: os.tmpdir(), dataRoot: '/srv/datasets', trainThreads: 1, memoryBudgetBytes: 2 ** 30 });
+    beacon.start();
+    await expect.poll(async () => (await listWorkers(redis, fleetPrefix)).length).toBe(1);
+    const [live] = await listWorkers(redis, fleetPrefix);
+    expect(live.seat).toMatch(/^[0-9a-f]{16}$/);
+    // Two earlier workers, as their last entries: one on this machine and DATA_ROOT (this worker
+    // before a restart), one elsewhere.
+    const earlier = (id: string, seat: string): WorkerView => ({ ...live, id, pid: 1, seat, seenAt: new Date().toISOString() });
+    for (const w of [earlier('before-restart:1', live.seat!), earlier('other-machine:1', 'elsewhere')])
+      await redis.set(`${fleetPrefix}:workers-seen:${w.id}`, JSON.stringify(w), 'EX', 60);
+    const ids = (ws: WorkerView[]) => ws.map((w) => w.id);
+    const fleet = await listFleet(redis, fleetPrefix, 600_000);
+    expect([ids(fleet.live), ids(fleet.away)]).toEqual([[beacon.id], ['other-machine:1']]);
+
+    await beacon.stop();
+    const stopped = await listFleet(redis, fleetPrefix, 600_000);
+    expect(stopped.live).toEqual([]);
+    expect(ids(stopped.away).sort()).toEqual(['before-restart:1', beacon.id, 'other-machine:1'].sort());
+    expect(stopped.away.find((w) => w.id === beacon.id)?.memoryBudgetBytes).toBe(2 ** 30);
+    // Once the grace period is over, or with none, only live workers count.
+    expect((await listFleet(redis, fleetPrefix, 600_000, Date.now() + 601_000)).away).toEqual([]);
+    expect((await listFleet(redis, fleetPrefix, 0)).away).toEqual([]);
   });
 });
