@@ -1100,9 +1100,10 @@ async function refreshQueuePlace() {
     const ahead = place.position === null ? '' : place.position === 0 ? 'next in line' : `${place.position} job${place.position === 1 ? '' : 's'} ahead`;
     const running = [w.training && `${w.training} training`, w.idle && `${w.idle} idle`, w.waitingForDisk && `${w.waitingForDisk} waiting for disk space`];
     const workers = running.some(Boolean) ? `workers: ${running.filter(Boolean).join(', ')}` : 'no worker is running: it starts when one does';
+    const away = w.away ? `${w.away} worker${w.away === 1 ? '' : 's'} away, likely restarting` : '';
     const n = place.withoutFolder;
     const folder = n ? `${n} worker${n === 1 ? ' has' : 's have'} no such image folder: it waits for one that has it` : '';
-    line.textContent = [ahead, workers, folder].filter(Boolean).join(' · ');
+    line.textContent = [ahead, workers, away, folder].filter(Boolean).join(' · ');
   } catch {
     line.textContent = '';
   }

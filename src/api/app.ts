@@ -40,7 +40,7 @@ import { JobEventHub, jobEventRoutes, StreamSlots } from './routes/job-events.js
 import { jobRoutes } from './routes/jobs.js';
 import { keyRoutes } from './routes/keys.js';
 import { workerRoutes } from './routes/workers.js';
-import { listWorkers } from '../queue/worker-registry.js';
+import { fleetBudgets, listFleet, listWorkers } from '../queue/worker-registry.js';
 import { workersLacking } from '../queue/dataset-holders.js';
 import { modelsRoutes } from './routes/models.js';
 import { predictRoutes } from './routes/predict.js';
@@ -154,7 +154,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Under `qatserve serve` the worker shares this machine: a job its memory cannot hold is
     // refused at the POST, as the worker would refuse it.
     budget: deps.workerStatus !== undefined ? budgetOnMachine(jobBudget(settings), machineMemoryBytes()) : jobBudget(settings),
-    liveMemoryBudgets: deps.redis ? async () => (await listWorkers(deps.redis!, settings.queuePrefix)).map((w) => w.memoryBudgetBytes ?? null) : undefined,
+    fleetMemoryBudgets: deps.redis ? () => fleetBudgets(deps.redis!, settings.queuePrefix, settings.workerRestartGraceMs) : undefined,
     synchronousDb: deps.db.provider === 'sqlite',
   });
   const keys = new KeyStore(deps.db.prisma);
@@ -227,7 +227,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     maxStoredJobsPerKey: settings.limits.maxStoredJobsPerKey,
     // This replica stops answering ?model= for it at once; the others at their next refresh.
     onModelDeleted: (modelId) => app.serving.registry.forget(modelId),
-    workers,
+    fleet: redis ? () => listFleet(redis, settings.queuePrefix, settings.workerRestartGraceMs) : noRedis,
     lackingFolder,
   });
   const hub = new JobEventHub();

@@ -83,10 +83,11 @@ export interface JobServiceDeps {
   /** The worker's memory and disk budget: a config estimated over it is a 400 JOB_TOO_LARGE. */
   budget?: JobBudget;
   /**
-   * The memory budgets the live workers publish (src/queue/worker-registry.ts; null for a worker
-   * that publishes none): a job over the largest is refused at the POST (see fleetBudget).
+   * The memory budgets the workers publish (src/queue/worker-registry.ts listFleet; null for a
+   * worker that publishes none): the live ones, and those away (restarting) for less than
+   * WORKER_RESTART_GRACE_S. A job over the largest is refused at the POST (see fleetBudget).
    */
-  liveMemoryBudgets?: () => Promise<Array<number | null>>;
+  fleetMemoryBudgets?: () => Promise<{ live: Array<number | null>; away: Array<number | null> }>;
   /** Wakes the event streams of a job after a change (Redis pub/sub); absent: they poll. */
   wake?: JobWake;
   /** The database runs its statements on this event loop (SQLite): a long deletion goes in chunks. */
@@ -327,23 +328,28 @@ export class JobService {
   }
 
   /**
-   * The budget a new job must fit: this API's, and no more than the largest live worker's (each
-   * worker's is held to its machine's memory), so a job no live worker can hold is a 400 now, not
-   * a failure on the worker later. With no live worker, one that publishes no budget (older), or
-   * Redis unreachable, this API's budget alone: the workers check again when they take the job.
+   * The budget a new job must fit: this API's, and no more than the largest of the workers' (each
+   * held to its machine's memory), so a job no worker can hold is a 400 now, not a failure on a
+   * worker later. A worker away for less than WORKER_RESTART_GRACE_S counts: it is likely
+   * restarting. With no worker, one that publishes no budget (older), or Redis unreachable, this
+   * API's budget alone: the workers check again when they take the job.
    */
   private async fleetBudget(own: JobBudget): Promise<JobBudget> {
-    if (!this.deps.liveMemoryBudgets) return own;
+    if (!this.deps.fleetMemoryBudgets) return own;
     // Redis being slow or away must not hold the POST: the workers check again.
-    const budgets = await withTimeout(this.deps.liveMemoryBudgets(), FLEET_BUDGET_WAIT_MS, "the live workers' budgets").catch(() => null);
-    if (!budgets?.length || budgets.some((b) => b === null)) return own;
+    const fleet = await withTimeout(this.deps.fleetMemoryBudgets(), FLEET_BUDGET_WAIT_MS, "the workers' budgets").catch(() => null);
+    if (!fleet) return own;
+    const budgets = [...fleet.live, ...fleet.away];
+    if (!budgets.length || budgets.some((b) => b === null)) return own;
     const largest = Math.max(...(budgets as number[]));
     if (largest >= own.memoryBytes) return own;
-    const n = budgets.length;
+    const s = (n: number) => (n === 1 ? '' : 's');
+    const { live, away } = fleet;
+    const awayText = away.length ? ` and the ${away.length} worker${s(away.length)} away for less than WORKER_RESTART_GRACE_S` : '';
     return {
       ...own,
       memoryBytes: largest,
-      memoryNote: `the largest budget of the ${n} live worker${n === 1 ? '' : 's'}, each held to its machine's memory`,
+      memoryNote: `the largest budget of the ${live.length} live worker${s(live.length)}${awayText}, each held to its machine's memory`,
     };
   }
 

@@ -160,12 +160,16 @@ export const JobQueuePlace = z.object({
   status: JobStatusSchema,
   /** Jobs the queue hands out before this one (0: it is next); null unless it waits on the queue. */
   position: z.number().int().nullable(),
-  /** The deployment's live workers by state (none: the job waits for one to start). */
-  workers: z.object({ idle: z.number().int(), training: z.number().int(), waitingForDisk: z.number().int() }),
   /**
-   * Live workers that took the job and left it on the queue because their DATA_ROOT has no such
-   * image folder: it waits for a worker that has it (and fails DATASET_NOT_FOUND once every live
-   * worker has said it lacks it).
+   * The deployment's live workers by state (none: the job waits for one to start), and `away`:
+   * those not heard from for less than WORKER_RESTART_GRACE_S (restarting, or gone), which a job
+   * only they can run waits for.
+   */
+  workers: z.object({ idle: z.number().int(), training: z.number().int(), waitingForDisk: z.number().int(), away: z.number().int() }),
+  /**
+   * Workers (live or away) that took the job and left it on the queue because their DATA_ROOT has
+   * no such image folder: it waits for a worker that may have it (and fails DATASET_NOT_FOUND once
+   * every live and away worker has said it lacks it).
    */
   withoutFolder: z.number().int(),
 });

@@ -59,20 +59,26 @@ describe('queue order across API keys', () => {
     const ids = new Map((await h.deps.db.prisma.trainingJob.findMany({ select: { id: true, name: true } })).map((j) => [j.name, j.id]));
     const out = await nextOut();
     for (const [i, name] of out.entries()) expect((await place(ids.get(name!)!)).position, name).toBe(i);
-    expect(await place(ids.get('a3')!)).toEqual({ status: 'queued', position: 4, workers: { idle: 0, training: 0, waitingForDisk: 0 }, withoutFolder: 0 });
+    expect(await place(ids.get('a3')!)).toEqual({
+      status: 'queued',
+      position: 4,
+      workers: { idle: 0, training: 0, waitingForDisk: 0, away: 0 },
+      withoutFolder: 0,
+    });
 
     // A worker says it is there (as `qatserve worker` does through its Redis entry).
-    const beacon = new WorkerBeacon(h.deps.redis!, h.settings.queuePrefix, { dataDir: h.dir, trainThreads: 1 });
+    const beacon = new WorkerBeacon(h.deps.redis!, h.settings.queuePrefix, { dataDir: h.dir, dataRoot: h.dir, trainThreads: 1 });
     beacon.start();
     beacon.set('waiting-for-disk', { reason: 'short' });
-    await expect.poll(async () => (await place(ids.get('a1')!)).workers).toEqual({ idle: 0, training: 0, waitingForDisk: 1 });
-    // It took a1 and lacks its image folder, as did a worker that is gone: only the live one counts.
+    await expect.poll(async () => (await place(ids.get('a1')!)).workers).toEqual({ idle: 0, training: 0, waitingForDisk: 1, away: 0 });
+    // It took a1 and lacks its image folder, as did a worker never heard from: only the one listed counts.
     await noteLacking(h.deps.redis!, h.settings.queuePrefix, ids.get('a1')!, 'gone-host:1');
     await noteLacking(h.deps.redis!, h.settings.queuePrefix, ids.get('a1')!, beacon.id);
     expect((await place(ids.get('a1')!)).withoutFolder).toBe(1);
     expect((await place(ids.get('a2')!)).withoutFolder).toBe(0);
+    // Stopped (as for a restart), it is away: it still counts until WORKER_RESTART_GRACE_S has passed.
     await beacon.stop();
-    expect((await place(ids.get('a1')!)).withoutFolder).toBe(0);
+    expect(await place(ids.get('a1')!)).toMatchObject({ workers: { idle: 0, training: 0, waitingForDisk: 0, away: 1 }, withoutFolder: 1 });
 
     const cancelled = await h.app.inject({ method: 'POST', url: `/v1/jobs/${ids.get('b2')}/cancel`, headers: { authorization: `Bearer ${keys.bob}` } });
     expect(cancelled.statusCode).toBe(200);

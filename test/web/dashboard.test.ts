@@ -616,21 +616,24 @@ describe('dashboard', () => {
     await expect.poll(() => pill.textContent(), { timeout: 15_000 }).toBe('no workers: queued jobs wait');
     expect(await pill.getAttribute('class')).toBe('pill unready');
 
-    // A job posted now waits; its panel says where it stands and why.
+    // A job posted now waits; its panel says where it stands and why (the stopped worker may be
+    // restarting: it counts as away for WORKER_RESTART_GRACE_S).
     const queued = JobView.parse(
       (await api('POST', '/v1/jobs', testKey, { dataset: { type: 'synthetic', classes: 2, samplesPerClass: 4 }, name: 'waits' })).json(),
     );
     await p.goto(`${base}/#job=${queued.id}`);
     await expect
       .poll(() => p.locator('#job-queue').textContent(), { timeout: 10_000 })
-      .toMatch(/^(next in line|\d+ jobs? ahead) · no worker is running: it starts when one does$/);
+      .toMatch(/^(next in line|\d+ jobs? ahead) · no worker is running: it starts when one does · 1 worker away, likely restarting$/);
     // A worker (on another machine, say) took it and has no such image folder: the panel says it waits for one that has.
-    const elsewhere = new WorkerBeacon(h.deps.redis!, h.settings.queuePrefix, { dataDir: h.dir, trainThreads: 1 });
+    const elsewhere = new WorkerBeacon(h.deps.redis!, h.settings.queuePrefix, { dataDir: h.dir, dataRoot: h.dir, trainThreads: 1 });
     elsewhere.start();
     await noteLacking(h.deps.redis!, h.settings.queuePrefix, queued.id, elsewhere.id);
     await expect
       .poll(() => p.locator('#job-queue').textContent(), { timeout: 10_000 })
-      .toMatch(/^(next in line|\d+ jobs? ahead) · workers: 1 idle · 1 worker has no such image folder: it waits for one that has it$/);
+      .toMatch(
+        /^(next in line|\d+ jobs? ahead) · workers: 1 idle · 1 worker away, likely restarting · 1 worker has no such image folder: it waits for one that has it$/,
+      );
     await elsewhere.stop();
     await context.close();
   });

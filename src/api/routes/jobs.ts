@@ -17,8 +17,8 @@ export interface JobRoutesOptions {
   maxActiveJobsPerKey: number;
   maxStoredJobsPerKey: number;
   onModelDeleted?: (modelId: string) => void;
-  /** The deployment's live workers (src/queue/worker-registry.ts). */
-  workers: () => Promise<Array<{ id: string; state: WorkerState }>>;
+  /** The deployment's live workers, and those away for less than WORKER_RESTART_GRACE_S (src/queue/worker-registry.ts listFleet). */
+  fleet: () => Promise<{ live: Array<{ id: string; state: WorkerState }>; away: Array<{ id: string }> }>;
   /** The workers that said they lack a job's image folder (src/queue/dataset-holders.ts). */
   lackingFolder: (jobId: string) => Promise<ReadonlySet<string>>;
 }
@@ -58,14 +58,14 @@ export async function jobRoutes(app: FastifyInstance, opts: JobRoutesOptions) {
   app.get('/v1/jobs/:id/queue', train, async (req): Promise<JobQueuePlace> => {
     const { id } = parseRequest(JobIdParams, req.params, 'params');
     const place = await jobs.queuePosition(id);
-    const [workers, lacking] = await Promise.all([opts.workers(), opts.lackingFolder(id)]).catch((err: Error) => {
+    const [fleet, lacking] = await Promise.all([opts.fleet(), opts.lackingFolder(id)]).catch((err: Error) => {
       throw new QueueUnavailableError(err.message);
     });
-    const count = countByState(workers);
+    const count = countByState(fleet.live);
     return {
       ...place,
-      workers: { idle: count.idle, training: count.training, waitingForDisk: count['waiting-for-disk'] },
-      withoutFolder: workers.filter((w) => lacking.has(w.id)).length,
+      workers: { idle: count.idle, training: count.training, waitingForDisk: count['waiting-for-disk'], away: fleet.away.length },
+      withoutFolder: [...fleet.live, ...fleet.away].filter((w) => lacking.has(w.id)).length,
     };
   });
 
