@@ -205,10 +205,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const redis = deps.redis;
   const noRedis = () => Promise.reject(new Error('this API process has no Redis connection'));
   const workers = redis ? () => listWorkers(redis, settings.queuePrefix) : noRedis;
+  const fleet = redis ? () => listFleet(redis, settings.queuePrefix, settings.workerRestartGraceMs) : noRedis;
   const lackingFolder = redis ? (jobId: string) => workersLacking(redis, settings.queuePrefix, jobId) : noRedis;
   await app.register(metricsPlugin, {
     sources: {
-      workers,
+      fleet,
       queueCounts: () => deps.queue.counts(),
       jobsByStatus: () => jobs.countByStatus(),
       openStreams: () => streams.open,
@@ -227,7 +228,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     maxStoredJobsPerKey: settings.limits.maxStoredJobsPerKey,
     // This replica stops answering ?model= for it at once; the others at their next refresh.
     onModelDeleted: (modelId) => app.serving.registry.forget(modelId),
-    fleet: redis ? () => listFleet(redis, settings.queuePrefix, settings.workerRestartGraceMs) : noRedis,
+    fleet,
     lackingFolder,
   });
   const hub = new JobEventHub();

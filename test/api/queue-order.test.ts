@@ -50,7 +50,7 @@ describe('queue order across API keys', () => {
     expect(await nextOut()).toEqual(['a1', 'b1', 'a2', 'b2', 'a3']);
   });
 
-  it('tells a queued job its place: the jobs ahead of it and the workers by state', async () => {
+  it('tells a queued job its place: the jobs ahead of it and the workers by state, away ones included', async () => {
     const place = async (id: string) => {
       const res = await h.app.inject({ method: 'GET', url: `/v1/jobs/${id}/queue`, headers: { authorization: `Bearer ${keys.bob}` } });
       expect(res.statusCode, res.body).toBe(200);
@@ -79,6 +79,9 @@ describe('queue order across API keys', () => {
     // Stopped (as for a restart), it is away: it still counts until WORKER_RESTART_GRACE_S has passed.
     await beacon.stop();
     expect(await place(ids.get('a1')!)).toMatchObject({ workers: { idle: 0, training: 0, waitingForDisk: 0, away: 1 }, withoutFolder: 1 });
+    const metrics = (await h.app.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(metrics).toContain('qatserve_workers{state="waiting-for-disk"} 0');
+    expect(metrics).toContain('qatserve_workers{state="away"} 1');
 
     const cancelled = await h.app.inject({ method: 'POST', url: `/v1/jobs/${ids.get('b2')}/cancel`, headers: { authorization: `Bearer ${keys.bob}` } });
     expect(cancelled.statusCode).toBe(200);

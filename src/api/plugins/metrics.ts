@@ -64,8 +64,8 @@ export interface MetricsSources {
   connections?: () => { open: number; refused: Record<string, number> };
   /** Under `qatserve serve`: its worker child. */
   workerStatus?: () => WorkerStatus;
-  /** The deployment's live workers (their entries in Redis). */
-  workers?: () => Promise<Array<{ state: WorkerState }>>;
+  /** The deployment's live workers, and those away for less than WORKER_RESTART_GRACE_S (their entries in Redis). */
+  fleet?: () => Promise<{ live: Array<{ state: WorkerState }>; away: unknown[] }>;
 }
 
 export const metricsPlugin = fp(async function metrics(app: FastifyInstance, opts: { sources: MetricsSources }) {
@@ -108,18 +108,19 @@ export const metricsPlugin = fp(async function metrics(app: FastifyInstance, opt
     },
   });
 
-  const workers = opts.sources.workers;
-  if (workers) {
+  const fleet = opts.sources.fleet;
+  if (fleet) {
     new client.Gauge({
       name: 'qatserve_workers',
-      help: "The deployment's live workers by state (idle, training, waiting-for-disk); none at all: queued jobs wait",
+      help: "The deployment's live workers by state (idle, training, waiting-for-disk), none at all: queued jobs wait; and those away (not heard from for less than WORKER_RESTART_GRACE_S: restarting, or gone), which jobs only they can run wait for",
       labelNames: ['state'] as const,
       registers: [registry],
       async collect() {
         this.reset();
-        const list = await workers().catch(() => null);
-        if (!list) return;
-        for (const [state, n] of Object.entries(countByState(list))) this.set({ state }, n);
+        const workers = await fleet().catch(() => null);
+        if (!workers) return;
+        for (const [state, n] of Object.entries(countByState(workers.live))) this.set({ state }, n);
+        this.set({ state: 'away' }, workers.away.length);
       },
     });
   }
