@@ -60,13 +60,43 @@ export const WORKER_TTL_S = 20;
  */
 export const WORKER_SEEN_TTL_S = 24 * 3600;
 
+/**
+ * Ids whose last beat is older than this are not looked up for the live list (their entries
+ * expired 20 s after it): it bounds the lookup, not liveness, so minutes of clock skew between
+ * machines cost nothing.
+ */
+const LIVE_LOOKUP_MS = 5 * 60_000;
+
 const keyPrefix = (queuePrefix: string) => `${queuePrefix}:workers:`;
 const seenPrefix = (queuePrefix: string) => `${queuePrefix}:workers-seen:`;
-/** A SCAN pattern matching the prefix literally (a QUEUE_PREFIX may hold glob characters). */
-const literal = (s: string) => s.replace(/[*?[\]\\]/g, '\\$&');
+/**
+ * Every worker id by the time of its last beat. Listing reads it instead of scanning for the
+ * entries: a SCAN walks the whole keyspace (rate-limit counters, queue entries), 79 ms per listing
+ * with 100,000 other keys, and a POST /v1/jobs lists the workers.
+ */
+const indexKey = (queuePrefix: string) => `${queuePrefix}:workers-index`;
+
+/**
+ * Writes a worker's entry: its live one (expiring WORKER_TTL_S after this) unless `live` is
+ * false, its last-seen copy, and its place in the index. The beacon's write; tests write workers
+ * of other machines with it.
+ */
+export async function writeEntry(redis: Redis, queuePrefix: string, view: WorkerView, live = true): Promise<void> {
+  const entry = JSON.stringify(view);
+  const now = Date.now();
+  const tx = redis.multi();
+  if (live) tx.set(keyPrefix(queuePrefix) + view.id, entry, 'EX', WORKER_TTL_S);
+  await tx
+    .set(seenPrefix(queuePrefix) + view.id, entry, 'EX', WORKER_SEEN_TTL_S)
+    .zadd(indexKey(queuePrefix), Date.parse(view.seenAt), view.id)
+    .zremrangebyscore(indexKey(queuePrefix), '-inf', now - WORKER_SEEN_TTL_S * 1000)
+    .exec();
+}
 
 /** The deployment's live workers, by id. */
-export const listWorkers = (redis: Redis, queuePrefix: string): Promise<WorkerView[]> => readEntries(redis, keyPrefix(queuePrefix));
+export async function listWorkers(redis: Redis, queuePrefix: string, now = Date.now()): Promise<WorkerView[]> {
+  return readEntries(redis, keyPrefix(queuePrefix), await indexedSince(redis, queuePrefix, now - LIVE_LOOKUP_MS));
+}
 
 /** The live workers, and those `away`: not live, but heard from within the last `graceMs`. */
 export interface Fleet {
@@ -81,13 +111,18 @@ export interface Fleet {
  * failing on the first worker that takes it.
  */
 export async function listFleet(redis: Redis, queuePrefix: string, graceMs: number, now = Date.now()): Promise<Fleet> {
-  const live = await listWorkers(redis, queuePrefix);
+  const ids = await indexedSince(redis, queuePrefix, now - Math.max(graceMs, LIVE_LOOKUP_MS));
+  const live = await readEntries(redis, keyPrefix(queuePrefix), ids);
   if (graceMs <= 0) return { live, away: [] };
   const liveIds = new Set(live.map((w) => w.id));
   const liveSeats = new Set(live.map((w) => w.seat));
-  const seen = await readEntries(redis, seenPrefix(queuePrefix));
+  const seen = await readEntries(
+    redis,
+    seenPrefix(queuePrefix),
+    ids.filter((id) => !liveIds.has(id)),
+  );
   // A live worker in an away one's seat is that worker restarted: what it lacks, its former self lacked.
-  const away = seen.filter((w) => !liveIds.has(w.id) && !(w.seat && liveSeats.has(w.seat)) && now - Date.parse(w.seenAt) <= graceMs);
+  const away = seen.filter((w) => !(w.seat && liveSeats.has(w.seat)) && now - Date.parse(w.seenAt) <= graceMs);
   return { live, away };
 }
 
@@ -98,17 +133,13 @@ export async function fleetBudgets(redis: Redis, queuePrefix: string, graceMs: n
   return { live: live.map(budget), away: away.map(budget) };
 }
 
-async function readEntries(redis: Redis, prefix: string): Promise<WorkerView[]> {
-  const keys: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, found] = await redis.scan(cursor, 'MATCH', `${literal(prefix)}*`, 'COUNT', 500);
-    keys.push(...found);
-    cursor = next;
-  } while (cursor !== '0');
+const indexedSince = (redis: Redis, queuePrefix: string, sinceMs: number): Promise<string[]> => redis.zrangebyscore(indexKey(queuePrefix), sinceMs, '+inf');
+
+/** The entries under `prefix` of `ids` that exist and parse, by id. */
+async function readEntries(redis: Redis, prefix: string, ids: string[]): Promise<WorkerView[]> {
   const workers: WorkerView[] = [];
-  for (let i = 0; i < keys.length; i += 500) {
-    for (const raw of await redis.mget(keys.slice(i, i + 500))) {
+  for (let i = 0; i < ids.length; i += 500) {
+    for (const raw of await redis.mget(ids.slice(i, i + 500).map((id) => prefix + id))) {
       const parsed = raw === null ? null : WorkerView.safeParse(safeJson(raw));
       if (parsed?.success) workers.push(parsed.data);
     }
@@ -196,12 +227,7 @@ export class WorkerBeacon {
         since: this.since,
         seenAt: new Date().toISOString(),
       };
-      const entry = JSON.stringify(view);
-      await this.redis
-        .multi()
-        .set(keyPrefix(this.queuePrefix) + this.id, entry, 'EX', WORKER_TTL_S)
-        .set(seenPrefix(this.queuePrefix) + this.id, entry, 'EX', WORKER_SEEN_TTL_S)
-        .exec();
+      await writeEntry(this.redis, this.queuePrefix, view);
     } catch (err) {
       this.opts.onError?.(err);
     }

@@ -3,7 +3,7 @@
 // WORKER_RESTART_GRACE_S, so a rolling restart of the one large worker does not turn its jobs away.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorBody } from '../../src/api/error-body.js';
-import type { WorkerView } from '../../src/queue/worker-registry.js';
+import { writeEntry, type WorkerView } from '../../src/queue/worker-registry.js';
 import { startHarness, waitReady, type Harness } from './api-harness.js';
 
 const MiB = 2 ** 20;
@@ -26,7 +26,8 @@ describe('admission against live and away workers', () => {
       ...{ memoryBudgetBytes: budgetMiB * MiB, seat: id, disk: { freeBytes: 1e12, totalBytes: 2e12 }, startedAt: at, since: at, seenAt: at },
     };
   };
-  const put = (kind: 'workers' | 'workers-seen', w: WorkerView) => h.deps.redis!.set(`${h.settings.queuePrefix}:${kind}:${w.id}`, JSON.stringify(w), 'EX', 60);
+  /** A worker's entry as its beacon writes it: live, or its last-seen copy only (`live` false). */
+  const put = (w: WorkerView, live: boolean) => writeEntry(h.deps.redis!, h.settings.queuePrefix, w, live);
   // 0.35@32 at batch 4 is estimated at 158 MiB, 1.0@64 at batch 16 at 343 MiB.
   const post = (widthMultiplier: number, inputSize: number, batchSize: number) =>
     h.app.inject({
@@ -37,9 +38,8 @@ describe('admission against live and away workers', () => {
 
   it('holds a job to the largest budget of the live workers and those away for less than WORKER_RESTART_GRACE_S, and says whose', async () => {
     // A small worker is live; the large one restarted 30 s ago and has not come back yet.
-    await put('workers', entry('small:1', 64, 1));
-    await put('workers-seen', entry('small:1', 64, 1));
-    await put('workers-seen', entry('large:1', 256, 30));
+    await put(entry('small:1', 64, 1), true);
+    await put(entry('large:1', 256, 30), false);
 
     const fitsLarge = await post(0.35, 32, 4);
     expect(fitsLarge.statusCode, fitsLarge.body).toBe(201);
@@ -51,7 +51,7 @@ describe('admission against live and away workers', () => {
     );
 
     // Away for longer than the grace period (600 s by default): only the live worker counts.
-    await put('workers-seen', entry('large:1', 256, 601));
+    await put(entry('large:1', 256, 601), false);
     const gone = await post(0.35, 32, 4);
     expect([gone.statusCode, ErrorBody.parse(gone.json()).error.issues?.[0].message]).toEqual([
       400,

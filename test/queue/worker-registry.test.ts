@@ -2,7 +2,7 @@
 import { Redis } from 'ioredis';
 import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listFleet, listWorkers, WorkerBeacon, WORKER_TTL_S, type WorkerView } from '../../src/queue/worker-registry.js';
+import { listFleet, listWorkers, WorkerBeacon, WORKER_TTL_S, writeEntry, type WorkerView } from '../../src/queue/worker-registry.js';
 
 describe('worker registry', () => {
   let redis: Redis;
@@ -51,8 +51,10 @@ describe('worker registry', () => {
     beacon.start();
     const other = new WorkerBeacon(redis, `${prefix}-aXb`, { dataDir: os.tmpdir(), dataRoot: os.tmpdir(), trainThreads: 1 });
     other.start();
+    // Entries it cannot read, listed in its index as a worker's would be.
     await redis.set(`${globby}:workers:broken`, '{not json', 'EX', 20);
     await redis.set(`${globby}:workers:foreign`, JSON.stringify({ id: 'x' }), 'EX', 20);
+    await redis.zadd(`${globby}:workers-index`, Date.now(), 'broken', Date.now(), 'foreign');
     await expect.poll(async () => (await listWorkers(redis, `${prefix}-aXb`)).length).toBe(1);
     await expect.poll(async () => (await listWorkers(redis, globby)).length).toBe(1);
     expect((await listWorkers(redis, globby))[0].trainThreads).toBe(1);
@@ -70,8 +72,7 @@ describe('worker registry', () => {
     // Two earlier workers, as their last entries: one on this machine and DATA_ROOT (this worker
     // before a restart), one elsewhere.
     const earlier = (id: string, seat: string): WorkerView => ({ ...live, id, pid: 1, seat, seenAt: new Date().toISOString() });
-    for (const w of [earlier('before-restart:1', live.seat!), earlier('other-machine:1', 'elsewhere')])
-      await redis.set(`${fleetPrefix}:workers-seen:${w.id}`, JSON.stringify(w), 'EX', 60);
+    for (const w of [earlier('before-restart:1', live.seat!), earlier('other-machine:1', 'elsewhere')]) await writeEntry(redis, fleetPrefix, w, false);
     const ids = (ws: WorkerView[]) => ws.map((w) => w.id);
     const fleet = await listFleet(redis, fleetPrefix, 600_000);
     expect([ids(fleet.live), ids(fleet.away)]).toEqual([[beacon.id], ['other-machine:1']]);
