@@ -71,8 +71,9 @@ const keyPrefix = (queuePrefix: string) => `${queuePrefix}:workers:`;
 const seenPrefix = (queuePrefix: string) => `${queuePrefix}:workers-seen:`;
 /**
  * Every worker id by the time of its last beat. Listing reads it instead of scanning for the
- * entries: a SCAN walks the whole keyspace (rate-limit counters, queue entries), 79 ms per listing
- * with 100,000 other keys, and a POST /v1/jobs lists the workers.
+ * entries: a SCAN walks the whole keyspace (rate-limit counters, queue entries), 99-143 ms per
+ * listing with 100,000 other keys against 0.5 ms (bench/fleet-list.ts), and a POST /v1/jobs lists
+ * the workers.
  */
 const indexKey = (queuePrefix: string) => `${queuePrefix}:workers-index`;
 
@@ -172,6 +173,8 @@ export class WorkerBeacon {
   private stopped = false;
   /** Writes one at a time, each of the state as it is then: an older one never lands last. */
   private writes = Promise.resolve();
+  /** Its machine and DATA_ROOT, hashed (WorkerView.seat). */
+  private readonly seat: string;
 
   constructor(
     private readonly redis: Redis,
@@ -180,7 +183,6 @@ export class WorkerBeacon {
   ) {
     this.seat = createHash('sha256').update(`${os.hostname()}\0${opts.dataRoot}`).digest('hex').slice(0, 16);
   }
-  private readonly seat: string;
 
   start(): void {
     this.timer ??= setInterval(() => void this.publish(), WORKER_BEAT_MS);
