@@ -384,8 +384,10 @@ describe('many machines: PostgreSQL and Redis shared, nothing else', () => {
     await until(m, long.id, (x) => x.status === 'running' && x.progress.step >= 25, 120_000, logs);
     r.proc.kill('SIGTERM');
     await r.exited;
-    const leftForAway = () =>
-      logLines(s).some((x) => x.jobId === long.id && String(x.msg).includes('left on the queue for the 0 live worker(s) and the 1 away'));
+    const stoppedAt = Date.now();
+    // S may have left this job for R before (while R was live): a leave after R's stop is the one
+    // that counts (its first says "the 0 live worker(s) and the 1 away", a repeat is a debug line).
+    const leftForAway = () => logLines(s).some((x) => x.jobId === long.id && Number(x.time) >= stoppedAt && String(x.msg).includes('left on the queue'));
     for (let i = 0; i < 600 && !leftForAway(); i++) await new Promise((res) => setTimeout(res, 100));
     expect(leftForAway(), logs()).toBe(true);
     expect((await getJob(m, long.id)).status).toBe('queued');
