@@ -1069,14 +1069,21 @@ async function refreshWorkers() {
     return;
   }
   try {
-    const { workers } = await api('/v1/workers');
+    const { workers, away = [] } = await api('/v1/workers');
     const counts = new Map();
     for (const w of workers) counts.set(w.state, (counts.get(w.state) || 0) + 1);
     const waiting = workers.filter((w) => w.state === 'waiting-for-disk');
-    pill.textContent = workers.length ? `workers: ${[...counts].map(([s, n]) => `${n} ${s}`).join(' · ')}` : 'no workers: queued jobs wait';
+    // Away: not heard from lately (a restart, a redeploy); jobs only it can run wait for it.
+    const awayText = away.length ? `${away.length} away, likely restarting` : '';
+    pill.textContent = workers.length
+      ? `workers: ${[...counts].map(([s, n]) => `${n} ${s}`).join(' · ')}${awayText ? ` · ${awayText}` : ''}`
+      : `no workers: queued jobs wait${awayText ? ` (${awayText})` : ''}`;
     pill.className = `pill ${!workers.length || waiting.length ? 'unready' : 'ready'}`;
-    pill.title =
-      workers.map((w) => `${w.id}: ${w.state}${w.jobId ? ` (job ${w.jobId})` : ''}${w.reason ? ` — ${w.reason}` : ''}`).join('\n') || 'GET /v1/workers';
+    const lines = [
+      ...workers.map((w) => `${w.id}: ${w.state}${w.jobId ? ` (job ${w.jobId})` : ''}${w.reason ? ` — ${w.reason}` : ''}`),
+      ...away.map((w) => `${w.id}: away, last heard from ${new Date(w.seenAt).toLocaleTimeString()}`),
+    ];
+    pill.title = lines.join('\n') || 'GET /v1/workers';
   } catch (err) {
     pill.textContent = 'workers: ?';
     pill.className = 'pill';

@@ -40,7 +40,7 @@ import { JobEventHub, jobEventRoutes, StreamSlots } from './routes/job-events.js
 import { jobRoutes } from './routes/jobs.js';
 import { keyRoutes } from './routes/keys.js';
 import { workerRoutes } from './routes/workers.js';
-import { fleetBudgets, listFleet, listWorkers } from '../queue/worker-registry.js';
+import { fleetBudgets, listFleet } from '../queue/worker-registry.js';
 import { workersLacking } from '../queue/dataset-holders.js';
 import { modelsRoutes } from './routes/models.js';
 import { predictRoutes } from './routes/predict.js';
@@ -204,7 +204,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const streams = new StreamSlots(settings.limits.sseMaxStreamsPerClient, settings.limits.sseMaxStreams);
   const redis = deps.redis;
   const noRedis = () => Promise.reject(new Error('this API process has no Redis connection'));
-  const workers = redis ? () => listWorkers(redis, settings.queuePrefix) : noRedis;
   const fleet = redis ? () => listFleet(redis, settings.queuePrefix, settings.workerRestartGraceMs) : noRedis;
   const lackingFolder = redis ? (jobId: string) => workersLacking(redis, settings.queuePrefix, jobId) : noRedis;
   await app.register(metricsPlugin, {
@@ -238,7 +237,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(modelsRoutes);
   await app.register(predictRoutes);
   await app.register(keyRoutes, { keys });
-  await app.register(workerRoutes, { list: workers });
+  await app.register(workerRoutes, { fleet });
   await app.register(docsPlugin);
   await app.register(dashboardPlugin);
   return app;

@@ -43,7 +43,16 @@ export const WorkerView = z.object({
 });
 export type WorkerView = z.infer<typeof WorkerView>;
 
-export const WorkerList = z.object({ workers: z.array(WorkerView) });
+export const WorkerList = z.object({
+  /** The live workers: heard from in the last WORKER_TTL_S (20 s). */
+  workers: z.array(WorkerView),
+  /**
+   * Workers away: not live, but heard from within WORKER_RESTART_GRACE_S (restarting, or gone); a
+   * job only they can run waits for them. Each as its last entry said (`seenAt`: when).
+   */
+  away: z.array(WorkerView),
+});
+export type WorkerList = z.infer<typeof WorkerList>;
 
 /** Workers by state, every state present (0 when none is in it). */
 export function countByState(workers: ReadonlyArray<{ state: WorkerState }>): Record<WorkerState, number> {
@@ -94,12 +103,7 @@ export async function writeEntry(redis: Redis, queuePrefix: string, view: Worker
     .exec();
 }
 
-/** The deployment's live workers, by id. */
-export async function listWorkers(redis: Redis, queuePrefix: string, now = Date.now()): Promise<WorkerView[]> {
-  return readEntries(redis, keyPrefix(queuePrefix), await indexedSince(redis, queuePrefix, now - LIVE_LOOKUP_MS));
-}
-
-/** The live workers, and those `away`: not live, but heard from within the last `graceMs`. */
+/** The live workers, and those `away`: not live, but heard from within the last `graceMs`; each by id. */
 export interface Fleet {
   live: WorkerView[];
   away: WorkerView[];

@@ -3,7 +3,7 @@
 // WORKER_RESTART_GRACE_S, so a rolling restart of the one large worker does not turn its jobs away.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorBody } from '../../src/api/error-body.js';
-import { writeEntry, type WorkerView } from '../../src/queue/worker-registry.js';
+import { WorkerList, writeEntry, type WorkerView } from '../../src/queue/worker-registry.js';
 import { startHarness, waitReady, type Harness } from './api-harness.js';
 
 const MiB = 2 ** 20;
@@ -36,10 +36,14 @@ describe('admission against live and away workers', () => {
       payload: { dataset: { type: 'synthetic', classes: 2, samplesPerClass: 8 }, model: { widthMultiplier, inputSize }, training: { batchSize } },
     });
 
-  it('holds a job to the largest budget of the live workers and those away for less than WORKER_RESTART_GRACE_S, and says whose', async () => {
+  it('holds a job to the largest budget of the live workers and those away for less than WORKER_RESTART_GRACE_S, says whose, and lists the away ones', async () => {
     // A small worker is live; the large one restarted 30 s ago and has not come back yet.
     await put(entry('small:1', 64, 1), true);
     await put(entry('large:1', 256, 30), false);
+
+    // GET /v1/workers lists the away one apart, as its last entry said.
+    const listed = WorkerList.parse((await h.app.inject({ method: 'GET', url: '/v1/workers' })).json());
+    expect([listed.workers.map((w) => w.id), listed.away.map((w) => [w.id, w.memoryBudgetBytes])]).toEqual([['small:1'], [['large:1', 256 * MiB]]]);
 
     const fitsLarge = await post(0.35, 32, 4);
     expect(fitsLarge.statusCode, fitsLarge.body).toBe(201);
@@ -52,6 +56,7 @@ describe('admission against live and away workers', () => {
 
     // Away for longer than the grace period (600 s by default): only the live worker counts.
     await put(entry('large:1', 256, 601), false);
+    expect(WorkerList.parse((await h.app.inject({ method: 'GET', url: '/v1/workers' })).json()).away).toEqual([]);
     const gone = await post(0.35, 32, 4);
     expect([gone.statusCode, ErrorBody.parse(gone.json()).error.issues?.[0].message]).toEqual([
       400,

@@ -2,7 +2,10 @@
 import { Redis } from 'ioredis';
 import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listFleet, listWorkers, WorkerBeacon, WORKER_TTL_S, writeEntry, type WorkerView } from '../../src/queue/worker-registry.js';
+import { listFleet, WorkerBeacon, WORKER_TTL_S, writeEntry, type WorkerView } from '../../src/queue/worker-registry.js';
+
+/** The live workers (listFleet with no grace period). */
+const listWorkers = async (redis: Redis, prefix: string) => (await listFleet(redis, prefix, 0)).live;
 
 describe('worker registry', () => {
   let redis: Redis;

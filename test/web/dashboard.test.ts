@@ -613,7 +613,9 @@ describe('dashboard', () => {
 
     worker.proc.kill('SIGTERM');
     await worker.exited;
-    await expect.poll(() => pill.textContent(), { timeout: 15_000 }).toBe('no workers: queued jobs wait');
+    // Stopped, it is away (it may be restarting: WORKER_RESTART_GRACE_S); the pill says so.
+    await expect.poll(() => pill.textContent(), { timeout: 15_000 }).toBe('no workers: queued jobs wait (1 away, likely restarting)');
+    expect(await pill.getAttribute('title')).toMatch(new RegExp(`:${worker.proc.pid}: away, last heard from `));
     expect(await pill.getAttribute('class')).toBe('pill unready');
 
     // A job posted now waits; its panel says where it stands and why (the stopped worker may be
