@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { isPostgresUrl } from '../db/database-url.js';
 import { usableCores } from './cpu-quota.js';
 
-const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
+const int = (def: number, min = 0, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max).default(def);
 const MB = 1024 * 1024;
 
 export const SettingsSchema = z.object({
@@ -53,15 +53,10 @@ export const SettingsSchema = z.object({
     "How long a running job's steps may wait before the worker writes them to the database, all since the last write in one transaction; a poll, the live curve and a missed cancel lag by up to this. 0 writes every step at once (a write per step cost the worker 7-15 ms of CPU). A phase's image counts (progress.phase: reading an image folder, an evaluation, the export) are written as often.",
   ),
   MAX_STALLED_COUNT: int(5, 0).describe('Times a job may be re-queued after its worker died before it is failed.'),
-  WORKER_RESTART_GRACE_S: z.coerce
-    .number()
-    .int()
-    .min(0)
-    .max(24 * 3600)
-    .default(600)
-    .describe(
-      "How long a worker that is no longer heard from (a restart, a redeploy, a crash) still counts for the jobs only it can run: one over every other worker's JOB_MEMORY_BUDGET_MB, or one whose image folder only it has. Such a job waits on the queue for it meanwhile (the API admits it, a worker without room or the folder leaves it), instead of failing on the first worker that takes it; after this long it fails JOB_TOO_LARGE or DATASET_NOT_FOUND, saying why. 0: only live workers count.",
-    ),
+  // At most the 24 h a worker's last-seen entry is kept (WORKER_SEEN_TTL_S).
+  WORKER_RESTART_GRACE_S: int(600, 0, 24 * 3600).describe(
+    "How long a worker that is no longer heard from (a restart, a redeploy, a crash) still counts for the jobs only it can run: one over every other worker's JOB_MEMORY_BUDGET_MB, or one whose image folder only it has. Such a job waits on the queue for it meanwhile (the API admits it, a worker without room or the folder leaves it), instead of failing on the first worker that takes it; after this long it fails JOB_TOO_LARGE or DATASET_NOT_FOUND, saying why. 0: only live workers count.",
+  ),
   SHUTDOWN_TIMEOUT_MS: int(120_000, 1000).describe('Grace period for in-flight requests / the training checkpoint on SIGTERM.'),
 
   // --- access and limits (src/auth, src/api/plugins) ---
