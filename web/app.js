@@ -1069,7 +1069,7 @@ async function refreshWorkers() {
     return;
   }
   try {
-    const { workers, away = [] } = await api('/v1/workers');
+    const { workers, away } = await api('/v1/workers');
     const counts = new Map();
     for (const w of workers) counts.set(w.state, (counts.get(w.state) || 0) + 1);
     const waiting = workers.filter((w) => w.state === 'waiting-for-disk');
