@@ -8,6 +8,7 @@ import { JOB_STATUSES, type JobStatus } from './job-status.js';
 import { ModelSummary, toModelSummary } from './model-view.js';
 import { PageQuery } from './page-cursor.js';
 import type { Phase } from '../ml/train-api.js';
+import { parseJsonAs } from '../parse-json.js';
 
 export const JobStatusSchema = z.enum(JOB_STATUSES);
 
@@ -245,17 +246,6 @@ interface JobRow {
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
-/** The phase column's JSON; null for none, or for text this version cannot read. */
-function parsePhase(text: string | null): JobPhase | null {
-  if (!text) return null;
-  try {
-    const parsed = JobPhase.safeParse(JSON.parse(text));
-    return parsed.success ? parsed.data : null;
-  } catch {
-    return null;
-  }
-}
-
 export function toModelView(m: ModelRow): ModelView {
   return toModelSummary(rowToRecord(m));
 }
@@ -272,7 +262,7 @@ export function toJobView(row: JobRow & { model?: ModelRow | null }): JobView {
       totalSteps: row.totalSteps,
       imagesPerSecond: row.imagesPerSecond,
       // A job that ended (or went back to the queue) mid-phase keeps the column: a claim clears it.
-      phase: row.status === 'running' || row.status === 'cancelling' ? parsePhase(row.phase) : null,
+      phase: row.status === 'running' || row.status === 'cancelling' ? parseJsonAs(JobPhase, row.phase) : null,
     },
     backend: row.backend,
     attempts: row.attempts,

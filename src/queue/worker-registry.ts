@@ -8,6 +8,7 @@ import os from 'node:os';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { diskSpace } from './disk-room.js';
+import { parseJsonAs } from '../parse-json.js';
 
 export const WORKER_STATES = ['idle', 'training', 'waiting-for-disk'] as const;
 export type WorkerState = (typeof WORKER_STATES)[number];
@@ -145,19 +146,11 @@ async function readEntries(redis: Redis, prefix: string, ids: string[]): Promise
   const workers: WorkerView[] = [];
   for (let i = 0; i < ids.length; i += 500) {
     for (const raw of await redis.mget(ids.slice(i, i + 500).map((id) => prefix + id))) {
-      const parsed = raw === null ? null : WorkerView.safeParse(safeJson(raw));
-      if (parsed?.success) workers.push(parsed.data);
+      const worker = parseJsonAs(WorkerView, raw);
+      if (worker) workers.push(worker);
     }
   }
   return workers.sort((a, b) => a.id.localeCompare(b.id));
-}
-
-function safeJson(raw: string): unknown {
-  try {
-    return JSON.parse(raw);
-  } catch {
-    return null;
-  }
 }
 
 /**
