@@ -419,16 +419,22 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
       .then(() => (final ? thread.terminate() : undefined));
   };
   let lastWrite = Date.now();
+  /**
+   * A write of the row that reads its status back (steps, a heartbeat, a phase): `cancelling` is a
+   * cancel whose Redis message we missed, so stop; and the database answers again (other work, a
+   * step message, may touch none).
+   */
+  const ownRow = async (write: Promise<'running' | 'cancelling'>) => {
+    if ((await write) === 'cancelling') control.abort('cancel');
+    writeFailures.succeeded();
+    lastWrite = Date.now();
+  };
   const stepWrites = new StepWrites({
     intervalMs: ctx.progressWriteIntervalMs,
     enqueue,
     write: async (steps) => {
       if (control.reason() === 'lost') return;
-      // The row says `cancelling`: a cancel whose Redis message we missed. Stop at this step.
-      if ((await owner.steps(steps)) === 'cancelling') control.abort('cancel');
-      // Step writes say when the database is back: other work (a step message) may touch none.
-      writeFailures.succeeded();
-      lastWrite = Date.now();
+      await ownRow(owner.steps(steps));
     },
     onDropped: (steps, err) =>
       log.error({ jobId, firstStep: steps[0].step, lastStep: steps.at(-1)!.step, err }, `${steps.length} steps not recorded: their writes failed for minutes`),
@@ -442,9 +448,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
     if (Date.now() - lastWrite < heartbeatMs) return;
     enqueue(async () => {
       if (final || control.reason() === 'lost') return;
-      if ((await owner.heartbeat()) === 'cancelling') control.abort('cancel');
-      writeFailures.succeeded();
-      lastWrite = Date.now();
+      await ownRow(owner.heartbeat());
     });
   }, heartbeatMs);
   heartbeat.unref();
@@ -456,9 +460,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
       if (final || control.reason() === 'lost') return;
       // The steps before the phase are on the row first; they would clear it after.
       await stepWrites.flush();
-      if ((await owner.phase(phase)) === 'cancelling') control.abort('cancel');
-      writeFailures.succeeded();
-      lastWrite = Date.now();
+      await ownRow(owner.phase(phase));
     },
   });
   thread.on('message', (m: FromThread) => {
