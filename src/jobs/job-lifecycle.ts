@@ -355,6 +355,9 @@ export interface EvalRecord {
   floatTop1?: number | null;
 }
 
+/** What a worker's write tells it of the row it owns: `cancelling` means stop now. */
+const runState = (status: string): 'running' | 'cancelling' => (status === 'cancelling' ? 'cancelling' : 'running');
+
 /** The writes of the worker that claimed a job, each fenced by its owner token. */
 export class JobOwner {
   constructor(
@@ -383,6 +386,21 @@ export class JobOwner {
       if (count === 0) throw new OwnershipLostError(this.jobId);
       return fn(tx);
     });
+  }
+
+  /**
+   * The fence, `data` and the revision bump in one statement (a step write runs every second beside
+   * a training step, on the cores it trains on); the row after it. Throws OwnershipLostError when
+   * the job is no longer this owner's.
+   */
+  private async advance(tx: Tx, data: { step?: number; epoch?: number; imagesPerSecond?: number | null; phase: string | null }) {
+    const [job] = await tx.trainingJob.updateManyAndReturn({
+      where: this.mine(['running', 'cancelling']),
+      data: { ...data, revision: { increment: 1 } },
+      select: { status: true, step: true, epoch: true, revision: true },
+    });
+    if (!job) throw new OwnershipLostError(this.jobId);
+    return job;
   }
 
   /** Training (re)started at `startStep`: points after it belong to a dead run and go. */
@@ -422,15 +440,9 @@ export class JobOwner {
    */
   async phase(phase: JobPhase | null): Promise<'running' | 'cancelling'> {
     return this.write(async (tx) => {
-      // The fence, the phase and the revision bump in one statement, as a step write does.
-      const [job] = await tx.trainingJob.updateManyAndReturn({
-        where: this.mine(['running', 'cancelling']),
-        data: { phase: phase && JSON.stringify(phase), revision: { increment: 1 } },
-        select: { status: true, step: true, epoch: true },
-      });
-      if (!job) throw new OwnershipLostError(this.jobId);
+      const job = await this.advance(tx, { phase: phase && JSON.stringify(phase) });
       await recordEvents(tx, this.jobId, [{ type: 'progress', payload: { step: job.step, epoch: job.epoch, phase } satisfies JobEventProgressData }]);
-      return job.status === 'cancelling' ? 'cancelling' : 'running';
+      return runState(job.status);
     });
   }
 
@@ -449,15 +461,8 @@ export class JobOwner {
     if (!last) throw new RangeError('JobOwner.steps: no steps to write');
     const progress = { step: last.step, epoch: last.epoch, imagesPerSecond: last.imagesPerSecond } satisfies JobEventProgressData;
     return this.write(async (tx) => {
-      // The fence, the progress and the revision bump in one statement: this write runs every
-      // second beside a training step, on the cores it trains on.
-      const [job] = await tx.trainingJob.updateManyAndReturn({
-        where: this.mine(['running', 'cancelling']),
-        // A step means the run is back at its steps: a phase whose end was not written ends here.
-        data: { ...progress, phase: null, revision: { increment: 1 } },
-        select: { status: true, revision: true },
-      });
-      if (!job) throw new OwnershipLostError(this.jobId);
+      // A step means the run is back at its steps: a phase whose end was not written ends here.
+      const job = await this.advance(tx, { ...progress, phase: null });
       const { revision } = job;
       const points = records.map((s) => ({
         step: s.step,
@@ -484,7 +489,7 @@ export class JobOwner {
         { type: 'progress', payload: progress },
         ...rows.map((r) => ({ type: 'metric' as const, payload: pointPayload(r) })),
       ]);
-      return job.status === 'cancelling' ? 'cancelling' : 'running';
+      return runState(job.status);
     });
   }
 
