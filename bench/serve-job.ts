@@ -14,6 +14,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { freePort, waitReady } from './local-service.js';
 import sharp from 'sharp';
+import { phaseLine, type Phase } from '../src/ml/train-api.js';
 
 // QATSERVE_CLI: a snapshot of dist/ (e.g. dist-bench/cli.js beside it), so a rebuild during a long run changes nothing.
 const CLI = path.resolve(process.env.QATSERVE_CLI ?? 'dist/cli.js');
@@ -44,7 +45,7 @@ interface Job {
   status: string;
   error: { code: string; message: string } | null;
   warnings: number;
-  progress: { step: number; totalSteps: number | null; phase: { name: string; task: string; done: number | null; total: number | null } | null };
+  progress: { step: number; totalSteps: number | null; phase: Phase | null };
   model: { id: string; int8Top1: number | null; floatTop1: number | null } | null;
 }
 
@@ -100,7 +101,7 @@ async function main(): Promise<void> {
       if (Date.now() - lastReport > 30_000 || task !== lastTask) {
         lastReport = Date.now();
         lastTask = task;
-        const doing = phase ? `, ${task}${phase.total === null ? '' : ` ${phase.done}/${phase.total}`}` : '';
+        const doing = phase ? `, ${phaseLine(phase, true)}` : '';
         console.log(
           `  ${((Date.now() - posted) / 1000).toFixed(1)} s: ${job.status} step ${job.progress.step}/${job.progress.totalSteps ?? '?'}${doing}, worker peak RSS ${(peak / 2 ** 20).toFixed(0)} MiB`,
         );

@@ -11,7 +11,7 @@ import { selectBackend } from '../ml/backend.js';
 import { runTraining } from '../ml/train.js';
 import { onnxFloatScorer, onnxInt8Scorer } from '../export/onnx-scorer.js';
 import { useTrainingHeapPolicy } from '../ml/training-heap.js';
-import type { EvalMetric, Phase, StepMetric, TrainStartInfo } from '../ml/train-api.js';
+import { phaseLine, type EvalMetric, type StepMetric, type TrainStartInfo } from '../ml/train-api.js';
 import { logParts, type Logger } from '../logger.js';
 
 export interface TrainCommandArgs {
@@ -76,12 +76,6 @@ export function progressLine(m: StepMetric, info: TrainStartInfo, epochs: number
     `[${bar}] step ${m.step}/${info.totalSteps} epoch ${m.epoch}/${epochs} loss ${m.loss.toFixed(4)} ` +
     `lr ${m.learningRate.toPrecision(3)} ${m.imagesPerSecond.toFixed(1)} img/s ETA ${fmtDuration(eta)}`
   );
-}
-
-/** What the run does between steps (no newline): its task and, with `done`, the images done so far. Pure, for tests. */
-export function phaseLine(p: Phase, withDone: boolean): string {
-  const count = p.total === null ? '' : withDone ? ` ${p.done}/${p.total} images` : ` (${p.total} images)`;
-  return `${p.name}: ${p.task}${count}`;
 }
 
 const pct = (v: number) => `${(v * 100).toFixed(2)}%`;

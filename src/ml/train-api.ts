@@ -76,6 +76,12 @@ export interface Phase {
 /** Reports the phase under way; null once the run is back at its steps (or the phase ended). */
 export type PhaseListener = (phase: Phase | null) => void;
 
+/** A phase in a line (no newline): its task and, with `done`, the images done so far (`qatserve train`, bench/serve-job.ts). */
+export function phaseLine(p: Phase, withDone: boolean): string {
+  const count = p.total === null ? '' : withDone ? ` ${p.done}/${p.total} images` : ` (${p.total} images)`;
+  return `${p.name}: ${p.task}${count}`;
+}
+
 export interface TrainCallbacks {
   onStart?(info: TrainStartInfo): void | Promise<void>;
   onStep?(metric: StepMetric): void | Promise<void>;

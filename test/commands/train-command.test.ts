@@ -2,7 +2,8 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { phaseLine, progressLine, runTrainCommand, TrainCommandError } from '../../src/commands/train-command.js';
+import { progressLine, runTrainCommand, TrainCommandError } from '../../src/commands/train-command.js';
+import { phaseLine } from '../../src/ml/train-api.js';
 import { loadSettings } from '../../src/config/settings.js';
 
 process.env.TFJS_BACKEND ||= 'cpu';
