@@ -5,6 +5,7 @@ export type DatasetErrorCode =
   | 'DATASET_PATH_INVALID' // absolute, escapes the data root, or not a directory
   | 'DATASET_NOT_FOUND' // the folder does not exist
   | 'DATASET_EMPTY' // no usable classes/images
+  | 'DATASET_UNREADABLE' // a folder of it cannot be listed (permissions, I/O error)
   | 'DATASET_UNAVAILABLE'; // a built-in data set's files are missing or malformed
 
 export class DatasetError extends Error {
@@ -26,6 +27,6 @@ export class DatasetPathError extends DatasetError {
 
 /** A non-fatal problem (e.g. an unreadable image that was skipped). */
 export interface DataWarning {
-  code: 'IMAGE_UNREADABLE' | 'CLASS_EMPTY' | 'SYMLINK_OUTSIDE_ROOT' | 'FORMAT_UNREAD';
+  code: 'IMAGE_UNREADABLE' | 'CLASS_EMPTY' | 'SYMLINK_OUTSIDE_ROOT' | 'FORMAT_UNREAD' | 'NAME_NOT_UTF8';
   message: string;
 }

@@ -62,17 +62,65 @@ export function hashString(s: string): number {
 /** Code-unit order: the same on every machine and locale (localeCompare is not). */
 const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
-async function listDir(dir: string): Promise<Dirent[]> {
-  const entries = await readdir(dir, { withFileTypes: true });
-  return entries.filter((e) => !e.name.startsWith('.')).sort((a, b) => byName(a.name, b.name));
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/** A folder entry whose name is text. */
+interface Entry {
+  name: string;
+  dirent: Dirent<Buffer>;
+}
+
+/** What a scan passed over, each kind told in one warning at its end. */
+interface Unread {
+  /** OTHER_IMAGE_EXTENSIONS found, by extension. */
+  formats: Map<string, number>;
+  /** Files and folders whose names are not UTF-8, their paths with the bad bytes escaped. */
+  names: string[];
+}
+
+/** `caf\xE9`: the name's bytes as ASCII, every other byte escaped, so a log and a JSON body can show it. */
+function escapedName(raw: Buffer): string {
+  return [...raw].map((b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).toUpperCase().padStart(2, '0')}`)).join('');
+}
+
+/**
+ * The entries of `dir` a data set is made of, sorted by name. Hidden ones (.DS_Store, macOS's ._
+ * files) are left out; so are names that are not UTF-8 (a Latin-1 "café" from an old archive),
+ * counted in `unread`: such a folder cannot be a label nor such a file be opened by the decoder,
+ * which take text paths. A folder that cannot be listed fails the data set, naming it: a class
+ * silently missing from the model would be worse.
+ */
+async function listDir(dir: string, unread?: Unread): Promise<Entry[]> {
+  let dirents: Dirent<Buffer>[];
+  try {
+    dirents = await readdir(dir, { withFileTypes: true, encoding: 'buffer' });
+  } catch (err) {
+    const who = typeof process.getuid === 'function' ? ` (this process runs as uid ${process.getuid()})` : '';
+    throw new DatasetError('DATASET_UNREADABLE', `cannot list the folder ${dir}${who}: ${(err as Error).message}`);
+  }
+  const entries: Entry[] = [];
+  for (const dirent of dirents) {
+    if (dirent.name[0] === 0x2e) continue; // '.'
+    let name: string;
+    try {
+      name = UTF8.decode(dirent.name);
+    } catch {
+      // A note or a sidecar file in a legacy encoding is none of the data set's business.
+      const image = IMAGE_EXTENSIONS.has(path.extname(dirent.name.toString('latin1')).toLowerCase());
+      if (!dirent.isFile() || image) unread?.names.push(path.join(dir, escapedName(dirent.name)));
+      continue;
+    }
+    entries.push({ name, dirent });
+  }
+  return entries.sort((a, b) => byName(a.name, b.name));
 }
 
 /** Entry kind after following a symlink, or null when the link leaves the root (warned) or dangles. */
-async function kindOf(root: string, dir: string, e: Dirent, warn: Warn): Promise<'dir' | 'file' | null> {
+async function kindOf(root: string, dir: string, { name, dirent: e }: Entry, warn: Warn): Promise<'dir' | 'file' | null> {
   if (e.isDirectory()) return 'dir';
   if (e.isFile()) return 'file';
   if (!e.isSymbolicLink()) return null;
-  const full = path.join(dir, e.name);
+  const full = path.join(dir, name);
   try {
     const real = await realpath(full);
     if (!isInside(root, real)) {
@@ -86,38 +134,46 @@ async function kindOf(root: string, dir: string, e: Dirent, warn: Warn): Promise
   }
 }
 
-/** Image files under `dir`, recursively, sorted by path relative to `dir`; `unread` counts OTHER_IMAGE_EXTENSIONS. */
-async function imageFilesUnder(root: string, dir: string, warn: Warn, unread: Map<string, number>, depth = 0): Promise<string[]> {
+/** Image files under `dir`, recursively, sorted by path relative to `dir`; what it passes over goes in `unread`. */
+async function imageFilesUnder(root: string, dir: string, warn: Warn, unread: Unread, depth = 0): Promise<string[]> {
   const out: string[] = [];
-  for (const e of await listDir(dir)) {
+  for (const e of await listDir(dir, unread)) {
     const kind = await kindOf(root, dir, e, warn);
     const full = path.join(dir, e.name);
     const ext = path.extname(e.name).toLowerCase();
     if (kind === 'dir' && depth < MAX_DEPTH) out.push(...(await imageFilesUnder(root, full, warn, unread, depth + 1)));
     else if (kind === 'file' && IMAGE_EXTENSIONS.has(ext)) out.push(full);
-    else if (kind === 'file' && OTHER_IMAGE_EXTENSIONS.has(ext)) unread.set(ext, (unread.get(ext) ?? 0) + 1);
+    else if (kind === 'file' && OTHER_IMAGE_EXTENSIONS.has(ext)) unread.formats.set(ext, (unread.formats.get(ext) ?? 0) + 1);
   }
   return out;
 }
 
 /** "280 image files in other formats (.heic 270, .gif 10)", most frequent first; '' for none. */
-function unreadSummary(unread: ReadonlyMap<string, number>): string {
-  const total = [...unread.values()].reduce((a, b) => a + b, 0);
+function formatsSummary(formats: ReadonlyMap<string, number>): string {
+  const total = [...formats.values()].reduce((a, b) => a + b, 0);
   if (total === 0) return '';
-  const byCount = [...unread].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+  const byCount = [...formats].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
   return `${total} image file${total === 1 ? '' : 's'} in other formats (${byCount.map(([ext, n]) => `${ext} ${n}`).join(', ')})`;
 }
 
+/** "2 files and folders whose names are not UTF-8 (/data/pets/caf\xE9, ...)", the first 3 named; '' for none. */
+function namesSummary(names: readonly string[]): string {
+  if (names.length === 0) return '';
+  const shown = names.slice(0, 3).join(', ') + (names.length > 3 ? ', ...' : '');
+  const what = names.length === 1 ? 'file or folder whose name is' : 'files and folders whose names are';
+  return `${names.length} ${what} not UTF-8 (${shown})`;
+}
+
 /** Names of the folders in `dir` (symlinks followed while they stay in the root): the class folders. */
-async function folderNames(root: string, dir: string, warn: Warn): Promise<string[]> {
+async function folderNames(root: string, dir: string, warn: Warn, unread?: Unread): Promise<string[]> {
   const names: string[] = [];
-  for (const e of await listDir(dir)) if ((await kindOf(root, dir, e, warn)) === 'dir') names.push(e.name);
+  for (const e of await listDir(dir, unread)) if ((await kindOf(root, dir, e, warn)) === 'dir') names.push(e.name);
   return names;
 }
 
-async function classFolders(root: string, dir: string, warn: Warn, unread: Map<string, number>): Promise<Map<string, string[]>> {
+async function classFolders(root: string, dir: string, warn: Warn, unread: Unread): Promise<Map<string, string[]>> {
   const classes = new Map<string, string[]>();
-  for (const name of await folderNames(root, dir, warn)) classes.set(name, await imageFilesUnder(root, path.join(dir, name), warn, unread));
+  for (const name of await folderNames(root, dir, warn, unread)) classes.set(name, await imageFilesUnder(root, path.join(dir, name), warn, unread));
   return classes;
 }
 
@@ -129,7 +185,7 @@ async function classFolders(root: string, dir: string, warn: Warn, unread: Map<s
  */
 export async function countClassFolders(dataRoot: string, folder: string): Promise<number | null> {
   try {
-    const split = (await listDir(folder)).some((e) => e.isDirectory() && e.name === 'train');
+    const split = (await listDir(folder)).some((e) => e.dirent.isDirectory() && e.name === 'train');
     return (await folderNames(await realpath(dataRoot), split ? path.join(folder, 'train') : folder, () => {})).length;
   } catch {
     return null;
@@ -198,19 +254,26 @@ export async function scanImageFolder(
   const root = await resolveUnderRoot(dataRoot, relPath);
   const rootReal = await realpath(dataRoot);
   const top = await listDir(root);
-  const topDirs = new Set(top.filter((e) => e.isDirectory()).map((e) => e.name));
+  const topDirs = new Set(top.filter((e) => e.dirent.isDirectory()).map((e) => e.name));
   const valName = VAL_DIR_NAMES.find((n) => topDirs.has(n));
   const split = topDirs.has('train');
   if (!split && valName) {
     throw new DatasetError('DATASET_EMPTY', `dataset "${relPath}" has a ${valName}/ folder but no train/ folder beside it`);
   }
 
-  const unread = new Map<string, number>();
+  const unread: Unread = { formats: new Map(), names: [] };
   const trainByClass = await classFolders(rootReal, split ? path.join(root, 'train') : root, warn, unread);
   const valByClass = split && valName ? await classFolders(rootReal, path.join(root, valName), warn, unread) : new Map<string, string[]>();
-  const skippedFormats = unreadSummary(unread);
+  const skippedFormats = formatsSummary(unread.formats);
   if (skippedFormats) {
     warn({ code: 'FORMAT_UNREAD', message: `skipped ${skippedFormats}: only JPEG, PNG, WebP, GIF, TIFF and AVIF are read; convert them to train on them` });
+  }
+  const skippedNames = namesSummary(unread.names);
+  if (skippedNames) {
+    warn({
+      code: 'NAME_NOT_UTF8',
+      message: `skipped ${skippedNames}: another system's encoding (an old archive's, Windows's Latin-1); rename them in UTF-8 to train on them, e.g. convmv -f latin1 -t utf8 -r --notest <folder>`,
+    });
   }
 
   // Drop files whose header is not a readable image before anything depends on the lists.
@@ -244,7 +307,7 @@ export async function scanImageFolder(
     throw new DatasetError(
       'DATASET_EMPTY',
       `dataset "${relPath}" needs at least 2 class folders with images (${split ? 'train/<class>/' : '<class>/'}*.jpg|png|webp|gif|tif|avif); found ${classes.length}` +
-        (skippedFormats ? `, and skipped ${skippedFormats}` : ''),
+        [skippedFormats, skippedNames].map((what) => (what ? `, and skipped ${what}` : '')).join(''),
     );
   }
 

@@ -26,8 +26,9 @@
 //   imagefolder    root/<class>/** or root/{train,val}/<class>/**; headers checked at load,
 //                  pixels decoded with sharp on first use and cached (cacheBytes)
 // Warnings (onWarning): IMAGE_UNREADABLE (file skipped; counted in ds.stats.skipped),
-// CLASS_EMPTY, SYMLINK_OUTSIDE_ROOT, FORMAT_UNREAD. Errors: DatasetError / DatasetPathError with `code`
-// DATASET_PATH_INVALID | DATASET_NOT_FOUND | DATASET_EMPTY | DATASET_UNAVAILABLE.
+// CLASS_EMPTY, SYMLINK_OUTSIDE_ROOT, FORMAT_UNREAD, NAME_NOT_UTF8. Errors: DatasetError /
+// DatasetPathError with `code` DATASET_PATH_INVALID | DATASET_NOT_FOUND | DATASET_EMPTY |
+// DATASET_UNREADABLE | DATASET_UNAVAILABLE.
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type { DatasetConfig } from '../config/training-config.js';

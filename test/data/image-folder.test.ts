@@ -1,4 +1,5 @@
-import { mkdir, mkdtemp, readFile, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, readFile, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -310,6 +311,61 @@ describe('imagefolder dataset', () => {
     await writeImage(path.join(dataRoot, 'valonly/val/a/0.png'), solid(4, 4, [1, 1, 1]), 'png');
     await writeImage(path.join(dataRoot, 'valonly/b/0.png'), solid(4, 4, [1, 1, 1]), 'png');
     await expect(loadDataset({ type: 'imagefolder', path: 'valonly', valSplit: 0.1 }, { dataRoot, inputSize: 8 })).rejects.toThrow(/no train\/ folder/);
+  });
+
+  it('skips files and class folders whose names are not UTF-8, naming them, and says so when nothing else is left', async () => {
+    // A zip made on an old Windows machine unpacks "café" as the Latin-1 bytes 63 61 66 E9.
+    const base = path.join(dataRoot, 'latin1');
+    const latin1 = (...parts: (string | number[])[]) => Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p))));
+    const png = await solid(8, 8, [9, 9, 9]).png().toBuffer();
+    for (const cls of ['red', 'green']) for (let k = 0; k < 3; k++) await writeImage(path.join(base, cls, `${k}.png`), solid(8, 8, [9, 9, 9]), 'png');
+    await mkdir(latin1(base, '/caf', [0xe9]));
+    for (let k = 0; k < 3; k++) await writeFile(latin1(base, '/caf', [0xe9], `/${k}.png`), png);
+    await writeFile(latin1(base, '/green/', 'photo', [0xe9], '.png'), png);
+    await writeFile(latin1(base, '/green/Notiz', [0xe4], '.txt'), 'a note, none of the data set');
+
+    const warnings: DataWarning[] = [];
+    const ds = await loadDataset({ type: 'imagefolder', path: 'latin1', valSplit: 0.3 }, { dataRoot, inputSize: 8, onWarning: (w) => warnings.push(w) });
+    expect(ds.classes).toEqual(['green', 'red']);
+    expect(ds.train.length + ds.val.length).toBe(6);
+    expect(warnings.map((w) => w.code)).toEqual(['NAME_NOT_UTF8']);
+    expect(warnings[0].message).toBe(
+      `skipped 2 files and folders whose names are not UTF-8 (${path.join(base, 'caf\\xE9')}, ${path.join(base, 'green', 'photo\\xE9.png')}): ` +
+        "another system's encoding (an old archive's, Windows's Latin-1); rename them in UTF-8 to train on them, e.g. convmv -f latin1 -t utf8 -r --notest <folder>",
+    );
+
+    // Only one class left readable: refused, saying what was skipped.
+    await rm(path.join(base, 'green'), { recursive: true });
+    await expect(loadDataset({ type: 'imagefolder', path: 'latin1', valSplit: 0.3 }, { dataRoot, inputSize: 8 })).rejects.toMatchObject({
+      code: 'DATASET_EMPTY',
+      message: expect.stringContaining(`found 1, and skipped 1 file or folder whose name is not UTF-8 (${path.join(base, 'caf\\xE9')})`),
+    });
+  });
+
+  // Root reads every folder: the worker's own user (a container's) is played by nobody.
+  it.runIf(process.getuid?.() === 0)('fails DATASET_UNREADABLE naming a class folder the worker may not list, instead of training without it', async () => {
+    const base = path.join(dataRoot, 'locked');
+    for (const cls of ['open', 'shut']) for (let k = 0; k < 2; k++) await writeImage(path.join(base, cls, `${k}.png`), solid(8, 8, [9, 9, 9]), 'png');
+    for (const dir of [tmp, dataRoot, base, path.join(base, 'open')]) await chmod(dir, 0o755);
+    await chmod(path.join(base, 'shut'), 0o700);
+    const index = new URL('../../src/data/index.ts', import.meta.url).pathname;
+    const script =
+      `const { loadDataset } = await import(${JSON.stringify(index)});` +
+      `try { await loadDataset({ type: 'imagefolder', path: 'locked', valSplit: 0.3 }, { dataRoot: ${JSON.stringify(dataRoot)}, inputSize: 8 }); console.log('{}'); }` +
+      `catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })); }`;
+    const run = spawnSync(
+      'setpriv',
+      ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--import', 'tsx', '--input-type=module', '-e', script],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, HOME: os.tmpdir() },
+      },
+    );
+    expect(run.status, run.stderr).toBe(0);
+    expect(JSON.parse(run.stdout.trim().split('\n').at(-1)!)).toEqual({
+      code: 'DATASET_UNREADABLE',
+      message: `cannot list the folder ${path.join(base, 'shut')} (this process runs as uid 65534): EACCES: permission denied, scandir '${path.join(base, 'shut')}'`,
+    });
   });
 
   it('decodes once and caches; a file that turns out corrupt later is skipped with a warning and replaced by a same-class image', async () => {
