@@ -56,7 +56,9 @@ export type FromThread =
 /**
  * The code and message of an error the thread reports, and its own message as `cause` (for a log
  * line when the worker does not end the job with it). A full disk is the worker's, not the job's:
- * its raw `ENOSPC: no space left on device, write` did not say whose disk, or what to do.
+ * its raw `ENOSPC: no space left on device, write` did not say whose disk, or what to do. Any other
+ * system call's error is the fallback code with the call's message: `EACCES` or `EIO` is no code of
+ * this API a client could look up.
  */
 export function threadError(err: unknown, fallback: string): { code: string; message: string; cause: string } {
   const code = (err as { code?: unknown } | null)?.code;
@@ -68,5 +70,6 @@ export function threadError(err: unknown, fallback: string): { code: string; mes
       cause: message,
     };
   }
-  return { code: typeof code === 'string' ? code : fallback, message, cause: message };
+  const systemError = typeof (err as { syscall?: unknown } | null)?.syscall === 'string';
+  return { code: typeof code === 'string' && !systemError ? code : fallback, message, cause: message };
 }

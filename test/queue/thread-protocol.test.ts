@@ -1,10 +1,10 @@
 // What a failed training thread tells the job's owner: a code a client can act on, and a message.
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { threadError } from '../../src/queue/thread-protocol.js';
 
 describe('threadError', () => {
-  it("a full disk is the worker's WORKER_DISK_FULL, saying what to do; other errors keep their code", async () => {
+  it("a full disk is the worker's WORKER_DISK_FULL, saying what to do; other errors keep their code, a system call's takes the fallback", async () => {
     // A real ENOSPC, as a checkpoint write on a full DATA_DIR raised it (by hand: a 30 MB tmpfs).
     const full = (await writeFile('/dev/full', 'x').catch((e: unknown) => e)) as NodeJS.ErrnoException;
     expect(full.code).toBe('ENOSPC');
@@ -21,5 +21,13 @@ describe('threadError', () => {
       cause: 'no images',
     });
     expect(threadError(new Error('boom'), 'EXPORT_FAILED')).toEqual({ code: 'EXPORT_FAILED', message: 'boom', cause: 'boom' });
+    // A system call's error is no code a client can look up: the fallback, with the call's message.
+    const missing = (await readFile('/nonexistent/weights.bin').catch((e: unknown) => e)) as NodeJS.ErrnoException;
+    expect(missing.code).toBe('ENOENT');
+    expect(threadError(missing, 'TRAINING_FAILED')).toEqual({
+      code: 'TRAINING_FAILED',
+      message: "ENOENT: no such file or directory, open '/nonexistent/weights.bin'",
+      cause: "ENOENT: no such file or directory, open '/nonexistent/weights.bin'",
+    });
   });
 });
