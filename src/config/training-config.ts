@@ -30,9 +30,9 @@ export const FashionMnistDataset = z.strictObject({
 
 export const ImageFolderDataset = z.strictObject({
   type: z.literal('imagefolder'),
-  /** Folder under the workers' DATA_ROOT: `<class>/*` or `train|val/<class>/*`. */
+  /** Folder under the workers' DATA_ROOT: `<class>/*` or `train|val/<class>/*` (also valid/, test/, Training/, Testing/: see splitLayout). */
   path: z.string().min(1).max(1024),
-  /** Fraction held out for validation when the folder has no `val/` split. */
+  /** Fraction held out for validation when the folder has no `val/` (or `test/`) split. */
   valSplit: z.number().min(0.01).max(0.5).default(0.1),
 });
 

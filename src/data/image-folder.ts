@@ -25,7 +25,11 @@ export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.jpe', '.jfif', '.png
  * passed over in silence.
  */
 const OTHER_IMAGE_EXTENSIONS = new Set(['.heic', '.heif', '.bmp', '.jp2', '.dng', '.cr2', '.nef', '.arw']);
-const VAL_DIR_NAMES = ['val', 'validation'];
+/**
+ * The names a split's folder goes by in the data sets users download, compared lower-cased:
+ * torchvision's train/ and val/, Roboflow's valid/, Kaggle's Training/ and Testing/.
+ */
+const SPLIT_NAMES = { train: ['train', 'training'], val: ['val', 'valid', 'validation'], test: ['test', 'testing'] } as const;
 const HOLDOUT_STREAM = 0x4f1d;
 const MAX_DEPTH = 8;
 /** Parallel header reads at load; sharp's own pool (libuv, 4 threads) bounds the real work. */
@@ -46,8 +50,10 @@ export interface ScannedFolder {
   classes: string[];
   train: LabelledFiles;
   val: LabelledFiles;
-  /** True when the validation split was held out of the training files (no val/ folder). */
-  heldOut: boolean;
+  /** The folder the validation split was read from (val/, or test/ when there is no val/); null when held out of the training files. */
+  valFrom: string | null;
+  /** A test/ folder beside train/ and val/, left unread: a test split stays unseen by training. */
+  testUnread: string | null;
 }
 
 type Warn = (w: DataWarning) => void;
@@ -178,6 +184,25 @@ async function classFolders(root: string, dir: string, warn: Warn, unread: Unrea
 }
 
 /**
+ * A data set's split folders among the folder names at its top: the training folder's name (null:
+ * the top holds the class folders), the validation folder's (val/, else test/; null: held out of
+ * training) and a test folder's left unread. Throws when a val/ or test/ folder has no train/.
+ */
+export function splitLayout(topFolders: readonly string[], relPath: string): { train: string | null; val: string | null; testUnread: string | null } {
+  const find = (names: readonly string[]) => topFolders.find((n) => names.includes(n.toLowerCase())) ?? null;
+  const train = find(SPLIT_NAMES.train);
+  const val = find(SPLIT_NAMES.val);
+  const test = find(SPLIT_NAMES.test);
+  if (!train && (val ?? test)) {
+    throw new DatasetError('DATASET_EMPTY', `dataset "${relPath}" has a ${val ?? test}/ folder but no train/ folder beside it`);
+  }
+  return { train, val: train ? (val ?? test) : null, testUnread: train && val ? test : null };
+}
+
+/** The names of the real folders (not links) in `dir`. */
+const topFolders = async (dir: string) => (await listDir(dir)).filter((e) => e.dirent.isDirectory()).map((e) => e.name);
+
+/**
  * How many class folders the data set in `folder` (resolved under `dataRoot`) has, reading no
  * image: an upper bound on its classes (a folder without a readable image is not one), so the API
  * can size the job's classifier head before it is queued. Null when the folder cannot be listed
@@ -185,8 +210,8 @@ async function classFolders(root: string, dir: string, warn: Warn, unread: Unrea
  */
 export async function countClassFolders(dataRoot: string, folder: string): Promise<number | null> {
   try {
-    const split = (await listDir(folder)).some((e) => e.dirent.isDirectory() && e.name === 'train');
-    return (await folderNames(await realpath(dataRoot), split ? path.join(folder, 'train') : folder, () => {})).length;
+    const { train } = splitLayout(await topFolders(folder), folder);
+    return (await folderNames(await realpath(dataRoot), train ? path.join(folder, train) : folder, () => {})).length;
   } catch {
     return null;
   }
@@ -253,17 +278,11 @@ export async function scanImageFolder(
 ): Promise<ScannedFolder> {
   const root = await resolveUnderRoot(dataRoot, relPath);
   const rootReal = await realpath(dataRoot);
-  const top = await listDir(root);
-  const topDirs = new Set(top.filter((e) => e.dirent.isDirectory()).map((e) => e.name));
-  const valName = VAL_DIR_NAMES.find((n) => topDirs.has(n));
-  const split = topDirs.has('train');
-  if (!split && valName) {
-    throw new DatasetError('DATASET_EMPTY', `dataset "${relPath}" has a ${valName}/ folder but no train/ folder beside it`);
-  }
+  const layout = splitLayout(await topFolders(root), relPath);
 
   const unread: Unread = { formats: new Map(), names: [] };
-  const trainByClass = await classFolders(rootReal, split ? path.join(root, 'train') : root, warn, unread);
-  const valByClass = split && valName ? await classFolders(rootReal, path.join(root, valName), warn, unread) : new Map<string, string[]>();
+  const trainByClass = await classFolders(rootReal, layout.train ? path.join(root, layout.train) : root, warn, unread);
+  const valByClass = layout.val ? await classFolders(rootReal, path.join(root, layout.val), warn, unread) : new Map<string, string[]>();
   const skippedFormats = formatsSummary(unread.formats);
   if (skippedFormats) {
     warn({ code: 'FORMAT_UNREAD', message: `skipped ${skippedFormats}: only JPEG, PNG, WebP, GIF, TIFF and AVIF are read; convert them to train on them` });
@@ -306,20 +325,19 @@ export async function scanImageFolder(
   if (classes.length < 2) {
     throw new DatasetError(
       'DATASET_EMPTY',
-      `dataset "${relPath}" needs at least 2 class folders with images (${split ? 'train/<class>/' : '<class>/'}*.jpg|png|webp|gif|tif|avif); found ${classes.length}` +
+      `dataset "${relPath}" needs at least 2 class folders with images (${layout.train ? `${layout.train}/<class>/` : '<class>/'}*.jpg|png|webp|gif|tif|avif); found ${classes.length}` +
         [skippedFormats, skippedNames].map((what) => (what ? `, and skipped ${what}` : '')).join(''),
     );
   }
 
-  const heldOut = !(split && valName);
-  if (heldOut) {
+  if (!layout.val) {
     for (const name of classes) {
       const { train, val } = holdOut(trainByClass.get(name)!, name, valSplit);
       trainByClass.set(name, train);
       valByClass.set(name, val);
     }
   }
-  return { root, classes, train: labelled(classes, trainByClass), val: labelled(classes, valByClass), heldOut };
+  return { root, classes, train: labelled(classes, trainByClass), val: labelled(classes, valByClass), valFrom: layout.val, testUnread: layout.testUnread };
 }
 
 /**

@@ -36,7 +36,7 @@ import type { DataWarning } from './errors.js';
 import { DatasetError } from './errors.js';
 import { SharedByteBudget } from './byte-cache.js';
 import { FASHION_MNIST_CLASSES, FASHION_TEST_PER_CLASS, FASHION_TRAIN_PER_CLASS, balancedCounts, loadFashionMnistPixels } from './fashion-mnist.js';
-import { scanImageFolder, type FolderStats } from './image-folder.js';
+import { scanImageFolder, type FolderStats, type ScannedFolder } from './image-folder.js';
 import type { Split } from './split.js';
 import { splitFromSource, type SplitSource } from './split-source.js';
 import { SPLIT_TAG } from './synthetic.js';
@@ -103,6 +103,12 @@ export interface Dataset {
   budget: SharedByteBudget;
 }
 
+/** Where an image folder's validation split came from, for its description: ` (valid/; test/ unread)`. */
+function valSource(scan: ScannedFolder, valSplit: number): string {
+  if (!scan.valFrom) return ` (${valSplit} held out)`;
+  return ` (${scan.valFrom}/${scan.testUnread ? `; ${scan.testUnread}/ unread` : ''})`;
+}
+
 function fingerprintOf(parts: unknown): string {
   return createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 16);
 }
@@ -158,7 +164,7 @@ export async function loadDataset(cfg: DatasetConfig, opts: DatasetOptions): Pro
         val: split({ type: 'imagefolder', ...scan.val, inputSize: size }),
         stats,
         budget,
-        description: `imagefolder ${cfg.path}: ${scan.classes.length} classes, ${scan.train.files.length} train / ${scan.val.files.length} val${scan.heldOut ? ` (${cfg.valSplit} held out)` : ''}`,
+        description: `imagefolder ${cfg.path}: ${scan.classes.length} classes, ${scan.train.files.length} train / ${scan.val.files.length} val${valSource(scan, cfg.valSplit)}`,
         inputSize: size,
         fingerprint: fingerprintOf([
           'imagefolder',

@@ -5,7 +5,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeImageToRgb, loadDataset, NORMALIZATION, resolveUnderRoot, type DataWarning } from '../../src/data/index.js';
-import { holdOut } from '../../src/data/image-folder.js';
+import { holdOut, splitLayout } from '../../src/data/image-folder.js';
 
 let tmp: string; // holds dataRoot and a sibling "outside" folder
 let dataRoot: string;
@@ -293,6 +293,35 @@ describe('imagefolder dataset', () => {
     expect(ds.train.length).toBe(8);
     expect(ds.val.length).toBe(4);
     expect(Array.from(ds.val.labels)).toEqual([0, 0, 1, 1]);
+  });
+
+  it("reads the split folders of downloaded data sets: Roboflow's train/valid/test, Kaggle's Training/Testing", async () => {
+    const write = async (rel: string, rgb: Rgb) => writeImage(path.join(dataRoot, rel), solid(8, 8, rgb), 'png');
+    const classes: [string, Rgb][] = [
+      ['ant', [200, 0, 0]],
+      ['bee', [0, 0, 200]],
+    ];
+    for (const [cls, rgb] of classes) {
+      for (let k = 0; k < 4; k++) await write(`roboflow/train/${cls}/${k}.png`, rgb);
+      for (let k = 0; k < 2; k++) await write(`roboflow/valid/${cls}/${k}.png`, rgb);
+      await write(`roboflow/test/${cls}/0.png`, rgb);
+      for (let k = 0; k < 3; k++) await write(`kaggle/Training/${cls}/${k}.png`, rgb);
+      await write(`kaggle/Testing/${cls}/0.png`, rgb);
+    }
+    const roboflow = await loadDataset({ type: 'imagefolder', path: 'roboflow', valSplit: 0.5 }, { dataRoot, inputSize: 8 });
+    expect(roboflow.classes).toEqual(['ant', 'bee']);
+    expect([roboflow.train.length, roboflow.val.length]).toEqual([8, 4]); // valid/ validates; test/ stays unseen
+    expect(roboflow.description).toBe('imagefolder roboflow: 2 classes, 8 train / 4 val (valid/; test/ unread)');
+    // Until the thirty-ninth session these were two classes, "Testing" and "Training".
+    const kaggle = await loadDataset({ type: 'imagefolder', path: 'kaggle', valSplit: 0.5 }, { dataRoot, inputSize: 8 });
+    expect(kaggle.classes).toEqual(['ant', 'bee']);
+    expect([kaggle.train.length, kaggle.val.length]).toEqual([6, 2]);
+    expect(kaggle.description).toBe('imagefolder kaggle: 2 classes, 6 train / 2 val (Testing/)');
+
+    expect(splitLayout(['ants', 'bees'], 'x')).toEqual({ train: null, val: null, testUnread: null });
+    expect(splitLayout(['TRAIN', 'notes'], 'x')).toEqual({ train: 'TRAIN', val: null, testUnread: null });
+    expect(splitLayout(['train', 'validation', 'testing'], 'x')).toEqual({ train: 'train', val: 'validation', testUnread: 'testing' });
+    expect(() => splitLayout(['Testing', 'extra'], 'x')).toThrow('dataset "x" has a Testing/ folder but no train/ folder beside it');
   });
 
   it('refuses paths outside the root and folders with fewer than two classes', async () => {
