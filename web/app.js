@@ -425,6 +425,10 @@ function applyEvent(e) {
     if (data.totalSteps != null) p.totalSteps = data.totalSteps;
     if (data.imagesPerSecond != null) p.imagesPerSecond = data.imagesPerSecond;
     if (data.backend) job.backend = data.backend;
+    if (data.dataset) {
+      job.dataset = data.dataset;
+      renderFacts();
+    }
     // Steps' events carry no phase: the job is back at its steps.
     p.phase = data.phase ?? null;
     // A resumed run rewrites the steps after its checkpoint.
@@ -513,7 +517,11 @@ function renderProgress() {
 function renderFacts() {
   const job = state.job;
   if (!job) return;
+  const data = job.dataset;
+  const more = data && data.classes > data.classNames.length ? `, and ${(data.classes - data.classNames.length).toLocaleString()} more` : '';
   const facts = [
+    ['data', data?.description ?? '— (read when training starts)'],
+    ...(data ? [['classes', `${data.classNames.join(', ')}${more}`]] : []),
     ['backend', job.backend ?? '—'],
     ['attempts', String(job.attempts)],
     ['warnings', String(job.warnings)],

@@ -89,7 +89,7 @@ export interface Dataset {
   val: Split;
   /** Live counters: `skipped` grows if a file turns out to be corrupt during training. */
   stats: { skipped: number };
-  /** Human-readable description for logs, e.g. "fashion-mnist 60000/10000". */
+  /** In words, for the log and the job's view: "fashion-mnist: 10 classes, 60000 train / 10000 val (the test set)". */
   description: string;
   /** Side of every sample (the inputSize it was loaded for). */
   inputSize: number;
@@ -131,7 +131,7 @@ export async function loadDataset(cfg: DatasetConfig, opts: DatasetOptions): Pro
         val: split(of(SPLIT_TAG.val, cfg.valPerClass)),
         stats,
         budget,
-        description: `synthetic ${cfg.classes} classes, ${cfg.samplesPerClass}/${cfg.valPerClass} per class, seed ${cfg.seed}`,
+        description: `synthetic: ${cfg.classes} classes, ${cfg.classes * cfg.samplesPerClass} train / ${cfg.classes * cfg.valPerClass} val (seed ${cfg.seed})`,
         inputSize: size,
         fingerprint: fingerprintOf(['synthetic', cfg.classes, cfg.samplesPerClass, cfg.valPerClass, cfg.seed]),
       };
@@ -148,7 +148,7 @@ export async function loadDataset(cfg: DatasetConfig, opts: DatasetOptions): Pro
         val: test,
         stats,
         budget,
-        description: `fashion-mnist ${train.labels.length} train / ${test.labels.length} test`,
+        description: `fashion-mnist: ${k} classes, ${train.length} train / ${test.length} val (the test set)`,
         inputSize: size,
         fingerprint: fingerprintOf(['fashion-mnist', cfg.limit, cfg.testLimit]),
       };

@@ -18,7 +18,7 @@ import type { Prisma, Tx } from '../db/database.js';
 import { JOB_WITH_MODEL, recordJobModel, servingModel, type NewModel } from '../db/model-rows.js';
 import { InitJobInvalidError, JobInUseError, JobNotFoundError, JobStateError, toIssues } from './job-errors.js';
 import { bumpRevision, noteWrite, recordEvents, statusEvent, type JobWake } from './job-events.js';
-import { toMetricPointView, type JobEventProgressData, type JobEventWarningData, type JobPhase } from './job-view.js';
+import { toMetricPointView, type JobDataset, type JobEventProgressData, type JobEventWarningData, type JobPhase } from './job-view.js';
 import { JOB_STATUSES, TERMINAL_STATUSES, isTerminal, type JobStatus } from './job-status.js';
 import { TrainingConfig } from '../config/training-config.js';
 import { redact } from '../redact.js';
@@ -404,8 +404,9 @@ export class JobOwner {
   }
 
   /** Training (re)started at `startStep`: points after it belong to a dead run and go. */
-  start(info: { backend: string; totalSteps: number; startStep: number }): Promise<void> {
-    return this.fenced({ backend: info.backend, totalSteps: info.totalSteps, step: info.startStep, phase: null }, async (tx) => {
+  start(info: { backend: string; totalSteps: number; startStep: number; dataset: JobDataset }): Promise<void> {
+    const data = { backend: info.backend, totalSteps: info.totalSteps, step: info.startStep, phase: null, dataset: JSON.stringify(info.dataset) };
+    return this.fenced(data, async (tx) => {
       await tx.metricPoint.deleteMany({ where: { jobId: this.jobId, step: { gt: info.startStep } } });
       const job = await tx.trainingJob.findUniqueOrThrow({ where: { id: this.jobId }, select: { epoch: true } });
       await noteWrite(tx, this.jobId, [
@@ -417,6 +418,7 @@ export class JobOwner {
             totalSteps: info.totalSteps,
             backend: info.backend,
             restartedAtStep: info.startStep,
+            dataset: info.dataset,
           } satisfies JobEventProgressData,
         },
       ]);

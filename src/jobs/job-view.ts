@@ -7,7 +7,7 @@ import { rowToRecord, type ModelRow } from '../db/model-rows.js';
 import { JOB_STATUSES, type JobStatus } from './job-status.js';
 import { ModelSummary, toModelSummary } from './model-view.js';
 import { PageQuery } from './page-cursor.js';
-import type { Phase } from '../ml/train-api.js';
+import type { Phase, TrainStartInfo } from '../ml/train-api.js';
 import { parseJsonAs } from '../parse-json.js';
 
 export const JobStatusSchema = z.enum(JOB_STATUSES);
@@ -36,6 +36,32 @@ export const JobPhase = z.object({
 }) satisfies z.ZodType<Phase>;
 export type JobPhase = z.infer<typeof JobPhase>;
 
+/** Class names a job's view lists (the model's manifest has them all): enough to tell a folder read right. */
+export const CLASS_NAMES_SHOWN = 20;
+
+/** What the worker made of the job's data set when training started. */
+export const JobDataset = z.object({
+  /** In words: "imagefolder pets: 37 classes, 3312 train / 368 val (0.1 held out)", or "(valid/; test/ unread)". */
+  description: z.string(),
+  classes: z.number().int(),
+  /** The first CLASS_NAMES_SHOWN (20) class names, in label order. */
+  classNames: z.array(z.string()),
+  trainImages: z.number().int(),
+  valImages: z.number().int(),
+});
+export type JobDataset = z.infer<typeof JobDataset>;
+
+/** The job's JobDataset from what training reported at its start. */
+export function toJobDataset(info: Pick<TrainStartInfo, 'dataset' | 'classes' | 'numTrain' | 'numVal'>): JobDataset {
+  return {
+    description: info.dataset,
+    classes: info.classes.length,
+    classNames: info.classes.slice(0, CLASS_NAMES_SHOWN),
+    trainImages: info.numTrain,
+    valImages: info.numVal,
+  };
+}
+
 export const JobView = z.object({
   id: z.string(),
   name: z.string(),
@@ -51,6 +77,8 @@ export const JobView = z.object({
   }),
   /** The training backend the worker used (tensorflow, wasm or cpu); null before it started. */
   backend: z.string().nullable(),
+  /** What the worker made of the data set (classes, images); null until training starts. */
+  dataset: JobDataset.nullable(),
   /** Times a worker started this job (a resume after a worker died counts again). */
   attempts: z.number().int(),
   warnings: z.number().int(),
@@ -136,6 +164,8 @@ export const JobEventProgressData = z.object({
   restartedAtStep: z.number().int().optional(),
   /** The job's phase (as JobView.progress.phase); absent or null: training steps (or nothing) under way. */
   phase: JobPhase.nullable().optional(),
+  /** On a (re)start: what the worker made of the data set (as JobView.dataset). */
+  dataset: JobDataset.optional(),
 });
 export type JobEventStatusData = z.infer<typeof JobEventStatusData>;
 export type JobEventProgressData = z.infer<typeof JobEventProgressData>;
@@ -233,6 +263,7 @@ interface JobRow {
   totalSteps: number | null;
   imagesPerSecond: number | null;
   phase: string | null;
+  dataset: string | null;
   backend: string | null;
   errorCode: string | null;
   errorMessage: string | null;
@@ -264,6 +295,7 @@ export function toJobView(row: JobRow & { model?: ModelRow | null }): JobView {
       // A job that ended (or went back to the queue) mid-phase keeps the column: a claim clears it.
       phase: row.status === 'running' || row.status === 'cancelling' ? parseJsonAs(JobPhase, row.phase) : null,
     },
+    dataset: parseJsonAs(JobDataset, row.dataset),
     backend: row.backend,
     attempts: row.attempts,
     warnings: row.warnings,

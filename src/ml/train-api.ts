@@ -20,6 +20,8 @@ export interface TrainStartInfo {
   numTrain: number;
   numVal: number;
   classes: string[];
+  /** How the data set was read: "imagefolder pets: 37 classes, 3312 train / 368 val (0.1 held out)". */
+  dataset: string;
 }
 
 /** One optimizer step. `step` counts from 1; metric points are unique per (job, step). */

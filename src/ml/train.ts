@@ -594,6 +594,7 @@ export async function runTraining(opts: TrainOptions): Promise<TrainResult> {
       numTrain: run.ds.train.length,
       numVal: run.ds.val.length,
       classes: run.ds.classes,
+      dataset: run.ds.description,
     });
     if (opts.signal?.aborted) return await stopped();
 

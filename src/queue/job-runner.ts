@@ -20,6 +20,7 @@ import { newModelFromManifest } from '../db/model-rows.js';
 import type { JobBudget } from '../jobs/job-admission.js';
 import type { JobWake } from '../jobs/job-events.js';
 import { claim, OwnershipLostError, type JobOwner } from '../jobs/job-lifecycle.js';
+import { toJobDataset } from '../jobs/job-view.js';
 import type { TrainingConfig } from '../config/training-config.js';
 import type { FromThread, PostedTrainResult, ThreadInput, ToThread } from './thread-protocol.js';
 import { StepWrites } from './step-writes.js';
@@ -301,7 +302,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
       case 'start': {
         const { info } = m;
         // A resumed run redoes the steps after its checkpoint: the dead run's points for them go.
-        await owner.start({ backend: info.backend, totalSteps: info.totalSteps, startStep: info.startStep });
+        await owner.start({ backend: info.backend, totalSteps: info.totalSteps, startStep: info.startStep, dataset: toJobDataset(info) });
         log.info({ jobId, ...info, classes: info.classes.length }, 'training started');
         return;
       }

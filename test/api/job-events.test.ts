@@ -11,6 +11,8 @@ import { claim, type JobOwner } from '../../src/jobs/job-lifecycle.js';
 import { JobEventProgressData, JobEventStatusData, JobEventWarningData, JobView, JobWarnings, MetricPointView } from '../../src/jobs/job-view.js';
 import { jobEventPublisher, jobEventsChannel } from '../../src/queue/job-event-bus.js';
 import { startHarness, tinySynthetic, waitReady, type Harness } from './api-harness.js';
+
+const DATASET = { description: 'synthetic 64 train / 16 val', classes: 2, classNames: ['a', 'b'], trainImages: 64, valImages: 16 };
 import { openSse, type SseEvent } from './sse-client.js';
 
 describe('job events over SSE across replicas', () => {
@@ -65,7 +67,7 @@ describe('job events over SSE across replicas', () => {
     expect(stream.status).toBe(200);
     await stream.until((es) => statuses(es).includes('queued'));
     const owner = await workerClaims(job.id);
-    await owner.start({ backend: 'wasm', totalSteps: 3, startStep: 0 });
+    await owner.start({ backend: 'wasm', totalSteps: 3, startStep: 0, dataset: DATASET });
     await owner.step({ step: 1, epoch: 1, loss: 1.5, learningRate: 0.1, imagesPerSecond: 20 });
     await owner.evaluated({ step: 1, epoch: 1, top1: 0.5, top5: 1, floatTop1: 0.55 });
     await owner.warning({ code: 'IMAGE_UNREADABLE', message: 'skipped cats/7.jpg: corrupt header' });
@@ -101,7 +103,7 @@ describe('job events over SSE across replicas', () => {
   it('resumes with Last-Event-ID on the other replica: no gaps, no duplicates', async () => {
     const job = await createOnA();
     const owner = await workerClaims(job.id);
-    await owner.start({ backend: 'wasm', totalSteps: 10, startStep: 0 });
+    await owner.start({ backend: 'wasm', totalSteps: 10, startStep: 0, dataset: DATASET });
     const first = await openSse(`${baseA}/v1/jobs/${job.id}/events`);
     for (let s = 1; s <= 3; s++) await owner.step({ step: s, epoch: 1, loss: 2 - s / 10, learningRate: 0.1, imagesPerSecond: 20 });
     await first.until((es) => es.filter((e) => e.type === 'metric').length === 3);

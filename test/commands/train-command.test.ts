@@ -14,7 +14,7 @@ afterAll(() => fs.rm(tmp, { recursive: true, force: true }));
 
 describe('qatserve train', () => {
   it('formats one progress line with bar, loss, lr, speed and ETA', () => {
-    const info = { backend: 'cpu' as const, totalSteps: 100, stepsPerEpoch: 50, startStep: 0, numTrain: 800, numVal: 80, classes: ['a'] };
+    const info = { backend: 'cpu' as const, totalSteps: 100, stepsPerEpoch: 50, startStep: 0, numTrain: 800, numVal: 80, classes: ['a'], dataset: 'synthetic' };
     const line = progressLine({ step: 25, epoch: 1, loss: 0.123456, learningRate: 0.05, imagesPerSecond: 12.34 }, info, 2, 5, 8);
     expect(line).toBe('[=>      ] step 25/100 epoch 1/2 loss 0.1235 lr 0.0500 12.3 img/s ETA 15s');
   });

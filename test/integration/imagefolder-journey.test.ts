@@ -79,6 +79,14 @@ describe('image folder journey at 224 px', () => {
       const floatJob = await waitForJob(base, floatId, 180_000);
       expect(floatJob.status, `${JSON.stringify(floatJob.error)}\n${log()}`).toBe('succeeded');
       expect(floatJob.config.model.inputSize).toBe(224);
+      // What the worker made of the folder, on the job itself (not only in the worker's log).
+      expect(floatJob.dataset).toEqual({
+        description: 'imagefolder pets: 2 classes, 16 train / 10 val (val/)',
+        classes: 2,
+        classNames: ['cool', 'warm'],
+        trainImages: 16,
+        valImages: 10,
+      });
       const said = (await (await fetch(`${base}/v1/jobs/${floatId}/warnings`)).json()) as { warnings: { code: string; message: string }[]; total: number };
       expect(said.total).toBe(floatJob.warnings);
       expect(said.warnings).toHaveLength(said.total);

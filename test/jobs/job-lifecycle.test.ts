@@ -13,6 +13,7 @@ import { toMetricPointView } from '../../src/jobs/job-view.js';
 import { dropSchema, pgUrl, tempSqliteUrl, uniqueSchema } from '../db/test-databases.js';
 
 const config = TrainingConfig.parse({ dataset: { type: 'synthetic' } });
+const DATASET = { description: 'synthetic 64 train / 16 val', classes: 2, classNames: ['a', 'b'], trainImages: 64, valImages: 16 };
 
 describe('the transition table', () => {
   it('lets nothing leave a finished job, and every state be reached', () => {
@@ -96,7 +97,8 @@ describe.each([
     const id = await newJob();
     const a = await claimed(id);
     expect(await row(id)).toMatchObject({ status: 'running', ownerToken: a.token, attempts: 1 });
-    await a.start({ backend: 'wasm', totalSteps: 10, startStep: 0 });
+    await a.start({ backend: 'wasm', totalSteps: 10, startStep: 0, dataset: DATASET });
+    expect(JSON.parse((await row(id)).dataset!)).toEqual(DATASET);
     await a.step(metric(1));
     await a.step(metric(2));
 
@@ -122,7 +124,7 @@ describe.each([
     expect(await row(id)).toMatchObject({ status: 'running', warnings: 0, errorCode: null, step: 2 });
 
     // The new owner resumes from step 1 (its checkpoint): the dead run's later point goes.
-    await b.start({ backend: 'wasm', totalSteps: 10, startStep: 1 });
+    await b.start({ backend: 'wasm', totalSteps: 10, startStep: 1, dataset: DATASET });
     expect(await steps(id)).toEqual([[1, 1]]);
     for (const s of [2, 3]) await b.step(metric(s, s * 10));
     expect(await steps(id)).toEqual([
@@ -202,7 +204,7 @@ describe.each([
     const c = await claim(db.prisma, id, wake);
     if (c.kind !== 'claimed') throw new Error('not claimed');
     const o = c.owner;
-    await o.start({ backend: 'wasm', totalSteps: 4, startStep: 0 });
+    await o.start({ backend: 'wasm', totalSteps: 4, startStep: 0, dataset: DATASET });
     await o.step(metric(1));
     await o.step(metric(2));
     const before = (await row(id)).revision;
@@ -244,7 +246,7 @@ describe.each([
   it('several steps in one write: every point and its metric event, one revision, the newest progress; an existing point keeps its scores', async () => {
     const id = await newJob();
     const o = await claimed(id);
-    await o.start({ backend: 'wasm', totalSteps: 10, startStep: 0 });
+    await o.start({ backend: 'wasm', totalSteps: 10, startStep: 0, dataset: DATASET });
     await o.step(metric(1));
     await o.evaluated({ step: 1, epoch: 1, top1: 0.5, top5: 1 });
     const before = (await row(id)).revision;

@@ -127,6 +127,10 @@ describe('dashboard', () => {
 
     await expect.poll(() => page.textContent('#live'), { timeout: 10_000 }).toBe('live');
     await expect.poll(() => page.textContent('#job-status'), { timeout: 30_000 }).toBe('running');
+    // What the worker made of the data set, from the stream's start event (the page opened the job queued).
+    await expect
+      .poll(() => page.textContent('#job-facts'), { timeout: 30_000 })
+      .toContain('datasynthetic: 3 classes, 24 train / 12 val (seed 3)classespattern-0, pattern-1, pattern-2');
     await expect.poll(() => colourPixels(page, '#chart-loss', BLUE), { timeout: 30_000 }).toBeGreaterThan(20);
     expect(await colourPixels(page, '#chart-lr', BROWN)).toBeGreaterThan(20);
     // The first epoch's validation: float and int8 points.
