@@ -520,7 +520,8 @@ function renderFacts() {
   const data = job.dataset;
   const more = data && data.classes > data.classNames.length ? `, and ${(data.classes - data.classNames.length).toLocaleString()} more` : '';
   const facts = [
-    ['data', data?.description ?? '— (read when training starts)'],
+    // Jobs that ran before the thirty-ninth session have none.
+    ['data', data?.description ?? (job.status === 'queued' ? '— (read when training starts)' : '—')],
     ...(data ? [['classes', `${data.classNames.join(', ')}${more}`]] : []),
     ['backend', job.backend ?? '—'],
     ['attempts', String(job.attempts)],
