@@ -8,7 +8,8 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Settings } from '../config/settings.js';
-import { IMAGE_EXTENSIONS } from '../data/image-folder.js';
+import { DatasetError, type DataWarning } from '../data/errors.js';
+import { readClassFolders } from '../data/image-folder.js';
 import { EvaluationAccumulator } from '../export/export-job-evaluate.js';
 import { MANIFEST_FILE, parseManifest, type ModelManifest } from '../export/manifest.js';
 import { MAX_MATRIX_CLASSES, type ModelEvaluation } from '../export/evaluation.js';
@@ -93,16 +94,17 @@ export async function resolveEvalModel(
   }
 }
 
-/** `<folder>/<class>/*` with each class folder named as one of `classes`; sorted for a stable order. */
-export async function scanLabelledFolder(folder: string, classes: string[]): Promise<LabelledImage[]> {
-  const entries = await fs.readdir(folder, { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
-    throw new EvalCommandError('DATA_INVALID', `cannot read data folder ${folder} (${err.code ?? err.message})`);
+/**
+ * `<folder>/<class>/**` with each class folder named as one of `classes`, read as training reads a
+ * validation folder (readClassFolders: subfolders followed, hidden files such as macOS's `._`
+ * copies left out), so a model scores here on the images a job would have scored it on. What it
+ * passes over goes to `warn`.
+ */
+export async function scanLabelledFolder(folder: string, classes: string[], warn: (w: DataWarning) => void = () => {}): Promise<LabelledImage[]> {
+  const byClass = await readClassFolders(folder, warn).catch((err: NodeJS.ErrnoException) => {
+    throw new EvalCommandError('DATA_INVALID', err instanceof DatasetError ? err.message : `cannot read data folder ${folder} (${err.code ?? err.message})`);
   });
-  const dirs = entries
-    .filter((e) => e.isDirectory())
-    .map((e) => e.name)
-    .sort();
-  const unknown = dirs.filter((d) => !classes.includes(d));
+  const unknown = [...byClass.keys()].filter((d) => !classes.includes(d));
   if (unknown.length) {
     throw new EvalCommandError(
       'DATA_INVALID',
@@ -110,14 +112,8 @@ export async function scanLabelledFolder(folder: string, classes: string[]): Pro
     );
   }
   const out: LabelledImage[] = [];
-  for (const d of dirs) {
-    const files = (await fs.readdir(path.join(folder, d), { withFileTypes: true }))
-      .filter((e) => e.isFile() && IMAGE_EXTENSIONS.has(path.extname(e.name).toLowerCase()))
-      .map((e) => e.name)
-      .sort();
-    for (const f of files) out.push({ file: path.join(folder, d, f), label: classes.indexOf(d) });
-  }
-  if (out.length === 0) throw new EvalCommandError('DATA_INVALID', `folder ${folder} has no images in <class>/ folders (.jpg, .jpeg, .png, .webp)`);
+  for (const [name, files] of byClass) for (const file of files) out.push({ file, label: classes.indexOf(name) });
+  if (out.length === 0) throw new EvalCommandError('DATA_INVALID', `folder ${folder} has no images in <class>/ folders (.jpg, .png, .webp, .gif, .tif, .avif)`);
   return out;
 }
 
@@ -210,7 +206,7 @@ export async function runEvalCommand(
     if (!Number.isInteger(batch) || batch < 1 || batch > 1024)
       throw new EvalCommandError('EVAL_USAGE', `--batch must be an integer in [1, 1024], got ${values.batch}`);
     const model = await resolveEvalModel(values.model, settings);
-    const images = await scanLabelledFolder(values.data, model.manifest.classes);
+    const images = await scanLabelledFolder(values.data, model.manifest.classes, (w) => err.write(`${w.code}: ${w.message}\n`));
     const tty = Boolean(err.isTTY) && !values.json;
     const report = await evaluateFolder(model, images, { batch, progress: tty ? (d, t) => err.write(progressBar(d, t)) : undefined });
     if (tty) err.write('\n');

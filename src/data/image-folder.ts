@@ -183,6 +183,34 @@ async function classFolders(root: string, dir: string, warn: Warn, unread: Unrea
   return classes;
 }
 
+/** Warns once per kind of what a scan passed over; returns those summaries ("3 image files in other formats (.heic 3)"). */
+function warnUnread(unread: Unread, warn: Warn): string[] {
+  const formats = formatsSummary(unread.formats);
+  if (formats) {
+    warn({ code: 'FORMAT_UNREAD', message: `skipped ${formats}: only JPEG, PNG, WebP, GIF, TIFF and AVIF are read; convert them to train on them` });
+  }
+  const names = namesSummary(unread.names);
+  if (names) {
+    warn({
+      code: 'NAME_NOT_UTF8',
+      message: `skipped ${names}: another system's encoding (an old archive's, Windows's Latin-1); rename them in UTF-8 to train on them, e.g. convmv -f latin1 -t utf8 -r --notest <folder>`,
+    });
+  }
+  return [formats, names].filter(Boolean);
+}
+
+/**
+ * The class folders of `dir` and the image files under each, read as training reads a split's
+ * folder: hidden files left out, subfolders followed, symlinks only within `dir`, what it passes
+ * over warned about. `qatserve eval` scores a model on such a folder (a data set's test/).
+ */
+export async function readClassFolders(dir: string, warn: Warn): Promise<Map<string, string[]>> {
+  const unread: Unread = { formats: new Map(), names: [] };
+  const classes = await classFolders(await realpath(dir), dir, warn, unread);
+  warnUnread(unread, warn);
+  return classes;
+}
+
 /**
  * A data set's split folders among the folder names at its top: the training folder's name (null:
  * the top holds the class folders), the validation folder's (val/, else test/; null: held out of
@@ -283,17 +311,7 @@ export async function scanImageFolder(
   const unread: Unread = { formats: new Map(), names: [] };
   const trainByClass = await classFolders(rootReal, layout.train ? path.join(root, layout.train) : root, warn, unread);
   const valByClass = layout.val ? await classFolders(rootReal, path.join(root, layout.val), warn, unread) : new Map<string, string[]>();
-  const skippedFormats = formatsSummary(unread.formats);
-  if (skippedFormats) {
-    warn({ code: 'FORMAT_UNREAD', message: `skipped ${skippedFormats}: only JPEG, PNG, WebP, GIF, TIFF and AVIF are read; convert them to train on them` });
-  }
-  const skippedNames = namesSummary(unread.names);
-  if (skippedNames) {
-    warn({
-      code: 'NAME_NOT_UTF8',
-      message: `skipped ${skippedNames}: another system's encoding (an old archive's, Windows's Latin-1); rename them in UTF-8 to train on them, e.g. convmv -f latin1 -t utf8 -r --notest <folder>`,
-    });
-  }
+  const skipped = warnUnread(unread, warn);
 
   // Drop files whose header is not a readable image before anything depends on the lists.
   let read = 0;
@@ -326,7 +344,7 @@ export async function scanImageFolder(
     throw new DatasetError(
       'DATASET_EMPTY',
       `dataset "${relPath}" needs at least 2 class folders with images (${layout.train ? `${layout.train}/<class>/` : '<class>/'}*.jpg|png|webp|gif|tif|avif); found ${classes.length}` +
-        [skippedFormats, skippedNames].map((what) => (what ? `, and skipped ${what}` : '')).join(''),
+        skipped.map((what) => `, and skipped ${what}`).join(''),
     );
   }
 

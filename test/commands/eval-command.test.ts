@@ -1,10 +1,11 @@
 // `qatserve eval --model path/to/model.onnx`: the manifest beside the file is checked as the server
 // checks a stored one, so a hand-edited or foreign manifest is a clear error, not a wrong report.
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { formatReport, resolveEvalModel } from '../../src/commands/eval-command.js';
+import { formatReport, resolveEvalModel, scanLabelledFolder } from '../../src/commands/eval-command.js';
+import type { DataWarning } from '../../src/data/errors.js';
 import { EvaluationAccumulator } from '../../src/export/export-job-evaluate.js';
 import { writeFixtureModel, type FixtureModel } from '../serving/fixtures.js';
 
@@ -64,5 +65,31 @@ describe('qatserve eval report', () => {
     );
     expect(big.split('\n').length).toBeLessThan(1000 + 100 + 20);
     expect(Math.max(...big.split('\n').map((l) => l.length))).toBeLessThan(120);
+  });
+});
+
+describe('qatserve eval --data <folder>', () => {
+  it('reads the folder as training reads a validation folder: subfolders followed, macOS copies and other formats left out', async () => {
+    // Bytes are enough: the scan reads no image (evaluateFolder decodes them).
+    const data = path.join(root, 'test-split');
+    for (const rel of ['cat/1.jpg', 'cat/2019/2.jpg', 'dog/3.png', 'dog/._3.png', 'dog/IMG_4.HEIC']) {
+      await mkdir(path.dirname(path.join(data, rel)), { recursive: true });
+      await writeFile(path.join(data, rel), 'x');
+    }
+    const warnings: DataWarning[] = [];
+    const images = await scanLabelledFolder(data, ['bird', 'cat', 'dog'], (w) => warnings.push(w));
+    // Until the thirty-ninth session: cat/2019/2.jpg missed and dog/._3.png scored as a broken image.
+    expect(images).toEqual([
+      { file: path.join(data, 'cat/1.jpg'), label: 1 },
+      { file: path.join(data, 'cat/2019/2.jpg'), label: 1 },
+      { file: path.join(data, 'dog/3.png'), label: 2 },
+    ]);
+    expect(warnings.map((w) => w.code)).toEqual(['FORMAT_UNREAD']);
+
+    await expect(scanLabelledFolder(data, ['cat'])).rejects.toThrow(`folder ${data} has class folders the model does not know: dog (the model's classes: cat)`);
+    await expect(scanLabelledFolder(path.join(root, 'nowhere'), ['cat'])).rejects.toMatchObject({
+      code: 'DATA_INVALID',
+      message: `cannot read data folder ${path.join(root, 'nowhere')} (ENOENT)`,
+    });
   });
 });
