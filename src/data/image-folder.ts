@@ -70,6 +70,9 @@ const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
 
+/** What macOS's Archive Utility adds to a zip beside the folder: its `._` copies, none of the data set. */
+const MACOS_ZIP_FOLDER = Buffer.from('__MACOSX');
+
 /** A folder entry whose name is text. */
 interface Entry {
   name: string;
@@ -106,7 +109,7 @@ async function listDir(dir: string, unread?: Unread): Promise<Entry[]> {
   }
   const entries: Entry[] = [];
   for (const dirent of dirents) {
-    if (dirent.name[0] === 0x2e) continue; // '.'
+    if (dirent.name[0] === 0x2e || MACOS_ZIP_FOLDER.equals(dirent.name)) continue; // '.'
     let name: string;
     try {
       name = UTF8.decode(dirent.name);
@@ -197,6 +200,18 @@ function warnUnread(unread: Unread, warn: Warn): string[] {
     });
   }
   return [formats, names].filter(Boolean);
+}
+
+/**
+ * A zip of a folder often unpacks into a folder of the same name: `pets/pets/<class>/`. When the
+ * data set's only folder holds class folders itself, the refusal names the path that was meant.
+ */
+async function wrappedHint(rootReal: string, root: string, relPath: string, topFolders: string[]): Promise<string> {
+  if (topFolders.length !== 1) return '';
+  const inner = path.join(root, topFolders[0]);
+  const classes = await folderNames(rootReal, inner, () => {}).catch(() => []);
+  if (classes.length < 2) return '';
+  return `; its one folder "${topFolders[0]}" holds ${classes.length} folders (${classes.slice(0, 3).join(', ')}${classes.length > 3 ? ', ...' : ''}): set dataset.path to "${path.join(relPath, topFolders[0])}" if those are the classes`;
 }
 
 /**
@@ -344,7 +359,8 @@ export async function scanImageFolder(
     throw new DatasetError(
       'DATASET_EMPTY',
       `dataset "${relPath}" needs at least 2 class folders with images (${layout.train ? `${layout.train}/<class>/` : '<class>/'}*.jpg|png|webp|gif|tif|avif); found ${classes.length}` +
-        skipped.map((what) => `, and skipped ${what}`).join(''),
+        skipped.map((what) => `, and skipped ${what}`).join('') +
+        (await wrappedHint(rootReal, root, relPath, layout.train ? [] : [...trainByClass.keys()])),
     );
   }
 

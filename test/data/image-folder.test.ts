@@ -324,6 +324,28 @@ describe('imagefolder dataset', () => {
     expect(() => splitLayout(['Testing', 'extra'], 'x')).toThrow('dataset "x" has a Testing/ folder but no train/ folder beside it');
   });
 
+  it("names the folder a zip wrapped the classes in, and passes over macOS's __MACOSX folder", async () => {
+    // Archive Utility's zip of pets/ unpacks as pets/pets/<class>/ beside __MACOSX/pets/<class>/._*.
+    const base = path.join(dataRoot, 'zipped');
+    for (const cls of ['ant', 'bee']) {
+      for (let k = 0; k < 2; k++) await writeImage(path.join(base, 'zipped', cls, `${k}.png`), solid(8, 8, [9, 9, 9]), 'png');
+      await mkdir(path.join(base, '__MACOSX', 'zipped', cls), { recursive: true });
+      await writeFile(path.join(base, '__MACOSX', 'zipped', cls, '._0.png'), 'resource fork');
+    }
+    await expect(loadDataset({ type: 'imagefolder', path: 'zipped', valSplit: 0.5 }, { dataRoot, inputSize: 8 })).rejects.toMatchObject({
+      code: 'DATASET_EMPTY',
+      message:
+        'dataset "zipped" needs at least 2 class folders with images (<class>/*.jpg|png|webp|gif|tif|avif); found 1; ' +
+        'its one folder "zipped" holds 2 folders (ant, bee): set dataset.path to "zipped/zipped" if those are the classes',
+    });
+    await rm(path.join(base, 'zipped'), { recursive: true });
+    for (const cls of ['ant', 'bee']) for (let k = 0; k < 2; k++) await writeImage(path.join(base, cls, `${k}.png`), solid(8, 8, [9, 9, 9]), 'png');
+    const warnings: DataWarning[] = [];
+    const ds = await loadDataset({ type: 'imagefolder', path: 'zipped', valSplit: 0.5 }, { dataRoot, inputSize: 8, onWarning: (w) => warnings.push(w) });
+    expect(ds.classes).toEqual(['ant', 'bee']);
+    expect(warnings).toEqual([]); // no CLASS_EMPTY for __MACOSX
+  });
+
   it('refuses paths outside the root and folders with fewer than two classes', async () => {
     await expect(loadDataset({ type: 'imagefolder', path: '../outside', valSplit: 0.1 }, { dataRoot, inputSize: 8 })).rejects.toMatchObject({
       code: 'DATASET_PATH_INVALID',
