@@ -87,6 +87,18 @@ interface Unread {
   names: string[];
 }
 
+/** One walk of a data set's folders. */
+interface Walk {
+  /** The real path symlinks must stay inside (the data root). */
+  root: string;
+  warn: Warn;
+  unread: Unread;
+  /** A cancelled job's: a walk of a million files stops at the next folder or header. */
+  signal?: AbortSignal;
+}
+
+const newWalk = (root: string, warn: Warn, signal?: AbortSignal): Walk => ({ root, warn, unread: { formats: new Map(), names: [] }, signal });
+
 /** `caf\xE9`: the name's bytes as ASCII, every other byte escaped, so a log and a JSON body can show it. */
 function escapedName(raw: Buffer): string {
   return [...raw].map((b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).toUpperCase().padStart(2, '0')}`)).join('');
@@ -125,7 +137,7 @@ async function listDir(dir: string, unread?: Unread): Promise<Entry[]> {
 }
 
 /** Entry kind after following a symlink, or null when the link leaves the root (warned) or dangles. */
-async function kindOf(root: string, dir: string, { name, dirent: e }: Entry, warn: Warn): Promise<'dir' | 'file' | null> {
+async function kindOf({ root, warn }: Walk, dir: string, { name, dirent: e }: Entry): Promise<'dir' | 'file' | null> {
   if (e.isDirectory()) return 'dir';
   if (e.isFile()) return 'file';
   if (!e.isSymbolicLink()) return null;
@@ -143,16 +155,18 @@ async function kindOf(root: string, dir: string, { name, dirent: e }: Entry, war
   }
 }
 
-/** Image files under `dir`, recursively, sorted by path relative to `dir`; what it passes over goes in `unread`. */
-async function imageFilesUnder(root: string, dir: string, warn: Warn, unread: Unread, depth = 0): Promise<string[]> {
+/** Image files under `dir`, recursively, sorted by path relative to `dir`; what it passes over goes in `walk.unread`. */
+async function imageFilesUnder(walk: Walk, dir: string, depth = 0): Promise<string[]> {
+  walk.signal?.throwIfAborted();
+  const { formats } = walk.unread;
   const out: string[] = [];
-  for (const e of await listDir(dir, unread)) {
-    const kind = await kindOf(root, dir, e, warn);
+  for (const e of await listDir(dir, walk.unread)) {
+    const kind = await kindOf(walk, dir, e);
     const full = path.join(dir, e.name);
     const ext = path.extname(e.name).toLowerCase();
-    if (kind === 'dir' && depth < MAX_DEPTH) out.push(...(await imageFilesUnder(root, full, warn, unread, depth + 1)));
+    if (kind === 'dir' && depth < MAX_DEPTH) out.push(...(await imageFilesUnder(walk, full, depth + 1)));
     else if (kind === 'file' && IMAGE_EXTENSIONS.has(ext)) out.push(full);
-    else if (kind === 'file' && OTHER_IMAGE_EXTENSIONS.has(ext)) unread.formats.set(ext, (unread.formats.get(ext) ?? 0) + 1);
+    else if (kind === 'file' && OTHER_IMAGE_EXTENSIONS.has(ext)) formats.set(ext, (formats.get(ext) ?? 0) + 1);
   }
   return out;
 }
@@ -174,20 +188,20 @@ function namesSummary(names: readonly string[]): string {
 }
 
 /** Names of the folders in `dir` (symlinks followed while they stay in the root): the class folders. */
-async function folderNames(root: string, dir: string, warn: Warn, unread?: Unread): Promise<string[]> {
+async function folderNames(walk: Walk, dir: string): Promise<string[]> {
   const names: string[] = [];
-  for (const e of await listDir(dir, unread)) if ((await kindOf(root, dir, e, warn)) === 'dir') names.push(e.name);
+  for (const e of await listDir(dir, walk.unread)) if ((await kindOf(walk, dir, e)) === 'dir') names.push(e.name);
   return names;
 }
 
-async function classFolders(root: string, dir: string, warn: Warn, unread: Unread): Promise<Map<string, string[]>> {
+async function classFolders(walk: Walk, dir: string): Promise<Map<string, string[]>> {
   const classes = new Map<string, string[]>();
-  for (const name of await folderNames(root, dir, warn, unread)) classes.set(name, await imageFilesUnder(root, path.join(dir, name), warn, unread));
+  for (const name of await folderNames(walk, dir)) classes.set(name, await imageFilesUnder(walk, path.join(dir, name)));
   return classes;
 }
 
-/** Warns once per kind of what a scan passed over; returns those summaries ("3 image files in other formats (.heic 3)"). */
-function warnUnread(unread: Unread, warn: Warn): string[] {
+/** Warns once per kind of what a walk passed over; returns those summaries ("3 image files in other formats (.heic 3)"). */
+function warnUnread({ unread, warn }: Walk): string[] {
   const formats = formatsSummary(unread.formats);
   if (formats) {
     warn({ code: 'FORMAT_UNREAD', message: `skipped ${formats}: only JPEG, PNG, WebP, GIF, TIFF and AVIF are read; convert them to train on them` });
@@ -209,7 +223,10 @@ function warnUnread(unread: Unread, warn: Warn): string[] {
 async function wrappedHint(rootReal: string, root: string, relPath: string, topFolders: string[]): Promise<string> {
   if (topFolders.length !== 1) return '';
   const inner = path.join(root, topFolders[0]);
-  const classes = await folderNames(rootReal, inner, () => {}).catch(() => []);
+  const classes = await folderNames(
+    newWalk(rootReal, () => {}),
+    inner,
+  ).catch(() => []);
   if (classes.length < 2) return '';
   return `; its one folder "${topFolders[0]}" holds ${classes.length} folders (${classes.slice(0, 3).join(', ')}${classes.length > 3 ? ', ...' : ''}): set dataset.path to "${path.join(relPath, topFolders[0])}" if those are the classes`;
 }
@@ -220,9 +237,9 @@ async function wrappedHint(rootReal: string, root: string, relPath: string, topF
  * over warned about. `qatserve eval` scores a model on such a folder (a data set's test/).
  */
 export async function readClassFolders(dir: string, warn: Warn): Promise<Map<string, string[]>> {
-  const unread: Unread = { formats: new Map(), names: [] };
-  const classes = await classFolders(await realpath(dir), dir, warn, unread);
-  warnUnread(unread, warn);
+  const walk = newWalk(await realpath(dir), warn);
+  const classes = await classFolders(walk, dir);
+  warnUnread(walk);
   return classes;
 }
 
@@ -254,18 +271,24 @@ const topFolders = async (dir: string) => (await listDir(dir)).filter((e) => e.d
 export async function countClassFolders(dataRoot: string, folder: string): Promise<number | null> {
   try {
     const { train } = splitLayout(await topFolders(folder), folder);
-    return (await folderNames(await realpath(dataRoot), train ? path.join(folder, train) : folder, () => {})).length;
+    return (
+      await folderNames(
+        newWalk(await realpath(dataRoot), () => {}),
+        train ? path.join(folder, train) : folder,
+      )
+    ).length;
   } catch {
     return null;
   }
 }
 
 /** Read each header; keep files sharp recognises in an accepted format with a size, warn about the rest. */
-async function validateHeaders(files: string[], warn: Warn, stats: FolderStats, onRead: () => void): Promise<boolean[]> {
+async function validateHeaders(files: string[], { warn, signal }: Walk, stats: FolderStats, onRead: () => void): Promise<boolean[]> {
   const ok = new Array<boolean>(files.length).fill(false);
   let next = 0;
   const worker = async () => {
     while (next < files.length) {
+      signal?.throwIfAborted();
       const i = next++;
       try {
         const meta = await sharp(files[i]).metadata();
@@ -307,26 +330,26 @@ function labelled(classes: string[], byClass: Map<string, string[]>): LabelledFi
   return { files, labels: Int32Array.from(labels) };
 }
 
-/**
- * Walk the folder, validate headers and build the train/val file lists. No pixels are decoded.
- * `onProgress` hears the headers read of all the files found, after each (65,000 files: 14 s).
- */
-export async function scanImageFolder(
-  dataRoot: string,
-  relPath: string,
-  valSplit: number,
-  warn: Warn,
-  stats: FolderStats,
-  onProgress?: (done: number, total: number) => void,
-): Promise<ScannedFolder> {
+export interface ScanOptions {
+  warn: Warn;
+  stats: FolderStats;
+  /** Hears the headers read of all the files found, after each (65,000 files: 14 s). */
+  onProgress?: (done: number, total: number) => void;
+  /** Aborted: the scan throws the signal's reason at its next folder or header. */
+  signal?: AbortSignal;
+}
+
+/** Walk the folder, validate headers and build the train/val file lists. No pixels are decoded. */
+export async function scanImageFolder(dataRoot: string, relPath: string, valSplit: number, opts: ScanOptions): Promise<ScannedFolder> {
+  const { warn, stats, onProgress } = opts;
   const root = await resolveUnderRoot(dataRoot, relPath);
   const rootReal = await realpath(dataRoot);
   const layout = splitLayout(await topFolders(root), relPath);
 
-  const unread: Unread = { formats: new Map(), names: [] };
-  const trainByClass = await classFolders(rootReal, layout.train ? path.join(root, layout.train) : root, warn, unread);
-  const valByClass = layout.val ? await classFolders(rootReal, path.join(root, layout.val), warn, unread) : new Map<string, string[]>();
-  const skipped = warnUnread(unread, warn);
+  const walk = newWalk(rootReal, warn, opts.signal);
+  const trainByClass = await classFolders(walk, layout.train ? path.join(root, layout.train) : root);
+  const valByClass = layout.val ? await classFolders(walk, path.join(root, layout.val)) : new Map<string, string[]>();
+  const skipped = warnUnread(walk);
 
   // Drop files whose header is not a readable image before anything depends on the lists.
   let read = 0;
@@ -335,7 +358,7 @@ export async function scanImageFolder(
   const onRead = () => onProgress?.(++read, total);
   const filter = async (byClass: Map<string, string[]>) => {
     for (const [name, files] of byClass) {
-      const ok = await validateHeaders(files, warn, stats, onRead);
+      const ok = await validateHeaders(files, walk, stats, onRead);
       byClass.set(
         name,
         files.filter((_, i) => ok[i]),

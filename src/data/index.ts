@@ -79,6 +79,8 @@ export interface DatasetOptions {
   cacheBytes?: number;
   /** An image folder's headers read so far, of all its files, after each: the scan of a large folder takes minutes. */
   onProgress?: (done: number, total: number) => void;
+  /** A stopped job's: an image folder's scan throws the signal's reason (an AbortError) at its next folder or header. */
+  signal?: AbortSignal;
 }
 
 export interface Dataset {
@@ -154,7 +156,7 @@ export async function loadDataset(cfg: DatasetConfig, opts: DatasetOptions): Pro
       };
     }
     case 'imagefolder': {
-      const scan = await scanImageFolder(opts.dataRoot, cfg.path, cfg.valSplit, warn, stats, opts.onProgress);
+      const scan = await scanImageFolder(opts.dataRoot, cfg.path, cfg.valSplit, { warn, stats, onProgress: opts.onProgress, signal: opts.signal });
       if (scan.val.files.length === 0) {
         throw new DatasetError('DATASET_EMPTY', `dataset "${cfg.path}" has no validation images`);
       }

@@ -112,7 +112,10 @@ export interface TrainOptions {
    */
   admit?: (classes: number) => void;
   logger?: Logger;
-  /** When aborted, the engine finishes the current step, writes a checkpoint and returns 'stopped'. */
+  /**
+   * When aborted, the engine finishes the current step, writes a checkpoint and returns 'stopped';
+   * aborted while it reads an image folder, before any step, runTraining rejects with an AbortError.
+   */
   signal?: AbortSignal;
   /**
    * Render training batches in a separate thread, overlapping the step (default true). False

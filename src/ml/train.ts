@@ -177,6 +177,8 @@ async function setupRun(opts: TrainOptions): Promise<Run> {
     inputSize: cfg.model.inputSize,
     onWarning: warn,
     onProgress: reading.onProgress,
+    // A cancel while a large folder is read stops it (an AbortError): 1.28M headers take minutes.
+    signal: opts.signal,
   }).finally(reading.end);
   log.info(`dataset: ${ds.description}`);
   opts.admit?.(ds.classes.length);

@@ -347,6 +347,8 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
       case 'error':
         // The export stopped as asked: the job ends as the cancel or the time limit says.
         if (m.phase === 'export' && stopRequested) final = stopped(trained ? trained.step : null);
+        // Stopped while it read its data set: no step taken, nothing new to keep.
+        else if (m.code === 'TRAINING_STOPPED' && control.reason()) final = stopped(null);
         else if (m.code === 'WORKER_DISK_FULL' && ctx.onDiskFull === 'hand-back') final = handBackForDisk(m.cause);
         else final = fail(m.code, `${m.phase === 'export' ? 'export' : 'training'} failed: ${m.message}`);
         return;

@@ -70,6 +70,8 @@ export function threadError(err: unknown, fallback: string): { code: string; mes
       cause: message,
     };
   }
+  // A stop before the first step (the data set's scan cut short): the worker ends the job as asked.
+  if ((err as Error | null)?.name === 'AbortError') return { code: 'TRAINING_STOPPED', message, cause: message };
   const systemError = typeof (err as { syscall?: unknown } | null)?.syscall === 'string';
   return { code: typeof code === 'string' && !systemError ? code : fallback, message, cause: message };
 }

@@ -213,6 +213,31 @@ describe('job lifecycle with a worker process (SQLite)', () => {
     expect(again.statusCode).toBe(409);
   });
 
+  it('cancel while it reads a large image folder stops the scan: cancelled before training started, nothing stored', async () => {
+    const w = workers[0];
+    // 30,000 headers take seconds; the cancel comes at the first `preparing` phase the job shows.
+    const folder = path.join(h.settings.dataDir, 'datasets', 'huge');
+    const one = path.join(folder, 'a', '0.png');
+    fs.mkdirSync(path.dirname(one), { recursive: true });
+    fs.writeFileSync(one, Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg==', 'base64'));
+    for (const c of ['a', 'b']) {
+      fs.mkdirSync(path.join(folder, c), { recursive: true });
+      for (let i = c === 'a' ? 1 : 0; i < 15_000; i++) fs.linkSync(one, path.join(folder, c, `${i}.png`));
+    }
+    const job = await post({ name: 'huge', dataset: { type: 'imagefolder', path: 'huge' }, model: { widthMultiplier: 0.35, inputSize: 32 } });
+    await waitForJob(h.app, job.id, (j) => j.progress.phase?.name === 'preparing' || terminal(j), 120_000, [w]);
+    const rc = await h.app.inject({ method: 'POST', url: `/v1/jobs/${job.id}/cancel` });
+    expect(JobView.parse(rc.json()).status).toBe('cancelling');
+    const done = await waitForJob(h.app, job.id, terminal, 120_000, [w]);
+    expect(done.status).toBe('cancelled');
+    // Until the thirty-ninth session the scan ran to its end first, training started, and the
+    // stop stored a checkpoint of the untrained model.
+    expect(done.dataset).toBeNull();
+    expect(done.progress.totalSteps).toBeNull();
+    expect(await h.deps.db.prisma.checkpoint.count({ where: { jobId: job.id } })).toBe(0);
+    fs.rmSync(folder, { recursive: true, force: true });
+  });
+
   it('cancel during the export stops it and ends the job cancelled, with no model served or left on disk', async () => {
     const w = workers[0];
     const job = await postBigValidationJob('export-cancel', 5);

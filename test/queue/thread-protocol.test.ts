@@ -21,6 +21,10 @@ describe('threadError', () => {
       cause: 'no images',
     });
     expect(threadError(new Error('boom'), 'EXPORT_FAILED')).toEqual({ code: 'EXPORT_FAILED', message: 'boom', cause: 'boom' });
+    // Aborted before the first step (the data set's scan): the worker ends the job as its stop asked.
+    const aborted = new AbortController();
+    aborted.abort();
+    expect(threadError(aborted.signal.reason, 'TRAINING_FAILED')).toMatchObject({ code: 'TRAINING_STOPPED' });
     // A system call's error is no code a client can look up: the fallback, with the call's message.
     const missing = (await readFile('/nonexistent/weights.bin').catch((e: unknown) => e)) as NodeJS.ErrnoException;
     expect(missing.code).toBe('ENOENT');
