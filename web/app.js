@@ -869,7 +869,8 @@ async function predict() {
 
 /**
  * Several files: one row each (its top class, or why it has none), in order, sent in requests the
- * server takes whole. A request that fails marks its own files and the rest are still sent.
+ * server takes whole. A request that fails marks its own files and the rest are still sent; an
+ * image the server was too busy to decode is sent again.
  */
 async function predictMany(files, run) {
   const tbody = $('#predict-batch tbody');
@@ -890,28 +891,36 @@ async function predictMany(files, run) {
   );
   for (const i of tooLarge) fail(i, `BODY_TOO_LARGE: the image is larger than the limit of ${limits.maxBytesPerRequest} bytes`);
   let done = tooLarge.length;
-  for (const [n, batch] of batches.entries()) {
+  // An image the server had no room to decode (PREDICT_OVERLOADED in its result: other clients'
+  // AVIF uploads, decoded one at a time) goes again in a later request, after the 1 s a refusal's
+  // Retry-After says, up to twice, as request() does for a whole request.
+  const queue = batches.map((batch) => ({ batch, attempt: 0 }));
+  while (queue.length) {
+    const { batch, attempt } = queue.shift();
+    if (attempt > 0) await new Promise((r) => setTimeout(r, 1000));
     const form = new FormData();
     for (const i of batch) form.append('image', files[i], files[i].name);
     try {
       const res = await api('/v1/predict/batch?topK=1', { method: 'POST', body: form });
       if (run !== predictRun) return;
+      const again = [];
       for (const r of res.results) {
         const i = batch[r.index];
-        if (r.error) {
-          fail(i, `${r.error.code}: ${r.error.message}`);
-          continue;
+        if (r.error?.code === 'PREDICT_OVERLOADED' && attempt < 2) again.push(i);
+        else if (r.error) fail(i, `${r.error.code}: ${r.error.message}`);
+        else {
+          const top = r.predictions[0];
+          rows[i].replaceChildren(el('td', {}, files[i].name), el('td', {}, top.label), el('td', { className: 'num' }, pct(top.probability)));
         }
-        const top = r.predictions[0];
-        rows[i].replaceChildren(el('td', {}, files[i].name), el('td', {}, top.label), el('td', { className: 'num' }, pct(top.probability)));
       }
-      done += batch.length;
+      if (again.length) queue.push({ batch: again, attempt: attempt + 1 });
+      done += batch.length - again.length;
       if (res.model) $('#predict-timings').textContent = `model ${res.model.id.slice(0, 8)} · ${done} of ${files.length} images`;
     } catch (err) {
       if (run !== predictRun) return;
       for (const i of batch) fail(i, err.message);
       if (err.status === 401 || err.status === 403) {
-        for (const i of batches.slice(n + 1).flat()) fail(i, `not sent: ${err.message}`);
+        for (const rest of queue) for (const i of rest.batch) fail(i, `not sent: ${err.message}`);
         return;
       }
     }

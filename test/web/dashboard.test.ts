@@ -402,6 +402,35 @@ describe('dashboard', () => {
     }
   });
 
+  it('sends an image again when the server had no room to decode it (PREDICT_OVERLOADED in its result), not failing it', async () => {
+    // Other clients' AVIF uploads hold the decoder: the server answers the batch, this image refused in it.
+    const sent: number[] = [];
+    await page.route('**/v1/predict/batch*', async (route) => {
+      sent.push((route.request().postData() ?? '').split('name="image"').length - 1);
+      if (sent.length > 1) return route.continue();
+      const real = await route.fetch();
+      const body = (await real.json()) as { results: unknown[] };
+      body.results[0] = {
+        index: 0,
+        filename: 'a.png',
+        error: { code: 'PREDICT_OVERLOADED', message: '17 AVIF images are being decoded or waiting already (one at a time); retry shortly' },
+      };
+      await route.fulfill({ response: real, json: body });
+    });
+    try {
+      await page.setInputFiles('#predict-file', [
+        { name: 'a.png', mimeType: 'image/png', buffer: await makeImage('png', 48, 48, 8) },
+        { name: 'b.jpg', mimeType: 'image/jpeg', buffer: await makeImage('jpeg', 40, 56, 9) },
+      ]);
+      await expect.poll(() => page.textContent('#predict-timings'), { timeout: 15_000 }).toMatch(/^model \w{8} · 2 of 2 images$/);
+      const labels = await page.locator('#predict-batch tbody tr td:nth-child(2)').allTextContents();
+      expect(labels).toEqual([expect.stringMatching(/^pattern-\d$/), expect.stringMatching(/^pattern-\d$/)]);
+      expect(sent).toEqual([2, 1]); // both, then the refused one alone
+    } finally {
+      await page.unroute('**/v1/predict/batch*');
+    }
+  });
+
   it("classifies phone photos in requests within the server's byte limit; a file over it alone is named, not sent", async () => {
     // 12 MP JPEGs of 3.7 MB, as phones take them: three of them are over the 10 MB a request may
     // carry, so sixteen to a request (as the page once sent) got a 413 for all of them.
