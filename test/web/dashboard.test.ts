@@ -377,6 +377,17 @@ describe('dashboard', () => {
     expect(await page.locator('#predictions li').count()).toBe(0);
   });
 
+  /** Two images picked in the page end up with a class each (seeds `seed` and `seed + 1`). */
+  const classifiesTwo = async (seed: number) => {
+    await page.setInputFiles('#predict-file', [
+      { name: 'a.png', mimeType: 'image/png', buffer: await makeImage('png', 48, 48, seed) },
+      { name: 'b.jpg', mimeType: 'image/jpeg', buffer: await makeImage('jpeg', 40, 56, seed + 1) },
+    ]);
+    await expect.poll(() => page.textContent('#predict-timings'), { timeout: 15_000 }).toMatch(/^model \w{8} · 2 of 2 images$/);
+    const labels = await page.locator('#predict-batch tbody tr td:nth-child(2)').allTextContents();
+    expect(labels).toEqual([expect.stringMatching(/^pattern-\d$/), expect.stringMatching(/^pattern-\d$/)]);
+  };
+
   it("waits out a busy server's 503 (Retry-After) and sends the images again instead of failing them", async () => {
     // The predictor queue full (PREDICT_OVERLOADED: another client's folder, say) for the first request.
     let refused = 0;
@@ -389,13 +400,7 @@ describe('dashboard', () => {
       });
     });
     try {
-      await page.setInputFiles('#predict-file', [
-        { name: 'a.png', mimeType: 'image/png', buffer: await makeImage('png', 48, 48, 6) },
-        { name: 'b.jpg', mimeType: 'image/jpeg', buffer: await makeImage('jpeg', 40, 56, 7) },
-      ]);
-      await expect.poll(() => page.textContent('#predict-timings'), { timeout: 15_000 }).toMatch(/^model \w{8} · 2 of 2 images$/);
-      const labels = await page.locator('#predict-batch tbody tr td:nth-child(2)').allTextContents();
-      expect(labels).toEqual([expect.stringMatching(/^pattern-\d$/), expect.stringMatching(/^pattern-\d$/)]);
+      await classifiesTwo(6);
       expect(refused).toBe(2);
     } finally {
       await page.unroute('**/v1/predict/batch*');
@@ -418,13 +423,7 @@ describe('dashboard', () => {
       await route.fulfill({ response: real, json: body });
     });
     try {
-      await page.setInputFiles('#predict-file', [
-        { name: 'a.png', mimeType: 'image/png', buffer: await makeImage('png', 48, 48, 8) },
-        { name: 'b.jpg', mimeType: 'image/jpeg', buffer: await makeImage('jpeg', 40, 56, 9) },
-      ]);
-      await expect.poll(() => page.textContent('#predict-timings'), { timeout: 15_000 }).toMatch(/^model \w{8} · 2 of 2 images$/);
-      const labels = await page.locator('#predict-batch tbody tr td:nth-child(2)').allTextContents();
-      expect(labels).toEqual([expect.stringMatching(/^pattern-\d$/), expect.stringMatching(/^pattern-\d$/)]);
+      await classifiesTwo(8);
       expect(sent).toEqual([2, 1]); // both, then the refused one alone
     } finally {
       await page.unroute('**/v1/predict/batch*');
