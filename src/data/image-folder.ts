@@ -263,6 +263,18 @@ export function splitLayout(topFolders: readonly string[], relPath: string): { t
 const topFolders = async (dir: string) => (await listDir(dir)).filter((e) => e.dirent.isDirectory()).map((e) => e.name);
 
 /**
+ * The layout of the data set in `folder`: splitLayout's, unless its training folder holds images
+ * itself. Then it is a class (`bus/ train/ tram/`), and the top holds the class folders.
+ */
+async function folderLayout(folder: string, relPath: string): Promise<ReturnType<typeof splitLayout>> {
+  const layout = splitLayout(await topFolders(folder), relPath);
+  if (!layout.train) return layout;
+  const inTrain = await listDir(path.join(folder, layout.train));
+  const images = inTrain.some((e) => e.dirent.isFile() && IMAGE_EXTENSIONS.has(path.extname(e.name).toLowerCase()));
+  return images ? { train: null, val: null, testUnread: null } : layout;
+}
+
+/**
  * How many class folders the data set in `folder` (resolved under `dataRoot`) has, reading no
  * image: an upper bound on its classes (a folder without a readable image is not one), so the API
  * can size the job's classifier head before it is queued. Null when the folder cannot be listed
@@ -270,7 +282,7 @@ const topFolders = async (dir: string) => (await listDir(dir)).filter((e) => e.d
  */
 export async function countClassFolders(dataRoot: string, folder: string): Promise<number | null> {
   try {
-    const { train } = splitLayout(await topFolders(folder), folder);
+    const { train } = await folderLayout(folder, folder);
     return (
       await folderNames(
         newWalk(await realpath(dataRoot), () => {}),
@@ -344,7 +356,7 @@ export async function scanImageFolder(dataRoot: string, relPath: string, valSpli
   const { warn, stats, onProgress } = opts;
   const root = await resolveUnderRoot(dataRoot, relPath);
   const rootReal = await realpath(dataRoot);
-  const layout = splitLayout(await topFolders(root), relPath);
+  const layout = await folderLayout(root, relPath);
 
   const walk = newWalk(rootReal, warn, opts.signal);
   const trainByClass = await classFolders(walk, layout.train ? path.join(root, layout.train) : root);

@@ -317,6 +317,10 @@ describe('imagefolder dataset', () => {
     expect(kaggle.classes).toEqual(['ant', 'bee']);
     expect([kaggle.train.length, kaggle.val.length]).toEqual([6, 2]);
     expect(kaggle.description).toBe('imagefolder kaggle: 2 classes, 6 train / 2 val (Testing/)');
+    // A class named "train" (bus/ train/ tram/) holds its photos itself: it is no split folder.
+    for (const cls of ['bus', 'train', 'tram']) for (let k = 0; k < 2; k++) await write(`vehicles/${cls}/${k}.png`, [9, 9, 9]);
+    const vehicles = await loadDataset({ type: 'imagefolder', path: 'vehicles', valSplit: 0.5 }, { dataRoot, inputSize: 8 });
+    expect(vehicles.classes).toEqual(['bus', 'train', 'tram']);
 
     expect(splitLayout(['ants', 'bees'], 'x')).toEqual({ train: null, val: null, testUnread: null });
     expect(splitLayout(['TRAIN', 'notes'], 'x')).toEqual({ train: 'TRAIN', val: null, testUnread: null });
