@@ -142,10 +142,7 @@ export async function runTrainCommand(args: TrainCommandArgs, settings: TrainCom
         onStart: (i) => {
           info = i;
           started = performance.now();
-          say(
-            `training ${config.name}: ${i.numTrain} train / ${i.numVal} val images, ${i.classes.length} classes, ` +
-              `${i.totalSteps} steps (${i.stepsPerEpoch}/epoch) on ${i.backend}, work dir ${workDir}`,
-          );
+          say(`training ${config.name} on ${i.dataset}, ${i.totalSteps} steps (${i.stepsPerEpoch}/epoch) on ${i.backend}, work dir ${workDir}`);
         },
         onStep: (m) => {
           if (!info) return;
