@@ -25,6 +25,8 @@ export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.jpe', '.jfif', '.png
  * passed over in silence.
  */
 const OTHER_IMAGE_EXTENSIONS = new Set(['.heic', '.heif', '.bmp', '.jp2', '.dng', '.cr2', '.nef', '.arw']);
+/** A file's extension as the sets above hold them: `.jpg` of `IMG_1.JPG`. */
+const extensionOf = (name: string) => path.extname(name).toLowerCase();
 /**
  * The names a split's folder goes by in the data sets users download, compared lower-cased:
  * torchvision's train/ and val/, Roboflow's valid/, Kaggle's Training/ and Testing/.
@@ -127,7 +129,7 @@ async function listDir(dir: string, unread?: Unread): Promise<Entry[]> {
       name = UTF8.decode(dirent.name);
     } catch {
       // A note or a sidecar file in a legacy encoding is none of the data set's business.
-      const image = IMAGE_EXTENSIONS.has(path.extname(dirent.name.toString('latin1')).toLowerCase());
+      const image = IMAGE_EXTENSIONS.has(extensionOf(dirent.name.toString('latin1')));
       if (!dirent.isFile() || image) unread?.names.push(path.join(dir, escapedName(dirent.name)));
       continue;
     }
@@ -163,7 +165,7 @@ async function imageFilesUnder(walk: Walk, dir: string, depth = 0): Promise<stri
   for (const e of await listDir(dir, walk.unread)) {
     const kind = await kindOf(walk, dir, e);
     const full = path.join(dir, e.name);
-    const ext = path.extname(e.name).toLowerCase();
+    const ext = extensionOf(e.name);
     if (kind === 'dir' && depth < MAX_DEPTH) out.push(...(await imageFilesUnder(walk, full, depth + 1)));
     else if (kind === 'file' && IMAGE_EXTENSIONS.has(ext)) out.push(full);
     else if (kind === 'file' && OTHER_IMAGE_EXTENSIONS.has(ext)) formats.set(ext, (formats.get(ext) ?? 0) + 1);
@@ -270,7 +272,7 @@ async function folderLayout(folder: string, relPath: string): Promise<ReturnType
   const layout = splitLayout(await topFolders(folder), relPath);
   if (!layout.train) return layout;
   const inTrain = await listDir(path.join(folder, layout.train));
-  const images = inTrain.some((e) => e.dirent.isFile() && IMAGE_EXTENSIONS.has(path.extname(e.name).toLowerCase()));
+  const images = inTrain.some((e) => e.dirent.isFile() && IMAGE_EXTENSIONS.has(extensionOf(e.name)));
   return images ? { train: null, val: null, testUnread: null } : layout;
 }
 
