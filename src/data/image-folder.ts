@@ -17,7 +17,7 @@ import { isInside, resolveUnderRoot } from './safe-path.js';
  * What training reads: the formats /v1/predict decodes (one decoder, src/data/image-decode.ts),
  * so a folder a user can classify image by image also trains. GIF gives its first frame.
  */
-export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.jpe', '.jfif', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif']);
+const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.jpe', '.jfif', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif']);
 /**
  * Images in formats neither training nor /v1/predict decodes (iPhones save HEIC, whose HEVC codec
  * sharp's build lacks; BMP, JPEG 2000 and camera raw it does not read): counted and named in a
