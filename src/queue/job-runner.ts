@@ -22,7 +22,7 @@ import type { JobWake } from '../jobs/job-events.js';
 import { claim, OwnershipLostError, type JobOwner } from '../jobs/job-lifecycle.js';
 import { toJobDataset } from '../jobs/job-view.js';
 import type { TrainingConfig } from '../config/training-config.js';
-import type { FromThread, PostedTrainResult, ThreadInput, ToThread } from './thread-protocol.js';
+import { STOPPED_BEFORE_TRAINING, type FromThread, type PostedTrainResult, type ThreadInput, type ToThread } from './thread-protocol.js';
 import { StepWrites } from './step-writes.js';
 import { PhaseWrites } from './phase-writes.js';
 import type { ExportJobResult } from '../export/export-job.js';
@@ -348,7 +348,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
         // The export stopped as asked: the job ends as the cancel or the time limit says.
         if (m.phase === 'export' && stopRequested) final = stopped(trained ? trained.step : null);
         // Stopped while it read its data set: no step taken, nothing new to keep.
-        else if (m.code === 'TRAINING_STOPPED' && control.reason()) final = stopped(null);
+        else if (m.code === STOPPED_BEFORE_TRAINING && control.reason()) final = stopped(null);
         else if (m.code === 'WORKER_DISK_FULL' && ctx.onDiskFull === 'hand-back') final = handBackForDisk(m.cause);
         else final = fail(m.code, `${m.phase === 'export' ? 'export' : 'training'} failed: ${m.message}`);
         return;

@@ -53,6 +53,9 @@ export type FromThread =
   | { type: 'exported'; result: ExportJobResult }
   | { type: 'error'; phase: 'train' | 'export'; code: string; message: string; cause: string };
 
+/** The code of a run the thread stopped as asked before it took a step (its data set's scan cut short). */
+export const STOPPED_BEFORE_TRAINING = 'TRAINING_STOPPED';
+
 /**
  * The code and message of an error the thread reports, and its own message as `cause` (for a log
  * line when the worker does not end the job with it). A full disk is the worker's, not the job's:
@@ -71,7 +74,7 @@ export function threadError(err: unknown, fallback: string): { code: string; mes
     };
   }
   // A stop before the first step (the data set's scan cut short): the worker ends the job as asked.
-  if ((err as Error | null)?.name === 'AbortError') return { code: 'TRAINING_STOPPED', message, cause: message };
+  if ((err as Error | null)?.name === 'AbortError') return { code: STOPPED_BEFORE_TRAINING, message, cause: message };
   const systemError = typeof (err as { syscall?: unknown } | null)?.syscall === 'string';
   return { code: typeof code === 'string' && !systemError ? code : fallback, message, cause: message };
 }
