@@ -214,6 +214,7 @@ function buildCoreDocument(version: string) {
             'Reconnect with `Last-Event-ID` to resume after the last event received, with nothing missed or repeated. ' +
             'Comment lines (`: heartbeat`) keep a quiet stream open (SSE_HEARTBEAT_MS). ' +
             'The stream ends after the event that finishes the job; for a finished job it sends the events after Last-Event-ID and ends. ' +
+            'It also ends, within a few seconds, once its API key no longer has access (revoked, or auth turned on by a first key): the reconnect is then a 401. ' +
             'Any API replica serves any job: events are rows in the database, and Redis pub/sub wakes the streams. ' +
             'Each server holds at most SSE_MAX_STREAMS_PER_CLIENT streams per key (or address) and SSE_MAX_STREAMS in all.',
           parameters: [

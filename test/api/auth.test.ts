@@ -10,6 +10,7 @@ import { openDatabase, type Database } from '../../src/db/database.js';
 import { freePort } from '../integration/serve-process.js';
 import { apiEnv, bearer, call, createKey, leaks, runCli, startApi, type ApiProcess } from './api-process.js';
 import { tinySynthetic } from './api-harness.js';
+import { openSse, type SseStream } from './sse-client.js';
 
 type Op = { security?: Array<Record<string, string[]>> };
 type Doc = { paths: Record<string, Record<string, Op>> };
@@ -20,6 +21,17 @@ async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs: 
     const v = await fn();
     if (ok(v) || Date.now() > end) return v;
     await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** True once the server ended the stream, false if it is still open after `ms`. */
+async function endsWithin(stream: SseStream, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const open = new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)));
+  try {
+    return await Promise.race([stream.ended.then(() => true as const), open]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -47,7 +59,12 @@ describe('API keys on a loopback server', () => {
     expect(row).toMatchObject({ createdByKeyId: null, autoServe: true });
   });
 
-  it('turns on once `qatserve keys create` made a key: 401 in the error shape, with WWW-Authenticate', async () => {
+  it('turns on once `qatserve keys create` made a key: 401 in the error shape, with WWW-Authenticate; an open event stream ends', async () => {
+    // An anonymous stream opened while no key existed: once auth is on, it may not go on.
+    const queued = (await call(api.base, 'POST', '/v1/jobs', {}, tinySynthetic)).json;
+    const stream = await openSse(`${api.base}/v1/jobs/${queued.id}/events`);
+    expect(stream.status).toBe(200);
+    await stream.until((es) => es.some((e) => e.type === 'status'));
     const out = await runCli(['keys', 'create', '--name', 'admin', '--scopes', 'admin'], env);
     expect(out.code).toBe(0);
     admin = out.stdout.trim().split('\n').at(-1)!;
@@ -69,6 +86,9 @@ describe('API keys on a loopback server', () => {
     expect(r.json.error.message).toContain('Authorization: Bearer');
     expect(r.headers.get('www-authenticate')).toBe('Bearer realm="qatserve"');
     expect((await call(api.base, 'GET', '/v1/jobs', bearer(admin))).status).toBe(200);
+    expect(await endsWithin(stream, 10_000)).toBe(true);
+    const again = await call(api.base, 'GET', `/v1/jobs/${queued.id}/events`);
+    expect(again.json.error.code).toBe('AUTH_REQUIRED');
   });
 
   it('enforces on every documented route the scope openapi.yaml names (401 anonymous, 403 wrong scope)', async () => {
@@ -154,6 +174,35 @@ describe('API keys on a loopback server', () => {
     );
     expect(after.status).toBe(401);
     expect(Date.now() - t0).toBeLessThan(3000);
+  });
+
+  it("ends a revoked key's open event streams (over HTTP on that replica, from the CLI within a few seconds); other keys' streams go on", async () => {
+    const mk = async (name: string) => (await call(api.base, 'POST', '/v1/keys', bearer(admin), { name, scopes: ['train'] })).json.key as string;
+    const [leakedHttp, leakedCli, kept] = [await mk('leaked-http'), await mk('leaked-cli'), await mk('kept')];
+    // A job nobody trains (no worker here): its streams would run until it ends, days for a long job.
+    const job = (await call(api.base, 'POST', '/v1/jobs', bearer(kept), tinySynthetic)).json;
+    const follow = async (key: string) => {
+      const s = await openSse(`${api.base}/v1/jobs/${job.id}/events`, bearer(key));
+      expect(s.status).toBe(200);
+      await s.until((es) => es.some((e) => e.type === 'status'));
+      return s;
+    };
+    const [viaHttp, viaCli, keptStream] = [await follow(leakedHttp), await follow(leakedCli), await follow(kept)];
+    try {
+      expect((await call(api.base, 'POST', '/v1/keys/leaked-http/revoke', bearer(admin))).status).toBe(200);
+      expect(await endsWithin(viaHttp, 10_000)).toBe(true);
+      expect((await runCli(['keys', 'revoke', 'leaked-cli'], env)).code).toBe(0);
+      expect(await endsWithin(viaCli, 10_000)).toBe(true);
+      // The reconnect a client makes is refused in words.
+      const again = await call(api.base, 'GET', `/v1/jobs/${job.id}/events`, bearer(leakedHttp));
+      expect(again.status).toBe(401);
+      expect(again.json.error.code).toBe('API_KEY_INVALID');
+      // Streams end for the revoked keys only: the third, through the same polls, is still open.
+      expect(await endsWithin(keptStream, 3000)).toBe(false);
+      expect(api.log()).toContain('job event stream ended: its API key no longer has access');
+    } finally {
+      for (const s of [viaHttp, viaCli, keptStream]) s.close();
+    }
   });
 
   it('lets a train key cancel only its own jobs; an admin key cancels any', async () => {

@@ -42,6 +42,23 @@ export function routeAccess(req: FastifyRequest): RouteAccess {
   return req.routeOptions.config.access ?? 'admin';
 }
 
+/**
+ * Whether the caller of a response still being sent may still have it: the request's key is
+ * looked up again (through the policy's cache, so within KEY_CACHE_MS of a change on another
+ * replica or from the CLI) and its route's access decided again. For responses that outlive their
+ * request by hours (a job's event stream): a key revoked, or auth turned on by a first key, must
+ * end them, not only refuse the next request. A lookup that fails (database down) ends nothing.
+ */
+export async function accessHolds(policy: AuthPolicy, req: FastifyRequest): Promise<boolean> {
+  let principal: Principal;
+  try {
+    principal = await policy.identify(req.headers.authorization);
+  } catch {
+    return true;
+  }
+  return decideAccess(principal, routeAccess(req), `${req.method} ${req.routeOptions.url}`).ok;
+}
+
 export const authPlugin = fp(
   async function auth(app: FastifyInstance, opts: { policy: AuthPolicy }) {
     const { policy } = opts;

@@ -10,7 +10,9 @@
 // Event ids are JobEvent ids. One job's events commit in id order (each is written after its
 // write locked the job's row), so resuming with Last-Event-ID: N — reading ids above N — sends
 // every later event once. The stream ends after the event that finishes the job; asked for a job
-// already finished, it sends what follows Last-Event-ID and ends.
+// already finished, it sends what follows Last-Event-ID and ends. It also ends once its key no
+// longer has access (revoked: within a poll on this replica, KEY_CACHE_MS more elsewhere), where
+// until the fortieth session a revoked key's stream ran on as long as its job.
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
@@ -19,6 +21,7 @@ import { DB_INT_MAX, JobIdParams } from '../../jobs/job-view.js';
 import { subscribeJobEvents, type JobEventSubscription } from '../../queue/job-event-bus.js';
 import { ServiceError, ValidationError } from '../../jobs/job-errors.js';
 import { parseRequest } from '../validate.js';
+import { accessHolds } from '../plugins/auth.js';
 import { rateLimitKey } from '../plugins/rate-limit.js';
 import { CappedCounts } from '../capped-counts.js';
 
@@ -236,6 +239,12 @@ export async function jobEventRoutes(app: FastifyInstance, opts: { jobs: JobServ
       await write(reply, `retry: ${RETRY_MS}\n\n`);
       let lastSent = Date.now();
       while (!closed) {
+        // Each turn (a write's wake-up, the 2 s poll, a heartbeat, a replayed batch): the key that
+        // opened the stream must still have access. Ended, the client's reconnect gets the 401.
+        if (!(await accessHolds(app.auth, req))) {
+          req.log.info({ jobId: id }, 'job event stream ended: its API key no longer has access (revoked, or auth turned on)');
+          break;
+        }
         const last = batch.events.at(-1);
         if (last) {
           await write(reply, batch.events.map(sseFrame).join(''));
