@@ -23,6 +23,28 @@ export interface RawImage {
  */
 export const DECODED_FORMATS: ReadonlySet<string> = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif', 'avif']);
 
+/** The largest model input (training's `model.inputSize` maximum): a shape that scales to it scales to any. */
+export const LARGEST_INPUT = 224;
+
+/**
+ * libvips scales an image to no side of 2^25 pixels or more ("affine: output coordinates out of
+ * range"), and the cover resize scales the short side to the input size: measured, with sharp's
+ * libvips, a 1 x 149,796 image decodes at 224 px and 1 x 149,797 does not, 7 x 1,048,575 does and
+ * 7 x 1,048,576 does not.
+ */
+const MAX_SCALED_SIDE = 2 ** 25;
+
+/** Whether the cover resize to `size` px can scale this image at all (no photo comes near). */
+export function scalableShape(width: number, height: number, size = LARGEST_INPUT): boolean {
+  return Math.max(width, height) * size < MAX_SCALED_SIDE * Math.min(width, height);
+}
+
+/** What is wrong with a shape `scalableShape` refuses, in words. */
+export function unscalableShape(width: number, height: number): string {
+  const times = Math.round(Math.max(width, height) / Math.min(width, height));
+  return `the image is ${width}x${height}: its long side is ${times} times its short side, too many to scale it to the model's input`;
+}
+
 /**
  * Why a picture whose header reads cannot be decoded by this build, or null. sharp's prebuilt
  * libvips reads HEIF containers but has no HEVC codec (patents), so an iPhone's HEIC photo passes

@@ -9,7 +9,7 @@ import sharp from 'sharp';
 import type { SourceImage } from './augment.js';
 import { DatasetError, type DataWarning } from './errors.js';
 import { cachedBytes, type ByteBudget } from './byte-cache.js';
-import { DECODED_FORMATS, decodeImageToRgb, undecodableReason } from './image-decode.js';
+import { DECODED_FORMATS, decodeImageToRgb, scalableShape, unscalableShape, undecodableReason } from './image-decode.js';
 import { Rng, hashSeed, shuffleInPlace } from './rng.js';
 import { isInside, resolveUnderRoot } from './safe-path.js';
 
@@ -310,6 +310,7 @@ async function validateHeaders(files: string[], { warn, signal }: Walk, stats: F
         const undecodable = undecodableReason(meta);
         if (undecodable) throw new Error(undecodable);
         if (!meta.width || !meta.height) throw new Error('no image size in header');
+        if (!scalableShape(meta.width, meta.height)) throw new Error(unscalableShape(meta.width, meta.height));
         ok[i] = true;
       } catch (err) {
         stats.skipped++;

@@ -8,6 +8,7 @@ export type ImageErrorCode =
   | 'IMAGE_ANIMATED' // more than one frame: which one to classify is ambiguous
   | 'IMAGE_TOO_LARGE' // width x height over the pixel limit (decoding it would cost too much memory)
   | 'IMAGE_CORRUPT' // header parsed but the pixels do not decode (truncated, damaged)
+  | 'IMAGE_SHAPE_UNSUPPORTED' // one side so many times the other that it cannot be scaled to the model's input
   | 'IMAGE_TYPE_MISMATCH'; // the declared content type is not the format the bytes decode as
 
 const IMAGE_STATUS: Record<ImageErrorCode, number> = {
@@ -16,6 +17,7 @@ const IMAGE_STATUS: Record<ImageErrorCode, number> = {
   IMAGE_ANIMATED: 400,
   IMAGE_TOO_LARGE: 400,
   IMAGE_CORRUPT: 400,
+  IMAGE_SHAPE_UNSUPPORTED: 400,
   IMAGE_TYPE_MISMATCH: 415,
 };
 

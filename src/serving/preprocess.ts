@@ -11,13 +11,15 @@
 // - Empty body: 400 IMAGE_EMPTY. Not an image / SVG / PDF / anything else: 415
 //   IMAGE_UNSUPPORTED_FORMAT. Animated (several frames): 400 IMAGE_ANIMATED. An image whose decode
 //   would hold more pixels than the limit: 400 IMAGE_TOO_LARGE (checked from the header, before
-//   decoding; see decodedPixels: a 48 MP camera's JPEG decodes at 1/8 scale). Truncated or
+//   decoding; see decodedPixels: a 48 MP camera's JPEG decodes at 1/8 scale). An image whose
+//   short side scaled to the input would make the long side too long for libvips (a 1 x 150,000
+//   line): 400 IMAGE_SHAPE_UNSUPPORTED (scalableShape; training skips such a file). Truncated or
 //   corrupt pixel data: 400 IMAGE_CORRUPT. A declared content type (raw body, multipart part,
 //   data: URL) that is not the format the bytes are: 415 IMAGE_TYPE_MISMATCH, since a client that
 //   mislabels its uploads would otherwise learn nothing of it (and filters keyed on the declared
 //   type are bypassed). `application/octet-stream` or no type declares nothing.
 import sharp from 'sharp';
-import { DECODED_FORMATS, decodeImageToRgb, undecodableReason } from '../data/image-decode.js';
+import { DECODED_FORMATS, decodeImageToRgb, LARGEST_INPUT, scalableShape, unscalableShape, undecodableReason } from '../data/image-decode.js';
 import { normalizationLut, type Normalization } from '../data/normalization.js';
 import { ImageError } from './errors.js';
 
@@ -32,9 +34,6 @@ export const DEFAULT_MAX_PIXELS = 4096 * 4096;
  * 0x3FFF squared): above it the decode fails, which must read as too large, not as corrupt.
  */
 export const MAX_HEADER_PIXELS = 0x3fff * 0x3fff;
-
-/** The largest model input (training's `model.inputSize` maximum): the least shrink on load. */
-const LARGEST_INPUT = 224;
 
 /**
  * The pixels libvips holds to make a `size` px model input (cover, centre crop) from an image of
@@ -117,6 +116,7 @@ export async function inspectImage(bytes: Buffer, maxPixels = DEFAULT_MAX_PIXELS
   if (w * h > MAX_HEADER_PIXELS) {
     throw new ImageError('IMAGE_TOO_LARGE', `the image is ${w}x${h} (${w * h} pixels); no image over ${MAX_HEADER_PIXELS} pixels is decoded`);
   }
+  if (!scalableShape(w, h)) throw new ImageError('IMAGE_SHAPE_UNSUPPORTED', `${unscalableShape(w, h)}; crop it first`);
   const decoded = decodedPixels({ format: meta.format, isProgressive: meta.isProgressive, width: w, height: h });
   if (decoded > maxPixels) {
     const held = decoded === w * h ? '' : `, ${decoded} of them decoded`;

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readFile, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, realpath, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -247,6 +247,20 @@ describe('imagefolder dataset', () => {
     // a different split is a different sample list
     const other = await loadDataset({ ...cfg, valSplit: 0.3 }, { dataRoot, inputSize: 16 });
     expect(other.fingerprint).not.toBe(ds.fingerprint);
+  });
+
+  it('skips a line too long to scale to the model input, saying so (it read as corrupt at decode)', async () => {
+    for (const c of ['a', 'b']) for (let k = 0; k < 3; k++) await writeImage(path.join(dataRoot, 'lines', c, `${k}.png`), solid(12, 12, [9, 9, 9]), 'png');
+    await writeImage(path.join(dataRoot, 'lines/a/scan-strip.png'), solid(1, 150_000, [9, 9, 9]), 'png');
+    const warnings: DataWarning[] = [];
+    const ds = await loadDataset({ type: 'imagefolder', path: 'lines', valSplit: 0 }, { dataRoot, inputSize: 16, onWarning: (w) => warnings.push(w) });
+    expect(ds.train.length + ds.val.length).toBe(6);
+    expect(warnings).toEqual([
+      {
+        code: 'IMAGE_UNREADABLE',
+        message: `skipped ${path.join(await realpath(dataRoot), 'lines/a/scan-strip.png')}: the image is 1x150000: its long side is 150000 times its short side, too many to scale it to the model's input`,
+      },
+    ]);
   });
 
   it('reports the headers it has read of every image file found, from 0 to all of them', async () => {

@@ -25,6 +25,13 @@ export async function jpegWithClaimedSize(width: number, height: number): Promis
   return jpeg;
 }
 
+/** A real PNG `length` pixels long and one wide (grey). */
+export async function line(length: number, width = 1): Promise<Buffer> {
+  return sharp({ create: { width, height: length, channels: 3, background: '#808080' } })
+    .png()
+    .toBuffer();
+}
+
 export async function problemImages() {
   const jpeg = await makeImage('jpeg', 96, 64);
   const rgba = Buffer.alloc(40 * 30 * 4);
@@ -56,6 +63,8 @@ export async function problemImages() {
       .gif()
       .toBuffer(),
     huge: await pngWithClaimedSize(50_000, 50_000),
+    // A real 1 x 150,000 line (a PNG of 150 KB): too long to scale its short side to 224 px.
+    sliver: await line(150_000),
     // A real HEIC (64x48, made with libheif's heif-enc and x265): an iPhone's default format.
     heic: await readFile(new URL('./fixtures/iphone-photo.heic', import.meta.url)),
   };

@@ -120,6 +120,7 @@ describe('POST /v1/predict', () => {
       ['truncated', 400, 'IMAGE_CORRUPT'],
       ['animated', 400, 'IMAGE_ANIMATED'],
       ['huge', 400, 'IMAGE_TOO_LARGE'],
+      ['sliver', 400, 'IMAGE_SHAPE_UNSUPPORTED'],
       ['heic', 415, 'IMAGE_UNSUPPORTED_FORMAT'],
     ];
     for (const [name, status, code] of cases) {

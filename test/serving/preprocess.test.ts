@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import sharp from 'sharp';
-import { decodedPixels, inspectImage, rgbToNchw } from '../../src/serving/preprocess.js';
+import { decodedPixels, decodeForModel, decodeInspected, inspectImage, rgbToNchw } from '../../src/serving/preprocess.js';
+import { scalableShape } from '../../src/data/image-decode.js';
 import { preprocessImage } from './preprocess-image.js';
 import { ImageError } from '../../src/serving/errors.js';
-import { problemImages } from './bad-images.js';
+import { line, problemImages } from './bad-images.js';
 
 const NORM = { mean: [0.485, 0.456, 0.406] as [number, number, number], std: [0.229, 0.224, 0.225] as [number, number, number] };
 
@@ -71,6 +72,25 @@ describe('preprocessImage', () => {
     expect(await codeOf(preprocessImage(imgs.truncated, opts))).toBe('IMAGE_CORRUPT');
     expect(await codeOf(preprocessImage(imgs.animated, opts))).toBe('IMAGE_ANIMATED');
     expect(await codeOf(preprocessImage(imgs.huge, opts))).toBe('IMAGE_TOO_LARGE');
+    expect(await codeOf(preprocessImage(imgs.sliver, opts))).toBe('IMAGE_SHAPE_UNSUPPORTED');
+  });
+
+  it('refuses as unscalable exactly the shapes libvips cannot scale to 224 px, which were answered IMAGE_CORRUPT', async () => {
+    // The longest lines that still scale decode, at the largest input and so at every smaller one.
+    for (const [length, width] of [
+      [149_796, 1],
+      [1_048_575, 7],
+    ]) {
+      const img = await line(length, width);
+      expect((await inspectImage(img)).height).toBe(length);
+      expect((await decodeForModel(img, { size: 224 })).length).toBe(224 * 224 * 3);
+      expect(await codeOf(decodeInspected(await line(length + 1, width), 224))).toBe('IMAGE_CORRUPT'); // libvips' own refusal
+      const refused = await inspectImage(await line(length + 1, width)).catch((e: ImageError) => e);
+      expect(refused).toMatchObject({ code: 'IMAGE_SHAPE_UNSUPPORTED', statusCode: 400 });
+      expect((refused as ImageError).message).toContain(`is ${width}x${length + 1}`);
+    }
+    expect(scalableShape(149_797, 1)).toBe(false); // lying down too
+    expect(scalableShape(8064, 6048)).toBe(true);
   });
 
   it('counts a baseline JPEG at the scale libjpeg decodes it for a 224 px input, anything else whole', () => {

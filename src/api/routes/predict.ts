@@ -103,7 +103,7 @@ const predictOperation = (operationId: string, summary: string) =>
     responses: {
       '200': jsonRef('PredictResponse', 'Top-k classes'),
       '400': errorRef(
-        'Bad image (IMAGE_EMPTY, IMAGE_CORRUPT, IMAGE_ANIMATED, IMAGE_TOO_LARGE: over PREDICT_MAX_IMAGE_PIXELS), no file field "image" (IMAGE_MISSING), a malformed multipart body (MULTIPART_INVALID), or an invalid query/body',
+        'Bad image (IMAGE_EMPTY, IMAGE_CORRUPT, IMAGE_ANIMATED, IMAGE_TOO_LARGE: over PREDICT_MAX_IMAGE_PIXELS, IMAGE_SHAPE_UNSUPPORTED: one side over 149,000 times the other), no file field "image" (IMAGE_MISSING), a malformed multipart body (MULTIPART_INVALID), or an invalid query/body',
       ),
       '404': errorRef('?model= names no model (MODEL_NOT_FOUND)'),
       '413': errorRef('Upload over the size limit (BODY_TOO_LARGE)'),
