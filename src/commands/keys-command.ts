@@ -66,7 +66,8 @@ export async function runKeysCommand(
       const name = positionals[0] ?? values.name;
       if (!name) throw new KeysCommandError(`keys revoke needs a key name\n${KEYS_USAGE}`);
       const info = await store.revoke(name);
-      out(`revoked key "${info.name}" (prefix ${info.prefix}); running servers refuse it within ${KEY_CACHE_MS / 1000} s`);
+      const held = info.scopes.includes('admin') ? '; models of its jobs that have not finished yet will serve only once an admin promotes them' : '';
+      out(`revoked key "${info.name}" (prefix ${info.prefix}); running servers refuse it within ${KEY_CACHE_MS / 1000} s${held}`);
       return 0;
     }
     throw new KeysCommandError(KEYS_USAGE);

@@ -232,6 +232,26 @@ async function deletionChecks(tx: Tx, id: string): Promise<{ modelId: string | n
   return { modelId };
 }
 
+/**
+ * A model may start serving on its own only by the authority of the key that posted its job, as
+ * that key stands when the model is recorded: a job posted by an admin key revoked meanwhile (a
+ * leaked key, or one rotated out) keeps its model, but the model serves only once an admin
+ * promotes it. The job's autoServe goes false (the serving query reads it) and the job gets a
+ * warning saying so. Models recorded before a revocation serve on: revoking a key rotates it out,
+ * it does not change what /v1/predict answers. Returns the warning, or null.
+ */
+async function holdIfKeyRevoked(tx: Tx, jobId: string): Promise<JobEventWarningData | null> {
+  const job = await tx.trainingJob.findUniqueOrThrow({ where: { id: jobId }, select: { autoServe: true, createdByKeyId: true } });
+  if (!job.autoServe || !job.createdByKeyId) return null;
+  const key = await tx.apiKey.findUnique({ where: { id: job.createdByKeyId }, select: { name: true, revokedAt: true } });
+  if (!key?.revokedAt) return null;
+  await tx.trainingJob.update({ where: { id: jobId }, data: { autoServe: false, warnings: { increment: 1 } } });
+  return {
+    code: 'MODEL_NOT_AUTO_SERVING',
+    message: `the API key "${key.name}" that posted this job was revoked at ${key.revokedAt.toISOString()}, before its model was recorded: the model serves only once an admin promotes it (POST /v1/models/:id/promote)`,
+  };
+}
+
 /** Rows of a job's history one statement deletes: about 12 ms of SQLite. */
 export const HISTORY_CHUNK = 5000;
 
@@ -562,7 +582,8 @@ export class JobOwner {
       });
       if (count === 0) throw new OwnershipLostError(this.jobId);
       const { replacedPrefix } = await recordJobModel(tx, model);
-      await noteWrite(tx, this.jobId, [statusEvent(TRANSITIONS.succeed.to)]);
+      const held = await holdIfKeyRevoked(tx, this.jobId);
+      await noteWrite(tx, this.jobId, [...(held ? [{ type: 'warning' as const, payload: held }] : []), statusEvent(TRANSITIONS.succeed.to)]);
       return { outcome: 'succeeded' as const, replacedPrefix };
     });
   }

@@ -8,7 +8,8 @@ import { migrate } from '../../src/db/migrate.js';
 import { claim, endUnowned, insertQueued, nextStates, OwnershipLostError, requestCancel, TRANSITIONS, type JobOwner } from '../../src/jobs/job-lifecycle.js';
 import { JOB_STATUSES, TERMINAL_STATUSES } from '../../src/jobs/job-status.js';
 import { TrainingConfig } from '../../src/config/training-config.js';
-import type { NewModel } from '../../src/db/model-rows.js';
+import { servingCandidates, type NewModel } from '../../src/db/model-rows.js';
+import { KeyStore } from '../../src/auth/key-store.js';
 import { toMetricPointView } from '../../src/jobs/job-view.js';
 import { dropSchema, pgUrl, tempSqliteUrl, uniqueSchema } from '../db/test-databases.js';
 
@@ -136,6 +137,32 @@ describe.each([
     expect(outcome).toBe('succeeded');
     expect(await row(id)).toMatchObject({ status: 'succeeded' });
     expect(await claim(db.prisma, id)).toEqual({ kind: 'not-runnable', status: 'succeeded' });
+  });
+
+  it('a job posted by a key revoked before its model is recorded: the model is held for promotion and the job says why; models recorded before serve on', async () => {
+    const keys = new KeyStore(db.prisma);
+    const { info: key } = await keys.create(`rotated-${n}`, ['admin']);
+    const byKey = async () => (await insertQueued(db.prisma, { id: `job-${++n}`, name: 'j', config, createdByKeyId: key.id, autoServe: true })).row.id;
+    const [before, after] = [await byKey(), await byKey()];
+    const [a, b] = [await claimed(before), await claimed(after)];
+    expect((await a.succeed(newModel(before, `models/m-${before}`))).outcome).toBe('succeeded');
+    await keys.revoke(key.name);
+    expect((await b.succeed(newModel(after, `models/m-${after}`))).outcome).toBe('succeeded');
+
+    expect(await row(before)).toMatchObject({ autoServe: true, warnings: 0 });
+    expect(await row(after)).toMatchObject({ status: 'succeeded', autoServe: false, warnings: 1 });
+    expect(await db.prisma.model.count({ where: { jobId: after } })).toBe(1);
+    const candidates = (await servingCandidates(db.prisma, 100)).map((m) => m.jobId);
+    expect(candidates).toContain(before);
+    expect(candidates).not.toContain(after);
+    const events = await db.prisma.jobEvent.findMany({ where: { jobId: after }, orderBy: { id: 'asc' } });
+    const warning = events.find((e) => e.type === 'warning');
+    expect(JSON.parse(warning!.payload)).toEqual({
+      code: 'MODEL_NOT_AUTO_SERVING',
+      message: expect.stringContaining(`the API key "${key.name}" that posted this job was revoked at `),
+    });
+    // The warning comes before the status that ends the job, so a stream shows it before it ends.
+    expect(events.map((e) => e.type).slice(-2)).toEqual(['warning', 'status']);
   });
 
   it('checkpoints: the newest `keep` stay recorded; the keys of the others come back for deletion', async () => {
