@@ -287,6 +287,19 @@ export class ModelRegistry {
     return bytes;
   }
 
+  /**
+   * Nothing may serve. With no model at all, train one; with models that only wait for a promotion
+   * (a train key's, or a job's whose key was revoked before it finished), "train one" would send
+   * the user the wrong way.
+   */
+  private async noModel(): Promise<NoModelError> {
+    const newest = (await this.store.list({ take: 1 }))[0];
+    if (!newest) return new NoModelError();
+    return new NoModelError(
+      `no model serves yet: the stored models (the newest is ${newest.id}, of job ${newest.jobId}) serve only once an admin promotes one (POST /v1/models/:id/promote); models of a train key's jobs, and of jobs whose key was revoked before they finished, do not serve on their own`,
+    );
+  }
+
   /** Unloads a model now if idle, else when its last in-flight request releases it. */
   private retire(id: string): void {
     const e = this.entries.get(id);
@@ -308,7 +321,7 @@ export class ModelRegistry {
     if (!id || id === this.servingId) {
       if (!this.servingId) await this.refresh();
       if (!this.servingId && this.state.state === 'failing' && this.state.reason) throw new NoModelLoadsError(this.state.reason);
-      if (!this.servingId) throw new NoModelError();
+      if (!this.servingId) throw await this.noModel();
       entry = this.entries.get(this.servingId);
       if (!entry) throw new NoModelError();
     } else {

@@ -32,7 +32,12 @@ describe('ModelRegistry', () => {
     const reg = new ModelRegistry(store, pool, { pollMs: 0 });
     try {
       await reg.start();
-      await expect(reg.acquire()).rejects.toMatchObject({ statusCode: 503, code: 'NO_MODEL' });
+      await expect(reg.acquire()).rejects.toMatchObject({ statusCode: 503, code: 'NO_MODEL', message: expect.stringContaining('train one') });
+      // A model that waits for a promotion: still NO_MODEL, but the answer says to promote it, not to train one.
+      store.add({ ...a.record, id: 'held', autoServe: false });
+      const held = reg.acquire();
+      await expect(held).rejects.toMatchObject({ statusCode: 503, code: 'NO_MODEL' });
+      await expect(held).rejects.toThrow(/^no model serves yet: the stored models \(the newest is held, of job .*\) serve only once an admin promotes one/);
       store.add(a.record);
       store.add(b.record);
       const lease = await reg.acquire(); // a request with no model triggers a refresh
