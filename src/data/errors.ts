@@ -6,6 +6,7 @@ export type DatasetErrorCode =
   | 'DATASET_NOT_FOUND' // the folder does not exist
   | 'DATASET_EMPTY' // no usable classes/images
   | 'DATASET_UNREADABLE' // a folder of it cannot be listed (permissions, I/O error)
+  | 'DATASET_CHANGED' // a resumed job's image folder lost a class it trained on
   | 'DATASET_UNAVAILABLE'; // a built-in data set's files are missing or malformed
 
 export class DatasetError extends Error {
@@ -27,6 +28,6 @@ export class DatasetPathError extends DatasetError {
 
 /** A non-fatal problem (e.g. an unreadable image that was skipped). */
 export interface DataWarning {
-  code: 'IMAGE_UNREADABLE' | 'CLASS_EMPTY' | 'SYMLINK_OUTSIDE_ROOT' | 'FORMAT_UNREAD' | 'NAME_NOT_UTF8';
+  code: 'IMAGE_UNREADABLE' | 'CLASS_EMPTY' | 'SYMLINK_OUTSIDE_ROOT' | 'FORMAT_UNREAD' | 'NAME_NOT_UTF8' | 'CLASS_ADDED';
   message: string;
 }

@@ -352,7 +352,38 @@ export interface ScanOptions {
   onProgress?: (done: number, total: number) => void;
   /** Aborted: the scan throws the signal's reason at its next folder or header. */
   signal?: AbortSignal;
+  /** The classes a resumed job trained on (its checkpoint's), in its order: see keepClasses. */
+  classes?: readonly string[];
 }
+
+/**
+ * A resumed job's image folder may have changed since the job started (a sync still running, a
+ * class folder added or removed, another worker's copy): its classifier has one output per class
+ * it started with, in that order. Class folders added since are left out, with a CLASS_ADDED
+ * warning; a class it trained on that is gone fails DATASET_CHANGED, saying which and what to do.
+ * Until the fortieth session either failed the resumed job CHECKPOINT_MISMATCH "classes differ".
+ */
+function keepClasses(byClass: Map<string, string[]>, classes: readonly string[], relPath: string, warn: Warn): void {
+  const added = [...byClass.keys()].filter((name) => !classes.includes(name));
+  for (const name of added) byClass.delete(name);
+  if (added.length) {
+    warn({
+      code: 'CLASS_ADDED',
+      message: `class folder(s) ${quoteList(added)} appeared in "${relPath}" after this job started: it goes on with the ${classes.length} classes it started with`,
+    });
+  }
+}
+
+/** The DATASET_CHANGED refusal of a resumed job whose classes are not all there (keepClasses). */
+function classesGone(missing: string[], classes: readonly string[], relPath: string): DatasetError {
+  return new DatasetError(
+    'DATASET_CHANGED',
+    `the image folder "${relPath}" no longer has readable images of class(es) ${quoteList(missing)}, which this job trained on (${classes.length} classes): ` +
+      'restore them to resume the job, or post a new job with "init": {"fromJob": "<this job\'s id>"} to train on the folder as it is now from this job\'s weights',
+  );
+}
+
+const quoteList = (names: string[]) => names.map((n) => `"${n}"`).join(', ');
 
 /** Walk the folder, validate headers and build the train/val file lists. No pixels are decoded. */
 export async function scanImageFolder(dataRoot: string, relPath: string, valSplit: number, opts: ScanOptions): Promise<ScannedFolder> {
@@ -364,6 +395,10 @@ export async function scanImageFolder(dataRoot: string, relPath: string, valSpli
   const walk = newWalk(rootReal, warn, opts.signal);
   const trainByClass = await classFolders(walk, layout.train ? path.join(root, layout.train) : root);
   const valByClass = layout.val ? await classFolders(walk, path.join(root, layout.val)) : new Map<string, string[]>();
+  if (opts.classes) {
+    keepClasses(trainByClass, opts.classes, relPath, warn);
+    for (const name of valByClass.keys()) if (!opts.classes.includes(name)) valByClass.delete(name);
+  }
   const skipped = warnUnread(walk);
 
   // Drop files whose header is not a readable image before anything depends on the lists.
@@ -383,11 +418,17 @@ export async function scanImageFolder(dataRoot: string, relPath: string, valSpli
   await filter(trainByClass);
   await filter(valByClass);
 
-  const classes = [...trainByClass.keys()].filter((name) => {
-    if ((trainByClass.get(name) ?? []).length > 0) return true;
-    warn({ code: 'CLASS_EMPTY', message: `class folder "${name}" has no readable training images; it is not a class` });
-    return false;
-  });
+  if (opts.classes) {
+    const missing = opts.classes.filter((name) => !trainByClass.get(name)?.length);
+    if (missing.length) throw classesGone(missing, opts.classes, relPath);
+  }
+  const classes = opts.classes
+    ? [...opts.classes]
+    : [...trainByClass.keys()].filter((name) => {
+        if ((trainByClass.get(name) ?? []).length > 0) return true;
+        warn({ code: 'CLASS_EMPTY', message: `class folder "${name}" has no readable training images; it is not a class` });
+        return false;
+      });
   for (const name of valByClass.keys()) {
     if (!classes.includes(name)) {
       warn({ code: 'CLASS_EMPTY', message: `validation folder "${name}" has no matching training class; ignored` });

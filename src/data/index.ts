@@ -81,6 +81,11 @@ export interface DatasetOptions {
   onProgress?: (done: number, total: number) => void;
   /** A stopped job's: an image folder's scan throws the signal's reason (an AbortError) at its next folder or header. */
   signal?: AbortSignal;
+  /**
+   * A resumed job's classes (its checkpoint's): an image folder keeps to them, leaving out class
+   * folders added since (CLASS_ADDED) and failing DATASET_CHANGED when one of them is gone.
+   */
+  classes?: readonly string[];
 }
 
 export interface Dataset {
@@ -156,7 +161,13 @@ export async function loadDataset(cfg: DatasetConfig, opts: DatasetOptions): Pro
       };
     }
     case 'imagefolder': {
-      const scan = await scanImageFolder(opts.dataRoot, cfg.path, cfg.valSplit, { warn, stats, onProgress: opts.onProgress, signal: opts.signal });
+      const scan = await scanImageFolder(opts.dataRoot, cfg.path, cfg.valSplit, {
+        warn,
+        stats,
+        onProgress: opts.onProgress,
+        signal: opts.signal,
+        classes: opts.classes,
+      });
       if (scan.val.files.length === 0) {
         throw new DatasetError('DATASET_EMPTY', `dataset "${cfg.path}" has no validation images`);
       }

@@ -171,6 +171,7 @@ async function setupRun(opts: TrainOptions): Promise<Run> {
     log.warn({ code: w.code }, w.message);
     void Promise.resolve(cb.onWarning?.(w)).catch(() => {});
   };
+  const resume = opts.resumeFrom ? await loadCheckpoint(opts.resumeFrom) : null;
   const reading = readingPhase(cb.onPhase);
   const ds: Dataset = await loadDataset(cfg.dataset, {
     dataRoot: opts.dataRoot,
@@ -179,6 +180,8 @@ async function setupRun(opts: TrainOptions): Promise<Run> {
     onProgress: reading.onProgress,
     // A cancel while a large folder is read stops it (an AbortError): 1.28M headers take minutes.
     signal: opts.signal,
+    // A resumed run's classifier has the classes it started with, whatever the folder holds now.
+    classes: resume?.manifest.classes,
   }).finally(reading.end);
   log.info(`dataset: ${ds.description}`);
   opts.admit?.(ds.classes.length);
@@ -189,7 +192,6 @@ async function setupRun(opts: TrainOptions): Promise<Run> {
   // The delay counts the steps this run will take (maxSteps included), so a capped run still ends in QAT.
   const delaySteps = quantDelaySteps(cfg.quantization, totalSteps);
 
-  const resume = opts.resumeFrom ? await loadCheckpoint(opts.resumeFrom) : null;
   const init = !resume && opts.initFrom ? await loadCheckpoint(opts.initFrom) : null;
   if (resume) assertResumable(cfg, resume, ds.classes);
 

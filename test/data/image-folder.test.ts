@@ -309,6 +309,28 @@ describe('imagefolder dataset', () => {
     expect(Array.from(ds.val.labels)).toEqual([0, 0, 1, 1]);
   });
 
+  it("keeps a resumed job's classes: a class folder added since is left out of train/ and val/, one gone is DATASET_CHANGED", async () => {
+    for (const part of ['train', 'val']) {
+      for (const c of ['ant', 'bee', 'cat']) await writeImage(path.join(dataRoot, 'grown', part, c, '0.png'), solid(8, 8, [9, 9, 9]), 'png');
+    }
+    const warnings: DataWarning[] = [];
+    const cfg = { type: 'imagefolder' as const, path: 'grown', valSplit: 0.1 };
+    const ds = await loadDataset(cfg, { dataRoot, inputSize: 8, classes: ['ant', 'cat'], onWarning: (w) => warnings.push(w) });
+    expect(ds.classes).toEqual(['ant', 'cat']);
+    expect([Array.from(ds.train.labels), Array.from(ds.val.labels)]).toEqual([
+      [0, 1],
+      [0, 1],
+    ]);
+    expect(warnings).toEqual([
+      { code: 'CLASS_ADDED', message: 'class folder(s) "bee" appeared in "grown" after this job started: it goes on with the 2 classes it started with' },
+    ]);
+    const gone = loadDataset(cfg, { dataRoot, inputSize: 8, classes: ['ant', 'cat', 'eel'] });
+    await expect(gone).rejects.toMatchObject({
+      code: 'DATASET_CHANGED',
+      message: expect.stringContaining('class(es) "eel", which this job trained on (3 classes)'),
+    });
+  });
+
   it("reads the split folders of downloaded data sets: Roboflow's train/valid/test, Kaggle's Training/Testing", async () => {
     const write = async (rel: string, rgb: Rgb) => writeImage(path.join(dataRoot, rel), solid(8, 8, rgb), 'png');
     const classes: [string, Rgb][] = [

@@ -340,6 +340,49 @@ describe('runTraining on an image folder', () => {
     expect(r.warnings).toBe(warnings.length);
   }, 120_000);
 
+  it('resumes on the classes it started with when its image folder gained one; fails DATASET_CHANGED naming a class it lost', async () => {
+    // A worker died (here: a stop) and, before the job resumed, the folder changed: a sync added
+    // a class, then one it trained on went. The classifier has one output per starting class.
+    const root = path.join(tmp, 'changing');
+    const addClass = async (name: string, grey: number) => {
+      await fs.mkdir(path.join(root, 'pets', name), { recursive: true });
+      for (let i = 0; i < 4; i++) {
+        await sharp({ create: { width: 12, height: 12, channels: 3, background: { r: grey, g: grey + i, b: grey } } })
+          .png()
+          .toFile(path.join(root, 'pets', name, `${i}.png`));
+      }
+    };
+    await addClass('ant', 30);
+    await addClass('bee', 220);
+    const config = resolveTrainingConfig({ ...tinyConfig({ maxSteps: 4 }), dataset: { type: 'imagefolder', path: 'pets', valSplit: 0.25 } });
+    const workDir = path.join(tmp, 'changing-run');
+    const ac = new AbortController();
+    const first = await runTraining({ config, workDir, dataRoot: root, signal: ac.signal, callbacks: { onStep: (m) => void (m.step === 2 && ac.abort()) } });
+    expect(first.status).toBe('stopped');
+
+    await addClass('cat', 120);
+    const warnings: Array<{ code: string; message: string }> = [];
+    let description = '';
+    const resumed = await runTraining({
+      config,
+      workDir,
+      dataRoot: root,
+      resumeFrom: workDir,
+      callbacks: { onWarning: (w) => void warnings.push(w), onStart: (i) => void (description = i.dataset) },
+    });
+    expect(resumed.status).toBe('completed');
+    expect(resumed.classes).toEqual(['ant', 'bee']);
+    expect(description).toContain('2 classes');
+    expect(warnings).toEqual([
+      { code: 'CLASS_ADDED', message: 'class folder(s) "cat" appeared in "pets" after this job started: it goes on with the 2 classes it started with' },
+    ]);
+
+    await fs.rm(path.join(root, 'pets', 'bee'), { recursive: true });
+    const gone = runTraining({ config, workDir, dataRoot: root, resumeFrom: workDir });
+    await expect(gone).rejects.toMatchObject({ code: 'DATASET_CHANGED' });
+    await expect(gone).rejects.toThrow(/no longer has readable images of class\(es\) "bee", which this job trained on \(2 classes\): restore them/);
+  }, 120_000);
+
   it('fails with the same DatasetError whether batches are rendered in the batch thread or inline', async () => {
     // Every training image of "red" has a readable header (the scan keeps it) and cut-off data,
     // so the first batch that needs red fails while it is being decoded.
