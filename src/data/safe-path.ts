@@ -1,6 +1,6 @@
 // Dataset paths come from API clients, so they are resolved only inside the server's data root.
 // Lexical checks catch `..` and absolute paths; realpath catches symlinks that lead outside.
-import { realpath, stat } from 'node:fs/promises';
+import { lstat, readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { DatasetPathError } from './errors.js';
 
@@ -34,6 +34,48 @@ export function checkRelativePath(relPath: string): void {
   }
 }
 
+/** The same text in one Unicode form: macOS writes names decomposed (NFD), clients type them composed. */
+const text = (name: string) => name.normalize('NFC');
+
+/**
+ * `rel` under `root` by text, for a path not found byte for byte: each missing segment taken as the
+ * one entry of its folder with the same text in Unicode's composed form. A folder made on a Mac and
+ * copied or unzipped here is named decomposed ("café" as e + U+0301), and the name a client types
+ * ("café", U+00E9) was not found. Returns the path, or the entries of the folder where it stopped
+ * that differ from the missing segment only in case (for a "did you mean").
+ */
+async function findByText(root: string, rel: string): Promise<string | string[]> {
+  let at = root;
+  for (const segment of rel.split(path.sep)) {
+    const exact = path.join(at, segment);
+    if (await exists(exact)) {
+      at = exact;
+      continue;
+    }
+    const names = await readdir(at).catch(() => [] as string[]);
+    const same = names.filter((n) => text(n) === text(segment));
+    if (same.length !== 1) return names.filter((n) => text(n).toLowerCase() === text(segment).toLowerCase());
+    at = path.join(at, same[0]);
+  }
+  return at;
+}
+
+/** `relPath` under `root` as given when that exists, else as findByText finds it; else DATASET_NOT_FOUND. */
+async function existingPath(root: string, relPath: string): Promise<string> {
+  const lexical = path.resolve(root, relPath);
+  if (await exists(lexical)) return lexical;
+  const found = await findByText(root, path.relative(root, lexical));
+  if (typeof found === 'string') return found;
+  const hint = found.length ? `; did you mean ${found.map((n) => `"${n}"`).join(' or ')}?` : '';
+  throw new DatasetPathError('DATASET_NOT_FOUND', `dataset folder "${relPath}" does not exist under the data root (DATA_ROOT)${hint}`);
+}
+
+const exists = (p: string) =>
+  lstat(p).then(
+    () => true,
+    () => false,
+  );
+
 /**
  * Resolve `relPath` under `dataRoot` and return the real (symlink-free) absolute folder path.
  * Throws DatasetPathError: 'DATASET_PATH_INVALID' for absolute paths, `..` escapes, symlinks out of
@@ -47,11 +89,11 @@ export async function resolveUnderRoot(dataRoot: string, relPath: string): Promi
   } catch {
     throw new DatasetPathError('DATASET_NOT_FOUND', `the data root (DATA_ROOT) "${dataRoot}" does not exist`);
   }
-  const lexical = path.resolve(rootReal, relPath);
   let real: string;
   try {
-    real = await realpath(lexical);
+    real = await realpath(await existingPath(rootReal, relPath));
   } catch (err) {
+    if (err instanceof DatasetPathError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') {
       throw new DatasetPathError('DATASET_NOT_FOUND', `dataset folder "${relPath}" does not exist under the data root (DATA_ROOT)`);

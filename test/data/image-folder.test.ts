@@ -136,6 +136,21 @@ describe('resolveUnderRoot', () => {
     expect(await code(resolveUnderRoot(dataRoot, 'a-file/sub'))).toBe('DATASET_NOT_FOUND');
     await expect(resolveUnderRoot(dataRoot, 'nope')).rejects.toMatchObject({ name: 'DatasetPathError' });
   });
+
+  it('finds a folder named on a Mac (decomposed Unicode) by the name typed, and suggests the name a case slip missed', async () => {
+    // "cafés/été" as macOS writes it: each é as e + U+0301. Clients send U+00E9.
+    const decomposed = path.join(dataRoot, 'cafe\u0301s', 'e\u0301te\u0301');
+    await mkdir(decomposed, { recursive: true });
+    expect(await resolveUnderRoot(dataRoot, 'caf\u00e9s/\u00e9t\u00e9')).toBe(await realpath(decomposed));
+    expect(await resolveUnderRoot(dataRoot, 'caf\u00e9s/../flat')).toBe(await resolveUnderRoot(dataRoot, 'flat'));
+    await expect(resolveUnderRoot(dataRoot, 'Flat')).rejects.toThrow(
+      'dataset folder "Flat" does not exist under the data root (DATA_ROOT); did you mean "flat"?',
+    );
+    await expect(resolveUnderRoot(dataRoot, 'caf\u00e9s/\u00c9t\u00e9')).rejects.toMatchObject({
+      code: 'DATASET_NOT_FOUND',
+      message: expect.stringContaining('did you mean "e\u0301te\u0301"?'),
+    });
+  });
 });
 
 describe('decodeImageToRgb', () => {
