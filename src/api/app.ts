@@ -190,7 +190,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (/%00/i.test(req.url)) throw new ValidationError('URL_INVALID', 'the URL contains an encoded NUL character (%00)', []);
   });
   await app.register(loadSheddingPlugin, { maxEventLoopDelayMs: settings.limits.maxEventLoopDelayMs });
-  await app.register(authPlugin, { policy: new AuthPolicy(settings.auth, settings.host, keys) });
+  await app.register(authPlugin, { policy: new AuthPolicy(settings.auth, settings.host, keys, Date.now, settings.allowedHosts) });
   await app.register(rateLimitPlugin, {
     loopback: isLoopbackHost(settings.host),
     perMinute: settings.limits.rateLimitPerMinute,

@@ -29,6 +29,29 @@ export function isLoopbackHost(host: string): boolean {
   return isIP(v4) === 4 && v4.startsWith('127.');
 }
 
+/**
+ * Whether a request naming `hostHeader` may be answered by an API that listens on loopback with
+ * auth off. Such an API trusts whoever reaches the port, and a web page the user has open can
+ * reach it by DNS rebinding (its own name re-pointed at 127.0.0.1): the page's requests then name
+ * the page's host, never a loopback one. So only loopback names (localhost, *.localhost, 127.x,
+ * [::1]) and the operator's `allowed` names (ALLOWED_HOSTS, e.g. a proxy on this machine) are
+ * answered. A request without Host (HTTP/1.0) comes from no browser and passes.
+ */
+export function hostAllowed(hostHeader: string | undefined, allowed: readonly string[]): boolean {
+  if (hostHeader === undefined) return true;
+  const name = hostHeader.trim().toLowerCase().replace(/:\d*$/, '');
+  if (isLoopbackHost(name) || name.endsWith('.localhost')) return true;
+  return allowed.some((a) => a.toLowerCase() === name);
+}
+
+/** The refusal of a request `hostAllowed` turned away: what the operator can do about it. */
+export function hostRefusal(hostHeader: string): string {
+  return (
+    `this API listens on loopback with auth off (no API key yet), so it answers only requests for localhost; this one named "${hostHeader}" ` +
+    '(another site through DNS rebinding, or a proxy): open it as localhost, create an API key (qatserve keys create), or add the host to ALLOWED_HOSTS'
+  );
+}
+
 export class AuthSetupError extends Error {
   readonly code = 'AUTH_SETUP';
 }
@@ -92,7 +115,13 @@ export class AuthPolicy {
     private readonly host: string,
     private readonly keys: KeyStore,
     private readonly now: () => number = Date.now,
+    private readonly allowedHosts: readonly string[] = [],
   ) {}
+
+  /** Whether this request's Host may be answered: see hostAllowed (only while auth is off on loopback). */
+  hostAnswered(principal: Principal, hostHeader: string | undefined): boolean {
+    return !principal.authOff || !isLoopbackHost(this.host) || hostAllowed(hostHeader, this.allowedHosts);
+  }
 
   /**
    * At start: refuses a non-loopback bind with no key (unless AUTH=off), and says what applies.

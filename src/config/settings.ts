@@ -66,6 +66,12 @@ export const SettingsSchema = z.object({
     .describe(
       '`auto`: on, except on a loopback HOST while no API key has been created. `on`: always. `off`: never (a warning at every start). A non-loopback HOST with no key refuses to start.',
     ),
+  ALLOWED_HOSTS: z
+    .string()
+    .default('')
+    .describe(
+      'Comma-separated host names (no port) an API on a loopback HOST answers while auth is off, besides localhost: e.g. the name a proxy on this machine passes in Host. Requests for any other host are refused 403 HOST_NOT_ALLOWED (a web page re-pointing its own name at 127.0.0.1, DNS rebinding, would otherwise reach the open API). With a key, keys decide.',
+    ),
   RATE_LIMIT_PER_MINUTE: int(600, 0).describe('Requests per minute per API key (per client address when anonymous), across replicas; 0 = no limit.'),
   RATE_LIMIT_BURST_PER_SECOND: int(20, 0).describe('The same, per second: a key may not spend its minute in one burst; 0 = no burst limit.'),
   MAX_ACTIVE_JOBS_PER_KEY: int(4, 0).describe('Jobs one API key may have queued or running at once; 0 = no cap.'),
@@ -242,6 +248,8 @@ export interface Settings {
   /** How the tfjs engine runs training and export (the worker passes these to its training thread). */
   engine: EngineSettings;
   auth: 'auto' | 'on' | 'off';
+  /** ALLOWED_HOSTS: host names a loopback API with auth off answers besides localhost. */
+  allowedHosts: string[];
   trustProxy: boolean | number | string[];
   limits: LimitSettings;
   serving: ServingSettings;
@@ -361,6 +369,9 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     skipMigrate: Boolean(e.QATSERVE_SKIP_MIGRATE),
     engine: toEngine(e),
     auth: e.AUTH,
+    allowedHosts: e.ALLOWED_HOSTS.split(',')
+      .map((h) => h.trim())
+      .filter(Boolean),
     trustProxy: parseTrustProxy(e.TRUST_PROXY),
     limits: {
       rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,

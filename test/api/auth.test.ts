@@ -2,6 +2,7 @@
 // key exists, then 401/403 in the error shape on every documented route according to the scope
 // openapi.yaml names, revocation, the refusal to listen publicly without a key, and AUTH=off.
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,6 +23,19 @@ async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs: 
     if (ok(v) || Date.now() > end) return v;
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** A GET naming `host` in its Host header (fetch sets Host from the URL). */
+function withHost(base: string, url: string, host: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(`${base}${url}`, { headers: { ...headers, host } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+  });
 }
 
 /** True once the server ended the stream, false if it is still open after `ms`. */
@@ -59,6 +73,20 @@ describe('API keys on a loopback server', () => {
     expect(row).toMatchObject({ createdByKeyId: null, autoServe: true });
   });
 
+  it('answers, while it needs no key, only requests for localhost: a page re-pointing its name at 127.0.0.1 is refused', async () => {
+    // DNS rebinding: a site the user has open resolves its own name to 127.0.0.1 and calls the
+    // port; the browser sends that name in Host. Every route, the dashboard's too.
+    const port = new URL(api.base).port;
+    for (const url of ['/v1/jobs', '/v1/models', '/', '/readyz']) {
+      const refused = await withHost(api.base, url, `rebound.example.com:${port}`);
+      expect(refused.status, url).toBe(403);
+      expect(JSON.parse(refused.body).error).toMatchObject({ code: 'HOST_NOT_ALLOWED', message: expect.stringContaining('ALLOWED_HOSTS') });
+    }
+    for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, `app.localhost:${port}`])
+      expect((await withHost(api.base, '/v1/jobs', host)).status, host).toBe(200);
+    expect(api.log()).toContain('request for another host refused while auth is off on loopback');
+  });
+
   it('turns on once `qatserve keys create` made a key: 401 in the error shape, with WWW-Authenticate; an open event stream ends', async () => {
     // An anonymous stream opened while no key existed: once auth is on, it may not go on.
     const queued = (await call(api.base, 'POST', '/v1/jobs', {}, tinySynthetic)).json;
@@ -86,6 +114,9 @@ describe('API keys on a loopback server', () => {
     expect(r.json.error.message).toContain('Authorization: Bearer');
     expect(r.headers.get('www-authenticate')).toBe('Bearer realm="qatserve"');
     expect((await call(api.base, 'GET', '/v1/jobs', bearer(admin))).status).toBe(200);
+    // With auth on, keys decide whatever the Host: a rebinding page has no key.
+    expect((await withHost(api.base, '/v1/jobs', 'rebound.example.com', bearer(admin))).status).toBe(200);
+    expect((await withHost(api.base, '/v1/jobs', 'rebound.example.com')).status).toBe(401);
     expect(await endsWithin(stream, 10_000)).toBe(true);
     const again = await call(api.base, 'GET', `/v1/jobs/${queued.id}/events`);
     expect(again.json.error.code).toBe('AUTH_REQUIRED');

@@ -78,7 +78,7 @@ async function send(port: number, request: string): Promise<{ status: number; he
 }
 
 const postJob = (body: string) =>
-  `POST /v1/jobs HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
+  `POST /v1/jobs HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
 
 async function openSockets(h: Harness): Promise<number> {
   const res = await h.app.inject({ method: 'GET', url: '/metrics' });
@@ -136,7 +136,7 @@ describe('connection caps on a listening API', () => {
     const port = await listen({ MAX_CONNECTIONS_PER_CLIENT: '2', MAX_CONNECTIONS: '4', TRUST_PROXY: 'loopback' });
     for (let i = 0; i < 4; i++) held.push(await connect(port));
     await until(async () => (await openSockets(h!)) === 4);
-    const refused = await send(port, 'GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n');
+    const refused = await send(port, 'GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n');
     expect(refused.status).toBe(503);
     expect(JSON.parse(refused.body).error.code).toBe('CONNECTIONS_FULL');
   });

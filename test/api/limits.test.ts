@@ -278,7 +278,7 @@ describe('timeouts', () => {
   }
 
   it('answers 408 to a request body that never finishes, within REQUEST_TIMEOUT_MS (+ 1 s check interval)', async () => {
-    const r = await slowClient('POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"data');
+    const r = await slowClient('POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"data');
     expect(r.reply).toMatch(/^HTTP\/1\.1 408/);
     expect(r.closedAfterMs).toBeGreaterThan(1400);
     expect(r.closedAfterMs).toBeLessThan(3500);

@@ -2,7 +2,7 @@
 // counts as loopback, and the access decision for every kind of caller.
 import { describe, expect, it } from 'vitest';
 import { bearerToken, generateKey, hashKey, keyMatches, lookupPrefix } from '../../src/auth/api-key.js';
-import { decideAccess, isLoopbackHost, type Principal } from '../../src/auth/auth-policy.js';
+import { decideAccess, hostAllowed, isLoopbackHost, type Principal } from '../../src/auth/auth-policy.js';
 import type { ApiKeyInfo } from '../../src/auth/key-store.js';
 import { grants, parseScopes } from '../../src/auth/scopes.js';
 
@@ -73,6 +73,25 @@ describe('loopback', () => {
     ['128.0.0.1', false],
   ])('%s -> %s', (host, loopback) => {
     expect(isLoopbackHost(host)).toBe(loopback);
+  });
+});
+
+describe('Host of a request to a loopback API with auth off (DNS rebinding)', () => {
+  it.each([
+    ['localhost:3000', true],
+    ['LOCALHOST', true],
+    ['127.0.0.1:3000', true],
+    ['[::1]:3000', true],
+    ['dashboard.localhost:3000', true],
+    [undefined, true],
+    ['proxy.internal:8080', true], // in ALLOWED_HOSTS
+    ['rebound.example.com:3000', false],
+    ['127.0.0.1.nip.io:3000', false],
+    ['localhost.example.com', false],
+    ['10.0.0.5:3000', false],
+    ['', false],
+  ])('%s -> %s', (host, answered) => {
+    expect(hostAllowed(host, ['proxy.internal'])).toBe(answered);
   });
 });
 

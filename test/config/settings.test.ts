@@ -50,6 +50,8 @@ describe('settings', () => {
     expect(loadSettings({ TRUST_PROXY: '2' }).trustProxy).toBe(2);
     expect(loadSettings({ TRUST_PROXY: '10.0.0.1, 10.0.0.0/8' }).trustProxy).toEqual(['10.0.0.1', '10.0.0.0/8']);
     expect(() => loadSettings({ AUTH: 'maybe' })).toThrow(/AUTH/);
+    expect(loadSettings({}).allowedHosts).toEqual([]);
+    expect(loadSettings({ ALLOWED_HOSTS: 'qatserve.internal, box.lan ,' }).allowedHosts).toEqual(['qatserve.internal', 'box.lan']);
   });
   it('TRAIN_THREADS: every core for a worker, one fewer under serve (at least 1), or as set', () => {
     expect(defaultTrainThreads('worker', 2)).toBe(2);

@@ -10,7 +10,7 @@
 // not send it.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { AuthPolicy, decideAccess, type Principal } from '../../auth/auth-policy.js';
+import { AuthPolicy, decideAccess, hostRefusal, type Principal } from '../../auth/auth-policy.js';
 import type { RouteAccess } from '../../auth/scopes.js';
 import { ServiceError } from '../../jobs/job-errors.js';
 
@@ -84,6 +84,10 @@ export const authPlugin = fp(
         }
         req.log.error({ err }, 'auth: cannot check the API key');
         throw new AuthError(503, 'AUTH_UNAVAILABLE', 'API keys cannot be checked right now (the database is unreachable); retry shortly');
+      }
+      if (!policy.hostAnswered(req.principal, req.headers.host)) {
+        req.log.warn({ host: req.headers.host }, 'request for another host refused while auth is off on loopback');
+        throw new AuthError(403, 'HOST_NOT_ALLOWED', hostRefusal(req.headers.host ?? ''));
       }
     });
 
