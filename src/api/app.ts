@@ -169,6 +169,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.decorate('deps', deps);
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);
+    // No answer is to be read as another type than it says, nor shown inside another site's page
+    // (a framed dashboard on a loopback server with auth off could be clicked through).
+    reply.header('x-content-type-options', 'nosniff');
+    reply.header('x-frame-options', 'DENY');
   });
 
   // A request without a body (DELETE, POST .../cancel) that still says `content-type:

@@ -41,6 +41,8 @@ describe('dashboard', () => {
   let userKey: string;
   let liveId: string;
   const requests: string[] = [];
+  // What the page's content security policy refused (Chromium logs each refusal as a console error).
+  const refusedByPolicy: string[] = [];
 
   // The test's own calls use a key of their own: the page's key has its own rate-limit budget.
   let testKey: string;
@@ -65,6 +67,7 @@ describe('dashboard', () => {
     admin = await keyedContext(browser, adminKey);
     page = await admin.newPage();
     page.on('request', (r) => requests.push(`${r.method()} ${new URL(r.url()).pathname}${new URL(r.url()).search}`));
+    page.on('console', (m) => void (/Content Security Policy/i.test(m.text()) && refusedByPolicy.push(m.text())));
   });
 
   afterAll(async () => {
@@ -459,6 +462,24 @@ describe('dashboard', () => {
     expect(await page.textContent('#predict-error')).toBe('');
     // Two photos a request, and the scan never uploaded.
     expect(requests.slice(sent).filter((r) => r.startsWith('POST /v1/predict/batch'))).toHaveLength(3);
+  });
+
+  it('runs under a policy that lets only its own scripts run and no other site frame it: nothing the page did above was refused', async () => {
+    const res = await fetch(`${base}/ui/`);
+    expect(res.headers.get('content-security-policy')).toContain("script-src 'self'");
+    expect(res.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
+    expect(res.headers.get('x-frame-options')).toBe('DENY');
+    expect((await fetch(`${base}/healthz`)).headers.get('x-content-type-options')).toBe('nosniff');
+    // The charts drew, jobs ran, images were picked and shown (blob: URLs), CSVs were saved.
+    expect(refusedByPolicy).toEqual([]);
+    // And the policy does refuse: an inline script the page did not ship does not run.
+    await page.evaluate(() => {
+      const s = document.createElement('script');
+      s.textContent = 'window.__inlineRan = true';
+      document.body.append(s);
+    });
+    expect(await page.evaluate(() => (window as unknown as { __inlineRan?: boolean }).__inlineRan ?? false)).toBe(false);
+    await expect.poll(() => refusedByPolicy.length).toBeGreaterThan(0);
   });
 
   it('passes axe-core (WCAG 2.1 A and AA) with everything on screen', async () => {

@@ -12,7 +12,28 @@ const WEB_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../
 // The package's main file is dist/uPlot.cjs.js: its folder holds the browser build and the CSS.
 const UPLOT_DIST = path.dirname(createRequire(import.meta.url).resolve('uplot'));
 
+/**
+ * What the dashboard's pages may load: its own scripts only (a class name or error text that made
+ * it into markup could not run), fetches to this API, blob: images of the photos a user picks,
+ * and no framing by other sites. Inline styles stay allowed: uPlot and the confusion table set them.
+ */
+export const DASHBOARD_CSP = [
+  "default-src 'self'",
+  "script-src 'self'",
+  "style-src 'self' 'unsafe-inline'",
+  "img-src 'self' blob: data:",
+  "connect-src 'self'",
+  "object-src 'none'",
+  "base-uri 'none'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+].join('; ');
+
 export async function dashboardPlugin(app: FastifyInstance) {
+  // This plugin's own routes only (not fastify-plugin wrapped): /docs serves its own page and policy.
+  app.addHook('onSend', async (_req, reply) => {
+    reply.header('content-security-policy', DASHBOARD_CSP);
+  });
   await app.register(fastifyStatic, { root: WEB_ROOT, prefix: '/ui/' });
   await app.register(fastifyStatic, {
     root: UPLOT_DIST,
