@@ -363,9 +363,9 @@ export interface ScanOptions {
  * warning; a class it trained on that is gone fails DATASET_CHANGED, saying which and what to do.
  * Until the fortieth session either failed the resumed job CHECKPOINT_MISMATCH "classes differ".
  */
-function keepClasses(byClass: Map<string, string[]>, classes: readonly string[], relPath: string, warn: Warn): void {
-  const added = [...byClass.keys()].filter((name) => !classes.includes(name));
-  for (const name of added) byClass.delete(name);
+function keepClasses(trainByClass: Map<string, string[]>, valByClass: Map<string, string[]>, classes: readonly string[], relPath: string, warn: Warn): void {
+  const added = [...trainByClass.keys()].filter((name) => !classes.includes(name));
+  for (const byClass of [trainByClass, valByClass]) for (const name of [...byClass.keys()]) if (!classes.includes(name)) byClass.delete(name);
   if (added.length) {
     warn({
       code: 'CLASS_ADDED',
@@ -395,10 +395,7 @@ export async function scanImageFolder(dataRoot: string, relPath: string, valSpli
   const walk = newWalk(rootReal, warn, opts.signal);
   const trainByClass = await classFolders(walk, layout.train ? path.join(root, layout.train) : root);
   const valByClass = layout.val ? await classFolders(walk, path.join(root, layout.val)) : new Map<string, string[]>();
-  if (opts.classes) {
-    keepClasses(trainByClass, opts.classes, relPath, warn);
-    for (const name of valByClass.keys()) if (!opts.classes.includes(name)) valByClass.delete(name);
-  }
+  if (opts.classes) keepClasses(trainByClass, valByClass, opts.classes, relPath, warn);
   const skipped = warnUnread(walk);
 
   // Drop files whose header is not a readable image before anything depends on the lists.

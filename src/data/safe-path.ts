@@ -35,7 +35,7 @@ export function checkRelativePath(relPath: string): void {
 }
 
 /** The same text in one Unicode form: macOS writes names decomposed (NFD), clients type them composed. */
-const text = (name: string) => name.normalize('NFC');
+const nfc = (name: string) => name.normalize('NFC');
 
 /**
  * `rel` under `root` by text, for a path not found byte for byte: each missing segment taken as the
@@ -53,8 +53,8 @@ async function findByText(root: string, rel: string): Promise<string | string[]>
       continue;
     }
     const names = await readdir(at).catch(() => [] as string[]);
-    const same = names.filter((n) => text(n) === text(segment));
-    if (same.length !== 1) return names.filter((n) => text(n).toLowerCase() === text(segment).toLowerCase());
+    const same = names.filter((n) => nfc(n) === nfc(segment));
+    if (same.length !== 1) return names.filter((n) => nfc(n).toLowerCase() === nfc(segment).toLowerCase());
     at = path.join(at, same[0]);
   }
   return at;
