@@ -68,7 +68,7 @@ export const SettingsSchema = z.object({
     ),
   ALLOWED_HOSTS: z
     .string()
-    .default('')
+    .optional()
     .describe(
       'Comma-separated host names (no port) an API on a loopback HOST answers while auth is off, besides localhost: e.g. the name a proxy on this machine passes in Host. Requests for any other host are refused 403 HOST_NOT_ALLOWED (a web page re-pointing its own name at 127.0.0.1, DNS rebinding, would otherwise reach the open API). With a key, keys decide.',
     ),
@@ -369,7 +369,8 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     skipMigrate: Boolean(e.QATSERVE_SKIP_MIGRATE),
     engine: toEngine(e),
     auth: e.AUTH,
-    allowedHosts: e.ALLOWED_HOSTS.split(',')
+    allowedHosts: (e.ALLOWED_HOSTS ?? '')
+      .split(',')
       .map((h) => h.trim())
       .filter(Boolean),
     trustProxy: parseTrustProxy(e.TRUST_PROXY),
