@@ -42,6 +42,9 @@ export function routeAccess(req: FastifyRequest): RouteAccess {
   return req.routeOptions.config.access ?? 'admin';
 }
 
+/** The access rule (decideAccess) for this request's route, as `principal`. */
+const decisionFor = (req: FastifyRequest, principal: Principal) => decideAccess(principal, routeAccess(req), `${req.method} ${req.routeOptions.url}`);
+
 /**
  * Whether the caller of a response still being sent may still have it: the request's key is
  * looked up again (through the policy's cache, so within KEY_CACHE_MS of a change on another
@@ -56,7 +59,7 @@ export async function accessHolds(policy: AuthPolicy, req: FastifyRequest): Prom
   } catch {
     return true;
   }
-  return decideAccess(principal, routeAccess(req), `${req.method} ${req.routeOptions.url}`).ok;
+  return decisionFor(req, principal).ok;
 }
 
 export const authPlugin = fp(
@@ -92,7 +95,7 @@ export const authPlugin = fp(
     });
 
     app.addHook('preParsing', async (req, reply) => {
-      const decision = decideAccess(req.principal ?? ANONYMOUS, routeAccess(req), `${req.method} ${req.routeOptions.url}`);
+      const decision = decisionFor(req, req.principal ?? ANONYMOUS);
       if (decision.ok) return;
       if (decision.status === 401) {
         reply.header('www-authenticate', decision.code === 'API_KEY_INVALID' ? 'Bearer realm="qatserve", error="invalid_token"' : 'Bearer realm="qatserve"');
