@@ -374,9 +374,14 @@ function keepClasses(trainByClass: Map<string, string[]>, valByClass: Map<string
   }
 }
 
-/** The DATASET_CHANGED refusal of a resumed job whose classes are not all there (keepClasses). */
-function classesGone(missing: string[], classes: readonly string[], relPath: string): DatasetError {
-  return new DatasetError(
+/**
+ * A resumed job's classes, each still with readable training images, in its order; else the
+ * DATASET_CHANGED refusal naming the ones gone (keepClasses).
+ */
+function classesStill(byClass: Map<string, string[]>, classes: readonly string[], relPath: string): string[] {
+  const missing = classes.filter((name) => !byClass.get(name)?.length);
+  if (missing.length === 0) return [...classes];
+  throw new DatasetError(
     'DATASET_CHANGED',
     `the image folder "${relPath}" no longer has readable images of class(es) ${quoteList(missing)}, which this job trained on (${classes.length} classes): ` +
       'restore them to resume the job, or post a new job with "init": {"fromJob": "<this job\'s id>"} to train on the folder as it is now from this job\'s weights',
@@ -415,12 +420,8 @@ export async function scanImageFolder(dataRoot: string, relPath: string, valSpli
   await filter(trainByClass);
   await filter(valByClass);
 
-  if (opts.classes) {
-    const missing = opts.classes.filter((name) => !trainByClass.get(name)?.length);
-    if (missing.length) throw classesGone(missing, opts.classes, relPath);
-  }
   const classes = opts.classes
-    ? [...opts.classes]
+    ? classesStill(trainByClass, opts.classes, relPath)
     : [...trainByClass.keys()].filter((name) => {
         if ((trainByClass.get(name) ?? []).length > 0) return true;
         warn({ code: 'CLASS_EMPTY', message: `class folder "${name}" has no readable training images; it is not a class` });
