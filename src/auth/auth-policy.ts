@@ -52,6 +52,46 @@ export function hostRefusal(hostHeader: string): string {
   );
 }
 
+/** Methods that change nothing here; a page may send them anywhere, but cannot read the answer (no CORS). */
+const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/** What a request says about where a browser sent it from; non-browser clients send neither header. */
+export type RequestSite = { method: string; host?: string; secFetchSite?: string; origin?: string };
+
+/**
+ * Whether a request is a change (POST, DELETE) another site's page made the user's browser send.
+ * A page may send forms, plain-text and no-cors POSTs to any address without asking first (no CORS
+ * preflight), so while auth is off a site the user has open could cancel jobs or run predictions
+ * on this API through the browser (cross-site request forgery; the Host is localhost, so the
+ * rebinding rule above does not see it). Every current browser says where a request comes from in
+ * Sec-Fetch-Site: only `same-origin` (this API's dashboard) and `none` (typed by the user) pass;
+ * `same-site` too is refused, as another port on localhost is the same site. Browsers that do not
+ * send it send Origin on such POSTs, which must then name this host (or an ALLOWED_HOSTS name).
+ */
+export function crossSiteChange(req: RequestSite, allowed: readonly string[]): boolean {
+  if (READ_METHODS.has(req.method)) return false;
+  const site = req.secFetchSite?.trim().toLowerCase();
+  if (site) return site !== 'same-origin' && site !== 'none';
+  if (req.origin === undefined) return false;
+  let origin: URL;
+  try {
+    origin = new URL(req.origin); // `null` (a sandboxed page, a data: URL) does not parse: refused
+  } catch {
+    return true;
+  }
+  if (req.host !== undefined && origin.host === req.host.trim().toLowerCase()) return false;
+  return !allowed.some((a) => a.toLowerCase() === origin.hostname);
+}
+
+/** The refusal of a request `crossSiteChange` turned away. */
+export function crossSiteRefusal(req: RequestSite): string {
+  const from = req.secFetchSite ? `Sec-Fetch-Site: ${req.secFetchSite}` : `Origin: ${req.origin}`;
+  return (
+    `auth is off on this API (no API key asked), so it takes no change from another site's page (this ${req.method} came from one, ${from}): ` +
+    'any site open in a browser could send it. Use the dashboard this API serves, or send it from a program (curl, a script)'
+  );
+}
+
 export class AuthSetupError extends Error {
   readonly code = 'AUTH_SETUP';
 }
@@ -121,6 +161,11 @@ export class AuthPolicy {
   /** Whether this request's Host may be answered: see hostAllowed (only while auth is off on loopback). */
   hostAnswered(principal: Principal, hostHeader: string | undefined): boolean {
     return !principal.authOff || !isLoopbackHost(this.host) || hostAllowed(hostHeader, this.allowedHosts);
+  }
+
+  /** Whether this request is a change from another site's page that must be refused: see crossSiteChange (only while auth is off). */
+  crossSiteRefused(principal: Principal, req: RequestSite): boolean {
+    return principal.authOff && crossSiteChange(req, this.allowedHosts);
   }
 
   /**

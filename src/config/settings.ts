@@ -70,7 +70,7 @@ export const SettingsSchema = z.object({
     .string()
     .optional()
     .describe(
-      'Comma-separated host names (no port) an API on a loopback HOST answers while auth is off, besides localhost: e.g. the name a proxy on this machine passes in Host. Requests for any other host are refused 403 HOST_NOT_ALLOWED (a web page re-pointing its own name at 127.0.0.1, DNS rebinding, would otherwise reach the open API). With a key, keys decide.',
+      'Comma-separated host names (no port) an API on a loopback HOST answers while auth is off, besides localhost: e.g. the name a proxy on this machine passes in Host. Requests for any other host are refused 403 HOST_NOT_ALLOWED (a web page re-pointing its own name at 127.0.0.1, DNS rebinding, would otherwise reach the open API). An Origin header naming one of them also counts as a page of this API (CROSS_SITE_REQUEST). With a key, keys decide.',
     ),
   RATE_LIMIT_PER_MINUTE: int(600, 0).describe('Requests per minute per API key (per client address when anonymous), across replicas; 0 = no limit.'),
   RATE_LIMIT_BURST_PER_SECOND: int(20, 0).describe('The same, per second: a key may not spend its minute in one burst; 0 = no burst limit.'),

@@ -2,7 +2,7 @@
 // counts as loopback, and the access decision for every kind of caller.
 import { describe, expect, it } from 'vitest';
 import { bearerToken, generateKey, hashKey, keyMatches, lookupPrefix } from '../../src/auth/api-key.js';
-import { decideAccess, hostAllowed, isLoopbackHost, type Principal } from '../../src/auth/auth-policy.js';
+import { crossSiteChange, crossSiteRefusal, decideAccess, hostAllowed, isLoopbackHost, type Principal, type RequestSite } from '../../src/auth/auth-policy.js';
 import type { ApiKeyInfo } from '../../src/auth/key-store.js';
 import { grants, parseScopes } from '../../src/auth/scopes.js';
 
@@ -92,6 +92,31 @@ describe('Host of a request to a loopback API with auth off (DNS rebinding)', ()
     ['', false],
   ])('%s -> %s', (host, answered) => {
     expect(hostAllowed(host, ['proxy.internal'])).toBe(answered);
+  });
+});
+
+describe("a change sent by another site's page (cross-site request forgery), while auth is off", () => {
+  const post = (headers: Omit<RequestSite, 'method' | 'host'>): RequestSite => ({ method: 'POST', host: 'localhost:3000', ...headers });
+  it.each<[string, RequestSite, boolean]>([
+    ['the dashboard (same origin)', post({ secFetchSite: 'same-origin', origin: 'http://localhost:3000' }), false],
+    ['typed or bookmarked by the user', post({ secFetchSite: 'none' }), false],
+    ['curl or a program (no browser headers)', post({}), false],
+    ['another site', post({ secFetchSite: 'cross-site', origin: 'https://evil.example' }), true],
+    ['another port on localhost (same site, not same origin)', post({ secFetchSite: 'same-site', origin: 'http://localhost:8080' }), true],
+    ['a repeated Sec-Fetch-Site (joined by Node)', post({ secFetchSite: 'same-origin, cross-site' }), true],
+    ['an older browser: Origin of this host', post({ origin: 'http://localhost:3000' }), false],
+    ['an older browser: Origin of another host', post({ origin: 'https://evil.example' }), true],
+    ['an older browser: Origin of another port', post({ origin: 'http://localhost:8080' }), true],
+    ['an older browser: Origin null (sandboxed page, data: URL)', post({ origin: 'null' }), true],
+    ['an older browser: Origin of an ALLOWED_HOSTS name (a proxy)', post({ origin: 'https://proxy.internal' }), false],
+    ['a DELETE from another site', { method: 'DELETE', host: 'localhost:3000', secFetchSite: 'cross-site' }, true],
+    ['a read from another site (its answer is not readable there)', { method: 'GET', host: 'localhost:3000', secFetchSite: 'cross-site' }, false],
+  ])('%s', (_what, req, refused) => {
+    expect(crossSiteChange(req, ['proxy.internal'])).toBe(refused);
+  });
+  it('says where the request came from and what to do', () => {
+    expect(crossSiteRefusal(post({ secFetchSite: 'cross-site' }))).toMatch(/auth is off.*POST came from one, Sec-Fetch-Site: cross-site.*dashboard.*curl/);
+    expect(crossSiteRefusal(post({ origin: 'https://evil.example' }))).toContain('Origin: https://evil.example');
   });
 });
 

@@ -10,7 +10,7 @@
 // not send it.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { AuthPolicy, decideAccess, hostRefusal, type Principal } from '../../auth/auth-policy.js';
+import { AuthPolicy, crossSiteRefusal, decideAccess, hostRefusal, type Principal, type RequestSite } from '../../auth/auth-policy.js';
 import type { RouteAccess } from '../../auth/scopes.js';
 import { ServiceError } from '../../jobs/job-errors.js';
 
@@ -41,6 +41,12 @@ export function routeAccess(req: FastifyRequest): RouteAccess {
   if (!req.routeOptions.url) return 'public';
   return req.routeOptions.config.access ?? 'admin';
 }
+
+/** A request header once (a repeated one is joined by Node: it then names no single site and is refused as such). */
+const header = (req: FastifyRequest, name: string): string | undefined => {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v.join(', ') : v;
+};
 
 /** The access rule (decideAccess) for this request's route, as `principal`. */
 const decisionFor = (req: FastifyRequest, principal: Principal) => decideAccess(principal, routeAccess(req), `${req.method} ${req.routeOptions.url}`);
@@ -91,6 +97,11 @@ export const authPlugin = fp(
       if (!policy.hostAnswered(req.principal, req.headers.host)) {
         req.log.warn({ host: req.headers.host }, 'request for another host refused while auth is off on loopback');
         throw new AuthError(403, 'HOST_NOT_ALLOWED', hostRefusal(req.headers.host ?? ''));
+      }
+      const site: RequestSite = { method: req.method, host: req.headers.host, secFetchSite: header(req, 'sec-fetch-site'), origin: header(req, 'origin') };
+      if (policy.crossSiteRefused(req.principal, site)) {
+        req.log.warn({ origin: site.origin, secFetchSite: site.secFetchSite }, "a change from another site's page refused while auth is off");
+        throw new AuthError(403, 'CROSS_SITE_REQUEST', crossSiteRefusal(site));
       }
     });
 
