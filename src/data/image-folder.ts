@@ -490,6 +490,10 @@ export function folderGetter(list: LabelledFiles, size: number, budget: ByteBudg
       const rgb = await decode(j);
       if (rgb) return { data: rgb, side: size, channels: 3 };
     }
-    throw new DatasetError('DATASET_EMPTY', `no image of class index ${labels[i]} can be decoded`);
+    // Named by its folder: the index alone told the user nothing (a class folder deleted mid-run).
+    throw new DatasetError(
+      'DATASET_EMPTY',
+      `none of the ${peers.length} image(s) of class ${labels[i]} (in ${path.dirname(files[i])}) can be decoded: moved, deleted or damaged since the folder was scanned; restore them, or post the job again`,
+    );
   };
 }

@@ -416,6 +416,7 @@ describe('runTraining on an image folder', () => {
     const inline = await run(false);
     const threaded = await run(true);
     expect(inline.code).toBe('DATASET_EMPTY');
+    expect(inline.message).toContain(`of class 1 (in ${path.join(root, 'cut', 'train', 'red')})`);
     expect({ name: threaded.name, code: threaded.code, message: threaded.message }).toEqual({ name: inline.name, code: inline.code, message: inline.message });
   }, 120_000);
 });
