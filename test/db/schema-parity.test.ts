@@ -15,11 +15,17 @@ const MARK = '// --- models (keep identical in both schemas) ---';
 const models = (p: string) => fs.readFileSync(p, 'utf8').split(MARK)[1];
 
 function diffFromEmpty(provider: 'sqlite' | 'postgres'): string {
-  return execFileSync('npx', ['prisma', 'migrate', 'diff', '--from-empty', '--to-schema-datamodel', `prisma/${provider}/schema.prisma`, '--script'], {
-    encoding: 'utf8',
-    env: { ...process.env, DATABASE_URL: provider === 'postgres' ? PG_BASE : 'file:./data/qatserve.db' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  // prisma.config.ts opens its adapter's database: a throwaway file, not the checkout's ./data.
+  const sqlite = tempSqliteUrl('diff');
+  try {
+    return execFileSync('npx', ['prisma', 'migrate', 'diff', '--from-empty', '--to-schema-datamodel', `prisma/${provider}/schema.prisma`, '--script'], {
+      encoding: 'utf8',
+      env: { ...process.env, DATABASE_URL: provider === 'postgres' ? PG_BASE : sqlite.url },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  } finally {
+    fs.rmSync(sqlite.dir, { recursive: true, force: true });
+  }
 }
 
 const byName = <T extends { name: string }>(rows: T[]) => [...rows].sort((a, b) => a.name.localeCompare(b.name));
@@ -92,7 +98,6 @@ describe('prisma schemas', () => {
   });
 
   it('sqlite migrations add up to the schema', async () => {
-    fs.mkdirSync('data', { recursive: true });
     const migrated = tempSqliteUrl('parity-migrated');
     const fromSchema = tempSqliteUrl('parity-schema');
     try {
