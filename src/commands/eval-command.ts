@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import type { Settings } from '../config/settings.js';
 import { DatasetError, type DataWarning } from '../data/errors.js';
 import { readClassFolders } from '../data/image-folder.js';
+import { nfc } from '../data/safe-path.js';
 import { EvaluationAccumulator } from '../export/export-job-evaluate.js';
 import { MANIFEST_FILE, parseManifest, type ModelManifest } from '../export/manifest.js';
 import { MAX_MATRIX_CLASSES, type ModelEvaluation } from '../export/evaluation.js';
@@ -104,7 +105,9 @@ export async function scanLabelledFolder(folder: string, classes: string[], warn
   const byClass = await readClassFolders(folder, warn).catch((err: NodeJS.ErrnoException) => {
     throw new EvalCommandError('DATA_INVALID', err instanceof DatasetError ? err.message : `cannot read data folder ${folder} (${err.code ?? err.message})`);
   });
-  const unknown = [...byClass.keys()].filter((d) => !classes.includes(d));
+  // Folder names come composed (NFC); an older model's classes may be as a Mac named them (NFD).
+  const known = classes.map(nfc);
+  const unknown = [...byClass.keys()].filter((d) => !known.includes(d));
   if (unknown.length) {
     throw new EvalCommandError(
       'DATA_INVALID',
@@ -112,7 +115,7 @@ export async function scanLabelledFolder(folder: string, classes: string[], warn
     );
   }
   const out: LabelledImage[] = [];
-  for (const [name, files] of byClass) for (const file of files) out.push({ file, label: classes.indexOf(name) });
+  for (const [name, files] of byClass) for (const file of files) out.push({ file, label: known.indexOf(name) });
   if (out.length === 0) throw new EvalCommandError('DATA_INVALID', `folder ${folder} has no images in <class>/ folders (.jpg, .png, .webp, .gif, .tif, .avif)`);
   return out;
 }

@@ -11,7 +11,7 @@ import { DatasetError, type DataWarning } from './errors.js';
 import { cachedBytes, type ByteBudget } from './byte-cache.js';
 import { DECODED_FORMATS, decodeImageToRgb, scalableShape, unscalableShape, undecodableReason } from './image-decode.js';
 import { Rng, hashSeed, shuffleInPlace } from './rng.js';
-import { isInside, resolveUnderRoot } from './safe-path.js';
+import { isInside, nfc, resolveUnderRoot } from './safe-path.js';
 
 /**
  * What training reads: the formats /v1/predict decodes (one decoder, src/data/image-decode.ts),
@@ -196,9 +196,18 @@ async function folderNames(walk: Walk, dir: string): Promise<string[]> {
   return names;
 }
 
+/**
+ * The class folders of `dir`, each with its image files, named by their text in composed Unicode
+ * (NFC): a folder made on a Mac keeps its decomposed name (NFD) when copied or unzipped here, and
+ * its class would otherwise be a label no client's "café" equals, and unlike the same class in a
+ * val/ made here. Two folders of one text (one of each form) are one class.
+ */
 async function classFolders(walk: Walk, dir: string): Promise<Map<string, string[]>> {
   const classes = new Map<string, string[]>();
-  for (const name of await folderNames(walk, dir)) classes.set(name, await imageFilesUnder(walk, path.join(dir, name)));
+  for (const name of await folderNames(walk, dir)) {
+    const files = await imageFilesUnder(walk, path.join(dir, name));
+    classes.set(nfc(name), [...(classes.get(nfc(name)) ?? []), ...files]);
+  }
   return classes;
 }
 
@@ -400,7 +409,9 @@ export async function scanImageFolder(dataRoot: string, relPath: string, valSpli
   const walk = newWalk(rootReal, warn, opts.signal);
   const trainByClass = await classFolders(walk, layout.train ? path.join(root, layout.train) : root);
   const valByClass = layout.val ? await classFolders(walk, path.join(root, layout.val)) : new Map<string, string[]>();
-  if (opts.classes) keepClasses(trainByClass, valByClass, opts.classes, relPath, warn);
+  // A checkpoint written before class names were composed (NFC) names them as their folders did.
+  const resumed = opts.classes?.map(nfc);
+  if (resumed) keepClasses(trainByClass, valByClass, resumed, relPath, warn);
   const skipped = warnUnread(walk);
 
   // Drop files whose header is not a readable image before anything depends on the lists.
@@ -420,8 +431,8 @@ export async function scanImageFolder(dataRoot: string, relPath: string, valSpli
   await filter(trainByClass);
   await filter(valByClass);
 
-  const classes = opts.classes
-    ? classesStill(trainByClass, opts.classes, relPath)
+  const classes = resumed
+    ? classesStill(trainByClass, resumed, relPath)
     : [...trainByClass.keys()].filter((name) => {
         if ((trainByClass.get(name) ?? []).length > 0) return true;
         warn({ code: 'CLASS_EMPTY', message: `class folder "${name}" has no readable training images; it is not a class` });
@@ -437,7 +448,17 @@ export async function scanImageFolder(dataRoot: string, relPath: string, valSpli
       'DATASET_EMPTY',
       `dataset "${relPath}" needs at least 2 class folders with images (${layout.train ? `${layout.train}/<class>/` : '<class>/'}*.jpg|png|webp|gif|tif|avif); found ${classes.length}` +
         skipped.map((what) => `, and skipped ${what}`).join('') +
-        (await wrappedHint(rootReal, root, relPath, layout.train ? [] : [...trainByClass.keys()])),
+        (await wrappedHint(
+          rootReal,
+          root,
+          relPath,
+          layout.train
+            ? []
+            : await folderNames(
+                newWalk(rootReal, () => {}),
+                root,
+              ),
+        )),
     );
   }
 

@@ -43,7 +43,7 @@ import { SPLIT_TAG } from './synthetic.js';
 
 export { NORMALIZATION, NORMALIZE_LUT } from './normalization.js';
 export { DatasetError, DatasetPathError, type DataWarning, type DatasetErrorCode } from './errors.js';
-export { resolveUnderRoot } from './safe-path.js';
+export { nfc, resolveUnderRoot } from './safe-path.js';
 export { decodeImageToRgb, FLATTEN_BACKGROUND } from './image-decode.js';
 export {
   stratifiedEpochOrder,

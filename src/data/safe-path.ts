@@ -35,7 +35,7 @@ export function checkRelativePath(relPath: string): void {
 }
 
 /** The same text in one Unicode form: macOS writes names decomposed (NFD), clients type them composed. */
-const nfc = (name: string) => name.normalize('NFC');
+export const nfc = (name: string) => name.normalize('NFC');
 
 /**
  * `rel` under `root` by text, for a path not found byte for byte: each missing segment taken as the

@@ -23,6 +23,7 @@ import {
   hashSeed,
   loadDataset,
   NORMALIZATION,
+  nfc,
   openTrainBatches,
   openTrainSources,
   rowsOf,
@@ -101,7 +102,8 @@ function assertResumable(cfg: TrainingConfig, ck: LoadedCheckpoint, classes: str
   if (!same(a.dataset, cfg.dataset)) diffs.push('dataset');
   if (a.training.batchSize !== cfg.training.batchSize) diffs.push('training.batchSize');
   if (a.training.seed !== cfg.training.seed) diffs.push('training.seed');
-  if (!same(ck.manifest.classes, classes)) diffs.push('classes');
+  // Class names are composed (NFC) since the forty-first session; an older checkpoint's may not be.
+  if (!same(ck.manifest.classes.map(nfc), classes)) diffs.push('classes');
   if (diffs.length) {
     throw new CheckpointError('CHECKPOINT_MISMATCH', `cannot resume from ${ck.dir}: ${diffs.join(', ')} differ from this run`);
   }

@@ -346,6 +346,28 @@ describe('imagefolder dataset', () => {
     });
   });
 
+  it('names classes in composed Unicode: a Mac-named (NFD) train/ folder is one class with its val/ folder named here, and its label is the typed text', async () => {
+    const [composed, decomposed] = ['caf\u00e9', 'cafe\u0301'];
+    for (let k = 0; k < 2; k++) {
+      await writeImage(path.join(dataRoot, 'mixed', 'train', decomposed, `${k}.png`), solid(8, 8, [200, 0, 0]), 'png');
+      await writeImage(path.join(dataRoot, 'mixed', 'train', 'tea', `${k}.png`), solid(8, 8, [0, 0, 200]), 'png');
+    }
+    await writeImage(path.join(dataRoot, 'mixed', 'val', composed, '0.png'), solid(8, 8, [200, 0, 0]), 'png');
+    await writeImage(path.join(dataRoot, 'mixed', 'val', 'tea', '0.png'), solid(8, 8, [0, 0, 200]), 'png');
+    const warnings: DataWarning[] = [];
+    const cfg = { type: 'imagefolder' as const, path: 'mixed', valSplit: 0.1 };
+    const ds = await loadDataset(cfg, { dataRoot, inputSize: 8, onWarning: (w) => warnings.push(w) });
+    expect(ds.classes).toEqual([composed, 'tea']);
+    expect([Array.from(ds.train.labels), Array.from(ds.val.labels)]).toEqual([
+      [0, 0, 1, 1],
+      [0, 1],
+    ]);
+    expect(warnings).toEqual([]);
+    // A job resumed from a checkpoint that kept the folder's decomposed name goes on, composed.
+    const resumed = await loadDataset(cfg, { dataRoot, inputSize: 8, classes: [decomposed, 'tea'] });
+    expect(resumed.classes).toEqual([composed, 'tea']);
+  });
+
   it("reads the split folders of downloaded data sets: Roboflow's train/valid/test, Kaggle's Training/Testing", async () => {
     const write = async (rel: string, rgb: Rgb) => writeImage(path.join(dataRoot, rel), solid(8, 8, rgb), 'png');
     const classes: [string, Rgb][] = [
