@@ -21,7 +21,7 @@ const USAGE = `usage: qatserve <command>
   api                   the HTTP API only
   worker                one training worker only
   migrate               apply database migrations (DATABASE_URL; SQLite ./data/qatserve.db by default)
-  keys create --name NAME --scopes predict,train,admin | keys list | keys revoke NAME
+  keys create --name NAME --scopes predict,train,admin | keys list | keys revoke NAME [--cancel-jobs]
                         API keys (see \`qatserve keys\`)
   train [--config] <config.json|yaml> [--work-dir DIR] [--data-root DIR] [--resume CHECKPOINT_DIR]
                         train without the service

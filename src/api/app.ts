@@ -240,7 +240,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(jobEventRoutes, { jobs, hub, heartbeatMs: settings.limits.sseHeartbeatMs, slots: streams });
   await app.register(modelsRoutes);
   await app.register(predictRoutes);
-  await app.register(keyRoutes, { keys });
+  await app.register(keyRoutes, { keys, jobs });
   await app.register(workerRoutes, { fleet });
   await app.register(docsPlugin);
   await app.register(dashboardPlugin);

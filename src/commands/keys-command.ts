@@ -2,17 +2,19 @@
 // so the first admin key can be made before the server ever starts.
 //   qatserve keys create --name NAME --scopes predict,train,admin   the key is the last stdout line
 //   qatserve keys list [--json]
-//   qatserve keys revoke NAME
+//   qatserve keys revoke NAME [--cancel-jobs]
 import { parseArgs } from 'node:util';
 import { KeyError, KeyStore, type ApiKeyInfo } from '../auth/key-store.js';
 import { KEY_CACHE_MS } from '../auth/auth-policy.js';
 import { SCOPES } from '../auth/scopes.js';
 import { openDatabase } from '../db/database.js';
+import { cancelJobsOf, requestCancel, unfinishedJobsOf } from '../jobs/job-lifecycle.js';
 
 export const KEYS_USAGE = `usage: qatserve keys <command>
   create --name NAME --scopes ${SCOPES.join(',')}   a new key, printed once (the last line on stdout)
   list [--json]                                  every key: name, prefix, scopes, created, last used, revoked
-  revoke NAME                                    the key stops working (within ${KEY_CACHE_MS / 1000} s on running servers)`;
+  revoke NAME [--cancel-jobs]                    the key stops working (within ${KEY_CACHE_MS / 1000} s on running servers);
+                                                 --cancel-jobs also cancels the jobs it posted that have not finished`;
 
 export class KeysCommandError extends Error {
   readonly code = 'KEYS_USAGE';
@@ -44,7 +46,12 @@ export async function runKeysCommand(
   const { values, positionals } = parseArgs({
     args: rest,
     allowPositionals: true,
-    options: { name: { type: 'string' }, scopes: { type: 'string' }, json: { type: 'boolean', default: false } },
+    options: {
+      name: { type: 'string' },
+      scopes: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      'cancel-jobs': { type: 'boolean', default: false },
+    },
   });
   const db = openDatabase(databaseUrl);
   try {
@@ -68,6 +75,22 @@ export async function runKeysCommand(
       const info = await store.revoke(name);
       const held = info.scopes.includes('admin') ? '; models of its jobs that have not finished yet will serve only once an admin promotes them' : '';
       out(`revoked key "${info.name}" (prefix ${info.prefix}); running servers refuse it within ${KEY_CACHE_MS / 1000} s${held}`);
+      // The database only: a queued job's queue entry is skipped by the worker that takes it, a
+      // running job's worker sees the cancel in the job's row at its next step.
+      const cancelled = values['cancel-jobs'] ? await cancelJobsOf(db.prisma, info.id, (id) => requestCancel(db.prisma, id)) : [];
+      if (cancelled.length) {
+        out(
+          `cancelled ${cancelled.length} of its jobs (queued ones at once; running ones stop at their next step, keeping a checkpoint): ${cancelled.join(', ')}`,
+        );
+      }
+      const left = (await unfinishedJobsOf(db.prisma, info.id)).filter((j) => j.status !== 'cancelling');
+      if (left.length) {
+        const running = left.filter((j) => j.status === 'running').length;
+        out(
+          `${left.length} job(s) it posted go on (${left.length - running} queued, ${running} running): ` +
+            `\`qatserve keys revoke ${info.name} --cancel-jobs\` cancels them, or cancel each with POST /v1/jobs/<id>/cancel`,
+        );
+      }
       return 0;
     }
     throw new KeysCommandError(KEYS_USAGE);

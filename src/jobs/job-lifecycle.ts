@@ -180,6 +180,37 @@ export async function requestCancel(prisma: Prisma, id: string, wake?: JobWake):
   throw new JobStateError(id, 'changing', 'cancelled right now; retry');
 }
 
+/** The jobs a key posted that have not finished (queued, running, cancelling), oldest first. */
+export async function unfinishedJobsOf(prisma: Prisma, keyId: string): Promise<Array<{ id: string; status: JobStatus }>> {
+  const rows = await prisma.trainingJob.findMany({
+    where: { createdByKeyId: keyId, status: { in: ['queued', 'running', 'cancelling'] } },
+    select: { id: true, status: true },
+    orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
+  });
+  return rows.map((r) => ({ id: r.id, status: r.status as JobStatus }));
+}
+
+/**
+ * Cancels the unfinished jobs a key posted (a revoked key's, when the admin asks): a revocation
+ * alone leaves a leaked key's queued and running jobs to take the workers for hours. Queued ones
+ * end at once; running ones stop at their next step, keeping their checkpoint. `cancel` is the
+ * caller's: the API's also takes a queued job off the queue and tells its worker through Redis;
+ * the CLI's (the database only) leaves those to the worker's own checks of the row. A job that
+ * finished meanwhile is passed over. Returns the ids cancelled or stopping.
+ */
+export async function cancelJobsOf(prisma: Prisma, keyId: string, cancel: (id: string) => Promise<unknown>): Promise<string[]> {
+  const done: string[] = [];
+  for (const job of await unfinishedJobsOf(prisma, keyId)) {
+    try {
+      await cancel(job.id);
+      done.push(job.id);
+    } catch (err) {
+      if (!(err instanceof JobStateError) && !(err instanceof JobNotFoundError)) throw err;
+    }
+  }
+  return done;
+}
+
 /**
  * Deletes a finished job and everything recorded of it: its metric points, events, checkpoint rows
  * and Model row go with it. Returns its model's id; the caller deletes the job's files from the

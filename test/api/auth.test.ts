@@ -236,6 +236,38 @@ describe('API keys on a loopback server', () => {
     }
   });
 
+  it("says how many jobs a revoked key leaves going, and cancels them when asked (HTTP and CLI); other keys' jobs stay", async () => {
+    const mk = async (name: string) => (await call(api.base, 'POST', '/v1/keys', bearer(admin), { name, scopes: ['train'] })).json.key as string;
+    const [spree, spreeCli] = [await mk('spree'), await mk('spree-cli')];
+    const post = async (key: string) => (await call(api.base, 'POST', '/v1/jobs', bearer(key), tinySynthetic)).json.id as string;
+    const [queued, training, others] = [await post(spree), await post(spree), await post(admin)];
+    // One of them is being trained: a worker's claim, made in its row (no worker runs in this file).
+    await db.prisma.trainingJob.update({ where: { id: training }, data: { status: 'running' } });
+    const status = async (id: string) => (await db.prisma.trainingJob.findUniqueOrThrow({ where: { id } })).status;
+
+    const plain = await call(api.base, 'POST', '/v1/keys/spree/revoke', bearer(admin));
+    expect(plain.json).toMatchObject({ name: 'spree', revokedAt: expect.any(String), jobsCancelled: [], jobsGoingOn: 2 });
+    const bad = await call(api.base, 'POST', '/v1/keys/spree/revoke', bearer(admin), { cancelJobs: 'yes' });
+    expect([bad.status, bad.json.error.issues[0].path]).toEqual([400, 'body.cancelJobs']);
+    expect([await status(queued), await status(training)]).toEqual(['queued', 'running']);
+    // Revoking again (idempotent) with the body cancels them: the queued one at once, the running one at its next step.
+    const again = await call(api.base, 'POST', '/v1/keys/spree/revoke', bearer(admin), { cancelJobs: true });
+    expect(again.status).toBe(200);
+    expect(again.json).toMatchObject({ revokedAt: plain.json.revokedAt, jobsCancelled: [queued, training], jobsGoingOn: 0 });
+    expect([await status(queued), await status(training), await status(others)]).toEqual(['cancelled', 'cancelling', 'queued']);
+
+    // The CLI, with the database only, says the same and does the same.
+    const cliJob = await post(spreeCli);
+    const told = await runCli(['keys', 'revoke', 'spree-cli'], env);
+    expect(told.stdout).toContain('1 job(s) it posted go on (1 queued, 0 running): `qatserve keys revoke spree-cli --cancel-jobs` cancels them');
+    expect(await status(cliJob)).toBe('queued');
+    const done = await runCli(['keys', 'revoke', 'spree-cli', '--cancel-jobs'], env);
+    expect(done.code).toBe(0);
+    expect(done.stdout).toContain(`cancelled 1 of its jobs (queued ones at once; running ones stop at their next step, keeping a checkpoint): ${cliJob}`);
+    expect(done.stdout).not.toContain('go on');
+    expect([await status(cliJob), await status(others)]).toEqual(['cancelled', 'queued']);
+  });
+
   it('lets a train key cancel only its own jobs; an admin key cancels any', async () => {
     const mk = async (name: string) => (await call(api.base, 'POST', '/v1/keys', bearer(admin), { name, scopes: ['train'] })).json.key as string;
     const [x, y] = [await mk('owner-x'), await mk('owner-y')];

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { KeyError, type ApiKeyInfo, type KeyStore } from '../../auth/key-store.js';
 import { SCOPES } from '../../auth/scopes.js';
 import { ServiceError } from '../../jobs/job-errors.js';
+import type { JobService } from '../../jobs/job-service.js';
 import { errorRef, jsonRef, jsonSchema, secured } from '../openapi-helpers.js';
 import { parseRequest } from '../validate.js';
 
@@ -29,6 +30,16 @@ export const CreatedKey = z.object({
   info: ApiKeyView,
 });
 export const KeyNameParams = z.object({ name: z.string().min(1).max(64) });
+export const RevokeKeyBody = z.strictObject({
+  /** Also cancel the key's unfinished jobs: queued ones at once, running ones at their next step. */
+  cancelJobs: z.boolean().default(false),
+});
+export const RevokedKey = ApiKeyView.extend({
+  /** Ids of the key's jobs this revocation cancelled (or asked to stop, when running). */
+  jobsCancelled: z.array(z.string()),
+  /** The key's jobs still queued or running: they go on unless cancelled. */
+  jobsGoingOn: z.number().int(),
+});
 
 const nameParam = { name: 'name', in: 'path', required: true, schema: { type: 'string' } };
 
@@ -56,12 +67,15 @@ export const openapi = {
       post: secured('admin', {
         operationId: 'revokeKey',
         summary: 'Revoke a key (at once on this replica, within 2 s on the others)',
+        description:
+          'Idempotent. The key\'s queued and running jobs go on (`jobsGoingOn` counts them) unless the body says `{"cancelJobs": true}`: a leaked key\'s jobs would otherwise hold the workers for hours.',
         parameters: [nameParam],
-        responses: { '200': jsonRef('ApiKey', 'Revoked'), '404': errorRef('No key of that name') },
+        requestBody: { required: false, content: { 'application/json': { schema: jsonSchema(RevokeKeyBody, 'input') } } },
+        responses: { '200': jsonRef('RevokedKey', 'Revoked'), '400': errorRef('Invalid body'), '404': errorRef('No key of that name') },
       }),
     },
   },
-  schemas: { ApiKey: jsonSchema(ApiKeyView), ApiKeyList: jsonSchema(ApiKeyList), CreatedKey: jsonSchema(CreatedKey) },
+  schemas: { ApiKey: jsonSchema(ApiKeyView), ApiKeyList: jsonSchema(ApiKeyList), CreatedKey: jsonSchema(CreatedKey), RevokedKey: jsonSchema(RevokedKey) },
 };
 
 export function keyView(k: ApiKeyInfo): z.infer<typeof ApiKeyView> {
@@ -87,7 +101,7 @@ async function mapKeyErrors<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-export async function keyRoutes(app: FastifyInstance, opts: { keys: KeyStore }) {
+export async function keyRoutes(app: FastifyInstance, opts: { keys: KeyStore; jobs: JobService }) {
   const admin = { config: { access: 'admin' as const } };
 
   app.get('/v1/keys', admin, async () => ({ items: (await opts.keys.list()).map(keyView) }));
@@ -102,9 +116,11 @@ export async function keyRoutes(app: FastifyInstance, opts: { keys: KeyStore }) 
 
   app.post('/v1/keys/:name/revoke', admin, async (req) => {
     const { name } = parseRequest(KeyNameParams, req.params, 'params');
+    const body = parseRequest(RevokeKeyBody, req.body ?? {}, 'body');
     const info = await mapKeyErrors(() => opts.keys.revoke(name));
     app.auth.forget();
-    req.log.info({ keyName: name }, 'API key revoked');
-    return keyView(info);
+    const jobs = await opts.jobs.jobsOfRevokedKey(info.id, body.cancelJobs);
+    req.log.info({ keyName: name, jobsCancelled: jobs.cancelled.length, jobsGoingOn: jobs.goingOn }, 'API key revoked');
+    return { ...keyView(info), jobsCancelled: jobs.cancelled, jobsGoingOn: jobs.goingOn } satisfies z.infer<typeof RevokedKey>;
   });
 }
