@@ -59,6 +59,8 @@ export interface ScannedFolder {
 }
 
 type Warn = (w: DataWarning) => void;
+/** For reads whose findings are not reported (a refusal's hint). */
+const NO_WARNINGS: Warn = () => {};
 
 /** 32-bit FNV-1a of a string, so a class name can seed its hold-out shuffle. */
 export function hashString(s: string): number {
@@ -230,16 +232,15 @@ function warnUnread({ unread, warn }: Walk): string[] {
 /**
  * A zip of a folder often unpacks into a folder of the same name: `pets/pets/<class>/`. When the
  * data set's only folder holds class folders itself, the refusal names the path that was meant.
+ * Folders are read by their names on disk here (the class map's keys are their NFC text).
  */
-async function wrappedHint(rootReal: string, root: string, relPath: string, topFolders: string[]): Promise<string> {
-  if (topFolders.length !== 1) return '';
-  const inner = path.join(root, topFolders[0]);
-  const classes = await folderNames(
-    newWalk(rootReal, () => {}),
-    inner,
-  ).catch(() => []);
+async function wrappedHint(rootReal: string, root: string, relPath: string): Promise<string> {
+  const names = (dir: string) => folderNames(newWalk(rootReal, NO_WARNINGS), dir).catch(() => [] as string[]);
+  const top = await names(root);
+  if (top.length !== 1) return '';
+  const classes = await names(path.join(root, top[0]));
   if (classes.length < 2) return '';
-  return `; its one folder "${topFolders[0]}" holds ${classes.length} folders (${classes.slice(0, 3).join(', ')}${classes.length > 3 ? ', ...' : ''}): set dataset.path to "${path.join(relPath, topFolders[0])}" if those are the classes`;
+  return `; its one folder "${top[0]}" holds ${classes.length} folders (${classes.slice(0, 3).join(', ')}${classes.length > 3 ? ', ...' : ''}): set dataset.path to "${path.join(relPath, top[0])}" if those are the classes`;
 }
 
 /**
@@ -448,17 +449,7 @@ export async function scanImageFolder(dataRoot: string, relPath: string, valSpli
       'DATASET_EMPTY',
       `dataset "${relPath}" needs at least 2 class folders with images (${layout.train ? `${layout.train}/<class>/` : '<class>/'}*.jpg|png|webp|gif|tif|avif); found ${classes.length}` +
         skipped.map((what) => `, and skipped ${what}`).join('') +
-        (await wrappedHint(
-          rootReal,
-          root,
-          relPath,
-          layout.train
-            ? []
-            : await folderNames(
-                newWalk(rootReal, () => {}),
-                root,
-              ),
-        )),
+        (layout.train ? '' : await wrappedHint(rootReal, root, relPath)),
     );
   }
 
