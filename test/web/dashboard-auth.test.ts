@@ -104,6 +104,22 @@ describe('dashboard with no key yet (auth off on loopback)', () => {
     await page.close();
   });
 
+  it('shows the API docs (Swagger UI) under a policy that runs only its own scripts: every operation listed, nothing refused', async () => {
+    const page = await browser.newPage();
+    const refused: string[] = [];
+    page.on('console', (m) => void (/Content Security Policy/i.test(m.text()) && refused.push(m.text())));
+    const answer = await page.goto(`http://localhost:${port}/docs/`);
+    const policy = (await answer!.allHeaders())['content-security-policy'];
+    expect(policy).toContain("script-src 'self'");
+    expect(policy).toContain("frame-ancestors 'none'");
+    // A plain-HTTP server on another host would have its own assets sent to https:// by this.
+    expect(policy).not.toContain('upgrade-insecure-requests');
+    await expect.poll(() => page.locator('.opblock').count(), { timeout: 15_000 }).toBeGreaterThan(20);
+    expect(await page.locator('.opblock-summary-path').allTextContents()).toContain('/v1/predict');
+    expect(refused).toEqual([]);
+    await page.close();
+  });
+
   it("refuses the changes another site's page sends through the browser: a no-cors fetch and a form post change nothing", async () => {
     // Neither asks the API first (no CORS preflight), and the Host they name is localhost.
     const other = (site.address() as AddressInfo).port;

@@ -30,7 +30,7 @@ export const DASHBOARD_CSP = [
 ].join('; ');
 
 export async function dashboardPlugin(app: FastifyInstance) {
-  // This plugin's own routes only (not fastify-plugin wrapped): /docs serves its own page and policy.
+  // This plugin's own routes only (not fastify-plugin wrapped): /docs has its own policy (docs.ts).
   app.addHook('onSend', async (_req, reply) => {
     reply.header('content-security-policy', DASHBOARD_CSP);
   });
