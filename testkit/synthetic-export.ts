@@ -3,7 +3,7 @@
 // tests and the predict bench load it like a real model. The export's own writer writes it, so its
 // manifest passes the check every reader applies (src/export/manifest.ts) and has the real format.
 import { createHash } from 'node:crypto';
-import { FLATTEN_BACKGROUND } from '../src/data/image-decode.js';
+import { fileContract, fileMetadata } from '../src/export/file-contract.js';
 import { expectedKernels, fusionReport, optimizedOpCounts } from '../src/export/fusion-check.js';
 import { MANIFEST_FORMAT, MANIFEST_VERSION, MODEL_FILE, ModelManifest, type FusionReport, type WeightEncoding } from '../src/export/manifest.js';
 import { quantGraphToFloatOnnx } from '../src/export/onnx-float.js';
@@ -31,7 +31,8 @@ export async function writeSyntheticExport(
     evaluation?: ModelEvaluation;
   },
 ): Promise<SyntheticExport> {
-  const bytes = quantGraphToQdqOnnx(graph, { weightEncoding: opts.weightEncoding, metadata: { jobId: opts.jobId } });
+  const bytes = quantGraphToQdqOnnx(graph, { weightEncoding: opts.weightEncoding, metadata: fileMetadata(graph, opts.weightEncoding, opts.jobId) });
+  const contract = fileContract(graph, opts.weightEncoding);
   const k = expectedKernels(graph);
   const fusion: FusionReport = opts.measureFusion
     ? fusionReport(await optimizedOpCounts(bytes), k)
@@ -54,17 +55,16 @@ export async function writeSyntheticExport(
     sha256: createHash('sha256').update(bytes).digest('hex'),
     sizeBytes: bytes.length,
     float32SizeBytes: quantGraphToFloatOnnx(graph).length,
-    classes: graph.classes,
-    input: { name: graph.input.name, layout: 'NCHW', dtype: 'float32', size: graph.inputSize },
-    output: { name: graph.output, dtype: 'float32', meaning: 'logits' },
-    preprocess: { resize: 'short-side-then-center-crop', colorSpace: 'srgb', alphaBackground: { ...FLATTEN_BACKGROUND }, normalization: graph.normalization },
+    classes: contract.classes,
+    input: contract.input,
+    output: contract.output,
+    preprocess: contract.preprocess,
     quantization: {
       format: 'onnx-qdq',
       opset: ONNX_OPSET,
       activationType: 'uint8 asymmetric per-tensor',
       weightType: 'int8 symmetric per-channel',
-      weightEncoding: opts.weightEncoding,
-      weightBits: graph.weightBits ?? 8,
+      ...contract.quantization,
       input: graph.input.quant,
       logits: graph.nodes.at(-1)!.outQuant,
       convs: k.convs,

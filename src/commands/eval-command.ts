@@ -2,7 +2,8 @@
 // same preprocessing as /v1/predict; prints top-1, top-5, per-class top-1 and the confusion matrix.
 //   qatserve eval --model <model id | model.onnx> --data <folder> [--json] [--batch N]
 // A model id is looked up in the database (DATABASE_URL) and its files read from the artifact store;
-// an .onnx file needs its manifest.json beside it (an export directory). The folder holds
+// an .onnx file is run as its manifest.json beside it says (an export directory) or, for a file
+// downloaded alone, as its own metadata says (src/export/file-contract.ts). The folder holds
 // <class>/*.jpg|png|webp|gif|tif|avif, class names as the model's; images are counted per class.
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -12,7 +13,8 @@ import { DatasetError, type DataWarning } from '../data/errors.js';
 import { readClassFolders } from '../data/image-folder.js';
 import { nfc } from '../data/safe-path.js';
 import { EvaluationAccumulator } from '../export/export-job-evaluate.js';
-import { MANIFEST_FILE, parseManifest, type ModelManifest } from '../export/manifest.js';
+import { readFileContract } from '../export/file-contract.js';
+import { MANIFEST_FILE, parseManifest, type FileContract, type ModelManifest } from '../export/manifest.js';
 import { MAX_MATRIX_CLASSES, type ModelEvaluation } from '../export/evaluation.js';
 import { OnnxRunner } from '../export/verify.js';
 import { needsUint8Storage, toUint8WeightStorage } from '../export/weight-storage.js';
@@ -20,7 +22,7 @@ import { ModelUnavailableError } from '../serving/errors.js';
 import { decodeForModel, rgbToNchw } from '../serving/preprocess.js';
 
 export const EVAL_USAGE = `usage: qatserve eval --model <model id | model.onnx> --data <folder> [--json] [--batch N]
-  --model   a model id (from GET /v1/models) or an exported model.onnx with its manifest.json beside it
+  --model   a model id (from GET /v1/models) or a model.onnx (downloaded, or with its manifest.json beside it)
   --data    a folder of <class>/*.jpg|png|webp|gif|tif|avif, class names as the model's (a job's val/ folder)
   --json    one JSON object on stdout instead of the tables
   --batch   images per ONNX Runtime call (default 16)`;
@@ -39,7 +41,8 @@ export interface EvalModel {
   /** The model id, or the .onnx path given. */
   name: string;
   onnxPath: string;
-  manifest: ModelManifest;
+  /** How to run the file: its manifest, or the same fields from the file's own metadata. */
+  contract: ModelManifest | FileContract;
 }
 
 export interface LabelledImage {
@@ -54,7 +57,7 @@ export interface EvalReport extends ModelEvaluation {
   skipped: string[];
 }
 
-/** The model behind `--model`: an .onnx file with its manifest beside it, or a model id. */
+/** The model behind `--model`: an .onnx file (with its manifest beside it, or alone), or a model id. */
 export async function resolveEvalModel(
   spec: string,
   settings: Pick<Settings, 'databaseUrl' | 'artifactStore' | 'artifactsDir' | 'modelCacheDir' | 'modelCacheMaxBytes'>,
@@ -70,10 +73,18 @@ export async function resolveEvalModel(
       (t) => JSON.parse(t) as unknown,
       () => undefined,
     );
-    if (raw === undefined) throw new EvalCommandError('MODEL_NOT_FOUND', `${spec} has no readable ${MANIFEST_FILE} beside it (export directories hold both)`);
+    if (raw === undefined) {
+      // A file downloaded alone (GET /v1/models/:id/download): its own metadata says how to run it.
+      const { contract, problem } = readFileContract(await fs.readFile(spec));
+      if (contract) return { name: spec, onnxPath: spec, contract };
+      throw new EvalCommandError(
+        'MODEL_NOT_FOUND',
+        `${spec} has no readable ${MANIFEST_FILE} beside it, and ${problem}: put its manifest beside it (the "manifest" of GET /v1/models/<id>)`,
+      );
+    }
     const { manifest, problem } = parseManifest(raw);
     if (!manifest) throw new EvalCommandError('MODEL_MANIFEST_INVALID', `${manifestPath} is not a qatserve model manifest: ${problem}`);
-    return { name: spec, onnxPath: spec, manifest };
+    return { name: spec, onnxPath: spec, contract: manifest };
   }
   const { openDatabase } = await import('../db/database.js');
   const { getModel } = await import('../db/model-rows.js');
@@ -88,7 +99,7 @@ export async function resolveEvalModel(
       throw new EvalCommandError('MODEL_NOT_FOUND', `no model with id "${spec}" in the database (GET /v1/models lists them), and no file of that name`);
     // The same verified local copy the API serves from (sha256-checked, in MODEL_CACHE_DIR).
     const files = new ModelFiles(new ModelFileCache(store, settings.modelCacheDir, settings.modelCacheMaxBytes));
-    return { name: spec, onnxPath: await files.onnx(record), manifest: await files.manifest(record) };
+    return { name: spec, onnxPath: await files.onnx(record), contract: await files.manifest(record) };
   } finally {
     await store.close();
     await db.close();
@@ -126,7 +137,7 @@ export async function evaluateFolder(
   images: LabelledImage[],
   opts: { batch?: number; progress?: (done: number, total: number) => void } = {},
 ): Promise<EvalReport> {
-  const m = model.manifest;
+  const m = model.contract;
   const size = m.input.size;
   const batch = Math.max(1, opts.batch ?? 16);
   const acc = new EvaluationAccumulator(m.classes.length);
@@ -209,7 +220,7 @@ export async function runEvalCommand(
     if (!Number.isInteger(batch) || batch < 1 || batch > 1024)
       throw new EvalCommandError('EVAL_USAGE', `--batch must be an integer in [1, 1024], got ${values.batch}`);
     const model = await resolveEvalModel(values.model, settings);
-    const images = await scanLabelledFolder(values.data, model.manifest.classes, (w) => err.write(`${w.code}: ${w.message}\n`));
+    const images = await scanLabelledFolder(values.data, model.contract.classes, (w) => err.write(`${w.code}: ${w.message}\n`));
     const tty = Boolean(err.isTTY) && !values.json;
     const report = await evaluateFolder(model, images, { batch, progress: tty ? (d, t) => err.write(progressBar(d, t)) : undefined });
     if (tty) err.write('\n');

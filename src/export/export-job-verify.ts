@@ -7,6 +7,7 @@ import type { EvalLogits, TrainedModel } from '../ml/index.js';
 import type { QuantGraph } from '../ml/quant-graph.js';
 import { evalBatchSize } from '../ml/evaluate.js';
 import { inWasmPhase } from '../ml/wasm-abort.js';
+import { fileMetadata } from './file-contract.js';
 import { quantGraphToQdqOnnx } from './onnx-qdq.js';
 import { int8ScorerModel, onnxFingerprint, scorerWeightEncoding } from './onnx-scorer.js';
 import { runIntegerReference } from './qdq-reference.js';
@@ -56,7 +57,7 @@ export async function buildCandidates(graph: QuantGraph, jobId: string, encoding
   const out: Candidate[] = [];
   try {
     for (const encoding of encodings) {
-      const bytes = quantGraphToQdqOnnx(graph, { weightEncoding: encoding, metadata: { jobId } });
+      const bytes = quantGraphToQdqOnnx(graph, { weightEncoding: encoding, metadata: fileMetadata(graph, encoding, jobId) });
       out.push({ encoding, bytes, runner: await OnnxRunner.create(bytes), logits: [] });
     }
     return out;

@@ -3,9 +3,9 @@
 import { createHash } from 'node:crypto';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { FLATTEN_BACKGROUND } from '../data/index.js';
 import type { TrainedModel } from '../ml/index.js';
 import type { QuantGraph } from '../ml/quant-graph.js';
+import { fileContract } from './file-contract.js';
 import { expectedKernels } from './fusion-check.js';
 import { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, MODEL_FILE, ModelManifest, type FusionReport } from './manifest.js';
 import type { ModelEvaluation } from './evaluation.js';
@@ -27,6 +27,8 @@ export function buildManifest(args: {
   const { model, graph, verified } = args;
   const kernels = expectedKernels(graph);
   const bytes = verified.chosen.bytes;
+  // The fields the file carries in its own metadata, from the same function (file-contract.ts).
+  const contract = fileContract(graph, verified.chosen.encoding);
   return {
     format: MANIFEST_FORMAT,
     version: MANIFEST_VERSION,
@@ -36,22 +38,16 @@ export function buildManifest(args: {
     sha256: createHash('sha256').update(bytes).digest('hex'),
     sizeBytes: bytes.length,
     float32SizeBytes: args.float32SizeBytes,
-    classes: [...model.classes],
-    input: { name: graph.input.name, layout: 'NCHW', dtype: 'float32', size: model.inputSize },
-    output: { name: graph.output, dtype: 'float32', meaning: 'logits' },
-    preprocess: {
-      resize: 'short-side-then-center-crop',
-      colorSpace: 'srgb',
-      alphaBackground: { ...FLATTEN_BACKGROUND },
-      normalization: model.normalization,
-    },
+    classes: contract.classes,
+    input: contract.input,
+    output: contract.output,
+    preprocess: contract.preprocess,
     quantization: {
       format: 'onnx-qdq',
       opset: ONNX_OPSET,
       activationType: 'uint8 asymmetric per-tensor',
       weightType: 'int8 symmetric per-channel',
-      weightEncoding: verified.chosen.encoding,
-      weightBits: graph.weightBits ?? 8,
+      ...contract.quantization,
       input: graph.input.quant,
       logits: graph.nodes.find((nd) => nd.output === graph.output)!.outQuant,
       convs: kernels.convs,

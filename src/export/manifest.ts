@@ -45,6 +45,38 @@ export const ManifestInput = z.object({
   size: z.number().int().describe('Width and height of the square input image, in pixels.'),
 });
 
+/** The model's output: one logit per class, in `classes` order. */
+const ManifestOutput = z.object({ name: z.string(), dtype: z.literal('float32'), meaning: z.literal('logits') });
+
+/**
+ * How /predict (and training) turn an image into the input: EXIF rotation applied, alpha
+ * composited on `background`, short side scaled to `size`, centre crop, sRGB 8-bit, then
+ * (v / 255 - mean) / std per channel.
+ */
+const ManifestPreprocess = z.object({
+  resize: z.literal('short-side-then-center-crop'),
+  colorSpace: z.literal('srgb'),
+  alphaBackground: z.object({ r: z.number(), g: z.number(), b: z.number() }),
+  normalization: z.object({ mean: rgb, std: rgb }),
+});
+
+const ClassNames = z.array(z.string()).describe('Class names, in the order of the model outputs.');
+/** The weight grid: 7 bits ([-63, 63]) or 8 ([-127, 127]). */
+const WeightBits = z.union([z.literal(7), z.literal(8)]);
+
+/**
+ * What a model.onnx file says about itself in its own metadata (src/export/file-contract.ts): the
+ * manifest's fields needed to run it, so a file downloaded alone still can be.
+ */
+export const FileContract = z.object({
+  classes: ClassNames,
+  input: ManifestInput,
+  output: ManifestOutput,
+  preprocess: ManifestPreprocess,
+  quantization: z.object({ weightEncoding: WeightEncoding, weightBits: WeightBits }),
+});
+export type FileContract = z.infer<typeof FileContract>;
+
 /** What the export measured on the verification images. */
 export const ManifestAccuracy = z.object({
   /** Validation images the figures below were measured on. */
@@ -75,20 +107,10 @@ export const ModelManifest = z
     sha256: z.string().describe('SHA-256 of model.onnx, hex.'),
     sizeBytes: z.number().int().describe('Size of model.onnx (int8) in bytes.'),
     float32SizeBytes: z.number().int().describe('Size of the same network written as fp32 ONNX, in bytes (not kept).'),
-    classes: z.array(z.string()).describe('Class names, in the order of the model outputs.'),
+    classes: ClassNames,
     input: ManifestInput,
-    output: z.object({ name: z.string(), dtype: z.literal('float32'), meaning: z.literal('logits') }),
-    /**
-     * How /predict (and training) turn an image into the input: EXIF rotation applied, alpha
-     * composited on `background`, short side scaled to `size`, centre crop, sRGB 8-bit, then
-     * (v / 255 - mean) / std per channel.
-     */
-    preprocess: z.object({
-      resize: z.literal('short-side-then-center-crop'),
-      colorSpace: z.literal('srgb'),
-      alphaBackground: z.object({ r: z.number(), g: z.number(), b: z.number() }),
-      normalization: z.object({ mean: rgb, std: rgb }),
-    }),
+    output: ManifestOutput,
+    preprocess: ManifestPreprocess,
     quantization: z.object({
       format: z.literal('onnx-qdq'),
       opset: z.number().int(),
@@ -97,7 +119,7 @@ export const ModelManifest = z
       /** 'uint8' stores the same int8 values + 128 (zero point 128); see onnx-qdq.ts. */
       weightEncoding: WeightEncoding,
       /** Weight grid: 7 bits ([-63, 63]) or 8 ([-127, 127]); absent in manifests written before it existed (8). */
-      weightBits: z.union([z.literal(7), z.literal(8)]).optional(),
+      weightBits: WeightBits.optional(),
       input: ActQuantSchema,
       logits: ActQuantSchema,
       convs: z.number().int(),
@@ -128,9 +150,13 @@ export type ModelManifest = z.infer<typeof ModelManifest>;
  */
 export function parseManifest(raw: unknown): { manifest: ModelManifest; problem: null } | { manifest: null; problem: string } {
   const parsed = ModelManifest.safeParse(raw);
-  if (parsed.success) return { manifest: parsed.data, problem: null };
-  const issues = parsed.error.issues;
+  return parsed.success ? { manifest: parsed.data, problem: null } : { manifest: null, problem: issuesText(parsed.error) };
+}
+
+/** The first few issues of a failed check, each with its field path. */
+export function issuesText(error: z.ZodError): string {
+  const issues = error.issues;
   const listed = issues.slice(0, 5).map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
   if (issues.length > listed.length) listed.push(`and ${issues.length - listed.length} more`);
-  return { manifest: null, problem: listed.join('; ') };
+  return listed.join('; ');
 }

@@ -4,10 +4,11 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { formatReport, resolveEvalModel, scanLabelledFolder } from '../../src/commands/eval-command.js';
+import { evaluateFolder, formatReport, resolveEvalModel, scanLabelledFolder } from '../../src/commands/eval-command.js';
 import type { DataWarning } from '../../src/data/errors.js';
 import { EvaluationAccumulator } from '../../src/export/export-job-evaluate.js';
-import { writeFixtureModel, type FixtureModel } from '../serving/fixtures.js';
+import { quantGraphToQdqOnnx } from '../../src/export/onnx-qdq.js';
+import { makeImage, writeFixtureModel, type FixtureModel } from '../serving/fixtures.js';
 
 // The file branch never opens the database or the artifact store.
 const settings = {} as Parameters<typeof resolveEvalModel>[1];
@@ -23,7 +24,7 @@ describe('qatserve eval --model <file>', () => {
   it('reads the manifest beside the file', async () => {
     const model = await exported('ok');
     const m = await resolveEvalModel(model.onnxFile, settings);
-    expect(m).toMatchObject({ onnxPath: model.onnxFile, manifest: { classes: model.graph.classes, input: { size: 32 } } });
+    expect(m).toMatchObject({ onnxPath: model.onnxFile, contract: { classes: model.graph.classes, input: { size: 32 }, sha256: expect.any(String) } });
   });
 
   it('refuses a manifest that is not a qatserve manifest with MODEL_MANIFEST_INVALID and the field at fault', async () => {
@@ -34,10 +35,39 @@ describe('qatserve eval --model <file>', () => {
     expect(err).toMatchObject({ code: 'MODEL_MANIFEST_INVALID', message: expect.stringMatching(/preprocess\.normalization\.mean/) });
   });
 
-  it('says MODEL_NOT_FOUND when there is no manifest beside the file', async () => {
+  it('runs a file downloaded alone from what its own metadata says: the same report as with its manifest', async () => {
+    const model = await exported('downloaded');
+    const images = path.join(root, 'downloaded-images');
+    for (const [i, label] of model.graph.classes.entries()) {
+      await mkdir(path.join(images, label), { recursive: true });
+      for (let k = 0; k < 2; k++) await writeFile(path.join(images, label, `${k}.png`), await makeImage('png', 40 + 8 * i, 36 + 4 * k));
+    }
+    const report = async () => {
+      const m = await resolveEvalModel(model.onnxFile, settings);
+      return { m, report: await evaluateFolder(m, await scanLabelledFolder(images, m.contract.classes)) };
+    };
+    const withManifest = await report();
+    await rm(model.manifestFile);
+    const alone = await report();
+    expect(alone.m.contract).toEqual({
+      classes: withManifest.m.contract.classes,
+      input: withManifest.m.contract.input,
+      output: withManifest.m.contract.output,
+      preprocess: withManifest.m.contract.preprocess,
+      quantization: { weightEncoding: 'uint8', weightBits: 8 },
+    });
+    expect(alone.report.images).toBe(6);
+    expect(alone.report).toEqual(withManifest.report);
+  });
+
+  it('says MODEL_NOT_FOUND, and what to put beside it, for a file with neither a manifest nor the metadata (an older export)', async () => {
     const model = await exported('bare');
     await rm(model.manifestFile);
-    await expect(resolveEvalModel(model.onnxFile, settings)).rejects.toMatchObject({ code: 'MODEL_NOT_FOUND' });
+    await writeFile(model.onnxFile, quantGraphToQdqOnnx(model.graph, { weightEncoding: 'uint8', metadata: { jobId: 'job-bare' } }));
+    await expect(resolveEvalModel(model.onnxFile, settings)).rejects.toMatchObject({
+      code: 'MODEL_NOT_FOUND',
+      message: expect.stringMatching(/no readable manifest\.json beside it, and its metadata has no "qatserve" entry .*GET \/v1\/models\/<id>/),
+    });
   });
 });
 

@@ -10,6 +10,7 @@ import { loadTrainedModel, runTraining, type EvalLogits } from '../../src/ml/ind
 import { chanceWarning, DEFAULT_VERIFY_IMAGES, EvaluationAccumulator, exportJobModel, ExportVerificationError } from '../../src/export/index.js';
 import { loadDataset, type Dataset, type Split } from '../../src/data/index.js';
 import { spreadIndices } from '../../src/ml/evaluate.js';
+import { readFileContract } from '../../src/export/file-contract.js';
 import { ModelManifest } from '../../src/export/manifest.js';
 import { DataType, decodeModel } from '../../src/export/onnx-proto.js';
 import { modelFilesIn } from '../../src/serving/model-store.js';
@@ -111,6 +112,17 @@ describe('exportJobModel', () => {
     });
     expect(m.quantization.fusion.fullyFused).toBe(true);
     expect(m.quantization.activations.length).toBeGreaterThan(50);
+    // The file says the same about itself, for when it is downloaded without its manifest.
+    expect(readFileContract(bytes)).toEqual({
+      contract: {
+        classes: m.classes,
+        input: m.input,
+        output: m.output,
+        preprocess: m.preprocess,
+        quantization: { weightEncoding: m.quantization.weightEncoding, weightBits: m.quantization.weightBits },
+      },
+      problem: null,
+    });
     // The int8 file on the whole validation split (36 images, all verified too): the same top-1.
     const e = m.evaluation!;
     expect(e.images).toBe(36);
