@@ -122,6 +122,7 @@ async function probeAdmin() {
   state.canAdmin = res.ok;
   refreshModels().catch(() => {});
   refreshWorkers().catch(() => {});
+  refreshKeys().catch(() => {});
 }
 
 /** The API's error shape {error: {code, message, issues}} as a readable block. */
@@ -1079,6 +1080,109 @@ async function refreshHealth() {
   }
 }
 
+// ---- API keys (admins) --------------------------------------------------------------------------
+
+const when = (iso) => (iso ? new Date(iso).toLocaleString() : '—');
+
+/** Admins list, create and revoke keys here: what `qatserve keys` and /v1/keys do. */
+async function refreshKeys() {
+  $('#keys-panel').hidden = !state.canAdmin;
+  if (!state.canAdmin) return;
+  // A failed listing (the rate limit, a restart) leaves the rows shown until the next poll.
+  const list = await api('/v1/keys');
+  syncRows(
+    $('#keys tbody'),
+    list.items.map((k) => {
+      const actions = el('td', { className: 'actions' });
+      if (!k.revokedAt) {
+        const revoke = el('button', { type: 'button', className: 'secondary' }, 'Revoke');
+        revoke.setAttribute('aria-label', `revoke key ${k.name}`);
+        revoke.addEventListener('click', () => revokeKey(k.name));
+        actions.append(revoke);
+      }
+      const tr = el(
+        'tr',
+        {},
+        el('td', {}, k.name),
+        el('td', { className: 'mono' }, k.prefix),
+        el('td', {}, k.scopes.join(', ')),
+        el('td', {}, when(k.createdAt)),
+        el('td', {}, when(k.lastUsedAt)),
+        el('td', {}, when(k.revokedAt)),
+        actions,
+      );
+      tr.dataset.keyName = k.name;
+      return tr;
+    }),
+    (tr) => tr.dataset.keyName,
+  );
+}
+
+async function createKey(event) {
+  event.preventDefault();
+  const name = $('#key-name').value.trim();
+  const scopes = ['predict', 'train', 'admin'].filter((s) => $(`#key-${s}`).checked);
+  $('#keys-error').textContent = '';
+  let created;
+  try {
+    created = await api('/v1/keys', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name, scopes }) });
+  } catch (err) {
+    $('#keys-error').textContent = err.message;
+    return;
+  }
+  // With no key yet (auth off), this first key turns auth on: the tab goes on with it if it may.
+  const adopted = !sessionStorage.getItem(KEY_ITEM) && created.info.scopes.includes('admin');
+  if (adopted) sessionStorage.setItem(KEY_ITEM, created.key);
+  $('#key-created-note').textContent =
+    `Key "${created.info.name}" (${created.info.scopes.join(', ')}): shown this once and stored only as a hash, so copy it now. ` +
+    'Send it as "Authorization: Bearer <key>".' +
+    (adopted ? ' This tab uses it from now on.' : '');
+  $('#key-created-value').textContent = created.key;
+  $('#key-created').hidden = false;
+  $('#key-form').reset();
+  refreshKeys().catch(() => {});
+}
+
+/** Revoking leaves the key's jobs running (a rotated key's owner keeps its work); a leaked key's can be cancelled next. */
+async function revokeKey(name) {
+  if (!confirm(`Revoke key "${name}"? Requests with it are refused from now on; this cannot be undone.`)) return;
+  $('#keys-error').textContent = '';
+  const offer = $('#cancel-key-jobs');
+  offer.hidden = true;
+  try {
+    const revoked = await api(`/v1/keys/${encodeURIComponent(name)}/revoke`, { method: 'POST' });
+    const n = revoked.jobsGoingOn;
+    $('#keys-note').textContent =
+      `Key "${name}" revoked.${n ? ` ${n} job${n === 1 ? '' : 's'} it posted go${n === 1 ? 'es' : ''} on (queued or running).` : ''}`;
+    if (n) {
+      offer.textContent = `Cancel its ${n} job${n === 1 ? '' : 's'}`;
+      offer.dataset.keyName = name;
+      offer.hidden = false;
+    }
+  } catch (err) {
+    $('#keys-error').textContent = err.message;
+  }
+  refreshKeys().catch(() => {});
+}
+
+async function cancelKeyJobs() {
+  const offer = $('#cancel-key-jobs');
+  const name = offer.dataset.keyName;
+  try {
+    const revoked = await api(`/v1/keys/${encodeURIComponent(name)}/revoke`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ cancelJobs: true }),
+    });
+    const n = revoked.jobsCancelled.length;
+    $('#keys-note').textContent = `Key "${name}" revoked; cancelled ${n} job${n === 1 ? '' : 's'} it posted (a running one stops at its next step).`;
+    offer.hidden = true;
+    refreshJobs().catch(() => {});
+  } catch (err) {
+    $('#keys-error').textContent = err.message;
+  }
+}
+
 /** Admins see the deployment's workers: none running, or one waiting for disk, is why jobs stay queued. */
 async function refreshWorkers() {
   const pill = $('#workers');
@@ -1135,7 +1239,7 @@ async function refreshQueuePlace() {
 }
 
 function refreshAll() {
-  return Promise.allSettled([refreshJobs(), refreshModels(), refreshHealth(), refreshCompare(), refreshWorkers(), refreshQueuePlace()]);
+  return Promise.allSettled([refreshJobs(), refreshModels(), refreshHealth(), refreshCompare(), refreshWorkers(), refreshQueuePlace(), refreshKeys()]);
 }
 
 async function poll() {
@@ -1163,6 +1267,9 @@ $('#more-models').addEventListener('click', () => {
 });
 $('#predict-file').addEventListener('change', predict);
 $('#api-key-form').addEventListener('submit', saveKey);
+$('#key-form').addEventListener('submit', createKey);
+$('#cancel-key-jobs').addEventListener('click', cancelKeyJobs);
+$('#key-copy').addEventListener('click', () => navigator.clipboard?.writeText($('#key-created-value').textContent).catch(() => {}));
 const fromHash = /job=([^&]+)/.exec(location.hash);
 if (fromHash) openJob(decodeURIComponent(fromHash[1]));
 probeAdmin();

@@ -58,6 +58,51 @@ describe('dashboard with API keys', () => {
     h.app.auth.forget();
     await expect.poll(() => form.isVisible(), { timeout: 10_000 }).toBe(true);
     expect(await page.locator('#api-key-error').textContent()).toContain('The key was refused');
+    // A train key's page offers no key management: the listing needs admin.
+    expect(await page.locator('#keys-panel').isVisible()).toBe(false);
+    await page.close();
+  });
+
+  it('lets an admin create a key (shown once) and revoke it, then cancel the jobs it left going', async () => {
+    const admin = (await new KeyStore(h.deps.db.prisma).create('dash-keys-admin', 'admin')).key;
+    h.app.auth.forget();
+    const page = await browser.newPage();
+    await page.addInitScript((k) => sessionStorage.setItem('qatserve.apiKey', k), admin);
+    page.on('dialog', (d) => void d.accept());
+    await page.goto(`${base}/`);
+    await expect.poll(() => page.locator('#keys-panel').isVisible(), { timeout: 10_000 }).toBe(true);
+    await expect.poll(() => page.locator('#keys tbody tr[data-key-name="dash-keys-admin"]').count(), { timeout: 10_000 }).toBe(1);
+
+    await page.fill('#key-name', 'ci-bot');
+    await page.check('#key-train');
+    await page.click('#key-form button[type=submit]');
+    await expect.poll(() => page.locator('#key-created').isVisible(), { timeout: 10_000 }).toBe(true);
+    const created = (await page.textContent('#key-created-value'))!;
+    expect(created).toMatch(/^qsk_[A-Za-z0-9_-]{43}$/);
+    expect(await page.textContent('#key-created-note')).toContain('Key "ci-bot" (train): shown this once');
+    const row = page.locator('#keys tbody tr[data-key-name="ci-bot"]');
+    await expect.poll(() => row.count(), { timeout: 10_000 }).toBe(1);
+    expect(await row.textContent()).toContain(created.slice(0, 12));
+    // The key works, and a job posted with it is its own.
+    const posted = await h.app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      payload: { ...tinySynthetic, name: 'bot-job' },
+      headers: { authorization: `Bearer ${created}` },
+    });
+    expect(posted.statusCode).toBe(201);
+    const jobId = posted.json().id as string;
+
+    await row.getByRole('button', { name: 'revoke key ci-bot' }).click();
+    await expect.poll(() => page.textContent('#keys-note'), { timeout: 10_000 }).toBe('Key "ci-bot" revoked. 1 job it posted goes on (queued or running).');
+    expect((await h.app.inject({ method: 'GET', url: '/v1/jobs', headers: { authorization: `Bearer ${created}` } })).statusCode).toBe(401);
+    await expect.poll(() => row.getByRole('button').count(), { timeout: 10_000 }).toBe(0);
+    const status = async () => (await h.app.inject({ method: 'GET', url: `/v1/jobs/${jobId}`, headers: { authorization: `Bearer ${admin}` } })).json().status;
+    expect(await status()).toBe('queued');
+    await page.click('#cancel-key-jobs');
+    await expect.poll(() => page.textContent('#keys-note'), { timeout: 10_000 }).toContain('revoked; cancelled 1 job it posted');
+    expect(await status()).toBe('cancelled');
+    expect(await page.isVisible('#cancel-key-jobs')).toBe(false);
     await page.close();
   });
 });
@@ -142,5 +187,26 @@ describe('dashboard with no key yet (auth off on loopback)', () => {
       expect([await status(byFetch), await status(byForm)], origin).toEqual(['queued', 'queued']);
       await page.close();
     }
+  });
+  it('creates the first key from the dashboard: auth turns on, and the tab goes on with that key', async () => {
+    // Last in this block: from here on the server needs a key.
+    await queued('before-the-key');
+    const page = await browser.newPage();
+    await page.goto(`http://localhost:${port}/`);
+    await expect.poll(() => page.locator('#keys-panel').isVisible(), { timeout: 10_000 }).toBe(true);
+    await page.fill('#key-name', 'first-admin');
+    await page.check('#key-admin');
+    await page.click('#key-form button[type=submit]');
+    await expect.poll(() => page.textContent('#key-created-note'), { timeout: 10_000 }).toContain('This tab uses it from now on.');
+    h.app.auth.forget(); // as every replica does within 2 s
+    expect((await h.app.inject({ method: 'GET', url: '/v1/jobs' })).statusCode).toBe(401);
+    // Polls go on with the key: the jobs stay listed and the page never asks for one.
+    const requests: number[] = [];
+    page.on('response', (r) => void (r.url().endsWith('/v1/jobs?limit=20') && requests.push(r.status())));
+    await expect.poll(() => requests.length, { timeout: 10_000 }).toBeGreaterThan(0);
+    expect(requests.every((s) => s === 200)).toBe(true);
+    expect(await page.locator('#jobs tbody').textContent()).toContain('before-the-key');
+    expect(await page.isVisible('#api-key-form')).toBe(false);
+    await page.close();
   });
 });
