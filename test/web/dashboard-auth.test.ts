@@ -1,17 +1,19 @@
 /// <reference lib="dom" />
 // The dashboard against a server that needs a key (Debian's chromium via playwright-core): it asks
-// for one on the first 401, then lists the jobs with it, and asks again when the key is refused.
-// And a server with no key yet (auth off on loopback): its own dashboard changes jobs, another
-// site's page in the same browser cannot.
-import fs from 'node:fs';
+// for one on the first 401, then lists the jobs with it, and asks again when the key is refused;
+// an admin manages keys in it. And a server with no key yet (auth off on loopback): its own
+// dashboard changes jobs, another site's page in the same browser cannot.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { KeyStore } from '../../src/auth/key-store.js';
 import { startHarness, tinySynthetic, waitReady, type Harness } from '../api/api-harness.js';
+import { launchChromium } from './browser.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+/** A job posted with `key` (none: anonymous), as a client posts one. */
+const postJob = (h: Harness, name: string, key?: string) =>
+  h.app.inject({ method: 'POST', url: '/v1/jobs', payload: { ...tinySynthetic, name }, headers: key ? { authorization: `Bearer ${key}` } : {} });
 
 describe('dashboard with API keys', () => {
   let h: Harness;
@@ -20,20 +22,13 @@ describe('dashboard with API keys', () => {
   let key: string;
 
   beforeAll(async () => {
-    if (!fs.existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}: apt-get install chromium (.ci/run does)`);
     h = await startHarness('sqlite');
     await waitReady(h);
     key = (await new KeyStore(h.deps.db.prisma).create('browser', 'train')).key;
     h.app.auth.forget(); // as `qatserve keys create` would be seen within 2 s
-    const created = await h.app.inject({
-      method: 'POST',
-      url: '/v1/jobs',
-      payload: { ...tinySynthetic, name: 'keyed-job' },
-      headers: { authorization: `Bearer ${key}` },
-    });
-    expect(created.statusCode).toBe(201);
+    expect((await postJob(h, 'keyed-job', key)).statusCode).toBe(201);
     base = await h.app.listen({ port: 0, host: '127.0.0.1' });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'] });
+    browser = await launchChromium();
   });
   afterAll(async () => {
     await browser?.close();
@@ -84,12 +79,7 @@ describe('dashboard with API keys', () => {
     await expect.poll(() => row.count(), { timeout: 10_000 }).toBe(1);
     expect(await row.textContent()).toContain(created.slice(0, 12));
     // The key works, and a job posted with it is its own.
-    const posted = await h.app.inject({
-      method: 'POST',
-      url: '/v1/jobs',
-      payload: { ...tinySynthetic, name: 'bot-job' },
-      headers: { authorization: `Bearer ${created}` },
-    });
+    const posted = await postJob(h, 'bot-job', created);
     expect(posted.statusCode).toBe(201);
     const jobId = posted.json().id as string;
 
@@ -114,21 +104,20 @@ describe('dashboard with no key yet (auth off on loopback)', () => {
   let site: http.Server;
 
   const queued = async (name: string) => {
-    const r = await h.app.inject({ method: 'POST', url: '/v1/jobs', payload: { ...tinySynthetic, name } });
+    const r = await postJob(h, name);
     expect(r.statusCode).toBe(201);
     return r.json().id as string;
   };
   const status = async (id: string) => (await h.app.inject({ method: 'GET', url: `/v1/jobs/${id}` })).json().status as string;
 
   beforeAll(async () => {
-    if (!fs.existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}: apt-get install chromium (.ci/run does)`);
     h = await startHarness('sqlite');
     await waitReady(h);
     port = Number(new URL(await h.app.listen({ port: 0, host: '127.0.0.1' })).port);
     // Any other site: an empty page the browser opens, whose scripts then try the API.
     site = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>another site</title>'));
     await new Promise<void>((r) => site.listen(0, '127.0.0.1', r));
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'] });
+    browser = await launchChromium();
   });
   afterAll(async () => {
     await browser?.close();
