@@ -581,6 +581,11 @@ function result(run: Run, status: TrainResult['status']): TrainResult {
   };
 }
 
+/** Whether the epoch that just ended is scored: every `evalEveryEpochs`-th, and the last step always. */
+function evaluationDue(run: Run): boolean {
+  return run.step >= run.totalSteps || (run.step / run.spe) % run.cfg.training.evalEveryEpochs === 0;
+}
+
 /** setupRun -> restoreStart -> (trainOneEpoch -> evaluateRun -> saveRun) per epoch -> final eval and checkpoint. */
 export async function runTraining(opts: TrainOptions): Promise<TrainResult> {
   const run = await setupRun(opts);
@@ -610,8 +615,10 @@ export async function runTraining(opts: TrainOptions): Promise<TrainResult> {
     while (run.step < run.totalSteps) {
       if ((await trainOneEpoch(run)) === 'stopped') return await stopped();
       if (run.step % run.spe === 0 || run.step >= run.totalSteps) {
-        const m = await evaluateRun(run);
-        if (!m && opts.signal?.aborted) return await stopped();
+        if (evaluationDue(run)) {
+          const m = await evaluateRun(run);
+          if (!m && opts.signal?.aborted) return await stopped();
+        }
         await saveRun(run);
         run.lastTime = performance.now();
       }

@@ -114,6 +114,22 @@ describe('runTraining', () => {
     ]);
   });
 
+  it('scores the validation split every `evalEveryEpochs` epochs and always at the end, with a checkpoint every epoch still', async () => {
+    // 16 training images at batch 2: 8 steps an epoch; 5 epochs, scored after the 2nd, the 4th and the last.
+    const config = tinyConfig({ epochs: 5, evalEveryEpochs: 2, keepCheckpoints: 10 });
+    const evals: number[] = [];
+    const checkpoints: number[] = [];
+    const r = await runTraining({
+      config,
+      workDir: path.join(tmp, 'eval-every'),
+      dataRoot: tmp,
+      callbacks: { onEval: (m) => void evals.push(m.step), onCheckpoint: (c) => void checkpoints.push(c.step) },
+    });
+    expect(r.status).toBe('completed');
+    expect(evals).toEqual([16, 32, 40]);
+    expect(checkpoints).toEqual([8, 16, 24, 32, 40]);
+  }, 300_000);
+
   it("reports reading an image folder's headers as its `preparing` phase, ended before the first step", async () => {
     const root = path.join(tmp, 'folder-phase');
     for (const [c, colour] of [
