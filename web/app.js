@@ -1138,9 +1138,26 @@ async function createKey(event) {
     'Send it as "Authorization: Bearer <key>".' +
     (adopted ? ' This tab uses it from now on.' : '');
   $('#key-created-value').textContent = created.key;
+  $('#key-copy').textContent = 'Copy';
   $('#key-created').hidden = false;
   $('#key-form').reset();
   refreshKeys().catch(() => {});
+}
+
+/**
+ * The clipboard is there on https:// and localhost pages only: on a plain-HTTP server reached by
+ * another name the key is selected instead, for Ctrl+C, and the button says so.
+ */
+async function copyKey() {
+  const value = $('#key-created-value');
+  const button = $('#key-copy');
+  try {
+    await navigator.clipboard.writeText(value.textContent);
+    button.textContent = 'Copied';
+  } catch {
+    getSelection().selectAllChildren(value);
+    button.textContent = 'Selected: press Ctrl+C';
+  }
 }
 
 /** Revoking leaves the key's jobs running (a rotated key's owner keeps its work); a leaked key's can be cancelled next. */
@@ -1269,7 +1286,7 @@ $('#predict-file').addEventListener('change', predict);
 $('#api-key-form').addEventListener('submit', saveKey);
 $('#key-form').addEventListener('submit', createKey);
 $('#cancel-key-jobs').addEventListener('click', cancelKeyJobs);
-$('#key-copy').addEventListener('click', () => navigator.clipboard?.writeText($('#key-created-value').textContent).catch(() => {}));
+$('#key-copy').addEventListener('click', copyKey);
 const fromHash = /job=([^&]+)/.exec(location.hash);
 if (fromHash) openJob(decodeURIComponent(fromHash[1]));
 probeAdmin();

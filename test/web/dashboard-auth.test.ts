@@ -61,7 +61,8 @@ describe('dashboard with API keys', () => {
   it('lets an admin create a key (shown once) and revoke it, then cancel the jobs it left going', async () => {
     const admin = (await new KeyStore(h.deps.db.prisma).create('dash-keys-admin', 'admin')).key;
     h.app.auth.forget();
-    const page = await browser.newPage();
+    const context = await browser.newContext({ permissions: ['clipboard-read', 'clipboard-write'] });
+    const page = await context.newPage();
     await page.addInitScript((k) => sessionStorage.setItem('qatserve.apiKey', k), admin);
     page.on('dialog', (d) => void d.accept());
     await page.goto(`${base}/`);
@@ -75,6 +76,14 @@ describe('dashboard with API keys', () => {
     const created = (await page.textContent('#key-created-value'))!;
     expect(created).toMatch(/^qsk_[A-Za-z0-9_-]{43}$/);
     expect(await page.textContent('#key-created-note')).toContain('Key "ci-bot" (train): shown this once');
+    await page.click('#key-copy');
+    await expect.poll(() => page.textContent('#key-copy')).toBe('Copied');
+    expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(created);
+    // Where there is no clipboard (a plain-HTTP page reached by another name than localhost), the key is selected for Ctrl+C.
+    await page.evaluate(() => Object.defineProperty(navigator, 'clipboard', { value: undefined }));
+    await page.click('#key-copy');
+    await expect.poll(() => page.textContent('#key-copy')).toBe('Selected: press Ctrl+C');
+    expect(await page.evaluate(() => getSelection()?.toString())).toBe(created);
     const row = page.locator('#keys tbody tr[data-key-name="ci-bot"]');
     await expect.poll(() => row.count(), { timeout: 10_000 }).toBe(1);
     expect(await row.textContent()).toContain(created.slice(0, 12));
@@ -93,7 +102,7 @@ describe('dashboard with API keys', () => {
     await expect.poll(() => page.textContent('#keys-note'), { timeout: 10_000 }).toContain('revoked; cancelled 1 job it posted');
     expect(await status()).toBe('cancelled');
     expect(await page.isVisible('#cancel-key-jobs')).toBe(false);
-    await page.close();
+    await context.close();
   });
 });
 
