@@ -34,14 +34,14 @@ export function isLoopbackHost(host: string): boolean {
  * auth off. Such an API trusts whoever reaches the port, and a web page the user has open can
  * reach it by DNS rebinding (its own name re-pointed at 127.0.0.1): the page's requests then name
  * the page's host, never a loopback one. So only loopback names (localhost, *.localhost, 127.x,
- * [::1]) and the operator's `allowed` names (ALLOWED_HOSTS, e.g. a proxy on this machine) are
- * answered. A request without Host (HTTP/1.0) comes from no browser and passes.
+ * [::1]) and the operator's `allowed` names (ALLOWED_HOSTS, e.g. a proxy on this machine; lower
+ * case, as settings.ts gives them) are answered. A request without Host (HTTP/1.0) comes from no
+ * browser and passes.
  */
 export function hostAllowed(hostHeader: string | undefined, allowed: readonly string[]): boolean {
   if (hostHeader === undefined) return true;
   const name = hostHeader.trim().toLowerCase().replace(/:\d*$/, '');
-  if (isLoopbackHost(name) || name.endsWith('.localhost')) return true;
-  return allowed.some((a) => a.toLowerCase() === name);
+  return isLoopbackHost(name) || name.endsWith('.localhost') || allowed.includes(name);
 }
 
 /** The refusal of a request `hostAllowed` turned away: what the operator can do about it. */
@@ -80,7 +80,7 @@ export function crossSiteChange(req: RequestSite, allowed: readonly string[]): b
     return true;
   }
   if (req.host !== undefined && origin.host === req.host.trim().toLowerCase()) return false;
-  return !allowed.some((a) => a.toLowerCase() === origin.hostname);
+  return !allowed.includes(origin.hostname);
 }
 
 /** The refusal of a request `crossSiteChange` turned away. */

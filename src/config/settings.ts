@@ -369,9 +369,10 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     skipMigrate: Boolean(e.QATSERVE_SKIP_MIGRATE),
     engine: toEngine(e),
     auth: e.AUTH,
+    // Host names compare without case: lowered once here, not on every request.
     allowedHosts: (e.ALLOWED_HOSTS ?? '')
       .split(',')
-      .map((h) => h.trim())
+      .map((h) => h.trim().toLowerCase())
       .filter(Boolean),
     trustProxy: parseTrustProxy(e.TRUST_PROXY),
     limits: {

@@ -52,6 +52,7 @@ describe('settings', () => {
     expect(() => loadSettings({ AUTH: 'maybe' })).toThrow(/AUTH/);
     expect(loadSettings({}).allowedHosts).toEqual([]);
     expect(loadSettings({ ALLOWED_HOSTS: 'qatserve.internal, box.lan ,' }).allowedHosts).toEqual(['qatserve.internal', 'box.lan']);
+    expect(loadSettings({ ALLOWED_HOSTS: 'Proxy.Internal' }).allowedHosts).toEqual(['proxy.internal']);
   });
   it('TRAIN_THREADS: every core for a worker, one fewer under serve (at least 1), or as set', () => {
     expect(defaultTrainThreads('worker', 2)).toBe(2);
