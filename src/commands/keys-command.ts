@@ -8,7 +8,7 @@ import { KeyError, KeyStore, type ApiKeyInfo } from '../auth/key-store.js';
 import { KEY_CACHE_MS } from '../auth/auth-policy.js';
 import { SCOPES } from '../auth/scopes.js';
 import { openDatabase } from '../db/database.js';
-import { cancelJobsOf, requestCancel, unfinishedJobsOf } from '../jobs/job-lifecycle.js';
+import { requestCancel, revokedKeyJobs } from '../jobs/job-lifecycle.js';
 
 export const KEYS_USAGE = `usage: qatserve keys <command>
   create --name NAME --scopes ${SCOPES.join(',')}   a new key, printed once (the last line on stdout)
@@ -77,13 +77,12 @@ export async function runKeysCommand(
       out(`revoked key "${info.name}" (prefix ${info.prefix}); running servers refuse it within ${KEY_CACHE_MS / 1000} s${held}`);
       // The database only: a queued job's queue entry is skipped by the worker that takes it, a
       // running job's worker sees the cancel in the job's row at its next step.
-      const cancelled = values['cancel-jobs'] ? await cancelJobsOf(db.prisma, info.id, (id) => requestCancel(db.prisma, id)) : [];
+      const { cancelled, goingOn: left } = await revokedKeyJobs(db.prisma, info.id, values['cancel-jobs'] ? (id) => requestCancel(db.prisma, id) : undefined);
       if (cancelled.length) {
         out(
           `cancelled ${cancelled.length} of its jobs (queued ones at once; running ones stop at their next step, keeping a checkpoint): ${cancelled.join(', ')}`,
         );
       }
-      const left = (await unfinishedJobsOf(db.prisma, info.id)).filter((j) => j.status !== 'cancelling');
       if (left.length) {
         const running = left.filter((j) => j.status === 'running').length;
         out(

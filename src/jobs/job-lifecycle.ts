@@ -181,7 +181,7 @@ export async function requestCancel(prisma: Prisma, id: string, wake?: JobWake):
 }
 
 /** The jobs a key posted that have not finished (queued, running, cancelling), oldest first. */
-export async function unfinishedJobsOf(prisma: Prisma, keyId: string): Promise<Array<{ id: string; status: JobStatus }>> {
+async function unfinishedJobsOf(prisma: Prisma, keyId: string): Promise<Array<{ id: string; status: JobStatus }>> {
   const rows = await prisma.trainingJob.findMany({
     where: { createdByKeyId: keyId, status: { in: ['queued', 'running', 'cancelling'] } },
     select: { id: true, status: true },
@@ -191,24 +191,32 @@ export async function unfinishedJobsOf(prisma: Prisma, keyId: string): Promise<A
 }
 
 /**
- * Cancels the unfinished jobs a key posted (a revoked key's, when the admin asks): a revocation
- * alone leaves a leaked key's queued and running jobs to take the workers for hours. Queued ones
- * end at once; running ones stop at their next step, keeping their checkpoint. `cancel` is the
- * caller's: the API's also takes a queued job off the queue and tells its worker through Redis;
- * the CLI's (the database only) leaves those to the worker's own checks of the row. A job that
- * finished meanwhile is passed over. Returns the ids cancelled or stopping.
+ * A revoked key's jobs: a revocation alone leaves a leaked key's queued and running jobs to take
+ * the workers for hours. With `cancel`, its unfinished jobs are cancelled first (queued ones end at
+ * once; running ones stop at their next step, keeping their checkpoint; one that finished
+ * meanwhile is passed over). `cancel` is the caller's: the API's also takes a queued job off the
+ * queue and tells its worker through Redis; the CLI's (the database only) leaves those to the
+ * worker's own checks of the row. Returns the ids cancelled or stopping, and the jobs still queued
+ * or running.
  */
-export async function cancelJobsOf(prisma: Prisma, keyId: string, cancel: (id: string) => Promise<unknown>): Promise<string[]> {
-  const done: string[] = [];
-  for (const job of await unfinishedJobsOf(prisma, keyId)) {
-    try {
-      await cancel(job.id);
-      done.push(job.id);
-    } catch (err) {
-      if (!(err instanceof JobStateError) && !(err instanceof JobNotFoundError)) throw err;
+export async function revokedKeyJobs(
+  prisma: Prisma,
+  keyId: string,
+  cancel?: (id: string) => Promise<unknown>,
+): Promise<{ cancelled: string[]; goingOn: Array<{ id: string; status: JobStatus }> }> {
+  const cancelled: string[] = [];
+  if (cancel) {
+    for (const job of await unfinishedJobsOf(prisma, keyId)) {
+      try {
+        await cancel(job.id);
+        cancelled.push(job.id);
+      } catch (err) {
+        if (!(err instanceof JobStateError) && !(err instanceof JobNotFoundError)) throw err;
+      }
     }
   }
-  return done;
+  const goingOn = (await unfinishedJobsOf(prisma, keyId)).filter((j) => j.status !== 'cancelling');
+  return { cancelled, goingOn };
 }
 
 /**

@@ -9,7 +9,7 @@ import { JOB_WITH_MODEL } from '../db/model-rows.js';
 import { admissionIssues, FEWEST_CLASSES, tooLargeMessage, type JobBudget } from './job-admission.js';
 import { JobNotFoundError, JobQuotaError, JobStoreQuotaError, QueueUnavailableError, ServiceError, ValidationError, toIssues } from './job-errors.js';
 import type { JobWake } from './job-events.js';
-import { cancelJobsOf, deleteFinished, discardUnqueued, findByIdempotencyKey, insertQueued, requestCancel, unfinishedJobsOf } from './job-lifecycle.js';
+import { deleteFinished, discardUnqueued, findByIdempotencyKey, insertQueued, requestCancel, revokedKeyJobs } from './job-lifecycle.js';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import { jobPrefix, modelPrefix } from '../artifacts/artifact-keys.js';
 import { isTerminal, TERMINAL_STATUSES, type JobStatus } from './job-status.js';
@@ -442,11 +442,10 @@ export class JobService {
     return this.get(id);
   }
 
-  /** What a key's revocation leaves going: its jobs not finished, and (`cancel`) cancels them first. */
+  /** What a key's revocation leaves going (revokedKeyJobs), cancelling its jobs first when asked. */
   async jobsOfRevokedKey(keyId: string, cancel: boolean): Promise<{ cancelled: string[]; goingOn: number }> {
-    const cancelled = cancel ? await cancelJobsOf(this.deps.prisma, keyId, (id) => this.cancel(id)) : [];
-    const left = await unfinishedJobsOf(this.deps.prisma, keyId);
-    return { cancelled, goingOn: left.filter((j) => j.status !== 'cancelling').length };
+    const { cancelled, goingOn } = await revokedKeyJobs(this.deps.prisma, keyId, cancel ? (id) => this.cancel(id) : undefined);
+    return { cancelled, goingOn: goingOn.length };
   }
 
   /**
