@@ -208,7 +208,8 @@ async function classFolders(walk: Walk, dir: string): Promise<Map<string, string
   const classes = new Map<string, string[]>();
   for (const name of await folderNames(walk, dir)) {
     const files = await imageFilesUnder(walk, path.join(dir, name));
-    classes.set(nfc(name), [...(classes.get(nfc(name)) ?? []), ...files]);
+    const key = nfc(name);
+    classes.set(key, [...(classes.get(key) ?? []), ...files]);
   }
   return classes;
 }
