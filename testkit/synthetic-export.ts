@@ -32,7 +32,7 @@ export async function writeSyntheticExport(
   },
 ): Promise<SyntheticExport> {
   const bytes = quantGraphToQdqOnnx(graph, { weightEncoding: opts.weightEncoding, metadata: fileMetadata(graph, opts.weightEncoding, opts.jobId) });
-  const contract = fileContract(graph, opts.weightEncoding);
+  const { quantization: stored, ...described } = fileContract(graph, opts.weightEncoding);
   const k = expectedKernels(graph);
   const fusion: FusionReport = opts.measureFusion
     ? fusionReport(await optimizedOpCounts(bytes), k)
@@ -55,16 +55,13 @@ export async function writeSyntheticExport(
     sha256: createHash('sha256').update(bytes).digest('hex'),
     sizeBytes: bytes.length,
     float32SizeBytes: quantGraphToFloatOnnx(graph).length,
-    classes: contract.classes,
-    input: contract.input,
-    output: contract.output,
-    preprocess: contract.preprocess,
+    ...described,
     quantization: {
       format: 'onnx-qdq',
       opset: ONNX_OPSET,
       activationType: 'uint8 asymmetric per-tensor',
       weightType: 'int8 symmetric per-channel',
-      ...contract.quantization,
+      ...stored,
       input: graph.input.quant,
       logits: graph.nodes.at(-1)!.outQuant,
       convs: k.convs,

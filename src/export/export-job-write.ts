@@ -28,7 +28,7 @@ export function buildManifest(args: {
   const kernels = expectedKernels(graph);
   const bytes = verified.chosen.bytes;
   // The fields the file carries in its own metadata, from the same function (file-contract.ts).
-  const contract = fileContract(graph, verified.chosen.encoding);
+  const { quantization: stored, ...described } = fileContract(graph, verified.chosen.encoding);
   return {
     format: MANIFEST_FORMAT,
     version: MANIFEST_VERSION,
@@ -38,16 +38,13 @@ export function buildManifest(args: {
     sha256: createHash('sha256').update(bytes).digest('hex'),
     sizeBytes: bytes.length,
     float32SizeBytes: args.float32SizeBytes,
-    classes: contract.classes,
-    input: contract.input,
-    output: contract.output,
-    preprocess: contract.preprocess,
+    ...described,
     quantization: {
       format: 'onnx-qdq',
       opset: ONNX_OPSET,
       activationType: 'uint8 asymmetric per-tensor',
       weightType: 'int8 symmetric per-channel',
-      ...contract.quantization,
+      ...stored,
       input: graph.input.quant,
       logits: graph.nodes.find((nd) => nd.output === graph.output)!.outQuant,
       convs: kernels.convs,
