@@ -49,6 +49,8 @@ const state = {
   modelsListed: 20,
   canAdmin: false,
   jobNames: new Map(),
+  /** Jobs found gone when a job that started from one was shown. */
+  deletedJobs: new Set(),
 };
 
 // ---- API access ---------------------------------------------------------------------------------
@@ -211,8 +213,7 @@ async function refreshJobs() {
     const box = el('input', { type: 'checkbox', checked: state.compare.has(job.id) });
     box.setAttribute('aria-label', `compare ${job.name}`);
     box.addEventListener('change', () => toggleCompare(job, box));
-    const open = el('button', { type: 'button', className: 'link' }, job.name);
-    open.addEventListener('click', () => openJob(job.id));
+    const open = jobLink(job.id);
     const tr = el(
       'tr',
       { className: job.id === state.selected ? 'selected' : '' },
@@ -504,6 +505,8 @@ function renderStatus() {
   refreshQueuePlace().catch(() => {});
   $('#cancel-job').hidden = !['queued', 'running'].includes(job.status);
   $('#delete-job').hidden = !TERMINAL.includes(job.status);
+  // A job has a checkpoint to start from once it has trained (the server says if it has none yet).
+  $('#finetune-job').hidden = !(job.progress.step > 0);
   $('#job-error').textContent = job.error ? `${job.error.code}: ${job.error.message}` : '';
 }
 
@@ -519,11 +522,13 @@ function renderFacts() {
   const job = state.job;
   if (!job) return;
   const data = job.dataset;
+  const from = job.config.init?.fromJob;
   const more = data && data.classes > data.classNames.length ? `, and ${(data.classes - data.classNames.length).toLocaleString()} more` : '';
   const facts = [
     // Jobs that ran before the thirty-ninth session have none.
     ['data', data?.description ?? (job.status === 'queued' ? '— (read when training starts)' : '—')],
     ...(data ? [['classes', `${data.classNames.join(', ')}${more}`]] : []),
+    ...(from ? [["started from job's weights", state.deletedJobs.has(from) ? `${from} (deleted since)` : jobLink(from)]] : []),
     ['backend', job.backend ?? '—'],
     ['attempts', String(job.attempts)],
     ['warnings', String(job.warnings)],
@@ -543,8 +548,28 @@ function renderFacts() {
   $('#job-facts').replaceChildren(...facts.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
 }
 
+/** A button that opens the job `id`, named as the job list last named it. */
+function jobLink(id) {
+  const open = el('button', { type: 'button', className: 'link' }, state.jobNames.get(id) ?? id);
+  open.addEventListener('click', () => openJob(id));
+  return open;
+}
+
+/** Learns the name of a job the list has not shown (deleted: says so), then shows the facts again. */
+async function learnJobName(id) {
+  if (state.jobNames.has(id) || state.deletedJobs.has(id)) return;
+  try {
+    state.jobNames.set(id, (await api(`/v1/jobs/${encodeURIComponent(id)}`)).name);
+  } catch (err) {
+    if (err.status !== 404) return; // asked again at the next render
+    state.deletedJobs.add(id);
+  }
+  renderFacts();
+}
+
 function renderJob() {
   const job = state.job;
+  if (job.config.init?.fromJob) learnJobName(job.config.init.fromJob).catch(() => {});
   $('#job-title').textContent = `${job.name} (${job.id})`;
   $('#job-config').textContent = JSON.stringify(job.config, null, 2);
   renderStatus();
@@ -1007,6 +1032,30 @@ function clearInvalid(input) {
   document.getElementById(`${input.id}-error`)?.remove();
 }
 
+/**
+ * The open job's config in the form, to change and send: the same run again, or (fineTune) one
+ * that starts from the job's newest checkpoint instead of from scratch (`init.fromJob`).
+ */
+function copyJobToForm(fineTune) {
+  const job = state.job;
+  if (!job) return;
+  const config = structuredClone(job.config);
+  if (fineTune) {
+    config.name = `${job.name} (fine-tuned)`.slice(0, 200);
+    config.init = { ...config.init, fromJob: job.id };
+  }
+  $('#config').value = JSON.stringify(config, null, 2);
+  fillFields();
+  for (const input of fields()) clearInvalid(input);
+  $('#new-job-error').textContent = '';
+  $('#new-job-raw-error').hidden = true;
+  $('#new-job-note').textContent = fineTune
+    ? `Filled in from "${job.name}", to start from its weights: change what you need (the data, fewer epochs, a smaller learning rate), then start.`
+    : `Filled in from "${job.name}", every setting as it ran: change what you need, then start.`;
+  $('#new-job-panel').scrollIntoView({ block: 'start' });
+  $('#f-name').focus();
+}
+
 /** The field an issue path names: itself, or the field of the first setting under it. */
 function fieldFor(path) {
   const all = fields();
@@ -1038,6 +1087,7 @@ function showIssues(body) {
 async function submitJob(event) {
   event.preventDefault();
   $('#new-job-error').textContent = '';
+  $('#new-job-note').textContent = '';
   $('#new-job-raw-error').hidden = true;
   for (const input of fields()) clearInvalid(input);
   const config = readConfig();
@@ -1271,6 +1321,8 @@ $('#config').addEventListener('input', fillFields);
 $('#new-job').addEventListener('submit', submitJob);
 $('#cancel-job').addEventListener('click', cancelSelected);
 $('#delete-job').addEventListener('click', deleteSelected);
+$('#rerun-job').addEventListener('click', () => copyJobToForm(false));
+$('#finetune-job').addEventListener('click', () => copyJobToForm(true));
 $('#cleanup-form').addEventListener('submit', deleteFinished);
 $('#export-csv').addEventListener('click', exportCsv);
 $('#compare-metric').addEventListener('change', renderCompare);

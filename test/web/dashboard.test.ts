@@ -648,6 +648,51 @@ describe('dashboard', () => {
     expect(await progress()).not.toMatch(/evaluating|exporting/);
   });
 
+  it("starts a new job from a finished one's settings, or from its weights (fine-tuning), with the job's buttons", async () => {
+    await page.goto(`${base}/#job=${liveId}`);
+    await expect.poll(() => page.textContent('#job-status'), { timeout: 10_000 }).toBe('succeeded');
+    const source = JobView.parse((await api('GET', `/v1/jobs/${liveId}`)).json());
+    // The same run again: every setting as it ran, in the JSON and the fields.
+    await page.click('#rerun-job');
+    expect(JSON.parse(await page.inputValue('#config'))).toEqual(source.config);
+    expect([await page.inputValue('#f-epochs'), await page.inputValue('#f-batch'), await page.inputValue('#f-from-job')]).toEqual(['2', '4', '']);
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe('f-name');
+    expect(await page.textContent('#new-job-note')).toContain('every setting as it ran');
+
+    // A job id that names no job is marked on its field, and nothing is created.
+    const jobCount = (await api('GET', '/v1/jobs?limit=100')).json().jobs.length;
+    await page.fill('#f-from-job', 'no-such-job');
+    await page.click('#new-job button[type=submit]');
+    await expect.poll(() => page.getAttribute('#f-from-job', 'aria-invalid')).toBe('true');
+    expect(await page.textContent('#f-from-job-error')).toBe('job "no-such-job" does not exist or has no checkpoint to start from');
+    expect((await api('GET', '/v1/jobs?limit=100')).json().jobs).toHaveLength(jobCount);
+
+    // From its weights: one more epoch on the same data at a smaller learning rate.
+    await page.click('#finetune-job');
+    expect(await page.getAttribute('#f-from-job', 'aria-invalid')).toBeNull();
+    expect([await page.inputValue('#f-from-job'), await page.inputValue('#f-name')]).toEqual([liveId, 'browser-live (fine-tuned)']);
+    await page.fill('#f-epochs', '1');
+    await page.fill('#f-lr', '0.01');
+    await page.click('#new-job button[type=submit]');
+    await expect.poll(() => page.textContent('#job-title'), { timeout: 10_000 }).toContain('browser-live (fine-tuned)');
+    expect(await page.textContent('#new-job-note')).toBe('');
+    const id = decodeURIComponent(/job=([^&]+)/.exec(new URL(page.url()).hash)![1]);
+    const tuned = JobView.parse((await api('GET', `/v1/jobs/${id}`)).json());
+    expect(tuned.config).toEqual({
+      ...source.config,
+      name: 'browser-live (fine-tuned)',
+      training: { ...source.config.training, epochs: 1, learningRate: 0.01 },
+      init: { fromJob: liveId },
+    });
+    // The panel names the job it started from, as a way back to it.
+    await expect.poll(() => page.textContent('#job-facts'), { timeout: 10_000 }).toContain("started from job's weightsbrowser-live");
+    await expect.poll(() => page.textContent('#job-status'), { timeout: 60_000 }).toBe('succeeded');
+    // The worker started it from the source's newest checkpoint (test/ml/train.test.ts checks the weights load).
+    expect(worker.output()).toMatch(new RegExp(`"jobId":"${id}".*"initFrom":"[^"]*${liveId}[^"]*"`));
+    await page.locator('#job-facts button.link', { hasText: 'browser-live' }).click();
+    await expect.poll(() => page.textContent('#job-title')).toBe(`browser-live (${liveId})`);
+  });
+
   // Last: it stops the worker.
   it('shows an admin the live workers, and that queued jobs wait when none runs (the job panel too); other keys see no worker list', async () => {
     const context = await keyedContext(browser, adminKey);
