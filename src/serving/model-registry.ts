@@ -116,6 +116,12 @@ export class ModelRegistry {
     return this.servingId;
   }
 
+  /** The model answering requests that name none, and its job; null while none serves. */
+  servingModel(): { id: string; jobId: string } | null {
+    const record = this.servingId ? this.entries.get(this.servingId)?.model.record : undefined;
+    return record ? { id: record.id, jobId: record.jobId } : null;
+  }
+
   /** Loaded model ids (serving, extras, and retiring ones still finishing requests). */
   loadedIds(): string[] {
     return [...this.entries.keys()];

@@ -24,10 +24,11 @@ export interface PredictResult extends Classified {
   model: { id: string; jobId: string };
 }
 
-export interface BatchImage {
-  image: Buffer;
-  declared?: DeclaredFormat;
-}
+/** What became of one image sent to be classified: answered, with its timings, or refused with a code. */
+export type ImageOutcome = { timings: Classified['timings'] } | { code: string };
+
+/** One image of a batch request, or why the request could not carry it (answered in its place). */
+export type BatchImage = { image: Buffer; declared?: DeclaredFormat } | { error: { code: string; message: string } };
 
 /** One image of a batch: its answer, or why it has none (the other images are answered). */
 export type BatchItemResult = Classified | { error: { code: string; message: string } };
@@ -114,6 +115,7 @@ export class ServingService {
   private inFlight = 0;
   /** One AVIF decode at a time (decode-gate.ts); a batch's worth may wait for it. */
   private readonly avifDecodes: DecodeGate;
+  private readonly imageListeners: Array<(outcome: ImageOutcome) => void> = [];
 
   constructor(opts: ServingOptions) {
     this.store = opts.store;
@@ -135,6 +137,22 @@ export class ServingService {
     return this.inFlight;
   }
 
+  /** Hears what became of every image a request sent (the Prometheus metrics count them). */
+  onImage(listener: (outcome: ImageOutcome) => void): void {
+    this.imageListeners.push(listener);
+  }
+
+  private heard(result: Classified | { error: { code: string } }): void {
+    const outcome = 'error' in result ? { code: result.error.code } : { timings: result.timings };
+    for (const listener of this.imageListeners) listener(outcome);
+  }
+
+  /** A request refused as a whole: each of its images was refused with its code (one the request could not carry, with its own). */
+  private refused(err: unknown, images: readonly BatchImage[]): void {
+    const code = err instanceof ServiceError ? err.code : 'INTERNAL_ERROR';
+    for (const it of images) this.heard('error' in it ? it : { error: { code } });
+  }
+
   start(): Promise<void> {
     return this.registry.start();
   }
@@ -144,13 +162,21 @@ export class ServingService {
    * decode as.
    */
   async predict(image: Buffer, opts: { modelId?: string; topK?: number; declared?: DeclaredFormat } = {}): Promise<PredictResult> {
-    if (this.inFlight >= this.maxQueue) throw this.overloaded();
-    this.inFlight++;
+    let result: PredictResult;
     try {
-      return await this.predictOne(image, opts);
-    } finally {
-      this.inFlight--;
+      if (this.inFlight >= this.maxQueue) throw this.overloaded();
+      this.inFlight++;
+      try {
+        result = await this.predictOne(image, opts);
+      } finally {
+        this.inFlight--;
+      }
+    } catch (err) {
+      this.refused(err, [{ image }]);
+      throw err;
     }
+    this.heard(result);
+    return result;
   }
 
   private async predictOne(image: Buffer, opts: { modelId?: string; topK?: number; declared?: DeclaredFormat }): Promise<PredictResult> {
@@ -171,26 +197,36 @@ export class ServingService {
    * read gets its error in its place; the others are answered.
    */
   async predictBatch(images: BatchImage[], opts: { modelId?: string; topK?: number } = {}): Promise<PredictBatchResult> {
-    if (this.inFlight + images.length > this.maxQueue) throw this.overloaded();
-    this.inFlight += images.length;
+    const places = images.filter((it) => 'image' in it).length;
+    let result: PredictBatchResult;
     try {
-      const inspected = await allSettled(images.map((it) => itemResult(() => this.inspect(it.image, it.declared))));
-      const unreadable = inspected.filter((r) => 'error' in r);
-      if (unreadable.length === images.length) return { model: null, results: unreadable };
-      const lease = await this.registry.acquire(opts.modelId);
+      if (this.inFlight + places > this.maxQueue) throw this.overloaded();
+      this.inFlight += places;
       try {
-        const results = await allSettled(
-          images.map((it, i) => {
-            const r = inspected[i];
-            return 'error' in r ? r : itemResult(() => this.classify(lease, it.image, r, opts.topK));
-          }),
-        );
-        return { model: modelOf(lease), results };
+        result = await this.classifyBatch(images, opts);
       } finally {
-        lease.release();
+        this.inFlight -= places;
       }
+    } catch (err) {
+      this.refused(err, images);
+      throw err;
+    }
+    for (const r of result.results) this.heard(r);
+    return result;
+  }
+
+  private async classifyBatch(images: BatchImage[], opts: { modelId?: string; topK?: number }): Promise<PredictBatchResult> {
+    const inspected = await allSettled(
+      images.map((it) => ('error' in it ? it : itemResult(async () => ({ image: it.image, ...(await this.inspect(it.image, it.declared)) })))),
+    );
+    const unreadable = inspected.filter((r) => 'error' in r);
+    if (unreadable.length === images.length) return { model: null, results: unreadable };
+    const lease = await this.registry.acquire(opts.modelId);
+    try {
+      const results = await allSettled(inspected.map((r) => ('error' in r ? r : itemResult(() => this.classify(lease, r.image, r, opts.topK)))));
+      return { model: modelOf(lease), results };
     } finally {
-      this.inFlight -= images.length;
+      lease.release();
     }
   }
 

@@ -7,6 +7,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { errorsPlugin } from '../../src/api/plugins/errors.js';
+import { metricsPlugin, servingSource } from '../../src/api/plugins/metrics.js';
 import { PredictBatchResponse, PredictLimits, PredictResponse, predictRoutes } from '../../src/api/routes/predict.js';
 import { ModelDetail, ModelEvaluationResponse, ModelList, modelsRoutes } from '../../src/api/routes/models.js';
 import { servingPlugin } from '../../src/serving/plugin.js';
@@ -393,6 +394,54 @@ describe('POST /v1/predict/batch', () => {
     expect(ok.status).toBe(200);
     expect((await json(ok)).results).toHaveLength(4);
     expect(app.serving.pending()).toBe(0);
+  });
+});
+
+describe('prediction metrics', () => {
+  it("counts images by outcome, times each answered one's stages, and names the model serving, on /metrics", async () => {
+    const store = new MemoryModelStore(modelFilesIn(root));
+    const app = Fastify({ logger: false });
+    const serving = new ServingService({ store, size: 1, batchWindowMs: 10, maxBatch: 8, pollMs: 0, maxImageBytes: 200_000 });
+    await app.register(errorsPlugin);
+    await app.register(servingPlugin, { service: serving });
+    await app.register(metricsPlugin, { sources: { queueCounts: async () => ({}), jobsByStatus: async () => ({}), serving: servingSource(serving) } });
+    await app.register(predictRoutes);
+    const url = await app.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const metrics = async () => (await fetch(`${url}/metrics`)).text();
+      const sample = (text: string, series: string) => Number(new RegExp(`^${series.replace(/[{}()[\]|.+*?^$\\]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1]);
+      const jpeg = await makeImage('jpeg', 80, 60, 1);
+      const asJson = { 'content-type': 'application/json' };
+
+      // No model yet: the replica says so, and a prediction is counted as refused.
+      expect(sample(await metrics(), 'qatserve_serving_model_info{model_id="",job_id="",state="none"}')).toBe(1);
+      expect((await fetch(`${url}/v1/predict`, { method: 'POST', body: bytes(jpeg), headers: { 'content-type': 'image/jpeg' } })).status).toBe(503);
+
+      store.add(a.record);
+      await serving.registry.refresh();
+      expect((await fetch(`${url}/v1/predict`, { method: 'POST', body: bytes(jpeg), headers: { 'content-type': 'image/jpeg' } })).status).toBe(200);
+      // A batch: two answered, one corrupt, one the request could not carry (not base64).
+      const imgs = await problemImages();
+      const images = [jpeg, imgs.truncated, await makeImage('png', 50, 70, 2)].map((b) => b.toString('base64'));
+      const batch = await fetch(`${url}/v1/predict/batch`, { method: 'POST', body: JSON.stringify({ images: [...images, '%%%'] }), headers: asJson });
+      expect(batch.status).toBe(200);
+
+      const text = await metrics();
+      expect(sample(text, 'qatserve_serving_model_info{model_id="a",job_id="job-a",state="ok"}')).toBe(1);
+      expect(text).not.toContain('state="none"');
+      expect(['ok', 'NO_MODEL', 'IMAGE_CORRUPT', 'IMAGE_BASE64_INVALID'].map((o) => sample(text, `qatserve_predict_images_total{outcome="${o}"}`))).toEqual([
+        3, 1, 1, 1,
+      ]);
+      for (const stage of ['decode', 'queue', 'inference']) {
+        expect(sample(text, `qatserve_predict_stage_seconds_count{stage="${stage}"}`), stage).toBe(3);
+        expect(sample(text, `qatserve_predict_stage_seconds_sum{stage="${stage}"}`), stage).toBeGreaterThanOrEqual(0);
+      }
+      expect(sample(text, 'qatserve_predict_stage_seconds_sum{stage="inference"}')).toBeGreaterThan(0);
+      expect(sample(text, 'qatserve_predict_batch_size_count')).toBe(3);
+      expect(sample(text, 'qatserve_predict_in_flight')).toBe(0);
+    } finally {
+      await app.close();
+    }
   });
 });
 

@@ -6,6 +6,7 @@ import fp from 'fastify-plugin';
 import { countByState, type WorkerState } from '../../queue/worker-registry.js';
 import client from 'prom-client';
 import type { WorkerStatus } from '../../queue/worker-supervisor.js';
+import type { ImageOutcome, ServingService } from '../../serving/prediction-service.js';
 import { lagBeyondPeriodMs } from '../event-loop-lag.js';
 
 /** The period of the probe behind qatserve_nodejs_eventloop_lag_{min,max,mean,stddev,p50,p90,p99}_seconds. */
@@ -66,6 +67,87 @@ export interface MetricsSources {
   workerStatus?: () => WorkerStatus;
   /** The deployment's live workers, and those away for less than WORKER_RESTART_GRACE_S (their entries in Redis). */
   fleet?: () => Promise<{ live: Array<{ state: WorkerState }>; away: unknown[] }>;
+  /** This process's predictions (src/serving/prediction-service.ts) and the model it serves. */
+  serving?: ServingSource;
+}
+
+export interface ServingSource {
+  /** Images being decoded, waiting or inferred; `maxQueue` (PREDICT_MAX_QUEUE) caps them. */
+  pending(): number;
+  maxQueue: number;
+  onImage(listener: (outcome: ImageOutcome) => void): void;
+  /** The model answering requests that name none, and the registry's state (ok, none, fallback, failing). */
+  servingModel(): { id: string; jobId: string } | null;
+  state(): string;
+}
+
+/** The metrics' view of a ServingService. */
+export function servingSource(service: ServingService): ServingSource {
+  return {
+    pending: () => service.pending(),
+    maxQueue: service.maxQueue,
+    onImage: (listener) => service.onImage(listener),
+    servingModel: () => service.registry.servingModel(),
+    state: () => service.registry.readiness().state,
+  };
+}
+
+/** Seconds, for a stage of one image's prediction: a fast decode is under a millisecond, an AVIF's seconds. */
+const STAGE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+/**
+ * What operators of a model server watch: images answered and refused (by code), where an answered
+ * image's time went, how full the predictor queue is, how well requests batch, and which model
+ * each replica serves (after a promotion, every replica should name the same one within MODEL_POLL_MS).
+ */
+function registerServing(registry: client.Registry, serving: ServingSource): void {
+  const images = new client.Counter({
+    name: 'qatserve_predict_images_total',
+    help: 'Images sent to /v1/predict and /v1/predict/batch by outcome: "ok" (answered) or the error code that refused it (IMAGE_TOO_LARGE, PREDICT_OVERLOADED, NO_MODEL, ...)',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
+  const stages = new client.Histogram({
+    name: 'qatserve_predict_stage_seconds',
+    help: "Where an answered image's time went: decode (header check and decode to the model's input), queue (waiting for a decode turn or a predictor), inference (the ONNX Runtime run of its batch)",
+    labelNames: ['stage'] as const,
+    buckets: STAGE_BUCKETS,
+    registers: [registry],
+  });
+  const batches = new client.Histogram({
+    name: 'qatserve_predict_batch_size',
+    help: 'Answered images by the size of the inference batch they ran in (PREDICT_MAX_BATCH, PREDICT_BATCH_WINDOW_MS)',
+    buckets: [1, 2, 4, 8, 16, 32, 64],
+    registers: [registry],
+  });
+  serving.onImage((outcome) => {
+    if ('code' in outcome) return void images.inc({ outcome: outcome.code });
+    images.inc({ outcome: 'ok' });
+    const t = outcome.timings;
+    stages.observe({ stage: 'decode' }, t.decodeMs / 1000);
+    stages.observe({ stage: 'queue' }, t.queueMs / 1000);
+    stages.observe({ stage: 'inference' }, t.inferMs / 1000);
+    batches.observe(t.batchSize);
+  });
+  new client.Gauge({
+    name: 'qatserve_predict_in_flight',
+    help: `Images being decoded, waiting or inferred in this process; past PREDICT_MAX_QUEUE (${serving.maxQueue}) requests are refused 503 PREDICT_OVERLOADED`,
+    registers: [registry],
+    collect() {
+      this.set(serving.pending());
+    },
+  });
+  new client.Gauge({
+    name: 'qatserve_serving_model_info',
+    help: 'The model this process answers /v1/predict with (1): model_id and job_id ("" while none serves), state ok, none, fallback (an older model serves: the one that should failed to load here) or failing',
+    labelNames: ['model_id', 'job_id', 'state'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      const model = serving.servingModel();
+      this.set({ model_id: model?.id ?? '', job_id: model?.jobId ?? '', state: serving.state() }, 1);
+    },
+  });
 }
 
 export const metricsPlugin = fp(async function metrics(app: FastifyInstance, opts: { sources: MetricsSources }) {
@@ -158,6 +240,8 @@ export const metricsPlugin = fp(async function metrics(app: FastifyInstance, opt
       },
     });
   }
+
+  if (opts.sources.serving) registerServing(registry, opts.sources.serving);
 
   const worker = opts.sources.workerStatus;
   if (worker) {

@@ -363,16 +363,15 @@ export async function predictRoutes(app: FastifyInstance) {
     async (req: FastifyRequest) => {
       const query = parseRequest(PredictQuery, req.query, 'query');
       const uploads = await imagesFromRequest(req, limit, maxImages);
-      const readable = uploads.filter((u): u is Upload => 'bytes' in u);
       const answered = await serving.predictBatch(
-        readable.map((u) => ({ image: u.bytes, declared: u.declared })),
+        uploads.map((u) => ('bytes' in u ? { image: u.bytes, declared: u.declared } : { error: { code: u.error.code, message: u.error.message } })),
         { modelId: query.model, topK: query.topK },
       );
-      let next = 0;
-      const results = uploads.map((u, index) => {
-        const r = 'bytes' in u ? answered.results[next++] : { error: { code: u.error.code, message: u.error.message } };
-        return { index, ...('filename' in u && u.filename !== undefined ? { filename: u.filename } : {}), ...r };
-      });
+      const results = uploads.map((u, index) => ({
+        index,
+        ...('filename' in u && u.filename !== undefined ? { filename: u.filename } : {}),
+        ...answered.results[index],
+      }));
       req.log.debug({ modelId: answered.model?.id, images: uploads.length }, 'predicted a batch');
       return { model: answered.model, results };
     },
