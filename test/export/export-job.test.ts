@@ -17,6 +17,7 @@ import { modelFilesIn } from '../../src/serving/model-store.js';
 import { MemoryModelStore, recordFromExportDir } from '../../testkit/memory-model-store.js';
 import { ServingService } from '../../src/serving/prediction-service.js';
 import { makeImage } from '../serving/fixtures.js';
+import { onnxChecker } from './onnx-checker.js';
 
 let dir: string;
 let checkpoint: string;
@@ -123,6 +124,10 @@ describe('exportJobModel', () => {
       },
       problem: null,
     });
+    // ONNX's reference checker takes the file, and reads the same contract from its metadata.
+    const [checked] = onnxChecker([r.onnxPath]);
+    expect(checked.problem).toBeNull();
+    expect(JSON.parse(checked.metadata.qatserve)).toEqual(readFileContract(bytes).contract);
     // The int8 file on the whole validation split (36 images, all verified too): the same top-1.
     const e = m.evaluation!;
     expect(e.images).toBe(36);

@@ -1,3 +1,6 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
 import type { QuantGraph } from '../../src/ml/quant-graph.js';
@@ -8,6 +11,7 @@ import { runIntegerReference } from '../../src/export/qdq-reference.js';
 import { runQdqReference } from '../../testkit/qdq-reference.js';
 import { buildSyntheticMobileNetV2, syntheticImages } from '../../testkit/synthetic-graph.js';
 import { expectedKernels, fusionReport, optimizedOpCounts } from '../../src/export/fusion-check.js';
+import { onnxChecker } from './onnx-checker.js';
 
 async function runOrt(model: Uint8Array, x: Float32Array, n: number, size: number, level: 'disabled' | 'all' = 'all'): Promise<Float32Array> {
   const session = await ort.InferenceSession.create(model, { intraOpNumThreads: 1, graphOptimizationLevel: level });
@@ -215,6 +219,23 @@ describe('fusion and size (MobileNetV2 1.0 at 224)', () => {
       expect(report.fullyFused).toBe(true);
     });
   }
+
+  it("the int8 files (both weight encodings) and the fp32 file pass ONNX's reference checker", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'qatserve-onnx-check-'));
+    try {
+      const files = { int8: quantGraphToQdqOnnx(g), uint8: quantGraphToQdqOnnx(g, { weightEncoding: 'uint8' }), fp32: quantGraphToFloatOnnx(g) };
+      const paths = await Promise.all(
+        Object.entries(files).map(async ([name, bytes]) => {
+          const file = path.join(dir, `${name}.onnx`);
+          await writeFile(file, bytes);
+          return file;
+        }),
+      );
+      expect(onnxChecker(paths).map((c) => c.problem)).toEqual([null, null, null]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 
   it('the int8 file is at most 30% of the fp32 file, and the fp32 file computes the float network', async () => {
     const int8 = quantGraphToQdqOnnx(g);
