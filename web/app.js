@@ -183,7 +183,24 @@ function progressText(job) {
   const done = Math.round((100 * p.step) / p.totalSteps);
   const speed = p.imagesPerSecond ? ` · ${p.imagesPerSecond.toFixed(1)} img/s` : '';
   const phase = p.phase ? ` · ${phaseText(p.phase)}` : '';
-  return `step ${p.step}/${p.totalSteps} (${done}%) · epoch ${p.epoch}${speed}${phase}`;
+  const left = job.status === 'running' && p.trainingEndsAt && p.step < p.totalSteps ? ` · ${timeLeft(Date.parse(p.trainingEndsAt) - Date.now())}` : '';
+  return `step ${p.step}/${p.totalSteps} (${done}%) · epoch ${p.epoch}${speed}${left}${phase}`;
+}
+
+/** "about 12 min of training left", from the server's estimate of when the last step is done. */
+function timeLeft(ms) {
+  const min = Math.round(ms / 60_000);
+  if (min < 1) return 'under a minute of training left';
+  if (min < 60) return `about ${min} min of training left`;
+  return `about ${Math.floor(min / 60)} h ${min % 60} min of training left`;
+}
+
+/** "4 min 12 s", "1 h 3 min": how long a finished job took. */
+function duration(ms) {
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
 }
 
 /** "evaluating: int8 top-1 on the validation split, 1,250 of 2,000 images" (or "preparing: reading the image folder, ...") */
@@ -426,6 +443,8 @@ function applyEvent(e) {
     Object.assign(p, { step: data.step, epoch: data.epoch });
     if (data.totalSteps != null) p.totalSteps = data.totalSteps;
     if (data.imagesPerSecond != null) p.imagesPerSecond = data.imagesPerSecond;
+    // Steps carry the estimate; a phase's events keep the last one; a restart has none yet.
+    if (data.trainingEndsAt || data.restartedAtStep != null) p.trainingEndsAt = data.trainingEndsAt ?? null;
     if (data.backend) job.backend = data.backend;
     if (data.dataset) {
       job.dataset = data.dataset;
@@ -534,6 +553,7 @@ function renderFacts() {
     ['warnings', String(job.warnings)],
     ['started', job.startedAt ? new Date(job.startedAt).toLocaleString() : '—'],
     ['finished', job.finishedAt ? new Date(job.finishedAt).toLocaleString() : '—'],
+    ...(job.startedAt && job.finishedAt ? [['took', duration(Date.parse(job.finishedAt) - Date.parse(job.startedAt))]] : []),
   ];
   const lastEval = sortedPoints()
     .reverse()

@@ -17,6 +17,7 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { Prisma, Tx } from '../db/database.js';
 import { JOB_WITH_MODEL, recordJobModel, servingModel, type NewModel } from '../db/model-rows.js';
 import { InitJobInvalidError, JobInUseError, JobNotFoundError, JobStateError, toIssues } from './job-errors.js';
+import { trainingEndsAt, type RunStart } from './training-eta.js';
 import { bumpRevision, noteWrite, recordEvents, statusEvent, type JobWake } from './job-events.js';
 import { toMetricPointView, type JobDataset, type JobEventProgressData, type JobEventWarningData, type JobPhase } from './job-view.js';
 import { JOB_STATUSES, TERMINAL_STATUSES, isTerminal, type JobStatus } from './job-status.js';
@@ -360,7 +361,16 @@ export async function claim(prisma: Prisma, jobId: string, wake?: JobWake): Prom
     const count = await committed(prisma, jobId, wake, async (tx) => {
       const { count } = await tx.trainingJob.updateMany({
         where: { id: jobId, status, ownerToken: row.ownerToken, attempts: row.attempts },
-        data: { status: TRANSITIONS.claim.to, ownerToken: token, attempts: row.attempts + 1, startedAt, errorCode: null, errorMessage: null, phase: null },
+        data: {
+          status: TRANSITIONS.claim.to,
+          ownerToken: token,
+          attempts: row.attempts + 1,
+          startedAt,
+          errorCode: null,
+          errorMessage: null,
+          phase: null,
+          trainingEndsAt: null,
+        },
       });
       if (count === 1) await noteWrite(tx, jobId, [statusEvent(TRANSITIONS.claim.to)]);
       return { value: count, changed: count === 1 };
@@ -419,6 +429,9 @@ const runState = (status: string): 'running' | 'cancelling' => (status === 'canc
 
 /** The writes of the worker that claimed a job, each fenced by its owner token. */
 export class JobOwner {
+  /** This run's (re)start of training, for its steps' trainingEndsAt (training-eta.ts). */
+  private run: (RunStart & { totalSteps: number }) | null = null;
+
   constructor(
     private readonly prisma: Prisma,
     readonly jobId: string,
@@ -452,7 +465,7 @@ export class JobOwner {
    * a training step, on the cores it trains on); the row after it. Throws OwnershipLostError when
    * the job is no longer this owner's.
    */
-  private async advance(tx: Tx, data: { step?: number; epoch?: number; imagesPerSecond?: number | null; phase: string | null }) {
+  private async advance(tx: Tx, data: { step?: number; epoch?: number; imagesPerSecond?: number | null; phase: string | null; trainingEndsAt?: Date | null }) {
     const [job] = await tx.trainingJob.updateManyAndReturn({
       where: this.mine(['running', 'cancelling']),
       data: { ...data, revision: { increment: 1 } },
@@ -464,7 +477,15 @@ export class JobOwner {
 
   /** Training (re)started at `startStep`: points after it belong to a dead run and go. */
   start(info: { backend: string; totalSteps: number; startStep: number; dataset: JobDataset }): Promise<void> {
-    const data = { backend: info.backend, totalSteps: info.totalSteps, step: info.startStep, phase: null, dataset: JSON.stringify(info.dataset) };
+    this.run = { at: Date.now(), step: info.startStep, totalSteps: info.totalSteps };
+    const data = {
+      backend: info.backend,
+      totalSteps: info.totalSteps,
+      step: info.startStep,
+      phase: null,
+      dataset: JSON.stringify(info.dataset),
+      trainingEndsAt: null,
+    };
     return this.fenced(data, async (tx) => {
       await tx.metricPoint.deleteMany({ where: { jobId: this.jobId, step: { gt: info.startStep } } });
       const job = await tx.trainingJob.findUniqueOrThrow({ where: { id: this.jobId }, select: { epoch: true } });
@@ -520,10 +541,22 @@ export class JobOwner {
   async steps(records: readonly StepRecord[]): Promise<'running' | 'cancelling'> {
     const last = records.at(-1);
     if (!last) throw new RangeError('JobOwner.steps: no steps to write');
-    const progress = { step: last.step, epoch: last.epoch, imagesPerSecond: last.imagesPerSecond } satisfies JobEventProgressData;
+    const endsAt = this.run && trainingEndsAt(this.run, Date.now(), last.step, this.run.totalSteps);
+    const progress = {
+      step: last.step,
+      epoch: last.epoch,
+      imagesPerSecond: last.imagesPerSecond,
+      ...(endsAt ? { trainingEndsAt: new Date(endsAt).toISOString() } : {}),
+    } satisfies JobEventProgressData;
     return this.write(async (tx) => {
       // A step means the run is back at its steps: a phase whose end was not written ends here.
-      const job = await this.advance(tx, { ...progress, phase: null });
+      const job = await this.advance(tx, {
+        step: last.step,
+        epoch: last.epoch,
+        imagesPerSecond: last.imagesPerSecond,
+        trainingEndsAt: endsAt ? new Date(endsAt) : null,
+        phase: null,
+      });
       const { revision } = job;
       const points = records.map((s) => ({
         step: s.step,

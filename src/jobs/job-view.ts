@@ -74,6 +74,12 @@ export const JobView = z.object({
     imagesPerSecond: z.number().nullable(),
     /** Null while the job trains (and when it is not running); a running job's evaluation or export otherwise. */
     phase: JobPhase.nullable(),
+    /**
+     * While the job trains: when its last step should be done, at the pace of its steps since this
+     * run (re)started, the evaluations between epochs included once one has run; the final
+     * evaluation and the export follow. Null before a run's first step and once the last is done.
+     */
+    trainingEndsAt: z.iso.datetime().nullable(),
   }),
   /** The training backend the worker used (tensorflow, wasm or cpu); null before it started. */
   backend: z.string().nullable(),
@@ -166,6 +172,8 @@ export const JobEventProgressData = z.object({
   phase: JobPhase.nullable().optional(),
   /** On a (re)start: what the worker made of the data set (as JobView.dataset). */
   dataset: JobDataset.optional(),
+  /** With steps: when the last step should be done (as JobView.progress.trainingEndsAt). */
+  trainingEndsAt: z.iso.datetime().optional(),
 });
 export type JobEventStatusData = z.infer<typeof JobEventStatusData>;
 export type JobEventProgressData = z.infer<typeof JobEventProgressData>;
@@ -264,6 +272,7 @@ interface JobRow {
   imagesPerSecond: number | null;
   phase: string | null;
   dataset: string | null;
+  trainingEndsAt: Date | null;
   backend: string | null;
   errorCode: string | null;
   errorMessage: string | null;
@@ -294,6 +303,7 @@ export function toJobView(row: JobRow & { model?: ModelRow | null }): JobView {
       imagesPerSecond: row.imagesPerSecond,
       // A job that ended (or went back to the queue) mid-phase keeps the column: a claim clears it.
       phase: row.status === 'running' || row.status === 'cancelling' ? parseJsonAs(JobPhase, row.phase) : null,
+      trainingEndsAt: row.status === 'running' && row.totalSteps !== null && row.step < row.totalSteps ? iso(row.trainingEndsAt) : null,
     },
     dataset: parseJsonAs(JobDataset, row.dataset),
     backend: row.backend,

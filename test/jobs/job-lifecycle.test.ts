@@ -10,7 +10,7 @@ import { JOB_STATUSES, TERMINAL_STATUSES } from '../../src/jobs/job-status.js';
 import { TrainingConfig } from '../../src/config/training-config.js';
 import { servingCandidates, type NewModel } from '../../src/db/model-rows.js';
 import { KeyStore } from '../../src/auth/key-store.js';
-import { toMetricPointView } from '../../src/jobs/job-view.js';
+import { toJobView, toMetricPointView } from '../../src/jobs/job-view.js';
 import { dropSchema, pgUrl, tempSqliteUrl, uniqueSchema } from '../db/test-databases.js';
 
 const config = TrainingConfig.parse({ dataset: { type: 'synthetic' } });
@@ -308,6 +308,38 @@ describe.each([
     const streamed = await db.prisma.jobEvent.findMany({ where: { jobId: id, type: 'metric', id: { gt: events.at(-1)!.id } }, orderBy: { id: 'asc' } });
     expect(streamed.map((e) => JSON.parse(e.payload))).toEqual(stored.map(toMetricPointView));
     await expect(o.steps([])).rejects.toBeInstanceOf(RangeError);
+  });
+
+  it("says while a job trains when its last step should be done, at the run's pace; nothing once it is done, or for a new run before its first step", async () => {
+    const id = await newJob();
+    const view = async () => toJobView(await row(id)).progress.trainingEndsAt;
+    const o = await claimed(id);
+    await o.start({ backend: 'wasm', totalSteps: 40, startStep: 0, dataset: DATASET });
+    expect(await view()).toBeNull();
+    await new Promise((r) => setTimeout(r, 200));
+    const before = Date.now();
+    await o.steps([metric(1), metric(2)]);
+    // 2 steps in >= 200 ms: >= 100 ms a step, 38 left.
+    const endsAt = Date.parse((await view())!);
+    expect(endsAt).toBeGreaterThanOrEqual(before + 38 * 100);
+    expect(endsAt).toBeLessThan(Date.now() + 38 * 5_000);
+    const event = await db.prisma.jobEvent.findFirstOrThrow({ where: { jobId: id, type: 'progress' }, orderBy: { id: 'desc' } });
+    expect(JSON.parse(event.payload).trainingEndsAt).toBe(new Date(endsAt).toISOString());
+    // Its last step: the final evaluation and the export are left, which it does not time.
+    await o.steps([metric(40)]);
+    expect(await view()).toBeNull();
+
+    // Handed back and claimed again: the dead run's estimate is not shown for the new one.
+    const again = await newJob();
+    const first = await claimed(again);
+    await first.start({ backend: 'wasm', totalSteps: 40, startStep: 0, dataset: DATASET });
+    await first.steps([metric(1)]);
+    expect(toJobView(await row(again)).progress.trainingEndsAt).not.toBeNull();
+    expect(await first.stop('shutdown')).toBe('handed-back');
+    const second = await claimed(again);
+    expect(toJobView(await row(again)).progress.trainingEndsAt).toBeNull();
+    await second.start({ backend: 'wasm', totalSteps: 40, startStep: 1, dataset: DATASET });
+    expect(toJobView(await row(again)).progress.trainingEndsAt).toBeNull();
   });
 
   it('the queue and the reconciler record and announce the ends they give jobs', async () => {

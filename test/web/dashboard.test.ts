@@ -648,6 +648,28 @@ describe('dashboard', () => {
     expect(await progress()).not.toMatch(/evaluating|exporting/);
   });
 
+  it("says how much training a running job has left, from the server's estimate, and how long a finished one took", async () => {
+    // 400 steps of 4 images at 32 px: seconds of steps, long enough to see the estimate.
+    const id = (
+      await api('POST', '/v1/jobs', testKey, {
+        name: 'eta',
+        dataset: { type: 'synthetic', classes: 4, samplesPerClass: 400, valPerClass: 2, seed: 5 },
+        model: { widthMultiplier: 0.35, inputSize: 32 },
+        training: { epochs: 1, batchSize: 4 },
+      })
+    ).json().id as string;
+    await page.goto(`${base}/#job=${id}`);
+    await expect
+      .poll(() => page.textContent('#job-progress'), { timeout: 60_000, interval: 50 })
+      .toMatch(/^step \d+\/400 \(\d+%\) · epoch 1 · [\d.]+ img\/s · (under a minute|about \d+ min) of training left$/);
+    const running = JobView.parse((await api('GET', `/v1/jobs/${id}`)).json());
+    if (running.status === 'running' && running.progress.step < 400) expect(Date.parse(running.progress.trainingEndsAt!)).toBeGreaterThan(Date.now() - 5_000);
+    await api('POST', `/v1/jobs/${id}/cancel`);
+    await expect.poll(() => page.textContent('#job-status'), { timeout: 30_000 }).toBe('cancelled');
+    expect(await page.textContent('#job-progress')).not.toContain('left');
+    await expect.poll(() => page.textContent('#job-facts')).toMatch(/took\d+ s/);
+  });
+
   it("starts a new job from a finished one's settings, or from its weights (fine-tuning), with the job's buttons", async () => {
     await page.goto(`${base}/#job=${liveId}`);
     await expect.poll(() => page.textContent('#job-status'), { timeout: 10_000 }).toBe('succeeded');
