@@ -183,16 +183,17 @@ function progressText(job) {
   const done = Math.round((100 * p.step) / p.totalSteps);
   const speed = p.imagesPerSecond ? ` · ${p.imagesPerSecond.toFixed(1)} img/s` : '';
   const phase = p.phase ? ` · ${phaseText(p.phase)}` : '';
-  const left = job.status === 'running' && p.trainingEndsAt && p.step < p.totalSteps ? ` · ${timeLeft(Date.parse(p.trainingEndsAt) - Date.now())}` : '';
-  return `step ${p.step}/${p.totalSteps} (${done}%) · epoch ${p.epoch}${speed}${left}${phase}`;
+  const left = trainingLeft(job);
+  return `step ${p.step}/${p.totalSteps} (${done}%) · epoch ${p.epoch}${speed}${left ? ` · ${left} of training left` : ''}${phase}`;
 }
 
-/** "about 12 min of training left", from the server's estimate of when the last step is done. */
-function timeLeft(ms) {
-  const min = Math.round(ms / 60_000);
-  if (min < 1) return 'under a minute of training left';
-  if (min < 60) return `about ${min} min of training left`;
-  return `about ${Math.floor(min / 60)} h ${min % 60} min of training left`;
+/** "about 12 min", from the server's estimate of when a training job's last step is done; '' without one. */
+function trainingLeft(job) {
+  const p = job.progress;
+  if (job.status !== 'running' || !p.trainingEndsAt || p.step >= p.totalSteps) return '';
+  const min = Math.round((Date.parse(p.trainingEndsAt) - Date.now()) / 60_000);
+  if (min < 1) return 'under a minute';
+  return min < 60 ? `about ${min} min` : `about ${Math.floor(min / 60)} h ${min % 60} min`;
 }
 
 /** "4 min 12 s", "1 h 3 min": how long a finished job took. */
@@ -214,7 +215,8 @@ function shortProgress(job) {
   const p = job.progress;
   if (!p.totalSteps) return job.status === 'queued' ? 'waiting' : (p.phase?.name ?? '');
   const phase = p.phase ? ` · ${p.phase.name}` : '';
-  return `${p.step}/${p.totalSteps} (${Math.round((100 * p.step) / p.totalSteps)}%)${phase}`;
+  const left = trainingLeft(job);
+  return `${p.step}/${p.totalSteps} (${Math.round((100 * p.step) / p.totalSteps)}%)${left ? ` · ${left} left` : ''}${phase}`;
 }
 
 function statusPill(status) {

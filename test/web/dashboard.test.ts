@@ -52,6 +52,10 @@ describe('dashboard', () => {
     return res;
   };
 
+  /** Posts a job of MobileNetV2 0.35 at 32 px (seconds on the test's worker) with the test's key; its id. */
+  const postSmallJob = async (body: object) =>
+    (await api('POST', '/v1/jobs', testKey, { model: { widthMultiplier: 0.35, inputSize: 32 }, ...body })).json().id as string;
+
   beforeAll(async () => {
     assertBuilt();
     h = await startHarness('sqlite', FAST_QUEUE_ENV);
@@ -632,14 +636,11 @@ describe('dashboard', () => {
 
   it("says what a job at its last step is doing: the evaluation's images scored so far, then the export", async () => {
     // One step, then 1,000 validation images: the evaluation and the export take seconds.
-    const id = (
-      await api('POST', '/v1/jobs', testKey, {
-        name: 'phases',
-        dataset: { type: 'synthetic', classes: 4, samplesPerClass: 4, valPerClass: 250, seed: 9 },
-        model: { widthMultiplier: 0.35, inputSize: 32 },
-        training: { epochs: 1, batchSize: 16, maxSteps: 1 },
-      })
-    ).json().id as string;
+    const id = await postSmallJob({
+      name: 'phases',
+      dataset: { type: 'synthetic', classes: 4, samplesPerClass: 4, valPerClass: 250, seed: 9 },
+      training: { epochs: 1, batchSize: 16, maxSteps: 1 },
+    });
     await page.goto(`${base}/#job=${id}`);
     const progress = () => page.textContent('#job-progress');
     await expect.poll(progress, { timeout: 60_000, interval: 50 }).toMatch(/^step 1\/1 \(100%\) · epoch 1.* · evaluating: .+, [\d,]+ of 1,000 images$/);
@@ -649,21 +650,22 @@ describe('dashboard', () => {
   });
 
   it("says how much training a running job has left, from the server's estimate, and how long a finished one took", async () => {
-    // 400 steps of 4 images at 32 px: seconds of steps, long enough to see the estimate.
-    const id = (
-      await api('POST', '/v1/jobs', testKey, {
-        name: 'eta',
-        dataset: { type: 'synthetic', classes: 4, samplesPerClass: 400, valPerClass: 2, seed: 5 },
-        model: { widthMultiplier: 0.35, inputSize: 32 },
-        training: { epochs: 1, batchSize: 4 },
-      })
-    ).json().id as string;
+    // 1,000 steps of 4 images at 32 px: long enough to see the estimate (the job is cancelled then).
+    const id = await postSmallJob({
+      name: 'eta',
+      dataset: { type: 'synthetic', classes: 4, samplesPerClass: 1000, valPerClass: 2, seed: 5 },
+      training: { epochs: 1, batchSize: 4 },
+    });
     await page.goto(`${base}/#job=${id}`);
     await expect
       .poll(() => page.textContent('#job-progress'), { timeout: 60_000, interval: 50 })
-      .toMatch(/^step \d+\/400 \(\d+%\) · epoch 1 · [\d.]+ img\/s · (under a minute|about \d+ min) of training left$/);
+      .toMatch(/^step \d+\/1000 \(\d+%\) · epoch 1 · [\d.]+ img\/s · (under a minute|about \d+ min) of training left$/);
+    // The job table says it too, shorter.
+    await expect
+      .poll(() => page.locator(`#jobs tr[data-job-id="${id}"] td`).nth(3).textContent(), { timeout: 60_000, interval: 50 })
+      .toMatch(/^\d+\/1000 \(\d+%\) · (under a minute|about \d+ min) left$/);
     const running = JobView.parse((await api('GET', `/v1/jobs/${id}`)).json());
-    if (running.status === 'running' && running.progress.step < 400) expect(Date.parse(running.progress.trainingEndsAt!)).toBeGreaterThan(Date.now() - 5_000);
+    if (running.status === 'running' && running.progress.step < 1000) expect(Date.parse(running.progress.trainingEndsAt!)).toBeGreaterThan(Date.now() - 5_000);
     await api('POST', `/v1/jobs/${id}/cancel`);
     await expect.poll(() => page.textContent('#job-status'), { timeout: 30_000 }).toBe('cancelled');
     expect(await page.textContent('#job-progress')).not.toContain('left');
