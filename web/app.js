@@ -1106,6 +1106,25 @@ function showIssues(body) {
   first?.focus();
 }
 
+/**
+ * A double-click on "Start training" sends the job twice, and at 224 px a duplicate holds a worker
+ * for hours. The same config sent again within this long goes with the same Idempotency-Key, so
+ * the server answers with the job the first made (POST /v1/jobs); an edit, or a later click, is a
+ * new job.
+ */
+const DOUBLE_SUBMIT_MS = 2000;
+let lastSubmit = { text: '', key: '', at: 0 };
+
+function submitKey(text) {
+  const now = Date.now();
+  if (text !== lastSubmit.text || now - lastSubmit.at > DOUBLE_SUBMIT_MS) {
+    // getRandomValues, not randomUUID: the page may be served over plain HTTP beyond localhost.
+    const key = [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, '0')).join('');
+    lastSubmit = { text, key, at: now };
+  }
+  return lastSubmit.key;
+}
+
 async function submitJob(event) {
   event.preventDefault();
   $('#new-job-error').textContent = '';
@@ -1119,7 +1138,8 @@ async function submitJob(event) {
     return;
   }
   try {
-    const job = await api('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(config) });
+    const body = JSON.stringify(config);
+    const job = await api('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json', 'idempotency-key': submitKey(body) }, body });
     await refreshJobs();
     openJob(job.id);
   } catch (err) {

@@ -7,7 +7,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page, Request } from 'playwright-core';
 import { KeyStore } from '../../src/auth/key-store.js';
 import { JobView, MetricsPage } from '../../src/jobs/job-view.js';
 import { startHarness, waitReady, type Harness } from '../api/api-harness.js';
@@ -714,7 +714,42 @@ describe('dashboard', () => {
     // The worker started it from the source's newest checkpoint (test/ml/train.test.ts checks the weights load).
     expect(worker.output()).toMatch(new RegExp(`"jobId":"${id}".*"initFrom":"[^"]*${liveId}[^"]*"`));
     await page.locator('#job-facts button.link', { hasText: 'browser-live' }).click();
-    await expect.poll(() => page.textContent('#job-title')).toBe(`browser-live (${liveId})`);
+    await expect.poll(() => page.textContent('#job-title'), { timeout: 10_000 }).toBe(`browser-live (${liveId})`);
+  });
+
+  it('starts one job for a double-click on "Start training"; an edited config is a new job', async () => {
+    await page.goto(`${base}/`);
+    await page.click('#raw-json summary');
+    const config = { name: 'double-click', dataset: { type: 'synthetic', classes: 2, samplesPerClass: 4 }, training: { epochs: 1, maxSteps: 1 } };
+    await page.fill('#config', JSON.stringify({ ...config, model: { widthMultiplier: 0.35, inputSize: 32 } }));
+    const named = async (name: string) => (await api('GET', '/v1/jobs?limit=100')).json().jobs.filter((j: { name: string }) => j.name === name);
+    const keys: string[] = [];
+    const posted = (r: Request) => void (r.method() === 'POST' && new URL(r.url()).pathname === '/v1/jobs' && keys.push(r.headers()['idempotency-key']));
+    page.on('request', posted);
+    try {
+      await page.dblclick('#new-job button[type=submit]');
+      await expect.poll(() => keys.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
+      await expect.poll(() => page.textContent('#job-title'), { timeout: 10_000 }).toContain('double-click (');
+      // Both clicks' requests (and any the page sent again after a 429) carry one key.
+      const first = keys.splice(0);
+      expect(new Set(first).size).toBe(1);
+      expect(await named('double-click')).toHaveLength(1);
+      await page.fill('#f-name', 'double-click 2');
+      await page.click('#new-job button[type=submit]');
+      // (The form's error, if any, shows in a failure's message.)
+      await expect
+        .poll(async () => `${await page.textContent('#job-title')} / ${await page.textContent('#new-job-error')}`, { timeout: 10_000 })
+        .toContain('double-click 2 (');
+      expect(new Set(keys).size).toBe(1);
+      expect(keys[0]).not.toBe(first[0]);
+      expect(await named('double-click 2')).toHaveLength(1);
+      // Both finish (one step each) before the next test stops the worker.
+      await expect
+        .poll(async () => [...(await named('double-click')), ...(await named('double-click 2'))].map((j: { status: string }) => j.status), { timeout: 60_000 })
+        .toEqual(['succeeded', 'succeeded']);
+    } finally {
+      page.off('request', posted);
+    }
   });
 
   // Last: it stops the worker.
