@@ -1210,8 +1210,28 @@ async function refreshKeys() {
   );
 }
 
+/**
+ * Runs a form's request with its submit button disabled: a double-click sends it once. (The
+ * second click of a first key's double-click went out without a key once the first had turned
+ * auth on, and its 401 asked the user for a key.)
+ */
+async function whileSubmitting(form, run) {
+  const button = form.querySelector('button[type=submit]');
+  if (button.disabled) return;
+  button.disabled = true;
+  try {
+    await run();
+  } finally {
+    button.disabled = false;
+  }
+}
+
 async function createKey(event) {
   event.preventDefault();
+  await whileSubmitting(event.currentTarget, () => sendNewKey());
+}
+
+async function sendNewKey() {
   const name = $('#key-name').value.trim();
   const scopes = ['predict', 'train', 'admin'].filter((s) => $(`#key-${s}`).checked);
   $('#keys-error').textContent = '';
