@@ -103,7 +103,7 @@ const STAGE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2
 function registerServing(registry: client.Registry, serving: ServingSource): void {
   const images = new client.Counter({
     name: 'qatserve_predict_images_total',
-    help: 'Images sent to /v1/predict and /v1/predict/batch by outcome: "ok" (answered) or the error code that refused it (IMAGE_TOO_LARGE, PREDICT_OVERLOADED, NO_MODEL, ...)',
+    help: 'Images by outcome: "ok" (answered) or the error code that refused it (IMAGE_CORRUPT, PREDICT_OVERLOADED, NO_MODEL, ...), for each image /v1/predict read and each image of a /v1/predict/batch request; a /v1/predict request refused before its image was read (wrong media type, not base64, over the byte limit) counts in qatserve_http_requests_total only',
     labelNames: ['outcome'] as const,
     registers: [registry],
   });
