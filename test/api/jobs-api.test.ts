@@ -53,7 +53,7 @@ describe.each(['sqlite', 'postgres'] as DbKind[])('jobs API on %s', (kind) => {
     expect(job.config.training.batchSize).toBe(32);
     expect(job.config.quantization.emaDecay).toBe(0.999);
     expect(job.config.name).toBe('qat-job');
-    expect(job.progress).toEqual({ epoch: 0, step: 0, totalSteps: null, imagesPerSecond: null, phase: null });
+    expect(job.progress).toEqual({ epoch: 0, step: 0, totalSteps: null, imagesPerSecond: null, phase: null, trainingEndsAt: null });
     const again = JobView.parse((await h.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}` })).json());
     expect(again).toEqual(job);
     // Its own entry waits on the queue (no worker runs in this harness).

@@ -30,6 +30,26 @@ async function fill(dir: string, name: string, leave: number): Promise<void> {
   });
 }
 
+/** Fills the disk, and again whenever space comes free (every 10 ms), until stopped; `remove` frees it all. */
+function keepFilling(dir: string, name: string): { stop: () => Promise<void>; remove: () => Promise<void> } {
+  const files: string[] = [];
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      if ((await freeBytes(dir)) > 0) {
+        files.push(`${name}-${files.length}`);
+        await fill(dir, files.at(-1)!, 0);
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  })();
+  const stop = async () => {
+    running = false;
+    await loop;
+  };
+  return { stop, remove: async () => void (await stop(), await Promise.all(files.map((f) => fs.promises.rm(path.join(dir, f), { force: true })))) };
+}
+
 describe('a worker whose disk is full (PostgreSQL)', () => {
   let h: Harness;
   const workers: WorkerProc[] = [];
@@ -105,9 +125,11 @@ describe('a worker whose disk is full (PostgreSQL)', () => {
       [w],
     );
     expect(await listed()).toMatchObject([{ pid: w.proc.pid, state: 'training', jobId: job.id, reason: null }]);
-    // Full midway: the next checkpoint write fails, the job goes back to the queue with its stored checkpoints.
-    await fill(disk, 'filler-2', 0);
-    const handedBack = await waitForJob(h.app, job.id, (j) => j.status !== 'running', 60_000, [w]);
+    // Full midway: the next checkpoint write fails, the job goes back to the queue with its stored
+    // checkpoints. Kept full: the space a pruned checkpoint frees would otherwise hold the next one
+    // (a CI run saw the job write on to the end).
+    const keepFull = keepFilling(disk, 'filler-2');
+    const handedBack = await waitForJob(h.app, job.id, (j) => j.status !== 'running', 60_000, [w]).finally(() => keepFull.stop());
     expect(handedBack).toMatchObject({ status: 'queued', attempts: 1, error: null });
     const handBackLine = w
       .output()
@@ -119,7 +141,7 @@ describe('a worker whose disk is full (PostgreSQL)', () => {
     const stoppedAt = handedBack.progress.step;
     expect(stoppedAt).toBeLessThan(160);
 
-    await fs.promises.rm(path.join(disk, 'filler-2'));
+    await keepFull.remove();
     const done = await waitForJob(h.app, job.id, (j) => ['succeeded', 'failed', 'cancelled'].includes(j.status), 120_000, [w]);
     expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
     expect(done.attempts).toBe(2);
