@@ -669,7 +669,7 @@ describe('dashboard', () => {
     await api('POST', `/v1/jobs/${id}/cancel`);
     await expect.poll(() => page.textContent('#job-status'), { timeout: 30_000 }).toBe('cancelled');
     expect(await page.textContent('#job-progress')).not.toContain('left');
-    await expect.poll(() => page.textContent('#job-facts')).toMatch(/took\d+ s/);
+    await expect.poll(() => page.textContent('#job-facts'), { timeout: 10_000 }).toMatch(/took\d+ s/);
   });
 
   it("starts a new job from a finished one's settings, or from its weights (fine-tuning), with the job's buttons", async () => {
@@ -687,7 +687,7 @@ describe('dashboard', () => {
     const jobCount = (await api('GET', '/v1/jobs?limit=100')).json().jobs.length;
     await page.fill('#f-from-job', 'no-such-job');
     await page.click('#new-job button[type=submit]');
-    await expect.poll(() => page.getAttribute('#f-from-job', 'aria-invalid')).toBe('true');
+    await expect.poll(() => page.getAttribute('#f-from-job', 'aria-invalid'), { timeout: 10_000 }).toBe('true');
     expect(await page.textContent('#f-from-job-error')).toBe('job "no-such-job" does not exist or has no checkpoint to start from');
     expect((await api('GET', '/v1/jobs?limit=100')).json().jobs).toHaveLength(jobCount);
 
