@@ -33,7 +33,7 @@ import { parseJsonBody } from './json-body.js';
 import { ValidationError } from '../jobs/job-errors.js';
 import { errorsPlugin } from './plugins/errors.js';
 import { loadSheddingPlugin } from './plugins/load-shedding.js';
-import { metricsPlugin, servingSource } from './plugins/metrics.js';
+import { metricsPlugin } from './plugins/metrics.js';
 import { rateLimitPlugin } from './plugins/rate-limit.js';
 import { healthRoutes } from './routes/health.js';
 import { JobEventHub, jobEventRoutes, StreamSlots } from './routes/job-events.js';
@@ -218,7 +218,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       openStreams: () => streams.open,
       connections: () => connections,
       workerStatus: deps.workerStatus,
-      serving: servingSource(app.serving),
+      serving: app.serving,
     },
   });
   await app.register(healthRoutes, {

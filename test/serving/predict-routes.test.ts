@@ -7,7 +7,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { errorsPlugin } from '../../src/api/plugins/errors.js';
-import { metricsPlugin, servingSource } from '../../src/api/plugins/metrics.js';
+import { metricsPlugin } from '../../src/api/plugins/metrics.js';
 import { PredictBatchResponse, PredictLimits, PredictResponse, predictRoutes } from '../../src/api/routes/predict.js';
 import { ModelDetail, ModelEvaluationResponse, ModelList, modelsRoutes } from '../../src/api/routes/models.js';
 import { servingPlugin } from '../../src/serving/plugin.js';
@@ -404,7 +404,7 @@ describe('prediction metrics', () => {
     const serving = new ServingService({ store, size: 1, batchWindowMs: 10, maxBatch: 8, pollMs: 0, maxImageBytes: 200_000 });
     await app.register(errorsPlugin);
     await app.register(servingPlugin, { service: serving });
-    await app.register(metricsPlugin, { sources: { queueCounts: async () => ({}), jobsByStatus: async () => ({}), serving: servingSource(serving) } });
+    await app.register(metricsPlugin, { sources: { queueCounts: async () => ({}), jobsByStatus: async () => ({}), serving } });
     await app.register(predictRoutes);
     const url = await app.listen({ port: 0, host: '127.0.0.1' });
     try {

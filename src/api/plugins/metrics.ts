@@ -6,7 +6,7 @@ import fp from 'fastify-plugin';
 import { countByState, type WorkerState } from '../../queue/worker-registry.js';
 import client from 'prom-client';
 import type { WorkerStatus } from '../../queue/worker-supervisor.js';
-import type { ImageOutcome, ServingService } from '../../serving/prediction-service.js';
+import type { ServingService } from '../../serving/prediction-service.js';
 import { lagBeyondPeriodMs } from '../event-loop-lag.js';
 
 /** The period of the probe behind qatserve_nodejs_eventloop_lag_{min,max,mean,stddev,p50,p90,p99}_seconds. */
@@ -71,26 +71,8 @@ export interface MetricsSources {
   serving?: ServingSource;
 }
 
-export interface ServingSource {
-  /** Images being decoded, waiting or inferred; `maxQueue` (PREDICT_MAX_QUEUE) caps them. */
-  pending(): number;
-  maxQueue: number;
-  onImage(listener: (outcome: ImageOutcome) => void): void;
-  /** The model answering requests that name none, and the registry's state (ok, none, fallback, failing). */
-  servingModel(): { id: string; jobId: string } | null;
-  state(): string;
-}
-
-/** The metrics' view of a ServingService. */
-export function servingSource(service: ServingService): ServingSource {
-  return {
-    pending: () => service.pending(),
-    maxQueue: service.maxQueue,
-    onImage: (listener) => service.onImage(listener),
-    servingModel: () => service.registry.servingModel(),
-    state: () => service.registry.readiness().state,
-  };
-}
+/** What the metrics read of a ServingService: images in flight (PREDICT_MAX_QUEUE caps them), each image's outcome, the serving model. */
+type ServingSource = Pick<ServingService, 'pending' | 'maxQueue' | 'onImage' | 'registry'>;
 
 /** Seconds, for a stage of one image's prediction: a fast decode is under a millisecond, an AVIF's seconds. */
 const STAGE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
@@ -144,8 +126,8 @@ function registerServing(registry: client.Registry, serving: ServingSource): voi
     registers: [registry],
     collect() {
       this.reset();
-      const model = serving.servingModel();
-      this.set({ model_id: model?.id ?? '', job_id: model?.jobId ?? '', state: serving.state() }, 1);
+      const model = serving.registry.servingModel();
+      this.set({ model_id: model?.id ?? '', job_id: model?.jobId ?? '', state: serving.registry.readiness().state }, 1);
     },
   });
 }
