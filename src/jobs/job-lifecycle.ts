@@ -541,12 +541,13 @@ export class JobOwner {
   async steps(records: readonly StepRecord[]): Promise<'running' | 'cancelling'> {
     const last = records.at(-1);
     if (!last) throw new RangeError('JobOwner.steps: no steps to write');
-    const endsAt = this.run && trainingEndsAt(this.run, Date.now(), last.step, this.run.totalSteps);
+    const endsAtMs = this.run && trainingEndsAt(this.run, Date.now(), last.step, this.run.totalSteps);
+    const endsAt = endsAtMs ? new Date(endsAtMs) : null;
     const progress = {
       step: last.step,
       epoch: last.epoch,
       imagesPerSecond: last.imagesPerSecond,
-      ...(endsAt ? { trainingEndsAt: new Date(endsAt).toISOString() } : {}),
+      ...(endsAt ? { trainingEndsAt: endsAt.toISOString() } : {}),
     } satisfies JobEventProgressData;
     return this.write(async (tx) => {
       // A step means the run is back at its steps: a phase whose end was not written ends here.
@@ -554,7 +555,7 @@ export class JobOwner {
         step: last.step,
         epoch: last.epoch,
         imagesPerSecond: last.imagesPerSecond,
-        trainingEndsAt: endsAt ? new Date(endsAt) : null,
+        trainingEndsAt: endsAt,
         phase: null,
       });
       const { revision } = job;

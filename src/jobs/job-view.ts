@@ -303,7 +303,8 @@ export function toJobView(row: JobRow & { model?: ModelRow | null }): JobView {
       imagesPerSecond: row.imagesPerSecond,
       // A job that ended (or went back to the queue) mid-phase keeps the column: a claim clears it.
       phase: row.status === 'running' || row.status === 'cancelling' ? parseJsonAs(JobPhase, row.phase) : null,
-      trainingEndsAt: row.status === 'running' && row.totalSteps !== null && row.step < row.totalSteps ? iso(row.trainingEndsAt) : null,
+      // Written null by a claim, a (re)start and the last step; kept when the job leaves running.
+      trainingEndsAt: row.status === 'running' ? iso(row.trainingEndsAt) : null,
     },
     dataset: parseJsonAs(JobDataset, row.dataset),
     backend: row.backend,
