@@ -1054,6 +1054,14 @@ function clearInvalid(input) {
   document.getElementById(`${input.id}-error`)?.remove();
 }
 
+/** The new-job form without the last answer's error, marked fields and note. */
+function clearFormMessages() {
+  $('#new-job-error').textContent = '';
+  $('#new-job-raw-error').hidden = true;
+  $('#new-job-note').textContent = '';
+  for (const input of fields()) clearInvalid(input);
+}
+
 /**
  * The open job's config in the form, to change and send: the same run again, or (fineTune) one
  * that starts from the job's newest checkpoint instead of from scratch (`init.fromJob`).
@@ -1068,9 +1076,7 @@ function copyJobToForm(fineTune) {
   }
   $('#config').value = JSON.stringify(config, null, 2);
   fillFields();
-  for (const input of fields()) clearInvalid(input);
-  $('#new-job-error').textContent = '';
-  $('#new-job-raw-error').hidden = true;
+  clearFormMessages();
   $('#new-job-note').textContent = fineTune
     ? `Filled in from "${job.name}", to start from its weights: change what you need (the data, fewer epochs, a smaller learning rate), then start.`
     : `Filled in from "${job.name}", every setting as it ran: change what you need, then start.`;
@@ -1127,10 +1133,7 @@ function submitKey(text) {
 
 async function submitJob(event) {
   event.preventDefault();
-  $('#new-job-error').textContent = '';
-  $('#new-job-note').textContent = '';
-  $('#new-job-raw-error').hidden = true;
-  for (const input of fields()) clearInvalid(input);
+  clearFormMessages();
   const config = readConfig();
   if (!config) {
     $('#new-job-error').textContent = 'The raw JSON is not a valid JSON object.';
@@ -1228,7 +1231,7 @@ async function whileSubmitting(form, run) {
 
 async function createKey(event) {
   event.preventDefault();
-  await whileSubmitting(event.currentTarget, () => sendNewKey());
+  await whileSubmitting(event.currentTarget, sendNewKey);
 }
 
 async function sendNewKey() {
