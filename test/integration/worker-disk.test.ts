@@ -47,7 +47,11 @@ function keepFilling(dir: string, name: string): { stop: () => Promise<void>; re
     running = false;
     await loop;
   };
-  return { stop, remove: async () => void (await stop(), await Promise.all(files.map((f) => fs.promises.rm(path.join(dir, f), { force: true })))) };
+  const remove = async () => {
+    await stop();
+    await Promise.all(files.map((f) => fs.promises.rm(path.join(dir, f), { force: true })));
+  };
+  return { stop, remove };
 }
 
 describe('a worker whose disk is full (PostgreSQL)', () => {
