@@ -15,7 +15,7 @@ import { ArtifactCorruptError, ArtifactNotFoundError, checkKey, joinKey, type Ar
 /** 1 MiB: big enough that a 30 MB checkpoint is 30 inserts, small enough to stay off the heap's radar. */
 export const CHUNK_BYTES = 1 << 20;
 /** Chunks fetched per query when reading. */
-const READ_AHEAD = 4;
+export const READ_AHEAD = 4;
 
 interface ObjectRow {
   key: string;
