@@ -2,9 +2,9 @@
 // `app.inject()`; only server.ts calls `listen`. The API never trains and never imports tfjs.
 //
 // Plugin order is request order: load shedding (cheapest refusal first), auth (who is calling,
-// then whether they may), the rate limit (per key or address), then the routes. Serving (model
-// registry + predictor pool) is a plugin like the others, registered the same way here for
-// production and tests.
+// then whether they may), the rate limit (per key or address), the body budget (before a body is
+// read), then the routes. Serving (model registry + predictor pool) is a plugin like the others,
+// registered the same way here for production and tests.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import proxyAddr from '@fastify/proxy-addr';
@@ -24,6 +24,7 @@ import type { WorkerStatus } from '../queue/worker-supervisor.js';
 import { ModelFiles, PrismaModelStore } from '../serving/model-store.js';
 import { servingPlugin } from '../serving/plugin.js';
 import { authPlugin } from './plugins/auth.js';
+import { bodyBudgetPlugin } from './plugins/body-budget.js';
 import { dashboardPlugin } from './plugins/dashboard.js';
 import { docsPlugin } from './plugins/docs.js';
 import { errorBody } from './error-body.js';
@@ -202,6 +203,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     redis: deps.redis,
     namespace: settings.queuePrefix,
   });
+  await app.register(bodyBudgetPlugin, {
+    maxInFlight: settings.limits.maxBodyBytesInFlight,
+    perClient: settings.limits.maxBodyBytesPerClient,
+    loopback: isLoopbackHost(settings.host),
+  });
   // Model files come from the artifact store through a local sha256-checked cache.
   const files = new ModelFiles(new ModelFileCache(deps.artifacts, settings.modelCacheDir, settings.modelCacheMaxBytes));
   await app.register(servingPlugin, { store: new PrismaModelStore(deps.db.prisma, files), settings: settings.serving });
@@ -217,6 +223,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       jobsByStatus: () => jobs.countByStatus(),
       openStreams: () => streams.open,
       connections: () => connections,
+      bodies: () => app.bodyBudget,
       workerStatus: deps.workerStatus,
       serving: app.serving,
     },

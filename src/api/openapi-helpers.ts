@@ -44,6 +44,20 @@ function withShedding(responses: Record<string, unknown>): Record<string, unknow
   return { ...responses, '503': own ? { ...own, description: `${own.description}; or ${SHED}`, headers: own.headers ?? shed.headers } : shed };
 }
 
+const UPLOADS_429 =
+  "this key's (anonymous: this address's) requests in progress hold MAX_BODY_BYTES_PER_CLIENT of bodies (TOO_MANY_UPLOADS, with Retry-After; nothing read)";
+const UPLOADS_503 = 'the server holds MAX_BODY_BYTES_IN_FLIGHT of request bodies (UPLOADS_FULL, with Retry-After; nothing read)';
+
+/** An operation with a body is admitted by its size before it is read (src/api/plugins/body-budget.ts): its 429 and 503 say so. */
+function withBodyBudget(op: Operation, responses: Record<string, unknown>): Record<string, unknown> {
+  if (op.requestBody === undefined) return responses;
+  const add = (status: string, text: string) => {
+    const own = responses[status] as { description: string } | undefined;
+    return own ? { ...own, description: `${own.description}; or ${text}` } : withRetryAfter(`${text[0].toUpperCase()}${text.slice(1)}`);
+  };
+  return { ...responses, '429': add('429', UPLOADS_429), '503': add('503', UPLOADS_503) };
+}
+
 interface Operation {
   summary: string;
   description?: string;
@@ -58,17 +72,19 @@ export function secured(scope: Scope, op: Operation): Operation {
     ...op,
     description: [op.description, `Needs ${needs}, unless auth is off (see the README).`].filter(Boolean).join('\n\n'),
     security: [{ [BEARER_SCHEME]: [scope] }],
-    responses: withShedding({
-      ...op.responses,
-      '401': errorRef('No API key (AUTH_REQUIRED) or an unknown or revoked one (API_KEY_INVALID)'),
-      '403': errorRef(`The key lacks the \`${scope}\` scope (SCOPE_MISSING)`),
-      // An operation's own 429 names RATE_LIMITED too.
-      '429': op.responses['429'] ?? RATE_LIMITED,
-    }),
+    responses: withShedding(
+      withBodyBudget(op, {
+        ...op.responses,
+        '401': errorRef('No API key (AUTH_REQUIRED) or an unknown or revoked one (API_KEY_INVALID)'),
+        '403': errorRef(`The key lacks the \`${scope}\` scope (SCOPE_MISSING)`),
+        // An operation's own 429 names RATE_LIMITED too.
+        '429': op.responses['429'] ?? RATE_LIMITED,
+      }),
+    ),
   };
 }
 
 /** An operation anyone may call. `guarded`: counted against the caller's address, and load shed (not /healthz). */
 export function open(op: Operation, guarded = true): Operation {
-  return { ...op, security: [], responses: guarded ? withShedding({ ...op.responses, '429': RATE_LIMITED }) : op.responses };
+  return { ...op, security: [], responses: guarded ? withShedding(withBodyBudget(op, { ...op.responses, '429': RATE_LIMITED })) : op.responses };
 }

@@ -98,6 +98,12 @@ export const SettingsSchema = z.object({
     .describe(
       'Sockets one API process holds open in all; past it 503 CONNECTIONS_FULL, so the process keeps file descriptors for its own files. Unset: the open-file limit less 1024 (half of it when that is 2048 or less); no cap where the limit cannot be read. 0 = no cap.',
     ),
+  MAX_BODY_BYTES_IN_FLIGHT: int(256 * MB, 0).describe(
+    "Bytes of request bodies one API process holds at once (an upload is held from its first byte until its answer is sent). A body is admitted before it is read, by its Content-Length (a chunked one at its route's limit); past the cap 503 UPLOADS_FULL with Retry-After, the body unread. One body alone always gets in. Memory use is up to about twice this while bodies are joined. 0 = no cap.",
+  ),
+  MAX_BODY_BYTES_PER_CLIENT: int(64 * MB, 0).describe(
+    'The same per API key (per address when anonymous): past it 429 TOO_MANY_UPLOADS with Retry-After. A loopback server with auth off does not cap its one client. 0 = no cap.',
+  ),
   SSE_HEARTBEAT_MS: int(15_000, 100).describe(
     "A comment line on each job event stream (GET /v1/jobs/:id/events) when nothing else was sent for this long, so proxies and load balancers do not close a quiet stream. Keep it below CONNECTION_TIMEOUT_MS and below any proxy's idle timeout.",
   ),
@@ -200,6 +206,8 @@ export interface LimitSettings {
   /** MAX_CONNECTIONS, else defaultMaxConnections(); 0 = no cap. */
   maxConnections: number;
   maxEventLoopDelayMs: number;
+  maxBodyBytesInFlight: number;
+  maxBodyBytesPerClient: number;
   sseHeartbeatMs: number;
   sseMaxStreamsPerClient: number;
   sseMaxStreams: number;
@@ -387,6 +395,8 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
       connectionTimeoutMs: e.CONNECTION_TIMEOUT_MS,
       maxConnectionsPerClient: e.MAX_CONNECTIONS_PER_CLIENT,
       maxConnections: e.MAX_CONNECTIONS ?? defaultMaxConnections(openFileLimit()),
+      maxBodyBytesInFlight: e.MAX_BODY_BYTES_IN_FLIGHT,
+      maxBodyBytesPerClient: e.MAX_BODY_BYTES_PER_CLIENT,
       maxEventLoopDelayMs: e.MAX_EVENT_LOOP_DELAY_MS,
       sseHeartbeatMs: e.SSE_HEARTBEAT_MS,
       sseMaxStreamsPerClient: e.SSE_MAX_STREAMS_PER_CLIENT,

@@ -5,6 +5,7 @@ import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CappedCounts } from '../../src/api/capped-counts.js';
 import { clientOf } from '../../src/api/connection-limits.js';
+import { bodyBytes } from '../../src/api/plugins/body-budget.js';
 import { defaultMaxConnections } from '../../src/config/settings.js';
 import { startHarness, tinySynthetic, waitReady, type Harness } from './api-harness.js';
 
@@ -35,6 +36,33 @@ describe('CappedCounts', () => {
     a1();
     expect(counts.open).toBe(2);
     expect(typeof counts.take('b')).toBe('function');
+  });
+
+  it('counts amounts (bytes of bodies): what would pass a cap is refused, unless its holder holds nothing', () => {
+    const bytes = new CappedCounts(10, 16);
+    const a = bytes.take('a', 8);
+    expect(bytes.take('a', 3)).toBe('client');
+    expect(bytes.heldBy('a')).toBe(8);
+    const b = bytes.take('b', 8);
+    expect(bytes.take('c', 1)).toBe('total');
+    if (typeof a !== 'function' || typeof b !== 'function') throw new Error('expected slots');
+    a();
+    a();
+    expect(bytes.open).toBe(8);
+    b();
+    // One body larger than both caps still gets in by itself, and nothing beside it.
+    expect(typeof bytes.take('a', 20)).toBe('function');
+    expect(bytes.take('a', 1)).toBe('total');
+    expect(bytes.take('b', 1)).toBe('total');
+  });
+
+  it('sizes a body by its Content-Length, a chunked one at its route limit, and nothing else', () => {
+    expect(bodyBytes({ 'content-length': '5000' }, 10_000)).toBe(5000);
+    expect(bodyBytes({ 'transfer-encoding': 'chunked' }, 10_000)).toBe(10_000);
+    expect(bodyBytes({}, 10_000)).toBe(0);
+    // Fastify answers these itself (413, 400) without reading a byte.
+    expect(bodyBytes({ 'content-length': '10001' }, 10_000)).toBe(0);
+    expect(bodyBytes({ 'content-length': 'abc' }, 10_000)).toBe(0);
   });
 
   it('takes the open-file limit less a reserve as the default total', () => {

@@ -2,6 +2,7 @@
 // replicas through Redis, the flood (2,000 requests from one key: 429s, /healthz stays fast, an
 // admin still gets in), the cap on a key's active jobs, job-size admission, the caps on open job
 // event streams, and request timeouts.
+import fs from 'node:fs';
 import net from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -251,6 +252,101 @@ describe('job event streams (SSE_MAX_STREAMS_PER_CLIENT 3, SSE_MAX_STREAMS 5)', 
     await expect.poll(async () => (await call(api.base, 'GET', '/metrics')).text, { timeout: 10_000 }).toMatch(/^qatserve_event_streams_open 4$/m);
     expect((await open(one)).status).toBe(200);
     expect(await refused(one)).toMatchObject({ status: 503, code: 'STREAMS_FULL' });
+  });
+});
+
+describe('request bodies in memory (MAX_BODY_BYTES_PER_CLIENT 24 MiB, MAX_BODY_BYTES_IN_FLIGHT 48 MiB)', () => {
+  const MiB = 2 ** 20;
+  const UPLOAD = 10 * MiB;
+  let api: ApiProcess;
+  let one: string;
+  let two: string;
+  const sockets: net.Socket[] = [];
+
+  beforeAll(async () => {
+    const env = apiEnv('bodies', { MAX_BODY_BYTES_PER_CLIENT: String(24 * MiB), MAX_BODY_BYTES_IN_FLIGHT: String(48 * MiB) });
+    one = await createKey(env, 'one', 'predict');
+    two = await createKey(env, 'two', 'predict');
+    api = await startApi(env);
+  });
+  afterAll(async () => {
+    for (const s of sockets) s.destroy();
+    await api?.stop();
+  });
+
+  /**
+   * A 10 MiB upload to /v1/predict that sends `sent` bytes of its body and holds the rest back, as
+   * a client that stalls, or means to exhaust the server's memory, does. `reply` is what came back.
+   */
+  function upload(key: string, sent: number) {
+    const sock = net.connect(Number(new URL(api.base).port), '127.0.0.1');
+    sockets.push(sock);
+    let text = '';
+    const reply = new Promise<string>((resolve) => {
+      sock.on('data', (d) => {
+        text += d.toString();
+        if (text.includes('\r\n\r\n')) resolve(text);
+      });
+      sock.on('close', () => resolve(text));
+    });
+    sock.on('error', () => {});
+    sock.write(`POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${key}\r\nContent-Type: image/jpeg\r\nContent-Length: ${UPLOAD}\r\n\r\n`);
+    if (sent > 0) sock.write(Buffer.alloc(sent, 7));
+    return { sock, reply, finish: () => sock.write(Buffer.alloc(UPLOAD - sent, 7)) };
+  }
+  const metrics = async () => (await call(api.base, 'GET', '/metrics')).text;
+  const rssMiB = () => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${api.pid}/status`, 'utf8'))![1]) / 1024;
+
+  it("refuses an upload past a key's share (429) or the server's (503) before reading a byte of it; an answered or dropped upload gives its bytes back", async () => {
+    const held = [upload(one, UPLOAD - 1), upload(one, UPLOAD - 1)];
+    await expect.poll(metrics, { timeout: 10_000 }).toMatch(new RegExp(`^qatserve_http_body_bytes_in_flight ${2 * UPLOAD}$`, 'm'));
+    // The third of key one: answered at once, though not one byte of its body was sent.
+    const third = await upload(one, 0).reply;
+    expect(third).toMatch(/^HTTP\/1\.1 429/);
+    expect(third).toMatch(/retry-after: 1\r\n/i);
+    expect(third).toContain('"code":"TOO_MANY_UPLOADS"');
+    // Another key gets in, up to the server's cap.
+    held.push(upload(two, UPLOAD - 1), upload(two, UPLOAD - 1));
+    await expect.poll(metrics, { timeout: 10_000 }).toMatch(new RegExp(`^qatserve_http_body_bytes_in_flight ${4 * UPLOAD}$`, 'm'));
+    const full = await upload(two, 0).reply;
+    expect(full).toMatch(/^HTTP\/1\.1 503/);
+    expect(full).toMatch(/retry-after: 1\r\n/i);
+    expect(full).toContain('"code":"UPLOADS_FULL"');
+    // Requests without a body, and small ones within both shares, are served meanwhile.
+    expect((await call(api.base, 'GET', '/v1/models', bearer(two))).status).toBe(200);
+    const small = await call(api.base, 'POST', '/v1/predict', bearer(two), { image: 'aGVsbG8=' });
+    expect(small.status).not.toBe(429);
+    expect(small.json.error.code).not.toMatch(/UPLOADS/);
+    expect(await metrics()).toMatch(/^qatserve_http_bodies_refused_total\{reason="client"\} 1$/m);
+    expect(await metrics()).toMatch(/^qatserve_http_bodies_refused_total\{reason="total"\} 1$/m);
+
+    // One upload finishes and is answered, another is dropped by its client: both give their bytes back.
+    held[0].finish();
+    expect(await held[0].reply).toMatch(/^HTTP\/1\.1 [45]\d\d/);
+    held[2].sock.destroy();
+    await expect.poll(metrics, { timeout: 10_000 }).toMatch(new RegExp(`^qatserve_http_body_bytes_in_flight ${2 * UPLOAD}$`, 'm'));
+    const again = upload(one, UPLOAD - 1);
+    await expect.poll(metrics, { timeout: 10_000 }).toMatch(new RegExp(`^qatserve_http_body_bytes_in_flight ${3 * UPLOAD}$`, 'm'));
+    for (const h of [...held, again]) h.sock.destroy();
+    await expect.poll(metrics, { timeout: 10_000 }).toMatch(/^qatserve_http_body_bytes_in_flight 0$/m);
+  });
+
+  it("holds the process's memory while 40 uploads of 10 MiB stall at their last byte (unbounded: +400 MiB)", async () => {
+    const before = rssMiB();
+    const flood = [];
+    for (let i = 0; i < 40; i++) {
+      flood.push(upload(i % 2 ? one : two, UPLOAD - 1));
+      await new Promise((r) => setTimeout(r, 110)); // within the keys' 20 a second
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    const grown = rssMiB() - before;
+    const refused = (
+      await Promise.all(flood.slice(0, 36).map((f) => Promise.race([f.reply, new Promise<string>((r) => setTimeout(() => r(''), 100))])))
+    ).filter((t) => /^HTTP\/1\.1 (429|503)/.test(t));
+    console.log(`bodies: 40 stalled uploads of 10 MiB: API RSS +${grown.toFixed(0)} MiB, ${refused.length} of the first 36 refused`);
+    expect(refused.length).toBeGreaterThanOrEqual(30);
+    expect(grown).toBeLessThan(160);
+    for (const f of flood) f.sock.destroy();
   });
 });
 

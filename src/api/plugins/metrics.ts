@@ -62,13 +62,43 @@ export interface MetricsSources {
   /** Job event streams open in this process. */
   openStreams?: () => number;
   /** Sockets on this process's HTTP server: open now, and refused so far by the cap they met. */
-  connections?: () => { open: number; refused: Record<string, number> };
+  connections?: () => CappedSource;
+  /** Bytes of request bodies held now, and requests refused so far by the cap they met. */
+  bodies?: () => CappedSource;
   /** Under `qatserve serve`: its worker child. */
   workerStatus?: () => WorkerStatus;
   /** The deployment's live workers, and those away for less than WORKER_RESTART_GRACE_S (their entries in Redis). */
   fleet?: () => Promise<{ live: Array<{ state: WorkerState }>; away: unknown[] }>;
   /** This process's predictions (src/serving/prediction-service.ts) and the model it serves. */
   serving?: ServingSource;
+}
+
+/** What is held under two caps (src/api/capped-counts.ts): the amount now, and refusals by the cap they met. */
+interface CappedSource {
+  open: number;
+  refused: Record<string, number>;
+}
+
+/** A gauge of what is held and a counter of refusals by reason, read at each scrape. */
+function registerCapped(registry: client.Registry, source: () => CappedSource, names: { open: [string, string]; refused: [string, string] }) {
+  new client.Gauge({
+    name: names.open[0],
+    help: names.open[1],
+    registers: [registry],
+    collect() {
+      this.set(source().open);
+    },
+  });
+  new client.Counter({
+    name: names.refused[0],
+    help: names.refused[1],
+    labelNames: ['reason'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(source().refused)) this.inc({ reason }, n);
+    },
+  });
 }
 
 /** What the metrics read of a ServingService: images in flight (PREDICT_MAX_QUEUE caps them), each image's outcome, the serving model. */
@@ -201,25 +231,26 @@ export const metricsPlugin = fp(async function metrics(app: FastifyInstance, opt
     });
   }
 
-  const connections = opts.sources.connections;
+  const { connections, bodies } = opts.sources;
   if (connections) {
-    new client.Gauge({
-      name: 'qatserve_http_connections_open',
-      help: 'Sockets open on this API process; MAX_CONNECTIONS and MAX_CONNECTIONS_PER_CLIENT cap them',
-      registers: [registry],
-      collect() {
-        this.set(connections().open);
-      },
+    registerCapped(registry, connections, {
+      open: ['qatserve_http_connections_open', 'Sockets open on this API process; MAX_CONNECTIONS and MAX_CONNECTIONS_PER_CLIENT cap them'],
+      refused: [
+        'qatserve_http_connections_refused_total',
+        'Sockets answered 503 and closed unread: reason "client" (MAX_CONNECTIONS_PER_CLIENT) or "total" (MAX_CONNECTIONS)',
+      ],
     });
-    new client.Counter({
-      name: 'qatserve_http_connections_refused_total',
-      help: 'Sockets answered 503 and closed unread: reason "client" (MAX_CONNECTIONS_PER_CLIENT) or "total" (MAX_CONNECTIONS)',
-      labelNames: ['reason'] as const,
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const [reason, n] of Object.entries(connections().refused)) this.inc({ reason }, n);
-      },
+  }
+  if (bodies) {
+    registerCapped(registry, bodies, {
+      open: [
+        'qatserve_http_body_bytes_in_flight',
+        'Bytes of request bodies this API process holds (admitted, not yet answered); MAX_BODY_BYTES_IN_FLIGHT and MAX_BODY_BYTES_PER_CLIENT cap them',
+      ],
+      refused: [
+        'qatserve_http_bodies_refused_total',
+        'Requests refused before their body was read: reason "client" (429 TOO_MANY_UPLOADS, MAX_BODY_BYTES_PER_CLIENT) or "total" (503 UPLOADS_FULL, MAX_BODY_BYTES_IN_FLIGHT)',
+      ],
     });
   }
 
