@@ -251,6 +251,23 @@ function buildCoreDocument(version: string) {
           },
         }),
       },
+      '/v1/jobs/{id}/resume': {
+        post: secured('train', {
+          operationId: 'resumeJob',
+          summary: 'Resume a failed or cancelled job: queued again, the next worker goes on from its newest checkpoint (from the start when it has none)',
+          description:
+            "The job keeps its id, config, curve and schedule: steps after the checkpoint are trained again, the others are kept. Its JOB_TIMEOUT_MS counts again from the new start. It counts against its creating key's MAX_ACTIVE_JOBS_PER_KEY. A `train` key resumes only the jobs it created (JOB_NOT_OWNED otherwise); an admin key resumes any.",
+          parameters: [idParam],
+          responses: {
+            '200': json('Job', 'queued'),
+            '404': err('Unknown job'),
+            '409': err('The job is not failed or cancelled (JOB_STATE_CONFLICT)'),
+            '429': withRetryAfter(
+              'Over RATE_LIMIT_PER_MINUTE for this key or address (RATE_LIMITED), or the creating key already has MAX_ACTIVE_JOBS_PER_KEY jobs queued or running (JOB_QUOTA_EXCEEDED); nothing changed',
+            ),
+          },
+        }),
+      },
       '/healthz': {
         get: open({ operationId: 'healthz', summary: 'The process is alive (open, not rate limited)', responses: { '200': json('Health', 'Alive') } }, false),
       },

@@ -34,6 +34,7 @@ export const TRANSITIONS = {
   stop: { from: ['running', 'cancelling'], to: 'cancelled', by: 'owner' },
   succeed: { from: ['running'], to: 'succeeded', by: 'owner, with the Model row' },
   fail: { from: ['running', 'cancelling'], to: 'failed', by: 'owner (training or export error, JOB_TIMEOUT)' },
+  resume: { from: ['failed', 'cancelled'], to: 'queued', by: 'api (the next worker resumes it from its newest checkpoint)' },
   cancelUnowned: { from: ['cancelling'], to: 'cancelled', by: 'a claim or the reconciler, when the owner is gone' },
   failUnowned: {
     from: ['queued', 'running', 'cancelling'],
@@ -179,6 +180,49 @@ export async function requestCancel(prisma: Prisma, id: string, wake?: JobWake):
     // The worker moved it meanwhile: decide again on the new state.
   }
   throw new JobStateError(id, 'changing', 'cancelled right now; retry');
+}
+
+/**
+ * Resume: failed or cancelled -> queued, its error and end cleared, so that the next worker resumes
+ * it from its newest checkpoint (from the start when it has none) with its own config and schedule.
+ * Its JOB_TIMEOUT_MS counts again from that worker's claim. `maxActive` (> 0) caps the creating
+ * key's queued and running jobs, this one included, counted in the same transaction (two resumes
+ * of one key at the same instant on PostgreSQL may both pass it). Other states: JobStateError (409).
+ */
+export async function requestResume(
+  prisma: Prisma,
+  id: string,
+  maxActive: number,
+  wake?: JobWake,
+): Promise<{ from: JobStatus; keyId: string | null } | { overCap: true }> {
+  const row = await prisma.trainingJob.findUnique({ where: { id }, select: { status: true, createdByKeyId: true } });
+  if (!row) throw new JobNotFoundError(id);
+  const status = row.status as JobStatus;
+  if (!(TRANSITIONS.resume.from as readonly string[]).includes(status)) throw new JobStateError(id, status, 'resumed (only a failed or cancelled job can)');
+  const keyId = row.createdByKeyId;
+  type Resumed = { from: JobStatus; keyId: string | null } | { overCap: true };
+  return committed<Resumed>(prisma, id, wake, async (tx) => {
+    if (keyId && maxActive > 0) {
+      const active = await tx.trainingJob.count({ where: { createdByKeyId: keyId, status: { in: ['queued', 'running', 'cancelling'] } } });
+      if (active >= maxActive) return { value: { overCap: true }, changed: false };
+    }
+    const { count } = await tx.trainingJob.updateMany({
+      where: { id, status },
+      data: {
+        status: TRANSITIONS.resume.to,
+        finishedAt: null,
+        startedAt: null,
+        errorCode: null,
+        errorMessage: null,
+        ownerToken: null,
+        phase: null,
+        trainingEndsAt: null,
+      },
+    });
+    if (count === 0) throw new JobStateError(id, 'changing', 'resumed right now; retry');
+    await noteWrite(tx, id, [statusEvent(TRANSITIONS.resume.to)]);
+    return { value: { from: status, keyId }, changed: true };
+  });
 }
 
 /** The jobs a key posted that have not finished (queued, running, cancelling), oldest first. */

@@ -9,7 +9,7 @@ import { JOB_WITH_MODEL } from '../db/model-rows.js';
 import { admissionIssues, FEWEST_CLASSES, tooLargeMessage, type JobBudget } from './job-admission.js';
 import { JobNotFoundError, JobQuotaError, JobStoreQuotaError, QueueUnavailableError, ServiceError, ValidationError, toIssues } from './job-errors.js';
 import type { JobWake } from './job-events.js';
-import { deleteFinished, discardUnqueued, findByIdempotencyKey, insertQueued, requestCancel, revokedKeyJobs } from './job-lifecycle.js';
+import { deleteFinished, discardUnqueued, findByIdempotencyKey, insertQueued, requestCancel, requestResume, revokedKeyJobs } from './job-lifecycle.js';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import { jobPrefix, modelPrefix } from '../artifacts/artifact-keys.js';
 import { isTerminal, TERMINAL_STATUSES, type JobStatus } from './job-status.js';
@@ -439,6 +439,25 @@ export class JobService {
     const { to } = await requestCancel(this.deps.prisma, id, this.deps.wake);
     if (to === 'cancelled') await this.deps.queue.remove(id).catch(() => {});
     if (to === 'cancelling') await this.deps.cancel.publish(id).catch(() => {});
+    return this.get(id);
+  }
+
+  /**
+   * A failed or cancelled job back on the queue, behind its key's queued jobs as a new one would be;
+   * the next worker resumes it from its newest checkpoint. Over the creating key's cap of active
+   * jobs: JobQuotaError, nothing changed. Should the queue not answer, the job stays `queued` and
+   * the reconciler puts it on the queue once it does.
+   */
+  async resume(id: string, maxActiveJobs: number): Promise<JobView> {
+    const resumed = await requestResume(this.deps.prisma, id, maxActiveJobs, this.deps.wake);
+    if ('overCap' in resumed) throw new JobQuotaError(maxActiveJobs);
+    try {
+      // A failed job's queue entry is kept (the newest 1000): the same id is not added while it is there.
+      await this.deps.queue.remove(id);
+      await this.deps.queue.enqueue(id, await this.fairPriority(id, resumed.keyId));
+    } catch {
+      // Left to the reconciler (a queued row without a live entry).
+    }
     return this.get(id);
   }
 

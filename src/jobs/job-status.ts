@@ -6,6 +6,7 @@
 //   running -> cancelling -> cancelled   (the worker stops between steps, keeps its checkpoint)
 //   running -> queued                    (a worker shutting down hands the job back)
 //   running -> running                   (another worker takes over; the first is fenced out)
+//   failed | cancelled -> queued         (its user resumes it: from its newest checkpoint)
 export const JOB_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled', 'cancelling'] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
 

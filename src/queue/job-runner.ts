@@ -215,7 +215,8 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
     return fail('CHECKPOINT_UNAVAILABLE', `none of the job's ${resume.recorded} recorded checkpoints could be fetched from the ${store.kind} artifact store`);
   }
   let init: { key: string; dir: string } | null = null;
-  if (config.init.fromJob) {
+  // A resumed job has its own weights: the job it first started from may be gone by now.
+  if (config.init.fromJob && !resume.found) {
     const from = await fetchNewestCheckpoint(ctx, config.init.fromJob, path.join(job.scratch, 'init'));
     if (!from.found) return fail('INIT_CHECKPOINT_MISSING', `job ${config.init.fromJob} has no checkpoint in the ${store.kind} artifact store to start from`);
     init = from.found;

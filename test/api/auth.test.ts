@@ -268,7 +268,7 @@ describe('API keys on a loopback server', () => {
     expect([await status(cliJob), await status(others)]).toEqual(['cancelled', 'queued']);
   });
 
-  it('lets a train key cancel only its own jobs; an admin key cancels any', async () => {
+  it('lets a train key cancel and resume only its own jobs; an admin key any', async () => {
     const mk = async (name: string) => (await call(api.base, 'POST', '/v1/keys', bearer(admin), { name, scopes: ['train'] })).json.key as string;
     const [x, y] = [await mk('owner-x'), await mk('owner-y')];
     const jx = (await call(api.base, 'POST', '/v1/jobs', bearer(x), tinySynthetic)).json;
@@ -282,6 +282,11 @@ describe('API keys on a loopback server', () => {
     expect((await db.prisma.trainingJob.findUniqueOrThrow({ where: { id: jx.id } })).status).toBe('queued');
     expect((await call(api.base, 'POST', `/v1/jobs/${jx.id}/cancel`, bearer(x))).json.status).toBe('cancelled');
     expect((await call(api.base, 'POST', `/v1/jobs/${jy.id}/cancel`, bearer(admin))).json.status).toBe('cancelled');
+    const notTheirs = await call(api.base, 'POST', `/v1/jobs/${jx.id}/resume`, bearer(y));
+    expect([notTheirs.status, notTheirs.json.error.code]).toEqual([403, 'JOB_NOT_OWNED']);
+    expect((await db.prisma.trainingJob.findUniqueOrThrow({ where: { id: jx.id } })).status).toBe('cancelled');
+    expect((await call(api.base, 'POST', `/v1/jobs/${jx.id}/resume`, bearer(x))).json.status).toBe('queued');
+    expect((await call(api.base, 'POST', `/v1/jobs/${jy.id}/resume`, bearer(admin))).json.status).toBe('queued');
     const adminJob = (await call(api.base, 'POST', '/v1/jobs', bearer(admin), tinySynthetic)).json;
     expect((await db.prisma.trainingJob.findUniqueOrThrow({ where: { id: adminJob.id } })).autoServe).toBe(true);
   });

@@ -288,6 +288,35 @@ describe.each(['sqlite', 'postgres'] as DbKind[])('jobs API on %s', (kind) => {
     expect(ErrorBody.parse(again.json()).error.code).toBe('JOB_STATE_CONFLICT');
   });
 
+  it('resumes a failed or cancelled job: queued again and back on the queue, its error and end cleared; other states are a 409', async () => {
+    const resume = (id: string) => h.app.inject({ method: 'POST', url: `/v1/jobs/${id}/resume` });
+    const job = JobView.parse((await post(tinySynthetic)).json());
+    expect((await resume(job.id)).statusCode).toBe(409); // queued
+    await h.app.inject({ method: 'POST', url: `/v1/jobs/${job.id}/cancel` });
+    expect(await h.deps.queue.entryState(job.id)).toBeNull();
+    const res = await resume(job.id);
+    expect(res.statusCode, res.body).toBe(200);
+    expect(JobView.parse(res.json())).toMatchObject({ status: 'queued', finishedAt: null, error: null });
+    expect(await h.deps.queue.entryState(job.id)).toBe('waiting');
+    const again = await resume(job.id);
+    expect([again.statusCode, ErrorBody.parse(again.json()).error.code]).toEqual([409, 'JOB_STATE_CONFLICT']);
+
+    // A failed one, as a worker or the queue ends it.
+    await h.deps.db.prisma.trainingJob.update({
+      where: { id: job.id },
+      data: { status: 'failed', errorCode: 'WORKER_LOST', errorMessage: 'its worker died 5 times', finishedAt: new Date(), startedAt: new Date() },
+    });
+    const failed = JobView.parse((await resume(job.id)).json());
+    expect(failed).toMatchObject({ status: 'queued', error: null, finishedAt: null, startedAt: null });
+    expect(await h.deps.queue.entryState(job.id)).toBe('waiting');
+    const events = await h.deps.db.prisma.jobEvent.findMany({ where: { jobId: job.id, type: 'status' }, orderBy: { id: 'asc' } });
+    expect(events.map((e) => (JSON.parse(e.payload) as { status: string }).status)).toEqual(['queued', 'cancelled', 'queued', 'queued']);
+
+    await h.deps.db.prisma.trainingJob.update({ where: { id: job.id }, data: { status: 'succeeded' } });
+    expect((await resume(job.id)).statusCode).toBe(409);
+    expect((await resume('00000000-0000-4000-8000-000000000000')).statusCode).toBe(404);
+  });
+
   it('cancelling a running job moves it to cancelling (the worker finishes the move)', async () => {
     const job = JobView.parse((await post(tinySynthetic)).json());
     await h.deps.db.prisma.trainingJob.update({ where: { id: job.id }, data: { status: 'running' } });

@@ -137,6 +137,10 @@ describe('jobs per key and job size', () => {
     expect((await call(api.base, 'POST', '/v1/jobs', bearer(admin), tinySynthetic)).status).toBe(201);
     await call(api.base, 'POST', `/v1/jobs/${first[0].json.id}/cancel`, bearer(one));
     expect((await call(api.base, 'POST', '/v1/jobs', bearer(one), tinySynthetic)).status).toBe(201);
+    // Resuming the cancelled one would make a third: refused, and it stays cancelled.
+    const resumed = await call(api.base, 'POST', `/v1/jobs/${first[0].json.id}/resume`, bearer(one));
+    expect([resumed.status, resumed.json.error.code]).toEqual([429, 'JOB_QUOTA_EXCEEDED']);
+    expect((await db.prisma.trainingJob.findUniqueOrThrow({ where: { id: first[0].json.id } })).status).toBe('cancelled');
   });
 
   it('caps the jobs a key keeps stored, finished ones included, with 429 JOB_STORE_QUOTA_EXCEEDED; deleting one frees its place', async () => {

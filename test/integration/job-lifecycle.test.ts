@@ -317,5 +317,16 @@ describe('job lifecycle with a worker process (SQLite)', () => {
     // Failed for good: the queue does not hand it out again.
     await new Promise((r) => setTimeout(r, 1500));
     expect((await waitForJob(h.app, job.id, () => true, 1000)).attempts).toBe(1);
+
+    // Until its user resumes it: the worker goes on from that checkpoint with a new wall-clock
+    // limit, trains on and stops at its limit again, the curve one point per step throughout.
+    const resumed = await h.app.inject({ method: 'POST', url: `/v1/jobs/${job.id}/resume` });
+    expect(JobView.parse(resumed.json())).toMatchObject({ status: 'queued', error: null });
+    const again = await waitForJob(h.app, job.id, (j) => j.attempts === 2 && terminal(j), 120_000, [w]);
+    expect(w.output()).toContain(`"resumeFrom":"${newest!.key}"`);
+    expect(again.error?.code).toBe('JOB_TIMEOUT');
+    expect(again.progress.step).toBeGreaterThan(newest!.step);
+    const points = await metrics(job.id);
+    expect(points.map((p) => p.step)).toEqual(Array.from({ length: again.progress.step }, (_, i) => i + 1));
   });
 });

@@ -17,8 +17,17 @@ const config = TrainingConfig.parse({ dataset: { type: 'synthetic' } });
 const DATASET = { description: 'synthetic 64 train / 16 val', classes: 2, classNames: ['a', 'b'], trainImages: 64, valImages: 16 };
 
 describe('the transition table', () => {
-  it('lets nothing leave a finished job, and every state be reached', () => {
-    for (const s of TERMINAL_STATUSES) expect(nextStates(s), s).toEqual([]);
+  it('lets nothing leave a finished job but a resume of a failed or cancelled one, and every state be reached', () => {
+    expect(nextStates('succeeded')).toEqual([]);
+    expect(nextStates('failed')).toEqual(['queued']);
+    expect(nextStates('cancelled')).toEqual(['queued']);
+    for (const s of TERMINAL_STATUSES)
+      expect(
+        Object.entries(TRANSITIONS)
+          .filter(([, t]) => (t.from as readonly string[]).includes(s))
+          .map(([name]) => name),
+        s,
+      ).toEqual(s === 'succeeded' ? [] : ['resume']);
     expect(nextStates('queued')).toEqual(['running', 'failed', 'cancelled']);
     expect(nextStates('running')).toEqual(['queued', 'running', 'succeeded', 'failed', 'cancelled', 'cancelling']);
     expect(nextStates('cancelling')).toEqual(['failed', 'cancelled']);

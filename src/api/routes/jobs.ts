@@ -2,7 +2,7 @@
 // schemas in src/jobs/job-view.ts; responses are built by the service in the JobView shape.
 // The creating key is recorded on the job: it counts against that key's cap of active jobs, and
 // only an admin key's (or an auth-off) job may start serving its model without a promotion. A
-// non-admin key cancels and deletes only the jobs it created.
+// non-admin key cancels, resumes and deletes only the jobs it created.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { isAdmin, principalKeyId } from '../../auth/auth-policy.js';
 import type { JobService } from '../../jobs/job-service.js';
@@ -84,6 +84,14 @@ export async function jobRoutes(app: FastifyInstance, opts: JobRoutesOptions) {
     await assertCreator(req, id, 'cancel');
     const job = await jobs.cancel(id);
     req.log.info({ jobId: id, status: job.status }, 'job cancel requested');
+    return job;
+  });
+
+  app.post('/v1/jobs/:id/resume', train, async (req) => {
+    const { id } = parseRequest(JobIdParams, req.params, 'params');
+    await assertCreator(req, id, 'resume');
+    const job = await jobs.resume(id, opts.maxActiveJobsPerKey);
+    req.log.info({ jobId: id, status: job.status }, 'job resumed');
     return job;
   });
 
