@@ -525,6 +525,7 @@ function renderStatus() {
   status.className = `pill ${job.status}`;
   refreshQueuePlace().catch(() => {});
   $('#cancel-job').hidden = !['queued', 'running'].includes(job.status);
+  $('#resume-job').hidden = !['failed', 'cancelled'].includes(job.status);
   $('#delete-job').hidden = !TERMINAL.includes(job.status);
   // A job has a checkpoint to start from once it has trained (the server says if it has none yet).
   $('#finetune-job').hidden = !(job.progress.step > 0);
@@ -668,6 +669,20 @@ async function cancelSelected() {
   } catch (err) {
     $('#job-error').textContent = err.message;
   }
+}
+
+/** A failed or cancelled job queued again; its stream ended with it, so the panel follows it afresh. */
+async function resumeSelected() {
+  const id = state.selected;
+  try {
+    await api(`/v1/jobs/${encodeURIComponent(id)}/resume`, { method: 'POST' });
+  } catch (err) {
+    // 429: its key has as many jobs queued or running as it may; 409: it is not failed or cancelled.
+    if (state.selected === id) $('#job-error').textContent = err.message;
+    return;
+  }
+  refreshJobs().catch(() => {});
+  if (state.selected === id) await openJob(id, true);
 }
 
 async function deleteSelected() {
@@ -1385,6 +1400,7 @@ for (const input of fields()) input.addEventListener(input.tagName === 'SELECT' 
 $('#config').addEventListener('input', fillFields);
 $('#new-job').addEventListener('submit', submitJob);
 $('#cancel-job').addEventListener('click', cancelSelected);
+$('#resume-job').addEventListener('click', resumeSelected);
 $('#delete-job').addEventListener('click', deleteSelected);
 $('#rerun-job').addEventListener('click', () => copyJobToForm(false));
 $('#finetune-job').addEventListener('click', () => copyJobToForm(true));

@@ -718,6 +718,30 @@ describe('dashboard', () => {
     await expect.poll(() => page.textContent('#job-title'), { timeout: 10_000 }).toBe(`browser-live (${liveId})`);
   });
 
+  it('resumes a cancelled job with its button: the worker goes on from its checkpoint, and the panel follows it to its end', async () => {
+    const id = await postSmallJob({
+      name: 'to-resume',
+      dataset: { type: 'synthetic', classes: 2, samplesPerClass: 32 },
+      training: { epochs: 3, batchSize: 8, checkpointEverySteps: 1 },
+    });
+    await expect.poll(async () => JobView.parse((await api('GET', `/v1/jobs/${id}`)).json()).progress.step, { timeout: 60_000 }).toBeGreaterThanOrEqual(3);
+    await api('POST', `/v1/jobs/${id}/cancel`);
+    await expect.poll(async () => JobView.parse((await api('GET', `/v1/jobs/${id}`)).json()).status, { timeout: 30_000 }).toBe('cancelled');
+    const stoppedAt = JobView.parse((await api('GET', `/v1/jobs/${id}`)).json()).progress.step;
+    await page.goto(`${base}/#job=${id}`);
+    await expect.poll(() => page.textContent('#job-status'), { timeout: 10_000 }).toBe('cancelled');
+    expect(await page.isVisible('#resume-job')).toBe(true);
+    await page.click('#resume-job');
+    await expect.poll(() => page.textContent('#job-status'), { timeout: 90_000 }).toBe('succeeded');
+    expect(await page.isVisible('#resume-job')).toBe(false);
+    expect(await page.textContent('#job-error')).toBe('');
+    expect(worker.output()).toMatch(new RegExp(`"jobId":"${id}".*"resumeStep":${stoppedAt}`));
+    const done = JobView.parse((await api('GET', `/v1/jobs/${id}`)).json());
+    expect(done.progress.step).toBe(done.progress.totalSteps);
+    const points = MetricsPage.parse((await api('GET', `/v1/jobs/${id}/metrics?limit=1000`)).json()).points;
+    expect(points.map((p) => p.step)).toEqual(Array.from({ length: done.progress.step }, (_, i) => i + 1));
+  });
+
   it('starts one job for a double-click on "Start training"; an edited config is a new job', async () => {
     await page.goto(`${base}/`);
     await page.click('#raw-json summary');
