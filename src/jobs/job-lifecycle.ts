@@ -182,6 +182,9 @@ export async function requestCancel(prisma: Prisma, id: string, wake?: JobWake):
   throw new JobStateError(id, 'changing', 'cancelled right now; retry');
 }
 
+/** What a resume did: queued the job (its creating key's id with it), or nothing (that key is at its cap). */
+type Resumed = { keyId: string | null } | { overCap: true };
+
 /**
  * Resume: failed or cancelled -> queued, its error and end cleared, so that the next worker resumes
  * it from its newest checkpoint (from the start when it has none) with its own config and schedule.
@@ -189,21 +192,15 @@ export async function requestCancel(prisma: Prisma, id: string, wake?: JobWake):
  * key's queued and running jobs, this one included, counted in the same transaction (two resumes
  * of one key at the same instant on PostgreSQL may both pass it). Other states: JobStateError (409).
  */
-export async function requestResume(
-  prisma: Prisma,
-  id: string,
-  maxActive: number,
-  wake?: JobWake,
-): Promise<{ from: JobStatus; keyId: string | null } | { overCap: true }> {
+export async function requestResume(prisma: Prisma, id: string, maxActive: number, wake?: JobWake): Promise<Resumed> {
   const row = await prisma.trainingJob.findUnique({ where: { id }, select: { status: true, createdByKeyId: true } });
   if (!row) throw new JobNotFoundError(id);
   const status = row.status as JobStatus;
   if (!(TRANSITIONS.resume.from as readonly string[]).includes(status)) throw new JobStateError(id, status, 'resumed (only a failed or cancelled job can)');
   const keyId = row.createdByKeyId;
-  type Resumed = { from: JobStatus; keyId: string | null } | { overCap: true };
   return committed<Resumed>(prisma, id, wake, async (tx) => {
     if (keyId && maxActive > 0) {
-      const active = await tx.trainingJob.count({ where: { createdByKeyId: keyId, status: { in: ['queued', 'running', 'cancelling'] } } });
+      const active = await tx.trainingJob.count({ where: { createdByKeyId: keyId, status: { notIn: [...TERMINAL_STATUSES] } } });
       if (active >= maxActive) return { value: { overCap: true }, changed: false };
     }
     const { count } = await tx.trainingJob.updateMany({
@@ -221,7 +218,7 @@ export async function requestResume(
     });
     if (count === 0) throw new JobStateError(id, 'changing', 'resumed right now; retry');
     await noteWrite(tx, id, [statusEvent(TRANSITIONS.resume.to)]);
-    return { value: { from: status, keyId }, changed: true };
+    return { value: { keyId }, changed: true };
   });
 }
 
