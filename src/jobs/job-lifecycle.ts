@@ -20,7 +20,7 @@ import { InitJobInvalidError, JobInUseError, JobNotFoundError, JobStateError, to
 import { trainingEndsAt, type RunStart } from './training-eta.js';
 import { bumpRevision, noteWrite, recordEvents, statusEvent, type JobWake } from './job-events.js';
 import { toMetricPointView, type JobDataset, type JobEventProgressData, type JobEventWarningData, type JobPhase } from './job-view.js';
-import { JOB_STATUSES, TERMINAL_STATUSES, isTerminal, type JobStatus } from './job-status.js';
+import { JOB_STATUSES, TERMINAL_STATUSES, UNFINISHED_STATUSES, isTerminal, type JobStatus } from './job-status.js';
 import { TrainingConfig } from '../config/training-config.js';
 import { redact } from '../redact.js';
 
@@ -200,7 +200,7 @@ export async function requestResume(prisma: Prisma, id: string, maxActive: numbe
   const keyId = row.createdByKeyId;
   return committed<Resumed>(prisma, id, wake, async (tx) => {
     if (keyId && maxActive > 0) {
-      const active = await tx.trainingJob.count({ where: { createdByKeyId: keyId, status: { notIn: [...TERMINAL_STATUSES] } } });
+      const active = await tx.trainingJob.count({ where: unfinishedOf(keyId) });
       if (active >= maxActive) return { value: { overCap: true }, changed: false };
     }
     const { count } = await tx.trainingJob.updateMany({
@@ -222,10 +222,15 @@ export async function requestResume(prisma: Prisma, id: string, maxActive: numbe
   });
 }
 
+/** A key's jobs that have not finished: those its MAX_ACTIVE_JOBS_PER_KEY counts (a create's and a resume's). */
+export function unfinishedOf(keyId: string) {
+  return { createdByKeyId: keyId, status: { in: [...UNFINISHED_STATUSES] } };
+}
+
 /** The jobs a key posted that have not finished (queued, running, cancelling), oldest first. */
 async function unfinishedJobsOf(prisma: Prisma, keyId: string): Promise<Array<{ id: string; status: JobStatus }>> {
   const rows = await prisma.trainingJob.findMany({
-    where: { createdByKeyId: keyId, status: { in: ['queued', 'running', 'cancelling'] } },
+    where: unfinishedOf(keyId),
     select: { id: true, status: true },
     orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
   });
@@ -753,7 +758,7 @@ export interface UnfinishedJob {
 /** Jobs not finished whose row has not changed since `before` (the reconciler's candidates). */
 export async function listUnfinished(prisma: Prisma, before: Date, limit = 500): Promise<UnfinishedJob[]> {
   const rows = await prisma.trainingJob.findMany({
-    where: { status: { in: ['queued', 'running', 'cancelling'] }, updatedAt: { lt: before } },
+    where: { status: { in: [...UNFINISHED_STATUSES] }, updatedAt: { lt: before } },
     select: { id: true, status: true, ownerToken: true, updatedAt: true },
     orderBy: { updatedAt: 'asc' },
     take: limit,

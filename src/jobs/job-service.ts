@@ -9,7 +9,16 @@ import { JOB_WITH_MODEL } from '../db/model-rows.js';
 import { admissionIssues, FEWEST_CLASSES, tooLargeMessage, type JobBudget } from './job-admission.js';
 import { JobNotFoundError, JobQuotaError, JobStoreQuotaError, QueueUnavailableError, ServiceError, ValidationError, toIssues } from './job-errors.js';
 import type { JobWake } from './job-events.js';
-import { deleteFinished, discardUnqueued, findByIdempotencyKey, insertQueued, requestCancel, requestResume, revokedKeyJobs } from './job-lifecycle.js';
+import {
+  deleteFinished,
+  discardUnqueued,
+  findByIdempotencyKey,
+  insertQueued,
+  requestCancel,
+  requestResume,
+  revokedKeyJobs,
+  unfinishedOf,
+} from './job-lifecycle.js';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import { jobPrefix, modelPrefix } from '../artifacts/artifact-keys.js';
 import { isTerminal, TERMINAL_STATUSES, type JobStatus } from './job-status.js';
@@ -106,7 +115,6 @@ export interface JobOwner {
   maxStoredJobs?: number;
 }
 
-const ACTIVE_STATUSES: JobStatus[] = ['queued', 'running', 'cancelling'];
 const AUTH_OFF: JobOwner = { keyId: null, autoServe: true, maxActiveJobs: 0 };
 
 /** The Idempotency-Key header: what clients commonly send (UUIDs, ULIDs, hashes), nothing more. */
@@ -202,7 +210,7 @@ export class JobService {
    */
   private async enforceCaps(id: string, keyId: string, maxActive: number, maxStored: number): Promise<void> {
     const mine = { createdByKeyId: keyId };
-    if (maxActive > 0 && (await this.deps.prisma.trainingJob.count({ where: { ...mine, status: { in: ACTIVE_STATUSES } } })) > maxActive) {
+    if (maxActive > 0 && (await this.deps.prisma.trainingJob.count({ where: unfinishedOf(keyId) })) > maxActive) {
       await discardUnqueued(this.deps.prisma, id);
       throw new JobQuotaError(maxActive);
     }
