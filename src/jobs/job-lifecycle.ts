@@ -189,8 +189,8 @@ type Resumed = { keyId: string | null } | { overCap: true };
  * Resume: failed or cancelled -> queued, its error and end cleared, so that the next worker resumes
  * it from its newest checkpoint (from the start when it has none) with its own config and schedule.
  * Its JOB_TIMEOUT_MS counts again from that worker's claim. `maxActive` (> 0) caps the creating
- * key's queued and running jobs, this one included, counted in the same transaction (two resumes
- * of one key at the same instant on PostgreSQL may both pass it). Other states: JobStateError (409).
+ * key's queued and running jobs, this one included, counted in the same transaction under the
+ * key's lock (see overActiveCap). Other states: JobStateError (409).
  */
 export async function requestResume(prisma: Prisma, id: string, maxActive: number, wake?: JobWake): Promise<Resumed> {
   const row = await prisma.trainingJob.findUnique({ where: { id }, select: { status: true, createdByKeyId: true } });
@@ -200,6 +200,7 @@ export async function requestResume(prisma: Prisma, id: string, maxActive: numbe
   const keyId = row.createdByKeyId;
   return committed<Resumed>(prisma, id, wake, async (tx) => {
     if (keyId && maxActive > 0) {
+      await lockKey(tx, keyId);
       const active = await tx.trainingJob.count({ where: unfinishedOf(keyId) });
       if (active >= maxActive) return { value: { overCap: true }, changed: false };
     }
@@ -220,6 +221,26 @@ export async function requestResume(prisma: Prisma, id: string, maxActive: numbe
     await noteWrite(tx, id, [statusEvent(TRANSITIONS.resume.to)]);
     return { value: { keyId }, changed: true };
   });
+}
+
+/**
+ * Whether a key has more than `maxActive` unfinished jobs: a create's check, after its insert.
+ * Counted under the key's lock, so a resume of the key's in flight is either seen or sees this job.
+ */
+export async function overActiveCap(prisma: Prisma, keyId: string, maxActive: number): Promise<boolean> {
+  return prisma.$transaction(async (tx) => {
+    await lockKey(tx, keyId);
+    return (await tx.trainingJob.count({ where: unfinishedOf(keyId) })) > maxActive;
+  });
+}
+
+/**
+ * Locks an API key's row until the transaction ends, so that the checks of its MAX_ACTIVE_JOBS_PER_KEY
+ * are decided one at a time: without it, on PostgreSQL, resumes of one key at the same instant each
+ * counted before the others committed, and all passed.
+ */
+async function lockKey(tx: Tx, keyId: string): Promise<void> {
+  await tx.$executeRaw`UPDATE "ApiKey" SET "name" = "name" WHERE "id" = ${keyId}`;
 }
 
 /** A key's jobs that have not finished: those its MAX_ACTIVE_JOBS_PER_KEY counts (a create's and a resume's). */

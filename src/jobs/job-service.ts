@@ -17,7 +17,7 @@ import {
   requestCancel,
   requestResume,
   revokedKeyJobs,
-  unfinishedOf,
+  overActiveCap,
 } from './job-lifecycle.js';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import { jobPrefix, modelPrefix } from '../artifacts/artifact-keys.js';
@@ -206,11 +206,12 @@ export class JobService {
    * The caps on a key's active and stored jobs, safe across API replicas: the row is written first,
    * then the key's jobs are counted, this one included. Over a cap, it is removed (never enqueued)
    * and the request refused. Of two racing creates the later check always sees both rows, so a cap
-   * is never exceeded (at worst both are refused and the client retries).
+   * is never exceeded (at worst both are refused and the client retries); the active count is taken
+   * under the key's lock, so a resume of the key's in flight is counted too.
    */
   private async enforceCaps(id: string, keyId: string, maxActive: number, maxStored: number): Promise<void> {
     const mine = { createdByKeyId: keyId };
-    if (maxActive > 0 && (await this.deps.prisma.trainingJob.count({ where: unfinishedOf(keyId) })) > maxActive) {
+    if (maxActive > 0 && (await overActiveCap(this.deps.prisma, keyId, maxActive))) {
       await discardUnqueued(this.deps.prisma, id);
       throw new JobQuotaError(maxActive);
     }

@@ -5,7 +5,19 @@ import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../../src/db/database.js';
 import { migrate } from '../../src/db/migrate.js';
-import { claim, endUnowned, insertQueued, nextStates, OwnershipLostError, requestCancel, TRANSITIONS, type JobOwner } from '../../src/jobs/job-lifecycle.js';
+import {
+  claim,
+  endUnowned,
+  insertQueued,
+  nextStates,
+  overActiveCap,
+  OwnershipLostError,
+  requestCancel,
+  requestResume,
+  TRANSITIONS,
+  unfinishedOf,
+  type JobOwner,
+} from '../../src/jobs/job-lifecycle.js';
 import { JOB_STATUSES, TERMINAL_STATUSES } from '../../src/jobs/job-status.js';
 import { TrainingConfig } from '../../src/config/training-config.js';
 import { servingCandidates, type NewModel } from '../../src/db/model-rows.js';
@@ -373,6 +385,28 @@ describe.each([
     const again = await insertQueued(db.prisma, { id: `job-${++n}`, name: 'j', config, idempotencyKey: `key-${n - 1}` });
     expect(first.created).toBe(true);
     expect(again).toMatchObject({ created: false, row: { id: first.row.id } });
+  });
+
+  it("holds a key's cap on unfinished jobs when its resumes and creates race", async () => {
+    // On PostgreSQL each transaction counted before the others' writes were committed, so three
+    // resumes at once all passed a cap of 2 that had room for one.
+    const keys = new KeyStore(db.prisma);
+    for (let round = 0; round < 5; round++) {
+      const { info: key } = await keys.create(`capped-${++n}`, ['train']);
+      const job = async () => (await insertQueued(db.prisma, { id: `job-${++n}`, name: 'j', config, createdByKeyId: key.id })).row.id;
+      await job(); // queued: one of the cap's two places
+      const cancelled = [await job(), await job(), await job()];
+      for (const id of cancelled) await requestCancel(db.prisma, id);
+      // A create checks after its insert, as JobService does.
+      const create = async () => {
+        const id = await job();
+        if (await overActiveCap(db.prisma, key.id, 2)) await db.prisma.trainingJob.delete({ where: { id } });
+      };
+      const results = await Promise.allSettled([...cancelled.map((id) => requestResume(db.prisma, id, 2)), create()]);
+      expect(results.every((r) => r.status === 'fulfilled')).toBe(true);
+      // Exactly the cap: never over it, and a refusal is only ever for want of room.
+      expect(await db.prisma.trainingJob.count({ where: unfinishedOf(key.id) })).toBe(2);
+    }
   });
 });
 
