@@ -54,19 +54,28 @@ export function threadCpu(pid: number = process.pid): ThreadCpu[] {
   return out;
 }
 
-/**
- * CPU seconds each thread spent between two snapshots, busiest first, threads under `minSeconds`
- * left out, with the preemptions of those that were preempted: "main 20.1s/312p, node#41 19.8s/298p, ...".
- */
-export function threadCpuSince(before: ThreadCpu[], minSeconds = 0.05, pid: number = process.pid): string {
+/** Each thread's CPU seconds, preemptions and sleeps between a snapshot and now. */
+export function threadCpuDeltas(before: ThreadCpu[], pid: number = process.pid): ThreadCpu[] {
   const start = new Map(before.map((t) => [t.tid, t]));
-  return threadCpu(pid)
-    .map((t) => {
-      const s = start.get(t.tid);
-      return { ...t, seconds: t.seconds - (s?.seconds ?? 0), preempted: t.preempted - (s?.preempted ?? 0) };
-    })
+  return threadCpu(pid).map((t) => {
+    const s = start.get(t.tid);
+    return { ...t, seconds: t.seconds - (s?.seconds ?? 0), preempted: t.preempted - (s?.preempted ?? 0), slept: t.slept - (s?.slept ?? 0) };
+  });
+}
+
+/**
+ * Threads' CPU seconds (deltas), busiest first, threads under `minSeconds` left out, with the
+ * preemptions of those that were preempted: "main 20.1s/312p, node#41 19.8s/298p, ...".
+ */
+export function formatThreadCpu(deltas: ThreadCpu[], minSeconds = 0.05, pid: number = process.pid): string {
+  return deltas
     .filter((t) => t.seconds >= minSeconds)
     .sort((a, b) => b.seconds - a.seconds)
     .map((t) => `${t.tid === pid ? 'main' : `${t.name}#${t.tid}`} ${t.seconds.toFixed(2)}s${t.preempted ? `/${t.preempted}p` : ''}`)
     .join(', ');
+}
+
+/** CPU seconds each thread spent between a snapshot and now, as formatThreadCpu writes them. */
+export function threadCpuSince(before: ThreadCpu[], minSeconds = 0.05, pid: number = process.pid): string {
+  return formatThreadCpu(threadCpuDeltas(before, pid), minSeconds, pid);
 }

@@ -49,9 +49,10 @@ import { buildArch, forwardMacsPerImage, MobileNetV2, type ArchOptions, type For
 import { MomentumSgd, type SgdParam } from '../src/ml/optimizer.js';
 import { stepWorld, trainStep } from '../src/ml/train.js';
 import { DataParallelStep } from '../src/ml/data-parallel/data-parallel-step.js';
+import type { BarrierWaits } from '../src/ml/data-parallel/shared-collective.js';
 import { pytorchRate } from './pytorch-rate.js';
 import { median } from './stats.js';
-import { threadCpu, threadCpuSince } from './thread-cpu.js';
+import { formatThreadCpu, threadCpu, threadCpuDeltas, type ThreadCpu } from './thread-cpu.js';
 import { useTrainingHeapPolicy } from '../src/ml/training-heap.js';
 import { describeSnapshot, heapSnapshot, reportHeapCheck, type HeapSnapshot } from './heap-check.js';
 
@@ -161,36 +162,81 @@ async function warmUp(s: Setup, fakeQuant: boolean): Promise<number> {
   return Math.max(profiled.peakBytes, tf.memory().numBytes - memBefore) / 2 ** 20;
 }
 
-async function measure(s: Setup, bs: number, fakeQuant: boolean): Promise<Rate> {
+/** One mode's timed steps, summed over the segments it ran in. */
+interface Tally {
+  stepMs: number[];
+  secs: number;
+  cpuSecs: number;
+  /** With --thread-cpu: each OS thread's CPU seconds and preemptions. */
+  threads: Map<number, ThreadCpu>;
+  /** With --barrier-waits and a split step: each rank's waits. */
+  waits: BarrierWaits[] | null;
+}
+
+const newTally = (): Tally => ({ stepMs: [], secs: 0, cpuSecs: 0, threads: new Map(), waits: null });
+
+/** Steps `from`..`to` of one mode, added to its tally. */
+function timeSteps(s: Setup, fakeQuant: boolean, from: number, to: number, t: Tally): void {
   const threads0 = opt['thread-cpu'] ? threadCpu() : null;
-  s.dp?.resetBarrierWaits();
+  const waits0 = opt['barrier-waits'] ? (s.dp?.barrierWaits() ?? null) : null;
   const t0 = performance.now();
   const c0 = process.cpuUsage();
-  const stepMs: number[] = [];
-  for (let i = 1; i <= steps; i++) {
-    const t = performance.now();
+  for (let i = from; i <= to; i++) {
+    const at = performance.now();
     s.step(i, fakeQuant);
-    stepMs.push(performance.now() - t);
+    t.stepMs.push(performance.now() - at);
   }
   const c = process.cpuUsage(c0);
-  const secs = (performance.now() - t0) / 1000;
+  t.secs += (performance.now() - t0) / 1000;
+  t.cpuSecs += (c.user + c.system) / 1e6;
+  if (threads0) {
+    for (const d of threadCpuDeltas(threads0)) {
+      const sum = t.threads.get(d.tid);
+      t.threads.set(d.tid, sum ? { ...d, seconds: sum.seconds + d.seconds, preempted: sum.preempted + d.preempted, slept: sum.slept + d.slept } : d);
+    }
+  }
+  if (waits0) {
+    t.waits = s.dp!.barrierWaits().map((w, r) => {
+      const sum = t.waits?.[r];
+      const since = (k: keyof BarrierWaits) => (sum?.[k] ?? 0) + w[k] - waits0[r][k];
+      return { barriers: since('barriers'), waitMs: since('waitMs'), long: since('long'), longMs: since('longMs') };
+    });
+  }
+}
+
+function rate(t: Tally, bs: number): Rate {
+  const n = t.stepMs.length;
   return {
-    wall: (steps * bs) / secs,
-    medianStep: (bs * 1000) / median(stepMs),
-    cpu: (steps * bs) / ((c.user + c.system) / 1e6),
-    byThread: threads0 ? `${secs.toFixed(2)}s wall; ${threadCpuSince(threads0)}` : undefined,
-    barrierWaits:
-      opt['barrier-waits'] && s.dp
-        ? s.dp
-            .barrierWaits()
-            .map(
-              (w, r) =>
-                `rank ${r} ${(w.waitMs / steps).toFixed(1)} ms a step at ${(w.barriers / steps).toFixed(0)} barriers, ` +
-                `${(w.longMs / steps).toFixed(1)} ms of it in ${(w.long / steps).toFixed(1)} waits of 1 ms or more`,
-            )
-            .join('; ')
-        : undefined,
+    wall: (n * bs) / t.secs,
+    medianStep: (bs * 1000) / median(t.stepMs),
+    cpu: (n * bs) / t.cpuSecs,
+    byThread: opt['thread-cpu'] ? `${t.secs.toFixed(2)}s wall; ${formatThreadCpu([...t.threads.values()])}` : undefined,
+    barrierWaits: t.waits
+      ?.map(
+        (w, r) =>
+          `rank ${r} ${(w.waitMs / n).toFixed(1)} ms a step at ${(w.barriers / n).toFixed(0)} barriers, ` +
+          `${(w.longMs / n).toFixed(1)} ms of it in ${(w.long / n).toFixed(1)} waits of 1 ms or more`,
+      )
+      .join('; '),
   };
+}
+
+/**
+ * `steps` timed steps of each mode, in the order float, QAT, QAT, float (half of each mode's
+ * steps on either side of the other's), so that a drift of the machine's speed during the run, or
+ * whatever the mode timed first pays for, counts against neither. Timed float then QAT (until the
+ * forty-fourth session), 1.0@224 bs8 on 2 threads came out float 18.2 / 18.9 against QAT 20.2 /
+ * 21.1 img/s, and with the order swapped float 22.3 / 22.1 against QAT 21.5 / 19.7: the order,
+ * not the mode.
+ */
+function measure(s: Setup, bs: number): { float: Rate; qat: Rate } {
+  const half = Math.ceil(steps / 2);
+  const [float, qat] = [newTally(), newTally()];
+  timeSteps(s, false, 1, half, float);
+  timeSteps(s, true, 1, half, qat);
+  timeSteps(s, true, half + 1, steps, qat);
+  timeSteps(s, false, half + 1, steps, float);
+  return { float: rate(float, bs), qat: rate(qat, bs) };
 }
 
 /** Per-kernel time of one step (float or QAT), largest first. */
@@ -268,8 +314,7 @@ if (opt['check-heap']) {
           console.log(`step ${i}`);
         }
       }
-      const float = await measure(s, bs, false);
-      const qat = await measure(s, bs, true);
+      const { float, qat } = measure(s, bs);
       const rssMB = process.resourceUsage().maxRSS / 1024;
       let line =
         `${label}: float ${float.wall.toFixed(1)} img/s, qat ${qat.wall.toFixed(1)} img/s ` +
