@@ -296,12 +296,19 @@ describe('job lifecycle with a worker process (SQLite)', () => {
     expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
   });
 
-  it('a job over its wall-clock limit (JOB_TIMEOUT_MS) ends failed with JOB_TIMEOUT and keeps its last checkpoint', async () => {
+  it('a job over its wall-clock limit (JOB_TIMEOUT_MS) ends failed with JOB_TIMEOUT and keeps its last checkpoint; resumed, it goes on from it, the job it was fine-tuned from deleted meanwhile', async () => {
     for (const w of workers) if (w.proc.exitCode === null) w.proc.kill('SIGTERM');
     await Promise.all(workers.map((w) => w.exited));
+    // The job it starts from, and a newer one whose model serves instead, so the first can be deleted.
+    const plain = spawnWorker(env, 'plain');
+    workers.push(plain);
+    const [source, newer] = [await post(tinyJob(4, { name: 'source' })), await post(tinyJob(4, { name: 'newer' }))];
+    for (const j of [source, newer]) expect((await waitForJob(h.app, j.id, terminal, 120_000, [plain])).status).toBe('succeeded');
+    plain.proc.kill('SIGTERM');
+    await plain.exited;
     const w = spawnWorker({ ...env, JOB_TIMEOUT_MS: '6000' }, 'timeout');
     workers.push(w);
-    const job = await post(tinyJob(4000, { checkpointEverySteps: 5, name: 'endless' }));
+    const job = await post({ ...tinyJob(4000, { checkpointEverySteps: 5, name: 'endless' }), init: { fromJob: source.id } });
     const done = await waitForJob(h.app, job.id, terminal, 120_000, [w]);
     expect(done.status).toBe('failed');
     expect(done.error?.code).toBe('JOB_TIMEOUT');
@@ -317,6 +324,10 @@ describe('job lifecycle with a worker process (SQLite)', () => {
     // Failed for good: the queue does not hand it out again.
     await new Promise((r) => setTimeout(r, 1500));
     expect((await waitForJob(h.app, job.id, () => true, 1000)).attempts).toBe(1);
+
+    // Its source can go now: the resume reads only the job's own checkpoint (it used to fetch the
+    // source's too, and fail INIT_CHECKPOINT_MISSING).
+    expect((await h.app.inject({ method: 'DELETE', url: `/v1/jobs/${source.id}` })).statusCode).toBe(204);
 
     // Until its user resumes it: the worker goes on from that checkpoint with a new wall-clock
     // limit, trains on and stops at its limit again, the curve one point per step throughout.
