@@ -14,10 +14,10 @@ import {
   discardUnqueued,
   findByIdempotencyKey,
   insertQueued,
+  overActiveCap,
   requestCancel,
   requestResume,
   revokedKeyJobs,
-  overActiveCap,
 } from './job-lifecycle.js';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import { jobPrefix, modelPrefix } from '../artifacts/artifact-keys.js';
