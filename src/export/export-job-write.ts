@@ -7,33 +7,34 @@ import type { TrainedModel } from '../ml/index.js';
 import type { QuantGraph } from '../ml/quant-graph.js';
 import { fileContract } from './file-contract.js';
 import { expectedKernels } from './fusion-check.js';
-import { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, MODEL_FILE, ModelManifest, type FusionReport } from './manifest.js';
+import { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, MODEL_FILE, ModelManifest, type FusionReport, type WeightEncoding } from './manifest.js';
 import type { ModelEvaluation } from './evaluation.js';
 import { ONNX_OPSET } from './onnx-qdq.js';
 import type { Verified } from './export-job-verify.js';
 
-/** The manifest of the chosen candidate: its file, preprocessing, quantization and measured accuracy. */
-export function buildManifest(args: {
+/**
+ * What a manifest says of its model file: the file's identity, what the graph was built for, and
+ * how it is quantized. The export's manifest adds the measured accuracy to it; testkit's synthetic
+ * exports (serving tests, the predict bench) write it alone, so both have one format.
+ */
+export function describeModelFile(args: {
   jobId: string;
-  model: TrainedModel;
   graph: QuantGraph;
-  verified: Verified;
-  accuracy: { floatTop1: number; int8Top1: number };
-  evaluation: ModelEvaluation;
-  warnings: Array<{ code: string; message: string }>;
+  bytes: Uint8Array;
+  encoding: WeightEncoding;
   fusion: FusionReport;
   float32SizeBytes: number;
-}): ModelManifest {
-  const { model, graph, verified } = args;
+  createdAt?: Date;
+}): Omit<ModelManifest, 'accuracy' | 'evaluation' | 'warnings' | 'checkpoint'> {
+  const { graph, bytes } = args;
   const kernels = expectedKernels(graph);
-  const bytes = verified.chosen.bytes;
   // The fields the file carries in its own metadata, from the same function (file-contract.ts).
-  const { quantization: stored, ...described } = fileContract(graph, verified.chosen.encoding);
+  const { quantization: stored, ...described } = fileContract(graph, args.encoding);
   return {
     format: MANIFEST_FORMAT,
     version: MANIFEST_VERSION,
     jobId: args.jobId,
-    createdAt: new Date().toISOString(),
+    createdAt: (args.createdAt ?? new Date()).toISOString(),
     file: MODEL_FILE,
     sha256: createHash('sha256').update(bytes).digest('hex'),
     sizeBytes: bytes.length,
@@ -55,6 +56,25 @@ export function buildManifest(args: {
       ],
       fusion: args.fusion,
     },
+  };
+}
+
+/** The manifest of the chosen candidate: its file, preprocessing, quantization and measured accuracy. */
+export function buildManifest(args: {
+  jobId: string;
+  model: TrainedModel;
+  graph: QuantGraph;
+  verified: Verified;
+  accuracy: { floatTop1: number; int8Top1: number };
+  evaluation: ModelEvaluation;
+  warnings: Array<{ code: string; message: string }>;
+  fusion: FusionReport;
+  float32SizeBytes: number;
+}): ModelManifest {
+  const { verified } = args;
+  const { bytes, encoding } = verified.chosen;
+  return {
+    ...describeModelFile({ jobId: args.jobId, graph: args.graph, bytes, encoding, fusion: args.fusion, float32SizeBytes: args.float32SizeBytes }),
     accuracy: {
       images: verified.comparison.images,
       floatTop1: args.accuracy.floatTop1,
@@ -65,7 +85,7 @@ export function buildManifest(args: {
     },
     evaluation: args.evaluation,
     warnings: args.warnings,
-    checkpoint: { step: model.step },
+    checkpoint: { step: args.model.step },
   };
 }
 
