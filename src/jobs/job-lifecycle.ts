@@ -190,7 +190,7 @@ type Resumed = { keyId: string | null } | { overCap: true };
  * it from its newest checkpoint (from the start when it has none) with its own config and schedule.
  * Its JOB_TIMEOUT_MS counts again from that worker's claim. `maxActive` (> 0) caps the creating
  * key's queued and running jobs, this one included, counted in the same transaction under the
- * key's lock (see overActiveCap). Other states: JobStateError (409).
+ * key's lock (unfinishedUnderLock). Other states: JobStateError (409).
  */
 export async function requestResume(prisma: Prisma, id: string, maxActive: number, wake?: JobWake): Promise<Resumed> {
   const row = await prisma.trainingJob.findUnique({ where: { id }, select: { status: true, createdByKeyId: true } });
@@ -199,11 +199,7 @@ export async function requestResume(prisma: Prisma, id: string, maxActive: numbe
   if (!(TRANSITIONS.resume.from as readonly string[]).includes(status)) throw new JobStateError(id, status, 'resumed (only a failed or cancelled job can)');
   const keyId = row.createdByKeyId;
   return committed<Resumed>(prisma, id, wake, async (tx) => {
-    if (keyId && maxActive > 0) {
-      await lockKey(tx, keyId);
-      const active = await tx.trainingJob.count({ where: unfinishedOf(keyId) });
-      if (active >= maxActive) return { value: { overCap: true }, changed: false };
-    }
+    if (keyId && maxActive > 0 && (await unfinishedUnderLock(tx, keyId)) >= maxActive) return { value: { overCap: true }, changed: false };
     const { count } = await tx.trainingJob.updateMany({
       where: { id, status },
       data: {
@@ -228,19 +224,18 @@ export async function requestResume(prisma: Prisma, id: string, maxActive: numbe
  * Counted under the key's lock, so a resume of the key's in flight is either seen or sees this job.
  */
 export async function overActiveCap(prisma: Prisma, keyId: string, maxActive: number): Promise<boolean> {
-  return prisma.$transaction(async (tx) => {
-    await lockKey(tx, keyId);
-    return (await tx.trainingJob.count({ where: unfinishedOf(keyId) })) > maxActive;
-  });
+  return prisma.$transaction(async (tx) => (await unfinishedUnderLock(tx, keyId)) > maxActive);
 }
 
 /**
- * Locks an API key's row until the transaction ends, so that the checks of its MAX_ACTIVE_JOBS_PER_KEY
- * are decided one at a time: without it, on PostgreSQL, resumes of one key at the same instant each
- * counted before the others committed, and all passed.
+ * A key's unfinished jobs, counted after its API key's row is locked until the transaction ends,
+ * so that the checks of its MAX_ACTIVE_JOBS_PER_KEY are decided one at a time: without the lock, on
+ * PostgreSQL, resumes of one key at the same instant each counted before the others committed, and
+ * all passed. (A no-op UPDATE, as lockJob locks a job: SQLite takes its write lock.)
  */
-async function lockKey(tx: Tx, keyId: string): Promise<void> {
+async function unfinishedUnderLock(tx: Tx, keyId: string): Promise<number> {
   await tx.$executeRaw`UPDATE "ApiKey" SET "name" = "name" WHERE "id" = ${keyId}`;
+  return tx.trainingJob.count({ where: unfinishedOf(keyId) });
 }
 
 /** A key's jobs that have not finished: those its MAX_ACTIVE_JOBS_PER_KEY counts (a create's and a resume's). */
