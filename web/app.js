@@ -498,23 +498,28 @@ function renderCharts() {
   const charts = state.charts;
   if (!charts) return;
   const points = sortedPoints();
+  // One axis for the job's three charts: its steps so far (its whole run before the first).
+  const steps = points.length > 0 ? [points[0].step, points.at(-1).step] : [0, state.job?.progress?.totalSteps || 1];
   charts.loss.setData(
     columns(
       points.filter((p) => p.loss != null),
       ['loss'],
     ),
+    steps,
   );
   charts.lr.setData(
     columns(
       points.filter((p) => p.learningRate != null),
       ['learningRate'],
     ),
+    steps,
   );
   charts.acc.setData(
     columns(
       points.filter((p) => p.top1 != null || p.floatTop1 != null),
       ['floatTop1', 'top1'],
     ),
+    steps,
   );
 }
 

@@ -4,7 +4,32 @@
 /** Colours that keep 3:1 against white (WCAG non-text contrast) and stay apart for colour-blind eyes. */
 export const PALETTE = ['#1f5bd1', '#b3261e', '#1e7a3c', '#8a4b00', '#6d28d9'];
 
+/** Tick spacings for the step axis: whole steps only (a 3-step job is not ticked at 1.2, 1.4, ...). */
+const STEP_INCRS = Array.from({ length: 10 }, (_, e) => [1, 2, 5].map((m) => m * 10 ** e)).flat();
+
+const fmt = (v) => (Number.isInteger(v) ? v.toLocaleString('en-US') : Number(v.toPrecision(3)).toString());
+
+/**
+ * What a chart shows, in words, for its `aria-label` (a canvas says nothing to a screen reader):
+ * its title, the steps its axis spans as drawn, and each series' last value.
+ */
+export function describeChart(title, data, labels, xMin, xMax) {
+  const n = data[0].length;
+  const span = xMin == null ? '' : ` steps ${fmt(xMin)} to ${fmt(xMax)},`;
+  if (n === 0) return `${title}:${span} no points yet`;
+  const last = labels
+    .map((label, i) => {
+      const ys = data[i + 1];
+      for (let j = n - 1; j >= 0; j--) if (ys[j] != null) return `${label} ${fmt(ys[j])} at step ${fmt(data[0][j])}`;
+      return null;
+    })
+    .filter(Boolean);
+  return `${title}:${span} ${n} points; last ${last.join(', ')}`;
+}
+
 export function lineChart(el, { series, yLabel, points = false, height = 220 }) {
+  const title = el.getAttribute('aria-label') ?? yLabel;
+  const labels = series.map((s) => s.label);
   const opts = {
     width: Math.max(240, el.clientWidth || 320),
     height,
@@ -22,7 +47,14 @@ export function lineChart(el, { series, yLabel, points = false, height = 220 }) 
         points: { show: points, size: 10 - 4 * Math.min(i, 1) },
       })),
     ],
-    axes: [{ label: 'step' }, { label: yLabel, size: 60 }],
+    axes: [
+      { label: 'step', incrs: STEP_INCRS },
+      { label: yLabel, size: 60 },
+    ],
+    hooks: {
+      // After every change of the drawn steps (new data, a given range, a drag zoom).
+      setScale: [(u, key) => key === 'x' && el.setAttribute('aria-label', describeChart(title, u.data, labels, u.scales.x.min, u.scales.x.max))],
+    },
   };
   const empty = [[], ...series.map(() => [])];
   const plot = new uPlot(opts, empty, el);
@@ -31,8 +63,16 @@ export function lineChart(el, { series, yLabel, points = false, height = 220 }) 
   observer.observe(el);
   return {
     plot,
-    setData(data) {
-      plot.setData(data);
+    /**
+     * `steps`: the [first, last] step the axis spans, so that charts of one job line up and an
+     * empty chart does not keep the axis of the job shown before; else the data's own steps.
+     */
+    setData(data, steps) {
+      plot.batch(() => {
+        plot.setData(data);
+        if (steps) plot.setScale('x', { min: steps[0], max: Math.max(steps[1], steps[0] + 1) });
+      });
+      if (data[0].length === 0 && !steps) el.setAttribute('aria-label', describeChart(title, data, labels));
     },
     destroy() {
       observer.disconnect();

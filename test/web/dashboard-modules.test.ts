@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 // @ts-expect-error plain browser JavaScript, no types
 import { parseFrames } from '../../web/sse.js';
 // @ts-expect-error plain browser JavaScript, no types
-import { joinRuns, toCsv } from '../../web/charts.js';
+import { describeChart, joinRuns, toCsv } from '../../web/charts.js';
 // @ts-expect-error plain browser JavaScript, no types
 import { packBatches } from '../../web/batches.js';
 import { sseFrame } from '../../src/api/routes/job-events.js';
@@ -51,6 +51,17 @@ describe('the dashboard chart helpers', () => {
       [2, null, 1],
       [null, 5, 4],
     ]);
+  });
+
+  it("says in words what a chart draws: the steps its axis spans and each series' last value", () => {
+    const data = [
+      [10, 20, 30],
+      [0.5, 0.6, null],
+      [0.4, null, null],
+    ];
+    expect(describeChart('top-1', data, ['float', 'int8'], 1, 1200)).toBe('top-1: steps 1 to 1,200, 3 points; last float 0.6 at step 20, int8 0.4 at step 10');
+    expect(describeChart('loss', [[], []], ['loss'], 0, 9)).toBe('loss: steps 0 to 9, no points yet');
+    expect(describeChart('loss', [[], []], ['loss'])).toBe('loss: no points yet');
   });
 
   it('writes metric points as CSV with empty cells for missing values', () => {

@@ -546,7 +546,32 @@ describe('dashboard', () => {
     const rows = csv.bytes.toString('utf8').trim().split('\r\n');
     expect(rows.length - 1).toBe(await prisma.metricPoint.count({ where: { jobId: liveId } }));
     expect(rows.at(-1)!.split(',')[0]).toBe(String(steps.at(-1)));
+
+    // Then a short job from the list: its charts span its own steps. Until the forty-fifth session
+    // the top-1 chart kept the long job's axis (ticks to 30,000) while it had no point of its own.
+    expect(await p.getAttribute('#chart-acc', 'aria-label')).toContain(`to ${steps.at(-1)!.toLocaleString('en-US')}`);
+    const short = 'short-job';
+    await prisma.trainingJob.create({ data: { id: short, name: 'short run', status: 'failed', config: '{}', step: 3, totalSteps: 9 } });
+    // A short job is drawn from its event stream (a `metric` event per point, as a worker writes).
+    const points = [1, 2, 3].map((step) => ({
+      step,
+      epoch: 1,
+      loss: 2 - step / 10,
+      learningRate: 0.01,
+      imagesPerSecond: 100,
+      top1: null,
+      top5: null,
+      floatTop1: null,
+      revision: 1,
+    }));
+    await prisma.jobEvent.createMany({ data: points.map((pt) => ({ jobId: short, type: 'metric', payload: JSON.stringify(pt) })) });
+    await p.locator(`#jobs tr[data-job-id="${short}"] button.link`).click({ timeout: 10_000 });
+    await expect
+      .poll(() => p.getAttribute('#chart-loss', 'aria-label'), { timeout: 10_000 })
+      .toBe('training loss by step: steps 1 to 3, 3 points; last loss 1.7 at step 3');
+    expect(await p.getAttribute('#chart-acc', 'aria-label')).toBe('validation top-1 by step, float and int8: steps 1 to 3, no points yet');
     await context.close();
+    await prisma.trainingJob.delete({ where: { id: short } });
   });
 
   it("lists a job's warnings in words", async () => {
