@@ -2,12 +2,12 @@
 // DATABASE_URL says so. Both generated clients share the same models, so callers see one type.
 import fs from 'node:fs';
 import path from 'node:path';
-import { PrismaBetterSQLite3 } from '@prisma/adapter-better-sqlite3';
 import { PrismaPg } from '@prisma/adapter-pg';
 import sqliteClient from '../../generated/prisma-sqlite/index.js';
 import postgresClient from '../../generated/prisma-postgres/index.js';
 import type { Prisma as PrismaNamespace, PrismaClient } from '../../generated/prisma-sqlite/index.js';
 import { parseDatabaseUrl, type Provider } from './database-url.js';
+import { sqliteAdapter } from './sqlite-adapter.js';
 
 export type Prisma = PrismaClient;
 /** The client inside `prisma.$transaction(async (tx) => ...)`. */
@@ -34,8 +34,7 @@ export function openDatabase(url: string): Database {
   let prisma: Prisma;
   if (target.provider === 'sqlite') {
     if (target.file !== ':memory:') fs.mkdirSync(path.dirname(target.file), { recursive: true });
-    const adapter = new PrismaBetterSQLite3({ url: target.file, timeout: SQLITE_BUSY_TIMEOUT_MS });
-    prisma = new sqliteClient.PrismaClient({ adapter, errorFormat: ERROR_FORMAT });
+    prisma = new sqliteClient.PrismaClient({ adapter: sqliteAdapter(target.file, SQLITE_BUSY_TIMEOUT_MS), errorFormat: ERROR_FORMAT });
   } else {
     const adapter = new PrismaPg({ connectionString: target.connectionString, options: `-c search_path=${target.schema}`, max: 5 }, { schema: target.schema });
     prisma = new postgresClient.PrismaClient({ adapter, errorFormat: ERROR_FORMAT }) as unknown as Prisma;
