@@ -269,6 +269,16 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
 
   let trained: PostedTrainResult | null = null;
   let final: Promise<Outcome> | null = null;
+  /**
+   * The job's outcome, decided while the thread may still run for a while (tfjs releasing its
+   * memory): its write is awaited once the thread has exited. A write that fails meanwhile (the
+   * database away, its disk full) must reach the caller then, which retries the job later; left
+   * unhandled until then, Node ended the whole worker process.
+   */
+  const decide = (outcome: Promise<Outcome>) => {
+    outcome.catch(() => {});
+    final = outcome;
+  };
   let chain: Promise<unknown> = Promise.resolve();
   const reply = (m: ToThread) => {
     try {
@@ -331,11 +341,11 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
         trained = m.result;
         if (control.reason() === 'lost') {
           log.warn({ jobId, step: m.result.step }, 'training stopped: another worker owns the job now; nothing recorded');
-          final = Promise.resolve('lost');
+          decide(Promise.resolve('lost'));
           return;
         }
         await owner.trained({ step: m.result.step, epoch: m.result.epoch, backend: m.result.backend });
-        if (m.result.status === 'stopped') final = stopped(m.result.step);
+        if (m.result.status === 'stopped') decide(stopped(m.result.step));
         return;
       case 'exporting':
         phase = 'export';
@@ -343,15 +353,15 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
         endExportIfStopped();
         return;
       case 'exported':
-        final = finish(m.result);
+        decide(finish(m.result));
         return;
       case 'error':
         // The export stopped as asked: the job ends as the cancel or the time limit says.
-        if (m.phase === 'export' && stopRequested) final = stopped(trained ? trained.step : null);
+        if (m.phase === 'export' && stopRequested) decide(stopped(trained ? trained.step : null));
         // Stopped while it read its data set: no step taken, nothing new to keep.
-        else if (m.code === STOPPED_BEFORE_TRAINING && control.reason()) final = stopped(null);
-        else if (m.code === 'WORKER_DISK_FULL' && ctx.onDiskFull === 'hand-back') final = handBackForDisk(m.cause);
-        else final = fail(m.code, `${m.phase === 'export' ? 'export' : 'training'} failed: ${m.message}`);
+        else if (m.code === STOPPED_BEFORE_TRAINING && control.reason()) decide(stopped(null));
+        else if (m.code === 'WORKER_DISK_FULL' && ctx.onDiskFull === 'hand-back') decide(handBackForDisk(m.cause));
+        else decide(fail(m.code, `${m.phase === 'export' ? 'export' : 'training'} failed: ${m.message}`));
         return;
     }
   };

@@ -4,18 +4,16 @@
 // within the grace period is terminated. The thread here is a stand-in that sits in its export
 // (fixtures/export-stop-thread.mjs); the database is real SQLite.
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../../src/db/database.js';
 import { migrate } from '../../src/db/migrate.js';
 import { insertQueued, requestCancel } from '../../src/jobs/job-lifecycle.js';
 import { reconcile } from '../../src/queue/reconciler.js';
 import { TrainingConfig } from '../../src/config/training-config.js';
-import { FsArtifactStore } from '../../src/artifacts/fs-store.js';
-import { startJob, type RunnerContext } from '../../src/queue/job-runner.js';
+import { startJob } from '../../src/queue/job-runner.js';
 import type { Logger } from '../../src/logger.js';
 import { tempSqliteUrl } from '../db/test-databases.js';
+import { standInContext } from './fixtures/runner-context.js';
 
 const sqlite = tempSqliteUrl('export-stop');
 const GRACE_MS = 1500;
@@ -45,19 +43,7 @@ describe('stopping a job during its export', () => {
       if (msg.includes('exporting the int8 model')) inExport();
     };
     const log: Logger = { info: note, warn: note, error: note };
-    const ctx: RunnerContext = {
-      prisma: db.prisma,
-      store: new FsArtifactStore(fs.mkdtempSync(path.join(os.tmpdir(), 'qatserve-export-stop-store-'))),
-      workDir: fs.mkdtempSync(path.join(os.tmpdir(), 'qatserve-export-stop-work-')),
-      dataRoot: os.tmpdir(),
-      budget: { memoryBytes: 2 ** 32, diskBytes: 2 ** 32 },
-      log,
-      threadUrl: new URL('./fixtures/export-stop-thread.mjs', import.meta.url),
-      jobTimeoutMs,
-      exportStopGraceMs: GRACE_MS,
-      heartbeatMs,
-    };
-    const job = startJob(ctx, id);
+    const job = startJob(standInContext(db.prisma, './export-stop-thread.mjs', log, { jobTimeoutMs, exportStopGraceMs: GRACE_MS, heartbeatMs }), id);
     await exporting;
     const row = () => db.prisma.trainingJob.findUniqueOrThrow({ where: { id } });
     return { id, job, row, said: (text: string) => lines.find((l) => l.includes(text)) };
