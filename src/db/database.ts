@@ -2,12 +2,11 @@
 // DATABASE_URL says so. Both generated clients share the same models, so callers see one type.
 import fs from 'node:fs';
 import path from 'node:path';
-import { PrismaPg } from '@prisma/adapter-pg';
 import sqliteClient from '../../generated/prisma-sqlite/index.js';
 import postgresClient from '../../generated/prisma-postgres/index.js';
 import type { Prisma as PrismaNamespace, PrismaClient } from '../../generated/prisma-sqlite/index.js';
 import { parseDatabaseUrl, type Provider } from './database-url.js';
-import { sqliteAdapter } from './sqlite-adapter.js';
+import { postgresAdapter, sqliteAdapter } from './adapters.js';
 
 export type Prisma = PrismaClient;
 /** The client inside `prisma.$transaction(async (tx) => ...)`. */
@@ -29,6 +28,9 @@ const ERROR_FORMAT = 'minimal' as const;
 /** SQLite waits this long for a lock held by the other process (API vs worker) before failing. */
 const SQLITE_BUSY_TIMEOUT_MS = 10_000;
 
+/** PostgreSQL connections one process holds at most. */
+const PG_POOL_SIZE = 5;
+
 export function openDatabase(url: string): Database {
   const target = parseDatabaseUrl(url);
   let prisma: Prisma;
@@ -36,7 +38,7 @@ export function openDatabase(url: string): Database {
     if (target.file !== ':memory:') fs.mkdirSync(path.dirname(target.file), { recursive: true });
     prisma = new sqliteClient.PrismaClient({ adapter: sqliteAdapter(target.file, SQLITE_BUSY_TIMEOUT_MS), errorFormat: ERROR_FORMAT });
   } else {
-    const adapter = new PrismaPg({ connectionString: target.connectionString, options: `-c search_path=${target.schema}`, max: 5 }, { schema: target.schema });
+    const adapter = postgresAdapter(target.connectionString, target.schema, PG_POOL_SIZE);
     prisma = new postgresClient.PrismaClient({ adapter, errorFormat: ERROR_FORMAT }) as unknown as Prisma;
   }
   return {
