@@ -4,31 +4,21 @@
 // full disk, where SQLite grows its WAL at the COMMIT); on PostgreSQL the pool's client, and once
 // the pool was empty every later query waited for ever (seen when connections die mid-transaction,
 // as in a restart). src/db/adapters.ts gives them back.
-import fs from 'node:fs';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../../src/db/database.js';
 import { migrate } from '../../src/db/migrate.js';
-import { dropSchema, PG_BASE, pgUrl, tempSqliteUrl, uniqueSchema } from './test-databases.js';
+import { dropSchema, migratedSqlite, PG_BASE, pgUrl, uniqueSchema } from './test-databases.js';
 
 /** `work`'s result, or 'still waiting' after `ms`. */
 const within = <T>(ms: number, work: Promise<T>) =>
   Promise.race([work, new Promise<'still waiting'>((resolve) => setTimeout(() => resolve('still waiting'), ms))]);
 
 describe('SQLite transactions after a failed COMMIT', () => {
-  const sqlite = tempSqliteUrl('sqlite-adapter');
-  let db: Database;
-  beforeAll(async () => {
-    await migrate(sqlite.url);
-    db = openDatabase(sqlite.url);
-  });
-  afterAll(async () => {
-    await db?.close();
-    fs.rmSync(sqlite.dir, { recursive: true, force: true });
-  });
+  const sqlite = migratedSqlite('sqlite-adapter');
 
   it('the COMMIT fails with its own error, keeps nothing, and the transactions after it run', async () => {
-    const prisma = db.prisma;
+    const prisma = sqlite.db.prisma;
     const failing = prisma.$transaction(async (tx) => {
       // Checked at COMMIT instead of at the INSERT: a point of a job that does not exist.
       await tx.$queryRawUnsafe('PRAGMA defer_foreign_keys = ON');

@@ -3,37 +3,25 @@
 // native code runs in it aborts the whole worker process. Only a thread that does not answer
 // within the grace period is terminated. The thread here is a stand-in that sits in its export
 // (fixtures/export-stop-thread.mjs); the database is real SQLite.
-import fs from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDatabase, type Database } from '../../src/db/database.js';
-import { migrate } from '../../src/db/migrate.js';
+import { describe, expect, it } from 'vitest';
 import { insertQueued, requestCancel } from '../../src/jobs/job-lifecycle.js';
 import { reconcile } from '../../src/queue/reconciler.js';
 import { TrainingConfig } from '../../src/config/training-config.js';
 import { startJob } from '../../src/queue/job-runner.js';
 import type { Logger } from '../../src/logger.js';
-import { tempSqliteUrl } from '../db/test-databases.js';
+import { migratedSqlite } from '../db/test-databases.js';
 import { standInContext } from './fixtures/runner-context.js';
 
-const sqlite = tempSqliteUrl('export-stop');
 const GRACE_MS = 1500;
 
 describe('stopping a job during its export', () => {
-  let db: Database;
+  const sqlite = migratedSqlite('export-stop');
   let n = 0;
-  beforeAll(async () => {
-    await migrate(sqlite.url);
-    db = openDatabase(sqlite.url);
-  });
-  afterAll(async () => {
-    await db?.close();
-    fs.rmSync(sqlite.dir, { recursive: true, force: true });
-  });
 
   /** Runs a queued job whose thread answers `stop-export` as `mode` says; `said` finds a line of its log. */
   const run = async (mode: 'obey' | 'ignore', jobTimeoutMs = 60_000, heartbeatMs?: number) => {
     const id = `job-${++n}`;
-    await insertQueued(db.prisma, { id, name: mode, config: TrainingConfig.parse({ name: mode, dataset: { type: 'synthetic' } }) });
+    await insertQueued(sqlite.db.prisma, { id, name: mode, config: TrainingConfig.parse({ name: mode, dataset: { type: 'synthetic' } }) });
     const lines: string[] = [];
     let inExport!: () => void;
     const exporting = new Promise<void>((resolve) => (inExport = resolve));
@@ -43,15 +31,15 @@ describe('stopping a job during its export', () => {
       if (msg.includes('exporting the int8 model')) inExport();
     };
     const log: Logger = { info: note, warn: note, error: note };
-    const job = startJob(standInContext(db.prisma, './export-stop-thread.mjs', log, { jobTimeoutMs, exportStopGraceMs: GRACE_MS, heartbeatMs }), id);
+    const job = startJob(standInContext(sqlite.db.prisma, './export-stop-thread.mjs', log, { jobTimeoutMs, exportStopGraceMs: GRACE_MS, heartbeatMs }), id);
     await exporting;
-    const row = () => db.prisma.trainingJob.findUniqueOrThrow({ where: { id } });
+    const row = () => sqlite.db.prisma.trainingJob.findUniqueOrThrow({ where: { id } });
     return { id, job, row, said: (text: string) => lines.find((l) => l.includes(text)) };
   };
 
   it('a cancel lets the export end at its next batch, and the job is cancelled with no model', async () => {
     const { id, job, row, said } = await run('obey');
-    await requestCancel(db.prisma, id);
+    await requestCancel(sqlite.db.prisma, id);
     const asked = Date.now();
     job.abort('cancel');
     expect(await job.done).toBe('cancelled');
@@ -60,7 +48,7 @@ describe('stopping a job during its export', () => {
     expect(said('export stopped at the end of its batch')).toBeDefined();
     expect(Date.now() - asked).toBeLessThan(GRACE_MS);
     expect((await row()).status).toBe('cancelled');
-    expect(await db.prisma.model.count({ where: { jobId: id } })).toBe(0);
+    expect(await sqlite.db.prisma.model.count({ where: { jobId: id } })).toBe(0);
   });
 
   it('the time limit stops the export the same way and fails the job with JOB_TIMEOUT', async () => {
@@ -73,7 +61,7 @@ describe('stopping a job during its export', () => {
 
   it('a thread that does not stop is terminated after the grace period, and the job still ends cancelled', async () => {
     const { id, job, row, said } = await run('ignore');
-    await requestCancel(db.prisma, id);
+    await requestCancel(sqlite.db.prisma, id);
     const asked = Date.now();
     job.abort('cancel');
     expect(await job.done).toBe('cancelled');
@@ -90,11 +78,11 @@ describe('stopping a job during its export', () => {
     // Its queue entry gone (Redis lost it): a row written within the grace is not the reconciler's.
     const quiet = { info: () => {}, warn: () => {}, error: () => {} };
     const queue = { entryState: async () => null, requeue: async () => {} };
-    const report = await reconcile(db.prisma, queue, { graceMs: 400, log: quiet });
+    const report = await reconcile(sqlite.db.prisma, queue, { graceMs: 400, log: quiet });
     expect(report.failed).not.toContain(id);
     expect((await row()).status).toBe('running');
     // A cancel whose Redis message never came: the row says so, and the next heartbeat hears it.
-    await requestCancel(db.prisma, id);
+    await requestCancel(sqlite.db.prisma, id);
     expect(await job.done).toBe('cancelled');
     expect((await row()).status).toBe('cancelled');
   });

@@ -4,31 +4,19 @@
 // rejection nobody had handled yet: Node ended the whole worker process (measured: a disk that
 // filled up under `qatserve serve` crashed the worker as it handed its job back). Now the runner's
 // caller gets the error, as from any database trouble while a job runs, and retries the job later.
-import fs from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDatabase, type Database } from '../../src/db/database.js';
-import { migrate } from '../../src/db/migrate.js';
+import { describe, expect, it } from 'vitest';
 import { insertQueued } from '../../src/jobs/job-lifecycle.js';
 import { TrainingConfig } from '../../src/config/training-config.js';
 import { startJob } from '../../src/queue/job-runner.js';
 import type { Logger } from '../../src/logger.js';
-import { tempSqliteUrl } from '../db/test-databases.js';
+import { migratedSqlite } from '../db/test-databases.js';
 import { standInContext } from './fixtures/runner-context.js';
 
-const sqlite = tempSqliteUrl('outcome-write');
-
 describe("a job's outcome that cannot be written", () => {
-  let db: Database;
-  beforeAll(async () => {
-    await migrate(sqlite.url);
-    db = openDatabase(sqlite.url);
-  });
-  afterAll(async () => {
-    await db?.close();
-    fs.rmSync(sqlite.dir, { recursive: true, force: true });
-  });
+  const sqlite = migratedSqlite('outcome-write');
 
   it("reaches the runner's caller as its error, not Node's unhandled-rejection handler, and the row stays the worker's", async () => {
+    const { db } = sqlite;
     await insertQueued(db.prisma, { id: 'job-1', name: 'diverges', config: TrainingConfig.parse({ dataset: { type: 'synthetic' } }) });
     // Transactions fail once the thread says it is about to fail the job, as on a database gone away.
     let away = false;
