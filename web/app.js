@@ -47,6 +47,11 @@ const state = {
   listed: 20,
   /** Models shown: the newest this many (GET /v1/models pages them). */
   modelsListed: 20,
+  /**
+   * This key may not list models (no predict scope): a key's scopes never change, so the list is
+   * not asked for again on every poll (20 refused requests a minute, each a log line) until another key is saved.
+   */
+  modelsRefused: false,
   canAdmin: false,
   jobNames: new Map(),
   /** Jobs found gone when a job that started from one was shown. */
@@ -102,6 +107,7 @@ function saveKey(event) {
   sessionStorage.setItem(KEY_ITEM, key);
   $('#api-key').value = '';
   $('#api-key-form').hidden = true;
+  state.modelsRefused = false;
   probeAdmin();
   refreshAll();
   if (state.selected) openJob(state.selected, true);
@@ -800,12 +806,14 @@ async function exportCsv() {
 // ---- models -------------------------------------------------------------------------------------
 
 async function refreshModels() {
+  if (state.modelsRefused) return;
   let list;
   try {
     list = await api(`/v1/models?limit=${state.modelsListed}`);
     $('#models-error').textContent = '';
   } catch (err) {
-    $('#models-error').textContent = err.status === 403 ? 'Listing models needs a key with the predict scope.' : err.message;
+    state.modelsRefused = err.body?.error?.code === 'SCOPE_MISSING';
+    $('#models-error').textContent = state.modelsRefused ? 'Listing models needs a key with the predict scope.' : err.message;
     return;
   }
   syncRows(

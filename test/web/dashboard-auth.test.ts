@@ -37,6 +37,8 @@ describe('dashboard with API keys', () => {
 
   it('asks for a key on 401, then shows the jobs with it; a refused key is asked for again', async () => {
     const page = await browser.newPage();
+    const modelLists: string[] = [];
+    page.on('request', (r) => void (new URL(r.url()).pathname === '/v1/models' && modelLists.push(r.url())));
     await page.goto(`${base}/`);
     const form = page.locator('#api-key-form');
     await expect.poll(() => form.isVisible(), { timeout: 10_000 }).toBe(true);
@@ -48,6 +50,11 @@ describe('dashboard with API keys', () => {
     await expect.poll(() => page.locator('#jobs tbody tr').count(), { timeout: 10_000 }).toBe(1);
     expect(await page.locator('#jobs tbody').textContent()).toContain('keyed-job');
     expect(await form.isVisible()).toBe(false);
+    // Without the predict scope the models list is refused once, not at every poll (every 3 s).
+    await expect.poll(() => page.textContent('#models-error'), { timeout: 10_000 }).toBe('Listing models needs a key with the predict scope.');
+    const asked = modelLists.length;
+    await new Promise((r) => setTimeout(r, 7000));
+    expect(modelLists.length).toBe(asked);
 
     await new KeyStore(h.deps.db.prisma).revoke('browser');
     h.app.auth.forget();
