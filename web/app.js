@@ -48,8 +48,8 @@ const state = {
   /** Models shown: the newest this many (GET /v1/models pages them). */
   modelsListed: 20,
   /**
-   * This key may not list models (no predict scope): a key's scopes never change, so the list is
-   * not asked for again on every poll (20 refused requests a minute, each a log line) until another key is saved.
+   * This key may not list models (no predict scope). A key's scopes never change: the list is not
+   * asked for at every poll (20 refusals a minute, each a log line) until another key is saved.
    */
   modelsRefused: false,
   canAdmin: false,
