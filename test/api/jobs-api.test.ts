@@ -288,6 +288,35 @@ describe.each(['sqlite', 'postgres'] as DbKind[])('jobs API on %s', (kind) => {
     expect(ErrorBody.parse(again.json()).error.code).toBe('JOB_STATE_CONFLICT');
   });
 
+  it.runIf(kind === 'sqlite')(
+    "answers 507 STORAGE_FULL while the database's disk is full, stores nothing, and takes jobs again once there is room",
+    async () => {
+      const prisma = h.deps.db.prisma;
+      // A full disk as SQLite meets one: no page beyond those the file has, and those filled (SQLITE_FULL).
+      const [{ page_count: pages }] = await prisma.$queryRawUnsafe<Array<{ page_count: bigint }>>('PRAGMA page_count');
+      await prisma.$queryRawUnsafe(`PRAGMA max_page_count = ${pages}`);
+      let n = 0;
+      const fill = (bytes: number) =>
+        prisma.trainingJob.create({ data: { id: `filler-${++n}`, name: 'f'.repeat(bytes), status: 'failed', config: '{}' } }).then(
+          () => true,
+          (err: { code?: string }) => (err.code === 'SQLITE_FULL' ? false : Promise.reject(err as Error)),
+        );
+      // Large rows first, then smaller ones into what is left of the jobs table's pages.
+      for (const bytes of [3000, 300, 10]) while (await fill(bytes));
+      const before = await count();
+      try {
+        const full = await post(tinySynthetic);
+        expect([full.statusCode, full.json().error.code]).toEqual([507, 'STORAGE_FULL']);
+        expect(full.json().error.message).toContain('disk is full');
+        expect(await count()).toBe(before);
+      } finally {
+        await prisma.$queryRawUnsafe('PRAGMA max_page_count = 1073741823');
+        await prisma.trainingJob.deleteMany({ where: { id: { startsWith: 'filler-' } } });
+      }
+      expect((await post(tinySynthetic)).statusCode).toBe(201);
+    },
+  );
+
   it('resumes a failed or cancelled job: queued again and back on the queue, its error and end cleared; other states are a 409', async () => {
     const resume = (id: string) => h.app.inject({ method: 'POST', url: `/v1/jobs/${id}/resume` });
     const job = JobView.parse((await post(tinySynthetic)).json());

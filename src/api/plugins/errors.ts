@@ -35,6 +35,12 @@ function retryAfter(err: unknown): number | null {
   return typeof s === 'number' && s > 0 ? Math.ceil(s) : null;
 }
 
+/**
+ * A write the database could not store for want of room: SQLite's SQLITE_FULL ("database or disk
+ * is full"). Nothing was stored; an operator must free space, and the client may retry after.
+ */
+const storageFull = (err: unknown) => (err as { code?: unknown }).code === 'SQLITE_FULL';
+
 export const errorsPlugin = fp(async function errors(app: FastifyInstance) {
   app.setErrorHandler((err: FastifyError | ServiceError | Error, req, reply) => {
     const wait = retryAfter(err);
@@ -46,6 +52,10 @@ export const errorsPlugin = fp(async function errors(app: FastifyInstance) {
     }
     const fe = err as FastifyError;
     const status = fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 600 ? fe.statusCode : 500;
+    if (storageFull(err)) {
+      req.log.error({ err }, "the database's disk is full: writes fail until space is freed");
+      return reply.status(507).send(errorBody('STORAGE_FULL', "the server's disk is full: nothing was stored; retry once space has been freed on it"));
+    }
     if (status >= 500) {
       req.log.error({ err }, 'unhandled error');
       return reply.status(500).send(errorBody('INTERNAL', 'internal server error'));
