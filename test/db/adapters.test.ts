@@ -8,7 +8,8 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../../src/db/database.js';
 import { migrate } from '../../src/db/migrate.js';
-import { dropSchema, migratedSqlite, PG_BASE, pgUrl, uniqueSchema } from './test-databases.js';
+import { migratedSqlite } from './migrated-sqlite.js';
+import { dropSchema, PG_BASE, pgUrl, uniqueSchema } from './test-databases.js';
 
 /** `work`'s result, or 'still waiting' after `ms`. */
 const within = <T>(ms: number, work: Promise<T>) =>

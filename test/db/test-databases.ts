@@ -4,9 +4,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { afterAll, beforeAll } from 'vitest';
-import { openDatabase, type Database } from '../../src/db/database.js';
-import { migrate } from '../../src/db/migrate.js';
 
 export const PG_BASE = process.env.TEST_PG_URL ?? 'postgresql://postgres@127.0.0.1:5432/test';
 
@@ -31,28 +28,4 @@ export async function dropSchema(schema: string): Promise<void> {
   } finally {
     await client.end();
   }
-}
-
-/**
- * A migrated SQLite file of a describe block's own: opened before its tests, closed and removed
- * after them. `db` is read inside the tests (it is opened in beforeAll).
- */
-export function migratedSqlite(label: string): { readonly url: string; readonly db: Database } {
-  const { url, dir } = tempSqliteUrl(label);
-  let db: Database | null = null;
-  beforeAll(async () => {
-    await migrate(url);
-    db = openDatabase(url);
-  });
-  afterAll(async () => {
-    await db?.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  return {
-    url,
-    get db() {
-      if (!db) throw new Error(`migratedSqlite(${label}): read db inside a test, after beforeAll`);
-      return db;
-    },
-  };
 }

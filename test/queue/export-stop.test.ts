@@ -9,7 +9,7 @@ import { reconcile } from '../../src/queue/reconciler.js';
 import { TrainingConfig } from '../../src/config/training-config.js';
 import { startJob } from '../../src/queue/job-runner.js';
 import type { Logger } from '../../src/logger.js';
-import { migratedSqlite } from '../db/test-databases.js';
+import { migratedSqlite } from '../db/migrated-sqlite.js';
 import { standInContext } from './fixtures/runner-context.js';
 
 const GRACE_MS = 1500;

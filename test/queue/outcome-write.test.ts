@@ -9,7 +9,7 @@ import { insertQueued } from '../../src/jobs/job-lifecycle.js';
 import { TrainingConfig } from '../../src/config/training-config.js';
 import { startJob } from '../../src/queue/job-runner.js';
 import type { Logger } from '../../src/logger.js';
-import { migratedSqlite } from '../db/test-databases.js';
+import { migratedSqlite } from '../db/migrated-sqlite.js';
 import { standInContext } from './fixtures/runner-context.js';
 
 describe("a job's outcome that cannot be written", () => {
