@@ -38,7 +38,7 @@ async function runMigrations(settings: Settings): Promise<Settings> {
 /** For a process that must not migrate (serve's worker child): read the deployment id only. */
 async function boundSettings(settings: Settings): Promise<Settings> {
   const { openDatabase } = await import('./db/database.js');
-  const db = openDatabase(settings.databaseUrl);
+  const db = openDatabase(settings.databaseUrl, settings.databaseTimeouts);
   try {
     return bindDeployment(settings, await readDeploymentId(db.prisma));
   } finally {

@@ -16,7 +16,7 @@ export interface OpenedDeps extends AppDeps {
 
 export function openApiDeps(settings: Settings, logger?: AppDeps['logger']): OpenedDeps {
   const { deploymentId } = requireDeployment(settings);
-  const db = openDatabase(settings.databaseUrl);
+  const db = openDatabase(settings.databaseUrl, settings.databaseTimeouts);
   const artifacts = openArtifactStore(settings);
   const queue = openTrainingQueue(settings);
   // Keep retrying in the background, but fail single commands fast so /readyz and POST answer.

@@ -10,6 +10,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import pg from 'pg';
+import { PG_TIMEOUTS, pgPoolConfig, type PgTimeouts } from '../db/pg-pool.js';
 import { ArtifactCorruptError, ArtifactNotFoundError, checkKey, joinKey, type ArtifactStore, type ArtifactWrite, type ObjectInfo } from './artifact-store.js';
 
 /** 1 MiB: big enough that a 30 MB checkpoint is 30 inserts, small enough to stay off the heap's radar. */
@@ -32,8 +33,9 @@ export class PostgresArtifactStore implements ArtifactStore {
     connectionString: string,
     schema: string,
     private readonly chunkBytes = CHUNK_BYTES,
+    timeouts: PgTimeouts = PG_TIMEOUTS,
   ) {
-    this.pool = new pg.Pool({ connectionString, options: `-c search_path="${schema}"`, max: 4 });
+    this.pool = new pg.Pool(pgPoolConfig(connectionString, schema, 4, timeouts));
     // An idle client's connection dropping (server restart) must not crash the process.
     this.pool.on('error', () => {});
   }
@@ -164,16 +166,21 @@ export class PostgresArtifactStore implements ArtifactStore {
 
   private async transaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
     const c = await this.pool.connect();
+    // A client whose ROLLBACK failed (its connection died, or a query timed out) leaves the pool.
+    let broken: Error | undefined;
     try {
       await c.query('BEGIN');
       const out = await fn(c);
       await c.query('COMMIT');
       return out;
     } catch (err) {
-      await c.query('ROLLBACK').catch(() => {});
+      broken = await c.query('ROLLBACK').then(
+        () => undefined,
+        (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+      );
       throw err;
     } finally {
-      c.release();
+      c.release(broken);
     }
   }
 }

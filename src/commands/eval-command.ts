@@ -60,7 +60,7 @@ export interface EvalReport extends ModelEvaluation {
 /** The model behind `--model`: an .onnx file (with its manifest beside it, or alone), or a model id. */
 export async function resolveEvalModel(
   spec: string,
-  settings: Pick<Settings, 'databaseUrl' | 'artifactStore' | 'artifactsDir' | 'modelCacheDir' | 'modelCacheMaxBytes'>,
+  settings: Pick<Settings, 'databaseUrl' | 'databaseTimeouts' | 'artifactStore' | 'artifactsDir' | 'modelCacheDir' | 'modelCacheMaxBytes'>,
 ): Promise<EvalModel> {
   const asFile = await fs.stat(spec).then(
     (s) => s.isFile(),
@@ -91,7 +91,7 @@ export async function resolveEvalModel(
   const { openArtifactStore } = await import('../artifacts/open-store.js');
   const { ModelFileCache } = await import('../artifacts/model-cache.js');
   const { ModelFiles } = await import('../serving/model-store.js');
-  const db = openDatabase(settings.databaseUrl);
+  const db = openDatabase(settings.databaseUrl, settings.databaseTimeouts);
   const store = openArtifactStore(settings);
   try {
     const record = await getModel(db.prisma, spec);

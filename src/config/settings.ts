@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { isPostgresUrl } from '../db/database-url.js';
+import { PG_TIMEOUTS, type PgTimeouts } from '../db/pg-pool.js';
 import { usableCores } from './cpu-quota.js';
 
 const int = (def: number, min = 0, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max).default(def);
@@ -18,6 +19,12 @@ export const SettingsSchema = z.object({
     .min(1)
     .optional()
     .describe('`file:<path>` (SQLite; default `<DATA_DIR>/qatserve.db`) or `postgres://...` / `postgresql://...` (optional `?schema=`).'),
+  DATABASE_CONNECT_TIMEOUT_MS: int(PG_TIMEOUTS.connectMs, 100).describe(
+    'PostgreSQL only: longest wait for a connection (a free one of the pool, or a new one). Past it an API request answers 503 DATABASE_UNAVAILABLE instead of waiting for a database that stopped answering.',
+  ),
+  DATABASE_QUERY_TIMEOUT_MS: int(PG_TIMEOUTS.queryMs, 100).describe(
+    "PostgreSQL only: longest wait for a query's answer; the connection is then dropped and a new one made. Without it a network partition or failover held queries until TCP gave up (about 15 minutes).",
+  ),
   REDIS_URL: z.string().optional().describe('Unset means "redis://127.0.0.1:6379" (and `serve` may start a redis-server child).'),
   DATA_DIR: z.string().default('./data').describe("Local data: the SQLite file, workers' scratch under `work/`, the API's model cache under `cache/models/`."),
   ARTIFACTS_DIR: z.string().optional().describe('Root of the `fs` artifact store. Unset: `<DATA_DIR>/artifacts`.'),
@@ -218,6 +225,8 @@ export interface Settings {
   host: string;
   logLevel: z.infer<typeof SettingsSchema>['LOG_LEVEL'];
   databaseUrl: string;
+  /** How long PostgreSQL may keep a query waiting (DATABASE_CONNECT_TIMEOUT_MS, DATABASE_QUERY_TIMEOUT_MS). */
+  databaseTimeouts: PgTimeouts;
   /** Always set (the default filled in); `redisUrlExplicit` says whether the user gave it. */
   redisUrl: string;
   redisUrlExplicit: boolean;
@@ -350,6 +359,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     logLevel: e.LOG_LEVEL,
     // The SQLite file lives in DATA_DIR unless DATABASE_URL says otherwise (one volume holds all).
     databaseUrl: e.DATABASE_URL ?? (env.DATA_DIR ? `file:${path.join(dataDir, 'qatserve.db')}` : DEFAULT_DATABASE_URL),
+    databaseTimeouts: { connectMs: e.DATABASE_CONNECT_TIMEOUT_MS, queryMs: e.DATABASE_QUERY_TIMEOUT_MS },
     redisUrl: e.REDIS_URL ?? DEFAULT_REDIS_URL,
     redisUrlExplicit: e.REDIS_URL !== undefined,
     dataDir,

@@ -12,10 +12,13 @@
 //     pg_terminate_backend) fails the ROLLBACK that follows, and its pool client is never
 //     released. Measured: three transactions cut off that way, then two more, left the process's
 //     pool of 5 empty, and every later query waited for ever.
-// Here a failed COMMIT or ROLLBACK still releases what its transaction held (a pg client that died
-// is then dropped by its pool), after `reset` ends a transaction the connection may still have open.
+// Here a failed COMMIT or ROLLBACK still releases what its transaction held: SQLite's lock, after
+// ending a transaction the connection may still have open; a pg client, dropped from its pool (its
+// connection may be dead, or still waiting for an answer that timed out).
 import { PrismaBetterSQLite3 } from '@prisma/adapter-better-sqlite3';
 import { PrismaPg } from '@prisma/adapter-pg';
+import { DatabaseUnavailableError } from './db-errors.js';
+import { pgPoolConfig, type PgTimeouts } from './pg-pool.js';
 
 type Factory = PrismaBetterSQLite3 | PrismaPg;
 type Adapter = Awaited<ReturnType<Factory['connect']>>;
@@ -27,17 +30,64 @@ export function sqliteAdapter(file: string, busyTimeoutMs: number): PrismaBetter
   const inner = new PrismaBetterSQLite3({ url: file, timeout: busyTimeoutMs });
   return releasing(inner, (adapter) => {
     const connection = sqliteConnectionOf(adapter);
-    // SQLite keeps a transaction open after a failed COMMIT unless it ended it itself (a full disk may).
-    return () => {
-      if (connection.inTransaction) connection.exec('ROLLBACK');
+    return async (tx) => {
+      try {
+        // SQLite keeps a transaction open after a failed COMMIT unless it ended it itself (a full disk may).
+        if (connection.inTransaction) connection.exec('ROLLBACK');
+      } catch {
+        // The failed COMMIT's error is the one to report.
+      }
+      await tx.rollback();
     };
   });
 }
 
 /** The adapter for PostgreSQL: a pool of `max` connections to `connectionString`, on `schema`. */
-export function postgresAdapter(connectionString: string, schema: string, max: number): PrismaPg {
-  // PostgreSQL ends the transaction of a failed COMMIT itself, and a dead connection has none.
-  return releasing(new PrismaPg({ connectionString, options: `-c search_path=${schema}`, max }, { schema }), () => () => {});
+export function postgresAdapter(connectionString: string, schema: string, max: number, timeouts: PgTimeouts): PrismaPg {
+  // PostgreSQL ends the transaction of a failed COMMIT itself, and a dead connection has none; the
+  // client goes, as reusing one whose query timed out would queue the next query behind it.
+  const inner = new PrismaPg(pgPoolConfig(connectionString, schema, max, timeouts), { schema });
+  return releasing(inner, () => async (tx, err) => pgTransactionClientOf(tx).release(err instanceof Error ? err : true), namingUnavailable);
+}
+
+/**
+ * pg's own errors for a server it could not reach or that stopped answering. They carry no code,
+ * and @prisma/adapter-pg passes them on as they are (it names only ECONNREFUSED, ENOTFOUND,
+ * ECONNRESET and ETIMEDOUT).
+ */
+const PG_UNAVAILABLE_MESSAGES = new Set([
+  'timeout exceeded when trying to connect',
+  'Connection terminated due to connection timeout',
+  'Query read timeout',
+  'Connection terminated unexpectedly',
+  'Connection terminated',
+  'Client has encountered a connection error and is not queryable',
+]);
+/** Socket errors of a network that cannot reach the server, which the adapter does not name either. */
+const SOCKET_UNAVAILABLE_CODES = new Set(['EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN', 'EAI_AGAIN', 'ECONNABORTED']);
+
+/** `err`, as a DatabaseUnavailableError when it is one of pg's unreachable-server errors. */
+function unavailable(err: unknown): unknown {
+  if (!(err instanceof Error) || err instanceof DatabaseUnavailableError) return err;
+  const code = (err as { code?: unknown }).code;
+  const isUnavailable = PG_UNAVAILABLE_MESSAGES.has(err.message) || (typeof code === 'string' && SOCKET_UNAVAILABLE_CODES.has(code));
+  return isUnavailable ? new DatabaseUnavailableError(`the database did not answer: ${err.message}`) : err;
+}
+
+/** `q` with its queries' unreachable-server errors named DatabaseUnavailableError. */
+function namingUnavailable<Q extends Adapter | Transaction>(q: Q): Q {
+  const rethrow = (err: unknown): never => {
+    throw unavailable(err);
+  };
+  const replacements: Partial<Record<keyof Adapter, unknown>> = {
+    queryRaw: (query: Query) => q.queryRaw(query).catch(rethrow),
+    executeRaw: (query: Query) => q.executeRaw(query).catch(rethrow),
+  };
+  if ('startTransaction' in q) {
+    replacements.startTransaction = (level?: Parameters<Adapter['startTransaction']>[0]) =>
+      q.startTransaction(level).then((tx) => namingUnavailable(tx), rethrow);
+  }
+  return overriding(q, replacements as Partial<Record<keyof Q, unknown>>);
 }
 
 /** What is used of better-sqlite3's connection. */
@@ -55,11 +105,32 @@ function sqliteConnectionOf(adapter: Adapter): SqliteConnection {
   return client as SqliteConnection;
 }
 
+/** What is used of a pg transaction's pool client. */
+interface PgPoolClient {
+  release(err?: Error | boolean): void;
+}
+
+/**
+ * The pool client a @prisma/adapter-pg transaction holds (its `client`, undeclared), with the
+ * transaction's error listener removed (`cleanup`, as its own commit() does).
+ */
+function pgTransactionClientOf(tx: Transaction): PgPoolClient {
+  const t = tx as unknown as { client?: Partial<PgPoolClient>; cleanup?: () => void };
+  if (typeof t.client?.release !== 'function') {
+    throw new Error('@prisma/adapter-pg no longer holds its transaction client as `client`: src/db/adapters.ts needs a look');
+  }
+  t.cleanup?.();
+  return t.client as PgPoolClient;
+}
+
+/** Gives back what `tx` holds, after its COMMIT or ROLLBACK failed with `err`. */
+type Release = (tx: Transaction, err: unknown) => Promise<void>;
+
 /** `inner` with every connection's transactions releasing what they hold when their end fails. */
-function releasing<F extends Factory>(inner: F, resetOf: (adapter: Adapter) => () => void): F {
+function releasing<F extends Factory>(inner: F, releaseOf: (adapter: Adapter) => Release, translate: (adapter: Adapter) => Adapter = (a) => a): F {
   const wrap = async (connect: () => Promise<Adapter>) => {
-    const adapter = await connect();
-    return releasingTransactions(adapter, resetOf(adapter));
+    const adapter = translate(await connect());
+    return releasingTransactions(adapter, releaseOf(adapter));
   };
   const replacements = {
     connect: () => wrap(() => inner.connect()),
@@ -68,7 +139,7 @@ function releasing<F extends Factory>(inner: F, resetOf: (adapter: Adapter) => (
   return overriding(inner, replacements as Partial<Record<keyof F, unknown>>);
 }
 
-function releasingTransactions(adapter: Adapter, reset: () => void): Adapter {
+function releasingTransactions(adapter: Adapter, release: Release): Adapter {
   const startTransaction = async (level?: Parameters<Adapter['startTransaction']>[0]) => {
     const tx = await adapter.startTransaction(level);
     const executeRaw = async (query: Query): Promise<number> => {
@@ -76,13 +147,8 @@ function releasingTransactions(adapter: Adapter, reset: () => void): Adapter {
       try {
         return await tx.executeRaw(query);
       } catch (err) {
-        try {
-          reset();
-        } catch {
-          // The error thrown below is the one to report.
-        }
         // Prisma calls neither commit() nor rollback() after this query fails: release here.
-        await tx.rollback();
+        await release(tx, err);
         throw err;
       }
     };

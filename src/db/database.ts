@@ -7,6 +7,7 @@ import postgresClient from '../../generated/prisma-postgres/index.js';
 import type { Prisma as PrismaNamespace, PrismaClient } from '../../generated/prisma-sqlite/index.js';
 import { parseDatabaseUrl, type Provider } from './database-url.js';
 import { postgresAdapter, sqliteAdapter } from './adapters.js';
+import { PG_TIMEOUTS, type PgTimeouts } from './pg-pool.js';
 
 export type Prisma = PrismaClient;
 /** The client inside `prisma.$transaction(async (tx) => ...)`. */
@@ -31,14 +32,15 @@ const SQLITE_BUSY_TIMEOUT_MS = 10_000;
 /** PostgreSQL connections one process holds at most. */
 const PG_POOL_SIZE = 5;
 
-export function openDatabase(url: string): Database {
+/** `pgTimeouts`: how long PostgreSQL may keep a caller waiting (tests shorten them). */
+export function openDatabase(url: string, pgTimeouts: PgTimeouts = PG_TIMEOUTS): Database {
   const target = parseDatabaseUrl(url);
   let prisma: Prisma;
   if (target.provider === 'sqlite') {
     if (target.file !== ':memory:') fs.mkdirSync(path.dirname(target.file), { recursive: true });
     prisma = new sqliteClient.PrismaClient({ adapter: sqliteAdapter(target.file, SQLITE_BUSY_TIMEOUT_MS), errorFormat: ERROR_FORMAT });
   } else {
-    const adapter = postgresAdapter(target.connectionString, target.schema, PG_POOL_SIZE);
+    const adapter = postgresAdapter(target.connectionString, target.schema, PG_POOL_SIZE, pgTimeouts);
     prisma = new postgresClient.PrismaClient({ adapter, errorFormat: ERROR_FORMAT }) as unknown as Prisma;
   }
   return {

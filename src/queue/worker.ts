@@ -135,7 +135,7 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
   }
   useTrainingHeapPolicy();
   const log = pino({ level: settings.logLevel, base: { role: 'worker', pid: process.pid, deployment: own.deploymentId } });
-  const db = openDatabase(settings.databaseUrl);
+  const db = openDatabase(settings.databaseUrl, settings.databaseTimeouts);
   const store = openArtifactStore(settings);
   const queue = openTrainingQueue(settings);
   queue.on('error', (err) => {

@@ -6,6 +6,7 @@ import type { FastifyError, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { ServiceError } from '../../jobs/job-errors.js';
 import { NoModelError } from '../../serving/errors.js';
+import { isDatabaseUnavailable, isStorageFull } from '../../db/db-errors.js';
 import { errorBody } from '../error-body.js';
 import { redactBody } from '../../redact.js';
 
@@ -35,11 +36,8 @@ function retryAfter(err: unknown): number | null {
   return typeof s === 'number' && s > 0 ? Math.ceil(s) : null;
 }
 
-/**
- * A write the database could not store for want of room: SQLite's SQLITE_FULL ("database or disk
- * is full"). Nothing was stored; an operator must free space, and the client may retry after.
- */
-const storageFull = (err: unknown) => (err as { code?: unknown }).code === 'SQLITE_FULL';
+/** Seconds a client is asked to wait before retrying a request the database could not answer. */
+const DATABASE_RETRY_AFTER_S = 5;
 
 export const errorsPlugin = fp(async function errors(app: FastifyInstance) {
   app.setErrorHandler((err: FastifyError | ServiceError | Error, req, reply) => {
@@ -52,9 +50,15 @@ export const errorsPlugin = fp(async function errors(app: FastifyInstance) {
     }
     const fe = err as FastifyError;
     const status = fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 600 ? fe.statusCode : 500;
-    if (storageFull(err)) {
+    // Nothing was stored; an operator must free space, and the client may retry after.
+    if (isStorageFull(err)) {
       req.log.error({ err }, "the database's disk is full: writes fail until space is freed");
       return reply.status(507).send(errorBody('STORAGE_FULL', "the server's disk is full: nothing was stored; retry once space has been freed on it"));
+    }
+    if (isDatabaseUnavailable(err)) {
+      req.log.error({ err }, 'the database cannot be reached');
+      reply.header('retry-after', String(DATABASE_RETRY_AFTER_S));
+      return reply.status(503).send(errorBody('DATABASE_UNAVAILABLE', `the database cannot be reached; retry in ${DATABASE_RETRY_AFTER_S} s`));
     }
     if (status >= 500) {
       req.log.error({ err }, 'unhandled error');

@@ -1,0 +1,51 @@
+// What a database failure means to a caller, whichever database and driver raised it. Callers ask
+// these predicates rather than read drivers' error shapes, which differ between SQLite, pg and
+// Prisma's wrappers of both.
+
+const DATABASE_UNAVAILABLE = 'DATABASE_UNAVAILABLE';
+
+/**
+ * The database did not answer: it cannot be reached, a connection was lost, or no connection came
+ * free in time. Retrying later may succeed; nothing here is a fault of the request.
+ */
+export class DatabaseUnavailableError extends Error {
+  // Prisma passes an adapter's error on as it is within a transaction, but otherwise wraps one that
+  // has a code in its PrismaClientKnownRequestError with that code: callers see either.
+  readonly code = DATABASE_UNAVAILABLE;
+}
+
+/**
+ * Prisma's names for a connection that could not be made or was lost (its driver-adapter errors,
+ * and the codes it gives them: P1001, P1017, P1008, P2037).
+ */
+const UNAVAILABLE_KINDS = new Set(['DatabaseNotReachable', 'ConnectionClosed', 'SocketTimeout', 'TooManyConnections']);
+
+/** PostgreSQL's SQLSTATE classes for a lost connection (08) and a server shutting down (57P01-57P03). */
+const UNAVAILABLE_SQLSTATE = /^(08|57P0[123])/;
+
+interface DriverAdapterCause {
+  kind?: unknown;
+  code?: unknown;
+}
+
+/**
+ * What the driver adapter made of the driver's error: a DriverAdapterError's cause, which Prisma
+ * passes on as it is within a transaction and otherwise keeps in its own error's `meta`.
+ */
+function driverAdapterCause(err: unknown): DriverAdapterCause | undefined {
+  const e = err as { name?: unknown; cause?: DriverAdapterCause; meta?: { driverAdapterError?: { cause?: DriverAdapterCause } } } | null;
+  if (e?.name === 'DriverAdapterError') return e.cause;
+  return e?.meta?.driverAdapterError?.cause;
+}
+
+/** Whether `err` says the database could not be reached or answered too late (see DatabaseUnavailableError). */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  if (err instanceof DatabaseUnavailableError || (err as { code?: unknown } | null)?.code === DATABASE_UNAVAILABLE) return true;
+  const cause = driverAdapterCause(err);
+  if (!cause) return false;
+  if (typeof cause.kind === 'string' && UNAVAILABLE_KINDS.has(cause.kind)) return true;
+  return cause.kind === 'postgres' && typeof cause.code === 'string' && UNAVAILABLE_SQLSTATE.test(cause.code);
+}
+
+/** Whether `err` is a write refused for want of disk: SQLite's SQLITE_FULL ("database or disk is full"). Nothing was stored. */
+export const isStorageFull = (err: unknown): boolean => (err as { code?: unknown } | null)?.code === 'SQLITE_FULL';

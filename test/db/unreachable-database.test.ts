@@ -1,0 +1,177 @@
+// PostgreSQL that stops answering: a network partition, then a failover to a live server. pg waits
+// for ever by default, so before the pools had timeouts a query in flight at the cut hung until the
+// kernel gave up on its connection (about 15 minutes), every later query queued behind it, API
+// requests with a key hung, and a running job's progress stopped. Now each waits at most
+// DATABASE_CONNECT_TIMEOUT_MS / DATABASE_QUERY_TIMEOUT_MS, fails as DATABASE_UNAVAILABLE (503 with
+// Retry-After at the API), and the pools work again once a server answers.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PostgresArtifactStore } from '../../src/artifacts/postgres-store.js';
+import { openDatabase, type Database } from '../../src/db/database.js';
+import { isDatabaseUnavailable } from '../../src/db/db-errors.js';
+import { migrate } from '../../src/db/migrate.js';
+import type { PgTimeouts } from '../../src/db/pg-pool.js';
+import { apiEnv, bearer, call, createKey, leaks, startApi, type ApiProcess } from '../api/api-process.js';
+import { tinySynthetic } from '../api/api-harness.js';
+import { PartitionProxy } from './partition-proxy.js';
+import { dropSchema, pgUrl, uniqueSchema } from './test-databases.js';
+
+const TIMEOUTS: PgTimeouts = { connectMs: 500, queryMs: 1000 };
+/** The longest a caller may wait during the cut: a query's timeout, after a connection's. */
+const WAIT_LIMIT_MS = TIMEOUTS.connectMs + TIMEOUTS.queryMs + 2000;
+
+/** How `work` ended, and after how long. */
+async function timed(work: Promise<unknown>): Promise<{ ms: number; err: unknown }> {
+  const start = Date.now();
+  try {
+    await work;
+    return { ms: Date.now() - start, err: null };
+  } catch (err) {
+    return { ms: Date.now() - start, err };
+  }
+}
+
+describe('PostgreSQL cut off, then failed over', () => {
+  const schema = uniqueSchema('unreachable');
+  let proxy: PartitionProxy;
+  let db: Database;
+  beforeAll(async () => {
+    await migrate(pgUrl(schema));
+    proxy = await PartitionProxy.start();
+  });
+  afterAll(async () => {
+    await db?.close();
+    await proxy?.close();
+    await dropSchema(schema);
+  });
+
+  it('queries and transactions fail as DATABASE_UNAVAILABLE within the timeouts, and all run again after the failover', async () => {
+    db = openDatabase(proxy.through(pgUrl(schema)), TIMEOUTS);
+    const prisma = db.prisma;
+    // A pool of open connections when the cut comes: the queries after it are sent on them.
+    await Promise.all(Array.from({ length: 5 }, () => prisma.$queryRawUnsafe('SELECT 1 FROM pg_sleep(0.05)')));
+    // A transaction under way at the cut: its ROLLBACK fails too, and its client must not go back to the pool.
+    let begun!: () => void;
+    let proceed!: () => void;
+    const underWay = new Promise<void>((resolve) => (begun = resolve));
+    const cutDone = new Promise<void>((resolve) => (proceed = resolve));
+    const open = timed(
+      prisma.$transaction(async (tx) => {
+        await tx.trainingJob.count();
+        begun();
+        await cutDone;
+        return tx.trainingJob.count();
+      }),
+    );
+    await underWay;
+
+    proxy.cut();
+    proceed();
+    const during = await Promise.all([
+      open,
+      ...Array.from({ length: 8 }, () => timed(prisma.trainingJob.findMany({ take: 1 }))),
+      timed(prisma.$transaction(async (tx) => tx.trainingJob.count())),
+      timed(prisma.apiKey.create({ data: { id: 'k-cut', name: 'cut', prefix: 'p', keyHash: 'h', scopes: 'train' } })),
+      timed(db.ping()),
+    ]);
+    for (const r of during) {
+      expect(r.err, 'answered during the cut').not.toBeNull();
+      expect(isDatabaseUnavailable(r.err), String(r.err)).toBe(true);
+      expect(r.ms).toBeLessThan(WAIT_LIMIT_MS);
+    }
+
+    proxy.failover();
+    // Before: the clients stuck in the cut connections were reused, and these waited for ever.
+    for (let i = 0; i < 8; i++) {
+      const r = await timed(prisma.trainingJob.count());
+      expect(r.err).toBeNull();
+    }
+    const written = await prisma.$transaction(async (tx) =>
+      tx.apiKey.create({ data: { id: 'k-after', name: 'after', prefix: 'p', keyHash: 'h', scopes: 'train' } }),
+    );
+    expect(written.name).toBe('after');
+    expect(await prisma.apiKey.count()).toBe(1);
+  });
+
+  it('the artifact store fails a write within the timeouts, and writes and reads again after the failover', async () => {
+    const store = new PostgresArtifactStore(proxy.through(pgUrl(schema)), schema, 64 * 1024, TIMEOUTS);
+    try {
+      const first = store.begin('models/a');
+      await first.put('model.onnx', new Uint8Array(200_000).fill(7));
+      proxy.cut();
+      const r = await timed(first.commit());
+      expect(r.err).not.toBeNull();
+      expect(r.ms).toBeLessThan(WAIT_LIMIT_MS);
+
+      proxy.failover();
+      const again = store.begin('models/a');
+      await again.put('model.onnx', new Uint8Array(200_000).fill(9));
+      await again.commit();
+      const bytes = Buffer.concat(await (await store.get('models/a/model.onnx')).toArray());
+      expect(bytes.length).toBe(200_000);
+      expect(bytes[199_999]).toBe(9);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('qatserve api with its PostgreSQL cut off', () => {
+  const schema = uniqueSchema('unreachable_api');
+  let proxy: PartitionProxy;
+  let api: ApiProcess;
+  let key: string;
+  beforeAll(async () => {
+    await migrate(pgUrl(schema));
+    proxy = await PartitionProxy.start();
+    const direct = apiEnv('unreachable', { DATABASE_URL: pgUrl(schema), ARTIFACT_STORE: 'postgres' });
+    key = await createKey(direct, 'ops', 'admin');
+    api = await startApi({
+      ...direct,
+      DATABASE_URL: proxy.through(pgUrl(schema)),
+      DATABASE_CONNECT_TIMEOUT_MS: String(TIMEOUTS.connectMs),
+      DATABASE_QUERY_TIMEOUT_MS: String(TIMEOUTS.queryMs),
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await api?.stop();
+    await proxy?.close();
+    await dropSchema(schema);
+  });
+
+  it('answers 503 DATABASE_UNAVAILABLE with Retry-After in seconds, stores nothing, and serves again after the failover', async () => {
+    expect((await call(api.base, 'GET', '/v1/jobs', bearer(key))).status).toBe(200);
+
+    proxy.cut();
+    const start = Date.now();
+    const [list, post, ready] = await Promise.all([
+      call(api.base, 'GET', '/v1/jobs', bearer(key)),
+      call(api.base, 'POST', '/v1/jobs', bearer(key), tinySynthetic),
+      call(api.base, 'GET', '/readyz'),
+    ]);
+    // Before: the keyed requests never answered.
+    expect(Date.now() - start).toBeLessThan(WAIT_LIMIT_MS);
+    for (const r of [list, post]) {
+      expect(r.status).toBe(503);
+      expect(r.json.error.code).toBe('DATABASE_UNAVAILABLE');
+      expect(r.headers.get('retry-after')).toBe('5');
+      expect(leaks(r.text)).toEqual([]);
+    }
+    expect(ready.status).toBe(503);
+    expect(ready.json.checks.database).toBe('failing');
+
+    proxy.failover();
+    await expect.poll(async () => (await call(api.base, 'GET', '/readyz')).status, { timeout: 10_000 }).toBe(200);
+    const created = await call(api.base, 'POST', '/v1/jobs', bearer(key), tinySynthetic);
+    expect(created.status).toBe(201);
+    const after = await call(api.base, 'GET', '/v1/jobs', bearer(key));
+    expect(after.status).toBe(200);
+    expect(after.json.jobs.map((j: { id: string }) => j.id)).toEqual([created.json.id]);
+  }, 60_000);
+
+  it('answers 503 DATABASE_UNAVAILABLE when the server refuses connections', async () => {
+    await proxy.close();
+    const r = await call(api.base, 'GET', '/v1/jobs', bearer(key));
+    expect(r.status).toBe(503);
+    expect(r.json.error.code).toBe('DATABASE_UNAVAILABLE');
+  });
+});
