@@ -47,5 +47,12 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   return cause.kind === 'postgres' && typeof cause.code === 'string' && UNAVAILABLE_SQLSTATE.test(cause.code);
 }
 
-/** Whether `err` is a write refused for want of disk: SQLite's SQLITE_FULL ("database or disk is full"). Nothing was stored. */
-export const isStorageFull = (err: unknown): boolean => (err as { code?: unknown } | null)?.code === 'SQLITE_FULL';
+/**
+ * Whether `err` is a write refused for want of disk: SQLite's SQLITE_FULL ("database or disk is
+ * full"), PostgreSQL's disk_full (53100). Nothing was stored.
+ */
+export function isStorageFull(err: unknown): boolean {
+  if ((err as { code?: unknown } | null)?.code === 'SQLITE_FULL') return true;
+  const cause = driverAdapterCause(err);
+  return cause?.kind === 'postgres' && cause.code === '53100';
+}
