@@ -1,6 +1,6 @@
 // Opens what the API needs (database, queue producer, a Redis connection for cancel messages)
 // and closes it again. Shared by `qatserve api`, `qatserve serve` and the tests.
-import { Redis } from 'ioredis';
+import { openRedis } from '../queue/redis-connection.js';
 import type { Settings } from '../config/settings.js';
 import { openArtifactStore } from '../artifacts/open-store.js';
 import { openDatabase } from '../db/database.js';
@@ -20,7 +20,7 @@ export function openApiDeps(settings: Settings, logger?: AppDeps['logger']): Ope
   const artifacts = openArtifactStore(settings);
   const queue = openTrainingQueue(settings);
   // Keep retrying in the background, but fail single commands fast so /readyz and POST answer.
-  const redis = new Redis(settings.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
+  const redis = openRedis(settings.redisUrl, settings.redisTimeoutMs, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
   redis.on('error', () => {}); // reported through /readyz, not as unhandled events
   queue.on('error', () => {});
   return {

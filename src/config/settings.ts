@@ -5,6 +5,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { isPostgresUrl } from '../db/database-url.js';
 import { PG_TIMEOUTS, type PgTimeouts } from '../db/pg-pool.js';
+import { REDIS_TIMEOUT_MIN_MS } from '../queue/redis-connection.js';
 import { usableCores } from './cpu-quota.js';
 
 const int = (def: number, min = 0, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max).default(def);
@@ -26,6 +27,9 @@ export const SettingsSchema = z.object({
     "PostgreSQL only: longest wait for a query's answer; the connection is then dropped and a new one made. Without it a network partition or failover held queries until TCP gave up (about 15 minutes).",
   ),
   REDIS_URL: z.string().optional().describe('Unset means "redis://127.0.0.1:6379" (and `serve` may start a redis-server child).'),
+  REDIS_TIMEOUT_MS: int(10_000, REDIS_TIMEOUT_MIN_MS).describe(
+    "Longest wait for Redis's answer; the connection is then dropped and made anew, looking its host up again. Without it a network partition or failover held commands, and every rate-limited request, until TCP gave up (about 15 minutes). At least 6000: Bull's workers wait 5 s for a job in one command.",
+  ),
   DATA_DIR: z.string().default('./data').describe("Local data: the SQLite file, workers' scratch under `work/`, the API's model cache under `cache/models/`."),
   ARTIFACTS_DIR: z.string().optional().describe('Root of the `fs` artifact store. Unset: `<DATA_DIR>/artifacts`.'),
   DATA_ROOT: z
@@ -230,6 +234,8 @@ export interface Settings {
   /** Always set (the default filled in); `redisUrlExplicit` says whether the user gave it. */
   redisUrl: string;
   redisUrlExplicit: boolean;
+  /** REDIS_TIMEOUT_MS: how long a Redis connection waits for an answer before it is made anew. */
+  redisTimeoutMs: number;
   dataDir: string;
   artifactsDir: string;
   dataRoot: string;
@@ -362,6 +368,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     databaseTimeouts: { connectMs: e.DATABASE_CONNECT_TIMEOUT_MS, queryMs: e.DATABASE_QUERY_TIMEOUT_MS },
     redisUrl: e.REDIS_URL ?? DEFAULT_REDIS_URL,
     redisUrlExplicit: e.REDIS_URL !== undefined,
+    redisTimeoutMs: e.REDIS_TIMEOUT_MS,
     dataDir,
     artifactsDir: path.resolve(e.ARTIFACTS_DIR ?? path.join(dataDir, 'artifacts')),
     dataRoot: path.resolve(e.DATA_ROOT ?? path.join(dataDir, 'datasets')),

@@ -11,7 +11,7 @@
 // It runs in every API process, at start and then every RECONCILE_INTERVAL_MS, but only the one
 // holding the leader lock acts. Rows changed in the last `graceMs` are left alone: the create
 // that is about to enqueue, the claim that is about to update.
-import { Redis } from 'ioredis';
+import { openRedis } from './redis-connection.js';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import type { Settings } from '../config/settings.js';
 import type { Prisma } from '../db/database.js';
@@ -106,7 +106,7 @@ export interface Reconciler {
 
 export function startReconciler(deps: ReconcilerDeps): Reconciler {
   const interval = deps.settings.reconcileIntervalMs;
-  const redis = new Redis(deps.settings.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });
+  const redis = openRedis(deps.settings.redisUrl, deps.settings.redisTimeoutMs, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });
   redis.on('error', () => {}); // Redis trouble shows in /readyz; the next round tries again.
   // Outlives a missed round, expires soon after the leader is gone.
   const wake = jobEventPublisher(redis, deps.settings.queuePrefix);

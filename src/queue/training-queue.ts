@@ -1,6 +1,7 @@
 // The Bull queue "training": its options in one place, and the producer side the API uses.
 // The worker side (processing) lives in worker.ts; this file never imports ML code.
 import Queue from 'bull';
+import { redisOptions } from './redis-connection.js';
 import type { Settings } from '../config/settings.js';
 import { requireDeployment } from '../db/deployment.js';
 import { QueueUnavailableError } from '../jobs/job-errors.js';
@@ -33,6 +34,7 @@ export function openTrainingQueue(settings: Settings): TrainingQueue {
   const { queuePrefix } = requireDeployment(settings);
   return new Queue<TrainingJobData>(QUEUE_NAME, settings.redisUrl, {
     prefix: queuePrefix,
+    redis: redisOptions(settings.redisTimeoutMs),
     settings: {
       lockDuration: settings.lockDurationMs,
       lockRenewTime: Math.floor(settings.lockDurationMs / 2),

@@ -19,7 +19,7 @@ import { budgetOnMachine, estimateJob, jobBudget, machineMemoryBytes, mib, type 
 import { countClassFolders } from '../data/image-folder.js';
 import { endUnowned, resolveStoredConfig } from '../jobs/job-lifecycle.js';
 import { isTerminal, type JobStatus } from '../jobs/job-status.js';
-import { Redis } from 'ioredis';
+import { openRedis } from './redis-connection.js';
 import { subscribeCancels } from './cancel-bus.js';
 import { jobEventPublisher } from './job-event-bus.js';
 import { startJob, WorkerShutdownError, type RunningJob } from './job-runner.js';
@@ -150,7 +150,7 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
     else log.error({ err }, 'queue error');
   });
   // Publishes "job X has new events" after each lifecycle write, for the API's event streams.
-  const publisher = new Redis(settings.redisUrl, { maxRetriesPerRequest: 1 });
+  const publisher = openRedis(settings.redisUrl, settings.redisTimeoutMs, { maxRetriesPerRequest: 1 });
   publisher.on('error', () => {}); // streams fall back to polling the database
   const wake = jobEventPublisher(publisher, settings.queuePrefix);
   // What this worker is doing, for GET /v1/workers on any API replica.

@@ -12,9 +12,10 @@ import { migrate } from '../../src/db/migrate.js';
 import type { PgTimeouts } from '../../src/db/pg-pool.js';
 import { apiEnv, bearer, call, createKey, leaks, startApi, type ApiProcess } from '../api/api-process.js';
 import { tinySynthetic } from '../api/api-harness.js';
-import { PartitionProxy } from './partition-proxy.js';
-import { dropSchema, pgUrl, uniqueSchema } from './test-databases.js';
+import { PartitionProxy } from '../integration/partition-proxy.js';
+import { dropSchema, PG_BASE, pgUrl, uniqueSchema } from './test-databases.js';
 
+const PG_PORT = Number(new URL(PG_BASE).port || 5432);
 const TIMEOUTS: PgTimeouts = { connectMs: 500, queryMs: 1000 };
 /** The longest a caller may wait during the cut: a query's timeout, after a connection's. */
 const WAIT_LIMIT_MS = TIMEOUTS.connectMs + TIMEOUTS.queryMs + 2000;
@@ -36,7 +37,7 @@ describe('PostgreSQL cut off, then failed over', () => {
   let db: Database;
   beforeAll(async () => {
     await migrate(pgUrl(schema));
-    proxy = await PartitionProxy.start();
+    proxy = await PartitionProxy.start(PG_PORT);
   });
   afterAll(async () => {
     await db?.close();
@@ -122,7 +123,7 @@ describe('qatserve api with its PostgreSQL cut off', () => {
   let key: string;
   beforeAll(async () => {
     await migrate(pgUrl(schema));
-    proxy = await PartitionProxy.start();
+    proxy = await PartitionProxy.start(PG_PORT);
     const direct = apiEnv('unreachable', { DATABASE_URL: pgUrl(schema), ARTIFACT_STORE: 'postgres' });
     key = await createKey(direct, 'ops', 'admin');
     api = await startApi({

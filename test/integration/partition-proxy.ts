@@ -1,4 +1,4 @@
-// A TCP proxy in front of PostgreSQL that fails the way a network does. cut(): a partition, where
+// A TCP proxy in front of PostgreSQL or Redis that fails the way a network does. cut(): a partition, where
 // packets are lost rather than refused: connections stay open, nothing passes either way, no error
 // reaches either end, and new connections are accepted but never answered. failover(): the server
 // that was cut off is gone for good (its connections stay silent for ever) and new connections
@@ -17,8 +17,8 @@ export class PartitionProxy {
     private readonly upstreamPort: number,
   ) {}
 
-  /** A proxy on a free loopback port to PostgreSQL at 127.0.0.1:`upstreamPort`. */
-  static async start(upstreamPort = 5432): Promise<PartitionProxy> {
+  /** A proxy on a free loopback port to the server at 127.0.0.1:`upstreamPort`. */
+  static async start(upstreamPort: number): Promise<PartitionProxy> {
     let proxy: PartitionProxy | undefined;
     const server = net.createServer((client) => proxy!.accept(client));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -26,7 +26,7 @@ export class PartitionProxy {
     return proxy;
   }
 
-  /** `url` (a PostgreSQL URL on 127.0.0.1) with its port moved to this proxy. */
+  /** `url` (a server's URL on 127.0.0.1) with its port moved to this proxy. */
   through(url: string): string {
     const u = new URL(url);
     u.port = String(this.port);
