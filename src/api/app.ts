@@ -243,7 +243,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     lackingFolder,
   });
   const hub = new JobEventHub();
-  hub.start(settings.redisUrl, settings.queuePrefix);
+  hub.start(settings.redisUrl, settings.queuePrefix, settings.redisTimeoutMs);
   app.addHook('onClose', () => hub.close());
   await app.register(jobEventRoutes, { jobs, hub, heartbeatMs: settings.limits.sseHeartbeatMs, slots: streams });
   await app.register(modelsRoutes);

@@ -1,6 +1,7 @@
 // Cancellation travels over Redis pub/sub: Bull has no way to signal a running job. The worker
 // also re-reads the job row at every step, so a message lost while it reconnected still cancels.
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { openSubscriber, REDIS_TIMEOUT_DEFAULT_MS } from './redis-connection.js';
 import type { CancelPort } from '../jobs/job-service.js';
 
 export const cancelChannel = (prefix: string) => `${prefix}:training:cancel`;
@@ -13,9 +14,14 @@ export function cancelPublisher(redis: Redis, prefix: string): CancelPort {
   };
 }
 
-/** Subscribes on its own connection (a subscribed connection can run nothing else). */
-export async function subscribeCancels(redisUrl: string, prefix: string, onCancel: (jobId: string) => void): Promise<{ close(): Promise<void> }> {
-  const sub = new Redis(redisUrl, { maxRetriesPerRequest: null, lazyConnect: true });
+/** Subscribes on its own connection (a subscribed connection can run nothing else), made anew when it stops answering for `timeoutMs`. */
+export async function subscribeCancels(
+  redisUrl: string,
+  prefix: string,
+  onCancel: (jobId: string) => void,
+  timeoutMs = REDIS_TIMEOUT_DEFAULT_MS,
+): Promise<{ close(): Promise<void> }> {
+  const sub = openSubscriber(redisUrl, timeoutMs, { maxRetriesPerRequest: null, lazyConnect: true });
   // While Redis restarts, each reconnect attempt fails; without a listener ioredis printed each as
   // an "Unhandled error event" stack. It resubscribes once Redis is back, and a cancel sent
   // meanwhile still reaches the worker through the job's row.

@@ -2,7 +2,8 @@
 // lifecycle in the transaction of each change); Redis pub/sub only says "job X has new rows", so
 // an SSE stream on any API replica reads them at once instead of at its next slow poll. A lost
 // message therefore delays an event by at most that poll, and never loses it.
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { openSubscriber, REDIS_TIMEOUT_DEFAULT_MS } from './redis-connection.js';
 import type { JobWake } from '../jobs/job-events.js';
 
 export const jobEventsChannel = (prefix: string) => `${prefix}:jobs:events`;
@@ -24,8 +25,13 @@ export interface JobEventSubscription {
  * once: while Redis is away the streams rely on their database poll, and ioredis subscribes again
  * whenever it reconnects.
  */
-export function subscribeJobEvents(redisUrl: string, prefix: string, onWake: (jobId: string) => void): JobEventSubscription {
-  const sub = new Redis(redisUrl, { maxRetriesPerRequest: null });
+export function subscribeJobEvents(
+  redisUrl: string,
+  prefix: string,
+  onWake: (jobId: string) => void,
+  timeoutMs = REDIS_TIMEOUT_DEFAULT_MS,
+): JobEventSubscription {
+  const sub = openSubscriber(redisUrl, timeoutMs, { maxRetriesPerRequest: null });
   sub.on('error', () => {});
   sub.subscribe(jobEventsChannel(prefix)).catch(() => {});
   sub.on('message', (_channel: string, jobId: string) => onWake(jobId));

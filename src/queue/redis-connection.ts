@@ -1,5 +1,5 @@
-// The options of every Redis connection that sends commands (the API's, the reconciler's, a
-// worker's publisher, Bull's). ioredis waits for an answer for ever by default: when Redis stops
+// The options of every Redis connection (the API's, the reconciler's, a worker's publisher, Bull's,
+// the subscriptions). ioredis waits for an answer for ever by default: when Redis stops
 // answering (a network partition, a failover whose old primary is gone) a command in flight waits
 // until the kernel gives up on its TCP connection, about 15 minutes, and every command after it
 // queues behind. Measured before: the API's rate limit asks Redis on every request, so every
@@ -10,9 +10,27 @@ import { Redis, type RedisOptions } from 'ioredis';
 
 /** Bull's workers block on BRPOPLPUSH for its drainDelay (5 s): a timeout must outlast that wait. */
 export const REDIS_TIMEOUT_MIN_MS = 6_000;
+/** REDIS_TIMEOUT_MS unless set. */
+export const REDIS_TIMEOUT_DEFAULT_MS = 10_000;
 
 /** `options` with answers awaited at most `timeoutMs`. */
 export const redisOptions = (timeoutMs: number, options: RedisOptions = {}): RedisOptions => ({ ...options, socketTimeout: timeoutMs });
 
 /** A connection to `url` that waits at most `timeoutMs` for an answer (see redisOptions). */
 export const openRedis = (url: string, timeoutMs: number, options: RedisOptions = {}): Redis => new Redis(url, redisOptions(timeoutMs, options));
+
+/**
+ * A connection to `url` for SUBSCRIBE. A subscribed connection only listens: with no command
+ * outstanding nothing times out, and a dead one (its server gone in a failover) went unnoticed for
+ * as long as the process ran. A PING every `timeoutMs` gives socketTimeout something to time; on
+ * the new connection ioredis subscribes again.
+ */
+export function openSubscriber(url: string, timeoutMs: number, options: RedisOptions = {}): Redis {
+  const sub = openRedis(url, timeoutMs, options);
+  const timer = setInterval(() => {
+    sub.ping().catch(() => {});
+  }, timeoutMs);
+  timer.unref();
+  sub.once('end', () => clearInterval(timer));
+  return sub;
+}

@@ -306,12 +306,17 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
   const stale = await removeStaleScratch(settings.workDir, db.prisma).catch((err) => (log.warn({ err }, 'stale scratch not removed'), []));
   if (stale.length) log.info({ jobs: stale }, 'removed scratch directories of finished jobs');
 
-  const cancels = await subscribeCancels(settings.redisUrl, settings.queuePrefix, (jobId) => {
-    if (current?.jobId === jobId) {
-      log.info({ jobId }, 'cancel requested');
-      current.abort('cancel');
-    }
-  });
+  const cancels = await subscribeCancels(
+    settings.redisUrl,
+    settings.queuePrefix,
+    (jobId) => {
+      if (current?.jobId === jobId) {
+        log.info({ jobId }, 'cancel requested');
+        current.abort('cancel');
+      }
+    },
+    settings.redisTimeoutMs,
+  );
 
   // A job that stalled more often than allowed is failed by Bull; the row must say so too.
   queue.on('failed', (job, err) => {

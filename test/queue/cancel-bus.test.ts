@@ -1,8 +1,11 @@
-// Cancel messages over real Redis pub/sub, scoped by queue prefix, and across a Redis restart.
+// Cancel messages over real Redis pub/sub, scoped by queue prefix, and across a Redis restart or
+// a failover.
 import net from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { cancelPublisher, subscribeCancels } from '../../src/queue/cancel-bus.js';
+import { REDIS_TIMEOUT_MIN_MS } from '../../src/queue/redis-connection.js';
+import { PartitionProxy } from '../integration/partition-proxy.js';
 
 const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -68,4 +71,30 @@ describe('cancel bus', () => {
       for (const s of sockets) s.destroy();
     }
   });
+
+  it('subscribes again after a failover: the connection that went silent is dropped within REDIS_TIMEOUT_MS', async () => {
+    // Before: a subscribed connection sends nothing, so one whose server was gone was never noticed
+    // and no cancel arrived over pub/sub again for as long as the worker ran.
+    const proxy = await PartitionProxy.start(Number(new URL(url).port || 6379));
+    const prefix = `qs-cancel-failover-${process.pid}`;
+    const got: string[] = [];
+    const sub = await subscribeCancels(proxy.through(url), prefix, (id) => got.push(id), REDIS_TIMEOUT_MIN_MS);
+    try {
+      proxy.cut();
+      proxy.failover();
+      await expect
+        .poll(
+          async () => {
+            await cancelPublisher(pub, prefix).publish('job-after-failover');
+            return got.length;
+          },
+          { timeout: 3 * REDIS_TIMEOUT_MIN_MS, interval: 500 },
+        )
+        .toBeGreaterThan(0);
+      expect(got[0]).toBe('job-after-failover');
+    } finally {
+      await sub.close();
+      await proxy.close();
+    }
+  }, 60_000);
 });

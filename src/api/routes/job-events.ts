@@ -100,8 +100,8 @@ export class JobEventHub {
 
   constructor(private readonly pollMs = EVENTS_POLL_MS) {}
 
-  start(redisUrl: string, prefix: string): void {
-    this.subscription ??= subscribeJobEvents(redisUrl, prefix, (jobId) => this.wake(jobId));
+  start(redisUrl: string, prefix: string, timeoutMs: number): void {
+    this.subscription ??= subscribeJobEvents(redisUrl, prefix, (jobId) => this.wake(jobId), timeoutMs);
   }
 
   wake(jobId: string): void {
