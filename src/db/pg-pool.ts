@@ -4,7 +4,7 @@
 // hangs until the kernel gives up on its TCP connection (~15 minutes at Linux's tcp_retries2 = 15),
 // and every query after it queues behind the stuck clients. Measured before these limits, with the
 // database's packets dropped and DATABASE_URL's host moved to a live server 10 s later: requests
-// with a key hung (curl gave up after 60 s) and a running job's progress stopped.
+// with a key hung (curl gave up after 60 s) and a running job's progress stood still for 938 s.
 import type pg from 'pg';
 
 export interface PgTimeouts {
@@ -16,9 +16,10 @@ export interface PgTimeouts {
 
 /**
  * 5 s for a connection: a pool that has had no free client for that long is stuck or swamped, and an
- * API request answers 503 rather than wait. 30 s for a query: the longest this service sends (a
- * 1 MiB artifact chunk, a job's metric points, a cascade delete) take well under a second on a
- * healthy server, so only a server that stopped answering gets near it.
+ * API request answers 503 rather than wait. 30 s for a query: the longest statement measured, the
+ * cascade delete of a 1000-epoch Fashion-MNIST job's 1.9M points, took 1.4 s (`npx tsx
+ * bench/job-delete.ts`), and statements inside a transaction are held to Prisma's 5 s for the whole
+ * transaction anyway; so only a server that stopped answering gets near it.
  */
 export const PG_TIMEOUTS: PgTimeouts = { connectMs: 5_000, queryMs: 30_000 };
 
