@@ -13,6 +13,7 @@ import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { defaultTrainThreads, loadSettings, SettingsError, type Settings } from './config/settings.js';
 import { bindDeployment, readDeploymentId } from './db/deployment.js';
+import { isDatabaseUnavailable } from './db/db-errors.js';
 import { migrate } from './db/migrate.js';
 import { WorkerSupervisor } from './queue/worker-supervisor.js';
 
@@ -30,7 +31,7 @@ const USAGE = `usage: qatserve <command>
 
 /** Migrates, then binds the settings to the database's deployment (queue prefix, cancel channel). */
 async function runMigrations(settings: Settings): Promise<Settings> {
-  const r = await migrate(settings.databaseUrl);
+  const r = await migrate(settings.databaseUrl, settings.databaseTimeouts.connectMs);
   if (r.applied.length) console.error(`migrated ${r.provider}: applied ${r.applied.join(', ')}`);
   return bindDeployment(settings, r.deploymentId);
 }
@@ -182,7 +183,7 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'migrate': {
-      const r = await migrate(settings.databaseUrl);
+      const r = await migrate(settings.databaseUrl, settings.databaseTimeouts.connectMs);
       console.log(
         `${r.provider}: applied ${r.applied.length} (${r.applied.join(', ') || 'none'}), already applied ${r.alreadyApplied.length}; deployment ${r.deploymentId}`,
       );
@@ -213,6 +214,8 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((err) => {
-  console.error(err instanceof SettingsError || (err as { code?: string })?.code === 'AUTH_SETUP' ? (err as Error).message : err);
+  // What an operator can act on is said in its message; anything else keeps its stack.
+  const said = err instanceof SettingsError || (err as { code?: string })?.code === 'AUTH_SETUP' || isDatabaseUnavailable(err);
+  console.error(said ? (err as Error).message : err);
   process.exit(1);
 });

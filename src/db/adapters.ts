@@ -17,7 +17,7 @@
 // connection may be dead, or still waiting for an answer that timed out).
 import { PrismaBetterSQLite3 } from '@prisma/adapter-better-sqlite3';
 import { PrismaPg } from '@prisma/adapter-pg';
-import { DatabaseUnavailableError } from './db-errors.js';
+import { DatabaseUnavailableError, isPgUnreachable } from './db-errors.js';
 import { pgPoolConfig, type PgTimeouts } from './pg-pool.js';
 
 type Factory = PrismaBetterSQLite3 | PrismaPg;
@@ -51,27 +51,12 @@ export function postgresAdapter(connectionString: string, schema: string, max: n
 }
 
 /**
- * pg's own errors for a server it could not reach or that stopped answering. They carry no code,
- * and @prisma/adapter-pg passes them on as they are (it names only ECONNREFUSED, ENOTFOUND,
- * ECONNRESET and ETIMEDOUT).
+ * `err`, as a DatabaseUnavailableError when it is one of pg's unreachable-server errors, which
+ * @prisma/adapter-pg passes on as they are (it names only ECONNREFUSED, ENOTFOUND, ECONNRESET and
+ * ETIMEDOUT).
  */
-const PG_UNAVAILABLE_MESSAGES = new Set([
-  'timeout exceeded when trying to connect',
-  'Connection terminated due to connection timeout',
-  'Query read timeout',
-  'Connection terminated unexpectedly',
-  'Connection terminated',
-  'Client has encountered a connection error and is not queryable',
-]);
-/** Socket errors of a network that cannot reach the server, which the adapter does not name either. */
-const SOCKET_UNAVAILABLE_CODES = new Set(['EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN', 'EAI_AGAIN', 'ECONNABORTED']);
-
-/** `err`, as a DatabaseUnavailableError when it is one of pg's unreachable-server errors. */
 function unavailable(err: unknown): unknown {
-  if (!(err instanceof Error) || err instanceof DatabaseUnavailableError) return err;
-  const code = (err as { code?: unknown }).code;
-  const isUnavailable = PG_UNAVAILABLE_MESSAGES.has(err.message) || (typeof code === 'string' && SOCKET_UNAVAILABLE_CODES.has(code));
-  return isUnavailable ? new DatabaseUnavailableError(`the database did not answer: ${err.message}`) : err;
+  return isPgUnreachable(err) ? new DatabaseUnavailableError(`the database did not answer: ${err.message}`) : err;
 }
 
 /** `q` with its queries' unreachable-server errors named DatabaseUnavailableError. */

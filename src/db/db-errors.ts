@@ -38,6 +38,42 @@ function driverAdapterCause(err: unknown): DriverAdapterCause | undefined {
   return e?.meta?.driverAdapterError?.cause;
 }
 
+/**
+ * pg's own errors for a server it could not reach or that stopped answering (they carry no code;
+ * @prisma/adapter-pg passes them on as they are), and the socket errors of a network that cannot
+ * reach it.
+ */
+const PG_UNREACHABLE_MESSAGES = new Set([
+  'timeout exceeded when trying to connect',
+  'Connection terminated due to connection timeout',
+  // A lone client's connectionTimeoutMillis (a pool's says the line above).
+  'timeout expired',
+  'Query read timeout',
+  'Connection terminated unexpectedly',
+  'Connection terminated',
+  'Client has encountered a connection error and is not queryable',
+]);
+const SOCKET_UNREACHABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'ENETDOWN',
+  'EAI_AGAIN',
+  'ECONNABORTED',
+]);
+
+/** Whether `err`, as the pg driver raised it, says the server could not be reached or stopped answering. */
+export function isPgUnreachable(err: unknown): err is Error {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  return PG_UNREACHABLE_MESSAGES.has(err.message) || (typeof code === 'string' && SOCKET_UNREACHABLE_CODES.has(code));
+}
+
 /** Whether `err` says the database could not be reached or answered too late (see DatabaseUnavailableError). */
 export function isDatabaseUnavailable(err: unknown): boolean {
   if (err instanceof DatabaseUnavailableError || (err as { code?: unknown } | null)?.code === DATABASE_UNAVAILABLE) return true;

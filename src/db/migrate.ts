@@ -9,6 +9,8 @@ import { fileURLToPath } from 'node:url';
 import BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
 import { parseDatabaseUrl, type Provider } from './database-url.js';
+import { DatabaseUnavailableError, isPgUnreachable } from './db-errors.js';
+import { PG_TIMEOUTS } from './pg-pool.js';
 
 export class MigrationError extends Error {
   constructor(
@@ -99,11 +101,12 @@ export function planMigrations(files: Migration[], applied: Applied[]): Migratio
   return files.filter((m) => !done.has(m.name));
 }
 
-export async function migrate(databaseUrl: string): Promise<MigrateResult> {
+/** `connectMs`: how long PostgreSQL may take to accept the connection (tests shorten it). */
+export async function migrate(databaseUrl: string, connectMs = PG_TIMEOUTS.connectMs): Promise<MigrateResult> {
   const target = parseDatabaseUrl(databaseUrl);
   const files = readMigrations(target.provider);
   if (target.provider === 'sqlite') return migrateSqlite(target.file, files);
-  return migratePostgres(target.connectionString, target.schema, files);
+  return migratePostgres(target.connectionString, target.schema, files, connectMs);
 }
 
 function migrateSqlite(file: string, files: Migration[]): MigrateResult {
@@ -142,9 +145,16 @@ function migrateSqlite(file: string, files: Migration[]): MigrateResult {
   }
 }
 
-async function migratePostgres(connectionString: string, schema: string, files: Migration[]): Promise<MigrateResult> {
-  const client = new pg.Client({ connectionString });
-  await client.connect();
+async function migratePostgres(connectionString: string, schema: string, files: Migration[], connectMs: number): Promise<MigrateResult> {
+  // Every process migrates as it starts: without a limit, one started while the server's packets
+  // were dropped waited for the kernel to give up on the connection (over 2 minutes), silent.
+  // Migrations themselves get no query limit: one may rewrite a large table.
+  const client = new pg.Client({ connectionString, connectionTimeoutMillis: connectMs });
+  await client.connect().catch((err: unknown) => {
+    if (!isPgUnreachable(err)) throw err;
+    const server = new URL(connectionString).host;
+    throw new DatabaseUnavailableError(`PostgreSQL at ${server} cannot be reached (${err.message}): check DATABASE_URL and that the server runs`);
+  });
   try {
     await client.query('BEGIN');
     // One migrator at a time per schema, released at COMMIT/ROLLBACK.

@@ -10,7 +10,7 @@ import { openDatabase, type Database } from '../../src/db/database.js';
 import { isDatabaseUnavailable } from '../../src/db/db-errors.js';
 import { migrate } from '../../src/db/migrate.js';
 import type { PgTimeouts } from '../../src/db/pg-pool.js';
-import { apiEnv, bearer, call, createKey, leaks, startApi, type ApiProcess } from '../api/api-process.js';
+import { apiEnv, bearer, call, createKey, leaks, runCli, startApi, type ApiProcess } from '../api/api-process.js';
 import { tinySynthetic } from '../api/api-harness.js';
 import { PartitionProxy } from '../integration/partition-proxy.js';
 import { dropSchema, PG_BASE, pgUrl, uniqueSchema } from './test-databases.js';
@@ -113,6 +113,30 @@ describe('PostgreSQL cut off, then failed over', () => {
     } finally {
       await store.close();
     }
+  });
+});
+
+describe('starting against a PostgreSQL that does not answer', () => {
+  it('migrate, which every process runs first, gives up within the connect timeout and says where', async () => {
+    // Before: it waited for the kernel to give up on the connection (over 2 minutes), then printed a stack.
+    const proxy = await PartitionProxy.start(PG_PORT);
+    try {
+      proxy.cut();
+      const url = proxy.through(pgUrl(uniqueSchema('unreachable_migrate')));
+      const r = await timed(migrate(url, TIMEOUTS.connectMs));
+      expect(r.ms).toBeLessThan(TIMEOUTS.connectMs + 2000);
+      expect(isDatabaseUnavailable(r.err)).toBe(true);
+      expect((r.err as Error).message).toContain(`PostgreSQL at 127.0.0.1:${proxy.port} cannot be reached`);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('qatserve migrate prints one line naming the server, not a stack', async () => {
+    // Port 1 on loopback: nothing listens, the connection is refused at once.
+    const r = await runCli(['migrate'], apiEnv('unreachable-cli', { DATABASE_URL: 'postgresql://postgres@127.0.0.1:1/test' }));
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toBe('PostgreSQL at 127.0.0.1:1 cannot be reached (connect ECONNREFUSED 127.0.0.1:1): check DATABASE_URL and that the server runs');
   });
 });
 
