@@ -5,11 +5,12 @@ import path from 'node:path';
 import { z } from 'zod';
 import { isPostgresUrl } from '../db/database-url.js';
 import { PG_TIMEOUTS, type PgTimeouts } from '../db/pg-pool.js';
-import { REDIS_TIMEOUT_DEFAULT_MS, REDIS_TIMEOUT_MIN_MS } from '../queue/redis-connection.js';
 import { usableCores } from './cpu-quota.js';
 
 const int = (def: number, min = 0, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max).default(def);
 const MB = 1024 * 1024;
+/** Bull's workers block on BRPOPLPUSH for its drainDelay (5 s): REDIS_TIMEOUT_MS must outlast that wait. */
+export const REDIS_TIMEOUT_MIN_MS = 6_000;
 
 export const SettingsSchema = z.object({
   PORT: int(3000, 0).describe('TCP port of the API.'),
@@ -27,7 +28,7 @@ export const SettingsSchema = z.object({
     "PostgreSQL only: longest wait for a query's answer; the connection is then dropped and a new one made. Without it a network partition or failover held queries until TCP gave up (about 15 minutes).",
   ),
   REDIS_URL: z.string().optional().describe('Unset means "redis://127.0.0.1:6379" (and `serve` may start a redis-server child).'),
-  REDIS_TIMEOUT_MS: int(REDIS_TIMEOUT_DEFAULT_MS, REDIS_TIMEOUT_MIN_MS).describe(
+  REDIS_TIMEOUT_MS: int(10_000, REDIS_TIMEOUT_MIN_MS).describe(
     "Longest wait for Redis's answer; the connection is then dropped and made anew, looking its host up again. Without it a network partition or failover held commands, and every rate-limited request, until TCP gave up (about 15 minutes). At least 6000: Bull's workers wait 5 s for a job in one command.",
   ),
   DATA_DIR: z.string().default('./data').describe("Local data: the SQLite file, workers' scratch under `work/`, the API's model cache under `cache/models/`."),

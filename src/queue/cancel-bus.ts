@@ -1,7 +1,7 @@
 // Cancellation travels over Redis pub/sub: Bull has no way to signal a running job. The worker
 // also re-reads the job row at every step, so a message lost while it reconnected still cancels.
 import type { Redis } from 'ioredis';
-import { openSubscriber, REDIS_TIMEOUT_DEFAULT_MS } from './redis-connection.js';
+import { openSubscriber } from './redis-connection.js';
 import type { CancelPort } from '../jobs/job-service.js';
 
 export const cancelChannel = (prefix: string) => `${prefix}:training:cancel`;
@@ -19,7 +19,7 @@ export async function subscribeCancels(
   redisUrl: string,
   prefix: string,
   onCancel: (jobId: string) => void,
-  timeoutMs = REDIS_TIMEOUT_DEFAULT_MS,
+  timeoutMs: number,
 ): Promise<{ close(): Promise<void> }> {
   const sub = openSubscriber(redisUrl, timeoutMs, { maxRetriesPerRequest: null, lazyConnect: true });
   // While Redis restarts, each reconnect attempt fails; without a listener ioredis printed each as

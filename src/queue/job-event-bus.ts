@@ -3,7 +3,7 @@
 // an SSE stream on any API replica reads them at once instead of at its next slow poll. A lost
 // message therefore delays an event by at most that poll, and never loses it.
 import type { Redis } from 'ioredis';
-import { openSubscriber, REDIS_TIMEOUT_DEFAULT_MS } from './redis-connection.js';
+import { openSubscriber } from './redis-connection.js';
 import type { JobWake } from '../jobs/job-events.js';
 
 export const jobEventsChannel = (prefix: string) => `${prefix}:jobs:events`;
@@ -25,12 +25,7 @@ export interface JobEventSubscription {
  * once: while Redis is away the streams rely on their database poll, and ioredis subscribes again
  * whenever it reconnects.
  */
-export function subscribeJobEvents(
-  redisUrl: string,
-  prefix: string,
-  onWake: (jobId: string) => void,
-  timeoutMs = REDIS_TIMEOUT_DEFAULT_MS,
-): JobEventSubscription {
+export function subscribeJobEvents(redisUrl: string, prefix: string, onWake: (jobId: string) => void, timeoutMs: number): JobEventSubscription {
   const sub = openSubscriber(redisUrl, timeoutMs, { maxRetriesPerRequest: null });
   sub.on('error', () => {});
   sub.subscribe(jobEventsChannel(prefix)).catch(() => {});

@@ -8,11 +8,6 @@
 // in time is dropped and made anew (looking the host up again), and its commands fail.
 import { Redis, type RedisOptions } from 'ioredis';
 
-/** Bull's workers block on BRPOPLPUSH for its drainDelay (5 s): a timeout must outlast that wait. */
-export const REDIS_TIMEOUT_MIN_MS = 6_000;
-/** REDIS_TIMEOUT_MS unless set. */
-export const REDIS_TIMEOUT_DEFAULT_MS = 10_000;
-
 /** `options` with answers awaited at most `timeoutMs`. */
 export const redisOptions = (timeoutMs: number, options: RedisOptions = {}): RedisOptions => ({ ...options, socketTimeout: timeoutMs });
 

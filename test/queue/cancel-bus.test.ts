@@ -4,7 +4,7 @@ import net from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { cancelPublisher, subscribeCancels } from '../../src/queue/cancel-bus.js';
-import { REDIS_TIMEOUT_MIN_MS } from '../../src/queue/redis-connection.js';
+import { REDIS_TIMEOUT_MIN_MS } from '../../src/config/settings.js';
 import { PartitionProxy } from '../integration/partition-proxy.js';
 
 const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -17,8 +17,8 @@ describe('cancel bus', () => {
     const prefix = `qs-cancel-${process.pid}`;
     const got: string[] = [];
     const other: string[] = [];
-    const a = await subscribeCancels(url, prefix, (id) => got.push(id));
-    const b = await subscribeCancels(url, `${prefix}-other`, (id) => other.push(id));
+    const a = await subscribeCancels(url, prefix, (id) => got.push(id), REDIS_TIMEOUT_MIN_MS);
+    const b = await subscribeCancels(url, `${prefix}-other`, (id) => other.push(id), REDIS_TIMEOUT_MIN_MS);
     await cancelPublisher(pub, prefix).publish('job-1');
     await cancelPublisher(pub, prefix).publish('job-2');
     const until = Date.now() + 2000;
@@ -49,7 +49,7 @@ describe('cancel bus', () => {
     const errors = vi.spyOn(console, 'error');
     const prefix = `qs-cancel-restart-${process.pid}`;
     const got: string[] = [];
-    const sub = await subscribeCancels(`redis://127.0.0.1:${port}`, prefix, (id) => got.push(id));
+    const sub = await subscribeCancels(`redis://127.0.0.1:${port}`, prefix, (id) => got.push(id), REDIS_TIMEOUT_MIN_MS);
     try {
       const closed = new Promise<void>((r) => server.close(() => r()));
       for (const s of sockets) s.destroy();

@@ -5,7 +5,7 @@
 // as the kernel kept the dead connections, about 15 minutes). Now a connection that gets no answer
 // within REDIS_TIMEOUT_MS is dropped and made anew.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REDIS_TIMEOUT_MIN_MS } from '../../src/queue/redis-connection.js';
+import { REDIS_TIMEOUT_MIN_MS } from '../../src/config/settings.js';
 import { apiEnv, bearer, call, createKey, startApi, type ApiProcess } from '../api/api-process.js';
 import { tinySynthetic } from '../api/api-harness.js';
 import { PartitionProxy } from '../integration/partition-proxy.js';
