@@ -167,7 +167,7 @@ export class PostgresArtifactStore implements ArtifactStore {
   private async transaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
     const c = await this.pool.connect();
     // A client whose ROLLBACK failed (its connection died, or a query timed out) leaves the pool.
-    let broken: Error | undefined;
+    let broken = false;
     try {
       await c.query('BEGIN');
       const out = await fn(c);
@@ -175,8 +175,8 @@ export class PostgresArtifactStore implements ArtifactStore {
       return out;
     } catch (err) {
       broken = await c.query('ROLLBACK').then(
-        () => undefined,
-        (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+        () => false,
+        () => true,
       );
       throw err;
     } finally {

@@ -47,7 +47,7 @@ export function postgresAdapter(connectionString: string, schema: string, max: n
   // PostgreSQL ends the transaction of a failed COMMIT itself, and a dead connection has none; the
   // client goes, as reusing one whose query timed out would queue the next query behind it.
   const inner = new PrismaPg(pgPoolConfig(connectionString, schema, max, timeouts), { schema });
-  return releasing(inner, () => async (tx, err) => pgTransactionClientOf(tx).release(err instanceof Error ? err : true), namingUnavailable);
+  return releasing(inner, () => async (tx) => pgTransactionClientOf(tx).release(true), namingUnavailable);
 }
 
 /**
@@ -90,9 +90,9 @@ function sqliteConnectionOf(adapter: Adapter): SqliteConnection {
   return client as SqliteConnection;
 }
 
-/** What is used of a pg transaction's pool client. */
+/** What is used of a pg transaction's pool client: `release(true)` drops it from the pool. */
 interface PgPoolClient {
-  release(err?: Error | boolean): void;
+  release(drop?: boolean): void;
 }
 
 /**
@@ -108,8 +108,8 @@ function pgTransactionClientOf(tx: Transaction): PgPoolClient {
   return t.client as PgPoolClient;
 }
 
-/** Gives back what `tx` holds, after its COMMIT or ROLLBACK failed with `err`. */
-type Release = (tx: Transaction, err: unknown) => Promise<void>;
+/** Gives back what `tx` holds, after its COMMIT or ROLLBACK failed. */
+type Release = (tx: Transaction) => Promise<void>;
 
 /** `inner` with every connection's transactions releasing what they hold when their end fails. */
 function releasing<F extends Factory>(inner: F, releaseOf: (adapter: Adapter) => Release, translate: (adapter: Adapter) => Adapter = (a) => a): F {
@@ -133,7 +133,7 @@ function releasingTransactions(adapter: Adapter, release: Release): Adapter {
         return await tx.executeRaw(query);
       } catch (err) {
         // Prisma calls neither commit() nor rollback() after this query fails: release here.
-        await release(tx, err);
+        await release(tx);
         throw err;
       }
     };
