@@ -84,6 +84,18 @@ export function isDatabaseUnavailable(err: unknown): boolean {
 }
 
 /**
+ * Whether `err` is SQLite's SQLITE_BUSY: another process (the other of `qatserve serve`'s two, a
+ * `qatserve keys` command, a backup or an `sqlite3` shell with a transaction open) held the file's
+ * lock past the busy timeout. The adapter names it a SocketTimeout, so it is also
+ * isDatabaseUnavailable; this tells the operator where to look instead of "cannot be reached".
+ */
+export function isDatabaseLocked(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  const original = (driverAdapterCause(err) as { originalCode?: unknown } | undefined)?.originalCode;
+  return [code, original].some((c) => typeof c === 'string' && c.startsWith('SQLITE_BUSY'));
+}
+
+/**
  * Whether `err` is a write refused for want of disk: SQLite's SQLITE_FULL ("database or disk is
  * full"), PostgreSQL's disk_full (53100). Nothing was stored.
  */

@@ -1,6 +1,7 @@
 // The HTTP contract of /v1/jobs on real SQLite and real PostgreSQL (no worker runs here: jobs
 // stay queued unless a test moves them).
 import { spawn } from 'node:child_process';
+import Database from 'better-sqlite3';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -315,6 +316,28 @@ describe.each(['sqlite', 'postgres'] as DbKind[])('jobs API on %s', (kind) => {
       }
       expect((await post(tinySynthetic)).statusCode).toBe(201);
     },
+  );
+
+  it.runIf(kind === 'sqlite')(
+    'answers 503 DATABASE_UNAVAILABLE saying the database is locked while another connection holds its write lock past the busy timeout, and stores nothing',
+    async () => {
+      // An `sqlite3` shell, a backup or a script with a write transaction left open: SQLite waits its
+      // busy timeout (10 s), then fails SQLITE_BUSY. The answer said "cannot be reached" before.
+      const other = new Database(h.settings.databaseUrl.replace(/^file:/, ''));
+      const before = await count();
+      other.exec('BEGIN IMMEDIATE');
+      try {
+        const locked = await post(tinySynthetic);
+        expect([locked.statusCode, locked.json().error.code, locked.headers['retry-after']]).toEqual([503, 'DATABASE_UNAVAILABLE', '5']);
+        expect(locked.json().error.message).toBe('the database is locked by another process; retry in 5 s');
+      } finally {
+        other.exec('ROLLBACK');
+        other.close();
+      }
+      expect(await count()).toBe(before);
+      expect((await post(tinySynthetic)).statusCode).toBe(201);
+    },
+    30_000,
   );
 
   it.runIf(kind === 'postgres')(

@@ -6,7 +6,7 @@ import type { FastifyError, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { ServiceError } from '../../jobs/job-errors.js';
 import { NoModelError } from '../../serving/errors.js';
-import { isDatabaseUnavailable, isStorageFull } from '../../db/db-errors.js';
+import { isDatabaseLocked, isDatabaseUnavailable, isStorageFull } from '../../db/db-errors.js';
 import { errorBody } from '../error-body.js';
 import { redactBody } from '../../redact.js';
 
@@ -56,9 +56,14 @@ export const errorsPlugin = fp(async function errors(app: FastifyInstance) {
       return reply.status(507).send(errorBody('STORAGE_FULL', "the server's disk is full: nothing was stored; retry once space has been freed on it"));
     }
     if (isDatabaseUnavailable(err)) {
-      req.log.error({ err }, 'the database cannot be reached');
+      const locked = isDatabaseLocked(err);
+      req.log.error(
+        { err },
+        locked ? 'the SQLite database stayed locked by another process past its busy timeout (a transaction left open?)' : 'the database cannot be reached',
+      );
       reply.header('retry-after', String(DATABASE_RETRY_AFTER_S));
-      return reply.status(503).send(errorBody('DATABASE_UNAVAILABLE', `the database cannot be reached; retry in ${DATABASE_RETRY_AFTER_S} s`));
+      const what = locked ? 'the database is locked by another process' : 'the database cannot be reached';
+      return reply.status(503).send(errorBody('DATABASE_UNAVAILABLE', `${what}; retry in ${DATABASE_RETRY_AFTER_S} s`));
     }
     if (status >= 500) {
       req.log.error({ err }, 'unhandled error');
