@@ -26,6 +26,8 @@ const UNAVAILABLE_SQLSTATE = /^(08|57P0[123])/;
 interface DriverAdapterCause {
   kind?: unknown;
   code?: unknown;
+  /** The driver's own code (better-sqlite3's `SQLITE_BUSY`, ...). */
+  originalCode?: unknown;
 }
 
 /**
@@ -91,7 +93,7 @@ export function isDatabaseUnavailable(err: unknown): boolean {
  */
 export function isDatabaseLocked(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
-  const original = (driverAdapterCause(err) as { originalCode?: unknown } | undefined)?.originalCode;
+  const original = driverAdapterCause(err)?.originalCode;
   return [code, original].some((c) => typeof c === 'string' && c.startsWith('SQLITE_BUSY'));
 }
 
