@@ -88,13 +88,11 @@ export function isDatabaseUnavailable(err: unknown): boolean {
 /**
  * Whether `err` is SQLite's SQLITE_BUSY: another process (the other of `qatserve serve`'s two, a
  * `qatserve keys` command, a backup or an `sqlite3` shell with a transaction open) held the file's
- * lock past the busy timeout. The adapter names it a SocketTimeout, so it is also
+ * lock past the busy timeout. The adapter names exactly that code a SocketTimeout, so it is also
  * isDatabaseUnavailable; this tells the operator where to look instead of "cannot be reached".
  */
 export function isDatabaseLocked(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  const original = driverAdapterCause(err)?.originalCode;
-  return [code, original].some((c) => typeof c === 'string' && c.startsWith('SQLITE_BUSY'));
+  return driverAdapterCause(err)?.originalCode === 'SQLITE_BUSY';
 }
 
 /**
