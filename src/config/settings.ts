@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { isPostgresUrl } from '../db/database-url.js';
+import { DatabaseUrlError, isPostgresUrl, parseDatabaseUrl } from '../db/database-url.js';
 import { PG_TIMEOUTS, type PgTimeouts } from '../db/pg-pool.js';
 import { usableCores } from './cpu-quota.js';
 
@@ -12,6 +12,16 @@ const MB = 1024 * 1024;
 /** Bull's workers block on BRPOPLPUSH for its drainDelay (5 s): REDIS_TIMEOUT_MS must outlast that wait. */
 export const REDIS_TIMEOUT_MIN_MS = 6_000;
 
+/** DATABASE_URL checked as the processes will read it, so a bad one is a settings error at start-up. */
+function databaseUrlIssues(url: string, ctx: z.RefinementCtx): void {
+  try {
+    parseDatabaseUrl(url);
+  } catch (err) {
+    if (!(err instanceof DatabaseUrlError)) throw err;
+    ctx.addIssue({ code: 'custom', message: err.message });
+  }
+}
+
 export const SettingsSchema = z.object({
   PORT: int(3000, 0).describe('TCP port of the API.'),
   HOST: z.string().min(1).default('127.0.0.1').describe('Loopback by default: listening on every interface (`0.0.0.0`) is an explicit choice.'),
@@ -19,8 +29,11 @@ export const SettingsSchema = z.object({
   DATABASE_URL: z
     .string()
     .min(1)
+    .superRefine(databaseUrlIssues)
     .optional()
-    .describe('`file:<path>` (SQLite; default `<DATA_DIR>/qatserve.db`) or `postgres://...` / `postgresql://...` (optional `?schema=`).'),
+    .describe(
+      '`file:<path>` (SQLite; default `<DATA_DIR>/qatserve.db`) or `postgres://...` / `postgresql://...` (optional `?schema=`; a Unix socket as `postgresql://user@/db?host=/var/run/postgresql`).',
+    ),
   DATABASE_CONNECT_TIMEOUT_MS: int(PG_TIMEOUTS.connectMs, 100).describe(
     'PostgreSQL only: longest wait for a connection (a free one of the pool, or a new one). Past it an API request answers 503 DATABASE_UNAVAILABLE instead of waiting for a database that stopped answering.',
   ),

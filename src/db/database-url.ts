@@ -1,5 +1,6 @@
 // One place that reads DATABASE_URL: which provider, which file or server, which PostgreSQL schema.
 import path from 'node:path';
+import { parse as parsePgUrl } from 'pg-connection-string';
 
 export type Provider = 'sqlite' | 'postgres';
 
@@ -14,23 +15,52 @@ export const isPostgresUrl = (url: string): boolean => /^postgres(ql)?:\/\//.tes
 
 /**
  * `file:./data/qatserve.db` (relative to the working directory, as Prisma reads it) or
- * `postgres[ql]://user@host:port/db?schema=name` (Prisma's `schema` parameter; default `public`).
+ * `postgres[ql]://user@host:port/db?schema=name` (Prisma's `schema` parameter; default `public`),
+ * including libpq's Unix-socket forms (`postgresql://user@/db?host=/var/run/postgresql`, or the
+ * socket directory percent-encoded as the host), which WHATWG's URL refuses.
  */
 export function parseDatabaseUrl(url: string): DatabaseTarget {
   if (isPostgresUrl(url)) {
-    const u = new URL(url);
-    const schema = u.searchParams.get('schema') ?? 'public';
+    // The query is split off by hand: `new URL` threw a bare TypeError (a stack trace at start-up)
+    // on the socket forms, which pg itself connects with.
+    const [base, query = ''] = splitOnce(url, '?');
+    const params = new URLSearchParams(query);
+    const schema = params.get('schema') ?? 'public';
     if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(schema)) {
       throw new DatabaseUrlError(`schema "${schema}" must be a plain identifier`);
     }
     // pg would send unknown parameters to the server as startup options; `schema` is ours.
-    u.searchParams.delete('schema');
-    return { provider: 'postgres', connectionString: u.toString(), schema };
+    params.delete('schema');
+    const rest = params.toString();
+    const connectionString = rest ? `${base}?${rest}` : base;
+    postgresServer(connectionString); // refuses what pg could not connect with, here rather than at the first query
+    return { provider: 'postgres', connectionString, schema };
   }
   if (url.startsWith('file:')) {
     const file = url.slice('file:'.length).split('?')[0];
     if (!file) throw new DatabaseUrlError('file: URL without a path');
     return { provider: 'sqlite', file: file === ':memory:' ? file : path.resolve(file) };
   }
-  throw new DatabaseUrlError(`DATABASE_URL must start with file: or postgres(ql)://, got "${url.split(':')[0]}:"`);
+  throw new DatabaseUrlError(`must start with file: or postgres(ql)://, got "${url.split(':')[0]}:"`);
+}
+
+/**
+ * Where a PostgreSQL connection string points, for messages: `host:port`, or the socket directory
+ * of a Unix-socket URL. Parsed as pg parses it (pg-connection-string, pg's own parser).
+ */
+export function postgresServer(connectionString: string): string {
+  let c: ReturnType<typeof parsePgUrl>;
+  try {
+    c = parsePgUrl(connectionString);
+  } catch (err) {
+    throw new DatabaseUrlError(`not a valid PostgreSQL URL (${(err as Error).message})`);
+  }
+  if (c.host?.startsWith('/')) return `${c.host} (Unix socket)`;
+  // pg's defaults for what the URL leaves out.
+  return `${c.host || process.env.PGHOST || 'localhost'}:${c.port || process.env.PGPORT || 5432}`;
+}
+
+function splitOnce(s: string, sep: string): [string, string?] {
+  const i = s.indexOf(sep);
+  return i < 0 ? [s] : [s.slice(0, i), s.slice(i + 1)];
 }

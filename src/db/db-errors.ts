@@ -73,7 +73,9 @@ const SOCKET_UNREACHABLE_CODES = new Set([
 export function isPgUnreachable(err: unknown): err is Error {
   if (!(err instanceof Error)) return false;
   const code = (err as { code?: unknown }).code;
-  return PG_UNREACHABLE_MESSAGES.has(err.message) || (typeof code === 'string' && SOCKET_UNREACHABLE_CODES.has(code));
+  if (PG_UNREACHABLE_MESSAGES.has(err.message) || (typeof code === 'string' && SOCKET_UNREACHABLE_CODES.has(code))) return true;
+  // A Unix-socket URL whose socket file is not there: the server is not running (or not here).
+  return code === 'ENOENT' && (err as { syscall?: unknown }).syscall === 'connect';
 }
 
 /** Whether `err` says the database could not be reached or answered too late (see DatabaseUnavailableError). */

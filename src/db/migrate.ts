@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
-import { parseDatabaseUrl, type Provider } from './database-url.js';
+import { parseDatabaseUrl, postgresServer, type Provider } from './database-url.js';
 import { DatabaseUnavailableError, isPgUnreachable } from './db-errors.js';
 import { PG_TIMEOUTS } from './pg-pool.js';
 
@@ -152,8 +152,9 @@ async function migratePostgres(connectionString: string, schema: string, files: 
   const client = new pg.Client({ connectionString, connectionTimeoutMillis: connectMs });
   await client.connect().catch((err: unknown) => {
     if (!isPgUnreachable(err)) throw err;
-    const server = new URL(connectionString).host;
-    throw new DatabaseUnavailableError(`PostgreSQL at ${server} cannot be reached (${err.message}): check DATABASE_URL and that the server runs`);
+    throw new DatabaseUnavailableError(
+      `PostgreSQL at ${postgresServer(connectionString)} cannot be reached (${err.message}): check DATABASE_URL and that the server runs`,
+    );
   });
   try {
     await client.query('BEGIN');

@@ -103,4 +103,22 @@ describe('settings', () => {
     expect(() => parseDatabaseUrl('postgres://u@h/db?schema=a;drop')).toThrow(/identifier/);
     expect(() => parseDatabaseUrl('mysql://x')).toThrow(/file: or postgres/);
   });
+  it("parses libpq's Unix-socket URLs, keeping their parameters but `schema`", () => {
+    expect(parseDatabaseUrl('postgresql://u@/db?host=/var/run/postgresql&schema=s1&sslmode=disable')).toEqual({
+      provider: 'postgres',
+      connectionString: 'postgresql://u@/db?host=%2Fvar%2Frun%2Fpostgresql&sslmode=disable',
+      schema: 's1',
+    });
+    expect(parseDatabaseUrl('postgresql://u@%2Fvar%2Frun%2Fpostgresql/db')).toEqual({
+      provider: 'postgres',
+      connectionString: 'postgresql://u@%2Fvar%2Frun%2Fpostgresql/db',
+      schema: 'public',
+    });
+  });
+  it('refuses a DATABASE_URL pg could not read as a settings error, before anything opens it', () => {
+    expect(() => loadSettings({ DATABASE_URL: 'postgresql://[bad' })).toThrow(SettingsError);
+    expect(() => loadSettings({ DATABASE_URL: 'postgresql://[bad' })).toThrow(/DATABASE_URL: not a valid PostgreSQL URL/);
+    expect(() => loadSettings({ DATABASE_URL: 'mysql://x' })).toThrow(/DATABASE_URL: must start with file: or postgres/);
+    expect(() => loadSettings({ DATABASE_URL: 'postgres://u@h/db?schema=a;drop' })).toThrow(/DATABASE_URL: schema "a;drop"/);
+  });
 });

@@ -1,16 +1,20 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import BetterSqlite3 from 'better-sqlite3';
 import { openDatabase } from '../../src/db/database.js';
+import { DatabaseUnavailableError } from '../../src/db/db-errors.js';
 import { migrate, planMigrations, readMigrations, MigrationError } from '../../src/db/migrate.js';
 import { dropSchema, PG_BASE, pgUrl, tempSqliteUrl, uniqueSchema } from './test-databases.js';
 
 const schema = uniqueSchema('migrate');
+const socketSchema = uniqueSchema('migrate_socket');
 const sqlite = tempSqliteUrl('migrate');
 
 afterAll(async () => {
   await dropSchema(schema);
+  await dropSchema(socketSchema);
   fs.rmSync(sqlite.dir, { recursive: true, force: true });
 });
 
@@ -77,6 +81,30 @@ describe('migrate', () => {
       '_prisma_migrations',
     ]);
     await roundTrip(pgUrl(schema));
+  });
+
+  it("connects over the server's Unix socket, in both of libpq's URL forms", async (ctx) => {
+    // Where this server listens, asked over TCP; the socket is only there when the server runs here.
+    const client = new pg.Client({ connectionString: PG_BASE });
+    await client.connect();
+    const dirs = (await client.query<{ unix_socket_directories: string }>('SHOW unix_socket_directories')).rows[0].unix_socket_directories;
+    const port = (await client.query<{ port: string }>('SHOW port')).rows[0].port;
+    await client.end();
+    const dir = dirs.split(',')[0].trim();
+    if (!dir || !fs.existsSync(path.join(dir, `.s.PGSQL.${port}`))) ctx.skip();
+    const { username, pathname } = new URL(PG_BASE);
+    // `new URL` refused both forms, and migrate failed with a bare "TypeError: Invalid URL".
+    const query = `postgresql://${username}@${pathname}?host=${dir}&port=${port}&schema=${socketSchema}`;
+    const encoded = `postgresql://${username}@${encodeURIComponent(dir)}:${port}${pathname}?schema=${socketSchema}`;
+    expect((await migrate(query)).applied).toEqual(readMigrations('postgres').map((m) => m.name));
+    expect((await migrate(encoded)).applied).toEqual([]);
+    await roundTrip(encoded);
+  });
+
+  it('says which socket directory has no server', async () => {
+    const err = await migrate('postgresql://postgres@/test?host=/nonexistent-socket-dir').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DatabaseUnavailableError);
+    expect((err as Error).message).toMatch(/^PostgreSQL at \/nonexistent-socket-dir \(Unix socket\) cannot be reached \(connect ENOENT/);
   });
 
   it('refuses a database whose applied migration was edited', () => {
