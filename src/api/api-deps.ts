@@ -1,5 +1,6 @@
 // Opens what the API needs (database, queue producer, a Redis connection for cancel messages)
 // and closes it again. Shared by `qatserve api`, `qatserve serve` and the tests.
+import type { Redis } from 'ioredis';
 import { openRedis } from '../queue/redis-connection.js';
 import type { Settings } from '../config/settings.js';
 import { openArtifactStore } from '../artifacts/open-store.js';
@@ -11,6 +12,7 @@ import { openTrainingQueue, queueProducer } from '../queue/training-queue.js';
 import type { AppDeps } from './app.js';
 
 export interface OpenedDeps extends AppDeps {
+  redis: Redis;
   close(): Promise<void>;
 }
 

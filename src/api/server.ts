@@ -2,6 +2,7 @@
 import { SettingsError, type Settings } from '../config/settings.js';
 import { artifactStoreWarning } from '../artifacts/open-store.js';
 import { startReconciler } from '../queue/reconciler.js';
+import { redisServer, reportOutages } from '../queue/redis-connection.js';
 import { buildApp, type AppDeps } from './app.js';
 import { openApiDeps } from './api-deps.js';
 
@@ -11,6 +12,17 @@ export async function runApi(
 ): Promise<{ close(): Promise<void>; port: number }> {
   const deps = { ...openApiDeps(settings), workerStatus: opts.workerStatus };
   const app = await buildApp(deps);
+  // Without Redis the API answers reads but queues and cancels nothing (503, and /readyz says
+  // why); its log said nothing of it.
+  const redisAt = redisServer(deps.redis);
+  reportOutages(
+    deps.redis,
+    (err) =>
+      app.log.warn(
+        `Redis at ${redisAt} cannot be reached (${err.message}): new jobs and cancels answer 503 until it does (check REDIS_URL and that Redis runs)`,
+      ),
+    () => app.log.info(`Redis at ${redisAt} answers`),
+  );
   // Repairs jobs whose queue entry went missing, at start and then periodically (one leader).
   const reconciler = startReconciler({ settings, prisma: deps.db.prisma, queue: deps.queue, artifacts: deps.artifacts, log: app.log });
   app.addHook('onClose', async () => {

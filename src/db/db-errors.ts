@@ -1,6 +1,7 @@
 // What a database failure means to a caller, whichever database and driver raised it. Callers ask
 // these predicates rather than read drivers' error shapes, which differ between SQLite, pg and
 // Prisma's wrappers of both.
+import { isSocketUnreachable } from '../socket-errors.js';
 
 const DATABASE_UNAVAILABLE = 'DATABASE_UNAVAILABLE';
 
@@ -55,27 +56,11 @@ const PG_UNREACHABLE_MESSAGES = new Set([
   'Connection terminated',
   'Client has encountered a connection error and is not queryable',
 ]);
-const SOCKET_UNREACHABLE_CODES = new Set([
-  'ECONNREFUSED',
-  'ENOTFOUND',
-  'ECONNRESET',
-  'ETIMEDOUT',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EHOSTDOWN',
-  'ENETDOWN',
-  'EAI_AGAIN',
-  'ECONNABORTED',
-]);
 
 /** Whether `err`, as the pg driver raised it, says the server could not be reached or stopped answering. */
 export function isPgUnreachable(err: unknown): err is Error {
   if (!(err instanceof Error)) return false;
-  const code = (err as { code?: unknown }).code;
-  if (PG_UNREACHABLE_MESSAGES.has(err.message) || (typeof code === 'string' && SOCKET_UNREACHABLE_CODES.has(code))) return true;
-  // A Unix-socket URL whose socket file is not there: the server is not running (or not here).
-  return code === 'ENOENT' && (err as { syscall?: unknown }).syscall === 'connect';
+  return PG_UNREACHABLE_MESSAGES.has(err.message) || isSocketUnreachable(err);
 }
 
 /** Whether `err` says the database could not be reached or answered too late (see DatabaseUnavailableError). */

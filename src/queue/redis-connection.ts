@@ -7,6 +7,8 @@
 // after its name had moved to a live server. With `socketTimeout`, a connection that got no answer
 // in time is dropped and made anew (looking the host up again), and its commands fail.
 import { Redis, type RedisOptions } from 'ioredis';
+import { isSocketUnreachable } from '../socket-errors.js';
+import { withTimeout } from '../with-timeout.js';
 
 /** `options` with answers awaited at most `timeoutMs`. */
 export const redisOptions = (timeoutMs: number, options: RedisOptions = {}): RedisOptions => ({ ...options, socketTimeout: timeoutMs });
@@ -28,4 +30,41 @@ export function openSubscriber(url: string, timeoutMs: number, options: RedisOpt
   timer.unref();
   sub.once('end', () => clearInterval(timer));
   return sub;
+}
+
+/** Where a connection points, for messages: `host:port` or the socket path (never its password). */
+export function redisServer(redis: Redis): string {
+  const { path, host, port } = redis.options;
+  return path ? `${path} (Unix socket)` : `${host}:${port}`;
+}
+
+/**
+ * Calls `onDown` when `redis` loses its server (a socket error: refused, timed out, reset) and
+ * `onUp` when it is connected again: one call each per outage. ioredis reports every reconnect
+ * attempt, up to one every 2 s, for as long as the outage lasts.
+ */
+export function reportOutages(redis: Redis, onDown: (err: Error) => void, onUp: () => void): void {
+  let down = false;
+  redis.on('error', (err: Error) => {
+    if (down || !isSocketUnreachable(err)) return;
+    down = true;
+    onDown(err);
+  });
+  redis.on('ready', () => {
+    if (!down) return;
+    down = false;
+    onUp();
+  });
+}
+
+/** Resolves once `redis` answers a PING (each awaited at most `timeoutMs`), trying every `retryMs`. */
+export async function untilRedisAnswers(redis: Redis, timeoutMs: number, retryMs: number): Promise<void> {
+  for (;;) {
+    try {
+      await withTimeout(redis.ping(), timeoutMs, 'Redis PING');
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, retryMs));
+    }
+  }
 }

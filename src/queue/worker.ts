@@ -19,7 +19,8 @@ import { budgetOnMachine, estimateJob, jobBudget, machineMemoryBytes, mib, type 
 import { countClassFolders } from '../data/image-folder.js';
 import { endUnowned, resolveStoredConfig } from '../jobs/job-lifecycle.js';
 import { isTerminal, type JobStatus } from '../jobs/job-status.js';
-import { openRedis } from './redis-connection.js';
+import { openRedis, redisServer, reportOutages, untilRedisAnswers } from './redis-connection.js';
+import { isSocketUnreachable } from '../socket-errors.js';
 import { subscribeCancels } from './cancel-bus.js';
 import { jobEventPublisher } from './job-event-bus.js';
 import { startJob, WorkerShutdownError, type RunningJob } from './job-runner.js';
@@ -33,6 +34,8 @@ import { diskNeedBytes, diskSpace, isDiskFull, roomFor, roomMessage, waitForRoom
 const RETRY_PAUSE_MS = 5000;
 /** How often a worker that takes no jobs for want of disk space looks again. */
 const DISK_RECHECK_MS = 5000;
+/** How often a worker started before its Redis tries it again. */
+const REDIS_RETRY_MS = 2000;
 /** How long a worker fetches nothing around the return of a job it left for another (see standAside). */
 const STAND_ASIDE_MS = 4000;
 
@@ -147,11 +150,19 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
         { err },
         'queue: a job left this worker after its queue lock had expired (Redis out of reach for a while); its row stays as this worker recorded it',
       );
-    else log.error({ err }, 'queue error');
+    // Redis out of reach: said once per outage for the publisher's connection (below), not once
+    // per reconnect attempt of each of Bull's three.
+    else if (!isSocketUnreachable(err)) log.error({ err }, 'queue error');
   });
   // Publishes "job X has new events" after each lifecycle write, for the API's event streams.
   const publisher = openRedis(settings.redisUrl, settings.redisTimeoutMs, { maxRetriesPerRequest: 1 });
   publisher.on('error', () => {}); // streams fall back to polling the database
+  const redisAt = redisServer(publisher);
+  reportOutages(
+    publisher,
+    (err) => log.warn(`Redis at ${redisAt} cannot be reached (${err.message}); trying again until it answers (check REDIS_URL and that Redis runs)`),
+    () => log.info(`Redis at ${redisAt} answers`),
+  );
   const wake = jobEventPublisher(publisher, settings.queuePrefix);
   // What this worker is doing, for GET /v1/workers on any API replica.
   // JOB_MEMORY_BUDGET_MB held to what this machine's memory holds: what this worker admits.
@@ -305,6 +316,11 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
   };
   const stale = await removeStaleScratch(settings.workDir, db.prisma).catch((err) => (log.warn({ err }, 'stale scratch not removed'), []));
   if (stale.length) log.info({ jobs: stale }, 'removed scratch directories of finished jobs');
+
+  // A deployment's services start in any order: a worker up before its Redis waits for it. It
+  // exited with ioredis's bare "Connection is closed." and its stack (the cancel subscription's
+  // first connect), and `qatserve serve` restarted it in a loop.
+  await untilRedisAnswers(publisher, settings.redisTimeoutMs, REDIS_RETRY_MS);
 
   const cancels = await subscribeCancels(
     settings.redisUrl,

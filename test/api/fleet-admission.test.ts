@@ -27,7 +27,7 @@ describe('admission against live and away workers', () => {
     };
   };
   /** A worker's entry as its beacon writes it: live, or its last-seen copy only (`live` false). */
-  const put = (w: WorkerView, live: boolean) => writeEntry(h.deps.redis!, h.settings.queuePrefix, w, live);
+  const put = (w: WorkerView, live: boolean) => writeEntry(h.deps.redis, h.settings.queuePrefix, w, live);
   // 0.35@32 at batch 4 is estimated at 158 MiB, 1.0@64 at batch 16 at 343 MiB.
   const post = (widthMultiplier: number, inputSize: number, batchSize: number) =>
     h.app.inject({

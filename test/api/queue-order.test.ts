@@ -67,13 +67,13 @@ describe('queue order across API keys', () => {
     });
 
     // A worker says it is there (as `qatserve worker` does through its Redis entry).
-    const beacon = new WorkerBeacon(h.deps.redis!, h.settings.queuePrefix, { dataDir: h.dir, dataRoot: h.dir, trainThreads: 1 });
+    const beacon = new WorkerBeacon(h.deps.redis, h.settings.queuePrefix, { dataDir: h.dir, dataRoot: h.dir, trainThreads: 1 });
     beacon.start();
     beacon.set('waiting-for-disk', { reason: 'short' });
     await expect.poll(async () => (await place(ids.get('a1')!)).workers).toEqual({ idle: 0, training: 0, waitingForDisk: 1, away: 0 });
     // It took a1 and lacks its image folder, as did a worker never heard from: only the one listed counts.
-    await noteLacking(h.deps.redis!, h.settings.queuePrefix, ids.get('a1')!, 'gone-host:1');
-    await noteLacking(h.deps.redis!, h.settings.queuePrefix, ids.get('a1')!, beacon.id);
+    await noteLacking(h.deps.redis, h.settings.queuePrefix, ids.get('a1')!, 'gone-host:1');
+    await noteLacking(h.deps.redis, h.settings.queuePrefix, ids.get('a1')!, beacon.id);
     expect((await place(ids.get('a1')!)).withoutFolder).toBe(1);
     expect((await place(ids.get('a2')!)).withoutFolder).toBe(0);
     // Stopped (as for a restart), it is away: it still counts until WORKER_RESTART_GRACE_S has passed.

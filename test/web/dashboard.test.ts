@@ -838,9 +838,9 @@ describe('dashboard', () => {
       .poll(() => p.locator('#job-queue').textContent(), { timeout: 10_000 })
       .toMatch(/^(next in line|\d+ jobs? ahead) · no worker is running: it starts when one does · 1 worker away, likely restarting$/);
     // A worker (on another machine, say) took it and has no such image folder: the panel says it waits for one that has.
-    const elsewhere = new WorkerBeacon(h.deps.redis!, h.settings.queuePrefix, { dataDir: h.dir, dataRoot: h.dir, trainThreads: 1 });
+    const elsewhere = new WorkerBeacon(h.deps.redis, h.settings.queuePrefix, { dataDir: h.dir, dataRoot: h.dir, trainThreads: 1 });
     elsewhere.start();
-    await noteLacking(h.deps.redis!, h.settings.queuePrefix, queued.id, elsewhere.id);
+    await noteLacking(h.deps.redis, h.settings.queuePrefix, queued.id, elsewhere.id);
     await expect
       .poll(() => p.locator('#job-queue').textContent(), { timeout: 10_000 })
       .toMatch(

@@ -1,0 +1,88 @@
+// A deployment's services start in any order (compose, systemd, a fleet's restart): a worker
+// started before its Redis waits for it, says where it looks, and trains once Redis answers.
+// Before, it exited within a second with ioredis's bare "Error: Connection is closed." and its
+// stack, and `qatserve serve` restarted it in a loop, printing the same each time.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { afterAll, describe, expect, it } from 'vitest';
+import { JobView } from '../../src/jobs/job-view.js';
+import { startHarness, waitReady, type Harness } from '../api/api-harness.js';
+import { apiEnv, startApi, type ApiProcess } from '../api/api-process.js';
+import { freePort } from './serve-process.js';
+import { assertBuilt, spawnWorker, tinyJob, waitForJob, type WorkerProc } from './worker-process.js';
+
+/** Polls `cond`; fails at once when `gone` says the process exited (with its log). */
+async function until(cond: () => boolean, timeoutMs: number, what: string, gone: () => string | null = () => null): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    const exited = gone();
+    if (exited) throw new Error(`${exited} before ${what}`);
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const startRedis = (port: number) =>
+  spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+
+const lines = (log: string, text: string) => log.split('\n').filter((l) => l.includes(text)).length;
+
+describe('processes started before their Redis', () => {
+  let h: Harness | undefined;
+  let worker: WorkerProc | undefined;
+  let api: ApiProcess | undefined;
+  const redises: ChildProcess[] = [];
+  afterAll(async () => {
+    if (worker && worker.proc.exitCode === null) worker.proc.kill('SIGKILL');
+    await api?.stop();
+    for (const r of redises) if (r.exitCode === null) r.kill('SIGKILL');
+    await h?.close();
+  });
+
+  it('a worker waits for Redis, saying where it looks, then trains a job', async () => {
+    assertBuilt();
+    const port = await freePort();
+    const redisUrl = `redis://127.0.0.1:${port}`;
+    h = await startHarness('sqlite', { REDIS_URL: redisUrl });
+    worker = spawnWorker(
+      { DATABASE_URL: h.settings.databaseUrl, DATA_DIR: h.settings.dataDir, QUEUE_PREFIX: h.settings.queuePrefix, REDIS_URL: redisUrl },
+      'before-redis',
+    );
+    const w = worker;
+    const gone = () => (w.proc.exitCode === null ? null : `the worker exited (code ${w.proc.exitCode}):\n${w.output()}`);
+    await until(() => w.output().includes(`Redis at 127.0.0.1:${port} cannot be reached (connect ECONNREFUSED`), 30_000, "the worker's wait message", gone);
+    // The old worker was gone 0.6 s after its first try.
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(w.proc.exitCode, w.output()).toBeNull();
+
+    redises.push(startRedis(port));
+    await waitReady(h, 10_000);
+    await until(() => w.output().includes('worker waiting for jobs'), 15_000, 'the worker to take jobs', gone);
+    const res = await h.app.inject({ method: 'POST', url: '/v1/jobs', payload: tinyJob(4) });
+    expect(res.statusCode).toBe(201);
+    const done = await waitForJob(h.app, JobView.parse(res.json()).id, (j) => ['succeeded', 'failed', 'cancelled'].includes(j.status), 120_000, [w]);
+    expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
+
+    // Said in a few lines of its log, no stack: the queue's reconnects are one line a minute.
+    const out = w.output();
+    expect(out).not.toMatch(/^\s+at /m);
+    expect(lines(out, 'cannot be reached')).toBe(1);
+    expect(out).toContain(`"msg":"Redis at 127.0.0.1:${port} answers"`);
+  });
+
+  it('`qatserve api` says once per outage that its Redis cannot be reached, and when it answers', async () => {
+    const port = await freePort();
+    api = await startApi(apiEnv('api-redis', { REDIS_URL: `redis://127.0.0.1:${port}` }));
+    const a = api;
+    const down = `Redis at 127.0.0.1:${port} cannot be reached (connect ECONNREFUSED`;
+    await until(() => a.log().includes(down), 15_000, 'the first outage line');
+    // ioredis tries again after 50, 100, ... ms, up to every 2 s: several attempts, still one line.
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(lines(a.log(), down)).toBe(1);
+    const redis = startRedis(port);
+    redises.push(redis);
+    await until(() => a.log().includes(`Redis at 127.0.0.1:${port} answers`), 15_000, 'the line saying Redis answers');
+    redis.kill('SIGTERM');
+    await until(() => lines(a.log(), down) === 2, 15_000, 'the second outage line');
+    expect(a.log()).not.toMatch(/^\s+at /m);
+  });
+});
