@@ -23,7 +23,7 @@ function databaseUrlIssues(url: string, ctx: z.RefinementCtx): void {
 }
 
 export const SettingsSchema = z.object({
-  PORT: int(3000, 0).describe('TCP port of the API.'),
+  PORT: int(3000, 0, 65535).describe('TCP port of the API.'),
   HOST: z.string().min(1).default('127.0.0.1').describe('Loopback by default: listening on every interface (`0.0.0.0`) is an explicit choice.'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('Least severe log level written (pino levels).'),
   DATABASE_URL: z

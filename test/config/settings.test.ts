@@ -91,6 +91,8 @@ describe('settings', () => {
     expect(s).toMatchObject({ port: 8080, redisUrlExplicit: true, artifactsDir: '/srv/q/artifacts', lockDurationMs: 5000 });
     expect(() => loadSettings({ PORT: 'http', LOG_LEVEL: 'loud' })).toThrow(SettingsError);
     expect(() => loadSettings({ PORT: 'http', LOG_LEVEL: 'loud' })).toThrow(/PORT[\s\S]*LOG_LEVEL|LOG_LEVEL[\s\S]*PORT/);
+    // Node's listen threw a RangeError with its stack for this.
+    expect(() => loadSettings({ PORT: '99999' })).toThrow(/PORT: Too big: expected number to be <=65535/);
   });
   it('parses database URLs: SQLite file, PostgreSQL with its schema', () => {
     expect(parseDatabaseUrl('file:./data/x.db')).toEqual({ provider: 'sqlite', file: path.resolve('data/x.db') });
