@@ -12,6 +12,15 @@ const MB = 1024 * 1024;
 /** Bull's workers block on BRPOPLPUSH for its drainDelay (5 s): REDIS_TIMEOUT_MS must outlast that wait. */
 export const REDIS_TIMEOUT_MIN_MS = 6_000;
 
+function isRedisUrl(url: string): boolean {
+  if (!/^rediss?:\/\//.test(url)) return false;
+  try {
+    return new URL(url).hostname !== '';
+  } catch {
+    return false;
+  }
+}
+
 /** DATABASE_URL checked as the processes will read it, so a bad one is a settings error at start-up. */
 function databaseUrlIssues(url: string, ctx: z.RefinementCtx): void {
   try {
@@ -40,7 +49,15 @@ export const SettingsSchema = z.object({
   DATABASE_QUERY_TIMEOUT_MS: int(PG_TIMEOUTS.queryMs, 100).describe(
     "PostgreSQL only: longest wait for a query's answer; the connection is then dropped and a new one made. Without it a network partition or failover held queries until TCP gave up (about 15 minutes).",
   ),
-  REDIS_URL: z.string().optional().describe('Unset means "redis://127.0.0.1:6379" (and `serve` may start a redis-server child).'),
+  REDIS_URL: z
+    .string()
+    // ioredis reads anything: `http://h:6379` as host "http", `bad` as host "bad". What it cannot
+    // mean is said at start-up rather than as a host that cannot be found.
+    .refine(isRedisUrl, 'must be a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379/0')
+    .optional()
+    .describe(
+      '`redis://[user:password@]host:port[/db]` (`rediss://` for TLS). Unset means "redis://127.0.0.1:6379" (and `serve` may start a redis-server child).',
+    ),
   REDIS_TIMEOUT_MS: int(10_000, REDIS_TIMEOUT_MIN_MS).describe(
     "Longest wait for Redis's answer; the connection is then dropped and made anew, looking its host up again. Without it a network partition or failover held commands, and every rate-limited request, until TCP gave up (about 15 minutes). At least 6000: Bull's workers wait 5 s for a job in one command.",
   ),

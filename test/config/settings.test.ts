@@ -91,6 +91,10 @@ describe('settings', () => {
     expect(s).toMatchObject({ port: 8080, redisUrlExplicit: true, artifactsDir: '/srv/q/artifacts', lockDurationMs: 5000 });
     expect(() => loadSettings({ PORT: 'http', LOG_LEVEL: 'loud' })).toThrow(SettingsError);
     expect(() => loadSettings({ PORT: 'http', LOG_LEVEL: 'loud' })).toThrow(/PORT[\s\S]*LOG_LEVEL|LOG_LEVEL[\s\S]*PORT/);
+    // ioredis took these as the host names "http" and "bad".
+    for (const url of ['http://h:6379', 'bad', 'redis://'])
+      expect(() => loadSettings({ REDIS_URL: url })).toThrow(/REDIS_URL: must be a redis:\/\/ or rediss:\/\/ URL/);
+    expect(loadSettings({ REDIS_URL: 'rediss://u:p@h:6380/2' }).redisUrl).toBe('rediss://u:p@h:6380/2');
     // Node's listen threw a RangeError with its stack for this.
     expect(() => loadSettings({ PORT: '99999' })).toThrow(/PORT: Too big: expected number to be <=65535/);
   });
