@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { defaultTrainThreads, loadSettings, SettingsError, type Settings } from './config/settings.js';
 import { bindDeployment, readDeploymentId } from './db/deployment.js';
 import { isDatabaseUnavailable } from './db/db-errors.js';
-import { migrate } from './db/migrate.js';
+import { DatabaseFileError, migrate } from './db/migrate.js';
 import { WorkerSupervisor } from './queue/worker-supervisor.js';
 
 const USAGE = `usage: qatserve <command>
@@ -215,7 +215,8 @@ async function main(argv: string[]): Promise<void> {
 
 main(process.argv.slice(2)).catch((err) => {
   // What an operator can act on is said in its message; anything else keeps its stack.
-  const said = err instanceof SettingsError || (err as { code?: string })?.code === 'AUTH_SETUP' || isDatabaseUnavailable(err);
+  const said =
+    err instanceof SettingsError || err instanceof DatabaseFileError || (err as { code?: string })?.code === 'AUTH_SETUP' || isDatabaseUnavailable(err);
   console.error(said ? (err as Error).message : err);
   process.exit(1);
 });

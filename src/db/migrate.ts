@@ -109,7 +109,35 @@ export async function migrate(databaseUrl: string, connectMs = PG_TIMEOUTS.conne
   return migratePostgres(target.connectionString, target.schema, files, connectMs);
 }
 
+/**
+ * The SQLite file cannot be made or written where the settings put it: a matter of DATA_DIR or
+ * DATABASE_URL and of the disk's permissions (a Docker volume owned by another user, a read-only
+ * mount), said as such rather than as better-sqlite3's "unable to open database file" and a stack.
+ */
+export class DatabaseFileError extends Error {
+  readonly code = 'DATABASE_FILE_UNUSABLE';
+}
+
+const UNUSABLE_FILE_CODES = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EEXIST', 'SQLITE_CANTOPEN', 'SQLITE_PERM']);
+
+function unusableFile(file: string, err: unknown): unknown {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string' || !(UNUSABLE_FILE_CODES.has(code) || code.startsWith('SQLITE_READONLY'))) return err;
+  const user = process.getuid ? ` (uid ${process.getuid()})` : '';
+  return new DatabaseFileError(
+    `the SQLite database ${file} cannot be created or written (${(err as Error).message}): the file and its directory must be writable by this user${user}; set DATA_DIR (or DATABASE_URL=file:<path>) to a directory that is`,
+  );
+}
+
 function migrateSqlite(file: string, files: Migration[]): MigrateResult {
+  try {
+    return migrateSqliteFile(file, files);
+  } catch (err) {
+    throw unusableFile(file, err);
+  }
+}
+
+function migrateSqliteFile(file: string, files: Migration[]): MigrateResult {
   if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true });
   const db = new BetterSqlite3(file, { timeout: 10_000 });
   try {
