@@ -2,7 +2,7 @@
 import { SettingsError, type Settings } from '../config/settings.js';
 import { artifactStoreWarning } from '../artifacts/open-store.js';
 import { startReconciler } from '../queue/reconciler.js';
-import { redisServer, reportOutages } from '../queue/redis-connection.js';
+import { redisOutageLine, redisServer, reportOutages } from '../queue/redis-connection.js';
 import { writableDiskSpace } from '../queue/disk-room.js';
 import { buildApp, type AppDeps } from './app.js';
 import { openApiDeps } from './api-deps.js';
@@ -26,14 +26,10 @@ export async function runApi(
   const app = await buildApp(deps);
   // Without Redis the API answers reads but queues and cancels nothing (503, and /readyz says
   // why); its log said nothing of it.
-  const redisAt = redisServer(deps.redis);
   reportOutages(
     deps.redis,
-    (err) =>
-      app.log.warn(
-        `Redis at ${redisAt} cannot be reached (${err.message}): new jobs and cancels answer 503 until it does (check REDIS_URL and that Redis runs)`,
-      ),
-    () => app.log.info(`Redis at ${redisAt} answers`),
+    (err) => app.log.warn(`${redisOutageLine(deps.redis, err)}: new jobs and cancels answer 503 until it answers (check REDIS_URL and that Redis runs)`),
+    () => app.log.info(`Redis at ${redisServer(deps.redis)} answers`),
   );
   // Repairs jobs whose queue entry went missing, at start and then periodically (one leader).
   const reconciler = startReconciler({ settings, prisma: deps.db.prisma, queue: deps.queue, artifacts: deps.artifacts, log: app.log });

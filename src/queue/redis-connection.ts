@@ -39,23 +39,47 @@ export function redisServer(redis: Redis): string {
 }
 
 /**
- * Calls `onDown` when `redis` loses its server (a socket error: refused, timed out, reset) and
- * `onUp` when it is connected again: one call each per outage. ioredis reports every reconnect
- * attempt, up to one every 2 s, for as long as the outage lasts.
+ * Calls `onDown` when `redis` loses its connection or cannot make one (refused, timed out, or
+ * turned away: a wrong password), with the error that said why, and `onUp` when it is connected
+ * again: one call each per outage. ioredis reports every reconnect attempt, up to one every 2 s,
+ * for as long as the outage lasts.
  */
 export function reportOutages(redis: Redis, onDown: (err: Error) => void, onUp: () => void): void {
-  let down = false;
+  let lost = false;
+  let reported = false;
+  let lastError: Error | null = null;
+  // Said with the error of an attempt to connect, made after the connection closed: a server that
+  // shut down cleanly closes with no error at all, and an error while connected (one command's)
+  // is no outage.
+  const report = () => {
+    if (reported || !lost || !lastError) return;
+    reported = true;
+    onDown(lastError);
+  };
+  redis.on('close', () => (lastError = null));
   redis.on('error', (err: Error) => {
-    if (down || !isSocketUnreachable(err)) return;
-    down = true;
-    onDown(err);
+    lastError = err;
+    report();
+  });
+  redis.on('reconnecting', () => {
+    lost = true;
+    report();
   });
   redis.on('ready', () => {
-    if (!down) return;
-    down = false;
+    lost = false;
+    if (!reported) return;
+    reported = false;
     onUp();
   });
 }
+
+/** "Redis at host:port cannot be reached (...)", or "cannot be used" for an answer that turned this process away. */
+export function redisOutageLine(redis: Redis, err: Error): string {
+  return `Redis at ${redisServer(redis)} ${isSocketUnreachable(err) ? 'cannot be reached' : 'cannot be used'} (${err.message})`;
+}
+
+/** Whether `err` is Redis turning a connection away (wrong or missing password, or user). */
+export const isRedisAuthError = (err: Error): boolean => /^(WRONGPASS|NOAUTH|NOPERM)\b/.test(err.message);
 
 /** Resolves once `redis` answers a PING (each awaited at most `timeoutMs`), trying every `retryMs`. */
 export async function untilRedisAnswers(redis: Redis, timeoutMs: number, retryMs: number): Promise<void> {

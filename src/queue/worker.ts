@@ -19,7 +19,7 @@ import { budgetOnMachine, estimateJob, jobBudget, machineMemoryBytes, mib, type 
 import { countClassFolders } from '../data/image-folder.js';
 import { endUnowned, resolveStoredConfig } from '../jobs/job-lifecycle.js';
 import { isTerminal, type JobStatus } from '../jobs/job-status.js';
-import { openRedis, redisServer, reportOutages, untilRedisAnswers } from './redis-connection.js';
+import { isRedisAuthError, openRedis, redisOutageLine, redisServer, reportOutages, untilRedisAnswers } from './redis-connection.js';
 import { isSocketUnreachable } from '../socket-errors.js';
 import { subscribeCancels } from './cancel-bus.js';
 import { jobEventPublisher } from './job-event-bus.js';
@@ -150,18 +150,17 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
         { err },
         'queue: a job left this worker after its queue lock had expired (Redis out of reach for a while); its row stays as this worker recorded it',
       );
-    // Redis out of reach: said once per outage for the publisher's connection (below), not once
-    // per reconnect attempt of each of Bull's three.
-    else if (!isSocketUnreachable(err)) log.error({ err }, 'queue error');
+    // Redis out of reach or turning connections away: said once per outage for the publisher's
+    // connection (below), not once per reconnect attempt of each of Bull's three.
+    else if (!isSocketUnreachable(err) && !isRedisAuthError(err)) log.error({ err }, 'queue error');
   });
   // Publishes "job X has new events" after each lifecycle write, for the API's event streams.
   const publisher = openRedis(settings.redisUrl, settings.redisTimeoutMs, { maxRetriesPerRequest: 1 });
   publisher.on('error', () => {}); // streams fall back to polling the database
-  const redisAt = redisServer(publisher);
   reportOutages(
     publisher,
-    (err) => log.warn(`Redis at ${redisAt} cannot be reached (${err.message}); trying again until it answers (check REDIS_URL and that Redis runs)`),
-    () => log.info(`Redis at ${redisAt} answers`),
+    (err) => log.warn(`${redisOutageLine(publisher, err)}; trying again until it answers (check REDIS_URL and that Redis runs)`),
+    () => log.info(`Redis at ${redisServer(publisher)} answers`),
   );
   const wake = jobEventPublisher(publisher, settings.queuePrefix);
   // What this worker is doing, for GET /v1/workers on any API replica.

@@ -21,8 +21,8 @@ async function until(cond: () => boolean, timeoutMs: number, what: string, gone:
   }
 }
 
-const startRedis = (port: number) =>
-  spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+const startRedis = (port: number, ...args: string[]) =>
+  spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...args], { stdio: 'ignore' });
 
 const lines = (log: string, text: string) => log.split('\n').filter((l) => l.includes(text)).length;
 
@@ -84,5 +84,32 @@ describe('processes started before their Redis', () => {
     redis.kill('SIGTERM');
     await until(() => lines(a.log(), down) === 2, 15_000, 'the second outage line');
     expect(a.log()).not.toMatch(/^\s+at /m);
+  });
+
+  it('a worker with the wrong password says so once, not once per attempt, and keeps waiting', async () => {
+    const port = await freePort();
+    assertBuilt();
+    const redis = startRedis(port, '--requirepass', 'right');
+    redises.push(redis);
+    const redisUrl = `redis://:wrong@127.0.0.1:${port}`;
+    const own = await startHarness('sqlite', { REDIS_URL: redisUrl });
+    const w = spawnWorker(
+      { DATABASE_URL: own.settings.databaseUrl, DATA_DIR: own.settings.dataDir, QUEUE_PREFIX: own.settings.queuePrefix, REDIS_URL: redisUrl },
+      'wrong-password',
+    );
+    const gone = () => (w.proc.exitCode === null ? null : `the worker exited (code ${w.proc.exitCode}):\n${w.output()}`);
+    try {
+      const line = `Redis at 127.0.0.1:${port} cannot be used (WRONGPASS`;
+      await until(() => w.output().includes(line), 30_000, 'the wrong-password line', gone);
+      // ioredis retries after 50, 100, ... ms: many refusals in 3 s, each a "queue error" with a stack before.
+      await new Promise((r) => setTimeout(r, 3000));
+      expect(gone()).toBeNull();
+      expect(lines(w.output(), line)).toBe(1);
+      expect(w.output()).not.toContain('queue error');
+    } finally {
+      w.proc.kill('SIGKILL');
+      await w.exited;
+      await own.close();
+    }
   });
 });
