@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { defaultTrainThreads, loadSettings, SettingsError, type Settings } from './config/settings.js';
 import { bindDeployment, readDeploymentId } from './db/deployment.js';
 import { isDatabaseUnavailable } from './db/db-errors.js';
-import { DatabaseFileError, migrate } from './db/migrate.js';
+import { migrate } from './db/migrate.js';
 import { WorkerSupervisor } from './queue/worker-supervisor.js';
 
 const USAGE = `usage: qatserve <command>
@@ -213,10 +213,17 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
+/**
+ * Codes of errors whose message is the whole story for an operator (a key to create, a config
+ * file to fix, a directory to make writable): printed alone, without a stack. Matched by code, as
+ * `train`'s module is loaded only for that command.
+ */
+const SAID_CODES = new Set(['AUTH_SETUP', 'CONFIG_UNREADABLE', 'CONFIG_INVALID', 'DATABASE_FILE_UNUSABLE']);
+
 main(process.argv.slice(2)).catch((err) => {
   // What an operator can act on is said in its message; anything else keeps its stack.
-  const said =
-    err instanceof SettingsError || err instanceof DatabaseFileError || (err as { code?: string })?.code === 'AUTH_SETUP' || isDatabaseUnavailable(err);
+  const code = (err as { code?: unknown } | null)?.code;
+  const said = err instanceof SettingsError || (typeof code === 'string' && SAID_CODES.has(code)) || isDatabaseUnavailable(err);
   console.error(said ? (err as Error).message : err);
   process.exit(1);
 });

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { progressLine, runTrainCommand, TrainCommandError } from '../../src/commands/train-command.js';
+import { runCli } from '../api/api-process.js';
 import { phaseLine } from '../../src/ml/train-api.js';
 import { loadSettings } from '../../src/config/settings.js';
 
@@ -32,6 +33,20 @@ describe('qatserve train', () => {
     expect(err).toBeInstanceOf(TrainCommandError);
     expect(err.code).toBe('CONFIG_INVALID');
     expect(err.message).toContain('training.batchSize');
+  });
+
+  it('`qatserve train` with a config it cannot use exits 1 with the reason alone, no stack', async () => {
+    const file = path.join(tmp, 'cli-bad.json');
+    await fs.writeFile(file, JSON.stringify({ dataset: { type: 'synthetic' }, training: { learningRate: -1 } }));
+    for (const [config, reason] of [
+      [file, `${file}:\n  training.learningRate: Too small: expected number to be >0`],
+      [path.join(tmp, 'missing.json'), `cannot read ${path.join(tmp, 'missing.json')}: ENOENT`],
+    ]) {
+      const r = await runCli(['train', config], { DATA_DIR: path.join(tmp, 'cli') });
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim()).toMatch(new RegExp(`^${reason.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+      expect(r.stderr).not.toMatch(/^\s+at /m);
+    }
   });
 
   it('trains from a YAML config and prints the final evaluation', async () => {
