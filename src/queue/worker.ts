@@ -150,6 +150,13 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
         { err },
         'queue: a job left this worker after its queue lock had expired (Redis out of reach for a while); its row stays as this worker recorded it',
       );
+    // The same after Redis lost its data (restarted without persistence, flushed): the entry of
+    // the job this worker finished or handed back is gone; the reconciler re-queues from rows.
+    else if (/^Missing key for job/.test(err.message))
+      log.warn(
+        { err: err.message },
+        "queue: a job's queue entry was gone when this worker finished with it (Redis lost its data: restarted without persistence, or flushed); its row stays as this worker recorded it",
+      );
     // Redis out of reach or turning connections away: said once per outage for the publisher's
     // connection (below), not once per reconnect attempt of each of Bull's three.
     else if (!isSocketUnreachable(err) && !isRedisAuthError(err)) log.error({ err }, 'queue error');

@@ -1,7 +1,8 @@
-// A deployment's services start in any order (compose, systemd, a fleet's restart): a worker
-// started before its Redis waits for it, says where it looks, and trains once Redis answers.
-// Before, it exited within a second with ioredis's bare "Error: Connection is closed." and its
-// stack, and `qatserve serve` restarted it in a loop, printing the same each time.
+// Redis as operators meet it: not up yet, turning a wrong password away, restarted without its
+// data. A deployment's services start in any order (compose, systemd, a fleet's restart): a
+// worker started before its Redis waits for it, says where it looks, and trains once Redis
+// answers. Before, it exited within a second with ioredis's bare "Error: Connection is closed."
+// and its stack, and `qatserve serve` restarted it in a loop, printing the same each time.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { JobView } from '../../src/jobs/job-view.js';
@@ -106,6 +107,42 @@ describe('processes started before their Redis', () => {
       expect(gone()).toBeNull();
       expect(lines(w.output(), line)).toBe(1);
       expect(w.output()).not.toContain('queue error');
+    } finally {
+      w.proc.kill('SIGKILL');
+      await w.exited;
+      await own.close();
+    }
+  });
+
+  it('a job trained through a Redis restart that lost its data succeeds on its first attempt, logged as a warning', async () => {
+    assertBuilt();
+    const port = await freePort();
+    const redisUrl = `redis://127.0.0.1:${port}`;
+    const first = startRedis(port);
+    redises.push(first);
+    const own = await startHarness('sqlite', { REDIS_URL: redisUrl });
+    const w = spawnWorker(
+      { DATABASE_URL: own.settings.databaseUrl, DATA_DIR: own.settings.dataDir, QUEUE_PREFIX: own.settings.queuePrefix, REDIS_URL: redisUrl },
+      'redis-lost',
+    );
+    try {
+      await waitReady(own, 10_000);
+      const res = await own.app.inject({ method: 'POST', url: '/v1/jobs', payload: tinyJob(60, { checkpointEverySteps: 10 }) });
+      const id = JobView.parse(res.json()).id;
+      await waitForJob(own.app, id, (j) => j.progress.step >= 3, 120_000, [w]);
+      // No persistence configured: the queue, its entry and lock go with the server.
+      const exited = new Promise((r) => first.once('exit', r));
+      first.kill('SIGTERM');
+      await exited;
+      await new Promise((r) => setTimeout(r, 1000));
+      redises.push(startRedis(port));
+      const done = await waitForJob(own.app, id, (j) => ['succeeded', 'failed', 'cancelled'].includes(j.status), 180_000, [w]);
+      expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
+      expect(done.attempts).toBe(1);
+      const out = w.output();
+      expect(out, out).not.toContain('queue error');
+      expect(out).toContain("queue: a job's queue entry was gone when this worker finished with it");
+      expect(out).not.toMatch(/^\s+at /m);
     } finally {
       w.proc.kill('SIGKILL');
       await w.exited;
