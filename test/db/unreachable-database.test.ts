@@ -4,6 +4,10 @@
 // requests with a key hung, and a running job's progress stopped. Now each waits at most
 // DATABASE_CONNECT_TIMEOUT_MS / DATABASE_QUERY_TIMEOUT_MS, fails as DATABASE_UNAVAILABLE (503 with
 // Retry-After at the API), and the pools work again once a server answers.
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PostgresArtifactStore } from '../../src/artifacts/postgres-store.js';
 import { openDatabase, type Database } from '../../src/db/database.js';
@@ -201,5 +205,56 @@ describe('qatserve api with its PostgreSQL cut off', () => {
     const r = await call(api.base, 'GET', '/v1/jobs', bearer(key));
     expect(r.status).toBe(503);
     expect(r.json.error.code).toBe('DATABASE_UNAVAILABLE');
+  });
+});
+
+describe('PostgreSQL over a Unix socket, its server stopped and started', () => {
+  it('fails as DATABASE_UNAVAILABLE while the socket file is gone, and answers again once it is back', async () => {
+    // A stopped server removes its socket file: connecting gives ENOENT, which was not taken for
+    // "unreachable" (a 500 at the API). A socket of our own forwarding to the server stands in
+    // for it, so the test stops nothing shared.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatserve-pgsock-'));
+    const socket = path.join(dir, `.s.PGSQL.5432`);
+    const links = new Set<net.Socket>();
+    const listen = () =>
+      new Promise<net.Server>((resolve) => {
+        const server = net.createServer((client) => {
+          const upstream = net.connect(PG_PORT, '127.0.0.1');
+          for (const s of [client, upstream]) {
+            links.add(s);
+            s.once('close', () => links.delete(s));
+            s.on('error', () => {});
+          }
+          client.pipe(upstream).pipe(client);
+        });
+        server.listen(socket, () => resolve(server));
+      });
+    const schema = uniqueSchema('pg_socket');
+    const { username, pathname } = new URL(PG_BASE);
+    const url = `postgresql://${username}@${pathname}?host=${dir}&schema=${schema}`;
+    let server = await listen();
+    await migrate(url);
+    const db = openDatabase(url, TIMEOUTS);
+    try {
+      expect(await db.prisma.trainingJob.count()).toBe(0);
+      // Stopped: the socket file goes, open connections are cut.
+      const closed = new Promise((r) => server.close(r));
+      for (const s of links) s.destroy();
+      await closed;
+      expect(fs.existsSync(socket)).toBe(false);
+      for (let i = 0; i < 3; i++) {
+        const r = await timed(db.prisma.trainingJob.count());
+        expect(isDatabaseUnavailable(r.err), String(r.err)).toBe(true);
+      }
+      server = await listen();
+      expect(await db.prisma.trainingJob.count()).toBe(0);
+    } finally {
+      await db.close();
+      const closed = new Promise((r) => server.close(r));
+      for (const s of links) s.destroy();
+      await closed;
+      fs.rmSync(dir, { recursive: true, force: true });
+      await dropSchema(schema);
+    }
   });
 });
