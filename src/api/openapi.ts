@@ -184,7 +184,11 @@ function buildCoreDocument(version: string) {
           operationId: 'getJobQueuePlace',
           summary: "Why a queued job has not started: the jobs ahead of it and the deployment's workers by state",
           parameters: [idParam],
-          responses: { '200': json('JobQueuePlace', 'Its place'), '404': err('Unknown job'), '503': err('Redis is unreachable (QUEUE_UNAVAILABLE)') },
+          responses: {
+            '200': json('JobQueuePlace', 'Its place'),
+            '404': err('Unknown job'),
+            '503': err('Redis is unreachable (QUEUE_UNAVAILABLE, with Retry-After)'),
+          },
         }),
       },
       '/v1/jobs/{id}/curve': {

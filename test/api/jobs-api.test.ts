@@ -596,6 +596,7 @@ describe('readiness without Redis', () => {
       const post = await h.app.inject({ method: 'POST', url: '/v1/jobs', payload: tinySynthetic });
       expect(post.statusCode).toBe(503);
       expect(post.json().error.code).toBe('QUEUE_UNAVAILABLE');
+      expect(post.headers['retry-after']).toBe('5');
       // Nothing was created: no row waits for a queue entry that never came.
       expect(await h.deps.db.prisma.trainingJob.count()).toBe(0);
     } finally {

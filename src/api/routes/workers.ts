@@ -15,7 +15,7 @@ export const openapi = {
         summary: "The deployment's live workers: state (idle, training, waiting-for-disk), job, reason, disk; and those away",
         responses: {
           '200': jsonRef('WorkerList', 'Workers heard from in the last 20 s, and those away (heard from within WORKER_RESTART_GRACE_S), by id'),
-          '503': errorRef('Redis is unreachable (QUEUE_UNAVAILABLE)'),
+          '503': errorRef('Redis is unreachable (QUEUE_UNAVAILABLE, with Retry-After)'),
         },
       }),
     },
