@@ -211,8 +211,8 @@ describe('qatserve api with its PostgreSQL cut off', () => {
 describe('PostgreSQL over a Unix socket, its server stopped and started', () => {
   it('fails as DATABASE_UNAVAILABLE while the socket file is gone, and answers again once it is back', async () => {
     // A stopped server removes its socket file: connecting gives ENOENT, which was not taken for
-    // "unreachable" (a 500 at the API). A socket of our own forwarding to the server stands in
-    // for it, so the test stops nothing shared.
+    // "unreachable". A socket of our own forwarding to the server stands in for it, so the test
+    // stops nothing shared.
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatserve-pgsock-'));
     const socket = path.join(dir, `.s.PGSQL.5432`);
     const links = new Set<net.Socket>();
