@@ -57,8 +57,6 @@ export class InitJobInvalidError extends ValidationError {
 }
 
 export class QueueUnavailableError extends ServiceError {
-  /** As DATABASE_UNAVAILABLE's: a Redis restart or failover is over within seconds. */
-  readonly retryAfterSeconds = 5;
   constructor(reason: string) {
     super(503, 'QUEUE_UNAVAILABLE', `the job queue is unreachable: ${reason}`);
     this.name = 'QueueUnavailableError';

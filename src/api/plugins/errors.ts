@@ -4,7 +4,7 @@
 // an error that knows when to come back (429, 503 overload) sends Retry-After.
 import type { FastifyError, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
-import { ServiceError } from '../../jobs/job-errors.js';
+import { QueueUnavailableError, ServiceError } from '../../jobs/job-errors.js';
 import { NoModelError } from '../../serving/errors.js';
 import { isDatabaseLocked, isDatabaseUnavailable, isStorageFull } from '../../db/db-errors.js';
 import { errorBody } from '../error-body.js';
@@ -36,14 +36,19 @@ function retryAfter(err: unknown): number | null {
   return typeof s === 'number' && s > 0 ? Math.ceil(s) : null;
 }
 
-/** Seconds a client is asked to wait before retrying a request the database could not answer. */
-const DATABASE_RETRY_AFTER_S = 5;
+/**
+ * Seconds a client is asked to wait before retrying a request the database or Redis could not
+ * answer (a restart or failover is over within seconds). Unlike the designed-for 503s these stay
+ * error lines in the log: an operator has a dependency to look at.
+ */
+const DEPENDENCY_RETRY_AFTER_S = 5;
 
 export const errorsPlugin = fp(async function errors(app: FastifyInstance) {
   app.setErrorHandler((err: FastifyError | ServiceError | Error, req, reply) => {
     const wait = retryAfter(err);
     if (wait !== null) reply.header('retry-after', String(wait));
     if (err instanceof ServiceError) {
+      if (err instanceof QueueUnavailableError) reply.header('retry-after', String(DEPENDENCY_RETRY_AFTER_S));
       if (err.statusCode >= 500 && asDesigned(err)) req.log.warn({ code: err.code }, err.message);
       else if (err.statusCode >= 500) req.log.error({ err }, err.message);
       return reply.status(err.statusCode).send(errorBody(err.code, err.message, err.issues));
@@ -61,9 +66,9 @@ export const errorsPlugin = fp(async function errors(app: FastifyInstance) {
         { err },
         locked ? 'the SQLite database stayed locked by another process past its busy timeout (a transaction left open?)' : 'the database cannot be reached',
       );
-      reply.header('retry-after', String(DATABASE_RETRY_AFTER_S));
+      reply.header('retry-after', String(DEPENDENCY_RETRY_AFTER_S));
       const what = locked ? 'the database is locked by another process' : 'the database cannot be reached';
-      return reply.status(503).send(errorBody('DATABASE_UNAVAILABLE', `${what}; retry in ${DATABASE_RETRY_AFTER_S} s`));
+      return reply.status(503).send(errorBody('DATABASE_UNAVAILABLE', `${what}; retry in ${DEPENDENCY_RETRY_AFTER_S} s`));
     }
     if (status >= 500) {
       req.log.error({ err }, 'unhandled error');
