@@ -33,7 +33,7 @@ export function parseDatabaseUrl(url: string): DatabaseTarget {
     params.delete('schema');
     const rest = params.toString();
     const connectionString = rest ? `${base}?${rest}` : base;
-    postgresServer(connectionString); // refuses what pg could not connect with, here rather than at the first query
+    readPgUrl(connectionString); // refuses what pg could not connect with, here rather than at the first query
     return { provider: 'postgres', connectionString, schema };
   }
   if (url.startsWith('file:')) {
@@ -44,20 +44,21 @@ export function parseDatabaseUrl(url: string): DatabaseTarget {
   throw new DatabaseUrlError(`must start with file: or postgres(ql)://, got "${url.split(':')[0]}:"`);
 }
 
-/**
- * Where a PostgreSQL connection string points, for messages: `host:port`, or the socket directory
- * of a Unix-socket URL. Parsed as pg parses it (pg-connection-string, pg's own parser).
- */
+/** Where a PostgreSQL connection string points, for messages: `host:port`, or the socket directory of a Unix-socket URL. */
 export function postgresServer(connectionString: string): string {
-  let c: ReturnType<typeof parsePgUrl>;
-  try {
-    c = parsePgUrl(connectionString);
-  } catch (err) {
-    throw new DatabaseUrlError(`not a valid PostgreSQL URL (${(err as Error).message})`);
-  }
+  const c = readPgUrl(connectionString);
   if (c.host?.startsWith('/')) return `${c.host} (Unix socket)`;
   // pg's defaults for what the URL leaves out.
   return `${c.host || process.env.PGHOST || 'localhost'}:${c.port || process.env.PGPORT || 5432}`;
+}
+
+/** The connection string as pg reads it (pg-connection-string, pg's own parser). */
+function readPgUrl(connectionString: string): ReturnType<typeof parsePgUrl> {
+  try {
+    return parsePgUrl(connectionString);
+  } catch (err) {
+    throw new DatabaseUrlError(`not a valid PostgreSQL URL (${(err as Error).message})`);
+  }
 }
 
 function splitOnce(s: string, sep: string): [string, string?] {

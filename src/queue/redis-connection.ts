@@ -32,11 +32,8 @@ export function openSubscriber(url: string, timeoutMs: number, options: RedisOpt
   return sub;
 }
 
-/** Where a connection points, for messages: `host:port` or the socket path (never its password). */
-export function redisServer(redis: Redis): string {
-  const { path, host, port } = redis.options;
-  return path ? `${path} (Unix socket)` : `${host}:${port}`;
-}
+/** Where a connection points, for messages: `host:port` (never its password; REDIS_URL is a redis:// URL). */
+export const redisServer = (redis: Redis): string => `${redis.options.host}:${redis.options.port}`;
 
 /**
  * Calls `onDown` when `redis` loses its connection or cannot make one (refused, timed out, or
