@@ -3,7 +3,7 @@ import { SettingsError, type Settings } from '../config/settings.js';
 import { artifactStoreWarning } from '../artifacts/open-store.js';
 import { startReconciler } from '../queue/reconciler.js';
 import { redisOutageLine, redisServer, reportOutages } from '../queue/redis-connection.js';
-import { writableDiskSpace } from '../queue/disk-room.js';
+import { probeWritable } from '../queue/disk-room.js';
 import { buildApp, type AppDeps } from './app.js';
 import { openApiDeps } from './api-deps.js';
 
@@ -16,7 +16,7 @@ export async function runApi(
     // Models from a remote store are served from local copies. With the cache unwritable (a
     // read-only or foreign-owned DATA_DIR) the API started "ready" and then never served,
     // saying each model file was "missing, unreadable or does not match its sha256 (ENOENT)".
-    await writableDiskSpace(settings.modelCacheDir).catch(async (err: Error) => {
+    await probeWritable(settings.modelCacheDir).catch(async (err: Error) => {
       await deps.close();
       throw new SettingsError(
         `the model cache ${settings.modelCacheDir} cannot be written (${err.message}): the API copies each model there from the ${deps.artifacts.kind} store to serve it; set DATA_DIR to a directory this user can write`,

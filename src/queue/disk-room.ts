@@ -20,12 +20,17 @@ export async function diskSpace(dir: string): Promise<DiskSpace> {
   return { freeBytes: s.bavail * s.bsize, totalBytes: s.blocks * s.bsize };
 }
 
-/** `dir`'s disk, once a file could be written there: a worker checks its DATA_DIR so at start. */
-export async function writableDiskSpace(dir: string): Promise<DiskSpace> {
+/** Makes `dir` and writes a file there (removed again); throws what the disk said if it cannot. */
+export async function probeWritable(dir: string): Promise<void> {
   await fs.promises.mkdir(dir, { recursive: true });
   const probe = path.join(dir, `.write-probe-${process.pid}`);
   await fs.promises.writeFile(probe, 'qatserve');
   await fs.promises.rm(probe, { force: true });
+}
+
+/** `dir`'s disk, once a file could be written there: a worker checks its DATA_DIR so at start. */
+export async function writableDiskSpace(dir: string): Promise<DiskSpace> {
+  await probeWritable(dir);
   return diskSpace(dir);
 }
 
