@@ -25,6 +25,13 @@ async function until(cond: () => boolean, timeoutMs: number, what: string, gone:
 const startRedis = (port: number, ...args: string[]) =>
   spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...args], { stdio: 'ignore' });
 
+/** A worker on `h`'s database and queue, talking to `redisUrl`. */
+const workerOn = (h: Harness, redisUrl: string, label: string) =>
+  spawnWorker({ DATABASE_URL: h.settings.databaseUrl, DATA_DIR: h.settings.dataDir, QUEUE_PREFIX: h.settings.queuePrefix, REDIS_URL: redisUrl }, label);
+
+/** For until(): why the worker cannot be waited on any more, or null while it runs. */
+const exitedWith = (w: WorkerProc) => () => (w.proc.exitCode === null ? null : `the worker exited (code ${w.proc.exitCode}):\n${w.output()}`);
+
 const lines = (log: string, text: string) => log.split('\n').filter((l) => l.includes(text)).length;
 
 describe('Redis not up yet, turning a password away, or restarted without its data', () => {
@@ -44,12 +51,9 @@ describe('Redis not up yet, turning a password away, or restarted without its da
     const port = await freePort();
     const redisUrl = `redis://127.0.0.1:${port}`;
     h = await startHarness('sqlite', { REDIS_URL: redisUrl });
-    worker = spawnWorker(
-      { DATABASE_URL: h.settings.databaseUrl, DATA_DIR: h.settings.dataDir, QUEUE_PREFIX: h.settings.queuePrefix, REDIS_URL: redisUrl },
-      'before-redis',
-    );
+    worker = workerOn(h, redisUrl, 'before-redis');
     const w = worker;
-    const gone = () => (w.proc.exitCode === null ? null : `the worker exited (code ${w.proc.exitCode}):\n${w.output()}`);
+    const gone = exitedWith(w);
     await until(() => w.output().includes(`Redis at 127.0.0.1:${port} cannot be reached (connect ECONNREFUSED`), 30_000, "the worker's wait message", gone);
     // The old worker was gone 0.6 s after its first try.
     await new Promise((r) => setTimeout(r, 2000));
@@ -94,11 +98,8 @@ describe('Redis not up yet, turning a password away, or restarted without its da
     redises.push(redis);
     const redisUrl = `redis://:wrong@127.0.0.1:${port}`;
     const own = await startHarness('sqlite', { REDIS_URL: redisUrl });
-    const w = spawnWorker(
-      { DATABASE_URL: own.settings.databaseUrl, DATA_DIR: own.settings.dataDir, QUEUE_PREFIX: own.settings.queuePrefix, REDIS_URL: redisUrl },
-      'wrong-password',
-    );
-    const gone = () => (w.proc.exitCode === null ? null : `the worker exited (code ${w.proc.exitCode}):\n${w.output()}`);
+    const w = workerOn(own, redisUrl, 'wrong-password');
+    const gone = exitedWith(w);
     try {
       const line = `Redis at 127.0.0.1:${port} cannot be used (WRONGPASS`;
       await until(() => w.output().includes(line), 30_000, 'the wrong-password line', gone);
@@ -121,10 +122,7 @@ describe('Redis not up yet, turning a password away, or restarted without its da
     const first = startRedis(port);
     redises.push(first);
     const own = await startHarness('sqlite', { REDIS_URL: redisUrl });
-    const w = spawnWorker(
-      { DATABASE_URL: own.settings.databaseUrl, DATA_DIR: own.settings.dataDir, QUEUE_PREFIX: own.settings.queuePrefix, REDIS_URL: redisUrl },
-      'redis-lost',
-    );
+    const w = workerOn(own, redisUrl, 'redis-lost');
     try {
       await waitReady(own, 10_000);
       const res = await own.app.inject({ method: 'POST', url: '/v1/jobs', payload: tinyJob(60, { checkpointEverySteps: 10 }) });
