@@ -12,9 +12,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { defaultTrainThreads, loadSettings, SettingsError, type Settings } from './config/settings.js';
+import { parseDatabaseUrl, postgresServer } from './db/database-url.js';
 import { bindDeployment, readDeploymentId } from './db/deployment.js';
-import { isDatabaseUnavailable } from './db/db-errors.js';
-import { migrate } from './db/migrate.js';
+import { DatabaseUnavailableError, isDatabaseUnavailable } from './db/db-errors.js';
+import { migrate, type MigrateResult } from './db/migrate.js';
 import { WorkerSupervisor } from './queue/worker-supervisor.js';
 
 const USAGE = `usage: qatserve <command>
@@ -29,9 +30,43 @@ const USAGE = `usage: qatserve <command>
   eval --model <model id | model.onnx> --data <folder> [--json]
                         the int8 model's top-1/top-5, per-class accuracy and confusion on <class>/ folders`;
 
-/** Migrates, then binds the settings to the database's deployment (queue prefix, cancel channel). */
-async function runMigrations(settings: Settings): Promise<Settings> {
-  const r = await migrate(settings.databaseUrl, settings.databaseTimeouts.connectMs);
+/** How often a service started before its PostgreSQL asks it again. */
+const DATABASE_RETRY_MS = 2000;
+
+/** "PostgreSQL at host:port", or the SQLite file, for the log. */
+function databaseServer(databaseUrl: string): string {
+  const target = parseDatabaseUrl(databaseUrl);
+  return target.provider === 'postgres' ? `PostgreSQL at ${postgresServer(target.connectionString)}` : `SQLite ${target.file}`;
+}
+
+/**
+ * Migrates once the database answers. A deployment's services start in any order (docker compose,
+ * systemd, a fleet's scheduler): a service up before its PostgreSQL, or while it is still starting
+ * up, says so once and waits, as a worker does for Redis. It exited instead (a stack for a server
+ * still starting up), and without a restart policy stayed down.
+ */
+async function migrateOnceAnswering(settings: Settings): Promise<MigrateResult> {
+  let said = false;
+  for (;;) {
+    try {
+      const r = await migrate(settings.databaseUrl, settings.databaseTimeouts.connectMs);
+      if (said) console.error(`${databaseServer(settings.databaseUrl)} answers`);
+      return r;
+    } catch (err) {
+      if (!(err instanceof DatabaseUnavailableError)) throw err;
+      if (!said) console.error(`${err.message}; trying again every ${DATABASE_RETRY_MS / 1000} s until it answers`);
+      said = true;
+      await new Promise((r) => setTimeout(r, DATABASE_RETRY_MS));
+    }
+  }
+}
+
+/**
+ * Migrates, then binds the settings to the database's deployment (queue prefix, cancel channel).
+ * Services (`wait`) wait for a database that does not answer yet; one-off commands say so and exit.
+ */
+async function runMigrations(settings: Settings, { wait }: { wait: boolean }): Promise<Settings> {
+  const r = wait ? await migrateOnceAnswering(settings) : await migrate(settings.databaseUrl, settings.databaseTimeouts.connectMs);
   if (r.applied.length) console.error(`migrated ${r.provider}: applied ${r.applied.join(', ')}`);
   return bindDeployment(settings, r.deploymentId);
 }
@@ -94,7 +129,7 @@ const WORKER_MMAP_THRESHOLD = '65536';
 
 async function serve(unbound: Settings): Promise<void> {
   const redis = await ensureRedis(unbound);
-  const settings = await runMigrations(unbound);
+  const settings = await runMigrations(unbound, { wait: true });
   const cli = fileURLToPath(import.meta.url);
   // Crashed workers come back with exponential, capped backoff; /readyz and /metrics show it.
   const worker = new WorkerSupervisor(() =>
@@ -168,13 +203,13 @@ async function main(argv: string[]): Promise<void> {
     case 'serve':
       return serve(settings);
     case 'api': {
-      const bound = await runMigrations(settings);
+      const bound = await runMigrations(settings, { wait: true });
       const { runApi } = await import('./api/server.js');
       await runApi(bound);
       return;
     }
     case 'worker': {
-      const bound = settings.skipMigrate ? await boundSettings(settings) : await runMigrations(settings);
+      const bound = settings.skipMigrate ? await boundSettings(settings) : await runMigrations(settings, { wait: true });
       const { runWorker } = await import('./queue/worker.js');
       const worker = await runWorker(bound);
       const stop = () => void worker.stop().then(() => process.exit(0));
@@ -190,7 +225,7 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'keys': {
-      await runMigrations(settings);
+      await runMigrations(settings, { wait: false });
       const { runKeysCommand } = await import('./commands/keys-command.js');
       process.exitCode = await runKeysCommand(rest, settings.databaseUrl);
       return;

@@ -63,6 +63,18 @@ export function isPgUnreachable(err: unknown): err is Error {
   return PG_UNREACHABLE_MESSAGES.has(err.message) || isSocketUnreachable(err);
 }
 
+/**
+ * PostgreSQL's SQLSTATEs for a server that answers but takes no connection now: starting up,
+ * shutting down (57P01-57P03), or at max_connections (53300). Each passes with time.
+ */
+const NOT_ACCEPTING_SQLSTATE = /^(57P0[123]|53300)$/;
+
+/** Whether `err`, as the pg driver raised it, is a server's refusal of a connection that waiting cures. */
+export function isPgNotAccepting(err: unknown): err is Error {
+  const code = (err as { code?: unknown } | null)?.code;
+  return err instanceof Error && typeof code === 'string' && NOT_ACCEPTING_SQLSTATE.test(code);
+}
+
 /** Whether `err` says the database could not be reached or answered too late (see DatabaseUnavailableError). */
 export function isDatabaseUnavailable(err: unknown): boolean {
   if (err instanceof DatabaseUnavailableError || (err as { code?: unknown } | null)?.code === DATABASE_UNAVAILABLE) return true;

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
 import { parseDatabaseUrl, postgresServer, type Provider } from './database-url.js';
-import { DatabaseUnavailableError, isPgUnreachable } from './db-errors.js';
+import { DatabaseUnavailableError, isPgNotAccepting, isPgUnreachable } from './db-errors.js';
 import { PG_TIMEOUTS } from './pg-pool.js';
 
 export class MigrationError extends Error {
@@ -179,10 +179,12 @@ async function migratePostgres(connectionString: string, schema: string, files: 
   // Migrations themselves get no query limit: one may rewrite a large table.
   const client = new pg.Client({ connectionString, connectionTimeoutMillis: connectMs });
   await client.connect().catch((err: unknown) => {
-    if (!isPgUnreachable(err)) throw err;
-    throw new DatabaseUnavailableError(
-      `PostgreSQL at ${postgresServer(connectionString)} cannot be reached (${err.message}): check DATABASE_URL and that the server runs`,
-    );
+    const server = postgresServer(connectionString);
+    if (isPgUnreachable(err))
+      throw new DatabaseUnavailableError(`PostgreSQL at ${server} cannot be reached (${err.message}): check DATABASE_URL and that the server runs`);
+    // A server still starting up answers with an error, not a refusal: the same wait cures it.
+    if (isPgNotAccepting(err)) throw new DatabaseUnavailableError(`PostgreSQL at ${server} takes no connections now (${err.message})`);
+    throw err;
   });
   try {
     await client.query('BEGIN');
