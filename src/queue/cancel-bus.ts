@@ -21,12 +21,14 @@ export async function subscribeCancels(
   onCancel: (jobId: string) => void,
   timeoutMs: number,
 ): Promise<{ close(): Promise<void> }> {
-  const sub = openSubscriber(redisUrl, timeoutMs, { maxRetriesPerRequest: null, lazyConnect: true });
+  const sub = openSubscriber(redisUrl, timeoutMs, { maxRetriesPerRequest: null });
   // While Redis restarts, each reconnect attempt fails; without a listener ioredis printed each as
   // an "Unhandled error event" stack. It resubscribes once Redis is back, and a cancel sent
   // meanwhile still reaches the worker through the job's row.
   sub.on('error', () => {});
-  await sub.connect();
+  // Waits (in ioredis's offline queue) until Redis answers. An explicit connect() failed on the
+  // first refused attempt: a worker whose Redis went away just after answering its start-up PING
+  // exited with "Connection is closed." and a stack.
   await sub.subscribe(cancelChannel(prefix));
   sub.on('message', (_channel: string, jobId: string) => onCancel(jobId));
   return {

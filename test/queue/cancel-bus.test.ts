@@ -72,6 +72,50 @@ describe('cancel bus', () => {
     }
   });
 
+  it('subscribes once Redis answers when it does not yet: the subscription waits instead of failing', async () => {
+    // A worker subscribes just after Redis answered its start-up PING; Redis gone again by then
+    // made the subscription (an explicit connect) fail with "Connection is closed.", and the worker exit.
+    const listener = net.createServer();
+    await new Promise<void>((r) => listener.listen(0, '127.0.0.1', r));
+    const port = (listener.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => listener.close(() => r())); // nothing listens there now
+    const prefix = `qs-cancel-late-${process.pid}`;
+    const got: string[] = [];
+    const subscribing = subscribeCancels(`redis://127.0.0.1:${port}`, prefix, (id) => got.push(id), REDIS_TIMEOUT_MIN_MS);
+    subscribing.catch(() => {}); // awaited below, once a server listens
+    await new Promise((r) => setTimeout(r, 700)); // several refused attempts
+    const sockets = new Set<net.Socket>();
+    const server = net.createServer((client) => {
+      const upstream = net.connect(Number(new URL(url).port || 6379), '127.0.0.1');
+      for (const s of [client, upstream]) {
+        sockets.add(s);
+        s.on('error', () => {});
+      }
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+    try {
+      const sub = await subscribing;
+      try {
+        await expect
+          .poll(
+            async () => {
+              await cancelPublisher(pub, prefix).publish('job-late');
+              return got.length;
+            },
+            { timeout: 5000, interval: 100 },
+          )
+          .toBeGreaterThan(0);
+        expect(got[0]).toBe('job-late');
+      } finally {
+        await sub.close();
+      }
+    } finally {
+      for (const s of sockets) s.destroy();
+      server.close();
+    }
+  });
+
   it('subscribes again after a failover: the connection that went silent is dropped within REDIS_TIMEOUT_MS', async () => {
     // Before: a subscribed connection sends nothing, so one whose server was gone was never noticed
     // and no cancel arrived over pub/sub again for as long as the worker ran.
