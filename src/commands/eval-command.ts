@@ -11,6 +11,8 @@ import { parseArgs } from 'node:util';
 import type { Settings } from '../config/settings.js';
 import { DatasetError, type DataWarning } from '../data/errors.js';
 import { readClassFolders } from '../data/image-folder.js';
+import { databaseWhere, parseDatabaseUrl } from '../db/database-url.js';
+import { isTableMissing } from '../db/db-errors.js';
 import { nfc } from '../data/safe-path.js';
 import { EvaluationAccumulator } from '../export/export-job-evaluate.js';
 import { readFileContract } from '../export/file-contract.js';
@@ -57,15 +59,23 @@ export interface EvalReport extends ModelEvaluation {
   skipped: string[];
 }
 
+const isFile = (p: string) =>
+  fs.stat(p).then(
+    (s) => s.isFile(),
+    () => false,
+  );
+const isDirectory = (p: string) =>
+  fs.stat(p).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+
 /** The model behind `--model`: an .onnx file (with its manifest beside it, or alone), or a model id. */
 export async function resolveEvalModel(
   spec: string,
   settings: Pick<Settings, 'databaseUrl' | 'databaseTimeouts' | 'artifactStore' | 'artifactsDir' | 'modelCacheDir' | 'modelCacheMaxBytes'>,
 ): Promise<EvalModel> {
-  const asFile = await fs.stat(spec).then(
-    (s) => s.isFile(),
-    () => false,
-  );
+  const asFile = await isFile(spec);
   if (asFile || spec.endsWith('.onnx')) {
     if (!asFile) throw new EvalCommandError('MODEL_NOT_FOUND', `model file ${spec} does not exist`);
     const manifestPath = path.join(path.dirname(spec), MANIFEST_FILE);
@@ -86,6 +96,16 @@ export async function resolveEvalModel(
     if (!manifest) throw new EvalCommandError('MODEL_MANIFEST_INVALID', `${manifestPath} is not a qatserve model manifest: ${problem}`);
     return { name: spec, onnxPath: spec, contract: manifest };
   }
+  if (await isDirectory(spec))
+    throw new EvalCommandError('MODEL_NOT_FOUND', `${spec} is a directory: give the model.onnx in it (with its manifest.json beside it)`);
+  // A model id is looked up in the service's database. Opened elsewhere (another working
+  // directory, so another ./data), SQLite made an empty file there and Prisma said a table is missing.
+  const target = parseDatabaseUrl(settings.databaseUrl);
+  if (target.provider === 'sqlite' && !(await isFile(target.file)))
+    throw new EvalCommandError(
+      'MODEL_NOT_FOUND',
+      `no file "${spec}", and no database at ${target.file} to look a model id up in: run eval with the service's DATA_DIR (or DATABASE_URL), or give a model.onnx`,
+    );
   const { openDatabase } = await import('../db/database.js');
   const { getModel } = await import('../db/model-rows.js');
   const { openArtifactStore } = await import('../artifacts/open-store.js');
@@ -94,7 +114,13 @@ export async function resolveEvalModel(
   const db = openDatabase(settings.databaseUrl, settings.databaseTimeouts);
   const store = openArtifactStore(settings);
   try {
-    const record = await getModel(db.prisma, spec);
+    const record = await getModel(db.prisma, spec).catch((err: unknown) => {
+      if (!isTableMissing(err)) throw err;
+      throw new EvalCommandError(
+        'MODEL_NOT_FOUND',
+        `the database at ${databaseWhere(target)} has no qatserve tables: DATABASE_URL (or DATA_DIR) is not the service's, or it was never migrated (qatserve migrate)`,
+      );
+    });
     if (!record)
       throw new EvalCommandError('MODEL_NOT_FOUND', `no model with id "${spec}" in the database (GET /v1/models lists them), and no file of that name`);
     // The same verified local copy the API serves from (sha256-checked, in MODEL_CACHE_DIR).

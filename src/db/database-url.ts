@@ -44,6 +44,11 @@ export function parseDatabaseUrl(url: string): DatabaseTarget {
   throw new DatabaseUrlError(`must start with file: or postgres(ql)://, got "${url.split(':')[0]}:"`);
 }
 
+/** Where a database is, for messages: the SQLite file, or PostgreSQL's server and schema. */
+export function databaseWhere(target: DatabaseTarget): string {
+  return target.provider === 'sqlite' ? target.file : `${postgresServer(target.connectionString)} (schema ${target.schema})`;
+}
+
 /** Where a PostgreSQL connection string points, for messages: `host:port`, or the socket directory of a Unix-socket URL. */
 export function postgresServer(connectionString: string): string {
   const c = readPgUrl(connectionString);

@@ -103,3 +103,8 @@ export function isStorageFull(err: unknown): boolean {
   const cause = driverAdapterCause(err);
   return cause?.kind === 'postgres' && cause.code === '53100';
 }
+
+/** Whether `err` is Prisma's P2021, a table that is not in the database: one qatserve never migrated. */
+export function isTableMissing(err: unknown): boolean {
+  return (err as { code?: unknown } | null)?.code === 'P2021';
+}

@@ -1,13 +1,17 @@
 // `qatserve eval --model path/to/model.onnx`: the manifest beside the file is checked as the server
 // checks a stored one, so a hand-edited or foreign manifest is a clear error, not a wrong report.
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { evaluateFolder, formatReport, resolveEvalModel, scanLabelledFolder } from '../../src/commands/eval-command.js';
 import type { DataWarning } from '../../src/data/errors.js';
 import { EvaluationAccumulator } from '../../src/export/export-job-evaluate.js';
 import { quantGraphToQdqOnnx } from '../../src/export/onnx-qdq.js';
+import { PG_TIMEOUTS } from '../../src/db/pg-pool.js';
+import { runCli } from '../api/api-process.js';
 import { makeImage, writeFixtureModel, type FixtureModel } from '../serving/fixtures.js';
 
 // The file branch never opens the database or the artifact store.
@@ -68,6 +72,60 @@ describe('qatserve eval --model <file>', () => {
       code: 'MODEL_NOT_FOUND',
       message: expect.stringMatching(/no readable manifest\.json beside it, and its metadata has no "qatserve" entry .*GET \/v1\/models\/<id>/),
     });
+  });
+});
+
+describe("qatserve eval --model <id> where the service's database is not", () => {
+  /** The settings eval reads, for a SQLite database at `file` (an fs artifact store beside it). */
+  const sqliteSettings = (file: string): Parameters<typeof resolveEvalModel>[1] => ({
+    databaseUrl: `file:${file}`,
+    databaseTimeouts: PG_TIMEOUTS,
+    artifactStore: 'fs',
+    artifactsDir: path.join(path.dirname(file), 'artifacts'),
+    modelCacheDir: path.join(path.dirname(file), 'cache'),
+    modelCacheMaxBytes: 2 ** 30,
+  });
+
+  it('says there is no database to look the id up in, and creates none', async () => {
+    // Run in a directory other than the service's: it made an empty ./data/qatserve.db and printed
+    // Prisma's "table `main.Model` does not exist" with a stack.
+    const dataDir = path.join(root, 'elsewhere', 'data');
+    const file = path.join(dataDir, 'qatserve.db');
+    await expect(resolveEvalModel('m-123', sqliteSettings(file))).rejects.toMatchObject({
+      code: 'MODEL_NOT_FOUND',
+      message: `no file "m-123", and no database at ${file} to look a model id up in: run eval with the service's DATA_DIR (or DATABASE_URL), or give a model.onnx`,
+    });
+    expect(existsSync(dataDir)).toBe(false);
+  });
+
+  it("says a database without qatserve tables is not the service's", async () => {
+    const file = path.join(root, 'other.db');
+    new BetterSqlite3(file).close(); // a SQLite file, but not one qatserve migrated
+    await expect(resolveEvalModel('m-123', sqliteSettings(file))).rejects.toMatchObject({
+      code: 'MODEL_NOT_FOUND',
+      message: `the database at ${file} has no qatserve tables: DATABASE_URL (or DATA_DIR) is not the service's, or it was never migrated (qatserve migrate)`,
+    });
+  });
+
+  it('says a directory given as the model is one, and what to give instead', async () => {
+    const model = await exported('as-directory');
+    const dir = path.dirname(model.onnxFile);
+    await expect(resolveEvalModel(dir, sqliteSettings(path.join(root, 'unused.db')))).rejects.toMatchObject({
+      code: 'MODEL_NOT_FOUND',
+      message: `${dir} is a directory: give the model.onnx in it (with its manifest.json beside it)`,
+    });
+  });
+
+  it('`qatserve eval` says so in one line and exits 2', async () => {
+    const dataDir = path.join(root, 'cli-elsewhere');
+    const images = path.join(root, 'cli-images', 'cat');
+    await mkdir(images, { recursive: true });
+    const r = await runCli(['eval', '--model', 'm-123', '--data', path.dirname(images)], { DATA_DIR: dataDir });
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe(
+      `no file "m-123", and no database at ${path.join(dataDir, 'qatserve.db')} to look a model id up in: run eval with the service's DATA_DIR (or DATABASE_URL), or give a model.onnx`,
+    );
+    expect(existsSync(dataDir)).toBe(false);
   });
 });
 
