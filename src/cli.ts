@@ -12,7 +12,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { defaultTrainThreads, loadSettings, SettingsError, type Settings } from './config/settings.js';
-import { parseDatabaseUrl, postgresServer } from './db/database-url.js';
+import { databaseWhere, parseDatabaseUrl, postgresServer } from './db/database-url.js';
 import { bindDeployment, readDeploymentId } from './db/deployment.js';
 import { DatabaseUnavailableError, isDatabaseUnavailable } from './db/db-errors.js';
 import { migrate, type MigrateResult } from './db/migrate.js';
@@ -33,12 +33,6 @@ const USAGE = `usage: qatserve <command>
 /** How often a service started before its PostgreSQL asks it again. */
 const DATABASE_RETRY_MS = 2000;
 
-/** "PostgreSQL at host:port", or the SQLite file, for the log. */
-function databaseServer(databaseUrl: string): string {
-  const target = parseDatabaseUrl(databaseUrl);
-  return target.provider === 'postgres' ? `PostgreSQL at ${postgresServer(target.connectionString)}` : `SQLite ${target.file}`;
-}
-
 /**
  * Migrates once the database answers. A deployment's services start in any order (docker compose,
  * systemd, a fleet's scheduler): a service up before its PostgreSQL, or while it is still starting
@@ -46,11 +40,13 @@ function databaseServer(databaseUrl: string): string {
  * still starting up), and without a restart policy stayed down.
  */
 async function migrateOnceAnswering(settings: Settings): Promise<MigrateResult> {
+  const target = parseDatabaseUrl(settings.databaseUrl);
   let said = false;
   for (;;) {
     try {
       const r = await migrate(settings.databaseUrl, settings.databaseTimeouts.connectMs);
-      if (said) console.error(`${databaseServer(settings.databaseUrl)} answers`);
+      // Only PostgreSQL is ever waited for (SQLite is a file).
+      if (said && target.provider === 'postgres') console.error(`PostgreSQL at ${postgresServer(target.connectionString)} answers`);
       return r;
     } catch (err) {
       if (!(err instanceof DatabaseUnavailableError)) throw err;
@@ -67,7 +63,8 @@ async function migrateOnceAnswering(settings: Settings): Promise<MigrateResult> 
  */
 async function runMigrations(settings: Settings, { wait }: { wait: boolean }): Promise<Settings> {
   const r = wait ? await migrateOnceAnswering(settings) : await migrate(settings.databaseUrl, settings.databaseTimeouts.connectMs);
-  if (r.applied.length) console.error(`migrated ${r.provider}: applied ${r.applied.join(', ')}`);
+  // Where, too: a `keys create` run from another directory makes (and migrates) a database of its own.
+  if (r.applied.length) console.error(`migrated ${r.provider} ${databaseWhere(parseDatabaseUrl(settings.databaseUrl))}: applied ${r.applied.join(', ')}`);
   return bindDeployment(settings, r.deploymentId);
 }
 
@@ -220,7 +217,7 @@ async function main(argv: string[]): Promise<void> {
     case 'migrate': {
       const r = await migrate(settings.databaseUrl, settings.databaseTimeouts.connectMs);
       console.log(
-        `${r.provider}: applied ${r.applied.length} (${r.applied.join(', ') || 'none'}), already applied ${r.alreadyApplied.length}; deployment ${r.deploymentId}`,
+        `${r.provider} ${databaseWhere(parseDatabaseUrl(settings.databaseUrl))}: applied ${r.applied.length} (${r.applied.join(', ') || 'none'}), already applied ${r.alreadyApplied.length}; deployment ${r.deploymentId}`,
       );
       return;
     }

@@ -118,7 +118,7 @@ export async function resolveEvalModel(
       if (!isTableMissing(err)) throw err;
       throw new EvalCommandError(
         'MODEL_NOT_FOUND',
-        `the database at ${databaseWhere(target)} has no qatserve tables: DATABASE_URL (or DATA_DIR) is not the service's, or it was never migrated (qatserve migrate)`,
+        `the database ${databaseWhere(target)} has no qatserve tables: DATABASE_URL (or DATA_DIR) is not the service's, or it was never migrated (qatserve migrate)`,
       );
     });
     if (!record)

@@ -46,7 +46,7 @@ export function parseDatabaseUrl(url: string): DatabaseTarget {
 
 /** Where a database is, for messages: the SQLite file, or PostgreSQL's server and schema. */
 export function databaseWhere(target: DatabaseTarget): string {
-  return target.provider === 'sqlite' ? target.file : `${postgresServer(target.connectionString)} (schema ${target.schema})`;
+  return target.provider === 'sqlite' ? target.file : `schema ${target.schema} at ${postgresServer(target.connectionString)}`;
 }
 
 /** Where a PostgreSQL connection string points, for messages: `host:port`, or the socket directory of a Unix-socket URL. */

@@ -103,7 +103,7 @@ describe("qatserve eval --model <id> where the service's database is not", () =>
     new BetterSqlite3(file).close(); // a SQLite file, but not one qatserve migrated
     await expect(resolveEvalModel('m-123', sqliteSettings(file))).rejects.toMatchObject({
       code: 'MODEL_NOT_FOUND',
-      message: `the database at ${file} has no qatserve tables: DATABASE_URL (or DATA_DIR) is not the service's, or it was never migrated (qatserve migrate)`,
+      message: `the database ${file} has no qatserve tables: DATABASE_URL (or DATA_DIR) is not the service's, or it was never migrated (qatserve migrate)`,
     });
   });
 

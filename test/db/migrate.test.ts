@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
@@ -6,6 +7,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import { openDatabase } from '../../src/db/database.js';
 import { DatabaseUnavailableError } from '../../src/db/db-errors.js';
 import { migrate, planMigrations, readMigrations, MigrationError } from '../../src/db/migrate.js';
+import { runCli } from '../api/api-process.js';
 import { dropSchema, PG_BASE, pgUrl, tempSqliteUrl, uniqueSchema } from './test-databases.js';
 
 const schema = uniqueSchema('migrate');
@@ -105,6 +107,17 @@ describe('migrate', () => {
     const err = await migrate('postgresql://postgres@/test?host=/nonexistent-socket-dir').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DatabaseUnavailableError);
     expect((err as Error).message).toMatch(/^PostgreSQL at \/nonexistent-socket-dir \(Unix socket\) cannot be reached \(connect ENOENT/);
+  });
+
+  it('says which database it migrated: a `keys create` run from another directory makes its own', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatserve-migrated-where-'));
+    const file = path.join(dir, 'qatserve.db');
+    const made = await runCli(['keys', 'create', '--name', 'ops', '--scopes', 'admin'], { DATA_DIR: dir });
+    expect(made.code, made.stderr).toBe(0);
+    expect(made.stderr).toContain(`migrated sqlite ${file}: applied ${readMigrations('sqlite')[0].name}, `);
+    const again = await runCli(['migrate'], { DATA_DIR: dir });
+    expect(again.stdout).toMatch(new RegExp(`^sqlite ${file}: applied 0 \\(none\\), already applied \\d+; deployment [0-9a-f]{16}\n$`));
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 
   it('refuses a database whose applied migration was edited', () => {
