@@ -4,6 +4,10 @@
 //   npm run build && npx tsx bench/worker-rate.ts                    # the three workloads
 //   npx tsx bench/worker-rate.ts --only 1x224x8 --rounds 8 --pytorch-isa native,AVX2
 //   npx tsx bench/worker-rate.ts --only 1x224x8 --no-pytorch --cached-images 1600   # later epochs
+//   npx tsx bench/worker-rate.ts --only 1x224x8 --no-pytorch --threads 1 --thread-cpu  # no barriers
+// Where a side's time goes, by thread: run under `perf record -a -e cpu-clock -F 499 -- env
+// NODE_OPTIONS=--perf-basic-prof npx tsx bench/worker-rate.ts ...`, then `perf report --tid <the
+// training thread's id, as --thread-cpu prints it> -n --sort sym --percentage relative`.
 //
 // The service side is the built CLI in an empty directory: `qatserve api` and one `qatserve
 // worker` (TRAIN_THREADS unset: every core, as on a dedicated worker), sharing a SQLite file, fs
@@ -59,8 +63,16 @@ const { values: opt } = parseArgs({
      * epoch keep those to one or two in the measured segments.
      */
     'cached-images': { type: 'string' },
+    /**
+     * Training threads of both sides (the worker's TRAIN_THREADS, bench/train.ts --threads); default
+     * every core. One thread compares the step's cost without barriers, and leaves a core for the
+     * rest of each process.
+     */
+    threads: { type: 'string' },
   },
 });
+if (opt.threads !== undefined && !(Number.isInteger(Number(opt.threads)) && Number(opt.threads) >= 1))
+  throw new Error(`--threads ${opt.threads}: expected a positive integer`);
 const CLI = path.resolve(process.env.QATSERVE_CLI ?? 'dist/cli.js');
 const TRAIN_BENCH = new URL('./train.ts', import.meta.url).pathname;
 const WORKLOADS: Array<[number, number, number]> = [
@@ -101,6 +113,7 @@ async function startService(): Promise<Service> {
     STALLED_INTERVAL_MS: String(30 * 60_000),
   };
   for (const k of ['DATABASE_URL', 'DATA_DIR', 'ARTIFACTS_DIR', 'DATA_ROOT', 'TRAIN_THREADS']) delete env[k];
+  if (opt.threads !== undefined) env.TRAIN_THREADS = opt.threads;
   const log = fs.openSync(path.join(dir, 'service.log'), 'w');
   const procs: ChildProcess[] = [spawn(process.execPath, [CLI, 'api'], { cwd: dir, env, stdio: ['ignore', log, log] })];
   const base = `http://127.0.0.1:${port}`;
@@ -225,6 +238,7 @@ async function startJob(svc: Service, w: number, size: number, bs: number, warmS
 /** bench/train.ts --endless for one workload, warm and stopped; bench.kill() ends it. */
 async function startBench(w: number, size: number, bs: number, warmup: number): Promise<Side & { threads: number; kill(): void }> {
   const args = ['--import', 'tsx', TRAIN_BENCH, '--endless', '--warmup', String(warmup), '--only', `${w}x${size}x${bs}`];
+  if (opt.threads !== undefined) args.push('--threads', opt.threads);
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   let count = 0;
   let threads = 0;
