@@ -75,6 +75,22 @@ export function isPgNotAccepting(err: unknown): err is Error {
   return err instanceof Error && typeof code === 'string' && NOT_ACCEPTING_SQLSTATE.test(code);
 }
 
+/**
+ * PostgreSQL turned the connection away for a reason waiting does not cure: no such database or
+ * role, a wrong password (SQLSTATE 3D000, class 28). DATABASE_URL needs fixing.
+ */
+export class DatabaseRefusedError extends Error {
+  readonly code = 'DATABASE_REFUSED';
+}
+
+const REFUSED_SQLSTATE = /^(28|3D000$)/;
+
+/** Whether `err`, as the pg driver raised it, is the server refusing this connection's database, role or password. */
+export function isPgRefused(err: unknown): err is Error {
+  const code = (err as { code?: unknown } | null)?.code;
+  return err instanceof Error && typeof code === 'string' && REFUSED_SQLSTATE.test(code);
+}
+
 /** Whether `err` says the database could not be reached or answered too late (see DatabaseUnavailableError). */
 export function isDatabaseUnavailable(err: unknown): boolean {
   if (err instanceof DatabaseUnavailableError || (err as { code?: unknown } | null)?.code === DATABASE_UNAVAILABLE) return true;

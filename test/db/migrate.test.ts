@@ -120,6 +120,25 @@ describe('migrate', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
+  it('says in one line that the server refused a database or role that does not exist, and waits for neither', async () => {
+    const server = new URL(PG_BASE).host;
+    const noDb = new URL(PG_BASE);
+    noDb.pathname = '/no_such_database_49';
+    const err = await migrate(noDb.toString()).catch((e: unknown) => e);
+    expect(err).toMatchObject({
+      code: 'DATABASE_REFUSED',
+      message: `PostgreSQL at ${server} refused the connection (database "no_such_database_49" does not exist): check DATABASE_URL`,
+    });
+    // A service exits too: waiting does not make the role exist.
+    const noRole = new URL(PG_BASE);
+    noRole.username = 'no_such_role_49';
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatserve-refused-'));
+    const api = await runCli(['api'], { DATA_DIR: dir, DATABASE_URL: noRole.toString() }, 20_000);
+    expect(api.code).toBe(1);
+    expect(api.stderr.trim()).toBe(`PostgreSQL at ${server} refused the connection (role "no_such_role_49" does not exist): check DATABASE_URL`);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
   it('refuses a database whose applied migration was edited', () => {
     const files = readMigrations('sqlite');
     expect(() => planMigrations(files, [{ migration_name: files[0].name, checksum: 'x' }])).toThrow(MigrationError);
