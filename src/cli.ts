@@ -250,7 +250,15 @@ async function main(argv: string[]): Promise<void> {
  * file to fix, a directory to make writable): printed alone, without a stack. Matched by code, as
  * `train`'s module is loaded only for that command.
  */
-const SAID_CODES = new Set(['AUTH_SETUP', 'CONFIG_UNREADABLE', 'CONFIG_INVALID', 'DATABASE_FILE_UNUSABLE', 'DATABASE_REFUSED']);
+const SAID_CODES = new Set([
+  'AUTH_SETUP',
+  'CONFIG_UNREADABLE',
+  'CONFIG_INVALID',
+  'DATABASE_FILE_UNUSABLE',
+  'DATABASE_REFUSED',
+  'MIGRATION_UNKNOWN',
+  'MIGRATION_CHECKSUM_MISMATCH',
+]);
 
 main(process.argv.slice(2)).catch((err) => {
   // What an operator can act on is said in its message; anything else keeps its stack.

@@ -91,7 +91,11 @@ export function planMigrations(files: Migration[], applied: Applied[]): Migratio
   for (const a of applied) {
     const file = byName.get(a.migration_name);
     if (!file) {
-      throw new MigrationError('MIGRATION_UNKNOWN', `database has migration ${a.migration_name}, which is not in this build`);
+      // An older build started on a database a newer one migrated (a machine left behind in an upgrade).
+      throw new MigrationError(
+        'MIGRATION_UNKNOWN',
+        `the database has migration ${a.migration_name}, which is not in this build: a newer qatserve migrated it; run that version (or newer) here`,
+      );
     }
     if (file.checksum !== a.checksum) {
       throw new MigrationError('MIGRATION_CHECKSUM_MISMATCH', `migration ${a.migration_name} was edited after it was applied`);

@@ -139,6 +139,23 @@ describe('migrate', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
+  it('an older build on a database a newer one migrated says so in one line and does not start', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatserve-newer-db-'));
+    const file = path.join(dir, 'qatserve.db');
+    await migrate(`file:${file}`);
+    const raw = new BetterSqlite3(file);
+    raw
+      .prepare('INSERT INTO _prisma_migrations (id, checksum, finished_at, migration_name, started_at, applied_steps_count) VALUES (?, ?, ?, ?, ?, 1)')
+      .run('newer', 'c'.repeat(64), Date.now(), '29990101000000_from_a_newer_build', Date.now());
+    raw.close();
+    const r = await runCli(['worker'], { DATA_DIR: dir }, 20_000);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toBe(
+      'the database has migration 29990101000000_from_a_newer_build, which is not in this build: a newer qatserve migrated it; run that version (or newer) here',
+    );
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
   it('refuses a database whose applied migration was edited', () => {
     const files = readMigrations('sqlite');
     expect(() => planMigrations(files, [{ migration_name: files[0].name, checksum: 'x' }])).toThrow(MigrationError);
