@@ -7,8 +7,11 @@ import { parse as parseYaml } from 'yaml';
 import { ZodError } from 'zod';
 import type { Settings } from '../config/settings.js';
 import { resolveTrainingConfig } from '../config/training-config.js';
+import { DatasetError, DatasetPathError } from '../data/errors.js';
 import { selectBackend } from '../ml/backend.js';
-import { runTraining } from '../ml/train.js';
+import { CheckpointError } from '../ml/checkpoint.js';
+import { runTraining, TrainingError } from '../ml/train.js';
+import { WasmAbortedError } from '../ml/wasm-abort.js';
 import { onnxFloatScorer, onnxInt8Scorer } from '../export/onnx-scorer.js';
 import { useTrainingHeapPolicy } from '../ml/training-heap.js';
 import { phaseLine, type EvalMetric, type StepMetric, type TrainStartInfo } from '../ml/train-api.js';
@@ -23,10 +26,12 @@ export interface TrainCommandArgs {
 
 export class TrainCommandError extends Error {
   constructor(
-    readonly code: 'CONFIG_UNREADABLE' | 'CONFIG_INVALID',
+    readonly code: 'CONFIG_UNREADABLE' | 'CONFIG_INVALID' | 'WORK_DIR_UNUSABLE' | 'TRAINING_FAILED',
     message: string,
+    /** TRAINING_FAILED: the run's own error (its `code` says which). */
+    cause?: Error,
   ) {
-    super(message);
+    super(message, { cause });
     this.name = 'TrainCommandError';
   }
 }
@@ -121,6 +126,9 @@ export async function runTrainCommand(args: TrainCommandArgs, settings: TrainCom
   process.on('SIGTERM', sigterm);
   const sayLine = (prefix: string) => (a: object | string, b?: string) => say(prefix + logParts(a, b).msg);
   const logger: Logger = { info: sayLine(''), warn: sayLine('warning: '), error: sayLine('error: ') };
+  await fs.mkdir(workDir, { recursive: true }).catch((e: NodeJS.ErrnoException) => {
+    throw new TrainCommandError('WORK_DIR_UNUSABLE', `cannot create the work directory ${workDir} (${e.code ?? e.message}): give --work-dir one you can write`);
+  });
   try {
     // The engine as the settings say (QATSERVE_WASM_SIMD); runTraining keeps this choice.
     await selectBackend({ logger, wasmSimd: settings.engine.wasmSimd });
@@ -178,6 +186,18 @@ export async function runTrainCommand(args: TrainCommandArgs, settings: TrainCom
     }
     if (result.eval) process.stdout.write(`${evalLine(result.eval)}\n`);
     if (result.warnings) process.stdout.write(`${result.warnings} warning(s)\n`);
+  } catch (e) {
+    // What the run says of its input (a folder, a checkpoint, a data set too small, a divergence,
+    // the wasm heap) is the whole story: said alone, as a job's error is.
+    if (e instanceof DatasetPathError)
+      throw new TrainCommandError(
+        'TRAINING_FAILED',
+        `${e.message}; here the data root is ${dataRoot} (--data-root, else DATA_ROOT, else the working directory)`,
+        e,
+      );
+    if (e instanceof DatasetError || e instanceof CheckpointError || e instanceof TrainingError || e instanceof WasmAbortedError)
+      throw new TrainCommandError('TRAINING_FAILED', e.message, e);
+    throw e;
   } finally {
     clear();
     process.off('SIGINT', sigint);

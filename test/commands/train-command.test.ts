@@ -49,6 +49,34 @@ describe('qatserve train', () => {
     }
   });
 
+  it('`qatserve train` says in one line what the run refused: a folder, a checkpoint, a work directory', async () => {
+    const config = path.join(tmp, 'cli-folder.json');
+    await fs.writeFile(config, JSON.stringify({ dataset: { type: 'imagefolder', path: 'pets' } }));
+    const tiny = path.join(tmp, 'cli-tiny.json');
+    await fs.writeFile(tiny, JSON.stringify({ dataset: { type: 'synthetic', classes: 2, samplesPerClass: 2, valPerClass: 1 }, model: { inputSize: 32 } }));
+    const root = path.join(tmp, 'cli-root');
+    await fs.mkdir(root);
+    const notADir = path.join(tmp, 'cli-file');
+    await fs.writeFile(notADir, '');
+    for (const [args, said] of [
+      [
+        [config, '--data-root', root],
+        `dataset folder "pets" does not exist under the data root (DATA_ROOT); here the data root is ${root} (--data-root, else DATA_ROOT, else the working directory)`,
+      ],
+      [[tiny, '--resume', path.join(tmp, 'no-such-run')], `no checkpoint under ${path.join(tmp, 'no-such-run')}`],
+      [
+        [tiny, '--work-dir', path.join(notADir, 'run')],
+        `cannot create the work directory ${path.join(notADir, 'run')} (ENOTDIR): give --work-dir one you can write`,
+      ],
+    ] as const) {
+      const r = await runCli(['train', ...args], { DATA_DIR: path.join(tmp, 'cli') });
+      expect(r.code, r.stderr).toBe(1);
+      // The backend lines come first; the reason is the last line, alone.
+      expect(r.stderr.trim().split('\n').at(-1)).toBe(said);
+      expect(r.stderr).not.toMatch(/^\s+at /m);
+    }
+  });
+
   it('trains from a YAML config and prints the final evaluation', async () => {
     const file = path.join(tmp, 'cfg.yaml');
     await fs.writeFile(
@@ -81,11 +109,16 @@ describe('qatserve train', () => {
     await fs.writeFile(file, JSON.stringify({ dataset: { type: 'imagefolder', path: 'no-such-folder' }, training: { epochs: 1 } }));
     const run = (s: typeof settings) => runTrainCommand({ configPath: file, workDir: path.join(tmp, 'folder') }, s).catch((e: Error) => e);
     const root = path.join(tmp, 'no-such-root');
-    expect(await run(loadSettings({ DATA_ROOT: root }))).toMatchObject({ code: 'DATASET_NOT_FOUND', message: expect.stringContaining(root) });
+    expect(await run(loadSettings({ DATA_ROOT: root }))).toMatchObject({
+      code: 'TRAINING_FAILED',
+      cause: { code: 'DATASET_NOT_FOUND' },
+      message: expect.stringContaining(root),
+    });
     // DATA_ROOT unset: the working directory (which exists), not the service's <DATA_DIR>/datasets.
     expect(await run(loadSettings({ DATA_DIR: root }))).toMatchObject({
-      code: 'DATASET_NOT_FOUND',
-      message: expect.stringMatching(/"no-such-folder" does not exist under the data root/),
+      code: 'TRAINING_FAILED',
+      cause: { code: 'DATASET_NOT_FOUND' },
+      message: expect.stringContaining(`"no-such-folder" does not exist under the data root (DATA_ROOT); here the data root is ${process.cwd()} `),
     });
   });
 });
