@@ -78,6 +78,12 @@ export function listenError(err: unknown, settings: Pick<Settings, 'host' | 'por
       return new SettingsError(`cannot listen on ${where}: no permission (ports below 1024 need privileges); set PORT to 1024 or above`);
     case 'EADDRNOTAVAIL':
       return new SettingsError(`cannot listen on ${where}: HOST is not an address of this machine; set HOST to one of its addresses, or 0.0.0.0 for all`);
+    // HOST as a name the resolver does not know (or cannot be asked about now).
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return new SettingsError(
+        `cannot listen on ${where}: HOST does not resolve to an address (${(err as Error).message}); set HOST to an address of this machine, or 0.0.0.0 for all`,
+      );
     default:
       return err;
   }

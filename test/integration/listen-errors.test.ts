@@ -66,6 +66,12 @@ describe('a port already in use', () => {
       new SettingsError('cannot listen on 10.9.8.7:80: no permission (ports below 1024 need privileges); set PORT to 1024 or above'),
     );
     expect((listenError(err('EADDRNOTAVAIL'), at) as Error).message).toMatch(/HOST is not an address of this machine/);
+    // A HOST name that does not resolve: getaddrinfo's error, a stack before.
+    expect(listenError(Object.assign(new Error('getaddrinfo ENOTFOUND web.invalid'), { code: 'ENOTFOUND' }), { host: 'web.invalid', port: 3000 })).toEqual(
+      new SettingsError(
+        'cannot listen on web.invalid:3000: HOST does not resolve to an address (getaddrinfo ENOTFOUND web.invalid); set HOST to an address of this machine, or 0.0.0.0 for all',
+      ),
+    );
     const other = err('EMFILE');
     expect(listenError(other, at)).toBe(other);
   });
