@@ -121,12 +121,28 @@ async function ensureRedis(settings: Settings): Promise<ChildProcess | null> {
   return child;
 }
 
+/** SIGTERM to `child` (serve's redis-server), and its exit awaited for up to 5 s. */
+async function stopChild(child: ChildProcess | null): Promise<void> {
+  if (!child || child.exitCode !== null) return;
+  const gone = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
+}
+
 /** Bytes from which glibc serves an allocation with its own mapping, given back when freed (see serve). */
 const WORKER_MMAP_THRESHOLD = '65536';
 
 async function serve(unbound: Settings): Promise<void> {
   const redis = await ensureRedis(unbound);
-  const settings = await runMigrations(unbound, { wait: true });
+  // Until the API listens, a start that fails or a signal (serve may wait minutes for PostgreSQL)
+  // must not leave the redis-server child running: it outlived serve before.
+  const leaveNoChild = () => void stopChild(redis).then(() => process.exit(1));
+  process.once('SIGTERM', leaveNoChild);
+  process.once('SIGINT', leaveNoChild);
+  const settings = await runMigrations(unbound, { wait: true }).catch((err: unknown) => {
+    redis?.kill();
+    throw err;
+  });
   const cli = fileURLToPath(import.meta.url);
   // Crashed workers come back with exponential, capped backoff; /readyz and /metrics show it.
   const worker = new WorkerSupervisor(() =>
@@ -148,17 +164,15 @@ async function serve(unbound: Settings): Promise<void> {
     redis?.kill(); // the API refused to start (e.g. no API key on a public HOST): leave no child behind
     throw err;
   });
+  process.off('SIGTERM', leaveNoChild);
+  process.off('SIGINT', leaveNoChild);
   worker.start();
   let stopping = false;
   const shutdown = async () => {
     if (stopping) return;
     stopping = true;
     await Promise.all([api.close(), worker.stop('SIGTERM')]);
-    if (redis && redis.exitCode === null) {
-      const gone = new Promise((r) => redis.once('exit', r));
-      redis.kill('SIGTERM');
-      await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
-    }
+    await stopChild(redis);
     process.exit(0);
   };
   process.once('SIGTERM', () => void shutdown());

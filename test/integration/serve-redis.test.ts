@@ -35,6 +35,15 @@ describe('serve without a reachable Redis', () => {
     expect(r.redisAliveAfterExit).toBe(false);
   });
 
+  it('leaves no redis-server behind when stopped while it waits for PostgreSQL', () => {
+    // Before, serve exited at once (a stack or a line) and its redis-server child ran on.
+    const r = inNetns('no-postgres', cwd);
+    expect(r.redisChild, r.log).toBe(true);
+    expect(r.log).toContain('PostgreSQL at 127.0.0.1:5432 cannot be reached (connect ECONNREFUSED 127.0.0.1:5432)');
+    expect(r.exitCode, r.log).toBe(1);
+    expect(r.redisAliveAfterExit).toBe(false);
+  });
+
   it('exits with a message on how to get Redis when redis-server is not on PATH', () => {
     const r = inNetns('no-redis', cwd);
     expect(r.exitCode).toBe(1);
