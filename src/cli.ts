@@ -139,8 +139,8 @@ async function serve(unbound: Settings): Promise<void> {
   const leaveNoChild = () => void stopChild(redis).then(() => process.exit(1));
   process.once('SIGTERM', leaveNoChild);
   process.once('SIGINT', leaveNoChild);
-  const settings = await runMigrations(unbound, { wait: true }).catch((err: unknown) => {
-    redis?.kill();
+  const settings = await runMigrations(unbound, { wait: true }).catch(async (err: unknown) => {
+    await stopChild(redis);
     throw err;
   });
   const cli = fileURLToPath(import.meta.url);
@@ -160,8 +160,8 @@ async function serve(unbound: Settings): Promise<void> {
     }),
   );
   const { runApi } = await import('./api/server.js');
-  const api = await runApi(settings, { handleSignals: false, workerStatus: () => worker.status() }).catch((err: unknown) => {
-    redis?.kill(); // the API refused to start (e.g. no API key on a public HOST): leave no child behind
+  const api = await runApi(settings, { handleSignals: false, workerStatus: () => worker.status() }).catch(async (err: unknown) => {
+    await stopChild(redis); // the API refused to start (e.g. no API key on a public HOST): leave no child behind
     throw err;
   });
   process.off('SIGTERM', leaveNoChild);
