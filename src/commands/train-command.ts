@@ -100,6 +100,9 @@ export async function runTrainCommand(args: TrainCommandArgs, settings: TrainCom
   // --data-root, else DATA_ROOT, else the working directory (not the service's <DATA_DIR>/datasets:
   // a local run reads the folders next to it).
   const dataRoot = path.resolve(args.dataRoot ?? (settings.dataRootExplicit ? settings.dataRoot : '.'));
+  await fs.mkdir(workDir, { recursive: true }).catch((e: NodeJS.ErrnoException) => {
+    throw new TrainCommandError('WORK_DIR_UNUSABLE', `cannot create the work directory ${workDir} (${e.code ?? e.message}): give --work-dir one you can write`);
+  });
   const err = process.stderr;
   const tty = err.isTTY;
   let info: TrainStartInfo | null = null;
@@ -126,9 +129,6 @@ export async function runTrainCommand(args: TrainCommandArgs, settings: TrainCom
   process.on('SIGTERM', sigterm);
   const sayLine = (prefix: string) => (a: object | string, b?: string) => say(prefix + logParts(a, b).msg);
   const logger: Logger = { info: sayLine(''), warn: sayLine('warning: '), error: sayLine('error: ') };
-  await fs.mkdir(workDir, { recursive: true }).catch((e: NodeJS.ErrnoException) => {
-    throw new TrainCommandError('WORK_DIR_UNUSABLE', `cannot create the work directory ${workDir} (${e.code ?? e.message}): give --work-dir one you can write`);
-  });
   try {
     // The engine as the settings say (QATSERVE_WASM_SIMD); runTraining keeps this choice.
     await selectBackend({ logger, wasmSimd: settings.engine.wasmSimd });
