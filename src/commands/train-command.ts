@@ -91,6 +91,17 @@ function evalLine(e: EvalMetric): string {
   );
 }
 
+/** Removes `dir` and then its parents up to `top` while each is empty; stops at the first that is not. */
+async function removeEmptyDirs(dir: string, top: string): Promise<void> {
+  for (let d = dir; ; d = path.dirname(d)) {
+    const removed = await fs.rmdir(d).then(
+      () => true,
+      () => false,
+    );
+    if (!removed || d === top || d === path.dirname(d)) return;
+  }
+}
+
 export async function runTrainCommand(args: TrainCommandArgs, settings: TrainCommandSettings): Promise<void> {
   useTrainingHeapPolicy();
   const config = await readConfig(args.configPath);
@@ -100,7 +111,8 @@ export async function runTrainCommand(args: TrainCommandArgs, settings: TrainCom
   // --data-root, else DATA_ROOT, else the working directory (not the service's <DATA_DIR>/datasets:
   // a local run reads the folders next to it).
   const dataRoot = path.resolve(args.dataRoot ?? (settings.dataRootExplicit ? settings.dataRoot : '.'));
-  await fs.mkdir(workDir, { recursive: true }).catch((e: NodeJS.ErrnoException) => {
+  // Made first, so a directory it cannot create is said as such; `made` is the topmost one made.
+  const made = await fs.mkdir(workDir, { recursive: true }).catch((e: NodeJS.ErrnoException) => {
     throw new TrainCommandError('WORK_DIR_UNUSABLE', `cannot create the work directory ${workDir} (${e.code ?? e.message}): give --work-dir one you can write`);
   });
   const err = process.stderr;
@@ -187,6 +199,8 @@ export async function runTrainCommand(args: TrainCommandArgs, settings: TrainCom
     if (result.eval) process.stdout.write(`${evalLine(result.eval)}\n`);
     if (result.warnings) process.stdout.write(`${result.warnings} warning(s)\n`);
   } catch (e) {
+    // A run refused before it wrote anything leaves no empty runs/<name>-<time> behind.
+    if (made) await removeEmptyDirs(workDir, made);
     // What the run says of its input (a folder, a checkpoint, a data set too small, a divergence,
     // the wasm heap) is the whole story: said alone, as a job's error is.
     if (e instanceof DatasetPathError)

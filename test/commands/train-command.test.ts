@@ -1,4 +1,4 @@
-import { promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
@@ -58,12 +58,15 @@ describe('qatserve train', () => {
     await fs.mkdir(root);
     const notADir = path.join(tmp, 'cli-file');
     await fs.writeFile(notADir, '');
+    // Each run's work directory, under a parent made for it: a run refused before it wrote anything
+    // leaves neither behind (it left an empty runs/<name>-<time> in the working directory).
+    const runDir = (n: number) => path.join(tmp, `cli-runs-${n}`, 'run');
     for (const [args, said] of [
       [
-        [config, '--data-root', root],
+        [config, '--data-root', root, '--work-dir', runDir(1)],
         `dataset folder "pets" does not exist under the data root (DATA_ROOT); here the data root is ${root} (--data-root, else DATA_ROOT, else the working directory)`,
       ],
-      [[tiny, '--resume', path.join(tmp, 'no-such-run')], `no checkpoint under ${path.join(tmp, 'no-such-run')}`],
+      [[tiny, '--resume', path.join(tmp, 'no-such-run'), '--work-dir', runDir(2)], `no checkpoint under ${path.join(tmp, 'no-such-run')}`],
       [
         [tiny, '--work-dir', path.join(notADir, 'run')],
         `cannot create the work directory ${path.join(notADir, 'run')} (ENOTDIR): give --work-dir one you can write`,
@@ -75,6 +78,8 @@ describe('qatserve train', () => {
       expect(r.stderr.trim().split('\n').at(-1)).toBe(said);
       expect(r.stderr).not.toMatch(/^\s+at /m);
     }
+    expect(existsSync(path.dirname(runDir(1))), 'work directory left behind').toBe(false);
+    expect(existsSync(path.dirname(runDir(2))), 'work directory left behind').toBe(false);
   });
 
   it('trains from a YAML config and prints the final evaluation', async () => {
