@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { ArtifactNotFoundError, checkKey, joinKey, type ArtifactStore, type ArtifactWrite, type ObjectInfo } from './artifact-store.js';
 import { syncDir } from './durable.js';
+import { removeEmptyDirs } from '../file-system.js';
 
 const STAGING = '.staging';
 const TRASH = '.trash';
@@ -132,15 +133,7 @@ export class FsArtifactStore implements ArtifactStore {
     }
     await fs.rm(old, { recursive: true, force: true });
     // Parent folders left empty ("models/<id>" once its last object is gone) go too.
-    for (let d = path.dirname(dir); d.startsWith(this.root + path.sep); d = path.dirname(d)) {
-      if (
-        !(await fs.rmdir(d).then(
-          () => true,
-          () => false,
-        ))
-      )
-        break;
-    }
+    await removeEmptyDirs(path.dirname(dir), (d) => d.startsWith(this.root + path.sep));
     return n;
   }
 

@@ -16,6 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { ArtifactCorruptError, ArtifactNotFoundError, type ArtifactStore } from './artifact-store.js';
+import { isFile } from '../file-system.js';
 
 const SHA256 = /^[0-9a-f]{64}$/;
 /** How long after its last use a deleted model's copy may still be opened by whoever was handed it. */
@@ -58,8 +59,8 @@ export class ModelFileCache {
       return file;
     }
     const target = path.join(this.dir, `${sha256}${path.extname(key)}`);
-    if (this.verified.has(sha256) && (await exists(target))) return touch(target);
-    if (await exists(target)) {
+    if (this.verified.has(sha256) && (await isFile(target))) return touch(target);
+    if (await isFile(target)) {
       if ((await sha256File(target)) === sha256) {
         this.verified.add(sha256);
         return touch(target);
@@ -172,11 +173,4 @@ async function touch(file: string): Promise<string> {
   const now = new Date();
   await fs.utimes(file, now, now).catch(() => undefined);
   return file;
-}
-
-async function exists(file: string): Promise<boolean> {
-  return fs.stat(file).then(
-    (s) => s.isFile(),
-    () => false,
-  );
 }

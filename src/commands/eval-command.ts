@@ -14,6 +14,7 @@ import { readClassFolders } from '../data/image-folder.js';
 import { nfc } from '../data/safe-path.js';
 import { databaseWhere, parseDatabaseUrl } from '../db/database-url.js';
 import { isTableMissing } from '../db/db-errors.js';
+import { isDirectory, isFile } from '../file-system.js';
 import { EvaluationAccumulator } from '../export/export-job-evaluate.js';
 import { readFileContract } from '../export/file-contract.js';
 import { MANIFEST_FILE, parseManifest, type FileContract, type ModelManifest } from '../export/manifest.js';
@@ -58,17 +59,6 @@ export interface EvalReport extends ModelEvaluation {
   /** Files that could not be decoded (not counted in `images`). */
   skipped: string[];
 }
-
-const isFile = (p: string) =>
-  fs.stat(p).then(
-    (s) => s.isFile(),
-    () => false,
-  );
-const isDirectory = (p: string) =>
-  fs.stat(p).then(
-    (s) => s.isDirectory(),
-    () => false,
-  );
 
 /** The model behind `--model`: an .onnx file (with its manifest beside it, or alone), or a model id. */
 export async function resolveEvalModel(

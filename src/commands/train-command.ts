@@ -8,6 +8,7 @@ import { ZodError } from 'zod';
 import type { Settings } from '../config/settings.js';
 import { resolveTrainingConfig } from '../config/training-config.js';
 import { DatasetError, DatasetPathError } from '../data/errors.js';
+import { removeEmptyDirs } from '../file-system.js';
 import { selectBackend } from '../ml/backend.js';
 import { CheckpointError } from '../ml/checkpoint.js';
 import { runTraining, TrainingError } from '../ml/train.js';
@@ -89,17 +90,6 @@ function evalLine(e: EvalMetric): string {
   return (
     `eval step ${e.step} (epoch ${e.epoch}): top-1 ${pct(e.top1)} top-5 ${pct(e.top5)}` + (e.floatTop1 !== undefined ? ` float top-1 ${pct(e.floatTop1)}` : '')
   );
-}
-
-/** Removes `dir` and then its parents up to `top` while each is empty; stops at the first that is not. */
-async function removeEmptyDirs(dir: string, top: string): Promise<void> {
-  for (let d = dir; ; d = path.dirname(d)) {
-    const removed = await fs.rmdir(d).then(
-      () => true,
-      () => false,
-    );
-    if (!removed || d === top || d === path.dirname(d)) return;
-  }
 }
 
 export async function runTrainCommand(args: TrainCommandArgs, settings: TrainCommandSettings): Promise<void> {
@@ -200,7 +190,7 @@ export async function runTrainCommand(args: TrainCommandArgs, settings: TrainCom
     if (result.warnings) process.stdout.write(`${result.warnings} warning(s)\n`);
   } catch (e) {
     // A run refused before it wrote anything leaves no empty runs/<name>-<time> behind.
-    if (made) await removeEmptyDirs(workDir, made);
+    if (made) await removeEmptyDirs(workDir, (d) => d === made || d.startsWith(made + path.sep));
     // What the run says of its input (a folder, a checkpoint, a data set too small, a divergence,
     // the wasm heap) is the whole story: said alone, as a job's error is.
     if (e instanceof DatasetPathError)
