@@ -69,11 +69,14 @@ export function isPgUnreachable(err: unknown): err is Error {
  */
 const NOT_ACCEPTING_SQLSTATE = /^(57P0[123]|53300)$/;
 
-/** Whether `err`, as the pg driver raised it, is a server's refusal of a connection that waiting cures. */
-export function isPgNotAccepting(err: unknown): err is Error {
+/** Whether `err` is an error the pg driver raised with a SQLSTATE that `states` matches. */
+function hasPgState(err: unknown, states: RegExp): err is Error {
   const code = (err as { code?: unknown } | null)?.code;
-  return err instanceof Error && typeof code === 'string' && NOT_ACCEPTING_SQLSTATE.test(code);
+  return err instanceof Error && typeof code === 'string' && states.test(code);
 }
+
+/** Whether `err`, as the pg driver raised it, is a server's refusal of a connection that waiting cures. */
+export const isPgNotAccepting = (err: unknown): err is Error => hasPgState(err, NOT_ACCEPTING_SQLSTATE);
 
 /**
  * PostgreSQL turned the connection away for a reason waiting does not cure: no such database or
@@ -86,10 +89,7 @@ export class DatabaseRefusedError extends Error {
 const REFUSED_SQLSTATE = /^(28|3D000$)/;
 
 /** Whether `err`, as the pg driver raised it, is the server refusing this connection's database, role or password. */
-export function isPgRefused(err: unknown): err is Error {
-  const code = (err as { code?: unknown } | null)?.code;
-  return err instanceof Error && typeof code === 'string' && REFUSED_SQLSTATE.test(code);
-}
+export const isPgRefused = (err: unknown): err is Error => hasPgState(err, REFUSED_SQLSTATE);
 
 /** Whether `err` says the database could not be reached or answered too late (see DatabaseUnavailableError). */
 export function isDatabaseUnavailable(err: unknown): boolean {
