@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { JobView } from '../../src/jobs/job-view.js';
 import { apiEnv, bearer, call, createKey, runCli, startApi, type ApiProcess } from '../api/api-process.js';
 import { dropSchema, PG_BASE, pgUrl, uniqueSchema } from '../db/test-databases.js';
-import { freePort } from './serve-process.js';
+import { freePort, linesWith, waitForJob } from './serve-process.js';
 import { spawnWorker, tinyJob, type WorkerProc } from './worker-process.js';
 
 const PG_PORT = Number(new URL(PG_BASE).port || 5432);
@@ -78,7 +78,6 @@ class StartingPostgres {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const lines = (log: string, text: string) => log.split('\n').filter((l) => l.includes(text)).length;
 
 describe('PostgreSQL not up yet when the services start', () => {
   const schema = uniqueSchema('start_order');
@@ -117,22 +116,15 @@ describe('PostgreSQL not up yet when the services start', () => {
     const waiting = `PostgreSQL at 127.0.0.1:${port} cannot be reached (connect ECONNREFUSED 127.0.0.1:${port}): check DATABASE_URL and that the server runs; trying again every 2 s until it answers`;
     const answers = `PostgreSQL at 127.0.0.1:${port} answers`;
     for (const log of [api.log(), w.output()]) {
-      expect(lines(log, waiting), log).toBe(1);
-      expect(lines(log, answers), log).toBe(1);
+      expect(linesWith(log, waiting), log).toBe(1);
+      expect(linesWith(log, answers), log).toBe(1);
       expect(log).not.toMatch(/^\s+at /m);
     }
 
     const res = await call(api.base, 'POST', '/v1/jobs', bearer(key), tinyJob(4));
     expect(res.status, res.text).toBe(201);
-    const id = JobView.parse(res.json).id;
-    const end = Date.now() + 120_000;
-    let job = JobView.parse((await call(api.base, 'GET', `/v1/jobs/${id}`, bearer(key))).json);
-    while (!['succeeded', 'failed', 'cancelled'].includes(job.status) && Date.now() < end) {
-      expect(w.proc.exitCode, w.output()).toBeNull();
-      await sleep(250);
-      job = JobView.parse((await call(api.base, 'GET', `/v1/jobs/${id}`, bearer(key))).json);
-    }
-    expect(job.status, JSON.stringify(job.error)).toBe('succeeded');
+    const job = await waitForJob(api.base, JobView.parse(res.json).id, 120_000, bearer(key));
+    expect(job.status, `${JSON.stringify(job.error)}\n${w.output()}`).toBe('succeeded');
   }, 180_000);
 
   it('`qatserve migrate`, a one-off command, says in one line that the server is starting up, and exits', async () => {

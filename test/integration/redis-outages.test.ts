@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { JobView } from '../../src/jobs/job-view.js';
 import { startHarness, waitReady, type Harness } from '../api/api-harness.js';
 import { apiEnv, startApi, type ApiProcess } from '../api/api-process.js';
-import { freePort } from './serve-process.js';
+import { freePort, linesWith } from './serve-process.js';
 import { assertBuilt, spawnWorker, tinyJob, waitForJob, type WorkerProc } from './worker-process.js';
 
 /** Polls `cond`; fails at once when `gone` says the process exited (with its log). */
@@ -31,8 +31,6 @@ const workerOn = (h: Harness, redisUrl: string, label: string) =>
 
 /** For until(): why the worker cannot be waited on any more, or null while it runs. */
 const exitedWith = (w: WorkerProc) => () => (w.proc.exitCode === null ? null : `the worker exited (code ${w.proc.exitCode}):\n${w.output()}`);
-
-const lines = (log: string, text: string) => log.split('\n').filter((l) => l.includes(text)).length;
 
 describe('Redis not up yet, turning a password away, or restarted without its data', () => {
   let h: Harness | undefined;
@@ -70,7 +68,7 @@ describe('Redis not up yet, turning a password away, or restarted without its da
     // One line for the outage, however many reconnect attempts; no stack.
     const out = w.output();
     expect(out).not.toMatch(/^\s+at /m);
-    expect(lines(out, 'cannot be reached')).toBe(1);
+    expect(linesWith(out, 'cannot be reached')).toBe(1);
     expect(out).toContain(`"msg":"Redis at 127.0.0.1:${port} answers"`);
   });
 
@@ -82,12 +80,12 @@ describe('Redis not up yet, turning a password away, or restarted without its da
     await until(() => a.log().includes(down), 15_000, 'the first outage line');
     // ioredis tries again after 50, 100, ... ms, up to every 2 s: several attempts, still one line.
     await new Promise((r) => setTimeout(r, 3000));
-    expect(lines(a.log(), down)).toBe(1);
+    expect(linesWith(a.log(), down)).toBe(1);
     const redis = startRedis(port);
     redises.push(redis);
     await until(() => a.log().includes(`Redis at 127.0.0.1:${port} answers`), 15_000, 'the line saying Redis answers');
     redis.kill('SIGTERM');
-    await until(() => lines(a.log(), down) === 2, 15_000, 'the second outage line');
+    await until(() => linesWith(a.log(), down) === 2, 15_000, 'the second outage line');
     expect(a.log()).not.toMatch(/^\s+at /m);
   });
 
@@ -106,7 +104,7 @@ describe('Redis not up yet, turning a password away, or restarted without its da
       // ioredis retries after 50, 100, ... ms: many refusals in 3 s, each a "queue error" with a stack before.
       await new Promise((r) => setTimeout(r, 3000));
       expect(gone()).toBeNull();
-      expect(lines(w.output(), line)).toBe(1);
+      expect(linesWith(w.output(), line)).toBe(1);
       expect(w.output()).not.toContain('queue error');
     } finally {
       w.proc.kill('SIGKILL');

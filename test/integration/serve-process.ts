@@ -60,14 +60,20 @@ export async function submitJob(base: string, config: unknown): Promise<string> 
   return JobView.parse(await res.json()).id;
 }
 
-/** Polls until the job is succeeded, failed or cancelled (or the time is up: returns the last view). */
-export async function waitForJob(base: string, id: string, timeoutMs: number): Promise<JobView> {
+/**
+ * Polls until the job is succeeded, failed or cancelled (or the time is up: returns the last view);
+ * `headers` for an API that wants a key.
+ */
+export async function waitForJob(base: string, id: string, timeoutMs: number, headers: Record<string, string> = {}): Promise<JobView> {
   let job: JobView | null = null;
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
-    job = JobView.parse(await (await fetch(`${base}/v1/jobs/${id}`)).json());
+    job = JobView.parse(await (await fetch(`${base}/v1/jobs/${id}`, { headers })).json());
     if (['succeeded', 'failed', 'cancelled'].includes(job.status)) break;
     await new Promise((r) => setTimeout(r, 300));
   }
   return job!;
 }
+
+/** How many lines of `log` hold `text`: a message said once per outage, not per attempt. */
+export const linesWith = (log: string, text: string): number => log.split('\n').filter((l) => l.includes(text)).length;
