@@ -74,4 +74,13 @@ describe('error logging', () => {
       expect(lines.filter((l) => l.level === ERROR)).toHaveLength(1);
     }
   });
+
+  it('logs a dependency refusal as one line with its code and cause, without a stack (an unhandled error keeps its stack)', async () => {
+    const refused = await failWith(new QueueUnavailableError('Redis connection is reconnecting'));
+    const line = refused.lines.find((l) => l.level === ERROR);
+    expect(line).toMatchObject({ code: 'QUEUE_UNAVAILABLE', msg: 'the job queue is unreachable: Redis connection is reconnecting' });
+    expect(line?.err).toBeUndefined();
+    const bug = await failWith(new Error('boom'));
+    expect(bug.lines.find((l) => l.level === ERROR)?.err).toMatchObject({ message: 'boom', stack: expect.stringContaining('Error: boom') });
+  });
 });

@@ -49,8 +49,10 @@ export const errorsPlugin = fp(async function errors(app: FastifyInstance) {
     if (wait !== null) reply.header('retry-after', String(wait));
     if (err instanceof ServiceError) {
       if (err instanceof QueueUnavailableError) reply.header('retry-after', String(DEPENDENCY_RETRY_AFTER_S));
+      // No stack: a service error is thrown on purpose where its cause was caught, and its message
+      // names that cause. While Redis was out, each refused POST logged ~20 lines of stack.
       if (err.statusCode >= 500 && asDesigned(err)) req.log.warn({ code: err.code }, err.message);
-      else if (err.statusCode >= 500) req.log.error({ err }, err.message);
+      else if (err.statusCode >= 500) req.log.error({ code: err.code }, err.message);
       return reply.status(err.statusCode).send(errorBody(err.code, err.message, err.issues));
     }
     const fe = err as FastifyError;
