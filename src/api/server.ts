@@ -3,6 +3,7 @@ import { SettingsError, type Settings } from '../config/settings.js';
 import { artifactStoreWarning } from '../artifacts/open-store.js';
 import { startReconciler } from '../queue/reconciler.js';
 import { redisOutageLine, redisServer, reportOutages } from '../queue/redis-connection.js';
+import { warnIfEvicting } from '../queue/redis-eviction.js';
 import { probeWritable } from '../queue/disk-room.js';
 import { buildApp, type AppDeps } from './app.js';
 import { openApiDeps } from './api-deps.js';
@@ -31,6 +32,7 @@ export async function runApi(
     (err) => app.log.warn(`${redisOutageLine(deps.redis, err)}: new jobs and cancels answer 503 until it answers (check REDIS_URL and that Redis runs)`),
     () => app.log.info(`Redis at ${redisServer(deps.redis)} answers`),
   );
+  warnIfEvicting(deps.redis, (line) => app.log.warn(line));
   // Repairs jobs whose queue entry went missing, at start and then periodically (one leader).
   const reconciler = startReconciler({ settings, prisma: deps.db.prisma, queue: deps.queue, artifacts: deps.artifacts, log: app.log });
   app.addHook('onClose', async () => {

@@ -20,6 +20,7 @@ import { countClassFolders } from '../data/image-folder.js';
 import { endUnowned, resolveStoredConfig } from '../jobs/job-lifecycle.js';
 import { isTerminal, type JobStatus } from '../jobs/job-status.js';
 import { isRedisAuthError, openRedis, redisOutageLine, redisServer, reportOutages, untilRedisAnswers } from './redis-connection.js';
+import { warnIfEvicting } from './redis-eviction.js';
 import { isSocketUnreachable } from '../socket-errors.js';
 import { subscribeCancels } from './cancel-bus.js';
 import { jobEventPublisher } from './job-event-bus.js';
@@ -169,6 +170,7 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
     (err) => log.warn(`${redisOutageLine(publisher, err)}; trying again until it answers (check REDIS_URL and that Redis runs)`),
     () => log.info(`Redis at ${redisServer(publisher)} answers`),
   );
+  warnIfEvicting(publisher, (line) => log.warn(line));
   const wake = jobEventPublisher(publisher, settings.queuePrefix);
   // What this worker is doing, for GET /v1/workers on any API replica.
   // JOB_MEMORY_BUDGET_MB held to what this machine's memory holds: what this worker admits.

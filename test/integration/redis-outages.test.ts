@@ -89,6 +89,28 @@ describe('Redis not up yet, turning a password away, or restarted without its da
     expect(a.log()).not.toMatch(/^\s+at /m);
   });
 
+  it('`qatserve api` and a worker each say once that their Redis may drop keys when full (an evicting maxmemory-policy)', async () => {
+    assertBuilt();
+    const port = await freePort();
+    const redisUrl = `redis://127.0.0.1:${port}`;
+    redises.push(startRedis(port, '--maxmemory', '64mb', '--maxmemory-policy', 'allkeys-lru'));
+    const own = await startHarness('sqlite', { REDIS_URL: redisUrl });
+    const a = await startApi(apiEnv('api-evicting', { REDIS_URL: redisUrl }));
+    const w = workerOn(own, redisUrl, 'evicting');
+    try {
+      const line = `Redis at 127.0.0.1:${port} drops keys when it holds maxmemory 64 MiB (maxmemory-policy allkeys-lru)`;
+      await until(() => a.log().includes(line), 15_000, "the API's eviction line");
+      await until(() => w.output().includes(line) && w.output().includes('worker waiting for jobs'), 30_000, "the worker's eviction line", exitedWith(w));
+      expect([linesWith(a.log(), line), linesWith(w.output(), line)]).toEqual([1, 1]);
+      expect(a.log()).toContain('set maxmemory-policy noeviction on it');
+    } finally {
+      w.proc.kill('SIGKILL');
+      await w.exited;
+      await a.stop();
+      await own.close();
+    }
+  });
+
   it('a worker with the wrong password says so once, not once per attempt, and keeps waiting', async () => {
     const port = await freePort();
     assertBuilt();
