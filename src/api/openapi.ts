@@ -107,7 +107,7 @@ function buildCoreDocument(version: string) {
             '429': withRetryAfter(
               'Over RATE_LIMIT_PER_MINUTE for this key or address (RATE_LIMITED), or the key already has MAX_ACTIVE_JOBS_PER_KEY jobs queued or running (JOB_QUOTA_EXCEEDED); or it has MAX_STORED_JOBS_PER_KEY jobs stored (JOB_STORE_QUOTA_EXCEEDED, without Retry-After: deleting finished jobs frees places); nothing stored',
             ),
-            '503': err('Queue unreachable'),
+            '503': err('Queue unreachable or full (QUEUE_UNAVAILABLE, with Retry-After): nothing stored'),
           },
         }),
         get: secured('train', {

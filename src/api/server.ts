@@ -3,7 +3,7 @@ import { SettingsError, type Settings } from '../config/settings.js';
 import { artifactStoreWarning } from '../artifacts/open-store.js';
 import { startReconciler } from '../queue/reconciler.js';
 import { redisOutageLine, redisServer, reportOutages } from '../queue/redis-connection.js';
-import { warnIfEvicting } from '../queue/redis-eviction.js';
+import { warnIfEvicting } from '../queue/redis-memory.js';
 import { probeWritable } from '../queue/disk-room.js';
 import { buildApp, type AppDeps } from './app.js';
 import { openApiDeps } from './api-deps.js';

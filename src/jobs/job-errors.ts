@@ -57,8 +57,15 @@ export class InitJobInvalidError extends ValidationError {
 }
 
 export class QueueUnavailableError extends ServiceError {
-  constructor(reason: string) {
-    super(503, 'QUEUE_UNAVAILABLE', `the job queue is unreachable: ${reason}`);
+  /** `full`: Redis answered but refused the write for want of memory (reason then unused: it names Redis's internals). */
+  constructor(reason: string, full = false) {
+    super(
+      503,
+      'QUEUE_UNAVAILABLE',
+      full
+        ? "the job queue is full: its Redis reached its memory limit and refuses writes; nothing was queued; retry later (the service's operator must free memory on it)"
+        : `the job queue is unreachable: ${reason}`,
+    );
     this.name = 'QueueUnavailableError';
   }
 }

@@ -2,6 +2,7 @@
 // The worker side (processing) lives in worker.ts; this file never imports ML code.
 import Queue from 'bull';
 import { redisOptions } from './redis-connection.js';
+import { isRedisFull } from './redis-memory.js';
 import type { Settings } from '../config/settings.js';
 import { requireDeployment } from '../db/deployment.js';
 import { QueueUnavailableError } from '../jobs/job-errors.js';
@@ -86,7 +87,7 @@ export function queueProducer(queue: TrainingQueue, deploymentId: string, timeou
           'enqueue',
         );
       } catch (err) {
-        throw new QueueUnavailableError((err as Error).message);
+        throw new QueueUnavailableError((err as Error).message, isRedisFull(err));
       }
     },
     async remove(jobId) {

@@ -20,7 +20,7 @@ import { countClassFolders } from '../data/image-folder.js';
 import { endUnowned, resolveStoredConfig } from '../jobs/job-lifecycle.js';
 import { isTerminal, type JobStatus } from '../jobs/job-status.js';
 import { isRedisAuthError, openRedis, redisOutageLine, redisServer, reportOutages, untilRedisAnswers } from './redis-connection.js';
-import { warnIfEvicting } from './redis-eviction.js';
+import { warnIfEvicting, watchRedisFull } from './redis-memory.js';
 import { isSocketUnreachable } from '../socket-errors.js';
 import { subscribeCancels } from './cancel-bus.js';
 import { jobEventPublisher } from './job-event-bus.js';
@@ -37,6 +37,8 @@ const RETRY_PAUSE_MS = 5000;
 const DISK_RECHECK_MS = 5000;
 /** How often a worker started before its Redis tries it again. */
 const REDIS_RETRY_MS = 2000;
+/** How often a worker reads a full Redis's memory, to say when it has room again. */
+const REDIS_FULL_POLL_MS = 5000;
 /** How long a worker fetches nothing around the return of a job it left for another (see standAside). */
 const STAND_ASIDE_MS = 4000;
 
@@ -142,7 +144,16 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
   const db = openDatabase(settings.databaseUrl, settings.databaseTimeouts);
   const store = openArtifactStore(settings);
   const queue = openTrainingQueue(settings);
+  // A full Redis refuses the queue's writes every few seconds (Bull's next-job wait, the state
+  // entry): said once, and again when it has room.
+  const full = watchRedisFull(
+    queue.client,
+    REDIS_FULL_POLL_MS,
+    (line) => log.error(`${line}. Until then this worker can take no job, and GET /v1/workers does not list it`),
+    (line) => log.info(line),
+  );
   queue.on('error', (err) => {
+    if (full.saw(err)) return;
     // After Redis was out of reach longer than the lock, the stalled check re-queued a job this
     // worker went on training; handing it back then finds the lock gone. The row is right (its
     // writes are fenced by the owner token) and the re-queued entry is skipped: not an error.
@@ -180,7 +191,9 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
     dataRoot: settings.dataRoot,
     trainThreads: settings.trainThreads,
     memoryBudgetBytes: memoryBudget.memoryBytes,
-    onError: (err) => log.debug({ err }, 'worker state not published'),
+    onError: (err) => {
+      if (!full.saw(err)) log.debug({ err }, 'worker state not published');
+    },
   });
   let current: RunningJob | null = null;
   let stopping = false;
@@ -467,6 +480,7 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
         // Stop fetching new jobs at once; then let the running one checkpoint and come back.
         await queue.pause(true, true).catch(() => {});
         current?.abort('shutdown');
+        full.stop();
         await queue.close();
         await cancels.close();
         await beacon.stop();

@@ -4,6 +4,7 @@
 // answers. Before, it exited within a second with ioredis's bare "Error: Connection is closed."
 // and its stack, and `qatserve serve` restarted it in a loop, printing the same each time.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { JobView } from '../../src/jobs/job-view.js';
 import { startHarness, waitReady, type Harness } from '../api/api-harness.js';
@@ -107,6 +108,54 @@ describe('Redis not up yet, turning a password away, or restarted without its da
       w.proc.kill('SIGKILL');
       await w.exited;
       await a.stop();
+      await own.close();
+    }
+  });
+
+  it('a full Redis (noeviction at its maxmemory): a POST says the queue is full and stores nothing; a worker says it once, then when it has room, and trains', async () => {
+    assertBuilt();
+    const port = await freePort();
+    const redisUrl = `redis://127.0.0.1:${port}`;
+    redises.push(startRedis(port, '--maxmemory', '8mb', '--maxmemory-policy', 'noeviction'));
+    const own = await startHarness('sqlite', { REDIS_URL: redisUrl });
+    const filler = new Redis(redisUrl);
+    let w: WorkerProc | undefined;
+    try {
+      await waitReady(own, 10_000);
+      // Another tenant's keys fill it (a shared Redis), to the last bytes: a refused large write
+      // leaves room for small ones.
+      for (const size of [100_000, 1000, 10])
+        for (let i = 0; ; i++) if ((await filler.set(`tenant:${size}:${i}`, 'x'.repeat(size)).catch(() => null)) === null) break;
+      const refused = await own.app.inject({ method: 'POST', url: '/v1/jobs', payload: tinyJob(4) });
+      expect(refused.statusCode).toBe(503);
+      expect(refused.json()).toMatchObject({
+        error: { code: 'QUEUE_UNAVAILABLE', message: expect.stringMatching(/^the job queue is full: its Redis reached its memory limit/) },
+      });
+      expect((await own.app.inject({ method: 'GET', url: '/v1/jobs' })).json()).toMatchObject({ jobs: [] });
+
+      const worker = workerOn(own, redisUrl, 'redis-full');
+      w = worker;
+      const line = `Redis at 127.0.0.1:${port} is full: its memory reached its maxmemory and it refuses writes (OOM)`;
+      await until(() => worker.output().includes(line), 30_000, "the worker's full-Redis line", exitedWith(worker));
+      // Bull tries the next-job wait again every 5 s and the state entry is written every 5 s:
+      // each refusal was a "queue error" with its stack before.
+      await new Promise((r) => setTimeout(r, 11_000));
+      expect(linesWith(worker.output(), line)).toBe(1);
+      expect(worker.output()).not.toContain('queue error');
+
+      await filler.del(...(await filler.keys('tenant:*')));
+      await until(() => worker.output().includes(`Redis at 127.0.0.1:${port} has room again`), 15_000, 'the room-again line', exitedWith(worker));
+      const res = await own.app.inject({ method: 'POST', url: '/v1/jobs', payload: tinyJob(4) });
+      expect(res.statusCode).toBe(201);
+      const done = await waitForJob(own.app, JobView.parse(res.json()).id, (j) => ['succeeded', 'failed', 'cancelled'].includes(j.status), 120_000, [worker]);
+      expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
+      expect(worker.output()).not.toMatch(/^\s+at /m);
+    } finally {
+      filler.disconnect();
+      if (w) {
+        w.proc.kill('SIGKILL');
+        await w.exited;
+      }
       await own.close();
     }
   });
