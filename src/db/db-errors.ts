@@ -120,6 +120,20 @@ export function isStorageFull(err: unknown): boolean {
   return cause?.kind === 'postgres' && cause.code === '53100';
 }
 
+/**
+ * Whether `err` is PostgreSQL refusing a write because the session is read-only (SQLSTATE 25006):
+ * DATABASE_URL reaches a standby (a failover that demoted its server, a replica or "reader"
+ * endpoint), or default_transaction_read_only is set for maintenance. Nothing was written; reads
+ * still work. As pg raised it (the artifact store's queries) or as Prisma passes it on.
+ */
+export function isDatabaseReadOnly(err: unknown): boolean {
+  if (hasPgState(err, READ_ONLY_SQLSTATE)) return true;
+  const cause = driverAdapterCause(err);
+  return cause?.kind === 'postgres' && typeof cause.code === 'string' && READ_ONLY_SQLSTATE.test(cause.code);
+}
+
+const READ_ONLY_SQLSTATE = /^25006$/;
+
 /** Whether `err` is Prisma's P2021, a table that is not in the database: one qatserve never migrated. */
 export function isTableMissing(err: unknown): boolean {
   return (err as { code?: unknown } | null)?.code === 'P2021';

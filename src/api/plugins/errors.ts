@@ -6,7 +6,7 @@ import type { FastifyError, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { QueueUnavailableError, ServiceError } from '../../jobs/job-errors.js';
 import { NoModelError } from '../../serving/errors.js';
-import { isDatabaseLocked, isDatabaseUnavailable, isStorageFull } from '../../db/db-errors.js';
+import { isDatabaseLocked, isDatabaseReadOnly, isDatabaseUnavailable, isStorageFull } from '../../db/db-errors.js';
 import { errorBody } from '../error-body.js';
 import { redactBody } from '../../redact.js';
 
@@ -61,6 +61,22 @@ export const errorsPlugin = fp(async function errors(app: FastifyInstance) {
     if (isStorageFull(err)) {
       req.log.error({ err }, "the database's disk is full: writes fail until space is freed");
       return reply.status(507).send(errorBody('STORAGE_FULL', "the server's disk is full: nothing was stored; retry once space has been freed on it"));
+    }
+    // A failover in progress, or DATABASE_URL leading to a standby: was a 500 "internal server error".
+    if (isDatabaseReadOnly(err)) {
+      req.log.error(
+        { code: 'DATABASE_UNAVAILABLE' },
+        'the database is read-only (SQLSTATE 25006): writes fail until DATABASE_URL leads to a writable primary (a standby, a reader endpoint, or default_transaction_read_only)',
+      );
+      reply.header('retry-after', String(DEPENDENCY_RETRY_AFTER_S));
+      return reply
+        .status(503)
+        .send(
+          errorBody(
+            'DATABASE_UNAVAILABLE',
+            `the database takes no writes right now (it is read-only): this change was not made; retry in ${DEPENDENCY_RETRY_AFTER_S} s`,
+          ),
+        );
     }
     if (isDatabaseUnavailable(err)) {
       const locked = isDatabaseLocked(err);
