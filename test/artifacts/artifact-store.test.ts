@@ -8,6 +8,7 @@ import path from 'node:path';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { Readable } from 'node:stream';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArtifactKeyError, ArtifactNotFoundError, checkKey, type ArtifactStore } from '../../src/artifacts/artifact-store.js';
 import { FsArtifactStore } from '../../src/artifacts/fs-store.js';
@@ -15,6 +16,9 @@ import { ModelFileCache } from '../../src/artifacts/model-cache.js';
 import { CHUNK_BYTES, PostgresArtifactStore, READ_AHEAD } from '../../src/artifacts/postgres-store.js';
 import { downloadPrefix, uploadDir } from '../../src/artifacts/transfer.js';
 import { migrate } from '../../src/db/migrate.js';
+import { parseDatabaseUrl } from '../../src/db/database-url.js';
+import { pgPoolConfig, PG_TIMEOUTS } from '../../src/db/pg-pool.js';
+import { openArtifactStore } from '../../src/artifacts/open-store.js';
 import { dropSchema, PG_BASE, pgUrl, uniqueSchema } from '../db/test-databases.js';
 
 const read = async (s: Readable) => {
@@ -217,6 +221,33 @@ describe('model cache of a remote store', () => {
       expect(fs.readFileSync(await cache.file(gone.key, sha(gone.bytes))).equals(gone.bytes)).toBe(true);
     } finally {
       await store.close();
+    }
+  });
+});
+
+describe('postgres artifact store on a DATABASE_URL with libpq options', () => {
+  it("keeps the URL's options and still writes into its schema", async () => {
+    // `options` is how libpq URLs set a session's settings (and some hosted services' endpoint):
+    // pg let it replace the pool's own, which put the schema first on the search path.
+    const databaseUrl = `${pgUrl(schema)}&options=${encodeURIComponent('-c statement_timeout=4321')}`;
+    const store = openArtifactStore({ artifactStore: 'postgres', artifactsDir: tmp, databaseUrl, databaseTimeouts: PG_TIMEOUTS });
+    try {
+      const w = store.begin('jobs/options/checkpoints/1');
+      await w.put('weights.bin', Buffer.from('w'));
+      await w.commit();
+    } finally {
+      await store.close();
+    }
+    const target = parseDatabaseUrl(databaseUrl);
+    if (target.provider !== 'postgres') throw new Error('expected a PostgreSQL target');
+    const pool = new pg.Pool(pgPoolConfig(target.connectionString, schema, 1, PG_TIMEOUTS));
+    try {
+      const keys = await pool.query<{ key: string }>(`SELECT key FROM "${schema}"."ArtifactObject" WHERE key LIKE 'jobs/options/%'`);
+      expect(keys.rows.map((r) => r.key)).toEqual(['jobs/options/checkpoints/1/weights.bin']);
+      expect((await pool.query<{ statement_timeout: string }>('SHOW statement_timeout')).rows[0].statement_timeout).toBe('4321ms');
+      expect((await pool.query<{ search_path: string }>('SHOW search_path')).rows[0].search_path).toBe(`"${schema}"`);
+    } finally {
+      await pool.end();
     }
   });
 });
