@@ -56,7 +56,7 @@ export const SettingsSchema = z.object({
     .refine(isRedisUrl, 'must be a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379/0')
     .optional()
     .describe(
-      '`redis://[user:password@]host:port[/db]` (`rediss://` for TLS). Unset means "redis://127.0.0.1:6379" (and `serve` may start a redis-server child).',
+      '`redis://[user:password@]host:port[/db]` (`rediss://` for TLS, a private CA trusted through `NODE_EXTRA_CA_CERTS`). Unset means "redis://127.0.0.1:6379" (and `serve` may start a redis-server child).',
     ),
   REDIS_TIMEOUT_MS: int(10_000, REDIS_TIMEOUT_MIN_MS).describe(
     "Longest wait for Redis's answer; the connection is then dropped and made anew, looking its host up again. Without it a network partition or failover held commands, and every rate-limited request, until TCP gave up (about 15 minutes). At least 6000: Bull's workers wait 5 s for a job in one command.",

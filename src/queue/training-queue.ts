@@ -31,11 +31,19 @@ const HANDBACK_ATTEMPTS = 1000;
 /** The Bull backoff strategy of every entry: see handBackDelay. */
 const HAND_BACK = 'handBack';
 
+/**
+ * TLS for a `rediss://` REDIS_URL. Bull reads the URL itself (host, port, user, password, db) and
+ * drops its scheme: against a TLS-only Redis, as managed services run them, its connections spoke
+ * plain text to a TLS port, so the queue never connected ("queue connection is reconnecting")
+ * while every other connection, made by ioredis from the same URL, did.
+ */
+const tlsOf = (redisUrl: string): { tls?: object } => (/^rediss:\/\//i.test(redisUrl) ? { tls: {} } : {});
+
 export function openTrainingQueue(settings: Settings): TrainingQueue {
   const { queuePrefix } = requireDeployment(settings);
   return new Queue<TrainingJobData>(QUEUE_NAME, settings.redisUrl, {
     prefix: queuePrefix,
-    redis: redisOptions(settings.redisTimeoutMs),
+    redis: { ...redisOptions(settings.redisTimeoutMs), ...tlsOf(settings.redisUrl) },
     settings: {
       lockDuration: settings.lockDurationMs,
       lockRenewTime: Math.floor(settings.lockDurationMs / 2),

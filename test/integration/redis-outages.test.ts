@@ -3,13 +3,16 @@
 // worker started before its Redis waits for it, says where it looks, and trains once Redis
 // answers. Before, it exited within a second with ioredis's bare "Error: Connection is closed."
 // and its stack, and `qatserve serve` restarted it in a loop, printing the same each time.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { JobView } from '../../src/jobs/job-view.js';
 import { startHarness, waitReady, type Harness } from '../api/api-harness.js';
 import { apiEnv, startApi, type ApiProcess } from '../api/api-process.js';
-import { freePort, linesWith } from './serve-process.js';
+import { freePort, linesWith, waitForJob as waitForJobAt } from './serve-process.js';
 import { assertBuilt, spawnWorker, tinyJob, waitForJob, type WorkerProc } from './worker-process.js';
 
 /** Polls `cond`; fails at once when `gone` says the process exited (with its log). */
@@ -157,6 +160,73 @@ describe('Redis not up yet, turning a password away, or restarted without its da
         await w.exited;
       }
       await own.close();
+    }
+  });
+
+  it('a TLS-only Redis (rediss://, as managed services run them): the API is ready and queues, a worker trains', async () => {
+    assertBuilt();
+    // A CA and a certificate for 127.0.0.1 signed by it; the processes trust the CA as an
+    // operator's would (NODE_EXTRA_CA_CERTS).
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatserve-tls-'));
+    const at = (f: string) => path.join(dir, f);
+    const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
+    openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', at('ca.key'), '-out', at('ca.crt'), '-days', '2', '-subj', '/CN=qatserve-test-ca');
+    openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', at('redis.key'), '-out', at('redis.csr'), '-subj', '/CN=127.0.0.1');
+    fs.writeFileSync(at('ext.cnf'), 'subjectAltName=IP:127.0.0.1\n');
+    openssl(
+      'x509',
+      '-req',
+      '-in',
+      at('redis.csr'),
+      '-CA',
+      at('ca.crt'),
+      '-CAkey',
+      at('ca.key'),
+      '-CAcreateserial',
+      '-out',
+      at('redis.crt'),
+      '-days',
+      '2',
+      '-extfile',
+      at('ext.cnf'),
+    );
+    const port = await freePort();
+    redises.push(
+      spawn(
+        'redis-server',
+        ['--port', '0', '--tls-port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'].concat([
+          '--tls-cert-file',
+          at('redis.crt'),
+          '--tls-key-file',
+          at('redis.key'),
+          '--tls-ca-cert-file',
+          at('ca.crt'),
+          '--tls-auth-clients',
+          'no',
+        ]),
+        { stdio: 'ignore' },
+      ),
+    );
+    const tls = { REDIS_URL: `rediss://127.0.0.1:${port}`, NODE_EXTRA_CA_CERTS: at('ca.crt') };
+    const a = await startApi(apiEnv('api-tls', tls));
+    const w = spawnWorker({ DATABASE_URL: a.env.DATABASE_URL, DATA_DIR: a.dir, QUEUE_PREFIX: a.env.QUEUE_PREFIX, ...tls }, 'tls');
+    try {
+      // Before: 503, "queue error: queue connection is reconnecting", for ever.
+      let ready: Response | null = null;
+      for (let i = 0; i < 50 && ready?.status !== 200; i++) {
+        if (i) await new Promise((r) => setTimeout(r, 200));
+        ready = await fetch(`${a.base}/readyz`);
+      }
+      expect(ready?.status, await ready?.text()).toBe(200);
+      const res = await fetch(`${a.base}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(tinyJob(4)) });
+      expect(res.status).toBe(201);
+      const done = await waitForJobAt(a.base, JobView.parse(await res.json()).id, 120_000);
+      expect(done.status, `${JSON.stringify(done.error)}\n${w.output()}`).toBe('succeeded');
+    } finally {
+      w.proc.kill('SIGKILL');
+      await w.exited;
+      await a.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 
