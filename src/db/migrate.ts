@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
 import { parseDatabaseUrl, postgresServer, type Provider } from './database-url.js';
-import { DatabaseRefusedError, DatabaseUnavailableError, isPgNotAccepting, isPgRefused, isPgUnreachable } from './db-errors.js';
+import { DatabaseRefusedError, DatabaseUnavailableError, isPgNotAccepting, isPgRefused, isPgUnreachable, pgTlsRefusal } from './db-errors.js';
 import { PG_TIMEOUTS } from './pg-pool.js';
 
 export class MigrationError extends Error {
@@ -189,6 +189,8 @@ async function migratePostgres(connectionString: string, schema: string, files: 
     // A server still starting up answers with an error, not a refusal: the same wait cures it.
     if (isPgNotAccepting(err)) throw new DatabaseUnavailableError(`PostgreSQL at ${server} takes no connections now (${err.message})`);
     if (isPgRefused(err)) throw new DatabaseRefusedError(`PostgreSQL at ${server} refused the connection (${err.message}): check DATABASE_URL`);
+    const tls = pgTlsRefusal(err);
+    if (tls) throw new DatabaseRefusedError(`PostgreSQL at ${server} ${tls}`);
     throw err;
   });
   try {

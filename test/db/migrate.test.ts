@@ -1,6 +1,9 @@
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import { afterAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import BetterSqlite3 from 'better-sqlite3';
@@ -137,6 +140,45 @@ describe('migrate', () => {
     expect(api.code).toBe(1);
     expect(api.stderr.trim()).toBe(`PostgreSQL at ${server} refused the connection (role "no_such_role_49" does not exist): check DATABASE_URL`);
     fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('says in one line when TLS fails: a server without it, a certificate not trusted; a service exits too', async () => {
+    // Stand-ins for PostgreSQL's answer to pg's SSLRequest: 'N' (ssl off), or 'S' and a TLS
+    // handshake with a self-signed certificate that nothing here trusts.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatserve-pg-tls-'));
+    const [key, cert] = [path.join(dir, 'key.pem'), path.join(dir, 'cert.pem')];
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=127.0.0.1'], {
+      stdio: 'ignore',
+    });
+    const standIn = (answer: 'N' | 'S') =>
+      net.createServer((socket) => {
+        socket.once('data', () => {
+          socket.write(answer);
+          if (answer === 'S') new tls.TLSSocket(socket, { isServer: true, key: fs.readFileSync(key), cert: fs.readFileSync(cert) }).on('error', () => {});
+        });
+        socket.on('error', () => {});
+      });
+    const servers = [standIn('N'), standIn('S')];
+    const ports = await Promise.all(
+      servers.map((srv) => new Promise<number>((resolve) => srv.listen(0, '127.0.0.1', () => resolve((srv.address() as net.AddressInfo).port)))),
+    );
+    try {
+      const url = (port: number) => `postgresql://postgres@127.0.0.1:${port}/test?sslmode=verify-full`;
+      expect(await migrate(url(ports[0])).catch((e: unknown) => e)).toMatchObject({
+        code: 'DATABASE_REFUSED',
+        message: `PostgreSQL at 127.0.0.1:${ports[0]} takes no TLS connections, which DATABASE_URL asks for (sslmode): drop sslmode from it, or turn ssl on in the server`,
+      });
+      expect(await migrate(url(ports[1])).catch((e: unknown) => e)).toMatchObject({
+        code: 'DATABASE_REFUSED',
+        message: `PostgreSQL at 127.0.0.1:${ports[1]} sent a TLS certificate this process does not accept (self-signed certificate): trust the CA that signed it with NODE_EXTRA_CA_CERTS=<file>, or connect by the name it was issued for`,
+      });
+      // Before: pg's error and its stack, from `migrate` and from every service.
+      const api = await runCli(['api'], { DATA_DIR: dir, DATABASE_URL: url(ports[0]) }, 20_000);
+      expect([api.code, api.stderr.trim().split('\n')]).toEqual([1, [expect.stringMatching(/^PostgreSQL at 127\.0\.0\.1:\d+ takes no TLS connections/)]]);
+    } finally {
+      for (const srv of servers) srv.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('an older build on a database a newer one migrated says so in one line and does not start', async () => {
