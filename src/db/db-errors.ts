@@ -1,7 +1,7 @@
 // What a database failure means to a caller, whichever database and driver raised it. Callers ask
 // these predicates rather than read drivers' error shapes, which differ between SQLite, pg and
 // Prisma's wrappers of both.
-import { isSocketUnreachable } from '../socket-errors.js';
+import { certRefusedLine, isCertRefused, isSocketUnreachable } from '../socket-errors.js';
 
 const DATABASE_UNAVAILABLE = 'DATABASE_UNAVAILABLE';
 
@@ -88,10 +88,6 @@ export class DatabaseRefusedError extends Error {
 
 const REFUSED_SQLSTATE = /^(28|3D000$)/;
 
-/** Node's codes for a server certificate it did not accept: an unknown CA, self-signed, expired, issued for another name. */
-const CERT_REFUSED_CODES =
-  /^(CERT_|DEPTH_ZERO_SELF_SIGNED_CERT$|SELF_SIGNED_CERT_IN_CHAIN$|UNABLE_TO_(GET_ISSUER_CERT|VERIFY_LEAF_SIGNATURE)|ERR_TLS_CERT_ALTNAME_INVALID$)/;
-
 /**
  * What went wrong with TLS to PostgreSQL, in words for "PostgreSQL at host:port ...", or null when
  * `err` is no TLS trouble. DATABASE_URL asking for TLS (`sslmode`) of a server without it, or a
@@ -102,11 +98,7 @@ export function pgTlsRefusal(err: unknown): string | null {
   if (err.message === 'The server does not support SSL connections') {
     return 'takes no TLS connections, which DATABASE_URL asks for (sslmode): drop sslmode from it, or turn ssl on in the server';
   }
-  const code = (err as { code?: unknown }).code;
-  if (typeof code === 'string' && CERT_REFUSED_CODES.test(code)) {
-    return `sent a TLS certificate this process does not accept (${err.message}): trust the CA that signed it with NODE_EXTRA_CA_CERTS=<file>, or connect by the name it was issued for`;
-  }
-  return null;
+  return isCertRefused(err) ? certRefusedLine(err) : null;
 }
 
 /** Whether `err`, as the pg driver raised it, is the server refusing this connection's database, role or password. */

@@ -7,7 +7,7 @@
 // after its name had moved to a live server. With `socketTimeout`, a connection that got no answer
 // in time is dropped and made anew (looking the host up again), and its commands fail.
 import { Redis, type RedisOptions } from 'ioredis';
-import { isSocketUnreachable } from '../socket-errors.js';
+import { certRefusedLine, isCertRefused, isSocketUnreachable } from '../socket-errors.js';
 import { withTimeout } from '../with-timeout.js';
 
 /** `options` with answers awaited at most `timeoutMs`. */
@@ -70,8 +70,12 @@ export function reportOutages(redis: Redis, onDown: (err: Error) => void, onUp: 
   });
 }
 
-/** "Redis at host:port cannot be reached (...)", or "cannot be used" for an answer that turned this process away. */
+/**
+ * "Redis at host:port cannot be reached (...)", "cannot be used" for an answer that turned this
+ * process away, or what to do about a TLS certificate it did not accept.
+ */
 export function redisOutageLine(redis: Redis, err: Error): string {
+  if (isCertRefused(err)) return `Redis at ${redisServer(redis)} ${certRefusedLine(err)}`;
   return `Redis at ${redisServer(redis)} ${isSocketUnreachable(err) ? 'cannot be reached' : 'cannot be used'} (${err.message})`;
 }
 

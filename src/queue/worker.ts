@@ -21,7 +21,7 @@ import { endUnowned, resolveStoredConfig } from '../jobs/job-lifecycle.js';
 import { isTerminal, type JobStatus } from '../jobs/job-status.js';
 import { isRedisAuthError, openRedis, redisOutageLine, redisServer, reportOutages, untilRedisAnswers } from './redis-connection.js';
 import { warnIfEvicting, watchRedisFull } from './redis-memory.js';
-import { isSocketUnreachable } from '../socket-errors.js';
+import { isCertRefused, isSocketUnreachable } from '../socket-errors.js';
 import { subscribeCancels } from './cancel-bus.js';
 import { jobEventPublisher } from './job-event-bus.js';
 import { startJob, WorkerShutdownError, type RunningJob } from './job-runner.js';
@@ -169,9 +169,10 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
         { err: err.message },
         "queue: a job's queue entry was gone when this worker finished with it (Redis lost its data: restarted without persistence, or flushed); its row stays as this worker recorded it",
       );
-    // Redis out of reach or turning connections away: said once per outage for the publisher's
-    // connection (below), not once per reconnect attempt of each of Bull's three.
-    else if (!isSocketUnreachable(err) && !isRedisAuthError(err)) log.error({ err }, 'queue error');
+    // Redis out of reach or turning connections away (or its certificate not trusted): said once
+    // per outage for the publisher's connection (below), not once per reconnect attempt of each of
+    // Bull's three.
+    else if (!isSocketUnreachable(err) && !isRedisAuthError(err) && !isCertRefused(err)) log.error({ err }, 'queue error');
   });
   // Publishes "job X has new events" after each lifecycle write, for the API's event streams.
   const publisher = openRedis(settings.redisUrl, settings.redisTimeoutMs, { maxRetriesPerRequest: 1 });

@@ -222,6 +222,23 @@ describe('Redis not up yet, turning a password away, or restarted without its da
       expect(res.status).toBe(201);
       const done = await waitForJobAt(a.base, JobView.parse(await res.json()).id, 120_000);
       expect(done.status, `${JSON.stringify(done.error)}\n${w.output()}`).toBe('succeeded');
+
+      // A worker that does not trust the CA: what to do, said once (Bull's three connections logged
+      // a "queue error" with its stack on each attempt).
+      const untrusting = spawnWorker(
+        { DATABASE_URL: a.env.DATABASE_URL, DATA_DIR: a.dir, QUEUE_PREFIX: a.env.QUEUE_PREFIX, REDIS_URL: tls.REDIS_URL },
+        'tls-untrusted',
+      );
+      try {
+        const line = `Redis at 127.0.0.1:${port} sent a TLS certificate this process does not accept (self-signed certificate in certificate chain): trust the CA that signed it with NODE_EXTRA_CA_CERTS=<file>`;
+        await until(() => untrusting.output().includes(line), 30_000, 'the certificate line', exitedWith(untrusting));
+        await new Promise((r) => setTimeout(r, 3000));
+        expect(linesWith(untrusting.output(), line)).toBe(1);
+        expect(untrusting.output()).not.toContain('queue error');
+      } finally {
+        untrusting.proc.kill('SIGKILL');
+        await untrusting.exited;
+      }
     } finally {
       w.proc.kill('SIGKILL');
       await w.exited;
