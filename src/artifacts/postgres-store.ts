@@ -28,6 +28,12 @@ interface ObjectRow {
 export class PostgresArtifactStore implements ArtifactStore {
   readonly kind = 'postgres' as const;
   private readonly pool: pg.Pool;
+  /**
+   * The tables, named with their schema: a search path set at connection (libpq's `options`) is
+   * refused by PgBouncer ("unsupported startup parameter: options"), the usual pooler in front of
+   * a PostgreSQL that many machines share.
+   */
+  private readonly tables: { blob: string; chunk: string; object: string };
 
   constructor(
     connectionString: string,
@@ -35,7 +41,9 @@ export class PostgresArtifactStore implements ArtifactStore {
     private readonly chunkBytes = CHUNK_BYTES,
     timeouts: PgTimeouts = PG_TIMEOUTS,
   ) {
-    this.pool = new pg.Pool(pgPoolConfig(connectionString, schema, 4, timeouts));
+    this.pool = new pg.Pool(pgPoolConfig(connectionString, 4, timeouts));
+    const table = (name: string) => `"${schema}"."${name}"`;
+    this.tables = { blob: table('ArtifactBlob'), chunk: table('ArtifactChunk'), object: table('ArtifactObject') };
     // An idle client's connection dropping (server restart) must not crash the process.
     this.pool.on('error', () => {});
   }
@@ -50,7 +58,7 @@ export class PostgresArtifactStore implements ArtifactStore {
         if (done) throw new Error(`write to ${dest} already committed or aborted`);
         const key = joinKey(dest, name);
         const blobId = randomUUID();
-        await this.pool.query('INSERT INTO "ArtifactBlob" (id) VALUES ($1)', [blobId]);
+        await this.pool.query(`INSERT INTO ${this.tables.blob} (id) VALUES ($1)`, [blobId]);
         blobs.push(blobId);
         const hash = createHash('sha256');
         let size = 0;
@@ -59,7 +67,7 @@ export class PostgresArtifactStore implements ArtifactStore {
         for await (const chunk of rechunk(source, this.chunkBytes)) {
           hash.update(chunk);
           size += chunk.length;
-          await this.pool.query('INSERT INTO "ArtifactChunk" ("blobId", seq, data) VALUES ($1, $2, $3)', [blobId, seq++, chunk]);
+          await this.pool.query(`INSERT INTO ${this.tables.chunk} ("blobId", seq, data) VALUES ($1, $2, $3)`, [blobId, seq++, chunk]);
         }
         const info = { key, blobId, sizeBytes: size, sha256: hash.digest('hex') };
         staged.push(info);
@@ -71,20 +79,20 @@ export class PostgresArtifactStore implements ArtifactStore {
         await this.transaction(async (c) => {
           const replaced = await this.removeObjects(c, dest);
           for (const o of staged) {
-            await c.query('INSERT INTO "ArtifactObject" (key, "blobId", "sizeBytes", sha256) VALUES ($1, $2, $3, $4)', [
+            await c.query(`INSERT INTO ${this.tables.object} (key, "blobId", "sizeBytes", sha256) VALUES ($1, $2, $3, $4)`, [
               o.key,
               o.blobId,
               o.sizeBytes,
               o.sha256,
             ]);
           }
-          if (replaced.length) await c.query('DELETE FROM "ArtifactBlob" WHERE id = ANY($1)', [replaced]);
+          if (replaced.length) await c.query(`DELETE FROM ${this.tables.blob} WHERE id = ANY($1)`, [replaced]);
         });
         return staged.map(({ key, sizeBytes, sha256 }) => ({ key, sizeBytes, sha256 }));
       },
       abort: async () => {
         done = true;
-        if (blobs.length) await this.pool.query('DELETE FROM "ArtifactBlob" WHERE id = ANY($1)', [blobs]);
+        if (blobs.length) await this.pool.query(`DELETE FROM ${this.tables.blob} WHERE id = ANY($1)`, [blobs]);
         blobs.length = 0;
       },
     };
@@ -92,17 +100,17 @@ export class PostgresArtifactStore implements ArtifactStore {
 
   async get(key: string): Promise<Readable> {
     const k = checkKey(key);
-    const { rows } = await this.pool.query<ObjectRow>('SELECT key, "blobId", "sizeBytes", sha256 FROM "ArtifactObject" WHERE key = $1', [k]);
+    const { rows } = await this.pool.query<ObjectRow>(`SELECT key, "blobId", "sizeBytes", sha256 FROM ${this.tables.object} WHERE key = $1`, [k]);
     const obj = rows[0];
     if (!obj) throw new ArtifactNotFoundError(k);
-    const pool = this.pool;
+    const { pool, tables } = this;
     // Verified as it streams: a reader gets an error, not wrong bytes, if chunks went missing.
     async function* chunks() {
       const hash = createHash('sha256');
       let size = 0;
       for (let seq = 0; ;) {
         const { rows: part } = await pool.query<{ seq: number; data: Buffer }>(
-          'SELECT seq, data FROM "ArtifactChunk" WHERE "blobId" = $1 AND seq >= $2 ORDER BY seq LIMIT $3',
+          `SELECT seq, data FROM ${tables.chunk} WHERE "blobId" = $1 AND seq >= $2 ORDER BY seq LIMIT $3`,
           [obj.blobId, seq, READ_AHEAD],
         );
         for (const r of part) {
@@ -121,13 +129,13 @@ export class PostgresArtifactStore implements ArtifactStore {
   }
 
   async head(key: string): Promise<ObjectInfo | null> {
-    const { rows } = await this.pool.query<ObjectRow>('SELECT key, "sizeBytes", sha256 FROM "ArtifactObject" WHERE key = $1', [checkKey(key)]);
+    const { rows } = await this.pool.query<ObjectRow>(`SELECT key, "sizeBytes", sha256 FROM ${this.tables.object} WHERE key = $1`, [checkKey(key)]);
     return rows[0] ? { key: rows[0].key, sizeBytes: rows[0].sizeBytes, sha256: rows[0].sha256 } : null;
   }
 
   async list(prefix: string): Promise<ObjectInfo[]> {
     const { rows } = await this.pool.query<ObjectRow>(
-      'SELECT key, "sizeBytes", sha256 FROM "ArtifactObject" WHERE starts_with(key, $1) ORDER BY key COLLATE "C"',
+      `SELECT key, "sizeBytes", sha256 FROM ${this.tables.object} WHERE starts_with(key, $1) ORDER BY key COLLATE "C"`,
       [`${checkKey(prefix)}/`],
     );
     return rows.map((r) => ({ key: r.key, sizeBytes: r.sizeBytes, sha256: r.sha256 }));
@@ -137,15 +145,15 @@ export class PostgresArtifactStore implements ArtifactStore {
     const dest = checkKey(prefix);
     return this.transaction(async (c) => {
       const blobs = await this.removeObjects(c, dest);
-      if (blobs.length) await c.query('DELETE FROM "ArtifactBlob" WHERE id = ANY($1)', [blobs]);
+      if (blobs.length) await c.query(`DELETE FROM ${this.tables.blob} WHERE id = ANY($1)`, [blobs]);
       return blobs.length;
     });
   }
 
   async collectGarbage(olderThanMs: number): Promise<number> {
     const { rowCount } = await this.pool.query(
-      `DELETE FROM "ArtifactBlob" b WHERE b."createdAt" < now() - make_interval(secs => $1)
-         AND NOT EXISTS (SELECT 1 FROM "ArtifactObject" o WHERE o."blobId" = b.id)`,
+      `DELETE FROM ${this.tables.blob} b WHERE b."createdAt" < now() - make_interval(secs => $1)
+         AND NOT EXISTS (SELECT 1 FROM ${this.tables.object} o WHERE o."blobId" = b.id)`,
       [olderThanMs / 1000],
     );
     return rowCount ?? 0;
@@ -158,7 +166,7 @@ export class PostgresArtifactStore implements ArtifactStore {
   /** Deletes the objects under `prefix` (locking them first, so two commits of one prefix serialise); returns their blobs. */
   private async removeObjects(c: pg.PoolClient, prefix: string): Promise<string[]> {
     const { rows } = await c.query<{ blobId: string }>(
-      'DELETE FROM "ArtifactObject" WHERE key IN (SELECT key FROM "ArtifactObject" WHERE starts_with(key, $1) FOR UPDATE) RETURNING "blobId"',
+      `DELETE FROM ${this.tables.object} WHERE key IN (SELECT key FROM ${this.tables.object} WHERE starts_with(key, $1) FOR UPDATE) RETURNING "blobId"`,
       [`${prefix}/`],
     );
     return rows.map((r) => r.blobId);

@@ -42,12 +42,33 @@ export function sqliteAdapter(file: string, busyTimeoutMs: number): PrismaBetter
   });
 }
 
-/** The adapter for PostgreSQL: a pool of `max` connections to `connectionString`, on `schema`. */
+/**
+ * The adapter for PostgreSQL: a pool of `max` connections to `connectionString`, on `schema`.
+ * Prisma names the schema in the queries it builds; a transaction's raw statements (the row locks
+ * of src/jobs/job-lifecycle.ts) name no schema, so each transaction sets it with SET LOCAL, which
+ * ends with the transaction and so also holds behind PgBouncer's transaction pooling.
+ */
 export function postgresAdapter(connectionString: string, schema: string, max: number, timeouts: PgTimeouts): PrismaPg {
   // PostgreSQL ends the transaction of a failed COMMIT itself, and a dead connection has none; the
   // client goes, as reusing one whose query timed out would queue the next query behind it.
-  const inner = new PrismaPg(pgPoolConfig(connectionString, schema, max, timeouts), { schema });
-  return releasing(inner, () => async (tx) => pgTransactionClientOf(tx).release(true), namingUnavailable);
+  const inner = new PrismaPg(pgPoolConfig(connectionString, max, timeouts), { schema });
+  const onSchema = (adapter: Adapter) => namingUnavailable(settingSearchPath(adapter, schema));
+  return releasing(inner, () => async (tx) => pgTransactionClientOf(tx).release(true), onSchema);
+}
+
+/** `adapter` whose transactions start with `schema` first on their search path. */
+function settingSearchPath(adapter: Adapter, schema: string): Adapter {
+  const startTransaction = async (level?: Parameters<Adapter['startTransaction']>[0]) => {
+    const tx = await adapter.startTransaction(level);
+    try {
+      await tx.executeRaw({ sql: `SET LOCAL search_path TO "${schema}"`, args: [], argTypes: [] });
+    } catch (err) {
+      pgTransactionClientOf(tx).release(true); // its transaction ends with its connection
+      throw err;
+    }
+    return tx;
+  };
+  return overriding(adapter, { startTransaction });
 }
 
 /**

@@ -24,29 +24,17 @@ export interface PgTimeouts {
 export const PG_TIMEOUTS: PgTimeouts = { connectMs: 5_000, queryMs: 30_000 };
 
 /**
- * A pool of at most `max` connections to `connectionString`, with `schema` first on the search path.
- * The URL's own `options` (libpq's startup options: `-c statement_timeout=...`, a hosted service's
- * `endpoint=...`) are kept beside the search path: pg lets the URL's value replace the config's,
- * and the search path was dropped, so the artifact store's queries went to `public`.
+ * A pool of at most `max` connections to `connectionString`. No search path is set at connection
+ * (libpq's `options`): PgBouncer, the usual pooler in front of a shared PostgreSQL, refuses it
+ * ("unsupported startup parameter: options"), and the URL's own `options` replaced it anyway. Prisma
+ * names the schema in its queries; the artifact store names it too, and transactions set it
+ * (postgresAdapter) for raw statements.
  */
-export function pgPoolConfig(connectionString: string, schema: string, max: number, timeouts: PgTimeouts): pg.PoolConfig {
-  const { url, options } = withoutOptions(connectionString);
+export function pgPoolConfig(connectionString: string, max: number, timeouts: PgTimeouts): pg.PoolConfig {
   return {
-    connectionString: url,
-    options: [options, `-c search_path="${schema}"`].filter(Boolean).join(' '),
+    connectionString,
     max,
     connectionTimeoutMillis: timeouts.connectMs,
     query_timeout: timeouts.queryMs,
   };
-}
-
-/** `connectionString` without its `options` parameter, and that parameter's value ('' when none). */
-function withoutOptions(connectionString: string): { url: string; options: string } {
-  const at = connectionString.indexOf('?');
-  if (at < 0) return { url: connectionString, options: '' };
-  const params = new URLSearchParams(connectionString.slice(at + 1));
-  const options = params.get('options') ?? '';
-  params.delete('options');
-  const rest = params.toString();
-  return { url: connectionString.slice(0, at) + (rest ? `?${rest}` : ''), options };
 }

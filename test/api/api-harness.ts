@@ -21,10 +21,11 @@ export interface Harness {
 
 export type DbKind = 'sqlite' | 'postgres';
 
-export async function startHarness(kind: DbKind, env: Record<string, string> = {}): Promise<Harness> {
+/** `pgBase`: the PostgreSQL server and database to reach it through (default PG_BASE; a pooler's, say). */
+export async function startHarness(kind: DbKind, env: Record<string, string> = {}, pgBase?: string): Promise<Harness> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatserve-api-'));
   const schema = uniqueSchema('api');
-  const databaseUrl = kind === 'sqlite' ? `file:${path.join(dir, 'db.sqlite')}` : pgUrl(schema);
+  const databaseUrl = kind === 'sqlite' ? `file:${path.join(dir, 'db.sqlite')}` : pgUrl(schema, pgBase);
   const unbound = loadSettings({
     DATABASE_URL: databaseUrl,
     DATA_DIR: dir,

@@ -16,8 +16,9 @@ export function uniqueSchema(label: string): string {
   return `t_${label}_${process.pid}_${Date.now().toString(36)}`.toLowerCase();
 }
 
-export function pgUrl(schema: string): string {
-  return `${PG_BASE}?schema=${schema}`;
+/** `base` (a PostgreSQL URL without query; default PG_BASE) on `schema`. */
+export function pgUrl(schema: string, base = PG_BASE): string {
+  return `${base}?schema=${schema}`;
 }
 
 export async function dropSchema(schema: string): Promise<void> {
