@@ -46,7 +46,8 @@ export function sqliteAdapter(file: string, busyTimeoutMs: number): PrismaBetter
  * The adapter for PostgreSQL: a pool of `max` connections to `connectionString`, on `schema`.
  * Prisma names the schema in the queries it builds; a transaction's raw statements (the row locks
  * of src/jobs/job-lifecycle.ts) name no schema, so each transaction sets it with SET LOCAL, which
- * ends with the transaction and so also holds behind PgBouncer's transaction pooling.
+ * ends with the transaction and so also holds behind PgBouncer's transaction pooling. A raw
+ * statement outside a transaction sees only `public`: run it in one, or name the schema.
  */
 export function postgresAdapter(connectionString: string, schema: string, max: number, timeouts: PgTimeouts): PrismaPg {
   // PostgreSQL ends the transaction of a failed COMMIT itself, and a dead connection has none; the

@@ -344,20 +344,22 @@ describe.each(['sqlite', 'postgres'] as DbKind[])('jobs API on %s', (kind) => {
     "answers 507 STORAGE_FULL when PostgreSQL's disk is full, stores nothing, and takes jobs again once there is room",
     async () => {
       const prisma = h.deps.db.prisma;
+      // In a transaction: only there does a raw statement have the job tables' schema on its search path.
+      const sql = (statement: string) => prisma.$transaction((tx) => tx.$executeRawUnsafe(statement));
       // The error PostgreSQL sends when a table cannot grow (SQLSTATE 53100, disk_full), raised by a
       // trigger, since filling a disk needs a tablespace on a mount of its own. By hand, with the
       // tables on a 30 MB tmpfs filled up, this POST answered 500 INTERNAL before this test.
-      await prisma.$executeRawUnsafe(`CREATE FUNCTION disk_full() RETURNS trigger LANGUAGE plpgsql AS $$
+      await sql(`CREATE FUNCTION disk_full() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full'; END $$`);
-      await prisma.$executeRawUnsafe('CREATE TRIGGER disk_full BEFORE INSERT ON "TrainingJob" FOR EACH ROW EXECUTE FUNCTION disk_full()');
+      await sql('CREATE TRIGGER disk_full BEFORE INSERT ON "TrainingJob" FOR EACH ROW EXECUTE FUNCTION disk_full()');
       const before = await count();
       try {
         const full = await post(tinySynthetic);
         expect([full.statusCode, full.json().error.code]).toEqual([507, 'STORAGE_FULL']);
         expect(await count()).toBe(before);
       } finally {
-        await prisma.$executeRawUnsafe('DROP TRIGGER disk_full ON "TrainingJob"');
-        await prisma.$executeRawUnsafe('DROP FUNCTION disk_full()');
+        await sql('DROP TRIGGER disk_full ON "TrainingJob"');
+        await sql('DROP FUNCTION disk_full()');
       }
       expect((await post(tinySynthetic)).statusCode).toBe(201);
     },
