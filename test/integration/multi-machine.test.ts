@@ -237,6 +237,8 @@ describe('many machines: PostgreSQL and Redis shared, nothing else', () => {
     expect((await fetch(`${a.base}/v1/jobs/${job.id}`, { method: 'DELETE' })).status).toBe(204);
     for (let i = 0; i < 150 && filesUnder(cacheOfC).length > 1; i++) await new Promise((r) => setTimeout(r, 100));
     expect(filesUnder(cacheOfC)).toEqual([`${tunedDone.model!.sha256}.onnx`]);
+    // Said once the sweep is done, a moment after the file went (a CI run under load read the log first).
+    for (let i = 0; i < 50 && !c.log().includes('removed local copies of deleted models'); i++) await new Promise((r) => setTimeout(r, 100));
     expect(c.log()).toContain('removed local copies of deleted models');
 
     // Deployment 2's worker shares the Redis but its own queue (prefixes from the deployment ids),
