@@ -70,8 +70,15 @@ export function warnIfEvicting(redis: Redis, warn: (line: string) => void): void
   if (redis.status === 'ready') void check();
 }
 
-/** Whether `err` is Redis refusing a write because it is full (at its maxmemory, evicting nothing). */
-export const isRedisFull = (err: unknown): boolean => err instanceof Error && /^OOM command not allowed\b/.test(err.message);
+/**
+ * Whether `err` is Redis refusing a write because it is full (at its maxmemory, evicting nothing),
+ * alone or as the reason a MULTI was discarded (ioredis's EXECABORT error lists its commands' errors).
+ */
+export function isRedisFull(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const previous = (err as { previousErrors?: unknown }).previousErrors;
+  return /^OOM command not allowed\b/.test(err.message) || (Array.isArray(previous) && previous.some(isRedisFull));
+}
 
 /** "Redis at host:port is full ...": what refused the write, for messages. */
 export const redisFullLine = (server: string): string =>

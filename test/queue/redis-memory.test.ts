@@ -85,6 +85,13 @@ describe('a Redis that evicts keys', () => {
     let refusal: unknown = null;
     for (let i = 0; i < 100 && refusal === null; i++) await redis.set(`junk${i}`, value).catch((err: unknown) => (refusal = err));
     expect(isRedisFull(refusal)).toBe(true);
+    // A MULTI (a worker's state entry) is discarded whole, naming the refusal among its errors.
+    const discarded: unknown = await redis
+      .multi()
+      .set('tx-key', value)
+      .exec()
+      .catch((err: unknown) => err);
+    expect(isRedisFull(discarded)).toBe(true);
     expect(isRedisFull(new Error('Connection is closed.'))).toBe(false);
     for (let i = 0; i < 3; i++) expect(watch.saw(refusal)).toBe(true);
     expect(watch.saw(new Error('Connection is closed.'))).toBe(false);
