@@ -142,7 +142,7 @@ describe('Redis not up yet, turning a password away, restarted without its data,
       await until(() => worker.output().includes(line), 30_000, "the worker's full-Redis line", exitedWith(worker));
       // Bull tries the next-job wait again every 5 s and the state entry is written every 5 s:
       // each refusal was a "queue error" with its stack before.
-      await new Promise((r) => setTimeout(r, 11_000));
+      await new Promise((r) => setTimeout(r, 6000));
       expect(linesWith(worker.output(), line)).toBe(1);
       expect(worker.output()).not.toContain('queue error');
 
