@@ -48,6 +48,15 @@ describe('Redis not up yet, turning a password away, restarted without its data,
     await h?.close();
   });
 
+  /** A redis-server of this test's own, started with `args`, and a harness (SQLite) whose queue is on it. */
+  async function harnessOnRedis(...args: string[]): Promise<{ port: number; redisUrl: string; own: Harness }> {
+    assertBuilt();
+    const port = await freePort();
+    const redisUrl = `redis://127.0.0.1:${port}`;
+    redises.push(startRedis(port, ...args));
+    return { port, redisUrl, own: await startHarness('sqlite', { REDIS_URL: redisUrl }) };
+  }
+
   it('a worker waits for Redis, saying where it looks, then trains a job', async () => {
     assertBuilt();
     const port = await freePort();
@@ -94,11 +103,7 @@ describe('Redis not up yet, turning a password away, restarted without its data,
   });
 
   it('`qatserve api` and a worker each say once that their Redis may drop keys when full (an evicting maxmemory-policy)', async () => {
-    assertBuilt();
-    const port = await freePort();
-    const redisUrl = `redis://127.0.0.1:${port}`;
-    redises.push(startRedis(port, '--maxmemory', '64mb', '--maxmemory-policy', 'allkeys-lru'));
-    const own = await startHarness('sqlite', { REDIS_URL: redisUrl });
+    const { port, redisUrl, own } = await harnessOnRedis('--maxmemory', '64mb', '--maxmemory-policy', 'allkeys-lru');
     const a = await startApi(apiEnv('api-evicting', { REDIS_URL: redisUrl }));
     const w = workerOn(own, redisUrl, 'evicting');
     try {
@@ -116,11 +121,7 @@ describe('Redis not up yet, turning a password away, restarted without its data,
   });
 
   it('a full Redis (noeviction at its maxmemory): a POST says the queue is full and stores nothing; a worker says it once, then when it has room, and trains', async () => {
-    assertBuilt();
-    const port = await freePort();
-    const redisUrl = `redis://127.0.0.1:${port}`;
-    redises.push(startRedis(port, '--maxmemory', '8mb', '--maxmemory-policy', 'noeviction'));
-    const own = await startHarness('sqlite', { REDIS_URL: redisUrl });
+    const { port, redisUrl, own } = await harnessOnRedis('--maxmemory', '8mb', '--maxmemory-policy', 'noeviction');
     const filler = new Redis(redisUrl);
     let w: WorkerProc | undefined;
     try {
