@@ -2,7 +2,7 @@
 // pooler in front of a database many machines use (and what hosted poolers run). Until the
 // fiftieth session nothing got through it: every connection sent the schema as a startup option,
 // which PgBouncer refuses ("unsupported startup parameter: options"), so /readyz said the
-// database was failing and every request with a key answered 503. A session setting would not do
+// database was failing and every request but the public ones answered 503. A session setting would not do
 // either: PgBouncer hands a server connection to other clients after each transaction.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -20,14 +20,15 @@ import { assertBuilt, spawnWorker, tinyJob, waitForJob, type WorkerProc } from '
 async function startPgBouncer(): Promise<{ proc: ChildProcess; base: string; dir: string }> {
   const port = await freePort();
   const pg = new URL(PG_BASE);
+  const user = pg.username || 'postgres';
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatserve-pgbouncer-'));
   fs.chmodSync(dir, 0o755); // PgBouncer will not run as root: as root, it runs as postgres below
-  fs.writeFileSync(path.join(dir, 'users.txt'), '"postgres" ""\n');
+  fs.writeFileSync(path.join(dir, 'users.txt'), `"${user}" ""\n`);
   fs.writeFileSync(
     path.join(dir, 'pgbouncer.ini'),
     [
       '[databases]',
-      `test = host=${pg.hostname} port=${pg.port || 5432} dbname=${pg.pathname.slice(1)} user=${pg.username || 'postgres'}`,
+      `test = host=${pg.hostname} port=${pg.port || 5432} dbname=${pg.pathname.slice(1)} user=${user}`,
       '[pgbouncer]',
       'listen_addr = 127.0.0.1',
       `listen_port = ${port}`,
@@ -49,7 +50,7 @@ async function startPgBouncer(): Promise<{ proc: ChildProcess; base: string; dir
       s.once('connect', () => (s.destroy(), resolve(true)));
       s.once('error', () => resolve(false));
     });
-    if (up) return { proc, base: `postgresql://${pg.username || 'postgres'}@127.0.0.1:${port}/test`, dir };
+    if (up) return { proc, base: `postgresql://${user}@127.0.0.1:${port}/test`, dir };
     if (proc.exitCode !== null) break;
     await new Promise((r) => setTimeout(r, 100));
   }
