@@ -41,6 +41,12 @@ function driverAdapterCause(err: unknown): DriverAdapterCause | undefined {
   return e?.meta?.driverAdapterError?.cause;
 }
 
+/** Whether `err` is a PostgreSQL error, as the adapter passed it on, whose SQLSTATE `states` matches. */
+function hasAdapterPgState(err: unknown, states: RegExp): boolean {
+  const cause = driverAdapterCause(err);
+  return cause?.kind === 'postgres' && typeof cause.code === 'string' && states.test(cause.code);
+}
+
 /**
  * pg's own errors for a server it could not reach or that stopped answering (they carry no code;
  * @prisma/adapter-pg passes them on as they are), and the socket errors of a network that cannot
@@ -110,7 +116,7 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   const cause = driverAdapterCause(err);
   if (!cause) return false;
   if (typeof cause.kind === 'string' && UNAVAILABLE_KINDS.has(cause.kind)) return true;
-  return cause.kind === 'postgres' && typeof cause.code === 'string' && UNAVAILABLE_SQLSTATE.test(cause.code);
+  return hasAdapterPgState(err, UNAVAILABLE_SQLSTATE);
 }
 
 /**
@@ -129,8 +135,7 @@ export function isDatabaseLocked(err: unknown): boolean {
  */
 export function isStorageFull(err: unknown): boolean {
   if ((err as { code?: unknown } | null)?.code === 'SQLITE_FULL') return true;
-  const cause = driverAdapterCause(err);
-  return cause?.kind === 'postgres' && cause.code === '53100';
+  return hasAdapterPgState(err, /^53100$/);
 }
 
 /**
@@ -140,12 +145,8 @@ export function isStorageFull(err: unknown): boolean {
  * still work. As pg raised it (the artifact store's queries) or as Prisma passes it on.
  */
 export function isDatabaseReadOnly(err: unknown): boolean {
-  if (hasPgState(err, READ_ONLY_SQLSTATE)) return true;
-  const cause = driverAdapterCause(err);
-  return cause?.kind === 'postgres' && typeof cause.code === 'string' && READ_ONLY_SQLSTATE.test(cause.code);
+  return hasPgState(err, /^25006$/) || hasAdapterPgState(err, /^25006$/);
 }
-
-const READ_ONLY_SQLSTATE = /^25006$/;
 
 /** Whether `err` is Prisma's P2021, a table that is not in the database: one qatserve never migrated. */
 export function isTableMissing(err: unknown): boolean {
