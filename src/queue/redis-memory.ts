@@ -38,7 +38,7 @@ const mib = (bytes: number) => Math.round(bytes / 2 ** 20);
 export const evicts = (m: RedisMemory): boolean => m.policy !== 'noeviction' && m.maxmemoryBytes > 0;
 
 /** The warning for a Redis that evicts (see evicts). */
-export function evictionWarning(server: string, m: RedisMemory): string {
+function evictionWarning(server: string, m: RedisMemory): string {
   return (
     `Redis at ${server} drops keys when it holds maxmemory ${mib(m.maxmemoryBytes)} MiB (maxmemory-policy ${m.policy}): ` +
     "the job queue's entries and running jobs' locks can vanish (a queued job then waits for the reconciler, a running one goes back to the queue to resume from its last checkpoint); " +
@@ -81,7 +81,7 @@ export function isRedisFull(err: unknown): boolean {
 }
 
 /** "Redis at host:port is full ...": what refused the write, for messages. */
-export const redisFullLine = (server: string): string =>
+const redisFullLine = (server: string): string =>
   `Redis at ${server} is full: its memory reached its maxmemory and it refuses writes (OOM); free memory on it (its largest keys: redis-cli --bigkeys) or raise its maxmemory`;
 
 /**
