@@ -19,6 +19,7 @@ import { PrismaBetterSQLite3 } from '@prisma/adapter-better-sqlite3';
 import { PrismaPg } from '@prisma/adapter-pg';
 import { DatabaseUnavailableError, isPgUnreachable } from './db-errors.js';
 import { pgPoolConfig, type PgTimeouts } from './pg-pool.js';
+import { overriding } from '../overriding.js';
 
 type Factory = PrismaBetterSQLite3 | PrismaPg;
 type Adapter = Awaited<ReturnType<Factory['connect']>>;
@@ -162,15 +163,4 @@ function releasingTransactions(adapter: Adapter, release: Release): Adapter {
     return overriding(tx, { executeRaw });
   };
   return overriding(adapter, { startTransaction });
-}
-
-/** `target` with some members replaced; every other member its own, bound to it (it has private fields). */
-function overriding<T extends object>(target: T, replacements: Partial<Record<keyof T, unknown>>): T {
-  return new Proxy(target, {
-    get(t, prop) {
-      if (Object.hasOwn(replacements, prop)) return replacements[prop as keyof T];
-      const value: unknown = Reflect.get(t, prop, t);
-      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(t) : value;
-    },
-  });
 }

@@ -3,11 +3,11 @@
 // PostgreSQL for 45 s under a fast job logged 34 error lines, each with its stack. Now one when
 // it starts and one when a checkpoint is stored again.
 import { describe, expect, it } from 'vitest';
-import type { ArtifactStore } from '../../src/artifacts/artifact-store.js';
 import { TrainingConfig } from '../../src/config/training-config.js';
 import { insertQueued } from '../../src/jobs/job-lifecycle.js';
 import type { Logger } from '../../src/logger.js';
 import { startJob } from '../../src/queue/job-runner.js';
+import { overriding } from '../../src/overriding.js';
 import { migratedSqlite } from '../db/migrated-sqlite.js';
 import { standInContext } from './fixtures/runner-context.js';
 
@@ -23,17 +23,12 @@ describe('checkpoints the artifact store refuses for a while', () => {
     const ctx = standInContext(db.prisma, './checkpoint-thread.mjs', log);
     // The first three uploads fail as PostgreSQL's do when it is read-only.
     let refusals = 3;
-    const store: ArtifactStore = new Proxy(ctx.store, {
-      get(target, prop) {
-        if (prop === 'begin')
-          return (prefix: string) => {
-            const write = target.begin(prefix);
-            if (refusals-- <= 0) return write;
-            const refused = Object.assign(new Error('cannot execute INSERT in a read-only transaction'), { code: '25006' });
-            return { put: () => Promise.reject(refused), commit: () => write.commit(), abort: () => write.abort() };
-          };
-        const value: unknown = Reflect.get(target, prop, target);
-        return typeof value === 'function' ? (value as () => unknown).bind(target) : value;
+    const store = overriding(ctx.store, {
+      begin: (prefix: string) => {
+        const write = ctx.store.begin(prefix);
+        if (refusals-- <= 0) return write;
+        const refused = Object.assign(new Error('cannot execute INSERT in a read-only transaction'), { code: '25006' });
+        return { put: () => Promise.reject(refused), commit: () => write.commit(), abort: () => write.abort() };
       },
     });
     const job = startJob({ ...ctx, store }, 'job-1');

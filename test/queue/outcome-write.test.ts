@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { insertQueued } from '../../src/jobs/job-lifecycle.js';
 import { TrainingConfig } from '../../src/config/training-config.js';
 import { startJob } from '../../src/queue/job-runner.js';
+import { overriding } from '../../src/overriding.js';
 import type { Logger } from '../../src/logger.js';
 import { migratedSqlite } from '../db/migrated-sqlite.js';
 import { standInContext } from './fixtures/runner-context.js';
@@ -20,12 +21,9 @@ describe("a job's outcome that cannot be written", () => {
     await insertQueued(db.prisma, { id: 'job-1', name: 'diverges', config: TrainingConfig.parse({ dataset: { type: 'synthetic' } }) });
     // Transactions fail once the thread says it is about to fail the job, as on a database gone away.
     let away = false;
-    const prisma = new Proxy(db.prisma, {
-      get(target, prop) {
-        if (prop === '$transaction' && away) return () => Promise.reject(new Error('database unreachable'));
-        const value: unknown = Reflect.get(target, prop, target);
-        return typeof value === 'function' ? (value as () => unknown).bind(target) : value;
-      },
+    const transaction = db.prisma.$transaction.bind(db.prisma) as (...args: unknown[]) => Promise<unknown>;
+    const prisma = overriding(db.prisma, {
+      $transaction: (...args: unknown[]) => (away ? Promise.reject(new Error('database unreachable')) : transaction(...args)),
     });
     const note = (a: object | string, b?: string) => {
       if ((typeof a === 'string' ? a : b) === 'about to fail') away = true;
