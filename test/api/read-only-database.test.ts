@@ -2,26 +2,15 @@
 // a replica's "reader" endpoint), or default_transaction_read_only is set for maintenance. Reads
 // answer; a change is refused as the database's state, not as a fault of the service (it was a
 // 500 "internal server error").
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/api/app.js';
 import { openApiDeps } from '../../src/api/api-deps.js';
 import { JobView } from '../../src/jobs/job-view.js';
-import { PG_BASE } from '../db/test-databases.js';
+import { adminQuery } from '../db/test-databases.js';
 import { startHarness, tinySynthetic, type Harness } from './api-harness.js';
 
 /** A login role whose every session is read-only, as on a standby. */
 const role = `qs_ro_${process.pid}`;
-
-async function admin(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: PG_BASE });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
 
 describe('a read-only PostgreSQL', () => {
   let h: Harness;
@@ -29,8 +18,8 @@ describe('a read-only PostgreSQL', () => {
   let closeDeps: () => Promise<void>;
   beforeAll(async () => {
     h = await startHarness('postgres');
-    await admin(`CREATE ROLE ${role} LOGIN SUPERUSER`);
-    await admin(`ALTER ROLE ${role} SET default_transaction_read_only = on`);
+    await adminQuery(`CREATE ROLE ${role} LOGIN SUPERUSER`);
+    await adminQuery(`ALTER ROLE ${role} SET default_transaction_read_only = on`);
     const url = new URL(h.settings.databaseUrl);
     url.username = role;
     const deps = openApiDeps({ ...h.settings, databaseUrl: url.toString() }, false);
@@ -41,7 +30,7 @@ describe('a read-only PostgreSQL', () => {
     await readOnly?.close();
     await closeDeps?.();
     await h?.close();
-    await admin(`DROP ROLE IF EXISTS ${role}`);
+    await adminQuery(`DROP ROLE IF EXISTS ${role}`);
   });
 
   it('answers reads, and refuses a change with 503 DATABASE_UNAVAILABLE saying it is read-only, changing nothing', async () => {

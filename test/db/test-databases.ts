@@ -21,12 +21,17 @@ export function pgUrl(schema: string, base = PG_BASE): string {
   return `${base}?schema=${schema}`;
 }
 
-export async function dropSchema(schema: string): Promise<void> {
+/** Runs `sql` on PG_BASE over a connection of its own (DDL, roles: what no test's app should do). */
+export async function adminQuery(sql: string): Promise<void> {
   const client = new pg.Client({ connectionString: PG_BASE });
   await client.connect();
   try {
-    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await client.query(sql);
   } finally {
     await client.end();
   }
+}
+
+export async function dropSchema(schema: string): Promise<void> {
+  await adminQuery(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
 }
