@@ -38,6 +38,13 @@ export interface ExportJobOptions {
   checkpoint: string;
   /** Where model.onnx and manifest.json go (created if missing). */
   outDir: string;
+  /**
+   * A writable directory for a file needed only for a moment (ONNX Runtime's optimized graph, for
+   * the fusion check). Default: the OS's temp directory, which `docker run --read-only` and
+   * Kubernetes' readOnlyRootFilesystem leave read-only: every job failed its export there
+   * (EXPORT_FAILED, EROFS) until the worker passed its job's scratch.
+   */
+  tmpDir?: string;
   dataRoot: string;
   log?: Logger;
   /** Validation images to verify on (default DEFAULT_VERIFY_IMAGES, fewer if the split is smaller). */
@@ -153,7 +160,7 @@ export async function exportJobModel(opts: ExportJobOptions): Promise<ExportJobR
 
     opts.signal?.throwIfAborted();
     task('checking that ONNX Runtime runs it in integer kernels');
-    const fusion = fusionReport(await optimizedOpCounts(verified.chosen.bytes), expectedKernels(graph));
+    const fusion = fusionReport(await optimizedOpCounts(verified.chosen.bytes, opts.tmpDir), expectedKernels(graph));
     if (!fusion.fullyFused) log.warn({ fusion }, 'export: ORT did not fuse the whole graph into integer kernels; it will run slower');
     const float32SizeBytes = quantGraphToFloatOnnx(graph).length;
     const manifest = buildManifest({ jobId: opts.jobId, model, graph, verified, accuracy, evaluation, warnings, fusion, float32SizeBytes });

@@ -16,9 +16,13 @@ export function countOps(modelBytes: Uint8Array): OpCounts {
   return counts;
 }
 
-/** Op counts of the graph ORT runs after all its optimizations (CPU, one thread). */
-export async function optimizedOpCounts(modelBytes: Uint8Array): Promise<OpCounts> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'qatserve-fusion-'));
+/**
+ * Op counts of the graph ORT runs after all its optimizations (CPU, one thread). ORT hands the graph
+ * over only as a file, written in a directory made under `tmpDir`: a worker passes its job's
+ * scratch, as a container with a read-only root filesystem has no writable /tmp.
+ */
+export async function optimizedOpCounts(modelBytes: Uint8Array, tmpDir: string = tmpdir()): Promise<OpCounts> {
+  const dir = await mkdtemp(path.join(tmpDir, 'qatserve-fusion-'));
   const file = path.join(dir, 'optimized.onnx');
   try {
     const session = await ort.InferenceSession.create(modelBytes, {

@@ -229,6 +229,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
     resumeFrom: resume.found?.dir ?? null,
     initFrom: init?.dir ?? null,
     modelDir: path.join(job.scratch, 'model'),
+    tmpDir: job.scratch,
     trainThreads: ctx.trainThreads ?? 1,
     budget: ctx.budget,
     wasmSimd: ctx.wasmSimd ?? true,

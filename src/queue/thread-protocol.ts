@@ -16,6 +16,8 @@ export interface ThreadInput {
   initFrom: string | null;
   /** Where the exported int8 model goes. */
   modelDir: string;
+  /** This job's writable scratch for passing files (not /tmp: a read-only root filesystem has none). */
+  tmpDir: string;
   /** TRAIN_THREADS: threads each step is split over; with 2 or more, batches are also rendered in a thread of their own. */
   trainThreads: number;
   /** JOB_MEMORY_BUDGET_MB and JOB_DISK_BUDGET_MB of this worker: checked again with the data set's real classes. */

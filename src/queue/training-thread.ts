@@ -95,6 +95,7 @@ async function main(): Promise<void> {
       config: input.config,
       checkpoint: result.checkpoint,
       outDir: input.modelDir,
+      tmpDir: input.tmpDir,
       dataRoot: input.dataRoot,
       log,
       evalLogits,

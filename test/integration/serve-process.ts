@@ -1,6 +1,6 @@
 // `qatserve serve` as a user runs it: the built CLI in a child process (API plus one worker child),
 // on its embedded defaults in an empty directory. Shared by the end-to-end tests.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -25,15 +25,37 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Starts `qatserve serve` in `cwd` with no DATABASE_URL/DATA_DIR (the defaults) and waits for /readyz. */
-export async function startServe(cwd: string, label: string): Promise<ServeProcess> {
+/**
+ * The command that runs `argv` as a container with a read-only root filesystem does (`docker run
+ * --read-only -v data:/data`): in a private mount namespace whose root is read-only, `writable`
+ * (bind-mounted on itself first) excepted. Needs root and unshare(1): see canUnshareMounts.
+ */
+export function withReadOnlyRoot(writable: string, argv: string[]): string[] {
+  const script = 'mount --make-rprivate / && mount --bind "$0" "$0" && mount -o remount,bind,ro / && exec "$@"';
+  return ['unshare', '--mount', 'sh', '-c', script, writable, ...argv];
+}
+
+/** Whether this process may make the mount namespaces of withReadOnlyRoot (root, as CI runs). */
+export const canUnshareMounts = (): boolean => spawnSync('unshare', ['--mount', 'true']).status === 0;
+
+/**
+ * Starts `qatserve serve` in `cwd` with no DATABASE_URL/DATA_DIR (the defaults) and waits for /readyz;
+ * with `readOnlyRoot`, under withReadOnlyRoot with only its data directory (`cwd/data`) writable.
+ */
+export async function startServe(cwd: string, label: string, opts: { readOnlyRoot?: boolean } = {}): Promise<ServeProcess> {
   assertBuilt();
   const port = await freePort();
   const env: NodeJS.ProcessEnv = { ...process.env, ...FAST_QUEUE_ENV, PORT: String(port), HOST: '127.0.0.1', QUEUE_PREFIX: `qs-${label}-${process.pid}` };
   for (const k of ['DATABASE_URL', 'DATA_DIR', 'ARTIFACTS_DIR', 'DATA_ROOT', 'TRAIN_THREADS']) delete env[k];
   const logFile = path.join(cwd, 'serve.log');
   const fd = fs.openSync(logFile, 'w');
-  const proc = spawn(process.execPath, [CLI, 'serve'], { cwd, env, stdio: ['ignore', fd, fd] });
+  let argv = [process.execPath, CLI, 'serve'];
+  if (opts.readOnlyRoot) {
+    delete env.TMPDIR; // as in a container, where nothing sets it
+    fs.mkdirSync(path.join(cwd, 'data'), { recursive: true });
+    argv = withReadOnlyRoot(path.join(cwd, 'data'), argv);
+  }
+  const proc = spawn(argv[0], argv.slice(1), { cwd, env, stdio: ['ignore', fd, fd] });
   fs.closeSync(fd);
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
   const base = `http://127.0.0.1:${port}`;
