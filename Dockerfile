@@ -13,6 +13,7 @@
 # More keys: `docker exec qatserve node dist/cli.js keys create --name ci --scopes train`, or
 # POST /v1/keys with the admin key. A bind mount instead of a named volume must be writable by
 # uid 1000 (the image's `node` user).
+# It writes only under /data, so `docker run --read-only` works (README, "Docker").
 #
 # The same image runs `api` and `worker` of a fleet sharing PostgreSQL and Redis (README, "Docker");
 # give a worker container `-e MALLOC_MMAP_THRESHOLD_=65536` (an idle worker then returns a job's

@@ -8,6 +8,7 @@ import type { Prisma as PrismaNamespace, PrismaClient } from '../../generated/pr
 import { parseDatabaseUrl, type Provider } from './database-url.js';
 import { postgresAdapter, sqliteAdapter } from './adapters.js';
 import { PG_TIMEOUTS, type PgTimeouts } from './pg-pool.js';
+import { keepSqliteTempFilesBeside } from './sqlite-temp-dir.js';
 
 export type Prisma = PrismaClient;
 /** The client inside `prisma.$transaction(async (tx) => ...)`. */
@@ -38,6 +39,7 @@ export function openDatabase(url: string, pgTimeouts: PgTimeouts = PG_TIMEOUTS):
   let prisma: Prisma;
   if (target.provider === 'sqlite') {
     if (target.file !== ':memory:') fs.mkdirSync(path.dirname(target.file), { recursive: true });
+    keepSqliteTempFilesBeside(target.file);
     prisma = new sqliteClient.PrismaClient({ adapter: sqliteAdapter(target.file, SQLITE_BUSY_TIMEOUT_MS), errorFormat: ERROR_FORMAT });
   } else {
     const adapter = postgresAdapter(target.connectionString, target.schema, PG_POOL_SIZE, pgTimeouts);

@@ -11,6 +11,7 @@ import pg from 'pg';
 import { parseDatabaseUrl, postgresServer, type Provider } from './database-url.js';
 import { DatabaseRefusedError, DatabaseUnavailableError, isPgNotAccepting, isPgRefused, isPgUnreachable, pgTlsRefusal } from './db-errors.js';
 import { PG_TIMEOUTS } from './pg-pool.js';
+import { keepSqliteTempFilesBeside } from './sqlite-temp-dir.js';
 
 export class MigrationError extends Error {
   constructor(
@@ -143,6 +144,7 @@ function migrateSqlite(file: string, files: Migration[]): MigrateResult {
 
 function migrateSqliteFile(file: string, files: Migration[]): MigrateResult {
   if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true });
+  keepSqliteTempFilesBeside(file);
   const db = new BetterSqlite3(file, { timeout: 10_000 });
   try {
     // WAL lets the API read while a worker writes; the setting persists in the file.

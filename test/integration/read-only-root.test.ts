@@ -1,13 +1,16 @@
 // A container with a read-only root filesystem and one writable data volume (`docker run --read-only
 // -v data:/data`, Kubernetes' readOnlyRootFilesystem, a common hardening): only DATA_DIR may be
 // written. Until the fifty-first session every job there trained in full and then failed its export
-// (EXPORT_FAILED, "EROFS: read-only file system, mkdtemp '/tmp/qatserve-fusion-...'"). Made with a private mount namespace (root only; CI runs as root).
+// (EXPORT_FAILED, "EROFS: read-only file system, mkdtemp '/tmp/qatserve-fusion-...'"), and a SQLite
+// statement that spills to a temporary file (a sort bigger than its cache, an index built over a big
+// table) failed "disk I/O error". Made with a private mount namespace (root only; CI runs as root).
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
-import { canUnshareMounts, startServe, submitJob, waitForJob } from './serve-process.js';
+import { canUnshareMounts, startServe, submitJob, waitForJob, withReadOnlyRoot } from './serve-process.js';
 
 /** As small a job as trains, verifies and exports: 2 classes of 16 images, one epoch. */
 const TINY_JOB = { dataset: { type: 'synthetic', classes: 2, samplesPerClass: 16, valPerClass: 4 }, training: { epochs: 1 } };
@@ -38,4 +41,24 @@ describe.skipIf(!canUnshareMounts())('a read-only root filesystem with a writabl
       await srv.stop();
     }
   }, 180_000);
+
+  it('lets SQLite sort more rows than its cache holds, beside the database', () => {
+    const data = path.join(cwd, 'sort-data');
+    fs.mkdirSync(data, { recursive: true });
+    // 200,000 rows of 100 bytes grouped and ordered: a sort of ~20 MB, past SQLite's 2 MB cache.
+    const script = `
+      const { openDatabase } = await import(${JSON.stringify(path.resolve('dist/db/database.js'))});
+      const db = openDatabase(${JSON.stringify(`file:${path.join(data, 'q.db')}`)});
+      await db.prisma.$executeRawUnsafe('CREATE TABLE t (v BLOB, s INTEGER)');
+      await db.prisma.$executeRawUnsafe('WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000) INSERT INTO t SELECT randomblob(100), i % 977 FROM n');
+      const rows = await db.prisma.$queryRawUnsafe('SELECT s, count(*) AS c, group_concat(v) AS g FROM t GROUP BY s ORDER BY length(g) DESC, s');
+      console.log(rows.length);
+      await db.close();`;
+    const env = { ...process.env };
+    delete env.TMPDIR;
+    delete env.SQLITE_TMPDIR;
+    const argv = withReadOnlyRoot(data, [process.execPath, '--input-type=module', '-e', script]);
+    const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', env });
+    expect(r.stdout.trim(), r.stderr.slice(-1500)).toBe('977');
+  }, 60_000);
 });
