@@ -382,7 +382,7 @@ describe('many machines: PostgreSQL and Redis shared, nothing else', () => {
     // R restarts (a rolling deploy) while it trains a job S cannot hold: the job goes back to the
     // queue with its checkpoint, and S, which takes it, leaves it for R (away) instead of failing
     // it JOB_TOO_LARGE, as it did until the thirty-eighth session. A new such job is admitted meanwhile.
-    const long = await post(m, tinyJob(400, { name: 'restarted', checkpointEverySteps: 20 }));
+    const long = await post(m, tinyJob(120, { name: 'restarted', checkpointEverySteps: 20 }));
     await until(m, long.id, (x) => x.status === 'running' && x.progress.step >= 25, 120_000, logs);
     r.proc.kill('SIGTERM');
     await r.exited;

@@ -101,7 +101,7 @@ describe('a worker whose disk is full (PostgreSQL)', () => {
     // 4 MiB free: the job needs up to 14 (2 checkpoints kept, one being written, one downloaded, the model).
     await fill(disk, 'filler-1', 4 * MiB);
 
-    const res = await h.app.inject({ method: 'POST', url: '/v1/jobs', payload: tinyJob(160, { checkpointEverySteps: 2 }) });
+    const res = await h.app.inject({ method: 'POST', url: '/v1/jobs', payload: tinyJob(60, { checkpointEverySteps: 2 }) });
     const job = JobView.parse(res.json());
     await waitForJob(h.app, job.id, () => w.output().includes(`job ${job.id} left on the queue`), 30_000, [w]);
     expect(w.output()).toMatch(/the worker's DATA_DIR has 4 MiB free of 64 MiB; the job needs up to 1\d MiB/);
@@ -143,7 +143,7 @@ describe('a worker whose disk is full (PostgreSQL)', () => {
     expect(handBackLine).toMatch(/ENOSPC/);
     expect(handBackLine).not.toContain('post the job again');
     const stoppedAt = handedBack.progress.step;
-    expect(stoppedAt).toBeLessThan(160);
+    expect(stoppedAt).toBeLessThan(60);
 
     await keepFull.remove();
     const done = await waitForJob(h.app, job.id, (j) => ['succeeded', 'failed', 'cancelled'].includes(j.status), 120_000, [w]);
@@ -154,7 +154,7 @@ describe('a worker whose disk is full (PostgreSQL)', () => {
     expect(Number(resumed?.[1])).toBeGreaterThanOrEqual(4);
     expect(Number(resumed?.[1])).toBeLessThanOrEqual(stoppedAt);
     const page = MetricsPage.parse((await h.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}/metrics?limit=1000` })).json());
-    expect(page.points.map((p) => p.step)).toEqual(Array.from({ length: 160 }, (_, i) => i + 1));
+    expect(page.points.map((p) => p.step)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
     await expect.poll(listed).toMatchObject([{ pid: w.proc.pid, state: 'idle', jobId: null }]);
     const metrics = (await h.app.inject({ method: 'GET', url: '/metrics' })).body;
     expect(metrics).toContain('qatserve_workers{state="idle"} 1');
