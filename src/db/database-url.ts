@@ -1,6 +1,7 @@
 // One place that reads DATABASE_URL: which provider, which file or server, which PostgreSQL schema.
 import path from 'node:path';
 import { parse as parsePgUrl } from 'pg-connection-string';
+import { hostPort } from '../host-port.js';
 
 export type Provider = 'sqlite' | 'postgres';
 
@@ -54,7 +55,7 @@ export function postgresServer(connectionString: string): string {
   const c = readPgUrl(connectionString);
   if (c.host?.startsWith('/')) return `${c.host} (Unix socket)`;
   // pg's defaults for what the URL leaves out.
-  return `${c.host || process.env.PGHOST || 'localhost'}:${c.port || process.env.PGPORT || 5432}`;
+  return hostPort(c.host || process.env.PGHOST || 'localhost', c.port || process.env.PGPORT || 5432);
 }
 
 /** The connection string as pg reads it (pg-connection-string, pg's own parser). */

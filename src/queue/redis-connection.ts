@@ -8,6 +8,7 @@
 // in time is dropped and made anew (looking the host up again), and its commands fail.
 import { Redis, type RedisOptions } from 'ioredis';
 import { certRefusedLine, isCertRefused, isSocketUnreachable } from '../socket-errors.js';
+import { hostPort } from '../host-port.js';
 import { withTimeout } from '../with-timeout.js';
 
 /** `options` with answers awaited at most `timeoutMs`. */
@@ -33,7 +34,7 @@ export function openSubscriber(url: string, timeoutMs: number, options: RedisOpt
 }
 
 /** Where a connection points, for messages: `host:port` (never its password; REDIS_URL is a redis:// URL). */
-export const redisServer = (redis: Redis): string => `${redis.options.host}:${redis.options.port}`;
+export const redisServer = (redis: Redis): string => hostPort(redis.options.host ?? 'localhost', redis.options.port ?? 6379);
 
 /**
  * Calls `onDown` when `redis` loses its connection or cannot make one (refused, timed out, or

@@ -2,7 +2,9 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { usableCores } from '../../src/config/cpu-quota.js';
 import { defaultTrainThreads, engineSettings, loadSettings, SettingsError } from '../../src/config/settings.js';
-import { parseDatabaseUrl } from '../../src/db/database-url.js';
+import { parseDatabaseUrl, postgresServer } from '../../src/db/database-url.js';
+import { redisServer } from '../../src/queue/redis-connection.js';
+import { Redis } from 'ioredis';
 
 describe('settings', () => {
   it('defaults to a single-machine setup under ./data', () => {
@@ -120,6 +122,13 @@ describe('settings', () => {
       connectionString: 'postgresql://u@%2Fvar%2Frun%2Fpostgresql/db',
       schema: 'public',
     });
+  });
+  it('names the PostgreSQL and Redis servers of its log lines as host:port, an IPv6 address in brackets', () => {
+    expect(postgresServer('postgresql://u@[::1]:5433/db')).toBe('[::1]:5433');
+    expect(postgresServer('postgresql://u@db.internal:5433/db')).toBe('db.internal:5433');
+    expect(postgresServer('postgresql://u@/db?host=/var/run/postgresql')).toBe('/var/run/postgresql (Unix socket)');
+    expect(redisServer(new Redis('redis://[::1]:6390/2', { lazyConnect: true }))).toBe('[::1]:6390');
+    expect(redisServer(new Redis('redis://cache.internal:6390', { lazyConnect: true }))).toBe('cache.internal:6390');
   });
   it('refuses a DATABASE_URL pg could not read as a settings error, before anything opens it', () => {
     expect(() => loadSettings({ DATABASE_URL: 'postgresql://[bad' })).toThrow(SettingsError);
