@@ -10,8 +10,8 @@ import path from 'node:path';
  * Points SQLite's temporary files at `file`'s directory, unless SQLITE_TMPDIR or TMPDIR is set.
  * SQLite reads the variable once, when the process opens its first database: call it before that.
  */
-export function keepSqliteTempFilesBeside(file: string, env: NodeJS.ProcessEnv = process.env): void {
-  if (file === ':memory:' || env.SQLITE_TMPDIR || env.TMPDIR) return;
+export function keepSqliteTempFilesBeside(file: string): void {
+  if (file === ':memory:' || process.env.SQLITE_TMPDIR || process.env.TMPDIR) return;
   // process.env writes through to the C environment, where SQLite's getenv() reads it.
-  env.SQLITE_TMPDIR = path.dirname(path.resolve(file));
+  process.env.SQLITE_TMPDIR = path.dirname(path.resolve(file));
 }

@@ -16,7 +16,7 @@ export interface ThreadInput {
   initFrom: string | null;
   /** Where the exported int8 model goes. */
   modelDir: string;
-  /** This job's writable scratch for passing files (not /tmp: a read-only root filesystem has none). */
+  /** Where files needed only for a moment go: this job's scratch (not /tmp, which a read-only root filesystem lacks). */
   tmpDir: string;
   /** TRAIN_THREADS: threads each step is split over; with 2 or more, batches are also rendered in a thread of their own. */
   trainThreads: number;
