@@ -125,7 +125,7 @@ export const SettingsSchema = z.object({
   ),
   JOB_DISK_BUDGET_MB: int(1024, 16).describe('A job whose estimated peak disk use (checkpoints kept + model) exceeds this is refused.'),
   WORKER_DISK_RESERVE_MB: int(256, 0).describe(
-    "Free space a worker keeps on DATA_DIR's disk. It takes a job only while the free space covers the job's estimated disk use plus this; short of it, it leaves the job on the queue for other workers and takes none until there is room (checked every 5 s). A job whose disk fills up midway goes back to the queue the same way, to resume from its last stored checkpoint (the second time in a row on one worker it fails WORKER_DISK_FULL). A job larger than the whole disk less this fails JOB_TOO_LARGE. A worker whose disk is no larger than this refuses to start.",
+    "Free space a worker keeps on DATA_DIR's disk. It takes a job only while the free space covers the job's estimated disk use plus this; short of it, it leaves the job on the queue for other workers and takes none until there is room (checked every 5 s). A job whose disk fills up (or turns read-only) midway goes back to the queue the same way, to resume from its last stored checkpoint (the second time in a row on one worker it fails WORKER_DISK_FULL or WORKER_DISK_READ_ONLY). A job larger than the whole disk less this fails JOB_TOO_LARGE. A worker whose disk is no larger than this refuses to start.",
   ),
   REQUEST_TIMEOUT_MS: int(30_000, 1000).describe('Time a client has to send a whole request (headers and body).'),
   CONNECTION_TIMEOUT_MS: int(60_000, 1000).describe('An idle socket is closed after this long.'),

@@ -34,10 +34,21 @@ export async function writableDiskSpace(dir: string): Promise<DiskSpace> {
   return diskSpace(dir);
 }
 
+const errnoOf = (err: unknown): unknown => (err as { code?: unknown } | null)?.code;
+
 /** The error a write to a full disk (or an exhausted quota) throws. */
 export function isDiskFull(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
+  const code = errnoOf(err);
   return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
+/**
+ * The error a write to a read-only filesystem throws: ext4 mounted `errors=remount-ro` (Debian's and
+ * most clouds' default) turns read-only after a disk error, under a running worker. Such a worker
+ * failed its job, then claimed every other job and failed to start each, burning their attempts.
+ */
+export function isDiskReadOnly(err: unknown): boolean {
+  return errnoOf(err) === 'EROFS';
 }
 
 /**
@@ -74,19 +85,21 @@ export function roomMessage(space: DiskSpace, needBytes: number, reserveBytes: n
 }
 
 /**
- * Resolves once `dir` has `wantBytes` free, checking every `intervalMs` (a statfs is microseconds),
- * or with false when `signal` aborts first.
+ * Resolves once `dir` has `wantBytes` free and takes a write (a read-only filesystem still reports
+ * free space), checking every `intervalMs` (a statfs is microseconds), or with false when `signal`
+ * aborts first.
  */
 export function waitForRoom(dir: string, wantBytes: number, intervalMs: number, signal: AbortSignal): Promise<boolean> {
   return new Promise((resolve) => {
     let settled = false;
     const timer = setInterval(() => {
-      diskSpace(dir).then(
-        (s) => {
-          if (s.freeBytes >= wantBytes) done(true);
-        },
-        () => {},
-      );
+      diskSpace(dir)
+        .then(async (s) => {
+          if (s.freeBytes < wantBytes) return;
+          await probeWritable(dir);
+          done(true);
+        })
+        .catch(() => {});
     }, intervalMs);
     const done = (ok: boolean) => {
       if (settled) return;

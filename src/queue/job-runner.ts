@@ -55,9 +55,9 @@ export interface RunnerContext {
   /** How long the job's row may go unwritten before the runner touches it (default HEARTBEAT_MS). */
   heartbeatMs?: number;
   /**
-   * What a full DATA_DIR does to the job: `hand-back` puts it back on the queue (outcome
-   * `disk-full`: the worker waits for room, another worker may resume it); `fail` (the default)
-   * ends it WORKER_DISK_FULL.
+   * What a full or read-only DATA_DIR does to the job: `hand-back` puts it back on the queue
+   * (outcome `disk-full`: the worker waits for room and a write, another worker may resume it);
+   * `fail` (the default) ends it WORKER_DISK_FULL or WORKER_DISK_READ_ONLY.
    */
   onDiskFull?: 'hand-back' | 'fail';
 }
@@ -78,9 +78,12 @@ export class WorkerShutdownError extends Error {
   }
 }
 
+/** The thread's codes for this machine's disk failing the job (thread-protocol.ts): not the job's fault. */
+const DISK_CODES = new Set(['WORKER_DISK_FULL', 'WORKER_DISK_READ_ONLY']);
+
 /**
  * `missing`: no row for the job in this deployment's database. `lost`: another worker owns it now.
- * `disk-full`: handed back because this machine's DATA_DIR filled up.
+ * `disk-full`: handed back because this machine's DATA_DIR filled up or turned read-only.
  */
 export type Outcome = 'succeeded' | 'failed' | 'cancelled' | 'skipped' | 'handed-back' | 'disk-full' | 'lost' | 'missing';
 
@@ -365,7 +368,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
         if (m.phase === 'export' && stopRequested) decide(stopped(trained ? trained.step : null));
         // Stopped while it read its data set: no step taken, nothing new to keep.
         else if (m.code === STOPPED_BEFORE_TRAINING && control.reason()) decide(stopped(null));
-        else if (m.code === 'WORKER_DISK_FULL' && ctx.onDiskFull === 'hand-back') decide(handBackForDisk(m.cause));
+        else if (DISK_CODES.has(m.code) && ctx.onDiskFull === 'hand-back') decide(handBackForDisk(m.code, m.cause));
         else decide(fail(m.code, `${m.phase === 'export' ? 'export' : 'training'} failed: ${m.message}`));
         return;
     }
@@ -385,9 +388,10 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
   };
 
   /** Back to the queue with its stored checkpoints, unless the user cancelled meanwhile. */
-  const handBackForDisk = (cause: string): Promise<Outcome> => {
+  const handBackForDisk = (code: string, cause: string): Promise<Outcome> => {
     // The cause only: the job's failure message tells a user to post it again, which a hand-back makes needless.
-    log.error({ jobId, err: cause }, 'DATA_DIR filled up; handing the job back to the queue');
+    const what = code === 'WORKER_DISK_FULL' ? 'filled up' : 'turned read-only';
+    log.error({ jobId, err: cause }, `DATA_DIR ${what}; handing the job back to the queue`);
     return ending(async () => ((await owner.stop('shutdown')) === 'handed-back' ? 'disk-full' : 'cancelled'));
   };
 

@@ -5,7 +5,7 @@ import type { CheckpointInfo, EvalMetric, Phase, StepMetric, TrainResult, TrainS
 import type { TrainingConfig } from '../config/training-config.js';
 import type { ExportJobResult } from '../export/export-job.js';
 import type { JobBudget } from '../jobs/job-admission.js';
-import { isDiskFull } from './disk-room.js';
+import { isDiskFull, isDiskReadOnly } from './disk-room.js';
 
 export interface ThreadInput {
   jobId: string;
@@ -60,7 +60,7 @@ export const STOPPED_BEFORE_TRAINING = 'TRAINING_STOPPED';
 
 /**
  * The code and message of an error the thread reports, and its own message as `cause` (for a log
- * line when the worker does not end the job with it). A full disk is the worker's, not the job's:
+ * line when the worker does not end the job with it). A full or read-only disk is the worker's, not the job's:
  * its raw `ENOSPC: no space left on device, write` did not say whose disk, or what to do. Any other
  * system call's error is the fallback code with the call's message: `EACCES` or `EIO` is no code of
  * this API a client could look up.
@@ -72,6 +72,13 @@ export function threadError(err: unknown, fallback: string): { code: string; mes
     return {
       code: 'WORKER_DISK_FULL',
       message: `the worker's disk (DATA_DIR) is full (${message}); free space on that machine or lower training.keepCheckpoints, then post the job again`,
+      cause: message,
+    };
+  }
+  if (isDiskReadOnly(err)) {
+    return {
+      code: 'WORKER_DISK_READ_ONLY',
+      message: `the worker's disk (DATA_DIR) turned read-only (${message}), most often after a disk error on that machine; post the job again: it runs on a worker that can write`,
       cause: message,
     };
   }

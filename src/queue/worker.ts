@@ -29,7 +29,18 @@ import { openTrainingQueue, type TrainingJobData } from './training-queue.js';
 import { useTrainingHeapPolicy } from '../ml/training-heap.js';
 import { listFleet, WorkerBeacon, type WorkerView } from './worker-registry.js';
 import { ELSEWHERE_RETRY_MS, ElsewhereError, forgetLacking, mayHoldFolder, missingFolder, noteLacking } from './dataset-holders.js';
-import { diskNeedBytes, diskSpace, isDiskFull, roomFor, roomMessage, waitForRoom, writableDiskSpace, type DiskSpace } from './disk-room.js';
+import {
+  diskNeedBytes,
+  diskSpace,
+  isDiskFull,
+  isDiskReadOnly,
+  probeWritable,
+  roomFor,
+  roomMessage,
+  waitForRoom,
+  writableDiskSpace,
+  type DiskSpace,
+} from './disk-room.js';
 
 /** Pause before handing back a job that hit an infrastructure error. */
 const RETRY_PAUSE_MS = 5000;
@@ -327,11 +338,13 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
     roomWait = ctl;
     await holdOff('disk');
     beacon.set('waiting-for-disk', { reason: why });
-    log.error(`${why}; taking no jobs until DATA_DIR has ${Math.ceil(wantBytes / 2 ** 20)} MiB free (looking every ${DISK_RECHECK_MS / 1000} s)`);
+    log.error(
+      `${why}; taking no jobs until DATA_DIR takes writes and has ${Math.ceil(wantBytes / 2 ** 20)} MiB free (looking every ${DISK_RECHECK_MS / 1000} s)`,
+    );
     void waitForRoom(settings.workDir, wantBytes, DISK_RECHECK_MS, ctl.signal).then((room) => {
       roomWait = null;
       if (!room || stopping) return;
-      log.info('DATA_DIR has room again; taking jobs');
+      log.info('DATA_DIR takes writes and has room again; taking jobs');
       beacon.set('idle');
       release('disk');
     });
@@ -407,6 +420,16 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
     }
     const space = await diskSpace(settings.workDir);
     const need = config ? diskNeedBytes(config) : 0;
+    // A filesystem turned read-only still reports free space: a write is the test.
+    const unwritable = await probeWritable(settings.workDir).then(
+      () => null,
+      (err: Error) => err,
+    );
+    if (unwritable) {
+      const why = `the worker's DATA_DIR cannot be written (${unwritable.message})`;
+      await waitForDisk(need + reserve, `job ${jobId} left on the queue: ${why}`);
+      throw new NoRoomError(jobId, why);
+    }
     const room = roomFor(space, need, reserve);
     if (room.kind === 'wait') {
       const why = roomMessage(space, need, reserve);
@@ -441,7 +464,8 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
       } catch (err) {
         // Not the job's fault (database or disk trouble): Bull retries it, but not in a hot loop.
         log.error({ jobId, err }, 'job could not be run; retrying later');
-        if (isDiskFull(err)) await waitForDisk(need + reserve, `DATA_DIR filled up while job ${jobId} was set up`);
+        if (isDiskFull(err) || isDiskReadOnly(err))
+          await waitForDisk(need + reserve, `DATA_DIR ${isDiskFull(err) ? 'filled up' : 'turned read-only'} while job ${jobId} was set up`);
         else await new Promise((r) => setTimeout(r, RETRY_PAUSE_MS));
         throw err;
       }
@@ -449,8 +473,10 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
       if (outcome === 'missing') throw await foreign('no-row');
       log.info({ jobId, outcome, mem: memoryMiB() }, 'job left the worker');
       if (outcome === 'disk-full') {
-        await waitForDisk(need + reserve, `DATA_DIR filled up while job ${jobId} ran`);
-        throw new NoRoomError(jobId, "the worker's DATA_DIR filled up; it resumes from its last stored checkpoint");
+        // Which of the two: a full disk still takes a few bytes more often than not, a read-only one never.
+        const readOnly = await probeWritable(settings.workDir).then(() => false, isDiskReadOnly);
+        await waitForDisk(need + reserve, `DATA_DIR ${readOnly ? 'turned read-only' : 'filled up'} while job ${jobId} ran`);
+        throw new NoRoomError(jobId, "the worker's DATA_DIR failed a write; it resumes from its last stored checkpoint");
       }
       if (outcome === 'handed-back') throw new WorkerShutdownError(jobId);
       if (outcome === 'failed') {

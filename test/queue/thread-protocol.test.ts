@@ -4,6 +4,15 @@ import { describe, expect, it } from 'vitest';
 import { threadError } from '../../src/queue/thread-protocol.js';
 
 describe('threadError', () => {
+  it("a read-only disk (ext4 after a disk error) is the worker's WORKER_DISK_READ_ONLY, not the job's TRAINING_FAILED", () => {
+    const erofs = Object.assign(new Error("EROFS: read-only file system, mkdir '/data/work/j/run/checkpoints/.tmp-32'"), { code: 'EROFS', syscall: 'mkdir' });
+    const reported = threadError(erofs, 'TRAINING_FAILED');
+    expect(reported.code).toBe('WORKER_DISK_READ_ONLY');
+    expect(reported.message).toMatch(
+      /^the worker's disk \(DATA_DIR\) turned read-only \(EROFS: read-only file system, mkdir .*\), most often after a disk error/,
+    );
+    expect(reported.cause).toBe(erofs.message);
+  });
   it("a full disk is the worker's WORKER_DISK_FULL, saying what to do; other errors keep their code, a system call's takes the fallback", async () => {
     // A real ENOSPC, as a checkpoint write on a full DATA_DIR raised it (by hand: a 30 MB tmpfs).
     const full = (await writeFile('/dev/full', 'x').catch((e: unknown) => e)) as NodeJS.ErrnoException;
