@@ -69,6 +69,11 @@ describe('a worker whose disk is full (PostgreSQL)', () => {
     await h?.close();
   });
 
+  /** The step of the job's newest stored checkpoint (0: none yet). */
+  const checkpointStep = async (jobId: string) => (await h.deps.db.prisma.checkpoint.findFirst({ where: { jobId }, orderBy: { step: 'desc' } }))?.step ?? 0;
+  /** Running, with a stored checkpoint at step 4 or later: a disk that fails now leaves one to resume from. */
+  const runningPastCheckpoint = async (j: JobView) => j.status === 'running' && (await checkpointStep(j.id)) >= 4;
+
   const workerEnv = (dataDir: string, extra: Record<string, string> = {}) => {
     fs.mkdirSync(dataDir, { recursive: true });
     return { DATABASE_URL: h.settings.databaseUrl, DATA_DIR: dataDir, QUEUE_PREFIX: h.settings.queuePrefix, PROGRESS_WRITE_INTERVAL_MS: '0', ...extra };
@@ -119,16 +124,7 @@ describe('a worker whose disk is full (PostgreSQL)', () => {
 
     // Room again: the worker looks every 5 s and takes the job.
     await fs.promises.rm(path.join(disk, 'filler-1'));
-    await waitForJob(
-      h.app,
-      job.id,
-      async (j) => {
-        const c = await h.deps.db.prisma.checkpoint.findFirst({ where: { jobId: job.id }, orderBy: { step: 'desc' } });
-        return j.status === 'running' && (c?.step ?? 0) >= 4;
-      },
-      60_000,
-      [w],
-    );
+    await waitForJob(h.app, job.id, runningPastCheckpoint, 60_000, [w]);
     expect(await listed()).toMatchObject([{ pid: w.proc.pid, state: 'training', jobId: job.id, reason: null }]);
     // Full midway: the next checkpoint write fails, the job goes back to the queue with its stored
     // checkpoints. Kept full: the space a pruned checkpoint frees would otherwise hold the next one
@@ -163,10 +159,8 @@ describe('a worker whose disk is full (PostgreSQL)', () => {
 
     // A job that fills the disk again right after its hand-back fails: waiting for room did not help.
     const again = JobView.parse((await h.app.inject({ method: 'POST', url: '/v1/jobs', payload: tinyJob(160, { checkpointEverySteps: 2 }) })).json());
-    const pastCheckpoint = async (j: JobView, attempts: number) => {
-      const c = await h.deps.db.prisma.checkpoint.findFirst({ where: { jobId: again.id }, orderBy: { step: 'desc' } });
-      return j.status === 'running' && j.attempts === attempts && (c?.step ?? 0) >= 4 && j.progress.step > c!.step;
-    };
+    const pastCheckpoint = async (j: JobView, attempts: number) =>
+      j.attempts === attempts && (await runningPastCheckpoint(j)) && j.progress.step > (await checkpointStep(j.id));
     await waitForJob(h.app, again.id, (j) => pastCheckpoint(j, 1), 60_000, [w]);
     await fill(disk, 'filler-3', 0);
     await waitForJob(h.app, again.id, (j) => j.status === 'queued', 60_000, [w]);
@@ -199,14 +193,7 @@ describe('a worker whose disk is full (PostgreSQL)', () => {
     const w = spawnWorker(workerEnv(dataDir, { WORKER_DISK_RESERVE_MB: '0' }), 'ext4', loopDisk);
     workers.push(w);
     const job = JobView.parse((await h.app.inject({ method: 'POST', url: '/v1/jobs', payload: tinyJob(60, { checkpointEverySteps: 2 }) })).json());
-    await waitForJob(
-      h.app,
-      job.id,
-      async (j) =>
-        j.status === 'running' && ((await h.deps.db.prisma.checkpoint.findFirst({ where: { jobId: job.id }, orderBy: { step: 'desc' } }))?.step ?? 0) >= 4,
-      60_000,
-      [w],
-    );
+    await waitForJob(h.app, job.id, runningPastCheckpoint, 60_000, [w]);
     const device = fs
       .readFileSync(`/proc/${w.proc.pid}/mounts`, 'utf8')
       .split('\n')
@@ -218,7 +205,10 @@ describe('a worker whose disk is full (PostgreSQL)', () => {
     expect(handedBack, w.output().slice(-2000)).toMatchObject({ status: 'queued', attempts: 1, error: null });
     expect(w.output()).toContain('DATA_DIR turned read-only; handing the job back to the queue');
     const other = JobView.parse((await h.app.inject({ method: 'POST', url: '/v1/jobs', payload: tinyJob(4, { name: 'other' }) })).json());
-    const [state] = WorkerList.parse((await h.app.inject({ method: 'GET', url: '/v1/workers' })).json()).workers;
+    // The row says queued a moment before the worker's entry says why it waits.
+    const entry = async () => WorkerList.parse((await h.app.inject({ method: 'GET', url: '/v1/workers' })).json()).workers[0];
+    await expect.poll(async () => (await entry())?.state, { timeout: 10_000 }).toBe('waiting-for-disk');
+    const state = await entry();
     expect(state).toMatchObject({ pid: w.proc.pid, state: 'waiting-for-disk', jobId: null });
     expect(state.reason).toBe(`DATA_DIR turned read-only while job ${job.id} ran`);
     await new Promise((r) => setTimeout(r, 2000));
