@@ -29,18 +29,7 @@ import { openTrainingQueue, type TrainingJobData } from './training-queue.js';
 import { useTrainingHeapPolicy } from '../ml/training-heap.js';
 import { listFleet, WorkerBeacon, type WorkerView } from './worker-registry.js';
 import { ELSEWHERE_RETRY_MS, ElsewhereError, forgetLacking, mayHoldFolder, missingFolder, noteLacking } from './dataset-holders.js';
-import {
-  diskNeedBytes,
-  diskSpace,
-  isDiskFull,
-  isDiskReadOnly,
-  probeWritable,
-  roomFor,
-  roomMessage,
-  waitForRoom,
-  writableDiskSpace,
-  type DiskSpace,
-} from './disk-room.js';
+import { diskNeedBytes, isDiskFull, isDiskReadOnly, probeWritable, roomFor, roomMessage, waitForRoom, writableDiskSpace, type DiskSpace } from './disk-room.js';
 
 /** Pause before handing back a job that hit an infrastructure error. */
 const RETRY_PAUSE_MS = 5000;
@@ -418,15 +407,11 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
       const heapBytes = estimateJob(config, classes ?? undefined).memoryBytes;
       if (heapBytes > memoryBudget.memoryBytes) await leaveForRoomier(bullJob, jobId, heapBytes);
     }
-    const space = await diskSpace(settings.workDir);
     const need = config ? diskNeedBytes(config) : 0;
     // A filesystem turned read-only still reports free space: a write is the test.
-    const unwritable = await probeWritable(settings.workDir).then(
-      () => null,
-      (err: Error) => err,
-    );
-    if (unwritable) {
-      const why = `the worker's DATA_DIR cannot be written (${unwritable.message})`;
+    const space = await writableDiskSpace(settings.workDir).catch((err: Error) => err);
+    if (space instanceof Error) {
+      const why = `the worker's DATA_DIR cannot be written (${space.message})`;
       await waitForDisk(need + reserve, `job ${jobId} left on the queue: ${why}`);
       throw new NoRoomError(jobId, why);
     }

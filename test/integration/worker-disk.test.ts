@@ -10,10 +10,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobView, MetricsPage } from '../../src/jobs/job-view.js';
 import { WorkerList } from '../../src/queue/worker-registry.js';
 import { startHarness, waitReady, type Harness } from '../api/api-harness.js';
+import { canUnshareMounts } from './serve-process.js';
 import { assertBuilt, spawnWorker, tinyJob, waitForJob, type WorkerProc } from './worker-process.js';
 
 const MiB = 2 ** 20;
-const SMALL_DISK = ['unshare', '-m', 'sh', '-c', 'mount -t tmpfs -o size=64m tmpfs "$DATA_DIR" && exec "$@"', 'sh'];
+/** The prefix that runs a worker in a mount namespace of its own, with `mount` done there first. */
+const ownMount = (mount: string) => ['unshare', '-m', 'sh', '-c', `${mount} && exec "$@"`, 'sh'];
+const SMALL_DISK = ownMount('mount -t tmpfs -o size=64m tmpfs "$DATA_DIR"');
 
 /** The worker's DATA_DIR as the worker sees it (its own mount namespace). */
 const seenBy = (w: WorkerProc, dir: string) => path.join(`/proc/${w.proc.pid}/root`, dir);
@@ -189,7 +192,7 @@ describe('a worker whose disk is full (PostgreSQL)', () => {
     fs.truncateSync(image, 64 * MiB);
     execFileSync('mkfs.ext4', ['-q', image]);
     const dataDir = path.join(h.dir, 'ext4');
-    const loopDisk = ['unshare', '-m', 'sh', '-c', `mount -o loop,errors=remount-ro ${image} "$DATA_DIR" && exec "$@"`, 'sh'];
+    const loopDisk = ownMount(`mount -o loop,errors=remount-ro ${image} "$DATA_DIR"`);
     const w = spawnWorker(workerEnv(dataDir, { WORKER_DISK_RESERVE_MB: '0' }), 'ext4', loopDisk);
     workers.push(w);
     const job = JobView.parse((await h.app.inject({ method: 'POST', url: '/v1/jobs', payload: tinyJob(60, { checkpointEverySteps: 2 }) })).json());
@@ -230,5 +233,5 @@ describe('a worker whose disk is full (PostgreSQL)', () => {
 
 /** Whether this process may loop-mount an ext4 image in a mount namespace of its own (root, as CI runs). */
 function canMountExt4(): boolean {
-  return spawnSync('unshare', ['-m', 'true']).status === 0 && spawnSync('mkfs.ext4', ['-V']).status === 0 && fs.existsSync('/sys/fs/ext4');
+  return canUnshareMounts() && spawnSync('mkfs.ext4', ['-V']).status === 0 && fs.existsSync('/sys/fs/ext4');
 }
