@@ -138,6 +138,31 @@ export function isStorageFull(err: unknown): boolean {
   return hasAdapterPgState(err, /^53100$/);
 }
 
+/** SQLite's code for `err`: the driver's own (`SQLITE_IOERR_WRITE`, ...), raw or as Prisma passes it on. */
+function sqliteCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code ?? driverAdapterCause(err)?.originalCode;
+  return typeof code === 'string' && code.startsWith('SQLITE_') ? code : undefined;
+}
+
+/**
+ * Whether `err` is SQLite failing at its file's disk: an I/O error (SQLITE_IOERR_*), or a file it
+ * may no longer write (SQLITE_READONLY_*). Its disk turned read-only under the open database (ext4
+ * mounted errors=remount-ro, Debian's and most clouds' default, does so after one disk error: writes
+ * then fail SQLITE_IOERR_WRITE), or the disk fails. Nothing was stored; reads mostly still answer.
+ */
+export function isSqliteDiskFailure(err: unknown): boolean {
+  return /^SQLITE_(IOERR|READONLY)/.test(sqliteCode(err) ?? '');
+}
+
+/** `err`'s SQLite code and message ("SQLITE_IOERR_WRITE: disk I/O error"), for the log. */
+export function sqliteFailureLine(err: unknown): string {
+  // Prisma's own error puts SQLite's message last, under its "Invalid `prisma.x()` invocation:".
+  return `${sqliteCode(err) ?? 'SQLITE_?'}: ${String((err as Error).message)
+    .trim()
+    .split('\n')
+    .at(-1)}`;
+}
+
 /**
  * Whether `err` is PostgreSQL refusing a write because the session is read-only (SQLSTATE 25006):
  * DATABASE_URL reaches a standby (a failover that demoted its server, a replica or "reader"

@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/database.js';
+import { isSqliteDiskFailure, sqliteFailureLine } from '../../src/db/db-errors.js';
 import { tempSqliteUrl } from './test-databases.js';
 
 async function failure(run: () => Promise<unknown>): Promise<Error & { code?: string }> {
@@ -39,6 +40,23 @@ describe('database errors', () => {
       expect(err.message).toMatch(/TrainingJob/);
       expect(err.message).not.toMatch(/invocation in/);
       expect(err.message.length).toBeLessThan(300);
+      expect(isSqliteDiskFailure(err)).toBe(false);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it("a SQLite write refused by the file's disk is told as such, in a transaction or not, with SQLite's code in its line", async () => {
+    // query_only makes SQLite refuse writes as a read-only file does (SQLITE_READONLY); the API's
+    // answer to a disk turned read-only under it is tested in test/integration/read-only-root.test.ts.
+    const db = openDatabase(url);
+    try {
+      await db.prisma.$executeRawUnsafe('PRAGMA query_only = 1');
+      const write = (q: { $executeRawUnsafe: (sql: string) => Promise<number> }) => q.$executeRawUnsafe('CREATE TABLE t (x INTEGER)');
+      for (const err of [await failure(() => write(db.prisma)), await failure(() => db.prisma.$transaction((tx) => write(tx)))]) {
+        expect(isSqliteDiskFailure(err)).toBe(true);
+        expect(sqliteFailureLine(err)).toBe('SQLITE_READONLY: attempt to write a readonly database');
+      }
     } finally {
       await db.close();
     }

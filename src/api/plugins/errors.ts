@@ -6,7 +6,7 @@ import type { FastifyError, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { QueueUnavailableError, ServiceError } from '../../jobs/job-errors.js';
 import { NoModelError } from '../../serving/errors.js';
-import { isDatabaseLocked, isDatabaseReadOnly, isDatabaseUnavailable, isStorageFull } from '../../db/db-errors.js';
+import { isDatabaseLocked, isDatabaseReadOnly, isDatabaseUnavailable, isSqliteDiskFailure, isStorageFull, sqliteFailureLine } from '../../db/db-errors.js';
 import { errorBody } from '../error-body.js';
 import { redactBody } from '../../redact.js';
 
@@ -76,6 +76,19 @@ export const errorsPlugin = fp(async function errors(app: FastifyInstance) {
             'DATABASE_UNAVAILABLE',
             `the database takes no writes right now (it is read-only): this change was not made; retry in ${DEPENDENCY_RETRY_AFTER_S} s`,
           ),
+        );
+    }
+    // The SQLite file's disk turned read-only or fails: was a 500 "internal server error" with a
+    // stack per request. No Retry-After: it takes an operator, not seconds.
+    if (isSqliteDiskFailure(err)) {
+      req.log.error(
+        { code: 'STORAGE_FAILED' },
+        `the SQLite database's disk refused a write (${sqliteFailureLine(err)}): it turned read-only (the kernel log, dmesg, says why) or it fails; writes fail until it is repaired`,
+      );
+      return reply
+        .status(503)
+        .send(
+          errorBody('STORAGE_FAILED', "the server's disk refused the write (it turned read-only, or it fails): nothing was stored; retry once it is repaired"),
         );
     }
     if (isDatabaseUnavailable(err)) {
