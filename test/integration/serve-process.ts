@@ -1,6 +1,6 @@
 // `qatserve serve` as a user runs it: the built CLI in a child process (API plus one worker child),
 // on its embedded defaults in an empty directory. Shared by the end-to-end tests.
-import { spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -26,23 +26,62 @@ export async function freePort(): Promise<number> {
 }
 
 /**
- * The command that runs `argv` as a container with a read-only root filesystem does (`docker run
- * --read-only -v data:/data`): in a private mount namespace whose root is read-only, `writable`
- * (bind-mounted on itself first) excepted. Needs root and unshare(1): see canUnshareMounts.
+ * The command that runs `argv` in a private mount namespace, after the shell commands `mounts` (a
+ * mount made there exists only for that process and vanishes with it). Needs root and unshare(1):
+ * see canUnshareMounts. With no `argv`, a prefix: the command follows.
  */
-export function withReadOnlyRoot(writable: string, argv: string[]): string[] {
-  const script = 'mount --make-rprivate / && mount --bind "$0" "$0" && mount -o remount,bind,ro / && exec "$@"';
-  return ['unshare', '--mount', 'sh', '-c', script, writable, ...argv];
+export function inOwnMounts(mounts: string[], argv: string[] = []): string[] {
+  return ['unshare', '--mount', 'sh', '-c', [...mounts, 'exec "$@"'].join(' && '), 'sh', ...argv];
 }
+
+/** What makes a container's read-only root filesystem (`docker run --read-only -v data:/data`): `/` read-only, `writable` excepted. */
+const readOnlyRoot = (writable: string) => ['mount --make-rprivate /', `mount --bind '${writable}' '${writable}'`, 'mount -o remount,bind,ro /'];
+
+/** The command that runs `argv` as a container with a read-only root filesystem does, only `writable` writable. */
+export const withReadOnlyRoot = (writable: string, argv: string[]): string[] => inOwnMounts(readOnlyRoot(writable), argv);
 
 /** Whether this process may make the mount namespaces of withReadOnlyRoot (root, as CI runs). */
 export const canUnshareMounts = (): boolean => spawnSync('unshare', ['--mount', 'true']).status === 0;
 
+/** Whether this process may also loop-mount an ext4 image there (see ext4Disk). */
+export function canMountExt4(): boolean {
+  return canUnshareMounts() && spawnSync('mkfs.ext4', ['-V']).status === 0 && fs.existsSync('/sys/fs/ext4');
+}
+
+/**
+ * A new ext4 image of `mib` MiB at `image`, and the command that mounts it on `dir` (a shell word:
+ * quoted, or a variable) as Debian and most clouds mount their disks: errors=remount-ro, read-only
+ * after the first disk error (see failDisk).
+ */
+export function ext4Disk(image: string, mib: number, dir: string): string {
+  fs.mkdirSync(path.dirname(image), { recursive: true });
+  fs.writeFileSync(image, '');
+  fs.truncateSync(image, mib * 2 ** 20);
+  execFileSync('mkfs.ext4', ['-q', image]);
+  return `mount -o loop,errors=remount-ro '${image}' ${dir}`;
+}
+
+/**
+ * Makes the ext4 disk process `pid` has mounted on `dir` report a disk error, as the kernel does
+ * for a failed write (/sys/fs/ext4/<device>/trigger_fs_error): mounted errors=remount-ro, it turns
+ * read-only under its open files.
+ */
+export function failDisk(pid: number, dir: string): void {
+  const mount = fs
+    .readFileSync(`/proc/${pid}/mounts`, 'utf8')
+    .split('\n')
+    .find((m) => m.split(' ')[1] === dir);
+  if (!mount) throw new Error(`process ${pid} has nothing mounted on ${dir}`);
+  fs.writeFileSync(`/sys/fs/ext4/${path.basename(mount.split(' ')[0])}/trigger_fs_error`, '1');
+}
+
 /**
  * Starts `qatserve serve` in `cwd` with no DATABASE_URL/DATA_DIR (the defaults) and waits for /readyz;
- * with `readOnlyRoot`, under withReadOnlyRoot with only its data directory (`cwd/data`) writable.
+ * with `readOnlyRoot`, under withReadOnlyRoot with only its data directory (`cwd/data`) writable,
+ * and with `dataDisk` too, that directory on this ext4 image of its own (ext4Disk; failDisk), which is
+ * made there: its directory must be one of its own.
  */
-export async function startServe(cwd: string, label: string, opts: { readOnlyRoot?: boolean } = {}): Promise<ServeProcess> {
+export async function startServe(cwd: string, label: string, opts: { readOnlyRoot?: boolean; dataDisk?: string } = {}): Promise<ServeProcess> {
   assertBuilt();
   const port = await freePort();
   const env: NodeJS.ProcessEnv = { ...process.env, ...FAST_QUEUE_ENV, PORT: String(port), HOST: '127.0.0.1', QUEUE_PREFIX: `qs-${label}-${process.pid}` };
@@ -52,8 +91,12 @@ export async function startServe(cwd: string, label: string, opts: { readOnlyRoo
   let argv = [process.execPath, CLI, 'serve'];
   if (opts.readOnlyRoot) {
     delete env.TMPDIR; // as in a container, where nothing sets it
-    fs.mkdirSync(path.join(cwd, 'data'), { recursive: true });
-    argv = withReadOnlyRoot(path.join(cwd, 'data'), argv);
+    const data = path.join(cwd, 'data');
+    fs.mkdirSync(data, { recursive: true });
+    // The image's directory stays writable, as the host's disk behind a volume: a loop device
+    // holds its file open for writing, and no mount with a writer can turn read-only ("busy").
+    const mounts = opts.dataDisk ? [...readOnlyRoot(path.dirname(opts.dataDisk)), ext4Disk(opts.dataDisk, 512, `'${data}'`)] : readOnlyRoot(data);
+    argv = inOwnMounts(mounts, argv);
   }
   const proc = spawn(argv[0], argv.slice(1), { cwd, env, stdio: ['ignore', fd, fd] });
   fs.closeSync(fd);

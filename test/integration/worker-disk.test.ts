@@ -3,20 +3,17 @@
 // jobs, three WORKER_DISK_FULL in 90 s), draining a fleet's queue. The worker here has its
 // DATA_DIR on a 64 MiB tmpfs of its own (`unshare -m`: the mount exists only for that process and
 // vanishes with it); the test fills and frees that disk through /proc/<pid>/root.
-import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobView, MetricsPage } from '../../src/jobs/job-view.js';
 import { WorkerList } from '../../src/queue/worker-registry.js';
 import { startHarness, waitReady, type Harness } from '../api/api-harness.js';
-import { canUnshareMounts } from './serve-process.js';
+import { canMountExt4, ext4Disk, failDisk, inOwnMounts } from './serve-process.js';
 import { assertBuilt, spawnWorker, tinyJob, waitForJob, type WorkerProc } from './worker-process.js';
 
 const MiB = 2 ** 20;
-/** The prefix that runs a worker in a mount namespace of its own, with `mount` done there first. */
-const ownMount = (mount: string) => ['unshare', '-m', 'sh', '-c', `${mount} && exec "$@"`, 'sh'];
-const SMALL_DISK = ownMount('mount -t tmpfs -o size=64m tmpfs "$DATA_DIR"');
+const SMALL_DISK = inOwnMounts(['mount -t tmpfs -o size=64m tmpfs "$DATA_DIR"']);
 
 /** The worker's DATA_DIR as the worker sees it (its own mount namespace). */
 const seenBy = (w: WorkerProc, dir: string) => path.join(`/proc/${w.proc.pid}/root`, dir);
@@ -90,7 +87,7 @@ describe('a worker whose disk is full (PostgreSQL)', () => {
     expect(w.output()).toContain('holds 64 MiB in all, no more than WORKER_DISK_RESERVE_MB keeps free (64 MiB): this worker could take no job');
 
     // A DATA_DIR it cannot write: before, every job it took failed to set up and was retried every 5 s.
-    const readOnly = ['unshare', '-m', 'sh', '-c', 'mount -t tmpfs -o size=64m,ro tmpfs "$DATA_DIR" && exec "$@"', 'sh'];
+    const readOnly = inOwnMounts(['mount -t tmpfs -o size=64m,ro tmpfs "$DATA_DIR"']);
     const ro = spawnWorker(workerEnv(path.join(h.dir, 'read-only')), 'read-only', readOnly);
     workers.push(ro);
     expect(await ro.exited).toBe(1);
@@ -187,22 +184,13 @@ describe('a worker whose disk is full (PostgreSQL)', () => {
   // their attempts counting up while they showed `running`. The error is the kernel's own, made
   // through /sys/fs/ext4/<device>/trigger_fs_error on the worker's loop-mounted ext4 DATA_DIR.
   it.skipIf(!canMountExt4())('hands its job back when its disk turns read-only and takes no other; a worker that can write resumes it', async () => {
-    const image = path.join(h.dir, 'ext4.img');
-    fs.writeFileSync(image, '');
-    fs.truncateSync(image, 64 * MiB);
-    execFileSync('mkfs.ext4', ['-q', image]);
     const dataDir = path.join(h.dir, 'ext4');
-    const loopDisk = ownMount(`mount -o loop,errors=remount-ro ${image} "$DATA_DIR"`);
+    const loopDisk = inOwnMounts([ext4Disk(path.join(h.dir, 'ext4.img'), 64, '"$DATA_DIR"')]);
     const w = spawnWorker(workerEnv(dataDir, { WORKER_DISK_RESERVE_MB: '0' }), 'ext4', loopDisk);
     workers.push(w);
     const job = JobView.parse((await h.app.inject({ method: 'POST', url: '/v1/jobs', payload: tinyJob(60, { checkpointEverySteps: 2 }) })).json());
     await waitForJob(h.app, job.id, runningPastCheckpoint, 60_000, [w]);
-    const device = fs
-      .readFileSync(`/proc/${w.proc.pid}/mounts`, 'utf8')
-      .split('\n')
-      .find((m) => m.split(' ')[1] === dataDir)!
-      .split(' ')[0];
-    fs.writeFileSync(`/sys/fs/ext4/${path.basename(device)}/trigger_fs_error`, '1');
+    failDisk(w.proc.pid!, dataDir);
 
     const handedBack = await waitForJob(h.app, job.id, (j) => j.status !== 'running', 60_000, [w]);
     expect(handedBack, w.output().slice(-2000)).toMatchObject({ status: 'queued', attempts: 1, error: null });
@@ -230,8 +218,3 @@ describe('a worker whose disk is full (PostgreSQL)', () => {
     await healthy.exited;
   });
 });
-
-/** Whether this process may loop-mount an ext4 image in a mount namespace of its own (root, as CI runs). */
-function canMountExt4(): boolean {
-  return canUnshareMounts() && spawnSync('mkfs.ext4', ['-V']).status === 0 && fs.existsSync('/sys/fs/ext4');
-}
