@@ -10,6 +10,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import { certRefusedLine, isCertRefused, isSocketUnreachable } from '../socket-errors.js';
 import { hostPort } from '../host-port.js';
 import { withTimeout } from '../with-timeout.js';
+import { readRefusal, RedisRefusal, refusalLine } from './redis-refusal.js';
 
 /** `options` with answers awaited at most `timeoutMs`. */
 export const redisOptions = (timeoutMs: number, options: RedisOptions = {}): RedisOptions => ({ ...options, socketTimeout: timeoutMs });
@@ -36,25 +37,70 @@ export function openSubscriber(url: string, timeoutMs: number, options: RedisOpt
 /** Where a connection points, for messages: `host:port` (never its password; REDIS_URL is a redis:// URL). */
 export const redisServer = (redis: Redis): string => hostPort(redis.options.host ?? 'localhost', redis.options.port ?? 6379);
 
+/** How long the check of what Redis says to a new connection (readRefusal) may take. */
+const REFUSAL_READ_MS = 1000;
+
+/**
+ * How long a connection must stay open after `ready` to count as up. Bull's connections skip
+ * ioredis's ready check, so they are `ready` as soon as they connect, also when Redis then turns
+ * them away (its maxclients) or refuses their password: such a connection is ready and closed
+ * again every few milliseconds.
+ */
+const STEADY_MS = 1000;
+
 /**
  * Calls `onDown` when `redis` loses its connection or cannot make one (refused, timed out, or
- * turned away: a wrong password), with the error that said why, and `onUp` when it is connected
- * again: one call each per outage. ioredis reports every reconnect attempt, up to one every 2 s,
- * for as long as the outage lasts.
+ * turned away: a wrong password, Redis at its maxclients or in protected mode), with the error that
+ * said why, and `onUp` when it is connected again: one call each per outage. ioredis reports every
+ * reconnect attempt, up to one every 2 s, for as long as the outage lasts.
  */
 export function reportOutages(redis: Redis, onDown: (err: Error) => void, onUp: () => void): void {
   let lost = false;
   let reported = false;
+  /** onDown was called (the reason is read first: `reported` is set meanwhile). */
+  let said = false;
   let lastError: Error | null = null;
-  // Said with the error of an attempt to connect, made after the connection closed: a server that
-  // shut down cleanly closes with no error at all, and an error while connected (one command's)
-  // is no outage.
-  const report = () => {
-    if (reported || !lost || !lastError) return;
-    reported = true;
-    onDown(lastError);
+  /** Connected, not yet steady (STEADY_MS after ready): a close now is Redis turning it away. */
+  let opening = false;
+  let turnedAway = false;
+  let steady: NodeJS.Timeout | null = null;
+  const say = (err: Error) => {
+    said = true;
+    onDown(err);
   };
-  redis.on('close', () => (lastError = null));
+  // Said once the connection is lost, with the error of an attempt to connect: a server that shut
+  // down cleanly closes with no error at all, and an error while connected (one command's) is no
+  // outage. Redis's reason for turning connections away comes with no error: it is read.
+  const report = () => {
+    if (reported || !lost || !(lastError || turnedAway)) return;
+    reported = true;
+    const err = lastError;
+    if (err && (isRedisAuthError(err) || isCertRefused(err))) return say(err);
+    void readRefusal(redis, REFUSAL_READ_MS).then((refusal) => {
+      if (reported) say(refusal ?? err ?? new Error('it closed the connection before answering'));
+    });
+  };
+  const up = () => {
+    steady = null;
+    lost = opening = turnedAway = reported = false;
+    if (!said) return;
+    said = false;
+    onUp();
+  };
+  redis.on('connect', () => (opening = true));
+  redis.on('ready', () => {
+    if (steady) return;
+    steady = setTimeout(up, STEADY_MS);
+    steady.unref();
+  });
+  redis.on('close', () => {
+    if (steady) clearTimeout(steady);
+    steady = null;
+    // An error while it opened is why it closed; one of a steady connection's commands is not.
+    if (!opening) lastError = null;
+    turnedAway = opening;
+    opening = false;
+  });
   redis.on('error', (err: Error) => {
     lastError = err;
     report();
@@ -63,20 +109,51 @@ export function reportOutages(redis: Redis, onDown: (err: Error) => void, onUp: 
     lost = true;
     report();
   });
-  redis.on('ready', () => {
-    lost = false;
-    if (!reported) return;
-    reported = false;
-    onUp();
-  });
+}
+
+/** How often the connections made since (Bull makes each when it first needs it) join reportJointOutages. */
+const JOIN_EVERY_MS = 1000;
+
+/**
+ * reportOutages for all of a process's connections (`connections()`, asked every second for those
+ * made since), said as one outage: `onDown` with the reason of the first to go down, `onUp` once
+ * each that went down is up again. A Redis at its maxclients takes some of them and turns the
+ * others away: a worker whose own connection was taken but whose queue's were not said nothing,
+ * and took no job.
+ */
+export function reportJointOutages(connections: () => Redis[], onDown: (err: Error) => void, onUp: () => void): { stop(): void } {
+  const watched = new WeakSet<Redis>();
+  const down = new Set<Redis>();
+  const join = () => {
+    for (const redis of connections()) {
+      if (watched.has(redis)) continue;
+      watched.add(redis);
+      reportOutages(
+        redis,
+        (err) => {
+          if (down.size === 0) onDown(err);
+          down.add(redis);
+        },
+        () => {
+          if (down.delete(redis) && down.size === 0) onUp();
+        },
+      );
+    }
+  };
+  join();
+  const timer = setInterval(join, JOIN_EVERY_MS);
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
 }
 
 /**
  * "Redis at host:port cannot be reached (...)", "cannot be used" for an answer that turned this
- * process away, or what to do about a TLS certificate it did not accept.
+ * process away, Redis's reason for turning its connections away (readRefusal), or what to do
+ * about a TLS certificate it did not accept.
  */
 export function redisOutageLine(redis: Redis, err: Error): string {
   if (isCertRefused(err)) return `Redis at ${redisServer(redis)} ${certRefusedLine(err)}`;
+  if (err instanceof RedisRefusal) return `Redis at ${redisServer(redis)} ${refusalLine(err)}`;
   return `Redis at ${redisServer(redis)} ${isSocketUnreachable(err) ? 'cannot be reached' : 'cannot be used'} (${err.message})`;
 }
 
