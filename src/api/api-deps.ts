@@ -13,6 +13,8 @@ import type { AppDeps } from './app.js';
 
 export interface OpenedDeps extends AppDeps {
   redis: Redis;
+  /** `redis` and the queue's connections made so far (Bull makes each when first needed). */
+  redisConnections(): Redis[];
   close(): Promise<void>;
 }
 
@@ -33,6 +35,7 @@ export function openApiDeps(settings: Settings, logger?: AppDeps['logger']): Ope
     cancel: cancelPublisher(redis, settings.queuePrefix),
     wake: jobEventPublisher(redis, settings.queuePrefix),
     redis,
+    redisConnections: () => [redis, ...queue.clients],
     async redisPing() {
       if (redis.status !== 'ready') throw new Error(`connection is ${redis.status}`);
       await redis.ping();

@@ -2,7 +2,7 @@
 import { SettingsError, type Settings } from '../config/settings.js';
 import { artifactStoreWarning } from '../artifacts/open-store.js';
 import { startReconciler } from '../queue/reconciler.js';
-import { redisOutageLine, redisServer, reportOutages } from '../queue/redis-connection.js';
+import { reportJointOutages, redisOutageLine, redisServer } from '../queue/redis-connection.js';
 import { warnIfEvicting } from '../queue/redis-memory.js';
 import { probeWritable } from '../queue/disk-room.js';
 import { buildApp, type AppDeps } from './app.js';
@@ -27,8 +27,8 @@ export async function runApi(
   const app = await buildApp(deps);
   // Without Redis the API answers reads but queues and cancels nothing (503, and /readyz says
   // why); its log said nothing of it.
-  reportOutages(
-    deps.redis,
+  const outages = reportJointOutages(
+    () => deps.redisConnections(),
     (err) => app.log.warn(`${redisOutageLine(deps.redis, err)}: new jobs and cancels answer 503 until it answers (check REDIS_URL and that Redis runs)`),
     () => app.log.info(`Redis at ${redisServer(deps.redis)} answers`),
   );
@@ -36,6 +36,7 @@ export async function runApi(
   // Repairs jobs whose queue entry went missing, at start and then periodically (one leader).
   const reconciler = startReconciler({ settings, prisma: deps.db.prisma, queue: deps.queue, artifacts: deps.artifacts, log: app.log });
   app.addHook('onClose', async () => {
+    outages.stop();
     await reconciler.stop();
     await deps.close();
   });

@@ -20,8 +20,11 @@ export async function subscribeCancels(
   prefix: string,
   onCancel: (jobId: string) => void,
   timeoutMs: number,
+  /** Given the subscription's connection before it waits for Redis (to report its outages). */
+  onConnection: (sub: Redis) => void = () => {},
 ): Promise<{ close(): Promise<void> }> {
   const sub = openSubscriber(redisUrl, timeoutMs, { maxRetriesPerRequest: null });
+  onConnection(sub);
   // While Redis restarts, each reconnect attempt fails; without a listener ioredis printed each as
   // an "Unhandled error event" stack. It resubscribes once Redis is back, and a cancel sent
   // meanwhile still reaches the worker through the job's row.

@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
 import type Queue from 'bull';
+import type { Redis } from 'ioredis';
 import { artifactStoreWarning, openArtifactStore } from '../artifacts/open-store.js';
 import { SettingsError, type Settings } from '../config/settings.js';
 import { openDatabase, type Prisma } from '../db/database.js';
@@ -19,7 +20,7 @@ import { budgetOnMachine, estimateJob, jobBudget, machineMemoryBytes, mib, type 
 import { countClassFolders } from '../data/image-folder.js';
 import { endUnowned, resolveStoredConfig } from '../jobs/job-lifecycle.js';
 import { isTerminal, type JobStatus } from '../jobs/job-status.js';
-import { isRedisAuthError, openRedis, redisOutageLine, redisServer, reportOutages, untilRedisAnswers } from './redis-connection.js';
+import { isRedisAuthError, openRedis, reportJointOutages, redisOutageLine, redisServer, untilRedisAnswers } from './redis-connection.js';
 import { warnIfEvicting, watchRedisFull } from './redis-memory.js';
 import { isCertRefused, isSocketUnreachable } from '../socket-errors.js';
 import { subscribeCancels } from './cancel-bus.js';
@@ -177,8 +178,9 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
   // Publishes "job X has new events" after each lifecycle write, for the API's event streams.
   const publisher = openRedis(settings.redisUrl, settings.redisTimeoutMs, { maxRetriesPerRequest: 1 });
   publisher.on('error', () => {}); // streams fall back to polling the database
-  reportOutages(
-    publisher,
+  let cancelConnection: Redis | null = null;
+  const outages = reportJointOutages(
+    () => [publisher, ...queue.clients, ...(cancelConnection ? [cancelConnection] : [])],
     (err) => log.warn(`${redisOutageLine(publisher, err)}; trying again until it answers (check REDIS_URL and that Redis runs)`),
     () => log.info(`Redis at ${redisServer(publisher)} answers`),
   );
@@ -356,6 +358,7 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
       }
     },
     settings.redisTimeoutMs,
+    (sub) => (cancelConnection = sub),
   );
 
   // A job that stalled more often than allowed is failed by Bull; the row must say so too.
@@ -493,6 +496,7 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
         await queue.pause(true, true).catch(() => {});
         current?.abort('shutdown');
         full.stop();
+        outages.stop();
         await queue.close();
         await cancels.close();
         await beacon.stop();

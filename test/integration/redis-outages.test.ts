@@ -1,4 +1,4 @@
-// Redis as operators meet it: not up yet, turning a wrong password away, restarted without its
+// Redis as operators meet it: not up yet, turning a wrong password away, at its maxclients, restarted without its
 // data, set to evict keys or full, speaking only TLS. A deployment's services start in any order (compose, systemd, a fleet's restart): a
 // worker started before its Redis waits for it, says where it looks, and trains once Redis
 // answers. Before, it exited within a second with ioredis's bare "Error: Connection is closed."
@@ -36,7 +36,7 @@ const workerOn = (h: Harness, redisUrl: string, label: string) =>
 /** For until(): why the worker cannot be waited on any more, or null while it runs. */
 const exitedWith = (w: WorkerProc) => () => (w.proc.exitCode === null ? null : `the worker exited (code ${w.proc.exitCode}):\n${w.output()}`);
 
-describe('Redis not up yet, turning a password away, restarted without its data, evicting, full, or TLS-only', () => {
+describe('Redis not up yet, turning a password away, at its maxclients, restarted without its data, evicting, full, or TLS-only', () => {
   let h: Harness | undefined;
   let worker: WorkerProc | undefined;
   let api: ApiProcess | undefined;
@@ -266,6 +266,42 @@ describe('Redis not up yet, turning a password away, restarted without its data,
       expect(linesWith(w.output(), line)).toBe(1);
       expect(w.output()).not.toContain('queue error');
     } finally {
+      w.proc.kill('SIGKILL');
+      await w.exited;
+      await own.close();
+    }
+  });
+
+  // A managed Redis caps its connections (20 or 30 on small plans); a fleet's processes hold several
+  // each. Until the fifty-second session a worker that got its first connection but not the
+  // others said nothing at all, and took no job.
+  it("a worker turned away by a Redis at its maxclients says so in Redis's words, once, and starts once it gets its connections", async () => {
+    const port = await freePort();
+    assertBuilt();
+    redises.push(startRedis(port, '--maxclients', '3'));
+    // One slot is this test's (to raise the limit with), two are the worker's first connections
+    // (its queue's and its own): its others (the cancel subscription's, the queue's blocking one)
+    // are turned away.
+    const admin = new Redis(port, '127.0.0.1', { retryStrategy: () => 50 });
+    admin.on('error', () => {});
+    await new Promise((r) => admin.once('ready', r));
+    const own = await startHarness('sqlite');
+    const w = workerOn(own, `redis://127.0.0.1:${port}`, 'maxclients');
+    const gone = exitedWith(w);
+    try {
+      // Redis's words are quoted in the line, escaped in the JSON log.
+      const line = `Redis at 127.0.0.1:${port} turns this connection away: it holds its maxclients connections (\\"ERR max number of clients reached\\")`;
+      await until(() => w.output().includes(line), 30_000, 'the maxclients line', gone);
+      await new Promise((r) => setTimeout(r, 2000));
+      expect(linesWith(w.output(), line)).toBe(1);
+      expect(w.output()).not.toContain('worker waiting for jobs');
+      await admin.config('SET', 'maxclients', '100');
+      await until(() => w.output().includes('worker waiting for jobs'), 30_000, 'the worker to start', gone);
+      // Said once its connections have stayed up a second.
+      await until(() => w.output().includes(`Redis at 127.0.0.1:${port} answers`), 10_000, 'the answers line', gone);
+      expect(linesWith(w.output(), line)).toBe(1);
+    } finally {
+      admin.disconnect();
       w.proc.kill('SIGKILL');
       await w.exited;
       await own.close();
