@@ -56,19 +56,24 @@ export class InitJobInvalidError extends ValidationError {
   }
 }
 
+/** Why the job queue took no command: Redis out of reach, full (at its maxmemory), or in cluster mode. */
+export type QueueTrouble = 'unreachable' | 'full' | 'cluster';
+
 export class QueueUnavailableError extends ServiceError {
-  /** `full`: Redis answered but refused the write for want of memory (reason then unused: it names Redis's internals). */
-  constructor(reason: string, full = false) {
-    super(
-      503,
-      'QUEUE_UNAVAILABLE',
-      full
-        ? "the job queue is full: its Redis reached its memory limit and refuses writes; nothing was queued; retry later (the service's operator must free memory on it)"
-        : `the job queue is unreachable: ${reason}`,
-    );
+  /** `reason`: the error's own words, said only for `unreachable` (the others name Redis's internals). */
+  constructor(reason: string, kind: QueueTrouble = 'unreachable') {
+    super(503, 'QUEUE_UNAVAILABLE', QUEUE_TROUBLE[kind](reason));
     this.name = 'QueueUnavailableError';
   }
 }
+
+const QUEUE_TROUBLE: Record<QueueTrouble, (reason: string) => string> = {
+  unreachable: (reason) => `the job queue is unreachable: ${reason}`,
+  full: () =>
+    "the job queue is full: its Redis reached its memory limit and refuses writes; nothing was queued; retry later (the service's operator must free memory on it)",
+  cluster: () =>
+    "the job queue cannot run on its Redis: it runs in cluster mode, which refuses the queue's commands; nothing was queued (the service's operator must give it a Redis without cluster mode)",
+};
 
 /** zod-style issues -> our `{path, message}` items. */
 export function toIssues(issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey>; message: string }>, prefix = ''): IssueItem[] {

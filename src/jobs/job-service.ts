@@ -267,7 +267,7 @@ export class JobService {
     try {
       return { status, position: await this.deps.queue.waitingAhead(id) };
     } catch (err) {
-      throw new QueueUnavailableError((err as Error).message);
+      throw err instanceof QueueUnavailableError ? err : new QueueUnavailableError((err as Error).message);
     }
   }
 

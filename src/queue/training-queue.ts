@@ -2,10 +2,9 @@
 // The worker side (processing) lives in worker.ts; this file never imports ML code.
 import Queue from 'bull';
 import { redisOptions } from './redis-connection.js';
-import { isRedisFull } from './redis-memory.js';
+import { assertNotCluster, queueUnavailable } from './redis-cluster.js';
 import type { Settings } from '../config/settings.js';
 import { requireDeployment } from '../db/deployment.js';
-import { QueueUnavailableError } from '../jobs/job-errors.js';
 import type { JobQueuePort } from '../jobs/job-service.js';
 import { handBackDelay } from './dataset-holders.js';
 import { withTimeout } from '../with-timeout.js';
@@ -95,7 +94,7 @@ export function queueProducer(queue: TrainingQueue, deploymentId: string, timeou
           'enqueue',
         );
       } catch (err) {
-        throw new QueueUnavailableError((err as Error).message, isRedisFull(err));
+        throw queueUnavailable(err);
       }
     },
     async remove(jobId) {
@@ -105,7 +104,11 @@ export function queueProducer(queue: TrainingQueue, deploymentId: string, timeou
     },
     async waitingAhead(jobId) {
       const wait = queue.toKey('wait');
-      const [length, index] = await withTimeout(Promise.all([queue.client.llen(wait), queue.client.lpos(wait, jobId)]), timeoutMs, 'queue position');
+      const [length, index] = await withTimeout(Promise.all([queue.client.llen(wait), queue.client.lpos(wait, jobId)]), timeoutMs, 'queue position').catch(
+        (err: unknown) => {
+          throw queueUnavailable(err);
+        },
+      );
       return index === null ? null : length - 1 - index;
     },
     async priorityOf(jobId) {
@@ -119,7 +122,8 @@ export function queueProducer(queue: TrainingQueue, deploymentId: string, timeou
     async ping(ms = 1000) {
       const status = queue.client.status;
       if (status !== 'ready') throw new Error(`queue connection is ${status}`);
-      await withTimeout(queue.client.ping(), ms, 'queue ping');
+      // A Redis in cluster mode answers PING but refuses the queue's every other command.
+      await withTimeout(Promise.all([queue.client.ping(), assertNotCluster(queue.client)]), ms, 'queue ping');
     },
     async entryState(jobId) {
       const job = await withTimeout(queue.getJob(jobId), timeoutMs, 'getJob');

@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { isAdmin, principalKeyId } from '../../auth/auth-policy.js';
 import type { JobService } from '../../jobs/job-service.js';
 import { CurveQuery, DeleteJobsQuery, JobIdParams, ListJobsQuery, MetricsQuery, type DeletedJobs, type JobQueuePlace } from '../../jobs/job-view.js';
-import { QueueUnavailableError } from '../../jobs/job-errors.js';
+import { queueUnavailable } from '../../queue/redis-cluster.js';
 import { countByState, type WorkerState } from '../../queue/worker-registry.js';
 import { AuthError } from '../plugins/auth.js';
 import { parseRequest } from '../validate.js';
@@ -58,8 +58,8 @@ export async function jobRoutes(app: FastifyInstance, opts: JobRoutesOptions) {
   app.get('/v1/jobs/:id/queue', train, async (req): Promise<JobQueuePlace> => {
     const { id } = parseRequest(JobIdParams, req.params, 'params');
     const place = await jobs.queuePosition(id);
-    const [fleet, lacking] = await Promise.all([opts.fleet(), opts.lackingFolder(id)]).catch((err: Error) => {
-      throw new QueueUnavailableError(err.message);
+    const [fleet, lacking] = await Promise.all([opts.fleet(), opts.lackingFolder(id)]).catch((err: unknown) => {
+      throw queueUnavailable(err);
     });
     const count = countByState(fleet.live);
     return {

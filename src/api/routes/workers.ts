@@ -2,7 +2,7 @@
 // Redis (src/queue/worker-registry.ts): why a queued job is not starting (no worker running, all
 // busy, one waiting for disk space, one away) without logging in to the workers' machines.
 import type { FastifyInstance } from 'fastify';
-import { QueueUnavailableError } from '../../jobs/job-errors.js';
+import { queueUnavailable } from '../../queue/redis-cluster.js';
 import { WorkerList, WorkerView, type Fleet } from '../../queue/worker-registry.js';
 import { errorRef, jsonRef, jsonSchema, secured } from '../openapi-helpers.js';
 
@@ -29,7 +29,7 @@ export async function workerRoutes(app: FastifyInstance, opts: { fleet: () => Pr
       const { live, away } = await opts.fleet();
       return { workers: live, away };
     } catch (err) {
-      throw new QueueUnavailableError((err as Error).message);
+      throw queueUnavailable(err);
     }
   });
 }
