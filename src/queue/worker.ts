@@ -22,6 +22,7 @@ import { endUnowned, resolveStoredConfig } from '../jobs/job-lifecycle.js';
 import { isTerminal, type JobStatus } from '../jobs/job-status.js';
 import { isRedisAuthError, openRedis, reportJointOutages, redisOutageLine, redisServer, untilRedisAnswers } from './redis-connection.js';
 import { warnIfEvicting, watchRedisFull } from './redis-memory.js';
+import { isClusterRefusal, warnIfCluster } from './redis-cluster.js';
 import { isCertRefused, isSocketUnreachable } from '../socket-errors.js';
 import { subscribeCancels } from './cancel-bus.js';
 import { jobEventPublisher } from './job-event-bus.js';
@@ -171,9 +172,9 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
         "queue: a job's queue entry was gone when this worker finished with it (Redis lost its data: restarted without persistence, or flushed); its row stays as this worker recorded it",
       );
     // Redis out of reach or turning connections away (or its certificate not trusted): said once
-    // per outage for the publisher's connection (below), not once per reconnect attempt of each of
-    // Bull's three.
-    else if (!isSocketUnreachable(err) && !isRedisAuthError(err) && !isCertRefused(err)) log.error({ err }, 'queue error');
+    // per outage (reportJointOutages, below), not once per reconnect attempt of each of Bull's
+    // connections. A Redis in cluster mode is said when it connects (warnIfCluster).
+    else if (!isSocketUnreachable(err) && !isRedisAuthError(err) && !isCertRefused(err) && !isClusterRefusal(err)) log.error({ err }, 'queue error');
   });
   // Publishes "job X has new events" after each lifecycle write, for the API's event streams.
   const publisher = openRedis(settings.redisUrl, settings.redisTimeoutMs, { maxRetriesPerRequest: 1 });
@@ -185,6 +186,7 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
     () => log.info(`Redis at ${redisServer(publisher)} answers`),
   );
   warnIfEvicting(publisher, (line) => log.warn(line));
+  warnIfCluster(publisher, (line) => log.error(`${line}. Until then this worker can take no job`));
   const wake = jobEventPublisher(publisher, settings.queuePrefix);
   // What this worker is doing, for GET /v1/workers on any API replica.
   // JOB_MEMORY_BUDGET_MB held to what this machine's memory holds: what this worker admits.

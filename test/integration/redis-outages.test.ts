@@ -164,6 +164,44 @@ describe('Redis not up yet, turning a password away, at its maxclients, restarte
     }
   });
 
+  // A managed Redis with clustering on (ElastiCache's cluster mode, Azure Cache clustering) holds no
+  // Bull queue. Until the fifty-second session /readyz said ready, each POST answered "the job
+  // queue is unreachable: CROSSSLOT ..." and the worker logged that with a stack every 5 s.
+  it('a Redis in cluster mode: /readyz and a POST say so, and a worker says it once', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatserve-cluster-'));
+    const { port, redisUrl, own } = await harnessOnRedis('--cluster-enabled', 'yes', '--cluster-config-file', path.join(dir, 'nodes.conf'));
+    const admin = new Redis(redisUrl, { retryStrategy: () => 50 });
+    admin.on('error', () => {});
+    let w: WorkerProc | undefined;
+    try {
+      // One node holding every slot: a cluster all the same (multi-key commands must share a slot).
+      await admin.call('CLUSTER', 'ADDSLOTSRANGE', '0', '16383');
+      const line = `Redis at 127.0.0.1:${port} runs in cluster mode (cluster_enabled:1), which cannot hold the job queue`;
+      const ready = await own.app.inject({ method: 'GET', url: '/readyz' });
+      expect(ready.statusCode).toBe(503);
+      expect(ready.json().checks.queue).toContain(line);
+      const refused = await own.app.inject({ method: 'POST', url: '/v1/jobs', payload: tinyJob(4) });
+      expect(refused.json()).toMatchObject({
+        error: { code: 'QUEUE_UNAVAILABLE', message: expect.stringMatching(/^the job queue cannot run on its Redis: it runs in cluster mode/) },
+      });
+      const worker = workerOn(own, redisUrl, 'cluster');
+      w = worker;
+      await until(() => worker.output().includes(line), 30_000, "the worker's cluster line", exitedWith(worker));
+      // Bull tries its next-job wait every 5 s: each was a "queue error" with a stack before.
+      await new Promise((r) => setTimeout(r, 5500));
+      expect(linesWith(worker.output(), line)).toBe(1);
+      expect(worker.output()).not.toContain('queue error');
+    } finally {
+      admin.disconnect();
+      if (w) {
+        w.proc.kill('SIGKILL');
+        await w.exited;
+      }
+      await own.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a TLS-only Redis (rediss://, as managed services run them): the API is ready and queues, a worker trains', async () => {
     assertBuilt();
     // A CA and a certificate for 127.0.0.1 signed by it; the processes trust the CA as an
