@@ -4,7 +4,7 @@ import { artifactStoreWarning } from '../artifacts/open-store.js';
 import { startReconciler } from '../queue/reconciler.js';
 import { reportJointOutages, redisOutageLine, redisServer } from '../queue/redis-connection.js';
 import { warnIfEvicting } from '../queue/redis-memory.js';
-import { warnIfCluster } from '../queue/redis-cluster.js';
+import { watchQueueHolder } from '../queue/redis-role.js';
 import { probeWritable } from '../queue/disk-room.js';
 import { buildApp, type AppDeps } from './app.js';
 import { openApiDeps } from './api-deps.js';
@@ -34,7 +34,11 @@ export async function runApi(
     () => app.log.info(`Redis at ${redisServer(deps.redis)} answers`),
   );
   warnIfEvicting(deps.redis, (line) => app.log.warn(line));
-  warnIfCluster(deps.redis, (line) => app.log.error(`${line}. Until then new jobs answer 503 and /readyz fails`));
+  watchQueueHolder(
+    deps.redis,
+    (line) => app.log.error(`${line}. Until then new jobs answer 503 and /readyz fails`),
+    (line) => app.log.info(line),
+  );
   // Repairs jobs whose queue entry went missing, at start and then periodically (one leader).
   const reconciler = startReconciler({ settings, prisma: deps.db.prisma, queue: deps.queue, artifacts: deps.artifacts, log: app.log });
   app.addHook('onClose', async () => {

@@ -12,7 +12,7 @@
 // holding the leader lock acts. Rows changed in the last `graceMs` are left alone: the create
 // that is about to enqueue, the claim that is about to update.
 import { openRedis } from './redis-connection.js';
-import { isClusterRefusal } from './redis-cluster.js';
+import { isRoleRefusal } from './redis-role.js';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import type { Settings } from '../config/settings.js';
 import type { Prisma } from '../db/database.js';
@@ -126,8 +126,8 @@ export function startReconciler(deps: ReconcilerDeps): Reconciler {
       return report;
     })()
       .catch((err) => {
-        // A cluster's refusal is said once, when the API connects (warnIfCluster): no stack each round.
-        deps.log.warn(isClusterRefusal(err) ? { err: (err as Error).message } : { err }, 'reconciler: round failed; trying again next round');
+        // A Redis unfit for the queue is said by the API (watchQueueHolder): no stack each round.
+        deps.log.warn(isRoleRefusal(err) ? { err: (err as Error).message } : { err }, 'reconciler: round failed; trying again next round');
         return null;
       })
       .finally(() => {

@@ -2,7 +2,7 @@
 // The worker side (processing) lives in worker.ts; this file never imports ML code.
 import Queue from 'bull';
 import { redisOptions } from './redis-connection.js';
-import { assertNotCluster, queueUnavailable } from './redis-cluster.js';
+import { assertQueueHolder, queueUnavailable } from './redis-role.js';
 import type { Settings } from '../config/settings.js';
 import { requireDeployment } from '../db/deployment.js';
 import type { JobQueuePort } from '../jobs/job-service.js';
@@ -122,8 +122,8 @@ export function queueProducer(queue: TrainingQueue, deploymentId: string, timeou
     async ping(ms = 1000) {
       const status = queue.client.status;
       if (status !== 'ready') throw new Error(`queue connection is ${status}`);
-      // A Redis in cluster mode answers PING but refuses the queue's every other command.
-      await withTimeout(Promise.all([queue.client.ping(), assertNotCluster(queue.client)]), ms, 'queue ping');
+      // A Redis in cluster mode or a replica answers PING but refuses the queue's commands.
+      await withTimeout(Promise.all([queue.client.ping(), assertQueueHolder(queue.client)]), ms, 'queue ping');
     },
     async entryState(jobId) {
       const job = await withTimeout(queue.getJob(jobId), timeoutMs, 'getJob');

@@ -22,7 +22,7 @@ import { endUnowned, resolveStoredConfig } from '../jobs/job-lifecycle.js';
 import { isTerminal, type JobStatus } from '../jobs/job-status.js';
 import { isRedisAuthError, openRedis, reportJointOutages, redisOutageLine, redisServer, untilRedisAnswers } from './redis-connection.js';
 import { warnIfEvicting, watchRedisFull } from './redis-memory.js';
-import { isClusterRefusal, warnIfCluster } from './redis-cluster.js';
+import { watchQueueHolder } from './redis-role.js';
 import { isCertRefused, isSocketUnreachable } from '../socket-errors.js';
 import { subscribeCancels } from './cancel-bus.js';
 import { jobEventPublisher } from './job-event-bus.js';
@@ -154,6 +154,12 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
     (line) => log.error(`${line}. Until then this worker can take no job, and GET /v1/workers does not list it`),
     (line) => log.info(line),
   );
+  // A Redis unfit for the queue (cluster mode, a read-only replica): said once, not per refusal.
+  const holder = watchQueueHolder(
+    queue.client,
+    (line) => log.error(`${line}. Until then this worker can take no job`),
+    (line) => log.info(line),
+  );
   queue.on('error', (err) => {
     if (full.saw(err)) return;
     // After Redis was out of reach longer than the lock, the stalled check re-queued a job this
@@ -173,8 +179,8 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
       );
     // Redis out of reach or turning connections away (or its certificate not trusted): said once
     // per outage (reportJointOutages, below), not once per reconnect attempt of each of Bull's
-    // connections. A Redis in cluster mode is said when it connects (warnIfCluster).
-    else if (!isSocketUnreachable(err) && !isRedisAuthError(err) && !isCertRefused(err) && !isClusterRefusal(err)) log.error({ err }, 'queue error');
+    // connections. A Redis unfit for the queue (cluster mode, a replica) is said by `holder`.
+    else if (!holder.saw(err) && !isSocketUnreachable(err) && !isRedisAuthError(err) && !isCertRefused(err)) log.error({ err }, 'queue error');
   });
   // Publishes "job X has new events" after each lifecycle write, for the API's event streams.
   const publisher = openRedis(settings.redisUrl, settings.redisTimeoutMs, { maxRetriesPerRequest: 1 });
@@ -186,7 +192,6 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
     () => log.info(`Redis at ${redisServer(publisher)} answers`),
   );
   warnIfEvicting(publisher, (line) => log.warn(line));
-  warnIfCluster(publisher, (line) => log.error(`${line}. Until then this worker can take no job`));
   const wake = jobEventPublisher(publisher, settings.queuePrefix);
   // What this worker is doing, for GET /v1/workers on any API replica.
   // JOB_MEMORY_BUDGET_MB held to what this machine's memory holds: what this worker admits.

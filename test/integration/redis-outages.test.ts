@@ -1,4 +1,4 @@
-// Redis as operators meet it: not up yet, turning a wrong password away, at its maxclients, restarted without its
+// Redis as operators meet it: not up yet, turning a wrong password away, at its maxclients, in cluster mode, a read-only replica, restarted without its
 // data, set to evict keys or full, speaking only TLS. A deployment's services start in any order (compose, systemd, a fleet's restart): a
 // worker started before its Redis waits for it, says where it looks, and trains once Redis
 // answers. Before, it exited within a second with ioredis's bare "Error: Connection is closed."
@@ -36,7 +36,7 @@ const workerOn = (h: Harness, redisUrl: string, label: string) =>
 /** For until(): why the worker cannot be waited on any more, or null while it runs. */
 const exitedWith = (w: WorkerProc) => () => (w.proc.exitCode === null ? null : `the worker exited (code ${w.proc.exitCode}):\n${w.output()}`);
 
-describe('Redis not up yet, turning a password away, at its maxclients, restarted without its data, evicting, full, or TLS-only', () => {
+describe('Redis not up yet, turning a password away, at its maxclients, restarted without its data, evicting, full, in cluster mode, a replica, or TLS-only', () => {
   let h: Harness | undefined;
   let worker: WorkerProc | undefined;
   let api: ApiProcess | undefined;
@@ -199,6 +199,31 @@ describe('Redis not up yet, turning a password away, at its maxclients, restarte
       }
       await own.close();
       fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  // A reader endpoint, or a primary a failover demoted while REDIS_URL still names it.
+  it('a read-only replica: /readyz and a POST say so, and both take jobs once it is promoted', async () => {
+    const primaryPort = await freePort();
+    redises.push(startRedis(primaryPort));
+    const { port, redisUrl, own } = await harnessOnRedis('--replicaof', '127.0.0.1', String(primaryPort));
+    const admin = new Redis(redisUrl, { retryStrategy: () => 50 });
+    admin.on('error', () => {});
+    try {
+      await new Promise((r) => admin.once('ready', r));
+      const ready = await own.app.inject({ method: 'GET', url: '/readyz' });
+      expect(ready.statusCode).toBe(503);
+      expect(ready.json().checks.queue).toContain(`Redis at 127.0.0.1:${port} is a read-only replica (of 127.0.0.1:${primaryPort})`);
+      const refused = await own.app.inject({ method: 'POST', url: '/v1/jobs', payload: tinyJob(4) });
+      expect(refused.json()).toMatchObject({
+        error: { code: 'QUEUE_UNAVAILABLE', message: expect.stringMatching(/^the job queue cannot run on its Redis: it is a read-only replica/) },
+      });
+      await admin.call('REPLICAOF', 'NO', 'ONE');
+      expect((await own.app.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(200);
+      expect((await own.app.inject({ method: 'POST', url: '/v1/jobs', payload: tinyJob(4) })).statusCode).toBe(201);
+    } finally {
+      admin.disconnect();
+      await own.close();
     }
   });
 

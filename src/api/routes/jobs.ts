@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { isAdmin, principalKeyId } from '../../auth/auth-policy.js';
 import type { JobService } from '../../jobs/job-service.js';
 import { CurveQuery, DeleteJobsQuery, JobIdParams, ListJobsQuery, MetricsQuery, type DeletedJobs, type JobQueuePlace } from '../../jobs/job-view.js';
-import { queueUnavailable } from '../../queue/redis-cluster.js';
+import { queueUnavailable } from '../../queue/redis-role.js';
 import { countByState, type WorkerState } from '../../queue/worker-registry.js';
 import { AuthError } from '../plugins/auth.js';
 import { parseRequest } from '../validate.js';

@@ -2,7 +2,7 @@
 // Redis (src/queue/worker-registry.ts): why a queued job is not starting (no worker running, all
 // busy, one waiting for disk space, one away) without logging in to the workers' machines.
 import type { FastifyInstance } from 'fastify';
-import { queueUnavailable } from '../../queue/redis-cluster.js';
+import { queueUnavailable } from '../../queue/redis-role.js';
 import { WorkerList, WorkerView, type Fleet } from '../../queue/worker-registry.js';
 import { errorRef, jsonRef, jsonSchema, secured } from '../openapi-helpers.js';
 

@@ -1,0 +1,91 @@
+// A Redis that answers but cannot hold the job queue. In cluster mode (AWS ElastiCache or Azure
+// Cache with clustering on, a node of a Redis Cluster): Bull's scripts touch several keys at once,
+// which a cluster refuses unless they share a hash slot ("CROSSSLOT Keys in request don't hash to
+// the same slot"), and a node answers only for its own slots ("MOVED 12575 10.0.0.3:6379"). A
+// read-only replica (a managed service's reader endpoint, or a primary demoted by a failover that
+// REDIS_URL still names): "READONLY You can't write against a read only replica". Measured by hand
+// before, for each: /readyz said ready, every POST /v1/jobs answered 503 "the job queue is
+// unreachable: <that error>", and the worker logged it with its stack every 5 s. So the services
+// say what it is (when they connect, and when a command is refused so), /readyz fails its queue
+// check, and a POST names it.
+import type { Redis } from 'ioredis';
+import { QueueUnavailableError } from '../jobs/job-errors.js';
+import { isRedisFull } from './redis-memory.js';
+import { redisServer } from './redis-connection.js';
+
+/** What of an `INFO` answer makes its server unfit for the queue: cluster mode, or the replica role (with its primary). */
+export function queueHolderTrouble(info: string): { kind: 'cluster' } | { kind: 'replica'; primary: string } | null {
+  if (/^cluster_enabled:1\s*$/m.test(info)) return { kind: 'cluster' };
+  if (!/^role:slave\s*$/m.test(info)) return null;
+  const field = (name: string) => new RegExp(`^${name}:(.*)$`, 'm').exec(info)?.[1]?.trim() ?? '?';
+  return { kind: 'replica', primary: `${field('master_host')}:${field('master_port')}` };
+}
+
+/** Whether `err` is Redis refusing a command for its cluster mode or replica role (or ending a blocked one as it turns replica). */
+export const isRoleRefusal = (err: unknown): boolean =>
+  err instanceof Error && /^(CROSSSLOT|MOVED|ASK|CLUSTERDOWN|READONLY)\b|^UNBLOCKED\b.*instance state changed/.test(err.message);
+
+/** What the services say of a Redis that cannot hold the queue. */
+function troubleLine(server: string, trouble: NonNullable<ReturnType<typeof queueHolderTrouble>>): string {
+  if (trouble.kind === 'cluster') {
+    return (
+      `Redis at ${server} runs in cluster mode (cluster_enabled:1), which cannot hold the job queue: its commands touch several keys at once, which a cluster refuses (CROSSSLOT, MOVED). ` +
+      "Point REDIS_URL at a Redis without cluster mode (a managed service's 'cluster mode disabled' kind, or a primary with replicas)"
+    );
+  }
+  return (
+    `Redis at ${server} is a read-only replica (of ${trouble.primary}), which cannot hold the job queue: it refuses writes (READONLY). ` +
+    "Point REDIS_URL at the primary (a managed service's primary endpoint, which follows failovers; not its reader endpoint)"
+  );
+}
+
+/** Throws what makes `redis`'s server unfit for the queue; nothing when it is fit, or hides INFO. */
+export async function assertQueueHolder(redis: Redis): Promise<void> {
+  const trouble = queueHolderTrouble(await redis.info().catch(() => ''));
+  if (trouble) throw new Error(troubleLine(redisServer(redis), trouble));
+}
+
+/** How often a Redis found unfit is read again, to say when it holds the queue again. */
+const RECHECK_MS = 5000;
+
+/**
+ * Checks `redis`'s server each time it connects, and whenever `saw` is given a refusal of its
+ * role (a primary demoted by a failover stays connected): `say` gets the trouble once, `fit`
+ * once when a check every 5 s finds it gone (a replica promoted, REDIS_URL's name moved).
+ */
+export function watchQueueHolder(redis: Redis, say: (line: string) => void, fit: (line: string) => void = () => {}): { saw(err: unknown): boolean } {
+  let said = false;
+  let timer: NodeJS.Timeout | null = null;
+  const check = () =>
+    void assertQueueHolder(redis).then(
+      () => {
+        if (timer) clearInterval(timer);
+        timer = null;
+        if (said) fit(`Redis at ${redisServer(redis)} can hold the job queue again`);
+        said = false;
+      },
+      (err: Error) => {
+        if (!said) say(err.message);
+        said = true;
+        timer ??= setInterval(check, RECHECK_MS);
+        timer.unref();
+      },
+    );
+  redis.on('ready', check);
+  if (redis.status === 'ready') check();
+  return {
+    saw(err) {
+      if (!isRoleRefusal(err)) return false;
+      if (!said) check();
+      return true;
+    },
+  };
+}
+
+/** The 503 for a queue command that failed with `err`: Redis full, unfit for the queue, or out of reach. */
+export function queueUnavailable(err: unknown): QueueUnavailableError {
+  if (err instanceof QueueUnavailableError) return err;
+  const message = (err as Error).message;
+  const kind = isRedisFull(err) ? 'full' : /^READONLY\b/.test(message) ? 'replica' : isRoleRefusal(err) ? 'cluster' : 'unreachable';
+  return new QueueUnavailableError(message, kind);
+}
