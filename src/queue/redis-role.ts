@@ -39,10 +39,16 @@ function troubleLine(server: string, trouble: NonNullable<ReturnType<typeof queu
   );
 }
 
-/** Throws what makes `redis`'s server unfit for the queue; nothing when it is fit, or hides INFO. */
+/** What makes `redis`'s server unfit for the queue, in words; null when it is fit. Rejects when INFO goes unanswered. */
+async function unfitness(redis: Redis): Promise<string | null> {
+  const trouble = queueHolderTrouble(await redis.info());
+  return trouble && troubleLine(redisServer(redis), trouble);
+}
+
+/** Throws what makes `redis`'s server unfit for the queue; nothing when it is fit, or hides INFO (a managed service may rename it). */
 export async function assertQueueHolder(redis: Redis): Promise<void> {
-  const trouble = queueHolderTrouble(await redis.info().catch(() => ''));
-  if (trouble) throw new Error(troubleLine(redisServer(redis), trouble));
+  const line = await unfitness(redis).catch(() => null);
+  if (line) throw new Error(line);
 }
 
 /** How often a Redis found unfit is read again, to say when it holds the queue again. */
@@ -56,20 +62,23 @@ const RECHECK_MS = 5000;
 export function watchQueueHolder(redis: Redis, say: (line: string) => void, fit: (line: string) => void = () => {}): { saw(err: unknown): boolean } {
   let said = false;
   let timer: NodeJS.Timeout | null = null;
+  // INFO unanswered (Redis out of reach, this process stopping) judges nothing: the next check does.
   const check = () =>
-    void assertQueueHolder(redis).then(
-      () => {
-        if (timer) clearInterval(timer);
-        timer = null;
-        if (said) fit(`Redis at ${redisServer(redis)} can hold the job queue again`);
-        said = false;
-      },
-      (err: Error) => {
-        if (!said) say(err.message);
+    void unfitness(redis).then(
+      (line) => {
+        if (line === null) {
+          if (timer) clearInterval(timer);
+          timer = null;
+          if (said) fit(`Redis at ${redisServer(redis)} can hold the job queue again`);
+          said = false;
+          return;
+        }
+        if (!said) say(line);
         said = true;
         timer ??= setInterval(check, RECHECK_MS);
         timer.unref();
       },
+      () => {},
     );
   redis.on('ready', check);
   if (redis.status === 'ready') check();

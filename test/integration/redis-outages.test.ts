@@ -29,6 +29,13 @@ async function until(cond: () => boolean, timeoutMs: number, what: string, gone:
 const startRedis = (port: number, ...args: string[]) =>
   spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...args], { stdio: 'ignore' });
 
+/** This test's own connection to a Redis it sets up (it may start after the connection: retried every 50 ms). */
+function adminOn(redisUrl: string): Redis {
+  const admin = new Redis(redisUrl, { retryStrategy: () => 50 });
+  admin.on('error', () => {});
+  return admin;
+}
+
 /** A worker on `h`'s database and queue, talking to `redisUrl`. */
 const workerOn = (h: Harness, redisUrl: string, label: string) =>
   spawnWorker({ DATABASE_URL: h.settings.databaseUrl, DATA_DIR: h.settings.dataDir, QUEUE_PREFIX: h.settings.queuePrefix, REDIS_URL: redisUrl }, label);
@@ -170,8 +177,7 @@ describe('Redis not up yet, turning a password away, at its maxclients, restarte
   it('a Redis in cluster mode: /readyz and a POST say so, and a worker says it once', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatserve-cluster-'));
     const { port, redisUrl, own } = await harnessOnRedis('--cluster-enabled', 'yes', '--cluster-config-file', path.join(dir, 'nodes.conf'));
-    const admin = new Redis(redisUrl, { retryStrategy: () => 50 });
-    admin.on('error', () => {});
+    const admin = adminOn(redisUrl);
     let w: WorkerProc | undefined;
     try {
       // One node holding every slot: a cluster all the same (multi-key commands must share a slot).
@@ -207,8 +213,7 @@ describe('Redis not up yet, turning a password away, at its maxclients, restarte
     const primaryPort = await freePort();
     redises.push(startRedis(primaryPort));
     const { port, redisUrl, own } = await harnessOnRedis('--replicaof', '127.0.0.1', String(primaryPort));
-    const admin = new Redis(redisUrl, { retryStrategy: () => 50 });
-    admin.on('error', () => {});
+    const admin = adminOn(redisUrl);
     try {
       await new Promise((r) => admin.once('ready', r));
       const ready = await own.app.inject({ method: 'GET', url: '/readyz' });
@@ -345,8 +350,7 @@ describe('Redis not up yet, turning a password away, at its maxclients, restarte
     // One slot is this test's (to raise the limit with), two are the worker's first connections
     // (its queue's and its own): its others (the cancel subscription's, the queue's blocking one)
     // are turned away.
-    const admin = new Redis(port, '127.0.0.1', { retryStrategy: () => 50 });
-    admin.on('error', () => {});
+    const admin = adminOn(`redis://127.0.0.1:${port}`);
     await new Promise((r) => admin.once('ready', r));
     const own = await startHarness('sqlite');
     const w = workerOn(own, `redis://127.0.0.1:${port}`, 'maxclients');
