@@ -85,6 +85,16 @@ const redisFullLine = (server: string): string =>
   `Redis at ${server} is full: its memory reached its maxmemory and it refuses writes (OOM); free memory on it (its largest keys: redis-cli --bigkeys) or raise its maxmemory`;
 
 /**
+ * Throws redisFullLine when `redis`'s server is at its maxmemory and evicts nothing, so refuses
+ * writes (what /readyz's queue check asks: before, a full Redis left the API ready while every
+ * POST /v1/jobs answered 503 "the job queue is full").
+ */
+export async function assertRoom(redis: Redis): Promise<void> {
+  const m = await readMemory(redis);
+  if (m && !evicts(m) && m.maxmemoryBytes > 0 && m.usedBytes >= m.maxmemoryBytes) throw new Error(redisFullLine(redisServer(redis)));
+}
+
+/**
  * Fraction of maxmemory under which a full Redis counts as having room again. Writes succeed as
  * soon as it is under its limit, but a worker's next writes would fill it again: without the
  * margin a Redis at its limit would be reported full and free every few seconds.

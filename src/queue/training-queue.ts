@@ -3,6 +3,7 @@
 import Queue from 'bull';
 import { redisOptions } from './redis-connection.js';
 import { assertQueueHolder, queueUnavailable } from './redis-role.js';
+import { assertRoom } from './redis-memory.js';
 import type { Settings } from '../config/settings.js';
 import { requireDeployment } from '../db/deployment.js';
 import type { JobQueuePort } from '../jobs/job-service.js';
@@ -122,8 +123,8 @@ export function queueProducer(queue: TrainingQueue, deploymentId: string, timeou
     async ping(ms = 1000) {
       const status = queue.client.status;
       if (status !== 'ready') throw new Error(`queue connection is ${status}`);
-      // A Redis in cluster mode or a replica answers PING but refuses the queue's commands.
-      await withTimeout(Promise.all([queue.client.ping(), assertQueueHolder(queue.client)]), ms, 'queue ping');
+      // A Redis in cluster mode, a replica or a full one answers PING but refuses the queue's commands.
+      await withTimeout(Promise.all([queue.client.ping(), assertQueueHolder(queue.client), assertRoom(queue.client)]), ms, 'queue ping');
     },
     async entryState(jobId) {
       const job = await withTimeout(queue.getJob(jobId), timeoutMs, 'getJob');

@@ -127,7 +127,7 @@ describe('Redis not up yet, turning a password away, at its maxclients, restarte
     }
   });
 
-  it('a full Redis (noeviction at its maxmemory): a POST says the queue is full and stores nothing; a worker says it once, then when it has room, and trains', async () => {
+  it('a full Redis (noeviction at its maxmemory): /readyz and a POST say the queue is full and nothing is stored; a worker says it once, then when it has room, and trains', async () => {
     const { port, redisUrl, own } = await harnessOnRedis('--maxmemory', '8mb', '--maxmemory-policy', 'noeviction');
     const filler = new Redis(redisUrl);
     let w: WorkerProc | undefined;
@@ -143,6 +143,9 @@ describe('Redis not up yet, turning a password away, at its maxclients, restarte
         error: { code: 'QUEUE_UNAVAILABLE', message: expect.stringMatching(/^the job queue is full: its Redis reached its memory limit/) },
       });
       expect((await own.app.inject({ method: 'GET', url: '/v1/jobs' })).json()).toMatchObject({ jobs: [] });
+      // /readyz said ready before the fifty-second session.
+      const full = await own.app.inject({ method: 'GET', url: '/readyz' });
+      expect([full.statusCode, full.json().checks.queue]).toEqual([503, expect.stringContaining(`Redis at 127.0.0.1:${port} is full`)]);
 
       const worker = workerOn(own, redisUrl, 'redis-full');
       w = worker;
@@ -156,6 +159,7 @@ describe('Redis not up yet, turning a password away, at its maxclients, restarte
 
       await filler.del(...(await filler.keys('tenant:*')));
       await until(() => worker.output().includes(`Redis at 127.0.0.1:${port} has room again`), 15_000, 'the room-again line', exitedWith(worker));
+      expect((await own.app.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(200);
       const res = await own.app.inject({ method: 'POST', url: '/v1/jobs', payload: tinyJob(4) });
       expect(res.statusCode).toBe(201);
       const done = await waitForJob(own.app, JobView.parse(res.json()).id, (j) => ['succeeded', 'failed', 'cancelled'].includes(j.status), 120_000, [worker]);
