@@ -51,6 +51,11 @@ export function isDiskReadOnly(err: unknown): boolean {
   return errnoOf(err) === 'EROFS';
 }
 
+/** What a write's error says happened to the disk, in words for "DATA_DIR ..."; null for any other error. */
+export function diskTrouble(err: unknown): 'filled up' | 'turned read-only' | null {
+  return isDiskFull(err) ? 'filled up' : isDiskReadOnly(err) ? 'turned read-only' : null;
+}
+
 /**
  * Scratch bytes the job may take on the worker: admission's estimate (checkpoints kept, one being
  * written, the model) plus the checkpoint a resume or `init.fromJob` downloads first. An image
@@ -93,13 +98,12 @@ export function waitForRoom(dir: string, wantBytes: number, intervalMs: number, 
   return new Promise((resolve) => {
     let settled = false;
     const timer = setInterval(() => {
-      diskSpace(dir)
-        .then(async (s) => {
-          if (s.freeBytes < wantBytes) return;
-          await probeWritable(dir);
-          done(true);
-        })
-        .catch(() => {});
+      writableDiskSpace(dir).then(
+        (s) => {
+          if (s.freeBytes >= wantBytes) done(true);
+        },
+        () => {},
+      );
     }, intervalMs);
     const done = (ok: boolean) => {
       if (settled) return;

@@ -56,7 +56,7 @@ export interface RunnerContext {
   heartbeatMs?: number;
   /**
    * What a full or read-only DATA_DIR does to the job: `hand-back` puts it back on the queue
-   * (outcome `disk-full`: the worker waits for room and a write, another worker may resume it);
+   * (outcome `disk-full` or `disk-read-only`: the worker waits for room and a write, another worker may resume it);
    * `fail` (the default) ends it WORKER_DISK_FULL or WORKER_DISK_READ_ONLY.
    */
   onDiskFull?: 'hand-back' | 'fail';
@@ -78,14 +78,17 @@ export class WorkerShutdownError extends Error {
   }
 }
 
-/** The thread's codes for this machine's disk failing the job (thread-protocol.ts): not the job's fault. */
-const DISK_CODES = new Set(['WORKER_DISK_FULL', 'WORKER_DISK_READ_ONLY']);
+/** What happened to DATA_DIR in a disk hand-back, in words for "DATA_DIR ...". */
+export const diskOutcomeWords = (outcome: Outcome): string => (outcome === 'disk-full' ? 'filled up' : 'turned read-only');
+
+/** The thread's codes for this machine's disk failing the job (thread-protocol.ts), and the hand-back each makes. */
+const DISK_OUTCOMES: Record<string, Outcome> = { WORKER_DISK_FULL: 'disk-full', WORKER_DISK_READ_ONLY: 'disk-read-only' };
 
 /**
  * `missing`: no row for the job in this deployment's database. `lost`: another worker owns it now.
- * `disk-full`: handed back because this machine's DATA_DIR filled up or turned read-only.
+ * `disk-full`, `disk-read-only`: handed back because this machine's DATA_DIR filled up, or turned read-only.
  */
-export type Outcome = 'succeeded' | 'failed' | 'cancelled' | 'skipped' | 'handed-back' | 'disk-full' | 'lost' | 'missing';
+export type Outcome = 'succeeded' | 'failed' | 'cancelled' | 'skipped' | 'handed-back' | 'disk-full' | 'disk-read-only' | 'lost' | 'missing';
 
 export interface RunningJob {
   jobId: string;
@@ -368,7 +371,7 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
         if (m.phase === 'export' && stopRequested) decide(stopped(trained ? trained.step : null));
         // Stopped while it read its data set: no step taken, nothing new to keep.
         else if (m.code === STOPPED_BEFORE_TRAINING && control.reason()) decide(stopped(null));
-        else if (DISK_CODES.has(m.code) && ctx.onDiskFull === 'hand-back') decide(handBackForDisk(m.code, m.cause));
+        else if (DISK_OUTCOMES[m.code] && ctx.onDiskFull === 'hand-back') decide(handBackForDisk(DISK_OUTCOMES[m.code], m.cause));
         else decide(fail(m.code, `${m.phase === 'export' ? 'export' : 'training'} failed: ${m.message}`));
         return;
     }
@@ -388,11 +391,10 @@ async function runClaimed(ctx: RunnerContext, control: Control, job: Claimed): P
   };
 
   /** Back to the queue with its stored checkpoints, unless the user cancelled meanwhile. */
-  const handBackForDisk = (code: string, cause: string): Promise<Outcome> => {
+  const handBackForDisk = (outcome: Outcome, cause: string): Promise<Outcome> => {
     // The cause only: the job's failure message tells a user to post it again, which a hand-back makes needless.
-    const what = code === 'WORKER_DISK_FULL' ? 'filled up' : 'turned read-only';
-    log.error({ jobId, err: cause }, `DATA_DIR ${what}; handing the job back to the queue`);
-    return ending(async () => ((await owner.stop('shutdown')) === 'handed-back' ? 'disk-full' : 'cancelled'));
+    log.error({ jobId, err: cause }, `DATA_DIR ${diskOutcomeWords(outcome)}; handing the job back to the queue`);
+    return ending(async () => ((await owner.stop('shutdown')) === 'handed-back' ? outcome : 'cancelled'));
   };
 
   const finish = async (exported: ExportJobResult): Promise<Outcome> => {

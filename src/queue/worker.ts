@@ -26,12 +26,12 @@ import { watchQueueHolder } from './redis-role.js';
 import { isCertRefused, isSocketUnreachable } from '../socket-errors.js';
 import { subscribeCancels } from './cancel-bus.js';
 import { jobEventPublisher } from './job-event-bus.js';
-import { startJob, WorkerShutdownError, type RunningJob } from './job-runner.js';
+import { diskOutcomeWords, startJob, WorkerShutdownError, type RunningJob } from './job-runner.js';
 import { openTrainingQueue, type TrainingJobData } from './training-queue.js';
 import { useTrainingHeapPolicy } from '../ml/training-heap.js';
 import { listFleet, WorkerBeacon, type WorkerView } from './worker-registry.js';
 import { ELSEWHERE_RETRY_MS, ElsewhereError, forgetLacking, mayHoldFolder, missingFolder, noteLacking } from './dataset-holders.js';
-import { diskNeedBytes, isDiskFull, isDiskReadOnly, probeWritable, roomFor, roomMessage, waitForRoom, writableDiskSpace, type DiskSpace } from './disk-room.js';
+import { diskNeedBytes, diskTrouble, roomFor, roomMessage, waitForRoom, writableDiskSpace, type DiskSpace } from './disk-room.js';
 
 /** Pause before handing back a job that hit an infrastructure error. */
 const RETRY_PAUSE_MS = 5000;
@@ -459,18 +459,17 @@ export async function runWorker(settings: Settings): Promise<WorkerHandle> {
       } catch (err) {
         // Not the job's fault (database or disk trouble): Bull retries it, but not in a hot loop.
         log.error({ jobId, err }, 'job could not be run; retrying later');
-        if (isDiskFull(err) || isDiskReadOnly(err))
-          await waitForDisk(need + reserve, `DATA_DIR ${isDiskFull(err) ? 'filled up' : 'turned read-only'} while job ${jobId} was set up`);
+        const trouble = diskTrouble(err);
+        if (trouble) await waitForDisk(need + reserve, `DATA_DIR ${trouble} while job ${jobId} was set up`);
         else await new Promise((r) => setTimeout(r, RETRY_PAUSE_MS));
         throw err;
       }
-      lastDiskFull = outcome === 'disk-full' ? jobId : null;
+      const diskOutcome = outcome === 'disk-full' || outcome === 'disk-read-only';
+      lastDiskFull = diskOutcome ? jobId : null;
       if (outcome === 'missing') throw await foreign('no-row');
       log.info({ jobId, outcome, mem: memoryMiB() }, 'job left the worker');
-      if (outcome === 'disk-full') {
-        // Which of the two: a full disk still takes a few bytes more often than not, a read-only one never.
-        const readOnly = await probeWritable(settings.workDir).then(() => false, isDiskReadOnly);
-        await waitForDisk(need + reserve, `DATA_DIR ${readOnly ? 'turned read-only' : 'filled up'} while job ${jobId} ran`);
+      if (diskOutcome) {
+        await waitForDisk(need + reserve, `DATA_DIR ${diskOutcomeWords(outcome)} while job ${jobId} ran`);
         throw new NoRoomError(jobId, "the worker's DATA_DIR failed a write; it resumes from its last stored checkpoint");
       }
       if (outcome === 'handed-back') throw new WorkerShutdownError(jobId);
