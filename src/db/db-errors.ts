@@ -120,13 +120,24 @@ export function isDatabaseUnavailable(err: unknown): boolean {
 }
 
 /**
+ * SQLite's code for `err`: the driver's own (`SQLITE_BUSY`, `SQLITE_IOERR_WRITE`, ...), raw (as
+ * Prisma passes it on within a transaction, or as its own error's code) or as the adapter's cause.
+ */
+function sqliteCode(err: unknown): string | undefined {
+  for (const code of [(err as { code?: unknown } | null)?.code, driverAdapterCause(err)?.originalCode]) {
+    if (typeof code === 'string' && code.startsWith('SQLITE_')) return code;
+  }
+  return undefined;
+}
+
+/**
  * Whether `err` is SQLite's SQLITE_BUSY: another process (the other of `qatserve serve`'s two, a
  * `qatserve keys` command, a backup or an `sqlite3` shell with a transaction open) held the file's
  * lock past the busy timeout. The adapter names exactly that code a SocketTimeout, so it is also
  * isDatabaseUnavailable; this tells the operator where to look instead of "cannot be reached".
  */
 export function isDatabaseLocked(err: unknown): boolean {
-  return driverAdapterCause(err)?.originalCode === 'SQLITE_BUSY';
+  return sqliteCode(err) === 'SQLITE_BUSY';
 }
 
 /**
@@ -134,14 +145,8 @@ export function isDatabaseLocked(err: unknown): boolean {
  * full"), PostgreSQL's disk_full (53100). Nothing was stored.
  */
 export function isStorageFull(err: unknown): boolean {
-  if ((err as { code?: unknown } | null)?.code === 'SQLITE_FULL') return true;
+  if (sqliteCode(err) === 'SQLITE_FULL') return true;
   return hasAdapterPgState(err, /^53100$/);
-}
-
-/** SQLite's code for `err`: the driver's own (`SQLITE_IOERR_WRITE`, ...), raw or as Prisma passes it on. */
-function sqliteCode(err: unknown): string | undefined {
-  const code = (err as { code?: unknown } | null)?.code ?? driverAdapterCause(err)?.originalCode;
-  return typeof code === 'string' && code.startsWith('SQLITE_') ? code : undefined;
 }
 
 /**
