@@ -85,13 +85,13 @@ const redisFullLine = (server: string): string =>
   `Redis at ${server} is full: its memory reached its maxmemory and it refuses writes (OOM); free memory on it (its largest keys: redis-cli --bigkeys) or raise its maxmemory`;
 
 /**
- * Throws redisFullLine when `redis`'s server is at its maxmemory and evicts nothing, so refuses
- * writes (what /readyz's queue check asks: before, a full Redis left the API ready while every
- * POST /v1/jobs answered 503 "the job queue is full").
+ * redisFullLine when an `INFO` answer of the server at `server` says it is at its maxmemory and
+ * evicts nothing, so refuses writes; else null (what /readyz's queue check asks: before, a full
+ * Redis left the API ready while every POST /v1/jobs answered 503 "the job queue is full").
  */
-export async function assertRoom(redis: Redis): Promise<void> {
-  const m = await readMemory(redis);
-  if (m && !evicts(m) && m.maxmemoryBytes > 0 && m.usedBytes >= m.maxmemoryBytes) throw new Error(redisFullLine(redisServer(redis)));
+export function fullLine(server: string, info: string): string | null {
+  const m = parseMemory(info);
+  return m && !evicts(m) && m.maxmemoryBytes > 0 && m.usedBytes >= m.maxmemoryBytes ? redisFullLine(server) : null;
 }
 
 /**

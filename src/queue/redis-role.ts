@@ -10,7 +10,7 @@
 // check, and a POST names it.
 import type { Redis } from 'ioredis';
 import { QueueUnavailableError } from '../jobs/job-errors.js';
-import { isRedisFull } from './redis-memory.js';
+import { fullLine, isRedisFull } from './redis-memory.js';
 import { redisServer } from './redis-connection.js';
 
 /** What of an `INFO` answer makes its server unfit for the queue: cluster mode, or the replica role (with its primary). */
@@ -39,15 +39,23 @@ function troubleLine(server: string, trouble: NonNullable<ReturnType<typeof queu
   );
 }
 
-/** What makes `redis`'s server unfit for the queue, in words; null when it is fit. Rejects when INFO goes unanswered. */
-async function unfitness(redis: Redis): Promise<string | null> {
-  const trouble = queueHolderTrouble(await redis.info());
-  return trouble && troubleLine(redisServer(redis), trouble);
-}
+/** What makes the server at `server` unfit for the queue, by its `INFO` answer, in words; null when it is fit. */
+const unfitLine = (server: string, info: string): string | null => {
+  const trouble = queueHolderTrouble(info);
+  return trouble && troubleLine(server, trouble);
+};
 
-/** Throws what makes `redis`'s server unfit for the queue; nothing when it is fit, or hides INFO (a managed service may rename it). */
-export async function assertQueueHolder(redis: Redis): Promise<void> {
-  const line = await unfitness(redis).catch(() => null);
+/** unfitLine of `redis`'s server. Rejects when INFO goes unanswered. */
+const unfitness = async (redis: Redis): Promise<string | null> => unfitLine(redisServer(redis), await redis.info());
+
+/**
+ * Throws why `redis`'s server cannot take the queue's commands now (cluster mode, a replica, or
+ * full: fullLine), from one INFO; nothing when it can, or hides INFO (a managed service may rename it).
+ */
+export async function assertQueueWritable(redis: Redis): Promise<void> {
+  const info = await redis.info().catch(() => '');
+  const server = redisServer(redis);
+  const line = unfitLine(server, info) ?? fullLine(server, info);
   if (line) throw new Error(line);
 }
 

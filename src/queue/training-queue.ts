@@ -2,8 +2,7 @@
 // The worker side (processing) lives in worker.ts; this file never imports ML code.
 import Queue from 'bull';
 import { redisOptions } from './redis-connection.js';
-import { assertQueueHolder, queueUnavailable } from './redis-role.js';
-import { assertRoom } from './redis-memory.js';
+import { assertQueueWritable, queueUnavailable } from './redis-role.js';
 import type { Settings } from '../config/settings.js';
 import { requireDeployment } from '../db/deployment.js';
 import type { JobQueuePort } from '../jobs/job-service.js';
@@ -124,7 +123,7 @@ export function queueProducer(queue: TrainingQueue, deploymentId: string, timeou
       const status = queue.client.status;
       if (status !== 'ready') throw new Error(`queue connection is ${status}`);
       // A Redis in cluster mode, a replica or a full one answers PING but refuses the queue's commands.
-      await withTimeout(Promise.all([queue.client.ping(), assertQueueHolder(queue.client), assertRoom(queue.client)]), ms, 'queue ping');
+      await withTimeout(Promise.all([queue.client.ping(), assertQueueWritable(queue.client)]), ms, 'queue ping');
     },
     async entryState(jobId) {
       const job = await withTimeout(queue.getJob(jobId), timeoutMs, 'getJob');
