@@ -72,10 +72,20 @@ export const WORKER_SEEN_TTL_S = 24 * 3600;
 
 /**
  * Ids whose last beat is older than this are not looked up for the live list (their entries
- * expired 20 s after it): it bounds the lookup, not liveness, so minutes of clock skew between
- * machines cost nothing.
+ * expired 20 s after it): it bounds the lookup, not liveness.
  */
 const LIVE_LOOKUP_MS = 5 * 60_000;
+
+/**
+ * Redis's clock, in epoch ms. Every time in the registry is on it: machines' own clocks differ (a
+ * worker whose clock ran 10 minutes behind scored its beats out of the lookup window above, and was
+ * missing from GET /v1/workers and from the fleet a job waits for while it trained jobs), and Redis
+ * is the one clock all of a deployment's machines read alike.
+ */
+export async function redisClock(redis: Redis): Promise<number> {
+  const [seconds, micros] = await redis.time();
+  return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+}
 
 const keyPrefix = (queuePrefix: string) => `${queuePrefix}:workers:`;
 const seenPrefix = (queuePrefix: string) => `${queuePrefix}:workers-seen:`;
@@ -94,7 +104,7 @@ const indexKey = (queuePrefix: string) => `${queuePrefix}:workers-index`;
  */
 export async function writeEntry(redis: Redis, queuePrefix: string, view: WorkerView, live = true): Promise<void> {
   const entry = JSON.stringify(view);
-  const now = Date.now();
+  const now = Date.parse(view.seenAt);
   const tx = redis.multi();
   if (live) tx.set(keyPrefix(queuePrefix) + view.id, entry, 'EX', WORKER_TTL_S);
   await tx
@@ -116,7 +126,8 @@ export interface Fleet {
  * seconds it takes (at once, on a graceful stop); a job only it can run waits for it instead of
  * failing on the first worker that takes it.
  */
-export async function listFleet(redis: Redis, queuePrefix: string, graceMs: number, now = Date.now()): Promise<Fleet> {
+export async function listFleet(redis: Redis, queuePrefix: string, graceMs: number, at?: number): Promise<Fleet> {
+  const now = at ?? (await redisClock(redis));
   const ids = await indexedSince(redis, queuePrefix, now - Math.max(graceMs, LIVE_LOOKUP_MS));
   const live = await readEntries(redis, keyPrefix(queuePrefix), ids);
   if (graceMs <= 0) return { live, away: [] };
@@ -162,7 +173,8 @@ export class WorkerBeacon {
   private state: WorkerState = 'idle';
   private jobId: string | null = null;
   private reason: string | null = null;
-  private readonly startedAt = new Date().toISOString();
+  /** Epoch ms on this machine's clock; written on Redis's (see write). */
+  private readonly startedAt = Date.now();
   private since = this.startedAt;
   /** `<host>:<pid>`, as listed. */
   readonly id = `${os.hostname()}:${process.pid}`;
@@ -188,7 +200,7 @@ export class WorkerBeacon {
   }
 
   set(state: WorkerState, detail: { jobId?: string; reason?: string } = {}): void {
-    if (state !== this.state || (detail.jobId ?? null) !== this.jobId) this.since = new Date().toISOString();
+    if (state !== this.state || (detail.jobId ?? null) !== this.jobId) this.since = Date.now();
     this.state = state;
     this.jobId = detail.jobId ?? null;
     this.reason = detail.reason ?? null;
@@ -211,6 +223,11 @@ export class WorkerBeacon {
     if (this.stopped) return;
     try {
       const disk = await diskSpace(this.opts.dataDir);
+      const now = await redisClock(this.redis);
+      // This machine's times moved onto Redis's clock, as every reader compares them with it; in
+      // whole seconds, so a machine in step writes its own times and a round trip's jitter moves nothing.
+      const skewMs = Math.round((now - Date.now()) / 1000) * 1000;
+      const onRedisClock = (localMs: number) => new Date(localMs + skewMs).toISOString();
       const view: WorkerView = {
         id: this.id,
         host: os.hostname(),
@@ -222,9 +239,9 @@ export class WorkerBeacon {
         memoryBudgetBytes: this.opts.memoryBudgetBytes,
         seat: this.seat,
         disk,
-        startedAt: this.startedAt,
-        since: this.since,
-        seenAt: new Date().toISOString(),
+        startedAt: onRedisClock(this.startedAt),
+        since: onRedisClock(this.since),
+        seenAt: new Date(now).toISOString(),
       };
       await writeEntry(this.redis, this.queuePrefix, view);
     } catch (err) {

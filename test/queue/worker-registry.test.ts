@@ -1,8 +1,8 @@
 // Workers' entries in Redis (real Redis): what GET /v1/workers and /metrics list.
 import { Redis } from 'ioredis';
 import os from 'node:os';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listFleet, WorkerBeacon, WORKER_TTL_S, writeEntry, type WorkerView } from '../../src/queue/worker-registry.js';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { listFleet, redisClock, WorkerBeacon, WORKER_TTL_S, writeEntry, type WorkerView } from '../../src/queue/worker-registry.js';
 
 /** The live workers (listFleet with no grace period). */
 const listWorkers = async (redis: Redis, prefix: string) => (await listFleet(redis, prefix, 0)).live;
@@ -88,5 +88,36 @@ describe('worker registry', () => {
     // Once the grace period is over, or with none, only live workers count.
     expect((await listFleet(redis, fleetPrefix, 600_000, Date.now() + 601_000)).away).toEqual([]);
     expect((await listFleet(redis, fleetPrefix, 0)).away).toEqual([]);
+  });
+
+  describe('on a machine whose clock is off', () => {
+    afterEach(() => vi.useRealTimers());
+    /** A beacon whose machine's clock is `skewMs` off, once it has written its entry; the clock here is right again. */
+    const skewedBeacon = async (fleetPrefix: string, skewMs: number) => {
+      vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + skewMs });
+      const beacon = new WorkerBeacon(redis, fleetPrefix, { dataDir: os.tmpdir(), dataRoot: os.tmpdir(), trainThreads: 1 });
+      beacon.start();
+      await expect.poll(() => redis.exists(`${fleetPrefix}:workers:${beacon.id}`)).toBe(1);
+      vi.useRealTimers();
+      return beacon;
+    };
+
+    it('lists a worker whose clock runs 10 minutes behind, with its times on Redis', async () => {
+      const fleetPrefix = `${prefix}-behind`;
+      const beacon = await skewedBeacon(fleetPrefix, -600_000);
+      const [worker] = await listWorkers(redis, fleetPrefix);
+      expect(worker?.id).toBe(beacon.id);
+      const now = await redisClock(redis);
+      for (const at of [worker.seenAt, worker.since, worker.startedAt]) expect(Math.abs(Date.parse(at) - now)).toBeLessThan(10_000);
+      await beacon.stop();
+    });
+
+    it('counts a worker whose clock runs 10 minutes ahead as away for the grace period only', async () => {
+      const fleetPrefix = `${prefix}-ahead`;
+      const beacon = await skewedBeacon(fleetPrefix, 600_000);
+      await beacon.stop();
+      expect((await listFleet(redis, fleetPrefix, 60_000)).away.map((w) => w.id)).toEqual([beacon.id]);
+      expect((await listFleet(redis, fleetPrefix, 60_000, (await redisClock(redis)) + 61_000)).away).toEqual([]);
+    });
   });
 });
