@@ -30,8 +30,9 @@ import { docsPlugin } from './plugins/docs.js';
 import { errorBody } from './error-body.js';
 import { limitConnections } from './connection-limits.js';
 import type { Refusal } from './capped-counts.js';
+import { bodyCoding } from './content-coding.js';
 import { parseJsonBody } from './json-body.js';
-import { ValidationError } from '../jobs/job-errors.js';
+import { ServiceError, ValidationError } from '../jobs/job-errors.js';
 import { errorsPlugin } from './plugins/errors.js';
 import { loadSheddingPlugin } from './plugins/load-shedding.js';
 import { metricsPlugin } from './plugins/metrics.js';
@@ -202,6 +203,19 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     burstPerSecond: settings.limits.rateLimitBurstPerSecond,
     redis: deps.redis,
     namespace: settings.queuePrefix,
+  });
+  // No route reads a compressed body: a gzip'd job config reached the JSON parser as its bytes (400
+  // INVALID_JSON quoting them), and a plain one labelled `br` was taken as if unlabelled. 415 names
+  // the coding and, as RFC 9110 15.5.16 asks, the one accepted; after auth, before a byte is read.
+  app.addHook('preParsing', async (req, reply, payload) => {
+    const coding = bodyCoding(req.headers);
+    if (coding === null) return payload;
+    reply.header('accept-encoding', 'identity');
+    throw new ServiceError(
+      415,
+      'UNSUPPORTED_CONTENT_ENCODING',
+      `request bodies are read as sent, uncompressed: Content-Encoding "${coding.slice(0, 40)}" is not accepted; send the body without it`,
+    );
   });
   await app.register(bodyBudgetPlugin, {
     maxInFlight: settings.limits.maxBodyBytesInFlight,

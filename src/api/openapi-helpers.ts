@@ -48,14 +48,25 @@ const UPLOADS_429 =
   "this key's (anonymous: this address's) requests in progress hold MAX_BODY_BYTES_PER_CLIENT of bodies (TOO_MANY_UPLOADS, with Retry-After; nothing read)";
 const UPLOADS_503 = 'the server holds MAX_BODY_BYTES_IN_FLIGHT of request bodies (UPLOADS_FULL, with Retry-After; nothing read)';
 
-/** An operation with a body is admitted by its size before it is read (src/api/plugins/body-budget.ts): its 429 and 503 say so. */
-function withBodyBudget(op: Operation, responses: Record<string, unknown>): Record<string, unknown> {
+const CODED_415 = 'a Content-Encoding other than identity: bodies are read as sent (UNSUPPORTED_CONTENT_ENCODING, with Accept-Encoding; nothing read)';
+const ACCEPT_ENCODING = { 'Accept-Encoding': { description: 'The codings a body may be sent in: identity', schema: { type: 'string' } } };
+
+/**
+ * An operation with a body is admitted by its coding (src/api/app.ts) and size
+ * (src/api/plugins/body-budget.ts) before it is read: its 415, 429 and 503 say so.
+ */
+function withBodyAdmission(op: Operation, responses: Record<string, unknown>): Record<string, unknown> {
   if (op.requestBody === undefined) return responses;
-  const add = (status: string, text: string) => {
+  const add = (status: string, text: string, response: (description: string) => object) => {
     const own = responses[status] as { description: string } | undefined;
-    return own ? { ...own, description: `${own.description}; or ${text}` } : withRetryAfter(`${text[0].toUpperCase()}${text.slice(1)}`);
+    return own ? { ...own, description: `${own.description}; or ${text}` } : response(`${text[0].toUpperCase()}${text.slice(1)}`);
   };
-  return { ...responses, '429': add('429', UPLOADS_429), '503': add('503', UPLOADS_503) };
+  return {
+    ...responses,
+    '415': { ...add('415', CODED_415, errorRef), headers: ACCEPT_ENCODING },
+    '429': add('429', UPLOADS_429, withRetryAfter),
+    '503': add('503', UPLOADS_503, withRetryAfter),
+  };
 }
 
 interface Operation {
@@ -73,7 +84,7 @@ export function secured(scope: Scope, op: Operation): Operation {
     description: [op.description, `Needs ${needs}, unless auth is off (see the README).`].filter(Boolean).join('\n\n'),
     security: [{ [BEARER_SCHEME]: [scope] }],
     responses: withShedding(
-      withBodyBudget(op, {
+      withBodyAdmission(op, {
         ...op.responses,
         '401': errorRef('No API key (AUTH_REQUIRED) or an unknown or revoked one (API_KEY_INVALID)'),
         '403': errorRef(`The key lacks the \`${scope}\` scope (SCOPE_MISSING)`),
@@ -86,5 +97,5 @@ export function secured(scope: Scope, op: Operation): Operation {
 
 /** An operation anyone may call. `guarded`: counted against the caller's address, and load shed (not /healthz). */
 export function open(op: Operation, guarded = true): Operation {
-  return { ...op, security: [], responses: guarded ? withShedding(withBodyBudget(op, { ...op.responses, '429': RATE_LIMITED })) : op.responses };
+  return { ...op, security: [], responses: guarded ? withShedding(withBodyAdmission(op, { ...op.responses, '429': RATE_LIMITED })) : op.responses };
 }

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorBody } from '../../src/api/error-body.js';
 import { claim } from '../../src/jobs/job-lifecycle.js';
@@ -229,10 +230,37 @@ describe.each(['sqlite', 'postgres'] as DbKind[])('jobs API on %s', (kind) => {
     expect(ErrorBody.parse(bad.json()).error.code).toBe('INVALID_JSON');
 
     const before = await count();
+    // A compressed body is refused unread, naming the coding taken; so is a plain one labelled coded.
+    const body = JSON.stringify(tinySynthetic);
+    for (const [coding, payload] of [
+      ['gzip', gzipSync(body)],
+      ['br', body],
+    ] as const) {
+      const coded = await h.app.inject({
+        method: 'POST',
+        url: '/v1/jobs',
+        headers: { 'content-type': 'application/json', 'content-encoding': coding },
+        payload,
+      });
+      expect([coded.statusCode, ErrorBody.parse(coded.json()).error.code, coded.headers['accept-encoding']]).toEqual([
+        415,
+        'UNSUPPORTED_CONTENT_ENCODING',
+        'identity',
+      ]);
+      expect(coded.json().error.message).toContain(`"${coding}"`);
+    }
+
     const big = await post({ ...tinySynthetic, name: 'x'.repeat(5000) });
     expect(big.statusCode).toBe(413);
     expect(ErrorBody.parse(big.json()).error.code).toBe('BODY_TOO_LARGE');
     expect(await count()).toBe(before);
+    const identity = await h.app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      headers: { 'content-type': 'application/json', 'content-encoding': 'identity' },
+      payload: body,
+    });
+    expect(identity.statusCode).toBe(201);
 
     const q = await h.app.inject({ method: 'GET', url: '/v1/jobs?limit=0&status=done' });
     expect(q.statusCode).toBe(400);
