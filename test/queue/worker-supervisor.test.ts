@@ -78,6 +78,11 @@ describe('worker state in /readyz and /metrics', () => {
       const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
       expect(metrics).toContain('qatserve_worker_up 0');
       expect(metrics).toContain('qatserve_worker_restarts_total 3');
+      // Prometheus's naming rule (promtool check metrics): _total names a counter, and only a
+      // counter. prom-client's own nodejs_active_*_total gauges break it upstream.
+      const types = [...metrics.matchAll(/^# TYPE (qatserve_\S+) (\w+)$/gm)].filter(([, name]) => !name.startsWith('qatserve_nodejs_active_'));
+      expect(types.length).toBeGreaterThan(20);
+      expect(types.filter(([, name, type]) => name.endsWith('_total') !== (type === 'counter')).map(([line]) => line)).toEqual([]);
       expect(metrics).toContain('qatserve_worker_restart_backoff_seconds 4');
 
       status = { ...status, state: 'running', nextStartAt: null };

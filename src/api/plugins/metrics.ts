@@ -266,12 +266,14 @@ export const metricsPlugin = fp(async function metrics(app: FastifyInstance, opt
         this.set(worker().state === 'running' ? 1 : 0);
       },
     });
-    new client.Gauge({
+    // A counter (it only grows while serve runs), as its _total says: promtool flagged the gauge.
+    new client.Counter({
       name: 'qatserve_worker_restarts_total',
       help: 'Times the worker process was restarted after it died',
       registers: [registry],
       collect() {
-        this.set(worker().restarts);
+        this.reset();
+        this.inc(worker().restarts);
       },
     });
     new client.Gauge({
