@@ -246,13 +246,25 @@ async function refreshJobs() {
       el('td', {}, open),
       el('td', {}, statusPill(job.status)),
       el('td', {}, shortProgress(job)),
-      el('td', {}, new Date(job.createdAt).toLocaleString()),
+      el('td', {}, timeCell(job.createdAt)),
     );
     tr.dataset.jobId = job.id;
     return tr;
   });
   syncRows($('#jobs tbody'), rows, (tr) => tr.dataset.jobId);
   $('#more-jobs').hidden = !nextCursor || state.listed >= 100;
+}
+
+/**
+ * When, for a narrow column: the time alone today, else the date and time, no seconds (the full
+ * date, "12/7/2026, 10:16:10 PM", made the jobs table scroll sideways inside its panel at 1,280 px
+ * and hid the column at 1,024); the full one on hover.
+ */
+function timeCell(iso) {
+  const at = new Date(iso);
+  const today = at.toDateString() === new Date().toDateString();
+  const short = { hour: 'numeric', minute: '2-digit', ...(today ? {} : { month: 'short', day: 'numeric' }) };
+  return el('time', { dateTime: iso, title: at.toLocaleString() }, at.toLocaleString([], short));
 }
 
 function toggleCompare(job, box) {

@@ -4,7 +4,7 @@
 // Each feature is driven through the page: the new-job form and its field errors, live charts
 // from the event stream, cancel, comparing runs, the models view (download, promote), the final
 // evaluation, predict, CSV export, axe-core's WCAG A/AA rules, and a 360 px wide screen.
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page, Request } from 'playwright-core';
@@ -495,6 +495,31 @@ describe('dashboard', () => {
   it('passes axe-core (WCAG 2.1 A and AA) with everything on screen', async () => {
     expect(await page.isVisible('#keys-panel')).toBe(true); // an admin's page: the keys too
     expect(await axeViolations(page)).toEqual([]);
+  });
+
+  it('fits the jobs table in its column at 1,024 px, a long job name and every column included', async () => {
+    const prisma = h.deps.db.prisma;
+    const long = await prisma.trainingJob.create({
+      data: { id: randomUUID(), name: 'mobilenetv2_flowers102_224px_qat_run3', status: 'cancelled', config: '{}' },
+    });
+    const context = await keyedContext(browser, adminKey, { width: 1024, height: 768 });
+    try {
+      const p = await context.newPage();
+      await p.goto(`${base}/`);
+      await p.waitForSelector(`#jobs tr[data-job-id="${long.id}"]`);
+      const region = await p.evaluate(() => {
+        const scroll = document.querySelector('#jobs-panel .scroll')!;
+        return { scrollWidth: scroll.scrollWidth, clientWidth: scroll.clientWidth };
+      });
+      expect(region.scrollWidth).toBeLessThanOrEqual(region.clientWidth);
+      // Created today: the time alone, the full date and time on hover.
+      const created = p.locator(`#jobs tr[data-job-id="${long.id}"] time`);
+      expect(await created.textContent()).toMatch(/^\d{1,2}:\d{2}( [AP]M)?$/);
+      expect(await created.getAttribute('title')).toMatch(/\d{4}/);
+    } finally {
+      await context.close();
+      await prisma.trainingJob.delete({ where: { id: long.id } });
+    }
   });
 
   it('stays usable at 360 px: no sideways scrolling, charts and controls fit', async () => {
