@@ -124,7 +124,7 @@ export interface Fleet {
  * The deployment's workers that may run a job: the live ones, and those away for less than
  * `graceMs` (WORKER_RESTART_GRACE_S). A worker that restarts drops off the live list for the
  * seconds it takes (at once, on a graceful stop); a job only it can run waits for it instead of
- * failing on the first worker that takes it.
+ * failing on the first worker that takes it. As of `at` (epoch ms; default: now on Redis's clock).
  */
 export async function listFleet(redis: Redis, queuePrefix: string, graceMs: number, at?: number): Promise<Fleet> {
   const now = at ?? (await redisClock(redis));
