@@ -512,9 +512,9 @@ describe('dashboard', () => {
         return { scrollWidth: scroll.scrollWidth, clientWidth: scroll.clientWidth };
       });
       expect(region.scrollWidth).toBeLessThanOrEqual(region.clientWidth);
-      // Created today: the time alone, the full date and time on hover.
+      // Created today: the time alone (with the date if midnight passed since), the full date and time on hover.
       const created = p.locator(`#jobs tr[data-job-id="${long.id}"] time`);
-      expect(await created.textContent()).toMatch(/^\d{1,2}:\d{2}( [AP]M)?$/);
+      expect(await created.textContent()).toMatch(/^([A-Z][a-z]{2} \d{1,2}, )?\d{1,2}:\d{2}( [AP]M)?$/);
       expect(await created.getAttribute('title')).toMatch(/\d{4}/);
     } finally {
       await context.close();
