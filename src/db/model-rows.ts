@@ -19,7 +19,11 @@ export const ModelFacts = z.object({
   sizeBytes: ModelManifest.shape.sizeBytes,
   float32SizeBytes: ModelManifest.shape.float32SizeBytes,
   sha256: ModelManifest.shape.sha256,
-  floatTop1: ManifestAccuracy.shape.floatTop1.nullable().describe("Top-1 of the fake-quant (tfjs) model on the export's verification images."),
+  floatTop1: ManifestAccuracy.shape.floatTop1
+    .nullable()
+    .describe(
+      "Top-1 of the trained model in float (tfjs, fake quantization off) on the export's verification images: what quantization cost, against int8Top1.",
+    ),
   int8Top1: ManifestAccuracy.shape.int8Top1.nullable().describe("Top-1 of the int8 ONNX file on the export's verification images."),
   agreement: ManifestAccuracy.shape.agreement
     .nullable()

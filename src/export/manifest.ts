@@ -83,7 +83,7 @@ export const ManifestAccuracy = z.object({
   images: z.number().int(),
   // No .describe() on these: the Model row's nullable copies carry the API's descriptions
   // (src/db/model-rows.ts), and a described inner schema would turn their JSON Schema into anyOf.
-  /** Top-1 of the tfjs fake-quant model on the verification images. */
+  /** Top-1 of the tfjs float model (fake quantization off) on the verification images. */
   floatTop1: z.number(),
   /** Top-1 of the int8 file (ONNX Runtime) on the verification images. */
   int8Top1: z.number(),
