@@ -23,7 +23,7 @@ import { estimateJob } from '../../src/jobs/job-admission.js';
 import { JobQueuePlace, JobView, MetricsPage } from '../../src/jobs/job-view.js';
 import { dropSchema, pgUrl, uniqueSchema } from '../db/test-databases.js';
 import { freePort } from './serve-process.js';
-import { assertBuilt, CLI, FAST_QUEUE_ENV, spawnWorker, tinyJob, type WorkerProc } from './worker-process.js';
+import { assertBuilt, CLI, FAST_QUEUE_ENV, killWorker, spawnWorker, tinyJob, type WorkerProc } from './worker-process.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'qatserve-fleet-'));
 const schemas = [uniqueSchema('fleet_one'), uniqueSchema('fleet_two'), uniqueSchema('fleet_three'), uniqueSchema('fleet_four'), uniqueSchema('fleet_five')];
@@ -166,8 +166,7 @@ describe('many machines: PostgreSQL and Redis shared, nothing else', () => {
     const job = await post(a, tinyJob(16, { checkpointEverySteps: 4, name: 'fleet' }));
     // B trains past a checkpoint and on; then its machine dies.
     await until(a, job.id, (j) => j.progress.step >= 6, 120_000, logs);
-    b.proc.kill('SIGKILL');
-    await b.exited;
+    await killWorker(b);
     const atKill = await getJob(c, job.id);
     expect(atKill.status).toBe('running'); // nobody told the database
     const storedBy = logLines(b).filter((l) => l.msg === 'training started' && l.jobId === job.id);

@@ -13,7 +13,7 @@ import { JobView } from '../../src/jobs/job-view.js';
 import { startHarness, waitReady, type Harness } from '../api/api-harness.js';
 import { apiEnv, startApi, type ApiProcess } from '../api/api-process.js';
 import { freePort, linesWith, waitForJob as waitForJobAt } from './serve-process.js';
-import { assertBuilt, spawnWorker, tinyJob, waitForJob, type WorkerProc } from './worker-process.js';
+import { assertBuilt, killWorker, spawnWorker, tinyJob, waitForJob, type WorkerProc } from './worker-process.js';
 
 /** Polls `cond`; fails at once when `gone` says the process exited (with its log). */
 async function until(cond: () => boolean, timeoutMs: number, what: string, gone: () => string | null = () => null): Promise<void> {
@@ -120,8 +120,7 @@ describe('Redis not up yet, turning a password away, at its maxclients, restarte
       expect([linesWith(a.log(), line), linesWith(w.output(), line)]).toEqual([1, 1]);
       expect(a.log()).toContain('set maxmemory-policy noeviction on it');
     } finally {
-      w.proc.kill('SIGKILL');
-      await w.exited;
+      await killWorker(w);
       await a.stop();
       await own.close();
     }
@@ -167,10 +166,7 @@ describe('Redis not up yet, turning a password away, at its maxclients, restarte
       expect(worker.output()).not.toMatch(/^\s+at /m);
     } finally {
       filler.disconnect();
-      if (w) {
-        w.proc.kill('SIGKILL');
-        await w.exited;
-      }
+      if (w) await killWorker(w);
       await own.close();
     }
   });
@@ -203,10 +199,7 @@ describe('Redis not up yet, turning a password away, at its maxclients, restarte
       expect(worker.output()).not.toContain('queue error');
     } finally {
       admin.disconnect();
-      if (w) {
-        w.proc.kill('SIGKILL');
-        await w.exited;
-      }
+      if (w) await killWorker(w);
       await own.close();
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -309,12 +302,10 @@ describe('Redis not up yet, turning a password away, at its maxclients, restarte
         expect(linesWith(untrusting.output(), line)).toBe(1);
         expect(untrusting.output()).not.toContain('queue error');
       } finally {
-        untrusting.proc.kill('SIGKILL');
-        await untrusting.exited;
+        await killWorker(untrusting);
       }
     } finally {
-      w.proc.kill('SIGKILL');
-      await w.exited;
+      await killWorker(w);
       await a.stop();
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -338,8 +329,7 @@ describe('Redis not up yet, turning a password away, at its maxclients, restarte
       expect(linesWith(w.output(), line)).toBe(1);
       expect(w.output()).not.toContain('queue error');
     } finally {
-      w.proc.kill('SIGKILL');
-      await w.exited;
+      await killWorker(w);
       await own.close();
     }
   });
@@ -373,8 +363,7 @@ describe('Redis not up yet, turning a password away, at its maxclients, restarte
       expect(linesWith(w.output(), line)).toBe(1);
     } finally {
       admin.disconnect();
-      w.proc.kill('SIGKILL');
-      await w.exited;
+      await killWorker(w);
       await own.close();
     }
   });
@@ -409,8 +398,7 @@ describe('Redis not up yet, turning a password away, at its maxclients, restarte
       expect(out, out).not.toContain('queue error');
       expect(out).not.toMatch(/^\s+at /m);
     } finally {
-      w.proc.kill('SIGKILL');
-      await w.exited;
+      await killWorker(w);
       await own.close();
     }
   });

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobView, MetricsPage } from '../../src/jobs/job-view.js';
 import { startHarness, waitReady, type Harness } from '../api/api-harness.js';
-import { assertBuilt, FAST_QUEUE_ENV, spawnWorker, tinyJob, waitForJob, type WorkerProc } from './worker-process.js';
+import { assertBuilt, FAST_QUEUE_ENV, killWorker, spawnWorker, tinyJob, waitForJob, type WorkerProc } from './worker-process.js';
 
 describe('worker killed mid-training (PostgreSQL)', () => {
   let h: Harness;
@@ -42,8 +42,7 @@ describe('worker killed mid-training (PostgreSQL)', () => {
       120_000,
       [w1],
     );
-    w1.proc.kill('SIGKILL');
-    await w1.exited;
+    await killWorker(w1);
     const atKill = JobView.parse((await h.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}` })).json());
     expect(atKill.status).toBe('running'); // nobody told the database; Bull's lock will expire
     const newest = await h.deps.db.prisma.checkpoint.findFirst({ where: { jobId: job.id }, orderBy: { step: 'desc' } });
@@ -78,8 +77,7 @@ describe('worker killed mid-training (PostgreSQL)', () => {
     const res = await h.app.inject({ method: 'POST', url: '/v1/jobs', payload: tinyJob(400, { name: 'lost' }) });
     const job = JobView.parse(res.json());
     await waitForJob(h.app, job.id, (j) => j.status === 'running' && j.progress.step >= 1, 120_000, [w1]);
-    w1.proc.kill('SIGKILL');
-    await w1.exited;
+    await killWorker(w1);
 
     const w2 = spawnWorker(env, 'lost-2');
     workers.push(w2);

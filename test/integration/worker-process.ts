@@ -56,6 +56,12 @@ export function spawnWorker(env: Record<string, string>, label: string, prefix: 
   return { proc, log, exited, output: () => fs.readFileSync(log, 'utf8') };
 }
 
+/** Kills a worker at once (SIGKILL: nothing of its own stop to wait for) and waits for it to exit. */
+export async function killWorker(w: WorkerProc): Promise<void> {
+  w.proc.kill('SIGKILL');
+  await w.exited;
+}
+
 export async function getJob(app: FastifyInstance, id: string): Promise<JobView> {
   const res = await app.inject({ method: 'GET', url: `/v1/jobs/${id}` });
   return JobView.parse(res.json());
