@@ -51,9 +51,12 @@ export function isDiskReadOnly(err: unknown): boolean {
   return errnoOf(err) === 'EROFS';
 }
 
-/** What a write's error says happened to the disk, in words for "DATA_DIR ..."; null for any other error. */
-export function diskTrouble(err: unknown): 'filled up' | 'turned read-only' | null {
-  return isDiskFull(err) ? 'filled up' : isDiskReadOnly(err) ? 'turned read-only' : null;
+/** What happened to a disk, in words for "DATA_DIR ..." (the worker's log and its waiting reason). */
+export const DISK_TROUBLE = { full: 'filled up', readOnly: 'turned read-only' } as const;
+
+/** What a write's error says happened to the disk (DISK_TROUBLE); null for any other error. */
+export function diskTrouble(err: unknown): (typeof DISK_TROUBLE)[keyof typeof DISK_TROUBLE] | null {
+  return isDiskFull(err) ? DISK_TROUBLE.full : isDiskReadOnly(err) ? DISK_TROUBLE.readOnly : null;
 }
 
 /**

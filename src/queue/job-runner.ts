@@ -28,6 +28,7 @@ import { PhaseWrites } from './phase-writes.js';
 import type { ExportJobResult } from '../export/export-job.js';
 import type { Logger } from '../logger.js';
 import { FailureLog } from './failure-log.js';
+import { DISK_TROUBLE } from './disk-room.js';
 
 export interface RunnerContext {
   prisma: Prisma;
@@ -79,7 +80,7 @@ export class WorkerShutdownError extends Error {
 }
 
 /** What happened to DATA_DIR in a disk hand-back, in words for "DATA_DIR ...". */
-export const diskOutcomeWords = (outcome: Outcome): string => (outcome === 'disk-full' ? 'filled up' : 'turned read-only');
+export const diskOutcomeWords = (outcome: Outcome): string => (outcome === 'disk-full' ? DISK_TROUBLE.full : DISK_TROUBLE.readOnly);
 
 /** The thread's codes for this machine's disk failing the job (thread-protocol.ts), and the hand-back each makes. */
 const DISK_OUTCOMES: Record<string, Outcome> = { WORKER_DISK_FULL: 'disk-full', WORKER_DISK_READ_ONLY: 'disk-read-only' };
