@@ -173,6 +173,29 @@ function syncRows(tbody, rows, keyOf) {
 const pct = (x) => (x == null ? '—' : `${(x * 100).toFixed(1)}%`);
 const kib = (bytes) => `${(bytes / 1024).toFixed(0)} KiB`;
 
+/**
+ * A model's top-1, and what it was measured on: the final evaluation (the int8 file on the whole
+ * validation split) where the model has one; models exported before rows kept it show the
+ * export's check on its verification images.
+ */
+function modelTop1(m) {
+  if (m.validationTop1 != null) {
+    return { value: pct(m.validationTop1), basis: `top-5 ${pct(m.validationTop5)}; ${m.validationImages.toLocaleString()} validation images` };
+  }
+  return { value: pct(m.int8Top1), basis: `${m.verificationImages?.toLocaleString() ?? 'the'} verification images` };
+}
+
+/**
+ * What quantization cost: int8 against float top-1 in points, both measured on the export's
+ * verification images (the same images, so sampling does not enter the difference).
+ */
+function quantizationCost(m) {
+  if (m.int8Top1 == null || m.floatTop1 == null) return null;
+  const points = (m.int8Top1 - m.floatTop1) * 100;
+  const images = m.verificationImages == null ? '' : ` on ${m.verificationImages.toLocaleString()} images`;
+  return { value: `${points < 0 ? '−' : '+'}${Math.abs(points).toFixed(1)} pt`, basis: `float ${pct(m.floatTop1)}, int8 ${pct(m.int8Top1)}${images}` };
+}
+
 function saveBlob(blob, name) {
   const url = URL.createObjectURL(blob);
   const a = el('a', { href: url, download: name });
@@ -588,7 +611,10 @@ function renderFacts() {
   if (lastEval?.floatTop1 != null) facts.push(['validation top-1 (float)', pct(lastEval.floatTop1)]);
   if (job.model) {
     facts.push(['model', job.model.id]);
-    facts.push(['int8 top-1 (export)', pct(job.model.int8Top1)]);
+    const top1 = modelTop1(job.model);
+    facts.push(['model top-1 (int8)', `${top1.value} (${top1.basis})`]);
+    const cost = quantizationCost(job.model);
+    if (cost) facts.push(['int8 vs float', `${cost.value} (${cost.basis})`]);
     facts.push(['model size', `${kib(job.model.sizeBytes)} (fp32 ${kib(job.model.float32SizeBytes)})`]);
   }
   $('#job-facts').replaceChildren(...facts.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
@@ -817,6 +843,11 @@ async function exportCsv() {
 
 // ---- models -------------------------------------------------------------------------------------
 
+/** A figure over the small print of what it was measured on. */
+function cellWithBasis(figure) {
+  return figure ? el('td', {}, figure.value, el('br'), el('small', {}, figure.basis)) : el('td', {}, '—');
+}
+
 async function refreshModels() {
   if (state.modelsRefused) return;
   let list;
@@ -853,8 +884,8 @@ async function refreshModels() {
           el('br'),
           el('small', {}, state.jobNames.get(m.jobId) ?? `job ${m.jobId.slice(0, 8)}`),
         ),
-        el('td', {}, pct(m.int8Top1)),
-        el('td', {}, pct(m.floatTop1)),
+        cellWithBasis(modelTop1(m)),
+        cellWithBasis(quantizationCost(m)),
         el('td', {}, kib(m.sizeBytes), el('br'), el('small', {}, ratio ? `${ratio}× smaller than fp32 (${kib(m.float32SizeBytes)})` : '')),
         el(
           'td',

@@ -3,6 +3,7 @@
 // the export measured. The worker writes it (src/jobs/job-lifecycle.ts, inside the transaction
 // that marks the job succeeded); the API reads and promotes it (src/serving/model-store.ts).
 import { z } from 'zod';
+import { ModelEvaluation } from '../export/evaluation.js';
 import { ManifestAccuracy, ManifestInput, ModelManifest } from '../export/manifest.js';
 import type { Prisma, Tx } from './database.js';
 import { createdBefore, NEWEST_FIRST, type RowKey } from './keyset.js';
@@ -28,6 +29,20 @@ export const ModelFacts = z.object({
   agreement: ManifestAccuracy.shape.agreement
     .nullable()
     .describe('Share of verification images where the int8 file and the fake-quant model agree on the top-1 class.'),
+  verificationImages: ManifestAccuracy.shape.images
+    .nullable()
+    .describe(
+      'How many validation images (spread over the split) floatTop1, int8Top1 and agreement were measured on. Null for models exported before it was recorded.',
+    ),
+  validationImages: ModelEvaluation.shape.images
+    .nullable()
+    .describe(
+      "The final evaluation's images: the whole validation split. Null for models exported before it was recorded (GET /v1/models/{id}/evaluation may still have it).",
+    ),
+  validationTop1: ModelEvaluation.shape.top1
+    .nullable()
+    .describe('Top-1 of the int8 file on the whole validation split (the final evaluation): the figure to compare models by.'),
+  validationTop5: ModelEvaluation.shape.top5.nullable().describe('Top-5 of the int8 file on the whole validation split (the final evaluation).'),
 });
 export type ModelFacts = z.infer<typeof ModelFacts>;
 
@@ -69,6 +84,10 @@ export function newModelFromManifest(m: ModelManifest, keys: ModelKeys): NewMode
     floatTop1: m.accuracy.floatTop1,
     int8Top1: m.accuracy.int8Top1,
     agreement: m.accuracy.agreement,
+    verificationImages: m.accuracy.images,
+    validationImages: m.evaluation?.images ?? null,
+    validationTop1: m.evaluation?.top1 ?? null,
+    validationTop5: m.evaluation?.top5 ?? null,
   };
 }
 

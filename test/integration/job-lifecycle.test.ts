@@ -96,6 +96,10 @@ describe('job lifecycle with a worker process (SQLite)', () => {
       floatTop1: manifest.accuracy.floatTop1,
       int8Top1: manifest.accuracy.int8Top1,
       agreement: manifest.accuracy.agreement,
+      verificationImages: manifest.accuracy.images,
+      validationImages: manifest.evaluation!.images,
+      validationTop1: manifest.evaluation!.top1,
+      validationTop5: manifest.evaluation!.top5,
       onnxKey: `${row!.manifestKey.slice(0, row!.manifestKey.lastIndexOf('/'))}/${manifest.file}`,
     });
     expect(manifest.jobId).toBe(job.id);

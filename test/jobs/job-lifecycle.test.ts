@@ -91,6 +91,10 @@ describe.each([
     floatTop1: null,
     int8Top1: null,
     agreement: null,
+    verificationImages: null,
+    validationImages: null,
+    validationTop1: null,
+    validationTop5: null,
   });
 
   it('a job queued by an older version runs with the defaults of config fields added since', async () => {

@@ -326,13 +326,21 @@ describe('dashboard', () => {
     await ctx.close();
   });
 
-  it('lists models with accuracy, size against fp32 and the serving one; downloads and promotes (admin only)', async () => {
+  it('lists models with validation top-1, what quantization cost, size against fp32 and the serving one; downloads and promotes (admin only)', async () => {
     const job = JobView.parse((await api('GET', `/v1/jobs/${liveId}`)).json());
     const model = job.model!;
     const row = page.locator(`#models tr[data-model-id="${model.id}"]`);
     await expect.poll(() => row.count(), { timeout: 10_000 }).toBe(1);
     const text = (await row.textContent())!;
-    expect(text).toContain(`${(model.int8Top1! * 100).toFixed(1)}%`);
+    // Top-1 from the final evaluation on the whole validation split, not the export's subset; and
+    // what quantization cost, float and int8 on the same verification images.
+    expect(model.validationImages).toBeGreaterThan(0);
+    expect(text).toContain(
+      `${(model.validationTop1! * 100).toFixed(1)}%top-5 ${(model.validationTop5! * 100).toFixed(1)}%; ${model.validationImages} validation images`,
+    );
+    const points = (model.int8Top1! - model.floatTop1!) * 100;
+    expect(text).toContain(`${points < 0 ? '−' : '+'}${Math.abs(points).toFixed(1)} pt`);
+    expect(text).toContain(`float ${(model.floatTop1! * 100).toFixed(1)}%, int8 ${(model.int8Top1! * 100).toFixed(1)}% on ${model.verificationImages} images`);
     expect(text).toContain(`${(model.float32SizeBytes / model.sizeBytes).toFixed(1)}× smaller than fp32`);
     expect(await row.locator('.pill.serving').textContent()).toBe('serving');
 
@@ -703,6 +711,12 @@ describe('dashboard', () => {
     await expect.poll(progress, { timeout: 60_000, interval: 50 }).toMatch(/ · exporting: /);
     await expect.poll(() => page.textContent('#job-status'), { timeout: 60_000 }).toBe('succeeded');
     expect(await progress()).not.toMatch(/evaluating|exporting/);
+    // The model's top-1 is the final evaluation's, on all 1,000 validation images.
+    const { model } = JobView.parse((await api('GET', `/v1/jobs/${id}`)).json());
+    const pct = (x: number | null) => `${(x! * 100).toFixed(1)}%`;
+    await expect
+      .poll(() => page.textContent('#job-facts'), { timeout: 10_000 })
+      .toContain(`model top-1 (int8)${pct(model!.validationTop1)} (top-5 ${pct(model!.validationTop5)}; 1,000 validation images)`);
   });
 
   it("says how much training a running job has left, from the server's estimate, and how long a finished one took", async () => {
