@@ -72,6 +72,22 @@ function authHeaders() {
 /** Most waits the page sits out for itself: the rate limit's and an overload's (1 s), not a job quota's 30. */
 const MAX_RETRY_AFTER_S = 5;
 
+/**
+ * How far the server's clock is ahead of this browser's, from the `Date` header of the last API
+ * answer. A job's times are the server's: on a laptop whose clock is hours off (a dual-boot
+ * machine keeping local time in its hardware clock, a board without a clock battery) a running
+ * job showed "under a minute" of training left for all of it, or hours too many, and "finished
+ * jobs older than N days" counted the days from the wrong now.
+ */
+let serverClockAheadMs = 0;
+const serverNow = () => Date.now() + serverClockAheadMs;
+
+function noteServerClock(res) {
+  const date = Date.parse(res.headers.get('date') ?? '');
+  // The header has whole seconds: the middle of its second is the best guess.
+  if (Number.isFinite(date)) serverClockAheadMs = date + 500 - Date.now();
+}
+
 async function request(path, init = {}) {
   const headers = new Headers(init.headers);
   for (const [k, v] of Object.entries(authHeaders())) headers.set(k, v);
@@ -81,6 +97,7 @@ async function request(path, init = {}) {
   // nothing, so it is sent again after the wait, up to twice.
   for (let attempt = 0; ; attempt++) {
     const res = await fetch(path, { ...init, headers });
+    noteServerClock(res);
     const wait = Number(res.headers.get('retry-after'));
     if ((res.status !== 429 && res.status !== 503) || attempt === 2 || !(wait > 0 && wait <= MAX_RETRY_AFTER_S)) return res;
     await new Promise((r) => setTimeout(r, wait * 1000));
@@ -220,7 +237,7 @@ function progressText(job) {
 function trainingLeft(job) {
   const p = job.progress;
   if (job.status !== 'running' || !p.trainingEndsAt || p.step >= p.totalSteps) return '';
-  const min = Math.round((Date.parse(p.trainingEndsAt) - Date.now()) / 60_000);
+  const min = Math.round((Date.parse(p.trainingEndsAt) - serverNow()) / 60_000);
   if (min < 1) return 'under a minute';
   return min < 60 ? `about ${min} min` : `about ${Math.floor(min / 60)} h ${min % 60} min`;
 }
@@ -285,7 +302,7 @@ async function refreshJobs() {
  */
 function timeCell(iso) {
   const at = new Date(iso);
-  const today = at.toDateString() === new Date().toDateString();
+  const today = at.toDateString() === new Date(serverNow()).toDateString();
   const short = { hour: 'numeric', minute: '2-digit', ...(today ? {} : { month: 'short', day: 'numeric' }) };
   return el('time', { dateTime: iso, title: at.toLocaleString() }, at.toLocaleString([], short));
 }
@@ -772,7 +789,7 @@ async function deleteFinished(event) {
     note.textContent = 'Days: a number of 0 or more.';
     return;
   }
-  const before = new Date(Date.now() - days * 86_400_000);
+  const before = new Date(serverNow() - days * 86_400_000);
   const status = $('#cleanup-status').value;
   const which = status ? `${status} job` : 'finished job';
   const whose = state.canAdmin ? 'of every key' : 'of this key';

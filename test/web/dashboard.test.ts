@@ -734,6 +734,18 @@ describe('dashboard', () => {
     await expect
       .poll(() => page.locator(`#jobs tr[data-job-id="${id}"] td`).nth(3).textContent(), { timeout: 60_000, interval: 50 })
       .toMatch(/^\d+\/1000 \(\d+%\) · (under a minute|about \d+ min) left$/);
+    // A browser whose clock runs 3 hours behind the server's says the same: the page reckons from
+    // the server's clock (the answers' Date header), not its own ("about 3 h 1 min" before).
+    const skewed = await keyedContext(browser, adminKey);
+    await skewed.addInitScript(
+      'const D = Date; globalThis.Date = class extends D { constructor(...a) { super(...(a.length ? a : [D.now() - 3 * 3600e3])); } static now() { return D.now() - 3 * 3600e3; } };',
+    );
+    const skewedPage = await skewed.newPage();
+    await skewedPage.goto(`${base}/#job=${id}`);
+    await expect
+      .poll(() => skewedPage.textContent('#job-progress'), { timeout: 30_000, interval: 50 })
+      .toMatch(/^step \d+\/1000 \(\d+%\) · epoch 1 · [\d.]+ img\/s · (under a minute|about \d+ min) of training left$/);
+    await skewed.close();
     const running = JobView.parse((await api('GET', `/v1/jobs/${id}`)).json());
     if (running.status === 'running' && running.progress.step < 1000) expect(Date.parse(running.progress.trainingEndsAt!)).toBeGreaterThan(Date.now() - 5_000);
     await api('POST', `/v1/jobs/${id}/cancel`);
