@@ -46,7 +46,11 @@ COPY --from=build /app/generated ./generated
 COPY --from=build /app/prisma ./prisma
 COPY --from=build /app/web ./web
 COPY --from=build /app/openapi.yaml ./
-RUN mkdir -p /data && chown node:node /data
+# Group 0 may write /data too: OpenShift (and Kubernetes with a random runAsUser) runs the image as
+# an arbitrary uid in group 0, which the node-owned 755 /data refused. Nothing else needs the uid:
+# `qatserve serve` ran, trained, exported and predicted as uid 1000830000 gid 0 with no passwd
+# entry and HOME=/ (setpriv, a group-0 writable DATA_DIR).
+RUN mkdir -p /data && chown node:0 /data && chmod 775 /data
 USER node
 VOLUME /data
 EXPOSE 3000
