@@ -12,8 +12,33 @@ import { hostPort } from '../host-port.js';
 import { withTimeout } from '../with-timeout.js';
 import { readRefusal, RedisRefusal, refusalLine } from './redis-refusal.js';
 
-/** `options` with answers awaited at most `timeoutMs`. */
-export const redisOptions = (timeoutMs: number, options: RedisOptions = {}): RedisOptions => ({ ...options, socketTimeout: timeoutMs });
+/**
+ * A command refused because its server is no longer the primary: a managed Redis's failover
+ * (ElastiCache, Azure Cache, Memorystore) promotes a replica, moves the primary endpoint's name to
+ * it, and may keep the old primary running as a replica. Connections made before stay on the old
+ * server: every write on them was refused (READONLY), and blocked reads ended with UNBLOCKED, for
+ * as long as the process ran, so the API answered 503 to every new job and workers took none.
+ * Measured by hand before (`qatserve serve` on a name moved by /etc/hosts): still so 45 s after.
+ */
+export const isDemotedRefusal = (err: Error): boolean => /^READONLY\b|^UNBLOCKED\b.*instance state changed/.test(err.message);
+
+/** How often a refused write may make its connection anew (a REDIS_URL that names a replica refuses them all). */
+const REMAKE_EVERY_MS = 1000;
+
+/**
+ * `options` with answers awaited at most `timeoutMs`, and a connection whose server turned replica
+ * made anew (its command fails as before): the new one looks REDIS_URL's name up again, so it
+ * reaches the promoted primary once the name has moved.
+ */
+export function redisOptions(timeoutMs: number, options: RedisOptions = {}): RedisOptions {
+  let remadeAt = 0;
+  const reconnectOnError = (err: Error): boolean => {
+    if (!isDemotedRefusal(err) || Date.now() - remadeAt < REMAKE_EVERY_MS) return false;
+    remadeAt = Date.now();
+    return true;
+  };
+  return { reconnectOnError, ...options, socketTimeout: timeoutMs };
+}
 
 /** A connection to `url` that waits at most `timeoutMs` for an answer (see redisOptions). */
 export const openRedis = (url: string, timeoutMs: number, options: RedisOptions = {}): Redis => new Redis(url, redisOptions(timeoutMs, options));

@@ -35,7 +35,8 @@ function troubleLine(server: string, trouble: NonNullable<ReturnType<typeof queu
   }
   return (
     `Redis at ${server} is a read-only replica (of ${trouble.primary}), which cannot hold the job queue: it refuses writes (READONLY). ` +
-    "Point REDIS_URL at the primary (a managed service's primary endpoint, which follows failovers; not its reader endpoint)"
+    "Point REDIS_URL at the primary (a managed service's primary endpoint, which follows failovers; not its reader endpoint). " +
+    'During a failover this passes by itself: connections are made anew every 5 s and follow a moved name'
   );
 }
 
@@ -45,49 +46,77 @@ const unfitLine = (server: string, info: string): string | null => {
   return trouble && troubleLine(server, trouble);
 };
 
+/** How often a Redis found unfit is read again, to say when it holds the queue again. */
+const RECHECK_MS = 5000;
+
+/** When each connection found on a replica was last made anew (followFailover). */
+const remadeAt = new WeakMap<Redis, number>();
+
+/**
+ * A connection that finds its server a replica is made anew, at most every RECHECK_MS: if a
+ * failover moved REDIS_URL's name to the new primary, the new connection reaches it. A check
+ * only reads (INFO, PING), which a replica answers, so redisOptions' reconnect on a refused write
+ * never comes on a connection that only checks: /readyz kept saying "replica" after the failover,
+ * and a load balancer that takes the API out of rotation for it sends it no write that would.
+ */
+function followFailover(redis: Redis): void {
+  const now = Date.now();
+  if (now - (remadeAt.get(redis) ?? 0) < RECHECK_MS) return;
+  remadeAt.set(redis, now);
+  redis.disconnect(true);
+}
+
+/** `redis`'s INFO answer; a connection on a replica is made anew (followFailover). Rejects when INFO goes unanswered. */
+async function readInfo(redis: Redis): Promise<string> {
+  const info = await redis.info();
+  if (queueHolderTrouble(info)?.kind === 'replica') followFailover(redis);
+  return info;
+}
+
 /** unfitLine of `redis`'s server. Rejects when INFO goes unanswered. */
-const unfitness = async (redis: Redis): Promise<string | null> => unfitLine(redisServer(redis), await redis.info());
+const unfitness = async (redis: Redis): Promise<string | null> => unfitLine(redisServer(redis), await readInfo(redis));
 
 /**
  * Throws why `redis`'s server cannot take the queue's commands now (cluster mode, a replica, or
  * full: fullLine), from one INFO; nothing when it can, or hides INFO (a managed service may rename it).
  */
 export async function assertQueueWritable(redis: Redis): Promise<void> {
-  const info = await redis.info().catch(() => '');
+  const info = await readInfo(redis).catch(() => '');
   const server = redisServer(redis);
   const line = unfitLine(server, info) ?? fullLine(server, info);
   if (line) throw new Error(line);
 }
 
-/** How often a Redis found unfit is read again, to say when it holds the queue again. */
-const RECHECK_MS = 5000;
-
 /**
- * Checks `redis`'s server each time it connects, and whenever `saw` is given a refusal of its
- * role (a primary demoted by a failover stays connected): `say` gets the trouble once, `fit`
- * once when a check every 5 s finds it gone (a replica promoted, REDIS_URL's name moved).
+ * Checks `redis`'s server each time it connects, every RECHECK_MS after, and whenever `saw` is
+ * given a refusal of its role: `say` gets the trouble once, `fit` once when it is gone (a replica
+ * promoted, REDIS_URL's name moved). Checked while it is fit too: a failover demotes the server
+ * under a connection that only reads and publishes, which a replica serves without complaint
+ * (its messages reach only that server's subscribers), and a check finding it a replica makes it
+ * anew (followFailover). Before, the API's own connection, which cancels go through, stayed on the
+ * old server for as long as the API ran.
  */
 export function watchQueueHolder(redis: Redis, say: (line: string) => void, fit: (line: string) => void = () => {}): { saw(err: unknown): boolean } {
   let said = false;
-  let timer: NodeJS.Timeout | null = null;
   // INFO unanswered (Redis out of reach, this process stopping) judges nothing: the next check does.
   const check = () =>
     void unfitness(redis).then(
       (line) => {
         if (line === null) {
-          if (timer) clearInterval(timer);
-          timer = null;
           if (said) fit(`Redis at ${redisServer(redis)} can hold the job queue again`);
           said = false;
           return;
         }
         if (!said) say(line);
         said = true;
-        timer ??= setInterval(check, RECHECK_MS);
-        timer.unref();
       },
       () => {},
     );
+  const timer = setInterval(() => {
+    if (redis.status === 'ready') check();
+  }, RECHECK_MS);
+  timer.unref();
+  redis.once('end', () => clearInterval(timer));
   redis.on('ready', check);
   if (redis.status === 'ready') check();
   return {

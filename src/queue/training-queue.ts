@@ -1,5 +1,6 @@
 // The Bull queue "training": its options in one place, and the producer side the API uses.
 // The worker side (processing) lives in worker.ts; this file never imports ML code.
+import { once } from 'node:events';
 import Queue from 'bull';
 import { redisOptions } from './redis-connection.js';
 import { assertQueueWritable, queueUnavailable } from './redis-role.js';
@@ -68,13 +69,26 @@ export interface QueueProducer extends JobQueuePort {
   ping(timeoutMs?: number): Promise<void>;
 }
 
+/** How long a POST waits for a queue connection that is reconnecting. */
+const RECONNECT_WAIT_MS = 1000;
+
+/** Whether `redis` is ready within `ms`. */
+const readyWithin = (redis: TrainingQueue['client'], ms: number): Promise<boolean> =>
+  once(redis, 'ready', { signal: AbortSignal.timeout(ms) }).then(
+    () => true,
+    () => false,
+  );
+
 export function queueProducer(queue: TrainingQueue, deploymentId: string, timeoutMs = 5000): QueueProducer {
   const producer: QueueProducer = {
     async enqueue(jobId, priority = 1) {
       try {
-        // Down after having been up: answer now instead of waiting out the timeout.
+        // Down after having been up: answer within a second instead of waiting out the timeout. A
+        // connection made anew to follow a failover (redisOptions, followFailover) is back by then.
         const status = queue.client.status;
-        if (status === 'reconnecting' || status === 'end') throw new Error(`Redis connection is ${status}`);
+        if (status === 'end' || (status === 'reconnecting' && !(await readyWithin(queue.client, RECONNECT_WAIT_MS)))) {
+          throw new Error(`Redis connection is ${status}`);
+        }
         await withTimeout(
           queue.add(
             { jobId, deploymentId },

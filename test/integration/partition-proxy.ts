@@ -2,7 +2,9 @@
 // packets are lost rather than refused: connections stay open, nothing passes either way, no error
 // reaches either end, and new connections are accepted but never answered. failover(): the server
 // that was cut off is gone for good (its connections stay silent for ever) and new connections
-// reach a live one, as when DATABASE_URL's host moves to a standby.
+// reach a live one, as when DATABASE_URL's host moves to a standby. moveTo(): a name moved to
+// another server while the first runs on: connections made before stay on it, new ones reach the
+// other (a managed Redis's failover that keeps the demoted primary as a replica).
 import net from 'node:net';
 
 export class PartitionProxy {
@@ -14,7 +16,7 @@ export class PartitionProxy {
   private constructor(
     private readonly server: net.Server,
     readonly port: number,
-    private readonly upstreamPort: number,
+    private upstreamPort: number,
   ) {}
 
   /** A proxy on a free loopback port to the server at 127.0.0.1:`upstreamPort`. */
@@ -48,6 +50,10 @@ export class PartitionProxy {
     this.dead.push(...this.pairs.flat());
     this.pairs.length = 0;
     for (const client of this.held.splice(0)) this.link(client);
+  }
+
+  moveTo(upstreamPort: number): void {
+    this.upstreamPort = upstreamPort;
   }
 
   async close(): Promise<void> {

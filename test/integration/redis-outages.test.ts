@@ -12,6 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { JobView } from '../../src/jobs/job-view.js';
 import { startHarness, waitReady, type Harness } from '../api/api-harness.js';
 import { apiEnv, startApi, type ApiProcess } from '../api/api-process.js';
+import { PartitionProxy } from './partition-proxy.js';
 import { freePort, linesWith, waitForJob as waitForJobAt } from './serve-process.js';
 import { assertBuilt, killWorker, spawnWorker, tinyJob, waitForJob, type WorkerProc } from './worker-process.js';
 
@@ -26,8 +27,18 @@ async function until(cond: () => boolean, timeoutMs: number, what: string, gone:
   }
 }
 
-const startRedis = (port: number, ...args: string[]) =>
-  spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...args], { stdio: 'ignore' });
+/**
+ * Each test Redis runs in a directory of its own: a replica saves the copy it syncs as dump.rdb
+ * where it runs, and a Redis started later in the same place loaded it (a cluster-mode node then
+ * refused its slots: the second run of this file in one checkout failed).
+ */
+const redisDirs: string[] = [];
+
+const startRedis = (port: number, ...args: string[]) => {
+  const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'qatserve-redis-'));
+  redisDirs.push(cwd);
+  return spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...args], { stdio: 'ignore', cwd });
+};
 
 /** This test's own connection to a Redis it sets up (it may start after the connection: retried every 50 ms). */
 function adminOn(redisUrl: string): Redis {
@@ -53,6 +64,7 @@ describe('Redis not up yet, turning a password away, at its maxclients, restarte
     await api?.stop();
     for (const r of redises) if (r.exitCode === null) r.kill('SIGKILL');
     await h?.close();
+    for (const dir of redisDirs) fs.rmSync(dir, { recursive: true, force: true });
   });
 
   /** A redis-server of this test's own, started with `args`, and a harness (SQLite) whose queue is on it. */
@@ -226,6 +238,53 @@ describe('Redis not up yet, turning a password away, at its maxclients, restarte
     } finally {
       admin.disconnect();
       await own.close();
+    }
+  });
+
+  // A managed Redis's failover: the replica promoted, the primary endpoint's name moved to it, the
+  // old primary kept as its replica. Before, the connections made before stayed on the old one:
+  // /readyz said "replica" and every POST 503 until the processes restarted.
+  it("a failover that moves REDIS_URL's name to the promoted replica: `qatserve api` and a worker follow it without a restart", async () => {
+    const [oldPort, newPort] = [await freePort(), await freePort()];
+    redises.push(startRedis(oldPort), startRedis(newPort, '--replicaof', '127.0.0.1', String(oldPort)));
+    const proxy = await PartitionProxy.start(oldPort);
+    const redisUrl = `redis://127.0.0.1:${proxy.port}`;
+    const [oldPrimary, newPrimary] = [adminOn(`redis://127.0.0.1:${oldPort}`), adminOn(`redis://127.0.0.1:${newPort}`)];
+    const a = await startApi(apiEnv('api-failover', { REDIS_URL: redisUrl, RECONCILE_INTERVAL_MS: '2000' }));
+    const w = spawnWorker({ DATABASE_URL: a.env.DATABASE_URL, DATA_DIR: a.dir, QUEUE_PREFIX: a.env.QUEUE_PREFIX, REDIS_URL: redisUrl }, 'failover');
+    try {
+      await until(() => w.output().includes('worker waiting for jobs'), 30_000, 'the worker is waiting for jobs', exitedWith(w));
+      const failedOverAt = Date.now();
+      await newPrimary.call('REPLICAOF', 'NO', 'ONE');
+      await oldPrimary.call('REPLICAOF', '127.0.0.1', String(newPort));
+      proxy.moveTo(newPort);
+      await expect.poll(async () => (await fetch(`${a.base}/readyz`)).status, { timeout: 20_000, interval: 500 }).toBe(200);
+      const res = await fetch(`${a.base}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(tinyJob(2)) });
+      expect(res.status, await res.clone().text()).toBe(201);
+      const done = await waitForJobAt(a.base, JobView.parse(await res.json()).id, 60_000);
+      expect(done.status, `${JSON.stringify(done.error)}\n${w.output()}`).toBe('succeeded');
+      // The worker's beats (written on a connection no check reads from) reach the new primary.
+      const beatSince = async () => {
+        const { workers } = (await (await fetch(`${a.base}/v1/workers`)).json()) as { workers: Array<{ seenAt: string }> };
+        return workers.some((x) => Date.parse(x.seenAt) > failedOverAt);
+      };
+      await expect.poll(beatSince, { timeout: 15_000, interval: 500 }).toBe(true);
+      // Nothing but subscriptions (which the new primary's messages still reach through
+      // replication) stays on the old server: a publisher left there (the API's, which cancels
+      // go through) reached only the subscribers that happened to be there too.
+      const ownId = Number(await oldPrimary.call('CLIENT', 'ID'));
+      const leftBehind = async () =>
+        String(await oldPrimary.call('CLIENT', 'LIST', 'TYPE', 'normal'))
+          .split('\n')
+          .filter((l) => l && !/ flags=\S*P/.test(l) && !l.startsWith(`id=${ownId} `));
+      await expect.poll(leftBehind, { timeout: 15_000, interval: 500 }).toEqual([]);
+      expect(a.log()).toContain('can hold the job queue again');
+    } finally {
+      await killWorker(w);
+      oldPrimary.disconnect();
+      newPrimary.disconnect();
+      await a.stop();
+      await proxy.close();
     }
   });
 
