@@ -6,12 +6,14 @@
 // REDIS_URL still names): "READONLY You can't write against a read only replica". Measured by hand
 // before, for each: /readyz said ready, every POST /v1/jobs answered 503 "the job queue is
 // unreachable: <that error>", and the worker logged it with its stack every 5 s. So the services
-// say what it is (when they connect, and when a command is refused so), /readyz fails its queue
-// check, and a POST names it.
+// say what it is (when they connect, every 5 s, and when a command is refused so), /readyz fails
+// its queue check, and a POST names it. A connection found on a replica is made anew every 5 s
+// (followFailover), so one that a managed service's failover left on the demoted primary reaches
+// the promoted one once REDIS_URL's name has moved.
 import type { Redis } from 'ioredis';
 import { QueueUnavailableError } from '../jobs/job-errors.js';
 import { fullLine, isRedisFull } from './redis-memory.js';
-import { redisServer } from './redis-connection.js';
+import { isDemotedRefusal, redisServer } from './redis-connection.js';
 
 /** What of an `INFO` answer makes its server unfit for the queue: cluster mode, or the replica role (with its primary). */
 export function queueHolderTrouble(info: string): { kind: 'cluster' } | { kind: 'replica'; primary: string } | null {
@@ -23,7 +25,7 @@ export function queueHolderTrouble(info: string): { kind: 'cluster' } | { kind: 
 
 /** Whether `err` is Redis refusing a command for its cluster mode or replica role (or ending a blocked one as it turns replica). */
 export const isRoleRefusal = (err: unknown): boolean =>
-  err instanceof Error && /^(CROSSSLOT|MOVED|ASK|CLUSTERDOWN|READONLY)\b|^UNBLOCKED\b.*instance state changed/.test(err.message);
+  err instanceof Error && (isDemotedRefusal(err) || /^(CROSSSLOT|MOVED|ASK|CLUSTERDOWN)\b/.test(err.message));
 
 /** What the services say of a Redis that cannot hold the queue. */
 function troubleLine(server: string, trouble: NonNullable<ReturnType<typeof queueHolderTrouble>>): string {
