@@ -30,6 +30,13 @@ export function parseDatabaseUrl(url: string): DatabaseTarget {
     if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(schema)) {
       throw new DatabaseUrlError(`schema "${schema}" must be a plain identifier`);
     }
+    const hosts = severalHosts(base, params);
+    if (hosts) {
+      throw new DatabaseUrlError(
+        `names several hosts (${hosts}), as libpq's failover URLs do, but the driver connects to one: ` +
+          "give the one that follows the primary (a managed service's writer endpoint, or a proxy in front of the cluster: PgBouncer, or HAProxy with Patroni's health check)",
+      );
+    }
     // pg would send unknown parameters to the server as startup options; `schema` is ours.
     params.delete('schema');
     const rest = params.toString();
@@ -43,6 +50,19 @@ export function parseDatabaseUrl(url: string): DatabaseTarget {
     return { provider: 'sqlite', file: file === ':memory:' ? file : path.resolve(file) };
   }
   throw new DatabaseUrlError(`must start with file: or postgres(ql)://, got "${url.split(':')[0]}:"`);
+}
+
+/**
+ * The hosts of a libpq multi-host URL (`postgresql://u@a:5432,b:5432/db`, or `?host=a,b`), or
+ * null for one. node-postgres reads neither: the first was "not a valid PostgreSQL URL (Invalid
+ * URL)", the second a socket path with a comma in it ("cannot be reached (connect ENOENT ...)").
+ */
+function severalHosts(base: string, params: URLSearchParams): string | null {
+  const authority = base.replace(/^postgres(ql)?:\/\//, '').split('/')[0];
+  const hosts = authority.slice(authority.lastIndexOf('@') + 1);
+  if (hosts.includes(',')) return hosts;
+  const param = params.get('host');
+  return param?.includes(',') ? param : null;
 }
 
 /** Where a database is, for messages: the SQLite file, or PostgreSQL's server and schema. */

@@ -135,5 +135,11 @@ describe('settings', () => {
     expect(() => loadSettings({ DATABASE_URL: 'postgresql://[bad' })).toThrow(/DATABASE_URL: not a valid PostgreSQL URL/);
     expect(() => loadSettings({ DATABASE_URL: 'mysql://x' })).toThrow(/DATABASE_URL: must start with file: or postgres/);
     expect(() => loadSettings({ DATABASE_URL: 'postgres://u@h/db?schema=a;drop' })).toThrow(/DATABASE_URL: schema "a;drop"/);
+    // libpq's failover URLs, which pg cannot read ("Invalid URL", or a socket path with a comma).
+    const several = /DATABASE_URL: names several hosts \((.+)\), as libpq's failover URLs do, but the driver connects to one/;
+    expect(() => loadSettings({ DATABASE_URL: 'postgresql://u:p@db1:5432,db2:5433/app' })).toThrow(several);
+    expect(() => loadSettings({ DATABASE_URL: 'postgresql://u:p@db1:5432,db2:5433/app' })).toThrow('(db1:5432,db2:5433)');
+    expect(() => loadSettings({ DATABASE_URL: 'postgresql://u@/app?host=/run/a,/run/b&schema=s' })).toThrow('(/run/a,/run/b)');
+    expect(loadSettings({ DATABASE_URL: 'postgresql://u%2Cv:p%2Cq@db1:5432/app' }).databaseUrl).toContain('db1');
   });
 });
