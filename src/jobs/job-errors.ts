@@ -57,7 +57,7 @@ export class InitJobInvalidError extends ValidationError {
 }
 
 /** Why the job queue took no command: Redis out of reach, full (at its maxmemory), in cluster mode, or a read-only replica. */
-export type QueueTrouble = 'unreachable' | 'full' | 'cluster' | 'replica';
+export type QueueTrouble = 'unreachable' | 'full' | 'cluster' | 'replica' | 'database';
 
 export class QueueUnavailableError extends ServiceError {
   /** `reason`: the error's own words, said only for `unreachable` (the others name Redis's internals). */
@@ -75,6 +75,8 @@ const QUEUE_TROUBLE: Record<QueueTrouble, (reason: string) => string> = {
     "the job queue cannot run on its Redis: it runs in cluster mode, which refuses the queue's commands; nothing was queued (the service's operator must give it a Redis without cluster mode)",
   replica: () =>
     "the job queue cannot run on its Redis: it is a read-only replica; nothing was queued (the service's operator must point REDIS_URL at the primary)",
+  database: () =>
+    "the job queue cannot run on its Redis: it has no database of REDIS_URL's number; nothing was queued (the service's operator must point REDIS_URL at a database it has)",
 };
 
 /** zod-style issues -> our `{path, message}` items. */

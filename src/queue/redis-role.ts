@@ -75,17 +75,48 @@ async function readInfo(redis: Redis): Promise<string> {
   return info;
 }
 
-/** unfitLine of `redis`'s server. Rejects when INFO goes unanswered. */
-const unfitness = async (redis: Redis): Promise<string | null> => unfitLine(redisServer(redis), await readInfo(redis));
+/** Whether `err` is Redis refusing REDIS_URL's database number (the SELECT of a database it does not have). */
+export const isMissingDatabase = (err: unknown): boolean => err instanceof Error && /^ERR DB index is out of range/.test(err.message);
 
 /**
- * Throws why `redis`'s server cannot take the queue's commands now (cluster mode, a replica, or
- * full: fullLine), from one INFO; nothing when it can, or hides INFO (a managed service may rename it).
+ * Why `redis` cannot be in REDIS_URL's database, or null. A server with fewer databases (redis.conf
+ * `databases`, 16 by default; many managed services offer only 0) refuses the SELECT that a
+ * connection to /N sends, and ioredis goes on in database 0 with no more than an 'error' event:
+ * measured before with /99, the API said ready and queued jobs in database 0 (another
+ * deployment's, perhaps), and the worker logged the refusal with its stack on each connection.
+ */
+async function databaseTrouble(redis: Redis): Promise<string | null> {
+  const db = Number(redis.options.db ?? 0);
+  if (!db) return null;
+  const refusal = await redis.select(db).then(
+    () => null,
+    (err: Error) => (isMissingDatabase(err) ? err.message : null),
+  );
+  return (
+    refusal &&
+    `REDIS_URL asks for database ${db}, which Redis at ${redisServer(redis)} does not have (${refusal}): it has fewer (redis.conf \`databases\`, 16 by default; many managed services offer only 0). ` +
+      'Point REDIS_URL at a database it has (/0 always exists)'
+  );
+}
+
+/** Throws the 503 of a POST when `redis` cannot be in REDIS_URL's database (databaseTrouble): ioredis would queue it in database 0. */
+export async function assertDatabase(redis: Redis): Promise<void> {
+  const line = await databaseTrouble(redis);
+  if (line) throw new QueueUnavailableError(line, 'database');
+}
+
+/** unfitLine of `redis`'s server, or why its database cannot be used. Rejects when INFO goes unanswered. */
+const unfitness = async (redis: Redis): Promise<string | null> => unfitLine(redisServer(redis), await readInfo(redis)) ?? (await databaseTrouble(redis));
+
+/**
+ * Throws why `redis`'s server cannot take the queue's commands now (cluster mode, a replica, full:
+ * fullLine, or without REDIS_URL's database), from one INFO; nothing when it can, or hides INFO (a
+ * managed service may rename it).
  */
 export async function assertQueueWritable(redis: Redis): Promise<void> {
   const info = await readInfo(redis).catch(() => '');
   const server = redisServer(redis);
-  const line = unfitLine(server, info) ?? fullLine(server, info);
+  const line = unfitLine(server, info) ?? fullLine(server, info) ?? (await databaseTrouble(redis));
   if (line) throw new Error(line);
 }
 
@@ -123,7 +154,7 @@ export function watchQueueHolder(redis: Redis, say: (line: string) => void, fit:
   if (redis.status === 'ready') check();
   return {
     saw(err) {
-      if (!isRoleRefusal(err)) return false;
+      if (!isRoleRefusal(err) && !isMissingDatabase(err)) return false;
       if (!said) check();
       return true;
     },

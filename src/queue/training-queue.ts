@@ -3,7 +3,7 @@
 import { once } from 'node:events';
 import Queue from 'bull';
 import { redisOptions } from './redis-connection.js';
-import { assertQueueWritable, queueUnavailable } from './redis-role.js';
+import { assertDatabase, assertQueueWritable, queueUnavailable } from './redis-role.js';
 import type { Settings } from '../config/settings.js';
 import { requireDeployment } from '../db/deployment.js';
 import type { JobQueuePort } from '../jobs/job-service.js';
@@ -89,6 +89,7 @@ export function queueProducer(queue: TrainingQueue, deploymentId: string, timeou
         if (status === 'end' || (status === 'reconnecting' && !(await readyWithin(queue.client, RECONNECT_WAIT_MS)))) {
           throw new Error(`Redis connection is ${status}`);
         }
+        await withTimeout(assertDatabase(queue.client), timeoutMs, 'SELECT');
         await withTimeout(
           queue.add(
             { jobId, deploymentId },

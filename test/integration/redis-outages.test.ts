@@ -217,6 +217,41 @@ describe('Redis not up yet, turning a password away, at its maxclients, restarte
     }
   });
 
+  // Many managed services offer only database 0; redis.conf's `databases` is 16. Before, ioredis
+  // went on in database 0: /readyz ready, jobs queued there, the worker's log a stack per connection.
+  it('a REDIS_URL database the server does not have: /readyz and a POST say so, nothing is queued, and a worker says it once', async () => {
+    assertBuilt();
+    const port = await freePort();
+    redises.push(startRedis(port, '--databases', '2'));
+    const redisUrl = `redis://127.0.0.1:${port}/5`;
+    const admin = adminOn(`redis://127.0.0.1:${port}`);
+    const own = await startHarness('sqlite', { REDIS_URL: redisUrl });
+    let w: WorkerProc | undefined;
+    try {
+      const line = `REDIS_URL asks for database 5, which Redis at 127.0.0.1:${port} does not have (ERR DB index is out of range)`;
+      const ready = async () => {
+        const res = await own.app.inject({ method: 'GET', url: '/readyz' });
+        return [res.statusCode, res.json<{ checks: { queue: string } }>().checks.queue.includes(line)];
+      };
+      await expect.poll(ready, { timeout: 10_000, interval: 200 }).toEqual([503, true]);
+      const refused = await own.app.inject({ method: 'POST', url: '/v1/jobs', payload: tinyJob(4) });
+      expect(refused.statusCode).toBe(503);
+      expect(refused.json().error).toMatchObject({ code: 'QUEUE_UNAVAILABLE', message: expect.stringMatching(/it has no database of REDIS_URL's number/) });
+      expect(await admin.keys(`${own.settings.queuePrefix}:*`)).toEqual([]);
+      const worker = workerOn(own, redisUrl, 'database');
+      w = worker;
+      await until(() => worker.output().includes(line), 30_000, "the worker's database line", exitedWith(worker));
+      // Each of its connections was refused again on each reconnect: a "queue error" with a stack each.
+      await new Promise((r) => setTimeout(r, 5500));
+      expect(linesWith(worker.output(), line)).toBe(1);
+      expect(worker.output()).not.toContain('queue error');
+    } finally {
+      admin.disconnect();
+      if (w) await killWorker(w);
+      await own.close();
+    }
+  });
+
   // A reader endpoint, or a primary a failover demoted while REDIS_URL still names it.
   it('a read-only replica: /readyz and a POST say so, and both take jobs once it is promoted', async () => {
     const primaryPort = await freePort();
