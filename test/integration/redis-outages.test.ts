@@ -1,5 +1,5 @@
 // Redis as operators meet it: not up yet, turning a wrong password away, at its maxclients, in cluster mode, a read-only replica, restarted without its
-// data, set to evict keys or full, speaking only TLS. A deployment's services start in any order (compose, systemd, a fleet's restart): a
+// data, set to evict keys or full, speaking only TLS, failing over to a replica, without REDIS_URL's database. A deployment's services start in any order (compose, systemd, a fleet's restart): a
 // worker started before its Redis waits for it, says where it looks, and trains once Redis
 // answers. Before, it exited within a second with ioredis's bare "Error: Connection is closed."
 // and its stack, and `qatserve serve` restarted it in a loop, printing the same each time.
@@ -54,7 +54,7 @@ const workerOn = (h: Harness, redisUrl: string, label: string) =>
 /** For until(): why the worker cannot be waited on any more, or null while it runs. */
 const exitedWith = (w: WorkerProc) => () => (w.proc.exitCode === null ? null : `the worker exited (code ${w.proc.exitCode}):\n${w.output()}`);
 
-describe('Redis not up yet, turning a password away, at its maxclients, restarted without its data, evicting, full, in cluster mode, a replica, or TLS-only', () => {
+describe('Redis not up yet, turning a password away, at its maxclients, restarted without its data, evicting, full, in cluster mode, a replica, failing over, without the database, or TLS-only', () => {
   let h: Harness | undefined;
   let worker: WorkerProc | undefined;
   let api: ApiProcess | undefined;
