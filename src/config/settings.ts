@@ -41,7 +41,7 @@ export const SettingsSchema = z.object({
     .superRefine(databaseUrlIssues)
     .optional()
     .describe(
-      '`file:<path>` (SQLite; default `<DATA_DIR>/qatserve.db`) or `postgres://...` / `postgresql://...` (optional `?schema=`; libpq `options=` kept, e.g. `options=-c%20statement_timeout%3D60000`; a Unix socket as `postgresql://user@/db?host=/var/run/postgresql`). One host: a libpq multi-host failover URL is refused; name the endpoint that follows the primary (a managed writer endpoint, PgBouncer, HAProxy).',
+      '`file:<path>` (SQLite; default `<DATA_DIR>/qatserve.db`) or `postgres://...` / `postgresql://...` (optional `?schema=`; libpq `options=` kept, e.g. `options=-c%20statement_timeout%3D60000`; a Unix socket as `postgresql://user@/db?host=/var/run/postgresql`). One host: a libpq multi-host failover URL is refused; name the endpoint that follows the primary (a managed writer endpoint, HAProxy with the Patroni health check, a virtual IP).',
     ),
   DATABASE_CONNECT_TIMEOUT_MS: int(PG_TIMEOUTS.connectMs, 100).describe(
     'PostgreSQL only: longest wait for a connection (a free one of the pool, or a new one). Past it an API request answers 503 DATABASE_UNAVAILABLE instead of waiting for a database that stopped answering.',

@@ -34,7 +34,7 @@ export function parseDatabaseUrl(url: string): DatabaseTarget {
     if (hosts) {
       throw new DatabaseUrlError(
         `names several hosts (${hosts}), as libpq's failover URLs do, but the driver connects to one: ` +
-          "give the one that follows the primary (a managed service's writer endpoint, or a proxy in front of the cluster: PgBouncer, or HAProxy with Patroni's health check)",
+          "give the one that follows the primary (a managed service's writer endpoint, HAProxy with Patroni's health check, or a virtual IP)",
       );
     }
     // pg would send unknown parameters to the server as startup options; `schema` is ours.

@@ -56,7 +56,7 @@ export class InitJobInvalidError extends ValidationError {
   }
 }
 
-/** Why the job queue took no command: Redis out of reach, full (at its maxmemory), in cluster mode, or a read-only replica. */
+/** Why the job queue took no command: Redis out of reach, full (at its maxmemory), in cluster mode, a read-only replica, or without REDIS_URL's database. */
 export type QueueTrouble = 'unreachable' | 'full' | 'cluster' | 'replica' | 'database';
 
 export class QueueUnavailableError extends ServiceError {
