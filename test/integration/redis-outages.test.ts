@@ -54,6 +54,20 @@ const workerOn = (h: Harness, redisUrl: string, label: string) =>
 /** For until(): why the worker cannot be waited on any more, or null while it runs. */
 const exitedWith = (w: WorkerProc) => () => (w.proc.exitCode === null ? null : `the worker exited (code ${w.proc.exitCode}):\n${w.output()}`);
 
+/**
+ * A worker on `redisUrl` says `line` once and logs no "queue error": Bull tries its next-job wait
+ * every 5 s, and each refusal was a "queue error" with a stack before. `started` hears of the
+ * worker at once, for the caller to kill.
+ */
+async function workerSaysOnce(own: Harness, redisUrl: string, label: string, line: string, started: (w: WorkerProc) => void): Promise<void> {
+  const worker = workerOn(own, redisUrl, label);
+  started(worker);
+  await until(() => worker.output().includes(line), 30_000, `the worker's ${label} line`, exitedWith(worker));
+  await new Promise((r) => setTimeout(r, 5500));
+  expect(linesWith(worker.output(), line)).toBe(1);
+  expect(worker.output()).not.toContain('queue error');
+}
+
 describe('Redis not up yet, turning a password away, at its maxclients, restarted without its data, evicting, full, in cluster mode, a replica, failing over, without the database, or TLS-only', () => {
   let h: Harness | undefined;
   let worker: WorkerProc | undefined;
@@ -202,13 +216,7 @@ describe('Redis not up yet, turning a password away, at its maxclients, restarte
       expect(refused.json()).toMatchObject({
         error: { code: 'QUEUE_UNAVAILABLE', message: expect.stringMatching(/^the job queue cannot run on its Redis: it runs in cluster mode/) },
       });
-      const worker = workerOn(own, redisUrl, 'cluster');
-      w = worker;
-      await until(() => worker.output().includes(line), 30_000, "the worker's cluster line", exitedWith(worker));
-      // Bull tries its next-job wait every 5 s: each was a "queue error" with a stack before.
-      await new Promise((r) => setTimeout(r, 5500));
-      expect(linesWith(worker.output(), line)).toBe(1);
-      expect(worker.output()).not.toContain('queue error');
+      await workerSaysOnce(own, redisUrl, 'cluster', line, (started) => (w = started));
     } finally {
       admin.disconnect();
       if (w) await killWorker(w);
@@ -238,13 +246,7 @@ describe('Redis not up yet, turning a password away, at its maxclients, restarte
       expect(refused.statusCode).toBe(503);
       expect(refused.json().error).toMatchObject({ code: 'QUEUE_UNAVAILABLE', message: expect.stringMatching(/it has no database of REDIS_URL's number/) });
       expect(await admin.keys(`${own.settings.queuePrefix}:*`)).toEqual([]);
-      const worker = workerOn(own, redisUrl, 'database');
-      w = worker;
-      await until(() => worker.output().includes(line), 30_000, "the worker's database line", exitedWith(worker));
-      // Each of its connections was refused again on each reconnect: a "queue error" with a stack each.
-      await new Promise((r) => setTimeout(r, 5500));
-      expect(linesWith(worker.output(), line)).toBe(1);
-      expect(worker.output()).not.toContain('queue error');
+      await workerSaysOnce(own, redisUrl, 'database', line, (started) => (w = started));
     } finally {
       admin.disconnect();
       if (w) await killWorker(w);
