@@ -48,7 +48,7 @@ const unfitLine = (server: string, info: string): string | null => {
   return trouble && troubleLine(server, trouble);
 };
 
-/** How often a Redis found unfit is read again, to say when it holds the queue again. */
+/** How often the watchers read their Redis again (fit or not), and how often a connection on a replica is made anew. */
 const RECHECK_MS = 5000;
 
 /** When each connection found on a replica was last made anew (followFailover). */
